@@ -1,0 +1,265 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Identity;
+
+namespace P2PInference.Facilities.Addressing;
+
+/// <summary>One <c>/protocol/value</c> pair of a multiaddr; <see cref="Value"/> is the binary form.</summary>
+public readonly record struct MultiaddressComponent(MultiaddressProtocol Protocol, ReadOnlyMemory<byte> Value)
+{
+    public string ValueText => Multiaddress.FormatValue(Protocol, Value.Span);
+}
+
+/// <summary>
+/// A self-describing network address (multiformats multiaddr) in text and binary form:
+/// ip4, ip6, tcp, udp, dns, dns4, dns6, dnsaddr, p2p, memory and a few value-less markers.
+/// </summary>
+public sealed class Multiaddress : IEquatable<Multiaddress>
+{
+    /// <summary>Longer binary or text forms are refused before parsing.</summary>
+    public const int MaxLength = 1024;
+
+    private readonly MultiaddressComponent[] _components;
+    private readonly byte[] _bytes;
+
+    private Multiaddress(MultiaddressComponent[] components)
+    {
+        _components = components;
+        _bytes = Encode(components);
+    }
+
+    public IReadOnlyList<MultiaddressComponent> Components => _components;
+
+    public static Multiaddress Empty { get; } = new([]);
+
+    /// <exception cref="FormatException">The text is not a multiaddr we understand.</exception>
+    public static Multiaddress Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (text.Length > MaxLength) throw new FormatException($"multiaddr is longer than {MaxLength} characters");
+        if (!text.StartsWith('/')) throw new FormatException($"multiaddr '{text}' must start with '/'");
+        var parts = text.TrimEnd('/').Split('/');
+        var components = new List<MultiaddressComponent>();
+        for (var i = 1; i < parts.Length; i++)
+        {
+            if (!MultiaddressProtocol.TryGet(parts[i], out var protocol))
+                throw new FormatException($"unknown multiaddr protocol '{parts[i]}' in '{text}'");
+            if (protocol.Size == 0)
+            {
+                components.Add(new(protocol, ReadOnlyMemory<byte>.Empty));
+                continue;
+            }
+            if (++i >= parts.Length || parts[i].Length == 0)
+                throw new FormatException($"multiaddr protocol '{protocol.Name}' in '{text}' needs a value");
+            components.Add(new(protocol, ParseValue(protocol, parts[i])));
+        }
+        return new Multiaddress(components.ToArray());
+    }
+
+    public static bool TryParse(string? text, out Multiaddress? address)
+    {
+        address = null;
+        if (text is null) return false;
+        try
+        {
+            address = Parse(text);
+            return true;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+
+    /// <exception cref="FormatException">Truncated, oversized or unknown components.</exception>
+    public static Multiaddress FromBytes(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length > MaxLength) throw new FormatException($"multiaddr is longer than {MaxLength} bytes");
+        var components = new List<MultiaddressComponent>();
+        var offset = 0;
+        while (offset < bytes.Length)
+        {
+            var code = Varint.Read(bytes[offset..], out var n);
+            offset += n;
+            if (code > int.MaxValue || !MultiaddressProtocol.TryGet((int)code, out var protocol))
+                throw new FormatException($"unknown multiaddr protocol code {code}");
+            int length;
+            if (protocol.Size == MultiaddressProtocol.Variable)
+            {
+                var declared = Varint.Read(bytes[offset..], out n);
+                offset += n;
+                if (declared > (ulong)(bytes.Length - offset))
+                    throw new FormatException($"multiaddr component '{protocol.Name}' is truncated");
+                length = (int)declared;
+            }
+            else
+            {
+                length = protocol.Size / 8;
+                if (length > bytes.Length - offset)
+                    throw new FormatException($"multiaddr component '{protocol.Name}' is truncated");
+            }
+            var value = bytes.Slice(offset, length).ToArray();
+            ValidateValue(protocol, value);
+            components.Add(new(protocol, value));
+            offset += length;
+        }
+        return new Multiaddress(components.ToArray());
+    }
+
+    public ReadOnlySpan<byte> Bytes => _bytes;
+
+    public byte[] ToByteArray() => (byte[])_bytes.Clone();
+
+    public override string ToString()
+    {
+        var sb = new StringBuilder();
+        foreach (var c in _components)
+        {
+            sb.Append('/').Append(c.Protocol.Name);
+            if (c.Protocol.Size != 0) sb.Append('/').Append(c.ValueText);
+        }
+        return sb.ToString();
+    }
+
+    public Multiaddress Encapsulate(Multiaddress inner) => new([.. _components, .. inner._components]);
+
+    /// <summary>Removes the last component of <paramref name="protocol"/> and everything after it.</summary>
+    public Multiaddress Decapsulate(MultiaddressProtocol protocol)
+    {
+        for (var i = _components.Length - 1; i >= 0; i--)
+            if (_components[i].Protocol.Code == protocol.Code)
+                return new Multiaddress(_components[..i]);
+        return this;
+    }
+
+    public bool Has(MultiaddressProtocol protocol) => _components.Any(c => c.Protocol.Code == protocol.Code);
+
+    public string? ValueOf(MultiaddressProtocol protocol)
+    {
+        foreach (var c in _components)
+            if (c.Protocol.Code == protocol.Code) return c.ValueText;
+        return null;
+    }
+
+    /// <summary>The PeerId of a trailing <c>/p2p/…</c>, if any.</summary>
+    public PeerId? PeerId
+    {
+        get
+        {
+            for (var i = _components.Length - 1; i >= 0; i--)
+                if (_components[i].Protocol.Code == MultiaddressProtocol.P2p.Code)
+                    return Identity.PeerId.FromBytes(_components[i].Value.Span);
+            return null;
+        }
+    }
+
+    public Multiaddress WithoutPeerId() => Decapsulate(MultiaddressProtocol.P2p);
+
+    public Multiaddress WithPeerId(PeerId peerId) =>
+        WithoutPeerId().Encapsulate(new Multiaddress([new(MultiaddressProtocol.P2p, peerId.ToByteArray())]));
+
+    public static Multiaddress FromIPEndPoint(IPEndPoint endpoint)
+    {
+        var ip = endpoint.Address.IsIPv4MappedToIPv6 ? endpoint.Address.MapToIPv4() : endpoint.Address;
+        var ipProtocol = ip.AddressFamily == AddressFamily.InterNetworkV6 ? MultiaddressProtocol.Ip6 : MultiaddressProtocol.Ip4;
+        var port = new byte[2];
+        BinaryPrimitives.WriteUInt16BigEndian(port, (ushort)endpoint.Port);
+        return new Multiaddress([new(ipProtocol, ip.GetAddressBytes()), new(MultiaddressProtocol.Tcp, port)]);
+    }
+
+    public static Multiaddress Memory(string name) =>
+        new([new(MultiaddressProtocol.Memory, System.Text.Encoding.UTF8.GetBytes(name))]);
+
+    /// <summary>The host and TCP port of an <c>/ip4|ip6|dns*/…/tcp/N</c> address; null when it has none.</summary>
+    public (string Host, int Port)? TcpHostPort()
+    {
+        if (_components.Length < 2) return null;
+        var first = _components[0];
+        var second = _components[1];
+        if (second.Protocol.Code != MultiaddressProtocol.Tcp.Code) return null;
+        var port = BinaryPrimitives.ReadUInt16BigEndian(second.Value.Span);
+        return first.Protocol.Name switch
+        {
+            "ip4" or "ip6" or "dns" or "dns4" or "dns6" => (first.ValueText, port),
+            _ => null,
+        };
+    }
+
+    public bool Equals(Multiaddress? other) => other is not null && _bytes.AsSpan().SequenceEqual(other._bytes);
+    public override bool Equals(object? obj) => Equals(obj as Multiaddress);
+    public override int GetHashCode()
+    {
+        var hash = new HashCode();
+        hash.AddBytes(_bytes);
+        return hash.ToHashCode();
+    }
+    public static bool operator ==(Multiaddress? a, Multiaddress? b) => a is null ? b is null : a.Equals(b);
+    public static bool operator !=(Multiaddress? a, Multiaddress? b) => !(a == b);
+
+    private static byte[] Encode(MultiaddressComponent[] components)
+    {
+        var buffer = new List<byte>();
+        Span<byte> varint = stackalloc byte[Varint.MaxLength];
+        foreach (var c in components)
+        {
+            buffer.AddRange(varint[..Varint.Write(varint, (ulong)c.Protocol.Code)]);
+            if (c.Protocol.Size == MultiaddressProtocol.Variable)
+                buffer.AddRange(varint[..Varint.Write(varint, (ulong)c.Value.Length)]);
+            buffer.AddRange(c.Value.Span);
+        }
+        return buffer.ToArray();
+    }
+
+    private static byte[] ParseValue(MultiaddressProtocol protocol, string text)
+    {
+        switch (protocol.Name)
+        {
+            case "ip4":
+                if (!IPAddress.TryParse(text, out var ip4) || ip4.AddressFamily != AddressFamily.InterNetwork)
+                    throw new FormatException($"'{text}' is not an IPv4 address");
+                return ip4.GetAddressBytes();
+            case "ip6":
+                if (!IPAddress.TryParse(text, out var ip6) || ip6.AddressFamily != AddressFamily.InterNetworkV6)
+                    throw new FormatException($"'{text}' is not an IPv6 address");
+                return ip6.GetAddressBytes();
+            case "tcp" or "udp":
+                if (!ushort.TryParse(text, System.Globalization.NumberStyles.None, null, out var port))
+                    throw new FormatException($"'{text}' is not a port number (0-65535)");
+                var bytes = new byte[2];
+                BinaryPrimitives.WriteUInt16BigEndian(bytes, port);
+                return bytes;
+            case "p2p":
+                return Identity.PeerId.Parse(text).ToByteArray();
+            default:
+                var utf8 = System.Text.Encoding.UTF8.GetBytes(text);
+                ValidateValue(protocol, utf8);
+                return utf8;
+        }
+    }
+
+    private static void ValidateValue(MultiaddressProtocol protocol, byte[] value)
+    {
+        switch (protocol.Name)
+        {
+            case "p2p":
+                Identity.PeerId.FromBytes(value);
+                break;
+            case "dns" or "dns4" or "dns6" or "dnsaddr" or "memory":
+                if (value.Length == 0) throw new FormatException($"multiaddr '{protocol.Name}' value is empty");
+                if (value.Contains((byte)'/')) throw new FormatException($"multiaddr '{protocol.Name}' value contains '/'");
+                break;
+        }
+    }
+
+    internal static string FormatValue(MultiaddressProtocol protocol, ReadOnlySpan<byte> value) => protocol.Name switch
+    {
+        "ip4" or "ip6" => new IPAddress(value).ToString(),
+        "tcp" or "udp" => BinaryPrimitives.ReadUInt16BigEndian(value).ToString(System.Globalization.CultureInfo.InvariantCulture),
+        "p2p" => Base58.Encode(value),
+        _ when protocol.Size == 0 => "",
+        _ => System.Text.Encoding.UTF8.GetString(value),
+    };
+}

@@ -1,0 +1,50 @@
+namespace P2PInference.Facilities.Identity;
+
+/// <summary>
+/// Persists a node's key as the libp2p <c>PrivateKey</c> protobuf, so the node keeps its PeerId
+/// across restarts. Files are written owner-only and replaced atomically.
+/// </summary>
+public static class KeyFile
+{
+    public static void Save(string path, KeyPair key)
+    {
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        var temp = full + ".tmp";
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var stream = new FileStream(temp, options))
+        {
+            stream.Write(key.ExportPrivateKey());
+            stream.Flush(flushToDisk: true);
+        }
+        File.Move(temp, full, overwrite: true);
+    }
+
+    /// <exception cref="FileNotFoundException">No key file at the path.</exception>
+    /// <exception cref="InvalidDataException">The file is not a key we can read.</exception>
+    public static KeyPair Load(string path)
+    {
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new FileNotFoundException($"key file '{path}' does not exist", path);
+        if (info.Length > PublicKey.MaxEncodedLength)
+            throw new InvalidDataException($"key file '{path}' is {info.Length} bytes; a key file is under {PublicKey.MaxEncodedLength}");
+        try
+        {
+            return KeyPair.ImportPrivateKey(File.ReadAllBytes(path));
+        }
+        catch (FormatException e)
+        {
+            throw new InvalidDataException($"key file '{path}' is not a libp2p Ed25519 private key: {e.Message}", e);
+        }
+    }
+
+    public static KeyPair LoadOrCreate(string path)
+    {
+        if (File.Exists(path)) return Load(path);
+        var key = KeyPair.Generate();
+        Save(path, key);
+        return key;
+    }
+}

@@ -1,0 +1,92 @@
+using System.Security.Cryptography;
+using Google.Protobuf;
+using Org.BouncyCastle.Crypto.Parameters;
+using Org.BouncyCastle.Crypto.Signers;
+using P2PInference.Facilities.Identity.Proto;
+
+namespace P2PInference.Facilities.Identity;
+
+/// <summary>A node's Ed25519 identity: signs with the private key, is known by its PeerId.</summary>
+public sealed class KeyPair
+{
+    private readonly Ed25519PrivateKeyParameters _private;
+
+    private KeyPair(Ed25519PrivateKeyParameters privateKey)
+    {
+        _private = privateKey;
+        PublicKey = new PublicKey(KeyType.Ed25519, privateKey.GeneratePublicKey().GetEncoded());
+        PeerId = PeerId.FromPublicKey(PublicKey);
+    }
+
+    public PublicKey PublicKey { get; }
+    public PeerId PeerId { get; }
+
+    /// <summary>A new key from the operating system's CSPRNG (keys are the one exception to seeded randomness).</summary>
+    public static KeyPair Generate()
+    {
+        Span<byte> seed = stackalloc byte[Ed25519.SeedSize];
+        RandomNumberGenerator.Fill(seed);
+        return FromSeed(seed);
+    }
+
+    /// <summary>A deterministic key, for tests and simulations that must replay from a seed.</summary>
+    public static KeyPair FromSeed(ReadOnlySpan<byte> seed)
+    {
+        if (seed.Length != Ed25519.SeedSize)
+            throw new ArgumentException($"an Ed25519 seed is {Ed25519.SeedSize} bytes", nameof(seed));
+        return new KeyPair(new Ed25519PrivateKeyParameters(seed.ToArray(), 0));
+    }
+
+    /// <summary>A deterministic key derived from a seeded <see cref="Random"/>.</summary>
+    public static KeyPair FromRandom(Random random)
+    {
+        Span<byte> seed = stackalloc byte[Ed25519.SeedSize];
+        random.NextBytes(seed);
+        return FromSeed(seed);
+    }
+
+    public byte[] Sign(ReadOnlySpan<byte> data)
+    {
+        var signer = new Ed25519Signer();
+        signer.Init(true, _private);
+        var buffer = data.ToArray();
+        signer.BlockUpdate(buffer, 0, buffer.Length);
+        return signer.GenerateSignature();
+    }
+
+    /// <summary>The libp2p <c>PrivateKey</c> envelope; Ed25519 data is seed ‖ public key, as go- and js-libp2p write it.</summary>
+    public byte[] ExportPrivateKey()
+    {
+        var data = new byte[64];
+        _private.Encode(data, 0);
+        PublicKey.Data.CopyTo(data.AsSpan(32));
+        return new PrivateKey { Type = KeyType.Ed25519, Data = ByteString.CopyFrom(data) }.ToByteArray();
+    }
+
+    /// <exception cref="FormatException">Not an Ed25519 private key envelope.</exception>
+    public static KeyPair ImportPrivateKey(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length > PublicKey.MaxEncodedLength)
+            throw new FormatException("private key envelope is too long");
+        PrivateKey message;
+        try
+        {
+            message = PrivateKey.Parser.ParseFrom(bytes);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new FormatException("malformed private key envelope: " + e.Message, e);
+        }
+        if (!message.HasType || !message.HasData)
+            throw new FormatException("private key envelope lacks its type or data");
+        if (message.Type != KeyType.Ed25519)
+            throw new FormatException($"only Ed25519 private keys are supported, not {message.Type}");
+        var data = message.Data.Span;
+        if (data.Length != 32 && data.Length != 64)
+            throw new FormatException($"an Ed25519 private key is 32 or 64 bytes, not {data.Length}");
+        var pair = FromSeed(data[..32]);
+        if (data.Length == 64 && !data[32..].SequenceEqual(pair.PublicKey.Data))
+            throw new FormatException("the private key's embedded public key does not match its seed");
+        return pair;
+    }
+}

@@ -1,0 +1,137 @@
+using System.Security.Cryptography;
+using P2PInference.Facilities.Encoding;
+
+namespace P2PInference.Facilities.Identity;
+
+/// <summary>
+/// A libp2p PeerId: the multihash of a peer's protobuf <c>PublicKey</c> — identity multihash when
+/// the envelope is at most 42 bytes (Ed25519), sha2-256 otherwise. Text is base58btc
+/// (<c>12D3KooW…</c>); CIDv1 text (<c>bafz…</c>, codec libp2p-key) parses too.
+/// </summary>
+public sealed class PeerId : IEquatable<PeerId>, IComparable<PeerId>
+{
+    private const byte IdentityCode = 0x00;
+    private const byte Sha256Code = 0x12;
+    private const int MaxInlineKeyLength = 42;
+    private const ulong LibP2pKeyCodec = 0x72;
+    /// <summary>Bounds the multihash digest we accept from the network.</summary>
+    public const int MaxLength = 128;
+
+    private readonly byte[] _bytes;
+    private readonly int _hash;
+
+    private PeerId(byte[] multihash)
+    {
+        _bytes = multihash;
+        _hash = BitConverter.ToInt32(SHA256.HashData(multihash), 0);
+    }
+
+    /// <summary>The multihash bytes.</summary>
+    public ReadOnlySpan<byte> Bytes => _bytes;
+
+    public byte[] ToByteArray() => (byte[])_bytes.Clone();
+
+    public static PeerId FromPublicKey(PublicKey key)
+    {
+        var envelope = key.ToProtobuf();
+        byte[] multihash;
+        if (envelope.Length <= MaxInlineKeyLength)
+        {
+            multihash = new byte[2 + envelope.Length];
+            multihash[0] = IdentityCode;
+            multihash[1] = (byte)envelope.Length;
+            envelope.CopyTo(multihash, 2);
+        }
+        else
+        {
+            multihash = new byte[34];
+            multihash[0] = Sha256Code;
+            multihash[1] = 32;
+            SHA256.HashData(envelope, multihash.AsSpan(2));
+        }
+        return new PeerId(multihash);
+    }
+
+    /// <summary>Parses multihash bytes (as carried in multiaddrs and protocol messages).</summary>
+    /// <exception cref="FormatException">Not an identity or sha2-256 multihash.</exception>
+    public static PeerId FromBytes(ReadOnlySpan<byte> multihash)
+    {
+        if (multihash.Length > MaxLength)
+            throw new FormatException($"peer id is {multihash.Length} bytes, more than {MaxLength}");
+        var code = Varint.Read(multihash, out var a);
+        var length = Varint.Read(multihash[a..], out var b);
+        if ((ulong)(multihash.Length - a - b) != length)
+            throw new FormatException("peer id multihash length does not match its digest");
+        switch (code)
+        {
+            case IdentityCode:
+                PublicKey.FromProtobuf(multihash[(a + b)..]);
+                break;
+            case Sha256Code when length == 32:
+                break;
+            default:
+                throw new FormatException($"peer id multihash code 0x{code:x} with length {length} is not supported");
+        }
+        return new PeerId(multihash.ToArray());
+    }
+
+    /// <exception cref="FormatException">Neither base58btc multihash nor CIDv1 text.</exception>
+    public static PeerId Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (text.Length == 0) throw new FormatException("empty peer id");
+        if (text.StartsWith("Qm", StringComparison.Ordinal) || text.StartsWith('1'))
+            return FromBytes(Base58.Decode(text));
+        var cid = text[0] switch
+        {
+            'b' or 'B' => Base32.Decode(text.AsSpan(1)),
+            'z' => Base58.Decode(text.AsSpan(1)),
+            _ => throw new FormatException($"'{text}' is not a peer id: neither base58btc nor a CIDv1"),
+        };
+        var version = Varint.Read(cid, out var a);
+        if (version != 1) throw new FormatException($"CID version {version} is not 1");
+        var codec = Varint.Read(cid.AsSpan(a), out var b);
+        if (codec != LibP2pKeyCodec) throw new FormatException($"CID codec 0x{codec:x} is not libp2p-key (0x72)");
+        return FromBytes(cid.AsSpan(a + b));
+    }
+
+    public static bool TryParse(string? text, out PeerId? peerId)
+    {
+        peerId = null;
+        if (text is null) return false;
+        try
+        {
+            peerId = Parse(text);
+            return true;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The public key, when it is inlined (identity multihash); null for hashed keys.</summary>
+    public PublicKey? TryGetPublicKey() =>
+        _bytes[0] == IdentityCode ? PublicKey.FromProtobuf(_bytes.AsSpan(2)) : null;
+
+    public bool Matches(PublicKey key) => Equals(FromPublicKey(key));
+
+    public override string ToString() => Base58.Encode(_bytes);
+
+    /// <summary>CIDv1, codec libp2p-key, base32 multibase.</summary>
+    public string ToCidString()
+    {
+        var cid = new byte[2 + _bytes.Length];
+        cid[0] = 1;
+        cid[1] = (byte)LibP2pKeyCodec;
+        _bytes.CopyTo(cid, 2);
+        return "b" + Base32.Encode(cid);
+    }
+
+    public bool Equals(PeerId? other) => other is not null && _hash == other._hash && _bytes.AsSpan().SequenceEqual(other._bytes);
+    public override bool Equals(object? obj) => Equals(obj as PeerId);
+    public override int GetHashCode() => _hash;
+    public int CompareTo(PeerId? other) => other is null ? 1 : _bytes.AsSpan().SequenceCompareTo(other._bytes);
+    public static bool operator ==(PeerId? a, PeerId? b) => a is null ? b is null : a.Equals(b);
+    public static bool operator !=(PeerId? a, PeerId? b) => !(a == b);
+}

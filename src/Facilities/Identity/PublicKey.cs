@@ -1,0 +1,70 @@
+using Google.Protobuf;
+using Org.BouncyCastle.Crypto.Parameters;
+using Org.BouncyCastle.Crypto.Signers;
+using P2PInference.Facilities.Identity.Proto;
+
+namespace P2PInference.Facilities.Identity;
+
+/// <summary>
+/// A peer's public key in the libp2p <c>PublicKey</c> envelope. Only Ed25519 keys can verify
+/// signatures here; other types still parse so their PeerIds can be handled.
+/// </summary>
+public sealed class PublicKey : IEquatable<PublicKey>
+{
+    /// <summary>No key envelope we accept is longer; checked before parsing.</summary>
+    public const int MaxEncodedLength = 1024;
+
+    private readonly byte[] _data;
+
+    public PublicKey(KeyType type, ReadOnlySpan<byte> data)
+    {
+        if (type == KeyType.Ed25519 && data.Length != Ed25519PublicKeyParameters.KeySize)
+            throw new FormatException($"an Ed25519 public key is {Ed25519PublicKeyParameters.KeySize} bytes, not {data.Length}");
+        Type = type;
+        _data = data.ToArray();
+    }
+
+    public KeyType Type { get; }
+
+    /// <summary>The raw key bytes (32 for Ed25519).</summary>
+    public ReadOnlySpan<byte> Data => _data;
+
+    public byte[] ToProtobuf() => new Proto.PublicKey { Type = Type, Data = ByteString.CopyFrom(_data) }.ToByteArray();
+
+    /// <exception cref="FormatException">The bytes are not a well-formed key envelope.</exception>
+    public static PublicKey FromProtobuf(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length > MaxEncodedLength)
+            throw new FormatException($"public key envelope is {bytes.Length} bytes, more than {MaxEncodedLength}");
+        Proto.PublicKey message;
+        try
+        {
+            message = Proto.PublicKey.Parser.ParseFrom(bytes);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new FormatException("malformed public key envelope: " + e.Message, e);
+        }
+        if (!message.HasType || !message.HasData)
+            throw new FormatException("public key envelope lacks its type or data");
+        return new PublicKey(message.Type, message.Data.Span);
+    }
+
+    public bool Verify(ReadOnlySpan<byte> data, ReadOnlySpan<byte> signature)
+    {
+        if (Type != KeyType.Ed25519)
+            throw new NotSupportedException($"verifying {Type} signatures is not supported");
+        if (signature.Length != Ed25519.SignatureSize) return false;
+        var signer = new Ed25519Signer();
+        signer.Init(false, new Ed25519PublicKeyParameters(_data, 0));
+        var buffer = data.ToArray();
+        signer.BlockUpdate(buffer, 0, buffer.Length);
+        return signer.VerifySignature(signature.ToArray());
+    }
+
+    public PeerId ToPeerId() => PeerId.FromPublicKey(this);
+
+    public bool Equals(PublicKey? other) => other is not null && Type == other.Type && _data.AsSpan().SequenceEqual(other._data);
+    public override bool Equals(object? obj) => Equals(obj as PublicKey);
+    public override int GetHashCode() => HashCode.Combine(Type, BitConverter.ToInt32(_data, 0));
+}

@@ -1,0 +1,30 @@
+using P2PInference.Facilities.Addressing;
+
+namespace P2PInference.Facilities.Net.Transport;
+
+/// <summary>
+/// The bottom of the stack: dials and listens on multiaddrs, yielding raw duplex byte streams.
+/// TCP in production; the TestKit's in-memory network in tests. Everything above runs unchanged on either.
+/// </summary>
+public interface ITransport
+{
+    bool CanDial(Multiaddress address);
+
+    bool CanListen(Multiaddress address);
+
+    /// <exception cref="TransportException">The address is unreachable or refused the connection.</exception>
+    ValueTask<RawConnection> DialAsync(Multiaddress address, CancellationToken cancellationToken);
+
+    /// <exception cref="TransportException">The address cannot be bound.</exception>
+    ValueTask<ITransportListener> ListenAsync(Multiaddress address, CancellationToken cancellationToken);
+}
+
+/// <summary>A bound listen address that yields inbound connections until disposed.</summary>
+public interface ITransportListener : IAsyncDisposable
+{
+    /// <summary>The address actually bound (an ephemeral port resolved).</summary>
+    Multiaddress Address { get; }
+
+    /// <exception cref="ObjectDisposedException">The listener was closed.</exception>
+    ValueTask<RawConnection> AcceptAsync(CancellationToken cancellationToken);
+}
