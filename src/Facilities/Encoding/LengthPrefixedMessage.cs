@@ -62,19 +62,27 @@ public static class LengthPrefixedMessage
         }
     }
 
-    /// <summary>Parses a protobuf body, turning malformed input into a <see cref="MalformedMessageException"/>.</summary>
+    /// <summary>
+    /// Parses a protobuf body, turning malformed input (including missing proto2 required fields)
+    /// into a <see cref="MalformedMessageException"/>.
+    /// </summary>
     public static T Parse<T>(MessageParser<T> parser, ReadOnlySpan<byte> body)
         where T : IMessage<T>
     {
         ArgumentNullException.ThrowIfNull(parser);
+        T message;
         try
         {
-            return parser.ParseFrom(body);
+            message = parser.ParseFrom(body);
         }
         catch (InvalidProtocolBufferException e)
         {
             throw new MalformedMessageException($"malformed {typeof(T).Name} message: {e.Message}", e);
         }
+        // The parser does not enforce proto2 'required'; a message without them is as bad as garbage.
+        if (!message.IsInitialized())
+            throw new MalformedMessageException($"{typeof(T).Name} message lacks required fields");
+        return message;
     }
 
     /// <summary>Writes the varint length and the body with a single write call, then flushes.</summary>
