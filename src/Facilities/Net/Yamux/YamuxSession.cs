@@ -1,0 +1,705 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+
+namespace P2PInference.Facilities.Net.Yamux;
+
+/// <summary>
+/// A yamux (<c>/yamux/1.0.0</c>) session over one connection: many <see cref="YamuxStream"/>s with
+/// per-stream flow control, ping, go-away and keep-alive. One read loop parses every frame; writers
+/// take turns on the connection under one lock, and control frames the read loop produces
+/// (window updates, pongs, resets) are queued and written without ever blocking that loop, so two
+/// sessions writing at each other cannot deadlock.
+/// </summary>
+public sealed class YamuxSession : IAsyncDisposable
+{
+    /// <summary>
+    /// Header plus payload of a full data frame fill exactly one Noise transport frame (65519
+    /// plaintext bytes), and the frame stays small enough for streams to interleave fairly.
+    /// </summary>
+    internal const int MaxDataFramePayload = 65519 - YamuxHeader.Size;
+
+    private const int ControlReserve = 4096;
+    private const int MaxPendingControlFrames = 65536;
+    private static readonly TimeSpan GoAwayGrace = TimeSpan.FromSeconds(2);
+
+    private readonly Stream _connection;
+    private readonly bool _isInitiator;
+    private readonly YamuxOptions _options;
+    private readonly YamuxFrameReader _reader;
+    private readonly ConcurrentDictionary<uint, YamuxStream> _streams = new();
+    private readonly Channel<YamuxStream> _accepted = Channel.CreateUnbounded<YamuxStream>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = true });
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly byte[] _writeBuffer = new byte[YamuxHeader.Size + MaxDataFramePayload + ControlReserve];
+    private readonly Queue<YamuxHeader> _control = new();
+    private readonly SemaphoreSlim _ackBacklog = new(256, 256);
+    private readonly ConcurrentDictionary<uint, (TaskCompletionSource<TimeSpan>? Waiter, long Started)> _pings = new();
+    private readonly CancellationTokenSource _closedCts = new();
+    private readonly CancellationTokenSource _ioCts = new();
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly object _openLock = new();
+    private readonly ITimer? _keepAliveTimer;
+    private readonly ITimer? _keepAliveDeadline;
+    private Task? _readLoop;
+
+    private uint _nextStreamId;
+    private int _inboundStreams;
+    private int _acceptBacklog;
+    private int _controlFlushScheduled;
+    private int _closed;
+    private YamuxException? _closeError;
+    private volatile bool _localGoAway;
+    private volatile bool _remoteGoAway;
+    private int _nextPingId;
+    private long _roundTripTicks;
+    private volatile bool _trafficSinceProbe;
+    private uint _keepAliveProbe;
+    private int _keepAliveProbeOutstanding;
+
+    public YamuxSession(Stream connection, bool isInitiator, YamuxOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        _options = options ?? new YamuxOptions();
+        _options.Validate();
+        _connection = connection;
+        _isInitiator = isInitiator;
+        _nextStreamId = isInitiator ? 1u : 2u;
+        _reader = new YamuxFrameReader(connection);
+        TimeProvider = _options.TimeProvider;
+
+        if (_options.KeepAliveInterval is { } interval)
+        {
+            _keepAliveDeadline = TimeProvider.CreateTimer(static s => ((YamuxSession)s!).OnKeepAliveDeadline(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _keepAliveTimer = TimeProvider.CreateTimer(static s => ((YamuxSession)s!).OnKeepAliveTick(), this, interval, interval);
+        }
+
+        _readLoop = Task.Run(ReadLoopAsync);
+
+        if (_options.MaxStreamWindowSize > _options.InitialWindowSize)
+        {
+            // Window auto-tuning needs an RTT estimate before the first window fills up.
+            SendPing(waiter: null);
+        }
+    }
+
+    /// <summary>Open streams: not yet closed in both directions nor reset.</summary>
+    public int StreamCount => _streams.Count;
+
+    public bool IsClosed => Volatile.Read(ref _closed) != 0;
+
+    /// <summary>Completes when the session ends; faulted with the <see cref="YamuxException"/> on protocol error, keep-alive timeout or connection failure.</summary>
+    public Task Completion => _completion.Task;
+
+    internal TimeProvider TimeProvider { get; }
+
+    internal int MaxStreamWindowSize => _options.MaxStreamWindowSize;
+
+    /// <summary>The last measured round trip, in <see cref="TimeProvider.GetTimestamp"/> ticks; 0 while unknown.</summary>
+    internal long RoundTripTimestampTicks => Volatile.Read(ref _roundTripTicks);
+
+    public async ValueTask<YamuxStream> OpenStreamAsync(CancellationToken cancellationToken)
+    {
+        ThrowIfCannotOpen();
+
+        // The spec's ACK backlog: at most 256 of our streams may wait for the remote's ACK.
+        if (!_ackBacklog.Wait(0))
+        {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closedCts.Token);
+            try
+            {
+                await _ackBacklog.WaitAsync(linked.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw ClosedError();
+            }
+        }
+
+        YamuxStream stream;
+        try
+        {
+            lock (_openLock)
+            {
+                ThrowIfCannotOpen();
+                if (_nextStreamId > uint.MaxValue - 2)
+                {
+                    throw new YamuxException("stream ids are exhausted on this session");
+                }
+
+                stream = new YamuxStream(this, _nextStreamId, _options.InitialWindowSize, holdsAckSlot: true);
+                _nextStreamId += 2;
+                _streams[stream.Id] = stream;
+            }
+        }
+        catch
+        {
+            _ackBacklog.Release();
+            throw;
+        }
+
+        EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Syn, stream.Id, (uint)(_options.InitialWindowSize - YamuxOptions.DefaultWindowSize)));
+        if (IsClosed)
+        {
+            stream.OnSessionClosed(ClosedError());
+            RemoveStream(stream);
+            throw ClosedError();
+        }
+
+        return stream;
+    }
+
+    public async ValueTask<YamuxStream> AcceptStreamAsync(CancellationToken cancellationToken)
+    {
+        YamuxStream stream;
+        try
+        {
+            stream = await _accepted.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException)
+        {
+            throw ClosedError();
+        }
+
+        Interlocked.Decrement(ref _acceptBacklog);
+        if (!stream.IsFullyClosed)
+        {
+            var grant = stream.PrepareAcceptGrant(_options.InitialWindowSize);
+            EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Ack, stream.Id, grant));
+        }
+
+        return stream;
+    }
+
+    public async Task<TimeSpan> PingAsync(CancellationToken cancellationToken)
+    {
+        if (IsClosed)
+        {
+            throw ClosedError();
+        }
+
+        var waiter = new TaskCompletionSource<TimeSpan>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var id = SendPing(waiter);
+        if (IsClosed)
+        {
+            _pings.TryRemove(id, out _);
+            throw ClosedError();
+        }
+
+        try
+        {
+            return await waiter.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _pings.TryRemove(id, out _);
+        }
+    }
+
+    /// <summary>Announces a normal go-away: neither side opens new streams, existing ones run to their end.</summary>
+    public async Task GoAwayAsync(CancellationToken cancellationToken)
+    {
+        if (IsClosed)
+        {
+            throw ClosedError();
+        }
+
+        _localGoAway = true;
+        await WriteFrameAsync(new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)YamuxGoAwayCode.Normal), ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Close(null, YamuxGoAwayCode.Normal);
+        try
+        {
+            await _completion.Task.ConfigureAwait(false);
+        }
+        catch (YamuxException)
+        {
+            // The session had already failed; Completion reports that to whoever watches it.
+        }
+    }
+
+    /// <summary>Writes one frame (plus any queued control frames) in a single connection write.</summary>
+    internal async ValueTask WriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (IsClosed)
+            {
+                throw ClosedError();
+            }
+
+            var length = DrainControl(_writeBuffer.AsSpan(0, ControlReserve));
+            header.Write(_writeBuffer.AsSpan(length));
+            length += YamuxHeader.Size;
+            payload.Span.CopyTo(_writeBuffer.AsSpan(length));
+            length += payload.Length;
+            await WriteConnectionAsync(length).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Queues a header-only frame; never blocks, so the read loop and timers may call it.</summary>
+    internal void EnqueueControl(YamuxHeader header)
+    {
+        if (IsClosed)
+        {
+            return;
+        }
+
+        bool overflow;
+        lock (_control)
+        {
+            overflow = _control.Count >= MaxPendingControlFrames;
+            if (!overflow)
+            {
+                _control.Enqueue(header);
+            }
+        }
+
+        if (overflow)
+        {
+            Close(new YamuxException("the remote does not read the control frames it provokes"), YamuxGoAwayCode.ProtocolError);
+            return;
+        }
+
+        if (Interlocked.Exchange(ref _controlFlushScheduled, 1) == 0)
+        {
+            _ = FlushControlAsync();
+        }
+    }
+
+    internal void RemoveStream(YamuxStream stream)
+    {
+        if (_streams.TryRemove(new KeyValuePair<uint, YamuxStream>(stream.Id, stream)) && IsRemoteInitiated(stream.Id))
+        {
+            Interlocked.Decrement(ref _inboundStreams);
+        }
+
+        if (stream.ReleaseAckSlot())
+        {
+            _ackBacklog.Release();
+        }
+    }
+
+    private async Task FlushControlAsync()
+    {
+        try
+        {
+            await _writeLock.WaitAsync(_ioCts.Token).ConfigureAwait(false);
+            try
+            {
+                // Cleared under the lock before draining: whatever is queued after this point schedules its own flush.
+                Volatile.Write(ref _controlFlushScheduled, 0);
+                while (!IsClosed)
+                {
+                    var length = DrainControl(_writeBuffer);
+                    if (length == 0)
+                    {
+                        break;
+                    }
+
+                    await WriteConnectionAsync(length).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or YamuxException or ObjectDisposedException)
+        {
+            // The session is closing; Close already recorded why.
+        }
+    }
+
+    private int DrainControl(Span<byte> destination)
+    {
+        var length = 0;
+        lock (_control)
+        {
+            while (_control.Count > 0 && destination.Length - length >= YamuxHeader.Size)
+            {
+                _control.Dequeue().Write(destination[length..]);
+                length += YamuxHeader.Size;
+            }
+        }
+
+        return length;
+    }
+
+    /// <summary>Caller holds the write lock. A failed write ends the session: the frame boundary is lost.</summary>
+    private async ValueTask WriteConnectionAsync(int length)
+    {
+        try
+        {
+            await _connection.WriteAsync(_writeBuffer.AsMemory(0, length), _ioCts.Token).ConfigureAwait(false);
+            await _connection.FlushAsync(_ioCts.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        {
+            var error = new YamuxException("writing to the connection failed", ex);
+            Close(error, null);
+            throw ClosedError();
+        }
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        var token = _ioCts.Token;
+        try
+        {
+            while (true)
+            {
+                var next = await _reader.ReadHeaderAsync(token).ConfigureAwait(false);
+                if (next is not { } header)
+                {
+                    Close(null, null);
+                    return;
+                }
+
+                _trafficSinceProbe = true;
+                if (header.Version != 0)
+                {
+                    throw new YamuxException($"unsupported frame version {header.Version}");
+                }
+
+                switch (header.Type)
+                {
+                    case YamuxFrameType.Data:
+                    case YamuxFrameType.WindowUpdate:
+                        await OnStreamFrameAsync(header, token).ConfigureAwait(false);
+                        break;
+                    case YamuxFrameType.Ping:
+                        OnPing(header);
+                        break;
+                    case YamuxFrameType.GoAway:
+                        OnGoAway(header);
+                        break;
+                    default:
+                        throw new YamuxException($"unknown frame type {(byte)header.Type}");
+                }
+            }
+        }
+        catch (YamuxException ex)
+        {
+            Close(ex, YamuxGoAwayCode.ProtocolError);
+        }
+        catch (Exception ex) when (IsClosed && ex is OperationCanceledException or ObjectDisposedException or IOException or InvalidOperationException)
+        {
+            // Closed locally while reading.
+        }
+        catch (Exception ex)
+        {
+            Close(new YamuxException("reading from the connection failed", ex), null);
+        }
+    }
+
+    private async ValueTask OnStreamFrameAsync(YamuxHeader header, CancellationToken token)
+    {
+        var isData = header.Type == YamuxFrameType.Data;
+        var flags = header.Flags;
+        if (header.StreamId == 0)
+        {
+            throw new YamuxException($"{header.Type} frame on stream id 0, which is reserved for the session");
+        }
+
+        YamuxStream? stream;
+        if ((flags & YamuxFlags.Syn) != 0)
+        {
+            stream = OnRemoteOpen(header.StreamId);
+        }
+        else
+        {
+            _streams.TryGetValue(header.StreamId, out stream);
+        }
+
+        if (stream is null)
+        {
+            // A stream we reset, rejected or already closed: late frames are expected and dropped.
+            if (isData && header.Length > 0)
+            {
+                if (header.Length > (uint)_options.MaxStreamWindowSize)
+                {
+                    throw new YamuxException($"data frame of {header.Length} bytes for stream {header.StreamId} exceeds any window this session grants");
+                }
+
+                await _reader.SkipAsync(header.Length, token).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        if ((flags & YamuxFlags.Ack) != 0 && stream.ReleaseAckSlot())
+        {
+            _ackBacklog.Release();
+        }
+
+        if (isData)
+        {
+            if (header.Length > 0)
+            {
+                if (!stream.FitsReceiveWindow(header.Length))
+                {
+                    throw new YamuxException($"data frame of {header.Length} bytes on stream {header.StreamId} exceeds the receive window granted");
+                }
+
+                var length = (int)header.Length;
+                var segment = ArrayPool<byte>.Shared.Rent(length);
+                try
+                {
+                    await _reader.ReadPayloadAsync(segment.AsMemory(0, length), token).ConfigureAwait(false);
+                }
+                catch
+                {
+                    ArrayPool<byte>.Shared.Return(segment);
+                    throw;
+                }
+
+                stream.OnData(segment, length);
+            }
+        }
+        else
+        {
+            stream.OnWindowUpdate(header.Length);
+        }
+
+        if ((flags & YamuxFlags.Rst) != 0)
+        {
+            stream.OnRemoteReset();
+        }
+        else if ((flags & YamuxFlags.Fin) != 0)
+        {
+            stream.OnRemoteFin();
+        }
+    }
+
+    /// <summary>A SYN: the new stream, or null when it was refused with RST (limits, go-away).</summary>
+    private YamuxStream? OnRemoteOpen(uint id)
+    {
+        if (!IsRemoteInitiated(id))
+        {
+            throw new YamuxException($"remote opened stream {id}, an id of the wrong parity for its role");
+        }
+
+        if (_streams.ContainsKey(id))
+        {
+            throw new YamuxException($"remote opened stream {id} again while it is open");
+        }
+
+        if (_localGoAway || IsClosed
+            || Volatile.Read(ref _inboundStreams) >= _options.MaxInboundStreams
+            || Volatile.Read(ref _acceptBacklog) >= _options.MaxAcceptBacklog)
+        {
+            EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Rst, id, 0));
+            return null;
+        }
+
+        // Until our ACK grants more, the remote may only assume the spec's default window.
+        var stream = new YamuxStream(this, id, YamuxOptions.DefaultWindowSize, holdsAckSlot: false);
+        _streams[id] = stream;
+        Interlocked.Increment(ref _inboundStreams);
+        Interlocked.Increment(ref _acceptBacklog);
+        _accepted.Writer.TryWrite(stream);
+        return stream;
+    }
+
+    private bool IsRemoteInitiated(uint id) => (id & 1) == (_isInitiator ? 0u : 1u);
+
+    private void OnPing(YamuxHeader header)
+    {
+        if ((header.Flags & YamuxFlags.Syn) != 0)
+        {
+            EnqueueControl(new YamuxHeader(YamuxFrameType.Ping, YamuxFlags.Ack, 0, header.Length));
+            return;
+        }
+
+        if ((header.Flags & YamuxFlags.Ack) != 0 && _pings.TryRemove(header.Length, out var ping))
+        {
+            var rtt = TimeProvider.GetTimestamp() - ping.Started;
+            Volatile.Write(ref _roundTripTicks, Math.Max(rtt, 1));
+            if (header.Length == Volatile.Read(ref _keepAliveProbe))
+            {
+                Volatile.Write(ref _keepAliveProbeOutstanding, 0);
+            }
+
+            ping.Waiter?.TrySetResult(TimeProvider.GetElapsedTime(ping.Started));
+        }
+    }
+
+    private void OnGoAway(YamuxHeader header)
+    {
+        _remoteGoAway = true;
+        if (header.Length != (uint)YamuxGoAwayCode.Normal)
+        {
+            var code = Enum.IsDefined(typeof(YamuxGoAwayCode), header.Length) ? ((YamuxGoAwayCode)header.Length).ToString() : header.Length.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            Close(new YamuxException($"remote went away with error code {code}"), null);
+        }
+    }
+
+    private uint SendPing(TaskCompletionSource<TimeSpan>? waiter)
+    {
+        var id = (uint)Interlocked.Increment(ref _nextPingId);
+        _pings[id] = (waiter, TimeProvider.GetTimestamp());
+        EnqueueControl(new YamuxHeader(YamuxFrameType.Ping, YamuxFlags.Syn, 0, id));
+        return id;
+    }
+
+    private void OnKeepAliveTick()
+    {
+        if (IsClosed || Interlocked.Exchange(ref _keepAliveProbeOutstanding, 1) == 1)
+        {
+            return;
+        }
+
+        _trafficSinceProbe = false;
+        Volatile.Write(ref _keepAliveProbe, (uint)Interlocked.Increment(ref _nextPingId));
+        _pings[_keepAliveProbe] = (null, TimeProvider.GetTimestamp());
+        EnqueueControl(new YamuxHeader(YamuxFrameType.Ping, YamuxFlags.Syn, 0, _keepAliveProbe));
+        _keepAliveDeadline?.Change(_options.KeepAliveTimeout, Timeout.InfiniteTimeSpan);
+    }
+
+    private void OnKeepAliveDeadline()
+    {
+        if (IsClosed || Volatile.Read(ref _keepAliveProbeOutstanding) == 0)
+        {
+            return;
+        }
+
+        if (_trafficSinceProbe)
+        {
+            // The peer is talking, only slow to answer this ping: alive.
+            _pings.TryRemove(_keepAliveProbe, out _);
+            Volatile.Write(ref _keepAliveProbeOutstanding, 0);
+            return;
+        }
+
+        Close(new YamuxException($"keep-alive timeout: no answer from the remote within {_options.KeepAliveTimeout}"), null);
+    }
+
+    private void ThrowIfCannotOpen()
+    {
+        if (IsClosed)
+        {
+            throw ClosedError();
+        }
+
+        if (_remoteGoAway)
+        {
+            throw new YamuxException("the remote sent go-away: no new streams on this session");
+        }
+
+        if (_localGoAway)
+        {
+            throw new YamuxException("this session sent go-away: no new streams on it");
+        }
+    }
+
+    private YamuxException ClosedError() =>
+        _closeError is { } error
+            ? new YamuxException($"the session is closed: {error.Message}", error)
+            : new YamuxException("the session is closed");
+
+    /// <summary>Ends the session once: fails everything waiting on it, then sends go-away and closes the connection in the background.</summary>
+    private void Close(YamuxException? error, YamuxGoAwayCode? goAway)
+    {
+        lock (_openLock)
+        {
+            if (_closed != 0)
+            {
+                return;
+            }
+
+            _closeError = error;
+            Volatile.Write(ref _closed, 1);
+        }
+
+        _keepAliveTimer?.Dispose();
+        _keepAliveDeadline?.Dispose();
+        _closedCts.Cancel();
+        _accepted.Writer.TryComplete();
+
+        var reason = error ?? new YamuxException("the session was closed");
+        foreach (var stream in _streams.Values)
+        {
+            stream.OnSessionClosed(reason);
+        }
+
+        _streams.Clear();
+        foreach (var ping in _pings.Values)
+        {
+            ping.Waiter?.TrySetException(ClosedError());
+        }
+
+        _pings.Clear();
+        _ = ShutdownAsync(goAway);
+    }
+
+    private async Task ShutdownAsync(YamuxGoAwayCode? goAway)
+    {
+        try
+        {
+            await SendFinalGoAwayAndDisconnectAsync(goAway).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (_closeError is { } error)
+            {
+                _completion.TrySetException(error);
+            }
+            else
+            {
+                _completion.TrySetResult();
+            }
+        }
+    }
+
+    private async Task SendFinalGoAwayAndDisconnectAsync(YamuxGoAwayCode? goAway)
+    {
+        try
+        {
+            if (goAway is { } code)
+            {
+                using var grace = new CancellationTokenSource(GoAwayGrace, TimeProvider);
+                await _writeLock.WaitAsync(grace.Token).ConfigureAwait(false);
+                try
+                {
+                    var length = DrainControl(_writeBuffer.AsSpan(0, ControlReserve));
+                    new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)code).Write(_writeBuffer.AsSpan(length));
+                    length += YamuxHeader.Size;
+                    await _connection.WriteAsync(_writeBuffer.AsMemory(0, length), grace.Token).ConfigureAwait(false);
+                    await _connection.FlushAsync(grace.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _writeLock.Release();
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            // Best effort: the remote learns of the end from the closed connection instead.
+        }
+
+        _ioCts.Cancel();
+        try
+        {
+            await _connection.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            // Already broken; nothing more to release.
+        }
+
+        if (Volatile.Read(ref _readLoop) is { } readLoop)
+        {
+            // Never faults: the loop turns every failure into a Close.
+            await readLoop.ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,570 @@
+using System.Buffers;
+
+namespace P2PInference.Facilities.Net.Yamux;
+
+/// <summary>
+/// One logical yamux stream: a duplex <see cref="Stream"/> with its own flow-control windows.
+/// One reader and one writer may use it concurrently; concurrent reads (or writes) are not supported,
+/// as for any <see cref="Stream"/>.
+/// </summary>
+public sealed class YamuxStream : Stream
+{
+    private readonly YamuxSession _session;
+    private readonly object _lock = new();
+    private readonly Queue<byte[]> _segments = new();
+    private readonly Queue<int> _segmentLengths = new();
+    private int _headOffset;
+    private int _buffered;
+    private TaskCompletionSource? _readWaiter;
+    private TaskCompletionSource? _sendWaiter;
+
+    // Receive side: credit the remote may still use, the current window size (grows when tuned), and
+    // bytes the application consumed that were not yet given back in a WindowUpdate.
+    private long _receiveCredit;
+    private int _receiveWindowSize;
+    private int _consumedUngranted;
+    private long _windowEpoch;
+
+    private long _sendWindow = YamuxOptions.DefaultWindowSize;
+    private bool _localFin;
+    private bool _remoteFin;
+    private bool _disposed;
+    private YamuxStreamResetException? _resetError;
+    private int _holdsAckSlot;
+
+    internal YamuxStream(YamuxSession session, uint id, int receiveWindow, bool holdsAckSlot)
+    {
+        _session = session;
+        Id = id;
+        _receiveCredit = receiveWindow;
+        _receiveWindowSize = receiveWindow;
+        _holdsAckSlot = holdsAckSlot ? 1 : 0;
+        _windowEpoch = session.TimeProvider.GetTimestamp();
+    }
+
+    public uint Id { get; }
+
+    public override bool CanRead => true;
+    public override bool CanWrite => true;
+    public override bool CanSeek => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    internal bool IsFullyClosed
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _resetError is not null || (_localFin && _remoteFin);
+            }
+        }
+    }
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return TryRead(buffer.Span, out var read, out var wait)
+            ? new ValueTask<int>(read)
+            : ReadSlowAsync(buffer, wait!, cancellationToken);
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    public override int Read(Span<byte> buffer)
+    {
+        while (true)
+        {
+            if (TryRead(buffer, out var read, out var wait))
+            {
+                return read;
+            }
+
+            wait!.GetAwaiter().GetResult();
+        }
+    }
+
+    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            int chunk;
+            Task? wait = null;
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                ThrowIfReset();
+                if (_localFin)
+                {
+                    throw new InvalidOperationException($"Writes were completed on yamux stream {Id}.");
+                }
+
+                if (buffer.IsEmpty)
+                {
+                    return;
+                }
+
+                if (_sendWindow > 0)
+                {
+                    chunk = (int)Math.Min(Math.Min(buffer.Length, _sendWindow), YamuxSession.MaxDataFramePayload);
+                    _sendWindow -= chunk;
+                }
+                else
+                {
+                    chunk = 0;
+                    wait = (_sendWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+                }
+            }
+
+            if (wait is not null)
+            {
+                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            try
+            {
+                await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, YamuxFlags.None, Id, (uint)chunk), buffer[..chunk], cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // The session only gives up before the frame is written, so the credit is still ours.
+                lock (_lock)
+                {
+                    _sendWindow += chunk;
+                }
+
+                throw;
+            }
+            catch (YamuxException ex) when (ex is not YamuxStreamResetException)
+            {
+                throw SessionFailure(ex);
+            }
+
+            buffer = buffer[chunk..];
+        }
+    }
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override void Write(byte[] buffer, int offset, int count) =>
+        WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+    public override void Flush()
+    {
+    }
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    /// <summary>Half-close: sends FIN. The remote reads end of stream once it drained what was sent; reading here goes on.</summary>
+    public async ValueTask CompleteWritesAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfReset();
+            if (_localFin)
+            {
+                return;
+            }
+
+            _localFin = true;
+        }
+
+        try
+        {
+            await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Fin, Id, 0), ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            lock (_lock)
+            {
+                _localFin = false;
+            }
+
+            throw;
+        }
+        catch (YamuxException ex) when (ex is not YamuxStreamResetException)
+        {
+            throw SessionFailure(ex);
+        }
+
+        RemoveIfClosed();
+    }
+
+    /// <summary>Sends RST; from then on local reads and writes throw <see cref="YamuxStreamResetException"/>.</summary>
+    public void Reset()
+    {
+        lock (_lock)
+        {
+            if (_resetError is not null || (_localFin && _remoteFin))
+            {
+                return;
+            }
+
+            _resetError = new YamuxStreamResetException($"yamux stream {Id} was reset locally");
+            DropSegments();
+            WakeAll();
+        }
+
+        _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Rst, Id, 0));
+        _session.RemoveStream(this);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            var sendFin = false;
+            uint grant = 0;
+            lock (_lock)
+            {
+                if (_disposed)
+                {
+                    return;
+                }
+
+                _disposed = true;
+                var freed = DropSegments();
+                if (_resetError is null)
+                {
+                    sendFin = !_localFin;
+                    _localFin = true;
+
+                    // Keep the remote's writes flowing after we stopped reading: what it still sends is dropped.
+                    grant = TakeGrant(freed, eager: true);
+                }
+
+                WakeAll();
+            }
+
+            if (sendFin || grant > 0)
+            {
+                _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, sendFin ? YamuxFlags.Fin : YamuxFlags.None, Id, grant));
+            }
+
+            RemoveIfClosed();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    internal uint PrepareAcceptGrant(int initialWindow)
+    {
+        lock (_lock)
+        {
+            var extra = initialWindow - _receiveWindowSize;
+            if (extra <= 0)
+            {
+                return 0;
+            }
+
+            _receiveWindowSize += extra;
+            _receiveCredit += extra;
+            return (uint)extra;
+        }
+    }
+
+    /// <summary>Checked before the payload is read, so nothing is allocated for a frame past the window.</summary>
+    internal bool FitsReceiveWindow(uint length)
+    {
+        lock (_lock)
+        {
+            return length <= _receiveCredit;
+        }
+    }
+
+    /// <summary>Takes ownership of <paramref name="segment"/> (rented from the shared pool).</summary>
+    internal void OnData(byte[] segment, int length)
+    {
+        uint grant = 0;
+        var reset = false;
+        lock (_lock)
+        {
+            _receiveCredit -= length;
+            if (_resetError is not null)
+            {
+                ArrayPool<byte>.Shared.Return(segment);
+                return;
+            }
+
+            if (_remoteFin)
+            {
+                ArrayPool<byte>.Shared.Return(segment);
+                _resetError = new YamuxStreamResetException($"yamux stream {Id} received data after the remote's FIN");
+                DropSegments();
+                WakeAll();
+                reset = true;
+            }
+            else if (_disposed)
+            {
+                ArrayPool<byte>.Shared.Return(segment);
+                grant = TakeGrant(length, eager: true);
+            }
+            else
+            {
+                _segments.Enqueue(segment);
+                _segmentLengths.Enqueue(length);
+                _buffered += length;
+                WakeReader();
+            }
+        }
+
+        if (reset)
+        {
+            _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Rst, Id, 0));
+            _session.RemoveStream(this);
+        }
+        else if (grant > 0)
+        {
+            _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.None, Id, grant));
+        }
+    }
+
+    internal void OnWindowUpdate(uint delta)
+    {
+        if (delta == 0)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            _sendWindow += delta;
+            if (_sendWaiter is { } waiter)
+            {
+                _sendWaiter = null;
+                waiter.TrySetResult();
+            }
+        }
+    }
+
+    internal void OnRemoteFin()
+    {
+        lock (_lock)
+        {
+            if (_resetError is not null || _remoteFin)
+            {
+                return;
+            }
+
+            _remoteFin = true;
+            WakeReader();
+        }
+
+        RemoveIfClosed();
+    }
+
+    internal void OnRemoteReset()
+    {
+        lock (_lock)
+        {
+            if (_resetError is not null || (_localFin && _remoteFin))
+            {
+                return;
+            }
+
+            _resetError = new YamuxStreamResetException($"yamux stream {Id} was reset by the remote");
+            DropSegments();
+            WakeAll();
+        }
+
+        _session.RemoveStream(this);
+    }
+
+    internal void OnSessionClosed(YamuxException reason)
+    {
+        lock (_lock)
+        {
+            if (_resetError is not null || (_localFin && _remoteFin))
+            {
+                return;
+            }
+
+            _resetError = new YamuxStreamResetException($"yamux stream {Id} ended with its session: {reason.Message}", reason);
+            DropSegments();
+            WakeAll();
+        }
+    }
+
+    /// <summary>True once, for the caller that returns this stream's slot in the outbound ACK backlog.</summary>
+    internal bool ReleaseAckSlot() => Interlocked.Exchange(ref _holdsAckSlot, 0) == 1;
+
+    private bool TryRead(Span<byte> destination, out int read, out Task? wait)
+    {
+        uint grant;
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfReset();
+            if (_buffered == 0)
+            {
+                wait = null;
+                read = 0;
+                if (_remoteFin || destination.IsEmpty)
+                {
+                    return true;
+                }
+
+                wait = (_readWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+                return false;
+            }
+
+            read = CopyOut(destination);
+            grant = TakeGrant(read, eager: false);
+            wait = null;
+        }
+
+        if (grant > 0)
+        {
+            _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.None, Id, grant));
+        }
+
+        return true;
+    }
+
+    private async ValueTask<int> ReadSlowAsync(Memory<byte> buffer, Task wait, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (TryRead(buffer.Span, out var read, out var next))
+            {
+                return read;
+            }
+
+            wait = next!;
+        }
+    }
+
+    private int CopyOut(Span<byte> destination)
+    {
+        var copied = 0;
+        while (copied < destination.Length && _segments.Count > 0)
+        {
+            var segment = _segments.Peek();
+            var length = _segmentLengths.Peek();
+            var take = Math.Min(length - _headOffset, destination.Length - copied);
+            segment.AsSpan(_headOffset, take).CopyTo(destination[copied..]);
+            copied += take;
+            _headOffset += take;
+            if (_headOffset == length)
+            {
+                _segments.Dequeue();
+                _segmentLengths.Dequeue();
+                _headOffset = 0;
+                ArrayPool<byte>.Shared.Return(segment);
+            }
+        }
+
+        _buffered -= copied;
+        return copied;
+    }
+
+    private int DropSegments()
+    {
+        var dropped = _buffered;
+        while (_segments.Count > 0)
+        {
+            ArrayPool<byte>.Shared.Return(_segments.Dequeue());
+        }
+
+        _segmentLengths.Clear();
+        _headOffset = 0;
+        _buffered = 0;
+        return dropped;
+    }
+
+    /// <summary>
+    /// Credit to give back after the application consumed <paramref name="consumed"/> bytes: batched
+    /// until half the window is used, and the window doubles (up to the maximum) when it was used up
+    /// within a few round trips, so a fast reader is not throttled by the update latency.
+    /// </summary>
+    private uint TakeGrant(int consumed, bool eager)
+    {
+        if (_remoteFin || _resetError is not null)
+        {
+            return 0;
+        }
+
+        _consumedUngranted += consumed;
+        if (_consumedUngranted == 0 || (!eager && _consumedUngranted < _receiveWindowSize / 2))
+        {
+            return 0;
+        }
+
+        var delta = _consumedUngranted;
+        var now = _session.TimeProvider.GetTimestamp();
+        var rtt = _session.RoundTripTimestampTicks;
+        if (!eager && rtt > 0 && _receiveWindowSize < _session.MaxStreamWindowSize && now - _windowEpoch < 4 * rtt)
+        {
+            var grown = (int)Math.Min(2L * _receiveWindowSize, _session.MaxStreamWindowSize);
+            delta += grown - _receiveWindowSize;
+            _receiveWindowSize = grown;
+        }
+
+        _windowEpoch = now;
+        _consumedUngranted = 0;
+        _receiveCredit += delta;
+        return (uint)delta;
+    }
+
+    private void ThrowIfReset()
+    {
+        if (_resetError is { } error)
+        {
+            throw new YamuxStreamResetException(error.Message, error.InnerException);
+        }
+    }
+
+    private YamuxStreamResetException SessionFailure(YamuxException sessionError)
+    {
+        lock (_lock)
+        {
+            return _resetError is { } error
+                ? new YamuxStreamResetException(error.Message, error.InnerException)
+                : new YamuxStreamResetException($"yamux stream {Id} ended with its session: {sessionError.Message}", sessionError);
+        }
+    }
+
+    private void RemoveIfClosed()
+    {
+        bool closed;
+        lock (_lock)
+        {
+            closed = _localFin && _remoteFin && _resetError is null;
+        }
+
+        if (closed)
+        {
+            _session.RemoveStream(this);
+        }
+    }
+
+    private void WakeReader()
+    {
+        if (_readWaiter is { } waiter)
+        {
+            _readWaiter = null;
+            waiter.TrySetResult();
+        }
+    }
+
+    private void WakeAll()
+    {
+        WakeReader();
+        if (_sendWaiter is { } waiter)
+        {
+            _sendWaiter = null;
+            waiter.TrySetResult();
+        }
+    }
+}

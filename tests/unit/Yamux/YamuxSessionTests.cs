@@ -1,0 +1,410 @@
+using System.Security.Cryptography;
+using P2PInference.Facilities.Net.Yamux;
+using P2PInference.TestKit;
+using P2PInference.TestKit.Network;
+
+namespace P2PInference.Tests.Unit.Yamux;
+
+[TestFixture]
+[CancelAfter(10000)]
+public sealed class YamuxSessionTests
+{
+    private static readonly YamuxOptions NoKeepAlive = new() { KeepAliveInterval = null };
+
+    private static (YamuxSession Client, YamuxSession Server) CreatePair(YamuxOptions? client = null, YamuxOptions? server = null)
+    {
+        var (a, b) = DuplexStreamPair.Create();
+        return (new YamuxSession(a, isInitiator: true, client ?? NoKeepAlive), new YamuxSession(b, isInitiator: false, server ?? NoKeepAlive));
+    }
+
+    private static async Task EchoAllAsync(YamuxStream stream, CancellationToken token)
+    {
+        var buffer = new byte[16 * 1024];
+        int read;
+        while ((read = await stream.ReadAsync(buffer, token)) > 0)
+        {
+            await stream.WriteAsync(buffer.AsMemory(0, read), token);
+        }
+
+        await stream.CompleteWritesAsync(token);
+    }
+
+    private static async Task<byte[]> ReadToEndAsync(Stream stream, CancellationToken token)
+    {
+        using var memory = new MemoryStream();
+        await stream.CopyToAsync(memory, token);
+        return memory.ToArray();
+    }
+
+    [Test]
+    public async Task OpenStream_EchoesData_WhenInitiatorOpens(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        await using var stream = await client.OpenStreamAsync(token);
+        var accepting = server.AcceptStreamAsync(token).AsTask();
+        await stream.WriteAsync("hello"u8.ToArray(), token);
+        await using var inbound = await accepting;
+        var echo = EchoAllAsync(inbound, token);
+
+        await stream.CompleteWritesAsync(token);
+        var reply = await ReadToEndAsync(stream, token);
+        await echo;
+
+        Assert.That(reply, Is.EqualTo("hello"u8.ToArray()));
+        Assert.That(inbound.Id, Is.EqualTo(stream.Id));
+    }
+
+    [Test]
+    public async Task OpenStream_EchoesData_WhenResponderOpens(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        await using var stream = await server.OpenStreamAsync(token);
+        await stream.WriteAsync("ping"u8.ToArray(), token);
+        await using var inbound = await client.AcceptStreamAsync(token);
+        var echo = EchoAllAsync(inbound, token);
+        await stream.CompleteWritesAsync(token);
+
+        Assert.That(await ReadToEndAsync(stream, token), Is.EqualTo("ping"u8.ToArray()));
+        await echo;
+    }
+
+    [Test]
+    public async Task OpenStream_UsesOddIdsForInitiator_AndEvenIdsForResponder(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        var c1 = await client.OpenStreamAsync(token);
+        var c2 = await client.OpenStreamAsync(token);
+        var s1 = await server.OpenStreamAsync(token);
+
+        Assert.That(new[] { c1.Id, c2.Id, s1.Id }, Is.EqualTo(new uint[] { 1, 3, 2 }));
+    }
+
+    [Test]
+    public async Task Session_EchoesOnThousandConcurrentStreams(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        var acceptLoop = Task.Run(async () =>
+        {
+            var echoes = new List<Task>();
+            for (var i = 0; i < 1000; i++)
+            {
+                var inbound = await server.AcceptStreamAsync(token);
+                echoes.Add(Task.Run(async () =>
+                {
+                    await using (inbound)
+                    {
+                        await EchoAllAsync(inbound, token);
+                    }
+                }, token));
+            }
+
+            await Task.WhenAll(echoes);
+        }, token);
+
+        var calls = Enumerable.Range(0, 1000).Select(i => Task.Run(async () =>
+        {
+            await using var stream = await client.OpenStreamAsync(token);
+            var payload = new byte[1000 + i];
+            new Random(i).NextBytes(payload);
+            await stream.WriteAsync(payload, token);
+            await stream.CompleteWritesAsync(token);
+            return (payload, reply: await ReadToEndAsync(stream, token));
+        }, token)).ToArray();
+
+        var results = await Task.WhenAll(calls);
+        await acceptLoop;
+
+        Assert.That(results.All(r => r.payload.AsSpan().SequenceEqual(r.reply)), Is.True);
+    }
+
+    [TestCase(YamuxOptions.DefaultWindowSize)]
+    [TestCase(16 * 1024 * 1024)]
+    public async Task Stream_Transfers64MiBIntact_ThroughFlowControlWindow(int maxWindow, CancellationToken token)
+    {
+        var options = new YamuxOptions { KeepAliveInterval = null, MaxStreamWindowSize = maxWindow };
+        var (client, server) = CreatePair(options, options);
+        await using var _ = client;
+        await using var __ = server;
+        const int total = 64 * 1024 * 1024;
+        var random = TestSeed.CreateRandom();
+        var chunk = new byte[100_000];
+        random.NextBytes(chunk);
+
+        var sender = Task.Run(async () =>
+        {
+            await using var stream = await client.OpenStreamAsync(token);
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            for (var sent = 0; sent < total; sent += chunk.Length)
+            {
+                var slice = chunk.AsMemory(0, Math.Min(chunk.Length, total - sent));
+                chunk[0]++;
+                hash.AppendData(slice.Span);
+                await stream.WriteAsync(slice, token);
+            }
+
+            await stream.CompleteWritesAsync(token);
+            return hash.GetHashAndReset();
+        }, token);
+
+        await using var inbound = await server.AcceptStreamAsync(token);
+        using var received = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[64 * 1024];
+        long count = 0;
+        int read;
+        while ((read = await inbound.ReadAsync(buffer, token)) > 0)
+        {
+            received.AppendData(buffer, 0, read);
+            count += read;
+        }
+
+        Assert.That(count, Is.EqualTo(total));
+        Assert.That(received.GetHashAndReset(), Is.EqualTo(await sender));
+    }
+
+    [Test]
+    public async Task CompleteWrites_RemoteReadsEof_AndOtherDirectionStillWorks(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        await using var stream = await client.OpenStreamAsync(token);
+        await stream.WriteAsync("request"u8.ToArray(), token);
+        await stream.CompleteWritesAsync(token);
+        await using var inbound = await server.AcceptStreamAsync(token);
+
+        Assert.That(await ReadToEndAsync(inbound, token), Is.EqualTo("request"u8.ToArray()));
+        Assert.That(await inbound.ReadAsync(new byte[1], token), Is.Zero, "reads stay at end of stream");
+
+        await inbound.WriteAsync("response"u8.ToArray(), token);
+        await inbound.CompleteWritesAsync(token);
+        Assert.That(await ReadToEndAsync(stream, token), Is.EqualTo("response"u8.ToArray()));
+        Assert.That(async () => await stream.WriteAsync(new byte[1], token), Throws.InvalidOperationException);
+    }
+
+    [Test]
+    public async Task Stream_IsRemovedFromSession_OnceBothSidesClosed(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        var stream = await client.OpenStreamAsync(token);
+        await stream.CompleteWritesAsync(token);
+        var inbound = await server.AcceptStreamAsync(token);
+        Assert.That(await inbound.ReadAsync(new byte[1], token), Is.Zero);
+        Assert.That(client.StreamCount, Is.EqualTo(1));
+
+        await inbound.DisposeAsync();
+        Assert.That(await stream.ReadAsync(new byte[1], token), Is.Zero, "disposing sends FIN");
+        Assert.That(client.StreamCount, Is.Zero);
+        Assert.That(server.StreamCount, Is.Zero);
+    }
+
+    [Test]
+    public async Task DisposedStream_KeepsGrantingWindow_SoRemoteWriterIsNotBlocked(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        await using var stream = await client.OpenStreamAsync(token);
+        await stream.WriteAsync(new byte[1], token);
+        var inbound = await server.AcceptStreamAsync(token);
+        await inbound.DisposeAsync();
+
+        // Four windows' worth: only possible if the disposed end still returns credit.
+        await stream.WriteAsync(new byte[4 * YamuxOptions.DefaultWindowSize], token);
+        await stream.CompleteWritesAsync(token);
+        Assert.That(await stream.ReadAsync(new byte[1], token), Is.Zero);
+    }
+
+    [Test]
+    public async Task Reset_MakesBothEndsThrowStreamResetException(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        await using var stream = await client.OpenStreamAsync(token);
+        await stream.WriteAsync("x"u8.ToArray(), token);
+        await using var inbound = await server.AcceptStreamAsync(token);
+        var pendingRead = inbound.ReadAsync(new byte[1], token).AsTask();
+        Assert.That(await pendingRead, Is.EqualTo(1));
+        var blockedRead = inbound.ReadAsync(new byte[1], token).AsTask();
+
+        stream.Reset();
+
+        Assert.That(async () => await blockedRead, Throws.TypeOf<YamuxStreamResetException>());
+        Assert.That(async () => await inbound.WriteAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+        Assert.That(async () => await stream.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+        Assert.That(async () => await stream.WriteAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+        Assert.That(client.StreamCount, Is.Zero);
+        Assert.That(server.StreamCount, Is.Zero);
+    }
+
+    [Test]
+    public async Task Write_WaitsForWindow_AndHonoursCancellation(CancellationToken token)
+    {
+        var options = new YamuxOptions { KeepAliveInterval = null, MaxStreamWindowSize = YamuxOptions.DefaultWindowSize };
+        var (client, server) = CreatePair(options, options);
+        await using var _ = client;
+        await using var __ = server;
+
+        await using var stream = await client.OpenStreamAsync(token);
+        await stream.WriteAsync(new byte[YamuxOptions.DefaultWindowSize], token);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(token);
+        var blocked = stream.WriteAsync(new byte[1], cancel.Token).AsTask();
+
+        Assert.That(blocked.IsCompleted, Is.False, "the remote has not read anything, so no window is left");
+        await cancel.CancelAsync();
+        Assert.That(async () => await blocked, Throws.InstanceOf<OperationCanceledException>());
+
+        // Once the remote reads, the window opens again.
+        await using var inbound = await server.AcceptStreamAsync(token);
+        var drained = 0;
+        var buffer = new byte[64 * 1024];
+        while (drained < YamuxOptions.DefaultWindowSize)
+        {
+            drained += await inbound.ReadAsync(buffer, token);
+        }
+
+        await stream.WriteAsync("more"u8.ToArray(), token);
+        Assert.That(await inbound.ReadAsync(buffer, token), Is.EqualTo(4));
+    }
+
+    [Test]
+    public async Task InboundStreams_PastMaxInboundStreams_AreResetWhileOthersKeepWorking(CancellationToken token)
+    {
+        var (client, server) = CreatePair(server: new YamuxOptions { KeepAliveInterval = null, MaxInboundStreams = 4 });
+        await using var _ = client;
+        await using var __ = server;
+
+        var open = new List<(YamuxStream Outbound, YamuxStream Inbound)>();
+        for (var i = 0; i < 4; i++)
+        {
+            var stream = await client.OpenStreamAsync(token);
+            await stream.WriteAsync(new byte[] { (byte)i }, token);
+            open.Add((stream, await server.AcceptStreamAsync(token)));
+        }
+
+        var excess = await client.OpenStreamAsync(token);
+        Assert.That(async () => await excess.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+
+        foreach (var (outbound, inbound) in open)
+        {
+            var one = new byte[1];
+            Assert.That(await inbound.ReadAsync(one, token), Is.EqualTo(1));
+            await inbound.WriteAsync(one, token);
+            Assert.That(await outbound.ReadAsync(new byte[1], token), Is.EqualTo(1));
+        }
+
+        Assert.That(client.IsClosed, Is.False);
+        Assert.That(server.IsClosed, Is.False);
+        Assert.That(server.StreamCount, Is.EqualTo(4));
+    }
+
+    [Test]
+    public async Task InboundStreams_PastAcceptBacklog_AreReset(CancellationToken token)
+    {
+        var (client, server) = CreatePair(server: new YamuxOptions { KeepAliveInterval = null, MaxAcceptBacklog = 2 });
+        await using var _ = client;
+        await using var __ = server;
+
+        await client.OpenStreamAsync(token);
+        await client.OpenStreamAsync(token);
+        var third = await client.OpenStreamAsync(token);
+
+        Assert.That(async () => await third.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+        await server.AcceptStreamAsync(token);
+        var fourth = await client.OpenStreamAsync(token);
+        await fourth.WriteAsync("ok"u8.ToArray(), token);
+        await server.AcceptStreamAsync(token);
+        var accepted = await server.AcceptStreamAsync(token);
+        Assert.That(accepted.Id, Is.EqualTo(fourth.Id));
+    }
+
+    [Test]
+    public async Task GoAway_StopsNewStreams_WhileExistingStreamsFinish(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+        await using var stream = await client.OpenStreamAsync(token);
+        await stream.WriteAsync("before"u8.ToArray(), token);
+        await using var inbound = await server.AcceptStreamAsync(token);
+
+        await server.GoAwayAsync(token);
+        // The pong is written after the go-away, so once it arrives the client has seen the go-away.
+        await client.PingAsync(token);
+
+        Assert.That(async () => await client.OpenStreamAsync(token), Throws.TypeOf<YamuxException>());
+        Assert.That(async () => await server.OpenStreamAsync(token), Throws.TypeOf<YamuxException>());
+
+        var echo = EchoAllAsync(inbound, token);
+        await stream.WriteAsync(" and after"u8.ToArray(), token);
+        await stream.CompleteWritesAsync(token);
+        Assert.That(await ReadToEndAsync(stream, token), Is.EqualTo("before and after"u8.ToArray()));
+        await echo;
+        Assert.That(client.IsClosed, Is.False);
+    }
+
+    [Test]
+    public async Task Ping_ReturnsRoundTripTime(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        var rtt = await client.PingAsync(token);
+        var back = await server.PingAsync(token);
+
+        Assert.That(rtt, Is.GreaterThanOrEqualTo(TimeSpan.Zero));
+        Assert.That(back, Is.GreaterThanOrEqualTo(TimeSpan.Zero));
+    }
+
+    [Test]
+    public async Task DisposeAsync_EndsBothSessions_AndResetsOpenStreams(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var __ = server;
+        var stream = await client.OpenStreamAsync(token);
+        await stream.WriteAsync("x"u8.ToArray(), token);
+        var inbound = await server.AcceptStreamAsync(token);
+        Assert.That(await inbound.ReadAsync(new byte[1], token), Is.EqualTo(1));
+
+        await client.DisposeAsync();
+
+        Assert.That(client.IsClosed, Is.True);
+        Assert.That(async () => await stream.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+        Assert.That(async () => await client.OpenStreamAsync(token), Throws.TypeOf<YamuxException>());
+        Assert.That(async () => await client.AcceptStreamAsync(token), Throws.TypeOf<YamuxException>());
+        await server.Completion.WaitAsync(token);
+        Assert.That(server.IsClosed, Is.True);
+        Assert.That(async () => await inbound.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+    }
+
+    [Test]
+    public async Task AcceptStream_Throws_WhenSessionClosesWhileWaiting(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        var accepting = server.AcceptStreamAsync(token).AsTask();
+
+        await server.DisposeAsync();
+
+        Assert.That(async () => await accepting, Throws.TypeOf<YamuxException>());
+    }
+}
