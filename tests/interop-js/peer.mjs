@@ -20,13 +20,14 @@
 //                                                 "protocols":[...],"listenAddrs":[...],"observedAddr"}
 //   {"cmd":"dial","addr":MA}                  -> {"ok":true,"peerId","remoteAddr"}
 //   {"cmd":"hangup","addr":MA}                -> {"ok":true}                        (MA or "peerId":P)
-//   {"cmd":"provide","topic":T}               -> {"ok":true,"cid"}                  (needs --dht)
+//   {"cmd":"provide","topic":T,"timeoutMs":N} -> {"ok":true,"cid"}    (needs --dht; timeoutMs default 10000;
+//                                                js kad-dht waits until the routing table has a peer)
 //   {"cmd":"findProviders","topic":T,"timeoutMs":N}
 //                                             -> {"ok":true,"cid","providers":[{"peerId","addrs"}]}
 //                                                (timeoutMs default 10000; stops at the time limit
 //                                                 or when the query ends, whichever comes first)
 //   {"cmd":"findPeer","peerId":P,"timeoutMs":N}
-//                                             -> {"ok":true,"peerId","addrs"}
+//                                             -> {"ok":true,"peerId","addrs"}  (ok:false if no address found)
 //   {"cmd":"routingTable"}                    -> {"ok":true,"size":N,"peers":[P,...]}
 //   {"cmd":"waitRoutingTable","min":N,"timeoutMs":T}
 //                                             -> {"ok":true,"size":N}  once the DHT routing table
@@ -284,7 +285,17 @@ async function runCommand (node, req, stop) {
     case 'provide': {
       requireDht(node)
       const cid = await topicCid(req.topic)
-      await node.contentRouting.provide(cid)
+      const timeoutMs = req.timeoutMs ?? 10_000
+      try {
+        // js kad-dht holds every query until the routing table has a peer, so a lonely node's
+        // provide would block the command loop forever without a time limit.
+        await node.contentRouting.provide(cid, { signal: AbortSignal.timeout(timeoutMs) })
+      } catch (err) {
+        if (err?.name === 'TimeoutError' || err?.name === 'AbortError') {
+          throw new Error(`provide not published within ${timeoutMs} ms (DHT routing table size ${node.services.dht.routingTable.size}); the record is stored locally`)
+        }
+        throw err
+      }
       return { ok: true, cid: cid.toString() }
     }
     case 'findProviders': {
@@ -311,6 +322,8 @@ async function runCommand (node, req, stop) {
       const info = await node.peerRouting.findPeer(peerIdFromString(req.peerId), {
         signal: AbortSignal.timeout(req.timeoutMs ?? 10_000)
       })
+      // The peer store can answer with an entry that has no addresses (e.g. after a failed dial).
+      if (info.multiaddrs.length === 0) throw new Error(`peer ${req.peerId} found without addresses`)
       return { ok: true, peerId: info.id.toString(), addrs: info.multiaddrs.map((a) => a.toString()) }
     }
     case 'routingTable': {

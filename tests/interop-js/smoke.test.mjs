@@ -127,6 +127,16 @@ test('ping and identify right after connecting work while the DHT is busy with t
   }
 })
 
+test('a lonely DHT peer answers provide with a timeout error and keeps serving commands', async () => {
+  const a = await startPeer('--dht')
+  const res = await a.send({ id: 1, cmd: 'provide', topic: 't', timeoutMs: 300 })
+  assert.equal(res.id, 1)
+  assert.equal(res.ok, false)
+  const miss = await a.send({ cmd: 'findPeer', peerId: a.peerId.replace(/.$/, 'x'), timeoutMs: 300 })
+  assert.equal(miss.ok, false)
+  assert.deepEqual(await a.send({ id: 'x', cmd: 'routingTable' }), { id: 'x', ok: true, size: 0, peers: [] })
+})
+
 function benchClient (...args) {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [PEER, 'bench-client', ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
