@@ -35,7 +35,8 @@ public static class Base32
         int bits = 0, buffer = 0, o = 0;
         foreach (var raw in text)
         {
-            var c = char.ToLowerInvariant(raw);
+            // ASCII folding only: Unicode lower-casing would map e.g. U+212A KELVIN SIGN to 'k'.
+            var c = raw is >= 'A' and <= 'Z' ? (char)(raw + ('a' - 'A')) : raw;
             var v = Alphabet.IndexOf(c);
             if (v < 0) throw new FormatException($"'{raw}' is not a base32 character");
             // Only the low 13 bits can still be needed; masking keeps the shift from overflowing.

@@ -39,6 +39,8 @@ public sealed class Base32Tests
     [TestCase("mzxw6=")]
     [TestCase("m z")]
     [TestCase("mz8")]
+    [TestCase("mzx\u212A")]
+    [TestCase("\u0130a")]
     public void Decode_RejectsCharactersOutsideTheAlphabet(string text)
     {
         Assert.That(() => Base32.Decode(text), Throws.TypeOf<FormatException>().With.Message.Contains("not a base32 character"));

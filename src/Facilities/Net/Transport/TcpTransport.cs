@@ -1,0 +1,237 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using P2PInference.Facilities.Addressing;
+
+namespace P2PInference.Facilities.Net.Transport;
+
+/// <summary>
+/// TCP over the operating system's sockets: dials and listens on <c>/ip4|ip6/…/tcp/N</c> and
+/// dials <c>/dns|dns4|dns6/host/tcp/N</c>. A trailing <c>/p2p/&lt;id&gt;</c> on a dial address is
+/// allowed and ignored here: checking the remote's identity is the upgrade's job.
+/// </summary>
+public sealed class TcpTransport : ITransport
+{
+    private readonly TcpTransportOptions _options;
+
+    public TcpTransport(TcpTransportOptions? options = null)
+    {
+        _options = options ?? new TcpTransportOptions();
+        ArgumentNullException.ThrowIfNull(_options.TimeProvider, nameof(options));
+        if (_options.ConnectTimeout <= TimeSpan.Zero && _options.ConnectTimeout != Timeout.InfiniteTimeSpan)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.ConnectTimeout, "ConnectTimeout must be positive or infinite");
+        if (_options.ReceiveBufferSize is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.ReceiveBufferSize, "ReceiveBufferSize must be positive");
+        if (_options.SendBufferSize is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.SendBufferSize, "SendBufferSize must be positive");
+        if (_options.ListenBacklog <= 0)
+            throw new ArgumentOutOfRangeException(nameof(options), _options.ListenBacklog, "ListenBacklog must be positive");
+    }
+
+    public bool CanDial(Multiaddress address) =>
+        address is not null && TryGetTarget(address, allowPeerId: true, out var target) && target.Port != 0;
+
+    public bool CanListen(Multiaddress address) =>
+        address is not null && TryGetTarget(address, allowPeerId: false, out _);
+
+    /// <exception cref="TransportException">Unsupported address, unresolvable name, refused, unreachable or timed out.</exception>
+    public async ValueTask<RawConnection> DialAsync(Multiaddress address, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        if (!TryGetTarget(address, allowPeerId: true, out var target) || target.Port == 0)
+            throw new TransportException($"TCP cannot dial '{address}': expected /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>[/p2p/<id>]");
+        cancellationToken.ThrowIfCancellationRequested();
+
+        using var timeout = new CancellationTokenSource(_options.ConnectTimeout, _options.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            var candidates = await ResolveAsync(address, target, linked.Token).ConfigureAwait(false);
+            var failures = new List<string>();
+            foreach (var ip in candidates)
+            {
+                var endpoint = new IPEndPoint(ip, target.Port);
+                var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                try
+                {
+                    Configure(socket);
+                    await socket.ConnectAsync(endpoint, linked.Token).ConfigureAwait(false);
+                    return Wrap(socket);
+                }
+                catch (SocketException e)
+                {
+                    socket.Dispose();
+                    // An abort caused by the timeout or the caller is reported as such, not as a socket error.
+                    linked.Token.ThrowIfCancellationRequested();
+                    failures.Add($"{endpoint}: {Describe(e)}");
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            }
+            throw new TransportException($"TCP dial to '{address}' failed: {string.Join("; ", failures)}");
+        }
+        catch (OperationCanceledException e) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new TransportException($"TCP dial to '{address}' timed out after {_options.ConnectTimeout}", e);
+        }
+    }
+
+    /// <exception cref="TransportException">Unsupported address, unresolvable name, or the address cannot be bound (in use, not local).</exception>
+    public async ValueTask<ITransportListener> ListenAsync(Multiaddress address, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        if (!TryGetTarget(address, allowPeerId: false, out var target))
+            throw new TransportException($"TCP cannot listen on '{address}': expected /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>");
+        cancellationToken.ThrowIfCancellationRequested();
+
+        var ip = (await ResolveAsync(address, target, cancellationToken).ConfigureAwait(false))[0];
+        var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            // /ip6 means IPv6 only; a node that wants both listens on both addresses.
+            if (ip.AddressFamily == AddressFamily.InterNetworkV6) socket.DualMode = false;
+            socket.Bind(new IPEndPoint(ip, target.Port));
+            socket.Listen(_options.ListenBacklog);
+            return new Listener(this, socket, Multiaddress.FromIPEndPoint((IPEndPoint)socket.LocalEndPoint!));
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new TransportException($"TCP cannot listen on '{address}': {Describe(e)}", e);
+        }
+    }
+
+    private async Task<IPAddress[]> ResolveAsync(Multiaddress address, Target target, CancellationToken cancellationToken)
+    {
+        if (target.Ip is not null) return [target.Ip];
+        IPAddress[] found;
+        try
+        {
+            found = await _options.Resolver(target.Host, target.Family, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SocketException e)
+        {
+            throw new TransportException($"cannot resolve '{target.Host}' in '{address}': {Describe(e)}", e);
+        }
+        catch (ArgumentException e)
+        {
+            throw new TransportException($"cannot resolve '{target.Host}' in '{address}': {e.Message}", e);
+        }
+        var usable = found
+            .Select(ip => ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip)
+            .Where(ip => target.Family == AddressFamily.Unspecified ? ip.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6 : ip.AddressFamily == target.Family)
+            .Distinct()
+            .ToArray();
+        if (usable.Length == 0)
+        {
+            var wanted = target.Family switch
+            {
+                AddressFamily.InterNetwork => "IPv4 address",
+                AddressFamily.InterNetworkV6 => "IPv6 address",
+                _ => "address",
+            };
+            throw new TransportException($"cannot resolve '{target.Host}' in '{address}': it has no {wanted}");
+        }
+        return usable;
+    }
+
+    private void Configure(Socket socket)
+    {
+        socket.NoDelay = true;
+        if (_options.ReceiveBufferSize is { } receive) socket.ReceiveBufferSize = receive;
+        if (_options.SendBufferSize is { } send) socket.SendBufferSize = send;
+    }
+
+    private static RawConnection Wrap(Socket socket)
+    {
+        var local = Multiaddress.FromIPEndPoint((IPEndPoint)socket.LocalEndPoint!);
+        var remote = Multiaddress.FromIPEndPoint((IPEndPoint)socket.RemoteEndPoint!);
+        return new RawConnection(new NetworkStream(socket, ownsSocket: true), local, remote);
+    }
+
+    private static string Describe(SocketException e) => $"{e.SocketErrorCode} ({e.Message})";
+
+    private readonly record struct Target(string Host, IPAddress? Ip, AddressFamily Family, int Port);
+
+    /// <summary>
+    /// Accepts exactly host + tcp (+ p2p when dialing): anything else stacked on top (ws, tls…)
+    /// needs a transport that speaks it.
+    /// </summary>
+    private static bool TryGetTarget(Multiaddress address, bool allowPeerId, out Target target)
+    {
+        target = default;
+        var components = address.Components;
+        if (components.Count is < 2 or > 3) return false;
+        if (components[1].Protocol.Code != MultiaddressProtocol.Tcp.Code) return false;
+        if (components.Count == 3 && (!allowPeerId || components[2].Protocol.Code != MultiaddressProtocol.P2p.Code)) return false;
+        var port = BinaryPrimitives.ReadUInt16BigEndian(components[1].Value.Span);
+        var host = components[0];
+        var code = host.Protocol.Code;
+        if (code == MultiaddressProtocol.Ip4.Code || code == MultiaddressProtocol.Ip6.Code)
+        {
+            var ip = new IPAddress(host.Value.Span);
+            target = new Target(ip.ToString(), ip, ip.AddressFamily, port);
+            return true;
+        }
+        AddressFamily family;
+        if (code == MultiaddressProtocol.Dns.Code) family = AddressFamily.Unspecified;
+        else if (code == MultiaddressProtocol.Dns4.Code) family = AddressFamily.InterNetwork;
+        else if (code == MultiaddressProtocol.Dns6.Code) family = AddressFamily.InterNetworkV6;
+        else return false;
+        target = new Target(host.ValueText, null, family, port);
+        return true;
+    }
+
+    private sealed class Listener(TcpTransport transport, Socket socket, Multiaddress address) : ITransportListener
+    {
+        private int _disposed;
+
+        public Multiaddress Address { get; } = address;
+
+        public async ValueTask<RawConnection> AcceptAsync(CancellationToken cancellationToken)
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            while (true)
+            {
+                Socket accepted;
+                try
+                {
+                    accepted = await socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when ((e is SocketException or ObjectDisposedException) && Volatile.Read(ref _disposed) != 0)
+                {
+                    throw new ObjectDisposedException($"the TCP listener on '{Address}' was closed", e);
+                }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset)
+                {
+                    // The remote gave up while queued; that is its problem, not the listener's.
+                    continue;
+                }
+                catch (SocketException e)
+                {
+                    throw new TransportException($"TCP accept on '{Address}' failed: {Describe(e)}", e);
+                }
+
+                try
+                {
+                    transport.Configure(accepted);
+                    return Wrap(accepted);
+                }
+                catch (SocketException)
+                {
+                    // Reset between accept and setup: drop it and wait for the next one.
+                    accepted.Dispose();
+                }
+            }
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) socket.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
+}
