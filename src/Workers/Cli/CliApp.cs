@@ -5,9 +5,22 @@ namespace P2PInference.Workers.Cli;
 /// <summary>The <c>p2pinference</c> command line.</summary>
 public static class CliApp
 {
-    public static async Task<int> RunAsync(string[] args)
+    public static RootCommand BuildRootCommand(TextWriter output, TextWriter error)
     {
         var root = new RootCommand("P2PInference: a peer-to-peer worker runtime for distributed inference");
-        return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
+        root.Subcommands.Add(NodeCommand.Create(output, error));
+        root.Subcommands.Add(PingCommand.Create(output, error));
+        root.Subcommands.Add(IdentifyCommand.Create(output, error));
+        root.Subcommands.Add(KeygenCommand.Create(output, error));
+        return root;
+    }
+
+    public static async Task<int> RunAsync(string[] args, TextWriter? output = null, TextWriter? error = null)
+    {
+        output ??= Console.Out;
+        error ??= Console.Error;
+        var root = BuildRootCommand(output, error);
+        var config = new InvocationConfiguration { Output = output, Error = error };
+        return await root.Parse(args).InvokeAsync(config).ConfigureAwait(false);
     }
 }

@@ -1,0 +1,7 @@
+namespace P2PInference.Facilities.Net.Host;
+
+public enum ConnectionDirection
+{
+    Inbound,
+    Outbound,
+}

@@ -1,0 +1,152 @@
+using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Identity;
+
+namespace P2PInference.Facilities.Net.Host;
+
+/// <summary>
+/// Keeps one connection per peer. When two end up open to the same peer (both dialed at once),
+/// both sides keep the one dialed by the smaller PeerId and retire the other: it gets a Yamux
+/// go-away and is closed once its last stream ends — never while a stream is open. Connections
+/// with no stream for <see cref="HostOptions.IdleConnectionTimeout"/> are closed the same way.
+/// </summary>
+internal sealed class ConnectionManager : IAsyncDisposable
+{
+    private readonly Dictionary<PeerId, List<PeerConnection>> _byPeer = [];
+    private readonly HostOptions _options;
+    private readonly ILogger _logger;
+    private readonly ITimer _maintenance;
+    private bool _disposed;
+
+    public ConnectionManager(HostOptions options, ILogger logger)
+    {
+        _options = options;
+        _logger = logger;
+        _maintenance = options.TimeProvider.CreateTimer(_ => Maintain(), null, options.MaintenanceInterval, options.MaintenanceInterval);
+    }
+
+    public event Action<PeerConnection>? Connected;
+    public event Action<PeerConnection>? Disconnected;
+
+    public int Count
+    {
+        get
+        {
+            lock (_byPeer) return _byPeer.Values.Sum(l => l.Count);
+        }
+    }
+
+    public IReadOnlyList<PeerConnection> All
+    {
+        get
+        {
+            lock (_byPeer) return _byPeer.Values.SelectMany(l => l).ToArray();
+        }
+    }
+
+    /// <summary>The connection new streams to <paramref name="peer"/> should use, if any.</summary>
+    public PeerConnection? Get(PeerId peer)
+    {
+        lock (_byPeer)
+        {
+            if (!_byPeer.TryGetValue(peer, out var list)) return null;
+            foreach (var c in list)
+                if (!c.IsDraining && !c.IsClosed) return c;
+            return null;
+        }
+    }
+
+    /// <summary>Adds an upgraded connection; returns false (and the caller disposes it) after shutdown.</summary>
+    public bool Add(PeerConnection connection)
+    {
+        PeerConnection? loser = null;
+        lock (_byPeer)
+        {
+            if (_disposed) return false;
+            if (!_byPeer.TryGetValue(connection.RemotePeer, out var list))
+                _byPeer[connection.RemotePeer] = list = [];
+            var current = list.FirstOrDefault(c => !c.IsDraining && !c.IsClosed);
+            list.Add(connection);
+            if (current is not null)
+                loser = PreferredOf(current, connection) == current ? connection : current;
+        }
+        _ = connection.Completion.ContinueWith(_ => Remove(connection), CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        Connected?.Invoke(connection);
+        if (loser is not null) Retire(loser);
+        return true;
+    }
+
+    private static PeerConnection PreferredOf(PeerConnection existing, PeerConnection added)
+    {
+        var byDialer = existing.Dialer.CompareTo(added.Dialer);
+        if (byDialer != 0) return byDialer < 0 ? existing : added;
+        return existing; // the same side dialed twice: keep the older
+    }
+
+    private void Retire(PeerConnection connection)
+    {
+        if (!connection.MarkDraining()) return;
+        _logger.LogDebug("retiring duplicate connection {Connection}", connection);
+        _ = GoAwayQuietlyAsync(connection);
+    }
+
+    private static async Task GoAwayQuietlyAsync(PeerConnection connection)
+    {
+        try
+        {
+            await connection.Session.GoAwayAsync(CancellationToken.None).ConfigureAwait(false);
+            if (connection.StreamCount == 0) await connection.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
+        {
+        }
+    }
+
+    private void Remove(PeerConnection connection)
+    {
+        var removed = false;
+        lock (_byPeer)
+        {
+            if (_byPeer.TryGetValue(connection.RemotePeer, out var list))
+            {
+                removed = list.Remove(connection);
+                if (list.Count == 0) _byPeer.Remove(connection.RemotePeer);
+            }
+        }
+        if (removed) Disconnected?.Invoke(connection);
+    }
+
+    private void Maintain()
+    {
+        foreach (var connection in All)
+        {
+            if (connection.StreamCount > 0) continue;
+            if (connection.IsDraining || connection.IdleFor >= _options.IdleConnectionTimeout)
+            {
+                _logger.LogDebug("closing idle connection {Connection}", connection);
+                _ = connection.DisposeAsync().AsTask();
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        PeerConnection[] all;
+        lock (_byPeer)
+        {
+            _disposed = true;
+            all = _byPeer.Values.SelectMany(l => l).ToArray();
+        }
+        await _maintenance.DisposeAsync().ConfigureAwait(false);
+        await Task.WhenAll(all.Select(async c =>
+        {
+            try
+            {
+                await c.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+            }
+        })).ConfigureAwait(false);
+    }
+}

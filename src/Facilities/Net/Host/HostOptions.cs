@@ -1,0 +1,40 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Transport;
+using P2PInference.Facilities.Net.Yamux;
+
+namespace P2PInference.Facilities.Net.Host;
+
+/// <summary>What a <see cref="P2PHost"/> is made of. Only <see cref="Identity"/> and <see cref="Transports"/> are required.</summary>
+public sealed class HostOptions
+{
+    public required KeyPair Identity { get; init; }
+    public required IReadOnlyList<ITransport> Transports { get; init; }
+
+    public string AgentVersion { get; init; } = "p2pinference/" + typeof(HostOptions).Assembly.GetName().Version?.ToString(3);
+    public string ProtocolVersion { get; init; } = "ipfs/0.1.0";
+
+    public YamuxOptions Yamux { get; init; } = new();
+
+    /// <summary>Bounds the whole upgrade (multistream, Noise, multistream, Yamux) of one connection.</summary>
+    public TimeSpan UpgradeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Bounds protocol negotiation on one stream.</summary>
+    public TimeSpan StreamNegotiationTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>A connection with no open stream for this long is closed; one with an open stream never is.</summary>
+    public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>How often idle and redundant connections are looked for.</summary>
+    public TimeSpan MaintenanceInterval { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Inbound connections past this are closed at once, before the handshake.</summary>
+    public int MaxInboundConnections { get; init; } = 4096;
+
+    /// <summary>Run identify on every new connection to learn the remote's addresses and protocols.</summary>
+    public bool IdentifyOnConnect { get; init; } = true;
+
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+}

@@ -1,0 +1,408 @@
+using System.Collections.Concurrent;
+using System.Collections.Frozen;
+using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Multistream;
+using P2PInference.Facilities.Net.Protocols.Identify;
+using P2PInference.Facilities.Net.Protocols.Ping;
+using P2PInference.Facilities.Net.Transport;
+using P2PInference.Facilities.Net.Yamux;
+
+namespace P2PInference.Facilities.Net.Host;
+
+/// <summary>
+/// One per node: its identity, listeners, peer store, connections (one per peer, dials deduplicated)
+/// and protocol handlers. Serves identify and ping itself.
+/// </summary>
+public sealed class P2PHost : IAsyncDisposable
+{
+    private readonly HostOptions _options;
+    private readonly ILogger _logger;
+    private readonly ConnectionManager _connections;
+    private readonly ConcurrentDictionary<string, StreamHandler> _handlers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Task<PeerConnection>> _pendingDials = [];
+    private readonly List<ITransportListener> _listeners = [];
+    private readonly List<Task> _acceptLoops = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private volatile FrozenSet<string> _protocols = FrozenSet<string>.Empty;
+    private int _inbound;
+    private int _disposed;
+
+    public P2PHost(HostOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Transports.Count == 0) throw new ArgumentException("a host needs at least one transport", nameof(options));
+        _options = options;
+        _logger = options.LoggerFactory.CreateLogger<P2PHost>();
+        _connections = new ConnectionManager(options, _logger);
+        _connections.Connected += c => PeerConnected?.Invoke(c);
+        _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
+        Handle(IdentifyProtocol.ProtocolId, ServeIdentifyAsync);
+        Handle(PingProtocol.ProtocolId, (context, ct) => PingProtocol.HandleAsync(context.Stream, ct));
+    }
+
+    public PeerId PeerId => _options.Identity.PeerId;
+    public KeyPair Identity => _options.Identity;
+    public PeerStore PeerStore { get; } = new();
+    public TimeProvider TimeProvider => _options.TimeProvider;
+
+    /// <summary>The bound listen addresses, without the <c>/p2p/</c> suffix.</summary>
+    public IReadOnlyList<Multiaddress> ListenAddresses
+    {
+        get
+        {
+            lock (_listeners) return _listeners.Select(l => l.Address).ToArray();
+        }
+    }
+
+    /// <summary>The listen addresses as others dial them: each ending in <c>/p2p/&lt;PeerId&gt;</c>.</summary>
+    public IReadOnlyList<Multiaddress> AdvertisedAddresses => ListenAddresses.Select(a => a.WithPeerId(PeerId)).ToArray();
+
+    public IReadOnlyCollection<string> Protocols => _protocols;
+
+    public IReadOnlyList<PeerConnection> Connections => _connections.All;
+
+    public event Action<PeerConnection>? PeerConnected;
+    public event Action<PeerConnection>? PeerDisconnected;
+
+    public void Handle(string protocolId, StreamHandler handler)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(protocolId);
+        ArgumentNullException.ThrowIfNull(handler);
+        _handlers[protocolId] = handler;
+        _protocols = _handlers.Keys.ToFrozenSet(StringComparer.Ordinal);
+    }
+
+    public bool Unhandle(string protocolId)
+    {
+        var removed = _handlers.TryRemove(protocolId, out _);
+        _protocols = _handlers.Keys.ToFrozenSet(StringComparer.Ordinal);
+        return removed;
+    }
+
+    /// <summary>Binds each address on the first transport that can listen on it and starts accepting.</summary>
+    /// <exception cref="TransportException">No transport can listen on an address, or binding failed.</exception>
+    public async Task StartAsync(IEnumerable<Multiaddress> listenAddresses, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        foreach (var address in listenAddresses)
+        {
+            var transport = _options.Transports.FirstOrDefault(t => t.CanListen(address))
+                ?? throw new TransportException($"no transport can listen on {address}");
+            var listener = await transport.ListenAsync(address, cancellationToken).ConfigureAwait(false);
+            lock (_listeners)
+            {
+                _listeners.Add(listener);
+                _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(listener), CancellationToken.None));
+            }
+            _logger.LogInformation("listening on {Address}", listener.Address.WithPeerId(PeerId));
+        }
+    }
+
+    public PeerConnection? GetConnection(PeerId peer) => _connections.Get(peer);
+
+    /// <summary>Connects to the address; a trailing <c>/p2p/&lt;id&gt;</c> is checked against the remote's key.</summary>
+    public Task<PeerConnection> ConnectAsync(Multiaddress address, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var peer = address.PeerId;
+        if (peer is not null)
+        {
+            if (peer == PeerId) throw new TransportException($"refusing to dial ourselves ({address})");
+            PeerStore.AddAddresses(peer, [address]);
+            var existing = _connections.Get(peer);
+            if (existing is not null) return Task.FromResult(existing);
+        }
+        return DialDeduplicatedAsync(peer?.ToString() ?? address.ToString(),
+            () => DialAddressesAsync([address.WithoutPeerId()], peer), cancellationToken);
+    }
+
+    /// <summary>Returns the open connection to <paramref name="peer"/> or dials its known addresses.</summary>
+    public Task<PeerConnection> ConnectAsync(PeerId peer, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (peer == PeerId) throw new TransportException("refusing to dial ourselves");
+        var existing = _connections.Get(peer);
+        if (existing is not null) return Task.FromResult(existing);
+        return DialDeduplicatedAsync(peer.ToString(), () =>
+        {
+            var addresses = PeerStore.GetAddresses(peer);
+            if (addresses.Count == 0) throw new TransportException($"no known address for peer {peer}");
+            return DialAddressesAsync(addresses, peer);
+        }, cancellationToken);
+    }
+
+    public async Task<YamuxStream> OpenStreamAsync(PeerId peer, string protocol, CancellationToken cancellationToken)
+    {
+        var (stream, _) = await OpenStreamAsync(peer, [protocol], cancellationToken).ConfigureAwait(false);
+        return stream;
+    }
+
+    public async Task<(YamuxStream Stream, string Protocol)> OpenStreamAsync(PeerId peer, IReadOnlyList<string> protocols, CancellationToken cancellationToken)
+    {
+        var connection = await ConnectAsync(peer, cancellationToken).ConfigureAwait(false);
+        using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        return await connection.OpenStreamAsync(protocols, linked.Token).ConfigureAwait(false);
+    }
+
+    public async Task<TimeSpan> PingAsync(PeerId peer, CancellationToken cancellationToken)
+    {
+        var stream = await OpenStreamAsync(peer, PingProtocol.ProtocolId, cancellationToken).ConfigureAwait(false);
+        await using (stream.ConfigureAwait(false))
+            return await PingProtocol.PingAsync(stream, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<IdentifyInfo> IdentifyAsync(PeerId peer, CancellationToken cancellationToken)
+    {
+        var stream = await OpenStreamAsync(peer, IdentifyProtocol.ProtocolId, cancellationToken).ConfigureAwait(false);
+        await using (stream.ConfigureAwait(false))
+        {
+            var info = await IdentifyProtocol.ReadAsync(stream, peer, cancellationToken).ConfigureAwait(false);
+            PeerStore.AddAddresses(peer, info.ListenAddresses);
+            PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
+            return info;
+        }
+    }
+
+    public async Task DisconnectAsync(PeerId peer)
+    {
+        foreach (var c in _connections.All.Where(c => c.RemotePeer == peer))
+            await c.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private async Task<PeerConnection> DialDeduplicatedAsync(string key, Func<Task<PeerConnection>> dial, CancellationToken cancellationToken)
+    {
+        Task<PeerConnection> task;
+        lock (_pendingDials)
+        {
+            if (!_pendingDials.TryGetValue(key, out task!))
+            {
+                task = RunDialAsync(key, dial);
+                _pendingDials[key] = task;
+            }
+        }
+        // The shared dial runs on the host's lifetime; one caller giving up doesn't cancel it for the others.
+        return await task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<PeerConnection> RunDialAsync(string key, Func<Task<PeerConnection>> dial)
+    {
+        try
+        {
+            await Task.Yield();
+            return await dial().ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_pendingDials) _pendingDials.Remove(key);
+        }
+    }
+
+    private async Task<PeerConnection> DialAddressesAsync(IReadOnlyList<Multiaddress> addresses, PeerId? expected)
+    {
+        var errors = new List<Exception>();
+        foreach (var address in addresses)
+        {
+            var transport = _options.Transports.FirstOrDefault(t => t.CanDial(address));
+            if (transport is null)
+            {
+                errors.Add(new TransportException($"no transport can dial {address}"));
+                continue;
+            }
+            RawConnection raw;
+            try
+            {
+                raw = await transport.DialAsync(address, _stopping.Token).ConfigureAwait(false);
+            }
+            catch (TransportException e)
+            {
+                errors.Add(e);
+                continue;
+            }
+            var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, _stopping.Token)
+                .ConfigureAwait(false);
+            await AdoptAsync(connection).ConfigureAwait(false);
+            PeerStore.AddAddresses(connection.RemotePeer, [address]);
+            return _connections.Get(connection.RemotePeer) ?? connection;
+        }
+        if (errors.Count == 1) throw errors[0];
+        throw new TransportException($"could not reach {expected?.ToString() ?? "the peer"}: "
+            + string.Join("; ", errors.Select(e => e.Message)), new AggregateException(errors));
+    }
+
+    private async Task AdoptAsync(PeerConnection connection)
+    {
+        if (!_connections.Add(connection))
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw new ObjectDisposedException(nameof(P2PHost), "the host is stopping");
+        }
+        _ = Task.Run(() => AcceptStreamsAsync(connection), CancellationToken.None);
+        if (_options.IdentifyOnConnect) _ = IdentifyQuietlyAsync(connection);
+    }
+
+    private async Task IdentifyQuietlyAsync(PeerConnection connection)
+    {
+        try
+        {
+            var (stream, _) = await connection.OpenStreamAsync([IdentifyProtocol.ProtocolId], _stopping.Token).ConfigureAwait(false);
+            await using (stream.ConfigureAwait(false))
+            {
+                var info = await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, _stopping.Token).ConfigureAwait(false);
+                PeerStore.AddAddresses(connection.RemotePeer, info.ListenAddresses);
+                PeerStore.SetProtocols(connection.RemotePeer, info.Protocols, info.AgentVersion);
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _logger.LogDebug(e, "identify of {Peer} failed", connection.RemotePeer);
+        }
+    }
+
+    private async Task AcceptLoopAsync(ITransportListener listener)
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            RawConnection raw;
+            try
+            {
+                raw = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (Exception e) when (e is IOException)
+            {
+                _logger.LogDebug(e, "accept on {Address} failed", listener.Address);
+                continue;
+            }
+            if (Interlocked.Increment(ref _inbound) > _options.MaxInboundConnections)
+            {
+                Interlocked.Decrement(ref _inbound);
+                _logger.LogWarning("refusing inbound connection from {Address}: {Max} inbound connections open", raw.RemoteAddress, _options.MaxInboundConnections);
+                await raw.DisposeAsync().ConfigureAwait(false);
+                continue;
+            }
+            _ = Task.Run(() => UpgradeInboundAsync(raw), CancellationToken.None);
+        }
+    }
+
+    private async Task UpgradeInboundAsync(RawConnection raw)
+    {
+        PeerConnection connection;
+        try
+        {
+            connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Inbound, null, _options, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Interlocked.Decrement(ref _inbound);
+            _logger.LogDebug(e, "inbound upgrade from {Address} failed", raw.RemoteAddress);
+            return;
+        }
+        _ = connection.Completion.ContinueWith(_ => Interlocked.Decrement(ref _inbound), CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        try
+        {
+            await AdoptAsync(connection).ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private async Task AcceptStreamsAsync(PeerConnection connection)
+    {
+        using var connectionScope = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        _ = connection.Completion.ContinueWith(_ => connectionScope.Cancel(), CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        var handlers = new List<Task>();
+        while (true)
+        {
+            YamuxStream stream;
+            try
+            {
+                stream = await connection.Session.AcceptStreamAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                break;
+            }
+            connection.Touch();
+            var task = ServeStreamAsync(connection, stream, connectionScope.Token);
+            lock (handlers)
+            {
+                handlers.RemoveAll(t => t.IsCompleted);
+                handlers.Add(task);
+            }
+        }
+        Task[] pending;
+        lock (handlers) pending = handlers.ToArray();
+        await Task.WhenAll(pending).ConfigureAwait(false);
+    }
+
+    private async Task ServeStreamAsync(PeerConnection connection, YamuxStream stream, CancellationToken cancellationToken)
+    {
+        await Task.Yield();
+        string protocol;
+        try
+        {
+            using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+            protocol = await MultistreamSelect.HandleAsync(stream, _protocols, linked.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _logger.LogDebug(e, "stream negotiation with {Peer} failed", connection.RemotePeer);
+            stream.Reset();
+            return;
+        }
+        if (!_handlers.TryGetValue(protocol, out var handler))
+        {
+            stream.Reset();
+            return;
+        }
+        try
+        {
+            await handler(new StreamContext(stream, connection, protocol), cancellationToken).ConfigureAwait(false);
+            await stream.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _logger.LogDebug(e, "{Protocol} handler for {Peer} failed", protocol, connection.RemotePeer);
+            stream.Reset();
+        }
+    }
+
+    private async Task ServeIdentifyAsync(StreamContext context, CancellationToken cancellationToken)
+    {
+        var info = new IdentifyInfo(Identity.PublicKey, ListenAddresses, _protocols.ToArray(), context.Connection.RemoteAddress,
+            _options.ProtocolVersion, _options.AgentVersion);
+        await IdentifyProtocol.WriteAsync(context.Stream, info, cancellationToken).ConfigureAwait(false);
+        await context.Stream.CompleteWritesAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Graceful stop: listeners close, connections get a go-away and close, handlers are cancelled.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        ITransportListener[] listeners;
+        Task[] loops;
+        lock (_listeners)
+        {
+            listeners = _listeners.ToArray();
+            loops = _acceptLoops.ToArray();
+        }
+        foreach (var listener in listeners)
+            await listener.DisposeAsync().ConfigureAwait(false);
+        await Task.WhenAll(loops).ConfigureAwait(false);
+        await _connections.DisposeAsync().ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+}

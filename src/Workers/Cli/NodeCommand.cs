@@ -1,0 +1,49 @@
+using System.CommandLine;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Identity;
+
+namespace P2PInference.Workers.Cli;
+
+/// <summary><c>p2pinference node</c>: runs a libp2p node until SIGINT or SIGTERM.</summary>
+internal static class NodeCommand
+{
+    public const string DefaultListen = "/ip4/127.0.0.1/tcp/0";
+
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var listen = new Option<string[]>("--listen")
+        {
+            Description = $"Address to listen on (repeatable; default {DefaultListen})",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var keyFile = CliOptions.KeyFile();
+        var json = CliOptions.Json();
+        var command = new Command("node", "Run a node (identify and ping) until interrupted") { listen, keyFile, json };
+        command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
+        {
+            var addresses = (result.GetValue(listen) is { Length: > 0 } given ? given : [DefaultListen])
+                .Select(CliOptions.ParseAddress).ToArray();
+            var path = result.GetValue(keyFile);
+            var identity = path is null ? KeyPair.Generate() : KeyFile.LoadOrCreate(path);
+            using var logging = CliNode.CreateLoggerFactory(LogLevel.Warning);
+            await using var host = CliNode.CreateHost(identity, logging);
+            await host.StartAsync(addresses, ct).ConfigureAwait(false);
+            var advertised = host.AdvertisedAddresses.Select(a => a.ToString()).ToArray();
+            if (result.GetValue(json))
+                await output.WriteLineAsync(JsonSerializer.Serialize(new { peerId = host.PeerId.ToString(), addrs = advertised })).ConfigureAwait(false);
+            else
+                foreach (var a in advertised) await output.WriteLineAsync(a).ConfigureAwait(false);
+            await output.FlushAsync(ct).ConfigureAwait(false);
+            try
+            {
+                await Task.Delay(Timeout.InfiniteTimeSpan, TimeProvider.System, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            return 0;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,57 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Protocols.Ping;
+
+namespace P2PInference.Workers.Cli;
+
+/// <summary><c>p2pinference ping MULTIADDR</c>: libp2p ping, one round-trip time a line.</summary>
+internal static class PingCommand
+{
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var address = CliOptions.TargetAddress();
+        var count = new Option<int>("--count", "-c") { Description = "Number of pings", DefaultValueFactory = _ => 3 };
+        var interval = new Option<double>("--interval") { Description = "Seconds between pings", DefaultValueFactory = _ => 1.0 };
+        var timeout = CliOptions.TimeoutSeconds(10);
+        var json = CliOptions.Json();
+        var command = new Command("ping", "Measure round-trip times to a peer with /ipfs/ping/1.0.0") { address, count, interval, timeout, json };
+        command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
+        {
+            var target = CliOptions.ParseAddress(result.GetValue(address)!);
+            var n = result.GetValue(count);
+            if (n < 1) throw new ArgumentException("--count must be at least 1");
+            var asJson = result.GetValue(json);
+            var time = TimeProvider.System;
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(result.GetValue(timeout)), time);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
+            await using var host = CliNode.CreateHost(KeyPair.Generate());
+            var connection = await CliNode.ConnectAsync(host, target, linked.Token).ConfigureAwait(false);
+            var (stream, _) = await connection.OpenStreamAsync([PingProtocol.ProtocolId], linked.Token).ConfigureAwait(false);
+            await using var _ = stream.ConfigureAwait(false);
+            var failures = 0;
+            for (var seq = 1; seq <= n; seq++)
+            {
+                if (seq > 1 && result.GetValue(interval) > 0)
+                    await Task.Delay(TimeSpan.FromSeconds(result.GetValue(interval)), time, linked.Token).ConfigureAwait(false);
+                try
+                {
+                    var rtt = await PingProtocol.PingAsync(stream, time, linked.Token).ConfigureAwait(false);
+                    var ms = rtt.TotalMilliseconds;
+                    await output.WriteLineAsync(asJson
+                        ? JsonSerializer.Serialize(new { peerId = connection.RemotePeer.ToString(), seq, rttMs = Math.Round(ms, 3) })
+                        : string.Create(CultureInfo.InvariantCulture, $"pong from {connection.RemotePeer}: seq={seq} time={ms:0.###} ms")).ConfigureAwait(false);
+                }
+                catch (Exception e) when (CliErrors.Describe(e) is { } message && e is not OperationCanceledException)
+                {
+                    failures++;
+                    await error.WriteLineAsync($"error: ping {seq} failed: {message}").ConfigureAwait(false);
+                    break;
+                }
+            }
+            return failures == 0 ? 0 : CliErrors.Failure;
+        }));
+        return command;
+    }
+}
