@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Text;
 
 namespace P2PInference.Facilities.Discovery;
 
@@ -15,7 +14,7 @@ public static class TopicKey
         var key = new byte[34];
         key[0] = 0x12;
         key[1] = 0x20;
-        SHA256.HashData(Encoding.UTF8.GetBytes(topic), key.AsSpan(2));
+        SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(topic), key.AsSpan(2));
         return key;
     }
 }
