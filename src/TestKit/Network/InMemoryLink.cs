@@ -21,7 +21,7 @@ public sealed class InMemoryLink
     private long? _resetAfterBytes;
     private bool _held;
     private PartitionMode? _partition;
-    private DateTimeOffset _busyUntil;
+    private long _busyUntil;
     private volatile bool _isClean = true;
     private volatile bool _isBlocked;
     private long _bytesWritten;
@@ -199,15 +199,15 @@ public sealed class InMemoryLink
     internal void CountRead(int bytes) => Interlocked.Add(ref _bytesRead, bytes);
 
     /// <summary>Books the link's bandwidth for <paramref name="bytes"/> and returns when they finish crossing it.</summary>
-    internal DateTimeOffset ReserveBandwidth(DateTimeOffset now, int bytes)
+    internal long ReserveBandwidth(TimeProvider time, long now, int bytes)
     {
         lock (_gate)
         {
             if (_bandwidth <= 0) return now;
-            var start = _busyUntil > now ? _busyUntil : now;
+            var start = Math.Max(_busyUntil, now);
             // Round up so that even one byte over a fast link takes a tick: time must pass for it to arrive.
             var ticks = ((bytes * TimeSpan.TicksPerSecond) + _bandwidth - 1) / _bandwidth;
-            _busyUntil = start + TimeSpan.FromTicks(ticks);
+            _busyUntil = start + MemoryFlow.ToTimestamp(time, TimeSpan.FromTicks(ticks));
             return _busyUntil;
         }
     }

@@ -15,6 +15,7 @@ internal sealed class MemoryFlow
     private const int MaxPiece = 64 * 1024;
     // Small writes on the fast path share a chunk, so a chatty writer costs one rental per few KiB.
     private const int MinChunk = 4096;
+    private static readonly TimeSpan MinTimerDelay = TimeSpan.FromTicks(1);
 
     private readonly object _gate = new();
     private readonly Queue<Chunk> _inFlight = new();
@@ -27,7 +28,7 @@ internal sealed class MemoryFlow
     private Chunk? _readableTail;
     private long _buffered;
     private long _sent;
-    private DateTimeOffset _lastDue;
+    private long _lastDue; // timestamps of the TimeProvider's monotonic clock
     private ITimer? _timer;
     private TaskCompletionSource? _dataSignal;
     private TaskCompletionSource? _spaceSignal;
@@ -61,6 +62,8 @@ internal sealed class MemoryFlow
         {
             Task wait;
             var reset = false;
+            // The clock is read outside the lock: a fake clock may fire timers (other flows' deliveries) from inside.
+            var now = Link.IsClean ? 0 : _time.GetTimestamp();
             lock (_gate)
             {
                 ThrowIfCannotWrite();
@@ -71,7 +74,7 @@ internal sealed class MemoryFlow
                     if (Link.IsClean && _inFlight.Count == 0)
                         AppendReadable(data.Span[..n]);
                     else
-                        reset |= EnqueueInFlight(ref n, data.Span[..n]);
+                        reset |= EnqueueInFlight(ref n, data.Span[..n], now == 0 ? _time.GetTimestamp() : now);
                     data = data[n..];
                 }
                 if (data.IsEmpty || _limitReached)
@@ -127,6 +130,7 @@ internal sealed class MemoryFlow
     public void CompleteWriter()
     {
         bool reset;
+        var now = _time.GetTimestamp();
         lock (_gate)
         {
             if (_writerCompleted || _error is not null) return;
@@ -138,8 +142,7 @@ internal sealed class MemoryFlow
                 Signal(ref _dataSignal);
                 return;
             }
-            var now = _time.GetUtcNow();
-            var due = Max(now, _lastDue);
+            var due = Math.Max(now, _lastDue);
             _lastDue = due;
             _inFlight.Enqueue(Chunk.Marker(ChunkKind.EndOfStream, due));
             reset = Pump(now);
@@ -183,7 +186,8 @@ internal sealed class MemoryFlow
     public void Kick()
     {
         bool reset;
-        lock (_gate) reset = Pump(_time.GetUtcNow());
+        var now = _time.GetTimestamp();
+        lock (_gate) reset = Pump(now);
         if (reset) _connection.Abort("connection reset: data limit reached", drain: true);
     }
 
@@ -218,7 +222,7 @@ internal sealed class MemoryFlow
         }
         else
         {
-            var chunk = Chunk.Rent(Math.Max(bytes.Length, MinChunk), DateTimeOffset.MinValue);
+            var chunk = Chunk.Rent(Math.Max(bytes.Length, MinChunk), 0);
             bytes.CopyTo(chunk.Buffer);
             chunk.End = bytes.Length;
             _readable.Enqueue(chunk);
@@ -230,7 +234,7 @@ internal sealed class MemoryFlow
     }
 
     /// <summary>Puts up to <paramref name="count"/> bytes in flight with their faults; returns whether a reset is due now.</summary>
-    private bool EnqueueInFlight(ref int count, ReadOnlySpan<byte> bytes)
+    private bool EnqueueInFlight(ref int count, ReadOnlySpan<byte> bytes, long now)
     {
         var link = Link;
         var limit = link.ResetAfterBytes;
@@ -242,16 +246,15 @@ internal sealed class MemoryFlow
             bytes = bytes[..count];
         }
 
-        var now = _time.GetUtcNow();
         if (count > 0)
         {
-            var due = link.ReserveBandwidth(now, count);
+            var due = link.ReserveBandwidth(_time, now, count);
             var latency = link.Latency;
             var jitter = link.Jitter;
             if (jitter > TimeSpan.Zero)
                 latency += TimeSpan.FromTicks((long)(((Random.NextDouble() * 2) - 1) * jitter.Ticks));
-            if (latency > TimeSpan.Zero) due += latency;
-            due = Max(due, _lastDue);
+            if (latency > TimeSpan.Zero) due += ToTimestamp(latency);
+            due = Math.Max(due, _lastDue);
             _lastDue = due;
 
             var slice = link.MaxSliceSize;
@@ -272,7 +275,7 @@ internal sealed class MemoryFlow
         if (hitLimit)
         {
             _limitReached = true;
-            _inFlight.Enqueue(Chunk.Marker(ChunkKind.Reset, Max(now, _lastDue)));
+            _inFlight.Enqueue(Chunk.Marker(ChunkKind.Reset, Math.Max(now, _lastDue)));
         }
         return Pump(now);
     }
@@ -291,7 +294,7 @@ internal sealed class MemoryFlow
     }
 
     /// <summary>Moves due chunks to the reader, in order; arms the timer for the next. Returns whether a reset marker was reached.</summary>
-    private bool Pump(DateTimeOffset now)
+    private bool Pump(long now)
     {
         if (_error is not null || _shutDown || Link.IsBlocked) return false;
         var delivered = false;
@@ -318,7 +321,9 @@ internal sealed class MemoryFlow
         if (delivered) Signal(ref _dataSignal);
         if (!reset && _inFlight.TryPeek(out var next))
         {
-            var dueIn = next.Due - now;
+            var dueIn = _time.GetElapsedTime(now, next.Due);
+            // Never zero: a fake clock fires a zero-due timer inside Change, under this lock.
+            if (dueIn < MinTimerDelay) dueIn = MinTimerDelay;
             if (_timer is null)
                 _timer = _time.CreateTimer(static state => ((MemoryFlow)state!).Kick(), this, dueIn, Timeout.InfiniteTimeSpan);
             else
@@ -362,7 +367,11 @@ internal sealed class MemoryFlow
         s.TrySetResult();
     }
 
-    private static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
+    private long ToTimestamp(TimeSpan duration) => ToTimestamp(_time, duration);
+
+    /// <summary>A duration in the provider's timestamp units, rounded up so that a delay is never lost.</summary>
+    internal static long ToTimestamp(TimeProvider time, TimeSpan duration) =>
+        (long)Math.Ceiling(duration.Ticks * (double)time.TimestampFrequency / TimeSpan.TicksPerSecond);
 
     private enum ChunkKind
     {
@@ -373,7 +382,7 @@ internal sealed class MemoryFlow
 
     private sealed class Chunk
     {
-        private Chunk(byte[] buffer, DateTimeOffset due, ChunkKind kind)
+        private Chunk(byte[] buffer, long due, ChunkKind kind)
         {
             Buffer = buffer;
             Due = due;
@@ -383,12 +392,12 @@ internal sealed class MemoryFlow
         public byte[] Buffer { get; private set; }
         public int Start { get; set; }
         public int End { get; set; }
-        public DateTimeOffset Due { get; }
+        public long Due { get; }
         public ChunkKind Kind { get; }
 
-        public static Chunk Rent(int size, DateTimeOffset due) => new(ArrayPool<byte>.Shared.Rent(size), due, ChunkKind.Data);
+        public static Chunk Rent(int size, long due) => new(ArrayPool<byte>.Shared.Rent(size), due, ChunkKind.Data);
 
-        public static Chunk Marker(ChunkKind kind, DateTimeOffset due) => new([], due, kind);
+        public static Chunk Marker(ChunkKind kind, long due) => new([], due, kind);
 
         public void Return()
         {

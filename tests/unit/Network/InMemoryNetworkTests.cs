@@ -1,4 +1,3 @@
-using System.Text;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Transport;
@@ -123,7 +122,7 @@ public sealed class InMemoryNetworkTests
         await dialer.Stream.WriteAsync("last words"u8.ToArray(), ct);
         await dialer.DisposeAsync();
 
-        Assert.That(Encoding.ASCII.GetString(await accepted.Stream.ReadToEndAsync(ct)), Is.EqualTo("last words"));
+        Assert.That(System.Text.Encoding.ASCII.GetString(await accepted.Stream.ReadToEndAsync(ct)), Is.EqualTo("last words"));
         Assert.That(await accepted.Stream.ReadAsync(new byte[1], ct), Is.Zero);
     }
 
