@@ -96,7 +96,6 @@ internal sealed class MemoryFlow
     public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        if (buffer.IsEmpty) return 0;
         while (true)
         {
             Task wait;
@@ -104,6 +103,8 @@ internal sealed class MemoryFlow
             {
                 if (_readable.TryPeek(out var chunk) && (_error is null || _drainBeforeError))
                 {
+                    // A zero-byte read waits for data without taking any, as socket streams do.
+                    if (buffer.IsEmpty) return 0;
                     var n = Math.Min(buffer.Length, chunk.End - chunk.Start);
                     chunk.Buffer.AsSpan(chunk.Start, n).CopyTo(buffer.Span);
                     chunk.Start += n;

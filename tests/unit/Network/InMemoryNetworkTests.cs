@@ -176,6 +176,41 @@ public sealed class InMemoryNetworkTests
     }
 
     [Test]
+    public async Task ZeroByteRead_WaitsForData_WithoutConsumingIt(CancellationToken ct)
+    {
+        var network = new InMemoryNetwork();
+        var (dialer, accepted) = await network.ConnectAsync("a", "b", ct);
+        var ready = accepted.Stream.ReadAsync(Memory<byte>.Empty, ct).AsTask();
+        Assert.That(ready.IsCompleted, Is.False);
+
+        await dialer.Stream.WriteAsync(new byte[] { 42 }, ct);
+
+        Assert.That(await ready, Is.Zero);
+        Assert.That(await accepted.Stream.ReadExactlyAsync(1, ct), Is.EqualTo(new byte[] { 42 }));
+    }
+
+    [Test]
+    public async Task Transfer_CompletesBothWaysAtOnce_ThroughASmallBuffer(CancellationToken ct)
+    {
+        var network = new InMemoryNetwork { BufferSize = 4096 };
+        var (dialer, accepted) = await network.ConnectAsync("a", "b", ct);
+        var payload = new byte[256 * 1024];
+        new Random(1).NextBytes(payload);
+
+        async Task<byte[]> SendAndReceive(Stream stream)
+        {
+            var reading = stream.ReadExactlyAsync(payload.Length, ct);
+            for (var offset = 0; offset < payload.Length; offset += 10_000)
+                await stream.WriteAsync(payload.AsMemory(offset, Math.Min(10_000, payload.Length - offset)), ct);
+            return await reading;
+        }
+
+        var results = await Task.WhenAll(SendAndReceive(dialer.Stream), SendAndReceive(accepted.Stream));
+
+        Assert.That(results.All(r => r.AsSpan().SequenceEqual(payload)), Is.True);
+    }
+
+    [Test]
     public async Task SyncReadAndWrite_Work(CancellationToken ct)
     {
         var network = new InMemoryNetwork();
