@@ -1,0 +1,350 @@
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Net.Transport;
+
+namespace P2PInference.TestKit.Network;
+
+/// <summary>
+/// A shared in-memory network of named nodes. Each node gets an <see cref="ITransport"/> from
+/// <see cref="CreateTransport"/> and is reachable at <c>/memory/&lt;name&gt;</c>. Faults are set per
+/// directed link through <see cref="Link"/> (latency, jitter, bandwidth, hold, slicing, corruption,
+/// data limit), between nodes or groups through <see cref="Partition(string, string, PartitionMode)"/>,
+/// and per node through <see cref="Crash"/> and <see cref="Stop"/>. Timing uses the given
+/// <see cref="System.TimeProvider"/> only (a fake one makes deliveries happen when it is advanced) and
+/// every random choice derives from <see cref="Seed"/>.
+/// </summary>
+/// <remarks>
+/// Without faults a write is one copy into the receiver's bounded buffer: cheap enough for a whole
+/// stack's tests and large simulations. Dials cost one round trip of the two links' latencies.
+/// A dial between two nodes fails while any partition cuts either direction between them, as a TCP
+/// handshake would; a one-way partition otherwise affects only its own direction.
+/// </remarks>
+public sealed class InMemoryNetwork
+{
+    /// <summary>Default bound of buffered bytes per connection and direction; writers wait beyond it.</summary>
+    public const int DefaultBufferSize = 1 << 20;
+
+    private readonly object _gate = new();
+    private readonly Dictionary<string, Node> _nodes = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string From, string To), InMemoryLink> _links = [];
+    private readonly List<NetworkPartition> _partitions = [];
+    private readonly List<Action<InMemoryLink>> _linkDefaults = [];
+    private long _connectionsOpened;
+    private int _openConnections;
+
+    public InMemoryNetwork(TimeProvider? timeProvider = null, int seed = 0)
+    {
+        TimeProvider = timeProvider ?? TimeProvider.System;
+        Seed = seed;
+    }
+
+    public TimeProvider TimeProvider { get; }
+
+    public int Seed { get; }
+
+    /// <summary>Bytes buffered per connection and direction (in flight plus unread) before writers wait.</summary>
+    public int BufferSize
+    {
+        get;
+        init => field = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    } = DefaultBufferSize;
+
+    /// <summary>Connections currently open (not yet closed by both ends nor reset).</summary>
+    public int ConnectionCount => Volatile.Read(ref _openConnections);
+
+    /// <summary>Connections ever established on this network.</summary>
+    public long ConnectionsOpened => Interlocked.Read(ref _connectionsOpened);
+
+    /// <summary><c>/memory/&lt;name&gt;</c>.</summary>
+    public static Multiaddress AddressOf(string nodeName) => Multiaddress.Memory(nodeName);
+
+    /// <summary>
+    /// A transport for <paramref name="nodeName"/>. Calling it again for the same name (e.g. after a
+    /// crash) gives another transport for the same node: still one listener per node.
+    /// </summary>
+    public InMemoryTransport CreateTransport(string nodeName)
+    {
+        ValidateName(nodeName);
+        lock (_gate) GetNode(nodeName);
+        return new InMemoryTransport(this, nodeName);
+    }
+
+    /// <summary>The directed link <paramref name="from"/> → <paramref name="to"/>, created on first use.</summary>
+    public InMemoryLink Link(string from, string to)
+    {
+        ValidateName(from);
+        ValidateName(to);
+        lock (_gate) return GetLink(from, to);
+    }
+
+    /// <summary>Applies <paramref name="configure"/> to every link, existing and future (e.g. a base latency for a simulation).</summary>
+    public void ConfigureLinks(Action<InMemoryLink> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        InMemoryLink[] links;
+        lock (_gate)
+        {
+            _linkDefaults.Add(configure);
+            links = [.. _links.Values];
+        }
+        foreach (var link in links) configure(link);
+    }
+
+    /// <summary>A two-way partition between <paramref name="a"/> and <paramref name="b"/>.</summary>
+    public NetworkPartition Partition(string a, string b, PartitionMode mode = PartitionMode.Stall) =>
+        AddPartition(new NetworkPartition(this, [a], [b], mode, twoWay: true));
+
+    /// <summary>A two-way partition between every node of <paramref name="groupA"/> and every node of <paramref name="groupB"/>.</summary>
+    public NetworkPartition Partition(IEnumerable<string> groupA, IEnumerable<string> groupB, PartitionMode mode = PartitionMode.Stall) =>
+        AddPartition(new NetworkPartition(this, groupA, groupB, mode, twoWay: true));
+
+    /// <summary>Cuts only traffic from <paramref name="from"/> to <paramref name="to"/>; the other direction still flows.</summary>
+    public NetworkPartition PartitionOneWay(string from, string to, PartitionMode mode = PartitionMode.Stall) =>
+        AddPartition(new NetworkPartition(this, [from], [to], mode, twoWay: false));
+
+    /// <summary>Cuts only traffic from the nodes of <paramref name="from"/> to the nodes of <paramref name="to"/>.</summary>
+    public NetworkPartition PartitionOneWay(IEnumerable<string> from, IEnumerable<string> to, PartitionMode mode = PartitionMode.Stall) =>
+        AddPartition(new NetworkPartition(this, from, to, mode, twoWay: false));
+
+    /// <summary>Heals every partition.</summary>
+    public void Heal()
+    {
+        NetworkPartition[] all;
+        lock (_gate) all = [.. _partitions];
+        foreach (var partition in all) Heal(partition);
+    }
+
+    /// <summary>Resets every open connection between <paramref name="a"/> and <paramref name="b"/>: both ends' reads and writes throw.</summary>
+    /// <returns>How many were reset.</returns>
+    public int ResetConnections(string a, string b)
+    {
+        var victims = Connections(c => c.Between(a, b));
+        foreach (var c in victims) c.Abort("connection reset", drain: false);
+        return victims.Length;
+    }
+
+    /// <summary>
+    /// The node dies without a goodbye: its listener disappears (dials to it are refused) and all its
+    /// connections are reset — reads and writes on both ends throw <see cref="IOException"/>. The node
+    /// may listen again later (same or new transport), as a restarted process would.
+    /// </summary>
+    public void Crash(string nodeName)
+    {
+        InMemoryListener? listener;
+        lock (_gate)
+        {
+            var node = GetNode(nodeName);
+            listener = node.Listener;
+            node.Listener = null;
+        }
+        listener?.Close();
+        foreach (var c in Connections(c => c.Involves(nodeName)))
+            c.Abort($"connection reset by peer: node '{nodeName}' crashed", drain: false);
+    }
+
+    /// <summary>
+    /// The node shuts down cleanly: its listener closes and each of its connections is closed from its
+    /// side — the remote reads what was sent, then end of stream. The node may listen again later.
+    /// </summary>
+    public void Stop(string nodeName)
+    {
+        InMemoryListener? listener;
+        lock (_gate)
+        {
+            var node = GetNode(nodeName);
+            listener = node.Listener;
+            node.Listener = null;
+        }
+        listener?.Close();
+        foreach (var c in Connections(c => c.Involves(nodeName)))
+        {
+            if (c.Dialer == nodeName) c.CloseEnd(dialerSide: true);
+            if (c.Listener == nodeName) c.CloseEnd(dialerSide: false);
+        }
+    }
+
+    public bool IsListening(string nodeName)
+    {
+        lock (_gate) return _nodes.TryGetValue(nodeName, out var node) && node.Listener is not null;
+    }
+
+    /// <summary>Open connections with <paramref name="nodeName"/> at either end.</summary>
+    public int ConnectionCountOf(string nodeName)
+    {
+        lock (_gate) return _nodes.TryGetValue(nodeName, out var node) ? node.Connections.Count : 0;
+    }
+
+    internal async ValueTask<RawConnection> DialAsync(string from, string to, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        TimeSpan roundTrip;
+        lock (_gate) roundTrip = GetLink(from, to).Latency + GetLink(to, from).Latency;
+        if (roundTrip > TimeSpan.Zero)
+            await Task.Delay(roundTrip, TimeProvider, cancellationToken).ConfigureAwait(false);
+
+        MemoryConnection connection;
+        bool offered;
+        lock (_gate)
+        {
+            foreach (var partition in _partitions)
+                if (partition.Cuts(from, to) || partition.Cuts(to, from))
+                    throw new TransportException($"dial {from} -> {to} failed: the network is partitioned");
+            if (!_nodes.TryGetValue(to, out var target) || target.Listener is null)
+                throw new TransportException($"dial {from} -> {to} failed: connection refused (nothing listens on {AddressOf(to)})");
+            var toListener = GetLink(from, to);
+            var toDialer = GetLink(to, from);
+            var index = toListener.NextConnectionIndex();
+            if (!ReferenceEquals(toListener, toDialer)) toDialer.NextConnectionIndex();
+            connection = new MemoryConnection(this, from, to, toListener, toDialer, BufferSize, StableSeed(Seed, from, to, index));
+            // Registered before the listener sees it, so a reset, hold or heal never misses it.
+            connection.Attach();
+            GetNode(from).Connections.Add(connection);
+            target.Connections.Add(connection);
+            _openConnections++;
+            _connectionsOpened++;
+            var listenerRaw = new RawConnection(connection.ListenerStream, AddressOf(to), AddressOf(from));
+            offered = target.Listener.Offer(listenerRaw, connection);
+        }
+        if (!offered)
+        {
+            connection.Abort("connection refused: listener closed", drain: false);
+            throw new TransportException($"dial {from} -> {to} failed: connection refused (listener closed)");
+        }
+        return new RawConnection(connection.DialerStream, AddressOf(from), AddressOf(to));
+    }
+
+    internal InMemoryListener Listen(string nodeName)
+    {
+        lock (_gate)
+        {
+            var node = GetNode(nodeName);
+            if (node.Listener is not null)
+                throw new TransportException($"{AddressOf(nodeName)} is already being listened on");
+            node.Listener = new InMemoryListener(this, nodeName);
+            return node.Listener;
+        }
+    }
+
+    internal void RemoveListener(InMemoryListener listener)
+    {
+        lock (_gate)
+        {
+            if (_nodes.TryGetValue(listener.NodeName, out var node) && ReferenceEquals(node.Listener, listener))
+                node.Listener = null;
+        }
+        listener.Close();
+    }
+
+    internal void Unregister(MemoryConnection connection)
+    {
+        lock (_gate)
+        {
+            var removed = _nodes.TryGetValue(connection.Dialer, out var dialer) && dialer.Connections.Remove(connection);
+            if (_nodes.TryGetValue(connection.Listener, out var listener)) removed |= listener.Connections.Remove(connection);
+            if (removed) _openConnections--;
+        }
+    }
+
+    internal void Heal(NetworkPartition partition)
+    {
+        lock (_gate)
+        {
+            if (!_partitions.Remove(partition)) return;
+            partition.IsHealed = true;
+        }
+        RecomputeLinks();
+    }
+
+    private NetworkPartition AddPartition(NetworkPartition partition)
+    {
+        lock (_gate) _partitions.Add(partition);
+        RecomputeLinks();
+        if (partition.Mode == PartitionMode.Reset)
+        {
+            foreach (var c in Connections(c => partition.Cuts(c.Dialer, c.Listener) || partition.Cuts(c.Listener, c.Dialer)))
+                c.Abort("connection reset: network partition", drain: false);
+        }
+        return partition;
+    }
+
+    private void RecomputeLinks()
+    {
+        List<(InMemoryLink Link, PartitionMode? Mode)> changes = [];
+        lock (_gate)
+        {
+            foreach (var link in _links.Values)
+            {
+                var mode = PartitionModeOf(link.From, link.To);
+                if (mode != link.Partition) changes.Add((link, mode));
+            }
+        }
+        // Outside the lock: a heal wakes stalled flows, which must not run under the network's lock.
+        foreach (var (link, mode) in changes) link.SetPartition(mode);
+    }
+
+    private PartitionMode? PartitionModeOf(string from, string to)
+    {
+        PartitionMode? worst = null;
+        foreach (var partition in _partitions)
+            if (partition.Cuts(from, to) && (worst is null || partition.Mode > worst))
+                worst = partition.Mode;
+        return worst;
+    }
+
+    private MemoryConnection[] Connections(Func<MemoryConnection, bool> predicate)
+    {
+        lock (_gate)
+        {
+            var result = new HashSet<MemoryConnection>();
+            foreach (var node in _nodes.Values)
+                foreach (var c in node.Connections)
+                    if (predicate(c)) result.Add(c);
+            return [.. result];
+        }
+    }
+
+    private Node GetNode(string name)
+    {
+        if (!_nodes.TryGetValue(name, out var node))
+        {
+            node = new Node();
+            _nodes.Add(name, node);
+        }
+        return node;
+    }
+
+    private InMemoryLink GetLink(string from, string to)
+    {
+        if (!_links.TryGetValue((from, to), out var link))
+        {
+            link = new InMemoryLink(this, from, to);
+            _links.Add((from, to), link);
+            var mode = PartitionModeOf(from, to);
+            if (mode is not null) link.SetPartition(mode);
+            foreach (var configure in _linkDefaults) configure(link);
+        }
+        return link;
+    }
+
+    private static void ValidateName(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (name.Contains('/')) throw new ArgumentException($"node name '{name}' must not contain '/'", nameof(name));
+    }
+
+    /// <summary>A seed per connection that does not depend on string hashing, which .NET randomizes per process.</summary>
+    private static int StableSeed(int seed, string from, string to, long index)
+    {
+        var h = 14695981039346656037UL ^ (ulong)(uint)seed;
+        foreach (var ch in from) h = (h ^ ch) * 1099511628211UL;
+        h = (h ^ '>') * 1099511628211UL;
+        foreach (var ch in to) h = (h ^ ch) * 1099511628211UL;
+        h = (h ^ (ulong)index) * 1099511628211UL;
+        return unchecked((int)(h ^ (h >> 32)));
+    }
+
+    private sealed class Node
+    {
+        public InMemoryListener? Listener { get; set; }
+        public HashSet<MemoryConnection> Connections { get; } = [];
+    }
+}

@@ -1,0 +1,410 @@
+using System.Buffers;
+
+namespace P2PInference.TestKit.Network;
+
+/// <summary>
+/// One direction of an in-memory connection: a bounded byte queue from a writer to a reader.
+/// Without faults a write is copied straight into the reader's queue (no timer, no extra hop).
+/// With faults a write becomes chunks "in flight", each with a due time; they move to the reader's
+/// queue in order once due and not held/stalled, driven by one timer on the network's TimeProvider.
+/// Buffered bytes (in flight + unread) are bounded: a writer past the bound waits for the reader.
+/// </summary>
+internal sealed class MemoryFlow
+{
+    // Large writes are taken in pieces so that one write cannot overshoot the buffer bound by much.
+    private const int MaxPiece = 64 * 1024;
+    // Small writes on the fast path share a chunk, so a chatty writer costs one rental per few KiB.
+    private const int MinChunk = 4096;
+    private static readonly TimeSpan MinTimerDelay = TimeSpan.FromTicks(1);
+
+    private readonly object _gate = new();
+    private readonly Queue<Chunk> _inFlight = new();
+    private readonly Queue<Chunk> _readable = new();
+    private readonly MemoryConnection _connection;
+    private readonly TimeProvider _time;
+    private readonly long _capacity;
+    private readonly int _seed;
+    private Random? _random;
+    private Chunk? _readableTail;
+    private long _buffered;
+    private long _sent;
+    private long _lastDue; // timestamps of the TimeProvider's monotonic clock
+    private ITimer? _timer;
+    private TaskCompletionSource? _dataSignal;
+    private TaskCompletionSource? _spaceSignal;
+    private bool _writerCompleted;
+    private bool _endOfStream;
+    private bool _readerClosed;
+    private bool _limitReached;
+    private IOException? _error;
+    private bool _drainBeforeError;
+    private bool _shutDown;
+
+    public MemoryFlow(MemoryConnection connection, InMemoryLink link, TimeProvider time, long capacity, int seed)
+    {
+        _connection = connection;
+        Link = link;
+        _time = time;
+        _capacity = capacity;
+        _seed = seed;
+    }
+
+    public InMemoryLink Link { get; }
+
+    private Random Random => _random ??= new Random(_seed);
+
+    public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (data.IsEmpty) return;
+        Link.CountWrite(data.Length);
+        while (true)
+        {
+            Task wait;
+            var reset = false;
+            // The clock is read outside the lock: a fake clock may fire timers (other flows' deliveries) from inside.
+            var now = Link.IsClean ? 0 : _time.GetTimestamp();
+            lock (_gate)
+            {
+                ThrowIfCannotWrite();
+                if (_readerClosed) return; // like a peer that closed: what we send is dropped
+                while (!data.IsEmpty && _buffered < _capacity && !_limitReached)
+                {
+                    var n = Math.Min(data.Length, MaxPiece);
+                    if (Link.IsClean && _inFlight.Count == 0)
+                        AppendReadable(data.Span[..n]);
+                    else
+                        reset |= EnqueueInFlight(ref n, data.Span[..n], now == 0 ? _time.GetTimestamp() : now);
+                    data = data[n..];
+                }
+                if (data.IsEmpty || _limitReached)
+                {
+                    wait = Task.CompletedTask;
+                }
+                else
+                {
+                    wait = (_spaceSignal ??= NewSignal()).Task;
+                }
+            }
+            if (reset) _connection.Abort("connection reset: data limit reached", drain: true);
+            if (_limitReached && !data.IsEmpty) throw new IOException("connection reset: data limit reached");
+            if (data.IsEmpty) return;
+            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        while (true)
+        {
+            Task wait;
+            lock (_gate)
+            {
+                if (_readable.TryPeek(out var chunk) && (_error is null || _drainBeforeError))
+                {
+                    // A zero-byte read waits for data without taking any, as socket streams do.
+                    if (buffer.IsEmpty) return 0;
+                    var n = Math.Min(buffer.Length, chunk.End - chunk.Start);
+                    chunk.Buffer.AsSpan(chunk.Start, n).CopyTo(buffer.Span);
+                    chunk.Start += n;
+                    if (chunk.Start == chunk.End)
+                    {
+                        _readable.Dequeue();
+                        if (ReferenceEquals(_readableTail, chunk)) _readableTail = null;
+                        chunk.Return();
+                    }
+                    _buffered -= n;
+                    if (_buffered < _capacity) Signal(ref _spaceSignal);
+                    Link.CountRead(n);
+                    return n;
+                }
+                if (_error is not null) throw new IOException(_error.Message, _error);
+                if (_endOfStream || _readerClosed) return 0;
+                wait = (_dataSignal ??= NewSignal()).Task;
+            }
+            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The writer is done: the reader sees end of stream after everything sent before.</summary>
+    public void CompleteWriter()
+    {
+        bool reset;
+        var now = _time.GetTimestamp();
+        lock (_gate)
+        {
+            if (_writerCompleted || _error is not null) return;
+            _writerCompleted = true;
+            if (_readerClosed) return;
+            if (Link.IsClean && _inFlight.Count == 0)
+            {
+                _endOfStream = true;
+                Signal(ref _dataSignal);
+                return;
+            }
+            var due = Math.Max(now, _lastDue);
+            _lastDue = due;
+            _inFlight.Enqueue(Chunk.Marker(ChunkKind.EndOfStream, due));
+            reset = Pump(now);
+        }
+        if (reset) _connection.Abort("connection reset: data limit reached", drain: true);
+    }
+
+    /// <summary>The reader is gone: drop what is buffered, release blocked writers, drop later writes.</summary>
+    public void CloseReader()
+    {
+        lock (_gate)
+        {
+            if (_readerClosed) return;
+            _readerClosed = true;
+            DropAll();
+            Signal(ref _dataSignal);
+            Signal(ref _spaceSignal);
+        }
+    }
+
+    /// <summary>
+    /// Aborts this direction: reads and writes throw <paramref name="error"/>'s message as an
+    /// <see cref="IOException"/>. With <paramref name="drain"/> the reader first gets what was already
+    /// delivered to it; bytes still in flight are lost either way.
+    /// </summary>
+    public void Abort(IOException error, bool drain)
+    {
+        lock (_gate)
+        {
+            if (_error is not null) return;
+            _error = error;
+            _drainBeforeError = drain;
+            DropInFlight();
+            if (!drain) DropReadable();
+            Signal(ref _dataSignal);
+            Signal(ref _spaceSignal);
+        }
+    }
+
+    /// <summary>Re-examines in-flight chunks, after the link was released or a partition healed.</summary>
+    public void Kick()
+    {
+        bool reset;
+        var now = _time.GetTimestamp();
+        lock (_gate) reset = Pump(now);
+        if (reset) _connection.Abort("connection reset: data limit reached", drain: true);
+    }
+
+    /// <summary>The connection is finished: stop the timer so nothing keeps this flow alive.</summary>
+    public void Shutdown()
+    {
+        ITimer? timer;
+        lock (_gate)
+        {
+            _shutDown = true;
+            timer = _timer;
+            _timer = null;
+            DropInFlight();
+        }
+        timer?.Dispose();
+    }
+
+    private void ThrowIfCannotWrite()
+    {
+        if (_error is not null) throw new IOException(_error.Message, _error);
+        if (_limitReached) throw new IOException("connection reset: data limit reached");
+        if (_writerCompleted) throw new ObjectDisposedException(nameof(MemoryFlow), "the connection was closed for writing");
+    }
+
+    private void AppendReadable(ReadOnlySpan<byte> bytes)
+    {
+        var tail = _readableTail;
+        if (tail is not null && tail.Buffer.Length - tail.End >= bytes.Length)
+        {
+            bytes.CopyTo(tail.Buffer.AsSpan(tail.End));
+            tail.End += bytes.Length;
+        }
+        else
+        {
+            var chunk = Chunk.Rent(Math.Max(bytes.Length, MinChunk), 0);
+            bytes.CopyTo(chunk.Buffer);
+            chunk.End = bytes.Length;
+            _readable.Enqueue(chunk);
+            _readableTail = chunk;
+        }
+        _buffered += bytes.Length;
+        _sent += bytes.Length;
+        Signal(ref _dataSignal);
+    }
+
+    /// <summary>Puts up to <paramref name="count"/> bytes in flight with their faults; returns whether a reset is due now.</summary>
+    private bool EnqueueInFlight(ref int count, ReadOnlySpan<byte> bytes, long now)
+    {
+        var link = Link;
+        var limit = link.ResetAfterBytes;
+        var hitLimit = false;
+        if (limit is { } l && _sent + count >= l)
+        {
+            hitLimit = true;
+            count = (int)Math.Max(0, l - _sent);
+            bytes = bytes[..count];
+        }
+
+        if (count > 0)
+        {
+            var due = link.ReserveBandwidth(_time, now, count);
+            var latency = link.Latency;
+            var jitter = link.Jitter;
+            if (jitter > TimeSpan.Zero)
+                latency += TimeSpan.FromTicks((long)(((Random.NextDouble() * 2) - 1) * jitter.Ticks));
+            if (latency > TimeSpan.Zero) due += ToTimestamp(latency);
+            due = Math.Max(due, _lastDue);
+            _lastDue = due;
+
+            var slice = link.MaxSliceSize;
+            var offset = 0;
+            while (offset < count)
+            {
+                var size = slice > 0 ? Math.Min(count - offset, Random.Next(1, slice + 1)) : count - offset;
+                var chunk = Chunk.Rent(size, due);
+                bytes.Slice(offset, size).CopyTo(chunk.Buffer);
+                chunk.End = size;
+                Corrupt(chunk.Buffer.AsSpan(0, size), _sent + offset, link);
+                _inFlight.Enqueue(chunk);
+                offset += size;
+            }
+            _sent += count;
+            _buffered += count;
+        }
+        if (hitLimit)
+        {
+            _limitReached = true;
+            _inFlight.Enqueue(Chunk.Marker(ChunkKind.Reset, Math.Max(now, _lastDue)));
+        }
+        return Pump(now);
+    }
+
+    private void Corrupt(Span<byte> bytes, long streamOffset, InMemoryLink link)
+    {
+        var at = link.CorruptByteAt;
+        if (at is { } a && a >= streamOffset && a < streamOffset + bytes.Length)
+            bytes[(int)(a - streamOffset)] ^= (byte)(1 << Random.Next(8));
+        var p = link.CorruptionProbability;
+        if (p > 0)
+        {
+            for (var i = 0; i < bytes.Length; i++)
+                if (Random.NextDouble() < p) bytes[i] ^= (byte)(1 << Random.Next(8));
+        }
+    }
+
+    /// <summary>Moves due chunks to the reader, in order; arms the timer for the next. Returns whether a reset marker was reached.</summary>
+    private bool Pump(long now)
+    {
+        if (_error is not null || _shutDown || Link.IsBlocked) return false;
+        var delivered = false;
+        var reset = false;
+        while (_inFlight.TryPeek(out var chunk) && chunk.Due <= now)
+        {
+            _inFlight.Dequeue();
+            switch (chunk.Kind)
+            {
+                case ChunkKind.Data:
+                    _readable.Enqueue(chunk);
+                    _readableTail = null; // delivered pieces stay separate: slicing must be visible to reads
+                    break;
+                case ChunkKind.EndOfStream:
+                    _endOfStream = true;
+                    break;
+                case ChunkKind.Reset:
+                    reset = true;
+                    break;
+            }
+            delivered = true;
+            if (reset) break;
+        }
+        if (delivered) Signal(ref _dataSignal);
+        if (!reset && _inFlight.TryPeek(out var next))
+        {
+            var dueIn = _time.GetElapsedTime(now, next.Due);
+            // Never zero: a fake clock fires a zero-due timer inside Change, under this lock.
+            if (dueIn < MinTimerDelay) dueIn = MinTimerDelay;
+            if (_timer is null)
+                _timer = _time.CreateTimer(static state => ((MemoryFlow)state!).Kick(), this, dueIn, Timeout.InfiniteTimeSpan);
+            else
+                _timer.Change(dueIn, Timeout.InfiniteTimeSpan);
+        }
+        return reset;
+    }
+
+    private void DropAll()
+    {
+        DropInFlight();
+        DropReadable();
+    }
+
+    private void DropInFlight()
+    {
+        while (_inFlight.TryDequeue(out var chunk))
+        {
+            _buffered -= chunk.End - chunk.Start;
+            chunk.Return();
+        }
+    }
+
+    private void DropReadable()
+    {
+        while (_readable.TryDequeue(out var chunk))
+        {
+            _buffered -= chunk.End - chunk.Start;
+            chunk.Return();
+        }
+        _readableTail = null;
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private static void Signal(ref TaskCompletionSource? signal)
+    {
+        var s = signal;
+        if (s is null) return;
+        signal = null;
+        s.TrySetResult();
+    }
+
+    private long ToTimestamp(TimeSpan duration) => ToTimestamp(_time, duration);
+
+    /// <summary>A duration in the provider's timestamp units, rounded up so that a delay is never lost.</summary>
+    internal static long ToTimestamp(TimeProvider time, TimeSpan duration) =>
+        (long)Math.Ceiling(duration.Ticks * (double)time.TimestampFrequency / TimeSpan.TicksPerSecond);
+
+    private enum ChunkKind
+    {
+        Data,
+        EndOfStream,
+        Reset,
+    }
+
+    private sealed class Chunk
+    {
+        private Chunk(byte[] buffer, long due, ChunkKind kind)
+        {
+            Buffer = buffer;
+            Due = due;
+            Kind = kind;
+        }
+
+        public byte[] Buffer { get; private set; }
+        public int Start { get; set; }
+        public int End { get; set; }
+        public long Due { get; }
+        public ChunkKind Kind { get; }
+
+        public static Chunk Rent(int size, long due) => new(ArrayPool<byte>.Shared.Rent(size), due, ChunkKind.Data);
+
+        public static Chunk Marker(ChunkKind kind, long due) => new([], due, kind);
+
+        public void Return()
+        {
+            if (Buffer.Length > 0) ArrayPool<byte>.Shared.Return(Buffer);
+            Buffer = [];
+            Start = End = 0;
+        }
+    }
+}
