@@ -113,8 +113,10 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
 
     public byte[] ToByteArray() => (byte[])_bytes.Clone();
 
+    /// <summary>The text form; the empty address prints as "/" so that it parses back.</summary>
     public override string ToString()
     {
+        if (_components.Length == 0) return "/";
         var sb = new StringBuilder();
         foreach (var c in _components)
         {
@@ -218,11 +220,11 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
         switch (protocol.Name)
         {
             case "ip4":
-                if (!IPAddress.TryParse(text, out var ip4) || ip4.AddressFamily != AddressFamily.InterNetwork)
-                    throw new FormatException($"'{text}' is not an IPv4 address");
-                return ip4.GetAddressBytes();
+                return ParseIp4(text);
             case "ip6":
-                if (!IPAddress.TryParse(text, out var ip6) || ip6.AddressFamily != AddressFamily.InterNetworkV6)
+                // IPAddress.TryParse also takes "[::1]" and "fe80::1%eth0"; a zone belongs in /ip6zone.
+                if (text.Contains('%') || text.Contains('[') || text.Contains(']')
+                    || !IPAddress.TryParse(text, out var ip6) || ip6.AddressFamily != AddressFamily.InterNetworkV6)
                     throw new FormatException($"'{text}' is not an IPv6 address");
                 return ip6.GetAddressBytes();
             case "tcp" or "udp":
@@ -240,6 +242,27 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
         }
     }
 
+    /// <summary>
+    /// Only the dotted-quad form: IPAddress.TryParse also reads "127.1", "2130706433" and octal or
+    /// hex parts, which other multiaddr implementations refuse.
+    /// </summary>
+    private static byte[] ParseIp4(string text)
+    {
+        var parts = text.Split('.');
+        var bytes = new byte[4];
+        if (parts.Length != 4) throw new FormatException($"'{text}' is not an IPv4 address");
+        for (var i = 0; i < 4; i++)
+        {
+            var part = parts[i];
+            if (part.Length is 0 or > 3 || (part.Length > 1 && part[0] == '0')
+                || !byte.TryParse(part, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out bytes[i]))
+                throw new FormatException($"'{text}' is not an IPv4 address");
+        }
+        return bytes;
+    }
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     private static void ValidateValue(MultiaddressProtocol protocol, byte[] value)
     {
         switch (protocol.Name)
@@ -250,6 +273,15 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
             case "dns" or "dns4" or "dns6" or "dnsaddr" or "memory":
                 if (value.Length == 0) throw new FormatException($"multiaddr '{protocol.Name}' value is empty");
                 if (value.Contains((byte)'/')) throw new FormatException($"multiaddr '{protocol.Name}' value contains '/'");
+                // Text and binary must round-trip: invalid UTF-8 would come back as U+FFFD.
+                try
+                {
+                    StrictUtf8.GetCharCount(value);
+                }
+                catch (DecoderFallbackException e)
+                {
+                    throw new FormatException($"multiaddr '{protocol.Name}' value is not valid UTF-8", e);
+                }
                 break;
         }
     }

@@ -23,10 +23,14 @@ public static class Base32
         return new string(chars, 0, o);
     }
 
+    /// <summary>Inputs past this are refused before any work: no PeerId or CID is this long.</summary>
+    public const int MaxEncodedLength = 512;
+
+    /// <exception cref="FormatException">A character outside the alphabet, or a length or trailing bits no encoder produces.</exception>
     public static byte[] Decode(ReadOnlySpan<char> text)
     {
-        if (text.Length > Base58.MaxEncodedLength)
-            throw new FormatException($"base32 text longer than {Base58.MaxEncodedLength} characters");
+        if (text.Length > MaxEncodedLength)
+            throw new FormatException($"base32 text longer than {MaxEncodedLength} characters");
         var result = new byte[text.Length * 5 / 8];
         int bits = 0, buffer = 0, o = 0;
         foreach (var raw in text)
@@ -34,7 +38,8 @@ public static class Base32
             var c = char.ToLowerInvariant(raw);
             var v = Alphabet.IndexOf(c);
             if (v < 0) throw new FormatException($"'{raw}' is not a base32 character");
-            buffer = (buffer << 5) | v;
+            // Only the low 13 bits can still be needed; masking keeps the shift from overflowing.
+            buffer = ((buffer << 5) | v) & 0x1FFF;
             bits += 5;
             if (bits >= 8)
             {
@@ -42,6 +47,12 @@ public static class Base32
                 bits -= 8;
             }
         }
+        // Unpadded lengths of 1, 3 or 6 (mod 8) leave 5+ spare bits, and canonical text has its
+        // spare bits zero: accepting either would let two texts name the same bytes.
+        if (bits >= 5)
+            throw new FormatException($"base32 text of {text.Length} characters has an impossible length");
+        if ((buffer & ((1 << bits) - 1)) != 0)
+            throw new FormatException("base32 text has non-zero trailing bits");
         return result;
     }
 }

@@ -8,24 +8,37 @@ public static class KeyFile
 {
     public static void Save(string path, KeyPair key)
     {
+        ArgumentNullException.ThrowIfNull(key);
         var full = Path.GetFullPath(path);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
         var temp = full + ".tmp";
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        // A leftover temp file (an earlier crash) keeps its old mode under FileMode.Create, and
+        // UnixCreateMode applies only to new files: remove it so the key is never world-readable.
+        File.Delete(temp);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
         if (!OperatingSystem.IsWindows())
             options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        using (var stream = new FileStream(temp, options))
+        try
         {
-            stream.Write(key.ExportPrivateKey());
-            stream.Flush(flushToDisk: true);
+            using (var stream = new FileStream(temp, options))
+            {
+                stream.Write(key.ExportPrivateKey());
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temp, full, overwrite: true);
         }
-        File.Move(temp, full, overwrite: true);
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
     }
 
     /// <exception cref="FileNotFoundException">No key file at the path.</exception>
     /// <exception cref="InvalidDataException">The file is not a key we can read.</exception>
     public static KeyPair Load(string path)
     {
+        ArgumentNullException.ThrowIfNull(path);
         var info = new FileInfo(path);
         if (!info.Exists) throw new FileNotFoundException($"key file '{path}' does not exist", path);
         if (info.Length > PublicKey.MaxEncodedLength)

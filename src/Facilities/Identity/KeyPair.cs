@@ -82,10 +82,13 @@ public sealed class KeyPair
         if (message.Type != KeyType.Ed25519)
             throw new FormatException($"only Ed25519 private keys are supported, not {message.Type}");
         var data = message.Data.Span;
-        if (data.Length != 32 && data.Length != 64)
-            throw new FormatException($"an Ed25519 private key is 32 or 64 bytes, not {data.Length}");
+        // 64 = seed ‖ public key (current); 96 = seed ‖ public ‖ public (older libp2p, per the spec).
+        if (data.Length != 32 && data.Length != 64 && data.Length != 96)
+            throw new FormatException($"an Ed25519 private key is 32, 64 or 96 bytes, not {data.Length}");
+        if (data.Length == 96 && !data[32..64].SequenceEqual(data[64..]))
+            throw new FormatException("the legacy private key's two public key copies differ");
         var pair = FromSeed(data[..32]);
-        if (data.Length == 64 && !data[32..].SequenceEqual(pair.PublicKey.Data))
+        if (data.Length >= 64 && !data[32..64].SequenceEqual(pair.PublicKey.Data))
             throw new FormatException("the private key's embedded public key does not match its seed");
         return pair;
     }

@@ -111,8 +111,12 @@ public sealed class PeerId : IEquatable<PeerId>, IComparable<PeerId>
     }
 
     /// <summary>The public key, when it is inlined (identity multihash); null for hashed keys.</summary>
-    public PublicKey? TryGetPublicKey() =>
-        _bytes[0] == IdentityCode ? PublicKey.FromProtobuf(_bytes.AsSpan(2)) : null;
+    public PublicKey? TryGetPublicKey()
+    {
+        if (_bytes[0] != IdentityCode) return null;
+        Varint.Read(_bytes.AsSpan(1), out var lengthSize);
+        return PublicKey.FromProtobuf(_bytes.AsSpan(1 + lengthSize));
+    }
 
     public bool Matches(PublicKey key) => Equals(FromPublicKey(key));
 

@@ -66,5 +66,12 @@ public sealed class PublicKey : IEquatable<PublicKey>
 
     public bool Equals(PublicKey? other) => other is not null && Type == other.Type && _data.AsSpan().SequenceEqual(other._data);
     public override bool Equals(object? obj) => Equals(obj as PublicKey);
-    public override int GetHashCode() => HashCode.Combine(Type, BitConverter.ToInt32(_data, 0));
+    public override int GetHashCode()
+    {
+        // Keys of other types arrive from the network with any length, even empty.
+        var hash = new HashCode();
+        hash.Add(Type);
+        hash.AddBytes(_data);
+        return hash.ToHashCode();
+    }
 }

@@ -1,0 +1,145 @@
+using System.Buffers;
+using Google.Protobuf;
+
+namespace P2PInference.Facilities.Encoding;
+
+/// <summary>
+/// Messages framed by an unsigned-varint length, as identify, kad-dht and our RPC put them on a
+/// stream. Reads take exactly one message's bytes and nothing more, so a protocol can go on using
+/// the same stream afterwards.
+/// </summary>
+/// <remarks>
+/// Errors: a length above the caller's limit is a <see cref="MessageTooLargeException"/> (before any
+/// allocation); a malformed prefix or protobuf body is a <see cref="MalformedMessageException"/>;
+/// a stream that ends inside a message (prefix or body) is an <see cref="EndOfStreamException"/>,
+/// since that is the peer going away rather than sending bad bytes. All three are
+/// <see cref="IOException"/>s.
+/// </remarks>
+public static class LengthPrefixedMessage
+{
+    internal const string ProtocolName = "length-prefixed message";
+
+    /// <summary>
+    /// Reads one message. Returns null when the stream ends cleanly before the first byte.
+    /// </summary>
+    /// <exception cref="MessageTooLargeException">The prefix announces more than <paramref name="maxLength"/> bytes.</exception>
+    /// <exception cref="MalformedMessageException">The varint prefix is overlong or not minimal.</exception>
+    /// <exception cref="EndOfStreamException">The stream ended inside the message.</exception>
+    public static async ValueTask<byte[]?> ReadAsync(Stream stream, int maxLength, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxLength);
+        var length = await ReadLengthAsync(stream, maxLength, cancellationToken).ConfigureAwait(false);
+        if (length is null) return null;
+        var body = length.Value == 0 ? [] : new byte[length.Value];
+        if (body.Length > 0)
+            await stream.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
+        return body;
+    }
+
+    /// <summary>Reads one message and parses it as <typeparamref name="T"/>; null on a clean end of stream.</summary>
+    /// <exception cref="MalformedMessageException">The body is not a valid <typeparamref name="T"/>.</exception>
+    /// <inheritdoc cref="ReadAsync(Stream, int, CancellationToken)"/>
+    public static async ValueTask<T?> ReadAsync<T>(Stream stream, MessageParser<T> parser, int maxLength, CancellationToken cancellationToken)
+        where T : class, IMessage<T>
+    {
+        ArgumentNullException.ThrowIfNull(parser);
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxLength);
+        var length = await ReadLengthAsync(stream, maxLength, cancellationToken).ConfigureAwait(false);
+        if (length is null) return null;
+        // The body is only needed until it is parsed, so it can come from the pool.
+        var buffer = ArrayPool<byte>.Shared.Rent(length.Value);
+        try
+        {
+            var body = buffer.AsMemory(0, length.Value);
+            await stream.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
+            return Parse(parser, body.Span);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Parses a protobuf body, turning malformed input (including missing proto2 required fields)
+    /// into a <see cref="MalformedMessageException"/>.
+    /// </summary>
+    public static T Parse<T>(MessageParser<T> parser, ReadOnlySpan<byte> body)
+        where T : IMessage<T>
+    {
+        ArgumentNullException.ThrowIfNull(parser);
+        T message;
+        try
+        {
+            message = parser.ParseFrom(body);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new MalformedMessageException($"malformed {typeof(T).Name} message: {e.Message}", e);
+        }
+        // The parser does not enforce proto2 'required'; a message without them is as bad as garbage.
+        if (!message.IsInitialized())
+            throw new MalformedMessageException($"{typeof(T).Name} message lacks required fields");
+        return message;
+    }
+
+    /// <summary>Writes the varint length and the body with a single write call, then flushes.</summary>
+    public static async ValueTask WriteAsync(Stream stream, ReadOnlyMemory<byte> message, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var prefix = Varint.GetLength((ulong)message.Length);
+        var buffer = ArrayPool<byte>.Shared.Rent(prefix + message.Length);
+        try
+        {
+            Varint.Write(buffer, (ulong)message.Length);
+            message.Span.CopyTo(buffer.AsSpan(prefix));
+            await stream.WriteAsync(buffer.AsMemory(0, prefix + message.Length), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Serializes <paramref name="message"/> and writes it length-prefixed in a single write call.</summary>
+    public static async ValueTask WriteAsync(Stream stream, IMessage message, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(message);
+        var size = message.CalculateSize();
+        var prefix = Varint.GetLength((ulong)size);
+        var buffer = ArrayPool<byte>.Shared.Rent(prefix + size);
+        try
+        {
+            Varint.Write(buffer, (ulong)size);
+            message.WriteTo(buffer.AsSpan(prefix, size));
+            await stream.WriteAsync(buffer.AsMemory(0, prefix + size), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Reads and bounds the prefix; null on a clean end of stream before it.</summary>
+    private static async ValueTask<int?> ReadLengthAsync(Stream stream, int maxLength, CancellationToken cancellationToken)
+    {
+        ulong? length;
+        try
+        {
+            length = await Varint.ReadAsync(stream, cancellationToken).ConfigureAwait(false);
+        }
+        catch (FormatException e)
+        {
+            throw new MalformedMessageException("invalid length prefix: " + e.Message, e);
+        }
+        if (length is null) return null;
+        if (length.Value > (ulong)maxLength)
+            throw new MessageTooLargeException(length.Value, maxLength);
+        return (int)length.Value;
+    }
+}

@@ -1,0 +1,263 @@
+using System.Buffers;
+using System.Text;
+using P2PInference.Facilities.Encoding;
+
+namespace P2PInference.Facilities.Net.Multistream;
+
+/// <summary>
+/// multistream-select 1.0: every message is a uvarint length, UTF-8 text and a trailing newline
+/// counted in the length. Both sides open with <see cref="ProtocolId"/>; the dialer proposes
+/// protocols one at a time and the listener echoes the one it accepts or answers "na".
+/// </summary>
+/// <remarks>
+/// Reads are exact-length, so nothing after the last negotiation message is consumed: the caller
+/// continues on the same stream with the chosen protocol's bytes. Negotiation failures are
+/// <see cref="MultistreamException"/>s, including a stream that ends early
+/// (<see cref="MultistreamFailure.StreamClosed"/>).
+/// </remarks>
+public static class MultistreamSelect
+{
+    public const string ProtocolId = "/multistream/1.0.0";
+
+    /// <summary>The longest message accepted, newline included (go-multistream and js-libp2p use the same bound).</summary>
+    public const int MaxMessageLength = 1024;
+
+    /// <summary>How many proposals (and "ls" requests) a listener answers before giving up on the dialer.</summary>
+    public const int MaxProposals = 64;
+
+    /// <summary>The longest "ls" answer a dialer accepts from a listener.</summary>
+    public const int MaxListLength = 64 * 1024;
+
+    internal const string NotAvailable = "na";
+    internal const string List = "ls";
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>
+    /// Dialer side: proposes <paramref name="protocols"/> in order and returns the first the
+    /// listener accepts. The header and the first proposal go out in a single write, saving a
+    /// round trip.
+    /// </summary>
+    /// <exception cref="MultistreamException">
+    /// <see cref="MultistreamFailure.NoProtocolSupported"/> when every proposal got "na"; other reasons when the listener misbehaves.
+    /// </exception>
+    public static async Task<string> SelectAsync(Stream stream, IReadOnlyList<string> protocols, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(protocols);
+        if (protocols.Count == 0) throw new ArgumentException("propose at least one protocol", nameof(protocols));
+        foreach (var protocol in protocols) ValidateProtocolId(protocol, nameof(protocols));
+
+        await WriteMessagesAsync(stream, ProtocolId, protocols[0], cancellationToken).ConfigureAwait(false);
+        await ReadHeaderAsync(stream, cancellationToken).ConfigureAwait(false);
+        for (var i = 0; i < protocols.Count; i++)
+        {
+            if (i > 0)
+                await WriteMessagesAsync(stream, protocols[i], null, cancellationToken).ConfigureAwait(false);
+            var answer = await ReadMessageAsync(stream, cancellationToken).ConfigureAwait(false);
+            if (string.Equals(answer, protocols[i], StringComparison.Ordinal)) return answer;
+            if (answer != NotAvailable)
+                throw new MultistreamException(MultistreamFailure.MalformedMessage, $"listener answered '{answer}' to the proposal '{protocols[i]}'");
+        }
+        throw new MultistreamException(MultistreamFailure.NoProtocolSupported, $"the listener supports none of: {string.Join(", ", protocols)}");
+    }
+
+    /// <summary>
+    /// Listener side: answers proposals until one is in <paramref name="supported"/> and returns it.
+    /// A set (<see cref="IReadOnlySet{T}"/> or <see cref="ISet{T}"/>) is looked up with its own
+    /// comparer; any other collection is searched with ordinal comparison.
+    /// </summary>
+    /// <exception cref="MultistreamException">The dialer broke the protocol, proposed too often, or left.</exception>
+    public static Task<string> HandleAsync(Stream stream, IReadOnlyCollection<string> supported, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(supported);
+        Func<string, bool> isSupported = supported switch
+        {
+            IReadOnlySet<string> set => set.Contains,
+            ISet<string> set => set.Contains,
+            _ => proposal => supported.Contains(proposal, StringComparer.Ordinal),
+        };
+        return HandleAsync(stream, isSupported, supported, cancellationToken);
+    }
+
+    /// <summary>
+    /// Listener side with a match function (e.g. a protocol registry): a proposal is accepted when
+    /// <paramref name="isSupported"/> says so; "ls" is answered with <paramref name="listed"/>.
+    /// </summary>
+    /// <inheritdoc cref="HandleAsync(Stream, IReadOnlyCollection{string}, CancellationToken)"/>
+    public static async Task<string> HandleAsync(Stream stream, Func<string, bool> isSupported, IEnumerable<string> listed, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(isSupported);
+        ArgumentNullException.ThrowIfNull(listed);
+
+        // Our header goes out before theirs is read, as the spec allows: a dialer that waits for
+        // the listener's header first can then never deadlock against us.
+        await WriteMessagesAsync(stream, ProtocolId, null, cancellationToken).ConfigureAwait(false);
+        await ReadHeaderAsync(stream, cancellationToken).ConfigureAwait(false);
+        for (var attempt = 0; ; attempt++)
+        {
+            if (attempt == MaxProposals)
+                throw new MultistreamException(MultistreamFailure.TooManyAttempts, $"the dialer made more than {MaxProposals} proposals");
+            var proposal = await ReadMessageAsync(stream, cancellationToken).ConfigureAwait(false);
+            if (proposal == List)
+            {
+                await WriteListAsync(stream, listed, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            if (proposal != NotAvailable && isSupported(proposal))
+            {
+                await WriteMessagesAsync(stream, proposal, null, cancellationToken).ConfigureAwait(false);
+                return proposal;
+            }
+            await WriteMessagesAsync(stream, NotAvailable, null, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Dialer side: asks the listener which protocols it supports ("ls"). The stream is left in
+    /// negotiation; it is meant for a query, closed afterwards.
+    /// </summary>
+    public static async Task<IReadOnlyList<string>> ListAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        await WriteMessagesAsync(stream, ProtocolId, List, cancellationToken).ConfigureAwait(false);
+        await ReadHeaderAsync(stream, cancellationToken).ConfigureAwait(false);
+        var body = await ReadRawAsync(stream, MaxListLength, cancellationToken).ConfigureAwait(false);
+        if (body.Length == 0 || body[^1] != (byte)'\n')
+            throw new MultistreamException(MultistreamFailure.MalformedMessage, "the protocol list lacks its trailing newline");
+        // The answer nests one length-prefixed, newline-terminated message per protocol.
+        var protocols = new List<string>();
+        var rest = body.AsSpan(0, body.Length - 1);
+        while (!rest.IsEmpty)
+        {
+            ulong length;
+            int consumed;
+            try
+            {
+                if (!Varint.TryRead(rest, out length, out consumed))
+                    throw new MultistreamException(MultistreamFailure.MalformedMessage, "the protocol list is truncated");
+            }
+            catch (FormatException e)
+            {
+                throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length in the protocol list", e);
+            }
+            rest = rest[consumed..];
+            if (length > (ulong)rest.Length)
+                throw new MultistreamException(MultistreamFailure.MalformedMessage, "the protocol list is truncated");
+            protocols.Add(DecodeMessage(rest[..(int)length]));
+            rest = rest[(int)length..];
+        }
+        return protocols;
+    }
+
+    private static async ValueTask ReadHeaderAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        var header = await ReadMessageAsync(stream, cancellationToken).ConfigureAwait(false);
+        if (header != ProtocolId)
+            throw new MultistreamException(MultistreamFailure.WrongHeader, $"expected '{ProtocolId}', got '{header}'");
+    }
+
+    private static async ValueTask<string> ReadMessageAsync(Stream stream, CancellationToken cancellationToken) =>
+        DecodeMessage(await ReadRawAsync(stream, MaxMessageLength, cancellationToken).ConfigureAwait(false));
+
+    private static async ValueTask<byte[]> ReadRawAsync(Stream stream, int maxLength, CancellationToken cancellationToken)
+    {
+        byte[]? bytes;
+        try
+        {
+            bytes = await LengthPrefixedMessage.ReadAsync(stream, maxLength, cancellationToken).ConfigureAwait(false);
+        }
+        catch (MessageTooLargeException e)
+        {
+            throw new MultistreamException(MultistreamFailure.TooLong, e.Message, e);
+        }
+        catch (MalformedMessageException e)
+        {
+            throw new MultistreamException(MultistreamFailure.MalformedMessage, e.Message, e);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended inside a message", e);
+        }
+        return bytes ?? throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended during negotiation");
+    }
+
+    private static string DecodeMessage(ReadOnlySpan<byte> message)
+    {
+        if (message.IsEmpty || message[^1] != (byte)'\n')
+            throw new MultistreamException(MultistreamFailure.MalformedMessage, "message lacks its trailing newline");
+        try
+        {
+            return StrictUtf8.GetString(message[..^1]);
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new MultistreamException(MultistreamFailure.MalformedMessage, "message is not UTF-8", e);
+        }
+    }
+
+    private static void ValidateProtocolId(string protocol, string parameterName)
+    {
+        ArgumentNullException.ThrowIfNull(protocol, parameterName);
+        if (protocol.Length == 0 || protocol.Contains('\n', StringComparison.Ordinal))
+            throw new ArgumentException($"'{protocol}' is not a valid protocol id", parameterName);
+        if (protocol is NotAvailable or List)
+            throw new ArgumentException($"'{protocol}' is reserved by multistream-select", parameterName);
+        if (StrictUtf8.GetByteCount(protocol) + 1 > MaxMessageLength)
+            throw new ArgumentException($"protocol id '{protocol}' is longer than {MaxMessageLength - 1} bytes", parameterName);
+    }
+
+    private static int EncodedLength(string text)
+    {
+        var length = StrictUtf8.GetByteCount(text) + 1;
+        return Varint.GetLength((ulong)length) + length;
+    }
+
+    private static int Encode(Span<byte> destination, string text)
+    {
+        var length = StrictUtf8.GetByteCount(text) + 1;
+        var offset = Varint.Write(destination, (ulong)length);
+        offset += StrictUtf8.GetBytes(text, destination[offset..]);
+        destination[offset++] = (byte)'\n';
+        return offset;
+    }
+
+    /// <summary>Writes one or two messages with a single write call, so they travel together.</summary>
+    private static async ValueTask WriteMessagesAsync(Stream stream, string first, string? second, CancellationToken cancellationToken)
+    {
+        var total = EncodedLength(first) + (second is null ? 0 : EncodedLength(second));
+        var buffer = ArrayPool<byte>.Shared.Rent(total);
+        try
+        {
+            var written = Encode(buffer, first);
+            if (second is not null) written += Encode(buffer.AsSpan(written), second);
+            await stream.WriteAsync(buffer.AsMemory(0, written), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask WriteListAsync(Stream stream, IEnumerable<string> listed, CancellationToken cancellationToken)
+    {
+        var protocols = listed.ToArray();
+        var inner = 1 + protocols.Sum(EncodedLength);
+        var total = Varint.GetLength((ulong)inner) + inner;
+        var buffer = ArrayPool<byte>.Shared.Rent(total);
+        try
+        {
+            var written = Varint.Write(buffer, (ulong)inner);
+            foreach (var protocol in protocols) written += Encode(buffer.AsSpan(written), protocol);
+            buffer[written++] = (byte)'\n';
+            await stream.WriteAsync(buffer.AsMemory(0, written), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,52 @@
+using System.Security.Cryptography;
+using Org.BouncyCastle.Math.EC.Rfc7748;
+
+namespace P2PInference.Facilities.Net.Noise;
+
+/// <summary>An X25519 key pair for Noise (static or ephemeral), and the DH function of Noise's "25519".</summary>
+internal sealed class Curve25519KeyPair : IDisposable
+{
+    public const int KeySize = X25519.PointSize;
+
+    private readonly byte[] _private;
+
+    private Curve25519KeyPair(byte[] privateKey)
+    {
+        _private = privateKey;
+        PublicKey = new byte[KeySize];
+        X25519.ScalarMultBase(_private, 0, PublicKey, 0);
+    }
+
+    public byte[] PublicKey { get; }
+
+    /// <summary>A fresh key from the OS CSPRNG (keys are exempt from seeded randomness).</summary>
+    public static Curve25519KeyPair Generate()
+    {
+        var key = new byte[KeySize];
+        RandomNumberGenerator.Fill(key);
+        return new Curve25519KeyPair(key);
+    }
+
+    /// <summary>A key from fixed bytes: test vectors and replayable tests.</summary>
+    public static Curve25519KeyPair FromPrivateKey(ReadOnlySpan<byte> privateKey)
+    {
+        if (privateKey.Length != KeySize)
+            throw new ArgumentException($"an X25519 private key is {KeySize} bytes", nameof(privateKey));
+        return new Curve25519KeyPair(privateKey.ToArray());
+    }
+
+    /// <summary>DH(this, remote) into <paramref name="shared"/>.</summary>
+    /// <exception cref="NoiseException">The remote key is a low-order point (the result would be all zeros).</exception>
+    public void Agree(byte[] remotePublic, Span<byte> shared)
+    {
+        var output = new byte[KeySize];
+        // BouncyCastle reports an all-zero result, which a small-order remote key forces; such a key
+        // contributes nothing secret, so the handshake is refused rather than continued.
+        if (!X25519.CalculateAgreement(_private, 0, remotePublic, 0, output, 0))
+            throw new NoiseException("remote X25519 key is a low-order point");
+        output.CopyTo(shared);
+        CryptographicOperations.ZeroMemory(output);
+    }
+
+    public void Dispose() => CryptographicOperations.ZeroMemory(_private);
+}

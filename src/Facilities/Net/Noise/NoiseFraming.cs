@@ -1,0 +1,43 @@
+using System.Buffers.Binary;
+
+namespace P2PInference.Facilities.Net.Noise;
+
+/// <summary>The libp2p Noise wire frame: a 16-bit big-endian length, then that many bytes (≤ 65535).</summary>
+internal static class NoiseFraming
+{
+    public const int HeaderSize = 2;
+    public const int MaxFrameSize = ushort.MaxValue;
+    public const int MaxPlaintextSize = MaxFrameSize - CipherState.TagSize;
+    public const int MaxFramedSize = HeaderSize + MaxFrameSize;
+
+    /// <summary>
+    /// Reads one whole frame into <paramref name="buffer"/> (≥ 65535 bytes) without reading past it,
+    /// so bytes after a handshake message stay in the insecure stream for the transport phase.
+    /// </summary>
+    /// <exception cref="NoiseException">The stream ended before or inside the frame.</exception>
+    public static async ValueTask<int> ReadFrameAsync(Stream stream, byte[] buffer, CancellationToken cancellationToken)
+    {
+        await ReadExactAsync(stream, buffer.AsMemory(0, HeaderSize), cancellationToken).ConfigureAwait(false);
+        int length = BinaryPrimitives.ReadUInt16BigEndian(buffer);
+        await ReadExactAsync(stream, buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+        return length;
+    }
+
+    public static async ValueTask WriteFrameAsync(Stream stream, byte[] frame, int messageLength, CancellationToken cancellationToken)
+    {
+        if (messageLength > MaxFrameSize) throw new ArgumentOutOfRangeException(nameof(messageLength));
+        BinaryPrimitives.WriteUInt16BigEndian(frame, (ushort)messageLength);
+        await stream.WriteAsync(frame.AsMemory(0, HeaderSize + messageLength), cancellationToken).ConfigureAwait(false);
+        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask ReadExactAsync(Stream stream, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        while (!destination.IsEmpty)
+        {
+            var read = await stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+            if (read == 0) throw new NoiseException("connection closed during the handshake (truncated frame)");
+            destination = destination[read..];
+        }
+    }
+}

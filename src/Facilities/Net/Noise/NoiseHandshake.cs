@@ -1,0 +1,114 @@
+using System.Buffers;
+using P2PInference.Facilities.Identity;
+
+namespace P2PInference.Facilities.Net.Noise;
+
+/// <summary>
+/// The libp2p Noise secure channel (<c>/noise</c>): an XX handshake over an insecure stream that
+/// authenticates both peers' identity keys, then an encrypted <see cref="NoiseSecureStream"/>.
+/// </summary>
+/// <remarks>
+/// On success the returned stream owns <c>insecure</c>. On any failure, cancellation included,
+/// <c>insecure</c> is disposed: a half-done handshake leaves nothing usable on it.
+/// </remarks>
+public static class NoiseHandshake
+{
+    public const string ProtocolId = "/noise";
+
+    /// <summary>Runs the handshake as the dialer.</summary>
+    /// <param name="expectedRemote">The peer dialled, when known; any other peer fails the handshake.</param>
+    /// <exception cref="NoiseException">The remote broke the protocol or is not <paramref name="expectedRemote"/>.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first.</exception>
+    public static Task<NoiseSecureStream> InitiateAsync(Stream insecure, KeyPair localKey, PeerId? expectedRemote, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(insecure);
+        ArgumentNullException.ThrowIfNull(localKey);
+        return RunAsync(insecure, localKey, initiator: true, expectedRemote, cancellationToken);
+    }
+
+    /// <summary>Runs the handshake as the listener; the remote may be any peer.</summary>
+    /// <exception cref="NoiseException">The remote broke the protocol.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first.</exception>
+    public static Task<NoiseSecureStream> RespondAsync(Stream insecure, KeyPair localKey, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(insecure);
+        ArgumentNullException.ThrowIfNull(localKey);
+        return RunAsync(insecure, localKey, initiator: false, expectedRemote: null, cancellationToken);
+    }
+
+    private static async Task<NoiseSecureStream> RunAsync(Stream insecure, KeyPair localKey, bool initiator, PeerId? expectedRemote, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(NoiseFraming.MaxFramedSize);
+        // A static key per connection: nothing here persists Noise keys, and a fresh one costs one scalar multiplication.
+        using var staticKey = Curve25519KeyPair.Generate();
+        using var state = new HandshakeState(initiator, ReadOnlySpan<byte>.Empty, staticKey);
+        try
+        {
+            // Not every Stream honours a token mid-read; disposing it ends the read for sure.
+            await using (cancellationToken.Register(static s => ((Stream)s!).Dispose(), insecure).ConfigureAwait(false))
+            {
+                PublicKey remoteKey;
+                try
+                {
+                    remoteKey = initiator
+                        ? await InitiatorStepsAsync(insecure, localKey, expectedRemote, state, buffer, cancellationToken).ConfigureAwait(false)
+                        : await ResponderStepsAsync(insecure, localKey, state, buffer, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException && cancellationToken.IsCancellationRequested)
+                {
+                    throw new OperationCanceledException("the Noise handshake was cancelled", e, cancellationToken);
+                }
+                cancellationToken.ThrowIfCancellationRequested();
+                var (send, receive) = state.Split();
+                return new NoiseSecureStream(insecure, send, receive, remoteKey);
+            }
+        }
+        catch
+        {
+            await insecure.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static async Task<PublicKey> InitiatorStepsAsync(Stream insecure, KeyPair localKey, PeerId? expectedRemote, HandshakeState state, byte[] buffer, CancellationToken cancellationToken)
+    {
+        // -> e (no payload: nothing is secret yet)
+        var length = state.WriteMessage(ReadOnlySpan<byte>.Empty, buffer.AsSpan(NoiseFraming.HeaderSize));
+        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken).ConfigureAwait(false);
+
+        // <- e, ee, s, es + the responder's signed identity
+        length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken).ConfigureAwait(false);
+        var payload = state.ReadMessage(buffer.AsSpan(0, length));
+        var remoteKey = NoisePayload.Verify(payload, state.RemoteStaticPublicKey!);
+        // Checked before message 3 so our identity is never revealed to a peer we did not mean to reach.
+        if (expectedRemote is not null && !expectedRemote.Matches(remoteKey))
+            throw new NoiseException($"remote is {remoteKey.ToPeerId()}, not the expected {expectedRemote}");
+
+        // -> s, se + our signed identity
+        var local = NoisePayload.Create(localKey, state.LocalStaticPublicKey);
+        length = state.WriteMessage(local, buffer.AsSpan(NoiseFraming.HeaderSize));
+        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken).ConfigureAwait(false);
+        return remoteKey;
+    }
+
+    private static async Task<PublicKey> ResponderStepsAsync(Stream insecure, KeyPair localKey, HandshakeState state, byte[] buffer, CancellationToken cancellationToken)
+    {
+        // -> e (any cleartext payload is mixed into the transcript and otherwise ignored)
+        var length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken).ConfigureAwait(false);
+        state.ReadMessage(buffer.AsSpan(0, length));
+
+        // <- e, ee, s, es + our signed identity
+        var local = NoisePayload.Create(localKey, state.LocalStaticPublicKey);
+        length = state.WriteMessage(local, buffer.AsSpan(NoiseFraming.HeaderSize));
+        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken).ConfigureAwait(false);
+
+        // -> s, se + the initiator's signed identity
+        length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken).ConfigureAwait(false);
+        var payload = state.ReadMessage(buffer.AsSpan(0, length));
+        return NoisePayload.Verify(payload, state.RemoteStaticPublicKey!);
+    }
+}

@@ -1,0 +1,77 @@
+using Google.Protobuf;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Identity.Proto;
+using P2PInference.Facilities.Net.Noise.Proto;
+using PublicKey = P2PInference.Facilities.Identity.PublicKey;
+
+namespace P2PInference.Facilities.Net.Noise;
+
+/// <summary>
+/// The libp2p handshake payload: the identity key and its Ed25519 signature over
+/// "noise-libp2p-static-key:" ‖ the Noise static key, binding the peer's identity to this handshake.
+/// </summary>
+internal static class NoisePayload
+{
+    private const int MaxSignatureLength = 512;
+    private static readonly byte[] SignaturePrefix = System.Text.Encoding.UTF8.GetBytes("noise-libp2p-static-key:");
+
+    public static byte[] Create(KeyPair identity, ReadOnlySpan<byte> noiseStaticPublicKey) =>
+        CreateSigned(identity.PublicKey, identity, noiseStaticPublicKey);
+
+    /// <summary>
+    /// Claims <paramref name="claimedKey"/> but signs with <paramref name="signer"/>: equal in every
+    /// honest use; differing only where tests forge a payload.
+    /// </summary>
+    internal static byte[] CreateSigned(PublicKey claimedKey, KeyPair signer, ReadOnlySpan<byte> noiseStaticPublicKey) =>
+        new NoiseHandshakePayload
+        {
+            IdentityKey = ByteString.CopyFrom(claimedKey.ToProtobuf()),
+            IdentitySig = ByteString.CopyFrom(signer.Sign(SignedBytes(noiseStaticPublicKey))),
+        }.ToByteArray();
+
+    /// <summary>Checks the remote's payload against the static key it sent; returns its identity key.</summary>
+    /// <exception cref="NoiseException">Malformed, oversized, unsupported key type, or a bad signature.</exception>
+    public static PublicKey Verify(ReadOnlySpan<byte> payload, ReadOnlySpan<byte> remoteNoiseStaticKey)
+    {
+        NoiseHandshakePayload message;
+        try
+        {
+            message = NoiseHandshakePayload.Parser.ParseFrom(payload);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new NoiseException("malformed handshake payload: " + e.Message, e);
+        }
+        if (!message.HasIdentityKey || message.IdentityKey.IsEmpty)
+            throw new NoiseException("handshake payload lacks the identity key");
+        if (!message.HasIdentitySig || message.IdentitySig.IsEmpty)
+            throw new NoiseException("handshake payload lacks the identity signature");
+        if (message.IdentityKey.Length > PublicKey.MaxEncodedLength)
+            throw new NoiseException($"identity key of {message.IdentityKey.Length} bytes exceeds {PublicKey.MaxEncodedLength}");
+        if (message.IdentitySig.Length > MaxSignatureLength)
+            throw new NoiseException($"identity signature of {message.IdentitySig.Length} bytes exceeds {MaxSignatureLength}");
+
+        PublicKey key;
+        try
+        {
+            key = PublicKey.FromProtobuf(message.IdentityKey.Span);
+        }
+        catch (FormatException e)
+        {
+            throw new NoiseException("malformed identity key: " + e.Message, e);
+        }
+        if (key.Type != KeyType.Ed25519)
+            throw new NoiseException($"identity key type {key.Type} is not supported");
+        if (!key.Verify(SignedBytes(remoteNoiseStaticKey), message.IdentitySig.Span))
+            throw new NoiseException("identity signature does not match the Noise static key");
+        return key;
+    }
+
+    private static byte[] SignedBytes(ReadOnlySpan<byte> noiseStaticPublicKey)
+    {
+        var data = new byte[SignaturePrefix.Length + noiseStaticPublicKey.Length];
+        SignaturePrefix.CopyTo(data, 0);
+        noiseStaticPublicKey.CopyTo(data.AsSpan(SignaturePrefix.Length));
+        return data;
+    }
+}

@@ -1,0 +1,108 @@
+using Google.Protobuf;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Identity;
+
+namespace P2PInference.Facilities.Net.Protocols.Identify;
+
+/// <summary>
+/// identify (<c>/ipfs/id/1.0.0</c>): the peer that accepts the stream writes one length-prefixed
+/// <c>Identify</c> protobuf and closes; the peer that opened it reads that one message.
+/// </summary>
+public static class IdentifyProtocol
+{
+    public const string ProtocolId = "/ipfs/id/1.0.0";
+
+    /// <summary>
+    /// The longest message we read. Generous on purpose: a peer with many addresses and protocols
+    /// must not be refused, and the bound still caps memory per stream.
+    /// </summary>
+    public const int MaxMessageLength = 64 * 1024;
+
+    /// <summary>
+    /// The longest message we write: js-libp2p and go-libp2p refuse identify messages above 8 KiB.
+    /// </summary>
+    public const int MaxSentMessageLength = 8 * 1024;
+
+    /// <summary>Writes <paramref name="info"/> as one message. The caller closes the stream afterwards.</summary>
+    /// <exception cref="ArgumentException">The message would exceed <see cref="MaxSentMessageLength"/>.</exception>
+    public static async Task WriteAsync(Stream stream, IdentifyInfo info, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(info);
+        var message = new Proto.Identify
+        {
+            PublicKey = ByteString.CopyFrom(info.PublicKey.ToProtobuf()),
+            ProtocolVersion = info.ProtocolVersion,
+            AgentVersion = info.AgentVersion,
+        };
+        foreach (var address in info.ListenAddresses)
+            message.ListenAddrs.Add(ByteString.CopyFrom(address.Bytes));
+        message.Protocols.Add(info.Protocols);
+        if (info.ObservedAddress is not null)
+            message.ObservedAddr = ByteString.CopyFrom(info.ObservedAddress.Bytes);
+        var size = message.CalculateSize();
+        if (size > MaxSentMessageLength)
+            throw new ArgumentException($"identify message of {size} bytes exceeds {MaxSentMessageLength}, which other libp2p implementations refuse", nameof(info));
+        await LengthPrefixedMessage.WriteAsync(stream, message, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Reads one identify message from a peer we know as <paramref name="expectedRemote"/>. Does
+    /// not wait for the stream to end. Listen addresses we cannot parse (transports we do not
+    /// speak) are skipped.
+    /// </summary>
+    /// <exception cref="IdentifyException">No message, or its key is malformed or not <paramref name="expectedRemote"/>'s.</exception>
+    /// <exception cref="MessageTooLargeException">The message exceeds <see cref="MaxMessageLength"/>.</exception>
+    /// <exception cref="MalformedMessageException">The message is not an identify protobuf.</exception>
+    /// <exception cref="EndOfStreamException">The stream ended inside the message.</exception>
+    public static async Task<IdentifyInfo> ReadAsync(Stream stream, PeerId expectedRemote, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(expectedRemote);
+        var message = await LengthPrefixedMessage.ReadAsync(stream, Proto.Identify.Parser, MaxMessageLength, cancellationToken).ConfigureAwait(false)
+            ?? throw new IdentifyException("the stream ended without an identify message");
+
+        var key = ReadPublicKey(message, expectedRemote);
+        if (!expectedRemote.Matches(key))
+            throw new IdentifyException($"identify carries the key of {key.ToPeerId()}, not of {expectedRemote}");
+
+        var listen = new List<Multiaddress>(message.ListenAddrs.Count);
+        foreach (var bytes in message.ListenAddrs)
+        {
+            if (TryParseAddress(bytes, out var address)) listen.Add(address);
+        }
+        Multiaddress? observed = null;
+        if (message.HasObservedAddr && TryParseAddress(message.ObservedAddr, out var parsed)) observed = parsed;
+
+        return new IdentifyInfo(key, listen, [.. message.Protocols], observed, message.ProtocolVersion, message.AgentVersion);
+    }
+
+    private static PublicKey ReadPublicKey(Proto.Identify message, PeerId expectedRemote)
+    {
+        try
+        {
+            if (message.HasPublicKey) return PublicKey.FromProtobuf(message.PublicKey.Span);
+            // The key is optional on the wire; an inlined (Ed25519) PeerId carries it anyway.
+            return expectedRemote.TryGetPublicKey() ?? throw new IdentifyException("identify carries no public key");
+        }
+        catch (FormatException e)
+        {
+            throw new IdentifyException("identify carries a malformed public key: " + e.Message, e);
+        }
+    }
+
+    private static bool TryParseAddress(ByteString bytes, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Multiaddress? address)
+    {
+        try
+        {
+            address = Multiaddress.FromBytes(bytes.Span);
+            return true;
+        }
+        catch (FormatException)
+        {
+            address = null;
+            return false;
+        }
+    }
+}

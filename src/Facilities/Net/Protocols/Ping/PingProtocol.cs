@@ -1,0 +1,71 @@
+using System.Buffers;
+using System.Security.Cryptography;
+
+namespace P2PInference.Facilities.Net.Protocols.Ping;
+
+/// <summary>
+/// ping (<c>/ipfs/ping/1.0.0</c>): the dialer writes 32 random bytes, the listener echoes them; the
+/// dialer may repeat on the same stream and closes its write side when done.
+/// </summary>
+public static class PingProtocol
+{
+    public const string ProtocolId = "/ipfs/ping/1.0.0";
+    public const int PayloadSize = 32;
+
+    /// <summary>Listener side: echoes payloads until the dialer ends the stream.</summary>
+    /// <exception cref="PingException">The stream ended inside a payload.</exception>
+    public static async Task HandleAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var buffer = ArrayPool<byte>.Shared.Rent(PayloadSize);
+        try
+        {
+            var payload = buffer.AsMemory(0, PayloadSize);
+            while (true)
+            {
+                var read = await stream.ReadAtLeastAsync(payload, PayloadSize, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+                if (read == 0) return;
+                if (read < PayloadSize)
+                    throw new PingException($"the stream ended after {read} of {PayloadSize} payload bytes");
+                await stream.WriteAsync(payload, cancellationToken).ConfigureAwait(false);
+                await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Dialer side: one round trip. Returns the time from writing the payload to reading its echo,
+    /// as measured by <paramref name="timeProvider"/>. Can be called again on the same stream.
+    /// </summary>
+    /// <exception cref="PingException">The echo differs from the payload, or the stream ended first.</exception>
+    public static async Task<TimeSpan> PingAsync(Stream stream, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        var buffer = ArrayPool<byte>.Shared.Rent(2 * PayloadSize);
+        try
+        {
+            var sent = buffer.AsMemory(0, PayloadSize);
+            var echoed = buffer.AsMemory(PayloadSize, PayloadSize);
+            RandomNumberGenerator.Fill(sent.Span);
+            var start = timeProvider.GetTimestamp();
+            await stream.WriteAsync(sent, cancellationToken).ConfigureAwait(false);
+            await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+            var read = await stream.ReadAtLeastAsync(echoed, PayloadSize, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+            var elapsed = timeProvider.GetElapsedTime(start);
+            if (read < PayloadSize)
+                throw new PingException($"the stream ended after {read} of {PayloadSize} echoed bytes");
+            if (!sent.Span.SequenceEqual(echoed.Span))
+                throw new PingException("the echoed payload differs from the one sent");
+            return elapsed;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Noise;
+using P2PInference.TestKit.Network;
+
+namespace P2PInference.Tests.Unit.Noise;
+
+/// <summary>Two peers joined by an in-memory duplex pipe, secured (or not yet) with Noise.</summary>
+internal static class NoiseTestPeers
+{
+    public static KeyPair Key(byte seed)
+    {
+        var bytes = new byte[32];
+        Array.Fill(bytes, seed);
+        return KeyPair.FromSeed(bytes);
+    }
+
+    public static async Task<(NoiseSecureStream Initiator, NoiseSecureStream Responder)> ConnectAsync(
+        KeyPair initiatorKey, KeyPair responderKey, CancellationToken cancellationToken, Func<Stream, Stream>? wrapInitiatorRaw = null)
+    {
+        var (a, b) = DuplexStreamPair.Create();
+        var initiator = NoiseHandshake.InitiateAsync(wrapInitiatorRaw?.Invoke(a) ?? a, initiatorKey, responderKey.PeerId, cancellationToken);
+        var responder = NoiseHandshake.RespondAsync(b, responderKey, cancellationToken);
+        return (await initiator, await responder);
+    }
+
+    /// <summary>Passes writes through; once armed, flips one bit of the next write.</summary>
+    public sealed class TamperingStream(Stream inner) : Stream
+    {
+        private int _armedAt = -1;
+        private bool _duplicate;
+
+        public void FlipBitInNextWrite(int index) => _armedAt = index;
+
+        public void DuplicateNextWrite() => _duplicate = true;
+
+        public override bool CanRead => true;
+        public override bool CanWrite => true;
+        public override bool CanSeek => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() => inner.Flush();
+        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_duplicate)
+            {
+                _duplicate = false;
+                await inner.WriteAsync(buffer, cancellationToken);
+            }
+            if (_armedAt < 0)
+            {
+                await inner.WriteAsync(buffer, cancellationToken);
+                return;
+            }
+            var copy = buffer.ToArray();
+            copy[_armedAt] ^= 0x01;
+            _armedAt = -1;
+            await inner.WriteAsync(copy, cancellationToken);
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) inner.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+}
