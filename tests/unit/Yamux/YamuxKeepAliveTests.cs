@@ -1,5 +1,6 @@
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Time;
 
 namespace P2PInference.Tests.Unit.Yamux;
 
@@ -7,9 +8,9 @@ namespace P2PInference.Tests.Unit.Yamux;
 [CancelAfter(10000)]
 public sealed class YamuxKeepAliveTests
 {
-    private static (YamuxSession Session, RawYamuxPeer Peer, ManualTimeProvider Time) Create()
+    private static (YamuxSession Session, RawYamuxPeer Peer, FakeTimeProvider Time) Create()
     {
-        var time = new ManualTimeProvider();
+        var time = new FakeTimeProvider();
         var (a, b) = DuplexStreamPair.Create();
         var options = new YamuxOptions
         {
