@@ -350,8 +350,9 @@ public sealed class YamuxSession : IAsyncDisposable
             await _connection.WriteAsync(_writeBuffer.AsMemory(0, length), _ioCts.Token).ConfigureAwait(false);
             await _connection.FlushAsync(_ioCts.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        catch (Exception ex)
         {
+            // Whatever the connection threw, the frame boundary is lost: the session cannot go on.
             var error = new YamuxException("writing to the connection failed", ex);
             Close(error, null);
             throw ClosedError();
