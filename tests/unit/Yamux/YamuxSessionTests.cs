@@ -174,6 +174,47 @@ public sealed class YamuxSessionTests
     }
 
     [Test]
+    public async Task Streams_TransferBothWaysAtOnce_WithoutDeadlock_OverSmallConnectionBuffers(CancellationToken token)
+    {
+        // Both connection buffers fill up while both sides write: control frames (window updates)
+        // must still get through, or the two sessions would wait on each other forever.
+        var (a, b) = DuplexStreamPair.Create(new System.IO.Pipelines.PipeOptions(pauseWriterThreshold: 16 * 1024, resumeWriterThreshold: 8 * 1024, useSynchronizationContext: false));
+        await using var client = new YamuxSession(a, isInitiator: true, NoKeepAlive);
+        await using var server = new YamuxSession(b, isInitiator: false, NoKeepAlive);
+        const int total = 2 * 1024 * 1024;
+
+        async Task<long> PumpAsync(YamuxStream stream)
+        {
+            var writing = Task.Run(async () =>
+            {
+                var chunk = new byte[50_000];
+                for (var sent = 0; sent < total; sent += chunk.Length)
+                {
+                    await stream.WriteAsync(chunk.AsMemory(0, Math.Min(chunk.Length, total - sent)), token);
+                }
+
+                await stream.CompleteWritesAsync(token);
+            }, token);
+            var received = (await ReadToEndAsync(stream, token)).LongLength;
+            await writing;
+            return received;
+        }
+
+        var streams = new List<Task<long>>();
+        for (var i = 0; i < 4; i++)
+        {
+            var outbound = await client.OpenStreamAsync(token);
+            await outbound.WriteAsync(new byte[1], token);
+            var inbound = await server.AcceptStreamAsync(token);
+            Assert.That(await inbound.ReadAsync(new byte[1], token), Is.EqualTo(1));
+            streams.Add(PumpAsync(outbound));
+            streams.Add(PumpAsync(inbound));
+        }
+
+        Assert.That(await Task.WhenAll(streams), Is.All.EqualTo(total));
+    }
+
+    [Test]
     public async Task CompleteWrites_RemoteReadsEof_AndOtherDirectionStillWorks(CancellationToken token)
     {
         var (client, server) = CreatePair();

@@ -231,7 +231,14 @@ public sealed class YamuxSession : IAsyncDisposable
                 throw ClosedError();
             }
 
-            var length = DrainControl(_writeBuffer.AsSpan(0, ControlReserve));
+            // Every queued control frame goes first: a SYN queued by OpenStreamAsync must precede the stream's data.
+            var length = DrainControl(_writeBuffer.AsSpan(0, ControlReserve), out var more);
+            while (more)
+            {
+                await WriteConnectionAsync(length).ConfigureAwait(false);
+                length = DrainControl(_writeBuffer.AsSpan(0, ControlReserve), out more);
+            }
+
             header.Write(_writeBuffer.AsSpan(length));
             length += YamuxHeader.Size;
             payload.Span.CopyTo(_writeBuffer.AsSpan(length));
@@ -298,7 +305,7 @@ public sealed class YamuxSession : IAsyncDisposable
                 Volatile.Write(ref _controlFlushScheduled, 0);
                 while (!IsClosed)
                 {
-                    var length = DrainControl(_writeBuffer);
+                    var length = DrainControl(_writeBuffer, out _);
                     if (length == 0)
                     {
                         break;
@@ -318,7 +325,7 @@ public sealed class YamuxSession : IAsyncDisposable
         }
     }
 
-    private int DrainControl(Span<byte> destination)
+    private int DrainControl(Span<byte> destination, out bool more)
     {
         var length = 0;
         lock (_control)
@@ -328,6 +335,8 @@ public sealed class YamuxSession : IAsyncDisposable
                 _control.Dequeue().Write(destination[length..]);
                 length += YamuxHeader.Size;
             }
+
+            more = _control.Count > 0;
         }
 
         return length;
@@ -341,8 +350,9 @@ public sealed class YamuxSession : IAsyncDisposable
             await _connection.WriteAsync(_writeBuffer.AsMemory(0, length), _ioCts.Token).ConfigureAwait(false);
             await _connection.FlushAsync(_ioCts.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+        catch (Exception ex)
         {
+            // Whatever the connection threw, the frame boundary is lost: the session cannot go on.
             var error = new YamuxException("writing to the connection failed", ex);
             Close(error, null);
             throw ClosedError();
@@ -669,7 +679,7 @@ public sealed class YamuxSession : IAsyncDisposable
                 await _writeLock.WaitAsync(grace.Token).ConfigureAwait(false);
                 try
                 {
-                    var length = DrainControl(_writeBuffer.AsSpan(0, ControlReserve));
+                    var length = DrainControl(_writeBuffer.AsSpan(0, ControlReserve), out _);
                     new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)code).Write(_writeBuffer.AsSpan(length));
                     length += YamuxHeader.Size;
                     await _connection.WriteAsync(_writeBuffer.AsMemory(0, length), grace.Token).ConfigureAwait(false);

@@ -349,6 +349,8 @@ public sealed class YamuxStream : Stream
 
     internal void OnRemoteFin()
     {
+        TaskCompletionSource? reader;
+        bool closed;
         lock (_lock)
         {
             if (_resetError is not null || _remoteFin)
@@ -357,14 +359,24 @@ public sealed class YamuxStream : Stream
             }
 
             _remoteFin = true;
-            WakeReader();
+            closed = _localFin;
+            reader = _readWaiter;
+            _readWaiter = null;
         }
 
-        RemoveIfClosed();
+        // Removed before the reader wakes, so whoever sees end of stream also sees the count drop.
+        if (closed)
+        {
+            _session.RemoveStream(this);
+        }
+
+        reader?.TrySetResult();
     }
 
     internal void OnRemoteReset()
     {
+        TaskCompletionSource? reader;
+        TaskCompletionSource? sender;
         lock (_lock)
         {
             if (_resetError is not null || (_localFin && _remoteFin))
@@ -374,10 +386,13 @@ public sealed class YamuxStream : Stream
 
             _resetError = new YamuxStreamResetException($"yamux stream {Id} was reset by the remote");
             DropSegments();
-            WakeAll();
+            (reader, sender) = (_readWaiter, _sendWaiter);
+            (_readWaiter, _sendWaiter) = (null, null);
         }
 
         _session.RemoveStream(this);
+        reader?.TrySetResult();
+        sender?.TrySetResult();
     }
 
     internal void OnSessionClosed(YamuxException reason)

@@ -1,0 +1,31 @@
+using P2PInference.Facilities.Net.Yamux;
+
+namespace P2PInference.Tests.Unit.Yamux;
+
+[TestFixture]
+public sealed class YamuxHeaderTests
+{
+    [Test]
+    public void Header_EncodesBigEndianFields_InSpecOrder()
+    {
+        var bytes = new byte[YamuxHeader.Size];
+        new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Syn | YamuxFlags.Fin, 0x01020304, 0xA0B0C0D0).Write(bytes);
+
+        Assert.That(bytes, Is.EqualTo(new byte[] { 0, 1, 0, 5, 1, 2, 3, 4, 0xA0, 0xB0, 0xC0, 0xD0 }));
+        Assert.That(YamuxHeader.Read(bytes), Is.EqualTo(new YamuxHeader(0, YamuxFrameType.WindowUpdate, YamuxFlags.Syn | YamuxFlags.Fin, 0x01020304, 0xA0B0C0D0)));
+    }
+
+    [Test]
+    public void Header_Read_Throws_WhenShorterThanTwelveBytes()
+    {
+        Assert.That(() => YamuxHeader.Read(new byte[11]), Throws.ArgumentException);
+    }
+
+    [Test]
+    public void Session_RejectsOptions_WithWindowBelowSpecDefault()
+    {
+        using var stream = new MemoryStream();
+        Assert.That(() => new YamuxSession(stream, true, new YamuxOptions { InitialWindowSize = 1024 }), Throws.TypeOf<ArgumentOutOfRangeException>());
+        Assert.That(() => new YamuxSession(stream, true, new YamuxOptions { MaxStreamWindowSize = 1024 }), Throws.TypeOf<ArgumentOutOfRangeException>());
+    }
+}

@@ -1,0 +1,84 @@
+using P2PInference.Facilities.Net.Yamux;
+using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.Tests.Unit.Yamux;
+
+[TestFixture]
+[CancelAfter(10000)]
+public sealed class YamuxKeepAliveTests
+{
+    private static (YamuxSession Session, RawYamuxPeer Peer, FakeTimeProvider Time) Create()
+    {
+        var time = new FakeTimeProvider();
+        var (a, b) = DuplexStreamPair.Create();
+        var options = new YamuxOptions
+        {
+            KeepAliveInterval = TimeSpan.FromSeconds(10),
+            KeepAliveTimeout = TimeSpan.FromSeconds(5),
+            MaxStreamWindowSize = YamuxOptions.DefaultWindowSize,
+            TimeProvider = time,
+        };
+        return (new YamuxSession(a, isInitiator: true, options), new RawYamuxPeer(b), time);
+    }
+
+    [Test]
+    public async Task Ping_MeasuresRoundTripOnTimeProvider(CancellationToken token)
+    {
+        var (session, peer, time) = Create();
+        await using var _ = session;
+        await using var __ = peer;
+
+        var ping = session.PingAsync(token);
+        var (request, _) = await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping, token);
+        time.Advance(TimeSpan.FromMilliseconds(5));
+        await peer.WriteFrameAsync(YamuxFrameType.Ping, YamuxFlags.Ack, 0, request.Length);
+
+        Assert.That(request.Flags, Is.EqualTo(YamuxFlags.Syn));
+        Assert.That(await ping, Is.EqualTo(TimeSpan.FromMilliseconds(5)));
+    }
+
+    [Test]
+    public async Task KeepAlive_ClosesSession_WhenPeerStopsAnswering(CancellationToken token)
+    {
+        var (session, peer, time) = Create();
+        await using var _ = session;
+        await using var __ = peer;
+        await peer.WriteFrameAsync(YamuxFrameType.WindowUpdate, YamuxFlags.Syn, 2, 0);
+        var stream = await session.AcceptStreamAsync(token);
+
+        time.Advance(TimeSpan.FromSeconds(10));
+        var (probe, _) = await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping, token);
+        Assert.That(probe.Flags, Is.EqualTo(YamuxFlags.Syn));
+        Assert.That(session.IsClosed, Is.False);
+
+        time.Advance(TimeSpan.FromSeconds(5));
+
+        var error = Assert.ThrowsAsync<YamuxException>(async () => await session.Completion.WaitAsync(token));
+        Assert.That(error!.Message, Does.Contain("keep-alive"));
+        Assert.That(async () => await stream.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+    }
+
+    [Test]
+    public async Task KeepAlive_KeepsSessionOpen_WhenPeerAnswers(CancellationToken token)
+    {
+        var (session, peer, time) = Create();
+        await using var _ = session;
+        await using var __ = peer;
+
+        for (var round = 0; round < 3; round++)
+        {
+            // Probes go out at 10 s, 20 s, 30 s; each deadline falls 5 s after its probe.
+            time.Advance(TimeSpan.FromSeconds(round == 0 ? 10 : 5));
+            var (probe, _) = await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping && h.Flags == YamuxFlags.Syn, token);
+            await peer.WriteFrameAsync(YamuxFrameType.Ping, YamuxFlags.Ack, 0, probe.Length);
+
+            // Frames are handled in order: once our own ping is answered, the pong above was seen.
+            await peer.WriteFrameAsync(YamuxFrameType.Ping, YamuxFlags.Syn, 0, 1000u + (uint)round);
+            await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping && h.Flags == YamuxFlags.Ack, token);
+            time.Advance(TimeSpan.FromSeconds(5));
+        }
+
+        Assert.That(session.IsClosed, Is.False);
+    }
+}
