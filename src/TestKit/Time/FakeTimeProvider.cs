@@ -353,11 +353,11 @@ public sealed class FakeTimeProvider : TimeProvider
     /// it has one, otherwise to the back of the thread pool's global queue, so work queued earlier
     /// gets to run first). A round is quiet when no timer was created, changed, disposed or fired
     /// and the clock was not adjusted since the previous round, the thread pool has no queued work
-    /// item, and no other pool thread is running a work item (on Linux a busy pool thread counts
-    /// only while some other thread of the process is runnable, per <c>/proc/self/task</c>, since a
-    /// blocked one, such as a test runner's thread waiting for the test, never finishes: so a
-    /// pool worker that sets its own thread name is not seen; elsewhere
-    /// busy pool threads are not seen, only queued work). The system is idle after
+    /// item, and no other pool worker is computing. On Linux a worker counts as computing while the
+    /// pool reports it busy and <c>/proc/self/task</c> shows a worker (a thread named
+    /// <c>.NET TP Worker</c>) running or runnable; a busy but blocked worker (a test runner's thread
+    /// waiting for the test, say) does not count, since it may never finish. On other systems
+    /// running workers are not seen, only queued work. The system is idle after
     /// <see cref="QuietRoundsRequired"/> quiet rounds in a row. While other pool threads are busy,
     /// each round also gives up the rest of this thread's time slice, so the busy work gets the CPU.
     /// Continuations that run synchronously inside a timer callback (the usual case for
