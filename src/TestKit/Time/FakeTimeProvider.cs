@@ -41,6 +41,9 @@ public sealed class FakeTimeProvider : TimeProvider
     // System.Threading.Timer's limits, so a test cannot schedule what production code could not.
     private const long MaxTimeoutMilliseconds = 0xfffffffeL;
 
+    // The name the .NET runtime gives thread-pool worker threads on Linux.
+    private const string PoolWorkerThreadName = ".NET TP Worker";
+
     private readonly object _gate = new();
     private readonly SortedSet<FakeTimer> _scheduled = new(DueOrder.Instance);
     private readonly long _startTicks;
@@ -60,7 +63,7 @@ public sealed class FakeTimeProvider : TimeProvider
     private TimeSpan _autoAdvanceAmount;
     private TimeZoneInfo _localTimeZone = TimeZoneInfo.Utc;
     private TimeAdvanceMode _advanceMode = TimeAdvanceMode.Step;
-    private int _maxIdleRounds = 200;
+    private long _idleTimeoutTicks = TimeSpan.FromSeconds(2).Ticks;
 
     /// <summary>A provider whose clock starts at midnight, January 1st 2000, UTC.</summary>
     public FakeTimeProvider()
@@ -133,17 +136,20 @@ public sealed class FakeTimeProvider : TimeProvider
     }
 
     /// <summary>
-    /// The most thread-pool rounds one <see cref="RunUntilIdleAsync"/> (and each step of
-    /// <see cref="AdvanceAsync"/>) spends waiting for quiet; 200 by default. A bound, so a system
-    /// that never goes quiet (a busy loop, another test's work) costs time but never hangs.
+    /// The most real time one <see cref="RunUntilIdleAsync"/> (and each step of
+    /// <see cref="AdvanceAsync"/>) spends waiting for busy thread-pool work to finish; 2 seconds by
+    /// default. Only reached when pool threads stay busy (long computation, a blocked thread,
+    /// another test's work): a system that goes quiet is detected in a few thread-pool hops. A
+    /// bound, so such a system costs time but never hangs.
     /// </summary>
-    public int MaxIdleRounds
+    /// <exception cref="ArgumentOutOfRangeException">The value is negative.</exception>
+    public TimeSpan IdleTimeout
     {
-        get => Volatile.Read(ref _maxIdleRounds);
+        get => TimeSpan.FromTicks(Interlocked.Read(ref _idleTimeoutTicks));
         set
         {
-            ArgumentOutOfRangeException.ThrowIfLessThan(value, QuietRoundsRequired);
-            Volatile.Write(ref _maxIdleRounds, value);
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.Zero);
+            Interlocked.Exchange(ref _idleTimeoutTicks, value.Ticks);
         }
     }
 
@@ -295,7 +301,8 @@ public sealed class FakeTimeProvider : TimeProvider
     /// <see cref="RunUntilIdleAsync"/>; and finally moves the clock to the target. In
     /// <see cref="TimeAdvanceMode.Jump"/> mode it moves the clock to the target at once, fires what
     /// is due and runs <see cref="RunUntilIdleAsync"/> once. Cancellation is observed between
-    /// steps; the clock stays where it got to.
+    /// steps; the clock stays where it got to. It awaits on the caller's synchronization context
+    /// (no <c>ConfigureAwait(false)</c>), so continuations posted to that context get to run too.
     /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="delta"/> is negative.</exception>
     public async Task AdvanceAsync(TimeSpan delta, CancellationToken cancellationToken = default)
@@ -307,7 +314,7 @@ public sealed class FakeTimeProvider : TimeProvider
             end = _target + delta.Ticks;
         }
 
-        await RunUntilIdleAsync(cancellationToken).ConfigureAwait(false);
+        await RunUntilIdleAsync(cancellationToken);
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -326,7 +333,7 @@ public sealed class FakeTimeProvider : TimeProvider
             }
 
             RunDueTimers();
-            await RunUntilIdleAsync(cancellationToken).ConfigureAwait(false);
+            await RunUntilIdleAsync(cancellationToken);
             lock (_gate)
             {
                 if (_clock >= end && (_scheduled.Count == 0 || _scheduled.Min!.Due > end))
@@ -339,30 +346,47 @@ public sealed class FakeTimeProvider : TimeProvider
 
     /// <summary>
     /// Lets pending work run, without moving the clock, until the system looks idle; a best effort
-    /// bounded by <see cref="MaxIdleRounds"/>, never an error.
+    /// bounded by <see cref="IdleTimeout"/>, never an error.
     /// </summary>
     /// <remarks>
     /// One round yields once (<c>await Task.Yield()</c>: to the caller's synchronization context if
     /// it has one, otherwise to the back of the thread pool's global queue, so work queued earlier
     /// gets to run first). A round is quiet when no timer was created, changed, disposed or fired
     /// and the clock was not adjusted since the previous round, the thread pool has no queued work
-    /// item, and no pool thread but this one is running a work item. The system is idle after
-    /// <see cref="QuietRoundsRequired"/> quiet rounds in a row. Continuations that run
-    /// synchronously inside a timer callback (the usual case for <c>await Task.Delay(…, tp)</c>
-    /// without a synchronization context) already ran before this is called.
+    /// item, and no other pool worker is computing. On Linux a worker counts as computing while the
+    /// pool reports it busy and <c>/proc/self/task</c> shows a worker (a thread named
+    /// <c>.NET TP Worker</c>) running or runnable; a busy but blocked worker (a test runner's thread
+    /// waiting for the test, say) does not count, since it may never finish. On other systems
+    /// running workers are not seen, only queued work. The system is idle after
+    /// <see cref="QuietRoundsRequired"/> quiet rounds in a row. While other pool threads are busy,
+    /// each round also gives up the rest of this thread's time slice, so the busy work gets the CPU.
+    /// Continuations that run synchronously inside a timer callback (the usual case for
+    /// <c>await Task.Delay(…, tp)</c> without a synchronization context) already ran before this is
+    /// called. Work on threads outside the pool (dedicated threads, long-running tasks) is not seen.
     /// </remarks>
     public async Task RunUntilIdleAsync(CancellationToken cancellationToken = default)
     {
-        var maxRounds = MaxIdleRounds;
+        var timeout = IdleTimeout;
+        var began = TimeProvider.System.GetTimestamp();
         var quiet = 0;
         var version = ReadVersion();
-        for (var round = 0; round < maxRounds && quiet < QuietRoundsRequired; round++)
+        while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
             await Task.Yield();
             var current = ReadVersion();
-            quiet = current == version && ThreadPoolLooksIdle() ? quiet + 1 : 0;
+            var othersBusy = OtherPoolThreadsBusy();
+            quiet = current == version && !othersBusy ? quiet + 1 : 0;
             version = current;
+            if (quiet >= QuietRoundsRequired || TimeProvider.System.GetElapsedTime(began) >= timeout)
+            {
+                return;
+            }
+
+            if (othersBusy)
+            {
+                _ = Thread.Yield();
+            }
         }
     }
 
@@ -399,17 +423,69 @@ public sealed class FakeTimeProvider : TimeProvider
         }
     }
 
-    private static bool ThreadPoolLooksIdle()
+    private static bool OtherPoolThreadsBusy()
     {
         if (ThreadPool.PendingWorkItemCount != 0)
         {
-            return false;
+            return true;
         }
 
         ThreadPool.GetMaxThreads(out var maxWorkers, out _);
         ThreadPool.GetAvailableThreads(out var availableWorkers, out _);
         var busyOthers = maxWorkers - availableWorkers - (Thread.CurrentThread.IsThreadPoolThread ? 1 : 0);
-        return busyOthers <= 0;
+
+        // A busy pool thread may be computing, or blocked for good (a test runner commonly blocks
+        // one waiting for the test's task). Only the OS can tell the two apart.
+        return busyOthers > 0 && OtherThreadsRunnable();
+    }
+
+    // Linux only: whether any other thread-pool worker of this process is running or ready to run.
+    // Elsewhere false, so only queued work and timer changes count as activity.
+    private static bool OtherThreadsRunnable()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+
+        try
+        {
+            var self = Path.GetFileName(Directory.ResolveLinkTarget("/proc/thread-self", returnFinalTarget: false)?.FullName);
+            foreach (var task in Directory.EnumerateDirectories("/proc/self/task"))
+            {
+                if (string.Equals(Path.GetFileName(task), self, StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                string stat;
+                try
+                {
+                    stat = File.ReadAllText(Path.Combine(task, "stat"));
+                }
+                catch (IOException)
+                {
+                    continue; // the thread exited
+                }
+
+                // Format: "tid (comm) state ...": comm may hold spaces and parentheses. Only pool
+                // workers count: the runtime's own threads (JIT, GC) are runnable now and then
+                // for reasons no test waits for.
+                var open = stat.IndexOf('(', StringComparison.Ordinal);
+                var close = stat.LastIndexOf(')');
+                if (open >= 0 && close > open && close + 2 < stat.Length && stat[close + 2] == 'R'
+                    && stat.AsSpan(open + 1, close - open - 1).StartsWith(PoolWorkerThreadName, StringComparison.Ordinal))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     private long ReadVersion()

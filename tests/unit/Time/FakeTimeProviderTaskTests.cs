@@ -144,6 +144,51 @@ public sealed class FakeTimeProviderTaskTests
 
     [Test]
     [CancelAfter(10000)]
+    public async Task AdvanceAsync_WaitsForContinuationsBusyOnThreadPool(CancellationToken cancellationToken)
+    {
+        var tp = new FakeTimeProvider();
+        var seen = new List<DateTimeOffset>();
+        var loop = Task.Run(async () =>
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), tp, cancellationToken);
+                seen.Add(tp.GetUtcNow());
+                await Task.Run(() => Compute(3_000), cancellationToken);
+            }
+        }, cancellationToken);
+
+        await tp.AdvanceAsync(TimeSpan.FromSeconds(5), cancellationToken);
+
+        Assert.That(seen, Is.EqualTo(Enumerable.Range(1, 5).Select(s => Millennium.AddSeconds(s))));
+        await loop;
+    }
+
+    [Test]
+    [CancelAfter(10000)]
+    public async Task AdvanceAsync_StopsBetweenSteps_WhenCanceled(CancellationToken cancellationToken)
+    {
+        var tp = new FakeTimeProvider();
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var fired = 0;
+        using var timer = tp.CreateTimer(_ =>
+        {
+            if (++fired == 3)
+            {
+                cts.Cancel();
+            }
+        }, null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+
+        Assert.CatchAsync<OperationCanceledException>(() => tp.AdvanceAsync(TimeSpan.FromSeconds(10), cts.Token));
+
+        Assert.That(fired, Is.EqualTo(3));
+        Assert.That(tp.GetUtcNow(), Is.EqualTo(Millennium.AddSeconds(3)));
+        await tp.AdvanceAsync(TimeSpan.FromSeconds(7), cancellationToken);
+        Assert.That(fired, Is.EqualTo(10));
+    }
+
+    [Test]
+    [CancelAfter(10000)]
     public async Task AdvanceAsync_StopsAtTarget_LeavingLaterTimersPending(CancellationToken cancellationToken)
     {
         var tp = new FakeTimeProvider();
@@ -263,6 +308,45 @@ public sealed class FakeTimeProviderTaskTests
         await tp.RunUntilIdleAsync(cancellationToken);
 
         Assert.That(tp.GetUtcNow(), Is.EqualTo(Millennium));
+    }
+
+    [Test]
+    [CancelAfter(10000)]
+    public async Task RunUntilIdleAsync_WaitsForBusyWorkThatThenSchedulesTimer(CancellationToken cancellationToken)
+    {
+        var tp = new FakeTimeProvider();
+        var work = Task.Run(async () =>
+        {
+            Compute(10_000);
+            await Task.Delay(TimeSpan.FromSeconds(2), tp, cancellationToken);
+        }, cancellationToken);
+
+        await tp.RunUntilIdleAsync(cancellationToken);
+
+        Assert.That(tp.NextDueTime, Is.EqualTo(Millennium.AddSeconds(2)));
+        await tp.AdvanceAsync(TimeSpan.FromSeconds(2), cancellationToken);
+        Assert.That(work.IsCompletedSuccessfully, Is.True);
+    }
+
+    [Test]
+    public void IdleTimeout_Throws_WhenNegative()
+    {
+        var tp = new FakeTimeProvider();
+
+        Assert.That(tp.IdleTimeout, Is.GreaterThan(TimeSpan.Zero));
+        Assert.Throws<ArgumentOutOfRangeException>(() => tp.IdleTimeout = TimeSpan.FromTicks(-1));
+    }
+
+    // CPU work with no clock in it: stands in for a continuation that takes a while.
+    private static int Compute(int rounds)
+    {
+        var hash = new byte[32];
+        for (var i = 0; i < rounds; i++)
+        {
+            hash = System.Security.Cryptography.SHA256.HashData(hash);
+        }
+
+        return hash[0];
     }
 
     private static async Task DelayLoop(FakeTimeProvider tp, int count, List<DateTimeOffset> seen, bool hop)
