@@ -60,6 +60,7 @@ public sealed class FakeTimeProvider : TimeProvider
     private long _sequence;
     private long _version;
     private bool _firing;
+    private TaskCompletionSource _timerScheduled = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TimeSpan _autoAdvanceAmount;
     private TimeZoneInfo _localTimeZone = TimeZoneInfo.Utc;
     private TimeAdvanceMode _advanceMode = TimeAdvanceMode.Step;
@@ -551,6 +552,20 @@ public sealed class FakeTimeProvider : TimeProvider
         timer.Sequence = ++_sequence;
         timer.Scheduled = true;
         _ = _scheduled.Add(timer);
+        _timerScheduled.TrySetResult();
+        _timerScheduled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>
+    /// Completes at once while a timer is scheduled, otherwise when one next is: lets a driver such
+    /// as <see cref="VirtualTimePump"/> wait for work instead of polling.
+    /// </summary>
+    public Task WhenTimerScheduledAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_gate)
+        {
+            return _scheduled.Count > 0 ? Task.CompletedTask : _timerScheduled.Task.WaitAsync(cancellationToken);
+        }
     }
 
     private void Unschedule(FakeTimer timer)

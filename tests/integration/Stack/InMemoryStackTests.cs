@@ -1,0 +1,156 @@
+using System.Security.Cryptography;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Net.Noise;
+using P2PInference.Facilities.Net.Transport;
+using P2PInference.TestKit;
+using P2PInference.TestKit.Conformance;
+using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.Tests.Integration.Stack;
+
+/// <summary>The full stack over the TestKit's in-memory network, no faults.</summary>
+public class InMemoryStackTests : HostStackConformanceTests
+{
+    protected InMemoryNetwork Network { get; private set; } = null!;
+
+    protected virtual InMemoryNetwork CreateNetwork() => new(seed: TestSeed.Choose());
+
+    [SetUp]
+    public void CreateNetworkForTest() => Network = CreateNetwork();
+
+    protected override ITransport CreateTransport(string nodeName) => Network.CreateTransport(nodeName);
+
+    protected override Multiaddress ListenAddress(string nodeName) => InMemoryNetwork.AddressOf(nodeName);
+}
+
+/// <summary>Every write sliced into 1..7-byte pieces: exercises every parser's partial-read paths.</summary>
+public sealed class SlicedInMemoryStackTests : InMemoryStackTests
+{
+    // Slicing at a few bytes per piece makes bulk data slow; the suite's properties hold at any size.
+    protected override int LargeTransferBytes => 2 * 1024 * 1024;
+
+    protected override int ConcurrentStreams => 200;
+
+    protected override InMemoryNetwork CreateNetwork()
+    {
+        var network = base.CreateNetwork();
+        network.ConfigureLinks(link => link.MaxSliceSize = 7);
+        return network;
+    }
+}
+
+/// <summary>5 ms ± 2 ms on every link, on virtual time driven by a <see cref="VirtualTimePump"/>.</summary>
+public sealed class LatencyInMemoryStackTests : InMemoryStackTests
+{
+    private FakeTimeProvider _linkTime = null!;
+    private VirtualTimePump _pump = null!;
+
+    protected override int LargeTransferBytes => 8 * 1024 * 1024;
+
+    protected override InMemoryNetwork CreateNetwork()
+    {
+        _linkTime = new FakeTimeProvider();
+        _pump = new VirtualTimePump(_linkTime);
+        var network = new InMemoryNetwork(_linkTime, TestSeed.Choose());
+        network.ConfigureLinks(link =>
+        {
+            link.Latency = TimeSpan.FromMilliseconds(5);
+            link.Jitter = TimeSpan.FromMilliseconds(2);
+        });
+        return network;
+    }
+
+    [TearDown]
+    public async Task StopPumpAsync() => await _pump.DisposeAsync();
+
+    [Test]
+    public async Task Latency_IsPaidOnVirtualTime()
+    {
+        var (a, b, _) = await ConnectedPairAsync();
+        var before = _linkTime.GetUtcNow();
+
+        await a.PingAsync(b.PeerId, TestToken);
+
+        Assert.That(_linkTime.GetUtcNow() - before, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(6)),
+            "a ping crosses two links of at least 3 ms each");
+    }
+}
+
+/// <summary>Corruption on the wire is caught by Noise's AEAD and ends only that connection.</summary>
+public sealed class CorruptionInMemoryStackTests
+{
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task CorruptedByte_EndsTheConnectionWithNoiseError_AndOtherPeersAreUnaffected(CancellationToken token)
+    {
+        var network = new InMemoryNetwork(seed: TestSeed.Choose());
+        await using var a = await StartAsync(network, "a", token);
+        await using var b = await StartAsync(network, "b", token);
+        await using var c = await StartAsync(network, "c", token);
+        var healthy = await c.ConnectAsync(b.AdvertisedAddresses[0], token);
+        var corrupted = await a.ConnectAsync(b.AdvertisedAddresses[0], token);
+        var stream = await a.OpenStreamAsync(b.PeerId, "/ipfs/ping/1.0.0", token);
+
+        // The upgrade and negotiation are done; flip one bit in what a sends next.
+        network.Link("a", "b").CorruptByteAt = network.Link("a", "b").BytesWritten + 20;
+        await stream.WriteAsync(RandomNumberGenerator.GetBytes(32), token);
+
+        Assert.That(async () => await stream.ReadAsync(new byte[32], token), Throws.InstanceOf<IOException>(),
+            "b drops the connection instead of answering corrupted data");
+        await CatchAsync(() => corrupted.Completion.WaitAsync(token));
+        Assert.That(corrupted.IsClosed, Is.True);
+        Assert.That(await c.PingAsync(b.PeerId, token), Is.GreaterThanOrEqualTo(TimeSpan.Zero), "b still serves c");
+        Assert.That(healthy.IsClosed, Is.False);
+    }
+
+    [Test]
+    [CancelAfter(30_000)]
+    public async Task CorruptedByte_IsReportedAsNoiseException_ByTheReceiver(CancellationToken token)
+    {
+        var network = new InMemoryNetwork(seed: TestSeed.Choose());
+        var (rawA, rawB) = await ConnectRawAsync(network, token);
+        var keyA = P2PInference.Facilities.Identity.KeyPair.Generate();
+        var keyB = P2PInference.Facilities.Identity.KeyPair.Generate();
+        var respond = NoiseHandshake.RespondAsync(rawB.Stream, keyB, token);
+        await using var secureA = await NoiseHandshake.InitiateAsync(rawA.Stream, keyA, keyB.PeerId, token);
+        await using var secureB = await respond;
+
+        network.Link("a", "b").CorruptByteAt = network.Link("a", "b").BytesWritten + 10;
+        await secureA.WriteAsync(new byte[100], token);
+
+        Assert.That(async () => await secureB.ReadAsync(new byte[100], token), Throws.InstanceOf<NoiseException>());
+    }
+
+    private static async Task<(RawConnection A, RawConnection B)> ConnectRawAsync(InMemoryNetwork network, CancellationToken token)
+    {
+        var listener = await network.CreateTransport("b").ListenAsync(InMemoryNetwork.AddressOf("b"), token);
+        var dial = network.CreateTransport("a").DialAsync(InMemoryNetwork.AddressOf("b"), token);
+        var accepted = await listener.AcceptAsync(token);
+        return (await dial, accepted);
+    }
+
+    private static async Task<P2PInference.Facilities.Net.Host.P2PHost> StartAsync(InMemoryNetwork network, string name, CancellationToken token)
+    {
+        var host = new P2PInference.Facilities.Net.Host.P2PHost(new P2PInference.Facilities.Net.Host.HostOptions
+        {
+            Identity = P2PInference.Facilities.Identity.KeyPair.Generate(),
+            Transports = [network.CreateTransport(name)],
+        });
+        await host.StartAsync([InMemoryNetwork.AddressOf(name)], token);
+        return host;
+    }
+
+    private static async Task<Exception?> CatchAsync(Func<Task> action)
+    {
+        try
+        {
+            await action();
+            return null;
+        }
+        catch (Exception e)
+        {
+            return e;
+        }
+    }
+}
