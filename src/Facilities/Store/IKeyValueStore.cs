@@ -24,7 +24,9 @@ public interface IKeyValueStore
     /// <summary>
     /// Atomically replaces the value when the current one equals <paramref name="expected"/>
     /// (null: the key must be absent). A null <paramref name="replacement"/> deletes the key.
-    /// True when the swap happened, and then it is durable.
+    /// True when the swap happened, and then it is durable. Beware: a null <c>byte[]</c> converts
+    /// implicitly to an empty, non-null <see cref="ReadOnlyMemory{T}"/> (so does the <c>null</c> in
+    /// <c>b is null ? null : b</c>); for "absent" pass <c>default(ReadOnlyMemory&lt;byte&gt;?)</c>.
     /// </summary>
     ValueTask<bool> CompareAndSwapAsync(string key, ReadOnlyMemory<byte>? expected, ReadOnlyMemory<byte>? replacement, CancellationToken cancellationToken);
 
