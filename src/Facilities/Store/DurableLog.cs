@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using FASTER.core;
 
@@ -9,8 +10,9 @@ namespace P2PInference.Facilities.Store;
 /// <remarks>
 /// <see cref="AppendAsync"/> returns once the entry is durable; concurrent appenders share one
 /// commit (group commit). On open, FasterLog recovers up to its last completed commit: an entry
-/// whose commit never finished (a torn tail) is dropped whole. FasterLog checksums every entry, so
-/// damage inside the durable region surfaces as a <see cref="StoreException"/> at scan.
+/// whose commit never finished (a torn tail) is dropped whole. Each entry carries a CRC-32C and a
+/// scan must reach the commit point, so damage inside the durable region (a flipped byte, a file
+/// cut short) surfaces as a <see cref="StoreException"/> at scan.
 /// </remarks>
 public sealed class DurableLog : IAsyncDisposable
 {
@@ -51,7 +53,7 @@ public sealed class DurableLog : IAsyncDisposable
         {
             var logDir = directory.Part("log", "log directory");
             device = Devices.CreateLogDevice(Path.Combine(logDir, "log"), preallocateFile: false, deleteOnClose: false, recoverDevice: true);
-            var pageBits = FasterKeyValueStore.LogPageBits(options.MaxEntryBytes);
+            var pageBits = FasterKeyValueStore.LogPageBits(options.MaxEntryBytes + Crc32C.Length);
             FasterLog log;
             try
             {
@@ -92,11 +94,14 @@ public sealed class DurableLog : IAsyncDisposable
         }
 
         long address;
+        var buffer = ArrayPool<byte>.Shared.Rent(entry.Length + Crc32C.Length);
         _gate.EnterReadLock();
         try
         {
             ThrowIfNotOpen();
-            address = _log.Enqueue(entry.Span);
+            entry.Span.CopyTo(buffer);
+            var length = Crc32C.Append(buffer, entry.Length);
+            address = _log.Enqueue(buffer.AsSpan(0, length));
         }
         catch (FasterException e)
         {
@@ -105,6 +110,7 @@ public sealed class DurableLog : IAsyncDisposable
         finally
         {
             _gate.ExitReadLock();
+            ArrayPool<byte>.Shared.Return(buffer);
         }
 
         await _committer.WaitForCommitAsync(address).WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -117,8 +123,10 @@ public sealed class DurableLog : IAsyncDisposable
     {
         ThrowIfNotOpen();
         var until = _log.CommittedUntilAddress;
-        using var iterator = _log.Scan(_log.BeginAddress, until);
+        var begin = _log.BeginAddress;
+        using var iterator = _log.Scan(begin, until);
         var count = 0;
+        var end = begin;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -129,15 +137,28 @@ public sealed class DurableLog : IAsyncDisposable
             {
                 if (!iterator.GetNext(out entry, out length, out address))
                 {
+                    // A file cut inside the committed region reads as zeros, which the scan skips.
+                    if (end != until)
+                    {
+                        throw new StoreException($"The log ends at {end} but was committed up to {until}: it was truncated or damaged.", Directory);
+                    }
+
                     yield break;
                 }
+
+                end = iterator.NextAddress;
             }
             catch (FasterException e)
             {
                 throw new StoreException("The log is corrupted: " + e.Message, Directory, e);
             }
 
-            yield return new DurableLogEntry(address, entry.Length == length ? entry : entry.AsSpan(0, length).ToArray());
+            if (!Crc32C.TryStrip(entry.AsSpan(0, length), out var payload))
+            {
+                throw new StoreException($"The log entry at {address} is damaged (checksum mismatch).", Directory);
+            }
+
+            yield return new DurableLogEntry(address, payload.ToArray());
             if (++count % 256 == 0)
             {
                 // Long scans give the thread back now and then.

@@ -36,8 +36,9 @@ namespace P2PInference.Facilities.Store;
 /// replay the log from its cookie address to the last commit. Replaying puts/deletes that the
 /// checkpoint already holds is harmless because replay keeps their order. FasterLog recovers only
 /// up to its last completed commit, so an entry whose commit never finished — a torn final record
-/// — is discarded, never half-applied; FasterLog's per-entry checksums and our own decoding turn
-/// damage inside the committed region into a <see cref="StoreException"/> at open.</para>
+/// — is discarded, never half-applied. Damage inside the committed region (a flipped byte, a file
+/// cut short) is a <see cref="StoreException"/> at open: each entry carries a CRC-32C, and replay
+/// must reach the commit point exactly.</para>
 /// <para><b>Reads</b> see a write as soon as it is applied, which can be just before its commit
 /// completes: a crash in that window can lose a value a reader saw, but never one a writer was told
 /// was stored. Deletes and failed compare-and-swaps that return without writing first wait until
@@ -459,8 +460,10 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
         try
         {
             using var iterator = log.Scan(from, until);
+            var end = from;
             while (iterator.GetNext(out byte[] entry, out var length, out address))
             {
+                end = iterator.NextAddress;
                 cancellationToken.ThrowIfCancellationRequested();
                 if (!WalRecord.TryDecode(entry.AsSpan(0, length), maxKeyBytes, out var op, out var key, out var value))
                 {
@@ -479,6 +482,13 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             }
 
             session.CompletePending(wait: true);
+
+            // A log cut inside its committed region reads back as zeros, which FasterLog's scan
+            // skips silently: the entries must run right up to the commit point.
+            if (end != until)
+            {
+                throw new StoreException($"The write-ahead log ends at {end} but was committed up to {until}: it was truncated or damaged, and acknowledged writes are missing.", walDir);
+            }
         }
         catch (Exception e) when (e is FasterException or IOException or InvalidDataException or ArgumentException or IndexOutOfRangeException or OverflowException)
         {

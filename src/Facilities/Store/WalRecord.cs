@@ -5,8 +5,8 @@ using P2PInference.Facilities.Encoding;
 namespace P2PInference.Facilities.Store;
 
 /// <summary>
-/// One store operation in the write-ahead log: <c>op(1) | varint keyLength | key UTF-8 | value</c>.
-/// FasterLog frames and checksums each entry; this is only the payload.
+/// One store operation in the write-ahead log: <c>op(1) | varint keyLength | key UTF-8 | value | crc32c(4)</c>.
+/// FasterLog frames each entry; this is its payload.
 /// </summary>
 internal static class WalRecord
 {
@@ -16,7 +16,7 @@ internal static class WalRecord
     /// <summary>Strict: a key that cannot round-trip through UTF-8 (a lone surrogate) is refused, not mangled.</summary>
     public static readonly UTF8Encoding KeyEncoding = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
-    public static int MaxLength(int keyBytes, int valueBytes) => 1 + Varint.MaxLength + keyBytes + valueBytes;
+    public static int MaxLength(int keyBytes, int valueBytes) => 1 + Varint.MaxLength + keyBytes + valueBytes + Crc32C.Length;
 
     /// <summary>Encodes into a rented buffer; the caller returns it to <see cref="ArrayPool{T}.Shared"/>.</summary>
     public static byte[] Encode(byte op, string key, int keyBytes, ReadOnlySpan<byte> value, out int length)
@@ -26,7 +26,7 @@ internal static class WalRecord
         var at = 1 + Varint.Write(buffer.AsSpan(1), (ulong)keyBytes);
         at += KeyEncoding.GetBytes(key, buffer.AsSpan(at));
         value.CopyTo(buffer.AsSpan(at));
-        length = at + value.Length;
+        length = Crc32C.Append(buffer, at + value.Length);
         return buffer;
     }
 
@@ -36,7 +36,7 @@ internal static class WalRecord
         op = 0;
         key = string.Empty;
         value = default;
-        if (entry.Length < 2 || (entry[0] != Put && entry[0] != Delete))
+        if (!Crc32C.TryStrip(entry, out entry) || entry.Length < 2 || (entry[0] != Put && entry[0] != Delete))
         {
             return false;
         }
