@@ -18,7 +18,9 @@ public sealed class HostOptions
     public YamuxOptions Yamux { get; init; } = new();
 
     /// <summary>Bounds the whole upgrade (multistream, Noise, multistream, Yamux) of one connection.</summary>
-    public TimeSpan UpgradeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan UpgradeTimeout { get; init; } = DefaultUpgradeTimeout;
+
+    public static readonly TimeSpan DefaultUpgradeTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>Bounds protocol negotiation on one stream.</summary>
     public TimeSpan StreamNegotiationTimeout { get; init; } = TimeSpan.FromSeconds(10);
