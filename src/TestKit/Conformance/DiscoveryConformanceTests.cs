@@ -1,0 +1,422 @@
+using NUnit.Framework;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Identity;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.TestKit.Conformance;
+
+/// <summary>
+/// The behaviour every <see cref="IDiscovery"/> must have: announce, lookup, unannounce, expiry of
+/// records whose provider stopped re-announcing, and refresh. Derive a fixture, say how to build N
+/// nodes on a shared <see cref="FakeTimeProvider"/>, how to crash one and who it is, configure the
+/// implementation with <see cref="RecordTtl"/> and <see cref="ReannounceInterval"/>, and the suite
+/// runs on it. This repository runs it on the mock DHT and on the Kademlia DHT over the in-memory
+/// network.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Time moves only through <see cref="Time"/>, in steps of <see cref="TimeStep"/>, so re-announce
+/// timers fire and the work they start (network I/O included) runs before the next step. Every
+/// operation is awaited through <see cref="RunAsync{T}"/>, which lets asynchronous I/O finish and, for
+/// an implementation that waits on its clock (timeouts, latency), advances fake time in small steps of
+/// <see cref="OperationTimeStep"/> until the operation completes. No test waits on real time; a hang
+/// fails after <see cref="TestTimeout"/> of real time.
+/// </para>
+/// <para>
+/// The suite does not require a crashed provider to be found until its record expires (a DHT may
+/// notice the crash sooner), nor that an announcer finds itself.
+/// </para>
+/// </remarks>
+[TestFixture]
+public abstract class DiscoveryConformanceTests
+{
+    protected const string Topic = "p2pinference/conformance/topic";
+    protected const string OtherTopic = "p2pinference/conformance/other";
+
+    private readonly List<IDiscovery> _nodes = [];
+    private readonly HashSet<IDiscovery> _stopped = new(ReferenceEqualityComparer.Instance);
+    private CancellationTokenSource _testTimeout = null!;
+
+    /// <summary>The clock the test's nodes run on; a new one per test.</summary>
+    protected FakeTimeProvider Time { get; private set; } = null!;
+
+    /// <summary>Cancelled after <see cref="TestTimeout"/> of real time; guards against hangs only.</summary>
+    protected CancellationToken TestToken => _testTimeout.Token;
+
+    /// <summary>How long a record lives after its last announce. Configure the implementation with it, or override it to match.</summary>
+    protected virtual TimeSpan RecordTtl => TimeSpan.FromMinutes(10);
+
+    /// <summary>How often a live node re-announces. Must be below <see cref="RecordTtl"/>.</summary>
+    protected virtual TimeSpan ReannounceInterval => TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// How much longer than <see cref="RecordTtl"/> the suite waits before it expects an unrefreshed
+    /// record gone, for implementations that purge expired records on a sweep timer; by default one
+    /// <see cref="ReannounceInterval"/>.
+    /// </summary>
+    protected virtual TimeSpan ExpiryMargin => ReannounceInterval;
+
+    /// <summary>
+    /// How long a withdrawn record (unannounce, graceful stop) may still be found: zero when withdrawing
+    /// removes it at once; up to <see cref="RecordTtl"/> plus <see cref="ExpiryMargin"/> for a DHT that
+    /// can only stop re-announcing (libp2p Kademlia has no remove-provider message).
+    /// </summary>
+    protected virtual TimeSpan UnannounceGrace => TimeSpan.Zero;
+
+    /// <summary>The size of the steps the suite moves time in; by default <see cref="ReannounceInterval"/>.</summary>
+    protected virtual TimeSpan TimeStep => ReannounceInterval;
+
+    /// <summary>
+    /// How far <see cref="RunAsync{T}"/> moves fake time at a time while an operation has not completed
+    /// after the system went idle; one second by default. Zero makes it wait (in real time, up to
+    /// <see cref="TestTimeout"/>) without moving time.
+    /// </summary>
+    protected virtual TimeSpan OperationTimeStep => TimeSpan.FromSeconds(1);
+
+    /// <summary>The most fake time one operation may take before the suite calls it hung; two minutes by default.</summary>
+    protected virtual TimeSpan OperationTimeLimit => TimeSpan.FromMinutes(2);
+
+    /// <summary>The real-time bound on each test; 30 seconds by default.</summary>
+    protected virtual TimeSpan TestTimeout => TimeSpan.FromSeconds(30);
+
+    /// <summary>How many providers <see cref="Lookup_FindsEveryProvider_WhenManyAnnounceOneTopic"/> uses.</summary>
+    protected virtual int ManyProviders => 10;
+
+    /// <summary>
+    /// <paramref name="count"/> discovery nodes that can find each other, on <paramref name="time"/>,
+    /// configured with <see cref="RecordTtl"/> and <see cref="ReannounceInterval"/>. The suite awaits
+    /// <see cref="IDiscovery.WaitUntilJoinedAsync"/> on each before it uses them.
+    /// </summary>
+    protected abstract Task<IReadOnlyList<IDiscovery>> CreateNodesAsync(int count, FakeTimeProvider time, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Stops <paramref name="node"/> without a goodbye: no unannounce, no more re-announces (a killed
+    /// process). The suite still calls <see cref="StopAsync"/> on it at teardown, to release what it holds.
+    /// </summary>
+    protected abstract Task CrashAsync(IDiscovery node);
+
+    /// <summary>The PeerId lookups report for <paramref name="node"/>.</summary>
+    protected abstract PeerId PeerOf(IDiscovery node);
+
+    /// <summary>The addresses a lookup must report for <paramref name="node"/> (each must appear; more may).</summary>
+    protected abstract IReadOnlyList<Multiaddress> AddressesOf(IDiscovery node);
+
+    /// <summary>
+    /// Stops <paramref name="node"/> gracefully (unannouncing its topics); by default disposes it
+    /// (<see cref="IAsyncDisposable"/> or <see cref="IDisposable"/>). Called once per node: by
+    /// <see cref="GracefulStop_RemovesProvider"/>, and at teardown for every other node, crashed ones
+    /// included, so it must tolerate a crashed node.
+    /// </summary>
+    protected virtual async Task StopAsync(IDiscovery node)
+    {
+        switch (node)
+        {
+            case IAsyncDisposable asyncDisposable:
+                await asyncDisposable.DisposeAsync();
+                break;
+            case IDisposable disposable:
+                disposable.Dispose();
+                break;
+        }
+    }
+
+    [SetUp]
+    public void CreateClock()
+    {
+        Assert.That(ReannounceInterval, Is.LessThan(RecordTtl), "The suite needs re-announces to come before records expire.");
+        Time = new FakeTimeProvider();
+        _testTimeout = new CancellationTokenSource(TestTimeout);
+    }
+
+    [TearDown]
+    public async Task StopNodesAsync()
+    {
+        try
+        {
+            foreach (var node in _nodes)
+            {
+                if (_stopped.Add(node))
+                {
+                    await RunAsync(async _ =>
+                    {
+                        await StopAsync(node);
+                        return true;
+                    });
+                }
+            }
+        }
+        finally
+        {
+            _nodes.Clear();
+            _stopped.Clear();
+            _testTimeout.Dispose();
+        }
+    }
+
+    [Test]
+    public async Task Lookup_FindsAnnouncer_WithItsAddresses()
+    {
+        var nodes = await NodesAsync(3);
+
+        await AnnounceAsync(nodes[0], Topic);
+        var found = await LookupAsync(nodes[2], Topic);
+
+        Assert.That(found.Select(p => p.PeerId), Is.EqualTo(new[] { PeerOf(nodes[0]) }));
+        Assert.That(found[0].Addresses, Is.SupersetOf(AddressesOf(nodes[0])));
+    }
+
+    [Test]
+    public async Task Lookup_ReturnsEmpty_WhenTopicIsUnknown()
+    {
+        var nodes = await NodesAsync(2);
+        await AnnounceAsync(nodes[0], Topic);
+
+        var found = await LookupAsync(nodes[1], "p2pinference/conformance/nobody-announced-this");
+
+        Assert.That(found, Is.Empty);
+    }
+
+    [Test]
+    public async Task Lookup_ReturnsOnlyProvidersOfThatTopic()
+    {
+        var nodes = await NodesAsync(3);
+
+        await AnnounceAsync(nodes[0], Topic);
+        await AnnounceAsync(nodes[1], OtherTopic);
+
+        Assert.That(PeersOf(await LookupAsync(nodes[2], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[0]) }));
+        Assert.That(PeersOf(await LookupAsync(nodes[2], OtherTopic)), Is.EquivalentTo(new[] { PeerOf(nodes[1]) }));
+    }
+
+    [Test]
+    public async Task Lookup_ListsProviderOnce_WhenItAnnouncedTwice()
+    {
+        var nodes = await NodesAsync(2);
+
+        await AnnounceAsync(nodes[0], Topic);
+        await AnnounceAsync(nodes[0], Topic);
+
+        Assert.That(PeersOf(await LookupAsync(nodes[1], Topic)), Is.EqualTo(new[] { PeerOf(nodes[0]) }));
+    }
+
+    [Test]
+    public async Task Lookup_FindsEveryProvider_WhenManyAnnounceOneTopic()
+    {
+        var nodes = await NodesAsync(ManyProviders + 1);
+        var providers = nodes.Take(ManyProviders).ToList();
+
+        foreach (var provider in providers)
+        {
+            await AnnounceAsync(provider, Topic);
+        }
+
+        var found = PeersOf(await LookupAsync(nodes[^1], Topic));
+
+        Assert.That(found, Is.Unique);
+        Assert.That(found, Is.EquivalentTo(providers.Select(PeerOf)));
+    }
+
+    [Test]
+    public async Task Unannounce_RemovesProvider_WhileOthersStay()
+    {
+        var nodes = await NodesAsync(3);
+        await AnnounceAsync(nodes[0], Topic);
+        await AnnounceAsync(nodes[1], Topic);
+        Assert.That(PeersOf(await LookupAsync(nodes[2], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[0]), PeerOf(nodes[1]) }));
+
+        await RunAsync(async ct =>
+        {
+            await nodes[0].UnannounceAsync(Topic, ct);
+            return true;
+        });
+        await AdvanceAsync(UnannounceGrace);
+
+        Assert.That(PeersOf(await LookupAsync(nodes[2], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[1]) }));
+    }
+
+    [Test]
+    public async Task Announce_FindsProviderAgain_AfterUnannounce()
+    {
+        var nodes = await NodesAsync(2);
+        await AnnounceAsync(nodes[0], Topic);
+        await RunAsync(async ct =>
+        {
+            await nodes[0].UnannounceAsync(Topic, ct);
+            return true;
+        });
+        await AdvanceAsync(UnannounceGrace);
+
+        await AnnounceAsync(nodes[0], Topic);
+
+        Assert.That(PeersOf(await LookupAsync(nodes[1], Topic)), Is.EqualTo(new[] { PeerOf(nodes[0]) }));
+    }
+
+    [Test]
+    public async Task Unannounce_DoesNothing_WhenTopicWasNotAnnounced()
+    {
+        var nodes = await NodesAsync(2);
+        await AnnounceAsync(nodes[1], Topic);
+
+        await RunAsync(async ct =>
+        {
+            await nodes[0].UnannounceAsync(Topic, ct);
+            return true;
+        });
+
+        Assert.That(PeersOf(await LookupAsync(nodes[0], Topic)), Is.EqualTo(new[] { PeerOf(nodes[1]) }));
+    }
+
+    [Test]
+    public async Task GracefulStop_RemovesProvider()
+    {
+        var nodes = await NodesAsync(3);
+        await AnnounceAsync(nodes[0], Topic);
+        await AnnounceAsync(nodes[1], Topic);
+
+        Assert.That(_stopped.Add(nodes[0]), Is.True);
+        await RunAsync(async _ =>
+        {
+            await StopAsync(nodes[0]);
+            return true;
+        });
+        await AdvanceAsync(UnannounceGrace);
+
+        Assert.That(PeersOf(await LookupAsync(nodes[2], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[1]) }));
+    }
+
+    [Test]
+    public async Task Record_Expires_AfterTtl_WhenProviderCrashed()
+    {
+        var nodes = await NodesAsync(3);
+        await AnnounceAsync(nodes[0], Topic);
+        await AdvanceAsync(ReannounceInterval + ReannounceInterval / 2);
+
+        await CrashAsync(nodes[0]);
+        await AdvanceAsync(RecordTtl + ExpiryMargin);
+
+        Assert.That(await LookupAsync(nodes[2], Topic), Is.Empty);
+    }
+
+    [Test]
+    public async Task Refresh_KeepsRecordAlive_AcrossSeveralTtls()
+    {
+        var nodes = await NodesAsync(2);
+        await AnnounceAsync(nodes[0], Topic);
+        var end = Time.GetUtcNow() + 3 * RecordTtl + ExpiryMargin;
+
+        while (Time.GetUtcNow() < end)
+        {
+            await AdvanceAsync(TimeStep);
+            Assert.That(
+                PeersOf(await LookupAsync(nodes[1], Topic)),
+                Is.EqualTo(new[] { PeerOf(nodes[0]) }),
+                $"at {Time}, {Time.GetUtcNow() - Time.Start} after the start");
+        }
+    }
+
+    [Test]
+    public async Task CrashedProvider_Disappears_AfterTtl_WhileLiveProvidersStay()
+    {
+        var nodes = await NodesAsync(5);
+        foreach (var provider in nodes.Take(3))
+        {
+            await AnnounceAsync(provider, Topic);
+        }
+
+        await AdvanceAsync(ReannounceInterval / 2);
+        await CrashAsync(nodes[1]);
+        await AdvanceAsync(RecordTtl + ExpiryMargin);
+
+        Assert.That(PeersOf(await LookupAsync(nodes[4], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[0]), PeerOf(nodes[2]) }));
+        Assert.That(PeersOf(await LookupAsync(nodes[3], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[0]), PeerOf(nodes[2]) }));
+    }
+
+    [Test]
+    public async Task Lookup_Throws_WhenAlreadyCancelled()
+    {
+        var nodes = await NodesAsync(2);
+        await AnnounceAsync(nodes[0], Topic);
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+
+        Assert.That(async () => await nodes[1].LookupAsync(Topic, cancelled.Token), Throws.InstanceOf<OperationCanceledException>());
+    }
+
+    /// <summary>
+    /// Awaits an operation on the nodes: lets asynchronous work run, and while the operation is still
+    /// pending, moves fake time by <see cref="OperationTimeStep"/> (at most <see cref="OperationTimeLimit"/>
+    /// in all), so an implementation waiting on its clock gets there.
+    /// </summary>
+    protected async Task<T> RunAsync<T>(Func<CancellationToken, Task<T>> operation)
+    {
+        var task = operation(TestToken);
+        if (OperationTimeStep <= TimeSpan.Zero)
+        {
+            return await task.WaitAsync(TestToken);
+        }
+
+        var moved = TimeSpan.Zero;
+        while (!task.IsCompleted)
+        {
+            await Time.RunUntilIdleAsync(TestToken);
+            if (task.IsCompleted)
+            {
+                break;
+            }
+
+            if (moved >= OperationTimeLimit)
+            {
+                Assert.Fail($"The operation did not complete within {OperationTimeLimit} of fake time.");
+            }
+
+            await Time.AdvanceAsync(OperationTimeStep, TestToken);
+            moved += OperationTimeStep;
+        }
+
+        return await task;
+    }
+
+    /// <summary>Moves time forward by <paramref name="total"/> in steps of at most <see cref="TimeStep"/>.</summary>
+    protected async Task AdvanceAsync(TimeSpan total)
+    {
+        while (total > TimeSpan.Zero)
+        {
+            var step = total < TimeStep ? total : TimeStep;
+            await Time.AdvanceAsync(step, TestToken);
+            total -= step;
+        }
+
+        await Time.RunUntilIdleAsync(TestToken);
+    }
+
+    /// <summary><paramref name="count"/> joined nodes, stopped after the test.</summary>
+    protected async Task<IReadOnlyList<IDiscovery>> NodesAsync(int count)
+    {
+        var nodes = await RunAsync(ct => CreateNodesAsync(count, Time, ct));
+        Assert.That(nodes, Has.Count.EqualTo(count));
+        _nodes.AddRange(nodes);
+        foreach (var node in nodes)
+        {
+            await RunAsync(async ct =>
+            {
+                await node.WaitUntilJoinedAsync(ct);
+                return true;
+            });
+        }
+
+        return nodes;
+    }
+
+    protected Task AnnounceAsync(IDiscovery node, string topic) =>
+        RunAsync(async ct =>
+        {
+            await node.AnnounceAsync(topic, ct);
+            return true;
+        });
+
+    protected Task<IReadOnlyList<DiscoveredPeer>> LookupAsync(IDiscovery node, string topic) =>
+        RunAsync(ct => node.LookupAsync(topic, ct));
+
+    private static List<PeerId> PeersOf(IReadOnlyList<DiscoveredPeer> found) => [.. found.Select(p => p.PeerId)];
+}
