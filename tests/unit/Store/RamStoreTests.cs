@@ -252,7 +252,7 @@ public sealed class RamStoreTests
         Assert.That(await _store.GetAsync("k", ct), Is.Null);
     }
 
-    private static byte[] Bytes(string text) => Encoding.UTF8.GetBytes(text);
+    private static byte[] Bytes(string text) => System.Text.Encoding.UTF8.GetBytes(text);
 
     private static byte[] RandomValue(Random random, int length)
     {
