@@ -20,7 +20,8 @@ public static class CliApp
         output ??= Console.Out;
         error ??= Console.Error;
         var root = BuildRootCommand(output, error);
-        var config = new InvocationConfiguration { Output = output, Error = error };
+        // Long-running commands stop gracefully on SIGINT/SIGTERM themselves (ShutdownSignal) and exit 0.
+        var config = new InvocationConfiguration { Output = output, Error = error, ProcessTerminationTimeout = null };
         return await root.Parse(args).InvokeAsync(config).ConfigureAwait(false);
     }
 }

@@ -35,13 +35,7 @@ internal static class NodeCommand
             else
                 foreach (var a in advertised) await output.WriteLineAsync(a).ConfigureAwait(false);
             await output.FlushAsync(ct).ConfigureAwait(false);
-            try
-            {
-                await Task.Delay(Timeout.InfiniteTimeSpan, TimeProvider.System, ct).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-            }
+            await ShutdownSignal.WaitAsync(ct).ConfigureAwait(false);
             return 0;
         }));
         return command;

@@ -1,0 +1,75 @@
+using System.Diagnostics;
+
+namespace P2PInference.Tests.E2E.Cli;
+
+/// <summary>Runs the real <c>p2pinference</c> executable (copied next to the tests) as a child process.</summary>
+internal sealed class CliProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly Task<string> _stderr;
+
+    private CliProcess(Process process)
+    {
+        _process = process;
+        _stderr = process.StandardError.ReadToEndAsync();
+    }
+
+    public StreamReader Output => _process.StandardOutput;
+
+    public int Id => _process.Id;
+
+    public static CliProcess Start(params string[] arguments)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "p2pinference.dll"));
+        foreach (var a in arguments) info.ArgumentList.Add(a);
+        return new CliProcess(Process.Start(info) ?? throw new InvalidOperationException("could not start p2pinference"));
+    }
+
+    /// <summary>Runs a command to completion.</summary>
+    public static async Task<CliResult> RunAsync(CancellationToken cancellationToken, params string[] arguments)
+    {
+        await using var process = Start(arguments);
+        var stdout = await process.Output.ReadToEndAsync(cancellationToken);
+        var exitCode = await process.WaitForExitAsync(cancellationToken);
+        return new CliResult(exitCode, stdout, await process._stderr);
+    }
+
+    /// <summary>Sends SIGTERM, as a service manager would, and returns the exit code.</summary>
+    public async Task<int> TerminateAsync(CancellationToken cancellationToken)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            await kill.WaitForExitAsync(cancellationToken);
+        return await WaitForExitAsync(cancellationToken);
+    }
+
+    public async Task<int> WaitForExitAsync(CancellationToken cancellationToken)
+    {
+        await _process.WaitForExitAsync(cancellationToken);
+        return _process.ExitCode;
+    }
+
+    public Task<string> StandardErrorAsync() => _stderr;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+    }
+}
+
+internal sealed record CliResult(int ExitCode, string Stdout, string Stderr)
+{
+    public string[] StdoutLines => Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+    public string[] StderrLines => Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+}
