@@ -52,29 +52,8 @@ public sealed class DurableLog : IAsyncDisposable
         try
         {
             var logDir = directory.Part("log", "log directory");
-            device = Devices.CreateLogDevice(Path.Combine(logDir, "log"), preallocateFile: false, deleteOnClose: false, recoverDevice: true);
-            var pageBits = FasterKeyValueStore.LogPageBits(options.MaxEntryBytes + Crc32C.Length);
-            FasterLog log;
-            try
-            {
-                log = new FasterLog(new FasterLogSettings
-                {
-                    LogDevice = device,
-                    LogCommitDir = logDir,
-                    PageSizeBits = pageBits,
-                    MemorySizeBits = pageBits + 2,
-                    SegmentSizeBits = Math.Max(30, pageBits + 1),
-                    LogChecksum = LogChecksumType.PerEntry,
-                    RemoveOutdatedCommits = true,
-                    TryRecoverLatest = true,
-                });
-            }
-            catch (Exception e) when (e is FasterException or IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException or FormatException or OverflowException or IndexOutOfRangeException)
-            {
-                throw new StoreException("The log is corrupted or unreadable: " + e.Message, logDir, e);
-            }
-
-            return Task.FromResult(new DurableLog(directory, device, log, options.MaxEntryBytes));
+            var log = FasterLogFiles.Open(logDir, options.MaxEntryBytes + Crc32C.Length, "log", d => device = d);
+            return Task.FromResult(new DurableLog(directory, device!, log, options.MaxEntryBytes));
         }
         catch
         {

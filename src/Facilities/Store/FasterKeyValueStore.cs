@@ -401,30 +401,8 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
         return BinaryPrimitives.ReadInt64LittleEndian(cookie);
     }
 
-    private static FasterLog OpenLog(FasterStoreOptions options, string walDir, List<IDevice> devices)
-    {
-        var device = Devices.CreateLogDevice(Path.Combine(walDir, "log"), preallocateFile: false, deleteOnClose: false, recoverDevice: true);
-        devices.Add(device);
-        var pageBits = LogPageBits(WalRecord.MaxLength(options.MaxKeyBytes, options.MaxValueBytes));
-        try
-        {
-            return new FasterLog(new FasterLogSettings
-            {
-                LogDevice = device,
-                LogCommitDir = walDir,
-                PageSizeBits = pageBits,
-                MemorySizeBits = pageBits + 2,
-                SegmentSizeBits = Math.Max(30, pageBits + 1),
-                LogChecksum = LogChecksumType.PerEntry,
-                RemoveOutdatedCommits = true,
-                TryRecoverLatest = true,
-            });
-        }
-        catch (Exception e) when (e is FasterException or IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException or FormatException or OverflowException or IndexOutOfRangeException)
-        {
-            throw new StoreException("The write-ahead log is corrupted or unreadable: " + e.Message, walDir, e);
-        }
-    }
+    private static FasterLog OpenLog(FasterStoreOptions options, string walDir, List<IDevice> devices) =>
+        FasterLogFiles.Open(walDir, WalRecord.MaxLength(options.MaxKeyBytes, options.MaxValueBytes), "write-ahead log", devices.Add);
 
     private static int MemoryBits(FasterStoreOptions options) =>
         Math.Clamp(63 - BitOperations.LeadingZeroCount((ulong)options.MemorySizeBytes), 16, 40);
