@@ -109,26 +109,18 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         RpcCallOptions? options, bool streaming)
     {
         ArgumentNullException.ThrowIfNull(peer);
-        ArgumentException.ThrowIfNullOrEmpty(method);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         options ??= RpcCallOptions.Default;
-        if (request.Length > _options.MaxMessageSize)
-            throw new RpcException(RpcStatusCode.ResourceExhausted,
-                $"request of {request.Length} bytes exceeds the limit of {_options.MaxMessageSize} bytes; it was not sent");
-        var deadline = options.ResolveDeadline(_options.TimeProvider, _options.DefaultTimeout);
+        var deadline = RpcCallChecks.Check(_options, method, request, options);
         long timeoutMs = 0;
         if (deadline is { } d)
-        {
-            var remaining = d - _options.TimeProvider.GetUtcNow();
-            if (remaining <= TimeSpan.Zero) throw new RpcException(RpcStatusCode.DeadlineExceeded, "the deadline passed before the call was made");
-            timeoutMs = Math.Max(1, (long)Math.Ceiling(remaining.TotalMilliseconds));
-        }
+            timeoutMs = Math.Max(1, (long)Math.Ceiling((d - _options.TimeProvider.GetUtcNow()).TotalMilliseconds));
         var envelope = new RequestEnvelope
         {
             Method = method,
             Payload = UnsafeByteOperations.UnsafeWrap(request),
             TimeoutMs = timeoutMs,
-            TraceId = options.TraceId ?? NewTraceId(),
+            TraceId = options.TraceId ?? RpcCallChecks.NewTraceId(),
             RequestId = options.RequestId ?? NextRequestId(),
             Streaming = streaming,
         };
@@ -140,8 +132,6 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     }
 
     private string NextRequestId() => $"{PeerId.ToString()[^8..]}-{Interlocked.Increment(ref _nextRequestId)}";
-
-    internal static string NewTraceId() => Guid.NewGuid().ToString("N");
 
     private async Task ServeAsync(StreamContext context, CancellationToken hostToken)
     {
