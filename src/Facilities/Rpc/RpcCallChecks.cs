@@ -1,0 +1,20 @@
+namespace P2PInference.Facilities.Rpc;
+
+/// <summary>What a client checks before anything goes on the wire; shared by the real node and the TestKit twin.</summary>
+internal static class RpcCallChecks
+{
+    /// <summary>The call's deadline (null for none), after refusing an oversized request or a deadline already passed.</summary>
+    public static DateTimeOffset? Check(RpcOptions rpcOptions, string method, ReadOnlyMemory<byte> request, RpcCallOptions options)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(method);
+        if (request.Length > rpcOptions.MaxMessageSize)
+            throw new RpcException(RpcStatusCode.ResourceExhausted,
+                $"request of {request.Length} bytes exceeds the limit of {rpcOptions.MaxMessageSize} bytes; it was not sent");
+        var deadline = options.ResolveDeadline(rpcOptions.TimeProvider, rpcOptions.DefaultTimeout);
+        if (deadline is { } d && d <= rpcOptions.TimeProvider.GetUtcNow())
+            throw new RpcException(RpcStatusCode.DeadlineExceeded, "the deadline passed before the call was made");
+        return deadline;
+    }
+
+    public static string NewTraceId() => Guid.NewGuid().ToString("N");
+}

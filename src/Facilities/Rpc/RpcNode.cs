@@ -1,0 +1,297 @@
+using System.Collections.Frozen;
+using System.Runtime.CompilerServices;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Rpc.Proto;
+
+namespace P2PInference.Facilities.Rpc;
+
+/// <summary>
+/// RPC over a <see cref="P2PHost"/>: protocol <see cref="ProtocolId"/>, one stream per call on the
+/// host's one connection per peer (wire format in rpc.proto). Serves the methods registered with
+/// <see cref="Respond"/> and calls other nodes. Disposing it stops serving (running handlers are
+/// cancelled and their callers get Unavailable) and cancels its own outgoing calls; the host stays.
+/// </summary>
+public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
+{
+    public const string ProtocolId = "/p2pinference/rpc/1.0.0";
+
+    /// <summary>Room in a frame beyond the payload limit for the method name, ids, metadata and error text.</summary>
+    internal const int FrameOverhead = 64 * 1024;
+
+    private static readonly IReadOnlyDictionary<string, string> NoMetadata = FrozenDictionary<string, string>.Empty;
+
+    private readonly P2PHost _host;
+    private readonly RpcOptions _options;
+    private readonly ILogger _logger;
+    private readonly RpcServerCore _server;
+    private readonly RpcTopicRouter _router;
+    private long _nextRequestId;
+    private int _disposed;
+
+    public RpcNode(P2PHost host, RpcOptions? options = null, IDiscovery? discovery = null)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        options ??= new RpcOptions { TimeProvider = host.TimeProvider };
+        options.Validate();
+        _host = host;
+        _options = options;
+        _logger = options.LoggerFactory.CreateLogger<RpcNode>();
+        _server = new RpcServerCore(options, _logger);
+        _router = new RpcTopicRouter(host.PeerId, discovery, options, _logger,
+            found => host.PeerStore.AddAddresses(found.PeerId, found.Addresses));
+        host.Handle(ProtocolId, ServeAsync);
+    }
+
+    public PeerId PeerId => _host.PeerId;
+
+    public RpcOptions Options => _options;
+
+    public IReadOnlySet<PeerId>? AllowedPeers
+    {
+        get => _server.AllowedPeers;
+        set => _server.AllowedPeers = value;
+    }
+
+    public void Respond(string method, RpcHandler handler, RpcMethodOptions? options = null) => _server.Respond(method, handler, options);
+
+    public void RespondStreaming(string method, RpcStreamingHandler handler, RpcMethodOptions? options = null) =>
+        _server.RespondStreaming(method, handler, options);
+
+    public bool Unrespond(string method) => _server.Unrespond(method);
+
+    public async Task<byte[]> RequestAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken)
+    {
+        var (envelope, deadline) = Prepare(peer, method, request, options, streaming: false);
+        var call = new RpcOutboundCall(_host, _options, peer, deadline, _server.Stopping, cancellationToken);
+        await using (call.ConfigureAwait(false))
+        {
+            await call.StartAsync(envelope).ConfigureAwait(false);
+            var frame = await call.ReadFrameAsync().ConfigureAwait(false);
+            if (frame.KindCase != ResponseFrame.KindOneofCase.Payload)
+                throw new RpcException(RpcStatusCode.Internal, $"peer {peer} ended a unary call without a response");
+            call.MarkFinished();
+            return frame.Payload.ToByteArray();
+        }
+    }
+
+    public async IAsyncEnumerable<byte[]> RequestStreamAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var (envelope, deadline) = Prepare(peer, method, request, options, streaming: true);
+        var call = new RpcOutboundCall(_host, _options, peer, deadline, _server.Stopping, cancellationToken);
+        await using (call.ConfigureAwait(false))
+        {
+            await call.StartAsync(envelope).ConfigureAwait(false);
+            while (true)
+            {
+                var frame = await call.ReadFrameAsync().ConfigureAwait(false);
+                if (frame.KindCase == ResponseFrame.KindOneofCase.End) yield break;
+                yield return frame.Payload.ToByteArray();
+            }
+        }
+    }
+
+    public Task<byte[]> RequestTopicAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken) =>
+        _router.RequestAsync(topic, (peer, o, ct) => RequestAsync(peer, method, request, o, ct), options, cancellationToken);
+
+    public Task<IReadOnlyList<RpcPeerResult>> RequestAllAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options,
+        CancellationToken cancellationToken) =>
+        _router.RequestAllAsync(topic, (peer, o, ct) => RequestAsync(peer, method, request, o, ct), options, cancellationToken);
+
+    /// <summary>Checks a call before anything goes on the wire: size, deadline, arguments.</summary>
+    private (RequestEnvelope Envelope, DateTimeOffset? Deadline) Prepare(PeerId peer, string method, ReadOnlyMemory<byte> request,
+        RpcCallOptions? options, bool streaming)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        options ??= RpcCallOptions.Default;
+        var deadline = RpcCallChecks.Check(_options, method, request, options);
+        long timeoutMs = 0;
+        if (deadline is { } d)
+            timeoutMs = Math.Max(1, (long)Math.Ceiling((d - _options.TimeProvider.GetUtcNow()).TotalMilliseconds));
+        var envelope = new RequestEnvelope
+        {
+            Method = method,
+            Payload = UnsafeByteOperations.UnsafeWrap(request),
+            TimeoutMs = timeoutMs,
+            TraceId = options.TraceId ?? RpcCallChecks.NewTraceId(),
+            RequestId = options.RequestId ?? NextRequestId(),
+            Streaming = streaming,
+        };
+        if (options.Metadata is { } metadata)
+            foreach (var (key, value) in metadata) envelope.Metadata[key] = value;
+        if (envelope.CalculateSize() > _options.MaxMessageSize + FrameOverhead)
+            throw new RpcException(RpcStatusCode.ResourceExhausted, "request metadata is too large; it was not sent");
+        return (envelope, deadline);
+    }
+
+    private string NextRequestId() => $"{PeerId.ToString()[^8..]}-{Interlocked.Increment(ref _nextRequestId)}";
+
+    private async Task ServeAsync(StreamContext context, CancellationToken hostToken)
+    {
+        var stream = context.Stream;
+        var caller = context.RemotePeer;
+        if (_server.CheckCaller(caller) is { } denied)
+        {
+            await AnswerErrorAsync(stream, denied, hostToken).ConfigureAwait(false);
+            return;
+        }
+        if (!_server.TryEnter(caller))
+        {
+            await AnswerErrorAsync(stream, _server.TooManyCalls(), hostToken).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            var envelope = await ReadEnvelopeAsync(stream, caller, hostToken).ConfigureAwait(false);
+            if (envelope is null) return;
+            await ServeCallAsync(stream, caller, envelope, hostToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _server.Exit(caller);
+        }
+    }
+
+    /// <summary>The request, or null when the call is over already (answered with an error, or the caller left).</summary>
+    private async Task<RequestEnvelope?> ReadEnvelopeAsync(YamuxStream stream, PeerId caller, CancellationToken hostToken)
+    {
+        using var timeout = new CancellationTokenSource(_options.RequestReadTimeout, _options.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(hostToken, timeout.Token);
+        RpcException error;
+        try
+        {
+            var envelope = await LengthPrefixedMessage.ReadAsync(stream, RequestEnvelope.Parser, _options.MaxMessageSize + FrameOverhead, linked.Token)
+                .ConfigureAwait(false);
+            if (envelope is null) return null;
+            if (envelope.Payload.Length > _options.MaxMessageSize) error = _server.TooLarge("request", envelope.Payload.Length);
+            else if (envelope.Method.Length == 0) error = new RpcException(RpcStatusCode.InvalidArgument, "request envelope names no method");
+            else if (envelope.TimeoutMs < 0) error = new RpcException(RpcStatusCode.InvalidArgument, "negative timeout in request envelope");
+            else return envelope;
+        }
+        catch (MessageTooLargeException e)
+        {
+            error = _server.TooLarge("request", (long)Math.Min(e.Length, long.MaxValue));
+        }
+        catch (MalformedMessageException e)
+        {
+            error = new RpcException(RpcStatusCode.InvalidArgument, $"malformed request envelope: {e.Message}");
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !hostToken.IsCancellationRequested)
+        {
+            error = new RpcException(RpcStatusCode.DeadlineExceeded, "the request did not arrive in time");
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            _logger.LogDebug(e, "rpc request from {Peer} did not arrive", caller);
+            return null;
+        }
+        _logger.LogDebug("rejecting rpc request from {Peer}: {Code} {Message}", caller, error.Code, error.Message);
+        await AnswerErrorAsync(stream, error, hostToken).ConfigureAwait(false);
+        return null;
+    }
+
+    private async Task ServeCallAsync(YamuxStream stream, PeerId caller, RequestEnvelope envelope, CancellationToken hostToken)
+    {
+        var call = new RpcInvocation(caller, envelope.Method, envelope.Payload.Memory,
+            envelope.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(envelope.TimeoutMs) : null,
+            envelope.RequestId, envelope.TraceId,
+            envelope.Metadata.Count == 0 ? NoMetadata : envelope.Metadata.ToFrozenDictionary(StringComparer.Ordinal),
+            envelope.Streaming);
+        using var callerGone = new CancellationTokenSource();
+        using var stopWatching = new CancellationTokenSource();
+        using var hostStop = hostToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), callerGone);
+        var watcher = WatchCallerAsync(stream, callerGone, stopWatching.Token);
+        try
+        {
+            var error = await _server.InvokeAsync(call,
+                (payload, ct) => LengthPrefixedMessage.WriteAsync(stream, new ResponseFrame { Payload = UnsafeByteOperations.UnsafeWrap(payload) }, ct),
+                callerGone.Token).ConfigureAwait(false);
+            if (callerGone.IsCancellationRequested && !hostToken.IsCancellationRequested) return;
+            if (error is not null) await AnswerErrorAsync(stream, error, hostToken).ConfigureAwait(false);
+            else if (call.Streaming) await WriteFinalAsync(stream, new ResponseFrame { End = new End() }, hostToken).ConfigureAwait(false);
+            else await CompleteQuietlyAsync(stream, hostToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await stopWatching.CancelAsync().ConfigureAwait(false);
+            await watcher.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The caller keeps its write side open until it has the answer, so a read that ends (FIN),
+    /// fails (RST, connection lost) or brings stray bytes means the caller gave up: cancel the handler.
+    /// </summary>
+    private static async Task WatchCallerAsync(YamuxStream stream, CancellationTokenSource callerGone, CancellationToken stop)
+    {
+        var probe = new byte[1];
+        try
+        {
+            _ = await stream.ReadAsync(probe, stop).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
+        {
+        }
+        if (!stop.IsCancellationRequested) await callerGone.CancelAsync().ConfigureAwait(false);
+    }
+
+    private Task AnswerErrorAsync(YamuxStream stream, RpcException error, CancellationToken cancellationToken) =>
+        WriteFinalAsync(stream, new ResponseFrame { Error = ToWire(error) }, cancellationToken);
+
+    private async Task WriteFinalAsync(YamuxStream stream, ResponseFrame frame, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await LengthPrefixedMessage.WriteAsync(stream, frame, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
+        {
+            _logger.LogDebug(e, "could not send the rpc answer");
+            return;
+        }
+        await CompleteQuietlyAsync(stream, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task CompleteQuietlyAsync(YamuxStream stream, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await stream.CompleteWritesAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
+        {
+        }
+    }
+
+    internal static RpcError ToWire(RpcException error)
+    {
+        var wire = new RpcError { Code = (StatusCode)(int)error.Code, Message = error.Message };
+        foreach (var (key, value) in error.Details) wire.Details[key] = value;
+        return wire;
+    }
+
+    internal static RpcException FromWire(RpcError error)
+    {
+        var code = Enum.IsDefined((RpcStatusCode)(int)error.Code) ? (RpcStatusCode)(int)error.Code : RpcStatusCode.Internal;
+        return new RpcException(code, error.Message, error.Details.Count == 0 ? null : error.Details.ToFrozenDictionary(StringComparer.Ordinal));
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return ValueTask.CompletedTask;
+        _host.Unhandle(ProtocolId);
+        _server.Stop();
+        return ValueTask.CompletedTask;
+    }
+}

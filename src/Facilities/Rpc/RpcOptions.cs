@@ -1,0 +1,58 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using P2PInference.Facilities.Identity;
+
+namespace P2PInference.Facilities.Rpc;
+
+/// <summary>Limits, firewall and topic routing of an RPC node; the same for the real node and the TestKit twin.</summary>
+public sealed record RpcOptions
+{
+    public const int DefaultMaxMessageSize = 4 * 1024 * 1024;
+
+    /// <summary>Largest request or response payload, in bytes; past it the call fails with <see cref="RpcStatusCode.ResourceExhausted"/>.</summary>
+    public int MaxMessageSize { get; init; } = DefaultMaxMessageSize;
+
+    /// <summary>Calls one remote peer may have in flight here at once; past it: <see cref="RpcStatusCode.ResourceExhausted"/>.</summary>
+    public int MaxConcurrentCallsPerPeer { get; init; } = 256;
+
+    /// <summary>Only these peers may call this node at all (others get <see cref="RpcStatusCode.PermissionDenied"/>); null lets everyone in.</summary>
+    public IReadOnlySet<PeerId>? AllowedPeers { get; init; }
+
+    /// <summary>Deadline of calls whose options set none; null means such calls have no deadline.</summary>
+    public TimeSpan? DefaultTimeout { get; init; }
+
+    /// <summary>How long an inbound stream may take to deliver its request envelope.</summary>
+    public TimeSpan RequestReadTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a topic's providers are cached before discovery is asked again.</summary>
+    public TimeSpan TopicCacheTtl { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Providers tried by one idempotent topic call before it gives up with <see cref="RpcStatusCode.Unavailable"/>.</summary>
+    public int MaxTopicAttempts { get; init; } = 3;
+
+    /// <summary>Weight of the newest latency sample in a provider's moving average (0..1].</summary>
+    public double LatencyEwmaAlpha { get; init; } = 0.3;
+
+    /// <summary>Source of the random choices of the load balancer; seed it to replay a run.</summary>
+    public Random Random { get; init; } = new(RandomNumberGenerator.GetInt32(int.MaxValue));
+
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+
+    internal void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxMessageSize, 1, nameof(MaxMessageSize));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxMessageSize, 1 << 30, nameof(MaxMessageSize));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxConcurrentCallsPerPeer, 1, nameof(MaxConcurrentCallsPerPeer));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxTopicAttempts, 1, nameof(MaxTopicAttempts));
+        if (LatencyEwmaAlpha is <= 0 or > 1) throw new ArgumentOutOfRangeException(nameof(LatencyEwmaAlpha), LatencyEwmaAlpha, "must be in (0, 1]");
+        if (RequestReadTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(RequestReadTimeout));
+        if (TopicCacheTtl < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(TopicCacheTtl));
+        if (DefaultTimeout is { } t && t <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(DefaultTimeout));
+        ArgumentNullException.ThrowIfNull(Random);
+        ArgumentNullException.ThrowIfNull(TimeProvider);
+        ArgumentNullException.ThrowIfNull(LoggerFactory);
+    }
+}

@@ -1,0 +1,123 @@
+using Google.Protobuf;
+using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Multistream;
+using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Rpc.Proto;
+
+namespace P2PInference.Facilities.Rpc;
+
+/// <summary>
+/// The client side of one call on its own stream: open, send the envelope, read frames. Every
+/// failure leaves here translated (see <see cref="Translate"/>); disposing before the call ended
+/// resets the stream, which cancels the handler on the server.
+/// </summary>
+internal sealed class RpcOutboundCall : IAsyncDisposable
+{
+    private readonly P2PHost _host;
+    private readonly RpcOptions _options;
+    private readonly PeerId _peer;
+    private readonly CancellationToken _callerToken;
+    private readonly CancellationToken _nodeStopping;
+    private readonly CancellationTokenSource? _deadline;
+    private readonly CancellationTokenSource _linked;
+    private YamuxStream? _stream;
+    private bool _finished;
+
+    public RpcOutboundCall(P2PHost host, RpcOptions options, PeerId peer, DateTimeOffset? deadline, CancellationToken nodeStopping,
+        CancellationToken callerToken)
+    {
+        _host = host;
+        _options = options;
+        _peer = peer;
+        _callerToken = callerToken;
+        _nodeStopping = nodeStopping;
+        if (deadline is { } d)
+            _deadline = new CancellationTokenSource(Max(d - options.TimeProvider.GetUtcNow(), TimeSpan.Zero), options.TimeProvider);
+        _linked = CancellationTokenSource.CreateLinkedTokenSource(callerToken, nodeStopping, _deadline?.Token ?? default);
+    }
+
+    public async Task StartAsync(RequestEnvelope envelope)
+    {
+        try
+        {
+            _linked.Token.ThrowIfCancellationRequested();
+            _stream = await _host.OpenStreamAsync(_peer, RpcNode.ProtocolId, _linked.Token).ConfigureAwait(false);
+            // The write side stays open: closing it before the answer would cancel the call (rpc.proto).
+            await LengthPrefixedMessage.WriteAsync(_stream, envelope, _linked.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Translate(e) is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    /// <summary>The next frame; a payload larger than the limit fails the call with ResourceExhausted.</summary>
+    public async Task<ResponseFrame> ReadFrameAsync()
+    {
+        try
+        {
+            var frame = await LengthPrefixedMessage.ReadAsync(_stream!, ResponseFrame.Parser, _options.MaxMessageSize + RpcNode.FrameOverhead, _linked.Token)
+                .ConfigureAwait(false)
+                ?? throw new RpcException(RpcStatusCode.Unavailable, $"peer {_peer} closed the call without answering");
+            switch (frame.KindCase)
+            {
+                case ResponseFrame.KindOneofCase.Payload when frame.Payload.Length > _options.MaxMessageSize:
+                    throw new RpcException(RpcStatusCode.ResourceExhausted,
+                        $"response of {frame.Payload.Length} bytes exceeds the limit of {_options.MaxMessageSize} bytes");
+                case ResponseFrame.KindOneofCase.Payload:
+                    return frame;
+                case ResponseFrame.KindOneofCase.Error:
+                    _finished = true;
+                    throw RpcNode.FromWire(frame.Error);
+                case ResponseFrame.KindOneofCase.End:
+                    _finished = true;
+                    return frame;
+                default:
+                    throw new RpcProtocolException("response frame of no known kind");
+            }
+        }
+        catch (Exception e) when (Translate(e) is { } translated)
+        {
+            throw translated;
+        }
+    }
+
+    /// <summary>The call got its answer: the stream closes gracefully instead of being reset.</summary>
+    public void MarkFinished() => _finished = true;
+
+    /// <summary>Maps a failure to what the caller sees; null for bugs, which propagate as they are.</summary>
+    private Exception? Translate(Exception e)
+    {
+        if (_callerToken.IsCancellationRequested) return e as OperationCanceledException ?? new OperationCanceledException(_callerToken);
+        if (_deadline?.IsCancellationRequested == true)
+            return new RpcException(RpcStatusCode.DeadlineExceeded, $"no answer from {_peer} before the deadline", innerException: e);
+        if (_nodeStopping.IsCancellationRequested) return new RpcException(RpcStatusCode.Cancelled, "the RPC node is stopping", innerException: e);
+        return e switch
+        {
+            RpcException => e,
+            MessageTooLargeException tooLarge => new RpcException(RpcStatusCode.ResourceExhausted,
+                $"response frame of {tooLarge.Length} bytes exceeds the limit of {_options.MaxMessageSize} bytes", innerException: e),
+            MalformedMessageException or RpcProtocolException => new RpcException(RpcStatusCode.Internal,
+                $"peer {_peer} broke the RPC protocol: {e.Message}", innerException: e),
+            MultistreamException => new RpcException(RpcStatusCode.Unavailable, $"peer {_peer} does not serve RPC: {e.Message}", innerException: e),
+            IOException or ObjectDisposedException or OperationCanceledException => new RpcException(RpcStatusCode.Unavailable,
+                $"peer {_peer} unreachable: {e.Message}", innerException: e),
+            _ => null,
+        };
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stream is { } stream)
+        {
+            if (_finished) await stream.DisposeAsync().ConfigureAwait(false);
+            else stream.Reset();
+        }
+        _linked.Dispose();
+        _deadline?.Dispose();
+    }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+}

@@ -1,0 +1,169 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Identity;
+
+namespace P2PInference.Facilities.Rpc;
+
+/// <summary>
+/// What every RPC server does whatever carries its calls: method registry, firewall, per-peer
+/// concurrency limit, deadlines, cancellation, and turning handler outcomes into status codes.
+/// Shared by <see cref="RpcNode"/> and the TestKit twin so both behave the same.
+/// </summary>
+internal sealed class RpcServerCore : IRpcServer
+{
+    private readonly ConcurrentDictionary<string, Registration> _methods = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<PeerId, StrongBox<int>> _inFlight = new();
+    private readonly RpcOptions _options;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private volatile IReadOnlySet<PeerId>? _allowedPeers;
+
+    public RpcServerCore(RpcOptions options, ILogger logger)
+    {
+        _options = options;
+        _logger = logger;
+        _allowedPeers = options.AllowedPeers;
+    }
+
+    public IReadOnlySet<PeerId>? AllowedPeers
+    {
+        get => _allowedPeers;
+        set => _allowedPeers = value;
+    }
+
+    public CancellationToken Stopping => _stopping.Token;
+
+    public void Respond(string method, RpcHandler handler, RpcMethodOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(method);
+        ArgumentNullException.ThrowIfNull(handler);
+        _methods[method] = new Registration(handler, null, options?.AllowedPeers);
+    }
+
+    public void RespondStreaming(string method, RpcStreamingHandler handler, RpcMethodOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(method);
+        ArgumentNullException.ThrowIfNull(handler);
+        _methods[method] = new Registration(null, handler, options?.AllowedPeers);
+    }
+
+    public bool Unrespond(string method) => _methods.TryRemove(method, out _);
+
+    /// <summary>The server-wide firewall's verdict, checked before anything of the request is read.</summary>
+    public RpcException? CheckCaller(PeerId caller) =>
+        _allowedPeers is { } allowed && !allowed.Contains(caller)
+            ? new RpcException(RpcStatusCode.PermissionDenied, "this peer may not call this node")
+            : null;
+
+    /// <summary>Takes one of the caller's concurrent-call slots; false when it has none left.</summary>
+    public bool TryEnter(PeerId caller)
+    {
+        var counter = _inFlight.GetOrAdd(caller, static _ => new StrongBox<int>());
+        if (Interlocked.Increment(ref counter.Value) <= _options.MaxConcurrentCallsPerPeer) return true;
+        Exit(caller);
+        return false;
+    }
+
+    public void Exit(PeerId caller)
+    {
+        if (!_inFlight.TryGetValue(caller, out var counter)) return;
+        if (Interlocked.Decrement(ref counter.Value) == 0)
+            // Only drop the entry if no one took a slot meanwhile; a racing TryEnter re-adds it otherwise.
+            _inFlight.TryRemove(new KeyValuePair<PeerId, StrongBox<int>>(caller, counter));
+    }
+
+    public RpcException TooManyCalls() =>
+        new(RpcStatusCode.ResourceExhausted, $"more than {_options.MaxConcurrentCallsPerPeer} concurrent calls from this peer");
+
+    public RpcException TooLarge(string what, long size) =>
+        new(RpcStatusCode.ResourceExhausted, $"{what} of {size} bytes exceeds the limit of {_options.MaxMessageSize} bytes");
+
+    /// <summary>
+    /// Runs the handler of <paramref name="call"/>, handing each response payload to
+    /// <paramref name="send"/>. Returns null when the call succeeded, else the error to answer with.
+    /// </summary>
+    public async Task<RpcException?> InvokeAsync(RpcInvocation call, Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask> send,
+        CancellationToken callerGone)
+    {
+        if (!_methods.TryGetValue(call.Method, out var registration))
+            return new RpcException(RpcStatusCode.UnknownMethod, $"no method '{call.Method}'");
+        if (registration.IsStreaming != call.Streaming)
+            return new RpcException(RpcStatusCode.UnknownMethod,
+                $"method '{call.Method}' is {(registration.IsStreaming ? "streaming" : "unary")}; call it as such");
+        if (registration.AllowedPeers is { } allowed && !allowed.Contains(call.Caller))
+            return new RpcException(RpcStatusCode.PermissionDenied, $"this peer may not call '{call.Method}'");
+        if (call.Payload.Length > _options.MaxMessageSize) return TooLarge("request", call.Payload.Length);
+
+        var time = _options.TimeProvider;
+        var deadline = call.Timeout is { } timeout ? time.GetUtcNow() + timeout : (DateTimeOffset?)null;
+        using var deadlineSource = call.Timeout is { } t ? new CancellationTokenSource(t, time) : null;
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(callerGone, _stopping.Token, deadlineSource?.Token ?? default);
+        var context = new RpcCallContext(call.Caller, call.Method, deadline, call.RequestId, call.TraceId, call.Metadata, time, linked.Token);
+        var sending = false;
+        try
+        {
+            if (registration.Unary is { } unary)
+            {
+                var response = await unary(call.Payload, context).ConfigureAwait(false);
+                if (response.Length > _options.MaxMessageSize) return TooLarge("response", response.Length);
+                sending = true;
+                await send(response, linked.Token).ConfigureAwait(false);
+            }
+            else
+            {
+                await foreach (var item in registration.Streaming!(call.Payload, context).WithCancellation(linked.Token).ConfigureAwait(false))
+                {
+                    if (item.Length > _options.MaxMessageSize) return TooLarge("response item", item.Length);
+                    sending = true;
+                    await send(item, linked.Token).ConfigureAwait(false);
+                    sending = false;
+                }
+            }
+            return null;
+        }
+        catch (RpcException e)
+        {
+            return e;
+        }
+        catch (Exception e) when (linked.IsCancellationRequested && (e is OperationCanceledException || sending))
+        {
+            if (_stopping.IsCancellationRequested) return new RpcException(RpcStatusCode.Unavailable, "the server is stopping");
+            if (deadlineSource?.IsCancellationRequested == true) return new RpcException(RpcStatusCode.DeadlineExceeded, "the deadline passed on the server");
+            return new RpcException(RpcStatusCode.Cancelled, "the caller cancelled the call");
+        }
+        catch (Exception e) when (sending)
+        {
+            // The answer could not be delivered: the caller is gone, nobody will read an error either.
+            _logger.LogDebug(e, "could not answer {Method} to {Peer}", call.Method, call.Caller);
+            return new RpcException(RpcStatusCode.Cancelled, "the caller went away");
+        }
+        catch (OperationCanceledException e)
+        {
+            return new RpcException(RpcStatusCode.Cancelled, e.Message);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The message reaches the caller; the stack trace stays in our log.
+            _logger.LogWarning(e, "handler of {Method} failed for {Peer}", call.Method, call.Caller);
+            return new RpcException(RpcStatusCode.Internal, e.Message);
+        }
+    }
+
+    /// <summary>Cancels every running handler; their callers get <see cref="RpcStatusCode.Unavailable"/>.</summary>
+    public void Stop()
+    {
+        try
+        {
+            _stopping.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private sealed record Registration(RpcHandler? Unary, RpcStreamingHandler? Streaming, IReadOnlySet<PeerId>? AllowedPeers)
+    {
+        public bool IsStreaming => Streaming is not null;
+    }
+}

@@ -1,0 +1,742 @@
+using System.Runtime.CompilerServices;
+using System.Text;
+using NUnit.Framework;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit.Rpc;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.TestKit.Conformance;
+
+/// <summary>
+/// The behaviour every <see cref="IRpcClient"/>/<see cref="IRpcServer"/> must have (DESIGN.md §6):
+/// derive a fixture that says how to make a node, and the whole suite runs on it. This repository
+/// runs it on the real <see cref="RpcNode"/> (over TCP loopback and the in-memory network) and on
+/// the <see cref="InMemoryRpcNetwork"/> twin. All time is the fixture's <see cref="FakeTimeProvider"/>:
+/// deadlines pass when a test advances it, never on the wall clock.
+/// </summary>
+[TestFixture]
+public abstract class RpcConformanceTests
+{
+    protected const string Topic = "p2pinference/conformance";
+
+    private readonly List<RpcConformanceNode> _nodes = [];
+    private CancellationTokenSource _testTimeout = null!;
+
+    protected FakeTimeProvider Time { get; private set; } = null!;
+
+    /// <summary>The topic registry the nodes' discovery reads; tests announce providers in it.</summary>
+    protected TopicTable Topics { get; private set; } = null!;
+
+    /// <summary>Guards against hangs only; no test waits for it to pass.</summary>
+    protected CancellationToken TestToken => _testTimeout.Token;
+
+    /// <summary>Calls made at once by the many-calls test; a slow stack may lower it.</summary>
+    protected virtual int ManyCalls => 10_000;
+
+    /// <summary>
+    /// A started node called <paramref name="name"/> using <paramref name="options"/> (whose
+    /// TimeProvider is <see cref="Time"/>) and <paramref name="discovery"/>, able to call every node
+    /// created before it and be called by them.
+    /// </summary>
+    protected abstract Task<RpcConformanceNode> CreateNodeAsync(string name, RpcOptions options, IDiscovery discovery);
+
+    /// <summary>Kills <paramref name="node"/> abruptly: its connections die, it answers nothing more.</summary>
+    protected abstract Task CrashAsync(RpcConformanceNode node);
+
+    [SetUp]
+    public void SetUpSuite()
+    {
+        _testTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        Time = new FakeTimeProvider();
+        Topics = new TopicTable();
+    }
+
+    [TearDown]
+    public async Task TearDownSuite()
+    {
+        foreach (var node in Enumerable.Reverse(_nodes)) await node.DisposeAsync();
+        _nodes.Clear();
+        await OnTearDownAsync();
+        _testTimeout.Dispose();
+    }
+
+    /// <summary>Disposes whatever the fixture made besides the nodes.</summary>
+    protected virtual Task OnTearDownAsync() => Task.CompletedTask;
+
+    protected RpcOptions DefaultOptions() => new() { TimeProvider = Time, Random = new Random(TestSeed.Choose()) };
+
+    protected async Task<RpcConformanceNode> NodeAsync(string name, Func<RpcOptions, RpcOptions>? configure = null)
+    {
+        var options = DefaultOptions();
+        if (configure is not null) options = configure(options);
+        var node = await CreateNodeAsync(name, options, Topics);
+        _nodes.Add(node);
+        return node;
+    }
+
+    protected async Task<(RpcConformanceNode Client, RpcConformanceNode Server)> PairAsync(Func<RpcOptions, RpcOptions>? serverOptions = null)
+    {
+        var server = await NodeAsync("server", serverOptions);
+        var client = await NodeAsync("client");
+        return (client, server);
+    }
+
+    protected static TaskCompletionSource<T> NewSignal<T>() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    protected static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    protected static byte[] Bytes(string text) => Encoding.UTF8.GetBytes(text);
+
+    protected static string Text(byte[] bytes) => Encoding.UTF8.GetString(bytes);
+
+    protected static ValueTask<ReadOnlyMemory<byte>> Answer(string text) => ValueTask.FromResult<ReadOnlyMemory<byte>>(Bytes(text));
+
+    protected Task<byte[]> CallAsync(RpcConformanceNode from, RpcConformanceNode to, string method, string request, RpcCallOptions? options = null) =>
+        from.Client.RequestAsync(to.PeerId, method, Bytes(request), options, TestToken);
+
+    protected static async Task<RpcException> FailureOf(Task call)
+    {
+        try
+        {
+            await call;
+        }
+        catch (RpcException e)
+        {
+            return e;
+        }
+        Assert.Fail("the call succeeded but was expected to fail");
+        throw new InvalidOperationException();
+    }
+
+    /// <summary>A handler that signals it started and then waits for its token, reporting what cancelled it.</summary>
+    protected static RpcHandler BlockingHandler(TaskCompletionSource<RpcCallContext> started, TaskCompletionSource cancelled)
+    {
+        return async (_, context) =>
+        {
+            started.TrySetResult(context);
+            try
+            {
+                await Task.Delay(Timeout.InfiniteTimeSpan, context.CancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                cancelled.TrySetResult();
+                throw;
+            }
+            return Array.Empty<byte>();
+        };
+    }
+
+    [Test]
+    public async Task Unary_ReturnsTheHandlersResponse_WithCallerAndMetadataInTheContext()
+    {
+        var (client, server) = await PairAsync();
+        RpcCallContext? seen = null;
+        server.Server.Respond("echo", (request, context) =>
+        {
+            seen = context;
+            return Answer("echo:" + Text(request.ToArray()));
+        });
+
+        var response = await CallAsync(client, server, "echo", "hi",
+            new RpcCallOptions { Metadata = new Dictionary<string, string> { ["tenant"] = "t1" }, RequestId = "req-1", TraceId = "trace-1" });
+
+        Assert.That(Text(response), Is.EqualTo("echo:hi"));
+        Assert.That(seen!.RemotePeer, Is.EqualTo(client.PeerId));
+        Assert.That(seen.Method, Is.EqualTo("echo"));
+        Assert.That(seen.Metadata["tenant"], Is.EqualTo("t1"));
+        Assert.That(seen.RequestId, Is.EqualTo("req-1"));
+        Assert.That(seen.TraceId, Is.EqualTo("trace-1"));
+        Assert.That(seen.Deadline, Is.Null, "no timeout was set");
+    }
+
+    [Test]
+    public async Task Unary_EmptyRequestAndResponse_RoundTrip()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.Respond("empty", (request, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(request));
+
+        Assert.That(await client.Client.RequestAsync(server.PeerId, "empty", ReadOnlyMemory<byte>.Empty, null, TestToken), Is.Empty);
+    }
+
+    [Test]
+    public async Task Streaming_DeliversItemsInOrder_ThenEnds()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.RespondStreaming("count", (request, context) => Count(int.Parse(Text(request.ToArray()), System.Globalization.CultureInfo.InvariantCulture), context.CancellationToken));
+
+        var items = new List<string>();
+        await foreach (var item in client.Client.RequestStreamAsync(server.PeerId, "count", Bytes("5"), null, TestToken))
+            items.Add(Text(item));
+
+        Assert.That(items, Is.EqualTo(new[] { "0", "1", "2", "3", "4" }));
+
+        static async IAsyncEnumerable<ReadOnlyMemory<byte>> Count(int n, [EnumeratorCancellation] CancellationToken ct)
+        {
+            for (var i = 0; i < n; i++)
+            {
+                await Task.Yield();
+                ct.ThrowIfCancellationRequested();
+                yield return Bytes(i.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+        }
+    }
+
+    [Test]
+    public async Task Streaming_ErrorAfterItems_ReachesTheCallerAfterTheItems()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.RespondStreaming("fails", (_, _) => Fail());
+
+        var items = new List<string>();
+        var error = await FailureOf(Task.Run(async () =>
+        {
+            await foreach (var item in client.Client.RequestStreamAsync(server.PeerId, "fails", Bytes(""), null, TestToken))
+                items.Add(Text(item));
+        }));
+
+        Assert.That(items, Is.EqualTo(new[] { "first" }));
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.NotFound));
+        Assert.That(error.Message, Is.EqualTo("no second"));
+
+        static async IAsyncEnumerable<ReadOnlyMemory<byte>> Fail()
+        {
+            await Task.Yield();
+            yield return Bytes("first");
+            throw new RpcException(RpcStatusCode.NotFound, "no second");
+        }
+    }
+
+    [Test]
+    public async Task Streaming_CallerStopsEarly_CancelsTheHandler()
+    {
+        var (client, server) = await PairAsync();
+        var cancelled = NewSignal();
+        server.Server.RespondStreaming("endless", (_, context) => Endless(cancelled, context.CancellationToken));
+
+        await foreach (var item in client.Client.RequestStreamAsync(server.PeerId, "endless", Bytes(""), null, TestToken))
+        {
+            Assert.That(Text(item), Is.EqualTo("tick"));
+            break;
+        }
+
+        await cancelled.Task.WaitAsync(TestToken);
+
+        static async IAsyncEnumerable<ReadOnlyMemory<byte>> Endless(TaskCompletionSource cancelled, [EnumeratorCancellation] CancellationToken ct)
+        {
+            using var _ = ct.Register(() => cancelled.TrySetResult());
+            while (true)
+            {
+                yield return Bytes("tick");
+                await Task.Yield();
+            }
+        }
+    }
+
+    [Test]
+    public async Task HandlerThrows_CallerGetsInternalWithTheMessage_NotTheStackTrace()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.Respond("buggy", (_, _) => throw new InvalidOperationException("the model is not loaded"));
+
+        var error = await FailureOf(CallAsync(client, server, "buggy", ""));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Internal));
+        Assert.That(error.Message, Is.EqualTo("the model is not loaded"));
+        Assert.That(error.Message, Does.Not.Contain(" at "));
+        Assert.That(error.Details, Is.Empty);
+    }
+
+    [Test]
+    public async Task HandlerThrowsRpcException_CallerGetsItsCodeMessageAndRetryAfter()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.Respond("limited", (_, _) => throw RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted, "slow down", TimeSpan.FromSeconds(3)));
+
+        var error = await FailureOf(CallAsync(client, server, "limited", ""));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+        Assert.That(error.Message, Is.EqualTo("slow down"));
+        Assert.That(error.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(3)));
+    }
+
+    [Test]
+    public async Task UnknownMethod_FailsWithUnknownMethod_AndTheServerKeepsServing()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.Respond("known", (_, _) => Answer("ok"));
+
+        var error = await FailureOf(CallAsync(client, server, "unknown", ""));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.UnknownMethod));
+        Assert.That(Text(await CallAsync(client, server, "known", "")), Is.EqualTo("ok"));
+    }
+
+    [Test]
+    public async Task UnaryCallOfAStreamingMethod_FailsWithUnknownMethod()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.RespondStreaming("stream", (_, _) => Nothing());
+
+        Assert.That((await FailureOf(CallAsync(client, server, "stream", ""))).Code, Is.EqualTo(RpcStatusCode.UnknownMethod));
+
+        static async IAsyncEnumerable<ReadOnlyMemory<byte>> Nothing()
+        {
+            await Task.Yield();
+            yield break;
+        }
+    }
+
+    [Test]
+    public async Task Unrespond_MakesTheMethodUnknown()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.Respond("gone", (_, _) => Answer("ok"));
+        Assert.That(server.Server.Unrespond("gone"), Is.True);
+
+        Assert.That((await FailureOf(CallAsync(client, server, "gone", ""))).Code, Is.EqualTo(RpcStatusCode.UnknownMethod));
+    }
+
+    [Test]
+    public async Task Deadline_PassesWhileTheHandlerWaits_CallerGetsDeadlineExceeded_AndTheHandlerIsCancelled()
+    {
+        var (client, server) = await PairAsync();
+        var started = NewSignal<RpcCallContext>();
+        var cancelled = NewSignal();
+        server.Server.Respond("slow", BlockingHandler(started, cancelled));
+
+        var call = CallAsync(client, server, "slow", "", new RpcCallOptions { Timeout = TimeSpan.FromSeconds(5) });
+        var context = await started.Task.WaitAsync(TestToken);
+        Assert.That(context.Deadline, Is.Not.Null);
+        Assert.That(context.RemainingTime, Is.LessThanOrEqualTo(TimeSpan.FromSeconds(5)).And.GreaterThan(TimeSpan.FromSeconds(4)));
+        Time.Advance(TimeSpan.FromSeconds(5));
+
+        Assert.That((await FailureOf(call)).Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded));
+        await cancelled.Task.WaitAsync(TestToken);
+    }
+
+    [Test]
+    public async Task Deadline_AlreadyPassed_FailsWithoutCallingTheServer()
+    {
+        var (client, server) = await PairAsync();
+        var calls = 0;
+        server.Server.Respond("count", (_, _) =>
+        {
+            Interlocked.Increment(ref calls);
+            return Answer("");
+        });
+
+        var error = await FailureOf(CallAsync(client, server, "count", "", new RpcCallOptions { Deadline = Time.GetUtcNow() - TimeSpan.FromSeconds(1) }));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded));
+        Assert.That(calls, Is.Zero);
+    }
+
+    [Test]
+    public async Task Deadline_PropagatesThroughAForwardingHandler()
+    {
+        var backend = await NodeAsync("backend");
+        var gateway = await NodeAsync("gateway");
+        var client = await NodeAsync("client");
+        var backendContext = NewSignal<RpcCallContext>();
+        backend.Server.Respond("work", (_, context) =>
+        {
+            backendContext.TrySetResult(context);
+            return Answer("done");
+        });
+        gateway.Server.Respond("forward", async (request, context) =>
+            await gateway.Client.RequestAsync(backend.PeerId, "work", request, RpcCallOptions.FromContext(context), context.CancellationToken));
+
+        var response = await CallAsync(client, gateway, "forward", "", new RpcCallOptions { Timeout = TimeSpan.FromSeconds(7), TraceId = "trace-7" });
+
+        Assert.That(Text(response), Is.EqualTo("done"));
+        var seen = await backendContext.Task.WaitAsync(TestToken);
+        Assert.That(seen.RemainingTime, Is.LessThanOrEqualTo(TimeSpan.FromSeconds(7)).And.GreaterThan(TimeSpan.FromSeconds(6)),
+            "the gateway passed on what was left of the client's 7 s");
+        Assert.That(seen.TraceId, Is.EqualTo("trace-7"));
+        Assert.That(seen.RemotePeer, Is.EqualTo(gateway.PeerId));
+    }
+
+    [Test]
+    public async Task DefaultTimeout_AppliesToCallsWithoutOne()
+    {
+        var server = await NodeAsync("server");
+        var client = await NodeAsync("client", o => o with { DefaultTimeout = TimeSpan.FromSeconds(2) });
+        var started = NewSignal<RpcCallContext>();
+        server.Server.Respond("slow", BlockingHandler(started, NewSignal()));
+
+        var call = CallAsync(client, server, "slow", "");
+        await started.Task.WaitAsync(TestToken);
+        Time.Advance(TimeSpan.FromSeconds(2));
+
+        Assert.That((await FailureOf(call)).Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded));
+    }
+
+    [Test]
+    public async Task CallerCancels_TheHandlersTokenFires_AndTheCallerGetsOperationCanceled()
+    {
+        var (client, server) = await PairAsync();
+        var started = NewSignal<RpcCallContext>();
+        var cancelled = NewSignal();
+        server.Server.Respond("slow", BlockingHandler(started, cancelled));
+        using var cts = new CancellationTokenSource();
+
+        var call = client.Client.RequestAsync(server.PeerId, "slow", Bytes(""), null, cts.Token);
+        await started.Task.WaitAsync(TestToken);
+        await cts.CancelAsync();
+
+        Assert.That(async () => await call, Throws.InstanceOf<OperationCanceledException>());
+        await cancelled.Task.WaitAsync(TestToken);
+    }
+
+    [Test]
+    public async Task RequestOverTheSizeLimit_IsRefusedWithResourceExhausted_AndTheLimitItselfPasses()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.Respond("size", (request, _) => Answer(request.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+
+        var tooLarge = new byte[RpcOptions.DefaultMaxMessageSize + 1];
+        var error = await FailureOf(client.Client.RequestAsync(server.PeerId, "size", tooLarge, null, TestToken));
+        var atLimit = await client.Client.RequestAsync(server.PeerId, "size", tooLarge.AsMemory(1), null, TestToken);
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+        Assert.That(Text(atLimit), Is.EqualTo(RpcOptions.DefaultMaxMessageSize.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+    }
+
+    [Test]
+    public async Task RequestOverTheServersSmallerLimit_IsAnsweredWithResourceExhausted()
+    {
+        var (client, server) = await PairAsync(o => o with { MaxMessageSize = 1000 });
+        server.Server.Respond("size", (_, _) => Answer("ok"));
+
+        var error = await FailureOf(client.Client.RequestAsync(server.PeerId, "size", new byte[1001], null, TestToken));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+        Assert.That(Text(await client.Client.RequestAsync(server.PeerId, "size", new byte[1000], null, TestToken)), Is.EqualTo("ok"));
+    }
+
+    [Test]
+    public async Task ResponseOverTheSizeLimit_FailsWithResourceExhausted()
+    {
+        var (client, server) = await PairAsync(o => o with { MaxMessageSize = 1000 });
+        server.Server.Respond("big", (_, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(new byte[1001]));
+
+        Assert.That((await FailureOf(CallAsync(client, server, "big", ""))).Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+    }
+
+    [Test]
+    public async Task ConcurrentCallsPastThePerPeerLimit_GetResourceExhausted_AndSlotsComeBack()
+    {
+        var (client, server) = await PairAsync(o => o with { MaxConcurrentCallsPerPeer = 2 });
+        var release = NewSignal();
+        var started = 0;
+        var twoStarted = NewSignal();
+        server.Server.Respond("hold", async (_, context) =>
+        {
+            if (Interlocked.Increment(ref started) == 2) twoStarted.TrySetResult();
+            await release.Task.WaitAsync(context.CancellationToken);
+            return Bytes("held");
+        });
+        server.Server.Respond("quick", (_, _) => Answer("quick"));
+
+        var first = CallAsync(client, server, "hold", "");
+        var second = CallAsync(client, server, "hold", "");
+        await twoStarted.Task.WaitAsync(TestToken);
+        var third = await FailureOf(CallAsync(client, server, "quick", ""));
+        release.TrySetResult();
+
+        Assert.That(third.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+        Assert.That(Text(await first), Is.EqualTo("held"));
+        Assert.That(Text(await second), Is.EqualTo("held"));
+        Assert.That(Text(await CallAsync(client, server, "quick", "")), Is.EqualTo("quick"));
+    }
+
+    [Test]
+    public async Task PerPeerLimit_CountsEachCallerSeparately()
+    {
+        var server = await NodeAsync("server", o => o with { MaxConcurrentCallsPerPeer = 1 });
+        var a = await NodeAsync("a");
+        var b = await NodeAsync("b");
+        var release = NewSignal();
+        var started = NewSignal();
+        server.Server.Respond("hold", async (_, context) =>
+        {
+            started.TrySetResult();
+            await release.Task.WaitAsync(context.CancellationToken);
+            return Bytes("held");
+        });
+        server.Server.Respond("quick", (_, _) => Answer("quick"));
+
+        var held = CallAsync(a, server, "hold", "");
+        await started.Task.WaitAsync(TestToken);
+
+        Assert.That(Text(await CallAsync(b, server, "quick", "")), Is.EqualTo("quick"));
+        release.TrySetResult();
+        Assert.That(Text(await held), Is.EqualTo("held"));
+    }
+
+    [Test]
+    public async Task Firewall_ServerWide_DeniesOtherPeers_AndAdmitsAllowedOnes()
+    {
+        var server = await NodeAsync("server");
+        var friend = await NodeAsync("friend");
+        var stranger = await NodeAsync("stranger");
+        server.Server.Respond("hello", (_, _) => Answer("hello"));
+        server.Server.AllowedPeers = new HashSet<PeerId> { friend.PeerId };
+
+        Assert.That(Text(await CallAsync(friend, server, "hello", "")), Is.EqualTo("hello"));
+        Assert.That((await FailureOf(CallAsync(stranger, server, "hello", ""))).Code, Is.EqualTo(RpcStatusCode.PermissionDenied));
+
+        server.Server.AllowedPeers = null;
+        Assert.That(Text(await CallAsync(stranger, server, "hello", "")), Is.EqualTo("hello"));
+    }
+
+    [Test]
+    public async Task Firewall_PerMethod_DeniesOnlyThatMethod()
+    {
+        var server = await NodeAsync("server");
+        var admin = await NodeAsync("admin");
+        var user = await NodeAsync("user");
+        server.Server.Respond("public", (_, _) => Answer("public"));
+        server.Server.Respond("admin", (_, _) => Answer("admin"), new RpcMethodOptions { AllowedPeers = new HashSet<PeerId> { admin.PeerId } });
+
+        Assert.That(Text(await CallAsync(admin, server, "admin", "")), Is.EqualTo("admin"));
+        Assert.That((await FailureOf(CallAsync(user, server, "admin", ""))).Code, Is.EqualTo(RpcStatusCode.PermissionDenied));
+        Assert.That(Text(await CallAsync(user, server, "public", "")), Is.EqualTo("public"));
+    }
+
+    [Test]
+    public async Task ServerStops_DuringACall_CallerGetsUnavailable()
+    {
+        var (client, server) = await PairAsync();
+        var started = NewSignal<RpcCallContext>();
+        var cancelled = NewSignal();
+        server.Server.Respond("slow", BlockingHandler(started, cancelled));
+
+        var call = CallAsync(client, server, "slow", "");
+        await started.Task.WaitAsync(TestToken);
+        await server.DisposeAsync();
+
+        Assert.That((await FailureOf(call)).Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        await cancelled.Task.WaitAsync(TestToken);
+    }
+
+    [Test]
+    public async Task CallToACrashedPeer_FailsWithUnavailable()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.Respond("hello", (_, _) => Answer("hello"));
+        await CrashAsync(server);
+
+        Assert.That((await FailureOf(CallAsync(client, server, "hello", ""))).Code, Is.EqualTo(RpcStatusCode.Unavailable));
+    }
+
+    [Test]
+    public async Task Calls_ManyConcurrent_AllGetTheirOwnAnswer()
+    {
+        var (client, server) = await PairAsync(o => o with { MaxConcurrentCallsPerPeer = ManyCalls });
+        server.Server.Respond("echo", (request, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(request.ToArray()));
+
+        var calls = Enumerable.Range(0, ManyCalls).Select(async i =>
+        {
+            var request = BitConverter.GetBytes(i);
+            var response = await client.Client.RequestAsync(server.PeerId, "echo", request, null, TestToken);
+            return response.AsSpan().SequenceEqual(request);
+        }).ToArray();
+
+        Assert.That(await Task.WhenAll(calls), Has.All.True);
+    }
+
+    [Test]
+    public async Task Typed_ProtobufMessagesRoundTrip_AndAMalformedRequestIsInvalidArgument()
+    {
+        var (client, server) = await PairAsync();
+        server.Server.Respond("topic-key", Google.Protobuf.WellKnownTypes.StringValue.Parser,
+            (request, _) => ValueTask.FromResult(new Google.Protobuf.WellKnownTypes.BytesValue { Value = Google.Protobuf.ByteString.CopyFrom(TopicKey.For(request.Value)) }));
+
+        var typed = await client.Client.RequestAsync(server.PeerId, "topic-key", new Google.Protobuf.WellKnownTypes.StringValue { Value = "t" },
+            Google.Protobuf.WellKnownTypes.BytesValue.Parser, cancellationToken: TestToken);
+        var malformed = await FailureOf(client.Client.RequestAsync(server.PeerId, "topic-key", new byte[] { 0xFF, 0xFF, 0xFF }, null, TestToken));
+
+        Assert.That(typed.Value.ToByteArray(), Is.EqualTo(TopicKey.For("t")));
+        Assert.That(malformed.Code, Is.EqualTo(RpcStatusCode.InvalidArgument));
+    }
+
+    [Test]
+    public async Task Topic_CallsAProvider_AndNoProviderIsUnavailable()
+    {
+        var provider = await NodeAsync("provider");
+        var client = await NodeAsync("client");
+        provider.Server.Respond("who", (_, _) => Answer("provider"));
+
+        var none = await FailureOf(client.Client.RequestTopicAsync(Topic, "who", Bytes(""), null, TestToken));
+        Topics.Announce(Topic, provider);
+        Time.Advance(DefaultOptions().TopicCacheTtl);
+
+        Assert.That(none.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(Text(await client.Client.RequestTopicAsync(Topic, "who", Bytes(""), null, TestToken)), Is.EqualTo("provider"));
+    }
+
+    [Test]
+    public async Task Topic_ProvidersAreCached_UntilTheTtlPasses()
+    {
+        var provider = await NodeAsync("provider");
+        var client = await NodeAsync("client", o => o with { TopicCacheTtl = TimeSpan.FromSeconds(30) });
+        provider.Server.Respond("who", (_, _) => Answer("provider"));
+        Topics.Announce(Topic, provider);
+
+        await client.Client.RequestTopicAsync(Topic, "who", Bytes(""), null, TestToken);
+        await client.Client.RequestTopicAsync(Topic, "who", Bytes(""), null, TestToken);
+        var lookupsWithinTtl = Topics.Lookups;
+        Time.Advance(TimeSpan.FromSeconds(30));
+        await client.Client.RequestTopicAsync(Topic, "who", Bytes(""), null, TestToken);
+
+        Assert.That(lookupsWithinTtl, Is.EqualTo(1));
+        Assert.That(Topics.Lookups, Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task Topic_IdempotentCall_FailsOverWhenTheChosenProviderIsKilledMidCall()
+    {
+        var doomed = await NodeAsync("doomed");
+        var healthy = await NodeAsync("healthy");
+        // Always the first candidate, so the call starts on the provider about to be killed.
+        var client = await NodeAsync("client", o => o with { Random = new FirstChoiceRandom() });
+        var started = NewSignal<RpcCallContext>();
+        doomed.Server.Respond("work", BlockingHandler(started, NewSignal()));
+        healthy.Server.Respond("work", (_, _) => Answer("healthy"));
+        Topics.Announce(Topic, doomed);
+        Topics.Announce(Topic, healthy);
+
+        var call = client.Client.RequestTopicAsync(Topic, "work", Bytes(""), new RpcCallOptions { Idempotent = true }, TestToken);
+        await started.Task.WaitAsync(TestToken);
+        await CrashAsync(doomed);
+
+        Assert.That(Text(await call), Is.EqualTo("healthy"));
+    }
+
+    [Test]
+    public async Task Topic_NonIdempotentCall_DoesNotFailOver()
+    {
+        var doomed = await NodeAsync("doomed");
+        var healthy = await NodeAsync("healthy");
+        var client = await NodeAsync("client", o => o with { Random = new FirstChoiceRandom() });
+        var started = NewSignal<RpcCallContext>();
+        var healthyCalls = 0;
+        doomed.Server.Respond("work", BlockingHandler(started, NewSignal()));
+        healthy.Server.Respond("work", (_, _) =>
+        {
+            Interlocked.Increment(ref healthyCalls);
+            return Answer("healthy");
+        });
+        Topics.Announce(Topic, doomed);
+        Topics.Announce(Topic, healthy);
+
+        var call = client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken);
+        await started.Task.WaitAsync(TestToken);
+        await CrashAsync(doomed);
+
+        Assert.That((await FailureOf(call)).Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(healthyCalls, Is.Zero);
+        Assert.That(Text(await client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken)), Is.EqualTo("healthy"),
+            "the failed provider was evicted from the cache");
+    }
+
+    [Test]
+    public async Task Topic_BalancesLoadAcrossProviders()
+    {
+        var providers = new List<RpcConformanceNode>();
+        var counts = new int[3];
+        var release = NewSignal();
+        for (var i = 0; i < 3; i++)
+        {
+            var index = i;
+            var provider = await NodeAsync($"p{i}");
+            provider.Server.Respond("work", async (_, context) =>
+            {
+                Interlocked.Increment(ref counts[index]);
+                await release.Task.WaitAsync(context.CancellationToken);
+                return Bytes("ok");
+            });
+            Topics.Announce(Topic, provider);
+            providers.Add(provider);
+        }
+        var client = await NodeAsync("client");
+
+        // In-flight calls make a provider costlier, so 30 concurrent calls cannot all land on one.
+        var calls = Enumerable.Range(0, 30).Select(_ => client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken)).ToArray();
+        await Task.Run(async () =>
+        {
+            while (Volatile.Read(ref counts[0]) + Volatile.Read(ref counts[1]) + Volatile.Read(ref counts[2]) < 30)
+                await Task.Yield();
+        }).WaitAsync(TestToken);
+        release.TrySetResult();
+        await Task.WhenAll(calls);
+
+        Assert.That(counts, Has.All.GreaterThan(0));
+        Assert.That(counts.Sum(), Is.EqualTo(30));
+    }
+
+    [Test]
+    public async Task TopicAll_CallsEveryProvider_WithPerPeerResults()
+    {
+        var good = await NodeAsync("good");
+        var bad = await NodeAsync("bad");
+        var client = await NodeAsync("client");
+        good.Server.Respond("who", (_, _) => Answer("good"));
+        bad.Server.Respond("who", (_, _) => throw new RpcException(RpcStatusCode.NotFound, "not here"));
+        Topics.Announce(Topic, good);
+        Topics.Announce(Topic, bad);
+
+        var results = await client.Client.RequestAllAsync(Topic, "who", Bytes(""), null, TestToken);
+
+        Assert.That(results, Has.Count.EqualTo(2));
+        var byPeer = results.ToDictionary(r => r.Peer);
+        Assert.That(Text(byPeer[good.PeerId].Response!), Is.EqualTo("good"));
+        Assert.That(byPeer[bad.PeerId].IsSuccess, Is.False);
+        Assert.That(byPeer[bad.PeerId].Error!.Code, Is.EqualTo(RpcStatusCode.NotFound));
+    }
+
+    /// <summary>A discovery registry for the suite: providers by topic, and how many lookups were made.</summary>
+    protected sealed class TopicTable : IDiscovery
+    {
+        private readonly Dictionary<string, List<DiscoveredPeer>> _providers = new(StringComparer.Ordinal);
+        private int _lookups;
+
+        public int Lookups => Volatile.Read(ref _lookups);
+
+        public void Announce(string topic, RpcConformanceNode node)
+        {
+            lock (_providers)
+            {
+                if (!_providers.TryGetValue(topic, out var list)) _providers[topic] = list = [];
+                list.Add(new DiscoveredPeer(node.PeerId, node.Addresses));
+            }
+        }
+
+        public Task AnnounceAsync(string topic, CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task UnannounceAsync(string topic, CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task<IReadOnlyList<DiscoveredPeer>> LookupAsync(string topic, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _lookups);
+            lock (_providers)
+                return Task.FromResult<IReadOnlyList<DiscoveredPeer>>(_providers.TryGetValue(topic, out var list) ? list.ToArray() : []);
+        }
+
+        public Task WaitUntilJoinedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    /// <summary>Makes the load balancer's first random pick the first candidate (with equal costs, it wins).</summary>
+    protected sealed class FirstChoiceRandom : Random
+    {
+        public FirstChoiceRandom() : base(0)
+        {
+        }
+
+        public override int Next(int maxValue) => 0;
+    }
+}

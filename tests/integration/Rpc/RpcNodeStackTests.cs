@@ -1,0 +1,244 @@
+using Google.Protobuf;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Transport;
+using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Rpc.Proto;
+using P2PInference.TestKit;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.Tests.Integration.Rpc;
+
+/// <summary>
+/// What only the real node over a real stack can show: bytes on the RPC protocol that no well-behaved
+/// client sends, the connection surviving them, the one shared connection, and the host's idle
+/// policy leaving a connection with a call in flight alone. TCP on loopback, fake clock.
+/// </summary>
+[CancelAfter(60_000)]
+public sealed class RpcNodeStackTests
+{
+    private readonly List<IAsyncDisposable> _owned = [];
+    private FakeTimeProvider _time = null!;
+    private P2PHost _clientHost = null!;
+    private P2PHost _serverHost = null!;
+    private RpcNode _client = null!;
+    private RpcNode _server = null!;
+
+    [SetUp]
+    public async Task StartAsync()
+    {
+        _time = new FakeTimeProvider();
+        _serverHost = await StartHostAsync(idle: TimeSpan.FromSeconds(10));
+        _clientHost = await StartHostAsync(idle: TimeSpan.FromSeconds(10));
+        _clientHost.PeerStore.AddAddresses(_serverHost.PeerId, _serverHost.AdvertisedAddresses);
+        _server = new RpcNode(_serverHost, new RpcOptions { TimeProvider = _time, MaxConcurrentCallsPerPeer = 20_000 });
+        _client = new RpcNode(_clientHost, new RpcOptions { TimeProvider = _time });
+        _server.Respond("echo", (request, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(request.ToArray()));
+    }
+
+    [TearDown]
+    public async Task StopAsync()
+    {
+        await _client.DisposeAsync();
+        await _server.DisposeAsync();
+        foreach (var owned in Enumerable.Reverse(_owned)) await owned.DisposeAsync();
+        _owned.Clear();
+    }
+
+    private async Task<P2PHost> StartHostAsync(TimeSpan idle)
+    {
+        var host = new P2PHost(new HostOptions
+        {
+            Identity = KeyPair.Generate(),
+            Transports = [new TcpTransport()],
+            TimeProvider = _time,
+            IdleConnectionTimeout = idle,
+            MaintenanceInterval = TimeSpan.FromSeconds(1),
+            IdentifyOnConnect = false,
+            Yamux = new YamuxOptions { MaxInboundStreams = 20_000, MaxAcceptBacklog = 20_000, KeepAliveInterval = null },
+        });
+        _owned.Add(host);
+        await host.StartAsync([Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")], CancellationToken.None);
+        return host;
+    }
+
+    private async Task<byte[]> EchoAsync(string text) =>
+        await _client.RequestAsync(_serverHost.PeerId, "echo", System.Text.Encoding.UTF8.GetBytes(text), null, CancellationToken.None);
+
+    /// <summary>Sends <paramref name="bytes"/> raw on a new RPC stream, half-closes, and reads what the server answers (null: nothing).</summary>
+    private async Task<ResponseFrame?> SendRawAsync(byte[] bytes, bool halfClose = true)
+    {
+        var stream = await _clientHost.OpenStreamAsync(_serverHost.PeerId, RpcNode.ProtocolId, CancellationToken.None);
+        await using (stream)
+        {
+            await stream.WriteAsync(bytes);
+            if (halfClose) await stream.CompleteWritesAsync();
+            try
+            {
+                return await LengthPrefixedMessage.ReadAsync(stream, ResponseFrame.Parser, 1 << 20, CancellationToken.None);
+            }
+            catch (YamuxStreamResetException)
+            {
+                return null;
+            }
+        }
+    }
+
+    private static byte[] Framed(IMessage message)
+    {
+        using var buffer = new MemoryStream();
+        LengthPrefixedMessage.WriteAsync(buffer, message, CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        return buffer.ToArray();
+    }
+
+    private PeerConnection TheConnection() => _clientHost.Connections.Single();
+
+    [Test]
+    public async Task OversizedRequestFromARawClient_IsAnsweredWithResourceExhausted_OnTheSameConnection()
+    {
+        Assert.That(await EchoAsync("before"), Is.EqualTo("before"u8.ToArray()));
+        var connection = TheConnection();
+        var envelope = new RequestEnvelope { Method = "echo", Payload = ByteString.CopyFrom(new byte[RpcOptions.DefaultMaxMessageSize + 1]) };
+
+        var answer = await SendRawAsync(Framed(envelope));
+
+        Assert.That(answer?.Error?.Code, Is.EqualTo(StatusCode.ResourceExhausted));
+        Assert.That(await EchoAsync("after"), Is.EqualTo("after"u8.ToArray()));
+        Assert.That(TheConnection(), Is.SameAs(connection));
+        Assert.That(connection.IsClosed, Is.False);
+    }
+
+    [TestCase(1UL << 32)]
+    [TestCase(1UL << 62)]
+    [TestCase(ulong.MaxValue >> 1)]
+    public async Task HugeLengthPrefix_IsAnsweredWithResourceExhausted_WithoutWaitingForTheBody(ulong announced)
+    {
+        var prefix = new byte[Varint.GetLength(announced)];
+        Varint.Write(prefix, announced);
+
+        var answer = await SendRawAsync(prefix, halfClose: false);
+
+        Assert.That(answer?.Error?.Code, Is.EqualTo(StatusCode.ResourceExhausted));
+        Assert.That(await EchoAsync("still here"), Is.EqualTo("still here"u8.ToArray()));
+    }
+
+    [Test]
+    public async Task MalformedEnvelope_IsAnsweredWithInvalidArgument()
+    {
+        var answer = await SendRawAsync([5, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+
+        Assert.That(answer?.Error?.Code, Is.EqualTo(StatusCode.InvalidArgument));
+        Assert.That(await EchoAsync("ok"), Is.EqualTo("ok"u8.ToArray()));
+    }
+
+    [Test]
+    public async Task EnvelopeWithoutMethod_IsAnsweredWithInvalidArgument()
+    {
+        var answer = await SendRawAsync(Framed(new RequestEnvelope { Payload = ByteString.CopyFromUtf8("x") }));
+
+        Assert.That(answer?.Error?.Code, Is.EqualTo(StatusCode.InvalidArgument));
+    }
+
+    [Test]
+    public async Task TruncatedEnvelope_EndsTheCallQuietly_AndTheServerKeepsServing()
+    {
+        var framed = Framed(new RequestEnvelope { Method = "echo", Payload = ByteString.CopyFromUtf8("truncated") });
+
+        var answer = await SendRawAsync(framed[..^3]);
+
+        Assert.That(answer, Is.Null);
+        Assert.That(await EchoAsync("ok"), Is.EqualTo("ok"u8.ToArray()));
+    }
+
+    [Test]
+    public async Task RandomBytes_GetATypedErrorOrNoAnswer_AndTheConnectionKeepsServing()
+    {
+        var random = TestSeed.CreateRandom();
+        Assert.That(await EchoAsync("first"), Is.EqualTo("first"u8.ToArray()));
+        var connection = TheConnection();
+        for (var i = 0; i < 30; i++)
+        {
+            var garbage = new byte[random.Next(1, 300)];
+            random.NextBytes(garbage);
+
+            var answer = await SendRawAsync(garbage);
+
+            if (answer is not null)
+            {
+                Assert.That(answer.KindCase, Is.EqualTo(ResponseFrame.KindOneofCase.Error));
+                Assert.That(answer.Error.Code, Is.AnyOf(StatusCode.InvalidArgument, StatusCode.ResourceExhausted, StatusCode.UnknownMethod));
+            }
+        }
+        Assert.That(await EchoAsync("last"), Is.EqualTo("last"u8.ToArray()));
+        Assert.That(TheConnection(), Is.SameAs(connection));
+    }
+
+    [Test]
+    public async Task ClientHalfClosingBeforeTheAnswer_CancelsTheHandler()
+    {
+        var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _server.Respond("wait", async (_, context) =>
+        {
+            using var registration = context.CancellationToken.Register(() => cancelled.TrySetResult());
+            started.TrySetResult();
+            await Task.Delay(Timeout.InfiniteTimeSpan, context.CancellationToken);
+            return Array.Empty<byte>();
+        });
+        var stream = await _clientHost.OpenStreamAsync(_serverHost.PeerId, RpcNode.ProtocolId, CancellationToken.None);
+        await using (stream)
+        {
+            await stream.WriteAsync(Framed(new RequestEnvelope { Method = "wait" }));
+            await started.Task;
+            await stream.CompleteWritesAsync();
+
+            await cancelled.Task;
+        }
+    }
+
+    [Test]
+    public async Task TenThousandConcurrentCalls_ShareOneConnection()
+    {
+        var calls = Enumerable.Range(0, 10_000).Select(async i =>
+        {
+            var request = BitConverter.GetBytes(i);
+            var response = await _client.RequestAsync(_serverHost.PeerId, "echo", request, null, CancellationToken.None);
+            return response.AsSpan().SequenceEqual(request);
+        }).ToArray();
+
+        Assert.That(await Task.WhenAll(calls), Has.All.True);
+        Assert.That(_clientHost.Connections, Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public async Task IdleConnectionPolicy_NeverClosesAConnectionWithACallInFlight()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _server.Respond("long", async (_, context) =>
+        {
+            started.TrySetResult();
+            await release.Task.WaitAsync(context.CancellationToken);
+            return "done"u8.ToArray();
+        });
+        var closed = new TaskCompletionSource<PeerConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _clientHost.PeerDisconnected += c => closed.TrySetResult(c);
+
+        var call = _client.RequestAsync(_serverHost.PeerId, "long", ReadOnlyMemory<byte>.Empty, null, CancellationToken.None);
+        await started.Task;
+        var connection = TheConnection();
+        await _time.AdvanceAsync(TimeSpan.FromMinutes(5));
+
+        Assert.That(connection.IsClosed, Is.False, "a call was in flight for 5 minutes of a 10 s idle timeout");
+        release.TrySetResult();
+        Assert.That(await call, Is.EqualTo("done"u8.ToArray()));
+
+        // Once the call is over the connection is idle like any other, and goes.
+        while (connection.StreamCount > 0) await Task.Yield();
+        await _time.AdvanceAsync(TimeSpan.FromSeconds(12));
+        Assert.That(await closed.Task, Is.SameAs(connection));
+    }
+}

@@ -1,0 +1,78 @@
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Transport;
+using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit.Conformance;
+using P2PInference.TestKit.Rpc;
+
+namespace P2PInference.Tests.Integration.Rpc;
+
+/// <summary>
+/// The real <see cref="RpcNode"/> on a full host stack (Noise, Yamux) over some transport, on the
+/// suite's fake clock. Every new node learns the addresses of the earlier ones and they of it.
+/// </summary>
+public abstract class StackRpcConformanceTests : RpcConformanceTests
+{
+    private readonly List<(P2PHost Host, RpcNode Rpc, string Name)> _stack = [];
+
+    /// <summary>RpcNodeStackTests makes the 10,000 calls on one connection; here a thousand show the same.</summary>
+    protected override int ManyCalls => 1000;
+
+    protected abstract ITransport CreateTransport(string nodeName);
+
+    protected abstract Multiaddress ListenAddress(string nodeName);
+
+    protected virtual Task CrashNodeAsync(string nodeName, P2PHost host) => host.DisposeAsync().AsTask();
+
+    internal static HostOptions HostOptionsFor(ITransport transport, TimeProvider time) => new()
+    {
+        Identity = KeyPair.Generate(),
+        Transports = [transport],
+        TimeProvider = time,
+        // Room for the many-calls test; keep-alive off since the suite's clock jumps.
+        Yamux = new YamuxOptions { MaxInboundStreams = 20_000, MaxAcceptBacklog = 20_000, KeepAliveInterval = null },
+    };
+
+    protected override async Task<RpcConformanceNode> CreateNodeAsync(string name, RpcOptions options, IDiscovery discovery)
+    {
+        var host = new P2PHost(HostOptionsFor(CreateTransport(name), Time));
+        await host.StartAsync([ListenAddress(name)], TestToken);
+        var rpc = new RpcNode(host, options, discovery);
+        lock (_stack)
+        {
+            foreach (var (other, _, _) in _stack)
+            {
+                other.PeerStore.AddAddresses(host.PeerId, host.AdvertisedAddresses);
+                host.PeerStore.AddAddresses(other.PeerId, other.AdvertisedAddresses);
+            }
+            _stack.Add((host, rpc, name));
+        }
+        return new RpcConformanceNode(host.PeerId, rpc, rpc, host.AdvertisedAddresses, async () =>
+        {
+            await rpc.DisposeAsync();
+            await host.DisposeAsync();
+        });
+    }
+
+    protected override Task CrashAsync(RpcConformanceNode node)
+    {
+        lock (_stack)
+        {
+            var (host, _, name) = _stack.Single(s => s.Host.PeerId == node.PeerId);
+            return CrashNodeAsync(name, host);
+        }
+    }
+
+    protected override async Task OnTearDownAsync()
+    {
+        foreach (var (host, rpc, _) in _stack)
+        {
+            await rpc.DisposeAsync();
+            await host.DisposeAsync();
+        }
+        _stack.Clear();
+    }
+}

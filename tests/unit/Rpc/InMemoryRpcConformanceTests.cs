@@ -1,0 +1,32 @@
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit.Conformance;
+using P2PInference.TestKit.Rpc;
+
+namespace P2PInference.Tests.Unit.Rpc;
+
+/// <summary>The RPC twin held to the same suite as the real node.</summary>
+public sealed class InMemoryRpcConformanceTests : RpcConformanceTests
+{
+    private InMemoryRpcNetwork? _network;
+
+    protected override Task<RpcConformanceNode> CreateNodeAsync(string name, RpcOptions options, IDiscovery discovery)
+    {
+        _network ??= new InMemoryRpcNetwork(Time);
+        var node = _network.CreateNode(options: options, discovery: discovery);
+        return Task.FromResult(new RpcConformanceNode(node.PeerId, node, node, Array.Empty<Multiaddress>(), node.DisposeAsync));
+    }
+
+    protected override Task CrashAsync(RpcConformanceNode node)
+    {
+        _network!.Crash(node.PeerId);
+        return Task.CompletedTask;
+    }
+
+    protected override Task OnTearDownAsync()
+    {
+        _network = null;
+        return Task.CompletedTask;
+    }
+}
