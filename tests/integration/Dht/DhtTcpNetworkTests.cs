@@ -15,6 +15,7 @@ public sealed class DhtTcpNetworkTests
 {
     private const int NodeCount = 20;
     private readonly List<(P2PHost Host, KademliaDht Dht)> _nodes = [];
+    private readonly List<P2PHost> _impostors = [];
     private CancellationTokenSource _timeout = null!;
 
     private CancellationToken Token => _timeout.Token;
@@ -31,11 +32,13 @@ public sealed class DhtTcpNetworkTests
             await host.DisposeAsync();
         }
         _nodes.Clear();
+        foreach (var host in _impostors) await host.DisposeAsync();
+        _impostors.Clear();
         _timeout.Dispose();
     }
 
     private async Task<(P2PHost Host, KademliaDht Dht)> StartNodeAsync(IReadOnlyList<Multiaddress> bootstrap,
-        DhtMode mode = DhtMode.Server, int k = 20)
+        DhtMode mode = DhtMode.Server, int k = 20, TimeSpan? queryTimeout = null)
     {
         var host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
         await host.StartAsync([Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")], Token);
@@ -44,6 +47,7 @@ public sealed class DhtTcpNetworkTests
             BootstrapPeers = bootstrap,
             Mode = mode,
             K = k,
+            QueryTimeout = queryTimeout ?? TimeSpan.FromSeconds(5),
         });
         _nodes.Add((host, dht));
         await dht.StartAsync(Token);
@@ -192,6 +196,70 @@ public sealed class DhtTcpNetworkTests
         var found = await dhts[11].LookupAsync("p2pinference/model/alive", Token);
 
         Assert.That(found.Select(p => p.PeerId), Does.Contain(dhts[6].PeerId));
+    }
+
+    /// <summary>A host that claims our kad protocol and answers each request with <paramref name="answer"/>.</summary>
+    private async Task<P2PHost> StartImpostorAsync(Multiaddress bootstrap, StreamHandler answer)
+    {
+        var host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
+        host.Handle(KademliaDhtOptions.DefaultProtocolId, answer);
+        await host.StartAsync([Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")], Token);
+        _impostors.Add(host);
+        await host.ConnectAsync(bootstrap, Token);
+        return host;
+    }
+
+    [Test]
+    public async Task Lookup_Succeeds_WhenPeersAnswerGarbageOrNever()
+    {
+        var dhts = await StartNetworkAsync(10);
+        await dhts[4].AnnounceAsync("p2pinference/model/robust", Token);
+        var bootstrap = _nodes[0].Host.AdvertisedAddresses[0];
+        var garbage = await StartImpostorAsync(bootstrap, async (context, ct) =>
+        {
+            await context.Stream.ReadAtLeastAsync(new byte[1024], 1, throwOnEndOfStream: false, ct);
+            await context.Stream.WriteAsync(new byte[] { 0x05, 0xff, 0xff, 0xff, 0xff, 0xff }, ct);
+        });
+        var silent = await StartImpostorAsync(bootstrap, async (_, ct) => await Task.Delay(Timeout.Infinite, ct));
+        // A fresh node bootstrapping from node 0 learns the impostors from it and must get past them.
+        var asker = await StartNodeAsync([bootstrap], queryTimeout: TimeSpan.FromSeconds(1));
+
+        var result = await asker.Dht.FindProvidersAsync(TopicKey.For("p2pinference/model/robust"), Token);
+
+        Assert.That(result.Providers.Select(p => p.PeerId), Does.Contain(dhts[4].PeerId));
+        Assert.That(asker.Dht.RoutingTable.Contains(garbage.PeerId), Is.False, "a peer answering garbage is not kept");
+        Assert.That(asker.Dht.RoutingTable.Contains(silent.PeerId), Is.False, "a peer never answering is not kept");
+        await TestContext.Out.WriteLineAsync($"lookup past impostors: {result.Stats}");
+    }
+
+    [Test]
+    public async Task OversizedInboundMessage_ResetsThatStream_AndNodeKeepsServing()
+    {
+        var dhts = await StartNetworkAsync(3);
+        var (target, _) = _nodes[1];
+        var attacker = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
+        _impostors.Add(attacker);
+        await attacker.ConnectAsync(target.AdvertisedAddresses[0], Token);
+
+        var stream = await attacker.OpenStreamAsync(target.PeerId, KademliaDhtOptions.DefaultProtocolId, Token);
+        var prefix = new byte[10];
+        var n = P2PInference.Facilities.Encoding.Varint.Write(prefix, 1UL << 40);
+        await stream.WriteAsync(prefix.AsMemory(0, n), Token);
+        var answered = 0;
+        try
+        {
+            var buffer = new byte[16];
+            int read;
+            while ((read = await stream.ReadAsync(buffer, Token)) > 0) answered += read;
+        }
+        catch (IOException)
+        {
+            // Reset: the expected outcome.
+        }
+        Assert.That(answered, Is.Zero, "the stream is reset or closed, never answered");
+
+        var closest = await dhts[0].FindClosestPeersAsync(target.PeerId.ToByteArray(), Token);
+        Assert.That(closest.ClosestPeers, Does.Contain(target.PeerId));
     }
 
     private static double Percentile(List<double> sorted, int p) =>
