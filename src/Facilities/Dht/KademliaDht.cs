@@ -69,6 +69,12 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     /// <summary>Kad requests this node has answered.</summary>
     public long RequestsServed => _handler.RequestsServed;
 
+    /// <summary>Raised after each timed re-announcement round (also when some announcements failed).</summary>
+    public event Action? ReannounceCompleted;
+
+    /// <summary>Raised after each timed routing-table refresh.</summary>
+    public event Action? RefreshCompleted;
+
     /// <summary>The cost of the most recent lookup of any kind.</summary>
     public LookupStats LastLookupStats => Volatile.Read(ref _lastLookup);
 
@@ -411,6 +417,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         if (RoutingTable.Count == 0)
         {
             await BootstrapAsync(cancellationToken).ConfigureAwait(false);
+            RefreshCompleted?.Invoke();
             return;
         }
         await FindClosestPeersAsync(PeerId.ToByteArray(), cancellationToken).ConfigureAwait(false);
@@ -421,6 +428,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         var lookup = NewLookup(KadId.FromKey(random), target, static (_, _, _) => false);
         var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(target.Key.Span)), cancellationToken).ConfigureAwait(false);
         Record(result.Stats);
+        RefreshCompleted?.Invoke();
     }
 
     private async Task ReannounceAllAsync(CancellationToken cancellationToken)
@@ -442,6 +450,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
                 _logger.LogWarning(e, "re-announcing a provider record failed");
             }
         }
+        ReannounceCompleted?.Invoke();
     }
 
     private void Sweep()
