@@ -37,11 +37,14 @@ public sealed class DhtJsInteropTests
         _timeout.Dispose();
     }
 
-    private async Task<(P2PHost Host, KademliaDht Dht)> StartNodeAsync(params Multiaddress[] bootstrap)
+    private Task<(P2PHost Host, KademliaDht Dht)> StartNodeAsync(params Multiaddress[] bootstrap) =>
+        StartNodeAsync(KademliaDhtOptions.DefaultProtocolId, bootstrap);
+
+    private async Task<(P2PHost Host, KademliaDht Dht)> StartNodeAsync(string protocol, params Multiaddress[] bootstrap)
     {
         var host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
         await host.StartAsync([Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")], Token);
-        var dht = new KademliaDht(host, new KademliaDhtOptions { BootstrapPeers = bootstrap });
+        var dht = new KademliaDht(host, new KademliaDhtOptions { BootstrapPeers = bootstrap, ProtocolId = protocol });
         _nodes.Add((host, dht));
         await dht.StartAsync(Token);
         return (host, dht);
@@ -107,6 +110,26 @@ public sealed class DhtJsInteropTests
         Assert.That(us, Is.Not.Null, answer.ToJsonString());
         var addrs = us!["addrs"]!.AsArray().Select(x => Multiaddress.Parse((string)x!).WithoutPeerId());
         Assert.That(addrs, Does.Contain(b.Host.ListenAddresses[0]));
+    }
+
+    [Test]
+    public async Task IpfsProtocolId_JsAndWeFindEachOthersProviders()
+    {
+        const string ipfsKad = "/ipfs/kad/1.0.0";
+        var a = await StartNodeAsync(ipfsKad);
+        _js = await JsPeer.StartAsync(["--dht", "--dht-protocol", ipfsKad], Token);
+        var jsId = PeerId.Parse(_js.PeerId);
+        await _js.SendAsync(new { cmd = "dial", addr = a.Host.AdvertisedAddresses[0].ToString() }, Token);
+        await _js.SendAsync(new { cmd = "waitRoutingTable", min = 1, timeoutMs = 10_000 }, Token);
+        var b = await StartNodeAsync(ipfsKad, a.Host.AdvertisedAddresses[0]);
+        await b.Dht.AnnounceAsync("p2pinference/processor", Token);
+        await _js.SendAsync(new { cmd = "provide", topic = "p2pinference/model/js", timeoutMs = 10_000 }, Token);
+
+        var jsFound = await _js.SendAsync(new { cmd = "findProviders", topic = "p2pinference/processor", timeoutMs = 10_000 }, Token);
+        var weFound = await b.Dht.LookupAsync("p2pinference/model/js", Token);
+
+        Assert.That(jsFound["providers"]!.AsArray().Select(p => (string)p!["peerId"]!), Does.Contain(b.Dht.PeerId.ToString()));
+        Assert.That(weFound.Select(p => p.PeerId), Does.Contain(jsId));
     }
 
     [Test]
