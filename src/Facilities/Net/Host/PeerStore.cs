@@ -19,6 +19,9 @@ public sealed class PeerStore
 
     public IEnumerable<PeerId> Peers => _peers.Keys;
 
+    /// <summary>Raised after a peer's protocol list is set (identify finished), so a protocol like kad can adopt it.</summary>
+    public event Action<PeerId>? ProtocolsUpdated;
+
     /// <summary>Adds dialable addresses (any /p2p suffix removed). Ignored for unknown peers once the store is full.</summary>
     public void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses)
     {
@@ -51,6 +54,7 @@ public sealed class PeerStore
             record.Protocols = protocols.Take(MaxProtocolsPerPeer).ToArray();
             record.AgentVersion = agentVersion;
         }
+        ProtocolsUpdated?.Invoke(peer);
     }
 
     public IReadOnlyList<string> GetProtocols(PeerId peer)

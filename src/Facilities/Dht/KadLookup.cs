@@ -1,0 +1,228 @@
+using System.Threading.Channels;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Dht.Proto;
+
+namespace P2PInference.Facilities.Dht;
+
+/// <summary>
+/// One iterative Kademlia lookup (spec "Peer routing"): keep candidates ordered by XOR distance to
+/// the target, keep up to α requests in flight to the closest unqueried ones, add the closer peers
+/// each reply names, and stop once the k closest candidates that did not fail have all answered,
+/// when nothing is left to ask, when the caller's handler says it has what it wants, or at the
+/// overall deadline (then it answers with what it has).
+/// </summary>
+/// <remarks>
+/// The loop runs on one logical thread: requests run concurrently but report through a channel, so
+/// candidate state needs no locks. Per-request failures (dial, timeout, garbage) are counted and the
+/// lookup continues with other peers.
+/// </remarks>
+internal sealed class KadLookup
+{
+    private readonly KadId _target;
+    private readonly PeerId _self;
+    private readonly int _k;
+    private readonly int _alpha;
+    private readonly int _maxCandidates;
+    private readonly int _maxAddresses;
+    private readonly TimeProvider _timeProvider;
+    private readonly TimeSpan _requestTimeout;
+    private readonly TimeSpan _lookupTimeout;
+    private readonly Func<PeerId, CancellationToken, Task<Message>> _request;
+    private readonly Func<PeerId, Message, int, bool> _onResponse;
+    private readonly Action<PeerId, bool> _onOutcome;
+    private readonly Action<DiscoveredPeer> _onPeerLearned;
+    private readonly List<Candidate> _candidates = [];
+    private readonly HashSet<PeerId> _seen = [];
+    private int _requests, _responses, _failures, _maxHop, _hopsToResult;
+
+    /// <param name="request">Sends the request to a peer and returns its validated reply; throws on failure.</param>
+    /// <param name="onResponse">Sees every reply with its hop; returns true to end the lookup.</param>
+    /// <param name="onOutcome">Told whether each queried peer answered, for the routing table.</param>
+    /// <param name="onPeerLearned">Told of every peer a reply names, with its addresses, before it is dialed.</param>
+    public KadLookup(KadId target, PeerId self, KademliaDhtOptions options,
+        Func<PeerId, CancellationToken, Task<Message>> request,
+        Func<PeerId, Message, int, bool> onResponse,
+        Action<PeerId, bool> onOutcome,
+        Action<DiscoveredPeer> onPeerLearned)
+    {
+        _target = target;
+        _self = self;
+        _k = options.K;
+        _alpha = options.Alpha;
+        _maxCandidates = options.K * 8;
+        _maxAddresses = options.MaxAddressesPerPeer;
+        _timeProvider = options.TimeProvider;
+        _requestTimeout = options.QueryTimeout;
+        _lookupTimeout = options.LookupTimeout;
+        _request = request;
+        _onResponse = onResponse;
+        _onOutcome = onOutcome;
+        _onPeerLearned = onPeerLearned;
+    }
+
+    /// <summary>Records that the sought thing turned up at <paramref name="hop"/> (first call wins).</summary>
+    public void MarkResult(int hop)
+    {
+        if (_hopsToResult == 0) _hopsToResult = hop;
+    }
+
+    public async Task<LookupResult> RunAsync(IEnumerable<PeerId> seeds, CancellationToken cancellationToken)
+    {
+        var started = _timeProvider.GetTimestamp();
+        foreach (var seed in seeds) AddCandidate(seed, hop: 1);
+        var completions = Channel.CreateUnbounded<Completion>(new UnboundedChannelOptions { SingleReader = true });
+        using var deadline = new CancellationTokenSource(_lookupTimeout, _timeProvider);
+        using var lookup = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        var inFlight = 0;
+        var timedOut = false;
+        var stop = false;
+        try
+        {
+            while (!stop && !Converged())
+            {
+                for (var i = 0; i < _candidates.Count && inFlight < _alpha; i++)
+                {
+                    var c = _candidates[i];
+                    if (c.State != CandidateState.Pending) continue;
+                    c.State = CandidateState.InFlight;
+                    inFlight++;
+                    _requests++;
+                    _ = QueryAsync(c, completions.Writer, lookup.Token);
+                }
+                if (inFlight == 0) break;
+                Completion done;
+                try
+                {
+                    done = await completions.Reader.ReadAsync(lookup.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    timedOut = true;
+                    break;
+                }
+                inFlight--;
+                stop = Process(done);
+            }
+        }
+        finally
+        {
+            // Outstanding requests see the cancellation and report into a channel nobody reads.
+            await lookup.CancelAsync().ConfigureAwait(false);
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+
+        var closest = new List<PeerId>(_k);
+        foreach (var c in _candidates)
+        {
+            if (closest.Count == _k) break;
+            if (c.State == CandidateState.Succeeded) closest.Add(c.Peer);
+        }
+        var stats = new LookupStats(_maxHop, _hopsToResult, _requests, _responses, _failures, _seen.Count,
+            _timeProvider.GetElapsedTime(started), timedOut);
+        return new LookupResult(closest, stats);
+    }
+
+    private async Task QueryAsync(Candidate candidate, ChannelWriter<Completion> writer, CancellationToken lookupToken)
+    {
+        await Task.Yield();
+        try
+        {
+            using var timeout = new CancellationTokenSource(_requestTimeout, _timeProvider);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(lookupToken, timeout.Token);
+            var reply = await _request(candidate.Peer, linked.Token).ConfigureAwait(false);
+            writer.TryWrite(new Completion(candidate, reply, null));
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            writer.TryWrite(new Completion(candidate, null, e));
+        }
+    }
+
+    private bool Process(Completion done)
+    {
+        var c = done.Candidate;
+        if (done.Reply is null)
+        {
+            c.State = CandidateState.Failed;
+            _failures++;
+            _onOutcome(c.Peer, false);
+            return false;
+        }
+        c.State = CandidateState.Succeeded;
+        _responses++;
+        _maxHop = Math.Max(_maxHop, c.Hop);
+        _onOutcome(c.Peer, true);
+        // A reply naming more than k (or 2k) peers is padding; the closest ones are all we need.
+        var taken = 0;
+        foreach (var wire in done.Reply.CloserPeers)
+        {
+            if (++taken > _k * 2) break;
+            var peer = KadMessageCodec.ToPeer(wire, _maxAddresses);
+            if (peer is null || peer.PeerId == _self) continue;
+            _onPeerLearned(peer);
+            AddCandidate(peer.PeerId, c.Hop + 1);
+        }
+        return _onResponse(c.Peer, done.Reply, c.Hop);
+    }
+
+    private void AddCandidate(PeerId peer, int hop)
+    {
+        if (peer == _self || !_seen.Add(peer)) return;
+        var candidate = new Candidate(peer, KadId.FromPeer(peer), hop);
+        var index = _candidates.BinarySearch(candidate, new DistanceComparer(_target));
+        _candidates.Insert(index < 0 ? ~index : index, candidate);
+        // Far candidates nobody has asked yet are the cheapest to forget; _seen still stops re-adding them.
+        if (_candidates.Count > _maxCandidates)
+        {
+            for (var i = _candidates.Count - 1; i >= _k && _candidates.Count > _maxCandidates; i--)
+            {
+                if (_candidates[i].State == CandidateState.Pending) _candidates.RemoveAt(i);
+            }
+        }
+    }
+
+    /// <summary>True once the k closest candidates that did not fail have all answered.</summary>
+    private bool Converged()
+    {
+        var answered = 0;
+        foreach (var c in _candidates)
+        {
+            switch (c.State)
+            {
+                case CandidateState.Failed:
+                    continue;
+                case CandidateState.Succeeded:
+                    if (++answered == _k) return true;
+                    continue;
+                default:
+                    return false;
+            }
+        }
+        // Fewer than k reachable peers exist: done once none is pending or in flight (checked by the caller).
+        return false;
+    }
+
+    private enum CandidateState
+    {
+        Pending,
+        InFlight,
+        Succeeded,
+        Failed,
+    }
+
+    private sealed class Candidate(PeerId peer, KadId id, int hop)
+    {
+        public PeerId Peer { get; } = peer;
+        public KadId Id { get; } = id;
+        public int Hop { get; } = hop;
+        public CandidateState State { get; set; }
+    }
+
+    private readonly record struct Completion(Candidate Candidate, Message? Reply, Exception? Error);
+
+    private sealed class DistanceComparer(KadId target) : IComparer<Candidate>
+    {
+        public int Compare(Candidate? x, Candidate? y) => target.CompareDistance(x!.Id, y!.Id);
+    }
+}

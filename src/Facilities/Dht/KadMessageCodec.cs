@@ -1,0 +1,92 @@
+using Google.Protobuf;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Dht.Proto;
+
+namespace P2PInference.Facilities.Dht;
+
+/// <summary>
+/// Reads and writes kad messages (uvarint length prefix, protobuf <see cref="Message"/> body) and
+/// converts the <c>Peer</c> entries they carry. Untrusted input is bounded before it is allocated.
+/// </summary>
+public static class KadMessageCodec
+{
+    /// <summary>Reads one message; null when the stream ends cleanly before it.</summary>
+    /// <exception cref="MessageTooLargeException">The prefix announces more than <paramref name="maxMessageSize"/>.</exception>
+    /// <exception cref="MalformedMessageException">The prefix or the protobuf is malformed.</exception>
+    /// <exception cref="KadProtocolException">The message has an unknown type or an oversized key.</exception>
+    /// <exception cref="EndOfStreamException">The stream ended inside the message.</exception>
+    public static async ValueTask<Message?> ReadAsync(Stream stream, int maxMessageSize, int maxKeySize, CancellationToken cancellationToken)
+    {
+        var message = await LengthPrefixedMessage.ReadAsync(stream, Message.Parser, maxMessageSize, cancellationToken).ConfigureAwait(false);
+        if (message is not null) Validate(message, maxKeySize);
+        return message;
+    }
+
+    /// <summary>Parses one message body (no length prefix) and validates it like <see cref="ReadAsync"/>.</summary>
+    public static Message Parse(ReadOnlySpan<byte> body, int maxKeySize)
+    {
+        var message = LengthPrefixedMessage.Parse(Message.Parser, body);
+        Validate(message, maxKeySize);
+        return message;
+    }
+
+    public static ValueTask WriteAsync(Stream stream, Message message, CancellationToken cancellationToken) =>
+        LengthPrefixedMessage.WriteAsync(stream, message, cancellationToken);
+
+    /// <summary>Converts a wire peer; null when its id is not a valid PeerId. Unparseable addresses are skipped.</summary>
+    public static DiscoveredPeer? ToPeer(Message.Types.Peer peer, int maxAddresses)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        PeerId id;
+        try
+        {
+            id = PeerId.FromBytes(peer.Id.Span);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException)
+        {
+            return null;
+        }
+        var addresses = new List<Multiaddress>(Math.Min(peer.Addrs.Count, maxAddresses));
+        foreach (var bytes in peer.Addrs)
+        {
+            if (addresses.Count >= maxAddresses) break;
+            try
+            {
+                var address = Multiaddress.FromBytes(bytes.Span);
+                // A /p2p suffix naming someone else would make us dial the wrong peer.
+                var named = address.PeerId;
+                if (named is not null && named != id) continue;
+                address = address.WithoutPeerId();
+                if (address.Components.Count > 0) addresses.Add(address);
+            }
+            catch (Exception e) when (e is FormatException or ArgumentException)
+            {
+            }
+        }
+        return new DiscoveredPeer(id, addresses);
+    }
+
+    public static Message.Types.Peer FromPeer(PeerId peer, IEnumerable<Multiaddress> addresses, bool connected)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        ArgumentNullException.ThrowIfNull(addresses);
+        var wire = new Message.Types.Peer
+        {
+            Id = ByteString.CopyFrom(peer.Bytes),
+            Connection = connected ? Message.Types.ConnectionType.Connected : Message.Types.ConnectionType.NotConnected,
+        };
+        foreach (var address in addresses) wire.Addrs.Add(ByteString.CopyFrom(address.Bytes));
+        return wire;
+    }
+
+    private static void Validate(Message message, int maxKeySize)
+    {
+        if (!Enum.IsDefined(message.Type))
+            throw new KadProtocolException($"unknown message type {(int)message.Type}");
+        if (message.Key.Length > maxKeySize)
+            throw new KadProtocolException($"key of {message.Key.Length} bytes exceeds {maxKeySize}");
+    }
+}

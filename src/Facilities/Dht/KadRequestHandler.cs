@@ -1,0 +1,161 @@
+using Google.Protobuf;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Dht.Proto;
+
+namespace P2PInference.Facilities.Dht;
+
+/// <summary>
+/// Serves inbound kad streams in server mode: any number of requests per stream (up to a cap), each
+/// answered in order, as the spec asks. A malformed or unacceptable request throws a typed error,
+/// which makes the host reset that stream only; the node goes on serving everyone else.
+/// </summary>
+internal sealed class KadRequestHandler(
+    P2PHost host,
+    KademliaDhtOptions options,
+    RoutingTable routingTable,
+    ProviderStore providers,
+    RecordStore records,
+    Action<PeerId> onRequestFrom)
+{
+    private long _requestsServed;
+
+    public long RequestsServed => Interlocked.Read(ref _requestsServed);
+
+    public async Task HandleStreamAsync(StreamContext context, CancellationToken cancellationToken)
+    {
+        var remote = context.RemotePeer;
+        onRequestFrom(remote);
+        for (var served = 0; served < options.MaxRequestsPerStream; served++)
+        {
+            Message? request;
+            using (var idle = new CancellationTokenSource(options.InboundIdleTimeout, options.TimeProvider))
+            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token))
+            {
+                try
+                {
+                    request = await KadMessageCodec.ReadAsync(context.Stream, options.MaxMessageSize, options.MaxKeySize, linked.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    return;
+                }
+            }
+            if (request is null) return;
+            Interlocked.Increment(ref _requestsServed);
+            var reply = Handle(remote, request);
+            if (reply is not null)
+                await KadMessageCodec.WriteAsync(context.Stream, reply, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Answers one request; null for ADD_PROVIDER, which has no reply on the wire.</summary>
+    /// <exception cref="KadProtocolException">The request is unacceptable.</exception>
+    internal Message? Handle(PeerId remote, Message request)
+    {
+        switch (request.Type)
+        {
+            case Message.Types.MessageType.FindNode:
+            {
+                var reply = NewReply(request);
+                AddCloserPeers(reply, request.Key.Span, remote);
+                return reply;
+            }
+            case Message.Types.MessageType.GetProviders:
+            {
+                RequireKey(request);
+                var reply = NewReply(request);
+                reply.Key = request.Key;
+                foreach (var record in providers.Get(request.Key.Span, options.K))
+                {
+                    var addresses = record.Addresses.Count > 0 ? record.Addresses : host.PeerStore.GetAddresses(record.Provider);
+                    reply.ProviderPeers.Add(KadMessageCodec.FromPeer(record.Provider, addresses.Take(options.MaxAddressesPerPeer),
+                        record.Provider == host.PeerId || host.GetConnection(record.Provider) is not null));
+                }
+                AddCloserPeers(reply, request.Key.Span, remote);
+                return reply;
+            }
+            case Message.Types.MessageType.AddProvider:
+            {
+                RequireKey(request);
+                // Only the sender may announce itself (spec: providerPeers must match the sender's PeerId).
+                foreach (var wire in request.ProviderPeers)
+                {
+                    var peer = KadMessageCodec.ToPeer(wire, options.MaxAddressesPerPeer);
+                    if (peer is null || peer.PeerId != remote) continue;
+                    IReadOnlyList<Multiaddress> addresses = peer.Addresses.Count > 0
+                        ? peer.Addresses
+                        : host.PeerStore.GetAddresses(remote).Take(options.MaxAddressesPerPeer).ToArray();
+                    if (peer.Addresses.Count > 0) host.PeerStore.AddAddresses(remote, peer.Addresses);
+                    providers.Add(request.Key.Span, remote, addresses);
+                    break;
+                }
+                return null;
+            }
+            case Message.Types.MessageType.PutValue:
+            {
+                RequireKey(request);
+                var record = request.Record ?? throw new KadProtocolException("PUT_VALUE without a record");
+                if (!record.Key.Equals(request.Key))
+                    throw new KadProtocolException("PUT_VALUE record key differs from the message key");
+                if (record.Value.Length > options.MaxRecordSize)
+                    throw new KadProtocolException($"record value of {record.Value.Length} bytes exceeds {options.MaxRecordSize}");
+                var key = request.Key.ToByteArray();
+                var value = record.Value.ToByteArray();
+                if (!options.RecordValidator(key, value))
+                    throw new KadProtocolException("record rejected by the validator");
+                if (!records.Put(key, value))
+                    throw new KadProtocolException("record store is full");
+                // go and js echo the request as the acknowledgement.
+                return request;
+            }
+            case Message.Types.MessageType.GetValue:
+            {
+                RequireKey(request);
+                var reply = NewReply(request);
+                reply.Key = request.Key;
+                var stored = records.Get(request.Key.ToByteArray());
+                if (stored is not null)
+                {
+                    reply.Record = new Record
+                    {
+                        Key = request.Key,
+                        Value = ByteString.CopyFrom(stored.Value),
+                        TimeReceived = stored.Received.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture),
+                    };
+                }
+                AddCloserPeers(reply, request.Key.Span, remote);
+                return reply;
+            }
+            case Message.Types.MessageType.Ping:
+                return NewReply(request);
+            default:
+                throw new KadProtocolException($"unknown message type {(int)request.Type}");
+        }
+    }
+
+    private static Message NewReply(Message request) => new() { Type = request.Type, ClusterLevelRaw = request.ClusterLevelRaw };
+
+    private static void RequireKey(Message request)
+    {
+        if (request.Key.IsEmpty) throw new KadProtocolException($"{request.Type} without a key");
+    }
+
+    private void AddCloserPeers(Message reply, ReadOnlySpan<byte> key, PeerId requester)
+    {
+        // Asked for ourselves: we are the exact match (spec: exactly one peer for an exact match).
+        if (key.SequenceEqual(host.PeerId.Bytes))
+        {
+            reply.CloserPeers.Add(KadMessageCodec.FromPeer(host.PeerId, host.ListenAddresses.Take(options.MaxAddressesPerPeer), connected: true));
+            return;
+        }
+        foreach (var peer in routingTable.NearestPeers(KadId.FromKey(key), options.K, exclude: requester))
+        {
+            var addresses = host.PeerStore.GetAddresses(peer);
+            // A peer without addresses is no use to the requester.
+            if (addresses.Count == 0) continue;
+            reply.CloserPeers.Add(KadMessageCodec.FromPeer(peer, addresses.Take(options.MaxAddressesPerPeer), host.GetConnection(peer) is not null));
+        }
+    }
+}

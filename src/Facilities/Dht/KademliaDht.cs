@@ -1,0 +1,535 @@
+using System.Buffers.Binary;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Dht.Proto;
+
+namespace P2PInference.Facilities.Dht;
+
+/// <summary>
+/// Kademlia DHT over a <see cref="P2PHost"/>, wire-compatible with libp2p kad-dht: peer routing
+/// (FIND_NODE), content routing (ADD_PROVIDER / GET_PROVIDERS) and values (PUT_VALUE / GET_VALUE).
+/// Topics map to keys with <see cref="TopicKey"/>.
+/// </summary>
+/// <remarks>
+/// Peers enter the routing table when identify shows they serve our kad protocol, or when they
+/// answer a kad request; a peer that fails a request is replaced (see <see cref="RoutingTable"/>).
+/// Work happens on three timers on the injected <see cref="TimeProvider"/> (refresh, re-announce,
+/// sweep), never a thread per peer. libp2p has no message to withdraw a provider record, so
+/// unannouncing stops re-announcing and drops our local record; copies elsewhere lapse after
+/// <see cref="KademliaDhtOptions.ProviderRecordTtl"/>.
+/// </remarks>
+public sealed class KademliaDht : IDiscovery, IAsyncDisposable
+{
+    private readonly P2PHost _host;
+    private readonly KademliaDhtOptions _options;
+    private readonly ILogger _logger;
+    private readonly KadRequestHandler _handler;
+    private readonly Random _random;
+    private readonly Lock _randomLock = new();
+    private readonly Dictionary<byte[], string> _announced = new(ByteKeyComparer.Instance);
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly TaskCompletionSource _joined = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<Task> _background = [];
+    private readonly List<ITimer> _timers = [];
+    private const int RefreshWork = 0, ReannounceWork = 1;
+    private readonly int[] _running = new int[2];
+    private int _state; // 0 new, 1 started, 2 disposed
+    private long _requestsSent;
+    private LookupStats _lastLookup = LookupStats.Empty;
+
+    public KademliaDht(P2PHost host, KademliaDhtOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _host = host;
+        _options = options;
+        _logger = options.LoggerFactory.CreateLogger<KademliaDht>();
+        RoutingTable = new RoutingTable(host.PeerId, options.K, options.TimeProvider, options.MaxFailuresBeforeEviction);
+        Providers = new ProviderStore(options.TimeProvider, options.ProviderRecordTtl, options.MaxProviderKeys, options.MaxProvidersPerKey);
+        Records = new RecordStore(options.TimeProvider, options.RecordTtl, options.MaxRecords, options.MaxRecordSize);
+        _handler = new KadRequestHandler(host, options, RoutingTable, Providers, Records, ConsiderPeer);
+        _random = new Random(options.RandomSeed ?? SeedFrom(RoutingTable.LocalId));
+        RoutingTable.PeerAdded += _ => _joined.TrySetResult();
+    }
+
+    public PeerId PeerId => _host.PeerId;
+    public KademliaDhtOptions Options => _options;
+    public RoutingTable RoutingTable { get; }
+    public ProviderStore Providers { get; }
+    public RecordStore Records { get; }
+
+    /// <summary>Kad requests this node has sent (all lookups, announcements and puts).</summary>
+    public long RequestsSent => Interlocked.Read(ref _requestsSent);
+
+    /// <summary>Kad requests this node has answered.</summary>
+    public long RequestsServed => _handler.RequestsServed;
+
+    /// <summary>Raised after each timed re-announcement round (also when some announcements failed).</summary>
+    public event Action? ReannounceCompleted;
+
+    /// <summary>Raised after each timed routing-table refresh.</summary>
+    public event Action? RefreshCompleted;
+
+    /// <summary>The cost of the most recent lookup of any kind.</summary>
+    public LookupStats LastLookupStats => Volatile.Read(ref _lastLookup);
+
+    /// <summary>
+    /// Serves kad (server mode), adopts already connected kad peers, dials the bootstrap peers and
+    /// looks up our own id to fill the routing table, then starts the timers. Unreachable bootstrap
+    /// peers are logged, not thrown: the node keeps trying on every refresh.
+    /// </summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
+            throw new InvalidOperationException("the DHT was already started or disposed");
+        if (_options.Mode == DhtMode.Server) _host.Handle(_options.ProtocolId, _handler.HandleStreamAsync);
+        _host.PeerStore.ProtocolsUpdated += ConsiderPeer;
+        _host.PeerConnected += OnPeerConnected;
+        foreach (var connection in _host.Connections) ConsiderPeer(connection.RemotePeer);
+
+        await BootstrapAsync(cancellationToken).ConfigureAwait(false);
+
+        var tp = _options.TimeProvider;
+        lock (_timers)
+        {
+            if (_state != 1) return;
+            _timers.Add(tp.CreateTimer(_ => StartBackground(RefreshWork, RefreshAsync), null, _options.RefreshInterval, _options.RefreshInterval));
+            var reannounce = _options.EffectiveReannounceInterval;
+            _timers.Add(tp.CreateTimer(_ => StartBackground(ReannounceWork, ReannounceAllAsync), null, reannounce, reannounce));
+            _timers.Add(tp.CreateTimer(_ => Sweep(), null, _options.SweepInterval, _options.SweepInterval));
+        }
+    }
+
+    /// <summary>Completes once the routing table has held at least one peer.</summary>
+    public Task WaitUntilJoinedAsync(CancellationToken cancellationToken)
+    {
+        if (RoutingTable.Count > 0) _joined.TrySetResult();
+        return _joined.Task.WaitAsync(cancellationToken);
+    }
+
+    public async Task AnnounceAsync(string topic, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(topic);
+        var key = TopicKey.For(topic);
+        lock (_announced) _announced[key] = topic;
+        await ProvideAsync(key, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stops re-announcing and drops our local provider record. The kad protocol has no withdraw
+    /// message, so copies on other nodes live until their TTL runs out.
+    /// </summary>
+    public Task UnannounceAsync(string topic, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(topic);
+        var key = TopicKey.For(topic);
+        lock (_announced) _announced.Remove(key);
+        Providers.Remove(key, PeerId);
+        return Task.CompletedTask;
+    }
+
+    public async Task<IReadOnlyList<DiscoveredPeer>> LookupAsync(string topic, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(topic);
+        var result = await FindProvidersAsync(TopicKey.For(topic), cancellationToken).ConfigureAwait(false);
+        return result.Providers;
+    }
+
+    /// <summary>Stores ourselves as a provider of <paramref name="key"/> here and on the k closest peers to it.</summary>
+    /// <returns>The cost of finding those peers; how many accepted is not observable (ADD_PROVIDER has no reply).</returns>
+    public async Task<LookupStats> ProvideAsync(byte[] key, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ThrowIfDisposed();
+        var addresses = OwnAddresses();
+        Providers.Add(key, PeerId, addresses);
+        var closest = await FindClosestPeersAsync(key, cancellationToken).ConfigureAwait(false);
+        var message = new Message { Type = Message.Types.MessageType.AddProvider, Key = ByteString.CopyFrom(key) };
+        message.ProviderPeers.Add(KadMessageCodec.FromPeer(PeerId, addresses, connected: true));
+        await Task.WhenAll(closest.ClosestPeers.Select(p => SendQuietlyAsync(p, message, cancellationToken))).ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        return closest.Stats;
+    }
+
+    /// <summary>Providers of <paramref name="key"/>: ours first, then an iterative GET_PROVIDERS lookup.</summary>
+    public async Task<ProviderLookupResult> FindProvidersAsync(byte[] key, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ThrowIfDisposed();
+        var found = new Dictionary<PeerId, DiscoveredPeer>();
+        var order = new List<PeerId>();
+        foreach (var record in Providers.Get(key))
+        {
+            var addresses = record.Provider == PeerId ? OwnAddresses() : record.Addresses;
+            found[record.Provider] = new DiscoveredPeer(record.Provider, addresses.Count > 0 ? addresses : _host.PeerStore.GetAddresses(record.Provider));
+            order.Add(record.Provider);
+        }
+        if (found.Count >= _options.MaxProvidersPerLookup)
+            return new ProviderLookupResult(order.Select(p => found[p]).ToArray(), LookupStats.Empty);
+
+        var request = new Message { Type = Message.Types.MessageType.GetProviders, Key = ByteString.CopyFrom(key) };
+        KadLookup? lookup = null;
+        lookup = NewLookup(KadId.FromKey(key), request, (_, reply, hop) =>
+        {
+            var taken = 0;
+            foreach (var wire in reply.ProviderPeers)
+            {
+                if (++taken > _options.MaxProvidersPerKey) break;
+                var peer = KadMessageCodec.ToPeer(wire, _options.MaxAddressesPerPeer);
+                if (peer is null) continue;
+                if (peer.Addresses.Count > 0 && peer.PeerId != PeerId) _host.PeerStore.AddAddresses(peer.PeerId, peer.Addresses);
+                if (found.TryGetValue(peer.PeerId, out var known))
+                {
+                    if (known.Addresses.Count == 0 && peer.Addresses.Count > 0) found[peer.PeerId] = peer;
+                    continue;
+                }
+                found[peer.PeerId] = peer.Addresses.Count > 0 ? peer : new DiscoveredPeer(peer.PeerId, _host.PeerStore.GetAddresses(peer.PeerId));
+                order.Add(peer.PeerId);
+                lookup!.MarkResult(hop);
+            }
+            return found.Count >= _options.MaxProvidersPerLookup;
+        });
+        var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(key)), cancellationToken).ConfigureAwait(false);
+        return new ProviderLookupResult(order.Select(p => found[p]).ToArray(), Record(result.Stats));
+    }
+
+    /// <summary>The k peers closest to <paramref name="key"/> that answered an iterative FIND_NODE.</summary>
+    public Task<LookupResult> FindClosestPeersAsync(byte[] key, CancellationToken cancellationToken) =>
+        FindClosestPeersAsync(key, extraSeeds: [], cancellationToken);
+
+    /// <summary>Finds <paramref name="peer"/>'s addresses: from a live connection, or an iterative FIND_NODE. Null when not found.</summary>
+    public async Task<DiscoveredPeer?> FindPeerAsync(PeerId peer, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        ThrowIfDisposed();
+        if (peer == PeerId) return new DiscoveredPeer(PeerId, OwnAddresses());
+        if (_host.GetConnection(peer) is not null)
+        {
+            var known = _host.PeerStore.GetAddresses(peer);
+            if (known.Count > 0) return new DiscoveredPeer(peer, known);
+        }
+        DiscoveredPeer? found = null;
+        var request = new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(peer.Bytes) };
+        KadLookup? lookup = null;
+        lookup = NewLookup(KadId.FromPeer(peer), request, (from, reply, hop) =>
+        {
+            foreach (var wire in reply.CloserPeers)
+            {
+                if (!wire.Id.Span.SequenceEqual(peer.Bytes)) continue;
+                var candidate = KadMessageCodec.ToPeer(wire, _options.MaxAddressesPerPeer);
+                if (candidate is { Addresses.Count: > 0 })
+                {
+                    found = candidate;
+                    lookup!.MarkResult(hop);
+                    return true;
+                }
+            }
+            return false;
+        });
+        var result = await lookup.RunAsync(SeedsFor(KadId.FromPeer(peer)), cancellationToken).ConfigureAwait(false);
+        Record(result.Stats);
+        if (found is not null) return found;
+        // It may have answered us itself without anyone listing it.
+        var addresses = _host.PeerStore.GetAddresses(peer);
+        return result.ClosestPeers.Contains(peer) && addresses.Count > 0 ? new DiscoveredPeer(peer, addresses) : null;
+    }
+
+    /// <summary>Stores a value here and on the k closest peers; returns how many peers acknowledged it.</summary>
+    /// <exception cref="ArgumentException">The value exceeds <see cref="KademliaDhtOptions.MaxRecordSize"/> or the validator rejects it.</exception>
+    public async Task<int> PutValueAsync(byte[] key, byte[] value, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(value);
+        ThrowIfDisposed();
+        if (key.Length == 0 || key.Length > _options.MaxKeySize) throw new ArgumentException("key is empty or too long", nameof(key));
+        if (value.Length > _options.MaxRecordSize) throw new ArgumentException($"value exceeds {_options.MaxRecordSize} bytes", nameof(value));
+        if (!_options.RecordValidator(key, value)) throw new ArgumentException("the record validator rejects this value", nameof(value));
+        Records.Put(key, value);
+        var closest = await FindClosestPeersAsync(key, cancellationToken).ConfigureAwait(false);
+        var message = new Message
+        {
+            Type = Message.Types.MessageType.PutValue,
+            Key = ByteString.CopyFrom(key),
+            Record = new Proto.Record { Key = ByteString.CopyFrom(key), Value = ByteString.CopyFrom(value) },
+        };
+        var acks = await Task.WhenAll(closest.ClosestPeers.Select(async p =>
+        {
+            try
+            {
+                using var timeout = new CancellationTokenSource(_options.QueryTimeout, _options.TimeProvider);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token, _stopping.Token);
+                await RequestAsync(p, message, linked.Token).ConfigureAwait(false);
+                return 1;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
+            {
+                _logger.LogDebug(e, "PUT_VALUE to {Peer} failed", p);
+                return 0;
+            }
+        })).ConfigureAwait(false);
+        return acks.Sum();
+    }
+
+    /// <summary>A value for <paramref name="key"/>: ours, or the first valid one an iterative GET_VALUE finds. Null when none.</summary>
+    public async Task<byte[]?> GetValueAsync(byte[] key, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ThrowIfDisposed();
+        var local = Records.Get(key);
+        if (local is not null) return local.Value;
+        byte[]? value = null;
+        var request = new Message { Type = Message.Types.MessageType.GetValue, Key = ByteString.CopyFrom(key) };
+        KadLookup? lookup = null;
+        lookup = NewLookup(KadId.FromKey(key), request, (_, reply, hop) =>
+        {
+            var record = reply.Record;
+            if (record is null || !record.Key.Span.SequenceEqual(key) || record.Value.Length > _options.MaxRecordSize) return false;
+            var candidate = record.Value.ToByteArray();
+            if (!_options.RecordValidator(key, candidate)) return false;
+            value = candidate;
+            lookup!.MarkResult(hop);
+            return true;
+        });
+        var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(key)), cancellationToken).ConfigureAwait(false);
+        Record(result.Stats);
+        return value;
+    }
+
+    private async Task<LookupResult> FindClosestPeersAsync(byte[] key, IEnumerable<PeerId> extraSeeds, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ThrowIfDisposed();
+        var target = KadId.FromKey(key);
+        var request = new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(key) };
+        var lookup = NewLookup(target, request, static (_, _, _) => false);
+        var result = await lookup.RunAsync(SeedsFor(target).Concat(extraSeeds), cancellationToken).ConfigureAwait(false);
+        Record(result.Stats);
+        return result;
+    }
+
+    private KadLookup NewLookup(KadId target, Message request, Func<PeerId, Message, int, bool> onResponse) =>
+        new(target, PeerId, _options,
+            (peer, ct) => RequestAsync(peer, request, ct),
+            onResponse,
+            OnQueryOutcome,
+            peer =>
+            {
+                if (peer.Addresses.Count > 0) _host.PeerStore.AddAddresses(peer.PeerId, peer.Addresses);
+            });
+
+    private IEnumerable<PeerId> SeedsFor(KadId target) => RoutingTable.NearestPeers(target, _options.K);
+
+    /// <summary>Sends one request on a fresh stream and returns the reply of the same type.</summary>
+    private async Task<Message> RequestAsync(PeerId peer, Message request, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _requestsSent);
+        var stream = await _host.OpenStreamAsync(peer, _options.ProtocolId, cancellationToken).ConfigureAwait(false);
+        await using (stream.ConfigureAwait(false))
+        {
+            try
+            {
+                await KadMessageCodec.WriteAsync(stream, request, cancellationToken).ConfigureAwait(false);
+                var reply = await KadMessageCodec.ReadAsync(stream, _options.MaxMessageSize, _options.MaxKeySize, cancellationToken).ConfigureAwait(false)
+                    ?? throw new KadProtocolException($"{peer} closed the stream without answering {request.Type}");
+                if (reply.Type != request.Type)
+                    throw new KadProtocolException($"{peer} answered {request.Type} with {reply.Type}");
+                return reply;
+            }
+            catch
+            {
+                stream.Reset();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Sends a message that has no reply (ADD_PROVIDER); failures are logged, not thrown.</summary>
+    private async Task SendQuietlyAsync(PeerId peer, Message message, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(_options.QueryTimeout, _options.TimeProvider);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token, _stopping.Token);
+            Interlocked.Increment(ref _requestsSent);
+            var stream = await _host.OpenStreamAsync(peer, _options.ProtocolId, linked.Token).ConfigureAwait(false);
+            await using (stream.ConfigureAwait(false))
+                await KadMessageCodec.WriteAsync(stream, message, linked.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _logger.LogDebug(e, "{Type} to {Peer} failed", message.Type, peer);
+        }
+    }
+
+    private void OnQueryOutcome(PeerId peer, bool answered)
+    {
+        if (answered) RoutingTable.TryAdd(peer);
+        else RoutingTable.MarkFailed(peer);
+    }
+
+    private void OnPeerConnected(PeerConnection connection) => ConsiderPeer(connection.RemotePeer);
+
+    /// <summary>Adds a peer whose identify lists our kad protocol; drops one that stopped listing it (it became a client).</summary>
+    private void ConsiderPeer(PeerId peer)
+    {
+        if (_state != 1) return;
+        var protocols = _host.PeerStore.GetProtocols(peer);
+        if (protocols.Count == 0) return;
+        if (protocols.Contains(_options.ProtocolId, StringComparer.Ordinal)) RoutingTable.TryAdd(peer);
+        else RoutingTable.Remove(peer);
+    }
+
+    private async Task BootstrapAsync(CancellationToken cancellationToken)
+    {
+        var reached = new List<PeerId>();
+        await Task.WhenAll(_options.BootstrapPeers.Select(async address =>
+        {
+            try
+            {
+                using var timeout = new CancellationTokenSource(_options.QueryTimeout, _options.TimeProvider);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token, _stopping.Token);
+                var connection = await _host.ConnectAsync(address, linked.Token).ConfigureAwait(false);
+                lock (reached) reached.Add(connection.RemotePeer);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
+            {
+                _logger.LogWarning("bootstrap peer {Address} unreachable: {Error}", address, e.Message);
+            }
+        })).ConfigureAwait(false);
+        try
+        {
+            // Bootstrap peers seed the self lookup directly: identify may not have put them in the table yet.
+            await FindClosestPeersAsync(PeerId.ToByteArray(), reached, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
+        {
+            _logger.LogWarning(e, "bootstrap lookup failed");
+        }
+    }
+
+    private async Task RefreshAsync(CancellationToken cancellationToken)
+    {
+        if (RoutingTable.Count == 0)
+        {
+            await BootstrapAsync(cancellationToken).ConfigureAwait(false);
+            RefreshCompleted?.Invoke();
+            return;
+        }
+        await FindClosestPeersAsync(PeerId.ToByteArray(), cancellationToken).ConfigureAwait(false);
+        // A random target reaches buckets the self lookup does not (spec: bootstrap process).
+        Span<byte> random = stackalloc byte[32];
+        lock (_randomLock) _random.NextBytes(random);
+        var target = new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(random) };
+        var lookup = NewLookup(KadId.FromKey(random), target, static (_, _, _) => false);
+        var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(target.Key.Span)), cancellationToken).ConfigureAwait(false);
+        Record(result.Stats);
+        RefreshCompleted?.Invoke();
+    }
+
+    private async Task ReannounceAllAsync(CancellationToken cancellationToken)
+    {
+        byte[][] keys;
+        lock (_announced) keys = _announced.Keys.ToArray();
+        foreach (var key in keys)
+        {
+            lock (_announced)
+            {
+                if (!_announced.ContainsKey(key)) continue;
+            }
+            try
+            {
+                await ProvideAsync(key, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
+            {
+                _logger.LogWarning(e, "re-announcing a provider record failed");
+            }
+        }
+        ReannounceCompleted?.Invoke();
+    }
+
+    private void Sweep()
+    {
+        Providers.Sweep();
+        Records.Sweep();
+    }
+
+    /// <summary>Runs timer work in the background, one run at a time per kind; a tick during a run is skipped.</summary>
+    private void StartBackground(int kind, Func<CancellationToken, Task> work)
+    {
+        if (_state != 1 || Interlocked.CompareExchange(ref _running[kind], 1, 0) != 0) return;
+        var task = RunBackgroundAsync(kind, work);
+        lock (_background)
+        {
+            _background.RemoveAll(t => t.IsCompleted);
+            _background.Add(task);
+        }
+    }
+
+    private async Task RunBackgroundAsync(int kind, Func<CancellationToken, Task> work)
+    {
+        await Task.Yield();
+        try
+        {
+            await work(_stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            if (!_stopping.IsCancellationRequested) _logger.LogWarning(e, "DHT background work failed");
+        }
+        finally
+        {
+            Volatile.Write(ref _running[kind], 0);
+        }
+    }
+
+    private IReadOnlyList<Multiaddress> OwnAddresses() => _host.ListenAddresses.Take(_options.MaxAddressesPerPeer).ToArray();
+
+    private LookupStats Record(LookupStats stats)
+    {
+        Volatile.Write(ref _lastLookup, stats);
+        return stats;
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_state == 2, this);
+
+    private static int SeedFrom(KadId id)
+    {
+        Span<byte> bytes = stackalloc byte[32];
+        id.WriteTo(bytes);
+        return BinaryPrimitives.ReadInt32BigEndian(bytes);
+    }
+
+    /// <summary>Graceful stop: timers stop, our records are withdrawn locally, the protocol is unregistered, background work ends.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        var previous = Interlocked.Exchange(ref _state, 2);
+        if (previous == 2) return;
+        ITimer[] timers;
+        lock (_timers)
+        {
+            timers = _timers.ToArray();
+            _timers.Clear();
+        }
+        foreach (var timer in timers) await timer.DisposeAsync().ConfigureAwait(false);
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        string[] topics;
+        lock (_announced) topics = _announced.Values.ToArray();
+        foreach (var topic in topics) await UnannounceAsync(topic, CancellationToken.None).ConfigureAwait(false);
+        if (previous == 1)
+        {
+            _host.PeerStore.ProtocolsUpdated -= ConsiderPeer;
+            _host.PeerConnected -= OnPeerConnected;
+            if (_options.Mode == DhtMode.Server) _host.Unhandle(_options.ProtocolId);
+        }
+        Task[] pending;
+        lock (_background) pending = _background.ToArray();
+        await Task.WhenAll(pending).ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+}

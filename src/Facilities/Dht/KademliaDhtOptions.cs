@@ -1,0 +1,112 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using P2PInference.Facilities.Addressing;
+
+namespace P2PInference.Facilities.Dht;
+
+/// <summary>How a <see cref="KademliaDht"/> behaves. Defaults follow the libp2p spec where it has one.</summary>
+public sealed class KademliaDhtOptions
+{
+    public const string DefaultProtocolId = "/p2pinference/kad/1.0.0";
+
+    /// <summary>The kad protocol id; <c>/ipfs/kad/1.0.0</c> joins the public IPFS DHT's wire protocol.</summary>
+    public string ProtocolId { get; init; } = DefaultProtocolId;
+
+    /// <summary>Replication parameter: bucket size, and how many closest peers a lookup converges on.</summary>
+    public int K { get; init; } = 20;
+
+    /// <summary>Requests in flight per lookup (the design asks for 10; the spec's default is 3).</summary>
+    public int Alpha { get; init; } = 10;
+
+    public DhtMode Mode { get; init; } = DhtMode.Server;
+
+    /// <summary>Peers dialed at start; each must end in <c>/p2p/&lt;PeerId&gt;</c>.</summary>
+    public IReadOnlyList<Multiaddress> BootstrapPeers { get; init; } = [];
+
+    /// <summary>
+    /// How long a provider record lives on the nodes that store it. Far below the spec's 24 h so a
+    /// crashed worker stops being found within minutes (DESIGN.md §5).
+    /// </summary>
+    public TimeSpan ProviderRecordTtl { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>How often our own provider records are re-announced; must be below the TTL.</summary>
+    public TimeSpan? ReannounceInterval { get; init; }
+
+    public TimeSpan EffectiveReannounceInterval => ReannounceInterval ?? ProviderRecordTtl / 2;
+
+    /// <summary>How long a PUT_VALUE record lives in the store that received it.</summary>
+    public TimeSpan RecordTtl { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>Routing-table refresh (random and self lookups); the spec's default is 5 minutes.</summary>
+    public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How often expired provider records and values are swept from memory.</summary>
+    public TimeSpan SweepInterval { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>One request: dial, stream negotiation, send and reply.</summary>
+    public TimeSpan QueryTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A whole iterative lookup; past it the lookup answers with what it has found.</summary>
+    public TimeSpan LookupTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>An inbound kad stream with no request for this long is closed.</summary>
+    public TimeSpan InboundIdleTimeout { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Failed requests in a row after which a routing-table peer is replaced.</summary>
+    public int MaxFailuresBeforeEviction { get; init; } = 1;
+
+    /// <summary>A provider lookup stops early once it has this many providers.</summary>
+    public int MaxProvidersPerLookup { get; init; } = 20;
+
+    public int MaxProvidersPerKey { get; init; } = 64;
+    public int MaxProviderKeys { get; init; } = 100_000;
+    public int MaxRecords { get; init; } = 10_000;
+
+    /// <summary>Largest record value accepted by PUT_VALUE (and sent by us).</summary>
+    public int MaxRecordSize { get; init; } = 16 * 1024;
+
+    /// <summary>Largest kad message read; go and js cap theirs at 4 MiB.</summary>
+    public int MaxMessageSize { get; init; } = 4 * 1024 * 1024;
+
+    /// <summary>Largest key accepted in a request (content keys are multihashes, peer ids at most 128 bytes).</summary>
+    public int MaxKeySize { get; init; } = 1024;
+
+    /// <summary>Addresses kept or sent per peer; the rest are ignored.</summary>
+    public int MaxAddressesPerPeer { get; init; } = 16;
+
+    /// <summary>Requests served on one inbound stream before it is closed.</summary>
+    public int MaxRequestsPerStream { get; init; } = 1024;
+
+    /// <summary>Checks a PUT_VALUE or GET_VALUE record (key, value); the default accepts any.</summary>
+    public Func<byte[], byte[], bool> RecordValidator { get; init; } = static (_, _) => true;
+
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>Seed for refresh targets and tie-breaks, so a simulation replays; null picks one from the host's identity.</summary>
+    public int? RandomSeed { get; init; }
+
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+
+    internal void Validate()
+    {
+        ArgumentException.ThrowIfNullOrEmpty(ProtocolId);
+        ArgumentOutOfRangeException.ThrowIfLessThan(K, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(Alpha, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ProviderRecordTtl, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(EffectiveReannounceInterval, TimeSpan.Zero);
+        if (EffectiveReannounceInterval >= ProviderRecordTtl)
+            throw new ArgumentException("the re-announce interval must be shorter than the provider record TTL, or records lapse between announcements");
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(RefreshInterval, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(SweepInterval, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(QueryTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LookupTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxProvidersPerKey, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxProviderKeys, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxMessageSize, 1024);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxFailuresBeforeEviction, 1);
+        foreach (var peer in BootstrapPeers)
+        {
+            if (peer.PeerId is null) throw new ArgumentException($"bootstrap address {peer} lacks /p2p/<PeerId>");
+        }
+    }
+}

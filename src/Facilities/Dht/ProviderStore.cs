@@ -1,0 +1,134 @@
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Identity;
+
+namespace P2PInference.Facilities.Dht;
+
+/// <summary>
+/// Provider records by key, each expiring a TTL after it was last added, on the injected clock.
+/// Bounded: at most <c>maxKeys</c> keys and <c>maxProvidersPerKey</c> providers per key.
+/// </summary>
+/// <remarks>
+/// When a key is full a new provider is refused rather than evicting one already stored: records
+/// from honest providers are refreshed before they lapse, while a flood of new identities cannot
+/// push them out. Expired records are dropped as reads meet them and by <see cref="Sweep"/>.
+/// </remarks>
+public sealed class ProviderStore
+{
+    private readonly Dictionary<byte[], Dictionary<PeerId, ProviderRecord>> _byKey = new(ByteKeyComparer.Instance);
+    private readonly TimeProvider _timeProvider;
+    private readonly TimeSpan _ttl;
+    private readonly int _maxKeys;
+    private readonly int _maxProvidersPerKey;
+    private readonly Lock _lock = new();
+
+    public ProviderStore(TimeProvider timeProvider, TimeSpan ttl, int maxKeys, int maxProvidersPerKey)
+    {
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxKeys, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxProvidersPerKey, 1);
+        _timeProvider = timeProvider;
+        _ttl = ttl;
+        _maxKeys = maxKeys;
+        _maxProvidersPerKey = maxProvidersPerKey;
+    }
+
+    public int KeyCount
+    {
+        get
+        {
+            lock (_lock) return _byKey.Count;
+        }
+    }
+
+    /// <summary>Adds or refreshes <paramref name="provider"/> for <paramref name="key"/>; false when a cap refused it.</summary>
+    public bool Add(ReadOnlySpan<byte> key, PeerId provider, IReadOnlyList<Multiaddress> addresses, TimeSpan? ttl = null)
+    {
+        ArgumentNullException.ThrowIfNull(provider);
+        ArgumentNullException.ThrowIfNull(addresses);
+        var now = _timeProvider.GetUtcNow();
+        var record = new ProviderRecord(provider, addresses, now + (ttl ?? _ttl));
+        var keyBytes = key.ToArray();
+        lock (_lock)
+        {
+            if (!_byKey.TryGetValue(keyBytes, out var providers))
+            {
+                if (_byKey.Count >= _maxKeys)
+                {
+                    SweepLocked(now);
+                    if (_byKey.Count >= _maxKeys) return false;
+                }
+                providers = [];
+                _byKey[keyBytes] = providers;
+            }
+            if (!providers.ContainsKey(provider) && providers.Count >= _maxProvidersPerKey)
+            {
+                PruneLocked(providers, now);
+                if (providers.Count >= _maxProvidersPerKey) return false;
+            }
+            providers[provider] = record;
+            return true;
+        }
+    }
+
+    /// <summary>The live providers of <paramref name="key"/>, at most <paramref name="max"/>.</summary>
+    public IReadOnlyList<ProviderRecord> Get(ReadOnlySpan<byte> key, int max = int.MaxValue)
+    {
+        var now = _timeProvider.GetUtcNow();
+        var keyBytes = key.ToArray();
+        lock (_lock)
+        {
+            if (!_byKey.TryGetValue(keyBytes, out var providers)) return [];
+            PruneLocked(providers, now);
+            if (providers.Count == 0)
+            {
+                _byKey.Remove(keyBytes);
+                return [];
+            }
+            return providers.Values.Take(max).ToArray();
+        }
+    }
+
+    public bool Remove(ReadOnlySpan<byte> key, PeerId provider)
+    {
+        var keyBytes = key.ToArray();
+        lock (_lock)
+        {
+            if (!_byKey.TryGetValue(keyBytes, out var providers) || !providers.Remove(provider)) return false;
+            if (providers.Count == 0) _byKey.Remove(keyBytes);
+            return true;
+        }
+    }
+
+    /// <summary>Drops every expired record; returns how many.</summary>
+    public int Sweep()
+    {
+        lock (_lock) return SweepLocked(_timeProvider.GetUtcNow());
+    }
+
+    private int SweepLocked(DateTimeOffset now)
+    {
+        var removed = 0;
+        List<byte[]>? emptyKeys = null;
+        foreach (var (key, providers) in _byKey)
+        {
+            removed += PruneLocked(providers, now);
+            if (providers.Count == 0) (emptyKeys ??= []).Add(key);
+        }
+        if (emptyKeys is not null)
+        {
+            foreach (var key in emptyKeys) _byKey.Remove(key);
+        }
+        return removed;
+    }
+
+    private static int PruneLocked(Dictionary<PeerId, ProviderRecord> providers, DateTimeOffset now)
+    {
+        var removed = 0;
+        foreach (var (peer, record) in providers)
+        {
+            if (record.Expires <= now && providers.Remove(peer)) removed++;
+        }
+        return removed;
+    }
+}

@@ -1,0 +1,235 @@
+using P2PInference.Facilities.Identity;
+
+namespace P2PInference.Facilities.Dht;
+
+/// <summary>
+/// Kademlia k-buckets indexed by the common-prefix length of SHA-256 ids with our own (bucket 0
+/// holds the farthest half of the key space). Each bucket keeps at most <see cref="BucketSize"/>
+/// peers, least recently seen first, and a replacement cache of the same size.
+/// </summary>
+/// <remarks>
+/// Replacement is liveness-based as in the Kademlia paper: a full bucket keeps its peers and queues
+/// the newcomer; a peer that fails requests (<see cref="MarkFailed"/>) is evicted and the most
+/// recently seen queued peer takes its place. Buckets are allocated on first use, so a table costs
+/// memory in proportion to the peers it holds. Thread-safe (one lock; operations are short).
+/// </remarks>
+public sealed class RoutingTable
+{
+    private readonly Bucket?[] _buckets = new Bucket?[KadId.Bits];
+    private readonly Dictionary<PeerId, Entry> _index = [];
+    private readonly TimeProvider _timeProvider;
+    private readonly int _maxFailures;
+    private readonly Lock _lock = new();
+
+    public RoutingTable(PeerId self, int bucketSize, TimeProvider timeProvider, int maxFailures = 1)
+    {
+        ArgumentNullException.ThrowIfNull(self);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        ArgumentOutOfRangeException.ThrowIfLessThan(bucketSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxFailures, 1);
+        Self = self;
+        LocalId = KadId.FromPeer(self);
+        BucketSize = bucketSize;
+        _timeProvider = timeProvider;
+        _maxFailures = maxFailures;
+    }
+
+    public PeerId Self { get; }
+    public KadId LocalId { get; }
+    public int BucketSize { get; }
+
+    /// <summary>Raised outside the lock when a peer enters the table (added or promoted from a replacement cache).</summary>
+    public event Action<PeerId>? PeerAdded;
+
+    /// <summary>Raised outside the lock when a peer leaves the table.</summary>
+    public event Action<PeerId>? PeerRemoved;
+
+    public int Count
+    {
+        get
+        {
+            lock (_lock) return _index.Count;
+        }
+    }
+
+    public IReadOnlyList<PeerId> Peers
+    {
+        get
+        {
+            lock (_lock) return _index.Keys.ToArray();
+        }
+    }
+
+    public bool Contains(PeerId peer)
+    {
+        lock (_lock) return _index.ContainsKey(peer);
+    }
+
+    /// <summary>The bucket <paramref name="id"/> falls into (its common-prefix length with ours, at most 255).</summary>
+    public int BucketIndexOf(KadId id) => Math.Min(LocalId.CommonPrefixLength(id), KadId.Bits - 1);
+
+    /// <summary>Peers per bucket index, for tests and diagnostics.</summary>
+    public IReadOnlyDictionary<int, int> BucketSizes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                var sizes = new Dictionary<int, int>();
+                for (var i = 0; i < _buckets.Length; i++)
+                {
+                    if (_buckets[i] is { Peers.Count: > 0 } b) sizes[i] = b.Peers.Count;
+                }
+                return sizes;
+            }
+        }
+    }
+
+    public RoutingTableUpdate TryAdd(PeerId peer)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        if (peer == Self) return RoutingTableUpdate.Self;
+        var now = _timeProvider.GetTimestamp();
+        lock (_lock)
+        {
+            if (_index.TryGetValue(peer, out var existing))
+            {
+                existing.Failures = 0;
+                existing.LastSeen = now;
+                var bucket = _buckets[existing.Bucket]!;
+                bucket.Peers.Remove(existing);
+                bucket.Peers.Add(existing);
+                return RoutingTableUpdate.Refreshed;
+            }
+            var id = KadId.FromPeer(peer);
+            var index = BucketIndexOf(id);
+            var target = _buckets[index] ??= new Bucket();
+            if (target.Peers.Count >= BucketSize)
+            {
+                target.Queue(new Entry(peer, id, index) { LastSeen = now }, BucketSize);
+                return RoutingTableUpdate.Queued;
+            }
+            var entry = new Entry(peer, id, index) { LastSeen = now };
+            target.Peers.Add(entry);
+            _index[peer] = entry;
+        }
+        PeerAdded?.Invoke(peer);
+        return RoutingTableUpdate.Added;
+    }
+
+    /// <summary>
+    /// Counts a failed request to <paramref name="peer"/>; at the failure limit the peer is evicted and
+    /// a queued replacement, if any, takes its place. Returns true when the peer was evicted.
+    /// </summary>
+    public bool MarkFailed(PeerId peer)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        PeerId? promoted;
+        lock (_lock)
+        {
+            if (!_index.TryGetValue(peer, out var entry))
+            {
+                // A queued peer that fails is not worth promoting later.
+                foreach (var b in _buckets) b?.Replacements.RemoveAll(e => e.Peer == peer);
+                return false;
+            }
+            if (++entry.Failures < _maxFailures) return false;
+            promoted = RemoveLocked(entry);
+        }
+        PeerRemoved?.Invoke(peer);
+        if (promoted is not null) PeerAdded?.Invoke(promoted);
+        return true;
+    }
+
+    public bool Remove(PeerId peer)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        PeerId? promoted;
+        lock (_lock)
+        {
+            if (!_index.TryGetValue(peer, out var entry)) return false;
+            promoted = RemoveLocked(entry);
+        }
+        PeerRemoved?.Invoke(peer);
+        if (promoted is not null) PeerAdded?.Invoke(promoted);
+        return true;
+    }
+
+    /// <summary>Up to <paramref name="count"/> peers closest to <paramref name="target"/> by XOR distance, closest first.</summary>
+    public IReadOnlyList<PeerId> NearestPeers(KadId target, int count, PeerId? exclude = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (count == 0) return [];
+        Entry[] all;
+        lock (_lock)
+        {
+            if (_index.Count == 0) return [];
+            all = new Entry[_index.Count];
+            _index.Values.CopyTo(all, 0);
+        }
+        Array.Sort(all, (x, y) => target.CompareDistance(x.Id, y.Id));
+        var result = new List<PeerId>(Math.Min(count, all.Length));
+        foreach (var e in all)
+        {
+            if (result.Count == count) break;
+            if (exclude is not null && e.Peer == exclude) continue;
+            result.Add(e.Peer);
+        }
+        return result;
+    }
+
+    /// <summary>Indexes of buckets that hold at least one peer, for refresh.</summary>
+    public IReadOnlyList<int> NonEmptyBuckets()
+    {
+        lock (_lock)
+        {
+            var list = new List<int>();
+            for (var i = 0; i < _buckets.Length; i++)
+            {
+                if (_buckets[i] is { Peers.Count: > 0 }) list.Add(i);
+            }
+            return list;
+        }
+    }
+
+    private PeerId? RemoveLocked(Entry entry)
+    {
+        _index.Remove(entry.Peer);
+        var bucket = _buckets[entry.Bucket]!;
+        bucket.Peers.Remove(entry);
+        if (bucket.Replacements.Count == 0) return null;
+        // The most recently seen replacement is the likeliest to be alive.
+        var next = bucket.Replacements[^1];
+        bucket.Replacements.RemoveAt(bucket.Replacements.Count - 1);
+        next.Failures = 0;
+        bucket.Peers.Add(next);
+        _index[next.Peer] = next;
+        return next.Peer;
+    }
+
+    private sealed class Bucket
+    {
+        /// <summary>Least recently seen first.</summary>
+        public List<Entry> Peers { get; } = [];
+
+        /// <summary>Most recently seen last; bounded by the bucket size.</summary>
+        public List<Entry> Replacements { get; } = [];
+
+        public void Queue(Entry entry, int capacity)
+        {
+            var at = Replacements.FindIndex(e => e.Peer == entry.Peer);
+            if (at >= 0) Replacements.RemoveAt(at);
+            else if (Replacements.Count >= capacity) Replacements.RemoveAt(0);
+            Replacements.Add(entry);
+        }
+    }
+
+    private sealed class Entry(PeerId peer, KadId id, int bucket)
+    {
+        public PeerId Peer { get; } = peer;
+        public KadId Id { get; } = id;
+        public int Bucket { get; } = bucket;
+        public long LastSeen { get; set; }
+        public int Failures { get; set; }
+    }
+}

@@ -1,0 +1,127 @@
+using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.Tests.Integration.Dht;
+
+/// <summary>The DHT's timers (re-announce, expiry) on fake time, over the in-memory network.</summary>
+[TestFixture]
+[CancelAfter(30000)]
+public sealed class DhtFakeTimeTests
+{
+    private static readonly TimeSpan Ttl = TimeSpan.FromMinutes(10);
+    private readonly List<(P2PHost Host, KademliaDht Dht)> _nodes = [];
+    private FakeTimeProvider _time = null!;
+    private InMemoryNetwork _network = null!;
+
+    [SetUp]
+    public void Create()
+    {
+        _time = new FakeTimeProvider();
+        _network = new InMemoryNetwork(_time);
+    }
+
+    [TearDown]
+    public async Task StopAsync()
+    {
+        foreach (var (host, dht) in _nodes)
+        {
+            await dht.DisposeAsync();
+            await host.DisposeAsync();
+        }
+        _nodes.Clear();
+    }
+
+    private async Task<KademliaDht> StartNodeAsync(string name, CancellationToken ct)
+    {
+        var host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [_network.CreateTransport(name)], TimeProvider = _time });
+        await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
+        var dht = new KademliaDht(host, new KademliaDhtOptions
+        {
+            TimeProvider = _time,
+            ProviderRecordTtl = Ttl,
+            ReannounceInterval = TimeSpan.FromMinutes(4),
+            RefreshInterval = TimeSpan.FromHours(10),
+            QueryTimeout = TimeSpan.FromMinutes(1),
+            LookupTimeout = TimeSpan.FromMinutes(5),
+            BootstrapPeers = _nodes.Count == 0 ? [] : [_nodes[0].Host.AdvertisedAddresses[0]],
+            RandomSeed = 1,
+        });
+        _nodes.Add((host, dht));
+        await dht.StartAsync(ct);
+        return dht;
+    }
+
+    private async Task<IReadOnlyList<KademliaDht>> StartNetworkAsync(int count, CancellationToken ct)
+    {
+        var list = new List<KademliaDht>();
+        for (var i = 0; i < count; i++) list.Add(await StartNodeAsync($"n{i}", ct));
+        return list;
+    }
+
+    /// <summary>Moves fake time by the re-announce interval and waits until the round it triggers is done.</summary>
+    private async Task AdvanceThroughReannounceAsync(KademliaDht dht, CancellationToken ct)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnDone() => done.TrySetResult();
+        dht.ReannounceCompleted += OnDone;
+        await _time.AdvanceAsync(TimeSpan.FromMinutes(4), ct);
+        await done.Task.WaitAsync(ct);
+        dht.ReannounceCompleted -= OnDone;
+    }
+
+    [Test]
+    public async Task Announcement_OutlivesTtl_WhileReannounced(CancellationToken ct)
+    {
+        var dhts = await StartNetworkAsync(4, ct);
+        await dhts[1].AnnounceAsync("p2pinference/auth", ct);
+
+        for (var i = 0; i < 5; i++) await AdvanceThroughReannounceAsync(dhts[1], ct); // 20 min > TTL
+
+        var found = await dhts[3].LookupAsync("p2pinference/auth", ct);
+        Assert.That(found.Select(p => p.PeerId), Does.Contain(dhts[1].PeerId));
+    }
+
+    [Test]
+    public async Task Announcement_LapsesEverywhere_OneTtlAfterUnannounce(CancellationToken ct)
+    {
+        var dhts = await StartNetworkAsync(4, ct);
+        await dhts[1].AnnounceAsync("p2pinference/auth", ct);
+        Assert.That((await dhts[2].LookupAsync("p2pinference/auth", ct)).Select(p => p.PeerId), Does.Contain(dhts[1].PeerId));
+
+        await dhts[1].UnannounceAsync("p2pinference/auth", ct);
+        await _time.AdvanceAsync(Ttl, ct);
+
+        Assert.That(await dhts[2].LookupAsync("p2pinference/auth", ct), Is.Empty);
+        Assert.That(dhts.Select(d => d.Providers.KeyCount), Has.All.Zero, "the sweep removed the expired records");
+    }
+
+    [Test]
+    public async Task WaitUntilJoined_CompletesAfterBootstrap(CancellationToken ct)
+    {
+        var first = await StartNodeAsync("n0", ct);
+        var joining = first.WaitUntilJoinedAsync(ct);
+        Assert.That(joining.IsCompleted, Is.False, "alone, the first node has not joined");
+
+        var second = await StartNodeAsync("n1", ct);
+
+        await second.WaitUntilJoinedAsync(ct);
+        await joining;
+        Assert.That(second.RoutingTable.Contains(first.PeerId), Is.True);
+    }
+
+    [Test]
+    public async Task Dispose_UnannouncesAndUnregistersProtocol(CancellationToken ct)
+    {
+        var dhts = await StartNetworkAsync(2, ct);
+        await dhts[1].AnnounceAsync("p2pinference/gateway", ct);
+        var host = _nodes[1].Host;
+
+        await dhts[1].DisposeAsync();
+
+        Assert.That(dhts[1].Providers.KeyCount, Is.Zero);
+        Assert.That(host.Protocols, Does.Not.Contain(KademliaDhtOptions.DefaultProtocolId));
+    }
+}

@@ -1,0 +1,183 @@
+using Google.Protobuf;
+using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Dht.Proto;
+using P2PInference.Facilities.Identity;
+using P2PInference.TestKit;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.Tests.Unit.Dht;
+
+/// <summary>The iterative lookup against a simulated network of routing tables (no sockets, fake time).</summary>
+[TestFixture]
+[CancelAfter(10000)]
+public sealed class KadLookupTests
+{
+    private const int Peers = 200;
+    private static readonly Lazy<Dictionary<PeerId, RoutingTable>> Network = new(BuildNetwork);
+
+    private static Dictionary<PeerId, RoutingTable> BuildNetwork()
+    {
+        var time = new FakeTimeProvider();
+        var peers = DhtTestPeers.Take(Peers);
+        var tables = new Dictionary<PeerId, RoutingTable>();
+        foreach (var p in peers)
+        {
+            var table = new RoutingTable(p, 20, time);
+            foreach (var other in peers) table.TryAdd(other);
+            tables[p] = table;
+        }
+        return tables;
+    }
+
+    private static Message Answer(PeerId peer, KadId target)
+    {
+        var reply = new Message { Type = Message.Types.MessageType.FindNode };
+        foreach (var p in Network.Value[peer].NearestPeers(target, 20))
+            reply.CloserPeers.Add(new Message.Types.Peer { Id = ByteString.CopyFrom(p.Bytes) });
+        return reply;
+    }
+
+    private static IReadOnlyList<PeerId> TrueClosest(KadId target, PeerId self) =>
+        DhtTestPeers.Take(Peers).Where(p => p != self)
+            .OrderBy(p => KadId.FromPeer(p), Comparer<KadId>.Create(target.CompareDistance)).Take(20).ToArray();
+
+    private static KadLookup NewLookup(KadId target, PeerId self, KademliaDhtOptions options,
+        Func<PeerId, CancellationToken, Task<Message>> request, Func<PeerId, Message, int, bool>? onResponse = null,
+        List<(PeerId, bool)>? outcomes = null) =>
+        new(target, self, options, request, onResponse ?? ((_, _, _) => false), (p, ok) => outcomes?.Add((p, ok)), _ => { });
+
+    private static IEnumerable<PeerId> Seeds(PeerId self, KadId target) => Network.Value[self].NearestPeers(target, 20);
+
+    [Test]
+    public async Task Lookup_ConvergesOnTheTrueKClosest(CancellationToken ct)
+    {
+        var random = TestSeed.CreateRandom();
+        var options = new KademliaDhtOptions { TimeProvider = new FakeTimeProvider() };
+        for (var i = 0; i < 10; i++)
+        {
+            var self = DhtTestPeers.Get(random.Next(Peers));
+            var target = KadId.Random(random);
+            var lookup = NewLookup(target, self, options, (p, _) => Task.FromResult(Answer(p, target)));
+
+            var result = await lookup.RunAsync(Seeds(self, target), ct);
+
+            Assert.That(result.ClosestPeers, Is.EqualTo(TrueClosest(target, self)));
+            Assert.That(result.Stats.Failures, Is.Zero);
+            Assert.That(result.Stats.Hops, Is.GreaterThanOrEqualTo(1));
+            // Requests still in flight at convergence are abandoned, not counted as answers.
+            Assert.That(result.Stats.Responses, Is.LessThanOrEqualTo(result.Stats.RequestsSent));
+            Assert.That(result.Stats.TimedOut, Is.False);
+        }
+    }
+
+    [Test]
+    public async Task Lookup_SkipsFailingPeers_AndReportsThem(CancellationToken ct)
+    {
+        var random = TestSeed.CreateRandom();
+        var dead = DhtTestPeers.Take(Peers).Where((_, i) => i % 3 == 1).ToHashSet();
+        var self = DhtTestPeers.Get(0);
+        var target = KadId.Random(random);
+        var outcomes = new List<(PeerId, bool)>();
+        var lookup = NewLookup(target, self, new KademliaDhtOptions { TimeProvider = new FakeTimeProvider() },
+            (p, _) => dead.Contains(p) ? Task.FromException<Message>(new IOException("refused")) : Task.FromResult(Answer(p, target)),
+            outcomes: outcomes);
+
+        var result = await lookup.RunAsync(Seeds(self, target), ct);
+
+        // Tables still list the dead, so the live peers among the true k closest are what can be found.
+        Assert.That(result.ClosestPeers, Is.SupersetOf(TrueClosest(target, self).Except(dead)));
+        Assert.That(result.ClosestPeers, Has.None.Matches<PeerId>(dead.Contains));
+        Assert.That(result.Stats.Failures, Is.GreaterThan(0));
+        Assert.That(outcomes.Where(o => !o.Item2).Select(o => o.Item1), Is.SubsetOf(dead));
+    }
+
+    [Test]
+    public async Task Lookup_TimesOutSilentPeers_AndContinuesWithOthers(CancellationToken ct)
+    {
+        var time = new FakeTimeProvider();
+        var silent = DhtTestPeers.Take(Peers).Where((_, i) => i % 4 == 2).ToHashSet();
+        var self = DhtTestPeers.Get(0);
+        var target = KadId.FromKey("silent"u8);
+        var options = new KademliaDhtOptions { TimeProvider = time, QueryTimeout = TimeSpan.FromSeconds(2), LookupTimeout = TimeSpan.FromMinutes(5) };
+        var lookup = NewLookup(target, self, options, async (p, token) =>
+        {
+            if (silent.Contains(p)) await Task.Delay(Timeout.InfiniteTimeSpan, time, token);
+            return Answer(p, target);
+        });
+
+        var run = lookup.RunAsync(Seeds(self, target), ct);
+        for (var i = 0; i < 100 && !run.IsCompleted; i++) await time.AdvanceAsync(TimeSpan.FromSeconds(1), ct);
+
+        var result = await run;
+        Assert.That(result.ClosestPeers, Is.SupersetOf(TrueClosest(target, self).Except(silent)));
+        Assert.That(result.ClosestPeers, Has.None.Matches<PeerId>(silent.Contains));
+        Assert.That(result.Stats.TimedOut, Is.False);
+        Assert.That(result.Stats.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromSeconds(2)));
+    }
+
+    [Test]
+    public async Task Lookup_EndsAtOverallDeadline_WithWhatItHas(CancellationToken ct)
+    {
+        var time = new FakeTimeProvider();
+        var self = DhtTestPeers.Get(0);
+        var target = KadId.FromKey("never"u8);
+        var options = new KademliaDhtOptions { TimeProvider = time, QueryTimeout = TimeSpan.FromMinutes(1), LookupTimeout = TimeSpan.FromSeconds(10) };
+        var lookup = NewLookup(target, self, options, async (_, token) =>
+        {
+            await Task.Delay(Timeout.InfiniteTimeSpan, time, token);
+            throw new InvalidOperationException("unreachable");
+        });
+
+        var run = lookup.RunAsync(Seeds(self, target), ct);
+        await time.AdvanceAsync(TimeSpan.FromSeconds(10), ct);
+
+        var result = await run;
+        Assert.That(result.Stats.TimedOut, Is.True);
+        Assert.That(result.ClosestPeers, Is.Empty);
+        Assert.That(result.Stats.RequestsSent, Is.EqualTo(options.Alpha));
+    }
+
+    [Test]
+    public async Task Lookup_StopsEarly_WhenHandlerHasWhatItWants(CancellationToken ct)
+    {
+        var self = DhtTestPeers.Get(0);
+        var target = KadId.FromKey("early"u8);
+        var options = new KademliaDhtOptions { TimeProvider = new FakeTimeProvider(), Alpha = 1 };
+        var lookup = NewLookup(target, self, options, (p, _) => Task.FromResult(Answer(p, target)), (_, _, _) => true);
+
+        var result = await lookup.RunAsync(Seeds(self, target), ct);
+
+        Assert.That(result.Stats.RequestsSent, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task Lookup_WithNoSeeds_EndsAtOnce(CancellationToken ct)
+    {
+        var lookup = NewLookup(KadId.FromKey("x"u8), DhtTestPeers.Get(0), new KademliaDhtOptions { TimeProvider = new FakeTimeProvider() },
+            (_, _) => throw new InvalidOperationException("no peer to ask"));
+
+        var result = await lookup.RunAsync([], ct);
+
+        Assert.That(result.ClosestPeers, Is.Empty);
+        Assert.That(result.Stats.RequestsSent, Is.Zero);
+    }
+
+    [Test]
+    public void Lookup_Throws_WhenCallerCancels()
+    {
+        var time = new FakeTimeProvider();
+        var self = DhtTestPeers.Get(0);
+        var target = KadId.FromKey("cancel"u8);
+        using var cts = new CancellationTokenSource();
+        var lookup = NewLookup(target, self, new KademliaDhtOptions { TimeProvider = time }, async (_, token) =>
+        {
+            await Task.Delay(Timeout.InfiniteTimeSpan, time, token);
+            throw new InvalidOperationException("unreachable");
+        });
+
+        var run = lookup.RunAsync(Seeds(self, target), cts.Token);
+        cts.Cancel();
+
+        Assert.That(async () => await run, Throws.InstanceOf<OperationCanceledException>());
+    }
+}

@@ -1,0 +1,187 @@
+using Google.Protobuf;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Dht.Proto;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.Tests.Unit.Dht;
+
+[TestFixture]
+public sealed class KadRequestHandlerTests
+{
+    private static readonly byte[] Key = P2PInference.Facilities.Discovery.TopicKey.For("topic");
+    private P2PHost _host = null!;
+    private KademliaDhtOptions _options = null!;
+    private RoutingTable _table = null!;
+    private ProviderStore _providers = null!;
+    private RecordStore _records = null!;
+    private KadRequestHandler _handler = null!;
+
+    [SetUp]
+    public void Create()
+    {
+        var time = new FakeTimeProvider();
+        _host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new InMemoryNetwork(time).CreateTransport("me")], TimeProvider = time });
+        _options = new KademliaDhtOptions { TimeProvider = time, MaxProvidersPerKey = 5, MaxRecordSize = 16 };
+        _table = new RoutingTable(_host.PeerId, _options.K, time);
+        _providers = new ProviderStore(time, _options.ProviderRecordTtl, _options.MaxProviderKeys, _options.MaxProvidersPerKey);
+        _records = new RecordStore(time, _options.RecordTtl, _options.MaxRecords, _options.MaxRecordSize);
+        _handler = new KadRequestHandler(_host, _options, _table, _providers, _records, _ => { });
+    }
+
+    [TearDown]
+    public async Task DisposeAsync() => await _host.DisposeAsync();
+
+    private static Message AddProvider(PeerId provider, params Multiaddress[] addrs)
+    {
+        var m = new Message { Type = Message.Types.MessageType.AddProvider, Key = ByteString.CopyFrom(Key) };
+        m.ProviderPeers.Add(KadMessageCodec.FromPeer(provider, addrs, connected: true));
+        return m;
+    }
+
+    private void AddToTable(int count)
+    {
+        foreach (var (peer, i) in DhtTestPeers.Take(count).Select((p, i) => (p, i)))
+        {
+            _table.TryAdd(peer);
+            _host.PeerStore.AddAddresses(peer, [Multiaddress.Parse($"/ip4/10.0.0.{i % 250 + 1}/tcp/4001")]);
+        }
+    }
+
+    [Test]
+    public void AddProvider_StoresSender_WithItsAddresses_AndHasNoReply()
+    {
+        var sender = DhtTestPeers.Get(1);
+        var reply = _handler.Handle(sender, AddProvider(sender, Multiaddress.Parse("/ip4/10.1.1.1/tcp/1")));
+
+        Assert.That(reply, Is.Null);
+        var stored = _providers.Get(Key);
+        Assert.That(stored.Select(r => r.Provider), Is.EqualTo(new[] { sender }));
+        Assert.That(stored[0].Addresses, Is.EqualTo(new[] { Multiaddress.Parse("/ip4/10.1.1.1/tcp/1") }));
+    }
+
+    [Test]
+    public void AddProvider_NamingAnotherPeer_IsIgnored()
+    {
+        _handler.Handle(DhtTestPeers.Get(1), AddProvider(DhtTestPeers.Get(2)));
+
+        Assert.That(_providers.Get(Key), Is.Empty);
+    }
+
+    [Test]
+    public void AddProvider_FloodForOneKey_IsCappedPerKey()
+    {
+        foreach (var sender in DhtTestPeers.Take(60))
+        {
+            for (var i = 0; i < 10; i++) _handler.Handle(sender, AddProvider(sender));
+        }
+
+        Assert.That(_providers.Get(Key), Has.Count.EqualTo(_options.MaxProvidersPerKey));
+        Assert.That(_providers.KeyCount, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void AddProvider_WithoutKey_IsProtocolError()
+    {
+        var m = AddProvider(DhtTestPeers.Get(1));
+        m.Key = ByteString.Empty;
+        Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), m));
+    }
+
+    [Test]
+    public void FindNode_ReturnsKClosestWithAddresses_WithoutTheRequester()
+    {
+        AddToTable(100);
+        var requester = DhtTestPeers.Get(0);
+        var target = DhtTestPeers.Get(150);
+
+        var reply = _handler.Handle(requester, new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(target.Bytes) })!;
+
+        var ids = reply.CloserPeers.Select(p => PeerId.FromBytes(p.Id.Span)).ToArray();
+        Assert.That(ids, Is.EqualTo(_table.NearestPeers(KadId.FromPeer(target), _options.K, exclude: requester)));
+        Assert.That(ids, Has.Length.EqualTo(_options.K).And.No.Member(requester));
+        Assert.That(reply.CloserPeers.Select(p => p.Addrs.Count), Has.All.EqualTo(1));
+    }
+
+    [Test]
+    public void FindNode_ForOurOwnId_ReturnsExactlyUs()
+    {
+        AddToTable(30);
+        var reply = _handler.Handle(DhtTestPeers.Get(0), new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(_host.PeerId.Bytes) })!;
+
+        Assert.That(reply.CloserPeers, Has.Count.EqualTo(1));
+        Assert.That(PeerId.FromBytes(reply.CloserPeers[0].Id.Span), Is.EqualTo(_host.PeerId));
+    }
+
+    [Test]
+    public void GetProviders_ReturnsStoredProviders_AndCloserPeers()
+    {
+        AddToTable(30);
+        var provider = DhtTestPeers.Get(200);
+        _handler.Handle(provider, AddProvider(provider, Multiaddress.Parse("/ip4/10.9.9.9/tcp/9")));
+
+        var reply = _handler.Handle(DhtTestPeers.Get(201), new Message { Type = Message.Types.MessageType.GetProviders, Key = ByteString.CopyFrom(Key) })!;
+
+        Assert.That(reply.Type, Is.EqualTo(Message.Types.MessageType.GetProviders));
+        var found = KadMessageCodec.ToPeer(reply.ProviderPeers.Single(), 8)!;
+        Assert.That(found.PeerId, Is.EqualTo(provider));
+        Assert.That(found.Addresses, Is.EqualTo(new[] { Multiaddress.Parse("/ip4/10.9.9.9/tcp/9") }));
+        Assert.That(reply.CloserPeers, Has.Count.EqualTo(_options.K));
+    }
+
+    [Test]
+    public void PutValue_StoresAndEchoes_ThenGetValueReturnsIt()
+    {
+        var put = new Message
+        {
+            Type = Message.Types.MessageType.PutValue,
+            Key = ByteString.CopyFromUtf8("/v/1"),
+            Record = new Record { Key = ByteString.CopyFromUtf8("/v/1"), Value = ByteString.CopyFromUtf8("hello") },
+        };
+
+        Assert.That(_handler.Handle(DhtTestPeers.Get(1), put), Is.EqualTo(put));
+        var reply = _handler.Handle(DhtTestPeers.Get(2), new Message { Type = Message.Types.MessageType.GetValue, Key = ByteString.CopyFromUtf8("/v/1") })!;
+
+        Assert.That(reply.Record.Value.ToStringUtf8(), Is.EqualTo("hello"));
+        Assert.That(reply.Record.TimeReceived, Does.StartWith("2000-01-01T"));
+    }
+
+    [Test]
+    public void PutValue_Oversized_OrWithMismatchedKey_OrWithoutRecord_IsProtocolError()
+    {
+        var big = new Message
+        {
+            Type = Message.Types.MessageType.PutValue,
+            Key = ByteString.CopyFromUtf8("k"),
+            Record = new Record { Key = ByteString.CopyFromUtf8("k"), Value = ByteString.CopyFrom(new byte[17]) },
+        };
+        var mismatched = new Message
+        {
+            Type = Message.Types.MessageType.PutValue,
+            Key = ByteString.CopyFromUtf8("k"),
+            Record = new Record { Key = ByteString.CopyFromUtf8("other"), Value = ByteString.CopyFromUtf8("v") },
+        };
+        var empty = new Message { Type = Message.Types.MessageType.PutValue, Key = ByteString.CopyFromUtf8("k") };
+
+        Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), big));
+        Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), mismatched));
+        Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), empty));
+        Assert.That(_records.Count, Is.Zero);
+    }
+
+    [Test]
+    public void Ping_IsAnswered()
+    {
+        var reply = _handler.Handle(DhtTestPeers.Get(1), new Message { Type = Message.Types.MessageType.Ping });
+        Assert.That(reply!.Type, Is.EqualTo(Message.Types.MessageType.Ping));
+    }
+
+    [Test]
+    public void UnknownType_IsProtocolError()
+    {
+        Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), new Message { Type = (Message.Types.MessageType)42 }));
+    }
+}

@@ -1,0 +1,99 @@
+using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Addressing;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.Tests.Unit.Dht;
+
+[TestFixture]
+public sealed class ProviderStoreTests
+{
+    private static readonly byte[] Key = "key-1"u8.ToArray();
+    private static readonly Multiaddress[] Addr = [Multiaddress.Parse("/ip4/10.0.0.1/tcp/4001")];
+
+    [Test]
+    public void Get_ReturnsProvider_UntilTtlPasses()
+    {
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), 100, 10);
+        store.Add(Key, DhtTestPeers.Get(1), Addr);
+
+        time.Advance(TimeSpan.FromMinutes(10) - TimeSpan.FromTicks(1));
+        Assert.That(store.Get(Key).Select(r => r.Provider), Is.EqualTo(new[] { DhtTestPeers.Get(1) }));
+        Assert.That(store.Get(Key)[0].Addresses, Is.EqualTo(Addr));
+
+        time.Advance(TimeSpan.FromTicks(1));
+        Assert.That(store.Get(Key), Is.Empty);
+        Assert.That(store.KeyCount, Is.Zero);
+    }
+
+    [Test]
+    public void Add_AgainExtendsExpiry()
+    {
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), 100, 10);
+        store.Add(Key, DhtTestPeers.Get(1), Addr);
+        time.Advance(TimeSpan.FromMinutes(6));
+        store.Add(Key, DhtTestPeers.Get(1), Addr);
+        time.Advance(TimeSpan.FromMinutes(6));
+
+        Assert.That(store.Get(Key), Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public void Add_RefusesNewProviders_PastPerKeyCap_ButRefreshesExisting()
+    {
+        var store = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 100, 5);
+        var accepted = DhtTestPeers.Take(50).Count(p => store.Add(Key, p, Addr));
+
+        Assert.That(accepted, Is.EqualTo(5));
+        Assert.That(store.Get(Key), Has.Count.EqualTo(5));
+        Assert.That(store.Add(Key, DhtTestPeers.Get(0), Addr), Is.True, "a stored provider may refresh");
+    }
+
+    [Test]
+    public void Add_AdmitsNewProvider_OnceAnOldOneExpired()
+    {
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), 100, 1);
+        store.Add(Key, DhtTestPeers.Get(1), Addr);
+        Assert.That(store.Add(Key, DhtTestPeers.Get(2), Addr), Is.False);
+
+        time.Advance(TimeSpan.FromMinutes(10));
+
+        Assert.That(store.Add(Key, DhtTestPeers.Get(2), Addr), Is.True);
+    }
+
+    [Test]
+    public void Add_RefusesNewKeys_PastKeyCap()
+    {
+        var store = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 3, 10);
+        var accepted = Enumerable.Range(0, 10).Count(i => store.Add([(byte)i], DhtTestPeers.Get(1), Addr));
+
+        Assert.That(accepted, Is.EqualTo(3));
+        Assert.That(store.KeyCount, Is.EqualTo(3));
+    }
+
+    [Test]
+    public void Sweep_DropsExpiredRecordsAcrossKeys()
+    {
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), 100, 10);
+        for (var i = 0; i < 5; i++) store.Add([(byte)i], DhtTestPeers.Get(1), Addr);
+        store.Add([9], DhtTestPeers.Get(2), Addr, TimeSpan.FromHours(1));
+        time.Advance(TimeSpan.FromMinutes(11));
+
+        Assert.That(store.Sweep(), Is.EqualTo(5));
+        Assert.That(store.KeyCount, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void Remove_DropsOnlyThatProvider()
+    {
+        var store = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 100, 10);
+        store.Add(Key, DhtTestPeers.Get(1), Addr);
+        store.Add(Key, DhtTestPeers.Get(2), Addr);
+
+        Assert.That(store.Remove(Key, DhtTestPeers.Get(1)), Is.True);
+        Assert.That(store.Get(Key).Select(r => r.Provider), Is.EqualTo(new[] { DhtTestPeers.Get(2) }));
+    }
+}

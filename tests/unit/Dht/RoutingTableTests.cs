@@ -1,0 +1,106 @@
+using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Identity;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.Tests.Unit.Dht;
+
+[TestFixture]
+public sealed class RoutingTableTests
+{
+    private static readonly PeerId Self = DhtTestPeers.Get(0);
+
+    private static RoutingTable NewTable(int k = 20, int maxFailures = 1) => new(Self, k, new FakeTimeProvider(), maxFailures);
+
+    [Test]
+    public void TryAdd_RefusesSelf()
+    {
+        var table = NewTable();
+        Assert.That(table.TryAdd(Self), Is.EqualTo(RoutingTableUpdate.Self));
+        Assert.That(table.Count, Is.Zero);
+    }
+
+    [Test]
+    public void TryAdd_PutsPeerInBucketOfItsCommonPrefixLength()
+    {
+        var table = NewTable();
+        foreach (var peer in DhtTestPeers.Take(100).Skip(1)) table.TryAdd(peer);
+
+        var expected = DhtTestPeers.Take(100).Skip(1)
+            .GroupBy(p => table.BucketIndexOf(KadId.FromPeer(p)))
+            .ToDictionary(g => g.Key, g => Math.Min(g.Count(), 20));
+        Assert.That(table.BucketSizes, Is.EquivalentTo(expected));
+        // Half the key space is bucket 0: with random ids it is the fullest.
+        Assert.That(table.BucketSizes[0], Is.EqualTo(table.BucketSizes.Values.Max()));
+    }
+
+    [Test]
+    public void TryAdd_QueuesPeer_WhenBucketFull()
+    {
+        var table = NewTable(k: 2);
+        var bucket0 = DhtTestPeers.Take(200).Skip(1).Where(p => table.BucketIndexOf(KadId.FromPeer(p)) == 0).Take(3).ToArray();
+
+        Assert.That(table.TryAdd(bucket0[0]), Is.EqualTo(RoutingTableUpdate.Added));
+        Assert.That(table.TryAdd(bucket0[1]), Is.EqualTo(RoutingTableUpdate.Added));
+        Assert.That(table.TryAdd(bucket0[2]), Is.EqualTo(RoutingTableUpdate.Queued));
+        Assert.That(table.TryAdd(bucket0[0]), Is.EqualTo(RoutingTableUpdate.Refreshed));
+        Assert.That(table.Contains(bucket0[2]), Is.False);
+        Assert.That(table.Count, Is.EqualTo(2));
+    }
+
+    [Test]
+    public void MarkFailed_EvictsStalePeer_AndPromotesReplacement()
+    {
+        var table = NewTable(k: 2);
+        var bucket0 = DhtTestPeers.Take(200).Skip(1).Where(p => table.BucketIndexOf(KadId.FromPeer(p)) == 0).Take(3).ToArray();
+        foreach (var p in bucket0) table.TryAdd(p);
+        var removed = new List<PeerId>();
+        table.PeerRemoved += removed.Add;
+
+        Assert.That(table.MarkFailed(bucket0[0]), Is.True);
+
+        Assert.That(removed, Is.EqualTo(new[] { bucket0[0] }));
+        Assert.That(table.Peers, Is.EquivalentTo(new[] { bucket0[1], bucket0[2] }));
+    }
+
+    [Test]
+    public void MarkFailed_KeepsPeer_UntilFailureLimit()
+    {
+        var table = NewTable(maxFailures: 3);
+        var peer = DhtTestPeers.Get(5);
+        table.TryAdd(peer);
+
+        table.MarkFailed(peer);
+        table.MarkFailed(peer);
+        Assert.That(table.Contains(peer), Is.True);
+        table.TryAdd(peer); // an answer forgives earlier failures
+        table.MarkFailed(peer);
+        table.MarkFailed(peer);
+        Assert.That(table.Contains(peer), Is.True);
+        Assert.That(table.MarkFailed(peer), Is.True);
+        Assert.That(table.Contains(peer), Is.False);
+    }
+
+    [Test]
+    public void NearestPeers_ReturnsClosestByXor_InOrder()
+    {
+        var table = NewTable(k: 200);
+        var peers = DhtTestPeers.Take(150).Skip(1).ToArray();
+        foreach (var p in peers) table.TryAdd(p);
+        var target = KadId.FromKey("some content key"u8);
+
+        var nearest = table.NearestPeers(target, 10);
+
+        var expected = peers.OrderBy(p => KadId.FromPeer(p), Comparer<KadId>.Create(target.CompareDistance)).Take(10);
+        Assert.That(nearest, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void Count_IsCapped_ByBucketSizeTimesBuckets()
+    {
+        var table = NewTable(k: 3);
+        foreach (var p in DhtTestPeers.Take(300).Skip(1)) table.TryAdd(p);
+
+        Assert.That(table.BucketSizes.Values, Has.All.LessThanOrEqualTo(3));
+        Assert.That(table.Count, Is.LessThan(30));
+    }
+}
