@@ -8,7 +8,7 @@ internal static class CliErrors
 {
     public const int Failure = 1;
 
-    public static async Task<int> RunAsync(TextWriter error, Func<Task<int>> action)
+    public static async Task<int> RunAsync(TextWriter error, Func<Task<int>> action, int failureCode = Failure)
     {
         try
         {
@@ -17,7 +17,7 @@ internal static class CliErrors
         catch (Exception e) when (Describe(e) is { } message)
         {
             await error.WriteLineAsync("error: " + message).ConfigureAwait(false);
-            return Failure;
+            return failureCode;
         }
     }
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Workers.Cli;
@@ -19,7 +20,11 @@ internal static class NodeCommand
         };
         var keyFile = CliOptions.KeyFile();
         var json = CliOptions.Json();
-        var command = new Command("node", "Run a node (identify and ping) until interrupted") { listen, keyFile, json };
+        var dht = new DhtOptions();
+        var provide = new Option<string[]>("--provide") { Description = "Topic to announce in the DHT and keep re-announcing (repeatable)" };
+        var client = new Option<bool>("--dht-client") { Description = "Run the DHT in client mode (query others, serve no one)" };
+        var command = new Command("node", "Run a node (identify, ping, Kademlia DHT) until interrupted") { listen, keyFile, json, provide, client };
+        dht.AddTo(command);
         command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
         {
             var addresses = (result.GetValue(listen) is { Length: > 0 } given ? given : [DefaultListen])
@@ -29,6 +34,10 @@ internal static class NodeCommand
             using var logging = CliNode.CreateLoggerFactory(LogLevel.Warning);
             await using var host = CliNode.CreateHost(identity, logging);
             await host.StartAsync(addresses, ct).ConfigureAwait(false);
+            await using var kademlia = new KademliaDht(host, dht.Create(result, result.GetValue(client) ? DhtMode.Client : DhtMode.Server));
+            await kademlia.StartAsync(ct).ConfigureAwait(false);
+            foreach (var topic in result.GetValue(provide) ?? [])
+                await kademlia.AnnounceAsync(topic, ct).ConfigureAwait(false);
             var advertised = host.AdvertisedAddresses.Select(a => a.ToString()).ToArray();
             if (result.GetValue(json))
                 await output.WriteLineAsync(JsonSerializer.Serialize(new { peerId = host.PeerId.ToString(), addrs = advertised })).ConfigureAwait(false);
