@@ -34,7 +34,14 @@ public sealed class BuiltinEngine : IInferenceEngine
         if (errors.Count > 0) throw new EngineConfigurationException(errors);
 
         var corpus = LoadCorpus(options);
-        _model = NGramModel.Train(corpus, models.Max(m => m.Order));
+        try
+        {
+            _model = NGramModel.Train(corpus, models.Max(m => m.Order));
+        }
+        catch (InvalidDataException e)
+        {
+            throw new EngineConfigurationException([$"The builtin engine's corpus is unusable: {e.Message}"], e);
+        }
         _models = models.ToDictionary(
             m => m.Name,
             m => (new ModelInfo(m.Name, m.Description, m.ContextLength, m.MaxOutputTokens), m.Order),
