@@ -1,0 +1,7 @@
+namespace P2PInference.Workers.Processor.Engines;
+
+/// <summary>
+/// One streamed piece of generated text. <paramref name="Index"/> counts the pieces of one
+/// generation from 0. <paramref name="FinishReason"/> is set on the last piece only.
+/// </summary>
+public sealed record GeneratedToken(int Index, string Text, FinishReason? FinishReason = null);
