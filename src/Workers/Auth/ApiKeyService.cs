@@ -1,0 +1,265 @@
+using System.Security.Cryptography;
+using System.Text;
+using Google.Protobuf;
+using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Store;
+using P2PInference.Workers.Contracts.Auth;
+
+namespace P2PInference.Workers.Auth;
+
+/// <summary>
+/// API keys: <c>p2pi_</c> followed by 32 random bytes in Base58. The key is returned once, at
+/// creation; the store keeps only its SHA-256 hash, its last four characters, a name, the times
+/// and the revoked flag.
+/// </summary>
+/// <remarks>
+/// <para><b>Why a fast hash is enough.</b> A slow, salted hash (PBKDF2, as for passwords) exists to
+/// make guessing low-entropy secrets expensive. An API key carries 256 bits from the CSPRNG: even
+/// with the hashes in hand nobody can enumerate candidates, so SHA-256's preimage resistance already
+/// protects it, and a single unsalted hash lets <see cref="FindActiveAsync"/> find the key by
+/// direct lookup instead of trying every stored record. Looking up by hash also leaks nothing
+/// through timing: a timing difference could reveal only bits of a hash, not of a key.</para>
+/// <para><b>Layout.</b> <c>api-keys/&lt;key id&gt;</c> holds the <see cref="ApiKeyRecord"/>;
+/// <c>user-api-keys/&lt;user id&gt;/&lt;key id&gt;</c> lists a user's keys; <c>api-key-hashes/&lt;hex
+/// SHA-256&gt;</c> names the key id. They are written in that order and the hash entry, which makes the
+/// key usable, comes last: a crash part-way leaves at most a listed key that never validates (its
+/// secret was never shown), never a usable key its owner cannot see or revoke.</para>
+/// </remarks>
+public sealed class ApiKeyService
+{
+    public const string Prefix = "p2pi_";
+
+    /// <summary>The longest API key we accept as input; ours are 48 or 49 characters.</summary>
+    public const int MaxKeyLength = 64;
+
+    public const int MaxNameLength = 64;
+
+    private const int SecretBytes = 32;
+    private const string KeyIdPrefix = "key_";
+
+    private readonly IKeyValueStore _records;
+    private readonly IKeyValueStore _byUser;
+    private readonly IKeyValueStore _byHash;
+    private readonly TimeProvider _time;
+    private readonly int _maxKeysPerUser;
+
+    public ApiKeyService(IKeyValueStore store, TimeProvider timeProvider, int maxKeysPerUser = 100)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxKeysPerUser, 1);
+        _records = store.SubStore("api-keys");
+        _byUser = store.SubStore("user-api-keys");
+        _byHash = store.SubStore("api-key-hashes");
+        _time = timeProvider;
+        _maxKeysPerUser = maxKeysPerUser;
+    }
+
+    /// <summary>A new key from the CSPRNG (secrets are the exception to seeded randomness).</summary>
+    public static string GenerateKey()
+    {
+        Span<byte> secret = stackalloc byte[SecretBytes];
+        RandomNumberGenerator.Fill(secret);
+        var key = Prefix + Base58.Encode(secret);
+        CryptographicOperations.ZeroMemory(secret);
+        return key;
+    }
+
+    /// <summary>True when <paramref name="apiKey"/> has the shape of one of our keys (nothing about whether it exists).</summary>
+    public static bool IsWellFormed(string? apiKey)
+    {
+        if (apiKey is null || apiKey.Length > MaxKeyLength || !apiKey.StartsWith(Prefix, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var body = apiKey.AsSpan(Prefix.Length);
+        if (body.Length is < 32 or > 48)
+        {
+            return false;
+        }
+
+        foreach (var c in body)
+        {
+            // The Base58 alphabet: ASCII letters and digits without 0, O, I and l.
+            if (!char.IsAsciiLetterOrDigit(c) || c is '0' or 'O' or 'I' or 'l')
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>SHA-256 of the key's (ASCII) text: what the store keeps instead of the key.</summary>
+    public static byte[] HashKey(string apiKey)
+    {
+        ArgumentNullException.ThrowIfNull(apiKey);
+        return SHA256.HashData(Encoding.UTF8.GetBytes(apiKey));
+    }
+
+    /// <summary>True when <paramref name="keyId"/> has the shape of a key id.</summary>
+    public static bool IsWellFormedKeyId(string? keyId) =>
+        keyId is { Length: 36 } && keyId.StartsWith(KeyIdPrefix, StringComparison.Ordinal) && keyId.AsSpan(KeyIdPrefix.Length).ContainsAnyExcept("0123456789abcdef") is false;
+
+    /// <summary>Creates a key for <paramref name="userId"/>. The returned secret is not stored anywhere.</summary>
+    /// <exception cref="AuthException">InvalidArgument for a bad name; ResourceExhausted when the user has <c>maxKeysPerUser</c> keys.</exception>
+    public async Task<(ApiKeyRecord Record, string ApiKey)> CreateAsync(string userId, string? name, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(userId);
+        var error = CheckName(name);
+        if (error is not null)
+        {
+            throw AuthException.InvalidArgument(error);
+        }
+
+        var existing = 0;
+        await foreach (var _ in _byUser.ScanAsync(userId + "/", cancellationToken).ConfigureAwait(false))
+        {
+            existing++;
+        }
+
+        if (existing >= _maxKeysPerUser)
+        {
+            throw new AuthException(AuthErrorCode.ResourceExhausted, $"a user may hold at most {_maxKeysPerUser} API keys");
+        }
+
+        var apiKey = GenerateKey();
+        var hash = HashKey(apiKey);
+        var record = new ApiKeyRecord
+        {
+            KeyId = NewKeyId(),
+            UserId = userId,
+            Name = name!,
+            KeyHash = ByteString.CopyFrom(hash),
+            Last4 = apiKey[^4..],
+            CreatedAtUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds(),
+        };
+        await _records.PutMessageAsync(record.KeyId, record, cancellationToken).ConfigureAwait(false);
+        await _byUser.PutAsync(UserIndexKey(userId, record.KeyId), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken).ConfigureAwait(false);
+        await _byHash.PutAsync(Convert.ToHexStringLower(hash), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken).ConfigureAwait(false);
+        return (record, apiKey);
+    }
+
+    /// <summary>The user's keys, revoked ones included, oldest first. Records hold hashes, never keys.</summary>
+    public async Task<IReadOnlyList<ApiKeyRecord>> ListAsync(string userId, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(userId);
+        var keys = new List<ApiKeyRecord>();
+        await foreach (var entry in _byUser.ScanAsync(userId + "/", cancellationToken).ConfigureAwait(false))
+        {
+            var record = await _records.GetMessageAsync(entry.Key[(userId.Length + 1)..], ApiKeyRecord.Parser, cancellationToken).ConfigureAwait(false);
+            if (record is not null && record.UserId == userId)
+            {
+                keys.Add(record);
+            }
+        }
+
+        return keys.OrderBy(k => k.CreatedAtUnixMs).ThenBy(k => k.KeyId, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>Revokes <paramref name="keyId"/> if <paramref name="userId"/> owns it; false when it already was revoked.</summary>
+    /// <exception cref="AuthException">InvalidArgument for a malformed id, NotFound for an unknown key, PermissionDenied for another user's key.</exception>
+    public async Task<bool> RevokeAsync(string userId, string? keyId, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(userId);
+        if (string.IsNullOrEmpty(keyId))
+        {
+            throw AuthException.InvalidArgument("key_id is required");
+        }
+
+        if (!IsWellFormedKeyId(keyId))
+        {
+            throw AuthException.InvalidArgument("key_id is malformed");
+        }
+
+        // Another writer (a concurrent revoke) can only set the same flag, so this loop ends.
+        while (true)
+        {
+            var raw = await _records.GetAsync(keyId, cancellationToken).ConfigureAwait(false)
+                ?? throw new AuthException(AuthErrorCode.NotFound, "no such API key");
+            var record = ParseRecord(keyId, raw);
+            if (record.UserId != userId)
+            {
+                throw new AuthException(AuthErrorCode.PermissionDenied, "the API key belongs to another user");
+            }
+
+            if (record.Revoked)
+            {
+                return false;
+            }
+
+            var revoked = record.Clone();
+            revoked.Revoked = true;
+            revoked.RevokedAtUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            if (await _records.CompareAndSwapAsync(keyId, raw, revoked.ToByteArray(), cancellationToken).ConfigureAwait(false))
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>The record of an active key.</summary>
+    /// <exception cref="AuthException">Unauthenticated: malformed, unknown or revoked.</exception>
+    public async Task<ApiKeyRecord> FindActiveAsync(string? apiKey, CancellationToken cancellationToken)
+    {
+        if (!IsWellFormed(apiKey))
+        {
+            throw AuthException.Unauthenticated("API key is malformed");
+        }
+
+        var hash = HashKey(apiKey!);
+        var keyId = await _byHash.GetAsync(Convert.ToHexStringLower(hash), cancellationToken).ConfigureAwait(false)
+            ?? throw AuthException.Unauthenticated("API key is not valid");
+        var id = Encoding.ASCII.GetString(keyId);
+        var record = await _records.GetMessageAsync(id, ApiKeyRecord.Parser, cancellationToken).ConfigureAwait(false);
+        if (record is null || !CryptographicOperations.FixedTimeEquals(record.KeyHash.Span, hash))
+        {
+            throw AuthException.Unauthenticated("API key is not valid");
+        }
+
+        return record.Revoked ? throw AuthException.Unauthenticated("API key has been revoked") : record;
+    }
+
+    /// <summary>Null when <paramref name="name"/> is an acceptable key name, otherwise why not.</summary>
+    public static string? CheckName(string? name)
+    {
+        if (string.IsNullOrWhiteSpace(name))
+        {
+            return "name is required";
+        }
+
+        if (name.Length > MaxNameLength)
+        {
+            return $"name is longer than {MaxNameLength} characters";
+        }
+
+        if (name.Any(char.IsControl) || !PasswordPolicy.IsEncodable(name))
+        {
+            return "name must be printable text";
+        }
+
+        return null;
+    }
+
+    private static ApiKeyRecord ParseRecord(string keyId, byte[] raw)
+    {
+        try
+        {
+            return ApiKeyRecord.Parser.ParseFrom(raw);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new StoreException($"The value under key '{keyId}' is not a valid ApiKeyRecord: {e.Message}", inner: e);
+        }
+    }
+
+    private static string NewKeyId()
+    {
+        Span<byte> id = stackalloc byte[16];
+        RandomNumberGenerator.Fill(id);
+        return KeyIdPrefix + Convert.ToHexStringLower(id);
+    }
+
+    private static string UserIndexKey(string userId, string keyId) => userId + "/" + keyId;
+}

@@ -1,0 +1,252 @@
+using System.Security.Cryptography;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Store;
+using P2PInference.Workers.Contracts.Auth;
+
+namespace P2PInference.Workers.Auth;
+
+/// <summary>
+/// The Auth worker's domain logic: accounts, logins, API keys and credential validation, over a
+/// durable <see cref="IKeyValueStore"/>. Each method takes the contract's request and returns its
+/// response, so an RPC handler is one line; a refusal is an <see cref="AuthException"/> whose code
+/// names the RPC status.
+/// </summary>
+/// <remarks>
+/// Every request is checked in full (presence, size, policy) before the store is touched, and a
+/// refused request changes nothing stored. Replies are sent only after the writes behind them are
+/// durable (the store's contract), so a registered user or a created key survives a crash.
+/// </remarks>
+public sealed class AuthService
+{
+    private const string BadLogin = "invalid email or password";
+
+    private readonly AuthOptions _options;
+    private readonly TimeProvider _time;
+    private readonly UserStore _users;
+    private readonly PasswordHasher _hasher;
+    private readonly JwtIssuer _issuer;
+    private readonly Lazy<string> _decoyHash;
+
+    public AuthService(IKeyValueStore store, KeyPair signingKey, AuthOptions options, TimeProvider timeProvider)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(signingKey);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        options.Validate();
+        _options = options;
+        _time = timeProvider;
+        _users = new UserStore(store);
+        _hasher = new PasswordHasher(options.PasswordIterations);
+        _issuer = new JwtIssuer(signingKey, options.Issuer, options.TokenLifetime, timeProvider);
+        TokenValidator = new JwtValidator(signingKey.PublicKey, options.Issuer, timeProvider, options.ClockSkew);
+        ApiKeys = new ApiKeyService(store, timeProvider, options.MaxApiKeysPerUser);
+        Throttle = new LoginThrottle(options.LoginThrottle, timeProvider);
+
+        // Logins for unknown emails verify against this, so they cost what a wrong password costs
+        // and response time does not tell which emails have accounts.
+        _decoyHash = new Lazy<string>(() => _hasher.Hash(Convert.ToBase64String(RandomNumberGenerator.GetBytes(16))));
+    }
+
+    /// <summary>The key that verifies this worker's tokens.</summary>
+    public PublicKey PublicKey => _issuer.PublicKey;
+
+    /// <summary>Validates tokens standalone (no store access): signature, issuer, times.</summary>
+    public JwtValidator TokenValidator { get; }
+
+    public ApiKeyService ApiKeys { get; }
+
+    public LoginThrottle Throttle { get; }
+
+    /// <exception cref="AuthException">InvalidArgument (email or password policy), AlreadyExists (email taken, in any letter case).</exception>
+    public async Task<RegisterResponse> RegisterAsync(RegisterRequest request, CancellationToken cancellationToken)
+    {
+        var email = NormalizeEmail(Require(request).Email);
+        var passwordError = PasswordPolicy.Check(request.Password, _options);
+        if (passwordError is not null)
+        {
+            throw AuthException.InvalidArgument(passwordError);
+        }
+
+        // The common duplicate is refused without writing anything; the compare-and-swap below
+        // settles the race between concurrent registrations.
+        if (await _users.FindByEmailAsync(email, cancellationToken).ConfigureAwait(false) is not null)
+        {
+            throw AlreadyRegistered();
+        }
+
+        var user = new UserRecord
+        {
+            UserId = NewUserId(),
+            Email = email,
+            PasswordHash = _hasher.Hash(request.Password),
+            CreatedAtUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds(),
+        };
+        if (!await _users.TryCreateAsync(user, cancellationToken).ConfigureAwait(false))
+        {
+            throw AlreadyRegistered();
+        }
+
+        return new RegisterResponse { UserId = user.UserId, Email = email };
+    }
+
+    /// <exception cref="AuthException">
+    /// InvalidArgument (malformed request), Unauthenticated (unknown email or wrong password — one
+    /// message for both), ResourceExhausted (throttled; see <see cref="AuthException.RetryAfter"/>).
+    /// </exception>
+    public async Task<LoginResponse> LoginAsync(LoginRequest request, CancellationToken cancellationToken)
+    {
+        var email = NormalizeEmail(Require(request).Email);
+        if (string.IsNullOrEmpty(request.Password))
+        {
+            throw AuthException.InvalidArgument("password is required");
+        }
+
+        if (request.Password.Length > _options.MaxPasswordLength)
+        {
+            throw AuthException.InvalidArgument($"password is longer than {_options.MaxPasswordLength} characters");
+        }
+
+        Throttle.BeginAttempt(email);
+        var user = await _users.FindByEmailAsync(email, cancellationToken).ConfigureAwait(false);
+        var matches = PasswordHasher.Verify(request.Password, user?.PasswordHash ?? _decoyHash.Value);
+        if (user is null || !matches)
+        {
+            throw AuthException.Unauthenticated(BadLogin);
+        }
+
+        Throttle.Succeeded(email);
+        if (_hasher.NeedsRehash(user.PasswordHash))
+        {
+            // Best effort: the iteration count was changed; if the record moved meanwhile, the next login retries.
+            var upgraded = user.Clone();
+            upgraded.PasswordHash = _hasher.Hash(request.Password);
+            await _users.TryReplaceAsync(user, upgraded, cancellationToken).ConfigureAwait(false);
+        }
+
+        var (token, claims) = _issuer.Issue(user.UserId, user.Email);
+        return new LoginResponse { Token = token, ExpiresAtUnixMs = claims.ExpiresAt.ToUnixTimeMilliseconds(), UserId = user.UserId };
+    }
+
+    /// <exception cref="AuthException">InvalidArgument (bad name), Unauthenticated (bad token), ResourceExhausted (too many keys).</exception>
+    public async Task<CreateApiKeyResponse> CreateApiKeyAsync(CreateApiKeyRequest request, CancellationToken cancellationToken)
+    {
+        RequireToken(Require(request).Token);
+        var nameError = ApiKeyService.CheckName(request.Name);
+        if (nameError is not null)
+        {
+            throw AuthException.InvalidArgument(nameError);
+        }
+
+        var (user, _) = await AuthenticateTokenAsync(request.Token, cancellationToken).ConfigureAwait(false);
+        var (record, apiKey) = await ApiKeys.CreateAsync(user.UserId, request.Name, cancellationToken).ConfigureAwait(false);
+        return new CreateApiKeyResponse { KeyId = record.KeyId, ApiKey = apiKey, Name = record.Name, CreatedAtUnixMs = record.CreatedAtUnixMs };
+    }
+
+    /// <exception cref="AuthException">InvalidArgument (no token), Unauthenticated (bad token).</exception>
+    public async Task<ListApiKeysResponse> ListApiKeysAsync(ListApiKeysRequest request, CancellationToken cancellationToken)
+    {
+        RequireToken(Require(request).Token);
+        var (user, _) = await AuthenticateTokenAsync(request.Token, cancellationToken).ConfigureAwait(false);
+        var response = new ListApiKeysResponse();
+        foreach (var key in await ApiKeys.ListAsync(user.UserId, cancellationToken).ConfigureAwait(false))
+        {
+            response.Keys.Add(new ApiKeyInfo
+            {
+                KeyId = key.KeyId,
+                Name = key.Name,
+                CreatedAtUnixMs = key.CreatedAtUnixMs,
+                Revoked = key.Revoked,
+                RevokedAtUnixMs = key.RevokedAtUnixMs,
+                Last4 = key.Last4,
+            });
+        }
+
+        return response;
+    }
+
+    /// <exception cref="AuthException">InvalidArgument (missing or malformed id), Unauthenticated (bad token), NotFound, PermissionDenied (another user's key).</exception>
+    public async Task<RevokeApiKeyResponse> RevokeApiKeyAsync(RevokeApiKeyRequest request, CancellationToken cancellationToken)
+    {
+        RequireToken(Require(request).Token);
+        if (string.IsNullOrEmpty(request.KeyId))
+        {
+            throw AuthException.InvalidArgument("key_id is required");
+        }
+
+        if (!ApiKeyService.IsWellFormedKeyId(request.KeyId))
+        {
+            throw AuthException.InvalidArgument("key_id is malformed");
+        }
+
+        var (user, _) = await AuthenticateTokenAsync(request.Token, cancellationToken).ConfigureAwait(false);
+        var newlyRevoked = await ApiKeys.RevokeAsync(user.UserId, request.KeyId, cancellationToken).ConfigureAwait(false);
+        return new RevokeApiKeyResponse { KeyId = request.KeyId, NewlyRevoked = newlyRevoked };
+    }
+
+    /// <summary>Who an API key or token belongs to, and their quota.</summary>
+    /// <exception cref="AuthException">InvalidArgument (no credential), Unauthenticated (malformed, unknown, forged, expired or revoked; or the user is gone).</exception>
+    public async Task<ValidateResponse> ValidateAsync(ValidateRequest request, CancellationToken cancellationToken)
+    {
+        switch (Require(request).CredentialCase)
+        {
+            case ValidateRequest.CredentialOneofCase.ApiKey:
+            {
+                if (string.IsNullOrEmpty(request.ApiKey))
+                {
+                    throw AuthException.InvalidArgument("api_key is empty");
+                }
+
+                var key = await ApiKeys.FindActiveAsync(request.ApiKey, cancellationToken).ConfigureAwait(false);
+                var user = await _users.FindByIdAsync(key.UserId, cancellationToken).ConfigureAwait(false)
+                    ?? throw AuthException.Unauthenticated("API key is not valid");
+                return new ValidateResponse { UserId = user.UserId, Email = user.Email, Quota = QuotaOf(user), KeyId = key.KeyId };
+            }
+
+            case ValidateRequest.CredentialOneofCase.Token:
+            {
+                RequireToken(request.Token);
+                var (user, claims) = await AuthenticateTokenAsync(request.Token, cancellationToken).ConfigureAwait(false);
+                return new ValidateResponse { UserId = user.UserId, Email = user.Email, Quota = QuotaOf(user), ExpiresAtUnixMs = claims.ExpiresAt.ToUnixTimeMilliseconds() };
+            }
+
+            default:
+                throw AuthException.InvalidArgument("an api_key or a token is required");
+        }
+    }
+
+    private async Task<(UserRecord User, JwtClaims Claims)> AuthenticateTokenAsync(string token, CancellationToken cancellationToken)
+    {
+        var claims = TokenValidator.Validate(token);
+        var user = await _users.FindByIdAsync(claims.Subject, cancellationToken).ConfigureAwait(false)
+            ?? throw AuthException.Unauthenticated("the token's user does not exist");
+        return (user, claims);
+    }
+
+    private Quota QuotaOf(UserRecord user) =>
+        user.Quota?.Clone() ?? new Quota { RequestsPerMinute = _options.DefaultQuota.RequestsPerMinute, Burst = _options.DefaultQuota.Burst };
+
+    private static T Require<T>(T? request)
+        where T : class =>
+        request ?? throw AuthException.InvalidArgument("request is missing");
+
+    private static void RequireToken(string? token)
+    {
+        if (string.IsNullOrEmpty(token))
+        {
+            throw AuthException.InvalidArgument("token is required");
+        }
+    }
+
+    private static string NormalizeEmail(string? email) =>
+        EmailAddress.TryNormalize(email, out var normalized, out var error) ? normalized : throw AuthException.InvalidArgument(error);
+
+    private static AuthException AlreadyRegistered() => new(AuthErrorCode.AlreadyExists, "an account with this email already exists");
+
+    private static string NewUserId()
+    {
+        Span<byte> id = stackalloc byte[16];
+        RandomNumberGenerator.Fill(id);
+        return "usr_" + Convert.ToHexStringLower(id);
+    }
+}
