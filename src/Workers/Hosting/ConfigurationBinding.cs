@@ -33,13 +33,14 @@ internal static class ConfigurationBinding
         var settings = Settings(target.GetType()).ToDictionary(p => p.Name, StringComparer.OrdinalIgnoreCase);
         foreach (var child in section.GetChildren())
         {
-            var childPath = path + ":" + child.Key;
             if (!settings.TryGetValue(child.Key, out var property))
             {
-                errors.Add($"{childPath} is not a known setting (known: {string.Join(", ", settings.Keys.Order(StringComparer.Ordinal))})");
+                errors.Add($"{path}:{child.Key} is not a known setting (known: {string.Join(", ", settings.Keys.Order(StringComparer.Ordinal))})");
                 continue;
             }
 
+            // The property's own spelling, whatever the case of the source (environment variables are often upper-case).
+            var childPath = path + ":" + property.Name;
             if (TryConvert(property.PropertyType, child, childPath, property.GetValue(target), errors, out var value))
                 property.SetValue(target, value);
         }

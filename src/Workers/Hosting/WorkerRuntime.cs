@@ -219,8 +219,8 @@ public sealed class WorkerRuntime : IAsyncDisposable
 
     private async Task DrainAsync(DrainingRpcServer server, CancellationToken cancellationToken)
     {
+        _logger.LogInformation("refusing new calls; {Count} in flight (drain deadline {Deadline})", server.InFlight, _options.DrainTimeout);
         if (server.Drained.IsCompleted) return;
-        _logger.LogInformation("refusing new calls; waiting up to {Deadline} for {Count} calls in flight", _options.DrainTimeout, server.InFlight);
         try
         {
             await server.Drained.WaitAsync(_options.DrainTimeout, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
