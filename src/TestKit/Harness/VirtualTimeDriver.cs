@@ -14,8 +14,8 @@ namespace P2PInference.TestKit.Harness;
 /// While a wait or an advance runs, the pump is paused, so exactly one party moves the clock and each
 /// step is followed by a check of the condition. Waiting never sleeps or polls on real time: the
 /// condition is checked, the system is let run until idle (<see cref="FakeTimeProvider.RunUntilIdleAsync"/>),
-/// the condition is checked again, and only then is the clock moved — to the next due timer, or to the
-/// deadline when none is due before it.
+/// the condition is checked again, and only then is the clock moved — to the next due timer, or, when
+/// none is due, by a step that doubles each time (1 ms, 2 ms, 4 ms…) — never past the deadline.
 /// </remarks>
 public sealed class VirtualTimeDriver : IAsyncDisposable
 {
@@ -81,9 +81,9 @@ public sealed class VirtualTimeDriver : IAsyncDisposable
         await SuspendPumpAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var start = Time.GetTimestamp();
+            var wait = new WaitState(Time.GetTimestamp(), virtualTimeout, description);
             var task = operation();
-            await DriveUntilCompletedAsync(task, start, virtualTimeout, description, cancellationToken).ConfigureAwait(false);
+            await DriveUntilCompletedAsync(task, wait, cancellationToken).ConfigureAwait(false);
             return await task.ConfigureAwait(false);
         }
         finally
@@ -139,15 +139,15 @@ public sealed class VirtualTimeDriver : IAsyncDisposable
         await SuspendPumpAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var start = Time.GetTimestamp();
+            var wait = new WaitState(Time.GetTimestamp(), timeout, description);
             while (true)
             {
-                if (await CheckAsync(condition, start, timeout, description, cancellationToken).ConfigureAwait(false)) return;
+                if (await CheckAsync(condition, wait, cancellationToken).ConfigureAwait(false)) return;
                 await Time.RunUntilIdleAsync(cancellationToken).ConfigureAwait(false);
-                if (await CheckAsync(condition, start, timeout, description, cancellationToken).ConfigureAwait(false)) return;
-                if (Time.GetElapsedTime(start) >= timeout)
+                if (await CheckAsync(condition, wait, cancellationToken).ConfigureAwait(false)) return;
+                if (Time.GetElapsedTime(wait.Start) >= timeout)
                     throw TimedOut($"the condition was still false after {timeout} of virtual time", description);
-                await StepAsync(start, timeout, cancellationToken).ConfigureAwait(false);
+                await StepAsync(wait, cancellationToken).ConfigureAwait(false);
             }
         }
         finally
@@ -156,39 +156,47 @@ public sealed class VirtualTimeDriver : IAsyncDisposable
         }
     }
 
-    private async Task<bool> CheckAsync(Func<Task<bool>> condition, long start, TimeSpan timeout, string? description, CancellationToken cancellationToken)
+    private async Task<bool> CheckAsync(Func<Task<bool>> condition, WaitState wait, CancellationToken cancellationToken)
     {
         var check = condition();
-        await DriveUntilCompletedAsync(check, start, timeout, description, cancellationToken).ConfigureAwait(false);
+        await DriveUntilCompletedAsync(check, wait, cancellationToken).ConfigureAwait(false);
         return await check.ConfigureAwait(false);
     }
 
-    private async Task DriveUntilCompletedAsync(Task task, long start, TimeSpan timeout, string? description, CancellationToken cancellationToken)
+    private async Task DriveUntilCompletedAsync(Task task, WaitState wait, CancellationToken cancellationToken)
     {
         while (!task.IsCompleted)
         {
             await Time.RunUntilIdleAsync(cancellationToken).ConfigureAwait(false);
             if (task.IsCompleted) return;
-            if (Time.GetElapsedTime(start) >= timeout)
-                throw TimedOut($"it had not completed after {timeout} of virtual time", description);
-            await StepAsync(start, timeout, cancellationToken).ConfigureAwait(false);
+            if (Time.GetElapsedTime(wait.Start) >= wait.Timeout)
+                throw TimedOut($"it had not completed after {wait.Timeout} of virtual time", wait.Description);
+            await StepAsync(wait, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    // One move of the clock: to the next due timer, or to the deadline when none is due before it.
-    private async Task StepAsync(long start, TimeSpan timeout, CancellationToken cancellationToken)
+    // One move of the clock: to the next due timer. With none due, by a quiet step that doubles each
+    // time (1 ms, 2 ms, 4 ms…): a condition that depends on time alone still comes true close to when
+    // it should, and a long timeout costs a few dozen steps. Never past the deadline.
+    private async Task StepAsync(WaitState wait, CancellationToken cancellationToken)
     {
         await _stepGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var remaining = timeout - Time.GetElapsedTime(start);
+            var remaining = wait.Timeout - Time.GetElapsedTime(wait.Start);
             if (remaining <= TimeSpan.Zero) return;
-            var step = remaining;
+            TimeSpan step;
             if (Time.NextDueTime is { } due)
             {
-                var untilDue = due - Time.GetUtcNow();
-                if (untilDue < step) step = untilDue;
+                step = due - Time.GetUtcNow();
+                wait.QuietStep = FirstQuietStep;
             }
+            else
+            {
+                step = wait.QuietStep;
+                wait.QuietStep *= 2;
+            }
+            if (step > remaining) step = remaining;
             // A timer due now has fired already; a zero step would make no progress.
             Time.Advance(step > TimeSpan.Zero ? step : TimeSpan.FromTicks(1));
         }
@@ -196,6 +204,16 @@ public sealed class VirtualTimeDriver : IAsyncDisposable
         {
             _stepGate.Release();
         }
+    }
+
+    private static readonly TimeSpan FirstQuietStep = TimeSpan.FromMilliseconds(1);
+
+    private sealed class WaitState(long start, TimeSpan timeout, string? description)
+    {
+        public long Start { get; } = start;
+        public TimeSpan Timeout { get; } = timeout;
+        public string? Description { get; } = description;
+        public TimeSpan QuietStep { get; set; } = FirstQuietStep;
     }
 
     private TimeoutException TimedOut(string what, string? description) =>
