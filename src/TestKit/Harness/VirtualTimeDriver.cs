@@ -130,8 +130,21 @@ public sealed class VirtualTimeDriver : IAsyncDisposable
         }
     }
 
-    /// <summary>Lets pending work run until the system is idle, without moving the clock.</summary>
-    public Task RunUntilIdleAsync(CancellationToken cancellationToken) => Time.RunUntilIdleAsync(cancellationToken);
+    /// <summary>Lets pending work run until the system is idle, without moving the clock (the pump is paused meanwhile).</summary>
+    /// <remarks>Use this rather than <see cref="FakeTimeProvider.RunUntilIdleAsync"/> while the pump runs: the
+    /// pump's own steps keep the clock busy, so that one would only return after its real-time bound.</remarks>
+    public async Task RunUntilIdleAsync(CancellationToken cancellationToken)
+    {
+        await SuspendPumpAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await Time.RunUntilIdleAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await ResumePumpAsync().ConfigureAwait(false);
+        }
+    }
 
     private async Task WaitCoreAsync(Func<Task<bool>> condition, TimeSpan timeout, string? description, CancellationToken cancellationToken)
     {
