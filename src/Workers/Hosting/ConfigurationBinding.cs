@@ -55,7 +55,8 @@ internal static class ConfigurationBinding
         var underlying = Nullable.GetUnderlyingType(type) ?? type;
         if (IsScalar(underlying))
         {
-            if (section.Value is null)
+            // Children mean some layer wrote a section here, even if a lower layer holds a value.
+            if (section.Value is null || section.GetChildren().Any())
             {
                 errors.Add($"{path} must be a single value, not a section");
                 return false;
@@ -65,7 +66,7 @@ internal static class ConfigurationBinding
             return TryConvertScalar(underlying, section.Value, path, errors, out value);
         }
 
-        if (section.Value is not null && !section.GetChildren().Any())
+        if (section.Value is not null)
         {
             errors.Add($"{path} must be a section of settings, not the value '{section.Value}'");
             return false;

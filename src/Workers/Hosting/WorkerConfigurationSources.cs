@@ -1,7 +1,7 @@
 namespace P2PInference.Workers.Hosting;
 
 /// <summary>Where a worker's configuration comes from, lowest precedence first: defaults, files, environment, command line.</summary>
-public sealed class WorkerConfigurationSources
+public sealed record WorkerConfigurationSources
 {
     public const string EnvironmentPrefix = "P2PINFERENCE_";
 
