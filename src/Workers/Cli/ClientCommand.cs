@@ -18,7 +18,11 @@ internal static class ClientCommand
     public const int Success = 0;
     public const int Failure = 1;
 
-    private static readonly JsonSerializerOptions OneLine = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
+    private static readonly JsonSerializerOptions OneLine = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     public static Command Create(TextWriter output, TextWriter error) => Create(output, error, ClientCommandEnvironment.Default());
 
