@@ -174,12 +174,12 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     }
 
     /// <summary>Revokes a key; revoking one already revoked succeeds with <c>NewlyRevoked</c> false, so the call is retried safely.</summary>
-    public Task<RevokeApiKeyResponse> RevokeApiKeyAsync(string keyId, CancellationToken cancellationToken)
+    public async Task<RevokeApiKeyResponse> RevokeApiKeyAsync(string keyId, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(keyId);
         var token = RequireToken();
-        return CallAsync(WorkerMethods.Gateway.RevokeApiKey, new RevokeApiKeyRequest { Token = token, KeyId = keyId }, RevokeApiKeyResponse.Parser,
-            Bearer(token), idempotent: true, cancellationToken);
+        return await CallAsync(WorkerMethods.Gateway.RevokeApiKey, new RevokeApiKeyRequest { Token = token, KeyId = keyId }, RevokeApiKeyResponse.Parser,
+            Bearer(token), idempotent: true, cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<IReadOnlyList<ModelInfo>> ModelsAsync(CancellationToken cancellationToken)
@@ -190,12 +190,13 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     }
 
     /// <summary>One whole inference. A request without an id gets one, so it can be named to <see cref="CancelAsync"/>.</summary>
-    public Task<InferResponse> InferAsync(InferRequest request, CancellationToken cancellationToken)
+    public async Task<InferResponse> InferAsync(InferRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         var credential = InferenceCredential(required: true);
         EnsureRequestId(request);
-        return CallAsync(WorkerMethods.Gateway.Infer, request, InferResponse.Parser, credential, idempotent: false, cancellationToken, _options.InferTimeout);
+        return await CallAsync(WorkerMethods.Gateway.Infer, request, InferResponse.Parser, credential, idempotent: false, cancellationToken, _options.InferTimeout)
+            .ConfigureAwait(false);
     }
 
     /// <summary>
@@ -278,7 +279,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
             }
             catch (RpcException e) when (idempotent && e.Code == RpcStatusCode.Unavailable && attempt < _options.MaxAttempts)
             {
-                var delay = Backoff(attempt, e.RetryAfter);
+                var delay = Backoff(attempt, RetryAfterOf(e));
                 _logger.LogInformation("{Method} failed ({Message}); try {Attempt} of {MaxAttempts} in {DelayMs} ms",
                     method, e.Message, attempt + 1, _options.MaxAttempts, (long)delay.TotalMilliseconds);
                 await Task.Delay(delay, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
@@ -295,6 +296,16 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         lock (_randomGate) jitter = _options.Random.NextDouble();
         var delay = TimeSpan.FromMilliseconds(step / 2 + jitter * step / 2);
         return retryAfter is { } floor && floor > delay ? floor : delay;
+    }
+
+    /// <summary>The server's retry-after, also when topic routing wrapped the provider's error in its own.</summary>
+    private static TimeSpan? RetryAfterOf(RpcException e)
+    {
+        for (Exception? current = e; current is not null; current = current.InnerException)
+        {
+            if (current is RpcException { RetryAfter: { } wait }) return wait;
+        }
+        return null;
     }
 
     private RpcCallOptions CallOptions(string? credential, bool idempotent, TimeSpan timeout, string? requestId) => new()
