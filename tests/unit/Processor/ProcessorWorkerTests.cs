@@ -188,30 +188,31 @@ public sealed class ProcessorWorkerTests
     {
         var engine = new ControlledEngine();
         await StartAsync(engine, new ProcessorOptions { MaxConcurrency = 2, MaxQueue = 2, QueueFullRetryAfter = TimeSpan.FromSeconds(3) });
-        var a = InferAsync(Request(id: "a"));
-        var b = InferAsync(Request(id: "b"));
-        var ga = await engine.NextStartedAsync();
-        var gb = await engine.NextStartedAsync();
-        var c = InferAsync(Request(id: "c"));
+        // Each request's prompt is its id, so the test can tell generations apart whatever order a and b arrive in.
+        var a = InferAsync(Request(id: "a", prompt: "a"));
+        var b = InferAsync(Request(id: "b", prompt: "b"));
+        var started = new[] { await engine.NextStartedAsync(), await engine.NextStartedAsync() }.ToDictionary(g => g.Request.Prompt!);
+        var c = InferAsync(Request(id: "c", prompt: "c"));
         await WaitForQueuedAsync(1);
-        var d = InferAsync(Request(id: "d"));
+        var d = InferAsync(Request(id: "d", prompt: "d"));
         await WaitForQueuedAsync(2);
 
-        var turnedAway = await FailureOf(InferAsync(Request(id: "e")));
+        var turnedAway = await FailureOf(InferAsync(Request(id: "e", prompt: "e")));
 
         Assert.That(turnedAway.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
         Assert.That(turnedAway.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(3)));
         Assert.That(engine.StartedCount, Is.EqualTo(2), "only MaxConcurrency generations run");
 
-        gb.Finish("B");
+        started["b"].Finish("B");
         var gc = await engine.NextStartedAsync();
-        Assert.That(gc.Request.Prompt, Is.EqualTo("hello"));
-        ga.Finish("A");
+        Assert.That(gc.Request.Prompt, Is.EqualTo("c"), "the first queued runs first");
+        started["a"].Finish("A");
         var gd = await engine.NextStartedAsync();
+        Assert.That(gd.Request.Prompt, Is.EqualTo("d"));
         gc.Finish("C");
         gd.Finish("D");
         var texts = await Task.WhenAll(a, b, c, d);
-        Assert.That(texts.Select(r => r.RequestId + r.Text), Is.EqualTo(new[] { "aA", "bB", "cC", "dD" }), "queued requests ran first come, first served");
+        Assert.That(texts.Select(r => r.RequestId + r.Text), Is.EqualTo(new[] { "aA", "bB", "cC", "dD" }));
     }
 
     [Test]
