@@ -1,0 +1,492 @@
+using System.Globalization;
+using System.Text;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Workers.Contracts;
+using P2PInference.Workers.Contracts.Auth;
+using P2PInference.Workers.Contracts.Inference;
+using P2PInference.Workers.Hosting;
+
+namespace P2PInference.Workers.Gateway;
+
+/// <summary>
+/// The Gateway worker: the clients' way in. It announces <see cref="WorkerTopics.Gateway"/> and
+/// serves <see cref="WorkerMethods.Gateway"/>: the account methods are forwarded to Auth; inference
+/// is authenticated (metadata <see cref="WorkerMethods.AuthorizationMetadata"/>, validated by Auth and
+/// cached), rate limited per key, and sent to a processor of the model, failing over to another
+/// while no token has been produced; after the first token a failure ends the stream with the
+/// text so far in <see cref="WorkerMethods.PartialOutputDetail"/>. Deadlines propagate; every
+/// request has an id (the client's or one made here) that every hop logs.
+/// </summary>
+public sealed class GatewayWorker : IWorker
+{
+    /// <summary>The most text carried back in <see cref="WorkerMethods.PartialOutputDetail"/>, in characters.</summary>
+    public const int MaxPartialOutputChars = 16 * 1024;
+
+    private static readonly string[] Methods =
+    [
+        WorkerMethods.Gateway.Register, WorkerMethods.Gateway.Login, WorkerMethods.Gateway.CreateApiKey, WorkerMethods.Gateway.ListApiKeys,
+        WorkerMethods.Gateway.RevokeApiKey, WorkerMethods.Gateway.Models, WorkerMethods.Gateway.Infer, WorkerMethods.Gateway.InferStream,
+        WorkerMethods.Gateway.Cancel,
+    ];
+
+    private readonly GatewayOptions _options;
+    private readonly InFlightRequests _inFlight = new();
+    private State? _state;
+
+    public GatewayWorker(GatewayOptions? options = null)
+    {
+        _options = options ?? new GatewayOptions();
+        _options.Validate();
+    }
+
+    public string Role => "gateway";
+
+    /// <summary>Inference requests running now.</summary>
+    public int InFlightCount => _inFlight.Count;
+
+    public Task<IReadOnlyList<string>> StartAsync(WorkerContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        cancellationToken.ThrowIfCancellationRequested();
+        if (_state is not null) throw new InvalidOperationException("the gateway worker is already started");
+        var logger = context.LoggerFactory.CreateLogger<GatewayWorker>();
+        var cache = new CredentialCache(context.Time, _options.CredentialCacheTtl, _options.NegativeCredentialCacheTtl, _options.CredentialCacheCapacity);
+        _state = new State(
+            context,
+            logger,
+            new AuthClient(context.Client, cache, _options, logger),
+            new ProcessorPicker(context.Client, _options, context.Time, context.Random, logger),
+            new TokenBucketRateLimiter(context.Time, _options.RateLimiterCapacity));
+
+        var server = context.Server;
+        RespondAccount(server, WorkerMethods.Gateway.Register, WorkerMethods.Auth.Register, RegisterRequest.Parser, RegisterResponse.Parser, idempotent: false, null);
+        RespondAccount(server, WorkerMethods.Gateway.Login, WorkerMethods.Auth.Login, LoginRequest.Parser, LoginResponse.Parser, idempotent: false, null);
+        RespondAccount(server, WorkerMethods.Gateway.CreateApiKey, WorkerMethods.Auth.CreateApiKey, CreateApiKeyRequest.Parser, CreateApiKeyResponse.Parser,
+            idempotent: false, (r, c) => r.Token = TokenOf(r.Token, c));
+        RespondAccount(server, WorkerMethods.Gateway.ListApiKeys, WorkerMethods.Auth.ListApiKeys, ListApiKeysRequest.Parser, ListApiKeysResponse.Parser,
+            idempotent: true, (r, c) => r.Token = TokenOf(r.Token, c));
+        RespondAccount(server, WorkerMethods.Gateway.RevokeApiKey, WorkerMethods.Auth.RevokeApiKey, RevokeApiKeyRequest.Parser, RevokeApiKeyResponse.Parser,
+            idempotent: true, (r, c) => r.Token = TokenOf(r.Token, c));
+        server.Respond(WorkerMethods.Gateway.Models, ModelsAsync);
+        server.Respond(WorkerMethods.Gateway.Infer, InferAsync);
+        server.RespondStreaming(WorkerMethods.Gateway.InferStream, InferStreamAsync);
+        server.Respond(WorkerMethods.Gateway.Cancel, CancelAsync);
+        logger.LogInformation("gateway {Peer} serving", context.Identity.PeerId);
+        return Task.FromResult<IReadOnlyList<string>>([WorkerTopics.Gateway]);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_state is { } state)
+        {
+            foreach (var method in Methods) state.Context.Server.Unrespond(method);
+            _inFlight.CancelAll();
+            state.Logger.LogInformation("gateway {Peer} stopped", state.Context.Identity.PeerId);
+            _state = null;
+        }
+        return Task.CompletedTask;
+    }
+
+    private State Running => _state ?? throw new RpcException(RpcStatusCode.Unavailable, "the gateway is stopping");
+
+    // ---- account methods: forwarded to Auth -------------------------------------------------
+
+    private void RespondAccount<TRequest, TResponse>(IRpcServer server, string method, string authMethod, MessageParser<TRequest> parser,
+        MessageParser<TResponse> responseParser, bool idempotent, Action<TRequest, RpcCallContext>? prepare)
+        where TRequest : IMessage<TRequest>
+        where TResponse : IMessage<TResponse>
+    {
+        server.Respond(method, async (payload, context) =>
+        {
+            var state = Running;
+            var requestId = context.RequestId;
+            using var scope = BeginScope(state.Logger, requestId, context);
+            state.Logger.LogInformation("request {RequestId}: {Method} from {Peer}", requestId, method, context.RemotePeer);
+            try
+            {
+                LimitPeer(state, context, requestId);
+                var request = Parse(parser, payload, _options.MaxAccountRequestBytes, method);
+                prepare?.Invoke(request, context);
+                var response = await state.Auth.CallAsync(authMethod, request, responseParser, context, requestId, idempotent, context.CancellationToken)
+                    .ConfigureAwait(false);
+                state.Logger.LogInformation("request {RequestId}: {Method} done", requestId, method);
+                return response.ToByteArray();
+            }
+            catch (RpcException e)
+            {
+                state.Logger.LogInformation("request {RequestId}: {Method} failed: {Code} {Message}", requestId, method, e.Code, e.Message);
+                throw;
+            }
+        });
+    }
+
+    /// <summary>The key methods carry the login token in the request; a <c>Bearer</c> credential in the metadata does as well.</summary>
+    private static string TokenOf(string token, RpcCallContext context)
+    {
+        if (token.Length > 0) return token;
+        if (context.Metadata.TryGetValue(WorkerMethods.AuthorizationMetadata, out var header) && !string.IsNullOrWhiteSpace(header)
+            && GatewayCredential.Parse(header) is { Kind: CredentialKind.Bearer } credential)
+            return credential.Value;
+        throw new RpcException(RpcStatusCode.Unauthenticated,
+            $"missing token: set 'token' in the request or the '{WorkerMethods.AuthorizationMetadata}' metadata to 'Bearer <token>' (from login)");
+    }
+
+    // ---- models ----------------------------------------------------------------------------
+
+    private async ValueTask<ReadOnlyMemory<byte>> ModelsAsync(ReadOnlyMemory<byte> payload, RpcCallContext context)
+    {
+        var state = Running;
+        var requestId = context.RequestId;
+        using var scope = BeginScope(state.Logger, requestId, context);
+        LimitPeer(state, context, requestId);
+        Parse(ModelsRequest.Parser, payload, _options.MaxAccountRequestBytes, WorkerMethods.Gateway.Models);
+        var cached = state.Models;
+        if (cached is not null && state.Context.Time.GetElapsedTime(cached.FetchedAt) < _options.ModelsCacheTtl) return cached.Bytes;
+
+        var fetchedAt = state.Context.Time.GetTimestamp();
+        var options = RpcCallOptions.FromContext(context, idempotent: true) with { RequestId = requestId, Timeout = _options.BackendTimeout };
+        IReadOnlyList<RpcPeerResult> results;
+        try
+        {
+            results = await state.Context.Client.RequestAllAsync(WorkerTopics.Processor, WorkerMethods.Processor.Status, new StatusRequest().ToByteArray(),
+                options, context.CancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            state.Logger.LogWarning("request {RequestId}: looking up processors failed: {Message}", requestId, e.Message);
+            throw new RpcException(RpcStatusCode.Unavailable, $"processors unavailable: {e.Message}", innerException: e);
+        }
+        var models = new SortedDictionary<string, ModelInfo>(StringComparer.Ordinal);
+        foreach (var result in results)
+        {
+            if (result.Response is null) continue;
+            StatusResponse status;
+            try
+            {
+                status = StatusResponse.Parser.ParseFrom(result.Response);
+            }
+            catch (InvalidProtocolBufferException)
+            {
+                continue;
+            }
+            foreach (var model in status.Models.DistinctBy(m => m.Name))
+            {
+                if (!InferRequestRules.IsValidModelName(model.Name)) continue;
+                if (!models.TryGetValue(model.Name, out var info))
+                    models[model.Name] = info = new ModelInfo { Name = model.Name, Description = model.Description, MaxTokens = model.MaxTokens };
+                info.Processors++;
+                info.MaxTokens = Math.Max(info.MaxTokens, model.MaxTokens);
+                if (info.Description.Length == 0) info.Description = model.Description;
+            }
+        }
+        var response = new ModelsResponse();
+        response.Models.AddRange(models.Values);
+        var bytes = response.ToByteArray();
+        state.Models = new CachedModels(bytes, fetchedAt);
+        state.Logger.LogInformation("request {RequestId}: models: {Count} models on {Processors} processors", requestId, models.Count,
+            results.Count(r => r.IsSuccess));
+        return bytes;
+    }
+
+    // ---- inference -----------------------------------------------------------------------
+
+    private async ValueTask<ReadOnlyMemory<byte>> InferAsync(ReadOnlyMemory<byte> payload, RpcCallContext context)
+    {
+        var state = Running;
+        var (request, caller) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.Infer).ConfigureAwait(false);
+        var requestId = request.RequestId;
+        using var scope = BeginScope(state.Logger, requestId, context);
+        using var registration = _inFlight.Register(caller.UserId, requestId, context.CancellationToken);
+        var body = request.ToByteArray();
+        var tried = new HashSet<PeerId>();
+        RpcException? last = null;
+        for (var attempt = 0; attempt < _options.ProcessorAttempts; attempt++)
+        {
+            var peer = await PickAsync(state, request.Model, tried, requestId, registration).ConfigureAwait(false);
+            if (peer is null) break;
+            tried.Add(peer);
+            using var lease = state.Picker.Acquire(peer);
+            try
+            {
+                var bytes = await state.Context.Client.RequestAsync(peer, WorkerMethods.Processor.Infer, body, ProcessorCallOptions(context, requestId),
+                    registration.Token).ConfigureAwait(false);
+                var response = ParseFromProcessor(InferResponse.Parser, bytes, peer);
+                response.RequestId = requestId;
+                if (response.Model.Length == 0) response.Model = request.Model;
+                if (response.Processor.Length == 0) response.Processor = peer.ToString();
+                state.Logger.LogInformation("request {RequestId}: served by {Peer}: {Tokens} tokens, finish {FinishReason}", requestId, peer,
+                    response.Tokens, response.FinishReason);
+                return response.ToByteArray();
+            }
+            catch (RpcException e) when (IsWorthAnotherProcessor(e))
+            {
+                last = e;
+                OnProcessorFailed(state, request.Model, peer, e, requestId);
+            }
+            catch (OperationCanceledException) when (registration.CancelledByRequest)
+            {
+                state.Logger.LogInformation("request {RequestId}: cancelled by the client", requestId);
+                throw new RpcException(RpcStatusCode.Cancelled, $"request '{requestId}' was cancelled");
+            }
+        }
+        throw NoProcessor(state, request.Model, tried.Count, last, requestId);
+    }
+
+    private async IAsyncEnumerable<ReadOnlyMemory<byte>> InferStreamAsync(ReadOnlyMemory<byte> payload, RpcCallContext context)
+    {
+        var state = Running;
+        var (request, caller) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.InferStream).ConfigureAwait(false);
+        var requestId = request.RequestId;
+        using var registration = _inFlight.Register(caller.UserId, requestId, context.CancellationToken);
+        var body = request.ToByteArray();
+        var tried = new HashSet<PeerId>();
+        RpcException? last = null;
+        var partial = new StringBuilder();
+        var chunks = 0;
+        for (var attempt = 0; attempt < _options.ProcessorAttempts; attempt++)
+        {
+            var peer = await PickAsync(state, request.Model, tried, requestId, registration).ConfigureAwait(false);
+            if (peer is null) break;
+            tried.Add(peer);
+            using var lease = state.Picker.Acquire(peer);
+            var items = state.Context.Client.RequestStreamAsync(peer, WorkerMethods.Processor.InferStream, body, ProcessorCallOptions(context, requestId),
+                registration.Token);
+            var enumerator = items.GetAsyncEnumerator(registration.Token);
+            var failedOver = false;
+            try
+            {
+                while (true)
+                {
+                    byte[]? item = null;
+                    RpcException? failure = null;
+                    try
+                    {
+                        if (await enumerator.MoveNextAsync().ConfigureAwait(false)) item = enumerator.Current;
+                    }
+                    catch (RpcException e)
+                    {
+                        failure = e;
+                    }
+                    catch (OperationCanceledException) when (registration.CancelledByRequest)
+                    {
+                        state.Logger.LogInformation("request {RequestId}: cancelled by the client after {Chunks} chunks", requestId, chunks);
+                        throw WithPartialOutput(new RpcException(RpcStatusCode.Cancelled, $"request '{requestId}' was cancelled"), partial, chunks);
+                    }
+                    catch (OperationCanceledException) when (chunks > 0 && context.Deadline is { } && context.RemainingTime <= TimeSpan.Zero)
+                    {
+                        throw WithPartialOutput(new RpcException(RpcStatusCode.DeadlineExceeded, "the deadline passed during the stream"), partial, chunks);
+                    }
+
+                    InferChunk? chunk = null;
+                    if (item is not null && failure is null)
+                    {
+                        try
+                        {
+                            chunk = ParseFromProcessor(InferChunk.Parser, item, peer);
+                        }
+                        catch (RpcException e)
+                        {
+                            failure = e;
+                        }
+                    }
+                    if (failure is not null)
+                    {
+                        if (chunks == 0 && IsWorthAnotherProcessor(failure))
+                        {
+                            last = failure;
+                            OnProcessorFailed(state, request.Model, peer, failure, requestId);
+                            failedOver = true;
+                            break;
+                        }
+                        state.Logger.LogWarning("request {RequestId}: processor {Peer} failed after {Chunks} chunks: {Code} {Message}", requestId, peer, chunks,
+                            failure.Code, failure.Message);
+                        throw chunks == 0
+                            ? failure
+                            : WithPartialOutput(new RpcException(failure.Code, $"processor failed after {chunks} chunks: {failure.Message}", failure.Details),
+                                partial, chunks);
+                    }
+                    if (chunk is null)
+                    {
+                        state.Logger.LogInformation("request {RequestId}: stream served by {Peer}: {Chunks} chunks", requestId, peer, chunks);
+                        yield break;
+                    }
+                    chunks++;
+                    if (partial.Length < MaxPartialOutputChars)
+                        partial.Append(chunk.Text.AsSpan(0, Math.Min(chunk.Text.Length, MaxPartialOutputChars - partial.Length)));
+                    chunk.RequestId = requestId;
+                    if (chunk.Processor.Length == 0) chunk.Processor = peer.ToString();
+                    if (chunks == 1) state.Logger.LogDebug("request {RequestId}: first chunk from {Peer}", requestId, peer);
+                    yield return chunk.ToByteArray();
+                }
+            }
+            finally
+            {
+                await enumerator.DisposeAsync().ConfigureAwait(false);
+            }
+            if (!failedOver) yield break;
+        }
+        throw NoProcessor(state, request.Model, tried.Count, last, requestId);
+    }
+
+    /// <summary>Parse, authenticate, rate limit, check: everything before a processor is involved.</summary>
+    private async Task<(InferRequest Request, AuthenticatedCaller Caller)> PrepareAsync(State state, ReadOnlyMemory<byte> payload, RpcCallContext context,
+        string method)
+    {
+        try
+        {
+            var request = Parse(InferRequest.Parser, payload, InferRequestRules.MaxPayloadBytes(_options), method);
+            if (request.RequestId.Length > 0 && !InferRequestRules.IsValidRequestId(request.RequestId))
+                throw new RpcException(RpcStatusCode.InvalidArgument,
+                    $"request_id must be 1 to {InferRequestRules.MaxRequestIdLength} printable ASCII characters without spaces");
+            if (request.RequestId.Length == 0) request.RequestId = NewRequestId(state);
+            var requestId = request.RequestId;
+            using var scope = BeginScope(state.Logger, requestId, context);
+            state.Logger.LogInformation("request {RequestId}: {Method} from {Peer} (rpc id {RpcRequestId}, trace {TraceId}), model {Model}",
+                requestId, method, context.RemotePeer, context.RequestId, context.TraceId, request.Model);
+            var caller = await state.Auth.AuthenticateAsync(context, requestId, context.CancellationToken).ConfigureAwait(false);
+            Limit(state, caller.RateLimitKey, caller.Quota ?? _options.DefaultRateLimit, requestId);
+            InferRequestRules.Normalize(request, _options);
+            state.Logger.LogDebug("request {RequestId}: user {UserId} may run model {Model}, up to {MaxTokens} tokens", requestId, caller.UserId,
+                request.Model, request.MaxTokens);
+            return (request, caller);
+        }
+        catch (RpcException e)
+        {
+            state.Logger.LogInformation("request {RequestId}: {Method} refused: {Code} {Message}", context.RequestId, method, e.Code, e.Message);
+            throw;
+        }
+    }
+
+    private static async Task<PeerId?> PickAsync(State state, string model, HashSet<PeerId> tried, string requestId, InFlightRequests.Registration registration)
+    {
+        try
+        {
+            return await state.Picker.PickAsync(model, tried, requestId, registration.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (registration.CancelledByRequest)
+        {
+            throw new RpcException(RpcStatusCode.Cancelled, $"request '{requestId}' was cancelled");
+        }
+    }
+
+    private static RpcCallOptions ProcessorCallOptions(RpcCallContext context, string requestId) =>
+        RpcCallOptions.FromContext(context) with { RequestId = requestId };
+
+    /// <summary>Failures that say nothing about the request itself: another processor may well serve it.</summary>
+    private static bool IsWorthAnotherProcessor(RpcException e) =>
+        e.Code is RpcStatusCode.Unavailable or RpcStatusCode.ResourceExhausted or RpcStatusCode.Internal or RpcStatusCode.UnknownMethod
+            or RpcStatusCode.NotFound or RpcStatusCode.PermissionDenied;
+
+    private static void OnProcessorFailed(State state, string model, PeerId peer, RpcException e, string requestId)
+    {
+        // Busy or failing on this one request is not a reason to stop choosing it for others.
+        if (e.Code is not (RpcStatusCode.ResourceExhausted or RpcStatusCode.Internal)) state.Picker.Evict(model, peer);
+        state.Logger.LogWarning("request {RequestId}: processor {Peer} failed before the first token: {Code} {Message}; trying another",
+            requestId, peer, e.Code, e.Message);
+    }
+
+    private static RpcException NoProcessor(State state, string model, int tried, RpcException? last, string requestId)
+    {
+        var error = tried == 0 || last is null
+            ? new RpcException(RpcStatusCode.Unavailable, $"no processor serves model '{model}'")
+            : new RpcException(RpcStatusCode.Unavailable,
+                $"no processor could serve model '{model}': {tried} tried; last error: {last.Code}: {last.Message}", last.Details, last);
+        state.Logger.LogWarning("request {RequestId}: {Message}", requestId, error.Message);
+        return error;
+    }
+
+    private static RpcException WithPartialOutput(RpcException error, StringBuilder partial, int chunks)
+    {
+        var details = new Dictionary<string, string>(error.Details, StringComparer.Ordinal)
+        {
+            [WorkerMethods.PartialOutputDetail] = partial.ToString(),
+            ["partial_chunks"] = chunks.ToString(CultureInfo.InvariantCulture),
+        };
+        return new RpcException(error.Code, error.Message, details, error);
+    }
+
+    // ---- cancel -------------------------------------------------------------------------------
+
+    private async ValueTask<ReadOnlyMemory<byte>> CancelAsync(ReadOnlyMemory<byte> payload, RpcCallContext context)
+    {
+        var state = Running;
+        var request = Parse(CancelRequest.Parser, payload, _options.MaxAccountRequestBytes, WorkerMethods.Gateway.Cancel);
+        if (!InferRequestRules.IsValidRequestId(request.RequestId))
+            throw new RpcException(RpcStatusCode.InvalidArgument,
+                $"request_id must be 1 to {InferRequestRules.MaxRequestIdLength} printable ASCII characters without spaces");
+        using var scope = BeginScope(state.Logger, request.RequestId, context);
+        var caller = await state.Auth.AuthenticateAsync(context, request.RequestId, context.CancellationToken).ConfigureAwait(false);
+        var cancelled = _inFlight.Cancel(caller.UserId, request.RequestId);
+        state.Logger.LogInformation("request {RequestId}: cancel from user {UserId}: {Outcome}", request.RequestId, caller.UserId,
+            cancelled ? "cancelled" : "not running");
+        return new CancelResponse { Cancelled = cancelled }.ToByteArray();
+    }
+
+    // ---- shared ----------------------------------------------------------------------------
+
+    private void LimitPeer(State state, RpcCallContext context, string requestId) =>
+        Limit(state, "peer:" + context.RemotePeer, _options.DefaultRateLimit, requestId);
+
+    private static void Limit(State state, string key, RateLimitQuota quota, string requestId)
+    {
+        var decision = state.Limiter.TryAcquire(key, quota);
+        if (decision.Allowed) return;
+        state.Logger.LogInformation("request {RequestId}: rate limit of {Key} exceeded ({Quota})", requestId, key, quota);
+        throw RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted,
+            $"rate limit exceeded ({quota}); retry in {Math.Ceiling(decision.RetryAfter.TotalSeconds).ToString(CultureInfo.InvariantCulture)} s",
+            decision.RetryAfter);
+    }
+
+    private static T Parse<T>(MessageParser<T> parser, ReadOnlyMemory<byte> payload, long maxBytes, string method)
+        where T : IMessage<T>
+    {
+        if (payload.Length > maxBytes)
+            throw new RpcException(RpcStatusCode.InvalidArgument, $"request to '{method}' is {payload.Length} bytes; the most is {maxBytes}");
+        try
+        {
+            return parser.ParseFrom(payload.Span);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new RpcException(RpcStatusCode.InvalidArgument, $"malformed request to '{method}': {e.Message}");
+        }
+    }
+
+    private static T ParseFromProcessor<T>(MessageParser<T> parser, byte[] bytes, PeerId peer)
+        where T : IMessage<T>
+    {
+        try
+        {
+            return parser.ParseFrom(bytes);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new RpcException(RpcStatusCode.Internal, $"processor {peer} sent a malformed answer: {e.Message}");
+        }
+    }
+
+    private static string NewRequestId(State state)
+    {
+        Span<byte> bytes = stackalloc byte[12];
+        lock (state.Context.Random) state.Context.Random.NextBytes(bytes);
+        return "gw-" + Convert.ToHexStringLower(bytes);
+    }
+
+    private static IDisposable? BeginScope(ILogger logger, string requestId, RpcCallContext context) =>
+        logger.BeginScope(new Dictionary<string, object> { ["RequestId"] = requestId, ["TraceId"] = context.TraceId });
+
+    private sealed record CachedModels(byte[] Bytes, long FetchedAt);
+
+    private sealed class State(WorkerContext context, ILogger logger, AuthClient auth, ProcessorPicker picker, TokenBucketRateLimiter limiter)
+    {
+        public WorkerContext Context { get; } = context;
+        public ILogger Logger { get; } = logger;
+        public AuthClient Auth { get; } = auth;
+        public ProcessorPicker Picker { get; } = picker;
+        public TokenBucketRateLimiter Limiter { get; } = limiter;
+        public CachedModels? Models { get; set; }
+    }
+}

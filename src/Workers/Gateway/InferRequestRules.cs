@@ -1,0 +1,54 @@
+using P2PInference.Facilities.Rpc;
+using P2PInference.Workers.Contracts.Inference;
+
+namespace P2PInference.Workers.Gateway;
+
+/// <summary>What an inference request must look like before the gateway spends a processor on it.</summary>
+internal static class InferRequestRules
+{
+    public const int MaxModelNameLength = 128;
+    public const int MaxRequestIdLength = 128;
+    public const int MaxStopSequences = 16;
+    public const int MaxStopSequenceLength = 256;
+    public const double MaxTemperature = 2.0;
+
+    /// <summary>Room in a request for everything but the prompt (model, id, stop sequences, framing).</summary>
+    public const int RequestOverheadBytes = 64 * 1024;
+
+    /// <summary>The largest payload worth parsing: a prompt of the maximum length in UTF-8 (at most 3 bytes a UTF-16 unit) and the rest.</summary>
+    public static long MaxPayloadBytes(GatewayOptions options) => (long)options.MaxPromptLength * 3 + RequestOverheadBytes;
+
+    public static bool IsValidModelName(string name) =>
+        name.Length is >= 1 and <= MaxModelNameLength && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or ':' or '/');
+
+    public static bool IsValidRequestId(string id) =>
+        id.Length is >= 1 and <= MaxRequestIdLength && id.All(c => c is > ' ' and <= '~');
+
+    /// <summary>Checks <paramref name="request"/> and fills in what the gateway decides: the model, the token cap.</summary>
+    /// <exception cref="RpcException"><see cref="RpcStatusCode.InvalidArgument"/> naming the field.</exception>
+    public static void Normalize(InferRequest request, GatewayOptions options)
+    {
+        if (request.RequestId.Length > 0 && !IsValidRequestId(request.RequestId))
+            throw Invalid($"request_id must be 1 to {MaxRequestIdLength} printable ASCII characters without spaces");
+        if (request.Model.Length == 0)
+        {
+            if (string.IsNullOrEmpty(options.DefaultModel)) throw Invalid("model is required");
+            request.Model = options.DefaultModel;
+        }
+        if (!IsValidModelName(request.Model))
+            throw Invalid($"model must be 1 to {MaxModelNameLength} letters, digits or '.', '_', '-', ':', '/'");
+        if (string.IsNullOrWhiteSpace(request.Prompt)) throw Invalid("prompt is required");
+        if (request.Prompt.Length > options.MaxPromptLength)
+            throw Invalid($"prompt is {request.Prompt.Length} characters; the most is {options.MaxPromptLength}");
+        if (request.MaxTokens < 0) throw Invalid($"max_tokens must not be negative; it is {request.MaxTokens}");
+        if (request.MaxTokens == 0 || request.MaxTokens > options.MaxTokensCap) request.MaxTokens = options.MaxTokensCap;
+        if (!double.IsFinite(request.Temperature) || request.Temperature is < 0 or > MaxTemperature)
+            throw Invalid($"temperature must be between 0 and {MaxTemperature}; it is {request.Temperature}");
+        if (request.Stop.Count > MaxStopSequences) throw Invalid($"at most {MaxStopSequences} stop sequences; there are {request.Stop.Count}");
+        foreach (var stop in request.Stop)
+            if (stop.Length is 0 or > MaxStopSequenceLength)
+                throw Invalid($"each stop sequence must be 1 to {MaxStopSequenceLength} characters");
+    }
+
+    private static RpcException Invalid(string why) => new(RpcStatusCode.InvalidArgument, why);
+}
