@@ -3,6 +3,9 @@ using Microsoft.Extensions.Configuration;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Workers.Auth;
+using P2PInference.Workers.Gateway;
+using P2PInference.Workers.Processor;
+using P2PInference.Workers.Processor.Engines;
 
 namespace P2PInference.Workers.Hosting;
 
@@ -37,6 +40,8 @@ public static class WorkerConfiguration
         var dht = ConfigurationBinding.Bind<DhtSettings>(configuration.GetSection("Dht"), errors);
         var rpc = ConfigurationBinding.Bind<RpcSettings>(configuration.GetSection("Rpc"), errors);
         var auth = ConfigurationBinding.Bind<AuthOptions>(configuration.GetSection("Auth"), errors);
+        var gateway = ConfigurationBinding.Bind<GatewayOptions>(configuration.GetSection("Gateway"), errors);
+        var processor = ConfigurationBinding.Bind<ProcessorOptions>(configuration.GetSection("Processor"), errors);
 
         var listen = ParseAddresses("Node:Listen", node.Listen, errors, requirePeerId: false);
         var bootstrap = ParseAddresses("Node:Bootstrap", node.Bootstrap, errors, requirePeerId: true);
@@ -44,7 +49,10 @@ public static class WorkerConfiguration
         ValidateNode(node, errors);
         ValidateDht(dht, errors);
         ValidateRpc(rpc, errors);
-        ValidateAuth(configuration.GetSection("Auth"), auth, errors);
+        ValidateEachSetting(configuration.GetSection("Auth"), auth, o => o.Validate(), errors);
+        ValidateEachSetting(configuration.GetSection("Gateway"), gateway, o => o.Validate(), errors);
+        errors.AddRange(processor.Validate().Select(m => m.TrimEnd('.')));
+        if (processor.Engine is not null) errors.AddRange(InferenceEngineFactory.Validate(processor.Engine).Select(m => m.TrimEnd('.')));
 
         if (errors.Count > 0) throw new WorkerConfigurationException(errors);
         return new WorkerSettings
@@ -54,6 +62,8 @@ public static class WorkerConfiguration
             Dht = dht,
             Rpc = rpc,
             Auth = auth,
+            Gateway = gateway,
+            Processor = processor,
             Configuration = configuration,
             DataDirectory = dataDirectory!,
             ListenAddresses = listen,
@@ -213,31 +223,32 @@ public static class WorkerConfiguration
     }
 
     /// <summary>
-    /// AuthOptions.Validate stops at its first complaint; to report every mistake, each configured
-    /// setting is also checked alone on top of the defaults, then all together for the rules that
-    /// relate settings to each other.
+    /// AuthOptions.Validate and GatewayOptions.Validate stop at their first complaint; to report
+    /// every mistake, each configured setting is also checked alone on top of the defaults, then
+    /// all together for the rules that relate settings to each other.
     /// </summary>
-    private static void ValidateAuth(IConfigurationSection section, AuthOptions auth, List<string> errors)
+    private static void ValidateEachSetting<T>(IConfigurationSection section, T options, Action<T> validate, List<string> errors)
+        where T : new()
     {
-        if (TryValidate(auth) is not { } firstComplaint) return;
+        if (TryValidate(options, validate) is not { } firstComplaint) return;
         var found = new List<string>();
-        foreach (var property in ConfigurationBinding.Settings(typeof(AuthOptions)))
+        foreach (var property in ConfigurationBinding.Settings(typeof(T)))
         {
             if (!section.GetSection(property.Name).Exists()) continue;
-            var probe = new AuthOptions();
-            property.SetValue(probe, property.GetValue(auth));
-            if (TryValidate(probe) is { } complaint && !found.Contains(complaint)) found.Add(complaint);
+            var probe = new T();
+            property.SetValue(probe, property.GetValue(options));
+            if (TryValidate(probe, validate) is { } complaint && !found.Contains(complaint)) found.Add(complaint);
         }
 
         if (!found.Contains(firstComplaint)) found.Add(firstComplaint);
         errors.AddRange(found.Select(m => m.TrimEnd('.')));
     }
 
-    private static string? TryValidate(AuthOptions options)
+    private static string? TryValidate<T>(T options, Action<T> validate)
     {
         try
         {
-            options.Validate();
+            validate(options);
             return null;
         }
         catch (ArgumentException e)

@@ -1,4 +1,6 @@
 using P2PInference.Workers.Auth;
+using P2PInference.Workers.Gateway;
+using P2PInference.Workers.Processor;
 
 namespace P2PInference.Workers.Hosting;
 
@@ -6,15 +8,16 @@ namespace P2PInference.Workers.Hosting;
 public static class WorkerFactory
 {
     /// <summary>The worker for <see cref="WorkerSettings.Role"/>; null for a bootstrap node.</summary>
-    public static IWorker? Create(WorkerSettings settings, TimeProvider? timeProvider = null)
+    public static IWorker? Create(WorkerSettings settings)
     {
         ArgumentNullException.ThrowIfNull(settings);
-        _ = timeProvider;
         return settings.Role switch
         {
             WorkerRole.Bootstrap => null,
             WorkerRole.Auth => new AuthWorker(settings.Auth),
-            _ => throw new NotSupportedException($"the {WorkerRoles.NameOf(settings.Role)} worker is not available in this build"),
+            WorkerRole.Gateway => new GatewayWorker(settings.Gateway),
+            WorkerRole.Processor => new ProcessorWorker(settings.Processor),
+            _ => throw new ArgumentOutOfRangeException(nameof(settings), settings.Role, "unknown role"),
         };
     }
 }

@@ -5,6 +5,8 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Workers.Auth;
+using P2PInference.Workers.Gateway;
+using P2PInference.Workers.Processor;
 
 namespace P2PInference.Workers.Hosting;
 
@@ -21,7 +23,11 @@ public sealed class WorkerSettings
 
     public required AuthOptions Auth { get; init; }
 
-    /// <summary>The merged configuration, for sections other components bind (Gateway, Processor).</summary>
+    public required GatewayOptions Gateway { get; init; }
+
+    public required ProcessorOptions Processor { get; init; }
+
+    /// <summary>The merged configuration, for sections other components read.</summary>
     public required IConfiguration Configuration { get; init; }
 
     /// <summary>The data directory, absolute.</summary>
