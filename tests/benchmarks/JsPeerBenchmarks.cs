@@ -1,3 +1,4 @@
+using P2PInference.Tests.Shared;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -25,7 +26,7 @@ internal sealed class JsPeerBenchmarks : IAsyncDisposable
     /// <summary>Null (with the reason) when Node.js or the packages in tests/interop-js are missing.</summary>
     public static async Task<(JsPeerBenchmarks? Bench, string? Why)> TryStartAsync(CancellationToken ct)
     {
-        var directory = FindInteropDirectory();
+        var directory = (RepositoryPaths.IsInsideClone ? RepositoryPaths.InteropJs : null);
         if (directory is null) return (null, "tests/interop-js not found");
         if (!Directory.Exists(Path.Combine(directory, "node_modules", "libp2p")))
             return (null, $"js-libp2p not installed (run `npm ci` in {directory})");
@@ -119,19 +120,6 @@ internal sealed class JsPeerBenchmarks : IAsyncDisposable
     }
 
     private static string Str(int value) => value.ToString(CultureInfo.InvariantCulture);
-
-    private static string? FindInteropDirectory()
-    {
-        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
-        {
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                if (File.Exists(Path.Combine(dir.FullName, "P2PInference.sln")))
-                    return Path.Combine(dir.FullName, "tests", "interop-js");
-            }
-        }
-        return null;
-    }
 
     public ValueTask DisposeAsync() => _server.DisposeAsync();
 
