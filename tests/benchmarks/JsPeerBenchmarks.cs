@@ -62,11 +62,15 @@ internal sealed class JsPeerBenchmarks : IAsyncDisposable
         return (double)r["handshakesPerSec"]!;
     }
 
-    public async Task<double> RpcAsync(int concurrency, int seconds, int size, CancellationToken ct)
+    public async Task<double> RpcAsync(int concurrency, int seconds, int size, CancellationToken ct) =>
+        (await RpcWithLatencyAsync(concurrency, seconds, size, ct)).CallsPerSecond;
+
+    /// <summary>js request-response on a new stream per call: calls/s and p50/p99 in µs.</summary>
+    public async Task<(double CallsPerSecond, double P50Micros, double P99Micros)> RpcWithLatencyAsync(int concurrency, int seconds, int size, CancellationToken ct)
     {
         var r = await RunClientAsync(["--mode", "echo", "--concurrency", Str(concurrency), "--seconds", Str(seconds), "--size", Str(size)], ct);
         if ((int)r["errors"]! > 0) throw new InvalidOperationException("js echo errors: " + r.ToJsonString());
-        return (double)r["callsPerSec"]!;
+        return ((double)r["callsPerSec"]!, (double)r["p50"]! * 1000, (double)r["p99"]! * 1000);
     }
 
     /// <summary>KiB per idle connection, both processes: (heap + external, RSS).</summary>

@@ -3,7 +3,7 @@ using P2PInference.Benchmarks;
 // Performance harness: our libp2p stack vs raw TCP / ChaCha20-Poly1305 (ceilings) vs js-libp2p.
 //   dotnet run -c Release --project tests/benchmarks [-- --quick] [-- --only throughput,ping,...]
 const int ThroughputRuns = 3;
-string[] groups = ["throughput", "ping", "connect", "conn-memory", "stream-memory", "rpc"];
+string[] groups = ["throughput", "ping", "connect", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store"];
 var settings = BenchSettings.Full;
 var only = new HashSet<string>(groups, StringComparer.OrdinalIgnoreCase);
 for (var i = 0; i < args.Length; i++)
@@ -147,6 +147,22 @@ if (only.Contains("rpc"))
     }
 }
 
+if (only.Contains("rpc-layer"))
+{
+    Console.Error.WriteLine("rpc-layer");
+    await using var rpc = await RpcBenchmarks.StartAsync(ct);
+    foreach (var concurrency in new[] { 1, 64 })
+    {
+        var rate = table.Add("rpc-layer", $"RpcNode {settings.RpcSize} B unary, c={concurrency}", "calls/s", Better.Higher);
+        var p50 = table.Add("rpc-layer", $"RpcNode round trip p50, c={concurrency}", "µs", Better.Lower);
+        var p99 = table.Add("rpc-layer", $"RpcNode round trip p99, c={concurrency}", "µs", Better.Lower);
+        var duration = TimeSpan.FromSeconds(settings.RpcSeconds);
+        await Measure($"ours rpc-layer c={concurrency}", async () => (rate.Ours, p50.Ours, p99.Ours) = await rpc.RunAsync(concurrency, duration, settings.RpcSize, ct));
+        if (js is not null)
+            await Measure($"js rpc-layer c={concurrency}", async () => (rate.Js, p50.Js, p99.Js) = await js.RpcWithLatencyAsync(concurrency, settings.RpcSeconds, settings.RpcSize, ct));
+    }
+}
+
 if (js is not null) await js.DisposeAsync();
 
 table.Note("ours: our client host -> our server host in this process; js: peer.mjs bench-client -> peer.mjs listen --bench-server. Both TCP loopback + Noise + Yamux.");
@@ -157,4 +173,13 @@ Console.WriteLine();
 Console.WriteLine($"P2PInference benchmarks ({(settings == BenchSettings.Quick ? "quick" : "full")} run, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s)");
 Console.WriteLine();
 Console.Write(table.Render());
+
+// Storage has no js or network counterpart: its baseline is FASTER's in-memory upsert rate, same run.
+if (only.Contains("store"))
+{
+    Console.WriteLine();
+    Console.WriteLine("Storage: durable writes vs in-memory upserts (same run)");
+    Console.WriteLine();
+    Console.Write(await P2PInference.Benchmarks.Store.StoreBenchmark.RunAsync());
+}
 return 0;
