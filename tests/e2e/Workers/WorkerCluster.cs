@@ -1,0 +1,225 @@
+using System.Runtime.CompilerServices;
+using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit.Harness;
+using P2PInference.Workers.Auth;
+using P2PInference.Workers.Client;
+using P2PInference.Workers.Gateway;
+using P2PInference.Workers.Hosting;
+using P2PInference.Workers.Processor;
+using P2PInference.Workers.Processor.Engines;
+
+namespace P2PInference.Tests.E2E.Workers;
+
+/// <summary>
+/// The whole P2PInference network on a <see cref="TestCluster"/>: the real stack (Noise, Yamux, RPC) over
+/// the in-memory network, the real Kademlia DHT (bootstrapped through node <c>bootstrap</c>), a RAM store per
+/// node kept across restarts, and the four workers started through a <see cref="WorkerContext"/> as the
+/// runtime starts them (announcing the topics their start returns): <c>auth</c>, <c>gateway</c>,
+/// <c>processor-1</c>…, plus a <c>client</c> node for <see cref="P2PInferenceClient"/>s. Time is the
+/// cluster's fake clock and moves only when the test moves it (<see cref="RunAsync{T}"/> moves it while an
+/// operation waits on it; <see cref="AdvanceAsync"/> jumps).
+/// </summary>
+internal sealed class WorkerCluster : IAsyncDisposable
+{
+    public const string Model = BuiltinEngineOptions.DefaultModelName;
+    public const string BootstrapNode = "bootstrap";
+    public const string AuthNode = "auth";
+    public const string GatewayNode = "gateway";
+    public const string ClientNode = "client";
+
+    /// <summary>How long (in virtual time) one operation may take before the test fails rather than hangs.</summary>
+    public static readonly TimeSpan OperationTimeout = TimeSpan.FromMinutes(2);
+
+    private readonly BuiltinEngine _engine;
+    private int _clients;
+
+    private WorkerCluster(TestCluster cluster, BuiltinEngine engine, EngineGate gate)
+    {
+        Cluster = cluster;
+        _engine = engine;
+        Gate = gate;
+    }
+
+    public TestCluster Cluster { get; }
+
+    /// <summary>Holds a generation on whichever processor gets it (see <see cref="EngineGate"/>).</summary>
+    public EngineGate Gate { get; }
+
+    public TestDataFactory Data => Cluster.Data;
+
+    public TestNode Auth => Cluster[AuthNode];
+
+    public TestNode Gateway => Cluster[GatewayNode];
+
+    public TestNode Processor(int number) => Cluster[ProcessorName(number)];
+
+    public static string ProcessorName(int number) => $"processor-{number}";
+
+    public static async Task<WorkerCluster> StartAsync(WorkerClusterOptions? options, CancellationToken cancellationToken)
+    {
+        options ??= new WorkerClusterOptions();
+        var gate = new EngineGate();
+        // One trained model for every processor: training is the slow part, and generation keeps no state
+        // (each request in these tests names its seed, so the engine's own seed source is never drawn from).
+        var engine = new BuiltinEngine(new BuiltinEngineOptions { SeedSource = new Random(0) });
+        var nodes = new List<TestNodeSpec>
+        {
+            new(BootstrapNode, "bootstrap") { Storage = false },
+            new(AuthNode, "auth"),
+            new(GatewayNode, "gateway"),
+        };
+        for (var i = 1; i <= options.Processors; i++) nodes.Add(new TestNodeSpec(ProcessorName(i), "processor"));
+        nodes.Add(new TestNodeSpec(ClientNode, "client") { Storage = false });
+
+        var clusterOptions = new TestClusterOptions
+        {
+            Seed = options.Seed,
+            NodeSpecs = nodes,
+            AutoAdvanceTime = false,
+            // The bootstrap node starts first and has nobody to join yet; the others join it in StartAsync.
+            WaitForDiscoveryJoin = false,
+            DiscoveryFactory = (context, ct) => StartDhtAsync(context, options, ct),
+            Components =
+            [
+                TestNodeComponent.ForRoles("rpc", (context, _) => Task.FromResult<IAsyncDisposable>(new RpcNode(context.Host, new RpcOptions
+                {
+                    TimeProvider = context.Time,
+                    Random = new Random(context.Random.Next()),
+                    LoggerFactory = context.LoggerFactory,
+                }, context.Discovery)), "auth", "gateway", "processor", "client"),
+                TestNodeComponent.ForRoles("auth worker", (context, ct) => StartWorkerAsync(context, new AuthWorker(options.Auth()), ct), "auth"),
+                TestNodeComponent.ForRoles("gateway worker", (context, ct) => StartWorkerAsync(context, new GatewayWorker(options.Gateway()), ct), "gateway"),
+                TestNodeComponent.ForRoles("processor worker", (context, ct) =>
+                    StartWorkerAsync(context, new ProcessorWorker(options.Processor(), new GatedEngine(engine, gate, context.Name)), ct), "processor"),
+            ],
+        };
+        try
+        {
+            var cluster = await TestCluster.StartAsync(clusterOptions, cancellationToken).ConfigureAwait(false);
+            return new WorkerCluster(cluster, engine, gate);
+        }
+        catch
+        {
+            engine.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A new client on the client node (its own credentials; the node's RPC and DHT).</summary>
+    public P2PInferenceClient NewClient(ClientOptions? options = null)
+    {
+        var node = Cluster[ClientNode];
+        var number = Interlocked.Increment(ref _clients);
+        options ??= new ClientOptions();
+        options = options with
+        {
+            TimeProvider = Cluster.Time,
+            Random = new Random(unchecked(Cluster.Seed * 31 + number)),
+            LoggerFactory = Cluster.LoggerFactory,
+        };
+        return new P2PInferenceClient(node.Get<RpcNode>(), node.Discovery!, options);
+    }
+
+    /// <summary>Registers a fresh user, logs in and creates an API key: a client ready for inference.</summary>
+    public async Task<(P2PInferenceClient Client, TestUser User, string UserId)> SignedUpClientAsync(CancellationToken cancellationToken)
+    {
+        var client = NewClient();
+        var user = Data.User();
+        var registered = await RunAsync(() => client.RegisterAsync(user.Email, user.Password, cancellationToken), cancellationToken).ConfigureAwait(false);
+        await RunAsync(() => client.LoginAsync(user.Email, user.Password, cancellationToken), cancellationToken).ConfigureAwait(false);
+        await RunAsync(() => client.CreateApiKeyAsync("e2e", cancellationToken), cancellationToken).ConfigureAwait(false);
+        return (client, user, registered.UserId);
+    }
+
+    /// <summary>Awaits an operation, moving virtual time only while it waits on the clock and the system is idle.</summary>
+    public Task<T> RunAsync<T>(Func<Task<T>> operation, CancellationToken cancellationToken,
+        [CallerArgumentExpression(nameof(operation))] string? description = null) =>
+        Cluster.Driver.RunAsync(operation, OperationTimeout, cancellationToken, description);
+
+    /// <summary>As <see cref="RunAsync{T}"/>, for an operation expected to fail: returns its <see cref="RpcException"/>.</summary>
+    public async Task<RpcException> FailureOfAsync(Func<Task> operation, CancellationToken cancellationToken,
+        [CallerArgumentExpression(nameof(operation))] string? description = null)
+    {
+        try
+        {
+            await Cluster.Driver.RunAsync(operation, OperationTimeout, cancellationToken, description).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            return e;
+        }
+        throw new AssertionException($"`{description}` succeeded; an RpcException was expected");
+    }
+
+    public Task WaitUntilAsync(Func<bool> condition, CancellationToken cancellationToken,
+        [CallerArgumentExpression(nameof(condition))] string? description = null) =>
+        Cluster.Driver.WaitUntilAsync(condition, OperationTimeout, cancellationToken, description);
+
+    /// <summary>Moves virtual time forward, letting every timer due on the way (DHT refresh, re-announce, caches) run.</summary>
+    public Task AdvanceAsync(TimeSpan delta, CancellationToken cancellationToken) => Cluster.AdvanceAsync(delta, cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        Gate.Release();
+        await Cluster.DisposeAsync().ConfigureAwait(false);
+        _engine.Dispose();
+    }
+
+    private static async Task<IDiscovery> StartDhtAsync(TestNodeContext context, WorkerClusterOptions options, CancellationToken cancellationToken)
+    {
+        var bootstrap = context.Spec.HasRole("bootstrap");
+        var dht = new KademliaDht(context.Host, new KademliaDhtOptions
+        {
+            Mode = context.Spec.HasRole("client") ? DhtMode.Client : DhtMode.Server,
+            BootstrapPeers = bootstrap ? [] : [context.Cluster[BootstrapNode].Address],
+            ProviderRecordTtl = options.ProviderRecordTtl,
+            RefreshInterval = options.DhtRefreshInterval,
+            QueryTimeout = TimeSpan.FromSeconds(2),
+            LookupTimeout = TimeSpan.FromSeconds(5),
+            TimeProvider = context.Time,
+            RandomSeed = context.Random.Next(),
+            LoggerFactory = context.LoggerFactory,
+        });
+        try
+        {
+            await dht.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await dht.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        return dht;
+    }
+
+    private static async Task<IAsyncDisposable> StartWorkerAsync(TestNodeContext node, IWorker worker, CancellationToken cancellationToken)
+    {
+        var rpc = node.Get<RpcNode>();
+        var context = new WorkerContext
+        {
+            Identity = node.Node.Identity,
+            Server = rpc,
+            Client = rpc,
+            Discovery = node.Discovery,
+            Store = node.Store,
+            Time = node.Time,
+            Random = new Random(node.Random.Next()),
+            LoggerFactory = node.LoggerFactory,
+        };
+        var topics = await worker.StartAsync(context, cancellationToken).ConfigureAwait(false);
+        foreach (var topic in topics) await node.Discovery.AnnounceAsync(topic, cancellationToken).ConfigureAwait(false);
+        return new RunningWorker(worker, topics);
+    }
+
+    /// <summary>A started worker as a node component: stopping the node stops it (its RPC node and DHT go with the node).</summary>
+    internal sealed class RunningWorker(IWorker worker, IReadOnlyList<string> topics) : IAsyncDisposable
+    {
+        public IWorker Worker => worker;
+
+        public IReadOnlyList<string> Topics => topics;
+
+        public async ValueTask DisposeAsync() => await worker.StopAsync(CancellationToken.None).ConfigureAwait(false);
+    }
+}

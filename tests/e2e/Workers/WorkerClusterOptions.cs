@@ -1,0 +1,32 @@
+using P2PInference.Workers.Auth;
+using P2PInference.Workers.Gateway;
+using P2PInference.Workers.Processor;
+
+namespace P2PInference.Tests.E2E.Workers;
+
+/// <summary>How a <see cref="WorkerCluster"/> is built; the defaults are a quick, roomy network.</summary>
+internal sealed class WorkerClusterOptions
+{
+    /// <summary>The seed of everything random; <see cref="TestKit.TestSeed.Choose"/> (by the cluster) when null.</summary>
+    public int? Seed { get; init; }
+
+    /// <summary>How many processors (<c>processor-1</c>…); 2 by default.</summary>
+    public int Processors { get; init; } = 2;
+
+    /// <summary>The Auth worker's options, built anew for each start (the low iteration count keeps PBKDF2 quick).</summary>
+    public Func<AuthOptions> Auth { get; init; } = () => new AuthOptions
+    {
+        PasswordIterations = AuthOptions.MinPasswordIterations,
+        DefaultQuota = new AuthQuota { RequestsPerMinute = 600, Burst = 100 },
+    };
+
+    public Func<GatewayOptions> Gateway { get; init; } = () => new GatewayOptions { DefaultModel = WorkerCluster.Model };
+
+    public Func<ProcessorOptions> Processor { get; init; } = () => new ProcessorOptions();
+
+    /// <summary>Provider records of the DHT live this long (re-announced at half of it).</summary>
+    public TimeSpan ProviderRecordTtl { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>The DHT refreshes its routing table this often.</summary>
+    public TimeSpan DhtRefreshInterval { get; init; } = TimeSpan.FromMinutes(1);
+}
