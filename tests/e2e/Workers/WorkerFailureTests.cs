@@ -11,7 +11,7 @@ namespace P2PInference.Tests.E2E.Workers;
 /// the real stack and DHT, in memory, on fake time.
 /// </summary>
 [TestFixture]
-[CancelAfter(30_000)]
+[CancelAfter(60_000)]
 public sealed class WorkerFailureTests
 {
     [Test]

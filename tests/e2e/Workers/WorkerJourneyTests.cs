@@ -8,7 +8,7 @@ namespace P2PInference.Tests.E2E.Workers;
 /// time: register, log in, create an API key, infer — whole and streamed.
 /// </summary>
 [TestFixture]
-[CancelAfter(30_000)]
+[CancelAfter(60_000)]
 public sealed class WorkerJourneyTests
 {
     [Test]
