@@ -1,1 +1,185 @@
-Console.WriteLine("no benchmarks yet");
+using P2PInference.Benchmarks;
+
+// Performance harness: our libp2p stack vs raw TCP / ChaCha20-Poly1305 (ceilings) vs js-libp2p.
+//   dotnet run -c Release --project tests/benchmarks [-- --quick] [-- --only throughput,ping,...]
+const int ThroughputRuns = 3;
+string[] groups = ["throughput", "ping", "connect", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store"];
+var settings = BenchSettings.Full;
+var only = new HashSet<string>(groups, StringComparer.OrdinalIgnoreCase);
+for (var i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--quick":
+            settings = BenchSettings.Quick;
+            break;
+        case "--only" when i + 1 < args.Length:
+            only = new HashSet<string>(args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries), StringComparer.OrdinalIgnoreCase);
+            var unknown = only.Except(groups, StringComparer.OrdinalIgnoreCase).ToArray();
+            if (unknown.Length > 0)
+            {
+                Console.Error.WriteLine($"unknown row(s) {string.Join(", ", unknown)}; rows: {string.Join(", ", groups)}");
+                return 2;
+            }
+            break;
+        default:
+            Console.Error.WriteLine($"usage: benchmarks [--quick] [--only {string.Join("|", groups)}[,...]]");
+            return 2;
+    }
+}
+
+using var overall = new CancellationTokenSource(TimeSpan.FromMinutes(10));
+var ct = overall.Token;
+var table = new ResultTable();
+var started = System.Diagnostics.Stopwatch.GetTimestamp();
+
+await using var ours = await StackBenchmarks.StartAsync(ct);
+var (js, jsMissing) = await JsPeerBenchmarks.TryStartAsync(ct);
+if (jsMissing is not null) table.Note("js-libp2p column n/a: " + jsMissing);
+
+async Task Measure(string what, Func<Task> body)
+{
+    var t = System.Diagnostics.Stopwatch.GetTimestamp();
+    try
+    {
+        await body();
+        Console.Error.WriteLine($"  {what}: {System.Diagnostics.Stopwatch.GetElapsedTime(t).TotalSeconds:F1} s");
+    }
+    catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+    {
+        Console.Error.WriteLine($"  {what} FAILED: {e.GetType().Name}: {e.Message}");
+        table.Note($"{what} failed: {e.GetType().Name}: {e.Message.Split('\n')[0]}");
+    }
+}
+
+static double Percentile(double[] samples, double p)
+{
+    var sorted = samples.Order().ToArray();
+    var index = Math.Clamp((int)Math.Ceiling(p / 100 * sorted.Length) - 1, 0, sorted.Length - 1);
+    return sorted[index];
+}
+
+// Memory first: later rows fill the array pools, whose trimming would blur the deltas.
+if (only.Contains("conn-memory"))
+{
+    Console.Error.WriteLine("conn-memory");
+    var heap = table.Add("conn-memory", $"idle connection, heap ({settings.IdleConnections}, both ends)", "KiB", Better.Lower);
+    var rss = table.Add("conn-memory", $"idle connection, RSS ({settings.IdleConnections}, both ends)", "KiB", Better.Lower);
+    await Measure("raw TCP", async () => (heap.Tcp, rss.Tcp) = await CeilingBenchmarks.TcpIdleConnectionsAsync(settings.IdleConnections, ct));
+    await Measure("ours", async () => (heap.Ours, rss.Ours) = await ours.IdleConnectionsAsync(settings.IdleConnections, ct));
+    if (js is not null) await Measure("js", async () => (heap.Js, rss.Js) = await js.IdleConnectionsAsync(settings.IdleConnections, ct));
+}
+
+if (only.Contains("stream-memory"))
+{
+    Console.Error.WriteLine("stream-memory");
+    var heap = table.Add("stream-memory", $"idle stream, heap ({settings.IdleStreams}, both ends)", "KiB", Better.Lower);
+    var rss = table.Add("stream-memory", $"idle stream, RSS ({settings.IdleStreams}, both ends)", "KiB", Better.Lower);
+    await Measure("ours", async () => (heap.Ours, rss.Ours) = await ours.IdleStreamsAsync(settings.IdleStreamConnections, settings.IdleStreamsPerConnection, ct));
+    if (js is not null) await Measure("js", async () => (heap.Js, rss.Js) = await js.IdleStreamsAsync(settings.IdleStreamConnections, settings.IdleStreamsPerConnection, ct));
+}
+
+if (only.Contains("throughput"))
+{
+    Console.Error.WriteLine("throughput");
+    var row = table.Add("throughput", $"single-stream throughput ({settings.ThroughputMiB} MiB, best of {ThroughputRuns})", "MB/s", Better.Higher);
+    // Best of a few runs for every column: the machine may be shared, and a disturbed run says nothing about the code.
+    await Measure("ours", async () =>
+    {
+        await ours.ThroughputAsync(settings.ThroughputBytes / 16, ct);
+        for (var i = 0; i < ThroughputRuns; i++) row.Ours = Math.Max(row.Ours ?? 0, await ours.ThroughputAsync(settings.ThroughputBytes, ct));
+    });
+    await Measure("raw TCP", async () =>
+    {
+        for (var i = 0; i < ThroughputRuns; i++) row.Tcp = Math.Max(row.Tcp ?? 0, await CeilingBenchmarks.TcpThroughputAsync(settings.ThroughputBytes, ct));
+    });
+    await Measure("ChaCha20-Poly1305", () =>
+    {
+        for (var i = 0; i < ThroughputRuns; i++) row.ChaCha = Math.Max(row.ChaCha ?? 0, CeilingBenchmarks.ChaChaThroughput(settings.ThroughputBytes));
+        return Task.CompletedTask;
+    });
+    if (js is not null)
+    {
+        await Measure("js", async () =>
+        {
+            for (var i = 0; i < ThroughputRuns; i++) row.Js = Math.Max(row.Js ?? 0, await js.ThroughputAsync(settings.ThroughputMiB, ct));
+        });
+    }
+}
+
+if (only.Contains("ping"))
+{
+    Console.Error.WriteLine("ping");
+    var p50 = table.Add("ping", $"ping RTT p50 ({settings.Pings} on one stream)", "µs", Better.Lower);
+    var p99 = table.Add("ping", $"ping RTT p99 ({settings.Pings} on one stream)", "µs", Better.Lower);
+    await Measure("ours", async () =>
+    {
+        var rtts = await ours.PingAsync(settings.Pings, ct);
+        (p50.Ours, p99.Ours) = (Percentile(rtts, 50), Percentile(rtts, 99));
+    });
+    await Measure("raw TCP", async () =>
+    {
+        var rtts = await CeilingBenchmarks.TcpPingAsync(settings.Pings, ct);
+        (p50.Tcp, p99.Tcp) = (Percentile(rtts, 50), Percentile(rtts, 99));
+    });
+    if (js is not null) await Measure("js", async () => (p50.Js, p99.Js) = await js.PingAsync(settings.Pings, ct));
+}
+
+if (only.Contains("connect"))
+{
+    Console.Error.WriteLine("connect");
+    var row = table.Add("connect", $"connection setup, sequential ({settings.Connects})", "conn/s", Better.Higher);
+    await Measure("ours", async () => row.Ours = await ours.ConnectAsync(settings.Connects, ct));
+    await Measure("raw TCP", async () => row.Tcp = await CeilingBenchmarks.TcpConnectAsync(settings.Connects, ct));
+    if (js is not null) await Measure("js", async () => row.Js = await js.ConnectAsync(settings.Connects, ct));
+}
+
+if (only.Contains("rpc"))
+{
+    Console.Error.WriteLine("rpc");
+    foreach (var concurrency in new[] { 1, 64 })
+    {
+        var row = table.Add("rpc", $"RPC {settings.RpcSize} B, new stream per call, c={concurrency}", "calls/s", Better.Higher);
+        var duration = TimeSpan.FromSeconds(settings.RpcSeconds);
+        await Measure($"ours c={concurrency}", async () => row.Ours = await ours.RpcAsync(concurrency, duration, settings.RpcSize, ct));
+        await Measure($"raw TCP c={concurrency}", async () => row.Tcp = await CeilingBenchmarks.TcpRpcAsync(concurrency, duration, settings.RpcSize, ct));
+        if (js is not null) await Measure($"js c={concurrency}", async () => row.Js = await js.RpcAsync(concurrency, settings.RpcSeconds, settings.RpcSize, ct));
+    }
+}
+
+if (only.Contains("rpc-layer"))
+{
+    Console.Error.WriteLine("rpc-layer");
+    await using var rpc = await RpcBenchmarks.StartAsync(ct);
+    foreach (var concurrency in new[] { 1, 64 })
+    {
+        var rate = table.Add("rpc-layer", $"RpcNode {settings.RpcSize} B unary, c={concurrency}", "calls/s", Better.Higher);
+        var p50 = table.Add("rpc-layer", $"RpcNode round trip p50, c={concurrency}", "µs", Better.Lower);
+        var p99 = table.Add("rpc-layer", $"RpcNode round trip p99, c={concurrency}", "µs", Better.Lower);
+        var duration = TimeSpan.FromSeconds(settings.RpcSeconds);
+        await Measure($"ours rpc-layer c={concurrency}", async () => (rate.Ours, p50.Ours, p99.Ours) = await rpc.RunAsync(concurrency, duration, settings.RpcSize, ct));
+        if (js is not null)
+            await Measure($"js rpc-layer c={concurrency}", async () => (rate.Js, p50.Js, p99.Js) = await js.RpcWithLatencyAsync(concurrency, settings.RpcSeconds, settings.RpcSize, ct));
+    }
+}
+
+if (js is not null) await js.DisposeAsync();
+
+table.Note("ours: our client host -> our server host in this process; js: peer.mjs bench-client -> peer.mjs listen --bench-server. Both TCP loopback + Noise + Yamux.");
+table.Note("ours/ceiling uses the lower ceiling (throughput: min of raw TCP and ChaCha20-Poly1305 seal+open on one core).");
+table.Note("memory: growth of both ends per idle item. ours heap = GC.GetTotalMemory after full GC, RSS = working set; js heap = heapUsed + external after gc() in both node processes, RSS = sum of both processes' rss.");
+table.Note("raw TCP rpc: length-prefixed echo on persistent sockets (TCP has no cheap new stream); raw TCP memory: a connected NetworkStream pair.");
+Console.WriteLine();
+Console.WriteLine($"P2PInference benchmarks ({(settings == BenchSettings.Quick ? "quick" : "full")} run, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s)");
+Console.WriteLine();
+Console.Write(table.Render());
+
+// Storage has no js or network counterpart: its baseline is FASTER's in-memory upsert rate, same run.
+if (only.Contains("store"))
+{
+    Console.WriteLine();
+    Console.WriteLine("Storage: durable writes vs in-memory upserts (same run)");
+    Console.WriteLine();
+    Console.Write(await P2PInference.Benchmarks.Store.StoreBenchmark.RunAsync());
+}
+return 0;

@@ -37,6 +37,16 @@
 //        handler: read ONE uvarint-length-prefixed message, write it back (same framing), close.
 //   {"cmd":"bench-server"}                    -> {"ok":true,"protocols":[...]}     (see below)
 //   {"cmd":"peers"}                           -> {"ok":true,"peers":[{"peerId","addrs":[remoteAddr]}]}
+//   {"cmd":"memory"}                          -> {"ok":true,"rss","heapUsed","external","arrayBuffers"}  (bytes;
+//                                                runs a full GC first when node was started with --expose-gc)
+//   {"cmd":"open-idle","addr":MA,"connections":N}
+//                                             -> {"ok":true,"connections":total held}  opens N fresh connections
+//                                                (forced dials, TCP+Noise+Yamux) and holds them, idle
+//   {"cmd":"idle-streams","perConnection":S}  -> {"ok":true,"streams":total held}  on every held connection opens S
+//                                                /bench/echo/1.0.0 streams and holds them without writing
+//                                                (the remote's echo handler waits for a message: both ends idle)
+//   {"cmd":"close-idle"}                      -> {"ok":true}  closes every held stream and connection
+//        (the benchmarks' memory rows: "memory" on both processes before and after open-idle/idle-streams)
 //   {"cmd":"stop"}                            -> {"ok":true} then exit 0
 //
 //   Provide/findProviders key for topic T: CIDv1, codec raw (0x55), sha2-256 multihash of UTF-8(T).
@@ -52,8 +62,10 @@
 //   node peer.mjs bench-client --addr MA --mode throughput [--mib 64] [--chunk 65536]
 //       -> {"mode":"throughput","bytes","seconds","MBps","MiBps"}   (MB = 10^6 bytes; the clock stops
 //          when the server's 8-byte acknowledgement arrives, so buffered-but-unsent data isn't counted)
-//   node peer.mjs bench-client --addr MA --mode ping [--count 100]
-//       -> {"mode":"ping","count","p50","p99","min","max","mean"}   (ms, one connection, sequential)
+//   node peer.mjs bench-client --addr MA --mode ping [--count 100] [--one-stream]
+//       -> {"mode":"ping","count","p50","p99","min","max","mean"}   (ms, one connection, sequential;
+//          each ping opens a new stream, as the ping service does, unless --one-stream: then every
+//          32-byte round trip runs on one /ipfs/ping/1.0.0 stream)
 //   node peer.mjs bench-client --addr MA --mode connect [--count 50]
 //       -> {"mode":"connect","count","seconds","handshakesPerSec","p50","p99"}
 //          (each iteration: fresh TCP+Noise+Yamux dial, then hang up; sequential)
@@ -250,6 +262,9 @@ async function registerBenchServer (node) {
 
 // ─── listen mode ────────────────────────────────────────────────────────────
 
+// Connections and streams held open by open-idle / idle-streams until close-idle.
+const idle = { connections: [], streams: [] }
+
 async function runCommand (node, req, stop) {
   switch (req.cmd) {
     case 'ping': {
@@ -354,6 +369,39 @@ async function runCommand (node, req, stop) {
         ok: true,
         peers: node.getConnections().map((c) => ({ peerId: c.remotePeer.toString(), addrs: [c.remoteAddr.toString()] }))
       }
+    case 'memory': {
+      if (typeof globalThis.gc === 'function') {
+        globalThis.gc()
+        await new Promise((resolve) => setImmediate(resolve))
+        globalThis.gc()
+      }
+      const m = process.memoryUsage()
+      return { ok: true, rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers }
+    }
+    case 'open-idle': {
+      const ma = requireAddr(req)
+      const n = req.connections ?? 1
+      if (!Number.isInteger(n) || n < 0) throw new Error('"connections" must be a non-negative integer')
+      for (let i = 0; i < n; i++) idle.connections.push(await node.dial(ma, { force: true }))
+      return { ok: true, connections: idle.connections.length }
+    }
+    case 'idle-streams': {
+      const s = req.perConnection ?? 1
+      if (!Number.isInteger(s) || s < 0) throw new Error('"perConnection" must be a non-negative integer')
+      for (const connection of idle.connections) {
+        for (let i = 0; i < s; i++) {
+          idle.streams.push(await connection.newStream(ECHO_PROTOCOL, { maxOutboundStreams: 100_000 }))
+        }
+      }
+      return { ok: true, streams: idle.streams.length }
+    }
+    case 'close-idle': {
+      await Promise.all(idle.streams.map((st) => st.abort(new Error('idle benchmark over'))))
+      await Promise.all(idle.connections.map((c) => c.close()))
+      idle.streams = []
+      idle.connections = []
+      return { ok: true }
+    }
     case 'stop':
       stop.requested = true
       return { ok: true }
@@ -450,6 +498,21 @@ async function benchPing (node, ma, args) {
   const count = intArg(args.count, 100, 'count')
   await node.dial(ma)
   const rtts = []
+  if (args['one-stream'] === true) {
+    const stream = await node.dialProtocol(ma, '/ipfs/ping/1.0.0')
+    const bytes = byteStream(stream)
+    const payload = new Uint8Array(32)
+    for (let i = 0; i < count; i++) {
+      randomFillSync(payload)
+      const t0 = performance.now()
+      await bytes.write(payload)
+      const echo = (await bytes.read({ bytes: 32 })).subarray()
+      rtts.push(performance.now() - t0)
+      if (!Buffer.from(echo).equals(Buffer.from(payload))) throw new Error('ping echo differs from the payload')
+    }
+    await stream.close()
+    return { mode: 'ping', count, oneStream: true, ...stats(rtts) }
+  }
   for (let i = 0; i < count; i++) {
     const t0 = performance.now()
     await node.services.ping.ping(ma)

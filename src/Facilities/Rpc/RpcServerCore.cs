@@ -114,6 +114,8 @@ internal sealed class RpcServerCore : IRpcServer
             {
                 await foreach (var item in registration.Streaming!(call.Payload, context).WithCancellation(linked.Token).ConfigureAwait(false))
                 {
+                    // A handler that ignores its token must not be pulled forever after the caller left.
+                    linked.Token.ThrowIfCancellationRequested();
                     if (item.Length > _options.MaxMessageSize) return TooLarge("response item", item.Length);
                     sending = true;
                     await send(item, linked.Token).ConfigureAwait(false);

@@ -29,7 +29,8 @@ public static class Jwt
     internal static bool TryDecode(ReadOnlySpan<char> text, out byte[] data)
     {
         data = [];
-        if (text.IsEmpty)
+        // A length of 1 mod 4 cannot be base64 (the decoder throws rather than refuses).
+        if (text.IsEmpty || text.Length % 4 == 1)
         {
             return false;
         }
@@ -43,7 +44,15 @@ public static class Jwt
         }
 
         var buffer = new byte[Base64Url.GetMaxDecodedLength(text.Length)];
-        if (!Base64Url.TryDecodeFromChars(text, buffer, out var written))
+        int written;
+        try
+        {
+            if (!Base64Url.TryDecodeFromChars(text, buffer, out written))
+            {
+                return false;
+            }
+        }
+        catch (FormatException)
         {
             return false;
         }

@@ -13,6 +13,9 @@ public static class CliApp
         root.Subcommands.Add(IdentifyCommand.Create(output, error));
         root.Subcommands.Add(KeygenCommand.Create(output, error));
         root.Subcommands.Add(DhtCommand.Create(output, error));
+        root.Subcommands.Add(RunCommand.Create(output, error));
+        root.Subcommands.Add(DemoCommand.Create(output, error));
+        root.Subcommands.Add(ClientCommand.Create(output, error));
         return root;
     }
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
 
 namespace P2PInference.Workers.Cli;
 
@@ -34,6 +35,7 @@ internal static class DhtCommand
             using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(result.GetValue(timeout)), TimeProvider.System);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
             await using var host = CliNode.CreateHost(KeyPair.Generate());
+            await ConnectToAnyAsync(host, options, linked.Token).ConfigureAwait(false);
             await using var kademlia = new KademliaDht(host, options);
             await kademlia.StartAsync(linked.Token).ConfigureAwait(false);
             await kademlia.WaitUntilJoinedAsync(linked.Token).ConfigureAwait(false);
@@ -54,5 +56,21 @@ internal static class DhtCommand
             return providers.Count > 0 ? Found : NoneFound;
         }, Error));
         return command;
+    }
+
+    /// <summary>
+    /// A one-shot query has nothing to wait for if no bootstrap peer answers, so fail at once with
+    /// the reason (a long-running node instead keeps retrying on its refresh timer).
+    /// </summary>
+    private static async Task ConnectToAnyAsync(P2PHost host, KademliaDhtOptions options, CancellationToken cancellationToken)
+    {
+        var attempts = options.BootstrapPeers.Select(a => host.ConnectAsync(a, cancellationToken)).ToArray();
+        try
+        {
+            await Task.WhenAll(attempts).ConfigureAwait(false);
+        }
+        catch (Exception) when (attempts.Any(a => a.IsCompletedSuccessfully))
+        {
+        }
     }
 }

@@ -3,6 +3,8 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
+using P2PInference.Tests.Shared;
+
 namespace P2PInference.Tests.Integration.Interop;
 
 /// <summary>

@@ -69,6 +69,42 @@ public sealed class NoiseSecureStreamTests
     }
 
     [Test]
+    public async Task SecureStream_DeliversMixedFrameSizes_WhileReceiveBufferGrowsAndShrinks(CancellationToken cancellationToken)
+    {
+        // Small frames are received in a small buffer and large ones in a large one; switching in
+        // either direction, with frames split across reads of any size, must not lose or reorder bytes.
+        var (initiator, responder) = await NoiseTestPeers.ConnectAsync(Alice, Bob, cancellationToken);
+        await using var _ = initiator;
+        await using var __ = responder;
+        var random = TestSeed.CreateRandom();
+        int[] sizes = [10, 70_000, 5, 3_000, 4_100, 65_519, 1, 200_000, 17, 2_048, 9_000, 3];
+        var data = new byte[sizes.Sum()];
+        random.NextBytes(data);
+
+        var send = Task.Run(async () =>
+        {
+            var offset = 0;
+            foreach (var size in sizes)
+            {
+                await initiator.WriteAsync(data.AsMemory(offset, size), cancellationToken);
+                offset += size;
+            }
+        }, cancellationToken);
+        var received = new byte[data.Length];
+        var total = 0;
+        while (total < received.Length)
+        {
+            var want = Math.Min(received.Length - total, random.Next(1, 80_000));
+            var read = await responder.ReadAsync(received.AsMemory(total, want), cancellationToken);
+            Assert.That(read, Is.GreaterThan(0));
+            total += read;
+        }
+        await send;
+
+        Assert.That(received.AsSpan().SequenceEqual(data), Is.True);
+    }
+
+    [Test]
     public async Task SecureStream_SplitsLargeWritesIntoFramesOfAtMost65535Bytes(CancellationToken cancellationToken)
     {
         var (a, b) = DuplexStreamPair.Create();

@@ -19,6 +19,12 @@ public sealed class NoiseSecureStream : Stream
 {
     /// <summary>Room for one whole frame plus the next one's head, so compaction always makes space.</summary>
     private const int ReceiveBufferSize = 1 << 17;
+    /// <summary>
+    /// Holds the small frames of control traffic, pings and RPC messages. The receive buffer is this
+    /// size while the traffic is small and whenever the connection idles, so an idle connection
+    /// pins 4 KiB rather than 128 KiB; it grows for a frame that needs more.
+    /// </summary>
+    private const int SmallReceiveBufferSize = 4096;
     /// <summary>Frames encrypted per write to the insecure stream: fewer calls, bounded memory.</summary>
     private const int FramesPerWrite = 4;
 
@@ -37,6 +43,7 @@ public sealed class NoiseSecureStream : Stream
     private int _rxEnd;
     private int _plainOffset;
     private int _plainCount;
+    private int _lastFrameLength;
     private int _readState;
     private int _writeState;
 
@@ -50,7 +57,7 @@ public sealed class NoiseSecureStream : Stream
         _receive = receive;
         RemotePublicKey = remotePublicKey;
         RemotePeer = remotePublicKey.ToPeerId();
-        _rx = ArrayPool<byte>.Shared.Rent(ReceiveBufferSize);
+        _rx = [];
     }
 
     /// <summary>The authenticated remote peer.</summary>
@@ -167,6 +174,7 @@ public sealed class NoiseSecureStream : Stream
                 throw Fail(new NoiseException($"transport frame of {length} bytes is shorter than its {CipherState.TagSize}-byte tag"));
             if (available < NoiseFraming.HeaderSize + length) return -1;
 
+            _lastFrameLength = length;
             var ciphertext = _rx.AsSpan(_rxStart + NoiseFraming.HeaderSize, length);
             var plainLength = length - CipherState.TagSize;
             var offset = _rxStart + NoiseFraming.HeaderSize;
@@ -200,10 +208,18 @@ public sealed class NoiseSecureStream : Stream
             while (true)
             {
                 var available = _rxEnd - _rxStart;
+                // Nothing buffered and small traffic lately: wait with the small buffer. (No plaintext is
+                // pending here, since ReadBuffered found none, so the buffer can be swapped.)
+                if (available == 0 && _rx.Length != SmallReceiveBufferSize && _lastFrameLength <= SmallReceiveBufferSize / 2)
+                    SwapReceiveBuffer(SmallReceiveBufferSize);
                 var needed = available < NoiseFraming.HeaderSize
                     ? NoiseFraming.HeaderSize
                     : NoiseFraming.HeaderSize + BinaryPrimitives.ReadUInt16BigEndian(_rx.AsSpan(_rxStart));
-                if (_rx.Length - _rxStart < needed)
+                if (_rx.Length < needed)
+                {
+                    SwapReceiveBuffer(ReceiveBufferSize);
+                }
+                else if (_rx.Length - _rxStart < needed)
                 {
                     Buffer.BlockCopy(_rx, _rxStart, _rx, 0, available);
                     _rxStart = 0;
@@ -262,6 +278,19 @@ public sealed class NoiseSecureStream : Stream
             ArrayPool<byte>.Shared.Return(tx);
             ExitWrite();
         }
+    }
+
+    /// <summary>Moves the buffered ciphertext into a pooled buffer of <paramref name="size"/> bytes and returns the old one.</summary>
+    private void SwapReceiveBuffer(int size)
+    {
+        var old = _rx;
+        var available = _rxEnd - _rxStart;
+        var rx = ArrayPool<byte>.Shared.Rent(size);
+        if (available > 0) Buffer.BlockCopy(old, _rxStart, rx, 0, available);
+        _rx = rx;
+        _rxStart = 0;
+        _rxEnd = available;
+        if (old.Length > 0) ArrayPool<byte>.Shared.Return(old);
     }
 
     private NoiseException Fail(NoiseException e)
@@ -323,7 +352,7 @@ public sealed class NoiseSecureStream : Stream
         if (Interlocked.CompareExchange(ref _readState, Retired, Idle) != Idle) return;
         var rx = _rx;
         _rx = [];
-        ArrayPool<byte>.Shared.Return(rx);
+        if (rx.Length > 0) ArrayPool<byte>.Shared.Return(rx);
     }
 
     protected override void Dispose(bool disposing)

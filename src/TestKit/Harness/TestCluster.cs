@@ -1,0 +1,302 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using NUnit.Framework;
+using P2PInference.Facilities.Identity;
+using P2PInference.TestKit.Discovery;
+using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.TestKit.Harness;
+
+/// <summary>
+/// A cluster of nodes for one test, in one line of setup:
+/// <code>await using var cluster = await TestCluster.StartAsync(new TestClusterOptions { Nodes = 5 }, token);</code>
+/// Each node is a real <see cref="Facilities.Net.Host.P2PHost"/> (Noise, Yamux, identify, ping) on one
+/// <see cref="InMemoryNetwork"/>, with a <see cref="Store.RamStore"/>, a discovery (the mock DHT by default)
+/// and whatever <see cref="TestClusterOptions.Components"/> add; everything runs on one
+/// <see cref="FakeTimeProvider"/> and derives its randomness from one seed.
+/// </summary>
+/// <remarks>
+/// <para>Faults: <see cref="KillAsync"/> (crash, no goodbye; the store restarts from what was durable),
+/// <see cref="StopAsync"/> (graceful), <see cref="RestartAsync(string, bool, CancellationToken)"/>,
+/// <see cref="PartitionAsync(string, string, PartitionMode, bool, CancellationToken)"/> and
+/// <see cref="HealAsync"/>; per-link conditions through <see cref="Network"/>.</para>
+/// <para>Waiting: <see cref="WaitUntilAsync(Func{bool}, TimeSpan, CancellationToken, string?)"/> runs on
+/// virtual time and fails with a <see cref="TimeoutException"/> naming the condition and the seed.</para>
+/// <para>Disposing stops every node gracefully, deletes the stores and stops the clock's pump; afterwards
+/// no connection is left open on the network.</para>
+/// </remarks>
+public sealed class TestCluster : IAsyncDisposable
+{
+    private readonly List<TestNode> _nodes = [];
+    private readonly Dictionary<string, TestNode> _byName = new(StringComparer.Ordinal);
+    private readonly ILogger _logger;
+    private int _disposed;
+
+    private TestCluster(TestClusterOptions options, int seed)
+    {
+        Options = options;
+        Seed = seed;
+        LoggerFactory = options.LoggerFactory ?? NullLoggerFactory.Instance;
+        _logger = LoggerFactory.CreateLogger<TestCluster>();
+        Time = options.StartTime is { } start ? new FakeTimeProvider(start) : new FakeTimeProvider();
+        Network = new InMemoryNetwork(Time, SeedDerivation.Int(seed, "network"));
+        if (options.LinkLatency > TimeSpan.Zero || options.LinkJitter > TimeSpan.Zero)
+        {
+            Network.ConfigureLinks(link =>
+            {
+                link.Latency = options.LinkLatency;
+                link.Jitter = options.LinkJitter;
+            });
+        }
+        if (options.ConfigureLinks is not null) Network.ConfigureLinks(options.ConfigureLinks);
+        DiscoveryKind = options.ResolveDiscovery();
+        if (DiscoveryKind == TestDiscoveryKind.MockDht)
+        {
+            MockDht = new MockDhtRegistry(Time, SeedDerivation.Int(seed, "mock-dht"));
+            options.ConfigureMockDht?.Invoke(MockDht);
+        }
+        Data = new TestDataFactory(SeedDerivation.Int(seed, "data"));
+        Driver = new VirtualTimeDriver(Time, seed, options.AutoAdvanceTime);
+    }
+
+    public TestClusterOptions Options { get; }
+
+    /// <summary>The seed everything derives from; <c>P2P_TEST_SEED=&lt;Seed&gt;</c> replays the run.</summary>
+    public int Seed { get; }
+
+    /// <summary>The cluster's clock: every host, link, store and mock DHT runs on it.</summary>
+    public FakeTimeProvider Time { get; }
+
+    /// <summary>Moves <see cref="Time"/>: the pump (when <see cref="TestClusterOptions.AutoAdvanceTime"/>) and the waits.</summary>
+    public VirtualTimeDriver Driver { get; }
+
+    public InMemoryNetwork Network { get; }
+
+    public TestDiscoveryKind DiscoveryKind { get; }
+
+    /// <summary>The shared mock DHT when <see cref="DiscoveryKind"/> is <see cref="TestDiscoveryKind.MockDht"/>, else null.</summary>
+    public MockDhtRegistry? MockDht { get; }
+
+    /// <summary>Test data seeded from the cluster's seed.</summary>
+    public TestDataFactory Data { get; }
+
+    public ILoggerFactory LoggerFactory { get; }
+
+    public IReadOnlyList<TestNode> Nodes
+    {
+        get
+        {
+            lock (_nodes) return _nodes.ToArray();
+        }
+    }
+
+    public IReadOnlyList<TestNode> RunningNodes => Nodes.Where(n => n.IsRunning).ToArray();
+
+    /// <exception cref="KeyNotFoundException">No node has that name.</exception>
+    public TestNode this[string name] => Node(name);
+
+    public TestNode this[int index] => Nodes[index];
+
+    /// <summary>Builds the cluster and starts every node; returns once all are ready.</summary>
+    public static async Task<TestCluster> StartAsync(TestClusterOptions? options, CancellationToken cancellationToken)
+    {
+        options ??= new TestClusterOptions();
+        var specs = options.ResolveNodes();
+        var seed = options.Seed ?? TestSeed.Choose();
+        if (options.Seed is not null) TestContext.Out.WriteLine($"{TestSeed.EnvironmentVariable}={seed} (fixed by the test's TestClusterOptions.Seed)");
+        var cluster = new TestCluster(options, seed);
+        try
+        {
+            foreach (var spec in specs) cluster.AddNode(spec);
+            var nodes = cluster.Nodes;
+            // Stores are independent and the slowest part: open them together.
+            await Task.WhenAll(nodes.Select(n => n.CreateStoreAsync(cancellationToken))).ConfigureAwait(false);
+            foreach (var node in nodes) await node.StartAsync(keepStorage: true, cancellationToken).ConfigureAwait(false);
+            if (options.ConnectAll) await cluster.ConnectAllAsync(cancellationToken).ConfigureAwait(false);
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <exception cref="KeyNotFoundException">No node has that name.</exception>
+    public TestNode Node(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        lock (_nodes)
+        {
+            return _byName.TryGetValue(name, out var node)
+                ? node
+                : throw new KeyNotFoundException($"the cluster has no node '{name}' (nodes: {string.Join(", ", _nodes.Select(n => n.Name))})");
+        }
+    }
+
+    /// <summary>The node with <paramref name="peer"/> as its identity, or null.</summary>
+    public TestNode? NodeOf(PeerId peer) => Nodes.FirstOrDefault(n => n.PeerId == peer);
+
+    /// <summary>The nodes with <paramref name="role"/>, in declaration order.</summary>
+    public IReadOnlyList<TestNode> WithRole(string role) => Nodes.Where(n => n.Spec.HasRole(role)).ToArray();
+
+    /// <summary>Adds a node to the running cluster and starts it (a late joiner).</summary>
+    public async Task<TestNode> AddNodeAsync(TestNodeSpec spec, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ThrowIfDisposed();
+        var node = AddNode(spec);
+        await node.CreateStoreAsync(cancellationToken).ConfigureAwait(false);
+        await node.StartAsync(keepStorage: true, cancellationToken).ConfigureAwait(false);
+        return node;
+    }
+
+    /// <summary>
+    /// Kills <paramref name="name"/>: the network drops it without a goodbye (its connections reset, its
+    /// listener gone), its mock DHT node crashes (records go stale), its components and host are torn down.
+    /// Its store is left as a killed process leaves it and recovers from what was durable on restart.
+    /// </summary>
+    public Task KillAsync(string name, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return Node(name).StopAsync(crash: true);
+    }
+
+    /// <summary>Stops <paramref name="name"/> gracefully: components, discovery (unannounce) and host (go-away) shut down in order.</summary>
+    public Task StopAsync(string name, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return Node(name).StopAsync(crash: false);
+    }
+
+    /// <summary>Restarts <paramref name="name"/> keeping its storage; see <see cref="RestartAsync(string, bool, CancellationToken)"/>.</summary>
+    public Task RestartAsync(string name, CancellationToken cancellationToken) => RestartAsync(name, keepStorage: true, cancellationToken);
+
+    /// <summary>
+    /// Starts <paramref name="name"/> again with the same identity (so the same PeerId), stopping it
+    /// gracefully first if it is running. With <paramref name="keepStorage"/> its store reopens from what
+    /// was durable (after a kill, as after a crash); without, it starts on an empty store.
+    /// </summary>
+    /// <returns>Once the node is ready again.</returns>
+    public async Task RestartAsync(string name, bool keepStorage, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        var node = Node(name);
+        await node.StopAsync(crash: false).ConfigureAwait(false);
+        await node.StartAsync(keepStorage, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Partitions <paramref name="a"/> from <paramref name="b"/> (both ways unless <paramref name="oneWay"/>, then only a → b).</summary>
+    public Task<NetworkPartition> PartitionAsync(string a, string b, PartitionMode mode = PartitionMode.Stall, bool oneWay = false,
+        CancellationToken cancellationToken = default) =>
+        PartitionAsync([a], [b], mode, oneWay, cancellationToken);
+
+    /// <summary>Partitions every node of <paramref name="groupA"/> from every node of <paramref name="groupB"/>.</summary>
+    /// <returns>The partition, once its immediate effects (resets) have played out; heal it alone with <see cref="NetworkPartition.Heal"/>.</returns>
+    public async Task<NetworkPartition> PartitionAsync(IEnumerable<string> groupA, IEnumerable<string> groupB, PartitionMode mode = PartitionMode.Stall,
+        bool oneWay = false, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(groupA);
+        ArgumentNullException.ThrowIfNull(groupB);
+        var a = groupA.ToArray();
+        var b = groupB.ToArray();
+        foreach (var name in a.Concat(b)) Node(name); // a typo should fail here, not partition nobody
+        var partition = oneWay ? Network.PartitionOneWay(a, b, mode) : Network.Partition(a, b, mode);
+        await Driver.RunUntilIdleAsync(cancellationToken).ConfigureAwait(false);
+        return partition;
+    }
+
+    /// <summary>Heals every partition; stalled connections deliver what they held.</summary>
+    public async Task HealAsync(CancellationToken cancellationToken)
+    {
+        Network.Heal();
+        await Driver.RunUntilIdleAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Connects every running node to every other, and returns once both ends of every pair see the connection.</summary>
+    public async Task ConnectAllAsync(CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        var running = RunningNodes;
+        var dials = new List<Func<Task>>();
+        for (var i = 0; i < running.Count; i++)
+            for (var j = i + 1; j < running.Count; j++)
+            {
+                var (from, to) = (running[i], running[j]);
+                if (!from.IsConnectedTo(to)) dials.Add(() => from.ConnectAsync(to, cancellationToken));
+            }
+        await Driver.RunAsync(() => Task.WhenAll(dials.Select(d => d())), Options.OperationTimeout, cancellationToken,
+            "every node dials every other").ConfigureAwait(false);
+        await Driver.WaitUntilAsync(() => running.All(a => running.All(b => a == b || a.IsConnectedTo(b))), Options.OperationTimeout,
+            cancellationToken, "both ends of every pair see the connection").ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Completes once <paramref name="condition"/> is true, re-checking it whenever virtual time moves or
+    /// the system goes idle, and moving virtual time itself while it waits. No real sleeps.
+    /// </summary>
+    /// <exception cref="TimeoutException">Still false after <paramref name="virtualTimeout"/> of virtual time (the message names the condition and the seed).</exception>
+    public Task WaitUntilAsync(Func<bool> condition, TimeSpan virtualTimeout, CancellationToken cancellationToken,
+        [CallerArgumentExpression(nameof(condition))] string? description = null) =>
+        Driver.WaitUntilAsync(condition, virtualTimeout, cancellationToken, description);
+
+    /// <inheritdoc cref="VirtualTimeDriver.WaitUntilAsync(Func{Task{bool}}, TimeSpan, CancellationToken, string?)"/>
+    public Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan virtualTimeout, CancellationToken cancellationToken,
+        [CallerArgumentExpression(nameof(condition))] string? description = null) =>
+        Driver.WaitUntilAsync(condition, virtualTimeout, cancellationToken, description);
+
+    /// <summary>Moves virtual time forward by <paramref name="delta"/>, letting each due timer's work run.</summary>
+    public Task AdvanceAsync(TimeSpan delta, CancellationToken cancellationToken) => Driver.AdvanceAsync(delta, cancellationToken);
+
+    /// <summary>Stops every node gracefully, deletes the stores and stops the pump. Reports the first failure after cleaning up everything.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        var errors = new List<Exception>();
+        var nodes = Nodes;
+        for (var i = nodes.Count - 1; i >= 0; i--)
+        {
+            try
+            {
+                await nodes[i].StopAsync(crash: false).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                errors.Add(e);
+            }
+        }
+        await Driver.DisposeAsync().ConfigureAwait(false);
+        foreach (var node in nodes)
+        {
+            try
+            {
+                await node.DisposeStoreAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                errors.Add(e);
+            }
+        }
+        if (errors.Count > 0)
+        {
+            _logger.LogWarning("the cluster did not shut down cleanly: {Errors}", string.Join("; ", errors.Select(e => e.Message)));
+            throw new AggregateException("the test cluster did not shut down cleanly", errors);
+        }
+    }
+
+    private TestNode AddNode(TestNodeSpec spec)
+    {
+        lock (_nodes)
+        {
+            if (_byName.ContainsKey(spec.Name)) throw new ArgumentException($"the cluster already has a node '{spec.Name}'", nameof(spec));
+            var node = new TestNode(this, spec);
+            _nodes.Add(node);
+            _byName.Add(spec.Name, node);
+            return node;
+        }
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+}

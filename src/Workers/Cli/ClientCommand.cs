@@ -1,0 +1,426 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Workers.Client;
+using P2PInference.Workers.Contracts.Inference;
+using P2PInference.Workers.Processor.Engines;
+
+namespace P2PInference.Workers.Cli;
+
+/// <summary>
+/// <c>p2pinference client …</c>: register, login, keys create|list|revoke, models, infer. Every
+/// command takes <c>--bootstrap</c> (repeatable; remembered in the profile), <c>--profile</c> and
+/// <c>--json</c>; errors are one line on stderr and exit 1.
+/// </summary>
+internal static class ClientCommand
+{
+    public const int Success = 0;
+    public const int Failure = 1;
+
+    private static readonly JsonSerializerOptions OneLine = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    public static Command Create(TextWriter output, TextWriter error) => Create(output, error, ClientCommandEnvironment.Default());
+
+    internal static Command Create(TextWriter output, TextWriter error, ClientCommandEnvironment environment)
+    {
+        var shared = new SharedOptions(environment.DefaultProfilePath);
+        var command = new Command("client", "Use a P2PInference network as a client: account, API keys, models, inference");
+        shared.AddTo(command);
+        command.Subcommands.Add(CreateRegister(output, error, environment, shared));
+        command.Subcommands.Add(CreateLogin(output, error, environment, shared));
+        command.Subcommands.Add(CreateKeys(output, error, environment, shared));
+        command.Subcommands.Add(CreateModels(output, error, environment, shared));
+        command.Subcommands.Add(CreateInfer(output, error, environment, shared));
+        return command;
+    }
+
+    /// <summary>Runs <c>client</c> with <paramref name="args"/> (without the word <c>client</c>) in-process, for tests.</summary>
+    internal static Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, ClientCommandEnvironment environment)
+    {
+        var root = new RootCommand("test") { Create(output, error, environment) };
+        var config = new InvocationConfiguration { Output = output, Error = error, ProcessTerminationTimeout = null };
+        return root.Parse(["client", .. args]).InvokeAsync(config);
+    }
+
+    private static Command CreateRegister(TextWriter output, TextWriter error, ClientCommandEnvironment environment, SharedOptions shared)
+    {
+        var email = EmailOption();
+        var passwordStdin = PasswordStdinOption();
+        var command = new Command("register", "Create an account") { email, passwordStdin };
+        command.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
+        {
+            var address = result.GetValue(email)!;
+            var password = await ReadPasswordAsync(environment, confirm: true, ct).ConfigureAwait(false);
+            await using var client = await session.ConnectAsync().ConfigureAwait(false);
+            var response = await client.RegisterAsync(address, password, ct).ConfigureAwait(false);
+            session.Profile.Email = response.Email;
+            await session.SaveProfileAsync().ConfigureAwait(false);
+            await session.WriteAsync(new { userId = response.UserId, email = response.Email },
+                $"registered {response.Email} (user {response.UserId}); now run: p2pinference client login --email {response.Email}").ConfigureAwait(false);
+        }));
+        return command;
+    }
+
+    private static Command CreateLogin(TextWriter output, TextWriter error, ClientCommandEnvironment environment, SharedOptions shared)
+    {
+        var email = EmailOption();
+        var passwordStdin = PasswordStdinOption();
+        var command = new Command("login", "Log in; the token is kept in the profile") { email, passwordStdin };
+        command.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
+        {
+            var address = result.GetValue(email)!;
+            var password = await ReadPasswordAsync(environment, confirm: false, ct).ConfigureAwait(false);
+            await using var client = await session.ConnectAsync().ConfigureAwait(false);
+            var response = await client.LoginAsync(address, password, ct).ConfigureAwait(false);
+            var expires = DateTimeOffset.FromUnixTimeMilliseconds(response.ExpiresAtUnixMs);
+            session.Profile.Email = address.Trim().ToLowerInvariant();
+            session.Profile.Token = response.Token;
+            session.Profile.TokenExpiresAt = expires;
+            await session.SaveProfileAsync().ConfigureAwait(false);
+            await session.WriteAsync(new { userId = response.UserId, email = session.Profile.Email, expiresAt = expires },
+                $"logged in as {session.Profile.Email} until {expires.ToString("u", CultureInfo.InvariantCulture)}; the token is kept in {session.ProfilePath}")
+                .ConfigureAwait(false);
+        }));
+        return command;
+    }
+
+    private static Command CreateKeys(TextWriter output, TextWriter error, ClientCommandEnvironment environment, SharedOptions shared)
+    {
+        var keys = new Command("keys", "Manage API keys (needs a login)");
+
+        var name = new Option<string?>("--name") { Description = "A label to tell the key apart" };
+        var create = new Command("create", "Create an API key: printed once, and kept in the profile as the key infer uses") { name };
+        create.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
+        {
+            await using var client = await session.ConnectAsync(requireLogin: true).ConfigureAwait(false);
+            var response = await client.CreateApiKeyAsync(result.GetValue(name), ct).ConfigureAwait(false);
+            session.Profile.ApiKey = response.ApiKey;
+            session.Profile.ApiKeyId = response.KeyId;
+            await session.SaveProfileAsync().ConfigureAwait(false);
+            await session.WriteAsync(new
+            {
+                keyId = response.KeyId,
+                apiKey = response.ApiKey,
+                name = response.Name,
+                createdAt = DateTimeOffset.FromUnixTimeMilliseconds(response.CreatedAtUnixMs),
+            },
+                $"key id:  {response.KeyId}\napi key: {response.ApiKey}\nThe key is shown only now; it is kept in {session.ProfilePath} for `infer`.")
+                .ConfigureAwait(false);
+        }));
+
+        var list = new Command("list", "List your API keys");
+        list.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
+        {
+            await using var client = await session.ConnectAsync(requireLogin: true).ConfigureAwait(false);
+            var all = await client.ListApiKeysAsync(ct).ConfigureAwait(false);
+            var rows = all.Select(k => new
+            {
+                keyId = k.KeyId,
+                name = k.Name,
+                last4 = k.Last4,
+                createdAt = DateTimeOffset.FromUnixTimeMilliseconds(k.CreatedAtUnixMs),
+                revoked = k.Revoked,
+            }).ToArray();
+            var text = rows.Length == 0
+                ? "no API keys"
+                : string.Join('\n', rows.Select(r => string.Create(CultureInfo.InvariantCulture,
+                    $"{r.keyId}  …{r.last4}  {r.createdAt:u}  {(r.revoked ? "revoked" : "active")}  {r.name}")));
+            await session.WriteAsync(rows, text).ConfigureAwait(false);
+        }));
+
+        var id = new Argument<string>("id") { Description = "The key's id, as keys list shows it" };
+        var revoke = new Command("revoke", "Revoke an API key; it stops working at once") { id };
+        revoke.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
+        {
+            var keyId = result.GetValue(id)!;
+            await using var client = await session.ConnectAsync(requireLogin: true).ConfigureAwait(false);
+            var response = await client.RevokeApiKeyAsync(keyId, ct).ConfigureAwait(false);
+            if (session.Profile.ApiKeyId == response.KeyId)
+            {
+                session.Profile.ApiKey = null;
+                session.Profile.ApiKeyId = null;
+                await session.SaveProfileAsync().ConfigureAwait(false);
+            }
+            await session.WriteAsync(new { keyId = response.KeyId, newlyRevoked = response.NewlyRevoked },
+                response.NewlyRevoked ? $"revoked {response.KeyId}" : $"{response.KeyId} was revoked already").ConfigureAwait(false);
+        }));
+
+        keys.Subcommands.Add(create);
+        keys.Subcommands.Add(list);
+        keys.Subcommands.Add(revoke);
+        return keys;
+    }
+
+    private static Command CreateModels(TextWriter output, TextWriter error, ClientCommandEnvironment environment, SharedOptions shared)
+    {
+        var command = new Command("models", "List the models the network serves");
+        command.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
+        {
+            await using var client = await session.ConnectAsync().ConfigureAwait(false);
+            var models = await client.ModelsAsync(ct).ConfigureAwait(false);
+            var rows = models.Select(m => new { name = m.Name, description = m.Description, maxTokens = m.MaxTokens, processors = m.Processors }).ToArray();
+            var text = rows.Length == 0
+                ? "no models served"
+                : string.Join('\n', rows.Select(r => string.Create(CultureInfo.InvariantCulture,
+                    $"{r.name}  max {r.maxTokens} tokens  {r.processors} processor(s)  {r.description}")));
+            await session.WriteAsync(rows, text).ConfigureAwait(false);
+        }));
+        return command;
+    }
+
+    private static Command CreateInfer(TextWriter output, TextWriter error, ClientCommandEnvironment environment, SharedOptions shared)
+    {
+        var prompt = new Argument<string>("prompt") { Description = "The text to continue" };
+        var model = new Option<string?>("--model", "-m") { Description = $"Model to use (default: the profile's, else {BuiltinEngineOptions.DefaultModelName})" };
+        var stream = new Option<bool>("--stream") { Description = "Print tokens as they arrive" };
+        var apiKey = new Option<string?>("--api-key") { Description = "API key to use instead of the profile's" };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens to generate (0: the processor's default)" };
+        var temperature = new Option<double>("--temperature") { Description = "0 (greedy) to 2", DefaultValueFactory = _ => 0.8 };
+        var seed = new Option<long?>("--seed") { Description = "Same seed, same output" };
+        var command = new Command("infer", "Generate text") { prompt, model, stream, apiKey, maxTokens, temperature, seed };
+        command.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
+        {
+            var request = new InferRequest
+            {
+                Prompt = result.GetValue(prompt)!,
+                Model = result.GetValue(model) ?? session.Profile.DefaultModel ?? BuiltinEngineOptions.DefaultModelName,
+                MaxTokens = result.GetValue(maxTokens),
+                Temperature = result.GetValue(temperature),
+            };
+            if (result.GetValue(seed) is { } s) request.Seed = s;
+            var key = result.GetValue(apiKey) ?? session.Profile.ApiKey;
+            var token = session.Profile.HasValidToken(environment.Time) ? session.Profile.Token : null;
+            if (string.IsNullOrEmpty(key) && token is null)
+                throw new ArgumentException("no API key: run `p2pinference client keys create`, or pass --api-key");
+            await using var client = await session.ConnectAsync(apiKey: key).ConfigureAwait(false);
+            if (result.GetValue(stream))
+                await StreamAsync(client, request, session, ct).ConfigureAwait(false);
+            else
+                await InferOnceAsync(client, request, session, ct).ConfigureAwait(false);
+        }));
+        return command;
+    }
+
+    private static async Task StreamAsync(P2PInferenceClient client, InferRequest request, Session session, CancellationToken ct)
+    {
+        var wroteText = false;
+        try
+        {
+            await foreach (var chunk in client.InferStreamAsync(request, ct).ConfigureAwait(false))
+            {
+                if (session.Json)
+                {
+                    await session.Output.WriteLineAsync(JsonSerializer.Serialize(new
+                    {
+                        requestId = chunk.RequestId,
+                        index = chunk.Index,
+                        text = chunk.Text,
+                        finishReason = NullIfEmpty(chunk.FinishReason),
+                        processor = NullIfEmpty(chunk.Processor),
+                    }, OneLine)).ConfigureAwait(false);
+                }
+                else if (chunk.Text.Length > 0)
+                {
+                    await session.Output.WriteAsync(chunk.Text).ConfigureAwait(false);
+                    wroteText = true;
+                }
+                await session.Output.FlushAsync(ct).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // The error line (if any) must start on a line of its own.
+            if (wroteText) await session.Output.WriteLineAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static async Task InferOnceAsync(P2PInferenceClient client, InferRequest request, Session session, CancellationToken ct)
+    {
+        InferResponse response;
+        try
+        {
+            response = await client.InferAsync(request, ct).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (!session.Json && P2PInferenceClient.PartialOutputOf(e) is { } partial)
+        {
+            await session.Output.WriteLineAsync(partial).ConfigureAwait(false);
+            throw;
+        }
+        await session.WriteAsync(new
+        {
+            requestId = response.RequestId,
+            model = response.Model,
+            text = response.Text,
+            tokens = response.Tokens,
+            finishReason = NullIfEmpty(response.FinishReason),
+            processor = NullIfEmpty(response.Processor),
+        }, response.Text).ConfigureAwait(false);
+    }
+
+    private static async Task<int> Run(ParseResult result, TextWriter output, TextWriter error, ClientCommandEnvironment environment, SharedOptions shared,
+        CancellationToken cancellationToken, Func<Session, Task> action)
+    {
+        var json = result.GetValue(shared.Json);
+        try
+        {
+            var path = result.GetValue(shared.Profile) ?? environment.DefaultProfilePath;
+            var profile = await ClientProfile.LoadAsync(path, cancellationToken).ConfigureAwait(false);
+            var session = new Session(result, shared, environment, profile, path, output, json, cancellationToken);
+            await action(session).ConfigureAwait(false);
+            return Success;
+        }
+        catch (Exception e) when (Describe(e) is var (code, message))
+        {
+            await error.WriteLineAsync(json
+                ? JsonSerializer.Serialize(new { error = new { code, message } }, OneLine)
+                : "error: " + message).ConfigureAwait(false);
+            return Failure;
+        }
+    }
+
+    /// <summary>One line for every failure: RPC errors by code, the rest as the other commands word them.</summary>
+    internal static (string Code, string Message)? Describe(Exception e)
+    {
+        switch (e)
+        {
+            case RpcException rpc:
+                var text = rpc.Code switch
+                {
+                    RpcStatusCode.Unauthenticated => "not authenticated: " + rpc.Message,
+                    RpcStatusCode.PermissionDenied => "permission denied: " + rpc.Message,
+                    RpcStatusCode.Unavailable => "unavailable: " + rpc.Message,
+                    RpcStatusCode.DeadlineExceeded => "timed out: " + rpc.Message,
+                    RpcStatusCode.ResourceExhausted when rpc.RetryAfter is { } wait =>
+                        string.Create(CultureInfo.InvariantCulture, $"busy: {rpc.Message} (retry in {wait.TotalSeconds:0.#} s)"),
+                    RpcStatusCode.ResourceExhausted => "busy: " + rpc.Message,
+                    RpcStatusCode.InvalidArgument => "invalid input: " + rpc.Message,
+                    RpcStatusCode.NotFound => "not found: " + rpc.Message,
+                    RpcStatusCode.AlreadyExists => "already exists: " + rpc.Message,
+                    _ => $"{rpc.Code}: {rpc.Message}",
+                };
+                return (rpc.Code.ToString(), OneLineOf(text));
+            case OperationCanceledException:
+                return ("Cancelled", "cancelled");
+            case ProfileException p:
+                return ("InvalidArgument", OneLineOf(p.Message));
+        }
+        return CliErrors.Describe(e) is { } described
+            ? (e is ArgumentException or FormatException ? "InvalidArgument" : "Error", OneLineOf(described))
+            : ("Internal", OneLineOf("unexpected failure: " + e.Message));
+    }
+
+    private static string OneLineOf(string text) => text.ReplaceLineEndings(" ");
+
+    private static async Task<string> ReadPasswordAsync(ClientCommandEnvironment environment, bool confirm, CancellationToken ct)
+    {
+        string? password;
+        if (!environment.InputIsTerminal)
+        {
+            password = await environment.Input.ReadLineAsync(ct).ConfigureAwait(false);
+            if (password is null) throw new ArgumentException("no password on standard input (pipe it in, or run in a terminal to be prompted)");
+        }
+        else
+        {
+            password = environment.ReadSecret("Password: ", ct) ?? string.Empty;
+            if (confirm && password.Length > 0 && environment.ReadSecret("Repeat password: ", ct) != password)
+                throw new ArgumentException("the passwords do not match");
+        }
+        if (password.Length == 0) throw new ArgumentException("the password is empty");
+        return password;
+    }
+
+    private static Option<string> EmailOption() => new("--email") { Description = "The account's e-mail address", Required = true };
+
+    private static Option<bool> PasswordStdinOption() => new("--password-stdin")
+    {
+        Description = "Read the password from standard input (its first line); on a terminal it is prompted for without echo. Never an argument.",
+    };
+
+    private static string? NullIfEmpty(string text) => text.Length == 0 ? null : text;
+
+    /// <summary>The options every client command takes; recursive, so they go before or after the subcommand.</summary>
+    private sealed class SharedOptions(string defaultProfilePath)
+    {
+        public Option<string[]> Bootstrap { get; } = new("--bootstrap")
+        {
+            Description = "Bootstrap peer, a full multiaddr ending in /p2p/<PeerId> (repeatable; remembered in the profile)",
+            Recursive = true,
+        };
+
+        public Option<string> Profile { get; } = new("--profile")
+        {
+            Description = "Profile file with the login token, API key and bootstrap peers",
+            DefaultValueFactory = _ => defaultProfilePath,
+            Recursive = true,
+        };
+
+        public Option<bool> Json { get; } = new("--json") { Description = "Print machine-readable JSON instead of text", Recursive = true };
+
+        public void AddTo(Command command)
+        {
+            command.Options.Add(Bootstrap);
+            command.Options.Add(Profile);
+            command.Options.Add(Json);
+        }
+    }
+
+    /// <summary>One command run: its profile, output mode and the way it joins the network.</summary>
+    private sealed class Session(ParseResult result, SharedOptions shared, ClientCommandEnvironment environment, ClientProfile profile, string profilePath,
+        TextWriter output, bool json, CancellationToken cancellationToken)
+    {
+        public ClientProfile Profile { get; } = profile;
+
+        public string ProfilePath { get; } = profilePath;
+
+        public TextWriter Output { get; } = output;
+
+        public bool Json { get; } = json;
+
+        private bool _bootstrapChanged;
+
+        public async Task<P2PInferenceClient> ConnectAsync(bool requireLogin = false, string? apiKey = null)
+        {
+            var given = result.GetValue(shared.Bootstrap) ?? [];
+            var texts = given.Length > 0 ? given : Profile.Bootstrap.ToArray();
+            if (texts.Length == 0)
+                throw new ArgumentException("--bootstrap is required (a full multiaddr ending in /p2p/<PeerId>); it is remembered in the profile afterwards");
+            var bootstrap = texts.Select(CliOptions.ParseAddress).ToArray();
+            foreach (var address in bootstrap)
+            {
+                if (address.PeerId is null) throw new FormatException($"bootstrap address '{address}' does not end in /p2p/<PeerId>");
+            }
+            if (given.Length > 0 && !given.SequenceEqual(Profile.Bootstrap))
+            {
+                Profile.Bootstrap = [.. given];
+                _bootstrapChanged = true;
+            }
+            string? token = null;
+            if (Profile.HasValidToken(environment.Time)) token = Profile.Token;
+            else if (requireLogin)
+                throw new ProfileException(string.IsNullOrEmpty(Profile.Token)
+                    ? "not logged in: run `p2pinference client login --email E`"
+                    : "the login has expired: run `p2pinference client login --email E`");
+            var client = await environment.Connect(bootstrap, new ClientOptions { Token = token, ApiKey = apiKey ?? Profile.ApiKey }, cancellationToken)
+                .ConfigureAwait(false);
+            if (_bootstrapChanged) await SaveProfileAsync().ConfigureAwait(false);
+            return client;
+        }
+
+        public async Task SaveProfileAsync()
+        {
+            await Profile.SaveAsync(ProfilePath, cancellationToken).ConfigureAwait(false);
+            _bootstrapChanged = false;
+        }
+
+        public async Task WriteAsync(object jsonValue, string text) =>
+            await Output.WriteLineAsync(Json ? JsonSerializer.Serialize(jsonValue, OneLine) : text).ConfigureAwait(false);
+    }
+
+    /// <summary>The profile does not allow the command (e.g. no login yet).</summary>
+    private sealed class ProfileException(string message) : Exception(message);
+}

@@ -1,0 +1,350 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Transport;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Workers.Contracts;
+using P2PInference.Workers.Contracts.Auth;
+using P2PInference.Workers.Contracts.Inference;
+
+namespace P2PInference.Workers.Client;
+
+/// <summary>
+/// The .NET SDK of P2PInference: account, API key, model and inference calls to a gateway found
+/// by the <see cref="WorkerTopics.Gateway"/> topic. Credentials travel in RPC metadata
+/// (<see cref="WorkerMethods.AuthorizationMetadata"/>). Idempotent calls (models, listing and
+/// revoking keys) are retried with exponential backoff and jitter while gateways are Unavailable;
+/// register, login, key creation and inference are not, since a second try could act twice.
+/// Every failure is an <see cref="RpcException"/> (see <see cref="PartialOutputOf"/> for a stream
+/// that broke off), except the caller's own cancellation.
+/// </summary>
+public sealed class P2PInferenceClient : IAsyncDisposable
+{
+    private readonly IRpcClient _rpc;
+    private readonly IDiscovery _discovery;
+    private readonly ClientOptions _options;
+    private readonly Action<DiscoveredPeer>? _onDiscovered;
+    private readonly IReadOnlyList<IAsyncDisposable> _owned;
+    private readonly ILogger _logger;
+    private readonly object _randomGate = new();
+    private int _disposed;
+
+    /// <summary>A client over an RPC node and discovery the caller owns (e.g. the TestKit twins).</summary>
+    public P2PInferenceClient(IRpcClient rpc, IDiscovery discovery, ClientOptions? options = null)
+        : this(rpc, discovery, options, null, [])
+    {
+    }
+
+    internal P2PInferenceClient(IRpcClient rpc, IDiscovery discovery, ClientOptions? options, Action<DiscoveredPeer>? onDiscovered,
+        IReadOnlyList<IAsyncDisposable> owned)
+    {
+        ArgumentNullException.ThrowIfNull(rpc);
+        ArgumentNullException.ThrowIfNull(discovery);
+        options ??= new ClientOptions();
+        options.Validate();
+        _rpc = rpc;
+        _discovery = discovery;
+        _options = options;
+        _onDiscovered = onDiscovered;
+        _owned = owned;
+        _logger = options.LoggerFactory.CreateLogger<P2PInferenceClient>();
+        ApiKey = options.ApiKey;
+        Token = options.Token;
+    }
+
+    /// <summary>The credential of inference calls; set by <see cref="CreateApiKeyAsync"/>.</summary>
+    public string? ApiKey { get; set; }
+
+    /// <summary>The login token of account calls; set by <see cref="LoginAsync"/>.</summary>
+    public string? Token { get; set; }
+
+    public ClientOptions Options => _options;
+
+    /// <summary>
+    /// Joins the network over TCP through <paramref name="bootstrap"/> (full multiaddrs ending in
+    /// /p2p/&lt;PeerId&gt;) as a DHT client, and returns a client that owns the host, the DHT and the RPC node.
+    /// </summary>
+    public static Task<P2PInferenceClient> ConnectAsync(IReadOnlyList<Multiaddress> bootstrap, ClientOptions? options, CancellationToken cancellationToken) =>
+        ConnectAsync(bootstrap, options, [new TcpTransport()], cancellationToken);
+
+    internal static async Task<P2PInferenceClient> ConnectAsync(IReadOnlyList<Multiaddress> bootstrap, ClientOptions? options,
+        IReadOnlyList<ITransport> transports, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(bootstrap);
+        options ??= new ClientOptions();
+        options.Validate();
+        if (bootstrap.Count == 0) throw new ArgumentException("at least one bootstrap address is needed to join the network", nameof(bootstrap));
+        foreach (var address in bootstrap)
+        {
+            if (address.PeerId is null) throw new FormatException($"bootstrap address '{address}' does not end in /p2p/<PeerId>");
+        }
+        var time = options.TimeProvider;
+        var host = new P2PHost(new HostOptions
+        {
+            Identity = options.Identity ?? KeyPair.Generate(),
+            Transports = transports,
+            TimeProvider = time,
+            LoggerFactory = options.LoggerFactory,
+        });
+        var owned = new List<IAsyncDisposable> { host };
+        try
+        {
+            int dhtSeed, rpcSeed;
+            lock (options.Random)
+            {
+                dhtSeed = options.Random.Next();
+                rpcSeed = options.Random.Next();
+            }
+            var dht = new KademliaDht(host, new KademliaDhtOptions
+            {
+                ProtocolId = options.DhtProtocolId,
+                Mode = DhtMode.Client,
+                BootstrapPeers = bootstrap,
+                TimeProvider = time,
+                RandomSeed = dhtSeed,
+                LoggerFactory = options.LoggerFactory,
+            });
+            owned.Insert(0, dht);
+            using (var join = new CancellationTokenSource(options.JoinTimeout, time))
+            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, join.Token))
+            {
+                try
+                {
+                    await dht.StartAsync(linked.Token).ConfigureAwait(false);
+                    await dht.WaitUntilJoinedAsync(linked.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (join.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    throw new RpcException(RpcStatusCode.Unavailable,
+                        $"could not join the network through {string.Join(", ", bootstrap)} within {options.JoinTimeout.TotalSeconds:0.#} s");
+                }
+            }
+            var rpc = new RpcNode(host, new RpcOptions { TimeProvider = time, Random = new Random(rpcSeed), LoggerFactory = options.LoggerFactory }, dht);
+            owned.Insert(0, rpc);
+            return new P2PInferenceClient(rpc, dht, options, found => host.PeerStore.AddAddresses(found.PeerId, found.Addresses), owned);
+        }
+        catch
+        {
+            foreach (var o in owned) await o.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public Task<RegisterResponse> RegisterAsync(string email, string password, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(email);
+        ArgumentNullException.ThrowIfNull(password);
+        return CallAsync(WorkerMethods.Gateway.Register, new RegisterRequest { Email = email, Password = password }, RegisterResponse.Parser,
+            credential: null, idempotent: false, cancellationToken);
+    }
+
+    /// <summary>Logs in and keeps the token in <see cref="Token"/> for the account calls that follow.</summary>
+    public async Task<LoginResponse> LoginAsync(string email, string password, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(email);
+        ArgumentNullException.ThrowIfNull(password);
+        var response = await CallAsync(WorkerMethods.Gateway.Login, new LoginRequest { Email = email, Password = password }, LoginResponse.Parser,
+            credential: null, idempotent: false, cancellationToken).ConfigureAwait(false);
+        Token = response.Token;
+        return response;
+    }
+
+    /// <summary>Creates an API key (needs <see cref="Token"/>) and keeps it in <see cref="ApiKey"/>; the secret is shown only in this response.</summary>
+    public async Task<CreateApiKeyResponse> CreateApiKeyAsync(string? name, CancellationToken cancellationToken)
+    {
+        var token = RequireToken();
+        var response = await CallAsync(WorkerMethods.Gateway.CreateApiKey, new CreateApiKeyRequest { Token = token, Name = name ?? string.Empty },
+            CreateApiKeyResponse.Parser, Bearer(token), idempotent: false, cancellationToken).ConfigureAwait(false);
+        ApiKey = response.ApiKey;
+        return response;
+    }
+
+    public async Task<IReadOnlyList<ApiKeyInfo>> ListApiKeysAsync(CancellationToken cancellationToken)
+    {
+        var token = RequireToken();
+        var response = await CallAsync(WorkerMethods.Gateway.ListApiKeys, new ListApiKeysRequest { Token = token }, ListApiKeysResponse.Parser,
+            Bearer(token), idempotent: true, cancellationToken).ConfigureAwait(false);
+        return response.Keys;
+    }
+
+    /// <summary>Revokes a key; revoking one already revoked succeeds with <c>NewlyRevoked</c> false, so the call is retried safely.</summary>
+    public async Task<RevokeApiKeyResponse> RevokeApiKeyAsync(string keyId, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(keyId);
+        var token = RequireToken();
+        return await CallAsync(WorkerMethods.Gateway.RevokeApiKey, new RevokeApiKeyRequest { Token = token, KeyId = keyId }, RevokeApiKeyResponse.Parser,
+            Bearer(token), idempotent: true, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<IReadOnlyList<ModelInfo>> ModelsAsync(CancellationToken cancellationToken)
+    {
+        var response = await CallAsync(WorkerMethods.Gateway.Models, new ModelsRequest(), ModelsResponse.Parser,
+            InferenceCredential(required: false), idempotent: true, cancellationToken).ConfigureAwait(false);
+        return response.Models;
+    }
+
+    /// <summary>One whole inference. A request without an id gets one, so it can be named to <see cref="CancelAsync"/>.</summary>
+    public async Task<InferResponse> InferAsync(InferRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var credential = InferenceCredential(required: true);
+        EnsureRequestId(request);
+        return await CallAsync(WorkerMethods.Gateway.Infer, request, InferResponse.Parser, credential, idempotent: false, cancellationToken, _options.InferTimeout)
+            .ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Streams an inference's chunks as the gateway relays them; the last carries the finish reason.
+    /// Stopping the enumeration cancels the request all the way to the engine.
+    /// </summary>
+    public async IAsyncEnumerable<InferChunk> InferStreamAsync(InferRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var credential = InferenceCredential(required: true);
+        EnsureRequestId(request);
+        var gateway = await PickGatewayAsync(cancellationToken).ConfigureAwait(false);
+        _logger.LogDebug("request {RequestId}: streaming through gateway {Gateway}", request.RequestId, gateway);
+        var options = CallOptions(credential, idempotent: false, _options.InferTimeout, request.RequestId);
+        await foreach (var chunk in _rpc.RequestStreamAsync(gateway, WorkerMethods.Gateway.InferStream, request, InferChunk.Parser, options, cancellationToken)
+            .ConfigureAwait(false))
+        {
+            yield return chunk;
+        }
+    }
+
+    /// <summary>Asks every gateway to cancel <paramref name="requestId"/>; true when one was running it for this caller.</summary>
+    public async Task<bool> CancelAsync(string requestId, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(requestId);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        // The request runs on whichever gateway took it; asking them all needs no memory of which.
+        var results = await _rpc.RequestAllAsync(WorkerTopics.Gateway, WorkerMethods.Gateway.Cancel, new CancelRequest { RequestId = requestId }.ToByteArray(),
+            CallOptions(InferenceCredential(required: true), idempotent: true, _options.CallTimeout, null), cancellationToken).ConfigureAwait(false);
+        if (results.Count == 0) throw new RpcException(RpcStatusCode.Unavailable, "no gateway found on the network");
+        var cancelled = false;
+        RpcException? firstError = null;
+        foreach (var result in results)
+        {
+            if (result.Error is { } error)
+            {
+                firstError ??= error;
+                continue;
+            }
+            try
+            {
+                cancelled |= CancelResponse.Parser.ParseFrom(result.Response ?? []).Cancelled;
+            }
+            catch (InvalidProtocolBufferException e)
+            {
+                firstError ??= new RpcException(RpcStatusCode.Internal, $"malformed response to '{WorkerMethods.Gateway.Cancel}': {e.Message}");
+            }
+        }
+        if (!cancelled && firstError is not null && results.All(r => r.Error is not null)) throw firstError;
+        return cancelled;
+    }
+
+    /// <summary>The text generated before an inference failed, as the processor reported it; null when there was none.</summary>
+    public static string? PartialOutputOf(RpcException exception)
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        return exception.Details.TryGetValue(WorkerMethods.PartialOutputDetail, out var text) && text.Length > 0 ? text : null;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        foreach (var owned in _owned) await owned.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest request, MessageParser<TResponse> parser, string? credential,
+        bool idempotent, CancellationToken cancellationToken, TimeSpan? timeout = null)
+        where TRequest : IMessage<TRequest>
+        where TResponse : IMessage<TResponse>
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var requestId = request is InferRequest infer ? infer.RequestId : null;
+        var options = CallOptions(credential, idempotent, timeout ?? _options.CallTimeout, requestId);
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await _rpc.RequestTopicAsync(WorkerTopics.Gateway, method, request, parser, options, cancellationToken).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (idempotent && e.Code == RpcStatusCode.Unavailable && attempt < _options.MaxAttempts)
+            {
+                var delay = Backoff(attempt, RetryAfterOf(e));
+                _logger.LogInformation("{Method} failed ({Message}); try {Attempt} of {MaxAttempts} in {DelayMs} ms",
+                    method, e.Message, attempt + 1, _options.MaxAttempts, (long)delay.TotalMilliseconds);
+                await Task.Delay(delay, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Exponential backoff with "equal jitter": half the step fixed, half random, never under the server's retry-after.</summary>
+    internal TimeSpan Backoff(int attempt, TimeSpan? retryAfter)
+    {
+        var step = _options.InitialBackoff.TotalMilliseconds * Math.Pow(2, Math.Min(attempt - 1, 30));
+        step = Math.Min(step, _options.MaxBackoff.TotalMilliseconds);
+        double jitter;
+        lock (_randomGate) jitter = _options.Random.NextDouble();
+        var delay = TimeSpan.FromMilliseconds(step / 2 + jitter * step / 2);
+        return retryAfter is { } floor && floor > delay ? floor : delay;
+    }
+
+    /// <summary>The server's retry-after, also when topic routing wrapped the provider's error in its own.</summary>
+    private static TimeSpan? RetryAfterOf(RpcException e)
+    {
+        for (Exception? current = e; current is not null; current = current.InnerException)
+        {
+            if (current is RpcException { RetryAfter: { } wait }) return wait;
+        }
+        return null;
+    }
+
+    private RpcCallOptions CallOptions(string? credential, bool idempotent, TimeSpan timeout, string? requestId) => new()
+    {
+        Timeout = timeout,
+        Idempotent = idempotent,
+        RequestId = string.IsNullOrEmpty(requestId) ? null : requestId,
+        Metadata = credential is null ? null : new Dictionary<string, string>(StringComparer.Ordinal) { [WorkerMethods.AuthorizationMetadata] = credential },
+    };
+
+    private async Task<PeerId> PickGatewayAsync(CancellationToken cancellationToken)
+    {
+        var gateways = await _discovery.LookupAsync(WorkerTopics.Gateway, cancellationToken).ConfigureAwait(false);
+        if (gateways.Count == 0) throw new RpcException(RpcStatusCode.Unavailable, "no gateway found on the network");
+        DiscoveredPeer chosen;
+        lock (_randomGate) chosen = gateways[_options.Random.Next(gateways.Count)];
+        _onDiscovered?.Invoke(chosen);
+        return chosen.PeerId;
+    }
+
+    private void EnsureRequestId(InferRequest request)
+    {
+        if (!string.IsNullOrEmpty(request.RequestId)) return;
+        long value;
+        lock (_randomGate) value = _options.Random.NextInt64();
+        request.RequestId = "c-" + value.ToString("x16", CultureInfo.InvariantCulture);
+    }
+
+    private string RequireToken() =>
+        string.IsNullOrEmpty(Token)
+            ? throw new RpcException(RpcStatusCode.Unauthenticated, "not logged in: log in first")
+            : Token;
+
+    private string? InferenceCredential(bool required)
+    {
+        if (!string.IsNullOrEmpty(ApiKey)) return "ApiKey " + ApiKey;
+        if (!string.IsNullOrEmpty(Token)) return Bearer(Token);
+        return required ? throw new RpcException(RpcStatusCode.Unauthenticated, "no API key: create one, or give one") : null;
+    }
+
+    private static string Bearer(string token) => "Bearer " + token;
+}

@@ -1,0 +1,127 @@
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Store;
+using Microsoft.Extensions.Logging;
+
+namespace P2PInference.Workers.Hosting;
+
+/// <summary>
+/// The real facilities: FASTER store, a <see cref="P2PHost"/> on the configured transports (TCP, or
+/// the in-memory network in tests), a <see cref="KademliaDht"/> and an <see cref="RpcNode"/>.
+/// </summary>
+public sealed class Libp2pWorkerFacilities : IWorkerFacilities
+{
+    private readonly WorkerRuntimeOptions _options;
+    private IKeyValueStore? _store;
+    private P2PHost? _host;
+    private KademliaDht? _dht;
+    private RpcNode? _rpc;
+
+    public Libp2pWorkerFacilities(WorkerRuntimeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _options = options;
+    }
+
+    /// <summary>The host, once the network started; null before and after.</summary>
+    public P2PHost? Host => _host;
+
+    public KademliaDht? Dht => _dht;
+
+    public async Task<IKeyValueStore> OpenStoreAsync(string directory, CancellationToken cancellationToken)
+    {
+        _store = _options.StoreFactory is { } factory
+            ? await factory(directory, cancellationToken).ConfigureAwait(false)
+            : await FasterKeyValueStore.OpenAsync(new FasterStoreOptions
+            {
+                DataDirectory = directory,
+                // Workers keep small records (users, keys); the 64 MiB default is for bulk stores.
+                MemorySizeBytes = 8L << 20,
+                ExpectedKeyCount = 1L << 16,
+                TimeProvider = _options.TimeProvider,
+                Logger = _options.LoggerFactory.CreateLogger<FasterKeyValueStore>(),
+            }, cancellationToken).ConfigureAwait(false);
+        return _store;
+    }
+
+    public async Task<IReadOnlyList<Multiaddress>> StartNetworkAsync(KeyPair identity, CancellationToken cancellationToken)
+    {
+        _host = new P2PHost(new HostOptions
+        {
+            Identity = identity,
+            Transports = _options.TransportFactory(identity),
+            TimeProvider = _options.TimeProvider,
+            LoggerFactory = _options.LoggerFactory,
+        });
+        await _host.StartAsync(_options.ListenAddresses, cancellationToken).ConfigureAwait(false);
+        return _host.AdvertisedAddresses;
+    }
+
+    public async Task<IDiscovery> StartDiscoveryAsync(CancellationToken cancellationToken)
+    {
+        var host = _host ?? throw new InvalidOperationException("the network is not started");
+        var d = _options.Dht;
+        _dht = new KademliaDht(host, new KademliaDhtOptions
+        {
+            ProtocolId = _options.DhtProtocolId,
+            Mode = _options.DhtMode,
+            BootstrapPeers = _options.BootstrapPeers,
+            K = d.K,
+            Alpha = d.Alpha,
+            ProviderRecordTtl = d.ProviderRecordTtl,
+            ReannounceInterval = d.ReannounceInterval,
+            RecordTtl = d.RecordTtl,
+            RefreshInterval = d.RefreshInterval,
+            SweepInterval = d.SweepInterval,
+            QueryTimeout = d.QueryTimeout,
+            LookupTimeout = d.LookupTimeout,
+            InboundIdleTimeout = d.InboundIdleTimeout,
+            MaxProvidersPerLookup = d.MaxProvidersPerLookup,
+            MaxMessageSize = d.MaxMessageSize,
+            RandomSeed = _options.RandomSeed ?? d.RandomSeed,
+            TimeProvider = _options.TimeProvider,
+            LoggerFactory = _options.LoggerFactory,
+        });
+        await _dht.StartAsync(cancellationToken).ConfigureAwait(false);
+        return _dht;
+    }
+
+    public Task<(IRpcServer Server, IRpcClient Client)> StartRpcAsync(IDiscovery discovery, CancellationToken cancellationToken)
+    {
+        var host = _host ?? throw new InvalidOperationException("the network is not started");
+        _rpc = new RpcNode(host, _options.Rpc with { TimeProvider = _options.TimeProvider, LoggerFactory = _options.LoggerFactory }, discovery);
+        return Task.FromResult<(IRpcServer, IRpcClient)>((_rpc, _rpc));
+    }
+
+    public async Task StopRpcAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _rpc, null) is { } rpc) await rpc.DisposeAsync().ConfigureAwait(false);
+    }
+
+    public async Task StopDiscoveryAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _dht, null) is { } dht) await dht.DisposeAsync().ConfigureAwait(false);
+    }
+
+    public async Task StopNetworkAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _host, null) is { } host) await host.DisposeAsync().ConfigureAwait(false);
+    }
+
+    public async Task CloseStoreAsync(CancellationToken cancellationToken)
+    {
+        switch (Interlocked.Exchange(ref _store, null))
+        {
+            case IAsyncDisposable asyncDisposable:
+                await asyncDisposable.DisposeAsync().ConfigureAwait(false);
+                break;
+            case IDisposable disposable:
+                disposable.Dispose();
+                break;
+        }
+    }
+}

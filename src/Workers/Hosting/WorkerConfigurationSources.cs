@@ -1,0 +1,37 @@
+namespace P2PInference.Workers.Hosting;
+
+/// <summary>Where a worker's configuration comes from, lowest precedence first: defaults, files, environment, command line.</summary>
+public sealed record WorkerConfigurationSources
+{
+    public const string EnvironmentPrefix = "P2PINFERENCE_";
+
+    /// <summary>The environment variable naming the environment (<c>appsettings.{Environment}.json</c>).</summary>
+    public const string EnvironmentVariable = EnvironmentPrefix + "ENVIRONMENT";
+
+    /// <summary>A JSON file that must exist (<c>--config PATH</c>); it overrides the environment-specific file.</summary>
+    public string? ConfigPath { get; init; }
+
+    /// <summary>E.g. Development: loads <c>appsettings.Development.json</c> from <see cref="BaseDirectory"/> if present. Null: from <see cref="EnvironmentVariable"/>.</summary>
+    public string? Environment { get; init; }
+
+    /// <summary>Where <c>appsettings.{Environment}.json</c> is looked for; null: the current directory.</summary>
+    public string? BaseDirectory { get; init; }
+
+    /// <summary>
+    /// Environment variables; those starting with <see cref="EnvironmentPrefix"/> are settings, with
+    /// <c>__</c> between section and key (<c>P2PINFERENCE_NODE__DATADIR</c>). Null: the process's.
+    /// </summary>
+    public IReadOnlyDictionary<string, string?>? EnvironmentVariables { get; init; }
+
+    /// <summary><c>--data-dir</c>.</summary>
+    public string? DataDir { get; init; }
+
+    /// <summary><c>--listen</c>, repeatable; replaces the configured list when given.</summary>
+    public IReadOnlyList<string>? Listen { get; init; }
+
+    /// <summary><c>--bootstrap</c>, repeatable; replaces the configured list when given.</summary>
+    public IReadOnlyList<string>? Bootstrap { get; init; }
+
+    /// <summary>Further settings by path (<c>Auth:PasswordIterations</c>), above everything else.</summary>
+    public IReadOnlyDictionary<string, string?>? Overrides { get; init; }
+}

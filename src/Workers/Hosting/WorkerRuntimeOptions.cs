@@ -1,0 +1,81 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Transport;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Store;
+
+namespace P2PInference.Workers.Hosting;
+
+/// <summary>What a <see cref="WorkerRuntime"/> runs on. Only <see cref="Role"/> and <see cref="DataDirectory"/> are required.</summary>
+public sealed class WorkerRuntimeOptions
+{
+    public const string IdentityFileName = "identity.key";
+    public const string StoreDirectoryName = "store";
+
+    public static readonly TimeSpan DefaultDrainTimeout = TimeSpan.FromSeconds(10);
+
+    public required WorkerRole Role { get; init; }
+
+    /// <summary>Holds the identity key (<see cref="IdentityFileName"/>) and the store (<see cref="StoreDirectoryName"/>), so a restart keeps both.</summary>
+    public required string DataDirectory { get; init; }
+
+    public IReadOnlyList<Multiaddress> ListenAddresses { get; init; } = [Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")];
+
+    /// <summary>DHT peers dialed at start; each ends in <c>/p2p/&lt;PeerId&gt;</c>.</summary>
+    public IReadOnlyList<Multiaddress> BootstrapPeers { get; init; } = [];
+
+    public string DhtProtocolId { get; init; } = KademliaDhtOptions.DefaultProtocolId;
+
+    public DhtMode DhtMode { get; init; } = DhtMode.Server;
+
+    /// <summary>Further DHT settings (timeouts, TTLs); identity-independent fields only — the runtime sets mode, protocol, bootstrap peers, time and logging.</summary>
+    public KademliaDhtOptions Dht { get; init; } = new();
+
+    /// <summary>RPC limits; the runtime supplies its <see cref="TimeProvider"/> and <see cref="LoggerFactory"/>.</summary>
+    public RpcOptions Rpc { get; init; } = new();
+
+    /// <summary>How long calls in flight may run on after a stop began; then they are cancelled (callers get Unavailable).</summary>
+    public TimeSpan DrainTimeout { get; init; } = DefaultDrainTimeout;
+
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
+
+    /// <summary>The transports of the node's host; tests hand it the in-memory network's. Default: TCP.</summary>
+    public Func<KeyPair, IReadOnlyList<ITransport>> TransportFactory { get; init; } = static _ => [new TcpTransport()];
+
+    /// <summary>Opens the store in the given directory; tests hand it a RAM store. Default: FASTER on disk.</summary>
+    public Func<string, CancellationToken, Task<IKeyValueStore>>? StoreFactory { get; init; }
+
+    /// <summary>Seed of the worker's <see cref="WorkerContext.Random"/>; null picks one.</summary>
+    public int? RandomSeed { get; init; }
+
+    public string IdentityPath => Path.Combine(DataDirectory, IdentityFileName);
+
+    public string StorePath => Path.Combine(DataDirectory, StoreDirectoryName);
+
+    internal int EffectiveSeed => RandomSeed ?? RandomNumberGenerator.GetInt32(int.MaxValue);
+
+    internal void Validate()
+    {
+        if (!Enum.IsDefined(Role)) throw new ArgumentOutOfRangeException(nameof(Role), Role, "unknown role");
+        ArgumentException.ThrowIfNullOrWhiteSpace(DataDirectory);
+        ArgumentNullException.ThrowIfNull(ListenAddresses);
+        ArgumentNullException.ThrowIfNull(BootstrapPeers);
+        ArgumentException.ThrowIfNullOrEmpty(DhtProtocolId);
+        ArgumentNullException.ThrowIfNull(Dht);
+        ArgumentNullException.ThrowIfNull(Rpc);
+        ArgumentOutOfRangeException.ThrowIfLessThan(DrainTimeout, TimeSpan.Zero);
+        ArgumentNullException.ThrowIfNull(TimeProvider);
+        ArgumentNullException.ThrowIfNull(LoggerFactory);
+        ArgumentNullException.ThrowIfNull(TransportFactory);
+        foreach (var peer in BootstrapPeers)
+        {
+            if (peer.PeerId is null) throw new ArgumentException($"bootstrap address {peer} lacks /p2p/<PeerId>", nameof(BootstrapPeers));
+        }
+    }
+}

@@ -1,0 +1,21 @@
+namespace P2PInference.Benchmarks;
+
+/// <summary>Sizes of one run: the default full run (under ~3 minutes) or <c>--quick</c> (seconds, a smoke test).</summary>
+internal sealed record BenchSettings(
+    int ThroughputMiB,
+    int Pings,
+    int Connects,
+    int IdleConnections,
+    int IdleStreamConnections,
+    int IdleStreamsPerConnection,
+    int RpcSeconds,
+    int RpcSize)
+{
+    public static BenchSettings Full { get; } = new(256, 1000, 300, 200, 4, 500, 3, 1024);
+
+    public static BenchSettings Quick { get; } = new(32, 200, 30, 40, 2, 100, 1, 1024);
+
+    public long ThroughputBytes => ThroughputMiB * 1024L * 1024;
+
+    public int IdleStreams => IdleStreamConnections * IdleStreamsPerConnection;
+}

@@ -1,0 +1,293 @@
+using System.Text.Json;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit;
+using P2PInference.TestKit.Discovery;
+using P2PInference.TestKit.Rpc;
+using P2PInference.TestKit.Time;
+using P2PInference.Workers.Cli;
+using P2PInference.Workers.Client;
+using P2PInference.Workers.Contracts;
+using P2PInference.Workers.Contracts.Inference;
+
+namespace P2PInference.Tests.Unit.Client;
+
+/// <summary><c>p2pinference client …</c> run in-process against a fake gateway on the twins.</summary>
+[CancelAfter(10_000)]
+public sealed class ClientCommandTests
+{
+    private const string Bootstrap = "/memory/boot/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+
+    private FakeTimeProvider _time = null!;
+    private InMemoryRpcNetwork _network = null!;
+    private MockDhtRegistry _registry = null!;
+    private FakeGateway _gateway = null!;
+    private string _directory = null!;
+    private string _profilePath = null!;
+    private readonly List<IAsyncDisposable> _owned = [];
+    private readonly List<ClientOptions> _connects = [];
+
+    [SetUp]
+    public async Task CreateAsync()
+    {
+        _time = new FakeTimeProvider();
+        _network = new InMemoryRpcNetwork(_time);
+        _registry = new MockDhtRegistry(_time, TestSeed.Choose());
+        _gateway = new FakeGateway(_network, _registry, "gw");
+        await _gateway.AnnounceAsync();
+        _directory = Directory.CreateTempSubdirectory("p2pinference-cli-").FullName;
+        _profilePath = Path.Combine(_directory, "profile.json");
+        _connects.Clear();
+    }
+
+    [TearDown]
+    public async Task DisposeAsync()
+    {
+        foreach (var owned in Enumerable.Reverse(_owned)) await owned.DisposeAsync();
+        _owned.Clear();
+        await _gateway.DisposeAsync();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private ClientCommandEnvironment Environment(string stdin = "right\n", bool terminal = false, Func<string, string?>? prompt = null) => new()
+    {
+        Connect = (_, options, _) =>
+        {
+            _connects.Add(options);
+            var peer = KeyPair.Generate().PeerId;
+            var dht = _registry.CreateNode(peer, []);
+            var node = _network.CreateNode(peer, discovery: dht);
+            _owned.Add(dht);
+            _owned.Add(node);
+            return Task.FromResult(new P2PInferenceClient(node, dht, options with { TimeProvider = _time, Random = TestSeed.CreateRandom() }));
+        },
+        Input = new StringReader(stdin),
+        InputIsTerminal = terminal,
+        ReadSecret = (text, _) => prompt?.Invoke(text),
+        Time = _time,
+        DefaultProfilePath = _profilePath,
+    };
+
+    private async Task<(int Code, string Output, string Error)> RunAsync(string[] args, ClientCommandEnvironment? environment = null)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var code = await ClientCommand.RunAsync(args, output, error, environment ?? Environment());
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private Task<ClientProfile> ProfileAsync() => ClientProfile.LoadAsync(_profilePath, CancellationToken.None);
+
+    private async Task LoginAsync() =>
+        Assert.That((await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap])).Code, Is.Zero);
+
+    [Test]
+    public async Task Login_ReadsThePasswordFromStdin_AndKeepsTokenAndBootstrapInTheProfile()
+    {
+        var (code, output, error) = await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap]);
+
+        Assert.That(code, Is.Zero, error);
+        Assert.That(output, Does.Contain("logged in as ann@example.com"));
+        var profile = await ProfileAsync();
+        Assert.That(profile.Token, Is.EqualTo(FakeGateway.Token));
+        Assert.That(profile.TokenExpiresAt, Is.EqualTo(_time.GetUtcNow().AddHours(1)));
+        Assert.That(profile.Bootstrap, Is.EqualTo(new[] { Bootstrap }));
+        var login = (Workers.Contracts.Auth.LoginRequest)_gateway.CallsOf(WorkerMethods.Gateway.Login).Single().Request;
+        Assert.That(login.Password, Is.EqualTo("right"));
+    }
+
+    [Test]
+    public async Task Login_OnATerminal_PromptsWithoutEcho()
+    {
+        var prompts = new List<string>();
+        var environment = Environment(stdin: "", terminal: true, prompt: text =>
+        {
+            prompts.Add(text);
+            return "right";
+        });
+
+        var (code, _, error) = await RunAsync(["login", "--email", "ann@example.com", "--bootstrap", Bootstrap], environment);
+
+        Assert.That(code, Is.Zero, error);
+        Assert.That(prompts, Is.EqualTo(new[] { "Password: " }));
+    }
+
+    [Test]
+    public async Task Register_OnATerminal_AsksTwice_AndRefusesAMismatch()
+    {
+        var answers = new Queue<string>(["one", "two"]);
+        var environment = Environment(terminal: true, prompt: _ => answers.Dequeue());
+
+        var (code, _, error) = await RunAsync(["register", "--email", "a@b.c", "--bootstrap", Bootstrap], environment);
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error.Trim(), Is.EqualTo("error: invalid input: the passwords do not match"));
+        Assert.That(_gateway.Calls, Is.Empty);
+    }
+
+    [Test]
+    public async Task Password_IsNeverACommandLineArgument()
+    {
+        var (code, _, _) = await RunAsync(["login", "--email", "ann@example.com", "--password", "right", "--bootstrap", Bootstrap]);
+
+        Assert.That(code, Is.Not.Zero);
+        Assert.That(_gateway.Calls, Is.Empty);
+    }
+
+    [Test]
+    public async Task Login_WrongPassword_IsOneLineOnStderr_AndExitOne()
+    {
+        var (code, output, error) = await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap],
+            Environment(stdin: "wrong\n"));
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(output, Is.Empty);
+        Assert.That(error, Is.EqualTo("error: not authenticated: wrong email or password" + System.Environment.NewLine));
+    }
+
+    [Test]
+    public async Task Errors_WithJson_AreOneJsonLine()
+    {
+        var (code, _, error) = await RunAsync(["login", "--json", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap],
+            Environment(stdin: "wrong\n"));
+
+        Assert.That(code, Is.EqualTo(1));
+        var document = JsonDocument.Parse(error);
+        Assert.That(document.RootElement.GetProperty("error").GetProperty("code").GetString(), Is.EqualTo("Unauthenticated"));
+    }
+
+    [Test]
+    public async Task KeysCreate_PrintsTheKeyOnce_KeepsIt_AndInferUsesIt()
+    {
+        await LoginAsync();
+
+        var created = await RunAsync(["keys", "create", "--name", "laptop"]);
+        var inferred = await RunAsync(["infer", "hello world"]);
+
+        Assert.That(created.Code, Is.Zero, created.Error);
+        Assert.That(created.Output, Does.Contain(FakeGateway.ApiKey));
+        Assert.That((await ProfileAsync()).ApiKey, Is.EqualTo(FakeGateway.ApiKey));
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.CreateApiKey).Single().Authorization, Is.EqualTo("Bearer " + FakeGateway.Token));
+        Assert.That(inferred.Code, Is.Zero, inferred.Error);
+        Assert.That(inferred.Output.Trim(), Is.EqualTo("HELLO WORLD"));
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Infer).Single().Authorization, Is.EqualTo("ApiKey " + FakeGateway.ApiKey));
+    }
+
+    [Test]
+    public async Task KeysList_WithoutLogin_SaysSo()
+    {
+        var (code, _, error) = await RunAsync(["keys", "list", "--bootstrap", Bootstrap]);
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.StartWith("error: not logged in"));
+        Assert.That(_connects, Is.Empty);
+    }
+
+    [Test]
+    public async Task KeysList_AndRevoke_WithJson()
+    {
+        await LoginAsync();
+
+        var listed = await RunAsync(["keys", "list", "--json"]);
+        var revoked = await RunAsync(["keys", "revoke", "k1", "--json"]);
+
+        Assert.That(listed.Code, Is.Zero, listed.Error);
+        var keys = JsonDocument.Parse(listed.Output).RootElement;
+        Assert.That(keys[0].GetProperty("keyId").GetString(), Is.EqualTo("k1"));
+        Assert.That(keys[0].GetProperty("revoked").GetBoolean(), Is.False);
+        Assert.That(JsonDocument.Parse(revoked.Output).RootElement.GetProperty("newlyRevoked").GetBoolean(), Is.True);
+    }
+
+    [Test]
+    public async Task Models_PrintsTheNetworksModels()
+    {
+        var text = await RunAsync(["models", "--bootstrap", Bootstrap]);
+        var json = await RunAsync(["models", "--json"]);
+
+        Assert.That(text.Output, Does.Contain("builtin-small"));
+        Assert.That(JsonDocument.Parse(json.Output).RootElement[0].GetProperty("processors").GetInt32(), Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task Infer_Stream_PrintsTokensAsTheyArrive()
+    {
+        var (code, output, error) = await RunAsync(["infer", "one two three", "--stream", "--api-key", "sk-given", "--bootstrap", Bootstrap]);
+
+        Assert.That(code, Is.Zero, error);
+        Assert.That(output, Is.EqualTo("one two three" + System.Environment.NewLine));
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.InferStream).Single().Authorization, Is.EqualTo("ApiKey sk-given"));
+    }
+
+    [Test]
+    public async Task Infer_StreamJson_PrintsOneObjectPerChunk()
+    {
+        var (code, output, _) = await RunAsync(["infer", "a b", "--stream", "--json", "--api-key", "k", "--model", "builtin-tiny", "--bootstrap", Bootstrap]);
+
+        var lines = output.Split(System.Environment.NewLine, StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
+        Assert.That(code, Is.Zero);
+        Assert.That(lines.Select(l => l.GetProperty("text").GetString()), Is.EqualTo(new[] { "a", " b" }));
+        Assert.That(lines[^1].GetProperty("finishReason").GetString(), Is.EqualTo("stop"));
+        Assert.That(((InferRequest)_gateway.CallsOf(WorkerMethods.Gateway.InferStream).Single().Request).Model, Is.EqualTo("builtin-tiny"));
+    }
+
+    [Test]
+    public async Task Infer_FailingWithPartialOutput_PrintsWhatCameThenTheError()
+    {
+        _gateway.Handle<InferRequest, InferResponse>(WorkerMethods.Gateway.Infer, InferRequest.Parser, (_, _) =>
+            throw new RpcException(RpcStatusCode.Unavailable, "processor lost", new Dictionary<string, string> { [WorkerMethods.PartialOutputDetail] = "Once upon" }));
+
+        var (code, output, error) = await RunAsync(["infer", "x", "--api-key", "k", "--bootstrap", Bootstrap]);
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(output.Trim(), Is.EqualTo("Once upon"));
+        Assert.That(error.Trim(), Is.EqualTo("error: unavailable: processor lost"));
+    }
+
+    [Test]
+    public async Task Infer_WithoutAKey_SaysHowToGetOne()
+    {
+        var (code, _, error) = await RunAsync(["infer", "x", "--bootstrap", Bootstrap]);
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.Contain("keys create"));
+    }
+
+    [Test]
+    public async Task Commands_WithoutBootstrap_AndNoneInTheProfile_SaySo()
+    {
+        var (code, _, error) = await RunAsync(["models"]);
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.Contain("--bootstrap is required"));
+    }
+
+    [Test]
+    public async Task Bootstrap_ThatIsNotAMultiaddr_IsAClearError()
+    {
+        var (code, _, error) = await RunAsync(["models", "--bootstrap", "not-an-address"]);
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.StartWith("error: invalid input: 'not-an-address' is not a valid multiaddr"));
+    }
+
+    [Test]
+    public async Task BusyGateway_ErrorSaysWhenToRetry()
+    {
+        _gateway.Handle<InferRequest, InferResponse>(WorkerMethods.Gateway.Infer, InferRequest.Parser, (_, _) =>
+            throw RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted, "rate limit", TimeSpan.FromSeconds(2)));
+
+        var (_, _, error) = await RunAsync(["infer", "x", "--api-key", "k", "--bootstrap", Bootstrap]);
+
+        Assert.That(error.Trim(), Is.EqualTo("error: busy: rate limit (retry in 2 s)"));
+    }
+
+    [Test]
+    public async Task ClientCommand_IsRegisteredInTheCli()
+    {
+        var output = new StringWriter();
+        var code = await CliApp.RunAsync(["client", "--help"], output, new StringWriter());
+
+        Assert.That(code, Is.Zero);
+        Assert.That(output.ToString(), Does.Contain("register").And.Contain("login").And.Contain("keys").And.Contain("models").And.Contain("infer"));
+    }
+}

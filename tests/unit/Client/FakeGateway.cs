@@ -1,0 +1,102 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using Google.Protobuf;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit.Discovery;
+using P2PInference.TestKit.Rpc;
+using P2PInference.Workers.Contracts;
+using P2PInference.Workers.Contracts.Auth;
+using P2PInference.Workers.Contracts.Inference;
+
+namespace P2PInference.Tests.Unit.Client;
+
+/// <summary>
+/// A gateway on the RPC twin, announced on the mock DHT, with canned answers a test can replace.
+/// It records every call: method, credential and the time on the test's clock.
+/// </summary>
+internal sealed class FakeGateway : IAsyncDisposable
+{
+    public const string Token = "tok-123";
+    public const string ApiKey = "sk-secret-1";
+
+    private readonly TimeProvider _time;
+
+    public FakeGateway(InMemoryRpcNetwork network, MockDhtRegistry registry, string name)
+    {
+        _time = network.TimeProvider;
+        var peer = KeyPair.Generate().PeerId;
+        Node = network.CreateNode(peer);
+        Dht = registry.CreateNode(peer, [Multiaddress.Memory(name)]);
+        Handle(WorkerMethods.Gateway.Register, RegisterRequest.Parser, (r, _) => new RegisterResponse { UserId = "u1", Email = r.Email.Trim().ToLowerInvariant() });
+        Handle(WorkerMethods.Gateway.Login, LoginRequest.Parser, (r, _) => r.Password == "right"
+            ? new LoginResponse { Token = Token, UserId = "u1", ExpiresAtUnixMs = _time.GetUtcNow().AddHours(1).ToUnixTimeMilliseconds() }
+            : throw new RpcException(RpcStatusCode.Unauthenticated, "wrong email or password"));
+        Handle(WorkerMethods.Gateway.CreateApiKey, CreateApiKeyRequest.Parser, (r, _) =>
+            new CreateApiKeyResponse { KeyId = "k1", ApiKey = ApiKey, Name = r.Name, CreatedAtUnixMs = 946684800000 });
+        Handle(WorkerMethods.Gateway.ListApiKeys, ListApiKeysRequest.Parser, (_, _) => new ListApiKeysResponse
+        {
+            Keys = { new ApiKeyInfo { KeyId = "k1", Name = "laptop", Last4 = "et-1", CreatedAtUnixMs = 946684800000 } },
+        });
+        Handle(WorkerMethods.Gateway.RevokeApiKey, RevokeApiKeyRequest.Parser, (r, _) => new RevokeApiKeyResponse { KeyId = r.KeyId, NewlyRevoked = true });
+        Handle(WorkerMethods.Gateway.Models, ModelsRequest.Parser, (_, _) => new ModelsResponse
+        {
+            Models = { new ModelInfo { Name = "builtin-small", Description = "trigram", MaxTokens = 512, Processors = 2 } },
+        });
+        Handle(WorkerMethods.Gateway.Infer, InferRequest.Parser, (r, _) =>
+            new InferResponse { RequestId = r.RequestId, Model = r.Model, Text = r.Prompt.ToUpperInvariant(), Tokens = 1, FinishReason = "stop", Processor = "p1" });
+        HandleStream(WorkerMethods.Gateway.InferStream, (r, _) => Words(r));
+        Handle(WorkerMethods.Gateway.Cancel, CancelRequest.Parser, (r, _) => new CancelResponse { Cancelled = r.RequestId == "running" });
+    }
+
+    public InMemoryRpcNode Node { get; }
+
+    public MockDht Dht { get; }
+
+    public PeerId PeerId => Node.PeerId;
+
+    public ConcurrentQueue<Call> Calls { get; } = new();
+
+    public Task AnnounceAsync() => Dht.AnnounceAsync(WorkerTopics.Gateway, CancellationToken.None);
+
+    public Call[] CallsOf(string method) => Calls.Where(c => c.Method == method).ToArray();
+
+    public void Handle<TRequest, TResponse>(string method, MessageParser<TRequest> parser, Func<TRequest, RpcCallContext, TResponse> handler)
+        where TRequest : IMessage<TRequest>
+        where TResponse : IMessage<TResponse> =>
+        Node.Respond<TRequest, TResponse>(method, parser, (request, context) =>
+        {
+            Record(context, request);
+            return ValueTask.FromResult(handler(request, context));
+        });
+
+    public void HandleStream(string method, Func<InferRequest, RpcCallContext, IAsyncEnumerable<InferChunk>> handler) =>
+        Node.RespondStreaming<InferRequest, InferChunk>(method, InferRequest.Parser, (request, context) =>
+        {
+            Record(context, request);
+            return handler(request, context);
+        });
+
+    private void Record(RpcCallContext context, IMessage request) =>
+        Calls.Enqueue(new Call(context.Method, context.Metadata.GetValueOrDefault(WorkerMethods.AuthorizationMetadata), _time.GetUtcNow(), request,
+            context.RequestId));
+
+    private static async IAsyncEnumerable<InferChunk> Words(InferRequest request, [EnumeratorCancellation] CancellationToken ct = default)
+    {
+        var words = request.Prompt.Split(' ');
+        for (var i = 0; i < words.Length; i++)
+        {
+            await Task.Yield();
+            yield return new InferChunk { RequestId = request.RequestId, Text = (i == 0 ? "" : " ") + words[i], Index = i, FinishReason = i == words.Length - 1 ? "stop" : "" };
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Node.DisposeAsync();
+        await Dht.DisposeAsync();
+    }
+
+    internal sealed record Call(string Method, string? Authorization, DateTimeOffset At, IMessage Request, string RpcRequestId);
+}

@@ -1,0 +1,262 @@
+using P2PInference.Facilities.Dht;
+using P2PInference.Workers.Auth;
+using P2PInference.Workers.Hosting;
+
+namespace P2PInference.Tests.Unit.Hosting;
+
+/// <summary>Where settings come from, which wins, and how every mistake is reported.</summary>
+public sealed class WorkerConfigurationTests
+{
+    private const string Peer = "12D3KooWHQ2gGvzNgW8dGVKSDP2zEzh54DqynBNKMJWEbri6XhHR";
+    private static readonly IReadOnlyDictionary<string, string?> NoEnvironment = new Dictionary<string, string?>();
+
+    private string _dir = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _dir = Path.Combine(Path.GetTempPath(), "p2pinference-config-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(_dir);
+    }
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_dir, recursive: true);
+
+    [Test]
+    public void Load_GivesTheDefaults_WhenNothingIsConfigured()
+    {
+        var settings = WorkerConfiguration.Load("auth", Sources());
+
+        Assert.That(settings.Role, Is.EqualTo(WorkerRole.Auth));
+        Assert.That(settings.Node.Listen, Is.EqualTo(new[] { "/ip4/127.0.0.1/tcp/0" }));
+        Assert.That(settings.BootstrapPeers, Is.Empty);
+        Assert.That(settings.Node.DrainTimeout, Is.EqualTo(TimeSpan.FromSeconds(10)));
+        Assert.That(settings.Dht.ProtocolId, Is.EqualTo(KademliaDhtOptions.DefaultProtocolId));
+        Assert.That(settings.Auth.PasswordIterations, Is.EqualTo(AuthOptions.DefaultPasswordIterations));
+        Assert.That(settings.DataDirectory, Is.EqualTo(Path.GetFullPath(Path.Combine("data", "auth"))));
+    }
+
+    [Test]
+    public void Load_LetsEachLayerOverrideTheOneBelow_DefaultsFileEnvironmentCommandLine()
+    {
+        var file = Write("worker.json", """
+            { "Node": { "DataDir": "from-file", "DrainTimeout": "00:00:03" },
+              "Auth": { "PasswordIterations": 5000, "MinPasswordLength": 10 },
+              "Rpc": { "MaxTopicAttempts": 5 } }
+            """);
+        var environment = new Dictionary<string, string?>
+        {
+            ["P2PINFERENCE_NODE__DATADIR"] = "from-env",
+            ["P2PINFERENCE_AUTH__PASSWORDITERATIONS"] = "6000",
+            ["OTHER_AUTH__MINPASSWORDLENGTH"] = "99",
+        };
+
+        var settings = WorkerConfiguration.Load("auth", Sources(file, environment) with { DataDir = Path.Combine(_dir, "from-cli") });
+
+        Assert.That(settings.DataDirectory, Is.EqualTo(Path.Combine(_dir, "from-cli")), "command line beats environment");
+        Assert.That(settings.Auth.PasswordIterations, Is.EqualTo(6000), "environment beats file");
+        Assert.That(settings.Auth.MinPasswordLength, Is.EqualTo(10), "file beats defaults; other prefixes are ignored");
+        Assert.That(settings.Node.DrainTimeout, Is.EqualTo(TimeSpan.FromSeconds(3)));
+        Assert.That(settings.Rpc.MaxTopicAttempts, Is.EqualTo(5));
+        Assert.That(settings.Auth.TokenLifetime, Is.EqualTo(TimeSpan.FromDays(1)), "untouched settings keep their defaults");
+    }
+
+    [Test]
+    public void Load_ReadsTheEnvironmentFile_AndTheConfigFileOverridesIt()
+    {
+        Write("appsettings.Staging.json", """{ "Auth": { "PasswordIterations": 2000, "MinPasswordLength": 9 } }""");
+        var file = Write("worker.json", """{ "Auth": { "PasswordIterations": 3000 } }""");
+        var environment = new Dictionary<string, string?> { [WorkerConfigurationSources.EnvironmentVariable] = "Staging" };
+
+        var settings = WorkerConfiguration.Load("auth", Sources(file, environment));
+
+        Assert.That(settings.Auth.PasswordIterations, Is.EqualTo(3000));
+        Assert.That(settings.Auth.MinPasswordLength, Is.EqualTo(9));
+    }
+
+    [Test]
+    public void Load_ReplacesConfiguredLists_WithCommandLineLists()
+    {
+        var file = Write("worker.json", """
+            { "Node": { "Listen": [ "/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/4002" ],
+                        "Bootstrap": [ "/ip4/127.0.0.1/tcp/5001/p2p/PEER" ] } }
+            """.Replace("PEER", Peer, StringComparison.Ordinal));
+
+        var settings = WorkerConfiguration.Load("gateway", Sources(file) with
+        {
+            Listen = ["/ip4/127.0.0.1/tcp/4009"],
+            Bootstrap = [$"/ip4/127.0.0.1/tcp/6001/p2p/{Peer}", $"/ip4/127.0.0.1/tcp/6002/p2p/{Peer}"],
+        });
+
+        Assert.That(settings.ListenAddresses.Select(a => a.ToString()), Is.EqualTo(new[] { "/ip4/127.0.0.1/tcp/4009" }));
+        Assert.That(settings.BootstrapPeers.Select(a => a.ToString()),
+            Is.EqualTo(new[] { $"/ip4/127.0.0.1/tcp/6001/p2p/{Peer}", $"/ip4/127.0.0.1/tcp/6002/p2p/{Peer}" }));
+    }
+
+    [Test]
+    public void Load_TakesACommaSeparatedListFromAnEnvironmentVariable()
+    {
+        var environment = new Dictionary<string, string?>
+        {
+            ["P2PINFERENCE_NODE__BOOTSTRAP"] = $"/ip4/127.0.0.1/tcp/1/p2p/{Peer}, /ip4/127.0.0.1/tcp/2/p2p/{Peer}",
+        };
+
+        var settings = WorkerConfiguration.Load("processor", Sources(environment: environment));
+
+        Assert.That(settings.BootstrapPeers, Has.Count.EqualTo(2));
+    }
+
+    [Test]
+    public void Load_ReportsEveryMistakeAtOnce_OneClearLineEach()
+    {
+        var file = Write("worker.json", """
+            { "Node": { "Listen": [ "/ip4/1.2.3/tcp/0", "/ip4/127.0.0.1/udp/5" ], "Bootstrap": [ "/ip4/127.0.0.1/tcp/1" ], "DrainTimeout": "-00:00:01" },
+              "Dht": { "Mode": "Sideways", "ProtocolId": "kad", "QueryTimeout": "00:00:00" },
+              "Rpc": { "MaxMessageSize": "big", "MaxConcurrentCallsPerPeer": 0 },
+              "Auth": { "TokenLifetime": "-00:05:00", "PasswordIterations": 10, "Issuer": "" } }
+            """);
+
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("auth", Sources(file)));
+
+        Assert.That(error!.Errors, Is.EquivalentTo(new[]
+        {
+            "Node:Listen[0]: '/ip4/1.2.3/tcp/0' is not a valid multiaddr",
+            "Node:Listen[1]: '/ip4/127.0.0.1/udp/5' is not a TCP address to listen on (e.g. /ip4/127.0.0.1/tcp/4001)",
+            "Node:Bootstrap[0]: '/ip4/127.0.0.1/tcp/1' does not end in /p2p/<PeerId>",
+            "Node:DrainTimeout must be between 0 and 1 hour; it is -00:00:01",
+            "Dht:Mode: 'Sideways' is not one of Server, Client",
+            "Dht:ProtocolId: 'kad' is not a protocol id (e.g. /p2pinference/kad/1.0.0 or /ipfs/kad/1.0.0)",
+            "Dht:QueryTimeout must be positive; it is 00:00:00",
+            "Rpc:MaxMessageSize: 'big' is not a whole number in range",
+            "Rpc:MaxConcurrentCallsPerPeer must be at least 1; it is 0",
+            "Auth:TokenLifetime must be between 1 minute and 30 days; it is -00:05:00",
+            "Auth:PasswordIterations must be between 1000 and 10000000 (recommended 210000); it is 10",
+            "Auth:Issuer must be 1 to 256 printable ASCII characters",
+        }));
+        Assert.That(error.Message, Does.StartWith("invalid configuration (12 mistakes):"));
+        Assert.That(error.Message, Does.Contain("Rpc:MaxMessageSize: 'big'"));
+    }
+
+    [TestCase("Auth:TokenLifetime", "soon", "Auth:TokenLifetime: 'soon' is not a duration like 00:05:00 (hh:mm:ss) or 1.00:00:00 (d.hh:mm:ss)")]
+    [TestCase("Auth:PasswordIterations", "99999999999", "Auth:PasswordIterations: '99999999999' is not a whole number in range")]
+    [TestCase("Auth:DefaultQuota:Burst", "-1", "Auth:DefaultQuota:Burst: '-1' is not a non-negative whole number in range")]
+    [TestCase("Node:LogLevel", "Loud", "Node:LogLevel: 'Loud' is not one of Trace, Debug, Information, Warning, Error, Critical, None")]
+    [TestCase("Dht:Mode", "1", "Dht:Mode: '1' is not one of Server, Client")]
+    [TestCase("Node:Lisen", "/ip4/127.0.0.1/tcp/0", "Node:Lisen is not a known setting (known: Bootstrap, DataDir, DrainTimeout, Listen, LogLevel)")]
+    [TestCase("Nodes:Listen", "x", "Nodes is not a known section (known: Node, Dht, Rpc, Auth, Gateway, Processor)")]
+    [TestCase("Auth:LoginThrottle", "5", "Auth:LoginThrottle must be a section of settings, not the value '5'")]
+    [TestCase("Node:DataDir", "  ", "Node:DataDir must not be blank")]
+    public void Load_NamesTheSettingAndTheExpectedForm_WhenAValueIsWrong(string key, string value, string expected)
+    {
+        var error = Assert.Throws<WorkerConfigurationException>(() =>
+            WorkerConfiguration.Load("auth", Sources() with { Overrides = new Dictionary<string, string?> { [key] = value } }));
+
+        Assert.That(error!.Errors, Is.EqualTo(new[] { expected }));
+    }
+
+    [Test]
+    public void Load_ReportsAValueGivenWhereASectionBelongs_AndTheReverse()
+    {
+        var file = Write("worker.json", """{ "Auth": { "Issuer": { "Name": "x" } }, "Node": { "Listen": { "a": "/ip4/127.0.0.1/tcp/0" } } }""");
+
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("auth", Sources(file)));
+
+        Assert.That(error!.Errors, Does.Contain("Auth:Issuer must be a single value, not a section"));
+        Assert.That(error.Errors, Does.Contain("Node:Listen must be a list; 'a' is not an index"));
+    }
+
+    [Test]
+    public void Load_ThrowsATypedError_WhenTheFileIsNotJson()
+    {
+        var file = Write("broken.json", """{ "Node": { "Listen": [ "/ip4/127.0.0.1/tcp/0" """);
+
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("auth", Sources(file)));
+
+        Assert.That(error!.Errors, Has.Count.EqualTo(1));
+        Assert.That(error.Errors[0], Does.StartWith($"config file '{file}' is not valid JSON: "));
+    }
+
+    [Test]
+    public void Load_ThrowsATypedError_WhenTheFileIsMissing()
+    {
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("auth", Sources(Path.Combine(_dir, "nope.json"))));
+
+        Assert.That(error!.Errors, Is.EqualTo(new[] { $"config file '{Path.Combine(_dir, "nope.json")}' does not exist" }));
+    }
+
+    [TestCase("worker")]
+    [TestCase("")]
+    [TestCase("0")]
+    public void Load_ThrowsATypedError_ForAnUnknownRole(string role)
+    {
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load(role, Sources()));
+
+        Assert.That(error!.Errors, Is.EqualTo(new[] { $"unknown role '{role}'; expected one of bootstrap, auth, gateway, processor" }));
+    }
+
+    [Test]
+    public void Load_AcceptsRoleNamesInAnyCase() =>
+        Assert.That(WorkerConfiguration.Load("Processor", Sources()).Role, Is.EqualTo(WorkerRole.Processor));
+
+    [TestCase("bootstrap")]
+    [TestCase("auth")]
+    [TestCase("gateway")]
+    [TestCase("processor")]
+    public void SampleConfigs_AreValid(string role)
+    {
+        foreach (var folder in new[] { "configs", "test-configs" })
+        {
+            var settings = WorkerConfiguration.Load(role, Sources(Path.Combine(RepositoryRoot(), "fixtures", folder, role + ".json")));
+            Assert.That(settings.Role, Is.EqualTo(WorkerRoles.Parse(role)));
+        }
+    }
+
+    [Test]
+    public void TestConfig_UsesCheapPasswordHashing() =>
+        Assert.That(WorkerConfiguration.Load("auth", Sources(Path.Combine(RepositoryRoot(), "fixtures", "test-configs", "auth.json"))).Auth.PasswordIterations,
+            Is.EqualTo(AuthOptions.MinPasswordIterations));
+
+    [Test]
+    public void ToRuntimeOptions_CarriesTheSettings()
+    {
+        var settings = WorkerConfiguration.Load("processor", Sources() with
+        {
+            DataDir = Path.Combine(_dir, "p"),
+            Bootstrap = [$"/ip4/127.0.0.1/tcp/1/p2p/{Peer}"],
+            Overrides = new Dictionary<string, string?> { ["Dht:Mode"] = "Client", ["Rpc:DefaultTimeout"] = "00:00:07", ["Node:DrainTimeout"] = "00:00:01" },
+        });
+
+        var options = settings.ToRuntimeOptions();
+
+        Assert.That(options.Role, Is.EqualTo(WorkerRole.Processor));
+        Assert.That(options.DataDirectory, Is.EqualTo(Path.Combine(_dir, "p")));
+        Assert.That(options.BootstrapPeers.Single().PeerId!.ToString(), Is.EqualTo(Peer));
+        Assert.That(options.DhtMode, Is.EqualTo(DhtMode.Client));
+        Assert.That(options.Rpc.DefaultTimeout, Is.EqualTo(TimeSpan.FromSeconds(7)));
+        Assert.That(options.DrainTimeout, Is.EqualTo(TimeSpan.FromSeconds(1)));
+    }
+
+    private WorkerConfigurationSources Sources(string? file = null, IReadOnlyDictionary<string, string?>? environment = null) => new()
+    {
+        ConfigPath = file,
+        BaseDirectory = _dir,
+        EnvironmentVariables = environment ?? NoEnvironment,
+    };
+
+    private string Write(string name, string json)
+    {
+        var path = Path.Combine(_dir, name);
+        File.WriteAllText(path, json);
+        return path;
+    }
+
+    internal static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "P2PInference.sln"))) return dir.FullName;
+        }
+
+        throw new InvalidOperationException("P2PInference.sln not found above the test directory");
+    }
+}

@@ -1,0 +1,276 @@
+using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit.Discovery;
+using P2PInference.TestKit.Rpc;
+using P2PInference.TestKit.Time;
+using P2PInference.Workers.Hosting;
+
+namespace P2PInference.Tests.Unit.Hosting;
+
+/// <summary>The runtime's lifecycle over the TestKit twins: order of start and stop, readiness, draining.</summary>
+[CancelAfter(10_000)]
+public sealed class WorkerRuntimeTests
+{
+    private static readonly TimeSpan Drain = TimeSpan.FromSeconds(5);
+
+    private readonly List<IAsyncDisposable> _owned = [];
+    private FakeTimeProvider _time = null!;
+    private InMemoryRpcNetwork _rpc = null!;
+    private MockDhtRegistry _registry = null!;
+    private TwinFacilities _facilities = null!;
+    private string _dataDir = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _time = new FakeTimeProvider();
+        _rpc = new InMemoryRpcNetwork(_time);
+        _registry = new MockDhtRegistry(_time);
+        _facilities = new TwinFacilities(_rpc, _registry);
+        _dataDir = Path.Combine(Path.GetTempPath(), "p2pinference-runtime-" + Guid.NewGuid().ToString("N"));
+    }
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        foreach (var owned in Enumerable.Reverse(_owned)) await owned.DisposeAsync();
+        _owned.Clear();
+        if (Directory.Exists(_dataDir)) Directory.Delete(_dataDir, recursive: true);
+    }
+
+    [Test]
+    public async Task StartAsync_StartsStoreNetworkDiscoveryRpc_ThenWorker_ThenAnnounces(CancellationToken ct)
+    {
+        var (runtime, _) = Create();
+
+        await runtime.StartAsync(ct);
+
+        Assert.That(_facilities.Events, Is.EqualTo(new[]
+        {
+            "store:open", "network:start", "discovery:start", "rpc:start", "worker:start", "announce:" + TestWorker.Topic,
+        }));
+        Assert.That(_registry.Providers(TestWorker.Topic).Select(p => p.PeerId), Is.EqualTo(new[] { runtime.PeerId }));
+    }
+
+    [Test]
+    public async Task StopAsync_UnannouncesFirst_ThenStopsWorkerAndFacilitiesInReverseOrder(CancellationToken ct)
+    {
+        var (runtime, _) = Create();
+        await runtime.StartAsync(ct);
+        var started = _facilities.Events.Count;
+
+        await runtime.StopAsync(ct);
+
+        Assert.That(_facilities.Events.Skip(started), Is.EqualTo(new[]
+        {
+            "unannounce:" + TestWorker.Topic, "worker:stop", "rpc:stop", "discovery:stop", "network:stop", "store:close",
+        }));
+        Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Stopped));
+        Assert.That(runtime.Stopped.IsCompleted, Is.True);
+        Assert.That(_registry.Providers(TestWorker.Topic), Is.Empty);
+    }
+
+    [Test]
+    public async Task Ready_CompletesOnlyOnceTheWorkerStartedAndTopicsAreAnnounced(CancellationToken ct)
+    {
+        var gate = new TaskCompletionSource();
+        var (runtime, _) = Create(startGate: gate.Task);
+
+        var starting = runtime.StartAsync(ct);
+        Assert.That(runtime.IsReady, Is.False);
+        Assert.That(runtime.Ready.IsCompleted, Is.False);
+        Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Starting));
+
+        gate.SetResult();
+        await starting;
+        await runtime.Ready.WaitAsync(ct);
+
+        Assert.That(runtime.IsReady, Is.True);
+        Assert.That(runtime.Topics, Is.EqualTo(new[] { TestWorker.Topic }));
+        Assert.That(_registry.Providers(TestWorker.Topic), Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public async Task StopAsync_LetsACallInFlightFinish_AndRefusesNewCallsMeanwhile(CancellationToken ct)
+    {
+        var (runtime, worker) = Create();
+        var rpcMayStop = new TaskCompletionSource();
+        _facilities.RpcStopGate = rpcMayStop.Task;
+        await runtime.StartAsync(ct);
+        var client = Client();
+        var slow = client.RequestAsync(runtime.PeerId, TestWorker.Slow, "x"u8.ToArray(), null, ct);
+        await worker.SlowEntered.WaitAsync(ct);
+
+        var stopping = runtime.StopAsync(ct);
+        Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Stopping));
+        Assert.That(_facilities.Events, Does.Contain("unannounce:" + TestWorker.Topic), "unannounced before the drain");
+        Assert.That(_registry.Providers(TestWorker.Topic), Is.Empty);
+        Assert.That(_facilities.Events, Does.Not.Contain("worker:stop"));
+
+        var refused = Assert.ThrowsAsync<RpcException>(() => client.RequestAsync(runtime.PeerId, TestWorker.Echo, "y"u8.ToArray(), null, ct));
+        Assert.That(refused!.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(refused.Message, Does.Contain("worker is stopping"));
+        Assert.That(stopping.IsCompleted, Is.False);
+
+        worker.Release.SetResult();
+        Assert.That(System.Text.Encoding.UTF8.GetString(await slow), Is.EqualTo("done"));
+        rpcMayStop.SetResult();
+        await stopping;
+        Assert.That(_facilities.Events.SkipWhile(e => !e.StartsWith("unannounce:", StringComparison.Ordinal)),
+            Is.EqualTo(new[] { "unannounce:" + TestWorker.Topic, "worker:stop", "rpc:stop", "discovery:stop", "network:stop", "store:close" }));
+        Assert.That(worker.SlowCallWasCancelled, Is.False);
+        Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Stopped));
+    }
+
+    [Test]
+    public async Task StopAsync_CancelsACallStillRunningAtTheDrainDeadline(CancellationToken ct)
+    {
+        var (runtime, worker) = Create();
+        await runtime.StartAsync(ct);
+        var client = Client();
+        var slow = client.RequestAsync(runtime.PeerId, TestWorker.Slow, "x"u8.ToArray(), null, ct);
+        await worker.SlowEntered.WaitAsync(ct);
+
+        var stopping = runtime.StopAsync(ct);
+        await _time.AdvanceAsync(Drain - TimeSpan.FromMilliseconds(1), ct);
+        Assert.That(stopping.IsCompleted, Is.False, "still draining before the deadline");
+        Assert.That(_facilities.Events, Does.Not.Contain("rpc:stop"));
+
+        await _time.AdvanceAsync(TimeSpan.FromMilliseconds(1), ct);
+        await stopping;
+
+        var error = Assert.ThrowsAsync<RpcException>(async () => await slow);
+        Assert.That(error!.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(worker.SlowCallWasCancelled, Is.True);
+    }
+
+    [Test]
+    public async Task StopAsync_DoesNotWait_WhenNoCallIsInFlight(CancellationToken ct)
+    {
+        var (runtime, _) = Create();
+        await runtime.StartAsync(ct);
+
+        await runtime.StopAsync(ct); // fake time never moves: a wait for the deadline would hang
+
+        Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Stopped));
+    }
+
+    [Test]
+    public async Task StartAsync_StopsWhatStartedInReverse_AndFaultsReady_WhenTheWorkerFails(CancellationToken ct)
+    {
+        var (runtime, _) = Create(startFailure: new InvalidOperationException("worker broke"));
+
+        var error = Assert.ThrowsAsync<InvalidOperationException>(() => runtime.StartAsync(ct));
+
+        Assert.That(error!.Message, Is.EqualTo("worker broke"));
+        Assert.That(_facilities.Events, Is.EqualTo(new[]
+        {
+            "store:open", "network:start", "discovery:start", "rpc:start", "worker:start",
+            "worker:stop", "rpc:stop", "discovery:stop", "network:stop", "store:close",
+        }));
+        Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Failed));
+        Assert.That(runtime.Ready.IsFaulted, Is.True);
+        Assert.That(_registry.Providers(TestWorker.Topic), Is.Empty);
+    }
+
+    [Test]
+    public async Task StartAsync_StopsOnlyTheStartedFacilities_WhenDiscoveryFails(CancellationToken ct)
+    {
+        _facilities.FailAt = "discovery";
+        var (runtime, _) = Create();
+
+        Assert.ThrowsAsync<InvalidOperationException>(() => runtime.StartAsync(ct));
+
+        Assert.That(_facilities.Events, Is.EqualTo(new[]
+        {
+            "store:open", "network:start", "discovery:start", "discovery:stop", "network:stop", "store:close",
+        }));
+        await runtime.StopAsync(ct);
+        Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Failed));
+    }
+
+    [Test]
+    public async Task Bootstrap_RunsDiscoveryAndRpcOnly_WithoutStoreOrWorker(CancellationToken ct)
+    {
+        var runtime = Own(new WorkerRuntime(Options(WorkerRole.Bootstrap), null, _facilities));
+
+        await runtime.StartAsync(ct);
+        await runtime.StopAsync(ct);
+
+        Assert.That(_facilities.Events, Is.EqualTo(new[]
+        {
+            "network:start", "discovery:start", "rpc:start", "rpc:stop", "discovery:stop", "network:stop",
+        }));
+        Assert.That(runtime.Context, Is.Null);
+    }
+
+    [Test]
+    public async Task Identity_IsKeptInTheDataDirectory_SoThePeerIdSurvivesARestart(CancellationToken ct)
+    {
+        var first = Own(new WorkerRuntime(Options(WorkerRole.Bootstrap), null, _facilities));
+        await first.StartAsync(ct);
+        var peerId = first.PeerId;
+        await first.StopAsync(ct);
+
+        var second = Own(new WorkerRuntime(Options(WorkerRole.Bootstrap), null, new TwinFacilities(_rpc, _registry)));
+        await second.StartAsync(ct);
+
+        Assert.That(second.PeerId, Is.EqualTo(peerId));
+        Assert.That(File.Exists(Path.Combine(_dataDir, WorkerRuntimeOptions.IdentityFileName)), Is.True);
+    }
+
+    [Test]
+    public async Task StartAsync_Throws_WhenStartedTwice(CancellationToken ct)
+    {
+        var (runtime, _) = Create();
+        await runtime.StartAsync(ct);
+
+        Assert.ThrowsAsync<InvalidOperationException>(() => runtime.StartAsync(ct));
+    }
+
+    [Test]
+    public async Task StopAsync_BeforeStart_CancelsReady()
+    {
+        var (runtime, _) = Create();
+
+        await runtime.StopAsync(CancellationToken.None);
+
+        Assert.That(runtime.Ready.IsCanceled, Is.True);
+        Assert.That(_facilities.Events, Is.Empty);
+    }
+
+    [Test]
+    public void Constructor_RequiresAWorker_ForWorkerRoles_AndNoneForBootstrap()
+    {
+        Assert.Throws<ArgumentException>(() => _ = new WorkerRuntime(Options(WorkerRole.Auth), null, _facilities));
+        Assert.Throws<ArgumentException>(() => _ = new WorkerRuntime(Options(WorkerRole.Bootstrap), new TestWorker(_ => { }), _facilities));
+    }
+
+    private (WorkerRuntime Runtime, TestWorker Worker) Create(Task? startGate = null, Exception? startFailure = null)
+    {
+        var worker = new TestWorker(_facilities.Record) { StartGate = startGate, StartFailure = startFailure };
+        return (Own(new WorkerRuntime(Options(WorkerRole.Processor), worker, _facilities)), worker);
+    }
+
+    private InMemoryRpcNode Client()
+    {
+        var node = _rpc.CreateNode();
+        _owned.Add(node);
+        return node;
+    }
+
+    private WorkerRuntimeOptions Options(WorkerRole role) => new()
+    {
+        Role = role,
+        DataDirectory = _dataDir,
+        DrainTimeout = Drain,
+        TimeProvider = _time,
+        RandomSeed = 1,
+    };
+
+    private T Own<T>(T item)
+        where T : IAsyncDisposable
+    {
+        _owned.Add(item);
+        return item;
+    }
+}
