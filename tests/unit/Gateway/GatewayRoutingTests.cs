@@ -399,7 +399,7 @@ public sealed class GatewayRoutingTests
         var models = await _h.CallAsync(WorkerMethods.Gateway.Models, new ModelsRequest(), ModelsResponse.Parser);
         await _h.AddProcessorAsync("m3");
         var cached = await _h.CallAsync(WorkerMethods.Gateway.Models, new ModelsRequest(), ModelsResponse.Parser);
-        await _h.Time.AdvanceAsync(_h.Options.ModelsCacheTtl + TimeSpan.FromSeconds(30));
+        _h.Time.Advance(_h.Options.ModelsCacheTtl + TimeSpan.FromSeconds(30)); // past both caches: the gateway's and the RPC node's topic cache
         var later = await _h.CallAsync(WorkerMethods.Gateway.Models, new ModelsRequest(), ModelsResponse.Parser);
 
         Assert.That(models.Models.Select(m => (m.Name, m.Processors)), Is.EqualTo(new[] { ("m1", 2), ("m2", 1) }));
