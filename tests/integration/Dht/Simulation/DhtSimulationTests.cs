@@ -15,6 +15,7 @@ public sealed class DhtSimulationTests
 
     [Test]
     [CancelAfter(1_200_000)]
+    [Category("Slow")]
     public async Task Lookups_FindEveryLiveProvider_InThousandPeers_BeforeAndAfterAFifthCrash(CancellationToken ct)
     {
         var wall = Stopwatch.StartNew();
