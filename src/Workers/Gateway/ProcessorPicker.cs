@@ -152,8 +152,11 @@ internal sealed class ProcessorPicker
         IReadOnlyList<RpcPeerResult> results;
         try
         {
-            results = await _client.RequestAllAsync(topic, WorkerMethods.Processor.Status, new StatusRequest().ToByteArray(), options, CancellationToken.None)
-                .ConfigureAwait(false);
+            results = await StatusOfAllAsync(topic, options).ConfigureAwait(false);
+            // The RPC node answers from its cache of the topic's providers and drops those that were
+            // unreachable; when none was left, asking again makes it look the topic up afresh.
+            if (results.Count > 0 && results.All(r => r.Error?.Code == RpcStatusCode.Unavailable))
+                results = await StatusOfAllAsync(topic, options).ConfigureAwait(false);
         }
         catch (RpcException e)
         {
@@ -190,6 +193,9 @@ internal sealed class ProcessorPicker
         _logger.LogDebug("processors of model {Model}: {Count} found", model, providers.Count);
         return [.. providers];
     }
+
+    private Task<IReadOnlyList<RpcPeerResult>> StatusOfAllAsync(string topic, RpcCallOptions options) =>
+        _client.RequestAllAsync(topic, WorkerMethods.Processor.Status, new StatusRequest().ToByteArray(), options, CancellationToken.None);
 
     private sealed record Provider(PeerId Peer, int OtherLoad, bool Full);
 

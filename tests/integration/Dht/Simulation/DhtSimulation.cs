@@ -1,0 +1,315 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Yamux;
+using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.Tests.Integration.Dht.Simulation;
+
+/// <summary>
+/// A whole Kademlia network in one process: N real hosts (Noise, Yamux, identify, kad) over the
+/// in-memory network, all on one <see cref="FakeTimeProvider"/> that moves only when the
+/// simulation moves it. Shared by the simulation tests and the benchmark (linked into
+/// tests/benchmarks), so it uses no test framework.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The links have no latency: a request completes without fake time moving, so bootstrap and lookups
+/// run at CPU speed and time stays frozen while they do (no timer fires under them). Time moves only
+/// in <see cref="AdvanceAsync"/>, which steps through the due timers (refresh, re-announce, sweep,
+/// idle connections) and lets the work each one starts finish before the next.
+/// </para>
+/// <para>
+/// Every random choice (identities, who provides what, who looks up what, who crashes) comes from
+/// <see cref="DhtSimulationOptions.Seed"/>, and nodes join and look up one at a time. What a
+/// lookup costs also depends on the order in which its α concurrent replies arrive, which the
+/// thread pool decides; <see cref="DhtSimulationOptions.Alpha"/> = 1 removes that freedom (see the
+/// determinism test).
+/// </para>
+/// </remarks>
+public sealed class DhtSimulation : IAsyncDisposable
+{
+    private readonly DhtSimulationOptions _options;
+    private readonly Random _random;
+    private readonly List<Node> _nodes = [];
+    private readonly Dictionary<string, List<Node>> _providers = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _timedWork = new(0);
+
+    private DhtSimulation(DhtSimulationOptions options)
+    {
+        _options = options;
+        _random = new Random(options.Seed);
+        Time = new FakeTimeProvider();
+        Network = new InMemoryNetwork(Time, options.Seed);
+    }
+
+    public FakeTimeProvider Time { get; }
+
+    /// <summary>Peers started so far (a bootstrap cancelled part-way leaves fewer than asked for).</summary>
+    public int Joined { get; private set; }
+    public InMemoryNetwork Network { get; }
+    public int LiveCount => _nodes.Count(n => !n.Crashed);
+    public IReadOnlyCollection<string> Topics => _providers.Keys;
+
+    /// <summary>Average routing-table size over the live nodes.</summary>
+    public double MeanRoutingTableSize => _nodes.Where(n => !n.Crashed).Average(n => n.Dht.RoutingTable.Count);
+
+    /// <summary>Creates the nodes (not yet started); identities come from the seed.</summary>
+    public static DhtSimulation Create(DhtSimulationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Peers, 2);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.SeedPeers, 1);
+        return new DhtSimulation(options);
+    }
+
+    /// <summary>
+    /// Starts the seed peers (each bootstrapping from the ones before it), then every other peer,
+    /// one at a time, bootstrapping from the seeds: connect, self lookup, timers.
+    /// </summary>
+    public async Task BootstrapAsync(CancellationToken cancellationToken)
+    {
+        var seeds = new List<Node>();
+        for (var i = 0; i < _options.Peers; i++)
+        {
+            var bootstrap = i < _options.SeedPeers ? seeds.Select(s => s.Host.AdvertisedAddresses[0]).ToArray() : SeedAddresses(seeds);
+            var node = await StartNodeAsync($"peer-{i}", KeyPair.FromRandom(_random), bootstrap, cancellationToken).ConfigureAwait(false);
+            Joined = i + 1;
+            if (i < _options.SeedPeers) seeds.Add(node);
+            Time.Advance(_options.JoinInterval);
+        }
+    }
+
+    private static Facilities.Addressing.Multiaddress[] SeedAddresses(List<Node> seeds) =>
+        seeds.Select(s => s.Host.AdvertisedAddresses[0]).ToArray();
+
+    private async Task<Node> StartNodeAsync(string name, KeyPair identity, IReadOnlyList<Facilities.Addressing.Multiaddress> bootstrap, CancellationToken cancellationToken)
+    {
+        var host = new P2PHost(new HostOptions
+        {
+            Identity = identity,
+            Transports = [Network.CreateTransport(name)],
+            TimeProvider = Time,
+            // Keep-alive pings would only add traffic: a crash resets connections at once in memory.
+            Yamux = new YamuxOptions { TimeProvider = Time, KeepAliveInterval = null },
+            IdleConnectionTimeout = _options.IdleConnectionTimeout,
+            MaintenanceInterval = _options.IdleConnectionTimeout / 2,
+        });
+        await host.StartAsync([InMemoryNetwork.AddressOf(name)], cancellationToken).ConfigureAwait(false);
+        var dht = new KademliaDht(host, new KademliaDhtOptions
+        {
+            TimeProvider = Time,
+            K = _options.K,
+            Alpha = _options.Alpha,
+            BootstrapPeers = bootstrap,
+            ProviderRecordTtl = _options.ProviderRecordTtl,
+            ReannounceInterval = _options.ReannounceInterval,
+            RefreshInterval = _options.RefreshInterval,
+            SweepInterval = _options.ReannounceInterval,
+            QueryTimeout = TimeSpan.FromSeconds(10),
+            LookupTimeout = TimeSpan.FromMinutes(1),
+            RandomSeed = _random.Next(),
+        });
+        var node = new Node(name, host, dht, Time.GetUtcNow());
+        dht.RefreshCompleted += node.OnRefreshed;
+        dht.ReannounceCompleted += node.OnReannounced;
+        node.Progress = _timedWork;
+        _nodes.Add(node);
+        await dht.StartAsync(cancellationToken).ConfigureAwait(false);
+        return node;
+    }
+
+    /// <summary>
+    /// <see cref="DhtSimulationOptions.Topics"/> topics, each announced by
+    /// <see cref="DhtSimulationOptions.ProvidersPerTopic"/> distinct random non-seed peers.
+    /// </summary>
+    public async Task AnnounceAsync(CancellationToken cancellationToken)
+    {
+        var candidates = _nodes.Skip(_options.SeedPeers).Where(n => !n.Crashed).ToList();
+        for (var t = 0; t < _options.Topics; t++)
+        {
+            var topic = $"p2pinference/simulation/topic-{t}";
+            var providers = new List<Node>();
+            while (providers.Count < _options.ProvidersPerTopic)
+            {
+                var node = candidates[_random.Next(candidates.Count)];
+                if (!providers.Contains(node)) providers.Add(node);
+            }
+            _providers[topic] = providers;
+            foreach (var provider in providers) await provider.Dht.AnnounceAsync(topic, cancellationToken).ConfigureAwait(false);
+            Time.Advance(_options.JoinInterval);
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> lookups, one at a time, each from a random live peer for a random
+    /// topic that has a live provider. A lookup succeeds when it finds every live provider of its topic.
+    /// </summary>
+    public async Task<LookupReport> LookupAsync(int count, CancellationToken cancellationToken)
+    {
+        var live = _nodes.Where(n => !n.Crashed).ToList();
+        var topics = _providers.Where(p => p.Value.Any(n => !n.Crashed)).Select(p => p.Key).Order(StringComparer.Ordinal).ToList();
+        var samples = new List<LookupSample>(count);
+        var started = Stopwatch.GetTimestamp();
+        for (var i = 0; i < count; i++)
+        {
+            var topic = topics[_random.Next(topics.Count)];
+            var from = live[_random.Next(live.Count)];
+            var result = await from.Dht.FindProvidersAsync(TopicKey.For(topic), cancellationToken).ConfigureAwait(false);
+            var found = result.Providers.Select(p => p.PeerId).ToHashSet();
+            var success = _providers[topic].Where(n => !n.Crashed && n != from).All(n => found.Contains(n.Host.PeerId));
+            samples.Add(new LookupSample(from.Name, topic, success, result.Stats.Hops, result.Stats.HopsToResult, result.Stats.RequestsSent, result.Stats.Failures));
+            Time.Advance(_options.JoinInterval);
+        }
+        return new LookupReport(samples, Stopwatch.GetElapsedTime(started));
+    }
+
+    /// <summary>
+    /// Crashes a random <paramref name="fraction"/> of the peers, seeds and providers included, but
+    /// never every provider of a topic: no goodbye, connections reset, records left behind.
+    /// </summary>
+    public async Task CrashAsync(double fraction)
+    {
+        var target = (int)Math.Round(_nodes.Count * fraction);
+        var crashed = 0;
+        while (crashed < target)
+        {
+            var node = _nodes[_random.Next(_nodes.Count)];
+            if (node.Crashed) continue;
+            if (_providers.Values.Any(p => p.Contains(node) && p.All(n => n == node || n.Crashed))) continue;
+            node.Crashed = true;
+            Network.Crash(node.Name);
+            crashed++;
+        }
+        // The processes are gone: their timers (re-announce, refresh) must not run again.
+        foreach (var node in _nodes.Where(n => n.Crashed && !n.Disposed))
+        {
+            node.Disposed = true;
+            await node.Dht.DisposeAsync().ConfigureAwait(false);
+            await node.Host.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The peers that crashed, by name.</summary>
+    public IReadOnlyList<string> CrashedPeers => _nodes.Where(n => n.Crashed).Select(n => n.Name).ToArray();
+
+    /// <summary>
+    /// Moves fake time by <paramref name="delta"/> in steps of <see cref="DhtSimulationOptions.JoinInterval"/>;
+    /// after each step, waits until every refresh and re-announce round that came due has finished
+    /// (an event per round, no polling), so time never runs ahead of the work it started. Idle
+    /// connections close as time passes.
+    /// </summary>
+    public async Task AdvanceAsync(TimeSpan delta, CancellationToken cancellationToken)
+    {
+        var step = _options.JoinInterval * 5;
+        for (var moved = TimeSpan.Zero; moved < delta; moved += step)
+        {
+            Time.Advance(step);
+            var now = Time.GetUtcNow();
+            while (!_nodes.Where(n => !n.Crashed).All(n => n.CaughtUp(now, _options)))
+                await _timedWork.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var node in _nodes.Where(n => !n.Disposed))
+        {
+            node.Disposed = true;
+            await node.Dht.DisposeAsync().ConfigureAwait(false);
+            await node.Host.DisposeAsync().ConfigureAwait(false);
+        }
+        _nodes.Clear();
+        _timedWork.Dispose();
+    }
+
+    private sealed class Node(string name, P2PHost host, KademliaDht dht, DateTimeOffset startedAt)
+    {
+        private int _refreshes, _reannounces;
+
+        public SemaphoreSlim? Progress { get; set; }
+
+        public void OnRefreshed()
+        {
+            Interlocked.Increment(ref _refreshes);
+            Progress?.Release();
+        }
+
+        public void OnReannounced()
+        {
+            Interlocked.Increment(ref _reannounces);
+            Progress?.Release();
+        }
+
+        /// <summary>Every timed round due by <paramref name="now"/> has completed (the timers start with the node).</summary>
+        public bool CaughtUp(DateTimeOffset now, DhtSimulationOptions options) =>
+            Volatile.Read(ref _refreshes) >= (int)((now - startedAt) / options.RefreshInterval) &&
+            Volatile.Read(ref _reannounces) >= (int)((now - startedAt) / options.ReannounceInterval);
+
+        public string Name { get; } = name;
+        public P2PHost Host { get; } = host;
+        public KademliaDht Dht { get; } = dht;
+        public bool Crashed { get; set; }
+        public bool Disposed { get; set; }
+    }
+}
+
+/// <summary>What <see cref="DhtSimulation"/> builds.</summary>
+public sealed class DhtSimulationOptions
+{
+    public int Peers { get; init; } = 1000;
+    public int SeedPeers { get; init; } = 3;
+    public int Topics { get; init; } = 50;
+    public int ProvidersPerTopic { get; init; } = 2;
+    public int K { get; init; } = 20;
+    public int Alpha { get; init; } = 10;
+    public int Seed { get; init; }
+    public TimeSpan ProviderRecordTtl { get; init; } = TimeSpan.FromHours(1);
+    public TimeSpan ReannounceInterval { get; init; } = TimeSpan.FromMinutes(30);
+    public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(30);
+    public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan JoinInterval { get; init; } = TimeSpan.FromSeconds(1);
+}
+
+/// <summary>One lookup: whether it found every live provider, and what it cost.</summary>
+public readonly record struct LookupSample(string From, string Topic, bool Success, int Hops, int HopsToResult, int Requests, int Failures);
+
+/// <summary>A batch of lookups and its statistics.</summary>
+public sealed record LookupReport(IReadOnlyList<LookupSample> Samples, TimeSpan WallTime)
+{
+    public int Count => Samples.Count;
+    public int Successes => Samples.Count(s => s.Success);
+    public double SuccessRate => Count == 0 ? 0 : (double)Successes / Count;
+    public Distribution Hops => Distribution.Of(Samples.Select(s => s.Hops));
+    public Distribution HopsToResult => Distribution.Of(Samples.Select(s => s.HopsToResult));
+    public Distribution Requests => Distribution.Of(Samples.Select(s => s.Requests));
+    public Distribution Failures => Distribution.Of(Samples.Select(s => s.Failures));
+
+    public string Format(string title)
+    {
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture, $"{title}: {Successes}/{Count} lookups succeeded ({SuccessRate:P1}), {WallTime.TotalSeconds:F1} s wall");
+        text.AppendLine(CultureInfo.InvariantCulture, $"  {"",-26} {"mean",7} {"p50",5} {"p95",5} {"max",5}");
+        foreach (var (name, d) in new[] { ("hops to first provider", HopsToResult), ("hops (lookup depth)", Hops), ("requests per lookup", Requests), ("failed requests", Failures) })
+            text.AppendLine(CultureInfo.InvariantCulture, $"  {name,-26} {d.Mean,7:F2} {d.P50,5} {d.P95,5} {d.Max,5}");
+        return text.ToString();
+    }
+}
+
+/// <summary>Mean and nearest-rank percentiles of integer samples.</summary>
+public readonly record struct Distribution(double Mean, int P50, int P95, int Max)
+{
+    public static Distribution Of(IEnumerable<int> values)
+    {
+        var sorted = values.Order().ToArray();
+        if (sorted.Length == 0) return default;
+        return new Distribution(sorted.Average(), Percentile(sorted, 0.50), Percentile(sorted, 0.95), sorted[^1]);
+    }
+
+    private static int Percentile(int[] sorted, double p) => sorted[Math.Max(0, (int)Math.Ceiling(p * sorted.Length) - 1)];
+}

@@ -1,0 +1,125 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit.Rpc;
+using P2PInference.Workers.Contracts;
+using P2PInference.Workers.Contracts.Inference;
+
+namespace P2PInference.Tests.Unit.Gateway;
+
+/// <summary>
+/// A stand-in Processor worker on the RPC twin: status, unary and streaming inference from a
+/// script the test sets (<see cref="Stream"/>), recording what it was sent.
+/// </summary>
+internal sealed class FakeProcessor
+{
+    public static readonly string[] DefaultWords = ["Hello", " wide", " world", "!"];
+
+    private int _streamCalls;
+    private int _inferCalls;
+    private int _active;
+
+    public FakeProcessor(InMemoryRpcNode node, params string[] models)
+    {
+        Node = node;
+        Models = models;
+        node.Respond<StatusRequest, StatusResponse>(WorkerMethods.Processor.Status, StatusRequest.Parser, (_, _) =>
+        {
+            var status = new StatusResponse { Active = Volatile.Read(ref _active), MaxConcurrency = 4, MaxQueue = 16 };
+            status.Models.AddRange(Models.Select(m => new ModelInfo { Name = m, Description = "model " + m, MaxTokens = 256 }));
+            return ValueTask.FromResult(status);
+        });
+        node.Respond<InferRequest, InferResponse>(WorkerMethods.Processor.Infer, InferRequest.Parser, InferAsync);
+        node.RespondStreaming<InferRequest, InferChunk>(WorkerMethods.Processor.InferStream, InferRequest.Parser, StreamAsync);
+    }
+
+    public InMemoryRpcNode Node { get; }
+
+    public PeerId PeerId => Node.PeerId;
+
+    public string[] Models { get; }
+
+    public int StreamCalls => Volatile.Read(ref _streamCalls);
+
+    public int InferCalls => Volatile.Read(ref _inferCalls);
+
+    public ConcurrentQueue<(InferRequest Request, RpcCallContext Context)> Received { get; } = new();
+
+    /// <summary>The streaming behaviour: (request, context, 1-based call number) → chunks. Default: <see cref="DefaultWords"/>.</summary>
+    public Func<InferRequest, RpcCallContext, int, IAsyncEnumerable<InferChunk>> Stream { get; set; } = (r, c, _) => Words(r, DefaultWords, c.CancellationToken);
+
+    /// <summary>The unary behaviour: (request, call number) → response or throw. Default: the words joined.</summary>
+    public Func<InferRequest, int, InferResponse> Unary { get; set; } = (r, _) =>
+        new InferResponse { Text = string.Concat(DefaultWords), Tokens = DefaultWords.Length, FinishReason = "stop" };
+
+    /// <summary>Completes when a call's token fired while the script waited on it.</summary>
+    public TaskCompletionSource CallCancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes when a call reached the script.</summary>
+    public TaskCompletionSource CallStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public static async IAsyncEnumerable<InferChunk> Words(InferRequest request, IReadOnlyList<string> words, [EnumeratorCancellation] CancellationToken ct)
+    {
+        for (var i = 0; i < words.Count; i++)
+        {
+            await Task.Yield();
+            ct.ThrowIfCancellationRequested();
+            yield return new InferChunk { RequestId = request.RequestId, Text = words[i], Index = i, FinishReason = i == words.Count - 1 ? "stop" : "" };
+        }
+    }
+
+    /// <summary>Sends <paramref name="words"/>, then fails with <paramref name="error"/>.</summary>
+    public static async IAsyncEnumerable<InferChunk> WordsThenFail(InferRequest request, IReadOnlyList<string> words, RpcException error)
+    {
+        for (var i = 0; i < words.Count; i++)
+        {
+            await Task.Yield();
+            yield return new InferChunk { RequestId = request.RequestId, Text = words[i], Index = i };
+        }
+        throw error;
+    }
+
+    /// <summary>Sends <paramref name="words"/>, then waits until the call is cancelled.</summary>
+    public async IAsyncEnumerable<InferChunk> WordsThenWait(InferRequest request, IReadOnlyList<string> words, [EnumeratorCancellation] CancellationToken ct)
+    {
+        for (var i = 0; i < words.Count; i++)
+            yield return new InferChunk { RequestId = request.RequestId, Text = words[i], Index = i };
+        try
+        {
+            await Task.Delay(Timeout.Infinite, ct);
+        }
+        finally
+        {
+            CallCancelled.TrySetResult();
+        }
+    }
+
+    private ValueTask<InferResponse> InferAsync(InferRequest request, RpcCallContext context)
+    {
+        var n = Interlocked.Increment(ref _inferCalls);
+        Received.Enqueue((request, context));
+        CallStarted.TrySetResult();
+        var response = Unary(request, n);
+        response.RequestId = request.RequestId;
+        response.Model = request.Model;
+        return ValueTask.FromResult(response);
+    }
+
+    private async IAsyncEnumerable<InferChunk> StreamAsync(InferRequest request, RpcCallContext context)
+    {
+        var n = Interlocked.Increment(ref _streamCalls);
+        Received.Enqueue((request, context));
+        Interlocked.Increment(ref _active);
+        CallStarted.TrySetResult();
+        try
+        {
+            await foreach (var chunk in Stream(request, context, n).WithCancellation(context.CancellationToken))
+                yield return chunk;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _active);
+        }
+    }
+}

@@ -1,0 +1,153 @@
+using P2PInference.Facilities.Rpc;
+using P2PInference.Workers.Contracts;
+using P2PInference.Workers.Contracts.Auth;
+using P2PInference.Workers.Gateway;
+using static P2PInference.Tests.Unit.Gateway.GatewayHarness;
+
+namespace P2PInference.Tests.Unit.Gateway;
+
+/// <summary>register, login and the key methods: forwarded to Auth, Auth's answers and refusals passed back, Auth being down made plain.</summary>
+[CancelAfter(10_000)]
+public sealed class GatewayAccountTests
+{
+    private GatewayHarness _h = null!;
+
+    [SetUp]
+    public async Task StartAsync() => _h = await GatewayHarness.StartAsync();
+
+    [TearDown]
+    public async Task StopAsync() => await _h.DisposeAsync();
+
+    [Test]
+    public async Task Register_IsForwardedToAuth_AndAnswersWithAuthsResponse()
+    {
+        var response = await _h.CallAsync(WorkerMethods.Gateway.Register, new RegisterRequest { Email = "ada@example.com", Password = "correct horse" },
+            RegisterResponse.Parser);
+
+        Assert.That(response.UserId, Is.EqualTo("user-ada@example.com"));
+        Assert.That(_h.Auth.Calls.Select(c => c.Method), Is.EqualTo(new[] { WorkerMethods.Auth.Register }));
+    }
+
+    [Test]
+    public async Task Register_Twice_PassesAuthsAlreadyExistsThrough()
+    {
+        var request = new RegisterRequest { Email = "ada@example.com", Password = "correct horse" };
+        await _h.CallAsync(WorkerMethods.Gateway.Register, request, RegisterResponse.Parser);
+
+        var error = await ErrorOf(() => _h.CallAsync(WorkerMethods.Gateway.Register, request, RegisterResponse.Parser));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.AlreadyExists));
+    }
+
+    [Test]
+    public async Task Login_IsForwardedToAuth_AndTheTokenThenCreatesAnApiKeyThroughBearerMetadata()
+    {
+        await _h.CallAsync(WorkerMethods.Gateway.Register, new RegisterRequest { Email = "ada@example.com", Password = "pw" }, RegisterResponse.Parser);
+        var login = await _h.CallAsync(WorkerMethods.Gateway.Login, new LoginRequest { Email = "ada@example.com", Password = "pw" }, LoginResponse.Parser);
+
+        var created = await _h.CallAsync(WorkerMethods.Gateway.CreateApiKey, new CreateApiKeyRequest { Name = "laptop" }, CreateApiKeyResponse.Parser,
+            "Bearer " + login.Token);
+        var listed = await _h.CallAsync(WorkerMethods.Gateway.ListApiKeys, new ListApiKeysRequest { Token = login.Token }, ListApiKeysResponse.Parser);
+
+        Assert.That(login.Token, Is.Not.Empty);
+        Assert.That(created.ApiKey, Is.Not.Empty);
+        Assert.That(listed.Keys.Select(k => k.KeyId), Does.Contain(created.KeyId));
+    }
+
+    [Test]
+    public async Task Login_WithWrongPassword_IsUnauthenticated()
+    {
+        var error = await ErrorOf(() => _h.CallAsync(WorkerMethods.Gateway.Login, new LoginRequest { Email = "nobody@example.com", Password = "x" },
+            LoginResponse.Parser));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
+    }
+
+    [Test]
+    public async Task CreateApiKey_WithoutAnyToken_IsUnauthenticated_WithoutAskingAuth()
+    {
+        var error = await ErrorOf(() => _h.CallAsync(WorkerMethods.Gateway.CreateApiKey, new CreateApiKeyRequest { Name = "x" }, CreateApiKeyResponse.Parser));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
+        Assert.That(error.Message, Does.Contain("token"));
+        Assert.That(_h.Auth.Calls, Is.Empty);
+    }
+
+    [Test]
+    public async Task AccountCall_PassesTheRequestIdAndTheRemainingDeadlineToAuth()
+    {
+        var options = new RpcCallOptions { Timeout = TimeSpan.FromSeconds(3), RequestId = "client-req-7" };
+        var deadline = _h.Time.GetUtcNow() + TimeSpan.FromSeconds(3);
+
+        await _h.CallAsync(WorkerMethods.Gateway.Register, new RegisterRequest { Email = "ada@example.com", Password = "pw" }, RegisterResponse.Parser,
+            options: options);
+
+        var (_, context) = _h.Auth.Calls.Single();
+        Assert.That(context.RequestId, Is.EqualTo("client-req-7"));
+        Assert.That(context.Deadline, Is.Not.Null.And.LessThanOrEqualTo(deadline));
+    }
+
+    [Test]
+    public async Task MalformedAccountPayload_IsInvalidArgument_AndTheGatewayKeepsServing()
+    {
+        var error = await ErrorOf(() => _h.CallRawAsync(WorkerMethods.Gateway.Register, [0xFF, 0xFF, 0xFF, 0xFF, 0x0F]));
+        var oversized = await ErrorOf(() => _h.CallRawAsync(WorkerMethods.Gateway.Login, new byte[_h.Options.MaxAccountRequestBytes + 1]));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.InvalidArgument));
+        Assert.That(oversized.Code, Is.EqualTo(RpcStatusCode.InvalidArgument));
+        Assert.That(_h.Auth.Calls, Is.Empty);
+        var ok = await _h.CallAsync(WorkerMethods.Gateway.Register, new RegisterRequest { Email = "ada@example.com", Password = "pw" }, RegisterResponse.Parser);
+        Assert.That(ok.UserId, Is.Not.Empty);
+    }
+
+    [Test]
+    public async Task AuthCrashed_AccountCallIsUnavailable_SayingAuthIsUnavailable()
+    {
+        _h.Network.Crash(_h.AuthNode.PeerId);
+
+        var error = await ErrorOf(() => _h.CallAsync(WorkerMethods.Gateway.Login, new LoginRequest { Email = "a@example.com", Password = "pw" },
+            LoginResponse.Parser));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(error.Message, Does.StartWith("auth unavailable"));
+    }
+
+    [Test]
+    public async Task NoAuthAnywhere_InferIsUnavailable_SayingAuthIsUnavailable()
+    {
+        await using var h = await GatewayHarness.StartAsync(withAuth: false);
+        await h.AddProcessorAsync();
+
+        var error = await ErrorOf(() => h.InferAsync(Prompt(), "ApiKey pk_whatever"));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(error.Message, Does.StartWith("auth unavailable"));
+    }
+
+    [Test]
+    public async Task AuthPartitioned_AccountCallIsUnavailable_AfterTheBackendTimeout()
+    {
+        _h.Network.Partition(_h.GatewayNode.PeerId, _h.AuthNode.PeerId);
+
+        var call = _h.CallAsync(WorkerMethods.Gateway.Login, new LoginRequest { Email = "a@example.com", Password = "pw" }, LoginResponse.Parser);
+        await _h.Time.AdvanceAsync(_h.Options.BackendTimeout);
+        var error = await ErrorOf(() => call);
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(error.Message, Does.StartWith("auth unavailable"));
+    }
+
+    [Test]
+    public async Task AccountCalls_FromOnePeer_AreRateLimited()
+    {
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { DefaultRateLimit = new(60, 2) });
+        var request = new LoginRequest { Email = "a@example.com", Password = "pw" };
+        for (var i = 0; i < 2; i++)
+            await ErrorOf(() => h.CallAsync(WorkerMethods.Gateway.Login, request, LoginResponse.Parser));
+
+        var error = await ErrorOf(() => h.CallAsync(WorkerMethods.Gateway.Login, request, LoginResponse.Parser));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+        Assert.That(error.RetryAfter, Is.Not.Null);
+    }
+}

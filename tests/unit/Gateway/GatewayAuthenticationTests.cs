@@ -1,0 +1,173 @@
+using P2PInference.Facilities.Rpc;
+using P2PInference.Workers.Contracts;
+using P2PInference.Workers.Contracts.Auth;
+using P2PInference.Workers.Gateway;
+using static P2PInference.Tests.Unit.Gateway.GatewayHarness;
+
+namespace P2PInference.Tests.Unit.Gateway;
+
+/// <summary>Who may infer: credentials validated by Auth and cached on the fake clock; per-key rate limits.</summary>
+[CancelAfter(10_000)]
+public sealed class GatewayAuthenticationTests
+{
+    private GatewayHarness _h = null!;
+
+    [SetUp]
+    public async Task StartAsync()
+    {
+        _h = await GatewayHarness.StartAsync(new GatewayOptions { CredentialCacheTtl = TimeSpan.FromSeconds(30), NegativeCredentialCacheTtl = TimeSpan.Zero });
+        await _h.AddProcessorAsync();
+    }
+
+    [TearDown]
+    public async Task StopAsync() => await _h.DisposeAsync();
+
+    [Test]
+    public async Task Infer_WithValidApiKey_ReturnsTheProcessorsAnswer()
+    {
+        var response = await _h.InferAsync(Prompt());
+
+        Assert.That(response.Text, Is.EqualTo("Hello wide world!"));
+        Assert.That(response.FinishReason, Is.EqualTo("stop"));
+    }
+
+    [Test]
+    public async Task Infer_WithLoginToken_IsAccepted()
+    {
+        var token = _h.Auth.AddToken("user-2", _h.Time.GetUtcNow().AddHours(1));
+
+        var response = await _h.InferAsync(Prompt(), "Bearer " + token);
+
+        Assert.That(response.Text, Is.Not.Empty);
+    }
+
+    [Test]
+    public async Task Infer_WithoutCredential_IsUnauthenticated_WithoutAskingAuth()
+    {
+        var error = await ErrorOf(() => _h.CallAsync(WorkerMethods.Gateway.Infer, Prompt(), Workers.Contracts.Inference.InferResponse.Parser));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
+        Assert.That(error.Message, Does.Contain("authorization"));
+        Assert.That(_h.Auth.ValidateCalls, Is.Zero);
+    }
+
+    [TestCase("ApiKey")]
+    [TestCase("ApiKey ")]
+    [TestCase("Basic dXNlcjpwdw==")]
+    [TestCase("pk_test_0001_secret")]
+    [TestCase("ApiKey two words")]
+    public async Task Infer_WithMalformedCredential_IsUnauthenticated_WithoutAskingAuth(string header)
+    {
+        var error = await ErrorOf(() => _h.InferAsync(Prompt(), header));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
+        Assert.That(_h.Auth.ValidateCalls, Is.Zero);
+    }
+
+    [Test]
+    public async Task Infer_WithForgedKey_IsUnauthenticated_AndTheProcessorIsNotCalled()
+    {
+        var processor = await _h.AddProcessorAsync("m2");
+
+        var error = await ErrorOf(() => _h.InferAsync(Prompt(model: "m2"), "ApiKey pk_forged_0000_secret"));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
+        Assert.That(processor.InferCalls, Is.Zero);
+    }
+
+    [Test]
+    public async Task Infer_WithExpiredToken_IsUnauthenticated()
+    {
+        var error = await ErrorOf(() => _h.InferAsync(Prompt(), "Bearer eyJhbGciOiJFZERTQSJ9.eyJleHAiOjF9.c2ln"));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
+    }
+
+    [Test]
+    public async Task Credential_IsValidatedOnce_WithinTheCacheTtl_AndAgainAfterIt()
+    {
+        await _h.InferAsync(Prompt());
+        await _h.Time.AdvanceAsync(TimeSpan.FromSeconds(29));
+        await _h.InferAsync(Prompt());
+        Assert.That(_h.Auth.ValidateCalls, Is.EqualTo(1));
+
+        await _h.Time.AdvanceAsync(TimeSpan.FromSeconds(1));
+        await _h.InferAsync(Prompt());
+
+        Assert.That(_h.Auth.ValidateCalls, Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task RevokedKey_IsRefused_OnceTheCachedVerdictExpires()
+    {
+        await _h.InferAsync(Prompt());
+        _h.Auth.Revoke(_h.ApiKey);
+
+        await _h.Time.AdvanceAsync(_h.Options.CredentialCacheTtl);
+        var error = await ErrorOf(() => _h.InferAsync(Prompt()));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
+    }
+
+    [Test]
+    public async Task RefusedCredential_IsNotCached_WhenTheNegativeTtlIsZero()
+    {
+        await ErrorOf(() => _h.InferAsync(Prompt(), "ApiKey pk_forged"));
+        await ErrorOf(() => _h.InferAsync(Prompt(), "ApiKey pk_forged"));
+
+        Assert.That(_h.Auth.ValidateCalls, Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task RefusedCredential_IsCachedBriefly_WhenANegativeTtlIsSet()
+    {
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { NegativeCredentialCacheTtl = TimeSpan.FromSeconds(2) });
+        await ErrorOf(() => h.InferAsync(Prompt(), "ApiKey pk_forged"));
+        var cached = await ErrorOf(() => h.InferAsync(Prompt(), "ApiKey pk_forged"));
+        Assert.That(h.Auth.ValidateCalls, Is.EqualTo(1));
+        Assert.That(cached.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
+
+        await h.Time.AdvanceAsync(TimeSpan.FromSeconds(2));
+        await ErrorOf(() => h.InferAsync(Prompt(), "ApiKey pk_forged"));
+
+        Assert.That(h.Auth.ValidateCalls, Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task RateLimit_Exceeded_IsResourceExhaustedWithRetryAfter_AndRecoversWhenTimeAdvances()
+    {
+        var key = _h.Auth.AddApiKey("user-9", new Quota { RequestsPerMinute = 60, Burst = 2 });
+        await _h.InferAsync(Prompt(), "ApiKey " + key);
+        await _h.InferAsync(Prompt(), "ApiKey " + key);
+
+        var error = await ErrorOf(() => _h.InferAsync(Prompt(), "ApiKey " + key));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+        Assert.That(error.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(1)));
+        Assert.That(await _h.InferAsync(Prompt()), Is.Not.Null, "another key has its own bucket");
+        await _h.Time.AdvanceAsync(error.RetryAfter!.Value);
+        Assert.That((await _h.InferAsync(Prompt(), "ApiKey " + key)).Text, Is.Not.Empty);
+    }
+
+    [Test]
+    public async Task RateLimit_UsesTheGatewayDefault_WhenAuthGivesNoQuota()
+    {
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { DefaultRateLimit = new(6, 1) });
+        await h.AddProcessorAsync();
+        await h.InferAsync(Prompt());
+
+        var error = await ErrorOf(() => h.InferAsync(Prompt()));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+        Assert.That(error.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(10)));
+    }
+
+    [Test]
+    public async Task Cancel_WithoutCredential_IsUnauthenticated()
+    {
+        var error = await ErrorOf(() => _h.CallAsync(WorkerMethods.Gateway.Cancel, new Workers.Contracts.Inference.CancelRequest { RequestId = "r1" },
+            Workers.Contracts.Inference.CancelResponse.Parser));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
+    }
+}

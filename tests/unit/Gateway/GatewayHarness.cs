@@ -1,0 +1,154 @@
+using Google.Protobuf;
+using NSubstitute;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Store;
+using P2PInference.TestKit;
+using P2PInference.TestKit.Discovery;
+using P2PInference.TestKit.Rpc;
+using P2PInference.TestKit.Time;
+using P2PInference.Workers.Contracts;
+using P2PInference.Workers.Contracts.Inference;
+using P2PInference.Workers.Gateway;
+using P2PInference.Workers.Hosting;
+
+namespace P2PInference.Tests.Unit.Gateway;
+
+/// <summary>
+/// A gateway worker on the RPC twin with a mock DHT and fake time, a client node, and fake Auth and
+/// processors announced under their topics. One per test.
+/// </summary>
+internal sealed class GatewayHarness : IAsyncDisposable
+{
+    private readonly List<MockDht> _dhts = [];
+    private readonly int _seed;
+
+    private GatewayHarness(GatewayOptions options)
+    {
+        _seed = TestSeed.Choose();
+        Time = new FakeTimeProvider();
+        Network = new InMemoryRpcNetwork(Time);
+        Registry = new MockDhtRegistry(Time, _seed);
+        Options = options;
+        Worker = new GatewayWorker(options);
+        var identity = KeyPair.Generate();
+        GatewayDht = Registry.CreateNode(identity.PeerId, []);
+        _dhts.Add(GatewayDht);
+        GatewayNode = Network.CreateNode(identity.PeerId, new RpcOptions { Random = new Random(_seed) }, GatewayDht);
+        Context = new WorkerContext
+        {
+            Identity = identity,
+            Server = GatewayNode,
+            Client = GatewayNode,
+            Discovery = GatewayDht,
+            Store = Substitute.For<IKeyValueStore>(),
+            Time = Time,
+            Random = new Random(_seed),
+        };
+        Client = Network.CreateNode();
+    }
+
+    public FakeTimeProvider Time { get; }
+    public InMemoryRpcNetwork Network { get; }
+    public MockDhtRegistry Registry { get; }
+    public GatewayOptions Options { get; }
+    public GatewayWorker Worker { get; }
+    public MockDht GatewayDht { get; }
+    public InMemoryRpcNode GatewayNode { get; }
+    public WorkerContext Context { get; }
+    public InMemoryRpcNode Client { get; }
+    public FakeAuth Auth { get; private set; } = null!;
+    public InMemoryRpcNode AuthNode { get; private set; } = null!;
+    public string ApiKey { get; private set; } = "";
+
+    public static CancellationToken Token => TestContext.CurrentContext.CancellationToken;
+
+    /// <summary>A started gateway with a fake Auth (unless <paramref name="withAuth"/> is false) holding one API key, <see cref="ApiKey"/>.</summary>
+    public static async Task<GatewayHarness> StartAsync(GatewayOptions? options = null, bool withAuth = true)
+    {
+        var harness = new GatewayHarness(options ?? new GatewayOptions());
+        var topics = await harness.Worker.StartAsync(harness.Context, Token);
+        foreach (var topic in topics) await harness.GatewayDht.AnnounceAsync(topic, Token);
+        if (withAuth)
+        {
+            harness.AuthNode = await harness.AddNodeAsync(WorkerTopics.Auth);
+            harness.Auth = new FakeAuth(harness.AuthNode);
+            harness.ApiKey = harness.Auth.AddApiKey();
+        }
+        return harness;
+    }
+
+    /// <summary>A processor serving <paramref name="models"/> (default "m1"), announced under the processor and model topics.</summary>
+    public async Task<FakeProcessor> AddProcessorAsync(params string[] models)
+    {
+        if (models.Length == 0) models = ["m1"];
+        var node = await AddNodeAsync([WorkerTopics.Processor, .. models.Select(WorkerTopics.Model)]);
+        return new FakeProcessor(node, models);
+    }
+
+    public async Task<InMemoryRpcNode> AddNodeAsync(params string[] topics)
+    {
+        var peer = KeyPair.Generate().PeerId;
+        var dht = Registry.CreateNode(peer, []);
+        _dhts.Add(dht);
+        var node = Network.CreateNode(peer, discovery: dht);
+        foreach (var topic in topics) await dht.AnnounceAsync(topic, Token);
+        return node;
+    }
+
+    public static RpcCallOptions As(string? credential, RpcCallOptions? options = null) =>
+        (options ?? new RpcCallOptions()) with
+        {
+            Metadata = credential is null ? null : new Dictionary<string, string> { [WorkerMethods.AuthorizationMetadata] = credential },
+        };
+
+    public string KeyCredential => "ApiKey " + ApiKey;
+
+    public async Task<TResponse> CallAsync<TResponse>(string method, IMessage request, MessageParser<TResponse> parser, string? credential = null,
+        RpcCallOptions? options = null)
+        where TResponse : IMessage<TResponse> =>
+        parser.ParseFrom(await Client.RequestAsync(GatewayNode.PeerId, method, request.ToByteArray(), As(credential, options), Token));
+
+    public Task<byte[]> CallRawAsync(string method, byte[] payload, string? credential = null) =>
+        Client.RequestAsync(GatewayNode.PeerId, method, payload, As(credential), Token);
+
+    public Task<InferResponse> InferAsync(InferRequest request, string? credential = null, RpcCallOptions? options = null) =>
+        CallAsync(WorkerMethods.Gateway.Infer, request, InferResponse.Parser, credential ?? KeyCredential, options);
+
+    public IAsyncEnumerable<InferChunk> StreamAsync(InferRequest request, string? credential = null, RpcCallOptions? options = null,
+        CancellationToken cancellationToken = default) =>
+        Client.RequestStreamAsync(GatewayNode.PeerId, WorkerMethods.Gateway.InferStream, request, InferChunk.Parser, As(credential ?? KeyCredential, options),
+            cancellationToken == default ? Token : cancellationToken);
+
+    public async Task<List<InferChunk>> StreamAllAsync(InferRequest request, string? credential = null, RpcCallOptions? options = null)
+    {
+        var chunks = new List<InferChunk>();
+        await foreach (var chunk in StreamAsync(request, credential, options)) chunks.Add(chunk);
+        return chunks;
+    }
+
+    public static InferRequest Prompt(string prompt = "Say hello", string model = "m1", string requestId = "") =>
+        new() { Model = model, Prompt = prompt, MaxTokens = 16, RequestId = requestId };
+
+    /// <summary>The error a call ends with; fails the test when it succeeds.</summary>
+    public static async Task<RpcException> ErrorOf(Func<Task> call)
+    {
+        try
+        {
+            await call();
+        }
+        catch (RpcException e)
+        {
+            return e;
+        }
+        Assert.Fail("the call succeeded");
+        throw new InvalidOperationException();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Worker.StopAsync(CancellationToken.None);
+        foreach (var node in Network.Nodes) await node.DisposeAsync();
+        foreach (var dht in _dhts) await dht.DisposeAsync();
+    }
+}
