@@ -129,7 +129,7 @@ public sealed class WorkerFailureTests
     }
 
     [Test]
-    public async Task Gateway_AnswersUnavailableNamingTheModel_WhenEveryProcessorIsGone(CancellationToken ct)
+    public async Task Gateway_AnswersUnavailableNamingTheModel_WhenEveryProcessorIsGone_AndServesAgainOnceOneReturns(CancellationToken ct)
     {
         await using var network = await WorkerCluster.StartAsync(null, ct);
         var (client, _, _) = await network.SignedUpClientAsync(ct);
@@ -142,6 +142,10 @@ public sealed class WorkerFailureTests
         // Once the processors' DHT records have expired too, the gateway finds nobody at all.
         await network.AdvanceAsync(TimeSpan.FromMinutes(3), ct);
         var later = await network.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), ct), ct);
+        // A processor coming back (it re-announces its models) is found and used again.
+        await network.Cluster.RestartAsync(WorkerCluster.ProcessorName(1), ct);
+        await network.AdvanceAsync(TimeSpan.FromSeconds(10), ct);
+        var recovered = await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), ct), ct);
 
         Assert.Multiple(() =>
         {
@@ -150,6 +154,7 @@ public sealed class WorkerFailureTests
                 Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable), error.Message);
                 Assert.That(error.Message, Does.Contain($"'{WorkerCluster.Model}'"));
             }
+            Assert.That(recovered.Processor, Is.EqualTo(network.Processor(1).PeerId.ToString()));
         });
     }
 
