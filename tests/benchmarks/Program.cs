@@ -3,7 +3,7 @@ using P2PInference.Benchmarks;
 // Performance harness: our libp2p stack vs raw TCP / ChaCha20-Poly1305 (ceilings) vs js-libp2p.
 //   dotnet run -c Release --project tests/benchmarks [-- --quick] [-- --only throughput,ping,...]
 const int ThroughputRuns = 3;
-string[] groups = ["throughput", "ping", "connect", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store"];
+string[] groups = ["throughput", "ping", "connect", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store", "workers", "dht"];
 var settings = BenchSettings.Full;
 var only = new HashSet<string>(groups, StringComparer.OrdinalIgnoreCase);
 for (var i = 0; i < args.Length; i++)
@@ -181,5 +181,22 @@ if (only.Contains("store"))
     Console.WriteLine("Storage: durable writes vs in-memory upserts (same run)");
     Console.WriteLine();
     Console.Write(await P2PInference.Benchmarks.Store.StoreBenchmark.RunAsync());
+}
+
+if (only.Contains("workers"))
+{
+    Console.WriteLine();
+    Console.WriteLine("Workers: inference through a gateway vs straight to a processor (same run)");
+    Console.WriteLine();
+    Console.Write(await P2PInference.Benchmarks.Workers.GatewayBenchmark.RunAsync(16, TimeSpan.FromSeconds(settings == BenchSettings.Quick ? 3 : 10), ct));
+}
+
+// The DHT simulation is long (minutes at 10,000 peers): only when asked for by name.
+if (only.Contains("dht") && args.Contains("--only"))
+{
+    Console.WriteLine();
+    Console.WriteLine("Kademlia simulation on the in-memory network");
+    Console.WriteLine();
+    Console.Write(await P2PInference.Benchmarks.Dht.DhtSimulationBenchmark.RunAsync([]));
 }
 return 0;

@@ -5,7 +5,11 @@ namespace P2PInference.Facilities.Net.Yamux;
 /// extra read call each, while large payloads are read straight into their destination.
 /// Used by the session's single read loop only.
 /// </summary>
-internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 64 * 1024)
+/// <remarks>
+/// The buffer is small because it stays pinned by the read waiting on an idle connection, and
+/// payloads of half its size or more bypass it anyway: a bigger one only saves copies of small frames.
+/// </remarks>
+internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1024)
 {
     private readonly byte[] _buffer = new byte[bufferSize];
     private int _start;

@@ -30,7 +30,6 @@ public sealed class YamuxSession : IAsyncDisposable
     private readonly ConcurrentDictionary<uint, YamuxStream> _streams = new();
     private readonly Channel<YamuxStream> _accepted = Channel.CreateUnbounded<YamuxStream>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = true });
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly byte[] _writeBuffer = new byte[YamuxHeader.Size + MaxDataFramePayload + ControlReserve];
     private readonly Queue<YamuxHeader> _control = new();
     private readonly SemaphoreSlim _ackBacklog = new(256, 256);
     private readonly ConcurrentDictionary<uint, (TaskCompletionSource<TimeSpan>? Waiter, long Started)> _pings = new();
@@ -220,10 +219,14 @@ public sealed class YamuxSession : IAsyncDisposable
         }
     }
 
-    /// <summary>Writes one frame (plus any queued control frames) in a single connection write.</summary>
+    /// <summary>
+    /// Writes one frame (plus any queued control frames) in a single connection write. The frame is
+    /// assembled in a pooled buffer held only for this write, so an idle session pins no write buffer.
+    /// </summary>
     internal async ValueTask WriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        byte[]? buffer = null;
         try
         {
             if (IsClosed)
@@ -231,23 +234,31 @@ public sealed class YamuxSession : IAsyncDisposable
                 throw ClosedError();
             }
 
-            // Every queued control frame goes first: a SYN queued by OpenStreamAsync must precede the stream's data.
-            var length = DrainControl(_writeBuffer.AsSpan(0, ControlReserve), out var more);
-            while (more)
+            var controlRoom = PendingControlBytes();
+            buffer = ArrayPool<byte>.Shared.Rent(controlRoom + YamuxHeader.Size + payload.Length);
+
+            // Every control frame queued by now goes first: a SYN queued by OpenStreamAsync must precede
+            // the stream's data. Frames queued after the count above have a flush of their own pending.
+            var length = DrainControl(buffer.AsSpan(0, controlRoom), out var more);
+            while (more && controlRoom == ControlReserve)
             {
-                await WriteConnectionAsync(length).ConfigureAwait(false);
-                length = DrainControl(_writeBuffer.AsSpan(0, ControlReserve), out more);
+                await WriteConnectionAsync(buffer, length).ConfigureAwait(false);
+                length = DrainControl(buffer.AsSpan(0, controlRoom), out more);
             }
 
-            header.Write(_writeBuffer.AsSpan(length));
+            header.Write(buffer.AsSpan(length));
             length += YamuxHeader.Size;
-            payload.Span.CopyTo(_writeBuffer.AsSpan(length));
+            payload.Span.CopyTo(buffer.AsSpan(length));
             length += payload.Length;
-            await WriteConnectionAsync(length).ConfigureAwait(false);
+            await WriteConnectionAsync(buffer, length).ConfigureAwait(false);
         }
         finally
         {
             _writeLock.Release();
+            if (buffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
         }
     }
 
@@ -305,13 +316,22 @@ public sealed class YamuxSession : IAsyncDisposable
                 Volatile.Write(ref _controlFlushScheduled, 0);
                 while (!IsClosed)
                 {
-                    var length = DrainControl(_writeBuffer, out _);
-                    if (length == 0)
+                    var room = PendingControlBytes();
+                    if (room == 0)
                     {
                         break;
                     }
 
-                    await WriteConnectionAsync(length).ConfigureAwait(false);
+                    var buffer = ArrayPool<byte>.Shared.Rent(room);
+                    try
+                    {
+                        var length = DrainControl(buffer.AsSpan(0, room), out _);
+                        await WriteConnectionAsync(buffer, length).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                    }
                 }
             }
             finally
@@ -322,6 +342,15 @@ public sealed class YamuxSession : IAsyncDisposable
         catch (Exception ex) when (ex is OperationCanceledException or YamuxException or ObjectDisposedException)
         {
             // The session is closing; Close already recorded why.
+        }
+    }
+
+    /// <summary>Room for the control frames queued now, at most <see cref="ControlReserve"/>; more queued later are drained by the next pass.</summary>
+    private int PendingControlBytes()
+    {
+        lock (_control)
+        {
+            return Math.Min(_control.Count * YamuxHeader.Size, ControlReserve);
         }
     }
 
@@ -343,11 +372,11 @@ public sealed class YamuxSession : IAsyncDisposable
     }
 
     /// <summary>Caller holds the write lock. A failed write ends the session: the frame boundary is lost.</summary>
-    private async ValueTask WriteConnectionAsync(int length)
+    private async ValueTask WriteConnectionAsync(byte[] buffer, int length)
     {
         try
         {
-            await _connection.WriteAsync(_writeBuffer.AsMemory(0, length), _ioCts.Token).ConfigureAwait(false);
+            await _connection.WriteAsync(buffer.AsMemory(0, length), _ioCts.Token).ConfigureAwait(false);
             await _connection.FlushAsync(_ioCts.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
@@ -677,17 +706,19 @@ public sealed class YamuxSession : IAsyncDisposable
             {
                 using var grace = new CancellationTokenSource(GoAwayGrace, TimeProvider);
                 await _writeLock.WaitAsync(grace.Token).ConfigureAwait(false);
+                var buffer = ArrayPool<byte>.Shared.Rent(ControlReserve + YamuxHeader.Size);
                 try
                 {
-                    var length = DrainControl(_writeBuffer.AsSpan(0, ControlReserve), out _);
-                    new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)code).Write(_writeBuffer.AsSpan(length));
+                    var length = DrainControl(buffer.AsSpan(0, ControlReserve), out _);
+                    new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)code).Write(buffer.AsSpan(length));
                     length += YamuxHeader.Size;
-                    await _connection.WriteAsync(_writeBuffer.AsMemory(0, length), grace.Token).ConfigureAwait(false);
+                    await _connection.WriteAsync(buffer.AsMemory(0, length), grace.Token).ConfigureAwait(false);
                     await _connection.FlushAsync(grace.Token).ConfigureAwait(false);
                 }
                 finally
                 {
                     _writeLock.Release();
+                    ArrayPool<byte>.Shared.Return(buffer);
                 }
             }
         }

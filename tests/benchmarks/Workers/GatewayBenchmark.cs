@@ -1,0 +1,138 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Transport;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Workers.Auth;
+using P2PInference.Workers.Client;
+using P2PInference.Workers.Contracts;
+using P2PInference.Workers.Contracts.Inference;
+using P2PInference.Workers.Gateway;
+using P2PInference.Workers.Hosting;
+using P2PInference.Workers.Processor;
+using P2PInference.Workers.Processor.Engines;
+
+namespace P2PInference.Benchmarks.Workers;
+
+/// <summary>
+/// The whole user path on TCP loopback with the real stack and DHT: N clients call infer through a
+/// gateway (auth check, rate limit, processor choice) to two builtin-engine processors. The same
+/// requests sent straight to a processor, in the same run, give the gateway's added latency.
+/// </summary>
+public static class GatewayBenchmark
+{
+    private static readonly Multiaddress Loopback = Multiaddress.Parse("/ip4/127.0.0.1/tcp/0");
+
+    public static async Task<string> RunAsync(int clients, TimeSpan duration, CancellationToken ct)
+    {
+        var root = Directory.CreateTempSubdirectory("p2pinference-bench-").FullName;
+        var runtimes = new List<WorkerRuntime>();
+        try
+        {
+            var bootstrap = await StartAsync(runtimes, root, WorkerRole.Bootstrap, "bootstrap", null, [], ct);
+            var peers = new[] { bootstrap.Addresses[0] };
+            // Quotas high enough that the benchmark measures serving, not the rate limiter.
+            var auth = new AuthOptions { PasswordIterations = 1_000, DefaultQuota = new AuthQuota { RequestsPerMinute = 10_000_000, Burst = 100_000 } };
+            var processorOptions = new ProcessorOptions { MaxConcurrency = 8, MaxQueue = 1024, Engine = new EngineOptions() };
+            var workers = await Task.WhenAll(
+                StartAsync(runtimes, root, WorkerRole.Auth, "auth", new AuthWorker(auth), peers, ct),
+                StartAsync(runtimes, root, WorkerRole.Gateway, "gateway", new GatewayWorker(new GatewayOptions()), peers, ct),
+                StartAsync(runtimes, root, WorkerRole.Processor, "processor-1", new ProcessorWorker(processorOptions), peers, ct),
+                StartAsync(runtimes, root, WorkerRole.Processor, "processor-2", new ProcessorWorker(processorOptions), peers, ct));
+            var processor = workers[2];
+
+            await using var client = await P2PInferenceClient.ConnectAsync(peers, new ClientOptions(), ct);
+            await client.RegisterAsync("bench@example.com", "a long benchmark passphrase 123", ct);
+            await client.LoginAsync("bench@example.com", "a long benchmark passphrase 123", ct);
+            await client.CreateApiKeyAsync("bench", ct);
+
+            await using var directHost = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
+            await using var direct = new RpcNode(directHost);
+            await directHost.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
+
+            var viaGateway = await MeasureAsync(clients, duration, i => client.InferAsync(Request(i), ct), ct);
+            var straight = await MeasureAsync(clients, duration,
+                i => direct.RequestAsync(processor.PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
+
+            var text = new StringBuilder();
+            text.AppendLine(CultureInfo.InvariantCulture, $"{clients} concurrent clients for {duration.TotalSeconds:0} s each, builtin engine, 16 tokens per request");
+            text.AppendLine();
+            text.AppendLine("| path                               | requests/s | p50 ms | p99 ms | errors |");
+            text.AppendLine("|------------------------------------|-----------:|-------:|-------:|-------:|");
+            Row(text, "client -> gateway -> processor", viaGateway);
+            Row(text, "client -> processor (direct)", straight);
+            text.AppendLine();
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"gateway's added latency: p50 {viaGateway.P50 - straight.P50:0.00} ms, p99 {viaGateway.P99 - straight.P99:0.00} ms (direct runs on one processor, the gateway spreads over two)");
+            return text.ToString();
+        }
+        finally
+        {
+            for (var i = runtimes.Count - 1; i >= 0; i--) await runtimes[i].DisposeAsync();
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static InferRequest Request(int i) => new()
+    {
+        Model = BuiltinEngineOptions.DefaultModelName,
+        Prompt = "The network",
+        MaxTokens = 16,
+        Temperature = 0.8,
+        Seed = i,
+    };
+
+    private static void Row(StringBuilder text, string path, Result r) => text.AppendLine(CultureInfo.InvariantCulture,
+        $"| {path,-34} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.Errors,6} |");
+
+    private sealed record Result(double PerSecond, double P50, double P99, int Errors);
+
+    private static async Task<Result> MeasureAsync(int clients, TimeSpan duration, Func<int, Task> call, CancellationToken ct)
+    {
+        for (var i = 0; i < 20; i++) await call(i);
+        var samples = new List<double>[clients];
+        var errors = 0;
+        var start = Stopwatch.GetTimestamp();
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(async c =>
+        {
+            var mine = samples[c] = [];
+            var i = c * 1_000_000;
+            while (Stopwatch.GetElapsedTime(start) < duration && !ct.IsCancellationRequested)
+            {
+                var t = Stopwatch.GetTimestamp();
+                try
+                {
+                    await call(i++);
+                    mine.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+                }
+                catch (RpcException)
+                {
+                    Interlocked.Increment(ref errors);
+                }
+            }
+        }));
+        var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        var all = samples.SelectMany(s => s).Order().ToArray();
+        double Percentile(double p) => all.Length == 0 ? double.NaN : all[Math.Clamp((int)Math.Ceiling(p / 100 * all.Length) - 1, 0, all.Length - 1)];
+        return new Result(all.Length / seconds, Percentile(50), Percentile(99), errors);
+    }
+
+    private static async Task<WorkerRuntime> StartAsync(List<WorkerRuntime> runtimes, string root, WorkerRole role, string name, IWorker? worker,
+        IReadOnlyList<Multiaddress> bootstrap, CancellationToken ct)
+    {
+        var runtime = new WorkerRuntime(new WorkerRuntimeOptions
+        {
+            Role = role,
+            DataDirectory = Path.Combine(root, name),
+            ListenAddresses = [Loopback],
+            BootstrapPeers = bootstrap,
+            DrainTimeout = TimeSpan.FromSeconds(2),
+        }, worker);
+        lock (runtimes) runtimes.Add(runtime);
+        await runtime.StartAsync(ct);
+        return runtime;
+    }
+}
