@@ -129,14 +129,7 @@ public sealed class InMemoryNetwork
     /// </summary>
     public void Crash(string nodeName)
     {
-        InMemoryListener? listener;
-        lock (_gate)
-        {
-            var node = GetNode(nodeName);
-            listener = node.Listener;
-            node.Listener = null;
-        }
-        listener?.Close();
+        CloseListener(nodeName);
         foreach (var c in Connections(c => c.Involves(nodeName)))
             c.Abort($"connection reset by peer: node '{nodeName}' crashed", drain: false);
     }
@@ -147,6 +140,16 @@ public sealed class InMemoryNetwork
     /// </summary>
     public void Stop(string nodeName)
     {
+        CloseListener(nodeName);
+        foreach (var c in Connections(c => c.Involves(nodeName)))
+        {
+            if (c.Dialer == nodeName) c.CloseEnd(dialerSide: true);
+            if (c.Listener == nodeName) c.CloseEnd(dialerSide: false);
+        }
+    }
+
+    private void CloseListener(string nodeName)
+    {
         InMemoryListener? listener;
         lock (_gate)
         {
@@ -155,11 +158,6 @@ public sealed class InMemoryNetwork
             node.Listener = null;
         }
         listener?.Close();
-        foreach (var c in Connections(c => c.Involves(nodeName)))
-        {
-            if (c.Dialer == nodeName) c.CloseEnd(dialerSide: true);
-            if (c.Listener == nodeName) c.CloseEnd(dialerSide: false);
-        }
     }
 
     public bool IsListening(string nodeName)
