@@ -33,6 +33,7 @@ public sealed class P2PHost : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.Transports.Count == 0) throw new ArgumentException("a host needs at least one transport", nameof(options));
+        ConnectionUpgrader.ValidateSecurityProtocols(options.SecurityProtocols);
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
         _connections = new ConnectionManager(options, _logger);
