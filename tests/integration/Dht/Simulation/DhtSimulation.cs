@@ -101,7 +101,8 @@ public sealed class DhtSimulation : IAsyncDisposable
             // checks peer ids, so every host keeps the identities the routing depends on.
             SecurityProtocols = [PlaintextHandshake.ProtocolId],
             // Keep-alive pings would only add traffic: a crash resets connections at once in memory.
-            Yamux = new YamuxOptions { TimeProvider = Time, KeepAliveInterval = null },
+            // Window auto-tuning would send an RTT ping on every new connection; kad messages are tiny.
+            Yamux = new YamuxOptions { TimeProvider = Time, KeepAliveInterval = null, MaxStreamWindowSize = YamuxOptions.DefaultWindowSize },
             IdleConnectionTimeout = _options.IdleConnectionTimeout,
             MaintenanceInterval = _options.IdleConnectionTimeout / 2,
         });
@@ -277,7 +278,7 @@ public sealed class DhtSimulationOptions
     public TimeSpan ProviderRecordTtl { get; init; } = TimeSpan.FromHours(1);
     public TimeSpan ReannounceInterval { get; init; } = TimeSpan.FromMinutes(30);
     public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(30);
-    public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromSeconds(60);
     public TimeSpan JoinInterval { get; init; } = TimeSpan.FromSeconds(1);
 }
 
