@@ -69,8 +69,13 @@ internal sealed class ConnectionManager : IAsyncDisposable
             if (current is not null)
                 loser = PreferredOf(current, connection) == current ? connection : current;
         }
-        _ = connection.Completion.ContinueWith(_ => Remove(connection), CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = connection.Completion.ContinueWith(completion =>
+        {
+            // A session the remote broke ends with its error on Completion; reading it here marks it
+            // observed, or the finalizer reports it as unobserved (a costly path, once per such connection).
+            _ = completion.Exception;
+            Remove(connection);
+        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         Connected?.Invoke(connection);
         if (loser is not null) Retire(loser);
         return true;

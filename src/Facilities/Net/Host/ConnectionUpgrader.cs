@@ -1,6 +1,7 @@
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Noise;
+using P2PInference.Facilities.Net.Plaintext;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
 
@@ -9,11 +10,12 @@ namespace P2PInference.Facilities.Net.Host;
 /// <summary>
 /// Turns a raw transport connection into a <see cref="PeerConnection"/>:
 /// multistream-select → Noise XX → multistream-select → Yamux, as every libp2p peer does over TCP.
+/// With <see cref="HostOptions.SecurityProtocols"/> it may also negotiate <c>/plaintext/2.0.0</c>
+/// in place of Noise (tests and simulations only).
 /// </summary>
 internal static class ConnectionUpgrader
 {
     public const string YamuxProtocolId = "/yamux/1.0.0";
-    private static readonly string[] SecurityProtocols = [NoiseHandshake.ProtocolId];
     private static readonly string[] MuxerProtocols = [YamuxProtocolId];
 
     public static async Task<PeerConnection> UpgradeAsync(RawConnection raw, ConnectionDirection direction, PeerId? expectedRemote,
@@ -22,19 +24,40 @@ internal static class ConnectionUpgrader
         using var timeout = new CancellationTokenSource(options.UpgradeTimeout, options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         var ct = linked.Token;
-        NoiseSecureStream? secure = null;
+        Stream? secure = null;
+        PeerId remotePeer;
+        PublicKey remoteKey;
         try
         {
+            var securityProtocols = options.SecurityProtocols;
             if (direction == ConnectionDirection.Outbound)
             {
-                await MultistreamSelect.SelectAsync(raw.Stream, SecurityProtocols, ct).ConfigureAwait(false);
-                secure = await NoiseHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, ct).ConfigureAwait(false);
+                var security = await MultistreamSelect.SelectAsync(raw.Stream, securityProtocols, ct).ConfigureAwait(false);
+                if (security == PlaintextHandshake.ProtocolId)
+                {
+                    var session = await PlaintextHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, ct).ConfigureAwait(false);
+                    (secure, remotePeer, remoteKey) = session;
+                }
+                else
+                {
+                    var noise = await NoiseHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, ct).ConfigureAwait(false);
+                    (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
+                }
                 await MultistreamSelect.SelectAsync(secure, MuxerProtocols, ct).ConfigureAwait(false);
             }
             else
             {
-                await MultistreamSelect.HandleAsync(raw.Stream, SecurityProtocols, ct).ConfigureAwait(false);
-                secure = await NoiseHandshake.RespondAsync(raw.Stream, options.Identity, ct).ConfigureAwait(false);
+                var security = await MultistreamSelect.HandleAsync(raw.Stream, securityProtocols, ct).ConfigureAwait(false);
+                if (security == PlaintextHandshake.ProtocolId)
+                {
+                    var session = await PlaintextHandshake.RespondAsync(raw.Stream, options.Identity, ct).ConfigureAwait(false);
+                    (secure, remotePeer, remoteKey) = session;
+                }
+                else
+                {
+                    var noise = await NoiseHandshake.RespondAsync(raw.Stream, options.Identity, ct).ConfigureAwait(false);
+                    (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
+                }
                 await MultistreamSelect.HandleAsync(secure, MuxerProtocols, ct).ConfigureAwait(false);
             }
         }
@@ -49,9 +72,19 @@ internal static class ConnectionUpgrader
             throw;
         }
 
-        var session = new YamuxSession(secure, direction == ConnectionDirection.Outbound, options.Yamux);
-        return new PeerConnection(session, options.Identity.PeerId, secure.RemotePeer, secure.RemotePublicKey,
+        var yamux = new YamuxSession(secure, direction == ConnectionDirection.Outbound, options.Yamux);
+        return new PeerConnection(yamux, options.Identity.PeerId, remotePeer, remoteKey,
             raw.LocalAddress, raw.RemoteAddress, direction, options.TimeProvider);
+    }
+
+    /// <summary>Rejects protocol ids this upgrader cannot run, before any connection depends on them.</summary>
+    public static void ValidateSecurityProtocols(IReadOnlyList<string> protocols)
+    {
+        ArgumentNullException.ThrowIfNull(protocols);
+        if (protocols.Count == 0) throw new ArgumentException("at least one security protocol is needed", nameof(protocols));
+        foreach (var protocol in protocols)
+            if (protocol is not (NoiseHandshake.ProtocolId or PlaintextHandshake.ProtocolId))
+                throw new ArgumentException($"unsupported security protocol {protocol}", nameof(protocols));
     }
 
     private static async ValueTask DisposeQuietlyAsync(Stream? secure, RawConnection raw)

@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Noise;
+using P2PInference.Facilities.Net.Plaintext;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
 
@@ -16,6 +18,19 @@ public sealed class HostOptions
     public string ProtocolVersion { get; init; } = "ipfs/0.1.0";
 
     public YamuxOptions Yamux { get; init; } = new();
+
+    /// <summary>
+    /// The security protocols offered, by protocol id, in order of preference: a dialer proposes
+    /// them in this order, a listener accepts any of them. Default: Noise only.
+    /// </summary>
+    /// <remarks>
+    /// <see cref="PlaintextHandshake.ProtocolId"/> (<c>/plaintext/2.0.0</c>) is for tests and
+    /// simulations only: it neither encrypts nor authenticates, so any peer on the path can read,
+    /// forge or impersonate. Never offer it on a real network; it is never on by default.
+    /// </remarks>
+    public IReadOnlyList<string> SecurityProtocols { get; init; } = DefaultSecurityProtocols;
+
+    public static readonly IReadOnlyList<string> DefaultSecurityProtocols = [NoiseHandshake.ProtocolId];
 
     /// <summary>Bounds the whole upgrade (multistream, Noise, multistream, Yamux) of one connection.</summary>
     public TimeSpan UpgradeTimeout { get; init; } = DefaultUpgradeTimeout;

@@ -33,6 +33,7 @@ public sealed class P2PHost : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.Transports.Count == 0) throw new ArgumentException("a host needs at least one transport", nameof(options));
+        ConnectionUpgrader.ValidateSecurityProtocols(options.SecurityProtocols);
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
         _connections = new ConnectionManager(options, _logger);
@@ -318,9 +319,30 @@ public sealed class P2PHost : IAsyncDisposable
 
     private async Task AcceptStreamsAsync(PeerConnection connection)
     {
-        using var connectionScope = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-        _ = connection.Completion.ContinueWith(_ => connectionScope.Cancel(), CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        var connectionScope = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        var scopeOpen = true;
+        // The connection usually completes after the loop below has ended and disposed the scope:
+        // cancelling it then would throw into a continuation nobody observes (once per connection).
+        _ = connection.Completion.ContinueWith(_ =>
+        {
+            lock (connectionScope)
+            {
+                if (scopeOpen) connectionScope.Cancel();
+            }
+        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        try
+        {
+            await ServeAcceptedStreamsAsync(connection, connectionScope.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (connectionScope) scopeOpen = false;
+            connectionScope.Dispose();
+        }
+    }
+
+    private async Task ServeAcceptedStreamsAsync(PeerConnection connection, CancellationToken connectionToken)
+    {
         var handlers = new List<Task>();
         while (true)
         {
@@ -334,7 +356,7 @@ public sealed class P2PHost : IAsyncDisposable
                 break;
             }
             connection.Touch();
-            var task = ServeStreamAsync(connection, stream, connectionScope.Token);
+            var task = ServeStreamAsync(connection, stream, connectionToken);
             lock (handlers)
             {
                 handlers.RemoveAll(t => t.IsCompleted);

@@ -5,6 +5,7 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Plaintext;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Time;
@@ -12,7 +13,7 @@ using P2PInference.TestKit.Time;
 namespace P2PInference.Tests.Integration.Dht.Simulation;
 
 /// <summary>
-/// A whole Kademlia network in one process: N real hosts (Noise, Yamux, identify, kad) over the
+/// A whole Kademlia network in one process: N real hosts (plaintext, Yamux, identify, kad) over the
 /// in-memory network, all on one <see cref="FakeTimeProvider"/> that moves only when the
 /// simulation moves it. Shared by the simulation tests and the benchmark (linked into
 /// tests/benchmarks), so it uses no test framework.
@@ -95,8 +96,13 @@ public sealed class DhtSimulation : IAsyncDisposable
             Identity = identity,
             Transports = [Network.CreateTransport(name)],
             TimeProvider = Time,
+            // The simulation is about Kademlia routing, not crypto: the Noise handshake (X25519, Ed25519
+            // sign and verify) was most of the CPU a new connection cost. Plaintext still exchanges and
+            // checks peer ids, so every host keeps the identities the routing depends on.
+            SecurityProtocols = [PlaintextHandshake.ProtocolId],
             // Keep-alive pings would only add traffic: a crash resets connections at once in memory.
-            Yamux = new YamuxOptions { TimeProvider = Time, KeepAliveInterval = null },
+            // Window auto-tuning would send an RTT ping on every new connection; kad messages are tiny.
+            Yamux = new YamuxOptions { TimeProvider = Time, KeepAliveInterval = null, MaxStreamWindowSize = YamuxOptions.DefaultWindowSize },
             IdleConnectionTimeout = _options.IdleConnectionTimeout,
             MaintenanceInterval = _options.IdleConnectionTimeout / 2,
         });
@@ -272,7 +278,7 @@ public sealed class DhtSimulationOptions
     public TimeSpan ProviderRecordTtl { get; init; } = TimeSpan.FromHours(1);
     public TimeSpan ReannounceInterval { get; init; } = TimeSpan.FromMinutes(30);
     public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(30);
-    public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromSeconds(60);
     public TimeSpan JoinInterval { get; init; } = TimeSpan.FromSeconds(1);
 }
 
