@@ -278,7 +278,9 @@ public sealed class DhtSimulationOptions
     public TimeSpan ProviderRecordTtl { get; init; } = TimeSpan.FromHours(1);
     public TimeSpan ReannounceInterval { get; init; } = TimeSpan.FromMinutes(30);
     public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(30);
-    public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    // Connections stay open for the whole run (~33 KiB each since Yamux rents its buffers): an idle
+    // close racing an ADD_PROVIDER on the reused connection would silently lose the record.
+    public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromDays(1);
     public TimeSpan JoinInterval { get; init; } = TimeSpan.FromSeconds(1);
 }
 
