@@ -11,6 +11,9 @@ internal sealed record BenchSettings(
     int RpcSeconds,
     int RpcSize)
 {
+    /// <summary>How long memory measurements let background work (identify, handler start-up) finish first.</summary>
+    public static readonly TimeSpan Settle = TimeSpan.FromMilliseconds(500);
+
     public static BenchSettings Full { get; } = new(256, 1000, 300, 200, 4, 500, 3, 1024);
 
     public static BenchSettings Quick { get; } = new(32, 200, 30, 40, 2, 100, 1, 1024);

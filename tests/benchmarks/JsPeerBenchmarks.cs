@@ -79,7 +79,7 @@ internal sealed class JsPeerBenchmarks : IAsyncDisposable
         await using var holder = await JsNode.StartAsync(_directory, [], ct);
         var before = await BothAsync(holder, ct);
         await holder.SendAsync(new { cmd = "open-idle", addr = Address, connections = count }, ct);
-        await Task.Delay(500, ct);
+        await Task.Delay(BenchSettings.Settle, ct);
         var after = await BothAsync(holder, ct);
         await holder.SendAsync(new { cmd = "close-idle" }, ct);
         return Per(before, after, count);
@@ -90,10 +90,10 @@ internal sealed class JsPeerBenchmarks : IAsyncDisposable
     {
         await using var holder = await JsNode.StartAsync(_directory, [], ct);
         await holder.SendAsync(new { cmd = "open-idle", addr = Address, connections }, ct);
-        await Task.Delay(500, ct);
+        await Task.Delay(BenchSettings.Settle, ct);
         var before = await BothAsync(holder, ct);
         await holder.SendAsync(new { cmd = "idle-streams", perConnection }, ct);
-        await Task.Delay(500, ct);
+        await Task.Delay(BenchSettings.Settle, ct);
         var after = await BothAsync(holder, ct);
         await holder.SendAsync(new { cmd = "close-idle" }, ct);
         return Per(before, after, connections * perConnection);

@@ -22,8 +22,11 @@ for (var i = 0; i < args.Length; i++)
                 return 2;
             }
             break;
+        case "--dht":
+            i = args.Length; // the rest are the DHT simulation's own options (--peers, --lookups, --seed, --budget-minutes)
+            break;
         default:
-            Console.Error.WriteLine($"usage: benchmarks [--quick] [--only {string.Join("|", groups)}[,...]]");
+            Console.Error.WriteLine($"usage: benchmarks [--quick] [--only {string.Join("|", groups)}[,...]] [--dht DHT-OPTIONS...]");
             return 2;
     }
 }
@@ -197,6 +200,7 @@ if (only.Contains("dht") && args.Contains("--only"))
     Console.WriteLine();
     Console.WriteLine("Kademlia simulation on the in-memory network");
     Console.WriteLine();
-    Console.Write(await P2PInference.Benchmarks.Dht.DhtSimulationBenchmark.RunAsync([]));
+    var dhtArgs = args.SkipWhile(a => a != "--dht").Skip(1).ToArray();
+    Console.Write(await P2PInference.Benchmarks.Dht.DhtSimulationBenchmark.RunAsync(dhtArgs));
 }
 return 0;

@@ -231,7 +231,7 @@ internal sealed class StackBenchmarks : IAsyncDisposable
     }
 
     /// <summary>Lets in-flight work (identify, handler start-up) finish before a memory snapshot.</summary>
-    private static Task SettleAsync(CancellationToken ct) => Task.Delay(TimeSpan.FromMilliseconds(500), ct);
+    private static Task SettleAsync(CancellationToken ct) => Task.Delay(BenchSettings.Settle, ct);
 
     private async Task CloseAsync(List<PeerConnection> connections, List<YamuxStream> streams)
     {
@@ -239,7 +239,7 @@ internal sealed class StackBenchmarks : IAsyncDisposable
         await Task.WhenAll(connections.Select(c => c.DisposeAsync().AsTask()));
         // The server's ends close when they see ours go; wait so the next measurement starts clean.
         var deadline = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 10;
-        while (_server.Connections.Count > 1 && Stopwatch.GetTimestamp() < deadline) await Task.Delay(50);
+        while (_server.Connections.Count > 1 && Stopwatch.GetTimestamp() < deadline) await Task.Delay(TimeSpan.FromMilliseconds(50));
     }
 
     public async ValueTask DisposeAsync()

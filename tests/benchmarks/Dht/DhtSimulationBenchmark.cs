@@ -45,7 +45,9 @@ public static class DhtSimulationBenchmark
         var process = Process.GetCurrentProcess();
         var cpu = process.TotalProcessorTime;
         using var limit = new CancellationTokenSource(budget);
-        var sim = DhtSimulation.Create(new DhtSimulationOptions { Peers = peers, SeedPeers = 3, Topics = 50, ProvidersPerTopic = 2, Seed = seed });
+        // Every connection open (~55 per peer) fits in memory at 1,000 peers, not at 10,000: close idle ones there.
+        var idle = peers > 2_000 ? TimeSpan.FromMinutes(2) : new DhtSimulationOptions().IdleConnectionTimeout;
+        var sim = DhtSimulation.Create(new DhtSimulationOptions { Peers = peers, SeedPeers = 3, Topics = 50, ProvidersPerTopic = 2, Seed = seed, IdleConnectionTimeout = idle });
         try
         {
             try

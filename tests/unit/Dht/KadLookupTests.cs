@@ -122,13 +122,18 @@ public sealed class KadLookupTests
         var self = DhtTestPeers.Get(0);
         var target = KadId.FromKey("never"u8);
         var options = new KademliaDhtOptions { TimeProvider = time, QueryTimeout = TimeSpan.FromMinutes(1), LookupTimeout = TimeSpan.FromSeconds(10) };
+        var asked = 0;
+        var allAsked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var lookup = NewLookup(target, self, options, async (_, token) =>
         {
+            if (Interlocked.Increment(ref asked) == options.Alpha) allAsked.TrySetResult();
             await Task.Delay(Timeout.InfiniteTimeSpan, time, token);
             throw new InvalidOperationException("unreachable");
         });
 
         var run = lookup.RunAsync(Seeds(self, target), ct);
+        // The requests go out asynchronously; the deadline must not pass before all α are in flight.
+        await allAsked.Task.WaitAsync(ct);
         await time.AdvanceAsync(TimeSpan.FromSeconds(10), ct);
 
         var result = await run;
