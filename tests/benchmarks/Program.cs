@@ -168,14 +168,17 @@ if (only.Contains("rpc-layer"))
 
 if (js is not null) await js.DisposeAsync();
 
-table.Note("ours: our client host -> our server host in this process; js: peer.mjs bench-client -> peer.mjs listen --bench-server. Both TCP loopback + Noise + Yamux.");
-table.Note("ours/ceiling uses the lower ceiling (throughput: min of raw TCP and ChaCha20-Poly1305 seal+open on one core).");
-table.Note("memory: growth of both ends per idle item. ours heap = GC.GetTotalMemory after full GC, RSS = working set; js heap = heapUsed + external after gc() in both node processes, RSS = sum of both processes' rss.");
-table.Note("raw TCP rpc: length-prefixed echo on persistent sockets (TCP has no cheap new stream); raw TCP memory: a connected NetworkStream pair.");
-Console.WriteLine();
-Console.WriteLine($"P2PInference benchmarks ({(settings == BenchSettings.Quick ? "quick" : "full")} run, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s)");
-Console.WriteLine();
-Console.Write(table.Render());
+if (!table.IsEmpty)
+{
+    table.Note("ours: our client host -> our server host in this process; js: peer.mjs bench-client -> peer.mjs listen --bench-server. Both TCP loopback + Noise + Yamux.");
+    table.Note("ours/ceiling uses the lower ceiling (throughput: min of raw TCP and ChaCha20-Poly1305 seal+open on one core).");
+    table.Note("memory: growth of both ends per idle item. ours heap = GC.GetTotalMemory after full GC, RSS = working set; js heap = heapUsed + external after gc() in both node processes, RSS = sum of both processes' rss.");
+    table.Note("raw TCP rpc: length-prefixed echo on persistent sockets (TCP has no cheap new stream); raw TCP memory: a connected NetworkStream pair.");
+    Console.WriteLine();
+    Console.WriteLine($"P2PInference benchmarks ({(settings == BenchSettings.Quick ? "quick" : "full")} run, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s)");
+    Console.WriteLine();
+    Console.Write(table.Render());
+}
 
 // Storage has no js or network counterpart: its baseline is FASTER's in-memory upsert rate, same run.
 if (only.Contains("store"))

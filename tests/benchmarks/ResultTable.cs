@@ -48,6 +48,8 @@ internal sealed class ResultTable
 
     public void Note(string note) => _notes.Add(note);
 
+    public bool IsEmpty => _rows.Count == 0;
+
     public string Render()
     {
         string[] header = ["metric", "unit", "ours", "raw TCP", "ChaCha20-P1305", "js-libp2p", "ours/ceiling", "ours/js", "goal"];
