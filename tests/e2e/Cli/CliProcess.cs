@@ -32,13 +32,19 @@ internal sealed class CliProcess : IAsyncDisposable
         return new CliProcess(Process.Start(info) ?? throw new InvalidOperationException("could not start p2pinference"));
     }
 
-    /// <summary>Runs a command to completion.</summary>
-    public static async Task<CliResult> RunAsync(CancellationToken cancellationToken, params string[] arguments)
+    /// <summary>Runs a command to completion, with nothing on standard input.</summary>
+    public static Task<CliResult> RunAsync(CancellationToken cancellationToken, params string[] arguments) =>
+        RunWithInputAsync(cancellationToken, null, arguments);
+
+    /// <summary>Runs a command to completion, with <paramref name="input"/> (a line, if any) on standard input.</summary>
+    public static async Task<CliResult> RunWithInputAsync(CancellationToken cancellationToken, string? input, params string[] arguments)
     {
         await using var process = Start(arguments);
-        var stdout = await process.Output.ReadToEndAsync(cancellationToken);
+        var stdout = process.Output.ReadToEndAsync(cancellationToken);
+        if (input is not null) await process._process.StandardInput.WriteLineAsync(input.AsMemory(), cancellationToken);
+        process._process.StandardInput.Close();
         var exitCode = await process.WaitForExitAsync(cancellationToken);
-        return new CliResult(exitCode, stdout, await process._stderr);
+        return new CliResult(exitCode, await stdout, await process._stderr);
     }
 
     /// <summary>Sends SIGTERM, as a service manager would, and returns the exit code.</summary>

@@ -107,31 +107,6 @@ public sealed class WorkerProcessTests
     }
 
     /// <summary>Runs <c>p2pinference client …</c> to completion, with <paramref name="input"/> (a line) on standard input.</summary>
-    private static async Task<CliResult> ClientAsync(CancellationToken ct, string? input, params string[] arguments)
-    {
-        var info = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "p2pinference.dll"));
-        info.ArgumentList.Add("client");
-        foreach (var a in arguments) info.ArgumentList.Add(a);
-        using var process = Process.Start(info) ?? throw new InvalidOperationException("could not start p2pinference");
-        try
-        {
-            var stdout = process.StandardOutput.ReadToEndAsync(ct);
-            var stderr = process.StandardError.ReadToEndAsync(ct);
-            if (input is not null) await process.StandardInput.WriteLineAsync(input.AsMemory(), ct);
-            process.StandardInput.Close();
-            await process.WaitForExitAsync(ct);
-            return new CliResult(process.ExitCode, await stdout, await stderr);
-        }
-        finally
-        {
-            if (!process.HasExited) process.Kill(entireProcessTree: true);
-        }
-    }
+    private static Task<CliResult> ClientAsync(CancellationToken ct, string? input, params string[] arguments) =>
+        CliProcess.RunWithInputAsync(ct, input, ["client", .. arguments]);
 }
