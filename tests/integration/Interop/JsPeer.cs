@@ -99,9 +99,7 @@ internal sealed class JsPeer : IAsyncDisposable
 
     private static Process StartNode(IEnumerable<string> arguments)
     {
-        var dir = RepositoryPaths.InteropJs;
-        if (!Directory.Exists(Path.Combine(dir, "node_modules", "libp2p")))
-            Assert.Fail($"js-libp2p is not installed: run `npm ci` in {dir} (.ci/run does this)");
+        var dir = JsPeerInstall.EnsureInstalled();
         var info = new ProcessStartInfo("node")
         {
             WorkingDirectory = dir,
