@@ -93,7 +93,7 @@ internal static class ClientCommand
     {
         var keys = new Command("keys", "Manage API keys (needs a login)");
 
-        var name = new Option<string?>("--name") { Description = "A label to tell the key apart" };
+        var name = new Option<string?>("--name") { Description = "A label to tell the key apart (default: key-YYYY-MM-DD, today in UTC)" };
         var create = new Command("create", "Create an API key: printed once, and kept in the profile as the key infer uses") { name };
         create.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
         {

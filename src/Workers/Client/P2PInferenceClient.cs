@@ -156,14 +156,18 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     }
 
     /// <summary>Creates an API key (needs <see cref="Token"/>) and keeps it in <see cref="ApiKey"/>; the secret is shown only in this response.</summary>
+    /// <summary>Creates an API key named <paramref name="name"/>, or <c>key-YYYY-MM-DD</c> (today, UTC) when none is given.</summary>
     public async Task<CreateApiKeyResponse> CreateApiKeyAsync(string? name, CancellationToken cancellationToken)
     {
         var token = RequireToken();
-        var response = await CallAsync(WorkerMethods.Gateway.CreateApiKey, new CreateApiKeyRequest { Token = token, Name = name ?? string.Empty },
+        if (string.IsNullOrWhiteSpace(name)) name = DefaultApiKeyName(_options.TimeProvider.GetUtcNow());
+        var response = await CallAsync(WorkerMethods.Gateway.CreateApiKey, new CreateApiKeyRequest { Token = token, Name = name },
             CreateApiKeyResponse.Parser, Bearer(token), idempotent: false, cancellationToken).ConfigureAwait(false);
         ApiKey = response.ApiKey;
         return response;
     }
+
+    internal static string DefaultApiKeyName(DateTimeOffset now) => "key-" + now.UtcDateTime.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
 
     public async Task<IReadOnlyList<ApiKeyInfo>> ListApiKeysAsync(CancellationToken cancellationToken)
     {

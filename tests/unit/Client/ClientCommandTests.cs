@@ -174,6 +174,18 @@ public sealed class ClientCommandTests
     }
 
     [Test]
+    public async Task KeysCreate_WithoutName_GetsADatedDefaultName()
+    {
+        await LoginAsync();
+
+        var created = await RunAsync(["keys", "create", "--json"]);
+
+        Assert.That(created.Code, Is.Zero, created.Error);
+        var expected = "key-" + _time.GetUtcNow().ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(JsonDocument.Parse(created.Output).RootElement.GetProperty("name").GetString(), Is.EqualTo(expected));
+    }
+
+    [Test]
     public async Task KeysList_WithoutLogin_SaysSo()
     {
         var (code, _, error) = await RunAsync(["keys", "list", "--bootstrap", Bootstrap]);
