@@ -25,7 +25,7 @@ public sealed class KademliaDhtOptions
 
     /// <summary>
     /// How long a provider record lives on the nodes that store it. Far below the spec's 24 h so a
-    /// crashed worker stops being found within minutes (DESIGN.md §5).
+    /// crashed worker stops being found within minutes (docs/architecture.md).
     /// </summary>
     public TimeSpan ProviderRecordTtl { get; init; } = TimeSpan.FromMinutes(10);
 

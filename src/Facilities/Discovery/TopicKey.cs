@@ -4,7 +4,7 @@ namespace P2PInference.Facilities.Discovery;
 
 /// <summary>
 /// The DHT key of a topic: the sha2-256 multihash of its UTF-8 bytes (0x12 0x20 ‖ SHA-256), the
-/// same key js-libp2p uses for a CIDv1 (raw) of those bytes (DESIGN.md §5).
+/// same key js-libp2p uses for a CIDv1 (raw) of those bytes (docs/architecture.md).
 /// </summary>
 public static class TopicKey
 {

@@ -10,7 +10,7 @@ using P2PInference.TestKit.Time;
 namespace P2PInference.TestKit.Conformance;
 
 /// <summary>
-/// The behaviour every <see cref="IRpcClient"/>/<see cref="IRpcServer"/> must have (DESIGN.md §6):
+/// The behaviour every <see cref="IRpcClient"/>/<see cref="IRpcServer"/> must have (docs/architecture.md):
 /// derive a fixture that says how to make a node, and the whole suite runs on it. This repository
 /// runs it on the real <see cref="RpcNode"/> (over TCP loopback and the in-memory network) and on
 /// the <see cref="InMemoryRpcNetwork"/> twin. All time is the fixture's <see cref="FakeTimeProvider"/>:

@@ -2,7 +2,7 @@ namespace P2PInference.Workers.Auth;
 
 /// <summary>
 /// Why an Auth call was refused. Each value has the name of the RPC status it maps to one-to-one
-/// (DESIGN.md §6), so wiring the service to RPC is a name-for-name mapping.
+/// (docs/architecture.md), so wiring the service to RPC is a name-for-name mapping.
 /// </summary>
 public enum AuthErrorCode
 {

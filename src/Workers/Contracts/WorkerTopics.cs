@@ -1,6 +1,6 @@
 namespace P2PInference.Workers.Contracts;
 
-/// <summary>The DHT topics workers announce and look up (DESIGN.md §5).</summary>
+/// <summary>The DHT topics workers announce and look up (docs/architecture.md).</summary>
 public static class WorkerTopics
 {
     public const string Auth = "p2pinference/auth";

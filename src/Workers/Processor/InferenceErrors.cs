@@ -5,7 +5,7 @@ using P2PInference.Workers.Processor.Engines;
 
 namespace P2PInference.Workers.Processor;
 
-/// <summary>Turns engine failures into the RPC status a caller can act on (DESIGN.md §6).</summary>
+/// <summary>Turns engine failures into the RPC status a caller can act on (docs/architecture.md).</summary>
 internal static class InferenceErrors
 {
     public static RpcStatusCode CodeOf(InferenceErrorKind kind) => kind switch

@@ -2,7 +2,7 @@ namespace P2PInference.Workers.Processor.Engines;
 
 /// <summary>
 /// What went wrong, in terms a caller can act on. Each maps onto an RPC status
-/// (DESIGN.md §6) as noted.
+/// (docs/architecture.md) as noted.
 /// </summary>
 public enum InferenceErrorKind
 {
