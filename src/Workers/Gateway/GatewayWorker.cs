@@ -200,7 +200,6 @@ public sealed class GatewayWorker : IWorker
         var requestId = request.RequestId;
         using var scope = BeginScope(state.Logger, requestId, context);
         using var registration = _inFlight.Register(caller.UserId, requestId, context.CancellationToken);
-        var body = request.ToByteArray();
         var tried = new HashSet<PeerId>();
         RpcException? last = null;
         for (var attempt = 0; attempt < _options.ProcessorAttempts; attempt++)
@@ -209,6 +208,7 @@ public sealed class GatewayWorker : IWorker
             if (peer is null) break;
             tried.Add(peer);
             using var lease = state.Picker.Acquire(peer);
+            var body = BodyFor(state, request, peer);
             try
             {
                 var bytes = await state.Context.Client.RequestAsync(peer, WorkerMethods.Processor.Infer, body, ProcessorCallOptions(context, requestId),
@@ -241,7 +241,6 @@ public sealed class GatewayWorker : IWorker
         var (request, caller) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.InferStream).ConfigureAwait(false);
         var requestId = request.RequestId;
         using var registration = _inFlight.Register(caller.UserId, requestId, context.CancellationToken);
-        var body = request.ToByteArray();
         var tried = new HashSet<PeerId>();
         RpcException? last = null;
         var partial = new StringBuilder();
@@ -252,6 +251,7 @@ public sealed class GatewayWorker : IWorker
             if (peer is null) break;
             tried.Add(peer);
             using var lease = state.Picker.Acquire(peer);
+            var body = BodyFor(state, request, peer);
             var items = state.Context.Client.RequestStreamAsync(peer, WorkerMethods.Processor.InferStream, body, ProcessorCallOptions(context, requestId),
                 registration.Token);
             var enumerator = items.GetAsyncEnumerator(registration.Token);
@@ -369,6 +369,22 @@ public sealed class GatewayWorker : IWorker
         catch (OperationCanceledException) when (registration.CancelledByRequest)
         {
             throw new RpcException(RpcStatusCode.Cancelled, $"request '{requestId}' was cancelled");
+        }
+    }
+
+    /// <summary>The request as <paramref name="peer"/> gets it: max_tokens per <see cref="InferRequestRules.ForwardedMaxTokens"/>.</summary>
+    private byte[] BodyFor(State state, InferRequest request, PeerId peer)
+    {
+        var requested = request.MaxTokens;
+        request.MaxTokens = InferRequestRules.ForwardedMaxTokens(requested, state.Picker.AdvertisedMaxTokens(request.Model, peer), _options);
+        try
+        {
+            return request.ToByteArray();
+        }
+        finally
+        {
+            // The next processor tried may advertise another limit.
+            request.MaxTokens = requested;
         }
     }
 

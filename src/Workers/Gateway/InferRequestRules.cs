@@ -24,7 +24,17 @@ internal static class InferRequestRules
     public static bool IsValidRequestId(string id) =>
         id.Length is >= 1 and <= MaxRequestIdLength && id.All(c => c is > ' ' and <= '~');
 
-    /// <summary>Checks <paramref name="request"/> and fills in what the gateway decides: the model, the token cap.</summary>
+    /// <summary>
+    /// max_tokens as forwarded to one processor: what the caller asked for (already at most the cap), or,
+    /// when unset, the model's limit that processor advertised, lowered to the gateway's cap. The cap
+    /// only ever lowers a limit. A processor that advertised nothing gets it unset and applies its own.
+    /// </summary>
+    public static int ForwardedMaxTokens(int requested, int advertised, GatewayOptions options) =>
+        requested > 0 ? Math.Min(requested, options.MaxTokensCap)
+        : advertised > 0 ? Math.Min(advertised, options.MaxTokensCap)
+        : 0;
+
+    /// <summary>Checks <paramref name="request"/> and fills in what the gateway decides: the model; lowers max_tokens to the cap.</summary>
     /// <exception cref="RpcException"><see cref="RpcStatusCode.InvalidArgument"/> naming the field.</exception>
     public static void Normalize(InferRequest request, GatewayOptions options)
     {
@@ -41,7 +51,8 @@ internal static class InferRequestRules
         if (request.Prompt.Length > options.MaxPromptLength)
             throw Invalid($"prompt is {request.Prompt.Length} characters; the most is {options.MaxPromptLength}");
         if (request.MaxTokens < 0) throw Invalid($"max_tokens must not be negative; it is {request.MaxTokens}");
-        if (request.MaxTokens == 0 || request.MaxTokens > options.MaxTokensCap) request.MaxTokens = options.MaxTokensCap;
+        // Unset stays unset here: it means the model's own limit, which only the processor knows (ForwardedMaxTokens).
+        if (request.MaxTokens > options.MaxTokensCap) request.MaxTokens = options.MaxTokensCap;
         if (!double.IsFinite(request.Temperature) || request.Temperature is < 0 or > MaxTemperature)
             throw Invalid($"temperature must be between 0 and {MaxTemperature}; it is {request.Temperature}");
         if (request.Stop.Count > MaxStopSequences) throw Invalid($"at most {MaxStopSequences} stop sequences; there are {request.Stop.Count}");

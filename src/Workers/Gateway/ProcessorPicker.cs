@@ -77,6 +77,21 @@ internal sealed class ProcessorPicker
         return new Lease(box);
     }
 
+    /// <summary>
+    /// The most tokens <paramref name="peer"/> said it generates for <paramref name="model"/> (its status's
+    /// model list, fetched when it was picked), or 0 when it did not say.
+    /// </summary>
+    public int AdvertisedMaxTokens(string model, PeerId peer)
+    {
+        lock (_gate)
+        {
+            if (!_models.TryGetValue(model, out var slot) || !slot.Fetch.IsCompletedSuccessfully) return 0;
+            foreach (var provider in slot.Fetch.Result)
+                if (provider.Peer == peer) return provider.ModelMaxTokens;
+            return 0;
+        }
+    }
+
     /// <summary>Stops choosing <paramref name="peer"/> for <paramref name="model"/> until the processors are asked again.</summary>
     public void Evict(string model, PeerId peer)
     {
@@ -169,7 +184,7 @@ internal sealed class ProcessorPicker
             if (result.Error is { } error)
             {
                 // Busy is alive: still a candidate, if a poor one.
-                if (error.Code == RpcStatusCode.ResourceExhausted) providers.Add(new Provider(result.Peer, 0, Full: true));
+                if (error.Code == RpcStatusCode.ResourceExhausted) providers.Add(new Provider(result.Peer, 0, Full: true, ModelMaxTokens: 0));
                 else _logger.LogDebug("processors of model {Model}: {Peer} did not answer status: {Code} {Message}", model, result.Peer, error.Code, error.Message);
                 continue;
             }
@@ -187,7 +202,8 @@ internal sealed class ProcessorPicker
             if (status.Models.Count > 0 && status.Models.All(m => m.Name != model)) continue;
             var reported = Math.Max(0, status.Active) + Math.Max(0, status.Queued);
             var full = status.MaxQueue > 0 && status.MaxConcurrency > 0 && status.Queued >= status.MaxQueue && status.Active >= status.MaxConcurrency;
-            providers.Add(new Provider(result.Peer, Math.Max(0, reported - InFlight(result.Peer)), full));
+            var advertised = status.Models.FirstOrDefault(m => m.Name == model)?.MaxTokens ?? 0;
+            providers.Add(new Provider(result.Peer, Math.Max(0, reported - InFlight(result.Peer)), full, Math.Max(0, advertised)));
         }
         foreach (var provider in providers) _reported[provider.Peer] = provider;
         _logger.LogDebug("processors of model {Model}: {Count} found", model, providers.Count);
@@ -197,7 +213,7 @@ internal sealed class ProcessorPicker
     private Task<IReadOnlyList<RpcPeerResult>> StatusOfAllAsync(string topic, RpcCallOptions options) =>
         _client.RequestAllAsync(topic, WorkerMethods.Processor.Status, new StatusRequest().ToByteArray(), options, CancellationToken.None);
 
-    private sealed record Provider(PeerId Peer, int OtherLoad, bool Full);
+    private sealed record Provider(PeerId Peer, int OtherLoad, bool Full, int ModelMaxTokens);
 
     private sealed class Slot(long fetchedAt)
     {

@@ -23,7 +23,6 @@ public sealed class ProcessorWorker : IWorker
 {
     public const string WorkerRole = "processor";
 
-    private const int DefaultMaxTokens = 128;
 
     private static readonly ProtobufRpcCodec<InferRequest> InferCodec = new(InferRequest.Parser);
     private static readonly ProtobufRpcCodec<StatusRequest> StatusCodec = new(StatusRequest.Parser);
@@ -280,8 +279,9 @@ public sealed class ProcessorWorker : IWorker
             if (request.Stop.Count > InferenceRequest.MaxStopSequences)
                 throw InferenceErrors.Invalid($"at most {InferenceRequest.MaxStopSequences} stop sequences are allowed (got {request.Stop.Count})");
 
+            // Unset means the model's own limit (what Status advertises); the processor's cap only lowers it.
             var maxTokens = request.MaxTokens == 0
-                ? Math.Min(Math.Min(DefaultMaxTokens, _options.MaxTokensCap), model.MaxOutputTokens)
+                ? Math.Min(_options.MaxTokensCap, model.MaxOutputTokens)
                 : Math.Min(request.MaxTokens, _options.MaxTokensCap);
             var result = new InferenceRequest
             {

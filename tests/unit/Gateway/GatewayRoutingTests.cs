@@ -63,6 +63,28 @@ public sealed class GatewayRoutingTests
     }
 
     [Test]
+    public async Task Infer_WithoutMaxTokens_ForwardsTheModelLimitTheProcessorAdvertises()
+    {
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { MaxTokensCap = 1024, DefaultModel = "m1" });
+        var processor = await h.AddProcessorAsync();
+
+        await h.InferAsync(new InferRequest { Prompt = "hi" });
+
+        Assert.That(processor.Received.Single().Request.MaxTokens, Is.EqualTo(256), "the fake processor advertises 256 for its models");
+    }
+
+    [Test]
+    public async Task Infer_WithoutMaxTokens_TheGatewayCapOnlyLowersTheModelLimit()
+    {
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { MaxTokensCap = 8, DefaultModel = "m1" });
+        var processor = await h.AddProcessorAsync();
+
+        await h.StreamAllAsync(new InferRequest { Prompt = "hi" });
+
+        Assert.That(processor.Received.Single().Request.MaxTokens, Is.EqualTo(8));
+    }
+
+    [Test]
     public async Task ProcessorChoice_SpreadsConcurrentStreamsOverTwoProcessors()
     {
         var a = await _h.AddProcessorAsync();

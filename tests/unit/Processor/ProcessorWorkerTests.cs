@@ -400,6 +400,21 @@ public sealed class ProcessorWorkerTests
         Assert.That(defaultedGeneration.Request.MaxTokens, Is.EqualTo(50));
     }
 
+    [Test]
+    public async Task MaxTokens_WhenUnset_IsTheModelsOwnLimit_ThatStatusAdvertises()
+    {
+        var engine = new ControlledEngine();
+        await StartAsync(engine, new ProcessorOptions { MaxTokensCap = 1000 });
+
+        var defaulted = InferAsync(new InferRequest { Model = "m1", Prompt = "p" });
+        var generation = await engine.NextStartedAsync();
+        generation.Finish();
+        await defaulted;
+
+        var advertised = (await StatusAsync()).Models.Single(m => m.Name == "m1").MaxTokens;
+        Assert.That(generation.Request.MaxTokens, Is.EqualTo(advertised).And.EqualTo(100));
+    }
+
     [TestCase(InferenceErrorKind.ModelNotFound, RpcStatusCode.NotFound)]
     [TestCase(InferenceErrorKind.InvalidRequest, RpcStatusCode.InvalidArgument)]
     [TestCase(InferenceErrorKind.EngineUnavailable, RpcStatusCode.Unavailable)]
