@@ -178,11 +178,13 @@ internal static class ClientCommand
         var prompt = new Argument<string>("prompt") { Description = "The text to continue" };
         var model = new Option<string?>("--model", "-m") { Description = $"Model to use (default: the profile's, else {BuiltinEngineOptions.DefaultModelName})" };
         var stream = new Option<bool>("--stream") { Description = "Print tokens as they arrive" };
-        var apiKey = new Option<string?>("--api-key") { Description = "API key to use instead of the profile's" };
+        var apiKeyStdin = new Option<bool>("--api-key-stdin") { Description = $"Read the API key to use from standard input (else ${ApiKeyVariable}, else the profile's)" };
+        // Refused, not unknown: a key on the command line is visible to every user of the machine (ps, /proc).
+        var apiKeyArgument = new Option<string?>("--api-key") { Hidden = true };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Most tokens to generate (0: the processor's default)" };
         var temperature = new Option<double>("--temperature") { Description = "0 (greedy) to 2", DefaultValueFactory = _ => 0.8 };
         var seed = new Option<long?>("--seed") { Description = "Same seed, same output" };
-        var command = new Command("infer", "Generate text") { prompt, model, stream, apiKey, maxTokens, temperature, seed };
+        var command = new Command("infer", "Generate text") { prompt, model, stream, apiKeyStdin, apiKeyArgument, maxTokens, temperature, seed };
         command.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
         {
             var request = new InferRequest
@@ -193,10 +195,12 @@ internal static class ClientCommand
                 Temperature = result.GetValue(temperature),
             };
             if (result.GetValue(seed) is { } s) request.Seed = s;
-            var key = result.GetValue(apiKey) ?? session.Profile.ApiKey;
+            if (result.GetResult(apiKeyArgument) is not null)
+                throw new ArgumentException($"--api-key would show the key to every user of this machine; pass it with --api-key-stdin or ${ApiKeyVariable}");
+            var key = await ApiKeyAsync(environment, result.GetValue(apiKeyStdin), ct).ConfigureAwait(false) ?? session.Profile.ApiKey;
             var token = session.Profile.HasValidToken(environment.Time) ? session.Profile.Token : null;
             if (string.IsNullOrEmpty(key) && token is null)
-                throw new ArgumentException("no API key: run `p2pinference client keys create`, or pass --api-key");
+                throw new ArgumentException($"no API key: run `p2pinference client keys create`, or give one with --api-key-stdin or ${ApiKeyVariable}");
             await using var client = await session.ConnectAsync(apiKey: key).ConfigureAwait(false);
             if (result.GetValue(stream))
                 await StreamAsync(client, request, session, ct).ConfigureAwait(false);
@@ -315,6 +319,21 @@ internal static class ClientCommand
     }
 
     private static string OneLineOf(string text) => text.ReplaceLineEndings(" ");
+
+    /// <summary>The environment variable an API key may come from, for scripts and services.</summary>
+    public const string ApiKeyVariable = "P2PINFERENCE_API_KEY";
+
+    /// <summary>The API key from standard input (when asked for) or the environment; null: use the profile's.</summary>
+    private static async Task<string?> ApiKeyAsync(ClientCommandEnvironment environment, bool fromStdin, CancellationToken ct)
+    {
+        if (fromStdin)
+        {
+            var line = await environment.Input.ReadLineAsync(ct).ConfigureAwait(false);
+            return string.IsNullOrWhiteSpace(line) ? throw new ArgumentException("--api-key-stdin: standard input held no key") : line.Trim();
+        }
+        var variable = environment.Variable(ApiKeyVariable);
+        return string.IsNullOrWhiteSpace(variable) ? null : variable.Trim();
+    }
 
     private static async Task<string> ReadPasswordAsync(ClientCommandEnvironment environment, bool confirm, CancellationToken ct)
     {

@@ -23,6 +23,9 @@ internal sealed class ClientCommandEnvironment
 
     public TimeProvider Time { get; init; } = TimeProvider.System;
 
+    /// <summary>Reads an environment variable (<see cref="ClientCommand.ApiKeyVariable"/>); null when unset.</summary>
+    public Func<string, string?> Variable { get; init; } = Environment.GetEnvironmentVariable;
+
     public required string DefaultProfilePath { get; init; }
 
     public static ClientCommandEnvironment Default() => new()

@@ -49,7 +49,8 @@ public sealed class ClientCommandTests
         Directory.Delete(_directory, recursive: true);
     }
 
-    private ClientCommandEnvironment Environment(string stdin = "right\n", bool terminal = false, Func<string, string?>? prompt = null) => new()
+    private ClientCommandEnvironment Environment(string stdin = "right\n", bool terminal = false, Func<string, string?>? prompt = null,
+        Dictionary<string, string>? variables = null) => new()
     {
         Connect = (_, options, _) =>
         {
@@ -66,6 +67,7 @@ public sealed class ClientCommandTests
         ReadSecret = (text, _) => prompt?.Invoke(text),
         Time = _time,
         DefaultProfilePath = _profilePath,
+        Variable = name => variables?.GetValueOrDefault(name),
     };
 
     private async Task<(int Code, string Output, string Error)> RunAsync(string[] args, ClientCommandEnvironment? environment = null)
@@ -75,6 +77,9 @@ public sealed class ClientCommandTests
         var code = await ClientCommand.RunAsync(args, output, error, environment ?? Environment());
         return (code, output.ToString(), error.ToString());
     }
+
+    /// <summary>An API key in the environment, as a script or service passes it.</summary>
+    private ClientCommandEnvironment WithKey(string key = "k") => Environment(variables: new() { [ClientCommand.ApiKeyVariable] = key });
 
     private Task<ClientProfile> ProfileAsync() => ClientProfile.LoadAsync(_profilePath, CancellationToken.None);
 
@@ -223,7 +228,8 @@ public sealed class ClientCommandTests
     [Test]
     public async Task Infer_Stream_PrintsTokensAsTheyArrive()
     {
-        var (code, output, error) = await RunAsync(["infer", "one two three", "--stream", "--api-key", "sk-given", "--bootstrap", Bootstrap]);
+        var (code, output, error) = await RunAsync(["infer", "one two three", "--stream", "--api-key-stdin", "--bootstrap", Bootstrap],
+            Environment(stdin: "sk-given\n"));
 
         Assert.That(code, Is.Zero, error);
         Assert.That(output, Is.EqualTo("one two three" + System.Environment.NewLine));
@@ -233,7 +239,7 @@ public sealed class ClientCommandTests
     [Test]
     public async Task Infer_StreamJson_PrintsOneObjectPerChunk()
     {
-        var (code, output, _) = await RunAsync(["infer", "a b", "--stream", "--json", "--api-key", "k", "--model", "builtin-tiny", "--bootstrap", Bootstrap]);
+        var (code, output, _) = await RunAsync(["infer", "a b", "--stream", "--json", "--model", "builtin-tiny", "--bootstrap", Bootstrap], WithKey());
 
         var lines = output.Split(System.Environment.NewLine, StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
         Assert.That(code, Is.Zero);
@@ -248,11 +254,32 @@ public sealed class ClientCommandTests
         _gateway.Handle<InferRequest, InferResponse>(WorkerMethods.Gateway.Infer, InferRequest.Parser, (_, _) =>
             throw new RpcException(RpcStatusCode.Unavailable, "processor lost", new Dictionary<string, string> { [WorkerMethods.PartialOutputDetail] = "Once upon" }));
 
-        var (code, output, error) = await RunAsync(["infer", "x", "--api-key", "k", "--bootstrap", Bootstrap]);
+        var (code, output, error) = await RunAsync(["infer", "x", "--bootstrap", Bootstrap], WithKey());
 
         Assert.That(code, Is.EqualTo(1));
         Assert.That(output.Trim(), Is.EqualTo("Once upon"));
         Assert.That(error.Trim(), Is.EqualTo("error: unavailable: processor lost"));
+    }
+
+    [Test]
+    public async Task Infer_TakesTheKeyFromTheEnvironment_AndStdinBeforeIt()
+    {
+        var fromVariable = await RunAsync(["infer", "x", "--bootstrap", Bootstrap], WithKey("sk-env"));
+        var fromStdin = await RunAsync(["infer", "x", "--api-key-stdin", "--bootstrap", Bootstrap],
+            Environment(stdin: "sk-stdin\n", variables: new() { [ClientCommand.ApiKeyVariable] = "sk-env" }));
+
+        Assert.That((fromVariable.Code, fromStdin.Code), Is.EqualTo((0, 0)), fromVariable.Error + fromStdin.Error);
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Infer).Select(c => c.Authorization), Is.EqualTo(new[] { "ApiKey sk-env", "ApiKey sk-stdin" }));
+    }
+
+    [Test]
+    public async Task Infer_RefusesAKeyOnTheCommandLine_WithoutSendingIt()
+    {
+        var (code, _, error) = await RunAsync(["infer", "x", "--api-key", "sk-secret", "--bootstrap", Bootstrap]);
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.Contain("--api-key-stdin").And.Contain(ClientCommand.ApiKeyVariable).And.Not.Contain("sk-secret"));
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Infer), Is.Empty);
     }
 
     [Test]
@@ -288,7 +315,7 @@ public sealed class ClientCommandTests
         _gateway.Handle<InferRequest, InferResponse>(WorkerMethods.Gateway.Infer, InferRequest.Parser, (_, _) =>
             throw RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted, "rate limit", TimeSpan.FromSeconds(2)));
 
-        var (_, _, error) = await RunAsync(["infer", "x", "--api-key", "k", "--bootstrap", Bootstrap]);
+        var (_, _, error) = await RunAsync(["infer", "x", "--bootstrap", Bootstrap], WithKey());
 
         Assert.That(error.Trim(), Is.EqualTo("error: busy: rate limit (retry in 2 s)"));
     }
