@@ -41,7 +41,7 @@ internal sealed class StoreDirectory : IDisposable
 
             try
             {
-                Directory.CreateDirectory(full);
+                PrivateDirectory.Ensure(full);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -118,7 +118,8 @@ public sealed class WorkerRuntime : IAsyncDisposable
 
     private async Task StartCoreAsync(CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(_options.DataDirectory);
+        if (PrivateDirectory.Ensure(_options.DataDirectory))
+            _logger.LogWarning("data directory {Path} was readable by other users; it is now owner-only (0700)", _options.DataDirectory);
         Identity = LoadIdentity();
 
         IKeyValueStore? store = null;

@@ -219,6 +219,24 @@ public sealed class WorkerRuntimeTests
     }
 
     [Test]
+    [Platform(Exclude = "Win")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task DataDirectory_IsOwnerOnly_WhenCreated_AndTightenedWhenOthersCouldRead(CancellationToken ct)
+    {
+        var first = Own(new WorkerRuntime(Options(WorkerRole.Bootstrap), null, _facilities));
+        await first.StartAsync(ct);
+        var created = File.GetUnixFileMode(_dataDir);
+        await first.StopAsync(ct);
+        File.SetUnixFileMode(_dataDir, created | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+
+        var second = Own(new WorkerRuntime(Options(WorkerRole.Bootstrap), null, new TwinFacilities(_rpc, _registry)));
+        await second.StartAsync(ct);
+
+        Assert.That(created, Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute));
+        Assert.That(File.GetUnixFileMode(_dataDir), Is.EqualTo(created), "a directory others could read is tightened at start");
+    }
+
+    [Test]
     public async Task StartAsync_Throws_WhenStartedTwice(CancellationToken ct)
     {
         var (runtime, _) = Create();
