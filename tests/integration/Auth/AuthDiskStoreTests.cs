@@ -71,14 +71,14 @@ public sealed class AuthDiskStoreTests
     [Test, CancelAfter(30000)]
     public async Task DefaultIterations_HashAndVerify_OnTheRealPath(CancellationToken ct)
     {
-        // The production setting, once: a login with OWASP's 210 000 iterations works end to end.
+        // The production setting, once: a login with OWASP's 600 000 iterations works end to end.
         await using var store = await OpenAsync(ct);
         var auth = new AuthService(store.SubStore("auth"), _key, new AuthOptions(), _time);
         await auth.RegisterAsync(new RegisterRequest { Email = "bob@example.com", Password = Password }, ct);
         var login = await auth.LoginAsync(new LoginRequest { Email = "bob@example.com", Password = Password }, ct);
         Assert.That((await auth.ValidateAsync(new ValidateRequest { Token = login.Token }, ct)).Email, Is.EqualTo("bob@example.com"));
         var raw = await store.SubStore("auth").SubStore("users").GetMessageAsync("bob@example.com", UserRecord.Parser, ct);
-        Assert.That(raw!.PasswordHash, Does.StartWith("pbkdf2-sha256$210000$"));
+        Assert.That(raw!.PasswordHash, Does.StartWith("pbkdf2-sha256$600000$"));
     }
 
     private static async Task AssertStateAsync(AuthService auth, string userId, string token, string keptKey, string revokedKey, CancellationToken ct)

@@ -12,7 +12,7 @@ public sealed class AuthOptionsTests
         Assert.DoesNotThrow(options.Validate);
         Assert.Multiple(() =>
         {
-            Assert.That(options.PasswordIterations, Is.EqualTo(210_000));
+            Assert.That(options.PasswordIterations, Is.EqualTo(600_000));
             Assert.That(options.TokenLifetime, Is.EqualTo(TimeSpan.FromHours(24)));
             Assert.That(options.MinPasswordLength, Is.EqualTo(12));
             Assert.That(options.MaxPasswordLength, Is.EqualTo(1024));
