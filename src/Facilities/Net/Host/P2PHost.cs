@@ -174,6 +174,7 @@ public sealed class P2PHost : IAsyncDisposable
     public Task<IdentifyInfo> IdentifyAsync(PeerConnection connection, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(connection);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
         return connection.GetOrStartIdentify(RunIdentifyAsync).WaitAsync(cancellationToken);
     }
 
@@ -259,8 +260,17 @@ public sealed class P2PHost : IAsyncDisposable
         // The caller holds the connection's identify lock until this first await.
         await Task.Yield();
         var peer = connection.RemotePeer;
+        CancellationToken stopping;
+        try
+        {
+            stopping = _stopping.Token;
+        }
+        catch (ObjectDisposedException e)
+        {
+            throw new IdentifyException($"identify of {peer} stopped: the host has stopped", e);
+        }
         using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, timeout.Token);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(stopping, timeout.Token);
         var exchange = ExchangeIdentifyAsync(connection, linked.Token);
         try
         {
@@ -280,7 +290,7 @@ public sealed class P2PHost : IAsyncDisposable
         catch (Exception e) when (e is not (IdentifyException or OutOfMemoryException))
         {
             _logger.LogDebug(e, "identify of {Peer} failed", peer);
-            if (e is OperationCanceledException && timeout.IsCancellationRequested && !_stopping.IsCancellationRequested)
+            if (e is OperationCanceledException && timeout.IsCancellationRequested && !stopping.IsCancellationRequested)
                 throw new IdentifyException($"{peer} did not answer identify within {_options.IdentifyTimeout}", new TimeoutException(e.Message, e));
             if (e is OperationCanceledException)
                 throw new IdentifyException($"identify of {peer} stopped: the host is stopping", e);
