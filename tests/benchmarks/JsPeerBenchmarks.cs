@@ -76,7 +76,7 @@ internal sealed class JsPeerBenchmarks : IAsyncDisposable
     /// <summary>KiB per idle connection, both processes: (heap + external, RSS).</summary>
     public async Task<(double HeapKiB, double RssKiB)> IdleConnectionsAsync(int count, CancellationToken ct)
     {
-        await using var holder = await JsNode.StartAsync(_directory, [], ct);
+        await using var holder = await JsNode.StartAsync(_directory, ["--bench-limits"], ct);
         var before = await BothAsync(holder, ct);
         await holder.SendAsync(new { cmd = "open-idle", addr = Address, connections = count }, ct);
         await Task.Delay(BenchSettings.Settle, ct);
@@ -88,7 +88,7 @@ internal sealed class JsPeerBenchmarks : IAsyncDisposable
     /// <summary>KiB per idle stream, both processes: (heap + external, RSS).</summary>
     public async Task<(double HeapKiB, double RssKiB)> IdleStreamsAsync(int connections, int perConnection, CancellationToken ct)
     {
-        await using var holder = await JsNode.StartAsync(_directory, [], ct);
+        await using var holder = await JsNode.StartAsync(_directory, ["--bench-limits"], ct);
         await holder.SendAsync(new { cmd = "open-idle", addr = Address, connections }, ct);
         await Task.Delay(BenchSettings.Settle, ct);
         var before = await BothAsync(holder, ct);

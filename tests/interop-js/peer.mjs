@@ -7,7 +7,11 @@
 //
 // ─── Mode 1: listen ─────────────────────────────────────────────────────────
 //   node peer.mjs listen [--port 0] [--dht] [--dht-protocol /p2pinference/kad/1.0.0]
-//                        [--seed <64 hex chars = 32-byte Ed25519 seed>] [--bench-server]
+//                        [--seed <64 hex chars = 32-byte Ed25519 seed>] [--bench-server] [--bench-limits]
+//
+//   Services run with js-libp2p's stock options (identify, ping; kad-dht with two loopback
+//   deviations commented in createNode). --bench-limits (implied by --bench-server and by
+//   bench-client mode) raises the connection manager's limits for benchmarks only.
 //
 //   Prints once:  {"event":"ready","peerId":"12D3KooW...","addrs":["/ip4/127.0.0.1/tcp/N/p2p/12D3KooW..."]}
 //   Then reads one JSON command per stdin line and answers each with exactly one JSON
@@ -16,8 +20,11 @@
 //   Closing stdin stops the node and exits 0.
 //
 //   {"cmd":"ping","addr":MA,"count":N}        -> {"ok":true,"rtts":[ms,...]}       (count default 1)
-//   {"cmd":"identify","addr":MA}              -> {"ok":true,"peerId","agentVersion","protocolVersion",
+//   {"cmd":"identify","addr":MA,"timeoutMs":N} -> {"ok":true,"peerId","agentVersion","protocolVersion",
 //                                                 "protocols":[...],"listenAddrs":[...],"observedAddr"}
+//                                                (dials if needed and reports the identify that ran when the
+//                                                 connection opened, waiting up to timeoutMs (default 10000)
+//                                                 for it; no second identify stream)
 //   {"cmd":"dial","addr":MA}                  -> {"ok":true,"peerId","remoteAddr"}
 //   {"cmd":"hangup","addr":MA}                -> {"ok":true}                        (MA or "peerId":P)
 //   {"cmd":"provide","topic":T,"timeoutMs":N} -> {"ok":true,"cid"}    (needs --dht; timeoutMs default 10000;
@@ -144,25 +151,27 @@ function intArg (value, fallback, name) {
   return n
 }
 
-async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex } = {}) {
+async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false } = {}) {
   let privateKey
   if (seedHex !== undefined) {
     if (!/^[0-9a-fA-F]{64}$/.test(seedHex)) throw new Error('--seed must be 64 hex chars (32 bytes)')
     privateKey = await generateKeyPairFromSeed('Ed25519', Buffer.from(seedHex, 'hex'))
   }
 
-  // Stock limits are 1 outbound identify/ping stream per connection; the automatic identify on
-  // connect and the DHT's contact pings then collide with the identify/ping commands.
+  // js-libp2p's stock services, with their default options: the interop tests must meet what a
+  // real js-libp2p deployment runs (e.g. one identify stream per connection each way).
   const services = {
-    identify: identify({ maxInboundStreams: 32, maxOutboundStreams: 32 }),
-    ping: ping({ maxInboundStreams: 64, maxOutboundStreams: 64 })
+    identify: identify(),
+    ping: ping()
   }
   if (dht) {
     services.dht = kadDHT({
       protocol: dhtProtocol,
-      // Servers, not clients: on loopback there is no public address to switch server mode on.
+      // Stock: clientMode undefined = client until the node has a public address (autoNAT). On
+      // loopback it never gets one; a deployment on a private network configures servers the same way.
       clientMode: false,
-      // The default mapper drops private/loopback addresses, which is all we have in tests.
+      // Stock: removePrivateAddressesMapper, which drops loopback and private addresses; on loopback
+      // those are all we have, as on any private-network deployment.
       peerInfoMapper: (p) => p
     })
   }
@@ -173,14 +182,50 @@ async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol =
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionManager: {
-      // Defaults (5 inbound/s per host, 300 connections) throttle loopback tests and benchmarks.
-      inboundConnectionThreshold: 100_000,
-      maxIncomingPendingConnections: 1_000,
-      maxConnections: 10_000
-    },
+    // Benchmarks only (--bench-server, --bench-limits, bench-client): the stock limits (5 inbound
+    // connections/s per host, 300 connections, 10 pending) would throttle a benchmark's thousands
+    // of loopback dials, all from one host. Tests run the stock connection manager.
+    ...(benchLimits
+      ? {
+          connectionManager: {
+            inboundConnectionThreshold: 100_000,
+            maxIncomingPendingConnections: 1_000,
+            maxConnections: 10_000
+          }
+        }
+      : {}),
     services
   })
+}
+
+// Stock identify runs once per connection, when it opens, and stock peers accept one identify
+// stream per connection: asking again would be reset. So the identify command reports the
+// result of the run on connect, as the peer store has it.
+function trackIdentify (node) {
+  const results = new Map() // connection id -> result of the identify that ran on it
+  const waiters = new Map() // connection id -> [resolve, ...]
+  node.addEventListener('peer:identify', (evt) => {
+    const id = evt.detail.connection.id
+    results.set(id, evt.detail)
+    for (const resolve of waiters.get(id) ?? []) resolve(evt.detail)
+    waiters.delete(id)
+  })
+  node.addEventListener('connection:close', (evt) => {
+    results.delete(evt.detail.id)
+  })
+  return async (connection, timeoutMs) => {
+    const known = results.get(connection.id)
+    if (known !== undefined) return known
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const list = waiters.get(connection.id) ?? []
+        waiters.set(connection.id, list.filter((w) => w !== done))
+        reject(new Error(`identify of ${connection.remotePeer} did not finish within ${timeoutMs} ms`))
+      }, timeoutMs)
+      const done = (result) => { clearTimeout(timer); resolve(result) }
+      waiters.set(connection.id, [...(waiters.get(connection.id) ?? []), done])
+    })
+  }
 }
 
 function selfAddrs (node) {
@@ -252,12 +297,29 @@ async function throughputSinkHandler (stream) {
   }
 }
 
+// The test and bench protocols are ours, not js-libp2p services: like any application protocol they
+// set their own stream limits (stock for a handler: 32 inbound / 64 outbound), sized for benchmark concurrency.
 const HANDLER_LIMITS = { maxInboundStreams: 1024, maxOutboundStreams: 1024, force: true }
 
 async function registerBenchServer (node) {
   await node.handle(THROUGHPUT_PROTOCOL, throughputSinkHandler, HANDLER_LIMITS)
   await node.handle(ECHO_PROTOCOL, echoOnceHandler, HANDLER_LIMITS)
   return [THROUGHPUT_PROTOCOL, ECHO_PROTOCOL]
+}
+
+// Stock ping allows one outbound ping stream per connection, and kad-dht checks a new contact with
+// the same ping service: whichever asks second is refused at once (TooManyOutboundProtocolStreamsError).
+// An application retries once the other ping is done; so does this command, for up to 5 s.
+async function pingOnce (node, ma) {
+  const deadline = performance.now() + 5000
+  while (true) {
+    try {
+      return await node.services.ping.ping(ma)
+    } catch (err) {
+      if (err?.name !== 'TooManyOutboundProtocolStreamsError' || performance.now() > deadline) throw err
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
 }
 
 // ─── listen mode ────────────────────────────────────────────────────────────
@@ -272,12 +334,12 @@ async function runCommand (node, req, stop) {
       const count = req.count ?? 1
       if (!Number.isInteger(count) || count < 1) throw new Error('"count" must be a positive integer')
       const rtts = []
-      for (let i = 0; i < count; i++) rtts.push(await node.services.ping.ping(ma))
+      for (let i = 0; i < count; i++) rtts.push(await pingOnce(node, ma))
       return { ok: true, rtts }
     }
     case 'identify': {
       const connection = await node.dial(requireAddr(req))
-      const r = await node.services.identify.identify(connection)
+      const r = await node.identifyResult(connection, req.timeoutMs ?? 10_000)
       return {
         ok: true,
         peerId: r.peerId.toString(),
@@ -415,8 +477,10 @@ async function listenMode (args) {
     port: intArg(args.port, 0, 'port'),
     dht: args.dht === true,
     dhtProtocol: typeof args['dht-protocol'] === 'string' ? args['dht-protocol'] : DEFAULT_DHT_PROTOCOL,
-    seedHex: typeof args.seed === 'string' ? args.seed : undefined
+    seedHex: typeof args.seed === 'string' ? args.seed : undefined,
+    benchLimits: args['bench-server'] === true || args['bench-limits'] === true
   })
+  node.identifyResult = trackIdentify(node)
   await node.start()
   if (args['bench-server'] === true) await registerBenchServer(node)
   emit({ event: 'ready', peerId: node.peerId.toString(), addrs: selfAddrs(node) })
@@ -585,7 +649,7 @@ async function benchEcho (node, ma, args) {
 async function benchClientMode (args) {
   if (typeof args.addr !== 'string') throw new Error('--addr MA is required')
   const ma = multiaddr(args.addr)
-  const node = await createNode({ listen: false })
+  const node = await createNode({ listen: false, benchLimits: true })
   await node.start()
   try {
     switch (args.mode) {

@@ -20,7 +20,7 @@ internal static class IdentifyCommand
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
             await using var host = CliNode.CreateHost(KeyPair.Generate());
             var connection = await CliNode.ConnectAsync(host, target, linked.Token).ConfigureAwait(false);
-            var info = await host.IdentifyAsync(connection.RemotePeer, linked.Token).ConfigureAwait(false);
+            var info = await host.IdentifyAsync(connection, linked.Token).ConfigureAwait(false);
             var peerId = info.PublicKey.ToPeerId().ToString();
             if (result.GetValue(json))
             {

@@ -1,13 +1,18 @@
 using System.Buffers.Binary;
+using System.Text.Json;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
+using P2PInference.Workers.Cli;
 
 namespace P2PInference.Tests.Integration.Interop;
 
-/// <summary>Our stack against js-libp2p 3.x (TCP, Noise, Yamux, identify, ping), in both directions.</summary>
+/// <summary>
+/// Our stack against js-libp2p 3.x (TCP, Noise, Yamux, identify, ping), in both directions. The js
+/// peer runs js-libp2p's stock service configuration (tests/interop-js/peer.mjs).
+/// </summary>
 [TestFixture]
 [NonParallelizable]
 public sealed class JsLibp2pInteropTests
@@ -91,6 +96,40 @@ public sealed class JsLibp2pInteropTests
         Assert.That(info.AgentVersion, Does.Contain("js-libp2p"));
         Assert.That(info.Protocols, Does.Contain("/ipfs/ping/1.0.0").And.Contain("/ipfs/id/1.0.0"));
         Assert.That(info.ListenAddresses, Does.Contain(jsAddress.WithoutPeerId()));
+    }
+
+    [Test]
+    public async Task WeIdentifyAStockJsNode_TwiceOnOneConnection_BothAnswersComeFromTheOneExchange()
+    {
+        _js = await JsPeer.StartAsync([], Token);
+        var jsAddress = Multiaddress.Parse(_js.Addrs[0]);
+        var connection = await _host.ConnectAsync(jsAddress, Token);
+
+        var first = await _host.IdentifyAsync(connection.RemotePeer, Token);
+        var second = await _host.IdentifyAsync(connection, Token);
+
+        Assert.That(first.PublicKey.ToPeerId().ToString(), Is.EqualTo(_js.PeerId));
+        Assert.That(first.AgentVersion, Does.StartWith("js-libp2p/"));
+        Assert.That(second, Is.SameAs(first));
+        Assert.That(connection.RemoteIdentify, Is.SameAs(first));
+        Assert.That(_host.PeerStore.GetProtocols(connection.RemotePeer), Does.Contain("/ipfs/ping/1.0.0"));
+        Assert.That(await _host.PingAsync(connection.RemotePeer, Token), Is.GreaterThanOrEqualTo(TimeSpan.Zero));
+    }
+
+    [Test]
+    public async Task IdentifyCommand_OfAStockJsNode_PrintsItsPeerIdAndProtocols()
+    {
+        _js = await JsPeer.StartAsync([], Token);
+        var output = new StringWriter();
+        var error = new StringWriter();
+
+        var code = await CliApp.RunAsync(["identify", _js.Addrs[0], "--json"], output, error);
+
+        Assert.That(code, Is.EqualTo(0), error.ToString());
+        using var answer = JsonDocument.Parse(output.ToString());
+        Assert.That(answer.RootElement.GetProperty("peerId").GetString(), Is.EqualTo(_js.PeerId));
+        Assert.That(answer.RootElement.GetProperty("protocols").EnumerateArray().Select(p => p.GetString()),
+            Does.Contain("/ipfs/id/1.0.0").And.Contain("/ipfs/ping/1.0.0"));
     }
 
     [Test]

@@ -49,8 +49,15 @@ public sealed class HostOptions
     /// <summary>Inbound connections past this are closed at once, before the handshake.</summary>
     public int MaxInboundConnections { get; init; } = 4096;
 
-    /// <summary>Run identify on every new connection to learn the remote's addresses and protocols.</summary>
+    /// <summary>
+    /// Run identify on every new connection to learn the remote's addresses and protocols. Either
+    /// way a connection runs identify at most once; when this is off, the first
+    /// <see cref="P2PHost.IdentifyAsync(PeerConnection, CancellationToken)"/> starts it.
+    /// </summary>
     public bool IdentifyOnConnect { get; init; } = true;
+
+    /// <summary>Bounds a connection's identify exchange, from opening the stream to reading the message.</summary>
+    public TimeSpan IdentifyTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;

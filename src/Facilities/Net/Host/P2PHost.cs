@@ -157,16 +157,25 @@ public sealed class P2PHost : IAsyncDisposable
             return await PingProtocol.PingAsync(stream, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>What <paramref name="peer"/> told about itself on our connection to it (dialed if there is none).</summary>
+    /// <exception cref="IdentifyException">The connection's identify exchange failed, timed out, or the connection closed first.</exception>
     public async Task<IdentifyInfo> IdentifyAsync(PeerId peer, CancellationToken cancellationToken)
     {
-        var stream = await OpenStreamAsync(peer, IdentifyProtocol.ProtocolId, cancellationToken).ConfigureAwait(false);
-        await using (stream.ConfigureAwait(false))
-        {
-            var info = await IdentifyProtocol.ReadAsync(stream, peer, cancellationToken).ConfigureAwait(false);
-            PeerStore.AddAddresses(peer, info.ListenAddresses);
-            PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
-            return info;
-        }
+        var connection = await ConnectAsync(peer, cancellationToken);
+        return await IdentifyAsync(connection, cancellationToken);
+    }
+
+    /// <summary>
+    /// The result of <paramref name="connection"/>'s one identify exchange: waits for it while it
+    /// runs (it starts on connect, or now if <see cref="HostOptions.IdentifyOnConnect"/> is off).
+    /// Never opens a second identify stream. Cancelling stops this wait only, not the exchange.
+    /// </summary>
+    /// <exception cref="IdentifyException">The exchange failed, timed out, or the connection closed first; the connection stays usable if open.</exception>
+    public Task<IdentifyInfo> IdentifyAsync(PeerConnection connection, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return connection.GetOrStartIdentify(RunIdentifyAsync).WaitAsync(cancellationToken);
     }
 
     public async Task DisconnectAsync(PeerId peer)
@@ -243,25 +252,62 @@ public sealed class P2PHost : IAsyncDisposable
             throw new ObjectDisposedException(nameof(P2PHost), "the host is stopping");
         }
         _ = Task.Run(() => AcceptStreamsAsync(connection), CancellationToken.None);
-        if (_options.IdentifyOnConnect) _ = IdentifyQuietlyAsync(connection);
+        if (_options.IdentifyOnConnect) _ = connection.GetOrStartIdentify(RunIdentifyAsync);
     }
 
-    private async Task IdentifyQuietlyAsync(PeerConnection connection)
+    private async Task<IdentifyInfo> RunIdentifyAsync(PeerConnection connection)
     {
+        // The caller holds the connection's identify lock until this first await.
+        await Task.Yield();
+        var peer = connection.RemotePeer;
+        CancellationToken stopping;
         try
         {
-            var (stream, _) = await connection.OpenStreamAsync([IdentifyProtocol.ProtocolId], _stopping.Token).ConfigureAwait(false);
-            await using (stream.ConfigureAwait(false))
-            {
-                var info = await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, _stopping.Token).ConfigureAwait(false);
-                PeerStore.AddAddresses(connection.RemotePeer, info.ListenAddresses);
-                PeerStore.SetProtocols(connection.RemotePeer, info.Protocols, info.AgentVersion);
-            }
+            stopping = _stopping.Token;
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (ObjectDisposedException e)
         {
-            _logger.LogDebug(e, "identify of {Peer} failed", connection.RemotePeer);
+            throw new IdentifyException($"identify of {peer} stopped: the host has stopped", e);
         }
+        using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(stopping, timeout.Token);
+        var exchange = ExchangeIdentifyAsync(connection, linked.Token);
+        try
+        {
+            // A stream need not notice its connection closing; the connection's end ends the wait.
+            if (await Task.WhenAny(exchange, connection.Completion) != exchange)
+            {
+                await linked.CancelAsync();
+                _ = exchange.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                throw new IdentifyException($"the connection to {peer} closed before identify finished");
+            }
+            var info = await exchange;
+            PeerStore.AddAddresses(peer, info.ListenAddresses);
+            PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
+            return info;
+        }
+        catch (Exception e) when (e is not (IdentifyException or OutOfMemoryException))
+        {
+            _logger.LogDebug(e, "identify of {Peer} failed", peer);
+            if (e is OperationCanceledException && timeout.IsCancellationRequested && !stopping.IsCancellationRequested)
+                throw new IdentifyException($"{peer} did not answer identify within {_options.IdentifyTimeout}", new TimeoutException(e.Message, e));
+            if (e is OperationCanceledException)
+                throw new IdentifyException($"identify of {peer} stopped: the host is stopping", e);
+            throw new IdentifyException($"identify of {peer} failed: {e.Message}", e);
+        }
+        catch (IdentifyException e)
+        {
+            _logger.LogDebug(e, "identify of {Peer} failed", peer);
+            throw;
+        }
+    }
+
+    private static async Task<IdentifyInfo> ExchangeIdentifyAsync(PeerConnection connection, CancellationToken cancellationToken)
+    {
+        var (stream, _) = await connection.OpenStreamAsync([IdentifyProtocol.ProtocolId], cancellationToken);
+        await using (stream)
+            return await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, cancellationToken);
     }
 
     private async Task AcceptLoopAsync(ITransportListener listener)

@@ -1,6 +1,7 @@
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Multistream;
+using P2PInference.Facilities.Net.Protocols.Identify;
 using P2PInference.Facilities.Net.Yamux;
 
 namespace P2PInference.Facilities.Net.Host;
@@ -9,6 +10,8 @@ namespace P2PInference.Facilities.Net.Host;
 public sealed class PeerConnection : IAsyncDisposable
 {
     private readonly TimeProvider _time;
+    private readonly Lock _identifyLock = new();
+    private Task<IdentifyInfo>? _identify;
     private long _lastActiveTimestamp;
     private int _draining;
 
@@ -36,6 +39,30 @@ public sealed class PeerConnection : IAsyncDisposable
     public int StreamCount => Session.StreamCount;
     public bool IsClosed => Session.IsClosed;
     public Task Completion => Session.Completion;
+
+    /// <summary>
+    /// What the remote told about itself in this connection's identify exchange; null while it
+    /// runs, when it failed, or before it started.
+    /// </summary>
+    public IdentifyInfo? RemoteIdentify => _identify is { IsCompletedSuccessfully: true } done ? done.Result : null;
+
+    /// <summary>
+    /// This connection's one identify exchange: the running or finished one, or a new one from
+    /// <paramref name="run"/> if none started yet. libp2p peers serve one identify stream per
+    /// connection (js-libp2p resets a second one), so the result is shared, failures included.
+    /// </summary>
+    internal Task<IdentifyInfo> GetOrStartIdentify(Func<PeerConnection, Task<IdentifyInfo>> run)
+    {
+        lock (_identifyLock)
+        {
+            if (_identify is not null) return _identify;
+            _identify = run(this);
+        }
+        // Nobody may ever ask for the result of the identify started on connect; its failure is logged, not lost.
+        _ = _identify.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return _identify;
+    }
 
     /// <summary>The peer that dialed this connection; used to break ties between duplicate connections.</summary>
     internal PeerId Dialer => Direction == ConnectionDirection.Outbound ? LocalPeer : RemotePeer;
