@@ -127,5 +127,5 @@ public sealed class AuthWorkerRuntimeTests
         CancellationToken ct)
         where TRequest : class
         where TResponse : class =>
-        parser.Decode(await client.RequestTopicAsync(WorkerTopics.Auth, method, request.ToByteArray(), null, ct));
+        parser.Decode(await client.RequestTopicAsync(WorkerTopics.Auth, method, MessagePackRpcCodec<TRequest>.Instance.Encode(request), null, ct));
 }
