@@ -52,6 +52,21 @@ public sealed class MessagePackInputFuzzTests
     }
 
     [Test]
+    public void DecodedPayloads_DoNotShareTheInputBuffer()
+    {
+        // The frame reader returns its pooled buffer right after decoding: nothing decoded may point into it.
+        var body = SampleBody;
+        var envelope = MessagePackRpcCodec<RequestEnvelope>.Instance.Decode(body);
+        var frame = MessagePackRpcCodec<ResponseFrame>.Instance.Decode(MessagePackRpcCodec<ResponseFrame>.Instance.ToByteArray(new ResponseFrame { Payload = Sample.Payload }));
+        var expected = Sample.Payload.ToArray();
+
+        Array.Clear(body);
+
+        Assert.That(envelope.Payload.ToArray(), Is.EqualTo(expected));
+        Assert.That(frame.Payload!.Value.ToArray(), Is.EqualTo(expected));
+    }
+
+    [Test]
     public async Task TruncatedFrames_EndTheStreamOrAreMalformed()
     {
         var body = SampleBody;
