@@ -126,7 +126,7 @@ public static class LengthPrefixedMessage
     }
 
     /// <summary>Reads and bounds the prefix; null on a clean end of stream before it.</summary>
-    private static async ValueTask<int?> ReadLengthAsync(Stream stream, int maxLength, CancellationToken cancellationToken)
+    internal static async ValueTask<int?> ReadLengthAsync(Stream stream, int maxLength, CancellationToken cancellationToken)
     {
         ulong? length;
         try

@@ -1,8 +1,8 @@
 namespace P2PInference.Facilities.Rpc;
 
 /// <summary>
-/// Turns messages of type <typeparamref name="T"/> into payload bytes and back. Protobuf is the
-/// codec here (<see cref="ProtobufRpcCodec{T}"/>); another (e.g. MessagePack) plugs in by implementing this.
+/// Turns messages of type <typeparamref name="T"/> into payload bytes and back. MessagePack is the
+/// codec here (<see cref="MessagePackRpcCodec{T}"/>); another plugs in by implementing this.
 /// </summary>
 public interface IRpcCodec<T>
 {

@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using Google.Protobuf;
 using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Facilities.Rpc;
@@ -17,35 +16,36 @@ public static class RpcClientExtensions
         return DecodeResponse(responseCodec, response, method);
     }
 
+    /// <summary>A unary call with MessagePack contracts both ways.</summary>
     public static Task<TResponse> RequestAsync<TRequest, TResponse>(this IRpcClient client, PeerId peer, string method, TRequest request,
-        MessageParser<TResponse> responseParser, RpcCallOptions? options = null, CancellationToken cancellationToken = default)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse> =>
-        client.RequestAsync(peer, method, request, new ProtobufEncoder<TRequest>(), new ProtobufRpcCodec<TResponse>(responseParser),
-            options, cancellationToken);
+        MessagePackRpcCodec<TResponse> responseCodec, RpcCallOptions? options = null, CancellationToken cancellationToken = default)
+        where TRequest : class
+        where TResponse : class =>
+        client.RequestAsync(peer, method, request, MessagePackRpcCodec<TRequest>.Instance, responseCodec, options, cancellationToken);
 
     public static async Task<TResponse> RequestTopicAsync<TRequest, TResponse>(this IRpcClient client, string topic, string method, TRequest request,
-        MessageParser<TResponse> responseParser, RpcCallOptions? options = null, CancellationToken cancellationToken = default)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse>
+        MessagePackRpcCodec<TResponse> responseCodec, RpcCallOptions? options = null, CancellationToken cancellationToken = default)
+        where TRequest : class
+        where TResponse : class
     {
         ArgumentNullException.ThrowIfNull(client);
-        ArgumentNullException.ThrowIfNull(request);
-        var response = await client.RequestTopicAsync(topic, method, request.ToByteArray(), options, cancellationToken).ConfigureAwait(false);
-        return DecodeResponse(new ProtobufRpcCodec<TResponse>(responseParser), response, method);
+        ArgumentNullException.ThrowIfNull(responseCodec);
+        var body = MessagePackRpcCodec<TRequest>.Instance.Encode(request);
+        var response = await client.RequestTopicAsync(topic, method, body, options, cancellationToken).ConfigureAwait(false);
+        return DecodeResponse(responseCodec, response, method);
     }
 
     public static async IAsyncEnumerable<TResponse> RequestStreamAsync<TRequest, TResponse>(this IRpcClient client, PeerId peer, string method,
-        TRequest request, MessageParser<TResponse> responseParser, RpcCallOptions? options = null,
+        TRequest request, MessagePackRpcCodec<TResponse> responseCodec, RpcCallOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse>
+        where TRequest : class
+        where TResponse : class
     {
         ArgumentNullException.ThrowIfNull(client);
-        ArgumentNullException.ThrowIfNull(request);
-        var codec = new ProtobufRpcCodec<TResponse>(responseParser);
-        await foreach (var item in client.RequestStreamAsync(peer, method, request.ToByteArray(), options, cancellationToken).ConfigureAwait(false))
-            yield return DecodeResponse(codec, item, method);
+        ArgumentNullException.ThrowIfNull(responseCodec);
+        var body = MessagePackRpcCodec<TRequest>.Instance.Encode(request);
+        await foreach (var item in client.RequestStreamAsync(peer, method, body, options, cancellationToken).ConfigureAwait(false))
+            yield return DecodeResponse(responseCodec, item, method);
     }
 
     private static T DecodeResponse<T>(IRpcCodec<T> codec, byte[] payload, string method)

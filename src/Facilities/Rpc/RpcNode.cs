@@ -1,22 +1,30 @@
 using System.Collections.Frozen;
 using System.Runtime.CompilerServices;
-using Google.Protobuf;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Yamux;
-using P2PInference.Facilities.Rpc.Proto;
+using P2PInference.Facilities.Rpc.Wire;
 
 namespace P2PInference.Facilities.Rpc;
 
 /// <summary>
 /// RPC over a <see cref="P2PHost"/>: protocol <see cref="ProtocolId"/>, one stream per call on the
-/// host's one connection per peer (wire format in rpc.proto). Serves the methods registered with
-/// <see cref="Respond"/> and calls other nodes. Disposing it stops serving (running handlers are
-/// cancelled and their callers get Unavailable) and cancels its own outgoing calls; the host stays.
+/// host's one connection per peer. Serves the methods registered with <see cref="Respond"/> and
+/// calls other nodes. Disposing it stops serving (running handlers are cancelled and their callers
+/// get Unavailable) and cancels its own outgoing calls; the host stays.
 /// </summary>
+/// <remarks>
+/// Wire format: every message is uvarint-length-prefixed MessagePack (types in <c>Rpc.Wire</c>).
+/// The client sends one <see cref="RequestEnvelope"/> and keeps its write side OPEN until it has
+/// the last response frame: half-closing (FIN) or resetting the stream before that cancels the
+/// call, and the server handler's CancellationToken fires. The server answers a unary call with
+/// exactly one <see cref="ResponseFrame"/> (payload or error), a streaming call with any number of
+/// payload frames and then one end or error frame; then FIN.
+/// </remarks>
 public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
 {
     public const string ProtocolId = "/p2pinference/rpc/1.0.0";
@@ -71,12 +79,12 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         var call = new RpcOutboundCall(_host, _options, peer, deadline, _server.Stopping, cancellationToken);
         await using (call.ConfigureAwait(false))
         {
-            await call.StartAsync(envelope).ConfigureAwait(false);
+            using (envelope) await call.StartAsync(envelope.Frame()).ConfigureAwait(false);
             var frame = await call.ReadFrameAsync().ConfigureAwait(false);
-            if (frame.KindCase != ResponseFrame.KindOneofCase.Payload)
+            if (frame.Kind != ResponseFrameKind.Payload)
                 throw new RpcException(RpcStatusCode.Internal, $"peer {peer} ended a unary call without a response");
             call.MarkFinished();
-            return frame.Payload.ToByteArray();
+            return PayloadArray(frame);
         }
     }
 
@@ -87,12 +95,12 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         var call = new RpcOutboundCall(_host, _options, peer, deadline, _server.Stopping, cancellationToken);
         await using (call.ConfigureAwait(false))
         {
-            await call.StartAsync(envelope).ConfigureAwait(false);
+            using (envelope) await call.StartAsync(envelope.Frame()).ConfigureAwait(false);
             while (true)
             {
                 var frame = await call.ReadFrameAsync().ConfigureAwait(false);
-                if (frame.KindCase == ResponseFrame.KindOneofCase.End) yield break;
-                yield return frame.Payload.ToByteArray();
+                if (frame.Kind == ResponseFrameKind.End) yield break;
+                yield return PayloadArray(frame);
             }
         }
     }
@@ -104,8 +112,17 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         CancellationToken cancellationToken) =>
         _router.RequestAllAsync(topic, (peer, o, ct) => RequestAsync(peer, method, request, o, ct), options, cancellationToken);
 
-    /// <summary>Checks a call before anything goes on the wire: size, deadline, arguments.</summary>
-    private (RequestEnvelope Envelope, DateTimeOffset? Deadline) Prepare(PeerId peer, string method, ReadOnlyMemory<byte> request,
+    /// <summary>The decoder copied the payload into an array of its own: hand that array out instead of a second copy.</summary>
+    private static byte[] PayloadArray(ResponseFrame frame)
+    {
+        var payload = frame.Payload.GetValueOrDefault();
+        return MemoryMarshal.TryGetArray(payload, out var segment) && segment.Offset == 0 && segment.Count == segment.Array!.Length
+            ? segment.Array
+            : payload.ToArray();
+    }
+
+    /// <summary>Checks a call before anything goes on the wire (size, deadline, arguments) and encodes its envelope frame.</summary>
+    private (PrefixedFrameWriter Envelope, DateTimeOffset? Deadline) Prepare(PeerId peer, string method, ReadOnlyMemory<byte> request,
         RpcCallOptions? options, bool streaming)
     {
         ArgumentNullException.ThrowIfNull(peer);
@@ -118,7 +135,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         var envelope = new RequestEnvelope
         {
             Method = method,
-            Payload = UnsafeByteOperations.UnsafeWrap(request),
+            Payload = request,
             TimeoutMs = timeoutMs,
             TraceId = options.TraceId ?? RpcCallChecks.NewTraceId(),
             RequestId = options.RequestId ?? NextRequestId(),
@@ -126,9 +143,14 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         };
         if (options.Metadata is { } metadata)
             foreach (var (key, value) in metadata) envelope.Metadata[key] = value;
-        if (envelope.CalculateSize() > _options.MaxMessageSize + FrameOverhead)
+        var frame = new PrefixedFrameWriter(request.Length + 256);
+        MessagePackRpcCodec<RequestEnvelope>.Instance.Encode(frame, envelope);
+        if (frame.BodyLength > _options.MaxMessageSize + FrameOverhead)
+        {
+            frame.Dispose();
             throw new RpcException(RpcStatusCode.ResourceExhausted, "request metadata is too large; it was not sent");
-        return (envelope, deadline);
+        }
+        return (frame, deadline);
     }
 
     private string NextRequestId() => $"{PeerId.ToString()[^8..]}-{Interlocked.Increment(ref _nextRequestId)}";
@@ -167,8 +189,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         RpcException error;
         try
         {
-            var envelope = await LengthPrefixedMessage.ReadAsync(stream, RequestEnvelope.Parser, _options.MaxMessageSize + FrameOverhead, linked.Token)
-                .ConfigureAwait(false);
+            var envelope = await RpcFrames.ReadAsync<RequestEnvelope>(stream, _options.MaxMessageSize + FrameOverhead, linked.Token);
             if (envelope is null) return null;
             if (envelope.Payload.Length > _options.MaxMessageSize) error = _server.TooLarge("request", envelope.Payload.Length);
             else if (envelope.Method.Length == 0) error = new RpcException(RpcStatusCode.InvalidArgument, "request envelope names no method");
@@ -199,7 +220,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
 
     private async Task ServeCallAsync(YamuxStream stream, PeerId caller, RequestEnvelope envelope, CancellationToken hostToken)
     {
-        var call = new RpcInvocation(caller, envelope.Method, envelope.Payload.Memory,
+        var call = new RpcInvocation(caller, envelope.Method, envelope.Payload,
             envelope.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(envelope.TimeoutMs) : null,
             envelope.RequestId, envelope.TraceId,
             envelope.Metadata.Count == 0 ? NoMetadata : envelope.Metadata.ToFrozenDictionary(StringComparer.Ordinal),
@@ -211,11 +232,11 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         try
         {
             var error = await _server.InvokeAsync(call,
-                (payload, ct) => LengthPrefixedMessage.WriteAsync(stream, new ResponseFrame { Payload = UnsafeByteOperations.UnsafeWrap(payload) }, ct),
+                (payload, ct) => RpcFrames.WriteAsync(stream, new ResponseFrame { Payload = payload }, ct),
                 callerGone.Token).ConfigureAwait(false);
             if (callerGone.IsCancellationRequested && !hostToken.IsCancellationRequested) return;
             if (error is not null) await AnswerErrorAsync(stream, error, hostToken).ConfigureAwait(false);
-            else if (call.Streaming) await WriteFinalAsync(stream, new ResponseFrame { End = new End() }, hostToken).ConfigureAwait(false);
+            else if (call.Streaming) await WriteFinalAsync(stream, new ResponseFrame { End = true }, hostToken).ConfigureAwait(false);
             else await CompleteQuietlyAsync(stream, hostToken).ConfigureAwait(false);
         }
         finally
@@ -253,7 +274,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     {
         try
         {
-            await LengthPrefixedMessage.WriteAsync(stream, frame, cancellationToken).ConfigureAwait(false);
+            await RpcFrames.WriteAsync(stream, frame, cancellationToken);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
         {
@@ -276,14 +297,14 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
 
     internal static RpcError ToWire(RpcException error)
     {
-        var wire = new RpcError { Code = (StatusCode)(int)error.Code, Message = error.Message };
+        var wire = new RpcError { Code = (int)error.Code, Message = error.Message };
         foreach (var (key, value) in error.Details) wire.Details[key] = value;
         return wire;
     }
 
     internal static RpcException FromWire(RpcError error)
     {
-        var code = Enum.IsDefined((RpcStatusCode)(int)error.Code) ? (RpcStatusCode)(int)error.Code : RpcStatusCode.Internal;
+        var code = Enum.IsDefined((RpcStatusCode)error.Code) ? (RpcStatusCode)error.Code : RpcStatusCode.Internal;
         return new RpcException(code, error.Message, error.Details.Count == 0 ? null : error.Details.ToFrozenDictionary(StringComparer.Ordinal));
     }
 

@@ -1,10 +1,9 @@
-using Google.Protobuf;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Yamux;
-using P2PInference.Facilities.Rpc.Proto;
+using P2PInference.Facilities.Rpc.Wire;
 
 namespace P2PInference.Facilities.Rpc;
 
@@ -38,14 +37,16 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
         _linked = CancellationTokenSource.CreateLinkedTokenSource(callerToken, nodeStopping, _deadline?.Token ?? default);
     }
 
-    public async Task StartAsync(RequestEnvelope envelope)
+    /// <param name="envelope">The request envelope's frame, prefix included.</param>
+    public async Task StartAsync(ReadOnlyMemory<byte> envelope)
     {
         try
         {
             _linked.Token.ThrowIfCancellationRequested();
             _stream = await _host.OpenStreamAsync(_peer, RpcNode.ProtocolId, _linked.Token).ConfigureAwait(false);
-            // The write side stays open: closing it before the answer would cancel the call (rpc.proto).
-            await LengthPrefixedMessage.WriteAsync(_stream, envelope, _linked.Token).ConfigureAwait(false);
+            // The write side stays open: closing it before the answer would cancel the call (see RpcNode).
+            await _stream.WriteAsync(envelope, _linked.Token);
+            await _stream.FlushAsync(_linked.Token);
         }
         catch (Exception e) when (Translate(e) is { } translated)
         {
@@ -58,24 +59,23 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
     {
         try
         {
-            var frame = await LengthPrefixedMessage.ReadAsync(_stream!, ResponseFrame.Parser, _options.MaxMessageSize + RpcNode.FrameOverhead, _linked.Token)
-                .ConfigureAwait(false)
+            var frame = await RpcFrames.ReadAsync<ResponseFrame>(_stream!, _options.MaxMessageSize + RpcNode.FrameOverhead, _linked.Token)
                 ?? throw new RpcException(RpcStatusCode.Unavailable, $"peer {_peer} closed the call without answering");
-            switch (frame.KindCase)
+            switch (frame.Kind)
             {
-                case ResponseFrame.KindOneofCase.Payload when frame.Payload.Length > _options.MaxMessageSize:
+                case ResponseFrameKind.Payload when frame.Payload!.Value.Length > _options.MaxMessageSize:
                     throw new RpcException(RpcStatusCode.ResourceExhausted,
-                        $"response of {frame.Payload.Length} bytes exceeds the limit of {_options.MaxMessageSize} bytes");
-                case ResponseFrame.KindOneofCase.Payload:
+                        $"response of {frame.Payload.Value.Length} bytes exceeds the limit of {_options.MaxMessageSize} bytes");
+                case ResponseFrameKind.Payload:
                     return frame;
-                case ResponseFrame.KindOneofCase.Error:
+                case ResponseFrameKind.Error:
                     _finished = true;
-                    throw RpcNode.FromWire(frame.Error);
-                case ResponseFrame.KindOneofCase.End:
+                    throw RpcNode.FromWire(frame.Error!);
+                case ResponseFrameKind.End:
                     _finished = true;
                     return frame;
                 default:
-                    throw new RpcProtocolException("response frame of no known kind");
+                    throw new RpcProtocolException("a response frame must carry exactly one of payload, error or end");
             }
         }
         catch (Exception e) when (Translate(e) is { } translated)

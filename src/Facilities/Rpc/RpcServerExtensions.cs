@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using Google.Protobuf;
 
 namespace P2PInference.Facilities.Rpc;
 
@@ -20,26 +19,28 @@ public static class RpcServerExtensions
         }, options);
     }
 
-    public static void Respond<TRequest, TResponse>(this IRpcServer server, string method, MessageParser<TRequest> requestParser,
+    /// <summary>A unary handler with MessagePack contracts both ways.</summary>
+    public static void Respond<TRequest, TResponse>(this IRpcServer server, string method, MessagePackRpcCodec<TRequest> requestCodec,
         Func<TRequest, RpcCallContext, ValueTask<TResponse>> handler, RpcMethodOptions? options = null)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse> =>
-        server.Respond(method, new ProtobufRpcCodec<TRequest>(requestParser), new ProtobufEncoder<TResponse>(), handler, options);
+        where TRequest : class
+        where TResponse : class =>
+        server.Respond(method, requestCodec, MessagePackRpcCodec<TResponse>.Instance, handler, options);
 
-    public static void RespondStreaming<TRequest, TResponse>(this IRpcServer server, string method, MessageParser<TRequest> requestParser,
+    public static void RespondStreaming<TRequest, TResponse>(this IRpcServer server, string method, MessagePackRpcCodec<TRequest> requestCodec,
         Func<TRequest, RpcCallContext, IAsyncEnumerable<TResponse>> handler, RpcMethodOptions? options = null)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse>
+        where TRequest : class
+        where TResponse : class
     {
         ArgumentNullException.ThrowIfNull(server);
+        ArgumentNullException.ThrowIfNull(requestCodec);
         ArgumentNullException.ThrowIfNull(handler);
-        var codec = new ProtobufRpcCodec<TRequest>(requestParser);
-        server.RespondStreaming(method, (payload, context) => Stream(handler(DecodeRequest(codec, payload, method), context), context.CancellationToken), options);
+        server.RespondStreaming(method, (payload, context) => Stream(handler(DecodeRequest(requestCodec, payload, method), context), context.CancellationToken), options);
 
         static async IAsyncEnumerable<ReadOnlyMemory<byte>> Stream(IAsyncEnumerable<TResponse> items, [EnumeratorCancellation] CancellationToken ct)
         {
+            var codec = MessagePackRpcCodec<TResponse>.Instance;
             await foreach (var item in items.WithCancellation(ct).ConfigureAwait(false))
-                yield return item.ToByteArray();
+                yield return codec.Encode(item);
         }
     }
 

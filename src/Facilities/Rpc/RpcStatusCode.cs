@@ -2,7 +2,7 @@ namespace P2PInference.Facilities.Rpc;
 
 /// <summary>
 /// Why a call failed, in the spirit of gRPC status codes. The numbers are the wire values of
-/// <c>StatusCode</c> in rpc.proto; a code this version does not know arrives as <see cref="Internal"/>.
+/// <see cref="Wire.RpcError.Code"/>; a code this version does not know arrives as <see cref="Internal"/>.
 /// </summary>
 public enum RpcStatusCode
 {

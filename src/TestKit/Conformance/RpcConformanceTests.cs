@@ -550,17 +550,16 @@ public abstract class RpcConformanceTests
     }
 
     [Test]
-    public async Task Typed_ProtobufMessagesRoundTrip_AndAMalformedRequestIsInvalidArgument()
+    public async Task Typed_MessagePackContractsRoundTrip_AndAMalformedRequestIsInvalidArgument()
     {
         var (client, server) = await PairAsync();
-        server.Server.Respond("topic-key", Google.Protobuf.WellKnownTypes.StringValue.Parser,
-            (request, _) => ValueTask.FromResult(new Google.Protobuf.WellKnownTypes.BytesValue { Value = Google.Protobuf.ByteString.CopyFrom(TopicKey.For(request.Value)) }));
+        var codec = MessagePackRpcCodec<ConformanceProbe>.Instance;
+        server.Server.Respond("topic-key", codec, (request, _) => ValueTask.FromResult(new ConformanceProbe { Digest = TopicKey.For(request.Text) }));
 
-        var typed = await client.Client.RequestAsync(server.PeerId, "topic-key", new Google.Protobuf.WellKnownTypes.StringValue { Value = "t" },
-            Google.Protobuf.WellKnownTypes.BytesValue.Parser, cancellationToken: TestToken);
+        var typed = await client.Client.RequestAsync(server.PeerId, "topic-key", new ConformanceProbe { Text = "t" }, codec, cancellationToken: TestToken);
         var malformed = await FailureOf(client.Client.RequestAsync(server.PeerId, "topic-key", new byte[] { 0xFF, 0xFF, 0xFF }, null, TestToken));
 
-        Assert.That(typed.Value.ToByteArray(), Is.EqualTo(TopicKey.For("t")));
+        Assert.That(typed.Digest, Is.EqualTo(TopicKey.For("t")));
         Assert.That(malformed.Code, Is.EqualTo(RpcStatusCode.InvalidArgument));
     }
 

@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using Google.Protobuf;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Store;
 using P2PInference.Workers.Contracts.Auth;
@@ -131,11 +130,11 @@ public sealed class ApiKeyService
             KeyId = NewKeyId(),
             UserId = userId,
             Name = name!,
-            KeyHash = ByteString.CopyFrom(hash),
+            KeyHash = hash,
             Last4 = apiKey[^4..],
             CreatedAtUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds(),
         };
-        await _records.PutMessageAsync(record.KeyId, record, cancellationToken).ConfigureAwait(false);
+        await _records.PutMessageAsync(record.KeyId, record, ApiKeyRecord.Parser, cancellationToken).ConfigureAwait(false);
         await _byUser.PutAsync(UserIndexKey(userId, record.KeyId), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken).ConfigureAwait(false);
         await _byHash.PutAsync(Convert.ToHexStringLower(hash), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken).ConfigureAwait(false);
         return (record, apiKey);
@@ -213,7 +212,7 @@ public sealed class ApiKeyService
             ?? throw AuthException.Unauthenticated("API key is not valid");
         var id = Encoding.ASCII.GetString(keyId);
         var record = await _records.GetMessageAsync(id, ApiKeyRecord.Parser, cancellationToken).ConfigureAwait(false);
-        if (record is null || !CryptographicOperations.FixedTimeEquals(record.KeyHash.Span, hash))
+        if (record is null || !CryptographicOperations.FixedTimeEquals(record.KeyHash, hash))
         {
             throw AuthException.Unauthenticated("API key is not valid");
         }
@@ -246,9 +245,9 @@ public sealed class ApiKeyService
     {
         try
         {
-            return ApiKeyRecord.Parser.ParseFrom(raw);
+            return ApiKeyRecord.Parser.Decode(raw);
         }
-        catch (InvalidProtocolBufferException e)
+        catch (MalformedMessageException e)
         {
             throw new StoreException($"The value under key '{keyId}' is not a valid ApiKeyRecord: {e.Message}", inner: e);
         }

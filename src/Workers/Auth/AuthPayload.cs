@@ -1,11 +1,12 @@
-using Google.Protobuf;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Encoding;
 
 namespace P2PInference.Workers.Auth;
 
 /// <summary>Turns a request's bytes into its message, for the RPC wiring: bad bytes become InvalidArgument.</summary>
 /// <remarks>
-/// A field sent with the wrong wire type is skipped as unknown by protobuf, so it arrives as a
-/// missing field and the service's own checks refuse it with InvalidArgument too.
+/// A member of the wrong MessagePack type makes the whole request malformed (InvalidArgument); a
+/// missing member arrives empty and the service's own checks refuse it with InvalidArgument too.
 /// </remarks>
 public static class AuthPayload
 {
@@ -13,8 +14,8 @@ public static class AuthPayload
     public const int MaxRequestBytes = 64 * 1024;
 
     /// <exception cref="AuthException">InvalidArgument: too large or not a valid <typeparamref name="T"/>.</exception>
-    public static T Parse<T>(MessageParser<T> parser, ReadOnlySpan<byte> payload)
-        where T : IMessage<T>
+    public static T Parse<T>(MessagePackRpcCodec<T> parser, ReadOnlySpan<byte> payload)
+        where T : class
     {
         ArgumentNullException.ThrowIfNull(parser);
         if (payload.Length > MaxRequestBytes)
@@ -24,9 +25,9 @@ public static class AuthPayload
 
         try
         {
-            return parser.ParseFrom(payload);
+            return parser.Decode(payload.ToArray());
         }
-        catch (InvalidProtocolBufferException e)
+        catch (MalformedMessageException e)
         {
             throw new AuthException(AuthErrorCode.InvalidArgument, $"request is not a valid {typeof(T).Name}", inner: e);
         }

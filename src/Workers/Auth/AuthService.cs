@@ -206,7 +206,7 @@ public sealed class AuthService
             case ValidateRequest.CredentialOneofCase.Token:
             {
                 RequireToken(request.Token);
-                var (user, claims) = await AuthenticateTokenAsync(request.Token, cancellationToken).ConfigureAwait(false);
+                var (user, claims) = await AuthenticateTokenAsync(request.Token!, cancellationToken).ConfigureAwait(false);
                 return new ValidateResponse { UserId = user.UserId, Email = user.Email, Quota = QuotaOf(user), ExpiresAtUnixMs = claims.ExpiresAt.ToUnixTimeMilliseconds() };
             }
 

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Workers.Contracts;
@@ -9,7 +8,7 @@ namespace P2PInference.Workers.Auth;
 
 /// <summary>
 /// The Auth worker: serves <see cref="AuthService"/> over RPC (<see cref="WorkerMethods.Auth"/>,
-/// auth.proto messages) and announces <see cref="WorkerTopics.Auth"/>. Its tokens are signed with
+/// the contracts in Contracts/Auth) and announces <see cref="WorkerTopics.Auth"/>. Its tokens are signed with
 /// the node's identity key, so anyone who knows its PeerId can verify them.
 /// </summary>
 public sealed class AuthWorker : IWorker
@@ -66,10 +65,10 @@ public sealed class AuthWorker : IWorker
             : new RpcException(code, error.Message);
     }
 
-    private void Serve<TRequest, TResponse>(IRpcServer server, string method, MessageParser<TRequest> parser,
+    private void Serve<TRequest, TResponse>(IRpcServer server, string method, MessagePackRpcCodec<TRequest> parser,
         Func<TRequest, CancellationToken, Task<TResponse>> handle)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse>
+        where TRequest : class
+        where TResponse : class
     {
         server.Respond<TRequest, TResponse>(method, parser, async (request, call) =>
         {

@@ -1,5 +1,4 @@
 using System.Text;
-using Google.Protobuf;
 using P2PInference.Facilities.Store;
 using P2PInference.Workers.Contracts.Auth;
 

@@ -1,6 +1,6 @@
+using P2PInference.Facilities.Encoding;
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht;
@@ -243,9 +243,9 @@ public sealed class P2PInferenceClient : IAsyncDisposable
             }
             try
             {
-                cancelled |= CancelResponse.Parser.ParseFrom(result.Response ?? []).Cancelled;
+                cancelled |= CancelResponse.Parser.Decode(result.Response ?? []).Cancelled;
             }
-            catch (InvalidProtocolBufferException e)
+            catch (MalformedMessageException e)
             {
                 firstError ??= new RpcException(RpcStatusCode.Internal, $"malformed response to '{WorkerMethods.Gateway.Cancel}': {e.Message}");
             }
@@ -267,10 +267,10 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         foreach (var owned in _owned) await owned.DisposeAsync().ConfigureAwait(false);
     }
 
-    private async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest request, MessageParser<TResponse> parser, string? credential,
+    private async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest request, MessagePackRpcCodec<TResponse> parser, string? credential,
         bool idempotent, CancellationToken cancellationToken, TimeSpan? timeout = null)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse>
+        where TRequest : class
+        where TResponse : class
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         var requestId = request is InferRequest infer ? infer.RequestId : null;

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Workers.Contracts;
@@ -65,10 +64,10 @@ internal sealed class AuthClient
     }
 
     /// <summary>One call to Auth on behalf of the call being served.</summary>
-    public async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest request, MessageParser<TResponse> parser,
+    public async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest request, MessagePackRpcCodec<TResponse> parser,
         RpcCallContext context, string requestId, bool idempotent, CancellationToken cancellationToken)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse>
+        where TRequest : class
+        where TResponse : class
     {
         var options = RpcCallOptions.FromContext(context, idempotent) with { RequestId = requestId, Timeout = _options.BackendTimeout };
         try

@@ -1,6 +1,6 @@
+using P2PInference.Facilities.Encoding;
 using System.Globalization;
 using System.Text;
-using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
@@ -94,10 +94,10 @@ public sealed class GatewayWorker : IWorker
 
     // ---- account methods: forwarded to Auth -------------------------------------------------
 
-    private void RespondAccount<TRequest, TResponse>(IRpcServer server, string method, string authMethod, MessageParser<TRequest> parser,
-        MessageParser<TResponse> responseParser, bool idempotent, Action<TRequest, RpcCallContext>? prepare)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse>
+    private void RespondAccount<TRequest, TResponse>(IRpcServer server, string method, string authMethod, MessagePackRpcCodec<TRequest> parser,
+        MessagePackRpcCodec<TResponse> responseParser, bool idempotent, Action<TRequest, RpcCallContext>? prepare)
+        where TRequest : class
+        where TResponse : class
     {
         server.Respond(method, async (payload, context) =>
         {
@@ -113,7 +113,7 @@ public sealed class GatewayWorker : IWorker
                 var response = await state.Auth.CallAsync(authMethod, request, responseParser, context, requestId, idempotent, context.CancellationToken)
                     .ConfigureAwait(false);
                 state.Logger.LogInformation("request {RequestId}: {Method} done", requestId, method);
-                return response.ToByteArray();
+                return responseParser.Encode(response);
             }
             catch (RpcException e)
             {
@@ -166,9 +166,9 @@ public sealed class GatewayWorker : IWorker
             StatusResponse status;
             try
             {
-                status = StatusResponse.Parser.ParseFrom(result.Response);
+                status = StatusResponse.Parser.Decode(result.Response);
             }
-            catch (InvalidProtocolBufferException)
+            catch (MalformedMessageException)
             {
                 continue;
             }
@@ -456,29 +456,29 @@ public sealed class GatewayWorker : IWorker
             decision.RetryAfter);
     }
 
-    private static T Parse<T>(MessageParser<T> parser, ReadOnlyMemory<byte> payload, long maxBytes, string method)
-        where T : IMessage<T>
+    private static T Parse<T>(MessagePackRpcCodec<T> parser, ReadOnlyMemory<byte> payload, long maxBytes, string method)
+        where T : class
     {
         if (payload.Length > maxBytes)
             throw new RpcException(RpcStatusCode.InvalidArgument, $"request to '{method}' is {payload.Length} bytes; the most is {maxBytes}");
         try
         {
-            return parser.ParseFrom(payload.Span);
+            return parser.Decode(payload);
         }
-        catch (InvalidProtocolBufferException e)
+        catch (MalformedMessageException e)
         {
             throw new RpcException(RpcStatusCode.InvalidArgument, $"malformed request to '{method}': {e.Message}");
         }
     }
 
-    private static T ParseFromProcessor<T>(MessageParser<T> parser, byte[] bytes, PeerId peer)
-        where T : IMessage<T>
+    private static T ParseFromProcessor<T>(MessagePackRpcCodec<T> parser, byte[] bytes, PeerId peer)
+        where T : class
     {
         try
         {
-            return parser.ParseFrom(bytes);
+            return parser.Decode(bytes);
         }
-        catch (InvalidProtocolBufferException e)
+        catch (MalformedMessageException e)
         {
             throw new RpcException(RpcStatusCode.Internal, $"processor {peer} sent a malformed answer: {e.Message}");
         }

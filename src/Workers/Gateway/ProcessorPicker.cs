@@ -1,6 +1,6 @@
+using P2PInference.Facilities.Encoding;
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
-using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
@@ -191,9 +191,9 @@ internal sealed class ProcessorPicker
             StatusResponse status;
             try
             {
-                status = StatusResponse.Parser.ParseFrom(result.Response);
+                status = StatusResponse.Parser.Decode(result.Response);
             }
-            catch (InvalidProtocolBufferException e)
+            catch (MalformedMessageException e)
             {
                 _logger.LogDebug("processors of model {Model}: {Peer} sent a malformed status: {Message}", model, result.Peer, e.Message);
                 continue;

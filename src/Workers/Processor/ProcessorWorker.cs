@@ -1,5 +1,4 @@
 using System.Text;
-using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Workers.Contracts;
@@ -24,8 +23,8 @@ public sealed class ProcessorWorker : IWorker
     public const string WorkerRole = "processor";
 
 
-    private static readonly ProtobufRpcCodec<InferRequest> InferCodec = new(InferRequest.Parser);
-    private static readonly ProtobufRpcCodec<StatusRequest> StatusCodec = new(StatusRequest.Parser);
+    private static readonly MessagePackRpcCodec<InferRequest> InferCodec = InferRequest.Parser;
+    private static readonly MessagePackRpcCodec<StatusRequest> StatusCodec = StatusRequest.Parser;
 
     private readonly ProcessorOptions _options;
     private readonly IInferenceEngine? _givenEngine;
@@ -274,7 +273,7 @@ public sealed class ProcessorWorker : IWorker
             if (request.Prompt.Length > _options.MaxPromptLength)
                 throw InferenceErrors.Invalid($"prompt is {request.Prompt.Length} characters; the limit is {_options.MaxPromptLength}");
             if (request.MaxTokens < 0) throw InferenceErrors.Invalid($"max_tokens must not be negative (was {request.MaxTokens})");
-            if (request.HasSeed && request.Seed is < int.MinValue or > int.MaxValue)
+            if (request.Seed is < int.MinValue or > int.MaxValue)
                 throw InferenceErrors.Invalid($"seed must fit in 32 bits (was {request.Seed})");
             if (request.Stop.Count > InferenceRequest.MaxStopSequences)
                 throw InferenceErrors.Invalid($"at most {InferenceRequest.MaxStopSequences} stop sequences are allowed (got {request.Stop.Count})");
@@ -289,7 +288,7 @@ public sealed class ProcessorWorker : IWorker
                 Prompt = request.Prompt,
                 MaxTokens = maxTokens,
                 Temperature = request.Temperature,
-                Seed = request.HasSeed ? (int)request.Seed : null,
+                Seed = (int?)request.Seed,
                 Stop = request.Stop.Count > 0 ? request.Stop.ToArray() : null,
             };
             result.ValidateShape();

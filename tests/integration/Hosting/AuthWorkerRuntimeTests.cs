@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
@@ -124,9 +123,9 @@ public sealed class AuthWorkerRuntimeTests
         return rpc;
     }
 
-    private static async Task<TResponse> Call<TRequest, TResponse>(RpcNode client, string method, TRequest request, MessageParser<TResponse> parser,
+    private static async Task<TResponse> Call<TRequest, TResponse>(RpcNode client, string method, TRequest request, MessagePackRpcCodec<TResponse> parser,
         CancellationToken ct)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse> =>
-        parser.ParseFrom(await client.RequestTopicAsync(WorkerTopics.Auth, method, request.ToByteArray(), null, ct));
+        where TRequest : class
+        where TResponse : class =>
+        parser.Decode(await client.RequestTopicAsync(WorkerTopics.Auth, method, MessagePackRpcCodec<TRequest>.Instance.Encode(request), null, ct));
 }

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
@@ -6,7 +5,7 @@ using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Rpc;
-using P2PInference.Facilities.Rpc.Proto;
+using P2PInference.Facilities.Rpc.Wire;
 using P2PInference.TestKit;
 using P2PInference.TestKit.Time;
 
@@ -78,7 +77,7 @@ public sealed class RpcNodeStackTests
             if (halfClose) await stream.CompleteWritesAsync();
             try
             {
-                return await LengthPrefixedMessage.ReadAsync(stream, ResponseFrame.Parser, 1 << 20, CancellationToken.None);
+                return await RpcFrames.ReadAsync<ResponseFrame>(stream, 1 << 20, CancellationToken.None);
             }
             catch (YamuxStreamResetException)
             {
@@ -87,12 +86,9 @@ public sealed class RpcNodeStackTests
         }
     }
 
-    private static byte[] Framed(IMessage message)
-    {
-        using var buffer = new MemoryStream();
-        LengthPrefixedMessage.WriteAsync(buffer, message, CancellationToken.None).AsTask().GetAwaiter().GetResult();
-        return buffer.ToArray();
-    }
+    private static byte[] Framed(RequestEnvelope envelope) => Framed(MessagePackRpcCodec<RequestEnvelope>.Instance.ToByteArray(envelope));
+
+    private static byte[] Framed(byte[] body) => [.. Varint.Encode((ulong)body.Length), .. body];
 
     private PeerConnection TheConnection() => _clientHost.Connections.Single();
 
@@ -101,11 +97,11 @@ public sealed class RpcNodeStackTests
     {
         Assert.That(await EchoAsync("before"), Is.EqualTo("before"u8.ToArray()));
         var connection = TheConnection();
-        var envelope = new RequestEnvelope { Method = "echo", Payload = ByteString.CopyFrom(new byte[RpcOptions.DefaultMaxMessageSize + 1]) };
+        var envelope = new RequestEnvelope { Method = "echo", Payload = new byte[RpcOptions.DefaultMaxMessageSize + 1] };
 
         var answer = await SendRawAsync(Framed(envelope));
 
-        Assert.That(answer?.Error?.Code, Is.EqualTo(StatusCode.ResourceExhausted));
+        Assert.That(answer?.Error?.Code, Is.EqualTo((int)RpcStatusCode.ResourceExhausted));
         Assert.That(await EchoAsync("after"), Is.EqualTo("after"u8.ToArray()));
         Assert.That(TheConnection(), Is.SameAs(connection));
         Assert.That(connection.IsClosed, Is.False);
@@ -121,7 +117,7 @@ public sealed class RpcNodeStackTests
 
         var answer = await SendRawAsync(prefix, halfClose: false);
 
-        Assert.That(answer?.Error?.Code, Is.EqualTo(StatusCode.ResourceExhausted));
+        Assert.That(answer?.Error?.Code, Is.EqualTo((int)RpcStatusCode.ResourceExhausted));
         Assert.That(await EchoAsync("still here"), Is.EqualTo("still here"u8.ToArray()));
     }
 
@@ -130,22 +126,54 @@ public sealed class RpcNodeStackTests
     {
         var answer = await SendRawAsync([5, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
 
-        Assert.That(answer?.Error?.Code, Is.EqualTo(StatusCode.InvalidArgument));
+        Assert.That(answer?.Error?.Code, Is.EqualTo((int)RpcStatusCode.InvalidArgument));
         Assert.That(await EchoAsync("ok"), Is.EqualTo("ok"u8.ToArray()));
+    }
+
+    [TestCase(10_000)]
+    [TestCase(1_000_000)]
+    public async Task DeeplyNestedEnvelope_IsAnsweredWithInvalidArgument_WhileACallInFlightOnTheSamePeerIsServed(int depth)
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _server.Respond("slow", async (request, context) =>
+        {
+            started.TrySetResult();
+            await release.Task.WaitAsync(context.CancellationToken);
+            return request.ToArray();
+        });
+        var healthy = _client.RequestAsync(_serverHost.PeerId, "slow", "healthy"u8.ToArray(), null, CancellationToken.None);
+        await started.Task;
+        var connection = TheConnection();
+        // An envelope whose eighth member (one this version does not know) is nested `depth` arrays deep.
+        var nested = new byte[depth + 1];
+        Array.Fill(nested, (byte)0x91, 0, depth);
+        nested[depth] = 0xC0;
+        byte[] body = [0x98, 0xA4, .. "echo"u8, 0xC4, 0x00, 0x00, 0xA0, 0xA0, 0x80, 0xC2, .. nested];
+
+        var answer = await SendRawAsync(Framed(body));
+
+        Assert.That(answer?.Error?.Code, Is.EqualTo((int)RpcStatusCode.InvalidArgument));
+        Assert.That(answer!.Error!.Message, Does.Contain("nested deeper"));
+        Assert.That(healthy.IsCompleted, Is.False);
+        release.TrySetResult();
+        Assert.That(await healthy, Is.EqualTo("healthy"u8.ToArray()));
+        Assert.That(await EchoAsync("after"), Is.EqualTo("after"u8.ToArray()));
+        Assert.That(TheConnection(), Is.SameAs(connection));
     }
 
     [Test]
     public async Task EnvelopeWithoutMethod_IsAnsweredWithInvalidArgument()
     {
-        var answer = await SendRawAsync(Framed(new RequestEnvelope { Payload = ByteString.CopyFromUtf8("x") }));
+        var answer = await SendRawAsync(Framed(new RequestEnvelope { Payload = "x"u8.ToArray() }));
 
-        Assert.That(answer?.Error?.Code, Is.EqualTo(StatusCode.InvalidArgument));
+        Assert.That(answer?.Error?.Code, Is.EqualTo((int)RpcStatusCode.InvalidArgument));
     }
 
     [Test]
     public async Task TruncatedEnvelope_EndsTheCallQuietly_AndTheServerKeepsServing()
     {
-        var framed = Framed(new RequestEnvelope { Method = "echo", Payload = ByteString.CopyFromUtf8("truncated") });
+        var framed = Framed(new RequestEnvelope { Method = "echo", Payload = "truncated"u8.ToArray() });
 
         var answer = await SendRawAsync(framed[..^3]);
 
@@ -168,8 +196,8 @@ public sealed class RpcNodeStackTests
 
             if (answer is not null)
             {
-                Assert.That(answer.KindCase, Is.EqualTo(ResponseFrame.KindOneofCase.Error));
-                Assert.That(answer.Error.Code, Is.AnyOf(StatusCode.InvalidArgument, StatusCode.ResourceExhausted, StatusCode.UnknownMethod));
+                Assert.That(answer.Kind, Is.EqualTo(ResponseFrameKind.Error));
+                Assert.That((RpcStatusCode)answer.Error!.Code, Is.AnyOf(RpcStatusCode.InvalidArgument, RpcStatusCode.ResourceExhausted, RpcStatusCode.UnknownMethod));
             }
         }
         Assert.That(await EchoAsync("last"), Is.EqualTo("last"u8.ToArray()));

@@ -31,8 +31,8 @@ public sealed class AuthServiceApiKeyTests
             Assert.That(validated.UserId, Is.EqualTo(userId));
             Assert.That(validated.Email, Is.EqualTo(email));
             Assert.That(validated.KeyId, Is.EqualTo(created.KeyId));
-            Assert.That(validated.Quota.RequestsPerMinute, Is.EqualTo(_auth.Options.DefaultQuota.RequestsPerMinute));
-            Assert.That(validated.Quota.Burst, Is.EqualTo(_auth.Options.DefaultQuota.Burst));
+            Assert.That(validated.Quota!.RequestsPerMinute, Is.EqualTo(_auth.Options.DefaultQuota.RequestsPerMinute));
+            Assert.That(validated.Quota!.Burst, Is.EqualTo(_auth.Options.DefaultQuota.Burst));
         });
     }
 

@@ -1,5 +1,4 @@
 using System.Buffers.Text;
-using Google.Protobuf;
 using P2PInference.Facilities.Identity;
 using P2PInference.TestKit;
 using P2PInference.Workers.Auth;
@@ -76,32 +75,32 @@ public sealed class AuthServiceBadInputTests
         Assert.That(AuthPayload.Parse(RegisterRequest.Parser, valid).Email, Is.EqualTo("alice@example.com"));
 
         AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(RegisterRequest.Parser, new byte[AuthPayload.MaxRequestBytes + 1]));
-        for (var length = 1; length < valid.Length; length++)
+        // Every strict prefix of a MessagePack message is incomplete: its array header promises more.
+        for (var length = 0; length < valid.Length; length++)
         {
             var truncated = valid.AsSpan(0, length).ToArray();
-            if (IsCompleteFieldBoundary(valid, length))
-            {
-                continue;
-            }
-
             AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(RegisterRequest.Parser, truncated));
         }
 
-        // A length prefix claiming 2^63 bytes, and a varint that never ends.
-        AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(LoginRequest.Parser, [0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]));
-        AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(LoginRequest.Parser, [0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]));
-        AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(ValidateRequest.Parser, [0x00]));
+        // An array header claiming 2^32-1 members, a string claiming 4 GiB, a nil message, a byte MessagePack never uses.
+        AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(LoginRequest.Parser, [0xDD, 0xFF, 0xFF, 0xFF, 0xFF]));
+        AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(LoginRequest.Parser, [0x92, 0xDB, 0xFF, 0xFF, 0xFF, 0xFF, 0x61]));
+        AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(ValidateRequest.Parser, [0xC0]));
+        AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(ValidateRequest.Parser, [0xC1]));
     }
 
     [Test, CancelAfter(10000)]
-    public async Task WrongFieldTypes_ArriveAsMissingFields_AndAreInvalidArgument(CancellationToken ct)
+    public async Task WrongMemberTypes_AreInvalidArgument_AndChangeNothing(CancellationToken ct)
     {
-        // email (field 1) sent as a varint, password (field 2) as a fixed64: protobuf skips both as unknown.
-        byte[] wrongTypes = [0x08, 0x2A, 0x11, 1, 2, 3, 4, 5, 6, 7, 8];
-        var request = AuthPayload.Parse(RegisterRequest.Parser, wrongTypes);
-        await AuthAssert.ThrowsAsync(AuthErrorCode.InvalidArgument, () => _auth.Service.RegisterAsync(request, ct));
-        var validate = AuthPayload.Parse(ValidateRequest.Parser, wrongTypes);
-        await AuthAssert.ThrowsAsync(AuthErrorCode.InvalidArgument, () => _auth.Service.ValidateAsync(validate, ct));
+        // email (key 0) sent as an integer, password (key 1) as a float64.
+        byte[] wrongTypes = [0x92, 0x2A, 0xCB, 1, 2, 3, 4, 5, 6, 7, 8];
+        AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(RegisterRequest.Parser, wrongTypes));
+        AuthAssert.Throws(AuthErrorCode.InvalidArgument, () => AuthPayload.Parse(ValidateRequest.Parser, wrongTypes));
+        // Members left out arrive empty, and the service refuses them.
+        var empty = AuthPayload.Parse(RegisterRequest.Parser, [0x90]);
+        await AuthAssert.ThrowsAsync(AuthErrorCode.InvalidArgument, () => _auth.Service.RegisterAsync(empty, ct));
+        var noCredential = AuthPayload.Parse(ValidateRequest.Parser, [0x92, 0xC0, 0xC0]);
+        await AuthAssert.ThrowsAsync(AuthErrorCode.InvalidArgument, () => _auth.Service.ValidateAsync(noCredential, ct));
         Assert.That(await _auth.SnapshotAsync(ct), Is.Empty);
     }
 
@@ -155,7 +154,7 @@ public sealed class AuthServiceBadInputTests
         Assert.That((await _auth.Service.ValidateAsync(new ValidateRequest { ApiKey = key.ApiKey }, ct)).KeyId, Is.EqualTo(key.KeyId));
     }
 
-    // Random bytes, or a well-formed message whose string fields hold random text.
+    // Random bytes, or a well-formed message whose string members hold random text.
     private static byte[] RandomPayload(Random random)
     {
         if (random.Next(2) == 0)
@@ -165,35 +164,22 @@ public sealed class AuthServiceBadInputTests
             return bytes;
         }
 
-        var output = new MemoryStream();
-        var writer = new CodedOutputStream(output);
-        var fields = random.Next(0, 4);
-        for (var f = 0; f < fields; f++)
+        var output = new System.Buffers.ArrayBufferWriter<byte>();
+        var writer = new MessagePack.MessagePackWriter(output);
+        var members = random.Next(0, 4);
+        writer.WriteArrayHeader(members);
+        for (var f = 0; f < members; f++)
         {
-            writer.WriteTag(random.Next(1, 4), WireFormat.WireType.LengthDelimited);
             var text = new char[random.Next(0, 300)];
             for (var j = 0; j < text.Length; j++)
             {
                 text[j] = (char)random.Next(0x20, 0x7F);
             }
 
-            writer.WriteString(new string(text));
+            writer.Write(new string(text));
         }
 
         writer.Flush();
-        return output.ToArray();
-    }
-
-    // Truncating exactly after a complete field yields a shorter but valid message.
-    private static bool IsCompleteFieldBoundary(byte[] message, int length)
-    {
-        var position = 0;
-        while (position < length)
-        {
-            var fieldLength = message[position + 1];
-            position += 2 + fieldLength;
-        }
-
-        return position == length;
+        return output.WrittenSpan.ToArray();
     }
 }

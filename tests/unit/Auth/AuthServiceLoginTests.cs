@@ -27,8 +27,8 @@ public sealed class AuthServiceLoginTests
             Assert.That(validated.UserId, Is.EqualTo(userId));
             Assert.That(validated.Email, Is.EqualTo(email));
             Assert.That(validated.ExpiresAtUnixMs, Is.EqualTo(login.ExpiresAtUnixMs));
-            Assert.That(validated.Quota.RequestsPerMinute, Is.EqualTo(_auth.Options.DefaultQuota.RequestsPerMinute));
-            Assert.That(validated.Quota.Burst, Is.EqualTo(_auth.Options.DefaultQuota.Burst));
+            Assert.That(validated.Quota!.RequestsPerMinute, Is.EqualTo(_auth.Options.DefaultQuota.RequestsPerMinute));
+            Assert.That(validated.Quota!.Burst, Is.EqualTo(_auth.Options.DefaultQuota.Burst));
         });
         Assert.That(_auth.Service.TokenValidator.Validate(login.Token).Subject, Is.EqualTo(userId), "standalone validation agrees");
     }

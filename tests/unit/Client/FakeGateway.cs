@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
-using Google.Protobuf;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
@@ -62,9 +61,9 @@ internal sealed class FakeGateway : IAsyncDisposable
 
     public Call[] CallsOf(string method) => Calls.Where(c => c.Method == method).ToArray();
 
-    public void Handle<TRequest, TResponse>(string method, MessageParser<TRequest> parser, Func<TRequest, RpcCallContext, TResponse> handler)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse> =>
+    public void Handle<TRequest, TResponse>(string method, MessagePackRpcCodec<TRequest> parser, Func<TRequest, RpcCallContext, TResponse> handler)
+        where TRequest : class
+        where TResponse : class =>
         Node.Respond<TRequest, TResponse>(method, parser, (request, context) =>
         {
             Record(context, request);
@@ -78,7 +77,7 @@ internal sealed class FakeGateway : IAsyncDisposable
             return handler(request, context);
         });
 
-    private void Record(RpcCallContext context, IMessage request) =>
+    private void Record(RpcCallContext context, object request) =>
         Calls.Enqueue(new Call(context.Method, context.Metadata.GetValueOrDefault(WorkerMethods.AuthorizationMetadata), _time.GetUtcNow(), request,
             context.RequestId));
 
@@ -98,5 +97,5 @@ internal sealed class FakeGateway : IAsyncDisposable
         await Dht.DisposeAsync();
     }
 
-    internal sealed record Call(string Method, string? Authorization, DateTimeOffset At, IMessage Request, string RpcRequestId);
+    internal sealed record Call(string Method, string? Authorization, DateTimeOffset At, object Request, string RpcRequestId);
 }

@@ -51,8 +51,8 @@ internal sealed class FakeAuth
         Calls.Enqueue((WorkerMethods.Auth.Validate, context));
         var found = request.CredentialCase switch
         {
-            ValidateRequest.CredentialOneofCase.ApiKey => _apiKeys.GetValueOrDefault(request.ApiKey),
-            ValidateRequest.CredentialOneofCase.Token => _tokens.GetValueOrDefault(request.Token),
+            ValidateRequest.CredentialOneofCase.ApiKey => _apiKeys.GetValueOrDefault(request.ApiKey!),
+            ValidateRequest.CredentialOneofCase.Token => _tokens.GetValueOrDefault(request.Token!),
             _ => throw new RpcException(RpcStatusCode.InvalidArgument, "credential is required"),
         };
         return found is null

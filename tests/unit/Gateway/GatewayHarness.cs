@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using NSubstitute;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
@@ -104,10 +103,11 @@ internal sealed class GatewayHarness : IAsyncDisposable
 
     public string KeyCredential => "ApiKey " + ApiKey;
 
-    public async Task<TResponse> CallAsync<TResponse>(string method, IMessage request, MessageParser<TResponse> parser, string? credential = null,
+    public async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest request, MessagePackRpcCodec<TResponse> parser, string? credential = null,
         RpcCallOptions? options = null)
-        where TResponse : IMessage<TResponse> =>
-        parser.ParseFrom(await Client.RequestAsync(GatewayNode.PeerId, method, request.ToByteArray(), As(credential, options), Token));
+        where TRequest : class
+        where TResponse : class =>
+        parser.Decode(await Client.RequestAsync(GatewayNode.PeerId, method, MessagePackRpcCodec<TRequest>.Instance.Encode(request), As(credential, options), Token));
 
     public Task<byte[]> CallRawAsync(string method, byte[] payload, string? credential = null) =>
         Client.RequestAsync(GatewayNode.PeerId, method, payload, As(credential), Token);

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Inference;

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit.Discovery;
@@ -141,8 +140,8 @@ public sealed class AuthWorkerTests
     public void Constructor_RejectsInvalidOptions() =>
         Assert.Throws<ArgumentException>(() => _ = new AuthWorker(new AuthOptions { PasswordIterations = 1 }));
 
-    private async Task<TResponse> Call<TRequest, TResponse>(string method, TRequest request, MessageParser<TResponse> parser, CancellationToken ct)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse> =>
-        parser.ParseFrom(await _client.RequestAsync(_auth, method, request.ToByteArray(), null, ct));
+    private async Task<TResponse> Call<TRequest, TResponse>(string method, TRequest request, MessagePackRpcCodec<TResponse> parser, CancellationToken ct)
+        where TRequest : class
+        where TResponse : class =>
+        parser.Decode(await _client.RequestAsync(_auth, method, MessagePackRpcCodec<TRequest>.Instance.Encode(request), null, ct));
 }

@@ -1,6 +1,7 @@
-using Google.Protobuf.WellKnownTypes;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Rpc.Wire;
+using P2PInference.TestKit.Conformance;
 using P2PInference.TestKit.Time;
 
 namespace P2PInference.Tests.Unit.Rpc;
@@ -47,25 +48,29 @@ public sealed class RpcTypesTests
     }
 
     [Test]
-    public void ProtobufCodec_RoundTrips_AndRejectsGarbageWithATypedError()
+    public void MessagePackCodec_RoundTrips_AndRejectsGarbageWithATypedError()
     {
-        var codec = new ProtobufRpcCodec<StringValue>(StringValue.Parser);
+        var codec = MessagePackRpcCodec<ConformanceProbe>.Instance;
 
-        Assert.That(codec.Decode(codec.Encode(new StringValue { Value = "x" })).Value, Is.EqualTo("x"));
-        Assert.That(() => codec.Decode(new byte[] { 0x0A, 0x05, 0x01 }), Throws.InstanceOf<MalformedMessageException>());
+        Assert.That(codec.Decode(codec.Encode(new ConformanceProbe { Text = "x" })).Text, Is.EqualTo("x"));
+        Assert.That(() => codec.Decode(new byte[] { 0x92, 0xA5, 0x01 }), Throws.InstanceOf<MalformedMessageException>());
     }
 
     [Test]
-    public void StatusCodes_MatchTheWireEnum()
+    public void EveryStatusCode_CrossesTheWireUnchanged()
     {
         foreach (var code in System.Enum.GetValues<RpcStatusCode>())
-            Assert.That(System.Enum.GetName((P2PInference.Facilities.Rpc.Proto.StatusCode)(int)code), Is.EqualTo(code.ToString()));
+        {
+            var wire = RpcNode.ToWire(new RpcException(code, "m"));
+            var decoded = MessagePackRpcCodec<RpcError>.Instance.Decode(MessagePackRpcCodec<RpcError>.Instance.Encode(wire));
+            Assert.That(RpcNode.FromWire(decoded).Code, Is.EqualTo(code));
+        }
     }
 
     [Test]
     public void WireError_OfAnUnknownCode_ArrivesAsInternal()
     {
-        var error = RpcNode.FromWire(new P2PInference.Facilities.Rpc.Proto.RpcError { Code = (P2PInference.Facilities.Rpc.Proto.StatusCode)99, Message = "?" });
+        var error = RpcNode.FromWire(new RpcError { Code = 99, Message = "?" });
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Internal));
     }

@@ -1,7 +1,8 @@
 using System.Text;
-using Google.Protobuf.WellKnownTypes;
+using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Store;
 using P2PInference.TestKit;
+using P2PInference.TestKit.Conformance;
 using P2PInference.TestKit.Store;
 
 namespace P2PInference.Tests.Unit.Store;
@@ -186,10 +187,11 @@ public sealed class RamStoreTests
     [Test, CancelAfter(10000)]
     public async Task Messages_RoundTrip_ThroughTheTypedHelpers(CancellationToken ct)
     {
-        await _store.PutMessageAsync("greeting", new StringValue { Value = "hello" }, ct);
-        var read = await _store.GetMessageAsync("greeting", StringValue.Parser, ct);
-        Assert.That(read?.Value, Is.EqualTo("hello"));
-        Assert.That(await _store.GetMessageAsync("absent", StringValue.Parser, ct), Is.Null);
+        var codec = MessagePackRpcCodec<ConformanceProbe>.Instance;
+        await _store.PutMessageAsync("greeting", new ConformanceProbe { Text = "hello" }, codec, ct);
+        var read = await _store.GetMessageAsync("greeting", codec, ct);
+        Assert.That(read?.Text, Is.EqualTo("hello"));
+        Assert.That(await _store.GetMessageAsync("absent", codec, ct), Is.Null);
     }
 
     [Test, CancelAfter(10000)]
@@ -197,7 +199,7 @@ public sealed class RamStoreTests
     {
         await _store.PutAsync("garbage", new byte[] { 0xFF, 0xFF, 0xFF }, ct);
         Assert.That(
-            async () => await _store.GetMessageAsync("garbage", StringValue.Parser, ct),
+            async () => await _store.GetMessageAsync("garbage", MessagePackRpcCodec<ConformanceProbe>.Instance, ct),
             Throws.TypeOf<StoreException>().With.Message.Contains("garbage"));
     }
 

@@ -1,0 +1,41 @@
+using System.Buffers;
+using P2PInference.Facilities.Encoding;
+
+namespace P2PInference.Facilities.Rpc;
+
+/// <summary>The RPC stream's messages: uvarint-length-prefixed MessagePack (see <see cref="RpcNode"/>).</summary>
+internal static class RpcFrames
+{
+    /// <summary>Reads one message; null when the stream ends cleanly before its first byte.</summary>
+    /// <exception cref="MessageTooLargeException">The prefix announces more than <paramref name="maxLength"/> bytes (checked before reading the body).</exception>
+    /// <exception cref="MalformedMessageException">The prefix or the body is not valid.</exception>
+    /// <exception cref="EndOfStreamException">The stream ended inside the message.</exception>
+    public static async ValueTask<T?> ReadAsync<T>(Stream stream, int maxLength, CancellationToken cancellationToken)
+        where T : class
+    {
+        var length = await LengthPrefixedMessage.ReadLengthAsync(stream, maxLength, cancellationToken);
+        if (length is null) return null;
+        // The decoder copies what it keeps (payload bytes included), so the body can come from the pool.
+        var buffer = ArrayPool<byte>.Shared.Rent(length.Value);
+        try
+        {
+            var body = buffer.AsMemory(0, length.Value);
+            await stream.ReadExactlyAsync(body, cancellationToken);
+            return MessagePackRpcCodec<T>.Instance.Decode(body);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Writes one message with a single write call, then flushes.</summary>
+    public static async ValueTask WriteAsync<T>(Stream stream, T message, CancellationToken cancellationToken)
+        where T : class
+    {
+        using var frame = new PrefixedFrameWriter();
+        MessagePackRpcCodec<T>.Instance.Encode(frame, message);
+        await stream.WriteAsync(frame.Frame(), cancellationToken);
+        await stream.FlushAsync(cancellationToken);
+    }
+}

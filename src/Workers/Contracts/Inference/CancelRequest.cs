@@ -1,0 +1,17 @@
+using MessagePack;
+using P2PInference.Facilities.Rpc;
+
+namespace P2PInference.Workers.Contracts.Inference;
+
+/// <summary>The keys are the wire contract (fixtures/contracts): never renumber or reuse them.</summary>
+[MessagePackObject]
+public sealed class CancelRequest
+{
+    /// <summary>This contract's MessagePack codec; it decodes network bytes as untrusted input.</summary>
+    public static MessagePackRpcCodec<CancelRequest> Parser => MessagePackRpcCodec<CancelRequest>.Instance;
+
+    [Key(0)]
+    public string RequestId { get; set; } = "";
+
+    public byte[] ToByteArray() => Parser.ToByteArray(this);
+}

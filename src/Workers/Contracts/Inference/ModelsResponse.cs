@@ -1,0 +1,17 @@
+using MessagePack;
+using P2PInference.Facilities.Rpc;
+
+namespace P2PInference.Workers.Contracts.Inference;
+
+/// <summary>The keys are the wire contract (fixtures/contracts): never renumber or reuse them.</summary>
+[MessagePackObject]
+public sealed class ModelsResponse
+{
+    /// <summary>This contract's MessagePack codec; it decodes network bytes as untrusted input.</summary>
+    public static MessagePackRpcCodec<ModelsResponse> Parser => MessagePackRpcCodec<ModelsResponse>.Instance;
+
+    [Key(0)]
+    public List<ModelInfo> Models { get; init; } = [];
+
+    public byte[] ToByteArray() => Parser.ToByteArray(this);
+}
