@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Frozen;
 using System.Runtime.CompilerServices;
 using Google.Protobuf;
@@ -210,8 +211,9 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         var watcher = WatchCallerAsync(stream, callerGone, stopWatching.Token);
         try
         {
+            // A unary answer is the last frame: its FIN travels with it.
             var error = await _server.InvokeAsync(call,
-                (payload, ct) => LengthPrefixedMessage.WriteAsync(stream, new ResponseFrame { Payload = UnsafeByteOperations.UnsafeWrap(payload) }, ct),
+                (payload, ct) => WriteFrameAsync(stream, new ResponseFrame { Payload = UnsafeByteOperations.UnsafeWrap(payload) }, complete: !call.Streaming, ct),
                 callerGone.Token).ConfigureAwait(false);
             if (callerGone.IsCancellationRequested && !hostToken.IsCancellationRequested) return;
             if (error is not null) await AnswerErrorAsync(stream, error, hostToken).ConfigureAwait(false);
@@ -253,14 +255,32 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     {
         try
         {
-            await LengthPrefixedMessage.WriteAsync(stream, frame, cancellationToken).ConfigureAwait(false);
+            await WriteFrameAsync(stream, frame, complete: true, cancellationToken);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
         {
             _logger.LogDebug(e, "could not send the rpc answer");
-            return;
         }
-        await CompleteQuietlyAsync(stream, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>One length-prefixed frame in one stream write; with <paramref name="complete"/> the FIN rides along.</summary>
+    private static async ValueTask WriteFrameAsync(YamuxStream stream, ResponseFrame frame, bool complete, CancellationToken cancellationToken)
+    {
+        var size = frame.CalculateSize();
+        var prefix = Varint.GetLength((ulong)size);
+        var buffer = ArrayPool<byte>.Shared.Rent(prefix + size);
+        try
+        {
+            Varint.Write(buffer, (ulong)size);
+            frame.WriteTo(buffer.AsSpan(prefix, size));
+            var bytes = buffer.AsMemory(0, prefix + size);
+            if (complete) await stream.WriteAndCompleteAsync(bytes, cancellationToken);
+            else await stream.WriteAsync(bytes, cancellationToken);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     private static async Task CompleteQuietlyAsync(YamuxStream stream, CancellationToken cancellationToken)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using Google.Protobuf;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
@@ -24,6 +25,7 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
     private readonly CancellationTokenSource _linked;
     private YamuxStream? _stream;
     private bool _finished;
+    private bool _answerPending;
 
     public RpcOutboundCall(P2PHost host, RpcOptions options, PeerId peer, DateTimeOffset? deadline, CancellationToken nodeStopping,
         CancellationToken callerToken)
@@ -43,9 +45,23 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
         try
         {
             _linked.Token.ThrowIfCancellationRequested();
-            _stream = await _host.OpenStreamAsync(_peer, RpcNode.ProtocolId, _linked.Token).ConfigureAwait(false);
+            // Lazy negotiation: the proposal and the envelope share one write, and the answer to the
+            // proposal is read with the response, so a call costs one round trip instead of two.
             // The write side stays open: closing it before the answer would cancel the call (rpc.proto).
-            await LengthPrefixedMessage.WriteAsync(_stream, envelope, _linked.Token).ConfigureAwait(false);
+            var size = envelope.CalculateSize();
+            var prefix = Varint.GetLength((ulong)size);
+            var frame = ArrayPool<byte>.Shared.Rent(prefix + size);
+            try
+            {
+                Varint.Write(frame, (ulong)size);
+                envelope.WriteTo(frame.AsSpan(prefix, size));
+                _stream = await _host.OpenStreamLazyAsync(_peer, RpcNode.ProtocolId, frame.AsMemory(0, prefix + size), _linked.Token);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(frame);
+            }
+            _answerPending = true;
         }
         catch (Exception e) when (Translate(e) is { } translated)
         {
@@ -58,6 +74,11 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
     {
         try
         {
+            if (_answerPending)
+            {
+                await _host.ReadLazyAnswerAsync(_stream!, RpcNode.ProtocolId, _linked.Token);
+                _answerPending = false;
+            }
             var frame = await LengthPrefixedMessage.ReadAsync(_stream!, ResponseFrame.Parser, _options.MaxMessageSize + RpcNode.FrameOverhead, _linked.Token)
                 .ConfigureAwait(false)
                 ?? throw new RpcException(RpcStatusCode.Unavailable, $"peer {_peer} closed the call without answering");
