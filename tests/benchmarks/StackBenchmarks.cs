@@ -192,10 +192,13 @@ internal sealed class StackBenchmarks : IAsyncDisposable
 
     private async Task CallAsync(byte[] payload, CancellationToken ct)
     {
-        var stream = await _client.OpenStreamAsync(ServerPeer, EchoProtocol, ct);
+        // As RpcNode opens its streams: lazy negotiation, the proposal and the request in one write.
+        var request = new byte[Varint.GetLength((ulong)payload.Length) + payload.Length];
+        payload.CopyTo(request, Varint.Write(request, (ulong)payload.Length));
+        var stream = await _client.OpenStreamLazyAsync(ServerPeer, EchoProtocol, request, ct);
         await using (stream)
         {
-            await LengthPrefixedMessage.WriteAsync(stream, payload, ct);
+            await _client.ReadLazyAnswerAsync(stream, EchoProtocol, ct);
             var reply = await LengthPrefixedMessage.ReadAsync(stream, MaxEchoMessage, ct);
             if (reply is null || reply.Length != payload.Length)
                 throw new InvalidOperationException($"echo returned {reply?.Length.ToString() ?? "nothing"}, expected {payload.Length} bytes");

@@ -1,5 +1,6 @@
 using System.Buffers;
 using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Net.Yamux;
 
 namespace P2PInference.Facilities.Rpc;
 
@@ -27,6 +28,19 @@ internal static class RpcFrames
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>
+    /// Writes one message with a single write call; with <paramref name="complete"/> the stream's
+    /// close (Yamux FIN) travels in the same frame, as the last answer of a call does.
+    /// </summary>
+    public static async ValueTask WriteAsync<T>(YamuxStream stream, T message, bool complete, CancellationToken cancellationToken)
+        where T : class
+    {
+        using var frame = new PrefixedFrameWriter();
+        MessagePackRpcCodec<T>.Instance.Encode(frame, message);
+        if (complete) await stream.WriteAndCompleteAsync(frame.Frame(), cancellationToken);
+        else await stream.WriteAsync(frame.Frame(), cancellationToken);
     }
 
     /// <summary>Writes one message with a single write call, then flushes.</summary>

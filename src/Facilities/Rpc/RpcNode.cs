@@ -231,8 +231,9 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         var watcher = WatchCallerAsync(stream, callerGone, stopWatching.Token);
         try
         {
+            // A unary answer is the last frame: its FIN travels with it.
             var error = await _server.InvokeAsync(call,
-                (payload, ct) => RpcFrames.WriteAsync(stream, new ResponseFrame { Payload = payload }, ct),
+                (payload, ct) => RpcFrames.WriteAsync(stream, new ResponseFrame { Payload = payload }, complete: !call.Streaming, ct),
                 callerGone.Token).ConfigureAwait(false);
             if (callerGone.IsCancellationRequested && !hostToken.IsCancellationRequested) return;
             if (error is not null) await AnswerErrorAsync(stream, error, hostToken).ConfigureAwait(false);
@@ -274,14 +275,12 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     {
         try
         {
-            await RpcFrames.WriteAsync(stream, frame, cancellationToken);
+            await RpcFrames.WriteAsync(stream, frame, complete: true, cancellationToken);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
         {
             _logger.LogDebug(e, "could not send the rpc answer");
-            return;
         }
-        await CompleteQuietlyAsync(stream, cancellationToken).ConfigureAwait(false);
     }
 
     private static async Task CompleteQuietlyAsync(YamuxStream stream, CancellationToken cancellationToken)

@@ -23,6 +23,7 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
     private readonly CancellationTokenSource _linked;
     private YamuxStream? _stream;
     private bool _finished;
+    private bool _answerPending;
 
     public RpcOutboundCall(P2PHost host, RpcOptions options, PeerId peer, DateTimeOffset? deadline, CancellationToken nodeStopping,
         CancellationToken callerToken)
@@ -43,10 +44,11 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
         try
         {
             _linked.Token.ThrowIfCancellationRequested();
-            _stream = await _host.OpenStreamAsync(_peer, RpcNode.ProtocolId, _linked.Token).ConfigureAwait(false);
+            // Lazy negotiation: the proposal and the envelope share one write, and the answer to the
+            // proposal is read with the response, so a call costs one round trip instead of two.
             // The write side stays open: closing it before the answer would cancel the call (see RpcNode).
-            await _stream.WriteAsync(envelope, _linked.Token);
-            await _stream.FlushAsync(_linked.Token);
+            _stream = await _host.OpenStreamLazyAsync(_peer, RpcNode.ProtocolId, envelope, _linked.Token);
+            _answerPending = true;
         }
         catch (Exception e) when (Translate(e) is { } translated)
         {
@@ -59,6 +61,11 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
     {
         try
         {
+            if (_answerPending)
+            {
+                await _host.ReadLazyAnswerAsync(_stream!, RpcNode.ProtocolId, _linked.Token);
+                _answerPending = false;
+            }
             var frame = await RpcFrames.ReadAsync<ResponseFrame>(_stream!, _options.MaxMessageSize + RpcNode.FrameOverhead, _linked.Token)
                 ?? throw new RpcException(RpcStatusCode.Unavailable, $"peer {_peer} closed the call without answering");
             switch (frame.Kind)

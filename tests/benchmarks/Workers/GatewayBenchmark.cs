@@ -42,7 +42,7 @@ public static class GatewayBenchmark
                 StartAsync(runtimes, root, WorkerRole.Gateway, "gateway", new GatewayWorker(new GatewayOptions()), peers, ct),
                 StartAsync(runtimes, root, WorkerRole.Processor, "processor-1", new ProcessorWorker(processorOptions), peers, ct),
                 StartAsync(runtimes, root, WorkerRole.Processor, "processor-2", new ProcessorWorker(processorOptions), peers, ct));
-            var processor = workers[2];
+            PeerId[] processors = [workers[2].PeerId, workers[3].PeerId];
 
             await using var client = await P2PInferenceClient.ConnectAsync(peers, new ClientOptions(), ct);
             await client.RegisterAsync("bench@example.com", "a long benchmark passphrase 123", ct);
@@ -51,22 +51,31 @@ public static class GatewayBenchmark
 
             await using var directHost = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
             await using var direct = new RpcNode(directHost);
-            await directHost.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
+            foreach (var processor in workers[2..])
+                await directHost.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
 
             var viaGateway = await MeasureAsync(clients, duration, i => client.InferAsync(Request(i), ct), ct);
             var straight = await MeasureAsync(clients, duration,
-                i => direct.RequestAsync(processor.PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
+                i => direct.RequestAsync(processors[i % processors.Length], WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
+
+            // One RPC hop with a trivial handler, to split the gateway's extra CPU into the hop and its own work.
+            var statusRequest = new StatusRequest();
+            var hop = await MeasureAsync(clients, duration,
+                i => direct.RequestAsync(processors[i % processors.Length], WorkerMethods.Processor.Status, statusRequest, StatusResponse.Parser, null, ct), ct);
 
             var text = new StringBuilder();
             text.AppendLine(CultureInfo.InvariantCulture, $"{clients} concurrent clients for {duration.TotalSeconds:0} s each, builtin engine, 16 tokens per request");
             text.AppendLine();
-            text.AppendLine("| path                               | requests/s | p50 ms | p99 ms | errors |");
-            text.AppendLine("|------------------------------------|-----------:|-------:|-------:|-------:|");
+            text.AppendLine("| path                               | requests/s | p50 ms | p99 ms | CPU µs/req | errors |");
+            text.AppendLine("|------------------------------------|-----------:|-------:|-------:|-----------:|-------:|");
             Row(text, "client -> gateway -> processor", viaGateway);
-            Row(text, "client -> processor (direct)", straight);
+            Row(text, "client -> processors (direct)", straight);
+            Row(text, "one RPC hop (processor status)", hop);
             text.AppendLine();
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"gateway's added latency: p50 {viaGateway.P50 - straight.P50:0.00} ms, p99 {viaGateway.P99 - straight.P99:0.00} ms (direct runs on one processor, the gateway spreads over two)");
+                $"gateway's added latency: p50 {viaGateway.P50 - straight.P50:0.00} ms, p99 {viaGateway.P99 - straight.P99:0.00} ms; requests/s {viaGateway.PerSecond / straight.PerSecond:0.00}x of direct (both spread over the same two processors)");
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"CPU (all workers in this process): the gateway path costs {viaGateway.CpuMicros - straight.CpuMicros:0} µs more per request, of which one RPC hop is {hop.CpuMicros:0} µs");
             return text.ToString();
         }
         finally
@@ -86,15 +95,17 @@ public static class GatewayBenchmark
     };
 
     private static void Row(StringBuilder text, string path, Result r) => text.AppendLine(CultureInfo.InvariantCulture,
-        $"| {path,-34} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.Errors,6} |");
+        $"| {path,-34} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.CpuMicros,10:0} | {r.Errors,6} |");
 
-    private sealed record Result(double PerSecond, double P50, double P99, int Errors);
+    private sealed record Result(double PerSecond, double P50, double P99, double CpuMicros, int Errors);
 
     private static async Task<Result> MeasureAsync(int clients, TimeSpan duration, Func<int, Task> call, CancellationToken ct)
     {
         for (var i = 0; i < 20; i++) await call(i);
         var samples = new List<double>[clients];
         var errors = 0;
+        using var process = Process.GetCurrentProcess();
+        var cpuBefore = process.TotalProcessorTime;
         var start = Stopwatch.GetTimestamp();
         await Task.WhenAll(Enumerable.Range(0, clients).Select(async c =>
         {
@@ -115,9 +126,11 @@ public static class GatewayBenchmark
             }
         }));
         var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        process.Refresh();
+        var cpu = (process.TotalProcessorTime - cpuBefore).TotalMicroseconds;
         var all = samples.SelectMany(s => s).Order().ToArray();
         double Percentile(double p) => all.Length == 0 ? double.NaN : all[Math.Clamp((int)Math.Ceiling(p / 100 * all.Length) - 1, 0, all.Length - 1)];
-        return new Result(all.Length / seconds, Percentile(50), Percentile(99), errors);
+        return new Result(all.Length / seconds, Percentile(50), Percentile(99), all.Length == 0 ? double.NaN : cpu / all.Length, errors);
     }
 
     private static async Task<WorkerRuntime> StartAsync(List<WorkerRuntime> runtimes, string root, WorkerRole role, string name, IWorker? worker,

@@ -18,6 +18,7 @@ namespace P2PInference.Tests.Integration.Interop;
 public sealed class JsLibp2pInteropTests
 {
     private const string ThroughputProtocol = "/bench/throughput/1.0.0";
+    private const string EchoProtocol = "/interop/echo/1.0.0";
     private CancellationTokenSource _timeout = null!;
     private P2PHost _host = null!;
     private JsPeer? _js;
@@ -38,6 +39,13 @@ public sealed class JsLibp2pInteropTests
             var answer = new byte[8];
             BinaryPrimitives.WriteInt64BigEndian(answer, total);
             await context.Stream.WriteAsync(answer, ct);
+            await context.Stream.CompleteWritesAsync(ct);
+        });
+        _host.Handle(EchoProtocol, async (context, ct) =>
+        {
+            var message = await LengthPrefixedMessage.ReadAsync(context.Stream, 64 * 1024, ct);
+            if (message is null) return;
+            await LengthPrefixedMessage.WriteAsync(context.Stream, message, ct);
             await context.Stream.CompleteWritesAsync(ct);
         });
         await _host.StartAsync([Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")], Token);
@@ -145,6 +153,35 @@ public sealed class JsLibp2pInteropTests
         var echoed = await LengthPrefixedMessage.ReadAsync(stream, 1024, Token);
 
         Assert.That(echoed, Is.EqualTo(message));
+    }
+
+    [Test]
+    public async Task WeDialJs_LazyNegotiation_ProposalAndRequestInOneWrite_GetTheEchoAndTheAnswer()
+    {
+        _js = await JsPeer.StartAsync([], Token);
+        await _js.SendAsync(new { cmd = "echo-server", protocol = "/interop/echo/1.0.0" }, Token);
+        var connection = await _host.ConnectAsync(Multiaddress.Parse(_js.Addrs[0]), Token);
+        var message = "hello from .NET, lazily"u8.ToArray();
+        var request = new byte[Varint.GetLength((ulong)message.Length) + message.Length];
+        message.CopyTo(request, Varint.Write(request, (ulong)message.Length));
+
+        var stream = await _host.OpenStreamLazyAsync(connection.RemotePeer, "/interop/echo/1.0.0", request, Token);
+        await _host.ReadLazyAnswerAsync(stream, "/interop/echo/1.0.0", Token);
+        var echoed = await LengthPrefixedMessage.ReadAsync(stream, 1024, Token);
+
+        Assert.That(echoed, Is.EqualTo(message));
+    }
+
+    [Test]
+    public async Task JsDialsUs_NegotiatesWithOurListener_ThatAnswersHeaderAndProtocolTogether()
+    {
+        // js-libp2p sends its header and proposal in one write, so our listener finds both waiting
+        // and answers in one write too; many calls in a row show it holds for every stream.
+        var result = await JsPeer.RunOnceAsync(
+            ["bench-client", "--addr", OurAddress, "--mode", "echo", "--concurrency", "4", "--seconds", "1", "--size", "64", "--protocol", EchoProtocol], Token);
+
+        Assert.That((int)result["errors"]!, Is.Zero, (string?)result["firstError"]);
+        Assert.That((int)result["calls"]!, Is.GreaterThan(0));
     }
 
     [Test]

@@ -93,6 +93,20 @@ public sealed class RpcNodeStackTests
     private PeerConnection TheConnection() => _clientHost.Connections.Single();
 
     [Test]
+    public async Task Call_ToAPeerThatServesNoRpc_FailsUnavailable_AndTheConnectionKeepsServing()
+    {
+        // The request leaves with the proposal (lazy negotiation); the bare host refuses the protocol.
+        var bare = await StartHostAsync(idle: TimeSpan.FromSeconds(10));
+        _clientHost.PeerStore.AddAddresses(bare.PeerId, bare.AdvertisedAddresses);
+
+        var e = Assert.ThrowsAsync<RpcException>(() => _client.RequestAsync(bare.PeerId, "echo", new byte[] { 1, 2, 3 }, null, CancellationToken.None));
+
+        Assert.That(e!.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(await _clientHost.PingAsync(bare.PeerId, CancellationToken.None), Is.GreaterThanOrEqualTo(TimeSpan.Zero));
+        Assert.That(await EchoAsync("still here"), Is.EqualTo("still here"u8.ToArray()));
+    }
+
+    [Test]
     public async Task OversizedRequestFromARawClient_IsAnsweredWithResourceExhausted_OnTheSameConnection()
     {
         Assert.That(await EchoAsync("before"), Is.EqualTo("before"u8.ToArray()));

@@ -448,4 +448,70 @@ public sealed class YamuxSessionTests
 
         Assert.That(async () => await accepting, Throws.TypeOf<YamuxException>());
     }
+    [Test]
+    public async Task OpenStream_WithSynWithFirstWrite_ReachesTheRemoteWithItsFirstWrite(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        await using var stream = await client.OpenStreamAsync(synWithFirstWrite: true, token);
+        var accepting = server.AcceptStreamAsync(token).AsTask();
+        await stream.WriteAsync("hello"u8.ToArray(), token);
+        await using var inbound = await accepting;
+        var data = new byte[5];
+        await inbound.ReadExactlyAsync(data, token);
+
+        Assert.That(data, Is.EqualTo("hello"u8.ToArray()));
+        Assert.That(inbound.Id, Is.EqualTo(stream.Id));
+    }
+
+    [Test]
+    public async Task OpenStream_WithSynWithFirstWrite_IsAnnouncedByTheNextFrameOfTheSession(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        await using var stream = await client.OpenStreamAsync(synWithFirstWrite: true, token);
+        await client.PingAsync(token);
+
+        Assert.That(server.StreamCount, Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task WriteAndComplete_DeliversTheDataThenTheEnd(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        await using var stream = await client.OpenStreamAsync(token);
+        var accepting = server.AcceptStreamAsync(ackWithFirstWrite: true, token).AsTask();
+        await stream.WriteAsync("question"u8.ToArray(), token);
+        await using var inbound = await accepting;
+        await inbound.ReadExactlyAsync(new byte[8], token);
+        await inbound.WriteAndCompleteAsync("answer"u8.ToArray(), token);
+
+        Assert.That(await ReadToEndAsync(stream, token), Is.EqualTo("answer"u8.ToArray()));
+        Assert.That(async () => await inbound.WriteAsync("more"u8.ToArray(), token), Throws.InstanceOf<InvalidOperationException>());
+    }
+
+    [Test]
+    public async Task DataAvailable_TellsWhetherAReadWouldReturnAtOnce(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+
+        await using var stream = await client.OpenStreamAsync(token);
+        var accepting = server.AcceptStreamAsync(token).AsTask();
+        await stream.WriteAsync("x"u8.ToArray(), token);
+        await using var inbound = await accepting;
+        await client.PingAsync(token);
+        Assert.That(inbound.DataAvailable, Is.True);
+
+        await inbound.ReadExactlyAsync(new byte[1], token);
+        Assert.That(inbound.DataAvailable, Is.False);
+    }
 }

@@ -150,6 +150,25 @@ public sealed class P2PHost : IAsyncDisposable
         return await connection.OpenStreamAsync(protocols, linked.Token).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Opens a stream for <paramref name="protocol"/> with lazy negotiation: the proposal and
+    /// <paramref name="firstData"/> leave in one write, without waiting for the listener's answer.
+    /// Before reading, call <see cref="ReadLazyAnswerAsync"/>; a refusal surfaces there.
+    /// </summary>
+    public async Task<YamuxStream> OpenStreamLazyAsync(PeerId peer, string protocol, ReadOnlyMemory<byte> firstData, CancellationToken cancellationToken)
+    {
+        var connection = await ConnectAsync(peer, cancellationToken);
+        return await connection.OpenStreamLazyAsync(protocol, firstData, cancellationToken);
+    }
+
+    /// <summary>
+    /// Reads the listener's answer to a stream opened with <see cref="OpenStreamLazyAsync"/>, within
+    /// <see cref="HostOptions.StreamNegotiationTimeout"/>; afterwards the stream carries the protocol's bytes.
+    /// </summary>
+    /// <exception cref="MultistreamException">"na" (<see cref="MultistreamFailure.NoProtocolSupported"/>), another protocol echoed, no answer in time.</exception>
+    public Task ReadLazyAnswerAsync(YamuxStream stream, string protocol, CancellationToken cancellationToken) =>
+        MultistreamSelect.ReadLazyAnswerAsync(stream, protocol, _options.StreamNegotiationTimeout, _options.TimeProvider, cancellationToken);
+
     public async Task<TimeSpan> PingAsync(PeerId peer, CancellationToken cancellationToken)
     {
         var stream = await OpenStreamAsync(peer, PingProtocol.ProtocolId, cancellationToken).ConfigureAwait(false);
@@ -395,7 +414,8 @@ public sealed class P2PHost : IAsyncDisposable
             YamuxStream stream;
             try
             {
-                stream = await connection.Session.AcceptStreamAsync(_stopping.Token).ConfigureAwait(false);
+                // Negotiation writes at once (our header or our answer), so the ACK can go with it.
+                stream = await connection.Session.AcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -422,7 +442,8 @@ public sealed class P2PHost : IAsyncDisposable
         {
             using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-            protocol = await MultistreamSelect.HandleAsync(stream, _protocols, linked.Token).ConfigureAwait(false);
+            var protocols = _protocols;
+            protocol = await MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols, () => stream.DataAvailable, linked.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {

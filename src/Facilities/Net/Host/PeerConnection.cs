@@ -1,3 +1,4 @@
+using System.Buffers;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Multistream;
@@ -91,6 +92,35 @@ public sealed class PeerConnection : IAsyncDisposable
         {
             stream.Reset();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Opens a stream with lazy negotiation of <paramref name="protocol"/>: the SYN, the proposal and
+    /// <paramref name="firstData"/> go out in one connection write. The answer is read with
+    /// <see cref="MultistreamSelect.ReadLazyAnswerAsync"/> before anything else.
+    /// </summary>
+    public async Task<YamuxStream> OpenStreamLazyAsync(string protocol, ReadOnlyMemory<byte> firstData, CancellationToken cancellationToken)
+    {
+        var proposal = MultistreamSelect.GetLazyProposalLength(protocol);
+        Touch();
+        var stream = await Session.OpenStreamAsync(synWithFirstWrite: true, cancellationToken);
+        var buffer = ArrayPool<byte>.Shared.Rent(proposal + firstData.Length);
+        try
+        {
+            MultistreamSelect.WriteLazyProposal(buffer, protocol);
+            firstData.Span.CopyTo(buffer.AsSpan(proposal));
+            await stream.WriteAsync(buffer.AsMemory(0, proposal + firstData.Length), cancellationToken);
+            return stream;
+        }
+        catch
+        {
+            stream.Reset();
+            throw;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

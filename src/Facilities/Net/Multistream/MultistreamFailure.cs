@@ -15,4 +15,6 @@ public enum MultistreamFailure
     TooManyAttempts,
     /// <summary>The stream ended before the negotiation finished.</summary>
     StreamClosed,
+    /// <summary>The answer to a lazy proposal did not arrive within the negotiation timeout.</summary>
+    TimedOut,
 }

@@ -63,6 +63,61 @@ public static class MultistreamSelect
     }
 
     /// <summary>
+    /// Bytes <see cref="WriteLazyProposal"/> needs for <paramref name="protocol"/>.
+    /// </summary>
+    public static int GetLazyProposalLength(string protocol)
+    {
+        ValidateProtocolId(protocol, nameof(protocol));
+        return EncodedLength(ProtocolId) + EncodedLength(protocol);
+    }
+
+    /// <summary>
+    /// Dialer side of lazy negotiation (a single protocol): the header and the proposal, to be sent
+    /// in one write together with the protocol's first bytes, without waiting for the listener. The
+    /// dialer must then call <see cref="ReadLazyAnswerAsync"/> before it reads anything else.
+    /// Returns the bytes written; <paramref name="destination"/> holds <see cref="GetLazyProposalLength"/>.
+    /// </summary>
+    public static int WriteLazyProposal(Span<byte> destination, string protocol)
+    {
+        var length = GetLazyProposalLength(protocol);
+        if (destination.Length < length) throw new ArgumentException($"the proposal needs {length} bytes", nameof(destination));
+        var written = Encode(destination, ProtocolId);
+        return written + Encode(destination[written..], protocol);
+    }
+
+    /// <summary>
+    /// Dialer side of lazy negotiation: reads the listener's header and its answer to the proposal
+    /// that <see cref="WriteLazyProposal"/> made, within <paramref name="timeout"/> on <paramref name="time"/>.
+    /// </summary>
+    /// <exception cref="MultistreamException">
+    /// <see cref="MultistreamFailure.NoProtocolSupported"/> when the listener answered "na",
+    /// <see cref="MultistreamFailure.MalformedMessage"/> when it echoed another protocol,
+    /// <see cref="MultistreamFailure.TimedOut"/> when the answer did not come in time; other reasons when the listener misbehaves.
+    /// </exception>
+    public static async Task ReadLazyAnswerAsync(Stream stream, string protocol, TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(time);
+        ValidateProtocolId(protocol, nameof(protocol));
+        using var timer = new CancellationTokenSource(timeout, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timer.Token);
+        string answer;
+        try
+        {
+            await ReadHeaderAsync(stream, linked.Token);
+            answer = await ReadMessageAsync(stream, linked.Token);
+        }
+        catch (OperationCanceledException e) when (timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new MultistreamException(MultistreamFailure.TimedOut, $"the listener did not answer the proposal '{protocol}' within {timeout}", e);
+        }
+        if (string.Equals(answer, protocol, StringComparison.Ordinal)) return;
+        if (answer == NotAvailable)
+            throw new MultistreamException(MultistreamFailure.NoProtocolSupported, $"the listener does not support {protocol}");
+        throw new MultistreamException(MultistreamFailure.MalformedMessage, $"listener answered '{answer}' to the proposal '{protocol}'");
+    }
+
+    /// <summary>
     /// Listener side: answers proposals until one is in <paramref name="supported"/> and returns it.
     /// A set (<see cref="IReadOnlySet{T}"/> or <see cref="ISet{T}"/>) is looked up with its own
     /// comparer; any other collection is searched with ordinal comparison.
@@ -85,32 +140,55 @@ public static class MultistreamSelect
     /// <paramref name="isSupported"/> says so; "ls" is answered with <paramref name="listed"/>.
     /// </summary>
     /// <inheritdoc cref="HandleAsync(Stream, IReadOnlyCollection{string}, CancellationToken)"/>
-    public static async Task<string> HandleAsync(Stream stream, Func<string, bool> isSupported, IEnumerable<string> listed, CancellationToken cancellationToken)
+    public static Task<string> HandleAsync(Stream stream, Func<string, bool> isSupported, IEnumerable<string> listed, CancellationToken cancellationToken) =>
+        HandleAsync(stream, isSupported, listed, dataAvailable: null, cancellationToken);
+
+    /// <summary>
+    /// Listener side that answers in fewer writes when the dialer spoke first: while
+    /// <paramref name="dataAvailable"/> says the dialer's header and proposal are already here (a lazy
+    /// dialer sends them with its first data), they are read first and our header leaves together with
+    /// the answer. Otherwise our header goes out at once, as in the other overloads.
+    /// </summary>
+    /// <inheritdoc cref="HandleAsync(Stream, IReadOnlyCollection{string}, CancellationToken)"/>
+    public static async Task<string> HandleAsync(Stream stream, Func<string, bool> isSupported, IEnumerable<string> listed, Func<bool>? dataAvailable,
+        CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(isSupported);
         ArgumentNullException.ThrowIfNull(listed);
 
-        // Our header goes out before theirs is read, as the spec allows: a dialer that waits for
-        // the listener's header first can then never deadlock against us.
-        await WriteMessagesAsync(stream, ProtocolId, null, cancellationToken).ConfigureAwait(false);
-        await ReadHeaderAsync(stream, cancellationToken).ConfigureAwait(false);
+        // Our header goes out before we wait for anything, as the spec allows: a dialer that waits
+        // for the listener's header first can then never deadlock against us. Only bytes already
+        // here may be read before it.
+        var headerSent = false;
+        if (dataAvailable?.Invoke() != true)
+        {
+            await WriteMessagesAsync(stream, ProtocolId, null, cancellationToken);
+            headerSent = true;
+        }
+        await ReadHeaderAsync(stream, cancellationToken);
         for (var attempt = 0; ; attempt++)
         {
             if (attempt == MaxProposals)
                 throw new MultistreamException(MultistreamFailure.TooManyAttempts, $"the dialer made more than {MaxProposals} proposals");
-            var proposal = await ReadMessageAsync(stream, cancellationToken).ConfigureAwait(false);
+            if (!headerSent && dataAvailable?.Invoke() != true)
+            {
+                await WriteMessagesAsync(stream, ProtocolId, null, cancellationToken);
+                headerSent = true;
+            }
+            var proposal = await ReadMessageAsync(stream, cancellationToken);
+            var header = headerSent ? null : ProtocolId;
+            headerSent = true;
             if (proposal == List)
             {
-                await WriteListAsync(stream, listed, cancellationToken).ConfigureAwait(false);
+                if (header is not null) await WriteMessagesAsync(stream, header, null, cancellationToken);
+                await WriteListAsync(stream, listed, cancellationToken);
                 continue;
             }
-            if (proposal != NotAvailable && isSupported(proposal))
-            {
-                await WriteMessagesAsync(stream, proposal, null, cancellationToken).ConfigureAwait(false);
-                return proposal;
-            }
-            await WriteMessagesAsync(stream, NotAvailable, null, cancellationToken).ConfigureAwait(false);
+            var answer = proposal != NotAvailable && isSupported(proposal) ? proposal : NotAvailable;
+            if (header is null) await WriteMessagesAsync(stream, answer, null, cancellationToken);
+            else await WriteMessagesAsync(stream, header, answer, cancellationToken);
+            if (answer != NotAvailable) return proposal;
         }
     }
 

@@ -96,7 +96,14 @@ public sealed class YamuxSession : IAsyncDisposable
     /// <summary>The last measured round trip, in <see cref="TimeProvider.GetTimestamp"/> ticks; 0 while unknown.</summary>
     internal long RoundTripTimestampTicks => Volatile.Read(ref _roundTripTicks);
 
-    public async ValueTask<YamuxStream> OpenStreamAsync(CancellationToken cancellationToken)
+    public ValueTask<YamuxStream> OpenStreamAsync(CancellationToken cancellationToken) => OpenStreamAsync(synWithFirstWrite: false, cancellationToken);
+
+    /// <summary>
+    /// Opens a stream. With <paramref name="synWithFirstWrite"/> the SYN waits for the stream's first
+    /// write and travels in the same connection write, saving a write on each side; only for a
+    /// caller that writes at once (otherwise the remote learns of the stream with the next frame sent).
+    /// </summary>
+    public async ValueTask<YamuxStream> OpenStreamAsync(bool synWithFirstWrite, CancellationToken cancellationToken)
     {
         ThrowIfCannotOpen();
 
@@ -136,7 +143,8 @@ public sealed class YamuxSession : IAsyncDisposable
             throw;
         }
 
-        EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Syn, stream.Id, (uint)(_options.InitialWindowSize - YamuxOptions.DefaultWindowSize)));
+        EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Syn, stream.Id, (uint)(_options.InitialWindowSize - YamuxOptions.DefaultWindowSize)),
+            flush: !synWithFirstWrite);
         if (IsClosed)
         {
             stream.OnSessionClosed(ClosedError());
@@ -147,7 +155,14 @@ public sealed class YamuxSession : IAsyncDisposable
         return stream;
     }
 
-    public async ValueTask<YamuxStream> AcceptStreamAsync(CancellationToken cancellationToken)
+    public ValueTask<YamuxStream> AcceptStreamAsync(CancellationToken cancellationToken) => AcceptStreamAsync(ackWithFirstWrite: false, cancellationToken);
+
+    /// <summary>
+    /// Accepts a stream. With <paramref name="ackWithFirstWrite"/> the ACK waits for the stream's
+    /// first write (or any other frame this session sends) and shares its connection write; only for
+    /// a caller that writes at once, as a multistream-select listener does.
+    /// </summary>
+    public async ValueTask<YamuxStream> AcceptStreamAsync(bool ackWithFirstWrite, CancellationToken cancellationToken)
     {
         YamuxStream stream;
         try
@@ -163,7 +178,7 @@ public sealed class YamuxSession : IAsyncDisposable
         if (!stream.IsFullyClosed)
         {
             var grant = stream.PrepareAcceptGrant(_options.InitialWindowSize);
-            EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Ack, stream.Id, grant));
+            EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Ack, stream.Id, grant), flush: !ackWithFirstWrite);
         }
 
         return stream;
@@ -262,8 +277,11 @@ public sealed class YamuxSession : IAsyncDisposable
         }
     }
 
-    /// <summary>Queues a header-only frame; never blocks, so the read loop and timers may call it.</summary>
-    internal void EnqueueControl(YamuxHeader header)
+    /// <summary>
+    /// Queues a header-only frame; never blocks, so the read loop and timers may call it. Without
+    /// <paramref name="flush"/> the frame leaves with the next write on this session instead of one of its own.
+    /// </summary>
+    internal void EnqueueControl(YamuxHeader header, bool flush = true)
     {
         if (IsClosed)
         {
@@ -286,7 +304,7 @@ public sealed class YamuxSession : IAsyncDisposable
             return;
         }
 
-        if (Interlocked.Exchange(ref _controlFlushScheduled, 1) == 0)
+        if (flush && Interlocked.Exchange(ref _controlFlushScheduled, 1) == 0)
         {
             _ = FlushControlAsync();
         }

@@ -87,11 +87,34 @@ public sealed class YamuxStream : Stream
         }
     }
 
-    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    /// <summary>True when a read would return bytes at once, without waiting for the remote.</summary>
+    public bool DataAvailable
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _buffered > 0;
+            }
+        }
+    }
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
+        WriteAsync(buffer, complete: false, cancellationToken);
+
+    /// <summary>
+    /// Writes <paramref name="buffer"/> and half-closes: the FIN rides on the last data frame, so an
+    /// answer and its end reach the remote in one frame instead of two.
+    /// </summary>
+    public ValueTask WriteAndCompleteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
+        buffer.IsEmpty ? CompleteWritesAsync(cancellationToken) : WriteAsync(buffer, complete: true, cancellationToken);
+
+    private async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, bool complete, CancellationToken cancellationToken)
     {
         while (true)
         {
             int chunk;
+            var last = false;
             Task? wait = null;
             lock (_lock)
             {
@@ -111,6 +134,11 @@ public sealed class YamuxStream : Stream
                 {
                     chunk = (int)Math.Min(Math.Min(buffer.Length, _sendWindow), YamuxSession.MaxDataFramePayload);
                     _sendWindow -= chunk;
+                    last = complete && chunk == buffer.Length;
+                    if (last)
+                    {
+                        _localFin = true;
+                    }
                 }
                 else
                 {
@@ -127,7 +155,8 @@ public sealed class YamuxStream : Stream
 
             try
             {
-                await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, YamuxFlags.None, Id, (uint)chunk), buffer[..chunk], cancellationToken).ConfigureAwait(false);
+                await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, last ? YamuxFlags.Fin : YamuxFlags.None, Id, (uint)chunk), buffer[..chunk],
+                    cancellationToken);
             }
             catch (OperationCanceledException)
             {
@@ -135,6 +164,10 @@ public sealed class YamuxStream : Stream
                 lock (_lock)
                 {
                     _sendWindow += chunk;
+                    if (last)
+                    {
+                        _localFin = false;
+                    }
                 }
 
                 throw;
@@ -145,6 +178,11 @@ public sealed class YamuxStream : Stream
             }
 
             buffer = buffer[chunk..];
+            if (last)
+            {
+                RemoveIfClosed();
+                return;
+            }
         }
     }
 

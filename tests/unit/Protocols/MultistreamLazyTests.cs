@@ -1,0 +1,166 @@
+using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Net.Multistream;
+using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Time;
+
+namespace P2PInference.Tests.Unit.Protocols;
+
+/// <summary>Lazy negotiation: the dialer sends its proposal with its first data and reads the answer afterwards.</summary>
+[CancelAfter(10000)]
+public sealed class MultistreamLazyTests
+{
+    private const string Protocol = "/p2pinference/rpc/1.0.0";
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
+    private static CancellationToken Token => TestContext.CurrentContext.CancellationToken;
+
+    private static byte[] Message(string text)
+    {
+        var body = System.Text.Encoding.UTF8.GetBytes(text + "\n");
+        return [.. Varint.Encode((ulong)body.Length), .. body];
+    }
+
+    private static byte[] LazyProposal(string protocol, byte[] data)
+    {
+        var bytes = new byte[MultistreamSelect.GetLazyProposalLength(protocol) + data.Length];
+        var written = MultistreamSelect.WriteLazyProposal(bytes, protocol);
+        data.CopyTo(bytes, written);
+        return bytes;
+    }
+
+    [Test]
+    public void WriteLazyProposal_IsTheHeaderFollowedByTheProposal()
+    {
+        Assert.That(LazyProposal(Protocol, []), Is.EqualTo(Message(MultistreamSelect.ProtocolId).Concat(Message(Protocol)).ToArray()));
+    }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task Listener_AcceptsALazyProposal_AndLeavesTheDataThatCameWithIt(bool dialerSpokeFirst)
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (dialer)
+        using (listener)
+        {
+            await dialer.WriteAsync(LazyProposal(Protocol, "request"u8.ToArray()), Token);
+            var selected = await MultistreamSelect.HandleAsync(listener, p => p == Protocol, [Protocol], () => dialerSpokeFirst, Token);
+            await MultistreamSelect.ReadLazyAnswerAsync(dialer, Protocol, Timeout, TimeProvider.System, Token);
+
+            var data = new byte[7];
+            await listener.ReadExactlyAsync(data, Token);
+            Assert.That(selected, Is.EqualTo(Protocol));
+            Assert.That(data, Is.EqualTo("request"u8.ToArray()));
+        }
+    }
+
+    [Test]
+    public async Task Listener_SendsItsHeaderFirst_WhenTheDialerWaitsForItBeforeProposing()
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (dialer)
+        using (listener)
+        {
+            // The dialer's header is here, its proposal is not: it waits for ours first.
+            await dialer.WriteAsync(Message(MultistreamSelect.ProtocolId), Token);
+            var checks = 0;
+            var handled = MultistreamSelect.HandleAsync(listener, p => p == Protocol, [Protocol], () => checks++ == 0, Token);
+            var header = new byte[Message(MultistreamSelect.ProtocolId).Length];
+            await dialer.ReadExactlyAsync(header, Token);
+            await dialer.WriteAsync(Message(Protocol), Token);
+            var answer = new byte[Message(Protocol).Length];
+            await dialer.ReadExactlyAsync(answer, Token);
+
+            Assert.That(header, Is.EqualTo(Message(MultistreamSelect.ProtocolId)));
+            Assert.That(answer, Is.EqualTo(Message(Protocol)));
+            Assert.That(await handled, Is.EqualTo(Protocol));
+        }
+    }
+
+    [Test]
+    public async Task ReadLazyAnswer_ThrowsNoProtocolSupported_WhenTheListenerAnswersNa()
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (dialer)
+        using (listener)
+        {
+            await dialer.WriteAsync(LazyProposal("/not/served/1.0.0", "request"u8.ToArray()), Token);
+            _ = MultistreamSelect.HandleAsync(listener, p => p == Protocol, [Protocol], () => true, Token);
+
+            var e = Assert.ThrowsAsync<MultistreamException>(() =>
+                MultistreamSelect.ReadLazyAnswerAsync(dialer, "/not/served/1.0.0", Timeout, TimeProvider.System, Token));
+            Assert.That(e!.Reason, Is.EqualTo(MultistreamFailure.NoProtocolSupported));
+        }
+    }
+
+    [Test]
+    public async Task ReadLazyAnswer_ThrowsMalformedMessage_WhenAnotherProtocolIsEchoed()
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (dialer)
+        using (listener)
+        {
+            await listener.WriteAsync(Message(MultistreamSelect.ProtocolId).Concat(Message("/other/1.0.0")).ToArray(), Token);
+
+            var e = Assert.ThrowsAsync<MultistreamException>(() => MultistreamSelect.ReadLazyAnswerAsync(dialer, Protocol, Timeout, TimeProvider.System, Token));
+            Assert.That(e!.Reason, Is.EqualTo(MultistreamFailure.MalformedMessage));
+            Assert.That(e.Message, Does.Contain("/other/1.0.0"));
+        }
+    }
+
+    [Test]
+    public async Task ReadLazyAnswer_ThrowsWrongHeader_WhenTheListenerSpeaksAnotherProtocol()
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (dialer)
+        using (listener)
+        {
+            await listener.WriteAsync(Message("/multistream/2.0.0"), Token);
+
+            var e = Assert.ThrowsAsync<MultistreamException>(() => MultistreamSelect.ReadLazyAnswerAsync(dialer, Protocol, Timeout, TimeProvider.System, Token));
+            Assert.That(e!.Reason, Is.EqualTo(MultistreamFailure.WrongHeader));
+        }
+    }
+
+    [Test]
+    public async Task ReadLazyAnswer_TimesOutOnTheInjectedClock_WhenTheListenerNeverEchoes()
+    {
+        var time = new FakeTimeProvider();
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (dialer)
+        using (listener)
+        {
+            // Only the header comes; the answer never does.
+            await listener.WriteAsync(Message(MultistreamSelect.ProtocolId), Token);
+            var reading = MultistreamSelect.ReadLazyAnswerAsync(dialer, Protocol, Timeout, time, Token);
+            await time.WhenTimerScheduledAsync(Token);
+            time.Advance(Timeout - TimeSpan.FromMilliseconds(1));
+            Assert.That(reading.IsCompleted, Is.False);
+
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            var e = Assert.ThrowsAsync<MultistreamException>(() => reading);
+            Assert.That(e!.Reason, Is.EqualTo(MultistreamFailure.TimedOut));
+        }
+    }
+
+    [Test]
+    public void ReadLazyAnswer_PassesTheCallersCancellationThrough()
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (dialer)
+        using (listener)
+        using (var cancel = new CancellationTokenSource())
+        {
+            var reading = MultistreamSelect.ReadLazyAnswerAsync(dialer, Protocol, Timeout, TimeProvider.System, cancel.Token);
+            cancel.Cancel();
+            Assert.That(async () => await reading, Throws.InstanceOf<OperationCanceledException>());
+        }
+    }
+
+    [TestCase("")]
+    [TestCase("na")]
+    [TestCase("with\nnewline")]
+    public void WriteLazyProposal_RejectsInvalidProtocolIds(string protocol)
+    {
+        Assert.That(() => MultistreamSelect.WriteLazyProposal(new byte[4096], protocol), Throws.InstanceOf<ArgumentException>());
+    }
+}
