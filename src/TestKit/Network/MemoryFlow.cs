@@ -89,7 +89,7 @@ internal sealed class MemoryFlow
             if (reset) _connection.Abort("connection reset: data limit reached", drain: true);
             if (_limitReached && !data.IsEmpty) throw new IOException("connection reset: data limit reached");
             if (data.IsEmpty) return;
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await wait.WaitAsync(cancellationToken);
         }
     }
 
@@ -123,7 +123,7 @@ internal sealed class MemoryFlow
                 if (_endOfStream || _readerClosed) return 0;
                 wait = (_dataSignal ??= NewSignal()).Task;
             }
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await wait.WaitAsync(cancellationToken);
         }
     }
 

@@ -99,8 +99,8 @@ internal sealed class ConnectionManager : IAsyncDisposable
     {
         try
         {
-            await connection.Session.GoAwayAsync(CancellationToken.None).ConfigureAwait(false);
-            if (connection.StreamCount == 0) await connection.DisposeAsync().ConfigureAwait(false);
+            await connection.Session.GoAwayAsync(CancellationToken.None);
+            if (connection.StreamCount == 0) await connection.DisposeAsync();
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
         {
@@ -142,16 +142,16 @@ internal sealed class ConnectionManager : IAsyncDisposable
             _disposed = true;
             all = _byPeer.Values.SelectMany(l => l).ToArray();
         }
-        await _maintenance.DisposeAsync().ConfigureAwait(false);
+        await _maintenance.DisposeAsync();
         await Task.WhenAll(all.Select(async c =>
         {
             try
             {
-                await c.DisposeAsync().ConfigureAwait(false);
+                await c.DisposeAsync();
             }
             catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
             }
-        })).ConfigureAwait(false);
+        }));
     }
 }

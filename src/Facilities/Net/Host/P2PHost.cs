@@ -91,7 +91,7 @@ public sealed class P2PHost : IAsyncDisposable
         {
             var transport = _options.Transports.FirstOrDefault(t => t.CanListen(address))
                 ?? throw new TransportException($"no transport can listen on {address}");
-            var listener = await transport.ListenAsync(address, cancellationToken).ConfigureAwait(false);
+            var listener = await transport.ListenAsync(address, cancellationToken);
             lock (_listeners)
             {
                 _listeners.Add(listener);
@@ -138,31 +138,31 @@ public sealed class P2PHost : IAsyncDisposable
 
     public async Task<YamuxStream> OpenStreamAsync(PeerId peer, string protocol, CancellationToken cancellationToken)
     {
-        var (stream, _) = await OpenStreamAsync(peer, [protocol], cancellationToken).ConfigureAwait(false);
+        var (stream, _) = await OpenStreamAsync(peer, [protocol], cancellationToken);
         return stream;
     }
 
     public async Task<(YamuxStream Stream, string Protocol)> OpenStreamAsync(PeerId peer, IReadOnlyList<string> protocols, CancellationToken cancellationToken)
     {
-        var connection = await ConnectAsync(peer, cancellationToken).ConfigureAwait(false);
+        var connection = await ConnectAsync(peer, cancellationToken);
         using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-        return await connection.OpenStreamAsync(protocols, linked.Token).ConfigureAwait(false);
+        return await connection.OpenStreamAsync(protocols, linked.Token);
     }
 
     public async Task<TimeSpan> PingAsync(PeerId peer, CancellationToken cancellationToken)
     {
-        var stream = await OpenStreamAsync(peer, PingProtocol.ProtocolId, cancellationToken).ConfigureAwait(false);
-        await using (stream.ConfigureAwait(false))
-            return await PingProtocol.PingAsync(stream, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
+        var stream = await OpenStreamAsync(peer, PingProtocol.ProtocolId, cancellationToken);
+        await using (stream)
+            return await PingProtocol.PingAsync(stream, _options.TimeProvider, cancellationToken);
     }
 
     public async Task<IdentifyInfo> IdentifyAsync(PeerId peer, CancellationToken cancellationToken)
     {
-        var stream = await OpenStreamAsync(peer, IdentifyProtocol.ProtocolId, cancellationToken).ConfigureAwait(false);
-        await using (stream.ConfigureAwait(false))
+        var stream = await OpenStreamAsync(peer, IdentifyProtocol.ProtocolId, cancellationToken);
+        await using (stream)
         {
-            var info = await IdentifyProtocol.ReadAsync(stream, peer, cancellationToken).ConfigureAwait(false);
+            var info = await IdentifyProtocol.ReadAsync(stream, peer, cancellationToken);
             PeerStore.AddAddresses(peer, info.ListenAddresses);
             PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
             return info;
@@ -172,7 +172,7 @@ public sealed class P2PHost : IAsyncDisposable
     public async Task DisconnectAsync(PeerId peer)
     {
         foreach (var c in _connections.All.Where(c => c.RemotePeer == peer))
-            await c.DisposeAsync().ConfigureAwait(false);
+            await c.DisposeAsync();
     }
 
     private async Task<PeerConnection> DialDeduplicatedAsync(string key, Func<Task<PeerConnection>> dial, CancellationToken cancellationToken)
@@ -187,7 +187,7 @@ public sealed class P2PHost : IAsyncDisposable
             }
         }
         // The shared dial runs on the host's lifetime; one caller giving up doesn't cancel it for the others.
-        return await task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return await task.WaitAsync(cancellationToken);
     }
 
     private async Task<PeerConnection> RunDialAsync(string key, Func<Task<PeerConnection>> dial)
@@ -195,7 +195,7 @@ public sealed class P2PHost : IAsyncDisposable
         try
         {
             await Task.Yield();
-            return await dial().ConfigureAwait(false);
+            return await dial();
         }
         finally
         {
@@ -217,16 +217,15 @@ public sealed class P2PHost : IAsyncDisposable
             RawConnection raw;
             try
             {
-                raw = await transport.DialAsync(address, _stopping.Token).ConfigureAwait(false);
+                raw = await transport.DialAsync(address, _stopping.Token);
             }
             catch (TransportException e)
             {
                 errors.Add(e);
                 continue;
             }
-            var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, _stopping.Token)
-                .ConfigureAwait(false);
-            await AdoptAsync(connection).ConfigureAwait(false);
+            var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, _stopping.Token);
+            await AdoptAsync(connection);
             PeerStore.AddAddresses(connection.RemotePeer, [address]);
             return _connections.Get(connection.RemotePeer) ?? connection;
         }
@@ -239,7 +238,7 @@ public sealed class P2PHost : IAsyncDisposable
     {
         if (!_connections.Add(connection))
         {
-            await connection.DisposeAsync().ConfigureAwait(false);
+            await connection.DisposeAsync();
             throw new ObjectDisposedException(nameof(P2PHost), "the host is stopping");
         }
         _ = Task.Run(() => AcceptStreamsAsync(connection), CancellationToken.None);
@@ -250,10 +249,10 @@ public sealed class P2PHost : IAsyncDisposable
     {
         try
         {
-            var (stream, _) = await connection.OpenStreamAsync([IdentifyProtocol.ProtocolId], _stopping.Token).ConfigureAwait(false);
-            await using (stream.ConfigureAwait(false))
+            var (stream, _) = await connection.OpenStreamAsync([IdentifyProtocol.ProtocolId], _stopping.Token);
+            await using (stream)
             {
-                var info = await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, _stopping.Token).ConfigureAwait(false);
+                var info = await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, _stopping.Token);
                 PeerStore.AddAddresses(connection.RemotePeer, info.ListenAddresses);
                 PeerStore.SetProtocols(connection.RemotePeer, info.Protocols, info.AgentVersion);
             }
@@ -271,7 +270,7 @@ public sealed class P2PHost : IAsyncDisposable
             RawConnection raw;
             try
             {
-                raw = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+                raw = await listener.AcceptAsync(_stopping.Token);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
@@ -286,7 +285,7 @@ public sealed class P2PHost : IAsyncDisposable
             {
                 Interlocked.Decrement(ref _inbound);
                 _logger.LogWarning("refusing inbound connection from {Address}: {Max} inbound connections open", raw.RemoteAddress, _options.MaxInboundConnections);
-                await raw.DisposeAsync().ConfigureAwait(false);
+                await raw.DisposeAsync();
                 continue;
             }
             _ = Task.Run(() => UpgradeInboundAsync(raw), CancellationToken.None);
@@ -298,7 +297,7 @@ public sealed class P2PHost : IAsyncDisposable
         PeerConnection connection;
         try
         {
-            connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Inbound, null, _options, _stopping.Token).ConfigureAwait(false);
+            connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Inbound, null, _options, _stopping.Token);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -310,7 +309,7 @@ public sealed class P2PHost : IAsyncDisposable
             TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         try
         {
-            await AdoptAsync(connection).ConfigureAwait(false);
+            await AdoptAsync(connection);
         }
         catch (ObjectDisposedException)
         {
@@ -332,7 +331,7 @@ public sealed class P2PHost : IAsyncDisposable
         }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         try
         {
-            await ServeAcceptedStreamsAsync(connection, connectionScope.Token).ConfigureAwait(false);
+            await ServeAcceptedStreamsAsync(connection, connectionScope.Token);
         }
         finally
         {
@@ -349,7 +348,7 @@ public sealed class P2PHost : IAsyncDisposable
             YamuxStream stream;
             try
             {
-                stream = await connection.Session.AcceptStreamAsync(_stopping.Token).ConfigureAwait(false);
+                stream = await connection.Session.AcceptStreamAsync(_stopping.Token);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -365,7 +364,7 @@ public sealed class P2PHost : IAsyncDisposable
         }
         Task[] pending;
         lock (handlers) pending = handlers.ToArray();
-        await Task.WhenAll(pending).ConfigureAwait(false);
+        await Task.WhenAll(pending);
     }
 
     private async Task ServeStreamAsync(PeerConnection connection, YamuxStream stream, CancellationToken cancellationToken)
@@ -376,7 +375,7 @@ public sealed class P2PHost : IAsyncDisposable
         {
             using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-            protocol = await MultistreamSelect.HandleAsync(stream, _protocols, linked.Token).ConfigureAwait(false);
+            protocol = await MultistreamSelect.HandleAsync(stream, _protocols, linked.Token);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -391,8 +390,8 @@ public sealed class P2PHost : IAsyncDisposable
         }
         try
         {
-            await handler(new StreamContext(stream, connection, protocol), cancellationToken).ConfigureAwait(false);
-            await stream.DisposeAsync().ConfigureAwait(false);
+            await handler(new StreamContext(stream, connection, protocol), cancellationToken);
+            await stream.DisposeAsync();
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -405,15 +404,15 @@ public sealed class P2PHost : IAsyncDisposable
     {
         var info = new IdentifyInfo(Identity.PublicKey, ListenAddresses, _protocols.ToArray(), context.Connection.RemoteAddress,
             _options.ProtocolVersion, _options.AgentVersion);
-        await IdentifyProtocol.WriteAsync(context.Stream, info, cancellationToken).ConfigureAwait(false);
-        await context.Stream.CompleteWritesAsync(cancellationToken).ConfigureAwait(false);
+        await IdentifyProtocol.WriteAsync(context.Stream, info, cancellationToken);
+        await context.Stream.CompleteWritesAsync(cancellationToken);
     }
 
     /// <summary>Graceful stop: listeners close, connections get a go-away and close, handlers are cancelled.</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _stopping.CancelAsync();
         ITransportListener[] listeners;
         Task[] loops;
         lock (_listeners)
@@ -422,9 +421,9 @@ public sealed class P2PHost : IAsyncDisposable
             loops = _acceptLoops.ToArray();
         }
         foreach (var listener in listeners)
-            await listener.DisposeAsync().ConfigureAwait(false);
-        await Task.WhenAll(loops).ConfigureAwait(false);
-        await _connections.DisposeAsync().ConfigureAwait(false);
+            await listener.DisposeAsync();
+        await Task.WhenAll(loops);
+        await _connections.DisposeAsync();
         _stopping.Dispose();
     }
 }

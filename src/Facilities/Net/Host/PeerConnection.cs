@@ -54,10 +54,10 @@ public sealed class PeerConnection : IAsyncDisposable
     public async Task<(YamuxStream Stream, string Protocol)> OpenStreamAsync(IReadOnlyList<string> protocols, CancellationToken cancellationToken)
     {
         Touch();
-        var stream = await Session.OpenStreamAsync(cancellationToken).ConfigureAwait(false);
+        var stream = await Session.OpenStreamAsync(cancellationToken);
         try
         {
-            var protocol = await MultistreamSelect.SelectAsync(stream, protocols, cancellationToken).ConfigureAwait(false);
+            var protocol = await MultistreamSelect.SelectAsync(stream, protocols, cancellationToken);
             return (stream, protocol);
         }
         catch

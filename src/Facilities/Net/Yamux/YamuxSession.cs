@@ -106,7 +106,7 @@ public sealed class YamuxSession : IAsyncDisposable
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closedCts.Token);
             try
             {
-                await _ackBacklog.WaitAsync(linked.Token).ConfigureAwait(false);
+                await _ackBacklog.WaitAsync(linked.Token);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -152,7 +152,7 @@ public sealed class YamuxSession : IAsyncDisposable
         YamuxStream stream;
         try
         {
-            stream = await _accepted.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            stream = await _accepted.Reader.ReadAsync(cancellationToken);
         }
         catch (ChannelClosedException)
         {
@@ -186,7 +186,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
         try
         {
-            return await waiter.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            return await waiter.Task.WaitAsync(cancellationToken);
         }
         finally
         {
@@ -203,7 +203,7 @@ public sealed class YamuxSession : IAsyncDisposable
         }
 
         _localGoAway = true;
-        await WriteFrameAsync(new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)YamuxGoAwayCode.Normal), ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        await WriteFrameAsync(new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)YamuxGoAwayCode.Normal), ReadOnlyMemory<byte>.Empty, cancellationToken);
     }
 
     public async ValueTask DisposeAsync()
@@ -211,7 +211,7 @@ public sealed class YamuxSession : IAsyncDisposable
         Close(null, YamuxGoAwayCode.Normal);
         try
         {
-            await _completion.Task.ConfigureAwait(false);
+            await _completion.Task;
         }
         catch (YamuxException)
         {
@@ -225,7 +225,7 @@ public sealed class YamuxSession : IAsyncDisposable
     /// </summary>
     internal async ValueTask WriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _writeLock.WaitAsync(cancellationToken);
         byte[]? buffer = null;
         try
         {
@@ -242,7 +242,7 @@ public sealed class YamuxSession : IAsyncDisposable
             var length = DrainControl(buffer.AsSpan(0, controlRoom), out var more);
             while (more && controlRoom == ControlReserve)
             {
-                await WriteConnectionAsync(buffer, length).ConfigureAwait(false);
+                await WriteConnectionAsync(buffer, length);
                 length = DrainControl(buffer.AsSpan(0, controlRoom), out more);
             }
 
@@ -250,7 +250,7 @@ public sealed class YamuxSession : IAsyncDisposable
             length += YamuxHeader.Size;
             payload.Span.CopyTo(buffer.AsSpan(length));
             length += payload.Length;
-            await WriteConnectionAsync(buffer, length).ConfigureAwait(false);
+            await WriteConnectionAsync(buffer, length);
         }
         finally
         {
@@ -309,7 +309,7 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         try
         {
-            await _writeLock.WaitAsync(_ioCts.Token).ConfigureAwait(false);
+            await _writeLock.WaitAsync(_ioCts.Token);
             try
             {
                 // Cleared under the lock before draining: whatever is queued after this point schedules its own flush.
@@ -326,7 +326,7 @@ public sealed class YamuxSession : IAsyncDisposable
                     try
                     {
                         var length = DrainControl(buffer.AsSpan(0, room), out _);
-                        await WriteConnectionAsync(buffer, length).ConfigureAwait(false);
+                        await WriteConnectionAsync(buffer, length);
                     }
                     finally
                     {
@@ -376,8 +376,8 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         try
         {
-            await _connection.WriteAsync(buffer.AsMemory(0, length), _ioCts.Token).ConfigureAwait(false);
-            await _connection.FlushAsync(_ioCts.Token).ConfigureAwait(false);
+            await _connection.WriteAsync(buffer.AsMemory(0, length), _ioCts.Token);
+            await _connection.FlushAsync(_ioCts.Token);
         }
         catch (Exception ex)
         {
@@ -395,7 +395,7 @@ public sealed class YamuxSession : IAsyncDisposable
         {
             while (true)
             {
-                var next = await _reader.ReadHeaderAsync(token).ConfigureAwait(false);
+                var next = await _reader.ReadHeaderAsync(token);
                 if (next is not { } header)
                 {
                     Close(null, null);
@@ -412,7 +412,7 @@ public sealed class YamuxSession : IAsyncDisposable
                 {
                     case YamuxFrameType.Data:
                     case YamuxFrameType.WindowUpdate:
-                        await OnStreamFrameAsync(header, token).ConfigureAwait(false);
+                        await OnStreamFrameAsync(header, token);
                         break;
                     case YamuxFrameType.Ping:
                         OnPing(header);
@@ -468,7 +468,7 @@ public sealed class YamuxSession : IAsyncDisposable
                     throw new YamuxException($"data frame of {header.Length} bytes for stream {header.StreamId} exceeds any window this session grants");
                 }
 
-                await _reader.SkipAsync(header.Length, token).ConfigureAwait(false);
+                await _reader.SkipAsync(header.Length, token);
             }
 
             return;
@@ -492,7 +492,7 @@ public sealed class YamuxSession : IAsyncDisposable
                 var segment = ArrayPool<byte>.Shared.Rent(length);
                 try
                 {
-                    await _reader.ReadPayloadAsync(segment.AsMemory(0, length), token).ConfigureAwait(false);
+                    await _reader.ReadPayloadAsync(segment.AsMemory(0, length), token);
                 }
                 catch
                 {
@@ -683,7 +683,7 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         try
         {
-            await SendFinalGoAwayAndDisconnectAsync(goAway).ConfigureAwait(false);
+            await SendFinalGoAwayAndDisconnectAsync(goAway);
         }
         finally
         {
@@ -705,15 +705,15 @@ public sealed class YamuxSession : IAsyncDisposable
             if (goAway is { } code)
             {
                 using var grace = new CancellationTokenSource(GoAwayGrace, TimeProvider);
-                await _writeLock.WaitAsync(grace.Token).ConfigureAwait(false);
+                await _writeLock.WaitAsync(grace.Token);
                 var buffer = ArrayPool<byte>.Shared.Rent(ControlReserve + YamuxHeader.Size);
                 try
                 {
                     var length = DrainControl(buffer.AsSpan(0, ControlReserve), out _);
                     new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)code).Write(buffer.AsSpan(length));
                     length += YamuxHeader.Size;
-                    await _connection.WriteAsync(buffer.AsMemory(0, length), grace.Token).ConfigureAwait(false);
-                    await _connection.FlushAsync(grace.Token).ConfigureAwait(false);
+                    await _connection.WriteAsync(buffer.AsMemory(0, length), grace.Token);
+                    await _connection.FlushAsync(grace.Token);
                 }
                 finally
                 {
@@ -730,7 +730,7 @@ public sealed class YamuxSession : IAsyncDisposable
         _ioCts.Cancel();
         try
         {
-            await _connection.DisposeAsync().ConfigureAwait(false);
+            await _connection.DisposeAsync();
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
         {
@@ -740,7 +740,7 @@ public sealed class YamuxSession : IAsyncDisposable
         if (Volatile.Read(ref _readLoop) is { } readLoop)
         {
             // Never faults: the loop turns every failure into a Close.
-            await readLoop.ConfigureAwait(false);
+            await readLoop;
         }
     }
 }

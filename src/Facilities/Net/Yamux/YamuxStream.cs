@@ -121,13 +121,13 @@ public sealed class YamuxStream : Stream
 
             if (wait is not null)
             {
-                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+                await wait.WaitAsync(cancellationToken);
                 continue;
             }
 
             try
             {
-                await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, YamuxFlags.None, Id, (uint)chunk), buffer[..chunk], cancellationToken).ConfigureAwait(false);
+                await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, YamuxFlags.None, Id, (uint)chunk), buffer[..chunk], cancellationToken);
             }
             catch (OperationCanceledException)
             {
@@ -181,7 +181,7 @@ public sealed class YamuxStream : Stream
 
         try
         {
-            await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Fin, Id, 0), ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+            await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Fin, Id, 0), ReadOnlyMemory<byte>.Empty, cancellationToken);
         }
         catch (OperationCanceledException)
         {
@@ -450,7 +450,7 @@ public sealed class YamuxStream : Stream
     {
         while (true)
         {
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await wait.WaitAsync(cancellationToken);
             if (TryRead(buffer.Span, out var read, out var next))
             {
                 return read;
