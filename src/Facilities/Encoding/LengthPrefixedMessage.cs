@@ -1,5 +1,6 @@
 using System.Buffers;
 using Google.Protobuf;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Encoding;
 
@@ -33,7 +34,7 @@ public static class LengthPrefixedMessage
         if (length is null) return null;
         var body = length.Value == 0 ? [] : new byte[length.Value];
         if (body.Length > 0)
-            await stream.ReadExactlyAsync(body, cancellationToken);
+            await stream.ReadExactOnContextAsync(body, cancellationToken);
         return body;
     }
 
@@ -53,7 +54,7 @@ public static class LengthPrefixedMessage
         try
         {
             var body = buffer.AsMemory(0, length.Value);
-            await stream.ReadExactlyAsync(body, cancellationToken);
+            await stream.ReadExactOnContextAsync(body, cancellationToken);
             return Parse(parser, body.Span);
         }
         finally

@@ -207,7 +207,8 @@ public sealed class SimulationExecutor
             if (foreign)
                 _escape ??= Failure<SimulationEscapeException>(
                     $"a {item.Kind} step ({item.CodeType}) was queued from thread {Environment.CurrentManagedThreadId}, not the simulation thread: "
-                    + "something escaped the executor (ConfigureAwait(false), Task.Run, a thread-pool timer, unregistered I/O)");
+                    + "something escaped the executor (ConfigureAwait(false), Task.Run, a thread-pool timer, unregistered I/O). "
+                    + $"Queued from:\n{new System.Diagnostics.StackTrace(1, false)}");
             Monitor.PulseAll(_gate);
         }
     }
@@ -223,7 +224,8 @@ public sealed class SimulationExecutor
         if (_threadId == 0 || Environment.CurrentManagedThreadId == _threadId) return;
         var failure = Failure<SimulationEscapeException>(
             $"code on thread {Environment.CurrentManagedThreadId} tried to {what} while the simulation runs on thread {_threadId}: "
-            + "something escaped the executor (ConfigureAwait(false), Task.Run, a thread-pool timer, unregistered I/O)");
+            + "something escaped the executor (ConfigureAwait(false), Task.Run, a thread-pool timer, unregistered I/O). "
+            + $"Called from:\n{new System.Diagnostics.StackTrace(1, false)}");
         lock (_gate)
         {
             _escape ??= failure;

@@ -95,7 +95,7 @@ public sealed class P2PHost : IAsyncDisposable
             lock (_listeners)
             {
                 _listeners.Add(listener);
-                _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(listener), CancellationToken.None));
+                _acceptLoops.Add(AcceptLoopAsync(listener));
             }
             _logger.LogInformation("listening on {Address}", listener.Address.WithPeerId(PeerId));
         }
@@ -241,7 +241,7 @@ public sealed class P2PHost : IAsyncDisposable
             await connection.DisposeAsync();
             throw new ObjectDisposedException(nameof(P2PHost), "the host is stopping");
         }
-        _ = Task.Run(() => AcceptStreamsAsync(connection), CancellationToken.None);
+        _ = AcceptStreamsAsync(connection);
         if (_options.IdentifyOnConnect) _ = IdentifyQuietlyAsync(connection);
     }
 
@@ -265,6 +265,9 @@ public sealed class P2PHost : IAsyncDisposable
 
     private async Task AcceptLoopAsync(ITransportListener listener)
     {
+        // Returns to the caller at once, as Task.Run would, but stays on the caller's context when it
+        // has one (a simulation); without one it continues on the thread pool.
+        await Task.Yield();
         while (!_stopping.IsCancellationRequested)
         {
             RawConnection raw;
@@ -288,12 +291,13 @@ public sealed class P2PHost : IAsyncDisposable
                 await raw.DisposeAsync();
                 continue;
             }
-            _ = Task.Run(() => UpgradeInboundAsync(raw), CancellationToken.None);
+            _ = UpgradeInboundAsync(raw);
         }
     }
 
     private async Task UpgradeInboundAsync(RawConnection raw)
     {
+        await Task.Yield();
         PeerConnection connection;
         try
         {
@@ -305,8 +309,7 @@ public sealed class P2PHost : IAsyncDisposable
             _logger.LogDebug(e, "inbound upgrade from {Address} failed", raw.RemoteAddress);
             return;
         }
-        _ = connection.Completion.ContinueWith(_ => Interlocked.Decrement(ref _inbound), CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = ReleaseInboundSlotWhenClosedAsync(connection);
         try
         {
             await AdoptAsync(connection);
@@ -316,19 +319,20 @@ public sealed class P2PHost : IAsyncDisposable
         }
     }
 
+    private async Task ReleaseInboundSlotWhenClosedAsync(PeerConnection connection)
+    {
+        await connection.Completion.ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+        Interlocked.Decrement(ref _inbound);
+    }
+
     private async Task AcceptStreamsAsync(PeerConnection connection)
     {
+        await Task.Yield();
         var connectionScope = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         var scopeOpen = true;
         // The connection usually completes after the loop below has ended and disposed the scope:
         // cancelling it then would throw into a continuation nobody observes (once per connection).
-        _ = connection.Completion.ContinueWith(_ =>
-        {
-            lock (connectionScope)
-            {
-                if (scopeOpen) connectionScope.Cancel();
-            }
-        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = CancelScopeWhenClosedAsync();
         try
         {
             await ServeAcceptedStreamsAsync(connection, connectionScope.Token);
@@ -337,6 +341,15 @@ public sealed class P2PHost : IAsyncDisposable
         {
             lock (connectionScope) scopeOpen = false;
             connectionScope.Dispose();
+        }
+
+        async Task CancelScopeWhenClosedAsync()
+        {
+            await connection.Completion.ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+            lock (connectionScope)
+            {
+                if (scopeOpen) connectionScope.Cancel();
+            }
         }
     }
 
@@ -412,7 +425,8 @@ public sealed class P2PHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        await _stopping.CancelAsync();
+        // Cancel, not CancelAsync: CancelAsync runs the callbacks on TaskScheduler.Default, off a simulation's thread.
+        _stopping.Cancel();
         ITransportListener[] listeners;
         Task[] loops;
         lock (_listeners)

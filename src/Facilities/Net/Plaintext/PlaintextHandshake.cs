@@ -2,6 +2,7 @@ using System.Buffers;
 using Google.Protobuf;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Plaintext;
 
@@ -118,7 +119,7 @@ public static class PlaintextHandshake
         {
             try
             {
-                await stream.ReadExactlyAsync(buffer.AsMemory(0, size), cancellationToken);
+                await stream.ReadExactOnContextAsync(buffer.AsMemory(0, size), cancellationToken);
             }
             catch (EndOfStreamException e)
             {

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Threading.Channels;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Yamux;
 
@@ -72,7 +73,7 @@ public sealed class YamuxSession : IAsyncDisposable
             _keepAliveTimer = TimeProvider.CreateTimer(static s => ((YamuxSession)s!).OnKeepAliveTick(), this, interval, interval);
         }
 
-        _readLoop = Task.Run(ReadLoopAsync);
+        _readLoop = ReadLoopAsync();
 
         if (_options.MaxStreamWindowSize > _options.InitialWindowSize)
         {
@@ -106,7 +107,7 @@ public sealed class YamuxSession : IAsyncDisposable
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closedCts.Token);
             try
             {
-                await _ackBacklog.WaitAsync(linked.Token);
+                await _ackBacklog.EnterAsync(linked.Token);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -186,7 +187,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
         try
         {
-            return await waiter.Task.WaitAsync(cancellationToken);
+            return await waiter.Task.WaitOrCancelAsync(cancellationToken);
         }
         finally
         {
@@ -225,7 +226,7 @@ public sealed class YamuxSession : IAsyncDisposable
     /// </summary>
     internal async ValueTask WriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken);
+        await _writeLock.EnterAsync(cancellationToken);
         byte[]? buffer = null;
         try
         {
@@ -309,7 +310,7 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         try
         {
-            await _writeLock.WaitAsync(_ioCts.Token);
+            await _writeLock.EnterAsync(_ioCts.Token);
             try
             {
                 // Cleared under the lock before draining: whatever is queued after this point schedules its own flush.
@@ -390,6 +391,8 @@ public sealed class YamuxSession : IAsyncDisposable
 
     private async Task ReadLoopAsync()
     {
+        // Leaves the constructor at once, as Task.Run did, but on the caller's context if it has one (a simulation's).
+        await Task.Yield();
         var token = _ioCts.Token;
         try
         {
@@ -705,7 +708,7 @@ public sealed class YamuxSession : IAsyncDisposable
             if (goAway is { } code)
             {
                 using var grace = new CancellationTokenSource(GoAwayGrace, TimeProvider);
-                await _writeLock.WaitAsync(grace.Token);
+                await _writeLock.EnterAsync(grace.Token);
                 var buffer = ArrayPool<byte>.Shared.Rent(ControlReserve + YamuxHeader.Size);
                 try
                 {

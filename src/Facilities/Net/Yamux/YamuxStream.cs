@@ -1,4 +1,5 @@
 using System.Buffers;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Yamux;
 
@@ -121,7 +122,7 @@ public sealed class YamuxStream : Stream
 
             if (wait is not null)
             {
-                await wait.WaitAsync(cancellationToken);
+                await wait.WaitOrCancelAsync(cancellationToken);
                 continue;
             }
 
@@ -450,7 +451,7 @@ public sealed class YamuxStream : Stream
     {
         while (true)
         {
-            await wait.WaitAsync(cancellationToken);
+            await wait.WaitOrCancelAsync(cancellationToken);
             if (TryRead(buffer.Span, out var read, out var next))
             {
                 return read;
