@@ -45,6 +45,42 @@ public sealed class SimulationFailureTests
             Throws.InstanceOf<SimulationException>());
     }
 
+    /// <summary>BCL patterns that leave the simulation thread on .NET 10 (each ends by reading the clock, which makes the escape certain to be seen).</summary>
+    [TestCase("ConfigureAwait(false)")]
+    [TestCase("CancelAsync")]
+    [TestCase("WaitAsync(token) on a RunContinuationsAsynchronously task")]
+    [TestCase("SemaphoreSlim.WaitAsync(token)")]
+    public void KnownEscapes_FailTheRun(string pattern)
+    {
+        var sim = new SimulationExecutor(seed: 21);
+
+        Assert.That(() => sim.Run(async () =>
+        {
+            using var cts = new CancellationTokenSource();
+            var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            using var semaphore = new SemaphoreSlim(0);
+            Task wait = pattern switch
+            {
+                "ConfigureAwait(false)" => AwaitWithoutContextAsync(Task.Delay(TimeSpan.FromSeconds(1), sim.Clock)),
+                "CancelAsync" => signal.Task,
+                "WaitAsync(token) on a RunContinuationsAsynchronously task" => signal.Task.WaitAsync(cts.Token),
+                _ => semaphore.WaitAsync(cts.Token),
+            };
+            await Task.Yield();
+            if (pattern == "CancelAsync")
+            {
+                cts.Token.Register(() => signal.SetResult());
+                await cts.CancelAsync();
+            }
+            signal.TrySetResult();
+            semaphore.Release();
+            await wait;
+            _ = sim.Clock.GetUtcNow();
+        }), Throws.InstanceOf<SimulationException>());
+
+        static async Task AwaitWithoutContextAsync(Task task) => await task.ConfigureAwait(false);
+    }
+
     [Test]
     public void OutsideOperation_HoldsTheClockUntilItsResultIsBack()
     {
