@@ -1,5 +1,6 @@
 using System.Buffers;
 using Google.Protobuf;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Encoding;
 
@@ -29,11 +30,11 @@ public static class LengthPrefixedMessage
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentOutOfRangeException.ThrowIfNegative(maxLength);
-        var length = await ReadLengthAsync(stream, maxLength, cancellationToken).ConfigureAwait(false);
+        var length = await ReadLengthAsync(stream, maxLength, cancellationToken);
         if (length is null) return null;
         var body = length.Value == 0 ? [] : new byte[length.Value];
         if (body.Length > 0)
-            await stream.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
+            await stream.ReadExactOnContextAsync(body, cancellationToken);
         return body;
     }
 
@@ -46,14 +47,14 @@ public static class LengthPrefixedMessage
         ArgumentNullException.ThrowIfNull(parser);
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentOutOfRangeException.ThrowIfNegative(maxLength);
-        var length = await ReadLengthAsync(stream, maxLength, cancellationToken).ConfigureAwait(false);
+        var length = await ReadLengthAsync(stream, maxLength, cancellationToken);
         if (length is null) return null;
         // The body is only needed until it is parsed, so it can come from the pool.
         var buffer = ArrayPool<byte>.Shared.Rent(length.Value);
         try
         {
             var body = buffer.AsMemory(0, length.Value);
-            await stream.ReadExactlyAsync(body, cancellationToken).ConfigureAwait(false);
+            await stream.ReadExactOnContextAsync(body, cancellationToken);
             return Parse(parser, body.Span);
         }
         finally
@@ -95,13 +96,13 @@ public static class LengthPrefixedMessage
         {
             Varint.Write(buffer, (ulong)message.Length);
             message.Span.CopyTo(buffer.AsSpan(prefix));
-            await stream.WriteAsync(buffer.AsMemory(0, prefix + message.Length), cancellationToken).ConfigureAwait(false);
+            await stream.WriteAsync(buffer.AsMemory(0, prefix + message.Length), cancellationToken);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
-        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await stream.FlushAsync(cancellationToken);
     }
 
     /// <summary>Serializes <paramref name="message"/> and writes it length-prefixed in a single write call.</summary>
@@ -116,13 +117,13 @@ public static class LengthPrefixedMessage
         {
             Varint.Write(buffer, (ulong)size);
             message.WriteTo(buffer.AsSpan(prefix, size));
-            await stream.WriteAsync(buffer.AsMemory(0, prefix + size), cancellationToken).ConfigureAwait(false);
+            await stream.WriteAsync(buffer.AsMemory(0, prefix + size), cancellationToken);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
-        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await stream.FlushAsync(cancellationToken);
     }
 
     /// <summary>Reads and bounds the prefix; null on a clean end of stream before it.</summary>
@@ -131,7 +132,7 @@ public static class LengthPrefixedMessage
         ulong? length;
         try
         {
-            length = await Varint.ReadAsync(stream, cancellationToken).ConfigureAwait(false);
+            length = await Varint.ReadAsync(stream, cancellationToken);
         }
         catch (FormatException e)
         {

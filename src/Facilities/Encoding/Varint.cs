@@ -86,7 +86,7 @@ public static class Varint
         ulong value = 0;
         for (var i = 0; i < MaxLength; i++)
         {
-            var n = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+            var n = await stream.ReadAsync(buffer, cancellationToken);
             if (n == 0)
             {
                 if (i == 0) return null;

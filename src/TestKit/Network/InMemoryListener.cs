@@ -28,7 +28,7 @@ internal sealed class InMemoryListener : ITransportListener
         {
             // A connection reset while it waited in the backlog is still handed out, as a kernel would;
             // its first read tells the caller.
-            var (raw, _) = await _backlog.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var (raw, _) = await _backlog.Reader.ReadAsync(cancellationToken);
             return raw;
         }
         catch (ChannelClosedException)

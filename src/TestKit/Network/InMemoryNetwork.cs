@@ -177,7 +177,7 @@ public sealed class InMemoryNetwork
         TimeSpan roundTrip;
         lock (_gate) roundTrip = GetLink(from, to).Latency + GetLink(to, from).Latency;
         if (roundTrip > TimeSpan.Zero)
-            await Task.Delay(roundTrip, TimeProvider, cancellationToken).ConfigureAwait(false);
+            await Task.Delay(roundTrip, TimeProvider, cancellationToken);
 
         MemoryConnection connection;
         bool offered;

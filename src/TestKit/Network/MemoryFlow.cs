@@ -1,4 +1,5 @@
 using System.Buffers;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.TestKit.Network;
 
@@ -89,7 +90,7 @@ internal sealed class MemoryFlow
             if (reset) _connection.Abort("connection reset: data limit reached", drain: true);
             if (_limitReached && !data.IsEmpty) throw new IOException("connection reset: data limit reached");
             if (data.IsEmpty) return;
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await wait.WaitOrCancelAsync(cancellationToken);
         }
     }
 
@@ -123,7 +124,7 @@ internal sealed class MemoryFlow
                 if (_endOfStream || _readerClosed) return 0;
                 wait = (_dataSignal ??= NewSignal()).Task;
             }
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await wait.WaitOrCancelAsync(cancellationToken);
         }
     }
 

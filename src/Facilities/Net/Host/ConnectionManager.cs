@@ -69,16 +69,20 @@ internal sealed class ConnectionManager : IAsyncDisposable
             if (current is not null)
                 loser = PreferredOf(current, connection) == current ? connection : current;
         }
-        _ = connection.Completion.ContinueWith(completion =>
-        {
-            // A session the remote broke ends with its error on Completion; reading it here marks it
-            // observed, or the finalizer reports it as unobserved (a costly path, once per such connection).
-            _ = completion.Exception;
-            Remove(connection);
-        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = RemoveWhenClosedAsync(connection);
         Connected?.Invoke(connection);
         if (loser is not null) Retire(loser);
         return true;
+    }
+
+    private async Task RemoveWhenClosedAsync(PeerConnection connection)
+    {
+        // An await, not ContinueWith on TaskScheduler.Default: it stays on the caller's context (a simulation's).
+        await connection.Completion.ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+        // A session the remote broke ends with its error on Completion; reading it here marks it
+        // observed, or the finalizer reports it as unobserved (a costly path, once per such connection).
+        _ = connection.Completion.Exception;
+        Remove(connection);
     }
 
     private static PeerConnection PreferredOf(PeerConnection existing, PeerConnection added)
@@ -99,8 +103,8 @@ internal sealed class ConnectionManager : IAsyncDisposable
     {
         try
         {
-            await connection.Session.GoAwayAsync(CancellationToken.None).ConfigureAwait(false);
-            if (connection.StreamCount == 0) await connection.DisposeAsync().ConfigureAwait(false);
+            await connection.Session.GoAwayAsync(CancellationToken.None);
+            if (connection.StreamCount == 0) await connection.DisposeAsync();
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException)
         {
@@ -142,16 +146,16 @@ internal sealed class ConnectionManager : IAsyncDisposable
             _disposed = true;
             all = _byPeer.Values.SelectMany(l => l).ToArray();
         }
-        await _maintenance.DisposeAsync().ConfigureAwait(false);
+        await _maintenance.DisposeAsync();
         await Task.WhenAll(all.Select(async c =>
         {
             try
             {
-                await c.DisposeAsync().ConfigureAwait(false);
+                await c.DisposeAsync();
             }
             catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
             }
-        })).ConfigureAwait(false);
+        }));
     }
 }

@@ -32,43 +32,43 @@ internal static class ConnectionUpgrader
             var securityProtocols = options.SecurityProtocols;
             if (direction == ConnectionDirection.Outbound)
             {
-                var security = await MultistreamSelect.SelectAsync(raw.Stream, securityProtocols, ct).ConfigureAwait(false);
+                var security = await MultistreamSelect.SelectAsync(raw.Stream, securityProtocols, ct);
                 if (security == PlaintextHandshake.ProtocolId)
                 {
-                    var session = await PlaintextHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, ct).ConfigureAwait(false);
+                    var session = await PlaintextHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, ct);
                     (secure, remotePeer, remoteKey) = session;
                 }
                 else
                 {
-                    var noise = await NoiseHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, ct).ConfigureAwait(false);
+                    var noise = await NoiseHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, ct);
                     (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
                 }
-                await MultistreamSelect.SelectAsync(secure, MuxerProtocols, ct).ConfigureAwait(false);
+                await MultistreamSelect.SelectAsync(secure, MuxerProtocols, ct);
             }
             else
             {
-                var security = await MultistreamSelect.HandleAsync(raw.Stream, securityProtocols, ct).ConfigureAwait(false);
+                var security = await MultistreamSelect.HandleAsync(raw.Stream, securityProtocols, ct);
                 if (security == PlaintextHandshake.ProtocolId)
                 {
-                    var session = await PlaintextHandshake.RespondAsync(raw.Stream, options.Identity, ct).ConfigureAwait(false);
+                    var session = await PlaintextHandshake.RespondAsync(raw.Stream, options.Identity, ct);
                     (secure, remotePeer, remoteKey) = session;
                 }
                 else
                 {
-                    var noise = await NoiseHandshake.RespondAsync(raw.Stream, options.Identity, ct).ConfigureAwait(false);
+                    var noise = await NoiseHandshake.RespondAsync(raw.Stream, options.Identity, ct);
                     (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
                 }
-                await MultistreamSelect.HandleAsync(secure, MuxerProtocols, ct).ConfigureAwait(false);
+                await MultistreamSelect.HandleAsync(secure, MuxerProtocols, ct);
             }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            await DisposeQuietlyAsync(secure, raw).ConfigureAwait(false);
+            await DisposeQuietlyAsync(secure, raw);
             throw new TimeoutException($"connection upgrade with {raw.RemoteAddress} did not finish within {options.UpgradeTimeout}");
         }
         catch
         {
-            await DisposeQuietlyAsync(secure, raw).ConfigureAwait(false);
+            await DisposeQuietlyAsync(secure, raw);
             throw;
         }
 
@@ -91,8 +91,8 @@ internal static class ConnectionUpgrader
     {
         try
         {
-            if (secure is not null) await secure.DisposeAsync().ConfigureAwait(false);
-            await raw.DisposeAsync().ConfigureAwait(false);
+            if (secure is not null) await secure.DisposeAsync();
+            await raw.DisposeAsync();
         }
         catch (IOException)
         {

@@ -8,6 +8,7 @@ using P2PInference.Facilities.Net.Protocols.Identify;
 using P2PInference.Facilities.Net.Protocols.Ping;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Host;
 
@@ -91,11 +92,11 @@ public sealed class P2PHost : IAsyncDisposable
         {
             var transport = _options.Transports.FirstOrDefault(t => t.CanListen(address))
                 ?? throw new TransportException($"no transport can listen on {address}");
-            var listener = await transport.ListenAsync(address, cancellationToken).ConfigureAwait(false);
+            var listener = await transport.ListenAsync(address, cancellationToken);
             lock (_listeners)
             {
                 _listeners.Add(listener);
-                _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(listener), CancellationToken.None));
+                _acceptLoops.Add(AcceptLoopAsync(listener));
             }
             _logger.LogInformation("listening on {Address}", listener.Address.WithPeerId(PeerId));
         }
@@ -138,16 +139,16 @@ public sealed class P2PHost : IAsyncDisposable
 
     public async Task<YamuxStream> OpenStreamAsync(PeerId peer, string protocol, CancellationToken cancellationToken)
     {
-        var (stream, _) = await OpenStreamAsync(peer, [protocol], cancellationToken).ConfigureAwait(false);
+        var (stream, _) = await OpenStreamAsync(peer, [protocol], cancellationToken);
         return stream;
     }
 
     public async Task<(YamuxStream Stream, string Protocol)> OpenStreamAsync(PeerId peer, IReadOnlyList<string> protocols, CancellationToken cancellationToken)
     {
-        var connection = await ConnectAsync(peer, cancellationToken).ConfigureAwait(false);
+        var connection = await ConnectAsync(peer, cancellationToken);
         using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-        return await connection.OpenStreamAsync(protocols, linked.Token).ConfigureAwait(false);
+        return await connection.OpenStreamAsync(protocols, linked.Token);
     }
 
     /// <summary>
@@ -171,9 +172,9 @@ public sealed class P2PHost : IAsyncDisposable
 
     public async Task<TimeSpan> PingAsync(PeerId peer, CancellationToken cancellationToken)
     {
-        var stream = await OpenStreamAsync(peer, PingProtocol.ProtocolId, cancellationToken).ConfigureAwait(false);
-        await using (stream.ConfigureAwait(false))
-            return await PingProtocol.PingAsync(stream, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
+        var stream = await OpenStreamAsync(peer, PingProtocol.ProtocolId, cancellationToken);
+        await using (stream)
+            return await PingProtocol.PingAsync(stream, _options.TimeProvider, cancellationToken);
     }
 
     /// <summary>What <paramref name="peer"/> told about itself on our connection to it (dialed if there is none).</summary>
@@ -194,13 +195,13 @@ public sealed class P2PHost : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(connection);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        return connection.GetOrStartIdentify(RunIdentifyAsync).WaitAsync(cancellationToken);
+        return connection.GetOrStartIdentify(RunIdentifyAsync).WaitOrCancelAsync(cancellationToken);
     }
 
     public async Task DisconnectAsync(PeerId peer)
     {
         foreach (var c in _connections.All.Where(c => c.RemotePeer == peer))
-            await c.DisposeAsync().ConfigureAwait(false);
+            await c.DisposeAsync();
     }
 
     private async Task<PeerConnection> DialDeduplicatedAsync(string key, Func<Task<PeerConnection>> dial, CancellationToken cancellationToken)
@@ -215,7 +216,7 @@ public sealed class P2PHost : IAsyncDisposable
             }
         }
         // The shared dial runs on the host's lifetime; one caller giving up doesn't cancel it for the others.
-        return await task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return await task.WaitAsync(cancellationToken);
     }
 
     private async Task<PeerConnection> RunDialAsync(string key, Func<Task<PeerConnection>> dial)
@@ -223,7 +224,7 @@ public sealed class P2PHost : IAsyncDisposable
         try
         {
             await Task.Yield();
-            return await dial().ConfigureAwait(false);
+            return await dial();
         }
         finally
         {
@@ -245,16 +246,15 @@ public sealed class P2PHost : IAsyncDisposable
             RawConnection raw;
             try
             {
-                raw = await transport.DialAsync(address, _stopping.Token).ConfigureAwait(false);
+                raw = await transport.DialAsync(address, _stopping.Token);
             }
             catch (TransportException e)
             {
                 errors.Add(e);
                 continue;
             }
-            var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, _stopping.Token)
-                .ConfigureAwait(false);
-            await AdoptAsync(connection).ConfigureAwait(false);
+            var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, _stopping.Token);
+            await AdoptAsync(connection);
             PeerStore.AddAddresses(connection.RemotePeer, [address]);
             return _connections.Get(connection.RemotePeer) ?? connection;
         }
@@ -267,10 +267,10 @@ public sealed class P2PHost : IAsyncDisposable
     {
         if (!_connections.Add(connection))
         {
-            await connection.DisposeAsync().ConfigureAwait(false);
+            await connection.DisposeAsync();
             throw new ObjectDisposedException(nameof(P2PHost), "the host is stopping");
         }
-        _ = Task.Run(() => AcceptStreamsAsync(connection), CancellationToken.None);
+        _ = AcceptStreamsAsync(connection);
         if (_options.IdentifyOnConnect) _ = connection.GetOrStartIdentify(RunIdentifyAsync);
     }
 
@@ -296,9 +296,9 @@ public sealed class P2PHost : IAsyncDisposable
             // A stream need not notice its connection closing; the connection's end ends the wait.
             if (await Task.WhenAny(exchange, connection.Completion) != exchange)
             {
-                await linked.CancelAsync();
-                _ = exchange.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
-                    TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
+                linked.Cancel();
+                _ = exchange.ObserveFailureAsync();
                 throw new IdentifyException($"the connection to {peer} closed before identify finished");
             }
             var info = await exchange;
@@ -331,12 +331,15 @@ public sealed class P2PHost : IAsyncDisposable
 
     private async Task AcceptLoopAsync(ITransportListener listener)
     {
+        // Returns to the caller at once, as Task.Run would, but stays on the caller's context when it
+        // has one (a simulation); without one it continues on the thread pool.
+        await Task.Yield();
         while (!_stopping.IsCancellationRequested)
         {
             RawConnection raw;
             try
             {
-                raw = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+                raw = await listener.AcceptAsync(_stopping.Token);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
@@ -351,19 +354,20 @@ public sealed class P2PHost : IAsyncDisposable
             {
                 Interlocked.Decrement(ref _inbound);
                 _logger.LogWarning("refusing inbound connection from {Address}: {Max} inbound connections open", raw.RemoteAddress, _options.MaxInboundConnections);
-                await raw.DisposeAsync().ConfigureAwait(false);
+                await raw.DisposeAsync();
                 continue;
             }
-            _ = Task.Run(() => UpgradeInboundAsync(raw), CancellationToken.None);
+            _ = UpgradeInboundAsync(raw);
         }
     }
 
     private async Task UpgradeInboundAsync(RawConnection raw)
     {
+        await Task.Yield();
         PeerConnection connection;
         try
         {
-            connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Inbound, null, _options, _stopping.Token).ConfigureAwait(false);
+            connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Inbound, null, _options, _stopping.Token);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -371,38 +375,47 @@ public sealed class P2PHost : IAsyncDisposable
             _logger.LogDebug(e, "inbound upgrade from {Address} failed", raw.RemoteAddress);
             return;
         }
-        _ = connection.Completion.ContinueWith(_ => Interlocked.Decrement(ref _inbound), CancellationToken.None,
-            TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = ReleaseInboundSlotWhenClosedAsync(connection);
         try
         {
-            await AdoptAsync(connection).ConfigureAwait(false);
+            await AdoptAsync(connection);
         }
         catch (ObjectDisposedException)
         {
         }
     }
 
+    private async Task ReleaseInboundSlotWhenClosedAsync(PeerConnection connection)
+    {
+        await connection.Completion.ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+        Interlocked.Decrement(ref _inbound);
+    }
+
     private async Task AcceptStreamsAsync(PeerConnection connection)
     {
+        await Task.Yield();
         var connectionScope = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         var scopeOpen = true;
         // The connection usually completes after the loop below has ended and disposed the scope:
         // cancelling it then would throw into a continuation nobody observes (once per connection).
-        _ = connection.Completion.ContinueWith(_ =>
-        {
-            lock (connectionScope)
-            {
-                if (scopeOpen) connectionScope.Cancel();
-            }
-        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = CancelScopeWhenClosedAsync();
         try
         {
-            await ServeAcceptedStreamsAsync(connection, connectionScope.Token).ConfigureAwait(false);
+            await ServeAcceptedStreamsAsync(connection, connectionScope.Token);
         }
         finally
         {
             lock (connectionScope) scopeOpen = false;
             connectionScope.Dispose();
+        }
+
+        async Task CancelScopeWhenClosedAsync()
+        {
+            await connection.Completion.ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+            lock (connectionScope)
+            {
+                if (scopeOpen) connectionScope.Cancel();
+            }
         }
     }
 
@@ -415,7 +428,7 @@ public sealed class P2PHost : IAsyncDisposable
             try
             {
                 // Negotiation writes at once (our header or our answer), so the ACK can go with it.
-                stream = await connection.Session.AcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token).ConfigureAwait(false);
+                stream = await connection.Session.AcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -431,7 +444,7 @@ public sealed class P2PHost : IAsyncDisposable
         }
         Task[] pending;
         lock (handlers) pending = handlers.ToArray();
-        await Task.WhenAll(pending).ConfigureAwait(false);
+        await Task.WhenAll(pending);
     }
 
     private async Task ServeStreamAsync(PeerConnection connection, YamuxStream stream, CancellationToken cancellationToken)
@@ -443,7 +456,7 @@ public sealed class P2PHost : IAsyncDisposable
             using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
             var protocols = _protocols;
-            protocol = await MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols, () => stream.DataAvailable, linked.Token).ConfigureAwait(false);
+            protocol = await MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols, () => stream.DataAvailable, linked.Token);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -458,8 +471,8 @@ public sealed class P2PHost : IAsyncDisposable
         }
         try
         {
-            await handler(new StreamContext(stream, connection, protocol), cancellationToken).ConfigureAwait(false);
-            await stream.DisposeAsync().ConfigureAwait(false);
+            await handler(new StreamContext(stream, connection, protocol), cancellationToken);
+            await stream.DisposeAsync();
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -472,15 +485,16 @@ public sealed class P2PHost : IAsyncDisposable
     {
         var info = new IdentifyInfo(Identity.PublicKey, ListenAddresses, _protocols.ToArray(), context.Connection.RemoteAddress,
             _options.ProtocolVersion, _options.AgentVersion);
-        await IdentifyProtocol.WriteAsync(context.Stream, info, cancellationToken).ConfigureAwait(false);
-        await context.Stream.CompleteWritesAsync(cancellationToken).ConfigureAwait(false);
+        await IdentifyProtocol.WriteAsync(context.Stream, info, cancellationToken);
+        await context.Stream.CompleteWritesAsync(cancellationToken);
     }
 
     /// <summary>Graceful stop: listeners close, connections get a go-away and close, handlers are cancelled.</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        await _stopping.CancelAsync().ConfigureAwait(false);
+        // Cancel, not CancelAsync: CancelAsync runs the callbacks on TaskScheduler.Default, off a simulation's thread.
+        _stopping.Cancel();
         ITransportListener[] listeners;
         Task[] loops;
         lock (_listeners)
@@ -489,9 +503,9 @@ public sealed class P2PHost : IAsyncDisposable
             loops = _acceptLoops.ToArray();
         }
         foreach (var listener in listeners)
-            await listener.DisposeAsync().ConfigureAwait(false);
-        await Task.WhenAll(loops).ConfigureAwait(false);
-        await _connections.DisposeAsync().ConfigureAwait(false);
+            await listener.DisposeAsync();
+        await Task.WhenAll(loops);
+        await _connections.DisposeAsync();
         _stopping.Dispose();
     }
 }

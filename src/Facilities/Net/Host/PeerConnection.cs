@@ -4,6 +4,7 @@ using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Protocols.Identify;
 using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Host;
 
@@ -60,8 +61,7 @@ public sealed class PeerConnection : IAsyncDisposable
             _identify = run(this);
         }
         // Nobody may ever ask for the result of the identify started on connect; its failure is logged, not lost.
-        _ = _identify.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
-            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = _identify.ObserveFailureAsync();
         return _identify;
     }
 
@@ -82,10 +82,10 @@ public sealed class PeerConnection : IAsyncDisposable
     public async Task<(YamuxStream Stream, string Protocol)> OpenStreamAsync(IReadOnlyList<string> protocols, CancellationToken cancellationToken)
     {
         Touch();
-        var stream = await Session.OpenStreamAsync(cancellationToken).ConfigureAwait(false);
+        var stream = await Session.OpenStreamAsync(cancellationToken);
         try
         {
-            var protocol = await MultistreamSelect.SelectAsync(stream, protocols, cancellationToken).ConfigureAwait(false);
+            var protocol = await MultistreamSelect.SelectAsync(stream, protocols, cancellationToken);
             return (stream, protocol);
         }
         catch

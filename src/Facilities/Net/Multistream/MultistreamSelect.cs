@@ -48,13 +48,13 @@ public static class MultistreamSelect
         if (protocols.Count == 0) throw new ArgumentException("propose at least one protocol", nameof(protocols));
         foreach (var protocol in protocols) ValidateProtocolId(protocol, nameof(protocols));
 
-        await WriteMessagesAsync(stream, ProtocolId, protocols[0], cancellationToken).ConfigureAwait(false);
-        await ReadHeaderAsync(stream, cancellationToken).ConfigureAwait(false);
+        await WriteMessagesAsync(stream, ProtocolId, protocols[0], cancellationToken);
+        await ReadHeaderAsync(stream, cancellationToken);
         for (var i = 0; i < protocols.Count; i++)
         {
             if (i > 0)
-                await WriteMessagesAsync(stream, protocols[i], null, cancellationToken).ConfigureAwait(false);
-            var answer = await ReadMessageAsync(stream, cancellationToken).ConfigureAwait(false);
+                await WriteMessagesAsync(stream, protocols[i], null, cancellationToken);
+            var answer = await ReadMessageAsync(stream, cancellationToken);
             if (string.Equals(answer, protocols[i], StringComparison.Ordinal)) return answer;
             if (answer != NotAvailable)
                 throw new MultistreamException(MultistreamFailure.MalformedMessage, $"listener answered '{answer}' to the proposal '{protocols[i]}'");
@@ -199,9 +199,9 @@ public static class MultistreamSelect
     public static async Task<IReadOnlyList<string>> ListAsync(Stream stream, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        await WriteMessagesAsync(stream, ProtocolId, List, cancellationToken).ConfigureAwait(false);
-        await ReadHeaderAsync(stream, cancellationToken).ConfigureAwait(false);
-        var body = await ReadRawAsync(stream, MaxListLength, cancellationToken).ConfigureAwait(false);
+        await WriteMessagesAsync(stream, ProtocolId, List, cancellationToken);
+        await ReadHeaderAsync(stream, cancellationToken);
+        var body = await ReadRawAsync(stream, MaxListLength, cancellationToken);
         if (body.Length == 0 || body[^1] != (byte)'\n')
             throw new MultistreamException(MultistreamFailure.MalformedMessage, "the protocol list lacks its trailing newline");
         // The answer nests one length-prefixed, newline-terminated message per protocol.
@@ -231,20 +231,20 @@ public static class MultistreamSelect
 
     private static async ValueTask ReadHeaderAsync(Stream stream, CancellationToken cancellationToken)
     {
-        var header = await ReadMessageAsync(stream, cancellationToken).ConfigureAwait(false);
+        var header = await ReadMessageAsync(stream, cancellationToken);
         if (header != ProtocolId)
             throw new MultistreamException(MultistreamFailure.WrongHeader, $"expected '{ProtocolId}', got '{header}'");
     }
 
     private static async ValueTask<string> ReadMessageAsync(Stream stream, CancellationToken cancellationToken) =>
-        DecodeMessage(await ReadRawAsync(stream, MaxMessageLength, cancellationToken).ConfigureAwait(false));
+        DecodeMessage(await ReadRawAsync(stream, MaxMessageLength, cancellationToken));
 
     private static async ValueTask<byte[]> ReadRawAsync(Stream stream, int maxLength, CancellationToken cancellationToken)
     {
         byte[]? bytes;
         try
         {
-            bytes = await LengthPrefixedMessage.ReadAsync(stream, maxLength, cancellationToken).ConfigureAwait(false);
+            bytes = await LengthPrefixedMessage.ReadAsync(stream, maxLength, cancellationToken);
         }
         catch (MessageTooLargeException e)
         {
@@ -310,13 +310,13 @@ public static class MultistreamSelect
         {
             var written = Encode(buffer, first);
             if (second is not null) written += Encode(buffer.AsSpan(written), second);
-            await stream.WriteAsync(buffer.AsMemory(0, written), cancellationToken).ConfigureAwait(false);
+            await stream.WriteAsync(buffer.AsMemory(0, written), cancellationToken);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
-        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await stream.FlushAsync(cancellationToken);
     }
 
     private static async ValueTask WriteListAsync(Stream stream, IEnumerable<string> listed, CancellationToken cancellationToken)
@@ -330,12 +330,12 @@ public static class MultistreamSelect
             var written = Varint.Write(buffer, (ulong)inner);
             foreach (var protocol in protocols) written += Encode(buffer.AsSpan(written), protocol);
             buffer[written++] = (byte)'\n';
-            await stream.WriteAsync(buffer.AsMemory(0, written), cancellationToken).ConfigureAwait(false);
+            await stream.WriteAsync(buffer.AsMemory(0, written), cancellationToken);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
-        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await stream.FlushAsync(cancellationToken);
     }
 }

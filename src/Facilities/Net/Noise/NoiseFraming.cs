@@ -17,9 +17,9 @@ internal static class NoiseFraming
     /// <exception cref="NoiseException">The stream ended before or inside the frame.</exception>
     public static async ValueTask<int> ReadFrameAsync(Stream stream, byte[] buffer, CancellationToken cancellationToken)
     {
-        await ReadExactAsync(stream, buffer.AsMemory(0, HeaderSize), cancellationToken).ConfigureAwait(false);
+        await ReadExactAsync(stream, buffer.AsMemory(0, HeaderSize), cancellationToken);
         int length = BinaryPrimitives.ReadUInt16BigEndian(buffer);
-        await ReadExactAsync(stream, buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+        await ReadExactAsync(stream, buffer.AsMemory(0, length), cancellationToken);
         return length;
     }
 
@@ -27,15 +27,15 @@ internal static class NoiseFraming
     {
         if (messageLength > MaxFrameSize) throw new ArgumentOutOfRangeException(nameof(messageLength));
         BinaryPrimitives.WriteUInt16BigEndian(frame, (ushort)messageLength);
-        await stream.WriteAsync(frame.AsMemory(0, HeaderSize + messageLength), cancellationToken).ConfigureAwait(false);
-        await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await stream.WriteAsync(frame.AsMemory(0, HeaderSize + messageLength), cancellationToken);
+        await stream.FlushAsync(cancellationToken);
     }
 
     private static async ValueTask ReadExactAsync(Stream stream, Memory<byte> destination, CancellationToken cancellationToken)
     {
         while (!destination.IsEmpty)
         {
-            var read = await stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+            var read = await stream.ReadAsync(destination, cancellationToken);
             if (read == 0) throw new NoiseException("connection closed during the handshake (truncated frame)");
             destination = destination[read..];
         }

@@ -45,14 +45,14 @@ public static class NoiseHandshake
         try
         {
             // Not every Stream honours a token mid-read; disposing it ends the read for sure.
-            await using (cancellationToken.Register(static s => ((Stream)s!).Dispose(), insecure).ConfigureAwait(false))
+            await using (cancellationToken.Register(static s => ((Stream)s!).Dispose(), insecure))
             {
                 PublicKey remoteKey;
                 try
                 {
                     remoteKey = initiator
-                        ? await InitiatorStepsAsync(insecure, localKey, expectedRemote, state, buffer, cancellationToken).ConfigureAwait(false)
-                        : await ResponderStepsAsync(insecure, localKey, state, buffer, cancellationToken).ConfigureAwait(false);
+                        ? await InitiatorStepsAsync(insecure, localKey, expectedRemote, state, buffer, cancellationToken)
+                        : await ResponderStepsAsync(insecure, localKey, state, buffer, cancellationToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException && cancellationToken.IsCancellationRequested)
                 {
@@ -65,7 +65,7 @@ public static class NoiseHandshake
         }
         catch
         {
-            await insecure.DisposeAsync().ConfigureAwait(false);
+            await insecure.DisposeAsync();
             throw;
         }
         finally
@@ -78,10 +78,10 @@ public static class NoiseHandshake
     {
         // -> e (no payload: nothing is secret yet)
         var length = state.WriteMessage(ReadOnlySpan<byte>.Empty, buffer.AsSpan(NoiseFraming.HeaderSize));
-        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken).ConfigureAwait(false);
+        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken);
 
         // <- e, ee, s, es + the responder's signed identity
-        length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken).ConfigureAwait(false);
+        length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken);
         var payload = state.ReadMessage(buffer.AsSpan(0, length));
         var remoteKey = NoisePayload.Verify(payload, state.RemoteStaticPublicKey!);
         // Checked before message 3 so our identity is never revealed to a peer we did not mean to reach.
@@ -91,23 +91,23 @@ public static class NoiseHandshake
         // -> s, se + our signed identity
         var local = NoisePayload.Create(localKey, state.LocalStaticPublicKey);
         length = state.WriteMessage(local, buffer.AsSpan(NoiseFraming.HeaderSize));
-        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken).ConfigureAwait(false);
+        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken);
         return remoteKey;
     }
 
     private static async Task<PublicKey> ResponderStepsAsync(Stream insecure, KeyPair localKey, HandshakeState state, byte[] buffer, CancellationToken cancellationToken)
     {
         // -> e (any cleartext payload is mixed into the transcript and otherwise ignored)
-        var length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken).ConfigureAwait(false);
+        var length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken);
         state.ReadMessage(buffer.AsSpan(0, length));
 
         // <- e, ee, s, es + our signed identity
         var local = NoisePayload.Create(localKey, state.LocalStaticPublicKey);
         length = state.WriteMessage(local, buffer.AsSpan(NoiseFraming.HeaderSize));
-        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken).ConfigureAwait(false);
+        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken);
 
         // -> s, se + the initiator's signed identity
-        length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken).ConfigureAwait(false);
+        length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken);
         var payload = state.ReadMessage(buffer.AsSpan(0, length));
         return NoisePayload.Verify(payload, state.RemoteStaticPublicKey!);
     }

@@ -225,7 +225,7 @@ public sealed class NoiseSecureStream : Stream
                     _rxStart = 0;
                     _rxEnd = available;
                 }
-                var received = await _inner.ReadAsync(_rx.AsMemory(_rxEnd), cancellationToken).ConfigureAwait(false);
+                var received = await _inner.ReadAsync(_rx.AsMemory(_rxEnd), cancellationToken);
                 if (received == 0)
                 {
                     if (available == 0) return 0;
@@ -263,7 +263,7 @@ public sealed class NoiseSecureStream : Stream
                     used += _send.EncryptWithAd(ReadOnlySpan<byte>.Empty, data.Span[..chunk], tx.AsSpan(used));
                     data = data[chunk..];
                 }
-                await _inner.WriteAsync(tx.AsMemory(0, used), cancellationToken).ConfigureAwait(false);
+                await _inner.WriteAsync(tx.AsMemory(0, used), cancellationToken);
             }
         }
         catch (Exception e)
@@ -373,7 +373,7 @@ public sealed class NoiseSecureStream : Stream
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            await _inner.DisposeAsync().ConfigureAwait(false);
+            await _inner.DisposeAsync();
             RetireReceiveBuffer();
             _send.Dispose();
             _receive.Dispose();

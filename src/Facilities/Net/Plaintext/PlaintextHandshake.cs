@@ -2,6 +2,7 @@ using System.Buffers;
 using Google.Protobuf;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Plaintext;
 
@@ -52,14 +53,14 @@ public static class PlaintextHandshake
         try
         {
             // Not every Stream honours a token mid-read; disposing it ends the read for sure.
-            await using (cancellationToken.Register(static s => ((Stream)s!).Dispose(), insecure).ConfigureAwait(false))
+            await using (cancellationToken.Register(static s => ((Stream)s!).Dispose(), insecure))
             {
                 try
                 {
                     // Both sides send at once, as the spec says; neither waits for the other.
-                    await insecure.WriteAsync(Encode(localKey), cancellationToken).ConfigureAwait(false);
-                    await insecure.FlushAsync(cancellationToken).ConfigureAwait(false);
-                    var (remotePeer, remoteKey) = await ReadAsync(insecure, cancellationToken).ConfigureAwait(false);
+                    await insecure.WriteAsync(Encode(localKey), cancellationToken);
+                    await insecure.FlushAsync(cancellationToken);
+                    var (remotePeer, remoteKey) = await ReadAsync(insecure, cancellationToken);
                     if (expectedRemote is not null && remotePeer != expectedRemote)
                         throw new PlaintextException($"dialled {expectedRemote} but reached {remotePeer}");
                     cancellationToken.ThrowIfCancellationRequested();
@@ -73,7 +74,7 @@ public static class PlaintextHandshake
         }
         catch
         {
-            await insecure.DisposeAsync().ConfigureAwait(false);
+            await insecure.DisposeAsync();
             throw;
         }
     }
@@ -98,7 +99,7 @@ public static class PlaintextHandshake
         ulong? length;
         try
         {
-            length = await Varint.ReadAsync(stream, cancellationToken).ConfigureAwait(false);
+            length = await Varint.ReadAsync(stream, cancellationToken);
         }
         catch (FormatException e)
         {
@@ -118,7 +119,7 @@ public static class PlaintextHandshake
         {
             try
             {
-                await stream.ReadExactlyAsync(buffer.AsMemory(0, size), cancellationToken).ConfigureAwait(false);
+                await stream.ReadExactOnContextAsync(buffer.AsMemory(0, size), cancellationToken);
             }
             catch (EndOfStreamException e)
             {

@@ -46,7 +46,7 @@ public sealed class TcpTransport : ITransport
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         try
         {
-            var candidates = await ResolveAsync(address, target, linked.Token).ConfigureAwait(false);
+            var candidates = await ResolveAsync(address, target, linked.Token);
             var failures = new List<string>();
             foreach (var ip in candidates)
             {
@@ -55,7 +55,7 @@ public sealed class TcpTransport : ITransport
                 try
                 {
                     Configure(socket);
-                    await socket.ConnectAsync(endpoint, linked.Token).ConfigureAwait(false);
+                    await socket.ConnectAsync(endpoint, linked.Token);
                     return Wrap(socket);
                 }
                 catch (SocketException e)
@@ -87,7 +87,7 @@ public sealed class TcpTransport : ITransport
             throw new TransportException($"TCP cannot listen on '{address}': expected /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>");
         cancellationToken.ThrowIfCancellationRequested();
 
-        var ip = (await ResolveAsync(address, target, cancellationToken).ConfigureAwait(false))[0];
+        var ip = (await ResolveAsync(address, target, cancellationToken))[0];
         var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -110,7 +110,7 @@ public sealed class TcpTransport : ITransport
         IPAddress[] found;
         try
         {
-            found = await _options.Resolver(target.Host, target.Family, cancellationToken).ConfigureAwait(false);
+            found = await _options.Resolver(target.Host, target.Family, cancellationToken);
         }
         catch (SocketException e)
         {
@@ -199,7 +199,7 @@ public sealed class TcpTransport : ITransport
                 Socket accepted;
                 try
                 {
-                    accepted = await socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                    accepted = await socket.AcceptAsync(cancellationToken);
                 }
                 catch (Exception e) when ((e is SocketException or ObjectDisposedException) && Volatile.Read(ref _disposed) != 0)
                 {

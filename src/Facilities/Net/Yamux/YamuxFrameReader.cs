@@ -25,7 +25,7 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
             Compact();
             while (Buffered < YamuxHeader.Size)
             {
-                var read = await connection.ReadAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
+                var read = await connection.ReadAsync(_buffer.AsMemory(_end), cancellationToken);
                 if (read == 0)
                 {
                     if (Buffered == 0)
@@ -56,7 +56,7 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
         {
             while (destination.Length > 0)
             {
-                var read = await connection.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+                var read = await connection.ReadAsync(destination, cancellationToken);
                 if (read == 0)
                 {
                     throw Truncated();
@@ -70,7 +70,7 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
 
         if (destination.Length > 0)
         {
-            await FillAsync(destination.Length, cancellationToken).ConfigureAwait(false);
+            await FillAsync(destination.Length, cancellationToken);
             _buffer.AsMemory(_start, destination.Length).CopyTo(destination);
             _start += destination.Length;
         }
@@ -83,7 +83,7 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
         {
             if (Buffered == 0)
             {
-                await FillAsync(1, cancellationToken).ConfigureAwait(false);
+                await FillAsync(1, cancellationToken);
             }
 
             var skip = (int)Math.Min(count, Buffered);
@@ -97,7 +97,7 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
         Compact();
         while (Buffered < count)
         {
-            var read = await connection.ReadAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
+            var read = await connection.ReadAsync(_buffer.AsMemory(_end), cancellationToken);
             if (read == 0)
             {
                 throw Truncated();

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Threading.Channels;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Yamux;
 
@@ -72,7 +73,7 @@ public sealed class YamuxSession : IAsyncDisposable
             _keepAliveTimer = TimeProvider.CreateTimer(static s => ((YamuxSession)s!).OnKeepAliveTick(), this, interval, interval);
         }
 
-        _readLoop = Task.Run(ReadLoopAsync);
+        _readLoop = ReadLoopAsync();
 
         if (_options.MaxStreamWindowSize > _options.InitialWindowSize)
         {
@@ -113,7 +114,7 @@ public sealed class YamuxSession : IAsyncDisposable
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closedCts.Token);
             try
             {
-                await _ackBacklog.WaitAsync(linked.Token).ConfigureAwait(false);
+                await _ackBacklog.EnterAsync(linked.Token);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -167,7 +168,7 @@ public sealed class YamuxSession : IAsyncDisposable
         YamuxStream stream;
         try
         {
-            stream = await _accepted.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            stream = await _accepted.Reader.ReadAsync(cancellationToken);
         }
         catch (ChannelClosedException)
         {
@@ -201,7 +202,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
         try
         {
-            return await waiter.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            return await waiter.Task.WaitOrCancelAsync(cancellationToken);
         }
         finally
         {
@@ -218,7 +219,7 @@ public sealed class YamuxSession : IAsyncDisposable
         }
 
         _localGoAway = true;
-        await WriteFrameAsync(new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)YamuxGoAwayCode.Normal), ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        await WriteFrameAsync(new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)YamuxGoAwayCode.Normal), ReadOnlyMemory<byte>.Empty, cancellationToken);
     }
 
     public async ValueTask DisposeAsync()
@@ -226,7 +227,7 @@ public sealed class YamuxSession : IAsyncDisposable
         Close(null, YamuxGoAwayCode.Normal);
         try
         {
-            await _completion.Task.ConfigureAwait(false);
+            await _completion.Task;
         }
         catch (YamuxException)
         {
@@ -240,7 +241,7 @@ public sealed class YamuxSession : IAsyncDisposable
     /// </summary>
     internal async ValueTask WriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _writeLock.EnterAsync(cancellationToken);
         byte[]? buffer = null;
         try
         {
@@ -257,7 +258,7 @@ public sealed class YamuxSession : IAsyncDisposable
             var length = DrainControl(buffer.AsSpan(0, controlRoom), out var more);
             while (more && controlRoom == ControlReserve)
             {
-                await WriteConnectionAsync(buffer, length).ConfigureAwait(false);
+                await WriteConnectionAsync(buffer, length);
                 length = DrainControl(buffer.AsSpan(0, controlRoom), out more);
             }
 
@@ -265,7 +266,7 @@ public sealed class YamuxSession : IAsyncDisposable
             length += YamuxHeader.Size;
             payload.Span.CopyTo(buffer.AsSpan(length));
             length += payload.Length;
-            await WriteConnectionAsync(buffer, length).ConfigureAwait(false);
+            await WriteConnectionAsync(buffer, length);
         }
         finally
         {
@@ -327,7 +328,7 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         try
         {
-            await _writeLock.WaitAsync(_ioCts.Token).ConfigureAwait(false);
+            await _writeLock.EnterAsync(_ioCts.Token);
             try
             {
                 // Cleared under the lock before draining: whatever is queued after this point schedules its own flush.
@@ -344,7 +345,7 @@ public sealed class YamuxSession : IAsyncDisposable
                     try
                     {
                         var length = DrainControl(buffer.AsSpan(0, room), out _);
-                        await WriteConnectionAsync(buffer, length).ConfigureAwait(false);
+                        await WriteConnectionAsync(buffer, length);
                     }
                     finally
                     {
@@ -394,8 +395,8 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         try
         {
-            await _connection.WriteAsync(buffer.AsMemory(0, length), _ioCts.Token).ConfigureAwait(false);
-            await _connection.FlushAsync(_ioCts.Token).ConfigureAwait(false);
+            await _connection.WriteAsync(buffer.AsMemory(0, length), _ioCts.Token);
+            await _connection.FlushAsync(_ioCts.Token);
         }
         catch (Exception ex)
         {
@@ -408,12 +409,14 @@ public sealed class YamuxSession : IAsyncDisposable
 
     private async Task ReadLoopAsync()
     {
+        // Leaves the constructor at once, as Task.Run did, but on the caller's context if it has one (a simulation's).
+        await Task.Yield();
         var token = _ioCts.Token;
         try
         {
             while (true)
             {
-                var next = await _reader.ReadHeaderAsync(token).ConfigureAwait(false);
+                var next = await _reader.ReadHeaderAsync(token);
                 if (next is not { } header)
                 {
                     Close(null, null);
@@ -430,7 +433,7 @@ public sealed class YamuxSession : IAsyncDisposable
                 {
                     case YamuxFrameType.Data:
                     case YamuxFrameType.WindowUpdate:
-                        await OnStreamFrameAsync(header, token).ConfigureAwait(false);
+                        await OnStreamFrameAsync(header, token);
                         break;
                     case YamuxFrameType.Ping:
                         OnPing(header);
@@ -486,7 +489,7 @@ public sealed class YamuxSession : IAsyncDisposable
                     throw new YamuxException($"data frame of {header.Length} bytes for stream {header.StreamId} exceeds any window this session grants");
                 }
 
-                await _reader.SkipAsync(header.Length, token).ConfigureAwait(false);
+                await _reader.SkipAsync(header.Length, token);
             }
 
             return;
@@ -510,7 +513,7 @@ public sealed class YamuxSession : IAsyncDisposable
                 var segment = ArrayPool<byte>.Shared.Rent(length);
                 try
                 {
-                    await _reader.ReadPayloadAsync(segment.AsMemory(0, length), token).ConfigureAwait(false);
+                    await _reader.ReadPayloadAsync(segment.AsMemory(0, length), token);
                 }
                 catch
                 {
@@ -701,7 +704,7 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         try
         {
-            await SendFinalGoAwayAndDisconnectAsync(goAway).ConfigureAwait(false);
+            await SendFinalGoAwayAndDisconnectAsync(goAway);
         }
         finally
         {
@@ -723,15 +726,15 @@ public sealed class YamuxSession : IAsyncDisposable
             if (goAway is { } code)
             {
                 using var grace = new CancellationTokenSource(GoAwayGrace, TimeProvider);
-                await _writeLock.WaitAsync(grace.Token).ConfigureAwait(false);
+                await _writeLock.EnterAsync(grace.Token);
                 var buffer = ArrayPool<byte>.Shared.Rent(ControlReserve + YamuxHeader.Size);
                 try
                 {
                     var length = DrainControl(buffer.AsSpan(0, ControlReserve), out _);
                     new YamuxHeader(YamuxFrameType.GoAway, YamuxFlags.None, 0, (uint)code).Write(buffer.AsSpan(length));
                     length += YamuxHeader.Size;
-                    await _connection.WriteAsync(buffer.AsMemory(0, length), grace.Token).ConfigureAwait(false);
-                    await _connection.FlushAsync(grace.Token).ConfigureAwait(false);
+                    await _connection.WriteAsync(buffer.AsMemory(0, length), grace.Token);
+                    await _connection.FlushAsync(grace.Token);
                 }
                 finally
                 {
@@ -748,7 +751,7 @@ public sealed class YamuxSession : IAsyncDisposable
         _ioCts.Cancel();
         try
         {
-            await _connection.DisposeAsync().ConfigureAwait(false);
+            await _connection.DisposeAsync();
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or InvalidOperationException)
         {
@@ -758,7 +761,7 @@ public sealed class YamuxSession : IAsyncDisposable
         if (Volatile.Read(ref _readLoop) is { } readLoop)
         {
             // Never faults: the loop turns every failure into a Close.
-            await readLoop.ConfigureAwait(false);
+            await readLoop;
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Yamux;
 
@@ -149,7 +150,7 @@ public sealed class YamuxStream : Stream
 
             if (wait is not null)
             {
-                await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+                await wait.WaitOrCancelAsync(cancellationToken);
                 continue;
             }
 
@@ -219,7 +220,7 @@ public sealed class YamuxStream : Stream
 
         try
         {
-            await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Fin, Id, 0), ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+            await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Fin, Id, 0), ReadOnlyMemory<byte>.Empty, cancellationToken);
         }
         catch (OperationCanceledException)
         {
@@ -488,7 +489,7 @@ public sealed class YamuxStream : Stream
     {
         while (true)
         {
-            await wait.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await wait.WaitOrCancelAsync(cancellationToken);
             if (TryRead(buffer.Span, out var read, out var next))
             {
                 return read;

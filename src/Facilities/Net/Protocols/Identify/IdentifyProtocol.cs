@@ -44,7 +44,7 @@ public static class IdentifyProtocol
         var size = message.CalculateSize();
         if (size > MaxSentMessageLength)
             throw new ArgumentException($"identify message of {size} bytes exceeds {MaxSentMessageLength}, which other libp2p implementations refuse", nameof(info));
-        await LengthPrefixedMessage.WriteAsync(stream, message, cancellationToken).ConfigureAwait(false);
+        await LengthPrefixedMessage.WriteAsync(stream, message, cancellationToken);
     }
 
     /// <summary>
@@ -60,7 +60,7 @@ public static class IdentifyProtocol
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(expectedRemote);
-        var message = await LengthPrefixedMessage.ReadAsync(stream, Proto.Identify.Parser, MaxMessageLength, cancellationToken).ConfigureAwait(false)
+        var message = await LengthPrefixedMessage.ReadAsync(stream, Proto.Identify.Parser, MaxMessageLength, cancellationToken)
             ?? throw new IdentifyException("the stream ended without an identify message");
 
         var key = ReadPublicKey(message, expectedRemote);

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Security.Cryptography;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Protocols.Ping;
 
@@ -23,12 +24,12 @@ public static class PingProtocol
             var payload = buffer.AsMemory(0, PayloadSize);
             while (true)
             {
-                var read = await stream.ReadAtLeastAsync(payload, PayloadSize, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+                var read = await stream.ReadAtLeastOnContextAsync(payload, PayloadSize, throwOnEndOfStream: false, cancellationToken);
                 if (read == 0) return;
                 if (read < PayloadSize)
                     throw new PingException($"the stream ended after {read} of {PayloadSize} payload bytes");
-                await stream.WriteAsync(payload, cancellationToken).ConfigureAwait(false);
-                await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+                await stream.WriteAsync(payload, cancellationToken);
+                await stream.FlushAsync(cancellationToken);
             }
         }
         finally
@@ -53,9 +54,9 @@ public static class PingProtocol
             var echoed = buffer.AsMemory(PayloadSize, PayloadSize);
             RandomNumberGenerator.Fill(sent.Span);
             var start = timeProvider.GetTimestamp();
-            await stream.WriteAsync(sent, cancellationToken).ConfigureAwait(false);
-            await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
-            var read = await stream.ReadAtLeastAsync(echoed, PayloadSize, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+            await stream.WriteAsync(sent, cancellationToken);
+            await stream.FlushAsync(cancellationToken);
+            var read = await stream.ReadAtLeastOnContextAsync(echoed, PayloadSize, throwOnEndOfStream: false, cancellationToken);
             var elapsed = timeProvider.GetElapsedTime(start);
             if (read < PayloadSize)
                 throw new PingException($"the stream ended after {read} of {PayloadSize} echoed bytes");

@@ -1,0 +1,40 @@
+namespace P2PInference.TestKit.Simulation;
+
+/// <summary>One entry of the run queue: a posted callback, a task or a due timer.</summary>
+internal readonly record struct SimulationWorkItem(
+    SimulationStepKind Kind,
+    SendOrPostCallback? Callback,
+    object? State,
+    Task? Task,
+    SimulationTimer? Timer,
+    long TimerGeneration = 0)
+{
+    /// <summary>
+    /// The logical flow the item continues, for PCT priorities: an await continuation's state machine
+    /// box (the posted delegate's target), the task, or the timer.
+    /// </summary>
+    public object FlowKey => Kind switch
+    {
+        SimulationStepKind.Task => Task!,
+        SimulationStepKind.Timer => Timer!,
+        _ => State switch
+        {
+            Delegate { Target: { } target } => target,
+            { } state => state,
+            _ => (object?)Callback!.Target ?? Callback!,
+        },
+    };
+
+    /// <summary>The type whose code the step runs: stable across processes, unlike object identity.</summary>
+    public Type CodeType => Kind switch
+    {
+        SimulationStepKind.Task => Task!.GetType(),
+        SimulationStepKind.Timer => Timer!.CallbackType,
+        _ => State switch
+        {
+            Delegate d => d.Target?.GetType() ?? d.Method.DeclaringType ?? typeof(Delegate),
+            { } state => state.GetType(),
+            _ => Callback!.Method.DeclaringType ?? typeof(SendOrPostCallback),
+        },
+    };
+}

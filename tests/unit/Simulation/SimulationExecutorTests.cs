@@ -1,0 +1,180 @@
+using System.Threading.Channels;
+using P2PInference.TestKit.Simulation;
+
+namespace P2PInference.Tests.Unit.Simulation;
+
+[TestFixture]
+public sealed class SimulationExecutorTests
+{
+    /// <summary>Workers that wait random virtual delays and contend for a semaphore and a channel; returns what happened, in order.</summary>
+    private static string RandomizedWorkload(SimulationExecutor sim) => sim.Run(async () =>
+    {
+        var log = new List<string>();
+        using var gate = new SemaphoreSlim(1);
+        var channel = Channel.CreateUnbounded<int>();
+        var reader = ReadAllAsync();
+        var workers = Enumerable.Range(0, 5).Select(async id =>
+        {
+            for (var round = 0; round < 4; round++)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(sim.Random.Next(1, 50)), sim.Clock);
+                await gate.WaitAsync();
+                try
+                {
+                    log.Add($"{sim.Clock.Elapsed.TotalMilliseconds}:{id}.{round}");
+                    await Task.Yield();
+                }
+                finally
+                {
+                    gate.Release();
+                }
+                await channel.Writer.WriteAsync(id);
+            }
+        }).ToArray();
+        await Task.WhenAll(workers);
+        channel.Writer.Complete();
+        log.Add($"read {await reader}");
+        return string.Join(' ', log);
+
+        // Not ReadAllAsync: the BCL implements it with ConfigureAwait(false), which leaves the simulation thread.
+        async Task<int> ReadAllAsync()
+        {
+            var count = 0;
+            while (await channel.Reader.WaitToReadAsync())
+                while (channel.Reader.TryRead(out _)) count++;
+            return count;
+        }
+    });
+
+    [Test]
+    public void Run_WithTheSameSeed_ReplaysTheSameTraceHashAndEvents()
+    {
+        var first = new SimulationExecutor(seed: 4242);
+        var second = new SimulationExecutor(seed: 4242);
+
+        var firstLog = RandomizedWorkload(first);
+        var secondLog = RandomizedWorkload(second);
+
+        Assert.That(second.TraceHash, Is.EqualTo(first.TraceHash), $"{first} vs {second}");
+        Assert.That(second.Steps, Is.EqualTo(first.Steps));
+        Assert.That(secondLog, Is.EqualTo(firstLog));
+    }
+
+    [Test]
+    public void Run_WithAnotherSeed_GivesAnotherTraceHash()
+    {
+        var first = new SimulationExecutor(seed: 1);
+        var second = new SimulationExecutor(seed: 2);
+
+        RandomizedWorkload(first);
+        RandomizedWorkload(second);
+
+        Assert.That(second.TraceHash, Is.Not.EqualTo(first.TraceHash));
+    }
+
+    [Test]
+    public void Run_UnderTheRandomStrategy_ReplaysPerSeed_AndDiffersAcrossSeeds()
+    {
+        var hashes = new[] { 7, 7, 8 }.Select(seed =>
+        {
+            var sim = new SimulationExecutor(seed, ScheduleStrategy.Random);
+            RandomizedWorkload(sim);
+            return sim.TraceHash;
+        }).ToArray();
+
+        Assert.That(hashes[1], Is.EqualTo(hashes[0]));
+        Assert.That(hashes[2], Is.Not.EqualTo(hashes[0]));
+    }
+
+    [Test]
+    public void Run_AnHourOfDelays_JumpsToEachDueTimeInOrder()
+    {
+        var sim = new SimulationExecutor(seed: 1);
+
+        var ticks = sim.Run(async () =>
+        {
+            var seen = new List<(TimeSpan At, string Who)>();
+            async Task TickAsync(string who, TimeSpan every)
+            {
+                while (sim.Clock.Elapsed + every <= TimeSpan.FromHours(1))
+                {
+                    await Task.Delay(every, sim.Clock);
+                    seen.Add((sim.Clock.Elapsed, who));
+                }
+            }
+            await Task.WhenAll(TickAsync("7s", TimeSpan.FromSeconds(7)), TickAsync("11s", TimeSpan.FromSeconds(11)), TickAsync("5s", TimeSpan.FromSeconds(5)));
+            return seen;
+        });
+
+        Assert.That(sim.Clock.Elapsed, Is.EqualTo(TimeSpan.FromHours(1)));
+        Assert.That(ticks.Count(t => t.Who == "5s"), Is.EqualTo(720));
+        Assert.That(ticks.Count(t => t.Who == "7s"), Is.EqualTo(3600 / 7));
+        Assert.That(ticks.Select(t => t.At), Is.Ordered, "every delay completes at its due time, earliest first");
+        Assert.That(ticks.Where(t => t.At == TimeSpan.FromSeconds(77)).Select(t => t.Who), Is.EqualTo(new[] { "11s", "7s" }),
+            "timers due at the same instant fire in the order they were armed (at 66 s, then 70 s)");
+    }
+
+    [Test]
+    public void Primitives_ResumeOnTheSimulationThread()
+    {
+        var sim = new SimulationExecutor(seed: 3);
+        var threads = new List<int>();
+        var contexts = new List<SynchronizationContext?>();
+        void Note()
+        {
+            threads.Add(Environment.CurrentManagedThreadId);
+            contexts.Add(SynchronizationContext.Current);
+        }
+
+        sim.Run(async () =>
+        {
+            Note();
+            // Each waiter suspends first, then main releases it from another step.
+            using var semaphore = new SemaphoreSlim(0);
+            var afterSemaphore = ThenNoteAsync(semaphore.WaitAsync());
+            await Task.Yield();
+            semaphore.Release();
+            await afterSemaphore;
+
+            var channel = Channel.CreateBounded<int>(1);
+            // Awaited directly: ValueTask.AsTask() on a channel operation completes on the thread pool.
+            var afterChannel = ThenNoteValueAsync(channel.Reader.ReadAsync());
+            await Task.Yield();
+            await channel.Writer.WriteAsync(1);
+            await afterChannel;
+
+            var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var afterSignal = ThenNoteAsync(signal.Task);
+            await Task.Yield();
+            signal.SetResult();
+            await afterSignal;
+
+            await Task.Yield();
+            Note();
+
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30), sim.Clock);
+            var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            await using (timeout.Token.Register(() => cancelled.SetResult()))
+                await ThenNoteAsync(cancelled.Task);
+            Assert.That(sim.Clock.Elapsed, Is.EqualTo(TimeSpan.FromSeconds(30)));
+
+            await ThenNoteAsync(Task.Delay(TimeSpan.FromSeconds(1), sim.Clock));
+        });
+
+        Assert.That(threads, Has.Count.EqualTo(7));
+        Assert.That(threads.Distinct(), Is.EqualTo(new[] { threads[0] }), "every continuation ran on the simulation thread");
+        Assert.That(contexts, Has.All.SameAs(sim.SynchronizationContext));
+
+        async Task ThenNoteAsync(Task task)
+        {
+            await task;
+            Note();
+        }
+
+        async Task ThenNoteValueAsync<T>(ValueTask<T> task)
+        {
+            await task;
+            Note();
+        }
+    }
+}
