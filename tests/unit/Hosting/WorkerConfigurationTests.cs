@@ -130,7 +130,7 @@ public sealed class WorkerConfigurationTests
             "Rpc:MaxMessageSize: 'big' is not a whole number in range",
             "Rpc:MaxConcurrentCallsPerPeer must be at least 1; it is 0",
             "Auth:TokenLifetime must be between 1 minute and 30 days; it is -00:05:00",
-            "Auth:PasswordIterations must be between 1000 and 10000000 (recommended 210000); it is 10",
+            "Auth:PasswordIterations must be between 1000 and 10000000 (recommended 600000); it is 10",
             "Auth:Issuer must be 1 to 256 printable ASCII characters",
         }));
         Assert.That(error.Message, Does.StartWith("invalid configuration (12 mistakes):"));
