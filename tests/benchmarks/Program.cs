@@ -3,7 +3,7 @@ using P2PInference.Benchmarks;
 // Performance harness: our libp2p stack vs raw TCP / ChaCha20-Poly1305 (ceilings) vs js-libp2p.
 //   dotnet run -c Release --project tests/benchmarks [-- --quick] [-- --only throughput,ping,...]
 const int ThroughputRuns = 3;
-string[] groups = ["throughput", "ping", "connect", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store", "workers", "dht"];
+string[] groups = ["throughput", "ping", "connect", "crypto", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store", "workers", "dht"];
 var settings = BenchSettings.Full;
 var only = new HashSet<string>(groups, StringComparer.OrdinalIgnoreCase);
 for (var i = 0; i < args.Length; i++)
@@ -178,6 +178,15 @@ if (!table.IsEmpty)
     Console.WriteLine($"P2PInference benchmarks ({(settings == BenchSettings.Quick ? "quick" : "full")} run, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s)");
     Console.WriteLine();
     Console.Write(table.Render());
+}
+
+// The handshake's primitives have no network counterpart: the libraries are each other's baseline.
+if (only.Contains("crypto"))
+{
+    Console.WriteLine();
+    Console.WriteLine("Crypto: the handshake's asymmetric operations per library, one thread (same run)");
+    Console.WriteLine();
+    Console.Write(P2PInference.Benchmarks.Crypto.CryptoBenchmark.Run(TimeSpan.FromSeconds(settings == BenchSettings.Quick ? 0.2 : 1)));
 }
 
 // Storage has no js or network counterpart: its baseline is FASTER's in-memory upsert rate, same run.
