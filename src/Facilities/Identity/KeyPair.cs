@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using Google.Protobuf;
-using Org.BouncyCastle.Crypto.Parameters;
-using Org.BouncyCastle.Crypto.Signers;
+using NSec.Cryptography;
 using P2PInference.Facilities.Identity.Proto;
 
 namespace P2PInference.Facilities.Identity;
@@ -9,12 +8,12 @@ namespace P2PInference.Facilities.Identity;
 /// <summary>A node's Ed25519 identity: signs with the private key, is known by its PeerId.</summary>
 public sealed class KeyPair
 {
-    private readonly Ed25519PrivateKeyParameters _private;
+    private readonly Key _private;
 
-    private KeyPair(Ed25519PrivateKeyParameters privateKey)
+    private KeyPair(Key privateKey)
     {
         _private = privateKey;
-        PublicKey = new PublicKey(KeyType.Ed25519, privateKey.GeneratePublicKey().GetEncoded());
+        PublicKey = new PublicKey(KeyType.Ed25519, privateKey.PublicKey.Export(KeyBlobFormat.RawPublicKey));
         PeerId = PeerId.FromPublicKey(PublicKey);
     }
 
@@ -34,7 +33,10 @@ public sealed class KeyPair
     {
         if (seed.Length != Ed25519.SeedSize)
             throw new ArgumentException($"an Ed25519 seed is {Ed25519.SeedSize} bytes", nameof(seed));
-        return new KeyPair(new Ed25519PrivateKeyParameters(seed.ToArray(), 0));
+        // NSec's raw Ed25519 private key is the RFC 8032 seed, the same 32 bytes libp2p stores.
+        return new KeyPair(Key.Import(SignatureAlgorithm.Ed25519, seed, KeyBlobFormat.RawPrivateKey,
+            // Exportable because the key file persists it; NSec keeps it in guarded memory meanwhile.
+            new KeyCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport }));
     }
 
     /// <summary>A deterministic key derived from a seeded <see cref="Random"/>.</summary>
@@ -45,22 +47,18 @@ public sealed class KeyPair
         return FromSeed(seed);
     }
 
-    public byte[] Sign(ReadOnlySpan<byte> data)
-    {
-        var signer = new Ed25519Signer();
-        signer.Init(true, _private);
-        var buffer = data.ToArray();
-        signer.BlockUpdate(buffer, 0, buffer.Length);
-        return signer.GenerateSignature();
-    }
+    public byte[] Sign(ReadOnlySpan<byte> data) => SignatureAlgorithm.Ed25519.Sign(_private, data);
 
     /// <summary>The libp2p <c>PrivateKey</c> envelope; Ed25519 data is seed ‖ public key, as go- and js-libp2p write it.</summary>
     public byte[] ExportPrivateKey()
     {
-        var data = new byte[64];
-        _private.Encode(data, 0);
-        PublicKey.Data.CopyTo(data.AsSpan(32));
-        return new PrivateKey { Type = KeyType.Ed25519, Data = ByteString.CopyFrom(data) }.ToByteArray();
+        var data = new byte[Ed25519.SeedSize + Ed25519.PublicKeySize];
+        if (!_private.TryExport(KeyBlobFormat.RawPrivateKey, data, out var written) || written != Ed25519.SeedSize)
+            throw new InvalidOperationException("the Ed25519 seed did not export");
+        PublicKey.Data.CopyTo(data.AsSpan(Ed25519.SeedSize));
+        var envelope = new PrivateKey { Type = KeyType.Ed25519, Data = ByteString.CopyFrom(data) }.ToByteArray();
+        CryptographicOperations.ZeroMemory(data);
+        return envelope;
     }
 
     /// <exception cref="FormatException">Not an Ed25519 private key envelope.</exception>
