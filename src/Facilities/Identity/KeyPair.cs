@@ -8,12 +8,13 @@ namespace P2PInference.Facilities.Identity;
 /// <summary>A node's Ed25519 identity: signs with the private key, is known by its PeerId.</summary>
 public sealed class KeyPair
 {
-    private readonly Key _private;
+    private readonly byte[] _seed;
 
-    private KeyPair(Key privateKey)
+    private KeyPair(byte[] seed)
     {
-        _private = privateKey;
-        PublicKey = new PublicKey(KeyType.Ed25519, privateKey.PublicKey.Export(KeyBlobFormat.RawPublicKey));
+        _seed = seed;
+        using var key = ImportSeed(seed);
+        PublicKey = new PublicKey(KeyType.Ed25519, key.PublicKey.Export(KeyBlobFormat.RawPublicKey));
         PeerId = PeerId.FromPublicKey(PublicKey);
     }
 
@@ -33,10 +34,7 @@ public sealed class KeyPair
     {
         if (seed.Length != Ed25519.SeedSize)
             throw new ArgumentException($"an Ed25519 seed is {Ed25519.SeedSize} bytes", nameof(seed));
-        // NSec's raw Ed25519 private key is the RFC 8032 seed, the same 32 bytes libp2p stores.
-        return new KeyPair(Key.Import(SignatureAlgorithm.Ed25519, seed, KeyBlobFormat.RawPrivateKey,
-            // Exportable because the key file persists it; NSec keeps it in guarded memory meanwhile.
-            new KeyCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport }));
+        return new KeyPair(seed.ToArray());
     }
 
     /// <summary>A deterministic key derived from a seeded <see cref="Random"/>.</summary>
@@ -47,14 +45,26 @@ public sealed class KeyPair
         return FromSeed(seed);
     }
 
-    public byte[] Sign(ReadOnlySpan<byte> data) => SignatureAlgorithm.Ed25519.Sign(_private, data);
+    public byte[] Sign(ReadOnlySpan<byte> data)
+    {
+        using var key = ImportSeed(_seed);
+        return SignatureAlgorithm.Ed25519.Sign(key, data);
+    }
+
+    /// <summary>
+    /// An NSec key only for the call at hand: NSec places each Key in guarded memory (pages of its
+    /// own, locked), and holding one per identity ran out of memory mappings at ~tens of thousands of
+    /// identities, as simulations create. The seed itself stays in managed memory, as before NSec.
+    /// </summary>
+    private static Key ImportSeed(byte[] seed) =>
+        // NSec's raw Ed25519 private key is the RFC 8032 seed, the same 32 bytes libp2p stores.
+        Key.Import(SignatureAlgorithm.Ed25519, seed, KeyBlobFormat.RawPrivateKey);
 
     /// <summary>The libp2p <c>PrivateKey</c> envelope; Ed25519 data is seed ‖ public key, as go- and js-libp2p write it.</summary>
     public byte[] ExportPrivateKey()
     {
         var data = new byte[Ed25519.SeedSize + Ed25519.PublicKeySize];
-        if (!_private.TryExport(KeyBlobFormat.RawPrivateKey, data, out var written) || written != Ed25519.SeedSize)
-            throw new InvalidOperationException("the Ed25519 seed did not export");
+        _seed.CopyTo(data, 0);
         PublicKey.Data.CopyTo(data.AsSpan(Ed25519.SeedSize));
         var envelope = new PrivateKey { Type = KeyType.Ed25519, Data = ByteString.CopyFrom(data) }.ToByteArray();
         CryptographicOperations.ZeroMemory(data);
