@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using Google.Protobuf;
-using NSec.Cryptography;
 using P2PInference.Facilities.Identity.Proto;
 
 namespace P2PInference.Facilities.Identity;
@@ -8,13 +7,14 @@ namespace P2PInference.Facilities.Identity;
 /// <summary>A node's Ed25519 identity: signs with the private key, is known by its PeerId.</summary>
 public sealed class KeyPair
 {
-    private readonly byte[] _seed;
+    // seed ‖ public key, as libsodium signs with it; in managed memory, as before NSec (see LibSodium).
+    private readonly byte[] _secretKey = new byte[LibSodium.SignSecretKeyBytes];
 
-    private KeyPair(byte[] seed)
+    private KeyPair(ReadOnlySpan<byte> seed)
     {
-        _seed = seed;
-        using var key = ImportSeed(seed);
-        PublicKey = new PublicKey(KeyType.Ed25519, key.PublicKey.Export(KeyBlobFormat.RawPublicKey));
+        Span<byte> publicKey = stackalloc byte[Ed25519.PublicKeySize];
+        LibSodium.SignSeedKeyPair(seed, publicKey, _secretKey);
+        PublicKey = new PublicKey(KeyType.Ed25519, publicKey);
         PeerId = PeerId.FromPublicKey(PublicKey);
     }
 
@@ -34,7 +34,7 @@ public sealed class KeyPair
     {
         if (seed.Length != Ed25519.SeedSize)
             throw new ArgumentException($"an Ed25519 seed is {Ed25519.SeedSize} bytes", nameof(seed));
-        return new KeyPair(seed.ToArray());
+        return new KeyPair(seed);
     }
 
     /// <summary>A deterministic key derived from a seeded <see cref="Random"/>.</summary>
@@ -47,25 +47,16 @@ public sealed class KeyPair
 
     public byte[] Sign(ReadOnlySpan<byte> data)
     {
-        using var key = ImportSeed(_seed);
-        return SignatureAlgorithm.Ed25519.Sign(key, data);
+        var signature = new byte[Ed25519.SignatureSize];
+        LibSodium.SignDetached(_secretKey, data, signature);
+        return signature;
     }
-
-    /// <summary>
-    /// An NSec key only for the call at hand: NSec places each Key in guarded memory (pages of its
-    /// own, locked), and holding one per identity ran out of memory mappings at ~tens of thousands of
-    /// identities, as simulations create. The seed itself stays in managed memory, as before NSec.
-    /// </summary>
-    private static Key ImportSeed(byte[] seed) =>
-        // NSec's raw Ed25519 private key is the RFC 8032 seed, the same 32 bytes libp2p stores.
-        Key.Import(SignatureAlgorithm.Ed25519, seed, KeyBlobFormat.RawPrivateKey);
 
     /// <summary>The libp2p <c>PrivateKey</c> envelope; Ed25519 data is seed ‖ public key, as go- and js-libp2p write it.</summary>
     public byte[] ExportPrivateKey()
     {
-        var data = new byte[Ed25519.SeedSize + Ed25519.PublicKeySize];
-        _seed.CopyTo(data, 0);
-        PublicKey.Data.CopyTo(data.AsSpan(Ed25519.SeedSize));
+        // libsodium's secret key is already the seed ‖ public key layout libp2p writes.
+        var data = _secretKey.ToArray();
         var envelope = new PrivateKey { Type = KeyType.Ed25519, Data = ByteString.CopyFrom(data) }.ToByteArray();
         CryptographicOperations.ZeroMemory(data);
         return envelope;

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Facilities.Net.Noise;
 
