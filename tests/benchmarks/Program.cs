@@ -3,7 +3,7 @@ using P2PInference.Benchmarks;
 // Performance harness: our libp2p stack vs raw TCP / ChaCha20-Poly1305 (ceilings) vs js-libp2p.
 //   dotnet run -c Release --project tests/benchmarks [-- --quick] [-- --only throughput,ping,...]
 const int ThroughputRuns = 3;
-string[] groups = ["throughput", "ping", "connect", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store", "workers", "dht"];
+string[] groups = ["throughput", "ping", "connect", "crypto", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store", "workers", "dht"];
 var settings = BenchSettings.Full;
 var only = new HashSet<string>(groups, StringComparer.OrdinalIgnoreCase);
 for (var i = 0; i < args.Length; i++)
@@ -132,7 +132,11 @@ if (only.Contains("connect"))
 {
     Console.Error.WriteLine("connect");
     var row = table.Add("connect", $"connection setup, sequential ({settings.Connects})", "conn/s", Better.Higher);
+    var cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
     await Measure("ours", async () => row.Ours = await ours.ConnectAsync(settings.Connects, ct));
+    // CPU time says what a connection costs apart from waiting for a core, which a loaded machine inflates.
+    cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime - cpu;
+    table.Note($"connect: ours used {cpu.TotalMicroseconds / (settings.Connects + Math.Min(10, settings.Connects)):F0} µs of CPU per connection, both ends and all threads (1 core saturated would give {(settings.Connects + Math.Min(10, settings.Connects)) / cpu.TotalSeconds:F0} conn/s).");
     await Measure("raw TCP", async () => row.Tcp = await CeilingBenchmarks.TcpConnectAsync(settings.Connects, ct));
     if (js is not null) await Measure("js", async () => row.Js = await js.ConnectAsync(settings.Connects, ct));
 }
@@ -180,6 +184,15 @@ if (!table.IsEmpty)
     Console.WriteLine($"P2PInference benchmarks ({(settings == BenchSettings.Quick ? "quick" : "full")} run, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s)");
     Console.WriteLine();
     Console.Write(table.Render());
+}
+
+// The handshake's primitives have no network counterpart: the libraries are each other's baseline.
+if (only.Contains("crypto"))
+{
+    Console.WriteLine();
+    Console.WriteLine("Crypto: the handshake's asymmetric operations per library, one thread (same run)");
+    Console.WriteLine();
+    Console.Write(P2PInference.Benchmarks.Crypto.CryptoBenchmark.Run(TimeSpan.FromSeconds(settings == BenchSettings.Quick ? 0.2 : 1)));
 }
 
 // Storage has no js or network counterpart: its baseline is FASTER's in-memory upsert rate, same run.

@@ -1,7 +1,5 @@
 using System.Security.Cryptography;
 using Google.Protobuf;
-using Org.BouncyCastle.Crypto.Parameters;
-using Org.BouncyCastle.Crypto.Signers;
 using P2PInference.Facilities.Identity.Proto;
 
 namespace P2PInference.Facilities.Identity;
@@ -9,12 +7,14 @@ namespace P2PInference.Facilities.Identity;
 /// <summary>A node's Ed25519 identity: signs with the private key, is known by its PeerId.</summary>
 public sealed class KeyPair
 {
-    private readonly Ed25519PrivateKeyParameters _private;
+    // seed ‖ public key, as libsodium signs with it; in managed memory, as before NSec (see LibSodium).
+    private readonly byte[] _secretKey = new byte[LibSodium.SignSecretKeyBytes];
 
-    private KeyPair(Ed25519PrivateKeyParameters privateKey)
+    private KeyPair(ReadOnlySpan<byte> seed)
     {
-        _private = privateKey;
-        PublicKey = new PublicKey(KeyType.Ed25519, privateKey.GeneratePublicKey().GetEncoded());
+        Span<byte> publicKey = stackalloc byte[Ed25519.PublicKeySize];
+        LibSodium.SignSeedKeyPair(seed, publicKey, _secretKey);
+        PublicKey = new PublicKey(KeyType.Ed25519, publicKey);
         PeerId = PeerId.FromPublicKey(PublicKey);
     }
 
@@ -34,7 +34,7 @@ public sealed class KeyPair
     {
         if (seed.Length != Ed25519.SeedSize)
             throw new ArgumentException($"an Ed25519 seed is {Ed25519.SeedSize} bytes", nameof(seed));
-        return new KeyPair(new Ed25519PrivateKeyParameters(seed.ToArray(), 0));
+        return new KeyPair(seed);
     }
 
     /// <summary>A deterministic key derived from a seeded <see cref="Random"/>.</summary>
@@ -47,20 +47,19 @@ public sealed class KeyPair
 
     public byte[] Sign(ReadOnlySpan<byte> data)
     {
-        var signer = new Ed25519Signer();
-        signer.Init(true, _private);
-        var buffer = data.ToArray();
-        signer.BlockUpdate(buffer, 0, buffer.Length);
-        return signer.GenerateSignature();
+        var signature = new byte[Ed25519.SignatureSize];
+        LibSodium.SignDetached(_secretKey, data, signature);
+        return signature;
     }
 
     /// <summary>The libp2p <c>PrivateKey</c> envelope; Ed25519 data is seed ‖ public key, as go- and js-libp2p write it.</summary>
     public byte[] ExportPrivateKey()
     {
-        var data = new byte[64];
-        _private.Encode(data, 0);
-        PublicKey.Data.CopyTo(data.AsSpan(32));
-        return new PrivateKey { Type = KeyType.Ed25519, Data = ByteString.CopyFrom(data) }.ToByteArray();
+        // libsodium's secret key is already the seed ‖ public key layout libp2p writes.
+        var data = _secretKey.ToArray();
+        var envelope = new PrivateKey { Type = KeyType.Ed25519, Data = ByteString.CopyFrom(data) }.ToByteArray();
+        CryptographicOperations.ZeroMemory(data);
+        return envelope;
     }
 
     /// <exception cref="FormatException">Not an Ed25519 private key envelope.</exception>

@@ -1,6 +1,4 @@
 using Google.Protobuf;
-using Org.BouncyCastle.Crypto.Parameters;
-using Org.BouncyCastle.Crypto.Signers;
 using P2PInference.Facilities.Identity.Proto;
 
 namespace P2PInference.Facilities.Identity;
@@ -18,8 +16,8 @@ public sealed class PublicKey : IEquatable<PublicKey>
 
     public PublicKey(KeyType type, ReadOnlySpan<byte> data)
     {
-        if (type == KeyType.Ed25519 && data.Length != Ed25519PublicKeyParameters.KeySize)
-            throw new FormatException($"an Ed25519 public key is {Ed25519PublicKeyParameters.KeySize} bytes, not {data.Length}");
+        if (type == KeyType.Ed25519 && data.Length != Ed25519.PublicKeySize)
+            throw new FormatException($"an Ed25519 public key is {Ed25519.PublicKeySize} bytes, not {data.Length}");
         Type = type;
         _data = data.ToArray();
     }
@@ -55,11 +53,9 @@ public sealed class PublicKey : IEquatable<PublicKey>
         if (Type != KeyType.Ed25519)
             throw new NotSupportedException($"verifying {Type} signatures is not supported");
         if (signature.Length != Ed25519.SignatureSize) return false;
-        var signer = new Ed25519Signer();
-        signer.Init(false, new Ed25519PublicKeyParameters(_data, 0));
-        var buffer = data.ToArray();
-        signer.BlockUpdate(buffer, 0, buffer.Length);
-        return signer.VerifySignature(signature.ToArray());
+        // Importing copies the 32 bytes without decoding the point; libsodium rejects a bad one when verifying.
+        var key = NSec.Cryptography.PublicKey.Import(NSec.Cryptography.SignatureAlgorithm.Ed25519, _data, NSec.Cryptography.KeyBlobFormat.RawPublicKey);
+        return NSec.Cryptography.SignatureAlgorithm.Ed25519.Verify(key, data, signature);
     }
 
     public PeerId ToPeerId() => PeerId.FromPublicKey(this);

@@ -1,12 +1,12 @@
 using System.Security.Cryptography;
-using Org.BouncyCastle.Math.EC.Rfc7748;
+using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Facilities.Net.Noise;
 
 /// <summary>An X25519 key pair for Noise (static or ephemeral), and the DH function of Noise's "25519".</summary>
 internal sealed class Curve25519KeyPair : IDisposable
 {
-    public const int KeySize = X25519.PointSize;
+    public const int KeySize = LibSodium.ScalarMultBytes;
 
     private readonly byte[] _private;
 
@@ -14,7 +14,7 @@ internal sealed class Curve25519KeyPair : IDisposable
     {
         _private = privateKey;
         PublicKey = new byte[KeySize];
-        X25519.ScalarMultBase(_private, 0, PublicKey, 0);
+        LibSodium.ScalarMultBase(_private, PublicKey);
     }
 
     public byte[] PublicKey { get; }
@@ -39,13 +39,15 @@ internal sealed class Curve25519KeyPair : IDisposable
     /// <exception cref="NoiseException">The remote key is a low-order point (the result would be all zeros).</exception>
     public void Agree(byte[] remotePublic, Span<byte> shared)
     {
-        var output = new byte[KeySize];
-        // BouncyCastle reports an all-zero result, which a small-order remote key forces; such a key
+        if (remotePublic.Length != KeySize)
+            throw new NoiseException($"remote X25519 key is {remotePublic.Length} bytes, not {KeySize}");
+        // libsodium refuses an all-zero result, which a small-order remote key forces; such a key
         // contributes nothing secret, so the handshake is refused rather than continued.
-        if (!X25519.CalculateAgreement(_private, 0, remotePublic, 0, output, 0))
+        if (!LibSodium.ScalarMult(_private, remotePublic, shared[..KeySize]))
+        {
+            CryptographicOperations.ZeroMemory(shared[..KeySize]);
             throw new NoiseException("remote X25519 key is a low-order point");
-        output.CopyTo(shared);
-        CryptographicOperations.ZeroMemory(output);
+        }
     }
 
     public void Dispose() => CryptographicOperations.ZeroMemory(_private);

@@ -39,9 +39,8 @@ public static class NoiseHandshake
     private static async Task<NoiseSecureStream> RunAsync(Stream insecure, KeyPair localKey, bool initiator, PeerId? expectedRemote, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(NoiseFraming.MaxFramedSize);
-        // A static key per connection: nothing here persists Noise keys, and a fresh one costs one scalar multiplication.
-        using var staticKey = Curve25519KeyPair.Generate();
-        using var state = new HandshakeState(initiator, ReadOnlySpan<byte>.Empty, staticKey);
+        var local = NoiseLocalIdentity.For(localKey);
+        using var state = new HandshakeState(initiator, ReadOnlySpan<byte>.Empty, local.StaticKey);
         try
         {
             // Not every Stream honours a token mid-read; disposing it ends the read for sure.
@@ -51,8 +50,8 @@ public static class NoiseHandshake
                 try
                 {
                     remoteKey = initiator
-                        ? await InitiatorStepsAsync(insecure, localKey, expectedRemote, state, buffer, cancellationToken)
-                        : await ResponderStepsAsync(insecure, localKey, state, buffer, cancellationToken);
+                        ? await InitiatorStepsAsync(insecure, local.Payload, expectedRemote, state, buffer, cancellationToken)
+                        : await ResponderStepsAsync(insecure, local.Payload, state, buffer, cancellationToken);
                 }
                 catch (Exception e) when (e is not OperationCanceledException && cancellationToken.IsCancellationRequested)
                 {
@@ -74,7 +73,7 @@ public static class NoiseHandshake
         }
     }
 
-    private static async Task<PublicKey> InitiatorStepsAsync(Stream insecure, KeyPair localKey, PeerId? expectedRemote, HandshakeState state, byte[] buffer, CancellationToken cancellationToken)
+    private static async Task<PublicKey> InitiatorStepsAsync(Stream insecure, byte[] localPayload, PeerId? expectedRemote, HandshakeState state, byte[] buffer, CancellationToken cancellationToken)
     {
         // -> e (no payload: nothing is secret yet)
         var length = state.WriteMessage(ReadOnlySpan<byte>.Empty, buffer.AsSpan(NoiseFraming.HeaderSize));
@@ -89,21 +88,19 @@ public static class NoiseHandshake
             throw new NoiseException($"remote is {remoteKey.ToPeerId()}, not the expected {expectedRemote}");
 
         // -> s, se + our signed identity
-        var local = NoisePayload.Create(localKey, state.LocalStaticPublicKey);
-        length = state.WriteMessage(local, buffer.AsSpan(NoiseFraming.HeaderSize));
+        length = state.WriteMessage(localPayload, buffer.AsSpan(NoiseFraming.HeaderSize));
         await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken);
         return remoteKey;
     }
 
-    private static async Task<PublicKey> ResponderStepsAsync(Stream insecure, KeyPair localKey, HandshakeState state, byte[] buffer, CancellationToken cancellationToken)
+    private static async Task<PublicKey> ResponderStepsAsync(Stream insecure, byte[] localPayload, HandshakeState state, byte[] buffer, CancellationToken cancellationToken)
     {
         // -> e (any cleartext payload is mixed into the transcript and otherwise ignored)
         var length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken);
         state.ReadMessage(buffer.AsSpan(0, length));
 
         // <- e, ee, s, es + our signed identity
-        var local = NoisePayload.Create(localKey, state.LocalStaticPublicKey);
-        length = state.WriteMessage(local, buffer.AsSpan(NoiseFraming.HeaderSize));
+        length = state.WriteMessage(localPayload, buffer.AsSpan(NoiseFraming.HeaderSize));
         await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken);
 
         // -> s, se + the initiator's signed identity
