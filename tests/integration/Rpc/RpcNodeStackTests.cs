@@ -106,6 +106,78 @@ public sealed class RpcNodeStackTests
         Assert.That(await EchoAsync("still here"), Is.EqualTo("still here"u8.ToArray()));
     }
 
+    /// <summary>A server that reads the request envelope, then answers with <paramref name="answer"/>'s bytes as they are.</summary>
+    private async Task<PeerId> StartHostileServerAsync(Func<byte[]> answer, P2PHost? client = null)
+    {
+        var hostile = await StartHostAsync(idle: TimeSpan.FromSeconds(10));
+        hostile.Handle(RpcNode.ProtocolId, async (context, ct) =>
+        {
+            _ = await RpcFrames.ReadAsync<RequestEnvelope>(context.Stream, 1 << 20, ct);
+            await context.Stream.WriteAsync(answer(), ct);
+            await context.Stream.CompleteWritesAsync();
+        });
+        (client ?? _clientHost).PeerStore.AddAddresses(hostile.PeerId, hostile.AdvertisedAddresses);
+        return hostile.PeerId;
+    }
+
+    /// <summary>A client node of its own (on a host of its own) whose message limit is 1 KiB.</summary>
+    private async Task<(RpcNode Node, P2PHost Host)> LimitedClientAsync()
+    {
+        var host = await StartHostAsync(idle: TimeSpan.FromSeconds(10));
+        var node = new RpcNode(host, new RpcOptions { TimeProvider = _time, MaxMessageSize = 1024 });
+        _owned.Add(node);
+        return (node, host);
+    }
+
+    private static byte[] FramedAnswer(ResponseFrame frame) => Framed(MessagePackRpcCodec<ResponseFrame>.Instance.ToByteArray(frame));
+
+    [Test]
+    public async Task ServerAnsweringWithAFrameOfNoKind_IsAnInternalError_AndTheClientKeepsServing()
+    {
+        var hostile = await StartHostileServerAsync(() => FramedAnswer(new ResponseFrame()));
+
+        var e = Assert.ThrowsAsync<RpcException>(() => _client.RequestAsync(hostile, "echo", new byte[] { 1 }, null, CancellationToken.None));
+
+        Assert.That(e!.Code, Is.EqualTo(RpcStatusCode.Internal));
+        Assert.That(e.Message, Does.Contain("broke the RPC protocol"));
+        Assert.That(await EchoAsync("still here"), Is.EqualTo("still here"u8.ToArray()));
+    }
+
+    [Test]
+    public async Task ServerAnsweringWithGarbage_IsAnInternalError()
+    {
+        var hostile = await StartHostileServerAsync(() => Framed([0xc1, 0xc1, 0xc1]));
+
+        var e = Assert.ThrowsAsync<RpcException>(() => _client.RequestAsync(hostile, "echo", new byte[] { 1 }, null, CancellationToken.None));
+
+        Assert.That(e!.Code, Is.EqualTo(RpcStatusCode.Internal));
+    }
+
+    [Test]
+    public async Task ServerAnnouncingAFrameLargerThanTheLimit_IsResourceExhausted_BeforeTheBodyIsRead()
+    {
+        var (limited, host) = await LimitedClientAsync();
+        var hostile = await StartHostileServerAsync(() => [.. Varint.Encode(1UL << 40)], host);
+
+        var e = Assert.ThrowsAsync<RpcException>(() => limited.RequestAsync(hostile, "echo", new byte[] { 1 }, null, CancellationToken.None));
+
+        Assert.That(e!.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+        Assert.That(e.Message, Does.Contain("exceeds the limit of 1024 bytes"));
+    }
+
+    [Test]
+    public async Task ServerAnsweringWithAPayloadOverTheLimit_IsResourceExhausted()
+    {
+        var (limited, host) = await LimitedClientAsync();
+        // Within the frame allowance (limit plus framing overhead), but a payload over the limit.
+        var hostile = await StartHostileServerAsync(() => FramedAnswer(new ResponseFrame { Payload = new byte[1025] }), host);
+
+        var e = Assert.ThrowsAsync<RpcException>(() => limited.RequestAsync(hostile, "echo", new byte[] { 1 }, null, CancellationToken.None));
+
+        Assert.That(e!.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+        Assert.That(e.Message, Does.Contain("response of 1025 bytes"));
+    }
+
     [Test]
     public async Task OversizedRequestFromARawClient_IsAnsweredWithResourceExhausted_OnTheSameConnection()
     {
