@@ -1,3 +1,3 @@
 using P2PInference.Workers.Cli;
 
-return await CliApp.RunAsync(args).ConfigureAwait(false);
+return await CliApp.RunAsync(args);

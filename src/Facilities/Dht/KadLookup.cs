@@ -94,7 +94,7 @@ internal sealed class KadLookup
                 Completion done;
                 try
                 {
-                    done = await completions.Reader.ReadAsync(lookup.Token).ConfigureAwait(false);
+                    done = await completions.Reader.ReadAsync(lookup.Token);
                 }
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
                 {
@@ -108,7 +108,7 @@ internal sealed class KadLookup
         finally
         {
             // Outstanding requests see the cancellation and report into a channel nobody reads.
-            await lookup.CancelAsync().ConfigureAwait(false);
+            lookup.Cancel();
         }
         cancellationToken.ThrowIfCancellationRequested();
 
@@ -130,7 +130,7 @@ internal sealed class KadLookup
         {
             using var timeout = new CancellationTokenSource(_requestTimeout, _timeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(lookupToken, timeout.Token);
-            var reply = await _request(candidate.Peer, linked.Token).ConfigureAwait(false);
+            var reply = await _request(candidate.Peer, linked.Token);
             writer.TryWrite(new Completion(candidate, reply, null));
         }
         catch (Exception e) when (e is not OutOfMemoryException)

@@ -20,7 +20,7 @@ public static class KadMessageCodec
     /// <exception cref="EndOfStreamException">The stream ended inside the message.</exception>
     public static async ValueTask<Message?> ReadAsync(Stream stream, int maxMessageSize, int maxKeySize, CancellationToken cancellationToken)
     {
-        var message = await LengthPrefixedMessage.ReadAsync(stream, Message.Parser, maxMessageSize, cancellationToken).ConfigureAwait(false);
+        var message = await LengthPrefixedMessage.ReadAsync(stream, Message.Parser, maxMessageSize, cancellationToken);
         if (message is not null) Validate(message, maxKeySize);
         return message;
     }

@@ -35,7 +35,7 @@ internal sealed class KadRequestHandler(
             {
                 try
                 {
-                    request = await KadMessageCodec.ReadAsync(context.Stream, options.MaxMessageSize, options.MaxKeySize, linked.Token).ConfigureAwait(false);
+                    request = await KadMessageCodec.ReadAsync(context.Stream, options.MaxMessageSize, options.MaxKeySize, linked.Token);
                 }
                 catch (OperationCanceledException) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
@@ -46,7 +46,7 @@ internal sealed class KadRequestHandler(
             Interlocked.Increment(ref _requestsServed);
             var reply = Handle(remote, request);
             if (reply is not null)
-                await KadMessageCodec.WriteAsync(context.Stream, reply, cancellationToken).ConfigureAwait(false);
+                await KadMessageCodec.WriteAsync(context.Stream, reply, cancellationToken);
         }
     }
 

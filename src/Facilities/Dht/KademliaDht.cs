@@ -92,7 +92,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         _host.PeerConnected += OnPeerConnected;
         foreach (var connection in _host.Connections) ConsiderPeer(connection.RemotePeer);
 
-        await BootstrapAsync(cancellationToken).ConfigureAwait(false);
+        await BootstrapAsync(cancellationToken);
 
         var tp = _options.TimeProvider;
         lock (_timers)
@@ -117,7 +117,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(topic);
         var key = TopicKey.For(topic);
         lock (_announced) _announced[key] = topic;
-        await ProvideAsync(key, cancellationToken).ConfigureAwait(false);
+        await ProvideAsync(key, cancellationToken);
     }
 
     /// <summary>
@@ -136,7 +136,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     public async Task<IReadOnlyList<DiscoveredPeer>> LookupAsync(string topic, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(topic);
-        var result = await FindProvidersAsync(TopicKey.For(topic), cancellationToken).ConfigureAwait(false);
+        var result = await FindProvidersAsync(TopicKey.For(topic), cancellationToken);
         return result.Providers;
     }
 
@@ -148,10 +148,10 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         ThrowIfDisposed();
         var addresses = OwnAddresses();
         Providers.Add(key, PeerId, addresses);
-        var closest = await FindClosestPeersAsync(key, cancellationToken).ConfigureAwait(false);
+        var closest = await FindClosestPeersAsync(key, cancellationToken);
         var message = new Message { Type = Message.Types.MessageType.AddProvider, Key = ByteString.CopyFrom(key) };
         message.ProviderPeers.Add(KadMessageCodec.FromPeer(PeerId, addresses, connected: true));
-        await Task.WhenAll(closest.ClosestPeers.Select(p => SendQuietlyAsync(p, message, cancellationToken))).ConfigureAwait(false);
+        await Task.WhenAll(closest.ClosestPeers.Select(p => SendQuietlyAsync(p, message, cancellationToken)));
         cancellationToken.ThrowIfCancellationRequested();
         return closest.Stats;
     }
@@ -194,7 +194,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             }
             return found.Count >= _options.MaxProvidersPerLookup;
         });
-        var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(key)), cancellationToken).ConfigureAwait(false);
+        var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(key)), cancellationToken);
         return new ProviderLookupResult(order.Select(p => found[p]).ToArray(), Record(result.Stats));
     }
 
@@ -231,7 +231,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             }
             return false;
         });
-        var result = await lookup.RunAsync(SeedsFor(KadId.FromPeer(peer)), cancellationToken).ConfigureAwait(false);
+        var result = await lookup.RunAsync(SeedsFor(KadId.FromPeer(peer)), cancellationToken);
         Record(result.Stats);
         if (found is not null) return found;
         // It may have answered us itself without anyone listing it.
@@ -250,7 +250,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         if (value.Length > _options.MaxRecordSize) throw new ArgumentException($"value exceeds {_options.MaxRecordSize} bytes", nameof(value));
         if (!_options.RecordValidator(key, value)) throw new ArgumentException("the record validator rejects this value", nameof(value));
         Records.Put(key, value);
-        var closest = await FindClosestPeersAsync(key, cancellationToken).ConfigureAwait(false);
+        var closest = await FindClosestPeersAsync(key, cancellationToken);
         var message = new Message
         {
             Type = Message.Types.MessageType.PutValue,
@@ -263,7 +263,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             {
                 using var timeout = new CancellationTokenSource(_options.QueryTimeout, _options.TimeProvider);
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token, _stopping.Token);
-                await RequestAsync(p, message, linked.Token).ConfigureAwait(false);
+                await RequestAsync(p, message, linked.Token);
                 return 1;
             }
             catch (Exception e) when (e is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
@@ -271,7 +271,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
                 _logger.LogDebug(e, "PUT_VALUE to {Peer} failed", p);
                 return 0;
             }
-        })).ConfigureAwait(false);
+        }));
         return acks.Sum();
     }
 
@@ -295,7 +295,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             lookup!.MarkResult(hop);
             return true;
         });
-        var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(key)), cancellationToken).ConfigureAwait(false);
+        var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(key)), cancellationToken);
         Record(result.Stats);
         return value;
     }
@@ -307,7 +307,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         var target = KadId.FromKey(key);
         var request = new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(key) };
         var lookup = NewLookup(target, request, static (_, _, _) => false);
-        var result = await lookup.RunAsync(SeedsFor(target).Concat(extraSeeds), cancellationToken).ConfigureAwait(false);
+        var result = await lookup.RunAsync(SeedsFor(target).Concat(extraSeeds), cancellationToken);
         Record(result.Stats);
         return result;
     }
@@ -328,13 +328,13 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     private async Task<Message> RequestAsync(PeerId peer, Message request, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _requestsSent);
-        var stream = await _host.OpenStreamAsync(peer, _options.ProtocolId, cancellationToken).ConfigureAwait(false);
-        await using (stream.ConfigureAwait(false))
+        var stream = await _host.OpenStreamAsync(peer, _options.ProtocolId, cancellationToken);
+        await using (stream)
         {
             try
             {
-                await KadMessageCodec.WriteAsync(stream, request, cancellationToken).ConfigureAwait(false);
-                var reply = await KadMessageCodec.ReadAsync(stream, _options.MaxMessageSize, _options.MaxKeySize, cancellationToken).ConfigureAwait(false)
+                await KadMessageCodec.WriteAsync(stream, request, cancellationToken);
+                var reply = await KadMessageCodec.ReadAsync(stream, _options.MaxMessageSize, _options.MaxKeySize, cancellationToken)
                     ?? throw new KadProtocolException($"{peer} closed the stream without answering {request.Type}");
                 if (reply.Type != request.Type)
                     throw new KadProtocolException($"{peer} answered {request.Type} with {reply.Type}");
@@ -356,9 +356,9 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             using var timeout = new CancellationTokenSource(_options.QueryTimeout, _options.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token, _stopping.Token);
             Interlocked.Increment(ref _requestsSent);
-            var stream = await _host.OpenStreamAsync(peer, _options.ProtocolId, linked.Token).ConfigureAwait(false);
-            await using (stream.ConfigureAwait(false))
-                await KadMessageCodec.WriteAsync(stream, message, linked.Token).ConfigureAwait(false);
+            var stream = await _host.OpenStreamAsync(peer, _options.ProtocolId, linked.Token);
+            await using (stream)
+                await KadMessageCodec.WriteAsync(stream, message, linked.Token);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -393,18 +393,18 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             {
                 using var timeout = new CancellationTokenSource(_options.QueryTimeout, _options.TimeProvider);
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token, _stopping.Token);
-                var connection = await _host.ConnectAsync(address, linked.Token).ConfigureAwait(false);
+                var connection = await _host.ConnectAsync(address, linked.Token);
                 lock (reached) reached.Add(connection.RemotePeer);
             }
             catch (Exception e) when (e is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
             {
                 _logger.LogWarning("bootstrap peer {Address} unreachable: {Error}", address, e.Message);
             }
-        })).ConfigureAwait(false);
+        }));
         try
         {
             // Bootstrap peers seed the self lookup directly: identify may not have put them in the table yet.
-            await FindClosestPeersAsync(PeerId.ToByteArray(), reached, cancellationToken).ConfigureAwait(false);
+            await FindClosestPeersAsync(PeerId.ToByteArray(), reached, cancellationToken);
         }
         catch (Exception e) when (e is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
         {
@@ -416,17 +416,17 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     {
         if (RoutingTable.Count == 0)
         {
-            await BootstrapAsync(cancellationToken).ConfigureAwait(false);
+            await BootstrapAsync(cancellationToken);
             RefreshCompleted?.Invoke();
             return;
         }
-        await FindClosestPeersAsync(PeerId.ToByteArray(), cancellationToken).ConfigureAwait(false);
+        await FindClosestPeersAsync(PeerId.ToByteArray(), cancellationToken);
         // A random target reaches buckets the self lookup does not (spec: bootstrap process).
         Span<byte> random = stackalloc byte[32];
         lock (_randomLock) _random.NextBytes(random);
         var target = new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(random) };
         var lookup = NewLookup(KadId.FromKey(random), target, static (_, _, _) => false);
-        var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(target.Key.Span)), cancellationToken).ConfigureAwait(false);
+        var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(target.Key.Span)), cancellationToken);
         Record(result.Stats);
         RefreshCompleted?.Invoke();
     }
@@ -443,7 +443,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             }
             try
             {
-                await ProvideAsync(key, cancellationToken).ConfigureAwait(false);
+                await ProvideAsync(key, cancellationToken);
             }
             catch (Exception e) when (e is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
             {
@@ -476,7 +476,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         await Task.Yield();
         try
         {
-            await work(_stopping.Token).ConfigureAwait(false);
+            await work(_stopping.Token);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -516,11 +516,11 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             timers = _timers.ToArray();
             _timers.Clear();
         }
-        foreach (var timer in timers) await timer.DisposeAsync().ConfigureAwait(false);
-        await _stopping.CancelAsync().ConfigureAwait(false);
+        foreach (var timer in timers) await timer.DisposeAsync();
+        _stopping.Cancel();
         string[] topics;
         lock (_announced) topics = _announced.Values.ToArray();
-        foreach (var topic in topics) await UnannounceAsync(topic, CancellationToken.None).ConfigureAwait(false);
+        foreach (var topic in topics) await UnannounceAsync(topic, CancellationToken.None);
         if (previous == 1)
         {
             _host.PeerStore.ProtocolsUpdated -= ConsiderPeer;
@@ -529,7 +529,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         }
         Task[] pending;
         lock (_background) pending = _background.ToArray();
-        await Task.WhenAll(pending).ConfigureAwait(false);
+        await Task.WhenAll(pending);
         _stopping.Dispose();
     }
 }

@@ -12,7 +12,7 @@ public static class RpcClientExtensions
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(requestCodec);
         ArgumentNullException.ThrowIfNull(responseCodec);
-        var response = await client.RequestAsync(peer, method, requestCodec.Encode(request), options, cancellationToken).ConfigureAwait(false);
+        var response = await client.RequestAsync(peer, method, requestCodec.Encode(request), options, cancellationToken);
         return DecodeResponse(responseCodec, response, method);
     }
 
@@ -31,7 +31,7 @@ public static class RpcClientExtensions
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(responseCodec);
         var body = MessagePackRpcCodec<TRequest>.Instance.Encode(request);
-        var response = await client.RequestTopicAsync(topic, method, body, options, cancellationToken).ConfigureAwait(false);
+        var response = await client.RequestTopicAsync(topic, method, body, options, cancellationToken);
         return DecodeResponse(responseCodec, response, method);
     }
 
@@ -44,7 +44,7 @@ public static class RpcClientExtensions
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(responseCodec);
         var body = MessagePackRpcCodec<TRequest>.Instance.Encode(request);
-        await foreach (var item in client.RequestStreamAsync(peer, method, body, options, cancellationToken).ConfigureAwait(false))
+        await foreach (var item in client.RequestStreamAsync(peer, method, body, options, cancellationToken))
             yield return DecodeResponse(responseCodec, item, method);
     }
 

@@ -77,10 +77,10 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     {
         var (envelope, deadline) = Prepare(peer, method, request, options, streaming: false);
         var call = new RpcOutboundCall(_host, _options, peer, deadline, _server.Stopping, cancellationToken);
-        await using (call.ConfigureAwait(false))
+        await using (call)
         {
-            using (envelope) await call.StartAsync(envelope.Frame()).ConfigureAwait(false);
-            var frame = await call.ReadFrameAsync().ConfigureAwait(false);
+            using (envelope) await call.StartAsync(envelope.Frame());
+            var frame = await call.ReadFrameAsync();
             if (frame.Kind != ResponseFrameKind.Payload)
                 throw new RpcException(RpcStatusCode.Internal, $"peer {peer} ended a unary call without a response");
             call.MarkFinished();
@@ -93,12 +93,12 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     {
         var (envelope, deadline) = Prepare(peer, method, request, options, streaming: true);
         var call = new RpcOutboundCall(_host, _options, peer, deadline, _server.Stopping, cancellationToken);
-        await using (call.ConfigureAwait(false))
+        await using (call)
         {
-            using (envelope) await call.StartAsync(envelope.Frame()).ConfigureAwait(false);
+            using (envelope) await call.StartAsync(envelope.Frame());
             while (true)
             {
-                var frame = await call.ReadFrameAsync().ConfigureAwait(false);
+                var frame = await call.ReadFrameAsync();
                 if (frame.Kind == ResponseFrameKind.End) yield break;
                 yield return PayloadArray(frame);
             }
@@ -161,19 +161,19 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         var caller = context.RemotePeer;
         if (_server.CheckCaller(caller) is { } denied)
         {
-            await AnswerErrorAsync(stream, denied, hostToken).ConfigureAwait(false);
+            await AnswerErrorAsync(stream, denied, hostToken);
             return;
         }
         if (!_server.TryEnter(caller))
         {
-            await AnswerErrorAsync(stream, _server.TooManyCalls(), hostToken).ConfigureAwait(false);
+            await AnswerErrorAsync(stream, _server.TooManyCalls(), hostToken);
             return;
         }
         try
         {
-            var envelope = await ReadEnvelopeAsync(stream, caller, hostToken).ConfigureAwait(false);
+            var envelope = await ReadEnvelopeAsync(stream, caller, hostToken);
             if (envelope is null) return;
-            await ServeCallAsync(stream, caller, envelope, hostToken).ConfigureAwait(false);
+            await ServeCallAsync(stream, caller, envelope, hostToken);
         }
         finally
         {
@@ -214,7 +214,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             return null;
         }
         _logger.LogDebug("rejecting rpc request from {Peer}: {Code} {Message}", caller, error.Code, error.Message);
-        await AnswerErrorAsync(stream, error, hostToken).ConfigureAwait(false);
+        await AnswerErrorAsync(stream, error, hostToken);
         return null;
     }
 
@@ -234,16 +234,16 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             // A unary answer is the last frame: its FIN travels with it.
             var error = await _server.InvokeAsync(call,
                 (payload, ct) => RpcFrames.WriteAsync(stream, new ResponseFrame { Payload = payload }, complete: !call.Streaming, ct),
-                callerGone.Token).ConfigureAwait(false);
+                callerGone.Token);
             if (callerGone.IsCancellationRequested && !hostToken.IsCancellationRequested) return;
-            if (error is not null) await AnswerErrorAsync(stream, error, hostToken).ConfigureAwait(false);
-            else if (call.Streaming) await WriteFinalAsync(stream, new ResponseFrame { End = true }, hostToken).ConfigureAwait(false);
-            else await CompleteQuietlyAsync(stream, hostToken).ConfigureAwait(false);
+            if (error is not null) await AnswerErrorAsync(stream, error, hostToken);
+            else if (call.Streaming) await WriteFinalAsync(stream, new ResponseFrame { End = true }, hostToken);
+            else await CompleteQuietlyAsync(stream, hostToken);
         }
         finally
         {
-            await stopWatching.CancelAsync().ConfigureAwait(false);
-            await watcher.ConfigureAwait(false);
+            stopWatching.Cancel();
+            await watcher;
         }
     }
 
@@ -256,7 +256,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         var probe = new byte[1];
         try
         {
-            _ = await stream.ReadAsync(probe, stop).ConfigureAwait(false);
+            _ = await stream.ReadAsync(probe, stop);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
@@ -265,7 +265,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
         {
         }
-        if (!stop.IsCancellationRequested) await callerGone.CancelAsync().ConfigureAwait(false);
+        if (!stop.IsCancellationRequested) callerGone.Cancel();
     }
 
     private Task AnswerErrorAsync(YamuxStream stream, RpcException error, CancellationToken cancellationToken) =>
@@ -287,7 +287,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     {
         try
         {
-            await stream.CompleteWritesAsync(cancellationToken).ConfigureAwait(false);
+            await stream.CompleteWritesAsync(cancellationToken);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
         {

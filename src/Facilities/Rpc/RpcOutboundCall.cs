@@ -119,7 +119,7 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
     {
         if (_stream is { } stream)
         {
-            if (_finished) await stream.DisposeAsync().ConfigureAwait(false);
+            if (_finished) await stream.DisposeAsync();
             else stream.Reset();
         }
         _linked.Dispose();

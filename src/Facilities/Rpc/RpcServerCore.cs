@@ -105,20 +105,20 @@ internal sealed class RpcServerCore : IRpcServer
         {
             if (registration.Unary is { } unary)
             {
-                var response = await unary(call.Payload, context).ConfigureAwait(false);
+                var response = await unary(call.Payload, context);
                 if (response.Length > _options.MaxMessageSize) return TooLarge("response", response.Length);
                 sending = true;
-                await send(response, linked.Token).ConfigureAwait(false);
+                await send(response, linked.Token);
             }
             else
             {
-                await foreach (var item in registration.Streaming!(call.Payload, context).WithCancellation(linked.Token).ConfigureAwait(false))
+                await foreach (var item in registration.Streaming!(call.Payload, context).WithCancellation(linked.Token))
                 {
                     // A handler that ignores its token must not be pulled forever after the caller left.
                     linked.Token.ThrowIfCancellationRequested();
                     if (item.Length > _options.MaxMessageSize) return TooLarge("response item", item.Length);
                     sending = true;
-                    await send(item, linked.Token).ConfigureAwait(false);
+                    await send(item, linked.Token);
                     sending = false;
                 }
             }

@@ -15,7 +15,7 @@ public static class RpcServerExtensions
         server.Respond(method, async (payload, context) =>
         {
             var request = DecodeRequest(requestCodec, payload, method);
-            return responseCodec.Encode(await handler(request, context).ConfigureAwait(false));
+            return responseCodec.Encode(await handler(request, context));
         }, options);
     }
 
@@ -39,7 +39,7 @@ public static class RpcServerExtensions
         static async IAsyncEnumerable<ReadOnlyMemory<byte>> Stream(IAsyncEnumerable<TResponse> items, [EnumeratorCancellation] CancellationToken ct)
         {
             var codec = MessagePackRpcCodec<TResponse>.Instance;
-            await foreach (var item in items.WithCancellation(ct).ConfigureAwait(false))
+            await foreach (var item in items.WithCancellation(ct))
                 yield return codec.Encode(item);
         }
     }

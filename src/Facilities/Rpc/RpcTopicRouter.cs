@@ -47,14 +47,14 @@ internal sealed class RpcTopicRouter
         RpcException? last = null;
         for (var attempt = 0; attempt < _options.MaxTopicAttempts; attempt++)
         {
-            var providers = await GetProvidersAsync(topic, cancellationToken).ConfigureAwait(false);
+            var providers = await GetProvidersAsync(topic, cancellationToken);
             var candidates = providers.Where(p => !tried.Contains(p)).ToArray();
             if (candidates.Length == 0) break;
             var peer = Choose(candidates);
             tried.Add(peer);
             try
             {
-                return await MeasuredAsync(peer, call, attemptOptions, cancellationToken).ConfigureAwait(false);
+                return await MeasuredAsync(peer, call, attemptOptions, cancellationToken);
             }
             catch (RpcException e) when (e.Code == RpcStatusCode.Unavailable)
             {
@@ -74,12 +74,12 @@ internal sealed class RpcTopicRouter
         ArgumentException.ThrowIfNullOrEmpty(topic);
         options ??= RpcCallOptions.Default;
         var attemptOptions = options with { Deadline = options.ResolveDeadline(_options.TimeProvider, _options.DefaultTimeout), Timeout = null };
-        var providers = await GetProvidersAsync(topic, cancellationToken).ConfigureAwait(false);
+        var providers = await GetProvidersAsync(topic, cancellationToken);
         var calls = providers.Select(async peer =>
         {
             try
             {
-                return new RpcPeerResult(peer, await MeasuredAsync(peer, call, attemptOptions, cancellationToken).ConfigureAwait(false), null);
+                return new RpcPeerResult(peer, await MeasuredAsync(peer, call, attemptOptions, cancellationToken), null);
             }
             catch (RpcException e)
             {
@@ -87,7 +87,7 @@ internal sealed class RpcTopicRouter
                 return new RpcPeerResult(peer, null, e);
             }
         });
-        return await Task.WhenAll(calls).ConfigureAwait(false);
+        return await Task.WhenAll(calls);
     }
 
     /// <summary>Drops <paramref name="peer"/> from every cached topic (it failed with a connection error).</summary>
@@ -107,7 +107,7 @@ internal sealed class RpcTopicRouter
         var started = _options.TimeProvider.GetTimestamp();
         try
         {
-            var response = await call(peer, options, cancellationToken).ConfigureAwait(false);
+            var response = await call(peer, options, cancellationToken);
             load.Record(_options.TimeProvider.GetElapsedTime(started).TotalMilliseconds, _options.LatencyEwmaAlpha);
             return response;
         }
@@ -151,7 +151,7 @@ internal sealed class RpcTopicRouter
         IReadOnlyList<DiscoveredPeer> found;
         try
         {
-            found = await _discovery.LookupAsync(topic, cancellationToken).ConfigureAwait(false);
+            found = await _discovery.LookupAsync(topic, cancellationToken);
         }
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {

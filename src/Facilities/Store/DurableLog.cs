@@ -92,7 +92,7 @@ public sealed class DurableLog : IAsyncDisposable
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
-        await _committer.WaitForCommitAsync(address).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _committer.WaitForCommitAsync(address).WaitAsync(cancellationToken);
         return address;
     }
 
@@ -158,7 +158,7 @@ public sealed class DurableLog : IAsyncDisposable
         _gate.ExitWriteLock();
         if (_log.TailAddress > _log.CommittedUntilAddress)
         {
-            await _committer.WaitForCommitAsync(_log.TailAddress - 1).ConfigureAwait(false);
+            await _committer.WaitForCommitAsync(_log.TailAddress - 1);
         }
 
         Release(new ObjectDisposedException(nameof(DurableLog)));
@@ -176,7 +176,7 @@ public sealed class DurableLog : IAsyncDisposable
         _gate.ExitWriteLock();
         var crash = new StoreException("The log crashed (simulated).", Directory);
         _committer.Fail(crash);
-        await _committer.IdleAsync().ConfigureAwait(false);
+        await _committer.IdleAsync();
         Release(crash);
     }
 

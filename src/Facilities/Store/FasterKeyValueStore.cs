@@ -136,7 +136,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             var hasCheckpoint = checkpointDir is not null && Directory.EnumerateFileSystemEntries(checkpointDir).Any();
             if (hasCheckpoint)
             {
-                replayFrom = await RecoverCheckpointAsync(kv, checkpointDir!, cancellationToken).ConfigureAwait(false);
+                replayFrom = await RecoverCheckpointAsync(kv, checkpointDir!, cancellationToken);
             }
 
             if (walDir is not null)
@@ -184,7 +184,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
         var keyBytes = KeyLength(key);
         CheckValue(value.Length);
         var address = Mutate(key, keyBytes, value.ToArray(), null, out _);
-        await DurableAsync(address, cancellationToken).ConfigureAwait(false);
+        await DurableAsync(address, cancellationToken);
     }
 
     public async ValueTask<bool> DeleteAsync(string key, CancellationToken cancellationToken)
@@ -192,7 +192,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
         cancellationToken.ThrowIfCancellationRequested();
         var keyBytes = KeyLength(key);
         var address = Mutate(key, keyBytes, null, static (current, _) => current is not null, out var deleted);
-        await DurableAsync(address, cancellationToken).ConfigureAwait(false);
+        await DurableAsync(address, cancellationToken);
         return deleted;
     }
 
@@ -212,7 +212,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             replacement?.ToArray(),
             (current, _) => expectedBytes is null ? current is null : current is not null && current.AsSpan().SequenceEqual(expectedBytes),
             out var swapped);
-        await DurableAsync(address, cancellationToken).ConfigureAwait(false);
+        await DurableAsync(address, cancellationToken);
         return swapped;
     }
 
@@ -236,7 +236,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
         foreach (var key in keys)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var value = await GetAsync(key, cancellationToken).ConfigureAwait(false);
+            var value = await GetAsync(key, cancellationToken);
             if (value is not null)
             {
                 yield return new KeyValuePair<string, byte[]>(key, value);
@@ -257,11 +257,11 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             return;
         }
 
-        await _checkpointLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _checkpointLock.WaitAsync(cancellationToken);
         try
         {
             ThrowIfNotOpen();
-            await CheckpointLockedAsync().ConfigureAwait(false);
+            await CheckpointLockedAsync();
         }
         finally
         {
@@ -279,14 +279,14 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
 
         _timer?.Dispose();
         DrainMutations();
-        await _checkpointLock.WaitAsync().ConfigureAwait(false);
+        await _checkpointLock.WaitAsync();
         try
         {
             if (_log is not null)
             {
                 try
                 {
-                    await CheckpointLockedAsync().ConfigureAwait(false);
+                    await CheckpointLockedAsync();
                 }
                 catch (Exception e) when (e is StoreException or FasterException or IOException)
                 {
@@ -325,10 +325,10 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
         _committer?.Fail(crash);
         if (_committer is not null)
         {
-            await _committer.IdleAsync().ConfigureAwait(false);
+            await _committer.IdleAsync();
         }
 
-        await _checkpointLock.WaitAsync().ConfigureAwait(false);
+        await _checkpointLock.WaitAsync();
         _checkpointLock.Release();
         ReleaseResources(crash);
     }
@@ -381,7 +381,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
     {
         try
         {
-            await kv.RecoverAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+            await kv.RecoverAsync(cancellationToken: cancellationToken);
         }
         catch (OperationCanceledException)
         {
@@ -548,7 +548,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             return;
         }
 
-        await _committer.WaitForCommitAsync(address).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _committer.WaitForCommitAsync(address).WaitAsync(cancellationToken);
         if (_log.TailAddress - Volatile.Read(ref _lastCheckpointAddress) > _options.CheckpointAfterLogBytes)
         {
             StartBackgroundCheckpoint();
@@ -638,14 +638,14 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             return;
         }
 
-        await _committer!.WaitForCommitAsync(until - 1).ConfigureAwait(false);
+        await _committer!.WaitForCommitAsync(until - 1);
         var cookie = new byte[CookieLength];
         BinaryPrimitives.WriteInt64LittleEndian(cookie, until);
         _kv.CommitCookie = cookie;
         bool success;
         try
         {
-            (success, _) = await _kv.TakeFullCheckpointAsync(CheckpointType.Snapshot).ConfigureAwait(false);
+            (success, _) = await _kv.TakeFullCheckpointAsync(CheckpointType.Snapshot);
         }
         catch (Exception e) when (e is FasterException or IOException)
         {
@@ -668,24 +668,28 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             return;
         }
 
-        _ = Task.Run(async () =>
+        _ = BackgroundCheckpointAsync();
+    }
+
+    private async Task BackgroundCheckpointAsync()
+    {
+        // Off the writer's path at once, as Task.Run did, but on the caller's context if it has one (a simulation's).
+        await Task.Yield();
+        try
         {
-            try
+            await CheckpointAsync();
+        }
+        catch (Exception e) when (e is StoreException or ObjectDisposedException or FasterException or IOException)
+        {
+            if (_state == 0)
             {
-                await CheckpointAsync().ConfigureAwait(false);
+                _options.Logger?.LogWarning(e, "Background checkpoint of the store at {Path} failed", DataDirectory);
             }
-            catch (Exception e) when (e is StoreException or ObjectDisposedException or FasterException or IOException)
-            {
-                if (_state == 0)
-                {
-                    _options.Logger?.LogWarning(e, "Background checkpoint of the store at {Path} failed", DataDirectory);
-                }
-            }
-            finally
-            {
-                Volatile.Write(ref _backgroundCheckpoint, 0);
-            }
-        });
+        }
+        finally
+        {
+            Volatile.Write(ref _backgroundCheckpoint, 0);
+        }
     }
 
     /// <summary>Waits for mutations inside their critical section; later ones see the state and refuse.</summary>

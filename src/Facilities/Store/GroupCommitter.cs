@@ -39,7 +39,7 @@ internal sealed class GroupCommitter
             if (!_running)
             {
                 _running = true;
-                _loop = Task.Run(CommitLoopAsync);
+                _loop = CommitLoopAsync();
             }
 
             return task;
@@ -71,6 +71,9 @@ internal sealed class GroupCommitter
 
     private async Task CommitLoopAsync()
     {
+        // Leaves the caller (and its lock) at once, as Task.Run did, but stays on the caller's
+        // context when it has one (a simulation's); without one it continues on the thread pool.
+        await Task.Yield();
         while (true)
         {
             TaskCompletionSource batch;
@@ -88,7 +91,7 @@ internal sealed class GroupCommitter
 
             try
             {
-                await _log.CommitAsync().ConfigureAwait(false);
+                await _log.CommitAsync();
                 batch.TrySetResult();
             }
             catch (Exception e)

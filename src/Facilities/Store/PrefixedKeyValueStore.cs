@@ -45,7 +45,7 @@ public sealed class PrefixedKeyValueStore : IKeyValueStore
 
     public async IAsyncEnumerable<KeyValuePair<string, byte[]>> ScanAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        await foreach (var entry in _inner.ScanAsync(Full(prefix), cancellationToken).ConfigureAwait(false))
+        await foreach (var entry in _inner.ScanAsync(Full(prefix), cancellationToken))
         {
             yield return new KeyValuePair<string, byte[]>(entry.Key[Prefix.Length..], entry.Value);
         }

@@ -199,7 +199,7 @@ public sealed class MockDht : IDiscovery, IAsyncDisposable
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
         try
         {
-            await Task.Delay(delay, _registry.TimeProvider, linked.Token).ConfigureAwait(false);
+            await Task.Delay(delay, _registry.TimeProvider, linked.Token);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {

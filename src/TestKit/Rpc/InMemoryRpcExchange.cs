@@ -50,7 +50,7 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
         Frame frame;
         try
         {
-            frame = await _frames.Reader.ReadAsync(_linked.Token).ConfigureAwait(false);
+            frame = await _frames.Reader.ReadAsync(_linked.Token);
         }
         catch (OperationCanceledException e)
         {
@@ -74,30 +74,30 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
                 Push(new Frame(null, new RpcException(RpcStatusCode.Unavailable, $"peer {_target} unreachable: no such node")));
                 return;
             }
-            if (!await CrossAsync(_client.PeerId, _target, token).ConfigureAwait(false)) return;
+            if (!await CrossAsync(_client.PeerId, _target, token)) return;
             if (_server.IsCrashed) return;
             var core = _server.Server;
             if (core.CheckCaller(_client.PeerId) is { } denied)
             {
-                await ReplyAsync(new Frame(null, denied), token).ConfigureAwait(false);
+                await ReplyAsync(new Frame(null, denied), token);
                 return;
             }
             if (!core.TryEnter(_client.PeerId))
             {
-                await ReplyAsync(new Frame(null, core.TooManyCalls()), token).ConfigureAwait(false);
+                await ReplyAsync(new Frame(null, core.TooManyCalls()), token);
                 return;
             }
             RpcException? error;
             try
             {
-                error = await core.InvokeAsync(_call, (payload, ct) => SendAsync(payload, ct), token).ConfigureAwait(false);
+                error = await core.InvokeAsync(_call, (payload, ct) => SendAsync(payload, ct), token);
             }
             finally
             {
                 core.Exit(_client.PeerId);
             }
-            if (error is not null) await ReplyAsync(new Frame(null, error), token).ConfigureAwait(false);
-            else if (_call.Streaming) await ReplyAsync(new Frame(null, null), token).ConfigureAwait(false);
+            if (error is not null) await ReplyAsync(new Frame(null, error), token);
+            else if (_call.Streaming) await ReplyAsync(new Frame(null, null), token);
         }
         catch (Exception e) when (e is OperationCanceledException or IOException)
         {
@@ -107,14 +107,14 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
 
     private async ValueTask SendAsync(ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        if (!await CrossAsync(_target, _client.PeerId, cancellationToken).ConfigureAwait(false)) return;
+        if (!await CrossAsync(_target, _client.PeerId, cancellationToken)) return;
         if (_server!.IsCrashed) throw new IOException("the node crashed");
         Push(new Frame(payload.ToArray(), null));
     }
 
     private async Task ReplyAsync(Frame frame, CancellationToken cancellationToken)
     {
-        if (!await CrossAsync(_target, _client.PeerId, cancellationToken).ConfigureAwait(false)) return;
+        if (!await CrossAsync(_target, _client.PeerId, cancellationToken)) return;
         if (_server!.IsCrashed) return;
         Push(frame);
     }
@@ -127,7 +127,7 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
     {
         var link = _network.Link(from, to);
         var latency = link.Latency;
-        if (latency > TimeSpan.Zero) await Task.Delay(latency, _network.TimeProvider, cancellationToken).ConfigureAwait(false);
+        if (latency > TimeSpan.Zero) await Task.Delay(latency, _network.TimeProvider, cancellationToken);
         else await Task.Yield();
         switch (link.Fault)
         {

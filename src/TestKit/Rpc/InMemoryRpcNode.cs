@@ -59,9 +59,9 @@ public sealed class InMemoryRpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     public async Task<byte[]> RequestAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken)
     {
         var exchange = Start(peer, method, request, options, streaming: false, cancellationToken);
-        await using (exchange.ConfigureAwait(false))
+        await using (exchange)
         {
-            var frame = await exchange.ReadAsync().ConfigureAwait(false);
+            var frame = await exchange.ReadAsync();
             if (frame.Payload is null) throw new RpcException(RpcStatusCode.Internal, $"peer {peer} ended a unary call without a response");
             return frame.Payload;
         }
@@ -71,11 +71,11 @@ public sealed class InMemoryRpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var exchange = Start(peer, method, request, options, streaming: true, cancellationToken);
-        await using (exchange.ConfigureAwait(false))
+        await using (exchange)
         {
             while (true)
             {
-                var frame = await exchange.ReadAsync().ConfigureAwait(false);
+                var frame = await exchange.ReadAsync();
                 if (frame.Payload is null) yield break;
                 yield return frame.Payload;
             }

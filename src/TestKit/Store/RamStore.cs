@@ -58,7 +58,7 @@ public sealed class RamStore : IKeyValueStore, IAsyncDisposable
         };
         try
         {
-            return new RamStore(options, await FasterKeyValueStore.OpenAsync(options, cancellationToken).ConfigureAwait(false));
+            return new RamStore(options, await FasterKeyValueStore.OpenAsync(options, cancellationToken));
         }
         catch
         {
@@ -73,16 +73,16 @@ public sealed class RamStore : IKeyValueStore, IAsyncDisposable
     public async Task CrashAndRestartAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        await Current.SimulateCrashAsync().ConfigureAwait(false);
-        await ReopenAsync(cancellationToken).ConfigureAwait(false);
+        await Current.SimulateCrashAsync();
+        await ReopenAsync(cancellationToken);
     }
 
     /// <summary>Shuts the store down cleanly (final checkpoint) and opens it again.</summary>
     public async Task RestartAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        await Current.DisposeAsync().ConfigureAwait(false);
-        await ReopenAsync(cancellationToken).ConfigureAwait(false);
+        await Current.DisposeAsync();
+        await ReopenAsync(cancellationToken);
     }
 
     public ValueTask<byte[]?> GetAsync(string key, CancellationToken cancellationToken) => Current.GetAsync(key, cancellationToken);
@@ -107,13 +107,13 @@ public sealed class RamStore : IKeyValueStore, IAsyncDisposable
         }
 
         _disposed = true;
-        await Current.DisposeAsync().ConfigureAwait(false);
+        await Current.DisposeAsync();
         TryDelete(Directory);
     }
 
     private async Task ReopenAsync(CancellationToken cancellationToken)
     {
-        Volatile.Write(ref _current, await FasterKeyValueStore.OpenAsync(_options, cancellationToken).ConfigureAwait(false));
+        Volatile.Write(ref _current, await FasterKeyValueStore.OpenAsync(_options, cancellationToken));
         Restarts++;
     }
 

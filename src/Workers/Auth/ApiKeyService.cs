@@ -113,7 +113,7 @@ public sealed class ApiKeyService
         }
 
         var existing = 0;
-        await foreach (var _ in _byUser.ScanAsync(userId + "/", cancellationToken).ConfigureAwait(false))
+        await foreach (var _ in _byUser.ScanAsync(userId + "/", cancellationToken))
         {
             existing++;
         }
@@ -134,9 +134,9 @@ public sealed class ApiKeyService
             Last4 = apiKey[^4..],
             CreatedAtUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds(),
         };
-        await _records.PutMessageAsync(record.KeyId, record, ApiKeyRecord.Parser, cancellationToken).ConfigureAwait(false);
-        await _byUser.PutAsync(UserIndexKey(userId, record.KeyId), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken).ConfigureAwait(false);
-        await _byHash.PutAsync(Convert.ToHexStringLower(hash), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken).ConfigureAwait(false);
+        await _records.PutMessageAsync(record.KeyId, record, ApiKeyRecord.Parser, cancellationToken);
+        await _byUser.PutAsync(UserIndexKey(userId, record.KeyId), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken);
+        await _byHash.PutAsync(Convert.ToHexStringLower(hash), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken);
         return (record, apiKey);
     }
 
@@ -145,9 +145,9 @@ public sealed class ApiKeyService
     {
         ArgumentException.ThrowIfNullOrEmpty(userId);
         var keys = new List<ApiKeyRecord>();
-        await foreach (var entry in _byUser.ScanAsync(userId + "/", cancellationToken).ConfigureAwait(false))
+        await foreach (var entry in _byUser.ScanAsync(userId + "/", cancellationToken))
         {
-            var record = await _records.GetMessageAsync(entry.Key[(userId.Length + 1)..], ApiKeyRecord.Parser, cancellationToken).ConfigureAwait(false);
+            var record = await _records.GetMessageAsync(entry.Key[(userId.Length + 1)..], ApiKeyRecord.Parser, cancellationToken);
             if (record is not null && record.UserId == userId)
             {
                 keys.Add(record);
@@ -175,7 +175,7 @@ public sealed class ApiKeyService
         // Another writer (a concurrent revoke) can only set the same flag, so this loop ends.
         while (true)
         {
-            var raw = await _records.GetAsync(keyId, cancellationToken).ConfigureAwait(false)
+            var raw = await _records.GetAsync(keyId, cancellationToken)
                 ?? throw new AuthException(AuthErrorCode.NotFound, "no such API key");
             var record = ParseRecord(keyId, raw);
             if (record.UserId != userId)
@@ -191,7 +191,7 @@ public sealed class ApiKeyService
             var revoked = record.Clone();
             revoked.Revoked = true;
             revoked.RevokedAtUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
-            if (await _records.CompareAndSwapAsync(keyId, raw, revoked.ToByteArray(), cancellationToken).ConfigureAwait(false))
+            if (await _records.CompareAndSwapAsync(keyId, raw, revoked.ToByteArray(), cancellationToken))
             {
                 return true;
             }
@@ -208,10 +208,10 @@ public sealed class ApiKeyService
         }
 
         var hash = HashKey(apiKey!);
-        var keyId = await _byHash.GetAsync(Convert.ToHexStringLower(hash), cancellationToken).ConfigureAwait(false)
+        var keyId = await _byHash.GetAsync(Convert.ToHexStringLower(hash), cancellationToken)
             ?? throw AuthException.Unauthenticated("API key is not valid");
         var id = Encoding.ASCII.GetString(keyId);
-        var record = await _records.GetMessageAsync(id, ApiKeyRecord.Parser, cancellationToken).ConfigureAwait(false);
+        var record = await _records.GetMessageAsync(id, ApiKeyRecord.Parser, cancellationToken);
         if (record is null || !CryptographicOperations.FixedTimeEquals(record.KeyHash, hash))
         {
             throw AuthException.Unauthenticated("API key is not valid");

@@ -70,7 +70,7 @@ public sealed class AuthService
 
         // The common duplicate is refused without writing anything; the compare-and-swap below
         // settles the race between concurrent registrations.
-        if (await _users.FindByEmailAsync(email, cancellationToken).ConfigureAwait(false) is not null)
+        if (await _users.FindByEmailAsync(email, cancellationToken) is not null)
         {
             throw AlreadyRegistered();
         }
@@ -82,7 +82,7 @@ public sealed class AuthService
             PasswordHash = _hasher.Hash(request.Password),
             CreatedAtUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds(),
         };
-        if (!await _users.TryCreateAsync(user, cancellationToken).ConfigureAwait(false))
+        if (!await _users.TryCreateAsync(user, cancellationToken))
         {
             throw AlreadyRegistered();
         }
@@ -108,7 +108,7 @@ public sealed class AuthService
         }
 
         Throttle.BeginAttempt(email);
-        var user = await _users.FindByEmailAsync(email, cancellationToken).ConfigureAwait(false);
+        var user = await _users.FindByEmailAsync(email, cancellationToken);
         var matches = PasswordHasher.Verify(request.Password, user?.PasswordHash ?? _decoyHash.Value);
         if (user is null || !matches)
         {
@@ -121,7 +121,7 @@ public sealed class AuthService
             // Best effort: the iteration count was changed; if the record moved meanwhile, the next login retries.
             var upgraded = user.Clone();
             upgraded.PasswordHash = _hasher.Hash(request.Password);
-            await _users.TryReplaceAsync(user, upgraded, cancellationToken).ConfigureAwait(false);
+            await _users.TryReplaceAsync(user, upgraded, cancellationToken);
         }
 
         var (token, claims) = _issuer.Issue(user.UserId, user.Email);
@@ -138,8 +138,8 @@ public sealed class AuthService
             throw AuthException.InvalidArgument(nameError);
         }
 
-        var (user, _) = await AuthenticateTokenAsync(request.Token, cancellationToken).ConfigureAwait(false);
-        var (record, apiKey) = await ApiKeys.CreateAsync(user.UserId, request.Name, cancellationToken).ConfigureAwait(false);
+        var (user, _) = await AuthenticateTokenAsync(request.Token, cancellationToken);
+        var (record, apiKey) = await ApiKeys.CreateAsync(user.UserId, request.Name, cancellationToken);
         return new CreateApiKeyResponse { KeyId = record.KeyId, ApiKey = apiKey, Name = record.Name, CreatedAtUnixMs = record.CreatedAtUnixMs };
     }
 
@@ -147,9 +147,9 @@ public sealed class AuthService
     public async Task<ListApiKeysResponse> ListApiKeysAsync(ListApiKeysRequest request, CancellationToken cancellationToken)
     {
         RequireToken(Require(request).Token);
-        var (user, _) = await AuthenticateTokenAsync(request.Token, cancellationToken).ConfigureAwait(false);
+        var (user, _) = await AuthenticateTokenAsync(request.Token, cancellationToken);
         var response = new ListApiKeysResponse();
-        foreach (var key in await ApiKeys.ListAsync(user.UserId, cancellationToken).ConfigureAwait(false))
+        foreach (var key in await ApiKeys.ListAsync(user.UserId, cancellationToken))
         {
             response.Keys.Add(new ApiKeyInfo
             {
@@ -179,8 +179,8 @@ public sealed class AuthService
             throw AuthException.InvalidArgument("key_id is malformed");
         }
 
-        var (user, _) = await AuthenticateTokenAsync(request.Token, cancellationToken).ConfigureAwait(false);
-        var newlyRevoked = await ApiKeys.RevokeAsync(user.UserId, request.KeyId, cancellationToken).ConfigureAwait(false);
+        var (user, _) = await AuthenticateTokenAsync(request.Token, cancellationToken);
+        var newlyRevoked = await ApiKeys.RevokeAsync(user.UserId, request.KeyId, cancellationToken);
         return new RevokeApiKeyResponse { KeyId = request.KeyId, NewlyRevoked = newlyRevoked };
     }
 
@@ -197,8 +197,8 @@ public sealed class AuthService
                     throw AuthException.InvalidArgument("api_key is empty");
                 }
 
-                var key = await ApiKeys.FindActiveAsync(request.ApiKey, cancellationToken).ConfigureAwait(false);
-                var user = await _users.FindByIdAsync(key.UserId, cancellationToken).ConfigureAwait(false)
+                var key = await ApiKeys.FindActiveAsync(request.ApiKey, cancellationToken);
+                var user = await _users.FindByIdAsync(key.UserId, cancellationToken)
                     ?? throw AuthException.Unauthenticated("API key is not valid");
                 return new ValidateResponse { UserId = user.UserId, Email = user.Email, Quota = QuotaOf(user), KeyId = key.KeyId };
             }
@@ -206,7 +206,7 @@ public sealed class AuthService
             case ValidateRequest.CredentialOneofCase.Token:
             {
                 RequireToken(request.Token);
-                var (user, claims) = await AuthenticateTokenAsync(request.Token!, cancellationToken).ConfigureAwait(false);
+                var (user, claims) = await AuthenticateTokenAsync(request.Token!, cancellationToken);
                 return new ValidateResponse { UserId = user.UserId, Email = user.Email, Quota = QuotaOf(user), ExpiresAtUnixMs = claims.ExpiresAt.ToUnixTimeMilliseconds() };
             }
 
@@ -218,7 +218,7 @@ public sealed class AuthService
     private async Task<(UserRecord User, JwtClaims Claims)> AuthenticateTokenAsync(string token, CancellationToken cancellationToken)
     {
         var claims = TokenValidator.Validate(token);
-        var user = await _users.FindByIdAsync(claims.Subject, cancellationToken).ConfigureAwait(false)
+        var user = await _users.FindByIdAsync(claims.Subject, cancellationToken)
             ?? throw AuthException.Unauthenticated("the token's user does not exist");
         return (user, claims);
     }

@@ -74,7 +74,7 @@ public sealed class AuthWorker : IWorker
         {
             try
             {
-                return await handle(request, call.CancellationToken).ConfigureAwait(false);
+                return await handle(request, call.CancellationToken);
             }
             catch (AuthException e)
             {

@@ -27,29 +27,29 @@ internal sealed class UserStore
     }
 
     public async ValueTask<UserRecord?> FindByEmailAsync(string normalizedEmail, CancellationToken cancellationToken) =>
-        await _byEmail.GetMessageAsync(normalizedEmail, UserRecord.Parser, cancellationToken).ConfigureAwait(false);
+        await _byEmail.GetMessageAsync(normalizedEmail, UserRecord.Parser, cancellationToken);
 
     public async ValueTask<UserRecord?> FindByIdAsync(string userId, CancellationToken cancellationToken)
     {
-        var email = await _idToEmail.GetAsync(userId, cancellationToken).ConfigureAwait(false);
+        var email = await _idToEmail.GetAsync(userId, cancellationToken);
         if (email is null)
         {
             return null;
         }
 
-        var user = await FindByEmailAsync(Encoding.UTF8.GetString(email), cancellationToken).ConfigureAwait(false);
+        var user = await FindByEmailAsync(Encoding.UTF8.GetString(email), cancellationToken);
         return user?.UserId == userId ? user : null;
     }
 
     /// <summary>Stores a new user; false when the email is taken (then nothing is left behind).</summary>
     public async ValueTask<bool> TryCreateAsync(UserRecord user, CancellationToken cancellationToken)
     {
-        await _idToEmail.PutAsync(user.UserId, Encoding.UTF8.GetBytes(user.Email), cancellationToken).ConfigureAwait(false);
+        await _idToEmail.PutAsync(user.UserId, Encoding.UTF8.GetBytes(user.Email), cancellationToken);
         // A cancelled or failed claim may still have happened, so only a definite "taken" undoes the index.
-        var created = await _byEmail.CompareAndSwapAsync(user.Email, default(ReadOnlyMemory<byte>?), user.ToByteArray(), cancellationToken).ConfigureAwait(false);
+        var created = await _byEmail.CompareAndSwapAsync(user.Email, default(ReadOnlyMemory<byte>?), user.ToByteArray(), cancellationToken);
         if (!created)
         {
-            await _idToEmail.DeleteAsync(user.UserId, CancellationToken.None).ConfigureAwait(false);
+            await _idToEmail.DeleteAsync(user.UserId, CancellationToken.None);
         }
 
         return created;
@@ -57,5 +57,5 @@ internal sealed class UserStore
 
     /// <summary>Replaces <paramref name="current"/> with <paramref name="updated"/> unless the record changed meanwhile.</summary>
     public async ValueTask<bool> TryReplaceAsync(UserRecord current, UserRecord updated, CancellationToken cancellationToken) =>
-        await _byEmail.CompareAndSwapAsync(current.Email, current.ToByteArray(), updated.ToByteArray(), cancellationToken).ConfigureAwait(false);
+        await _byEmail.CompareAndSwapAsync(current.Email, current.ToByteArray(), updated.ToByteArray(), cancellationToken);
 }

@@ -26,6 +26,6 @@ public static class CliApp
         var root = BuildRootCommand(output, error);
         // Long-running commands stop gracefully on SIGINT/SIGTERM themselves (ShutdownSignal) and exit 0.
         var config = new InvocationConfiguration { Output = output, Error = error, ProcessTerminationTimeout = null };
-        return await root.Parse(args).InvokeAsync(config).ConfigureAwait(false);
+        return await root.Parse(args).InvokeAsync(config);
     }
 }

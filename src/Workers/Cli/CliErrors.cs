@@ -12,11 +12,11 @@ internal static class CliErrors
     {
         try
         {
-            return await action().ConfigureAwait(false);
+            return await action();
         }
         catch (Exception e) when (Describe(e) is { } message)
         {
-            await error.WriteLineAsync("error: " + message).ConfigureAwait(false);
+            await error.WriteLineAsync("error: " + message);
             return failureCode;
         }
     }

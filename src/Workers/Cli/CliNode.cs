@@ -26,6 +26,6 @@ internal static class CliNode
     {
         if (address.PeerId is null)
             throw new FormatException($"'{address}' does not end in /p2p/<PeerId>; the remote must be named so its key can be checked");
-        return await host.ConnectAsync(address, cancellationToken).ConfigureAwait(false);
+        return await host.ConnectAsync(address, cancellationToken);
     }
 }

@@ -55,13 +55,13 @@ internal static class ClientCommand
         command.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
         {
             var address = result.GetValue(email)!;
-            var password = await ReadPasswordAsync(environment, confirm: true, ct).ConfigureAwait(false);
-            await using var client = await session.ConnectAsync().ConfigureAwait(false);
-            var response = await client.RegisterAsync(address, password, ct).ConfigureAwait(false);
+            var password = await ReadPasswordAsync(environment, confirm: true, ct);
+            await using var client = await session.ConnectAsync();
+            var response = await client.RegisterAsync(address, password, ct);
             session.Profile.Email = response.Email;
-            await session.SaveProfileAsync().ConfigureAwait(false);
+            await session.SaveProfileAsync();
             await session.WriteAsync(new { userId = response.UserId, email = response.Email },
-                $"registered {response.Email} (user {response.UserId}); now run: p2pinference client login --email {response.Email}").ConfigureAwait(false);
+                $"registered {response.Email} (user {response.UserId}); now run: p2pinference client login --email {response.Email}");
         }));
         return command;
     }
@@ -74,17 +74,16 @@ internal static class ClientCommand
         command.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
         {
             var address = result.GetValue(email)!;
-            var password = await ReadPasswordAsync(environment, confirm: false, ct).ConfigureAwait(false);
-            await using var client = await session.ConnectAsync().ConfigureAwait(false);
-            var response = await client.LoginAsync(address, password, ct).ConfigureAwait(false);
+            var password = await ReadPasswordAsync(environment, confirm: false, ct);
+            await using var client = await session.ConnectAsync();
+            var response = await client.LoginAsync(address, password, ct);
             var expires = DateTimeOffset.FromUnixTimeMilliseconds(response.ExpiresAtUnixMs);
             session.Profile.Email = address.Trim().ToLowerInvariant();
             session.Profile.Token = response.Token;
             session.Profile.TokenExpiresAt = expires;
-            await session.SaveProfileAsync().ConfigureAwait(false);
+            await session.SaveProfileAsync();
             await session.WriteAsync(new { userId = response.UserId, email = session.Profile.Email, expiresAt = expires },
-                $"logged in as {session.Profile.Email} until {expires.ToString("u", CultureInfo.InvariantCulture)}; the token is kept in {session.ProfilePath}")
-                .ConfigureAwait(false);
+                $"logged in as {session.Profile.Email} until {expires.ToString("u", CultureInfo.InvariantCulture)}; the token is kept in {session.ProfilePath}");
         }));
         return command;
     }
@@ -97,11 +96,11 @@ internal static class ClientCommand
         var create = new Command("create", "Create an API key: printed once, and kept in the profile as the key infer uses") { name };
         create.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
         {
-            await using var client = await session.ConnectAsync(requireLogin: true).ConfigureAwait(false);
-            var response = await client.CreateApiKeyAsync(result.GetValue(name), ct).ConfigureAwait(false);
+            await using var client = await session.ConnectAsync(requireLogin: true);
+            var response = await client.CreateApiKeyAsync(result.GetValue(name), ct);
             session.Profile.ApiKey = response.ApiKey;
             session.Profile.ApiKeyId = response.KeyId;
-            await session.SaveProfileAsync().ConfigureAwait(false);
+            await session.SaveProfileAsync();
             await session.WriteAsync(new
             {
                 keyId = response.KeyId,
@@ -109,15 +108,14 @@ internal static class ClientCommand
                 name = response.Name,
                 createdAt = DateTimeOffset.FromUnixTimeMilliseconds(response.CreatedAtUnixMs),
             },
-                $"key id:  {response.KeyId}\napi key: {response.ApiKey}\nThe key is shown only now; it is kept in {session.ProfilePath} for `infer`.")
-                .ConfigureAwait(false);
+                $"key id:  {response.KeyId}\napi key: {response.ApiKey}\nThe key is shown only now; it is kept in {session.ProfilePath} for `infer`.");
         }));
 
         var list = new Command("list", "List your API keys");
         list.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
         {
-            await using var client = await session.ConnectAsync(requireLogin: true).ConfigureAwait(false);
-            var all = await client.ListApiKeysAsync(ct).ConfigureAwait(false);
+            await using var client = await session.ConnectAsync(requireLogin: true);
+            var all = await client.ListApiKeysAsync(ct);
             var rows = all.Select(k => new
             {
                 keyId = k.KeyId,
@@ -130,7 +128,7 @@ internal static class ClientCommand
                 ? "no API keys"
                 : string.Join('\n', rows.Select(r => string.Create(CultureInfo.InvariantCulture,
                     $"{r.keyId}  …{r.last4}  {r.createdAt:u}  {(r.revoked ? "revoked" : "active")}  {r.name}")));
-            await session.WriteAsync(rows, text).ConfigureAwait(false);
+            await session.WriteAsync(rows, text);
         }));
 
         var id = new Argument<string>("id") { Description = "The key's id, as keys list shows it" };
@@ -138,16 +136,16 @@ internal static class ClientCommand
         revoke.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
         {
             var keyId = result.GetValue(id)!;
-            await using var client = await session.ConnectAsync(requireLogin: true).ConfigureAwait(false);
-            var response = await client.RevokeApiKeyAsync(keyId, ct).ConfigureAwait(false);
+            await using var client = await session.ConnectAsync(requireLogin: true);
+            var response = await client.RevokeApiKeyAsync(keyId, ct);
             if (session.Profile.ApiKeyId == response.KeyId)
             {
                 session.Profile.ApiKey = null;
                 session.Profile.ApiKeyId = null;
-                await session.SaveProfileAsync().ConfigureAwait(false);
+                await session.SaveProfileAsync();
             }
             await session.WriteAsync(new { keyId = response.KeyId, newlyRevoked = response.NewlyRevoked },
-                response.NewlyRevoked ? $"revoked {response.KeyId}" : $"{response.KeyId} was revoked already").ConfigureAwait(false);
+                response.NewlyRevoked ? $"revoked {response.KeyId}" : $"{response.KeyId} was revoked already");
         }));
 
         keys.Subcommands.Add(create);
@@ -161,14 +159,14 @@ internal static class ClientCommand
         var command = new Command("models", "List the models the network serves");
         command.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
         {
-            await using var client = await session.ConnectAsync().ConfigureAwait(false);
-            var models = await client.ModelsAsync(ct).ConfigureAwait(false);
+            await using var client = await session.ConnectAsync();
+            var models = await client.ModelsAsync(ct);
             var rows = models.Select(m => new { name = m.Name, description = m.Description, maxTokens = m.MaxTokens, processors = m.Processors }).ToArray();
             var text = rows.Length == 0
                 ? "no models served"
                 : string.Join('\n', rows.Select(r => string.Create(CultureInfo.InvariantCulture,
                     $"{r.name}  max {r.maxTokens} tokens  {r.processors} processor(s)  {r.description}")));
-            await session.WriteAsync(rows, text).ConfigureAwait(false);
+            await session.WriteAsync(rows, text);
         }));
         return command;
     }
@@ -197,15 +195,15 @@ internal static class ClientCommand
             if (result.GetValue(seed) is { } s) request.Seed = s;
             if (result.GetResult(apiKeyArgument) is not null)
                 throw new ArgumentException($"--api-key would show the key to every user of this machine; pass it with --api-key-stdin or ${ApiKeyVariable}");
-            var key = await ApiKeyAsync(environment, result.GetValue(apiKeyStdin), ct).ConfigureAwait(false) ?? session.Profile.ApiKey;
+            var key = await ApiKeyAsync(environment, result.GetValue(apiKeyStdin), ct) ?? session.Profile.ApiKey;
             var token = session.Profile.HasValidToken(environment.Time) ? session.Profile.Token : null;
             if (string.IsNullOrEmpty(key) && token is null)
                 throw new ArgumentException($"no API key: run `p2pinference client keys create`, or give one with --api-key-stdin or ${ApiKeyVariable}");
-            await using var client = await session.ConnectAsync(apiKey: key).ConfigureAwait(false);
+            await using var client = await session.ConnectAsync(apiKey: key);
             if (result.GetValue(stream))
-                await StreamAsync(client, request, session, ct).ConfigureAwait(false);
+                await StreamAsync(client, request, session, ct);
             else
-                await InferOnceAsync(client, request, session, ct).ConfigureAwait(false);
+                await InferOnceAsync(client, request, session, ct);
         }));
         return command;
     }
@@ -215,7 +213,7 @@ internal static class ClientCommand
         var wroteText = false;
         try
         {
-            await foreach (var chunk in client.InferStreamAsync(request, ct).ConfigureAwait(false))
+            await foreach (var chunk in client.InferStreamAsync(request, ct))
             {
                 if (session.Json)
                 {
@@ -226,20 +224,20 @@ internal static class ClientCommand
                         text = chunk.Text,
                         finishReason = NullIfEmpty(chunk.FinishReason),
                         processor = NullIfEmpty(chunk.Processor),
-                    }, OneLine)).ConfigureAwait(false);
+                    }, OneLine));
                 }
                 else if (chunk.Text.Length > 0)
                 {
-                    await session.Output.WriteAsync(chunk.Text).ConfigureAwait(false);
+                    await session.Output.WriteAsync(chunk.Text);
                     wroteText = true;
                 }
-                await session.Output.FlushAsync(ct).ConfigureAwait(false);
+                await session.Output.FlushAsync(ct);
             }
         }
         finally
         {
             // The error line (if any) must start on a line of its own.
-            if (wroteText) await session.Output.WriteLineAsync().ConfigureAwait(false);
+            if (wroteText) await session.Output.WriteLineAsync();
         }
     }
 
@@ -248,11 +246,11 @@ internal static class ClientCommand
         InferResponse response;
         try
         {
-            response = await client.InferAsync(request, ct).ConfigureAwait(false);
+            response = await client.InferAsync(request, ct);
         }
         catch (RpcException e) when (!session.Json && P2PInferenceClient.PartialOutputOf(e) is { } partial)
         {
-            await session.Output.WriteLineAsync(partial).ConfigureAwait(false);
+            await session.Output.WriteLineAsync(partial);
             throw;
         }
         await session.WriteAsync(new
@@ -263,7 +261,7 @@ internal static class ClientCommand
             tokens = response.Tokens,
             finishReason = NullIfEmpty(response.FinishReason),
             processor = NullIfEmpty(response.Processor),
-        }, response.Text).ConfigureAwait(false);
+        }, response.Text);
     }
 
     private static async Task<int> Run(ParseResult result, TextWriter output, TextWriter error, ClientCommandEnvironment environment, SharedOptions shared,
@@ -273,16 +271,16 @@ internal static class ClientCommand
         try
         {
             var path = result.GetValue(shared.Profile) ?? environment.DefaultProfilePath;
-            var profile = await ClientProfile.LoadAsync(path, cancellationToken).ConfigureAwait(false);
+            var profile = await ClientProfile.LoadAsync(path, cancellationToken);
             var session = new Session(result, shared, environment, profile, path, output, json, cancellationToken);
-            await action(session).ConfigureAwait(false);
+            await action(session);
             return Success;
         }
         catch (Exception e) when (Describe(e) is var (code, message))
         {
             await error.WriteLineAsync(json
                 ? JsonSerializer.Serialize(new { error = new { code, message } }, OneLine)
-                : "error: " + message).ConfigureAwait(false);
+                : "error: " + message);
             return Failure;
         }
     }
@@ -328,7 +326,7 @@ internal static class ClientCommand
     {
         if (fromStdin)
         {
-            var line = await environment.Input.ReadLineAsync(ct).ConfigureAwait(false);
+            var line = await environment.Input.ReadLineAsync(ct);
             return string.IsNullOrWhiteSpace(line) ? throw new ArgumentException("--api-key-stdin: standard input held no key") : line.Trim();
         }
         var variable = environment.Variable(ApiKeyVariable);
@@ -340,7 +338,7 @@ internal static class ClientCommand
         string? password;
         if (!environment.InputIsTerminal)
         {
-            password = await environment.Input.ReadLineAsync(ct).ConfigureAwait(false);
+            password = await environment.Input.ReadLineAsync(ct);
             if (password is null) throw new ArgumentException("no password on standard input (pipe it in, or run in a terminal to be prompted)");
         }
         else
@@ -424,20 +422,19 @@ internal static class ClientCommand
                 throw new ProfileException(string.IsNullOrEmpty(Profile.Token)
                     ? "not logged in: run `p2pinference client login --email E`"
                     : "the login has expired: run `p2pinference client login --email E`");
-            var client = await environment.Connect(bootstrap, new ClientOptions { Token = token, ApiKey = apiKey ?? Profile.ApiKey }, cancellationToken)
-                .ConfigureAwait(false);
-            if (_bootstrapChanged) await SaveProfileAsync().ConfigureAwait(false);
+            var client = await environment.Connect(bootstrap, new ClientOptions { Token = token, ApiKey = apiKey ?? Profile.ApiKey }, cancellationToken);
+            if (_bootstrapChanged) await SaveProfileAsync();
             return client;
         }
 
         public async Task SaveProfileAsync()
         {
-            await Profile.SaveAsync(ProfilePath, cancellationToken).ConfigureAwait(false);
+            await Profile.SaveAsync(ProfilePath, cancellationToken);
             _bootstrapChanged = false;
         }
 
         public async Task WriteAsync(object jsonValue, string text) =>
-            await Output.WriteLineAsync(Json ? JsonSerializer.Serialize(jsonValue, OneLine) : text).ConfigureAwait(false);
+            await Output.WriteLineAsync(Json ? JsonSerializer.Serialize(jsonValue, OneLine) : text);
     }
 
     /// <summary>The profile does not allow the command (e.g. no login yet).</summary>

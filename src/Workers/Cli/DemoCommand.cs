@@ -56,22 +56,22 @@ internal static class DemoCommand
         var demo = new Journey(root, logging, json ? TextWriter.Null : output);
         try
         {
-            await demo.RunAsync(prompt, stop.Token).ConfigureAwait(false);
-            if (json) await output.WriteLineAsync(demo.ToJson(ok: true, failure: null)).ConfigureAwait(false);
-            else await demo.PrintTableAsync(output).ConfigureAwait(false);
+            await demo.RunAsync(prompt, stop.Token);
+            if (json) await output.WriteLineAsync(demo.ToJson(ok: true, failure: null));
+            else await demo.PrintTableAsync(output);
             return 0;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             var message = stop.IsCancellationRequested ? "interrupted" : CliErrors.Describe(e) ?? e.Message;
             var line = $"demo failed during '{demo.CurrentStep}': {message}";
-            if (json) await output.WriteLineAsync(demo.ToJson(ok: false, failure: line)).ConfigureAwait(false);
-            await error.WriteLineAsync("error: " + line).ConfigureAwait(false);
+            if (json) await output.WriteLineAsync(demo.ToJson(ok: false, failure: line));
+            await error.WriteLineAsync("error: " + line);
             return CliErrors.Failure;
         }
         finally
         {
-            await demo.DisposeAsync().ConfigureAwait(false);
+            await demo.DisposeAsync();
             TryDelete(root);
         }
     }
@@ -105,43 +105,42 @@ internal static class DemoCommand
         {
             await TimedAsync("start network", async () =>
             {
-                var bootstrap = await StartAsync(WorkerRole.Bootstrap, "bootstrap", null, [], ct).ConfigureAwait(false);
+                var bootstrap = await StartAsync(WorkerRole.Bootstrap, "bootstrap", null, [], ct);
                 var peers = new[] { bootstrap.Addresses[0] };
                 var workers = await Task.WhenAll(
                     StartAsync(WorkerRole.Auth, "auth", new AuthWorker(new AuthOptions()), peers, ct),
                     StartAsync(WorkerRole.Gateway, "gateway", new GatewayWorker(new GatewayOptions()), peers, ct),
                     StartAsync(WorkerRole.Processor, "processor-1", Processor(), peers, ct),
-                    StartAsync(WorkerRole.Processor, "processor-2", Processor(), peers, ct)).ConfigureAwait(false);
+                    StartAsync(WorkerRole.Processor, "processor-2", Processor(), peers, ct));
                 _processorNames[workers[2].PeerId.ToString()] = "processor-1";
                 _processorNames[workers[3].PeerId.ToString()] = "processor-2";
-                await live.WriteLineAsync($"{"bootstrap",-11} {bootstrap.Addresses[0]}").ConfigureAwait(false);
+                await live.WriteLineAsync($"{"bootstrap",-11} {bootstrap.Addresses[0]}");
                 foreach (var worker in workers)
-                    await live.WriteLineAsync($"{NameOf(worker),-11} {worker.PeerId}").ConfigureAwait(false);
+                    await live.WriteLineAsync($"{NameOf(worker),-11} {worker.PeerId}");
                 return "bootstrap, auth, gateway, 2 processors (builtin engine) on TCP loopback";
-            }).ConfigureAwait(false);
+            });
 
             await TimedAsync("connect client", async () =>
             {
-                _client = await P2PInferenceClient.ConnectAsync([_runtimes[0].Addresses[0]], new ClientOptions { LoggerFactory = logging }, ct)
-                    .ConfigureAwait(false);
+                _client = await P2PInferenceClient.ConnectAsync([_runtimes[0].Addresses[0]], new ClientOptions { LoggerFactory = logging }, ct);
                 return "DHT client via the bootstrap node";
-            }).ConfigureAwait(false);
+            });
             var client = _client!;
 
-            await TimedAsync("register", async () => (await client.RegisterAsync(Email, Password, ct).ConfigureAwait(false)).UserId).ConfigureAwait(false);
+            await TimedAsync("register", async () => (await client.RegisterAsync(Email, Password, ct)).UserId);
             await TimedAsync("login", async () =>
             {
-                var login = await client.LoginAsync(Email, Password, ct).ConfigureAwait(false);
+                var login = await client.LoginAsync(Email, Password, ct);
                 return "token valid until " + DateTimeOffset.FromUnixTimeMilliseconds(login.ExpiresAtUnixMs).ToString("u", CultureInfo.InvariantCulture);
-            }).ConfigureAwait(false);
+            });
             await TimedAsync("create API key", async () =>
             {
-                var key = await client.CreateApiKeyAsync("demo", ct).ConfigureAwait(false);
+                var key = await client.CreateApiKeyAsync("demo", ct);
                 return $"{key.KeyId} (…{key.ApiKey[^4..]})";
-            }).ConfigureAwait(false);
+            });
 
-            await live.WriteLineAsync().ConfigureAwait(false);
-            await live.WriteAsync($"prompt: {prompt}\n> {prompt}").ConfigureAwait(false);
+            await live.WriteLineAsync();
+            await live.WriteAsync($"prompt: {prompt}\n> {prompt}");
             await TimedAsync("stream inference", async () =>
             {
                 var processor = "";
@@ -149,43 +148,42 @@ internal static class DemoCommand
                 double? firstTokenMs = null;
                 var begin = TimeProvider.System.GetTimestamp();
                 var request = new InferRequest { Prompt = prompt, Model = BuiltinEngineOptions.DefaultModelName, MaxTokens = 40, Temperature = 0.8, Seed = 7 };
-                await foreach (var chunk in client.InferStreamAsync(request, ct).ConfigureAwait(false))
+                await foreach (var chunk in client.InferStreamAsync(request, ct))
                 {
                     firstTokenMs ??= TimeProvider.System.GetElapsedTime(begin).TotalMilliseconds;
                     if (chunk.Text.Length > 0) tokens++;
                     if (chunk.Processor.Length > 0) processor = chunk.Processor;
                     _streamed.Append(chunk.Text);
-                    await live.WriteAsync(chunk.Text).ConfigureAwait(false);
-                    await live.FlushAsync(ct).ConfigureAwait(false);
+                    await live.WriteAsync(chunk.Text);
+                    await live.FlushAsync(ct);
                 }
 
-                await live.WriteLineAsync().ConfigureAwait(false);
+                await live.WriteLineAsync();
                 return $"{Describe(processor)}, {tokens} tokens, first after {firstTokenMs ?? 0:0} ms";
-            }).ConfigureAwait(false);
+            });
 
             await TimedAsync("infer (unary)", async () =>
             {
-                var response = await client.InferAsync(new InferRequest { Prompt = prompt, Model = BuiltinEngineOptions.DefaultModelName, MaxTokens = 24, Seed = 8 }, ct)
-                    .ConfigureAwait(false);
-                await live.WriteLineAsync($"> {prompt}{response.Text}").ConfigureAwait(false);
+                var response = await client.InferAsync(new InferRequest { Prompt = prompt, Model = BuiltinEngineOptions.DefaultModelName, MaxTokens = 24, Seed = 8 }, ct);
+                await live.WriteLineAsync($"> {prompt}{response.Text}");
                 return $"{Describe(response.Processor)}, {response.Tokens} tokens";
-            }).ConfigureAwait(false);
-            await live.WriteLineAsync().ConfigureAwait(false);
+            });
+            await live.WriteLineAsync();
             CurrentStep = "done";
         }
 
         public async Task PrintTableAsync(TextWriter output)
         {
             var nameWidth = Math.Max("step".Length, _steps.Max(s => s.Name.Length));
-            await output.WriteLineAsync($"{"step".PadRight(nameWidth)} | latency ms | detail").ConfigureAwait(false);
-            await output.WriteLineAsync($"{new string('-', nameWidth)}-|------------|-{new string('-', 40)}").ConfigureAwait(false);
+            await output.WriteLineAsync($"{"step".PadRight(nameWidth)} | latency ms | detail");
+            await output.WriteLineAsync($"{new string('-', nameWidth)}-|------------|-{new string('-', 40)}");
             foreach (var step in _steps)
             {
                 var latency = step.LatencyMs.ToString("0.0", CultureInfo.InvariantCulture);
-                await output.WriteLineAsync($"{step.Name.PadRight(nameWidth)} | {latency,10} | {step.Detail}").ConfigureAwait(false);
+                await output.WriteLineAsync($"{step.Name.PadRight(nameWidth)} | {latency,10} | {step.Detail}");
             }
 
-            await output.FlushAsync().ConfigureAwait(false);
+            await output.FlushAsync();
         }
 
         public string ToJson(bool ok, string? failure) => JsonSerializer.Serialize(new
@@ -199,16 +197,16 @@ internal static class DemoCommand
 
         public async ValueTask DisposeAsync()
         {
-            if (_client is not null) await _client.DisposeAsync().ConfigureAwait(false);
+            if (_client is not null) await _client.DisposeAsync();
             // Workers first and the bootstrap node last, so unannouncing still has a network.
-            for (var i = _runtimes.Count - 1; i >= 0; i--) await _runtimes[i].DisposeAsync().ConfigureAwait(false);
+            for (var i = _runtimes.Count - 1; i >= 0; i--) await _runtimes[i].DisposeAsync();
         }
 
         private async Task<string> TimedAsync(string name, Func<Task<string>> step)
         {
             CurrentStep = name;
             var begin = TimeProvider.System.GetTimestamp();
-            var detail = await step().ConfigureAwait(false);
+            var detail = await step();
             _steps.Add(new Step(name, TimeProvider.System.GetElapsedTime(begin).TotalMilliseconds, detail));
             return detail;
         }
@@ -225,7 +223,7 @@ internal static class DemoCommand
                 LoggerFactory = logging,
             }, worker);
             lock (_runtimes) _runtimes.Add(runtime);
-            await runtime.StartAsync(ct).ConfigureAwait(false);
+            await runtime.StartAsync(ct);
             return runtime;
         }
 

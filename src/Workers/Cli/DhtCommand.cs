@@ -35,23 +35,23 @@ internal static class DhtCommand
             using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(result.GetValue(timeout)), TimeProvider.System);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
             await using var host = CliNode.CreateHost(KeyPair.Generate());
-            await ConnectToAnyAsync(host, options, linked.Token).ConfigureAwait(false);
+            await ConnectToAnyAsync(host, options, linked.Token);
             await using var kademlia = new KademliaDht(host, options);
-            await kademlia.StartAsync(linked.Token).ConfigureAwait(false);
-            await kademlia.WaitUntilJoinedAsync(linked.Token).ConfigureAwait(false);
-            var providers = await kademlia.LookupAsync(result.GetValue(topic)!, linked.Token).ConfigureAwait(false);
+            await kademlia.StartAsync(linked.Token);
+            await kademlia.WaitUntilJoinedAsync(linked.Token);
+            var providers = await kademlia.LookupAsync(result.GetValue(topic)!, linked.Token);
             if (result.GetValue(json))
             {
                 await output.WriteLineAsync(JsonSerializer.Serialize(new
                 {
                     topic = result.GetValue(topic),
                     providers = providers.Select(p => new { peerId = p.PeerId.ToString(), addrs = p.Addresses.Select(a => a.ToString()) }),
-                })).ConfigureAwait(false);
+                }));
             }
             else
             {
                 foreach (var p in providers)
-                    await output.WriteLineAsync($"{p.PeerId} {string.Join(' ', p.Addresses)}").ConfigureAwait(false);
+                    await output.WriteLineAsync($"{p.PeerId} {string.Join(' ', p.Addresses)}");
             }
             return providers.Count > 0 ? Found : NoneFound;
         }, Error));
@@ -67,7 +67,7 @@ internal static class DhtCommand
         var attempts = options.BootstrapPeers.Select(a => host.ConnectAsync(a, cancellationToken)).ToArray();
         try
         {
-            await Task.WhenAll(attempts).ConfigureAwait(false);
+            await Task.WhenAll(attempts);
         }
         catch (Exception) when (attempts.Any(a => a.IsCompletedSuccessfully))
         {

@@ -19,8 +19,8 @@ internal static class IdentifyCommand
             using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(result.GetValue(timeout)), TimeProvider.System);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
             await using var host = CliNode.CreateHost(KeyPair.Generate());
-            var connection = await CliNode.ConnectAsync(host, target, linked.Token).ConfigureAwait(false);
-            var info = await host.IdentifyAsync(connection, linked.Token).ConfigureAwait(false);
+            var connection = await CliNode.ConnectAsync(host, target, linked.Token);
+            var info = await host.IdentifyAsync(connection, linked.Token);
             var peerId = info.PublicKey.ToPeerId().ToString();
             if (result.GetValue(json))
             {
@@ -32,19 +32,19 @@ internal static class IdentifyCommand
                     protocols = info.Protocols,
                     listenAddrs = info.ListenAddresses.Select(a => a.ToString()),
                     observedAddr = info.ObservedAddress?.ToString(),
-                })).ConfigureAwait(false);
+                }));
             }
             else
             {
-                await output.WriteLineAsync($"peer id:          {peerId}").ConfigureAwait(false);
-                await output.WriteLineAsync($"agent version:    {info.AgentVersion}").ConfigureAwait(false);
-                await output.WriteLineAsync($"protocol version: {info.ProtocolVersion}").ConfigureAwait(false);
-                await output.WriteLineAsync("protocols:").ConfigureAwait(false);
-                foreach (var p in info.Protocols) await output.WriteLineAsync("  " + p).ConfigureAwait(false);
-                await output.WriteLineAsync("listen addresses:").ConfigureAwait(false);
-                foreach (var a in info.ListenAddresses) await output.WriteLineAsync("  " + a).ConfigureAwait(false);
+                await output.WriteLineAsync($"peer id:          {peerId}");
+                await output.WriteLineAsync($"agent version:    {info.AgentVersion}");
+                await output.WriteLineAsync($"protocol version: {info.ProtocolVersion}");
+                await output.WriteLineAsync("protocols:");
+                foreach (var p in info.Protocols) await output.WriteLineAsync("  " + p);
+                await output.WriteLineAsync("listen addresses:");
+                foreach (var a in info.ListenAddresses) await output.WriteLineAsync("  " + a);
                 if (info.ObservedAddress is not null)
-                    await output.WriteLineAsync($"observed address: {info.ObservedAddress}").ConfigureAwait(false);
+                    await output.WriteLineAsync($"observed address: {info.ObservedAddress}");
             }
             return 0;
         }));

@@ -18,7 +18,7 @@ internal static class KeygenCommand
                 throw new ArgumentException($"'{file}' already exists; pass --force to replace it (its PeerId would be lost)");
             var key = KeyPair.Generate();
             KeyFile.Save(file, key);
-            await output.WriteLineAsync(key.PeerId.ToString()).ConfigureAwait(false);
+            await output.WriteLineAsync(key.PeerId.ToString());
             return 0;
         }));
         return command;

@@ -33,18 +33,18 @@ internal static class NodeCommand
             var identity = path is null ? KeyPair.Generate() : KeyFile.LoadOrCreate(path);
             using var logging = CliNode.CreateLoggerFactory(LogLevel.Warning);
             await using var host = CliNode.CreateHost(identity, logging);
-            await host.StartAsync(addresses, ct).ConfigureAwait(false);
+            await host.StartAsync(addresses, ct);
             await using var kademlia = new KademliaDht(host, dht.Create(result, result.GetValue(client) ? DhtMode.Client : DhtMode.Server));
-            await kademlia.StartAsync(ct).ConfigureAwait(false);
+            await kademlia.StartAsync(ct);
             foreach (var topic in result.GetValue(provide) ?? [])
-                await kademlia.AnnounceAsync(topic, ct).ConfigureAwait(false);
+                await kademlia.AnnounceAsync(topic, ct);
             var advertised = host.AdvertisedAddresses.Select(a => a.ToString()).ToArray();
             if (result.GetValue(json))
-                await output.WriteLineAsync(JsonSerializer.Serialize(new { peerId = host.PeerId.ToString(), addrs = advertised })).ConfigureAwait(false);
+                await output.WriteLineAsync(JsonSerializer.Serialize(new { peerId = host.PeerId.ToString(), addrs = advertised }));
             else
-                foreach (var a in advertised) await output.WriteLineAsync(a).ConfigureAwait(false);
-            await output.FlushAsync(ct).ConfigureAwait(false);
-            await ShutdownSignal.WaitAsync(ct).ConfigureAwait(false);
+                foreach (var a in advertised) await output.WriteLineAsync(a);
+            await output.FlushAsync(ct);
+            await ShutdownSignal.WaitAsync(ct);
             return 0;
         }));
         return command;

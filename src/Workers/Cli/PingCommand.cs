@@ -27,26 +27,26 @@ internal static class PingCommand
             using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(result.GetValue(timeout)), time);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
             await using var host = CliNode.CreateHost(KeyPair.Generate());
-            var connection = await CliNode.ConnectAsync(host, target, linked.Token).ConfigureAwait(false);
-            var (stream, _) = await connection.OpenStreamAsync([PingProtocol.ProtocolId], linked.Token).ConfigureAwait(false);
-            await using var _ = stream.ConfigureAwait(false);
+            var connection = await CliNode.ConnectAsync(host, target, linked.Token);
+            var (stream, _) = await connection.OpenStreamAsync([PingProtocol.ProtocolId], linked.Token);
+            await using var _ = stream;
             var failures = 0;
             for (var seq = 1; seq <= n; seq++)
             {
                 if (seq > 1 && result.GetValue(interval) > 0)
-                    await Task.Delay(TimeSpan.FromSeconds(result.GetValue(interval)), time, linked.Token).ConfigureAwait(false);
+                    await Task.Delay(TimeSpan.FromSeconds(result.GetValue(interval)), time, linked.Token);
                 try
                 {
-                    var rtt = await PingProtocol.PingAsync(stream, time, linked.Token).ConfigureAwait(false);
+                    var rtt = await PingProtocol.PingAsync(stream, time, linked.Token);
                     var ms = rtt.TotalMilliseconds;
                     await output.WriteLineAsync(asJson
                         ? JsonSerializer.Serialize(new { peerId = connection.RemotePeer.ToString(), seq, rttMs = Math.Round(ms, 3) })
-                        : string.Create(CultureInfo.InvariantCulture, $"pong from {connection.RemotePeer}: seq={seq} time={ms:0.###} ms")).ConfigureAwait(false);
+                        : string.Create(CultureInfo.InvariantCulture, $"pong from {connection.RemotePeer}: seq={seq} time={ms:0.###} ms"));
                 }
                 catch (Exception e) when (CliErrors.Describe(e) is { } message && e is not OperationCanceledException)
                 {
                     failures++;
-                    await error.WriteLineAsync($"error: ping {seq} failed: {message}").ConfigureAwait(false);
+                    await error.WriteLineAsync($"error: ping {seq} failed: {message}");
                     break;
                 }
             }

@@ -43,17 +43,17 @@ internal static class RunCommand
             }
             catch (WorkerConfigurationException e)
             {
-                foreach (var line in e.Errors) await error.WriteLineAsync("error: " + line).ConfigureAwait(false);
+                foreach (var line in e.Errors) await error.WriteLineAsync("error: " + line);
                 return ConfigurationError;
             }
 
             using var logging = CliNode.CreateLoggerFactory(settings.Node.LogLevel);
             var worker = WorkerFactory.Create(settings);
             await using var runtime = new WorkerRuntime(settings.ToRuntimeOptions(loggerFactory: logging), worker);
-            await runtime.StartAsync(ct).ConfigureAwait(false);
-            await PrintReadyAsync(output, runtime, result.GetValue(json), ct).ConfigureAwait(false);
-            await ShutdownSignal.WaitAsync(ct).ConfigureAwait(false);
-            await runtime.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            await runtime.StartAsync(ct);
+            await PrintReadyAsync(output, runtime, result.GetValue(json), ct);
+            await ShutdownSignal.WaitAsync(ct);
+            await runtime.StopAsync(CancellationToken.None);
             return 0;
         }));
         return command;
@@ -71,14 +71,14 @@ internal static class RunCommand
                 peerId = runtime.PeerId.ToString(),
                 addrs = addresses,
                 topics = runtime.Topics,
-            })).ConfigureAwait(false);
+            }));
         }
         else
         {
-            await output.WriteLineAsync($"{role} ready: {runtime.PeerId}").ConfigureAwait(false);
-            foreach (var address in addresses) await output.WriteLineAsync(address).ConfigureAwait(false);
+            await output.WriteLineAsync($"{role} ready: {runtime.PeerId}");
+            foreach (var address in addresses) await output.WriteLineAsync(address);
         }
 
-        await output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await output.FlushAsync(cancellationToken);
     }
 }

@@ -16,6 +16,6 @@ internal static class ShutdownSignal
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var registration = cancellationToken.Register(() => signalled.TrySetResult());
-        await signalled.Task.ConfigureAwait(false);
+        await signalled.Task;
     }
 }

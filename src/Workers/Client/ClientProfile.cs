@@ -58,7 +58,7 @@ public sealed class ClientProfile
             throw new InvalidDataException($"profile {path} is {stream.Length} bytes, more than the {MaxFileBytes} a profile may be");
         try
         {
-            return await JsonSerializer.DeserializeAsync<ClientProfile>(stream, Json, cancellationToken).ConfigureAwait(false) ?? new ClientProfile();
+            return await JsonSerializer.DeserializeAsync<ClientProfile>(stream, Json, cancellationToken) ?? new ClientProfile();
         }
         catch (JsonException e)
         {
@@ -90,7 +90,7 @@ public sealed class ClientProfile
         {
             await using (var stream = new FileStream(temporary, fileOptions))
             {
-                await JsonSerializer.SerializeAsync(stream, this, Json, cancellationToken).ConfigureAwait(false);
+                await JsonSerializer.SerializeAsync(stream, this, Json, cancellationToken);
             }
             // A leftover temporary file from another user's umask must not widen the mode.
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temporary, UnixFileMode.UserRead | UnixFileMode.UserWrite);

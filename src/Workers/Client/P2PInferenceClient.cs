@@ -116,8 +116,8 @@ public sealed class P2PInferenceClient : IAsyncDisposable
             {
                 try
                 {
-                    await dht.StartAsync(linked.Token).ConfigureAwait(false);
-                    await dht.WaitUntilJoinedAsync(linked.Token).ConfigureAwait(false);
+                    await dht.StartAsync(linked.Token);
+                    await dht.WaitUntilJoinedAsync(linked.Token);
                 }
                 catch (OperationCanceledException) when (join.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
@@ -131,7 +131,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         }
         catch
         {
-            foreach (var o in owned) await o.DisposeAsync().ConfigureAwait(false);
+            foreach (var o in owned) await o.DisposeAsync();
             throw;
         }
     }
@@ -150,7 +150,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(email);
         ArgumentNullException.ThrowIfNull(password);
         var response = await CallAsync(WorkerMethods.Gateway.Login, new LoginRequest { Email = email, Password = password }, LoginResponse.Parser,
-            credential: null, idempotent: false, cancellationToken).ConfigureAwait(false);
+            credential: null, idempotent: false, cancellationToken);
         Token = response.Token;
         return response;
     }
@@ -162,7 +162,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         var token = RequireToken();
         if (string.IsNullOrWhiteSpace(name)) name = DefaultApiKeyName(_options.TimeProvider.GetUtcNow());
         var response = await CallAsync(WorkerMethods.Gateway.CreateApiKey, new CreateApiKeyRequest { Token = token, Name = name },
-            CreateApiKeyResponse.Parser, Bearer(token), idempotent: false, cancellationToken).ConfigureAwait(false);
+            CreateApiKeyResponse.Parser, Bearer(token), idempotent: false, cancellationToken);
         ApiKey = response.ApiKey;
         return response;
     }
@@ -173,7 +173,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     {
         var token = RequireToken();
         var response = await CallAsync(WorkerMethods.Gateway.ListApiKeys, new ListApiKeysRequest { Token = token }, ListApiKeysResponse.Parser,
-            Bearer(token), idempotent: true, cancellationToken).ConfigureAwait(false);
+            Bearer(token), idempotent: true, cancellationToken);
         return response.Keys;
     }
 
@@ -183,13 +183,13 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(keyId);
         var token = RequireToken();
         return await CallAsync(WorkerMethods.Gateway.RevokeApiKey, new RevokeApiKeyRequest { Token = token, KeyId = keyId }, RevokeApiKeyResponse.Parser,
-            Bearer(token), idempotent: true, cancellationToken).ConfigureAwait(false);
+            Bearer(token), idempotent: true, cancellationToken);
     }
 
     public async Task<IReadOnlyList<ModelInfo>> ModelsAsync(CancellationToken cancellationToken)
     {
         var response = await CallAsync(WorkerMethods.Gateway.Models, new ModelsRequest(), ModelsResponse.Parser,
-            InferenceCredential(required: false), idempotent: true, cancellationToken).ConfigureAwait(false);
+            InferenceCredential(required: false), idempotent: true, cancellationToken);
         return response.Models;
     }
 
@@ -199,8 +199,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(request);
         var credential = InferenceCredential(required: true);
         EnsureRequestId(request);
-        return await CallAsync(WorkerMethods.Gateway.Infer, request, InferResponse.Parser, credential, idempotent: false, cancellationToken, _options.InferTimeout)
-            .ConfigureAwait(false);
+        return await CallAsync(WorkerMethods.Gateway.Infer, request, InferResponse.Parser, credential, idempotent: false, cancellationToken, _options.InferTimeout);
     }
 
     /// <summary>
@@ -213,11 +212,10 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         var credential = InferenceCredential(required: true);
         EnsureRequestId(request);
-        var gateway = await PickGatewayAsync(cancellationToken).ConfigureAwait(false);
+        var gateway = await PickGatewayAsync(cancellationToken);
         _logger.LogDebug("request {RequestId}: streaming through gateway {Gateway}", request.RequestId, gateway);
         var options = CallOptions(credential, idempotent: false, _options.InferTimeout, request.RequestId);
-        await foreach (var chunk in _rpc.RequestStreamAsync(gateway, WorkerMethods.Gateway.InferStream, request, InferChunk.Parser, options, cancellationToken)
-            .ConfigureAwait(false))
+        await foreach (var chunk in _rpc.RequestStreamAsync(gateway, WorkerMethods.Gateway.InferStream, request, InferChunk.Parser, options, cancellationToken))
         {
             yield return chunk;
         }
@@ -230,7 +228,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         // The request runs on whichever gateway took it; asking them all needs no memory of which.
         var results = await _rpc.RequestAllAsync(WorkerTopics.Gateway, WorkerMethods.Gateway.Cancel, new CancelRequest { RequestId = requestId }.ToByteArray(),
-            CallOptions(InferenceCredential(required: true), idempotent: true, _options.CallTimeout, null), cancellationToken).ConfigureAwait(false);
+            CallOptions(InferenceCredential(required: true), idempotent: true, _options.CallTimeout, null), cancellationToken);
         if (results.Count == 0) throw new RpcException(RpcStatusCode.Unavailable, "no gateway found on the network");
         var cancelled = false;
         RpcException? firstError = null;
@@ -264,7 +262,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        foreach (var owned in _owned) await owned.DisposeAsync().ConfigureAwait(false);
+        foreach (var owned in _owned) await owned.DisposeAsync();
     }
 
     private async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest request, MessagePackRpcCodec<TResponse> parser, string? credential,
@@ -279,14 +277,14 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         {
             try
             {
-                return await _rpc.RequestTopicAsync(WorkerTopics.Gateway, method, request, parser, options, cancellationToken).ConfigureAwait(false);
+                return await _rpc.RequestTopicAsync(WorkerTopics.Gateway, method, request, parser, options, cancellationToken);
             }
             catch (RpcException e) when (idempotent && e.Code == RpcStatusCode.Unavailable && attempt < _options.MaxAttempts)
             {
                 var delay = Backoff(attempt, RetryAfterOf(e));
                 _logger.LogInformation("{Method} failed ({Message}); try {Attempt} of {MaxAttempts} in {DelayMs} ms",
                     method, e.Message, attempt + 1, _options.MaxAttempts, (long)delay.TotalMilliseconds);
-                await Task.Delay(delay, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
+                await Task.Delay(delay, _options.TimeProvider, cancellationToken);
             }
         }
     }
@@ -322,7 +320,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
 
     private async Task<PeerId> PickGatewayAsync(CancellationToken cancellationToken)
     {
-        var gateways = await _discovery.LookupAsync(WorkerTopics.Gateway, cancellationToken).ConfigureAwait(false);
+        var gateways = await _discovery.LookupAsync(WorkerTopics.Gateway, cancellationToken);
         if (gateways.Count == 0) throw new RpcException(RpcStatusCode.Unavailable, "no gateway found on the network");
         DiscoveredPeer chosen;
         lock (_randomGate) chosen = gateways[_options.Random.Next(gateways.Count)];

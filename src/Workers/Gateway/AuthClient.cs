@@ -42,8 +42,7 @@ internal sealed class AuthClient
         ValidateResponse response;
         try
         {
-            response = await CallAsync(WorkerMethods.Auth.Validate, request, ValidateResponse.Parser, context, requestId, idempotent: true, cancellationToken)
-                .ConfigureAwait(false);
+            response = await CallAsync(WorkerMethods.Auth.Validate, request, ValidateResponse.Parser, context, requestId, idempotent: true, cancellationToken);
         }
         catch (RpcException e) when (e.Code is RpcStatusCode.Unauthenticated or RpcStatusCode.InvalidArgument or RpcStatusCode.NotFound or RpcStatusCode.PermissionDenied)
         {
@@ -72,7 +71,7 @@ internal sealed class AuthClient
         var options = RpcCallOptions.FromContext(context, idempotent) with { RequestId = requestId, Timeout = _options.BackendTimeout };
         try
         {
-            return await _client.RequestTopicAsync(WorkerTopics.Auth, method, request, parser, options, cancellationToken).ConfigureAwait(false);
+            return await _client.RequestTopicAsync(WorkerTopics.Auth, method, request, parser, options, cancellationToken);
         }
         catch (RpcException e)
         {

@@ -110,8 +110,7 @@ public sealed class GatewayWorker : IWorker
                 LimitPeer(state, context, requestId);
                 var request = Parse(parser, payload, _options.MaxAccountRequestBytes, method);
                 prepare?.Invoke(request, context);
-                var response = await state.Auth.CallAsync(authMethod, request, responseParser, context, requestId, idempotent, context.CancellationToken)
-                    .ConfigureAwait(false);
+                var response = await state.Auth.CallAsync(authMethod, request, responseParser, context, requestId, idempotent, context.CancellationToken);
                 state.Logger.LogInformation("request {RequestId}: {Method} done", requestId, method);
                 return responseParser.Encode(response);
             }
@@ -152,7 +151,7 @@ public sealed class GatewayWorker : IWorker
         try
         {
             results = await state.Context.Client.RequestAllAsync(WorkerTopics.Processor, WorkerMethods.Processor.Status, new StatusRequest().ToByteArray(),
-                options, context.CancellationToken).ConfigureAwait(false);
+                options, context.CancellationToken);
         }
         catch (RpcException e)
         {
@@ -196,7 +195,7 @@ public sealed class GatewayWorker : IWorker
     private async ValueTask<ReadOnlyMemory<byte>> InferAsync(ReadOnlyMemory<byte> payload, RpcCallContext context)
     {
         var state = Running;
-        var (request, caller) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.Infer).ConfigureAwait(false);
+        var (request, caller) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.Infer);
         var requestId = request.RequestId;
         using var scope = BeginScope(state.Logger, requestId, context);
         using var registration = _inFlight.Register(caller.UserId, requestId, context.CancellationToken);
@@ -204,7 +203,7 @@ public sealed class GatewayWorker : IWorker
         RpcException? last = null;
         for (var attempt = 0; attempt < _options.ProcessorAttempts; attempt++)
         {
-            var peer = await PickAsync(state, request.Model, tried, requestId, registration).ConfigureAwait(false);
+            var peer = await PickAsync(state, request.Model, tried, requestId, registration);
             if (peer is null) break;
             tried.Add(peer);
             using var lease = state.Picker.Acquire(peer);
@@ -212,7 +211,7 @@ public sealed class GatewayWorker : IWorker
             try
             {
                 var bytes = await state.Context.Client.RequestAsync(peer, WorkerMethods.Processor.Infer, body, ProcessorCallOptions(context, requestId),
-                    registration.Token).ConfigureAwait(false);
+                    registration.Token);
                 var response = ParseFromProcessor(InferResponse.Parser, bytes, peer);
                 response.RequestId = requestId;
                 if (response.Model.Length == 0) response.Model = request.Model;
@@ -238,7 +237,7 @@ public sealed class GatewayWorker : IWorker
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> InferStreamAsync(ReadOnlyMemory<byte> payload, RpcCallContext context)
     {
         var state = Running;
-        var (request, caller) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.InferStream).ConfigureAwait(false);
+        var (request, caller) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.InferStream);
         var requestId = request.RequestId;
         using var registration = _inFlight.Register(caller.UserId, requestId, context.CancellationToken);
         var tried = new HashSet<PeerId>();
@@ -247,7 +246,7 @@ public sealed class GatewayWorker : IWorker
         var chunks = 0;
         for (var attempt = 0; attempt < _options.ProcessorAttempts; attempt++)
         {
-            var peer = await PickAsync(state, request.Model, tried, requestId, registration).ConfigureAwait(false);
+            var peer = await PickAsync(state, request.Model, tried, requestId, registration);
             if (peer is null) break;
             tried.Add(peer);
             using var lease = state.Picker.Acquire(peer);
@@ -264,7 +263,7 @@ public sealed class GatewayWorker : IWorker
                     RpcException? failure = null;
                     try
                     {
-                        if (await enumerator.MoveNextAsync().ConfigureAwait(false)) item = enumerator.Current;
+                        if (await enumerator.MoveNextAsync()) item = enumerator.Current;
                     }
                     catch (RpcException e)
                     {
@@ -324,7 +323,7 @@ public sealed class GatewayWorker : IWorker
             }
             finally
             {
-                await enumerator.DisposeAsync().ConfigureAwait(false);
+                await enumerator.DisposeAsync();
             }
             if (!failedOver) yield break;
         }
@@ -346,7 +345,7 @@ public sealed class GatewayWorker : IWorker
             using var scope = BeginScope(state.Logger, requestId, context);
             state.Logger.LogInformation("request {RequestId}: {Method} from {Peer} (rpc id {RpcRequestId}, trace {TraceId}), model {Model}",
                 requestId, method, context.RemotePeer, context.RequestId, context.TraceId, request.Model);
-            var caller = await state.Auth.AuthenticateAsync(context, requestId, context.CancellationToken).ConfigureAwait(false);
+            var caller = await state.Auth.AuthenticateAsync(context, requestId, context.CancellationToken);
             Limit(state, caller.RateLimitKey, caller.Quota ?? _options.DefaultRateLimit, requestId);
             InferRequestRules.Normalize(request, _options);
             state.Logger.LogDebug("request {RequestId}: user {UserId} may run model {Model}, up to {MaxTokens} tokens", requestId, caller.UserId,
@@ -364,7 +363,7 @@ public sealed class GatewayWorker : IWorker
     {
         try
         {
-            return await state.Picker.PickAsync(model, tried, requestId, registration.Token).ConfigureAwait(false);
+            return await state.Picker.PickAsync(model, tried, requestId, registration.Token);
         }
         catch (OperationCanceledException) when (registration.CancelledByRequest)
         {
@@ -434,7 +433,7 @@ public sealed class GatewayWorker : IWorker
             throw new RpcException(RpcStatusCode.InvalidArgument,
                 $"request_id must be 1 to {InferRequestRules.MaxRequestIdLength} printable ASCII characters without spaces");
         using var scope = BeginScope(state.Logger, request.RequestId, context);
-        var caller = await state.Auth.AuthenticateAsync(context, request.RequestId, context.CancellationToken).ConfigureAwait(false);
+        var caller = await state.Auth.AuthenticateAsync(context, request.RequestId, context.CancellationToken);
         var cancelled = _inFlight.Cancel(caller.UserId, request.RequestId);
         state.Logger.LogInformation("request {RequestId}: cancel from user {UserId}: {Outcome}", request.RequestId, caller.UserId,
             cancelled ? "cancelled" : "not running");

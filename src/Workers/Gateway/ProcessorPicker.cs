@@ -55,12 +55,12 @@ internal sealed class ProcessorPicker
     public async Task<PeerId?> PickAsync(string model, IReadOnlySet<PeerId> exclude, string requestId, CancellationToken cancellationToken)
     {
         var slot = GetSlot(model, forceRefresh: false);
-        var providers = await slot.Fetch.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var providers = await slot.Fetch.WaitAsync(cancellationToken);
         var candidates = Candidates(slot, providers, exclude);
         if (candidates.Length == 0 && exclude.Count > 0)
         {
             var fresh = GetSlot(model, forceRefresh: true, stale: slot);
-            providers = await fresh.Fetch.WaitAsync(cancellationToken).ConfigureAwait(false);
+            providers = await fresh.Fetch.WaitAsync(cancellationToken);
             candidates = Candidates(fresh, providers, exclude);
         }
         if (candidates.Length == 0) return null;
@@ -167,11 +167,11 @@ internal sealed class ProcessorPicker
         IReadOnlyList<RpcPeerResult> results;
         try
         {
-            results = await StatusOfAllAsync(topic, options).ConfigureAwait(false);
+            results = await StatusOfAllAsync(topic, options);
             // The RPC node answers from its cache of the topic's providers and drops those that were
             // unreachable; when none was left, asking again makes it look the topic up afresh.
             if (results.Count > 0 && results.All(r => r.Error?.Code == RpcStatusCode.Unavailable))
-                results = await StatusOfAllAsync(topic, options).ConfigureAwait(false);
+                results = await StatusOfAllAsync(topic, options);
         }
         catch (RpcException e)
         {

@@ -50,7 +50,7 @@ public sealed class DrainingRpcServer : IRpcServer
             Enter();
             try
             {
-                return await handler(request, context).ConfigureAwait(false);
+                return await handler(request, context);
             }
             finally
             {
@@ -80,7 +80,7 @@ public sealed class DrainingRpcServer : IRpcServer
         Enter();
         try
         {
-            await foreach (var item in handler(request, context).WithCancellation(cancellationToken).ConfigureAwait(false))
+            await foreach (var item in handler(request, context).WithCancellation(cancellationToken))
                 yield return item;
         }
         finally

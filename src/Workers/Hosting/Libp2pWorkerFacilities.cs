@@ -35,7 +35,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
     public async Task<IKeyValueStore> OpenStoreAsync(string directory, CancellationToken cancellationToken)
     {
         _store = _options.StoreFactory is { } factory
-            ? await factory(directory, cancellationToken).ConfigureAwait(false)
+            ? await factory(directory, cancellationToken)
             : await FasterKeyValueStore.OpenAsync(new FasterStoreOptions
             {
                 DataDirectory = directory,
@@ -44,7 +44,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
                 ExpectedKeyCount = 1L << 16,
                 TimeProvider = _options.TimeProvider,
                 Logger = _options.LoggerFactory.CreateLogger<FasterKeyValueStore>(),
-            }, cancellationToken).ConfigureAwait(false);
+            }, cancellationToken);
         return _store;
     }
 
@@ -57,7 +57,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
             TimeProvider = _options.TimeProvider,
             LoggerFactory = _options.LoggerFactory,
         });
-        await _host.StartAsync(_options.ListenAddresses, cancellationToken).ConfigureAwait(false);
+        await _host.StartAsync(_options.ListenAddresses, cancellationToken);
         return _host.AdvertisedAddresses;
     }
 
@@ -86,7 +86,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
             TimeProvider = _options.TimeProvider,
             LoggerFactory = _options.LoggerFactory,
         });
-        await _dht.StartAsync(cancellationToken).ConfigureAwait(false);
+        await _dht.StartAsync(cancellationToken);
         return _dht;
     }
 
@@ -99,17 +99,17 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
 
     public async Task StopRpcAsync(CancellationToken cancellationToken)
     {
-        if (Interlocked.Exchange(ref _rpc, null) is { } rpc) await rpc.DisposeAsync().ConfigureAwait(false);
+        if (Interlocked.Exchange(ref _rpc, null) is { } rpc) await rpc.DisposeAsync();
     }
 
     public async Task StopDiscoveryAsync(CancellationToken cancellationToken)
     {
-        if (Interlocked.Exchange(ref _dht, null) is { } dht) await dht.DisposeAsync().ConfigureAwait(false);
+        if (Interlocked.Exchange(ref _dht, null) is { } dht) await dht.DisposeAsync();
     }
 
     public async Task StopNetworkAsync(CancellationToken cancellationToken)
     {
-        if (Interlocked.Exchange(ref _host, null) is { } host) await host.DisposeAsync().ConfigureAwait(false);
+        if (Interlocked.Exchange(ref _host, null) is { } host) await host.DisposeAsync();
     }
 
     public async Task CloseStoreAsync(CancellationToken cancellationToken)
@@ -117,7 +117,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
         switch (Interlocked.Exchange(ref _store, null))
         {
             case IAsyncDisposable asyncDisposable:
-                await asyncDisposable.DisposeAsync().ConfigureAwait(false);
+                await asyncDisposable.DisposeAsync();
                 break;
             case IDisposable disposable:
                 disposable.Dispose();

@@ -86,7 +86,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
     /// <remarks>On failure everything started so far is stopped in reverse order and the exception is rethrown.</remarks>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _gate.WaitAsync(cancellationToken);
         try
         {
             if (_state != WorkerRuntimeState.Created)
@@ -94,12 +94,12 @@ public sealed class WorkerRuntime : IAsyncDisposable
             _state = WorkerRuntimeState.Starting;
             try
             {
-                await StartCoreAsync(cancellationToken).ConfigureAwait(false);
+                await StartCoreAsync(cancellationToken);
             }
             catch (Exception e)
             {
                 _logger.LogError("start failed: {Message}; stopping what was started", e.Message);
-                await StopFacilitiesAsync(CancellationToken.None).ConfigureAwait(false);
+                await StopFacilitiesAsync(CancellationToken.None);
                 _state = WorkerRuntimeState.Failed;
                 _ready.TrySetException(e);
                 _stopped.TrySetResult();
@@ -126,22 +126,22 @@ public sealed class WorkerRuntime : IAsyncDisposable
         if (_worker is not null)
         {
             _logger.LogInformation("opening store in {Directory}", _options.StorePath);
-            store = await _facilities.OpenStoreAsync(_options.StorePath, cancellationToken).ConfigureAwait(false);
+            store = await _facilities.OpenStoreAsync(_options.StorePath, cancellationToken);
             _started.Push(("store", _facilities.CloseStoreAsync));
         }
 
         _logger.LogInformation("starting network as {PeerId}", Identity.PeerId);
         _started.Push(("network", _facilities.StopNetworkAsync));
-        Addresses = await _facilities.StartNetworkAsync(Identity, cancellationToken).ConfigureAwait(false);
+        Addresses = await _facilities.StartNetworkAsync(Identity, cancellationToken);
 
         _logger.LogInformation("starting discovery ({Mode}, {Protocol}, {Count} bootstrap peers)", _options.DhtMode, _options.DhtProtocolId,
             _options.BootstrapPeers.Count);
         _started.Push(("discovery", _facilities.StopDiscoveryAsync));
-        Discovery = await _facilities.StartDiscoveryAsync(cancellationToken).ConfigureAwait(false);
+        Discovery = await _facilities.StartDiscoveryAsync(cancellationToken);
 
         _logger.LogInformation("starting rpc");
         _started.Push(("rpc", _facilities.StopRpcAsync));
-        var (server, client) = await _facilities.StartRpcAsync(Discovery, cancellationToken).ConfigureAwait(false);
+        var (server, client) = await _facilities.StartRpcAsync(Discovery, cancellationToken);
         Client = client;
 
         if (_worker is null) return;
@@ -159,11 +159,11 @@ public sealed class WorkerRuntime : IAsyncDisposable
         };
         _logger.LogInformation("starting worker {Role}", _worker.Role);
         _started.Push(("worker", _worker.StopAsync));
-        _topics = await _worker.StartAsync(Context, cancellationToken).ConfigureAwait(false) ?? [];
+        _topics = await _worker.StartAsync(Context, cancellationToken) ?? [];
         foreach (var topic in _topics)
         {
             _logger.LogInformation("announcing {Topic}", topic);
-            await Discovery.AnnounceAsync(topic, cancellationToken).ConfigureAwait(false);
+            await Discovery.AnnounceAsync(topic, cancellationToken);
         }
     }
 
@@ -174,7 +174,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
     /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        await _gate.WaitAsync(CancellationToken.None);
         try
         {
             if (_state is WorkerRuntimeState.Stopped or WorkerRuntimeState.Failed) return;
@@ -193,7 +193,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
                 _logger.LogInformation("unannouncing {Topic}", topic);
                 try
                 {
-                    await Discovery!.UnannounceAsync(topic, CancellationToken.None).ConfigureAwait(false);
+                    await Discovery!.UnannounceAsync(topic, CancellationToken.None);
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
@@ -204,10 +204,10 @@ public sealed class WorkerRuntime : IAsyncDisposable
             if (Server is { } server)
             {
                 server.BeginDraining();
-                await DrainAsync(server, cancellationToken).ConfigureAwait(false);
+                await DrainAsync(server, cancellationToken);
             }
 
-            await StopFacilitiesAsync(CancellationToken.None).ConfigureAwait(false);
+            await StopFacilitiesAsync(CancellationToken.None);
             _state = WorkerRuntimeState.Stopped;
             _stopped.TrySetResult();
             _logger.LogInformation("stopped");
@@ -224,7 +224,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
         if (server.Drained.IsCompleted) return;
         try
         {
-            await server.Drained.WaitAsync(_options.DrainTimeout, _options.TimeProvider, cancellationToken).ConfigureAwait(false);
+            await server.Drained.WaitAsync(_options.DrainTimeout, _options.TimeProvider, cancellationToken);
             _logger.LogInformation("calls in flight finished");
         }
         catch (TimeoutException)
@@ -244,7 +244,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
             _logger.LogInformation("stopping {Stage}", stage.Name);
             try
             {
-                await stage.Stop(cancellationToken).ConfigureAwait(false);
+                await stage.Stop(cancellationToken);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
@@ -266,6 +266,6 @@ public sealed class WorkerRuntime : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         // The gate is not disposed: a SemaphoreSlim holds nothing to free, and a late StopAsync must still work.
-        await StopAsync(CancellationToken.None).ConfigureAwait(false);
+        await StopAsync(CancellationToken.None);
     }
 }

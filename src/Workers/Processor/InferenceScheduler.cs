@@ -73,9 +73,9 @@ internal sealed class InferenceScheduler
         {
             var (self, w) = ((InferenceScheduler, Waiter))state!;
             self.Abandon(w);
-        }, (this, waiter)).ConfigureAwait(false))
+        }, (this, waiter)))
         {
-            await waiter.Slot.Task.ConfigureAwait(false);
+            await waiter.Slot.Task;
         }
         return new Lease(this);
     }

@@ -73,7 +73,7 @@ public sealed class ProcessorWorker : IWorker
         var engine = _givenEngine ?? InferenceEngineFactory.Create(_options.Engine, context.Time, seedSource: new Random(context.Random.Next()));
         try
         {
-            await engine.InitializeAsync(cancellationToken).ConfigureAwait(false);
+            await engine.InitializeAsync(cancellationToken);
         }
         catch
         {
@@ -117,7 +117,7 @@ public sealed class ProcessorWorker : IWorker
         var requestId = RequestIdOf(request, context);
         using var scope = BeginScope(requestId, context);
         var (engineRequest, engine) = Prepare(request, requestId, context);
-        using var lease = await AdmitAsync(requestId, context).ConfigureAwait(false);
+        using var lease = await AdmitAsync(requestId, context);
         _logger.LogInformation("request {RequestId} from {Peer}: generating with {Model}, up to {MaxTokens} tokens",
             requestId, context.RemotePeer, engineRequest.Model, engineRequest.MaxTokens);
 
@@ -126,7 +126,7 @@ public sealed class ProcessorWorker : IWorker
         FinishReason? finish = null;
         try
         {
-            await foreach (var token in engine.GenerateAsync(engineRequest, context.CancellationToken).ConfigureAwait(false))
+            await foreach (var token in engine.GenerateAsync(engineRequest, context.CancellationToken))
             {
                 if (token.Text.Length > 0)
                 {
@@ -159,7 +159,7 @@ public sealed class ProcessorWorker : IWorker
         var request = Decode(payload, context);
         var requestId = RequestIdOf(request, context);
         var (engineRequest, engine) = Prepare(request, requestId, context);
-        using var lease = await AdmitAsync(requestId, context).ConfigureAwait(false);
+        using var lease = await AdmitAsync(requestId, context);
         _logger.LogInformation("request {RequestId} from {Peer}: streaming with {Model}, up to {MaxTokens} tokens",
             requestId, context.RemotePeer, engineRequest.Model, engineRequest.MaxTokens);
 
@@ -172,7 +172,7 @@ public sealed class ProcessorWorker : IWorker
             GeneratedToken token;
             try
             {
-                if (!await tokens.MoveNextAsync().ConfigureAwait(false)) break;
+                if (!await tokens.MoveNextAsync()) break;
                 token = tokens.Current;
             }
             catch (Exception e) when (Failure(e, requestId, text, context) is { } rpc)
@@ -316,7 +316,7 @@ public sealed class ProcessorWorker : IWorker
         InferenceScheduler.Lease? lease;
         try
         {
-            lease = await _scheduler.TryAcquireAsync(context.CancellationToken).ConfigureAwait(false);
+            lease = await _scheduler.TryAcquireAsync(context.CancellationToken);
         }
         catch (OperationCanceledException)
         {

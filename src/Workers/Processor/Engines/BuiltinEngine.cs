@@ -88,7 +88,7 @@ public sealed class BuiltinEngine : IInferenceEngine
         {
             cancellationToken.ThrowIfCancellationRequested();
             if (_tokenInterval > TimeSpan.Zero)
-                await Task.Delay(_tokenInterval, _timeProvider, cancellationToken).ConfigureAwait(false);
+                await Task.Delay(_tokenInterval, _timeProvider, cancellationToken);
 
             var token = _model.Next(history, model.Order, request.Temperature, random);
             if (token == NGramModel.EndOfText && _stopAtEndOfText)

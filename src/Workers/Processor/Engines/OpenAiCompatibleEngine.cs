@@ -73,12 +73,12 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
             {
                 using var request = new HttpRequestMessage(HttpMethod.Get, _root + "/v1/models");
                 AddHeaders(request);
-                using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token).ConfigureAwait(false);
-                await ThrowIfFailedAsync(response, linked.Token).ConfigureAwait(false);
-                return await ReadBoundedAsync(response.Content, _maxResponseBytes, linked.Token).ConfigureAwait(false);
+                using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token);
+                await ThrowIfFailedAsync(response, linked.Token);
+                return await ReadBoundedAsync(response.Content, _maxResponseBytes, linked.Token);
             },
             idle,
-            cancellationToken).ConfigureAwait(false);
+            cancellationToken);
         _models = ParseModelList(body);
     }
 
@@ -104,26 +104,26 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
 
         using var idle = new IdleTimeout(_timeout, _timeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
-        using var response = await GuardAsync(() => SendChatAsync(request, linked.Token), idle, cancellationToken).ConfigureAwait(false);
+        using var response = await GuardAsync(() => SendChatAsync(request, linked.Token), idle, cancellationToken);
 
         var mediaType = response.Content.Headers.ContentType?.MediaType;
         if (!string.Equals(mediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase))
         {
             // The server ignored stream:true and sent the whole completion at once.
-            var body = await GuardAsync(() => ReadBoundedAsync(response.Content, _maxResponseBytes, linked.Token), idle, cancellationToken).ConfigureAwait(false);
+            var body = await GuardAsync(() => ReadBoundedAsync(response.Content, _maxResponseBytes, linked.Token), idle, cancellationToken);
             yield return ParseCompletion(body);
             yield break;
         }
 
-        var stream = await GuardAsync(() => response.Content.ReadAsStreamAsync(linked.Token), idle, cancellationToken).ConfigureAwait(false);
-        await using var streamScope = stream.ConfigureAwait(false);
+        var stream = await GuardAsync(() => response.Content.ReadAsStreamAsync(linked.Token), idle, cancellationToken);
+        await using var streamScope = stream;
         using var reader = new SseReader(stream, _maxResponseBytes, idle.Reset);
         var index = 0;
         var contentChunks = 0;
         FinishReason? finish = null;
         while (true)
         {
-            var data = await GuardAsync(() => reader.ReadEventDataAsync(linked.Token).AsTask(), idle, cancellationToken).ConfigureAwait(false);
+            var data = await GuardAsync(() => reader.ReadEventDataAsync(linked.Token).AsTask(), idle, cancellationToken);
             if (data is null)
             {
                 if (finish is null)
@@ -191,10 +191,10 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
         httpRequest.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/event-stream"));
         httpRequest.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         AddHeaders(httpRequest);
-        var response = await _http.SendAsync(httpRequest, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+        var response = await _http.SendAsync(httpRequest, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         try
         {
-            await ThrowIfFailedAsync(response, cancellationToken).ConfigureAwait(false);
+            await ThrowIfFailedAsync(response, cancellationToken);
             return response;
         }
         catch
@@ -242,7 +242,7 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
         string detail;
         try
         {
-            detail = ErrorMessageOf(await ReadBoundedAsync(response.Content, MaxErrorBodyBytes, cancellationToken, truncate: true).ConfigureAwait(false));
+            detail = ErrorMessageOf(await ReadBoundedAsync(response.Content, MaxErrorBodyBytes, cancellationToken, truncate: true));
         }
         catch (Exception e) when (e is HttpRequestException or IOException)
         {
@@ -308,13 +308,13 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
     {
         if (content.Headers.ContentLength is { } declared && declared > limit && !truncate)
             throw new InferenceException(InferenceErrorKind.MalformedResponse, $"The model server's answer is larger than {limit} bytes.");
-        var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-        await using var streamScope = stream.ConfigureAwait(false);
+        var stream = await content.ReadAsStreamAsync(cancellationToken);
+        await using var streamScope = stream;
         var buffer = new ArrayBufferWriter<byte>();
         while (true)
         {
             var memory = buffer.GetMemory(8192);
-            var read = await stream.ReadAsync(memory, cancellationToken).ConfigureAwait(false);
+            var read = await stream.ReadAsync(memory, cancellationToken);
             if (read == 0) break;
             buffer.Advance(read);
             if (buffer.WrittenCount > limit)
@@ -331,7 +331,7 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
     {
         try
         {
-            return await step().ConfigureAwait(false);
+            return await step();
         }
         catch (OperationCanceledException e) when (callerToken.IsCancellationRequested)
         {

@@ -38,7 +38,7 @@ internal sealed class SseReader : IDisposable
         var hasData = false;
         while (true)
         {
-            var line = await ReadLineAsync(cancellationToken).ConfigureAwait(false);
+            var line = await ReadLineAsync(cancellationToken);
             if (line is null) return hasData ? _data.ToString() : null;
             if (line.Length == 0)
             {
@@ -83,7 +83,7 @@ internal sealed class SseReader : IDisposable
             _start = _end = 0;
             if (_endOfStream) return _line.WrittenCount > 0 ? Decode() : null;
 
-            var read = await _stream.ReadAsync(_buffer.AsMemory(), cancellationToken).ConfigureAwait(false);
+            var read = await _stream.ReadAsync(_buffer.AsMemory(), cancellationToken);
             if (read == 0) _endOfStream = true;
             else _onBytes?.Invoke();
             _end = read;
