@@ -93,6 +93,14 @@ public sealed class CorruptionInMemoryStackTests
         var healthy = await c.ConnectAsync(b.AdvertisedAddresses[0], token);
         var corrupted = await a.ConnectAsync(b.AdvertisedAddresses[0], token);
         var stream = await a.OpenStreamAsync(b.PeerId, "/ipfs/ping/1.0.0", token);
+        // Quiet the connection first: a background write of a's (its identify answer, a window update)
+        // landing between reading BytesWritten and setting the offset would carry the offset past, and
+        // nothing would be corrupted at all.
+        await a.IdentifyAsync(b.PeerId, token);
+        await b.IdentifyAsync(a.PeerId, token);
+        var warmUp = RandomNumberGenerator.GetBytes(32);
+        await stream.WriteAsync(warmUp, token);
+        await stream.ReadExactlyAsync(new byte[32], token);
 
         // The upgrade and negotiation are done; flip one bit in what a sends next.
         network.Link("a", "b").CorruptByteAt = network.Link("a", "b").BytesWritten + 20;
