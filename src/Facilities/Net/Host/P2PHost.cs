@@ -279,6 +279,10 @@ public sealed class P2PHost : IAsyncDisposable
         // The caller holds the connection's identify lock until this first await.
         await Task.Yield();
         var peer = connection.RemotePeer;
+        // A connection closed (or closing) at once, as in a dial-and-close, fails here with one
+        // exception rather than one thrown through every layer of a stream open.
+        if (!connection.Session.CanOpenStreams)
+            throw new IdentifyException($"the connection to {peer} closed before identify finished");
         CancellationToken stopping;
         try
         {
@@ -424,16 +428,17 @@ public sealed class P2PHost : IAsyncDisposable
         var handlers = new List<Task>();
         while (true)
         {
-            YamuxStream stream;
+            YamuxStream? stream;
             try
             {
                 // Negotiation writes at once (our header or our answer), so the ACK can go with it.
-                stream = await connection.Session.AcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token);
+                stream = await connection.Session.TryAcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 break;
             }
+            if (stream is null) break;
             connection.Touch();
             var task = ServeStreamAsync(connection, stream, connectionToken);
             lock (handlers)
