@@ -330,7 +330,13 @@ public sealed class P2PHost : IAsyncDisposable
     {
         var (stream, _) = await connection.OpenStreamAsync([IdentifyProtocol.ProtocolId], cancellationToken);
         await using (stream)
+        {
+            // A connection closed right after it opened (a dial-and-close) resets this stream; say so
+            // with one exception rather than a reset thrown up through every layer of the reader.
+            if (!await stream.WaitReadableAsync(cancellationToken) && connection.IsClosed)
+                throw new IdentifyException($"the connection to {connection.RemotePeer} closed before identify finished");
             return await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, cancellationToken);
+        }
     }
 
     private async Task AcceptLoopAsync(ITransportListener listener)
