@@ -19,6 +19,8 @@ public sealed class PeerId : IEquatable<PeerId>, IComparable<PeerId>
 
     private readonly byte[] _bytes;
     private readonly int _hash;
+    // Base58 of a whole multihash is BigInteger division per character; logs and errors ask for it repeatedly.
+    private string? _text;
 
     private PeerId(byte[] multihash)
     {
@@ -120,7 +122,7 @@ public sealed class PeerId : IEquatable<PeerId>, IComparable<PeerId>
 
     public bool Matches(PublicKey key) => Equals(FromPublicKey(key));
 
-    public override string ToString() => Base58.Encode(_bytes);
+    public override string ToString() => _text ??= Base58.Encode(_bytes);
 
     /// <summary>CIDv1, codec libp2p-key, base32 multibase.</summary>
     public string ToCidString()

@@ -279,6 +279,10 @@ public sealed class P2PHost : IAsyncDisposable
         // The caller holds the connection's identify lock until this first await.
         await Task.Yield();
         var peer = connection.RemotePeer;
+        // A connection closed (or closing) at once, as in a dial-and-close, fails here with one
+        // exception rather than one thrown through every layer of a stream open.
+        if (!connection.Session.CanOpenStreams)
+            throw new IdentifyException($"the connection to {peer} closed before identify finished");
         CancellationToken stopping;
         try
         {
@@ -326,7 +330,13 @@ public sealed class P2PHost : IAsyncDisposable
     {
         var (stream, _) = await connection.OpenStreamAsync([IdentifyProtocol.ProtocolId], cancellationToken);
         await using (stream)
+        {
+            // A connection closed right after it opened (a dial-and-close) resets this stream; say so
+            // with one exception rather than a reset thrown up through every layer of the reader.
+            if (!await stream.WaitReadableAsync(cancellationToken) && connection.IsClosed)
+                throw new IdentifyException($"the connection to {connection.RemotePeer} closed before identify finished");
             return await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, cancellationToken);
+        }
     }
 
     private async Task AcceptLoopAsync(ITransportListener listener)
@@ -424,16 +434,17 @@ public sealed class P2PHost : IAsyncDisposable
         var handlers = new List<Task>();
         while (true)
         {
-            YamuxStream stream;
+            YamuxStream? stream;
             try
             {
                 // Negotiation writes at once (our header or our answer), so the ACK can go with it.
-                stream = await connection.Session.AcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token);
+                stream = await connection.Session.TryAcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 break;
             }
+            if (stream is null) break;
             connection.Touch();
             var task = ServeStreamAsync(connection, stream, connectionToken);
             lock (handlers)

@@ -82,7 +82,8 @@ public sealed class PeerConnection : IAsyncDisposable
     public async Task<(YamuxStream Stream, string Protocol)> OpenStreamAsync(IReadOnlyList<string> protocols, CancellationToken cancellationToken)
     {
         Touch();
-        var stream = await Session.OpenStreamAsync(cancellationToken);
+        // SelectAsync writes its header and first proposal at once: the SYN travels in that write.
+        var stream = await Session.OpenStreamAsync(synWithFirstWrite: true, cancellationToken);
         try
         {
             var protocol = await MultistreamSelect.SelectAsync(stream, protocols, cancellationToken);

@@ -449,6 +449,36 @@ public sealed class YamuxStream : Stream
         }
     }
 
+    /// <summary>
+    /// Waits until a read would not wait: true when bytes are here or the remote finished, false when
+    /// the stream was reset or disposed. Lets a caller that expects the session to end tell that
+    /// apart without an exception thrown through every layer of its reader.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first.</exception>
+    internal async ValueTask<bool> WaitReadableAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task wait;
+            lock (_lock)
+            {
+                if (_disposed || _resetError is not null)
+                {
+                    return false;
+                }
+
+                if (_buffered > 0 || _remoteFin)
+                {
+                    return true;
+                }
+
+                wait = (_readWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+            }
+
+            await wait.WaitOrCancelAsync(cancellationToken);
+        }
+    }
+
     /// <summary>True once, for the caller that returns this stream's slot in the outbound ACK backlog.</summary>
     internal bool ReleaseAckSlot() => Interlocked.Exchange(ref _holdsAckSlot, 0) == 1;
 
