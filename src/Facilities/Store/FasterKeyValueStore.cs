@@ -379,6 +379,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
 
     private static async Task<long> RecoverCheckpointAsync(FasterKV<string, byte[]> kv, string checkpointDir, CancellationToken cancellationToken)
     {
+        ThrowIfMetadataIsTruncated(checkpointDir);
         try
         {
             await kv.RecoverAsync(cancellationToken: cancellationToken);
@@ -399,6 +400,29 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
         }
 
         return BinaryPrimitives.ReadInt64LittleEndian(cookie);
+    }
+
+    /// <summary>
+    /// FASTER's checkpoint metadata files (<c>info.dat*</c>) start with the length of what follows
+    /// (int32, little-endian). A damaged one can claim hundreds of megabytes, which FASTER then spends
+    /// tens of seconds trying to read; the length is checked against the file first.
+    /// </summary>
+    /// <exception cref="StoreException">A metadata file is shorter than its length prefix says.</exception>
+    private static void ThrowIfMetadataIsTruncated(string checkpointDir)
+    {
+        Span<byte> prefix = stackalloc byte[sizeof(int)];
+        foreach (var file in Directory.EnumerateFiles(checkpointDir, "info.dat*", SearchOption.AllDirectories))
+        {
+            using var stream = File.OpenRead(file);
+            var length = stream.Length;
+            if (length < prefix.Length || stream.ReadAtLeast(prefix, prefix.Length, throwOnEndOfStream: false) < prefix.Length)
+                throw new StoreException($"The key-value checkpoint is missing or corrupted: {Path.GetFileName(file)} holds {length} bytes.", checkpointDir);
+            var announced = BinaryPrimitives.ReadInt32LittleEndian(prefix);
+            if (announced <= 0 || announced > length - prefix.Length)
+                throw new StoreException(
+                    $"The key-value checkpoint is missing or corrupted: {Path.GetFileName(file)} announces {announced} bytes of metadata and holds {length - prefix.Length}.",
+                    checkpointDir);
+        }
     }
 
     private static FasterLog OpenLog(FasterStoreOptions options, string walDir, List<IDevice> devices) =>
