@@ -114,7 +114,9 @@ public sealed class FakeTimeProviderTaskTests
     }
 
     [Test]
-    [CancelAfter(10000)]
+    // Ten steps, each allowed the idle wait's real-time budget (IdleTimeout, 2 s) when leftover pool
+    // work keeps the heuristic from seeing quiet: 10 s was less than the worst case it permits.
+    [CancelAfter(30000)]
     public async Task AdvanceAsync_RunsChainOfDelays(CancellationToken cancellationToken)
     {
         var tp = new FakeTimeProvider();
@@ -129,7 +131,9 @@ public sealed class FakeTimeProviderTaskTests
     }
 
     [Test]
-    [CancelAfter(10000)]
+    // Ten steps, each allowed the idle wait's real-time budget (IdleTimeout, 2 s) when leftover pool
+    // work keeps the heuristic from seeing quiet: 10 s was less than the worst case it permits.
+    [CancelAfter(30000)]
     public async Task AdvanceAsync_RunsChainOfDelays_WhenContinuationsHopThroughThreadPool(CancellationToken cancellationToken)
     {
         var tp = new FakeTimeProvider();
