@@ -28,4 +28,20 @@ public sealed class YamuxHeaderTests
         Assert.That(() => new YamuxSession(stream, true, new YamuxOptions { InitialWindowSize = 1024 }), Throws.TypeOf<ArgumentOutOfRangeException>());
         Assert.That(() => new YamuxSession(stream, true, new YamuxOptions { MaxStreamWindowSize = 1024 }), Throws.TypeOf<ArgumentOutOfRangeException>());
     }
+
+    private static IEnumerable<TestCaseData> GarbageOptions()
+    {
+        yield return new TestCaseData(new YamuxOptions { MaxInboundStreams = -1 }, nameof(YamuxOptions.MaxInboundStreams));
+        yield return new TestCaseData(new YamuxOptions { MaxAcceptBacklog = -1 }, nameof(YamuxOptions.MaxAcceptBacklog));
+        yield return new TestCaseData(new YamuxOptions { KeepAliveInterval = TimeSpan.Zero }, nameof(YamuxOptions.KeepAliveInterval));
+        yield return new TestCaseData(new YamuxOptions { KeepAliveTimeout = TimeSpan.FromSeconds(-1) }, nameof(YamuxOptions.KeepAliveTimeout));
+    }
+
+    [TestCaseSource(nameof(GarbageOptions))]
+    public void Session_RejectsGarbageOptions_NamingTheSetting(YamuxOptions options, string setting)
+    {
+        using var stream = new MemoryStream();
+        Assert.That(() => new YamuxSession(stream, true, options),
+            Throws.TypeOf<ArgumentOutOfRangeException>().With.Property(nameof(ArgumentException.ParamName)).EqualTo(setting));
+    }
 }
