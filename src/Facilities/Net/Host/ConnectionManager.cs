@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Identity;
 
+using P2PInference.Facilities.Threading;
+
 namespace P2PInference.Facilities.Net.Host;
 
 /// <summary>
@@ -77,11 +79,10 @@ internal sealed class ConnectionManager : IAsyncDisposable
 
     private async Task RemoveWhenClosedAsync(PeerConnection connection)
     {
-        // An await, not ContinueWith on TaskScheduler.Default: it stays on the caller's context (a simulation's).
-        await connection.Completion.ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
-        // A session the remote broke ends with its error on Completion; reading it here marks it
-        // observed, or the finalizer reports it as unobserved (a costly path, once per such connection).
-        _ = connection.Completion.Exception;
+        // A session the remote broke ends with its error on Completion; observing it keeps the finalizer
+        // from reporting it as unobserved (a costly path, once per such connection). An await, not
+        // ContinueWith on TaskScheduler.Default: it stays on the caller's context (a simulation's).
+        await connection.Completion.ObserveFailureAsync();
         Remove(connection);
     }
 

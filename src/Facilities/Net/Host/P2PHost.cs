@@ -282,7 +282,7 @@ public sealed class P2PHost : IAsyncDisposable
         // A connection closed (or closing) at once, as in a dial-and-close, fails here with one
         // exception rather than one thrown through every layer of a stream open.
         if (!connection.Session.CanOpenStreams)
-            throw new IdentifyException($"the connection to {peer} closed before identify finished");
+            throw ClosedBeforeIdentify(peer);
         CancellationToken stopping;
         try
         {
@@ -303,7 +303,7 @@ public sealed class P2PHost : IAsyncDisposable
                 // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
                 linked.Cancel();
                 _ = exchange.ObserveFailureAsync();
-                throw new IdentifyException($"the connection to {peer} closed before identify finished");
+                throw ClosedBeforeIdentify(peer);
             }
             var info = await exchange;
             PeerStore.AddAddresses(peer, info.ListenAddresses);
@@ -326,6 +326,8 @@ public sealed class P2PHost : IAsyncDisposable
         }
     }
 
+    private static IdentifyException ClosedBeforeIdentify(PeerId peer) => new($"the connection to {peer} closed before identify finished");
+
     private static async Task<IdentifyInfo> ExchangeIdentifyAsync(PeerConnection connection, CancellationToken cancellationToken)
     {
         var (stream, _) = await connection.OpenStreamAsync([IdentifyProtocol.ProtocolId], cancellationToken);
@@ -334,7 +336,7 @@ public sealed class P2PHost : IAsyncDisposable
             // A connection closed right after it opened (a dial-and-close) resets this stream; say so
             // with one exception rather than a reset thrown up through every layer of the reader.
             if (!await stream.WaitReadableAsync(cancellationToken) && connection.IsClosed)
-                throw new IdentifyException($"the connection to {connection.RemotePeer} closed before identify finished");
+                throw ClosedBeforeIdentify(connection.RemotePeer);
             return await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, cancellationToken);
         }
     }
@@ -397,7 +399,7 @@ public sealed class P2PHost : IAsyncDisposable
 
     private async Task ReleaseInboundSlotWhenClosedAsync(PeerConnection connection)
     {
-        await connection.Completion.ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+        await connection.Completion.ObserveFailureAsync();
         Interlocked.Decrement(ref _inbound);
     }
 
@@ -421,7 +423,7 @@ public sealed class P2PHost : IAsyncDisposable
 
         async Task CancelScopeWhenClosedAsync()
         {
-            await connection.Completion.ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+            await connection.Completion.ObserveFailureAsync();
             lock (connectionScope)
             {
                 if (scopeOpen) connectionScope.Cancel();
