@@ -31,25 +31,34 @@ internal static class RpcFrames
     }
 
     /// <summary>
+    /// <paramref name="message"/> encoded as one frame (uvarint length prefix, then the body) in a
+    /// pooled buffer; the caller disposes it once the frame is written.
+    /// </summary>
+    public static PrefixedFrameWriter Encode<T>(T message, int sizeHint = 256)
+        where T : class
+    {
+        var frame = new PrefixedFrameWriter(sizeHint);
+        try
+        {
+            MessagePackRpcCodec<T>.Instance.Encode(frame, message);
+            return frame;
+        }
+        catch
+        {
+            frame.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
     /// Writes one message with a single write call; with <paramref name="complete"/> the stream's
     /// close (Yamux FIN) travels in the same frame, as the last answer of a call does.
     /// </summary>
     public static async ValueTask WriteAsync<T>(YamuxStream stream, T message, bool complete, CancellationToken cancellationToken)
         where T : class
     {
-        using var frame = new PrefixedFrameWriter();
-        MessagePackRpcCodec<T>.Instance.Encode(frame, message);
+        using var frame = Encode(message);
         if (complete) await stream.WriteAndCompleteAsync(frame.Frame(), cancellationToken);
         else await stream.WriteAsync(frame.Frame(), cancellationToken);
-    }
-
-    /// <summary>Writes one message with a single write call, then flushes.</summary>
-    public static async ValueTask WriteAsync<T>(Stream stream, T message, CancellationToken cancellationToken)
-        where T : class
-    {
-        using var frame = new PrefixedFrameWriter();
-        MessagePackRpcCodec<T>.Instance.Encode(frame, message);
-        await stream.WriteAsync(frame.Frame(), cancellationToken);
-        await stream.FlushAsync(cancellationToken);
     }
 }

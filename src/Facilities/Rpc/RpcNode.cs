@@ -143,8 +143,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         };
         if (options.Metadata is { } metadata)
             foreach (var (key, value) in metadata) envelope.Metadata[key] = value;
-        var frame = new PrefixedFrameWriter(request.Length + 256);
-        MessagePackRpcCodec<RequestEnvelope>.Instance.Encode(frame, envelope);
+        var frame = RpcFrames.Encode(envelope, request.Length + 256);
         if (frame.BodyLength > _options.MaxMessageSize + FrameOverhead)
         {
             frame.Dispose();

@@ -38,10 +38,9 @@ public sealed class MessagePackInputFuzzTests
     [Test]
     public async Task AFramedEnvelope_RoundTrips()
     {
-        var stream = new MemoryStream();
-        await RpcFrames.WriteAsync(stream, Sample, CancellationToken.None);
+        using var frame = RpcFrames.Encode(Sample);
 
-        var read = await ReadEnvelopeAsync(stream.ToArray());
+        var read = await ReadEnvelopeAsync(frame.Frame().ToArray());
 
         Assert.That(read, Is.Not.Null);
         Assert.That(read!.Method, Is.EqualTo(Sample.Method));
