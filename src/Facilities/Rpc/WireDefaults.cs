@@ -29,7 +29,8 @@ internal static class WireDefaults
                 case Kind.Bytes when value is null:
                     member.Property.SetValue(message, Array.Empty<byte>());
                     break;
-                case Kind.List when value is null:
+                case Kind.List or Kind.Map when value is null:
+                case Kind.Contract when value is null && !member.Nullable:
                     member.Property.SetValue(message, Activator.CreateInstance(member.Property.PropertyType));
                     break;
                 case Kind.List:
@@ -39,18 +40,12 @@ internal static class WireDefaults
                         if (member.ElementIsContract) Fill(item);
                     }
                     break;
-                case Kind.Map when value is null:
-                    member.Property.SetValue(message, Activator.CreateInstance(member.Property.PropertyType));
-                    break;
                 case Kind.Map:
                     foreach (DictionaryEntry entry in (IDictionary)value)
                         if (entry.Value is null) throw Nil(message, member);
                     break;
                 case Kind.Contract when value is not null:
                     Fill(value);
-                    break;
-                case Kind.Contract when !member.Nullable:
-                    member.Property.SetValue(message, Activator.CreateInstance(member.Property.PropertyType));
                     break;
             }
         }
