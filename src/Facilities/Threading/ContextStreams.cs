@@ -4,8 +4,8 @@ namespace P2PInference.Facilities.Threading;
 
 /// <summary>
 /// Stream loops that resume on the caller's context. The BCL's <see cref="Stream.ReadExactlyAsync(Memory{byte}, CancellationToken)"/>,
-/// <see cref="Stream.ReadAtLeastAsync"/> and <see cref="Stream.CopyToAsync(Stream, CancellationToken)"/> await with
-/// <c>ConfigureAwait(false)</c>; under a <see cref="SynchronizationContext"/> the runtime never inlines such a
+/// <see cref="Stream.ReadAtLeastAsync"/> and <see cref="Stream.CopyToAsync(Stream, CancellationToken)"/> await
+/// without capturing the context; under a <see cref="SynchronizationContext"/> the runtime never inlines such a
 /// continuation and sends it to the thread pool, so in a single-threaded simulation they leave its thread.
 /// </summary>
 public static class ContextStreams

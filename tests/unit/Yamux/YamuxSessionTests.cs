@@ -448,6 +448,7 @@ public sealed class YamuxSessionTests
 
         Assert.That(async () => await accepting, Throws.TypeOf<YamuxException>());
     }
+
     [Test]
     public async Task OpenStream_WithSynWithFirstWrite_ReachesTheRemoteWithItsFirstWrite(CancellationToken token)
     {
@@ -513,5 +514,47 @@ public sealed class YamuxSessionTests
 
         await inbound.ReadExactlyAsync(new byte[1], token);
         Assert.That(inbound.DataAvailable, Is.False);
+    }
+
+    [Test]
+    public async Task Stream_SynchronousAndArrayOverloads_CarryTheSameBytes(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var __ = server;
+        await using var stream = await client.OpenStreamAsync(token);
+        var accepting = server.AcceptStreamAsync(token).AsTask();
+
+        stream.Write("abc"u8.ToArray(), 0, 3);
+        await stream.WriteAsync("defg"u8.ToArray(), 0, 4, token);
+        stream.Flush();
+        await stream.FlushAsync(token);
+        await using var inbound = await accepting;
+
+        var received = new byte[7];
+        var total = inbound.Read(received, 0, 3);
+        while (total < 5) total += inbound.Read(received.AsSpan(total, 5 - total));
+        while (total < 7) total += await inbound.ReadAsync(received, total, 7 - total, token);
+
+        Assert.That(received, Is.EqualTo("abcdefg"u8.ToArray()));
+    }
+
+    [Test]
+    public async Task Stream_Seeking_IsNotSupported(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var clientSession = client;
+        await using var serverSession = server;
+        await using var stream = await client.OpenStreamAsync(token);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((stream.CanRead, stream.CanWrite, stream.CanSeek), Is.EqualTo((true, true, false)));
+            Assert.Throws<NotSupportedException>(() => _ = stream.Length);
+            Assert.Throws<NotSupportedException>(() => _ = stream.Position);
+            Assert.Throws<NotSupportedException>(() => stream.Position = 1);
+            Assert.Throws<NotSupportedException>(() => stream.Seek(0, SeekOrigin.Begin));
+            Assert.Throws<NotSupportedException>(() => stream.SetLength(1));
+        });
     }
 }
