@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using MicrosoftFakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 
 namespace P2PInference.TestKit.Simulation;
@@ -77,6 +78,72 @@ public sealed class SimulationClock : MicrosoftFakeTimeProvider
     }
 
     internal long NowTicks => base.GetUtcNow().UtcTicks;
+
+    /// <summary>Sets the provider's time when no timer is due before <paramref name="ticks"/> (the executor checked).</summary>
+    internal void MoveTo(long ticks) => SetUtcNow(new DateTimeOffset(ticks, TimeSpan.Zero));
+
+    /// <summary>
+    /// Completes once the simulation is idle — nothing runnable, no outside operation in flight —
+    /// without moving the clock. Exact: the executor knows its queue.
+    /// </summary>
+    public Task RunUntilIdleAsync() => _executor.WhenIdleAsync(NowTicks);
+
+    /// <summary>
+    /// Moves virtual time forward by <paramref name="delta"/>: each timer due on the way fires in due
+    /// order and the work it starts runs before the clock moves on; completes when the clock reads
+    /// now + <paramref name="delta"/> and the simulation is idle.
+    /// </summary>
+    public Task AdvanceAsync(TimeSpan delta)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(delta, TimeSpan.Zero);
+        return _executor.WhenIdleAsync(NowTicks + delta.Ticks);
+    }
+
+    /// <summary>As <see cref="AdvanceAsync(TimeSpan)"/>, to an absolute time (no-op wait for idle when it has passed).</summary>
+    public Task AdvanceToAsync(DateTimeOffset time) => _executor.WhenIdleAsync(Math.Max(time.UtcTicks, NowTicks));
+
+    /// <summary>
+    /// Completes once <paramref name="condition"/> holds, checking it at every idle point and moving
+    /// the clock from due timer to due timer in between: no polling, no real time.
+    /// </summary>
+    /// <exception cref="TimeoutException">
+    /// Still false after <paramref name="virtualTimeout"/> of virtual time, or false with nothing left that
+    /// could change it (no work, no timer); the message names <paramref name="description"/> and the replay.
+    /// </exception>
+    public Task WaitUntilAsync(Func<bool> condition, TimeSpan virtualTimeout, CancellationToken cancellationToken = default,
+        [CallerArgumentExpression(nameof(condition))] string? description = null)
+    {
+        ArgumentNullException.ThrowIfNull(condition);
+        return WaitUntilAsync(() => Task.FromResult(condition()), virtualTimeout, cancellationToken, description);
+    }
+
+    /// <summary>
+    /// As <see cref="WaitUntilAsync(Func{bool}, TimeSpan, CancellationToken, string?)"/> for a check that is
+    /// itself asynchronous (a ping, a lookup); the clock moves while it waits, as for any simulated work.
+    /// </summary>
+    public async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan virtualTimeout, CancellationToken cancellationToken = default,
+        [CallerArgumentExpression(nameof(condition))] string? description = null)
+    {
+        ArgumentNullException.ThrowIfNull(condition);
+        ArgumentOutOfRangeException.ThrowIfLessThan(virtualTimeout, TimeSpan.Zero);
+        var deadline = NowTicks + virtualTimeout.Ticks;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            await RunUntilIdleAsync();
+            if (await condition()) return;
+            var next = NextDue;
+            if (NowTicks >= deadline || next is null)
+            {
+                var why = next is null
+                    ? "nothing is left to run and no timer is armed, so it can never change"
+                    : $"virtual timeout of {virtualTimeout} passed";
+                throw new TimeoutException(
+                    $"'{description}' was still false at virtual time {Elapsed}: {why}. Replay: {_executor}");
+            }
+            await AdvanceToAsync(new DateTimeOffset(Math.Min(next.Value.UtcTicks, deadline), TimeSpan.Zero));
+        }
+    }
 
     internal void Track(SimulationTimer timer, long version, long dueTicks) =>
         _due.Enqueue((timer, version), (dueTicks, _sequence++));

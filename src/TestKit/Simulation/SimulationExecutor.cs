@@ -30,6 +30,8 @@ public sealed class SimulationExecutor
     private readonly SimulationTaskScheduler _scheduler;
     private readonly Dictionary<Type, ulong> _typeHashes = [];
     private readonly SimulationOptions _options;
+    private readonly PriorityQueue<TaskCompletionSource, (long TargetTicks, long Sequence)> _idleWaiters = new();
+    private long _idleWaiterSequence;
     private int _threadId;
     private int _outsidePending;
     private SimulationException? _escape;
@@ -74,6 +76,9 @@ public sealed class SimulationExecutor
 
     /// <summary>The node the running code belongs to (see <see cref="InNode(string, Func{Task})"/>), or null.</summary>
     public static string? CurrentNode => s_node.Value;
+
+    /// <summary>The simulation running on the calling thread, or null outside one.</summary>
+    public static SimulationExecutor? Current => t_running;
 
     /// <summary>True on the thread that is running this simulation.</summary>
     public bool IsSimulationThread => _threadId != 0 && Environment.CurrentManagedThreadId == _threadId;
@@ -281,6 +286,7 @@ public sealed class SimulationExecutor
             }
             if (index < 0)
             {
+                if (TryReleaseIdleWaiter()) continue;
                 if (Clock.TryAdvanceToNextDue(limit)) continue;
                 throw Failure<SimulationDeadlockException>(
                     $"deadlock at virtual time {Clock.Elapsed}: nothing is runnable, no timer is armed and no outside operation is in flight, "
@@ -290,6 +296,46 @@ public sealed class SimulationExecutor
                 throw Failure<SimulationLimitException>($"the run took more than {_options.MaxSteps} steps without finishing (livelock?)");
             Execute(item, ready, index);
         }
+    }
+
+    /// <summary>
+    /// Completes once nothing is runnable and no outside operation is in flight, with the clock at
+    /// <paramref name="targetTicks"/> (or later, when it already was): timers due up to then fire first,
+    /// each followed by the work it starts. The basis of <see cref="SimulationClock.RunUntilIdleAsync"/>
+    /// and <see cref="SimulationClock.AdvanceAsync(TimeSpan)"/>.
+    /// </summary>
+    internal Task WhenIdleAsync(long targetTicks)
+    {
+        CheckThread("wait for the simulation to go idle");
+        if (t_running != this)
+            throw new InvalidOperationException("waiting for the simulation to go idle works only inside SimulationExecutor.Run");
+        var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _idleWaiters.Enqueue(waiter, (targetTicks, _idleWaiterSequence++));
+        return waiter.Task;
+    }
+
+    /// <summary>At an idle point: releases the earliest idle waiter whose target comes before the next due timer, moving the clock to that target.</summary>
+    private bool TryReleaseIdleWaiter()
+    {
+        if (!_idleWaiters.TryPeek(out _, out var first)) return false;
+        var now = Clock.NowTicks;
+        if (first.TargetTicks > now)
+        {
+            // Timers due at or before the target run first; equal counts as before, so AdvanceAsync(d)
+            // returns after what is due exactly at now + d has run.
+            if (Clock.NextDue is { } due && due.UtcTicks <= first.TargetTicks) return false;
+            Clock.MoveTo(first.TargetTicks);
+            now = first.TargetTicks;
+        }
+        var released = false;
+        while (_idleWaiters.TryPeek(out var waiter, out var key) && key.TargetTicks <= now)
+        {
+            _idleWaiters.Dequeue();
+            // Its continuation is posted to the simulation's context: a step of the queue.
+            waiter.SetResult();
+            released = true;
+        }
+        return released;
     }
 
     private void Execute(in SimulationWorkItem item, int ready, int index)
