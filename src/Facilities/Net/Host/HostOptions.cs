@@ -60,5 +60,8 @@ public sealed class HostOptions
     public TimeSpan IdentifyTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>Source of the host's unpredictable bytes (Noise ephemeral keys, ping payloads); seeded only in simulations.</summary>
+    public IRandomSource RandomSource { get; init; } = SystemRandomSource.Instance;
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 }
