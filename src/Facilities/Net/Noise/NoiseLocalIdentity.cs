@@ -14,9 +14,9 @@ internal sealed class NoiseLocalIdentity
     // Weak on the identity: an entry lives exactly as long as the KeyPair it was made for.
     private static readonly ConditionalWeakTable<KeyPair, NoiseLocalIdentity> ByIdentity = new();
 
-    private NoiseLocalIdentity(KeyPair identity)
+    private NoiseLocalIdentity(KeyPair identity, IRandomSource source)
     {
-        StaticKey = Curve25519KeyPair.Generate();
+        StaticKey = Curve25519KeyPair.Generate(source);
         Payload = NoisePayload.Create(identity, StaticKey.PublicKey);
     }
 
@@ -26,5 +26,16 @@ internal sealed class NoiseLocalIdentity
     /// <summary>The handshake payload; callers only read it.</summary>
     public byte[] Payload { get; }
 
-    public static NoiseLocalIdentity For(KeyPair identity) => ByIdentity.GetValue(identity, static key => new NoiseLocalIdentity(key));
+    public static NoiseLocalIdentity For(KeyPair identity) => For(identity, SystemRandomSource.Instance);
+
+    /// <summary>
+    /// The identity's Noise state; <paramref name="source"/> makes the static key on the first call
+    /// only. A simulation gives each node its own KeyPair, so that first draw is from the node's source.
+    /// </summary>
+    public static NoiseLocalIdentity For(KeyPair identity, IRandomSource source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (ByIdentity.TryGetValue(identity, out var existing)) return existing;
+        return ByIdentity.GetValue(identity, key => new NoiseLocalIdentity(key, source));
+    }
 }
