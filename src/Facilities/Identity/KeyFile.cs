@@ -53,10 +53,14 @@ public static class KeyFile
         }
     }
 
-    public static KeyPair LoadOrCreate(string path)
+    public static KeyPair LoadOrCreate(string path) => LoadOrCreate(path, SystemRandomSource.Instance);
+
+    /// <summary>Loads the key at <paramref name="path"/>, or makes one from <paramref name="source"/> and saves it there.</summary>
+    public static KeyPair LoadOrCreate(string path, IRandomSource source)
     {
+        ArgumentNullException.ThrowIfNull(source);
         if (File.Exists(path)) return Load(path);
-        var key = KeyPair.Generate();
+        var key = KeyPair.Generate(source);
         Save(path, key);
         return key;
     }

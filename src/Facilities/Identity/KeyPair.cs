@@ -21,12 +21,26 @@ public sealed class KeyPair
     public PublicKey PublicKey { get; }
     public PeerId PeerId { get; }
 
-    /// <summary>A new key from the operating system's CSPRNG (keys are the one exception to seeded randomness).</summary>
-    public static KeyPair Generate()
+    /// <summary>A new key from the operating system's CSPRNG.</summary>
+    public static KeyPair Generate() => Generate(SystemRandomSource.Instance);
+
+    /// <summary>
+    /// A new key from <paramref name="source"/>: the system source for real nodes; a seeded one only
+    /// inside a simulation, where the key must replay from the simulation's seed.
+    /// </summary>
+    public static KeyPair Generate(IRandomSource source)
     {
+        ArgumentNullException.ThrowIfNull(source);
         Span<byte> seed = stackalloc byte[Ed25519.SeedSize];
-        RandomNumberGenerator.Fill(seed);
-        return FromSeed(seed);
+        source.Fill(seed);
+        try
+        {
+            return FromSeed(seed);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(seed);
+        }
     }
 
     /// <summary>A deterministic key, for tests and simulations that must replay from a seed.</summary>

@@ -1,3 +1,5 @@
+using P2PInference.Facilities.Identity;
+
 namespace P2PInference.Facilities.Rpc;
 
 /// <summary>What a client checks before anything goes on the wire; shared by the real node and the TestKit twin.</summary>
@@ -16,5 +18,6 @@ internal static class RpcCallChecks
         return deadline;
     }
 
-    public static string NewTraceId() => Guid.NewGuid().ToString("N");
+    /// <summary>16 bytes from <paramref name="source"/> as 32 lowercase hex digits (the shape a Guid's "N" format had).</summary>
+    public static string NewTraceId(IRandomSource source) => source.NextHex(16);
 }

@@ -45,7 +45,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     public RpcNode(P2PHost host, RpcOptions? options = null, IDiscovery? discovery = null)
     {
         ArgumentNullException.ThrowIfNull(host);
-        options ??= new RpcOptions { TimeProvider = host.TimeProvider };
+        options ??= new RpcOptions { TimeProvider = host.TimeProvider, RandomSource = host.RandomSource, Random = host.RandomSource.CreateRandom() };
         options.Validate();
         _host = host;
         _options = options;
@@ -137,7 +137,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             Method = method,
             Payload = request,
             TimeoutMs = timeoutMs,
-            TraceId = options.TraceId ?? RpcCallChecks.NewTraceId(),
+            TraceId = options.TraceId ?? RpcCallChecks.NewTraceId(_options.RandomSource),
             RequestId = options.RequestId ?? NextRequestId(),
             Streaming = streaming,
         };

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Identity;
@@ -35,7 +34,14 @@ public sealed record RpcOptions
     public double LatencyEwmaAlpha { get; init; } = 0.3;
 
     /// <summary>Source of the random choices of the load balancer; seed it to replay a run.</summary>
-    public Random Random { get; init; } = new(RandomNumberGenerator.GetInt32(int.MaxValue));
+    public Random Random { get; init; } = SystemRandomSource.Instance.CreateRandom();
+
+    /// <summary>
+    /// Source of the trace ids of calls made without one. Choices (<see cref="Random"/>) and ids are
+    /// drawn apart, so a call's id never shifts which provider a later call picks. Request ids need
+    /// neither: they are this node's PeerId suffix and a counter. Seeded only in simulations.
+    /// </summary>
+    public IRandomSource RandomSource { get; init; } = SystemRandomSource.Instance;
 
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
@@ -52,6 +58,7 @@ public sealed record RpcOptions
         if (TopicCacheTtl < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(TopicCacheTtl));
         if (DefaultTimeout is { } t && t <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(DefaultTimeout));
         ArgumentNullException.ThrowIfNull(Random);
+        ArgumentNullException.ThrowIfNull(RandomSource);
         ArgumentNullException.ThrowIfNull(TimeProvider);
         ArgumentNullException.ThrowIfNull(LoggerFactory);
     }

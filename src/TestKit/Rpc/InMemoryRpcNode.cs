@@ -101,7 +101,7 @@ public sealed class InMemoryRpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             request.ToArray(), // the caller may reuse its buffer once the call is sent, as with a real stream
             deadline is { } d ? d - time.GetUtcNow() : null,
             options.RequestId ?? $"{PeerId.ToString()[^8..]}-{Interlocked.Increment(ref _nextRequestId)}",
-            options.TraceId ?? RpcCallChecks.NewTraceId(),
+            options.TraceId ?? RpcCallChecks.NewTraceId(Options.RandomSource),
             options.Metadata is { Count: > 0 } metadata ? metadata.ToFrozenDictionary(StringComparer.Ordinal) : NoMetadata,
             streaming);
         var exchange = new InMemoryRpcExchange(_network, this, peer, call, deadline, cancellationToken);

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Store;
 using P2PInference.Workers.Contracts.Auth;
 
@@ -41,8 +42,10 @@ public sealed class ApiKeyService
     private readonly IKeyValueStore _byHash;
     private readonly TimeProvider _time;
     private readonly int _maxKeysPerUser;
+    private readonly IRandomSource _random;
 
-    public ApiKeyService(IKeyValueStore store, TimeProvider timeProvider, int maxKeysPerUser = 100)
+    /// <param name="randomSource">Key secrets and ids. Null: the system CSPRNG; seeded only in simulations.</param>
+    public ApiKeyService(IKeyValueStore store, TimeProvider timeProvider, int maxKeysPerUser = 100, IRandomSource? randomSource = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(timeProvider);
@@ -52,13 +55,18 @@ public sealed class ApiKeyService
         _byHash = store.SubStore("api-key-hashes");
         _time = timeProvider;
         _maxKeysPerUser = maxKeysPerUser;
+        _random = randomSource ?? SystemRandomSource.Instance;
     }
 
-    /// <summary>A new key from the CSPRNG (secrets are the exception to seeded randomness).</summary>
-    public static string GenerateKey()
+    /// <summary>A new key from the system CSPRNG.</summary>
+    public static string GenerateKey() => GenerateKey(SystemRandomSource.Instance);
+
+    /// <summary>A new key from <paramref name="source"/>: the system CSPRNG, or a seeded source inside a simulation.</summary>
+    public static string GenerateKey(IRandomSource source)
     {
+        ArgumentNullException.ThrowIfNull(source);
         Span<byte> secret = stackalloc byte[SecretBytes];
-        RandomNumberGenerator.Fill(secret);
+        source.Fill(secret);
         var key = Prefix + Base58.Encode(secret);
         CryptographicOperations.ZeroMemory(secret);
         return key;
@@ -123,7 +131,7 @@ public sealed class ApiKeyService
             throw new AuthException(AuthErrorCode.ResourceExhausted, $"a user may hold at most {_maxKeysPerUser} API keys");
         }
 
-        var apiKey = GenerateKey();
+        var apiKey = GenerateKey(_random);
         var hash = HashKey(apiKey);
         var record = new ApiKeyRecord
         {
@@ -253,12 +261,7 @@ public sealed class ApiKeyService
         }
     }
 
-    private static string NewKeyId()
-    {
-        Span<byte> id = stackalloc byte[16];
-        RandomNumberGenerator.Fill(id);
-        return KeyIdPrefix + Convert.ToHexStringLower(id);
-    }
+    private string NewKeyId() => KeyIdPrefix + _random.NextHex(16);
 
     private static string UserIndexKey(string userId, string keyId) => userId + "/" + keyId;
 }

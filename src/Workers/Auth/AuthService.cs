@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Store;
 using P2PInference.Workers.Contracts.Auth;
@@ -26,8 +25,10 @@ public sealed class AuthService
     private readonly PasswordHasher _hasher;
     private readonly JwtIssuer _issuer;
     private readonly Lazy<string> _decoyHash;
+    private readonly IRandomSource _random;
 
-    public AuthService(IKeyValueStore store, KeyPair signingKey, AuthOptions options, TimeProvider timeProvider)
+    /// <param name="randomSource">Salts, user, token and key ids, API keys. Null: the system CSPRNG; seeded only in simulations.</param>
+    public AuthService(IKeyValueStore store, KeyPair signingKey, AuthOptions options, TimeProvider timeProvider, IRandomSource? randomSource = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(signingKey);
@@ -36,16 +37,17 @@ public sealed class AuthService
         options.Validate();
         _options = options;
         _time = timeProvider;
+        _random = randomSource ?? SystemRandomSource.Instance;
         _users = new UserStore(store);
-        _hasher = new PasswordHasher(options.PasswordIterations);
-        _issuer = new JwtIssuer(signingKey, options.Issuer, options.TokenLifetime, timeProvider);
+        _hasher = new PasswordHasher(options.PasswordIterations, _random);
+        _issuer = new JwtIssuer(signingKey, options.Issuer, options.TokenLifetime, timeProvider, _random);
         TokenValidator = new JwtValidator(signingKey.PublicKey, options.Issuer, timeProvider, options.ClockSkew);
-        ApiKeys = new ApiKeyService(store, timeProvider, options.MaxApiKeysPerUser);
+        ApiKeys = new ApiKeyService(store, timeProvider, options.MaxApiKeysPerUser, _random);
         Throttle = new LoginThrottle(options.LoginThrottle, timeProvider);
 
         // Logins for unknown emails verify against this, so they cost what a wrong password costs
         // and response time does not tell which emails have accounts.
-        _decoyHash = new Lazy<string>(() => _hasher.Hash(Convert.ToBase64String(RandomNumberGenerator.GetBytes(16))));
+        _decoyHash = new Lazy<string>(() => _hasher.Hash(_random.NextHex(16)));
     }
 
     /// <summary>The key that verifies this worker's tokens.</summary>
@@ -243,10 +245,5 @@ public sealed class AuthService
 
     private static AuthException AlreadyRegistered() => new(AuthErrorCode.AlreadyExists, "an account with this email already exists");
 
-    private static string NewUserId()
-    {
-        Span<byte> id = stackalloc byte[16];
-        RandomNumberGenerator.Fill(id);
-        return "usr_" + Convert.ToHexStringLower(id);
-    }
+    private string NewUserId() => "usr_" + _random.NextHex(16);
 }

@@ -32,7 +32,7 @@ public sealed class AuthWorker : IWorker
     {
         ArgumentNullException.ThrowIfNull(context);
         _logger = context.LoggerFactory.CreateLogger<AuthWorker>();
-        var service = new AuthService(context.Store.SubStore("auth"), context.Identity, _options, context.Time);
+        var service = new AuthService(context.Store.SubStore("auth"), context.Identity, _options, context.Time, context.RandomSource);
         Service = service;
         var server = context.Server;
         Serve(server, WorkerMethods.Auth.Register, RegisterRequest.Parser, service.RegisterAsync);

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using P2PInference.Facilities.Identity;
@@ -16,8 +15,10 @@ public sealed class JwtIssuer
     private readonly KeyPair _key;
     private readonly TimeProvider _time;
     private readonly string _encodedHeader;
+    private readonly IRandomSource _random;
 
-    public JwtIssuer(KeyPair signingKey, string issuer, TimeSpan lifetime, TimeProvider timeProvider)
+    /// <param name="randomSource">Token ids (<c>jti</c>). Null: the system CSPRNG; seeded only in simulations.</param>
+    public JwtIssuer(KeyPair signingKey, string issuer, TimeSpan lifetime, TimeProvider timeProvider, IRandomSource? randomSource = null)
     {
         ArgumentNullException.ThrowIfNull(signingKey);
         ArgumentException.ThrowIfNullOrWhiteSpace(issuer);
@@ -25,6 +26,7 @@ public sealed class JwtIssuer
         ArgumentNullException.ThrowIfNull(timeProvider);
         _key = signingKey;
         _time = timeProvider;
+        _random = randomSource ?? SystemRandomSource.Instance;
         Issuer = issuer;
         Lifetime = lifetime;
         KeyId = Jwt.KeyId(signingKey.PublicKey);
@@ -53,7 +55,7 @@ public sealed class JwtIssuer
         var issuedAt = DateTimeOffset.FromUnixTimeSeconds(_time.GetUtcNow().ToUnixTimeSeconds());
         var expiresAt = issuedAt + TimeSpan.FromSeconds(Math.Floor(Lifetime.TotalSeconds));
         Span<byte> id = stackalloc byte[16];
-        RandomNumberGenerator.Fill(id);
+        _random.Fill(id);
         var claims = new JwtClaims(Issuer, subject, email, issuedAt, expiresAt, Jwt.Encode(id));
         var payload = Jwt.Encode(Json(writer =>
         {

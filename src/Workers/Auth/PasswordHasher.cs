@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
+using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Workers.Auth;
 
@@ -18,11 +19,15 @@ public sealed class PasswordHasher
     // A stored hash is our own output; the bound only keeps a damaged record from being parsed at length.
     private const int MaxEncodedLength = 256;
 
-    public PasswordHasher(int iterations)
+    private readonly IRandomSource _random;
+
+    /// <param name="randomSource">Salts. Null: the system CSPRNG; seeded only in simulations.</param>
+    public PasswordHasher(int iterations, IRandomSource? randomSource = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(iterations, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(iterations, AuthOptions.MaxPasswordIterations);
         Iterations = iterations;
+        _random = randomSource ?? SystemRandomSource.Instance;
     }
 
     public int Iterations { get; }
@@ -32,7 +37,7 @@ public sealed class PasswordHasher
     {
         ArgumentNullException.ThrowIfNull(password);
         Span<byte> salt = stackalloc byte[SaltSize];
-        RandomNumberGenerator.Fill(salt);
+        _random.Fill(salt);
         Span<byte> hash = stackalloc byte[HashSize];
         Derive(password, salt, Iterations, hash);
         return string.Create(CultureInfo.InvariantCulture, $"{Algorithm}${Iterations}${Convert.ToBase64String(salt)}${Convert.ToBase64String(hash)}");

@@ -51,7 +51,7 @@ internal static class DemoCommand
 
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        var root = Path.Combine(Path.GetTempPath(), "p2pinference-demo-" + Guid.NewGuid().ToString("N"));
+        var root = Path.Combine(Path.GetTempPath(), "p2pinference-demo-" + SystemRandomSource.Instance.NextHex(16));
         using var logging = CliNode.CreateLoggerFactory(LogLevel.Error);
         var demo = new Journey(root, logging, json ? TextWriter.Null : output);
         try

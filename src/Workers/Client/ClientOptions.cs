@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Dht;
@@ -32,7 +31,13 @@ public sealed record ClientOptions
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
     /// <summary>Jitter of the backoff, the gateway picked for a stream and request ids; seed it to replay a run.</summary>
-    public Random Random { get; init; } = new(RandomNumberGenerator.GetInt32(int.MaxValue));
+    public Random Random { get; init; } = SystemRandomSource.Instance.CreateRandom();
+
+    /// <summary>
+    /// <see cref="P2PInferenceClient.ConnectAsync"/>: the source of the client's key when
+    /// <see cref="Identity"/> is null, its Noise keys and its trace ids. The system CSPRNG; seeded only in simulations.
+    /// </summary>
+    public IRandomSource RandomSource { get; init; } = SystemRandomSource.Instance;
 
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 
@@ -55,6 +60,7 @@ public sealed record ClientOptions
         if (MaxBackoff < InitialBackoff) throw new ArgumentOutOfRangeException(nameof(MaxBackoff), MaxBackoff, "must be at least InitialBackoff");
         ArgumentNullException.ThrowIfNull(TimeProvider);
         ArgumentNullException.ThrowIfNull(Random);
+        ArgumentNullException.ThrowIfNull(RandomSource);
         ArgumentNullException.ThrowIfNull(LoggerFactory);
         ArgumentException.ThrowIfNullOrEmpty(DhtProtocolId);
     }

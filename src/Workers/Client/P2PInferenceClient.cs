@@ -87,9 +87,10 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         var time = options.TimeProvider;
         var host = new P2PHost(new HostOptions
         {
-            Identity = options.Identity ?? KeyPair.Generate(),
+            Identity = options.Identity ?? KeyPair.Generate(options.RandomSource),
             Transports = transports,
             TimeProvider = time,
+            RandomSource = options.RandomSource,
             LoggerFactory = options.LoggerFactory,
         });
         var owned = new List<IAsyncDisposable> { host };
@@ -125,7 +126,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
                         $"could not join the network through {string.Join(", ", bootstrap)} within {options.JoinTimeout.TotalSeconds:0.#} s");
                 }
             }
-            var rpc = new RpcNode(host, new RpcOptions { TimeProvider = time, Random = new Random(rpcSeed), LoggerFactory = options.LoggerFactory }, dht);
+            var rpc = new RpcNode(host, new RpcOptions { TimeProvider = time, Random = new Random(rpcSeed), RandomSource = options.RandomSource, LoggerFactory = options.LoggerFactory }, dht);
             owned.Insert(0, rpc);
             return new P2PInferenceClient(rpc, dht, options, found => host.PeerStore.AddAddresses(found.PeerId, found.Addresses), owned);
         }

@@ -55,6 +55,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
             Identity = identity,
             Transports = _options.TransportFactory(identity),
             TimeProvider = _options.TimeProvider,
+            RandomSource = _options.RandomSource,
             LoggerFactory = _options.LoggerFactory,
         });
         await _host.StartAsync(_options.ListenAddresses, cancellationToken);
@@ -93,7 +94,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
     public Task<(IRpcServer Server, IRpcClient Client)> StartRpcAsync(IDiscovery discovery, CancellationToken cancellationToken)
     {
         var host = _host ?? throw new InvalidOperationException("the network is not started");
-        _rpc = new RpcNode(host, _options.Rpc with { TimeProvider = _options.TimeProvider, LoggerFactory = _options.LoggerFactory }, discovery);
+        _rpc = new RpcNode(host, _options.Rpc with { TimeProvider = _options.TimeProvider, RandomSource = _options.RandomSource, LoggerFactory = _options.LoggerFactory }, discovery);
         return Task.FromResult<(IRpcServer, IRpcClient)>((_rpc, _rpc));
     }
 

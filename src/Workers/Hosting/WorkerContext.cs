@@ -19,5 +19,11 @@ public sealed class WorkerContext
     public required IKeyValueStore Store { get; init; }
     public TimeProvider Time { get; init; } = TimeProvider.System;
     public required Random Random { get; init; }
+
+    /// <summary>
+    /// Where the worker's secrets and ids come from (salts, token and key ids, API keys). The system
+    /// CSPRNG unless a simulation seeds it; choices that need no secrecy use <see cref="Random"/>.
+    /// </summary>
+    public IRandomSource RandomSource { get; init; } = SystemRandomSource.Instance;
     public ILoggerFactory LoggerFactory { get; init; } = Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
 }

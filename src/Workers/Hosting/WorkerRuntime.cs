@@ -155,6 +155,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
             Store = store!,
             Time = _options.TimeProvider,
             Random = new Random(_options.EffectiveSeed),
+            RandomSource = _options.RandomSource,
             LoggerFactory = _options.LoggerFactory,
         };
         _logger.LogInformation("starting worker {Role}", _worker.Role);
@@ -258,7 +259,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
     {
         var path = _options.IdentityPath;
         var existed = File.Exists(path);
-        var key = KeyFile.LoadOrCreate(path);
+        var key = KeyFile.LoadOrCreate(path, _options.RandomSource);
         _logger.LogInformation(existed ? "loaded identity {PeerId} from {Path}" : "created identity {PeerId} in {Path}", key.PeerId, path);
         return key;
     }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
@@ -58,7 +57,14 @@ public sealed class WorkerRuntimeOptions
 
     public string StorePath => Path.Combine(DataDirectory, StoreDirectoryName);
 
-    internal int EffectiveSeed => RandomSeed ?? RandomNumberGenerator.GetInt32(int.MaxValue);
+    /// <summary>
+    /// Source of the node's unpredictable bytes: a new identity key, Noise keys, trace ids, the
+    /// worker's <see cref="WorkerContext.RandomSource"/>, and the seed of <see cref="WorkerContext.Random"/>
+    /// when <see cref="RandomSeed"/> is null. The system CSPRNG; seeded only in simulations.
+    /// </summary>
+    public IRandomSource RandomSource { get; init; } = SystemRandomSource.Instance;
+
+    internal int EffectiveSeed => RandomSeed ?? RandomSource.NextSeed();
 
     internal void Validate()
     {
@@ -71,6 +77,7 @@ public sealed class WorkerRuntimeOptions
         ArgumentNullException.ThrowIfNull(Rpc);
         ArgumentOutOfRangeException.ThrowIfLessThan(DrainTimeout, TimeSpan.Zero);
         ArgumentNullException.ThrowIfNull(TimeProvider);
+        ArgumentNullException.ThrowIfNull(RandomSource);
         ArgumentNullException.ThrowIfNull(LoggerFactory);
         ArgumentNullException.ThrowIfNull(TransportFactory);
         foreach (var peer in BootstrapPeers)

@@ -40,7 +40,7 @@ internal static class ConnectionUpgrader
                 }
                 else
                 {
-                    var noise = await NoiseHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, ct);
+                    var noise = await NoiseHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, options.RandomSource, ct);
                     (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
                 }
                 await MultistreamSelect.SelectAsync(secure, MuxerProtocols, ct);
@@ -55,7 +55,7 @@ internal static class ConnectionUpgrader
                 }
                 else
                 {
-                    var noise = await NoiseHandshake.RespondAsync(raw.Stream, options.Identity, ct);
+                    var noise = await NoiseHandshake.RespondAsync(raw.Stream, options.Identity, options.RandomSource, ct);
                     (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
                 }
                 await MultistreamSelect.HandleAsync(secure, MuxerProtocols, ct);

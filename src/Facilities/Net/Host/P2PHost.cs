@@ -35,6 +35,7 @@ public sealed class P2PHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         if (options.Transports.Count == 0) throw new ArgumentException("a host needs at least one transport", nameof(options));
         ConnectionUpgrader.ValidateSecurityProtocols(options.SecurityProtocols);
+        ArgumentNullException.ThrowIfNull(options.RandomSource, nameof(options.RandomSource));
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
         _connections = new ConnectionManager(options, _logger);
@@ -48,6 +49,9 @@ public sealed class P2PHost : IAsyncDisposable
     public KeyPair Identity => _options.Identity;
     public PeerStore PeerStore { get; } = new();
     public TimeProvider TimeProvider => _options.TimeProvider;
+
+    /// <summary>The host's source of unpredictable bytes (<see cref="HostOptions.RandomSource"/>), for the layers built on it.</summary>
+    public IRandomSource RandomSource => _options.RandomSource;
 
     /// <summary>The bound listen addresses, without the <c>/p2p/</c> suffix.</summary>
     public IReadOnlyList<Multiaddress> ListenAddresses
@@ -174,7 +178,7 @@ public sealed class P2PHost : IAsyncDisposable
     {
         var stream = await OpenStreamAsync(peer, PingProtocol.ProtocolId, cancellationToken);
         await using (stream)
-            return await PingProtocol.PingAsync(stream, _options.TimeProvider, cancellationToken);
+            return await PingProtocol.PingAsync(stream, _options.TimeProvider, _options.RandomSource, cancellationToken);
     }
 
     /// <summary>What <paramref name="peer"/> told about itself on our connection to it (dialed if there is none).</summary>

@@ -19,11 +19,15 @@ internal sealed class Curve25519KeyPair : IDisposable
 
     public byte[] PublicKey { get; }
 
-    /// <summary>A fresh key from the OS CSPRNG (keys are exempt from seeded randomness).</summary>
-    public static Curve25519KeyPair Generate()
+    /// <summary>A fresh key from the OS CSPRNG.</summary>
+    public static Curve25519KeyPair Generate() => Generate(SystemRandomSource.Instance);
+
+    /// <summary>A fresh key from <paramref name="source"/>: the system source, or a seeded one inside a simulation.</summary>
+    public static Curve25519KeyPair Generate(IRandomSource source)
     {
+        ArgumentNullException.ThrowIfNull(source);
         var key = new byte[KeySize];
-        RandomNumberGenerator.Fill(key);
+        source.Fill(key);
         return new Curve25519KeyPair(key);
     }
 

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Facilities.Net.Noise;
 
@@ -19,16 +20,20 @@ internal sealed class HandshakeState : IDisposable
     private readonly SymmetricState _symmetric = new(ProtocolName);
     private readonly Curve25519KeyPair _static;
     private readonly byte[]? _fixedEphemeral;
+    private readonly IRandomSource _randomSource;
     private Curve25519KeyPair? _ephemeral;
     private byte[]? _remoteEphemeral;
     private int _message;
 
-    /// <param name="ephemeralPrivateKey">Only for test vectors; normally fresh from the CSPRNG.</param>
-    public HandshakeState(bool initiator, ReadOnlySpan<byte> prologue, Curve25519KeyPair staticKey, ReadOnlySpan<byte> ephemeralPrivateKey = default)
+    /// <param name="ephemeralPrivateKey">Only for test vectors; normally fresh from <paramref name="randomSource"/>.</param>
+    /// <param name="randomSource">Where the ephemeral key comes from; null: the system CSPRNG.</param>
+    public HandshakeState(bool initiator, ReadOnlySpan<byte> prologue, Curve25519KeyPair staticKey, ReadOnlySpan<byte> ephemeralPrivateKey = default,
+        IRandomSource? randomSource = null)
     {
         _initiator = initiator;
         _static = staticKey;
         _fixedEphemeral = ephemeralPrivateKey.IsEmpty ? null : ephemeralPrivateKey.ToArray();
+        _randomSource = randomSource ?? SystemRandomSource.Instance;
         _symmetric.MixHash(prologue);
     }
 
@@ -135,7 +140,7 @@ internal sealed class HandshakeState : IDisposable
 
     private int WriteEphemeral(Span<byte> message)
     {
-        _ephemeral = _fixedEphemeral is null ? Curve25519KeyPair.Generate() : Curve25519KeyPair.FromPrivateKey(_fixedEphemeral);
+        _ephemeral = _fixedEphemeral is null ? Curve25519KeyPair.Generate(_randomSource) : Curve25519KeyPair.FromPrivateKey(_fixedEphemeral);
         _ephemeral.PublicKey.CopyTo(message);
         _symmetric.MixHash(_ephemeral.PublicKey);
         return DhSize;

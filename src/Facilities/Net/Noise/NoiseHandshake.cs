@@ -19,28 +19,42 @@ public static class NoiseHandshake
     /// <param name="expectedRemote">The peer dialled, when known; any other peer fails the handshake.</param>
     /// <exception cref="NoiseException">The remote broke the protocol or is not <paramref name="expectedRemote"/>.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first.</exception>
-    public static Task<NoiseSecureStream> InitiateAsync(Stream insecure, KeyPair localKey, PeerId? expectedRemote, CancellationToken cancellationToken)
+    public static Task<NoiseSecureStream> InitiateAsync(Stream insecure, KeyPair localKey, PeerId? expectedRemote, CancellationToken cancellationToken) =>
+        InitiateAsync(insecure, localKey, expectedRemote, SystemRandomSource.Instance, cancellationToken);
+
+    /// <summary>Runs the handshake as the dialer, with keys from <paramref name="randomSource"/> (a seeded one only in simulations).</summary>
+    /// <inheritdoc cref="InitiateAsync(Stream, KeyPair, PeerId?, CancellationToken)"/>
+    public static Task<NoiseSecureStream> InitiateAsync(Stream insecure, KeyPair localKey, PeerId? expectedRemote, IRandomSource randomSource,
+        CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(insecure);
         ArgumentNullException.ThrowIfNull(localKey);
-        return RunAsync(insecure, localKey, initiator: true, expectedRemote, cancellationToken);
+        ArgumentNullException.ThrowIfNull(randomSource);
+        return RunAsync(insecure, localKey, initiator: true, expectedRemote, randomSource, cancellationToken);
     }
 
     /// <summary>Runs the handshake as the listener; the remote may be any peer.</summary>
     /// <exception cref="NoiseException">The remote broke the protocol.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first.</exception>
-    public static Task<NoiseSecureStream> RespondAsync(Stream insecure, KeyPair localKey, CancellationToken cancellationToken)
+    public static Task<NoiseSecureStream> RespondAsync(Stream insecure, KeyPair localKey, CancellationToken cancellationToken) =>
+        RespondAsync(insecure, localKey, SystemRandomSource.Instance, cancellationToken);
+
+    /// <summary>Runs the handshake as the listener, with keys from <paramref name="randomSource"/> (a seeded one only in simulations).</summary>
+    /// <inheritdoc cref="RespondAsync(Stream, KeyPair, CancellationToken)"/>
+    public static Task<NoiseSecureStream> RespondAsync(Stream insecure, KeyPair localKey, IRandomSource randomSource, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(insecure);
         ArgumentNullException.ThrowIfNull(localKey);
-        return RunAsync(insecure, localKey, initiator: false, expectedRemote: null, cancellationToken);
+        ArgumentNullException.ThrowIfNull(randomSource);
+        return RunAsync(insecure, localKey, initiator: false, expectedRemote: null, randomSource, cancellationToken);
     }
 
-    private static async Task<NoiseSecureStream> RunAsync(Stream insecure, KeyPair localKey, bool initiator, PeerId? expectedRemote, CancellationToken cancellationToken)
+    private static async Task<NoiseSecureStream> RunAsync(Stream insecure, KeyPair localKey, bool initiator, PeerId? expectedRemote,
+        IRandomSource randomSource, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(NoiseFraming.MaxFramedSize);
-        var local = NoiseLocalIdentity.For(localKey);
-        using var state = new HandshakeState(initiator, ReadOnlySpan<byte>.Empty, local.StaticKey);
+        var local = NoiseLocalIdentity.For(localKey, randomSource);
+        using var state = new HandshakeState(initiator, ReadOnlySpan<byte>.Empty, local.StaticKey, randomSource: randomSource);
         try
         {
             // Not every Stream honours a token mid-read; disposing it ends the read for sure.

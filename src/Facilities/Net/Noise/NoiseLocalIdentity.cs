@@ -11,12 +11,15 @@ namespace P2PInference.Facilities.Net.Noise;
 /// </summary>
 internal sealed class NoiseLocalIdentity
 {
-    // Weak on the identity: an entry lives exactly as long as the KeyPair it was made for.
-    private static readonly ConditionalWeakTable<KeyPair, NoiseLocalIdentity> ByIdentity = new();
+    // Weak on the identity and on the source: an entry lives exactly as long as both. Keyed by the
+    // source too, so a simulation that builds a fresh seeded source per run draws the static key in
+    // every run, even when runs share a KeyPair; otherwise the second run would skip that draw and
+    // every later byte would shift. In production there is one source, so one key per identity.
+    private static readonly ConditionalWeakTable<KeyPair, ConditionalWeakTable<IRandomSource, NoiseLocalIdentity>> ByIdentity = new();
 
-    private NoiseLocalIdentity(KeyPair identity)
+    private NoiseLocalIdentity(KeyPair identity, IRandomSource source)
     {
-        StaticKey = Curve25519KeyPair.Generate();
+        StaticKey = Curve25519KeyPair.Generate(source);
         Payload = NoisePayload.Create(identity, StaticKey.PublicKey);
     }
 
@@ -26,5 +29,15 @@ internal sealed class NoiseLocalIdentity
     /// <summary>The handshake payload; callers only read it.</summary>
     public byte[] Payload { get; }
 
-    public static NoiseLocalIdentity For(KeyPair identity) => ByIdentity.GetValue(identity, static key => new NoiseLocalIdentity(key));
+    public static NoiseLocalIdentity For(KeyPair identity) => For(identity, SystemRandomSource.Instance);
+
+    /// <summary>The identity's Noise state; the first call for an (identity, source) pair draws the static key from <paramref name="source"/>.</summary>
+    public static NoiseLocalIdentity For(KeyPair identity, IRandomSource source)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        ArgumentNullException.ThrowIfNull(source);
+        var bySource = ByIdentity.GetValue(identity, static _ => new ConditionalWeakTable<IRandomSource, NoiseLocalIdentity>());
+        if (bySource.TryGetValue(source, out var existing)) return existing;
+        return bySource.GetValue(source, s => new NoiseLocalIdentity(identity, s));
+    }
 }

@@ -1,5 +1,5 @@
 using System.Runtime.CompilerServices;
-using System.Security.Cryptography;
+using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Workers.Processor.Engines;
 
@@ -50,7 +50,7 @@ public sealed class BuiltinEngine : IInferenceEngine
         _stopAtEndOfText = options.StopAtEndOfText;
         _tokenInterval = options.TokenInterval;
         _timeProvider = options.TimeProvider ?? TimeProvider.System;
-        _seedSource = options.SeedSource ?? new Random(RandomNumberGenerator.GetInt32(int.MaxValue));
+        _seedSource = options.SeedSource ?? SystemRandomSource.Instance.CreateRandom();
     }
 
     public string Kind => EngineKind;

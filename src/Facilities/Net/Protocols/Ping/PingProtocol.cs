@@ -1,5 +1,5 @@
 using System.Buffers;
-using System.Security.Cryptography;
+using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Protocols.Ping;
@@ -43,16 +43,22 @@ public static class PingProtocol
     /// as measured by <paramref name="timeProvider"/>. Can be called again on the same stream.
     /// </summary>
     /// <exception cref="PingException">The echo differs from the payload, or the stream ended first.</exception>
-    public static async Task<TimeSpan> PingAsync(Stream stream, TimeProvider timeProvider, CancellationToken cancellationToken)
+    public static Task<TimeSpan> PingAsync(Stream stream, TimeProvider timeProvider, CancellationToken cancellationToken) =>
+        PingAsync(stream, timeProvider, SystemRandomSource.Instance, cancellationToken);
+
+    /// <summary>Dialer side, with the payload drawn from <paramref name="randomSource"/> (the host's).</summary>
+    /// <inheritdoc cref="PingAsync(Stream, TimeProvider, CancellationToken)"/>
+    public static async Task<TimeSpan> PingAsync(Stream stream, TimeProvider timeProvider, IRandomSource randomSource, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(timeProvider);
+        ArgumentNullException.ThrowIfNull(randomSource);
         var buffer = ArrayPool<byte>.Shared.Rent(2 * PayloadSize);
         try
         {
             var sent = buffer.AsMemory(0, PayloadSize);
             var echoed = buffer.AsMemory(PayloadSize, PayloadSize);
-            RandomNumberGenerator.Fill(sent.Span);
+            randomSource.Fill(sent.Span);
             var start = timeProvider.GetTimestamp();
             await stream.WriteAsync(sent, cancellationToken);
             await stream.FlushAsync(cancellationToken);
