@@ -3,6 +3,7 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
@@ -56,6 +57,8 @@ internal sealed class SimulatedClient(NetworkSimulation simulation, int number)
             Identity = identity,
             Transports = [simulation.Network.CreateTransport(Name)],
             TimeProvider = _sim.Clock,
+            // Yamux keeps a clock of its own (System by default): its keep-alive timers must be simulated too.
+            Yamux = new YamuxOptions { TimeProvider = _sim.Clock },
             RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", Name)),
         });
         await _host.StartAsync([InMemoryNetwork.AddressOf(Name)], cancellationToken);

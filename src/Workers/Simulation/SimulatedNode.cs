@@ -3,6 +3,7 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Store;
 using P2PInference.TestKit.Network;
@@ -80,6 +81,8 @@ internal sealed class SimulatedNode
             Identity = Identity,
             Transports = [_network.CreateTransport(Name)],
             TimeProvider = Clock,
+            // Yamux keeps a clock of its own (System by default): its keep-alive timers must be simulated too.
+            Yamux = new YamuxOptions { TimeProvider = Clock },
             RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", Name, incarnation)),
         });
         _host = host;
