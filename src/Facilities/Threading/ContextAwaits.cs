@@ -53,6 +53,24 @@ public static class ContextAwaits
         _ = task.Exception;
     }
 
+    /// <summary>
+    /// The first of two tasks to finish, like <see cref="Task.WhenAny(Task, Task)"/>, which completes through a
+    /// thread-pool completion action when a task was created with
+    /// <see cref="TaskCreationOptions.RunContinuationsAsynchronously"/> (a connection's completion is).
+    /// </summary>
+    public static async Task<Task> FirstOfAsync(Task first, Task second)
+    {
+        ArgumentNullException.ThrowIfNull(first);
+        ArgumentNullException.ThrowIfNull(second);
+        if (first.IsCompleted) return first;
+        if (second.IsCompleted) return second;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _ = SignalWhenDoneAsync(first, done);
+        _ = SignalWhenDoneAsync(second, done);
+        await done.Task;
+        return first.IsCompleted ? first : second;
+    }
+
     /// <summary>Enters the semaphore, like <see cref="SemaphoreSlim.WaitAsync(CancellationToken)"/>; a cancelled wait gives back the slot it would have got.</summary>
     /// <exception cref="OperationCanceledException">The token was cancelled before the semaphore was entered.</exception>
     public static async Task EnterAsync(this SemaphoreSlim semaphore, CancellationToken cancellationToken)

@@ -16,6 +16,7 @@ public static class CliApp
         root.Subcommands.Add(RunCommand.Create(output, error));
         root.Subcommands.Add(DemoCommand.Create(output, error));
         root.Subcommands.Add(ClientCommand.Create(output, error));
+        root.Subcommands.Add(SimulateCommand.Create(output, error));
         return root;
     }
 
