@@ -42,6 +42,24 @@ public static class ContextAwaits
     }
 
     /// <summary>
+    /// The first of two tasks to finish, like <see cref="Task.WhenAny(Task, Task)"/>, whose completion
+    /// runs on the thread pool when either task's source runs continuations asynchronously.
+    /// </summary>
+    public static async Task<Task> WhenEitherAsync(Task first, Task second)
+    {
+        ArgumentNullException.ThrowIfNull(first);
+        ArgumentNullException.ThrowIfNull(second);
+        if (!first.IsCompleted && !second.IsCompleted)
+        {
+            var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _ = SignalWhenDoneAsync(first, signal);
+            _ = SignalWhenDoneAsync(second, signal);
+            await signal.Task;
+        }
+        return first.IsCompleted ? first : second;
+    }
+
+    /// <summary>
     /// Marks <paramref name="task"/>'s failure observed once it ends, so a fire-and-forget task whose
     /// result nobody asks for is not reported by the finalizer; an await instead of
     /// <c>ContinueWith(TaskScheduler.Default)</c>, so it stays on the caller's context.
