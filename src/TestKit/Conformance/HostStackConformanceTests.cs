@@ -7,6 +7,7 @@ using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.TestKit.Conformance;
 
@@ -14,7 +15,10 @@ namespace P2PInference.TestKit.Conformance;
 /// The behaviour every transport must give the full stack (multistream, Noise, Yamux, host):
 /// derive a fixture, say how to make a transport and a listen address, and the whole suite runs on
 /// it. This repository runs it over TCP loopback and over the in-memory network, plain, sliced and
-/// with latency; another project can run it over its own <see cref="ITransport"/>.
+/// with latency; another project can run it over its own <see cref="ITransport"/>. Each test body
+/// goes through <see cref="RunAsync"/>: a transport on virtual time overrides it to run the body on
+/// the simulation executor (and <see cref="TimeProvider"/>, <see cref="CreateIdentity"/> and
+/// <see cref="CreateRandom"/> to draw from the simulation), so the suite replays from one seed.
 /// </summary>
 [TestFixture]
 public abstract class HostStackConformanceTests
@@ -38,32 +42,58 @@ public abstract class HostStackConformanceTests
 
     protected virtual int ConcurrentStreams => 1000;
 
-    /// <summary>Guards against hangs only; no test waits for it to pass.</summary>
+    /// <summary>Guards against hangs only, on <see cref="TimeProvider"/>; no test waits for it to pass.</summary>
     protected CancellationToken TestToken => _testTimeout.Token;
 
-    [SetUp]
-    public void CreateTimeout() => _testTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+    /// <summary>
+    /// Runs one test body. The default runs it here, on <see cref="TimeProvider"/>; a fixture on
+    /// virtual time runs <see cref="RunWithHostsAsync"/> inside its simulation instead.
+    /// </summary>
+    protected virtual Task RunAsync(Func<Task> test) => RunWithHostsAsync(test);
 
-    [TearDown]
-    public async Task DisposeHostsAsync()
+    /// <summary>The test body with its hang guard, then every host it started disposed (also when it fails).</summary>
+    protected async Task RunWithHostsAsync(Func<Task> test)
     {
-        foreach (var host in _hosts) await host.DisposeAsync();
+        ArgumentNullException.ThrowIfNull(test);
         _hosts.Clear();
-        _testTimeout.Dispose();
+        _testTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(60), TimeProvider);
+        try
+        {
+            await test();
+        }
+        finally
+        {
+            foreach (var host in _hosts) await host.DisposeAsync();
+            _hosts.Clear();
+            _testTimeout.Dispose();
+        }
+    }
+
+    /// <summary>A node's key pair; a simulation draws it from its seed.</summary>
+    protected virtual KeyPair CreateIdentity(string nodeName) => KeyPair.Generate();
+
+    /// <summary>Randomness for test data; a simulation draws it from its seed.</summary>
+    protected virtual Random CreateRandom(string purpose) => TestSeed.CreateRandom();
+
+    private byte[] RandomBytes(string purpose, int count)
+    {
+        var bytes = new byte[count];
+        CreateRandom(purpose).NextBytes(bytes);
+        return bytes;
     }
 
     protected async Task<P2PHost> StartHostAsync(string name)
     {
         var host = new P2PHost(new HostOptions
         {
-            Identity = KeyPair.Generate(),
+            Identity = CreateIdentity(name),
             Transports = [CreateTransport(name)],
             TimeProvider = TimeProvider,
         });
         _hosts.Add(host);
         host.Handle(EchoProtocol, async (context, ct) =>
         {
-            await context.Stream.CopyToAsync(context.Stream, ct);
+            await context.Stream.CopyToOnContextAsync(context.Stream, ct);
             await context.Stream.CompleteWritesAsync(ct);
         });
         host.Handle(SinkProtocol, async (context, ct) =>
@@ -97,14 +127,14 @@ public abstract class HostStackConformanceTests
     protected static async Task<byte[]> ReadToEndAsync(Stream stream, CancellationToken ct)
     {
         using var ms = new MemoryStream();
-        await stream.CopyToAsync(ms, ct);
+        await stream.CopyToOnContextAsync(ms, ct);
         return ms.ToArray();
     }
 
     private static TaskCompletionSource<T> NewSignal<T>() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     [Test]
-    public async Task Connect_AuthenticatesBothPeers()
+    public Task Connect_AuthenticatesBothPeers() => RunAsync(async () =>
     {
         var a = await StartHostAsync("a");
         var b = await StartHostAsync("b");
@@ -114,27 +144,27 @@ public abstract class HostStackConformanceTests
         var connection = await a.ConnectAsync(b.AdvertisedAddresses[0], TestToken);
 
         Assert.That(connection.RemotePeer, Is.EqualTo(b.PeerId));
-        Assert.That((await inbound.Task.WaitAsync(TestToken)).RemotePeer, Is.EqualTo(a.PeerId));
-    }
+        Assert.That((await inbound.Task.WaitOrCancelAsync(TestToken)).RemotePeer, Is.EqualTo(a.PeerId));
+    });
 
     [Test]
-    public async Task Connect_FailsWithNoiseError_WhenAddressNamesAnotherPeer()
+    public Task Connect_FailsWithNoiseError_WhenAddressNamesAnotherPeer() => RunAsync(async () =>
     {
         var a = await StartHostAsync("a");
         var b = await StartHostAsync("b");
-        var impostor = KeyPair.Generate().PeerId;
+        var impostor = CreateIdentity("impostor").PeerId;
 
         var dial = a.ConnectAsync(b.ListenAddresses[0].WithPeerId(impostor), TestToken);
 
-        Assert.That(async () => await dial, Throws.InstanceOf<NoiseException>());
+        await Assert.ThatAsync(async () => await dial, Throws.InstanceOf<NoiseException>());
         Assert.That(a.Connections, Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task Streams_OpenInBothDirections()
+    public Task Streams_OpenInBothDirections() => RunAsync(async () =>
     {
         var (a, b, _) = await ConnectedPairAsync();
-        var payload = RandomNumberGenerator.GetBytes(10_000);
+        var payload = RandomBytes("payload", 10_000);
 
         var ab = await a.OpenStreamAsync(b.PeerId, EchoProtocol, TestToken);
         var ba = await b.OpenStreamAsync(a.PeerId, EchoProtocol, TestToken);
@@ -142,10 +172,10 @@ public abstract class HostStackConformanceTests
         Assert.That(await EchoAsync(ab, payload, TestToken), Is.EqualTo(payload));
         Assert.That(await EchoAsync(ba, payload, TestToken), Is.EqualTo(payload));
         Assert.That(b.Connections, Has.Count.EqualTo(1), "the reverse stream reuses the inbound connection");
-    }
+    });
 
     [Test]
-    public async Task ConcurrentDials_ShareOneConnection()
+    public Task ConcurrentDials_ShareOneConnection() => RunAsync(async () =>
     {
         var a = await StartHostAsync("a");
         var b = await StartHostAsync("b");
@@ -155,10 +185,10 @@ public abstract class HostStackConformanceTests
 
         Assert.That(connections.Distinct().Count(), Is.EqualTo(1));
         Assert.That(a.Connections, Has.Count.EqualTo(1));
-    }
+    });
 
     [Test]
-    public async Task Streams_ThousandConcurrentOnOneConnection_AllEchoTheirOwnData()
+    public Task Streams_ThousandConcurrentOnOneConnection_AllEchoTheirOwnData() => RunAsync(async () =>
     {
         var (a, b, connection) = await ConnectedPairAsync();
 
@@ -173,13 +203,13 @@ public abstract class HostStackConformanceTests
 
         Assert.That(results, Has.All.True);
         Assert.That(a.Connections, Is.EquivalentTo(new[] { connection }));
-    }
+    });
 
     [Test]
-    public async Task Transfer_LargePayloadThroughFlowControl_ArrivesIntact()
+    public Task Transfer_LargePayloadThroughFlowControl_ArrivesIntact() => RunAsync(async () =>
     {
         var (a, b, _) = await ConnectedPairAsync();
-        var random = TestSeed.CreateRandom();
+        var random = CreateRandom("transfer");
         var chunk = new byte[256 * 1024];
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
 
@@ -195,10 +225,10 @@ public abstract class HostStackConformanceTests
         var remoteHash = await ReadToEndAsync(stream, TestToken);
 
         Assert.That(remoteHash, Is.EqualTo(sha.GetHashAndReset()));
-    }
+    });
 
     [Test]
-    public async Task HalfClose_LetsTheRemoteAnswerAfterOurEndOfStream()
+    public Task HalfClose_LetsTheRemoteAnswerAfterOurEndOfStream() => RunAsync(async () =>
     {
         var (a, b, _) = await ConnectedPairAsync();
         var stream = await a.OpenStreamAsync(b.PeerId, SinkProtocol, TestToken);
@@ -207,12 +237,12 @@ public abstract class HostStackConformanceTests
         await stream.CompleteWritesAsync(TestToken);
 
         Assert.That(await ReadToEndAsync(stream, TestToken), Is.EqualTo(SHA256.HashData("hello"u8)));
-        Assert.That(async () => await stream.WriteAsync(new byte[1], TestToken), Throws.InstanceOf<Exception>(),
+        await Assert.ThatAsync(async () => await stream.WriteAsync(new byte[1], TestToken), Throws.InstanceOf<Exception>(),
             "writing after our own FIN is refused");
-    }
+    });
 
     [Test]
-    public async Task Reset_IsSeenByTheRemoteHandler_AndTheConnectionSurvives()
+    public Task Reset_IsSeenByTheRemoteHandler_AndTheConnectionSurvives() => RunAsync(async () =>
     {
         const string waitProtocol = "/conformance/wait/1.0.0";
         var (a, b, connection) = await ConnectedPairAsync();
@@ -236,14 +266,14 @@ public abstract class HostStackConformanceTests
         await stream.WriteAsync(new byte[1], TestToken);
         stream.Reset();
 
-        Assert.That(await observed.Task.WaitAsync(TestToken), Is.InstanceOf<YamuxStreamResetException>());
+        Assert.That(await observed.Task.WaitOrCancelAsync(TestToken), Is.InstanceOf<YamuxStreamResetException>());
         var echo = await a.OpenStreamAsync(b.PeerId, EchoProtocol, TestToken);
         Assert.That(await EchoAsync(echo, [1, 2, 3], TestToken), Is.EqualTo(new byte[] { 1, 2, 3 }));
         Assert.That(connection.IsClosed, Is.False);
-    }
+    });
 
     [Test]
-    public async Task GoAway_RefusesNewStreams_WhileOpenStreamsFinish()
+    public Task GoAway_RefusesNewStreams_WhileOpenStreamsFinish() => RunAsync(async () =>
     {
         var (a, b, connection) = await ConnectedPairAsync();
         var open = await a.OpenStreamAsync(b.PeerId, EchoProtocol, TestToken);
@@ -252,32 +282,32 @@ public abstract class HostStackConformanceTests
         var inbound = b.GetConnection(a.PeerId)!;
         await inbound.Session.GoAwayAsync(TestToken);
 
-        Assert.That(async () => await connection.OpenStreamAsync([EchoProtocol], TestToken), Throws.InstanceOf<YamuxException>());
+        await Assert.ThatAsync(async () => await connection.OpenStreamAsync([EchoProtocol], TestToken), Throws.InstanceOf<YamuxException>());
         await open.CompleteWritesAsync(TestToken);
         Assert.That(await ReadToEndAsync(open, TestToken), Is.EqualTo(new byte[] { 7 }));
-    }
+    });
 
     [Test]
-    public async Task UnsupportedProtocol_FailsTheStreamOnly()
+    public Task UnsupportedProtocol_FailsTheStreamOnly() => RunAsync(async () =>
     {
         var (a, b, connection) = await ConnectedPairAsync();
 
-        Assert.That(async () => await a.OpenStreamAsync(b.PeerId, "/nobody/speaks/this", TestToken),
+        await Assert.ThatAsync(async () => await a.OpenStreamAsync(b.PeerId, "/nobody/speaks/this", TestToken),
             Throws.InstanceOf<MultistreamException>());
         var echo = await a.OpenStreamAsync(b.PeerId, EchoProtocol, TestToken);
         Assert.That(await EchoAsync(echo, [9], TestToken), Is.EqualTo(new byte[] { 9 }));
         Assert.That(connection.IsClosed, Is.False);
-    }
+    });
 
     [Test]
-    public async Task ThrowingHandler_ResetsItsStream_AndTheHostKeepsServing()
+    public Task ThrowingHandler_ResetsItsStream_AndTheHostKeepsServing() => RunAsync(async () =>
     {
         const string failing = "/conformance/fail/1.0.0";
         var (a, b, _) = await ConnectedPairAsync();
         b.Handle(failing, (_, _) => throw new InvalidOperationException("handler bug"));
 
         // The reset may overtake the negotiation's answer, so it surfaces from the open or the read.
-        Assert.That(async () =>
+        await Assert.ThatAsync(async () =>
         {
             var stream = await a.OpenStreamAsync(b.PeerId, failing, TestToken);
             await ReadToEndAsync(stream, TestToken);
@@ -285,10 +315,10 @@ public abstract class HostStackConformanceTests
 
         var echo = await a.OpenStreamAsync(b.PeerId, EchoProtocol, TestToken);
         Assert.That(await EchoAsync(echo, [4], TestToken), Is.EqualTo(new byte[] { 4 }));
-    }
+    });
 
     [Test]
-    public async Task PingAndIdentify_DescribeTheRemote()
+    public Task PingAndIdentify_DescribeTheRemote() => RunAsync(async () =>
     {
         var (a, b, _) = await ConnectedPairAsync();
 
@@ -299,10 +329,10 @@ public abstract class HostStackConformanceTests
         Assert.That(info.PublicKey.ToPeerId(), Is.EqualTo(b.PeerId));
         Assert.That(info.Protocols, Does.Contain(EchoProtocol).And.Contain("/ipfs/ping/1.0.0"));
         Assert.That(info.ListenAddresses, Does.Contain(b.ListenAddresses[0]));
-    }
+    });
 
     [Test]
-    public async Task GracefulStop_ClosesTheRemotesConnection()
+    public Task GracefulStop_ClosesTheRemotesConnection() => RunAsync(async () =>
     {
         var (a, b, connection) = await ConnectedPairAsync();
         var gone = NewSignal<PeerConnection>();
@@ -310,7 +340,7 @@ public abstract class HostStackConformanceTests
 
         await b.DisposeAsync();
 
-        Assert.That(await gone.Task.WaitAsync(TestToken), Is.SameAs(connection));
+        Assert.That(await gone.Task.WaitOrCancelAsync(TestToken), Is.SameAs(connection));
         Assert.That(a.Connections, Is.Empty);
-    }
+    });
 }

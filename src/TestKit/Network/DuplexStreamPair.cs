@@ -1,4 +1,5 @@
 using System.IO.Pipelines;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.TestKit.Network;
 
@@ -11,7 +12,13 @@ public static class DuplexStreamPair
 {
     public static (Stream A, Stream B) Create(PipeOptions? options = null)
     {
-        options ??= new PipeOptions(pauseWriterThreshold: 1 << 20, resumeWriterThreshold: 1 << 19, useSynchronizationContext: false);
+        // In a simulation a reader's continuation runs inline on the writer's (simulation) thread: the
+        // pipe's own thread-pool scheduling would leave the executor, and PipeReader.AsStream awaits
+        // with ConfigureAwait(false), so a captured context would not be used.
+        options ??= SimulationExecutor.Current is null
+            ? new PipeOptions(pauseWriterThreshold: 1 << 20, resumeWriterThreshold: 1 << 19, useSynchronizationContext: false)
+            : new PipeOptions(readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline,
+                pauseWriterThreshold: 1 << 20, resumeWriterThreshold: 1 << 19, useSynchronizationContext: false);
         var ab = new Pipe(options);
         var ba = new Pipe(options);
         return (new PipeEnd(ba.Reader, ab.Writer), new PipeEnd(ab.Reader, ba.Writer));

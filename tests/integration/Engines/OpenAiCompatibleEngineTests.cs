@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
-using P2PInference.TestKit.Time;
+using Microsoft.Extensions.Time.Testing;
 using P2PInference.Workers.Processor.Engines;
 
 namespace P2PInference.Tests.Integration.Engines;
@@ -272,6 +272,7 @@ public sealed class OpenAiCompatibleEngineTests
     public async Task Generate_ThrowsTimeout_WhenTheServerStaysSilent_OnTheInjectedClock()
     {
         _server.Handler = _server.HangBeforeHeaders();
+        // Real HTTP cannot run on the simulation executor; Advance fires the engine's timeout timer synchronously.
         var time = new FakeTimeProvider();
         using var engine = Engine(o =>
         {

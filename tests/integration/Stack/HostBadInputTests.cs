@@ -7,9 +7,9 @@ using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Protocols.Identify;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
-using P2PInference.TestKit;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using P2PInference.Facilities.Threading;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Integration.Stack;
 
@@ -28,32 +28,33 @@ public sealed class HostBadInputTests
     private YamuxStream _healthyStream = null!;
     private CancellationTokenSource _timeout = null!;
     private Random _random = null!;
-    private FakeTimeProvider _time = null!;
+    private SimulationExecutor _sim = null!;
     private int _attackers;
+    private int _keys;
 
     private CancellationToken Token => _timeout.Token;
 
-    [SetUp]
-    public async Task StartServerAndHealthyPeerAsync()
+    /// <summary>
+    /// Runs <paramref name="attack"/> on a simulation with the server and the healthy peer's open
+    /// stream up; unless the attack failed, the healthy stream must still echo afterwards.
+    /// </summary>
+    private void Run(Func<Task> attack) => SimulationTest.Run(async sim =>
     {
-        _timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        _random = TestSeed.CreateRandom();
-        _time = new FakeTimeProvider();
-        _network = new InMemoryNetwork(seed: _random.Next());
+        _sim = sim;
+        // Virtual time: a hang runs into it as soon as nothing else is left to run.
+        _timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5), sim.Clock);
+        _random = sim.CreateRandom("attacks");
+        _attackers = 0;
+        _network = new InMemoryNetwork(sim.Clock, _random.Next());
         _server = await StartHostAsync("server");
         _healthy = await StartHostAsync("healthy");
-        await _healthy.ConnectAsync(_server.AdvertisedAddresses[0], Token);
-        _healthyStream = await _healthy.OpenStreamAsync(_server.PeerId, EchoProtocol, Token);
-        await AssertHealthyAsync();
-    }
-
-    [TearDown]
-    public async Task CheckHealthyPeerAndStopAsync()
-    {
         try
         {
-            if (TestContext.CurrentContext.Result.Outcome.Status != NUnit.Framework.Interfaces.TestStatus.Failed)
-                await AssertHealthyAsync();
+            await _healthy.ConnectAsync(_server.AdvertisedAddresses[0], Token);
+            _healthyStream = await _healthy.OpenStreamAsync(_server.PeerId, EchoProtocol, Token);
+            await AssertHealthyAsync();
+            await attack();
+            await AssertHealthyAsync();
         }
         finally
         {
@@ -61,7 +62,9 @@ public sealed class HostBadInputTests
             await _server.DisposeAsync();
             _timeout.Dispose();
         }
-    }
+    });
+
+    private KeyPair NewKey(string purpose) => KeyPair.FromRandom(_sim.CreateRandom("identity", purpose, (++_keys).ToString(System.Globalization.CultureInfo.InvariantCulture)));
 
     private async Task AssertHealthyAsync()
     {
@@ -69,7 +72,7 @@ public sealed class HostBadInputTests
         _random.NextBytes(probe);
         await _healthyStream.WriteAsync(probe, Token);
         var echoed = new byte[16];
-        await _healthyStream.ReadExactlyAsync(echoed, Token);
+        await _healthyStream.ReadExactOnContextAsync(echoed, Token);
         Assert.That(echoed, Is.EqualTo(probe), "the healthy peer's open stream still echoes");
     }
 
@@ -77,11 +80,17 @@ public sealed class HostBadInputTests
     {
         var host = new P2PHost(new HostOptions
         {
-            Identity = KeyPair.Generate(),
+            Identity = NewKey(name),
             Transports = [_network.CreateTransport(name)],
-            TimeProvider = _time,
+            TimeProvider = _sim.Clock,
         });
-        host.Handle(EchoProtocol, async (context, ct) => await context.Stream.CopyToAsync(context.Stream, 16, ct));
+        host.Handle(EchoProtocol, async (context, ct) =>
+        {
+            // Small reads, so each probe is echoed as soon as it arrives.
+            var buffer = new byte[16];
+            int n;
+            while ((n = await context.Stream.ReadAsync(buffer, ct)) > 0) await context.Stream.WriteAsync(buffer.AsMemory(0, n), ct);
+        });
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], Token);
         return host;
     }
@@ -94,7 +103,7 @@ public sealed class HostBadInputTests
     {
         var raw = await DialRawAsync();
         await MultistreamSelect.SelectAsync(raw.Stream, [NoiseHandshake.ProtocolId], Token);
-        var key = KeyPair.Generate();
+        var key = NewKey("attacker");
         var secure = await NoiseHandshake.InitiateAsync(raw.Stream, key, _server.PeerId, Token);
         await MultistreamSelect.SelectAsync(secure, ["/yamux/1.0.0"], Token);
         return (secure, key);
@@ -124,7 +133,7 @@ public sealed class HostBadInputTests
     }
 
     [Test]
-    public async Task Multistream_RandomBytes_CloseOnlyThatConnection([Range(1, 5)] int round)
+    public void Multistream_RandomBytes_CloseOnlyThatConnection([Range(1, 5)] int round) => Run(async () =>
     {
         var raw = await DialRawAsync();
         var garbage = new byte[_random.Next(1, 300)];
@@ -133,46 +142,46 @@ public sealed class HostBadInputTests
         await raw.Stream.WriteAsync(garbage, Token);
         // Garbage that reads as the start of a longer message leaves the server waiting for the rest;
         // its upgrade timeout ends that wait.
-        await _time.AdvanceAsync(HostOptions.DefaultUpgradeTimeout, Token);
+        await _sim.Clock.AdvanceAsync(HostOptions.DefaultUpgradeTimeout);
 
         await AssertServerClosesAsync(raw.Stream);
-    }
+    });
 
     [Test]
-    public async Task Upgrade_StalledHandshake_IsClosedAfterTheUpgradeTimeout()
+    public void Upgrade_StalledHandshake_IsClosedAfterTheUpgradeTimeout() => Run(async () =>
     {
         var raw = await DialRawAsync();
         await raw.Stream.WriteAsync(Varint.Encode(19), Token);
         await raw.Stream.WriteAsync("/multistream"u8.ToArray(), Token);
 
-        await _time.AdvanceAsync(HostOptions.DefaultUpgradeTimeout - TimeSpan.FromSeconds(1), Token);
+        await _sim.Clock.AdvanceAsync(HostOptions.DefaultUpgradeTimeout - TimeSpan.FromSeconds(1));
         var early = raw.Stream.ReadAsync(new byte[64], Token).AsTask();
         Assert.That(early.IsCompleted && early.Result == 0, Is.False, "still open before the timeout");
-        await _time.AdvanceAsync(TimeSpan.FromSeconds(2), Token);
+        await _sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(2));
 
         await AssertServerClosesAsync(raw.Stream);
-    }
+    });
 
     [Test]
-    public async Task Multistream_LengthPrefixOf2Pow63_ClosesTheConnectionWithoutAllocating()
+    public void Multistream_LengthPrefixOf2Pow63_ClosesTheConnectionWithoutAllocating() => Run(async () =>
     {
         var raw = await DialRawAsync();
         await raw.Stream.WriteAsync(Varint.Encode(1UL << 63), Token);
 
         await AssertServerClosesAsync(raw.Stream);
-    }
+    });
 
     [Test]
-    public async Task Multistream_UnknownSecurityProtocol_IsAnsweredNa()
+    public void Multistream_UnknownSecurityProtocol_IsAnsweredNa() => Run(async () =>
     {
         var raw = await DialRawAsync();
 
-        Assert.That(async () => await MultistreamSelect.SelectAsync(raw.Stream, ["/tls/1.0.0"], Token),
+        await Assert.ThatAsync(async () => await MultistreamSelect.SelectAsync(raw.Stream, ["/tls/1.0.0"], Token),
             Throws.InstanceOf<MultistreamException>().With.Property(nameof(MultistreamException.Reason)).EqualTo(MultistreamFailure.NoProtocolSupported));
-    }
+    });
 
     [Test]
-    public async Task Noise_GarbageHandshakeMessage_ClosesTheConnection()
+    public void Noise_GarbageHandshakeMessage_ClosesTheConnection() => Run(async () =>
     {
         var raw = await DialRawAsync();
         await MultistreamSelect.SelectAsync(raw.Stream, [NoiseHandshake.ProtocolId], Token);
@@ -187,10 +196,10 @@ public sealed class HostBadInputTests
         await raw.Stream.WriteAsync(frame, Token);
 
         await AssertServerClosesAsync(raw.Stream);
-    }
+    });
 
     [Test]
-    public async Task Noise_TruncatedHandshakeFrame_ClosesTheConnection()
+    public void Noise_TruncatedHandshakeFrame_ClosesTheConnection() => Run(async () =>
     {
         var raw = await DialRawAsync();
         await MultistreamSelect.SelectAsync(raw.Stream, [NoiseHandshake.ProtocolId], Token);
@@ -199,15 +208,15 @@ public sealed class HostBadInputTests
         await raw.DisposeAsync();
 
         Assert.That(_server.Connections.Select(c => c.RemoteAddress.ToString()), Has.None.Contains("attacker"));
-    }
+    });
 
     [Test]
-    public async Task Noise_PayloadSignedByAnotherKey_IsRejected_AndNoConnectionIsRecorded()
+    public void Noise_PayloadSignedByAnotherKey_IsRejected_AndNoConnectionIsRecorded() => Run(async () =>
     {
         var raw = await DialRawAsync();
         await MultistreamSelect.SelectAsync(raw.Stream, [NoiseHandshake.ProtocolId], Token);
-        var claimed = KeyPair.Generate();
-        var actualSigner = KeyPair.Generate();
+        var claimed = NewKey("claimed");
+        var actualSigner = NewKey("signer");
         using var staticKey = Curve25519KeyPair.Generate();
         using var handshake = new HandshakeState(true, [], staticKey);
         var buffer = new byte[NoiseFraming.MaxFramedSize];
@@ -222,10 +231,10 @@ public sealed class HostBadInputTests
 
         await AssertServerClosesAsync(raw.Stream);
         Assert.That(_server.GetConnection(claimed.PeerId), Is.Null, "a forged identity never becomes a connection");
-    }
+    });
 
     [Test]
-    public async Task Yamux_WindowOverrun_EndsThatSessionWithProtocolError()
+    public void Yamux_WindowOverrun_EndsThatSessionWithProtocolError() => Run(async () =>
     {
         var (secure, _) = await UpgradeToNoiseAsync();
         const int overrun = YamuxOptions.DefaultWindowSize + 1024;
@@ -234,10 +243,10 @@ public sealed class HostBadInputTests
         await secure.WriteAsync(frame, Token);
 
         await AssertServerClosesAsync(secure);
-    }
+    });
 
     [Test]
-    public async Task Yamux_MalformedHeader_EndsThatSession()
+    public void Yamux_MalformedHeader_EndsThatSession() => Run(async () =>
     {
         var (secure, _) = await UpgradeToNoiseAsync();
         var frame = Frame(YamuxFrameType.Data, YamuxFlags.Syn, 1, 0);
@@ -246,10 +255,10 @@ public sealed class HostBadInputTests
         await secure.WriteAsync(frame, Token);
 
         await AssertServerClosesAsync(secure);
-    }
+    });
 
     [Test]
-    public async Task Yamux_StreamFloodPastTheLimit_ResetsTheExcess_AndKeepsTheConnection()
+    public void Yamux_StreamFloodPastTheLimit_ResetsTheExcess_AndKeepsTheConnection() => Run(async () =>
     {
         var (secure, key) = await UpgradeToNoiseAsync();
         const int flood = 1500;
@@ -263,19 +272,19 @@ public sealed class HostBadInputTests
         var header = new byte[YamuxHeader.Size];
         while (resets < flood - limit)
         {
-            await secure.ReadExactlyAsync(header, Token);
+            await secure.ReadExactOnContextAsync(header, Token);
             var h = YamuxHeader.Read(header);
-            if (h.Type == YamuxFrameType.Data && h.Length > 0) await secure.ReadExactlyAsync(new byte[h.Length], Token);
+            if (h.Type == YamuxFrameType.Data && h.Length > 0) await secure.ReadExactOnContextAsync(new byte[h.Length], Token);
             if (h.Flags.HasFlag(YamuxFlags.Rst) && h.StreamId % 2 == 1) resets++;
         }
 
         var connection = _server.GetConnection(key.PeerId);
         Assert.That(connection, Is.Not.Null, "the flooding connection itself stays up");
         Assert.That(connection!.StreamCount, Is.LessThanOrEqualTo(limit + 1), "open streams stay bounded");
-    }
+    });
 
     [Test]
-    public async Task Stream_OversizedNegotiationMessage_ResetsOnlyThatStream()
+    public void Stream_OversizedNegotiationMessage_ResetsOnlyThatStream() => Run(async () =>
     {
         var (secure, key) = await UpgradeToNoiseAsync();
         await using var session = new YamuxSession(secure, isInitiator: true);
@@ -285,7 +294,7 @@ public sealed class HostBadInputTests
         await bad.WriteAsync(new byte[5000], Token);
 
         // The server's own multistream header may arrive first; then the stream is reset.
-        Assert.That(async () =>
+        await Assert.ThatAsync(async () =>
         {
             while (await bad.ReadAsync(new byte[64], Token) > 0)
             {
@@ -295,10 +304,10 @@ public sealed class HostBadInputTests
         Assert.That(await MultistreamSelect.SelectAsync(good, ["/ipfs/ping/1.0.0"], Token), Is.EqualTo("/ipfs/ping/1.0.0"));
         Assert.That(session.IsClosed, Is.False);
         Assert.That(_server.GetConnection(key.PeerId), Is.Not.Null);
-    }
+    });
 
     [Test]
-    public async Task Identify_GarbageAnswerFromARemote_IsIgnored_AndTheConnectionStays()
+    public void Identify_GarbageAnswerFromARemote_IsIgnored_AndTheConnectionStays() => Run(async () =>
     {
         var (secure, key) = await UpgradeToNoiseAsync();
         await using var session = new YamuxSession(secure, isInitiator: true);
@@ -315,8 +324,8 @@ public sealed class HostBadInputTests
         _random.NextBytes(payload);
         await ping.WriteAsync(payload, Token);
         var echoed = new byte[32];
-        await ping.ReadExactlyAsync(echoed, Token);
+        await ping.ReadExactOnContextAsync(echoed, Token);
         Assert.That(echoed, Is.EqualTo(payload), "the server still answers us after our bad identify");
         Assert.That(_server.PeerStore.GetAgentVersion(key.PeerId), Is.Null, "nothing from the garbage was recorded");
-    }
+    });
 }

@@ -1,23 +1,49 @@
 using System.Security.Cryptography;
 using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.TestKit;
 using P2PInference.TestKit.Conformance;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Integration.Stack;
 
-/// <summary>The full stack over the TestKit's in-memory network, no faults.</summary>
+/// <summary>
+/// The full stack over the TestKit's in-memory network, no faults, on the simulation executor: one
+/// thread, virtual time, every key and payload drawn from the seed, so a failure replays.
+/// </summary>
 public class InMemoryStackTests : HostStackConformanceTests
 {
+    private SimulationExecutor? _sim;
+
     protected InMemoryNetwork Network { get; private set; } = null!;
 
-    protected virtual InMemoryNetwork CreateNetwork() => new(seed: TestSeed.Choose());
+    protected SimulationExecutor Simulation => _sim ?? throw new InvalidOperationException("only inside a test body");
 
-    [SetUp]
-    public void CreateNetworkForTest() => Network = CreateNetwork();
+    protected override TimeProvider TimeProvider => Simulation.Clock;
+
+    protected virtual InMemoryNetwork CreateNetwork(SimulationExecutor sim) => new(sim.Clock, sim.Seed);
+
+    protected override Task RunAsync(Func<Task> test)
+    {
+        // Synchronous: the simulation runs on this thread to its end; a failure throws from here.
+        SimulationTest.Run(async sim =>
+        {
+            _sim = sim;
+            Network = CreateNetwork(sim);
+            await RunWithHostsAsync(test);
+        });
+        return Task.CompletedTask;
+    }
+
+    [TearDown]
+    public void ForgetSimulation() => _sim = null;
+
+    protected override KeyPair CreateIdentity(string nodeName) => KeyPair.FromRandom(Simulation.CreateRandom("identity", nodeName));
+
+    protected override Random CreateRandom(string purpose) => Simulation.CreateRandom("test", purpose);
 
     protected override ITransport CreateTransport(string nodeName) => Network.CreateTransport(nodeName);
 
@@ -32,29 +58,22 @@ public sealed class SlicedInMemoryStackTests : InMemoryStackTests
 
     protected override int ConcurrentStreams => 200;
 
-    protected override InMemoryNetwork CreateNetwork()
+    protected override InMemoryNetwork CreateNetwork(SimulationExecutor sim)
     {
-        var network = base.CreateNetwork();
+        var network = base.CreateNetwork(sim);
         network.ConfigureLinks(link => link.MaxSliceSize = 7);
         return network;
     }
 }
 
-/// <summary>5 ms ± 2 ms on every link, on virtual time driven by a <see cref="VirtualTimePump"/>.</summary>
+/// <summary>5 ms ± 2 ms on every link, paid in virtual time on the simulation executor.</summary>
 public sealed class LatencyInMemoryStackTests : InMemoryStackTests
 {
-    private FakeTimeProvider _linkTime = null!;
-    private VirtualTimePump _pump = null!;
-
     protected override int LargeTransferBytes => 8 * 1024 * 1024;
 
-    protected override InMemoryNetwork CreateNetwork()
+    protected override InMemoryNetwork CreateNetwork(SimulationExecutor sim)
     {
-        // Only link deliveries run on this clock (the hosts use real time), so moving it before the
-        // system is fully idle can only shorten latency, never fail a test: bound each idle wait.
-        _linkTime = new FakeTimeProvider { IdleTimeout = TimeSpan.FromMilliseconds(50) };
-        _pump = new VirtualTimePump(_linkTime);
-        var network = new InMemoryNetwork(_linkTime, TestSeed.Choose());
+        var network = base.CreateNetwork(sim);
         network.ConfigureLinks(link =>
         {
             link.Latency = TimeSpan.FromMilliseconds(5);
@@ -63,20 +82,17 @@ public sealed class LatencyInMemoryStackTests : InMemoryStackTests
         return network;
     }
 
-    [TearDown]
-    public async Task StopPumpAsync() => await _pump.DisposeAsync();
-
     [Test]
-    public async Task Latency_IsPaidOnVirtualTime()
+    public Task Latency_IsPaidOnVirtualTime() => RunAsync(async () =>
     {
         var (a, b, _) = await ConnectedPairAsync();
-        var before = _linkTime.GetUtcNow();
+        var before = Simulation.Clock.Elapsed;
 
         await a.PingAsync(b.PeerId, TestToken);
 
-        Assert.That(_linkTime.GetUtcNow() - before, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(6)),
+        Assert.That(Simulation.Clock.Elapsed - before, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(6)),
             "a ping crosses two links of at least 3 ms each");
-    }
+    });
 }
 
 /// <summary>Corruption on the wire is caught by Noise's AEAD and ends only that connection.</summary>

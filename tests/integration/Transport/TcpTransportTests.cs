@@ -4,6 +4,7 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.TestKit;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Integration.Transport;
 
@@ -323,13 +324,13 @@ public sealed class TcpTransportTests
     }
 
     [Test]
-    public async Task Dial_TimesOut_OnTheInjectedClock(CancellationToken cancellationToken)
+    public void Dial_TimesOut_OnTheInjectedClock() => SimulationTest.Run(async sim =>
     {
-        var clock = new ManualTimeProvider();
+        // The resolver never answers, so no socket is opened: the dial runs on the simulation executor.
         var resolverCalled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var transport = new TcpTransport(new TcpTransportOptions
         {
-            TimeProvider = clock,
+            TimeProvider = sim.Clock,
             ConnectTimeout = TimeSpan.FromSeconds(7),
             Resolver = async (_, _, ct) =>
             {
@@ -339,15 +340,15 @@ public sealed class TcpTransportTests
             },
         });
 
-        var dial = transport.DialAsync(Multiaddress.Parse("/dns4/slow.test/tcp/1"), cancellationToken).AsTask();
-        Assert.That(await clock.FirstTimerCreated.WaitAsync(cancellationToken), Is.EqualTo(TimeSpan.FromSeconds(7)));
-        await resolverCalled.Task.WaitAsync(cancellationToken);
-        Assert.That(dial.IsCompleted, Is.False);
+        var dial = transport.DialAsync(Multiaddress.Parse("/dns4/slow.test/tcp/1"), CancellationToken.None).AsTask();
+        await resolverCalled.Task;
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(7) - TimeSpan.FromTicks(1));
+        Assert.That(dial.IsCompleted, Is.False, "not before the connect timeout");
 
-        clock.FireAll();
+        await sim.Clock.AdvanceAsync(TimeSpan.FromTicks(1));
 
-        Assert.That(async () => await dial, Throws.TypeOf<TransportException>().With.Message.Contains("timed out").And.Message.Contains("/dns4/slow.test/tcp/1"));
-    }
+        await Assert.ThatAsync(() => dial, Throws.TypeOf<TransportException>().With.Message.Contains("timed out").And.Message.Contains("/dns4/slow.test/tcp/1"));
+    });
 
     [Test]
     public async Task Dial_CancelledByCaller_ThrowsCancellationNotTransportException(CancellationToken cancellationToken)

@@ -1,5 +1,5 @@
 using P2PInference.TestKit;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Processor.Engines;
 
 namespace P2PInference.Tests.Unit.Engines;
@@ -100,9 +100,9 @@ public sealed class BuiltinEngineTests
     }
 
     [Test]
-    public async Task Generate_StreamsOneTokenPerStep_PacedByTheClock()
+    public void Generate_StreamsOneTokenPerStep_PacedByTheClock() => SimulationTest.Run(async sim =>
     {
-        var time = new FakeTimeProvider();
+        var time = sim.Clock;
         using var engine = new BuiltinEngine(new BuiltinEngineOptions
         {
             CorpusText = "The cat sat on the mat.",
@@ -113,16 +113,16 @@ public sealed class BuiltinEngineTests
 
         var first = tokens.MoveNextAsync();
         Assert.That(first.IsCompleted, Is.False, "no token before its time");
-        time.Advance(TimeSpan.FromMilliseconds(50));
+        await time.AdvanceAsync(TimeSpan.FromMilliseconds(50));
         Assert.That(await first, Is.True);
         Assert.That(tokens.Current.Text, Is.EqualTo(" sat"));
 
         var second = tokens.MoveNextAsync();
         Assert.That(second.IsCompleted, Is.False, "the second token waits for the clock too");
-        time.Advance(TimeSpan.FromMilliseconds(50));
+        await time.AdvanceAsync(TimeSpan.FromMilliseconds(50));
         Assert.That(await second, Is.True);
         Assert.That(tokens.Current.Text, Is.EqualTo(" on"));
-    }
+    });
 
     [Test]
     public async Task Generate_Stops_WhenCancelledMidStream()
@@ -145,7 +145,8 @@ public sealed class BuiltinEngineTests
     [Test]
     public async Task Generate_Stops_WhenCancelledWhileWaitingForTheNextToken()
     {
-        var time = new FakeTimeProvider();
+        // Never moved: the token is cancelled while the engine waits on this clock.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
         using var engine = new BuiltinEngine(new BuiltinEngineOptions
         {
             CorpusText = "The cat sat on the mat.",

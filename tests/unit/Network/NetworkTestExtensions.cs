@@ -1,4 +1,5 @@
 using P2PInference.Facilities.Net.Transport;
+using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Network;
 
 namespace P2PInference.Tests.Unit.Network;
@@ -25,7 +26,7 @@ internal static class NetworkTestExtensions
     public static async Task<byte[]> ReadExactlyAsync(this Stream stream, int count, CancellationToken cancellationToken)
     {
         var buffer = new byte[count];
-        await stream.ReadExactlyAsync(buffer, cancellationToken);
+        await stream.ReadExactOnContextAsync(buffer, cancellationToken);
         return buffer;
     }
 

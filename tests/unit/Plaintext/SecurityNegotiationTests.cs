@@ -4,7 +4,7 @@ using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Plaintext;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using Microsoft.Extensions.Time.Testing;
 
 namespace P2PInference.Tests.Unit.Plaintext;
 
@@ -13,6 +13,7 @@ namespace P2PInference.Tests.Unit.Plaintext;
 [CancelAfter(10000)]
 public sealed class SecurityNegotiationTests
 {
+    // The clock is never moved: nothing here waits on a timer.
     private FakeTimeProvider _time = null!;
     private InMemoryNetwork _network = null!;
     private readonly List<P2PHost> _hosts = [];

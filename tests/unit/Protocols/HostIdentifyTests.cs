@@ -2,8 +2,9 @@ using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Protocols.Identify;
 using P2PInference.Facilities.Net.Protocols.Ping;
+using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Unit.Protocols;
 
@@ -13,12 +14,11 @@ namespace P2PInference.Tests.Unit.Protocols;
 /// identify handler here is scripted and counts the streams it is asked to serve.
 /// </summary>
 [TestFixture]
-[CancelAfter(10000)]
 public sealed class HostIdentifyTests
 {
     private static readonly TimeSpan IdentifyTimeout = TimeSpan.FromSeconds(7);
 
-    private FakeTimeProvider _time = null!;
+    private SimulationExecutor _sim = null!;
     private InMemoryNetwork _network = null!;
     private readonly List<P2PHost> _hosts = [];
     private P2PHost _remote = null!;
@@ -29,11 +29,27 @@ public sealed class HostIdentifyTests
     /// <summary>What the remote does with an identify stream once asked (and, if held, released).</summary>
     private Func<StreamContext, CancellationToken, Task> _answer = null!;
 
-    [SetUp]
-    public async Task CreateAsync()
+    /// <summary>Runs <paramref name="test"/> on a simulation with the scripted remote started; the hosts are disposed inside it.</summary>
+    private void Run(Func<Task> test) => SimulationTest.Run(async sim =>
     {
-        _time = new FakeTimeProvider();
-        _network = new InMemoryNetwork(_time);
+        _sim = sim;
+        // A run that failed part-way left its hosts behind, on its own dead simulation.
+        _hosts.Clear();
+        await CreateAsync();
+        try
+        {
+            await test();
+        }
+        finally
+        {
+            foreach (var host in _hosts) await host.DisposeAsync();
+            _hosts.Clear();
+        }
+    });
+
+    private async Task CreateAsync()
+    {
+        _network = new InMemoryNetwork(_sim.Clock, _sim.Seed);
         _served = 0;
         _asked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -44,19 +60,28 @@ public sealed class HostIdentifyTests
         {
             Interlocked.Increment(ref _served);
             _asked.TrySetResult();
-            await _release.Task.WaitAsync(ct);
+            await _release.Task.WaitOrCancelAsync(ct);
             await _answer(context, ct);
         });
     }
 
-    [TearDown]
-    public async Task DisposeAsync()
-    {
-        foreach (var host in _hosts) await host.DisposeAsync();
-        _hosts.Clear();
-    }
+    // The simulation ends a hang (deadlock, virtual time limit); a real-time token would cancel from another thread.
+    private static CancellationToken Token => CancellationToken.None;
 
-    private CancellationToken Token => TestContext.CurrentContext.CancellationToken;
+    private static async Task<T> CatchAsync<T>(Func<Task> action)
+        where T : Exception
+    {
+        try
+        {
+            await action();
+        }
+        catch (Exception e)
+        {
+            Assert.That(e, Is.TypeOf<T>());
+            return (T)e;
+        }
+        throw new AssertionException($"expected {typeof(T).Name}, nothing was thrown");
+    }
 
     private void HoldAnswers() => _release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -72,9 +97,9 @@ public sealed class HostIdentifyTests
     {
         var host = new P2PHost(new HostOptions
         {
-            Identity = KeyPair.Generate(),
+            Identity = KeyPair.FromRandom(_sim.CreateRandom("identity", name)),
             Transports = [_network.CreateTransport(name)],
-            TimeProvider = _time,
+            TimeProvider = _sim.Clock,
             IdentifyOnConnect = identifyOnConnect,
             IdentifyTimeout = IdentifyTimeout,
         });
@@ -91,7 +116,7 @@ public sealed class HostIdentifyTests
     }
 
     [Test]
-    public async Task SecondIdentify_OpensNoNewStream_AndReturnsTheResultOfTheFirst()
+    public void SecondIdentify_OpensNoNewStream_AndReturnsTheResultOfTheFirst() => Run(async () =>
     {
         var (local, connection) = await ConnectAsync();
 
@@ -104,14 +129,14 @@ public sealed class HostIdentifyTests
         Assert.That(connection.RemoteIdentify, Is.SameAs(first));
         Assert.That(local.PeerStore.GetAgentVersion(_remote.PeerId), Is.EqualTo("scripted/1.0"));
         Assert.That(local.PeerStore.GetProtocols(_remote.PeerId), Does.Contain(PingProtocol.ProtocolId));
-    }
+    });
 
     [Test]
-    public async Task CallersArrivingWhileIdentifyRuns_WaitForIt_AndAllGetItsResult()
+    public void CallersArrivingWhileIdentifyRuns_WaitForIt_AndAllGetItsResult() => Run(async () =>
     {
         HoldAnswers();
         var (local, connection) = await ConnectAsync();
-        await _asked.Task.WaitAsync(Token);
+        await _asked.Task.WaitOrCancelAsync(Token);
 
         var a = local.IdentifyAsync(_remote.PeerId, Token);
         var b = local.IdentifyAsync(connection, Token);
@@ -121,10 +146,10 @@ public sealed class HostIdentifyTests
 
         Assert.That(await b, Is.SameAs(await a));
         Assert.That(_served, Is.EqualTo(1));
-    }
+    });
 
     [Test]
-    public async Task WithoutIdentifyOnConnect_TheFirstCallStartsTheOneExchange()
+    public void WithoutIdentifyOnConnect_TheFirstCallStartsTheOneExchange() => Run(async () =>
     {
         var (local, connection) = await ConnectAsync(identifyOnConnect: false);
         Assert.That(_served, Is.Zero);
@@ -133,12 +158,12 @@ public sealed class HostIdentifyTests
 
         Assert.That(results[1], Is.SameAs(results[0]));
         Assert.That(_served, Is.EqualTo(1));
-    }
+    });
 
     [Test]
-    public async Task AnswerAboutAnotherPeer_IsAnIdentifyException_ForEveryCaller_AndTheConnectionStaysUsable()
+    public void AnswerAboutAnotherPeer_IsAnIdentifyException_ForEveryCaller_AndTheConnectionStaysUsable() => Run(async () =>
     {
-        var stranger = KeyPair.Generate();
+        var stranger = KeyPair.FromRandom(_sim.CreateRandom("identity", "stranger"));
         _answer = async (context, ct) =>
         {
             await IdentifyProtocol.WriteAsync(context.Stream, new IdentifyInfo(stranger.PublicKey, [], [], null, "", ""), ct);
@@ -146,8 +171,8 @@ public sealed class HostIdentifyTests
         };
         var (local, connection) = await ConnectAsync();
 
-        var first = Assert.ThrowsAsync<IdentifyException>(async () => await local.IdentifyAsync(connection, Token));
-        var again = Assert.ThrowsAsync<IdentifyException>(async () => await local.IdentifyAsync(connection, Token));
+        var first = await CatchAsync<IdentifyException>(async () => await local.IdentifyAsync(connection, Token));
+        var again = await CatchAsync<IdentifyException>(async () => await local.IdentifyAsync(connection, Token));
 
         Assert.That(first!.Message, Does.Contain(stranger.PeerId.ToString()));
         Assert.That(again, Is.SameAs(first));
@@ -155,10 +180,10 @@ public sealed class HostIdentifyTests
         Assert.That(connection.RemoteIdentify, Is.Null);
         Assert.That(await local.PingAsync(_remote.PeerId, Token), Is.GreaterThanOrEqualTo(TimeSpan.Zero));
         Assert.That(local.GetConnection(_remote.PeerId), Is.SameAs(connection));
-    }
+    });
 
     [Test]
-    public async Task RemoteResettingTheStream_IsAnIdentifyException()
+    public void RemoteResettingTheStream_IsAnIdentifyException() => Run(async () =>
     {
         _answer = (context, _) =>
         {
@@ -167,55 +192,55 @@ public sealed class HostIdentifyTests
         };
         var (local, connection) = await ConnectAsync();
 
-        var failure = Assert.ThrowsAsync<IdentifyException>(async () => await local.IdentifyAsync(connection, Token));
+        var failure = await CatchAsync<IdentifyException>(async () => await local.IdentifyAsync(connection, Token));
 
         Assert.That(failure!.InnerException, Is.InstanceOf<IOException>());
         Assert.That(connection.IsClosed, Is.False);
-    }
+    });
 
     [Test]
-    public async Task ConnectionClosingWhileACallerWaits_FailsTheWaiter()
+    public void ConnectionClosingWhileACallerWaits_FailsTheWaiter() => Run(async () =>
     {
         HoldAnswers();
         var (local, connection) = await ConnectAsync();
-        await _asked.Task.WaitAsync(Token);
+        await _asked.Task.WaitOrCancelAsync(Token);
         var waiting = local.IdentifyAsync(connection, Token);
 
         await _remote.DisconnectAsync(local.PeerId);
 
-        Assert.That(async () => await waiting, Throws.InstanceOf<IdentifyException>());
-    }
+        await Assert.ThatAsync(async () => await waiting, Throws.InstanceOf<IdentifyException>());
+    });
 
     [Test]
-    public async Task NoAnswerWithinIdentifyTimeout_IsAnIdentifyException_CausedByATimeout_AndTheConnectionStaysUsable()
+    public void NoAnswerWithinIdentifyTimeout_IsAnIdentifyException_CausedByATimeout_AndTheConnectionStaysUsable() => Run(async () =>
     {
         HoldAnswers();
         var (local, connection) = await ConnectAsync();
-        await _asked.Task.WaitAsync(Token);
+        await _asked.Task.WaitOrCancelAsync(Token);
         var waiting = local.IdentifyAsync(connection, Token);
 
-        _time.Advance(IdentifyTimeout);
+        await _sim.Clock.AdvanceAsync(IdentifyTimeout);
 
-        var failure = Assert.ThrowsAsync<IdentifyException>(async () => await waiting);
+        var failure = await CatchAsync<IdentifyException>(async () => await waiting);
         Assert.That(failure!.InnerException, Is.InstanceOf<TimeoutException>());
         Assert.That(await local.PingAsync(_remote.PeerId, Token), Is.GreaterThanOrEqualTo(TimeSpan.Zero));
-    }
+    });
 
     [Test]
-    public async Task CancellingOneCaller_StopsOnlyItsWait_NotTheExchange()
+    public void CancellingOneCaller_StopsOnlyItsWait_NotTheExchange() => Run(async () =>
     {
         HoldAnswers();
         var (local, connection) = await ConnectAsync();
-        await _asked.Task.WaitAsync(Token);
+        await _asked.Task.WaitOrCancelAsync(Token);
         using var giveUp = new CancellationTokenSource();
         var impatient = local.IdentifyAsync(connection, giveUp.Token);
         var patient = local.IdentifyAsync(connection, Token);
 
-        await giveUp.CancelAsync();
-        Assert.That(async () => await impatient, Throws.InstanceOf<OperationCanceledException>());
+        giveUp.Cancel();
+        await Assert.ThatAsync(async () => await impatient, Throws.InstanceOf<OperationCanceledException>());
         _release.SetResult();
 
         Assert.That((await patient).AgentVersion, Is.EqualTo("scripted/1.0"));
         Assert.That(_served, Is.EqualTo(1));
-    }
+    });
 }

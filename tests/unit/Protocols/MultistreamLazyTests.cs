@@ -1,7 +1,7 @@
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Unit.Protocols;
 
@@ -122,25 +122,24 @@ public sealed class MultistreamLazyTests
     }
 
     [Test]
-    public async Task ReadLazyAnswer_TimesOutOnTheInjectedClock_WhenTheListenerNeverEchoes()
+    public void ReadLazyAnswer_TimesOutOnTheInjectedClock_WhenTheListenerNeverEchoes() => SimulationTest.Run(async sim =>
     {
-        var time = new FakeTimeProvider();
+        var time = sim.Clock;
         var (dialer, listener) = DuplexStreamPair.Create();
         using (dialer)
         using (listener)
         {
             // Only the header comes; the answer never does.
-            await listener.WriteAsync(Message(MultistreamSelect.ProtocolId), Token);
-            var reading = MultistreamSelect.ReadLazyAnswerAsync(dialer, Protocol, Timeout, time, Token);
-            await time.WhenTimerScheduledAsync(Token);
-            time.Advance(Timeout - TimeSpan.FromMilliseconds(1));
+            await listener.WriteAsync(Message(MultistreamSelect.ProtocolId), CancellationToken.None);
+            var reading = MultistreamSelect.ReadLazyAnswerAsync(dialer, Protocol, Timeout, time, CancellationToken.None);
+            await time.AdvanceAsync(Timeout - TimeSpan.FromMilliseconds(1));
             Assert.That(reading.IsCompleted, Is.False);
 
-            time.Advance(TimeSpan.FromMilliseconds(1));
-            var e = Assert.ThrowsAsync<MultistreamException>(() => reading);
-            Assert.That(e!.Reason, Is.EqualTo(MultistreamFailure.TimedOut));
+            await time.AdvanceAsync(TimeSpan.FromMilliseconds(1));
+            await Assert.ThatAsync(() => reading,
+                Throws.TypeOf<MultistreamException>().With.Property(nameof(MultistreamException.Reason)).EqualTo(MultistreamFailure.TimedOut));
         }
-    }
+    });
 
     [Test]
     public void ReadLazyAnswer_PassesTheCallersCancellationThrough()

@@ -1,16 +1,16 @@
 using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Unit.Yamux;
 
 [TestFixture]
-[CancelAfter(10000)]
 public sealed class YamuxKeepAliveTests
 {
-    private static (YamuxSession Session, RawYamuxPeer Peer, FakeTimeProvider Time) Create()
+    private static (YamuxSession Session, RawYamuxPeer Peer, SimulationClock Time) Create(SimulationExecutor sim)
     {
-        var time = new FakeTimeProvider();
+        var time = sim.Clock;
         var (a, b) = DuplexStreamPair.Create();
         var options = new YamuxOptions
         {
@@ -23,62 +23,65 @@ public sealed class YamuxKeepAliveTests
     }
 
     [Test]
-    public async Task Ping_MeasuresRoundTripOnTimeProvider(CancellationToken token)
+    public void Ping_MeasuresRoundTripOnTimeProvider() => SimulationTest.Run(async sim =>
     {
-        var (session, peer, time) = Create();
+        var token = CancellationToken.None;
+        var (session, peer, time) = Create(sim);
         await using var _ = session;
         await using var __ = peer;
 
         var ping = session.PingAsync(token);
         var (request, _) = await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping, token);
-        time.Advance(TimeSpan.FromMilliseconds(5));
+        await time.AdvanceAsync(TimeSpan.FromMilliseconds(5));
         await peer.WriteFrameAsync(YamuxFrameType.Ping, YamuxFlags.Ack, 0, request.Length);
 
         Assert.That(request.Flags, Is.EqualTo(YamuxFlags.Syn));
         Assert.That(await ping, Is.EqualTo(TimeSpan.FromMilliseconds(5)));
-    }
+    });
 
     [Test]
-    public async Task KeepAlive_ClosesSession_WhenPeerStopsAnswering(CancellationToken token)
+    public void KeepAlive_ClosesSession_WhenPeerStopsAnswering() => SimulationTest.Run(async sim =>
     {
-        var (session, peer, time) = Create();
+        var token = CancellationToken.None;
+        var (session, peer, time) = Create(sim);
         await using var _ = session;
         await using var __ = peer;
         await peer.WriteFrameAsync(YamuxFrameType.WindowUpdate, YamuxFlags.Syn, 2, 0);
         var stream = await session.AcceptStreamAsync(token);
 
-        time.Advance(TimeSpan.FromSeconds(10));
+        await time.AdvanceAsync(TimeSpan.FromSeconds(10));
         var (probe, _) = await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping, token);
         Assert.That(probe.Flags, Is.EqualTo(YamuxFlags.Syn));
         Assert.That(session.IsClosed, Is.False);
 
-        time.Advance(TimeSpan.FromSeconds(5));
+        await time.AdvanceAsync(TimeSpan.FromSeconds(5));
 
-        var error = Assert.ThrowsAsync<YamuxException>(async () => await session.Completion.WaitAsync(token));
-        Assert.That(error!.Message, Does.Contain("keep-alive"));
-        Assert.That(async () => await stream.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
-    }
+        await Assert.ThatAsync(() => session.Completion.WaitOrCancelAsync(token),
+            Throws.TypeOf<YamuxException>().With.Message.Contain("keep-alive"));
+        await Assert.ThatAsync(async () => await stream.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+    });
 
     [Test]
-    public async Task KeepAlive_KeepsSessionOpen_WhenPeerAnswers(CancellationToken token)
+    public void KeepAlive_KeepsSessionOpen_WhenPeerAnswers() => SimulationTest.Run(async sim =>
     {
-        var (session, peer, time) = Create();
+        var token = CancellationToken.None;
+        var (session, peer, time) = Create(sim);
         await using var _ = session;
         await using var __ = peer;
 
         for (var round = 0; round < 3; round++)
         {
             // Probes go out at 10 s, 20 s, 30 s; each deadline falls 5 s after its probe.
-            time.Advance(TimeSpan.FromSeconds(round == 0 ? 10 : 5));
+            await time.AdvanceAsync(TimeSpan.FromSeconds(round == 0 ? 10 : 5));
             var (probe, _) = await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping && h.Flags == YamuxFlags.Syn, token);
             await peer.WriteFrameAsync(YamuxFrameType.Ping, YamuxFlags.Ack, 0, probe.Length);
 
             // Frames are handled in order: once our own ping is answered, the pong above was seen.
             await peer.WriteFrameAsync(YamuxFrameType.Ping, YamuxFlags.Syn, 0, 1000u + (uint)round);
             await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping && h.Flags == YamuxFlags.Ack, token);
-            time.Advance(TimeSpan.FromSeconds(5));
+            await time.AdvanceAsync(TimeSpan.FromSeconds(5));
         }
 
         Assert.That(session.IsClosed, Is.False);
-    }
+    });
 }
