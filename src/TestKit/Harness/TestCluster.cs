@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
@@ -262,11 +263,12 @@ public sealed class TestCluster : IAsyncDisposable
     /// <exception cref="TimeoutException">The operation did not finish in time; names <paramref name="description"/> and the replay.</exception>
     internal async Task WithinOperationTimeout(Task operation, string description)
     {
+        using var timeout = new CancellationTokenSource(Options.OperationTimeout, Time);
         try
         {
-            await operation.WaitAsync(Options.OperationTimeout, Time);
+            await operation.WaitOrCancelAsync(timeout.Token);
         }
-        catch (TimeoutException e) when (!operation.IsCompleted)
+        catch (OperationCanceledException e) when (timeout.IsCancellationRequested && !operation.IsCompleted)
         {
             throw new TimeoutException($"'{description}' did not finish within {Options.OperationTimeout} of virtual time. Replay: {Simulation}", e);
         }

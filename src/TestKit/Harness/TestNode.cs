@@ -3,6 +3,7 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
@@ -147,7 +148,7 @@ public sealed class TestNode
 
     internal async Task StartAsync(bool keepStorage, CancellationToken cancellationToken)
     {
-        await _lifecycle.WaitAsync(cancellationToken);
+        await _lifecycle.EnterAsync(cancellationToken);
         try
         {
             if (_current is not null) throw new InvalidOperationException($"node '{Name}' is already running");
@@ -177,7 +178,7 @@ public sealed class TestNode
     /// <summary>Stops the node: <paramref name="crash"/> kills it without a goodbye, otherwise it shuts down gracefully. A node that is not running is left alone.</summary>
     internal async Task StopAsync(bool crash)
     {
-        await _lifecycle.WaitAsync(CancellationToken.None);
+        await _lifecycle.EnterAsync(CancellationToken.None);
         try
         {
             var incarnation = _current;
@@ -301,7 +302,15 @@ public sealed class TestNode
                 network.Crash(name);
                 if (Discovery is MockDht mock) mock.Crash();
             }
-            await stopping.CancelAsync();
+            try
+            {
+                // Cancel, not CancelAsync: the callbacks run here, on the simulation's thread, not on the thread pool.
+                stopping.Cancel();
+            }
+            catch (AggregateException e)
+            {
+                errors.AddRange(e.InnerExceptions);
+            }
 
             object[] started;
             lock (Components) started = [.. Components];
