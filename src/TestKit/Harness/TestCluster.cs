@@ -10,14 +10,19 @@ using P2PInference.TestKit.Simulation;
 namespace P2PInference.TestKit.Harness;
 
 /// <summary>
-/// A cluster of nodes for one test, in one line of setup:
-/// <code>await using var cluster = await TestCluster.StartAsync(new TestClusterOptions { Nodes = 5 }, token);</code>
+/// A cluster of nodes for one test, in one line of setup inside the test's simulation:
+/// <code>[Test] public void Name() => SimulationTest.Run(async sim =>
+/// {
+///     await using var cluster = await TestCluster.StartAsync(new TestClusterOptions { Nodes = 5 }, CancellationToken.None);
+///     ...
+/// });</code>
 /// Each node is a real <see cref="Facilities.Net.Host.P2PHost"/> (Noise, Yamux, identify, ping) on one
 /// <see cref="InMemoryNetwork"/>, with a <see cref="Store.RamStore"/>, a discovery (the mock DHT by default)
 /// and whatever <see cref="TestClusterOptions.Components"/> add. It runs inside a simulation
 /// (<see cref="SimulationTest.Run(Func{SimulationExecutor, Task}, SimulationOptions?)"/>): every node's
 /// work runs on the executor's thread, on its <see cref="SimulationClock"/>, and derives its randomness
-/// from the simulation's seed, so the seed replays the run step for step.
+/// from the simulation's seed, so the seed replays the run step for step (as far as the stores' real I/O,
+/// which runs outside the simulation, lets it: clusters without storage replay exactly).
 /// </summary>
 /// <remarks>
 /// <para>Faults: <see cref="KillAsync"/> (crash, no goodbye; the store restarts from what was durable),

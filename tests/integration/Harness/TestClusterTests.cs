@@ -74,8 +74,10 @@ public sealed class TestClusterTests
         var oldHost = node.Host;
 
         await cluster.KillAsync(node.Name, CancellationToken.None);
+        // The others must have seen the reset first, or a ping may go to a dead connection (a schedule can delay the reset).
+        await cluster.WaitUntilAsync(() => !cluster["node-0"].IsConnectedTo(node) && !cluster["node-2"].IsConnectedTo(node), VirtualTimeout, CancellationToken.None);
         await cluster.RestartAsync(node.Name, CancellationToken.None);
-        await node.Ready.WaitAsync(CancellationToken.None);
+        await node.Ready;
 
         Assert.That(node.IsRunning, Is.True);
         Assert.That(node.Starts, Is.EqualTo(2));
@@ -345,6 +347,8 @@ public sealed class TestClusterTests
             await cluster.ConnectAllAsync(CancellationToken.None);
             log.Add($"ping {(await cluster["node-0"].PingAsync(cluster["node-1"], CancellationToken.None)).Ticks}");
             await cluster.KillAsync("node-2", CancellationToken.None);
+            // node-0 must have seen the reset first, or its ping may go to the dead connection (a schedule can delay the reset).
+            await cluster.WaitUntilAsync(() => !cluster["node-0"].IsConnectedTo(cluster["node-2"]), VirtualTimeout, CancellationToken.None);
             await cluster.RestartAsync("node-2", CancellationToken.None);
             log.Add($"ping {(await cluster["node-0"].PingAsync(cluster["node-2"], CancellationToken.None)).Ticks}");
             log.Add($"at {sim.Clock.Elapsed.Ticks}");
