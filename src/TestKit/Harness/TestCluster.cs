@@ -1,31 +1,40 @@
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using NUnit.Framework;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.TestKit.Harness;
 
 /// <summary>
-/// A cluster of nodes for one test, in one line of setup:
-/// <code>await using var cluster = await TestCluster.StartAsync(new TestClusterOptions { Nodes = 5 }, token);</code>
+/// A cluster of nodes for one test, in one line of setup inside the test's simulation:
+/// <code>[Test] public void Name() => SimulationTest.Run(async sim =>
+/// {
+///     await using var cluster = await TestCluster.StartAsync(new TestClusterOptions { Nodes = 5 }, CancellationToken.None);
+///     ...
+/// });</code>
 /// Each node is a real <see cref="Facilities.Net.Host.P2PHost"/> (Noise, Yamux, identify, ping) on one
 /// <see cref="InMemoryNetwork"/>, with a <see cref="Store.RamStore"/>, a discovery (the mock DHT by default)
-/// and whatever <see cref="TestClusterOptions.Components"/> add; everything runs on one
-/// <see cref="FakeTimeProvider"/> and derives its randomness from one seed.
+/// and whatever <see cref="TestClusterOptions.Components"/> add. It runs inside a simulation
+/// (<see cref="SimulationTest.Run(Func{SimulationExecutor, Task}, SimulationOptions?)"/>): every node's
+/// work runs on the executor's thread, on its <see cref="SimulationClock"/>, and derives its randomness
+/// from the simulation's seed, so the seed replays the run step for step (as far as the stores' real I/O,
+/// which runs outside the simulation, lets it: clusters without storage replay exactly).
 /// </summary>
 /// <remarks>
 /// <para>Faults: <see cref="KillAsync"/> (crash, no goodbye; the store restarts from what was durable),
 /// <see cref="StopAsync"/> (graceful), <see cref="RestartAsync(string, bool, CancellationToken)"/>,
 /// <see cref="PartitionAsync(string, string, PartitionMode, bool, CancellationToken)"/> and
 /// <see cref="HealAsync"/>; per-link conditions through <see cref="Network"/>.</para>
-/// <para>Waiting: <see cref="WaitUntilAsync(Func{bool}, TimeSpan, CancellationToken, string?)"/> runs on
-/// virtual time and fails with a <see cref="TimeoutException"/> naming the condition and the seed.</para>
-/// <para>Disposing stops every node gracefully, deletes the stores and stops the clock's pump; afterwards
-/// no connection is left open on the network.</para>
+/// <para>Waiting: virtual time moves by itself whenever nothing is runnable, so awaiting an operation that
+/// waits on timers just works; <see cref="WaitUntilAsync(Func{bool}, TimeSpan, CancellationToken, string?)"/>
+/// checks a condition at each idle point and fails with a <see cref="TimeoutException"/> naming the
+/// condition, the seed and the replay command.</para>
+/// <para>Disposing stops every node gracefully and deletes the stores; afterwards no connection is left
+/// open on the network.</para>
 /// </remarks>
 public sealed class TestCluster : IAsyncDisposable
 {
@@ -34,13 +43,13 @@ public sealed class TestCluster : IAsyncDisposable
     private readonly ILogger _logger;
     private int _disposed;
 
-    private TestCluster(TestClusterOptions options, int seed)
+    private TestCluster(TestClusterOptions options, SimulationExecutor simulation)
     {
         Options = options;
-        Seed = seed;
+        Simulation = simulation;
+        var seed = simulation.Seed;
         LoggerFactory = options.LoggerFactory ?? NullLoggerFactory.Instance;
         _logger = LoggerFactory.CreateLogger<TestCluster>();
-        Time = options.StartTime is { } start ? new FakeTimeProvider(start) : new FakeTimeProvider();
         Network = new InMemoryNetwork(Time, SeedDerivation.Int(seed, "network"));
         if (options.LinkLatency > TimeSpan.Zero || options.LinkJitter > TimeSpan.Zero)
         {
@@ -58,19 +67,18 @@ public sealed class TestCluster : IAsyncDisposable
             options.ConfigureMockDht?.Invoke(MockDht);
         }
         Data = new TestDataFactory(SeedDerivation.Int(seed, "data"));
-        Driver = new VirtualTimeDriver(Time, seed, options.AutoAdvanceTime);
     }
 
     public TestClusterOptions Options { get; }
 
-    /// <summary>The seed everything derives from; <c>P2P_TEST_SEED=&lt;Seed&gt;</c> replays the run.</summary>
-    public int Seed { get; }
+    /// <summary>The simulation the cluster runs in.</summary>
+    public SimulationExecutor Simulation { get; }
 
-    /// <summary>The cluster's clock: every host, link, store and mock DHT runs on it.</summary>
-    public FakeTimeProvider Time { get; }
+    /// <summary>The simulation's seed, which everything derives from; <c>P2P_TEST_SEED=&lt;Seed&gt;</c> replays the run.</summary>
+    public int Seed => Simulation.Seed;
 
-    /// <summary>Moves <see cref="Time"/>: the pump (when <see cref="TestClusterOptions.AutoAdvanceTime"/>) and the waits.</summary>
-    public VirtualTimeDriver Driver { get; }
+    /// <summary>The simulation's clock: every host, link, store and mock DHT runs on it.</summary>
+    public SimulationClock Time => Simulation.Clock;
 
     public InMemoryNetwork Network { get; }
 
@@ -99,27 +107,28 @@ public sealed class TestCluster : IAsyncDisposable
 
     public TestNode this[int index] => Nodes[index];
 
-    /// <summary>Builds the cluster and starts every node; returns once all are ready.</summary>
+    /// <summary>Builds the cluster in the running simulation and starts every node; returns once all are ready.</summary>
+    /// <exception cref="InvalidOperationException">Called outside a simulation.</exception>
     public static async Task<TestCluster> StartAsync(TestClusterOptions? options, CancellationToken cancellationToken)
     {
+        var simulation = SimulationExecutor.Current ?? throw new InvalidOperationException(
+            "a TestCluster runs inside a simulation, on its clock and its seed: wrap the test in SimulationTest.Run(async sim => { ... })");
         options ??= new TestClusterOptions();
         var specs = options.ResolveNodes();
-        var seed = options.Seed ?? TestSeed.Choose();
-        if (options.Seed is not null) TestContext.Out.WriteLine($"{TestSeed.EnvironmentVariable}={seed} (fixed by the test's TestClusterOptions.Seed)");
-        var cluster = new TestCluster(options, seed);
+        var cluster = new TestCluster(options, simulation);
         try
         {
             foreach (var spec in specs) cluster.AddNode(spec);
             var nodes = cluster.Nodes;
             // Stores are independent and the slowest part: open them together.
-            await Task.WhenAll(nodes.Select(n => n.CreateStoreAsync(cancellationToken))).ConfigureAwait(false);
-            foreach (var node in nodes) await node.StartAsync(keepStorage: true, cancellationToken).ConfigureAwait(false);
-            if (options.ConnectAll) await cluster.ConnectAllAsync(cancellationToken).ConfigureAwait(false);
+            await Task.WhenAll(nodes.Select(n => n.CreateStoreAsync(cancellationToken)));
+            foreach (var node in nodes) await node.StartAsync(keepStorage: true, cancellationToken);
+            if (options.ConnectAll) await cluster.ConnectAllAsync(cancellationToken);
             return cluster;
         }
         catch
         {
-            await cluster.DisposeAsync().ConfigureAwait(false);
+            await cluster.DisposeAsync();
             throw;
         }
     }
@@ -148,8 +157,8 @@ public sealed class TestCluster : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(spec);
         ThrowIfDisposed();
         var node = AddNode(spec);
-        await node.CreateStoreAsync(cancellationToken).ConfigureAwait(false);
-        await node.StartAsync(keepStorage: true, cancellationToken).ConfigureAwait(false);
+        await node.CreateStoreAsync(cancellationToken);
+        await node.StartAsync(keepStorage: true, cancellationToken);
         return node;
     }
 
@@ -184,8 +193,8 @@ public sealed class TestCluster : IAsyncDisposable
     {
         ThrowIfDisposed();
         var node = Node(name);
-        await node.StopAsync(crash: false).ConfigureAwait(false);
-        await node.StartAsync(keepStorage, cancellationToken).ConfigureAwait(false);
+        await node.StopAsync(crash: false);
+        await node.StartAsync(keepStorage, cancellationToken);
     }
 
     /// <summary>Partitions <paramref name="a"/> from <paramref name="b"/> (both ways unless <paramref name="oneWay"/>, then only a → b).</summary>
@@ -204,15 +213,17 @@ public sealed class TestCluster : IAsyncDisposable
         var b = groupB.ToArray();
         foreach (var name in a.Concat(b)) Node(name); // a typo should fail here, not partition nobody
         var partition = oneWay ? Network.PartitionOneWay(a, b, mode) : Network.Partition(a, b, mode);
-        await Driver.RunUntilIdleAsync(cancellationToken).ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        await Time.RunUntilIdleAsync();
         return partition;
     }
 
     /// <summary>Heals every partition; stalled connections deliver what they held.</summary>
     public async Task HealAsync(CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         Network.Heal();
-        await Driver.RunUntilIdleAsync(cancellationToken).ConfigureAwait(false);
+        await Time.RunUntilIdleAsync();
     }
 
     /// <summary>Connects every running node to every other, and returns once both ends of every pair see the connection.</summary>
@@ -227,30 +238,48 @@ public sealed class TestCluster : IAsyncDisposable
                 var (from, to) = (running[i], running[j]);
                 if (!from.IsConnectedTo(to)) dials.Add(() => from.ConnectAsync(to, cancellationToken));
             }
-        await Driver.RunAsync(() => Task.WhenAll(dials.Select(d => d())), Options.OperationTimeout, cancellationToken,
-            "every node dials every other").ConfigureAwait(false);
-        await Driver.WaitUntilAsync(() => running.All(a => running.All(b => a == b || a.IsConnectedTo(b))), Options.OperationTimeout,
-            cancellationToken, "both ends of every pair see the connection").ConfigureAwait(false);
+        await WithinOperationTimeout(Task.WhenAll(dials.Select(d => d())), "every node dials every other");
+        await Time.WaitUntilAsync(() => running.All(a => running.All(b => a == b || a.IsConnectedTo(b))), Options.OperationTimeout,
+            cancellationToken, "both ends of every pair see the connection");
+    }
+
+    /// <inheritdoc cref="SimulationClock.WaitUntilAsync(Func{bool}, TimeSpan, CancellationToken, string?)"/>
+    public Task WaitUntilAsync(Func<bool> condition, TimeSpan virtualTimeout, CancellationToken cancellationToken,
+        [CallerArgumentExpression(nameof(condition))] string? description = null) =>
+        Time.WaitUntilAsync(condition, virtualTimeout, cancellationToken, description);
+
+    /// <inheritdoc cref="SimulationClock.WaitUntilAsync(Func{Task{bool}}, TimeSpan, CancellationToken, string?)"/>
+    public Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan virtualTimeout, CancellationToken cancellationToken,
+        [CallerArgumentExpression(nameof(condition))] string? description = null) =>
+        Time.WaitUntilAsync(condition, virtualTimeout, cancellationToken, description);
+
+    /// <inheritdoc cref="SimulationClock.AdvanceAsync(TimeSpan)"/>
+    public Task AdvanceAsync(TimeSpan delta, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return Time.AdvanceAsync(delta);
     }
 
     /// <summary>
-    /// Completes once <paramref name="condition"/> is true, re-checking it whenever virtual time moves or
-    /// the system goes idle, and moving virtual time itself while it waits. No real sleeps.
+    /// Awaits <paramref name="operation"/>, failing when it has not finished within
+    /// <see cref="TestClusterOptions.OperationTimeout"/> of virtual time: a harness step that hangs fails
+    /// with its name rather than running the simulation into its time limit.
     /// </summary>
-    /// <exception cref="TimeoutException">Still false after <paramref name="virtualTimeout"/> of virtual time (the message names the condition and the seed).</exception>
-    public Task WaitUntilAsync(Func<bool> condition, TimeSpan virtualTimeout, CancellationToken cancellationToken,
-        [CallerArgumentExpression(nameof(condition))] string? description = null) =>
-        Driver.WaitUntilAsync(condition, virtualTimeout, cancellationToken, description);
+    /// <exception cref="TimeoutException">The operation did not finish in time; names <paramref name="description"/> and the replay.</exception>
+    internal async Task WithinOperationTimeout(Task operation, string description)
+    {
+        using var timeout = new CancellationTokenSource(Options.OperationTimeout, Time);
+        try
+        {
+            await operation.WaitOrCancelAsync(timeout.Token);
+        }
+        catch (OperationCanceledException e) when (timeout.IsCancellationRequested && !operation.IsCompleted)
+        {
+            throw new TimeoutException($"'{description}' did not finish within {Options.OperationTimeout} of virtual time. Replay: {Simulation}", e);
+        }
+    }
 
-    /// <inheritdoc cref="VirtualTimeDriver.WaitUntilAsync(Func{Task{bool}}, TimeSpan, CancellationToken, string?)"/>
-    public Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan virtualTimeout, CancellationToken cancellationToken,
-        [CallerArgumentExpression(nameof(condition))] string? description = null) =>
-        Driver.WaitUntilAsync(condition, virtualTimeout, cancellationToken, description);
-
-    /// <summary>Moves virtual time forward by <paramref name="delta"/>, letting each due timer's work run.</summary>
-    public Task AdvanceAsync(TimeSpan delta, CancellationToken cancellationToken) => Driver.AdvanceAsync(delta, cancellationToken);
-
-    /// <summary>Stops every node gracefully, deletes the stores and stops the pump. Reports the first failure after cleaning up everything.</summary>
+    /// <summary>Stops every node gracefully and deletes the stores. Reports the first failure after cleaning up everything.</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
@@ -260,19 +289,18 @@ public sealed class TestCluster : IAsyncDisposable
         {
             try
             {
-                await nodes[i].StopAsync(crash: false).ConfigureAwait(false);
+                await nodes[i].StopAsync(crash: false);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 errors.Add(e);
             }
         }
-        await Driver.DisposeAsync().ConfigureAwait(false);
         foreach (var node in nodes)
         {
             try
             {
-                await node.DisposeStoreAsync().ConfigureAwait(false);
+                await node.DisposeStoreAsync();
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {

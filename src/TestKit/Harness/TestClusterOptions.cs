@@ -6,7 +6,11 @@ using P2PInference.TestKit.Network;
 
 namespace P2PInference.TestKit.Harness;
 
-/// <summary>How a <see cref="TestCluster"/> is built. Every property has a default: <c>new TestClusterOptions()</c> is three plain nodes.</summary>
+/// <summary>
+/// How a <see cref="TestCluster"/> is built. Every property has a default: <c>new TestClusterOptions()</c> is three plain nodes.
+/// The seed, the start time and how long the run may last are the simulation's
+/// (<see cref="Simulation.SimulationTest.Options(int?)"/>), not the cluster's.
+/// </summary>
 public sealed class TestClusterOptions
 {
     /// <summary>How many nodes, named <c>node-0</c>, <c>node-1</c>…, without roles; 3 by default. Ignored when <see cref="NodeSpecs"/> is not empty.</summary>
@@ -18,20 +22,6 @@ public sealed class TestClusterOptions
 
     /// <summary>Named nodes with roles; when not empty, these are the nodes (and <see cref="Nodes"/> is ignored).</summary>
     public IReadOnlyList<TestNodeSpec> NodeSpecs { get; init; } = [];
-
-    /// <summary>The seed of everything random (identities, link jitter, data); <see cref="TestSeed.Choose"/> when null.</summary>
-    public int? Seed { get; init; }
-
-    /// <summary>Where the fake clock starts; 2000-01-01Z by default.</summary>
-    public DateTimeOffset? StartTime { get; init; }
-
-    /// <summary>
-    /// Whether a <see cref="Time.VirtualTimePump"/> moves the fake clock whenever the system is idle (true by
-    /// default), so code waiting on time (latency, timeouts, keep-alives, re-announces) just runs. When false,
-    /// time moves only through the test (<see cref="TestCluster.AdvanceAsync"/>, <see cref="TestCluster.WaitUntilAsync(Func{bool}, TimeSpan, CancellationToken, string?)"/>,
-    /// <see cref="TestCluster.Time"/>) — the most deterministic choice when links have no latency.
-    /// </summary>
-    public bool AutoAdvanceTime { get; init; } = true;
 
     /// <summary>Latency of every link, in each direction; zero by default.</summary>
     public TimeSpan LinkLatency { get; init; }
@@ -68,7 +58,7 @@ public sealed class TestClusterOptions
 
     /// <summary>
     /// Adjusts a node's host options (timeouts, Yamux, identify…). Gets the harness's options (identity,
-    /// in-memory transport, fake time, logger) and returns the ones to use; keep those four.
+    /// in-memory transport, simulation clock, seeded random source, logger) and returns the ones to use; keep those five.
     /// </summary>
     public Func<TestNodeSpec, HostOptions, HostOptions>? ConfigureHost { get; init; }
 

@@ -3,8 +3,10 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Simulation;
 using P2PInference.TestKit.Store;
 
 namespace P2PInference.TestKit.Harness;
@@ -139,27 +141,28 @@ public sealed class TestNode
     {
         if (Store is null && (Spec.Storage ?? Cluster.Options.Storage))
         {
-            Store = await RamStore.CreateAsync(Cluster.Time, cancellationToken: cancellationToken).ConfigureAwait(false);
+            Store = await RamStore.CreateAsync(Cluster.Time, cancellationToken: cancellationToken);
             _storeState = StoreState.Open;
         }
     }
 
     internal async Task StartAsync(bool keepStorage, CancellationToken cancellationToken)
     {
-        await _lifecycle.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _lifecycle.EnterAsync(cancellationToken);
         try
         {
             if (_current is not null) throw new InvalidOperationException($"node '{Name}' is already running");
-            await PrepareStoreAsync(keepStorage, cancellationToken).ConfigureAwait(false);
+            await PrepareStoreAsync(keepStorage, cancellationToken);
             Starts++;
             var incarnation = CreateIncarnation();
             try
             {
-                await StartIncarnationAsync(incarnation, cancellationToken).ConfigureAwait(false);
+                // As the node: the trace names it for every step its host, discovery and components run.
+                await SimulationExecutor.InNode(Name, () => StartIncarnationAsync(incarnation, cancellationToken));
             }
             catch
             {
-                await incarnation.ShutdownAsync(crash: true, Cluster.Network, _logger).ConfigureAwait(false);
+                await incarnation.ShutdownAsync(crash: true, Cluster.Network, _logger);
                 throw;
             }
             Volatile.Write(ref _current, incarnation);
@@ -175,7 +178,7 @@ public sealed class TestNode
     /// <summary>Stops the node: <paramref name="crash"/> kills it without a goodbye, otherwise it shuts down gracefully. A node that is not running is left alone.</summary>
     internal async Task StopAsync(bool crash)
     {
-        await _lifecycle.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        await _lifecycle.EnterAsync(CancellationToken.None);
         try
         {
             var incarnation = _current;
@@ -185,7 +188,7 @@ public sealed class TestNode
                 Volatile.Write(ref _ready, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
             if (Store is not null) _storeState = crash ? StoreState.Crashed : StoreState.StoppedCleanly;
             _logger.LogDebug("node {Node} {How}", Name, crash ? "killed" : "stopping");
-            var errors = await incarnation.ShutdownAsync(crash, Cluster.Network, _logger).ConfigureAwait(false);
+            var errors = await incarnation.ShutdownAsync(crash, Cluster.Network, _logger);
             if (errors.Count > 0 && !crash)
                 throw new AggregateException($"node '{Name}' did not stop cleanly", errors);
         }
@@ -197,7 +200,7 @@ public sealed class TestNode
 
     internal async Task DisposeStoreAsync()
     {
-        if (Store is not null) await Store.DisposeAsync().ConfigureAwait(false);
+        if (Store is not null) await Store.DisposeAsync();
         Store = null;
     }
 
@@ -205,21 +208,21 @@ public sealed class TestNode
     {
         if (!keepStorage && Store is not null && _storeState != StoreState.Fresh)
         {
-            await DisposeStoreAsync().ConfigureAwait(false);
+            await DisposeStoreAsync();
         }
         if (Store is null)
         {
-            await CreateStoreAsync(cancellationToken).ConfigureAwait(false);
+            await CreateStoreAsync(cancellationToken);
             return;
         }
         switch (_storeState)
         {
             case StoreState.Crashed:
                 // The kill abandoned the store mid-flight: reopen it from what was durable, as after a process crash.
-                await Store.CrashAndRestartAsync(cancellationToken).ConfigureAwait(false);
+                await Store.CrashAndRestartAsync(cancellationToken);
                 break;
             case StoreState.StoppedCleanly:
-                await Store.RestartAsync(cancellationToken).ConfigureAwait(false);
+                await Store.RestartAsync(cancellationToken);
                 break;
         }
         _storeState = StoreState.Open;
@@ -233,6 +236,7 @@ public sealed class TestNode
             Identity = Identity,
             Transports = [Cluster.Network.CreateTransport(Name)],
             TimeProvider = Cluster.Time,
+            RandomSource = new SeededRandomSource(Cluster.Simulation.CreateRandom("entropy", Name, Starts.ToString(System.Globalization.CultureInfo.InvariantCulture))),
             LoggerFactory = Cluster.LoggerFactory,
         };
         if (options.ConfigureHost is not null) hostOptions = options.ConfigureHost(Spec, hostOptions);
@@ -248,20 +252,19 @@ public sealed class TestNode
     private async Task StartIncarnationAsync(Incarnation incarnation, CancellationToken cancellationToken)
     {
         var options = Cluster.Options;
-        await incarnation.Host.StartAsync([ListenAddress], cancellationToken).ConfigureAwait(false);
+        await incarnation.Host.StartAsync([ListenAddress], cancellationToken);
 
         IDiscovery? discovery = Cluster.DiscoveryKind switch
         {
             TestDiscoveryKind.MockDht => Cluster.MockDht!.CreateNode(PeerId, incarnation.Host.AdvertisedAddresses),
-            TestDiscoveryKind.Custom => await options.DiscoveryFactory!(incarnation.Context, cancellationToken).ConfigureAwait(false),
+            TestDiscoveryKind.Custom => await options.DiscoveryFactory!(incarnation.Context, cancellationToken),
             _ => null,
         };
         incarnation.Discovery = discovery;
         incarnation.Context.SetDiscovery(discovery);
         if (discovery is not null && options.WaitForDiscoveryJoin)
         {
-            await Cluster.Driver.RunAsync(() => discovery.WaitUntilJoinedAsync(cancellationToken), options.OperationTimeout, cancellationToken,
-                $"node '{Name}' joins discovery").ConfigureAwait(false);
+            await Cluster.WithinOperationTimeout(discovery.WaitUntilJoinedAsync(cancellationToken), $"node '{Name}' joins discovery");
         }
 
         foreach (var component in options.Components)
@@ -270,7 +273,7 @@ public sealed class TestNode
             IAsyncDisposable started;
             try
             {
-                started = await component.Start(incarnation.Context, cancellationToken).ConfigureAwait(false)
+                started = await component.Start(incarnation.Context, cancellationToken)
                     ?? throw new InvalidOperationException("the component's Start returned null; return NoOpDisposable.Instance when there is nothing to stop");
             }
             catch (Exception e) when (e is not OperationCanceledException)
@@ -299,15 +302,23 @@ public sealed class TestNode
                 network.Crash(name);
                 if (Discovery is MockDht mock) mock.Crash();
             }
-            await stopping.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                // Cancel, not CancelAsync: the callbacks run here, on the simulation's thread, not on the thread pool.
+                stopping.Cancel();
+            }
+            catch (AggregateException e)
+            {
+                errors.AddRange(e.InnerExceptions);
+            }
 
             object[] started;
             lock (Components) started = [.. Components];
             for (var i = started.Length - 1; i >= 0; i--)
-                await DisposeQuietlyAsync(started[i], errors).ConfigureAwait(false);
+                await DisposeQuietlyAsync(started[i], errors);
             if (Discovery is not null && !(crash && Discovery is MockDht))
-                await DisposeQuietlyAsync(Discovery, errors).ConfigureAwait(false);
-            await DisposeQuietlyAsync(Host, errors).ConfigureAwait(false);
+                await DisposeQuietlyAsync(Discovery, errors);
+            await DisposeQuietlyAsync(Host, errors);
             // Sweeps up anything the host left open (e.g. a dial that completed during shutdown).
             if (!crash) network.Stop(name);
             stopping.Dispose();
@@ -322,7 +333,7 @@ public sealed class TestNode
                 switch (item)
                 {
                     case IAsyncDisposable asyncDisposable:
-                        await asyncDisposable.DisposeAsync().ConfigureAwait(false);
+                        await asyncDisposable.DisposeAsync();
                         break;
                     case IDisposable disposable:
                         disposable.Dispose();

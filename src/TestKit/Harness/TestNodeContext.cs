@@ -3,7 +3,7 @@ using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Store;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.TestKit.Harness;
 
@@ -25,7 +25,7 @@ public sealed class TestNodeContext
         StoreOrNull = store;
         _components = components;
         Stopping = stopping;
-        Random = new Random(SeedDerivation.Int(node.Cluster.Seed, "node-random", node.Name, node.Starts.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        Random = node.Cluster.Simulation.CreateRandom("node", node.Name, node.Starts.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Logger = node.Cluster.LoggerFactory.CreateLogger($"P2PInference.TestKit.Harness.{node.Name}");
     }
 
@@ -41,7 +41,8 @@ public sealed class TestNodeContext
 
     public InMemoryNetwork Network => Cluster.Network;
 
-    public FakeTimeProvider Time => Cluster.Time;
+    /// <summary>The simulation's clock.</summary>
+    public SimulationClock Time => Cluster.Time;
 
     /// <summary>The node's store (the same <see cref="Store.RamStore"/> across restarts unless wiped).</summary>
     /// <exception cref="InvalidOperationException">The node has no storage.</exception>
@@ -55,7 +56,7 @@ public sealed class TestNodeContext
         ? _discovery ?? throw new InvalidOperationException($"the cluster has no discovery (TestDiscoveryKind.None)")
         : throw new InvalidOperationException("the node's discovery is being created; it is not available to its own factory");
 
-    /// <summary>Randomness for this start of this node, derived from the cluster's seed. Not thread-safe.</summary>
+    /// <summary>Randomness for this start of this node, derived from the simulation's seed, the node's name and its start count.</summary>
     public Random Random { get; }
 
     public ILogger Logger { get; }

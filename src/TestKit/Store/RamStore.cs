@@ -1,4 +1,6 @@
+using System.Runtime.CompilerServices;
 using P2PInference.Facilities.Store;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.TestKit.Store;
 
@@ -23,6 +25,10 @@ namespace P2PInference.TestKit.Store;
 /// <para>The <see cref="RamStore"/> itself forwards to the current instance, so a test (or a worker
 /// under test) keeps one reference across restarts; calls that race a crash fail as they would on a
 /// real crash.</para>
+/// <para><b>In a simulation.</b> FASTER completes its I/O on its own threads, so inside a
+/// <see cref="SimulationExecutor"/> every call runs as real work outside the simulation
+/// (<see cref="SimulationExecutor.RunOutsideAsync{T}(Func{Task{T}})"/>): virtual time stands still
+/// while it is in flight and its result re-enters the simulation as one step.</para>
 /// </remarks>
 public sealed class RamStore : IKeyValueStore, IAsyncDisposable
 {
@@ -58,7 +64,7 @@ public sealed class RamStore : IKeyValueStore, IAsyncDisposable
         };
         try
         {
-            return new RamStore(options, await FasterKeyValueStore.OpenAsync(options, cancellationToken));
+            return new RamStore(options, await Outside(() => FasterKeyValueStore.OpenAsync(options, cancellationToken)));
         }
         catch
         {
@@ -73,7 +79,7 @@ public sealed class RamStore : IKeyValueStore, IAsyncDisposable
     public async Task CrashAndRestartAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        await Current.SimulateCrashAsync();
+        await Outside(() => Current.SimulateCrashAsync());
         await ReopenAsync(cancellationToken);
     }
 
@@ -81,20 +87,32 @@ public sealed class RamStore : IKeyValueStore, IAsyncDisposable
     public async Task RestartAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        await Current.DisposeAsync();
+        await Outside(() => Current.DisposeAsync().AsTask());
         await ReopenAsync(cancellationToken);
     }
 
-    public ValueTask<byte[]?> GetAsync(string key, CancellationToken cancellationToken) => Current.GetAsync(key, cancellationToken);
+    public ValueTask<byte[]?> GetAsync(string key, CancellationToken cancellationToken) =>
+        SimulationExecutor.Current is null
+            ? Current.GetAsync(key, cancellationToken)
+            : new(Outside(() => Current.GetAsync(key, cancellationToken).AsTask()));
 
-    public ValueTask PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken) => Current.PutAsync(key, value, cancellationToken);
+    public ValueTask PutAsync(string key, ReadOnlyMemory<byte> value, CancellationToken cancellationToken) =>
+        SimulationExecutor.Current is null
+            ? Current.PutAsync(key, value, cancellationToken)
+            : new(Outside(() => Current.PutAsync(key, value, cancellationToken).AsTask()));
 
-    public ValueTask<bool> DeleteAsync(string key, CancellationToken cancellationToken) => Current.DeleteAsync(key, cancellationToken);
+    public ValueTask<bool> DeleteAsync(string key, CancellationToken cancellationToken) =>
+        SimulationExecutor.Current is null
+            ? Current.DeleteAsync(key, cancellationToken)
+            : new(Outside(() => Current.DeleteAsync(key, cancellationToken).AsTask()));
 
     public ValueTask<bool> CompareAndSwapAsync(string key, ReadOnlyMemory<byte>? expected, ReadOnlyMemory<byte>? replacement, CancellationToken cancellationToken) =>
-        Current.CompareAndSwapAsync(key, expected, replacement, cancellationToken);
+        SimulationExecutor.Current is null
+            ? Current.CompareAndSwapAsync(key, expected, replacement, cancellationToken)
+            : new(Outside(() => Current.CompareAndSwapAsync(key, expected, replacement, cancellationToken).AsTask()));
 
-    public IAsyncEnumerable<KeyValuePair<string, byte[]>> ScanAsync(string prefix, CancellationToken cancellationToken) => Current.ScanAsync(prefix, cancellationToken);
+    public IAsyncEnumerable<KeyValuePair<string, byte[]>> ScanAsync(string prefix, CancellationToken cancellationToken) =>
+        SimulationExecutor.Current is null ? Current.ScanAsync(prefix, cancellationToken) : ScanOutsideAsync(prefix, cancellationToken);
 
     /// <summary>A sub-store over this RAM store, so it too follows restarts.</summary>
     public IKeyValueStore SubStore(string name) => new PrefixedKeyValueStore(this, name);
@@ -107,15 +125,35 @@ public sealed class RamStore : IKeyValueStore, IAsyncDisposable
         }
 
         _disposed = true;
-        await Current.DisposeAsync();
+        await Outside(() => Current.DisposeAsync().AsTask());
         TryDelete(Directory);
     }
 
     private async Task ReopenAsync(CancellationToken cancellationToken)
     {
-        Volatile.Write(ref _current, await FasterKeyValueStore.OpenAsync(_options, cancellationToken));
+        Volatile.Write(ref _current, await Outside(() => FasterKeyValueStore.OpenAsync(_options, cancellationToken)));
         Restarts++;
     }
+
+    /// <summary>Inside a simulation, the whole scan is read outside it (FASTER's I/O completes on its own threads), then handed out.</summary>
+    private async IAsyncEnumerable<KeyValuePair<string, byte[]>> ScanOutsideAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var store = Current;
+        var entries = await Outside(async () =>
+        {
+            var read = new List<KeyValuePair<string, byte[]>>();
+            await foreach (var entry in store.ScanAsync(prefix, cancellationToken)) read.Add(entry);
+            return read;
+        });
+        foreach (var entry in entries) yield return entry;
+    }
+
+    /// <summary>Runs FASTER work outside the running simulation, if any (see the remarks); directly otherwise.</summary>
+    private static Task<T> Outside<T>(Func<Task<T>> operation) =>
+        SimulationExecutor.Current is { } simulation ? simulation.RunOutsideAsync(operation) : operation();
+
+    private static Task Outside(Func<Task> operation) =>
+        SimulationExecutor.Current is { } simulation ? simulation.RunOutsideAsync(operation) : operation();
 
     private static string RamRoot()
     {

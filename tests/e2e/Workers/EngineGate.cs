@@ -1,3 +1,5 @@
+using P2PInference.Facilities.Threading;
+
 namespace P2PInference.Tests.E2E.Workers;
 
 /// <summary>
@@ -45,6 +47,6 @@ internal sealed class EngineGate
             release = _release.Task;
             _holding.TrySetResult(node);
         }
-        await release.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await release.WaitOrCancelAsync(cancellationToken);
     }
 }

@@ -19,9 +19,9 @@ internal sealed class GatedEngine(IInferenceEngine inner, EngineGate gate, strin
     public async IAsyncEnumerable<GeneratedToken> GenerateAsync(InferenceRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var produced = 0;
-        await foreach (var token in inner.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
+        await foreach (var token in inner.GenerateAsync(request, cancellationToken))
         {
-            await gate.PassAsync(node, produced, cancellationToken).ConfigureAwait(false);
+            await gate.PassAsync(node, produced, cancellationToken);
             produced++;
             yield return token;
         }

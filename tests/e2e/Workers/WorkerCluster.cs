@@ -2,7 +2,9 @@ using System.Runtime.CompilerServices;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Harness;
+using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Client;
 using P2PInference.Workers.Gateway;
@@ -17,9 +19,10 @@ namespace P2PInference.Tests.E2E.Workers;
 /// the in-memory network, the real Kademlia DHT (bootstrapped through node <c>bootstrap</c>), a RAM store per
 /// node kept across restarts, and the four workers started through a <see cref="WorkerContext"/> as the
 /// runtime starts them (announcing the topics their start returns): <c>auth</c>, <c>gateway</c>,
-/// <c>processor-1</c>…, plus a <c>client</c> node for <see cref="P2PInferenceClient"/>s. Time is the
-/// cluster's fake clock and moves only when the test moves it (<see cref="RunAsync{T}"/> moves it while an
-/// operation waits on it; <see cref="AdvanceAsync"/> jumps).
+/// <c>processor-1</c>…, plus a <c>client</c> node for <see cref="P2PInferenceClient"/>s. It runs inside the
+/// test's simulation (<see cref="SimulationTest.Run(Func{SimulationExecutor, Task}, SimulationOptions?)"/>, with
+/// <see cref="SimulationOptions"/> from <see cref="Simulation"/>): time moves by itself whenever nothing is
+/// runnable, so a test simply awaits each operation; <see cref="AdvanceAsync"/> jumps ahead.
 /// </summary>
 internal sealed class WorkerCluster : IAsyncDisposable
 {
@@ -31,6 +34,9 @@ internal sealed class WorkerCluster : IAsyncDisposable
 
     /// <summary>How long (in virtual time) one operation may take before the test fails rather than hangs.</summary>
     public static readonly TimeSpan OperationTimeout = TimeSpan.FromMinutes(2);
+
+    /// <summary>The simulation a worker scenario runs in: the test's seed, and an hour of virtual time at most (the DHT's timers would keep a hung run going).</summary>
+    public static SimulationOptions Simulation() => SimulationTest.Options() with { MaxVirtualTime = TimeSpan.FromHours(1) };
 
     private readonly BuiltinEngine _engine;
     private int _clients;
@@ -75,9 +81,7 @@ internal sealed class WorkerCluster : IAsyncDisposable
 
         var clusterOptions = new TestClusterOptions
         {
-            Seed = options.Seed,
             NodeSpecs = nodes,
-            AutoAdvanceTime = false,
             // The bootstrap node starts first and has nobody to join yet; the others join it in StartAsync.
             WaitForDiscoveryJoin = false,
             DiscoveryFactory = (context, ct) => StartDhtAsync(context, options, ct),
@@ -97,7 +101,7 @@ internal sealed class WorkerCluster : IAsyncDisposable
         };
         try
         {
-            var cluster = await TestCluster.StartAsync(clusterOptions, cancellationToken).ConfigureAwait(false);
+            var cluster = await TestCluster.StartAsync(clusterOptions, cancellationToken);
             return new WorkerCluster(cluster, engine, gate);
         }
         catch
@@ -116,7 +120,7 @@ internal sealed class WorkerCluster : IAsyncDisposable
         options = options with
         {
             TimeProvider = Cluster.Time,
-            Random = new Random(unchecked(Cluster.Seed * 31 + number)),
+            Random = Cluster.Simulation.CreateRandom("client", number.ToString(System.Globalization.CultureInfo.InvariantCulture)),
             LoggerFactory = Cluster.LoggerFactory,
         };
         return new P2PInferenceClient(node.Get<RpcNode>(), node.Discovery!, options);
@@ -127,24 +131,19 @@ internal sealed class WorkerCluster : IAsyncDisposable
     {
         var client = NewClient();
         var user = Data.User();
-        var registered = await RunAsync(() => client.RegisterAsync(user.Email, user.Password, cancellationToken), cancellationToken).ConfigureAwait(false);
-        await RunAsync(() => client.LoginAsync(user.Email, user.Password, cancellationToken), cancellationToken).ConfigureAwait(false);
-        await RunAsync(() => client.CreateApiKeyAsync("e2e", cancellationToken), cancellationToken).ConfigureAwait(false);
+        var registered = await client.RegisterAsync(user.Email, user.Password, cancellationToken);
+        await client.LoginAsync(user.Email, user.Password, cancellationToken);
+        await client.CreateApiKeyAsync("e2e", cancellationToken);
         return (client, user, registered.UserId);
     }
 
-    /// <summary>Awaits an operation, moving virtual time only while it waits on the clock and the system is idle.</summary>
-    public Task<T> RunAsync<T>(Func<Task<T>> operation, CancellationToken cancellationToken,
-        [CallerArgumentExpression(nameof(operation))] string? description = null) =>
-        Cluster.Driver.RunAsync(operation, OperationTimeout, cancellationToken, description);
-
-    /// <summary>As <see cref="RunAsync{T}"/>, for an operation expected to fail: returns its <see cref="RpcException"/>.</summary>
-    public async Task<RpcException> FailureOfAsync(Func<Task> operation, CancellationToken cancellationToken,
+    /// <summary>Awaits an operation expected to fail: returns its <see cref="RpcException"/>.</summary>
+    public static async Task<RpcException> FailureOfAsync(Func<Task> operation,
         [CallerArgumentExpression(nameof(operation))] string? description = null)
     {
         try
         {
-            await Cluster.Driver.RunAsync(operation, OperationTimeout, cancellationToken, description).ConfigureAwait(false);
+            await operation();
         }
         catch (RpcException e)
         {
@@ -153,17 +152,17 @@ internal sealed class WorkerCluster : IAsyncDisposable
         throw new AssertionException($"`{description}` succeeded; an RpcException was expected");
     }
 
-    public Task WaitUntilAsync(Func<bool> condition, CancellationToken cancellationToken,
-        [CallerArgumentExpression(nameof(condition))] string? description = null) =>
-        Cluster.Driver.WaitUntilAsync(condition, OperationTimeout, cancellationToken, description);
+    /// <inheritdoc cref="SimulationClock.WaitUntilAsync(Func{bool}, TimeSpan, CancellationToken, string?)"/>
+    public Task WaitUntilAsync(Func<bool> condition, [CallerArgumentExpression(nameof(condition))] string? description = null) =>
+        Cluster.WaitUntilAsync(condition, OperationTimeout, CancellationToken.None, description);
 
     /// <summary>Moves virtual time forward, letting every timer due on the way (DHT refresh, re-announce, caches) run.</summary>
-    public Task AdvanceAsync(TimeSpan delta, CancellationToken cancellationToken) => Cluster.AdvanceAsync(delta, cancellationToken);
+    public Task AdvanceAsync(TimeSpan delta) => Cluster.Time.AdvanceAsync(delta);
 
     public async ValueTask DisposeAsync()
     {
         Gate.Release();
-        await Cluster.DisposeAsync().ConfigureAwait(false);
+        await Cluster.DisposeAsync();
         _engine.Dispose();
     }
 
@@ -184,11 +183,11 @@ internal sealed class WorkerCluster : IAsyncDisposable
         });
         try
         {
-            await dht.StartAsync(cancellationToken).ConfigureAwait(false);
+            await dht.StartAsync(cancellationToken);
         }
         catch
         {
-            await dht.DisposeAsync().ConfigureAwait(false);
+            await dht.DisposeAsync();
             throw;
         }
         return dht;
@@ -208,8 +207,8 @@ internal sealed class WorkerCluster : IAsyncDisposable
             Random = new Random(node.Random.Next()),
             LoggerFactory = node.LoggerFactory,
         };
-        var topics = await worker.StartAsync(context, cancellationToken).ConfigureAwait(false);
-        foreach (var topic in topics) await node.Discovery.AnnounceAsync(topic, cancellationToken).ConfigureAwait(false);
+        var topics = await worker.StartAsync(context, cancellationToken);
+        foreach (var topic in topics) await node.Discovery.AnnounceAsync(topic, cancellationToken);
         return new RunningWorker(worker, topics);
     }
 
@@ -220,6 +219,6 @@ internal sealed class WorkerCluster : IAsyncDisposable
 
         public IReadOnlyList<string> Topics => topics;
 
-        public async ValueTask DisposeAsync() => await worker.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        public async ValueTask DisposeAsync() => await worker.StopAsync(CancellationToken.None);
     }
 }

@@ -4,12 +4,9 @@ using P2PInference.Workers.Processor;
 
 namespace P2PInference.Tests.E2E.Workers;
 
-/// <summary>How a <see cref="WorkerCluster"/> is built; the defaults are a quick, roomy network.</summary>
+/// <summary>How a <see cref="WorkerCluster"/> is built; the defaults are a quick, roomy network. The seed is the simulation's.</summary>
 internal sealed class WorkerClusterOptions
 {
-    /// <summary>The seed of everything random; <see cref="TestKit.TestSeed.Choose"/> (by the cluster) when null.</summary>
-    public int? Seed { get; init; }
-
     /// <summary>How many processors (<c>processor-1</c>…); 2 by default.</summary>
     public int Processors { get; init; } = 2;
 

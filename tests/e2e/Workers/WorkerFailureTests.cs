@@ -1,5 +1,6 @@
 using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Contracts.Inference;
 
@@ -8,22 +9,21 @@ namespace P2PInference.Tests.E2E.Workers;
 /// <summary>
 /// What a user sees when part of the network fails: Auth down or restarted, a processor crashing
 /// mid-stream or cut off from the gateway, every processor gone, a rate limit, an expired login — on
-/// the real stack and DHT, in memory, on fake time.
+/// the real stack and DHT, in memory, in a simulation.
 /// </summary>
 [TestFixture]
-[CancelAfter(60_000)]
 public sealed class WorkerFailureTests
 {
     [Test]
-    public async Task Gateway_AnswersUnavailableNamingAuth_WhenAuthIsDown(CancellationToken ct)
+    public void Gateway_AnswersUnavailableNamingAuth_WhenAuthIsDown() => SimulationTest.Run(async sim =>
     {
-        await using var network = await WorkerCluster.StartAsync(null, ct);
-        var (client, user, _) = await network.SignedUpClientAsync(ct);
+        await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
+        var (client, user, _) = await network.SignedUpClientAsync(CancellationToken.None);
 
-        await network.Cluster.KillAsync(WorkerCluster.AuthNode, ct);
+        await network.Cluster.KillAsync(WorkerCluster.AuthNode, CancellationToken.None);
         // The key was never used, so the gateway has not cached it: it must ask Auth.
-        var inference = await network.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 1), ct), ct);
-        var login = await network.FailureOfAsync(() => client.LoginAsync(user.Email, user.Password, ct), ct);
+        var inference = await WorkerCluster.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 1), CancellationToken.None));
+        var login = await WorkerCluster.FailureOfAsync(() => client.LoginAsync(user.Email, user.Password, CancellationToken.None));
 
         Assert.Multiple(() =>
         {
@@ -32,22 +32,22 @@ public sealed class WorkerFailureTests
             Assert.That(login.Code, Is.EqualTo(RpcStatusCode.Unavailable));
             Assert.That(login.Message, Does.Contain("auth"));
         });
-    }
+    }, WorkerCluster.Simulation());
 
     [Test]
-    public async Task Auth_KeepsItsUsersAndKeys_AcrossAKillAndRestart(CancellationToken ct)
+    public void Auth_KeepsItsUsersAndKeys_AcrossAKillAndRestart() => SimulationTest.Run(async sim =>
     {
-        await using var network = await WorkerCluster.StartAsync(null, ct);
-        var (client, user, userId) = await network.SignedUpClientAsync(ct);
+        await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
+        var (client, user, userId) = await network.SignedUpClientAsync(CancellationToken.None);
         var peerId = network.Auth.PeerId;
 
-        await network.Cluster.KillAsync(WorkerCluster.AuthNode, ct);
-        await network.Cluster.RestartAsync(WorkerCluster.AuthNode, ct);
+        await network.Cluster.KillAsync(WorkerCluster.AuthNode, CancellationToken.None);
+        await network.Cluster.RestartAsync(WorkerCluster.AuthNode, CancellationToken.None);
 
         var again = network.NewClient();
-        var login = await network.RunAsync(() => again.LoginAsync(user.Email, user.Password, ct), ct);
+        var login = await again.LoginAsync(user.Email, user.Password, CancellationToken.None);
         // The key made before the crash, never used (so not cached by the gateway): Auth itself must still know it.
-        var response = await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 2), ct), ct);
+        var response = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 2), CancellationToken.None);
 
         Assert.Multiple(() =>
         {
@@ -55,21 +55,21 @@ public sealed class WorkerFailureTests
             Assert.That(login.UserId, Is.EqualTo(userId));
             Assert.That(response.Text, Is.Not.Empty);
         });
-    }
+    }, WorkerCluster.Simulation());
 
     [Test]
-    public async Task Stream_EndsWithTheTextSoFar_WhenItsProcessorCrashesMidStream(CancellationToken ct)
+    public void Stream_EndsWithTheTextSoFar_WhenItsProcessorCrashesMidStream() => SimulationTest.Run(async sim =>
     {
-        await using var network = await WorkerCluster.StartAsync(null, ct);
-        var (client, _, _) = await network.SignedUpClientAsync(ct);
+        await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
         var holding = network.Gate.Arm(afterTokens: 3);
         var received = new List<InferChunk>();
 
-        var stream = Requests.ReadIntoAsync(client.InferStreamAsync(Requests.Greedy(network.Data.Prompt(), seed: 3, maxTokens: 40), ct), received);
-        var crashed = await network.RunAsync(() => holding, ct);
-        await network.WaitUntilAsync(() => Requests.CountOf(received) == 3, ct);
-        await network.Cluster.KillAsync(crashed, ct);
-        var error = await network.FailureOfAsync(() => stream, ct);
+        var stream = Requests.ReadIntoAsync(client.InferStreamAsync(Requests.Greedy(network.Data.Prompt(), seed: 3, maxTokens: 40), CancellationToken.None), received);
+        var crashed = await holding;
+        await network.WaitUntilAsync(() => Requests.CountOf(received) == 3);
+        await network.Cluster.KillAsync(crashed, CancellationToken.None);
+        var error = await WorkerCluster.FailureOfAsync(() => stream);
 
         Assert.Multiple(() =>
         {
@@ -77,26 +77,22 @@ public sealed class WorkerFailureTests
             Assert.That(Requests.PartialOutputOf(error), Is.EqualTo(Requests.TextOf(received)).And.Not.Empty);
             Assert.That(received.Select(c => c.Processor).Distinct(), Is.EqualTo(new[] { network.Cluster[crashed].PeerId.ToString() }));
         });
-    }
+    }, WorkerCluster.Simulation());
 
     [Test]
-    public async Task Stream_FailsOverToAnotherProcessor_WhenItsProcessorCrashesBeforeTheFirstToken(CancellationToken ct)
+    public void Stream_FailsOverToAnotherProcessor_WhenItsProcessorCrashesBeforeTheFirstToken() => SimulationTest.Run(async sim =>
     {
-        await using var network = await WorkerCluster.StartAsync(null, ct);
-        var (client, _, _) = await network.SignedUpClientAsync(ct);
+        await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
         var prompt = network.Data.Prompt();
-        var expected = await network.RunAsync(() => client.InferAsync(Requests.Greedy(prompt, seed: 4), ct), ct);
+        var expected = await client.InferAsync(Requests.Greedy(prompt, seed: 4), CancellationToken.None);
         var holding = network.Gate.Arm(afterTokens: 0);
         var received = new List<InferChunk>();
 
-        var stream = Requests.ReadIntoAsync(client.InferStreamAsync(Requests.Greedy(prompt, seed: 4), ct), received);
-        var crashed = await network.RunAsync(() => holding, ct);
-        await network.Cluster.KillAsync(crashed, ct);
-        await network.RunAsync(async () =>
-        {
-            await stream;
-            return true;
-        }, ct);
+        var stream = Requests.ReadIntoAsync(client.InferStreamAsync(Requests.Greedy(prompt, seed: 4), CancellationToken.None), received);
+        var crashed = await holding;
+        await network.Cluster.KillAsync(crashed, CancellationToken.None);
+        await stream;
 
         var survivor = crashed == WorkerCluster.ProcessorName(1) ? network.Processor(2) : network.Processor(1);
         Assert.Multiple(() =>
@@ -104,48 +100,48 @@ public sealed class WorkerFailureTests
             Assert.That(Requests.TextOf(received), Is.EqualTo(expected.Text));
             Assert.That(received.Select(c => c.Processor).Distinct(), Is.EqualTo(new[] { survivor.PeerId.ToString() }));
         });
-    }
+    }, WorkerCluster.Simulation());
 
     [Test]
-    public async Task Gateway_ServesEveryRequestThroughTheOtherProcessor_WhenPartitionedFromOne(CancellationToken ct)
+    public void Gateway_ServesEveryRequestThroughTheOtherProcessor_WhenPartitionedFromOne() => SimulationTest.Run(async sim =>
     {
-        await using var network = await WorkerCluster.StartAsync(null, ct);
-        var (client, _, _) = await network.SignedUpClientAsync(ct);
+        await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
 
-        await network.Cluster.PartitionAsync(WorkerCluster.GatewayNode, WorkerCluster.ProcessorName(1), PartitionMode.Reset, cancellationToken: ct);
+        await network.Cluster.PartitionAsync(WorkerCluster.GatewayNode, WorkerCluster.ProcessorName(1), PartitionMode.Reset, cancellationToken: CancellationToken.None);
         var served = new List<string>();
         for (var i = 0; i < 4; i++)
         {
-            var response = await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 10 + i), ct), ct);
+            var response = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 10 + i), CancellationToken.None);
             served.Add(response.Processor);
         }
-        var streamed = await network.RunAsync(() => Requests.CollectAsync(client.InferStreamAsync(Requests.Greedy(network.Data.Prompt(), seed: 20), ct)), ct);
+        var streamed = await Requests.CollectAsync(client.InferStreamAsync(Requests.Greedy(network.Data.Prompt(), seed: 20), CancellationToken.None));
 
         Assert.Multiple(() =>
         {
             Assert.That(served, Is.All.EqualTo(network.Processor(2).PeerId.ToString()));
             Assert.That(streamed.Select(c => c.Processor).Distinct(), Is.EqualTo(new[] { network.Processor(2).PeerId.ToString() }));
         });
-    }
+    }, WorkerCluster.Simulation());
 
     [Test]
-    public async Task Gateway_AnswersUnavailableNamingTheModel_WhenEveryProcessorIsGone_AndServesAgainOnceOneReturns(CancellationToken ct)
+    public void Gateway_AnswersUnavailableNamingTheModel_WhenEveryProcessorIsGone_AndServesAgainOnceOneReturns() => SimulationTest.Run(async sim =>
     {
-        await using var network = await WorkerCluster.StartAsync(null, ct);
-        var (client, _, _) = await network.SignedUpClientAsync(ct);
-        await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), ct), ct);
+        await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
+        await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), CancellationToken.None);
 
-        await network.Cluster.KillAsync(WorkerCluster.ProcessorName(1), ct);
-        await network.Cluster.KillAsync(WorkerCluster.ProcessorName(2), ct);
-        var whole = await network.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), ct), ct);
-        var streamed = await network.FailureOfAsync(() => Requests.CollectAsync(client.InferStreamAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), ct)), ct);
+        await network.Cluster.KillAsync(WorkerCluster.ProcessorName(1), CancellationToken.None);
+        await network.Cluster.KillAsync(WorkerCluster.ProcessorName(2), CancellationToken.None);
+        var whole = await WorkerCluster.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), CancellationToken.None));
+        var streamed = await WorkerCluster.FailureOfAsync(() => Requests.CollectAsync(client.InferStreamAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), CancellationToken.None)));
         // Once the processors' DHT records have expired too, the gateway finds nobody at all.
-        await network.AdvanceAsync(TimeSpan.FromMinutes(3), ct);
-        var later = await network.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), ct), ct);
+        await network.AdvanceAsync(TimeSpan.FromMinutes(3));
+        var later = await WorkerCluster.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), CancellationToken.None));
         // A processor coming back (it re-announces its models) is found and used again.
-        await network.Cluster.RestartAsync(WorkerCluster.ProcessorName(1), ct);
-        await network.AdvanceAsync(TimeSpan.FromSeconds(10), ct);
-        var recovered = await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), ct), ct);
+        await network.Cluster.RestartAsync(WorkerCluster.ProcessorName(1), CancellationToken.None);
+        await network.AdvanceAsync(TimeSpan.FromSeconds(10));
+        var recovered = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), CancellationToken.None);
 
         Assert.Multiple(() =>
         {
@@ -156,10 +152,10 @@ public sealed class WorkerFailureTests
             }
             Assert.That(recovered.Processor, Is.EqualTo(network.Processor(1).PeerId.ToString()));
         });
-    }
+    }, WorkerCluster.Simulation());
 
     [Test]
-    public async Task Gateway_RefusesWithRetryAfter_WhenTheRateLimitIsExceeded_AndServesAgainOnceItHasPassed(CancellationToken ct)
+    public void Gateway_RefusesWithRetryAfter_WhenTheRateLimitIsExceeded_AndServesAgainOnceItHasPassed() => SimulationTest.Run(async sim =>
     {
         var options = new WorkerClusterOptions
         {
@@ -169,15 +165,15 @@ public sealed class WorkerFailureTests
                 DefaultQuota = new AuthQuota { RequestsPerMinute = 2, Burst = 2 },
             },
         };
-        await using var network = await WorkerCluster.StartAsync(options, ct);
-        var (client, _, _) = await network.SignedUpClientAsync(ct);
+        await using var network = await WorkerCluster.StartAsync(options, CancellationToken.None);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
 
-        await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 6), ct), ct);
-        await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 6), ct), ct);
-        var refused = await network.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 6), ct), ct);
-        var stillRefused = await network.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 6), ct), ct);
-        await network.AdvanceAsync(refused.RetryAfter ?? TimeSpan.FromMinutes(1), ct);
-        var served = await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 6), ct), ct);
+        await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 6), CancellationToken.None);
+        await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 6), CancellationToken.None);
+        var refused = await WorkerCluster.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 6), CancellationToken.None));
+        var stillRefused = await WorkerCluster.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 6), CancellationToken.None));
+        await network.AdvanceAsync(refused.RetryAfter ?? TimeSpan.FromMinutes(1));
+        var served = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 6), CancellationToken.None);
 
         Assert.Multiple(() =>
         {
@@ -186,10 +182,10 @@ public sealed class WorkerFailureTests
             Assert.That(stillRefused.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
             Assert.That(served.Text, Is.Not.Empty);
         });
-    }
+    }, WorkerCluster.Simulation());
 
     [Test]
-    public async Task Gateway_RefusesAnExpiredLoginToken_WithUnauthenticated_WhileTheApiKeyStillWorks(CancellationToken ct)
+    public void Gateway_RefusesAnExpiredLoginToken_WithUnauthenticated_WhileTheApiKeyStillWorks() => SimulationTest.Run(async sim =>
     {
         var options = new WorkerClusterOptions
         {
@@ -200,18 +196,18 @@ public sealed class WorkerFailureTests
                 ClockSkew = TimeSpan.FromSeconds(30),
             },
         };
-        await using var network = await WorkerCluster.StartAsync(options, ct);
-        var (client, _, _) = await network.SignedUpClientAsync(ct);
+        await using var network = await WorkerCluster.StartAsync(options, CancellationToken.None);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
         var apiKey = client.ApiKey;
         client.ApiKey = null;
-        var keysBefore = await network.RunAsync(() => client.ListApiKeysAsync(ct), ct);
-        await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 8), ct), ct);
+        var keysBefore = await client.ListApiKeysAsync(CancellationToken.None);
+        await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 8), CancellationToken.None);
 
-        await network.AdvanceAsync(TimeSpan.FromMinutes(6), ct);
-        var listing = await network.FailureOfAsync(() => client.ListApiKeysAsync(ct), ct);
-        var inference = await network.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 8), ct), ct);
+        await network.AdvanceAsync(TimeSpan.FromMinutes(6));
+        var listing = await WorkerCluster.FailureOfAsync(() => client.ListApiKeysAsync(CancellationToken.None));
+        var inference = await WorkerCluster.FailureOfAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 8), CancellationToken.None));
         client.ApiKey = apiKey;
-        var withKey = await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 8), ct), ct);
+        var withKey = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 8), CancellationToken.None);
 
         Assert.Multiple(() =>
         {
@@ -220,5 +216,5 @@ public sealed class WorkerFailureTests
             Assert.That(inference.Code, Is.EqualTo(RpcStatusCode.Unauthenticated), inference.Message);
             Assert.That(withKey.Text, Is.Not.Empty);
         });
-    }
+    }, WorkerCluster.Simulation());
 }

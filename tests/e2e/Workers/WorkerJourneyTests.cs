@@ -1,27 +1,27 @@
+using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Client;
 using P2PInference.Workers.Contracts.Inference;
 
 namespace P2PInference.Tests.E2E.Workers;
 
 /// <summary>
-/// The user's journey across all four workers on the real stack and the real DHT, in memory and on fake
-/// time: register, log in, create an API key, infer — whole and streamed.
+/// The user's journey across all four workers on the real stack and the real DHT, in memory and in a
+/// simulation: register, log in, create an API key, infer — whole and streamed.
 /// </summary>
 [TestFixture]
-[CancelAfter(60_000)]
 public sealed class WorkerJourneyTests
 {
     [Test]
-    public async Task Journey_RegisterLoginCreateKeyInfer_ReturnsGeneratedTextFromAProcessor(CancellationToken ct)
+    public void Journey_RegisterLoginCreateKeyInfer_ReturnsGeneratedTextFromAProcessor() => SimulationTest.Run(async sim =>
     {
-        await using var network = await WorkerCluster.StartAsync(null, ct);
+        await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
         var client = network.NewClient();
         var user = network.Data.User();
 
-        var registered = await network.RunAsync(() => client.RegisterAsync(user.Email, user.Password, ct), ct);
-        var login = await network.RunAsync(() => client.LoginAsync(user.Email, user.Password, ct), ct);
-        var key = await network.RunAsync(() => client.CreateApiKeyAsync("journey", ct), ct);
-        var response = await network.RunAsync(() => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 7), ct), ct);
+        var registered = await client.RegisterAsync(user.Email, user.Password, CancellationToken.None);
+        var login = await client.LoginAsync(user.Email, user.Password, CancellationToken.None);
+        var key = await client.CreateApiKeyAsync("journey", CancellationToken.None);
+        var response = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 7), CancellationToken.None);
 
         Assert.Multiple(() =>
         {
@@ -36,17 +36,17 @@ public sealed class WorkerJourneyTests
             Assert.That(response.FinishReason, Is.AnyOf("stop", "length"));
             Assert.That(response.Processor, Is.AnyOf(network.Processor(1).PeerId.ToString(), network.Processor(2).PeerId.ToString()));
         });
-    }
+    }, WorkerCluster.Simulation());
 
     [Test]
-    public async Task Journey_StreamedInference_DeliversTokensInOrder_AndTheSameTextAsAWholeInference(CancellationToken ct)
+    public void Journey_StreamedInference_DeliversTokensInOrder_AndTheSameTextAsAWholeInference() => SimulationTest.Run(async sim =>
     {
-        await using var network = await WorkerCluster.StartAsync(null, ct);
-        var (client, _, _) = await network.SignedUpClientAsync(ct);
+        await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
         var prompt = network.Data.Prompt();
 
-        var whole = await network.RunAsync(() => client.InferAsync(Requests.Greedy(prompt, seed: 11), ct), ct);
-        var chunks = await network.RunAsync(() => Requests.CollectAsync(client.InferStreamAsync(Requests.Greedy(prompt, seed: 11), ct)), ct);
+        var whole = await client.InferAsync(Requests.Greedy(prompt, seed: 11), CancellationToken.None);
+        var chunks = await Requests.CollectAsync(client.InferStreamAsync(Requests.Greedy(prompt, seed: 11), CancellationToken.None));
 
         Assert.Multiple(() =>
         {
@@ -57,19 +57,19 @@ public sealed class WorkerJourneyTests
             Assert.That(chunks.Take(chunks.Count - 1).Select(c => c.FinishReason), Is.All.Empty, "only the last chunk finishes");
             Assert.That(chunks.Select(c => c.RequestId).Distinct().Single(), Is.Not.Empty);
         });
-    }
+    }, WorkerCluster.Simulation());
 
     [Test]
-    public async Task Journey_ModelsList_NamesTheBuiltinModels_EachServedByBothProcessors(CancellationToken ct)
+    public void Journey_ModelsList_NamesTheBuiltinModels_EachServedByBothProcessors() => SimulationTest.Run(async sim =>
     {
-        await using var network = await WorkerCluster.StartAsync(null, ct);
-        var (client, _, _) = await network.SignedUpClientAsync(ct);
+        await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
 
-        var models = await network.RunAsync(() => client.ModelsAsync(ct), ct);
+        var models = await client.ModelsAsync(CancellationToken.None);
 
         Assert.That(models.Select(m => m.Name), Does.Contain(WorkerCluster.Model));
         Assert.That(models.Select(m => m.Processors), Is.All.EqualTo(2), "each model is served by both processors");
-    }
+    }, WorkerCluster.Simulation());
 }
 
 /// <summary>Inference requests and stream helpers shared by the e2e tests.</summary>
