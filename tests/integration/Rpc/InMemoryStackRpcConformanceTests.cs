@@ -2,6 +2,7 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Integration.Rpc;
 
@@ -10,7 +11,7 @@ public sealed class InMemoryStackRpcConformanceTests : StackRpcConformanceTests
 {
     private InMemoryNetwork? _network;
 
-    private InMemoryNetwork Network => _network ??= new InMemoryNetwork(Time);
+    private InMemoryNetwork Network => _network ??= new InMemoryNetwork(Time, SimulationExecutor.Current?.Seed ?? 0);
 
     protected override ITransport CreateTransport(string nodeName) => Network.CreateTransport(nodeName);
 

@@ -7,14 +7,15 @@ using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Rpc.Wire;
 using P2PInference.TestKit;
-using P2PInference.TestKit.Time;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 
 namespace P2PInference.Tests.Integration.Rpc;
 
 /// <summary>
 /// What only the real node over a real stack can show: bytes on the RPC protocol that no well-behaved
 /// client sends, the connection surviving them, the one shared connection, and the host's idle
-/// policy leaving a connection with a call in flight alone. TCP on loopback, fake clock.
+/// policy leaving a connection with a call in flight alone. TCP on loopback, so real threads (not a
+/// simulation) with a manual clock: advancing it fires the host's timers at once.
 /// </summary>
 [CancelAfter(60_000)]
 public sealed class RpcNodeStackTests
@@ -344,7 +345,7 @@ public sealed class RpcNodeStackTests
         var call = _client.RequestAsync(_serverHost.PeerId, "long", ReadOnlyMemory<byte>.Empty, null, CancellationToken.None);
         await started.Task;
         var connection = TheConnection();
-        await _time.AdvanceAsync(TimeSpan.FromMinutes(5));
+        _time.Advance(TimeSpan.FromMinutes(5));
 
         Assert.That(connection.IsClosed, Is.False, "a call was in flight for 5 minutes of a 10 s idle timeout");
         release.TrySetResult();
@@ -352,7 +353,7 @@ public sealed class RpcNodeStackTests
 
         // Once the call is over the connection is idle like any other, and goes.
         while (connection.StreamCount > 0) await Task.Yield();
-        await _time.AdvanceAsync(TimeSpan.FromSeconds(12));
+        _time.Advance(TimeSpan.FromSeconds(12));
         Assert.That(await closed.Task, Is.SameAs(connection));
     }
 }
