@@ -4,8 +4,10 @@ using NUnit.Framework;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Rpc;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 
 namespace P2PInference.TestKit.Conformance;
 
@@ -13,27 +15,40 @@ namespace P2PInference.TestKit.Conformance;
 /// The behaviour every <see cref="IRpcClient"/>/<see cref="IRpcServer"/> must have (docs/architecture.md):
 /// derive a fixture that says how to make a node, and the whole suite runs on it. This repository
 /// runs it on the real <see cref="RpcNode"/> (over TCP loopback and the in-memory network) and on
-/// the <see cref="InMemoryRpcNetwork"/> twin. All time is the fixture's <see cref="FakeTimeProvider"/>:
-/// deadlines pass when a test advances it, never on the wall clock.
+/// the <see cref="InMemoryRpcNetwork"/> twin. Each test runs as a simulation (<see cref="SimulationTest"/>)
+/// whose clock is <see cref="Time"/>: deadlines pass when a test advances it, never on the wall clock.
+/// A fixture over real sockets sets <see cref="Simulated"/> to false and runs on the thread pool with
+/// a manual clock instead.
 /// </summary>
 [TestFixture]
 public abstract class RpcConformanceTests
 {
     protected const string Topic = "p2pinference/conformance";
 
-    private readonly List<RpcConformanceNode> _nodes = [];
-    private CancellationTokenSource _testTimeout = null!;
+    /// <summary>Guards against hangs only (virtual time in a simulation); no test waits for it to pass.</summary>
+    private static readonly TimeSpan TestTimeout = TimeSpan.FromSeconds(60);
 
+    private readonly List<RpcConformanceNode> _nodes = [];
+    private CancellationToken _testToken;
+    private Random _random = null!;
+
+    /// <summary>The test's clock: the simulation's, or (with <see cref="Simulated"/> false) a manual one.</summary>
     protected FakeTimeProvider Time { get; private set; } = null!;
 
     /// <summary>The topic registry the nodes' discovery reads; tests announce providers in it.</summary>
     protected TopicTable Topics { get; private set; } = null!;
 
     /// <summary>Guards against hangs only; no test waits for it to pass.</summary>
-    protected CancellationToken TestToken => _testTimeout.Token;
+    protected CancellationToken TestToken => _testToken;
 
     /// <summary>Calls made at once by the many-calls test; a slow stack may lower it.</summary>
     protected virtual int ManyCalls => 10_000;
+
+    /// <summary>
+    /// True (the default) when the nodes are fully simulated and each test runs on the simulation
+    /// executor; false for real I/O (sockets), which must not run inside a simulation.
+    /// </summary>
+    protected virtual bool Simulated => true;
 
     /// <summary>
     /// A started node called <paramref name="name"/> using <paramref name="options"/> (whose
@@ -45,27 +60,58 @@ public abstract class RpcConformanceTests
     /// <summary>Kills <paramref name="node"/> abruptly: its connections die, it answers nothing more.</summary>
     protected abstract Task CrashAsync(RpcConformanceNode node);
 
-    [SetUp]
-    public void SetUpSuite()
-    {
-        _testTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        Time = new FakeTimeProvider();
-        Topics = new TopicTable();
-    }
-
-    [TearDown]
-    public async Task TearDownSuite()
-    {
-        foreach (var node in Enumerable.Reverse(_nodes)) await node.DisposeAsync();
-        _nodes.Clear();
-        await OnTearDownAsync();
-        _testTimeout.Dispose();
-    }
-
-    /// <summary>Disposes whatever the fixture made besides the nodes.</summary>
+    /// <summary>Disposes whatever the fixture made besides the nodes; runs at the end of each test, on its clock.</summary>
     protected virtual Task OnTearDownAsync() => Task.CompletedTask;
 
-    protected RpcOptions DefaultOptions() => new() { TimeProvider = Time, Random = new Random(TestSeed.Choose()) };
+    /// <summary>
+    /// Runs one test's body with fresh nodes, clock and topics, then disposes what it made: in a
+    /// simulation, or on real threads when <see cref="Simulated"/> is false.
+    /// </summary>
+    protected Task RunTestAsync(Func<Task> body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        if (!Simulated) return RunOnRealThreadsAsync(body);
+        SimulationTest.Run(async sim =>
+        {
+            using var timeout = new CancellationTokenSource(TestTimeout, sim.Clock);
+            await RunBodyAsync(body, sim.Clock, sim.CreateRandom("rpc-conformance"), timeout.Token);
+        });
+        return Task.CompletedTask;
+    }
+
+    private async Task RunOnRealThreadsAsync(Func<Task> body)
+    {
+        using var timeout = new CancellationTokenSource(TestTimeout);
+        await RunBodyAsync(body, new FakeTimeProvider(), new Random(TestSeed.Choose()), timeout.Token);
+    }
+
+    private async Task RunBodyAsync(Func<Task> body, FakeTimeProvider time, Random random, CancellationToken testToken)
+    {
+        Time = time;
+        Topics = new TopicTable();
+        _random = random;
+        _testToken = testToken;
+        try
+        {
+            await body();
+        }
+        finally
+        {
+            foreach (var node in Enumerable.Reverse(_nodes)) await node.DisposeAsync();
+            _nodes.Clear();
+            await OnTearDownAsync();
+        }
+    }
+
+    /// <summary>Moves <see cref="Time"/> forward; in a simulation, returns once what the due timers started has run.</summary>
+    protected Task AdvanceAsync(TimeSpan delta)
+    {
+        if (Time is SimulationClock clock) return clock.AdvanceAsync(delta);
+        Time.Advance(delta);
+        return Task.CompletedTask;
+    }
+
+    protected RpcOptions DefaultOptions() => new() { TimeProvider = Time, Random = new Random(_random.Next()) };
 
     protected async Task<RpcConformanceNode> NodeAsync(string name, Func<RpcOptions, RpcOptions>? configure = null)
     {
@@ -130,7 +176,7 @@ public abstract class RpcConformanceTests
     }
 
     [Test]
-    public async Task Unary_ReturnsTheHandlersResponse_WithCallerAndMetadataInTheContext()
+    public Task Unary_ReturnsTheHandlersResponse_WithCallerAndMetadataInTheContext() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         RpcCallContext? seen = null;
@@ -150,19 +196,19 @@ public abstract class RpcConformanceTests
         Assert.That(seen.RequestId, Is.EqualTo("req-1"));
         Assert.That(seen.TraceId, Is.EqualTo("trace-1"));
         Assert.That(seen.Deadline, Is.Null, "no timeout was set");
-    }
+    });
 
     [Test]
-    public async Task Unary_EmptyRequestAndResponse_RoundTrip()
+    public Task Unary_EmptyRequestAndResponse_RoundTrip() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.Respond("empty", (request, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(request));
 
         Assert.That(await client.Client.RequestAsync(server.PeerId, "empty", ReadOnlyMemory<byte>.Empty, null, TestToken), Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task Streaming_DeliversItemsInOrder_ThenEnds()
+    public Task Streaming_DeliversItemsInOrder_ThenEnds() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.RespondStreaming("count", (request, context) => Count(int.Parse(Text(request.ToArray()), System.Globalization.CultureInfo.InvariantCulture), context.CancellationToken));
@@ -182,24 +228,26 @@ public abstract class RpcConformanceTests
                 yield return Bytes(i.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
         }
-    }
+    });
 
     [Test]
-    public async Task Streaming_ErrorAfterItems_ReachesTheCallerAfterTheItems()
+    public Task Streaming_ErrorAfterItems_ReachesTheCallerAfterTheItems() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.RespondStreaming("fails", (_, _) => Fail());
 
         var items = new List<string>();
-        var error = await FailureOf(Task.Run(async () =>
-        {
-            await foreach (var item in client.Client.RequestStreamAsync(server.PeerId, "fails", Bytes(""), null, TestToken))
-                items.Add(Text(item));
-        }));
+        var error = await FailureOf(ReadAll());
 
         Assert.That(items, Is.EqualTo(new[] { "first" }));
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.NotFound));
         Assert.That(error.Message, Is.EqualTo("no second"));
+
+        async Task ReadAll()
+        {
+            await foreach (var item in client.Client.RequestStreamAsync(server.PeerId, "fails", Bytes(""), null, TestToken))
+                items.Add(Text(item));
+        }
 
         static async IAsyncEnumerable<ReadOnlyMemory<byte>> Fail()
         {
@@ -207,10 +255,10 @@ public abstract class RpcConformanceTests
             yield return Bytes("first");
             throw new RpcException(RpcStatusCode.NotFound, "no second");
         }
-    }
+    });
 
     [Test]
-    public async Task Streaming_CallerStopsEarly_CancelsTheHandler()
+    public Task Streaming_CallerStopsEarly_CancelsTheHandler() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         var cancelled = NewSignal();
@@ -222,7 +270,7 @@ public abstract class RpcConformanceTests
             break;
         }
 
-        await cancelled.Task.WaitAsync(TestToken);
+        await cancelled.Task.WaitOrCancelAsync(TestToken);
 
         static async IAsyncEnumerable<ReadOnlyMemory<byte>> Endless(TaskCompletionSource cancelled, [EnumeratorCancellation] CancellationToken ct)
         {
@@ -233,10 +281,10 @@ public abstract class RpcConformanceTests
                 await Task.Yield();
             }
         }
-    }
+    });
 
     [Test]
-    public async Task HandlerThrows_CallerGetsInternalWithTheMessage_NotTheStackTrace()
+    public Task HandlerThrows_CallerGetsInternalWithTheMessage_NotTheStackTrace() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.Respond("buggy", (_, _) => throw new InvalidOperationException("the model is not loaded"));
@@ -247,10 +295,10 @@ public abstract class RpcConformanceTests
         Assert.That(error.Message, Is.EqualTo("the model is not loaded"));
         Assert.That(error.Message, Does.Not.Contain(" at "));
         Assert.That(error.Details, Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task HandlerThrowsRpcException_CallerGetsItsCodeMessageAndRetryAfter()
+    public Task HandlerThrowsRpcException_CallerGetsItsCodeMessageAndRetryAfter() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.Respond("limited", (_, _) => throw RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted, "slow down", TimeSpan.FromSeconds(3)));
@@ -260,10 +308,10 @@ public abstract class RpcConformanceTests
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
         Assert.That(error.Message, Is.EqualTo("slow down"));
         Assert.That(error.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(3)));
-    }
+    });
 
     [Test]
-    public async Task UnknownMethod_FailsWithUnknownMethod_AndTheServerKeepsServing()
+    public Task UnknownMethod_FailsWithUnknownMethod_AndTheServerKeepsServing() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.Respond("known", (_, _) => Answer("ok"));
@@ -272,10 +320,10 @@ public abstract class RpcConformanceTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.UnknownMethod));
         Assert.That(Text(await CallAsync(client, server, "known", "")), Is.EqualTo("ok"));
-    }
+    });
 
     [Test]
-    public async Task UnaryCallOfAStreamingMethod_FailsWithUnknownMethod()
+    public Task UnaryCallOfAStreamingMethod_FailsWithUnknownMethod() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.RespondStreaming("stream", (_, _) => Nothing());
@@ -287,20 +335,20 @@ public abstract class RpcConformanceTests
             await Task.Yield();
             yield break;
         }
-    }
+    });
 
     [Test]
-    public async Task Unrespond_MakesTheMethodUnknown()
+    public Task Unrespond_MakesTheMethodUnknown() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.Respond("gone", (_, _) => Answer("ok"));
         Assert.That(server.Server.Unrespond("gone"), Is.True);
 
         Assert.That((await FailureOf(CallAsync(client, server, "gone", ""))).Code, Is.EqualTo(RpcStatusCode.UnknownMethod));
-    }
+    });
 
     [Test]
-    public async Task Deadline_PassesWhileTheHandlerWaits_CallerGetsDeadlineExceeded_AndTheHandlerIsCancelled()
+    public Task Deadline_PassesWhileTheHandlerWaits_CallerGetsDeadlineExceeded_AndTheHandlerIsCancelled() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         var started = NewSignal<RpcCallContext>();
@@ -308,17 +356,17 @@ public abstract class RpcConformanceTests
         server.Server.Respond("slow", BlockingHandler(started, cancelled));
 
         var call = CallAsync(client, server, "slow", "", new RpcCallOptions { Timeout = TimeSpan.FromSeconds(5) });
-        var context = await started.Task.WaitAsync(TestToken);
+        var context = await started.Task.WaitOrCancelAsync(TestToken);
         Assert.That(context.Deadline, Is.Not.Null);
         Assert.That(context.RemainingTime, Is.LessThanOrEqualTo(TimeSpan.FromSeconds(5)).And.GreaterThan(TimeSpan.FromSeconds(4)));
-        Time.Advance(TimeSpan.FromSeconds(5));
+        await AdvanceAsync(TimeSpan.FromSeconds(5));
 
         Assert.That((await FailureOf(call)).Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded));
-        await cancelled.Task.WaitAsync(TestToken);
-    }
+        await cancelled.Task.WaitOrCancelAsync(TestToken);
+    });
 
     [Test]
-    public async Task Deadline_AlreadyPassed_FailsWithoutCallingTheServer()
+    public Task Deadline_AlreadyPassed_FailsWithoutCallingTheServer() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         var calls = 0;
@@ -332,10 +380,10 @@ public abstract class RpcConformanceTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded));
         Assert.That(calls, Is.Zero);
-    }
+    });
 
     [Test]
-    public async Task Deadline_PropagatesThroughAForwardingHandler()
+    public Task Deadline_PropagatesThroughAForwardingHandler() => RunTestAsync(async () =>
     {
         var backend = await NodeAsync("backend");
         var gateway = await NodeAsync("gateway");
@@ -352,15 +400,15 @@ public abstract class RpcConformanceTests
         var response = await CallAsync(client, gateway, "forward", "", new RpcCallOptions { Timeout = TimeSpan.FromSeconds(7), TraceId = "trace-7" });
 
         Assert.That(Text(response), Is.EqualTo("done"));
-        var seen = await backendContext.Task.WaitAsync(TestToken);
+        var seen = await backendContext.Task.WaitOrCancelAsync(TestToken);
         Assert.That(seen.RemainingTime, Is.LessThanOrEqualTo(TimeSpan.FromSeconds(7)).And.GreaterThan(TimeSpan.FromSeconds(6)),
             "the gateway passed on what was left of the client's 7 s");
         Assert.That(seen.TraceId, Is.EqualTo("trace-7"));
         Assert.That(seen.RemotePeer, Is.EqualTo(gateway.PeerId));
-    }
+    });
 
     [Test]
-    public async Task DefaultTimeout_AppliesToCallsWithoutOne()
+    public Task DefaultTimeout_AppliesToCallsWithoutOne() => RunTestAsync(async () =>
     {
         var server = await NodeAsync("server");
         var client = await NodeAsync("client", o => o with { DefaultTimeout = TimeSpan.FromSeconds(2) });
@@ -368,14 +416,14 @@ public abstract class RpcConformanceTests
         server.Server.Respond("slow", BlockingHandler(started, NewSignal()));
 
         var call = CallAsync(client, server, "slow", "");
-        await started.Task.WaitAsync(TestToken);
-        Time.Advance(TimeSpan.FromSeconds(2));
+        await started.Task.WaitOrCancelAsync(TestToken);
+        await AdvanceAsync(TimeSpan.FromSeconds(2));
 
         Assert.That((await FailureOf(call)).Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded));
-    }
+    });
 
     [Test]
-    public async Task CallerCancels_TheHandlersTokenFires_AndTheCallerGetsOperationCanceled()
+    public Task CallerCancels_TheHandlersTokenFires_AndTheCallerGetsOperationCanceled() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         var started = NewSignal<RpcCallContext>();
@@ -384,15 +432,15 @@ public abstract class RpcConformanceTests
         using var cts = new CancellationTokenSource();
 
         var call = client.Client.RequestAsync(server.PeerId, "slow", Bytes(""), null, cts.Token);
-        await started.Task.WaitAsync(TestToken);
-        await cts.CancelAsync();
+        await started.Task.WaitOrCancelAsync(TestToken);
+        cts.Cancel();
 
-        Assert.That(async () => await call, Throws.InstanceOf<OperationCanceledException>());
-        await cancelled.Task.WaitAsync(TestToken);
-    }
+        await Assert.ThatAsync(() => call, Throws.InstanceOf<OperationCanceledException>());
+        await cancelled.Task.WaitOrCancelAsync(TestToken);
+    });
 
     [Test]
-    public async Task RequestOverTheSizeLimit_IsRefusedWithResourceExhausted_AndTheLimitItselfPasses()
+    public Task RequestOverTheSizeLimit_IsRefusedWithResourceExhausted_AndTheLimitItselfPasses() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.Respond("size", (request, _) => Answer(request.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
@@ -403,10 +451,10 @@ public abstract class RpcConformanceTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
         Assert.That(Text(atLimit), Is.EqualTo(RpcOptions.DefaultMaxMessageSize.ToString(System.Globalization.CultureInfo.InvariantCulture)));
-    }
+    });
 
     [Test]
-    public async Task RequestOverTheServersSmallerLimit_IsAnsweredWithResourceExhausted()
+    public Task RequestOverTheServersSmallerLimit_IsAnsweredWithResourceExhausted() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync(o => o with { MaxMessageSize = 1000 });
         server.Server.Respond("size", (_, _) => Answer("ok"));
@@ -415,19 +463,19 @@ public abstract class RpcConformanceTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
         Assert.That(Text(await client.Client.RequestAsync(server.PeerId, "size", new byte[1000], null, TestToken)), Is.EqualTo("ok"));
-    }
+    });
 
     [Test]
-    public async Task ResponseOverTheSizeLimit_FailsWithResourceExhausted()
+    public Task ResponseOverTheSizeLimit_FailsWithResourceExhausted() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync(o => o with { MaxMessageSize = 1000 });
         server.Server.Respond("big", (_, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(new byte[1001]));
 
         Assert.That((await FailureOf(CallAsync(client, server, "big", ""))).Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
-    }
+    });
 
     [Test]
-    public async Task ConcurrentCallsPastThePerPeerLimit_GetResourceExhausted_AndSlotsComeBack()
+    public Task ConcurrentCallsPastThePerPeerLimit_GetResourceExhausted_AndSlotsComeBack() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync(o => o with { MaxConcurrentCallsPerPeer = 2 });
         var release = NewSignal();
@@ -436,14 +484,14 @@ public abstract class RpcConformanceTests
         server.Server.Respond("hold", async (_, context) =>
         {
             if (Interlocked.Increment(ref started) == 2) twoStarted.TrySetResult();
-            await release.Task.WaitAsync(context.CancellationToken);
+            await release.Task.WaitOrCancelAsync(context.CancellationToken);
             return Bytes("held");
         });
         server.Server.Respond("quick", (_, _) => Answer("quick"));
 
         var first = CallAsync(client, server, "hold", "");
         var second = CallAsync(client, server, "hold", "");
-        await twoStarted.Task.WaitAsync(TestToken);
+        await twoStarted.Task.WaitOrCancelAsync(TestToken);
         var third = await FailureOf(CallAsync(client, server, "quick", ""));
         release.TrySetResult();
 
@@ -451,10 +499,10 @@ public abstract class RpcConformanceTests
         Assert.That(Text(await first), Is.EqualTo("held"));
         Assert.That(Text(await second), Is.EqualTo("held"));
         Assert.That(Text(await CallAsync(client, server, "quick", "")), Is.EqualTo("quick"));
-    }
+    });
 
     [Test]
-    public async Task PerPeerLimit_CountsEachCallerSeparately()
+    public Task PerPeerLimit_CountsEachCallerSeparately() => RunTestAsync(async () =>
     {
         var server = await NodeAsync("server", o => o with { MaxConcurrentCallsPerPeer = 1 });
         var a = await NodeAsync("a");
@@ -464,21 +512,21 @@ public abstract class RpcConformanceTests
         server.Server.Respond("hold", async (_, context) =>
         {
             started.TrySetResult();
-            await release.Task.WaitAsync(context.CancellationToken);
+            await release.Task.WaitOrCancelAsync(context.CancellationToken);
             return Bytes("held");
         });
         server.Server.Respond("quick", (_, _) => Answer("quick"));
 
         var held = CallAsync(a, server, "hold", "");
-        await started.Task.WaitAsync(TestToken);
+        await started.Task.WaitOrCancelAsync(TestToken);
 
         Assert.That(Text(await CallAsync(b, server, "quick", "")), Is.EqualTo("quick"));
         release.TrySetResult();
         Assert.That(Text(await held), Is.EqualTo("held"));
-    }
+    });
 
     [Test]
-    public async Task Firewall_ServerWide_DeniesOtherPeers_AndAdmitsAllowedOnes()
+    public Task Firewall_ServerWide_DeniesOtherPeers_AndAdmitsAllowedOnes() => RunTestAsync(async () =>
     {
         var server = await NodeAsync("server");
         var friend = await NodeAsync("friend");
@@ -491,10 +539,10 @@ public abstract class RpcConformanceTests
 
         server.Server.AllowedPeers = null;
         Assert.That(Text(await CallAsync(stranger, server, "hello", "")), Is.EqualTo("hello"));
-    }
+    });
 
     [Test]
-    public async Task Firewall_PerMethod_DeniesOnlyThatMethod()
+    public Task Firewall_PerMethod_DeniesOnlyThatMethod() => RunTestAsync(async () =>
     {
         var server = await NodeAsync("server");
         var admin = await NodeAsync("admin");
@@ -505,10 +553,10 @@ public abstract class RpcConformanceTests
         Assert.That(Text(await CallAsync(admin, server, "admin", "")), Is.EqualTo("admin"));
         Assert.That((await FailureOf(CallAsync(user, server, "admin", ""))).Code, Is.EqualTo(RpcStatusCode.PermissionDenied));
         Assert.That(Text(await CallAsync(user, server, "public", "")), Is.EqualTo("public"));
-    }
+    });
 
     [Test]
-    public async Task ServerStops_DuringACall_CallerGetsUnavailable()
+    public Task ServerStops_DuringACall_CallerGetsUnavailable() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         var started = NewSignal<RpcCallContext>();
@@ -516,25 +564,25 @@ public abstract class RpcConformanceTests
         server.Server.Respond("slow", BlockingHandler(started, cancelled));
 
         var call = CallAsync(client, server, "slow", "");
-        await started.Task.WaitAsync(TestToken);
+        await started.Task.WaitOrCancelAsync(TestToken);
         await server.DisposeAsync();
 
         Assert.That((await FailureOf(call)).Code, Is.EqualTo(RpcStatusCode.Unavailable));
-        await cancelled.Task.WaitAsync(TestToken);
-    }
+        await cancelled.Task.WaitOrCancelAsync(TestToken);
+    });
 
     [Test]
-    public async Task CallToACrashedPeer_FailsWithUnavailable()
+    public Task CallToACrashedPeer_FailsWithUnavailable() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.Respond("hello", (_, _) => Answer("hello"));
         await CrashAsync(server);
 
         Assert.That((await FailureOf(CallAsync(client, server, "hello", ""))).Code, Is.EqualTo(RpcStatusCode.Unavailable));
-    }
+    });
 
     [Test]
-    public async Task Calls_ManyConcurrent_AllGetTheirOwnAnswer()
+    public Task Calls_ManyConcurrent_AllGetTheirOwnAnswer() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync(o => o with { MaxConcurrentCallsPerPeer = ManyCalls });
         server.Server.Respond("echo", (request, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(request.ToArray()));
@@ -547,10 +595,10 @@ public abstract class RpcConformanceTests
         }).ToArray();
 
         Assert.That(await Task.WhenAll(calls), Has.All.True);
-    }
+    });
 
     [Test]
-    public async Task Typed_MessagePackContractsRoundTrip_AndAMalformedRequestIsInvalidArgument()
+    public Task Typed_MessagePackContractsRoundTrip_AndAMalformedRequestIsInvalidArgument() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         var codec = MessagePackRpcCodec<ConformanceProbe>.Instance;
@@ -561,10 +609,10 @@ public abstract class RpcConformanceTests
 
         Assert.That(typed.Digest, Is.EqualTo(TopicKey.For("t")));
         Assert.That(malformed.Code, Is.EqualTo(RpcStatusCode.InvalidArgument));
-    }
+    });
 
     [Test]
-    public async Task Topic_CallsAProvider_AndNoProviderIsUnavailable()
+    public Task Topic_CallsAProvider_AndNoProviderIsUnavailable() => RunTestAsync(async () =>
     {
         var provider = await NodeAsync("provider");
         var client = await NodeAsync("client");
@@ -572,14 +620,14 @@ public abstract class RpcConformanceTests
 
         var none = await FailureOf(client.Client.RequestTopicAsync(Topic, "who", Bytes(""), null, TestToken));
         Topics.Announce(Topic, provider);
-        Time.Advance(DefaultOptions().TopicCacheTtl);
+        await AdvanceAsync(DefaultOptions().TopicCacheTtl);
 
         Assert.That(none.Code, Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(Text(await client.Client.RequestTopicAsync(Topic, "who", Bytes(""), null, TestToken)), Is.EqualTo("provider"));
-    }
+    });
 
     [Test]
-    public async Task Topic_ProvidersAreCached_UntilTheTtlPasses()
+    public Task Topic_ProvidersAreCached_UntilTheTtlPasses() => RunTestAsync(async () =>
     {
         var provider = await NodeAsync("provider");
         var client = await NodeAsync("client", o => o with { TopicCacheTtl = TimeSpan.FromSeconds(30) });
@@ -589,15 +637,15 @@ public abstract class RpcConformanceTests
         await client.Client.RequestTopicAsync(Topic, "who", Bytes(""), null, TestToken);
         await client.Client.RequestTopicAsync(Topic, "who", Bytes(""), null, TestToken);
         var lookupsWithinTtl = Topics.Lookups;
-        Time.Advance(TimeSpan.FromSeconds(30));
+        await AdvanceAsync(TimeSpan.FromSeconds(30));
         await client.Client.RequestTopicAsync(Topic, "who", Bytes(""), null, TestToken);
 
         Assert.That(lookupsWithinTtl, Is.EqualTo(1));
         Assert.That(Topics.Lookups, Is.EqualTo(2));
-    }
+    });
 
     [Test]
-    public async Task Topic_IdempotentCall_FailsOverWhenTheChosenProviderIsKilledMidCall()
+    public Task Topic_IdempotentCall_FailsOverWhenTheChosenProviderIsKilledMidCall() => RunTestAsync(async () =>
     {
         var doomed = await NodeAsync("doomed");
         var healthy = await NodeAsync("healthy");
@@ -610,14 +658,14 @@ public abstract class RpcConformanceTests
         Topics.Announce(Topic, healthy);
 
         var call = client.Client.RequestTopicAsync(Topic, "work", Bytes(""), new RpcCallOptions { Idempotent = true }, TestToken);
-        await started.Task.WaitAsync(TestToken);
+        await started.Task.WaitOrCancelAsync(TestToken);
         await CrashAsync(doomed);
 
         Assert.That(Text(await call), Is.EqualTo("healthy"));
-    }
+    });
 
     [Test]
-    public async Task Topic_NonIdempotentCall_DoesNotFailOver()
+    public Task Topic_NonIdempotentCall_DoesNotFailOver() => RunTestAsync(async () =>
     {
         var doomed = await NodeAsync("doomed");
         var healthy = await NodeAsync("healthy");
@@ -634,20 +682,22 @@ public abstract class RpcConformanceTests
         Topics.Announce(Topic, healthy);
 
         var call = client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken);
-        await started.Task.WaitAsync(TestToken);
+        await started.Task.WaitOrCancelAsync(TestToken);
         await CrashAsync(doomed);
 
         Assert.That((await FailureOf(call)).Code, Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(healthyCalls, Is.Zero);
         Assert.That(Text(await client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken)), Is.EqualTo("healthy"),
             "the failed provider was evicted from the cache");
-    }
+    });
 
     [Test]
-    public async Task Topic_BalancesLoadAcrossProviders()
+    public Task Topic_BalancesLoadAcrossProviders() => RunTestAsync(async () =>
     {
         var providers = new List<RpcConformanceNode>();
         var counts = new int[3];
+        var total = 0;
+        var allStarted = NewSignal();
         var release = NewSignal();
         for (var i = 0; i < 3; i++)
         {
@@ -656,7 +706,8 @@ public abstract class RpcConformanceTests
             provider.Server.Respond("work", async (_, context) =>
             {
                 Interlocked.Increment(ref counts[index]);
-                await release.Task.WaitAsync(context.CancellationToken);
+                if (Interlocked.Increment(ref total) == 30) allStarted.TrySetResult();
+                await release.Task.WaitOrCancelAsync(context.CancellationToken);
                 return Bytes("ok");
             });
             Topics.Announce(Topic, provider);
@@ -666,20 +717,16 @@ public abstract class RpcConformanceTests
 
         // In-flight calls make a provider costlier, so 30 concurrent calls cannot all land on one.
         var calls = Enumerable.Range(0, 30).Select(_ => client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken)).ToArray();
-        await Task.Run(async () =>
-        {
-            while (Volatile.Read(ref counts[0]) + Volatile.Read(ref counts[1]) + Volatile.Read(ref counts[2]) < 30)
-                await Task.Yield();
-        }).WaitAsync(TestToken);
+        await allStarted.Task.WaitOrCancelAsync(TestToken);
         release.TrySetResult();
         await Task.WhenAll(calls);
 
         Assert.That(counts, Has.All.GreaterThan(0));
         Assert.That(counts.Sum(), Is.EqualTo(30));
-    }
+    });
 
     [Test]
-    public async Task TopicAll_CallsEveryProvider_WithPerPeerResults()
+    public Task TopicAll_CallsEveryProvider_WithPerPeerResults() => RunTestAsync(async () =>
     {
         var good = await NodeAsync("good");
         var bad = await NodeAsync("bad");
@@ -696,7 +743,7 @@ public abstract class RpcConformanceTests
         Assert.That(Text(byPeer[good.PeerId].Response!), Is.EqualTo("good"));
         Assert.That(byPeer[bad.PeerId].IsSuccess, Is.False);
         Assert.That(byPeer[bad.PeerId].Error!.Code, Is.EqualTo(RpcStatusCode.NotFound));
-    }
+    });
 
     /// <summary>A discovery registry for the suite: providers by topic, and how many lookups were made.</summary>
     protected sealed class TopicTable : IDiscovery

@@ -21,6 +21,7 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
     private readonly CancellationTokenSource _callerGone = new();
     private readonly Channel<Frame> _frames = Channel.CreateUnbounded<Frame>(new UnboundedChannelOptions { SingleReader = true });
     private readonly InMemoryRpcNode? _server;
+    private Task _serverSide = Task.CompletedTask;
     private int _terminal;
 
     public InMemoryRpcExchange(InMemoryRpcNetwork network, InMemoryRpcNode client, PeerId target, RpcInvocation call, DateTimeOffset? deadline,
@@ -43,7 +44,11 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
     /// <summary>A payload, or the end of a stream (both null), or an error.</summary>
     public sealed record Frame(byte[]? Payload, RpcException? Error);
 
-    public void Start() => _ = Task.Run(RunServerSideAsync, CancellationToken.None);
+    /// <summary>
+    /// Starts the server side on the caller's context (in a simulation, the executor's) as a task the
+    /// exchange owns: disposing waits for it, so no handler outlives its call unobserved.
+    /// </summary>
+    public void Start() => _serverSide = RunServerSideAsync();
 
     public async Task<Frame> ReadAsync()
     {
@@ -149,12 +154,19 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
         _frames.Writer.TryWrite(frame);
     }
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
         // Like a reset (or, after the answer, a close): the handler's token fires either way.
         _callerGone.Cancel();
-        _linked.Dispose();
-        _deadline?.Dispose();
-        return ValueTask.CompletedTask;
+        try
+        {
+            await _serverSide;
+        }
+        finally
+        {
+            _linked.Dispose();
+            _deadline?.Dispose();
+            _callerGone.Dispose();
+        }
     }
 }

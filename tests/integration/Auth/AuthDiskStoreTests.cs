@@ -1,7 +1,7 @@
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Store;
 using P2PInference.TestKit;
-using P2PInference.TestKit.Time;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Contracts.Auth;
 

@@ -9,7 +9,7 @@ using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Store;
 using P2PInference.TestKit;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Inference;
 using P2PInference.Workers.Hosting;

@@ -7,12 +7,13 @@ using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit.Conformance;
 using P2PInference.TestKit.Rpc;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Integration.Rpc;
 
 /// <summary>
 /// The real <see cref="RpcNode"/> on a full host stack (Noise, Yamux) over some transport, on the
-/// suite's fake clock. Every new node learns the addresses of the earlier ones and they of it.
+/// suite's clock (the simulation's, unless the transport is real). Every new node learns the addresses of the earlier ones and they of it.
 /// </summary>
 public abstract class StackRpcConformanceTests : RpcConformanceTests
 {
@@ -27,9 +28,12 @@ public abstract class StackRpcConformanceTests : RpcConformanceTests
 
     protected virtual Task CrashNodeAsync(string nodeName, P2PHost host) => host.DisposeAsync().AsTask();
 
-    internal static HostOptions HostOptionsFor(ITransport transport, TimeProvider time) => new()
+    internal static HostOptions HostOptionsFor(ITransport transport, TimeProvider time, string? nodeName = null) => new()
     {
-        Identity = KeyPair.Generate(),
+        // Drawn from the seed in a simulation, so a seed replays the same peer ids.
+        Identity = SimulationExecutor.Current is { } sim && nodeName is not null
+            ? KeyPair.FromRandom(sim.CreateRandom("identity", nodeName))
+            : KeyPair.Generate(),
         Transports = [transport],
         TimeProvider = time,
         // Room for the many-calls test; keep-alive off since the suite's clock jumps.
@@ -38,7 +42,7 @@ public abstract class StackRpcConformanceTests : RpcConformanceTests
 
     protected override async Task<RpcConformanceNode> CreateNodeAsync(string name, RpcOptions options, IDiscovery discovery)
     {
-        var host = new P2PHost(HostOptionsFor(CreateTransport(name), Time));
+        var host = new P2PHost(HostOptionsFor(CreateTransport(name), Time, name));
         await host.StartAsync([ListenAddress(name)], TestToken);
         var rpc = new RpcNode(host, options, discovery);
         lock (_stack)

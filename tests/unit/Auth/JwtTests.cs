@@ -2,7 +2,7 @@ using System.Buffers.Text;
 using System.Text.Json;
 using P2PInference.Facilities.Identity;
 using P2PInference.TestKit;
-using P2PInference.TestKit.Time;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 using P2PInference.Workers.Auth;
 
 namespace P2PInference.Tests.Unit.Auth;

@@ -4,7 +4,7 @@ using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Rpc;
-using P2PInference.TestKit.Time;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 using P2PInference.Workers.Cli;
 using P2PInference.Workers.Client;
 using P2PInference.Workers.Contracts;

@@ -4,47 +4,50 @@ using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Rpc;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Client;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Inference;
 
 namespace P2PInference.Tests.Unit.Client;
 
-/// <summary>The SDK against a fake gateway on the RPC twin and mock DHT, on fake time.</summary>
-[CancelAfter(10_000)]
+/// <summary>The SDK against a fake gateway on the RPC twin and mock DHT; each test a simulation, on its virtual clock.</summary>
 public sealed class P2PInferenceClientTests
 {
-    private FakeTimeProvider _time = null!;
+    private SimulationExecutor _sim = null!;
+    private SimulationClock _time = null!;
     private InMemoryRpcNetwork _network = null!;
     private MockDhtRegistry _registry = null!;
     private FakeGateway _gateway = null!;
     private readonly List<IAsyncDisposable> _owned = [];
 
-    [SetUp]
-    public async Task CreateAsync()
+    /// <summary>Runs <paramref name="body"/> as a simulation with an announced gateway, then disposes what the test made.</summary>
+    private void Run(Func<Task> body) => SimulationTest.Run(async sim =>
     {
-        _time = new FakeTimeProvider();
+        _sim = sim;
+        _time = sim.Clock;
         _network = new InMemoryRpcNetwork(_time);
-        _registry = new MockDhtRegistry(_time, TestSeed.Choose());
+        _registry = new MockDhtRegistry(_time, sim.Seed);
         _gateway = new FakeGateway(_network, _registry, "gw");
         await _gateway.AnnounceAsync();
-    }
-
-    [TearDown]
-    public async Task DisposeAsync()
-    {
-        foreach (var owned in Enumerable.Reverse(_owned)) await owned.DisposeAsync();
-        _owned.Clear();
-        await _gateway.DisposeAsync();
-    }
+        try
+        {
+            await body();
+        }
+        finally
+        {
+            foreach (var owned in Enumerable.Reverse(_owned)) await owned.DisposeAsync();
+            _owned.Clear();
+            await _gateway.DisposeAsync();
+        }
+    });
 
     private P2PInferenceClient CreateClient(ClientOptions? options = null)
     {
         var peer = KeyPair.Generate().PeerId;
         var dht = _registry.CreateNode(peer, []);
         var node = _network.CreateNode(peer, discovery: dht);
-        var client = new P2PInferenceClient(node, dht, (options ?? new ClientOptions()) with { TimeProvider = _time, Random = TestSeed.CreateRandom() });
+        var client = new P2PInferenceClient(node, dht, (options ?? new ClientOptions()) with { TimeProvider = _time, Random = _sim.CreateRandom("client", _owned.Count.ToString(System.Globalization.CultureInfo.InvariantCulture)) });
         _owned.Add(dht);
         _owned.Add(node);
         _owned.Add(client);
@@ -66,7 +69,7 @@ public sealed class P2PInferenceClientTests
     }
 
     [Test]
-    public async Task Login_KeepsTheToken_AndAccountCallsCarryItAsBearer()
+    public void Login_KeepsTheToken_AndAccountCallsCarryItAsBearer() => Run(async () =>
     {
         var client = CreateClient();
 
@@ -81,10 +84,10 @@ public sealed class P2PInferenceClientTests
         Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Login).Single().Authorization, Is.Null, "no credential before logging in");
         foreach (var method in new[] { WorkerMethods.Gateway.ListApiKeys, WorkerMethods.Gateway.CreateApiKey, WorkerMethods.Gateway.RevokeApiKey })
             Assert.That(_gateway.CallsOf(method).Single().Authorization, Is.EqualTo("Bearer " + FakeGateway.Token), method);
-    }
+    });
 
     [Test]
-    public async Task Register_SendsTheAccountAndNoCredential()
+    public void Register_SendsTheAccountAndNoCredential() => Run(async () =>
     {
         var client = CreateClient();
 
@@ -92,10 +95,10 @@ public sealed class P2PInferenceClientTests
 
         Assert.That(response.Email, Is.EqualTo("ann@example.com"));
         Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Register).Single().Authorization, Is.Null);
-    }
+    });
 
     [Test]
-    public async Task Login_WrongPassword_IsUnauthenticated_AndKeepsNoToken()
+    public void Login_WrongPassword_IsUnauthenticated_AndKeepsNoToken() => Run(async () =>
     {
         var client = CreateClient();
 
@@ -103,10 +106,10 @@ public sealed class P2PInferenceClientTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
         Assert.That(client.Token, Is.Null);
-    }
+    });
 
     [Test]
-    public async Task AccountCalls_WithoutLogin_AreUnauthenticated_WithoutReachingTheGateway()
+    public void AccountCalls_WithoutLogin_AreUnauthenticated_WithoutReachingTheGateway() => Run(async () =>
     {
         var client = CreateClient();
 
@@ -114,10 +117,10 @@ public sealed class P2PInferenceClientTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
         Assert.That(_gateway.Calls, Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task Infer_CarriesTheApiKey_AndNamesTheRequest()
+    public void Infer_CarriesTheApiKey_AndNamesTheRequest() => Run(async () =>
     {
         var client = CreateClient(new ClientOptions { ApiKey = "sk-1", Token = "tok" });
 
@@ -128,10 +131,10 @@ public sealed class P2PInferenceClientTests
         Assert.That(call.Authorization, Is.EqualTo("ApiKey sk-1"), "the API key wins over the token for inference");
         Assert.That(response.RequestId, Is.Not.Empty);
         Assert.That(call.RpcRequestId, Is.EqualTo(response.RequestId), "the request id names the RPC call too, so logs line up");
-    }
+    });
 
     [Test]
-    public async Task Infer_WithOnlyAToken_SendsItAsBearer()
+    public void Infer_WithOnlyAToken_SendsItAsBearer() => Run(async () =>
     {
         var client = CreateClient(new ClientOptions { Token = "tok" });
 
@@ -140,10 +143,10 @@ public sealed class P2PInferenceClientTests
         var call = _gateway.CallsOf(WorkerMethods.Gateway.Infer).Single();
         Assert.That(call.Authorization, Is.EqualTo("Bearer tok"));
         Assert.That(((InferRequest)call.Request).RequestId, Is.EqualTo("mine"));
-    }
+    });
 
     [Test]
-    public async Task Infer_WithoutAnyCredential_IsUnauthenticated()
+    public void Infer_WithoutAnyCredential_IsUnauthenticated() => Run(async () =>
     {
         var client = CreateClient();
 
@@ -151,10 +154,10 @@ public sealed class P2PInferenceClientTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
         Assert.That(_gateway.Calls, Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task Models_RetriesOnUnavailable_WithGrowingJitteredBackoff_OnTheFakeClock()
+    public void Models_RetriesOnUnavailable_WithGrowingJitteredBackoff_OnTheFakeClock() => Run(async () =>
     {
         var failures = 2;
         _gateway.Handle(WorkerMethods.Gateway.Models, ModelsRequest.Parser, (_, _) => Interlocked.Decrement(ref failures) >= 0
@@ -171,10 +174,10 @@ public sealed class P2PInferenceClientTests
         Assert.That(at, Has.Length.EqualTo(3));
         Assert.That(at[1] - at[0], Is.InRange(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(200)), "first backoff: 200 ms with equal jitter");
         Assert.That(at[2] - at[1], Is.InRange(TimeSpan.FromMilliseconds(200), TimeSpan.FromMilliseconds(400)), "second backoff doubles");
-    }
+    });
 
     [Test]
-    public async Task Models_GivesUpAfterMaxAttempts_WithTheLastError()
+    public void Models_GivesUpAfterMaxAttempts_WithTheLastError() => Run(async () =>
     {
         _gateway.Handle<ModelsRequest, ModelsResponse>(WorkerMethods.Gateway.Models, ModelsRequest.Parser,
             (_, _) => throw new RpcException(RpcStatusCode.Unavailable, "down"));
@@ -186,10 +189,10 @@ public sealed class P2PInferenceClientTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Models), Has.Length.EqualTo(3));
-    }
+    });
 
     [Test]
-    public async Task Retry_WaitsAtLeastTheServersRetryAfter()
+    public void Retry_WaitsAtLeastTheServersRetryAfter() => Run(async () =>
     {
         var failures = 1;
         _gateway.Handle(WorkerMethods.Gateway.ListApiKeys, Workers.Contracts.Auth.ListApiKeysRequest.Parser, (_, _) =>
@@ -204,10 +207,10 @@ public sealed class P2PInferenceClientTests
 
         var at = _gateway.CallsOf(WorkerMethods.Gateway.ListApiKeys).Select(c => c.At).ToArray();
         Assert.That(at[1] - at[0], Is.EqualTo(TimeSpan.FromSeconds(3)));
-    }
+    });
 
     [Test]
-    public async Task Infer_IsNotRetried_OnUnavailable_SinceItCouldRunTwice()
+    public void Infer_IsNotRetried_OnUnavailable_SinceItCouldRunTwice() => Run(async () =>
     {
         _gateway.Handle<InferRequest, InferResponse>(WorkerMethods.Gateway.Infer, InferRequest.Parser,
             (_, _) => throw new RpcException(RpcStatusCode.Unavailable, "lost the processor"));
@@ -217,10 +220,10 @@ public sealed class P2PInferenceClientTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Infer), Has.Length.EqualTo(1));
-    }
+    });
 
     [Test]
-    public async Task InferStream_YieldsTheChunksInOrder_WithTheApiKey()
+    public void InferStream_YieldsTheChunksInOrder_WithTheApiKey() => Run(async () =>
     {
         var client = CreateClient(new ClientOptions { ApiKey = "k" });
 
@@ -231,24 +234,26 @@ public sealed class P2PInferenceClientTests
         Assert.That(string.Concat(chunks.Select(c => c.Text)), Is.EqualTo("one two three"));
         Assert.That(chunks[^1].FinishReason, Is.EqualTo("stop"));
         Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.InferStream).Single().Authorization, Is.EqualTo("ApiKey k"));
-    }
+    });
 
     [Test]
-    public async Task InferStream_FailingMidway_DeliversWhatCameThenAnErrorWithThePartialOutput()
+    public void InferStream_FailingMidway_DeliversWhatCameThenAnErrorWithThePartialOutput() => Run(async () =>
     {
         _gateway.HandleStream(WorkerMethods.Gateway.InferStream, (r, _) => Broken(r));
         var client = CreateClient(new ClientOptions { ApiKey = "k" });
 
         var texts = new List<string>();
-        var error = await FailureOf(Task.Run(async () =>
-        {
-            await foreach (var chunk in client.InferStreamAsync(new InferRequest { Model = "m", Prompt = "p" }, CancellationToken.None))
-                texts.Add(chunk.Text);
-        }));
+        var error = await FailureOf(ReadAll());
 
         Assert.That(texts, Is.EqualTo(new[] { "Hel", "lo" }));
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(P2PInferenceClient.PartialOutputOf(error), Is.EqualTo("Hello"));
+
+        async Task ReadAll()
+        {
+            await foreach (var chunk in client.InferStreamAsync(new InferRequest { Model = "m", Prompt = "p" }, CancellationToken.None))
+                texts.Add(chunk.Text);
+        }
 
         static async IAsyncEnumerable<InferChunk> Broken(InferRequest request, [EnumeratorCancellation] CancellationToken ct = default)
         {
@@ -258,27 +263,29 @@ public sealed class P2PInferenceClientTests
             throw new RpcException(RpcStatusCode.Unavailable, "the processor went away",
                 new Dictionary<string, string> { [WorkerMethods.PartialOutputDetail] = "Hello" });
         }
-    }
+    });
 
     [Test]
-    public async Task InferStream_WithNoGatewayOnTheNetwork_IsUnavailable()
+    public void InferStream_WithNoGatewayOnTheNetwork_IsUnavailable() => Run(async () =>
     {
         await _gateway.Dht.UnannounceAsync(WorkerTopics.Gateway, CancellationToken.None);
         var client = CreateClient(new ClientOptions { ApiKey = "k" });
 
-        var error = await FailureOf(Task.Run(async () =>
+        var error = await FailureOf(Drain());
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(error.Message, Does.Contain("no gateway"));
+
+        async Task Drain()
         {
             await foreach (var _ in client.InferStreamAsync(new InferRequest { Model = "m", Prompt = "p" }, CancellationToken.None))
             {
             }
-        }));
-
-        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
-        Assert.That(error.Message, Does.Contain("no gateway"));
-    }
+        }
+    });
 
     [Test]
-    public async Task Cancel_AsksEveryGateway_AndSaysWhetherOneWasRunningIt()
+    public void Cancel_AsksEveryGateway_AndSaysWhetherOneWasRunningIt() => Run(async () =>
     {
         await using var second = new FakeGateway(_network, _registry, "gw2");
         await second.AnnounceAsync();
@@ -292,7 +299,7 @@ public sealed class P2PInferenceClientTests
         Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Cancel), Has.Length.EqualTo(2));
         Assert.That(second.CallsOf(WorkerMethods.Gateway.Cancel), Has.Length.EqualTo(2));
         Assert.That(second.CallsOf(WorkerMethods.Gateway.Cancel)[0].Authorization, Is.EqualTo("ApiKey k"));
-    }
+    });
 
     [Test]
     public void Options_Invalid_AreRejected()

@@ -1,5 +1,5 @@
 using P2PInference.Facilities.Rpc;
-using P2PInference.TestKit.Time;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 using P2PInference.Workers.Gateway;
 
 namespace P2PInference.Tests.Unit.Gateway;

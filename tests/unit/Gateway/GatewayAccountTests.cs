@@ -1,4 +1,5 @@
 using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Auth;
 using P2PInference.Workers.Gateway;
@@ -125,17 +126,18 @@ public sealed class GatewayAccountTests
     }
 
     [Test]
-    public async Task AuthPartitioned_AccountCallIsUnavailable_AfterTheBackendTimeout()
+    public void AuthPartitioned_AccountCallIsUnavailable_AfterTheBackendTimeout() => SimulationTest.Run(async sim =>
     {
-        _h.Network.Partition(_h.GatewayNode.PeerId, _h.AuthNode.PeerId);
+        await using var h = await GatewayHarness.StartAsync(time: sim.Clock);
+        h.Network.Partition(h.GatewayNode.PeerId, h.AuthNode.PeerId);
 
-        var call = _h.CallAsync(WorkerMethods.Gateway.Login, new LoginRequest { Email = "a@example.com", Password = "pw" }, LoginResponse.Parser);
-        await _h.Time.AdvanceAsync(_h.Options.BackendTimeout);
+        var call = h.CallAsync(WorkerMethods.Gateway.Login, new LoginRequest { Email = "a@example.com", Password = "pw" }, LoginResponse.Parser);
+        await sim.Clock.AdvanceAsync(h.Options.BackendTimeout);
         var error = await ErrorOf(() => call);
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(error.Message, Does.StartWith("auth unavailable"));
-    }
+    });
 
     [Test]
     public async Task AccountCalls_FromOnePeer_AreRateLimited()

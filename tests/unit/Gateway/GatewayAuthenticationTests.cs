@@ -1,4 +1,5 @@
 using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Auth;
 using P2PInference.Workers.Gateway;
@@ -84,30 +85,34 @@ public sealed class GatewayAuthenticationTests
     }
 
     [Test]
-    public async Task Credential_IsValidatedOnce_WithinTheCacheTtl_AndAgainAfterIt()
+    public void Credential_IsValidatedOnce_WithinTheCacheTtl_AndAgainAfterIt() => SimulationTest.Run(async sim =>
     {
-        await _h.InferAsync(Prompt());
-        await _h.Time.AdvanceAsync(TimeSpan.FromSeconds(29));
-        await _h.InferAsync(Prompt());
-        Assert.That(_h.Auth.ValidateCalls, Is.EqualTo(1));
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { CredentialCacheTtl = TimeSpan.FromSeconds(30), NegativeCredentialCacheTtl = TimeSpan.Zero }, time: sim.Clock);
+        await h.AddProcessorAsync();
+        await h.InferAsync(Prompt());
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(29));
+        await h.InferAsync(Prompt());
+        Assert.That(h.Auth.ValidateCalls, Is.EqualTo(1));
 
-        await _h.Time.AdvanceAsync(TimeSpan.FromSeconds(1));
-        await _h.InferAsync(Prompt());
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(1));
+        await h.InferAsync(Prompt());
 
-        Assert.That(_h.Auth.ValidateCalls, Is.EqualTo(2));
-    }
+        Assert.That(h.Auth.ValidateCalls, Is.EqualTo(2));
+    });
 
     [Test]
-    public async Task RevokedKey_IsRefused_OnceTheCachedVerdictExpires()
+    public void RevokedKey_IsRefused_OnceTheCachedVerdictExpires() => SimulationTest.Run(async sim =>
     {
-        await _h.InferAsync(Prompt());
-        _h.Auth.Revoke(_h.ApiKey);
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { CredentialCacheTtl = TimeSpan.FromSeconds(30), NegativeCredentialCacheTtl = TimeSpan.Zero }, time: sim.Clock);
+        await h.AddProcessorAsync();
+        await h.InferAsync(Prompt());
+        h.Auth.Revoke(h.ApiKey);
 
-        await _h.Time.AdvanceAsync(_h.Options.CredentialCacheTtl);
-        var error = await ErrorOf(() => _h.InferAsync(Prompt()));
+        await sim.Clock.AdvanceAsync(h.Options.CredentialCacheTtl);
+        var error = await ErrorOf(() => h.InferAsync(Prompt()));
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
-    }
+    });
 
     [Test]
     public async Task RefusedCredential_IsNotCached_WhenTheNegativeTtlIsZero()
@@ -119,35 +124,37 @@ public sealed class GatewayAuthenticationTests
     }
 
     [Test]
-    public async Task RefusedCredential_IsCachedBriefly_WhenANegativeTtlIsSet()
+    public void RefusedCredential_IsCachedBriefly_WhenANegativeTtlIsSet() => SimulationTest.Run(async sim =>
     {
-        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { NegativeCredentialCacheTtl = TimeSpan.FromSeconds(2) });
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { NegativeCredentialCacheTtl = TimeSpan.FromSeconds(2) }, time: sim.Clock);
         await ErrorOf(() => h.InferAsync(Prompt(), "ApiKey pk_forged"));
         var cached = await ErrorOf(() => h.InferAsync(Prompt(), "ApiKey pk_forged"));
         Assert.That(h.Auth.ValidateCalls, Is.EqualTo(1));
         Assert.That(cached.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
 
-        await h.Time.AdvanceAsync(TimeSpan.FromSeconds(2));
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(2));
         await ErrorOf(() => h.InferAsync(Prompt(), "ApiKey pk_forged"));
 
         Assert.That(h.Auth.ValidateCalls, Is.EqualTo(2));
-    }
+    });
 
     [Test]
-    public async Task RateLimit_Exceeded_IsResourceExhaustedWithRetryAfter_AndRecoversWhenTimeAdvances()
+    public void RateLimit_Exceeded_IsResourceExhaustedWithRetryAfter_AndRecoversWhenTimeAdvances() => SimulationTest.Run(async sim =>
     {
-        var key = _h.Auth.AddApiKey("user-9", new Quota { RequestsPerMinute = 60, Burst = 2 });
-        await _h.InferAsync(Prompt(), "ApiKey " + key);
-        await _h.InferAsync(Prompt(), "ApiKey " + key);
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { CredentialCacheTtl = TimeSpan.FromSeconds(30), NegativeCredentialCacheTtl = TimeSpan.Zero }, time: sim.Clock);
+        await h.AddProcessorAsync();
+        var key = h.Auth.AddApiKey("user-9", new Quota { RequestsPerMinute = 60, Burst = 2 });
+        await h.InferAsync(Prompt(), "ApiKey " + key);
+        await h.InferAsync(Prompt(), "ApiKey " + key);
 
-        var error = await ErrorOf(() => _h.InferAsync(Prompt(), "ApiKey " + key));
+        var error = await ErrorOf(() => h.InferAsync(Prompt(), "ApiKey " + key));
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
         Assert.That(error.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(1)));
-        Assert.That(await _h.InferAsync(Prompt()), Is.Not.Null, "another key has its own bucket");
-        await _h.Time.AdvanceAsync(error.RetryAfter!.Value);
-        Assert.That((await _h.InferAsync(Prompt(), "ApiKey " + key)).Text, Is.Not.Empty);
-    }
+        Assert.That(await h.InferAsync(Prompt()), Is.Not.Null, "another key has its own bucket");
+        await sim.Clock.AdvanceAsync(error.RetryAfter!.Value);
+        Assert.That((await h.InferAsync(Prompt(), "ApiKey " + key)).Text, Is.Not.Empty);
+    });
 
     [Test]
     public async Task RateLimit_UsesTheGatewayDefault_WhenAuthGivesNoQuota()

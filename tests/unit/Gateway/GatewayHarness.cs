@@ -5,7 +5,8 @@ using P2PInference.Facilities.Store;
 using P2PInference.TestKit;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Rpc;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Inference;
 using P2PInference.Workers.Gateway;
@@ -22,10 +23,10 @@ internal sealed class GatewayHarness : IAsyncDisposable
     private readonly List<MockDht> _dhts = [];
     private readonly int _seed;
 
-    private GatewayHarness(GatewayOptions options)
+    private GatewayHarness(GatewayOptions options, FakeTimeProvider? time)
     {
-        _seed = TestSeed.Choose();
-        Time = new FakeTimeProvider();
+        _seed = SimulationExecutor.Current?.Seed ?? TestSeed.Choose();
+        Time = time ?? new FakeTimeProvider();
         Network = new InMemoryRpcNetwork(Time);
         Registry = new MockDhtRegistry(Time, _seed);
         Options = options;
@@ -62,10 +63,13 @@ internal sealed class GatewayHarness : IAsyncDisposable
 
     public static CancellationToken Token => TestContext.CurrentContext.CancellationToken;
 
-    /// <summary>A started gateway with a fake Auth (unless <paramref name="withAuth"/> is false) holding one API key, <see cref="ApiKey"/>.</summary>
-    public static async Task<GatewayHarness> StartAsync(GatewayOptions? options = null, bool withAuth = true)
+    /// <summary>
+    /// A started gateway with a fake Auth (unless <paramref name="withAuth"/> is false) holding one API key, <see cref="ApiKey"/>,
+    /// on <paramref name="time"/>: a simulation's clock for a test that waits on timers, else a manual clock nothing waits on.
+    /// </summary>
+    public static async Task<GatewayHarness> StartAsync(GatewayOptions? options = null, bool withAuth = true, FakeTimeProvider? time = null)
     {
-        var harness = new GatewayHarness(options ?? new GatewayOptions());
+        var harness = new GatewayHarness(options ?? new GatewayOptions(), time);
         var topics = await harness.Worker.StartAsync(harness.Context, Token);
         foreach (var topic in topics) await harness.GatewayDht.AnnounceAsync(topic, Token);
         if (withAuth)

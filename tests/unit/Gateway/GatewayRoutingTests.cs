@@ -1,4 +1,6 @@
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Threading;
+using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Inference;
 using P2PInference.Workers.Gateway;
@@ -323,19 +325,20 @@ public sealed class GatewayRoutingTests
     }
 
     [Test]
-    public async Task DeadlinePassingMidStream_EndsTheStreamWithDeadlineExceeded()
+    public void DeadlinePassingMidStream_EndsTheStreamWithDeadlineExceeded() => SimulationTest.Run(async sim =>
     {
-        var processor = await _h.AddProcessorAsync();
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { DefaultRateLimit = new(10_000, 1_000), MaxPromptLength = 1000 }, time: sim.Clock);
+        var processor = await h.AddProcessorAsync();
         processor.Stream = (r, c, _) => processor.WordsThenWait(r, ["a"], c.CancellationToken);
-        await using var stream = _h.StreamAsync(Prompt(), options: new RpcCallOptions { Timeout = TimeSpan.FromSeconds(5) }).GetAsyncEnumerator();
+        await using var stream = h.StreamAsync(Prompt(), options: new RpcCallOptions { Timeout = TimeSpan.FromSeconds(5) }).GetAsyncEnumerator();
         Assert.That(await stream.MoveNextAsync(), Is.True);
 
-        await _h.Time.AdvanceAsync(TimeSpan.FromSeconds(5));
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(5));
         var error = await ErrorOf(async () => await stream.MoveNextAsync());
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded));
-        await processor.CallCancelled.Task.WaitAsync(Token);
-    }
+        await processor.CallCancelled.Task.WaitOrCancelAsync(Token);
+    });
 
     [Test]
     public async Task MalformedPayload_IsInvalidArgument_AndTheNextCallIsServed()

@@ -1,4 +1,4 @@
-using P2PInference.TestKit.Time;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 using P2PInference.Workers.Gateway;
 
 namespace P2PInference.Tests.Unit.Gateway;

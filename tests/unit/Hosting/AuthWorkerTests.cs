@@ -3,7 +3,7 @@ using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Rpc;
 using P2PInference.TestKit.Store;
-using P2PInference.TestKit.Time;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Auth;

@@ -1,7 +1,9 @@
 using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Rpc;
-using P2PInference.TestKit.Time;
+using P2PInference.Facilities.Threading;
+using P2PInference.TestKit.Simulation;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 using P2PInference.Workers.Hosting;
 
 namespace P2PInference.Tests.Unit.Hosting;
@@ -20,9 +22,12 @@ public sealed class WorkerRuntimeTests
     private string _dataDir = null!;
 
     [SetUp]
-    public void SetUp()
+    public void SetUp() => UseClock(new FakeTimeProvider());
+
+    /// <summary>Makes the twins anew on <paramref name="time"/> (a simulation's clock, for a test that waits on timers).</summary>
+    private void UseClock(FakeTimeProvider time)
     {
-        _time = new FakeTimeProvider();
+        _time = time;
         _rpc = new InMemoryRpcNetwork(_time);
         _registry = new MockDhtRegistry(_time);
         _facilities = new TwinFacilities(_rpc, _registry);
@@ -121,27 +126,41 @@ public sealed class WorkerRuntimeTests
         Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Stopped));
     }
 
+    /// <summary>
+    /// A simulation: the drain deadline is a timer, and the call's cancellation and the stop run in
+    /// order once it fires. (Loading the identity from the data directory is synchronous file I/O,
+    /// which does not leave the simulation thread.)
+    /// </summary>
     [Test]
-    public async Task StopAsync_CancelsACallStillRunningAtTheDrainDeadline(CancellationToken ct)
+    public void StopAsync_CancelsACallStillRunningAtTheDrainDeadline() => SimulationTest.Run(async sim =>
     {
-        var (runtime, worker) = Create();
-        await runtime.StartAsync(ct);
-        var client = Client();
-        var slow = client.RequestAsync(runtime.PeerId, TestWorker.Slow, "x"u8.ToArray(), null, ct);
-        await worker.SlowEntered.WaitAsync(ct);
+        UseClock(sim.Clock);
+        var ct = CancellationToken.None;
+        try
+        {
+            var (runtime, worker) = Create();
+            await runtime.StartAsync(ct);
+            var client = Client();
+            var slow = client.RequestAsync(runtime.PeerId, TestWorker.Slow, "x"u8.ToArray(), null, ct);
+            await worker.SlowEntered.WaitOrCancelAsync(ct);
 
-        var stopping = runtime.StopAsync(ct);
-        await _time.AdvanceAsync(Drain - TimeSpan.FromMilliseconds(1), ct);
-        Assert.That(stopping.IsCompleted, Is.False, "still draining before the deadline");
-        Assert.That(_facilities.Events, Does.Not.Contain("rpc:stop"));
+            var stopping = runtime.StopAsync(ct);
+            await sim.Clock.AdvanceAsync(Drain - TimeSpan.FromMilliseconds(1));
+            Assert.That(stopping.IsCompleted, Is.False, "still draining before the deadline");
+            Assert.That(_facilities.Events, Does.Not.Contain("rpc:stop"));
 
-        await _time.AdvanceAsync(TimeSpan.FromMilliseconds(1), ct);
-        await stopping;
+            await sim.Clock.AdvanceAsync(TimeSpan.FromMilliseconds(1));
+            await stopping;
 
-        var error = Assert.ThrowsAsync<RpcException>(async () => await slow);
-        Assert.That(error!.Code, Is.EqualTo(RpcStatusCode.Unavailable));
-        Assert.That(worker.SlowCallWasCancelled, Is.True);
-    }
+            await Assert.ThatAsync(() => slow, Throws.TypeOf<RpcException>().With.Property(nameof(RpcException.Code)).EqualTo(RpcStatusCode.Unavailable));
+            Assert.That(worker.SlowCallWasCancelled, Is.True);
+        }
+        finally
+        {
+            foreach (var owned in Enumerable.Reverse(_owned)) await owned.DisposeAsync();
+            _owned.Clear();
+        }
+    });
 
     [Test]
     public async Task StopAsync_DoesNotWait_WhenNoCallIsInFlight(CancellationToken ct)

@@ -1,24 +1,24 @@
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit.Rpc;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 
 namespace P2PInference.Tests.Unit.Rpc;
 
-/// <summary>The twin's own knobs: link latency on fake time, broken links, dropped messages, partitions, crashes.</summary>
-[CancelAfter(10_000)]
+/// <summary>The twin's own knobs: link latency on virtual time (each test a simulation), broken links, dropped messages, partitions, crashes.</summary>
 public sealed class InMemoryRpcNetworkTests
 {
-    private FakeTimeProvider _time = null!;
+    private SimulationClock _time = null!;
     private InMemoryRpcNetwork _network = null!;
     private InMemoryRpcNode _a = null!;
     private InMemoryRpcNode _b = null!;
     private int _handled;
 
-    [SetUp]
-    public void CreateNetwork()
+    /// <summary>Runs <paramref name="body"/> as a simulation on a fresh network of two nodes answering "ping", then disposes them.</summary>
+    private void Run(Func<Task> body) => SimulationTest.Run(async sim =>
     {
-        _time = new FakeTimeProvider();
+        _time = sim.Clock;
         _network = new InMemoryRpcNetwork(_time);
         _a = _network.CreateNode();
         _b = _network.CreateNode();
@@ -26,17 +26,19 @@ public sealed class InMemoryRpcNetworkTests
         foreach (var node in new[] { _a, _b })
             node.Respond("ping", (_, _) =>
             {
-                Interlocked.Increment(ref _handled);
+                _handled++;
                 return ValueTask.FromResult<ReadOnlyMemory<byte>>("pong"u8.ToArray());
             });
-    }
-
-    [TearDown]
-    public async Task DisposeNodes()
-    {
-        await _a.DisposeAsync();
-        await _b.DisposeAsync();
-    }
+        try
+        {
+            await body();
+        }
+        finally
+        {
+            await _a.DisposeAsync();
+            await _b.DisposeAsync();
+        }
+    });
 
     private static RpcCallOptions Within(int seconds) => new() { Timeout = TimeSpan.FromSeconds(seconds) };
 
@@ -55,7 +57,7 @@ public sealed class InMemoryRpcNetworkTests
     }
 
     [Test]
-    public async Task Latency_DelaysTheAnswerByTheRoundTrip_OnTheFakeClock()
+    public void Latency_DelaysTheAnswerByTheRoundTrip_OnTheFakeClock() => Run(async () =>
     {
         _network.Link(_a.PeerId, _b.PeerId).Latency = TimeSpan.FromMilliseconds(100);
         _network.Link(_b.PeerId, _a.PeerId).Latency = TimeSpan.FromMilliseconds(50);
@@ -66,30 +68,30 @@ public sealed class InMemoryRpcNetworkTests
         await _time.AdvanceAsync(TimeSpan.FromMilliseconds(1));
 
         Assert.That(await call, Is.EqualTo("pong"u8.ToArray()));
-    }
+    });
 
     [Test]
-    public async Task FailedLink_FailsCallsAtOnceWithUnavailable()
+    public void FailedLink_FailsCallsAtOnceWithUnavailable() => Run(async () =>
     {
         _network.Link(_a.PeerId, _b.PeerId).Fault = RpcLinkFault.Fail;
 
         Assert.That(await CodeOf(_a.RequestAsync(_b.PeerId, "ping", ReadOnlyMemory<byte>.Empty, null, CancellationToken.None)),
             Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(_handled, Is.Zero);
-    }
+    });
 
     [Test]
-    public async Task FailedResponseLink_FailsTheCallAfterTheHandlerRan()
+    public void FailedResponseLink_FailsTheCallAfterTheHandlerRan() => Run(async () =>
     {
         _network.Link(_b.PeerId, _a.PeerId).Fault = RpcLinkFault.Fail;
 
         Assert.That(await CodeOf(_a.RequestAsync(_b.PeerId, "ping", ReadOnlyMemory<byte>.Empty, null, CancellationToken.None)),
             Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(_handled, Is.EqualTo(1));
-    }
+    });
 
     [Test]
-    public async Task TwoWayPartition_StallsCallsUntilTheirDeadline_AndHealRestoresThem()
+    public void TwoWayPartition_StallsCallsUntilTheirDeadline_AndHealRestoresThem() => Run(async () =>
     {
         _network.Partition(_a.PeerId, _b.PeerId);
 
@@ -101,10 +103,10 @@ public sealed class InMemoryRpcNetworkTests
         Assert.That(await CodeOf(call), Is.EqualTo(RpcStatusCode.DeadlineExceeded));
         _network.Heal();
         Assert.That(await _a.RequestAsync(_b.PeerId, "ping", ReadOnlyMemory<byte>.Empty, Within(5), CancellationToken.None), Is.EqualTo("pong"u8.ToArray()));
-    }
+    });
 
     [Test]
-    public async Task AsymmetricPartition_RequestsOneWayAreLost_AnswersTheOtherWayAreLost()
+    public void AsymmetricPartition_RequestsOneWayAreLost_AnswersTheOtherWayAreLost() => Run(async () =>
     {
         _network.PartitionOneWay(_a.PeerId, _b.PeerId);
 
@@ -115,10 +117,10 @@ public sealed class InMemoryRpcNetworkTests
         Assert.That(await CodeOf(aToB), Is.EqualTo(RpcStatusCode.DeadlineExceeded), "A's request never reached B");
         Assert.That(await CodeOf(bToA), Is.EqualTo(RpcStatusCode.DeadlineExceeded), "A answered, but the answer was lost on A→B");
         Assert.That(_handled, Is.EqualTo(1), "only B's request got through, to A's handler");
-    }
+    });
 
     [Test]
-    public async Task Crash_DuringACall_CallerGetsUnavailable_AndTheHandlerIsCancelled()
+    public void Crash_DuringACall_CallerGetsUnavailable_AndTheHandlerIsCancelled() => Run(async () =>
     {
         var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -137,17 +139,17 @@ public sealed class InMemoryRpcNetworkTests
         Assert.That(await CodeOf(call), Is.EqualTo(RpcStatusCode.Unavailable));
         await cancelled.Task;
         Assert.That(_b.IsDown, Is.True);
-    }
+    });
 
     [Test]
-    public async Task CallToAPeerNotOnTheNetwork_IsUnavailable()
+    public void CallToAPeerNotOnTheNetwork_IsUnavailable() => Run(async () =>
     {
         Assert.That(await CodeOf(_a.RequestAsync(KeyPair.Generate().PeerId, "ping", ReadOnlyMemory<byte>.Empty, null, CancellationToken.None)),
             Is.EqualTo(RpcStatusCode.Unavailable));
-    }
+    });
 
     [Test]
-    public async Task RequestBuffer_ReusedByTheCallerAfterSending_DoesNotChangeWhatTheServerGot()
+    public void RequestBuffer_ReusedByTheCallerAfterSending_DoesNotChangeWhatTheServerGot() => Run(async () =>
     {
         var seen = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
         _network.Link(_a.PeerId, _b.PeerId).Latency = TimeSpan.FromSeconds(1);
@@ -164,11 +166,14 @@ public sealed class InMemoryRpcNetworkTests
         await call;
 
         Assert.That(await seen.Task, Is.EqualTo(new byte[] { 1, 2, 3 }));
-    }
+    });
 
     [Test]
     public void CreateNode_TwiceWithOnePeerId_IsRefused()
     {
-        Assert.That(() => _network.CreateNode(_a.PeerId), Throws.InvalidOperationException);
+        var network = new InMemoryRpcNetwork(new FakeTimeProvider());
+        var node = network.CreateNode();
+
+        Assert.That(() => network.CreateNode(node.PeerId), Throws.InvalidOperationException);
     }
 }

@@ -2,7 +2,7 @@ using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Rpc.Wire;
 using P2PInference.TestKit.Conformance;
-using P2PInference.TestKit.Time;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 
 namespace P2PInference.Tests.Unit.Rpc;
 
