@@ -77,9 +77,11 @@ public static class DhtSimulationBenchmark
         {
             lookupsOk += r?.Successes ?? 0;
             lookupsRun += r?.Count ?? 0;
-            table.AppendLine(CultureInfo.InvariantCulture, r is null
-                ? $"{peers,6} {phase,-12} {"",10} {"",9} {"",4} {"",9}{Resources()}"
-                : $"{peers,6} {phase,-12} {$"{r.Successes}/{r.Count}",10} {r.Hops.Mean,9:F2} {r.Hops.Max,4} {r.Requests.Mean,9:F1}{Resources()}");
+            if (r is null)
+                table.AppendLine(CultureInfo.InvariantCulture, $"{peers,6} {phase,-12} {"",10} {"",9} {"",4} {"",9}{Resources()}");
+            else
+                table.AppendLine(CultureInfo.InvariantCulture,
+                    $"{peers,6} {phase,-12} {$"{r.Successes}/{r.Count}",10} {r.Hops.Mean,9:F2} {r.Hops.Max,4} {r.Requests.Mean,9:F1}{Resources()}");
         }
 
         string Resources()
