@@ -344,7 +344,7 @@ public abstract class DiscoveryConformanceTests
         var nodes = await NodesAsync(2);
         await AnnounceAsync(nodes[0], Topic);
         using var cancelled = new CancellationTokenSource();
-        await cancelled.CancelAsync();
+        cancelled.Cancel();
 
         await Assert.ThatAsync(() => nodes[1].LookupAsync(Topic, cancelled.Token), Throws.InstanceOf<OperationCanceledException>());
     });

@@ -75,7 +75,8 @@ public sealed class MockDhtTests
         using var cts = new CancellationTokenSource();
 
         var lookup = node.LookupAsync(Topic, cts.Token);
-        await cts.CancelAsync();
+        // Cancel, not CancelAsync: CancelAsync runs the callbacks on the thread pool, outside the simulation.
+        cts.Cancel();
 
         await Assert.ThatAsync(() => lookup, Throws.InstanceOf<OperationCanceledException>());
     });
