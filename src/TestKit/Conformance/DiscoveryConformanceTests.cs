@@ -114,6 +114,9 @@ public abstract class DiscoveryConformanceTests
     public void CheckConfiguration()
     {
         Assert.That(ReannounceInterval, Is.LessThan(RecordTtl), "The suite needs re-announces to come before records expire.");
+        // A run that failed mid-way did not get to stop its nodes; they died with its simulation.
+        _nodes.Clear();
+        _stopped.Clear();
     }
 
     /// <summary>

@@ -298,7 +298,7 @@ public sealed class P2PHost : IAsyncDisposable
         try
         {
             // A stream need not notice its connection closing; the connection's end ends the wait.
-            if (await Task.WhenAny(exchange, connection.Completion) != exchange)
+            if (await ContextAwaits.FirstOfAsync(exchange, connection.Completion) != exchange)
             {
                 // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
                 linked.Cancel();
