@@ -2,26 +2,26 @@ using NUnit.Framework;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.TestKit.Conformance;
 
 /// <summary>
 /// The behaviour every <see cref="IDiscovery"/> must have: announce, lookup, unannounce, expiry of
 /// records whose provider stopped re-announcing, and refresh. Derive a fixture, say how to build N
-/// nodes on a shared <see cref="FakeTimeProvider"/>, how to crash one and who it is, configure the
+/// nodes on the simulation's clock, how to crash one and who it is, configure the
 /// implementation with <see cref="RecordTtl"/> and <see cref="ReannounceInterval"/>, and the suite
 /// runs on it. This repository runs it on the mock DHT and on the Kademlia DHT over the in-memory
 /// network.
 /// </summary>
 /// <remarks>
 /// <para>
-/// Time moves only through <see cref="Time"/>, in steps of <see cref="TimeStep"/>, so re-announce
-/// timers fire and the work they start (network I/O included) runs before the next step. Every
-/// operation is awaited through <see cref="RunAsync{T}"/>, which lets asynchronous I/O finish and, for
-/// an implementation that waits on its clock (timeouts, latency), advances fake time in small steps of
-/// <see cref="OperationTimeStep"/> until the operation completes. No test waits on real time; a hang
-/// fails after <see cref="TestTimeout"/> of real time.
+/// Each test runs on the simulation executor (<see cref="SimulationTest"/>): the nodes' work runs on
+/// one thread and <see cref="Time"/> moves only when nothing is runnable, to the next due timer, so an
+/// implementation that waits on its clock (timeouts, latency, re-announces) simply gets there. The
+/// suite moves time in steps of <see cref="TimeStep"/>; every operation is awaited through
+/// <see cref="RunAsync{T}"/>, which fails it after <see cref="OperationTimeLimit"/> of virtual time.
+/// No test waits on real time, and a failure prints the seed and the command that replays it.
 /// </para>
 /// <para>
 /// The suite does not require a crashed provider to be found until its record expires (a DHT may
@@ -36,13 +36,12 @@ public abstract class DiscoveryConformanceTests
 
     private readonly List<IDiscovery> _nodes = [];
     private readonly HashSet<IDiscovery> _stopped = new(ReferenceEqualityComparer.Instance);
-    private CancellationTokenSource _testTimeout = null!;
 
-    /// <summary>The clock the test's nodes run on; a new one per test.</summary>
-    protected FakeTimeProvider Time { get; private set; } = null!;
+    /// <summary>The clock the test's nodes run on: the simulation's, a new one per test.</summary>
+    protected SimulationClock Time { get; private set; } = null!;
 
-    /// <summary>Cancelled after <see cref="TestTimeout"/> of real time; guards against hangs only.</summary>
-    protected CancellationToken TestToken => _testTimeout.Token;
+    /// <summary>The token the suite passes to operations; the virtual-time limits bound them instead.</summary>
+    protected CancellationToken TestToken => CancellationToken.None;
 
     /// <summary>How long a record lives after its last announce. Configure the implementation with it, or override it to match.</summary>
     protected virtual TimeSpan RecordTtl => TimeSpan.FromMinutes(10);
@@ -67,18 +66,8 @@ public abstract class DiscoveryConformanceTests
     /// <summary>The size of the steps the suite moves time in; by default <see cref="ReannounceInterval"/>.</summary>
     protected virtual TimeSpan TimeStep => ReannounceInterval;
 
-    /// <summary>
-    /// How far <see cref="RunAsync{T}"/> moves fake time at a time while an operation has not completed
-    /// after the system went idle; one second by default. Zero makes it wait (in real time, up to
-    /// <see cref="TestTimeout"/>) without moving time.
-    /// </summary>
-    protected virtual TimeSpan OperationTimeStep => TimeSpan.FromSeconds(1);
-
-    /// <summary>The most fake time one operation may take before the suite calls it hung; two minutes by default.</summary>
+    /// <summary>The most virtual time one operation may take before the suite calls it hung; two minutes by default.</summary>
     protected virtual TimeSpan OperationTimeLimit => TimeSpan.FromMinutes(2);
-
-    /// <summary>The real-time bound on each test; 30 seconds by default.</summary>
-    protected virtual TimeSpan TestTimeout => TimeSpan.FromSeconds(30);
 
     /// <summary>How many providers <see cref="Lookup_FindsEveryProvider_WhenManyAnnounceOneTopic"/> uses.</summary>
     protected virtual int ManyProviders => 10;
@@ -88,7 +77,7 @@ public abstract class DiscoveryConformanceTests
     /// configured with <see cref="RecordTtl"/> and <see cref="ReannounceInterval"/>. The suite awaits
     /// <see cref="IDiscovery.WaitUntilJoinedAsync"/> on each before it uses them.
     /// </summary>
-    protected abstract Task<IReadOnlyList<IDiscovery>> CreateNodesAsync(int count, FakeTimeProvider time, CancellationToken cancellationToken);
+    protected abstract Task<IReadOnlyList<IDiscovery>> CreateNodesAsync(int count, SimulationClock time, CancellationToken cancellationToken);
 
     /// <summary>
     /// Stops <paramref name="node"/> without a goodbye: no unannounce, no more re-announces (a killed
@@ -122,15 +111,36 @@ public abstract class DiscoveryConformanceTests
     }
 
     [SetUp]
-    public void CreateClock()
+    public void CheckConfiguration()
     {
         Assert.That(ReannounceInterval, Is.LessThan(RecordTtl), "The suite needs re-announces to come before records expire.");
-        Time = new FakeTimeProvider();
-        _testTimeout = new CancellationTokenSource(TestTimeout);
+        // A run that failed mid-way did not get to stop its nodes; they died with its simulation.
+        _nodes.Clear();
+        _stopped.Clear();
     }
 
-    [TearDown]
-    public async Task StopNodesAsync()
+    /// <summary>
+    /// Runs one test of the suite on a new simulation: <see cref="Time"/> is its clock, and the nodes
+    /// the test created are stopped inside the run, after the body.
+    /// </summary>
+    protected void Simulate(Func<Task> body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        SimulationTest.Run(async sim =>
+        {
+            Time = sim.Clock;
+            try
+            {
+                await body();
+            }
+            finally
+            {
+                await StopNodesAsync();
+            }
+        });
+    }
+
+    private async Task StopNodesAsync()
     {
         try
         {
@@ -150,12 +160,11 @@ public abstract class DiscoveryConformanceTests
         {
             _nodes.Clear();
             _stopped.Clear();
-            _testTimeout.Dispose();
         }
     }
 
     [Test]
-    public async Task Lookup_FindsAnnouncer_WithItsAddresses()
+    public void Lookup_FindsAnnouncer_WithItsAddresses() => Simulate(async () =>
     {
         var nodes = await NodesAsync(3);
 
@@ -164,10 +173,10 @@ public abstract class DiscoveryConformanceTests
 
         Assert.That(found.Select(p => p.PeerId), Is.EqualTo(new[] { PeerOf(nodes[0]) }));
         Assert.That(found[0].Addresses, Is.SupersetOf(AddressesOf(nodes[0])));
-    }
+    });
 
     [Test]
-    public async Task Lookup_ReturnsEmpty_WhenTopicIsUnknown()
+    public void Lookup_ReturnsEmpty_WhenTopicIsUnknown() => Simulate(async () =>
     {
         var nodes = await NodesAsync(2);
         await AnnounceAsync(nodes[0], Topic);
@@ -175,10 +184,10 @@ public abstract class DiscoveryConformanceTests
         var found = await LookupAsync(nodes[1], "p2pinference/conformance/nobody-announced-this");
 
         Assert.That(found, Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task Lookup_ReturnsOnlyProvidersOfThatTopic()
+    public void Lookup_ReturnsOnlyProvidersOfThatTopic() => Simulate(async () =>
     {
         var nodes = await NodesAsync(3);
 
@@ -187,10 +196,10 @@ public abstract class DiscoveryConformanceTests
 
         Assert.That(PeersOf(await LookupAsync(nodes[2], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[0]) }));
         Assert.That(PeersOf(await LookupAsync(nodes[2], OtherTopic)), Is.EquivalentTo(new[] { PeerOf(nodes[1]) }));
-    }
+    });
 
     [Test]
-    public async Task Lookup_ListsProviderOnce_WhenItAnnouncedTwice()
+    public void Lookup_ListsProviderOnce_WhenItAnnouncedTwice() => Simulate(async () =>
     {
         var nodes = await NodesAsync(2);
 
@@ -198,10 +207,10 @@ public abstract class DiscoveryConformanceTests
         await AnnounceAsync(nodes[0], Topic);
 
         Assert.That(PeersOf(await LookupAsync(nodes[1], Topic)), Is.EqualTo(new[] { PeerOf(nodes[0]) }));
-    }
+    });
 
     [Test]
-    public async Task Lookup_FindsEveryProvider_WhenManyAnnounceOneTopic()
+    public void Lookup_FindsEveryProvider_WhenManyAnnounceOneTopic() => Simulate(async () =>
     {
         var nodes = await NodesAsync(ManyProviders + 1);
         var providers = nodes.Take(ManyProviders).ToList();
@@ -215,10 +224,10 @@ public abstract class DiscoveryConformanceTests
 
         Assert.That(found, Is.Unique);
         Assert.That(found, Is.EquivalentTo(providers.Select(PeerOf)));
-    }
+    });
 
     [Test]
-    public async Task Unannounce_RemovesProvider_WhileOthersStay()
+    public void Unannounce_RemovesProvider_WhileOthersStay() => Simulate(async () =>
     {
         var nodes = await NodesAsync(3);
         await AnnounceAsync(nodes[0], Topic);
@@ -233,10 +242,10 @@ public abstract class DiscoveryConformanceTests
         await AdvanceAsync(UnannounceGrace);
 
         Assert.That(PeersOf(await LookupAsync(nodes[2], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[1]) }));
-    }
+    });
 
     [Test]
-    public async Task Announce_FindsProviderAgain_AfterUnannounce()
+    public void Announce_FindsProviderAgain_AfterUnannounce() => Simulate(async () =>
     {
         var nodes = await NodesAsync(2);
         await AnnounceAsync(nodes[0], Topic);
@@ -250,10 +259,10 @@ public abstract class DiscoveryConformanceTests
         await AnnounceAsync(nodes[0], Topic);
 
         Assert.That(PeersOf(await LookupAsync(nodes[1], Topic)), Is.EqualTo(new[] { PeerOf(nodes[0]) }));
-    }
+    });
 
     [Test]
-    public async Task Unannounce_DoesNothing_WhenTopicWasNotAnnounced()
+    public void Unannounce_DoesNothing_WhenTopicWasNotAnnounced() => Simulate(async () =>
     {
         var nodes = await NodesAsync(2);
         await AnnounceAsync(nodes[1], Topic);
@@ -265,10 +274,10 @@ public abstract class DiscoveryConformanceTests
         });
 
         Assert.That(PeersOf(await LookupAsync(nodes[0], Topic)), Is.EqualTo(new[] { PeerOf(nodes[1]) }));
-    }
+    });
 
     [Test]
-    public async Task GracefulStop_RemovesProvider()
+    public void GracefulStop_RemovesProvider() => Simulate(async () =>
     {
         var nodes = await NodesAsync(3);
         await AnnounceAsync(nodes[0], Topic);
@@ -283,10 +292,10 @@ public abstract class DiscoveryConformanceTests
         await AdvanceAsync(UnannounceGrace);
 
         Assert.That(PeersOf(await LookupAsync(nodes[2], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[1]) }));
-    }
+    });
 
     [Test]
-    public async Task Record_Expires_AfterTtl_WhenProviderCrashed()
+    public void Record_Expires_AfterTtl_WhenProviderCrashed() => Simulate(async () =>
     {
         var nodes = await NodesAsync(3);
         await AnnounceAsync(nodes[0], Topic);
@@ -296,10 +305,10 @@ public abstract class DiscoveryConformanceTests
         await AdvanceAsync(RecordTtl + ExpiryMargin);
 
         Assert.That(await LookupAsync(nodes[2], Topic), Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task Refresh_KeepsRecordAlive_AcrossSeveralTtls()
+    public void Refresh_KeepsRecordAlive_AcrossSeveralTtls() => Simulate(async () =>
     {
         var nodes = await NodesAsync(2);
         await AnnounceAsync(nodes[0], Topic);
@@ -313,10 +322,10 @@ public abstract class DiscoveryConformanceTests
                 Is.EqualTo(new[] { PeerOf(nodes[0]) }),
                 $"at {Time}, {Time.GetUtcNow() - Time.Start} after the start");
         }
-    }
+    });
 
     [Test]
-    public async Task CrashedProvider_Disappears_AfterTtl_WhileLiveProvidersStay()
+    public void CrashedProvider_Disappears_AfterTtl_WhileLiveProvidersStay() => Simulate(async () =>
     {
         var nodes = await NodesAsync(5);
         foreach (var provider in nodes.Take(3))
@@ -330,64 +339,40 @@ public abstract class DiscoveryConformanceTests
 
         Assert.That(PeersOf(await LookupAsync(nodes[4], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[0]), PeerOf(nodes[2]) }));
         Assert.That(PeersOf(await LookupAsync(nodes[3], Topic)), Is.EquivalentTo(new[] { PeerOf(nodes[0]), PeerOf(nodes[2]) }));
-    }
+    });
 
     [Test]
-    public async Task Lookup_Throws_WhenAlreadyCancelled()
+    public void Lookup_Throws_WhenAlreadyCancelled() => Simulate(async () =>
     {
         var nodes = await NodesAsync(2);
         await AnnounceAsync(nodes[0], Topic);
         using var cancelled = new CancellationTokenSource();
-        await cancelled.CancelAsync();
+        cancelled.Cancel();
 
-        Assert.That(async () => await nodes[1].LookupAsync(Topic, cancelled.Token), Throws.InstanceOf<OperationCanceledException>());
-    }
+        await Assert.ThatAsync(() => nodes[1].LookupAsync(Topic, cancelled.Token), Throws.InstanceOf<OperationCanceledException>());
+    });
 
     /// <summary>
-    /// Awaits an operation on the nodes: lets asynchronous work run, and while the operation is still
-    /// pending, moves fake time by <see cref="OperationTimeStep"/> (at most <see cref="OperationTimeLimit"/>
-    /// in all), so an implementation waiting on its clock gets there.
+    /// Awaits an operation on the nodes; virtual time moves while it waits on its clock, and it fails
+    /// with <see cref="TimeoutException"/> after <see cref="OperationTimeLimit"/> of virtual time.
     /// </summary>
     protected async Task<T> RunAsync<T>(Func<CancellationToken, Task<T>> operation)
     {
-        var task = operation(TestToken);
-        if (OperationTimeStep <= TimeSpan.Zero)
-        {
-            return await task.WaitAsync(TestToken);
-        }
-
-        var moved = TimeSpan.Zero;
-        while (!task.IsCompleted)
-        {
-            await Time.RunUntilIdleAsync(TestToken);
-            if (task.IsCompleted)
-            {
-                break;
-            }
-
-            if (moved >= OperationTimeLimit)
-            {
-                Assert.Fail($"The operation did not complete within {OperationTimeLimit} of fake time.");
-            }
-
-            await Time.AdvanceAsync(OperationTimeStep, TestToken);
-            moved += OperationTimeStep;
-        }
-
-        return await task;
+        ArgumentNullException.ThrowIfNull(operation);
+        return await operation(TestToken).WaitAsync(OperationTimeLimit, Time);
     }
 
-    /// <summary>Moves time forward by <paramref name="total"/> in steps of at most <see cref="TimeStep"/>.</summary>
+    /// <summary>Moves time forward by <paramref name="total"/> in steps of at most <see cref="TimeStep"/>, each followed by the work its timers started.</summary>
     protected async Task AdvanceAsync(TimeSpan total)
     {
         while (total > TimeSpan.Zero)
         {
             var step = total < TimeStep ? total : TimeStep;
-            await Time.AdvanceAsync(step, TestToken);
+            await Time.AdvanceAsync(step);
             total -= step;
         }
 
-        await Time.RunUntilIdleAsync(TestToken);
+        await Time.RunUntilIdleAsync();
     }
 
     /// <summary><paramref name="count"/> joined nodes, stopped after the test.</summary>

@@ -2,41 +2,44 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Integration.Dht;
 
-/// <summary>The DHT's timers (re-announce, expiry) on fake time, over the in-memory network.</summary>
+/// <summary>The DHT's timers (re-announce, expiry) on the simulation executor, over the in-memory network.</summary>
 [TestFixture]
-[CancelAfter(30000)]
 public sealed class DhtFakeTimeTests
 {
     private static readonly TimeSpan Ttl = TimeSpan.FromMinutes(10);
     private readonly List<(P2PHost Host, KademliaDht Dht)> _nodes = [];
-    private FakeTimeProvider _time = null!;
+    private SimulationExecutor _sim = null!;
+    private SimulationClock _time = null!;
     private InMemoryNetwork _network = null!;
 
-    [SetUp]
-    public void Create()
+    /// <summary>Runs a test on a new simulation, with the network on its clock; stops the nodes inside the run.</summary>
+    private void Simulate(Func<CancellationToken, Task> body) => SimulationTest.Run(async sim =>
     {
-        _time = new FakeTimeProvider();
-        _network = new InMemoryNetwork(_time);
-    }
-
-    [TearDown]
-    public async Task StopAsync()
-    {
-        foreach (var (host, dht) in _nodes)
+        _sim = sim;
+        _time = sim.Clock;
+        _network = new InMemoryNetwork(_time, sim.Seed);
+        try
         {
-            await dht.DisposeAsync();
-            await host.DisposeAsync();
+            await body(CancellationToken.None);
         }
-        _nodes.Clear();
-    }
+        finally
+        {
+            foreach (var (host, dht) in _nodes)
+            {
+                await dht.DisposeAsync();
+                await host.DisposeAsync();
+            }
+            _nodes.Clear();
+        }
+    });
 
     private async Task<KademliaDht> StartNodeAsync(string name, CancellationToken ct)
     {
-        var host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [_network.CreateTransport(name)], TimeProvider = _time });
+        var host = new P2PHost(new HostOptions { Identity = KeyPair.FromRandom(_sim.CreateRandom("identity", name)), Transports = [_network.CreateTransport(name)], TimeProvider = _time });
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
         var dht = new KademliaDht(host, new KademliaDhtOptions
         {
@@ -61,45 +64,45 @@ public sealed class DhtFakeTimeTests
         return list;
     }
 
-    /// <summary>Moves fake time by the re-announce interval and waits until the round it triggers is done.</summary>
-    private async Task AdvanceThroughReannounceAsync(KademliaDht dht, CancellationToken ct)
+    /// <summary>Moves virtual time by the re-announce interval; the round it triggers has run when this returns.</summary>
+    private async Task AdvanceThroughReannounceAsync(KademliaDht dht)
     {
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnDone() => done.TrySetResult();
+        var rounds = 0;
+        void OnDone() => rounds++;
         dht.ReannounceCompleted += OnDone;
-        await _time.AdvanceAsync(TimeSpan.FromMinutes(4), ct);
-        await done.Task.WaitAsync(ct);
+        await _time.AdvanceAsync(TimeSpan.FromMinutes(4));
         dht.ReannounceCompleted -= OnDone;
+        Assert.That(rounds, Is.EqualTo(1), "one re-announce round ran");
     }
 
     [Test]
-    public async Task Announcement_OutlivesTtl_WhileReannounced(CancellationToken ct)
+    public void Announcement_OutlivesTtl_WhileReannounced() => Simulate(async ct =>
     {
         var dhts = await StartNetworkAsync(4, ct);
         await dhts[1].AnnounceAsync("p2pinference/auth", ct);
 
-        for (var i = 0; i < 5; i++) await AdvanceThroughReannounceAsync(dhts[1], ct); // 20 min > TTL
+        for (var i = 0; i < 5; i++) await AdvanceThroughReannounceAsync(dhts[1]); // 20 min > TTL
 
         var found = await dhts[3].LookupAsync("p2pinference/auth", ct);
         Assert.That(found.Select(p => p.PeerId), Does.Contain(dhts[1].PeerId));
-    }
+    });
 
     [Test]
-    public async Task Announcement_LapsesEverywhere_OneTtlAfterUnannounce(CancellationToken ct)
+    public void Announcement_LapsesEverywhere_OneTtlAfterUnannounce() => Simulate(async ct =>
     {
         var dhts = await StartNetworkAsync(4, ct);
         await dhts[1].AnnounceAsync("p2pinference/auth", ct);
         Assert.That((await dhts[2].LookupAsync("p2pinference/auth", ct)).Select(p => p.PeerId), Does.Contain(dhts[1].PeerId));
 
         await dhts[1].UnannounceAsync("p2pinference/auth", ct);
-        await _time.AdvanceAsync(Ttl, ct);
+        await _time.AdvanceAsync(Ttl);
 
         Assert.That(await dhts[2].LookupAsync("p2pinference/auth", ct), Is.Empty);
         Assert.That(dhts.Select(d => d.Providers.KeyCount), Has.All.Zero, "the sweep removed the expired records");
-    }
+    });
 
     [Test]
-    public async Task WaitUntilJoined_CompletesAfterBootstrap(CancellationToken ct)
+    public void WaitUntilJoined_CompletesAfterBootstrap() => Simulate(async ct =>
     {
         var first = await StartNodeAsync("n0", ct);
         var joining = first.WaitUntilJoinedAsync(ct);
@@ -110,10 +113,10 @@ public sealed class DhtFakeTimeTests
         await second.WaitUntilJoinedAsync(ct);
         await joining;
         Assert.That(second.RoutingTable.Contains(first.PeerId), Is.True);
-    }
+    });
 
     [Test]
-    public async Task Dispose_UnannouncesAndUnregistersProtocol(CancellationToken ct)
+    public void Dispose_UnannouncesAndUnregistersProtocol() => Simulate(async ct =>
     {
         var dhts = await StartNetworkAsync(2, ct);
         await dhts[1].AnnounceAsync("p2pinference/gateway", ct);
@@ -123,5 +126,5 @@ public sealed class DhtFakeTimeTests
 
         Assert.That(dhts[1].Providers.KeyCount, Is.Zero);
         Assert.That(host.Protocols, Does.Not.Contain(KademliaDhtOptions.DefaultProtocolId));
-    }
+    });
 }

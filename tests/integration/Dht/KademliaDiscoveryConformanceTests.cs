@@ -7,7 +7,7 @@ using P2PInference.Facilities.Net.Yamux;
 using P2PInference.TestKit;
 using P2PInference.TestKit.Conformance;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Integration.Dht;
 
@@ -30,7 +30,7 @@ public sealed class KademliaDiscoveryConformanceTests : DiscoveryConformanceTest
 
     protected override TimeSpan UnannounceGrace => RecordTtl + ExpiryMargin;
 
-    protected override async Task<IReadOnlyList<IDiscovery>> CreateNodesAsync(int count, FakeTimeProvider time, CancellationToken cancellationToken)
+    protected override async Task<IReadOnlyList<IDiscovery>> CreateNodesAsync(int count, SimulationClock time, CancellationToken cancellationToken)
     {
         var random = TestSeed.CreateRandom();
         _network ??= new InMemoryNetwork(time, random.Next());

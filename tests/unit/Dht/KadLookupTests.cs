@@ -3,11 +3,12 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Dht.Proto;
 using P2PInference.Facilities.Identity;
 using P2PInference.TestKit;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 
 namespace P2PInference.Tests.Unit.Dht;
 
-/// <summary>The iterative lookup against a simulated network of routing tables (no sockets, fake time).</summary>
+/// <summary>The iterative lookup against a simulated network of routing tables (no sockets; fake time, or the simulation executor where time must pass).</summary>
 [TestFixture]
 [CancelAfter(10000)]
 public sealed class KadLookupTests
@@ -92,55 +93,45 @@ public sealed class KadLookupTests
     }
 
     [Test]
-    public async Task Lookup_TimesOutSilentPeers_AndContinuesWithOthers(CancellationToken ct)
+    public void Lookup_TimesOutSilentPeers_AndContinuesWithOthers() => SimulationTest.Run(async sim =>
     {
-        var time = new FakeTimeProvider();
         var silent = DhtTestPeers.Take(Peers).Where((_, i) => i % 4 == 2).ToHashSet();
         var self = DhtTestPeers.Get(0);
         var target = KadId.FromKey("silent"u8);
-        var options = new KademliaDhtOptions { TimeProvider = time, QueryTimeout = TimeSpan.FromSeconds(2), LookupTimeout = TimeSpan.FromMinutes(5) };
+        var options = new KademliaDhtOptions { TimeProvider = sim.Clock, QueryTimeout = TimeSpan.FromSeconds(2), LookupTimeout = TimeSpan.FromMinutes(5) };
         var lookup = NewLookup(target, self, options, async (p, token) =>
         {
-            if (silent.Contains(p)) await Task.Delay(Timeout.InfiniteTimeSpan, time, token);
+            if (silent.Contains(p)) await Task.Delay(Timeout.InfiniteTimeSpan, sim.Clock, token);
             return Answer(p, target);
         });
 
-        var run = lookup.RunAsync(Seeds(self, target), ct);
-        for (var i = 0; i < 100 && !run.IsCompleted; i++) await time.AdvanceAsync(TimeSpan.FromSeconds(1), ct);
+        var result = await lookup.RunAsync(Seeds(self, target), CancellationToken.None);
 
-        var result = await run;
         Assert.That(result.ClosestPeers, Is.SupersetOf(TrueClosest(target, self).Except(silent)));
         Assert.That(result.ClosestPeers, Has.None.Matches<PeerId>(silent.Contains));
         Assert.That(result.Stats.TimedOut, Is.False);
         Assert.That(result.Stats.Elapsed, Is.GreaterThanOrEqualTo(TimeSpan.FromSeconds(2)));
-    }
+    });
 
     [Test]
-    public async Task Lookup_EndsAtOverallDeadline_WithWhatItHas(CancellationToken ct)
+    public void Lookup_EndsAtOverallDeadline_WithWhatItHas() => SimulationTest.Run(async sim =>
     {
-        var time = new FakeTimeProvider();
         var self = DhtTestPeers.Get(0);
         var target = KadId.FromKey("never"u8);
-        var options = new KademliaDhtOptions { TimeProvider = time, QueryTimeout = TimeSpan.FromMinutes(1), LookupTimeout = TimeSpan.FromSeconds(10) };
-        var asked = 0;
-        var allAsked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var options = new KademliaDhtOptions { TimeProvider = sim.Clock, QueryTimeout = TimeSpan.FromMinutes(1), LookupTimeout = TimeSpan.FromSeconds(10) };
         var lookup = NewLookup(target, self, options, async (_, token) =>
         {
-            if (Interlocked.Increment(ref asked) == options.Alpha) allAsked.TrySetResult();
-            await Task.Delay(Timeout.InfiniteTimeSpan, time, token);
+            await Task.Delay(Timeout.InfiniteTimeSpan, sim.Clock, token);
             throw new InvalidOperationException("unreachable");
         });
 
-        var run = lookup.RunAsync(Seeds(self, target), ct);
-        // The requests go out asynchronously; the deadline must not pass before all α are in flight.
-        await allAsked.Task.WaitAsync(ct);
-        await time.AdvanceAsync(TimeSpan.FromSeconds(10), ct);
+        var result = await lookup.RunAsync(Seeds(self, target), CancellationToken.None);
 
-        var result = await run;
         Assert.That(result.Stats.TimedOut, Is.True);
         Assert.That(result.ClosestPeers, Is.Empty);
         Assert.That(result.Stats.RequestsSent, Is.EqualTo(options.Alpha));
-    }
+        Assert.That(sim.Clock.Elapsed, Is.EqualTo(TimeSpan.FromSeconds(10)), "the lookup deadline, not the longer query timeout, ended it");
+    });
 
     [Test]
     public async Task Lookup_StopsEarly_WhenHandlerHasWhatItWants(CancellationToken ct)

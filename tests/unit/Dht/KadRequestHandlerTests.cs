@@ -5,7 +5,7 @@ using P2PInference.Facilities.Dht.Proto;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using Microsoft.Extensions.Time.Testing;
 
 namespace P2PInference.Tests.Unit.Dht;
 

@@ -1,6 +1,6 @@
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Addressing;
-using P2PInference.TestKit.Time;
+using Microsoft.Extensions.Time.Testing;
 
 namespace P2PInference.Tests.Unit.Dht;
 

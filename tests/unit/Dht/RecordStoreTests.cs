@@ -1,5 +1,5 @@
 using P2PInference.Facilities.Dht;
-using P2PInference.TestKit.Time;
+using Microsoft.Extensions.Time.Testing;
 
 namespace P2PInference.Tests.Unit.Dht;
 

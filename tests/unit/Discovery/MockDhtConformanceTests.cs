@@ -4,7 +4,7 @@ using P2PInference.Facilities.Identity;
 using P2PInference.TestKit;
 using P2PInference.TestKit.Conformance;
 using P2PInference.TestKit.Discovery;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Unit.Discovery;
 
@@ -27,7 +27,7 @@ public sealed class MockDhtConformanceTests(MockDhtConformanceTests.Variant vari
 
     protected override TimeSpan UnannounceGrace => variant == Variant.StaleRecords ? RecordTtl + ExpiryMargin : TimeSpan.Zero;
 
-    protected override Task<IReadOnlyList<IDiscovery>> CreateNodesAsync(int count, FakeTimeProvider time, CancellationToken cancellationToken)
+    protected override Task<IReadOnlyList<IDiscovery>> CreateNodesAsync(int count, SimulationClock time, CancellationToken cancellationToken)
     {
         var random = TestSeed.CreateRandom();
         var registry = new MockDhtRegistry(time, random.Next())

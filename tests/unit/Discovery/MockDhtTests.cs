@@ -4,7 +4,8 @@ using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.TestKit;
 using P2PInference.TestKit.Discovery;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
+using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 
 namespace P2PInference.Tests.Unit.Discovery;
 
@@ -15,20 +16,30 @@ public sealed class MockDhtTests
     private const string Topic = "p2pinference/processor";
     private const string OtherTopic = "p2pinference/gateway";
 
-    private FakeTimeProvider _time = null!;
+    private SimulationClock _time = null!;
     private Random _random = null!;
+    private int _registrySeed;
     private MockDhtRegistry _registry = null!;
 
     [SetUp]
     public void CreateRegistry()
     {
-        _time = new FakeTimeProvider();
         _random = TestSeed.CreateRandom();
-        _registry = new MockDhtRegistry(_time, _random.Next());
+        _registrySeed = _random.Next();
+        // Tests that never wait use a settable clock; the rest run on the executor (see Sim).
+        _registry = new MockDhtRegistry(new FakeTimeProvider(), _registrySeed);
     }
 
+    /// <summary>Runs a test on the simulation executor, with the registry on its clock.</summary>
+    private void Sim(Func<Task> body) => SimulationTest.Run(async sim =>
+    {
+        _time = sim.Clock;
+        _registry = new MockDhtRegistry(_time, _registrySeed);
+        await body();
+    });
+
     [Test]
-    public async Task Lookup_CompletesOnlyAfterLookupDelay_OfFakeTime()
+    public void Lookup_CompletesOnlyAfterLookupDelay_OfFakeTime() => Sim(async () =>
     {
         _registry.LookupDelay = TimeSpan.FromSeconds(2);
         var (a, b) = (Node(), Node());
@@ -41,10 +52,10 @@ public sealed class MockDhtTests
         await _time.AdvanceAsync(TimeSpan.FromTicks(1));
         Assert.That(lookup.IsCompleted, Is.True);
         Assert.That(Peers(await lookup), Is.EqualTo(new[] { a.PeerId }));
-    }
+    });
 
     [Test]
-    public async Task Lookup_SeesRecordsAsTheyAreWhenItCompletes_WhenDelayed()
+    public void Lookup_SeesRecordsAsTheyAreWhenItCompletes_WhenDelayed() => Sim(async () =>
     {
         _registry.LookupDelay = TimeSpan.FromSeconds(2);
         var (a, b) = (Node(), Node());
@@ -54,23 +65,24 @@ public sealed class MockDhtTests
         await _time.AdvanceAsync(TimeSpan.FromSeconds(2));
 
         Assert.That(Peers(await lookup), Is.EqualTo(new[] { a.PeerId }));
-    }
+    });
 
     [Test]
-    public async Task Lookup_IsCancelled_WhenTokenFiresDuringDelay()
+    public void Lookup_IsCancelled_WhenTokenFiresDuringDelay() => Sim(async () =>
     {
         _registry.LookupDelay = TimeSpan.FromSeconds(2);
         var node = Node();
         using var cts = new CancellationTokenSource();
 
         var lookup = node.LookupAsync(Topic, cts.Token);
-        await cts.CancelAsync();
+        // Cancel, not CancelAsync: CancelAsync runs the callbacks on the thread pool, outside the simulation.
+        cts.Cancel();
 
-        Assert.That(async () => await lookup, Throws.InstanceOf<OperationCanceledException>());
-    }
+        await Assert.ThatAsync(() => lookup, Throws.InstanceOf<OperationCanceledException>());
+    });
 
     [Test]
-    public async Task Lookup_FailsWithObjectDisposed_WhenNodeCrashesDuringDelay()
+    public void Lookup_FailsWithObjectDisposed_WhenNodeCrashesDuringDelay() => Sim(async () =>
     {
         _registry.LookupDelay = TimeSpan.FromSeconds(2);
         var node = Node();
@@ -79,8 +91,8 @@ public sealed class MockDhtTests
         node.Crash();
         await _time.AdvanceAsync(TimeSpan.FromSeconds(2));
 
-        Assert.That(async () => await lookup, Throws.InstanceOf<ObjectDisposedException>());
-    }
+        await Assert.ThatAsync(() => lookup, Throws.InstanceOf<ObjectDisposedException>());
+    });
 
     [Test]
     public void Lookup_CompletesSynchronously_WithoutDelay()
@@ -100,7 +112,7 @@ public sealed class MockDhtTests
     }
 
     [Test]
-    public async Task WaitUntilJoined_CompletesAfterJoinDelay()
+    public void WaitUntilJoined_CompletesAfterJoinDelay() => Sim(async () =>
     {
         _registry.JoinDelay = TimeSpan.FromSeconds(5);
         var node = Node();
@@ -111,10 +123,10 @@ public sealed class MockDhtTests
 
         await _time.AdvanceAsync(TimeSpan.FromSeconds(1));
         Assert.That(joined.IsCompletedSuccessfully, Is.True);
-    }
+    });
 
     [Test]
-    public async Task MissingRecords_HidesProvider_OnlyForMatchingTopic()
+    public void MissingRecords_HidesProvider_OnlyForMatchingTopic() => Sim(async () =>
     {
         var (a, b, c) = (Node(), Node(), Node());
         await a.AnnounceAsync(Topic, CancellationToken.None);
@@ -125,10 +137,10 @@ public sealed class MockDhtTests
 
         Assert.That(Peers(await c.LookupAsync(Topic, CancellationToken.None)), Is.EqualTo(new[] { a.PeerId }));
         Assert.That(Peers(await c.LookupAsync(OtherTopic, CancellationToken.None)), Is.EqualTo(new[] { b.PeerId }));
-    }
+    });
 
     [Test]
-    public async Task MissingRecords_CanHideProvider_FromOneRequesterOnly()
+    public void MissingRecords_CanHideProvider_FromOneRequesterOnly() => Sim(async () =>
     {
         var (a, b, c) = (Node(), Node(), Node());
         await a.AnnounceAsync(Topic, CancellationToken.None);
@@ -137,10 +149,10 @@ public sealed class MockDhtTests
 
         Assert.That(await b.LookupAsync(Topic, CancellationToken.None), Is.Empty);
         Assert.That(Peers(await c.LookupAsync(Topic, CancellationToken.None)), Is.EqualTo(new[] { a.PeerId }));
-    }
+    });
 
     [Test]
-    public async Task Providers_ShowsEveryRecord_IgnoringKnobsAndWithoutCountingALookup()
+    public void Providers_ShowsEveryRecord_IgnoringKnobsAndWithoutCountingALookup() => Sim(async () =>
     {
         var (a, b) = (Node(), Node());
         await a.AnnounceAsync(Topic, CancellationToken.None);
@@ -152,10 +164,10 @@ public sealed class MockDhtTests
         Assert.That(providers, Is.EqualTo(new[] { new DiscoveredPeer(a.PeerId, a.Addresses) }));
         Assert.That(_registry.TotalLookupCount, Is.Zero);
         Assert.That(_registry.Providers("nobody/announced/this"), Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task Crash_LeavesRecordFindable_UntilExactlyTtlAfterLastAnnounce()
+    public void Crash_LeavesRecordFindable_UntilExactlyTtlAfterLastAnnounce() => Sim(async () =>
     {
         _registry.RecordTtl = TimeSpan.FromMinutes(10);
         _registry.ReannounceInterval = TimeSpan.FromMinutes(4);
@@ -171,11 +183,11 @@ public sealed class MockDhtTests
 
         await _time.AdvanceAsync(TimeSpan.FromTicks(1));
         Assert.That(await b.LookupAsync(Topic, CancellationToken.None), Is.Empty);
-        Assert.That(_time.PendingTimerCount, Is.Zero, "a crashed node keeps no re-announce timer");
-    }
+        Assert.That(_time.PendingTimers, Is.Zero, "a crashed node keeps no re-announce timer");
+    });
 
     [Test]
-    public async Task Record_LapsesBetweenReannounces_WhenIntervalExceedsTtl()
+    public void Record_LapsesBetweenReannounces_WhenIntervalExceedsTtl() => Sim(async () =>
     {
         _registry.RecordTtl = TimeSpan.FromMinutes(10);
         _registry.ReannounceInterval = TimeSpan.FromMinutes(15);
@@ -187,10 +199,10 @@ public sealed class MockDhtTests
 
         await _time.AdvanceAsync(TimeSpan.FromMinutes(3));
         Assert.That(Peers(await b.LookupAsync(Topic, CancellationToken.None)), Is.EqualTo(new[] { a.PeerId }));
-    }
+    });
 
     [Test]
-    public async Task Unannounce_WithdrawsRecordAtOnce_ByDefault()
+    public void Unannounce_WithdrawsRecordAtOnce_ByDefault() => Sim(async () =>
     {
         var (a, b) = (Node(), Node());
         await a.AnnounceAsync(Topic, CancellationToken.None);
@@ -199,11 +211,11 @@ public sealed class MockDhtTests
 
         Assert.That(await b.LookupAsync(Topic, CancellationToken.None), Is.Empty);
         Assert.That(a.AnnouncedTopics, Is.Empty);
-        Assert.That(_time.PendingTimerCount, Is.Zero);
-    }
+        Assert.That(_time.PendingTimers, Is.Zero);
+    });
 
     [Test]
-    public async Task StaleRecords_KeepsWithdrawnRecords_UntilTtl()
+    public void StaleRecords_KeepsWithdrawnRecords_UntilTtl() => Sim(async () =>
     {
         _registry.StaleRecords = true;
         var (a, b, c) = (Node(), Node(), Node());
@@ -216,10 +228,10 @@ public sealed class MockDhtTests
 
         await _time.AdvanceAsync(_registry.RecordTtl);
         Assert.That(await c.LookupAsync(Topic, CancellationToken.None), Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task InjectStaleRecord_IsFound_UntilItsTtl()
+    public void InjectStaleRecord_IsFound_UntilItsTtl() => Sim(async () =>
     {
         var node = Node();
         var gone = Peer();
@@ -233,10 +245,10 @@ public sealed class MockDhtTests
 
         await _time.AdvanceAsync(TimeSpan.FromMinutes(1));
         Assert.That(await node.LookupAsync(Topic, CancellationToken.None), Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task InjectStaleRecord_LastsRecordTtl_ByDefault()
+    public void InjectStaleRecord_LastsRecordTtl_ByDefault() => Sim(async () =>
     {
         var node = Node();
         _registry.InjectStaleRecord(Topic, Peer(), [Multiaddress.Memory("gone")]);
@@ -246,10 +258,10 @@ public sealed class MockDhtTests
 
         await _time.AdvanceAsync(TimeSpan.FromTicks(1));
         Assert.That(await node.LookupAsync(Topic, CancellationToken.None), Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task RestartedPeer_ReplacesItsStaleRecord_WithNewAddresses()
+    public void RestartedPeer_ReplacesItsStaleRecord_WithNewAddresses() => Sim(async () =>
     {
         var observer = Node();
         var peer = Peer();
@@ -263,7 +275,7 @@ public sealed class MockDhtTests
         var found = await observer.LookupAsync(Topic, CancellationToken.None);
         Assert.That(found, Has.Count.EqualTo(1));
         Assert.That(found[0].Addresses, Is.EqualTo(new[] { Multiaddress.Memory("after") }));
-    }
+    });
 
     [Test]
     public void CreateNode_Throws_WhenPeerAlreadyHasLiveNode()
@@ -275,7 +287,7 @@ public sealed class MockDhtTests
     }
 
     [Test]
-    public async Task Node_RefusesOperations_AfterCrashOrDispose()
+    public void Node_RefusesOperations_AfterCrashOrDispose() => Sim(async () =>
     {
         var (crashed, disposed) = (Node(), Node());
         crashed.Crash();
@@ -291,38 +303,38 @@ public sealed class MockDhtTests
         }
 
         Assert.That(_registry.LiveNodes, Is.Empty);
-    }
+    });
 
     [Test]
-    public async Task FailLookups_ThrowsTheGivenException_UntilCleared()
+    public void FailLookups_ThrowsTheGivenException_UntilCleared() => Sim(async () =>
     {
         var (a, b) = (Node(), Node());
         await a.AnnounceAsync(Topic, CancellationToken.None);
 
         _registry.FailLookups = _ => new MockDhtLookupException("DHT unreachable");
-        Assert.That(
-            async () => await b.LookupAsync(Topic, CancellationToken.None),
+        await Assert.ThatAsync(
+            () => b.LookupAsync(Topic, CancellationToken.None),
             Throws.TypeOf<MockDhtLookupException>().With.Message.EqualTo("DHT unreachable"));
 
         _registry.FailLookups = null;
         Assert.That(Peers(await b.LookupAsync(Topic, CancellationToken.None)), Is.EqualTo(new[] { a.PeerId }));
-    }
+    });
 
     [Test]
-    public async Task FailLookups_CanFailOneTopic_AndOnlyTheFirstLookups()
+    public void FailLookups_CanFailOneTopic_AndOnlyTheFirstLookups() => Sim(async () =>
     {
         var (a, b) = (Node(), Node());
         await a.AnnounceAsync(Topic, CancellationToken.None);
         await a.AnnounceAsync(OtherTopic, CancellationToken.None);
         _registry.FailLookups = lookup => lookup.Topic == Topic && lookup.Number <= 2 ? new TimeoutException() : null;
 
-        Assert.That(async () => await b.LookupAsync(Topic, CancellationToken.None), Throws.TypeOf<TimeoutException>());
+        await Assert.ThatAsync(() => b.LookupAsync(Topic, CancellationToken.None), Throws.TypeOf<TimeoutException>());
         Assert.That(await b.LookupAsync(OtherTopic, CancellationToken.None), Has.Count.EqualTo(1));
         Assert.That(await b.LookupAsync(Topic, CancellationToken.None), Has.Count.EqualTo(1));
-    }
+    });
 
     [Test]
-    public async Task FailLookups_FailsAfterLookupDelay()
+    public void FailLookups_FailsAfterLookupDelay() => Sim(async () =>
     {
         _registry.LookupDelay = TimeSpan.FromSeconds(10);
         _registry.FailLookups = _ => new MockDhtLookupException();
@@ -333,28 +345,28 @@ public sealed class MockDhtTests
         Assert.That(lookup.IsCompleted, Is.False);
 
         await _time.AdvanceAsync(TimeSpan.FromSeconds(1));
-        Assert.That(async () => await lookup, Throws.TypeOf<MockDhtLookupException>());
-    }
+        await Assert.ThatAsync(() => lookup, Throws.TypeOf<MockDhtLookupException>());
+    });
 
     [Test]
-    public async Task LookupCounts_CountEveryLookup_PerTopicPerNodeAndInAll()
+    public void LookupCounts_CountEveryLookup_PerTopicPerNodeAndInAll() => Sim(async () =>
     {
         var (a, b) = (Node(), Node());
         _ = await a.LookupAsync(Topic, CancellationToken.None);
         _ = await a.LookupAsync(Topic, CancellationToken.None);
         _ = await b.LookupAsync(OtherTopic, CancellationToken.None);
         _registry.FailLookups = _ => new MockDhtLookupException();
-        Assert.That(async () => await b.LookupAsync(Topic, CancellationToken.None), Throws.TypeOf<MockDhtLookupException>());
+        await Assert.ThatAsync(() => b.LookupAsync(Topic, CancellationToken.None), Throws.TypeOf<MockDhtLookupException>());
 
         Assert.That(_registry.LookupCount(Topic), Is.EqualTo(3));
         Assert.That(_registry.LookupCount(OtherTopic), Is.EqualTo(1));
         Assert.That(_registry.LookupCount("never/looked/up"), Is.Zero);
         Assert.That(_registry.TotalLookupCount, Is.EqualTo(4));
         Assert.That((a.LookupCount, b.LookupCount), Is.EqualTo((2, 2)));
-    }
+    });
 
     [Test]
-    public async Task SeededOrder_IsTheSame_ForTheSameSeed_AndStableAcrossLookups()
+    public void SeededOrder_IsTheSame_ForTheSameSeed_AndStableAcrossLookups() => Sim(async () =>
     {
         var keys = FixedKeys(12);
         var first = await LookupWithAllAnnouncingAsync(seed: 7, MockDhtResultOrder.Seeded, keys);
@@ -364,10 +376,10 @@ public sealed class MockDhtTests
         Assert.That(again, Is.EqualTo(first));
         Assert.That(otherSeed, Is.EquivalentTo(first));
         Assert.That(otherSeed, Is.Not.EqualTo(first), "another seed gives another order");
-    }
+    });
 
     [Test]
-    public async Task XorOrder_ListsClosestProviderToTopicKeyFirst()
+    public void XorOrder_ListsClosestProviderToTopicKeyFirst() => Sim(async () =>
     {
         var keys = FixedKeys(12);
         var target = SHA256.HashData(TopicKey.For(Topic));
@@ -379,10 +391,10 @@ public sealed class MockDhtTests
         var found = await LookupWithAllAnnouncingAsync(seed: 1, MockDhtResultOrder.XorDistance, keys);
 
         Assert.That(found, Is.EqualTo(expected));
-    }
+    });
 
     [Test]
-    public async Task DropRecords_RemovesAllRecords_UntilLiveNodesReannounce()
+    public void DropRecords_RemovesAllRecords_UntilLiveNodesReannounce() => Sim(async () =>
     {
         var (a, b) = (Node(), Node());
         await a.AnnounceAsync(Topic, CancellationToken.None);
@@ -392,16 +404,16 @@ public sealed class MockDhtTests
 
         await _time.AdvanceAsync(_registry.ReannounceInterval);
         Assert.That(Peers(await b.LookupAsync(Topic, CancellationToken.None)), Is.EqualTo(new[] { a.PeerId }));
-    }
+    });
 
     [Test]
-    public async Task Lookup_IncludesTheAnnouncerItself()
+    public void Lookup_IncludesTheAnnouncerItself() => Sim(async () =>
     {
         var node = Node();
         await node.AnnounceAsync(Topic, CancellationToken.None);
 
         Assert.That(Peers(await node.LookupAsync(Topic, CancellationToken.None)), Is.EqualTo(new[] { node.PeerId }));
-    }
+    });
 
     [Test]
     public void Knobs_RejectNonsenseValues()

@@ -8,50 +8,50 @@ using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Plaintext;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.TestKit.Network;
-using P2PInference.TestKit.Time;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Integration.Dht.Simulation;
 
 /// <summary>
 /// A whole Kademlia network in one process: N real hosts (plaintext, Yamux, identify, kad) over the
-/// in-memory network, all on one <see cref="FakeTimeProvider"/> that moves only when the
-/// simulation moves it. Shared by the simulation tests and the benchmark (linked into
-/// tests/benchmarks), so it uses no test framework.
+/// in-memory network, run on a <see cref="SimulationExecutor"/>. Shared by the simulation tests and
+/// the benchmark (linked into tests/benchmarks), so it uses no test framework; create and drive it
+/// from inside the executor's run.
 /// </summary>
 /// <remarks>
 /// <para>
-/// The links have no latency: a request completes without fake time moving, so bootstrap and lookups
-/// run at CPU speed and time stays frozen while they do (no timer fires under them). Time moves only
-/// in <see cref="AdvanceAsync"/>, which steps through the due timers (refresh, re-announce, sweep,
-/// idle connections) and lets the work each one starts finish before the next.
+/// The links have no latency: a request completes without virtual time moving, so bootstrap and
+/// lookups run at CPU speed while the clock stands still. Time moves in <see cref="AdvanceAsync"/>
+/// and between joins and lookups, and the executor fires each timer due on the way (refresh,
+/// re-announce, sweep, idle connections) and runs the work it starts before moving on.
 /// </para>
 /// <para>
-/// Every random choice (identities, who provides what, who looks up what, who crashes) comes from
-/// <see cref="DhtSimulationOptions.Seed"/>, and nodes join and look up one at a time. What a
-/// lookup costs also depends on the order in which its α concurrent replies arrive, which the
-/// thread pool decides; <see cref="DhtSimulationOptions.Alpha"/> = 1 removes that freedom (see the
-/// determinism test).
+/// Every random choice comes from the executor's seed, each from its own stream: the plan (who
+/// provides what, who looks up what, who crashes), each node's identity, its DHT choices and its
+/// host's random bytes, keyed by the node's name; link randomness is keyed by the link. With the
+/// executor deciding the order of every step, a seed replays the run exactly, per-lookup results
+/// and trace hash included.
 /// </para>
 /// </remarks>
 public sealed class DhtSimulation : IAsyncDisposable
 {
     private readonly DhtSimulationOptions _options;
-    private readonly Random _random;
+    private readonly SimulationExecutor _sim;
+    private readonly Random _plan;
     private readonly List<Node> _nodes = [];
     private readonly Dictionary<string, List<Node>> _providers = new(StringComparer.Ordinal);
-    private readonly SemaphoreSlim _timedWork = new(0);
 
-    private DhtSimulation(DhtSimulationOptions options)
+    private DhtSimulation(SimulationExecutor sim, DhtSimulationOptions options)
     {
         _options = options;
-        _random = new Random(options.Seed);
-        Time = new FakeTimeProvider();
-        Network = new InMemoryNetwork(Time, options.Seed);
+        _sim = sim;
+        _plan = sim.CreateRandom("dht-simulation", "plan");
+        Network = new InMemoryNetwork(sim.Clock, sim.Seed);
     }
 
-    public FakeTimeProvider Time { get; }
+    public SimulationClock Time => _sim.Clock;
 
-    /// <summary>Peers started so far (a bootstrap cancelled part-way leaves fewer than asked for).</summary>
+    /// <summary>Peers started so far (a bootstrap stopped by its wall budget leaves fewer than asked for).</summary>
     public int Joined { get; private set; }
     public InMemoryNetwork Network { get; }
     public int LiveCount => _nodes.Count(n => !n.Crashed);
@@ -60,75 +60,79 @@ public sealed class DhtSimulation : IAsyncDisposable
     /// <summary>Average routing-table size over the live nodes.</summary>
     public double MeanRoutingTableSize => _nodes.Where(n => !n.Crashed).Average(n => n.Dht.RoutingTable.Count);
 
-    /// <summary>Creates the nodes (not yet started); identities come from the seed.</summary>
-    public static DhtSimulation Create(DhtSimulationOptions options)
+    /// <summary>Creates the simulation (no node started yet) on <paramref name="sim"/>, whose seed decides everything.</summary>
+    public static DhtSimulation Create(SimulationExecutor sim, DhtSimulationOptions options)
     {
+        ArgumentNullException.ThrowIfNull(sim);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.Peers, 2);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.SeedPeers, 1);
-        return new DhtSimulation(options);
+        return new DhtSimulation(sim, options);
     }
 
     /// <summary>
     /// Starts the seed peers (each bootstrapping from the ones before it), then every other peer,
-    /// one at a time, bootstrapping from the seeds: connect, self lookup, timers.
+    /// one at a time, bootstrapping from the seeds: connect, self lookup, timers. Stops early, with
+    /// false, when <see cref="DhtSimulationOptions.WallBudget"/> runs out.
     /// </summary>
-    public async Task BootstrapAsync(CancellationToken cancellationToken)
+    public async Task<bool> BootstrapAsync(CancellationToken cancellationToken)
     {
+        var started = Stopwatch.GetTimestamp();
         var seeds = new List<Node>();
         for (var i = 0; i < _options.Peers; i++)
         {
-            var bootstrap = i < _options.SeedPeers ? seeds.Select(s => s.Host.AdvertisedAddresses[0]).ToArray() : SeedAddresses(seeds);
-            var node = await StartNodeAsync($"peer-{i}", KeyPair.FromRandom(_random), bootstrap, cancellationToken).ConfigureAwait(false);
+            if (_options.WallBudget is { } budget && Stopwatch.GetElapsedTime(started) > budget) return false;
+            var node = await StartNodeAsync($"peer-{i}", SeedAddresses(seeds), cancellationToken);
             Joined = i + 1;
             if (i < _options.SeedPeers) seeds.Add(node);
-            Time.Advance(_options.JoinInterval);
+            await Time.AdvanceAsync(_options.JoinInterval);
         }
+        return true;
     }
 
     private static Facilities.Addressing.Multiaddress[] SeedAddresses(List<Node> seeds) =>
         seeds.Select(s => s.Host.AdvertisedAddresses[0]).ToArray();
 
-    private async Task<Node> StartNodeAsync(string name, KeyPair identity, IReadOnlyList<Facilities.Addressing.Multiaddress> bootstrap, CancellationToken cancellationToken)
-    {
-        var host = new P2PHost(new HostOptions
+    private Task<Node> StartNodeAsync(string name, IReadOnlyList<Facilities.Addressing.Multiaddress> bootstrap, CancellationToken cancellationToken) =>
+        // The trace records which node each step belongs to.
+        SimulationExecutor.InNode(name, async () =>
         {
-            Identity = identity,
-            Transports = [Network.CreateTransport(name)],
-            TimeProvider = Time,
-            // The simulation is about Kademlia routing, not crypto: the Noise handshake (X25519, Ed25519
-            // sign and verify) was most of the CPU a new connection cost. Plaintext still exchanges and
-            // checks peer ids, so every host keeps the identities the routing depends on.
-            SecurityProtocols = [PlaintextHandshake.ProtocolId],
-            // Keep-alive pings would only add traffic: a crash resets connections at once in memory.
-            // Window auto-tuning would send an RTT ping on every new connection; kad messages are tiny.
-            Yamux = new YamuxOptions { TimeProvider = Time, KeepAliveInterval = null, MaxStreamWindowSize = YamuxOptions.DefaultWindowSize },
-            IdleConnectionTimeout = _options.IdleConnectionTimeout,
-            MaintenanceInterval = _options.IdleConnectionTimeout / 2,
+            var host = new P2PHost(new HostOptions
+            {
+                Identity = KeyPair.FromRandom(_sim.CreateRandom("dht-simulation", "identity", name)),
+                Transports = [Network.CreateTransport(name)],
+                TimeProvider = Time,
+                RandomSource = new SeededRandomSource(_sim.CreateRandom("dht-simulation", "host", name)),
+                // The simulation is about Kademlia routing, not crypto: the Noise handshake (X25519, Ed25519
+                // sign and verify) was most of the CPU a new connection cost. Plaintext still exchanges and
+                // checks peer ids, so every host keeps the identities the routing depends on.
+                SecurityProtocols = [PlaintextHandshake.ProtocolId],
+                // Keep-alive pings would only add traffic: a crash resets connections at once in memory.
+                // Window auto-tuning would send an RTT ping on every new connection; kad messages are tiny.
+                Yamux = new YamuxOptions { TimeProvider = Time, KeepAliveInterval = null, MaxStreamWindowSize = YamuxOptions.DefaultWindowSize },
+                IdleConnectionTimeout = _options.IdleConnectionTimeout,
+                MaintenanceInterval = _options.IdleConnectionTimeout / 2,
+            });
+            await host.StartAsync([InMemoryNetwork.AddressOf(name)], cancellationToken);
+            var dht = new KademliaDht(host, new KademliaDhtOptions
+            {
+                TimeProvider = Time,
+                K = _options.K,
+                Alpha = _options.Alpha,
+                BootstrapPeers = bootstrap,
+                ProviderRecordTtl = _options.ProviderRecordTtl,
+                ReannounceInterval = _options.ReannounceInterval,
+                RefreshInterval = _options.RefreshInterval,
+                SweepInterval = _options.ReannounceInterval,
+                QueryTimeout = TimeSpan.FromSeconds(10),
+                LookupTimeout = TimeSpan.FromMinutes(1),
+                RandomSeed = _sim.CreateRandom("dht-simulation", "dht", name).Next(),
+            });
+            var node = new Node(name, host, dht);
+            _nodes.Add(node);
+            await dht.StartAsync(cancellationToken);
+            return node;
         });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], cancellationToken).ConfigureAwait(false);
-        var dht = new KademliaDht(host, new KademliaDhtOptions
-        {
-            TimeProvider = Time,
-            K = _options.K,
-            Alpha = _options.Alpha,
-            BootstrapPeers = bootstrap,
-            ProviderRecordTtl = _options.ProviderRecordTtl,
-            ReannounceInterval = _options.ReannounceInterval,
-            RefreshInterval = _options.RefreshInterval,
-            SweepInterval = _options.ReannounceInterval,
-            QueryTimeout = TimeSpan.FromSeconds(10),
-            LookupTimeout = TimeSpan.FromMinutes(1),
-            RandomSeed = _random.Next(),
-        });
-        var node = new Node(name, host, dht, Time.GetUtcNow());
-        dht.RefreshCompleted += node.OnRefreshed;
-        dht.ReannounceCompleted += node.OnReannounced;
-        node.Progress = _timedWork;
-        _nodes.Add(node);
-        await dht.StartAsync(cancellationToken).ConfigureAwait(false);
-        return node;
-    }
 
     /// <summary>
     /// <see cref="DhtSimulationOptions.Topics"/> topics, each announced by
@@ -143,12 +147,12 @@ public sealed class DhtSimulation : IAsyncDisposable
             var providers = new List<Node>();
             while (providers.Count < _options.ProvidersPerTopic)
             {
-                var node = candidates[_random.Next(candidates.Count)];
+                var node = candidates[_plan.Next(candidates.Count)];
                 if (!providers.Contains(node)) providers.Add(node);
             }
             _providers[topic] = providers;
-            foreach (var provider in providers) await provider.Dht.AnnounceAsync(topic, cancellationToken).ConfigureAwait(false);
-            Time.Advance(_options.JoinInterval);
+            foreach (var provider in providers) await provider.Dht.AnnounceAsync(topic, cancellationToken);
+            await Time.AdvanceAsync(_options.JoinInterval);
         }
     }
 
@@ -164,13 +168,15 @@ public sealed class DhtSimulation : IAsyncDisposable
         var started = Stopwatch.GetTimestamp();
         for (var i = 0; i < count; i++)
         {
-            var topic = topics[_random.Next(topics.Count)];
-            var from = live[_random.Next(live.Count)];
-            var result = await from.Dht.FindProvidersAsync(TopicKey.For(topic), cancellationToken).ConfigureAwait(false);
+            var topic = topics[_plan.Next(topics.Count)];
+            var from = live[_plan.Next(live.Count)];
+            var result = await from.Dht.FindProvidersAsync(TopicKey.For(topic), cancellationToken);
             var found = result.Providers.Select(p => p.PeerId).ToHashSet();
             var success = _providers[topic].Where(n => !n.Crashed && n != from).All(n => found.Contains(n.Host.PeerId));
-            samples.Add(new LookupSample(from.Name, topic, success, result.Stats.Hops, result.Stats.HopsToResult, result.Stats.RequestsSent, result.Stats.Failures));
-            Time.Advance(_options.JoinInterval);
+            var stats = result.Stats;
+            samples.Add(new LookupSample(from.Name, topic, success, stats.Hops, stats.HopsToResult, stats.RequestsSent, stats.Failures,
+                stats.Responses, stats.PeersSeen, string.Join(' ', result.Providers.Select(p => p.PeerId.ToString()))));
+            await Time.AdvanceAsync(_options.JoinInterval);
         }
         return new LookupReport(samples, Stopwatch.GetElapsedTime(started));
     }
@@ -185,7 +191,7 @@ public sealed class DhtSimulation : IAsyncDisposable
         var crashed = 0;
         while (crashed < target)
         {
-            var node = _nodes[_random.Next(_nodes.Count)];
+            var node = _nodes[_plan.Next(_nodes.Count)];
             if (node.Crashed) continue;
             if (_providers.Values.Any(p => p.Contains(node) && p.All(n => n == node || n.Crashed))) continue;
             node.Crashed = true;
@@ -196,8 +202,8 @@ public sealed class DhtSimulation : IAsyncDisposable
         foreach (var node in _nodes.Where(n => n.Crashed && !n.Disposed))
         {
             node.Disposed = true;
-            await node.Dht.DisposeAsync().ConfigureAwait(false);
-            await node.Host.DisposeAsync().ConfigureAwait(false);
+            await node.Dht.DisposeAsync();
+            await node.Host.DisposeAsync();
         }
     }
 
@@ -205,58 +211,25 @@ public sealed class DhtSimulation : IAsyncDisposable
     public IReadOnlyList<string> CrashedPeers => _nodes.Where(n => n.Crashed).Select(n => n.Name).ToArray();
 
     /// <summary>
-    /// Moves fake time by <paramref name="delta"/> in steps of <see cref="DhtSimulationOptions.JoinInterval"/>;
-    /// after each step, waits until every refresh and re-announce round that came due has finished
-    /// (an event per round, no polling), so time never runs ahead of the work it started. Idle
+    /// Moves virtual time by <paramref name="delta"/>: every refresh and re-announce round that comes
+    /// due on the way runs, with all the work it starts, before the clock moves past it. Idle
     /// connections close as time passes.
     /// </summary>
-    public async Task AdvanceAsync(TimeSpan delta, CancellationToken cancellationToken)
-    {
-        var step = _options.JoinInterval * 5;
-        for (var moved = TimeSpan.Zero; moved < delta; moved += step)
-        {
-            Time.Advance(step);
-            var now = Time.GetUtcNow();
-            while (!_nodes.Where(n => !n.Crashed).All(n => n.CaughtUp(now, _options)))
-                await _timedWork.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-    }
+    public Task AdvanceAsync(TimeSpan delta) => Time.AdvanceAsync(delta);
 
     public async ValueTask DisposeAsync()
     {
         foreach (var node in _nodes.Where(n => !n.Disposed))
         {
             node.Disposed = true;
-            await node.Dht.DisposeAsync().ConfigureAwait(false);
-            await node.Host.DisposeAsync().ConfigureAwait(false);
+            await node.Dht.DisposeAsync();
+            await node.Host.DisposeAsync();
         }
         _nodes.Clear();
-        _timedWork.Dispose();
     }
 
-    private sealed class Node(string name, P2PHost host, KademliaDht dht, DateTimeOffset startedAt)
+    private sealed class Node(string name, P2PHost host, KademliaDht dht)
     {
-        private int _refreshes, _reannounces;
-
-        public SemaphoreSlim? Progress { get; set; }
-
-        public void OnRefreshed()
-        {
-            Interlocked.Increment(ref _refreshes);
-            Progress?.Release();
-        }
-
-        public void OnReannounced()
-        {
-            Interlocked.Increment(ref _reannounces);
-            Progress?.Release();
-        }
-
-        /// <summary>Every timed round due by <paramref name="now"/> has completed (the timers start with the node).</summary>
-        public bool CaughtUp(DateTimeOffset now, DhtSimulationOptions options) =>
-            Volatile.Read(ref _refreshes) >= (int)((now - startedAt) / options.RefreshInterval) &&
-            Volatile.Read(ref _reannounces) >= (int)((now - startedAt) / options.ReannounceInterval);
-
         public string Name { get; } = name;
         public P2PHost Host { get; } = host;
         public KademliaDht Dht { get; } = dht;
@@ -274,7 +247,6 @@ public sealed class DhtSimulationOptions
     public int ProvidersPerTopic { get; init; } = 2;
     public int K { get; init; } = 20;
     public int Alpha { get; init; } = 10;
-    public int Seed { get; init; }
     public TimeSpan ProviderRecordTtl { get; init; } = TimeSpan.FromHours(1);
     public TimeSpan ReannounceInterval { get; init; } = TimeSpan.FromMinutes(30);
     public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(30);
@@ -282,10 +254,14 @@ public sealed class DhtSimulationOptions
     // close racing an ADD_PROVIDER on the reused connection would silently lose the record.
     public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromDays(1);
     public TimeSpan JoinInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Wall time the bootstrap may take before it stops (the benchmark's practical limit on a size); null for no limit.</summary>
+    public TimeSpan? WallBudget { get; init; }
 }
 
-/// <summary>One lookup: whether it found every live provider, and what it cost.</summary>
-public readonly record struct LookupSample(string From, string Topic, bool Success, int Hops, int HopsToResult, int Requests, int Failures);
+/// <summary>One lookup: whether it found every live provider, which it found (in the order returned), and what it cost.</summary>
+public readonly record struct LookupSample(string From, string Topic, bool Success, int Hops, int HopsToResult, int Requests, int Failures,
+    int Responses, int PeersSeen, string ProvidersFound);
 
 /// <summary>A batch of lookups and its statistics.</summary>
 public sealed record LookupReport(IReadOnlyList<LookupSample> Samples, TimeSpan WallTime)

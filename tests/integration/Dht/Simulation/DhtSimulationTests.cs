@@ -1,12 +1,14 @@
 using System.Diagnostics;
 using P2PInference.TestKit;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Integration.Dht.Simulation;
 
 /// <summary>
-/// Kademlia at scale: a network of real hosts over the in-memory network on fake time (see
-/// <see cref="DhtSimulation"/>). Reports what lookups cost; asserts only what a user notices:
-/// every lookup of a topic finds every live provider, before and after a fifth of the peers crash.
+/// Kademlia at scale: a network of real hosts over the in-memory network on the simulation executor
+/// (see <see cref="DhtSimulation"/>). Reports what lookups cost; asserts what a user notices: every
+/// lookup of a topic finds every live provider, before and after a fifth of the peers crash, and a
+/// seed replays the run lookup for lookup.
 /// </summary>
 [TestFixture]
 public sealed class DhtSimulationTests
@@ -14,24 +16,23 @@ public sealed class DhtSimulationTests
     private static readonly TimeSpan PastRefreshAndReannounce = TimeSpan.FromMinutes(31);
 
     [Test]
-    [CancelAfter(300_000)]
-    public async Task Lookups_FindEveryLiveProvider_InThousandPeers_BeforeAndAfterAFifthCrash(CancellationToken ct)
+    public void Lookups_FindEveryLiveProvider_InThousandPeers_BeforeAndAfterAFifthCrash() => SimulationTest.Run(async sim =>
     {
         var wall = Stopwatch.StartNew();
         var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-        await using var sim = DhtSimulation.Create(new DhtSimulationOptions { Peers = 1000, SeedPeers = 3, Topics = 50, ProvidersPerTopic = 2, Seed = TestSeed.Choose() });
+        await using var dht = DhtSimulation.Create(sim, new DhtSimulationOptions { Peers = 1000, SeedPeers = 3, Topics = 50, ProvidersPerTopic = 2 });
 
-        await sim.BootstrapAsync(ct);
-        Report($"bootstrap of 1000 peers: mean routing table {sim.MeanRoutingTableSize:F1} peers");
-        await sim.AnnounceAsync(ct);
+        await dht.BootstrapAsync(CancellationToken.None);
+        Report($"bootstrap of 1000 peers: mean routing table {dht.MeanRoutingTableSize:F1} peers");
+        await dht.AnnounceAsync(CancellationToken.None);
         Report("50 topics announced by 2 peers each");
-        var healthy = await sim.LookupAsync(100, ct);
+        var healthy = await dht.LookupAsync(100, CancellationToken.None);
         TestContext.Out.WriteLine(healthy.Format("healthy network"));
 
-        await sim.CrashAsync(0.2);
-        await sim.AdvanceAsync(PastRefreshAndReannounce, ct);
-        Report($"200 peers crashed, {PastRefreshAndReannounce.TotalMinutes} virtual minutes later (refresh and re-announce ran): mean routing table {sim.MeanRoutingTableSize:F1}");
-        var healed = await sim.LookupAsync(100, ct);
+        await dht.CrashAsync(0.2);
+        await dht.AdvanceAsync(PastRefreshAndReannounce);
+        Report($"200 peers crashed, {PastRefreshAndReannounce.TotalMinutes} virtual minutes later (refresh and re-announce ran): mean routing table {dht.MeanRoutingTableSize:F1}");
+        var healed = await dht.LookupAsync(100, CancellationToken.None);
         TestContext.Out.WriteLine(healed.Format("after 20% crashed"));
         Report("done");
 
@@ -40,43 +41,58 @@ public sealed class DhtSimulationTests
 
         void Report(string phase) => TestContext.Out.WriteLine(
             $"[{wall.Elapsed.TotalSeconds,6:F1} s wall, {(Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds,6:F1} s CPU, " +
-            $"{GC.GetTotalMemory(false) >> 20} MiB heap, {sim.Network.ConnectionCount} connections open] {phase}");
-    }
+            $"{sim.Clock.Elapsed.TotalSeconds,6:F0} s virtual, {GC.GetTotalMemory(false) >> 20} MiB heap, {dht.Network.ConnectionCount} connections open] {phase}");
+    });
 
     /// <summary>
-    /// Same seed, same simulation: identities, who provides what, which peer looks up which topic,
-    /// who crashes, and whether each lookup succeeded are identical. The cost of a lookup (hops,
-    /// requests) also depends on the order in which its α concurrent replies arrive, which the thread
-    /// pool decides, so those are printed for both runs, not compared.
+    /// Same seed, same simulation: who looks up what, and for each lookup the providers it found (in
+    /// order), its hops, requests, replies, failures and peers seen, who crashes, and the trace hash
+    /// of every step the executor ran.
     /// </summary>
     [Test]
-    [CancelAfter(600_000)]
-    public async Task Simulation_RepeatsItsPlanAndOutcome_WithTheSameSeed(CancellationToken ct)
+    public void Simulation_ReplaysEveryLookup_WithTheSameSeed()
     {
         var seed = TestSeed.Choose();
-        var first = await RunSmallAsync(seed, ct);
-        var second = await RunSmallAsync(seed, ct);
+        var first = RunSmall(seed);
+        var second = RunSmall(seed);
 
         Assert.That(second.Crashed, Is.EqualTo(first.Crashed), "the same peers crash");
-        Assert.That(Plan(second.Healthy), Is.EqualTo(Plan(first.Healthy)), "the same lookups, with the same outcome, in the healthy network");
-        Assert.That(Plan(second.Healed), Is.EqualTo(Plan(first.Healed)), "the same lookups, with the same outcome, after the crash");
-        Assert.That(first.Healthy.SuccessRate, Is.EqualTo(1.0));
-        Assert.That(first.Healed.SuccessRate, Is.EqualTo(1.0));
-
-        static string[] Plan(LookupReport report) => [.. report.Samples.Select(s => $"{s.From} {s.Topic} {s.Success}")];
+        Assert.That(second.Healthy, Is.EqualTo(first.Healthy), "the same lookups, with the same results and costs, in the healthy network");
+        Assert.That(second.Healed, Is.EqualTo(first.Healed), "the same lookups, with the same results and costs, after the crash");
+        Assert.That(second.TraceHash, Is.EqualTo(first.TraceHash), "the same steps in the same order");
+        Assert.That(first.Healthy.Select(s => s.Success), Has.All.True);
+        Assert.That(first.Healed.Select(s => s.Success), Has.All.True);
     }
 
-    private static async Task<(LookupReport Healthy, LookupReport Healed, IReadOnlyList<string> Crashed)> RunSmallAsync(int seed, CancellationToken ct)
+    [Test]
+    public void Simulation_TakesAnotherCourse_WithAnotherSeed()
     {
-        await using var sim = DhtSimulation.Create(new DhtSimulationOptions { Peers = 100, SeedPeers = 3, Topics = 10, ProvidersPerTopic = 2, Seed = seed });
-        await sim.BootstrapAsync(ct);
-        await sim.AnnounceAsync(ct);
-        var healthy = await sim.LookupAsync(30, ct);
-        await sim.CrashAsync(0.2);
-        await sim.AdvanceAsync(PastRefreshAndReannounce, ct);
-        var healed = await sim.LookupAsync(30, ct);
-        TestContext.Out.WriteLine(healthy.Format("100 peers, healthy"));
-        TestContext.Out.WriteLine(healed.Format("100 peers, after 20% crashed"));
-        return (healthy, healed, sim.CrashedPeers);
+        var seed = TestSeed.Choose();
+        var first = RunSmall(seed);
+        var other = RunSmall(unchecked(seed + 1));
+
+        Assert.That(other.TraceHash, Is.Not.EqualTo(first.TraceHash));
+        Assert.That(other.Healthy, Is.Not.EqualTo(first.Healthy), "other identities, other lookups");
+    }
+
+    private sealed record SmallRun(LookupSample[] Healthy, LookupSample[] Healed, IReadOnlyList<string> Crashed, ulong TraceHash);
+
+    private static SmallRun RunSmall(int seed)
+    {
+        SmallRun? run = null;
+        var sim = SimulationTest.Run(async sim =>
+        {
+            await using var dht = DhtSimulation.Create(sim, new DhtSimulationOptions { Peers = 200, SeedPeers = 3, Topics = 10, ProvidersPerTopic = 2 });
+            await dht.BootstrapAsync(CancellationToken.None);
+            await dht.AnnounceAsync(CancellationToken.None);
+            var healthy = await dht.LookupAsync(30, CancellationToken.None);
+            await dht.CrashAsync(0.2);
+            await dht.AdvanceAsync(PastRefreshAndReannounce);
+            var healed = await dht.LookupAsync(30, CancellationToken.None);
+            TestContext.Out.WriteLine(healthy.Format("200 peers, healthy"));
+            TestContext.Out.WriteLine(healed.Format("200 peers, after 20% crashed"));
+            run = new SmallRun([.. healthy.Samples], [.. healed.Samples], dht.CrashedPeers, 0);
+        }, SimulationTest.Options(seed));
+        return run! with { TraceHash = sim.TraceHash };
     }
 }
