@@ -89,24 +89,6 @@ public static class ContextAwaits
         }
     }
 
-    /// <summary>
-    /// The first of two tasks to finish, like <see cref="Task.WhenAny(Task, Task)"/>, whose completion
-    /// action the runtime queues to the thread pool when the finishing task runs its continuations
-    /// asynchronously (a connection's completion does).
-    /// </summary>
-    public static async Task<Task> FirstOfAsync(Task first, Task second)
-    {
-        ArgumentNullException.ThrowIfNull(first);
-        ArgumentNullException.ThrowIfNull(second);
-        if (first.IsCompleted) return first;
-        if (second.IsCompleted) return second;
-        var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _ = SignalWhenDoneAsync(first, signal);
-        _ = SignalWhenDoneAsync(second, signal);
-        await signal.Task;
-        return first.IsCompleted ? first : second;
-    }
-
     private static async Task SignalWhenDoneAsync(Task task, TaskCompletionSource signal)
     {
         await task.ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);

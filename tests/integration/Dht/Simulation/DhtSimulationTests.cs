@@ -15,24 +15,26 @@ public sealed class DhtSimulationTests
 {
     private static readonly TimeSpan PastRefreshAndReannounce = TimeSpan.FromMinutes(31);
 
+    // 300 peers, not 1,000: on the executor the run is one thread, and 1,000 peers cost over a minute
+    // of CPU, past the integration tier's budget. The benchmark's dht-sim row runs 1,000 and more.
     [Test]
-    public void Lookups_FindEveryLiveProvider_InThousandPeers_BeforeAndAfterAFifthCrash() => SimulationTest.Run(async sim =>
+    public void Lookups_FindEveryLiveProvider_InThreeHundredPeers_BeforeAndAfterAFifthCrash() => SimulationTest.Run(async sim =>
     {
         var wall = Stopwatch.StartNew();
         var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-        await using var dht = DhtSimulation.Create(sim, new DhtSimulationOptions { Peers = 1000, SeedPeers = 3, Topics = 50, ProvidersPerTopic = 2 });
+        await using var dht = DhtSimulation.Create(sim, new DhtSimulationOptions { Peers = 300, SeedPeers = 3, Topics = 30, ProvidersPerTopic = 2 });
 
         await dht.BootstrapAsync(CancellationToken.None);
-        Report($"bootstrap of 1000 peers: mean routing table {dht.MeanRoutingTableSize:F1} peers");
+        Report($"bootstrap of 300 peers: mean routing table {dht.MeanRoutingTableSize:F1} peers");
         await dht.AnnounceAsync(CancellationToken.None);
-        Report("50 topics announced by 2 peers each");
-        var healthy = await dht.LookupAsync(100, CancellationToken.None);
+        Report("30 topics announced by 2 peers each");
+        var healthy = await dht.LookupAsync(60, CancellationToken.None);
         TestContext.Out.WriteLine(healthy.Format("healthy network"));
 
         await dht.CrashAsync(0.2);
         await dht.AdvanceAsync(PastRefreshAndReannounce);
-        Report($"200 peers crashed, {PastRefreshAndReannounce.TotalMinutes} virtual minutes later (refresh and re-announce ran): mean routing table {dht.MeanRoutingTableSize:F1}");
-        var healed = await dht.LookupAsync(100, CancellationToken.None);
+        Report($"60 peers crashed, {PastRefreshAndReannounce.TotalMinutes} virtual minutes later (refresh and re-announce ran): mean routing table {dht.MeanRoutingTableSize:F1}");
+        var healed = await dht.LookupAsync(60, CancellationToken.None);
         TestContext.Out.WriteLine(healed.Format("after 20% crashed"));
         Report("done");
 
@@ -82,15 +84,15 @@ public sealed class DhtSimulationTests
         SmallRun? run = null;
         var sim = SimulationTest.Run(async sim =>
         {
-            await using var dht = DhtSimulation.Create(sim, new DhtSimulationOptions { Peers = 200, SeedPeers = 3, Topics = 10, ProvidersPerTopic = 2 });
+            await using var dht = DhtSimulation.Create(sim, new DhtSimulationOptions { Peers = 100, SeedPeers = 3, Topics = 10, ProvidersPerTopic = 2 });
             await dht.BootstrapAsync(CancellationToken.None);
             await dht.AnnounceAsync(CancellationToken.None);
             var healthy = await dht.LookupAsync(30, CancellationToken.None);
             await dht.CrashAsync(0.2);
             await dht.AdvanceAsync(PastRefreshAndReannounce);
             var healed = await dht.LookupAsync(30, CancellationToken.None);
-            TestContext.Out.WriteLine(healthy.Format("200 peers, healthy"));
-            TestContext.Out.WriteLine(healed.Format("200 peers, after 20% crashed"));
+            TestContext.Out.WriteLine(healthy.Format("100 peers, healthy"));
+            TestContext.Out.WriteLine(healed.Format("100 peers, after 20% crashed"));
             run = new SmallRun([.. healthy.Samples], [.. healed.Samples], dht.CrashedPeers, 0);
         }, SimulationTest.Options(seed));
         return run! with { TraceHash = sim.TraceHash };
