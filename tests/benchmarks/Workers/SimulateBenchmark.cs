@@ -26,8 +26,8 @@ public static class SimulateBenchmark
         text.AppendLine(c, $"{"network",-38} | {"virtual s",9} | {"wall s",7} | {"virtual s / wall s",18} | {"steps",10} | invariants");
         foreach (var (name, report) in new[] { ("1 gateway, 3 processors, 5 clients", small), ("4 gateways, 50 processors, 200 clients", large) })
         {
-            text.AppendLine(c, $"{name,-38} | {report.VirtualTime.TotalSeconds,9:0.0} | {report.WallTime.TotalSeconds,7:0.00} | {report.Compression,18:0.0} | {report.Steps,10} | "
-                + (report.Ok ? "all hold" : "FAILED: " + string.Join(", ", report.Invariants.Where(i => !i.Ok).Select(i => i.Name))));
+            var invariants = report.Ok ? "all hold" : "FAILED: " + string.Join(", ", report.Invariants.Where(i => !i.Ok).Select(i => i.Name));
+            text.AppendLine(c, $"{name,-38} | {report.VirtualTime.TotalSeconds,9:0.0} | {report.WallTime.TotalSeconds,7:0.00} | {report.Compression,18:0.0} | {report.Steps,10} | {invariants}");
         }
         text.AppendLine(c, $"compression at 50/200 relative to the default network: {large.Compression / small.Compression:0.00}x");
         return text.ToString();
