@@ -3,7 +3,7 @@ using P2PInference.Benchmarks;
 // Performance harness: our libp2p stack vs raw TCP / ChaCha20-Poly1305 (ceilings) vs js-libp2p.
 //   dotnet run -c Release --project tests/benchmarks [-- --quick] [-- --only throughput,ping,...]
 const int ThroughputRuns = 3;
-string[] groups = ["throughput", "ping", "connect", "crypto", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store", "workers", "dht-sim"];
+string[] groups = ["throughput", "ping", "connect", "crypto", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store", "workers", "dht-sim", "simulate"];
 var settings = BenchSettings.Full;
 var only = new HashSet<string>(groups, StringComparer.OrdinalIgnoreCase);
 for (var i = 0; i < args.Length; i++)
@@ -232,4 +232,12 @@ if (only.Contains("workers"))
     Console.Write(await P2PInference.Benchmarks.Workers.GatewayBenchmark.RunAsync(16, TimeSpan.FromSeconds(settings == BenchSettings.Quick ? 3 : 10), ct));
 }
 
+// `p2pinference simulate` at 50 processors and 200 clients takes minutes of wall time: only when asked for by name.
+if (only.Contains("simulate") && args.Contains("--only"))
+{
+    Console.WriteLine();
+    Console.WriteLine("p2pinference simulate: time compression of a whole network on the simulation executor");
+    Console.WriteLine();
+    Console.Write(P2PInference.Benchmarks.Workers.SimulateBenchmark.Run(TimeSpan.FromMinutes(settings == BenchSettings.Quick ? 1 : 2)));
+}
 return 0;

@@ -117,4 +117,21 @@ public sealed class HostStackSimulationTests
         Assert.That(second, Is.EqualTo(first));
         Assert.That(first.Log, Does.Not.Contain(": False"));
     }
+
+    [Test]
+    public void IdleConnection_KeepAlivesRunOnTheSimulationClock() => SimulationTest.Run(async sim =>
+    {
+        var network = new InMemoryNetwork(sim.Clock, sim.Seed);
+        await using var a = await StartHostAsync(sim, network, "a", CancellationToken.None);
+        await using var b = await StartHostAsync(sim, network, "b", CancellationToken.None);
+        var connection = await a.ConnectAsync(b.AdvertisedAddresses[0], CancellationToken.None);
+
+        // Host options leave Yamux on its default (system) clock: the host must hand its own clock to the session.
+        Assert.That(connection.Session.TimeProvider, Is.SameAs(sim.Clock));
+        // Three keep-alive intervals (30 s), short of the host's idle-connection timeout (2 min).
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(95));
+
+        Assert.That(connection.Session.IsClosed, Is.False, "keep-alive pings, sent and answered on virtual time, keep the idle connection up");
+        Assert.That(await a.PingAsync(b.PeerId, CancellationToken.None), Is.GreaterThanOrEqualTo(TimeSpan.Zero));
+    });
 }

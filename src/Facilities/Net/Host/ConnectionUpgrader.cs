@@ -72,7 +72,8 @@ internal static class ConnectionUpgrader
             throw;
         }
 
-        var yamux = new YamuxSession(secure, direction == ConnectionDirection.Outbound, options.Yamux);
+        // Keep-alives on the host's clock: a simulated host must not arm real-time timers.
+        var yamux = new YamuxSession(secure, direction == ConnectionDirection.Outbound, options.Yamux.OnClock(options.TimeProvider));
         return new PeerConnection(yamux, options.Identity.PeerId, remotePeer, remoteKey,
             raw.LocalAddress, raw.RemoteAddress, direction, options.TimeProvider);
     }

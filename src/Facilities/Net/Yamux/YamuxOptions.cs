@@ -24,7 +24,23 @@ public sealed class YamuxOptions
     /// <summary>If neither the pong nor any other frame arrives this long after a keep-alive ping, the session fails.</summary>
     public TimeSpan KeepAliveTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+    /// <summary>The clock of keep-alives and timeouts; a host gives its sessions its own clock unless this is set to another.</summary>
+    public TimeProvider TimeProvider
+    {
+        get => _timeProvider;
+        init => _timeProvider = value;
+    }
+
+    private TimeProvider _timeProvider = TimeProvider.System;
+
+    /// <summary>These options on <paramref name="time"/> when they were left on the system clock.</summary>
+    internal YamuxOptions OnClock(TimeProvider time)
+    {
+        if (ReferenceEquals(_timeProvider, time) || !ReferenceEquals(_timeProvider, TimeProvider.System)) return this;
+        var copy = (YamuxOptions)MemberwiseClone();
+        copy._timeProvider = time;
+        return copy;
+    }
 
     internal void Validate()
     {
