@@ -42,13 +42,26 @@ public sealed class ProviderStore
     }
 
     /// <summary>Adds or refreshes <paramref name="provider"/> for <paramref name="key"/>; false when a cap refused it.</summary>
+    /// <summary>
+    /// Raised after a record is stored (outside the store's lock), with the key and the provider.
+    /// ADD_PROVIDER has no reply in Kademlia, so this is how an observer learns a record arrived.
+    /// </summary>
+    public event Action<byte[], PeerId>? RecordAdded;
+
     public bool Add(ReadOnlySpan<byte> key, PeerId provider, IReadOnlyList<Multiaddress> addresses, TimeSpan? ttl = null)
+    {
+        if (!AddCore(key, provider, addresses, ttl, out var keyBytes)) return false;
+        RecordAdded?.Invoke(keyBytes, provider);
+        return true;
+    }
+
+    private bool AddCore(ReadOnlySpan<byte> key, PeerId provider, IReadOnlyList<Multiaddress> addresses, TimeSpan? ttl, out byte[] keyBytes)
     {
         ArgumentNullException.ThrowIfNull(provider);
         ArgumentNullException.ThrowIfNull(addresses);
         var now = _timeProvider.GetUtcNow();
         var record = new ProviderRecord(provider, addresses, now + (ttl ?? _ttl));
-        var keyBytes = key.ToArray();
+        keyBytes = key.ToArray();
         lock (_lock)
         {
             if (!_byKey.TryGetValue(keyBytes, out var providers))

@@ -133,7 +133,12 @@ public sealed class DhtTcpNetworkTests
     public async Task Unannounce_StopsLocalAnswers_AndOthersKeepTheRecordUntilTtl()
     {
         var dhts = await StartNetworkAsync(8);
+        // ADD_PROVIDER has no reply: announcing returns once sent, so wait until another node has stored a copy.
+        var storedElsewhere = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        foreach (var other in dhts.Where(d => d != dhts[3]))
+            other.Providers.RecordAdded += (_, provider) => { if (provider == dhts[3].PeerId) storedElsewhere.TrySetResult(); };
         await dhts[3].AnnounceAsync("p2pinference/auth", Token);
+        await storedElsewhere.Task.WaitAsync(Token);
         await dhts[3].UnannounceAsync("p2pinference/auth", Token);
 
         Assert.That(dhts[3].Providers.Get(TopicKey.For("p2pinference/auth")), Is.Empty);

@@ -1,3 +1,4 @@
+using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Addressing;
 using Microsoft.Extensions.Time.Testing;
@@ -24,6 +25,19 @@ public sealed class ProviderStoreTests
         time.Advance(TimeSpan.FromTicks(1));
         Assert.That(store.Get(Key), Is.Empty);
         Assert.That(store.KeyCount, Is.Zero);
+    }
+
+    [Test]
+    public void RecordAdded_RaisedForAStoredRecord_NotForARefusedOne()
+    {
+        var store = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), maxKeys: 100, maxProvidersPerKey: 1);
+        var added = new List<(string Key, PeerId Provider)>();
+        store.RecordAdded += (key, provider) => added.Add((System.Text.Encoding.UTF8.GetString(key), provider));
+
+        Assert.That(store.Add(Key, DhtTestPeers.Get(1), Addr), Is.True);
+        Assert.That(store.Add(Key, DhtTestPeers.Get(2), Addr), Is.False, "the key is full");
+
+        Assert.That(added, Is.EqualTo(new[] { ("key-1", DhtTestPeers.Get(1)) }));
     }
 
     [Test]
