@@ -24,7 +24,7 @@ internal static class NoiseTestPeers
     }
 
     /// <summary>Passes writes through; once armed, flips one bit of the next write.</summary>
-    public sealed class TamperingStream(Stream inner) : Stream
+    public sealed class TamperingStream(Stream inner) : PassThroughStream(inner)
     {
         private int _armedAt = -1;
         private bool _duplicate;
@@ -33,15 +33,6 @@ internal static class NoiseTestPeers
 
         public void DuplicateNextWrite() => _duplicate = true;
 
-        public override bool CanRead => true;
-        public override bool CanWrite => true;
-        public override bool CanSeek => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
         public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
 
         public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
@@ -49,25 +40,22 @@ internal static class NoiseTestPeers
             if (_duplicate)
             {
                 _duplicate = false;
-                await inner.WriteAsync(buffer, cancellationToken);
+                await Inner.WriteAsync(buffer, cancellationToken);
             }
             if (_armedAt < 0)
             {
-                await inner.WriteAsync(buffer, cancellationToken);
+                await Inner.WriteAsync(buffer, cancellationToken);
                 return;
             }
             var copy = buffer.ToArray();
             copy[_armedAt] ^= 0x01;
             _armedAt = -1;
-            await inner.WriteAsync(copy, cancellationToken);
+            await Inner.WriteAsync(copy, cancellationToken);
         }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {
-            if (disposing) inner.Dispose();
+            if (disposing) Inner.Dispose();
             base.Dispose(disposing);
         }
     }
