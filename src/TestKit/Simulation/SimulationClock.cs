@@ -5,14 +5,23 @@ namespace P2PInference.TestKit.Simulation;
 
 /// <summary>
 /// The one clock of a simulation: Microsoft's <c>FakeTimeProvider</c>, extended with what the
-/// executor needs. Timers are the provider's own; this clock wraps each one to learn when it is next
-/// due (the provider keeps its queue private) and to turn its callback into a step of the run queue
+/// executor needs. The provider keeps the time; this clock keeps the timers, in its own queue ordered
+/// by due time, so it knows when the next one is due and turns each into a step of the run queue
 /// instead of running it inside <c>SetUtcNow</c>. Only the executor moves the time: when nothing is
 /// runnable, to the earliest due timer.
 /// </summary>
 /// <remarks>
+/// <para>
+/// The provider sees one timer of its own, armed at the earliest due time of the queue: it scans
+/// every timer it holds on each read of the clock and each timer change, which with the thousands of
+/// timers of a large simulation (a query timeout per request) cost more than the steps. Moving the
+/// time through the provider's own <c>SetUtcNow</c>, even through a <c>FakeTimeProvider</c>
+/// reference, still fires every timer due on the way.
+/// </para>
+/// <para>
 /// Use it from the simulation thread only: a call from any other thread while a run is in progress
 /// means something escaped the executor, and fails the run.
+/// </para>
 /// </remarks>
 public sealed class SimulationClock : MicrosoftFakeTimeProvider
 {
@@ -23,20 +32,18 @@ public sealed class SimulationClock : MicrosoftFakeTimeProvider
     private readonly PriorityQueue<(SimulationTimer Timer, long Version), (long DueTicks, long Sequence)> _due = new();
     private long _sequence;
     private long _firedDuringAdvance;
-    // The provider's own GetUtcNow scans every armed timer (it may auto-advance) under a lock: with
-    // thousands of timers, reading the clock at every step cost more than the steps. Time moves only
-    // through SetUtcNow and Advance here, so a copy of the time is exact.
-    private long _nowTicks;
+    // The provider's one timer, armed at the queue's earliest due time (long.MaxValue: none armed).
+    private ITimer? _sentinel;
+    private long _sentinelDue = long.MaxValue;
 
     internal SimulationClock(SimulationExecutor executor, DateTimeOffset start)
         : base(start)
     {
         _executor = executor;
-        _nowTicks = start.UtcTicks;
     }
 
     /// <summary>Virtual time since the simulation started.</summary>
-    public TimeSpan Elapsed => new DateTimeOffset(_nowTicks, TimeSpan.Zero) - Start;
+    public TimeSpan Elapsed => base.GetUtcNow() - Start;
 
     /// <summary>Timers armed and not yet due (a periodic timer counts once).</summary>
     public int PendingTimers
@@ -54,28 +61,11 @@ public sealed class SimulationClock : MicrosoftFakeTimeProvider
     public override DateTimeOffset GetUtcNow()
     {
         _executor.CheckThread("read the simulation clock");
-        return new DateTimeOffset(_nowTicks, TimeSpan.Zero);
+        return base.GetUtcNow();
     }
 
-    /// <summary>Sets the time, firing the timers due by then; for the executor (tests move time with <see cref="AdvanceAsync(TimeSpan)"/>).</summary>
-    public new void SetUtcNow(DateTimeOffset value)
-    {
-        // The copy first: timers fired inside SetUtcNow read the clock.
-        var previous = _nowTicks;
-        _nowTicks = Math.Max(value.UtcTicks, previous);
-        try
-        {
-            base.SetUtcNow(value);
-        }
-        catch
-        {
-            _nowTicks = previous;
-            throw;
-        }
-    }
-
-    /// <summary>Moves the time by <paramref name="delta"/>, firing the timers due by then; prefer <see cref="AdvanceAsync(TimeSpan)"/>.</summary>
-    public new void Advance(TimeSpan delta) => SetUtcNow(new DateTimeOffset(_nowTicks, TimeSpan.Zero) + delta);
+    /// <summary>Moves the time by <paramref name="delta"/>, as the provider's <c>Advance</c> without its one-millisecond sleep.</summary>
+    public new void Advance(TimeSpan delta) => SetUtcNow(base.GetUtcNow() + delta);
 
     public override long GetTimestamp()
     {
@@ -89,9 +79,7 @@ public sealed class SimulationClock : MicrosoftFakeTimeProvider
         _executor.CheckThread("create a timer on the simulation clock");
         Validate(dueTime, period);
         var timer = new SimulationTimer(this, _executor, callback, state);
-        // Tracked before the provider sees it: a zero due time fires inside CreateTimer.
         timer.Arm(dueTime, period);
-        timer.Inner = base.CreateTimer(static s => ((SimulationTimer)s!).OnDue(), timer, dueTime, period);
         return timer;
     }
 
@@ -102,7 +90,7 @@ public sealed class SimulationClock : MicrosoftFakeTimeProvider
         if (!Valid(period)) throw new ArgumentOutOfRangeException(nameof(period));
     }
 
-    internal long NowTicks => _nowTicks;
+    internal long NowTicks => base.GetUtcNow().UtcTicks;
 
     /// <summary>Sets the provider's time when no timer is due before <paramref name="ticks"/> (the executor checked).</summary>
     internal void MoveTo(long ticks) => SetUtcNow(new DateTimeOffset(ticks, TimeSpan.Zero));
@@ -170,12 +158,16 @@ public sealed class SimulationClock : MicrosoftFakeTimeProvider
         }
     }
 
-    internal void Track(SimulationTimer timer, long version, long dueTicks) =>
+    internal void Track(SimulationTimer timer, long version, long dueTicks)
+    {
         _due.Enqueue((timer, version), (dueTicks, _sequence++));
+        if (dueTicks <= NowTicks) FireDue();
+        else if (dueTicks < _sentinelDue) ArmSentinel();
+    }
 
     internal void NoteFired() => _firedDuringAdvance++;
 
-    /// <summary>When the earliest armed timer is due, if any.</summary>
+    /// <summary>The earliest time a timer is due, or null when none is armed.</summary>
     public DateTimeOffset? NextDue
     {
         get
@@ -185,10 +177,7 @@ public sealed class SimulationClock : MicrosoftFakeTimeProvider
         }
     }
 
-    /// <summary>
-    /// Moves the provider to the earliest due time, which makes it fire every timer due then, in the
-    /// order they were armed; each becomes a step in the run queue. False when no timer is armed.
-    /// </summary>
+    /// <summary>Moves the time to the earliest due timer (no further than <paramref name="limit"/>); false when none is armed.</summary>
     internal bool TryAdvanceToNextDue(DateTimeOffset limit)
     {
         if (NextDue is not { } due) return false;
@@ -196,11 +185,50 @@ public sealed class SimulationClock : MicrosoftFakeTimeProvider
             throw _executor.Failure<SimulationLimitException>(
                 $"the next timer is due at {due:O}, beyond the virtual time limit {limit:O}: the simulation is not finishing");
         _firedDuringAdvance = 0;
-        SetUtcNow(due.UtcTicks > _nowTicks ? due : new DateTimeOffset(_nowTicks, TimeSpan.Zero));
+        var now = NowTicks;
+        if (due.UtcTicks > now) SetUtcNow(due);
+        else FireDue();
         if (_firedDuringAdvance == 0)
             throw new InvalidOperationException(
-                $"a timer was tracked as due at {due:O} but FakeTimeProvider fired none: the clock's tracking disagrees with the provider");
+                $"a timer was tracked as due at {due:O} but none fired: the clock's queue disagrees with the provider's time");
         return true;
+    }
+
+    /// <summary>Turns every timer due by now into a step of the run queue, in due order, then re-arms the provider's timer.</summary>
+    private void FireDue()
+    {
+        var now = NowTicks;
+        while (_due.TryPeek(out var entry, out var due) && due.DueTicks <= now)
+        {
+            _due.Dequeue();
+            if (entry.Timer.IsCurrent(entry.Version)) entry.Timer.OnDue();
+        }
+        ArmSentinel();
+    }
+
+    private void ArmSentinel()
+    {
+        DropStale();
+        var next = _due.TryPeek(out _, out var due) ? due.DueTicks : long.MaxValue;
+        if (next == _sentinelDue && _sentinel is not null) return;
+        _sentinelDue = next;
+        if (next == long.MaxValue)
+        {
+            _sentinel?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            return;
+        }
+        var wait = TimeSpan.FromTicks(Math.Max(0, next - NowTicks));
+        if (_sentinel is null) _sentinel = base.CreateTimer(static s => ((SimulationClock)s!).OnSentinel(), this, wait, Timeout.InfiniteTimeSpan);
+        else _sentinel.Change(wait, Timeout.InfiniteTimeSpan);
+    }
+
+    private void OnSentinel()
+    {
+        // The provider drops a one-shot timer once its callback returns, re-armed or not: leave it
+        // to that and arm a new one.
+        _sentinel = null;
+        _sentinelDue = long.MaxValue;
+        FireDue();
     }
 
     private void DropStale()

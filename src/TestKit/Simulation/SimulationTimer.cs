@@ -1,8 +1,7 @@
 namespace P2PInference.TestKit.Simulation;
 
 /// <summary>
-/// A timer of the <see cref="SimulationClock"/>: the provider's own timer underneath, plus the due
-/// time the executor needs, and a callback that runs as a step of the run queue, under the execution
+/// A timer of the <see cref="SimulationClock"/>: a due time in the clock's queue, and a callback that runs as a step of the run queue, under the execution
 /// context of the code that created the timer (as <see cref="System.Threading.Timer"/> does).
 /// </summary>
 internal sealed class SimulationTimer : ITimer
@@ -27,8 +26,6 @@ internal sealed class SimulationTimer : ITimer
         _context = ExecutionContext.Capture();
     }
 
-    public ITimer Inner { get; set; } = null!;
-
     public Type CallbackType => _callback.Target?.GetType() ?? _callback.Method.DeclaringType ?? typeof(TimerCallback);
 
     public bool IsCurrent(long version) => !_disposed && version == _version && _dueTicks != long.MaxValue;
@@ -39,10 +36,10 @@ internal sealed class SimulationTimer : ITimer
         if (_disposed) return false;
         SimulationClock.Validate(dueTime, period);
         Arm(dueTime, period);
-        return Inner.Change(dueTime, period);
+        return true;
     }
 
-    /// <summary>Records the due time the provider is about to be given; a new generation voids callbacks already queued.</summary>
+    /// <summary>Puts the timer in the clock's queue at its new due time; a new generation voids callbacks already queued.</summary>
     public void Arm(TimeSpan dueTime, TimeSpan period)
     {
         _generation++;
@@ -57,7 +54,7 @@ internal sealed class SimulationTimer : ITimer
         _clock.Track(this, _version, _dueTicks);
     }
 
-    /// <summary>The provider fired it (time reached its due time): queue the callback and re-arm a periodic timer as the provider does.</summary>
+    /// <summary>Time reached its due time: queue the callback and re-arm a periodic timer one period on.</summary>
     public void OnDue()
     {
         _version++;
@@ -88,7 +85,6 @@ internal sealed class SimulationTimer : ITimer
         _disposed = true;
         _generation++;
         _dueTicks = long.MaxValue;
-        Inner?.Dispose();
     }
 
     public ValueTask DisposeAsync()

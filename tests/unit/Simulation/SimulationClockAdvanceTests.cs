@@ -100,6 +100,26 @@ public sealed class SimulationClockAdvanceTests
     });
 
     [Test]
+    public void SetUtcNow_ThroughAFakeTimeProviderReference_FiresWhatFallsDue_AndTheClockReadsTheNewTime() => SimulationTest.Run(async sim =>
+    {
+        var fired = new List<string>();
+        using var early = sim.Clock.CreateTimer(_ => fired.Add("early"), null, TimeSpan.FromSeconds(1), Timeout.InfiniteTimeSpan);
+        using var late = sim.Clock.CreateTimer(_ => fired.Add("late"), null, TimeSpan.FromSeconds(5), Timeout.InfiniteTimeSpan);
+        using var periodic = sim.Clock.CreateTimer(_ => fired.Add("tick"), null, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(2));
+        Microsoft.Extensions.Time.Testing.FakeTimeProvider provider = sim.Clock;
+
+        provider.SetUtcNow(provider.Start + TimeSpan.FromSeconds(3));
+        await sim.Clock.RunUntilIdleAsync();
+
+        Assert.That(sim.Clock.Elapsed, Is.EqualTo(TimeSpan.FromSeconds(3)));
+        Assert.That(fired, Is.EqualTo(new[] { "early", "tick" }), "what fell due by 3 s, in due order; the rest still armed");
+        Assert.That(sim.Clock.NextDue, Is.EqualTo(provider.Start + TimeSpan.FromSeconds(4)));
+
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(2));
+        Assert.That(fired, Is.EqualTo(new[] { "early", "tick", "tick", "late" }));
+    });
+
+    [Test]
     public void RunUntilIdleAsync_OutsideARun_IsRefused()
     {
         var sim = new SimulationExecutor(seed: 1);

@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace P2PInference.Facilities.Net.Yamux;
 
 /// <summary>
@@ -6,12 +8,21 @@ namespace P2PInference.Facilities.Net.Yamux;
 /// Used by the session's single read loop only.
 /// </summary>
 /// <remarks>
-/// The buffer is small because it stays pinned by the read waiting on an idle connection, and
-/// payloads of half its size or more bypass it anyway: a bigger one only saves copies of small frames.
+/// <para>
+/// An idle connection holds no buffer: between frames the reader waits with a zero-byte read (which
+/// socket and in-memory streams complete when data arrives, others at once), rents the buffer from
+/// the pool when bytes come, and returns it once they are consumed. A host with tens of thousands of
+/// mostly idle connections keeps its memory for the traffic it has.
+/// </para>
+/// <para>
+/// The buffer is small because payloads of half its size or more bypass it anyway: a bigger one only
+/// saves copies of small frames.
+/// </para>
 /// </remarks>
 internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1024)
 {
-    private readonly byte[] _buffer = new byte[bufferSize];
+    private static readonly byte[] None = [];
+    private byte[] _buffer = None;
     private int _start;
     private int _end;
 
@@ -22,6 +33,12 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
     {
         if (Buffered < YamuxHeader.Size)
         {
+            if (Buffered == 0)
+            {
+                Release();
+                _ = await connection.ReadAsync(Memory<byte>.Empty, cancellationToken);
+            }
+
             Compact();
             while (Buffered < YamuxHeader.Size)
             {
@@ -52,7 +69,7 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
         _start += fromBuffer;
         destination = destination[fromBuffer..];
 
-        if (destination.Length >= _buffer.Length / 2)
+        if (destination.Length >= bufferSize / 2)
         {
             while (destination.Length > 0)
             {
@@ -107,8 +124,28 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
         }
     }
 
+    /// <summary>Returns the buffer to the pool when nothing is left in it (the session calls it once its read loop ends).</summary>
+    public void Release()
+    {
+        if (Buffered > 0 || _buffer.Length == 0)
+        {
+            return;
+        }
+
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = None;
+        _start = _end = 0;
+    }
+
+    /// <summary>Moves the buffered bytes to the front of the buffer, renting one first if there is none.</summary>
     private void Compact()
     {
+        if (_buffer.Length == 0)
+        {
+            _buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+            return;
+        }
+
         if (_start == 0)
         {
             return;

@@ -469,6 +469,10 @@ public sealed class YamuxSession : IAsyncDisposable
         {
             Close(new YamuxException("reading from the connection failed", ex), null);
         }
+        finally
+        {
+            _reader.Release();
+        }
     }
 
     private async ValueTask OnStreamFrameAsync(YamuxHeader header, CancellationToken token)
