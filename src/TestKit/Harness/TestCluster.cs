@@ -17,7 +17,7 @@ namespace P2PInference.TestKit.Harness;
 ///     ...
 /// });</code>
 /// Each node is a real <see cref="Facilities.Net.Host.P2PHost"/> (Noise, Yamux, identify, ping) on one
-/// <see cref="InMemoryNetwork"/>, with a <see cref="Store.RamStore"/>, a discovery (the mock DHT by default)
+/// <see cref="InMemoryNetwork"/>, with a <see cref="Store.SimulatedStore"/>, a discovery (the mock DHT by default)
 /// and whatever <see cref="TestClusterOptions.Components"/> add. It runs inside a simulation
 /// (<see cref="SimulationTest.Run(Func{SimulationExecutor, Task}, SimulationOptions?)"/>): every node's
 /// work runs on the executor's thread, on its <see cref="SimulationClock"/>, and derives its randomness
@@ -120,8 +120,7 @@ public sealed class TestCluster : IAsyncDisposable
         {
             foreach (var spec in specs) cluster.AddNode(spec);
             var nodes = cluster.Nodes;
-            // Stores are independent and the slowest part: open them together.
-            await Task.WhenAll(nodes.Select(n => n.CreateStoreAsync(cancellationToken)));
+            foreach (var node in nodes) node.CreateStore();
             foreach (var node in nodes) await node.StartAsync(keepStorage: true, cancellationToken);
             if (options.ConnectAll) await cluster.ConnectAllAsync(cancellationToken);
             return cluster;
@@ -157,7 +156,7 @@ public sealed class TestCluster : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(spec);
         ThrowIfDisposed();
         var node = AddNode(spec);
-        await node.CreateStoreAsync(cancellationToken);
+        node.CreateStore();
         await node.StartAsync(keepStorage: true, cancellationToken);
         return node;
     }

@@ -50,7 +50,7 @@ public sealed class TestClusterOptions
     /// <summary>Whether each node waits for <see cref="IDiscovery.WaitUntilJoinedAsync"/> before it is ready; true by default.</summary>
     public bool WaitForDiscoveryJoin { get; init; } = true;
 
-    /// <summary>Whether nodes get a <see cref="Store.RamStore"/> (per node overridable by <see cref="TestNodeSpec.Storage"/>); true by default.</summary>
+    /// <summary>Whether nodes get a <see cref="Store.SimulatedStore"/> (per node overridable by <see cref="TestNodeSpec.Storage"/>); true by default.</summary>
     public bool Storage { get; init; } = true;
 
     /// <summary>What runs on the nodes beyond host, store and discovery: RPC servers, workers… Started in order.</summary>

@@ -75,8 +75,8 @@ public sealed class TestNode
     /// <exception cref="InvalidOperationException">The node is not running.</exception>
     public P2PHost Host => Current.Host;
 
-    /// <summary>The node's store: the same <see cref="RamStore"/> across restarts (it follows crash-restarts itself), a new one after a wipe; null without storage.</summary>
-    public RamStore? Store { get; private set; }
+    /// <summary>The node's store: the same <see cref="SimulatedStore"/> across restarts (acknowledged writes survive a crash), a new one after a wipe; null without storage.</summary>
+    public SimulatedStore? Store { get; private set; }
 
     /// <summary>The running node's discovery; null when it is not running or the cluster has none.</summary>
     public IDiscovery? Discovery => Volatile.Read(ref _current)?.Discovery;
@@ -137,11 +137,11 @@ public sealed class TestNode
 
     public override string ToString() => $"{Spec} {PeerId}{(IsRunning ? "" : " (down)")}";
 
-    internal async Task CreateStoreAsync(CancellationToken cancellationToken)
+    internal void CreateStore()
     {
         if (Store is null && (Spec.Storage ?? Cluster.Options.Storage))
         {
-            Store = await RamStore.CreateAsync(Cluster.Time, cancellationToken: cancellationToken);
+            Store = new SimulatedStore();
             _storeState = StoreState.Open;
         }
     }
@@ -212,7 +212,7 @@ public sealed class TestNode
         }
         if (Store is null)
         {
-            await CreateStoreAsync(cancellationToken);
+            CreateStore();
             return;
         }
         switch (_storeState)

@@ -44,7 +44,7 @@ public sealed class TestNodeContext
     /// <summary>The simulation's clock.</summary>
     public SimulationClock Time => Cluster.Time;
 
-    /// <summary>The node's store (the same <see cref="Store.RamStore"/> across restarts unless wiped).</summary>
+    /// <summary>The node's store (the same <see cref="Store.SimulatedStore"/> across restarts unless wiped).</summary>
     /// <exception cref="InvalidOperationException">The node has no storage.</exception>
     public IKeyValueStore Store => StoreOrNull ?? throw new InvalidOperationException($"node '{Name}' has no storage (TestClusterOptions.Storage / TestNodeSpec.Storage)");
 

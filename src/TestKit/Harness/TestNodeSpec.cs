@@ -20,7 +20,7 @@ public sealed record TestNodeSpec
 
     public IReadOnlySet<string> Roles { get; }
 
-    /// <summary>Whether the node has a <see cref="Store.RamStore"/>; <see cref="TestClusterOptions.Storage"/> when null.</summary>
+    /// <summary>Whether the node has a <see cref="Store.SimulatedStore"/>; <see cref="TestClusterOptions.Storage"/> when null.</summary>
     public bool? Storage { get; init; }
 
     public bool HasRole(string role) => Roles.Contains(role);

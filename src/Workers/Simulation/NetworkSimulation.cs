@@ -1,5 +1,6 @@
 using System.Globalization;
 using P2PInference.Facilities.Store;
+using P2PInference.TestKit.Store;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Auth;
@@ -104,7 +105,8 @@ public sealed class NetworkSimulation
             StopAtEndOfText = false,
         }));
         using var engine = _engine;
-        await using var stores = await InMemoryStoreAsync(clock, ct);
+        // One store shared by the nodes, each in its own prefix. It outlives a node's crash as a disk would.
+        await using var stores = new SimulatedStore();
 
         var bootstrap = AddServer("bootstrap", "bootstrap", null);
         AddServer("auth", "auth", () => new AuthWorker(new AuthOptions { PasswordIterations = AuthOptions.MinPasswordIterations }));
@@ -156,20 +158,6 @@ public sealed class NetworkSimulation
         var allowed = _settings.Gateways * ((int)quota.Burst + 1);
         await _clients[0].RateLimitProbeAsync(allowed + 5, allowed, ct);
     }
-
-    /// <summary>
-    /// One in-memory store (no files) shared by the nodes, each in its own prefix. It outlives a node's
-    /// crash as a disk would: what the store acknowledged is there after the restart.
-    /// </summary>
-    private static async Task<FasterKeyValueStore> InMemoryStoreAsync(TimeProvider clock, CancellationToken ct) =>
-        await FasterKeyValueStore.OpenAsync(new FasterStoreOptions
-        {
-            DataDirectory = null,
-            MemorySizeBytes = 16L << 20,
-            ExpectedKeyCount = 1L << 16,
-            CheckpointInterval = TimeSpan.Zero,
-            TimeProvider = clock,
-        }, ct);
 
     private static string Name(string role, int number) => role + "-" + number.ToString(CultureInfo.InvariantCulture);
 }

@@ -100,7 +100,7 @@ internal sealed class SimulatedNode
         });
         await _dht.StartAsync(cancellationToken);
         if (isBootstrap) return;
-        _rpc = new RpcNode(host, new RpcOptions { TimeProvider = Clock, Random = new Random(random.Next()) }, _dht);
+        _rpc = new RpcNode(host, new RpcOptions { TimeProvider = Clock, Random = new Random(random.Next()), RandomSource = host.RandomSource }, _dht);
         _worker = _newWorker() ?? throw new InvalidOperationException($"node {Name} has no worker");
         var context = new WorkerContext
         {
@@ -111,6 +111,8 @@ internal sealed class SimulatedNode
             Store = _store,
             Time = Clock,
             Random = new Random(random.Next()),
+            // Keys, tokens and ids from the seed too.
+            RandomSource = host.RandomSource,
         };
         var topics = await _worker.StartAsync(context, cancellationToken);
         foreach (var topic in topics) await _dht.AnnounceAsync(topic, cancellationToken);

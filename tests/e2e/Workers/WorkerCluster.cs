@@ -205,6 +205,8 @@ internal sealed class WorkerCluster : IAsyncDisposable
             Store = node.Store,
             Time = node.Time,
             Random = new Random(node.Random.Next()),
+            // Keys, tokens and ids from the seed too: a journey replays down to the API key it creates.
+            RandomSource = new SeededRandomSource(new Random(node.Random.Next())),
             LoggerFactory = node.LoggerFactory,
         };
         var topics = await worker.StartAsync(context, cancellationToken);

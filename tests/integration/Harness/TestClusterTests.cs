@@ -194,7 +194,7 @@ public sealed class TestClusterTests
         var cluster = await TestCluster.StartAsync(new TestClusterOptions { Nodes = 4 }, CancellationToken.None);
         await cluster.ConnectAllAsync(CancellationToken.None);
         var network = cluster.Network;
-        var directories = cluster.Nodes.Select(n => n.Store!.Directory).ToArray();
+        var stores = cluster.Nodes.Select(n => n.Store!).ToArray();
         var nodes = cluster.Nodes;
         Assert.That(network.ConnectionCount, Is.EqualTo(6));
 
@@ -202,7 +202,8 @@ public sealed class TestClusterTests
 
         Assert.That(network.ConnectionCount, Is.Zero);
         Assert.That(nodes.Any(n => n.IsRunning || network.IsListening(n.Name)), Is.False);
-        Assert.That(directories.Any(Directory.Exists), Is.False, "stores deleted");
+        foreach (var store in stores)
+            await Assert.ThatAsync(async () => await store.GetAsync("any", CancellationToken.None), Throws.TypeOf<ObjectDisposedException>(), "stores closed");
         Assert.That(cluster.MockDht!.LiveNodes, Is.Empty);
         await Assert.ThatAsync(() => cluster.ConnectAllAsync(CancellationToken.None), Throws.InstanceOf<ObjectDisposedException>());
     });
@@ -338,9 +339,6 @@ public sealed class TestClusterTests
             await using var cluster = await TestCluster.StartAsync(new TestClusterOptions
             {
                 Nodes = 3,
-                // A RamStore's FASTER I/O runs outside the simulation on real time, so its completions may
-                // interleave differently with the simulation's work from run to run.
-                Storage = false,
                 LinkLatency = TimeSpan.FromMilliseconds(5),
                 LinkJitter = TimeSpan.FromMilliseconds(3),
             }, CancellationToken.None);
