@@ -52,7 +52,7 @@ internal sealed class ConnectionManager : IAsyncDisposable
         {
             if (!_byPeer.TryGetValue(peer, out var list)) return null;
             foreach (var c in list)
-                if (!c.IsDraining && !c.IsClosed) return c;
+                if (!c.IsDraining && !c.IsClosed && !c.IsRetired) return c;
             return null;
         }
     }
@@ -130,8 +130,7 @@ internal sealed class ConnectionManager : IAsyncDisposable
     {
         foreach (var connection in All)
         {
-            if (connection.StreamCount > 0) continue;
-            if (connection.IsDraining || connection.IdleFor >= _options.IdleConnectionTimeout)
+            if (connection.TryRetireIfIdle(_options.IdleConnectionTimeout))
             {
                 _logger.LogDebug("closing idle connection {Connection}", connection);
                 _ = connection.DisposeAsync().AsTask();

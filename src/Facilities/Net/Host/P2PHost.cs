@@ -147,12 +147,28 @@ public sealed class P2PHost : IAsyncDisposable
         return stream;
     }
 
+    /// <remarks>
+    /// A connection that closes while the stream is being negotiated (the remote closed it as idle at
+    /// that moment, or it was already dead: the peer restarted and the reset had not arrived yet) costs
+    /// one more try, on a connection dialed anew. Nothing of the caller's protocol was sent, so the
+    /// retry is safe for every protocol.
+    /// </remarks>
     public async Task<(YamuxStream Stream, string Protocol)> OpenStreamAsync(PeerId peer, IReadOnlyList<string> protocols, CancellationToken cancellationToken)
     {
-        var connection = await ConnectAsync(peer, cancellationToken);
-        using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-        return await connection.OpenStreamAsync(protocols, linked.Token);
+        for (var attempt = 0; ; attempt++)
+        {
+            var connection = await ConnectAsync(peer, cancellationToken);
+            using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+            try
+            {
+                return await connection.OpenStreamAsync(protocols, linked.Token);
+            }
+            catch (Exception e) when (attempt == 0 && !linked.IsCancellationRequested && (connection.IsClosed || connection.IsRetired))
+            {
+                _logger.LogDebug(e, "connection {Connection} closed while a stream was opened on it; trying a new one", connection);
+            }
+        }
     }
 
     /// <summary>

@@ -3,6 +3,7 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Protocols.Identify;
+using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Threading;
 
@@ -16,6 +17,11 @@ public sealed class PeerConnection : IAsyncDisposable
     private Task<IdentifyInfo>? _identify;
     private long _lastActiveTimestamp;
     private int _draining;
+    // Guards the idle decision against a stream being opened at the same moment: either the opener
+    // touches the connection first (then it is not idle) or the closer retires it first (then the
+    // opener takes another connection); never a stream opened on a connection being closed.
+    private readonly Lock _useGate = new();
+    private bool _retired;
 
     internal PeerConnection(YamuxSession session, PeerId localPeer, PeerId remotePeer, PublicKey remotePublicKey,
         Multiaddress localAddress, Multiaddress remoteAddress, ConnectionDirection direction, TimeProvider time)
@@ -77,11 +83,45 @@ public sealed class PeerConnection : IAsyncDisposable
 
     internal void Touch() => Volatile.Write(ref _lastActiveTimestamp, _time.GetTimestamp());
 
+    /// <summary>True once the host decided to close this connection as idle; no new stream goes on it.</summary>
+    internal bool IsRetired
+    {
+        get
+        {
+            lock (_useGate) return _retired;
+        }
+    }
+
+    /// <summary>Retires the connection when it has no stream and is draining or has been idle for <paramref name="timeout"/>; the caller then closes it.</summary>
+    internal bool TryRetireIfIdle(TimeSpan timeout)
+    {
+        lock (_useGate)
+        {
+            if (_retired || StreamCount > 0) return false;
+            if (!IsDraining && IdleFor < timeout) return false;
+            _retired = true;
+            return true;
+        }
+    }
+
+    /// <summary>Marks the connection in use for a stream about to open; false when it was retired first.</summary>
+    private bool TryBeginUse()
+    {
+        lock (_useGate)
+        {
+            if (_retired) return false;
+            Touch();
+            return true;
+        }
+    }
+
+    private TransportException Retired() => new($"the connection to {RemotePeer} was closed as idle; open the stream on another");
+
     /// <summary>Opens a stream and negotiates the first of <paramref name="protocols"/> the remote supports.</summary>
     /// <exception cref="MultistreamException">The remote supports none of them (the stream is reset).</exception>
     public async Task<(YamuxStream Stream, string Protocol)> OpenStreamAsync(IReadOnlyList<string> protocols, CancellationToken cancellationToken)
     {
-        Touch();
+        if (!TryBeginUse()) throw Retired();
         // SelectAsync writes its header and first proposal at once: the SYN travels in that write.
         var stream = await Session.OpenStreamAsync(synWithFirstWrite: true, cancellationToken);
         try
@@ -104,7 +144,7 @@ public sealed class PeerConnection : IAsyncDisposable
     public async Task<YamuxStream> OpenStreamLazyAsync(string protocol, ReadOnlyMemory<byte> firstData, CancellationToken cancellationToken)
     {
         var proposal = MultistreamSelect.GetLazyProposalLength(protocol);
-        Touch();
+        if (!TryBeginUse()) throw Retired();
         var stream = await Session.OpenStreamAsync(synWithFirstWrite: true, cancellationToken);
         var buffer = ArrayPool<byte>.Shared.Rent(proposal + firstData.Length);
         try
