@@ -1,6 +1,7 @@
 using System.Buffers;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Rpc;
 
@@ -21,7 +22,7 @@ internal static class RpcFrames
         try
         {
             var body = buffer.AsMemory(0, length.Value);
-            await stream.ReadExactlyAsync(body, cancellationToken);
+            await stream.ReadExactOnContextAsync(body, cancellationToken);
             return MessagePackRpcCodec<T>.Instance.Decode(body);
         }
         finally

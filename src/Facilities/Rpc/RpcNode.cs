@@ -232,7 +232,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         {
             // A unary answer is the last frame: its FIN travels with it.
             var error = await _server.InvokeAsync(call,
-                (payload, ct) => RpcFrames.WriteAsync(stream, new ResponseFrame { Payload = payload }, complete: !call.Streaming, ct),
+                (payload, ct) => WriteResponseAsync(stream, payload, !call.Streaming, callerGone, ct),
                 callerGone.Token);
             if (callerGone.IsCancellationRequested && !hostToken.IsCancellationRequested) return;
             if (error is not null) await AnswerErrorAsync(stream, error, hostToken);
@@ -243,6 +243,25 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         {
             stopWatching.Cancel();
             await watcher;
+        }
+    }
+
+    /// <summary>
+    /// A response the stream refuses (the caller reset it, the connection died) means the caller is
+    /// gone, whichever of this write and the watcher's read learns it first: the handler's token fires
+    /// before the failure stops it, so what it started with that token stops too.
+    /// </summary>
+    private static async ValueTask WriteResponseAsync(YamuxStream stream, ReadOnlyMemory<byte> payload, bool complete, CancellationTokenSource callerGone,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            await RpcFrames.WriteAsync(stream, new ResponseFrame { Payload = payload }, complete, cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            callerGone.Cancel();
+            throw;
         }
     }
 

@@ -11,11 +11,6 @@ public sealed class InMemoryStackRpcConformanceTests : StackRpcConformanceTests
 {
     private InMemoryNetwork? _network;
 
-    // Not yet simulated: in a simulation 3 of the 32 tests (RequestOverTheSizeLimit…, ServerStops_DuringACall…,
-    // Streaming_CallerStopsEarly…) see stack work escape the executor (Yamux reads resuming on the thread pool),
-    // so the fixture runs on real threads with the manual clock, like the TCP one, until the stack is fixed.
-    protected override bool Simulated => false;
-
     private InMemoryNetwork Network => _network ??= new InMemoryNetwork(Time, SimulationExecutor.Current?.Seed ?? 0);
 
     protected override ITransport CreateTransport(string nodeName) => Network.CreateTransport(nodeName);
