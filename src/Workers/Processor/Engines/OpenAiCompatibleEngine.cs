@@ -198,8 +198,8 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
         var scheme = url.IndexOf("://", StringComparison.Ordinal);
         var start = scheme < 0 ? 0 : scheme + 3;
         var end = url.IndexOfAny(['/', '?', '#'], start);
-        var at = url.LastIndexOf('@', end < 0 ? url.Length - 1 : end - 1);
-        return at >= start ? url[..start] + url[(at + 1)..] : url;
+        var at = url.AsSpan(start, (end < 0 ? url.Length : end) - start).LastIndexOf('@');
+        return at >= 0 ? url[..start] + url[(start + at + 1)..] : url;
     }
 
     /// <summary>The server root without credentials, query or a trailing <c>/v1</c>, ending in a slash.</summary>
