@@ -47,7 +47,7 @@ public static class InferenceEngineFactory
             var errors = new List<string>();
             Uri? url = null;
             if (!string.IsNullOrWhiteSpace(options.BaseUrl) && !Uri.TryCreate(options.BaseUrl.Trim(), UriKind.Absolute, out url))
-                errors.Add($"Engine:BaseUrl '{options.BaseUrl}' is not an absolute http or https URL.");
+                errors.Add($"Engine:BaseUrl '{OpenAiCompatibleEngine.WithoutCredentials(options.BaseUrl)}' is not an absolute http or https URL.");
             if (errors.Count == 0)
                 errors.AddRange(OpenAiCompatibleEngine.Validate(ToOpenAiOptions(options, url)));
             return errors;
