@@ -152,6 +152,22 @@ public sealed class LlamaSharpEngineTests
     }
 
     [Test]
+    public async Task Dispose_WhileGenerating_LetsTheGenerationFinish_ThenRefusesNewOnes()
+    {
+        var engine = Engine();
+        await using (var tokens = engine.GenerateAsync(Request(maxTokens: 5), CancellationToken.None).GetAsyncEnumerator())
+        {
+            Assert.That(await tokens.MoveNextAsync(), Is.True);
+            engine.Dispose();
+            var rest = 0;
+            while (await tokens.MoveNextAsync()) rest++;
+            Assert.That(rest, Is.EqualTo(4), "the model stays loaded until the generation in flight ends");
+        }
+
+        Assert.That(async () => await CollectAsync(engine, Request()), Throws.InstanceOf<ObjectDisposedException>());
+    }
+
+    [Test]
     public async Task Generate_RefusesAPromptLongerThanTheContext()
     {
         using var engine = Engine(o => o.ContextSize = 32);

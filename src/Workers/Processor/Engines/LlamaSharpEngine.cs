@@ -41,6 +41,7 @@ public sealed class LlamaSharpEngine : IInferenceEngine
     private readonly Stack<LLamaContext> _freeContexts = new();
     private LLamaWeights? _weights;
     private volatile IReadOnlyList<ModelInfo> _models = [];
+    private int _inFlight;
     private bool _disposed;
 
     public LlamaSharpEngine(LlamaSharpEngineOptions options)
@@ -102,7 +103,16 @@ public sealed class LlamaSharpEngine : IInferenceEngine
                 for (var i = 0; i < _maxConcurrency; i++) _freeContexts.Push(weights.CreateContext(parameters));
                 _models = [new ModelInfo(_modelName, $"GGUF model {Path.GetFileName(_modelPath)}, run in-process by llama.cpp on the CPU.",
                     contextSize, Math.Min(_maxOutputTokens, contextSize - 1))];
-                _weights = weights;
+                lock (_freeContexts)
+                {
+                    if (!_disposed) _weights = weights;
+                }
+                if (_weights is null)
+                {
+                    DisposeContexts();
+                    weights.Dispose();
+                    throw new ObjectDisposedException(nameof(LlamaSharpEngine));
+                }
             }
             catch (Exception e) when (e is RuntimeError or InvalidOperationException)
             {
@@ -138,7 +148,16 @@ public sealed class LlamaSharpEngine : IInferenceEngine
 
         await _slots.EnterAsync(cancellationToken);
         LLamaContext context;
-        lock (_freeContexts) context = _freeContexts.Pop();
+        lock (_freeContexts)
+        {
+            if (_disposed)
+            {
+                _slots.Release();
+                throw new ObjectDisposedException(nameof(LlamaSharpEngine));
+            }
+            context = _freeContexts.Pop();
+            _inFlight++;
+        }
         try
         {
             await foreach (var token in GenerateInAsync(context, generation, seed, cancellationToken))
@@ -146,10 +165,17 @@ public sealed class LlamaSharpEngine : IInferenceEngine
         }
         finally
         {
+            // No native work is running here: the iterator only stops at a yield or after an awaited decode.
             // The next request must not see this one's tokens.
             context.NativeHandle.MemoryClear();
-            lock (_freeContexts) _freeContexts.Push(context);
+            bool release;
+            lock (_freeContexts)
+            {
+                _freeContexts.Push(context);
+                release = --_inFlight == 0 && _disposed;
+            }
             _slots.Release();
+            if (release) ReleaseNative();
         }
     }
 
@@ -167,14 +193,23 @@ public sealed class LlamaSharpEngine : IInferenceEngine
         return pieces;
     }
 
+    /// <summary>Frees the model and its contexts now, or when the last generation in flight ends (native memory must outlive its users).</summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
+        bool release;
+        lock (_freeContexts)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            release = _inFlight == 0;
+        }
+        if (release) ReleaseNative();
+    }
+
+    private void ReleaseNative()
+    {
         DisposeContexts();
         _weights?.Dispose();
-        _slots.Dispose();
-        _initializing.Dispose();
     }
 
     internal static List<string> Validate(LlamaSharpEngineOptions options)
@@ -217,8 +252,7 @@ public sealed class LlamaSharpEngine : IInferenceEngine
 
         using var sampler = CreateSampler(generation, seed);
         var batch = new LLamaBatch();
-        var (decoded, _, position) = await DecodeOrThrowAsync(context.DecodeAsync(promptTokens, LLamaSeqId.Zero, batch, 0, cancellationToken));
-        _ = decoded;
+        var (_, _, position) = await DecodeOrThrowAsync(context.DecodeAsync(promptTokens, LLamaSeqId.Zero, batch, 0, cancellationToken));
         var decoder = new StreamingTokenDecoder(context);
         var stop = new StopSequenceFilter(generation.Stop);
         var index = 0;
