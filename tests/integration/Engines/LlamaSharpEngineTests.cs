@@ -235,7 +235,21 @@ public sealed class LlamaSharpEngineTests
         var error = Assert.ThrowsAsync<InferenceException>(() => engine.InitializeAsync(CancellationToken.None));
 
         Assert.That(error!.Kind, Is.EqualTo(InferenceErrorKind.EngineUnavailable));
-        Assert.That(error.Message, Does.Contain("not-a-model.gguf"));
+        Assert.That(error.Message, Does.Contain("not-a-model.gguf").And.Contain("invalid magic"), "llama.cpp's own reason is passed on");
+    }
+
+    [TestCase(0.5)]
+    [TestCase(0.01)]
+    public void Initialize_ThrowsEngineUnavailable_ForATruncatedModel(double keep)
+    {
+        var path = Path.Combine(_directory, $"truncated-{keep}.gguf");
+        var bytes = File.ReadAllBytes(_modelPath);
+        File.WriteAllBytes(path, bytes[..(int)(bytes.Length * keep)]);
+        using var engine = Engine(o => o.ModelPath = path);
+
+        var error = Assert.ThrowsAsync<InferenceException>(() => engine.InitializeAsync(CancellationToken.None));
+
+        Assert.That(error!.Kind, Is.EqualTo(InferenceErrorKind.EngineUnavailable));
     }
 
     [Test]

@@ -57,6 +57,11 @@ internal static class LlamaNative
             }
         }
 
+        public void Clear()
+        {
+            lock (_messages) _messages.Clear();
+        }
+
         public string Snapshot()
         {
             lock (_messages) return string.Join(" | ", _messages);

@@ -84,14 +84,17 @@ public sealed class LlamaSharpEngine : IInferenceEngine
                 BatchThreads = _threads,
             };
             LLamaWeights weights;
+            LlamaNative.LastMessages.Clear();
             try
             {
                 weights = await LLamaWeights.LoadFromFileAsync(parameters, cancellationToken);
             }
             catch (Exception e) when (e is LoadWeightsFailedException or RuntimeError or IOException)
             {
+                var said = LlamaNative.LastMessages.Snapshot();
                 throw new InferenceException(InferenceErrorKind.EngineUnavailable,
-                    $"llama.cpp cannot load the model file '{Path.GetFileName(_modelPath)}': {e.Message}", innerException: e);
+                    $"llama.cpp cannot load the model file '{Path.GetFileName(_modelPath)}': {e.Message}"
+                    + (said.Length > 0 ? $" (llama.cpp said: {said})" : string.Empty), innerException: e);
             }
             try
             {
