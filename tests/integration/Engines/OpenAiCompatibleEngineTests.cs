@@ -237,6 +237,30 @@ public sealed class OpenAiCompatibleEngineTests
     }
 
     [Test]
+    public void Errors_NeverShowTheBaseUrlsCredentials_WhenNothingListens()
+    {
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        using var engine = new OpenAiCompatibleEngine(new OpenAiCompatibleEngineOptions
+        {
+            BaseUrl = new Uri($"http://alice:s3cret@127.0.0.1:{port}/v1"),
+        });
+
+        var listing = Assert.ThrowsAsync<InferenceException>(() => engine.InitializeAsync(CancellationToken.None));
+        var generation = Assert.ThrowsAsync<InferenceException>(() => CollectAsync(engine, Request()));
+
+        Assert.That(listing!.Kind, Is.EqualTo(InferenceErrorKind.EngineUnavailable));
+        Assert.That(generation!.Kind, Is.EqualTo(InferenceErrorKind.EngineUnavailable));
+        foreach (var error in new[] { listing, generation })
+        {
+            Assert.That(error.ToString(), Does.Not.Contain("s3cret").And.Not.Contain("alice"));
+            Assert.That(error.Message, Does.Contain($"127.0.0.1:{port}"));
+        }
+    }
+
+    [Test]
     public async Task Generate_AbortsTheHttpRequest_WhenCancelledMidStream()
     {
         _server.Handler = _server.HangAfterFirstEvent("chat-stream-length.sse");

@@ -69,7 +69,7 @@ public sealed class ProcessorStackTests
         return host;
     }
 
-    private async Task<IReadOnlyList<string>> StartWorkerAsync(IInferenceEngine engine, ProcessorOptions? options = null)
+    private async Task<IReadOnlyList<string>> StartWorkerAsync(IInferenceEngine? engine, ProcessorOptions? options = null)
     {
         _worker = new ProcessorWorker(options ?? new ProcessorOptions(), engine);
         return await _worker.StartAsync(new WorkerContext
@@ -104,6 +104,36 @@ public sealed class ProcessorStackTests
         Assert.That(string.Concat(chunks.Select(c => c.Text)), Is.EqualTo(whole.Text));
         Assert.That(chunks.Select(c => c.RequestId), Is.All.EqualTo("it-1"));
         Assert.That(chunks[^1].FinishReason, Is.EqualTo("length"));
+    }
+
+    [Test]
+    public async Task LlamaSharpEngine_FromConfiguration_ServesAGgufModel_AcrossTheStack()
+    {
+        var directory = Directory.CreateTempSubdirectory("p2p-gguf-").FullName;
+        try
+        {
+            var path = Path.Combine(directory, "tiny-llama.gguf");
+            Engines.TinyGguf.Write(path);
+            var topics = await StartWorkerAsync(null, new ProcessorOptions
+            {
+                Engine = new EngineOptions { Kind = "llamasharp", ModelPath = path, ContextLength = 64, Threads = 1 },
+            });
+            var request = new InferRequest { RequestId = "it-gguf", Model = "tiny-llama", Prompt = "hello peer", MaxTokens = 4, Temperature = 0 };
+
+            var chunks = new List<InferChunk>();
+            await foreach (var chunk in _caller.RequestStreamAsync(_processorHost.PeerId, WorkerMethods.Processor.InferStream, request, InferChunk.Parser))
+                chunks.Add(chunk);
+
+            Assert.That(topics, Does.Contain(WorkerTopics.Model("tiny-llama")));
+            Assert.That(string.Concat(chunks.Select(c => c.Text)), Is.EqualTo(" peer peer peer peer"), "the tiny model repeats its last token");
+            Assert.That(chunks[^1].FinishReason, Is.EqualTo("length"));
+        }
+        finally
+        {
+            if (_worker is not null) await _worker.StopAsync(CancellationToken.None);
+            _worker = null!;
+            Directory.Delete(directory, recursive: true);
+        }
     }
 
     [Test]

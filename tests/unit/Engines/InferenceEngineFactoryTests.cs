@@ -107,4 +107,48 @@ public sealed class InferenceEngineFactoryTests
         Assert.That(errors, Has.Count.EqualTo(2));
         Assert.That(errors, Has.Some.Contains("/no/such/corpus.txt"));
     }
+
+    [Test]
+    public void Validate_RequiresAModelPath_ForLlamaSharp_AndChecksItsLimits()
+    {
+        var errors = InferenceEngineFactory.Validate(new EngineOptions
+        {
+            Kind = "llamasharp",
+            Threads = 0,
+            MaxConcurrency = 0,
+            ContextLength = 8,
+            Models = ["llama3"],
+        });
+
+        Assert.That(errors, Has.Some.Contains("Engine:ModelPath is required"));
+        Assert.That(errors, Has.Some.Contains("Engine:Threads"));
+        Assert.That(errors, Has.Some.Contains("Engine:MaxConcurrency"));
+        Assert.That(errors, Has.Some.Contains("Engine:ContextLength"));
+        Assert.That(errors, Has.Some.Contains("Engine:Models applies to the openai engine"));
+    }
+
+    [Test]
+    public void Create_RejectsAMissingModelFile_ForLlamaSharp()
+    {
+        var error = Assert.Throws<EngineConfigurationException>(() => InferenceEngineFactory.Create(Section(
+            ("Kind", "llamasharp"), ("ModelPath", "/no/such/model.gguf"), ("Threads", "2"), ("MaxConcurrency", "2"))));
+
+        Assert.That(error!.Errors, Has.Some.Contains("/no/such/model.gguf").And.Contains("does not exist"));
+    }
+
+    [Test]
+    public void Create_RejectsAnUnknownKind_NamingEveryKind()
+    {
+        var error = Assert.Throws<EngineConfigurationException>(() => InferenceEngineFactory.Create(Section(("Kind", "gguf"))));
+
+        Assert.That(error!.Message, Does.Contain("builtin, openai, llamasharp"));
+    }
+
+    [Test]
+    public void Validate_DoesNotRepeatCredentials_OfABadBaseUrl()
+    {
+        var errors = InferenceEngineFactory.Validate(new EngineOptions { Kind = "openai", BaseUrl = "ftp://bob:hunter2@example.org/" });
+
+        Assert.That(errors.Single(), Does.Not.Contain("hunter2"));
+    }
 }

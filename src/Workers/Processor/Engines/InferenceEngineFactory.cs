@@ -7,7 +7,7 @@ public static class InferenceEngineFactory
 {
     public const string SectionName = "Engine";
 
-    private static readonly string[] Kinds = [BuiltinEngine.EngineKind, OpenAiCompatibleEngine.EngineKind];
+    private static readonly string[] Kinds = [BuiltinEngine.EngineKind, OpenAiCompatibleEngine.EngineKind, LlamaSharpEngine.EngineKind];
 
     /// <summary>
     /// Reads <see cref="EngineOptions"/> from a configuration section (usually <c>Engine</c>).
@@ -47,9 +47,16 @@ public static class InferenceEngineFactory
             var errors = new List<string>();
             Uri? url = null;
             if (!string.IsNullOrWhiteSpace(options.BaseUrl) && !Uri.TryCreate(options.BaseUrl.Trim(), UriKind.Absolute, out url))
-                errors.Add($"Engine:BaseUrl '{options.BaseUrl}' is not an absolute http or https URL.");
+                errors.Add($"Engine:BaseUrl '{OpenAiCompatibleEngine.WithoutCredentials(options.BaseUrl)}' is not an absolute http or https URL.");
             if (errors.Count == 0)
                 errors.AddRange(OpenAiCompatibleEngine.Validate(ToOpenAiOptions(options, url)));
+            return errors;
+        }
+        if (kind == LlamaSharpEngine.EngineKind)
+        {
+            var errors = LlamaSharpEngine.Validate(ToLlamaSharpOptions(options));
+            if (options.Models.Count > 0)
+                errors.Add("Engine:Models applies to the openai engine; the llamasharp engine serves its one model file (name it with Engine:ModelName).");
             return errors;
         }
         return [string.IsNullOrWhiteSpace(options.Kind)
@@ -66,7 +73,7 @@ public static class InferenceEngineFactory
     /// <see cref="EngineConfigurationException"/> listing every problem.
     /// </summary>
     /// <param name="httpMessageHandler">openai: the HTTP stack to use (tests); not disposed by the engine.</param>
-    /// <param name="seedSource">builtin: draws seeds for requests without one.</param>
+    /// <param name="seedSource">builtin, llamasharp: draws seeds for requests without one.</param>
     public static IInferenceEngine Create(
         EngineOptions options,
         TimeProvider? timeProvider = null,
@@ -81,6 +88,12 @@ public static class InferenceEngineFactory
             builtin.TimeProvider = timeProvider;
             builtin.SeedSource = seedSource;
             return new BuiltinEngine(builtin);
+        }
+        if (options.Kind.Trim().Equals(LlamaSharpEngine.EngineKind, StringComparison.OrdinalIgnoreCase))
+        {
+            var llama = ToLlamaSharpOptions(options);
+            llama.SeedSource = seedSource;
+            return new LlamaSharpEngine(llama);
         }
         var openAi = ToOpenAiOptions(options, new Uri(options.BaseUrl!.Trim(), UriKind.Absolute));
         openAi.TimeProvider = timeProvider;
@@ -103,6 +116,20 @@ public static class InferenceEngineFactory
             StopAtEndOfText = options.StopAtEndOfText,
             TokenInterval = options.TokenInterval,
         };
+    }
+
+    private static LlamaSharpEngineOptions ToLlamaSharpOptions(EngineOptions options)
+    {
+        var result = new LlamaSharpEngineOptions
+        {
+            ModelPath = string.IsNullOrWhiteSpace(options.ModelPath) ? null : options.ModelPath.Trim(),
+            ModelName = options.ModelName,
+            ContextSize = options.ContextLength,
+            Threads = options.Threads,
+        };
+        if (options.MaxConcurrency is { } concurrency) result.MaxConcurrency = concurrency;
+        if (options.MaxTokens is { } max) result.MaxOutputTokens = max;
+        return result;
     }
 
     private static OpenAiCompatibleEngineOptions ToOpenAiOptions(EngineOptions options, Uri? baseUrl)

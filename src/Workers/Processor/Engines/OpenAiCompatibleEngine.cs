@@ -1,34 +1,40 @@
-using System.Buffers;
+using System.ClientModel;
+using System.ClientModel.Primitives;
+using System.Collections.Concurrent;
 using System.Net;
-using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using OpenAI;
+using OpenAI.Chat;
+using SdkChatMessage = OpenAI.Chat.ChatMessage;
 
 namespace P2PInference.Workers.Processor.Engines;
 
 /// <summary>
-/// A client of any OpenAI-compatible server (Ollama, llama.cpp's server, vLLM):
-/// <c>POST /v1/chat/completions</c> with <c>stream: true</c>, read as server-sent events; a server
-/// that answers with one JSON document instead is understood too. Failures become typed
-/// <see cref="InferenceException"/>s; cancelling the caller's token aborts the HTTP request.
+/// A client of any OpenAI-compatible server (Ollama, llama.cpp's server, vLLM) through the official
+/// OpenAI .NET SDK: <c>POST /v1/chat/completions</c> streamed, <c>GET /v1/models</c>. The SDK's
+/// failures become typed <see cref="InferenceException"/>s; cancelling the caller's token aborts the
+/// HTTP request. What callers see (errors, model descriptions) names the server without the
+/// credentials a BaseUrl may carry.
 /// </summary>
+/// <remarks>
+/// The SDK resumes on the thread pool (it awaits with ConfigureAwait(false)), so this engine is a
+/// real-time component: simulated tests use the builtin engine or a double, not this one.
+/// </remarks>
 public sealed class OpenAiCompatibleEngine : IInferenceEngine
 {
     public const string EngineKind = "openai";
-
-    /// <summary>How much of an error body is read to find its message.</summary>
-    private const int MaxErrorBodyBytes = 64 * 1024;
 
     /// <summary>Chunks beyond MaxTokens that a server may send (role, finish and usage chunks).</summary>
     private const int ExtraChunkAllowance = 16;
 
     private readonly HttpClient _http;
-    private readonly string _root;
-    private readonly string? _apiKey;
+    private readonly OpenAIClient _client;
+    private readonly ConcurrentDictionary<string, ChatClient> _chatClients = new(StringComparer.Ordinal);
+    private readonly string _shownRoot;
     private readonly int _contextLength;
     private readonly int _maxOutputTokens;
     private readonly TimeSpan _timeout;
-    private readonly int _maxResponseBytes;
     private readonly TimeProvider _timeProvider;
     private readonly bool _modelsConfigured;
     private volatile IReadOnlyList<ModelInfo> _models;
@@ -39,18 +45,32 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
         var errors = Validate(options);
         if (errors.Count > 0) throw new EngineConfigurationException(errors);
 
-        _root = NormalizeRoot(options.BaseUrl!);
-        _apiKey = string.IsNullOrEmpty(options.ApiKey) ? null : options.ApiKey;
+        var root = NormalizeRoot(options.BaseUrl!);
+        _shownRoot = root.ToString().TrimEnd('/');
         _contextLength = options.ContextLength;
         _maxOutputTokens = options.MaxOutputTokens;
         _timeout = options.Timeout;
-        _maxResponseBytes = options.MaxResponseBytes;
         _timeProvider = options.TimeProvider ?? TimeProvider.System;
-        _http = options.HttpMessageHandler is { } handler
-            ? new HttpClient(handler, disposeHandler: false)
-            : new HttpClient(new SocketsHttpHandler(), disposeHandler: true);
-        // Our own idle timeout runs on the injected clock; HttpClient's would run on the wall clock.
-        _http.Timeout = System.Threading.Timeout.InfiniteTimeSpan;
+
+        HttpMessageHandler inner = options.HttpMessageHandler is { } handler
+            ? new NonDisposingHandler(handler)
+            : new SocketsHttpHandler();
+        // Our own idle timeout runs on the injected clock; HttpClient's and the SDK's would run on the wall clock.
+        _http = new HttpClient(new OpenAiResponseGuard(inner, options.MaxResponseBytes), disposeHandler: true)
+        {
+            Timeout = System.Threading.Timeout.InfiniteTimeSpan,
+        };
+        var clientOptions = new OpenAIClientOptions
+        {
+            Endpoint = new Uri(root, "v1"),
+            Transport = new HttpClientPipelineTransport(_http),
+            // A retry would wait on the wall clock and hide the server's answer from the scheduler, which decides itself.
+            RetryPolicy = new ClientRetryPolicy(maxRetries: 0),
+            NetworkTimeout = System.Threading.Timeout.InfiniteTimeSpan,
+        };
+#pragma warning disable OPENAI001 // The policy form is the SDK's way to send no key at all, or Basic credentials from the URL.
+        _client = new OpenAIClient(new ServerCredentialsPolicy(options.ApiKey, options.BaseUrl!.UserInfo), clientOptions);
+#pragma warning restore OPENAI001
         _modelsConfigured = options.Models.Count > 0;
         _models = [.. options.Models.Distinct(StringComparer.Ordinal).Select(ToModelInfo)];
     }
@@ -59,8 +79,8 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
 
     public IReadOnlyList<ModelInfo> Models => _models;
 
-    /// <summary>The server root requests go to (BaseUrl without a trailing <c>/v1</c>).</summary>
-    public Uri BaseUrl => new(_root);
+    /// <summary>The server root requests go to (BaseUrl without credentials and without a trailing <c>/v1</c>).</summary>
+    public Uri BaseUrl => new(_shownRoot);
 
     /// <summary>Asks the server for its models unless they were configured.</summary>
     public async Task InitializeAsync(CancellationToken cancellationToken)
@@ -68,18 +88,17 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
         if (_modelsConfigured) return;
         using var idle = new IdleTimeout(_timeout, _timeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
-        var body = await GuardAsync(
-            async () =>
-            {
-                using var request = new HttpRequestMessage(HttpMethod.Get, _root + "/v1/models");
-                AddHeaders(request);
-                using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, linked.Token);
-                await ThrowIfFailedAsync(response, linked.Token);
-                return await ReadBoundedAsync(response.Content, _maxResponseBytes, linked.Token);
-            },
-            idle,
-            cancellationToken);
-        _models = ParseModelList(body);
+        List<string> names;
+        try
+        {
+            var result = await _client.GetOpenAIModelClient().GetModelsAsync(linked.Token);
+            names = [.. result.Value.Select(m => m.Id).Where(id => !string.IsNullOrWhiteSpace(id))];
+        }
+        catch (Exception e) when (Translate(e, idle, cancellationToken) is { } typed)
+        {
+            throw typed;
+        }
+        _models = [.. names.Distinct(StringComparer.Ordinal).Select(ToModelInfo)];
     }
 
     public async IAsyncEnumerable<GeneratedToken> GenerateAsync(
@@ -101,48 +120,54 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
                     $"Model '{request.Model}' is not served here; this engine serves {string.Join(", ", models.Select(m => m.Name))}.");
         }
         request.ValidateAgainst(model);
+        var generation = EngineGeneration.From(request);
 
         using var idle = new IdleTimeout(_timeout, _timeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
-        using var response = await GuardAsync(() => SendChatAsync(request, linked.Token), idle, cancellationToken);
+        var chat = _chatClients.GetOrAdd(generation.Model, _client.GetChatClient);
+        var updates = chat.CompleteChatStreamingAsync(ToSdkMessages(generation), ToSdkOptions(generation), linked.Token);
+        var enumerator = updates.GetAsyncEnumerator(linked.Token);
+        await using var enumeratorScope = enumerator;
 
-        var mediaType = response.Content.Headers.ContentType?.MediaType;
-        if (!string.Equals(mediaType, "text/event-stream", StringComparison.OrdinalIgnoreCase))
-        {
-            // The server ignored stream:true and sent the whole completion at once.
-            var body = await GuardAsync(() => ReadBoundedAsync(response.Content, _maxResponseBytes, linked.Token), idle, cancellationToken);
-            yield return ParseCompletion(body);
-            yield break;
-        }
-
-        var stream = await GuardAsync(() => response.Content.ReadAsStreamAsync(linked.Token), idle, cancellationToken);
-        await using var streamScope = stream;
-        using var reader = new SseReader(stream, _maxResponseBytes, idle.Reset);
         var index = 0;
         var contentChunks = 0;
         FinishReason? finish = null;
+        EngineUsage? usage = null;
+        var tail = string.Empty;
         while (true)
         {
-            var data = await GuardAsync(() => reader.ReadEventDataAsync(linked.Token).AsTask(), idle, cancellationToken);
-            if (data is null)
+            string text;
+            try
             {
-                if (finish is null)
-                    throw new InferenceException(InferenceErrorKind.MalformedResponse, "The model server ended the stream before it was complete (no [DONE]).");
-                break;
+                if (!await enumerator.MoveNextAsync()) break;
+                idle.Reset();
+                var update = enumerator.Current;
+                ThrowIfError(update);
+                text = string.Concat(update.ContentUpdate.Where(p => p.Kind == ChatMessageContentPartKind.Text).Select(p => p.Text));
+                if (update.FinishReason is { } reason) finish = Map(reason);
+                if (update.Usage is { } u) usage = new EngineUsage(u.InputTokenCount, u.OutputTokenCount);
             }
-            if (data.AsSpan().Trim().SequenceEqual("[DONE]")) break;
-
-            var (content, reason) = ParseChunk(data);
-            finish = reason ?? finish;
-            if (string.IsNullOrEmpty(content)) continue;
-            if (++contentChunks > request.MaxTokens + ExtraChunkAllowance)
+            catch (Exception e) when (Translate(e, idle, cancellationToken) is { } typed)
+            {
+                throw typed;
+            }
+            if (text.Length == 0) continue;
+            if (++contentChunks > generation.MaxTokens + ExtraChunkAllowance)
             {
                 throw new InferenceException(InferenceErrorKind.MalformedResponse,
-                    $"The model server sent more than the {request.MaxTokens} tokens asked for.");
+                    $"The model server sent more than the {generation.MaxTokens} tokens asked for.");
             }
-            yield return new GeneratedToken(index++, content);
+            if (finish is not null)
+            {
+                // Text that came with the finish reason ends the stream with it, after any usage chunk.
+                tail += text;
+                continue;
+            }
+            yield return new GeneratedToken(index++, text);
         }
-        yield return new GeneratedToken(index, string.Empty, finish ?? FinishReason.Stop);
+        if (finish is null)
+            throw new InferenceException(InferenceErrorKind.MalformedResponse, "The model server ended the stream before it was complete (no finish reason, no [DONE]).");
+        yield return EngineGeneration.Finish(index, tail, finish.Value, usage);
     }
 
     public void Dispose() => _http.Dispose();
@@ -153,7 +178,7 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
         if (options.BaseUrl is null)
             errors.Add("Engine:BaseUrl is required when Engine:Kind is 'openai' (e.g. http://127.0.0.1:11434).");
         else if (!options.BaseUrl.IsAbsoluteUri || (options.BaseUrl.Scheme != Uri.UriSchemeHttp && options.BaseUrl.Scheme != Uri.UriSchemeHttps))
-            errors.Add($"Engine:BaseUrl '{options.BaseUrl.OriginalString}' is not an absolute http or https URL.");
+            errors.Add($"Engine:BaseUrl '{WithoutCredentials(options.BaseUrl.OriginalString)}' is not an absolute http or https URL.");
         if (options.Models.Any(string.IsNullOrWhiteSpace))
             errors.Add("Engine:Models has an empty model name.");
         if (options.ContextLength < 1)
@@ -167,88 +192,111 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
         return errors;
     }
 
-    private static string NormalizeRoot(Uri baseUrl)
+    /// <summary>A URL as text with any <c>user:password@</c> removed, for messages (also for text that does not parse).</summary>
+    internal static string WithoutCredentials(string url)
     {
-        var root = baseUrl.GetLeftPart(UriPartial.Path).TrimEnd('/');
-        return root.EndsWith("/v1", StringComparison.OrdinalIgnoreCase) ? root[..^3] : root;
+        var scheme = url.IndexOf("://", StringComparison.Ordinal);
+        var start = scheme < 0 ? 0 : scheme + 3;
+        var end = url.IndexOfAny(['/', '?', '#'], start);
+        var at = url.AsSpan(start, (end < 0 ? url.Length : end) - start).LastIndexOf('@');
+        return at >= 0 ? url[..start] + url[(start + at + 1)..] : url;
+    }
+
+    /// <summary>The server root without credentials, query or a trailing <c>/v1</c>, ending in a slash.</summary>
+    private static Uri NormalizeRoot(Uri baseUrl)
+    {
+        var root = baseUrl.GetComponents(UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.UriEscaped).TrimEnd('/');
+        if (root.EndsWith("/v1", StringComparison.OrdinalIgnoreCase)) root = root[..^3];
+        return new Uri(root + "/");
     }
 
     private ModelInfo ToModelInfo(string name) =>
-        new(name, $"Served by the OpenAI-compatible server at {_root}.", _contextLength, _maxOutputTokens);
+        new(name, $"Served by the OpenAI-compatible server at {_shownRoot}.", _contextLength, _maxOutputTokens);
 
-    private void AddHeaders(HttpRequestMessage request)
-    {
-        if (_apiKey is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _apiKey);
-    }
-
-    private async Task<HttpResponseMessage> SendChatAsync(InferenceRequest request, CancellationToken cancellationToken)
-    {
-        using var httpRequest = new HttpRequestMessage(HttpMethod.Post, _root + "/v1/chat/completions")
+    private static List<SdkChatMessage> ToSdkMessages(EngineGeneration generation) =>
+        [.. generation.Messages.Select(m => m.Role.Trim().ToLowerInvariant() switch
         {
-            Content = new ByteArrayContent(WriteChatRequest(request)),
+            "system" or "developer" => (SdkChatMessage)new SystemChatMessage(m.Content),
+            "assistant" => new AssistantChatMessage(m.Content),
+            _ => new UserChatMessage(m.Content),
+        })];
+
+    internal static ChatCompletionOptions ToSdkOptions(EngineGeneration generation)
+    {
+        var options = new ChatCompletionOptions
+        {
+            MaxOutputTokenCount = generation.MaxTokens,
+            Temperature = (float)generation.Temperature,
         };
-        httpRequest.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        httpRequest.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/event-stream"));
-        httpRequest.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
-        AddHeaders(httpRequest);
-        var response = await _http.SendAsync(httpRequest, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
-        try
+        if (generation.TopP is { } topP) options.TopP = (float)topP;
+#pragma warning disable OPENAI001, SCME0001 // Seed and the raw-JSON patch are marked experimental in the SDK; both are plain wire fields.
+        if (generation.Seed is { } seed) options.Seed = seed;
+        // llama.cpp's server and older Ollama read the legacy max_tokens; the SDK writes only max_completion_tokens.
+        options.Patch.Set("$.max_tokens"u8, generation.MaxTokens);
+#pragma warning restore OPENAI001, SCME0001
+        foreach (var stop in generation.Stop) options.StopSequences.Add(stop);
+        return options;
+    }
+
+    private static FinishReason Map(ChatFinishReason reason) => reason switch
+    {
+        ChatFinishReason.Length => FinishReason.Length,
+        _ => FinishReason.Stop, // stop, content_filter, tool_calls: the text is complete
+    };
+
+    /// <summary>An <c>{"error":…}</c> event in the stream (llama.cpp and vLLM send one when generation fails midway).</summary>
+    private static void ThrowIfError(StreamingChatCompletionUpdate update)
+    {
+#pragma warning disable SCME0001 // The SDK keeps fields it does not model in the experimental Patch; an error event is one.
+        if (!update.Patch.Contains("$.error"u8)) return;
+        var raw = update.Patch.GetJson("$.error"u8);
+#pragma warning restore SCME0001
+        throw new InferenceException(InferenceErrorKind.EngineError, "The model server reported an error: " + ErrorMessageOf(raw.ToArray(), wrapped: false));
+    }
+
+    /// <summary>
+    /// The typed error for an exception out of the SDK or the HTTP stack; null for an exception
+    /// that is not about the server (a bug here, which should surface as it is).
+    /// </summary>
+    private Exception? Translate(Exception e, IdleTimeout idle, CancellationToken callerToken)
+    {
+        for (var inner = e; inner is not null; inner = inner.InnerException)
         {
-            await ThrowIfFailedAsync(response, cancellationToken);
-            return response;
+            if (inner is InferenceException typed) return typed;
         }
-        catch
+        switch (e)
         {
-            response.Dispose();
-            throw;
+            case OperationCanceledException when callerToken.IsCancellationRequested:
+                return new OperationCanceledException("The inference request was cancelled.", e, callerToken);
+            case OperationCanceledException when idle.TimedOut:
+                return new InferenceException(InferenceErrorKind.Timeout,
+                    $"The model server at {_shownRoot} did not answer within {idle.Timeout}.", innerException: e);
+            case ClientResultException { Status: > 0 } failure:
+                return FromStatus(failure);
+            case ClientResultException failure:
+                return new InferenceException(InferenceErrorKind.EngineUnavailable,
+                    $"Cannot reach the model server at {_shownRoot}: {(failure.InnerException ?? failure).Message}", innerException: e);
+            case HttpRequestException:
+                return new InferenceException(InferenceErrorKind.EngineUnavailable,
+                    $"Cannot reach the model server at {_shownRoot}: {e.Message}", innerException: e);
+            case IOException:
+                return new InferenceException(InferenceErrorKind.EngineUnavailable,
+                    $"The connection to the model server at {_shownRoot} broke: {e.Message}", innerException: e);
+            case JsonException or FormatException or ArgumentException or InvalidOperationException or KeyNotFoundException or NullReferenceException:
+                // The SDK's model readers: invalid JSON, a wrong type, an unknown enum value.
+                return new InferenceException(InferenceErrorKind.MalformedResponse,
+                    $"The model server's answer is not a valid OpenAI response: {e.Message}", innerException: e);
+            default:
+                return null;
         }
     }
 
-    internal static byte[] WriteChatRequest(InferenceRequest request)
+    private InferenceException FromStatus(ClientResultException failure)
     {
-        var buffer = new ArrayBufferWriter<byte>();
-        using (var json = new Utf8JsonWriter(buffer))
-        {
-            json.WriteStartObject();
-            json.WriteString("model", request.Model);
-            json.WriteStartArray("messages");
-            foreach (var message in request.ToMessages())
-            {
-                json.WriteStartObject();
-                json.WriteString("role", message.Role);
-                json.WriteString("content", message.Content);
-                json.WriteEndObject();
-            }
-            json.WriteEndArray();
-            json.WriteBoolean("stream", true);
-            json.WriteNumber("max_tokens", request.MaxTokens);
-            json.WriteNumber("temperature", request.Temperature);
-            if (request.Seed is { } seed) json.WriteNumber("seed", seed);
-            if (request.Stop is { Count: > 0 } stop)
-            {
-                json.WriteStartArray("stop");
-                foreach (var s in stop) json.WriteStringValue(s);
-                json.WriteEndArray();
-            }
-            json.WriteEndObject();
-        }
-        return buffer.WrittenSpan.ToArray();
-    }
-
-    private async Task ThrowIfFailedAsync(HttpResponseMessage response, CancellationToken cancellationToken)
-    {
-        if (response.IsSuccessStatusCode) return;
-        var status = (int)response.StatusCode;
-        string detail;
-        try
-        {
-            detail = ErrorMessageOf(await ReadBoundedAsync(response.Content, MaxErrorBodyBytes, cancellationToken, truncate: true));
-        }
-        catch (Exception e) when (e is HttpRequestException or IOException)
-        {
-            detail = string.Empty;
-        }
-        var kind = response.StatusCode switch
+        var status = failure.Status;
+        var response = failure.GetRawResponse();
+        var detail = response?.Content is { } content ? ErrorMessageOf(content.ToArray(), wrapped: true) : string.Empty;
+        var kind = (HttpStatusCode)status switch
         {
             HttpStatusCode.NotFound => InferenceErrorKind.ModelNotFound,
             HttpStatusCode.BadRequest or HttpStatusCode.UnprocessableEntity or HttpStatusCode.RequestEntityTooLarge => InferenceErrorKind.InvalidRequest,
@@ -258,16 +306,18 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
             _ when status >= 500 => InferenceErrorKind.EngineUnavailable,
             _ => InferenceErrorKind.EngineError,
         };
-        var message = $"The model server answered {status} {response.ReasonPhrase}".TrimEnd()
+        var message = $"The model server answered {status} {response?.ReasonPhrase}".TrimEnd()
             + (detail.Length > 0 ? ": " + detail : ".");
-        throw new InferenceException(kind, message, status) { RetryAfter = RetryAfterOf(response) };
+        // The SDK's own message lists the response's headers; the typed error keeps only what a caller can use.
+        return new InferenceException(kind, message, status) { RetryAfter = RetryAfterOf(response) };
     }
 
-    private TimeSpan? RetryAfterOf(HttpResponseMessage response)
+    private TimeSpan? RetryAfterOf(PipelineResponse? response)
     {
-        var retry = response.Headers.RetryAfter;
-        if (retry?.Delta is { } delta) return delta;
-        if (retry?.Date is { } date)
+        if (response is null || !response.Headers.TryGetValue("Retry-After", out var value) || string.IsNullOrWhiteSpace(value)) return null;
+        if (int.TryParse(value.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var seconds))
+            return TimeSpan.FromSeconds(seconds);
+        if (DateTimeOffset.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var date))
         {
             var wait = date - _timeProvider.GetUtcNow();
             return wait > TimeSpan.Zero ? wait : TimeSpan.Zero;
@@ -275,20 +325,18 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
         return null;
     }
 
-    private static string ErrorMessageOf(byte[] body)
+    /// <summary>The human part of an error body: <c>error.message</c>, <c>message</c>, the error string, or the start of the text.</summary>
+    /// <param name="wrapped">The body is a whole response (<c>{"error":…}</c>) rather than the error object itself.</param>
+    internal static string ErrorMessageOf(byte[] body, bool wrapped)
     {
         try
         {
             using var document = JsonDocument.Parse(body);
-            var root = document.RootElement;
-            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("error", out var error))
-            {
-                if (error.ValueKind == JsonValueKind.String) return Shorten(error.GetString()!);
-                if (error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var m) && m.ValueKind == JsonValueKind.String)
-                    return Shorten(m.GetString()!);
-            }
-            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("message", out var message) && message.ValueKind == JsonValueKind.String)
-                return Shorten(message.GetString()!);
+            var error = document.RootElement;
+            if (wrapped && error.ValueKind == JsonValueKind.Object && error.TryGetProperty("error", out var inner)) error = inner;
+            if (error.ValueKind == JsonValueKind.String) return Shorten(error.GetString()!);
+            if (error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var m) && m.ValueKind == JsonValueKind.String)
+                return Shorten(m.GetString()!);
         }
         catch (JsonException)
         {
@@ -303,166 +351,39 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
         return text.Length <= 300 ? text : text[..300] + "…";
     }
 
-    /// <summary>Reads a body up to <paramref name="limit"/> bytes; past it: MalformedResponse, or the first bytes when truncating.</summary>
-    private static async Task<byte[]> ReadBoundedAsync(HttpContent content, int limit, CancellationToken cancellationToken, bool truncate = false)
+    /// <summary>Sends the API key as a bearer token, else the BaseUrl's <c>user:password</c> as Basic credentials, else nothing.</summary>
+    private sealed class ServerCredentialsPolicy(string? apiKey, string userInfo) : AuthenticationPolicy
     {
-        if (content.Headers.ContentLength is { } declared && declared > limit && !truncate)
-            throw new InferenceException(InferenceErrorKind.MalformedResponse, $"The model server's answer is larger than {limit} bytes.");
-        var stream = await content.ReadAsStreamAsync(cancellationToken);
-        await using var streamScope = stream;
-        var buffer = new ArrayBufferWriter<byte>();
-        while (true)
-        {
-            var memory = buffer.GetMemory(8192);
-            var read = await stream.ReadAsync(memory, cancellationToken);
-            if (read == 0) break;
-            buffer.Advance(read);
-            if (buffer.WrittenCount > limit)
-            {
-                if (truncate) return buffer.WrittenSpan[..limit].ToArray();
-                throw new InferenceException(InferenceErrorKind.MalformedResponse, $"The model server's answer is larger than {limit} bytes.");
-            }
-        }
-        return buffer.WrittenSpan.ToArray();
-    }
+        private readonly string? _authorization = !string.IsNullOrEmpty(apiKey)
+            ? "Bearer " + apiKey
+            : userInfo.Length > 0
+                ? "Basic " + Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(Uri.UnescapeDataString(userInfo)))
+                : null;
 
-    /// <summary>Runs one I/O step and turns transport failures into typed errors.</summary>
-    private async Task<T> GuardAsync<T>(Func<Task<T>> step, IdleTimeout idle, CancellationToken callerToken)
-    {
-        try
+        public override void Process(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
         {
-            return await step();
+            Authorize(message);
+            ProcessNext(message, pipeline, currentIndex);
         }
-        catch (OperationCanceledException e) when (callerToken.IsCancellationRequested)
+
+        public override async ValueTask ProcessAsync(PipelineMessage message, IReadOnlyList<PipelinePolicy> pipeline, int currentIndex)
         {
-            throw new OperationCanceledException("The inference request was cancelled.", e, callerToken);
+            Authorize(message);
+            await ProcessNextAsync(message, pipeline, currentIndex);
         }
-        catch (OperationCanceledException e) when (idle.TimedOut)
+
+        private void Authorize(PipelineMessage message)
         {
-            throw new InferenceException(InferenceErrorKind.Timeout,
-                $"The model server at {_root} did not answer within {idle.Timeout}.", innerException: e);
-        }
-        catch (HttpRequestException e)
-        {
-            throw new InferenceException(InferenceErrorKind.EngineUnavailable,
-                $"Cannot reach the model server at {_root}: {e.Message}", innerException: e);
-        }
-        catch (IOException e)
-        {
-            throw new InferenceException(InferenceErrorKind.EngineUnavailable,
-                $"The connection to the model server at {_root} broke: {e.Message}", innerException: e);
+            if (_authorization is not null) message.Request.Headers.Set("Authorization", _authorization);
         }
     }
 
-    private IReadOnlyList<ModelInfo> ParseModelList(byte[] body)
+    /// <summary>Lets the engine wrap a handler it was given without disposing it.</summary>
+    private sealed class NonDisposingHandler(HttpMessageHandler inner) : DelegatingHandler(inner)
     {
-        try
+        protected override void Dispose(bool disposing)
         {
-            using var document = JsonDocument.Parse(body);
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.Array)
-                throw Malformed("The model server's model list has no 'data' array.");
-            var names = new List<string>();
-            foreach (var entry in data.EnumerateArray())
-            {
-                if (entry.ValueKind == JsonValueKind.Object && entry.TryGetProperty("id", out var id)
-                    && id.ValueKind == JsonValueKind.String && !string.IsNullOrWhiteSpace(id.GetString()))
-                    names.Add(id.GetString()!);
-            }
-            return [.. names.Distinct(StringComparer.Ordinal).Select(ToModelInfo)];
-        }
-        catch (JsonException e)
-        {
-            throw Malformed("The model server's model list is not JSON.", e);
+            // The handler belongs to whoever passed it in.
         }
     }
-
-    /// <summary>One <c>chat.completion.chunk</c>: its text, and its finish reason when it has one.</summary>
-    internal static (string? Content, FinishReason? Finish) ParseChunk(string data)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(data);
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw Malformed("A streamed event from the model server is not a JSON object.");
-            ThrowIfError(root);
-            if (!TryFirstChoice(root, out var choice)) return (null, null);
-            string? content = null;
-            if (choice.TryGetProperty("delta", out var delta) && delta.ValueKind == JsonValueKind.Object)
-                content = StringOrNull(delta, "content");
-            else if (choice.TryGetProperty("text", out _))
-                content = StringOrNull(choice, "text"); // completion-style servers
-            return (content, FinishOf(choice));
-        }
-        catch (JsonException e)
-        {
-            throw Malformed("A streamed event from the model server is not valid JSON.", e);
-        }
-    }
-
-    /// <summary>A whole <c>chat.completion</c> document, as one token that ends the stream.</summary>
-    internal static GeneratedToken ParseCompletion(byte[] body)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(body);
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw Malformed("The model server's answer is not a JSON object.");
-            ThrowIfError(root);
-            if (!TryFirstChoice(root, out var choice))
-                throw Malformed("The model server's answer has no choices.");
-            string? content = null;
-            if (choice.TryGetProperty("message", out var message) && message.ValueKind == JsonValueKind.Object)
-                content = StringOrNull(message, "content");
-            else
-                content = StringOrNull(choice, "text");
-            return new GeneratedToken(0, content ?? string.Empty, FinishOf(choice) ?? FinishReason.Stop);
-        }
-        catch (JsonException e)
-        {
-            throw Malformed("The model server's answer is not valid JSON.", e);
-        }
-    }
-
-    private static bool TryFirstChoice(JsonElement root, out JsonElement choice)
-    {
-        choice = default;
-        if (!root.TryGetProperty("choices", out var choices)) return false;
-        if (choices.ValueKind != JsonValueKind.Array) throw Malformed("'choices' in the model server's answer is not an array.");
-        if (choices.GetArrayLength() == 0) return false;
-        choice = choices[0];
-        if (choice.ValueKind != JsonValueKind.Object) throw Malformed("A choice in the model server's answer is not an object.");
-        return true;
-    }
-
-    private static string? StringOrNull(JsonElement parent, string name)
-    {
-        if (!parent.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null) return null;
-        if (value.ValueKind != JsonValueKind.String) throw Malformed($"'{name}' in the model server's answer is not a string.");
-        return value.GetString();
-    }
-
-    private static FinishReason? FinishOf(JsonElement choice) => StringOrNull(choice, "finish_reason") switch
-    {
-        null or "" => null,
-        "length" => FinishReason.Length,
-        _ => FinishReason.Stop, // stop, eos, content_filter, tool_calls: the text is complete
-    };
-
-    private static void ThrowIfError(JsonElement root)
-    {
-        if (!root.TryGetProperty("error", out var error) || error.ValueKind == JsonValueKind.Null) return;
-        var message = error.ValueKind switch
-        {
-            JsonValueKind.String => error.GetString(),
-            JsonValueKind.Object when error.TryGetProperty("message", out var m) && m.ValueKind == JsonValueKind.String => m.GetString(),
-            _ => null,
-        };
-        throw new InferenceException(InferenceErrorKind.EngineError, "The model server reported an error: " + Shorten(message ?? error.GetRawText()));
-    }
-
-    private static InferenceException Malformed(string message, Exception? inner = null) =>
-        new(InferenceErrorKind.MalformedResponse, message, innerException: inner);
 }
