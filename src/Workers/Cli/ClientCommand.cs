@@ -234,16 +234,10 @@ internal static class ClientCommand
                 : client.Token is not null ? "the profile's login"
                 : "none: each request must send Authorization: Bearer <API key>";
             await session.WriteAsync(new { address = server.Address.ToString(), credentials },
-                $"serving the OpenAI API on {server.Address} (default credentials: {credentials}); Ctrl+C stops");
+                $"client serve ready: {server.Address} (OpenAI-compatible; default credentials: {credentials}); Ctrl+C stops");
             await session.Output.FlushAsync(ct);
-            try
-            {
-                await Task.Delay(Timeout.InfiniteTimeSpan, environment.Time, ct);
-            }
-            catch (OperationCanceledException) when (ct.IsCancellationRequested)
-            {
-                // Ctrl+C: stopping is the normal end of serving.
-            }
+            // SIGINT or SIGTERM: stopping is the normal end of serving; requests in flight are cancelled across the network.
+            await ShutdownSignal.WaitAsync(ct);
         }));
         return command;
     }

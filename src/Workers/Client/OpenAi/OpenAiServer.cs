@@ -18,12 +18,17 @@ public sealed class OpenAiServer : IAsyncDisposable
     /// <summary>Where <c>client serve</c> listens when not told: loopback only, so nothing off the machine reaches the profile's credentials.</summary>
     public static readonly IPEndPoint DefaultListen = new(IPAddress.Loopback, 8080);
 
-    private readonly WebApplication _app;
+    /// <summary>How long requests in flight may go on after serving stops; then their connections are closed, which cancels them.</summary>
+    public static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(5);
 
-    private OpenAiServer(WebApplication app, Uri address)
+    private readonly WebApplication _app;
+    private readonly TimeProvider _time;
+
+    private OpenAiServer(WebApplication app, Uri address, TimeProvider time)
     {
         _app = app;
         Address = address;
+        _time = time;
     }
 
     /// <summary>The base address clients use, e.g. <c>http://127.0.0.1:8080/v1</c>.</summary>
@@ -67,13 +72,16 @@ public sealed class OpenAiServer : IAsyncDisposable
         }
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault()
             ?? $"http://{listen}";
-        return new OpenAiServer(app, new Uri(bound.TrimEnd('/') + "/v1"));
+        return new OpenAiServer(app, new Uri(bound.TrimEnd('/') + "/v1"), client.Options.TimeProvider);
     }
 
     /// <summary>Stops accepting, cancels what is in flight (each request's cancel reaches the network) and releases the port.</summary>
     public async ValueTask DisposeAsync()
     {
-        await _app.StopAsync(CancellationToken.None);
+        using (var grace = new CancellationTokenSource(StopGrace, _time))
+        {
+            await _app.StopAsync(grace.Token);
+        }
         await _app.DisposeAsync();
     }
 }
