@@ -66,12 +66,8 @@ internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, IL
         }
         catch (Exception e) when (ErrorOf(e, context) is { } error)
         {
-            if (context.Response.HasStarted)
-            {
-                // Mid-stream there is no status to set: the error goes as the last event, without [DONE].
-                await WriteEventAsync(context, OpenAiJson.Error(error));
-                return;
-            }
+            // A response already under way cannot change its status; the connection just ends.
+            if (context.Response.HasStarted) return;
             await WriteErrorAsync(context, error);
         }
     }
@@ -89,13 +85,22 @@ internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, IL
         var model = request.Inference.Model;
         var first = true;
         InferChunk last;
-        do
+        try
         {
-            last = chunks.Current;
-            await WriteEventAsync(context, OpenAiJson.Chunk(chat, last, model, created, first));
-            first = false;
+            do
+            {
+                last = chunks.Current;
+                await WriteEventAsync(context, OpenAiJson.Chunk(chat, last, model, created, first));
+                first = false;
+            }
+            while (await chunks.MoveNextAsync());
         }
-        while (await chunks.MoveNextAsync());
+        catch (Exception e) when (ErrorOf(e, context) is { } error)
+        {
+            // Mid-stream there is no status to set: the error goes as the last event, without [DONE].
+            await WriteEventAsync(context, OpenAiJson.Error(error));
+            return;
+        }
         if (request.IncludeUsage) await WriteEventAsync(context, OpenAiJson.UsageChunk(chat, last, model, created));
         await context.Response.Body.WriteAsync(Done, context.RequestAborted);
         await context.Response.Body.FlushAsync(context.RequestAborted);
