@@ -293,6 +293,57 @@ public sealed class ServeEndpointTests
     }
 
     [Test]
+    public async Task ChatClient_StoppingAStreamingResponse_CancelsTheGenerationOnTheProcessor(CancellationToken ct)
+    {
+        await using var user = await _network.SignedUpClientAsync(ct);
+        var marker = "chat client cancel " + Guid.NewGuid().ToString("N");
+        var cancelled = _network.Engine.CancelledAsync(marker);
+        using var chat = user.AsChatClient(ServeNetwork.Model);
+
+        var updates = 0;
+        await foreach (var update in chat.GetStreamingResponseAsync([new Microsoft.Extensions.AI.ChatMessage(Microsoft.Extensions.AI.ChatRole.User, marker)], new Microsoft.Extensions.AI.ChatOptions { MaxOutputTokens = 500, Temperature = 0 }, ct))
+        {
+            if (++updates == 2) break;
+        }
+        await cancelled.WaitAsync(CancelSeen, ct);
+
+        Assert.That(cancelled.IsCompletedSuccessfully, Is.True, "leaving the enumeration cancelled the request at the processor");
+    }
+
+    /// <summary>
+    /// Not a pass/fail on time (timing lives in the benchmarks): prints what `client serve` adds over
+    /// calling the SDK directly, per request, the same requests measured in the same run.
+    /// </summary>
+    [Test]
+    public async Task Latency_OfServe_OverTheSdkPath_IsMeasured(CancellationToken ct)
+    {
+        const int Rounds = 3;
+        var direct = new List<double>();
+        var served = new List<double>();
+        for (var user = 0; user < 3; user++)
+        {
+            await using var client = await _network.SignedUpClientAsync(ct);
+            for (var i = 0; i < Rounds; i++)
+            {
+                var request = new P2PInference.Workers.Contracts.Inference.InferRequest { Model = ServeNetwork.Model, Prompt = "The network", MaxTokens = 1, Temperature = 0 };
+                var begin = TimeProvider.System.GetTimestamp();
+                await client.InferAsync(request, ct);
+                direct.Add(TimeProvider.System.GetElapsedTime(begin).TotalMilliseconds);
+                begin = TimeProvider.System.GetTimestamp();
+                using var response = await PostAsync("completions", new JsonObject { ["model"] = ServeNetwork.Model, ["prompt"] = "The network", ["max_tokens"] = 1, ["temperature"] = 0 },
+                    client.ApiKey, ct);
+                await response.Content.ReadAsStringAsync(ct);
+                served.Add(TimeProvider.System.GetElapsedTime(begin).TotalMilliseconds);
+                Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+            }
+        }
+        direct.Sort();
+        served.Sort();
+        TestContext.Out.WriteLine($"one-token request, median of {direct.Count}: SDK {direct[direct.Count / 2]:0.0} ms, " +
+            $"client serve {served[served.Count / 2]:0.0} ms (adds {served[served.Count / 2] - direct[direct.Count / 2]:0.0} ms)");
+    }
+
+    [Test]
     public async Task ClientServeCommand_ServesWithTheProfilesCredentials_UntilStopped(CancellationToken ct)
     {
         var directory = Directory.CreateTempSubdirectory("p2pinference-serve-cli-").FullName;
