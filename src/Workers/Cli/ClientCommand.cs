@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Workers.Client;
+using P2PInference.Workers.Client.OpenAi;
 using P2PInference.Workers.Contracts.Inference;
 using P2PInference.Workers.Processor.Engines;
 
@@ -36,6 +37,7 @@ internal static class ClientCommand
         command.Subcommands.Add(CreateKeys(output, error, environment, shared));
         command.Subcommands.Add(CreateModels(output, error, environment, shared));
         command.Subcommands.Add(CreateInfer(output, error, environment, shared));
+        command.Subcommands.Add(CreateServe(output, error, environment, shared));
         return command;
     }
 
@@ -204,6 +206,38 @@ internal static class ClientCommand
                 await StreamAsync(client, request, session, ct);
             else
                 await InferOnceAsync(client, request, session, ct);
+        }));
+        return command;
+    }
+
+    private static Command CreateServe(TextWriter output, TextWriter error, ClientCommandEnvironment environment, SharedOptions shared)
+    {
+        var listen = new Option<string>("--listen")
+        {
+            Description = $"IP:PORT to serve on (default {OpenAiServer.DefaultListen}: this machine only; port 0 picks a free one)",
+            DefaultValueFactory = _ => OpenAiServer.DefaultListen.ToString(),
+        };
+        var command = new Command("serve",
+            "Serve an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) that forwards over the network, until Ctrl+C")
+        {
+            listen,
+        };
+        command.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
+        {
+            var text = result.GetValue(listen)!;
+            if (!System.Net.IPEndPoint.TryParse(text, out var endpoint) || text.IndexOf(':', StringComparison.Ordinal) < 0)
+                throw new ArgumentException($"--listen '{text}' is not IP:PORT (e.g. 127.0.0.1:8080)");
+            var key = await ApiKeyAsync(environment, fromStdin: false, ct) ?? session.Profile.ApiKey;
+            await using var client = await session.ConnectAsync(apiKey: key);
+            await using var server = await OpenAiServer.StartAsync(endpoint, client, environment.LoggerFactory, ct);
+            var credentials = !string.IsNullOrEmpty(key) ? "the profile's API key"
+                : client.Token is not null ? "the profile's login"
+                : "none: each request must send Authorization: Bearer <API key>";
+            await session.WriteAsync(new { address = server.Address.ToString(), credentials },
+                $"client serve ready: {server.Address} (OpenAI-compatible; default credentials: {credentials}); Ctrl+C stops");
+            await session.Output.FlushAsync(ct);
+            // SIGINT or SIGTERM: stopping is the normal end of serving; requests in flight are cancelled across the network.
+            await ShutdownSignal.WaitAsync(ct);
         }));
         return command;
     }

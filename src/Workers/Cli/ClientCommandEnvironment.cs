@@ -28,6 +28,9 @@ internal sealed class ClientCommandEnvironment
 
     public required string DefaultProfilePath { get; init; }
 
+    /// <summary>Where <c>client serve</c> logs (errors by default: its output is the address it serves).</summary>
+    public Microsoft.Extensions.Logging.ILoggerFactory LoggerFactory { get; init; } = Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
+
     public static ClientCommandEnvironment Default() => new()
     {
         Connect = P2PInferenceClient.ConnectAsync,
@@ -35,6 +38,7 @@ internal sealed class ClientCommandEnvironment
         InputIsTerminal = !Console.IsInputRedirected,
         ReadSecret = ReadSecretFromConsole,
         DefaultProfilePath = ClientProfile.DefaultPath,
+        LoggerFactory = CliNode.CreateLoggerFactory(Microsoft.Extensions.Logging.LogLevel.Warning),
     };
 
     /// <summary>Reads keys with <c>intercept: true</c> so the password never shows; Backspace edits, Enter ends.</summary>

@@ -32,7 +32,8 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     private readonly Action<DiscoveredPeer>? _onDiscovered;
     private readonly IReadOnlyList<IAsyncDisposable> _owned;
     private readonly ILogger _logger;
-    private readonly object _randomGate = new();
+    // The Random itself: clients made by WithApiKey share it, so they must share its lock.
+    private readonly object _randomGate;
     private int _disposed;
 
     /// <summary>A client over an RPC node and discovery the caller owns (e.g. the TestKit twins).</summary>
@@ -51,6 +52,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         _rpc = rpc;
         _discovery = discovery;
         _options = options;
+        _randomGate = options.Random;
         _onDiscovered = onDiscovered;
         _owned = owned;
         _logger = options.LoggerFactory.CreateLogger<P2PInferenceClient>();
@@ -251,6 +253,18 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         }
         if (!cancelled && firstError is not null && results.All(r => r.Error is not null)) throw firstError;
         return cancelled;
+    }
+
+    /// <summary>
+    /// A client for the same network connection that sends <paramref name="apiKey"/> with inference
+    /// calls (and no login token): one per caller of a shared connection, as <c>client serve</c> does
+    /// for each request's <c>Authorization: Bearer</c> key. Disposing it leaves the connection open.
+    /// </summary>
+    public P2PInferenceClient WithApiKey(string apiKey)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(apiKey);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return new P2PInferenceClient(_rpc, _discovery, _options with { ApiKey = apiKey, Token = null }, _onDiscovered, []);
     }
 
     /// <summary>The text generated before an inference failed, as the processor reported it; null when there was none.</summary>

@@ -11,6 +11,7 @@ internal static class InferRequestRules
     public const int MaxStopSequences = 16;
     public const int MaxStopSequenceLength = 256;
     public const double MaxTemperature = 2.0;
+    public const int MaxMessages = 256;
 
     /// <summary>Room in a request for everything but the prompt (model, id, stop sequences, framing).</summary>
     public const int RequestOverheadBytes = 64 * 1024;
@@ -47,14 +48,28 @@ internal static class InferRequestRules
         }
         if (!IsValidModelName(request.Model))
             throw Invalid($"model must be 1 to {MaxModelNameLength} letters, digits or '.', '_', '-', ':', '/'");
-        if (string.IsNullOrWhiteSpace(request.Prompt)) throw Invalid("prompt is required");
-        if (request.Prompt.Length > options.MaxPromptLength)
-            throw Invalid($"prompt is {request.Prompt.Length} characters; the most is {options.MaxPromptLength}");
+        if (request.IsChat)
+        {
+            if (request.Prompt.Length > 0) throw Invalid("give either prompt or messages, not both");
+            if (request.Messages.Count > MaxMessages) throw Invalid($"at most {MaxMessages} messages; there are {request.Messages.Count}");
+            for (var i = 0; i < request.Messages.Count; i++)
+                if (!InferMessageRoles.IsKnown(request.Messages[i].Role))
+                    throw Invalid($"messages[{i}].role must be system, user or assistant");
+            if (request.Messages.All(m => string.IsNullOrWhiteSpace(m.Content))) throw Invalid("messages have no content");
+        }
+        else if (string.IsNullOrWhiteSpace(request.Prompt))
+        {
+            throw Invalid("prompt or messages is required");
+        }
+        if (request.InputLength > options.MaxPromptLength)
+            throw Invalid($"prompt is {request.InputLength} characters; the most is {options.MaxPromptLength}");
         if (request.MaxTokens < 0) throw Invalid($"max_tokens must not be negative; it is {request.MaxTokens}");
         // Unset stays unset here: it means the model's own limit, which only the processor knows (ForwardedMaxTokens).
         if (request.MaxTokens > options.MaxTokensCap) request.MaxTokens = options.MaxTokensCap;
         if (!double.IsFinite(request.Temperature) || request.Temperature is < 0 or > MaxTemperature)
             throw Invalid($"temperature must be between 0 and {MaxTemperature}; it is {request.Temperature}");
+        if (request.TopP is { } topP && (!double.IsFinite(topP) || topP is <= 0 or > 1))
+            throw Invalid($"top_p must be greater than 0 and at most 1; it is {topP}");
         if (request.Stop.Count > MaxStopSequences) throw Invalid($"at most {MaxStopSequences} stop sequences; there are {request.Stop.Count}");
         foreach (var stop in request.Stop)
             if (stop.Length is 0 or > MaxStopSequenceLength)

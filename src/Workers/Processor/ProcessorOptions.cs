@@ -11,6 +11,9 @@ public sealed class ProcessorOptions
 {
     public const int MaxRequestIdLength = 128;
 
+    /// <summary>The most messages one chat request may carry.</summary>
+    public const int MaxMessages = 256;
+
     /// <summary>The inference engine and the models it serves.</summary>
     public EngineOptions Engine { get; set; } = new();
 
@@ -23,7 +26,7 @@ public sealed class ProcessorOptions
     /// <summary>PeerIds (base58) allowed to call infer and inferStream. Empty: everyone.</summary>
     public List<string> AllowedPeers { get; set; } = [];
 
-    /// <summary>The longest prompt accepted, in characters (checked before the engine's token limit).</summary>
+    /// <summary>The longest prompt (or all of a chat's messages together) accepted, in characters (checked before the engine's token limit).</summary>
     public int MaxPromptLength { get; set; } = 64 * 1024;
 
     /// <summary>Requests asking for more tokens get this many; 0 asked means the smaller of this and 128.</summary>

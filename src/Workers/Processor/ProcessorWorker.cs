@@ -34,6 +34,7 @@ public sealed class ProcessorWorker : IWorker
     private IRpcServer? _server;
     private ILogger _logger = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
     private string _self = string.Empty;
+    private TimeProvider _time = TimeProvider.System;
 
     /// <param name="options">Validated here: throws <see cref="ProcessorConfigurationException"/>.</param>
     /// <param name="engine">The engine to serve with (not disposed by the worker); null builds one from <see cref="ProcessorOptions.Engine"/> on start.</param>
@@ -70,6 +71,7 @@ public sealed class ProcessorWorker : IWorker
         if (_server is not null) throw new InvalidOperationException("the processor is started already");
         _logger = context.LoggerFactory.CreateLogger<ProcessorWorker>();
         _self = context.Identity.PeerId.ToString();
+        _time = context.Time;
         var engine = _givenEngine ?? InferenceEngineFactory.Create(_options.Engine, context.Time, seedSource: new Random(context.Random.Next()));
         try
         {
@@ -117,13 +119,16 @@ public sealed class ProcessorWorker : IWorker
         var requestId = RequestIdOf(request, context);
         using var scope = BeginScope(requestId, context);
         var (engineRequest, engine) = Prepare(request, requestId, context);
+        var queued = _time.GetTimestamp();
         using var lease = await AdmitAsync(requestId, context);
+        var started = _time.GetTimestamp();
         _logger.LogInformation("request {RequestId} from {Peer}: generating with {Model}, up to {MaxTokens} tokens",
             requestId, context.RemotePeer, engineRequest.Model, engineRequest.MaxTokens);
 
         var text = new StringBuilder();
         var tokens = 0;
         FinishReason? finish = null;
+        TokenUsage? usage = null;
         try
         {
             await foreach (var token in engine.GenerateAsync(engineRequest, context.CancellationToken))
@@ -134,6 +139,7 @@ public sealed class ProcessorWorker : IWorker
                     tokens++;
                 }
                 finish = token.FinishReason ?? finish;
+                usage = token.Usage ?? usage;
             }
         }
         catch (Exception e) when (Failure(e, requestId, text, context) is { } rpc)
@@ -146,9 +152,13 @@ public sealed class ProcessorWorker : IWorker
             RequestId = requestId,
             Model = engineRequest.Model,
             Text = text.ToString(),
-            Tokens = tokens,
+            Tokens = usage?.CompletionTokens ?? tokens,
             FinishReason = FinishText(finish),
             Processor = _self,
+            PromptTokens = usage?.PromptTokens ?? 0,
+            CompletionTokens = usage?.CompletionTokens ?? tokens,
+            QueueMs = Milliseconds(queued, started),
+            GenerationMs = Milliseconds(started, _time.GetTimestamp()),
         }.ToByteArray();
     }
 
@@ -159,12 +169,15 @@ public sealed class ProcessorWorker : IWorker
         var request = Decode(payload, context);
         var requestId = RequestIdOf(request, context);
         var (engineRequest, engine) = Prepare(request, requestId, context);
+        var queued = _time.GetTimestamp();
         using var lease = await AdmitAsync(requestId, context);
+        var started = _time.GetTimestamp();
         _logger.LogInformation("request {RequestId} from {Peer}: streaming with {Model}, up to {MaxTokens} tokens",
             requestId, context.RemotePeer, engineRequest.Model, engineRequest.MaxTokens);
 
         var text = new StringBuilder();
         var index = 0;
+        var produced = 0;
         var sentFinish = false;
         await using var tokens = engine.GenerateAsync(engineRequest, context.CancellationToken).GetAsyncEnumerator(context.CancellationToken);
         while (true)
@@ -181,23 +194,42 @@ public sealed class ProcessorWorker : IWorker
             }
             if (token.Text.Length == 0 && token.FinishReason is null) continue;
             text.Append(token.Text);
-            sentFinish |= token.FinishReason is not null;
-            yield return new InferChunk
+            if (token.Text.Length > 0) produced++;
+            var chunk = new InferChunk
             {
                 RequestId = requestId,
                 Text = token.Text,
                 Index = index++,
                 FinishReason = FinishText(token.FinishReason),
                 Processor = _self,
-            }.ToByteArray();
+            };
+            if (token.FinishReason is not null)
+            {
+                sentFinish = true;
+                Account(chunk, token.Usage, produced, queued, started);
+            }
+            yield return chunk.ToByteArray();
         }
         if (!sentFinish)
         {
             // The engine contract ends every normal stream with a finish reason; say so even if one did not.
-            yield return new InferChunk { RequestId = requestId, Index = index, FinishReason = FinishText(FinishReason.Stop), Processor = _self }.ToByteArray();
+            var last = new InferChunk { RequestId = requestId, Index = index, FinishReason = FinishText(FinishReason.Stop), Processor = _self };
+            Account(last, null, produced, queued, started);
+            yield return last.ToByteArray();
         }
         _logger.LogInformation("request {RequestId} streamed: {Chunks} chunks", requestId, index);
     }
+
+    /// <summary>Fills the last chunk's usage (the engine's count, else the pieces streamed) and timing.</summary>
+    private void Account(InferChunk chunk, TokenUsage? usage, int produced, long queued, long started)
+    {
+        chunk.PromptTokens = usage?.PromptTokens ?? 0;
+        chunk.CompletionTokens = usage?.CompletionTokens ?? produced;
+        chunk.QueueMs = Milliseconds(queued, started);
+        chunk.GenerationMs = Milliseconds(started, _time.GetTimestamp());
+    }
+
+    private long Milliseconds(long from, long to) => (long)_time.GetElapsedTime(from, to).TotalMilliseconds;
 
     private ValueTask<ReadOnlyMemory<byte>> StatusAsync(ReadOnlyMemory<byte> payload, RpcCallContext context)
     {
@@ -269,9 +301,10 @@ public sealed class ProcessorWorker : IWorker
             if (!_models.TryGetValue(request.Model, out var model))
                 throw new RpcException(RpcStatusCode.NotFound,
                     $"model '{Truncate(request.Model)}' is not served here; models: {string.Join(", ", _models.Keys.Order(StringComparer.Ordinal))}");
-            if (string.IsNullOrWhiteSpace(request.Prompt)) throw InferenceErrors.Invalid("prompt is empty");
-            if (request.Prompt.Length > _options.MaxPromptLength)
-                throw InferenceErrors.Invalid($"prompt is {request.Prompt.Length} characters; the limit is {_options.MaxPromptLength}");
+            var messages = ChatOf(request);
+            if (messages is null && string.IsNullOrWhiteSpace(request.Prompt)) throw InferenceErrors.Invalid("prompt is empty");
+            if (request.InputLength > _options.MaxPromptLength)
+                throw InferenceErrors.Invalid($"prompt is {request.InputLength} characters; the limit is {_options.MaxPromptLength}");
             if (request.MaxTokens < 0) throw InferenceErrors.Invalid($"max_tokens must not be negative (was {request.MaxTokens})");
             if (request.Seed is < int.MinValue or > int.MaxValue)
                 throw InferenceErrors.Invalid($"seed must fit in 32 bits (was {request.Seed})");
@@ -285,9 +318,11 @@ public sealed class ProcessorWorker : IWorker
             var result = new InferenceRequest
             {
                 Model = model.Name,
-                Prompt = request.Prompt,
+                Prompt = messages is null ? request.Prompt : null,
+                Messages = messages,
                 MaxTokens = maxTokens,
                 Temperature = request.Temperature,
+                TopP = request.TopP,
                 Seed = (int?)request.Seed,
                 Stop = request.Stop.Count > 0 ? request.Stop.ToArray() : null,
             };
@@ -303,6 +338,24 @@ public sealed class ProcessorWorker : IWorker
         {
             throw Rejected(e, requestId, context);
         }
+    }
+
+    /// <summary>The request's chat for the engine; null for a single prompt. Roles are checked here, content by the engine.</summary>
+    private static IReadOnlyList<ChatMessage>? ChatOf(InferRequest request)
+    {
+        if (!request.IsChat) return null;
+        if (request.Prompt.Length > 0) throw InferenceErrors.Invalid("give either prompt or messages, not both");
+        if (request.Messages.Count > ProcessorOptions.MaxMessages)
+            throw InferenceErrors.Invalid($"at most {ProcessorOptions.MaxMessages} messages are allowed (got {request.Messages.Count})");
+        var messages = new ChatMessage[request.Messages.Count];
+        for (var i = 0; i < messages.Length; i++)
+        {
+            var message = request.Messages[i];
+            if (!InferMessageRoles.IsKnown(message.Role))
+                throw InferenceErrors.Invalid($"messages[{i}].role must be system, user or assistant (was '{Truncate(message.Role)}')");
+            messages[i] = new ChatMessage(message.Role, message.Content);
+        }
+        return messages;
     }
 
     private RpcException Rejected(RpcException e, string requestId, RpcCallContext context)

@@ -82,14 +82,16 @@ public sealed class ReadmeNetworkTests
         }
 
         var infer = outputs.LastOrDefault(o => o.Step.Line.Contains(" client infer ", StringComparison.Ordinal));
+        var curl = outputs.LastOrDefault(o => o.Step.Line.StartsWith("curl ", StringComparison.Ordinal));
         Assert.Multiple(() =>
         {
             Assert.That(variables.GetValueOrDefault("BOOT"), Does.Match("^/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW[1-9A-HJ-NP-Za-km-z]+$"),
                 "BOOT is the bootstrap node's full address");
-            Assert.That(_workers, Has.Count.EqualTo(5), "bootstrap, auth, gateway and two processors");
+            Assert.That(_workers, Has.Count.EqualTo(6), "bootstrap, auth, gateway, two processors and client serve");
             foreach (var command in new[] { " client register ", " client login ", " client keys create", " client infer " })
                 Assert.That(outputs.Select(o => o.Step.Line), Has.Some.Contains(command), $"the README's client steps include{command}");
             Assert.That(infer.Stdout, Does.Match(@"\w"), "the streamed inference prints text");
+            Assert.That(curl.Stdout, Does.Contain("\"chat.completion\""), "curl gets a chat completion from client serve");
         });
 
         // Ctrl+C in each terminal: every worker stops gracefully with exit code 0.

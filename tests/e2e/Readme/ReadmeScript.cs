@@ -8,7 +8,7 @@ internal enum ReadmeStepKind
     /// <summary><c>NAME=value</c>: a shell variable the later lines use.</summary>
     Assignment,
 
-    /// <summary><c>p2pinference run ROLE …</c>: a worker that runs until stopped, in a terminal of its own.</summary>
+    /// <summary><c>p2pinference run ROLE …</c> or <c>client serve</c>: runs until stopped, in a terminal of its own, and says " ready: " when it serves.</summary>
     Worker,
 
     /// <summary>Anything else: a command that runs to completion.</summary>
@@ -71,6 +71,6 @@ internal static partial class ReadmeScript
     [GeneratedRegex(@"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")]
     private static partial Regex AssignmentPattern();
 
-    [GeneratedRegex(@"(?:^|\s)run\s+(?:bootstrap|auth|gateway|processor)\b")]
+    [GeneratedRegex(@"(?:^|\s)(?:run\s+(?:bootstrap|auth|gateway|processor)|client\s+serve)\b")]
     private static partial Regex WorkerPattern();
 }

@@ -43,8 +43,11 @@ internal sealed class FakeGateway : IAsyncDisposable
         {
             Models = { new ModelInfo { Name = "builtin-small", Description = "trigram", MaxTokens = 512, Processors = 2 } },
         });
-        Handle(WorkerMethods.Gateway.Infer, InferRequest.Parser, (r, _) =>
-            new InferResponse { RequestId = r.RequestId, Model = r.Model, Text = r.Prompt.ToUpperInvariant(), Tokens = 1, FinishReason = "stop", Processor = "p1" });
+        Handle(WorkerMethods.Gateway.Infer, InferRequest.Parser, (r, _) => new InferResponse
+        {
+            RequestId = r.RequestId, Model = r.Model, Text = InputOf(r).ToUpperInvariant(), Tokens = 1, FinishReason = "stop", Processor = "p1",
+            PromptTokens = InputOf(r).Split(' ').Length, CompletionTokens = 1,
+        });
         HandleStream(WorkerMethods.Gateway.InferStream, (r, _) => Words(r));
         Handle(WorkerMethods.Gateway.Cancel, CancelRequest.Parser, (r, _) => new CancelResponse { Cancelled = r.RequestId == "running" });
     }
@@ -83,13 +86,21 @@ internal sealed class FakeGateway : IAsyncDisposable
 
     private static async IAsyncEnumerable<InferChunk> Words(InferRequest request, [EnumeratorCancellation] CancellationToken ct = default)
     {
-        var words = request.Prompt.Split(' ');
+        var words = InputOf(request).Split(' ');
         for (var i = 0; i < words.Length; i++)
         {
             await Task.Yield();
-            yield return new InferChunk { RequestId = request.RequestId, Text = (i == 0 ? "" : " ") + words[i], Index = i, FinishReason = i == words.Length - 1 ? "stop" : "" };
+            var last = i == words.Length - 1;
+            yield return new InferChunk
+            {
+                RequestId = request.RequestId, Text = (i == 0 ? "" : " ") + words[i], Index = i, FinishReason = last ? "stop" : "",
+                PromptTokens = last ? words.Length : 0, CompletionTokens = last ? words.Length : 0,
+            };
         }
     }
+
+    /// <summary>What the fake answers from: the prompt, or a chat's last message.</summary>
+    public static string InputOf(InferRequest request) => request.IsChat ? request.Messages[^1].Content : request.Prompt;
 
     public async ValueTask DisposeAsync()
     {

@@ -37,12 +37,74 @@ public sealed class ContractCompatibilityTests
         });
     }
 
+    /// <summary>
+    /// An InferRequest of the second version, before chat messages and top_p: the first version's
+    /// members plus seed 9 and stop ["\n"]. Frozen bytes, not re-encoded by this build.
+    /// </summary>
+    private static readonly byte[] InferRequestVersion2 = Convert.FromHexString("97A3722D31A46563686FA268692ACB3FE00000000000000991A10A");
+
+    /// <summary>An InferResponse of the version before usage and timing: [request_id, model, text, tokens, finish_reason, processor].</summary>
+    private static readonly byte[] InferResponseVersion1 = Convert.FromHexString("96A3722D31A46563686FA26869" + "02A473746F70A27031");
+
+    [Test]
+    public void InferRequest_FromTheVersionBeforeChat_Decodes_AsASinglePromptWithDefaults()
+    {
+        var request = InferRequest.Parser.Decode(InferRequestVersion2);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(request.Prompt, Is.EqualTo("hi"));
+            Assert.That(request.Seed, Is.EqualTo(9));
+            Assert.That(request.Stop, Is.EqualTo(new[] { "\n" }));
+            Assert.That(request.Messages, Is.Empty);
+            Assert.That(request.IsChat, Is.False);
+            Assert.That(request.TopP, Is.Null, "unset top_p: the model's default");
+        });
+    }
+
+    [Test]
+    public void InferResponse_FromTheVersionBeforeUsage_Decodes_WithZeroUsageAndTiming()
+    {
+        var response = InferResponse.Parser.Decode(InferResponseVersion1);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.Text, Is.EqualTo("hi"));
+            Assert.That(response.Tokens, Is.EqualTo(2));
+            Assert.That(response.FinishReason, Is.EqualTo(FinishReasons.Stop));
+            Assert.That(response.Processor, Is.EqualTo("p1"));
+            Assert.That(response.PromptTokens, Is.Zero);
+            Assert.That(response.CompletionTokens, Is.Zero);
+            Assert.That(response.GenerationMs, Is.Zero);
+        });
+    }
+
+    [Test]
+    public void ChatRequest_RoundTrips_AndAnOlderReaderSeesItsOwnMembersInPlace()
+    {
+        var chat = new InferRequest
+        {
+            RequestId = "r-1", Model = "echo", MaxTokens = 42, Temperature = 0.5, TopP = 0.9,
+            Messages = { new InferMessage { Role = InferMessageRoles.System, Content = "Be brief." }, new InferMessage { Role = InferMessageRoles.User, Content = "hi" } },
+        };
+
+        var decoded = InferRequest.Parser.Decode(chat.ToByteArray());
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(decoded.Messages.Select(m => (m.Role, m.Content)), Is.EqualTo(new[] { ("system", "Be brief."), ("user", "hi") }));
+            Assert.That(decoded.TopP, Is.EqualTo(0.9));
+            Assert.That(decoded.IsChat, Is.True);
+            Assert.That(decoded.InputLength, Is.EqualTo("Be brief.".Length + 2));
+        });
+    }
+
     [Test]
     public void InferRequest_FromANewerVersion_WithUnknownMembers_Decodes()
     {
         var bytes = Write(w =>
         {
-            w.WriteArrayHeader(10);
+            w.WriteArrayHeader(12);
             w.Write("r-2");
             w.Write("echo");
             w.Write("hello");
@@ -51,6 +113,8 @@ public sealed class ContractCompatibilityTests
             w.Write(9L);
             w.WriteArrayHeader(1);
             w.Write("\n");
+            w.WriteArrayHeader(0);
+            w.WriteNil();
             // Three members of a later version: a number, a map and a nested array.
             w.Write(123);
             w.WriteMapHeader(1);

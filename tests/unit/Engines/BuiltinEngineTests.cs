@@ -70,6 +70,60 @@ public sealed class BuiltinEngineTests
     }
 
     [Test]
+    public async Task Generate_ReportsUsage_OnTheLastToken_PromptWordsAndTokensProduced()
+    {
+        var tokens = await CollectAsync(Continuous.Value, Request("A peer is known by its", temperature: 0, maxTokens: 5));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(tokens[^1].FinishReason, Is.EqualTo(FinishReason.Length));
+            Assert.That(tokens[^1].Usage, Is.EqualTo(new TokenUsage(PromptTokens: 6, CompletionTokens: 5)));
+            Assert.That(tokens.Take(tokens.Count - 1).Select(t => t.Usage), Is.All.Null, "usage comes once, at the end");
+        });
+    }
+
+    [Test]
+    public async Task Generate_ForAChat_ReadsEveryMessage_AndContinuesFromTheLast()
+    {
+        var chat = new InferenceRequest
+        {
+            Model = Model,
+            Messages = [new ChatMessage("system", "Answer briefly."), new ChatMessage("user", "After dinner, the kettle")],
+            MaxTokens = 3,
+            Temperature = 0,
+        };
+
+        var tokens = await CollectAsync(Shared.Value, chat);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(tokens[0].Text, Is.EqualTo(" boils"), "the same continuation as the last message alone");
+            Assert.That(tokens[^1].Usage!.PromptTokens, Is.EqualTo(3 + 5), "both messages were read, words and punctuation marks");
+        });
+    }
+
+    [Test]
+    public async Task Generate_WithATinyTopP_DrawsOnlyTheLikeliestWord_WhateverTheSeed()
+    {
+        var greedy = TextOf(await CollectAsync(Continuous.Value, Request("The weather was", temperature: 0, maxTokens: 12)));
+        var outputs = new HashSet<string>();
+        for (var seed = 1; seed <= 4; seed++)
+        {
+            var request = Request("The weather was", temperature: 1.5, seed: seed, maxTokens: 12) with { TopP = 1e-9 };
+            outputs.Add(TextOf(await CollectAsync(Continuous.Value, request)));
+        }
+
+        Assert.That(outputs, Is.EquivalentTo(new[] { greedy }));
+    }
+
+    [TestCase(0.0)]
+    [TestCase(1.5)]
+    [TestCase(double.NaN)]
+    public void Generate_RefusesATopPOutsideZeroToOne(double topP) =>
+        Assert.That(async () => await CollectAsync(Shared.Value, Request("x") with { TopP = topP }),
+            Throws.TypeOf<InferenceException>().With.Property(nameof(InferenceException.Kind)).EqualTo(InferenceErrorKind.InvalidRequest));
+
+    [Test]
     public async Task Generate_ContinuesFromThePromptsLastWords()
     {
         var tokens = await CollectAsync(Shared.Value, Request("After dinner, the kettle", temperature: 0, maxTokens: 3));

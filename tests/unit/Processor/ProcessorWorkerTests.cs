@@ -333,6 +333,69 @@ public sealed class ProcessorWorkerTests
     }
 
     [Test]
+    public async Task ChatRequest_ReachesTheEngineAsMessages_WithTopP()
+    {
+        var engine = new ControlledEngine();
+        await StartAsync(engine);
+        var request = new InferRequest
+        {
+            Model = "m1", MaxTokens = 5, TopP = 0.5,
+            Messages = { new InferMessage { Role = "system", Content = "Be brief." }, new InferMessage { Role = "user", Content = "hi" } },
+        };
+
+        var call = InferAsync(request);
+        var generation = await engine.NextStartedAsync();
+        generation.Finish("hello");
+        var response = await call;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(generation.Request.Messages!.Select(m => (m.Role, m.Content)), Is.EqualTo(new[] { ("system", "Be brief."), ("user", "hi") }));
+            Assert.That(generation.Request.Prompt, Is.Null);
+            Assert.That(generation.Request.TopP, Is.EqualTo(0.5));
+            Assert.That(response.Text, Is.EqualTo("hello"));
+            Assert.That(response.CompletionTokens, Is.EqualTo(1), "an engine that counts nothing: the pieces it produced");
+        });
+    }
+
+    [Test]
+    public async Task UsageAndTiming_ComeWithTheResponse_AndTheLastStreamedChunk()
+    {
+        using var engine = Builtin();
+        await StartAsync(engine);
+        var request = new InferRequest { Model = BuiltinEngineOptions.DefaultModelName, Prompt = "The dog sat", MaxTokens = 4, Seed = 3 };
+
+        var whole = await InferAsync(request);
+        var chunks = await StreamAsync(request);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(whole.PromptTokens, Is.EqualTo(3));
+            Assert.That(whole.CompletionTokens, Is.EqualTo(4));
+            Assert.That(whole.Tokens, Is.EqualTo(4));
+            Assert.That(whole.GenerationMs, Is.GreaterThanOrEqualTo(0));
+            Assert.That(chunks[^1].PromptTokens, Is.EqualTo(3));
+            Assert.That(chunks[^1].CompletionTokens, Is.EqualTo(4));
+            Assert.That(chunks.Take(chunks.Count - 1).Select(c => c.CompletionTokens), Is.All.Zero);
+        });
+    }
+
+    [TestCase("tool", "hi", "", "role")]
+    [TestCase("user", "hi", "also a prompt", "not both")]
+    [TestCase("user", "   ", "", "prompt is empty")]
+    public async Task BadChat_IsInvalidArgument_BeforeReachingTheEngine(string role, string content, string prompt, string message)
+    {
+        var engine = new ControlledEngine();
+        await StartAsync(engine);
+
+        var error = await FailureOf(InferAsync(new InferRequest { Model = "m1", Prompt = prompt, Messages = { new InferMessage { Role = role, Content = content } } }));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.InvalidArgument));
+        Assert.That(error.Message, Does.Contain(message));
+        Assert.That(engine.StartedCount, Is.Zero);
+    }
+
+    [Test]
     public async Task HugePrompt_IsInvalidArgument_BeforeReachingTheEngine()
     {
         var engine = new ControlledEngine();

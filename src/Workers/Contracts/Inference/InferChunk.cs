@@ -25,5 +25,21 @@ public sealed class InferChunk
     [Key(4)]
     public string Processor { get; set; } = "";
 
+    /// <summary>On the last chunk: tokens of the input the model read.</summary>
+    [Key(5)]
+    public int PromptTokens { get; set; }
+
+    /// <summary>On the last chunk: tokens generated.</summary>
+    [Key(6)]
+    public int CompletionTokens { get; set; }
+
+    /// <summary>On the last chunk: milliseconds the request waited for a slot on the processor.</summary>
+    [Key(7)]
+    public long QueueMs { get; set; }
+
+    /// <summary>On the last chunk: milliseconds from the start of generation to its end.</summary>
+    [Key(8)]
+    public long GenerationMs { get; set; }
+
     public byte[] ToByteArray() => Parser.ToByteArray(this);
 }

@@ -3,7 +3,11 @@ using P2PInference.Facilities.Rpc;
 
 namespace P2PInference.Workers.Contracts.Inference;
 
-/// <summary>The keys are the wire contract (fixtures/contracts): never renumber or reuse them.</summary>
+/// <summary>
+/// One inference: a chat (<see cref="Messages"/>) or, as a shorthand, one <see cref="Prompt"/> to
+/// continue; a request carries one or the other. Unset numbers (0, null) mean the model's default.
+/// The keys are the wire contract (fixtures/contracts): never renumber or reuse them.
+/// </summary>
 [MessagePackObject]
 public sealed class InferRequest
 {
@@ -17,9 +21,11 @@ public sealed class InferRequest
     [Key(1)]
     public string Model { get; set; } = "";
 
+    /// <summary>The text to continue; empty when <see cref="Messages"/> are given.</summary>
     [Key(2)]
     public string Prompt { get; set; } = "";
 
+    /// <summary>The most tokens to generate; 0: the model's limit.</summary>
     [Key(3)]
     public int MaxTokens { get; set; }
 
@@ -29,8 +35,25 @@ public sealed class InferRequest
     [Key(5)]
     public long? Seed { get; set; }
 
+    /// <summary>Generation ends before the first of these would be emitted.</summary>
     [Key(6)]
     public List<string> Stop { get; init; } = [];
+
+    /// <summary>The chat (system, user, assistant); when given, <see cref="Prompt"/> is empty.</summary>
+    [Key(7)]
+    public List<InferMessage> Messages { get; init; } = [];
+
+    /// <summary>Nucleus sampling: only the likeliest tokens whose probabilities add up to this are drawn from; null: 1 (all).</summary>
+    [Key(8)]
+    public double? TopP { get; set; }
+
+    /// <summary>True when the request is a chat rather than a single prompt.</summary>
+    [IgnoreMember]
+    public bool IsChat => Messages.Count > 0;
+
+    /// <summary>Characters of text the request asks the model to read: the prompt, or every message's content.</summary>
+    [IgnoreMember]
+    public long InputLength => IsChat ? Messages.Sum(m => (long)(m?.Content?.Length ?? 0)) : Prompt.Length;
 
     public byte[] ToByteArray() => Parser.ToByteArray(this);
 }

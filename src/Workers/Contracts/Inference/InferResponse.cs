@@ -19,6 +19,7 @@ public sealed class InferResponse
     [Key(2)]
     public string Text { get; set; } = "";
 
+    /// <summary>Tokens generated (the completion tokens of <see cref="CompletionTokens"/>'s sense, kept for older readers).</summary>
     [Key(3)]
     public int Tokens { get; set; }
 
@@ -28,6 +29,22 @@ public sealed class InferResponse
     /// <summary>The processor that served the request.</summary>
     [Key(5)]
     public string Processor { get; set; } = "";
+
+    /// <summary>Tokens of the input the model read, as the engine counts them.</summary>
+    [Key(6)]
+    public int PromptTokens { get; set; }
+
+    /// <summary>Tokens generated, as the engine counts them.</summary>
+    [Key(7)]
+    public int CompletionTokens { get; set; }
+
+    /// <summary>Milliseconds the request waited for a slot on the processor.</summary>
+    [Key(8)]
+    public long QueueMs { get; set; }
+
+    /// <summary>Milliseconds from the start of generation to its end, on the processor.</summary>
+    [Key(9)]
+    public long GenerationMs { get; set; }
 
     public byte[] ToByteArray() => Parser.ToByteArray(this);
 }

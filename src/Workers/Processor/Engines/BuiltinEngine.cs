@@ -74,7 +74,7 @@ public sealed class BuiltinEngine : IInferenceEngine
         }
         request.ValidateAgainst(model.Info);
         var prompt = request.ToPromptText();
-        var history = ReadContext(prompt, model.Info.ContextLength, model.Order);
+        var (history, promptTokens) = ReadContext(prompt, model.Info.ContextLength, model.Order);
         var atLineStart = prompt.Length > 0 && char.IsWhiteSpace(prompt[^1]);
 
         int seed;
@@ -90,10 +90,10 @@ public sealed class BuiltinEngine : IInferenceEngine
             if (_tokenInterval > TimeSpan.Zero)
                 await Task.Delay(_tokenInterval, _timeProvider, cancellationToken);
 
-            var token = _model.Next(history, model.Order, request.Temperature, random);
+            var token = _model.Next(history, model.Order, request.Temperature, random, request.TopP ?? 1.0);
             if (token == NGramModel.EndOfText && _stopAtEndOfText)
             {
-                yield return new GeneratedToken(index, stop.Flush(), FinishReason.Stop);
+                yield return new GeneratedToken(index, stop.Flush(), FinishReason.Stop, new TokenUsage(promptTokens, produced - 1));
                 yield break;
             }
 
@@ -113,12 +113,13 @@ public sealed class BuiltinEngine : IInferenceEngine
             var (emit, stopped) = stop.Push(text);
             if (stopped)
             {
-                yield return new GeneratedToken(index, emit, FinishReason.Stop);
+                // The token that completed the stop sequence is not part of the answer.
+                yield return new GeneratedToken(index, emit, FinishReason.Stop, new TokenUsage(promptTokens, produced - 1));
                 yield break;
             }
             if (produced >= request.MaxTokens)
             {
-                yield return new GeneratedToken(index, emit + stop.Flush(), FinishReason.Length);
+                yield return new GeneratedToken(index, emit + stop.Flush(), FinishReason.Length, new TokenUsage(promptTokens, produced));
                 yield break;
             }
             if (emit.Length > 0) yield return new GeneratedToken(index++, emit);
@@ -159,9 +160,9 @@ public sealed class BuiltinEngine : IInferenceEngine
 
     /// <summary>
     /// Checks the prompt's length, bounded before any allocation, and returns its last words
-    /// (lower-cased) as the context to continue from.
+    /// (lower-cased) as the context to continue from, and how many words it has (its prompt tokens).
     /// </summary>
-    private static List<string> ReadContext(string prompt, int contextLength, int order)
+    private static (List<string> History, int Tokens) ReadContext(string prompt, int contextLength, int order)
     {
         if ((long)prompt.Length > (long)contextLength * MaxCharsPerToken)
             throw PromptTooLong(contextLength);
@@ -176,7 +177,7 @@ public sealed class BuiltinEngine : IInferenceEngine
             recent.Enqueue((start, length));
             if (recent.Count > keep) recent.Dequeue();
         }
-        return [.. recent.Select(r => prompt.Substring(r.Start, r.Length).ToLowerInvariant())];
+        return ([.. recent.Select(r => prompt.Substring(r.Start, r.Length).ToLowerInvariant())], count);
     }
 
     private static void Remember(List<string> history, string token, int order)

@@ -3,7 +3,7 @@ namespace P2PInference.Workers.Processor.Engines;
 /// <summary>
 /// One generation as the engines that run or forward a real model (openai, llamasharp) use it:
 /// every knob in one place, read from the public <see cref="InferenceRequest"/> by <see cref="From"/>,
-/// so a field the contract gains (top-p, usage) is plumbed through here once.
+/// so a field the contract gains is plumbed through here once.
 /// </summary>
 internal sealed record EngineGeneration(
     string Model,
@@ -24,17 +24,11 @@ internal sealed record EngineGeneration(
         request.ToMessages(),
         request.MaxTokens,
         request.Temperature,
-        TopP: null, // InferenceRequest has no top-p yet
+        request.TopP,
         request.Seed,
         request.Stop ?? []);
 
-    /// <summary>The last token of a stream. <paramref name="usage"/> is dropped until <see cref="GeneratedToken"/> can carry it.</summary>
-    public static GeneratedToken Finish(int index, string text, FinishReason reason, EngineUsage? usage)
-    {
-        _ = usage;
-        return new GeneratedToken(index, text, reason);
-    }
+    /// <summary>The last token of a stream, with the tokens the generation read and wrote as the engine counted them.</summary>
+    public static GeneratedToken Finish(int index, string text, FinishReason reason, TokenUsage? usage) =>
+        new(index, text, reason, usage);
 }
-
-/// <summary>Tokens a generation read and wrote, as the engine counted them.</summary>
-internal sealed record EngineUsage(int PromptTokens, int CompletionTokens);

@@ -22,6 +22,9 @@ public sealed record InferenceRequest
     /// <summary>0 picks the likeliest token every time (greedy); up to 2 flattens the choice.</summary>
     public double Temperature { get; init; } = 0.8;
 
+    /// <summary>Nucleus sampling: draw only from the likeliest tokens whose probabilities add up to this (0 exclusive to 1). Null: 1.</summary>
+    public double? TopP { get; init; }
+
     /// <summary>Same seed, prompt and temperature give the same tokens (where the engine can promise it). Null: the engine picks.</summary>
     public int? Seed { get; init; }
 
@@ -64,6 +67,8 @@ public sealed record InferenceRequest
             throw Invalid($"MaxTokens must be at least 1 (was {MaxTokens}).");
         if (!double.IsFinite(Temperature) || Temperature < 0 || Temperature > MaxTemperature)
             throw Invalid($"Temperature must be between 0 and {MaxTemperature} (was {Temperature}).");
+        if (TopP is { } topP && (!double.IsFinite(topP) || topP <= 0 || topP > 1))
+            throw Invalid($"TopP must be greater than 0 and at most 1 (was {topP}).");
         if (Stop is { } stop)
         {
             if (stop.Count > MaxStopSequences)

@@ -263,7 +263,7 @@ public sealed class LlamaSharpEngine : IInferenceEngine
         {
             cancellationToken.ThrowIfCancellationRequested();
             var token = sampler.Sample(context.NativeHandle, batch.TokenCount - 1);
-            var usage = new EngineUsage(promptTokens.Count, produced);
+            var usage = new TokenUsage(promptTokens.Count, produced);
             if (token.IsEndOfGeneration(weights.Vocab))
             {
                 yield return EngineGeneration.Finish(index, decoder.Read() + stop.Flush(), FinishReason.Stop, usage with { CompletionTokens = produced - 1 });

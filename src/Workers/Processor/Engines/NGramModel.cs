@@ -67,10 +67,10 @@ internal sealed class NGramModel
     /// using at most <paramref name="order"/> − 1 of them and backing off to shorter contexts. When
     /// no recent word is known it starts a new text.
     /// </summary>
-    public string Next(IReadOnlyList<string> history, int order, double temperature, Random random)
+    public string Next(IReadOnlyList<string> history, int order, double temperature, Random random, double topP = 1.0)
     {
         var successors = Find(history, order);
-        return successors.Pick(temperature, random);
+        return successors.Pick(temperature, random, topP);
     }
 
     private Successors Find(IReadOnlyList<string> history, int order)
@@ -109,7 +109,7 @@ internal sealed class NGramModel
         private readonly int _best = IndexOfMax(counts);
         private readonly double[] _logCounts = counts.Select(c => Math.Log(c)).ToArray();
 
-        public string Pick(double temperature, Random random)
+        public string Pick(double temperature, Random random, double topP = 1.0)
         {
             if (temperature <= 0 || words.Length == 1) return words[_best];
             // Weights count^(1/T), scaled by the largest so small temperatures cannot overflow.
@@ -121,6 +121,7 @@ internal sealed class NGramModel
                 weights[i] = Math.Exp((_logCounts[i] - max) / temperature);
                 total += weights[i];
             }
+            if (topP < 1) total = KeepNucleus(weights, total, topP);
             var target = random.NextDouble() * total;
             for (var i = 0; i < words.Length; i++)
             {
@@ -128,6 +129,20 @@ internal sealed class NGramModel
                 if (target < 0) return words[i];
             }
             return words[^1];
+        }
+
+        /// <summary>Zeroes every weight outside the smallest set of likeliest words holding <paramref name="topP"/> of the mass; returns the mass kept.</summary>
+        private static double KeepNucleus(Span<double> weights, double total, double topP)
+        {
+            var order = new int[weights.Length];
+            for (var i = 0; i < order.Length; i++) order[i] = i;
+            var byWeight = weights.ToArray();
+            Array.Sort(order, (a, b) => byWeight[b].CompareTo(byWeight[a]) is var c && c != 0 ? c : a.CompareTo(b));
+            var kept = 0.0;
+            var k = 0;
+            while (k < order.Length && kept < topP * total) kept += byWeight[order[k++]];
+            for (; k < order.Length; k++) weights[order[k]] = 0;
+            return kept;
         }
 
         private static int IndexOfMax(int[] values)

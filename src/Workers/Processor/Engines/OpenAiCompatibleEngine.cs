@@ -132,7 +132,7 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
         var index = 0;
         var contentChunks = 0;
         FinishReason? finish = null;
-        EngineUsage? usage = null;
+        TokenUsage? usage = null;
         var tail = string.Empty;
         while (true)
         {
@@ -145,7 +145,7 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
                 ThrowIfError(update);
                 text = string.Concat(update.ContentUpdate.Where(p => p.Kind == ChatMessageContentPartKind.Text).Select(p => p.Text));
                 if (update.FinishReason is { } reason) finish = Map(reason);
-                if (update.Usage is { } u) usage = new EngineUsage(u.InputTokenCount, u.OutputTokenCount);
+                if (update.Usage is { } u) usage = new TokenUsage(u.InputTokenCount, u.OutputTokenCount);
             }
             catch (Exception e) when (Translate(e, idle, cancellationToken) is { } typed)
             {
