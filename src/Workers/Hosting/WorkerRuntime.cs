@@ -282,13 +282,15 @@ public sealed class WorkerRuntime : IAsyncDisposable
                 return Task.CompletedTask;
             }));
         }
-        if (verifier.Check(grant, identity.PeerId, role) is { } unusable)
-            throw new WorkerConfigurationException([$"Trust:Grant: this node ({identity.PeerId}, {WorkerRoles.NameOf(Role)}) cannot use the grant: {unusable.Replace("its grant", "the grant", StringComparison.Ordinal)}"]);
         _logger.LogInformation("holding {Grant}", grant);
-        GrantExchange.Serve(server, grant);
-        var trustedClient = new TrustedRpcClient(client, verifier, WorkerTrust.RoleOfMethod, grant, _options.GrantCachePeriod, _options.LoggerFactory);
-        IRpcServer trustedServer = WorkerTrust.CallerRoleOf(Role) is { } callers ? new TrustedRpcServer(server, verifier, callers) : server;
-        return (trustedServer, trustedClient);
+        try
+        {
+            return WorkerTrust.Secure(Role, identity.PeerId, grant, verifier, server, client, _options.GrantCachePeriod, _options.LoggerFactory);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new WorkerConfigurationException([$"Trust:Grant: {e.Message}"], e);
+        }
     }
 
     private KeyPair LoadIdentity()

@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Trust;
 
 namespace P2PInference.Workers.Hosting;
@@ -31,4 +34,26 @@ public static class WorkerTrust
     public static string MissingGrantMessage(WorkerRole role) =>
         $"{WorkerRoles.NameOf(role)} needs a role grant: create a cluster key with `p2pinference cluster init --out cluster.key`, " +
         "then pass --cluster-key cluster.key (or --grant FILE from `p2pinference cluster grant`)";
+
+    /// <summary>
+    /// What a worker of <paramref name="role"/> holding <paramref name="grant"/> runs on: the grant served to
+    /// whoever asks (<see cref="GrantExchange"/>), calls only to callees that prove their role
+    /// (<see cref="TrustedRpcClient"/>, which also presents the grant), and — for Auth and processors —
+    /// a server that answers only gateways (<see cref="TrustedRpcServer"/>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The grant does not let this node act as <paramref name="role"/> now.</exception>
+    public static (IRpcServer Server, TrustedRpcClient Client) Secure(WorkerRole role, PeerId self, RoleGrant grant, GrantVerifier verifier,
+        IRpcServer server, IRpcClient client, TimeSpan cachePeriod, ILoggerFactory loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(grant);
+        ArgumentNullException.ThrowIfNull(verifier);
+        var grantRole = GrantRoleOf(role) ?? throw new ArgumentException($"{WorkerRoles.NameOf(role)} holds no grant", nameof(role));
+        if (verifier.Check(grant, self, grantRole) is { } unusable)
+            throw new InvalidOperationException(
+                $"this node ({self}, {WorkerRoles.NameOf(role)}) cannot use the grant: {unusable.Replace("its grant", "the grant", StringComparison.Ordinal)}");
+        GrantExchange.Serve(server, grant);
+        var trustedClient = new TrustedRpcClient(client, verifier, RoleOfMethod, grant, cachePeriod, loggerFactory);
+        IRpcServer trustedServer = CallerRoleOf(role) is { } callers ? new TrustedRpcServer(server, verifier, callers) : server;
+        return (trustedServer, trustedClient);
+    }
 }

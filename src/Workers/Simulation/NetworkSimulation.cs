@@ -1,5 +1,6 @@
 using System.Globalization;
 using P2PInference.Facilities.Store;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Auth;
@@ -34,7 +35,11 @@ public sealed class NetworkSimulation
         Executor = executor;
         _settings = settings;
         Network = new InMemoryNetwork(executor.Clock, settings.Seed);
+        Cluster = ClusterKey.Generate(new SeededRandomSource(executor.CreateRandom("cluster key")));
     }
+
+    /// <summary>The simulated operator's key: every server holds a grant of it, every client trusts its id.</summary>
+    internal ClusterKey Cluster { get; }
 
     internal SimulationExecutor Executor { get; }
 
@@ -115,7 +120,7 @@ public sealed class NetworkSimulation
         SimulatedNode AddServer(string name, string role, Func<Hosting.IWorker?>? worker)
         {
             var node = new SimulatedNode(Executor, Network, name, role, new PrefixedKeyValueStore(stores, name), worker ?? (() => null),
-                () => [_servers[0].Address]);
+                () => [_servers[0].Address], Cluster);
             _servers.Add(node);
             return node;
         }
