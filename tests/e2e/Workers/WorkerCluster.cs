@@ -3,6 +3,7 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Threading;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Harness;
 using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Auth;
@@ -34,6 +35,9 @@ internal sealed class WorkerCluster : IAsyncDisposable
 
     /// <summary>How long (in virtual time) one operation may take before the test fails rather than hangs.</summary>
     public static readonly TimeSpan OperationTimeout = TimeSpan.FromMinutes(2);
+
+    /// <summary>How long workers and clients believe a grant a peer presented before asking again.</summary>
+    public static readonly TimeSpan GrantCachePeriod = TimeSpan.FromSeconds(30);
 
     /// <summary>The simulation a worker scenario runs in: the test's seed, and an hour of virtual time at most (the DHT's timers would keep a hung run going).</summary>
     public static SimulationOptions Simulation() => SimulationTest.Options() with { MaxVirtualTime = TimeSpan.FromHours(1) };
@@ -120,6 +124,8 @@ internal sealed class WorkerCluster : IAsyncDisposable
         options = options with
         {
             TimeProvider = Cluster.Time,
+            ClusterId = options.ClusterId ?? Cluster.ClusterId,
+            GrantCachePeriod = GrantCachePeriod,
             Random = Cluster.Simulation.CreateRandom("client", number.ToString(System.Globalization.CultureInfo.InvariantCulture)),
             LoggerFactory = Cluster.LoggerFactory,
         };
@@ -196,11 +202,14 @@ internal sealed class WorkerCluster : IAsyncDisposable
     private static async Task<IAsyncDisposable> StartWorkerAsync(TestNodeContext node, IWorker worker, CancellationToken cancellationToken)
     {
         var rpc = node.Get<RpcNode>();
+        // As the runtime does: the node's grant (of the cluster's seeded key) served, callees checked, callers checked.
+        var (server, client) = WorkerTrust.Secure(WorkerRoles.Parse(worker.Role), node.Node.PeerId, node.Node.Grant!,
+            new GrantVerifier(node.Cluster.ClusterId, node.Time), rpc, rpc, GrantCachePeriod, node.LoggerFactory);
         var context = new WorkerContext
         {
             Identity = node.Node.Identity,
-            Server = rpc,
-            Client = rpc,
+            Server = server,
+            Client = client,
             Discovery = node.Discovery,
             Store = node.Store,
             Time = node.Time,
