@@ -22,6 +22,9 @@ public sealed record ClientOptions
     /// </summary>
     public ClusterId? ClusterId { get; init; }
 
+    /// <summary>Grants the operator revoked; gateways holding one are not called.</summary>
+    public RevocationList Revocations { get; init; } = RevocationList.Empty;
+
     /// <summary>How long a gateway's verified grant is believed before it is asked again.</summary>
     public TimeSpan GrantCachePeriod { get; init; } = TimeSpan.FromSeconds(30);
 

@@ -57,7 +57,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         options.Validate();
         if (options.ClusterId is { } cluster)
         {
-            _trusted = new TrustedRpcClient(rpc, new GrantVerifier(cluster, options.TimeProvider), WorkerTrust.RoleOfMethod, ownGrant: null,
+            _trusted = new TrustedRpcClient(rpc, new GrantVerifier(cluster, options.TimeProvider) { Revocations = options.Revocations }, WorkerTrust.RoleOfMethod, ownGrant: null,
                 options.GrantCachePeriod, options.LoggerFactory);
             rpc = _trusted;
         }
