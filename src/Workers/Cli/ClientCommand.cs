@@ -373,6 +373,7 @@ internal static class ClientCommand
         public Option<string?> Cluster { get; } = new("--cluster")
         {
             Description = "The cluster id (from `p2pinference cluster init`): only gateways granted by it get credentials (remembered in the profile)",
+            Recursive = true,
         };
 
         public Option<string> Profile { get; } = new("--profile")
