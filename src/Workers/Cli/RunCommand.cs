@@ -66,7 +66,16 @@ internal static class RunCommand
                 return ConfigurationError;
             }
             await using var runtime = new WorkerRuntime(runtimeOptions, worker);
-            await runtime.StartAsync(ct);
+            try
+            {
+                await runtime.StartAsync(ct);
+            }
+            catch (WorkerConfigurationException e)
+            {
+                // Found only at start (e.g. a grant for another peer): still a configuration mistake, reported as one.
+                foreach (var line in e.Errors) await error.WriteLineAsync("error: " + line);
+                return ConfigurationError;
+            }
             await PrintReadyAsync(output, runtime, result.GetValue(json), ct);
             await ShutdownSignal.WaitAsync(ct);
             await runtime.StopAsync(CancellationToken.None);
