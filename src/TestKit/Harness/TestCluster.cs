@@ -43,6 +43,7 @@ public sealed class TestCluster : IAsyncDisposable
     private readonly Dictionary<string, TestNode> _byName = new(StringComparer.Ordinal);
     private readonly ILogger _logger;
     private int _disposed;
+    private int _grantsIssued;
 
     private TestCluster(TestClusterOptions options, SimulationExecutor simulation)
     {
@@ -91,8 +92,6 @@ public sealed class TestCluster : IAsyncDisposable
         var serial = BitConverter.ToUInt64(SeedDerivation.Bytes(Seed, "grant serial", peer.ToString(), role.Name(), (_grantsIssued++).ToString(System.Globalization.CultureInfo.InvariantCulture)));
         return (signer ?? ClusterKey).Issue(peer, role, notBefore ?? now - TimeSpan.FromDays(1), expiry ?? now + TimeSpan.FromDays(365), serial);
     }
-
-    private int _grantsIssued;
 
     public TestClusterOptions Options { get; }
 
