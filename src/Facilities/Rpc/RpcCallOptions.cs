@@ -1,3 +1,5 @@
+using P2PInference.Facilities.Identity;
+
 namespace P2PInference.Facilities.Rpc;
 
 /// <summary>
@@ -18,6 +20,14 @@ public sealed record RpcCallOptions
     public bool Idempotent { get; init; }
 
     public IReadOnlyDictionary<string, string>? Metadata { get; init; }
+
+    /// <summary>
+    /// Topic calls: asked about each provider before any byte of the request goes to it; an exception
+    /// (its message saying why) skips that provider without counting as an attempt, null lets the call
+    /// go. Providers skipped by it are left out of <see cref="IRpcClient.RequestAllAsync"/>'s results.
+    /// The trust layer uses it to call only providers that proved their role.
+    /// </summary>
+    public Func<PeerId, CancellationToken, ValueTask<RpcException?>>? CalleeCheck { get; init; }
 
     /// <summary>Names this call; one is generated when null.</summary>
     public string? RequestId { get; init; }

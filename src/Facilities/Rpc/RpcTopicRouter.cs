@@ -45,13 +45,22 @@ internal sealed class RpcTopicRouter
         var attemptOptions = options with { Deadline = options.ResolveDeadline(_options.TimeProvider, _options.DefaultTimeout), Timeout = null };
         var tried = new HashSet<PeerId>();
         RpcException? last = null;
-        for (var attempt = 0; attempt < _options.MaxTopicAttempts; attempt++)
+        RpcException? skipped = null;
+        for (var attempt = 0; attempt < _options.MaxTopicAttempts;)
         {
             var providers = await GetProvidersAsync(topic, cancellationToken);
             var candidates = providers.Where(p => !tried.Contains(p)).ToArray();
             if (candidates.Length == 0) break;
             var peer = Choose(candidates);
             tried.Add(peer);
+            if (options.CalleeCheck is { } check && await check(peer, cancellationToken) is { } refused)
+            {
+                // Not an attempt: nothing was sent. Each provider is skipped at most once per call (tried), so this ends.
+                skipped = refused;
+                _logger.LogDebug("topic {Topic}: provider {Peer} skipped: {Message}", topic, peer, refused.Message);
+                continue;
+            }
+            attempt++;
             try
             {
                 return await MeasuredAsync(peer, call, attemptOptions, cancellationToken);
@@ -64,6 +73,8 @@ internal sealed class RpcTopicRouter
                 _logger.LogDebug("topic {Topic}: provider {Peer} unavailable ({Message}); trying another", topic, peer, e.Message);
             }
         }
+        if (last is null && skipped is not null)
+            throw new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{topic}' may be called: {skipped.Message}", innerException: skipped);
         throw last is null
             ? new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{topic}'")
             : new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{topic}' answered; last error: {last.Message}", innerException: last);
@@ -77,6 +88,11 @@ internal sealed class RpcTopicRouter
         var providers = await GetProvidersAsync(topic, cancellationToken);
         var calls = providers.Select(async peer =>
         {
+            if (options.CalleeCheck is { } check && await check(peer, cancellationToken) is { } refused)
+            {
+                _logger.LogDebug("topic {Topic}: provider {Peer} skipped: {Message}", topic, peer, refused.Message);
+                return null;
+            }
             try
             {
                 return new RpcPeerResult(peer, await MeasuredAsync(peer, call, attemptOptions, cancellationToken), null);
@@ -87,7 +103,8 @@ internal sealed class RpcTopicRouter
                 return new RpcPeerResult(peer, null, e);
             }
         });
-        return await Task.WhenAll(calls);
+        var results = await Task.WhenAll(calls);
+        return results.OfType<RpcPeerResult>().ToArray();
     }
 
     /// <summary>Drops <paramref name="peer"/> from every cached topic (it failed with a connection error).</summary>

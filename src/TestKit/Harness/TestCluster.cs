@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Threading;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
@@ -42,6 +43,7 @@ public sealed class TestCluster : IAsyncDisposable
     private readonly Dictionary<string, TestNode> _byName = new(StringComparer.Ordinal);
     private readonly ILogger _logger;
     private int _disposed;
+    private int _grantsIssued;
 
     private TestCluster(TestClusterOptions options, SimulationExecutor simulation)
     {
@@ -67,6 +69,28 @@ public sealed class TestCluster : IAsyncDisposable
             options.ConfigureMockDht?.Invoke(MockDht);
         }
         Data = new TestDataFactory(SeedDerivation.Int(seed, "data"));
+        ClusterKey = new ClusterKey(KeyPair.FromSeed(SeedDerivation.Bytes(seed, "cluster key")));
+    }
+
+    /// <summary>
+    /// The cluster's operator key, from the seed: <see cref="TestNode.Grant"/> of every node with a worker
+    /// role (auth, gateway, processor) is signed by it, and clients trust <see cref="ClusterId"/>.
+    /// </summary>
+    public ClusterKey ClusterKey { get; }
+
+    public ClusterId ClusterId => ClusterKey.Id;
+
+    /// <summary>
+    /// A grant of this cluster (or of <paramref name="signer"/>) for <paramref name="peer"/>: valid from a day
+    /// before now for a year unless given, with a serial derived from the seed, the peer and the role.
+    /// Tests make expired, future, other-role or other-cluster grants with it.
+    /// </summary>
+    public RoleGrant IssueGrant(PeerId peer, GrantRole role, DateTimeOffset? notBefore = null, DateTimeOffset? expiry = null, ClusterKey? signer = null)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        var now = Time.GetUtcNow();
+        var serial = BitConverter.ToUInt64(SeedDerivation.Bytes(Seed, "grant serial", peer.ToString(), role.Name(), (_grantsIssued++).ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        return (signer ?? ClusterKey).Issue(peer, role, notBefore ?? now - TimeSpan.FromDays(1), expiry ?? now + TimeSpan.FromDays(365), serial);
     }
 
     public TestClusterOptions Options { get; }

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Trust;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Discovery;
@@ -56,6 +57,21 @@ public sealed class TestNode
     public KeyPair Identity { get; }
 
     public PeerId PeerId => Identity.PeerId;
+
+    /// <summary>
+    /// The node's grant of the cluster's key (<see cref="TestCluster.ClusterKey"/>) for its first worker role
+    /// (auth, gateway or processor), issued when first read; null for a node with none of those roles.
+    /// </summary>
+    public RoleGrant? Grant => _grant ??= GrantRoleOfSpec() is { } role ? Cluster.IssueGrant(PeerId, role) : null;
+
+    private RoleGrant? _grant;
+
+    private GrantRole? GrantRoleOfSpec()
+    {
+        foreach (var name in new[] { "auth", "gateway", "processor" })
+            if (Spec.HasRole(name) && GrantRoles.TryParse(name, out var role)) return role;
+        return null;
+    }
 
     /// <summary><c>/memory/&lt;name&gt;</c>: where the node listens.</summary>
     public Multiaddress ListenAddress => InMemoryNetwork.AddressOf(Name);

@@ -12,6 +12,7 @@ public static class CliApp
         root.Subcommands.Add(PingCommand.Create(output, error));
         root.Subcommands.Add(IdentifyCommand.Create(output, error));
         root.Subcommands.Add(KeygenCommand.Create(output, error));
+        root.Subcommands.Add(ClusterCommand.Create(output, error));
         root.Subcommands.Add(DhtCommand.Create(output, error));
         root.Subcommands.Add(RunCommand.Create(output, error));
         root.Subcommands.Add(DemoCommand.Create(output, error));

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Trust;
 using P2PInference.Workers.Client;
 using P2PInference.Workers.Client.OpenAi;
 using P2PInference.Workers.Contracts.Inference;
@@ -403,6 +404,12 @@ internal static class ClientCommand
             Recursive = true,
         };
 
+        public Option<string?> Cluster { get; } = new("--cluster")
+        {
+            Description = "The cluster id (from `p2pinference cluster init`): only gateways granted by it get credentials (remembered in the profile)",
+            Recursive = true,
+        };
+
         public Option<string> Profile { get; } = new("--profile")
         {
             Description = "Profile file with the login token, API key and bootstrap peers",
@@ -415,6 +422,7 @@ internal static class ClientCommand
         public void AddTo(Command command)
         {
             command.Options.Add(Bootstrap);
+            command.Options.Add(Cluster);
             command.Options.Add(Profile);
             command.Options.Add(Json);
         }
@@ -432,7 +440,7 @@ internal static class ClientCommand
 
         public bool Json { get; } = json;
 
-        private bool _bootstrapChanged;
+        private bool _profileChanged;
 
         public async Task<P2PInferenceClient> ConnectAsync(bool requireLogin = false, string? apiKey = null)
         {
@@ -448,23 +456,31 @@ internal static class ClientCommand
             if (given.Length > 0 && !given.SequenceEqual(Profile.Bootstrap))
             {
                 Profile.Bootstrap = [.. given];
-                _bootstrapChanged = true;
+                _profileChanged = true;
             }
+            var clusterText = result.GetValue(shared.Cluster);
+            if (clusterText is not null && clusterText != Profile.Cluster)
+            {
+                _ = ClusterId.Parse(clusterText);
+                Profile.Cluster = clusterText.Trim();
+                _profileChanged = true;
+            }
+            var cluster = Profile.Cluster is { } known ? ClusterId.Parse(known) : null;
             string? token = null;
             if (Profile.HasValidToken(environment.Time)) token = Profile.Token;
             else if (requireLogin)
                 throw new ProfileException(string.IsNullOrEmpty(Profile.Token)
                     ? "not logged in: run `p2pinference client login --email E`"
                     : "the login has expired: run `p2pinference client login --email E`");
-            var client = await environment.Connect(bootstrap, new ClientOptions { Token = token, ApiKey = apiKey ?? Profile.ApiKey }, cancellationToken);
-            if (_bootstrapChanged) await SaveProfileAsync();
+            var client = await environment.Connect(bootstrap, new ClientOptions { Token = token, ApiKey = apiKey ?? Profile.ApiKey, ClusterId = cluster }, cancellationToken);
+            if (_profileChanged) await SaveProfileAsync();
             return client;
         }
 
         public async Task SaveProfileAsync()
         {
             await Profile.SaveAsync(ProfilePath, cancellationToken);
-            _bootstrapChanged = false;
+            _profileChanged = false;
         }
 
         public async Task WriteAsync(object jsonValue, string text) =>

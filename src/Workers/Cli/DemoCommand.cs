@@ -6,6 +6,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Trust;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Client;
 using P2PInference.Workers.Contracts.Inference;
@@ -94,6 +95,9 @@ internal static class DemoCommand
     private sealed class Journey(string root, ILoggerFactory logging, TextWriter live) : IAsyncDisposable
     {
         private readonly List<WorkerRuntime> _runtimes = [];
+
+        // The demo is its own operator: one cluster key, and each worker signs its own grant with it.
+        private readonly ClusterKey _cluster = ClusterKey.Generate(SystemRandomSource.Instance);
         private readonly List<Step> _steps = [];
         private readonly Dictionary<string, string> _processorNames = new(StringComparer.Ordinal);
         private readonly StringBuilder _streamed = new();
@@ -122,7 +126,7 @@ internal static class DemoCommand
 
             await TimedAsync("connect client", async () =>
             {
-                _client = await P2PInferenceClient.ConnectAsync([_runtimes[0].Addresses[0]], new ClientOptions { LoggerFactory = logging }, ct);
+                _client = await P2PInferenceClient.ConnectAsync([_runtimes[0].Addresses[0]], new ClientOptions { LoggerFactory = logging, ClusterId = _cluster.Id }, ct);
                 return "DHT client via the bootstrap node";
             });
             var client = _client!;
@@ -220,6 +224,7 @@ internal static class DemoCommand
                 ListenAddresses = [Loopback],
                 BootstrapPeers = bootstrap,
                 DrainTimeout = TimeSpan.FromSeconds(2),
+                ClusterKey = worker is null ? null : _cluster,
                 LoggerFactory = logging,
             }, worker);
             lock (_runtimes) _runtimes.Add(runtime);

@@ -22,10 +22,12 @@ internal static class RunCommand
         var listen = new Option<string[]>("--listen") { Description = "Address to listen on (repeatable), e.g. /ip4/127.0.0.1/tcp/4001" };
         var bootstrap = new Option<string[]>("--bootstrap") { Description = "DHT peer to join through (repeatable), e.g. /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…" };
         var environment = new Option<string?>("--environment") { Description = "Loads appsettings.<NAME>.json too (default: $P2PINFERENCE_ENVIRONMENT)" };
+        var grant = new Option<string?>("--grant") { Description = "This worker's role grant (from `p2pinference cluster grant`)" };
+        var clusterKey = new Option<string?>("--cluster-key") { Description = "The cluster key (from `p2pinference cluster init`): the worker signs its own grant" };
         var json = CliOptions.Json();
         var command = new Command("run", "Run one worker until interrupted (SIGINT/SIGTERM), then stop gracefully")
         {
-            role, config, dataDir, listen, bootstrap, environment, json,
+            role, config, dataDir, listen, bootstrap, environment, grant, clusterKey, json,
         };
         command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
         {
@@ -39,7 +41,11 @@ internal static class RunCommand
                     Listen = result.GetValue(listen),
                     Bootstrap = result.GetValue(bootstrap),
                     Environment = result.GetValue(environment),
+                    Grant = result.GetValue(grant),
+                    ClusterKey = result.GetValue(clusterKey),
                 });
+                if (settings.Role != WorkerRole.Bootstrap && settings.Trust.Grant is null && settings.Trust.ClusterKey is null)
+                    throw new WorkerConfigurationException([WorkerTrust.MissingGrantMessage(settings.Role)]);
             }
             catch (WorkerConfigurationException e)
             {
@@ -49,8 +55,27 @@ internal static class RunCommand
 
             using var logging = CliNode.CreateLoggerFactory(settings.Node.LogLevel);
             var worker = WorkerFactory.Create(settings);
-            await using var runtime = new WorkerRuntime(settings.ToRuntimeOptions(loggerFactory: logging), worker);
-            await runtime.StartAsync(ct);
+            WorkerRuntimeOptions runtimeOptions;
+            try
+            {
+                runtimeOptions = settings.ToRuntimeOptions(loggerFactory: logging);
+            }
+            catch (WorkerConfigurationException e)
+            {
+                foreach (var line in e.Errors) await error.WriteLineAsync("error: " + line);
+                return ConfigurationError;
+            }
+            await using var runtime = new WorkerRuntime(runtimeOptions, worker);
+            try
+            {
+                await runtime.StartAsync(ct);
+            }
+            catch (WorkerConfigurationException e)
+            {
+                // Found only at start (e.g. a grant for another peer): still a configuration mistake, reported as one.
+                foreach (var line in e.Errors) await error.WriteLineAsync("error: " + line);
+                return ConfigurationError;
+            }
             await PrintReadyAsync(output, runtime, result.GetValue(json), ct);
             await ShutdownSignal.WaitAsync(ct);
             await runtime.StopAsync(CancellationToken.None);

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Trust;
 
 namespace P2PInference.Workers.Client;
 
@@ -13,6 +14,19 @@ public sealed record ClientOptions
 
     /// <summary>The login token sent with account calls (<c>Bearer &lt;token&gt;</c>), and with inference when there is no API key.</summary>
     public string? Token { get; init; }
+
+    /// <summary>
+    /// The cluster whose gateways this client trusts (<c>p2pinference cluster init</c> prints its id). A
+    /// gateway must present a gateway grant of this cluster before the client sends it anything; without
+    /// a cluster id the client sends no credentials at all (passwords, tokens, API keys).
+    /// </summary>
+    public ClusterId? ClusterId { get; init; }
+
+    /// <summary>Grants the operator revoked; gateways holding one are not called.</summary>
+    public RevocationList Revocations { get; init; } = RevocationList.Empty;
+
+    /// <summary>How long a gateway's verified grant is believed before it is asked again.</summary>
+    public TimeSpan GrantCachePeriod { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Time allowed for one account or models call.</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(30);

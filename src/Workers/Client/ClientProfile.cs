@@ -23,6 +23,9 @@ public sealed class ClientProfile
     /// <summary>Bootstrap multiaddrs used when a command gives none.</summary>
     public List<string> Bootstrap { get; set; } = [];
 
+    /// <summary>The cluster id whose gateways get this profile's credentials.</summary>
+    public string? Cluster { get; set; }
+
     public string? Email { get; set; }
 
     public string? Token { get; set; }

@@ -9,6 +9,8 @@ using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Trust;
+using P2PInference.Workers.Hosting;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Auth;
 using P2PInference.Workers.Contracts.Inference;
@@ -26,7 +28,12 @@ namespace P2PInference.Workers.Client;
 /// </summary>
 public sealed class P2PInferenceClient : IAsyncDisposable
 {
+    /// <summary>The one line a client without a cluster id refuses credentials with.</summary>
+    public const string NoClusterMessage =
+        "no cluster id: this client sends no credentials to a gateway it cannot verify; pass --cluster ID (printed by `p2pinference cluster init`)";
+
     private readonly IRpcClient _rpc;
+    private readonly TrustedRpcClient? _trusted;
     private readonly IDiscovery _discovery;
     private readonly ClientOptions _options;
     private readonly Action<DiscoveredPeer>? _onDiscovered;
@@ -49,6 +56,12 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(discovery);
         options ??= new ClientOptions();
         options.Validate();
+        if (options.ClusterId is { } cluster)
+        {
+            _trusted = new TrustedRpcClient(rpc, new GrantVerifier(cluster, options.TimeProvider) { Revocations = options.Revocations }, WorkerTrust.RoleOfMethod, ownGrant: null,
+                options.GrantCachePeriod, options.LoggerFactory);
+            rpc = _trusted;
+        }
         _rpc = rpc;
         _discovery = discovery;
         _options = options;
@@ -191,8 +204,9 @@ public sealed class P2PInferenceClient : IAsyncDisposable
 
     public async Task<IReadOnlyList<ModelInfo>> ModelsAsync(CancellationToken cancellationToken)
     {
+        // Listing models needs no credential: a client without a cluster id asks without one.
         var response = await CallAsync(WorkerMethods.Gateway.Models, new ModelsRequest(), ModelsResponse.Parser,
-            InferenceCredential(required: false), idempotent: true, cancellationToken);
+            _trusted is null ? null : InferenceCredential(required: false), idempotent: true, cancellationToken);
         return response.Models;
     }
 
@@ -214,6 +228,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         var credential = InferenceCredential(required: true);
+        if (_trusted is null) throw NoCluster();
         EnsureRequestId(request);
         var gateway = await PickGatewayAsync(cancellationToken);
         _logger.LogDebug("request {RequestId}: streaming through gateway {Gateway}", request.RequestId, gateway);
@@ -229,9 +244,11 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(requestId);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var credential = InferenceCredential(required: true);
+        if (_trusted is null) throw NoCluster();
         // The request runs on whichever gateway took it; asking them all needs no memory of which.
         var results = await _rpc.RequestAllAsync(WorkerTopics.Gateway, WorkerMethods.Gateway.Cancel, new CancelRequest { RequestId = requestId }.ToByteArray(),
-            CallOptions(InferenceCredential(required: true), idempotent: true, _options.CallTimeout, null), cancellationToken);
+            CallOptions(credential, idempotent: true, _options.CallTimeout, null), cancellationToken);
         if (results.Count == 0) throw new RpcException(RpcStatusCode.Unavailable, "no gateway found on the network");
         var cancelled = false;
         RpcException? firstError = null;
@@ -286,6 +303,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         where TResponse : class
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (_trusted is null && (credential is not null || request is RegisterRequest or LoginRequest)) throw NoCluster();
         var requestId = request is InferRequest infer ? infer.RequestId : null;
         var options = CallOptions(credential, idempotent, timeout ?? _options.CallTimeout, requestId);
         for (var attempt = 1; ; attempt++)
@@ -333,15 +351,27 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         Metadata = credential is null ? null : new Dictionary<string, string>(StringComparer.Ordinal) { [WorkerMethods.AuthorizationMetadata] = credential },
     };
 
+    /// <summary>A gateway at random among those that prove their gateway grant; the others are skipped.</summary>
     private async Task<PeerId> PickGatewayAsync(CancellationToken cancellationToken)
     {
-        var gateways = await _discovery.LookupAsync(WorkerTopics.Gateway, cancellationToken);
+        var gateways = (await _discovery.LookupAsync(WorkerTopics.Gateway, cancellationToken)).ToList();
         if (gateways.Count == 0) throw new RpcException(RpcStatusCode.Unavailable, "no gateway found on the network");
-        DiscoveredPeer chosen;
-        lock (_randomGate) chosen = gateways[_options.Random.Next(gateways.Count)];
-        _onDiscovered?.Invoke(chosen);
-        return chosen.PeerId;
+        RpcException? refused = null;
+        while (gateways.Count > 0)
+        {
+            DiscoveredPeer chosen;
+            lock (_randomGate) chosen = gateways[_options.Random.Next(gateways.Count)];
+            gateways.Remove(chosen);
+            _onDiscovered?.Invoke(chosen);
+            if (_trusted is null || await _trusted.CheckCalleeAsync(chosen.PeerId, GrantRole.Gateway, cancellationToken) is not { } reason)
+                return chosen.PeerId;
+            refused = reason;
+            _logger.LogDebug("gateway {Peer} skipped: {Reason}", chosen.PeerId, reason.Message);
+        }
+        throw new RpcException(RpcStatusCode.Unavailable, $"no gateway may be called: {refused!.Message}", innerException: refused);
     }
+
+    private static RpcException NoCluster() => new(RpcStatusCode.InvalidArgument, NoClusterMessage);
 
     private void EnsureRequestId(InferRequest request)
     {

@@ -19,7 +19,7 @@ public static class WorkerConfiguration
 {
     public const string DefaultsResource = "P2PInference.Workers.Hosting.defaults.json";
 
-    private static readonly string[] KnownSections = ["Node", "Dht", "Rpc", "Auth", "Gateway", "Processor"];
+    private static readonly string[] KnownSections = ["Node", "Dht", "Rpc", "Auth", "Gateway", "Processor", "Trust"];
 
     /// <exception cref="WorkerConfigurationException">Unknown role, unreadable file, or any invalid setting (all are listed).</exception>
     public static WorkerSettings Load(string role, WorkerConfigurationSources sources) => Load(WorkerRoles.Parse(role), sources);
@@ -42,6 +42,7 @@ public static class WorkerConfiguration
         var auth = ConfigurationBinding.Bind<AuthOptions>(configuration.GetSection("Auth"), errors);
         var gateway = ConfigurationBinding.Bind<GatewayOptions>(configuration.GetSection("Gateway"), errors);
         var processor = ConfigurationBinding.Bind<ProcessorOptions>(configuration.GetSection("Processor"), errors);
+        var trust = ConfigurationBinding.Bind<TrustSettings>(configuration.GetSection("Trust"), errors);
 
         var listen = ParseAddresses("Node:Listen", node.Listen, errors, requirePeerId: false);
         var bootstrap = ParseAddresses("Node:Bootstrap", node.Bootstrap, errors, requirePeerId: true);
@@ -49,6 +50,8 @@ public static class WorkerConfiguration
         ValidateNode(node, errors);
         ValidateDht(dht, errors);
         ValidateRpc(rpc, errors);
+        Positive("Trust:CachePeriod", trust.CachePeriod, errors);
+        Positive("Trust:SelfGrantValidity", trust.SelfGrantValidity, errors);
         ValidateEachSetting(configuration.GetSection("Auth"), auth, o => o.Validate(), errors);
         ValidateEachSetting(configuration.GetSection("Gateway"), gateway, o => o.Validate(), errors);
         errors.AddRange(processor.Validate().Select(m => m.TrimEnd('.')));
@@ -64,6 +67,7 @@ public static class WorkerConfiguration
             Auth = auth,
             Gateway = gateway,
             Processor = processor,
+            Trust = trust,
             Configuration = configuration,
             DataDirectory = dataDirectory!,
             ListenAddresses = listen,
@@ -129,6 +133,8 @@ public static class WorkerConfiguration
     private static IEnumerable<KeyValuePair<string, string?>> FromCommandLine(WorkerConfigurationSources sources)
     {
         if (sources.DataDir is { } dataDir) yield return new("Node:DataDir", dataDir);
+        if (sources.Grant is { } grant) yield return new("Trust:Grant", grant);
+        if (sources.ClusterKey is { } clusterKey) yield return new("Trust:ClusterKey", clusterKey);
         // A list given as one value replaces the lower layers' indexed entries (see ConfigurationBinding).
         if (sources.Listen is { Count: > 0 } listen) yield return new("Node:Listen", string.Join(',', listen));
         if (sources.Bootstrap is { Count: > 0 } bootstrap) yield return new("Node:Bootstrap", string.Join(',', bootstrap));

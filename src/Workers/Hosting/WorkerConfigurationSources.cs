@@ -24,6 +24,12 @@ public sealed record WorkerConfigurationSources
     public IReadOnlyDictionary<string, string?>? EnvironmentVariables { get; init; }
 
     /// <summary><c>--data-dir</c>.</summary>
+    /// <summary><c>--grant</c>: overrides <c>Trust:Grant</c>.</summary>
+    public string? Grant { get; init; }
+
+    /// <summary><c>--cluster-key</c>: overrides <c>Trust:ClusterKey</c>.</summary>
+    public string? ClusterKey { get; init; }
+
     public string? DataDir { get; init; }
 
     /// <summary><c>--listen</c>, repeatable; replaces the configured list when given.</summary>

@@ -4,6 +4,7 @@ using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Store;
+using P2PInference.Facilities.Trust;
 
 namespace P2PInference.Workers.Hosting;
 
@@ -118,6 +119,9 @@ public sealed class WorkerRuntime : IAsyncDisposable
 
     private async Task StartCoreAsync(CancellationToken cancellationToken)
     {
+        // Before anything is opened: a worker that could not prove its role must not even join.
+        if (_worker is not null && _options.Grant is null && _options.ClusterKey is null)
+            throw new WorkerConfigurationException([WorkerTrust.MissingGrantMessage(Role)]);
         if (PrivateDirectory.Ensure(_options.DataDirectory))
             _logger.LogWarning("data directory {Path} was readable by other users; it is now owner-only (0700)", _options.DataDirectory);
         Identity = LoadIdentity();
@@ -145,12 +149,13 @@ public sealed class WorkerRuntime : IAsyncDisposable
         Client = client;
 
         if (_worker is null) return;
-        Server = new DrainingRpcServer(server);
+        var (trustedServer, trustedClient) = StartTrust(Identity, server, client);
+        Server = new DrainingRpcServer(trustedServer);
         Context = new WorkerContext
         {
             Identity = Identity,
             Server = Server,
-            Client = client,
+            Client = trustedClient,
             Discovery = Discovery,
             Store = store!,
             Time = _options.TimeProvider,
@@ -252,6 +257,39 @@ public sealed class WorkerRuntime : IAsyncDisposable
                 // One stage failing to stop must not leave the later ones (the store above all) open.
                 _logger.LogWarning(e, "stopping {Stage} failed", stage.Name);
             }
+        }
+    }
+
+    /// <summary>
+    /// The worker's grant (pre-issued, or signed now with the cluster key) served to whoever asks;
+    /// its calls go only to peers that prove the callee's role; Auth and processors serve gateways only.
+    /// </summary>
+    /// <exception cref="WorkerConfigurationException">No grant and no cluster key, or a grant that does not fit this node.</exception>
+    private (IRpcServer Server, IRpcClient Client) StartTrust(KeyPair identity, IRpcServer server, IRpcClient client)
+    {
+        var role = WorkerTrust.GrantRoleOf(Role) ?? throw new InvalidOperationException($"{Role} runs no worker");
+        var time = _options.TimeProvider;
+        var grant = _options.Grant
+                    ?? _options.ClusterKey?.Issue(identity.PeerId, role, time.GetUtcNow(), _options.SelfGrantValidity, _options.RandomSource)
+                    ?? throw new WorkerConfigurationException([WorkerTrust.MissingGrantMessage(Role)]);
+        var verifier = new GrantVerifier(grant.Cluster, time);
+        if (_options.RevocationListPath is { } path)
+        {
+            var watcher = new RevocationFileWatcher(path, verifier, time, _options.GrantCachePeriod, _options.LoggerFactory.CreateLogger<RevocationFileWatcher>());
+            _started.Push(("revocation list", _ =>
+            {
+                watcher.Dispose();
+                return Task.CompletedTask;
+            }));
+        }
+        _logger.LogInformation("holding {Grant}", grant);
+        try
+        {
+            return WorkerTrust.Secure(Role, identity.PeerId, grant, verifier, server, client, _options.GrantCachePeriod, _options.LoggerFactory);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new WorkerConfigurationException([$"Trust:Grant: {e.Message}"], e);
         }
     }
 

@@ -6,6 +6,7 @@ using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Store;
+using P2PInference.Facilities.Trust;
 
 namespace P2PInference.Workers.Hosting;
 
@@ -63,6 +64,20 @@ public sealed class WorkerRuntimeOptions
     /// when <see cref="RandomSeed"/> is null. The system CSPRNG; seeded only in simulations.
     /// </summary>
     public IRandomSource RandomSource { get; init; } = SystemRandomSource.Instance;
+
+    /// <summary>A pre-issued grant for this node's PeerId and role (auth, gateway and processor need it or <see cref="ClusterKey"/>).</summary>
+    public RoleGrant? Grant { get; init; }
+
+    /// <summary>The cluster key: the worker signs its own grant at start, valid for <see cref="SelfGrantValidity"/>. Ignored when <see cref="Grant"/> is set.</summary>
+    public ClusterKey? ClusterKey { get; init; }
+
+    /// <summary>The operator's revocation list file, reread every <see cref="GrantCachePeriod"/>; null: nothing revoked.</summary>
+    public string? RevocationListPath { get; init; }
+
+    /// <summary>How long a grant another peer presented is believed before it is asked again.</summary>
+    public TimeSpan GrantCachePeriod { get; init; } = TimeSpan.FromSeconds(30);
+
+    public TimeSpan SelfGrantValidity { get; init; } = TimeSpan.FromDays(365);
 
     internal int EffectiveSeed => RandomSeed ?? RandomSource.NextSeed();
 

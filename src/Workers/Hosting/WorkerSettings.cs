@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Trust;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Gateway;
 using P2PInference.Workers.Processor;
@@ -26,6 +27,8 @@ public sealed class WorkerSettings
     public required GatewayOptions Gateway { get; init; }
 
     public required ProcessorOptions Processor { get; init; }
+
+    public TrustSettings Trust { get; init; } = new();
 
     /// <summary>The merged configuration, for sections other components read.</summary>
     public required IConfiguration Configuration { get; init; }
@@ -62,7 +65,43 @@ public sealed class WorkerSettings
             MaxTopicAttempts = Rpc.MaxTopicAttempts,
         },
         DrainTimeout = Node.DrainTimeout,
+        Grant = LoadGrant(),
+        ClusterKey = Trust.Grant is null ? LoadClusterKey() : null,
+        RevocationListPath = Trust.RevocationList,
+        GrantCachePeriod = Trust.CachePeriod,
+        SelfGrantValidity = Trust.SelfGrantValidity,
         TimeProvider = timeProvider ?? TimeProvider.System,
         LoggerFactory = loggerFactory ?? NullLoggerFactory.Instance,
     };
+
+    /// <exception cref="WorkerConfigurationException">The grant file is missing or not a grant.</exception>
+    private RoleGrant? LoadGrant()
+    {
+        if (Trust.Grant is not { } path) return null;
+        try
+        {
+            var info = new FileInfo(path);
+            if (!info.Exists) throw new FileNotFoundException($"grant file '{path}' does not exist");
+            if (info.Length > 4096) throw new InvalidDataException($"grant file '{path}' is {info.Length} bytes; a grant is one short line");
+            return RoleGrant.FromText(File.ReadAllText(path));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or InvalidDataException)
+        {
+            throw new WorkerConfigurationException([$"Trust:Grant: {e.Message}"], e);
+        }
+    }
+
+    /// <exception cref="WorkerConfigurationException">The key file is missing or not a key.</exception>
+    private ClusterKey? LoadClusterKey()
+    {
+        if (Trust.ClusterKey is not { } path) return null;
+        try
+        {
+            return Facilities.Trust.ClusterKey.Load(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            throw new WorkerConfigurationException([$"Trust:ClusterKey: {e.Message}"], e);
+        }
+    }
 }

@@ -1,8 +1,9 @@
 using System.Globalization;
 using P2PInference.Facilities.Store;
-using P2PInference.TestKit.Store;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
+using P2PInference.TestKit.Store;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Gateway;
 using P2PInference.Workers.Processor;
@@ -35,7 +36,11 @@ public sealed class NetworkSimulation
         Executor = executor;
         _settings = settings;
         Network = new InMemoryNetwork(executor.Clock, settings.Seed);
+        Cluster = ClusterKey.Generate(new SeededRandomSource(executor.CreateRandom("cluster key")));
     }
+
+    /// <summary>The simulated operator's key: every server holds a grant of it, every client trusts its id.</summary>
+    internal ClusterKey Cluster { get; }
 
     internal SimulationExecutor Executor { get; }
 
@@ -117,7 +122,7 @@ public sealed class NetworkSimulation
         SimulatedNode AddServer(string name, string role, Func<Hosting.IWorker?>? worker)
         {
             var node = new SimulatedNode(Executor, Network, name, role, new PrefixedKeyValueStore(stores, name), worker ?? (() => null),
-                () => [_servers[0].Address]);
+                () => [_servers[0].Address], Cluster);
             _servers.Add(node);
             return node;
         }

@@ -77,6 +77,7 @@ internal sealed class SimulatedClient(NetworkSimulation simulation, int number)
         {
             TimeProvider = _sim.Clock,
             Random = new Random(_random.Next()),
+            ClusterId = simulation.Cluster.Id,
             CallTimeout = TimeSpan.FromSeconds(20),
             InferTimeout = TimeSpan.FromSeconds(60),
         });

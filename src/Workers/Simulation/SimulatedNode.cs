@@ -6,6 +6,7 @@ using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Store;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Hosting;
@@ -31,10 +32,12 @@ internal sealed class SimulatedNode
     private RpcNode? _rpc;
     private IWorker? _worker;
     private int _incarnation;
+    private readonly ClusterKey _cluster;
 
     public SimulatedNode(SimulationExecutor sim, InMemoryNetwork network, string name, string role, IKeyValueStore store,
-        Func<IWorker?> newWorker, Func<IReadOnlyList<Multiaddress>> bootstrap)
+        Func<IWorker?> newWorker, Func<IReadOnlyList<Multiaddress>> bootstrap, ClusterKey cluster)
     {
+        _cluster = cluster;
         _sim = sim;
         _network = network;
         Name = name;
@@ -102,11 +105,18 @@ internal sealed class SimulatedNode
         if (isBootstrap) return;
         _rpc = new RpcNode(host, new RpcOptions { TimeProvider = Clock, Random = new Random(random.Next()), RandomSource = host.RandomSource }, _dht);
         _worker = _newWorker() ?? throw new InvalidOperationException($"node {Name} has no worker");
+        var workerRole = WorkerRoles.Parse(Role);
+        // Valid a day either side of now: skew faults move this node's clock, and grants must not be what they break.
+        var now = Clock.GetUtcNow();
+        var grant = _cluster.Issue(Identity.PeerId, WorkerTrust.GrantRoleOf(workerRole)!.Value, now - TimeSpan.FromDays(1), now + TimeSpan.FromDays(365),
+            (ulong)random.NextInt64());
+        var (server, client) = WorkerTrust.Secure(workerRole, Identity.PeerId, grant, new GrantVerifier(_cluster.Id, Clock), _rpc, _rpc,
+            TimeSpan.FromSeconds(30), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
         var context = new WorkerContext
         {
             Identity = Identity,
-            Server = _rpc,
-            Client = _rpc,
+            Server = server,
+            Client = client,
             Discovery = _dht,
             Store = _store,
             Time = Clock,

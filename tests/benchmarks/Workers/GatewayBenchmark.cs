@@ -6,6 +6,7 @@ using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Trust;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Client;
 using P2PInference.Workers.Contracts;
@@ -26,6 +27,9 @@ public static class GatewayBenchmark
 {
     private static readonly Multiaddress Loopback = Multiaddress.Parse("/ip4/127.0.0.1/tcp/0");
 
+    // Workers sign their own grants with it; the client trusts its id; the direct caller holds a gateway grant of it.
+    private static readonly ClusterKey Cluster = ClusterKey.Generate(SystemRandomSource.Instance);
+
     public static async Task<string> RunAsync(int clients, TimeSpan duration, CancellationToken ct)
     {
         var root = Directory.CreateTempSubdirectory("p2pinference-bench-").FullName;
@@ -44,13 +48,17 @@ public static class GatewayBenchmark
                 StartAsync(runtimes, root, WorkerRole.Processor, "processor-2", new ProcessorWorker(processorOptions), peers, ct));
             PeerId[] processors = [workers[2].PeerId, workers[3].PeerId];
 
-            await using var client = await P2PInferenceClient.ConnectAsync(peers, new ClientOptions(), ct);
+            await using var client = await P2PInferenceClient.ConnectAsync(peers, new ClientOptions { ClusterId = Cluster.Id }, ct);
             await client.RegisterAsync("bench@example.com", "a long benchmark passphrase 123", ct);
             await client.LoginAsync("bench@example.com", "a long benchmark passphrase 123", ct);
             await client.CreateApiKeyAsync("bench", ct);
 
-            await using var directHost = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
-            await using var direct = new RpcNode(directHost);
+            var directIdentity = KeyPair.Generate();
+            await using var directHost = new P2PHost(new HostOptions { Identity = directIdentity, Transports = [new TcpTransport()] });
+            await using var directNode = new RpcNode(directHost);
+            // Processors serve granted gateways only: the direct caller is one, checking the processors' grants as a gateway does.
+            var directGrant = Cluster.Issue(directIdentity.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
+            var direct = new TrustedRpcClient(directNode, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, directGrant);
             foreach (var processor in workers[2..])
                 await directHost.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
 
@@ -143,6 +151,7 @@ public static class GatewayBenchmark
             ListenAddresses = [Loopback],
             BootstrapPeers = bootstrap,
             DrainTimeout = TimeSpan.FromSeconds(2),
+            ClusterKey = worker is null ? null : Cluster,
         }, worker);
         lock (runtimes) runtimes.Add(runtime);
         await runtime.StartAsync(ct);

@@ -3,6 +3,7 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Threading;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Harness;
 using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Auth;
@@ -35,14 +36,21 @@ internal sealed class WorkerCluster : IAsyncDisposable
     /// <summary>How long (in virtual time) one operation may take before the test fails rather than hangs.</summary>
     public static readonly TimeSpan OperationTimeout = TimeSpan.FromMinutes(2);
 
+    /// <summary>How long workers and clients believe a grant a peer presented before asking again.</summary>
+    public static readonly TimeSpan GrantCachePeriod = TimeSpan.FromSeconds(30);
+
     /// <summary>The simulation a worker scenario runs in: the test's seed, and an hour of virtual time at most (the DHT's timers would keep a hung run going).</summary>
     public static SimulationOptions Simulation() => SimulationTest.Options() with { MaxVirtualTime = TimeSpan.FromHours(1) };
 
     private readonly BuiltinEngine _engine;
     private int _clients;
 
-    private WorkerCluster(TestCluster cluster, BuiltinEngine engine, EngineGate gate)
+    private readonly List<GrantVerifier> _verifiers;
+    private RevocationList _revocations = RevocationList.Empty;
+
+    private WorkerCluster(TestCluster cluster, BuiltinEngine engine, EngineGate gate, List<GrantVerifier> verifiers)
     {
+        _verifiers = verifiers;
         Cluster = cluster;
         _engine = engine;
         Gate = gate;
@@ -78,6 +86,8 @@ internal sealed class WorkerCluster : IAsyncDisposable
         };
         for (var i = 1; i <= options.Processors; i++) nodes.Add(new TestNodeSpec(ProcessorName(i), "processor"));
         nodes.Add(new TestNodeSpec(ClientNode, "client") { Storage = false });
+        foreach (var rogue in options.Rogues) nodes.Add(new TestNodeSpec(rogue.Name, "rogue") { Storage = false });
+        var verifiers = new List<GrantVerifier>();
 
         var clusterOptions = new TestClusterOptions
         {
@@ -92,17 +102,18 @@ internal sealed class WorkerCluster : IAsyncDisposable
                     TimeProvider = context.Time,
                     Random = new Random(context.Random.Next()),
                     LoggerFactory = context.LoggerFactory,
-                }, context.Discovery)), "auth", "gateway", "processor", "client"),
-                TestNodeComponent.ForRoles("auth worker", (context, ct) => StartWorkerAsync(context, new AuthWorker(options.Auth()), ct), "auth"),
-                TestNodeComponent.ForRoles("gateway worker", (context, ct) => StartWorkerAsync(context, new GatewayWorker(options.Gateway()), ct), "gateway"),
+                }, context.Discovery)), "auth", "gateway", "processor", "client", "rogue"),
+                TestNodeComponent.ForRoles("rogue", (context, ct) => StartRogueAsync(context, options.Rogues.Single(r => r.Name == context.Name), ct), "rogue"),
+                TestNodeComponent.ForRoles("auth worker", (context, ct) => StartWorkerAsync(context, new AuthWorker(options.Auth()), verifiers, ct), "auth"),
+                TestNodeComponent.ForRoles("gateway worker", (context, ct) => StartWorkerAsync(context, new GatewayWorker(options.Gateway()), verifiers, ct), "gateway"),
                 TestNodeComponent.ForRoles("processor worker", (context, ct) =>
-                    StartWorkerAsync(context, new ProcessorWorker(options.Processor(), new GatedEngine(engine, gate, context.Name)), ct), "processor"),
+                    StartWorkerAsync(context, new ProcessorWorker(options.Processor(), new GatedEngine(engine, gate, context.Name)), verifiers, ct), "processor"),
             ],
         };
         try
         {
             var cluster = await TestCluster.StartAsync(clusterOptions, cancellationToken);
-            return new WorkerCluster(cluster, engine, gate);
+            return new WorkerCluster(cluster, engine, gate, verifiers);
         }
         catch
         {
@@ -120,6 +131,9 @@ internal sealed class WorkerCluster : IAsyncDisposable
         options = options with
         {
             TimeProvider = Cluster.Time,
+            ClusterId = options.ClusterId ?? Cluster.ClusterId,
+            Revocations = _revocations,
+            GrantCachePeriod = GrantCachePeriod,
             Random = Cluster.Simulation.CreateRandom("client", number.ToString(System.Globalization.CultureInfo.InvariantCulture)),
             LoggerFactory = Cluster.LoggerFactory,
         };
@@ -193,14 +207,46 @@ internal sealed class WorkerCluster : IAsyncDisposable
         return dht;
     }
 
-    private static async Task<IAsyncDisposable> StartWorkerAsync(TestNodeContext node, IWorker worker, CancellationToken cancellationToken)
+    /// <summary>The rogue node <paramref name="name"/>'s recorder.</summary>
+    public RoguePeer Rogue(string name) => Cluster[name].Get<RoguePeer>();
+
+    public IEnumerable<RoguePeer> Rogues => Cluster.WithRole("rogue").Where(n => n.IsRunning).Select(n => n.Get<RoguePeer>());
+
+    /// <summary>The operator distributes a new revocation list: every worker and every client made after this holds it.</summary>
+    public void Revoke(RevocationList revocations)
+    {
+        _revocations = revocations;
+        lock (_verifiers)
+        {
+            foreach (var verifier in _verifiers) verifier.Revocations = revocations;
+        }
+    }
+
+    private static async Task<IAsyncDisposable> StartRogueAsync(TestNodeContext node, RogueSpec spec, CancellationToken cancellationToken)
+    {
+        var rogue = new RoguePeer(node.Get<RpcNode>(), spec.Grant(node.Cluster, node.Node.PeerId));
+        foreach (var topic in spec.Topics) await node.Discovery.AnnounceAsync(topic, cancellationToken);
+        return rogue;
+    }
+
+    private static async Task<IAsyncDisposable> StartWorkerAsync(TestNodeContext node, IWorker worker, List<GrantVerifier> verifiers,
+        CancellationToken cancellationToken)
     {
         var rpc = node.Get<RpcNode>();
+        var verifier = new GrantVerifier(node.Cluster.ClusterId, node.Time);
+        lock (verifiers)
+        {
+            if (verifiers.Count > 0) verifier.Revocations = verifiers[0].Revocations;
+            verifiers.Add(verifier);
+        }
+        // As the runtime does: the node's grant (of the cluster's seeded key) served, callees checked, callers checked.
+        var (server, client) = WorkerTrust.Secure(WorkerRoles.Parse(worker.Role), node.Node.PeerId, node.Node.Grant!,
+            verifier, rpc, rpc, GrantCachePeriod, node.LoggerFactory);
         var context = new WorkerContext
         {
             Identity = node.Node.Identity,
-            Server = rpc,
-            Client = rpc,
+            Server = server,
+            Client = client,
             Discovery = node.Discovery,
             Store = node.Store,
             Time = node.Time,

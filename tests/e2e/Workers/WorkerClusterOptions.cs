@@ -1,3 +1,6 @@
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Trust;
+using P2PInference.TestKit.Harness;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Gateway;
 using P2PInference.Workers.Processor;
@@ -26,4 +29,13 @@ internal sealed class WorkerClusterOptions
 
     /// <summary>The DHT refreshes its routing table this often.</summary>
     public TimeSpan DhtRefreshInterval { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Peers that claim a role without holding a valid grant for it (nodes named after them, with role <c>rogue</c>).</summary>
+    public IReadOnlyList<RogueSpec> Rogues { get; init; } = [];
 }
+
+/// <summary>
+/// A rogue node: <paramref name="Name"/>, the <paramref name="Topics"/> it announces and the grant it
+/// presents (made from the cluster and its own PeerId; null: none).
+/// </summary>
+internal sealed record RogueSpec(string Name, IReadOnlyList<string> Topics, Func<TestCluster, PeerId, RoleGrant?> Grant);

@@ -18,9 +18,19 @@ namespace P2PInference.Tests.E2E.Workers;
 public sealed class WorkerProcessTests
 {
     private string _root = null!;
+    private string _clusterKey = null!;
+    private string _clusterId = null!;
 
     [SetUp]
-    public void SetUp() => _root = Directory.CreateTempSubdirectory("p2pinference-e2e-").FullName;
+    public async Task SetUp()
+    {
+        _root = Directory.CreateTempSubdirectory("p2pinference-e2e-").FullName;
+        // The operator's first step: a cluster key. Workers sign their own grants with it; clients trust its id.
+        _clusterKey = Path.Combine(_root, "cluster.key");
+        var init = await CliProcess.RunAsync(CancellationToken.None, "cluster", "init", "--out", _clusterKey, "--json");
+        Assert.That(init.ExitCode, Is.Zero, init.Stderr);
+        _clusterId = (string)JsonNode.Parse(init.Stdout)!["clusterId"]!;
+    }
 
     [TearDown]
     public void TearDown()
@@ -41,7 +51,7 @@ public sealed class WorkerProcessTests
         var user = new TestDataFactory().User();
         var profile = Path.Combine(_root, "profile.json");
         var registered = await ClientAsync(ct, user.Password, "register", "--email", user.Email, "--password-stdin", "--bootstrap", bootstrapAddress,
-            "--profile", profile);
+            "--cluster", _clusterId, "--profile", profile);
         var login = await ClientAsync(ct, user.Password, "login", "--email", user.Email, "--password-stdin", "--profile", profile);
         var key = await ClientAsync(ct, null, "keys", "create", "--name", "e2e", "--profile", profile, "--json");
         const string Prompt = "The network of peers";
@@ -80,7 +90,8 @@ public sealed class WorkerProcessTests
         await Task.WhenAll(ReadyAsync(auth, ct), ReadyAsync(gateway, ct));
         var user = new TestDataFactory().User();
         var profile = Path.Combine(_root, "profile.json");
-        await ClientAsync(ct, user.Password, "register", "--email", user.Email, "--password-stdin", "--bootstrap", bootstrapAddress, "--profile", profile);
+        await ClientAsync(ct, user.Password, "register", "--email", user.Email, "--password-stdin", "--bootstrap", bootstrapAddress, "--cluster", _clusterId,
+            "--profile", profile);
         await ClientAsync(ct, user.Password, "login", "--email", user.Email, "--password-stdin", "--profile", profile);
         await ClientAsync(ct, null, "keys", "create", "--profile", profile);
 
@@ -94,9 +105,53 @@ public sealed class WorkerProcessTests
         });
     }
 
+    [Test]
+    public async Task Run_WithoutAGrant_RefusesInOneLineNamingClusterInit(CancellationToken ct)
+    {
+        var run = await CliProcess.RunAsync(ct, "run", "processor", "--config", RepositoryPaths.Fixture("test-configs", "processor.json"),
+            "--data-dir", Path.Combine(_root, "processor"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(run.ExitCode, Is.EqualTo(2));
+            Assert.That(run.StderrLines, Has.Length.EqualTo(1), run.Stderr);
+            Assert.That(run.StderrLines[0], Does.Contain("p2pinference cluster init"));
+        });
+    }
+
+    [Test]
+    public async Task Run_WithAGrantIssuedByClusterGrant_ServesAsThatRole(CancellationToken ct)
+    {
+        var keyFile = Path.Combine(_root, "processor", "identity.key");
+        var peerId = (await CliProcess.RunAsync(ct, "keygen", "--out", keyFile)).Stdout.Trim();
+        var grantFile = Path.Combine(_root, "processor.grant");
+        var issued = await CliProcess.RunAsync(ct, "cluster", "grant", "--cluster-key", _clusterKey, "--role", "processor", "--peer", peerId,
+            "--valid", "1h", "--out", grantFile, "--json");
+        var wrongRole = Path.Combine(_root, "gateway.grant");
+        await CliProcess.RunAsync(ct, "cluster", "grant", "--cluster-key", _clusterKey, "--role", "gateway", "--peer", peerId, "--out", wrongRole);
+
+        var refused = await CliProcess.RunAsync(ct, "run", "processor", "--config", RepositoryPaths.Fixture("test-configs", "processor.json"),
+            "--data-dir", Path.Combine(_root, "processor"), "--grant", wrongRole);
+        await using var bootstrap = StartWorker("bootstrap");
+        var bootstrapAddress = (string)(await ReadyAsync(bootstrap, ct))["addrs"]![0]!;
+        await using var processor = CliProcess.Start(["run", "processor", "--config", RepositoryPaths.Fixture("test-configs", "processor.json"),
+            "--data-dir", Path.Combine(_root, "processor"), "--json", "--grant", grantFile, "--bootstrap", bootstrapAddress]);
+        var ready = await ReadyAsync(processor, ct);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(issued.ExitCode, Is.Zero, issued.Stderr);
+            Assert.That((string)JsonNode.Parse(issued.Stdout)!["clusterId"]!, Is.EqualTo(_clusterId));
+            Assert.That((string)JsonNode.Parse(issued.Stdout)!["role"]!, Is.EqualTo("processor"));
+            Assert.That(refused.ExitCode, Is.EqualTo(2));
+            Assert.That(refused.Stderr, Does.Contain("gateway role"));
+            Assert.That((string)ready["peerId"]!, Is.EqualTo(peerId));
+        });
+    }
+
     private CliProcess StartWorker(string role, params string[] arguments) =>
         CliProcess.Start(["run", role, "--config", RepositoryPaths.Fixture("test-configs", role + ".json"), "--data-dir", Path.Combine(_root, role), "--json",
-            .. arguments]);
+            .. role == "bootstrap" ? Array.Empty<string>() : ["--cluster-key", _clusterKey], .. arguments]);
 
     /// <summary>The worker's ready line (JSON: role, peerId, addrs, topics); fails with its stderr if it exits first.</summary>
     private static async Task<JsonNode> ReadyAsync(CliProcess worker, CancellationToken ct)

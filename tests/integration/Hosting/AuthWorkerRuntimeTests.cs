@@ -2,6 +2,7 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Network;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Contracts;
@@ -101,6 +102,7 @@ public sealed class AuthWorkerRuntimeTests
             BootstrapPeers = bootstrap,
             TransportFactory = _ => [_network.CreateTransport(name)],
             DrainTimeout = TimeSpan.FromSeconds(5),
+            ClusterKey = role == WorkerRole.Bootstrap ? null : Cluster,
         };
         IWorker? worker = role == WorkerRole.Auth ? new AuthWorker(new AuthOptions { PasswordIterations = AuthOptions.MinPasswordIterations }) : null;
         var runtime = new WorkerRuntime(options, worker);
@@ -110,9 +112,11 @@ public sealed class AuthWorkerRuntimeTests
         return runtime;
     }
 
-    private async Task<RpcNode> ClientAsync(string name, WorkerRuntime bootstrap, CancellationToken ct)
+    /// <summary>Auth serves gateways only: the caller holds a gateway grant of the cluster, and checks Auth's grant before each call.</summary>
+    private async Task<IRpcClient> ClientAsync(string name, WorkerRuntime bootstrap, CancellationToken ct)
     {
-        var host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [_network.CreateTransport(name)] });
+        var identity = KeyPair.Generate();
+        var host = new P2PHost(new HostOptions { Identity = identity, Transports = [_network.CreateTransport(name)] });
         _owned.Add(host);
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
         var dht = new KademliaDht(host, new KademliaDhtOptions { Mode = DhtMode.Client, BootstrapPeers = [bootstrap.Addresses[0]] });
@@ -120,10 +124,13 @@ public sealed class AuthWorkerRuntimeTests
         await dht.StartAsync(ct);
         var rpc = new RpcNode(host, discovery: dht);
         _owned.Add(rpc);
-        return rpc;
+        var grant = Cluster.Issue(identity.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
+        return new TrustedRpcClient(rpc, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, grant);
     }
 
-    private static async Task<TResponse> Call<TRequest, TResponse>(RpcNode client, string method, TRequest request, MessagePackRpcCodec<TResponse> parser,
+    private static readonly ClusterKey Cluster = ClusterKey.Generate(SystemRandomSource.Instance);
+
+    private static async Task<TResponse> Call<TRequest, TResponse>(IRpcClient client, string method, TRequest request, MessagePackRpcCodec<TResponse> parser,
         CancellationToken ct)
         where TRequest : class
         where TResponse : class =>

@@ -70,8 +70,10 @@ public sealed class ClientCommandTests
         Variable = name => variables?.GetValueOrDefault(name),
     };
 
-    private async Task<(int Code, string Output, string Error)> RunAsync(string[] args, ClientCommandEnvironment? environment = null)
+    /// <summary>Runs a client command; every command names the fake gateways' cluster unless <paramref name="withCluster"/> is false.</summary>
+    private async Task<(int Code, string Output, string Error)> RunAsync(string[] args, ClientCommandEnvironment? environment = null, bool withCluster = true)
     {
+        if (withCluster && !args.Contains("--cluster")) args = [.. args, "--cluster", FakeGateway.Cluster.Id.ToString()];
         var output = new StringWriter();
         var error = new StringWriter();
         var code = await ClientCommand.RunAsync(args, output, error, environment ?? Environment());
@@ -99,6 +101,28 @@ public sealed class ClientCommandTests
         Assert.That(profile.Bootstrap, Is.EqualTo(new[] { Bootstrap }));
         var login = (Workers.Contracts.Auth.LoginRequest)_gateway.CallsOf(WorkerMethods.Gateway.Login).Single().Request;
         Assert.That(login.Password, Is.EqualTo("right"));
+    }
+
+    [Test]
+    public async Task Login_KeepsTheClusterInTheProfile_SoLaterCommandsNeedNotNameIt()
+    {
+        await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap]);
+
+        var created = await RunAsync(["keys", "create", "--name", "laptop"], withCluster: false);
+
+        Assert.That(created.Code, Is.Zero, created.Error);
+        Assert.That((await ProfileAsync()).Cluster, Is.EqualTo(FakeGateway.Cluster.Id.ToString()));
+    }
+
+    [Test]
+    public async Task Login_WithoutACluster_RefusesToSendThePassword_InOneLine()
+    {
+        var (code, _, error) = await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap], withCluster: false);
+
+        Assert.That(code, Is.Not.Zero);
+        Assert.That(error.TrimEnd().Split('\n'), Has.Length.EqualTo(1), error);
+        Assert.That(error, Does.Contain("no cluster id").And.Contain("--cluster"));
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Login), Is.Empty, "the password was never sent");
     }
 
     [Test]

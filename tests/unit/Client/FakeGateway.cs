@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Rpc;
 using P2PInference.Workers.Contracts;
@@ -20,6 +21,9 @@ internal sealed class FakeGateway : IAsyncDisposable
     public const string Token = "tok-123";
     public const string ApiKey = "sk-secret-1";
 
+    /// <summary>The cluster the fake gateways hold gateway grants of; clients of these tests trust it.</summary>
+    public static readonly ClusterKey Cluster = new(KeyPair.FromSeed(Enumerable.Repeat((byte)0x5a, 32).ToArray()));
+
     private readonly TimeProvider _time;
 
     public FakeGateway(InMemoryRpcNetwork network, MockDhtRegistry registry, string name)
@@ -28,6 +32,7 @@ internal sealed class FakeGateway : IAsyncDisposable
         var peer = KeyPair.Generate().PeerId;
         Node = network.CreateNode(peer);
         Dht = registry.CreateNode(peer, [Multiaddress.Memory(name)]);
+        GrantExchange.Serve(Node, Cluster.Issue(peer, GrantRole.Gateway, DateTimeOffset.UnixEpoch, new DateTimeOffset(2100, 1, 1, 0, 0, 0, TimeSpan.Zero), 1));
         Handle(WorkerMethods.Gateway.Register, RegisterRequest.Parser, (r, _) => new RegisterResponse { UserId = "u1", Email = r.Email.Trim().ToLowerInvariant() });
         Handle(WorkerMethods.Gateway.Login, LoginRequest.Parser, (r, _) => r.Password == "right"
             ? new LoginResponse { Token = Token, UserId = "u1", ExpiresAtUnixMs = _time.GetUtcNow().AddHours(1).ToUnixTimeMilliseconds() }

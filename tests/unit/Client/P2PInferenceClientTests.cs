@@ -47,7 +47,7 @@ public sealed class P2PInferenceClientTests
         var peer = KeyPair.Generate().PeerId;
         var dht = _registry.CreateNode(peer, []);
         var node = _network.CreateNode(peer, discovery: dht);
-        var client = new P2PInferenceClient(node, dht, (options ?? new ClientOptions()) with { TimeProvider = _time, Random = _sim.CreateRandom("client", _owned.Count.ToString(System.Globalization.CultureInfo.InvariantCulture)) });
+        var client = new P2PInferenceClient(node, dht, (options ?? new ClientOptions()) with { ClusterId = options?.ClusterId ?? FakeGateway.Cluster.Id, TimeProvider = _time, Random = _sim.CreateRandom("client", _owned.Count.ToString(System.Globalization.CultureInfo.InvariantCulture)) });
         _owned.Add(dht);
         _owned.Add(node);
         _owned.Add(client);

@@ -143,7 +143,7 @@ public sealed class WorkerConfigurationTests
     [TestCase("Node:LogLevel", "Loud", "Node:LogLevel: 'Loud' is not one of Trace, Debug, Information, Warning, Error, Critical, None")]
     [TestCase("Dht:Mode", "1", "Dht:Mode: '1' is not one of Server, Client")]
     [TestCase("Node:Lisen", "/ip4/127.0.0.1/tcp/0", "Node:Lisen is not a known setting (known: Bootstrap, DataDir, DrainTimeout, Listen, LogLevel)")]
-    [TestCase("Nodes:Listen", "x", "Nodes is not a known section (known: Node, Dht, Rpc, Auth, Gateway, Processor)")]
+    [TestCase("Nodes:Listen", "x", "Nodes is not a known section (known: Node, Dht, Rpc, Auth, Gateway, Processor, Trust)")]
     [TestCase("Auth:LoginThrottle", "5", "Auth:LoginThrottle must be a section of settings, not the value '5'")]
     [TestCase("Node:DataDir", "  ", "Node:DataDir must not be blank")]
     public void Load_NamesTheSettingAndTheExpectedForm_WhenAValueIsWrong(string key, string value, string expected)

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Time.Testing;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Rpc;
 using P2PInference.TestKit.Simulation;
@@ -24,6 +25,8 @@ public sealed class WorkerRuntimeRandomSourceTests
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
     }
 
+    private static readonly ClusterKey Cluster = new(KeyPair.FromSeed(Enumerable.Repeat((byte)0x34, 32).ToArray()));
+
     private sealed record Node(PeerId PeerId, IRandomSource Source, int FirstDraw);
 
     private async Task<Node> StartNodeAsync(IRandomSource? source, CancellationToken ct)
@@ -35,8 +38,8 @@ public sealed class WorkerRuntimeRandomSourceTests
         _dataDirs.Add(dataDir);
         // Null leaves RandomSource unset, so the default is what runs.
         var options = source is null
-            ? new WorkerRuntimeOptions { Role = WorkerRole.Processor, DataDirectory = dataDir, TimeProvider = time }
-            : new WorkerRuntimeOptions { Role = WorkerRole.Processor, DataDirectory = dataDir, TimeProvider = time, RandomSource = source };
+            ? new WorkerRuntimeOptions { Role = WorkerRole.Processor, DataDirectory = dataDir, TimeProvider = time, ClusterKey = Cluster }
+            : new WorkerRuntimeOptions { Role = WorkerRole.Processor, DataDirectory = dataDir, TimeProvider = time, RandomSource = source, ClusterKey = Cluster };
         await using var runtime = new WorkerRuntime(options, new TestWorker(facilities.Record), facilities);
         await runtime.StartAsync(ct);
         var context = runtime.Context!;

@@ -1,4 +1,6 @@
+using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Rpc;
 using P2PInference.Facilities.Threading;
@@ -282,10 +284,68 @@ public sealed class WorkerRuntimeTests
         Assert.Throws<ArgumentException>(() => _ = new WorkerRuntime(Options(WorkerRole.Bootstrap), new TestWorker(_ => { }), _facilities));
     }
 
+    [Test]
+    public void StartAsync_WithoutAGrantOrClusterKey_RefusesBeforeOpeningAnything_NamingClusterInit()
+    {
+        var unsecured = Own(new WorkerRuntime(new WorkerRuntimeOptions { Role = WorkerRole.Processor, DataDirectory = _dataDir, TimeProvider = _time },
+            new TestWorker(_facilities.Record), _facilities));
+
+        var e = Assert.ThrowsAsync<WorkerConfigurationException>(() => unsecured.StartAsync(CancellationToken.None));
+
+        Assert.That(e!.Errors, Has.Count.EqualTo(1));
+        Assert.That(e.Errors[0], Does.Contain("cluster init").And.Contain("--cluster-key"));
+        Assert.That(_facilities.Events, Is.Empty, "nothing was opened");
+    }
+
+    [Test]
+    public void StartAsync_WithAGrantForAnotherPeer_Refuses()
+    {
+        var other = KeyPair.FromSeed(Enumerable.Repeat((byte)0x35, 32).ToArray()).PeerId;
+        var now = _time.GetUtcNow();
+        var options = new WorkerRuntimeOptions
+        {
+            Role = WorkerRole.Processor, DataDirectory = _dataDir, TimeProvider = _time, RandomSeed = 1,
+            Grant = Cluster.Issue(other, GrantRole.Processor, now - TimeSpan.FromHours(1), now + TimeSpan.FromHours(1), 5),
+        };
+        var runtime = Own(new WorkerRuntime(options, new TestWorker(_facilities.Record), _facilities));
+
+        var e = Assert.ThrowsAsync<WorkerConfigurationException>(() => runtime.StartAsync(CancellationToken.None));
+
+        Assert.That(e!.Message, Does.Contain("another peer"));
+    }
+
+    [Test]
+    public async Task Processor_PresentsItsGrant_AndServesOnlyCallersHoldingAGatewayGrant(CancellationToken ct)
+    {
+        var runtime = Own(new WorkerRuntime(Options(WorkerRole.Processor), new TestWorker(_facilities.Record), _facilities));
+        await runtime.StartAsync(ct);
+        var caller = Client();
+        var now = _time.GetUtcNow();
+        var gatewayGrant = Cluster.Issue(caller.PeerId, GrantRole.Gateway, now - TimeSpan.FromHours(1), now + TimeSpan.FromHours(1), 6);
+        var processorGrant = Cluster.Issue(caller.PeerId, GrantRole.Processor, now - TimeSpan.FromHours(1), now + TimeSpan.FromHours(1), 7);
+        RpcCallOptions With(RoleGrant grant) => new() { Metadata = new Dictionary<string, string> { [GrantExchange.MetadataKey] = grant.ToText() } };
+
+        var presented = RoleGrant.Decode(await caller.RequestAsync(runtime.PeerId, GrantExchange.Method, ReadOnlyMemory<byte>.Empty, null, ct));
+        var bare = Assert.ThrowsAsync<RpcException>(() => caller.RequestAsync(runtime.PeerId, TestWorker.Echo, "x"u8.ToArray(), null, ct));
+        var wrongRole = Assert.ThrowsAsync<RpcException>(() => caller.RequestAsync(runtime.PeerId, TestWorker.Echo, "x"u8.ToArray(), With(processorGrant), ct));
+        var granted = await caller.RequestAsync(runtime.PeerId, TestWorker.Echo, "x"u8.ToArray(), With(gatewayGrant), ct);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(presented.Peer, Is.EqualTo(runtime.PeerId));
+            Assert.That(presented.Role, Is.EqualTo(GrantRole.Processor));
+            Assert.That(presented.Cluster, Is.EqualTo(Cluster.Id));
+            Assert.That(bare!.Code, Is.EqualTo(RpcStatusCode.PermissionDenied));
+            Assert.That(wrongRole!.Code, Is.EqualTo(RpcStatusCode.PermissionDenied));
+            Assert.That(granted, Is.EqualTo("x"u8.ToArray()));
+        });
+    }
+
     private (WorkerRuntime Runtime, TestWorker Worker) Create(Task? startGate = null, Exception? startFailure = null)
     {
         var worker = new TestWorker(_facilities.Record) { StartGate = startGate, StartFailure = startFailure };
-        return (Own(new WorkerRuntime(Options(WorkerRole.Processor), worker, _facilities)), worker);
+        // A gateway serves any caller; Auth and processors serve only granted gateways (see the trust tests below).
+        return (Own(new WorkerRuntime(Options(WorkerRole.Gateway), worker, _facilities)), worker);
     }
 
     private InMemoryRpcNode Client()
@@ -302,7 +362,10 @@ public sealed class WorkerRuntimeTests
         DrainTimeout = Drain,
         TimeProvider = _time,
         RandomSeed = 1,
+        ClusterKey = role == WorkerRole.Bootstrap ? null : Cluster,
     };
+
+    private static readonly ClusterKey Cluster = new(KeyPair.FromSeed(Enumerable.Repeat((byte)0x33, 32).ToArray()));
 
     private T Own<T>(T item)
         where T : IAsyncDisposable

@@ -1,0 +1,68 @@
+using System.Collections.Frozen;
+using System.Globalization;
+using P2PInference.Facilities.Identity;
+
+namespace P2PInference.Facilities.Trust;
+
+/// <summary>
+/// Grants the operator withdrew before they expire: by serial (one grant) or by peer (every grant of
+/// that PeerId). The operator distributes it as a text file, one entry a line — a grant's serial as
+/// 16 hex digits or a PeerId — with <c>#</c> comments and blank lines ignored.
+/// </summary>
+public sealed class RevocationList
+{
+    /// <summary>A revocation list file is at most this large; a bigger one is refused rather than read.</summary>
+    public const int MaxFileBytes = 4 * 1024 * 1024;
+
+    public static readonly RevocationList Empty = new(FrozenSet<ulong>.Empty, FrozenSet<PeerId>.Empty);
+
+    private readonly FrozenSet<ulong> _serials;
+    private readonly FrozenSet<PeerId> _peers;
+
+    public RevocationList(IEnumerable<ulong> serials, IEnumerable<PeerId> peers)
+    {
+        ArgumentNullException.ThrowIfNull(serials);
+        ArgumentNullException.ThrowIfNull(peers);
+        _serials = serials.ToFrozenSet();
+        _peers = peers.ToFrozenSet();
+    }
+
+    public int Count => _serials.Count + _peers.Count;
+
+    /// <summary>Why <paramref name="grant"/> is revoked, or null when it is not.</summary>
+    public string? ReasonRevoked(RoleGrant grant)
+    {
+        ArgumentNullException.ThrowIfNull(grant);
+        if (_serials.Contains(grant.Serial)) return $"grant serial {grant.SerialText} is revoked";
+        if (_peers.Contains(grant.Peer)) return $"every grant of peer {grant.Peer} is revoked";
+        return null;
+    }
+
+    /// <exception cref="FormatException">A line is neither a serial nor a PeerId (the message names the line).</exception>
+    public static RevocationList Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var serials = new HashSet<ulong>();
+        var peers = new HashSet<PeerId>();
+        var number = 0;
+        foreach (var raw in text.Split('\n'))
+        {
+            number++;
+            var hash = raw.IndexOf('#', StringComparison.Ordinal);
+            var line = (hash >= 0 ? raw[..hash] : raw).Trim();
+            if (line.Length == 0) continue;
+            if (line.Length == 16 && ulong.TryParse(line, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var serial))
+                serials.Add(serial);
+            else if (PeerId.TryParse(line, out var peer))
+                peers.Add(peer!);
+            else
+                throw new FormatException($"line {number}: '{line}' is neither a grant serial (16 hex digits) nor a PeerId");
+        }
+        return new RevocationList(serials, peers);
+    }
+
+    /// <summary>The list as the file holds it.</summary>
+    public string ToText() =>
+        string.Concat(_serials.Order().Select(s => s.ToString("x16", CultureInfo.InvariantCulture) + "\n")
+            .Concat(_peers.Select(p => p.ToString()).Order(StringComparer.Ordinal).Select(p => p + "\n")));
+}

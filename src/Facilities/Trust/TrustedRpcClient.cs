@@ -1,0 +1,164 @@
+using System.Collections.Concurrent;
+using System.Collections.Frozen;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Rpc;
+
+namespace P2PInference.Facilities.Trust;
+
+/// <summary>
+/// An <see cref="IRpcClient"/> that calls a method only on peers that proved the role the method
+/// belongs to (<see cref="RoleOf"/>): before the first byte of a request goes to a peer it has its
+/// grant (<see cref="GrantExchange.Method"/>, remembered for <see cref="CachePeriod"/>) checked by
+/// the <see cref="GrantVerifier"/>. Topic calls skip providers that fail the check (logged at debug);
+/// a call to one peer that fails it is <see cref="RpcStatusCode.Unavailable"/> with the reason. The
+/// node's own grant, when it has one, goes with every request so callees can check the caller too.
+/// </summary>
+/// <remarks>
+/// Expiry and revocation are checked on every call against the remembered grant, so they take
+/// effect at once; the cache period bounds how long a grant a peer replaced (or lost) is still
+/// believed. Failed fetches (the peer unreachable) are not remembered.
+/// </remarks>
+public sealed class TrustedRpcClient : IRpcClient
+{
+    /// <summary>How long a peer may take to present its grant.</summary>
+    public static readonly TimeSpan ExchangeTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>Peers whose grants are remembered at most; past it the memory starts afresh (it is only a cache).</summary>
+    internal const int MaxRemembered = 4096;
+
+    private readonly IRpcClient _inner;
+    private readonly GrantVerifier _verifier;
+    private readonly Func<string, GrantRole?> _roleOf;
+    private readonly IReadOnlyDictionary<string, string>? _ownGrantMetadata;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<PeerId, Presented> _presented = new();
+
+    /// <param name="inner">The node that carries the calls.</param>
+    /// <param name="verifier">The cluster and clock the grants are checked against.</param>
+    /// <param name="roleOf">The role a callee of a method must hold; null for methods anyone may serve.</param>
+    /// <param name="ownGrant">This node's grant, sent with every request; null for nodes without a role (clients).</param>
+    public TrustedRpcClient(IRpcClient inner, GrantVerifier verifier, Func<string, GrantRole?> roleOf, RoleGrant? ownGrant,
+        TimeSpan? cachePeriod = null, ILoggerFactory? loggerFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(inner);
+        ArgumentNullException.ThrowIfNull(verifier);
+        ArgumentNullException.ThrowIfNull(roleOf);
+        _inner = inner;
+        _verifier = verifier;
+        _roleOf = roleOf;
+        OwnGrant = ownGrant;
+        _ownGrantMetadata = ownGrant is null
+            ? null
+            : new Dictionary<string, string>(StringComparer.Ordinal) { [GrantExchange.MetadataKey] = ownGrant.ToText() }.ToFrozenDictionary(StringComparer.Ordinal);
+        CachePeriod = cachePeriod ?? TimeSpan.FromSeconds(30);
+        if (CachePeriod < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(cachePeriod));
+        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TrustedRpcClient>();
+    }
+
+    public GrantVerifier Verifier => _verifier;
+
+    public RoleGrant? OwnGrant { get; }
+
+    /// <summary>How long a grant a peer presented is remembered before it is asked again.</summary>
+    public TimeSpan CachePeriod { get; }
+
+    /// <summary>Null when <paramref name="peer"/> holds a valid grant for <paramref name="role"/>; else why not, as an Unavailable error naming the role.</summary>
+    public async ValueTask<RpcException?> CheckCalleeAsync(PeerId peer, GrantRole role, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        var time = _verifier.Time;
+        if (!_presented.TryGetValue(peer, out var presented) || time.GetElapsedTime(presented.FetchedAt) >= CachePeriod)
+        {
+            byte[] bytes;
+            try
+            {
+                bytes = await _inner.RequestAsync(peer, GrantExchange.Method, ReadOnlyMemory<byte>.Empty,
+                    new RpcCallOptions { Timeout = ExchangeTimeout, Idempotent = true }, cancellationToken);
+            }
+            catch (RpcException e) when (e.Code == RpcStatusCode.UnknownMethod)
+            {
+                bytes = [];
+            }
+            catch (RpcException e)
+            {
+                return new RpcException(RpcStatusCode.Unavailable, $"{role.Name()} {peer} did not present its grant: {e.Message}", innerException: e);
+            }
+            RoleGrant? grant = null;
+            string? malformed = null;
+            if (bytes.Length > 0)
+            {
+                try
+                {
+                    grant = RoleGrant.Decode(bytes);
+                }
+                catch (FormatException e)
+                {
+                    malformed = $"its grant is malformed: {e.Message}";
+                }
+            }
+            presented = new Presented(grant, malformed, time.GetTimestamp());
+            if (_presented.Count >= MaxRemembered) _presented.Clear();
+            _presented[peer] = presented;
+        }
+        var reason = presented.Malformed ?? _verifier.Check(presented.Grant, peer, role);
+        return reason is null
+            ? null
+            : new RpcException(RpcStatusCode.Unavailable, $"peer {peer} holds no valid {role.Name()} grant of cluster {_verifier.Cluster}: {reason}");
+    }
+
+    public async Task<byte[]> RequestAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken)
+    {
+        await ThrowUnlessTrustedAsync(peer, method, cancellationToken);
+        return await _inner.RequestAsync(peer, method, request, WithGrant(options), cancellationToken);
+    }
+
+    public async IAsyncEnumerable<byte[]> RequestStreamAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await ThrowUnlessTrustedAsync(peer, method, cancellationToken);
+        await foreach (var item in _inner.RequestStreamAsync(peer, method, request, WithGrant(options), cancellationToken))
+            yield return item;
+    }
+
+    public Task<byte[]> RequestTopicAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken) =>
+        _inner.RequestTopicAsync(topic, method, request, Checked(method, WithGrant(options)), cancellationToken);
+
+    public Task<IReadOnlyList<RpcPeerResult>> RequestAllAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options,
+        CancellationToken cancellationToken) =>
+        _inner.RequestAllAsync(topic, method, request, Checked(method, WithGrant(options)), cancellationToken);
+
+    private async ValueTask ThrowUnlessTrustedAsync(PeerId peer, string method, CancellationToken cancellationToken)
+    {
+        if (_roleOf(method) is not { } role) return;
+        if (await CheckCalleeAsync(peer, role, cancellationToken) is { } refused)
+        {
+            _logger.LogDebug("not calling {Method} on {Peer}: {Reason}", method, peer, refused.Message);
+            throw refused;
+        }
+    }
+
+    private RpcCallOptions Checked(string method, RpcCallOptions options)
+    {
+        if (_roleOf(method) is not { } role) return options;
+        var inner = options.CalleeCheck;
+        return options with
+        {
+            CalleeCheck = async (peer, ct) =>
+                await CheckCalleeAsync(peer, role, ct) ?? (inner is null ? null : await inner(peer, ct)),
+        };
+    }
+
+    private RpcCallOptions WithGrant(RpcCallOptions? options)
+    {
+        options ??= RpcCallOptions.Default;
+        if (_ownGrantMetadata is null) return options;
+        if (options.Metadata is not { Count: > 0 } metadata) return options with { Metadata = _ownGrantMetadata };
+        var merged = new Dictionary<string, string>(metadata, StringComparer.Ordinal) { [GrantExchange.MetadataKey] = _ownGrantMetadata[GrantExchange.MetadataKey] };
+        return options with { Metadata = merged };
+    }
+
+    private sealed record Presented(RoleGrant? Grant, string? Malformed, long FetchedAt);
+}
