@@ -56,7 +56,8 @@ internal sealed class RpcTopicRouter
             if (options.CalleeCheck is { } check && await check(peer, cancellationToken) is { } refused)
             {
                 // Not an attempt: nothing was sent. Each provider is skipped at most once per call (tried), so this ends.
-                skipped = refused;
+                // The reason quoted is a provider's own answer when there is one: that a provider was unreachable says less than that one answered with no right to serve.
+                if (skipped is null || refused.InnerException is null || skipped.InnerException is not null) skipped = refused;
                 _logger.LogDebug("topic {Topic}: provider {Peer} skipped: {Message}", topic, peer, refused.Message);
                 continue;
             }

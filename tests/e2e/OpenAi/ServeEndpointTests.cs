@@ -182,7 +182,7 @@ public sealed class ServeEndpointTests
     [Test]
     public async Task Credentials_ABearerKeyIsUsedAsTheApiKey_AndAWrongOrMissingOneIs401(CancellationToken ct)
     {
-        await using var anonymous = await P2PInferenceClient.ConnectAsync([_network.Bootstrap], new ClientOptions(), ct);
+        await using var anonymous = await P2PInferenceClient.ConnectAsync([_network.Bootstrap], new ClientOptions { ClusterId = ServeNetwork.Cluster.Id }, ct);
         await using var server = await ServeNetwork.ServeAsync(anonymous, ct);
         using var http = new HttpClient { BaseAddress = new Uri(server.Address + "/") };
 
@@ -350,7 +350,7 @@ public sealed class ServeEndpointTests
         try
         {
             var profile = Path.Combine(directory, "profile.json");
-            await new ClientProfile { ApiKey = await _network.NewApiKeyAsync(ct), Bootstrap = [_network.Bootstrap.ToString()] }.SaveAsync(profile, ct);
+            await new ClientProfile { ApiKey = await _network.NewApiKeyAsync(ct), Bootstrap = [_network.Bootstrap.ToString()], Cluster = ServeNetwork.Cluster.Id.ToString() }.SaveAsync(profile, ct);
             await using var serve = CliProcess.Start("client", "serve", "--listen", "127.0.0.1:0", "--profile", profile);
             string? line;
             while ((line = await serve.Output.ReadLineAsync(ct)) is not null && !line.StartsWith("client serve ready: ", StringComparison.Ordinal))

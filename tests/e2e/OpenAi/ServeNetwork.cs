@@ -3,14 +3,15 @@ using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Harness;
 using P2PInference.Workers.Auth;
-using P2PInference.Workers.Client;
 using P2PInference.Workers.Client.OpenAi;
+using P2PInference.Workers.Client;
 using P2PInference.Workers.Gateway;
 using P2PInference.Workers.Hosting;
-using P2PInference.Workers.Processor;
 using P2PInference.Workers.Processor.Engines;
+using P2PInference.Workers.Processor;
 
 namespace P2PInference.Tests.E2E.OpenAi;
 
@@ -38,6 +39,9 @@ internal sealed class ServeNetwork : IAsyncDisposable
     public CancellationObservingEngine Engine { get; }
 
     public Multiaddress Bootstrap => _runtimes[0].Addresses[0];
+
+    /// <summary>The network's cluster: its workers sign their own grants with this key; clients check them against its id.</summary>
+    public static ClusterKey Cluster { get; } = ClusterKey.Generate(SystemRandomSource.Instance);
 
     public static async Task<ServeNetwork> StartAsync(CancellationToken ct)
     {
@@ -71,7 +75,7 @@ internal sealed class ServeNetwork : IAsyncDisposable
     /// <summary>A client joined through the bootstrap node, signed up as a fresh user with an API key.</summary>
     public async Task<P2PInferenceClient> SignedUpClientAsync(CancellationToken ct)
     {
-        var client = await P2PInferenceClient.ConnectAsync([Bootstrap], new ClientOptions(), ct);
+        var client = await P2PInferenceClient.ConnectAsync([Bootstrap], new ClientOptions { ClusterId = Cluster.Id }, ct);
         TestUser user;
         lock (_data) user = _data.User();
         await client.RegisterAsync(user.Email, user.Password, ct);
@@ -110,6 +114,7 @@ internal sealed class ServeNetwork : IAsyncDisposable
             BootstrapPeers = bootstrap,
             DrainTimeout = TimeSpan.FromSeconds(2),
             LoggerFactory = NullLoggerFactory.Instance,
+            ClusterKey = role == WorkerRole.Bootstrap ? null : Cluster,
         }, worker);
         _runtimes.Add(runtime);
         await runtime.StartAsync(ct);
