@@ -110,7 +110,7 @@ public sealed class LlamaSharpEngineTests
         // The prompt ends with the end-of-text token, which this model repeats.
         var tokens = await CollectAsync(engine, Request(prompt: "hello</s>", maxTokens: 10));
 
-        Assert.That(tokens, Is.EqualTo(new[] { new GeneratedToken(0, "", FinishReason.Stop) }));
+        Assert.That(tokens, Is.EqualTo(new[] { new GeneratedToken(0, "", FinishReason.Stop, new TokenUsage(3, 0)) }), "no text, the prompt counted");
     }
 
     [Test]

@@ -86,7 +86,7 @@ public sealed class OpenAiCompatibleEngineTests
 
         var tokens = await CollectAsync(engine, Request());
 
-        Assert.That(tokens, Is.EqualTo(new[] { new GeneratedToken(0, "Peers find each other through the DHT.", FinishReason.Stop) }));
+        Assert.That(tokens, Is.EqualTo(new[] { new GeneratedToken(0, "Peers find each other through the DHT.", FinishReason.Stop, new TokenUsage(9, 8)) }), "the text and the server's usage");
     }
 
     [Test]

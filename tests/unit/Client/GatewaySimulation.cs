@@ -53,6 +53,7 @@ internal sealed class GatewaySimulation
         var node = Network.CreateNode(peer, discovery: dht);
         var client = new P2PInferenceClient(node, dht, (options ?? new ClientOptions { ApiKey = FakeGateway.ApiKey }) with
         {
+            ClusterId = options?.ClusterId ?? FakeGateway.Cluster.Id,
             TimeProvider = Sim.Clock,
             Random = Sim.CreateRandom("client", _owned.Count.ToString(CultureInfo.InvariantCulture)),
         });
