@@ -156,7 +156,7 @@ public sealed class GatewayWorker : IWorker
         catch (RpcException e)
         {
             state.Logger.LogWarning("request {RequestId}: looking up processors failed: {Message}", requestId, e.Message);
-            throw new RpcException(RpcStatusCode.Unavailable, $"processors unavailable: {e.Message}", innerException: e);
+            throw new RpcException(RpcStatusCode.Unavailable, "processors unavailable: none could be looked up", innerException: e);
         }
         var models = new SortedDictionary<string, ModelInfo>(StringComparer.Ordinal);
         foreach (var result in results)

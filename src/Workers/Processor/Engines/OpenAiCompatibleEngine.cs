@@ -174,7 +174,7 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
     }
 
     private ModelInfo ToModelInfo(string name) =>
-        new(name, $"Served by the OpenAI-compatible server at {_root}.", _contextLength, _maxOutputTokens);
+        new(name, "Served by an OpenAI-compatible model server.", _contextLength, _maxOutputTokens);
 
     private void AddHeaders(HttpRequestMessage request)
     {
