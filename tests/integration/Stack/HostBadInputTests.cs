@@ -5,6 +5,7 @@ using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Protocols.Identify;
+using P2PInference.Facilities.Net.Protocols.Ping;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.TestKit.Network;
@@ -304,6 +305,79 @@ public sealed class HostBadInputTests
         Assert.That(await MultistreamSelect.SelectAsync(good, ["/ipfs/ping/1.0.0"], Token), Is.EqualTo("/ipfs/ping/1.0.0"));
         Assert.That(session.IsClosed, Is.False);
         Assert.That(_server.GetConnection(key.PeerId), Is.Not.Null);
+    });
+
+    /// <summary>Answers the identify the server starts on every new connection, as a well-behaved peer would.</summary>
+    private static async Task AnswerIdentifyAsync(YamuxSession session, KeyPair key)
+    {
+        var inbound = await session.AcceptStreamAsync(CancellationToken.None);
+        await MultistreamSelect.HandleAsync(inbound, [IdentifyProtocol.ProtocolId], CancellationToken.None);
+        await IdentifyProtocol.WriteAsync(inbound, new IdentifyInfo(key.PublicKey, [], [PingProtocol.ProtocolId], null, "ipfs/0.1.0", "attacker/1.0"), CancellationToken.None);
+        await inbound.CompleteWritesAsync(CancellationToken.None);
+    }
+
+    private static async Task AssertResetAsync(YamuxStream stream) =>
+        await Assert.ThatAsync(async () =>
+        {
+            while (await stream.ReadAsync(new byte[64], CancellationToken.None) > 0)
+            {
+            }
+        }, Throws.InstanceOf<YamuxStreamResetException>());
+
+    [Test]
+    public void Identify_PeerThatConnectsAndNeverAnswers_LosesItsConnection_AfterTheIdentifyTimeout() => Run(async () =>
+    {
+        var (secure, key) = await UpgradeToNoiseAsync();
+        await using var session = new YamuxSession(secure, isInitiator: true);
+        var inbound = await session.AcceptStreamAsync(Token);
+        Assert.That(await MultistreamSelect.HandleAsync(inbound, [IdentifyProtocol.ProtocolId], Token), Is.EqualTo(IdentifyProtocol.ProtocolId));
+
+        // ...and nothing more: no answer, no other stream.
+        await _sim.Clock.AdvanceAsync(HostOptions.DefaultIdentifyTimeout - TimeSpan.FromSeconds(1));
+        Assert.That(_server.GetConnection(key.PeerId), Is.Not.Null, "still connected before the timeout");
+        await _sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(1));
+
+        await _sim.Clock.WaitUntilAsync(() => session.IsClosed, TimeSpan.FromSeconds(1));
+        Assert.That(_server.GetConnection(key.PeerId), Is.Null, "the stalled peer's slot is free");
+    });
+
+    [Test]
+    public void Stream_StalledInNegotiation_IsResetAfterTheNegotiationTimeout_AndTheConnectionStays() => Run(async () =>
+    {
+        var (secure, key) = await UpgradeToNoiseAsync();
+        await using var session = new YamuxSession(secure, isInitiator: true);
+        await AnswerIdentifyAsync(session, key);
+        var stalled = await session.OpenStreamAsync(Token);
+        await stalled.WriteAsync(Varint.Encode(19), Token);
+
+        await _sim.Clock.AdvanceAsync(HostOptions.DefaultStreamNegotiationTimeout);
+
+        await AssertResetAsync(stalled);
+        var good = await session.OpenStreamAsync(Token);
+        Assert.That(await MultistreamSelect.SelectAsync(good, [PingProtocol.ProtocolId], Token), Is.EqualTo(PingProtocol.ProtocolId));
+        Assert.That(_server.GetConnection(key.PeerId), Is.Not.Null);
+    });
+
+    [Test]
+    public void Ping_DialerThatStallsInsideAPayload_HasItsStreamResetAfterThePingTimeout() => Run(async () =>
+    {
+        var (secure, key) = await UpgradeToNoiseAsync();
+        await using var session = new YamuxSession(secure, isInitiator: true);
+        await AnswerIdentifyAsync(session, key);
+        var ping = await session.OpenStreamAsync(Token);
+        await MultistreamSelect.SelectAsync(ping, [PingProtocol.ProtocolId], Token);
+        var payload = new byte[PingProtocol.PayloadSize];
+        _random.NextBytes(payload);
+        await ping.WriteAsync(payload, Token);
+        var echoed = new byte[PingProtocol.PayloadSize];
+        await ping.ReadExactOnContextAsync(echoed, Token);
+        Assert.That(echoed, Is.EqualTo(payload), "a ping inside the timeout is answered");
+
+        await ping.WriteAsync(payload.AsMemory(0, 5), Token);
+        await _sim.Clock.AdvanceAsync(HostOptions.DefaultPingTimeout);
+
+        await AssertResetAsync(ping);
+        Assert.That(_server.GetConnection(key.PeerId)!.StreamCount, Is.Zero, "the stalled ping no longer holds the connection open");
     });
 
     [Test]

@@ -37,8 +37,10 @@ public sealed class HostOptions
 
     public static readonly TimeSpan DefaultUpgradeTimeout = TimeSpan.FromSeconds(10);
 
-    /// <summary>Bounds protocol negotiation on one stream.</summary>
-    public TimeSpan StreamNegotiationTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Bounds protocol negotiation on one stream, inbound or outbound; an inbound stream that stalls in it is reset.</summary>
+    public TimeSpan StreamNegotiationTimeout { get; init; } = DefaultStreamNegotiationTimeout;
+
+    public static readonly TimeSpan DefaultStreamNegotiationTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>A connection with no open stream for this long is closed; one with an open stream never is.</summary>
     public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromMinutes(2);
@@ -56,8 +58,27 @@ public sealed class HostOptions
     /// </summary>
     public bool IdentifyOnConnect { get; init; } = true;
 
-    /// <summary>Bounds a connection's identify exchange, from opening the stream to reading the message.</summary>
-    public TimeSpan IdentifyTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Bounds a connection's identify exchange, from opening the stream to reading the message; also bounds serving one.</summary>
+    public TimeSpan IdentifyTimeout { get; init; } = DefaultIdentifyTimeout;
+
+    public static readonly TimeSpan DefaultIdentifyTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Close an inbound connection whose peer did not answer the identify started on connect within
+    /// <see cref="IdentifyTimeout"/> (only with <see cref="IdentifyOnConnect"/>). Every libp2p peer
+    /// answers identify; one that connects and stalls would otherwise hold an inbound slot until the
+    /// idle timeout. A wrong answer is ignored as before; only silence costs the connection.
+    /// </summary>
+    public bool CloseInboundWithoutIdentify { get; init; } = true;
+
+    /// <summary>
+    /// How long the ping handler waits for the next payload (and for its echo to be taken) before it
+    /// resets the stream, so an open ping stream cannot hold a connection (an open stream keeps it
+    /// from the idle timeout) without pinging.
+    /// </summary>
+    public TimeSpan PingTimeout { get; init; } = DefaultPingTimeout;
+
+    public static readonly TimeSpan DefaultPingTimeout = TimeSpan.FromSeconds(10);
 
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 

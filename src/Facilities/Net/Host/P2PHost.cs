@@ -42,7 +42,7 @@ public sealed class P2PHost : IAsyncDisposable
         _connections.Connected += c => PeerConnected?.Invoke(c);
         _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
         Handle(IdentifyProtocol.ProtocolId, ServeIdentifyAsync);
-        Handle(PingProtocol.ProtocolId, (context, ct) => PingProtocol.HandleAsync(context.Stream, ct));
+        Handle(PingProtocol.ProtocolId, (context, ct) => PingProtocol.HandleAsync(context.Stream, _options.PingTimeout, _options.TimeProvider, ct));
     }
 
     public PeerId PeerId => _options.Identity.PeerId;
@@ -275,7 +275,27 @@ public sealed class P2PHost : IAsyncDisposable
             throw new ObjectDisposedException(nameof(P2PHost), "the host is stopping");
         }
         _ = AcceptStreamsAsync(connection);
-        if (_options.IdentifyOnConnect) _ = connection.GetOrStartIdentify(RunIdentifyAsync);
+        if (!_options.IdentifyOnConnect) return;
+        var identify = connection.GetOrStartIdentify(RunIdentifyAsync);
+        if (_options.CloseInboundWithoutIdentify && connection.Direction == ConnectionDirection.Inbound)
+            _ = CloseIfIdentifyTimesOutAsync(connection, identify);
+    }
+
+    private async Task CloseIfIdentifyTimesOutAsync(PeerConnection connection, Task<IdentifyInfo> identify)
+    {
+        try
+        {
+            await identify;
+        }
+        catch (IdentifyException e) when (e.InnerException is TimeoutException)
+        {
+            _logger.LogDebug("closing the inbound connection from {Peer}: no identify answer within {Timeout}", connection.RemotePeer, _options.IdentifyTimeout);
+            await connection.DisposeAsync();
+        }
+        catch (IdentifyException)
+        {
+            // Logged where it failed; a wrong answer or a closed connection is not a stall.
+        }
     }
 
     private async Task<IdentifyInfo> RunIdentifyAsync(PeerConnection connection)
@@ -502,8 +522,11 @@ public sealed class P2PHost : IAsyncDisposable
     {
         var info = new IdentifyInfo(Identity.PublicKey, ListenAddresses, _protocols.ToArray(), context.Connection.RemoteAddress,
             _options.ProtocolVersion, _options.AgentVersion);
-        await IdentifyProtocol.WriteAsync(context.Stream, info, cancellationToken);
-        await context.Stream.CompleteWritesAsync(cancellationToken);
+        // A peer that does not read its identify answer must not keep the stream (and so the connection) open.
+        using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        await IdentifyProtocol.WriteAsync(context.Stream, info, linked.Token);
+        await context.Stream.CompleteWritesAsync(linked.Token);
     }
 
     /// <summary>Graceful stop: listeners close, connections get a go-away and close, handlers are cancelled.</summary>
