@@ -100,11 +100,11 @@ public sealed class HostBadInputTests
         await _network.CreateTransport($"attacker-{++_attackers}").DialAsync(InMemoryNetwork.AddressOf("server"), Token);
 
     /// <summary>Multistream and Noise done properly; what follows is up to the test.</summary>
-    private async Task<(NoiseSecureStream Secure, KeyPair Key)> UpgradeToNoiseAsync()
+    private async Task<(NoiseSecureStream Secure, KeyPair Key)> UpgradeToNoiseAsync(KeyPair? identity = null)
     {
         var raw = await DialRawAsync();
         await MultistreamSelect.SelectAsync(raw.Stream, [NoiseHandshake.ProtocolId], Token);
-        var key = NewKey("attacker");
+        var key = identity ?? NewKey("attacker");
         var secure = await NoiseHandshake.InitiateAsync(raw.Stream, key, _server.PeerId, Token);
         await MultistreamSelect.SelectAsync(secure, ["/yamux/1.0.0"], Token);
         return (secure, key);
@@ -378,6 +378,44 @@ public sealed class HostBadInputTests
 
         await AssertResetAsync(ping);
         Assert.That(_server.GetConnection(key.PeerId)!.StreamCount, Is.Zero, "the stalled ping no longer holds the connection open");
+    });
+
+    [Test]
+    public void OnePeerConnectingManyTimes_IsCutAtThePerPeerCap() => Run(async () =>
+    {
+        var key = NewKey("repeat");
+        var sessions = new List<YamuxSession>();
+        try
+        {
+            // Each from its own address, so only the per-peer cap applies; each holds a ping stream
+            // open, so the server closes none of the duplicates as idle.
+            for (var i = 0; i < 6; i++)
+            {
+                var (secure, _) = await UpgradeToNoiseAsync(key);
+                var session = new YamuxSession(secure, isInitiator: true);
+                sessions.Add(session);
+                await _sim.Clock.RunUntilIdleAsync();
+                try
+                {
+                    var ping = await session.OpenStreamAsync(Token);
+                    await MultistreamSelect.SelectAsync(ping, [PingProtocol.ProtocolId], Token);
+                }
+                catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or MultistreamException)
+                {
+                    // The server closed this one.
+                }
+            }
+
+            // Duplicates without a stream are retired at once; the cap bounds the ones that hold streams.
+            Assert.That(_server.Connections.Count(c => c.RemotePeer == key.PeerId),
+                Is.LessThanOrEqualTo(new HostOptions { Identity = key, Transports = [] }.MaxConnectionsPerPeer));
+            Assert.That(sessions.Skip(4).Select(s => s.IsClosed), Is.All.True, "connections past the cap are closed");
+            Assert.That(sessions[0].IsClosed, Is.False, "the peer's first connection is kept");
+        }
+        finally
+        {
+            foreach (var session in sessions) await session.DisposeAsync();
+        }
     });
 
     [Test]

@@ -52,6 +52,26 @@ public sealed class HostOptions
     public int MaxInboundConnections { get; init; } = 4096;
 
     /// <summary>
+    /// Inbound connections from one remote address (an IPv4 address, an IPv6 /64, or the first
+    /// component of another kind of address) past this are closed at once, before the handshake.
+    /// Loopback is exempt. Sized for a NAT with several peers behind it.
+    /// </summary>
+    public int MaxInboundConnectionsPerAddress { get; init; } = 32;
+
+    /// <summary>
+    /// The last this-many of <see cref="MaxInboundConnections"/> are given only to addresses that
+    /// have no inbound connection yet, so the connections of a few addresses cannot fill the host.
+    /// At most a quarter of <see cref="MaxInboundConnections"/> is kept back, whatever this says.
+    /// </summary>
+    public int InboundConnectionsReservedForNewAddresses { get; init; } = 256;
+
+    /// <summary>
+    /// Connections to or from one peer (by PeerId) past this are closed once the handshake names
+    /// the peer. Two is normal (a simultaneous dial, until the duplicate is retired).
+    /// </summary>
+    public int MaxConnectionsPerPeer { get; init; } = 4;
+
+    /// <summary>
     /// Run identify on every new connection to learn the remote's addresses and protocols. Either
     /// way a connection runs identify at most once; when this is off, the first
     /// <see cref="P2PHost.IdentifyAsync(PeerConnection, CancellationToken)"/> starts it.

@@ -27,7 +27,7 @@ public sealed class P2PHost : IAsyncDisposable
     private readonly List<Task> _acceptLoops = [];
     private readonly CancellationTokenSource _stopping = new();
     private volatile FrozenSet<string> _protocols = FrozenSet<string>.Empty;
-    private int _inbound;
+    private readonly InboundConnectionLimiter _inbound;
     private int _disposed;
 
     public P2PHost(HostOptions options)
@@ -39,6 +39,7 @@ public sealed class P2PHost : IAsyncDisposable
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
         _connections = new ConnectionManager(options, _logger);
+        _inbound = new InboundConnectionLimiter(options);
         _connections.Connected += c => PeerConnected?.Invoke(c);
         _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
         Handle(IdentifyProtocol.ProtocolId, ServeIdentifyAsync);
@@ -386,18 +387,17 @@ public sealed class P2PHost : IAsyncDisposable
                 _logger.LogDebug(e, "accept on {Address} failed", listener.Address);
                 continue;
             }
-            if (Interlocked.Increment(ref _inbound) > _options.MaxInboundConnections)
+            if (!_inbound.TryAcquire(raw.RemoteAddress, out var slot, out var refusal))
             {
-                Interlocked.Decrement(ref _inbound);
-                _logger.LogWarning("refusing inbound connection from {Address}: {Max} inbound connections open", raw.RemoteAddress, _options.MaxInboundConnections);
+                _logger.LogWarning("refusing inbound connection from {Address}: {Reason}", raw.RemoteAddress, refusal);
                 await raw.DisposeAsync();
                 continue;
             }
-            _ = UpgradeInboundAsync(raw);
+            _ = UpgradeInboundAsync(raw, slot);
         }
     }
 
-    private async Task UpgradeInboundAsync(RawConnection raw)
+    private async Task UpgradeInboundAsync(RawConnection raw, string slot)
     {
         await Task.Yield();
         PeerConnection connection;
@@ -407,11 +407,18 @@ public sealed class P2PHost : IAsyncDisposable
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            Interlocked.Decrement(ref _inbound);
+            _inbound.Release(slot);
             _logger.LogDebug(e, "inbound upgrade from {Address} failed", raw.RemoteAddress);
             return;
         }
-        _ = ReleaseInboundSlotWhenClosedAsync(connection);
+        _ = ReleaseInboundSlotWhenClosedAsync(connection, slot);
+        // PeerIds are free to mint, so this bounds only a careless or buggy peer; the address cap bounds the rest.
+        if (_connections.CountOf(connection.RemotePeer) >= _options.MaxConnectionsPerPeer)
+        {
+            _logger.LogWarning("refusing inbound connection from {Peer}: {Max} connections with it are open", connection.RemotePeer, _options.MaxConnectionsPerPeer);
+            await connection.DisposeAsync();
+            return;
+        }
         try
         {
             await AdoptAsync(connection);
@@ -421,10 +428,10 @@ public sealed class P2PHost : IAsyncDisposable
         }
     }
 
-    private async Task ReleaseInboundSlotWhenClosedAsync(PeerConnection connection)
+    private async Task ReleaseInboundSlotWhenClosedAsync(PeerConnection connection, string slot)
     {
         await connection.Completion.ObserveFailureAsync();
-        Interlocked.Decrement(ref _inbound);
+        _inbound.Release(slot);
     }
 
     private async Task AcceptStreamsAsync(PeerConnection connection)
