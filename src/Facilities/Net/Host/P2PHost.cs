@@ -40,6 +40,7 @@ public sealed class P2PHost : IAsyncDisposable
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
         _connections = new ConnectionManager(options, _logger);
         _inbound = new InboundConnectionLimiter(options);
+        PeerStore = new PeerStore(options.TimeProvider);
         _connections.Connected += c => PeerConnected?.Invoke(c);
         _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
         Handle(IdentifyProtocol.ProtocolId, ServeIdentifyAsync);
@@ -48,7 +49,7 @@ public sealed class P2PHost : IAsyncDisposable
 
     public PeerId PeerId => _options.Identity.PeerId;
     public KeyPair Identity => _options.Identity;
-    public PeerStore PeerStore { get; } = new();
+    public PeerStore PeerStore { get; }
     public TimeProvider TimeProvider => _options.TimeProvider;
 
     /// <summary>The host's source of unpredictable bytes (<see cref="HostOptions.RandomSource"/>), for the layers built on it.</summary>
@@ -260,7 +261,7 @@ public sealed class P2PHost : IAsyncDisposable
             }
             var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, _stopping.Token);
             await AdoptAsync(connection);
-            PeerStore.AddAddresses(connection.RemotePeer, [address]);
+            PeerStore.AddAddresses(connection.RemotePeer, [address], AddressSource.Self);
             return _connections.Get(connection.RemotePeer) ?? connection;
         }
         if (errors.Count == 1) throw errors[0];
@@ -331,7 +332,7 @@ public sealed class P2PHost : IAsyncDisposable
                 throw ClosedBeforeIdentify(peer);
             }
             var info = await exchange;
-            PeerStore.AddAddresses(peer, info.ListenAddresses);
+            PeerStore.AddAddresses(peer, info.ListenAddresses, AddressSource.Self);
             PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
             return info;
         }
