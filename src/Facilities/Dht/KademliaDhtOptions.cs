@@ -60,6 +60,9 @@ public sealed class KademliaDhtOptions
 
     public int MaxProvidersPerKey { get; init; } = 64;
     public int MaxProviderKeys { get; init; } = 100_000;
+
+    /// <summary>Keys one provider may hold records for in this node's store; past it, its new keys are refused (renewals are not).</summary>
+    public int MaxKeysPerProvider { get; init; } = ProviderStore.DefaultMaxKeysPerProvider;
     public int MaxRecords { get; init; } = 10_000;
 
     /// <summary>Largest record value accepted by PUT_VALUE (and sent by us).</summary>
@@ -102,6 +105,7 @@ public sealed class KademliaDhtOptions
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LookupTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxProvidersPerKey, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxProviderKeys, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxKeysPerProvider, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxMessageSize, 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxFailuresBeforeEviction, 1);
         foreach (var peer in BootstrapPeers)

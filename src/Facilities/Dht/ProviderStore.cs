@@ -5,7 +5,9 @@ namespace P2PInference.Facilities.Dht;
 
 /// <summary>
 /// Provider records by key, each expiring a TTL after it was last added, on the injected clock.
-/// Bounded: at most <c>maxKeys</c> keys and <c>maxProvidersPerKey</c> providers per key.
+/// Bounded: at most <c>maxKeys</c> keys, <c>maxProvidersPerKey</c> providers per key, and
+/// <c>maxKeysPerProvider</c> keys per provider — the one sender a record can come from (a peer
+/// announces only itself), so one identity cannot fill the store.
 /// </summary>
 /// <remarks>
 /// When a key is full a new provider is refused rather than evicting one already stored: records
@@ -19,10 +21,14 @@ public sealed class ProviderStore
     private readonly TimeSpan _ttl;
     private readonly int _maxKeys;
     private readonly int _maxProvidersPerKey;
+    private readonly int _maxKeysPerProvider;
+    private readonly Dictionary<PeerId, int> _keysByProvider = [];
     private readonly Lock _lock = new();
 
-    public ProviderStore(TimeProvider timeProvider, TimeSpan ttl, int maxKeys, int maxProvidersPerKey)
+    public ProviderStore(TimeProvider timeProvider, TimeSpan ttl, int maxKeys, int maxProvidersPerKey, int maxKeysPerProvider = DefaultMaxKeysPerProvider)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxKeysPerProvider, 1);
+        _maxKeysPerProvider = maxKeysPerProvider;
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxKeys, 1);
@@ -32,6 +38,9 @@ public sealed class ProviderStore
         _maxKeys = maxKeys;
         _maxProvidersPerKey = maxProvidersPerKey;
     }
+
+    /// <summary>A worker announces a handful of topics; a DHT node serving content may announce more.</summary>
+    public const int DefaultMaxKeysPerProvider = 1024;
 
     public int KeyCount
     {
@@ -64,7 +73,15 @@ public sealed class ProviderStore
         keyBytes = key.ToArray();
         lock (_lock)
         {
-            if (!_byKey.TryGetValue(keyBytes, out var providers))
+            _byKey.TryGetValue(keyBytes, out var providers);
+            var renewal = providers is not null && providers.ContainsKey(provider);
+            if (!renewal && _keysByProvider.GetValueOrDefault(provider) >= _maxKeysPerProvider)
+            {
+                SweepLocked(now);
+                if (_keysByProvider.GetValueOrDefault(provider) >= _maxKeysPerProvider) return false;
+                _byKey.TryGetValue(keyBytes, out providers);
+            }
+            if (providers is null)
             {
                 if (_byKey.Count >= _maxKeys)
                 {
@@ -79,6 +96,7 @@ public sealed class ProviderStore
                 PruneLocked(providers, now);
                 if (providers.Count >= _maxProvidersPerKey) return false;
             }
+            if (!providers.ContainsKey(provider)) _keysByProvider[provider] = _keysByProvider.GetValueOrDefault(provider) + 1;
             providers[provider] = record;
             return true;
         }
@@ -108,6 +126,7 @@ public sealed class ProviderStore
         lock (_lock)
         {
             if (!_byKey.TryGetValue(keyBytes, out var providers) || !providers.Remove(provider)) return false;
+            Forget(provider);
             if (providers.Count == 0) _byKey.Remove(keyBytes);
             return true;
         }
@@ -135,13 +154,24 @@ public sealed class ProviderStore
         return removed;
     }
 
-    private static int PruneLocked(Dictionary<PeerId, ProviderRecord> providers, DateTimeOffset now)
+    private int PruneLocked(Dictionary<PeerId, ProviderRecord> providers, DateTimeOffset now)
     {
         var removed = 0;
         foreach (var (peer, record) in providers)
         {
-            if (record.Expires <= now && providers.Remove(peer)) removed++;
+            if (record.Expires <= now && providers.Remove(peer))
+            {
+                removed++;
+                Forget(peer);
+            }
         }
         return removed;
+    }
+
+    private void Forget(PeerId provider)
+    {
+        var count = _keysByProvider.GetValueOrDefault(provider);
+        if (count > 1) _keysByProvider[provider] = count - 1;
+        else _keysByProvider.Remove(provider);
     }
 }

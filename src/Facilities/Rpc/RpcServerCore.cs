@@ -142,15 +142,24 @@ internal sealed class RpcServerCore : IRpcServer
         }
         catch (OperationCanceledException e)
         {
-            return new RpcException(RpcStatusCode.Cancelled, e.Message);
+            _logger.LogDebug(e, "handler of {Method} for {Peer} was cancelled", call.Method, call.Caller);
+            return new RpcException(RpcStatusCode.Cancelled, CancelledMessage);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // The message reaches the caller; the stack trace stays in our log.
-            _logger.LogWarning(e, "handler of {Method} failed for {Peer}", call.Method, call.Caller);
-            return new RpcException(RpcStatusCode.Internal, e.Message);
+            // An untyped exception's message can name files, hosts or internal state: it stays in our
+            // log with its request id, and the caller gets the typed code and a fixed text naming that id.
+            _logger.LogWarning(e, "handler of {Method} failed for {Peer} (request {RequestId})", call.Method, call.Caller, call.RequestId);
+            return new RpcException(RpcStatusCode.Internal, InternalMessage(call.RequestId));
         }
     }
+
+    /// <summary>What a caller is told when a handler was cancelled by something other than the caller, the deadline or a stop.</summary>
+    public const string CancelledMessage = "the call was cancelled on the server";
+
+    /// <summary>What a caller is told when a handler failed with an exception that is not an <see cref="RpcException"/>.</summary>
+    public static string InternalMessage(string? requestId) =>
+        string.IsNullOrEmpty(requestId) ? "internal error" : $"internal error (request {requestId})";
 
     /// <summary>Cancels every running handler; their callers get <see cref="RpcStatusCode.Unavailable"/>.</summary>
     public void Stop()

@@ -69,7 +69,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
     private int _backgroundCheckpoint;
     private volatile int _state; // 0 open, 1 disposed, 2 crashed
 
-    private FasterKeyValueStore(FasterStoreOptions options, StoreDirectory? directory, List<IDevice> devices, FasterKV<string, byte[]> kv, FasterLog? log, long replayedFrom)
+    private FasterKeyValueStore(FasterStoreOptions options, StoreDirectory? directory, List<IDevice> devices, FasterKV<string, byte[]> kv, FasterLog? log, string? walDir, long replayedFrom)
     {
         _options = options;
         _directory = directory;
@@ -85,7 +85,8 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
 
         if (log is not null)
         {
-            _committer = new GroupCommitter(log);
+            // FASTER would delete the previous commit record even when writing the new one fails.
+            _committer = new GroupCommitter(log, () => FasterLogFiles.PruneCommits(walDir!));
             if (options.CheckpointInterval > TimeSpan.Zero)
             {
                 _timer = options.TimeProvider.CreateTimer(_ => StartBackgroundCheckpoint(), null, options.CheckpointInterval, options.CheckpointInterval);
@@ -145,7 +146,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
                 replayFrom = Replay(kv, log, replayFrom, hasCheckpoint, options.MaxKeyBytes, walDir, cancellationToken);
             }
 
-            return new FasterKeyValueStore(options, directory, devices, kv, log, replayFrom);
+            return new FasterKeyValueStore(options, directory, devices, kv, log, walDir, replayFrom);
         }
         catch
         {
@@ -268,6 +269,13 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             _checkpointLock.Release();
         }
     }
+
+    /// <summary>
+    /// True once a commit of the log failed while the store was open (a full or failing disk): every
+    /// later write fails, and memory may hold writes whose callers were told they failed.
+    /// <see cref="FailClosedKeyValueStore"/> abandons such a store and reopens it from disk.
+    /// </summary>
+    internal bool CommitFailed => _state == 0 && _committer?.HasFailed == true;
 
     /// <summary>Clean shutdown: a final checkpoint (so the next open is fast), then release everything.</summary>
     public async ValueTask DisposeAsync()
@@ -426,7 +434,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
     }
 
     private static FasterLog OpenLog(FasterStoreOptions options, string walDir, List<IDevice> devices) =>
-        FasterLogFiles.Open(walDir, WalRecord.MaxLength(options.MaxKeyBytes, options.MaxValueBytes), "write-ahead log", devices.Add);
+        FasterLogFiles.Open(walDir, WalRecord.MaxLength(options.MaxKeyBytes, options.MaxValueBytes), "write-ahead log", devices.Add, removeOutdatedCommits: false);
 
     private static int MemoryBits(FasterStoreOptions options) =>
         Math.Clamp(63 - BitOperations.LeadingZeroCount((ulong)options.MemorySizeBytes), 16, 40);

@@ -7,7 +7,12 @@ internal static class FasterLogFiles
 {
     /// <param name="onDevice">Receives the device as soon as it exists, so the caller can dispose it if opening fails.</param>
     /// <exception cref="StoreException">The log is corrupted or unreadable.</exception>
-    public static FasterLog Open(string directory, int maxEntryBytes, string description, Action<IDevice> onDevice)
+    /// <param name="removeOutdatedCommits">
+    /// Let FASTER delete older commit records as it writes a new one. It does so even when writing
+    /// the new one fails (a full disk), leaving no readable commit and so an empty log on the next
+    /// open; a caller that passes false prunes with <see cref="PruneCommits"/> after each successful commit.
+    /// </param>
+    public static FasterLog Open(string directory, int maxEntryBytes, string description, Action<IDevice> onDevice, bool removeOutdatedCommits = true)
     {
         var device = Devices.CreateLogDevice(Path.Combine(directory, "log"), preallocateFile: false, deleteOnClose: false, recoverDevice: true);
         onDevice(device);
@@ -22,7 +27,7 @@ internal static class FasterLogFiles
                 MemorySizeBits = pageBits + 2,
                 SegmentSizeBits = Math.Max(30, pageBits + 1),
                 LogChecksum = LogChecksumType.PerEntry,
-                RemoveOutdatedCommits = true,
+                RemoveOutdatedCommits = removeOutdatedCommits,
                 TryRecoverLatest = true,
             });
         }
@@ -30,6 +35,42 @@ internal static class FasterLogFiles
             or ArgumentException or FormatException or OverflowException or IndexOutOfRangeException)
         {
             throw new StoreException($"The {description} is corrupted or unreadable: " + e.Message, directory, e);
+        }
+    }
+
+    /// <summary>
+    /// Checks that the newest commit record of <paramref name="directory"/>'s log was written, then
+    /// deletes the older ones. Call only after a commit returned and while no other commit runs.
+    /// </summary>
+    /// <exception cref="StoreException">The newest commit record is empty: the commit is not durable.</exception>
+    public static void PruneCommits(string directory)
+    {
+        var commits = Path.Combine(directory, "log-commits");
+        if (!Directory.Exists(commits)) return;
+        var records = new List<(long Number, FileInfo File)>();
+        foreach (var file in new DirectoryInfo(commits).EnumerateFiles("commit.*"))
+        {
+            var parts = file.Name.Split('.');
+            if (parts.Length >= 2 && long.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n))
+                records.Add((n, file));
+        }
+        if (records.Count == 0) return;
+        var newest = records.Max(r => r.Number);
+        // FASTER reports a commit as done even when its commit record could not be written (seen on a
+        // full tmpfs: an empty file), which would lose every write it acknowledged at the next open.
+        if (records.First(r => r.Number == newest).File.Length == 0)
+            throw new StoreException($"The log's commit record {newest} could not be written (is the disk full?)", commits);
+        foreach (var (number, file) in records)
+        {
+            if (number >= newest) continue;
+            try
+            {
+                file.Delete();
+            }
+            catch (IOException)
+            {
+                // Kept until the next commit prunes again.
+            }
         }
     }
 }

@@ -15,7 +15,14 @@ internal sealed class GroupCommitter
     private Exception? _failed;
     private Task _loop = Task.CompletedTask;
 
-    public GroupCommitter(FasterLog log) => _log = log;
+    private readonly Action? _afterCommit;
+
+    /// <param name="afterCommit">Runs after each commit, before its writers are released: checks the commit record and prunes old ones; throwing fails the commit.</param>
+    public GroupCommitter(FasterLog log, Action? afterCommit = null)
+    {
+        _log = log;
+        _afterCommit = afterCommit;
+    }
 
     /// <summary>Completes once the entry enqueued at <paramref name="address"/> is durable.</summary>
     public Task WaitForCommitAsync(long address)
@@ -43,6 +50,18 @@ internal sealed class GroupCommitter
             }
 
             return task;
+        }
+    }
+
+    /// <summary>True once a commit failed or the log was shut down: no write will be made durable any more.</summary>
+    public bool HasFailed
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _failed is not null;
+            }
         }
     }
 
@@ -92,6 +111,7 @@ internal sealed class GroupCommitter
             try
             {
                 await _log.CommitAsync();
+                _afterCommit?.Invoke();
                 batch.TrySetResult();
             }
             catch (Exception e)

@@ -284,7 +284,7 @@ public abstract class RpcConformanceTests
     });
 
     [Test]
-    public Task HandlerThrows_CallerGetsInternalWithTheMessage_NotTheStackTrace() => RunTestAsync(async () =>
+    public Task HandlerThrows_CallerGetsInternalWithAFixedText_NotTheMessageOrStackTrace() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
         server.Server.Respond("buggy", (_, _) => throw new InvalidOperationException("the model is not loaded"));
@@ -292,7 +292,8 @@ public abstract class RpcConformanceTests
         var error = await FailureOf(CallAsync(client, server, "buggy", ""));
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Internal));
-        Assert.That(error.Message, Is.EqualTo("the model is not loaded"));
+        // The exception's text may name paths or internal state; it stays in the server's log.
+        Assert.That(error.Message, Does.StartWith("internal error").And.Not.Contain("model is not loaded"));
         Assert.That(error.Message, Does.Not.Contain(" at "));
         Assert.That(error.Details, Is.Empty);
     });

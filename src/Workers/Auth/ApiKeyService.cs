@@ -20,7 +20,9 @@ namespace P2PInference.Workers.Auth;
 /// direct lookup instead of trying every stored record. Looking up by hash also leaks nothing
 /// through timing: a timing difference could reveal only bits of a hash, not of a key.</para>
 /// <para><b>Layout.</b> <c>api-keys/&lt;key id&gt;</c> holds the <see cref="ApiKeyRecord"/>;
-/// <c>user-api-keys/&lt;user id&gt;/&lt;key id&gt;</c> lists a user's keys; <c>api-key-hashes/&lt;hex
+/// <c>user-key-lists/&lt;user id&gt;</c> lists a user's key ids in one record (read and swapped
+/// whole, so listing and creating never scan the store; <c>user-api-keys/&lt;user id&gt;/&lt;key
+/// id&gt;</c>, the older per-key index, is read once per user to build it); <c>api-key-hashes/&lt;hex
 /// SHA-256&gt;</c> names the key id. They are written in that order and the hash entry, which makes the
 /// key usable, comes last: a crash part-way leaves at most a listed key that never validates (its
 /// secret was never shown), never a usable key its owner cannot see or revoke.</para>
@@ -39,6 +41,7 @@ public sealed class ApiKeyService
 
     private readonly IKeyValueStore _records;
     private readonly IKeyValueStore _byUser;
+    private readonly IKeyValueStore _keyLists;
     private readonly IKeyValueStore _byHash;
     private readonly TimeProvider _time;
     private readonly int _maxKeysPerUser;
@@ -52,6 +55,7 @@ public sealed class ApiKeyService
         ArgumentOutOfRangeException.ThrowIfLessThan(maxKeysPerUser, 1);
         _records = store.SubStore("api-keys");
         _byUser = store.SubStore("user-api-keys");
+        _keyLists = store.SubStore("user-key-lists");
         _byHash = store.SubStore("api-key-hashes");
         _time = timeProvider;
         _maxKeysPerUser = maxKeysPerUser;
@@ -120,13 +124,8 @@ public sealed class ApiKeyService
             throw AuthException.InvalidArgument(error);
         }
 
-        var existing = 0;
-        await foreach (var _ in _byUser.ScanAsync(userId + "/", cancellationToken))
-        {
-            existing++;
-        }
-
-        if (existing >= _maxKeysPerUser)
+        var (listed, current) = await ReadKeyListAsync(userId, cancellationToken);
+        if (listed.Count >= _maxKeysPerUser)
         {
             throw new AuthException(AuthErrorCode.ResourceExhausted, $"a user may hold at most {_maxKeysPerUser} API keys");
         }
@@ -143,7 +142,16 @@ public sealed class ApiKeyService
             CreatedAtUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds(),
         };
         await _records.PutMessageAsync(record.KeyId, record, ApiKeyRecord.Parser, cancellationToken);
-        await _byUser.PutAsync(UserIndexKey(userId, record.KeyId), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken);
+        // Concurrent creations for one user race on the list; the loser reads it again and re-checks the cap.
+        while (!await _keyLists.CompareAndSwapAsync(userId, current, EncodeKeyList([.. listed, record.KeyId]), cancellationToken))
+        {
+            (listed, current) = await ReadKeyListAsync(userId, cancellationToken);
+            if (listed.Count >= _maxKeysPerUser)
+            {
+                throw new AuthException(AuthErrorCode.ResourceExhausted, $"a user may hold at most {_maxKeysPerUser} API keys");
+            }
+        }
+
         await _byHash.PutAsync(Convert.ToHexStringLower(hash), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken);
         return (record, apiKey);
     }
@@ -153,9 +161,10 @@ public sealed class ApiKeyService
     {
         ArgumentException.ThrowIfNullOrEmpty(userId);
         var keys = new List<ApiKeyRecord>();
-        await foreach (var entry in _byUser.ScanAsync(userId + "/", cancellationToken))
+        var (listed, _) = await ReadKeyListAsync(userId, cancellationToken);
+        foreach (var keyId in listed)
         {
-            var record = await _records.GetMessageAsync(entry.Key[(userId.Length + 1)..], ApiKeyRecord.Parser, cancellationToken);
+            var record = await _records.GetMessageAsync(keyId, ApiKeyRecord.Parser, cancellationToken);
             if (record is not null && record.UserId == userId)
             {
                 keys.Add(record);
@@ -164,6 +173,40 @@ public sealed class ApiKeyService
 
         return keys.OrderBy(k => k.CreatedAtUnixMs).ThenBy(k => k.KeyId, StringComparer.Ordinal).ToList();
     }
+
+    /// <summary>
+    /// The user's key ids from their list record, and its stored bytes (for a compare-and-swap). A
+    /// user whose keys were made before the list existed has theirs collected once from the old
+    /// per-key index (a prefix scan) and written as the list, so no later call scans.
+    /// </summary>
+    private async Task<(List<string> KeyIds, byte[]? Stored)> ReadKeyListAsync(string userId, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var stored = await _keyLists.GetAsync(userId, cancellationToken);
+            if (stored is not null)
+            {
+                return (DecodeKeyList(stored), stored);
+            }
+
+            var migrated = new List<string>();
+            await foreach (var entry in _byUser.ScanAsync(userId + "/", cancellationToken))
+            {
+                migrated.Add(entry.Key[(userId.Length + 1)..]);
+            }
+
+            var encoded = EncodeKeyList(migrated);
+            if (await _keyLists.CompareAndSwapAsync(userId, null, encoded, cancellationToken))
+            {
+                return (migrated, encoded);
+            }
+        }
+    }
+
+    private static byte[] EncodeKeyList(IEnumerable<string> keyIds) => Encoding.ASCII.GetBytes(string.Join('\n', keyIds));
+
+    private static List<string> DecodeKeyList(byte[] stored) =>
+        stored.Length == 0 ? [] : [.. Encoding.ASCII.GetString(stored).Split('\n')];
 
     /// <summary>Revokes <paramref name="keyId"/> if <paramref name="userId"/> owns it; false when it already was revoked.</summary>
     /// <exception cref="AuthException">InvalidArgument for a malformed id, NotFound for an unknown key, PermissionDenied for another user's key.</exception>
@@ -263,5 +306,4 @@ public sealed class ApiKeyService
 
     private string NewKeyId() => KeyIdPrefix + _random.NextHex(16);
 
-    private static string UserIndexKey(string userId, string keyId) => userId + "/" + keyId;
 }

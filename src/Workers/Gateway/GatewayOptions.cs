@@ -18,6 +18,13 @@ public sealed class GatewayOptions
     /// <summary>The bucket of callers whose quota Auth did not give, and of unauthenticated account calls per peer.</summary>
     public RateLimitQuota DefaultRateLimit { get; set; } = new(60, 10);
 
+    /// <summary>
+    /// One bucket for the account calls (register, login, API keys) of all peers together, taken
+    /// after the caller's own per-peer bucket: Auth prices each login and registration at a password
+    /// hash, and PeerIds are free to mint, so this bounds what any number of peers can make Auth do.
+    /// </summary>
+    public RateLimitQuota AccountRateLimit { get; set; } = new(600, 100);
+
     /// <summary>Rate-limit buckets kept at most; full (idle) buckets are dropped first, then the least recently used.</summary>
     public int RateLimiterCapacity { get; set; } = 100_000;
 
@@ -56,6 +63,8 @@ public sealed class GatewayOptions
             $"Gateway:CredentialCacheCapacity must be between 1 and 10000000; it is {CredentialCacheCapacity}.");
         Require(DefaultRateLimit.IsValid,
             $"Gateway:DefaultRateLimit must allow at least 1 request per minute with a burst of at least 1; it is {DefaultRateLimit}.");
+        Require(AccountRateLimit.IsValid,
+            $"Gateway:AccountRateLimit must allow at least 1 request per minute with a burst of at least 1; it is {AccountRateLimit}.");
         Require(RateLimiterCapacity is >= 1 and <= 10_000_000,
             $"Gateway:RateLimiterCapacity must be between 1 and 10000000; it is {RateLimiterCapacity}.");
         Require(MaxPromptLength is >= 1 and <= 1_000_000,

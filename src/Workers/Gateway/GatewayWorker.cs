@@ -107,7 +107,9 @@ public sealed class GatewayWorker : IWorker
             state.Logger.LogInformation("request {RequestId}: {Method} from {Peer}", requestId, method, context.RemotePeer);
             try
             {
+                // The peer's own bucket first: a peer past its quota takes nothing from everyone's.
                 LimitPeer(state, context, requestId);
+                Limit(state, AllAccountCallsKey, _options.AccountRateLimit, requestId);
                 var request = Parse(parser, payload, _options.MaxAccountRequestBytes, method);
                 prepare?.Invoke(request, context);
                 var response = await state.Auth.CallAsync(authMethod, request, responseParser, context, requestId, idempotent, context.CancellationToken);
@@ -156,7 +158,7 @@ public sealed class GatewayWorker : IWorker
         catch (RpcException e)
         {
             state.Logger.LogWarning("request {RequestId}: looking up processors failed: {Message}", requestId, e.Message);
-            throw new RpcException(RpcStatusCode.Unavailable, $"processors unavailable: {e.Message}", innerException: e);
+            throw new RpcException(RpcStatusCode.Unavailable, "processors unavailable: none could be looked up", innerException: e);
         }
         var models = new SortedDictionary<string, ModelInfo>(StringComparer.Ordinal);
         foreach (var result in results)
@@ -441,6 +443,9 @@ public sealed class GatewayWorker : IWorker
     }
 
     // ---- shared ----------------------------------------------------------------------------
+
+    // Not a peer, user or key bucket name ("peer:", "user:"), so no caller can share it by choice of name.
+    private const string AllAccountCallsKey = "accounts";
 
     private void LimitPeer(State state, RpcCallContext context, string requestId) =>
         Limit(state, "peer:" + context.RemotePeer, _options.DefaultRateLimit, requestId);

@@ -36,7 +36,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
     {
         _store = _options.StoreFactory is { } factory
             ? await factory(directory, cancellationToken)
-            : await FasterKeyValueStore.OpenAsync(new FasterStoreOptions
+            : await FailClosedKeyValueStore.OpenAsync(new FasterStoreOptions
             {
                 DataDirectory = directory,
                 // Workers keep small records (users, keys); the 64 MiB default is for bulk stores.
@@ -44,7 +44,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
                 ExpectedKeyCount = 1L << 16,
                 TimeProvider = _options.TimeProvider,
                 Logger = _options.LoggerFactory.CreateLogger<FasterKeyValueStore>(),
-            }, cancellationToken);
+            }, retryInterval: null, cancellationToken);
         return _store;
     }
 

@@ -239,7 +239,7 @@ public sealed class ProcessorWorker : IWorker
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            throw InferenceErrors.Invalid($"malformed status request: {e.Message}");
+            throw InferenceErrors.Invalid("malformed status request");
         }
         var response = new StatusResponse
         {
@@ -269,7 +269,7 @@ public sealed class ProcessorWorker : IWorker
         {
             _logger.LogWarning("request {RequestId} from {Peer}: malformed {Method} payload ({Bytes} bytes): {Error}",
                 context.RequestId, context.RemotePeer, context.Method, payload.Length, e.Message);
-            throw InferenceErrors.Invalid($"malformed inference request: {e.Message}");
+            throw InferenceErrors.Invalid("malformed inference request");
         }
     }
 

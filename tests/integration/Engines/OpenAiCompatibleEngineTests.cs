@@ -102,6 +102,16 @@ public sealed class OpenAiCompatibleEngineTests
     }
 
     [Test]
+    public void Models_DescribeTheServerWithoutItsUrlOrCredentials()
+    {
+        using var engine = Engine(o => o.BaseUrl = new UriBuilder(_server.BaseUrl) { UserName = "admin", Password = "hunter2" }.Uri);
+
+        // Model descriptions reach unauthenticated callers through the gateway's model list.
+        Assert.That(engine.Models.Select(m => m.Description),
+            Has.All.Not.Contain("hunter2").And.All.Not.Contain(_server.BaseUrl.Authority).And.All.Contain("OpenAI-compatible"));
+    }
+
+    [Test]
     public void Generate_ThrowsModelNotFound_WithoutAskingTheServer_ForAModelItDoesNotServe()
     {
         using var engine = Engine();

@@ -5,6 +5,7 @@ using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Protocols.Identify;
+using P2PInference.Facilities.Net.Protocols.Ping;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.TestKit.Network;
@@ -99,11 +100,11 @@ public sealed class HostBadInputTests
         await _network.CreateTransport($"attacker-{++_attackers}").DialAsync(InMemoryNetwork.AddressOf("server"), Token);
 
     /// <summary>Multistream and Noise done properly; what follows is up to the test.</summary>
-    private async Task<(NoiseSecureStream Secure, KeyPair Key)> UpgradeToNoiseAsync()
+    private async Task<(NoiseSecureStream Secure, KeyPair Key)> UpgradeToNoiseAsync(KeyPair? identity = null)
     {
         var raw = await DialRawAsync();
         await MultistreamSelect.SelectAsync(raw.Stream, [NoiseHandshake.ProtocolId], Token);
-        var key = NewKey("attacker");
+        var key = identity ?? NewKey("attacker");
         var secure = await NoiseHandshake.InitiateAsync(raw.Stream, key, _server.PeerId, Token);
         await MultistreamSelect.SelectAsync(secure, ["/yamux/1.0.0"], Token);
         return (secure, key);
@@ -304,6 +305,117 @@ public sealed class HostBadInputTests
         Assert.That(await MultistreamSelect.SelectAsync(good, ["/ipfs/ping/1.0.0"], Token), Is.EqualTo("/ipfs/ping/1.0.0"));
         Assert.That(session.IsClosed, Is.False);
         Assert.That(_server.GetConnection(key.PeerId), Is.Not.Null);
+    });
+
+    /// <summary>Answers the identify the server starts on every new connection, as a well-behaved peer would.</summary>
+    private static async Task AnswerIdentifyAsync(YamuxSession session, KeyPair key)
+    {
+        var inbound = await session.AcceptStreamAsync(CancellationToken.None);
+        await MultistreamSelect.HandleAsync(inbound, [IdentifyProtocol.ProtocolId], CancellationToken.None);
+        await IdentifyProtocol.WriteAsync(inbound, new IdentifyInfo(key.PublicKey, [], [PingProtocol.ProtocolId], null, "ipfs/0.1.0", "attacker/1.0"), CancellationToken.None);
+        await inbound.CompleteWritesAsync(CancellationToken.None);
+    }
+
+    private static async Task AssertResetAsync(YamuxStream stream) =>
+        await Assert.ThatAsync(async () =>
+        {
+            while (await stream.ReadAsync(new byte[64], CancellationToken.None) > 0)
+            {
+            }
+        }, Throws.InstanceOf<YamuxStreamResetException>());
+
+    [Test]
+    public void Identify_PeerThatConnectsAndNeverAnswers_LosesItsConnection_AfterTheIdentifyTimeout() => Run(async () =>
+    {
+        var (secure, key) = await UpgradeToNoiseAsync();
+        await using var session = new YamuxSession(secure, isInitiator: true);
+        var inbound = await session.AcceptStreamAsync(Token);
+        Assert.That(await MultistreamSelect.HandleAsync(inbound, [IdentifyProtocol.ProtocolId], Token), Is.EqualTo(IdentifyProtocol.ProtocolId));
+
+        // ...and nothing more: no answer, no other stream.
+        await _sim.Clock.AdvanceAsync(HostOptions.DefaultIdentifyTimeout - TimeSpan.FromSeconds(1));
+        Assert.That(_server.GetConnection(key.PeerId), Is.Not.Null, "still connected before the timeout");
+        await _sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(1));
+
+        await _sim.Clock.WaitUntilAsync(() => session.IsClosed, TimeSpan.FromSeconds(1));
+        Assert.That(_server.GetConnection(key.PeerId), Is.Null, "the stalled peer's slot is free");
+    });
+
+    [Test]
+    public void Stream_StalledInNegotiation_IsResetAfterTheNegotiationTimeout_AndTheConnectionStays() => Run(async () =>
+    {
+        var (secure, key) = await UpgradeToNoiseAsync();
+        await using var session = new YamuxSession(secure, isInitiator: true);
+        await AnswerIdentifyAsync(session, key);
+        var stalled = await session.OpenStreamAsync(Token);
+        await stalled.WriteAsync(Varint.Encode(19), Token);
+
+        await _sim.Clock.AdvanceAsync(HostOptions.DefaultStreamNegotiationTimeout);
+
+        await AssertResetAsync(stalled);
+        var good = await session.OpenStreamAsync(Token);
+        Assert.That(await MultistreamSelect.SelectAsync(good, [PingProtocol.ProtocolId], Token), Is.EqualTo(PingProtocol.ProtocolId));
+        Assert.That(_server.GetConnection(key.PeerId), Is.Not.Null);
+    });
+
+    [Test]
+    public void Ping_DialerThatStallsInsideAPayload_HasItsStreamResetAfterThePingTimeout() => Run(async () =>
+    {
+        var (secure, key) = await UpgradeToNoiseAsync();
+        await using var session = new YamuxSession(secure, isInitiator: true);
+        await AnswerIdentifyAsync(session, key);
+        var ping = await session.OpenStreamAsync(Token);
+        await MultistreamSelect.SelectAsync(ping, [PingProtocol.ProtocolId], Token);
+        var payload = new byte[PingProtocol.PayloadSize];
+        _random.NextBytes(payload);
+        await ping.WriteAsync(payload, Token);
+        var echoed = new byte[PingProtocol.PayloadSize];
+        await ping.ReadExactOnContextAsync(echoed, Token);
+        Assert.That(echoed, Is.EqualTo(payload), "a ping inside the timeout is answered");
+
+        await ping.WriteAsync(payload.AsMemory(0, 5), Token);
+        await _sim.Clock.AdvanceAsync(HostOptions.DefaultPingTimeout);
+
+        await AssertResetAsync(ping);
+        Assert.That(_server.GetConnection(key.PeerId)!.StreamCount, Is.Zero, "the stalled ping no longer holds the connection open");
+    });
+
+    [Test]
+    public void OnePeerConnectingManyTimes_IsCutAtThePerPeerCap() => Run(async () =>
+    {
+        var key = NewKey("repeat");
+        var sessions = new List<YamuxSession>();
+        try
+        {
+            // Each from its own address, so only the per-peer cap applies; each holds a ping stream
+            // open, so the server closes none of the duplicates as idle.
+            for (var i = 0; i < 6; i++)
+            {
+                var (secure, _) = await UpgradeToNoiseAsync(key);
+                var session = new YamuxSession(secure, isInitiator: true);
+                sessions.Add(session);
+                await _sim.Clock.RunUntilIdleAsync();
+                try
+                {
+                    var ping = await session.OpenStreamAsync(Token);
+                    await MultistreamSelect.SelectAsync(ping, [PingProtocol.ProtocolId], Token);
+                }
+                catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or MultistreamException)
+                {
+                    // The server closed this one.
+                }
+            }
+
+            // Duplicates without a stream are retired at once; the cap bounds the ones that hold streams.
+            Assert.That(_server.Connections.Count(c => c.RemotePeer == key.PeerId),
+                Is.LessThanOrEqualTo(new HostOptions { Identity = key, Transports = [] }.MaxConnectionsPerPeer));
+            Assert.That(sessions.Skip(4).Select(s => s.IsClosed), Is.All.True, "connections past the cap are closed");
+            Assert.That(sessions[0].IsClosed, Is.False, "the peer's first connection is kept");
+        }
+        finally
+        {
+            foreach (var session in sessions) await session.DisposeAsync();
+        }
     });
 
     [Test]

@@ -41,6 +41,24 @@ public sealed class ProviderStoreTests
     }
 
     [Test]
+    public void OneProviderFloodingKeys_IsCutAtItsCap_WhileRenewalsAndOtherProvidersAreStored()
+    {
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), maxKeys: 1000, maxProvidersPerKey: 10, maxKeysPerProvider: 5);
+        var flooder = DhtTestPeers.Get(1);
+
+        var stored = Enumerable.Range(0, 50).Count(i => store.Add(System.Text.Encoding.UTF8.GetBytes($"spam-{i}"), flooder, Addr));
+
+        Assert.That(stored, Is.EqualTo(5));
+        Assert.That(store.Add("spam-0"u8, flooder, Addr), Is.True, "renewing a key it holds is not a new key");
+        Assert.That(store.Add(Key, DhtTestPeers.Get(2), Addr), Is.True, "an honest provider is still stored");
+        Assert.That(store.Get(Key).Select(r => r.Provider), Is.EqualTo(new[] { DhtTestPeers.Get(2) }));
+
+        time.Advance(TimeSpan.FromMinutes(10));
+        Assert.That(store.Add("spam-new"u8, flooder, Addr), Is.True, "expired records give the provider its quota back");
+    }
+
+    [Test]
     public void Add_AgainExtendsExpiry()
     {
         var time = new FakeTimeProvider();

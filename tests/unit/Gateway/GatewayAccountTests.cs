@@ -152,4 +152,52 @@ public sealed class GatewayAccountTests
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
         Assert.That(error.RetryAfter, Is.Not.Null);
     }
+
+    [Test]
+    public async Task AccountCalls_FromAFloodingPeer_AreRefused_WhileAnotherPeerIsServed()
+    {
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { DefaultRateLimit = new(60, 3) });
+        var flooder = h.Network.CreateNode();
+        var request = new LoginRequest { Email = "a@example.com", Password = "pw" };
+        var refused = 0;
+        for (var i = 0; i < 50; i++)
+        {
+            try
+            {
+                await flooder.RequestAsync(h.GatewayNode.PeerId, WorkerMethods.Gateway.Login, request, LoginResponse.Parser);
+            }
+            catch (RpcException e) when (e.Code == RpcStatusCode.ResourceExhausted)
+            {
+                refused++;
+            }
+            catch (RpcException)
+            {
+            }
+        }
+
+        Assert.That(refused, Is.EqualTo(47));
+        Assert.That(h.Auth.Calls.Count(c => c.Method == WorkerMethods.Auth.Login), Is.EqualTo(3), "the refused calls never reached Auth");
+        var healthy = await h.CallAsync(WorkerMethods.Gateway.Register, new RegisterRequest { Email = "bo@example.com", Password = "correct horse" }, RegisterResponse.Parser);
+        Assert.That(healthy.Email, Is.EqualTo("bo@example.com"));
+    }
+
+    [Test]
+    public void AccountCalls_FromManyPeers_AreBoundedTogether_AndServedAgainAsTheBucketRefills() => SimulationTest.Run(async sim =>
+    {
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { DefaultRateLimit = new(60, 3), AccountRateLimit = new(60, 5) }, time: sim.Clock);
+        var request = new LoginRequest { Email = "a@example.com", Password = "pw" };
+        var codes = new List<RpcStatusCode>();
+        for (var i = 0; i < 8; i++)
+        {
+            // A new PeerId each time: the per-peer bucket never stops them.
+            var peer = h.Network.CreateNode();
+            codes.Add((await ErrorOf(() => peer.RequestAsync(h.GatewayNode.PeerId, WorkerMethods.Gateway.Login, request, LoginResponse.Parser))).Code);
+        }
+
+        Assert.That(codes.Count(c => c == RpcStatusCode.ResourceExhausted), Is.EqualTo(3), "past the shared burst of 5, account calls wait");
+        Assert.That(h.Auth.Calls.Count(c => c.Method == WorkerMethods.Auth.Login), Is.EqualTo(5));
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(1));
+        var healthy = await h.CallAsync(WorkerMethods.Gateway.Register, new RegisterRequest { Email = "bo@example.com", Password = "correct horse" }, RegisterResponse.Parser);
+        Assert.That(healthy.Email, Is.EqualTo("bo@example.com"));
+    });
 }

@@ -151,10 +151,26 @@ public sealed class GatewayAuthenticationTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
         Assert.That(error.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(1)));
-        Assert.That(await h.InferAsync(Prompt()), Is.Not.Null, "another key has its own bucket");
+        Assert.That(await h.InferAsync(Prompt()), Is.Not.Null, "another user has their own bucket");
         await sim.Clock.AdvanceAsync(error.RetryAfter!.Value);
         Assert.That((await h.InferAsync(Prompt(), "ApiKey " + key)).Text, Is.Not.Empty);
     });
+
+    [Test]
+    public async Task RateLimit_IsTheUsers_AcrossAllTheirKeys_AndAnotherUserIsServed()
+    {
+        await using var h = await GatewayHarness.StartAsync();
+        await h.AddProcessorAsync();
+        var quota = new Quota { RequestsPerMinute = 60, Burst = 2 };
+        var keys = Enumerable.Range(0, 3).Select(_ => "ApiKey " + h.Auth.AddApiKey("user-many-keys", quota)).ToArray();
+        await h.InferAsync(Prompt(), keys[0]);
+        await h.InferAsync(Prompt(), keys[1]);
+
+        var error = await ErrorOf(() => h.InferAsync(Prompt(), keys[2]));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted), "a fresh key does not bring a fresh quota");
+        Assert.That((await h.InferAsync(Prompt())).Text, Is.Not.Empty, "another user is served");
+    }
 
     [Test]
     public async Task RateLimit_UsesTheGatewayDefault_WhenAuthGivesNoQuota()

@@ -498,9 +498,34 @@ public sealed class ProcessorWorkerTests
         var error = await FailureOf(call);
 
         Assert.That(error.Code, Is.EqualTo(code));
-        Assert.That(error.Message, Does.Contain("engine says no"));
+        // Only faults of the caller's own request keep the engine's words; the model server's are told in fixed text.
+        var callersFault = kind is InferenceErrorKind.ModelNotFound or InferenceErrorKind.InvalidRequest;
+        Assert.That(error.Message, callersFault ? Does.Contain("engine says no") : Does.Not.Contain("engine says no"));
         Assert.That(error.Details[WorkerMethods.PartialOutputDetail], Is.EqualTo("so far"));
         Assert.That(error.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(2)));
+    }
+
+    [TestCase(InferenceErrorKind.EngineUnavailable)]
+    [TestCase(InferenceErrorKind.Timeout)]
+    [TestCase(InferenceErrorKind.EngineError)]
+    [TestCase(InferenceErrorKind.Unauthorized)]
+    public async Task EngineFailure_NeverShowsTheModelServersUrlOrCredentials_AndTheNextCallerIsServed(InferenceErrorKind kind)
+    {
+        var engine = new ControlledEngine();
+        await StartAsync(engine);
+        var call = InferAsync(Request());
+        var generation = await engine.NextStartedAsync();
+        generation.Fail(new InferenceException(kind,
+            "Cannot reach the model server at http://admin:hunter2@10.1.2.3:11434: Connection refused (/var/lib/llm/socket)"));
+
+        var error = await FailureOf(call);
+
+        Assert.That(error.Message, Does.Not.Contain("hunter2").And.Not.Contain("10.1.2.3").And.Not.Contain("/var/lib"));
+        Assert.That(error.Message, Does.Contain("model server"));
+        var healthy = InferAsync(Request(prompt: "again"));
+        var next = await engine.NextStartedAsync();
+        next.Finish("fine");
+        Assert.That((await healthy).Text, Is.EqualTo("fine"));
     }
 
     [Test]

@@ -71,6 +71,27 @@ public sealed class InMemoryRpcNetworkTests
     });
 
     [Test]
+    public void HandlerException_ReachesTheCallerAsInternalWithAFixedText_NotItsMessage_AndOthersAreServed() => Run(async () =>
+    {
+        _b.Respond("leak", (_, _) => throw new IOException("could not open /home/op/.p2pinference/auth/users.db: disk full"));
+
+        RpcException? error = null;
+        try
+        {
+            await _a.RequestAsync(_b.PeerId, "leak", ReadOnlyMemory<byte>.Empty, new RpcCallOptions { RequestId = "req-7" }, CancellationToken.None);
+        }
+        catch (RpcException e)
+        {
+            error = e;
+        }
+
+        Assert.That(error?.Code, Is.EqualTo(RpcStatusCode.Internal));
+        Assert.That(error!.Message, Does.Not.Contain("/home").And.Not.Contain("disk full"));
+        Assert.That(error.Message, Does.Contain("req-7"), "the caller can quote the id the server logged the failure under");
+        Assert.That(await _a.RequestAsync(_b.PeerId, "ping", ReadOnlyMemory<byte>.Empty, null, CancellationToken.None), Is.EqualTo("pong"u8.ToArray()));
+    });
+
+    [Test]
     public void FailedLink_FailsCallsAtOnceWithUnavailable() => Run(async () =>
     {
         _network.Link(_a.PeerId, _b.PeerId).Fault = RpcLinkFault.Fail;

@@ -45,6 +45,12 @@ internal sealed class ConnectionManager : IAsyncDisposable
         }
     }
 
+    /// <summary>Open connections with <paramref name="peer"/>, either way, retired ones included.</summary>
+    public int CountOf(PeerId peer)
+    {
+        lock (_byPeer) return _byPeer.TryGetValue(peer, out var list) ? list.Count : 0;
+    }
+
     /// <summary>The connection new streams to <paramref name="peer"/> should use, if any.</summary>
     public PeerConnection? Get(PeerId peer)
     {

@@ -37,8 +37,10 @@ public sealed class HostOptions
 
     public static readonly TimeSpan DefaultUpgradeTimeout = TimeSpan.FromSeconds(10);
 
-    /// <summary>Bounds protocol negotiation on one stream.</summary>
-    public TimeSpan StreamNegotiationTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Bounds protocol negotiation on one stream, inbound or outbound; an inbound stream that stalls in it is reset.</summary>
+    public TimeSpan StreamNegotiationTimeout { get; init; } = DefaultStreamNegotiationTimeout;
+
+    public static readonly TimeSpan DefaultStreamNegotiationTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>A connection with no open stream for this long is closed; one with an open stream never is.</summary>
     public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromMinutes(2);
@@ -50,14 +52,53 @@ public sealed class HostOptions
     public int MaxInboundConnections { get; init; } = 4096;
 
     /// <summary>
+    /// Inbound connections from one remote address (an IPv4 address, an IPv6 /64, or the first
+    /// component of another kind of address) past this are closed at once, before the handshake.
+    /// Loopback is exempt. Sized for a NAT with several peers behind it.
+    /// </summary>
+    public int MaxInboundConnectionsPerAddress { get; init; } = 32;
+
+    /// <summary>
+    /// The last this-many of <see cref="MaxInboundConnections"/> are given only to addresses that
+    /// have no inbound connection yet, so the connections of a few addresses cannot fill the host.
+    /// At most a quarter of <see cref="MaxInboundConnections"/> is kept back, whatever this says.
+    /// </summary>
+    public int InboundConnectionsReservedForNewAddresses { get; init; } = 256;
+
+    /// <summary>
+    /// Connections to or from one peer (by PeerId) past this are closed once the handshake names
+    /// the peer. Two is normal (a simultaneous dial, until the duplicate is retired).
+    /// </summary>
+    public int MaxConnectionsPerPeer { get; init; } = 4;
+
+    /// <summary>
     /// Run identify on every new connection to learn the remote's addresses and protocols. Either
     /// way a connection runs identify at most once; when this is off, the first
     /// <see cref="P2PHost.IdentifyAsync(PeerConnection, CancellationToken)"/> starts it.
     /// </summary>
     public bool IdentifyOnConnect { get; init; } = true;
 
-    /// <summary>Bounds a connection's identify exchange, from opening the stream to reading the message.</summary>
-    public TimeSpan IdentifyTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Bounds a connection's identify exchange, from opening the stream to reading the message; also bounds serving one.</summary>
+    public TimeSpan IdentifyTimeout { get; init; } = DefaultIdentifyTimeout;
+
+    public static readonly TimeSpan DefaultIdentifyTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Close an inbound connection whose peer did not answer the identify started on connect within
+    /// <see cref="IdentifyTimeout"/> (only with <see cref="IdentifyOnConnect"/>). Every libp2p peer
+    /// answers identify; one that connects and stalls would otherwise hold an inbound slot until the
+    /// idle timeout. A wrong answer is ignored as before; only silence costs the connection.
+    /// </summary>
+    public bool CloseInboundWithoutIdentify { get; init; } = true;
+
+    /// <summary>
+    /// How long the ping handler waits for the next payload (and for its echo to be taken) before it
+    /// resets the stream, so an open ping stream cannot hold a connection (an open stream keeps it
+    /// from the idle timeout) without pinging.
+    /// </summary>
+    public TimeSpan PingTimeout { get; init; } = DefaultPingTimeout;
+
+    public static readonly TimeSpan DefaultPingTimeout = TimeSpan.FromSeconds(10);
 
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 

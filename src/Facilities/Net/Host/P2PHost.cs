@@ -27,7 +27,7 @@ public sealed class P2PHost : IAsyncDisposable
     private readonly List<Task> _acceptLoops = [];
     private readonly CancellationTokenSource _stopping = new();
     private volatile FrozenSet<string> _protocols = FrozenSet<string>.Empty;
-    private int _inbound;
+    private readonly InboundConnectionLimiter _inbound;
     private int _disposed;
 
     public P2PHost(HostOptions options)
@@ -39,15 +39,17 @@ public sealed class P2PHost : IAsyncDisposable
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
         _connections = new ConnectionManager(options, _logger);
+        _inbound = new InboundConnectionLimiter(options);
+        PeerStore = new PeerStore(options.TimeProvider);
         _connections.Connected += c => PeerConnected?.Invoke(c);
         _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
         Handle(IdentifyProtocol.ProtocolId, ServeIdentifyAsync);
-        Handle(PingProtocol.ProtocolId, (context, ct) => PingProtocol.HandleAsync(context.Stream, ct));
+        Handle(PingProtocol.ProtocolId, (context, ct) => PingProtocol.HandleAsync(context.Stream, _options.PingTimeout, _options.TimeProvider, ct));
     }
 
     public PeerId PeerId => _options.Identity.PeerId;
     public KeyPair Identity => _options.Identity;
-    public PeerStore PeerStore { get; } = new();
+    public PeerStore PeerStore { get; }
     public TimeProvider TimeProvider => _options.TimeProvider;
 
     /// <summary>The host's source of unpredictable bytes (<see cref="HostOptions.RandomSource"/>), for the layers built on it.</summary>
@@ -275,7 +277,7 @@ public sealed class P2PHost : IAsyncDisposable
             }
             var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, _stopping.Token);
             await AdoptAsync(connection);
-            PeerStore.AddAddresses(connection.RemotePeer, [address]);
+            PeerStore.AddAddresses(connection.RemotePeer, [address], AddressSource.Self);
             return _connections.Get(connection.RemotePeer) ?? connection;
         }
         if (errors.Count == 1) throw errors[0];
@@ -291,7 +293,27 @@ public sealed class P2PHost : IAsyncDisposable
             throw new ObjectDisposedException(nameof(P2PHost), "the host is stopping");
         }
         _ = AcceptStreamsAsync(connection);
-        if (_options.IdentifyOnConnect) _ = connection.GetOrStartIdentify(RunIdentifyAsync);
+        if (!_options.IdentifyOnConnect) return;
+        var identify = connection.GetOrStartIdentify(RunIdentifyAsync);
+        if (_options.CloseInboundWithoutIdentify && connection.Direction == ConnectionDirection.Inbound)
+            _ = CloseIfIdentifyTimesOutAsync(connection, identify);
+    }
+
+    private async Task CloseIfIdentifyTimesOutAsync(PeerConnection connection, Task<IdentifyInfo> identify)
+    {
+        try
+        {
+            await identify;
+        }
+        catch (IdentifyException e) when (e.InnerException is TimeoutException)
+        {
+            _logger.LogDebug("closing the inbound connection from {Peer}: no identify answer within {Timeout}", connection.RemotePeer, _options.IdentifyTimeout);
+            await connection.DisposeAsync();
+        }
+        catch (IdentifyException)
+        {
+            // Logged where it failed; a wrong answer or a closed connection is not a stall.
+        }
     }
 
     private async Task<IdentifyInfo> RunIdentifyAsync(PeerConnection connection)
@@ -326,7 +348,7 @@ public sealed class P2PHost : IAsyncDisposable
                 throw ClosedBeforeIdentify(peer);
             }
             var info = await exchange;
-            PeerStore.AddAddresses(peer, info.ListenAddresses);
+            PeerStore.AddAddresses(peer, info.ListenAddresses, AddressSource.Self);
             PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
             return info;
         }
@@ -382,18 +404,17 @@ public sealed class P2PHost : IAsyncDisposable
                 _logger.LogDebug(e, "accept on {Address} failed", listener.Address);
                 continue;
             }
-            if (Interlocked.Increment(ref _inbound) > _options.MaxInboundConnections)
+            if (!_inbound.TryAcquire(raw.RemoteAddress, out var slot, out var refusal))
             {
-                Interlocked.Decrement(ref _inbound);
-                _logger.LogWarning("refusing inbound connection from {Address}: {Max} inbound connections open", raw.RemoteAddress, _options.MaxInboundConnections);
+                _logger.LogWarning("refusing inbound connection from {Address}: {Reason}", raw.RemoteAddress, refusal);
                 await raw.DisposeAsync();
                 continue;
             }
-            _ = UpgradeInboundAsync(raw);
+            _ = UpgradeInboundAsync(raw, slot);
         }
     }
 
-    private async Task UpgradeInboundAsync(RawConnection raw)
+    private async Task UpgradeInboundAsync(RawConnection raw, string slot)
     {
         await Task.Yield();
         PeerConnection connection;
@@ -403,11 +424,18 @@ public sealed class P2PHost : IAsyncDisposable
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            Interlocked.Decrement(ref _inbound);
+            _inbound.Release(slot);
             _logger.LogDebug(e, "inbound upgrade from {Address} failed", raw.RemoteAddress);
             return;
         }
-        _ = ReleaseInboundSlotWhenClosedAsync(connection);
+        _ = ReleaseInboundSlotWhenClosedAsync(connection, slot);
+        // PeerIds are free to mint, so this bounds only a careless or buggy peer; the address cap bounds the rest.
+        if (_connections.CountOf(connection.RemotePeer) >= _options.MaxConnectionsPerPeer)
+        {
+            _logger.LogWarning("refusing inbound connection from {Peer}: {Max} connections with it are open", connection.RemotePeer, _options.MaxConnectionsPerPeer);
+            await connection.DisposeAsync();
+            return;
+        }
         try
         {
             await AdoptAsync(connection);
@@ -417,10 +445,10 @@ public sealed class P2PHost : IAsyncDisposable
         }
     }
 
-    private async Task ReleaseInboundSlotWhenClosedAsync(PeerConnection connection)
+    private async Task ReleaseInboundSlotWhenClosedAsync(PeerConnection connection, string slot)
     {
         await connection.Completion.ObserveFailureAsync();
-        Interlocked.Decrement(ref _inbound);
+        _inbound.Release(slot);
     }
 
     private async Task AcceptStreamsAsync(PeerConnection connection)
@@ -518,8 +546,11 @@ public sealed class P2PHost : IAsyncDisposable
     {
         var info = new IdentifyInfo(Identity.PublicKey, ListenAddresses, _protocols.ToArray(), context.Connection.RemoteAddress,
             _options.ProtocolVersion, _options.AgentVersion);
-        await IdentifyProtocol.WriteAsync(context.Stream, info, cancellationToken);
-        await context.Stream.CompleteWritesAsync(cancellationToken);
+        // A peer that does not read its identify answer must not keep the stream (and so the connection) open.
+        using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        await IdentifyProtocol.WriteAsync(context.Stream, info, linked.Token);
+        await context.Stream.CompleteWritesAsync(linked.Token);
     }
 
     /// <summary>Graceful stop: listeners close, connections get a go-away and close, handlers are cancelled.</summary>

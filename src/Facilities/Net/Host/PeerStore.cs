@@ -1,87 +1,199 @@
-using System.Collections.Concurrent;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Facilities.Net.Host;
 
-/// <summary>What a host knows of other peers: addresses to dial, protocols, agent. Bounded.</summary>
+/// <summary>What a host knows of other peers: addresses to dial, protocols, agent. Bounded, and it forgets.</summary>
+/// <remarks>
+/// Each address carries its source (<see cref="AddressSource"/>) and expires a TTL after it was last
+/// heard of. An address a third party told us never displaces one the peer told us itself (or that
+/// we reached it at): when a peer's list is full, a third-party address replaces only another
+/// third-party one, so a DHT responder cannot bury the real Auth's addresses under 32 dead ones.
+/// When the store is full, the peer heard of least recently goes — preferably one we only heard
+/// about from others.
+/// </remarks>
 public sealed class PeerStore
 {
     public const int MaxAddressesPerPeer = 32;
     public const int MaxProtocolsPerPeer = 128;
 
-    private readonly ConcurrentDictionary<PeerId, PeerRecord> _peers = new();
+    /// <summary>How long an address the peer gave us itself stays dialable after we last heard it.</summary>
+    public static readonly TimeSpan SelfAddressTtl = TimeSpan.FromHours(24);
+
+    /// <summary>How long an address from a third party stays dialable after we last heard it.</summary>
+    public static readonly TimeSpan ThirdPartyAddressTtl = TimeSpan.FromHours(1);
+
+    // Eviction looks this far from the least recently heard-of end for a peer we only heard about from others.
+    private const int EvictionScan = 64;
+
+    private readonly Dictionary<PeerId, LinkedListNode<PeerRecord>> _peers = [];
+    private readonly LinkedList<PeerRecord> _byRecency = new();
+    private readonly Lock _lock = new();
+    private readonly TimeProvider _time;
     private readonly int _capacity;
 
-    public PeerStore(int capacity = 100_000) => _capacity = capacity;
+    public PeerStore(TimeProvider timeProvider, int capacity = 100_000)
+    {
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        _time = timeProvider;
+        _capacity = capacity;
+    }
 
-    public int Count => _peers.Count;
+    public int Count
+    {
+        get
+        {
+            lock (_lock) return _peers.Count;
+        }
+    }
 
-    public IEnumerable<PeerId> Peers => _peers.Keys;
+    public IEnumerable<PeerId> Peers
+    {
+        get
+        {
+            lock (_lock) return _peers.Keys.ToArray();
+        }
+    }
 
     /// <summary>Raised after a peer's protocol list is set (identify finished), so a protocol like kad can adopt it.</summary>
     public event Action<PeerId>? ProtocolsUpdated;
 
-    /// <summary>Adds dialable addresses (any /p2p suffix removed). Ignored for unknown peers once the store is full.</summary>
-    public void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses)
+    /// <summary>Adds or refreshes dialable addresses (any /p2p suffix removed), as claims of a third party.</summary>
+    public void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses) => AddAddresses(peer, addresses, AddressSource.ThirdParty);
+
+    /// <summary>Adds or refreshes dialable addresses (any /p2p suffix removed) learned from <paramref name="source"/>.</summary>
+    public void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses, AddressSource source)
     {
-        var record = GetOrCreate(peer);
-        if (record is null) return;
-        lock (record)
+        ArgumentNullException.ThrowIfNull(addresses);
+        var now = _time.GetUtcNow();
+        var expires = now + (source == AddressSource.Self ? SelfAddressTtl : ThirdPartyAddressTtl);
+        lock (_lock)
         {
+            var record = GetOrCreateLocked(peer, now);
+            record.Addresses.RemoveAll(a => a.Expires <= now);
             foreach (var address in addresses)
             {
                 var plain = address.WithoutPeerId();
-                if (plain.Components.Count == 0 || record.Addresses.Contains(plain)) continue;
-                if (record.Addresses.Count >= MaxAddressesPerPeer) record.Addresses.RemoveAt(0);
-                record.Addresses.Add(plain);
+                if (plain.Components.Count == 0) continue;
+                var index = record.Addresses.FindIndex(a => a.Address == plain);
+                if (index >= 0)
+                {
+                    var known = record.Addresses[index];
+                    // Hearing a self-reported address again from a third party neither demotes nor extends it.
+                    if (source >= known.Source) record.Addresses[index] = new AddressEntry(plain, source, expires);
+                    continue;
+                }
+                if (record.Addresses.Count >= MaxAddressesPerPeer && !MakeRoomLocked(record, source)) continue;
+                record.Addresses.Add(new AddressEntry(plain, source, expires));
             }
         }
     }
 
+    /// <summary>The peer's live addresses, those it told us itself first.</summary>
     public IReadOnlyList<Multiaddress> GetAddresses(PeerId peer)
     {
-        if (!_peers.TryGetValue(peer, out var record)) return [];
-        lock (record) return record.Addresses.ToArray();
+        var now = _time.GetUtcNow();
+        lock (_lock)
+        {
+            if (!_peers.TryGetValue(peer, out var node)) return [];
+            return node.Value.Addresses.Where(a => a.Expires > now)
+                .OrderByDescending(a => a.Source).Select(a => a.Address).ToArray();
+        }
     }
 
     public void SetProtocols(PeerId peer, IEnumerable<string> protocols, string? agentVersion)
     {
-        var record = GetOrCreate(peer);
-        if (record is null) return;
-        lock (record)
+        lock (_lock)
         {
+            var record = GetOrCreateLocked(peer, _time.GetUtcNow());
             record.Protocols = protocols.Take(MaxProtocolsPerPeer).ToArray();
             record.AgentVersion = agentVersion;
+            record.Identified = true;
         }
         ProtocolsUpdated?.Invoke(peer);
     }
 
     public IReadOnlyList<string> GetProtocols(PeerId peer)
     {
-        if (!_peers.TryGetValue(peer, out var record)) return [];
-        lock (record) return record.Protocols;
+        lock (_lock) return _peers.TryGetValue(peer, out var node) ? node.Value.Protocols : [];
     }
 
     public string? GetAgentVersion(PeerId peer)
     {
-        if (!_peers.TryGetValue(peer, out var record)) return null;
-        lock (record) return record.AgentVersion;
+        lock (_lock) return _peers.TryGetValue(peer, out var node) ? node.Value.AgentVersion : null;
     }
 
-    public bool Remove(PeerId peer) => _peers.TryRemove(peer, out _);
-
-    private PeerRecord? GetOrCreate(PeerId peer)
+    public bool Remove(PeerId peer)
     {
-        if (_peers.TryGetValue(peer, out var existing)) return existing;
-        if (_peers.Count >= _capacity) return null;
-        return _peers.GetOrAdd(peer, _ => new PeerRecord());
+        lock (_lock)
+        {
+            if (!_peers.Remove(peer, out var node)) return false;
+            _byRecency.Remove(node);
+            return true;
+        }
     }
 
-    private sealed class PeerRecord
+    private PeerRecord GetOrCreateLocked(PeerId peer, DateTimeOffset now)
     {
-        public List<Multiaddress> Addresses { get; } = [];
+        if (_peers.TryGetValue(peer, out var node))
+        {
+            // Most recently heard of at the tail; eviction starts at the head.
+            _byRecency.Remove(node);
+            _byRecency.AddLast(node);
+            return node.Value;
+        }
+        if (_peers.Count >= _capacity) EvictLocked(now);
+        node = _byRecency.AddLast(new PeerRecord(peer));
+        _peers[peer] = node;
+        return node.Value;
+    }
+
+    private void EvictLocked(DateTimeOffset now)
+    {
+        var victim = _byRecency.First!;
+        var scanned = 0;
+        for (var node = _byRecency.First; node is not null && scanned < EvictionScan; node = node.Next, scanned++)
+        {
+            var record = node.Value;
+            if (!record.Identified && !record.Addresses.Any(a => a.Source == AddressSource.Self && a.Expires > now))
+            {
+                victim = node;
+                break;
+            }
+        }
+        _peers.Remove(victim.Value.PeerId);
+        _byRecency.Remove(victim);
+    }
+
+    /// <summary>Drops one address to make room for one from <paramref name="source"/>; false when none may go.</summary>
+    private static bool MakeRoomLocked(PeerRecord record, AddressSource source)
+    {
+        var index = IndexOfSoonestExpiring(record.Addresses, AddressSource.ThirdParty);
+        if (index < 0 && source == AddressSource.Self) index = IndexOfSoonestExpiring(record.Addresses, AddressSource.Self);
+        if (index < 0) return false;
+        record.Addresses.RemoveAt(index);
+        return true;
+    }
+
+    private static int IndexOfSoonestExpiring(List<AddressEntry> addresses, AddressSource source)
+    {
+        var best = -1;
+        for (var i = 0; i < addresses.Count; i++)
+        {
+            if (addresses[i].Source == source && (best < 0 || addresses[i].Expires < addresses[best].Expires)) best = i;
+        }
+        return best;
+    }
+
+    private readonly record struct AddressEntry(Multiaddress Address, AddressSource Source, DateTimeOffset Expires);
+
+    private sealed class PeerRecord(PeerId peerId)
+    {
+        public PeerId PeerId { get; } = peerId;
+        public List<AddressEntry> Addresses { get; } = [];
         public IReadOnlyList<string> Protocols { get; set; } = [];
         public string? AgentVersion { get; set; }
+        public bool Identified { get; set; }
     }
 }

@@ -211,7 +211,7 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
     }
 
     private ModelInfo ToModelInfo(string name) =>
-        new(name, $"Served by the OpenAI-compatible server at {_shownRoot}.", _contextLength, _maxOutputTokens);
+        new(name, "Served by an OpenAI-compatible model server.", _contextLength, _maxOutputTokens);
 
     private static List<SdkChatMessage> ToSdkMessages(EngineGeneration generation) =>
         [.. generation.Messages.Select(m => m.Role.Trim().ToLowerInvariant() switch

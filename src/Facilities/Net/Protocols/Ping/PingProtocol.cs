@@ -13,23 +13,41 @@ public static class PingProtocol
     public const string ProtocolId = "/ipfs/ping/1.0.0";
     public const int PayloadSize = 32;
 
-    /// <summary>Listener side: echoes payloads until the dialer ends the stream.</summary>
+    /// <summary>Listener side: echoes payloads until the dialer ends the stream; no time limit.</summary>
     /// <exception cref="PingException">The stream ended inside a payload.</exception>
-    public static async Task HandleAsync(Stream stream, CancellationToken cancellationToken)
+    public static Task HandleAsync(Stream stream, CancellationToken cancellationToken) =>
+        HandleAsync(stream, Timeout.InfiniteTimeSpan, TimeProvider.System, cancellationToken);
+
+    /// <summary>
+    /// Listener side: echoes payloads until the dialer ends the stream, waiting at most
+    /// <paramref name="idleTimeout"/> for each payload and for its echo to be written.
+    /// </summary>
+    /// <exception cref="PingException">The stream ended inside a payload, or the dialer stalled past <paramref name="idleTimeout"/>.</exception>
+    public static async Task HandleAsync(Stream stream, TimeSpan idleTimeout, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(timeProvider);
         var buffer = ArrayPool<byte>.Shared.Rent(PayloadSize);
         try
         {
             var payload = buffer.AsMemory(0, PayloadSize);
             while (true)
             {
-                var read = await stream.ReadAtLeastOnContextAsync(payload, PayloadSize, throwOnEndOfStream: false, cancellationToken);
-                if (read == 0) return;
-                if (read < PayloadSize)
-                    throw new PingException($"the stream ended after {read} of {PayloadSize} payload bytes");
-                await stream.WriteAsync(payload, cancellationToken);
-                await stream.FlushAsync(cancellationToken);
+                using var idle = new CancellationTokenSource(idleTimeout, timeProvider);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
+                try
+                {
+                    var read = await stream.ReadAtLeastOnContextAsync(payload, PayloadSize, throwOnEndOfStream: false, linked.Token);
+                    if (read == 0) return;
+                    if (read < PayloadSize)
+                        throw new PingException($"the stream ended after {read} of {PayloadSize} payload bytes");
+                    await stream.WriteAsync(payload, linked.Token);
+                    await stream.FlushAsync(linked.Token);
+                }
+                catch (OperationCanceledException e) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    throw new PingException($"the dialer stalled for {idleTimeout}", e);
+                }
             }
         }
         finally

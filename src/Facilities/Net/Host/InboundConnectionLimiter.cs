@@ -1,0 +1,85 @@
+using System.Net;
+using P2PInference.Facilities.Addressing;
+
+namespace P2PInference.Facilities.Net.Host;
+
+/// <summary>
+/// Admits inbound connections before any handshake work: at most
+/// <see cref="HostOptions.MaxInboundConnections"/> in all, at most
+/// <see cref="HostOptions.MaxInboundConnectionsPerAddress"/> from one remote address (its IP, or the
+/// first component of a non-IP address), and the last
+/// <see cref="HostOptions.InboundConnectionsReservedForNewAddresses"/> slots only for addresses that
+/// hold none yet — so a flood from a few addresses cannot take the slots a new peer needs.
+/// </summary>
+/// <remarks>
+/// Loopback addresses are exempt from the per-address cap and the reserve (not from the total):
+/// every process on the machine shares them, and they are the operator's own.
+/// </remarks>
+internal sealed class InboundConnectionLimiter(HostOptions options)
+{
+    private readonly Dictionary<string, int> _byAddress = new(StringComparer.Ordinal);
+    private int _total;
+
+    // A host configured with few slots keeps at most a quarter of them back, so it still admits repeat addresses.
+    private int Reserve => Math.Min(options.InboundConnectionsReservedForNewAddresses, options.MaxInboundConnections / 4);
+
+    public int Count
+    {
+        get
+        {
+            lock (_byAddress) return _total;
+        }
+    }
+
+    /// <summary>Takes a slot for a connection from <paramref name="remote"/>, or says why not.</summary>
+    public bool TryAcquire(Multiaddress remote, out string key, out string? refusal)
+    {
+        key = KeyOf(remote, out var loopback);
+        lock (_byAddress)
+        {
+            var fromAddress = _byAddress.GetValueOrDefault(key);
+            refusal = _total >= options.MaxInboundConnections
+                ? $"{options.MaxInboundConnections} inbound connections are open"
+                : loopback ? null
+                : fromAddress >= options.MaxInboundConnectionsPerAddress
+                    ? $"{fromAddress} inbound connections from {key} are open (the limit per address)"
+                : fromAddress > 0 && _total >= options.MaxInboundConnections - Reserve
+                    ? $"the last {Reserve} inbound slots are kept for new addresses"
+                : null;
+            if (refusal is not null) return false;
+            _total++;
+            _byAddress[key] = fromAddress + 1;
+            return true;
+        }
+    }
+
+    public void Release(string key)
+    {
+        lock (_byAddress)
+        {
+            _total--;
+            if (_byAddress.TryGetValue(key, out var count) && count > 1) _byAddress[key] = count - 1;
+            else _byAddress.Remove(key);
+        }
+    }
+
+    private static string KeyOf(Multiaddress remote, out bool loopback)
+    {
+        loopback = false;
+        if (remote.Components.Count == 0) return string.Empty;
+        var first = remote.Components[0];
+        var value = first.ValueText;
+        if (IPAddress.TryParse(value, out var ip))
+        {
+            loopback = IPAddress.IsLoopback(ip);
+            // An IPv6 peer controls a whole /64; counting it per address would let it take 2^64 of them.
+            if (ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && !loopback)
+            {
+                var bytes = ip.GetAddressBytes();
+                Array.Clear(bytes, 8, 8);
+                value = new IPAddress(bytes) + "/64";
+            }
+        }
+        return "/" + first.Protocol.Name + "/" + value;
+    }
+}

@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using P2PInference.Facilities.Store;
+using Microsoft.Extensions.Time.Testing;
+
+namespace P2PInference.Tests.Integration.Store;
+
+/// <summary>
+/// The store on a full disk: a 2 MiB tmpfs mounted for the test (needs root; skipped otherwise). A
+/// write whose commit fails is an error to its caller and is not in force afterwards — not in
+/// memory, not after a restart — and the store works again once space frees.
+/// </summary>
+[TestFixture, NonParallelizable]
+public sealed class StoreDiskFullTests
+{
+    private string _mount = null!;
+    private readonly List<FailClosedKeyValueStore> _stores = [];
+
+    [SetUp]
+    public async Task MountAsync()
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Ignore("needs Linux tmpfs");
+        _mount = Path.Combine(Path.GetTempPath(), "p2pinference-full-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(_mount);
+        if (await RunAsync("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", _mount) != 0)
+        {
+            Directory.Delete(_mount);
+            Assert.Ignore("cannot mount a tmpfs here (not root?)");
+        }
+    }
+
+    [TearDown]
+    public async Task UnmountAsync()
+    {
+        foreach (var store in _stores) await store.DisposeAsync();
+        _stores.Clear();
+        if (_mount is null || !Directory.Exists(_mount)) return;
+        await RunAsync("umount", _mount);
+        Directory.Delete(_mount, recursive: true);
+    }
+
+    private static async Task<int> RunAsync(string file, params string[] args)
+    {
+        using var process = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+        await process.WaitForExitAsync();
+        return process.ExitCode;
+    }
+
+    private FasterStoreOptions Options(TimeProvider time) => new()
+    {
+        DataDirectory = Path.Combine(_mount, "store"),
+        MemorySizeBytes = 8L << 20,
+        ExpectedKeyCount = 1 << 12,
+        TimeProvider = time,
+    };
+
+    private async Task<FailClosedKeyValueStore> OpenAsync(TimeProvider time, CancellationToken ct)
+    {
+        var store = await FailClosedKeyValueStore.OpenAsync(Options(time), TimeSpan.FromSeconds(5), ct);
+        _stores.Add(store);
+        return store;
+    }
+
+    /// <summary>Fills what is left of the disk with a file of its own; returns its path.</summary>
+    private async Task<string> FillDiskAsync(CancellationToken ct)
+    {
+        var filler = Path.Combine(_mount, "filler");
+        await using var file = new FileStream(filler, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.None);
+        var chunk = new byte[4096];
+        try
+        {
+            while (true)
+            {
+                await file.WriteAsync(chunk, ct);
+                await file.FlushAsync(ct);
+            }
+        }
+        catch (IOException)
+        {
+            // Full.
+        }
+        return filler;
+    }
+
+    [Test, CancelAfter(60_000)]
+    public async Task FailedWrite_IsAnError_IsNotInForce_AndTheStoreWorksAgainWhenSpaceFrees(CancellationToken ct)
+    {
+        var time = new FakeTimeProvider();
+        var store = await OpenAsync(time, ct);
+        await store.PutAsync("user/1/key", "active"u8.ToArray(), ct);
+        var filler = await FillDiskAsync(ct);
+
+        // A revoke on the full disk: some write soon finds no room for its commit.
+        StoreException? failure = null;
+        var attempts = 0;
+        for (; failure is null && attempts < 10_000; attempts++)
+        {
+            try
+            {
+                await store.PutAsync("user/1/key", System.Text.Encoding.UTF8.GetBytes($"revoked {attempts}"), ct);
+            }
+            catch (StoreException e)
+            {
+                failure = e;
+            }
+        }
+        Assert.That(failure, Is.Not.Null, "a write failed on the full disk");
+        TestContext.Out.WriteLine($"write {attempts} failed: {failure!.Message}");
+        Assert.That(store.IsFailed, Is.True);
+        var lastAcknowledged = attempts >= 2 ? $"revoked {attempts - 2}" : "active";
+
+        // Until it is reopened from disk, the store answers nothing rather than what memory holds beyond the disk.
+        await Assert.ThatAsync(async () => await store.GetAsync("user/1/key", ct), Throws.InstanceOf<StoreException>());
+        await Assert.ThatAsync(async () => await store.PutAsync("other", "x"u8.ToArray(), ct), Throws.InstanceOf<StoreException>());
+
+        File.Delete(filler);
+        time.Advance(FailClosedKeyValueStore.DefaultRetryInterval);
+
+        Assert.That(System.Text.Encoding.UTF8.GetString((await store.GetAsync("user/1/key", ct))!), Is.EqualTo(lastAcknowledged),
+            "the failed write is not in force; the last acknowledged one is");
+        await store.PutAsync("user/1/key", "revoked again"u8.ToArray(), ct);
+        Assert.That(await store.GetAsync("user/1/key", ct), Is.EqualTo("revoked again"u8.ToArray()), "the store works again");
+        Assert.That(store.IsFailed, Is.False);
+
+        await store.DisposeAsync();
+        _stores.Clear();
+        var restarted = await OpenAsync(time, ct);
+        Assert.That(await restarted.GetAsync("user/1/key", ct), Is.EqualTo("revoked again"u8.ToArray()), "and what it acknowledged survives a restart");
+    }
+}
