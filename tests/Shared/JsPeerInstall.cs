@@ -1,12 +1,10 @@
 using System.Diagnostics;
 
-using P2PInference.Tests.Shared;
-
-namespace P2PInference.Tests.Integration.Interop;
+namespace P2PInference.Tests.Shared;
 
 /// <summary>
-/// Makes sure the pinned js-libp2p peer in tests/interop-js is installed before an interop test
-/// starts it, so the README's test command needs no set-up step of its own: when
+/// Makes sure the pinned js packages in tests/interop-js (the js-libp2p peer, the `openai` client)
+/// are installed before a test starts them, so the README's test command needs no set-up step of its own: when
 /// <c>node_modules</c> is missing, or older than <c>package-lock.json</c>, it runs <c>npm ci</c>
 /// once per test run (a file lock keeps two test processes from installing at once). Only a
 /// missing Node.js fails the interop tests, with a message that says so.
@@ -49,7 +47,7 @@ internal static class JsPeerInstall
     internal static bool NeedsInstall(string dir)
     {
         var installed = Path.Combine(dir, "node_modules", ".package-lock.json");
-        if (!Directory.Exists(Path.Combine(dir, "node_modules", "libp2p")) || !File.Exists(installed)) return true;
+        if (!Directory.Exists(Path.Combine(dir, "node_modules", "libp2p")) || !Directory.Exists(Path.Combine(dir, "node_modules", "openai")) || !File.Exists(installed)) return true;
         return File.GetLastWriteTimeUtc(Path.Combine(dir, "package-lock.json")) > File.GetLastWriteTimeUtc(installed);
     }
 
