@@ -1,6 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
 using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
@@ -9,6 +12,7 @@ using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Trust;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Client;
+using P2PInference.Workers.Client.OpenAi;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Inference;
 using P2PInference.Workers.Gateway;
@@ -63,6 +67,21 @@ public static class GatewayBenchmark
                 await directHost.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
 
             var viaGateway = await MeasureAsync(clients, duration, i => client.InferAsync(Request(i), ct), ct);
+
+            // `client serve` in front of the same client: one request at a time, so the difference is what serve adds per request.
+            await using var serve = await OpenAiServer.StartAsync(new IPEndPoint(IPAddress.Loopback, 0), client, NullLoggerFactory.Instance, ct);
+            using var http = new HttpClient { BaseAddress = new Uri(serve.Address + "/") };
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", client.ApiKey);
+            var sdkOne = await MeasureAsync(1, duration, i => client.InferAsync(Request(i), ct), ct);
+            var serveOne = await MeasureAsync(1, duration, async i =>
+            {
+                using var body = new StringContent(
+                    $$"""{"model":"{{BuiltinEngineOptions.DefaultModelName}}","prompt":"The network","max_tokens":16,"temperature":0.8,"seed":{{i}}}""",
+                    Encoding.UTF8, "application/json");
+                using var response = await http.PostAsync("completions", body, ct);
+                response.EnsureSuccessStatusCode();
+                await response.Content.ReadAsByteArrayAsync(ct);
+            }, ct);
             var straight = await MeasureAsync(clients, duration,
                 i => direct.RequestAsync(processors[i % processors.Length], WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
 
@@ -79,7 +98,11 @@ public static class GatewayBenchmark
             Row(text, "client -> gateway -> processor", viaGateway);
             Row(text, "client -> processors (direct)", straight);
             Row(text, "one RPC hop (processor status)", hop);
+            Row(text, "SDK, one client (c=1)", sdkOne);
+            Row(text, "client serve HTTP -> SDK (c=1)", serveOne);
             text.AppendLine();
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"client serve's added latency per request (c=1, /v1/completions over the same SDK client): p50 {serveOne.P50 - sdkOne.P50:0.00} ms, p99 {serveOne.P99 - sdkOne.P99:0.00} ms");
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"gateway's added latency: p50 {viaGateway.P50 - straight.P50:0.00} ms, p99 {viaGateway.P99 - straight.P99:0.00} ms; requests/s {viaGateway.PerSecond / straight.PerSecond:0.00}x of direct (both spread over the same two processors)");
             text.AppendLine(CultureInfo.InvariantCulture,

@@ -6,12 +6,12 @@ using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Harness;
 using P2PInference.Workers.Auth;
-using P2PInference.Workers.Client.OpenAi;
 using P2PInference.Workers.Client;
+using P2PInference.Workers.Client.OpenAi;
 using P2PInference.Workers.Gateway;
 using P2PInference.Workers.Hosting;
-using P2PInference.Workers.Processor.Engines;
 using P2PInference.Workers.Processor;
+using P2PInference.Workers.Processor.Engines;
 
 namespace P2PInference.Tests.E2E.OpenAi;
 
