@@ -26,6 +26,7 @@ public sealed class AuthService
     private readonly JwtIssuer _issuer;
     private readonly Lazy<string> _decoyHash;
     private readonly IRandomSource _random;
+    private readonly TokenRevocations _revocations;
 
     /// <param name="randomSource">Salts, user, token and key ids, API keys. Null: the system CSPRNG; seeded only in simulations.</param>
     public AuthService(IKeyValueStore store, KeyPair signingKey, AuthOptions options, TimeProvider timeProvider, IRandomSource? randomSource = null)
@@ -39,6 +40,7 @@ public sealed class AuthService
         _time = timeProvider;
         _random = randomSource ?? SystemRandomSource.Instance;
         _users = new UserStore(store);
+        _revocations = new TokenRevocations(store, timeProvider, options.ClockSkew);
         _hasher = new PasswordHasher(options.PasswordIterations, _random);
         _issuer = new JwtIssuer(signingKey, options.Issuer, options.TokenLifetime, timeProvider, _random);
         TokenValidator = new JwtValidator(signingKey.PublicKey, options.Issuer, timeProvider, options.ClockSkew);
@@ -126,7 +128,7 @@ public sealed class AuthService
             await _users.TryReplaceAsync(user, upgraded, cancellationToken);
         }
 
-        var (token, claims) = _issuer.Issue(user.UserId, user.Email);
+        var (token, claims) = _issuer.Issue(user.UserId, user.Email, ValidFrom(user));
         return new LoginResponse { Token = token, ExpiresAtUnixMs = claims.ExpiresAt.ToUnixTimeMilliseconds(), UserId = user.UserId };
     }
 
@@ -186,6 +188,48 @@ public sealed class AuthService
         return new RevokeApiKeyResponse { KeyId = request.KeyId, NewlyRevoked = newlyRevoked };
     }
 
+    /// <summary>Revokes the presented token: from now on Auth refuses it, though it has not expired.</summary>
+    /// <exception cref="AuthException">InvalidArgument (no token), Unauthenticated (bad, expired or already revoked token).</exception>
+    public async Task<LogoutResponse> LogoutAsync(LogoutRequest request, CancellationToken cancellationToken)
+    {
+        RequireToken(Require(request).Token);
+        var (user, claims) = await AuthenticateTokenAsync(request.Token, cancellationToken);
+        await _revocations.RevokeAsync(claims, cancellationToken);
+        return new LogoutResponse { UserId = user.UserId, ExpiresAtUnixMs = claims.ExpiresAt.ToUnixTimeMilliseconds() };
+    }
+
+    /// <summary>
+    /// Revokes every token of the presenting token's user issued until now, this one included; logins
+    /// from now on get tokens that are accepted. API keys are not affected (they are revoked one by one).
+    /// </summary>
+    /// <exception cref="AuthException">InvalidArgument (no token), Unauthenticated (bad, expired or revoked token).</exception>
+    public async Task<RevokeAllTokensResponse> RevokeAllTokensAsync(RevokeAllTokensRequest request, CancellationToken cancellationToken)
+    {
+        RequireToken(Require(request).Token);
+        var (user, _) = await AuthenticateTokenAsync(request.Token, cancellationToken);
+        // iat has whole seconds, so "before now" must take in the whole current second: the next
+        // second is the first from which tokens are valid again (and logins date theirs from it).
+        var validFrom = (_time.GetUtcNow().ToUnixTimeSeconds() + 1) * 1000;
+        while (true)
+        {
+            if (user.TokensValidFromUnixMs >= validFrom)
+            {
+                validFrom = user.TokensValidFromUnixMs;
+                break;
+            }
+
+            var updated = user.Clone();
+            updated.TokensValidFromUnixMs = validFrom;
+            if (await _users.TryReplaceAsync(user, updated, cancellationToken)) break;
+
+            // Changed meanwhile (a password rehash, a concurrent revoke): apply to what is there now.
+            user = await _users.FindByIdAsync(user.UserId, cancellationToken)
+                ?? throw AuthException.Unauthenticated("the token's user does not exist");
+        }
+
+        return new RevokeAllTokensResponse { UserId = user.UserId, RevokedBeforeUnixMs = validFrom };
+    }
+
     /// <summary>Who an API key or token belongs to, and their quota.</summary>
     /// <exception cref="AuthException">InvalidArgument (no credential), Unauthenticated (malformed, unknown, forged, expired or revoked; or the user is gone).</exception>
     public async Task<ValidateResponse> ValidateAsync(ValidateRequest request, CancellationToken cancellationToken)
@@ -222,8 +266,15 @@ public sealed class AuthService
         var claims = TokenValidator.Validate(token);
         var user = await _users.FindByIdAsync(claims.Subject, cancellationToken)
             ?? throw AuthException.Unauthenticated("the token's user does not exist");
+        if (claims.IssuedAt < ValidFrom(user) || await _revocations.IsRevokedAsync(claims, cancellationToken))
+        {
+            throw AuthException.Unauthenticated("the token has been revoked");
+        }
+
         return (user, claims);
     }
+
+    private static DateTimeOffset ValidFrom(UserRecord user) => DateTimeOffset.FromUnixTimeMilliseconds(user.TokensValidFromUnixMs);
 
     private Quota QuotaOf(UserRecord user) =>
         user.Quota?.Clone() ?? new Quota { RequestsPerMinute = _options.DefaultQuota.RequestsPerMinute, Burst = _options.DefaultQuota.Burst };

@@ -40,6 +40,8 @@ public sealed class AuthWorker : IWorker
         Serve(server, WorkerMethods.Auth.CreateApiKey, CreateApiKeyRequest.Parser, service.CreateApiKeyAsync);
         Serve(server, WorkerMethods.Auth.ListApiKeys, ListApiKeysRequest.Parser, service.ListApiKeysAsync);
         Serve(server, WorkerMethods.Auth.RevokeApiKey, RevokeApiKeyRequest.Parser, service.RevokeApiKeyAsync);
+        Serve(server, WorkerMethods.Auth.Logout, LogoutRequest.Parser, service.LogoutAsync);
+        Serve(server, WorkerMethods.Auth.RevokeAllTokens, RevokeAllTokensRequest.Parser, service.RevokeAllTokensAsync);
         Serve(server, WorkerMethods.Auth.Validate, ValidateRequest.Parser, service.ValidateAsync);
         return Task.FromResult<IReadOnlyList<string>>([WorkerTopics.Auth]);
     }

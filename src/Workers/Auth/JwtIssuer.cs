@@ -48,11 +48,17 @@ public sealed class JwtIssuer
     public PublicKey PublicKey => _key.PublicKey;
 
     /// <summary>A token for <paramref name="subject"/>, valid from now for <see cref="Lifetime"/>.</summary>
-    public (string Token, JwtClaims Claims) Issue(string subject, string email)
+    /// <param name="issuedNoEarlierThan">
+    /// The earliest <c>iat</c> the token may carry: after "revoke all tokens" in the current second a new
+    /// token must not look as old as the revoked ones, so it is dated the next second (within the validators' clock skew).
+    /// </param>
+    public (string Token, JwtClaims Claims) Issue(string subject, string email, DateTimeOffset? issuedNoEarlierThan = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(subject);
         ArgumentException.ThrowIfNullOrEmpty(email);
         var issuedAt = DateTimeOffset.FromUnixTimeSeconds(_time.GetUtcNow().ToUnixTimeSeconds());
+        if (issuedNoEarlierThan is { } floor && floor > issuedAt)
+            issuedAt = DateTimeOffset.FromUnixTimeSeconds(floor.ToUnixTimeSeconds());
         var expiresAt = issuedAt + TimeSpan.FromSeconds(Math.Floor(Lifetime.TotalSeconds));
         Span<byte> id = stackalloc byte[16];
         _random.Fill(id);

@@ -11,7 +11,7 @@ using P2PInference.Workers.Processor.Engines;
 namespace P2PInference.Workers.Cli;
 
 /// <summary>
-/// <c>p2pinference client …</c>: register, login, keys create|list|revoke, models, infer. Every
+/// <c>p2pinference client …</c>: register, login, logout, keys create|list|revoke, models, infer. Every
 /// command takes <c>--bootstrap</c> (repeatable; remembered in the profile), <c>--profile</c> and
 /// <c>--json</c>; errors are one line on stderr and exit 1.
 /// </summary>
@@ -35,6 +35,7 @@ internal static class ClientCommand
         shared.AddTo(command);
         command.Subcommands.Add(CreateRegister(output, error, environment, shared));
         command.Subcommands.Add(CreateLogin(output, error, environment, shared));
+        command.Subcommands.Add(CreateLogout(output, error, environment, shared));
         command.Subcommands.Add(CreateKeys(output, error, environment, shared));
         command.Subcommands.Add(CreateModels(output, error, environment, shared));
         command.Subcommands.Add(CreateInfer(output, error, environment, shared));
@@ -89,6 +90,48 @@ internal static class ClientCommand
                 $"logged in as {session.Profile.Email} until {expires.ToString("u", CultureInfo.InvariantCulture)}; the token is kept in {session.ProfilePath}");
         }));
         return command;
+    }
+
+    private static Command CreateLogout(TextWriter output, TextWriter error, ClientCommandEnvironment environment, SharedOptions shared)
+    {
+        var all = new Option<bool>("--all") { Description = "Revoke every login token of the account (other machines too), not only this one; API keys stay valid" };
+        var command = new Command("logout", "Revoke the login token and remove it from the profile") { all };
+        command.SetAction((result, ct) => Run(result, output, error, environment, shared, ct, async session =>
+        {
+            var everywhere = result.GetValue(all);
+            await using var client = await session.ConnectAsync(requireLogin: true);
+            try
+            {
+                if (everywhere)
+                {
+                    var response = await client.RevokeAllTokensAsync(ct);
+                    var before = DateTimeOffset.FromUnixTimeMilliseconds(response.RevokedBeforeUnixMs);
+                    await ForgetTokenAsync(session);
+                    await session.WriteAsync(new { userId = response.UserId, revokedBefore = before, all = true },
+                        $"logged out everywhere: every token issued before {before.ToString("u", CultureInfo.InvariantCulture)} is revoked");
+                }
+                else
+                {
+                    var response = await client.LogoutAsync(ct);
+                    await ForgetTokenAsync(session);
+                    await session.WriteAsync(new { userId = response.UserId, all = false }, "logged out: the token is revoked and removed from the profile");
+                }
+            }
+            catch (RpcException e) when (e.Code == RpcStatusCode.Unauthenticated)
+            {
+                // The token is no good anyway (revoked elsewhere, or expired): keeping it helps nobody.
+                await ForgetTokenAsync(session);
+                throw;
+            }
+        }));
+        return command;
+    }
+
+    private static async Task ForgetTokenAsync(Session session)
+    {
+        session.Profile.Token = null;
+        session.Profile.TokenExpiresAt = null;
+        await session.SaveProfileAsync();
     }
 
     private static Command CreateKeys(TextWriter output, TextWriter error, ClientCommandEnvironment environment, SharedOptions shared)

@@ -202,6 +202,30 @@ public sealed class P2PInferenceClient : IAsyncDisposable
             Bearer(token), idempotent: true, cancellationToken);
     }
 
+    /// <summary>
+    /// Revokes <see cref="Token"/> and forgets it. The gateway asked refuses the token at once; other
+    /// gateways within their credential cache period (30 s by default).
+    /// </summary>
+    public async Task<LogoutResponse> LogoutAsync(CancellationToken cancellationToken)
+    {
+        var token = RequireToken();
+        // Not retried: a logout that went through has revoked the token the retry would present.
+        var response = await CallAsync(WorkerMethods.Gateway.Logout, new LogoutRequest { Token = token }, LogoutResponse.Parser,
+            Bearer(token), idempotent: false, cancellationToken);
+        Token = null;
+        return response;
+    }
+
+    /// <summary>Revokes every login token of the account issued until now, <see cref="Token"/> included, and forgets it. API keys stay valid.</summary>
+    public async Task<RevokeAllTokensResponse> RevokeAllTokensAsync(CancellationToken cancellationToken)
+    {
+        var token = RequireToken();
+        var response = await CallAsync(WorkerMethods.Gateway.RevokeAllTokens, new RevokeAllTokensRequest { Token = token }, RevokeAllTokensResponse.Parser,
+            Bearer(token), idempotent: false, cancellationToken);
+        Token = null;
+        return response;
+    }
+
     public async Task<IReadOnlyList<ModelInfo>> ModelsAsync(CancellationToken cancellationToken)
     {
         // Listing models needs no credential: a client without a cluster id asks without one.

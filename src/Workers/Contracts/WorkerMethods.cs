@@ -10,6 +10,8 @@ public static class WorkerMethods
         public const string CreateApiKey = "auth.createApiKey";
         public const string ListApiKeys = "auth.listApiKeys";
         public const string RevokeApiKey = "auth.revokeApiKey";
+        public const string Logout = "auth.logout";
+        public const string RevokeAllTokens = "auth.revokeAllTokens";
         public const string Validate = "auth.validate";
     }
 
@@ -20,6 +22,8 @@ public static class WorkerMethods
         public const string CreateApiKey = "gateway.createApiKey";
         public const string ListApiKeys = "gateway.listApiKeys";
         public const string RevokeApiKey = "gateway.revokeApiKey";
+        public const string Logout = "gateway.logout";
+        public const string RevokeAllTokens = "gateway.revokeAllTokens";
         public const string Models = "gateway.models";
         public const string Infer = "gateway.infer";
         public const string InferStream = "gateway.inferStream";

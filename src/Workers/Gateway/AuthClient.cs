@@ -62,6 +62,13 @@ internal sealed class AuthClient
         return caller;
     }
 
+    /// <summary>After a logout or "revoke all" went through this gateway, its cached verdicts must not outlive the revocation.</summary>
+    public void Forget(GatewayCredential credential, string? allTokensOfUser)
+    {
+        _cache.Remove(credential);
+        if (allTokensOfUser is { Length: > 0 }) _cache.RemoveTokensOf(allTokensOfUser);
+    }
+
     /// <summary>One call to Auth on behalf of the call being served.</summary>
     public async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest request, MessagePackRpcCodec<TResponse> parser,
         RpcCallContext context, string requestId, bool idempotent, CancellationToken cancellationToken)

@@ -80,6 +80,24 @@ public sealed class CredentialCache
         Add(credential, new Entry(null, refusal, now + _negativeTtl, now));
     }
 
+    /// <summary>Forgets the verdict on <paramref name="credential"/>: the next use asks Auth again.</summary>
+    public void Remove(GatewayCredential credential)
+    {
+        var key = KeyOf(credential);
+        lock (_gate) _entries.Remove(key);
+    }
+
+    /// <summary>Forgets every accepted login token of <paramref name="userId"/> (their API keys stay): after "revoke all tokens".</summary>
+    public void RemoveTokensOf(string userId)
+    {
+        ArgumentNullException.ThrowIfNull(userId);
+        lock (_gate)
+        {
+            foreach (var (key, entry) in _entries)
+                if (entry.Caller is { KeyId.Length: 0 } caller && caller.UserId == userId) _entries.Remove(key);
+        }
+    }
+
     private void Add(GatewayCredential credential, Entry entry)
     {
         if (entry.ExpiresAt <= entry.LastUsed) return;

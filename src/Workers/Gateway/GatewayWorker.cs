@@ -29,7 +29,7 @@ public sealed class GatewayWorker : IWorker
     [
         WorkerMethods.Gateway.Register, WorkerMethods.Gateway.Login, WorkerMethods.Gateway.CreateApiKey, WorkerMethods.Gateway.ListApiKeys,
         WorkerMethods.Gateway.RevokeApiKey, WorkerMethods.Gateway.Models, WorkerMethods.Gateway.Infer, WorkerMethods.Gateway.InferStream,
-        WorkerMethods.Gateway.Cancel,
+        WorkerMethods.Gateway.Cancel, WorkerMethods.Gateway.Logout, WorkerMethods.Gateway.RevokeAllTokens,
     ];
 
     private readonly GatewayOptions _options;
@@ -70,6 +70,12 @@ public sealed class GatewayWorker : IWorker
             idempotent: true, (r, c) => r.Token = TokenOf(r.Token, c));
         RespondAccount(server, WorkerMethods.Gateway.RevokeApiKey, WorkerMethods.Auth.RevokeApiKey, RevokeApiKeyRequest.Parser, RevokeApiKeyResponse.Parser,
             idempotent: true, (r, c) => r.Token = TokenOf(r.Token, c));
+        RespondAccount(server, WorkerMethods.Gateway.Logout, WorkerMethods.Auth.Logout, LogoutRequest.Parser, LogoutResponse.Parser,
+            idempotent: false, (r, c) => r.Token = TokenOf(r.Token, c),
+            (state, r, _) => state.Auth.Forget(new GatewayCredential(CredentialKind.Bearer, r.Token), allTokensOfUser: null));
+        RespondAccount(server, WorkerMethods.Gateway.RevokeAllTokens, WorkerMethods.Auth.RevokeAllTokens, RevokeAllTokensRequest.Parser,
+            RevokeAllTokensResponse.Parser, idempotent: false, (r, c) => r.Token = TokenOf(r.Token, c),
+            (state, r, response) => state.Auth.Forget(new GatewayCredential(CredentialKind.Bearer, r.Token), response.UserId));
         server.Respond(WorkerMethods.Gateway.Models, ModelsAsync);
         server.Respond(WorkerMethods.Gateway.Infer, InferAsync);
         server.RespondStreaming(WorkerMethods.Gateway.InferStream, InferStreamAsync);
@@ -95,7 +101,8 @@ public sealed class GatewayWorker : IWorker
     // ---- account methods: forwarded to Auth -------------------------------------------------
 
     private void RespondAccount<TRequest, TResponse>(IRpcServer server, string method, string authMethod, MessagePackRpcCodec<TRequest> parser,
-        MessagePackRpcCodec<TResponse> responseParser, bool idempotent, Action<TRequest, RpcCallContext>? prepare)
+        MessagePackRpcCodec<TResponse> responseParser, bool idempotent, Action<TRequest, RpcCallContext>? prepare,
+        Action<State, TRequest, TResponse>? completed = null)
         where TRequest : class
         where TResponse : class
     {
@@ -113,6 +120,7 @@ public sealed class GatewayWorker : IWorker
                 var request = Parse(parser, payload, _options.MaxAccountRequestBytes, method);
                 prepare?.Invoke(request, context);
                 var response = await state.Auth.CallAsync(authMethod, request, responseParser, context, requestId, idempotent, context.CancellationToken);
+                completed?.Invoke(state, request, response);
                 state.Logger.LogInformation("request {RequestId}: {Method} done", requestId, method);
                 return responseParser.Encode(response);
             }

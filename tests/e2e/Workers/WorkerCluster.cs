@@ -71,6 +71,9 @@ internal sealed class WorkerCluster : IAsyncDisposable
 
     public static string ProcessorName(int number) => $"processor-{number}";
 
+    /// <summary>The first gateway is <see cref="GatewayNode"/>; more are <c>gateway-2</c>….</summary>
+    public static string GatewayName(int number) => number == 1 ? GatewayNode : $"gateway-{number}";
+
     public static async Task<WorkerCluster> StartAsync(WorkerClusterOptions? options, CancellationToken cancellationToken)
     {
         options ??= new WorkerClusterOptions();
@@ -84,6 +87,7 @@ internal sealed class WorkerCluster : IAsyncDisposable
             new(AuthNode, "auth"),
             new(GatewayNode, "gateway"),
         };
+        for (var i = 2; i <= options.Gateways; i++) nodes.Add(new TestNodeSpec(GatewayName(i), "gateway"));
         for (var i = 1; i <= options.Processors; i++) nodes.Add(new TestNodeSpec(ProcessorName(i), "processor"));
         nodes.Add(new TestNodeSpec(ClientNode, "client") { Storage = false });
         foreach (var rogue in options.Rogues) nodes.Add(new TestNodeSpec(rogue.Name, "rogue") { Storage = false });

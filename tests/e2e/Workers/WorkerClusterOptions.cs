@@ -20,6 +20,9 @@ internal sealed class WorkerClusterOptions
         DefaultQuota = new AuthQuota { RequestsPerMinute = 600, Burst = 100 },
     };
 
+    /// <summary>How many gateways (<c>gateway</c>, then <c>gateway-2</c>…); 1 by default.</summary>
+    public int Gateways { get; init; } = 1;
+
     public Func<GatewayOptions> Gateway { get; init; } = () => new GatewayOptions { DefaultModel = WorkerCluster.Model };
 
     public Func<ProcessorOptions> Processor { get; init; } = () => new ProcessorOptions();

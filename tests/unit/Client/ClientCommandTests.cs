@@ -240,6 +240,68 @@ public sealed class ClientCommandTests
     }
 
     [Test]
+    public async Task Logout_RevokesTheProfilesToken_AndRemovesIt_KeepingTheApiKey()
+    {
+        await LoginAsync();
+        Assert.That((await RunAsync(["keys", "create"])).Code, Is.Zero);
+
+        var (code, output, error) = await RunAsync(["logout"]);
+
+        Assert.That(code, Is.Zero, error);
+        Assert.That(output, Does.Contain("logged out"));
+        var logout = (Workers.Contracts.Auth.LogoutRequest)_gateway.CallsOf(WorkerMethods.Gateway.Logout).Single().Request;
+        Assert.That(logout.Token, Is.EqualTo(FakeGateway.Token));
+        var profile = await ProfileAsync();
+        Assert.That(profile.Token, Is.Null);
+        Assert.That(profile.TokenExpiresAt, Is.Null);
+        Assert.That(profile.ApiKey, Is.EqualTo(FakeGateway.ApiKey), "API keys are not login tokens");
+        var keys = await RunAsync(["keys", "list"]);
+        Assert.That(keys.Code, Is.EqualTo(1));
+        Assert.That(keys.Error, Does.Contain("not logged in"));
+    }
+
+    [Test]
+    public async Task LogoutAll_RevokesEveryToken_WithJson()
+    {
+        await LoginAsync();
+
+        var (code, output, error) = await RunAsync(["logout", "--all", "--json"]);
+
+        Assert.That(code, Is.Zero, error);
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.RevokeAllTokens), Has.Length.EqualTo(1));
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Logout), Is.Empty);
+        var json = JsonDocument.Parse(output).RootElement;
+        Assert.That(json.GetProperty("all").GetBoolean(), Is.True);
+        Assert.That(json.GetProperty("revokedBefore").GetDateTimeOffset(), Is.GreaterThan(_time.GetUtcNow()));
+        Assert.That((await ProfileAsync()).Token, Is.Null);
+    }
+
+    [Test]
+    public async Task Logout_WithATokenTheNetworkNoLongerAccepts_RemovesItAnyway_AndSaysWhy()
+    {
+        await LoginAsync();
+        var profile = await ProfileAsync();
+        profile.Token = "revoked-elsewhere";
+        await profile.SaveAsync(_profilePath, CancellationToken.None);
+
+        var (code, _, error) = await RunAsync(["logout"]);
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.StartWith("error: not authenticated").And.Contain("revoked"));
+        Assert.That((await ProfileAsync()).Token, Is.Null);
+    }
+
+    [Test]
+    public async Task Logout_WithoutLogin_SaysSo()
+    {
+        var (code, _, error) = await RunAsync(["logout", "--bootstrap", Bootstrap]);
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(error, Does.Contain("not logged in"));
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Logout), Is.Empty);
+    }
+
+    [Test]
     public async Task Models_PrintsTheNetworksModels()
     {
         var text = await RunAsync(["models", "--bootstrap", Bootstrap]);

@@ -44,6 +44,11 @@ internal sealed class FakeGateway : IAsyncDisposable
             Keys = { new ApiKeyInfo { KeyId = "k1", Name = "laptop", Last4 = "et-1", CreatedAtUnixMs = 946684800000 } },
         });
         Handle(WorkerMethods.Gateway.RevokeApiKey, RevokeApiKeyRequest.Parser, (r, _) => new RevokeApiKeyResponse { KeyId = r.KeyId, NewlyRevoked = true });
+        Handle(WorkerMethods.Gateway.Logout, LogoutRequest.Parser, (r, _) => r.Token == Token
+            ? new LogoutResponse { UserId = "u1", ExpiresAtUnixMs = _time.GetUtcNow().AddHours(1).ToUnixTimeMilliseconds() }
+            : throw new RpcException(RpcStatusCode.Unauthenticated, "the token has been revoked"));
+        Handle(WorkerMethods.Gateway.RevokeAllTokens, RevokeAllTokensRequest.Parser, (_, _) =>
+            new RevokeAllTokensResponse { UserId = "u1", RevokedBeforeUnixMs = _time.GetUtcNow().AddSeconds(1).ToUnixTimeMilliseconds() });
         Handle(WorkerMethods.Gateway.Models, ModelsRequest.Parser, (_, _) => new ModelsResponse
         {
             Models = { new ModelInfo { Name = "builtin-small", Description = "trigram", MaxTokens = 512, Processors = 2 } },

@@ -38,6 +38,38 @@ public sealed class CredentialCacheTests
     }
 
     [Test]
+    public void Remove_ForgetsThatCredentialOnly()
+    {
+        var cache = new CredentialCache(new FakeTimeProvider(), TimeSpan.FromSeconds(30), TimeSpan.Zero, 10);
+        var loggedOut = new GatewayCredential(CredentialKind.Bearer, "a.b.c");
+        var other = new GatewayCredential(CredentialKind.Bearer, "d.e.f");
+        cache.AddAccepted(loggedOut, Ada with { KeyId = "" });
+        cache.AddAccepted(other, Ada with { KeyId = "" });
+
+        cache.Remove(loggedOut);
+
+        Assert.That(cache.TryGet(loggedOut, out _, out _), Is.False);
+        Assert.That(cache.TryGet(other, out _, out _), Is.True);
+    }
+
+    [Test]
+    public void RemoveTokensOf_ForgetsTheUsersTokens_ButNotTheirKeys_NorOtherUsersTokens()
+    {
+        var cache = new CredentialCache(new FakeTimeProvider(), TimeSpan.FromSeconds(30), TimeSpan.Zero, 10);
+        var adaToken = new GatewayCredential(CredentialKind.Bearer, "a.b.c");
+        var bobToken = new GatewayCredential(CredentialKind.Bearer, "d.e.f");
+        cache.AddAccepted(adaToken, Ada with { KeyId = "" });
+        cache.AddAccepted(Key, Ada);
+        cache.AddAccepted(bobToken, new AuthenticatedCaller("user-2", "bob@example.com", "", null, null));
+
+        cache.RemoveTokensOf(Ada.UserId);
+
+        Assert.That(cache.TryGet(adaToken, out _, out _), Is.False);
+        Assert.That(cache.TryGet(Key, out _, out _), Is.True);
+        Assert.That(cache.TryGet(bobToken, out _, out _), Is.True);
+    }
+
+    [Test]
     public void Refused_IsKeptOnlyForTheNegativeTtl_AndNotAtAllWhenItIsZero()
     {
         var time = new FakeTimeProvider();

@@ -27,6 +27,10 @@ public sealed class UserRecord
     [Key(4)]
     public Quota? Quota { get; set; }
 
+    /// <summary>Tokens issued before this time (a whole second; 0: none) are refused: the user's last "revoke all tokens".</summary>
+    [Key(5)]
+    public long TokensValidFromUnixMs { get; set; }
+
     /// <summary>A copy that can be changed without touching this one.</summary>
     public UserRecord Clone()
     {
