@@ -76,10 +76,10 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
         {
             if (_server is null || _server.IsDown)
             {
-                Push(new Frame(null, new RpcException(RpcStatusCode.Unavailable, $"peer {_target} unreachable: no such node")));
+                Push(new Frame(null, RpcException.Undelivered(RpcStatusCode.Unavailable, $"peer {_target} unreachable: no such node")));
                 return;
             }
-            if (!await CrossAsync(_client.PeerId, _target, token)) return;
+            if (!await CrossAsync(_client.PeerId, _target, token, request: true)) return;
             if (_server.IsCrashed) return;
             var core = _server.Server;
             if (core.CheckCaller(_client.PeerId) is { } denied)
@@ -128,7 +128,8 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
     /// Carries one message over the link: false when it vanished (Drop). A broken link (Fail) ends
     /// the call for the caller with Unavailable and for the sender with an IOException.
     /// </summary>
-    private async Task<bool> CrossAsync(PeerId from, PeerId to, CancellationToken cancellationToken)
+    /// <param name="request">The request itself crosses: when the link is broken, the server provably never got it (as a failed dial on the real stack).</param>
+    private async Task<bool> CrossAsync(PeerId from, PeerId to, CancellationToken cancellationToken, bool request = false)
     {
         var link = _network.Link(from, to);
         var latency = link.Latency;
@@ -139,7 +140,10 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
             case RpcLinkFault.Drop:
                 return false;
             case RpcLinkFault.Fail:
-                Push(new Frame(null, new RpcException(RpcStatusCode.Unavailable, $"connection between {from} and {to} is broken")));
+                var message = $"connection between {from} and {to} is broken";
+                Push(new Frame(null, request
+                    ? RpcException.Undelivered(RpcStatusCode.Unavailable, message)
+                    : new RpcException(RpcStatusCode.Unavailable, message)));
                 throw new IOException("link broken");
             default:
                 return true;
