@@ -57,6 +57,11 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
         {
             frame = await _frames.Reader.ReadAsync(_linked.Token);
         }
+        catch (OperationCanceledException) when (!_callerToken.IsCancellationRequested && _frames.Reader.TryRead(out var arrived))
+        {
+            // What arrived before the server went away (say, the refusal of a call to a crashed node) is what the caller sees.
+            frame = arrived;
+        }
         catch (OperationCanceledException e)
         {
             if (_callerToken.IsCancellationRequested) throw new OperationCanceledException(e.Message, e, _callerToken);
