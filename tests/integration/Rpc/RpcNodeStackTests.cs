@@ -125,7 +125,7 @@ public sealed class RpcNodeStackTests
         var e = Assert.ThrowsAsync<RpcException>(() => _client.RequestAsync(_serverHost.PeerId, "count", Array.Empty<byte>(), null, CancellationToken.None));
 
         Assert.That(e!.Code, Is.EqualTo(RpcStatusCode.Unavailable));
-        Assert.That(e.NotDelivered, Is.True);
+        Assert.That(e.NotDelivered, Is.True, e.Message);
         Assert.That(calls, Is.EqualTo(1));
         Assert.That(TheConnection().IsClosed, Is.False, "the host kept the connection");
     }
