@@ -801,6 +801,21 @@ public abstract class RpcConformanceTests
     });
 
     [Test]
+    public Task Topic_NonIdempotentCall_FailsOverWhenTheChosenProviderWasNeverReached() => RunTestAsync(async () =>
+    {
+        var doomed = await NodeAsync("doomed");
+        var healthy = await NodeAsync("healthy");
+        var client = await NodeAsync("client", o => o with { Random = new FirstChoiceRandom() });
+        doomed.Server.Respond("work", (_, _) => Answer("doomed"));
+        healthy.Server.Respond("work", (_, _) => Answer("healthy"));
+        Topics.Announce(Topic, doomed);
+        Topics.Announce(Topic, healthy);
+        await CrashAsync(doomed);
+
+        Assert.That(Text(await client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken)), Is.EqualTo("healthy"));
+    });
+
+    [Test]
     public Task Topic_BalancesLoadAcrossProviders() => RunTestAsync(async () =>
     {
         var providers = new List<RpcConformanceNode>();
