@@ -11,6 +11,12 @@ public sealed class RpcException : Exception
     /// <summary>The <see cref="Details"/> key carrying how long to wait before retrying, in milliseconds.</summary>
     public const string RetryAfterKey = "retry-after-ms";
 
+    /// <summary>
+    /// The <see cref="Details"/> key marking a failure where the request provably never reached the
+    /// handler (see <see cref="NotDelivered"/>). A detail, so it crosses the wire with the error when the server is the one refusing.
+    /// </summary>
+    public const string NotDeliveredKey = "not-delivered";
+
     private static readonly IReadOnlyDictionary<string, string> NoDetails = new Dictionary<string, string>(0);
 
     public RpcException(RpcStatusCode code, string message, IReadOnlyDictionary<string, string>? details = null, Exception? innerException = null)
@@ -30,6 +36,27 @@ public sealed class RpcException : Exception
         Details.TryGetValue(RetryAfterKey, out var text) && long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var ms)
             ? TimeSpan.FromMilliseconds(ms)
             : null;
+
+    /// <summary>
+    /// True when the request provably never reached the server's handler: the dial failed, the
+    /// stream could not be opened or the protocol was refused, or the server turned the call away
+    /// before invoking the handler (stopping, over its concurrency limit, unknown method, firewall).
+    /// Such a call may be sent to another peer without risk of running twice. False means "maybe
+    /// delivered": the handler may have run, in part or whole.
+    /// </summary>
+    public bool NotDelivered => Details.ContainsKey(NotDeliveredKey);
+
+    /// <summary>A failure where the request provably never reached the handler (<see cref="NotDelivered"/>).</summary>
+    public static RpcException Undelivered(RpcStatusCode code, string message, Exception? innerException = null) =>
+        new(code, message, new Dictionary<string, string> { [NotDeliveredKey] = "1" }, innerException);
+
+    /// <summary>This error, marked as <see cref="NotDelivered"/> (itself when it is already).</summary>
+    public RpcException AsUndelivered()
+    {
+        if (NotDelivered) return this;
+        var details = new Dictionary<string, string>(Details, StringComparer.Ordinal) { [NotDeliveredKey] = "1" };
+        return new RpcException(Code, Message, details, InnerException);
+    }
 
     /// <summary>An error asking the caller to come back after <paramref name="retryAfter"/>.</summary>
     public static RpcException WithRetryAfter(RpcStatusCode code, string message, TimeSpan retryAfter) =>

@@ -190,22 +190,22 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         {
             var envelope = await RpcFrames.ReadAsync<RequestEnvelope>(stream, _options.MaxMessageSize + FrameOverhead, linked.Token);
             if (envelope is null) return null;
-            if (envelope.Payload.Length > _options.MaxMessageSize) error = _server.TooLarge("request", envelope.Payload.Length);
-            else if (envelope.Method.Length == 0) error = new RpcException(RpcStatusCode.InvalidArgument, "request envelope names no method");
-            else if (envelope.TimeoutMs < 0) error = new RpcException(RpcStatusCode.InvalidArgument, "negative timeout in request envelope");
+            if (envelope.Payload.Length > _options.MaxMessageSize) error = _server.TooLarge("request", envelope.Payload.Length).AsUndelivered();
+            else if (envelope.Method.Length == 0) error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, "request envelope names no method");
+            else if (envelope.TimeoutMs < 0) error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, "negative timeout in request envelope");
             else return envelope;
         }
         catch (MessageTooLargeException e)
         {
-            error = _server.TooLarge("request", (long)Math.Min(e.Length, long.MaxValue));
+            error = _server.TooLarge("request", (long)Math.Min(e.Length, long.MaxValue)).AsUndelivered();
         }
         catch (MalformedMessageException e)
         {
-            error = new RpcException(RpcStatusCode.InvalidArgument, $"malformed request envelope: {e.Message}");
+            error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, $"malformed request envelope: {e.Message}");
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !hostToken.IsCancellationRequested)
         {
-            error = new RpcException(RpcStatusCode.DeadlineExceeded, "the request did not arrive in time");
+            error = RpcException.Undelivered(RpcStatusCode.DeadlineExceeded, "the request did not arrive in time");
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
         {

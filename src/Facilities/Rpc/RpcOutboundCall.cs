@@ -52,7 +52,9 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
         }
         catch (Exception e) when (Translate(e) is { } translated)
         {
-            throw translated;
+            // No stream means no envelope on the far side: the dial, the stream's opening or its one
+            // write failed, and the server reads the whole envelope before it invokes anything.
+            throw translated is RpcException rpc ? rpc.AsUndelivered() : translated;
         }
     }
 
@@ -63,7 +65,15 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
         {
             if (_answerPending)
             {
-                await _host.ReadLazyAnswerAsync(_stream!, RpcNode.ProtocolId, _linked.Token);
+                try
+                {
+                    await _host.ReadLazyAnswerAsync(_stream!, RpcNode.ProtocolId, _linked.Token);
+                }
+                catch (MultistreamException e) when (e.Reason == MultistreamFailure.NoProtocolSupported)
+                {
+                    // "na": the listener serves no RPC (or no longer: a stopping node unregisters it first), so it read no envelope.
+                    throw RpcException.Undelivered(RpcStatusCode.Unavailable, $"peer {_peer} does not serve RPC: {e.Message}", e);
+                }
                 _answerPending = false;
             }
             var frame = await RpcFrames.ReadAsync<ResponseFrame>(_stream!, _options.MaxMessageSize + RpcNode.FrameOverhead, _linked.Token)

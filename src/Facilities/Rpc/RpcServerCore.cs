@@ -8,6 +8,7 @@ namespace P2PInference.Facilities.Rpc;
 /// <summary>
 /// What every RPC server does whatever carries its calls: method registry, firewall, per-peer
 /// concurrency limit, deadlines, cancellation, and turning handler outcomes into status codes.
+/// Every refusal before the handler runs is marked <see cref="RpcException.NotDelivered"/>.
 /// Shared by <see cref="RpcNode"/> and the TestKit twin so both behave the same.
 /// </summary>
 internal sealed class RpcServerCore : IRpcServer
@@ -53,7 +54,7 @@ internal sealed class RpcServerCore : IRpcServer
     /// <summary>The server-wide firewall's verdict, checked before anything of the request is read.</summary>
     public RpcException? CheckCaller(PeerId caller) =>
         _allowedPeers is { } allowed && !allowed.Contains(caller)
-            ? new RpcException(RpcStatusCode.PermissionDenied, "this peer may not call this node")
+            ? RpcException.Undelivered(RpcStatusCode.PermissionDenied, "this peer may not call this node")
             : null;
 
     /// <summary>Takes one of the caller's concurrent-call slots; false when it has none left.</summary>
@@ -74,7 +75,7 @@ internal sealed class RpcServerCore : IRpcServer
     }
 
     public RpcException TooManyCalls() =>
-        new(RpcStatusCode.ResourceExhausted, $"more than {_options.MaxConcurrentCallsPerPeer} concurrent calls from this peer");
+        RpcException.Undelivered(RpcStatusCode.ResourceExhausted, $"more than {_options.MaxConcurrentCallsPerPeer} concurrent calls from this peer");
 
     public RpcException TooLarge(string what, long size) =>
         new(RpcStatusCode.ResourceExhausted, $"{what} of {size} bytes exceeds the limit of {_options.MaxMessageSize} bytes");
@@ -87,13 +88,15 @@ internal sealed class RpcServerCore : IRpcServer
         CancellationToken callerGone)
     {
         if (!_methods.TryGetValue(call.Method, out var registration))
-            return new RpcException(RpcStatusCode.UnknownMethod, $"no method '{call.Method}'");
+            return RpcException.Undelivered(RpcStatusCode.UnknownMethod, $"no method '{call.Method}'");
         if (registration.IsStreaming != call.Streaming)
-            return new RpcException(RpcStatusCode.UnknownMethod,
+            return RpcException.Undelivered(RpcStatusCode.UnknownMethod,
                 $"method '{call.Method}' is {(registration.IsStreaming ? "streaming" : "unary")}; call it as such");
         if (registration.AllowedPeers is { } allowed && !allowed.Contains(call.Caller))
-            return new RpcException(RpcStatusCode.PermissionDenied, $"this peer may not call '{call.Method}'");
-        if (call.Payload.Length > _options.MaxMessageSize) return TooLarge("request", call.Payload.Length);
+            return RpcException.Undelivered(RpcStatusCode.PermissionDenied, $"this peer may not call '{call.Method}'");
+        if (call.Payload.Length > _options.MaxMessageSize) return TooLarge("request", call.Payload.Length).AsUndelivered();
+        // Draining: a call that arrives while the server stops is refused before its handler runs.
+        if (_stopping.IsCancellationRequested) return RpcException.Undelivered(RpcStatusCode.Unavailable, "the server is stopping");
 
         var time = _options.TimeProvider;
         var deadline = call.Timeout is { } timeout ? time.GetUtcNow() + timeout : (DateTimeOffset?)null;
@@ -126,7 +129,9 @@ internal sealed class RpcServerCore : IRpcServer
         }
         catch (RpcException e)
         {
-            return e;
+            // The handler ran: whatever it forwards (say, a downstream call's refusal) must not tell
+            // our caller that this call never arrived, or the caller could run it twice.
+            return e.NotDelivered ? Delivered(e) : e;
         }
         catch (Exception e) when (linked.IsCancellationRequested && (e is OperationCanceledException || sending))
         {
@@ -152,6 +157,13 @@ internal sealed class RpcServerCore : IRpcServer
             _logger.LogWarning(e, "handler of {Method} failed for {Peer} (request {RequestId})", call.Method, call.Caller, call.RequestId);
             return new RpcException(RpcStatusCode.Internal, InternalMessage(call.RequestId));
         }
+    }
+
+    private static RpcException Delivered(RpcException e)
+    {
+        var details = new Dictionary<string, string>(e.Details, StringComparer.Ordinal);
+        details.Remove(RpcException.NotDeliveredKey);
+        return new RpcException(e.Code, e.Message, details, e);
     }
 
     /// <summary>What a caller is told when a handler was cancelled by something other than the caller, the deadline or a stop.</summary>

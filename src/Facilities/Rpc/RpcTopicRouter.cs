@@ -8,8 +8,9 @@ namespace P2PInference.Facilities.Rpc;
 /// <summary>
 /// Topic calls: providers from discovery, cached for <see cref="RpcOptions.TopicCacheTtl"/>; a
 /// provider chosen by the power of two choices (two at random, the one with the lower cost
-/// (in-flight + 1) × (latency EWMA + 1 ms) wins); fail-over of idempotent calls on
-/// <see cref="RpcStatusCode.Unavailable"/>, evicting the failed provider from the cache.
+/// (in-flight + 1) × (latency EWMA + 1 ms) wins); fail-over on <see cref="RpcStatusCode.Unavailable"/>
+/// of idempotent calls, and of any call that provably never arrived (<see cref="RpcException.NotDelivered"/>),
+/// evicting the failed provider from the cache.
 /// Shared by <see cref="RpcNode"/> and the TestKit twin.
 /// </summary>
 internal sealed class RpcTopicRouter
@@ -70,7 +71,8 @@ internal sealed class RpcTopicRouter
             {
                 Evict(peer);
                 last = e;
-                if (!options.Idempotent) throw;
+                // A call that provably never arrived cannot run twice: any call may go on to the next provider.
+                if (!options.Idempotent && !e.NotDelivered) throw;
                 _logger.LogDebug("topic {Topic}: provider {Peer} unavailable ({Message}); trying another", topic, peer, e.Message);
             }
         }

@@ -568,7 +568,9 @@ public abstract class RpcConformanceTests
         await started.Task.WaitOrCancelAsync(TestToken);
         await server.DisposeAsync();
 
-        Assert.That((await FailureOf(call)).Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        var error = await FailureOf(call);
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(error.NotDelivered, Is.False, "the handler was running");
         await cancelled.Task.WaitOrCancelAsync(TestToken);
     });
 
@@ -580,6 +582,112 @@ public abstract class RpcConformanceTests
         await CrashAsync(server);
 
         Assert.That((await FailureOf(CallAsync(client, server, "hello", ""))).Code, Is.EqualTo(RpcStatusCode.Unavailable));
+    });
+
+    [Test]
+    public Task CallToACrashedPeer_IsMarkedNotDelivered() => RunTestAsync(async () =>
+    {
+        var (client, server) = await PairAsync();
+        var calls = 0;
+        server.Server.Respond("hello", (_, _) =>
+        {
+            calls++;
+            return Answer("hello");
+        });
+        await CrashAsync(server);
+
+        var error = await FailureOf(CallAsync(client, server, "hello", ""));
+
+        Assert.That(error.NotDelivered, Is.True, "the dial failed: the request never left");
+        Assert.That(calls, Is.Zero);
+    });
+
+    [Test]
+    public Task CallToAStoppedServer_IsUnavailable_AndMarkedNotDelivered() => RunTestAsync(async () =>
+    {
+        var (client, server) = await PairAsync();
+        server.Server.Respond("hello", (_, _) => Answer("hello"));
+        await server.DisposeAsync();
+
+        var error = await FailureOf(CallAsync(client, server, "hello", ""));
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(error.NotDelivered, Is.True);
+    });
+
+    [Test]
+    public Task RefusalsBeforeTheHandler_AreMarkedNotDelivered_OnTheCallersSide() => RunTestAsync(async () =>
+    {
+        var server = await NodeAsync("server", o => o with { MaxConcurrentCallsPerPeer = 1 });
+        var friend = await NodeAsync("friend");
+        var stranger = await NodeAsync("stranger");
+        var release = NewSignal();
+        var started = NewSignal();
+        server.Server.Respond("hold", async (_, context) =>
+        {
+            started.TrySetResult();
+            await release.Task.WaitOrCancelAsync(context.CancellationToken);
+            return Bytes("held");
+        });
+        server.Server.Respond("admin", (_, _) => Answer("admin"), new RpcMethodOptions { AllowedPeers = new HashSet<PeerId> { server.PeerId } });
+        server.Server.RespondStreaming("stream", (_, _) => throw new InvalidOperationException("never called"));
+        server.Server.AllowedPeers = new HashSet<PeerId> { friend.PeerId };
+
+        var unknown = await FailureOf(CallAsync(friend, server, "unknown", ""));
+        var wrongKind = await FailureOf(CallAsync(friend, server, "stream", ""));
+        var perMethod = await FailureOf(CallAsync(friend, server, "admin", ""));
+        var serverWide = await FailureOf(CallAsync(stranger, server, "hold", ""));
+        var held = CallAsync(friend, server, "hold", "");
+        await started.Task.WaitOrCancelAsync(TestToken);
+        var overLimit = await FailureOf(CallAsync(friend, server, "hold", ""));
+        release.TrySetResult();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(unknown.Code, Is.EqualTo(RpcStatusCode.UnknownMethod));
+            Assert.That(wrongKind.Code, Is.EqualTo(RpcStatusCode.UnknownMethod));
+            Assert.That(perMethod.Code, Is.EqualTo(RpcStatusCode.PermissionDenied));
+            Assert.That(serverWide.Code, Is.EqualTo(RpcStatusCode.PermissionDenied));
+            Assert.That(overLimit.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+            foreach (var error in new[] { unknown, wrongKind, perMethod, serverWide, overLimit })
+                Assert.That(error.NotDelivered, Is.True, $"{error.Code}: {error.Message}");
+        });
+        Assert.That(Text(await held), Is.EqualTo("held"));
+    });
+
+    [Test]
+    public Task HandlerFailures_AreNotMarkedNotDelivered_EvenWhenTheHandlerForwardsSuchAMark() => RunTestAsync(async () =>
+    {
+        var (client, server) = await PairAsync();
+        server.Server.Respond("buggy", (_, _) => throw new InvalidOperationException("boom"));
+        server.Server.Respond("refusing", (_, _) => throw new RpcException(RpcStatusCode.ResourceExhausted, "busy"));
+        // A handler that did work and then relays a downstream call's refusal: its caller must not think the call never arrived.
+        server.Server.Respond("forwarding", (_, _) => throw RpcException.Undelivered(RpcStatusCode.Unavailable, "downstream unreachable"));
+
+        var buggy = await FailureOf(CallAsync(client, server, "buggy", ""));
+        var refusing = await FailureOf(CallAsync(client, server, "refusing", ""));
+        var forwarding = await FailureOf(CallAsync(client, server, "forwarding", ""));
+
+        Assert.That(buggy.Code, Is.EqualTo(RpcStatusCode.Internal));
+        Assert.That(refusing.Code, Is.EqualTo(RpcStatusCode.ResourceExhausted));
+        Assert.That(forwarding.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(new[] { buggy.NotDelivered, refusing.NotDelivered, forwarding.NotDelivered }, Has.All.False);
+    });
+
+    [Test]
+    public Task ConnectionLostMidCall_IsUnavailable_AndNotMarkedNotDelivered() => RunTestAsync(async () =>
+    {
+        var (client, server) = await PairAsync();
+        var started = NewSignal<RpcCallContext>();
+        server.Server.Respond("slow", BlockingHandler(started, NewSignal()));
+
+        var call = CallAsync(client, server, "slow", "");
+        await started.Task.WaitOrCancelAsync(TestToken);
+        await CrashAsync(server);
+        var error = await FailureOf(call);
+
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(error.NotDelivered, Is.False, "the handler had started");
     });
 
     [Test]
@@ -690,6 +798,21 @@ public abstract class RpcConformanceTests
         Assert.That(healthyCalls, Is.Zero);
         Assert.That(Text(await client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken)), Is.EqualTo("healthy"),
             "the failed provider was evicted from the cache");
+    });
+
+    [Test]
+    public Task Topic_NonIdempotentCall_FailsOverWhenTheChosenProviderWasNeverReached() => RunTestAsync(async () =>
+    {
+        var doomed = await NodeAsync("doomed");
+        var healthy = await NodeAsync("healthy");
+        var client = await NodeAsync("client", o => o with { Random = new FirstChoiceRandom() });
+        doomed.Server.Respond("work", (_, _) => Answer("doomed"));
+        healthy.Server.Respond("work", (_, _) => Answer("healthy"));
+        Topics.Announce(Topic, doomed);
+        Topics.Announce(Topic, healthy);
+        await CrashAsync(doomed);
+
+        Assert.That(Text(await client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken)), Is.EqualTo("healthy"));
     });
 
     [Test]

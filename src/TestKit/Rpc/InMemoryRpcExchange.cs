@@ -57,6 +57,11 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
         {
             frame = await _frames.Reader.ReadAsync(_linked.Token);
         }
+        catch (OperationCanceledException) when (!_callerToken.IsCancellationRequested && _frames.Reader.TryRead(out var arrived))
+        {
+            // What arrived before the server went away (say, the refusal of a call to a crashed node) is what the caller sees.
+            frame = arrived;
+        }
         catch (OperationCanceledException e)
         {
             if (_callerToken.IsCancellationRequested) throw new OperationCanceledException(e.Message, e, _callerToken);
@@ -76,10 +81,10 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
         {
             if (_server is null || _server.IsDown)
             {
-                Push(new Frame(null, new RpcException(RpcStatusCode.Unavailable, $"peer {_target} unreachable: no such node")));
+                Push(new Frame(null, RpcException.Undelivered(RpcStatusCode.Unavailable, $"peer {_target} unreachable: no such node")));
                 return;
             }
-            if (!await CrossAsync(_client.PeerId, _target, token)) return;
+            if (!await CrossAsync(_client.PeerId, _target, token, request: true)) return;
             if (_server.IsCrashed) return;
             var core = _server.Server;
             if (core.CheckCaller(_client.PeerId) is { } denied)
@@ -128,7 +133,8 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
     /// Carries one message over the link: false when it vanished (Drop). A broken link (Fail) ends
     /// the call for the caller with Unavailable and for the sender with an IOException.
     /// </summary>
-    private async Task<bool> CrossAsync(PeerId from, PeerId to, CancellationToken cancellationToken)
+    /// <param name="request">The request itself crosses: when the link is broken, the server provably never got it (as a failed dial on the real stack).</param>
+    private async Task<bool> CrossAsync(PeerId from, PeerId to, CancellationToken cancellationToken, bool request = false)
     {
         var link = _network.Link(from, to);
         var latency = link.Latency;
@@ -139,7 +145,10 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
             case RpcLinkFault.Drop:
                 return false;
             case RpcLinkFault.Fail:
-                Push(new Frame(null, new RpcException(RpcStatusCode.Unavailable, $"connection between {from} and {to} is broken")));
+                var message = $"connection between {from} and {to} is broken";
+                Push(new Frame(null, request
+                    ? RpcException.Undelivered(RpcStatusCode.Unavailable, message)
+                    : new RpcException(RpcStatusCode.Unavailable, message)));
                 throw new IOException("link broken");
             default:
                 return true;

@@ -230,10 +230,19 @@ public sealed class GatewayWorker : IWorker
                     response.Tokens, response.FinishReason);
                 return response.ToByteArray();
             }
-            catch (RpcException e) when (IsWorthAnotherProcessor(e))
+            catch (RpcException e) when (ProvablyNotStarted(e))
             {
                 last = e;
                 OnProcessorFailed(state, request.Model, peer, e, requestId);
+            }
+            catch (RpcException e) when (IsWorthAnotherProcessor(e))
+            {
+                // The processor may have run the generation (in part or whole): running it again
+                // elsewhere could double its cost and side effects, so the client decides.
+                state.Logger.LogWarning("request {RequestId}: processor {Peer} failed after it got the request: {Code} {Message}; not retried elsewhere",
+                    requestId, peer, e.Code, e.Message);
+                if (e.Code is not (RpcStatusCode.ResourceExhausted or RpcStatusCode.Internal)) state.Picker.Evict(request.Model, peer);
+                throw;
             }
             catch (OperationCanceledException) when (registration.CancelledByRequest)
             {
@@ -404,6 +413,26 @@ public sealed class GatewayWorker : IWorker
     private static bool IsWorthAnotherProcessor(RpcException e) =>
         e.Code is RpcStatusCode.Unavailable or RpcStatusCode.ResourceExhausted or RpcStatusCode.Internal or RpcStatusCode.UnknownMethod
             or RpcStatusCode.NotFound or RpcStatusCode.PermissionDenied;
+
+    /// <summary>
+    /// A unary inference goes to another processor only when the first provably did not start it:
+    /// the RPC layer knows the request never reached the handler, or the processor refused it
+    /// outright (busy with a retry-after, not allowed, no such method or model) without any output.
+    /// A lost connection, a handler failure or a deadline may come after the whole generation ran.
+    /// </summary>
+    private static bool ProvablyNotStarted(RpcException e)
+    {
+        if (e.Code is RpcStatusCode.DeadlineExceeded or RpcStatusCode.Cancelled) return false;
+        if (e.NotDelivered) return true;
+        if (e.Details.ContainsKey(WorkerMethods.PartialOutputDetail)) return false;
+        return e.Code switch
+        {
+            // Without a retry-after it may be a response too large for the RPC limit: the work was done.
+            RpcStatusCode.ResourceExhausted => e.RetryAfter is not null,
+            RpcStatusCode.PermissionDenied or RpcStatusCode.UnknownMethod or RpcStatusCode.NotFound => true,
+            _ => false,
+        };
+    }
 
     private static void OnProcessorFailed(State state, string model, PeerId peer, RpcException e, string requestId)
     {

@@ -104,8 +104,45 @@ public sealed class RpcNodeStackTests
         var e = Assert.ThrowsAsync<RpcException>(() => _client.RequestAsync(bare.PeerId, "echo", new byte[] { 1, 2, 3 }, null, CancellationToken.None));
 
         Assert.That(e!.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(e.NotDelivered, Is.True, "refused during protocol negotiation: no handler saw it");
         Assert.That(await _clientHost.PingAsync(bare.PeerId, CancellationToken.None), Is.GreaterThanOrEqualTo(TimeSpan.Zero));
         Assert.That(await EchoAsync("still here"), Is.EqualTo("still here"u8.ToArray()));
+    }
+
+    [Test]
+    public async Task Call_ToANodeThatStoppedServing_OnAnOpenConnection_IsMarkedNotDelivered()
+    {
+        var calls = 0;
+        _server.Respond("count", (_, _) =>
+        {
+            Interlocked.Increment(ref calls);
+            return ValueTask.FromResult<ReadOnlyMemory<byte>>(Array.Empty<byte>());
+        });
+        await _client.RequestAsync(_serverHost.PeerId, "count", Array.Empty<byte>(), null, CancellationToken.None);
+        // Draining: the RPC node stops while its host (and our connection to it) stays up.
+        await _server.DisposeAsync();
+
+        var e = Assert.ThrowsAsync<RpcException>(() => _client.RequestAsync(_serverHost.PeerId, "count", Array.Empty<byte>(), null, CancellationToken.None));
+
+        Assert.That(e!.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(e.NotDelivered, Is.True, e.Message);
+        Assert.That(calls, Is.EqualTo(1));
+        Assert.That(TheConnection().IsClosed, Is.False, "the host kept the connection");
+    }
+
+    [Test]
+    public async Task Call_ToAnUnreachableAddress_IsMarkedNotDelivered()
+    {
+        var gone = await StartHostAsync(idle: TimeSpan.FromSeconds(10));
+        var addresses = gone.AdvertisedAddresses;
+        var peer = gone.PeerId;
+        await gone.DisposeAsync();
+        _clientHost.PeerStore.AddAddresses(peer, addresses);
+
+        var e = Assert.ThrowsAsync<RpcException>(() => _client.RequestAsync(peer, "echo", new byte[] { 1 }, null, CancellationToken.None));
+
+        Assert.That(e!.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(e.NotDelivered, Is.True, "the dial failed");
     }
 
     /// <summary>A server that reads the request envelope, then answers with <paramref name="answer"/>'s bytes as they are.</summary>

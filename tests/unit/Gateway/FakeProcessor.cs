@@ -26,7 +26,7 @@ internal sealed class FakeProcessor
         Models = models;
         node.Respond<StatusRequest, StatusResponse>(WorkerMethods.Processor.Status, StatusRequest.Parser, (_, _) =>
         {
-            var status = new StatusResponse { Active = Volatile.Read(ref _active), MaxConcurrency = 4, MaxQueue = 16 };
+            var status = new StatusResponse { Active = Volatile.Read(ref _active) + ReportedLoad, MaxConcurrency = 4, MaxQueue = 16 };
             status.Models.AddRange(Models.Select(m => new ModelInfo { Name = m, Description = "model " + m, MaxTokens = 256 }));
             return ValueTask.FromResult(status);
         });
@@ -52,6 +52,15 @@ internal sealed class FakeProcessor
     /// <summary>The unary behaviour: (request, call number) → response or throw. Default: the words joined.</summary>
     public Func<InferRequest, int, InferResponse> Unary { get; set; } = (r, _) =>
         new InferResponse { Text = string.Concat(DefaultWords), Tokens = DefaultWords.Length, FinishReason = "stop" };
+
+    /// <summary>
+    /// Awaited by a unary call after it was counted and before it answers (a generation in progress):
+    /// (request, context, call number). Default: none.
+    /// </summary>
+    public Func<InferRequest, RpcCallContext, int, Task>? Generating { get; set; }
+
+    /// <summary>Extra running requests the status reports, so the gateway's choice between processors can be steered.</summary>
+    public int ReportedLoad { get; set; }
 
     /// <summary>Completes when a call's token fired while the script waited on it.</summary>
     public TaskCompletionSource CallCancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -95,15 +104,16 @@ internal sealed class FakeProcessor
         }
     }
 
-    private ValueTask<InferResponse> InferAsync(InferRequest request, RpcCallContext context)
+    private async ValueTask<InferResponse> InferAsync(InferRequest request, RpcCallContext context)
     {
         var n = Interlocked.Increment(ref _inferCalls);
         Received.Enqueue((request, context));
         CallStarted.TrySetResult();
+        if (Generating is { } generating) await generating(request, context, n);
         var response = Unary(request, n);
         response.RequestId = request.RequestId;
         response.Model = request.Model;
-        return ValueTask.FromResult(response);
+        return response;
     }
 
     private async IAsyncEnumerable<InferChunk> StreamAsync(InferRequest request, RpcCallContext context)

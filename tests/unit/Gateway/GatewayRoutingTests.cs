@@ -159,7 +159,7 @@ public sealed class GatewayRoutingTests
         var calls = 0;
         foreach (var p in new[] { a, b })
             p.Unary = (r, _) => Interlocked.Increment(ref calls) == 1
-                ? throw new RpcException(RpcStatusCode.ResourceExhausted, "queue full")
+                ? throw RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted, "queue full", TimeSpan.FromSeconds(1))
                 : new InferResponse { Text = "ok", FinishReason = "stop" };
 
         var response = await _h.InferAsync(Prompt());

@@ -54,6 +54,25 @@ public sealed class MultistreamLazyTests
     }
 
     [Test]
+    public async Task Listener_RefusingALazyProposal_ReportsNoProtocolSupported_AndTheDialerReadsItsNa()
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (dialer)
+        using (listener)
+        {
+            // The data after the proposal is no multistream message: the listener must not call it a malformed negotiation.
+            await dialer.WriteAsync(LazyProposal(Protocol, [0x83, 0xA6, 0x4D, 0x65, 0x74, 0x68]), Token);
+            var listening = MultistreamSelect.HandleAsync(listener, _ => false, [], () => true, Token);
+            var refusal = Assert.ThrowsAsync<MultistreamException>(() => MultistreamSelect.ReadLazyAnswerAsync(dialer, Protocol, Timeout, TimeProvider.System, Token));
+            dialer.Dispose();
+            var listenerError = Assert.ThrowsAsync<MultistreamException>(() => listening);
+
+            Assert.That(refusal!.Reason, Is.EqualTo(MultistreamFailure.NoProtocolSupported));
+            Assert.That(listenerError!.Reason, Is.EqualTo(MultistreamFailure.NoProtocolSupported));
+        }
+    }
+
+    [Test]
     public async Task Listener_SendsItsHeaderFirst_WhenTheDialerWaitsForItBeforeProposing()
     {
         var (dialer, listener) = DuplexStreamPair.Create();

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Frozen;
 using Microsoft.Extensions.Logging;
@@ -522,7 +523,9 @@ public sealed class P2PHost : IAsyncDisposable
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             _logger.LogDebug(e, "stream negotiation with {Peer} failed", connection.RemotePeer);
-            stream.Reset();
+            if (e is MultistreamException { Reason: MultistreamFailure.NoProtocolSupported } && !cancellationToken.IsCancellationRequested)
+                await CloseRefusedStreamAsync(stream, cancellationToken);
+            else stream.Reset();
             return;
         }
         if (!_handlers.TryGetValue(protocol, out var handler))
@@ -538,6 +541,35 @@ public sealed class P2PHost : IAsyncDisposable
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             _logger.LogDebug(e, "{Protocol} handler for {Peer} failed", protocol, connection.RemotePeer);
+            stream.Reset();
+        }
+    }
+
+    /// <summary>
+    /// A lazy dialer's first data follows its proposal in the same write, so after our "na" we read
+    /// that data as a malformed proposal (reported as NoProtocolSupported). Resetting then would drop the "na" the dialer has not read
+    /// yet (a reset discards what is buffered), and it could not tell a refusal from a failure after
+    /// acceptance — the RPC layer's not-delivered mark relies on that. So our side closes, the
+    /// dialer's bytes are discarded until it leaves, and the reset comes only after the negotiation timeout.
+    /// </summary>
+    private async Task CloseRefusedStreamAsync(YamuxStream stream, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(4096);
+        try
+        {
+            await stream.CompleteWritesAsync(cancellationToken);
+            using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+            while (await stream.ReadAsync(buffer, linked.Token) > 0)
+            {
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
             stream.Reset();
         }
     }

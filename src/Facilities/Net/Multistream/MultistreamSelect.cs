@@ -167,6 +167,7 @@ public static class MultistreamSelect
             headerSent = true;
         }
         await ReadHeaderAsync(stream, cancellationToken);
+        var refused = false;
         for (var attempt = 0; ; attempt++)
         {
             if (attempt == MaxProposals)
@@ -176,7 +177,16 @@ public static class MultistreamSelect
                 await WriteMessagesAsync(stream, ProtocolId, null, cancellationToken);
                 headerSent = true;
             }
-            var proposal = await ReadMessageAsync(stream, cancellationToken);
+            string proposal;
+            try
+            {
+                proposal = await ReadMessageAsync(stream, cancellationToken);
+            }
+            catch (MultistreamException e) when (refused && e.Reason is MultistreamFailure.MalformedMessage or MultistreamFailure.TooLong)
+            {
+                // A lazy dialer's data follows the proposal we refused: the negotiation ended with our "na".
+                throw new MultistreamException(MultistreamFailure.NoProtocolSupported, "the dialer went on after its proposal was refused", e);
+            }
             var header = headerSent ? null : ProtocolId;
             headerSent = true;
             if (proposal == List)
@@ -189,6 +199,7 @@ public static class MultistreamSelect
             if (header is null) await WriteMessagesAsync(stream, answer, null, cancellationToken);
             else await WriteMessagesAsync(stream, header, answer, cancellationToken);
             if (answer != NotAvailable) return proposal;
+            refused = true;
         }
     }
 
