@@ -26,6 +26,9 @@ public sealed class ReadmeNetworkTests
     private string _root = null!;
     private readonly List<Process> _workers = [];
     private readonly List<StringBuilder> _workerErrors = [];
+    private readonly List<string> _workerLines = [];
+    // A worker drains for at most its DrainTimeout (a few seconds) before it exits.
+    private static readonly TimeSpan GracefulStop = TimeSpan.FromSeconds(60);
 
     [SetUp]
     public void SetUp()
@@ -48,6 +51,7 @@ public sealed class ReadmeNetworkTests
             worker.Dispose();
         }
         _workers.Clear();
+        _workerLines.Clear();
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
@@ -101,7 +105,16 @@ public sealed class ReadmeNetworkTests
         {
             using (var kill = Process.Start("kill", ["-INT", worker.Id.ToString(CultureInfo.InvariantCulture)]))
                 await kill.WaitForExitAsync(ct);
-            await worker.WaitForExitAsync(ct);
+            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            stopping.CancelAfter(GracefulStop);
+            try
+            {
+                await worker.WaitForExitAsync(stopping.Token);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                Assert.Fail($"worker {index} ({_workerLines[index]}) still running {GracefulStop.TotalSeconds} s after SIGINT; stderr: {_workerErrors[index]}");
+            }
             Assert.That(worker.ExitCode, Is.Zero, $"worker {index} after SIGINT: {_workerErrors[index]}");
         }
     }
@@ -125,6 +138,7 @@ public sealed class ReadmeNetworkTests
         process.Start();
         process.BeginErrorReadLine();
         _workers.Add(process);
+        _workerLines.Add(step.Line);
         _workerErrors.Add(errors);
         while (await process.StandardOutput.ReadLineAsync(ct) is { } output)
             if (output.Contains(" ready: ", StringComparison.Ordinal))
