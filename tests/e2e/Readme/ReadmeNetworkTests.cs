@@ -100,10 +100,12 @@ public sealed class ReadmeNetworkTests
             Assert.That(curl.Stdout, Does.Contain("\"chat.completion\""), "curl gets a chat completion from client serve");
         });
 
-        // Ctrl+C in each terminal: every worker stops gracefully with exit code 0.
+        // `kill -TERM` in each terminal, as the README says (Ctrl+C is SIGINT, which a process started in the
+        // background of a non-interactive shell inherits as ignored, and this suite may run there): every
+        // worker stops gracefully with exit code 0.
         foreach (var (worker, index) in _workers.Select((w, i) => (w, i)))
         {
-            using (var kill = Process.Start("kill", ["-INT", worker.Id.ToString(CultureInfo.InvariantCulture)]))
+            using (var kill = Process.Start("kill", ["-TERM", worker.Id.ToString(CultureInfo.InvariantCulture)]))
                 await kill.WaitForExitAsync(ct);
             using var stopping = CancellationTokenSource.CreateLinkedTokenSource(ct);
             stopping.CancelAfter(GracefulStop);
@@ -113,9 +115,9 @@ public sealed class ReadmeNetworkTests
             }
             catch (OperationCanceledException) when (!ct.IsCancellationRequested)
             {
-                Assert.Fail($"worker {index} ({_workerLines[index]}) still running {GracefulStop.TotalSeconds} s after SIGINT; stderr: {_workerErrors[index]}");
+                Assert.Fail($"worker {index} ({_workerLines[index]}) still running {GracefulStop.TotalSeconds} s after SIGTERM; stderr: {_workerErrors[index]}");
             }
-            Assert.That(worker.ExitCode, Is.Zero, $"worker {index} after SIGINT: {_workerErrors[index]}");
+            Assert.That(worker.ExitCode, Is.Zero, $"worker {index} after SIGTERM: {_workerErrors[index]}");
         }
     }
 
