@@ -157,6 +157,14 @@ public abstract class RpcConformanceTests
     }
 
     /// <summary>A handler that signals it started and then waits for its token, reporting what cancelled it.</summary>
+    /// <summary>A handler that signals <paramref name="started"/>, waits for <paramref name="release"/>, then answers "held".</summary>
+    protected static RpcHandler HoldingHandler(TaskCompletionSource started, TaskCompletionSource release) => async (_, context) =>
+    {
+        started.TrySetResult();
+        await release.Task.WaitOrCancelAsync(context.CancellationToken);
+        return Bytes("held");
+    };
+
     protected static RpcHandler BlockingHandler(TaskCompletionSource<RpcCallContext> started, TaskCompletionSource cancelled)
     {
         return async (_, context) =>
@@ -510,12 +518,7 @@ public abstract class RpcConformanceTests
         var b = await NodeAsync("b");
         var release = NewSignal();
         var started = NewSignal();
-        server.Server.Respond("hold", async (_, context) =>
-        {
-            started.TrySetResult();
-            await release.Task.WaitOrCancelAsync(context.CancellationToken);
-            return Bytes("held");
-        });
+        server.Server.Respond("hold", HoldingHandler(started, release));
         server.Server.Respond("quick", (_, _) => Answer("quick"));
 
         var held = CallAsync(a, server, "hold", "");
@@ -623,12 +626,7 @@ public abstract class RpcConformanceTests
         var stranger = await NodeAsync("stranger");
         var release = NewSignal();
         var started = NewSignal();
-        server.Server.Respond("hold", async (_, context) =>
-        {
-            started.TrySetResult();
-            await release.Task.WaitOrCancelAsync(context.CancellationToken);
-            return Bytes("held");
-        });
+        server.Server.Respond("hold", HoldingHandler(started, release));
         server.Server.Respond("admin", (_, _) => Answer("admin"), new RpcMethodOptions { AllowedPeers = new HashSet<PeerId> { server.PeerId } });
         server.Server.RespondStreaming("stream", (_, _) => throw new InvalidOperationException("never called"));
         server.Server.AllowedPeers = new HashSet<PeerId> { friend.PeerId };

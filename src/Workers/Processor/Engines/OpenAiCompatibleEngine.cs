@@ -18,7 +18,7 @@ namespace P2PInference.Workers.Processor.Engines;
 /// credentials a BaseUrl may carry.
 /// </summary>
 /// <remarks>
-/// The SDK resumes on the thread pool (it awaits with ConfigureAwait(false)), so this engine is a
+/// The SDK resumes on the thread pool (its awaits do not keep the caller's context), so this engine is a
 /// real-time component: simulated tests use the builtin engine or a double, not this one.
 /// </remarks>
 public sealed class OpenAiCompatibleEngine : IInferenceEngine
