@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using P2PInference.Tests.Shared;
-using P2PInference.Workers.Client;
-using P2PInference.Workers.Client.OpenAi;
 
 namespace P2PInference.Tests.E2E.OpenAi;
 
@@ -18,9 +16,7 @@ public sealed class OpenAiNpmClientTests
 {
     private static readonly TimeSpan ScriptTimeout = TimeSpan.FromSeconds(90);
 
-    private ServeNetwork _network = null!;
-    private P2PInferenceClient _client = null!;
-    private OpenAiServer _server = null!;
+    private ServedNetwork _served = null!;
     private string _jsDirectory = null!;
 
     [OneTimeSetUp]
@@ -28,23 +24,19 @@ public sealed class OpenAiNpmClientTests
     {
         _jsDirectory = JsPeerInstall.EnsureInstalled();
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        _network = await ServeNetwork.StartAsync(timeout.Token);
-        _client = await _network.SignedUpClientAsync(timeout.Token);
-        _server = await ServeNetwork.ServeAsync(_client, timeout.Token);
+        _served = await ServedNetwork.StartAsync(timeout.Token);
     }
 
     [OneTimeTearDown]
     public async Task StopAsync()
     {
-        if (_server is not null) await _server.DisposeAsync();
-        if (_client is not null) await _client.DisposeAsync();
-        if (_network is not null) await _network.DisposeAsync();
+        if (_served is not null) await _served.DisposeAsync();
     }
 
     [Test]
     public async Task Chat_Unary_ReturnsACompletionWithUsage(CancellationToken ct)
     {
-        var result = await RunAsync("chat", await _network.NewApiKeyAsync(ct), "The network", ct);
+        var result = await RunAsync("chat", await _served.Network.NewApiKeyAsync(ct), "The network", ct);
 
         Assert.Multiple(() =>
         {
@@ -58,7 +50,7 @@ public sealed class OpenAiNpmClientTests
     [Test]
     public async Task Chat_Streamed_GivesTheSameTextAsUnary_AndUsageAtTheEnd(CancellationToken ct)
     {
-        var key = await _network.NewApiKeyAsync(ct);
+        var key = await _served.Network.NewApiKeyAsync(ct);
         var whole = await RunAsync("chat", key, "Peers find", ct);
         var streamed = await RunAsync("stream", key, "Peers find", ct);
 
@@ -75,9 +67,9 @@ public sealed class OpenAiNpmClientTests
     public async Task Abort_MidStream_CancelsTheGenerationOnTheProcessor(CancellationToken ct)
     {
         var marker = "npm abort " + Guid.NewGuid().ToString("N");
-        var cancelled = _network.Engine.CancelledAsync(marker);
+        var cancelled = _served.Network.Engine.CancelledAsync(marker);
 
-        var result = await RunAsync("abort", await _network.NewApiKeyAsync(ct), marker, ct);
+        var result = await RunAsync("abort", await _served.Network.NewApiKeyAsync(ct), marker, ct);
         await cancelled.WaitAsync(ScriptTimeout, ct);
 
         Assert.Multiple(() =>
@@ -111,7 +103,7 @@ public sealed class OpenAiNpmClientTests
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var argument in new[] { "openai-client.mjs", _server.Address.ToString(), apiKey, mode, prompt }) info.ArgumentList.Add(argument);
+        foreach (var argument in new[] { "openai-client.mjs", _served.Server.Address.ToString(), apiKey, mode, prompt }) info.ArgumentList.Add(argument);
         using var process = Process.Start(info) ?? throw new InvalidOperationException("node did not start");
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(ScriptTimeout);

@@ -27,28 +27,26 @@ public sealed class ServeEndpointTests
 {
     private static readonly TimeSpan CancelSeen = TimeSpan.FromSeconds(60);
 
-    private ServeNetwork _network = null!;
-    private P2PInferenceClient _client = null!;
-    private OpenAiServer _server = null!;
+    private ServedNetwork _served = null!;
     private HttpClient _http = null!;
+
+    private ServeNetwork Network => _served.Network;
+    private P2PInferenceClient Client => _served.Client;
+    private OpenAiServer Server => _served.Server;
 
     [OneTimeSetUp]
     public async Task StartAsync()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        _network = await ServeNetwork.StartAsync(timeout.Token);
-        _client = await _network.SignedUpClientAsync(timeout.Token);
-        _server = await ServeNetwork.ServeAsync(_client, timeout.Token);
-        _http = new HttpClient { BaseAddress = new Uri(_server.Address + "/"), Timeout = TimeSpan.FromMinutes(1) };
+        _served = await ServedNetwork.StartAsync(timeout.Token);
+        _http = new HttpClient { BaseAddress = new Uri(Server.Address + "/"), Timeout = TimeSpan.FromMinutes(1) };
     }
 
     [OneTimeTearDown]
     public async Task StopAsync()
     {
         _http?.Dispose();
-        if (_server is not null) await _server.DisposeAsync();
-        if (_client is not null) await _client.DisposeAsync();
-        if (_network is not null) await _network.DisposeAsync();
+        if (_served is not null) await _served.DisposeAsync();
     }
 
     [Test]
@@ -59,7 +57,7 @@ public sealed class ServeEndpointTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(_server.Address.Host, Is.EqualTo("127.0.0.1"));
+            Assert.That(Server.Address.Host, Is.EqualTo("127.0.0.1"));
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
             Assert.That((string?)json["object"], Is.EqualTo("list"));
             Assert.That(json["data"]!.AsArray().Select(m => (string?)m!["id"]), Does.Contain(ServeNetwork.Model));
@@ -88,7 +86,7 @@ public sealed class ServeEndpointTests
     [Test]
     public async Task ChatCompletion_Streamed_IsServerSentEvents_EndingInDone_WithTheSameTextAsUnary(CancellationToken ct)
     {
-        var key = await _network.NewApiKeyAsync(ct);
+        var key = await Network.NewApiKeyAsync(ct);
         using var unary = await PostAsync("chat/completions", Chat("same text", stream: false, maxTokens: 12), key, ct);
         var whole = (string?)(await JsonOf(unary, ct))["choices"]![0]!["message"]!["content"];
 
@@ -121,7 +119,7 @@ public sealed class ServeEndpointTests
     [Test]
     public async Task Completions_ContinueAPrompt_UnaryAndStreamed(CancellationToken ct)
     {
-        var key = await _network.NewApiKeyAsync(ct);
+        var key = await Network.NewApiKeyAsync(ct);
         var body = new JsonObject { ["model"] = ServeNetwork.Model, ["prompt"] = "The network", ["max_tokens"] = 5, ["temperature"] = 0 };
         using var unary = await PostAsync("completions", body, key, ct);
         var json = await JsonOf(unary, ct);
@@ -143,7 +141,7 @@ public sealed class ServeEndpointTests
     public async Task ClosingTheHttpConnection_MidStream_CancelsTheGenerationOnTheProcessor(CancellationToken ct)
     {
         var marker = "hang up " + Guid.NewGuid().ToString("N");
-        var cancelled = _network.Engine.CancelledAsync(marker);
+        var cancelled = Network.Engine.CancelledAsync(marker);
         using var request = new HttpRequestMessage(HttpMethod.Post, "chat/completions") { Content = Body(Chat(marker, stream: true, maxTokens: 500)) };
         var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
         var reader = new StreamReader(await response.Content.ReadAsStreamAsync(ct));
@@ -182,11 +180,11 @@ public sealed class ServeEndpointTests
     [Test]
     public async Task Credentials_ABearerKeyIsUsedAsTheApiKey_AndAWrongOrMissingOneIs401(CancellationToken ct)
     {
-        await using var anonymous = await P2PInferenceClient.ConnectAsync([_network.Bootstrap], new ClientOptions { ClusterId = ServeNetwork.Cluster.Id }, ct);
+        await using var anonymous = await P2PInferenceClient.ConnectAsync([Network.Bootstrap], new ClientOptions { ClusterId = ServeNetwork.Cluster.Id }, ct);
         await using var server = await ServeNetwork.ServeAsync(anonymous, ct);
         using var http = new HttpClient { BaseAddress = new Uri(server.Address + "/") };
 
-        using var withKey = await PostAsync(http, "chat/completions", Chat("with a key", stream: false, maxTokens: 3), _client.ApiKey, ct);
+        using var withKey = await PostAsync(http, "chat/completions", Chat("with a key", stream: false, maxTokens: 3), Client.ApiKey, ct);
         using var without = await PostAsync(http, "chat/completions", Chat("no key", stream: false, maxTokens: 3), null, ct);
         using var wrong = await PostAsync(http, "chat/completions", Chat("wrong key", stream: false, maxTokens: 3), "sk-not-a-key", ct);
         var missing = await JsonOf(without, ct);
@@ -205,7 +203,7 @@ public sealed class ServeEndpointTests
     [Test]
     public async Task RateLimit_Is429_WithRetryAfter_ForHttpAndTheOpenAiSdk(CancellationToken ct)
     {
-        var key = await _network.NewApiKeyAsync(ct);
+        var key = await Network.NewApiKeyAsync(ct);
         HttpResponseMessage? limited = null;
         for (var i = 0; i <= ServeNetwork.Burst && limited is null; i++)
         {
@@ -233,7 +231,7 @@ public sealed class ServeEndpointTests
     [Test]
     public async Task OpenAiSdk_ChatUnaryAndStreaming_ThroughTheEndpoint(CancellationToken ct)
     {
-        var sdk = Sdk(await _network.NewApiKeyAsync(ct));
+        var sdk = Sdk(await Network.NewApiKeyAsync(ct));
         List<OpenAI.Chat.ChatMessage> chat = [new SystemChatMessage("Answer in one line."), new UserChatMessage("The network")];
 
         ChatCompletion completion = await sdk.CompleteChatAsync(chat, Greedy(10), ct);
@@ -267,12 +265,12 @@ public sealed class ServeEndpointTests
     public async Task OpenAiSdk_CancellingAStream_CancelsTheGenerationOnTheProcessor_AndAWrongKeyIs401(CancellationToken ct)
     {
         var marker = "sdk cancel " + Guid.NewGuid().ToString("N");
-        var cancelled = _network.Engine.CancelledAsync(marker);
+        var cancelled = Network.Engine.CancelledAsync(marker);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var received = 0;
         try
         {
-            await foreach (var update in Sdk(await _network.NewApiKeyAsync(ct)).CompleteChatStreamingAsync([new UserChatMessage(marker)], Greedy(500), stop.Token))
+            await foreach (var update in Sdk(await Network.NewApiKeyAsync(ct)).CompleteChatStreamingAsync([new UserChatMessage(marker)], Greedy(500), stop.Token))
             {
                 if (update.ContentUpdate.Count > 0 && ++received == 2) stop.Cancel();
             }
@@ -295,9 +293,9 @@ public sealed class ServeEndpointTests
     [Test]
     public async Task ChatClient_StoppingAStreamingResponse_CancelsTheGenerationOnTheProcessor(CancellationToken ct)
     {
-        await using var user = await _network.SignedUpClientAsync(ct);
+        await using var user = await Network.SignedUpClientAsync(ct);
         var marker = "chat client cancel " + Guid.NewGuid().ToString("N");
-        var cancelled = _network.Engine.CancelledAsync(marker);
+        var cancelled = Network.Engine.CancelledAsync(marker);
         using var chat = user.AsChatClient(ServeNetwork.Model);
 
         var updates = 0;
@@ -322,7 +320,7 @@ public sealed class ServeEndpointTests
         var served = new List<double>();
         for (var user = 0; user < 3; user++)
         {
-            await using var client = await _network.SignedUpClientAsync(ct);
+            await using var client = await Network.SignedUpClientAsync(ct);
             for (var i = 0; i < Rounds; i++)
             {
                 var request = new P2PInference.Workers.Contracts.Inference.InferRequest { Model = ServeNetwork.Model, Prompt = "The network", MaxTokens = 1, Temperature = 0 };
@@ -350,7 +348,7 @@ public sealed class ServeEndpointTests
         try
         {
             var profile = Path.Combine(directory, "profile.json");
-            await new ClientProfile { ApiKey = await _network.NewApiKeyAsync(ct), Bootstrap = [_network.Bootstrap.ToString()], Cluster = ServeNetwork.Cluster.Id.ToString() }.SaveAsync(profile, ct);
+            await new ClientProfile { ApiKey = await Network.NewApiKeyAsync(ct), Bootstrap = [Network.Bootstrap.ToString()], Cluster = ServeNetwork.Cluster.Id.ToString() }.SaveAsync(profile, ct);
             await using var serve = CliProcess.Start("client", "serve", "--listen", "127.0.0.1:0", "--profile", profile);
             string? line;
             while ((line = await serve.Output.ReadLineAsync(ct)) is not null && !line.StartsWith("client serve ready: ", StringComparison.Ordinal))
@@ -380,7 +378,7 @@ public sealed class ServeEndpointTests
 
     private ChatClient Sdk(string apiKey) => new(ServeNetwork.Model, new ApiKeyCredential(apiKey), new OpenAIClientOptions
     {
-        Endpoint = _server.Address,
+        Endpoint = Server.Address,
         // The tests look at the first answer; the SDK would otherwise retry 429 and 503 by itself.
         RetryPolicy = new ClientRetryPolicy(maxRetries: 0),
     });

@@ -160,3 +160,42 @@ internal sealed class CancellationObservingEngine(IInferenceEngine inner) : IInf
 
     public void Dispose() => inner.Dispose();
 }
+
+/// <summary>A <see cref="ServeNetwork"/> with a signed-up client and <c>client serve</c> in front of it: what an endpoint fixture starts once.</summary>
+internal sealed class ServedNetwork : IAsyncDisposable
+{
+    private ServedNetwork(ServeNetwork network, P2PInferenceClient client, OpenAiServer server)
+    {
+        Network = network;
+        Client = client;
+        Server = server;
+    }
+
+    public ServeNetwork Network { get; }
+    public P2PInferenceClient Client { get; }
+    public OpenAiServer Server { get; }
+
+    public static async Task<ServedNetwork> StartAsync(CancellationToken ct)
+    {
+        var network = await ServeNetwork.StartAsync(ct);
+        P2PInferenceClient? client = null;
+        try
+        {
+            client = await network.SignedUpClientAsync(ct);
+            return new ServedNetwork(network, client, await ServeNetwork.ServeAsync(client, ct));
+        }
+        catch
+        {
+            if (client is not null) await client.DisposeAsync();
+            await network.DisposeAsync();
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Server.DisposeAsync();
+        await Client.DisposeAsync();
+        await Network.DisposeAsync();
+    }
+}
