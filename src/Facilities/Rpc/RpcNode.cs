@@ -168,15 +168,22 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             await AnswerErrorAsync(stream, _server.TooManyCalls(), hostToken);
             return;
         }
+        // The slot is given back before the call's last frame goes out: a caller that sends its next
+        // call as soon as it has the answer must find the slot free, not race our finally.
+        var left = 0;
+        void Leave()
+        {
+            if (Interlocked.Exchange(ref left, 1) == 0) _server.Exit(caller);
+        }
         try
         {
             var envelope = await ReadEnvelopeAsync(stream, caller, hostToken);
             if (envelope is null) return;
-            await ServeCallAsync(stream, caller, envelope, hostToken);
+            await ServeCallAsync(stream, caller, envelope, hostToken, Leave);
         }
         finally
         {
-            _server.Exit(caller);
+            Leave();
         }
     }
 
@@ -217,7 +224,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         return null;
     }
 
-    private async Task ServeCallAsync(YamuxStream stream, PeerId caller, RequestEnvelope envelope, CancellationToken hostToken)
+    private async Task ServeCallAsync(YamuxStream stream, PeerId caller, RequestEnvelope envelope, CancellationToken hostToken, Action leave)
     {
         var call = new RpcInvocation(caller, envelope.Method, envelope.Payload,
             envelope.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(envelope.TimeoutMs) : null,
@@ -235,6 +242,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
                 (payload, ct) => WriteResponseAsync(stream, payload, !call.Streaming, callerGone, ct),
                 callerGone.Token);
             if (callerGone.IsCancellationRequested && !hostToken.IsCancellationRequested) return;
+            leave();
             if (error is not null) await AnswerErrorAsync(stream, error, hostToken);
             else if (call.Streaming) await WriteFinalAsync(stream, new ResponseFrame { End = true }, hostToken);
             else await CompleteQuietlyAsync(stream, hostToken);
