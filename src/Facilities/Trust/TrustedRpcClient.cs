@@ -69,44 +69,61 @@ public sealed class TrustedRpcClient : IRpcClient
     public async ValueTask<RpcException?> CheckCalleeAsync(PeerId peer, GrantRole role, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(peer);
-        var time = _verifier.Time;
-        if (!_presented.TryGetValue(peer, out var presented) || time.GetElapsedTime(presented.FetchedAt) >= CachePeriod)
+        Presented presented;
+        try
         {
-            byte[] bytes;
-            try
-            {
-                bytes = await _inner.RequestAsync(peer, GrantExchange.Method, ReadOnlyMemory<byte>.Empty,
-                    new RpcCallOptions { Timeout = ExchangeTimeout, Idempotent = true }, cancellationToken);
-            }
-            catch (RpcException e) when (e.Code == RpcStatusCode.UnknownMethod)
-            {
-                bytes = [];
-            }
-            catch (RpcException e)
-            {
-                return new RpcException(RpcStatusCode.Unavailable, $"{role.Name()} {peer} did not present its grant: {e.Message}", innerException: e);
-            }
-            RoleGrant? grant = null;
-            string? malformed = null;
-            if (bytes.Length > 0)
-            {
-                try
-                {
-                    grant = RoleGrant.Decode(bytes);
-                }
-                catch (FormatException e)
-                {
-                    malformed = $"its grant is malformed: {e.Message}";
-                }
-            }
-            presented = new Presented(grant, malformed, time.GetTimestamp());
-            if (_presented.Count >= MaxRemembered) _presented.Clear();
-            _presented[peer] = presented;
+            presented = await PresentedGrantAsync(peer, cancellationToken);
+        }
+        catch (RpcException e)
+        {
+            return new RpcException(RpcStatusCode.Unavailable, $"{role.Name()} {peer} did not present its grant: {e.Message}", innerException: e);
         }
         var reason = presented.Malformed ?? _verifier.Check(presented.Grant, peer, role);
         return reason is null
             ? null
             : new RpcException(RpcStatusCode.Unavailable, $"peer {peer} holds no valid {role.Name()} grant of cluster {_verifier.Cluster}: {reason}");
+    }
+
+    /// <summary>Whether <paramref name="peer"/> presents a valid grant of this cluster, for whichever role it names.</summary>
+    /// <exception cref="RpcException">The peer could not be asked.</exception>
+    public async ValueTask<bool> HoldsGrantAsync(PeerId peer, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        var presented = await PresentedGrantAsync(peer, cancellationToken);
+        return presented.Grant is { } grant && _verifier.Check(grant, peer, grant.Role) is null;
+    }
+
+    private async ValueTask<Presented> PresentedGrantAsync(PeerId peer, CancellationToken cancellationToken)
+    {
+        var time = _verifier.Time;
+        if (_presented.TryGetValue(peer, out var presented) && time.GetElapsedTime(presented.FetchedAt) < CachePeriod) return presented;
+        byte[] bytes;
+        try
+        {
+            bytes = await _inner.RequestAsync(peer, GrantExchange.Method, ReadOnlyMemory<byte>.Empty,
+                new RpcCallOptions { Timeout = ExchangeTimeout, Idempotent = true }, cancellationToken);
+        }
+        catch (RpcException e) when (e.Code == RpcStatusCode.UnknownMethod)
+        {
+            bytes = [];
+        }
+        RoleGrant? grant = null;
+        string? malformed = null;
+        if (bytes.Length > 0)
+        {
+            try
+            {
+                grant = RoleGrant.Decode(bytes);
+            }
+            catch (FormatException e)
+            {
+                malformed = $"its grant is malformed: {e.Message}";
+            }
+        }
+        presented = new Presented(grant, malformed, time.GetTimestamp());
+        if (_presented.Count >= MaxRemembered) _presented.Clear();
+        _presented[peer] = presented;
+        return presented;
     }
 
     public async Task<byte[]> RequestAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken)

@@ -19,6 +19,9 @@ public interface IWorkerFacilities
     /// <summary>Starts listening as <paramref name="identity"/>; returns the addresses others can dial (ending in /p2p/&lt;PeerId&gt;).</summary>
     Task<IReadOnlyList<Multiaddress>> StartNetworkAsync(KeyPair identity, CancellationToken cancellationToken);
 
+    /// <summary>Keeps the host's inbound slots reserved for trusted peers for those <paramref name="isTrusted"/> accepts (a worker holding a grant calls it once its trust is set up).</summary>
+    void KeepInboundCapacityFor(Func<PeerId, CancellationToken, ValueTask<bool>> isTrusted);
+
     Task<IDiscovery> StartDiscoveryAsync(CancellationToken cancellationToken);
 
     Task<(IRpcServer Server, IRpcClient Client)> StartRpcAsync(IDiscovery discovery, CancellationToken cancellationToken);

@@ -50,10 +50,21 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
 
     public async Task<IReadOnlyList<Multiaddress>> StartNetworkAsync(KeyPair identity, CancellationToken cancellationToken)
     {
+        var limits = _options.Host;
         _host = new P2PHost(new HostOptions
         {
             Identity = identity,
             Transports = _options.TransportFactory(identity),
+            MaxInboundConnections = limits.MaxInboundConnections,
+            MaxInboundConnectionsPerAddress = limits.MaxInboundConnectionsPerAddress,
+            InboundConnectionsReservedForNewAddresses = limits.InboundConnectionsReservedForNewAddresses,
+            InboundConnectionsReservedForTrustedPeers = limits.InboundConnectionsReservedForTrustedPeers,
+            MaxConnectionsPerPeer = limits.MaxConnectionsPerPeer,
+            UpgradeTimeout = limits.UpgradeTimeout,
+            StreamNegotiationTimeout = limits.StreamNegotiationTimeout,
+            IdentifyTimeout = limits.IdentifyTimeout,
+            PingTimeout = limits.PingTimeout,
+            IdleConnectionTimeout = limits.IdleConnectionTimeout,
             TimeProvider = _options.TimeProvider,
             RandomSource = _options.RandomSource,
             LoggerFactory = _options.LoggerFactory,
@@ -61,6 +72,9 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
         await _host.StartAsync(_options.ListenAddresses, cancellationToken);
         return _host.AdvertisedAddresses;
     }
+
+    public void KeepInboundCapacityFor(Func<PeerId, CancellationToken, ValueTask<bool>> isTrusted) =>
+        (_host ?? throw new InvalidOperationException("the network is not started")).KeepInboundCapacityFor(isTrusted);
 
     public async Task<IDiscovery> StartDiscoveryAsync(CancellationToken cancellationToken)
     {

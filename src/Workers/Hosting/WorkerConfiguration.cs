@@ -19,7 +19,7 @@ public static class WorkerConfiguration
 {
     public const string DefaultsResource = "P2PInference.Workers.Hosting.defaults.json";
 
-    private static readonly string[] KnownSections = ["Node", "Dht", "Rpc", "Auth", "Gateway", "Processor", "Trust"];
+    private static readonly string[] KnownSections = ["Node", "Host", "Dht", "Rpc", "Auth", "Gateway", "Processor", "Trust"];
 
     /// <exception cref="WorkerConfigurationException">Unknown role, unreadable file, or any invalid setting (all are listed).</exception>
     public static WorkerSettings Load(string role, WorkerConfigurationSources sources) => Load(WorkerRoles.Parse(role), sources);
@@ -39,6 +39,7 @@ public static class WorkerConfiguration
         var node = ConfigurationBinding.Bind<NodeSettings>(configuration.GetSection("Node"), errors);
         var dht = ConfigurationBinding.Bind<DhtSettings>(configuration.GetSection("Dht"), errors);
         var rpc = ConfigurationBinding.Bind<RpcSettings>(configuration.GetSection("Rpc"), errors);
+        var host = ConfigurationBinding.Bind<HostSettings>(configuration.GetSection("Host"), errors);
         var auth = ConfigurationBinding.Bind<AuthOptions>(configuration.GetSection("Auth"), errors);
         var gateway = ConfigurationBinding.Bind<GatewayOptions>(configuration.GetSection("Gateway"), errors);
         var processor = ConfigurationBinding.Bind<ProcessorOptions>(configuration.GetSection("Processor"), errors);
@@ -50,6 +51,7 @@ public static class WorkerConfiguration
         ValidateNode(node, errors);
         ValidateDht(dht, errors);
         ValidateRpc(rpc, errors);
+        errors.AddRange(host.Validate());
         Positive("Trust:CachePeriod", trust.CachePeriod, errors);
         Positive("Trust:SelfGrantValidity", trust.SelfGrantValidity, errors);
         ValidateEachSetting(configuration.GetSection("Auth"), auth, o => o.Validate(), errors);
@@ -64,6 +66,7 @@ public static class WorkerConfiguration
             Node = node,
             Dht = dht,
             Rpc = rpc,
+            Host = host,
             Auth = auth,
             Gateway = gateway,
             Processor = processor,

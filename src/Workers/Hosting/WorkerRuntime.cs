@@ -150,6 +150,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
 
         if (_worker is null) return;
         var (trustedServer, trustedClient) = StartTrust(Identity, server, client);
+        _facilities.KeepInboundCapacityFor(trustedClient.HoldsGrantAsync);
         Server = new DrainingRpcServer(trustedServer);
         Context = new WorkerContext
         {
@@ -265,7 +266,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
     /// its calls go only to peers that prove the callee's role; Auth and processors serve gateways only.
     /// </summary>
     /// <exception cref="WorkerConfigurationException">No grant and no cluster key, or a grant that does not fit this node.</exception>
-    private (IRpcServer Server, IRpcClient Client) StartTrust(KeyPair identity, IRpcServer server, IRpcClient client)
+    private (IRpcServer Server, TrustedRpcClient Client) StartTrust(KeyPair identity, IRpcServer server, IRpcClient client)
     {
         var role = WorkerTrust.GrantRoleOf(Role) ?? throw new InvalidOperationException($"{Role} runs no worker");
         var time = _options.TimeProvider;

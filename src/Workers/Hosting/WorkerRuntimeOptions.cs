@@ -38,6 +38,9 @@ public sealed class WorkerRuntimeOptions
     /// <summary>RPC limits; the runtime supplies its <see cref="TimeProvider"/> and <see cref="LoggerFactory"/>.</summary>
     public RpcOptions Rpc { get; init; } = new();
 
+    /// <summary>The host's connection caps and timeouts.</summary>
+    public HostSettings Host { get; init; } = new();
+
     /// <summary>How long calls in flight may run on after a stop began; then they are cancelled (callers get Unavailable).</summary>
     public TimeSpan DrainTimeout { get; init; } = DefaultDrainTimeout;
 

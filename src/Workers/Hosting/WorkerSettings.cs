@@ -22,6 +22,8 @@ public sealed class WorkerSettings
 
     public required RpcSettings Rpc { get; init; }
 
+    public HostSettings Host { get; init; } = new();
+
     public required AuthOptions Auth { get; init; }
 
     public required GatewayOptions Gateway { get; init; }
@@ -64,6 +66,7 @@ public sealed class WorkerSettings
             TopicCacheTtl = Rpc.TopicCacheTtl,
             MaxTopicAttempts = Rpc.MaxTopicAttempts,
         },
+        Host = Host,
         DrainTimeout = Node.DrainTimeout,
         Grant = LoadGrant(),
         ClusterKey = Trust.Grant is null ? LoadClusterKey() : null,

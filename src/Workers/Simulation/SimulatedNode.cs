@@ -112,6 +112,7 @@ internal sealed class SimulatedNode
             (ulong)random.NextInt64());
         var (server, client) = WorkerTrust.Secure(workerRole, Identity.PeerId, grant, new GrantVerifier(_cluster.Id, Clock), _rpc, _rpc,
             TimeSpan.FromSeconds(30), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+        host.KeepInboundCapacityFor(client.HoldsGrantAsync);
         var context = new WorkerContext
         {
             Identity = Identity,

@@ -2,6 +2,7 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Threading;
 using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Network;
 using P2PInference.Workers.Auth;
@@ -91,8 +92,34 @@ public sealed class AuthWorkerRuntimeTests
         Assert.That(error!.Code, Is.EqualTo(RpcStatusCode.Unavailable));
     }
 
+    [Test]
+    public async Task AuthWorker_KeepsItsLastInboundSlotsForGrantedPeers_WhenPlainPeersFillTheRest(CancellationToken ct)
+    {
+        // 8 inbound slots, the last 2 kept for peers holding a grant of the cluster (set as an operator
+        // would, in the Host section); no DHT, so only the peers below connect.
+        var auth = await StartAsync(WorkerRole.Auth, "auth", [], ct,
+            new HostSettings { MaxInboundConnections = 8, InboundConnectionsReservedForTrustedPeers = 2, InboundConnectionsReservedForNewAddresses = 0 });
+        for (var i = 0; i < 6; i++) await (await HostAsync($"plain-{i}", ct)).ConnectAsync(auth.Addresses[0], ct);
+
+        var intruder = await (await HostAsync("intruder", ct)).ConnectAsync(auth.Addresses[0], ct);
+        await intruder.Completion.ObserveFailureAsync().WaitAsync(ct);
+
+        var gateway = await HostAsync("gateway", ct);
+        var rpc = new RpcNode(gateway);
+        _owned.Add(rpc);
+        var grant = Cluster.Issue(gateway.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
+        GrantExchange.Serve(rpc, grant);
+        var client = new TrustedRpcClient(rpc, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, grant);
+        await gateway.ConnectAsync(auth.Addresses[0], ct);
+        var registered = RegisterResponse.Parser.Decode(await client.RequestAsync(auth.PeerId, WorkerMethods.Auth.Register,
+            MessagePackRpcCodec<RegisterRequest>.Instance.Encode(new RegisterRequest { Email = "kept@example.com", Password = Password }), null, ct));
+
+        Assert.That(registered.UserId, Is.Not.Empty, "the granted gateway is served in a kept slot");
+        Assert.That(gateway.GetConnection(auth.PeerId), Is.Not.Null, "and keeps its connection");
+    }
+
     private async Task<WorkerRuntime> StartAsync(WorkerRole role, string name, IReadOnlyList<P2PInference.Facilities.Addressing.Multiaddress> bootstrap,
-        CancellationToken ct)
+        CancellationToken ct, HostSettings? host = null)
     {
         var options = new WorkerRuntimeOptions
         {
@@ -103,6 +130,7 @@ public sealed class AuthWorkerRuntimeTests
             TransportFactory = _ => [_network.CreateTransport(name)],
             DrainTimeout = TimeSpan.FromSeconds(5),
             ClusterKey = role == WorkerRole.Bootstrap ? null : Cluster,
+            Host = host ?? new HostSettings(),
         };
         IWorker? worker = role == WorkerRole.Auth ? new AuthWorker(new AuthOptions { PasswordIterations = AuthOptions.MinPasswordIterations }) : null;
         var runtime = new WorkerRuntime(options, worker);
@@ -112,13 +140,19 @@ public sealed class AuthWorkerRuntimeTests
         return runtime;
     }
 
+    private async Task<P2PHost> HostAsync(string name, CancellationToken ct)
+    {
+        var host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [_network.CreateTransport(name)] });
+        _owned.Add(host);
+        await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
+        return host;
+    }
+
     /// <summary>Auth serves gateways only: the caller holds a gateway grant of the cluster, and checks Auth's grant before each call.</summary>
     private async Task<IRpcClient> ClientAsync(string name, WorkerRuntime bootstrap, CancellationToken ct)
     {
-        var identity = KeyPair.Generate();
-        var host = new P2PHost(new HostOptions { Identity = identity, Transports = [_network.CreateTransport(name)] });
-        _owned.Add(host);
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
+        var host = await HostAsync(name, ct);
+        var identity = host.Identity;
         var dht = new KademliaDht(host, new KademliaDhtOptions { Mode = DhtMode.Client, BootstrapPeers = [bootstrap.Addresses[0]] });
         _owned.Add(dht);
         await dht.StartAsync(ct);

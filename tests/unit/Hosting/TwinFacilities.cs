@@ -54,6 +54,11 @@ internal sealed class TwinFacilities(InMemoryRpcNetwork rpcNetwork, MockDhtRegis
         return Task.FromResult<IReadOnlyList<Multiaddress>>([Multiaddress.Memory("twin").WithPeerId(identity.PeerId)]);
     }
 
+    /// <summary>What the runtime gave the network to decide who may hold the slots kept for trusted peers.</summary>
+    public Func<PeerId, CancellationToken, ValueTask<bool>>? TrustedPeerCheck { get; private set; }
+
+    public void KeepInboundCapacityFor(Func<PeerId, CancellationToken, ValueTask<bool>> isTrusted) => TrustedPeerCheck = isTrusted;
+
     public Task<IDiscovery> StartDiscoveryAsync(CancellationToken cancellationToken)
     {
         Record("discovery:start");

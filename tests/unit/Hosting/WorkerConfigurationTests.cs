@@ -143,9 +143,13 @@ public sealed class WorkerConfigurationTests
     [TestCase("Node:LogLevel", "Loud", "Node:LogLevel: 'Loud' is not one of Trace, Debug, Information, Warning, Error, Critical, None")]
     [TestCase("Dht:Mode", "1", "Dht:Mode: '1' is not one of Server, Client")]
     [TestCase("Node:Lisen", "/ip4/127.0.0.1/tcp/0", "Node:Lisen is not a known setting (known: Bootstrap, DataDir, DrainTimeout, Listen, LogLevel)")]
-    [TestCase("Nodes:Listen", "x", "Nodes is not a known section (known: Node, Dht, Rpc, Auth, Gateway, Processor, Trust)")]
+    [TestCase("Nodes:Listen", "x", "Nodes is not a known section (known: Node, Host, Dht, Rpc, Auth, Gateway, Processor, Trust)")]
     [TestCase("Auth:LoginThrottle", "5", "Auth:LoginThrottle must be a section of settings, not the value '5'")]
     [TestCase("Node:DataDir", "  ", "Node:DataDir must not be blank")]
+    [TestCase("Host:MaxInboundConnections", "0", "Host:MaxInboundConnections must be at least 1; it is 0")]
+    [TestCase("Host:InboundConnectionsReservedForTrustedPeers", "-1", "Host:InboundConnectionsReservedForTrustedPeers must not be negative; it is -1")]
+    [TestCase("Host:IdentifyTimeout", "00:00:00", "Host:IdentifyTimeout must be positive; it is 00:00:00")]
+    [TestCase("Host:PingTimeout", "later", "Host:PingTimeout: 'later' is not a duration like 00:05:00 (hh:mm:ss) or 1.00:00:00 (d.hh:mm:ss)")]
     public void Load_NamesTheSettingAndTheExpectedForm_WhenAValueIsWrong(string key, string value, string expected)
     {
         var error = Assert.Throws<WorkerConfigurationException>(() =>
@@ -223,7 +227,11 @@ public sealed class WorkerConfigurationTests
         {
             DataDir = Path.Combine(_dir, "p"),
             Bootstrap = [$"/ip4/127.0.0.1/tcp/1/p2p/{Peer}"],
-            Overrides = new Dictionary<string, string?> { ["Dht:Mode"] = "Client", ["Rpc:DefaultTimeout"] = "00:00:07", ["Node:DrainTimeout"] = "00:00:01" },
+            Overrides = new Dictionary<string, string?>
+            {
+                ["Dht:Mode"] = "Client", ["Rpc:DefaultTimeout"] = "00:00:07", ["Node:DrainTimeout"] = "00:00:01",
+                ["Host:MaxInboundConnections"] = "64", ["Host:IdentifyTimeout"] = "00:00:03",
+            },
         });
 
         var options = settings.ToRuntimeOptions();
@@ -234,6 +242,9 @@ public sealed class WorkerConfigurationTests
         Assert.That(options.DhtMode, Is.EqualTo(DhtMode.Client));
         Assert.That(options.Rpc.DefaultTimeout, Is.EqualTo(TimeSpan.FromSeconds(7)));
         Assert.That(options.DrainTimeout, Is.EqualTo(TimeSpan.FromSeconds(1)));
+        Assert.That(options.Host.MaxInboundConnections, Is.EqualTo(64));
+        Assert.That(options.Host.IdentifyTimeout, Is.EqualTo(TimeSpan.FromSeconds(3)));
+        Assert.That(options.Host.MaxInboundConnectionsPerAddress, Is.EqualTo(32), "untouched limits keep the host's defaults");
     }
 
     private WorkerConfigurationSources Sources(string? file = null, IReadOnlyDictionary<string, string?>? environment = null) => new()

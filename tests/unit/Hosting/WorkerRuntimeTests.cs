@@ -341,6 +341,31 @@ public sealed class WorkerRuntimeTests
         });
     }
 
+    [Test]
+    public async Task Worker_KeepsItsReservedInboundSlotsForPeersHoldingAGrantOfItsCluster(CancellationToken ct)
+    {
+        var runtime = Own(new WorkerRuntime(Options(WorkerRole.Processor), new TestWorker(_facilities.Record), _facilities));
+        await runtime.StartAsync(ct);
+        var check = _facilities.TrustedPeerCheck;
+        var now = _time.GetUtcNow();
+        var otherCluster = new ClusterKey(KeyPair.FromSeed(Enumerable.Repeat((byte)0x44, 32).ToArray()));
+        var gateway = Client();
+        GrantExchange.Serve(gateway, Cluster.Issue(gateway.PeerId, GrantRole.Gateway, now - TimeSpan.FromHours(1), now + TimeSpan.FromHours(1), 8));
+        var stranger = Client();
+        GrantExchange.Serve(stranger, otherCluster.Issue(stranger.PeerId, GrantRole.Gateway, now - TimeSpan.FromHours(1), now + TimeSpan.FromHours(1), 9));
+        var plain = Client();
+
+        Assert.That(check, Is.Not.Null, "a worker holding a grant keeps slots for its cluster's peers");
+        var (granted, otherGrant, none) = (await check!(gateway.PeerId, ct), await check(stranger.PeerId, ct), await check(plain.PeerId, ct));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(granted, Is.True);
+            Assert.That(otherGrant, Is.False, "a grant of another cluster");
+            Assert.That(none, Is.False, "no grant (a client, or any peer at all)");
+        });
+    }
+
     private (WorkerRuntime Runtime, TestWorker Worker) Create(Task? startGate = null, Exception? startFailure = null)
     {
         var worker = new TestWorker(_facilities.Record) { StartGate = startGate, StartFailure = startFailure };

@@ -7,9 +7,9 @@ using P2PInference.TestKit.Simulation;
 namespace P2PInference.Tests.Unit.Protocols;
 
 /// <summary>
-/// Inbound connection caps: per address, the slots kept for new addresses, per peer. Each flood comes
-/// from raw dials that never start a handshake (the cheapest attack); a healthy peer connects and
-/// pings afterwards.
+/// Inbound connection caps: per address, the slots kept for new addresses and for trusted peers, per
+/// peer. Each flood comes from raw dials that never start a handshake (the cheapest attack) or from
+/// peers that complete it; a healthy peer connects and pings afterwards.
 /// </summary>
 [TestFixture]
 public sealed class HostConnectionLimitTests
@@ -36,7 +36,8 @@ public sealed class HostConnectionLimitTests
         }
     });
 
-    private async Task<P2PHost> StartAsync(string name, int maxInbound = 4096, int perAddress = 32, int reserved = 256, int perPeer = 4)
+    private async Task<P2PHost> StartAsync(string name, int maxInbound = 4096, int perAddress = 32, int reserved = 256, int perPeer = 4,
+        int trustedReserve = 256)
     {
         var host = new P2PHost(new HostOptions
         {
@@ -47,6 +48,7 @@ public sealed class HostConnectionLimitTests
             MaxInboundConnectionsPerAddress = perAddress,
             InboundConnectionsReservedForNewAddresses = reserved,
             MaxConnectionsPerPeer = perPeer,
+            InboundConnectionsReservedForTrustedPeers = trustedReserve,
         });
         _hosts.Add(host);
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
@@ -110,5 +112,79 @@ public sealed class HostConnectionLimitTests
 
         Assert.That(await FloodAsync("flooder", 2), Is.Zero, "closed connections gave their slots back");
         await AssertHealthyPeerIsServedAsync(server);
+    });
+
+    /// <summary>Connects <paramref name="count"/> peers that complete the handshake; returns them.</summary>
+    private async Task<List<P2PHost>> ConnectPeersAsync(string prefix, int count, P2PHost server)
+    {
+        var peers = new List<P2PHost>();
+        for (var i = 0; i < count; i++)
+        {
+            var peer = await StartAsync($"{prefix}-{i}");
+            await peer.ConnectAsync(server.AdvertisedAddresses[0], CancellationToken.None);
+            peers.Add(peer);
+        }
+        await _sim.Clock.RunUntilIdleAsync();
+        return peers;
+    }
+
+    private static bool ConnectedTo(P2PHost peer, P2PHost server) => peer.GetConnection(server.PeerId) is not null;
+
+    [Test]
+    public void SlotsKeptForTrustedPeers_GoOnlyToPeersTheCheckAccepts() => Run(async () =>
+    {
+        // 8 slots, the last 2 kept for trusted peers; no reserve for new addresses, to see this one alone.
+        var server = await StartAsync("server", maxInbound: 8, reserved: 0, trustedReserve: 2);
+        var trusted = new HashSet<PeerId>();
+        var asked = new List<PeerId>();
+        server.KeepInboundCapacityFor((peer, _) =>
+        {
+            asked.Add(peer);
+            return ValueTask.FromResult(trusted.Contains(peer));
+        });
+
+        var plain = await ConnectPeersAsync("plain", 6, server);
+        Assert.That(plain.All(p => ConnectedTo(p, server)), Is.True, "the open slots take anyone");
+        Assert.That(asked, Is.Empty, "peers in the open slots are not asked");
+
+        var intruder = (await ConnectPeersAsync("intruder", 1, server))[0];
+        Assert.That(ConnectedTo(intruder, server), Is.False, "an untrusted peer in a kept slot is closed");
+
+        var granted = await StartAsync("granted");
+        trusted.Add(granted.PeerId);
+        await granted.ConnectAsync(server.AdvertisedAddresses[0], CancellationToken.None);
+        Assert.That(await granted.PingAsync(server.PeerId, CancellationToken.None), Is.GreaterThanOrEqualTo(TimeSpan.Zero));
+        await _sim.Clock.RunUntilIdleAsync();
+        Assert.That(ConnectedTo(granted, server), Is.True, "a trusted peer keeps its kept slot");
+        Assert.That(asked, Is.EqualTo(new[] { intruder.PeerId, granted.PeerId }));
+        Assert.That(plain.All(p => ConnectedTo(p, server)), Is.True, "nobody else lost a connection");
+    });
+
+    [Test]
+    public void APeerTheCheckCannotJudgeInTime_LosesItsKeptSlot() => Run(async () =>
+    {
+        var server = await StartAsync("server", maxInbound: 4, reserved: 0, trustedReserve: 1);
+        server.KeepInboundCapacityFor(async (_, ct) =>
+        {
+            await Task.Delay(Timeout.InfiniteTimeSpan, _sim.Clock, ct);
+            return true;
+        });
+        await ConnectPeersAsync("plain", 3, server);
+
+        var slow = (await ConnectPeersAsync("slow", 1, server))[0];
+        Assert.That(ConnectedTo(slow, server), Is.True, "it is being judged");
+        await _sim.Clock.AdvanceAsync(HostOptions.DefaultIdentifyTimeout);
+
+        Assert.That(ConnectedTo(slow, server), Is.False, "the check had until the identify timeout");
+    });
+
+    [Test]
+    public void WithoutACheck_NoSlotsAreKeptBack() => Run(async () =>
+    {
+        var server = await StartAsync("server", maxInbound: 4, reserved: 0, trustedReserve: 1);
+
+        var peers = await ConnectPeersAsync("plain", 4, server);
+
+        Assert.That(peers.All(p => ConnectedTo(p, server)), Is.True);
     });
 }

@@ -66,6 +66,15 @@ public sealed class HostOptions
     public int InboundConnectionsReservedForNewAddresses { get; init; } = 256;
 
     /// <summary>
+    /// The last this-many of <see cref="MaxInboundConnections"/> are kept for peers the host's
+    /// trusted-peer check accepts (<see cref="P2PHost.KeepInboundCapacityFor"/>): a peer that lands in
+    /// them and fails the check within <see cref="IdentifyTimeout"/> is closed, so peers that cost
+    /// nothing to run cannot take every slot from the peers a node exists to serve. Without a check
+    /// nothing is kept back. At most a quarter of <see cref="MaxInboundConnections"/>, whatever this says.
+    /// </summary>
+    public int InboundConnectionsReservedForTrustedPeers { get; init; } = 256;
+
+    /// <summary>
     /// Connections to or from one peer (by PeerId) past this are closed once the handshake names
     /// the peer. Two is normal (a simultaneous dial, until the duplicate is retired).
     /// </summary>

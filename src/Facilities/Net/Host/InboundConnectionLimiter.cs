@@ -9,7 +9,9 @@ namespace P2PInference.Facilities.Net.Host;
 /// <see cref="HostOptions.MaxInboundConnectionsPerAddress"/> from one remote address (its IP, or the
 /// first component of a non-IP address), and the last
 /// <see cref="HostOptions.InboundConnectionsReservedForNewAddresses"/> slots only for addresses that
-/// hold none yet — so a flood from a few addresses cannot take the slots a new peer needs.
+/// hold none yet — so a flood from a few addresses cannot take the slots a new peer needs. A slot
+/// among the last <see cref="HostOptions.InboundConnectionsReservedForTrustedPeers"/> is marked, and
+/// the host keeps such a connection only if its peer proves trusted once the handshake names it.
 /// </summary>
 /// <remarks>
 /// Loopback addresses are exempt from the per-address cap and the reserve (not from the total):
@@ -23,6 +25,8 @@ internal sealed class InboundConnectionLimiter(HostOptions options)
     // A host configured with few slots keeps at most a quarter of them back, so it still admits repeat addresses.
     private int Reserve => Math.Min(options.InboundConnectionsReservedForNewAddresses, options.MaxInboundConnections / 4);
 
+    private int TrustedReserve => Math.Min(options.InboundConnectionsReservedForTrustedPeers, options.MaxInboundConnections / 4);
+
     public int Count
     {
         get
@@ -32,8 +36,11 @@ internal sealed class InboundConnectionLimiter(HostOptions options)
     }
 
     /// <summary>Takes a slot for a connection from <paramref name="remote"/>, or says why not.</summary>
-    public bool TryAcquire(Multiaddress remote, out string key, out string? refusal)
+    /// <param name="keepTrustedReserve">Whether the host has a trusted-peer check, so that the trusted reserve applies.</param>
+    /// <param name="inTrustedReserve">The slot is one of those kept for trusted peers: the peer must prove it is one.</param>
+    public bool TryAcquire(Multiaddress remote, bool keepTrustedReserve, out string key, out bool inTrustedReserve, out string? refusal)
     {
+        inTrustedReserve = false;
         key = KeyOf(remote, out var loopback);
         lock (_byAddress)
         {
@@ -47,6 +54,7 @@ internal sealed class InboundConnectionLimiter(HostOptions options)
                     ? $"the last {Reserve} inbound slots are kept for new addresses"
                 : null;
             if (refusal is not null) return false;
+            inTrustedReserve = keepTrustedReserve && _total >= options.MaxInboundConnections - TrustedReserve;
             _total++;
             _byAddress[key] = fromAddress + 1;
             return true;

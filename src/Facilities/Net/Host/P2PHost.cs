@@ -29,6 +29,7 @@ public sealed class P2PHost : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private volatile FrozenSet<string> _protocols = FrozenSet<string>.Empty;
     private readonly InboundConnectionLimiter _inbound;
+    private volatile Func<PeerId, CancellationToken, ValueTask<bool>>? _trustedPeer;
     private int _disposed;
 
     public P2PHost(HostOptions options)
@@ -405,17 +406,30 @@ public sealed class P2PHost : IAsyncDisposable
                 _logger.LogDebug(e, "accept on {Address} failed", listener.Address);
                 continue;
             }
-            if (!_inbound.TryAcquire(raw.RemoteAddress, out var slot, out var refusal))
+            if (!_inbound.TryAcquire(raw.RemoteAddress, _trustedPeer is not null, out var slot, out var trustedSlot, out var refusal))
             {
                 _logger.LogWarning("refusing inbound connection from {Address}: {Reason}", raw.RemoteAddress, refusal);
                 await raw.DisposeAsync();
                 continue;
             }
-            _ = UpgradeInboundAsync(raw, slot);
+            _ = UpgradeInboundAsync(raw, slot, trustedSlot);
         }
     }
 
-    private async Task UpgradeInboundAsync(RawConnection raw, string slot)
+    /// <summary>
+    /// Keeps the last <see cref="HostOptions.InboundConnectionsReservedForTrustedPeers"/> inbound slots
+    /// for peers <paramref name="isTrusted"/> accepts. It is asked, with a deadline of
+    /// <see cref="HostOptions.IdentifyTimeout"/>, about each peer that lands in those slots, once the
+    /// connection is up (so the check may call the peer over it); a peer it refuses, or that it cannot
+    /// judge in time, loses the connection.
+    /// </summary>
+    public void KeepInboundCapacityFor(Func<PeerId, CancellationToken, ValueTask<bool>> isTrusted)
+    {
+        ArgumentNullException.ThrowIfNull(isTrusted);
+        _trustedPeer = isTrusted;
+    }
+
+    private async Task UpgradeInboundAsync(RawConnection raw, string slot, bool trustedSlot)
     {
         await Task.Yield();
         PeerConnection connection;
@@ -443,7 +457,29 @@ public sealed class P2PHost : IAsyncDisposable
         }
         catch (ObjectDisposedException)
         {
+            return;
         }
+        if (trustedSlot && _trustedPeer is { } isTrusted) await KeepIfTrustedAsync(connection, isTrusted);
+    }
+
+    private async Task KeepIfTrustedAsync(PeerConnection connection, Func<PeerId, CancellationToken, ValueTask<bool>> isTrusted)
+    {
+        var trusted = false;
+        using (var deadline = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider))
+        using (var scope = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, _stopping.Token))
+        {
+            try
+            {
+                trusted = await isTrusted(connection.RemotePeer, scope.Token);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _logger.LogDebug(e, "could not tell whether {Peer} is trusted", connection.RemotePeer);
+            }
+        }
+        if (trusted) return;
+        _logger.LogInformation("closing the inbound connection from {Peer}: it holds a slot kept for trusted peers and is not one", connection.RemotePeer);
+        await connection.DisposeAsync();
     }
 
     private async Task ReleaseInboundSlotWhenClosedAsync(PeerConnection connection, string slot)

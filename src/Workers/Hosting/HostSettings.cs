@@ -1,0 +1,53 @@
+using P2PInference.Facilities.Net.Host;
+
+namespace P2PInference.Workers.Hosting;
+
+/// <summary>
+/// The <c>Host</c> section: the connection caps and timeouts a node needs on an open network (see
+/// <see cref="HostOptions"/> for what each does). The defaults are <see cref="HostOptions"/>'s own.
+/// </summary>
+public sealed class HostSettings
+{
+    private static readonly HostOptions Defaults = new() { Identity = null!, Transports = [] };
+
+    public int MaxInboundConnections { get; set; } = Defaults.MaxInboundConnections;
+
+    public int MaxInboundConnectionsPerAddress { get; set; } = Defaults.MaxInboundConnectionsPerAddress;
+
+    public int InboundConnectionsReservedForNewAddresses { get; set; } = Defaults.InboundConnectionsReservedForNewAddresses;
+
+    /// <summary>Kept for peers holding a grant of the worker's cluster; the bootstrap node keeps none.</summary>
+    public int InboundConnectionsReservedForTrustedPeers { get; set; } = Defaults.InboundConnectionsReservedForTrustedPeers;
+
+    public int MaxConnectionsPerPeer { get; set; } = Defaults.MaxConnectionsPerPeer;
+
+    public TimeSpan UpgradeTimeout { get; set; } = Defaults.UpgradeTimeout;
+
+    public TimeSpan StreamNegotiationTimeout { get; set; } = Defaults.StreamNegotiationTimeout;
+
+    public TimeSpan IdentifyTimeout { get; set; } = Defaults.IdentifyTimeout;
+
+    public TimeSpan PingTimeout { get; set; } = Defaults.PingTimeout;
+
+    public TimeSpan IdleConnectionTimeout { get; set; } = Defaults.IdleConnectionTimeout;
+
+    /// <summary>Every mistake, each naming its setting.</summary>
+    public IEnumerable<string> Validate()
+    {
+        if (MaxInboundConnections < 1) yield return $"Host:MaxInboundConnections must be at least 1; it is {MaxInboundConnections}";
+        if (MaxInboundConnectionsPerAddress < 1) yield return $"Host:MaxInboundConnectionsPerAddress must be at least 1; it is {MaxInboundConnectionsPerAddress}";
+        if (InboundConnectionsReservedForNewAddresses < 0)
+            yield return $"Host:InboundConnectionsReservedForNewAddresses must not be negative; it is {InboundConnectionsReservedForNewAddresses}";
+        if (InboundConnectionsReservedForTrustedPeers < 0)
+            yield return $"Host:InboundConnectionsReservedForTrustedPeers must not be negative; it is {InboundConnectionsReservedForTrustedPeers}";
+        if (MaxConnectionsPerPeer < 1) yield return $"Host:MaxConnectionsPerPeer must be at least 1; it is {MaxConnectionsPerPeer}";
+        foreach (var (name, value) in new[]
+                 {
+                     ("UpgradeTimeout", UpgradeTimeout), ("StreamNegotiationTimeout", StreamNegotiationTimeout), ("IdentifyTimeout", IdentifyTimeout),
+                     ("PingTimeout", PingTimeout), ("IdleConnectionTimeout", IdleConnectionTimeout),
+                 })
+        {
+            if (value <= TimeSpan.Zero) yield return $"Host:{name} must be positive; it is {value}";
+        }
+    }
+}
