@@ -237,9 +237,13 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         var watcher = WatchCallerAsync(stream, callerGone, stopWatching.Token);
         try
         {
-            // A unary answer is the last frame: its FIN travels with it.
+            // A unary answer is the last frame: its FIN travels with it, and the handler is done, so the slot goes back first.
             var error = await _server.InvokeAsync(call,
-                (payload, ct) => WriteResponseAsync(stream, payload, !call.Streaming, callerGone, ct),
+                (payload, ct) =>
+                {
+                    if (!call.Streaming) leave();
+                    return WriteResponseAsync(stream, payload, !call.Streaming, callerGone, ct);
+                },
                 callerGone.Token);
             if (callerGone.IsCancellationRequested && !hostToken.IsCancellationRequested) return;
             leave();

@@ -511,6 +511,31 @@ public abstract class RpcConformanceTests
     });
 
     [Test]
+    public Task ACallerAtItsLimit_MayCallAgainAsSoonAsItHasTheAnswer() => RunTestAsync(async () =>
+    {
+        // The server gives the slot back before the last frame goes out; were it after, the caller's next
+        // call could arrive first and be refused by the server's own bookkeeping.
+        var (client, server) = await PairAsync(o => o with { MaxConcurrentCallsPerPeer = 1 });
+        server.Server.Respond("quick", (_, _) => Answer("quick"));
+        server.Server.RespondStreaming("pair", (_, _) => Pair());
+
+        for (var i = 0; i < 25; i++)
+        {
+            Assert.That(Text(await CallAsync(client, server, "quick", "")), Is.EqualTo("quick"), $"unary call {i}");
+            var items = 0;
+            await foreach (var _ in client.Client.RequestStreamAsync(server.PeerId, "pair", Bytes(""), null, TestToken)) items++;
+            Assert.That(items, Is.EqualTo(2), $"streaming call {i}");
+        }
+
+        static async IAsyncEnumerable<ReadOnlyMemory<byte>> Pair()
+        {
+            await Task.Yield();
+            yield return Bytes("1");
+            yield return Bytes("2");
+        }
+    });
+
+    [Test]
     public Task PerPeerLimit_CountsEachCallerSeparately() => RunTestAsync(async () =>
     {
         var server = await NodeAsync("server", o => o with { MaxConcurrentCallsPerPeer = 1 });
