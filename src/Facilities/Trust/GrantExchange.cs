@@ -16,10 +16,12 @@ public static class GrantExchange
     public const string MetadataKey = "p2p-grant";
 
     /// <summary>Answers <see cref="Method"/> with <paramref name="grant"/> (empty when the node holds none).</summary>
-    public static void Serve(IRpcServer server, RoleGrant? grant)
+    public static void Serve(IRpcServer server, RoleGrant? grant) => Serve(server, grant is null ? null : new HeldGrant(grant));
+
+    /// <summary>Answers <see cref="Method"/> with the grant <paramref name="grant"/> holds at the time of each question (empty when none).</summary>
+    public static void Serve(IRpcServer server, HeldGrant? grant)
     {
         ArgumentNullException.ThrowIfNull(server);
-        var bytes = grant?.ToBytes() ?? [];
-        server.Respond(Method, (_, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(bytes));
+        server.Respond(Method, (_, _) => ValueTask.FromResult(grant?.Bytes ?? ReadOnlyMemory<byte>.Empty));
     }
 }

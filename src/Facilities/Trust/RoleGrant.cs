@@ -129,6 +129,9 @@ public sealed class RoleGrant
             DateTimeOffset.FromUnixTimeSeconds(nb), DateTimeOffset.FromUnixTimeSeconds(exp), serial);
     }
 
+    /// <summary>The most a file holding one grant in <see cref="ToText"/>'s form may sensibly hold, white space included.</summary>
+    public const int MaxFileBytes = 4096;
+
     /// <summary>Parses <see cref="ToText"/>'s form (surrounding white space allowed).</summary>
     /// <exception cref="FormatException">Not a grant.</exception>
     public static RoleGrant FromText(string text)

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Collections.Frozen;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -32,7 +31,7 @@ public sealed class TrustedRpcClient : IRpcClient
     private readonly IRpcClient _inner;
     private readonly GrantVerifier _verifier;
     private readonly Func<string, GrantRole?> _roleOf;
-    private readonly IReadOnlyDictionary<string, string>? _ownGrantMetadata;
+    private readonly HeldGrant? _ownGrant;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<PeerId, Presented> _presented = new();
 
@@ -40,7 +39,7 @@ public sealed class TrustedRpcClient : IRpcClient
     /// <param name="verifier">The cluster and clock the grants are checked against.</param>
     /// <param name="roleOf">The role a callee of a method must hold; null for methods anyone may serve.</param>
     /// <param name="ownGrant">This node's grant, sent with every request; null for nodes without a role (clients).</param>
-    public TrustedRpcClient(IRpcClient inner, GrantVerifier verifier, Func<string, GrantRole?> roleOf, RoleGrant? ownGrant,
+    public TrustedRpcClient(IRpcClient inner, GrantVerifier verifier, Func<string, GrantRole?> roleOf, HeldGrant? ownGrant,
         TimeSpan? cachePeriod = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(inner);
@@ -49,10 +48,7 @@ public sealed class TrustedRpcClient : IRpcClient
         _inner = inner;
         _verifier = verifier;
         _roleOf = roleOf;
-        OwnGrant = ownGrant;
-        _ownGrantMetadata = ownGrant is null
-            ? null
-            : new Dictionary<string, string>(StringComparer.Ordinal) { [GrantExchange.MetadataKey] = ownGrant.ToText() }.ToFrozenDictionary(StringComparer.Ordinal);
+        _ownGrant = ownGrant;
         CachePeriod = cachePeriod ?? TimeSpan.FromSeconds(30);
         if (CachePeriod < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(cachePeriod));
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TrustedRpcClient>();
@@ -60,7 +56,8 @@ public sealed class TrustedRpcClient : IRpcClient
 
     public GrantVerifier Verifier => _verifier;
 
-    public RoleGrant? OwnGrant { get; }
+    /// <summary>The grant sent with every request now; null for nodes without a role.</summary>
+    public RoleGrant? OwnGrant => _ownGrant?.Current;
 
     /// <summary>How long a grant a peer presented is remembered before it is asked again.</summary>
     public TimeSpan CachePeriod { get; }
@@ -171,9 +168,10 @@ public sealed class TrustedRpcClient : IRpcClient
     private RpcCallOptions WithGrant(RpcCallOptions? options)
     {
         options ??= RpcCallOptions.Default;
-        if (_ownGrantMetadata is null) return options;
-        if (options.Metadata is not { Count: > 0 } metadata) return options with { Metadata = _ownGrantMetadata };
-        var merged = new Dictionary<string, string>(metadata, StringComparer.Ordinal) { [GrantExchange.MetadataKey] = _ownGrantMetadata[GrantExchange.MetadataKey] };
+        if (_ownGrant is null) return options;
+        var own = _ownGrant.Metadata;
+        if (options.Metadata is not { Count: > 0 } metadata) return options with { Metadata = own };
+        var merged = new Dictionary<string, string>(metadata, StringComparer.Ordinal) { [GrantExchange.MetadataKey] = own[GrantExchange.MetadataKey] };
         return options with { Metadata = merged };
     }
 

@@ -276,23 +276,39 @@ public sealed class WorkerRuntime : IAsyncDisposable
         var verifier = new GrantVerifier(grant.Cluster, time);
         if (_options.RevocationListPath is { } path)
         {
-            var watcher = new RevocationFileWatcher(path, verifier, time, _options.GrantCachePeriod, _options.LoggerFactory.CreateLogger<RevocationFileWatcher>());
-            _started.Push(("revocation list", _ =>
+            var logger = _logger;
+            Own("revocation list", new OperatorFileWatcher(path, "Trust:RevocationList", RevocationList.MaxFileBytes, text =>
             {
-                watcher.Dispose();
-                return Task.CompletedTask;
-            }));
+                verifier.Revocations = RevocationList.Parse(text);
+                logger.LogInformation("revocation list {Path}: {Count} entries", path, verifier.Revocations.Count);
+            }, time, _options.GrantCachePeriod, _logger));
         }
         _logger.LogInformation("holding {Grant}", grant);
+        var held = new HeldGrant(grant);
+        (IRpcServer Server, TrustedRpcClient Client) secured;
         try
         {
-            return WorkerTrust.Secure(Role, identity.PeerId, grant, verifier, server, client, _options.GrantCachePeriod, _options.LoggerFactory);
+            secured = WorkerTrust.Secure(Role, identity.PeerId, held, verifier, server, client, _options.GrantCachePeriod, _options.LoggerFactory);
         }
         catch (InvalidOperationException e)
         {
             throw new WorkerConfigurationException([$"Trust:Grant: {e.Message}"], e);
         }
+        var renewalLogger = _options.LoggerFactory.CreateLogger<GrantRenewal>();
+        if (_options.Grant is not null && _options.GrantPath is { } grantPath)
+            Own("grant file", GrantRenewal.FromFile(held, grantPath, g => WorkerTrust.Unusable(Role, identity.PeerId, g, verifier), _options.GrantCachePeriod, time,
+                renewalLogger));
+        else if (_options.Grant is null && _options.ClusterKey is { } key)
+            Own("grant renewal", GrantRenewal.SelfSigned(held, key, _options.SelfGrantValidity, _options.RandomSource, time, renewalLogger));
+        return secured;
     }
+
+    /// <summary>Disposes <paramref name="owned"/> when the worker stops, in the reverse order of starting.</summary>
+    private void Own(string name, IDisposable owned) => _started.Push((name, _ =>
+    {
+        owned.Dispose();
+        return Task.CompletedTask;
+    }));
 
     private KeyPair LoadIdentity()
     {

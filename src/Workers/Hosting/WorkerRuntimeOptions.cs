@@ -71,6 +71,9 @@ public sealed class WorkerRuntimeOptions
     /// <summary>A pre-issued grant for this node's PeerId and role (auth, gateway and processor need it or <see cref="ClusterKey"/>).</summary>
     public RoleGrant? Grant { get; init; }
 
+    /// <summary>The file <see cref="Grant"/> came from: reread while the worker runs, so the operator can hand it a new grant before this one expires.</summary>
+    public string? GrantPath { get; init; }
+
     /// <summary>The cluster key: the worker signs its own grant at start, valid for <see cref="SelfGrantValidity"/>. Ignored when <see cref="Grant"/> is set.</summary>
     public ClusterKey? ClusterKey { get; init; }
 

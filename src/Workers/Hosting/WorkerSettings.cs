@@ -69,6 +69,7 @@ public sealed class WorkerSettings
         Host = Host,
         DrainTimeout = Node.DrainTimeout,
         Grant = LoadGrant(),
+        GrantPath = Trust.Grant,
         ClusterKey = Trust.Grant is null ? LoadClusterKey() : null,
         RevocationListPath = Trust.RevocationList,
         GrantCachePeriod = Trust.CachePeriod,
@@ -85,7 +86,7 @@ public sealed class WorkerSettings
         {
             var info = new FileInfo(path);
             if (!info.Exists) throw new FileNotFoundException($"grant file '{path}' does not exist");
-            if (info.Length > 4096) throw new InvalidDataException($"grant file '{path}' is {info.Length} bytes; a grant is one short line");
+            if (info.Length > RoleGrant.MaxFileBytes) throw new InvalidDataException($"grant file '{path}' is {info.Length} bytes; a grant is one short line");
             return RoleGrant.FromText(File.ReadAllText(path));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or InvalidDataException)

@@ -42,18 +42,26 @@ public static class WorkerTrust
     /// a server that answers only gateways (<see cref="TrustedRpcServer"/>).
     /// </summary>
     /// <exception cref="InvalidOperationException">The grant does not let this node act as <paramref name="role"/> now.</exception>
-    public static (IRpcServer Server, TrustedRpcClient Client) Secure(WorkerRole role, PeerId self, RoleGrant grant, GrantVerifier verifier,
+    public static (IRpcServer Server, TrustedRpcClient Client) Secure(WorkerRole role, PeerId self, HeldGrant grant, GrantVerifier verifier,
         IRpcServer server, IRpcClient client, TimeSpan cachePeriod, ILoggerFactory loggerFactory)
     {
         ArgumentNullException.ThrowIfNull(grant);
         ArgumentNullException.ThrowIfNull(verifier);
-        var grantRole = GrantRoleOf(role) ?? throw new ArgumentException($"{WorkerRoles.NameOf(role)} holds no grant", nameof(role));
-        if (verifier.Check(grant, self, grantRole) is { } unusable)
+        if (Unusable(role, self, grant.Current, verifier) is { } unusable)
             throw new InvalidOperationException(
-                $"this node ({self}, {WorkerRoles.NameOf(role)}) cannot use the grant: {unusable.Replace("its grant", "the grant", StringComparison.Ordinal)}");
+                $"this node ({self}, {WorkerRoles.NameOf(role)}) cannot use the grant: {unusable}");
         GrantExchange.Serve(server, grant);
         var trustedClient = new TrustedRpcClient(client, verifier, RoleOfMethod, grant, cachePeriod, loggerFactory);
         IRpcServer trustedServer = CallerRoleOf(role) is { } callers ? new TrustedRpcServer(server, verifier, callers) : server;
         return (trustedServer, trustedClient);
+    }
+
+    /// <summary>Why <paramref name="grant"/> cannot let this node act as <paramref name="role"/> now; null when it can.</summary>
+    public static string? Unusable(WorkerRole role, PeerId self, RoleGrant grant, GrantVerifier verifier)
+    {
+        ArgumentNullException.ThrowIfNull(grant);
+        ArgumentNullException.ThrowIfNull(verifier);
+        var grantRole = GrantRoleOf(role) ?? throw new ArgumentException($"{WorkerRoles.NameOf(role)} holds no grant", nameof(role));
+        return verifier.Check(grant, self, grantRole)?.Replace("its grant", "the grant", StringComparison.Ordinal);
     }
 }

@@ -110,7 +110,7 @@ internal sealed class SimulatedNode
         var now = Clock.GetUtcNow();
         var grant = _cluster.Issue(Identity.PeerId, WorkerTrust.GrantRoleOf(workerRole)!.Value, now - TimeSpan.FromDays(1), now + TimeSpan.FromDays(365),
             (ulong)random.NextInt64());
-        var (server, client) = WorkerTrust.Secure(workerRole, Identity.PeerId, grant, new GrantVerifier(_cluster.Id, Clock), _rpc, _rpc,
+        var (server, client) = WorkerTrust.Secure(workerRole, Identity.PeerId, new HeldGrant(grant), new GrantVerifier(_cluster.Id, Clock), _rpc, _rpc,
             TimeSpan.FromSeconds(30), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
         host.KeepInboundCapacityFor(client.HoldsGrantAsync);
         var context = new WorkerContext

@@ -62,7 +62,7 @@ public static class GatewayBenchmark
             await using var directNode = new RpcNode(directHost);
             // Processors serve granted gateways only: the direct caller is one, checking the processors' grants as a gateway does.
             var directGrant = Cluster.Issue(directIdentity.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
-            var direct = new TrustedRpcClient(directNode, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, directGrant);
+            var direct = new TrustedRpcClient(directNode, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, new HeldGrant(directGrant));
             foreach (var processor in workers[2..])
                 await directHost.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
 

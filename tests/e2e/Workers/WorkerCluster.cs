@@ -244,7 +244,7 @@ internal sealed class WorkerCluster : IAsyncDisposable
             verifiers.Add(verifier);
         }
         // As the runtime does: the node's grant (of the cluster's seeded key) served, callees checked, callers checked.
-        var (server, client) = WorkerTrust.Secure(WorkerRoles.Parse(worker.Role), node.Node.PeerId, node.Node.Grant!,
+        var (server, client) = WorkerTrust.Secure(WorkerRoles.Parse(worker.Role), node.Node.PeerId, new HeldGrant(node.Node.Grant!),
             verifier, rpc, rpc, GrantCachePeriod, node.LoggerFactory);
         node.Host.KeepInboundCapacityFor(client.HoldsGrantAsync);
         var context = new WorkerContext

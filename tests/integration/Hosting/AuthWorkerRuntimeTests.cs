@@ -109,7 +109,7 @@ public sealed class AuthWorkerRuntimeTests
         _owned.Add(rpc);
         var grant = Cluster.Issue(gateway.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
         GrantExchange.Serve(rpc, grant);
-        var client = new TrustedRpcClient(rpc, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, grant);
+        var client = new TrustedRpcClient(rpc, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, new HeldGrant(grant));
         await gateway.ConnectAsync(auth.Addresses[0], ct);
         var registered = RegisterResponse.Parser.Decode(await client.RequestAsync(auth.PeerId, WorkerMethods.Auth.Register,
             MessagePackRpcCodec<RegisterRequest>.Instance.Encode(new RegisterRequest { Email = "kept@example.com", Password = Password }), null, ct));
@@ -159,7 +159,7 @@ public sealed class AuthWorkerRuntimeTests
         var rpc = new RpcNode(host, discovery: dht);
         _owned.Add(rpc);
         var grant = Cluster.Issue(identity.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
-        return new TrustedRpcClient(rpc, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, grant);
+        return new TrustedRpcClient(rpc, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, new HeldGrant(grant));
     }
 
     private static readonly ClusterKey Cluster = ClusterKey.Generate(SystemRandomSource.Instance);

@@ -366,6 +366,81 @@ public sealed class WorkerRuntimeTests
         });
     }
 
+    [Test]
+    public async Task SelfSignedGrant_IsRenewedBeforeItExpires_SoTheWorkerOutlivesItsFirstGrant(CancellationToken ct)
+    {
+        // 90 days: longer than one timer may wait, so the renewal also shows the wait taken in steps.
+        var runtime = Own(new WorkerRuntime(Options(WorkerRole.Processor, selfGrantValidity: TimeSpan.FromDays(90)),
+            new TestWorker(_facilities.Record), _facilities));
+        await runtime.StartAsync(ct);
+        var first = await PresentedGrantAsync(runtime, ct);
+
+        _time.Advance(TimeSpan.FromDays(59));
+        var beforeDue = await PresentedGrantAsync(runtime, ct);
+        _time.Advance(TimeSpan.FromDays(2));
+        var renewed = await PresentedGrantAsync(runtime, ct);
+        _time.Advance(TimeSpan.FromDays(40));
+        var verifier = new GrantVerifier(Cluster.Id, _time);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(beforeDue.Serial, Is.EqualTo(first.Serial), "renewed at two thirds of its validity, not before");
+            Assert.That(renewed.Serial, Is.Not.EqualTo(first.Serial));
+            Assert.That(renewed.Expiry, Is.GreaterThan(first.Expiry + TimeSpan.FromDays(59)));
+            Assert.That(verifier.Check(first, runtime.PeerId, GrantRole.Processor), Does.Contain("expired"));
+            Assert.That(verifier.Check(renewed, runtime.PeerId, GrantRole.Processor), Is.Null, "peers still find a valid grant after the first expired");
+        });
+    }
+
+    [Test]
+    public async Task PreIssuedGrant_IsReplaced_WhenTheOperatorWritesANewOne_ButNotByOneThisNodeCannotUse(CancellationToken ct)
+    {
+        Directory.CreateDirectory(_dataDir);
+        var self = KeyFile.LoadOrCreate(Path.Combine(_dataDir, WorkerRuntimeOptions.IdentityFileName)).PeerId;
+        var other = KeyPair.FromSeed(Enumerable.Repeat((byte)0x36, 32).ToArray()).PeerId;
+        var now = _time.GetUtcNow();
+        var file = Path.Combine(_dataDir, "processor.grant");
+        var written = DateTime.UtcNow;
+        void Write(RoleGrant grant)
+        {
+            File.WriteAllText(file, grant.ToText() + "\n");
+            // An operator writes the file minutes apart; the test must not depend on the file system's timestamp granularity.
+            written += TimeSpan.FromMinutes(1);
+            File.SetLastWriteTimeUtc(file, written);
+        }
+        var initial = Cluster.Issue(self, GrantRole.Processor, now, now + TimeSpan.FromDays(10), 10);
+        Write(initial);
+        var runtime = Own(new WorkerRuntime(Options(WorkerRole.Processor, grant: initial, grantPath: file),
+            new TestWorker(_facilities.Record), _facilities));
+        await runtime.StartAsync(ct);
+
+        var next = Cluster.Issue(self, GrantRole.Processor, now, now + TimeSpan.FromDays(40), 11);
+        Write(next);
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var afterNew = await PresentedGrantAsync(runtime, ct);
+        Write(Cluster.Issue(other, GrantRole.Processor, now, now + TimeSpan.FromDays(40), 12));
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var afterOtherPeers = await PresentedGrantAsync(runtime, ct);
+        Write(Cluster.Issue(self, GrantRole.Auth, now, now + TimeSpan.FromDays(40), 13));
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var afterOtherRole = await PresentedGrantAsync(runtime, ct);
+        File.WriteAllText(file, "not a grant");
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var afterGarbage = await PresentedGrantAsync(runtime, ct);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(afterNew.Serial, Is.EqualTo(11UL), "the operator's new grant is taken up within one period");
+            Assert.That(afterOtherPeers.Serial, Is.EqualTo(11UL), "a grant for another peer is refused");
+            Assert.That(afterOtherRole.Serial, Is.EqualTo(11UL), "a grant for another role is refused");
+            Assert.That(afterGarbage.Serial, Is.EqualTo(11UL), "a malformed file keeps the held grant");
+            Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Ready));
+        });
+    }
+
+    private async Task<RoleGrant> PresentedGrantAsync(WorkerRuntime runtime, CancellationToken ct) =>
+        RoleGrant.Decode(await Client().RequestAsync(runtime.PeerId, GrantExchange.Method, ReadOnlyMemory<byte>.Empty, null, ct));
+
     private (WorkerRuntime Runtime, TestWorker Worker) Create(Task? startGate = null, Exception? startFailure = null)
     {
         var worker = new TestWorker(_facilities.Record) { StartGate = startGate, StartFailure = startFailure };
@@ -380,14 +455,19 @@ public sealed class WorkerRuntimeTests
         return node;
     }
 
-    private WorkerRuntimeOptions Options(WorkerRole role) => new()
+    /// <summary>The runtime's options; a worker signs its own grant with the test cluster's key unless given <paramref name="grant"/>.</summary>
+    private WorkerRuntimeOptions Options(WorkerRole role, TimeSpan? selfGrantValidity = null, RoleGrant? grant = null, string? grantPath = null) => new()
     {
         Role = role,
         DataDirectory = _dataDir,
         DrainTimeout = Drain,
         TimeProvider = _time,
         RandomSeed = 1,
-        ClusterKey = role == WorkerRole.Bootstrap ? null : Cluster,
+        ClusterKey = role == WorkerRole.Bootstrap || grant is not null ? null : Cluster,
+        SelfGrantValidity = selfGrantValidity ?? TimeSpan.FromDays(365),
+        Grant = grant,
+        GrantPath = grantPath,
+        GrantCachePeriod = TimeSpan.FromSeconds(30),
     };
 
     private static readonly ClusterKey Cluster = new(KeyPair.FromSeed(Enumerable.Repeat((byte)0x33, 32).ToArray()));

@@ -1,0 +1,70 @@
+using Microsoft.Extensions.Logging;
+
+namespace P2PInference.Workers.Hosting;
+
+/// <summary>
+/// A file the operator may change while a worker runs (the revocation list, the worker's grant): read
+/// at start, where a missing, oversized or malformed file stops the start; then reread every period
+/// when its size or write time changed. A reread that fails keeps what the last good read applied in
+/// force, with a warning.
+/// </summary>
+internal sealed class OperatorFileWatcher : IDisposable
+{
+    private readonly string _path;
+    private readonly string _setting;
+    private readonly long _maxBytes;
+    private readonly Action<string> _apply;
+    private readonly ILogger _logger;
+    private readonly ITimer _timer;
+    private (DateTime Written, long Length) _seen;
+
+    /// <param name="setting">The setting that names the file, for messages (e.g. <c>Trust:Grant</c>).</param>
+    /// <param name="apply">Takes the file's text into force; throws <see cref="FormatException"/> or <see cref="InvalidDataException"/> for text it refuses.</param>
+    /// <exception cref="WorkerConfigurationException">The file is missing, too large or refused.</exception>
+    public OperatorFileWatcher(string path, string setting, long maxBytes, Action<string> apply, TimeProvider time, TimeSpan period, ILogger logger)
+    {
+        _path = Path.GetFullPath(path);
+        _setting = setting;
+        _maxBytes = maxBytes;
+        _apply = apply;
+        _logger = logger;
+        try
+        {
+            Reload();
+        }
+        catch (Exception e) when (IsRefusal(e))
+        {
+            throw new WorkerConfigurationException([$"{setting}: {e.Message}"], e);
+        }
+        var every = period > TimeSpan.Zero ? period : TimeSpan.FromSeconds(30);
+        _timer = time.CreateTimer(_ => Tick(), null, every, every);
+    }
+
+    private void Tick()
+    {
+        try
+        {
+            var info = new FileInfo(_path);
+            if (info.Exists && (info.LastWriteTimeUtc, info.Length) == _seen) return;
+            Reload();
+        }
+        catch (Exception e) when (IsRefusal(e))
+        {
+            _logger.LogWarning("{Setting} {Path} not reloaded, the previous one stays in force: {Message}", _setting, _path, e.Message);
+        }
+    }
+
+    private void Reload()
+    {
+        var info = new FileInfo(_path);
+        if (!info.Exists) throw new FileNotFoundException($"'{_path}' does not exist", _path);
+        if (info.Length > _maxBytes) throw new InvalidDataException($"'{_path}' is {info.Length} bytes, more than {_maxBytes}");
+        var text = File.ReadAllText(_path);
+        _seen = (info.LastWriteTimeUtc, info.Length);
+        _apply(text);
+    }
+
+    private static bool IsRefusal(Exception e) => e is IOException or UnauthorizedAccessException or FormatException or InvalidDataException;
+
+    public void Dispose() => _timer.Dispose();
+}
