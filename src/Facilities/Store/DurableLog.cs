@@ -26,13 +26,14 @@ public sealed class DurableLog : IAsyncDisposable
     private readonly ReaderWriterLockSlim _gate = new(LockRecursionPolicy.NoRecursion);
     private volatile int _state; // 0 open, 1 disposed, 2 crashed
 
-    private DurableLog(StoreDirectory directory, IDevice device, FasterLog log, int maxEntryBytes)
+    private DurableLog(StoreDirectory directory, string logDirectory, IDevice device, FasterLog log, int maxEntryBytes)
     {
         _directory = directory;
         _device = device;
         _log = log;
         _maxEntryBytes = maxEntryBytes;
-        _committer = new GroupCommitter(log);
+        // FASTER would delete the previous commit record even when writing the new one fails.
+        _committer = new GroupCommitter(log, () => FasterLogFiles.PruneCommits(logDirectory));
     }
 
     public string Directory => _directory.Path;
@@ -53,7 +54,7 @@ public sealed class DurableLog : IAsyncDisposable
         {
             var logDir = directory.Part("log", "log directory");
             var log = FasterLogFiles.Open(logDir, options.MaxEntryBytes + Crc32C.Length, "log", d => device = d);
-            return Task.FromResult(new DurableLog(directory, device!, log, options.MaxEntryBytes));
+            return Task.FromResult(new DurableLog(directory, logDir, device!, log, options.MaxEntryBytes));
         }
         catch
         {

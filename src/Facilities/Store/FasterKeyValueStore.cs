@@ -434,7 +434,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
     }
 
     private static FasterLog OpenLog(FasterStoreOptions options, string walDir, List<IDevice> devices) =>
-        FasterLogFiles.Open(walDir, WalRecord.MaxLength(options.MaxKeyBytes, options.MaxValueBytes), "write-ahead log", devices.Add, removeOutdatedCommits: false);
+        FasterLogFiles.Open(walDir, WalRecord.MaxLength(options.MaxKeyBytes, options.MaxValueBytes), "write-ahead log", devices.Add);
 
     private static int MemoryBits(FasterStoreOptions options) =>
         Math.Clamp(63 - BitOperations.LeadingZeroCount((ulong)options.MemorySizeBytes), 16, 40);

@@ -5,14 +5,14 @@ namespace P2PInference.Facilities.Store;
 /// <summary>Opens (and recovers) a FasterLog in a directory, the one way the store and the durable log both do it.</summary>
 internal static class FasterLogFiles
 {
+    /// <summary>
+    /// FASTER's own removal of older commit records is off: it deletes them even when writing the new
+    /// one fails (a full disk), leaving no readable commit and so an empty log on the next open. The
+    /// caller prunes with <see cref="PruneCommits"/> after each successful commit.
+    /// </summary>
     /// <param name="onDevice">Receives the device as soon as it exists, so the caller can dispose it if opening fails.</param>
     /// <exception cref="StoreException">The log is corrupted or unreadable.</exception>
-    /// <param name="removeOutdatedCommits">
-    /// Let FASTER delete older commit records as it writes a new one. It does so even when writing
-    /// the new one fails (a full disk), leaving no readable commit and so an empty log on the next
-    /// open; a caller that passes false prunes with <see cref="PruneCommits"/> after each successful commit.
-    /// </param>
-    public static FasterLog Open(string directory, int maxEntryBytes, string description, Action<IDevice> onDevice, bool removeOutdatedCommits = true)
+    public static FasterLog Open(string directory, int maxEntryBytes, string description, Action<IDevice> onDevice)
     {
         var device = Devices.CreateLogDevice(Path.Combine(directory, "log"), preallocateFile: false, deleteOnClose: false, recoverDevice: true);
         onDevice(device);
@@ -27,7 +27,7 @@ internal static class FasterLogFiles
                 MemorySizeBits = pageBits + 2,
                 SegmentSizeBits = Math.Max(30, pageBits + 1),
                 LogChecksum = LogChecksumType.PerEntry,
-                RemoveOutdatedCommits = removeOutdatedCommits,
+                RemoveOutdatedCommits = false,
                 TryRecoverLatest = true,
             });
         }

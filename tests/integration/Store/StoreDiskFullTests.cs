@@ -127,4 +127,54 @@ public sealed class StoreDiskFullTests
         var restarted = await OpenAsync(time, ct);
         Assert.That(await restarted.GetAsync("user/1/key", ct), Is.EqualTo("revoked again"u8.ToArray()), "and what it acknowledged survives a restart");
     }
+
+    [Test, CancelAfter(60_000)]
+    public async Task DurableLog_OnAFullDisk_FailsTheAppend_AndKeepsEveryAcknowledgedEntry(CancellationToken ct)
+    {
+        var options = new DurableLogOptions { Directory = Path.Combine(_mount, "log"), MaxEntryBytes = 1024 };
+        var acknowledged = new List<string>();
+        Exception? failure = null;
+        var log = await DurableLog.OpenAsync(options, ct);
+        try
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                await log.AppendAsync(System.Text.Encoding.UTF8.GetBytes($"entry {i}"), ct);
+                acknowledged.Add($"entry {i}");
+            }
+            await FillDiskAsync(ct);
+            for (var i = 3; failure is null && i < 10_000; i++)
+            {
+                try
+                {
+                    await log.AppendAsync(System.Text.Encoding.UTF8.GetBytes($"entry {i}"), ct);
+                    acknowledged.Add($"entry {i}");
+                }
+                catch (Exception e) when (e is StoreException or IOException)
+                {
+                    failure = e;
+                }
+            }
+        }
+        finally
+        {
+            await log.DisposeAsync();
+        }
+        Assert.That(failure, Is.Not.Null, "an append failed on the full disk");
+        TestContext.Out.WriteLine($"append {acknowledged.Count} failed: {failure!.Message}");
+
+        File.Delete(Path.Combine(_mount, "filler"));
+        var reopened = await DurableLog.OpenAsync(options, ct);
+        var entries = new List<string>();
+        try
+        {
+            await foreach (var entry in reopened.ScanAsync(ct)) entries.Add(System.Text.Encoding.UTF8.GetString(entry.Data));
+        }
+        finally
+        {
+            await reopened.DisposeAsync();
+        }
+
+        Assert.That(entries.Take(acknowledged.Count), Is.EqualTo(acknowledged), "every acknowledged entry survives, in order");
+    }
 }
