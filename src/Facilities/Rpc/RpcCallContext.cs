@@ -1,3 +1,4 @@
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Facilities.Rpc;
@@ -22,6 +23,12 @@ public sealed class RpcCallContext
 
     /// <summary>The authenticated caller (its key was proven by the Noise handshake).</summary>
     public PeerId RemotePeer { get; }
+
+    /// <summary>
+    /// Where the caller's connection comes from (the transport's remote address; behind a NAT, the
+    /// NAT's), or null where the carrier does not know it. Unauthenticated: for limits, not identity.
+    /// </summary>
+    public Multiaddress? RemoteAddress { get; init; }
 
     public string Method { get; }
 

@@ -1,8 +1,12 @@
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Facilities.Rpc;
 
-/// <summary>A decoded inbound call, as the real node reads it off a stream and the TestKit twin hands it over.</summary>
+/// <summary>
+/// A decoded inbound call, as the real node reads it off a stream and the TestKit twin hands it over.
+/// <paramref name="CallerAddress"/> is where the caller's connection comes from, when known.
+/// </summary>
 internal sealed record RpcInvocation(
     PeerId Caller,
     string Method,
@@ -11,4 +15,5 @@ internal sealed record RpcInvocation(
     string RequestId,
     string TraceId,
     IReadOnlyDictionary<string, string> Metadata,
-    bool Streaming);
+    bool Streaming,
+    Multiaddress? CallerAddress);

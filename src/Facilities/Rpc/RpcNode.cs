@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
@@ -179,7 +180,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         {
             var envelope = await ReadEnvelopeAsync(stream, caller, hostToken);
             if (envelope is null) return;
-            await ServeCallAsync(stream, caller, envelope, hostToken, Leave);
+            await ServeCallAsync(stream, caller, context.Connection.RemoteAddress, envelope, hostToken, Leave);
         }
         finally
         {
@@ -224,13 +225,14 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         return null;
     }
 
-    private async Task ServeCallAsync(YamuxStream stream, PeerId caller, RequestEnvelope envelope, CancellationToken hostToken, Action leave)
+    private async Task ServeCallAsync(YamuxStream stream, PeerId caller, Multiaddress callerAddress, RequestEnvelope envelope, CancellationToken hostToken,
+        Action leave)
     {
         var call = new RpcInvocation(caller, envelope.Method, envelope.Payload,
             envelope.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(envelope.TimeoutMs) : null,
             envelope.RequestId, envelope.TraceId,
             envelope.Metadata.Count == 0 ? NoMetadata : envelope.Metadata.ToFrozenDictionary(StringComparer.Ordinal),
-            envelope.Streaming);
+            envelope.Streaming, callerAddress);
         using var callerGone = new CancellationTokenSource();
         using var stopWatching = new CancellationTokenSource();
         using var hostStop = hostToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), callerGone);

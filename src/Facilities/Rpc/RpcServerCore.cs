@@ -102,7 +102,10 @@ internal sealed class RpcServerCore : IRpcServer
         var deadline = call.Timeout is { } timeout ? time.GetUtcNow() + timeout : (DateTimeOffset?)null;
         using var deadlineSource = call.Timeout is { } t ? new CancellationTokenSource(t, time) : null;
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(callerGone, _stopping.Token, deadlineSource?.Token ?? default);
-        var context = new RpcCallContext(call.Caller, call.Method, deadline, call.RequestId, call.TraceId, call.Metadata, time, linked.Token);
+        var context = new RpcCallContext(call.Caller, call.Method, deadline, call.RequestId, call.TraceId, call.Metadata, time, linked.Token)
+        {
+            RemoteAddress = call.CallerAddress,
+        };
         var sending = false;
         try
         {

@@ -1,6 +1,7 @@
 using System.Collections.Frozen;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
@@ -31,6 +32,9 @@ public sealed class InMemoryRpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     }
 
     public PeerId PeerId { get; }
+
+    /// <summary>Where this node's calls come from, as their handlers see it (<see cref="RpcCallContext.RemoteAddress"/>); null: unknown, as by default.</summary>
+    public Multiaddress? Address { get; set; }
 
     public RpcOptions Options { get; }
 
@@ -103,7 +107,7 @@ public sealed class InMemoryRpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             options.RequestId ?? $"{PeerId.ToString()[^8..]}-{Interlocked.Increment(ref _nextRequestId)}",
             options.TraceId ?? RpcCallChecks.NewTraceId(Options.RandomSource),
             options.Metadata is { Count: > 0 } metadata ? metadata.ToFrozenDictionary(StringComparer.Ordinal) : NoMetadata,
-            streaming);
+            streaming, Address);
         var exchange = new InMemoryRpcExchange(_network, this, peer, call, deadline, cancellationToken);
         exchange.Start();
         return exchange;

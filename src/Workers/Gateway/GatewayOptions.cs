@@ -25,6 +25,14 @@ public sealed class GatewayOptions
     /// </summary>
     public RateLimitQuota AccountRateLimit { get; set; } = new(600, 100);
 
+    /// <summary>
+    /// The account calls of all peers behind one address (an IPv4 address or IPv6 /64), taken after
+    /// the per-peer bucket and before the shared one: minting PeerIds is free, addresses are not, so
+    /// one machine cannot spend the shared bucket that everyone else's logins need. Loopback is
+    /// exempt (every local process shares it), as is a caller whose address the carrier does not know.
+    /// </summary>
+    public RateLimitQuota AccountRateLimitPerAddress { get; set; } = new(120, 30);
+
     /// <summary>Rate-limit buckets kept at most; full (idle) buckets are dropped first, then the least recently used.</summary>
     public int RateLimiterCapacity { get; set; } = 100_000;
 
@@ -65,6 +73,8 @@ public sealed class GatewayOptions
             $"Gateway:DefaultRateLimit must allow at least 1 request per minute with a burst of at least 1; it is {DefaultRateLimit}.");
         Require(AccountRateLimit.IsValid,
             $"Gateway:AccountRateLimit must allow at least 1 request per minute with a burst of at least 1; it is {AccountRateLimit}.");
+        Require(AccountRateLimitPerAddress.IsValid,
+            $"Gateway:AccountRateLimitPerAddress must allow at least 1 request per minute with a burst of at least 1; it is {AccountRateLimitPerAddress}.");
         Require(RateLimiterCapacity is >= 1 and <= 10_000_000,
             $"Gateway:RateLimiterCapacity must be between 1 and 10000000; it is {RateLimiterCapacity}.");
         Require(MaxPromptLength is >= 1 and <= 1_000_000,

@@ -2,6 +2,7 @@ using P2PInference.Facilities.Encoding;
 using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Workers.Contracts;
@@ -114,8 +115,10 @@ public sealed class GatewayWorker : IWorker
             state.Logger.LogInformation("request {RequestId}: {Method} from {Peer}", requestId, method, context.RemotePeer);
             try
             {
-                // The peer's own bucket first: a peer past its quota takes nothing from everyone's.
+                // The narrowest bucket first: a peer (or an address) past its quota takes nothing from the wider ones.
                 LimitPeer(state, context, requestId);
+                if (context.RemoteAddress is { } address && AddressOrigin.Of(address, out var loopback) is var origin && !loopback)
+                    Limit(state, "address:" + origin, _options.AccountRateLimitPerAddress, requestId);
                 Limit(state, AllAccountCallsKey, _options.AccountRateLimit, requestId);
                 var request = Parse(parser, payload, _options.MaxAccountRequestBytes, method);
                 prepare?.Invoke(request, context);
@@ -481,7 +484,7 @@ public sealed class GatewayWorker : IWorker
 
     // ---- shared ----------------------------------------------------------------------------
 
-    // Not a peer, user or key bucket name ("peer:", "user:"), so no caller can share it by choice of name.
+    // Not a peer, address, user or key bucket name ("peer:", "address:", "user:"), so no caller can share it by choice of name.
     private const string AllAccountCallsKey = "accounts";
 
     private void LimitPeer(State state, RpcCallContext context, string requestId) =>

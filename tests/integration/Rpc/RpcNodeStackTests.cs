@@ -95,6 +95,23 @@ public sealed class RpcNodeStackTests
     private PeerConnection TheConnection() => _clientHost.Connections.Single();
 
     [Test]
+    public async Task Handler_SeesWhereTheCallersConnectionComesFrom()
+    {
+        Multiaddress? seen = null;
+        _server.Respond("where", (_, context) =>
+        {
+            seen = context.RemoteAddress;
+            return ValueTask.FromResult<ReadOnlyMemory<byte>>(Array.Empty<byte>());
+        });
+
+        await _client.RequestAsync(_serverHost.PeerId, "where", Array.Empty<byte>(), null, CancellationToken.None);
+
+        var connection = _clientHost.GetConnection(_serverHost.PeerId)!;
+        Assert.That(seen?.ToString(), Does.StartWith("/ip4/127.0.0.1/tcp/"), "the transport's remote address, for per-address limits");
+        Assert.That(seen!.ToString(), Is.Not.EqualTo(connection.RemoteAddress.ToString()), "the caller's end, not the server's");
+    }
+
+    [Test]
     public async Task Call_ToAPeerThatServesNoRpc_FailsUnavailable_AndTheConnectionKeepsServing()
     {
         // The request leaves with the proposal (lazy negotiation); the bare host refuses the protocol.

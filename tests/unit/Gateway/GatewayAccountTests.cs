@@ -1,3 +1,4 @@
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Contracts;
@@ -199,5 +200,36 @@ public sealed class GatewayAccountTests
         await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(1));
         var healthy = await h.CallAsync(WorkerMethods.Gateway.Register, new RegisterRequest { Email = "bo@example.com", Password = "correct horse" }, RegisterResponse.Parser);
         Assert.That(healthy.Email, Is.EqualTo("bo@example.com"));
+    });
+
+    [Test]
+    public void AccountCalls_FromManyPeersBehindOneAddress_AreBoundedPerAddress_WhileOtherAddressesAreServed() => SimulationTest.Run(async sim =>
+    {
+        await using var h = await GatewayHarness.StartAsync(
+            new GatewayOptions { DefaultRateLimit = new(60, 3), AccountRateLimitPerAddress = new(60, 4), AccountRateLimit = new(600, 100) }, time: sim.Clock);
+        var request = new LoginRequest { Email = "a@example.com", Password = "pw" };
+        var codes = new List<RpcStatusCode>();
+        for (var i = 0; i < 10; i++)
+        {
+            // A new PeerId each time, all from one machine.
+            var peer = h.Network.CreateNode();
+            peer.Address = Multiaddress.Parse($"/ip4/203.0.113.7/tcp/{40000 + i}");
+            codes.Add((await ErrorOf(() => peer.RequestAsync(h.GatewayNode.PeerId, WorkerMethods.Gateway.Login, request, LoginResponse.Parser))).Code);
+        }
+        var neighbour = h.Network.CreateNode();
+        neighbour.Address = Multiaddress.Parse("/ip4/203.0.113.8/tcp/40000");
+        var local = h.Network.CreateNode();
+        local.Address = Multiaddress.Parse("/ip4/127.0.0.1/tcp/40000");
+
+        var fromNeighbour = await ErrorOf(() => neighbour.RequestAsync(h.GatewayNode.PeerId, WorkerMethods.Gateway.Login, request, LoginResponse.Parser));
+        var fromLoopback = await ErrorOf(() => local.RequestAsync(h.GatewayNode.PeerId, WorkerMethods.Gateway.Login, request, LoginResponse.Parser));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(codes.Count(c => c == RpcStatusCode.ResourceExhausted), Is.EqualTo(6), "past the address's burst of 4, its peers wait");
+            Assert.That(fromNeighbour.Code, Is.Not.EqualTo(RpcStatusCode.ResourceExhausted), "another address is served");
+            Assert.That(fromLoopback.Code, Is.Not.EqualTo(RpcStatusCode.ResourceExhausted), "loopback is the operator's own");
+            Assert.That(h.Auth.Calls.Count(c => c.Method == WorkerMethods.Auth.Login), Is.EqualTo(6), "the refused calls never reached Auth");
+        });
     });
 }

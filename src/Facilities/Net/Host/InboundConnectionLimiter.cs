@@ -1,4 +1,3 @@
-using System.Net;
 using P2PInference.Facilities.Addressing;
 
 namespace P2PInference.Facilities.Net.Host;
@@ -41,7 +40,7 @@ internal sealed class InboundConnectionLimiter(HostOptions options)
     public bool TryAcquire(Multiaddress remote, bool keepTrustedReserve, out string key, out bool inTrustedReserve, out string? refusal)
     {
         inTrustedReserve = false;
-        key = KeyOf(remote, out var loopback);
+        key = AddressOrigin.Of(remote, out var loopback);
         lock (_byAddress)
         {
             var fromAddress = _byAddress.GetValueOrDefault(key);
@@ -69,25 +68,5 @@ internal sealed class InboundConnectionLimiter(HostOptions options)
             if (_byAddress.TryGetValue(key, out var count) && count > 1) _byAddress[key] = count - 1;
             else _byAddress.Remove(key);
         }
-    }
-
-    private static string KeyOf(Multiaddress remote, out bool loopback)
-    {
-        loopback = false;
-        if (remote.Components.Count == 0) return string.Empty;
-        var first = remote.Components[0];
-        var value = first.ValueText;
-        if (IPAddress.TryParse(value, out var ip))
-        {
-            loopback = IPAddress.IsLoopback(ip);
-            // An IPv6 peer controls a whole /64; counting it per address would let it take 2^64 of them.
-            if (ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && !loopback)
-            {
-                var bytes = ip.GetAddressBytes();
-                Array.Clear(bytes, 8, 8);
-                value = new IPAddress(bytes) + "/64";
-            }
-        }
-        return "/" + first.Protocol.Name + "/" + value;
     }
 }

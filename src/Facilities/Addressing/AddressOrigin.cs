@@ -1,0 +1,33 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace P2PInference.Facilities.Addressing;
+
+/// <summary>
+/// Who is behind a remote address, as far as limits can tell: the unit one party controls and pays
+/// for. An IPv4 address; an IPv6 /64 (one subscriber is handed a whole /64, so counting single
+/// addresses would hand it 2^64 budgets); the first component of any other kind of address.
+/// </summary>
+public static class AddressOrigin
+{
+    /// <summary>The origin key of <paramref name="remote"/> (e.g. <c>/ip4/203.0.113.7</c>, <c>/ip6/2001:db8::/64</c>); <paramref name="loopback"/> when it is this machine.</summary>
+    public static string Of(Multiaddress remote, out bool loopback)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        loopback = false;
+        if (remote.Components.Count == 0) return string.Empty;
+        var first = remote.Components[0];
+        var value = first.ValueText;
+        if (IPAddress.TryParse(value, out var ip))
+        {
+            loopback = IPAddress.IsLoopback(ip);
+            if (ip.AddressFamily == AddressFamily.InterNetworkV6 && !loopback)
+            {
+                var bytes = ip.GetAddressBytes();
+                Array.Clear(bytes, 8, 8);
+                value = new IPAddress(bytes) + "/64";
+            }
+        }
+        return "/" + first.Protocol.Name + "/" + value;
+    }
+}
