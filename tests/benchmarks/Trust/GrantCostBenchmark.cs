@@ -1,0 +1,380 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using MessagePack;
+using P2PInference.Benchmarks.Workers;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Transport;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Rpc.Wire;
+using P2PInference.Facilities.Trust;
+using P2PInference.Workers.Contracts;
+using P2PInference.Workers.Contracts.Inference;
+using P2PInference.Workers.Client;
+using P2PInference.Workers.Hosting;
+
+namespace P2PInference.Benchmarks.Trust;
+
+/// <summary>
+/// What checking role grants costs, measured with the checks on and off in the same run, the two
+/// interleaved (alternating order, round by round) so a shared machine's load falls on both alike:
+/// <list type="number">
+/// <item>connection setup as a caller sees it before its first call: a fresh caller dials (TCP, Noise,
+/// Yamux, identify), fetches and verifies the callee's grant (<c>trust.grant</c>), and makes one small
+/// call carrying its own grant, which the callee verifies — against the same dial and call without either;</item>
+/// <item>the gateway path (clients → gateway → processors) and one RPC hop with a trivial handler, through
+/// workers that check grants as shipped against the same workers started with
+/// <see cref="WorkerRuntimeOptions.GrantChecksOffForBenchmark"/> (they still present their grants; the
+/// client checks the gateway's in both);</item>
+/// <item>the parts: a grant checked the first time and again, and the bytes it adds to every request.</item>
+/// </list>
+/// </summary>
+public static class GrantCostBenchmark
+{
+    /// <summary>Granted: the callee's role is checked and the call carries the caller's grant.</summary>
+    private const string CheckedMethod = "processor.bench";
+
+    /// <summary>The same echo without either (the name is as long, so the envelopes differ only by the grant).</summary>
+    private const string UncheckedMethod = "bench.unchecked";
+
+    private static readonly Multiaddress Loopback = Multiaddress.Parse("/ip4/127.0.0.1/tcp/0");
+    private static readonly byte[] SmallPayload = new byte[64];
+
+    /// <param name="ConnectsPerMode">Connections set up with checks on, and as many with checks off.</param>
+    /// <param name="Rounds">How many times each mode is measured, alternating which goes first.</param>
+    /// <param name="Window">Each mode's share of a round on the gateway path and the RPC hop.</param>
+    public sealed record Sizes(int ConnectsPerMode, int Rounds, TimeSpan Window, int Clients)
+    {
+        public static Sizes Quick { get; } = new(60, 2, TimeSpan.FromSeconds(1.5), 16);
+
+        public static Sizes Full { get; } = new(300, 4, TimeSpan.FromSeconds(2.5), 16);
+    }
+
+    public static async Task<string> RunAsync(Sizes sizes, CancellationToken ct)
+    {
+        var rows = new List<Row>();
+        Console.Error.WriteLine("  grants: connection setup");
+        var (connectOn, connectOff) = await ConnectionSetupAsync(sizes, ct);
+        var connects = $"connect + grant query + 1 call ({sizes.ConnectsPerMode} per mode)";
+        rows.Add(Row.Of($"{connects}, p50", "ms", connectOn, connectOff, m => m.P50));
+        rows.Add(Row.Of($"{connects}, p99", "ms", connectOn, connectOff, m => m.P99));
+        rows.Add(Row.Of($"{connects}, sequential rate", "conn/s", connectOn, connectOff, m => m.PerSecond));
+        rows.Add(Row.Of($"{connects}, CPU per connection", "µs", connectOn, connectOff, m => m.CpuPerOp));
+
+        Console.Error.WriteLine("  grants: gateway path and one RPC hop");
+        var (inferOn, inferOff, hopOn, hopOff) = await GatewayPathAsync(sizes, ct);
+        var infer = $"client -> gateway -> processor, {sizes.Clients} clients";
+        rows.Add(Row.Of(infer, "req/s", inferOn, inferOff, m => m.PerSecond));
+        rows.Add(Row.Of($"{infer}, p50", "ms", inferOn, inferOff, m => m.P50));
+        rows.Add(Row.Of($"{infer}, p99", "ms", inferOn, inferOff, m => m.P99));
+        rows.Add(Row.Of($"{infer}, CPU per request", "µs", inferOn, inferOff, m => m.CpuPerOp));
+        var hop = $"one RPC hop (processor status), {sizes.Clients} callers";
+        rows.Add(Row.Of(hop, "req/s", hopOn, hopOff, m => m.PerSecond));
+        rows.Add(Row.Of($"{hop}, p50", "ms", hopOn, hopOff, m => m.P50));
+        rows.Add(Row.Of($"{hop}, p99", "ms", hopOn, hopOff, m => m.P99));
+        rows.Add(Row.Of($"{hop}, CPU per request", "µs", hopOn, hopOff, m => m.CpuPerOp));
+
+        Console.Error.WriteLine("  grants: parts");
+        var parts = Parts(TimeSpan.FromMilliseconds(300));
+        rows.Add(new Row("check a caller's grant, seen before (callee, per request)", "ns", parts.CachedNanos, null, []));
+        rows.Add(new Row("check a grant first seen (base64, parse, Ed25519)", "µs", parts.FirstSightMicros, null, []));
+        rows.Add(new Row($"p2p-grant metadata per request ({parts.EnvelopeBytes} B envelope without)", "bytes", parts.MetadataBytes, 0, []));
+
+        var text = new StringBuilder();
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"on = grants checked as shipped; off = the same code with the checks skipped (benchmark-only seam). Modes interleaved over {sizes.Rounds} rounds; connect: a fresh caller each time; paths: {sizes.Window.TotalSeconds:0.#} s per mode per round");
+        text.AppendLine();
+        text.Append(Render(rows));
+        text.AppendLine();
+        var errors = inferOn.Errors + inferOff.Errors + hopOn.Errors + hopOff.Errors;
+        if (errors > 0) text.AppendLine(CultureInfo.InvariantCulture, $"- {errors} requests failed (on: {inferOn.Errors + hopOn.Errors}, off: {inferOff.Errors + hopOff.Errors}); they are not in the figures");
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"- connection setup: checks add {connectOn.P50 - connectOff.P50:0.00} ms at p50 and {connectOn.CpuPerOp - connectOff.CpuPerOp:0} µs of CPU (both ends, a caller's host made and closed included in both) per new connection");
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"- gateway path: checks add {inferOn.CpuPerOp - inferOff.CpuPerOp:0} µs of CPU per request (all workers are in this process); one hop: {hopOn.CpuPerOp - hopOff.CpuPerOp:0} µs");
+        text.AppendLine("- on/off by round: the ratio of each round's own figures, lowest to highest, to show how far the machine moved them during this run");
+        return text.ToString();
+    }
+
+    private static async Task<(Measured On, Measured Off)> ConnectionSetupAsync(Sizes sizes, CancellationToken ct)
+    {
+        var time = TimeProvider.System;
+        await using var serverHost = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
+        await using var server = new RpcNode(serverHost);
+        // A processor: presents its grant, serves granted gateways on one method and anyone on the other.
+        GrantExchange.Serve(server, GatewayBenchmark.Cluster.Issue(serverHost.PeerId, GrantRole.Processor, time.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance));
+        new TrustedRpcServer(server, new GrantVerifier(GatewayBenchmark.Cluster.Id, time), GrantRole.Gateway).Respond(CheckedMethod, Echo);
+        server.Respond(UncheckedMethod, Echo);
+        await serverHost.StartAsync([Loopback], ct);
+        var address = serverHost.AdvertisedAddresses[0];
+
+        for (var i = 0; i < 10; i++)
+        {
+            await ConnectOnceAsync(checks: true, address, serverHost.PeerId, ct);
+            await ConnectOnceAsync(checks: false, address, serverHost.PeerId, ct);
+        }
+        var on = new Measured();
+        var off = new Measured();
+        var perRound = Math.Max(1, sizes.ConnectsPerMode / sizes.Rounds);
+        for (var round = 0; round < sizes.Rounds; round++)
+        {
+            var (roundOn, roundOff) = (new Measured(), new Measured());
+            for (var i = 0; i < perRound; i++)
+            {
+                // ABBA: neither mode always follows the other (a closing connection's work spills into the next).
+                var onFirst = (i % 2 == 0) == (round % 2 == 0);
+                foreach (var checks in onFirst ? new[] { true, false } : new[] { false, true })
+                {
+                    var (millis, cpuMicros) = await ConnectOnceAsync(checks, address, serverHost.PeerId, ct);
+                    (checks ? roundOn : roundOff).Add(millis, cpuMicros);
+                }
+            }
+            on.AddRound(roundOn);
+            off.AddRound(roundOff);
+        }
+        return (on, off);
+
+        static ValueTask<ReadOnlyMemory<byte>> Echo(ReadOnlyMemory<byte> request, RpcCallContext context) => ValueTask.FromResult(request);
+    }
+
+    /// <summary>One fresh caller: dial, (grant query and verification,) one call. Milliseconds of the dial and call; CPU µs of the whole (host made and closed included).</summary>
+    private static async Task<(double Millis, double CpuMicros)> ConnectOnceAsync(bool checks, Multiaddress address, PeerId server, CancellationToken ct)
+    {
+        var identity = KeyPair.Generate();
+        // Issued once per node in real life, so outside what is counted.
+        var grant = checks
+            ? GatewayBenchmark.Cluster.Issue(identity.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance)
+            : null;
+        var cpu = Environment.CpuUsage.TotalTime;
+        var host = new P2PHost(new HostOptions { Identity = identity, Transports = [new TcpTransport()] });
+        var node = new RpcNode(host);
+        // A new verifier too: a new callee's grant is never in the cache.
+        IRpcClient caller = checks ? new TrustedRpcClient(node, new GrantVerifier(GatewayBenchmark.Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, grant) : node;
+        double millis;
+        try
+        {
+            var start = Stopwatch.GetTimestamp();
+            await host.ConnectAsync(address, ct);
+            var reply = await caller.RequestAsync(server, checks ? CheckedMethod : UncheckedMethod, SmallPayload, null, ct);
+            millis = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            if (reply.Length != SmallPayload.Length) throw new InvalidOperationException($"echo returned {reply.Length} bytes, expected {SmallPayload.Length}");
+        }
+        finally
+        {
+            await node.DisposeAsync();
+            await host.DisposeAsync();
+        }
+        return (millis, (Environment.CpuUsage.TotalTime - cpu).TotalMicroseconds);
+    }
+
+    private static async Task<(Measured InferOn, Measured InferOff, Measured HopOn, Measured HopOff)> GatewayPathAsync(Sizes sizes, CancellationToken ct)
+    {
+        var root = Directory.CreateTempSubdirectory("p2pinference-grantcost-").FullName;
+        var runtimes = new List<WorkerRuntime>();
+        try
+        {
+            var checkedCluster = await GatewayBenchmark.StartClusterAsync(runtimes, Path.Combine(root, "on"), grantChecksOff: false, ct);
+            await using var onClient = checkedCluster.Client;
+            var uncheckedCluster = await GatewayBenchmark.StartClusterAsync(runtimes, Path.Combine(root, "off"), grantChecksOff: true, ct);
+            await using var offClient = uncheckedCluster.Client;
+
+            // The hop's callers: a granted gateway checking the processors' grants, and a plain node for the unchecked processors.
+            var time = TimeProvider.System;
+            var onIdentity = KeyPair.Generate();
+            await using var onHost = new P2PHost(new HostOptions { Identity = onIdentity, Transports = [new TcpTransport()] });
+            await using var onNode = new RpcNode(onHost);
+            var onHopClient = new TrustedRpcClient(onNode, new GrantVerifier(GatewayBenchmark.Cluster.Id, time), WorkerTrust.RoleOfMethod,
+                GatewayBenchmark.Cluster.Issue(onIdentity.PeerId, GrantRole.Gateway, time.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance));
+            await using var offHost = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
+            await using var offNode = new RpcNode(offHost);
+            foreach (var processor in checkedCluster.Processors) await onHost.ConnectAsync(processor.Addresses[0], ct);
+            foreach (var processor in uncheckedCluster.Processors) await offHost.ConnectAsync(processor.Addresses[0], ct);
+
+            var status = new StatusRequest();
+            var seed = 0;
+            Func<Task> Infer(P2PInferenceClient client) => () => client.InferAsync(GatewayBenchmark.Request(Interlocked.Increment(ref seed)), ct);
+            Func<Task> Hop(IRpcClient caller, WorkerRuntime[] processors) => () =>
+                caller.RequestAsync(processors[Interlocked.Increment(ref seed) % processors.Length].PeerId, WorkerMethods.Processor.Status, status, StatusResponse.Parser, null, ct);
+            var modes = new (Func<Task> Call, Measured Into)[]
+            {
+                (Infer(onClient), new Measured()),
+                (Infer(offClient), new Measured()),
+                (Hop(onHopClient, checkedCluster.Processors), new Measured()),
+                (Hop(offNode, uncheckedCluster.Processors), new Measured()),
+            };
+            foreach (var (call, _) in modes)
+            {
+                for (var i = 0; i < 20; i++) await call();
+            }
+            for (var round = 0; round < sizes.Rounds; round++)
+            {
+                // Each path's on and off back to back, which first alternating by round.
+                int[] order = round % 2 == 0 ? [0, 1, 2, 3] : [1, 0, 3, 2];
+                foreach (var m in order) modes[m].Into.AddRound(await WindowAsync(sizes.Clients, sizes.Window, modes[m].Call, ct));
+            }
+            return (modes[0].Into, modes[1].Into, modes[2].Into, modes[3].Into);
+        }
+        finally
+        {
+            for (var i = runtimes.Count - 1; i >= 0; i--) await runtimes[i].DisposeAsync();
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static async Task<Measured> WindowAsync(int clients, TimeSpan duration, Func<Task> call, CancellationToken ct)
+    {
+        var samples = new List<double>[clients];
+        var errors = 0;
+        var cpu = Environment.CpuUsage.TotalTime;
+        var start = Stopwatch.GetTimestamp();
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(async c =>
+        {
+            var mine = samples[c] = [];
+            while (Stopwatch.GetElapsedTime(start) < duration && !ct.IsCancellationRequested)
+            {
+                var t = Stopwatch.GetTimestamp();
+                try
+                {
+                    await call();
+                    mine.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+                }
+                catch (RpcException)
+                {
+                    Interlocked.Increment(ref errors);
+                }
+            }
+        }));
+        var window = new Measured { Seconds = Stopwatch.GetElapsedTime(start).TotalSeconds, CpuMicros = (Environment.CpuUsage.TotalTime - cpu).TotalMicroseconds, Errors = errors };
+        window.Latencies.AddRange(samples.SelectMany(s => s));
+        return window;
+    }
+
+    /// <summary>The check on its own, cached and first seen, and what the grant adds to a request envelope.</summary>
+    private static (double CachedNanos, double FirstSightMicros, int MetadataBytes, int EnvelopeBytes) Parts(TimeSpan budget)
+    {
+        var time = TimeProvider.System;
+        var cluster = GatewayBenchmark.Cluster;
+        var grants = Enumerable.Range(0, 256).Select(_ =>
+        {
+            var peer = KeyPair.Generate().PeerId;
+            return (Peer: peer, Text: cluster.Issue(peer, GrantRole.Gateway, time.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance).ToText());
+        }).ToArray();
+
+        var verifier = new GrantVerifier(cluster.Id, time);
+        var (peer, text) = grants[0];
+        if (verifier.Check(text, peer, GrantRole.Gateway, out _) is { } refused) throw new InvalidOperationException(refused);
+        long cached = 0;
+        var start = Stopwatch.GetTimestamp();
+        while (Stopwatch.GetElapsedTime(start) < budget)
+        {
+            for (var i = 0; i < 1000; i++) verifier.Check(text, peer, GrantRole.Gateway, out _);
+            cached += 1000;
+        }
+        var cachedNanos = Stopwatch.GetElapsedTime(start).TotalNanoseconds / cached;
+
+        long firstSight = 0;
+        start = Stopwatch.GetTimestamp();
+        while (Stopwatch.GetElapsedTime(start) < budget)
+        {
+            // A verifier that has seen none of them: every check parses and verifies the signature.
+            var fresh = new GrantVerifier(cluster.Id, time);
+            foreach (var grant in grants)
+            {
+                if (fresh.Check(grant.Text, grant.Peer, GrantRole.Gateway, out _) is { } reason) throw new InvalidOperationException(reason);
+            }
+            firstSight += grants.Length;
+        }
+        var firstSightMicros = Stopwatch.GetElapsedTime(start).TotalMicroseconds / firstSight;
+
+        var bare = new RequestEnvelope { Method = WorkerMethods.Processor.Infer, Payload = SmallPayload, TraceId = new string('t', 32), RequestId = new string('r', 32) };
+        var granted = new RequestEnvelope { Method = bare.Method, Payload = bare.Payload, TraceId = bare.TraceId, RequestId = bare.RequestId, Metadata = { [GrantExchange.MetadataKey] = text } };
+        var bareBytes = MessagePackSerializer.Serialize(bare, MessagePackWire.Trusted).Length;
+        var grantedBytes = MessagePackSerializer.Serialize(granted, MessagePackWire.Trusted).Length;
+        return (cachedNanos, firstSightMicros, grantedBytes - bareBytes, bareBytes);
+    }
+
+    private static string Render(List<Row> rows)
+    {
+        string[] header = ["metric", "unit", "checks on", "checks off", "on/off", "on/off by round"];
+        var lines = new List<string[]> { header };
+        foreach (var r in rows)
+        {
+            var byRound = r.RoundRatios.Where(double.IsFinite).ToArray();
+            lines.Add(
+            [
+                r.Metric,
+                r.Unit,
+                Format(r.On),
+                Format(r.Off),
+                r.On is { } on && r.Off is { } off && off != 0 ? (on / off).ToString("F3", CultureInfo.InvariantCulture) + "x" : "-",
+                byRound.Length == 0 ? "-" : $"{byRound.Min().ToString("F3", CultureInfo.InvariantCulture)}–{byRound.Max().ToString("F3", CultureInfo.InvariantCulture)}",
+            ]);
+        }
+        var widths = Enumerable.Range(0, header.Length).Select(i => lines.Max(l => l[i].Length)).ToArray();
+        var sb = new StringBuilder();
+        for (var li = 0; li < lines.Count; li++)
+        {
+            var cells = lines[li].Select((cell, i) => i <= 1 ? cell.PadRight(widths[i]) : cell.PadLeft(widths[i]));
+            sb.AppendLine("| " + string.Join(" | ", cells) + " |");
+            if (li == 0)
+                sb.AppendLine("|" + string.Join("|", widths.Select((w, i) => i <= 1 ? new string('-', w + 2) : new string('-', w + 1) + ":")) + "|");
+        }
+        return sb.ToString();
+    }
+
+    private static string Format(double? value) => value switch
+    {
+        null => "n/a",
+        { } v when Math.Abs(v) >= 1000 => v.ToString("N0", CultureInfo.InvariantCulture),
+        { } v when Math.Abs(v) >= 100 => v.ToString("F0", CultureInfo.InvariantCulture),
+        { } v when Math.Abs(v) >= 10 => v.ToString("F1", CultureInfo.InvariantCulture),
+        { } v => v.ToString("F2", CultureInfo.InvariantCulture),
+    };
+
+    private sealed record Row(string Metric, string Unit, double? On, double? Off, IReadOnlyList<double> RoundRatios)
+    {
+        public static Row Of(string metric, string unit, Measured on, Measured off, Func<Measured, double> value) =>
+            new(metric, unit, value(on), value(off), on.Rounds.Zip(off.Rounds, (a, b) => value(a) / value(b)).ToArray());
+    }
+
+    /// <summary>Latencies (ms), time and CPU of one mode: pooled over its rounds, each round also kept for the spread.</summary>
+    private sealed class Measured
+    {
+        public List<double> Latencies { get; } = [];
+        public List<Measured> Rounds { get; } = [];
+        public double Seconds { get; set; }
+        public double CpuMicros { get; set; }
+        public int Errors { get; set; }
+
+        public int Count => Latencies.Count;
+        public double PerSecond => Count / Seconds;
+        public double CpuPerOp => CpuMicros / Count;
+        public double P50 => Percentile(50);
+        public double P99 => Percentile(99);
+
+        public void Add(double millis, double cpuMicros)
+        {
+            Latencies.Add(millis);
+            Seconds += millis / 1000;
+            CpuMicros += cpuMicros;
+        }
+
+        public void AddRound(Measured round)
+        {
+            Rounds.Add(round);
+            Latencies.AddRange(round.Latencies);
+            Seconds += round.Seconds;
+            CpuMicros += round.CpuMicros;
+            Errors += round.Errors;
+        }
+
+        private double Percentile(double p)
+        {
+            if (Count == 0) return double.NaN;
+            var sorted = Latencies.Order().ToArray();
+            return sorted[Math.Clamp((int)Math.Ceiling(p / 100 * sorted.Length) - 1, 0, sorted.Length - 1)];
+        }
+    }
+}
