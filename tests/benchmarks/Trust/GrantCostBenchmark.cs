@@ -78,6 +78,12 @@ public static class GrantCostBenchmark
         rows.Add(Row.Of($"{hop}, p99", "ms", hopOn, hopOff, m => m.P99));
         rows.Add(Row.Of($"{hop}, CPU per request", "µs", hopOn, hopOff, m => m.CpuPerOp));
 
+        Console.Error.WriteLine("  grants: one hop on the in-memory RPC twin");
+        var (twinOn, twinOff) = await TwinHopAsync(sizes.Rounds * 2, 2000, ct);
+        var twin = "one hop, in-memory RPC twin (the trust code, no wire), c=1";
+        rows.Add(Row.Of(twin, "µs/call", twinOn, twinOff, m => 1e6 / m.PerSecond));
+        rows.Add(Row.Of($"{twin}, CPU per call", "µs", twinOn, twinOff, m => m.CpuPerOp));
+
         Console.Error.WriteLine("  grants: parts");
         var parts = await PartsAsync(TimeSpan.FromMilliseconds(300), ct);
         rows.Add(new Row("check a callee's grant, cached (caller, per request)", "ns", parts.CalleeCachedNanos, null, []));
@@ -140,8 +146,6 @@ public static class GrantCostBenchmark
             off.AddRound(roundOff);
         }
         return (on, off);
-
-        static ValueTask<ReadOnlyMemory<byte>> Echo(ReadOnlyMemory<byte> request, RpcCallContext context) => ValueTask.FromResult(request);
     }
 
     /// <summary>One fresh caller: dial, (grant query and verification,) one call. Milliseconds of the dial and call; CPU µs of the whole (host made and closed included).</summary>
@@ -255,6 +259,52 @@ public static class GrantCostBenchmark
         window.Latencies.AddRange(samples.SelectMany(s => s));
         return window;
     }
+
+    /// <summary>
+    /// A granted gateway calling a processor on the TestKit's in-memory RPC twin, one call at a time, against the same
+    /// call without the trust wrappers: everything the checks add per call (the callee's cached grant looked up and
+    /// checked, the caller's grant put in the metadata and checked by the callee) without the wire's noise.
+    /// </summary>
+    private static async Task<(Measured On, Measured Off)> TwinHopAsync(int rounds, int callsPerRound, CancellationToken ct)
+    {
+        var time = TimeProvider.System;
+        var cluster = GatewayBenchmark.Cluster;
+        var network = new InMemoryRpcNetwork(time);
+        await using var processor = network.CreateNode();
+        GrantExchange.Serve(processor, cluster.Issue(processor.PeerId, GrantRole.Processor, time.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance));
+        new TrustedRpcServer(processor, new GrantVerifier(cluster.Id, time), GrantRole.Gateway).Respond(CheckedMethod, Echo);
+        processor.Respond(UncheckedMethod, Echo);
+        await using var gateway = network.CreateNode();
+        var granted = new TrustedRpcClient(gateway, new GrantVerifier(cluster.Id, time), WorkerTrust.RoleOfMethod,
+            cluster.Issue(gateway.PeerId, GrantRole.Gateway, time.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance));
+        (IRpcClient Caller, string Method)[] modes = [(granted, CheckedMethod), (gateway, UncheckedMethod)];
+        foreach (var (caller, method) in modes)
+        {
+            for (var i = 0; i < 200; i++) await caller.RequestAsync(processor.PeerId, method, SmallPayload, null, ct);
+        }
+
+        var (on, off) = (new Measured(), new Measured());
+        for (var round = 0; round < rounds; round++)
+        {
+            foreach (var m in round % 2 == 0 ? new[] { 0, 1 } : new[] { 1, 0 })
+            {
+                var (caller, method) = modes[m];
+                var block = new Measured();
+                var cpu = Environment.CpuUsage.TotalTime;
+                for (var i = 0; i < callsPerRound; i++)
+                {
+                    var start = Stopwatch.GetTimestamp();
+                    await caller.RequestAsync(processor.PeerId, method, SmallPayload, null, ct);
+                    block.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds, 0);
+                }
+                block.CpuMicros = (Environment.CpuUsage.TotalTime - cpu).TotalMicroseconds;
+                (m == 0 ? on : off).AddRound(block);
+            }
+        }
+        return (on, off);
+    }
+
+    private static ValueTask<ReadOnlyMemory<byte>> Echo(ReadOnlyMemory<byte> request, RpcCallContext context) => ValueTask.FromResult(request);
 
     /// <summary>The checks on their own — the caller's of a callee it has asked before, the callee's of a caller's grant, cached and first seen — and what a grant adds to a request envelope.</summary>
     private static async Task<(double CalleeCachedNanos, double CachedNanos, double FirstSightMicros, int MetadataBytes, int EnvelopeBytes)> PartsAsync(
