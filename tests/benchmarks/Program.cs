@@ -3,7 +3,7 @@ using P2PInference.Benchmarks;
 // Performance harness: our libp2p stack vs raw TCP / ChaCha20-Poly1305 (ceilings) vs js-libp2p.
 //   dotnet run -c Release --project tests/benchmarks [-- --quick] [-- --only throughput,ping,...]
 const int ThroughputRuns = 3;
-string[] groups = ["throughput", "ping", "connect", "crypto", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store", "workers", "dht-sim", "simulate"];
+string[] groups = ["throughput", "ping", "connect", "crypto", "conn-memory", "stream-memory", "rpc", "rpc-layer", "store", "workers", "grants", "dht-sim", "simulate"];
 var settings = BenchSettings.Full;
 var only = new HashSet<string>(groups, StringComparer.OrdinalIgnoreCase);
 for (var i = 0; i < args.Length; i++)
@@ -230,6 +230,16 @@ if (only.Contains("workers"))
     Console.WriteLine("Workers: inference through a gateway vs straight to a processor (same run)");
     Console.WriteLine();
     Console.Write(await P2PInference.Benchmarks.Workers.GatewayBenchmark.RunAsync(16, TimeSpan.FromSeconds(settings == BenchSettings.Quick ? 3 : 10), ct));
+}
+
+if (only.Contains("grants"))
+{
+    Console.WriteLine();
+    Console.WriteLine("Grant cost: role-grant checks on vs off, same code and process, interleaved (same run)");
+    Console.WriteLine();
+    Console.Error.WriteLine("grants");
+    var sizes = settings == BenchSettings.Quick ? P2PInference.Benchmarks.Trust.GrantCostBenchmark.Sizes.Quick : P2PInference.Benchmarks.Trust.GrantCostBenchmark.Sizes.Full;
+    Console.Write(await P2PInference.Benchmarks.Trust.GrantCostBenchmark.RunAsync(sizes, ct));
 }
 
 // `p2pinference simulate` at 50 processors and 200 clients takes minutes of wall time: only when asked for by name.

@@ -150,7 +150,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
 
         if (_worker is null) return;
         var (trustedServer, trustedClient) = StartTrust(Identity, server, client);
-        _facilities.KeepInboundCapacityFor(trustedClient.HoldsGrantAsync);
+        if (trustedClient is TrustedRpcClient checking) _facilities.KeepInboundCapacityFor(checking.HoldsGrantAsync);
         Server = new DrainingRpcServer(trustedServer);
         Context = new WorkerContext
         {
@@ -266,7 +266,7 @@ public sealed class WorkerRuntime : IAsyncDisposable
     /// its calls go only to peers that prove the callee's role; Auth and processors serve gateways only.
     /// </summary>
     /// <exception cref="WorkerConfigurationException">No grant and no cluster key, or a grant that does not fit this node.</exception>
-    private (IRpcServer Server, TrustedRpcClient Client) StartTrust(KeyPair identity, IRpcServer server, IRpcClient client)
+    private (IRpcServer Server, IRpcClient Client) StartTrust(KeyPair identity, IRpcServer server, IRpcClient client)
     {
         var role = WorkerTrust.GrantRoleOf(Role) ?? throw new InvalidOperationException($"{Role} runs no worker");
         var time = _options.TimeProvider;
@@ -284,8 +284,14 @@ public sealed class WorkerRuntime : IAsyncDisposable
             }, time, _options.GrantCachePeriod, _logger));
         }
         _logger.LogInformation("holding {Grant}", grant);
+        if (_options.GrantChecksOffForBenchmark)
+        {
+            _logger.LogWarning("grant checks are off (benchmark baseline): this node calls and serves peers without checking their grants");
+            GrantExchange.Serve(server, grant);
+            return (server, client);
+        }
         var held = new HeldGrant(grant);
-        (IRpcServer Server, TrustedRpcClient Client) secured;
+        (IRpcServer Server, IRpcClient Client) secured;
         try
         {
             secured = WorkerTrust.Secure(Role, identity.PeerId, held, verifier, server, client, _options.GrantCachePeriod, _options.LoggerFactory);

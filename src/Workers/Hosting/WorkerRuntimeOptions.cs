@@ -85,6 +85,14 @@ public sealed class WorkerRuntimeOptions
 
     public TimeSpan SelfGrantValidity { get; init; } = TimeSpan.FromDays(365);
 
+    /// <summary>
+    /// The baseline of the grant-cost benchmark only: the worker still holds and presents its grant
+    /// (so checking clients accept it), but its calls neither check the callee's grant nor carry its
+    /// own, and Auth and processors serve any caller. Internal and set by no setting, flag or public
+    /// option (a unit test holds to that), so everything shipped checks grants.
+    /// </summary>
+    internal bool GrantChecksOffForBenchmark { get; init; }
+
     internal int EffectiveSeed => RandomSeed ?? RandomSource.NextSeed();
 
     internal void Validate()

@@ -32,7 +32,7 @@ public static class GatewayBenchmark
     private static readonly Multiaddress Loopback = Multiaddress.Parse("/ip4/127.0.0.1/tcp/0");
 
     // Workers sign their own grants with it; the client trusts its id; the direct caller holds a gateway grant of it.
-    private static readonly ClusterKey Cluster = ClusterKey.Generate(SystemRandomSource.Instance);
+    internal static readonly ClusterKey Cluster = ClusterKey.Generate(SystemRandomSource.Instance);
 
     public static async Task<string> RunAsync(int clients, TimeSpan duration, CancellationToken ct)
     {
@@ -40,22 +40,9 @@ public static class GatewayBenchmark
         var runtimes = new List<WorkerRuntime>();
         try
         {
-            var bootstrap = await StartAsync(runtimes, root, WorkerRole.Bootstrap, "bootstrap", null, [], ct);
-            var peers = new[] { bootstrap.Addresses[0] };
-            // Quotas high enough that the benchmark measures serving, not the rate limiter.
-            var auth = new AuthOptions { PasswordIterations = 1_000, DefaultQuota = new AuthQuota { RequestsPerMinute = 10_000_000, Burst = 100_000 } };
-            var processorOptions = new ProcessorOptions { MaxConcurrency = 8, MaxQueue = 1024, Engine = new EngineOptions() };
-            var workers = await Task.WhenAll(
-                StartAsync(runtimes, root, WorkerRole.Auth, "auth", new AuthWorker(auth), peers, ct),
-                StartAsync(runtimes, root, WorkerRole.Gateway, "gateway", new GatewayWorker(new GatewayOptions()), peers, ct),
-                StartAsync(runtimes, root, WorkerRole.Processor, "processor-1", new ProcessorWorker(processorOptions), peers, ct),
-                StartAsync(runtimes, root, WorkerRole.Processor, "processor-2", new ProcessorWorker(processorOptions), peers, ct));
-            PeerId[] processors = [workers[2].PeerId, workers[3].PeerId];
-
-            await using var client = await P2PInferenceClient.ConnectAsync(peers, new ClientOptions { ClusterId = Cluster.Id }, ct);
-            await client.RegisterAsync("bench@example.com", "a long benchmark passphrase 123", ct);
-            await client.LoginAsync("bench@example.com", "a long benchmark passphrase 123", ct);
-            await client.CreateApiKeyAsync("bench", ct);
+            var cluster = await StartClusterAsync(runtimes, root, grantChecksOff: false, ct);
+            await using var client = cluster.Client;
+            var processors = cluster.Processors;
 
             var directIdentity = KeyPair.Generate();
             await using var directHost = new P2PHost(new HostOptions { Identity = directIdentity, Transports = [new TcpTransport()] });
@@ -63,7 +50,7 @@ public static class GatewayBenchmark
             // Processors serve granted gateways only: the direct caller is one, checking the processors' grants as a gateway does.
             var directGrant = Cluster.Issue(directIdentity.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
             var direct = new TrustedRpcClient(directNode, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, new HeldGrant(directGrant));
-            foreach (var processor in workers[2..])
+            foreach (var processor in processors)
                 await directHost.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
 
             var viaGateway = await MeasureAsync(clients, duration, i => client.InferAsync(Request(i), ct), ct);
@@ -83,12 +70,12 @@ public static class GatewayBenchmark
                 await response.Content.ReadAsByteArrayAsync(ct);
             }, ct);
             var straight = await MeasureAsync(clients, duration,
-                i => direct.RequestAsync(processors[i % processors.Length], WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
+                i => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
 
             // One RPC hop with a trivial handler, to split the gateway's extra CPU into the hop and its own work.
             var statusRequest = new StatusRequest();
             var hop = await MeasureAsync(clients, duration,
-                i => direct.RequestAsync(processors[i % processors.Length], WorkerMethods.Processor.Status, statusRequest, StatusResponse.Parser, null, ct), ct);
+                i => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Status, statusRequest, StatusResponse.Parser, null, ct), ct);
 
             var text = new StringBuilder();
             text.AppendLine(CultureInfo.InvariantCulture, $"{clients} concurrent clients for {duration.TotalSeconds:0} s each, builtin engine, 16 tokens per request");
@@ -116,7 +103,41 @@ public static class GatewayBenchmark
         }
     }
 
-    private static InferRequest Request(int i) => new()
+    /// <summary>
+    /// A bootstrap node, Auth, a gateway and two builtin-engine processors under <paramref name="root"/>, and a
+    /// client signed up through them holding an API key. <paramref name="grantChecksOff"/>: the workers present
+    /// their grants but check none (the grant-cost benchmark's baseline); the client checks the gateway's either way.
+    /// </summary>
+    internal static async Task<(P2PInferenceClient Client, WorkerRuntime[] Processors)> StartClusterAsync(List<WorkerRuntime> runtimes, string root,
+        bool grantChecksOff, CancellationToken ct)
+    {
+        var bootstrap = await StartAsync(runtimes, root, WorkerRole.Bootstrap, "bootstrap", null, [], grantChecksOff, ct);
+        var peers = new[] { bootstrap.Addresses[0] };
+        // Quotas high enough that the benchmark measures serving, not the rate limiter.
+        var auth = new AuthOptions { PasswordIterations = 1_000, DefaultQuota = new AuthQuota { RequestsPerMinute = 10_000_000, Burst = 100_000 } };
+        var processorOptions = new ProcessorOptions { MaxConcurrency = 8, MaxQueue = 1024, Engine = new EngineOptions() };
+        var workers = await Task.WhenAll(
+            StartAsync(runtimes, root, WorkerRole.Auth, "auth", new AuthWorker(auth), peers, grantChecksOff, ct),
+            StartAsync(runtimes, root, WorkerRole.Gateway, "gateway", new GatewayWorker(new GatewayOptions()), peers, grantChecksOff, ct),
+            StartAsync(runtimes, root, WorkerRole.Processor, "processor-1", new ProcessorWorker(processorOptions), peers, grantChecksOff, ct),
+            StartAsync(runtimes, root, WorkerRole.Processor, "processor-2", new ProcessorWorker(processorOptions), peers, grantChecksOff, ct));
+
+        var client = await P2PInferenceClient.ConnectAsync(peers, new ClientOptions { ClusterId = Cluster.Id }, ct);
+        try
+        {
+            await client.RegisterAsync("bench@example.com", "a long benchmark passphrase 123", ct);
+            await client.LoginAsync("bench@example.com", "a long benchmark passphrase 123", ct);
+            await client.CreateApiKeyAsync("bench", ct);
+            return (client, workers[2..]);
+        }
+        catch
+        {
+            await client.DisposeAsync();
+            throw;
+        }
+    }
+
+    internal static InferRequest Request(int i) => new()
     {
         Model = BuiltinEngineOptions.DefaultModelName,
         Prompt = "The network",
@@ -165,7 +186,7 @@ public static class GatewayBenchmark
     }
 
     private static async Task<WorkerRuntime> StartAsync(List<WorkerRuntime> runtimes, string root, WorkerRole role, string name, IWorker? worker,
-        IReadOnlyList<Multiaddress> bootstrap, CancellationToken ct)
+        IReadOnlyList<Multiaddress> bootstrap, bool grantChecksOff, CancellationToken ct)
     {
         var runtime = new WorkerRuntime(new WorkerRuntimeOptions
         {
@@ -175,6 +196,7 @@ public static class GatewayBenchmark
             BootstrapPeers = bootstrap,
             DrainTimeout = TimeSpan.FromSeconds(2),
             ClusterKey = worker is null ? null : Cluster,
+            GrantChecksOffForBenchmark = grantChecksOff,
         }, worker);
         lock (runtimes) runtimes.Add(runtime);
         await runtime.StartAsync(ct);
