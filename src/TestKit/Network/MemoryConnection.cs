@@ -1,3 +1,5 @@
+using P2PInference.TestKit.Network.Nat;
+
 namespace P2PInference.TestKit.Network;
 
 /// <summary>
@@ -30,6 +32,9 @@ internal sealed class MemoryConnection
     public InMemoryConnectionStream DialerStream { get; }
     public InMemoryConnectionStream ListenerStream { get; }
     public bool IsFinished => Volatile.Read(ref _finished) != 0;
+
+    /// <summary>The NAT mappings this connection keeps alive; released when it finishes. Guarded by the network's lock.</summary>
+    public NatMapping[]? NatMappings { get; set; }
 
     public bool Involves(string node) => Dialer == node || Listener == node;
 
