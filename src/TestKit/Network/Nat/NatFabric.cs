@@ -235,8 +235,7 @@ internal sealed class NatFabric(InMemoryNetwork network)
     {
         if (now >= dial.Deadline)
         {
-            Fail(dial, new TransportException(
-                $"dial {dial.From} -> {dial.Target} timed out after {network.UnansweredDialTimeout}: no answer (dropped by a NAT or firewall)"), now);
+            GiveUp(dial, now);
             return;
         }
         var due = now + TimeSpan.FromSeconds(1 << Math.Min(dial.Retransmits++, 16));
@@ -245,13 +244,17 @@ internal sealed class NatFabric(InMemoryNetwork network)
         dial.Retransmit.Change(due - now, Timeout.InfiniteTimeSpan);
     }
 
+    private void GiveUp(InFlightDial dial, DateTimeOffset now) =>
+        Fail(dial, new TransportException(
+            $"dial {dial.From} -> {dial.Target} timed out after {network.UnansweredDialTimeout}: no answer (dropped by a NAT or firewall)"), now);
+
     private void Retransmit(InFlightDial dial)
     {
         var now = Time.GetUtcNow();
         lock (Gate)
         {
             if (dial.Done) return;
-            if (now >= dial.Deadline) Drop(dial, now);
+            if (now >= dial.Deadline) GiveUp(dial, now);
             else Land(dial, now);
         }
     }
