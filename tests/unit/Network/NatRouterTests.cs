@@ -217,6 +217,26 @@ public sealed class NatRouterTests
     });
 
     [Test]
+    public void EstablishedIdleTimeout_ResetsAQuietConnection_ButNotOneKeptAlive() => SimulationTest.Run(async sim =>
+    {
+        var network = NatTesting.CreateNetwork(sim);
+        var idleTimeout = TimeSpan.FromMinutes(5);
+        network.AddNatRouter("home", NatBehavior.PortRestrictedCone with { EstablishedIdleTimeout = idleTimeout }).Add("alice");
+        await using var relay = await network.ListenAsync("relay");
+        var (aliceEnd, relayEnd) = await network.ConnectThroughAsync("alice", InMemoryNetwork.AddressOf("relay"), relay);
+
+        for (var i = 0; i < 6; i++)
+        {
+            await sim.Clock.AdvanceAsync(TimeSpan.FromMinutes(2));
+            Assert.That(await NatTesting.CarriesAsync(i % 2 == 0 ? aliceEnd : relayEnd, i % 2 == 0 ? relayEnd : aliceEnd), Is.True, $"keep-alive {i}");
+        }
+        await sim.Clock.AdvanceAsync(idleTimeout + TimeSpan.FromSeconds(1));
+
+        await Assert.ThatAsync(async () => await relayEnd.Stream.ReadAsync(new byte[1]), Throws.InstanceOf<IOException>().With.Message.Contains("idle"));
+        await Assert.ThatAsync(async () => await aliceEnd.Stream.WriteAsync(new byte[1]), Throws.InstanceOf<IOException>());
+    });
+
+    [Test]
     public void Hairpinning_ReachesANeighbourAtItsPublicEndpoint_OnlyWhenEnabled([Values] bool hairpinning) => SimulationTest.Run(async sim =>
     {
         var network = NatTesting.CreateNetwork(sim);

@@ -32,6 +32,18 @@ public sealed record NatBehavior(NatMappingBehavior Mapping, NatFilteringBehavio
     } = DefaultMappingTimeout;
 
     /// <summary>
+    /// When set, an established connection through this router that carries no byte (either way) for
+    /// this long is forgotten and reset, as a router with a short TCP idle timer does — keep-alives keep
+    /// it. Null (the default) keeps established connections for as long as they are open, as RFC 5382's
+    /// 2 h 4 min minimum nearly does.
+    /// </summary>
+    public TimeSpan? EstablishedIdleTimeout
+    {
+        get;
+        init => field = value is null || value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    }
+
+    /// <summary>
     /// Whether an inside node that dials its own router's public endpoint reaches the inside node
     /// mapped there (RFC 4787 REQ-9), seen from its own mapping. Off by default: such a dial is dropped.
     /// </summary>

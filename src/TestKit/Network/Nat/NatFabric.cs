@@ -203,6 +203,7 @@ internal sealed class NatFabric(InMemoryNetwork network)
         {
             var both = network.OpenLocked(crossing.From, dial.From);
             both.NatMappings = Held(crossing.SourceMapping, dial.SourceMapping);
+            WatchIdle(both);
             Complete(crossing, new RawConnection(both.DialerStream, Multiaddress.Memory(crossing.From), crossing.Target.ToAddress()));
             Complete(dial, new RawConnection(both.ListenerStream, Multiaddress.Memory(dial.From), dial.Target.ToAddress()));
             return;
@@ -227,7 +228,41 @@ internal sealed class NatFabric(InMemoryNetwork network)
             admitted.Contacted.Add(dial.Source);
         }
         connection.NatMappings = Held(dial.SourceMapping, admitted);
+        WatchIdle(connection);
         Complete(dial, new RawConnection(connection.DialerStream, Multiaddress.Memory(dial.From), dial.Target.ToAddress()));
+    }
+
+    /// <summary>
+    /// Resets the connection once it has been idle for the shortest <see cref="NatBehavior.EstablishedIdleTimeout"/>
+    /// of the routers it crosses. One timer per such connection, moved on lazily: writes only note the time.
+    /// </summary>
+    private void WatchIdle(MemoryConnection connection)
+    {
+        NatTable? strictest = null;
+        foreach (var mapping in connection.NatMappings ?? [])
+            if (mapping.Table.Behavior.EstablishedIdleTimeout is { } t && (strictest is null || t < strictest.Behavior.EstablishedIdleTimeout))
+                strictest = mapping.Table;
+        if (strictest is null) return;
+        var timeout = strictest.Behavior.EstablishedIdleTimeout!.Value;
+        connection.TracksActivity = true;
+        connection.NoteActivity();
+        ITimer? timer = null;
+        timer = Time.CreateTimer(_ =>
+        {
+            if (connection.IsFinished)
+            {
+                timer!.Dispose();
+                return;
+            }
+            var idle = Time.GetElapsedTime(connection.LastActivity);
+            if (idle < timeout)
+            {
+                timer!.Change(timeout - idle, Timeout.InfiniteTimeSpan);
+                return;
+            }
+            timer!.Dispose();
+            connection.Abort($"connection reset: NAT '{strictest.Name}' forgot the connection after {timeout} idle", drain: false);
+        }, null, timeout, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>The SYN was dropped: try again later, as TCP retransmits it (1 s, 2 s, 4 s …), until the deadline.</summary>
