@@ -158,6 +158,7 @@ public sealed class InMemoryNetwork
     public void Crash(string nodeName)
     {
         CloseListener(nodeName);
+        Volatile.Read(ref _nat)?.AbandonDialsOf(nodeName, $"node '{nodeName}' crashed");
         foreach (var c in Connections(c => c.Involves(nodeName)))
             c.Abort($"connection reset by peer: node '{nodeName}' crashed", drain: false);
     }
@@ -169,6 +170,7 @@ public sealed class InMemoryNetwork
     public void Stop(string nodeName)
     {
         CloseListener(nodeName);
+        Volatile.Read(ref _nat)?.AbandonDialsOf(nodeName, $"node '{nodeName}' stopped");
         foreach (var c in Connections(c => c.Involves(nodeName)))
         {
             if (c.Dialer == nodeName) c.CloseEnd(dialerSide: true);

@@ -93,8 +93,20 @@ internal sealed class NatFabric(InMemoryNetwork network)
 
     public void Reboot(NatTable table)
     {
-        lock (Gate) table.Clear();
+        var now = Time.GetUtcNow();
+        lock (Gate)
+        {
+            table.Clear();
+            FailDials(d => ReferenceEquals(d.SourceTable, table), $"NAT '{table.Name}' rebooted", now);
+        }
         network.ResetConnectionsWhere(c => c.NatMappings?.Any(m => ReferenceEquals(m.Table, table)) == true, $"connection reset: NAT '{table.Name}' rebooted");
+    }
+
+    /// <summary>The node's dials still on their way fail, as its process died or stopped with them.</summary>
+    public void AbandonDialsOf(string node, string reason)
+    {
+        var now = Time.GetUtcNow();
+        lock (Gate) FailDials(d => d.From == node, reason, now);
     }
 
     /// <summary>Whether some router owns the public endpoint's address (a node's own address is the transport's business).</summary>
@@ -316,6 +328,12 @@ internal sealed class NatFabric(InMemoryNetwork network)
         if (!Finish(dial)) return;
         dial.SourceMapping?.Release(now);
         dial.Completion.TrySetException(error);
+    }
+
+    private void FailDials(Predicate<InFlightDial> which, string reason, DateTimeOffset now)
+    {
+        foreach (var dial in _inFlight.FindAll(which))
+            Fail(dial, new TransportException($"dial {dial.From} -> {dial.Target} failed: {reason}"), now);
     }
 
     private bool Finish(InFlightDial dial)
