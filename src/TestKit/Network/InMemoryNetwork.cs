@@ -1,5 +1,6 @@
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Net.Transport;
+using P2PInference.TestKit.Network.Nat;
 
 namespace P2PInference.TestKit.Network;
 
@@ -8,7 +9,8 @@ namespace P2PInference.TestKit.Network;
 /// <see cref="CreateTransport"/> and is reachable at <c>/memory/&lt;name&gt;</c>. Faults are set per
 /// directed link through <see cref="Link"/> (latency, jitter, bandwidth, hold, slicing, corruption,
 /// data limit), between nodes or groups through <see cref="Partition(string, string, PartitionMode)"/>,
-/// and per node through <see cref="Crash"/> and <see cref="Stop"/>. Timing uses the given
+/// and per node through <see cref="Crash"/> and <see cref="Stop"/>. Nodes can sit behind NAT routers
+/// (<see cref="AddNatRouter"/>) and firewalls (<see cref="AddFirewall"/>). Timing uses the given
 /// <see cref="System.TimeProvider"/> only (a fake one makes deliveries happen when it is advanced) and
 /// every random choice derives from <see cref="Seed"/>.
 /// </summary>
@@ -30,6 +32,7 @@ public sealed class InMemoryNetwork
     private readonly List<Action<InMemoryLink>> _linkDefaults = [];
     private long _connectionsOpened;
     private int _openConnections;
+    private NatFabric? _nat;
 
     public InMemoryNetwork(TimeProvider? timeProvider = null, int seed = 0)
     {
@@ -47,6 +50,16 @@ public sealed class InMemoryNetwork
         get;
         init => field = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(value));
     } = DefaultBufferSize;
+
+    /// <summary>
+    /// How long a dial whose SYN a NAT or firewall drops keeps retransmitting before it fails: Linux's
+    /// connect() gives up after its 6 SYN retries, 127 s. A dial's cancellation token ends it sooner.
+    /// </summary>
+    public TimeSpan UnansweredDialTimeout
+    {
+        get;
+        init => field = value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(value));
+    } = TimeSpan.FromSeconds(127);
 
     /// <summary>Connections currently open (not yet closed by both ends nor reset).</summary>
     public int ConnectionCount => Volatile.Read(ref _openConnections);
@@ -89,6 +102,21 @@ public sealed class InMemoryNetwork
         foreach (var link in links) configure(link);
     }
 
+    /// <summary>
+    /// A NAT router named <paramref name="name"/> with the given behaviour; nodes go behind it with
+    /// <see cref="NatRouter.Add"/>. Its public address defaults to the next of 203.0.113.1, .2, … (RFC 5737).
+    /// Mapped ports derive from <see cref="Seed"/>, the router's name and the mapping's key.
+    /// </summary>
+    public NatRouter AddNatRouter(string name, NatBehavior behavior, System.Net.IPAddress? publicAddress = null) =>
+        Nat.AddRouter(name, behavior, publicAddress);
+
+    /// <summary>
+    /// A stateful firewall named <paramref name="name"/>: nodes behind it (<see cref="Firewall.Add"/>) keep
+    /// their addresses and dial out freely; inbound dials get through only per <paramref name="filtering"/>.
+    /// </summary>
+    public Firewall AddFirewall(string name, NatFilteringBehavior filtering = NatFilteringBehavior.AddressAndPortDependent, TimeSpan? stateTimeout = null) =>
+        Nat.AddFirewall(name, filtering, stateTimeout ?? NatBehavior.DefaultMappingTimeout);
+
     /// <summary>A two-way partition between <paramref name="a"/> and <paramref name="b"/>.</summary>
     public NetworkPartition Partition(string a, string b, PartitionMode mode = PartitionMode.Stall) =>
         AddPartition(new NetworkPartition(this, [a], [b], mode, twoWay: true));
@@ -130,6 +158,7 @@ public sealed class InMemoryNetwork
     public void Crash(string nodeName)
     {
         CloseListener(nodeName);
+        Volatile.Read(ref _nat)?.AbandonDialsOf(nodeName, $"node '{nodeName}' crashed");
         foreach (var c in Connections(c => c.Involves(nodeName)))
             c.Abort($"connection reset by peer: node '{nodeName}' crashed", drain: false);
     }
@@ -141,6 +170,7 @@ public sealed class InMemoryNetwork
     public void Stop(string nodeName)
     {
         CloseListener(nodeName);
+        Volatile.Read(ref _nat)?.AbandonDialsOf(nodeName, $"node '{nodeName}' stopped");
         foreach (var c in Connections(c => c.Involves(nodeName)))
         {
             if (c.Dialer == nodeName) c.CloseEnd(dialerSide: true);
@@ -171,7 +201,36 @@ public sealed class InMemoryNetwork
         lock (_gate) return _nodes.TryGetValue(nodeName, out var node) ? node.Connections.Count : 0;
     }
 
-    internal async ValueTask<RawConnection> DialAsync(string from, string to, CancellationToken cancellationToken)
+    internal object Gate => _gate;
+
+    private NatFabric Nat
+    {
+        get
+        {
+            lock (_gate) return _nat ??= new NatFabric(this);
+        }
+    }
+
+    /// <summary>Whether a dial to <paramref name="address"/> can be attempted: a node's <c>/memory</c> address or a NAT router's public endpoint.</summary>
+    internal bool CanDial(Multiaddress address)
+    {
+        var target = NatEndpoint.FromAddress(address);
+        if (target is not { } endpoint) return false;
+        return endpoint.IsNode || (Volatile.Read(ref _nat) is { } nat && nat.Owns(endpoint));
+    }
+
+    internal ValueTask<RawConnection> DialAsync(string from, Multiaddress address, CancellationToken cancellationToken)
+    {
+        if (!CanDial(address)) throw new TransportException($"the in-memory transport cannot dial {address}");
+        var target = NatEndpoint.FromAddress(address)!.Value;
+        // Without routers or firewalls every dial goes the plain way, exactly as before they existed.
+        return Volatile.Read(ref _nat) is { } nat
+            ? nat.DialAsync(from, target, cancellationToken)
+            : DialDirectAsync(from, target.Host, cancellationToken);
+    }
+
+    /// <summary>A dial that crosses no NAT or firewall.</summary>
+    internal async ValueTask<RawConnection> DialDirectAsync(string from, string to, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         TimeSpan roundTrip;
@@ -186,21 +245,10 @@ public sealed class InMemoryNetwork
             foreach (var partition in _partitions)
                 if (partition.Cuts(from, to) || partition.Cuts(to, from))
                     throw new TransportException($"dial {from} -> {to} failed: the network is partitioned");
-            if (!_nodes.TryGetValue(to, out var target) || target.Listener is null)
+            if (!IsListeningLocked(to))
                 throw new TransportException($"dial {from} -> {to} failed: connection refused (nothing listens on {AddressOf(to)})");
-            var toListener = GetLink(from, to);
-            var toDialer = GetLink(to, from);
-            var index = toListener.NextConnectionIndex();
-            if (!ReferenceEquals(toListener, toDialer)) toDialer.NextConnectionIndex();
-            connection = new MemoryConnection(this, from, to, toListener, toDialer, BufferSize, StableSeed(Seed, from, to, index));
-            // Registered before the listener sees it, so a reset, hold or heal never misses it.
-            connection.Attach();
-            GetNode(from).Connections.Add(connection);
-            target.Connections.Add(connection);
-            _openConnections++;
-            _connectionsOpened++;
-            var listenerRaw = new RawConnection(connection.ListenerStream, AddressOf(to), AddressOf(from));
-            offered = target.Listener.Offer(listenerRaw, connection);
+            connection = OpenLocked(from, to);
+            offered = OfferLocked(to, new RawConnection(connection.ListenerStream, AddressOf(to), AddressOf(from)), connection);
         }
         if (!offered)
         {
@@ -208,6 +256,45 @@ public sealed class InMemoryNetwork
             throw new TransportException($"dial {from} -> {to} failed: connection refused (listener closed)");
         }
         return new RawConnection(connection.DialerStream, AddressOf(from), AddressOf(to));
+    }
+
+    /// <summary>A new connection between two nodes, registered before anyone sees it so a reset, hold or heal never misses it. Caller holds the lock.</summary>
+    internal MemoryConnection OpenLocked(string from, string to)
+    {
+        var toListener = GetLink(from, to);
+        var toDialer = GetLink(to, from);
+        var index = toListener.NextConnectionIndex();
+        if (!ReferenceEquals(toListener, toDialer)) toDialer.NextConnectionIndex();
+        var connection = new MemoryConnection(this, from, to, toListener, toDialer, BufferSize, StableSeed(Seed, from, to, index));
+        connection.Attach();
+        GetNode(from).Connections.Add(connection);
+        GetNode(to).Connections.Add(connection);
+        _openConnections++;
+        _connectionsOpened++;
+        return connection;
+    }
+
+    /// <summary>Queues <paramref name="raw"/> on <paramref name="to"/>'s listener; false when it has none or it closed. Caller holds the lock.</summary>
+    internal bool OfferLocked(string to, RawConnection raw, MemoryConnection connection) =>
+        _nodes.TryGetValue(to, out var node) && node.Listener is { } listener && listener.Offer(raw, connection);
+
+    internal bool IsListeningLocked(string nodeName) => _nodes.TryGetValue(nodeName, out var node) && node.Listener is not null;
+
+    /// <summary>Whether a partition cuts either direction between the two nodes, which fails a dial. Caller holds the lock.</summary>
+    internal bool IsPartitionedLocked(string a, string b)
+    {
+        foreach (var partition in _partitions)
+            if (partition.Cuts(a, b) || partition.Cuts(b, a))
+                return true;
+        return false;
+    }
+
+    internal TimeSpan RoundTripLocked(string a, string b) => GetLink(a, b).Latency + GetLink(b, a).Latency;
+
+    /// <summary>Resets every open connection matching <paramref name="predicate"/>.</summary>
+    internal void ResetConnectionsWhere(Func<MemoryConnection, bool> predicate, string reason)
+    {
+        foreach (var c in Connections(predicate)) c.Abort(reason, drain: false);
     }
 
     internal InMemoryListener Listen(string nodeName)
@@ -239,6 +326,13 @@ public sealed class InMemoryNetwork
             var removed = _nodes.TryGetValue(connection.Dialer, out var dialer) && dialer.Connections.Remove(connection);
             if (_nodes.TryGetValue(connection.Listener, out var listener)) removed |= listener.Connections.Remove(connection);
             if (removed) _openConnections--;
+            if (connection.NatMappings is { } mappings)
+            {
+                // Once no connection holds a mapping its timeout starts.
+                connection.NatMappings = null;
+                var now = TimeProvider.GetUtcNow();
+                foreach (var mapping in mappings) mapping.Release(now);
+            }
         }
     }
 

@@ -5,8 +5,8 @@ namespace P2PInference.TestKit.Network;
 
 /// <summary>
 /// One node's <see cref="ITransport"/> on an <see cref="InMemoryNetwork"/>. It listens on
-/// <c>/memory/&lt;its name&gt;</c> only and dials <c>/memory/&lt;name&gt;</c>, optionally followed by
-/// <c>/p2p/&lt;id&gt;</c> (which the host checks, not the transport).
+/// <c>/memory/&lt;its name&gt;</c> only and dials <c>/memory/&lt;name&gt;</c> or a NAT router's public
+/// <c>/ip4/A/tcp/P</c>, optionally followed by <c>/p2p/&lt;id&gt;</c> (which the host checks, not the transport).
 /// </summary>
 public sealed class InMemoryTransport : ITransport
 {
@@ -26,15 +26,15 @@ public sealed class InMemoryTransport : ITransport
 
     public InMemoryNetwork Network => _network;
 
-    public bool CanDial(Multiaddress address) => TargetName(address) is not null;
+    /// <summary>A node's <c>/memory/name</c>, or a NAT router's public <c>/ip4/A/tcp/P</c> on this network (each optionally with <c>/p2p/id</c>).</summary>
+    public bool CanDial(Multiaddress address) => address is not null && _network.CanDial(address);
 
     public bool CanListen(Multiaddress address) => TargetName(address) is not null;
 
     public ValueTask<RawConnection> DialAsync(Multiaddress address, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(address);
-        var target = TargetName(address) ?? throw new TransportException($"the in-memory transport cannot dial {address}");
-        return _network.DialAsync(NodeName, target, cancellationToken);
+        return _network.DialAsync(NodeName, address, cancellationToken);
     }
 
     public ValueTask<ITransportListener> ListenAsync(Multiaddress address, CancellationToken cancellationToken)

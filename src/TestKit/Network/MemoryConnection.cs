@@ -1,3 +1,5 @@
+using P2PInference.TestKit.Network.Nat;
+
 namespace P2PInference.TestKit.Network;
 
 /// <summary>
@@ -10,6 +12,7 @@ internal sealed class MemoryConnection
     private int _dialerClosed;
     private int _listenerClosed;
     private int _finished;
+    private long _lastActivity;
 
     public MemoryConnection(InMemoryNetwork network, string dialer, string listener, InMemoryLink toListener, InMemoryLink toDialer, long capacity, int seed)
     {
@@ -30,6 +33,20 @@ internal sealed class MemoryConnection
     public InMemoryConnectionStream DialerStream { get; }
     public InMemoryConnectionStream ListenerStream { get; }
     public bool IsFinished => Volatile.Read(ref _finished) != 0;
+
+    /// <summary>The NAT mappings this connection keeps alive; released when it finishes. Guarded by the network's lock.</summary>
+    public NatMapping[]? NatMappings { get; set; }
+
+    /// <summary>Whether writes record <see cref="LastActivity"/> (only for connections a NAT may forget when idle).</summary>
+    public bool TracksActivity { get; set; }
+
+    /// <summary>The network clock's timestamp of the last write on either end, when <see cref="TracksActivity"/>.</summary>
+    public long LastActivity => Interlocked.Read(ref _lastActivity);
+
+    public void NoteActivity()
+    {
+        if (TracksActivity) Interlocked.Exchange(ref _lastActivity, _network.TimeProvider.GetTimestamp());
+    }
 
     public bool Involves(string node) => Dialer == node || Listener == node;
 

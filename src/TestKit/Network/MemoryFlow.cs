@@ -59,6 +59,7 @@ internal sealed class MemoryFlow
         cancellationToken.ThrowIfCancellationRequested();
         if (data.IsEmpty) return;
         Link.CountWrite(data.Length);
+        _connection.NoteActivity();
         while (true)
         {
             Task wait;
