@@ -234,7 +234,7 @@ public sealed class InMemoryNetwork
     {
         cancellationToken.ThrowIfCancellationRequested();
         TimeSpan roundTrip;
-        lock (_gate) roundTrip = GetLink(from, to).Latency + GetLink(to, from).Latency;
+        lock (_gate) roundTrip = RoundTripLocked(from, to);
         if (roundTrip > TimeSpan.Zero)
             await Task.Delay(roundTrip, TimeProvider, cancellationToken);
 
@@ -242,9 +242,8 @@ public sealed class InMemoryNetwork
         bool offered;
         lock (_gate)
         {
-            foreach (var partition in _partitions)
-                if (partition.Cuts(from, to) || partition.Cuts(to, from))
-                    throw new TransportException($"dial {from} -> {to} failed: the network is partitioned");
+            if (IsPartitionedLocked(from, to))
+                throw new TransportException($"dial {from} -> {to} failed: the network is partitioned");
             if (!IsListeningLocked(to))
                 throw new TransportException($"dial {from} -> {to} failed: connection refused (nothing listens on {AddressOf(to)})");
             connection = OpenLocked(from, to);
