@@ -17,6 +17,9 @@ namespace P2PInference.Facilities.Net.Protocols.AutoNat;
 /// </summary>
 public sealed class AutoNatClient : IAsyncDisposable
 {
+    /// <summary>Servers remembered beyond the connected ones, the most recently identified kept.</summary>
+    private const int MaxKnownServers = 32;
+
     private readonly P2PHost _host;
     private readonly AutoNatClientOptions _options;
     private readonly ILogger _logger;
@@ -25,6 +28,7 @@ public sealed class AutoNatClient : IAsyncDisposable
     private readonly SemaphoreSlim _round = new(1, 1);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
+    private readonly List<PeerId> _knownServers = [];
     private Task? _loop;
     private bool _disposed;
 
@@ -40,6 +44,8 @@ public sealed class AutoNatClient : IAsyncDisposable
         _logger = options.LoggerFactory.CreateLogger<AutoNatClient>();
         _random = (options.RandomSource ?? host.RandomSource).CreateRandom();
         _tally = new ReachabilityTally(options.ConfidenceThreshold);
+        host.PeerStore.ProtocolsUpdated += OnProtocolsUpdated;
+        foreach (var connection in host.Connections) OnProtocolsUpdated(connection.RemotePeer);
     }
 
     /// <summary>The current conclusion; <see cref="NatStatus.Unknown"/> until enough answers agree.</summary>
@@ -72,6 +78,7 @@ public sealed class AutoNatClient : IAsyncDisposable
     /// <returns>The status after the round.</returns>
     public async Task<NatStatus> CheckAsync(CancellationToken cancellationToken)
     {
+        lock (_gate) ObjectDisposedException.ThrowIf(_disposed, this);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
         await _round.EnterAsync(linked.Token);
         try
@@ -150,24 +157,56 @@ public sealed class AutoNatClient : IAsyncDisposable
         return result.Count > _options.MaxAddressesPerRequest ? result[.._options.MaxAddressesPerRequest] : result;
     }
 
+    /// <summary>
+    /// Connected servers first, in random order; then, when there are too few, servers we knew
+    /// (identify told us they speak AutoNAT) but are no longer connected to: they are dialled.
+    /// Idle connections close, and a status would otherwise never be checked again.
+    /// </summary>
     private List<PeerId> ChooseServers()
     {
-        var servers = new List<PeerId>();
+        var connected = new List<PeerId>();
         foreach (var connection in _host.Connections)
         {
             var peer = connection.RemotePeer;
             // A relay's server would see the relay's address, and refuses such requests anyway.
-            if (connection.IsClosed || DialBackAddressPolicy.IsRelayed(connection.RemoteAddress) || servers.Contains(peer)) continue;
-            if (_host.PeerStore.GetProtocols(peer).Contains(AutoNatMessageCodec.ProtocolId, StringComparer.Ordinal)) servers.Add(peer);
+            if (connection.IsClosed || DialBackAddressPolicy.IsRelayed(connection.RemoteAddress) || connected.Contains(peer)) continue;
+            if (SpeaksAutoNat(peer)) connected.Add(peer);
         }
+        Shuffle(connected);
+        if (connected.Count >= _options.PeersPerRound) return connected[.._options.PeersPerRound];
+        List<PeerId> known;
+        lock (_gate) known = _knownServers.Where(p => !connected.Contains(p)).ToList();
+        Shuffle(known);
+        connected.AddRange(known.Take(_options.PeersPerRound - connected.Count));
+        return connected;
+    }
+
+    private bool SpeaksAutoNat(PeerId peer) => _host.PeerStore.GetProtocols(peer).Contains(AutoNatMessageCodec.ProtocolId, StringComparer.Ordinal);
+
+    private void Shuffle(List<PeerId> peers)
+    {
         // Sorted first, so the same seed picks the same servers whatever order connections were made in.
-        servers.Sort();
-        for (var i = servers.Count - 1; i > 0; i--)
+        peers.Sort();
+        lock (_gate)
         {
-            var j = _random.Next(i + 1);
-            (servers[i], servers[j]) = (servers[j], servers[i]);
+            for (var i = peers.Count - 1; i > 0; i--)
+            {
+                var j = _random.Next(i + 1);
+                (peers[i], peers[j]) = (peers[j], peers[i]);
+            }
         }
-        return servers.Count > _options.PeersPerRound ? servers[.._options.PeersPerRound] : servers;
+    }
+
+    private void OnProtocolsUpdated(PeerId peer)
+    {
+        var speaks = SpeaksAutoNat(peer);
+        lock (_gate)
+        {
+            _knownServers.Remove(peer);
+            if (!speaks) return;
+            _knownServers.Add(peer);
+            if (_knownServers.Count > MaxKnownServers) _knownServers.RemoveAt(0);
+        }
     }
 
     private async Task<AutoNatDialResponse?> AskQuietlyAsync(PeerId server, IReadOnlyList<Multiaddress> addresses, CancellationToken cancellationToken)
@@ -265,6 +304,7 @@ public sealed class AutoNatClient : IAsyncDisposable
             _disposed = true;
             loop = _loop;
         }
+        _host.PeerStore.ProtocolsUpdated -= OnProtocolsUpdated;
         // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
         _stopping.Cancel();
         if (loop is not null) await loop;

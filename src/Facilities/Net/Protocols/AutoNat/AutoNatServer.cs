@@ -1,14 +1,15 @@
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 
 namespace P2PInference.Facilities.Net.Protocols.AutoNat;
 
 /// <summary>
 /// Serves AutoNAT v1 on a host: a peer asks to be dialled back, the server tries the addresses it
-/// may dial (<see cref="DialBackAddressPolicy"/>) on new connections of their own
-/// (<see cref="P2PHost.ProbeDialAsync"/>) and answers OK with the address reached, or
+/// may dial (<see cref="DialBackAddressPolicy"/>) on new connections of their own, under a key of
+/// their own (<see cref="P2PHost.ProbeDialAsync"/>), and answers OK with the address reached, or
 /// E_DIAL_ERROR. Requests past the limits of <see cref="AutoNatServerOptions"/> are answered
 /// E_DIAL_REFUSED; malformed ones E_BAD_REQUEST, or a reset when not even the message could be read.
 /// </summary>
@@ -24,6 +25,7 @@ public sealed class AutoNatServer : IDisposable
     private readonly AutoNatServerOptions _options;
     private readonly ILogger _logger;
     private readonly DialBackRateLimiter _rate;
+    private readonly KeyPair _dialBackIdentity;
     private int _inFlight;
     private long _served;
     private int _disposed;
@@ -43,6 +45,9 @@ public sealed class AutoNatServer : IDisposable
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<AutoNatServer>();
         _rate = new DialBackRateLimiter(options.MaxDialBacksPerPeer, options.MaxDialBacks, options.RateWindow, host.TimeProvider);
+        // As go-libp2p's server: dial-backs under a key of their own, so the requester does not see a
+        // second connection from us and retire one of the two (the spec allows another peer id).
+        _dialBackIdentity = KeyPair.Generate(host.RandomSource);
         host.Handle(AutoNatMessageCodec.ProtocolId, HandleAsync);
     }
 
@@ -50,7 +55,7 @@ public sealed class AutoNatServer : IDisposable
     public long RequestsAnswered => Interlocked.Read(ref _served);
 
     /// <summary>Raised after each answer is written: who asked, and what they were told.</summary>
-    public event Action<Identity.PeerId, AutoNatDialResponse>? Answered;
+    public event Action<PeerId, AutoNatDialResponse>? Answered;
 
     private async Task HandleAsync(StreamContext context, CancellationToken cancellationToken)
     {
@@ -130,7 +135,7 @@ public sealed class AutoNatServer : IDisposable
         {
             try
             {
-                await _host.ProbeDialAsync(target, context.RemotePeer, linked.Token);
+                await _host.ProbeDialAsync(target, context.RemotePeer, _dialBackIdentity, linked.Token);
                 return new AutoNatDialResponse(AutoNatResponseStatus.Ok, string.Empty, target);
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
