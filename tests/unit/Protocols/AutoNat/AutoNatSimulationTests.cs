@@ -358,6 +358,61 @@ public sealed class AutoNatSimulationTests
         Assert.That(server.RequestsAnswered, Is.EqualTo(3));
     });
 
+    [Test]
+    public void Server_RandomRequests_AreAnsweredOrReset_AndItKeepsServing() => SimulationTest.Run(async sim =>
+    {
+        await using var world = new World(sim);
+        var options = new AutoNatServerOptions { RequestTimeout = TimeSpan.FromSeconds(2), MaxDialBacksPerPeer = 100, MaxDialBacks = 100 };
+        var (serverHost, server) = await world.ServerAsync("server", options);
+        var me = await world.HostAsync("me");
+        await World.ConnectAsync(me, serverHost);
+        var random = sim.CreateRandom("garbage");
+        var outcomes = new Dictionary<string, int>();
+
+        for (var i = 0; i < 60; i++)
+        {
+            var garbage = new byte[random.Next(1, 64)];
+            random.NextBytes(garbage);
+            // Every other payload gets a prefix that matches its length, so the protobuf parser sees it too.
+            if (i % 2 == 0) garbage[0] = (byte)(garbage.Length - 1);
+            var outcome = await ExchangeAsync(me, serverHost.PeerId, async s => await s.WriteAsync(garbage));
+            var kind = outcome.Split(':')[0];
+            outcomes[kind] = outcomes.GetValueOrDefault(kind) + 1;
+        }
+        var valid = await world.Client(me).AskAsync(serverHost.PeerId, CancellationToken.None);
+
+        TestContext.Out.WriteLine(string.Join(", ", outcomes.Select(o => $"{o.Key}: {o.Value}")));
+        Assert.That(outcomes.Keys, Is.SubsetOf(new[] { "failed", nameof(AutoNatResponseStatus.BadRequest), nameof(AutoNatResponseStatus.DialRefused), nameof(AutoNatResponseStatus.Ok) }));
+        Assert.That(valid.Status, Is.EqualTo(AutoNatResponseStatus.Ok));
+        Assert.That(me.GetConnection(serverHost.PeerId), Is.Not.Null, "bad requests cost their stream, not the connection");
+    });
+
+    [Test]
+    public void SameSeed_SameTrace()
+    {
+        var first = SimulationTest.Run(PublicScenarioAsync, SimulationTest.Options(seed: 4242));
+        var second = SimulationTest.Run(PublicScenarioAsync, SimulationTest.Options(seed: 4242));
+
+        Assert.That(second.TraceHash, Is.EqualTo(first.TraceHash));
+        Assert.That(second.Clock.Elapsed, Is.EqualTo(first.Clock.Elapsed));
+    }
+
+    private static async Task PublicScenarioAsync(SimulationExecutor sim)
+    {
+        await using var world = new World(sim);
+        world.Network.ConfigureLinks(link =>
+        {
+            link.Latency = TimeSpan.FromMilliseconds(20);
+            link.Jitter = TimeSpan.FromMilliseconds(10);
+        });
+        var servers = await world.ServersAsync(5);
+        var me = await world.HostAsync("me");
+        foreach (var (host, _) in servers) await World.ConnectAsync(me, host);
+        var client = world.Client(me);
+        client.Start();
+        await sim.Clock.WaitUntilAsync(() => client.Status.Reachability == NatReachability.Public, Patience);
+    }
+
     /// <summary>Opens an AutoNAT stream, lets <paramref name="write"/> send anything, and reports the answer ("Status: text") or how reading it failed.</summary>
     private static async Task<string> ExchangeAsync(P2PHost from, PeerId server, Func<Stream, ValueTask> write, bool completeWrites = true)
     {
