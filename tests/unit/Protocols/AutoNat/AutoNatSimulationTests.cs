@@ -29,18 +29,20 @@ public sealed class AutoNatSimulationTests
         public InMemoryNetwork Network { get; } = new(sim.Clock, sim.Seed);
         public SimulationExecutor Sim => sim;
 
-        public async Task<P2PHost> HostAsync(string name, TimeSpan? idleConnectionTimeout = null)
+        /// <param name="identity">Tells apart hosts on one node (one address); the node's name when null.</param>
+        /// <param name="listen">False for a second host on a node whose address another host listens on.</param>
+        public async Task<P2PHost> HostAsync(string name, TimeSpan? idleConnectionTimeout = null, string? identity = null, bool listen = true)
         {
             var host = new P2PHost(new HostOptions
             {
                 IdleConnectionTimeout = idleConnectionTimeout ?? DefaultIdleConnectionTimeout,
-                Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
+                Identity = KeyPair.FromRandom(sim.CreateRandom("identity", identity ?? name)),
                 Transports = [Network.CreateTransport(name)],
                 TimeProvider = sim.Clock,
                 RandomSource = new SeededRandomSource(sim.CreateRandom("host", name)),
             });
             _owned.Add(host);
-            await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
+            if (listen) await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
             return host;
         }
 
@@ -257,6 +259,30 @@ public sealed class AutoNatSimulationTests
     });
 
     [Test]
+    public void Server_PerAddressRate_CountsEveryPeerAtOneAddress() => SimulationTest.Run(async sim =>
+    {
+        await using var world = new World(sim);
+        var (serverHost, _) = await world.ServerAsync("server", new AutoNatServerOptions { MaxDialBacksPerAddress = 2 });
+        // Two peers on one node: both are observed at /memory/shared (a NAT's address, a machine minting PeerIds).
+        var first = await world.HostAsync("shared");
+        var second = await world.HostAsync("shared", identity: "second", listen: false);
+        await World.ConnectAsync(first, serverHost);
+        await World.ConnectAsync(second, serverHost);
+        var shared = InMemoryNetwork.AddressOf("shared");
+
+        var statuses = new List<AutoNatResponseStatus>
+        {
+            (await world.Client(first).AskAsync(serverHost.PeerId, CancellationToken.None)).Status,
+            (await world.Client(first).AskAsync(serverHost.PeerId, CancellationToken.None)).Status,
+        };
+        var third = await world.Client(second).AskAsync(serverHost.PeerId, [shared], CancellationToken.None);
+
+        Assert.That(statuses, Is.All.EqualTo(AutoNatResponseStatus.Ok));
+        Assert.That(third.Status, Is.EqualTo(AutoNatResponseStatus.DialRefused));
+        Assert.That(third.StatusText, Does.Contain("limit per address"));
+    });
+
+    [Test]
     public void Server_GlobalRate_RefusesPastItsLimit() => SimulationTest.Run(async sim =>
     {
         await using var world = new World(sim);
@@ -362,7 +388,7 @@ public sealed class AutoNatSimulationTests
     public void Server_RandomRequests_AreAnsweredOrReset_AndItKeepsServing() => SimulationTest.Run(async sim =>
     {
         await using var world = new World(sim);
-        var options = new AutoNatServerOptions { RequestTimeout = TimeSpan.FromSeconds(2), MaxDialBacksPerPeer = 100, MaxDialBacks = 100 };
+        var options = new AutoNatServerOptions { RequestTimeout = TimeSpan.FromSeconds(2), MaxDialBacksPerPeer = 100, MaxDialBacksPerAddress = 100, MaxDialBacks = 100 };
         var (serverHost, server) = await world.ServerAsync("server", options);
         var me = await world.HostAsync("me");
         await World.ConnectAsync(me, serverHost);

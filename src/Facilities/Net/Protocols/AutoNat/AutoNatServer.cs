@@ -36,6 +36,7 @@ public sealed class AutoNatServer : IDisposable
         ArgumentNullException.ThrowIfNull(host);
         options ??= new AutoNatServerOptions();
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MaxDialBacksPerPeer);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MaxDialBacksPerAddress);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MaxDialBacks);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MaxConcurrentDialBacks);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MaxAddressesPerRequest);
@@ -44,7 +45,7 @@ public sealed class AutoNatServer : IDisposable
         _host = host;
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<AutoNatServer>();
-        _rate = new DialBackRateLimiter(options.MaxDialBacksPerPeer, options.MaxDialBacks, options.RateWindow, host.TimeProvider);
+        _rate = new DialBackRateLimiter(options.MaxDialBacksPerPeer, options.MaxDialBacksPerAddress, options.MaxDialBacks, options.RateWindow, host.TimeProvider);
         // As go-libp2p's server: dial-backs under a key of their own, so the requester does not see a
         // second connection from us and retire one of the two (the spec allows another peer id).
         _dialBackIdentity = KeyPair.Generate(host.RandomSource);
@@ -81,7 +82,14 @@ public sealed class AutoNatServer : IDisposable
         await stream.CompleteWritesAsync(write.Token);
         Interlocked.Increment(ref _served);
         _logger.LogDebug("AutoNAT request from {Peer} via {Address}: {Status} {Text}", context.RemotePeer, context.Connection.RemoteAddress, response.Status, response.StatusText);
-        Answered?.Invoke(context.RemotePeer, response);
+        try
+        {
+            Answered?.Invoke(context.RemotePeer, response);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _logger.LogWarning(e, "an AutoNAT answer subscriber failed");
+        }
     }
 
     private async Task<AutoNatDialResponse> AnswerAsync(StreamContext context, AutoNatDialRequest request, CancellationToken cancellationToken)
@@ -116,7 +124,7 @@ public sealed class AutoNatServer : IDisposable
         }
         try
         {
-            if (!_rate.TryAcquire(context.RemotePeer, out var refusal))
+            if (!_rate.TryAcquire(context.RemotePeer, DialBackAddressPolicy.HostKey(observed), out var refusal))
                 return AutoNatDialResponse.Refused(refusal!);
             return await DialBackAsync(context, targets, cancellationToken);
         }

@@ -14,6 +14,14 @@ public sealed class AutoNatServerOptions
     /// <summary>Dial-backs for one peer per <see cref="RateWindow"/>.</summary>
     public int MaxDialBacksPerPeer { get; init; } = 3;
 
+    /// <summary>
+    /// Dial-backs for the peers at one address (an IPv4 address, an IPv6 /64, or the first component
+    /// of another kind of address) per <see cref="RateWindow"/>. PeerIds cost nothing to mint, so
+    /// without it one machine could take the whole <see cref="MaxDialBacks"/>; several peers behind
+    /// one NAT still get a few each.
+    /// </summary>
+    public int MaxDialBacksPerAddress { get; init; } = 8;
+
     /// <summary>Dial-backs for all peers together per <see cref="RateWindow"/>.</summary>
     public int MaxDialBacks { get; init; } = 30;
 
