@@ -61,21 +61,9 @@ public sealed class AutoNatServer : IDisposable
     private async Task HandleAsync(StreamContext context, CancellationToken cancellationToken)
     {
         var stream = context.Stream;
-        AutoNatDialResponse response;
-        {
-            using var timeout = new CancellationTokenSource(_options.RequestTimeout, _host.TimeProvider);
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-            try
-            {
-                var request = await AutoNatMessageCodec.ReadRequestAsync(stream, _options.MaxMessageLength, linked.Token);
-                response = await AnswerAsync(context, request, cancellationToken);
-            }
-            catch (Exception e) when (e is AutoNatException or MalformedMessageException)
-            {
-                // The whole message was read, so the requester can still be told what was wrong.
-                response = AutoNatDialResponse.BadRequest(e.Message);
-            }
-        }
+        var (request, malformed) = await ReadRequestAsync(stream, cancellationToken);
+        var response = malformed ?? await AnswerAsync(context, request!, cancellationToken);
+
         using var writeTimeout = new CancellationTokenSource(_options.RequestTimeout, _host.TimeProvider);
         using var write = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, writeTimeout.Token);
         await AutoNatMessageCodec.WriteResponseAsync(stream, response, write.Token);
@@ -89,6 +77,22 @@ public sealed class AutoNatServer : IDisposable
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             _logger.LogWarning(e, "an AutoNAT answer subscriber failed");
+        }
+    }
+
+    /// <summary>The request, or the E_BAD_REQUEST answer for one that was read whole but made no sense.</summary>
+    /// <remarks>A request too large, cut short or too slow is not answered: the handler throws and the host resets the stream.</remarks>
+    private async Task<(AutoNatDialRequest? Request, AutoNatDialResponse? Malformed)> ReadRequestAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(_options.RequestTimeout, _host.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            return (await AutoNatMessageCodec.ReadRequestAsync(stream, _options.MaxMessageLength, linked.Token), null);
+        }
+        catch (Exception e) when (e is AutoNatException or MalformedMessageException)
+        {
+            return (null, AutoNatDialResponse.BadRequest(e.Message));
         }
     }
 
