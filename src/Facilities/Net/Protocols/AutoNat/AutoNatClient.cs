@@ -72,8 +72,9 @@ public sealed class AutoNatClient : IAsyncDisposable
     }
 
     /// <summary>
-    /// One round now: asks up to <see cref="AutoNatClientOptions.PeersPerRound"/> connected servers
-    /// at once and counts their answers. Rounds do not overlap; a second caller waits for the first.
+    /// One round now: asks up to <see cref="AutoNatClientOptions.PeersPerRound"/> servers at once
+    /// (connected ones first, then ones we knew) and counts their answers. Rounds do not overlap; a
+    /// second caller waits for the first.
     /// </summary>
     /// <returns>The status after the round.</returns>
     public async Task<NatStatus> CheckAsync(CancellationToken cancellationToken)
@@ -87,7 +88,7 @@ public sealed class AutoNatClient : IAsyncDisposable
             var addresses = CandidateAddresses();
             if (servers.Count == 0 || addresses.Count == 0)
             {
-                _logger.LogDebug("AutoNAT round skipped: {Servers} servers connected, {Addresses} addresses to check", servers.Count, addresses.Count);
+                _logger.LogDebug("AutoNAT round skipped: {Servers} servers to ask, {Addresses} addresses to check", servers.Count, addresses.Count);
                 return Status;
             }
             var answers = await Task.WhenAll(servers.Select(server => AskQuietlyAsync(server, addresses, linked.Token)));
