@@ -8,9 +8,10 @@
 // ─── Mode 1: listen ─────────────────────────────────────────────────────────
 //   node peer.mjs listen [--port 0] [--dht] [--dht-protocol /p2pinference/kad/1.0.0]
 //                        [--seed <64 hex chars = 32-byte Ed25519 seed>] [--bench-server] [--bench-limits]
+//                        [--autonat]
 //
 //   Services run with js-libp2p's stock options (identify, ping; kad-dht with two loopback
-//   deviations commented in createNode). --bench-limits (implied by --bench-server and by
+//   deviations commented in createNode; --autonat adds @libp2p/autonat's stock AutoNAT v1 service). --bench-limits (implied by --bench-server and by
 //   bench-client mode) raises the connection manager's limits for benchmarks only.
 //
 //   Prints once:  {"event":"ready","peerId":"12D3KooW...","addrs":["/ip4/127.0.0.1/tcp/N/p2p/12D3KooW..."]}
@@ -54,6 +55,11 @@
 //                                                (the remote's echo handler waits for a message: both ends idle)
 //   {"cmd":"close-idle"}                      -> {"ok":true}  closes every held stream and connection
 //        (the benchmarks' memory rows: "memory" on both processes before and after open-idle/idle-streams)
+//   {"cmd":"autonat-dial","addr":MA,"dialAddrs":[MA,...]}
+//                                             -> {"ok":true,"status","statusText","addr"}  opens /libp2p/autonat/1.0.0
+//                                                to MA and sends one DIAL for this node (dialAddrs default: its own
+//                                                listen addresses) with @libp2p/autonat's own message codec; answers
+//                                                the DIAL_RESPONSE (status as named in the spec, e.g. "E_DIAL_REFUSED")
 //   {"cmd":"stop"}                            -> {"ok":true} then exit 0
 //
 //   Provide/findProviders key for topic T: CIDv1, codec raw (0x55), sha2-256 multihash of UTF-8(T).
@@ -96,10 +102,13 @@ import { tcp } from '@libp2p/tcp'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { kadDHT } from '@libp2p/kad-dht'
+import { autoNAT } from '@libp2p/autonat'
+// The package's own protobuf codec, which its service uses; not among its exports, so by path.
+import { Message as AutoNatMessage } from './node_modules/@libp2p/autonat/dist/src/pb/index.js'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { lpStream, byteStream } from '@libp2p/utils'
+import { lpStream, byteStream, pbStream } from '@libp2p/utils'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 
@@ -113,6 +122,7 @@ const THROUGHPUT_PROTOCOL = '/bench/throughput/1.0.0'
 const ECHO_PROTOCOL = '/bench/echo/1.0.0'
 const MAX_ECHO_MESSAGE = 16 * 1024 * 1024
 const RAW_CODEC = 0x55
+const AUTONAT_PROTOCOL = '/libp2p/autonat/1.0.0'
 
 function parseArgs (argv) {
   const out = { _: [] }
@@ -151,7 +161,7 @@ function intArg (value, fallback, name) {
   return n
 }
 
-async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false } = {}) {
+async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false, autonat = false } = {}) {
   let privateKey
   if (seedHex !== undefined) {
     if (!/^[0-9a-fA-F]{64}$/.test(seedHex)) throw new Error('--seed must be 64 hex chars (32 bytes)')
@@ -164,6 +174,7 @@ async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol =
     identify: identify(),
     ping: ping()
   }
+  if (autonat) services.autoNAT = autoNAT()
   if (dht) {
     services.dht = kadDHT({
       protocol: dhtProtocol,
@@ -464,6 +475,33 @@ async function runCommand (node, req, stop) {
       idle.connections = []
       return { ok: true }
     }
+    case 'autonat-dial': {
+      const ma = requireAddr(req)
+      const dialAddrs = Array.isArray(req.dialAddrs) ? req.dialAddrs.map((a) => multiaddr(a)) : node.getMultiaddrs()
+      const signal = AbortSignal.timeout(req.timeoutMs ?? 30_000)
+      const connection = await node.dial(ma, { signal })
+      const stream = await connection.newStream(AUTONAT_PROTOCOL, { signal })
+      try {
+        const messages = pbStream(stream).pb(AutoNatMessage)
+        await messages.write({
+          type: AutoNatMessage.MessageType.DIAL,
+          dial: { peer: { id: node.peerId.toMultihash().bytes, addrs: dialAddrs.map((a) => a.bytes) } }
+        }, { signal })
+        const response = await messages.read({ signal })
+        if (response.type !== AutoNatMessage.MessageType.DIAL_RESPONSE || response.dialResponse == null) {
+          throw new Error(`not a DIAL_RESPONSE: ${JSON.stringify(response)}`)
+        }
+        const r = response.dialResponse
+        return {
+          ok: true,
+          status: r.status ?? null,
+          statusText: r.statusText ?? null,
+          addr: r.addr != null ? multiaddr(r.addr).toString() : null
+        }
+      } finally {
+        await stream.close({ signal }).catch((err) => stream.abort(err))
+      }
+    }
     case 'stop':
       stop.requested = true
       return { ok: true }
@@ -478,7 +516,8 @@ async function listenMode (args) {
     dht: args.dht === true,
     dhtProtocol: typeof args['dht-protocol'] === 'string' ? args['dht-protocol'] : DEFAULT_DHT_PROTOCOL,
     seedHex: typeof args.seed === 'string' ? args.seed : undefined,
-    benchLimits: args['bench-server'] === true || args['bench-limits'] === true
+    benchLimits: args['bench-server'] === true || args['bench-limits'] === true,
+    autonat: args.autonat === true
   })
   node.identifyResult = trackIdentify(node)
   await node.start()

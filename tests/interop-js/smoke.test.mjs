@@ -78,6 +78,19 @@ test('ping and identify between two js peers', async () => {
   assert.equal(await a.exit, 0)
 })
 
+test('autonat-dial against a stock --autonat peer gets its answer (a refusal: loopback is private to js)', async () => {
+  const server = await startPeer('--autonat')
+  const client = await startPeer()
+
+  const identified = await client.send({ cmd: 'identify', addr: server.addr })
+  const answer = await client.send({ cmd: 'autonat-dial', addr: server.addr })
+
+  assert.ok(identified.protocols.includes('/libp2p/autonat/1.0.0'), JSON.stringify(identified))
+  assert.equal(answer.ok, true, JSON.stringify(answer))
+  assert.equal(answer.status, 'E_DIAL_REFUSED')
+  assert.equal(answer.statusText, 'no dialable addresses')
+})
+
 test('seed gives a stable peer id', async () => {
   const seed = '01'.repeat(32)
   const a = await startPeer('--seed', seed)

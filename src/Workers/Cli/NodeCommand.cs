@@ -3,10 +3,15 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Protocols.AutoNat;
 
 namespace P2PInference.Workers.Cli;
 
-/// <summary><c>p2pinference node</c>: runs a libp2p node until SIGINT or SIGTERM.</summary>
+/// <summary>
+/// <c>p2pinference node</c>: runs a libp2p node until SIGINT or SIGTERM. It serves AutoNAT
+/// dial-backs and asks its peers about itself; when AutoNAT reaches or changes its conclusion it
+/// prints a <c>nat:</c> line (or a JSON <c>{"event":"nat",...}</c> line).
+/// </summary>
 internal static class NodeCommand
 {
     public const string DefaultListen = "/ip4/127.0.0.1/tcp/0";
@@ -23,7 +28,11 @@ internal static class NodeCommand
         var dht = new DhtOptions();
         var provide = new Option<string[]>("--provide") { Description = "Topic to announce in the DHT and keep re-announcing (repeatable)" };
         var client = new Option<bool>("--dht-client") { Description = "Run the DHT in client mode (query others, serve no one)" };
-        var command = new Command("node", "Run a node (identify, ping, Kademlia DHT) until interrupted") { listen, keyFile, json, provide, client };
+        var natAllowPrivate = new Option<bool>("--autonat-allow-private")
+        {
+            Description = "Dial back loopback and private addresses for peers' AutoNAT checks (a private cluster, tests on one machine); off, as in js and go, since it proves only local reachability",
+        };
+        var command = new Command("node", "Run a node (identify, ping, Kademlia DHT, AutoNAT) until interrupted") { listen, keyFile, json, provide, client, natAllowPrivate };
         dht.AddTo(command);
         command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
         {
@@ -33,6 +42,11 @@ internal static class NodeCommand
             var identity = path is null ? KeyPair.Generate() : KeyFile.LoadOrCreate(path);
             using var logging = CliNode.CreateLoggerFactory(LogLevel.Warning);
             await using var host = CliNode.CreateHost(identity, logging);
+            using var natServer = new AutoNatServer(host, new AutoNatServerOptions
+            {
+                AllowPrivateAddresses = result.GetValue(natAllowPrivate),
+                LoggerFactory = logging,
+            });
             await host.StartAsync(addresses, ct);
             await using var kademlia = new KademliaDht(host, dht.Create(result, result.GetValue(client) ? DhtMode.Client : DhtMode.Server));
             await kademlia.StartAsync(ct);
@@ -44,9 +58,23 @@ internal static class NodeCommand
             else
                 foreach (var a in advertised) await output.WriteLineAsync(a);
             await output.FlushAsync(ct);
+            await using var nat = new AutoNatClient(host, new AutoNatClientOptions { LoggerFactory = logging });
+            var jsonOutput = result.GetValue(json);
+            nat.StatusChanged += status => WriteNatStatus(output, status, jsonOutput);
+            nat.Start();
             await ShutdownSignal.WaitAsync(ct);
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Raised on the AutoNAT client's round, so it writes synchronously; the console writer is thread-safe.</summary>
+    private static void WriteNatStatus(TextWriter output, NatStatus status, bool json)
+    {
+        var reachability = status.Reachability.ToString().ToLowerInvariant();
+        output.WriteLine(json
+            ? JsonSerializer.Serialize(new { @event = "nat", reachability, confidence = status.Confidence, reachedAddress = status.ReachedAddress?.ToString() })
+            : $"nat: {status}");
+        output.Flush();
     }
 }

@@ -18,9 +18,11 @@ internal static class ConnectionUpgrader
     public const string YamuxProtocolId = "/yamux/1.0.0";
     private static readonly string[] MuxerProtocols = [YamuxProtocolId];
 
+    /// <param name="localIdentity">The key we prove; the host's (<see cref="HostOptions.Identity"/>) when null.</param>
     public static async Task<PeerConnection> UpgradeAsync(RawConnection raw, ConnectionDirection direction, PeerId? expectedRemote,
-        HostOptions options, CancellationToken cancellationToken)
+        HostOptions options, CancellationToken cancellationToken, KeyPair? localIdentity = null)
     {
+        var identity = localIdentity ?? options.Identity;
         using var timeout = new CancellationTokenSource(options.UpgradeTimeout, options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         var ct = linked.Token;
@@ -35,12 +37,12 @@ internal static class ConnectionUpgrader
                 var security = await MultistreamSelect.SelectAsync(raw.Stream, securityProtocols, ct);
                 if (security == PlaintextHandshake.ProtocolId)
                 {
-                    var session = await PlaintextHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, ct);
+                    var session = await PlaintextHandshake.InitiateAsync(raw.Stream, identity, expectedRemote, ct);
                     (secure, remotePeer, remoteKey) = session;
                 }
                 else
                 {
-                    var noise = await NoiseHandshake.InitiateAsync(raw.Stream, options.Identity, expectedRemote, options.RandomSource, ct);
+                    var noise = await NoiseHandshake.InitiateAsync(raw.Stream, identity, expectedRemote, options.RandomSource, ct);
                     (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
                 }
                 await MultistreamSelect.SelectAsync(secure, MuxerProtocols, ct);
@@ -50,12 +52,12 @@ internal static class ConnectionUpgrader
                 var security = await MultistreamSelect.HandleAsync(raw.Stream, securityProtocols, ct);
                 if (security == PlaintextHandshake.ProtocolId)
                 {
-                    var session = await PlaintextHandshake.RespondAsync(raw.Stream, options.Identity, ct);
+                    var session = await PlaintextHandshake.RespondAsync(raw.Stream, identity, ct);
                     (secure, remotePeer, remoteKey) = session;
                 }
                 else
                 {
-                    var noise = await NoiseHandshake.RespondAsync(raw.Stream, options.Identity, options.RandomSource, ct);
+                    var noise = await NoiseHandshake.RespondAsync(raw.Stream, identity, options.RandomSource, ct);
                     (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
                 }
                 await MultistreamSelect.HandleAsync(secure, MuxerProtocols, ct);
@@ -74,7 +76,7 @@ internal static class ConnectionUpgrader
 
         // Keep-alives on the host's clock: a simulated host must not arm real-time timers.
         var yamux = new YamuxSession(secure, direction == ConnectionDirection.Outbound, options.Yamux.OnClock(options.TimeProvider));
-        return new PeerConnection(yamux, options.Identity.PeerId, remotePeer, remoteKey,
+        return new PeerConnection(yamux, identity.PeerId, remotePeer, remoteKey,
             raw.LocalAddress, raw.RemoteAddress, direction, options.TimeProvider);
     }
 

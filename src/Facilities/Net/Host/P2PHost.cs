@@ -228,6 +228,38 @@ public sealed class P2PHost : IAsyncDisposable
             await c.DisposeAsync();
     }
 
+    /// <summary>Whether one of the host's transports can dial <paramref name="address"/>.</summary>
+    public bool CanDial(Multiaddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        return _options.Transports.Any(t => t.CanDial(address));
+    }
+
+    /// <summary>
+    /// Dials <paramref name="address"/> on a connection of its own, proving <paramref name="identity"/>
+    /// rather than the host's key, completes the handshake (which proves the remote is
+    /// <paramref name="expected"/>) and closes it unused. For reachability checks (AutoNAT
+    /// dial-backs): the connection the peer opened itself proves nothing, and a second connection
+    /// under the host's own key would make the peer retire one of the two it then has with us.
+    /// </summary>
+    /// <exception cref="TransportException">No transport can dial the address, or the dial failed.</exception>
+    /// <exception cref="IOException">The handshake failed or another peer answered.</exception>
+    /// <exception cref="TimeoutException">The handshake took longer than <see cref="HostOptions.UpgradeTimeout"/>.</exception>
+    public async Task ProbeDialAsync(Multiaddress address, PeerId expected, KeyPair identity, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        ArgumentNullException.ThrowIfNull(expected);
+        ArgumentNullException.ThrowIfNull(identity);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var target = address.WithoutPeerId();
+        var transport = _options.Transports.FirstOrDefault(t => t.CanDial(target))
+            ?? throw new TransportException($"no transport can dial {target}");
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        var raw = await transport.DialAsync(target, linked.Token);
+        var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, linked.Token, identity);
+        await connection.DisposeAsync();
+    }
+
     private async Task<PeerConnection> DialDeduplicatedAsync(string key, Func<Task<PeerConnection>> dial, CancellationToken cancellationToken)
     {
         Task<PeerConnection> task;
