@@ -5,8 +5,9 @@ namespace P2PInference.Facilities.Addressing;
 
 /// <summary>
 /// Who is behind a remote address, as far as limits can tell: the unit one party controls and pays
-/// for. An IPv4 address; an IPv6 /64 (one subscriber is handed a whole /64, so counting single
-/// addresses would hand it 2^64 budgets); the first component of any other kind of address.
+/// for. An IPv4 address (also when it reaches us over an IPv6 socket, mapped); an IPv6 /64 (one
+/// subscriber is handed a whole /64, so counting single addresses would hand it 2^64 budgets); the
+/// first component of any other kind of address.
 /// </summary>
 public static class AddressOrigin
 {
@@ -17,17 +18,12 @@ public static class AddressOrigin
         loopback = false;
         if (remote.Components.Count == 0) return string.Empty;
         var first = remote.Components[0];
-        var value = first.ValueText;
-        if (IPAddress.TryParse(value, out var ip))
-        {
-            loopback = IPAddress.IsLoopback(ip);
-            if (ip.AddressFamily == AddressFamily.InterNetworkV6 && !loopback)
-            {
-                var bytes = ip.GetAddressBytes();
-                Array.Clear(bytes, 8, 8);
-                value = new IPAddress(bytes) + "/64";
-            }
-        }
-        return "/" + first.Protocol.Name + "/" + value;
+        if (!IPAddress.TryParse(first.ValueText, out var ip)) return "/" + first.Protocol.Name + "/" + first.ValueText;
+        if (ip.IsIPv4MappedToIPv6) ip = ip.MapToIPv4();
+        loopback = IPAddress.IsLoopback(ip);
+        if (ip.AddressFamily != AddressFamily.InterNetworkV6 || loopback) return (ip.AddressFamily == AddressFamily.InterNetwork ? "/ip4/" : "/ip6/") + ip;
+        var bytes = ip.GetAddressBytes();
+        Array.Clear(bytes, 8, 8);
+        return "/ip6/" + new IPAddress(bytes) + "/64";
     }
 }

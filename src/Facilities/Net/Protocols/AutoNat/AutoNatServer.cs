@@ -128,7 +128,7 @@ public sealed class AutoNatServer : IDisposable
         }
         try
         {
-            if (!_rate.TryAcquire(context.RemotePeer, DialBackAddressPolicy.HostKey(observed), out var refusal))
+            if (!_rate.TryAcquire(context.RemotePeer, AddressOrigin.Of(observed, out _), out var refusal))
                 return AutoNatDialResponse.Refused(refusal!);
             return await DialBackAsync(context, targets, cancellationToken);
         }

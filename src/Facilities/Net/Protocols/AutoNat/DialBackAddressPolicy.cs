@@ -55,23 +55,6 @@ internal static class DialBackAddressPolicy
         return target;
     }
 
-    /// <summary>
-    /// The requester's host for rate limits: its IP (an IPv6 /64, which one peer controls whole), or
-    /// the first component of another kind of address.
-    /// </summary>
-    public static string HostKey(Multiaddress observed)
-    {
-        if (observed.Components.Count == 0) return string.Empty;
-        if (TryGetIp(observed, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6 && !ip.IsIPv4MappedToIPv6)
-        {
-            var bytes = ip.GetAddressBytes();
-            Array.Clear(bytes, 8, 8);
-            return $"/ip6/{new IPAddress(bytes)}/64";
-        }
-        var first = observed.Components[0];
-        return $"/{first.Protocol.Name}/{first.ValueText}";
-    }
-
     private static bool TryGetIp(Multiaddress address, out IPAddress ip)
     {
         var first = address.Components[0];

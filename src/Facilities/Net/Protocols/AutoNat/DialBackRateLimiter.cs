@@ -14,7 +14,7 @@ internal sealed class DialBackRateLimiter(int maxPerPeer, int maxPerAddress, int
     private readonly Dictionary<string, int> _perAddress = new(StringComparer.Ordinal);
 
     /// <summary>Records a dial-back for <paramref name="peer"/> seen at <paramref name="address"/>, or says which limit it would pass.</summary>
-    /// <param name="address">The requester's host as <see cref="DialBackAddressPolicy.HostKey"/> gives it.</param>
+    /// <param name="address">The requester's host as <see cref="AddressOrigin.Of"/> gives it.</param>
     public bool TryAcquire(PeerId peer, string address, out string? refusal)
     {
         lock (_granted)
