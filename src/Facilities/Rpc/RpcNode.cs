@@ -172,13 +172,16 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         // The slot is given back before the call's last frame goes out: a caller that sends its next
         // call as soon as it has the answer must find the slot free, not race our finally.
         var left = 0;
+        long reserved = 0;
         void Leave()
         {
-            if (Interlocked.Exchange(ref left, 1) == 0) _server.Exit(caller);
+            if (Interlocked.Exchange(ref left, 1) != 0) return;
+            _server.Exit(caller);
+            _server.ReleaseBytes(caller, Interlocked.Exchange(ref reserved, 0));
         }
         try
         {
-            var envelope = await ReadEnvelopeAsync(stream, caller, hostToken);
+            var envelope = await ReadEnvelopeAsync(stream, caller, bytes => reserved = bytes, hostToken);
             if (envelope is null) return;
             await ServeCallAsync(stream, caller, context.Connection.RemoteAddress, envelope, hostToken, Leave);
         }
@@ -189,15 +192,26 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     }
 
     /// <summary>The request, or null when the call is over already (answered with an error, or the caller left).</summary>
-    private async Task<RequestEnvelope?> ReadEnvelopeAsync(YamuxStream stream, PeerId caller, CancellationToken hostToken)
+    /// <param name="reserved">Told how many bytes were counted against the caller's in-flight budget, for the caller to give back when the call ends.</param>
+    private async Task<RequestEnvelope?> ReadEnvelopeAsync(YamuxStream stream, PeerId caller, Action<long> reserved, CancellationToken hostToken)
     {
         using var timeout = new CancellationTokenSource(_options.RequestReadTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(hostToken, timeout.Token);
         RpcException error;
         try
         {
-            var envelope = await RpcFrames.ReadAsync<RequestEnvelope>(stream, _options.MaxMessageSize + FrameOverhead, linked.Token);
-            if (envelope is null) return null;
+            var length = await LengthPrefixedMessage.ReadLengthAsync(stream, _options.MaxMessageSize + FrameOverhead, linked.Token);
+            if (length is null) return null;
+            // Counted from the announced length, before the body is read: what a peer may make us hold is bounded up front.
+            if (!_server.TryReserveBytes(caller, length.Value))
+            {
+                error = _server.TooManyBytes(length.Value);
+                _logger.LogDebug("rejecting rpc request from {Peer}: {Message}", caller, error.Message);
+                await AnswerErrorAsync(stream, error, hostToken);
+                return null;
+            }
+            reserved(length.Value);
+            var envelope = await RpcFrames.ReadBodyAsync<RequestEnvelope>(stream, length.Value, linked.Token);
             if (envelope.Payload.Length > _options.MaxMessageSize) error = _server.TooLarge("request", envelope.Payload.Length).AsUndelivered();
             else if (envelope.Method.Length == 0) error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, "request envelope names no method");
             else if (envelope.TimeoutMs < 0) error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, "negative timeout in request envelope");

@@ -15,6 +15,16 @@ public sealed record RpcOptions
     /// <summary>Calls one remote peer may have in flight here at once; past it: <see cref="RpcStatusCode.ResourceExhausted"/>.</summary>
     public int MaxConcurrentCallsPerPeer { get; init; } = 256;
 
+    /// <summary>
+    /// Bytes of requests one remote peer may have here at once, counted from each request's announced
+    /// length until its call ends; past it a new call gets <see cref="RpcStatusCode.ResourceExhausted"/>
+    /// before its body is read. A peer with nothing in flight may always send one message of up to
+    /// <see cref="MaxMessageSize"/>.
+    /// </summary>
+    public long MaxInFlightBytesPerPeer { get; init; } = DefaultMaxInFlightBytesPerPeer;
+
+    public const long DefaultMaxInFlightBytesPerPeer = 32L * 1024 * 1024;
+
     /// <summary>Only these peers may call this node at all (others get <see cref="RpcStatusCode.PermissionDenied"/>); null lets everyone in.</summary>
     public IReadOnlySet<PeerId>? AllowedPeers { get; init; }
 
@@ -52,6 +62,7 @@ public sealed record RpcOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxMessageSize, 1, nameof(MaxMessageSize));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxMessageSize, 1 << 30, nameof(MaxMessageSize));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxConcurrentCallsPerPeer, 1, nameof(MaxConcurrentCallsPerPeer));
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxInFlightBytesPerPeer, 1, nameof(MaxInFlightBytesPerPeer));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxTopicAttempts, 1, nameof(MaxTopicAttempts));
         if (LatencyEwmaAlpha is <= 0 or > 1) throw new ArgumentOutOfRangeException(nameof(LatencyEwmaAlpha), LatencyEwmaAlpha, "must be in (0, 1]");
         if (RequestReadTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(RequestReadTimeout));

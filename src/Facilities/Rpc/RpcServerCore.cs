@@ -15,6 +15,7 @@ internal sealed class RpcServerCore : IRpcServer
 {
     private readonly ConcurrentDictionary<string, Registration> _methods = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<PeerId, StrongBox<int>> _inFlight = new();
+    private readonly ConcurrentDictionary<PeerId, StrongBox<long>> _inFlightBytes = new();
     private readonly RpcOptions _options;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -73,6 +74,27 @@ internal sealed class RpcServerCore : IRpcServer
             // Only drop the entry if no one took a slot meanwhile; a racing TryEnter re-adds it otherwise.
             _inFlight.TryRemove(new KeyValuePair<PeerId, StrongBox<int>>(caller, counter));
     }
+
+    /// <summary>Counts <paramref name="bytes"/> of a request against the caller's in-flight budget; false when it has no room (a caller with nothing in flight always has).</summary>
+    public bool TryReserveBytes(PeerId caller, long bytes)
+    {
+        var counter = _inFlightBytes.GetOrAdd(caller, static _ => new StrongBox<long>());
+        var total = Interlocked.Add(ref counter.Value, bytes);
+        if (total == bytes || total <= _options.MaxInFlightBytesPerPeer) return true;
+        ReleaseBytes(caller, bytes);
+        return false;
+    }
+
+    public void ReleaseBytes(PeerId caller, long bytes)
+    {
+        if (bytes == 0 || !_inFlightBytes.TryGetValue(caller, out var counter)) return;
+        if (Interlocked.Add(ref counter.Value, -bytes) == 0)
+            _inFlightBytes.TryRemove(new KeyValuePair<PeerId, StrongBox<long>>(caller, counter));
+    }
+
+    public RpcException TooManyBytes(long bytes) =>
+        RpcException.Undelivered(RpcStatusCode.ResourceExhausted,
+            $"a request of {bytes} bytes would put more than {_options.MaxInFlightBytesPerPeer} bytes of this peer's requests in flight");
 
     public RpcException TooManyCalls() =>
         RpcException.Undelivered(RpcStatusCode.ResourceExhausted, $"more than {_options.MaxConcurrentCallsPerPeer} concurrent calls from this peer");

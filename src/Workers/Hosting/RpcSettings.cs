@@ -9,6 +9,8 @@ public sealed class RpcSettings
 
     public int MaxConcurrentCallsPerPeer { get; set; } = 256;
 
+    public long MaxInFlightBytesPerPeer { get; set; } = RpcOptions.DefaultMaxInFlightBytesPerPeer;
+
     /// <summary>Deadline of calls that set none; unset: none.</summary>
     public TimeSpan? DefaultTimeout { get; set; }
 

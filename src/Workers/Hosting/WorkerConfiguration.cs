@@ -225,6 +225,8 @@ public static class WorkerConfiguration
     {
         if (rpc.MaxMessageSize is < 1 or > 1 << 30) errors.Add($"Rpc:MaxMessageSize must be between 1 and {1 << 30} bytes; it is {rpc.MaxMessageSize}");
         if (rpc.MaxConcurrentCallsPerPeer < 1) errors.Add($"Rpc:MaxConcurrentCallsPerPeer must be at least 1; it is {rpc.MaxConcurrentCallsPerPeer}");
+        if (rpc.MaxInFlightBytesPerPeer < rpc.MaxMessageSize)
+            errors.Add($"Rpc:MaxInFlightBytesPerPeer must be at least Rpc:MaxMessageSize ({rpc.MaxMessageSize}); it is {rpc.MaxInFlightBytesPerPeer}");
         if (rpc.DefaultTimeout is { } timeout) Positive("Rpc:DefaultTimeout", timeout, errors);
         Positive("Rpc:RequestReadTimeout", rpc.RequestReadTimeout, errors);
         if (rpc.TopicCacheTtl < TimeSpan.Zero) errors.Add($"Rpc:TopicCacheTtl must not be negative; it is {rpc.TopicCacheTtl}");

@@ -61,6 +61,7 @@ public sealed class WorkerSettings
         {
             MaxMessageSize = Rpc.MaxMessageSize,
             MaxConcurrentCallsPerPeer = Rpc.MaxConcurrentCallsPerPeer,
+            MaxInFlightBytesPerPeer = Rpc.MaxInFlightBytesPerPeer,
             DefaultTimeout = Rpc.DefaultTimeout,
             RequestReadTimeout = Rpc.RequestReadTimeout,
             TopicCacheTtl = Rpc.TopicCacheTtl,

@@ -264,6 +264,40 @@ public sealed class RpcNodeStackTests
     }
 
     [Test]
+    public async Task RequestsPastThePeersInFlightBytes_AreRefusedBeforeTheirBodies_WhileOtherPeersAreServed()
+    {
+        // Twelve streams each announce a 4 MiB request and send none of it: the peer's 32 MiB budget
+        // holds eight, the other four are refused at once, without the server waiting for their bodies.
+        var announced = RpcOptions.DefaultMaxMessageSize;
+        var perPeer = (int)(RpcOptions.DefaultMaxInFlightBytesPerPeer / announced);
+        var prefix = Varint.Encode((ulong)announced);
+        var streams = new List<YamuxStream>();
+        var answers = new List<Task<ResponseFrame?>>();
+        for (var i = 0; i < perPeer + 4; i++)
+        {
+            var stream = await _clientHost.OpenStreamAsync(_serverHost.PeerId, RpcNode.ProtocolId, CancellationToken.None);
+            streams.Add(stream);
+            await stream.WriteAsync(prefix);
+            answers.Add(RpcFrames.ReadAsync<ResponseFrame>(stream, 1 << 20, CancellationToken.None).AsTask());
+        }
+        var refused = new List<Task<ResponseFrame?>>();
+        while (refused.Count < 4) refused.Add(await Task.WhenAny(answers.Except(refused)));
+
+        var other = await StartHostAsync(idle: TimeSpan.FromSeconds(10));
+        other.PeerStore.AddAddresses(_serverHost.PeerId, _serverHost.AdvertisedAddresses);
+        await using var otherClient = new RpcNode(other, new RpcOptions { TimeProvider = _time });
+        var fromOtherPeer = await otherClient.RequestAsync(_serverHost.PeerId, "echo", new byte[1 << 20], null, CancellationToken.None);
+        Assert.Multiple(() =>
+        {
+            foreach (var answer in refused)
+                Assert.That(answer.Result?.Error?.Code, Is.EqualTo((int)RpcStatusCode.ResourceExhausted));
+            Assert.That(answers.Count(a => a.IsCompleted), Is.EqualTo(4), "the eight within the budget wait for their bodies");
+            Assert.That(fromOtherPeer, Has.Length.EqualTo(1 << 20), "another peer is served meanwhile");
+        });
+        foreach (var stream in streams) await stream.DisposeAsync();
+    }
+
+    [Test]
     public async Task MalformedEnvelope_IsAnsweredWithInvalidArgument()
     {
         var answer = await SendRawAsync([5, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
