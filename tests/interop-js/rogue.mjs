@@ -34,7 +34,8 @@ console.info = console.error
 console.debug = console.error
 
 const RPC_PROTOCOL = '/p2pinference/rpc/1.0.0'
-const JOIN_TIMEOUT_MS = 30_000
+// A bound for a hang: on a loaded machine the first provide waits seconds for the initial self-query.
+const JOIN_TIMEOUT_MS = 120_000
 const MAX_RECORDED = 1024 * 1024
 
 function emit (obj) {

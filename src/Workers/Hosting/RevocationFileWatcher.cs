@@ -51,10 +51,7 @@ internal sealed class RevocationFileWatcher : IDisposable
     private void Reload()
     {
         var info = new FileInfo(_path);
-        if (!info.Exists) throw new FileNotFoundException($"revocation list '{_path}' does not exist", _path);
-        if (info.Length > RevocationList.MaxFileBytes)
-            throw new InvalidDataException($"revocation list '{_path}' is {info.Length} bytes, more than {RevocationList.MaxFileBytes}");
-        var list = RevocationList.Parse(File.ReadAllText(_path));
+        var list = RevocationList.Load(_path);
         _seen = (info.LastWriteTimeUtc, info.Length);
         _verifier.Revocations = list;
         _logger.LogInformation("revocation list {Path}: {Count} entries", _path, list.Count);
