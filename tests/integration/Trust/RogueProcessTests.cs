@@ -17,10 +17,12 @@ namespace P2PInference.Tests.Integration.Trust;
 /// <summary>
 /// Only peers the operator granted a role act in it, with real processes: <c>p2pinference run</c>
 /// workers on TCP loopback, the <c>p2pinference client</c> commands, and two kinds of rogue claiming
-/// the auth, gateway and processor topics — our own binary run with another cluster's key or with a
-/// grant the operator revoked (each logs every RPC request that reaches it, at debug), and stock
-/// js-libp2p nodes presenting no grant, an expired one, a revoked one, one of another cluster, one for
-/// another role or a real worker's (each records every byte it receives on the RPC protocol).
+/// the auth, gateway and processor topics — our own binary run with another cluster's key (each role) or
+/// as a gateway whose grant the operator revoked (each logs every RPC request that reaches it, at debug),
+/// and stock js-libp2p nodes presenting no grant, an expired one, a revoked one, one of another cluster,
+/// one for another role or a real worker's (each records every byte it receives on the RPC protocol).
+/// Our binary refuses to run with an expired grant or one for another role, so those are shown as
+/// refusals. The workers and the clients are given the operator's revocation list.
 /// <para>
 /// One network serves the whole fixture, built up in the order a user would meet it (the setup): first
 /// only rogues (a client's register finds no gateway), then the real gateway (no Auth), then the real
@@ -89,7 +91,7 @@ public sealed class RogueProcessTests
         if (_js is not null) await _js.DisposeAsync();
         // The bootstrap node last: the others unannounce their topics through it as they stop.
         var ordered = _processes.Where(p => p.Name != "bootstrap").Concat(_processes.Where(p => p.Name == "bootstrap")).ToArray();
-        await Task.WhenAll(ordered.Where(p => p.Name != "bootstrap").Select(p => StopAsync(p.Process)));
+        await Task.WhenAll(ordered.Where(p => p.Name != "bootstrap" && !_rogueLogs.ContainsKey(p.Name)).Select(p => StopAsync(p.Process)));
         foreach (var (_, process) in ordered.Where(p => p.Name == "bootstrap")) await StopAsync(process);
         foreach (var (_, process) in _processes) await process.DisposeAsync();
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
@@ -243,14 +245,12 @@ public sealed class RogueProcessTests
         var now = DateTimeOffset.UtcNow;
         var revoked = new List<ulong>();
         var rogueStarts = new List<(string Name, string Role, string[] Trust)>();
-        foreach (var role in Roles)
-        {
-            rogueStarts.Add(($"rogue-other-cluster-{role}", role, ["--cluster-key", otherKey]));
-            var name = $"rogue-revoked-{role}";
-            var grant = ours.Issue(NewIdentity(name), Role(role), now, TimeSpan.FromHours(1), SystemRandomSource.Instance);
-            revoked.Add(grant.Serial);
-            rogueStarts.Add((name, role, ["--grant", await WriteGrantAsync(name, grant, ct)]));
-        }
+        foreach (var role in Roles) rogueStarts.Add(($"rogue-other-cluster-{role}", role, ["--cluster-key", otherKey]));
+        // A revoked gateway is the one a client must recognize too (it gets credentials first); revoked Auth and
+        // processor grants are shown by the js rogues and on the TestKit. Each process costs a few seconds.
+        var revokedGrant = ours.Issue(NewIdentity("rogue-revoked-gateway"), GrantRole.Gateway, now, TimeSpan.FromHours(1), SystemRandomSource.Instance);
+        revoked.Add(revokedGrant.Serial);
+        rogueStarts.Add(("rogue-revoked-gateway", "gateway", ["--grant", await WriteGrantAsync("rogue-revoked-gateway", revokedGrant, ct)]));
         // Stock js-libp2p rogues, each claiming every role: for the role of its grant it shows its kind, for the
         // other two it is a grant for another role. (Each is a node in the DHT; more of them make every lookup slower.)
         string[] everyTopic = [WorkerTopics.Auth, WorkerTopics.Gateway, WorkerTopics.Processor, WorkerTopics.Model(Model)];
