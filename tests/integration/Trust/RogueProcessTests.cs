@@ -26,8 +26,8 @@ namespace P2PInference.Tests.Integration.Trust;
 /// <para>
 /// One network serves the whole fixture, built up in the order a user would meet it (the setup): first
 /// only rogues (a client's register finds no gateway), then the real gateway (no Auth), then the real
-/// Auth (no processor), then the real processor (the journey works). The rogues are asked what reached
-/// them at the end. Each test asserts one part of that story.
+/// Auth (the user signs up; no processor), then the real processor (the user's inferences work). The
+/// rogues are asked what reached them at the end. Each test asserts one part of that story.
 /// </para>
 /// </summary>
 [TestFixture]
@@ -177,7 +177,7 @@ public sealed class RogueProcessTests
     [Test]
     public void JsRogues_OfEveryKind_ReceiveOnlyGrantQueries_NeverAPasswordTokenKeyOrPrompt()
     {
-        Assert.That(_secrets, Has.Count.GreaterThanOrEqualTo(8), "passwords, emails, a token, an API key and prompts were sent");
+        Assert.That(_secrets, Has.Count.GreaterThanOrEqualTo(11), "passwords, emails, a token, an API key and prompts were sent");
         Assert.Multiple(() =>
         {
             foreach (var stream in _jsReceived)
@@ -301,18 +301,15 @@ public sealed class RogueProcessTests
         await StartRealAsync("gateway", ct);
         _registerWithOnlyRogueAuths = await RegisterAsync(NewUser(), Path.Combine(_root, "profile-2.json"), ct);
         Step("phase 2 done");
-        // 3. The real Auth, with only rogue processors.
+        // 3. The real Auth: the user signs up (rogue gateways and Auths present), with only rogue processors.
         await StartRealAsync("auth", ct);
-        var profile = Path.Combine(_root, "profile-3.json");
-        await SignUpAsync(NewUser(), profile, ct);
+        var profile = Path.Combine(_root, "profile.json");
+        var (register, login, key) = await SignUpAsync(NewUser(), profile, ct);
         Step("phase 3 signed up");
         _inferWithOnlyRogueProcessors = await InferAsync(profile, [], ct);
         Step("phase 3 done");
-        // 4. The real processor: the whole journey, rogues of every kind still present.
+        // 4. The real processor: the same user's inferences, rogues of every kind still present.
         await StartRealAsync("processor", ct);
-        profile = Path.Combine(_root, "profile-4.json");
-        var (register, login, key) = await SignUpAsync(NewUser(), profile, ct);
-        Step("phase 4 signed up");
         var streamed = await InferAsync(profile, ["--stream"], ct);
         var whole = await InferAsync(profile, ["--json"], ct);
         _journey = new Journey(register, login, key, streamed, whole);
