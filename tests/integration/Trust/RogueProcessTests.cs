@@ -337,13 +337,9 @@ public sealed class RogueProcessTests
 
     private Task StartRealAsync(string role, CancellationToken ct)
     {
-        var config = Config(role, role, c =>
-        {
-            Section(c, "Trust")["RevocationList"] = _revocations;
-            // The gateway looks its topics up afresh for each request, so each new real worker counts at once
-            // (the default keeps providers 30 s, and the providers it saw a moment ago were rogues only).
-            if (role == "gateway") Section(c, "Rpc")["TopicCacheTtl"] = "00:00:00";
-        });
+        // The test configuration and the operator's revocation list, nothing else: the gateway keeps its default
+        // topic cache, which forgets a topic whose every provider was a rogue, so each new real worker counts at once.
+        var config = Config(role, role, c => Section(c, "Trust")["RevocationList"] = _revocations);
         return StartAsync(role, role, config, Path.Combine(_root, role), ["--bootstrap", _bootstrapAddress, "--grant", Path.Combine(_root, role + ".grant")], ct);
     }
 
