@@ -95,33 +95,21 @@ import './polyfill.mjs'
 import { createInterface } from 'node:readline'
 import { performance } from 'node:perf_hooks'
 import { randomFillSync } from 'node:crypto'
-import { createLibp2p } from 'libp2p'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
-import { tcp } from '@libp2p/tcp'
-import { identify } from '@libp2p/identify'
-import { ping } from '@libp2p/ping'
-import { kadDHT } from '@libp2p/kad-dht'
-import { autoNAT } from '@libp2p/autonat'
-// The package's own protobuf codec, which its service uses; not among its exports, so by path.
-import { Message as AutoNatMessage } from './node_modules/@libp2p/autonat/dist/src/pb/index.js'
-import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { lpStream, byteStream, pbStream } from '@libp2p/utils'
-import { CID } from 'multiformats/cid'
-import { sha256 } from 'multiformats/hashes/sha2'
+// The package's own protobuf codec, which its service uses; not among its exports, so by path.
+import { Message as AutoNatMessage } from './node_modules/@libp2p/autonat/dist/src/pb/index.js'
+import { createNode, selfAddrs, topicCid, DEFAULT_DHT_PROTOCOL } from './node.mjs'
 
 // Nothing but protocol JSON may reach stdout.
 console.log = console.error
 console.info = console.error
 console.debug = console.error
 
-const DEFAULT_DHT_PROTOCOL = '/p2pinference/kad/1.0.0'
 const THROUGHPUT_PROTOCOL = '/bench/throughput/1.0.0'
 const ECHO_PROTOCOL = '/bench/echo/1.0.0'
 const MAX_ECHO_MESSAGE = 16 * 1024 * 1024
-const RAW_CODEC = 0x55
 const AUTONAT_PROTOCOL = '/libp2p/autonat/1.0.0'
 
 function parseArgs (argv) {
@@ -161,53 +149,6 @@ function intArg (value, fallback, name) {
   return n
 }
 
-async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false, autonat = false } = {}) {
-  let privateKey
-  if (seedHex !== undefined) {
-    if (!/^[0-9a-fA-F]{64}$/.test(seedHex)) throw new Error('--seed must be 64 hex chars (32 bytes)')
-    privateKey = await generateKeyPairFromSeed('Ed25519', Buffer.from(seedHex, 'hex'))
-  }
-
-  // js-libp2p's stock services, with their default options: the interop tests must meet what a
-  // real js-libp2p deployment runs (e.g. one identify stream per connection each way).
-  const services = {
-    identify: identify(),
-    ping: ping()
-  }
-  if (autonat) services.autoNAT = autoNAT()
-  if (dht) {
-    services.dht = kadDHT({
-      protocol: dhtProtocol,
-      // Stock: clientMode undefined = client until the node has a public address (autoNAT). On
-      // loopback it never gets one; a deployment on a private network configures servers the same way.
-      clientMode: false,
-      // Stock: removePrivateAddressesMapper, which drops loopback and private addresses; on loopback
-      // those are all we have, as on any private-network deployment.
-      peerInfoMapper: (p) => p
-    })
-  }
-
-  return createLibp2p({
-    ...(privateKey ? { privateKey } : {}),
-    addresses: { listen: listen ? [`/ip4/127.0.0.1/tcp/${port}`] : [] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    // Benchmarks only (--bench-server, --bench-limits, bench-client): the stock limits (5 inbound
-    // connections/s per host, 300 connections, 10 pending) would throttle a benchmark's thousands
-    // of loopback dials, all from one host. Tests run the stock connection manager.
-    ...(benchLimits
-      ? {
-          connectionManager: {
-            inboundConnectionThreshold: 100_000,
-            maxIncomingPendingConnections: 1_000,
-            maxConnections: 10_000
-          }
-        }
-      : {}),
-    services
-  })
-}
 
 // Stock identify runs once per connection, when it opens, and stock peers accept one identify
 // stream per connection: asking again would be reset. So the identify command reports the
@@ -239,14 +180,7 @@ function trackIdentify (node) {
   }
 }
 
-function selfAddrs (node) {
-  return node.getMultiaddrs().map((ma) => ma.toString())
-}
 
-async function topicCid (topic) {
-  if (typeof topic !== 'string') throw new Error('"topic" must be a string')
-  return CID.createV1(RAW_CODEC, await sha256.digest(new TextEncoder().encode(topic)))
-}
 
 function requireAddr (req) {
   if (typeof req.addr !== 'string') throw new Error('"addr" must be a multiaddr string')

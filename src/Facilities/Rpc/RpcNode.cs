@@ -183,6 +183,11 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         {
             var envelope = await ReadEnvelopeAsync(stream, caller, bytes => reserved = bytes, hostToken);
             if (envelope is null) return;
+            // Every request that reached this node, before any check of it: what an operator (or a test
+            // of who may be sent what) reads to know which peers called which methods.
+            if (_logger.IsEnabled(LogLevel.Debug))
+                _logger.LogDebug("rpc request {Method} from {Peer}: {PayloadBytes} payload bytes, metadata [{MetadataKeys}]", envelope.Method, caller,
+                    envelope.Payload.Length, string.Join(", ", envelope.Metadata.Keys));
             await ServeCallAsync(stream, caller, context.Connection.RemoteAddress, envelope, hostToken, Leave);
         }
         finally

@@ -77,7 +77,12 @@ internal sealed class RpcTopicRouter
             }
         }
         if (last is null && skipped is not null)
+        {
+            // Every provider failed the callee check: the cache holds nobody worth calling, so the next call looks again
+            // (as when nobody provides the topic) instead of waiting out the TTL while a valid provider may have come.
+            _cache.TryRemove(topic, out _);
             throw new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{topic}' may be called: {skipped.Message}", innerException: skipped);
+        }
         throw last is null
             ? new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{topic}'")
             : new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{topic}' answered; last error: {last.Message}", innerException: last);
@@ -107,6 +112,8 @@ internal sealed class RpcTopicRouter
             }
         });
         var results = await Task.WhenAll(calls);
+        // As in RequestAsync: when every provider failed the callee check, the next call looks the topic up again.
+        if (providers.Length > 0 && options.CalleeCheck is not null && results.All(r => r is null)) _cache.TryRemove(topic, out _);
         return results.OfType<RpcPeerResult>().ToArray();
     }
 

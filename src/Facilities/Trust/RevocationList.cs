@@ -61,6 +61,19 @@ public sealed class RevocationList
         return new RevocationList(serials, peers);
     }
 
+    /// <summary>The list in the operator's file at <paramref name="path"/>.</summary>
+    /// <exception cref="FileNotFoundException">There is no such file.</exception>
+    /// <exception cref="InvalidDataException">The file is larger than <see cref="MaxFileBytes"/>.</exception>
+    /// <exception cref="FormatException">A line is neither a serial nor a PeerId.</exception>
+    public static RevocationList Load(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new FileNotFoundException($"revocation list '{path}' does not exist", path);
+        if (info.Length > MaxFileBytes) throw new InvalidDataException($"revocation list '{path}' is {info.Length} bytes, more than {MaxFileBytes}");
+        return Parse(File.ReadAllText(path));
+    }
+
     /// <summary>The list as the file holds it.</summary>
     public string ToText() =>
         string.Concat(_serials.Order().Select(s => s.ToString("x16", CultureInfo.InvariantCulture) + "\n")

@@ -759,6 +759,31 @@ public abstract class RpcConformanceTests
     });
 
     [Test]
+    public Task Topic_WhereEveryProviderFailsTheCalleeCheck_IsLookedUpAgainAtTheNextCall_NotAfterTheTtl() => RunTestAsync(async () =>
+    {
+        var refused = await NodeAsync("refused");
+        var accepted = await NodeAsync("accepted");
+        var client = await NodeAsync("client", o => o with { TopicCacheTtl = TimeSpan.FromSeconds(30) });
+        refused.Server.Respond("who", (_, _) => Answer("refused"));
+        accepted.Server.Respond("who", (_, _) => Answer("accepted"));
+        var options = new RpcCallOptions
+        {
+            CalleeCheck = (peer, _) => ValueTask.FromResult(peer == refused.PeerId ? RpcException.Undelivered(RpcStatusCode.Unavailable, "not allowed") : null),
+        };
+        Topics.Announce(Topic, refused);
+
+        var none = await FailureOf(client.Client.RequestTopicAsync(Topic, "who", Bytes(""), options, TestToken));
+        var noneOfAll = await client.Client.RequestAllAsync(Topic, "who", Bytes(""), options, TestToken);
+        Topics.Announce(Topic, accepted);
+        var answer = Text(await client.Client.RequestTopicAsync(Topic, "who", Bytes(""), options, TestToken));
+
+        Assert.That(none.Message, Does.Contain("may be called").And.Contain("not allowed"));
+        Assert.That(noneOfAll, Is.Empty);
+        Assert.That(answer, Is.EqualTo("accepted"), "found within the TTL of the first lookup");
+        Assert.That(Topics.Lookups, Is.EqualTo(3), "each call after one whose every provider was refused looks the topic up again");
+    });
+
+    [Test]
     public Task Topic_ProvidersAreCached_UntilTheTtlPasses() => RunTestAsync(async () =>
     {
         var provider = await NodeAsync("provider");

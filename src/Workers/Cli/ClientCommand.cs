@@ -453,6 +453,13 @@ internal static class ClientCommand
             Recursive = true,
         };
 
+        public Option<string?> Revocations { get; } = new("--revocation-list")
+        {
+            Description = "The operator's revocation list (grant serials and PeerIds, one a line): gateways whose grant is on it get no credentials " +
+                          "(the path is remembered in the profile; every command rereads the file)",
+            Recursive = true,
+        };
+
         public Option<string> Profile { get; } = new("--profile")
         {
             Description = "Profile file with the login token, API key and bootstrap peers",
@@ -466,6 +473,7 @@ internal static class ClientCommand
         {
             command.Options.Add(Bootstrap);
             command.Options.Add(Cluster);
+            command.Options.Add(Revocations);
             command.Options.Add(Profile);
             command.Options.Add(Json);
         }
@@ -509,13 +517,20 @@ internal static class ClientCommand
                 _profileChanged = true;
             }
             var cluster = Profile.Cluster is { } known ? ClusterId.Parse(known) : null;
+            if (result.GetValue(shared.Revocations) is { } revocationPath && Path.GetFullPath(revocationPath) != Profile.RevocationList)
+            {
+                Profile.RevocationList = Path.GetFullPath(revocationPath);
+                _profileChanged = true;
+            }
+            // The clients' copy of what the workers reread: without it a client would still trust a gateway whose grant the operator revoked.
+            var revocations = Profile.RevocationList is { } listPath ? RevocationList.Load(listPath) : RevocationList.Empty;
             string? token = null;
             if (Profile.HasValidToken(environment.Time)) token = Profile.Token;
             else if (requireLogin)
                 throw new ProfileException(string.IsNullOrEmpty(Profile.Token)
                     ? "not logged in: run `p2pinference client login --email E`"
                     : "the login has expired: run `p2pinference client login --email E`");
-            var client = await environment.Connect(bootstrap, new ClientOptions { Token = token, ApiKey = apiKey ?? Profile.ApiKey, ClusterId = cluster }, cancellationToken);
+            var client = await environment.Connect(bootstrap, new ClientOptions { Token = token, ApiKey = apiKey ?? Profile.ApiKey, ClusterId = cluster, Revocations = revocations }, cancellationToken);
             if (_profileChanged) await SaveProfileAsync();
             return client;
         }

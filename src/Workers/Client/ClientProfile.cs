@@ -26,6 +26,9 @@ public sealed class ClientProfile
     /// <summary>The cluster id whose gateways get this profile's credentials.</summary>
     public string? Cluster { get; set; }
 
+    /// <summary>The operator's revocation list file (full path): gateways whose grant is on it get no credentials.</summary>
+    public string? RevocationList { get; set; }
+
     public string? Email { get; set; }
 
     public string? Token { get; set; }

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using P2PInference.Facilities.Addressing;
+using P2PInference.Tests.Shared;
 
 namespace P2PInference.Tests.E2E.Cli;
 

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
+using P2PInference.Tests.Shared;
 
 namespace P2PInference.Tests.E2E.Cli;
 

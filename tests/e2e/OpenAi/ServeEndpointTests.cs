@@ -6,7 +6,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using OpenAI;
 using OpenAI.Chat;
-using P2PInference.Tests.E2E.Cli;
+using P2PInference.Tests.Shared;
 using P2PInference.Workers.Client;
 using P2PInference.Workers.Client.OpenAi;
 

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using P2PInference.Tests.E2E.Cli;
 using P2PInference.Tests.Shared;
 
 namespace P2PInference.Tests.E2E.Simulate;

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
-using P2PInference.Tests.E2E.Cli;
 using P2PInference.Tests.Shared;
 using P2PInference.TestKit.Harness;
 

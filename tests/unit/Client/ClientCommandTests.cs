@@ -115,6 +115,33 @@ public sealed class ClientCommandTests
     }
 
     [Test]
+    public async Task Login_WithTheOperatorsRevocationListNamingTheGatewaysGrant_RefusesToSendThePassword_AndKeepsTheListInTheProfile()
+    {
+        var list = Path.Combine(_directory, "revoked.txt");
+        await File.WriteAllTextAsync(list, "# the operator's list\n0000000000000001\n");
+
+        var (code, _, error) = await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap, "--revocation-list", list]);
+
+        Assert.That(code, Is.Not.Zero);
+        Assert.That(error.TrimEnd().Split('\n'), Has.Length.EqualTo(1), error);
+        Assert.That(error, Does.Contain("no valid gateway grant").And.Contain("revoked"));
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Login), Is.Empty, "the password was never sent");
+        Assert.That((await ProfileAsync()).RevocationList, Is.EqualTo(Path.GetFullPath(list)), "later commands reread the same file");
+    }
+
+    [Test]
+    public async Task Login_WithAMissingRevocationList_FailsInOneLine_WithoutSendingThePassword()
+    {
+        var (code, _, error) = await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap, "--revocation-list",
+            Path.Combine(_directory, "missing.txt")]);
+
+        Assert.That(code, Is.Not.Zero);
+        Assert.That(error.TrimEnd().Split('\n'), Has.Length.EqualTo(1), error);
+        Assert.That(error, Does.Contain("revocation list").And.Contain("does not exist"));
+        Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Login), Is.Empty);
+    }
+
+    [Test]
     public async Task Login_WithoutACluster_RefusesToSendThePassword_InOneLine()
     {
         var (code, _, error) = await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap], withCluster: false);

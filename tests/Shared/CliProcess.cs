@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace P2PInference.Tests.E2E.Cli;
+namespace P2PInference.Tests.Shared;
 
 /// <summary>Runs the real <c>p2pinference</c> executable (copied next to the tests) as a child process.</summary>
 internal sealed class CliProcess : IAsyncDisposable
