@@ -254,22 +254,27 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             envelope.Streaming, callerAddress);
         using var callerGone = new CancellationTokenSource();
         using var stopWatching = new CancellationTokenSource();
+        using var batch = new RpcResponseBatch();
         using var hostStop = hostToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), callerGone);
         var watcher = WatchCallerAsync(stream, callerGone, stopWatching.Token);
         try
         {
             // A unary answer is the last frame: its FIN travels with it, and the handler is done, so the slot goes back first.
             var error = await _server.InvokeAsync(call,
-                (payload, ct) =>
+                (payload, hold, ct) =>
                 {
                     if (!call.Streaming) leave();
-                    return WriteResponseAsync(stream, payload, !call.Streaming, callerGone, ct);
+                    if (!hold) return WriteResponseAsync(stream, payload, !call.Streaming, callerGone, ct);
+                    batch.Append(new ResponseFrame { Payload = payload });
+                    return batch.IsFull ? WriteHeldAsync(stream, batch, callerGone, ct) : default;
                 },
-                callerGone.Token);
+                callerGone.Token,
+                ct => WriteHeldAsync(stream, batch, callerGone, ct));
             if (callerGone.IsCancellationRequested && !hostToken.IsCancellationRequested) return;
             leave();
-            if (error is not null) await AnswerErrorAsync(stream, error, hostToken);
-            else if (call.Streaming) await WriteFinalAsync(stream, new ResponseFrame { End = true }, hostToken);
+            // Held items go first, in the same write as the call's last frame.
+            if (error is not null) await WriteFinalAsync(stream, batch, new ResponseFrame { Error = ToWire(error) }, hostToken);
+            else if (call.Streaming) await WriteFinalAsync(stream, batch, new ResponseFrame { End = true }, hostToken);
             else await CompleteQuietlyAsync(stream, hostToken);
         }
         finally
@@ -290,6 +295,20 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         try
         {
             await RpcFrames.WriteAsync(stream, new ResponseFrame { Payload = payload }, complete, cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            callerGone.Cancel();
+            throw;
+        }
+    }
+
+    /// <summary>What <paramref name="batch"/> holds, in one write; a refused write means the caller is gone, as in <see cref="WriteResponseAsync"/>.</summary>
+    private static async ValueTask WriteHeldAsync(YamuxStream stream, RpcResponseBatch batch, CancellationTokenSource callerGone, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await batch.WriteAsync(stream, null, complete: false, cancellationToken);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException)
         {
@@ -322,11 +341,16 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     private Task AnswerErrorAsync(YamuxStream stream, RpcException error, CancellationToken cancellationToken) =>
         WriteFinalAsync(stream, new ResponseFrame { Error = ToWire(error) }, cancellationToken);
 
-    private async Task WriteFinalAsync(YamuxStream stream, ResponseFrame frame, CancellationToken cancellationToken)
+    private Task WriteFinalAsync(YamuxStream stream, ResponseFrame frame, CancellationToken cancellationToken) =>
+        WriteFinalAsync(stream, null, frame, cancellationToken);
+
+    /// <summary>The call's last frame with its FIN, after what <paramref name="batch"/> holds, in one write.</summary>
+    private async Task WriteFinalAsync(YamuxStream stream, RpcResponseBatch? batch, ResponseFrame frame, CancellationToken cancellationToken)
     {
         try
         {
-            await RpcFrames.WriteAsync(stream, frame, complete: true, cancellationToken);
+            if (batch is null) await RpcFrames.WriteAsync(stream, frame, complete: true, cancellationToken);
+            else await batch.WriteAsync(stream, frame, complete: true, cancellationToken);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
         {

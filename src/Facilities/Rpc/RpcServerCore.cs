@@ -40,14 +40,14 @@ internal sealed class RpcServerCore : IRpcServer
     {
         ArgumentException.ThrowIfNullOrEmpty(method);
         ArgumentNullException.ThrowIfNull(handler);
-        _methods[method] = new Registration(handler, null, options?.AllowedPeers);
+        _methods[method] = new Registration(handler, null, options?.AllowedPeers, false);
     }
 
     public void RespondStreaming(string method, RpcStreamingHandler handler, RpcMethodOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(method);
         ArgumentNullException.ThrowIfNull(handler);
-        _methods[method] = new Registration(null, handler, options?.AllowedPeers);
+        _methods[method] = new Registration(null, handler, options?.AllowedPeers, options?.CoalesceResponses ?? false);
     }
 
     public bool Unrespond(string method) => _methods.TryRemove(method, out _);
@@ -106,8 +106,10 @@ internal sealed class RpcServerCore : IRpcServer
     /// Runs the handler of <paramref name="call"/>, handing each response payload to
     /// <paramref name="send"/>. Returns null when the call succeeded, else the error to answer with.
     /// </summary>
-    public async Task<RpcException?> InvokeAsync(RpcInvocation call, Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask> send,
-        CancellationToken callerGone)
+    /// <param name="send">Sends one response payload; with its flag set (a coalescing method's item) it may hold the payload, copied, until <paramref name="flush"/>.</param>
+    /// <param name="flush">Sends what <paramref name="send"/> holds; called before the server waits for the handler's next item. Null: the carrier holds nothing.</param>
+    public async Task<RpcException?> InvokeAsync(RpcInvocation call, Func<ReadOnlyMemory<byte>, bool, CancellationToken, ValueTask> send,
+        CancellationToken callerGone, Func<CancellationToken, ValueTask>? flush = null)
     {
         if (!_methods.TryGetValue(call.Method, out var registration))
             return RpcException.Undelivered(RpcStatusCode.UnknownMethod, $"no method '{call.Method}'");
@@ -136,18 +138,37 @@ internal sealed class RpcServerCore : IRpcServer
                 var response = await unary(call.Payload, context);
                 if (response.Length > _options.MaxMessageSize) return TooLarge("response", response.Length);
                 sending = true;
-                await send(response, linked.Token);
+                await send(response, false, linked.Token);
             }
             else
             {
-                await foreach (var item in registration.Streaming!(call.Payload, context).WithCancellation(linked.Token))
+                var hold = registration.Coalesce && flush is not null;
+                var items = registration.Streaming!(call.Payload, context).GetAsyncEnumerator(linked.Token);
+                try
                 {
-                    // A handler that ignores its token must not be pulled forever after the caller left.
-                    linked.Token.ThrowIfCancellationRequested();
-                    if (item.Length > _options.MaxMessageSize) return TooLarge("response item", item.Length);
-                    sending = true;
-                    await send(item, linked.Token);
-                    sending = false;
+                    while (true)
+                    {
+                        var next = items.MoveNextAsync();
+                        // Held items go out before the server waits: coalescing never delays an item for one not yet made.
+                        if (hold && !next.IsCompleted)
+                        {
+                            sending = true;
+                            await flush!(linked.Token);
+                            sending = false;
+                        }
+                        if (!await next) break;
+                        // A handler that ignores its token must not be pulled forever after the caller left.
+                        linked.Token.ThrowIfCancellationRequested();
+                        var item = items.Current;
+                        if (item.Length > _options.MaxMessageSize) return TooLarge("response item", item.Length);
+                        sending = true;
+                        await send(item, hold, linked.Token);
+                        sending = false;
+                    }
+                }
+                finally
+                {
+                    await items.DisposeAsync();
                 }
             }
             return null;
@@ -210,7 +231,7 @@ internal sealed class RpcServerCore : IRpcServer
         }
     }
 
-    private sealed record Registration(RpcHandler? Unary, RpcStreamingHandler? Streaming, IReadOnlySet<PeerId>? AllowedPeers)
+    private sealed record Registration(RpcHandler? Unary, RpcStreamingHandler? Streaming, IReadOnlySet<PeerId>? AllowedPeers, bool Coalesce)
     {
         public bool IsStreaming => Streaming is not null;
     }

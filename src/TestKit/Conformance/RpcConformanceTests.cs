@@ -239,6 +239,70 @@ public abstract class RpcConformanceTests
     });
 
     [Test]
+    public Task Streaming_CoalescedItems_ArriveAllAndInOrder_ThenTheEndOrTheError() => RunTestAsync(async () =>
+    {
+        var (client, server) = await PairAsync();
+        var coalesce = new RpcMethodOptions { CoalesceResponses = true };
+        // 100-byte items, all ready at once: well past one batch's 32 KiB.
+        server.Server.RespondStreaming("burst", (_, _) => Burst(2_000, fail: false), coalesce);
+        server.Server.RespondStreaming("burst-then-fail", (_, _) => Burst(50, fail: true), coalesce);
+
+        var items = new List<string>();
+        await foreach (var item in client.Client.RequestStreamAsync(server.PeerId, "burst", Bytes(""), null, TestToken)) items.Add(Text(item));
+        var before = new List<string>();
+        RpcException? failure = null;
+        try
+        {
+            await foreach (var item in client.Client.RequestStreamAsync(server.PeerId, "burst-then-fail", Bytes(""), null, TestToken)) before.Add(Text(item));
+        }
+        catch (RpcException e)
+        {
+            failure = e;
+        }
+
+        Assert.That(items, Is.EqualTo(Enumerable.Range(0, 2_000).Select(Item)));
+        Assert.That(before, Is.EqualTo(Enumerable.Range(0, 50).Select(Item)), "the held items reach the caller before the error");
+        Assert.That(failure?.Code, Is.EqualTo(RpcStatusCode.AlreadyExists));
+
+        static string Item(int i) => i.ToString("D100", System.Globalization.CultureInfo.InvariantCulture);
+
+        static async IAsyncEnumerable<ReadOnlyMemory<byte>> Burst(int count, bool fail)
+        {
+            await Task.CompletedTask;
+            for (var i = 0; i < count; i++) yield return Bytes(Item(i));
+            if (fail) throw new RpcException(RpcStatusCode.AlreadyExists, "after the burst");
+        }
+    });
+
+    [Test]
+    public Task Streaming_CoalescedItems_LeaveBeforeTheHandlerWaits() => RunTestAsync(async () =>
+    {
+        // Held items must not wait for an item the handler has not made yet.
+        var (client, server) = await PairAsync();
+        var release = NewSignal();
+        server.Server.RespondStreaming("three-then-wait", (_, context) => ThreeThenWait(release, context.CancellationToken),
+            new RpcMethodOptions { CoalesceResponses = true });
+
+        var received = new List<string>();
+        await foreach (var item in client.Client.RequestStreamAsync(server.PeerId, "three-then-wait", Bytes(""), null, TestToken))
+        {
+            received.Add(Text(item));
+            if (received.Count == 3) release.TrySetResult();
+        }
+
+        Assert.That(received, Is.EqualTo(new[] { "1", "2", "3", "4" }));
+
+        static async IAsyncEnumerable<ReadOnlyMemory<byte>> ThreeThenWait(TaskCompletionSource release, [EnumeratorCancellation] CancellationToken ct)
+        {
+            yield return Bytes("1");
+            yield return Bytes("2");
+            yield return Bytes("3");
+            await release.Task.WaitOrCancelAsync(ct);
+            yield return Bytes("4");
+        }
+    });
+
+    [Test]
     public Task Streaming_ErrorAfterItems_ReachesTheCallerAfterTheItems() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();

@@ -100,7 +100,7 @@ internal sealed class InMemoryRpcExchange : IAsyncDisposable
             RpcException? error;
             try
             {
-                error = await core.InvokeAsync(_call, (payload, ct) => SendAsync(payload, ct), token);
+                error = await core.InvokeAsync(_call, (payload, _, ct) => SendAsync(payload, ct), token);
             }
             finally
             {

@@ -277,11 +277,13 @@ internal static class ClientCommand
             var credentials = !string.IsNullOrEmpty(key) ? "the profile's API key"
                 : client.Token is not null ? "the profile's login"
                 : "none: each request must send Authorization: Bearer <API key>";
+            // Caught from before the ready line: whoever reads it may signal at once.
+            using var shutdown = ShutdownSignal.Listen();
             await session.WriteAsync(new { address = server.Address.ToString(), credentials },
                 $"client serve ready: {server.Address} (OpenAI-compatible; default credentials: {credentials}); Ctrl+C stops");
             await session.Output.FlushAsync(ct);
             // SIGINT or SIGTERM: stopping is the normal end of serving; requests in flight are cancelled across the network.
-            await ShutdownSignal.WaitAsync(ct);
+            await shutdown.WaitAsync(ct);
         }));
         return command;
     }

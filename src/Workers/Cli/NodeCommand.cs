@@ -52,6 +52,8 @@ internal static class NodeCommand
             await kademlia.StartAsync(ct);
             foreach (var topic in result.GetValue(provide) ?? [])
                 await kademlia.AnnounceAsync(topic, ct);
+            // Caught from before the addresses are printed: whoever reads them may signal at once.
+            using var shutdown = ShutdownSignal.Listen();
             var advertised = host.AdvertisedAddresses.Select(a => a.ToString()).ToArray();
             if (result.GetValue(json))
                 await output.WriteLineAsync(JsonSerializer.Serialize(new { peerId = host.PeerId.ToString(), addrs = advertised }));
@@ -62,7 +64,7 @@ internal static class NodeCommand
             var jsonOutput = result.GetValue(json);
             nat.StatusChanged += status => WriteNatStatus(output, status, jsonOutput);
             nat.Start();
-            await ShutdownSignal.WaitAsync(ct);
+            await shutdown.WaitAsync(ct);
             return 0;
         }));
         return command;

@@ -76,8 +76,10 @@ internal static class RunCommand
                 foreach (var line in e.Errors) await error.WriteLineAsync("error: " + line);
                 return ConfigurationError;
             }
+            // Caught from before the ready line: whoever reads it may signal at once. Before, a signal ends the start the default way.
+            using var shutdown = ShutdownSignal.Listen();
             await PrintReadyAsync(output, runtime, result.GetValue(json), ct);
-            await ShutdownSignal.WaitAsync(ct);
+            await shutdown.WaitAsync(ct);
             await runtime.StopAsync(CancellationToken.None);
             return 0;
         }));

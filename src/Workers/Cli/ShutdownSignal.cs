@@ -2,20 +2,40 @@ using System.Runtime.InteropServices;
 
 namespace P2PInference.Workers.Cli;
 
-/// <summary>Waits for SIGINT or SIGTERM (or the token), so a long-running command can stop gracefully and exit 0.</summary>
-internal static class ShutdownSignal
+/// <summary>
+/// SIGINT or SIGTERM, caught from the moment it is made, so a long-running command stops gracefully
+/// and exits 0. Make it before the command prints that it is up: whoever reads that line may signal at once.
+/// </summary>
+internal sealed class ShutdownSignal : IDisposable
 {
-    public static async Task WaitAsync(CancellationToken cancellationToken)
+    private readonly TaskCompletionSource _signalled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly PosixSignalRegistration _sigint;
+    private readonly PosixSignalRegistration _sigterm;
+
+    private ShutdownSignal()
     {
-        var signalled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnSignal(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            signalled.TrySetResult();
-        }
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        using var registration = cancellationToken.Register(() => signalled.TrySetResult());
-        await signalled.Task;
+        _sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        _sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+    }
+
+    public static ShutdownSignal Listen() => new();
+
+    /// <summary>Until a signal came (also one that came before this call) or the token fires.</summary>
+    public async Task WaitAsync(CancellationToken cancellationToken)
+    {
+        using var registration = cancellationToken.Register(() => _signalled.TrySetResult());
+        await _signalled.Task;
+    }
+
+    private void OnSignal(PosixSignalContext context)
+    {
+        context.Cancel = true;
+        _signalled.TrySetResult();
+    }
+
+    public void Dispose()
+    {
+        _sigint.Dispose();
+        _sigterm.Dispose();
     }
 }

@@ -79,7 +79,8 @@ public sealed class GatewayWorker : IWorker
             (state, r, response) => state.Auth.Forget(new GatewayCredential(CredentialKind.Bearer, r.Token), response.UserId));
         server.Respond(WorkerMethods.Gateway.Models, ModelsAsync);
         server.Respond(WorkerMethods.Gateway.Infer, InferAsync);
-        server.RespondStreaming(WorkerMethods.Gateway.InferStream, InferStreamAsync);
+        // It relays a processor's stream: chunks already received cost nothing more, so they may leave together.
+        server.RespondStreaming(WorkerMethods.Gateway.InferStream, InferStreamAsync, new RpcMethodOptions { CoalesceResponses = true });
         server.Respond(WorkerMethods.Gateway.Cancel, CancelAsync);
         logger.LogInformation("gateway {Peer} serving", context.Identity.PeerId);
         return Task.FromResult<IReadOnlyList<string>>([WorkerTopics.Gateway]);
