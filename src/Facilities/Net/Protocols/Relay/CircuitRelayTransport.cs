@@ -42,6 +42,15 @@ public sealed class CircuitRelayTransport : ITransport, IHostBoundTransport
         _logger = _options.LoggerFactory.CreateLogger<CircuitRelayTransport>();
     }
 
+    /// <summary>The reservations held by this host's circuit listeners, one per relay.</summary>
+    public IReadOnlyList<RelayReservation> Reservations
+    {
+        get
+        {
+            lock (_lock) return _listeners.Values.Select(l => l.Reservation).ToArray();
+        }
+    }
+
     private P2PHost Host => _host ?? throw new InvalidOperationException("the circuit relay transport is not part of a host's transports");
 
     void IHostBoundTransport.Bind(P2PHost host)

@@ -138,12 +138,13 @@ public sealed class RelayReservation : IAsyncDisposable
                 var delay = Task.Delay(wait, _time, waiting.Token);
                 var closed = !lost && connection is not null ? connection.Completion : null;
                 var first = closed is null ? delay : await ContextAwaits.FirstOfAsync(delay, closed);
-                waiting.Cancel();
+                // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
+                if (first != delay) waiting.Cancel();
                 try
                 {
                     await delay;
                 }
-                catch (OperationCanceledException) when (first != delay || stop.IsCancellationRequested)
+                catch (OperationCanceledException)
                 {
                 }
                 if (stop.IsCancellationRequested) return;
@@ -169,8 +170,9 @@ public sealed class RelayReservation : IAsyncDisposable
             _logger.LogDebug("reservation on {Relay} {Action} until {Expires}", Relay, wasLost ? "regained" : "renewed", info.Expires);
             Raise(Renewed);
         }
-        catch (Exception e) when (e is IOException or TimeoutException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
+            // Whatever the failure, the loop goes on: a reservation that stops retrying is silently lost for good.
             if (stop.IsCancellationRequested) return;
             _logger.LogDebug(e, "renewing the reservation on {Relay} failed", Relay);
             if (_time.GetUtcNow() >= Expires) MarkLost("the renewal failed: " + e.Message);
