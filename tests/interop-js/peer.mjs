@@ -8,11 +8,15 @@
 // ─── Mode 1: listen ─────────────────────────────────────────────────────────
 //   node peer.mjs listen [--port 0] [--dht] [--dht-protocol /p2pinference/kad/1.0.0]
 //                        [--seed <64 hex chars = 32-byte Ed25519 seed>] [--bench-server] [--bench-limits]
-//                        [--autonat]
+//                        [--autonat] [--relay-service] [--relay-transport] [--relay-listen <relay MA>]
 //
 //   Services run with js-libp2p's stock options (identify, ping; kad-dht with two loopback
 //   deviations commented in createNode; --autonat adds @libp2p/autonat's stock AutoNAT v1 service). --bench-limits (implied by --bench-server and by
 //   bench-client mode) raises the connection manager's limits for benchmarks only.
+//   --relay-service adds @libp2p/circuit-relay-v2's stock relay server (hop); --relay-transport its
+//   stock client transport (dials /p2p-circuit addresses, serves /stop); --relay-listen MA (implies
+//   --relay-transport) also listens on MA/p2p-circuit, i.e. reserves on that relay at start: the ready
+//   line then lists the circuit address.
 //
 //   Prints once:  {"event":"ready","peerId":"12D3KooW...","addrs":["/ip4/127.0.0.1/tcp/N/p2p/12D3KooW..."]}
 //   Then reads one JSON command per stdin line and answers each with exactly one JSON
@@ -103,6 +107,7 @@ import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { kadDHT } from '@libp2p/kad-dht'
 import { autoNAT } from '@libp2p/autonat'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 // The package's own protobuf codec, which its service uses; not among its exports, so by path.
 import { Message as AutoNatMessage } from './node_modules/@libp2p/autonat/dist/src/pb/index.js'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
@@ -161,7 +166,7 @@ function intArg (value, fallback, name) {
   return n
 }
 
-async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false, autonat = false } = {}) {
+async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false, autonat = false, relayService = false, relayTransport = false, relayListen } = {}) {
   let privateKey
   if (seedHex !== undefined) {
     if (!/^[0-9a-fA-F]{64}$/.test(seedHex)) throw new Error('--seed must be 64 hex chars (32 bytes)')
@@ -175,6 +180,7 @@ async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol =
     ping: ping()
   }
   if (autonat) services.autoNAT = autoNAT()
+  if (relayService) services.relay = circuitRelayServer()
   if (dht) {
     services.dht = kadDHT({
       protocol: dhtProtocol,
@@ -189,8 +195,13 @@ async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol =
 
   return createLibp2p({
     ...(privateKey ? { privateKey } : {}),
-    addresses: { listen: listen ? [`/ip4/127.0.0.1/tcp/${port}`] : [] },
-    transports: [tcp()],
+    addresses: {
+      listen: [
+        ...(listen ? [`/ip4/127.0.0.1/tcp/${port}`] : []),
+        ...(relayListen !== undefined ? [`${relayListen}/p2p-circuit`] : [])
+      ]
+    },
+    transports: relayTransport || relayListen !== undefined ? [tcp(), circuitRelayTransport()] : [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     // Benchmarks only (--bench-server, --bench-limits, bench-client): the stock limits (5 inbound
@@ -517,7 +528,10 @@ async function listenMode (args) {
     dhtProtocol: typeof args['dht-protocol'] === 'string' ? args['dht-protocol'] : DEFAULT_DHT_PROTOCOL,
     seedHex: typeof args.seed === 'string' ? args.seed : undefined,
     benchLimits: args['bench-server'] === true || args['bench-limits'] === true,
-    autonat: args.autonat === true
+    autonat: args.autonat === true,
+    relayService: args['relay-service'] === true,
+    relayTransport: args['relay-transport'] === true,
+    relayListen: typeof args['relay-listen'] === 'string' ? args['relay-listen'] : undefined
   })
   node.identifyResult = trackIdentify(node)
   await node.start()
