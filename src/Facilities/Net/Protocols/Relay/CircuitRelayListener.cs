@@ -14,12 +14,14 @@ public sealed class CircuitRelayListener : ITransportListener
 {
     private readonly CircuitRelayTransport _transport;
     private readonly Channel<RawConnection> _backlog;
+    private readonly int _capacity;
 
     internal CircuitRelayListener(CircuitRelayTransport transport, Multiaddress address, RelayReservation reservation, int backlog)
     {
         _transport = transport;
         Address = address;
         Reservation = reservation;
+        _capacity = backlog;
         _backlog = Channel.CreateBounded<RawConnection>(new BoundedChannelOptions(backlog) { FullMode = BoundedChannelFullMode.Wait });
     }
 
@@ -38,6 +40,9 @@ public sealed class CircuitRelayListener : ITransportListener
             throw new ObjectDisposedException(nameof(CircuitRelayListener), $"the listener on {Address} was closed");
         }
     }
+
+    /// <summary>Whether a relayed connection would be queued now (the backlog is not full and the listener is open).</summary>
+    internal bool HasRoom => !_backlog.Reader.Completion.IsCompleted && _backlog.Reader.Count < _capacity;
 
     /// <summary>Queues a relayed connection; false when the backlog is full or the listener closed.</summary>
     internal bool TryOffer(RawConnection raw) => _backlog.Writer.TryWrite(raw);

@@ -254,12 +254,20 @@ public sealed class CircuitRelayTransport : ITransport, IHostBoundTransport
         var relayed = new RelayedStream(stream);
         var remote = CircuitAddress.For(listener.Reservation.RelayAddress, context.RemotePeer, source.Id);
         var raw = new RawConnection(relayed, listener.Address.WithPeerId(host.PeerId), remote) { IsLimited = request.Limit is { IsUnlimited: false } };
-        if (!listener.TryOffer(raw))
+        if (!listener.HasRoom)
         {
             await AnswerStopAsync(stream, RelayStatus.ResourceLimitExceeded, cancellationToken);
             return;
         }
+        // The answer goes out before the host gets the stream: the host's side of the upgrade writes
+        // at once (multistream-select's header), and the relay must read our STATUS first.
         await AnswerStopAsync(stream, RelayStatus.Ok, cancellationToken);
+        if (!listener.TryOffer(raw))
+        {
+            // Filled or closed since we looked; the relay already relays, so the circuit is cut instead.
+            stream.Reset();
+            return;
+        }
         try
         {
             await relayed.Closed.WaitOrCancelAsync(cancellationToken);
