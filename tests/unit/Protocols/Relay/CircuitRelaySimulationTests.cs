@@ -182,6 +182,25 @@ public sealed class CircuitRelaySimulationTests
     });
 
     [Test]
+    public void PeerKnownOnlyByItsRelayAddress_AsTheDhtGivesIt_IsDialledByPeerId() => SimulationTest.Run(async sim =>
+    {
+        await using var world = new World(sim);
+        var (relay, _) = await world.RelayAsync();
+        var (alice, aliceCircuit) = await world.PeerAsync("alice");
+        var (bob, _) = await world.PeerAsync("bob");
+        world.Nat("home", NatBehavior.PortRestrictedCone, "198.51.100.20", "alice");
+        await ListenThroughAsync(alice, aliceCircuit, relay);
+        // Provider records and identify carry listen addresses without the peer's own /p2p/ suffix.
+        Assert.That(alice.ListenAddresses, Does.Contain(ListenAddressOf(relay)));
+        bob.PeerStore.AddAddresses(alice.PeerId, alice.ListenAddresses);
+
+        var connection = await bob.ConnectAsync(alice.PeerId, CancellationToken.None);
+
+        Assert.That(connection.IsRelayed, Is.True, "the direct address failed at alice's NAT, the circuit worked");
+        Assert.That(connection.RemoteAddress, Is.EqualTo(CircuitTo(relay, alice)));
+    });
+
+    [Test]
     public void Reservation_IsRenewedBeforeItExpires_OnTheClock() => SimulationTest.Run(async sim =>
     {
         await using var world = new World(sim);

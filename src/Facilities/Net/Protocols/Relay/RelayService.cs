@@ -150,7 +150,8 @@ public sealed class RelayService : IDisposable
         replaced?.Release();
         _logger.LogDebug("{Peer} {Action} a reservation until {Expires}", peer, replaced is null ? "holds" : "renewed", expires);
         var answer = new HopMessage(HopMessageType.Status,
-            Reservation: new RelayReservationInfo(expires, _host.AdvertisedAddresses, ReadOnlyMemory<byte>.Empty),
+            // Our own circuit addresses (we may listen through relays too) are no way to reach us as a relay.
+            Reservation: new RelayReservationInfo(expires, _host.AdvertisedAddresses.Where(a => !CircuitAddress.IsCircuit(a)).ToArray(), ReadOnlyMemory<byte>.Empty),
             Limit: _options.ConnectionLimit, Status: RelayStatus.Ok);
         await WriteAnswerAsync(context.Stream, answer, cancellationToken);
     }
