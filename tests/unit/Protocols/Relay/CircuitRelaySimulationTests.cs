@@ -379,6 +379,31 @@ public sealed class CircuitRelaySimulationTests
     });
 
     [Test]
+    public void RelayReachedOverARelayedConnection_RefusesToServe_PermissionDenied() => SimulationTest.Run(async sim =>
+    {
+        await using var world = new World(sim);
+        var (relay, _) = await world.RelayAsync();
+        var (hidden, hiddenService) = await world.RelayAsync(name: "hidden");
+        var (bob, _) = await world.PeerAsync("bob");
+        world.Nat("home", NatBehavior.PortRestrictedCone, "198.51.100.20", "hidden");
+        // The hidden relay is behind a NAT and reachable only through the public one.
+        await hidden.StartAsync([ListenAddressOf(relay)], CancellationToken.None);
+        var connection = await bob.ConnectAsync(CircuitTo(relay, hidden), CancellationToken.None);
+
+        var stream = await bob.OpenStreamAsync(hidden.PeerId, RelayMessageCodec.HopProtocolId, CancellationToken.None);
+        HopMessage answer;
+        await using (stream)
+        {
+            await RelayMessageCodec.WriteAsync(stream, new HopMessage(HopMessageType.Reserve), CancellationToken.None);
+            answer = await RelayMessageCodec.ReadHopAsync(stream, CancellationToken.None);
+        }
+
+        Assert.That(connection.IsRelayed, Is.True);
+        Assert.That(answer.Status, Is.EqualTo(RelayStatus.PermissionDenied), "no circuits over circuits");
+        Assert.That(hiddenService.ReservationCount, Is.Zero);
+    });
+
+    [Test]
     public void RelayCrash_ClosesTheRelayedConnection_LosesTheReservation_WhichComesBackWithTheRelay() => SimulationTest.Run(async sim =>
     {
         await using var world = new World(sim);
