@@ -12,6 +12,7 @@ import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { kadDHT } from '@libp2p/kad-dht'
 import { autoNAT } from '@libp2p/autonat'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -19,7 +20,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 export const DEFAULT_DHT_PROTOCOL = '/p2pinference/kad/1.0.0'
 const RAW_CODEC = 0x55
 
-export async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false, autonat = false } = {}) {
+export async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false, autonat = false, relayService = false, relayTransport = false, relayListen } = {}) {
   let privateKey
   if (seedHex !== undefined) {
     if (!/^[0-9a-fA-F]{64}$/.test(seedHex)) throw new Error('--seed must be 64 hex chars (32 bytes)')
@@ -33,6 +34,7 @@ export async function createNode ({ port = 0, listen = true, dht = false, dhtPro
     ping: ping()
   }
   if (autonat) services.autoNAT = autoNAT()
+  if (relayService) services.relay = circuitRelayServer()
   if (dht) {
     services.dht = kadDHT({
       protocol: dhtProtocol,
@@ -47,8 +49,13 @@ export async function createNode ({ port = 0, listen = true, dht = false, dhtPro
 
   return createLibp2p({
     ...(privateKey ? { privateKey } : {}),
-    addresses: { listen: listen ? [`/ip4/127.0.0.1/tcp/${port}`] : [] },
-    transports: [tcp()],
+    addresses: {
+      listen: [
+        ...(listen ? [`/ip4/127.0.0.1/tcp/${port}`] : []),
+        ...(relayListen !== undefined ? [`${relayListen}/p2p-circuit`] : [])
+      ]
+    },
+    transports: relayTransport || relayListen !== undefined ? [tcp(), circuitRelayTransport()] : [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     // Benchmarks only (--bench-server, --bench-limits, bench-client): the stock limits (5 inbound

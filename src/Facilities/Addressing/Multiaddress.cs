@@ -146,19 +146,18 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
         return null;
     }
 
-    /// <summary>The PeerId of a trailing <c>/p2p/…</c>, if any.</summary>
-    public PeerId? PeerId
-    {
-        get
-        {
-            for (var i = _components.Length - 1; i >= 0; i--)
-                if (_components[i].Protocol.Code == MultiaddressProtocol.P2p.Code)
-                    return Identity.PeerId.FromBytes(_components[i].Value.Span);
-            return null;
-        }
-    }
+    /// <summary>
+    /// The PeerId of a trailing <c>/p2p/…</c>, if any. Only the last component counts: in a relay's
+    /// circuit address (<c>…/p2p/RELAY/p2p-circuit</c>) the <c>/p2p/</c> names the relay, not the peer.
+    /// </summary>
+    public PeerId? PeerId =>
+        _components.Length > 0 && _components[^1].Protocol.Code == MultiaddressProtocol.P2p.Code
+            ? Identity.PeerId.FromBytes(_components[^1].Value.Span)
+            : null;
 
-    public Multiaddress WithoutPeerId() => Decapsulate(MultiaddressProtocol.P2p);
+    /// <summary>This address without its trailing <c>/p2p/…</c> (see <see cref="PeerId"/>).</summary>
+    public Multiaddress WithoutPeerId() =>
+        _components.Length > 0 && _components[^1].Protocol.Code == MultiaddressProtocol.P2p.Code ? new Multiaddress(_components[..^1]) : this;
 
     public Multiaddress WithPeerId(PeerId peerId) =>
         WithoutPeerId().Encapsulate(new Multiaddress([new(MultiaddressProtocol.P2p, peerId.ToByteArray())]));

@@ -2,17 +2,19 @@ using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Protocols.Relay;
 using P2PInference.Facilities.Net.Transport;
 
 namespace P2PInference.Workers.Cli;
 
-/// <summary>Builds the TCP host the CLI commands run.</summary>
+/// <summary>Builds the host the CLI commands run: TCP, and circuit relay for <c>…/p2p-circuit/p2p/PEER</c> addresses.</summary>
 internal static class CliNode
 {
     public static P2PHost CreateHost(KeyPair identity, ILoggerFactory? loggerFactory = null) => new(new HostOptions
     {
         Identity = identity,
-        Transports = [new TcpTransport()],
+        // The circuit transport goes first: TCP would take a circuit address that starts with /ip4/…/tcp/… for its own.
+        Transports = [new CircuitRelayTransport(new CircuitRelayOptions { LoggerFactory = loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance }), new TcpTransport()],
         LoggerFactory = loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance,
     });
 

@@ -32,11 +32,13 @@ internal static class IdentifyCommand
                     protocols = info.Protocols,
                     listenAddrs = info.ListenAddresses.Select(a => a.ToString()),
                     observedAddr = info.ObservedAddress?.ToString(),
+                    relayed = connection.IsRelayed,
                 }));
             }
             else
             {
                 await output.WriteLineAsync($"peer id:          {peerId}");
+                await output.WriteLineAsync($"connection:       {(connection.IsRelayed ? connection.IsLimited ? "relayed, limited" : "relayed" : "direct")} via {connection.RemoteAddress}");
                 await output.WriteLineAsync($"agent version:    {info.AgentVersion}");
                 await output.WriteLineAsync($"protocol version: {info.ProtocolVersion}");
                 await output.WriteLineAsync("protocols:");

@@ -3,14 +3,18 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Net.Protocols.AutoNat;
+using P2PInference.Facilities.Net.Protocols.Relay;
 
 namespace P2PInference.Workers.Cli;
 
 /// <summary>
 /// <c>p2pinference node</c>: runs a libp2p node until SIGINT or SIGTERM. It serves AutoNAT
 /// dial-backs and asks its peers about itself; when AutoNAT reaches or changes its conclusion it
-/// prints a <c>nat:</c> line (or a JSON <c>{"event":"nat",...}</c> line).
+/// prints a <c>nat:</c> line (or a JSON <c>{"event":"nat",...}</c> line). With <c>--relay-service</c> it
+/// relays for others (circuit relay v2, default limits); with <c>--relay MA</c> it reserves on that
+/// relay and listens through it, and the circuit address is printed with its other addresses.
 /// </summary>
 internal static class NodeCommand
 {
@@ -32,7 +36,19 @@ internal static class NodeCommand
         {
             Description = "Dial back loopback and private addresses for peers' AutoNAT checks (a private cluster, tests on one machine); off, as in js and go, since it proves only local reachability",
         };
-        var command = new Command("node", "Run a node (identify, ping, Kademlia DHT, AutoNAT) until interrupted") { listen, keyFile, json, provide, client, natAllowPrivate };
+        var relayService = new Option<bool>("--relay-service")
+        {
+            Description = "Relay for others (circuit relay v2 hop: reservations of an hour, relayed connections of 2 minutes and 128 KiB each way)",
+        };
+        var relays = new Option<string[]>("--relay")
+        {
+            Description = "Reserve a slot on the relay at this address (ending in /p2p/RELAY) and be reachable through it (repeatable)",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var command = new Command("node", "Run a node (identify, ping, Kademlia DHT, AutoNAT, circuit relay) until interrupted")
+        {
+            listen, keyFile, json, provide, client, natAllowPrivate, relayService, relays,
+        };
         dht.AddTo(command);
         command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
         {
@@ -47,7 +63,16 @@ internal static class NodeCommand
                 AllowPrivateAddresses = result.GetValue(natAllowPrivate),
                 LoggerFactory = logging,
             });
+            using var relay = result.GetValue(relayService) ? new RelayService(host, new RelayServiceOptions { LoggerFactory = logging }) : null;
             await host.StartAsync(addresses, ct);
+            var circuitSuffix = Multiaddress.Parse("/p2p-circuit");
+            var relayAddresses = (result.GetValue(relays) ?? []).Select(CliOptions.ParseAddress).ToArray();
+            foreach (var relayAddress in relayAddresses)
+            {
+                if (relayAddress.PeerId is null)
+                    throw new FormatException($"'{relayAddress}' does not end in /p2p/<PeerId>; a relay is reserved on as that peer");
+            }
+            await host.StartAsync(relayAddresses.Select(a => a.Encapsulate(circuitSuffix)), ct);
             await using var kademlia = new KademliaDht(host, dht.Create(result, result.GetValue(client) ? DhtMode.Client : DhtMode.Server));
             await kademlia.StartAsync(ct);
             foreach (var topic in result.GetValue(provide) ?? [])

@@ -40,8 +40,8 @@ internal static class PingCommand
                     var rtt = await PingProtocol.PingAsync(stream, time, linked.Token);
                     var ms = rtt.TotalMilliseconds;
                     await output.WriteLineAsync(asJson
-                        ? JsonSerializer.Serialize(new { peerId = connection.RemotePeer.ToString(), seq, rttMs = Math.Round(ms, 3) })
-                        : string.Create(CultureInfo.InvariantCulture, $"pong from {connection.RemotePeer}: seq={seq} time={ms:0.###} ms"));
+                        ? JsonSerializer.Serialize(new { peerId = connection.RemotePeer.ToString(), seq, rttMs = Math.Round(ms, 3), relayed = connection.IsRelayed })
+                        : string.Create(CultureInfo.InvariantCulture, $"pong from {connection.RemotePeer}: seq={seq} time={ms:0.###} ms{(connection.IsRelayed ? " (relayed)" : "")}"));
                 }
                 catch (Exception e) when (CliErrors.Describe(e) is { } message && e is not OperationCanceledException)
                 {

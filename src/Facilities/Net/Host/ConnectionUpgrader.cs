@@ -77,7 +77,7 @@ internal static class ConnectionUpgrader
         // Keep-alives on the host's clock: a simulated host must not arm real-time timers.
         var yamux = new YamuxSession(secure, direction == ConnectionDirection.Outbound, options.Yamux.OnClock(options.TimeProvider));
         return new PeerConnection(yamux, identity.PeerId, remotePeer, remoteKey,
-            raw.LocalAddress, raw.RemoteAddress, direction, options.TimeProvider);
+            raw.LocalAddress, raw.RemoteAddress, direction, options.TimeProvider) { IsLimited = raw.IsLimited };
     }
 
     /// <summary>Rejects protocol ids this upgrader cannot run, before any connection depends on them.</summary>

@@ -47,6 +47,8 @@ public sealed class P2PHost : IAsyncDisposable
         _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
         Handle(IdentifyProtocol.ProtocolId, ServeIdentifyAsync);
         Handle(PingProtocol.ProtocolId, (context, ct) => PingProtocol.HandleAsync(context.Stream, _options.PingTimeout, _options.TimeProvider, ct));
+        foreach (var transport in options.Transports.OfType<IHostBoundTransport>())
+            transport.Bind(this);
     }
 
     public PeerId PeerId => _options.Identity.PeerId;
@@ -291,8 +293,9 @@ public sealed class P2PHost : IAsyncDisposable
     private async Task<PeerConnection> DialAddressesAsync(IReadOnlyList<Multiaddress> addresses, PeerId? expected)
     {
         var errors = new List<Exception>();
-        foreach (var address in addresses)
+        foreach (var known in addresses)
         {
+            var address = WithCircuitTarget(known, expected);
             var transport = _options.Transports.FirstOrDefault(t => t.CanDial(address));
             if (transport is null)
             {
@@ -318,6 +321,15 @@ public sealed class P2PHost : IAsyncDisposable
         throw new TransportException($"could not reach {expected?.ToString() ?? "the peer"}: "
             + string.Join("; ", errors.Select(e => e.Message)), new AggregateException(errors));
     }
+
+    /// <summary>
+    /// A relay's circuit address (<c>…/p2p/RELAY/p2p-circuit</c>), as peers advertise it and the peer
+    /// store keeps it, names no target: the circuit transport needs the peer at its end.
+    /// </summary>
+    private static Multiaddress WithCircuitTarget(Multiaddress address, PeerId? target) =>
+        target is not null && address.Components.Count > 0 && address.Components[^1].Protocol.Code == MultiaddressProtocol.P2pCircuit.Code
+            ? address.WithPeerId(target)
+            : address;
 
     private async Task AdoptAsync(PeerConnection connection)
     {

@@ -22,6 +22,7 @@ public sealed class PeerConnection : IAsyncDisposable
     // opener takes another connection); never a stream opened on a connection being closed.
     private readonly Lock _useGate = new();
     private bool _retired;
+    private int _keepOpen;
 
     internal PeerConnection(YamuxSession session, PeerId localPeer, PeerId remotePeer, PublicKey remotePublicKey,
         Multiaddress localAddress, Multiaddress remoteAddress, ConnectionDirection direction, TimeProvider time)
@@ -44,6 +45,16 @@ public sealed class PeerConnection : IAsyncDisposable
     public Multiaddress LocalAddress { get; }
     public Multiaddress RemoteAddress { get; }
     public ConnectionDirection Direction { get; }
+
+    /// <summary>
+    /// The connection runs under limits another party set (a relay's <c>Limit</c>: duration and bytes)
+    /// and may be cut when they are reached; keep bulk traffic off it.
+    /// </summary>
+    public bool IsLimited { get; internal init; }
+
+    /// <summary>The connection goes through a circuit relay (its remote address has <c>/p2p-circuit</c>).</summary>
+    public bool IsRelayed => RemoteAddress.Has(MultiaddressProtocol.P2pCircuit);
+
     public int StreamCount => Session.StreamCount;
     public bool IsClosed => Session.IsClosed;
     public Task Completion => Session.Completion;
@@ -83,6 +94,15 @@ public sealed class PeerConnection : IAsyncDisposable
 
     internal void Touch() => Volatile.Write(ref _lastActiveTimestamp, _time.GetTimestamp());
 
+    /// <summary>
+    /// Keeps the connection from being closed as idle until the matching <see cref="ReleaseKeepOpen"/>:
+    /// a relay reservation lives on the connection it was made on, without a stream open between uses.
+    /// A duplicate being retired still closes.
+    /// </summary>
+    internal void KeepOpen() => Interlocked.Increment(ref _keepOpen);
+
+    internal void ReleaseKeepOpen() => Interlocked.Decrement(ref _keepOpen);
+
     /// <summary>True once the host decided to close this connection as idle; no new stream goes on it.</summary>
     internal bool IsRetired
     {
@@ -98,7 +118,7 @@ public sealed class PeerConnection : IAsyncDisposable
         lock (_useGate)
         {
             if (_retired || StreamCount > 0) return false;
-            if (!IsDraining && IdleFor < timeout) return false;
+            if (!IsDraining && (IdleFor < timeout || Volatile.Read(ref _keepOpen) > 0)) return false;
             _retired = true;
             return true;
         }

@@ -9,5 +9,8 @@ public sealed class RawConnection(Stream stream, Multiaddress localAddress, Mult
     public Multiaddress LocalAddress { get; } = localAddress;
     public Multiaddress RemoteAddress { get; } = remoteAddress;
 
+    /// <summary>Set by a transport whose connections run under limits (a relayed circuit); the upgraded connection says so.</summary>
+    public bool IsLimited { get; init; }
+
     public ValueTask DisposeAsync() => Stream.DisposeAsync();
 }

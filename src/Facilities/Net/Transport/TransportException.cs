@@ -1,4 +1,4 @@
 namespace P2PInference.Facilities.Net.Transport;
 
 /// <summary>A dial or listen failed at the transport: unreachable, refused, address in use, partitioned.</summary>
-public sealed class TransportException(string message, Exception? inner = null) : IOException(message, inner);
+public class TransportException(string message, Exception? inner = null) : IOException(message, inner);
