@@ -37,11 +37,11 @@ public sealed class HostConnectionLimitTests
     });
 
     private async Task<P2PHost> StartAsync(string name, int maxInbound = 4096, int perAddress = 32, int reserved = 256, int perPeer = 4,
-        int trustedReserve = 256)
+        int trustedReserve = 256, KeyPair? identity = null)
     {
         var host = new P2PHost(new HostOptions
         {
-            Identity = KeyPair.FromRandom(_sim.CreateRandom("identity", name)),
+            Identity = identity ?? KeyPair.FromRandom(_sim.CreateRandom("identity", name)),
             Transports = [_network.CreateTransport(name)],
             TimeProvider = _sim.Clock,
             MaxInboundConnections = maxInbound,
@@ -186,5 +186,23 @@ public sealed class HostConnectionLimitTests
         var peers = await ConnectPeersAsync("plain", 4, server);
 
         Assert.That(peers.All(p => ConnectedTo(p, server)), Is.True);
+    });
+
+    [Test]
+    public void APeerThatDialsTwice_KeepsBothConnections_WhileOurOwnRacingDialsLeaveOne() => Run(async () =>
+    {
+        // js-libp2p may dial a peer's addresses in parallel; closing its second connection at once would
+        // fail the upgrade it is still finishing on its side.
+        var server = await StartAsync("server");
+        var key = KeyPair.FromRandom(_sim.CreateRandom("identity", "twice"));
+        var first = await StartAsync("twice-1", identity: key);
+        var second = await StartAsync("twice-2", identity: key);
+        await first.ConnectAsync(server.AdvertisedAddresses[0], CancellationToken.None);
+        await second.ConnectAsync(server.AdvertisedAddresses[0], CancellationToken.None);
+        await _sim.Clock.RunUntilIdleAsync();
+
+        Assert.That(server.Connections.Count(c => c.RemotePeer == key.PeerId && !c.IsClosed), Is.EqualTo(2));
+        Assert.That(await first.PingAsync(server.PeerId, CancellationToken.None), Is.GreaterThanOrEqualTo(TimeSpan.Zero));
+        Assert.That(await second.PingAsync(server.PeerId, CancellationToken.None), Is.GreaterThanOrEqualTo(TimeSpan.Zero));
     });
 }

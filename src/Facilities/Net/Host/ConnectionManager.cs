@@ -74,7 +74,11 @@ internal sealed class ConnectionManager : IAsyncDisposable
                 _byPeer[connection.RemotePeer] = list = [];
             var current = list.FirstOrDefault(c => !c.IsDraining && !c.IsClosed);
             list.Add(connection);
-            if (current is not null)
+            // A simultaneous dial (one connection each way) or two racing dials of ours leave a duplicate to
+            // retire. When the remote dials twice it chose to (js-libp2p may dial a peer's addresses in
+            // parallel): closing one at once would fail the upgrade it is still finishing on its side.
+            // MaxConnectionsPerPeer and the idle timeout bound such extras.
+            if (current is not null && (current.Dialer != connection.Dialer || connection.Direction == ConnectionDirection.Outbound))
                 loser = PreferredOf(current, connection) == current ? connection : current;
         }
         _ = RemoveWhenClosedAsync(connection);
@@ -92,11 +96,12 @@ internal sealed class ConnectionManager : IAsyncDisposable
         Remove(connection);
     }
 
+    /// <summary>Of a simultaneous dial's two connections, the one both sides keep (dialed by the lower PeerId); of two of our own dials, the older.</summary>
     private static PeerConnection PreferredOf(PeerConnection existing, PeerConnection added)
     {
         var byDialer = existing.Dialer.CompareTo(added.Dialer);
         if (byDialer != 0) return byDialer < 0 ? existing : added;
-        return existing; // the same side dialed twice: keep the older
+        return existing;
     }
 
     private void Retire(PeerConnection connection)
