@@ -72,6 +72,21 @@ public static class GatewayBenchmark
             var straight = await MeasureAsync(clients, duration,
                 i => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
 
+            // The same requests streamed token by token: the gateway relays the processor's chunks (coalescing those already received).
+            var viaGatewayStreamed = await MeasureAsync(clients, duration, async i =>
+            {
+                await foreach (var _ in client.InferStreamAsync(Request(i), ct))
+                {
+                }
+            }, ct);
+            var straightStreamed = await MeasureAsync(clients, duration, async i =>
+            {
+                await foreach (var _ in direct.RequestStreamAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.InferStream, Request(i),
+                                   InferChunk.Parser, null, ct))
+                {
+                }
+            }, ct);
+
             // One RPC hop with a trivial handler, to split the gateway's extra CPU into the hop and its own work.
             var statusRequest = new StatusRequest();
             var hop = await MeasureAsync(clients, duration,
@@ -80,10 +95,12 @@ public static class GatewayBenchmark
             var text = new StringBuilder();
             text.AppendLine(CultureInfo.InvariantCulture, $"{clients} concurrent clients for {duration.TotalSeconds:0} s each, builtin engine, 16 tokens per request");
             text.AppendLine();
-            text.AppendLine("| path                               | requests/s | p50 ms | p99 ms | CPU µs/req | errors |");
-            text.AppendLine("|------------------------------------|-----------:|-------:|-------:|-----------:|-------:|");
+            text.AppendLine("| path                                     | requests/s | p50 ms | p99 ms | CPU µs/req | errors |");
+            text.AppendLine("|------------------------------------------|-----------:|-------:|-------:|-----------:|-------:|");
             Row(text, "client -> gateway -> processor", viaGateway);
             Row(text, "client -> processors (direct)", straight);
+            Row(text, "streamed: client -> gateway -> processor", viaGatewayStreamed);
+            Row(text, "streamed: client -> processors (direct)", straightStreamed);
             Row(text, "one RPC hop (processor status)", hop);
             Row(text, "SDK, one client (c=1)", sdkOne);
             Row(text, "client serve HTTP -> SDK (c=1)", serveOne);
@@ -92,6 +109,8 @@ public static class GatewayBenchmark
                 $"client serve's added latency per request (c=1, /v1/completions over the same SDK client): p50 {serveOne.P50 - sdkOne.P50:0.00} ms, p99 {serveOne.P99 - sdkOne.P99:0.00} ms");
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"gateway's added latency: p50 {viaGateway.P50 - straight.P50:0.00} ms, p99 {viaGateway.P99 - straight.P99:0.00} ms; requests/s {viaGateway.PerSecond / straight.PerSecond:0.00}x of direct (both spread over the same two processors)");
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"streamed: gateway's added latency p50 {viaGatewayStreamed.P50 - straightStreamed.P50:0.00} ms, p99 {viaGatewayStreamed.P99 - straightStreamed.P99:0.00} ms; requests/s {viaGatewayStreamed.PerSecond / straightStreamed.PerSecond:0.00}x of direct");
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"CPU (all workers in this process): the gateway path costs {viaGateway.CpuMicros - straight.CpuMicros:0} µs more per request, of which one RPC hop is {hop.CpuMicros:0} µs");
             return text.ToString();
@@ -147,7 +166,7 @@ public static class GatewayBenchmark
     };
 
     private static void Row(StringBuilder text, string path, Result r) => text.AppendLine(CultureInfo.InvariantCulture,
-        $"| {path,-34} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.CpuMicros,10:0} | {r.Errors,6} |");
+        $"| {path,-40} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.CpuMicros,10:0} | {r.Errors,6} |");
 
     private sealed record Result(double PerSecond, double P50, double P99, double CpuMicros, int Errors);
 
