@@ -215,6 +215,22 @@ public sealed class NoiseSecureStreamTests
     }
 
     [Test]
+    public async Task SyncDispose_ClosesTheConnectionUnderneath_AndLaterWritesFailCleanly(CancellationToken cancellationToken)
+    {
+        var (a, b) = DuplexStreamPair.Create();
+        var initiatorTask = NoiseHandshake.InitiateAsync(a, Alice, Bob.PeerId, cancellationToken);
+        await using var responder = await NoiseHandshake.RespondAsync(b, Bob, cancellationToken);
+        var initiator = await initiatorTask;
+
+        // A `using` (not `await using`) block, or a framework that only knows IDisposable, ends the stream so.
+        initiator.Dispose();
+        initiator.Dispose();
+
+        Assert.That(await ReadSomeAsync(responder, cancellationToken), Is.Zero, "the peer sees the connection end");
+        Assert.ThrowsAsync<ObjectDisposedException>(async () => await initiator.WriteAsync(new byte[] { 1 }, cancellationToken));
+    }
+
+    [Test]
     public async Task Read_Throws_WhenFrameIsTruncated(CancellationToken cancellationToken)
     {
         var (a, b) = DuplexStreamPair.Create();
