@@ -74,6 +74,21 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
         }
     }
 
+    /// <summary><see cref="FromBytes"/> for addresses a remote sent, where one it cannot read is skipped rather than fatal.</summary>
+    public static bool TryFromBytes(ReadOnlySpan<byte> bytes, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Multiaddress? address)
+    {
+        try
+        {
+            address = FromBytes(bytes);
+            return true;
+        }
+        catch (FormatException)
+        {
+            address = null;
+            return false;
+        }
+    }
+
     /// <exception cref="FormatException">Truncated, oversized or unknown components.</exception>
     public static Multiaddress FromBytes(ReadOnlySpan<byte> bytes)
     {

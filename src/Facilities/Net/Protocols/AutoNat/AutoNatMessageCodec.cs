@@ -106,7 +106,7 @@ public static class AutoNatMessageCodec
         foreach (var bytes in peer.Addrs)
         {
             // Transports we do not know are normal in a mixed network; they are simply not dialled.
-            if (TryParseAddress(bytes, out var address)) addresses.Add(address);
+            if (Multiaddress.TryFromBytes(bytes.Span, out var address)) addresses.Add(address);
         }
         return new AutoNatDialRequest(id, addresses);
     }
@@ -122,24 +122,10 @@ public static class AutoNatMessageCodec
         if (!Enum.IsDefined(status))
             throw new AutoNatException($"the DIAL_RESPONSE message carries the undefined status {(int)response.Status}");
         Multiaddress? address = null;
-        if (response.HasAddr && TryParseAddress(response.Addr, out var parsed)) address = parsed;
+        if (response.HasAddr && Multiaddress.TryFromBytes(response.Addr.Span, out var parsed)) address = parsed;
         return new AutoNatDialResponse(status, response.StatusText, address);
     }
 
     private static string Describe(Message message) =>
         message.HasType ? $"type {(int)message.Type}" : "a message without a type";
-
-    private static bool TryParseAddress(ByteString bytes, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Multiaddress? address)
-    {
-        try
-        {
-            address = Multiaddress.FromBytes(bytes.Span);
-            return true;
-        }
-        catch (FormatException)
-        {
-            address = null;
-            return false;
-        }
-    }
 }

@@ -70,10 +70,10 @@ public static class IdentifyProtocol
         var listen = new List<Multiaddress>(message.ListenAddrs.Count);
         foreach (var bytes in message.ListenAddrs)
         {
-            if (TryParseAddress(bytes, out var address)) listen.Add(address);
+            if (Multiaddress.TryFromBytes(bytes.Span, out var address)) listen.Add(address);
         }
         Multiaddress? observed = null;
-        if (message.HasObservedAddr && TryParseAddress(message.ObservedAddr, out var parsed)) observed = parsed;
+        if (message.HasObservedAddr && Multiaddress.TryFromBytes(message.ObservedAddr.Span, out var parsed)) observed = parsed;
 
         return new IdentifyInfo(key, listen, [.. message.Protocols], observed, message.ProtocolVersion, message.AgentVersion);
     }
@@ -89,20 +89,6 @@ public static class IdentifyProtocol
         catch (FormatException e)
         {
             throw new IdentifyException("identify carries a malformed public key: " + e.Message, e);
-        }
-    }
-
-    private static bool TryParseAddress(ByteString bytes, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Multiaddress? address)
-    {
-        try
-        {
-            address = Multiaddress.FromBytes(bytes.Span);
-            return true;
-        }
-        catch (FormatException)
-        {
-            address = null;
-            return false;
         }
     }
 }

@@ -171,13 +171,7 @@ public static class RelayMessageCodec
         var parsed = new List<Multiaddress>();
         foreach (var bytes in addresses)
         {
-            try
-            {
-                parsed.Add(Multiaddress.FromBytes(bytes.Span));
-            }
-            catch (FormatException)
-            {
-            }
+            if (Multiaddress.TryFromBytes(bytes.Span, out var address)) parsed.Add(address);
         }
         return parsed;
     }
