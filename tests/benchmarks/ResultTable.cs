@@ -77,7 +77,22 @@ internal sealed class ResultTable
                 goal,
             ]);
         }
-        var widths = Enumerable.Range(0, header.Length).Select(i => lines.Max(l => l[i].Length)).ToArray();
+        var sb = new StringBuilder(Markdown(lines));
+        if (_notes.Count > 0)
+        {
+            sb.AppendLine();
+            foreach (var n in _notes) sb.AppendLine("- " + n);
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// <paramref name="lines"/> (the header first) as a Markdown table: the first two columns (metric,
+    /// unit) left-aligned, the figures right-aligned.
+    /// </summary>
+    internal static string Markdown(IReadOnlyList<string[]> lines)
+    {
+        var widths = Enumerable.Range(0, lines[0].Length).Select(i => lines.Max(l => l[i].Length)).ToArray();
         var sb = new StringBuilder();
         for (var li = 0; li < lines.Count; li++)
         {
@@ -85,11 +100,6 @@ internal sealed class ResultTable
             sb.AppendLine("| " + string.Join(" | ", cells) + " |");
             if (li == 0)
                 sb.AppendLine("|" + string.Join("|", widths.Select((w, i) => i <= 1 ? new string('-', w + 2) : new string('-', w + 1) + ":")) + "|");
-        }
-        if (_notes.Count > 0)
-        {
-            sb.AppendLine();
-            foreach (var n in _notes) sb.AppendLine("- " + n);
         }
         return sb.ToString();
     }

@@ -387,16 +387,7 @@ public static class GrantCostBenchmark
                 byRound.Length == 0 ? "-" : $"{byRound.Min().ToString("F2", CultureInfo.InvariantCulture)}–{byRound.Max().ToString("F2", CultureInfo.InvariantCulture)}",
             ]);
         }
-        var widths = Enumerable.Range(0, header.Length).Select(i => lines.Max(l => l[i].Length)).ToArray();
-        var sb = new StringBuilder();
-        for (var li = 0; li < lines.Count; li++)
-        {
-            var cells = lines[li].Select((cell, i) => i <= 1 ? cell.PadRight(widths[i]) : cell.PadLeft(widths[i]));
-            sb.AppendLine("| " + string.Join(" | ", cells) + " |");
-            if (li == 0)
-                sb.AppendLine("|" + string.Join("|", widths.Select((w, i) => i <= 1 ? new string('-', w + 2) : new string('-', w + 1) + ":")) + "|");
-        }
-        return sb.ToString();
+        return ResultTable.Markdown(lines);
     }
 
     private static double Median(double[] values)
