@@ -214,24 +214,12 @@ public sealed class CircuitRelayTransport : ITransport, IHostBoundTransport
     {
         var host = Host;
         var stream = context.Stream;
-        StopMessage request;
-        using (var timeout = new CancellationTokenSource(_options.RequestTimeout, host.TimeProvider))
-        using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token))
+        var (request, refusal, _) = await RelayMessageCodec.ReadRequestAsync(stream, RelayMessageCodec.ReadStopAsync, _options.RequestTimeout,
+            host.TimeProvider, cancellationToken);
+        if (request is null)
         {
-            try
-            {
-                request = await RelayMessageCodec.ReadStopAsync(stream, linked.Token);
-            }
-            catch (RelayProtocolException e)
-            {
-                await AnswerStopAsync(stream, e.Status, cancellationToken);
-                return;
-            }
-            catch (Exception e) when (e is MalformedMessageException or MessageTooLargeException)
-            {
-                await AnswerStopAsync(stream, RelayStatus.MalformedMessage, cancellationToken);
-                return;
-            }
+            await AnswerStopAsync(stream, refusal, cancellationToken);
+            return;
         }
         if (request.Type != StopMessageType.Connect)
         {

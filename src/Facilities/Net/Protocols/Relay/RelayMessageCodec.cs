@@ -51,6 +51,33 @@ public static class RelayMessageCodec
     public static async ValueTask<StopMessage> ReadStopAsync(Stream stream, CancellationToken cancellationToken) =>
         FromProto(await ReadAsync(stream, Proto.StopMessage.Parser, cancellationToken));
 
+    /// <summary>
+    /// Reads a request within <paramref name="timeout"/>. One that is not a valid message comes back as
+    /// the status to refuse it with and why: MALFORMED_MESSAGE for bytes that do not decode, the
+    /// exception's own status for a message that decodes but makes no sense.
+    /// </summary>
+    /// <exception cref="EndOfStreamException">The stream ended before or inside the request.</exception>
+    /// <exception cref="OperationCanceledException">The request did not arrive in time, or the token fired.</exception>
+    internal static async ValueTask<(T? Request, RelayStatus Refusal, string? Reason)> ReadRequestAsync<T>(Stream stream,
+        Func<Stream, CancellationToken, ValueTask<T>> read, TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
+        where T : class
+    {
+        using var deadline = new CancellationTokenSource(timeout, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        try
+        {
+            return (await read(stream, linked.Token), RelayStatus.Ok, null);
+        }
+        catch (RelayProtocolException e)
+        {
+            return (null, e.Status, e.Message);
+        }
+        catch (Exception e) when (e is MalformedMessageException or MessageTooLargeException)
+        {
+            return (null, RelayStatus.MalformedMessage, e.Message);
+        }
+    }
+
     /// <summary>Decodes a hop message body (no prefix).</summary>
     public static HopMessage ParseHop(ReadOnlySpan<byte> body) => FromProto(LengthPrefixedMessage.Parse(Proto.HopMessage.Parser, body));
 

@@ -75,25 +75,12 @@ public sealed class RelayService : IDisposable
 
     private async Task HandleHopAsync(StreamContext context, CancellationToken cancellationToken)
     {
-        var stream = context.Stream;
-        HopMessage request;
-        using (var timeout = new CancellationTokenSource(_options.RequestTimeout, _host.TimeProvider))
-        using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token))
+        var (request, refusal, reason) = await RelayMessageCodec.ReadRequestAsync(context.Stream, RelayMessageCodec.ReadHopAsync, _options.RequestTimeout,
+            _host.TimeProvider, cancellationToken);
+        if (request is null)
         {
-            try
-            {
-                request = await RelayMessageCodec.ReadHopAsync(stream, linked.Token);
-            }
-            catch (RelayProtocolException e)
-            {
-                await RefuseAsync(context, e.Status, e.Message, cancellationToken);
-                return;
-            }
-            catch (Exception e) when (e is MalformedMessageException or MessageTooLargeException)
-            {
-                await RefuseAsync(context, RelayStatus.MalformedMessage, e.Message, cancellationToken);
-                return;
-            }
+            await RefuseAsync(context, refusal, reason!, cancellationToken);
+            return;
         }
         if (context.Connection.IsRelayed)
         {
