@@ -97,7 +97,8 @@ internal sealed class JsPeer : IAsyncDisposable
         }
     }
 
-    private static Process StartNode(IEnumerable<string> arguments)
+    /// <summary>Starts <c>node</c> in tests/interop-js (installing its packages first) with stdin, stdout and stderr redirected.</summary>
+    internal static Process StartNode(IEnumerable<string> arguments)
     {
         var dir = JsPeerInstall.EnsureInstalled();
         var info = new ProcessStartInfo("node")

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Rpc.Wire;
+using P2PInference.Tests.Integration.Interop;
 using P2PInference.Tests.Shared;
 
 namespace P2PInference.Tests.Integration.Trust;
@@ -59,18 +60,7 @@ internal sealed class JsRogues : IAsyncDisposable
             bootstrap,
             rogues = rogues.Select(r => new { name = r.Name, seed = Convert.ToHexString(r.Seed), topics = r.Topics, answer = Convert.ToHexString(r.Answer) }),
         }), cancellationToken);
-        var info = new ProcessStartInfo("node")
-        {
-            WorkingDirectory = JsPeerInstall.EnsureInstalled(),
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        info.ArgumentList.Add("rogue.mjs");
-        info.ArgumentList.Add("--config");
-        info.ArgumentList.Add(config);
-        var process = Process.Start(info) ?? throw new InvalidOperationException("node did not start");
+        var process = JsPeer.StartNode(["rogue.mjs", "--config", config]);
         var stderr = new StringBuilder();
         process.ErrorDataReceived += (_, e) =>
         {
