@@ -30,24 +30,4 @@ public sealed class HostSettings
     public TimeSpan PingTimeout { get; set; } = Defaults.PingTimeout;
 
     public TimeSpan IdleConnectionTimeout { get; set; } = Defaults.IdleConnectionTimeout;
-
-    /// <summary>Every mistake, each naming its setting.</summary>
-    public IEnumerable<string> Validate()
-    {
-        if (MaxInboundConnections < 1) yield return $"Host:MaxInboundConnections must be at least 1; it is {MaxInboundConnections}";
-        if (MaxInboundConnectionsPerAddress < 1) yield return $"Host:MaxInboundConnectionsPerAddress must be at least 1; it is {MaxInboundConnectionsPerAddress}";
-        if (InboundConnectionsReservedForNewAddresses < 0)
-            yield return $"Host:InboundConnectionsReservedForNewAddresses must not be negative; it is {InboundConnectionsReservedForNewAddresses}";
-        if (InboundConnectionsReservedForTrustedPeers < 0)
-            yield return $"Host:InboundConnectionsReservedForTrustedPeers must not be negative; it is {InboundConnectionsReservedForTrustedPeers}";
-        if (MaxConnectionsPerPeer < 1) yield return $"Host:MaxConnectionsPerPeer must be at least 1; it is {MaxConnectionsPerPeer}";
-        foreach (var (name, value) in new[]
-                 {
-                     ("UpgradeTimeout", UpgradeTimeout), ("StreamNegotiationTimeout", StreamNegotiationTimeout), ("IdentifyTimeout", IdentifyTimeout),
-                     ("PingTimeout", PingTimeout), ("IdleConnectionTimeout", IdleConnectionTimeout),
-                 })
-        {
-            if (value <= TimeSpan.Zero) yield return $"Host:{name} must be positive; it is {value}";
-        }
-    }
 }

@@ -51,7 +51,7 @@ public static class WorkerConfiguration
         ValidateNode(node, errors);
         ValidateDht(dht, errors);
         ValidateRpc(rpc, errors);
-        errors.AddRange(host.Validate());
+        ValidateHost(host, errors);
         Positive("Trust:CachePeriod", trust.CachePeriod, errors);
         Positive("Trust:SelfGrantValidity", trust.SelfGrantValidity, errors);
         ValidateEachSetting(configuration.GetSection("Auth"), auth, o => o.Validate(), errors);
@@ -266,6 +266,23 @@ public static class WorkerConfiguration
         {
             return e.Message;
         }
+    }
+
+    private static void ValidateHost(HostSettings host, List<string> errors)
+    {
+        if (host.MaxInboundConnections < 1) errors.Add($"Host:MaxInboundConnections must be at least 1; it is {host.MaxInboundConnections}");
+        if (host.MaxInboundConnectionsPerAddress < 1)
+            errors.Add($"Host:MaxInboundConnectionsPerAddress must be at least 1; it is {host.MaxInboundConnectionsPerAddress}");
+        if (host.InboundConnectionsReservedForNewAddresses < 0)
+            errors.Add($"Host:InboundConnectionsReservedForNewAddresses must not be negative; it is {host.InboundConnectionsReservedForNewAddresses}");
+        if (host.InboundConnectionsReservedForTrustedPeers < 0)
+            errors.Add($"Host:InboundConnectionsReservedForTrustedPeers must not be negative; it is {host.InboundConnectionsReservedForTrustedPeers}");
+        if (host.MaxConnectionsPerPeer < 1) errors.Add($"Host:MaxConnectionsPerPeer must be at least 1; it is {host.MaxConnectionsPerPeer}");
+        Positive("Host:UpgradeTimeout", host.UpgradeTimeout, errors);
+        Positive("Host:StreamNegotiationTimeout", host.StreamNegotiationTimeout, errors);
+        Positive("Host:IdentifyTimeout", host.IdentifyTimeout, errors);
+        Positive("Host:PingTimeout", host.PingTimeout, errors);
+        Positive("Host:IdleConnectionTimeout", host.IdleConnectionTimeout, errors);
     }
 
     private static void Positive(string path, TimeSpan value, List<string> errors)
