@@ -39,13 +39,10 @@ public static class KeyFile
     public static KeyPair Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new FileNotFoundException($"key file '{path}' does not exist", path);
-        if (info.Length > PublicKey.MaxEncodedLength)
-            throw new InvalidDataException($"key file '{path}' is {info.Length} bytes; a key file is under {PublicKey.MaxEncodedLength}");
+        var bytes = OperatorFile.ReadAllBytes(path, PublicKey.MaxEncodedLength, "key file");
         try
         {
-            return KeyPair.ImportPrivateKey(File.ReadAllBytes(path));
+            return KeyPair.ImportPrivateKey(bytes);
         }
         catch (FormatException e)
         {

@@ -68,10 +68,7 @@ public sealed class RevocationList
     public static RevocationList Load(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new FileNotFoundException($"revocation list '{path}' does not exist", path);
-        if (info.Length > MaxFileBytes) throw new InvalidDataException($"revocation list '{path}' is {info.Length} bytes, more than {MaxFileBytes}");
-        return Parse(File.ReadAllText(path));
+        return Parse(OperatorFile.ReadAllText(path, MaxFileBytes, "revocation list"));
     }
 
     /// <summary>The list as the file holds it.</summary>

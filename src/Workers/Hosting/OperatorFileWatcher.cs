@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Workers.Hosting;
 
@@ -57,9 +58,7 @@ internal sealed class OperatorFileWatcher : IDisposable
     private void Reload()
     {
         var info = new FileInfo(_path);
-        if (!info.Exists) throw new FileNotFoundException($"'{_path}' does not exist", _path);
-        if (info.Length > _maxBytes) throw new InvalidDataException($"'{_path}' is {info.Length} bytes, more than {_maxBytes}");
-        var text = File.ReadAllText(_path);
+        var text = OperatorFile.ReadAllText(_path, _maxBytes, "file");
         _seen = (info.LastWriteTimeUtc, info.Length);
         _apply(text);
     }

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Trust;
 using P2PInference.Workers.Auth;
@@ -85,10 +86,7 @@ public sealed class WorkerSettings
         if (Trust.Grant is not { } path) return null;
         try
         {
-            var info = new FileInfo(path);
-            if (!info.Exists) throw new FileNotFoundException($"grant file '{path}' does not exist");
-            if (info.Length > RoleGrant.MaxFileBytes) throw new InvalidDataException($"grant file '{path}' is {info.Length} bytes; a grant is one short line");
-            return RoleGrant.FromText(File.ReadAllText(path));
+            return RoleGrant.FromText(OperatorFile.ReadAllText(path, RoleGrant.MaxFileBytes, "grant file"));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or InvalidDataException)
         {
