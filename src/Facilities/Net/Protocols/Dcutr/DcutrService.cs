@@ -123,7 +123,7 @@ public sealed class DcutrService : IAsyncDisposable
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            outcome = new HolePunchOutcome(peer, DirectConnectionTo(peer), Describe(e), false, 0);
+            outcome = new HolePunchOutcome(peer, DirectConnectionTo(peer), Describe(e), false, 0) { Error = e };
         }
         finally
         {
@@ -232,7 +232,7 @@ public sealed class DcutrService : IAsyncDisposable
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            outcome = new HolePunchOutcome(peer, DirectConnectionTo(peer), Describe(e), false, 0);
+            outcome = new HolePunchOutcome(peer, DirectConnectionTo(peer), Describe(e), false, 0) { Error = e };
         }
         finally
         {
@@ -292,29 +292,29 @@ public sealed class DcutrService : IAsyncDisposable
         ConnectionDirection role, TimeSpan timeout, CancellationToken cancellationToken)
     {
         // Our own dial's connection arrives here too: the host raises PeerConnected for every connection it adopts.
-        var arrived = new TaskCompletionSource<PeerConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var allFailed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        // One completion for every way the wait ends (not Task.WhenAny, which would complete off a simulation's thread).
+        var settled = new TaskCompletionSource<PeerConnection?>(TaskCreationOptions.RunContinuationsAsynchronously);
         void OnConnected(PeerConnection c)
         {
-            if (c.RemotePeer == peer && !c.IsRelayed) arrived.TrySetResult(c);
+            if (c.RemotePeer == peer && !c.IsRelayed) settled.TrySetResult(c);
         }
         _host.PeerConnected += OnConnected;
-        using var scope = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var deadline = new CancellationTokenSource(timeout, _host.TimeProvider);
+        using var scope = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        using var expiry = scope.Token.Register(() => settled.TrySetResult(null));
         var errors = new List<string>();
         var remaining = addresses.Count;
         try
         {
             if (DirectConnectionTo(peer) is { } existing) return (existing, null);
-            var expiry = Task.Delay(timeout, _host.TimeProvider, scope.Token);
-            if (remaining == 0) allFailed.TrySetResult();
+            if (remaining == 0) settled.TrySetResult(null);
             foreach (var address in addresses) _ = DialOneAsync(address);
-            var first = await Task.WhenAny(arrived.Task, allFailed.Task, expiry);
-            if (first == arrived.Task) return (await arrived.Task, null);
+            if (await settled.Task is { } connection) return (connection, null);
             cancellationToken.ThrowIfCancellationRequested();
             if (DirectConnectionTo(peer) is { } late) return (late, null);
             lock (errors)
             {
-                if (first == expiry) errors.Add($"no direct connection within {timeout}");
+                if (deadline.IsCancellationRequested) errors.Add($"no direct connection within {timeout}");
                 return (null, string.Join("; ", errors));
             }
         }
@@ -336,7 +336,7 @@ public sealed class DcutrService : IAsyncDisposable
                 lock (errors)
                 {
                     if (!scope.IsCancellationRequested) errors.Add($"{address}: {Describe(e)}");
-                    if (--remaining == 0) allFailed.TrySetResult();
+                    if (--remaining == 0) settled.TrySetResult(null);
                 }
             }
         }
