@@ -179,9 +179,9 @@ public sealed class DcutrSimulationTests
         var bobEnd = DirectBetween(bob, alice).Single();
         Assert.Multiple(() =>
         {
-            // Both dials completed as one TCP connection; alice's was upgraded as the responder, bob's as the initiator.
-            Assert.That(aliceEnd.Direction, Is.EqualTo(ConnectionDirection.Inbound), "alice (A) responds");
-            Assert.That(bobEnd.Direction, Is.EqualTo(ConnectionDirection.Outbound), "bob (B) initiates");
+            // Both dials completed as one TCP connection; bob's was upgraded as the responder, alice's as the initiator (as js and rust do).
+            Assert.That(aliceEnd.Direction, Is.EqualTo(ConnectionDirection.Outbound), "alice (A) initiates");
+            Assert.That(bobEnd.Direction, Is.EqualTo(ConnectionDirection.Inbound), "bob (B) responds");
             Assert.That(aliceEnd.RemoteAddress.TcpHostPort()?.Host, Is.EqualTo("203.0.113.30"));
             // Bob's connection to the relay predates the count; alice's to the relay and the punched one are all it adds.
             Assert.That(setup.World.Network.ConnectionsOpened - opened, Is.EqualTo(2), "alice-relay, and one direct for both dials");

@@ -19,9 +19,11 @@ namespace P2PInference.Facilities.Net.Protocols.Dcutr;
 /// with our addresses, times the answer's round trip, sends SYNC, waits half of it and dials the
 /// addresses the peer's CONNECT named — up to <see cref="DcutrOptions.MaxAttempts"/> rounds on the
 /// one stream. As the dialer of the relayed connection (A) it answers each CONNECT with its own and
-/// dials at once on SYNC. The two dials meet as one TCP simultaneous open; A's dial upgrades in the
-/// responder role, B's as the initiator (as rust-libp2p does; the spec leaves it open), so both ends
-/// agree who runs which side of the handshake.
+/// dials at once on SYNC. The two dials meet as one TCP simultaneous open, which both ends got from a
+/// dial, so one of them must run the listener's side of the handshake: B's hole-punch dial upgrades in
+/// the responder role, A's as the initiator. The spec leaves this open; rust-libp2p (B dials with
+/// <c>override_role</c>) and js-libp2p (B dials with <c>initiator: false</c>) both choose so, and a
+/// punch between two implementations works only when they agree.
 /// </para>
 /// <para>
 /// A round succeeds when a direct connection to the peer exists afterwards, whichever way it formed
@@ -198,7 +200,7 @@ public sealed class DcutrService : IAsyncDisposable
                     return new HolePunchOutcome(peer, DirectConnectionTo(peer), "the peer sent no address we can dial", false, attempt);
                 // The peer dials when our SYNC reaches it, half a round trip from now: dial then too.
                 await Task.Delay(rtt / 2, _host.TimeProvider, cancellationToken);
-                var (direct, failure) = await DialAnyAsync(targets, peer, ConnectionDirection.Outbound, _options.DialTimeout, cancellationToken);
+                var (direct, failure) = await DialAnyAsync(targets, peer, ConnectionDirection.Inbound, _options.DialTimeout, cancellationToken);
                 if (direct is not null) return new HolePunchOutcome(peer, direct, null, false, attempt);
                 reason = $"{attempt} attempt(s) failed, last: {failure}";
                 _logger.LogDebug("dcutr: attempt {Attempt} with {Peer} failed: {Reason}", attempt, peer, failure);
@@ -276,7 +278,7 @@ public sealed class DcutrService : IAsyncDisposable
                 reason = "the peer sent no address we can dial";
                 continue;
             }
-            var (direct, failure) = await DialAnyAsync(targets, peer, ConnectionDirection.Inbound, _options.DialTimeout, cancellationToken);
+            var (direct, failure) = await DialAnyAsync(targets, peer, ConnectionDirection.Outbound, _options.DialTimeout, cancellationToken);
             if (direct is not null) return new HolePunchOutcome(peer, direct, null, false, attempt);
             reason = $"{attempt} attempt(s) failed, last: {failure}";
         }
