@@ -138,10 +138,12 @@ public sealed class DcutrSimulationTests
         var atAlice = setup.AliceDcutr!.WaitForOutcomeAsync(bob.PeerId, CancellationToken.None);
         var atBob = setup.BobDcutr!.WaitForOutcomeAsync(alice.PeerId, CancellationToken.None);
 
+        var start = sim.Clock.Elapsed;
         var relayed = await alice.ConnectAsync(setup.BobViaRelay, CancellationToken.None);
         Assert.That(relayed.IsRelayed, Is.True);
         var aliceOutcome = await atAlice;
         var bobOutcome = await atBob;
+        await TestContext.Out.WriteLineAsync($"relayed dial to direct connection: {sim.Clock.Elapsed - start} of virtual time");
 
         Assert.Multiple(() =>
         {
@@ -201,6 +203,7 @@ public sealed class DcutrSimulationTests
         await alice.ConnectAsync(setup.BobViaRelay, CancellationToken.None);
         var bobOutcome = await atBob;
         var aliceOutcome = await atAlice;
+        await TestContext.Out.WriteLineAsync($"relayed dial to giving up: {sim.Clock.Elapsed - start} of virtual time");
 
         Assert.Multiple(() =>
         {
