@@ -17,6 +17,12 @@ internal sealed class MemoryFlow
     // Small writes on the fast path share a chunk, so a chatty writer costs one rental per few KiB.
     private const int MinChunk = 4096;
     private static readonly TimeSpan MinTimerDelay = TimeSpan.FromTicks(1);
+    private static readonly TaskCompletionSource s_done = Done();
+    // A cancelled wait completes the shared signal itself instead of racing it through
+    // ContextAwaits.WaitOrCancelAsync, which costs two more tasks and state machines per wait: an idle
+    // connection always has a read waiting, tens of thousands of them in a large simulation. Other
+    // waiters woken with it look again and wait on a new signal.
+    private static readonly Action<object?> s_wake = static s => ((TaskCompletionSource)s!).TrySetResult();
 
     private readonly object _gate = new();
     private readonly Queue<Chunk> _inFlight = new();
@@ -62,7 +68,7 @@ internal sealed class MemoryFlow
         _connection.NoteActivity();
         while (true)
         {
-            Task wait;
+            TaskCompletionSource wait;
             var reset = false;
             // The clock is read outside the lock: a fake clock may fire timers (other flows' deliveries) from inside.
             var now = Link.IsClean ? 0 : _time.GetTimestamp();
@@ -79,19 +85,21 @@ internal sealed class MemoryFlow
                         reset |= EnqueueInFlight(ref n, data.Span[..n], now == 0 ? _time.GetTimestamp() : now);
                     data = data[n..];
                 }
-                if (data.IsEmpty || _limitReached)
-                {
-                    wait = Task.CompletedTask;
-                }
-                else
-                {
-                    wait = (_spaceSignal ??= NewSignal()).Task;
-                }
+                wait = data.IsEmpty || _limitReached ? s_done : Await(ref _spaceSignal);
             }
             if (reset) _connection.Abort("connection reset: data limit reached", drain: true);
             if (_limitReached && !data.IsEmpty) throw new IOException("connection reset: data limit reached");
             if (data.IsEmpty) return;
-            await wait.WaitOrCancelAsync(cancellationToken);
+            var registration = cancellationToken.UnsafeRegister(s_wake, wait);
+            try
+            {
+                await wait.Task;
+            }
+            finally
+            {
+                registration.Unregister();
+            }
+            cancellationToken.ThrowIfCancellationRequested();
         }
     }
 
@@ -100,7 +108,7 @@ internal sealed class MemoryFlow
         cancellationToken.ThrowIfCancellationRequested();
         while (true)
         {
-            Task wait;
+            TaskCompletionSource wait;
             lock (_gate)
             {
                 if (_readable.TryPeek(out var chunk) && (_error is null || _drainBeforeError))
@@ -123,9 +131,18 @@ internal sealed class MemoryFlow
                 }
                 if (_error is not null) throw new IOException(_error.Message, _error);
                 if (_endOfStream || _readerClosed) return 0;
-                wait = (_dataSignal ??= NewSignal()).Task;
+                wait = Await(ref _dataSignal);
             }
-            await wait.WaitOrCancelAsync(cancellationToken);
+            var registration = cancellationToken.UnsafeRegister(s_wake, wait);
+            try
+            {
+                await wait.Task;
+            }
+            finally
+            {
+                registration.Unregister();
+            }
+            cancellationToken.ThrowIfCancellationRequested();
         }
     }
 
@@ -360,7 +377,20 @@ internal sealed class MemoryFlow
         _readableTail = null;
     }
 
-    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>The pending signal, a new one when there is none or a cancelled wait completed it. Caller holds the lock.</summary>
+    private static TaskCompletionSource Await(ref TaskCompletionSource? signal)
+    {
+        if (signal is null || signal.Task.IsCompleted) signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        return signal;
+    }
+
+
+    private static TaskCompletionSource Done()
+    {
+        var done = new TaskCompletionSource();
+        done.SetResult();
+        return done;
+    }
 
     private static void Signal(ref TaskCompletionSource? signal)
     {

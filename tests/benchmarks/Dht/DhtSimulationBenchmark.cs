@@ -30,7 +30,7 @@ public static class DhtSimulationBenchmark
         var table = new StringBuilder();
         table.AppendLine(CultureInfo.InvariantCulture, $"Kademlia simulation on the executor (k=20, alpha=10, 3 seeds, 50 topics x 2 providers, seed {seed}, {Environment.ProcessorCount} cores)");
         table.AppendLine(CultureInfo.InvariantCulture,
-            $"{"peers",6} {"phase",-12} {"lookups ok",10} {"hops mean",9} {"max",4} {"msgs mean",9} {"wall s",7} {"virtual s",9} {"virt/wall",9} {"CPU s",7} {"heap MiB",8} {"peak WS MiB",11} {"trace",16}");
+            $"{"peers",6} {"phase",-12} {"lookups ok",10} {"hops mean",9} {"max",4} {"msgs mean",9} {"wall s",7} {"virtual s",9} {"virt/wall",9} {"CPU s",7} {"heap MiB",8} {"peak WS MiB",11} {"GCs 0/1/2",14} {"GC pause s",10} {"trace",16}");
         foreach (var peers in sizes)
         {
             RunSize(peers, lookups, seed, budget, table);
@@ -46,6 +46,8 @@ public static class DhtSimulationBenchmark
         using var process = Process.GetCurrentProcess();
         var wall = Stopwatch.StartNew();
         var cpu = process.TotalProcessorTime;
+        var gcPause = GC.GetTotalPauseDuration();
+        int[] gcCounts = [GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2)];
         // Every connection open (~55 per peer) fits in memory at 1,000 peers, not at 10,000: close idle ones there.
         var idle = peers > 2_000 ? TimeSpan.FromMinutes(2) : new DhtSimulationOptions().IdleConnectionTimeout;
         var sim = new SimulationExecutor(new SimulationOptions { Seed = seed, MaxVirtualTime = TimeSpan.FromDays(2) });
@@ -90,7 +92,7 @@ public static class DhtSimulationBenchmark
             var virtualSeconds = sim.Clock.Elapsed.TotalSeconds;
             var wallSeconds = wall.Elapsed.TotalSeconds;
             return string.Create(CultureInfo.InvariantCulture,
-                $" {wallSeconds,7:F1} {virtualSeconds,9:F0} {virtualSeconds / wallSeconds,9:F1} {(process.TotalProcessorTime - cpu).TotalSeconds,7:F1} {GC.GetTotalMemory(false) >> 20,8} {process.PeakWorkingSet64 >> 20,11} {sim.TraceHash,16:x16}");
+                $" {wallSeconds,7:F1} {virtualSeconds,9:F0} {virtualSeconds / wallSeconds,9:F1} {(process.TotalProcessorTime - cpu).TotalSeconds,7:F1} {GC.GetTotalMemory(false) >> 20,8} {process.PeakWorkingSet64 >> 20,11} {$"{GC.CollectionCount(0) - gcCounts[0]}/{GC.CollectionCount(1) - gcCounts[1]}/{GC.CollectionCount(2) - gcCounts[2]}",14} {(GC.GetTotalPauseDuration() - gcPause).TotalSeconds,10:F1} {sim.TraceHash,16:x16}");
         }
     }
 
