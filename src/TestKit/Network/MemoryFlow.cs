@@ -1,5 +1,4 @@
 using System.Buffers;
-using P2PInference.Facilities.Threading;
 
 namespace P2PInference.TestKit.Network;
 
@@ -17,7 +16,6 @@ internal sealed class MemoryFlow
     // Small writes on the fast path share a chunk, so a chatty writer costs one rental per few KiB.
     private const int MinChunk = 4096;
     private static readonly TimeSpan MinTimerDelay = TimeSpan.FromTicks(1);
-    private static readonly TaskCompletionSource s_done = Done();
     // A cancelled wait completes the shared signal itself instead of racing it through
     // ContextAwaits.WaitOrCancelAsync, which costs two more tasks and state machines per wait: an idle
     // connection always has a read waiting, tens of thousands of them in a large simulation. Other
@@ -68,7 +66,7 @@ internal sealed class MemoryFlow
         _connection.NoteActivity();
         while (true)
         {
-            TaskCompletionSource wait;
+            TaskCompletionSource? wait = null;
             var reset = false;
             // The clock is read outside the lock: a fake clock may fire timers (other flows' deliveries) from inside.
             var now = Link.IsClean ? 0 : _time.GetTimestamp();
@@ -85,11 +83,11 @@ internal sealed class MemoryFlow
                         reset |= EnqueueInFlight(ref n, data.Span[..n], now == 0 ? _time.GetTimestamp() : now);
                     data = data[n..];
                 }
-                wait = data.IsEmpty || _limitReached ? s_done : Await(ref _spaceSignal);
+                if (!data.IsEmpty && !_limitReached) wait = Await(ref _spaceSignal);
             }
             if (reset) _connection.Abort("connection reset: data limit reached", drain: true);
             if (_limitReached && !data.IsEmpty) throw new IOException("connection reset: data limit reached");
-            if (data.IsEmpty) return;
+            if (wait is null) return;
             var registration = cancellationToken.UnsafeRegister(s_wake, wait);
             try
             {
@@ -384,13 +382,6 @@ internal sealed class MemoryFlow
         return signal;
     }
 
-
-    private static TaskCompletionSource Done()
-    {
-        var done = new TaskCompletionSource();
-        done.SetResult();
-        return done;
-    }
 
     private static void Signal(ref TaskCompletionSource? signal)
     {
