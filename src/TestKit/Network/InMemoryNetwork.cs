@@ -145,7 +145,7 @@ public sealed class InMemoryNetwork
     /// <returns>How many were reset.</returns>
     public int ResetConnections(string a, string b)
     {
-        var victims = Connections(c => c.Between(a, b));
+        var victims = ConnectionsOf(a, c => c.Between(a, b));
         foreach (var c in victims) c.Abort("connection reset", drain: false);
         return victims.Length;
     }
@@ -159,7 +159,7 @@ public sealed class InMemoryNetwork
     {
         CloseListener(nodeName);
         Volatile.Read(ref _nat)?.AbandonDialsOf(nodeName, $"node '{nodeName}' crashed");
-        foreach (var c in Connections(c => c.Involves(nodeName)))
+        foreach (var c in ConnectionsOf(nodeName, static _ => true))
             c.Abort($"connection reset by peer: node '{nodeName}' crashed", drain: false);
     }
 
@@ -171,7 +171,7 @@ public sealed class InMemoryNetwork
     {
         CloseListener(nodeName);
         Volatile.Read(ref _nat)?.AbandonDialsOf(nodeName, $"node '{nodeName}' stopped");
-        foreach (var c in Connections(c => c.Involves(nodeName)))
+        foreach (var c in ConnectionsOf(nodeName, static _ => true))
         {
             if (c.Dialer == nodeName) c.CloseEnd(dialerSide: true);
             if (c.Listener == nodeName) c.CloseEnd(dialerSide: false);
@@ -389,6 +389,22 @@ public sealed class InMemoryNetwork
             foreach (var node in _nodes.Values)
                 foreach (var c in node.Connections)
                     if (predicate(c)) result.Add(c);
+            return [.. result];
+        }
+    }
+
+    /// <summary>
+    /// The open connections with <paramref name="nodeName"/> at one end that match: from the node's
+    /// own set, since a scan of every node's made a crash cost all the network's connections.
+    /// </summary>
+    private MemoryConnection[] ConnectionsOf(string nodeName, Func<MemoryConnection, bool> predicate)
+    {
+        lock (_gate)
+        {
+            if (!_nodes.TryGetValue(nodeName, out var node)) return [];
+            var result = new List<MemoryConnection>(node.Connections.Count);
+            foreach (var c in node.Connections)
+                if (predicate(c)) result.Add(c);
             return [.. result];
         }
     }

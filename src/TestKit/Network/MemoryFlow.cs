@@ -1,5 +1,4 @@
 using System.Buffers;
-using P2PInference.Facilities.Threading;
 
 namespace P2PInference.TestKit.Network;
 
@@ -17,6 +16,11 @@ internal sealed class MemoryFlow
     // Small writes on the fast path share a chunk, so a chatty writer costs one rental per few KiB.
     private const int MinChunk = 4096;
     private static readonly TimeSpan MinTimerDelay = TimeSpan.FromTicks(1);
+    // A cancelled wait completes the shared signal itself instead of racing it through
+    // ContextAwaits.WaitOrCancelAsync, which costs two more tasks and state machines per wait: an idle
+    // connection always has a read waiting, tens of thousands of them in a large simulation. Other
+    // waiters woken with it look again and wait on a new signal.
+    private static readonly Action<object?> s_wake = static s => ((TaskCompletionSource)s!).TrySetResult();
 
     private readonly object _gate = new();
     private readonly Queue<Chunk> _inFlight = new();
@@ -62,7 +66,7 @@ internal sealed class MemoryFlow
         _connection.NoteActivity();
         while (true)
         {
-            Task wait;
+            TaskCompletionSource? wait = null;
             var reset = false;
             // The clock is read outside the lock: a fake clock may fire timers (other flows' deliveries) from inside.
             var now = Link.IsClean ? 0 : _time.GetTimestamp();
@@ -79,19 +83,21 @@ internal sealed class MemoryFlow
                         reset |= EnqueueInFlight(ref n, data.Span[..n], now == 0 ? _time.GetTimestamp() : now);
                     data = data[n..];
                 }
-                if (data.IsEmpty || _limitReached)
-                {
-                    wait = Task.CompletedTask;
-                }
-                else
-                {
-                    wait = (_spaceSignal ??= NewSignal()).Task;
-                }
+                if (!data.IsEmpty && !_limitReached) wait = Await(ref _spaceSignal);
             }
             if (reset) _connection.Abort("connection reset: data limit reached", drain: true);
             if (_limitReached && !data.IsEmpty) throw new IOException("connection reset: data limit reached");
-            if (data.IsEmpty) return;
-            await wait.WaitOrCancelAsync(cancellationToken);
+            if (wait is null) return;
+            var registration = cancellationToken.UnsafeRegister(s_wake, wait);
+            try
+            {
+                await wait.Task;
+            }
+            finally
+            {
+                registration.Unregister();
+            }
+            cancellationToken.ThrowIfCancellationRequested();
         }
     }
 
@@ -100,7 +106,7 @@ internal sealed class MemoryFlow
         cancellationToken.ThrowIfCancellationRequested();
         while (true)
         {
-            Task wait;
+            TaskCompletionSource wait;
             lock (_gate)
             {
                 if (_readable.TryPeek(out var chunk) && (_error is null || _drainBeforeError))
@@ -123,9 +129,18 @@ internal sealed class MemoryFlow
                 }
                 if (_error is not null) throw new IOException(_error.Message, _error);
                 if (_endOfStream || _readerClosed) return 0;
-                wait = (_dataSignal ??= NewSignal()).Task;
+                wait = Await(ref _dataSignal);
             }
-            await wait.WaitOrCancelAsync(cancellationToken);
+            var registration = cancellationToken.UnsafeRegister(s_wake, wait);
+            try
+            {
+                await wait.Task;
+            }
+            finally
+            {
+                registration.Unregister();
+            }
+            cancellationToken.ThrowIfCancellationRequested();
         }
     }
 
@@ -360,7 +375,13 @@ internal sealed class MemoryFlow
         _readableTail = null;
     }
 
-    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>The pending signal, a new one when there is none or a cancelled wait completed it. Caller holds the lock.</summary>
+    private static TaskCompletionSource Await(ref TaskCompletionSource? signal)
+    {
+        if (signal is null || signal.Task.IsCompleted) signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        return signal;
+    }
+
 
     private static void Signal(ref TaskCompletionSource? signal)
     {

@@ -97,8 +97,19 @@ public sealed class PeerStore
         lock (_lock)
         {
             if (!_peers.TryGetValue(peer, out var node)) return [];
-            return node.Value.Addresses.Where(a => a.Expires > now)
-                .OrderByDescending(a => a.Source).Select(a => a.Address).ToArray();
+            var addresses = node.Value.Addresses;
+            var count = 0;
+            foreach (var a in addresses)
+                if (a.Expires > now) count++;
+            if (count == 0) return [];
+            // Stronger sources first, each in stored order (a stable sort by source, descending), without
+            // LINQ's sort: every DHT reply asks this for each of the k peers it names.
+            var result = new Multiaddress[count];
+            var i = 0;
+            for (var source = AddressSource.Self; source >= AddressSource.ThirdParty; source--)
+                foreach (var a in addresses)
+                    if (a.Source == source && a.Expires > now) result[i++] = a.Address;
+            return result;
         }
     }
 

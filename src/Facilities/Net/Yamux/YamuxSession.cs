@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Collections.Concurrent;
-using System.Threading.Channels;
 using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Yamux;
@@ -23,17 +22,20 @@ public sealed class YamuxSession : IAsyncDisposable
     private const int ControlReserve = 4096;
     private const int MaxPendingControlFrames = 65536;
     private static readonly TimeSpan GoAwayGrace = TimeSpan.FromSeconds(2);
+    private static readonly Action<object?> s_wake = static s => ((TaskCompletionSource)s!).TrySetResult();
 
     private readonly Stream _connection;
     private readonly bool _isInitiator;
     private readonly YamuxOptions _options;
     private readonly YamuxFrameReader _reader;
     private readonly ConcurrentDictionary<uint, YamuxStream> _streams = new();
-    private readonly Channel<YamuxStream> _accepted = Channel.CreateUnbounded<YamuxStream>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = true });
+    // Inbound streams not accepted yet, guarded by itself; a plain queue and a signal rather than an
+    // unbounded channel, which costs ~1 KiB a session before its first stream (tens of thousands of
+    // sessions in a simulation, most of which never see an inbound stream).
+    private readonly Queue<YamuxStream> _accepted = new();
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly Queue<YamuxHeader> _control = new();
     private readonly SemaphoreSlim _ackBacklog = new(256, 256);
-    private readonly ConcurrentDictionary<uint, (TaskCompletionSource<TimeSpan>? Waiter, long Started)> _pings = new();
     private readonly CancellationTokenSource _closedCts = new();
     private readonly CancellationTokenSource _ioCts = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -41,6 +43,11 @@ public sealed class YamuxSession : IAsyncDisposable
     private readonly ITimer? _keepAliveTimer;
     private readonly ITimer? _keepAliveDeadline;
     private Task? _readLoop;
+    // Created by the first ping: most sessions (no keep-alive, no window tuning) never send one, and
+    // an empty concurrent dictionary is ~1 KiB a session, for tens of thousands of sessions in a simulation.
+    private ConcurrentDictionary<uint, (TaskCompletionSource<TimeSpan>? Waiter, long Started)>? _pings;
+    private TaskCompletionSource? _acceptSignal;
+    private bool _acceptClosed;
 
     private uint _nextStreamId;
     private int _inboundStreams;
@@ -79,6 +86,15 @@ public sealed class YamuxSession : IAsyncDisposable
         {
             // Window auto-tuning needs an RTT estimate before the first window fills up.
             SendPing(waiter: null);
+        }
+    }
+
+    private ConcurrentDictionary<uint, (TaskCompletionSource<TimeSpan>? Waiter, long Started)> Pings
+    {
+        get
+        {
+            var pings = Volatile.Read(ref _pings);
+            return pings ?? Interlocked.CompareExchange(ref _pings, new(), null) ?? _pings!;
         }
     }
 
@@ -177,12 +193,42 @@ public sealed class YamuxSession : IAsyncDisposable
     internal async ValueTask<YamuxStream?> TryAcceptStreamAsync(bool ackWithFirstWrite, CancellationToken cancellationToken)
     {
         YamuxStream? stream;
-        while (!_accepted.Reader.TryRead(out stream))
+        while (true)
         {
-            if (!await _accepted.Reader.WaitToReadAsync(cancellationToken))
+            TaskCompletionSource signal;
+            lock (_accepted)
             {
-                return null;
+                if (_accepted.TryDequeue(out stream))
+                {
+                    break;
+                }
+
+                if (_acceptClosed)
+                {
+                    return null;
+                }
+
+                if (_acceptSignal is null || _acceptSignal.Task.IsCompleted)
+                {
+                    _acceptSignal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                }
+
+                signal = _acceptSignal;
             }
+
+            // A cancelled wait completes the shared signal; other acceptors woken with it wait again.
+            cancellationToken.ThrowIfCancellationRequested();
+            var registration = cancellationToken.UnsafeRegister(s_wake, signal);
+            try
+            {
+                await signal.Task;
+            }
+            finally
+            {
+                registration.Unregister();
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
         }
 
         Interlocked.Decrement(ref _acceptBacklog);
@@ -206,7 +252,7 @@ public sealed class YamuxSession : IAsyncDisposable
         var id = SendPing(waiter);
         if (IsClosed)
         {
-            _pings.TryRemove(id, out _);
+            Pings.TryRemove(id, out _);
             throw ClosedError();
         }
 
@@ -216,7 +262,7 @@ public sealed class YamuxSession : IAsyncDisposable
         }
         finally
         {
-            _pings.TryRemove(id, out _);
+            Pings.TryRemove(id, out _);
         }
     }
 
@@ -580,7 +626,19 @@ public sealed class YamuxSession : IAsyncDisposable
         _streams[id] = stream;
         Interlocked.Increment(ref _inboundStreams);
         Interlocked.Increment(ref _acceptBacklog);
-        _accepted.Writer.TryWrite(stream);
+        TaskCompletionSource? waiting;
+        lock (_accepted)
+        {
+            if (!_acceptClosed)
+            {
+                _accepted.Enqueue(stream);
+            }
+
+            waiting = _acceptSignal;
+            _acceptSignal = null;
+        }
+
+        waiting?.TrySetResult();
         return stream;
     }
 
@@ -594,7 +652,7 @@ public sealed class YamuxSession : IAsyncDisposable
             return;
         }
 
-        if ((header.Flags & YamuxFlags.Ack) != 0 && _pings.TryRemove(header.Length, out var ping))
+        if ((header.Flags & YamuxFlags.Ack) != 0 && _pings is { } pings && pings.TryRemove(header.Length, out var ping))
         {
             var rtt = TimeProvider.GetTimestamp() - ping.Started;
             Volatile.Write(ref _roundTripTicks, Math.Max(rtt, 1));
@@ -620,7 +678,7 @@ public sealed class YamuxSession : IAsyncDisposable
     private uint SendPing(TaskCompletionSource<TimeSpan>? waiter)
     {
         var id = (uint)Interlocked.Increment(ref _nextPingId);
-        _pings[id] = (waiter, TimeProvider.GetTimestamp());
+        Pings[id] = (waiter, TimeProvider.GetTimestamp());
         EnqueueControl(new YamuxHeader(YamuxFrameType.Ping, YamuxFlags.Syn, 0, id));
         return id;
     }
@@ -634,7 +692,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
         _trafficSinceProbe = false;
         Volatile.Write(ref _keepAliveProbe, (uint)Interlocked.Increment(ref _nextPingId));
-        _pings[_keepAliveProbe] = (null, TimeProvider.GetTimestamp());
+        Pings[_keepAliveProbe] = (null, TimeProvider.GetTimestamp());
         EnqueueControl(new YamuxHeader(YamuxFrameType.Ping, YamuxFlags.Syn, 0, _keepAliveProbe));
         _keepAliveDeadline?.Change(_options.KeepAliveTimeout, Timeout.InfiniteTimeSpan);
     }
@@ -649,7 +707,7 @@ public sealed class YamuxSession : IAsyncDisposable
         if (_trafficSinceProbe)
         {
             // The peer is talking, only slow to answer this ping: alive.
-            _pings.TryRemove(_keepAliveProbe, out _);
+            Pings.TryRemove(_keepAliveProbe, out _);
             Volatile.Write(ref _keepAliveProbeOutstanding, 0);
             return;
         }
@@ -697,7 +755,15 @@ public sealed class YamuxSession : IAsyncDisposable
         _keepAliveTimer?.Dispose();
         _keepAliveDeadline?.Dispose();
         _closedCts.Cancel();
-        _accepted.Writer.TryComplete();
+        TaskCompletionSource? waiting;
+        lock (_accepted)
+        {
+            _acceptClosed = true;
+            waiting = _acceptSignal;
+            _acceptSignal = null;
+        }
+
+        waiting?.TrySetResult();
 
         var reason = error ?? new YamuxException("the session was closed");
         foreach (var stream in _streams.Values)
@@ -706,12 +772,15 @@ public sealed class YamuxSession : IAsyncDisposable
         }
 
         _streams.Clear();
-        foreach (var ping in _pings.Values)
+        if (_pings is { } pending)
         {
-            ping.Waiter?.TrySetException(ClosedError());
-        }
+            foreach (var ping in pending.Values)
+            {
+                ping.Waiter?.TrySetException(ClosedError());
+            }
 
-        _pings.Clear();
+            pending.Clear();
+        }
         _ = ShutdownAsync(goAway);
     }
 
