@@ -19,8 +19,11 @@ internal static class IdentifyCommand
             using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(result.GetValue(timeout)), TimeProvider.System);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
             await using var host = CliNode.CreateHost(KeyPair.Generate());
+            await using var dcutr = CliNode.EnableHolePunching(host);
             var connection = await CliNode.ConnectAsync(host, target, linked.Token);
             var info = await host.IdentifyAsync(connection, linked.Token);
+            // Identify answered on the relayed connection; the lines after it say whether it became direct (DCUtR).
+            if (!result.GetValue(json)) connection = await CliNode.AwaitDirectAsync(host, dcutr, connection, output, ct);
             var peerId = info.PublicKey.ToPeerId().ToString();
             if (result.GetValue(json))
             {
