@@ -19,9 +19,11 @@ namespace P2PInference.Facilities.Net.Protocols.Dcutr;
 /// with our addresses, times the answer's round trip, sends SYNC, waits half of it and dials the
 /// addresses the peer's CONNECT named — up to <see cref="DcutrOptions.MaxAttempts"/> rounds on the
 /// one stream. As the dialer of the relayed connection (A) it answers each CONNECT with its own and
-/// dials at once on SYNC. The two dials meet as one TCP simultaneous open; A's dial upgrades in the
-/// responder role, B's as the initiator (as rust-libp2p does; the spec leaves it open), so both ends
-/// agree who runs which side of the handshake.
+/// dials at once on SYNC. The two dials meet as one TCP simultaneous open, which both ends got from a
+/// dial, so one of them must run the listener's side of the handshake: B's hole-punch dial upgrades in
+/// the responder role, A's as the initiator. The spec leaves this open; rust-libp2p (B dials with
+/// <c>override_role</c>) and js-libp2p (B dials with <c>initiator: false</c>) both choose so, and a
+/// punch between two implementations works only when they agree.
 /// </para>
 /// <para>
 /// A round succeeds when a direct connection to the peer exists afterwards, whichever way it formed
@@ -123,7 +125,7 @@ public sealed class DcutrService : IAsyncDisposable
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            outcome = new HolePunchOutcome(peer, DirectConnectionTo(peer), Describe(e), false, 0);
+            outcome = new HolePunchOutcome(peer, DirectConnectionTo(peer), Describe(e), false, 0) { Error = e };
         }
         finally
         {
@@ -198,7 +200,7 @@ public sealed class DcutrService : IAsyncDisposable
                     return new HolePunchOutcome(peer, DirectConnectionTo(peer), "the peer sent no address we can dial", false, attempt);
                 // The peer dials when our SYNC reaches it, half a round trip from now: dial then too.
                 await Task.Delay(rtt / 2, _host.TimeProvider, cancellationToken);
-                var (direct, failure) = await DialAnyAsync(targets, peer, ConnectionDirection.Outbound, _options.DialTimeout, cancellationToken);
+                var (direct, failure) = await DialAnyAsync(targets, peer, ConnectionDirection.Inbound, _options.DialTimeout, cancellationToken);
                 if (direct is not null) return new HolePunchOutcome(peer, direct, null, false, attempt);
                 reason = $"{attempt} attempt(s) failed, last: {failure}";
                 _logger.LogDebug("dcutr: attempt {Attempt} with {Peer} failed: {Reason}", attempt, peer, failure);
@@ -232,7 +234,7 @@ public sealed class DcutrService : IAsyncDisposable
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            outcome = new HolePunchOutcome(peer, DirectConnectionTo(peer), Describe(e), false, 0);
+            outcome = new HolePunchOutcome(peer, DirectConnectionTo(peer), Describe(e), false, 0) { Error = e };
         }
         finally
         {
@@ -276,7 +278,7 @@ public sealed class DcutrService : IAsyncDisposable
                 reason = "the peer sent no address we can dial";
                 continue;
             }
-            var (direct, failure) = await DialAnyAsync(targets, peer, ConnectionDirection.Inbound, _options.DialTimeout, cancellationToken);
+            var (direct, failure) = await DialAnyAsync(targets, peer, ConnectionDirection.Outbound, _options.DialTimeout, cancellationToken);
             if (direct is not null) return new HolePunchOutcome(peer, direct, null, false, attempt);
             reason = $"{attempt} attempt(s) failed, last: {failure}";
         }
@@ -292,29 +294,29 @@ public sealed class DcutrService : IAsyncDisposable
         ConnectionDirection role, TimeSpan timeout, CancellationToken cancellationToken)
     {
         // Our own dial's connection arrives here too: the host raises PeerConnected for every connection it adopts.
-        var arrived = new TaskCompletionSource<PeerConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var allFailed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        // One completion for every way the wait ends (not Task.WhenAny, which would complete off a simulation's thread).
+        var settled = new TaskCompletionSource<PeerConnection?>(TaskCreationOptions.RunContinuationsAsynchronously);
         void OnConnected(PeerConnection c)
         {
-            if (c.RemotePeer == peer && !c.IsRelayed) arrived.TrySetResult(c);
+            if (c.RemotePeer == peer && !c.IsRelayed) settled.TrySetResult(c);
         }
         _host.PeerConnected += OnConnected;
-        using var scope = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var deadline = new CancellationTokenSource(timeout, _host.TimeProvider);
+        using var scope = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        using var expiry = scope.Token.Register(() => settled.TrySetResult(null));
         var errors = new List<string>();
         var remaining = addresses.Count;
         try
         {
             if (DirectConnectionTo(peer) is { } existing) return (existing, null);
-            var expiry = Task.Delay(timeout, _host.TimeProvider, scope.Token);
-            if (remaining == 0) allFailed.TrySetResult();
+            if (remaining == 0) settled.TrySetResult(null);
             foreach (var address in addresses) _ = DialOneAsync(address);
-            var first = await Task.WhenAny(arrived.Task, allFailed.Task, expiry);
-            if (first == arrived.Task) return (await arrived.Task, null);
+            if (await settled.Task is { } connection) return (connection, null);
             cancellationToken.ThrowIfCancellationRequested();
             if (DirectConnectionTo(peer) is { } late) return (late, null);
             lock (errors)
             {
-                if (first == expiry) errors.Add($"no direct connection within {timeout}");
+                if (deadline.IsCancellationRequested) errors.Add($"no direct connection within {timeout}");
                 return (null, string.Join("; ", errors));
             }
         }
@@ -336,7 +338,7 @@ public sealed class DcutrService : IAsyncDisposable
                 lock (errors)
                 {
                     if (!scope.IsCancellationRequested) errors.Add($"{address}: {Describe(e)}");
-                    if (--remaining == 0) allFailed.TrySetResult();
+                    if (--remaining == 0) settled.TrySetResult(null);
                 }
             }
         }

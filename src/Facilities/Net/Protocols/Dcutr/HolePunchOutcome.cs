@@ -15,6 +15,15 @@ public sealed record HolePunchOutcome(PeerId Peer, PeerConnection? Connection, s
 {
     public bool IsDirect => Connection is not null;
 
+    /// <summary>
+    /// What stopped the exchange, when something did: a <see cref="DcutrException"/>,
+    /// <see cref="Encoding.MalformedMessageException"/> or <see cref="Encoding.MessageTooLargeException"/>
+    /// for a bad message, an <see cref="EndOfStreamException"/> or other <see cref="IOException"/> for a
+    /// stream or connection that broke, a <see cref="TimeoutException"/> for a peer that went quiet.
+    /// Null when the exchange ran its course (direct, or every attempt's dials failed).
+    /// </summary>
+    public Exception? Error { get; init; }
+
     /// <summary>The direct connection's remote address, when there is one.</summary>
     public Multiaddress? Address => Connection?.RemoteAddress;
 
