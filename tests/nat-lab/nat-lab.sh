@@ -127,6 +127,19 @@ trap cleanup EXIT
 trap 'echo "nat-lab: interrupted" >&2; exit 130' INT
 trap 'echo "nat-lab: terminated" >&2; exit 143' TERM
 
+# A run killed outright (SIGKILL) cannot clean up: remove what runs that are gone left behind.
+# A namespace's name carries its run's pid; one whose run is alive is left alone.
+remove_stale() {
+    local ns pid p
+    for ns in $(ip netns list | sed -n 's/^\(p2pnat-[0-9]*-[a-z0-9]*\).*/\1/p'); do
+        pid=${ns#p2pnat-}
+        pid=${pid%%-*}
+        [[ $pid != "$$" ]] && ! kill -0 "$pid" 2> /dev/null || continue
+        for p in $(ip netns pids "$ns" 2> /dev/null); do stop_pid "$p"; done
+        ip netns delete "$ns" 2> /dev/null && log "removed $ns, left by an earlier run"
+    done
+}
+
 in_ns() {
     local ns=$1
     shift
@@ -226,6 +239,7 @@ run_bounded() {
 
 # --- the network ----------------------------------------------------------------------------
 
+remove_stale
 log "building namespaces $PREFIX-{pub,relay,nat1,b,nat2,a}"
 for ns in "$NS_PUB" "$NS_RELAY" "$NS_NAT1" "$NS_B" "$NS_NAT2" "$NS_A"; do add_ns "$ns"; done
 
