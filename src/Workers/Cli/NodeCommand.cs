@@ -50,10 +50,7 @@ internal static class NodeCommand
             AllowMultipleArgumentsPerToken = false,
         };
         var noHolePunch = new Option<bool>("--no-hole-punch") { Description = "Do not turn relayed connections into direct ones (DCUtR)" };
-        var holePunchAllowPrivate = new Option<bool>("--hole-punch-allow-private")
-        {
-            Description = "Exchange and dial loopback and private addresses when hole punching (tests on one machine or one LAN)",
-        };
+        var holePunchAllowPrivate = CliOptions.HolePunchAllowPrivate();
         var command = new Command("node", "Run a node (identify, ping, Kademlia DHT, AutoNAT, circuit relay, DCUtR) until interrupted")
         {
             listen, keyFile, json, provide, client, natAllowPrivate, relayService, relays, noHolePunch, holePunchAllowPrivate,

@@ -16,7 +16,8 @@ internal static class PingCommand
         var interval = new Option<double>("--interval") { Description = "Seconds between pings", DefaultValueFactory = _ => 1.0 };
         var timeout = CliOptions.TimeoutSeconds(10);
         var json = CliOptions.Json();
-        var command = new Command("ping", "Measure round-trip times to a peer with /ipfs/ping/1.0.0") { address, count, interval, timeout, json };
+        var holePunchAllowPrivate = CliOptions.HolePunchAllowPrivate();
+        var command = new Command("ping", "Measure round-trip times to a peer with /ipfs/ping/1.0.0") { address, count, interval, timeout, json, holePunchAllowPrivate };
         command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
         {
             var target = CliOptions.ParseAddress(result.GetValue(address)!);
@@ -25,7 +26,7 @@ internal static class PingCommand
             var asJson = result.GetValue(json);
             var time = TimeProvider.System;
             await using var host = CliNode.CreateHost(KeyPair.Generate());
-            await using var dcutr = CliNode.EnableHolePunching(host);
+            await using var dcutr = CliNode.EnableHolePunching(host, allowPrivateAddresses: result.GetValue(holePunchAllowPrivate));
             var connection = await ConnectWithinAsync(host, target, TimeSpan.FromSeconds(result.GetValue(timeout)), ct);
             // A relayed connection may become direct (DCUtR); the hole punch has its own bound, then --timeout covers the pings.
             if (!asJson) connection = await CliNode.AwaitDirectAsync(host, dcutr, connection, output, ct);

@@ -47,7 +47,7 @@ public sealed class DcutrSimulationTests
         }
 
         /// <summary>A host with the circuit transport, its in-memory one, an echo handler and (unless told not to) DCUtR.</summary>
-        public async Task<(P2PHost Host, CircuitRelayTransport Circuit, DcutrService? Dcutr)> PeerAsync(string name, bool dcutr = true)
+        public async Task<(P2PHost Host, CircuitRelayTransport Circuit, DcutrService? Dcutr)> PeerAsync(string name, bool dcutr = true, DcutrOptions? options = null)
         {
             var circuit = new CircuitRelayTransport();
             var host = new P2PHost(new HostOptions
@@ -67,7 +67,7 @@ public sealed class DcutrSimulationTests
             DcutrService? service = null;
             if (dcutr)
             {
-                service = new DcutrService(host);
+                service = new DcutrService(host, options);
                 _owned.Insert(0, service);
             }
             return (host, circuit, service);
@@ -92,12 +92,13 @@ public sealed class DcutrSimulationTests
     }
 
     /// <summary>Bob listens through the relay; alice and bob each sit behind their NAT (null: in the open).</summary>
-    private static async Task<Setup> SetUpAsync(SimulationExecutor sim, NatBehavior? aliceNat, NatBehavior? bobNat, bool aliceDcutr = true, bool bobDcutr = true)
+    private static async Task<Setup> SetUpAsync(SimulationExecutor sim, NatBehavior? aliceNat, NatBehavior? bobNat, bool aliceDcutr = true, bool bobDcutr = true,
+        DcutrOptions? bobOptions = null)
     {
         var world = new World(sim);
         var relay = await world.RelayAsync();
         var (alice, _, aliceService) = await world.PeerAsync("alice", aliceDcutr);
-        var (bob, bobCircuit, bobService) = await world.PeerAsync("bob", bobDcutr);
+        var (bob, bobCircuit, bobService) = await world.PeerAsync("bob", bobDcutr, bobOptions);
         if (aliceNat is not null) world.Nat("home", aliceNat, "198.51.100.20", "alice");
         if (bobNat is not null) world.Nat("office", bobNat, "203.0.113.30", "bob");
         await bob.StartAsync([relay.AdvertisedAddresses[0].Encapsulate(CircuitSuffix)], CancellationToken.None);
@@ -260,6 +261,29 @@ public sealed class DcutrSimulationTests
                 $"bob: {bobOutcome}; alice: {aliceOutcome}");
             Assert.That(relayed.IsClosed, Is.True);
             Assert.That(setup.BobDcutr.ActiveCount + setup.AliceDcutr.ActiveCount, Is.Zero);
+        });
+    });
+
+    [Test]
+    public void HolePunchesPastTheCap_AreRefused_AndThoseConnectionsStayRelayed() => SimulationTest.Run(async sim =>
+    {
+        await using var setup = await SetUpAsync(sim, NatBehavior.Symmetric, NatBehavior.Symmetric, bobOptions: new DcutrOptions { MaxConcurrentHolePunches = 1 });
+        var (carol, _, _) = await setup.World.PeerAsync("carol");
+        setup.World.Nat("cafe", NatBehavior.Symmetric, "203.0.113.40", "carol");
+        var outcomes = new List<HolePunchOutcome>();
+        setup.BobDcutr!.Completed += outcomes.Add;
+
+        await setup.Alice.ConnectAsync(setup.BobViaRelay, CancellationToken.None);
+        await carol.ConnectAsync(setup.BobViaRelay, CancellationToken.None);
+        await sim.Clock.WaitUntilAsync(() => outcomes.Count == 2, Patience);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(outcomes[0].Peer, Is.EqualTo(carol.PeerId), "carol's punch was refused at once");
+            Assert.That(outcomes[0].Reason, Does.Contain("1 hole punches are already running"));
+            Assert.That(outcomes[1].Peer, Is.EqualTo(setup.Alice.PeerId));
+            Assert.That(outcomes[1].Attempts, Is.EqualTo(3), "alice's ran its course");
+            Assert.That(setup.Bob.GetConnection(carol.PeerId)!.IsRelayed, Is.True);
         });
     });
 

@@ -350,7 +350,8 @@ public sealed class DcutrService : IAsyncDisposable
     /// </summary>
     internal IReadOnlyList<Multiaddress> OwnAddresses()
     {
-        var listen = _host.ListenAddresses.Where(a => !a.Has(MultiaddressProtocol.P2pCircuit) && !AutoNatClient.IsUnspecified(a)).ToList();
+        // An unspecified listen address (0.0.0.0) still gives its port to the observed host; Add leaves it out itself.
+        var listen = _host.ListenAddresses.Where(a => !a.Has(MultiaddressProtocol.P2pCircuit)).ToList();
         var result = new List<Multiaddress>();
         foreach (var connection in _host.Connections)
         {
