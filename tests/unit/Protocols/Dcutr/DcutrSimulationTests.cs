@@ -138,10 +138,12 @@ public sealed class DcutrSimulationTests
         var atAlice = setup.AliceDcutr!.WaitForOutcomeAsync(bob.PeerId, CancellationToken.None);
         var atBob = setup.BobDcutr!.WaitForOutcomeAsync(alice.PeerId, CancellationToken.None);
 
+        var start = sim.Clock.Elapsed;
         var relayed = await alice.ConnectAsync(setup.BobViaRelay, CancellationToken.None);
         Assert.That(relayed.IsRelayed, Is.True);
         var aliceOutcome = await atAlice;
         var bobOutcome = await atBob;
+        await TestContext.Out.WriteLineAsync($"relayed dial to direct connection: {sim.Clock.Elapsed - start} of virtual time");
 
         Assert.Multiple(() =>
         {
@@ -201,6 +203,7 @@ public sealed class DcutrSimulationTests
         await alice.ConnectAsync(setup.BobViaRelay, CancellationToken.None);
         var bobOutcome = await atBob;
         var aliceOutcome = await atAlice;
+        await TestContext.Out.WriteLineAsync($"relayed dial to giving up: {sim.Clock.Elapsed - start} of virtual time");
 
         Assert.Multiple(() =>
         {
@@ -285,6 +288,48 @@ public sealed class DcutrSimulationTests
             Assert.That(outcomes[1].Attempts, Is.EqualTo(3), "alice's ran its course");
             Assert.That(setup.Bob.GetConnection(carol.PeerId)!.IsRelayed, Is.True);
         });
+    });
+
+    [Test]
+    public void OnePeersManyStreams_TakeTwoResponderSlots_TheRestAreReset() => SimulationTest.Run(async sim =>
+    {
+        await using var setup = await SetUpAsync(sim, NatBehavior.PortRestrictedCone, NatBehavior.PortRestrictedCone, bobDcutr: false);
+        var (alice, bob) = (setup.Alice, setup.Bob);
+        await alice.ConnectAsync(setup.BobViaRelay, CancellationToken.None);
+        await sim.Clock.WaitUntilAsync(() => bob.GetConnection(alice.PeerId) is not null, Patience);
+        var relayed = bob.GetConnection(alice.PeerId)!;
+
+        // A stream refused while its negotiation is read fails to open; one refused later ends on the next read.
+        var streams = new List<Facilities.Net.Yamux.YamuxStream>();
+        var ended = 0;
+        for (var i = 0; i < 4; i++)
+        {
+            try
+            {
+                streams.Add((await relayed.OpenStreamAsync([HolePunchMessageCodec.ProtocolId], CancellationToken.None)).Stream);
+            }
+            catch (IOException)
+            {
+                ended++;
+            }
+        }
+        await sim.Clock.WaitUntilAsync(() => setup.AliceDcutr!.ActiveCount == 2, Patience);
+        foreach (var stream in streams.Skip(2))
+        {
+            try
+            {
+                if (await stream.ReadAsync(new byte[1], CancellationToken.None) == 0) ended++;
+            }
+            catch (IOException)
+            {
+                ended++;
+            }
+        }
+
+        Assert.That(ended, Is.EqualTo(2), "the streams past two were refused at once");
+        Assert.That(setup.AliceDcutr!.ActiveCount, Is.EqualTo(2), "the first two wait for their CONNECT, within the message timeout");
+        await sim.Clock.WaitUntilAsync(() => setup.AliceDcutr.ActiveCount == 0, Patience);
+        foreach (var stream in streams) stream.Reset();
     });
 
     /// <summary>What a peer that breaks the protocol writes on its /libp2p/dcutr stream.</summary>

@@ -39,7 +39,13 @@ public sealed class DcutrService : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
-    private readonly HashSet<PeerId> _active = [];
+    // Peers we run the exchange with as B (one at a time each), and the exchanges we answer as A: js-libp2p
+    // opens a new stream per attempt, which may arrive while the previous one's handler is still ending.
+    // Two per peer at most, so one peer's streams cannot take every slot.
+    private const int MaxRespondingPerPeer = 2;
+    private readonly HashSet<PeerId> _initiating = [];
+    private readonly Dictionary<PeerId, int> _respondingTo = [];
+    private int _responding;
     private readonly List<Task> _running = [];
     private bool _disposed;
 
@@ -65,7 +71,7 @@ public sealed class DcutrService : IAsyncDisposable
     {
         get
         {
-            lock (_gate) return _active.Count;
+            lock (_gate) return _initiating.Count + _responding;
         }
     }
 
@@ -113,7 +119,7 @@ public sealed class DcutrService : IAsyncDisposable
     {
         await Task.Yield();
         var peer = relayed.RemotePeer;
-        if (!TryBegin(peer, out var refusal))
+        if (!TryBegin(peer, initiator: true, out var refusal))
         {
             Report(new HolePunchOutcome(peer, null, refusal, false, 0));
             return;
@@ -129,7 +135,7 @@ public sealed class DcutrService : IAsyncDisposable
         }
         finally
         {
-            End(peer);
+            End(peer, initiator: true);
         }
         Report(outcome);
     }
@@ -220,9 +226,10 @@ public sealed class DcutrService : IAsyncDisposable
             _logger.LogDebug("dcutr: {Peer} opened a hole punch on a direct connection; closing it", peer);
             return;
         }
-        if (!TryBegin(peer, out var refusal))
+        if (!TryBegin(peer, initiator: false, out var refusal))
         {
-            Report(new HolePunchOutcome(peer, null, refusal, false, 0));
+            // The peer's exchange fails and it reports so; a line here per refused stream would let it fill our log.
+            _logger.LogDebug("dcutr: refusing a hole punch from {Peer}: {Reason}", peer, refusal);
             context.Stream.Reset();
             return;
         }
@@ -238,7 +245,7 @@ public sealed class DcutrService : IAsyncDisposable
         }
         finally
         {
-            End(peer);
+            End(peer, initiator: false);
         }
         Report(outcome);
     }
@@ -394,22 +401,41 @@ public sealed class DcutrService : IAsyncDisposable
         return !DialBackAddressPolicy.IsPrivate(new System.Net.IPAddress(first.Value.Span));
     }
 
-    private bool TryBegin(PeerId peer, out string? refusal)
+    private bool TryBegin(PeerId peer, bool initiator, out string? refusal)
     {
         lock (_gate)
         {
             refusal = _disposed ? "the hole-punching service stopped"
-                : _active.Contains(peer) ? "a hole punch with the peer is already running"
-                : _active.Count >= _options.MaxConcurrentHolePunches ? $"{_options.MaxConcurrentHolePunches} hole punches are already running"
+                : initiator && _initiating.Contains(peer) ? "a hole punch with the peer is already running"
+                : !initiator && _respondingTo.GetValueOrDefault(peer) >= MaxRespondingPerPeer ? "the peer already has hole punches running"
+                : _initiating.Count + _responding >= _options.MaxConcurrentHolePunches ? $"{_options.MaxConcurrentHolePunches} hole punches are already running"
                 : null;
-            if (refusal is null) _active.Add(peer);
-            return refusal is null;
+            if (refusal is not null) return false;
+            if (initiator)
+            {
+                _initiating.Add(peer);
+            }
+            else
+            {
+                _responding++;
+                _respondingTo[peer] = _respondingTo.GetValueOrDefault(peer) + 1;
+            }
+            return true;
         }
     }
 
-    private void End(PeerId peer)
+    private void End(PeerId peer, bool initiator)
     {
-        lock (_gate) _active.Remove(peer);
+        lock (_gate)
+        {
+            if (initiator)
+            {
+                _initiating.Remove(peer);
+                return;
+            }
+            _responding--;
+            if (--_respondingTo[peer] == 0) _respondingTo.Remove(peer);
+        }
     }
 
     private void Report(HolePunchOutcome outcome)
