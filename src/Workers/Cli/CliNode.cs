@@ -74,6 +74,12 @@ internal static class CliNode
     {
         if (address.PeerId is null)
             throw new FormatException($"'{address}' does not end in /p2p/<PeerId>; the remote must be named so its key can be checked");
+        // A hole punch needs this command's connections to leave from a port it listens on (TCP port
+        // reuse): the NAT then maps the one to the relay and the punch to the same public port, the
+        // one the relay observed and the peer is told to dial. So a command that only dials listens
+        // on an ephemeral port of the relay's address family while it runs.
+        if (address.Has(MultiaddressProtocol.P2pCircuit) && host.ListenAddresses.Count == 0)
+            await host.StartAsync([Multiaddress.Parse(address.Components[0].Protocol.Code == MultiaddressProtocol.Ip6.Code ? "/ip6/::/tcp/0" : "/ip4/0.0.0.0/tcp/0")], cancellationToken);
         return await host.ConnectAsync(address, cancellationToken);
     }
 }

@@ -10,9 +10,19 @@ namespace P2PInference.Facilities.Net.Transport;
 /// dials <c>/dns|dns4|dns6/host/tcp/N</c>. A trailing <c>/p2p/&lt;id&gt;</c> on a dial address is
 /// allowed and ignored here: checking the remote's identity is the upgrade's job.
 /// </summary>
+/// <remarks>
+/// With <see cref="TcpTransportOptions.ReusePort"/> (the default) dials leave from a listener's
+/// port, so a transport belongs to one host: another host's dials would show this one's port.
+/// </remarks>
 public sealed class TcpTransport : ITransport
 {
+    // Linux's values; port reuse is used on Linux only (see TcpTransportOptions.ReusePort).
+    private const int SolSocket = 1;
+    private const int SoReuseAddr = 2;
+
     private readonly TcpTransportOptions _options;
+    private readonly bool _reusePort;
+    private readonly List<Listener> _listeners = [];
 
     public TcpTransport(TcpTransportOptions? options = null)
     {
@@ -26,6 +36,7 @@ public sealed class TcpTransport : ITransport
             throw new ArgumentOutOfRangeException(nameof(options), _options.SendBufferSize, "SendBufferSize must be positive");
         if (_options.ListenBacklog <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), _options.ListenBacklog, "ListenBacklog must be positive");
+        _reusePort = _options.ReusePort && OperatingSystem.IsLinux();
     }
 
     public bool CanDial(Multiaddress address) =>
@@ -51,24 +62,28 @@ public sealed class TcpTransport : ITransport
             foreach (var ip in candidates)
             {
                 var endpoint = new IPEndPoint(ip, target.Port);
-                var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
                 try
                 {
-                    Configure(socket);
-                    await socket.ConnectAsync(endpoint, linked.Token);
-                    return Wrap(socket);
+                    if (LocalEndPointFor(endpoint) is { } from)
+                    {
+                        try
+                        {
+                            return Wrap(await ConnectAsync(endpoint, from, linked.Token));
+                        }
+                        catch (PortTakenException)
+                        {
+                            // The listener's port already has a connection to this remote (either
+                            // way round) or a TIME_WAIT with it: an ephemeral port still connects,
+                            // only without the NAT mapping identify reports.
+                        }
+                    }
+                    return Wrap(await ConnectAsync(endpoint, null, linked.Token));
                 }
                 catch (SocketException e)
                 {
-                    socket.Dispose();
                     // An abort caused by the timeout or the caller is reported as such, not as a socket error.
                     linked.Token.ThrowIfCancellationRequested();
                     failures.Add($"{endpoint}: {Describe(e)}");
-                }
-                catch
-                {
-                    socket.Dispose();
-                    throw;
                 }
             }
             throw new TransportException($"TCP dial to '{address}' failed: {string.Join("; ", failures)}");
@@ -88,20 +103,135 @@ public sealed class TcpTransport : ITransport
         cancellationToken.ThrowIfCancellationRequested();
 
         var ip = (await ResolveAsync(address, target, cancellationToken))[0];
-        var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        Socket socket;
         try
         {
-            // /ip6 means IPv6 only; a node that wants both listens on both addresses.
-            if (ip.AddressFamily == AddressFamily.InterNetworkV6) socket.DualMode = false;
-            socket.Bind(new IPEndPoint(ip, target.Port));
-            socket.Listen(_options.ListenBacklog);
-            return new Listener(this, socket, Multiaddress.FromIPEndPoint((IPEndPoint)socket.LocalEndPoint!));
+            socket = Listen(new IPEndPoint(ip, target.Port));
         }
         catch (SocketException e)
         {
-            socket.Dispose();
             throw new TransportException($"TCP cannot listen on '{address}': {Describe(e)}", e);
         }
+        var listener = new Listener(this, socket, (IPEndPoint)socket.LocalEndPoint!);
+        lock (_listeners) _listeners.Add(listener);
+        return listener;
+    }
+
+    private Socket Listen(IPEndPoint endpoint)
+    {
+        if (!_reusePort) return BindAndListen(NewSocket(endpoint.AddressFamily), endpoint);
+        // SO_REUSEPORT alone would let this listener join one already on the port and split its
+        // connections with it. A socket with just SO_REUSEADDR still fails on a listening port
+        // (yet not over TIME_WAIT); it holds the port while the real listener binds beside it.
+        using var probe = NewSocket(endpoint.AddressFamily);
+        probe.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
+        probe.Bind(endpoint);
+        var socket = NewSocket(endpoint.AddressFamily);
+        // On Linux .NET's ReuseAddress sets both SO_REUSEADDR and SO_REUSEPORT.
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        return BindAndListen(socket, (IPEndPoint)probe.LocalEndPoint!);
+    }
+
+    private Socket BindAndListen(Socket socket, IPEndPoint endpoint)
+    {
+        try
+        {
+            socket.Bind(endpoint);
+            socket.Listen(_options.ListenBacklog);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private static Socket NewSocket(AddressFamily family)
+    {
+        var socket = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+        // /ip6 means IPv6 only; a node that wants both listens on both addresses.
+        if (family == AddressFamily.InterNetworkV6) socket.DualMode = false;
+        return socket;
+    }
+
+    /// <summary>
+    /// The listener address a dial to <paramref name="remote"/> leaves from, or null for an
+    /// ephemeral port: the listener on the very address the kernel routes from, else one on the
+    /// unspecified address; none when that would aim the socket at its own port.
+    /// </summary>
+    private IPEndPoint? LocalEndPointFor(IPEndPoint remote)
+    {
+        if (!_reusePort) return null;
+        IPEndPoint[] listening;
+        lock (_listeners) listening = [.. _listeners.Select(l => l.EndPoint).Where(e => e.AddressFamily == remote.AddressFamily)];
+        if (listening.Length == 0 || RouteSource(remote) is not { } source) return null;
+        var any = remote.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any;
+        var chosen = Array.Find(listening, e => e.Address.Equals(source)) ?? Array.Find(listening, e => e.Address.Equals(any));
+        // A remote on this machine at the listener's own port: the SYN would meet the dialling
+        // socket itself (a TCP self-connect) instead of the listener.
+        if (chosen is null || (chosen.Port == remote.Port && source.Equals(remote.Address))) return null;
+        return chosen;
+    }
+
+    /// <summary>The local address the kernel sends to <paramref name="remote"/> from: a UDP socket's connect picks it without sending anything.</summary>
+    private static IPAddress? RouteSource(IPEndPoint remote)
+    {
+        try
+        {
+            using var probe = new Socket(remote.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+            probe.Connect(remote);
+            return ((IPEndPoint)probe.LocalEndPoint!).Address;
+        }
+        catch (SocketException)
+        {
+            return null;
+        }
+    }
+
+    /// <exception cref="PortTakenException"><paramref name="from"/> cannot be used toward this remote.</exception>
+    /// <exception cref="SocketException">The connect failed.</exception>
+    private async Task<Socket> ConnectAsync(IPEndPoint remote, IPEndPoint? from, CancellationToken cancellationToken)
+    {
+        var socket = NewSocket(remote.AddressFamily);
+        try
+        {
+            Configure(socket);
+            if (from is not null)
+            {
+                try
+                {
+                    socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                    socket.Bind(from);
+                }
+                catch (SocketException e)
+                {
+                    throw new PortTakenException(e);
+                }
+            }
+            try
+            {
+                await socket.ConnectAsync(remote, cancellationToken);
+            }
+            // Linux checks the four-tuple at connect: EADDRNOTAVAIL when it is in use.
+            catch (SocketException e) when (from is not null && e.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.AddressAlreadyInUse)
+            {
+                throw new PortTakenException(e);
+            }
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private sealed class PortTakenException(SocketException inner) : Exception(inner.Message, inner);
+
+    private void Remove(Listener listener)
+    {
+        lock (_listeners) _listeners.Remove(listener);
     }
 
     private async Task<IPAddress[]> ResolveAsync(Multiaddress address, Target target, CancellationToken cancellationToken)
@@ -185,11 +315,13 @@ public sealed class TcpTransport : ITransport
         return true;
     }
 
-    private sealed class Listener(TcpTransport transport, Socket socket, Multiaddress address) : ITransportListener
+    private sealed class Listener(TcpTransport transport, Socket socket, IPEndPoint endPoint) : ITransportListener
     {
         private int _disposed;
 
-        public Multiaddress Address { get; } = address;
+        public IPEndPoint EndPoint { get; } = endPoint;
+
+        public Multiaddress Address { get; } = Multiaddress.FromIPEndPoint(endPoint);
 
         public async ValueTask<RawConnection> AcceptAsync(CancellationToken cancellationToken)
         {
@@ -230,7 +362,11 @@ public sealed class TcpTransport : ITransport
 
         public ValueTask DisposeAsync()
         {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0) socket.Dispose();
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                transport.Remove(this);
+                socket.Dispose();
+            }
             return ValueTask.CompletedTask;
         }
     }

@@ -21,6 +21,18 @@ public sealed class TcpTransportOptions
     /// <summary>Connections the kernel may queue before they are accepted.</summary>
     public int ListenBacklog { get; init; } = 512;
 
+    /// <summary>
+    /// Listeners share their port with outbound connections (SO_REUSEADDR and SO_REUSEPORT), and a
+    /// dial leaves from the port of a listener of the same address family, falling back to an
+    /// ephemeral port when that one cannot be used (the same remote is already connected from it,
+    /// or TIME_WAIT holds it). On by default, as in go-libp2p: a NAT then maps a node's outbound
+    /// connections to the public port identify reports to its peers, which is the port both TCP
+    /// hole punching (DCUtR) and AutoNAT's dial-backs need; with ephemeral ports every connection
+    /// gets a mapping nobody else can dial. Linux only: Windows' SO_REUSEADDR would let any other
+    /// process take over a bound port, and elsewhere it is untested, so there dials use ephemeral ports.
+    /// </summary>
+    public bool ReusePort { get; init; } = true;
+
     /// <summary>Name resolution for <c>/dns*</c> addresses; replaced in tests that must not touch a real resolver.</summary>
     internal Func<string, AddressFamily, CancellationToken, Task<IPAddress[]>> Resolver { get; init; } = Dns.GetHostAddressesAsync;
 }
