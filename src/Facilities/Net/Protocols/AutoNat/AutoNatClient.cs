@@ -136,8 +136,9 @@ public sealed class AutoNatClient : IAsyncDisposable
     /// <summary>
     /// What we ask servers to dial: each listen address, and each on the host part other peers
     /// observe us at (identify), which is what a NAT with a forwarded port or a public IP on
-    /// another interface shows. Observed ports are not sent: outbound connections leave from
-    /// ephemeral ports nobody can dial.
+    /// another interface shows. Observed ports are not sent: with TCP port reuse an outbound
+    /// connection leaves from the listen port, which the listen port already stands for, and
+    /// without it (not Linux, or turned off) from an ephemeral port nobody can dial.
     /// </summary>
     internal IReadOnlyList<Multiaddress> CandidateAddresses()
     {
