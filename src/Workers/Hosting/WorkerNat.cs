@@ -27,12 +27,8 @@ namespace P2PInference.Workers.Hosting;
 /// </remarks>
 public sealed class WorkerNat : IAsyncDisposable
 {
-    /// <summary>
-    /// The DHT key relays are announced under: js-libp2p's circuit relay v2 (<c>RELAY_RENDEZVOUS_NS</c>)
-    /// provides a CID of SHA-256("/libp2p/relay"), which is <c>TopicKey.For("/libp2p/relay")</c>, so
-    /// our relays and js-libp2p's find each other.
-    /// </summary>
-    public const string RelayTopic = "/libp2p/relay";
+    /// <summary>The DHT topic relays are announced under, js-libp2p's (<see cref="RelayService.DiscoveryTopic"/>).</summary>
+    public const string RelayTopic = RelayService.DiscoveryTopic;
 
     /// <summary>Discovered relays tried per round, so bogus records cost a bounded number of dials.</summary>
     private const int MaxCandidatesPerRound = 8;
