@@ -33,6 +33,8 @@ public sealed class WorkerNat : IAsyncDisposable
     /// <summary>Discovered relays tried per round, so bogus records cost a bounded number of dials.</summary>
     private const int MaxCandidatesPerRound = 8;
 
+    private static readonly TimeSpan MinRecheck = TimeSpan.FromSeconds(1);
+
     private static readonly Multiaddress CircuitSuffix = Multiaddress.Parse("/p2p-circuit");
 
     private readonly P2PHost _host;
@@ -231,7 +233,7 @@ public sealed class WorkerNat : IAsyncDisposable
         lock (_gate)
         {
             var lostSince = _held.Values.Where(h => h.LostSince is not null).Select(h => h.LostSince!.Value).DefaultIfEmpty().Min();
-            return lostSince == default ? null : Max(lostSince + _settings.RelaySearchInterval - now, TimeSpan.FromSeconds(1));
+            return lostSince == default ? null : Max(lostSince + _settings.RelaySearchInterval - now, MinRecheck);
         }
     }
 
@@ -249,7 +251,8 @@ public sealed class WorkerNat : IAsyncDisposable
                 var undecided = now - _startedAt;
                 return undecided >= _settings.UnknownReachabilityGrace
                     ? (true, null)
-                    : (false, _settings.UnknownReachabilityGrace - undecided);
+                    // A floor: a clock coarser than the remainder (a node's skewed clock) would otherwise wake us at once, again and again.
+                    : (false, Max(_settings.UnknownReachabilityGrace - undecided, MinRecheck));
         }
     }
 
