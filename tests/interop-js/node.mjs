@@ -13,6 +13,7 @@ import { ping } from '@libp2p/ping'
 import { kadDHT } from '@libp2p/kad-dht'
 import { autoNAT } from '@libp2p/autonat'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -20,7 +21,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 export const DEFAULT_DHT_PROTOCOL = '/p2pinference/kad/1.0.0'
 const RAW_CODEC = 0x55
 
-export async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false, autonat = false, relayService = false, relayTransport = false, relayListen } = {}) {
+export async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false, autonat = false, relayService = false, relayTransport = false, relayListen, holePunch = false } = {}) {
   let privateKey
   if (seedHex !== undefined) {
     if (!/^[0-9a-fA-F]{64}$/.test(seedHex)) throw new Error('--seed must be 64 hex chars (32 bytes)')
@@ -35,6 +36,10 @@ export async function createNode ({ port = 0, listen = true, dht = false, dhtPro
   }
   if (autonat) services.autoNAT = autoNAT()
   if (relayService) services.relay = circuitRelayServer()
+  // Stock @libp2p/dcutr. It hole-punches only to public addresses (isPublicAndDialable drops
+  // loopback and private ones, in the unilateral upgrade and in CONNECT alike), so on loopback it
+  // answers our exchange but never dials; the interop tests show what works with it unchanged.
+  if (holePunch) services.dcutr = dcutr()
   if (dht) {
     services.dht = kadDHT({
       protocol: dhtProtocol,

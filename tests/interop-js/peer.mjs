@@ -8,7 +8,7 @@
 // ─── Mode 1: listen ─────────────────────────────────────────────────────────
 //   node peer.mjs listen [--port 0] [--dht] [--dht-protocol /p2pinference/kad/1.0.0]
 //                        [--seed <64 hex chars = 32-byte Ed25519 seed>] [--bench-server] [--bench-limits]
-//                        [--autonat] [--relay-service] [--relay-transport] [--relay-listen <relay MA>]
+//                        [--autonat] [--relay-service] [--relay-transport] [--relay-listen <relay MA>] [--dcutr]
 //
 //   Services run with js-libp2p's stock options (identify, ping; kad-dht with two loopback
 //   deviations commented in createNode; --autonat adds @libp2p/autonat's stock AutoNAT v1 service). --bench-limits (implied by --bench-server and by
@@ -16,7 +16,7 @@
 //   --relay-service adds @libp2p/circuit-relay-v2's stock relay server (hop); --relay-transport its
 //   stock client transport (dials /p2p-circuit addresses, serves /stop); --relay-listen MA (implies
 //   --relay-transport) also listens on MA/p2p-circuit, i.e. reserves on that relay at start: the ready
-//   line then lists the circuit address.
+//   line then lists the circuit address. --dcutr adds @libp2p/dcutr's stock hole-punching service.
 //
 //   Prints once:  {"event":"ready","peerId":"12D3KooW...","addrs":["/ip4/127.0.0.1/tcp/N/p2p/12D3KooW..."]}
 //   Then reads one JSON command per stdin line and answers each with exactly one JSON
@@ -458,7 +458,8 @@ async function listenMode (args) {
     autonat: args.autonat === true,
     relayService: args['relay-service'] === true,
     relayTransport: args['relay-transport'] === true,
-    relayListen: typeof args['relay-listen'] === 'string' ? args['relay-listen'] : undefined
+    relayListen: typeof args['relay-listen'] === 'string' ? args['relay-listen'] : undefined,
+    holePunch: args.dcutr === true
   })
   node.identifyResult = trackIdentify(node)
   await node.start()

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Protocols.Dcutr;
 using P2PInference.Facilities.Net.Protocols.Relay;
 using P2PInference.Facilities.Net.Transport;
 
@@ -22,6 +23,51 @@ internal static class CliNode
         .SetMinimumLevel(minimum)
         .AddSimpleConsole(o => o.SingleLine = true)
         .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
+
+    /// <summary>How long <c>ping</c> and <c>identify</c> wait for a relayed connection to become direct before using it as it is.</summary>
+    public static readonly TimeSpan HolePunchWait = TimeSpan.FromSeconds(10);
+
+    /// <summary>Turns relayed connections into direct ones where the NATs allow (DCUtR), in both roles.</summary>
+    public static DcutrService EnableHolePunching(P2PHost host, ILoggerFactory? loggerFactory = null, bool allowPrivateAddresses = false) =>
+        new(host, new DcutrOptions
+        {
+            AllowPrivateAddresses = allowPrivateAddresses,
+            LoggerFactory = loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance,
+        });
+
+    /// <summary>
+    /// For a relayed connection: says so (<c>connection: relayed via RELAY</c>), waits up to
+    /// <see cref="HolePunchWait"/> for the peer's hole punch, says how it ended (<c>connection: direct ADDR</c>
+    /// or <c>connection: relayed (hole punch failed: REASON)</c>) and returns the connection to use now.
+    /// A direct connection is returned as it is, without a line. Scripts grep these line prefixes.
+    /// </summary>
+    public static async Task<PeerConnection> AwaitDirectAsync(P2PHost host, DcutrService dcutr, PeerConnection connection, TextWriter output,
+        CancellationToken cancellationToken)
+    {
+        if (!connection.IsRelayed) return connection;
+        var relay = CircuitAddress.TryParse(connection.RemoteAddress, out var circuit) ? circuit.Relay.ToString() : connection.RemoteAddress.ToString();
+        await output.WriteLineAsync($"connection: relayed via {relay}");
+        await output.FlushAsync(cancellationToken);
+        using var wait = new CancellationTokenSource(HolePunchWait, host.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, wait.Token);
+        string reason;
+        try
+        {
+            var outcome = await dcutr.WaitForOutcomeAsync(connection.RemotePeer, linked.Token);
+            if (outcome.Connection is { } direct)
+            {
+                await output.WriteLineAsync($"connection: direct {direct.RemoteAddress}");
+                return host.GetConnection(connection.RemotePeer) ?? direct;
+            }
+            reason = outcome.Reason ?? "unknown";
+        }
+        catch (OperationCanceledException) when (wait.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            reason = $"no hole punch within {HolePunchWait.TotalSeconds:0} s";
+        }
+        await output.WriteLineAsync($"connection: relayed (hole punch failed: {reason})");
+        return host.GetConnection(connection.RemotePeer) ?? connection;
+    }
 
     /// <summary>Dials an address that must name its peer, for commands that talk to one peer.</summary>
     public static async Task<PeerConnection> ConnectAsync(P2PHost host, Multiaddress address, CancellationToken cancellationToken)

@@ -6,6 +6,12 @@ namespace P2PInference.Workers.Cli;
 /// <summary>Options shared by several commands, defined once.</summary>
 internal static class CliOptions
 {
+    /// <summary>For <c>node</c>, <c>ping</c> and <c>identify</c>: DCUtR may exchange and dial loopback and private addresses.</summary>
+    public static Option<bool> HolePunchAllowPrivate() => new("--hole-punch-allow-private")
+    {
+        Description = "Exchange and dial loopback and private addresses when hole punching (tests on one machine or one LAN)",
+    };
+
     public static Option<bool> Json() => new("--json") { Description = "Print machine-readable JSON instead of text" };
 
     public static Option<string?> KeyFile() => new("--key-file")

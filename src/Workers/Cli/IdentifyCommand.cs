@@ -12,15 +12,19 @@ internal static class IdentifyCommand
         var address = CliOptions.TargetAddress();
         var timeout = CliOptions.TimeoutSeconds(10);
         var json = CliOptions.Json();
-        var command = new Command("identify", "Show a peer's PeerId, agent, protocols and listen addresses") { address, timeout, json };
+        var holePunchAllowPrivate = CliOptions.HolePunchAllowPrivate();
+        var command = new Command("identify", "Show a peer's PeerId, agent, protocols and listen addresses") { address, timeout, json, holePunchAllowPrivate };
         command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
         {
             var target = CliOptions.ParseAddress(result.GetValue(address)!);
             using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(result.GetValue(timeout)), TimeProvider.System);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
             await using var host = CliNode.CreateHost(KeyPair.Generate());
+            await using var dcutr = CliNode.EnableHolePunching(host, allowPrivateAddresses: result.GetValue(holePunchAllowPrivate));
             var connection = await CliNode.ConnectAsync(host, target, linked.Token);
             var info = await host.IdentifyAsync(connection, linked.Token);
+            // Identify answered on the relayed connection; the lines after it say whether it became direct (DCUtR).
+            if (!result.GetValue(json)) connection = await CliNode.AwaitDirectAsync(host, dcutr, connection, output, ct);
             var peerId = info.PublicKey.ToPeerId().ToString();
             if (result.GetValue(json))
             {

@@ -5,6 +5,7 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Net.Protocols.AutoNat;
+using P2PInference.Facilities.Net.Protocols.Dcutr;
 using P2PInference.Facilities.Net.Protocols.Relay;
 
 namespace P2PInference.Workers.Cli;
@@ -15,6 +16,9 @@ namespace P2PInference.Workers.Cli;
 /// prints a <c>nat:</c> line (or a JSON <c>{"event":"nat",...}</c> line). With <c>--relay-service</c> it
 /// relays for others (circuit relay v2, default limits); with <c>--relay MA</c> it reserves on that
 /// relay and listens through it, and the circuit address is printed with its other addresses.
+/// Unless <c>--no-hole-punch</c>, it turns relayed connections into direct ones (DCUtR) and prints a
+/// <c>dcutr:</c> line for each attempt: <c>dcutr: direct with PEER at ADDR</c> or
+/// <c>dcutr: still relayed with PEER: REASON</c> (JSON: <c>{"event":"dcutr",...}</c>).
 /// </summary>
 internal static class NodeCommand
 {
@@ -45,9 +49,11 @@ internal static class NodeCommand
             Description = "Reserve a slot on the relay at this address (ending in /p2p/RELAY) and be reachable through it (repeatable)",
             AllowMultipleArgumentsPerToken = false,
         };
-        var command = new Command("node", "Run a node (identify, ping, Kademlia DHT, AutoNAT, circuit relay) until interrupted")
+        var noHolePunch = new Option<bool>("--no-hole-punch") { Description = "Do not turn relayed connections into direct ones (DCUtR)" };
+        var holePunchAllowPrivate = CliOptions.HolePunchAllowPrivate();
+        var command = new Command("node", "Run a node (identify, ping, Kademlia DHT, AutoNAT, circuit relay, DCUtR) until interrupted")
         {
-            listen, keyFile, json, provide, client, natAllowPrivate, relayService, relays,
+            listen, keyFile, json, provide, client, natAllowPrivate, relayService, relays, noHolePunch, holePunchAllowPrivate,
         };
         dht.AddTo(command);
         command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
@@ -64,6 +70,9 @@ internal static class NodeCommand
                 LoggerFactory = logging,
             });
             using var relay = result.GetValue(relayService) ? new RelayService(host, new RelayServiceOptions { LoggerFactory = logging }) : null;
+            var jsonOutput = result.GetValue(json);
+            await using var dcutr = result.GetValue(noHolePunch) ? null : CliNode.EnableHolePunching(host, logging, result.GetValue(holePunchAllowPrivate));
+            if (dcutr is not null) dcutr.Completed += outcome => WriteHolePunch(output, outcome, jsonOutput);
             await host.StartAsync(addresses, ct);
             var circuitSuffix = Multiaddress.Parse("/p2p-circuit");
             var relayAddresses = (result.GetValue(relays) ?? []).Select(CliOptions.ParseAddress).ToArray();
@@ -86,7 +95,6 @@ internal static class NodeCommand
                 foreach (var a in advertised) await output.WriteLineAsync(a);
             await output.FlushAsync(ct);
             await using var nat = new AutoNatClient(host, new AutoNatClientOptions { LoggerFactory = logging });
-            var jsonOutput = result.GetValue(json);
             nat.StatusChanged += status => WriteNatStatus(output, status, jsonOutput);
             nat.Start();
             await shutdown.WaitAsync(ct);
@@ -102,6 +110,24 @@ internal static class NodeCommand
         output.WriteLine(json
             ? JsonSerializer.Serialize(new { @event = "nat", reachability, confidence = status.Confidence, reachedAddress = status.ReachedAddress?.ToString() })
             : $"nat: {status}");
+        output.Flush();
+    }
+
+    /// <summary>Raised where the hole punch ended, so it writes synchronously; the console writer is thread-safe.</summary>
+    private static void WriteHolePunch(TextWriter output, HolePunchOutcome outcome, bool json)
+    {
+        output.WriteLine(json
+            ? JsonSerializer.Serialize(new
+            {
+                @event = "dcutr",
+                peerId = outcome.Peer.ToString(),
+                direct = outcome.IsDirect,
+                address = outcome.Address?.ToString(),
+                reason = outcome.Reason,
+                unilateral = outcome.Unilateral,
+                attempts = outcome.Attempts,
+            })
+            : $"dcutr: {outcome}");
         output.Flush();
     }
 }

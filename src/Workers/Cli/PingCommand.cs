@@ -16,7 +16,8 @@ internal static class PingCommand
         var interval = new Option<double>("--interval") { Description = "Seconds between pings", DefaultValueFactory = _ => 1.0 };
         var timeout = CliOptions.TimeoutSeconds(10);
         var json = CliOptions.Json();
-        var command = new Command("ping", "Measure round-trip times to a peer with /ipfs/ping/1.0.0") { address, count, interval, timeout, json };
+        var holePunchAllowPrivate = CliOptions.HolePunchAllowPrivate();
+        var command = new Command("ping", "Measure round-trip times to a peer with /ipfs/ping/1.0.0") { address, count, interval, timeout, json, holePunchAllowPrivate };
         command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
         {
             var target = CliOptions.ParseAddress(result.GetValue(address)!);
@@ -24,10 +25,13 @@ internal static class PingCommand
             if (n < 1) throw new ArgumentException("--count must be at least 1");
             var asJson = result.GetValue(json);
             var time = TimeProvider.System;
+            await using var host = CliNode.CreateHost(KeyPair.Generate());
+            await using var dcutr = CliNode.EnableHolePunching(host, allowPrivateAddresses: result.GetValue(holePunchAllowPrivate));
+            var connection = await ConnectWithinAsync(host, target, TimeSpan.FromSeconds(result.GetValue(timeout)), ct);
+            // A relayed connection may become direct (DCUtR); the hole punch has its own bound, then --timeout covers the pings.
+            if (!asJson) connection = await CliNode.AwaitDirectAsync(host, dcutr, connection, output, ct);
             using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(result.GetValue(timeout)), time);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, deadline.Token);
-            await using var host = CliNode.CreateHost(KeyPair.Generate());
-            var connection = await CliNode.ConnectAsync(host, target, linked.Token);
             var (stream, _) = await connection.OpenStreamAsync([PingProtocol.ProtocolId], linked.Token);
             await using var _ = stream;
             var failures = 0;
@@ -53,5 +57,13 @@ internal static class PingCommand
             return failures == 0 ? 0 : CliErrors.Failure;
         }));
         return command;
+    }
+
+    private static async Task<Facilities.Net.Host.PeerConnection> ConnectWithinAsync(Facilities.Net.Host.P2PHost host, Facilities.Addressing.Multiaddress target,
+        TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var deadline = new CancellationTokenSource(timeout, TimeProvider.System);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        return await CliNode.ConnectAsync(host, target, linked.Token);
     }
 }

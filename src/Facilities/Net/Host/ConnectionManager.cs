@@ -10,6 +10,9 @@ namespace P2PInference.Facilities.Net.Host;
 /// both sides keep the one dialed by the smaller PeerId and retire the other: it gets a Yamux
 /// go-away and is closed once its last stream ends — never while a stream is open. Connections
 /// with no stream for <see cref="HostOptions.IdleConnectionTimeout"/> are closed the same way.
+/// A direct connection is preferred over a relayed one to the same peer (new streams go on it), and
+/// the relayed one is retired once the direct one has lasted <see cref="HostOptions.RelayedConnectionGracePeriod"/>
+/// (DCUtR's migration); the tie-break by dialer applies only between two of the same kind.
 /// </summary>
 internal sealed class ConnectionManager : IAsyncDisposable
 {
@@ -57,9 +60,14 @@ internal sealed class ConnectionManager : IAsyncDisposable
         lock (_byPeer)
         {
             if (!_byPeer.TryGetValue(peer, out var list)) return null;
+            PeerConnection? relayed = null;
             foreach (var c in list)
-                if (!c.IsDraining && !c.IsClosed && !c.IsRetired) return c;
-            return null;
+            {
+                if (c.IsDraining || c.IsClosed || c.IsRetired) continue;
+                if (!c.IsRelayed) return c;
+                relayed ??= c;
+            }
+            return relayed;
         }
     }
 
@@ -72,7 +80,9 @@ internal sealed class ConnectionManager : IAsyncDisposable
             if (_disposed) return false;
             if (!_byPeer.TryGetValue(connection.RemotePeer, out var list))
                 _byPeer[connection.RemotePeer] = list = [];
-            var current = list.FirstOrDefault(c => !c.IsDraining && !c.IsClosed);
+            // A relayed and a direct connection are not duplicates: the relayed one gives way to the direct
+            // one after a grace period (Maintain), whoever dialed which.
+            var current = list.FirstOrDefault(c => !c.IsDraining && !c.IsClosed && c.IsRelayed == connection.IsRelayed);
             list.Add(connection);
             // A simultaneous dial (one connection each way) or two racing dials of ours leave a duplicate to
             // retire. When the remote dials twice it chose to (js-libp2p may dial a peer's addresses in
@@ -139,6 +149,7 @@ internal sealed class ConnectionManager : IAsyncDisposable
 
     private void Maintain()
     {
+        RetireRelayedSupersededByDirect();
         foreach (var connection in All)
         {
             if (connection.TryRetireIfIdle(_options.IdleConnectionTimeout))
@@ -146,6 +157,31 @@ internal sealed class ConnectionManager : IAsyncDisposable
                 _logger.LogDebug("closing idle connection {Connection}", connection);
                 _ = connection.DisposeAsync().AsTask();
             }
+        }
+    }
+
+    /// <summary>
+    /// The spec's migration: streams already on a relayed connection get the grace period to finish
+    /// (new ones go on the direct connection from the start), then the relayed one drains and closes.
+    /// </summary>
+    private void RetireRelayedSupersededByDirect()
+    {
+        var grace = _options.RelayedConnectionGracePeriod;
+        List<PeerConnection>? superseded = null;
+        lock (_byPeer)
+        {
+            foreach (var list in _byPeer.Values)
+            {
+                if (!list.Any(c => c.IsRelayed)) continue;
+                if (!list.Any(c => !c.IsRelayed && !c.IsDraining && !c.IsClosed && c.Age >= grace)) continue;
+                foreach (var c in list)
+                    if (c.IsRelayed && !c.IsDraining) (superseded ??= []).Add(c);
+            }
+        }
+        foreach (var connection in superseded ?? [])
+        {
+            _logger.LogDebug("retiring relayed connection {Connection}: a direct one to the peer is open", connection);
+            Retire(connection);
         }
     }
 

@@ -18,6 +18,9 @@ internal static class ConnectionUpgrader
     public const string YamuxProtocolId = "/yamux/1.0.0";
     private static readonly string[] MuxerProtocols = [YamuxProtocolId];
 
+    /// <param name="direction">The handshake role: <see cref="ConnectionDirection.Outbound"/> initiates (multistream dialer, Noise
+    /// initiator, Yamux client), <see cref="ConnectionDirection.Inbound"/> responds. A dial may respond (DCUtR's simultaneous open).</param>
+    /// <param name="expectedRemote">The peer that must answer, in either role; any when null.</param>
     /// <param name="localIdentity">The key we prove; the host's (<see cref="HostOptions.Identity"/>) when null.</param>
     public static async Task<PeerConnection> UpgradeAsync(RawConnection raw, ConnectionDirection direction, PeerId? expectedRemote,
         HostOptions options, CancellationToken cancellationToken, KeyPair? localIdentity = null)
@@ -60,6 +63,9 @@ internal static class ConnectionUpgrader
                     var noise = await NoiseHandshake.RespondAsync(raw.Stream, identity, options.RandomSource, ct);
                     (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
                 }
+                // A dial upgraded in the responder role (DCUtR's simultaneous open) still knows whom it dialed.
+                if (expectedRemote is not null && remotePeer != expectedRemote)
+                    throw new NoiseException($"the remote at {raw.RemoteAddress} is {remotePeer}, not the dialed {expectedRemote}");
                 await MultistreamSelect.HandleAsync(secure, MuxerProtocols, ct);
             }
         }

@@ -45,6 +45,13 @@ public sealed class HostOptions
     /// <summary>A connection with no open stream for this long is closed; one with an open stream never is.</summary>
     public TimeSpan IdleConnectionTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>
+    /// Once a direct connection to a peer has been open this long, a relayed one to the same peer
+    /// (which new streams already avoid) is retired: it closes when its last stream ends. Counted
+    /// from the direct connection's start, checked every <see cref="MaintenanceInterval"/>.
+    /// </summary>
+    public TimeSpan RelayedConnectionGracePeriod { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>How often idle and redundant connections are looked for.</summary>
     public TimeSpan MaintenanceInterval { get; init; } = TimeSpan.FromSeconds(5);
 

@@ -283,6 +283,35 @@ public sealed class P2PHost : IAsyncDisposable
         await connection.DisposeAsync();
     }
 
+    /// <summary>
+    /// Dials <paramref name="address"/> for a new direct connection to <paramref name="peer"/>, even while
+    /// another (a relayed one) is open, and upgrades it in <paramref name="role"/>:
+    /// <see cref="ConnectionDirection.Outbound"/> as any dial, <see cref="ConnectionDirection.Inbound"/> as
+    /// the responder (multistream listener, Noise responder, Yamux server). A TCP simultaneous open gives
+    /// both ends a connection they each dialed, so the hole-punching protocol (DCUtR) has one of them
+    /// respond; the connection's <see cref="PeerConnection.Direction"/> is the role played. Not deduplicated.
+    /// </summary>
+    /// <exception cref="TransportException">The address is relayed, no transport can dial it, or the dial failed.</exception>
+    /// <exception cref="IOException">The handshake failed or another peer answered.</exception>
+    /// <exception cref="TimeoutException">The handshake took longer than <see cref="HostOptions.UpgradeTimeout"/>.</exception>
+    public async Task<PeerConnection> DialDirectAsync(Multiaddress address, PeerId peer, ConnectionDirection role, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        ArgumentNullException.ThrowIfNull(peer);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (peer == PeerId) throw new TransportException($"refusing to dial ourselves ({address})");
+        var target = address.WithoutPeerId();
+        if (target.Has(MultiaddressProtocol.P2pCircuit)) throw new TransportException($"not a direct address: {address}");
+        var transport = _options.Transports.FirstOrDefault(t => t.CanDial(target))
+            ?? throw new TransportException($"no transport can dial {target}");
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        var raw = await transport.DialAsync(target, linked.Token);
+        var connection = await ConnectionUpgrader.UpgradeAsync(raw, role, peer, _options, linked.Token);
+        await AdoptAsync(connection);
+        PeerStore.AddAddresses(peer, [target], AddressSource.Self);
+        return connection;
+    }
+
     private async Task<PeerConnection> DialDeduplicatedAsync(string key, Func<Task<PeerConnection>> dial, CancellationToken cancellationToken)
     {
         Task<PeerConnection> task;

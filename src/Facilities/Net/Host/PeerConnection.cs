@@ -16,6 +16,7 @@ public sealed class PeerConnection : IAsyncDisposable
     private readonly Lock _identifyLock = new();
     private Task<IdentifyInfo>? _identify;
     private long _lastActiveTimestamp;
+    private readonly long _openedTimestamp;
     private int _draining;
     // Guards the idle decision against a stream being opened at the same moment: either the opener
     // touches the connection first (then it is not idle) or the closer retires it first (then the
@@ -36,6 +37,7 @@ public sealed class PeerConnection : IAsyncDisposable
         Direction = direction;
         _time = time;
         _lastActiveTimestamp = time.GetTimestamp();
+        _openedTimestamp = _lastActiveTimestamp;
     }
 
     public YamuxSession Session { get; }
@@ -89,6 +91,9 @@ public sealed class PeerConnection : IAsyncDisposable
     internal bool IsDraining => Volatile.Read(ref _draining) != 0;
 
     internal bool MarkDraining() => Interlocked.Exchange(ref _draining, 1) == 0;
+
+    /// <summary>How long ago the connection was made, on the host's clock.</summary>
+    internal TimeSpan Age => _time.GetElapsedTime(_openedTimestamp);
 
     internal TimeSpan IdleFor => StreamCount > 0 ? TimeSpan.Zero : _time.GetElapsedTime(Volatile.Read(ref _lastActiveTimestamp));
 

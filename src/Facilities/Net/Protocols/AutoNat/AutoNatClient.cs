@@ -272,7 +272,7 @@ public sealed class AutoNatClient : IAsyncDisposable
     }
 
     /// <summary><paramref name="listen"/> with its first component (the host) replaced by <paramref name="observed"/>'s; null when they are of different kinds.</summary>
-    private static Multiaddress? OnHostOf(Multiaddress observed, Multiaddress listen)
+    internal static Multiaddress? OnHostOf(Multiaddress observed, Multiaddress listen)
     {
         if (listen.Components.Count == 0 || observed.Components[0].Protocol.Code != listen.Components[0].Protocol.Code) return null;
         var text = new StringBuilder();
@@ -287,7 +287,7 @@ public sealed class AutoNatClient : IAsyncDisposable
         }
     }
 
-    private static bool IsUnspecified(Multiaddress address)
+    internal static bool IsUnspecified(Multiaddress address)
     {
         var first = address.Components.Count > 0 ? address.Components[0] : default;
         if (first.Protocol is null) return true;
