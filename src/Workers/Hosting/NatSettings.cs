@@ -16,6 +16,12 @@ public sealed class NatSettings
     /// </summary>
     public bool AutoNatAllowPrivateAddresses { get; set; }
 
+    /// <summary>
+    /// Turn relayed connections into direct ones where the NATs allow (DCUtR hole punching, both
+    /// roles); the peers then move their traffic, bulk inference included, off the relay.
+    /// </summary>
+    public bool HolePunching { get; set; } = true;
+
     /// <summary>Relay for others (circuit relay v2 hop, default limits) and announce it in the DHT under <see cref="WorkerNat.RelayTopic"/>.</summary>
     public bool RelayService { get; set; }
 

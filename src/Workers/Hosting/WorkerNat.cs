@@ -4,6 +4,7 @@ using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Protocols.AutoNat;
+using P2PInference.Facilities.Net.Protocols.Dcutr;
 using P2PInference.Facilities.Net.Protocols.Relay;
 using P2PInference.Facilities.Threading;
 
@@ -17,7 +18,8 @@ namespace P2PInference.Workers.Hosting;
 /// <see cref="RelayTopic"/> in the DHT — by listening on <c>…/p2p/RELAY/p2p-circuit</c>, so identify
 /// and its provider records carry <c>…/p2p-circuit/p2p/SELF</c>; once public it drops them. A node
 /// with <see cref="NatSettings.RelayService"/> relays for others and announces itself under
-/// <see cref="RelayTopic"/>.
+/// <see cref="RelayTopic"/>. With <see cref="NatSettings.HolePunching"/> a <see cref="DcutrService"/>
+/// turns relayed connections direct where the NATs allow, and logs how each attempt ended.
 /// </summary>
 /// <remarks>
 /// A relay found in the DHT is trusted with nothing but ciphertext: the connection through it is
@@ -78,6 +80,9 @@ public sealed class WorkerNat : IAsyncDisposable
         }
     }
 
+    /// <summary>The hole-punching service when <see cref="NatSettings.HolePunching"/> is on.</summary>
+    public DcutrService? HolePunching { get; private set; }
+
     /// <summary>The relay service when <see cref="NatSettings.RelayService"/> is on.</summary>
     public RelayService? RelayService { get; private set; }
 
@@ -90,6 +95,15 @@ public sealed class WorkerNat : IAsyncDisposable
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         if (_loop is not null) throw new InvalidOperationException("already started");
         _startedAt = _host.TimeProvider.GetUtcNow();
+        if (_settings.HolePunching)
+        {
+            HolePunching = new DcutrService(_host, new DcutrOptions
+            {
+                AllowPrivateAddresses = _settings.AutoNatAllowPrivateAddresses,
+                LoggerFactory = _options.LoggerFactory,
+            });
+            HolePunching.Completed += outcome => _logger.LogInformation("hole punch: {Outcome}", outcome);
+        }
         if (_settings.RelayService)
         {
             RelayService = new RelayService(_host, new RelayServiceOptions { LoggerFactory = _options.LoggerFactory });
@@ -407,6 +421,7 @@ public sealed class WorkerNat : IAsyncDisposable
         }
         _autoNatServer?.Dispose();
         RelayService?.Dispose();
+        if (HolePunching is not null) await HolePunching.DisposeAsync();
         _stopping.Dispose();
     }
 

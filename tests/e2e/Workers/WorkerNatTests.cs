@@ -52,6 +52,29 @@ public sealed class WorkerNatTests
     }, WorkerCluster.Simulation());
 
     [Test]
+    public void Gateway_ReachesAProcessorBehindConeNat_ThroughTheRelay_ThenDirectly() => SimulationTest.Run(async sim =>
+    {
+        await using var network = await WorkerCluster.StartAsync(new WorkerClusterOptions { Processors = 1, Nat = new TestNatOptions() }, CancellationToken.None);
+        var processor = network.Processor(1);
+        var relay = network.Cluster["relay"];
+        await network.WaitUntilAsync(() => processor.Get<WorkerNat>().Relays.Contains(relay.PeerId));
+        var seen = new List<bool>();
+        network.Gateway.PeerConnected += c =>
+        {
+            if (c.RemotePeer == processor.PeerId) seen.Add(c.IsRelayed);
+        };
+        await network.Gateway.Host.DisconnectAsync(processor.PeerId);
+        await processor.Host.DisconnectAsync(network.Gateway.PeerId);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
+
+        var response = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), CancellationToken.None);
+        await network.WaitUntilAsync(() => network.Gateway.Host.GetConnection(processor.PeerId) is { IsRelayed: false });
+
+        Assert.That(response.Processor, Is.EqualTo(processor.PeerId.ToString()));
+        Assert.That(seen, Does.Contain(true).And.Contain(false), "first through the relay, then direct (the processor's hole punch, or its own dial out)");
+    }, WorkerCluster.Simulation());
+
+    [Test]
     public void PublicProcessor_ReservesNothing() => SimulationTest.Run(async sim =>
     {
         // The knob with no role behind NAT: the relay is there, but everyone is public.

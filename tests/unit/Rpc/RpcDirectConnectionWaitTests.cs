@@ -2,6 +2,7 @@ using System.Net;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Protocols.Dcutr;
 using P2PInference.Facilities.Net.Protocols.Relay;
 using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit.Network;
@@ -64,7 +65,8 @@ public sealed class RpcDirectConnectionWaitTests
     }
 
     /// <summary>A caller, a callee behind a NAT listening through a relay, and the caller connected to it through the relay.</summary>
-    private static async Task<(World World, RpcNode Caller, RpcNode Callee, RelayService Relay)> RelayedAsync(SimulationExecutor sim, TimeSpan? wait = null)
+    private static async Task<(World World, RpcNode Caller, RpcNode Callee, RelayService Relay)> RelayedAsync(SimulationExecutor sim, TimeSpan? wait = null,
+        Func<P2PHost, P2PHost, Task>? beforeDial = null)
     {
         var world = new World(sim);
         var relayHost = await world.HostAsync("relay");
@@ -77,6 +79,7 @@ public sealed class RpcDirectConnectionWaitTests
         await calleeHost.StartAsync([relayHost.AdvertisedAddresses[0].Encapsulate(CircuitSuffix)], CancellationToken.None);
         callee.Respond(Bulk, (request, _) => ValueTask.FromResult(request));
         callee.Respond(Small, (request, _) => ValueTask.FromResult(request));
+        if (beforeDial is not null) await beforeDial(callerHost, calleeHost);
         var connection = await callerHost.ConnectAsync(CircuitAddress.For(relayHost.ListenAddresses[0], relayHost.PeerId, calleeHost.PeerId), CancellationToken.None);
         Assert.That(connection.IsLimited, Is.True, "the only connection is the relayed one");
         return (world, caller, callee, relay);
@@ -109,6 +112,27 @@ public sealed class RpcDirectConnectionWaitTests
         Assert.That(answer, Is.EqualTo("tokens"u8.ToArray()), "after the wait the call goes over the relay and succeeds");
         Assert.That(sim.Clock.GetUtcNow() - started, Is.GreaterThanOrEqualTo(Wait).And.LessThan(Wait + TimeSpan.FromSeconds(1)));
         Assert.That(relay.CircuitCount, Is.EqualTo(1));
+    });
+
+    [Test]
+    public void BulkCall_WhenAHolePunchBringsADirectConnection_GoesDirect_BeforeTheBound() => SimulationTest.Run(async sim =>
+    {
+        var services = new List<DcutrService>();
+        var (world, caller, callee, relay) = await RelayedAsync(sim, beforeDial: (a, b) =>
+        {
+            services.Add(new DcutrService(a));
+            services.Add(new DcutrService(b));
+            return Task.CompletedTask;
+        });
+        await using var _ = world;
+        using var __ = relay;
+        var started = sim.Clock.GetUtcNow();
+
+        var answer = await caller.RequestAsync(callee.PeerId, Bulk, "tokens"u8.ToArray(), null, CancellationToken.None);
+
+        Assert.That(answer, Is.EqualTo("tokens"u8.ToArray()));
+        Assert.That(sim.Clock.GetUtcNow() - started, Is.LessThan(Wait), "the call went as soon as the direct connection came, not at the bound");
+        foreach (var service in services) await service.DisposeAsync();
     });
 
     [Test]
