@@ -75,6 +75,30 @@ public sealed class WorkerNatTests
     }, WorkerCluster.Simulation());
 
     [Test]
+    public void RelayCrash_TheProcessorLosesItsSlot_AndReservesAgainOnceTheRelayIsBack() => SimulationTest.Run(async sim =>
+    {
+        await using var network = await WorkerCluster.StartAsync(new WorkerClusterOptions { Processors = 1, Nat = new TestNatOptions() }, CancellationToken.None);
+        var processor = network.Processor(1);
+        var relay = network.Cluster["relay"];
+        await network.WaitUntilAsync(() => HoldsActiveSlot(processor, relay));
+
+        await network.Cluster.KillAsync("relay", CancellationToken.None);
+        await network.WaitUntilAsync(() => !HoldsActiveSlot(processor, relay));
+        await network.Cluster.RestartAsync("relay", CancellationToken.None);
+        await network.WaitUntilAsync(() => HoldsActiveSlot(processor, relay));
+        network.Cluster.Network.Partition(WorkerCluster.GatewayNode, processor.Name, PartitionMode.FailNewDials);
+        await network.Gateway.Host.DisconnectAsync(processor.PeerId);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
+        var response = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 9), CancellationToken.None);
+
+        Assert.That(response.Processor, Is.EqualTo(processor.PeerId.ToString()), "reached through the relay again");
+        Assert.That(processor.Get<WorkerNat>().Relays, Is.EqualTo(new[] { relay.PeerId }));
+    }, WorkerCluster.Simulation());
+
+    private static bool HoldsActiveSlot(TestNode processor, TestNode relay) =>
+        processor.IsRunning && processor.Context.CircuitRelay!.Reservations.Any(r => r.Relay == relay.PeerId && r.IsActive);
+
+    [Test]
     public void PublicProcessor_ReservesNothing() => SimulationTest.Run(async sim =>
     {
         // The knob with no role behind NAT: the relay is there, but everyone is public.
