@@ -80,7 +80,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         var call = new RpcOutboundCall(_host, _options, peer, deadline, _server.Stopping, cancellationToken);
         await using (call)
         {
-            using (envelope) await call.StartAsync(envelope.Frame());
+            using (envelope) await call.StartAsync(envelope.Frame(), IsBulk(method) ? _logger : null);
             var frame = await call.ReadFrameAsync();
             if (frame.Kind != ResponseFrameKind.Payload)
                 throw new RpcException(RpcStatusCode.Internal, $"peer {peer} ended a unary call without a response");
@@ -96,7 +96,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         var call = new RpcOutboundCall(_host, _options, peer, deadline, _server.Stopping, cancellationToken);
         await using (call)
         {
-            using (envelope) await call.StartAsync(envelope.Frame());
+            using (envelope) await call.StartAsync(envelope.Frame(), IsBulk(method) ? _logger : null);
             while (true)
             {
                 var frame = await call.ReadFrameAsync();
@@ -152,6 +152,8 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         }
         return (frame, deadline);
     }
+
+    private bool IsBulk(string method) => _options.BulkMethods is { Count: > 0 } bulk && bulk.Contains(method);
 
     private string NextRequestId() => $"{PeerId.ToString()[^8..]}-{Interlocked.Increment(ref _nextRequestId)}";
 

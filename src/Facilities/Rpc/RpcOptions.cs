@@ -40,6 +40,18 @@ public sealed record RpcOptions
     /// <summary>Providers tried by one idempotent topic call before it gives up with <see cref="RpcStatusCode.Unavailable"/>.</summary>
     public int MaxTopicAttempts { get; init; } = 3;
 
+    /// <summary>
+    /// Methods whose calls carry bulk data (inference): before such a call goes over a limited
+    /// (relayed) connection it waits up to <see cref="DirectConnectionWait"/> for a direct one. Other
+    /// calls (grant queries, health) use a limited connection at once. Null or empty: none.
+    /// </summary>
+    public IReadOnlySet<string>? BulkMethods { get; init; }
+
+    /// <summary>How long a bulk call waits for a direct connection before it goes over the relay; 5 s by default, zero never waits.</summary>
+    public TimeSpan DirectConnectionWait { get; init; } = DefaultDirectConnectionWait;
+
+    public static readonly TimeSpan DefaultDirectConnectionWait = TimeSpan.FromSeconds(5);
+
     /// <summary>Weight of the newest latency sample in a provider's moving average (0..1].</summary>
     public double LatencyEwmaAlpha { get; init; } = 0.3;
 
@@ -67,6 +79,7 @@ public sealed record RpcOptions
         if (LatencyEwmaAlpha is <= 0 or > 1) throw new ArgumentOutOfRangeException(nameof(LatencyEwmaAlpha), LatencyEwmaAlpha, "must be in (0, 1]");
         if (RequestReadTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(RequestReadTimeout));
         if (TopicCacheTtl < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(TopicCacheTtl));
+        if (DirectConnectionWait < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(DirectConnectionWait));
         if (DefaultTimeout is { } t && t <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(DefaultTimeout));
         ArgumentNullException.ThrowIfNull(Random);
         ArgumentNullException.ThrowIfNull(RandomSource);

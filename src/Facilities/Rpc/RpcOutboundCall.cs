@@ -39,11 +39,13 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
     }
 
     /// <param name="envelope">The request envelope's frame, prefix included.</param>
-    public async Task StartAsync(ReadOnlyMemory<byte> envelope)
+    /// <param name="bulkLogger">Set for a bulk call (<see cref="RpcOptions.BulkMethods"/>): it first waits a while for a connection that is not limited.</param>
+    public async Task StartAsync(ReadOnlyMemory<byte> envelope, Microsoft.Extensions.Logging.ILogger? bulkLogger = null)
     {
         try
         {
             _linked.Token.ThrowIfCancellationRequested();
+            if (bulkLogger is not null) await DirectConnectionWait.WaitAsync(_host, _peer, _options.DirectConnectionWait, bulkLogger, _linked.Token);
             // Lazy negotiation: the proposal and the envelope share one write, and the answer to the
             // proposal is read with the response, so a call costs one round trip instead of two.
             // The write side stays open: closing it before the answer would cancel the call (see RpcNode).

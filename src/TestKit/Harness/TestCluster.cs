@@ -143,6 +143,11 @@ public sealed class TestCluster : IAsyncDisposable
         try
         {
             foreach (var spec in specs) cluster.AddNode(spec);
+            if (options.Nat is { } nat)
+            {
+                foreach (var spec in specs.Where(nat.IsBehindNat))
+                    cluster.Network.AddNatRouter($"nat-{spec.Name}", nat.Behavior).Add(spec.Name);
+            }
             var nodes = cluster.Nodes;
             foreach (var node in nodes) node.CreateStore();
             foreach (var node in nodes) await node.StartAsync(keepStorage: true, cancellationToken);

@@ -62,6 +62,9 @@ public sealed class TestClusterOptions
     /// </summary>
     public Func<TestNodeSpec, HostOptions, HostOptions>? ConfigureHost { get; init; }
 
+    /// <summary>Puts nodes behind NAT routers and adds a relay node (see <see cref="TestNatOptions"/>); null (the default): every node is public.</summary>
+    public TestNatOptions? Nat { get; init; }
+
     /// <summary>Whether <see cref="TestCluster.StartAsync"/> also connects every node to every other; false by default.</summary>
     public bool ConnectAll { get; init; }
 
@@ -76,6 +79,8 @@ public sealed class TestClusterOptions
         var specs = NodeSpecs.Count > 0
             ? NodeSpecs
             : Enumerable.Range(0, Nodes).Select(i => new TestNodeSpec($"node-{i}")).ToArray();
+        if (Nat?.RelayNode is { } relay && specs.All(s => s.Name != relay))
+            specs = [.. specs, new TestNodeSpec(relay, "relay") { Storage = false }];
         var duplicate = specs.GroupBy(s => s.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null) throw new ArgumentException($"two nodes are named '{duplicate.Key}'", nameof(NodeSpecs));
         return specs;

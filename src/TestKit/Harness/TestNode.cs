@@ -4,6 +4,7 @@ using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Trust;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Protocols.Relay;
 using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Network;
@@ -250,7 +251,10 @@ public sealed class TestNode
         var hostOptions = new HostOptions
         {
             Identity = Identity,
-            Transports = [Cluster.Network.CreateTransport(Name)],
+            // With NAT in the cluster, circuit addresses are dialled (and listened on) first, as they must be.
+            Transports = options.Nat is null
+                ? [Cluster.Network.CreateTransport(Name)]
+                : [new CircuitRelayTransport(new CircuitRelayOptions { LoggerFactory = Cluster.LoggerFactory }), Cluster.Network.CreateTransport(Name)],
             TimeProvider = Cluster.Time,
             RandomSource = new SeededRandomSource(Cluster.Simulation.CreateRandom("entropy", Name, Starts.ToString(System.Globalization.CultureInfo.InvariantCulture))),
             LoggerFactory = Cluster.LoggerFactory,
@@ -261,7 +265,10 @@ public sealed class TestNode
         host.PeerDisconnected += c => PeerDisconnected?.Invoke(c);
         var stopping = new CancellationTokenSource();
         var components = new List<object>();
-        var context = new TestNodeContext(this, host, Store, components, stopping.Token);
+        var context = new TestNodeContext(this, host, Store, components, stopping.Token)
+        {
+            CircuitRelay = hostOptions.Transports.OfType<CircuitRelayTransport>().FirstOrDefault(),
+        };
         return new Incarnation(host, context, stopping, components);
     }
 
@@ -281,6 +288,13 @@ public sealed class TestNode
         if (discovery is not null && options.WaitForDiscoveryJoin)
         {
             await Cluster.WithinOperationTimeout(discovery.WaitUntilJoinedAsync(cancellationToken), $"node '{Name}' joins discovery");
+        }
+
+        if (options.Nat is { RelayNode: { } relayNode } nat && relayNode == Name)
+        {
+            var relay = new RelayService(incarnation.Host, nat.Relay ?? new RelayServiceOptions { LoggerFactory = Cluster.LoggerFactory });
+            lock (incarnation.Components) incarnation.Components.Add(relay);
+            if (discovery is not null) await discovery.AnnounceAsync(RelayService.DiscoveryTopic, cancellationToken);
         }
 
         foreach (var component in options.Components)

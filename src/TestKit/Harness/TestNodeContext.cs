@@ -39,6 +39,9 @@ public sealed class TestNodeContext
 
     public P2PHost Host { get; }
 
+    /// <summary>The host's circuit relay transport when the cluster has NAT (<see cref="TestClusterOptions.Nat"/>), else null.</summary>
+    public Facilities.Net.Protocols.Relay.CircuitRelayTransport? CircuitRelay { get; init; }
+
     public InMemoryNetwork Network => Cluster.Network;
 
     /// <summary>The simulation's clock.</summary>

@@ -14,6 +14,7 @@ public static class CliApp
         root.Subcommands.Add(KeygenCommand.Create(output, error));
         root.Subcommands.Add(ClusterCommand.Create(output, error));
         root.Subcommands.Add(DhtCommand.Create(output, error));
+        root.Subcommands.Add(NatCommand.Create(output, error));
         root.Subcommands.Add(RunCommand.Create(output, error));
         root.Subcommands.Add(DemoCommand.Create(output, error));
         root.Subcommands.Add(ClientCommand.Create(output, error));

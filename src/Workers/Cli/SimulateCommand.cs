@@ -37,11 +37,16 @@ internal static class SimulateCommand
             Description = "Which ready work runs next: fifo, or random (seeded) to explore interleavings",
             DefaultValueFactory = _ => "fifo",
         };
+        var nat = new Option<string>("--nat")
+        {
+            Description = "Put each processor behind a NAT router: none, cone (port-restricted) or symmetric; a relay node joins the network and processors reserve on it",
+            DefaultValueFactory = _ => "none",
+        };
         var json = CliOptions.Json();
         var command = new Command("simulate",
             "Run a whole network on virtual time from one seed, under a fault mix, and check its invariants (exit 0 only when all hold)")
         {
-            seed, processors, gateways, clients, minutes, faults, schedule, json,
+            seed, processors, gateways, clients, minutes, faults, schedule, nat, json,
         };
         command.SetAction((result, _) => CliErrors.RunAsync(error, async () =>
         {
@@ -54,6 +59,7 @@ internal static class SimulateCommand
                 VirtualDuration = Minutes(result.GetValue(minutes)),
                 Faults = SimulationSettings.ParseFaults(result.GetValue(faults)),
                 Schedule = ParseSchedule(result.GetValue(schedule)),
+                Nat = SimulationSettings.ParseNat(result.GetValue(nat)),
             };
             settings.Validate();
             // The simulation owns this thread until it ends: one thread is what makes a seed replay.

@@ -3,6 +3,7 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Protocols.Relay;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Store;
 using Microsoft.Extensions.Logging;
@@ -11,7 +12,8 @@ namespace P2PInference.Workers.Hosting;
 
 /// <summary>
 /// The real facilities: FASTER store, a <see cref="P2PHost"/> on the configured transports (TCP, or
-/// the in-memory network in tests), a <see cref="KademliaDht"/> and an <see cref="RpcNode"/>.
+/// the in-memory network in tests) with circuit relay in front, a <see cref="KademliaDht"/>, the
+/// node's <see cref="WorkerNat"/> (AutoNAT, relays) and an <see cref="RpcNode"/>.
 /// </summary>
 public sealed class Libp2pWorkerFacilities : IWorkerFacilities
 {
@@ -19,6 +21,8 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
     private IKeyValueStore? _store;
     private P2PHost? _host;
     private KademliaDht? _dht;
+    private CircuitRelayTransport? _circuit;
+    private WorkerNat? _nat;
     private RpcNode? _rpc;
 
     public Libp2pWorkerFacilities(WorkerRuntimeOptions options)
@@ -31,6 +35,9 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
     public P2PHost? Host => _host;
 
     public KademliaDht? Dht => _dht;
+
+    /// <summary>AutoNAT and the relay reservations, once discovery started; null before and after.</summary>
+    public WorkerNat? Nat => _nat;
 
     public async Task<IKeyValueStore> OpenStoreAsync(string directory, CancellationToken cancellationToken)
     {
@@ -51,10 +58,18 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
     public async Task<IReadOnlyList<Multiaddress>> StartNetworkAsync(KeyPair identity, CancellationToken cancellationToken)
     {
         var limits = _options.Host;
+        var transports = _options.TransportFactory(identity);
+        _circuit = transports.OfType<CircuitRelayTransport>().FirstOrDefault();
+        if (_circuit is null)
+        {
+            // First: the host takes the first transport that can dial an address, and TCP would take a circuit address for its own.
+            _circuit = new CircuitRelayTransport(new CircuitRelayOptions { LoggerFactory = _options.LoggerFactory });
+            transports = [_circuit, .. transports];
+        }
         _host = new P2PHost(new HostOptions
         {
             Identity = identity,
-            Transports = _options.TransportFactory(identity),
+            Transports = transports,
             MaxInboundConnections = limits.MaxInboundConnections,
             MaxInboundConnectionsPerAddress = limits.MaxInboundConnectionsPerAddress,
             InboundConnectionsReservedForNewAddresses = limits.InboundConnectionsReservedForNewAddresses,
@@ -102,7 +117,16 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
             LoggerFactory = _options.LoggerFactory,
         });
         await _dht.StartAsync(cancellationToken);
-        return _dht;
+        var discovery = new ReannouncingDiscovery(_dht);
+        _nat = new WorkerNat(host, discovery, _circuit, new WorkerNatOptions
+        {
+            Settings = _options.Nat,
+            Relays = _options.RelayAddresses,
+            AddressesChanged = discovery.ReannounceAsync,
+            LoggerFactory = _options.LoggerFactory,
+        });
+        await _nat.StartAsync(cancellationToken);
+        return discovery;
     }
 
     public Task<(IRpcServer Server, IRpcClient Client)> StartRpcAsync(IDiscovery discovery, CancellationToken cancellationToken)
@@ -119,6 +143,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
 
     public async Task StopDiscoveryAsync(CancellationToken cancellationToken)
     {
+        if (Interlocked.Exchange(ref _nat, null) is { } nat) await nat.DisposeAsync();
         if (Interlocked.Exchange(ref _dht, null) is { } dht) await dht.DisposeAsync();
     }
 

@@ -1,4 +1,6 @@
+using System.Collections.Frozen;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Workers.Contracts;
 
 namespace P2PInference.Workers.Hosting;
 
@@ -19,4 +21,16 @@ public sealed class RpcSettings
     public TimeSpan TopicCacheTtl { get; set; } = TimeSpan.FromSeconds(30);
 
     public int MaxTopicAttempts { get; set; } = 3;
+
+    /// <summary>
+    /// How long a bulk call (inference) waits for a direct connection when the only one to the peer is
+    /// a limited (relayed) one; then it goes over the relay (see <see cref="RpcOptions.DirectConnectionWait"/>).
+    /// </summary>
+    public TimeSpan DirectConnectionWait { get; set; } = RpcOptions.DefaultDirectConnectionWait;
+
+    /// <summary>The worker methods that carry inference: kept off limited connections for up to <see cref="DirectConnectionWait"/>.</summary>
+    public static IReadOnlySet<string> BulkMethods { get; } = new[]
+    {
+        WorkerMethods.Processor.Infer, WorkerMethods.Processor.InferStream, WorkerMethods.Gateway.Infer, WorkerMethods.Gateway.InferStream,
+    }.ToFrozenSet(StringComparer.Ordinal);
 }

@@ -19,7 +19,7 @@ public static class WorkerConfiguration
 {
     public const string DefaultsResource = "P2PInference.Workers.Hosting.defaults.json";
 
-    private static readonly string[] KnownSections = ["Node", "Host", "Dht", "Rpc", "Auth", "Gateway", "Processor", "Trust"];
+    private static readonly string[] KnownSections = ["Node", "Host", "Dht", "Rpc", "Nat", "Auth", "Gateway", "Processor", "Trust"];
 
     /// <exception cref="WorkerConfigurationException">Unknown role, unreadable file, or any invalid setting (all are listed).</exception>
     public static WorkerSettings Load(string role, WorkerConfigurationSources sources) => Load(WorkerRoles.Parse(role), sources);
@@ -40,6 +40,7 @@ public static class WorkerConfiguration
         var dht = ConfigurationBinding.Bind<DhtSettings>(configuration.GetSection("Dht"), errors);
         var rpc = ConfigurationBinding.Bind<RpcSettings>(configuration.GetSection("Rpc"), errors);
         var host = ConfigurationBinding.Bind<HostSettings>(configuration.GetSection("Host"), errors);
+        var nat = ConfigurationBinding.Bind<NatSettings>(configuration.GetSection("Nat"), errors);
         var auth = ConfigurationBinding.Bind<AuthOptions>(configuration.GetSection("Auth"), errors);
         var gateway = ConfigurationBinding.Bind<GatewayOptions>(configuration.GetSection("Gateway"), errors);
         var processor = ConfigurationBinding.Bind<ProcessorOptions>(configuration.GetSection("Processor"), errors);
@@ -52,6 +53,8 @@ public static class WorkerConfiguration
         ValidateDht(dht, errors);
         ValidateRpc(rpc, errors);
         ValidateHost(host, errors);
+        var relays = ParseAddresses("Nat:Relays", nat.Relays, errors, requirePeerId: true);
+        ValidateNat(nat, errors);
         Positive("Trust:CachePeriod", trust.CachePeriod, errors);
         Positive("Trust:SelfGrantValidity", trust.SelfGrantValidity, errors);
         ValidateEachSetting(configuration.GetSection("Auth"), auth, o => o.Validate(), errors);
@@ -67,6 +70,8 @@ public static class WorkerConfiguration
             Dht = dht,
             Rpc = rpc,
             Host = host,
+            Nat = nat,
+            RelayAddresses = relays,
             Auth = auth,
             Gateway = gateway,
             Processor = processor,
@@ -231,6 +236,8 @@ public static class WorkerConfiguration
         Positive("Rpc:RequestReadTimeout", rpc.RequestReadTimeout, errors);
         if (rpc.TopicCacheTtl < TimeSpan.Zero) errors.Add($"Rpc:TopicCacheTtl must not be negative; it is {rpc.TopicCacheTtl}");
         if (rpc.MaxTopicAttempts < 1) errors.Add($"Rpc:MaxTopicAttempts must be at least 1; it is {rpc.MaxTopicAttempts}");
+        if (rpc.DirectConnectionWait < TimeSpan.Zero || rpc.DirectConnectionWait > TimeSpan.FromMinutes(1))
+            errors.Add($"Rpc:DirectConnectionWait must be between 0 and 1 minute; it is {rpc.DirectConnectionWait}");
     }
 
     /// <summary>
@@ -283,6 +290,13 @@ public static class WorkerConfiguration
         Positive("Host:IdentifyTimeout", host.IdentifyTimeout, errors);
         Positive("Host:PingTimeout", host.PingTimeout, errors);
         Positive("Host:IdleConnectionTimeout", host.IdleConnectionTimeout, errors);
+    }
+
+    private static void ValidateNat(NatSettings nat, List<string> errors)
+    {
+        if (nat.MaxReservations is < 0 or > 16) errors.Add($"Nat:MaxReservations must be between 0 and 16; it is {nat.MaxReservations}");
+        if (nat.UnknownReachabilityGrace < TimeSpan.Zero) errors.Add($"Nat:UnknownReachabilityGrace must not be negative; it is {nat.UnknownReachabilityGrace}");
+        Positive("Nat:RelaySearchInterval", nat.RelaySearchInterval, errors);
     }
 
     private static void Positive(string path, TimeSpan value, List<string> errors)

@@ -41,6 +41,12 @@ public sealed class WorkerRuntimeOptions
     /// <summary>The host's connection caps and timeouts.</summary>
     public HostSettings Host { get; init; } = new();
 
+    /// <summary>AutoNAT and circuit relays (<see cref="WorkerNat"/>).</summary>
+    public NatSettings Nat { get; init; } = new();
+
+    /// <summary><see cref="NatSettings.Relays"/>, parsed: relays to reserve on when unreachable.</summary>
+    public IReadOnlyList<Multiaddress> RelayAddresses { get; init; } = [];
+
     /// <summary>How long calls in flight may run on after a stop began; then they are cancelled (callers get Unavailable).</summary>
     public TimeSpan DrainTimeout { get; init; } = DefaultDrainTimeout;
 

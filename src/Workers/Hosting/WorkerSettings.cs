@@ -33,6 +33,11 @@ public sealed class WorkerSettings
 
     public TrustSettings Trust { get; init; } = new();
 
+    public NatSettings Nat { get; init; } = new();
+
+    /// <summary><see cref="NatSettings.Relays"/>, parsed.</summary>
+    public IReadOnlyList<Multiaddress> RelayAddresses { get; init; } = [];
+
     /// <summary>The merged configuration, for sections other components read.</summary>
     public required IConfiguration Configuration { get; init; }
 
@@ -67,8 +72,12 @@ public sealed class WorkerSettings
             RequestReadTimeout = Rpc.RequestReadTimeout,
             TopicCacheTtl = Rpc.TopicCacheTtl,
             MaxTopicAttempts = Rpc.MaxTopicAttempts,
+            DirectConnectionWait = Rpc.DirectConnectionWait,
+            BulkMethods = RpcSettings.BulkMethods,
         },
         Host = Host,
+        Nat = Nat,
+        RelayAddresses = RelayAddresses,
         DrainTimeout = Node.DrainTimeout,
         Grant = LoadGrant(),
         GrantPath = Trust.Grant,

@@ -2,6 +2,7 @@ using System.Globalization;
 using P2PInference.Facilities.Store;
 using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Network.Nat;
 using P2PInference.TestKit.Simulation;
 using P2PInference.TestKit.Store;
 using P2PInference.Workers.Auth;
@@ -80,10 +81,24 @@ public sealed class NetworkSimulation
             Faults = simulation._faultsInjected,
             Requests = simulation._requests.ToDictionary(r => r.Key, r => (IReadOnlyDictionary<string, long>)r.Value, StringComparer.Ordinal),
             Invariants = simulation.Invariants.All,
+            NatReservations = simulation._natReservations,
         };
     }
 
     private IReadOnlyDictionary<string, int> _faultsInjected = new Dictionary<string, int>();
+    private (int, int) _natReservations;
+
+    /// <summary>
+    /// The <c>Nat</c> section of a server of <paramref name="role"/>, or null without NAT in the run.
+    /// Every server runs AutoNAT (there are enough to ask); the relay relays; processors give AutoNAT
+    /// 30 s — nobody can dial them back, so it never decides — and then reserve.
+    /// </summary>
+    private Hosting.NatSettings? NatSettingsFor(string role) => _settings.Nat == SimulationNat.None ? null : new Hosting.NatSettings
+    {
+        RelayService = role == "relay",
+        UnknownReachabilityGrace = TimeSpan.FromSeconds(30),
+        RelaySearchInterval = TimeSpan.FromSeconds(30),
+    };
 
     internal void Count(string kind, string outcome)
     {
@@ -114,6 +129,7 @@ public sealed class NetworkSimulation
         await using var stores = new SimulatedStore();
 
         var bootstrap = AddServer("bootstrap", "bootstrap", null);
+        if (_settings.Nat != SimulationNat.None) AddServer("relay", "relay", null);
         AddServer("auth", "auth", () => new AuthWorker(new AuthOptions { PasswordIterations = AuthOptions.MinPasswordIterations }));
         for (var i = 1; i <= _settings.Gateways; i++) AddServer(Name("gateway", i), "gateway", () => new GatewayWorker(new GatewayOptions()));
         for (var i = 1; i <= _settings.Processors; i++)
@@ -122,7 +138,9 @@ public sealed class NetworkSimulation
         SimulatedNode AddServer(string name, string role, Func<Hosting.IWorker?>? worker)
         {
             var node = new SimulatedNode(Executor, Network, name, role, new PrefixedKeyValueStore(stores, name), worker ?? (() => null),
-                () => [_servers[0].Address], Cluster);
+                () => [_servers[0].Address], Cluster, NatSettingsFor(role));
+            if (_settings.Nat != SimulationNat.None && role == "processor")
+                Network.AddNatRouter("nat-" + name, _settings.Nat == SimulationNat.Symmetric ? NatBehavior.Symmetric : NatBehavior.PortRestrictedCone).Add(name);
             _servers.Add(node);
             return node;
         }
@@ -138,6 +156,8 @@ public sealed class NetworkSimulation
         var faulting = faults.RunAsync(end, ct);
         var probe = RateLimitProbeAsync(end, ct);
         await Task.WhenAll(_clients.Select(c => c.RunJourneyAsync(end, ct)).Append(probe));
+        var behindNat = _settings.Nat == SimulationNat.None ? [] : _servers.Where(s => s.Role == "processor").ToArray();
+        _natReservations = (behindNat.Count(s => s.Nat?.Relays.Count > 0), behindNat.Length);
         await faulting;
         _faultsInjected = faults.Injected;
 

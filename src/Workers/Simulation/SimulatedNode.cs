@@ -3,6 +3,7 @@ using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Protocols.Relay;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Store;
@@ -29,14 +30,17 @@ internal sealed class SimulatedNode
     private readonly IKeyValueStore _store;
     private P2PHost? _host;
     private KademliaDht? _dht;
+    private WorkerNat? _nat;
+    private readonly NatSettings? _natSettings;
     private RpcNode? _rpc;
     private IWorker? _worker;
     private int _incarnation;
     private readonly ClusterKey _cluster;
 
     public SimulatedNode(SimulationExecutor sim, InMemoryNetwork network, string name, string role, IKeyValueStore store,
-        Func<IWorker?> newWorker, Func<IReadOnlyList<Multiaddress>> bootstrap, ClusterKey cluster)
+        Func<IWorker?> newWorker, Func<IReadOnlyList<Multiaddress>> bootstrap, ClusterKey cluster, NatSettings? nat = null)
     {
+        _natSettings = nat;
         _cluster = cluster;
         _sim = sim;
         _network = network;
@@ -60,6 +64,9 @@ internal sealed class SimulatedNode
 
     public bool IsUp => _host is not null;
 
+    /// <summary>The running node's NAT service (AutoNAT, relay reservations), when the run has NAT.</summary>
+    public WorkerNat? Nat => _nat;
+
     public Multiaddress Address => InMemoryNetwork.AddressOf(Name).WithPeerId(Identity.PeerId);
 
     /// <summary>Starts (or restarts) the node; a failed start leaves it down.</summary>
@@ -79,10 +86,12 @@ internal sealed class SimulatedNode
     private async Task StartCoreAsync(CancellationToken cancellationToken)
     {
         var incarnation = (_incarnation++).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var circuit = _natSettings is null ? null : new CircuitRelayTransport();
         var host = new P2PHost(new HostOptions
         {
             Identity = Identity,
-            Transports = [_network.CreateTransport(Name)],
+            // With NAT in the run, circuit addresses are dialled (and listened on) first, as they must be.
+            Transports = circuit is null ? [_network.CreateTransport(Name)] : [circuit, _network.CreateTransport(Name)],
             TimeProvider = Clock,
             // Yamux keeps a clock of its own (System by default): its keep-alive timers must be simulated too.
             Yamux = new YamuxOptions { TimeProvider = Clock },
@@ -102,8 +111,24 @@ internal sealed class SimulatedNode
             RandomSeed = random.Next(),
         });
         await _dht.StartAsync(cancellationToken);
-        if (isBootstrap) return;
-        _rpc = new RpcNode(host, new RpcOptions { TimeProvider = Clock, Random = new Random(random.Next()), RandomSource = host.RandomSource }, _dht);
+        var discovery = new ReannouncingDiscovery(_dht);
+        if (_natSettings is not null)
+        {
+            _nat = new WorkerNat(host, discovery, circuit, new WorkerNatOptions
+            {
+                Settings = _natSettings,
+                AddressesChanged = discovery.ReannounceAsync,
+            });
+            await _nat.StartAsync(cancellationToken);
+        }
+        if (isBootstrap || Role == "relay") return;
+        _rpc = new RpcNode(host, new RpcOptions
+        {
+            TimeProvider = Clock,
+            Random = new Random(random.Next()),
+            RandomSource = host.RandomSource,
+            BulkMethods = RpcSettings.BulkMethods,
+        }, discovery);
         _worker = _newWorker() ?? throw new InvalidOperationException($"node {Name} has no worker");
         var workerRole = WorkerRoles.Parse(Role);
         // Valid a day either side of now: skew faults move this node's clock, and grants must not be what they break.
@@ -118,7 +143,7 @@ internal sealed class SimulatedNode
             Identity = Identity,
             Server = server,
             Client = client,
-            Discovery = _dht,
+            Discovery = discovery,
             Store = _store,
             Time = Clock,
             Random = new Random(random.Next()),
@@ -126,7 +151,7 @@ internal sealed class SimulatedNode
             RandomSource = host.RandomSource,
         };
         var topics = await _worker.StartAsync(context, cancellationToken);
-        foreach (var topic in topics) await _dht.AnnounceAsync(topic, cancellationToken);
+        foreach (var topic in topics) await discovery.AnnounceAsync(topic, cancellationToken);
     }
 
     /// <summary>The process dies: its connections are reset and its listener is gone before anything of it runs again.</summary>
@@ -146,13 +171,16 @@ internal sealed class SimulatedNode
         var worker = _worker;
         var rpc = _rpc;
         var dht = _dht;
+        var nat = _nat;
         var host = _host;
+        _nat = null;
         _worker = null;
         _rpc = null;
         _dht = null;
         _host = null;
         if (worker is not null) await worker.StopAsync(CancellationToken.None);
         if (rpc is not null) await rpc.DisposeAsync();
+        if (nat is not null) await nat.DisposeAsync();
         if (dht is not null) await dht.DisposeAsync();
         if (host is not null) await host.DisposeAsync();
     }

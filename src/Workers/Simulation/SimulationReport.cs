@@ -26,6 +26,9 @@ public sealed record SimulationReport
 
     public required IReadOnlyList<SimulationInvariant> Invariants { get; init; }
 
+    /// <summary>With <see cref="SimulationSettings.Nat"/>: processors behind NAT that held a relay reservation when the clients finished, of all behind NAT.</summary>
+    public (int Reserved, int BehindNat) NatReservations { get; init; }
+
     public bool Ok => Invariants.All(i => i.Ok);
 
     /// <summary>Virtual seconds simulated per wall-clock second.</summary>
@@ -38,7 +41,11 @@ public sealed record SimulationReport
         .GroupBy(o => o.Key, StringComparer.Ordinal).OrderBy(g => g.Key, StringComparer.Ordinal)
         .ToDictionary(g => g.Key, g => g.Sum(o => o.Value), StringComparer.Ordinal);
 
-    public string ReplayCommand => string.Create(CultureInfo.InvariantCulture,
+    public string ReplayCommand => string.Create(CultureInfo.InvariantCulture, $"{ReplayWithoutNat}{NatOption}");
+
+    private string NatOption => Settings.Nat == SimulationNat.None ? "" : " --nat " + Settings.Nat.ToString().ToLowerInvariant();
+
+    private string ReplayWithoutNat => string.Create(CultureInfo.InvariantCulture,
         $"p2pinference simulate --seed {Settings.Seed} --processors {Settings.Processors} --gateways {Settings.Gateways} --clients {Settings.Clients} "
         + $"--virtual-minutes {Settings.VirtualDuration.TotalMinutes} --faults {SimulationSettings.FormatFaults(Settings.Faults)} --schedule {Settings.Schedule.ToString().ToLowerInvariant()}");
 
@@ -47,7 +54,10 @@ public sealed record SimulationReport
         var text = new StringBuilder();
         var c = CultureInfo.InvariantCulture;
         text.AppendLine(c, $"seed          {Settings.Seed} (schedule {Settings.Schedule.ToString().ToLowerInvariant()})");
-        text.AppendLine(c, $"network       1 bootstrap, 1 auth, {Settings.Gateways} gateways, {Settings.Processors} processors, {Settings.Clients} clients");
+        var relay = Settings.Nat == SimulationNat.None ? "" : ", 1 relay";
+        text.AppendLine(c, $"network       1 bootstrap, 1 auth, {Settings.Gateways} gateways, {Settings.Processors} processors, {Settings.Clients} clients{relay}");
+        if (Settings.Nat != SimulationNat.None)
+            text.AppendLine(c, $"nat           processors behind {Settings.Nat.ToString().ToLowerInvariant()} NATs; {NatReservations.Reserved} of {NatReservations.BehindNat} held a relay reservation at the end");
         text.AppendLine(c, $"trace hash    {TraceHashText} ({Steps} steps)");
         text.AppendLine(c, $"virtual time  {VirtualTime.TotalSeconds:0.0} s");
         text.AppendLine(c, $"wall time     {WallTime.TotalSeconds:0.00} s");
@@ -77,6 +87,7 @@ public sealed record SimulationReport
         wallSeconds = Math.Round(WallTime.TotalSeconds, 3),
         compression = Math.Round(Compression, 1),
         network = new { gateways = Settings.Gateways, processors = Settings.Processors, clients = Settings.Clients },
+        nat = new { kind = Settings.Nat.ToString().ToLowerInvariant(), behindNat = NatReservations.BehindNat, reserved = NatReservations.Reserved },
         faults = Faults,
         requests = Outcomes,
         requestsByKind = Requests,

@@ -22,6 +22,9 @@ public sealed record SimulationSettings
 
     public ScheduleStrategy Schedule { get; init; } = ScheduleStrategy.Fifo;
 
+    /// <summary>Processors behind NAT routers (with a relay node in the network) or not.</summary>
+    public SimulationNat Nat { get; init; } = SimulationNat.None;
+
     /// <exception cref="ArgumentException">A count or the duration is out of range.</exception>
     public void Validate()
     {
@@ -54,6 +57,16 @@ public sealed record SimulationSettings
         }
         return faults;
     }
+
+    /// <summary>Parses <c>none</c>, <c>cone</c> or <c>symmetric</c>.</summary>
+    /// <exception cref="ArgumentException">Anything else.</exception>
+    public static SimulationNat ParseNat(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "none" => SimulationNat.None,
+        "cone" => SimulationNat.Cone,
+        "symmetric" => SimulationNat.Symmetric,
+        _ => throw new ArgumentException($"--nat: '{text}' is not a NAT kind; use none, cone or symmetric"),
+    };
 
     /// <summary>The fault names as the command line spells them, or <c>none</c>.</summary>
     public static string FormatFaults(SimulationFaults faults) =>

@@ -49,6 +49,35 @@ public sealed class SimulateCommandTests
         });
     }
 
+    [TestCase("cone")]
+    [TestCase("symmetric")]
+    public async Task Simulate_ProcessorsBehindNat_ReserveOnTheRelay_AndTheJourneyHoldsEveryInvariant(string nat)
+    {
+        var first = await SimulateAsync(["--seed", "5", "--nat", nat, .. Small]);
+        var second = await SimulateAsync(["--seed", "5", "--nat", nat, .. Small]);
+
+        Assert.That(first.Code, Is.Zero, first.Output + first.Error);
+        var json = first.Json;
+        Assert.Multiple(() =>
+        {
+            Assert.That(json.GetProperty("nat").GetProperty("kind").GetString(), Is.EqualTo(nat));
+            Assert.That(json.GetProperty("nat").GetProperty("behindNat").GetInt32(), Is.EqualTo(2));
+            Assert.That(json.GetProperty("nat").GetProperty("reserved").GetInt32(), Is.EqualTo(2), "every processor behind NAT holds a relay slot");
+            Assert.That(json.GetProperty("requestsByKind").GetProperty("infer").GetProperty("ok").GetInt64(), Is.GreaterThan(0), "inference reached processors behind NAT");
+            Assert.That(json.GetProperty("replay").GetString(), Does.EndWith($"--nat {nat}"));
+            Assert.That(second.TraceHash, Is.EqualTo(first.TraceHash), "one seed replays the run, NAT and relay included");
+        });
+    }
+
+    [Test]
+    public async Task Simulate_UnknownNatKind_IsRefusedWithTheChoices()
+    {
+        var run = await SimulateAsync(["--nat", "carrier-grade", .. Small]);
+
+        Assert.That(run.Code, Is.EqualTo(1));
+        Assert.That(run.Error, Does.Contain("--nat: 'carrier-grade' is not a NAT kind; use none, cone or symmetric"));
+    }
+
     [Test]
     public async Task Simulate_SameSeedTwice_GivesTheSameTraceHash()
     {

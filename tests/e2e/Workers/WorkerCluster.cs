@@ -99,6 +99,7 @@ internal sealed class WorkerCluster : IAsyncDisposable
             // The bootstrap node starts first and has nobody to join yet; the others join it in StartAsync.
             WaitForDiscoveryJoin = false,
             DiscoveryFactory = (context, ct) => StartDhtAsync(context, options, ct),
+            Nat = options.Nat,
             Components =
             [
                 TestNodeComponent.ForRoles("rpc", (context, _) => Task.FromResult<IAsyncDisposable>(new RpcNode(context.Host, new RpcOptions
@@ -107,6 +108,10 @@ internal sealed class WorkerCluster : IAsyncDisposable
                     Random = new Random(context.Random.Next()),
                     LoggerFactory = context.LoggerFactory,
                 }, context.Discovery)), "auth", "gateway", "processor", "client", "rogue"),
+                .. (options.Nat is null ? Array.Empty<TestNodeComponent>() :
+                [
+                    TestNodeComponent.ForRoles("nat", (context, ct) => StartNatAsync(context, options.NatSettings(), ct), "bootstrap", "auth", "gateway", "processor"),
+                ]),
                 TestNodeComponent.ForRoles("rogue", (context, ct) => StartRogueAsync(context, options.Rogues.Single(r => r.Name == context.Name), ct), "rogue"),
                 TestNodeComponent.ForRoles("auth worker", (context, ct) => StartWorkerAsync(context, new AuthWorker(options.Auth()), verifiers, ct), "auth"),
                 TestNodeComponent.ForRoles("gateway worker", (context, ct) => StartWorkerAsync(context, new GatewayWorker(options.Gateway()), verifiers, ct), "gateway"),
@@ -209,6 +214,25 @@ internal sealed class WorkerCluster : IAsyncDisposable
             throw;
         }
         return dht;
+    }
+
+    /// <summary>
+    /// The worker's NAT service, as the runtime runs it: AutoNAT, and relay reservations while unreachable,
+    /// after which the worker's topics are announced again with the circuit addresses.
+    /// </summary>
+    private static async Task<IAsyncDisposable> StartNatAsync(TestNodeContext context, NatSettings settings, CancellationToken cancellationToken)
+    {
+        var nat = new WorkerNat(context.Host, context.Discovery, context.CircuitRelay, new WorkerNatOptions
+        {
+            Settings = settings,
+            AddressesChanged = async ct =>
+            {
+                foreach (var topic in context.TryGet<RunningWorker>()?.Topics ?? []) await context.Discovery.AnnounceAsync(topic, ct);
+            },
+            LoggerFactory = context.LoggerFactory,
+        });
+        await nat.StartAsync(cancellationToken);
+        return nat;
     }
 
     /// <summary>The rogue node <paramref name="name"/>'s recorder.</summary>

@@ -3,6 +3,7 @@ using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Harness;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Gateway;
+using P2PInference.Workers.Hosting;
 using P2PInference.Workers.Processor;
 
 namespace P2PInference.Tests.E2E.Workers;
@@ -32,6 +33,20 @@ internal sealed class WorkerClusterOptions
 
     /// <summary>The DHT refreshes its routing table this often.</summary>
     public TimeSpan DhtRefreshInterval { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// Puts nodes (processors by default) behind NAT routers and adds a relay node; every worker then runs
+    /// its NAT service (<see cref="WorkerNat"/>: AutoNAT, relay reservations) with <see cref="NatSettings"/>.
+    /// Null: every node is public and no worker runs it.
+    /// </summary>
+    public TestNatOptions? Nat { get; init; }
+
+    /// <summary>The workers' <c>Nat</c> section when <see cref="Nat"/> is set: quick to give up on AutoNAT and to look for relays.</summary>
+    public Func<NatSettings> NatSettings { get; init; } = () => new NatSettings
+    {
+        UnknownReachabilityGrace = TimeSpan.FromSeconds(30),
+        RelaySearchInterval = TimeSpan.FromSeconds(30),
+    };
 
     /// <summary>Peers that claim a role without holding a valid grant for it (nodes named after them, with role <c>rogue</c>).</summary>
     public IReadOnlyList<RogueSpec> Rogues { get; init; } = [];

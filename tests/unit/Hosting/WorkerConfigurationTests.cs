@@ -143,7 +143,7 @@ public sealed class WorkerConfigurationTests
     [TestCase("Node:LogLevel", "Loud", "Node:LogLevel: 'Loud' is not one of Trace, Debug, Information, Warning, Error, Critical, None")]
     [TestCase("Dht:Mode", "1", "Dht:Mode: '1' is not one of Server, Client")]
     [TestCase("Node:Lisen", "/ip4/127.0.0.1/tcp/0", "Node:Lisen is not a known setting (known: Bootstrap, DataDir, DrainTimeout, Listen, LogLevel)")]
-    [TestCase("Nodes:Listen", "x", "Nodes is not a known section (known: Node, Host, Dht, Rpc, Auth, Gateway, Processor, Trust)")]
+    [TestCase("Nodes:Listen", "x", "Nodes is not a known section (known: Node, Host, Dht, Rpc, Nat, Auth, Gateway, Processor, Trust)")]
     [TestCase("Auth:LoginThrottle", "5", "Auth:LoginThrottle must be a section of settings, not the value '5'")]
     [TestCase("Node:DataDir", "  ", "Node:DataDir must not be blank")]
     [TestCase("Host:MaxInboundConnections", "0", "Host:MaxInboundConnections must be at least 1; it is 0")]
@@ -245,6 +245,69 @@ public sealed class WorkerConfigurationTests
         Assert.That(options.Host.MaxInboundConnections, Is.EqualTo(64));
         Assert.That(options.Host.IdentifyTimeout, Is.EqualTo(TimeSpan.FromSeconds(3)));
         Assert.That(options.Host.MaxInboundConnectionsPerAddress, Is.EqualTo(32), "untouched limits keep the host's defaults");
+    }
+
+    [Test]
+    public void Load_NatSection_DefaultsToAutoNatOn_RelayServiceOff_DiscoveryOn_TwoReservations()
+    {
+        var settings = WorkerConfiguration.Load("processor", Sources());
+        var runtime = settings.ToRuntimeOptions();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(settings.Nat.AutoNat, Is.True);
+            Assert.That(settings.Nat.RelayService, Is.False);
+            Assert.That(settings.Nat.DiscoverRelays, Is.True);
+            Assert.That(settings.Nat.MaxReservations, Is.EqualTo(2));
+            Assert.That(settings.RelayAddresses, Is.Empty);
+            Assert.That(settings.Rpc.DirectConnectionWait, Is.EqualTo(TimeSpan.FromSeconds(5)));
+            Assert.That(runtime.Rpc.DirectConnectionWait, Is.EqualTo(TimeSpan.FromSeconds(5)));
+            Assert.That(runtime.Rpc.BulkMethods, Does.Contain("processor.infer").And.Contain("processor.inferStream"));
+            Assert.That(runtime.Rpc.BulkMethods, Does.Not.Contain("auth.validate"));
+        });
+    }
+
+    [Test]
+    public void Load_NatSection_TakesRelaysAndRelayService_FromFileAndEnvironment()
+    {
+        var file = Write("worker.json", $$"""
+            { "Nat": { "RelayService": true, "Relays": [ "/ip4/198.51.100.7/tcp/4001/p2p/{{Peer}}" ], "MaxReservations": 3 } }
+            """);
+        var environment = new Dictionary<string, string?> { ["P2PINFERENCE_NAT__AUTONAT"] = "false", ["P2PINFERENCE_RPC__DIRECTCONNECTIONWAIT"] = "00:00:02" };
+
+        var settings = WorkerConfiguration.Load("gateway", Sources(file, environment));
+        var runtime = settings.ToRuntimeOptions();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(settings.Nat.RelayService, Is.True);
+            Assert.That(settings.Nat.AutoNat, Is.False);
+            Assert.That(settings.Nat.MaxReservations, Is.EqualTo(3));
+            Assert.That(runtime.RelayAddresses.Select(a => a.ToString()), Is.EqualTo(new[] { $"/ip4/198.51.100.7/tcp/4001/p2p/{Peer}" }));
+            Assert.That(runtime.Nat.RelayService, Is.True);
+            Assert.That(runtime.Rpc.DirectConnectionWait, Is.EqualTo(TimeSpan.FromSeconds(2)));
+        });
+    }
+
+    [Test]
+    public void Load_NatSection_ReportsEveryMistake_NamingTheSetting()
+    {
+        var file = Write("worker.json", """
+            { "Nat": { "AutoNat": "sometimes", "Relays": [ "/ip4/198.51.100.7/tcp/4001", "relay.example" ], "MaxReservations": -1,
+                       "RelaySearchInterval": "00:00:00", "UnknownReachabilityGrace": "-00:00:01", "Relayz": true },
+              "Rpc": { "DirectConnectionWait": "01:00:00" } }
+            """);
+
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("processor", Sources(file)));
+
+        Assert.That(error!.Errors, Has.Some.StartWith("Nat:AutoNat: 'sometimes'"));
+        Assert.That(error.Errors, Has.Some.StartWith("Nat:Relayz is not a known setting"));
+        Assert.That(error.Errors, Does.Contain("Nat:Relays[0]: '/ip4/198.51.100.7/tcp/4001' does not end in /p2p/<PeerId>"));
+        Assert.That(error.Errors, Does.Contain("Nat:Relays[1]: 'relay.example' is not a valid multiaddr"));
+        Assert.That(error.Errors, Does.Contain("Nat:MaxReservations must be between 0 and 16; it is -1"));
+        Assert.That(error.Errors, Does.Contain("Nat:RelaySearchInterval must be positive; it is 00:00:00"));
+        Assert.That(error.Errors, Does.Contain("Nat:UnknownReachabilityGrace must not be negative; it is -00:00:01"));
+        Assert.That(error.Errors, Does.Contain("Rpc:DirectConnectionWait must be between 0 and 1 minute; it is 01:00:00"));
     }
 
     private WorkerConfigurationSources Sources(string? file = null, IReadOnlyDictionary<string, string?>? environment = null) => new()

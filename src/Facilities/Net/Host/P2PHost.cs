@@ -112,6 +112,27 @@ public sealed class P2PHost : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Stops listening on <paramref name="address"/> (as <see cref="ListenAddresses"/> lists it): the
+    /// listener closes (a circuit listener gives up its reservation) and the address is no longer
+    /// advertised. Connections already accepted through it stay open.
+    /// </summary>
+    /// <returns>False when the host was not listening there.</returns>
+    public async Task<bool> StopListeningAsync(Multiaddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        ITransportListener? listener;
+        lock (_listeners)
+        {
+            listener = _listeners.FirstOrDefault(l => l.Address.Equals(address));
+            if (listener is null) return false;
+            _listeners.Remove(listener);
+        }
+        await listener.DisposeAsync();
+        _logger.LogInformation("stopped listening on {Address}", address.WithPeerId(PeerId));
+        return true;
+    }
+
     public PeerConnection? GetConnection(PeerId peer) => _connections.Get(peer);
 
     /// <summary>Connects to the address; a trailing <c>/p2p/&lt;id&gt;</c> is checked against the remote's key.</summary>

@@ -23,6 +23,13 @@ namespace P2PInference.Facilities.Net.Protocols.Relay;
 /// </remarks>
 public sealed class RelayService : IDisposable
 {
+    /// <summary>
+    /// The discovery topic relays are announced under. js-libp2p's circuit relay v2 provides a CID of
+    /// SHA-256 of this namespace (<c>RELAY_RENDEZVOUS_NS</c>) in the DHT, which is the key
+    /// <c>TopicKey.For</c> gives it, so relays of either are found by both.
+    /// </summary>
+    public const string DiscoveryTopic = "/libp2p/relay";
+
     private readonly P2PHost _host;
     private readonly RelayServiceOptions _options;
     private readonly ILogger _logger;
