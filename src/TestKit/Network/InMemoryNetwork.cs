@@ -279,6 +279,15 @@ public sealed class InMemoryNetwork
 
     internal bool IsListeningLocked(string nodeName) => _nodes.TryGetValue(nodeName, out var node) && node.Listener is not null;
 
+    /// <summary>Whether an open connection between the two nodes runs through <paramref name="mapping"/>: its four-tuple is taken. Caller holds the lock.</summary>
+    internal bool IsConnectedThroughLocked(string a, string b, Nat.NatMapping mapping)
+    {
+        if (!_nodes.TryGetValue(a, out var node)) return false;
+        foreach (var c in node.Connections)
+            if (!c.IsFinished && (c.Dialer == b || c.Listener == b) && c.NatMappings?.Contains(mapping) == true) return true;
+        return false;
+    }
+
     /// <summary>Whether a partition cuts either direction between the two nodes, which fails a dial. Caller holds the lock.</summary>
     internal bool IsPartitionedLocked(string a, string b)
     {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using P2PInference.Facilities.Net.Protocols.AutoNat;
 using P2PInference.Facilities.Store;
 using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Network;
@@ -86,7 +87,7 @@ public sealed class NetworkSimulation
     }
 
     private IReadOnlyDictionary<string, int> _faultsInjected = new Dictionary<string, int>();
-    private (int, int) _natReservations;
+    private (int, int, int) _natReservations;
 
     /// <summary>
     /// The <c>Nat</c> section of a server of <paramref name="role"/>, or null without NAT in the run.
@@ -157,7 +158,7 @@ public sealed class NetworkSimulation
         var probe = RateLimitProbeAsync(end, ct);
         await Task.WhenAll(_clients.Select(c => c.RunJourneyAsync(end, ct)).Append(probe));
         var behindNat = _settings.Nat == SimulationNat.None ? [] : _servers.Where(s => s.Role == "processor").ToArray();
-        _natReservations = (behindNat.Count(s => s.Nat?.Relays.Count > 0), behindNat.Length);
+        _natReservations = (behindNat.Count(s => s.Nat?.Relays.Count > 0), behindNat.Count(s => s.Nat?.Status.Reachability == NatReachability.Private), behindNat.Length);
         await faulting;
         _faultsInjected = faults.Injected;
 

@@ -26,8 +26,8 @@ public sealed record SimulationReport
 
     public required IReadOnlyList<SimulationInvariant> Invariants { get; init; }
 
-    /// <summary>With <see cref="SimulationSettings.Nat"/>: processors behind NAT that held a relay reservation when the clients finished, of all behind NAT.</summary>
-    public (int Reserved, int BehindNat) NatReservations { get; init; }
+    /// <summary>With <see cref="SimulationSettings.Nat"/>: processors behind NAT that held a relay reservation, and that AutoNAT found private, when the clients finished, of all behind NAT.</summary>
+    public (int Reserved, int Private, int BehindNat) NatReservations { get; init; }
 
     public bool Ok => Invariants.All(i => i.Ok);
 
@@ -57,7 +57,7 @@ public sealed record SimulationReport
         var relay = Settings.Nat == SimulationNat.None ? "" : ", 1 relay";
         text.AppendLine(c, $"network       1 bootstrap, 1 auth, {Settings.Gateways} gateways, {Settings.Processors} processors, {Settings.Clients} clients{relay}");
         if (Settings.Nat != SimulationNat.None)
-            text.AppendLine(c, $"nat           processors behind {Settings.Nat.ToString().ToLowerInvariant()} NATs; {NatReservations.Reserved} of {NatReservations.BehindNat} held a relay reservation at the end");
+            text.AppendLine(c, $"nat           processors behind {Settings.Nat.ToString().ToLowerInvariant()} NATs; {NatReservations.Private} of {NatReservations.BehindNat} found private by AutoNAT, {NatReservations.Reserved} of {NatReservations.BehindNat} held a relay reservation at the end");
         text.AppendLine(c, $"trace hash    {TraceHashText} ({Steps} steps)");
         text.AppendLine(c, $"virtual time  {VirtualTime.TotalSeconds:0.0} s");
         text.AppendLine(c, $"wall time     {WallTime.TotalSeconds:0.00} s");
@@ -87,7 +87,7 @@ public sealed record SimulationReport
         wallSeconds = Math.Round(WallTime.TotalSeconds, 3),
         compression = Math.Round(Compression, 1),
         network = new { gateways = Settings.Gateways, processors = Settings.Processors, clients = Settings.Clients },
-        nat = new { kind = Settings.Nat.ToString().ToLowerInvariant(), behindNat = NatReservations.BehindNat, reserved = NatReservations.Reserved },
+        nat = new { kind = Settings.Nat.ToString().ToLowerInvariant(), behindNat = NatReservations.BehindNat, autoNatPrivate = NatReservations.Private, reserved = NatReservations.Reserved },
         faults = Faults,
         requests = Outcomes,
         requestsByKind = Requests,

@@ -63,6 +63,8 @@ public sealed class SimulateCommandTests
             Assert.That(json.GetProperty("nat").GetProperty("kind").GetString(), Is.EqualTo(nat));
             Assert.That(json.GetProperty("nat").GetProperty("behindNat").GetInt32(), Is.EqualTo(2));
             Assert.That(json.GetProperty("nat").GetProperty("reserved").GetInt32(), Is.EqualTo(2), "every processor behind NAT holds a relay slot");
+            if (nat == "cone")
+                Assert.That(json.GetProperty("nat").GetProperty("autoNatPrivate").GetInt32(), Is.EqualTo(2), "AutoNAT's dial-backs are dropped by the NAT, so it says private");
             Assert.That(json.GetProperty("requestsByKind").GetProperty("infer").GetProperty("ok").GetInt64(), Is.GreaterThan(0), "inference reached processors behind NAT");
             Assert.That(json.GetProperty("replay").GetString(), Does.EndWith($"--nat {nat}"));
             Assert.That(second.TraceHash, Is.EqualTo(first.TraceHash), "one seed replays the run, NAT and relay included");

@@ -33,6 +33,9 @@ internal sealed class NatFabric(InMemoryNetwork network)
     private readonly List<InFlightDial> _inFlight = [];
     private int _routers;
 
+    /// <summary>The port a node in the open dials from when its listening endpoint's four-tuple is taken.</summary>
+    private const int EphemeralPort = 49152;
+
     private object Gate => network.Gate;
 
     private TimeProvider Time => network.TimeProvider;
@@ -196,7 +199,15 @@ internal sealed class NatFabric(InMemoryNetwork network)
         {
             var hairpinRefused = ReferenceEquals(table, dial.SourceTable) && !table.Behavior.Hairpinning;
             admitted = hairpinRefused ? null : table.Find(dial.Target, now);
-            if (admitted is null || !table.Admits(admitted, dial.Source))
+            var source = dial.Source;
+            // A second connection between the same two endpoints is impossible in TCP: with port reuse
+            // the dialer's kernel refuses the four-tuple and the dial leaves from an ephemeral port
+            // instead (TcpTransport falls back so), which a port-dependent filter has never seen. An
+            // AutoNAT server dialing back the requester's mapping of a connection they share tests
+            // exactly that.
+            if (admitted is not null && source.IsNode && network.IsConnectedThroughLocked(dial.From, admitted.Inside, admitted))
+                source = source with { Port = EphemeralPort };
+            if (admitted is null || !table.Admits(admitted, source))
             {
                 Drop(dial, now);
                 return;

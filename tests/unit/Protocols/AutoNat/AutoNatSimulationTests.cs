@@ -4,6 +4,7 @@ using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Protocols.AutoNat;
 using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Network.Nat;
 using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Unit.Protocols.AutoNat;
@@ -125,6 +126,34 @@ public sealed class AutoNatSimulationTests
         Assert.That(client.Status.ReachedAddress, Is.Null);
         Assert.That(answers, Has.Count.EqualTo(4).And.All.Property(nameof(AutoNatDialResponse.Status)).EqualTo(AutoNatResponseStatus.DialError));
         Assert.That(answers[0].StatusText, Does.Contain("partitioned"));
+    });
+
+    [TestCase("port-restricted cone", NatReachability.Private)]
+    [TestCase("symmetric", NatReachability.Private)]
+    [TestCase("full cone", NatReachability.Public)]
+    public void NodeBehindANat_ConcludesWhatItsFilteringAllows(string kind, NatReachability expected) => SimulationTest.Run(async sim =>
+    {
+        await using var world = new World(sim);
+        var behavior = kind switch
+        {
+            "full cone" => NatBehavior.FullCone,
+            "symmetric" => NatBehavior.Symmetric,
+            _ => NatBehavior.PortRestrictedCone,
+        };
+        world.Network.AddNatRouter("home", behavior, System.Net.IPAddress.Parse("198.51.100.20")).Add("me");
+        var servers = await world.ServersAsync(3);
+        var me = await world.HostAsync("me");
+        foreach (var (host, _) in servers) await World.ConnectAsync(me, host);
+        var client = world.Client(me);
+
+        client.Start();
+        await sim.Clock.WaitUntilAsync(() => client.Status.Reachability != NatReachability.Unknown, Patience);
+
+        // The servers see us at the router's mapping of our listen endpoint, and are asked to dial that:
+        // only a NAT that lets strangers in (endpoint-independent filtering) lets their dial-backs through.
+        Assert.That(client.Status.Reachability, Is.EqualTo(expected));
+        if (expected == NatReachability.Public)
+            Assert.That(client.Status.ReachedAddress!.ToString(), Does.StartWith("/ip4/198.51.100.20/tcp/"));
     });
 
     [Test]

@@ -136,13 +136,15 @@ public sealed class AutoNatClient : IAsyncDisposable
     /// <summary>
     /// What we ask servers to dial: each listen address, and each on the host part other peers
     /// observe us at (identify), which is what a NAT with a forwarded port or a public IP on
-    /// another interface shows. Observed ports are not sent: with TCP port reuse an outbound
-    /// connection leaves from the listen port, which the listen port already stands for, and
-    /// without it (not Linux, or turned off) from an ephemeral port nobody can dial.
+    /// another interface shows. An observed address is sent whole only when the connection it was
+    /// seen on left from a listen endpoint (TCP port reuse, the TestKit's NAT models): then it is
+    /// the NAT's mapping of that endpoint, which a server can reach exactly when the NAT lets
+    /// strangers in. From an ephemeral port (no port reuse) its port is one nobody can dial.
     /// </summary>
     internal IReadOnlyList<Multiaddress> CandidateAddresses()
     {
-        var listen = _host.ListenAddresses.Where(a => !DialBackAddressPolicy.IsRelayed(a) && !IsUnspecified(a)).ToList();
+        var bound = _host.ListenAddresses.Where(a => !DialBackAddressPolicy.IsRelayed(a)).ToList();
+        var listen = bound.Where(a => !IsUnspecified(a)).ToList();
         var result = new List<Multiaddress>();
         foreach (var connection in _host.Connections)
         {
@@ -151,6 +153,9 @@ public sealed class AutoNatClient : IAsyncDisposable
             {
                 if (OnHostOf(observed, address) is { } candidate && !result.Contains(candidate)) result.Add(candidate);
             }
+            if (connection.Direction == ConnectionDirection.Outbound && bound.Any(l => IsListenEndpoint(connection.LocalAddress, l))
+                && observed.WithoutPeerId() is var mapped && !result.Contains(mapped))
+                result.Add(mapped);
         }
         foreach (var address in listen)
         {
@@ -286,6 +291,17 @@ public sealed class AutoNatClient : IAsyncDisposable
             text.Append('/').Append(component.Protocol.Name);
             if (component.Value.Length > 0) text.Append('/').Append(component.ValueText);
         }
+    }
+
+    /// <summary>Whether a connection's <paramref name="local"/> end is the endpoint <paramref name="listen"/> binds (the same port on an unspecified host).</summary>
+    internal static bool IsListenEndpoint(Multiaddress local, Multiaddress listen)
+    {
+        var (l, b) = (local.WithoutPeerId().Components, listen.WithoutPeerId().Components);
+        if (l.Count == 0 || l.Count != b.Count || l[0].Protocol.Code != b[0].Protocol.Code) return false;
+        if (!IsUnspecified(listen) && !l[0].Value.Span.SequenceEqual(b[0].Value.Span)) return false;
+        for (var i = 1; i < l.Count; i++)
+            if (l[i].Protocol.Code != b[i].Protocol.Code || !l[i].Value.Span.SequenceEqual(b[i].Value.Span)) return false;
+        return true;
     }
 
     internal static bool IsUnspecified(Multiaddress address)
