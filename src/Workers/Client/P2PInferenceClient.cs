@@ -2,11 +2,14 @@ using P2PInference.Facilities.Encoding;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Protocols.Dcutr;
+using P2PInference.Facilities.Net.Protocols.Relay;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Trust;
@@ -85,8 +88,14 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     /// Joins the network over TCP through <paramref name="bootstrap"/> (full multiaddrs ending in
     /// /p2p/&lt;PeerId&gt;) as a DHT client, and returns a client that owns the host, the DHT and the RPC node.
     /// </summary>
+    /// <remarks>
+    /// Over TCP and through relays: a gateway behind NAT announces only its circuit address. When the
+    /// gateway upgrades the relayed connection by hole punching, this host answers it (DCUtR).
+    /// </remarks>
     public static Task<P2PInferenceClient> ConnectAsync(IReadOnlyList<Multiaddress> bootstrap, ClientOptions? options, CancellationToken cancellationToken) =>
-        ConnectAsync(bootstrap, options, [new TcpTransport()], cancellationToken);
+        ConnectAsync(bootstrap, options,
+            [new CircuitRelayTransport(new CircuitRelayOptions { LoggerFactory = options?.LoggerFactory ?? NullLoggerFactory.Instance }), new TcpTransport()],
+            cancellationToken);
 
     internal static async Task<P2PInferenceClient> ConnectAsync(IReadOnlyList<Multiaddress> bootstrap, ClientOptions? options,
         IReadOnlyList<ITransport> transports, CancellationToken cancellationToken)
@@ -111,6 +120,8 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         var owned = new List<IAsyncDisposable> { host };
         try
         {
+            if (transports.OfType<CircuitRelayTransport>().Any())
+                owned.Insert(0, new DcutrService(host, new DcutrOptions { LoggerFactory = options.LoggerFactory }));
             int dhtSeed, rpcSeed;
             lock (options.Random)
             {

@@ -52,6 +52,30 @@ public sealed class WorkerNatTests
     }, WorkerCluster.Simulation());
 
     [Test]
+    public void Client_ReachesAGatewayBehindNat_ThroughTheRelay() => SimulationTest.Run(async sim =>
+    {
+        var nat = new TestNatOptions { Roles = ["gateway"] };
+        await using var network = await WorkerCluster.StartAsync(new WorkerClusterOptions { Processors = 1, Nat = nat }, CancellationToken.None);
+        var relay = network.Cluster["relay"];
+        var gatewayNat = network.Gateway.Get<WorkerNat>();
+
+        await network.WaitUntilAsync(() => gatewayNat.Relays.Contains(relay.PeerId));
+        // AutoNAT's dial-backs are dropped by the gateway's NAT.
+        await network.WaitUntilAsync(() => gatewayNat.Status.Reachability == Facilities.Net.Protocols.AutoNat.NatReachability.Private);
+        network.Cluster.Network.Partition(WorkerCluster.ClientNode, WorkerCluster.GatewayNode, PartitionMode.FailNewDials);
+        var clientHost = network.Cluster[WorkerCluster.ClientNode].Host;
+        await clientHost.DisconnectAsync(network.Gateway.PeerId);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
+        var response = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 5), CancellationToken.None);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.Text, Is.Not.Empty);
+            Assert.That(clientHost.GetConnection(network.Gateway.PeerId)?.IsRelayed, Is.True, "the client reached the gateway through the relay");
+        });
+    }, WorkerCluster.Simulation());
+
+    [Test]
     public void Gateway_ReachesAProcessorBehindConeNat_ThroughTheRelay_ThenDirectly() => SimulationTest.Run(async sim =>
     {
         await using var network = await WorkerCluster.StartAsync(new WorkerClusterOptions { Processors = 1, Nat = new TestNatOptions() }, CancellationToken.None);

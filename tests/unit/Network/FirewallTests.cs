@@ -33,15 +33,19 @@ public sealed class FirewallTests
         await using var carol = await network.ListenAsync("carol");
         await using var server = await network.ListenAsync("server");
         var (toServer, atServer) = await network.ConnectThroughAsync("carol", InMemoryNetwork.AddressOf("server"), server);
+        // While that connection is open its four-tuple is taken: a dial back would leave from another port.
+        var whileOpen = await network.DialFailureAsync("server", InMemoryNetwork.AddressOf("carol"));
+        foreach (var end in new[] { toServer, atServer }) await end.DisposeAsync();
 
         var (back, accepted) = await network.ConnectThroughAsync("server", InMemoryNetwork.AddressOf("carol"), carol);
         var stranger = await network.DialFailureAsync("relay", InMemoryNetwork.AddressOf("carol"));
-        foreach (var end in new[] { toServer, atServer, back, accepted }) await end.DisposeAsync();
+        foreach (var end in new[] { back, accepted }) await end.DisposeAsync();
         await sim.Clock.AdvanceAsync(timeout + TimeSpan.FromSeconds(1));
         var afterTimeout = await network.DialFailureAsync("server", InMemoryNetwork.AddressOf("carol"));
 
         Assert.Multiple(() =>
         {
+            Assert.That(whileOpen, Is.TypeOf<TransportException>());
             Assert.That(accepted.RemoteAddress, Is.EqualTo(InMemoryNetwork.AddressOf("server")));
             Assert.That(stranger, Is.TypeOf<TransportException>());
             Assert.That(afterTimeout, Is.TypeOf<TransportException>());
