@@ -18,43 +18,15 @@ namespace P2PInference.Tests.Integration.Interop;
 /// </summary>
 [TestFixture]
 [NonParallelizable]
-public sealed class JsDcutrInteropTests
+public sealed class JsDcutrInteropTests : JsInteropFixture
 {
-    private CancellationTokenSource _timeout = null!;
-    private readonly List<IAsyncDisposable> _owned = [];
-    private readonly List<JsPeer> _js = [];
-
-    private CancellationToken Token => _timeout.Token;
-
-    [SetUp]
-    public void SetUp() => _timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-
-    [TearDown]
-    public async Task StopAsync()
-    {
-        if (TestContext.CurrentContext.Result.Outcome.Status == NUnit.Framework.Interfaces.TestStatus.Failed)
-            foreach (var js in _js) await TestContext.Out.WriteLineAsync($"js-libp2p {js.PeerId} stderr:\n" + js.Diagnostics);
-        foreach (var js in _js) await js.DisposeAsync();
-        _js.Clear();
-        for (var i = _owned.Count - 1; i >= 0; i--) await _owned[i].DisposeAsync();
-        _owned.Clear();
-        _timeout.Dispose();
-    }
-
-    private async Task<JsPeer> StartJsAsync(params string[] arguments)
-    {
-        var js = await JsPeer.StartAsync(arguments, Token);
-        _js.Add(js);
-        return js;
-    }
-
     private async Task<(P2PHost Host, DcutrService Dcutr)> StartOursAsync()
     {
         var host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new CircuitRelayTransport(), new TcpTransport()] });
-        _owned.Add(host);
+        Own(host);
         await host.StartAsync([Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")], Token);
         var dcutr = new DcutrService(host, new DcutrOptions { AllowPrivateAddresses = true });
-        _owned.Add(dcutr);
+        Own(dcutr);
         return (host, dcutr);
     }
 
