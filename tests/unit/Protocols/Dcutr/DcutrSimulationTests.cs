@@ -9,6 +9,7 @@ using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Network.Nat;
 using P2PInference.TestKit.Simulation;
+using P2PInference.Tests.Unit.Protocols.Relay;
 
 namespace P2PInference.Tests.Unit.Protocols.Dcutr;
 
@@ -20,75 +21,29 @@ namespace P2PInference.Tests.Unit.Protocols.Dcutr;
 [TestFixture]
 public sealed class DcutrSimulationTests
 {
-    private const string Echo = "/test/echo/1.0.0";
+    private const string Echo = RelayTestWorld.Echo;
     private static readonly TimeSpan Patience = TimeSpan.FromMinutes(5);
     private static readonly Multiaddress CircuitSuffix = Multiaddress.Parse("/p2p-circuit");
 
-    private sealed class World : IAsyncDisposable
+    /// <summary>The relay simulations' world, with DCUtR on the peers that should run it.</summary>
+    private sealed class World(SimulationExecutor sim) : IAsyncDisposable
     {
-        private readonly SimulationExecutor _sim;
-        private readonly List<IAsyncDisposable> _owned = [];
+        private readonly RelayTestWorld _world = new(sim);
 
-        public World(SimulationExecutor sim)
-        {
-            _sim = sim;
-            Network = new InMemoryNetwork(sim.Clock, sim.Seed);
-            Network.ConfigureLinks(link => link.Latency = TimeSpan.FromMilliseconds(10));
-        }
+        public InMemoryNetwork Network => _world.Network;
 
-        public InMemoryNetwork Network { get; }
-
-        public async Task<P2PHost> RelayAsync()
-        {
-            var (host, _, _) = await PeerAsync("relay", dcutr: false);
-            var service = new RelayService(host);
-            _owned.Insert(0, new Disposer(service.Dispose));
-            return host;
-        }
+        public async Task<P2PHost> RelayAsync() => (await _world.RelayAsync()).Host;
 
         /// <summary>A host with the circuit transport, its in-memory one, an echo handler and (unless told not to) DCUtR.</summary>
         public async Task<(P2PHost Host, CircuitRelayTransport Circuit, DcutrService? Dcutr)> PeerAsync(string name, bool dcutr = true, DcutrOptions? options = null)
         {
-            var circuit = new CircuitRelayTransport();
-            var host = new P2PHost(new HostOptions
-            {
-                Identity = KeyPair.FromRandom(_sim.CreateRandom("identity", name)),
-                Transports = [circuit, Network.CreateTransport(name)],
-                TimeProvider = _sim.Clock,
-                RandomSource = new SeededRandomSource(_sim.CreateRandom("host", name)),
-            });
-            _owned.Insert(0, host);
-            await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
-            host.Handle(Echo, async (context, ct) =>
-            {
-                await context.Stream.CopyToOnContextAsync(context.Stream, ct);
-                await context.Stream.CompleteWritesAsync(ct);
-            });
-            DcutrService? service = null;
-            if (dcutr)
-            {
-                service = new DcutrService(host, options);
-                _owned.Insert(0, service);
-            }
-            return (host, circuit, service);
+            var (host, circuit) = await _world.PeerAsync(name);
+            return (host, circuit, dcutr ? _world.Own(new DcutrService(host, options)) : null);
         }
 
-        public void Nat(string name, NatBehavior behavior, string address, params string[] nodes) =>
-            Network.AddNatRouter(name, behavior, IPAddress.Parse(address)).Add(nodes);
+        public void Nat(string name, NatBehavior behavior, string address, params string[] nodes) => _world.Nat(name, behavior, address, nodes);
 
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var owned in _owned) await owned.DisposeAsync();
-        }
-
-        private sealed class Disposer(Action dispose) : IAsyncDisposable
-        {
-            public ValueTask DisposeAsync()
-            {
-                dispose();
-                return ValueTask.CompletedTask;
-            }
-        }
+        public ValueTask DisposeAsync() => _world.DisposeAsync();
     }
 
     /// <summary>Bob listens through the relay; alice and bob each sit behind their NAT (null: in the open).</summary>

@@ -21,70 +21,9 @@ namespace P2PInference.Tests.Unit.Protocols.Relay;
 [TestFixture]
 public sealed class CircuitRelaySimulationTests
 {
-    private const string Echo = "/test/echo/1.0.0";
+    private const string Echo = RelayTestWorld.Echo;
     private static readonly TimeSpan Patience = TimeSpan.FromMinutes(5);
     private static readonly Multiaddress CircuitSuffix = Multiaddress.Parse("/p2p-circuit");
-
-    private sealed class World : IAsyncDisposable
-    {
-        private readonly SimulationExecutor _sim;
-        private readonly List<IAsyncDisposable> _owned = [];
-
-        public World(SimulationExecutor sim)
-        {
-            _sim = sim;
-            Network = new InMemoryNetwork(sim.Clock, sim.Seed);
-            Network.ConfigureLinks(link => link.Latency = TimeSpan.FromMilliseconds(10));
-        }
-
-        public InMemoryNetwork Network { get; }
-
-        public async Task<(P2PHost Host, RelayService Service)> RelayAsync(RelayServiceOptions? options = null, string name = "relay")
-        {
-            var (host, _) = await PeerAsync(name);
-            var service = new RelayService(host, options);
-            _owned.Insert(0, new Disposer(service.Dispose));
-            return (host, service);
-        }
-
-        /// <summary>A host with the circuit transport (first, as it must be) and its in-memory one.</summary>
-        public async Task<(P2PHost Host, CircuitRelayTransport Circuit)> PeerAsync(string name, string? identity = null)
-        {
-            var circuit = new CircuitRelayTransport();
-            var host = new P2PHost(new HostOptions
-            {
-                Identity = KeyPair.FromRandom(_sim.CreateRandom("identity", identity ?? name)),
-                Transports = [circuit, Network.CreateTransport(name)],
-                TimeProvider = _sim.Clock,
-                RandomSource = new SeededRandomSource(_sim.CreateRandom("host", name)),
-            });
-            _owned.Insert(0, host);
-            await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
-            host.Handle(Echo, async (context, ct) =>
-            {
-                await context.Stream.CopyToOnContextAsync(context.Stream, ct);
-                await context.Stream.CompleteWritesAsync(ct);
-            });
-            return (host, circuit);
-        }
-
-        public NatRouter Nat(string name, NatBehavior behavior, string address, params string[] nodes) =>
-            Network.AddNatRouter(name, behavior, IPAddress.Parse(address)).Add(nodes);
-
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var owned in _owned) await owned.DisposeAsync();
-        }
-
-        private sealed class Disposer(Action dispose) : IAsyncDisposable
-        {
-            public ValueTask DisposeAsync()
-            {
-                dispose();
-                return ValueTask.CompletedTask;
-            }
-        }
-    }
 
     private static Multiaddress ListenAddressOf(P2PHost relay) => relay.AdvertisedAddresses[0].Encapsulate(CircuitSuffix);
 
@@ -128,7 +67,7 @@ public sealed class CircuitRelaySimulationTests
     [TestCase("Symmetric")]
     public void PeerBehindNat_ReservesOnRelay_AndIsReachedThroughIt(string nat) => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var (relay, service) = await world.RelayAsync();
         var (alice, aliceCircuit) = await world.PeerAsync("alice");
         var (bob, _) = await world.PeerAsync("bob");
@@ -167,7 +106,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void BothPeersBehindSymmetricNats_StillMeetThroughTheRelay() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var (relay, _) = await world.RelayAsync();
         var (alice, aliceCircuit) = await world.PeerAsync("alice");
         var (bob, _) = await world.PeerAsync("bob");
@@ -184,7 +123,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void PeerKnownOnlyByItsRelayAddress_AsTheDhtGivesIt_IsDialledByPeerId() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var (relay, _) = await world.RelayAsync();
         var (alice, aliceCircuit) = await world.PeerAsync("alice");
         var (bob, _) = await world.PeerAsync("bob");
@@ -203,7 +142,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void Reservation_IsRenewedBeforeItExpires_OnTheClock() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var ttl = TimeSpan.FromMinutes(10);
         var (relay, service) = await world.RelayAsync(new RelayServiceOptions { ReservationTtl = ttl });
         var (alice, circuit) = await world.PeerAsync("alice");
@@ -228,7 +167,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void Reservation_NotRenewed_Expires_AndTheDialIsRefusedNoReservation() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var ttl = TimeSpan.FromMinutes(10);
         var (relay, service) = await world.RelayAsync(new RelayServiceOptions { ReservationTtl = ttl });
         var (alice, circuit) = await world.PeerAsync("alice");
@@ -248,7 +187,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void Reservations_AreLimitedInAll_PerAddress_AndByPolicy() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var options = new RelayServiceOptions
         {
             MaxReservations = 3,
@@ -301,7 +240,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void DataLimit_CutsTheRelayedConnection() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var limit = new RelayLimit(TimeSpan.FromMinutes(10), 64 * 1024);
         var (relay, service) = await world.RelayAsync(new RelayServiceOptions { ConnectionLimit = limit });
         var (alice, circuit) = await world.PeerAsync("alice");
@@ -336,7 +275,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void DurationLimit_ClosesTheRelayedConnection() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var (relay, service) = await world.RelayAsync(new RelayServiceOptions { ConnectionLimit = new RelayLimit(TimeSpan.FromSeconds(60), null) });
         var (alice, circuit) = await world.PeerAsync("alice");
         var (bob, _) = await world.PeerAsync("bob");
@@ -357,7 +296,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void Circuits_AreLimitedPerPeer_AndATargetThatDoesNotListen_IsConnectionFailed() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var (relay, _) = await world.RelayAsync(new RelayServiceOptions { MaxCircuitsPerPeer = 1 });
         var (alice, aliceCircuit) = await world.PeerAsync("alice");
         var (bob, _) = await world.PeerAsync("bob");
@@ -381,7 +320,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void RelayReachedOverARelayedConnection_RefusesToServe_PermissionDenied() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var (relay, _) = await world.RelayAsync();
         var (hidden, hiddenService) = await world.RelayAsync(name: "hidden");
         var (bob, _) = await world.PeerAsync("bob");
@@ -406,7 +345,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void RelayCrash_ClosesTheRelayedConnection_LosesTheReservation_WhichComesBackWithTheRelay() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var (relay, _) = await world.RelayAsync();
         var (alice, circuit) = await world.PeerAsync("alice");
         var (bob, _) = await world.PeerAsync("bob");
@@ -432,7 +371,7 @@ public sealed class CircuitRelaySimulationTests
     [Test]
     public void MalformedRequests_AreAnsweredWithTheirStatus_AndTheRelayKeepsServing() => SimulationTest.Run(async sim =>
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         var (relay, _) = await world.RelayAsync();
         var (alice, circuit) = await world.PeerAsync("alice");
         var (bob, _) = await world.PeerAsync("bob");
@@ -499,7 +438,7 @@ public sealed class CircuitRelaySimulationTests
 
     private static async Task RelayedScenarioAsync(SimulationExecutor sim)
     {
-        await using var world = new World(sim);
+        await using var world = new RelayTestWorld(sim);
         world.Network.ConfigureLinks(link =>
         {
             link.Latency = TimeSpan.FromMilliseconds(20);
