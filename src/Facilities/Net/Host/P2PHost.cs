@@ -275,10 +275,8 @@ public sealed class P2PHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(identity);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         var target = address.WithoutPeerId();
-        var transport = _options.Transports.FirstOrDefault(t => t.CanDial(target))
-            ?? throw new TransportException($"no transport can dial {target}");
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        var raw = await transport.DialAsync(target, linked.Token);
+        var raw = await DialTransportAsync(target, linked.Token);
         var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, linked.Token, identity);
         await connection.DisposeAsync();
     }
@@ -302,10 +300,8 @@ public sealed class P2PHost : IAsyncDisposable
         if (peer == PeerId) throw new TransportException($"refusing to dial ourselves ({address})");
         var target = address.WithoutPeerId();
         if (target.Has(MultiaddressProtocol.P2pCircuit)) throw new TransportException($"not a direct address: {address}");
-        var transport = _options.Transports.FirstOrDefault(t => t.CanDial(target))
-            ?? throw new TransportException($"no transport can dial {target}");
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        var raw = await transport.DialAsync(target, linked.Token);
+        var raw = await DialTransportAsync(target, linked.Token);
         var connection = await ConnectionUpgrader.UpgradeAsync(raw, role, peer, _options, linked.Token);
         await AdoptAsync(connection);
         PeerStore.AddAddresses(peer, [target], AddressSource.Self);
@@ -346,16 +342,10 @@ public sealed class P2PHost : IAsyncDisposable
         foreach (var known in addresses)
         {
             var address = WithCircuitTarget(known, expected);
-            var transport = _options.Transports.FirstOrDefault(t => t.CanDial(address));
-            if (transport is null)
-            {
-                errors.Add(new TransportException($"no transport can dial {address}"));
-                continue;
-            }
             RawConnection raw;
             try
             {
-                raw = await transport.DialAsync(address, _stopping.Token);
+                raw = await DialTransportAsync(address, _stopping.Token);
             }
             catch (TransportException e)
             {
@@ -370,6 +360,15 @@ public sealed class P2PHost : IAsyncDisposable
         if (errors.Count == 1) throw errors[0];
         throw new TransportException($"could not reach {expected?.ToString() ?? "the peer"}: "
             + string.Join("; ", errors.Select(e => e.Message)), new AggregateException(errors));
+    }
+
+    /// <summary>A raw connection to <paramref name="address"/> from the first transport that can dial it.</summary>
+    /// <exception cref="TransportException">No transport can dial the address, or the dial failed.</exception>
+    private ValueTask<RawConnection> DialTransportAsync(Multiaddress address, CancellationToken cancellationToken)
+    {
+        var transport = _options.Transports.FirstOrDefault(t => t.CanDial(address))
+            ?? throw new TransportException($"no transport can dial {address}");
+        return transport.DialAsync(address, cancellationToken);
     }
 
     /// <summary>
