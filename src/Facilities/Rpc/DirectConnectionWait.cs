@@ -30,8 +30,9 @@ internal static class DirectConnectionWait
         host.PeerConnected += OnConnected;
         try
         {
-            // Looked at again once subscribed: a direct connection that came in between is not missed.
-            if (HasDirect(host, peer)) return true;
+            // Looked at again once subscribed: a direct connection that came in between is not missed. The
+            // host hands new streams to a direct connection before a relayed one, so its choice says it.
+            if (host.GetConnection(peer) is { IsLimited: false }) return true;
             if (bound <= TimeSpan.Zero) return false;
             using var timeout = new CancellationTokenSource(bound, host.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
@@ -51,14 +52,5 @@ internal static class DirectConnectionWait
         {
             host.PeerConnected -= OnConnected;
         }
-    }
-
-    private static bool HasDirect(P2PHost host, PeerId peer)
-    {
-        foreach (var connection in host.Connections)
-        {
-            if (connection.RemotePeer == peer && !connection.IsLimited && !connection.IsClosed) return true;
-        }
-        return false;
     }
 }

@@ -100,8 +100,8 @@ public sealed class DcutrService : IAsyncDisposable
         }
     }
 
-    private PeerConnection? DirectConnectionTo(PeerId peer) =>
-        _host.Connections.FirstOrDefault(c => c.RemotePeer == peer && !c.IsRelayed && !c.IsClosed);
+    /// <summary>The host prefers a direct connection for new streams, so its choice is the one to report.</summary>
+    private PeerConnection? DirectConnectionTo(PeerId peer) => _host.GetConnection(peer) is { IsRelayed: false } direct ? direct : null;
 
     private void OnPeerConnected(PeerConnection connection)
     {
