@@ -125,19 +125,7 @@ public sealed class WorkerNat : IAsyncDisposable
                 AllowPrivateAddresses = _settings.AutoNatAllowPrivateAddresses,
                 LoggerFactory = _options.LoggerFactory,
             });
-            var client = _options.AutoNatClient ?? new AutoNatClientOptions();
-            _autoNatClient = new AutoNatClient(_host, new AutoNatClientOptions
-            {
-                PeersPerRound = client.PeersPerRound,
-                ConfidenceThreshold = client.ConfidenceThreshold,
-                InitialDelay = client.InitialDelay,
-                RetryInterval = client.RetryInterval,
-                RefreshInterval = client.RefreshInterval,
-                RequestTimeout = client.RequestTimeout,
-                MaxAddressesPerRequest = client.MaxAddressesPerRequest,
-                RandomSource = client.RandomSource,
-                LoggerFactory = _options.LoggerFactory,
-            });
+            _autoNatClient = new AutoNatClient(_host, (_options.AutoNatClient ?? new AutoNatClientOptions()) with { LoggerFactory = _options.LoggerFactory });
             _autoNatClient.StatusChanged += OnStatusChanged;
             _autoNatClient.Start();
         }
@@ -206,19 +194,14 @@ public sealed class WorkerNat : IAsyncDisposable
                     _logger.LogWarning(e, "managing relay reservations failed");
                     next = _settings.RelaySearchInterval;
                 }
-                if (next is not { } wait)
-                {
-                    await wake.WaitOrCancelAsync(stop);
-                    continue;
-                }
-                using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stop);
-                var delay = Task.Delay(wait, _host.TimeProvider, waiting.Token);
-                if (await ContextAwaits.FirstOfAsync(delay, wake) != delay) waiting.Cancel();
+                // Until something changes, or until the recheck is due.
+                using var due = next is { } wait ? new CancellationTokenSource(wait, _host.TimeProvider) : null;
+                using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stop, due?.Token ?? default);
                 try
                 {
-                    await delay;
+                    await wake.WaitOrCancelAsync(waiting.Token);
                 }
-                catch (OperationCanceledException)
+                catch (OperationCanceledException) when (!stop.IsCancellationRequested)
                 {
                 }
             }

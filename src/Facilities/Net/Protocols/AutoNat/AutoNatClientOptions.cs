@@ -5,7 +5,7 @@ using P2PInference.Facilities.Identity;
 namespace P2PInference.Facilities.Net.Protocols.AutoNat;
 
 /// <summary>How an <see cref="AutoNatClient"/> asks and concludes.</summary>
-public sealed class AutoNatClientOptions
+public sealed record AutoNatClientOptions
 {
     /// <summary>Connected AutoNAT servers asked per round, chosen at random.</summary>
     public int PeersPerRound { get; init; } = 4;
