@@ -34,6 +34,18 @@ public sealed class CircuitRelaySimulationTests
         return circuit.Reservations.Single(r => r.Relay == relay.PeerId);
     }
 
+    /// <summary>The arrangement most tests start from: a relay, alice behind a port-restricted cone NAT listening through it, and bob in the open.</summary>
+    private static async Task<(P2PHost Relay, RelayService Service, P2PHost Alice, CircuitRelayTransport AliceCircuit, P2PHost Bob, RelayReservation Reservation)>
+        AliceBehindNatOnTheRelayAsync(RelayTestWorld world, RelayServiceOptions? options = null)
+    {
+        var (relay, service) = await world.RelayAsync(options);
+        var (alice, circuit) = await world.PeerAsync("alice");
+        var (bob, _) = await world.PeerAsync("bob");
+        world.Nat("home", NatBehavior.PortRestrictedCone, "198.51.100.20", "alice");
+        var reservation = await ListenThroughAsync(alice, circuit, relay);
+        return (relay, service, alice, circuit, bob, reservation);
+    }
+
     private static Multiaddress CircuitTo(P2PHost relay, P2PHost target) =>
         CircuitAddress.For(relay.ListenAddresses[0], relay.PeerId, target.PeerId);
 
@@ -124,11 +136,7 @@ public sealed class CircuitRelaySimulationTests
     public void PeerKnownOnlyByItsRelayAddress_AsTheDhtGivesIt_IsDialledByPeerId() => SimulationTest.Run(async sim =>
     {
         await using var world = new RelayTestWorld(sim);
-        var (relay, _) = await world.RelayAsync();
-        var (alice, aliceCircuit) = await world.PeerAsync("alice");
-        var (bob, _) = await world.PeerAsync("bob");
-        world.Nat("home", NatBehavior.PortRestrictedCone, "198.51.100.20", "alice");
-        await ListenThroughAsync(alice, aliceCircuit, relay);
+        var (relay, _, alice, aliceCircuit, bob, _) = await AliceBehindNatOnTheRelayAsync(world);
         // Provider records and identify carry listen addresses without the peer's own /p2p/ suffix.
         Assert.That(alice.ListenAddresses, Does.Contain(ListenAddressOf(relay)));
         bob.PeerStore.AddAddresses(alice.PeerId, alice.ListenAddresses);
@@ -144,11 +152,7 @@ public sealed class CircuitRelaySimulationTests
     {
         await using var world = new RelayTestWorld(sim);
         var ttl = TimeSpan.FromMinutes(10);
-        var (relay, service) = await world.RelayAsync(new RelayServiceOptions { ReservationTtl = ttl });
-        var (alice, circuit) = await world.PeerAsync("alice");
-        var (bob, _) = await world.PeerAsync("bob");
-        world.Nat("home", NatBehavior.PortRestrictedCone, "198.51.100.20", "alice");
-        var reservation = await ListenThroughAsync(alice, circuit, relay);
+        var (relay, service, alice, circuit, bob, reservation) = await AliceBehindNatOnTheRelayAsync(world, new RelayServiceOptions { ReservationTtl = ttl });
         var renewedAt = new List<TimeSpan>();
         reservation.Renewed += _ => renewedAt.Add(sim.Clock.Elapsed);
         var start = sim.Clock.Elapsed;
@@ -169,11 +173,7 @@ public sealed class CircuitRelaySimulationTests
     {
         await using var world = new RelayTestWorld(sim);
         var ttl = TimeSpan.FromMinutes(10);
-        var (relay, service) = await world.RelayAsync(new RelayServiceOptions { ReservationTtl = ttl });
-        var (alice, circuit) = await world.PeerAsync("alice");
-        var (bob, _) = await world.PeerAsync("bob");
-        world.Nat("home", NatBehavior.PortRestrictedCone, "198.51.100.20", "alice");
-        var reservation = await ListenThroughAsync(alice, circuit, relay);
+        var (relay, service, alice, circuit, bob, reservation) = await AliceBehindNatOnTheRelayAsync(world, new RelayServiceOptions { ReservationTtl = ttl });
 
         await reservation.DisposeAsync();
         await sim.Clock.AdvanceAsync(ttl + TimeSpan.FromSeconds(1));
@@ -242,11 +242,7 @@ public sealed class CircuitRelaySimulationTests
     {
         await using var world = new RelayTestWorld(sim);
         var limit = new RelayLimit(TimeSpan.FromMinutes(10), 64 * 1024);
-        var (relay, service) = await world.RelayAsync(new RelayServiceOptions { ConnectionLimit = limit });
-        var (alice, circuit) = await world.PeerAsync("alice");
-        var (bob, _) = await world.PeerAsync("bob");
-        world.Nat("home", NatBehavior.PortRestrictedCone, "198.51.100.20", "alice");
-        await ListenThroughAsync(alice, circuit, relay);
+        var (relay, service, alice, circuit, bob, _) = await AliceBehindNatOnTheRelayAsync(world, new RelayServiceOptions { ConnectionLimit = limit });
         var ends = new List<RelayCircuitEnd>();
         service.CircuitClosed += (_, _, end) => ends.Add(end);
         var connection = await bob.ConnectAsync(CircuitTo(relay, alice), CancellationToken.None);
@@ -276,11 +272,7 @@ public sealed class CircuitRelaySimulationTests
     public void DurationLimit_ClosesTheRelayedConnection() => SimulationTest.Run(async sim =>
     {
         await using var world = new RelayTestWorld(sim);
-        var (relay, service) = await world.RelayAsync(new RelayServiceOptions { ConnectionLimit = new RelayLimit(TimeSpan.FromSeconds(60), null) });
-        var (alice, circuit) = await world.PeerAsync("alice");
-        var (bob, _) = await world.PeerAsync("bob");
-        world.Nat("home", NatBehavior.PortRestrictedCone, "198.51.100.20", "alice");
-        await ListenThroughAsync(alice, circuit, relay);
+        var (relay, service, alice, circuit, bob, _) = await AliceBehindNatOnTheRelayAsync(world, new RelayServiceOptions { ConnectionLimit = new RelayLimit(TimeSpan.FromSeconds(60), null) });
         var ends = new List<RelayCircuitEnd>();
         service.CircuitClosed += (_, _, end) => ends.Add(end);
 
@@ -346,11 +338,7 @@ public sealed class CircuitRelaySimulationTests
     public void RelayCrash_ClosesTheRelayedConnection_LosesTheReservation_WhichComesBackWithTheRelay() => SimulationTest.Run(async sim =>
     {
         await using var world = new RelayTestWorld(sim);
-        var (relay, _) = await world.RelayAsync();
-        var (alice, circuit) = await world.PeerAsync("alice");
-        var (bob, _) = await world.PeerAsync("bob");
-        world.Nat("home", NatBehavior.PortRestrictedCone, "198.51.100.20", "alice");
-        var reservation = await ListenThroughAsync(alice, circuit, relay);
+        var (relay, _, alice, circuit, bob, reservation) = await AliceBehindNatOnTheRelayAsync(world);
         var lost = 0;
         reservation.Lost += _ => lost++;
         var connection = await bob.ConnectAsync(CircuitTo(relay, alice), CancellationToken.None);
