@@ -40,6 +40,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly RpcServerCore _server;
     private readonly RpcTopicRouter _router;
+    private readonly Action<object?> _callerLeft;
     private long _nextRequestId;
     private int _disposed;
 
@@ -54,6 +55,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         _server = new RpcServerCore(options, _logger);
         _router = new RpcTopicRouter(host.PeerId, discovery, options, _logger,
             found => host.PeerStore.AddAddresses(found.PeerId, found.Addresses));
+        _callerLeft = state => _ = CancelCallerGoneAsync((CancellationTokenSource)state!);
         host.Handle(ProtocolId, ServeAsync);
     }
 
@@ -255,10 +257,12 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             envelope.Metadata.Count == 0 ? NoMetadata : envelope.Metadata.ToFrozenDictionary(StringComparer.Ordinal),
             envelope.Streaming, callerAddress);
         using var callerGone = new CancellationTokenSource();
-        using var stopWatching = new CancellationTokenSource();
         using var batch = new RpcResponseBatch();
         using var hostStop = hostToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), callerGone);
-        var watcher = WatchCallerAsync(stream, callerGone, stopWatching.Token);
+        // The caller keeps its write side open until it has the answer, so anything more from it (FIN,
+        // RST, stray bytes) or the connection's end means it gave up: the handler is cancelled. The
+        // stream tells us so; no read waits for it, and a call that ends normally costs nothing here.
+        if (!stream.TryWatchInbound(_callerLeft, callerGone)) callerGone.Cancel();
         try
         {
             // A unary answer is the last frame: its FIN travels with it, and the handler is done, so the slot goes back first.
@@ -281,8 +285,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         }
         finally
         {
-            stopWatching.Cancel();
-            await watcher;
+            stream.StopWatchingInbound();
         }
     }
 
@@ -320,24 +323,25 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     }
 
     /// <summary>
-    /// The caller keeps its write side open until it has the answer, so a read that ends (FIN),
-    /// fails (RST, connection lost) or brings stray bytes means the caller gave up: cancel the handler.
+    /// Cancels a handler whose caller left, off the thread that learned it (the session's read loop,
+    /// which every stream of the connection waits on): what the handler registered on its token runs
+    /// as the rest of its work does, not inside the connection's reader.
     /// </summary>
-    private static async Task WatchCallerAsync(YamuxStream stream, CancellationTokenSource callerGone, CancellationToken stop)
+    private async Task CancelCallerGoneAsync(CancellationTokenSource callerGone)
     {
-        var probe = new byte[1];
+        await Task.Yield();
         try
         {
-            _ = await stream.ReadAsync(probe, stop);
+            callerGone.Cancel();
         }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        catch (ObjectDisposedException)
         {
-            return;
+            // The call ended meanwhile: nothing is left to cancel.
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
+        catch (AggregateException e)
         {
+            _logger.LogDebug(e, "a handler's cancellation callback failed");
         }
-        if (!stop.IsCancellationRequested) callerGone.Cancel();
     }
 
     private Task AnswerErrorAsync(YamuxStream stream, RpcException error, CancellationToken cancellationToken) =>
