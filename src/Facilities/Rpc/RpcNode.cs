@@ -204,12 +204,21 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     /// <param name="reserved">Told how many bytes were counted against the caller's in-flight budget, for the caller to give back when the call ends.</param>
     private async Task<RequestEnvelope?> ReadEnvelopeAsync(YamuxStream stream, PeerId caller, Action<long> reserved, CancellationToken hostToken)
     {
-        using var timeout = new CancellationTokenSource(_options.RequestReadTimeout, _options.TimeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(hostToken, timeout.Token);
+        // The envelope normally arrived with the stream's opening (the caller negotiates lazily): what
+        // is here already is read without a timer, which is armed only when a read has to wait.
+        CancellationTokenSource? timeout = null;
+        CancellationTokenSource? linked = null;
+        CancellationToken Wait(int needed)
+        {
+            if (linked is not null || stream.BufferedCount >= needed) return linked?.Token ?? hostToken;
+            timeout = new CancellationTokenSource(_options.RequestReadTimeout, _options.TimeProvider);
+            linked = CancellationTokenSource.CreateLinkedTokenSource(hostToken, timeout.Token);
+            return linked.Token;
+        }
         RpcException error;
         try
         {
-            var length = await LengthPrefixedMessage.ReadLengthAsync(stream, _options.MaxMessageSize + FrameOverhead, linked.Token);
+            var length = await LengthPrefixedMessage.ReadLengthAsync(stream, _options.MaxMessageSize + FrameOverhead, Wait(Varint.MaxLength));
             if (length is null) return null;
             // Counted from the announced length, before the body is read: what a peer may make us hold is bounded up front.
             if (!_server.TryReserveBytes(caller, length.Value))
@@ -220,7 +229,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
                 return null;
             }
             reserved(length.Value);
-            var envelope = await RpcFrames.ReadBodyAsync<RequestEnvelope>(stream, length.Value, linked.Token);
+            var envelope = await RpcFrames.ReadBodyAsync<RequestEnvelope>(stream, length.Value, Wait(length.Value));
             if (envelope.Payload.Length > _options.MaxMessageSize) error = _server.TooLarge("request", envelope.Payload.Length).AsUndelivered();
             else if (envelope.Method.Length == 0) error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, "request envelope names no method");
             else if (envelope.TimeoutMs < 0) error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, "negative timeout in request envelope");
@@ -234,7 +243,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         {
             error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, $"malformed request envelope: {e.Message}");
         }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !hostToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (timeout?.IsCancellationRequested == true && !hostToken.IsCancellationRequested)
         {
             error = RpcException.Undelivered(RpcStatusCode.DeadlineExceeded, "the request did not arrive in time");
         }
@@ -242,6 +251,11 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         {
             _logger.LogDebug(e, "rpc request from {Peer} did not arrive", caller);
             return null;
+        }
+        finally
+        {
+            linked?.Dispose();
+            timeout?.Dispose();
         }
         _logger.LogDebug("rejecting rpc request from {Peer}: {Code} {Message}", caller, error.Code, error.Message);
         await AnswerErrorAsync(stream, error, hostToken);

@@ -338,7 +338,8 @@ public sealed class YamuxSession : IAsyncDisposable
     /// Queues a header-only frame; never blocks, so the read loop and timers may call it. Without
     /// <paramref name="flush"/> the frame leaves with the next write on this session instead of one of its own.
     /// </summary>
-    internal void EnqueueControl(YamuxHeader header, bool flush = true)
+    /// <param name="soon">The flush waits until the work running now yielded, so a write it makes meanwhile carries the frame.</param>
+    internal void EnqueueControl(YamuxHeader header, bool flush = true, bool soon = false)
     {
         if (IsClosed)
         {
@@ -363,7 +364,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
         if (flush && Interlocked.Exchange(ref _controlFlushScheduled, 1) == 0)
         {
-            _ = FlushControlAsync();
+            _ = soon ? FlushControlSoonAsync() : FlushControlAsync();
         }
     }
 
@@ -378,6 +379,12 @@ public sealed class YamuxSession : IAsyncDisposable
         {
             _ackBacklog.Release();
         }
+    }
+
+    private async Task FlushControlSoonAsync()
+    {
+        await Task.Yield();
+        await FlushControlAsync();
     }
 
     private async Task FlushControlAsync()

@@ -112,6 +112,18 @@ public sealed class YamuxStream : Stream
         }
     }
 
+    /// <summary>Bytes a read would return at once, without waiting for the remote.</summary>
+    internal int BufferedCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _buffered;
+            }
+        }
+    }
+
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
         WriteAsync(buffer, complete: false, cancellationToken);
 
@@ -278,6 +290,7 @@ public sealed class YamuxStream : Stream
         if (disposing)
         {
             var sendFin = false;
+            var remoteDone = false;
             uint grant = 0;
             (Action<object?>, object?)? watch;
             lock (_lock)
@@ -288,6 +301,7 @@ public sealed class YamuxStream : Stream
                 }
 
                 _disposed = true;
+                remoteDone = _remoteFin;
                 var freed = DropSegments();
                 if (_resetError is null)
                 {
@@ -306,7 +320,11 @@ public sealed class YamuxStream : Stream
 
             if (sendFin || grant > 0)
             {
-                _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, sendFin ? YamuxFlags.Fin : YamuxFlags.None, Id, grant));
+                // A finished exchange (the remote closed first, as a server does after its answer) has
+                // nothing waiting on this FIN: it may ride with the session's next write, which a
+                // request-response caller's next request is, instead of a connection write of its own.
+                _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, sendFin ? YamuxFlags.Fin : YamuxFlags.None, Id, grant),
+                    flush: true, soon: remoteDone && grant == 0);
             }
 
             RemoveIfClosed();
