@@ -41,6 +41,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     private readonly RpcServerCore _server;
     private readonly RpcTopicRouter _router;
     private readonly Action<object?> _callerLeft;
+    private readonly string _requestIdPrefix;
     private long _nextRequestId;
     private int _disposed;
 
@@ -55,6 +56,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         _server = new RpcServerCore(options, _logger);
         _router = new RpcTopicRouter(host.PeerId, discovery, options, _logger,
             found => host.PeerStore.AddAddresses(found.PeerId, found.Addresses));
+        _requestIdPrefix = host.PeerId.ToString()[^8..];
         _callerLeft = state => _ = CancelCallerGoneAsync((CancellationTokenSource)state!);
         host.Handle(ProtocolId, ServeAsync);
     }
@@ -157,7 +159,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
 
     private bool IsBulk(string method) => _options.BulkMethods is { Count: > 0 } bulk && bulk.Contains(method);
 
-    private string NextRequestId() => $"{PeerId.ToString()[^8..]}-{Interlocked.Increment(ref _nextRequestId)}";
+    private string NextRequestId() => $"{_requestIdPrefix}-{Interlocked.Increment(ref _nextRequestId)}";
 
     private async Task ServeAsync(StreamContext context, CancellationToken hostToken)
     {
