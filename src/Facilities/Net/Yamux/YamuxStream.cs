@@ -308,8 +308,11 @@ public sealed class YamuxStream : Stream
                     sendFin = !_localFin;
                     _localFin = true;
 
-                    // Keep the remote's writes flowing after we stopped reading: what it still sends is dropped.
-                    grant = TakeGrant(freed, eager: true);
+                    // Keep the remote's writes flowing after we stopped reading: what it still sends is
+                    // dropped and granted back as it arrives (OnData). Credit is given back here only
+                    // when the remote holds less than half the window, as a reading stream does: a
+                    // request-response server would otherwise send a window update after every call.
+                    grant = TakeGrant(freed, eager: false);
                 }
 
                 WakeAll();
