@@ -14,12 +14,13 @@ namespace P2PInference.Facilities.Rpc;
 /// </summary>
 internal sealed class RpcOutboundCall : IAsyncDisposable
 {
+    private static readonly Action<object?> s_cancel = static s => ((CancellationTokenSource)s!).Cancel();
+
     private readonly P2PHost _host;
     private readonly RpcOptions _options;
     private readonly PeerId _peer;
     private readonly CancellationToken _callerToken;
     private readonly CancellationToken _nodeStopping;
-    private static readonly Action<object?> s_cancel = static s => ((CancellationTokenSource)s!).Cancel();
 
     /// <summary>
     /// The call's one token: fires at the deadline (its own timer) or when the caller's token or the
