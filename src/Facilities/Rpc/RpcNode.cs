@@ -40,6 +40,8 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly RpcServerCore _server;
     private readonly RpcTopicRouter _router;
+    private readonly Action<object?> _callerLeft;
+    private readonly string _requestIdPrefix;
     private long _nextRequestId;
     private int _disposed;
 
@@ -54,6 +56,8 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         _server = new RpcServerCore(options, _logger);
         _router = new RpcTopicRouter(host.PeerId, discovery, options, _logger,
             found => host.PeerStore.AddAddresses(found.PeerId, found.Addresses));
+        _requestIdPrefix = host.PeerId.ToString()[^8..];
+        _callerLeft = state => _ = CancelCallerGoneAsync((CancellationTokenSource)state!);
         host.Handle(ProtocolId, ServeAsync);
     }
 
@@ -155,7 +159,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
 
     private bool IsBulk(string method) => _options.BulkMethods is { Count: > 0 } bulk && bulk.Contains(method);
 
-    private string NextRequestId() => $"{PeerId.ToString()[^8..]}-{Interlocked.Increment(ref _nextRequestId)}";
+    private string NextRequestId() => $"{_requestIdPrefix}-{Interlocked.Increment(ref _nextRequestId)}";
 
     private async Task ServeAsync(StreamContext context, CancellationToken hostToken)
     {
@@ -202,12 +206,21 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     /// <param name="reserved">Told how many bytes were counted against the caller's in-flight budget, for the caller to give back when the call ends.</param>
     private async Task<RequestEnvelope?> ReadEnvelopeAsync(YamuxStream stream, PeerId caller, Action<long> reserved, CancellationToken hostToken)
     {
-        using var timeout = new CancellationTokenSource(_options.RequestReadTimeout, _options.TimeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(hostToken, timeout.Token);
+        // The envelope normally arrived with the stream's opening (the caller negotiates lazily): what
+        // is here already is read without a timer, which is armed only when a read has to wait.
+        CancellationTokenSource? timeout = null;
+        CancellationTokenSource? linked = null;
+        CancellationToken Wait(int needed)
+        {
+            if (linked is not null || stream.BufferedCount >= needed) return linked?.Token ?? hostToken;
+            timeout = new CancellationTokenSource(_options.RequestReadTimeout, _options.TimeProvider);
+            linked = CancellationTokenSource.CreateLinkedTokenSource(hostToken, timeout.Token);
+            return linked.Token;
+        }
         RpcException error;
         try
         {
-            var length = await LengthPrefixedMessage.ReadLengthAsync(stream, _options.MaxMessageSize + FrameOverhead, linked.Token);
+            var length = await LengthPrefixedMessage.ReadLengthAsync(stream, _options.MaxMessageSize + FrameOverhead, Wait(Varint.MaxLength));
             if (length is null) return null;
             // Counted from the announced length, before the body is read: what a peer may make us hold is bounded up front.
             if (!_server.TryReserveBytes(caller, length.Value))
@@ -218,7 +231,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
                 return null;
             }
             reserved(length.Value);
-            var envelope = await RpcFrames.ReadBodyAsync<RequestEnvelope>(stream, length.Value, linked.Token);
+            var envelope = await RpcFrames.ReadBodyAsync<RequestEnvelope>(stream, length.Value, Wait(length.Value));
             if (envelope.Payload.Length > _options.MaxMessageSize) error = _server.TooLarge("request", envelope.Payload.Length).AsUndelivered();
             else if (envelope.Method.Length == 0) error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, "request envelope names no method");
             else if (envelope.TimeoutMs < 0) error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, "negative timeout in request envelope");
@@ -232,7 +245,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         {
             error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, $"malformed request envelope: {e.Message}");
         }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !hostToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (timeout?.IsCancellationRequested == true && !hostToken.IsCancellationRequested)
         {
             error = RpcException.Undelivered(RpcStatusCode.DeadlineExceeded, "the request did not arrive in time");
         }
@@ -240,6 +253,11 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         {
             _logger.LogDebug(e, "rpc request from {Peer} did not arrive", caller);
             return null;
+        }
+        finally
+        {
+            linked?.Dispose();
+            timeout?.Dispose();
         }
         _logger.LogDebug("rejecting rpc request from {Peer}: {Code} {Message}", caller, error.Code, error.Message);
         await AnswerErrorAsync(stream, error, hostToken);
@@ -255,10 +273,12 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             envelope.Metadata.Count == 0 ? NoMetadata : envelope.Metadata.ToFrozenDictionary(StringComparer.Ordinal),
             envelope.Streaming, callerAddress);
         using var callerGone = new CancellationTokenSource();
-        using var stopWatching = new CancellationTokenSource();
         using var batch = new RpcResponseBatch();
         using var hostStop = hostToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), callerGone);
-        var watcher = WatchCallerAsync(stream, callerGone, stopWatching.Token);
+        // The caller keeps its write side open until it has the answer, so anything more from it (FIN,
+        // RST, stray bytes) or the connection's end means it gave up: the handler is cancelled. The
+        // stream tells us so; no read waits for it, and a call that ends normally costs nothing here.
+        if (!stream.TryWatchInbound(_callerLeft, callerGone)) callerGone.Cancel();
         try
         {
             // A unary answer is the last frame: its FIN travels with it, and the handler is done, so the slot goes back first.
@@ -281,8 +301,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         }
         finally
         {
-            stopWatching.Cancel();
-            await watcher;
+            stream.StopWatchingInbound();
         }
     }
 
@@ -320,24 +339,25 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     }
 
     /// <summary>
-    /// The caller keeps its write side open until it has the answer, so a read that ends (FIN),
-    /// fails (RST, connection lost) or brings stray bytes means the caller gave up: cancel the handler.
+    /// Cancels a handler whose caller left, off the thread that learned it (the session's read loop,
+    /// which every stream of the connection waits on): what the handler registered on its token runs
+    /// as the rest of its work does, not inside the connection's reader.
     /// </summary>
-    private static async Task WatchCallerAsync(YamuxStream stream, CancellationTokenSource callerGone, CancellationToken stop)
+    private async Task CancelCallerGoneAsync(CancellationTokenSource callerGone)
     {
-        var probe = new byte[1];
+        await Task.Yield();
         try
         {
-            _ = await stream.ReadAsync(probe, stop);
+            callerGone.Cancel();
         }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        catch (ObjectDisposedException)
         {
-            return;
+            // The call ended meanwhile: nothing is left to cancel.
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException)
+        catch (AggregateException e)
         {
+            _logger.LogDebug(e, "a handler's cancellation callback failed");
         }
-        if (!stop.IsCancellationRequested) callerGone.Cancel();
     }
 
     private Task AnswerErrorAsync(YamuxStream stream, RpcException error, CancellationToken cancellationToken) =>

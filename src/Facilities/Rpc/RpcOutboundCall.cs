@@ -14,13 +14,22 @@ namespace P2PInference.Facilities.Rpc;
 /// </summary>
 internal sealed class RpcOutboundCall : IAsyncDisposable
 {
+    private static readonly Action<object?> s_cancel = static s => ((CancellationTokenSource)s!).Cancel();
+
     private readonly P2PHost _host;
     private readonly RpcOptions _options;
     private readonly PeerId _peer;
     private readonly CancellationToken _callerToken;
     private readonly CancellationToken _nodeStopping;
-    private readonly CancellationTokenSource? _deadline;
+
+    /// <summary>
+    /// The call's one token: fires at the deadline (its own timer) or when the caller's token or the
+    /// node's stop fires, which are registered on it rather than linked through a second source.
+    /// </summary>
     private readonly CancellationTokenSource _linked;
+    private readonly bool _hasDeadline;
+    private readonly CancellationTokenRegistration _callerRegistration;
+    private readonly CancellationTokenRegistration _stoppingRegistration;
     private YamuxStream? _stream;
     private bool _finished;
     private bool _answerPending;
@@ -33,9 +42,12 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
         _peer = peer;
         _callerToken = callerToken;
         _nodeStopping = nodeStopping;
-        if (deadline is { } d)
-            _deadline = new CancellationTokenSource(Max(d - options.TimeProvider.GetUtcNow(), TimeSpan.Zero), options.TimeProvider);
-        _linked = CancellationTokenSource.CreateLinkedTokenSource(callerToken, nodeStopping, _deadline?.Token ?? default);
+        _hasDeadline = deadline is not null;
+        _linked = deadline is { } d
+            ? new CancellationTokenSource(Max(d - options.TimeProvider.GetUtcNow(), TimeSpan.Zero), options.TimeProvider)
+            : new CancellationTokenSource();
+        _callerRegistration = callerToken.UnsafeRegister(s_cancel, _linked);
+        _stoppingRegistration = nodeStopping.UnsafeRegister(s_cancel, _linked);
     }
 
     /// <param name="envelope">The request envelope's frame, prefix included.</param>
@@ -110,7 +122,8 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
     private Exception? Translate(Exception e)
     {
         if (_callerToken.IsCancellationRequested) return e as OperationCanceledException ?? new OperationCanceledException(_callerToken);
-        if (_deadline?.IsCancellationRequested == true)
+        // Neither the caller nor the node cancelled the call's token: its deadline timer did.
+        if (_hasDeadline && _linked.IsCancellationRequested && !_nodeStopping.IsCancellationRequested)
             return new RpcException(RpcStatusCode.DeadlineExceeded, $"no answer from {_peer} before the deadline", innerException: e);
         if (_nodeStopping.IsCancellationRequested) return new RpcException(RpcStatusCode.Cancelled, "the RPC node is stopping", innerException: e);
         return e switch
@@ -134,8 +147,9 @@ internal sealed class RpcOutboundCall : IAsyncDisposable
             if (_finished) await stream.DisposeAsync();
             else stream.Reset();
         }
+        _callerRegistration.Dispose();
+        _stoppingRegistration.Dispose();
         _linked.Dispose();
-        _deadline?.Dispose();
     }
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;

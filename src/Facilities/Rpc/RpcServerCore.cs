@@ -125,7 +125,10 @@ internal sealed class RpcServerCore : IRpcServer
         var time = _options.TimeProvider;
         var deadline = call.Timeout is { } timeout ? time.GetUtcNow() + timeout : (DateTimeOffset?)null;
         using var deadlineSource = call.Timeout is { } t ? new CancellationTokenSource(t, time) : null;
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(callerGone, _stopping.Token, deadlineSource?.Token ?? default);
+        // Two sources link without the array a third (absent) one would cost.
+        using var linked = deadlineSource is null
+            ? CancellationTokenSource.CreateLinkedTokenSource(callerGone, _stopping.Token)
+            : CancellationTokenSource.CreateLinkedTokenSource(callerGone, _stopping.Token, deadlineSource.Token);
         var context = new RpcCallContext(call.Caller, call.Method, deadline, call.RequestId, call.TraceId, call.Metadata, time, linked.Token)
         {
             RemoteAddress = call.CallerAddress,

@@ -28,6 +28,21 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
 
     private int Buffered => _end - _start;
 
+    /// <summary>True when the next frame, header and payload, is here already: handling it cannot wait for the connection.</summary>
+    public bool NextFrameBuffered
+    {
+        get
+        {
+            if (Buffered < YamuxHeader.Size)
+            {
+                return false;
+            }
+
+            var header = YamuxHeader.Read(_buffer.AsSpan(_start, YamuxHeader.Size));
+            return header.Type != YamuxFrameType.Data || header.Length <= (uint)(Buffered - YamuxHeader.Size);
+        }
+    }
+
     /// <summary>The next header, or null at a clean end of stream between frames.</summary>
     public async ValueTask<YamuxHeader?> ReadHeaderAsync(CancellationToken cancellationToken)
     {

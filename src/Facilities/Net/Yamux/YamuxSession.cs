@@ -47,6 +47,14 @@ public sealed class YamuxSession : IAsyncDisposable
     // an empty concurrent dictionary is ~1 KiB a session, for tens of thousands of sessions in a simulation.
     private ConcurrentDictionary<uint, (TaskCompletionSource<TimeSpan>? Waiter, long Started)>? _pings;
     private TaskCompletionSource? _acceptSignal;
+
+    /// <summary>
+    /// An acceptor's wake-up held by the read loop while it handles the frame after a stream's SYN,
+    /// when that frame is here already: a dialer that opens a stream and writes at once sends the SYN
+    /// and the first data together, and the acceptor then finds the data in the stream instead of
+    /// racing the read loop for it (a multistream listener answers in one write when it does).
+    /// </summary>
+    private TaskCompletionSource? _heldAcceptSignal;
     private bool _acceptClosed;
 
     private uint _nextStreamId;
@@ -338,7 +346,8 @@ public sealed class YamuxSession : IAsyncDisposable
     /// Queues a header-only frame; never blocks, so the read loop and timers may call it. Without
     /// <paramref name="flush"/> the frame leaves with the next write on this session instead of one of its own.
     /// </summary>
-    internal void EnqueueControl(YamuxHeader header, bool flush = true)
+    /// <param name="soon">The flush waits until the work running now yielded, so a write it makes meanwhile carries the frame.</param>
+    internal void EnqueueControl(YamuxHeader header, bool flush = true, bool soon = false)
     {
         if (IsClosed)
         {
@@ -363,7 +372,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
         if (flush && Interlocked.Exchange(ref _controlFlushScheduled, 1) == 0)
         {
-            _ = FlushControlAsync();
+            _ = soon ? FlushControlSoonAsync() : FlushControlAsync();
         }
     }
 
@@ -380,6 +389,12 @@ public sealed class YamuxSession : IAsyncDisposable
         }
     }
 
+    private async Task FlushControlSoonAsync()
+    {
+        await Task.Yield();
+        await FlushControlAsync();
+    }
+
     private async Task FlushControlAsync()
     {
         try
@@ -389,7 +404,10 @@ public sealed class YamuxSession : IAsyncDisposable
             {
                 // Cleared under the lock before draining: whatever is queued after this point schedules its own flush.
                 Volatile.Write(ref _controlFlushScheduled, 0);
-                while (!IsClosed)
+                // What is queued now, in passes of at most the reserve; a frame queued while we write
+                // waits for the write it was queued for (a SYN for its stream's first data) or its own flush.
+                var more = true;
+                while (more && !IsClosed)
                 {
                     var room = PendingControlBytes();
                     if (room == 0)
@@ -400,7 +418,8 @@ public sealed class YamuxSession : IAsyncDisposable
                     var buffer = ArrayPool<byte>.Shared.Rent(room);
                     try
                     {
-                        var length = DrainControl(buffer.AsSpan(0, room), out _);
+                        var length = DrainControl(buffer.AsSpan(0, room), out more);
+                        more &= room == ControlReserve;
                         await WriteConnectionAsync(buffer, length);
                     }
                     finally
@@ -468,11 +487,20 @@ public sealed class YamuxSession : IAsyncDisposable
         // Leaves the constructor at once, as Task.Run did, but on the caller's context if it has one (a simulation's).
         await Task.Yield();
         var token = _ioCts.Token;
+        TaskCompletionSource? held = null;
         try
         {
             // Stops without another read once closed locally: a read of the disposed connection only throws.
             while (!token.IsCancellationRequested)
             {
+                held = _heldAcceptSignal;
+                _heldAcceptSignal = null;
+                if (held is not null && !_reader.NextFrameBuffered)
+                {
+                    held.TrySetResult();
+                    held = null;
+                }
+
                 var next = await _reader.ReadHeaderAsync(token);
                 if (next is not { } header)
                 {
@@ -501,6 +529,9 @@ public sealed class YamuxSession : IAsyncDisposable
                     default:
                         throw new YamuxException($"unknown frame type {(byte)header.Type}");
                 }
+
+                held?.TrySetResult();
+                held = null;
             }
         }
         catch (YamuxException ex)
@@ -517,6 +548,9 @@ public sealed class YamuxSession : IAsyncDisposable
         }
         finally
         {
+            held?.TrySetResult();
+            _heldAcceptSignal?.TrySetResult();
+            _heldAcceptSignal = null;
             _reader.Release();
         }
     }
@@ -638,7 +672,13 @@ public sealed class YamuxSession : IAsyncDisposable
             _acceptSignal = null;
         }
 
-        waiting?.TrySetResult();
+        if (waiting is not null)
+        {
+            // Only the read loop opens streams, so the held signal is its own: at most one is held, for one frame.
+            _heldAcceptSignal?.TrySetResult();
+            _heldAcceptSignal = waiting;
+        }
+
         return stream;
     }
 

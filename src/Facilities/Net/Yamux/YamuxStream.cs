@@ -18,6 +18,18 @@ public sealed class YamuxStream : Stream
     private int _buffered;
     private TaskCompletionSource? _readWaiter;
     private TaskCompletionSource? _sendWaiter;
+    private Action<object?>? _inboundWatch;
+    private object? _inboundWatchState;
+
+    /// <summary>Wakes a waiting reader when its token fires; the reader then throws for its token.</summary>
+    private static readonly Action<object?> s_cancelRead = static s =>
+    {
+        var stream = (YamuxStream)s!;
+        lock (stream._lock)
+        {
+            stream.WakeReader();
+        }
+    };
 
     // Receive side: credit the remote may still use, the current window size (grows when tuned), and
     // bytes the application consumed that were not yet given back in a WindowUpdate.
@@ -96,6 +108,18 @@ public sealed class YamuxStream : Stream
             lock (_lock)
             {
                 return _buffered > 0;
+            }
+        }
+    }
+
+    /// <summary>Bytes a read would return at once, without waiting for the remote.</summary>
+    internal int BufferedCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _buffered;
             }
         }
     }
@@ -242,6 +266,7 @@ public sealed class YamuxStream : Stream
     /// <summary>Sends RST; from then on local reads and writes throw <see cref="YamuxStreamResetException"/>.</summary>
     public void Reset()
     {
+        (Action<object?>, object?)? watch;
         lock (_lock)
         {
             if (_resetError is not null || (_localFin && _remoteFin))
@@ -252,10 +277,12 @@ public sealed class YamuxStream : Stream
             _resetError = new YamuxStreamResetException($"yamux stream {Id} was reset locally");
             DropSegments();
             WakeAll();
+            watch = TakeInboundWatch();
         }
 
         _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Rst, Id, 0));
         _session.RemoveStream(this);
+        Notify(watch);
     }
 
     protected override void Dispose(bool disposing)
@@ -263,7 +290,9 @@ public sealed class YamuxStream : Stream
         if (disposing)
         {
             var sendFin = false;
+            var remoteDone = false;
             uint grant = 0;
+            (Action<object?>, object?)? watch;
             lock (_lock)
             {
                 if (_disposed)
@@ -272,22 +301,33 @@ public sealed class YamuxStream : Stream
                 }
 
                 _disposed = true;
+                remoteDone = _remoteFin;
                 var freed = DropSegments();
                 if (_resetError is null)
                 {
                     sendFin = !_localFin;
                     _localFin = true;
 
-                    // Keep the remote's writes flowing after we stopped reading: what it still sends is dropped.
-                    grant = TakeGrant(freed, eager: true);
+                    // Keep the remote's writes flowing after we stopped reading: what it still sends is
+                    // dropped and granted back as it arrives (OnData). Credit is given back here only
+                    // when the remote holds less than half the window, as a reading stream does: a
+                    // request-response server would otherwise send a window update after every call.
+                    grant = TakeGrant(freed, eager: false);
                 }
 
                 WakeAll();
+                watch = TakeInboundWatch();
             }
+
+            Notify(watch);
 
             if (sendFin || grant > 0)
             {
-                _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, sendFin ? YamuxFlags.Fin : YamuxFlags.None, Id, grant));
+                // A finished exchange (the remote closed first, as a server does after its answer) has
+                // nothing waiting on this FIN: it may ride with the session's next write, which a
+                // request-response caller's next request is, instead of a connection write of its own.
+                _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, sendFin ? YamuxFlags.Fin : YamuxFlags.None, Id, grant),
+                    flush: true, soon: remoteDone && grant == 0);
             }
 
             RemoveIfClosed();
@@ -326,6 +366,7 @@ public sealed class YamuxStream : Stream
     {
         uint grant = 0;
         var reset = false;
+        (Action<object?>, object?)? watch = null;
         lock (_lock)
         {
             _receiveCredit -= length;
@@ -355,7 +396,11 @@ public sealed class YamuxStream : Stream
                 _buffered += length;
                 WakeReader();
             }
+
+            watch = TakeInboundWatch();
         }
+
+        Notify(watch);
 
         if (reset)
         {
@@ -390,6 +435,7 @@ public sealed class YamuxStream : Stream
     {
         TaskCompletionSource? reader;
         bool closed;
+        (Action<object?>, object?)? watch;
         lock (_lock)
         {
             if (_resetError is not null || _remoteFin)
@@ -401,6 +447,7 @@ public sealed class YamuxStream : Stream
             closed = _localFin;
             reader = _readWaiter;
             _readWaiter = null;
+            watch = TakeInboundWatch();
         }
 
         // Removed before the reader wakes, so whoever sees end of stream also sees the count drop.
@@ -410,12 +457,14 @@ public sealed class YamuxStream : Stream
         }
 
         reader?.TrySetResult();
+        Notify(watch);
     }
 
     internal void OnRemoteReset()
     {
         TaskCompletionSource? reader;
         TaskCompletionSource? sender;
+        (Action<object?>, object?)? watch;
         lock (_lock)
         {
             if (_resetError is not null || (_localFin && _remoteFin))
@@ -427,15 +476,18 @@ public sealed class YamuxStream : Stream
             DropSegments();
             (reader, sender) = (_readWaiter, _sendWaiter);
             (_readWaiter, _sendWaiter) = (null, null);
+            watch = TakeInboundWatch();
         }
 
         _session.RemoveStream(this);
         reader?.TrySetResult();
         sender?.TrySetResult();
+        Notify(watch);
     }
 
     internal void OnSessionClosed(YamuxException reason)
     {
+        (Action<object?>, object?)? watch;
         lock (_lock)
         {
             if (_resetError is not null || (_localFin && _remoteFin))
@@ -446,7 +498,10 @@ public sealed class YamuxStream : Stream
             _resetError = new YamuxStreamResetException($"yamux stream {Id} ended with its session: {reason.Message}", reason);
             DropSegments();
             WakeAll();
+            watch = TakeInboundWatch();
         }
+
+        Notify(watch);
     }
 
     /// <summary>
@@ -476,6 +531,62 @@ public sealed class YamuxStream : Stream
             }
 
             await wait.WaitOrCancelAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Calls <paramref name="callback"/> once when the remote is done with this stream as a sender:
+    /// more data, its FIN or RST, or the session's end; also when this side resets or disposes the
+    /// stream. For a protocol that expects nothing more from the remote while it answers (a server
+    /// watching whether its caller gave up): no read and no task wait for it. The callback runs on
+    /// whichever thread learns of it (the session's read loop, typically) and must not block.
+    /// Returns false, without calling it, when that has happened already. Nothing may read the
+    /// stream while it is watched; <see cref="StopWatchingInbound"/> ends the watch.
+    /// </summary>
+    internal bool TryWatchInbound(Action<object?> callback, object? state)
+    {
+        lock (_lock)
+        {
+            if (_disposed || _resetError is not null || _remoteFin || _buffered > 0)
+            {
+                return false;
+            }
+
+            _inboundWatch = callback;
+            _inboundWatchState = state;
+            return true;
+        }
+    }
+
+    /// <summary>Ends a watch begun with <see cref="TryWatchInbound"/>; a callback already taken by a racing event may still run.</summary>
+    internal void StopWatchingInbound()
+    {
+        lock (_lock)
+        {
+            _inboundWatch = null;
+            _inboundWatchState = null;
+        }
+    }
+
+    /// <summary>Caller holds the lock; the watch's callback to run after releasing it, if one is set.</summary>
+    private (Action<object?> Callback, object? State)? TakeInboundWatch()
+    {
+        if (_inboundWatch is not { } callback)
+        {
+            return null;
+        }
+
+        var state = _inboundWatchState;
+        _inboundWatch = null;
+        _inboundWatchState = null;
+        return (callback, state);
+    }
+
+    private static void Notify((Action<object?> Callback, object? State)? watch)
+    {
+        if (watch is { } w)
+        {
+            w.Callback(w.State);
         }
     }
 
@@ -519,7 +630,28 @@ public sealed class YamuxStream : Stream
     {
         while (true)
         {
-            await wait.WaitOrCancelAsync(cancellationToken);
+            // The token wakes the waiter itself: a read costs one continuation instead of the two (and
+            // the helper task) that racing the waiter against the token took, and that is per call of
+            // every request-response protocol.
+            if (cancellationToken.CanBeCanceled)
+            {
+                var registration = cancellationToken.UnsafeRegister(s_cancelRead, this);
+                try
+                {
+                    await wait;
+                }
+                finally
+                {
+                    registration.Unregister();
+                }
+
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+            else
+            {
+                await wait;
+            }
+
             if (TryRead(buffer.Span, out var read, out var next))
             {
                 return read;
