@@ -37,13 +37,13 @@ public sealed class P2PInferenceClient : IAsyncDisposable
 
     private readonly IRpcClient _rpc;
     private readonly TrustedRpcClient? _trusted;
-    private readonly IDiscovery _discovery;
+    private readonly GatewayDirectory _gateways;
     private readonly ClientOptions _options;
-    private readonly Action<DiscoveredPeer>? _onDiscovered;
     private readonly IReadOnlyList<IAsyncDisposable> _owned;
     private readonly ILogger _logger;
     // The Random itself: clients made by WithApiKey share it, so they must share its lock.
     private readonly object _randomGate;
+    private CredentialMetadata? _metadata;
     private int _disposed;
 
     /// <summary>A client over an RPC node and discovery the caller owns (e.g. the TestKit twins).</summary>
@@ -66,12 +66,25 @@ public sealed class P2PInferenceClient : IAsyncDisposable
             rpc = _trusted;
         }
         _rpc = rpc;
-        _discovery = discovery;
+        _gateways = new GatewayDirectory(discovery, options.TimeProvider, options.GatewayCacheTtl, onDiscovered);
         _options = options;
         _randomGate = options.Random;
-        _onDiscovered = onDiscovered;
         _owned = owned;
         _logger = options.LoggerFactory.CreateLogger<P2PInferenceClient>();
+        ApiKey = options.ApiKey;
+        Token = options.Token;
+    }
+
+    /// <summary><see cref="WithApiKey"/>: the same connection, grant checks and known gateways as <paramref name="parent"/>.</summary>
+    private P2PInferenceClient(P2PInferenceClient parent, ClientOptions options)
+    {
+        _trusted = parent._trusted;
+        _rpc = parent._rpc;
+        _gateways = parent._gateways;
+        _options = options;
+        _randomGate = parent._randomGate;
+        _owned = [];
+        _logger = parent._logger;
         ApiKey = options.ApiKey;
         Token = options.Token;
     }
@@ -268,9 +281,30 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         var gateway = await PickGatewayAsync(cancellationToken);
         _logger.LogDebug("request {RequestId}: streaming through gateway {Gateway}", request.RequestId, gateway);
         var options = CallOptions(credential, idempotent: false, _options.InferTimeout, request.RequestId);
-        await foreach (var chunk in _rpc.RequestStreamAsync(gateway, WorkerMethods.Gateway.InferStream, request, InferChunk.Parser, options, cancellationToken))
+        var chunks = _rpc.RequestStreamAsync(gateway, WorkerMethods.Gateway.InferStream, request, InferChunk.Parser, options, cancellationToken)
+            .GetAsyncEnumerator(cancellationToken);
+        try
         {
-            yield return chunk;
+            var first = true;
+            while (true)
+            {
+                try
+                {
+                    if (!await chunks.MoveNextAsync()) yield break;
+                }
+                catch (RpcException e) when (first && e.Code == RpcStatusCode.Unavailable)
+                {
+                    // Unreachable (or gone): the next stream should not pick it from the cache again.
+                    _gateways.Forget(gateway);
+                    throw;
+                }
+                first = false;
+                yield return chunks.Current;
+            }
+        }
+        finally
+        {
+            await chunks.DisposeAsync();
         }
     }
 
@@ -316,7 +350,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(apiKey);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        return new P2PInferenceClient(_rpc, _discovery, _options with { ApiKey = apiKey, Token = null }, _onDiscovered, []);
+        return new P2PInferenceClient(this, _options with { ApiKey = apiKey, Token = null });
     }
 
     /// <summary>The text generated before an inference failed, as the processor reported it; null when there was none.</summary>
@@ -383,23 +417,35 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         Timeout = timeout,
         Idempotent = idempotent,
         RequestId = string.IsNullOrEmpty(requestId) ? null : requestId,
-        Metadata = credential is null ? null : new Dictionary<string, string>(StringComparer.Ordinal) { [WorkerMethods.AuthorizationMetadata] = credential },
+        Metadata = credential is null ? null : MetadataOf(credential),
     };
+
+    /// <summary>The metadata carrying <paramref name="credential"/>: the same read-only one for every call while the credential stays.</summary>
+    private IReadOnlyDictionary<string, string> MetadataOf(string credential)
+    {
+        if (Volatile.Read(ref _metadata) is { } last && last.Credential == credential) return last.Metadata;
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal) { [WorkerMethods.AuthorizationMetadata] = credential }.AsReadOnly();
+        Volatile.Write(ref _metadata, new CredentialMetadata(credential, metadata));
+        return metadata;
+    }
 
     /// <summary>A gateway at random among those that prove their gateway grant; the others are skipped.</summary>
     private async Task<PeerId> PickGatewayAsync(CancellationToken cancellationToken)
     {
-        var gateways = (await _discovery.LookupAsync(WorkerTopics.Gateway, cancellationToken)).ToList();
-        if (gateways.Count == 0) throw new RpcException(RpcStatusCode.Unavailable, "no gateway found on the network");
+        var known = await _gateways.GetAsync(cancellationToken);
+        if (known.Length == 0) throw new RpcException(RpcStatusCode.Unavailable, "no gateway found on the network");
+        List<DiscoveredPeer>? gateways = null;
         RpcException? refused = null;
-        while (gateways.Count > 0)
+        while (gateways is null || gateways.Count > 0)
         {
             DiscoveredPeer chosen;
-            lock (_randomGate) chosen = gateways[_options.Random.Next(gateways.Count)];
-            gateways.Remove(chosen);
-            _onDiscovered?.Invoke(chosen);
+            lock (_randomGate) chosen = gateways is null ? known[_options.Random.Next(known.Length)] : gateways[_options.Random.Next(gateways.Count)];
             if (_trusted is null || await _trusted.CheckCalleeAsync(chosen.PeerId, GrantRole.Gateway, cancellationToken) is not { } reason)
                 return chosen.PeerId;
+            // Only a refusal needs the list of the others: the usual pick allocates nothing.
+            gateways ??= [.. known];
+            gateways.Remove(chosen);
+            _gateways.Forget(chosen.PeerId);
             refused = reason;
             _logger.LogDebug("gateway {Peer} skipped: {Reason}", chosen.PeerId, reason.Message);
         }
@@ -429,4 +475,6 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     }
 
     private static string Bearer(string token) => "Bearer " + token;
+
+    private sealed record CredentialMetadata(string Credential, IReadOnlyDictionary<string, string> Metadata);
 }

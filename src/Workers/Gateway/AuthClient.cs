@@ -35,7 +35,7 @@ internal sealed class AuthClient
         if (_cache.TryGet(credential, out var cached, out var refusal))
         {
             if (refusal is not null) throw new RpcException(refusal.Code, refusal.Message);
-            _logger.LogDebug("request {RequestId}: credential {Credential} of user {UserId} accepted from cache", requestId, credential, cached!.UserId);
+            GatewayLog.CredentialFromCache(_logger, requestId, credential, cached!.UserId);
             return cached;
         }
         var request = credential.Kind == CredentialKind.ApiKey ? new ValidateRequest { ApiKey = credential.Value } : new ValidateRequest { Token = credential.Value };

@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using P2PInference.Facilities.Rpc;
@@ -18,7 +20,7 @@ public sealed class CredentialCache
     private readonly TimeSpan _negativeTtl;
     private readonly int _capacity;
     private readonly object _gate = new();
-    private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    private readonly Dictionary<Key, Entry> _entries = [];
 
     public CredentialCache(TimeProvider time, TimeSpan ttl, TimeSpan negativeTtl, int capacity)
     {
@@ -119,12 +121,29 @@ public sealed class CredentialCache
             _entries.Remove(key);
     }
 
-    private static string KeyOf(GatewayCredential credential)
+    /// <summary>SHA-256 of the kind and the value, hashed where they lie: every request looks its credential up.</summary>
+    private static Key KeyOf(GatewayCredential credential)
     {
-        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
-        SHA256.HashData(Encoding.UTF8.GetBytes((credential.Kind == CredentialKind.ApiKey ? "k:" : "t:") + credential.Value), hash);
-        return Convert.ToHexString(hash);
+        var length = 2 + Encoding.UTF8.GetMaxByteCount(credential.Value.Length);
+        byte[]? rented = null;
+        var text = length <= 1024 ? stackalloc byte[length] : (rented = ArrayPool<byte>.Shared.Rent(length));
+        try
+        {
+            text[0] = (byte)(credential.Kind == CredentialKind.ApiKey ? 'k' : 't');
+            text[1] = (byte)':';
+            var written = 2 + Encoding.UTF8.GetBytes(credential.Value, text[2..]);
+            Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+            SHA256.HashData(text[..written], hash);
+            var words = MemoryMarshal.Cast<byte, ulong>(hash);
+            return new Key(words[0], words[1], words[2], words[3]);
+        }
+        finally
+        {
+            if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
+        }
     }
+
+    private readonly record struct Key(ulong A, ulong B, ulong C, ulong D);
 
     private sealed class Entry(AuthenticatedCaller? caller, RpcException? refusal, DateTimeOffset expiresAt, DateTimeOffset lastUsed)
     {

@@ -209,30 +209,31 @@ public sealed class GatewayWorker : IWorker
     private async ValueTask<ReadOnlyMemory<byte>> InferAsync(ReadOnlyMemory<byte> payload, RpcCallContext context)
     {
         var state = Running;
-        var (request, caller) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.Infer);
+        var (request, caller, asSent) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.Infer);
         var requestId = request.RequestId;
         using var scope = BeginScope(state.Logger, requestId, context);
         using var registration = _inFlight.Register(caller.UserId, requestId, context.CancellationToken);
         var tried = new HashSet<PeerId>();
         RpcException? last = null;
+        var callOptions = ProcessorCallOptions(context, requestId);
         for (var attempt = 0; attempt < _options.ProcessorAttempts; attempt++)
         {
             var peer = await PickAsync(state, request.Model, tried, requestId, registration);
             if (peer is null) break;
             tried.Add(peer);
             using var lease = state.Picker.Acquire(peer);
-            var body = BodyFor(state, request, peer);
+            var body = BodyFor(state, request, peer, asSent, payload);
             try
             {
-                var bytes = await state.Context.Client.RequestAsync(peer, WorkerMethods.Processor.Infer, body, ProcessorCallOptions(context, requestId),
-                    registration.Token);
+                var bytes = await state.Context.Client.RequestAsync(peer, WorkerMethods.Processor.Infer, body, callOptions, registration.Token);
                 var response = ParseFromProcessor(InferResponse.Parser, bytes, peer);
+                // The processor names the request, the model and itself: its bytes then go on as they came, without a second encoding.
+                var complete = response.RequestId == requestId && response.Model.Length > 0 && response.Processor.Length > 0;
                 response.RequestId = requestId;
                 if (response.Model.Length == 0) response.Model = request.Model;
                 if (response.Processor.Length == 0) response.Processor = peer.ToString();
-                state.Logger.LogInformation("request {RequestId}: served by {Peer}: {Tokens} tokens, finish {FinishReason}", requestId, peer,
-                    response.Tokens, response.FinishReason);
-                return response.ToByteArray();
+                GatewayLog.Served(state.Logger, requestId, peer, response.Tokens, response.FinishReason);
+                return complete ? bytes : response.ToByteArray();
             }
             catch (RpcException e) when (ProvablyNotStarted(e))
             {
@@ -260,22 +261,22 @@ public sealed class GatewayWorker : IWorker
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> InferStreamAsync(ReadOnlyMemory<byte> payload, RpcCallContext context)
     {
         var state = Running;
-        var (request, caller) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.InferStream);
+        var (request, caller, asSent) = await PrepareAsync(state, payload, context, WorkerMethods.Gateway.InferStream);
         var requestId = request.RequestId;
         using var registration = _inFlight.Register(caller.UserId, requestId, context.CancellationToken);
         var tried = new HashSet<PeerId>();
         RpcException? last = null;
         var partial = new StringBuilder();
         var chunks = 0;
+        var callOptions = ProcessorCallOptions(context, requestId);
         for (var attempt = 0; attempt < _options.ProcessorAttempts; attempt++)
         {
             var peer = await PickAsync(state, request.Model, tried, requestId, registration);
             if (peer is null) break;
             tried.Add(peer);
             using var lease = state.Picker.Acquire(peer);
-            var body = BodyFor(state, request, peer);
-            var items = state.Context.Client.RequestStreamAsync(peer, WorkerMethods.Processor.InferStream, body, ProcessorCallOptions(context, requestId),
-                registration.Token);
+            var body = BodyFor(state, request, peer, asSent, payload);
+            var items = state.Context.Client.RequestStreamAsync(peer, WorkerMethods.Processor.InferStream, body, callOptions, registration.Token);
             var enumerator = items.GetAsyncEnumerator(registration.Token);
             var failedOver = false;
             try
@@ -332,15 +333,21 @@ public sealed class GatewayWorker : IWorker
                     }
                     if (chunk is null)
                     {
-                        state.Logger.LogInformation("request {RequestId}: stream served by {Peer}: {Chunks} chunks", requestId, peer, chunks);
+                        GatewayLog.StreamServed(state.Logger, requestId, peer, chunks);
                         yield break;
                     }
                     chunks++;
                     if (partial.Length < MaxPartialOutputChars)
                         partial.Append(chunk.Text.AsSpan(0, Math.Min(chunk.Text.Length, MaxPartialOutputChars - partial.Length)));
+                    if (chunks == 1) GatewayLog.FirstChunk(state.Logger, requestId, peer);
+                    // A chunk that already names the request and the processor goes on as it came, without a second encoding.
+                    if (chunk.RequestId == requestId && chunk.Processor.Length > 0)
+                    {
+                        yield return item!;
+                        continue;
+                    }
                     chunk.RequestId = requestId;
                     if (chunk.Processor.Length == 0) chunk.Processor = peer.ToString();
-                    if (chunks == 1) state.Logger.LogDebug("request {RequestId}: first chunk from {Peer}", requestId, peer);
                     yield return chunk.ToByteArray();
                 }
             }
@@ -353,9 +360,13 @@ public sealed class GatewayWorker : IWorker
         throw NoProcessor(state, request.Model, tried.Count, last, requestId);
     }
 
-    /// <summary>Parse, authenticate, rate limit, check: everything before a processor is involved.</summary>
-    private async Task<(InferRequest Request, AuthenticatedCaller Caller)> PrepareAsync(State state, ReadOnlyMemory<byte> payload, RpcCallContext context,
-        string method)
+    /// <summary>
+    /// Parse, authenticate, rate limit, check: everything before a processor is involved.
+    /// <c>AsSent</c>: the gateway changed nothing in the request and its bytes hold nothing this
+    /// gateway does not know, so they may go to a processor as they came.
+    /// </summary>
+    private async Task<(InferRequest Request, AuthenticatedCaller Caller, bool AsSent)> PrepareAsync(State state, ReadOnlyMemory<byte> payload,
+        RpcCallContext context, string method)
     {
         try
         {
@@ -363,17 +374,18 @@ public sealed class GatewayWorker : IWorker
             if (request.RequestId.Length > 0 && !InferRequestRules.IsValidRequestId(request.RequestId))
                 throw new RpcException(RpcStatusCode.InvalidArgument,
                     $"request_id must be 1 to {InferRequestRules.MaxRequestIdLength} printable ASCII characters without spaces");
+            var asSent = request.RequestId.Length > 0 && InferRequestRules.HoldsOnlyKnownMembers(request, payload);
             if (request.RequestId.Length == 0) request.RequestId = NewRequestId(state);
             var requestId = request.RequestId;
             using var scope = BeginScope(state.Logger, requestId, context);
-            state.Logger.LogInformation("request {RequestId}: {Method} from {Peer} (rpc id {RpcRequestId}, trace {TraceId}), model {Model}",
-                requestId, method, context.RemotePeer, context.RequestId, context.TraceId, request.Model);
+            GatewayLog.InferenceArrived(state.Logger, requestId, method, context.RemotePeer, context.RequestId, context.TraceId, request.Model);
             var caller = await state.Auth.AuthenticateAsync(context, requestId, context.CancellationToken);
             Limit(state, caller.RateLimitKey, caller.Quota ?? _options.DefaultRateLimit, requestId);
+            var (model, maxTokens) = (request.Model, request.MaxTokens);
             InferRequestRules.Normalize(request, _options);
-            state.Logger.LogDebug("request {RequestId}: user {UserId} may run model {Model}, up to {MaxTokens} tokens", requestId, caller.UserId,
-                request.Model, request.MaxTokens);
-            return (request, caller);
+            asSent &= ReferenceEquals(model, request.Model) && maxTokens == request.MaxTokens;
+            GatewayLog.InferenceAllowed(state.Logger, requestId, caller.UserId, request.Model, request.MaxTokens);
+            return (request, caller, asSent);
         }
         catch (RpcException e)
         {
@@ -394,11 +406,16 @@ public sealed class GatewayWorker : IWorker
         }
     }
 
-    /// <summary>The request as <paramref name="peer"/> gets it: max_tokens per <see cref="InferRequestRules.ForwardedMaxTokens"/>.</summary>
-    private byte[] BodyFor(State state, InferRequest request, PeerId peer)
+    /// <summary>
+    /// The request as <paramref name="peer"/> gets it: max_tokens per <see cref="InferRequestRules.ForwardedMaxTokens"/>;
+    /// the client's bytes (<paramref name="payload"/>) when they are <paramref name="asSent"/> and already say exactly that.
+    /// </summary>
+    private ReadOnlyMemory<byte> BodyFor(State state, InferRequest request, PeerId peer, bool asSent, ReadOnlyMemory<byte> payload)
     {
         var requested = request.MaxTokens;
-        request.MaxTokens = InferRequestRules.ForwardedMaxTokens(requested, state.Picker.AdvertisedMaxTokens(request.Model, peer), _options);
+        var forwarded = InferRequestRules.ForwardedMaxTokens(requested, state.Picker.AdvertisedMaxTokens(request.Model, peer), _options);
+        if (asSent && forwarded == requested) return payload;
+        request.MaxTokens = forwarded;
         try
         {
             return request.ToByteArray();
@@ -537,7 +554,7 @@ public sealed class GatewayWorker : IWorker
     }
 
     private static IDisposable? BeginScope(ILogger logger, string requestId, RpcCallContext context) =>
-        logger.BeginScope(new Dictionary<string, object> { ["RequestId"] = requestId, ["TraceId"] = context.TraceId });
+        logger.BeginScope(new RequestLogScope(requestId, context.TraceId));
 
     private sealed record CachedModels(byte[] Bytes, long FetchedAt);
 

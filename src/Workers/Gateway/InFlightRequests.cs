@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using P2PInference.Facilities.Rpc;
 
 namespace P2PInference.Workers.Gateway;
@@ -7,59 +8,38 @@ namespace P2PInference.Workers.Gateway;
 /// can stop one: cancelling its token ends the call to the processor, which resets the processor's
 /// stream and so stops its engine. A user can only see and cancel their own requests.
 /// </summary>
+/// <remarks>Every request registers and leaves: a concurrent map, so that requests do not queue on one lock.</remarks>
 internal sealed class InFlightRequests
 {
-    private readonly object _gate = new();
-    private readonly Dictionary<(string UserId, string RequestId), Registration> _running = [];
+    private readonly ConcurrentDictionary<(string UserId, string RequestId), Registration> _running = new();
 
-    public int Count
-    {
-        get
-        {
-            lock (_gate) return _running.Count;
-        }
-    }
+    public int Count => _running.Count;
 
     /// <exception cref="RpcException"><see cref="RpcStatusCode.AlreadyExists"/>: the user already runs a request with this id.</exception>
     public Registration Register(string userId, string requestId, CancellationToken callToken)
     {
-        lock (_gate)
-        {
-            if (_running.ContainsKey((userId, requestId)))
-                throw new RpcException(RpcStatusCode.AlreadyExists, $"a request with id '{requestId}' is already running; use another id");
-            var registration = new Registration(this, userId, requestId, callToken);
-            _running.Add((userId, requestId), registration);
-            return registration;
-        }
+        var registration = new Registration(this, userId, requestId, callToken);
+        if (_running.TryAdd((userId, requestId), registration)) return registration;
+        registration.Abandon();
+        throw new RpcException(RpcStatusCode.AlreadyExists, $"a request with id '{requestId}' is already running; use another id");
     }
 
     /// <summary>False when <paramref name="userId"/> runs no request <paramref name="requestId"/>.</summary>
     public bool Cancel(string userId, string requestId)
     {
-        Registration? registration;
-        lock (_gate)
-        {
-            if (!_running.TryGetValue((userId, requestId), out registration)) return false;
-        }
+        if (!_running.TryGetValue((userId, requestId), out var registration)) return false;
         registration.CancelByRequest();
         return true;
     }
 
     public void CancelAll()
     {
-        Registration[] all;
-        lock (_gate) all = [.. _running.Values];
-        foreach (var registration in all) registration.CancelByRequest();
+        foreach (var (_, registration) in _running) registration.CancelByRequest();
     }
 
-    private void Remove(Registration registration)
-    {
-        lock (_gate)
-        {
-            if (_running.TryGetValue((registration.UserId, registration.RequestId), out var current) && ReferenceEquals(current, registration))
-                _running.Remove((registration.UserId, registration.RequestId));
-        }
-    }
+    // Only this registration: a later request that reused the id after it ended keeps its entry.
+    private void Remove(Registration registration) =>
+        _running.TryRemove(KeyValuePair.Create((registration.UserId, registration.RequestId), registration));
 
     /// <summary>One running request; dispose it when the request ends.</summary>
     public sealed class Registration : IDisposable
@@ -97,6 +77,9 @@ internal sealed class InFlightRequests
                 // The request ended as the cancel arrived.
             }
         }
+
+        /// <summary>Never registered (its id was taken): only its token source goes.</summary>
+        internal void Abandon() => _source.Dispose();
 
         public void Dispose()
         {

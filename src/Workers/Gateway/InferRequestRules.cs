@@ -1,3 +1,5 @@
+using System.Reflection;
+using MessagePack;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Workers.Contracts.Inference;
 
@@ -18,6 +20,23 @@ internal static class InferRequestRules
 
     /// <summary>The largest payload worth parsing: a prompt of the maximum length in UTF-8 (at most 3 bytes a UTF-16 unit) and the rest.</summary>
     public static long MaxPayloadBytes(GatewayOptions options) => (long)options.MaxPromptLength * 3 + RequestOverheadBytes;
+
+    /// <summary>Members of <see cref="InferRequest"/> this build knows: one past its highest key.</summary>
+    private static readonly int KnownRequestMembers = typeof(InferRequest).GetProperties()
+        .Select(p => p.GetCustomAttribute<KeyAttribute>()?.IntKey ?? -1).Max() + 1;
+
+    /// <summary>
+    /// Whether <paramref name="payload"/>, which decoded to <paramref name="request"/>, holds nothing but
+    /// what this gateway read and checked: a prompt request (a chat's messages are contracts of their own)
+    /// of at most the members it knows. Members of a newer contract version would otherwise reach a
+    /// processor that may understand them without this gateway having checked them.
+    /// </summary>
+    public static bool HoldsOnlyKnownMembers(InferRequest request, ReadOnlyMemory<byte> payload)
+    {
+        if (request.IsChat) return false;
+        var reader = new MessagePackReader(payload);
+        return reader.NextMessagePackType == MessagePackType.Array && reader.ReadArrayHeader() <= KnownRequestMembers;
+    }
 
     public static bool IsValidModelName(string name) =>
         name.Length is >= 1 and <= MaxModelNameLength && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or ':' or '/');

@@ -65,7 +65,7 @@ internal sealed class ProcessorPicker
         }
         if (candidates.Length == 0) return null;
         var chosen = Choose(candidates);
-        _logger.LogDebug("request {RequestId}: processor {Peer} chosen for model {Model} among {Count}", requestId, chosen, model, candidates.Length);
+        GatewayLog.ProcessorChosen(_logger, requestId, chosen, model, candidates.Length);
         return chosen;
     }
 
@@ -105,7 +105,15 @@ internal sealed class ProcessorPicker
     {
         lock (_gate)
         {
-            return providers.Select(p => p.Peer).Where(p => !exclude.Contains(p) && !slot.Evicted.Contains(p)).ToArray();
+            var count = 0;
+            foreach (var provider in providers)
+                if (!exclude.Contains(provider.Peer) && !slot.Evicted.Contains(provider.Peer)) count++;
+            if (count == 0) return [];
+            var candidates = new PeerId[count];
+            count = 0;
+            foreach (var provider in providers)
+                if (!exclude.Contains(provider.Peer) && !slot.Evicted.Contains(provider.Peer)) candidates[count++] = provider.Peer;
+            return candidates;
         }
     }
 

@@ -37,6 +37,20 @@ public static class GatewayBenchmark
     public static async Task<string> RunAsync(int clients, TimeSpan duration, CancellationToken ct)
     {
         var root = Directory.CreateTempSubdirectory("p2pinference-bench-").FullName;
+        try
+        {
+            // One cluster at a time: the paced one runs after the first has stopped, so neither's background work is in the other's CPU.
+            var unpaced = await UnpacedAsync(clients, duration, root, ct);
+            return unpaced + Environment.NewLine + await PacedAsync(clients, duration, root, ct);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static async Task<string> UnpacedAsync(int clients, TimeSpan duration, string root, CancellationToken ct)
+    {
         var runtimes = new List<WorkerRuntime>();
         try
         {
@@ -91,6 +105,9 @@ public static class GatewayBenchmark
             var statusRequest = new StatusRequest();
             var hop = await MeasureAsync(clients, duration,
                 i => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Status, statusRequest, StatusResponse.Parser, null, ct), ct);
+            // The client's own hop to the gateway through the SDK (topic call, grant check, credential-free), on a method the
+            // gateway answers from its cache: what the gateway path adds besides it is the gateway's own work.
+            var sdkHop = await MeasureAsync(clients, duration, _ => client.ModelsAsync(ct), ct);
 
             var text = new StringBuilder();
             text.AppendLine(CultureInfo.InvariantCulture, $"{clients} concurrent clients for {duration.TotalSeconds:0} s each, builtin engine, 16 tokens per request");
@@ -102,6 +119,7 @@ public static class GatewayBenchmark
             Row(text, "streamed: client -> gateway -> processor", viaGatewayStreamed);
             Row(text, "streamed: client -> processors (direct)", straightStreamed);
             Row(text, "one RPC hop (processor status)", hop);
+            Row(text, "SDK -> gateway hop (models, cached)", sdkHop);
             Row(text, "SDK, one client (c=1)", sdkOne);
             Row(text, "client serve HTTP -> SDK (c=1)", serveOne);
             text.AppendLine();
@@ -113,12 +131,72 @@ public static class GatewayBenchmark
                 $"streamed: gateway's added latency p50 {viaGatewayStreamed.P50 - straightStreamed.P50:0.00} ms, p99 {viaGatewayStreamed.P99 - straightStreamed.P99:0.00} ms; requests/s {viaGatewayStreamed.PerSecond / straightStreamed.PerSecond:0.00}x of direct");
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"CPU (all workers in this process): the gateway path costs {viaGateway.CpuMicros - straight.CpuMicros:0} µs more per request, of which one RPC hop is {hop.CpuMicros:0} µs");
+            // The gateway path is the client's hop to the gateway, the gateway's work, and the direct call (its hop to the processor
+            // and the processor's work). The rest is the gateway's code and whatever a hop costs more at the path's lower request
+            // rate (fewer requests share each thread wake-up and each spin of the thread pool than in the hop row).
+            var rest = viaGateway.CpuMicros - straight.CpuMicros - sdkHop.CpuMicros;
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"CPU split of the gateway path ({viaGateway.CpuMicros:0} µs/req): direct call {straight.CpuMicros:0} + client->gateway hop {sdkHop.CpuMicros:0} + rest (gateway code, hop cost at the lower rate) {rest:0} µs; with a free gateway this setup tops out at {straight.CpuMicros / (straight.CpuMicros + sdkHop.CpuMicros):0.00}x of direct");
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"allocated per request: gateway path {viaGateway.AllocatedBytes / 1024:0.0} KiB, direct {straight.AllocatedBytes / 1024:0.0} KiB, streamed via gateway {viaGatewayStreamed.AllocatedBytes / 1024:0.0} KiB, streamed direct {straightStreamed.AllocatedBytes / 1024:0.0} KiB, one hop {hop.AllocatedBytes / 1024:0.0} KiB (all workers in this process)");
             return text.ToString();
         }
         finally
         {
             for (var i = runtimes.Count - 1; i >= 0; i--) await runtimes[i].DisposeAsync();
-            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    /// <summary>Per-token engine time as a model takes it (the builtin engine waits it out; it costs no CPU).</summary>
+    private static readonly TimeSpan PacedTokenInterval = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>
+    /// The rows above put the processors' engine at almost no cost, so the gateway's hop is compared with
+    /// next to nothing. Here the engine takes <see cref="PacedTokenInterval"/> per token, as a model does
+    /// (waited, not computed, as a model's time is spent on other cores or a GPU): the same gateway's
+    /// throughput and added latency against the same processors called directly.
+    /// </summary>
+    private static async Task<string> PacedAsync(int clients, TimeSpan duration, string root, CancellationToken ct)
+    {
+        var runtimes = new List<WorkerRuntime>();
+        try
+        {
+            var cluster = await StartClusterAsync(runtimes, Path.Combine(root, "paced"), grantChecksOff: false, ct, PacedTokenInterval);
+            await using var client = cluster.Client;
+            var processors = cluster.Processors;
+            var directIdentity = KeyPair.Generate();
+            await using var directHost = new P2PHost(new HostOptions { Identity = directIdentity, Transports = [new TcpTransport()] });
+            await using var directNode = new RpcNode(directHost);
+            var directGrant = Cluster.Issue(directIdentity.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
+            var direct = new TrustedRpcClient(directNode, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, new HeldGrant(directGrant));
+            foreach (var processor in processors)
+                await directHost.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
+
+            // A fresh cluster is still settling (DHT refreshes, first announcements): one unmeasured round of each path first,
+            // so that work is not counted against the path measured first.
+            Task Gateway(int i) => client.InferAsync(Request(i), ct);
+            Task Direct(int i) => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct);
+            await MeasureAsync(clients, TimeSpan.FromSeconds(1), Gateway, ct);
+            await MeasureAsync(clients, TimeSpan.FromSeconds(1), Direct, ct);
+            var viaGateway = await MeasureAsync(clients, duration, Gateway, ct);
+            var straight = await MeasureAsync(clients, duration, Direct, ct);
+
+            var text = new StringBuilder();
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"The same with an engine that takes {PacedTokenInterval.TotalMilliseconds:0.#} ms per token (waited, not computed: a model's time is not this process's CPU)");
+            text.AppendLine();
+            text.AppendLine("| path                                     | requests/s | p50 ms | p99 ms | CPU µs/req | errors |");
+            text.AppendLine("|------------------------------------------|-----------:|-------:|-------:|-----------:|-------:|");
+            Row(text, "paced: client -> gateway -> processor", viaGateway);
+            Row(text, "paced: client -> processors (direct)", straight);
+            text.AppendLine();
+            text.AppendLine(CultureInfo.InvariantCulture,
+                $"paced: gateway's added latency p50 {viaGateway.P50 - straight.P50:0.00} ms, p99 {viaGateway.P99 - straight.P99:0.00} ms; requests/s {viaGateway.PerSecond / straight.PerSecond:0.00}x of direct");
+            return text.ToString();
+        }
+        finally
+        {
+            for (var i = runtimes.Count - 1; i >= 0; i--) await runtimes[i].DisposeAsync();
         }
     }
 
@@ -128,16 +206,18 @@ public static class GatewayBenchmark
     /// their grants but check none (the grant-cost benchmark's baseline); the client checks the gateway's either way.
     /// </summary>
     internal static async Task<(P2PInferenceClient Client, WorkerRuntime[] Processors)> StartClusterAsync(List<WorkerRuntime> runtimes, string root,
-        bool grantChecksOff, CancellationToken ct)
+        bool grantChecksOff, CancellationToken ct, TimeSpan tokenInterval = default)
     {
         var bootstrap = await StartAsync(runtimes, root, WorkerRole.Bootstrap, "bootstrap", null, [], grantChecksOff, ct);
         var peers = new[] { bootstrap.Addresses[0] };
         // Quotas high enough that the benchmark measures serving, not the rate limiter.
         var auth = new AuthOptions { PasswordIterations = 1_000, DefaultQuota = new AuthQuota { RequestsPerMinute = 10_000_000, Burst = 100_000 } };
-        var processorOptions = new ProcessorOptions { MaxConcurrency = 8, MaxQueue = 1024, Engine = new EngineOptions() };
+        var processorOptions = new ProcessorOptions { MaxConcurrency = 8, MaxQueue = 1024, Engine = new EngineOptions { TokenInterval = tokenInterval } };
         var workers = await Task.WhenAll(
             StartAsync(runtimes, root, WorkerRole.Auth, "auth", new AuthWorker(auth), peers, grantChecksOff, ct),
-            StartAsync(runtimes, root, WorkerRole.Gateway, "gateway", new GatewayWorker(new GatewayOptions()), peers, grantChecksOff, ct),
+            // The per-peer limit only applies to calls without a key (models, account calls): high enough for the SDK hop row.
+            StartAsync(runtimes, root, WorkerRole.Gateway, "gateway", new GatewayWorker(new GatewayOptions { DefaultRateLimit = new RateLimitQuota(10_000_000, 100_000) }),
+                peers, grantChecksOff, ct),
             StartAsync(runtimes, root, WorkerRole.Processor, "processor-1", new ProcessorWorker(processorOptions), peers, grantChecksOff, ct),
             StartAsync(runtimes, root, WorkerRole.Processor, "processor-2", new ProcessorWorker(processorOptions), peers, grantChecksOff, ct));
 
@@ -168,7 +248,7 @@ public static class GatewayBenchmark
     private static void Row(StringBuilder text, string path, Result r) => text.AppendLine(CultureInfo.InvariantCulture,
         $"| {path,-40} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.CpuMicros,10:0} | {r.Errors,6} |");
 
-    private sealed record Result(double PerSecond, double P50, double P99, double CpuMicros, int Errors);
+    private sealed record Result(double PerSecond, double P50, double P99, double CpuMicros, int Errors, double AllocatedBytes);
 
     private static async Task<Result> MeasureAsync(int clients, TimeSpan duration, Func<int, Task> call, CancellationToken ct)
     {
@@ -177,6 +257,7 @@ public static class GatewayBenchmark
         var errors = 0;
         using var process = Process.GetCurrentProcess();
         var cpuBefore = process.TotalProcessorTime;
+        var allocatedBefore = GC.GetTotalAllocatedBytes();
         var start = Stopwatch.GetTimestamp();
         await Task.WhenAll(Enumerable.Range(0, clients).Select(async c =>
         {
@@ -199,9 +280,11 @@ public static class GatewayBenchmark
         var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
         process.Refresh();
         var cpu = (process.TotalProcessorTime - cpuBefore).TotalMicroseconds;
+        var allocated = GC.GetTotalAllocatedBytes() - allocatedBefore;
         var all = samples.SelectMany(s => s).Order().ToArray();
         double Percentile(double p) => all.Length == 0 ? double.NaN : all[Math.Clamp((int)Math.Ceiling(p / 100 * all.Length) - 1, 0, all.Length - 1)];
-        return new Result(all.Length / seconds, Percentile(50), Percentile(99), all.Length == 0 ? double.NaN : cpu / all.Length, errors);
+        return new Result(all.Length / seconds, Percentile(50), Percentile(99), all.Length == 0 ? double.NaN : cpu / all.Length, errors,
+            all.Length == 0 ? double.NaN : (double)allocated / all.Length);
     }
 
     private static async Task<WorkerRuntime> StartAsync(List<WorkerRuntime> runtimes, string root, WorkerRole role, string name, IWorker? worker,

@@ -266,6 +266,44 @@ public sealed class P2PInferenceClientTests
     });
 
     [Test]
+    public void InferStream_AfterAGatewayWentAway_TheNextStreamsGoToTheOneThatAnswers() => Run(async () =>
+    {
+        await using var second = new FakeGateway(_network, _registry, "gw2");
+        await second.AnnounceAsync();
+        var client = CreateClient(new ClientOptions { ApiKey = "k" });
+        await StreamAsync();
+        // The gateway goes away but its record stays in the DHT, as a crashed node's does until it expires.
+        var gone = _gateway.CallsOf(WorkerMethods.Gateway.InferStream).Length == 1 ? _gateway : second;
+        var alive = ReferenceEquals(gone, _gateway) ? second : _gateway;
+        await gone.Node.DisposeAsync();
+        var servedBefore = alive.CallsOf(WorkerMethods.Gateway.InferStream).Length;
+
+        var failures = 0;
+        for (var i = 0; i < 8; i++)
+        {
+            try
+            {
+                await StreamAsync();
+            }
+            catch (RpcException e) when (e.Code == RpcStatusCode.Unavailable)
+            {
+                failures++;
+            }
+        }
+
+        // At most the first stream may still try the gone gateway; after that the client no longer picks it.
+        Assert.That(failures, Is.LessThanOrEqualTo(1));
+        Assert.That(alive.CallsOf(WorkerMethods.Gateway.InferStream).Length - servedBefore, Is.EqualTo(8 - failures));
+
+        async Task StreamAsync()
+        {
+            await foreach (var _ in client.InferStreamAsync(new InferRequest { Model = "m", Prompt = "one two" }, CancellationToken.None))
+            {
+            }
+        }
+    });
+
+    [Test]
     public void InferStream_WithNoGatewayOnTheNetwork_IsUnavailable() => Run(async () =>
     {
         await _gateway.Dht.UnannounceAsync(WorkerTopics.Gateway, CancellationToken.None);
