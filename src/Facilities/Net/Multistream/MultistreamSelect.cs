@@ -101,16 +101,21 @@ public static class MultistreamSelect
         ValidateProtocolId(protocol, nameof(protocol));
         using var timer = new CancellationTokenSource(timeout, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timer.Token);
-        string answer;
         try
         {
-            await ReadHeaderAsync(stream, linked.Token);
-            answer = await ReadMessageAsync(stream, linked.Token);
+            await ReadLazyAnswerAsync(stream, protocol, linked.Token);
         }
         catch (OperationCanceledException e) when (timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
             throw new MultistreamException(MultistreamFailure.TimedOut, $"the listener did not answer the proposal '{protocol}' within {timeout}", e);
         }
+    }
+
+    /// <summary>The answer to a lazy proposal, for a caller whose token already bounds the wait (a connection upgrade).</summary>
+    internal static async ValueTask ReadLazyAnswerAsync(Stream stream, string protocol, CancellationToken cancellationToken)
+    {
+        await ReadHeaderAsync(stream, cancellationToken);
+        var answer = await ReadMessageAsync(stream, cancellationToken);
         if (string.Equals(answer, protocol, StringComparison.Ordinal)) return;
         if (answer == NotAvailable)
             throw new MultistreamException(MultistreamFailure.NoProtocolSupported, $"the listener does not support {protocol}");

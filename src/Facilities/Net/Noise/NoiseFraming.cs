@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 
 namespace P2PInference.Facilities.Net.Noise;
@@ -21,6 +22,30 @@ internal static class NoiseFraming
         int length = BinaryPrimitives.ReadUInt16BigEndian(buffer);
         await ReadExactAsync(stream, buffer.AsMemory(0, length), cancellationToken);
         return length;
+    }
+
+    /// <summary>
+    /// Reads one whole frame into <paramref name="buffer"/> (from <see cref="ArrayPool{T}.Shared"/>),
+    /// swapping it for a larger pooled one when the frame needs more: handshake messages are a few
+    /// hundred bytes, and a 64 KiB buffer per handshake would be mostly untouched memory.
+    /// </summary>
+    /// <exception cref="NoiseException">The stream ended before or inside the frame.</exception>
+    public static async ValueTask<(byte[] Buffer, int Length)> ReadFrameIntoPooledAsync(Stream stream, byte[] buffer, CancellationToken cancellationToken)
+    {
+        await ReadExactAsync(stream, buffer.AsMemory(0, HeaderSize), cancellationToken);
+        int length = BinaryPrimitives.ReadUInt16BigEndian(buffer);
+        buffer = EnsurePooled(buffer, length);
+        await ReadExactAsync(stream, buffer.AsMemory(0, length), cancellationToken);
+        return (buffer, length);
+    }
+
+    /// <summary><paramref name="buffer"/> when it holds <paramref name="size"/> bytes, else a larger pooled one (the old one is returned).</summary>
+    public static byte[] EnsurePooled(byte[] buffer, int size)
+    {
+        if (buffer.Length >= size) return buffer;
+        var larger = ArrayPool<byte>.Shared.Rent(size);
+        ArrayPool<byte>.Shared.Return(buffer);
+        return larger;
     }
 
     public static async ValueTask WriteFrameAsync(Stream stream, byte[] frame, int messageLength, CancellationToken cancellationToken)
