@@ -103,6 +103,8 @@ internal static class ConnectionUpgrader
         }
         catch
         {
+            // A refusal ("na") may still be held back behind a read that then failed: the peer should learn why.
+            await SendHeldQuietlyAsync(upgrade);
             await DisposeQuietlyAsync(secure, upgrade);
             throw;
         }
@@ -127,6 +129,17 @@ internal static class ConnectionUpgrader
 
     private static Func<string, bool> IsSecurityProtocol(IReadOnlyList<string> protocols) =>
         protocols is [var only] ? protocol => protocol == only : protocol => protocols.Contains(protocol, StringComparer.Ordinal);
+
+    private static async ValueTask SendHeldQuietlyAsync(UpgradeStream upgrade)
+    {
+        try
+        {
+            await upgrade.SendHeldAsync(CancellationToken.None);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or NotSupportedException)
+        {
+        }
+    }
 
     /// <summary>Disposes the secure channel, or the upgrade stream (and with it the transport) when there is none yet.</summary>
     private static async ValueTask DisposeQuietlyAsync(Stream? secure, UpgradeStream upgrade)
