@@ -25,27 +25,41 @@ internal static class NoiseFraming
     }
 
     /// <summary>
-    /// Reads one whole frame into <paramref name="buffer"/> (from <see cref="ArrayPool{T}.Shared"/>),
-    /// swapping it for a larger pooled one when the frame needs more: handshake messages are a few
-    /// hundred bytes, and a 64 KiB buffer per handshake would be mostly untouched memory.
+    /// Reads one whole frame into <paramref name="buffer"/>, which grows (from the pool) when the frame
+    /// needs more: handshake messages are a few hundred bytes, and a 64 KiB buffer per handshake would
+    /// be mostly untouched memory.
     /// </summary>
     /// <exception cref="NoiseException">The stream ended before or inside the frame.</exception>
-    public static async ValueTask<(byte[] Buffer, int Length)> ReadFrameIntoPooledAsync(Stream stream, byte[] buffer, CancellationToken cancellationToken)
+    public static async ValueTask<int> ReadFrameAsync(Stream stream, PooledBuffer buffer, CancellationToken cancellationToken)
     {
-        await ReadExactAsync(stream, buffer.AsMemory(0, HeaderSize), cancellationToken);
-        int length = BinaryPrimitives.ReadUInt16BigEndian(buffer);
-        buffer = EnsurePooled(buffer, length);
-        await ReadExactAsync(stream, buffer.AsMemory(0, length), cancellationToken);
-        return (buffer, length);
+        await ReadExactAsync(stream, buffer.Array.AsMemory(0, HeaderSize), cancellationToken);
+        int length = BinaryPrimitives.ReadUInt16BigEndian(buffer.Array);
+        buffer.Ensure(length);
+        await ReadExactAsync(stream, buffer.Array.AsMemory(0, length), cancellationToken);
+        return length;
     }
 
-    /// <summary><paramref name="buffer"/> when it holds <paramref name="size"/> bytes, else a larger pooled one (the old one is returned).</summary>
-    public static byte[] EnsurePooled(byte[] buffer, int size)
+    /// <summary>A pooled array that is swapped for a larger pooled one on demand; whoever holds this returns <see cref="Array"/> once.</summary>
+    internal sealed class PooledBuffer(int initialSize)
     {
-        if (buffer.Length >= size) return buffer;
-        var larger = ArrayPool<byte>.Shared.Rent(size);
-        ArrayPool<byte>.Shared.Return(buffer);
-        return larger;
+        public byte[] Array { get; private set; } = ArrayPool<byte>.Shared.Rent(initialSize);
+
+        public void Ensure(int size)
+        {
+            if (Array.Length >= size) return;
+            var larger = ArrayPool<byte>.Shared.Rent(size);
+            var old = Array;
+            // Swapped before the old one goes back, so a failure later never returns it twice.
+            Array = larger;
+            ArrayPool<byte>.Shared.Return(old);
+        }
+
+        public void Return()
+        {
+            var array = Array;
+            Array = [];
+            if (array.Length > 0) ArrayPool<byte>.Shared.Return(array);
+        }
     }
 
     public static async ValueTask WriteFrameAsync(Stream stream, byte[] frame, int messageLength, CancellationToken cancellationToken)

@@ -66,7 +66,7 @@ public static class NoiseHandshake
     private static async Task<NoiseSecureStream> RunAsync(Stream insecure, KeyPair localKey, bool initiator, PeerId? expectedRemote,
         IRandomSource randomSource, CancellationToken cancellationToken, UpgradeStream? upgrade = null)
     {
-        var buffer = new HandshakeBuffer();
+        var buffer = new NoiseFraming.PooledBuffer(InitialBufferSize);
         var local = NoiseLocalIdentity.For(localKey, randomSource);
         using var state = new HandshakeState(initiator, ReadOnlySpan<byte>.Empty, local.StaticKey, randomSource: randomSource);
         try
@@ -99,19 +99,14 @@ public static class NoiseHandshake
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer.Array);
+            buffer.Return();
         }
     }
 
     /// <summary>Room for a handshake message of the usual size (an identity payload is about 100–200 bytes).</summary>
     private const int InitialBufferSize = 1024;
 
-    private sealed class HandshakeBuffer
-    {
-        public byte[] Array = ArrayPool<byte>.Shared.Rent(InitialBufferSize);
-    }
-
-    private static async Task<PublicKey> InitiatorStepsAsync(Stream insecure, byte[] localPayload, PeerId? expectedRemote, HandshakeState state, HandshakeBuffer buffer, CancellationToken cancellationToken)
+    private static async Task<PublicKey> InitiatorStepsAsync(Stream insecure, byte[] localPayload, PeerId? expectedRemote, HandshakeState state, NoiseFraming.PooledBuffer buffer, CancellationToken cancellationToken)
     {
         // -> e (no payload: nothing is secret yet)
         await WriteMessageAsync(insecure, state, ReadOnlySpan<byte>.Empty, buffer, cancellationToken);
@@ -128,7 +123,7 @@ public static class NoiseHandshake
         return remoteKey;
     }
 
-    private static async Task<PublicKey> ResponderStepsAsync(Stream insecure, byte[] localPayload, HandshakeState state, HandshakeBuffer buffer, CancellationToken cancellationToken)
+    private static async Task<PublicKey> ResponderStepsAsync(Stream insecure, byte[] localPayload, HandshakeState state, NoiseFraming.PooledBuffer buffer, CancellationToken cancellationToken)
     {
         // -> e (any cleartext payload is mixed into the transcript and otherwise ignored)
         await ReadMessageAsync(insecure, state, buffer, cancellationToken);
@@ -141,16 +136,16 @@ public static class NoiseHandshake
         return NoisePayload.Verify(payload, state.RemoteStaticPublicKey!);
     }
 
-    private static ValueTask WriteMessageAsync(Stream insecure, HandshakeState state, ReadOnlySpan<byte> payload, HandshakeBuffer buffer, CancellationToken cancellationToken)
+    private static ValueTask WriteMessageAsync(Stream insecure, HandshakeState state, ReadOnlySpan<byte> payload, NoiseFraming.PooledBuffer buffer, CancellationToken cancellationToken)
     {
-        buffer.Array = NoiseFraming.EnsurePooled(buffer.Array, NoiseFraming.HeaderSize + state.MessageLength(payload.Length));
+        buffer.Ensure(NoiseFraming.HeaderSize + state.MessageLength(payload.Length));
         var length = state.WriteMessage(payload, buffer.Array.AsSpan(NoiseFraming.HeaderSize));
         return NoiseFraming.WriteFrameAsync(insecure, buffer.Array, length, cancellationToken);
     }
 
-    private static async ValueTask<byte[]> ReadMessageAsync(Stream insecure, HandshakeState state, HandshakeBuffer buffer, CancellationToken cancellationToken)
+    private static async ValueTask<byte[]> ReadMessageAsync(Stream insecure, HandshakeState state, NoiseFraming.PooledBuffer buffer, CancellationToken cancellationToken)
     {
-        (buffer.Array, var length) = await NoiseFraming.ReadFrameIntoPooledAsync(insecure, buffer.Array, cancellationToken);
+        var length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken);
         return state.ReadMessage(buffer.Array.AsSpan(0, length));
     }
 }
