@@ -81,6 +81,19 @@ public sealed class SecurityNegotiationTests
         Assert.That(failure!.Message, Does.Contain("none of"));
     }
 
+    [Test]
+    public async Task Connect_FailsWithTheListenersRefusal_WhenADefaultNoiseDialerMeetsAPlaintextListener(CancellationToken ct)
+    {
+        // The default dialer sends Noise's first message right behind its proposal (lazy
+        // negotiation); the refusal must still reach it as such, not as a broken connection.
+        var listener = await StartAsync("listener", ct, PlaintextHandshake.ProtocolId);
+        var dialer = await StartAsync("dialer", ct);
+
+        var failure = Assert.ThrowsAsync<MultistreamException>(async () => await dialer.ConnectAsync(listener.AdvertisedAddresses[0], ct));
+
+        Assert.That(failure!.Reason, Is.EqualTo(MultistreamFailure.NoProtocolSupported));
+    }
+
     [TestCase("/secio/1.0.0")]
     [TestCase("")]
     public void Host_RejectsSecurityProtocolsItCannotRun(string protocol)

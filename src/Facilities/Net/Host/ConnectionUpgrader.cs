@@ -29,7 +29,10 @@ internal static class ConnectionUpgrader
         using var timeout = new CancellationTokenSource(options.UpgradeTimeout, options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         var ct = linked.Token;
+        // The handshake reads from a buffer and each side's messages of one turn leave in one write.
+        var upgrade = new UpgradeStream(raw.Stream);
         Stream? secure = null;
+        Stream muxed;
         PeerId remotePeer;
         PublicKey remoteKey;
         try
@@ -37,51 +40,77 @@ internal static class ConnectionUpgrader
             var securityProtocols = options.SecurityProtocols;
             if (direction == ConnectionDirection.Outbound)
             {
-                var security = await MultistreamSelect.SelectAsync(raw.Stream, securityProtocols, ct);
-                if (security == PlaintextHandshake.ProtocolId)
+                if (securityProtocols is [NoiseHandshake.ProtocolId])
                 {
-                    var session = await PlaintextHandshake.InitiateAsync(raw.Stream, identity, expectedRemote, ct);
-                    (secure, remotePeer, remoteKey) = session;
+                    // Lazy negotiation: Noise's first message follows the proposal in the same write, and the
+                    // muxer's proposal follows Noise's last message. The listener's answer is checked
+                    // before anything it sends is read.
+                    var lazy = new MultistreamLazyStream(upgrade, NoiseHandshake.ProtocolId);
+                    var noise = await NoiseHandshake.RunUpgradeAsync(lazy, upgrade, identity, initiator: true, expectedRemote, options.RandomSource, ct);
+                    (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
+                    // Not lazy: a dialer that closes at once would leave the listener writing its first
+                    // muxer frames into a closed connection.
+                    await MultistreamSelect.SelectAsync(noise, MuxerProtocols, ct);
+                    muxed = noise;
                 }
                 else
                 {
-                    var noise = await NoiseHandshake.InitiateAsync(raw.Stream, identity, expectedRemote, options.RandomSource, ct);
-                    (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
+                    await upgrade.ReleaseAsync(ct);
+                    var security = await MultistreamSelect.SelectAsync(upgrade, securityProtocols, ct);
+                    if (security == PlaintextHandshake.ProtocolId)
+                    {
+                        var session = await PlaintextHandshake.InitiateAsync(upgrade, identity, expectedRemote, ct);
+                        (secure, remotePeer, remoteKey) = session;
+                    }
+                    else
+                    {
+                        var noise = await NoiseHandshake.RunUpgradeAsync(upgrade, upgrade, identity, initiator: true, expectedRemote, options.RandomSource, ct);
+                        (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
+                    }
+                    await MultistreamSelect.SelectAsync(secure, MuxerProtocols, ct);
+                    muxed = secure;
                 }
-                await MultistreamSelect.SelectAsync(secure, MuxerProtocols, ct);
             }
             else
             {
-                var security = await MultistreamSelect.HandleAsync(raw.Stream, securityProtocols, ct);
+                var security = await MultistreamSelect.HandleAsync(upgrade, IsSecurityProtocol(securityProtocols), securityProtocols,
+                    () => upgrade.DataAvailable, ct);
+                Func<bool> dataAvailable;
                 if (security == PlaintextHandshake.ProtocolId)
                 {
-                    var session = await PlaintextHandshake.RespondAsync(raw.Stream, identity, ct);
+                    await upgrade.ReleaseAsync(ct);
+                    var session = await PlaintextHandshake.RespondAsync(upgrade, identity, ct);
                     (secure, remotePeer, remoteKey) = session;
+                    dataAvailable = () => upgrade.DataAvailable;
                 }
                 else
                 {
-                    var noise = await NoiseHandshake.RespondAsync(raw.Stream, identity, options.RandomSource, ct);
+                    var noise = await NoiseHandshake.RunUpgradeAsync(upgrade, upgrade, identity, initiator: false, expectedRemote: null, options.RandomSource, ct);
                     (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
+                    dataAvailable = () => noise.HasBufferedData;
                 }
                 // A dial upgraded in the responder role (DCUtR's simultaneous open) still knows whom it dialed.
                 if (expectedRemote is not null && remotePeer != expectedRemote)
                     throw new NoiseException($"the remote at {raw.RemoteAddress} is {remotePeer}, not the dialed {expectedRemote}");
-                await MultistreamSelect.HandleAsync(secure, MuxerProtocols, ct);
+                await MultistreamSelect.HandleAsync(secure, IsYamux, MuxerProtocols, dataAvailable, ct);
+                muxed = secure;
             }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            await DisposeQuietlyAsync(secure, raw);
+            await DisposeQuietlyAsync(secure, upgrade);
             throw new TimeoutException($"connection upgrade with {raw.RemoteAddress} did not finish within {options.UpgradeTimeout}");
         }
         catch
         {
-            await DisposeQuietlyAsync(secure, raw);
+            // A refusal ("na") may still be held back behind a read that then failed: the peer should learn why.
+            await SendHeldQuietlyAsync(upgrade);
+            await DisposeQuietlyAsync(secure, upgrade);
             throw;
         }
 
         // Keep-alives on the host's clock: a simulated host must not arm real-time timers.
-        var yamux = new YamuxSession(secure, direction == ConnectionDirection.Outbound, options.Yamux.OnClock(options.TimeProvider));
+        var yamux = new YamuxSession(muxed, direction == ConnectionDirection.Outbound, options.Yamux.OnClock(options.TimeProvider));
         return new PeerConnection(yamux, identity.PeerId, remotePeer, remoteKey,
             raw.LocalAddress, raw.RemoteAddress, direction, options.TimeProvider) { IsLimited = raw.IsLimited };
     }
@@ -96,12 +125,29 @@ internal static class ConnectionUpgrader
                 throw new ArgumentException($"unsupported security protocol {protocol}", nameof(protocols));
     }
 
-    private static async ValueTask DisposeQuietlyAsync(Stream? secure, RawConnection raw)
+    private static readonly Func<string, bool> IsYamux = protocol => protocol == YamuxProtocolId;
+
+    private static Func<string, bool> IsSecurityProtocol(IReadOnlyList<string> protocols) =>
+        protocols is [var only] ? protocol => protocol == only : protocol => protocols.Contains(protocol, StringComparer.Ordinal);
+
+    private static async ValueTask SendHeldQuietlyAsync(UpgradeStream upgrade)
+    {
+        try
+        {
+            await upgrade.SendHeldAsync(CancellationToken.None);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or InvalidOperationException or NotSupportedException)
+        {
+        }
+    }
+
+    /// <summary>Disposes the secure channel, or the upgrade stream (and with it the transport) when there is none yet.</summary>
+    private static async ValueTask DisposeQuietlyAsync(Stream? secure, UpgradeStream upgrade)
     {
         try
         {
             if (secure is not null) await secure.DisposeAsync();
-            await raw.DisposeAsync();
+            await upgrade.DisposeAsync();
         }
         catch (IOException)
         {

@@ -396,18 +396,13 @@ public sealed class P2PHost : IAsyncDisposable
 
     private async Task CloseIfIdentifyTimesOutAsync(PeerConnection connection, Task<IdentifyInfo> identify)
     {
-        try
-        {
-            await identify;
-        }
-        catch (IdentifyException e) when (e.InnerException is TimeoutException)
+        // Waited for without rethrowing: a dial-and-close fails identify on every such connection.
+        await ((Task)identify).ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+        // Other failures were logged where they happened; a wrong answer or a closed connection is not a stall.
+        if (identify.Exception?.InnerException is IdentifyException { InnerException: TimeoutException })
         {
             _logger.LogDebug("closing the inbound connection from {Peer}: no identify answer within {Timeout}", connection.RemotePeer, _options.IdentifyTimeout);
             await connection.DisposeAsync();
-        }
-        catch (IdentifyException)
-        {
-            // Logged where it failed; a wrong answer or a closed connection is not a stall.
         }
     }
 
@@ -456,11 +451,17 @@ public sealed class P2PHost : IAsyncDisposable
                 throw new IdentifyException($"identify of {peer} stopped: the host is stopping", e);
             throw new IdentifyException($"identify of {peer} failed: {e.Message}", e);
         }
-        catch (IdentifyException e)
+        // Logged in a filter that declines it, so it travels on without a rethrow of its own.
+        catch (IdentifyException e) when (LogIdentifyFailure(e, peer))
         {
-            _logger.LogDebug(e, "identify of {Peer} failed", peer);
             throw;
         }
+    }
+
+    private bool LogIdentifyFailure(IdentifyException e, PeerId peer)
+    {
+        _logger.LogDebug(e, "identify of {Peer} failed", peer);
+        return false;
     }
 
     private static IdentifyException ClosedBeforeIdentify(PeerId peer) => new($"the connection to {peer} closed before identify finished");

@@ -49,7 +49,7 @@ public static class MultistreamSelect
         foreach (var protocol in protocols) ValidateProtocolId(protocol, nameof(protocols));
 
         await WriteMessagesAsync(stream, ProtocolId, protocols[0], cancellationToken);
-        await ReadHeaderAsync(stream, cancellationToken);
+        CheckHeader(await ReadMessageAsync(stream, cancellationToken));
         for (var i = 0; i < protocols.Count; i++)
         {
             if (i > 0)
@@ -101,16 +101,21 @@ public static class MultistreamSelect
         ValidateProtocolId(protocol, nameof(protocol));
         using var timer = new CancellationTokenSource(timeout, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timer.Token);
-        string answer;
         try
         {
-            await ReadHeaderAsync(stream, linked.Token);
-            answer = await ReadMessageAsync(stream, linked.Token);
+            await ReadLazyAnswerAsync(stream, protocol, linked.Token);
         }
         catch (OperationCanceledException e) when (timer.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
             throw new MultistreamException(MultistreamFailure.TimedOut, $"the listener did not answer the proposal '{protocol}' within {timeout}", e);
         }
+    }
+
+    /// <summary>The answer to a lazy proposal, for a caller whose token already bounds the wait (a connection upgrade).</summary>
+    internal static async ValueTask ReadLazyAnswerAsync(Stream stream, string protocol, CancellationToken cancellationToken)
+    {
+        CheckHeader(await ReadMessageAsync(stream, cancellationToken));
+        var answer = await ReadMessageAsync(stream, cancellationToken);
         if (string.Equals(answer, protocol, StringComparison.Ordinal)) return;
         if (answer == NotAvailable)
             throw new MultistreamException(MultistreamFailure.NoProtocolSupported, $"the listener does not support {protocol}");
@@ -166,7 +171,7 @@ public static class MultistreamSelect
             await WriteMessagesAsync(stream, ProtocolId, null, cancellationToken);
             headerSent = true;
         }
-        await ReadHeaderAsync(stream, cancellationToken);
+        CheckHeader(await ReadMessageAsync(stream, cancellationToken));
         var refused = false;
         for (var attempt = 0; ; attempt++)
         {
@@ -211,7 +216,7 @@ public static class MultistreamSelect
     {
         ArgumentNullException.ThrowIfNull(stream);
         await WriteMessagesAsync(stream, ProtocolId, List, cancellationToken);
-        await ReadHeaderAsync(stream, cancellationToken);
+        CheckHeader(await ReadMessageAsync(stream, cancellationToken));
         var body = await ReadRawAsync(stream, MaxListLength, cancellationToken);
         if (body.Length == 0 || body[^1] != (byte)'\n')
             throw new MultistreamException(MultistreamFailure.MalformedMessage, "the protocol list lacks its trailing newline");
@@ -240,15 +245,60 @@ public static class MultistreamSelect
         return protocols;
     }
 
-    private static async ValueTask ReadHeaderAsync(Stream stream, CancellationToken cancellationToken)
+    private static void CheckHeader(string header)
     {
-        var header = await ReadMessageAsync(stream, cancellationToken);
         if (header != ProtocolId)
             throw new MultistreamException(MultistreamFailure.WrongHeader, $"expected '{ProtocolId}', got '{header}'");
     }
 
-    private static async ValueTask<string> ReadMessageAsync(Stream stream, CancellationToken cancellationToken) =>
-        DecodeMessage(await ReadRawAsync(stream, MaxMessageLength, cancellationToken));
+    /// <summary>
+    /// One message, read in one method rather than through the general length-prefixed reader: a
+    /// negotiation message is a few bytes, and a stream reset mid-read (a connection closed right
+    /// after it opened) is then rethrown through one frame instead of six.
+    /// </summary>
+    private static async ValueTask<string> ReadMessageAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(MaxMessageLength);
+        try
+        {
+            // The varint length, a byte at a time so nothing past the message is consumed.
+            ulong length = 0;
+            for (var i = 0; ; i++)
+            {
+                if (i == Varint.MaxLength)
+                    throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint overflows 64 bits");
+                if (await stream.ReadAsync(buffer.AsMemory(0, 1), cancellationToken) == 0)
+                {
+                    if (i == 0) throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended during negotiation");
+                    throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended inside a message");
+                }
+                var b = buffer[0];
+                if (i == Varint.MaxLength - 1 && b > 1)
+                    throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint overflows 64 bits");
+                length |= (ulong)(b & 0x7F) << (7 * i);
+                if (b < 0x80)
+                {
+                    if (b == 0 && i > 0)
+                        throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint is not minimally encoded");
+                    break;
+                }
+            }
+            if (length > MaxMessageLength)
+                throw new MultistreamException(MultistreamFailure.TooLong, $"message of {length} bytes exceeds the limit of {MaxMessageLength}");
+            var body = buffer.AsMemory(0, (int)length);
+            for (var filled = 0; filled < body.Length;)
+            {
+                var read = await stream.ReadAsync(body[filled..], cancellationToken);
+                if (read == 0) throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended inside a message");
+                filled += read;
+            }
+            return DecodeMessage(body.Span);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
 
     private static async ValueTask<byte[]> ReadRawAsync(Stream stream, int maxLength, CancellationToken cancellationToken)
     {

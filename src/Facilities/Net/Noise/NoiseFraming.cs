@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 
 namespace P2PInference.Facilities.Net.Noise;
@@ -21,6 +22,44 @@ internal static class NoiseFraming
         int length = BinaryPrimitives.ReadUInt16BigEndian(buffer);
         await ReadExactAsync(stream, buffer.AsMemory(0, length), cancellationToken);
         return length;
+    }
+
+    /// <summary>
+    /// Reads one whole frame into <paramref name="buffer"/>, which grows (from the pool) when the frame
+    /// needs more: handshake messages are a few hundred bytes, and a 64 KiB buffer per handshake would
+    /// be mostly untouched memory.
+    /// </summary>
+    /// <exception cref="NoiseException">The stream ended before or inside the frame.</exception>
+    public static async ValueTask<int> ReadFrameAsync(Stream stream, PooledBuffer buffer, CancellationToken cancellationToken)
+    {
+        await ReadExactAsync(stream, buffer.Array.AsMemory(0, HeaderSize), cancellationToken);
+        int length = BinaryPrimitives.ReadUInt16BigEndian(buffer.Array);
+        buffer.Ensure(length);
+        await ReadExactAsync(stream, buffer.Array.AsMemory(0, length), cancellationToken);
+        return length;
+    }
+
+    /// <summary>A pooled array that is swapped for a larger pooled one on demand; whoever holds this returns <see cref="Array"/> once.</summary>
+    internal sealed class PooledBuffer(int initialSize)
+    {
+        public byte[] Array { get; private set; } = ArrayPool<byte>.Shared.Rent(initialSize);
+
+        public void Ensure(int size)
+        {
+            if (Array.Length >= size) return;
+            var larger = ArrayPool<byte>.Shared.Rent(size);
+            var old = Array;
+            // Swapped before the old one goes back, so a failure later never returns it twice.
+            Array = larger;
+            ArrayPool<byte>.Shared.Return(old);
+        }
+
+        public void Return()
+        {
+            var array = Array;
+            Array = [];
+            if (array.Length > 0) ArrayPool<byte>.Shared.Return(array);
+        }
     }
 
     public static async ValueTask WriteFrameAsync(Stream stream, byte[] frame, int messageLength, CancellationToken cancellationToken)

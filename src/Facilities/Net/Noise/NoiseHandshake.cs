@@ -1,5 +1,6 @@
 using System.Buffers;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Transport;
 
 namespace P2PInference.Facilities.Net.Noise;
 
@@ -49,10 +50,23 @@ public static class NoiseHandshake
         return RunAsync(insecure, localKey, initiator: false, expectedRemote: null, randomSource, cancellationToken);
     }
 
-    private static async Task<NoiseSecureStream> RunAsync(Stream insecure, KeyPair localKey, bool initiator, PeerId? expectedRemote,
-        IRandomSource randomSource, CancellationToken cancellationToken)
+    /// <summary>
+    /// The handshake of a connection upgrade, on <paramref name="insecure"/> (which runs over
+    /// <paramref name="upgrade"/>, or is it): the secure channel then takes the transport stream
+    /// back from <paramref name="upgrade"/>, with the bytes read past the handshake and, on the
+    /// initiator, the last message still held back, so it leaves with the caller's first write.
+    /// </summary>
+    internal static Task<NoiseSecureStream> RunUpgradeAsync(Stream insecure, UpgradeStream upgrade, KeyPair localKey, bool initiator,
+        PeerId? expectedRemote, IRandomSource randomSource, CancellationToken cancellationToken)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(NoiseFraming.MaxFramedSize);
+        ArgumentNullException.ThrowIfNull(upgrade);
+        return RunAsync(insecure, localKey, initiator, expectedRemote, randomSource, cancellationToken, upgrade);
+    }
+
+    private static async Task<NoiseSecureStream> RunAsync(Stream insecure, KeyPair localKey, bool initiator, PeerId? expectedRemote,
+        IRandomSource randomSource, CancellationToken cancellationToken, UpgradeStream? upgrade = null)
+    {
+        var buffer = new NoiseFraming.PooledBuffer(InitialBufferSize);
         var local = NoiseLocalIdentity.For(localKey, randomSource);
         using var state = new HandshakeState(initiator, ReadOnlySpan<byte>.Empty, local.StaticKey, randomSource: randomSource);
         try
@@ -73,7 +87,9 @@ public static class NoiseHandshake
                 }
                 cancellationToken.ThrowIfCancellationRequested();
                 var (send, receive) = state.Split();
-                return new NoiseSecureStream(insecure, send, receive, remoteKey);
+                if (upgrade is null) return new NoiseSecureStream(insecure, send, receive, remoteKey);
+                var transport = upgrade.Detach(out var received, out var unsent);
+                return new NoiseSecureStream(transport, send, receive, remoteKey, received, unsent);
             }
         }
         catch
@@ -83,43 +99,53 @@ public static class NoiseHandshake
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            buffer.Return();
         }
     }
 
-    private static async Task<PublicKey> InitiatorStepsAsync(Stream insecure, byte[] localPayload, PeerId? expectedRemote, HandshakeState state, byte[] buffer, CancellationToken cancellationToken)
+    /// <summary>Room for a handshake message of the usual size (an identity payload is about 100–200 bytes).</summary>
+    private const int InitialBufferSize = 1024;
+
+    private static async Task<PublicKey> InitiatorStepsAsync(Stream insecure, byte[] localPayload, PeerId? expectedRemote, HandshakeState state, NoiseFraming.PooledBuffer buffer, CancellationToken cancellationToken)
     {
         // -> e (no payload: nothing is secret yet)
-        var length = state.WriteMessage(ReadOnlySpan<byte>.Empty, buffer.AsSpan(NoiseFraming.HeaderSize));
-        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken);
+        await WriteMessageAsync(insecure, state, ReadOnlySpan<byte>.Empty, buffer, cancellationToken);
 
         // <- e, ee, s, es + the responder's signed identity
-        length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken);
-        var payload = state.ReadMessage(buffer.AsSpan(0, length));
+        var payload = await ReadMessageAsync(insecure, state, buffer, cancellationToken);
         var remoteKey = NoisePayload.Verify(payload, state.RemoteStaticPublicKey!);
         // Checked before message 3 so our identity is never revealed to a peer we did not mean to reach.
         if (expectedRemote is not null && !expectedRemote.Matches(remoteKey))
             throw new NoiseException($"remote is {remoteKey.ToPeerId()}, not the expected {expectedRemote}");
 
         // -> s, se + our signed identity
-        length = state.WriteMessage(localPayload, buffer.AsSpan(NoiseFraming.HeaderSize));
-        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken);
+        await WriteMessageAsync(insecure, state, localPayload, buffer, cancellationToken);
         return remoteKey;
     }
 
-    private static async Task<PublicKey> ResponderStepsAsync(Stream insecure, byte[] localPayload, HandshakeState state, byte[] buffer, CancellationToken cancellationToken)
+    private static async Task<PublicKey> ResponderStepsAsync(Stream insecure, byte[] localPayload, HandshakeState state, NoiseFraming.PooledBuffer buffer, CancellationToken cancellationToken)
     {
         // -> e (any cleartext payload is mixed into the transcript and otherwise ignored)
-        var length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken);
-        state.ReadMessage(buffer.AsSpan(0, length));
+        await ReadMessageAsync(insecure, state, buffer, cancellationToken);
 
         // <- e, ee, s, es + our signed identity
-        length = state.WriteMessage(localPayload, buffer.AsSpan(NoiseFraming.HeaderSize));
-        await NoiseFraming.WriteFrameAsync(insecure, buffer, length, cancellationToken);
+        await WriteMessageAsync(insecure, state, localPayload, buffer, cancellationToken);
 
         // -> s, se + the initiator's signed identity
-        length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken);
-        var payload = state.ReadMessage(buffer.AsSpan(0, length));
+        var payload = await ReadMessageAsync(insecure, state, buffer, cancellationToken);
         return NoisePayload.Verify(payload, state.RemoteStaticPublicKey!);
+    }
+
+    private static ValueTask WriteMessageAsync(Stream insecure, HandshakeState state, ReadOnlySpan<byte> payload, NoiseFraming.PooledBuffer buffer, CancellationToken cancellationToken)
+    {
+        buffer.Ensure(NoiseFraming.HeaderSize + state.MessageLength(payload.Length));
+        var length = state.WriteMessage(payload, buffer.Array.AsSpan(NoiseFraming.HeaderSize));
+        return NoiseFraming.WriteFrameAsync(insecure, buffer.Array, length, cancellationToken);
+    }
+
+    private static async ValueTask<byte[]> ReadMessageAsync(Stream insecure, HandshakeState state, NoiseFraming.PooledBuffer buffer, CancellationToken cancellationToken)
+    {
+        var length = await NoiseFraming.ReadFrameAsync(insecure, buffer, cancellationToken);
+        return state.ReadMessage(buffer.Array.AsSpan(0, length));
     }
 }

@@ -50,7 +50,14 @@ public sealed class NoiseSecureStream : Stream
     private NoiseException? _fault;
     private int _disposed;
 
-    internal NoiseSecureStream(Stream inner, CipherState send, CipherState receive, PublicKey remotePublicKey)
+    /// <summary>Handshake bytes not sent yet (the initiator's last message), which lead the first write.</summary>
+    private byte[] _sendFirst;
+
+    /// <param name="received">Bytes the handshake read past its last message: the start of the transport phase.</param>
+    /// <param name="sendFirst">The handshake's last message when it was held back to travel with the first
+    /// write; the owner writes at once (the upgrade's muxer proposal), or the peer waits for it.</param>
+    internal NoiseSecureStream(Stream inner, CipherState send, CipherState receive, PublicKey remotePublicKey,
+        ReadOnlySpan<byte> received = default, byte[]? sendFirst = null)
     {
         _inner = inner;
         _send = send;
@@ -58,7 +65,20 @@ public sealed class NoiseSecureStream : Stream
         RemotePublicKey = remotePublicKey;
         RemotePeer = remotePublicKey.ToPeerId();
         _rx = [];
+        _sendFirst = sendFirst ?? [];
+        if (!received.IsEmpty)
+        {
+            _rx = ArrayPool<byte>.Shared.Rent(Math.Max(received.Length, SmallReceiveBufferSize));
+            received.CopyTo(_rx);
+            _rxEnd = received.Length;
+        }
     }
+
+    /// <summary>
+    /// Whether the peer's next bytes are already here, so a reader will not wait for them (a
+    /// listener then answers a negotiation in one write).
+    /// </summary>
+    internal bool HasBufferedData => _plainCount > 0 || _rxEnd > _rxStart;
 
     /// <summary>The authenticated remote peer.</summary>
     public PeerId RemotePeer { get; }
@@ -248,12 +268,19 @@ public sealed class NoiseSecureStream : Stream
         var overhead = NoiseFraming.HeaderSize + CipherState.TagSize;
         var batch = Math.Min(frames, FramesPerWrite);
         var size = frames <= FramesPerWrite ? data.Length + frames * overhead : batch * NoiseFraming.MaxFramedSize;
-        var tx = ArrayPool<byte>.Shared.Rent(size);
+        var first = _sendFirst;
+        var tx = ArrayPool<byte>.Shared.Rent(size + first.Length);
         try
         {
+            var used = 0;
+            if (first.Length > 0)
+            {
+                _sendFirst = [];
+                first.CopyTo(tx, 0);
+                used = first.Length;
+            }
             while (!data.IsEmpty)
             {
-                var used = 0;
                 while (!data.IsEmpty)
                 {
                     var chunk = Math.Min(data.Length, NoiseFraming.MaxPlaintextSize);
@@ -264,6 +291,7 @@ public sealed class NoiseSecureStream : Stream
                     data = data[chunk..];
                 }
                 await _inner.WriteAsync(tx.AsMemory(0, used), cancellationToken);
+                used = 0;
             }
         }
         catch (Exception e)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Security.Cryptography;
 
 namespace P2PInference.Facilities.Net.Noise;
@@ -36,10 +37,15 @@ internal sealed class SymmetricState : IDisposable
 
     public void MixHash(ReadOnlySpan<byte> data)
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        hash.AppendData(_h);
-        hash.AppendData(data);
-        hash.GetHashAndReset(_h);
+        // One-shot over h || data: an incremental hash is a native context (and a finalizable handle)
+        // per call, and a handshake mixes a handful of short inputs.
+        var length = HashSize + data.Length;
+        byte[]? rented = null;
+        var input = length <= 512 ? stackalloc byte[length] : (rented = ArrayPool<byte>.Shared.Rent(length)).AsSpan(0, length);
+        _h.CopyTo(input);
+        data.CopyTo(input[HashSize..]);
+        SHA256.HashData(input, _h);
+        if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
     }
 
     /// <summary>Returns the bytes written: plaintext length, plus 16 once a key is set.</summary>
