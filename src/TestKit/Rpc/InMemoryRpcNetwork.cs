@@ -1,7 +1,10 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit.Harness;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.TestKit.Rpc;
 
@@ -17,6 +20,7 @@ public sealed class InMemoryRpcNetwork
 {
     private readonly ConcurrentDictionary<PeerId, InMemoryRpcNode> _nodes = new();
     private readonly ConcurrentDictionary<(PeerId From, PeerId To), InMemoryRpcLink> _links = new();
+    private int _identities;
 
     public InMemoryRpcNetwork(TimeProvider? timeProvider = null) => TimeProvider = timeProvider ?? TimeProvider.System;
 
@@ -25,16 +29,23 @@ public sealed class InMemoryRpcNetwork
     public IReadOnlyCollection<InMemoryRpcNode> Nodes => _nodes.Values.ToArray();
 
     /// <summary>
-    /// A node with <paramref name="peerId"/> (a fresh identity when null). Its options' time
-    /// provider is replaced by the network's, so every node shares one clock.
+    /// A node with <paramref name="peerId"/> (a fresh identity when null: in a simulation the n-th
+    /// node created gets the n-th identity of the seed). Its options' time provider is replaced by
+    /// the network's, so every node shares one clock.
     /// </summary>
     public InMemoryRpcNode CreateNode(PeerId? peerId = null, RpcOptions? options = null, IDiscovery? discovery = null)
     {
-        peerId ??= KeyPair.Generate().PeerId;
+        peerId ??= NewIdentity().PeerId;
         var node = new InMemoryRpcNode(this, peerId, (options ?? new RpcOptions()) with { TimeProvider = TimeProvider }, discovery);
         if (!_nodes.TryAdd(peerId, node)) throw new InvalidOperationException($"a node {peerId} exists on this network already");
         return node;
     }
+
+    // Peer ids decide routing and tie-breaks, so inside a simulation they come from its seed too.
+    private KeyPair NewIdentity() => SimulationExecutor.Current is { } sim
+        ? KeyPair.FromSeed(SeedDerivation.Bytes(sim.Seed, "in-memory-rpc-network", "node",
+            Interlocked.Increment(ref _identities).ToString(CultureInfo.InvariantCulture)))
+        : KeyPair.Generate();
 
     /// <summary>The directed link <paramref name="from"/> → <paramref name="to"/>, created on first use.</summary>
     public InMemoryRpcLink Link(PeerId from, PeerId to)
