@@ -30,6 +30,7 @@ public sealed class P2PHost : IAsyncDisposable
     private volatile FrozenSet<string> _protocols = FrozenSet<string>.Empty;
     private readonly InboundConnectionLimiter _inbound;
     private volatile Func<PeerId, CancellationToken, ValueTask<bool>>? _trustedPeer;
+    private readonly Action<PeerConnection, object?> _releaseInboundSlot;
     private int _disposed;
 
     public P2PHost(HostOptions options)
@@ -42,6 +43,7 @@ public sealed class P2PHost : IAsyncDisposable
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
         _connections = new ConnectionManager(options, _logger);
         _inbound = new InboundConnectionLimiter(options);
+        _releaseInboundSlot = (_, slot) => _inbound.Release((string)slot!);
         PeerStore = new PeerStore(options.TimeProvider);
         _connections.Connected += c => PeerConnected?.Invoke(c);
         _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
@@ -431,18 +433,12 @@ public sealed class P2PHost : IAsyncDisposable
         }
         using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(stopping, timeout.Token);
-        var exchange = ExchangeIdentifyAsync(connection, linked.Token);
         try
         {
-            // A stream need not notice its connection closing; the connection's end ends the wait.
-            if (await ContextAwaits.FirstOfAsync(exchange, connection.Completion) != exchange)
-            {
-                // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
-                linked.Cancel();
-                _ = exchange.ObserveFailureAsync();
-                throw ClosedBeforeIdentify(peer);
-            }
-            var info = await exchange;
+            IdentifyInfo info;
+            // A stream need not notice its connection closing; the connection's end cancels the exchange.
+            using (connection.OnClosed(s_cancelScope, linked))
+                info = await ExchangeIdentifyAsync(connection, linked.Token);
             PeerStore.AddAddresses(peer, info.ListenAddresses, AddressSource.Self);
             PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
             return info;
@@ -450,6 +446,8 @@ public sealed class P2PHost : IAsyncDisposable
         catch (Exception e) when (e is not (IdentifyException or OutOfMemoryException))
         {
             _logger.LogDebug(e, "identify of {Peer} failed", peer);
+            if (e is OperationCanceledException && connection.Completion.IsCompleted && !timeout.IsCancellationRequested && !stopping.IsCancellationRequested)
+                throw ClosedBeforeIdentify(peer);
             if (e is OperationCanceledException && timeout.IsCancellationRequested && !stopping.IsCancellationRequested)
                 throw new IdentifyException($"{peer} did not answer identify within {_options.IdentifyTimeout}", new TimeoutException(e.Message, e));
             if (e is OperationCanceledException)
@@ -536,7 +534,7 @@ public sealed class P2PHost : IAsyncDisposable
             _logger.LogDebug(e, "inbound upgrade from {Address} failed", raw.RemoteAddress);
             return;
         }
-        _ = ReleaseInboundSlotWhenClosedAsync(connection, slot);
+        connection.OnClosed(_releaseInboundSlot, slot);
         // PeerIds are free to mint, so this bounds only a careless or buggy peer; the address cap bounds the rest.
         if (_connections.CountOf(connection.RemotePeer) >= _options.MaxConnectionsPerPeer)
         {
@@ -575,36 +573,38 @@ public sealed class P2PHost : IAsyncDisposable
         await connection.DisposeAsync();
     }
 
-    private async Task ReleaseInboundSlotWhenClosedAsync(PeerConnection connection, string slot)
-    {
-        await connection.Completion.ObserveFailureAsync();
-        _inbound.Release(slot);
-    }
-
     private async Task AcceptStreamsAsync(PeerConnection connection)
     {
         await Task.Yield();
         var connectionScope = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-        var scopeOpen = true;
-        // The connection usually completes after the loop below has ended and disposed the scope:
-        // cancelling it then would throw into a continuation nobody observes (once per connection).
-        _ = CancelScopeWhenClosedAsync();
+        // The connection usually closes after the loop below has ended and disposed the scope: the
+        // registration is gone by then, so nothing cancels a disposed scope.
+        var cancelOnClose = connection.OnClosed(s_cancelScope, connectionScope);
         try
         {
             await ServeAcceptedStreamsAsync(connection, connectionScope.Token);
         }
         finally
         {
-            lock (connectionScope) scopeOpen = false;
-            connectionScope.Dispose();
+            cancelOnClose.Dispose();
+            lock (connectionScope) connectionScope.Dispose();
         }
+    }
 
-        async Task CancelScopeWhenClosedAsync()
+    private static readonly Action<PeerConnection, object?> s_cancelScope = static (_, state) => CancelUnlessDisposed((CancellationTokenSource)state!);
+
+    /// <summary>Cancels a scope whose owner may be disposing it on another thread (the close raced the end of its use).</summary>
+    private static void CancelUnlessDisposed(CancellationTokenSource scope)
+    {
+        lock (scope)
         {
-            await connection.Completion.ObserveFailureAsync();
-            lock (connectionScope)
+            try
             {
-                if (scopeOpen) connectionScope.Cancel();
+                // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
+                scope.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
             }
         }
     }
