@@ -417,6 +417,13 @@ public sealed class P2PHost : IAsyncDisposable
     {
         // The caller holds the connection's identify lock until this first await.
         await Task.Yield();
+        // The connection keeps this task for its whole life; what the exchange needs (its timeout and
+        // cancellation sources) lives in the state of another method, released when it ends.
+        return await IdentifyAsync(connection);
+    }
+
+    private async Task<IdentifyInfo> IdentifyAsync(PeerConnection connection)
+    {
         var peer = connection.RemotePeer;
         // A connection closed (or closing) at once, as in a dial-and-close, fails here with one
         // exception rather than one thrown through every layer of a stream open.
@@ -582,7 +589,34 @@ public sealed class P2PHost : IAsyncDisposable
         var cancelOnClose = connection.OnClosed(s_cancelScope, connectionScope);
         try
         {
-            await ServeAcceptedStreamsAsync(connection, connectionScope.Token);
+            // The loop is inline rather than a method of its own: it waits for the connection's whole
+            // life, and each pending async method is a state machine kept per connection.
+            var connectionToken = connectionScope.Token;
+            var handlers = new List<Task>();
+            while (true)
+            {
+                YamuxStream? stream;
+                try
+                {
+                    // Negotiation writes at once (our header or our answer), so the ACK can go with it.
+                    stream = await connection.Session.TryAcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token);
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    break;
+                }
+                if (stream is null) break;
+                connection.Touch();
+                var task = ServeStreamAsync(connection, stream, connectionToken);
+                lock (handlers)
+                {
+                    handlers.RemoveAll(t => t.IsCompleted);
+                    handlers.Add(task);
+                }
+            }
+            Task[] pending;
+            lock (handlers) pending = handlers.ToArray();
+            await Task.WhenAll(pending);
         }
         finally
         {
@@ -607,35 +641,6 @@ public sealed class P2PHost : IAsyncDisposable
             {
             }
         }
-    }
-
-    private async Task ServeAcceptedStreamsAsync(PeerConnection connection, CancellationToken connectionToken)
-    {
-        var handlers = new List<Task>();
-        while (true)
-        {
-            YamuxStream? stream;
-            try
-            {
-                // Negotiation writes at once (our header or our answer), so the ACK can go with it.
-                stream = await connection.Session.TryAcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                break;
-            }
-            if (stream is null) break;
-            connection.Touch();
-            var task = ServeStreamAsync(connection, stream, connectionToken);
-            lock (handlers)
-            {
-                handlers.RemoveAll(t => t.IsCompleted);
-                handlers.Add(task);
-            }
-        }
-        Task[] pending;
-        lock (handlers) pending = handlers.ToArray();
-        await Task.WhenAll(pending);
     }
 
     private async Task ServeStreamAsync(PeerConnection connection, YamuxStream stream, CancellationToken cancellationToken)
