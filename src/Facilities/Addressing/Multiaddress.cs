@@ -282,7 +282,7 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
         switch (protocol.Name)
         {
             case "p2p":
-                Identity.PeerId.FromBytes(value);
+                Identity.PeerId.Validate(value);
                 break;
             case "dns" or "dns4" or "dns6" or "dnsaddr" or "memory":
                 if (value.Length == 0) throw new FormatException($"multiaddr '{protocol.Name}' value is empty");

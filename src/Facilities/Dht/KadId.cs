@@ -34,7 +34,8 @@ public readonly struct KadId : IEquatable<KadId>
     public static KadId FromPeer(PeerId peer)
     {
         ArgumentNullException.ThrowIfNull(peer);
-        return FromKey(peer.Bytes);
+        // The same SHA-256 of the multihash the PeerId keeps for its hash code: computed once per PeerId.
+        return FromHash(peer.Sha256);
     }
 
     /// <summary>Takes 32 bytes as they are (already a hash).</summary>

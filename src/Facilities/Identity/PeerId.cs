@@ -17,15 +17,20 @@ public sealed class PeerId : IEquatable<PeerId>, IComparable<PeerId>
     /// <summary>Bounds the multihash digest we accept from the network.</summary>
     public const int MaxLength = 128;
 
+    // The multihash of an Ed25519 key inlined: identity code, length 36, then the protobuf envelope's
+    // header (type Ed25519, data of 32 bytes). Nearly every PeerId on the network has this form.
+    private static ReadOnlySpan<byte> Ed25519Prefix => [IdentityCode, 36, 0x08, 0x01, 0x12, 0x20];
+
     private readonly byte[] _bytes;
-    private readonly int _hash;
+    // SHA-256 of the multihash, computed on first use: the hash code is its first four bytes and the DHT's
+    // key-space position is all of it. Most PeerIds parsed from the network are never hashed or placed.
+    private byte[]? _sha256;
     // Base58 of a whole multihash is BigInteger division per character; logs and errors ask for it repeatedly.
     private string? _text;
 
     private PeerId(byte[] multihash)
     {
         _bytes = multihash;
-        _hash = BitConverter.ToInt32(SHA256.HashData(multihash), 0);
     }
 
     /// <summary>The multihash bytes.</summary>
@@ -58,6 +63,16 @@ public sealed class PeerId : IEquatable<PeerId>, IComparable<PeerId>
     /// <exception cref="FormatException">Not an identity or sha2-256 multihash.</exception>
     public static PeerId FromBytes(ReadOnlySpan<byte> multihash)
     {
+        Validate(multihash);
+        return new PeerId(multihash.ToArray());
+    }
+
+    /// <summary>Checks what <see cref="FromBytes"/> checks, without making a PeerId.</summary>
+    /// <exception cref="FormatException">Not an identity or sha2-256 multihash.</exception>
+    internal static void Validate(ReadOnlySpan<byte> multihash)
+    {
+        // An envelope of exactly this form parses as a valid Ed25519 key; anything else takes the full parse.
+        if (multihash.Length == Ed25519Prefix.Length + 32 && multihash.StartsWith(Ed25519Prefix)) return;
         if (multihash.Length > MaxLength)
             throw new FormatException($"peer id is {multihash.Length} bytes, more than {MaxLength}");
         var code = Varint.Read(multihash, out var a);
@@ -74,7 +89,6 @@ public sealed class PeerId : IEquatable<PeerId>, IComparable<PeerId>
             default:
                 throw new FormatException($"peer id multihash code 0x{code:x} with length {length} is not supported");
         }
-        return new PeerId(multihash.ToArray());
     }
 
     /// <exception cref="FormatException">Neither base58btc multihash nor CIDv1 text.</exception>
@@ -134,9 +148,14 @@ public sealed class PeerId : IEquatable<PeerId>, IComparable<PeerId>
         return "b" + Base32.Encode(cid);
     }
 
-    public bool Equals(PeerId? other) => other is not null && _hash == other._hash && _bytes.AsSpan().SequenceEqual(other._bytes);
+    /// <summary>SHA-256 of the multihash (the DHT's key-space position of this peer), computed once.</summary>
+    internal ReadOnlySpan<byte> Sha256 => _sha256 ??= SHA256.HashData(_bytes);
+
+    public bool Equals(PeerId? other) => other is not null && (ReferenceEquals(this, other) || _bytes.AsSpan().SequenceEqual(other._bytes));
     public override bool Equals(object? obj) => Equals(obj as PeerId);
-    public override int GetHashCode() => _hash;
+    // The first bytes of a cryptographic hash: the same in every process (orders replay), and no cheaper
+    // for a remote to collide than the hash itself.
+    public override int GetHashCode() => BitConverter.ToInt32(Sha256);
     public int CompareTo(PeerId? other) => other is null ? 1 : _bytes.AsSpan().SequenceCompareTo(other._bytes);
     public static bool operator ==(PeerId? a, PeerId? b) => a is null ? b is null : a.Equals(b);
     public static bool operator !=(PeerId? a, PeerId? b) => !(a == b);

@@ -134,4 +134,39 @@ public sealed class HostStackSimulationTests
         Assert.That(connection.Session.IsClosed, Is.False, "keep-alive pings, sent and answered on virtual time, keep the idle connection up");
         Assert.That(await a.PingAsync(b.PeerId, CancellationToken.None), Is.GreaterThanOrEqualTo(TimeSpan.Zero));
     });
+    [Test]
+    public void ClosingAConnection_CancelsItsHandlers_AndBothHostsForgetIt() => SimulationTest.Run(async sim =>
+    {
+        const string waitProtocol = "/simulation/wait/1.0.0";
+        var network = new InMemoryNetwork(sim.Clock, sim.Seed);
+        await using var a = await SimulationExecutor.InNode("a", () => StartHostAsync(sim, network, "a", CancellationToken.None));
+        await using var b = await SimulationExecutor.InNode("b", () => StartHostAsync(sim, network, "b", CancellationToken.None));
+        var handlerCancelled = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        b.Handle(waitProtocol, async (_, ct) =>
+        {
+            try
+            {
+                await Task.Delay(Timeout.InfiniteTimeSpan, sim.Clock, ct);
+            }
+            catch (OperationCanceledException)
+            {
+                handlerCancelled.TrySetResult(true);
+            }
+        });
+        var disconnectedAtA = 0;
+        var disconnectedAtB = 0;
+        a.PeerDisconnected += _ => disconnectedAtA++;
+        b.PeerDisconnected += _ => disconnectedAtB++;
+
+        var connection = await a.ConnectAsync(b.AdvertisedAddresses[0], CancellationToken.None);
+        await a.OpenStreamAsync(b.PeerId, waitProtocol, CancellationToken.None);
+        await sim.Clock.RunUntilIdleAsync();
+        await connection.DisposeAsync();
+
+        Assert.That(await handlerCancelled.Task, Is.True, "the handler's token is cancelled when its connection closes");
+        await sim.Clock.WaitUntilAsync(() => disconnectedAtB == 1 && b.GetConnection(a.PeerId) is null, TimeSpan.FromMinutes(1));
+        Assert.That(a.GetConnection(b.PeerId), Is.Null);
+        Assert.That(disconnectedAtA, Is.EqualTo(1), "the host raises PeerDisconnected once per connection");
+        Assert.That(disconnectedAtB, Is.EqualTo(1));
+    });
 }

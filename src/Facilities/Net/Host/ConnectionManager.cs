@@ -91,20 +91,13 @@ internal sealed class ConnectionManager : IAsyncDisposable
             if (current is not null && (current.Dialer != connection.Dialer || connection.Direction == ConnectionDirection.Outbound))
                 loser = PreferredOf(current, connection) == current ? connection : current;
         }
-        _ = RemoveWhenClosedAsync(connection);
+        connection.OnClosed(s_remove, this);
         Connected?.Invoke(connection);
         if (loser is not null) Retire(loser);
         return true;
     }
 
-    private async Task RemoveWhenClosedAsync(PeerConnection connection)
-    {
-        // A session the remote broke ends with its error on Completion; observing it keeps the finalizer
-        // from reporting it as unobserved (a costly path, once per such connection). An await, not
-        // ContinueWith on TaskScheduler.Default: it stays on the caller's context (a simulation's).
-        await connection.Completion.ObserveFailureAsync();
-        Remove(connection);
-    }
+    private static readonly Action<PeerConnection, object?> s_remove = static (connection, manager) => ((ConnectionManager)manager!).Remove(connection);
 
     /// <summary>Of a simultaneous dial's two connections, the one both sides keep (dialed by the lower PeerId); of two of our own dials, the older.</summary>
     private static PeerConnection PreferredOf(PeerConnection existing, PeerConnection added)
@@ -144,7 +137,15 @@ internal sealed class ConnectionManager : IAsyncDisposable
                 if (list.Count == 0) _byPeer.Remove(connection.RemotePeer);
             }
         }
-        if (removed) Disconnected?.Invoke(connection);
+        if (!removed) return;
+        try
+        {
+            Disconnected?.Invoke(connection);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _logger.LogWarning(e, "a disconnect handler for {Connection} failed", connection);
+        }
     }
 
     private void Maintain()

@@ -30,6 +30,7 @@ public sealed class P2PHost : IAsyncDisposable
     private volatile FrozenSet<string> _protocols = FrozenSet<string>.Empty;
     private readonly InboundConnectionLimiter _inbound;
     private volatile Func<PeerId, CancellationToken, ValueTask<bool>>? _trustedPeer;
+    private readonly Action<PeerConnection, object?> _releaseInboundSlot;
     private int _disposed;
 
     public P2PHost(HostOptions options)
@@ -42,6 +43,7 @@ public sealed class P2PHost : IAsyncDisposable
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
         _connections = new ConnectionManager(options, _logger);
         _inbound = new InboundConnectionLimiter(options);
+        _releaseInboundSlot = (_, slot) => _inbound.Release((string)slot!);
         PeerStore = new PeerStore(options.TimeProvider);
         _connections.Connected += c => PeerConnected?.Invoke(c);
         _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
@@ -410,6 +412,13 @@ public sealed class P2PHost : IAsyncDisposable
     {
         // The caller holds the connection's identify lock until this first await.
         await Task.Yield();
+        // The connection keeps this task for its whole life; what the exchange needs (its timeout and
+        // cancellation sources) lives in the state of another method, released when it ends.
+        return await IdentifyAsync(connection);
+    }
+
+    private async Task<IdentifyInfo> IdentifyAsync(PeerConnection connection)
+    {
         var peer = connection.RemotePeer;
         // A connection closed (or closing) at once, as in a dial-and-close, fails here with one
         // exception rather than one thrown through every layer of a stream open.
@@ -426,18 +435,12 @@ public sealed class P2PHost : IAsyncDisposable
         }
         using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(stopping, timeout.Token);
-        var exchange = ExchangeIdentifyAsync(connection, linked.Token);
         try
         {
-            // A stream need not notice its connection closing; the connection's end ends the wait.
-            if (await ContextAwaits.FirstOfAsync(exchange, connection.Completion) != exchange)
-            {
-                // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
-                linked.Cancel();
-                _ = exchange.ObserveFailureAsync();
-                throw ClosedBeforeIdentify(peer);
-            }
-            var info = await exchange;
+            IdentifyInfo info;
+            // A stream need not notice its connection closing; the connection's end cancels the exchange.
+            using (connection.OnClosed(s_cancelScope, linked))
+                info = await ExchangeIdentifyAsync(connection, linked.Token);
             PeerStore.AddAddresses(peer, info.ListenAddresses, AddressSource.Self);
             PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
             return info;
@@ -445,6 +448,8 @@ public sealed class P2PHost : IAsyncDisposable
         catch (Exception e) when (e is not (IdentifyException or OutOfMemoryException))
         {
             _logger.LogDebug(e, "identify of {Peer} failed", peer);
+            if (e is OperationCanceledException && connection.Completion.IsCompleted && !timeout.IsCancellationRequested && !stopping.IsCancellationRequested)
+                throw ClosedBeforeIdentify(peer);
             if (e is OperationCanceledException && timeout.IsCancellationRequested && !stopping.IsCancellationRequested)
                 throw new IdentifyException($"{peer} did not answer identify within {_options.IdentifyTimeout}", new TimeoutException(e.Message, e));
             if (e is OperationCanceledException)
@@ -537,7 +542,7 @@ public sealed class P2PHost : IAsyncDisposable
             _logger.LogDebug(e, "inbound upgrade from {Address} failed", raw.RemoteAddress);
             return;
         }
-        _ = ReleaseInboundSlotWhenClosedAsync(connection, slot);
+        connection.OnClosed(_releaseInboundSlot, slot);
         // PeerIds are free to mint, so this bounds only a careless or buggy peer; the address cap bounds the rest.
         if (_connections.CountOf(connection.RemotePeer) >= _options.MaxConnectionsPerPeer)
         {
@@ -576,67 +581,67 @@ public sealed class P2PHost : IAsyncDisposable
         await connection.DisposeAsync();
     }
 
-    private async Task ReleaseInboundSlotWhenClosedAsync(PeerConnection connection, string slot)
-    {
-        await connection.Completion.ObserveFailureAsync();
-        _inbound.Release(slot);
-    }
-
     private async Task AcceptStreamsAsync(PeerConnection connection)
     {
         await Task.Yield();
         var connectionScope = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-        var scopeOpen = true;
-        // The connection usually completes after the loop below has ended and disposed the scope:
-        // cancelling it then would throw into a continuation nobody observes (once per connection).
-        _ = CancelScopeWhenClosedAsync();
+        // The connection usually closes after the loop below has ended and disposed the scope: the
+        // registration is gone by then, so nothing cancels a disposed scope.
+        var cancelOnClose = connection.OnClosed(s_cancelScope, connectionScope);
         try
         {
-            await ServeAcceptedStreamsAsync(connection, connectionScope.Token);
+            // The loop is inline rather than a method of its own: it waits for the connection's whole
+            // life, and each pending async method is a state machine kept per connection.
+            var connectionToken = connectionScope.Token;
+            var handlers = new List<Task>();
+            while (true)
+            {
+                YamuxStream? stream;
+                try
+                {
+                    // Negotiation writes at once (our header or our answer), so the ACK can go with it.
+                    stream = await connection.Session.TryAcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token);
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    break;
+                }
+                if (stream is null) break;
+                connection.Touch();
+                var task = ServeStreamAsync(connection, stream, connectionToken);
+                lock (handlers)
+                {
+                    handlers.RemoveAll(t => t.IsCompleted);
+                    handlers.Add(task);
+                }
+            }
+            Task[] pending;
+            lock (handlers) pending = handlers.ToArray();
+            await Task.WhenAll(pending);
         }
         finally
         {
-            lock (connectionScope) scopeOpen = false;
-            connectionScope.Dispose();
-        }
-
-        async Task CancelScopeWhenClosedAsync()
-        {
-            await connection.Completion.ObserveFailureAsync();
-            lock (connectionScope)
-            {
-                if (scopeOpen) connectionScope.Cancel();
-            }
+            cancelOnClose.Dispose();
+            lock (connectionScope) connectionScope.Dispose();
         }
     }
 
-    private async Task ServeAcceptedStreamsAsync(PeerConnection connection, CancellationToken connectionToken)
+    private static readonly Action<PeerConnection, object?> s_cancelScope = static (_, state) => CancelUnlessDisposed((CancellationTokenSource)state!);
+
+    /// <summary>Cancels a scope whose owner may be disposing it on another thread (the close raced the end of its use).</summary>
+    private static void CancelUnlessDisposed(CancellationTokenSource scope)
     {
-        var handlers = new List<Task>();
-        while (true)
+        lock (scope)
         {
-            YamuxStream? stream;
             try
             {
-                // Negotiation writes at once (our header or our answer), so the ACK can go with it.
-                stream = await connection.Session.TryAcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token);
+                // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
+                scope.Cancel();
             }
-            catch (Exception e) when (e is not OutOfMemoryException)
+            catch (ObjectDisposedException)
             {
-                break;
-            }
-            if (stream is null) break;
-            connection.Touch();
-            var task = ServeStreamAsync(connection, stream, connectionToken);
-            lock (handlers)
-            {
-                handlers.RemoveAll(t => t.IsCompleted);
-                handlers.Add(task);
             }
         }
-        Task[] pending;
-        lock (handlers) pending = handlers.ToArray();
-        await Task.WhenAll(pending);
     }
 
     private async Task ServeStreamAsync(PeerConnection connection, YamuxStream stream, CancellationToken cancellationToken)

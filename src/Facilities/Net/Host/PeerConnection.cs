@@ -24,6 +24,12 @@ public sealed class PeerConnection : IAsyncDisposable
     private readonly Lock _useGate = new();
     private bool _retired;
     private int _keepOpen;
+    // What the host does when the connection ends (forget it, free its inbound slot, cancel its
+    // handlers): run by one continuation on Completion, so an open connection holds no pending awaits.
+    private readonly Lock _closeLock = new();
+    private CloseCallback[]? _onClosed;
+    private int _onClosedCount;
+    private bool _closeRan;
 
     internal PeerConnection(YamuxSession session, PeerId localPeer, PeerId remotePeer, PublicKey remotePublicKey,
         Multiaddress localAddress, Multiaddress remoteAddress, ConnectionDirection direction, TimeProvider time)
@@ -38,6 +44,9 @@ public sealed class PeerConnection : IAsyncDisposable
         _time = time;
         _lastActiveTimestamp = time.GetTimestamp();
         _openedTimestamp = _lastActiveTimestamp;
+        // An await's continuation, not ContinueWith on TaskScheduler.Default: it runs on the context the
+        // connection was made on (a simulation's thread, as its node), on the thread pool in production.
+        session.Completion.GetAwaiter().OnCompleted(RunCloseCallbacks);
     }
 
     public YamuxSession Session { get; }
@@ -189,6 +198,66 @@ public sealed class PeerConnection : IAsyncDisposable
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }
+
+    /// <summary>
+    /// Runs <paramref name="callback"/> once the connection has closed (<see cref="Completion"/> ended),
+    /// after those registered before it; at once when it has already run its close callbacks.
+    /// Disposing the registration before the close drops the callback (it may still run if the close
+    /// is under way on another thread).
+    /// </summary>
+    internal CloseRegistration OnClosed(Action<PeerConnection, object?> callback, object? state)
+    {
+        lock (_closeLock)
+        {
+            if (!_closeRan)
+            {
+                if (_onClosed is null) _onClosed = new CloseCallback[4];
+                else if (_onClosedCount == _onClosed.Length) Array.Resize(ref _onClosed, _onClosedCount * 2);
+                _onClosed[_onClosedCount] = new CloseCallback(callback, state);
+                return new CloseRegistration(this, _onClosedCount++);
+            }
+        }
+        callback(this, state);
+        return default;
+    }
+
+    internal void RemoveCloseCallback(int index)
+    {
+        lock (_closeLock)
+        {
+            if (!_closeRan && _onClosed is not null && index < _onClosedCount) _onClosed[index] = default;
+        }
+    }
+
+    private void RunCloseCallbacks()
+    {
+        // A session the remote broke ends with its error on Completion; reading it keeps the finalizer
+        // from reporting it as unobserved (a costly path, once per such connection).
+        _ = Session.Completion.Exception;
+        CloseCallback[]? callbacks;
+        int count;
+        lock (_closeLock)
+        {
+            _closeRan = true;
+            callbacks = _onClosed;
+            count = _onClosedCount;
+            _onClosed = null;
+        }
+        for (var i = 0; i < count; i++)
+        {
+            try
+            {
+                callbacks![i].Callback?.Invoke(this, callbacks[i].State);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // The host's callbacks log their own failures; one failing must not keep the others
+                // (freeing the inbound slot, cancelling the handlers) from running.
+            }
+        }
+    }
+
+    private readonly record struct CloseCallback(Action<PeerConnection, object?>? Callback, object? State);
 
     public override string ToString() => $"{Direction} {RemotePeer} via {RemoteAddress}";
 
