@@ -53,8 +53,14 @@ public sealed class SimulateCommandTests
     [TestCase("symmetric")]
     public async Task Simulate_ProcessorsBehindNat_ReserveOnTheRelay_AndTheJourneyHoldsEveryInvariant(string nat)
     {
-        var first = await SimulateAsync(["--seed", "5", "--nat", nat, .. Small]);
-        var second = await SimulateAsync(["--seed", "5", "--nat", nat, .. Small]);
+        // Three virtual minutes: AutoNAT concludes after 3 failed dial-backs (ConfidenceThreshold) from
+        // the servers connected at each round (5 s, then every minute). In this small network that
+        // takes one to three rounds, depending on who happens to be connected to a processor; since
+        // clients keep the gateways they found instead of a DHT lookup per stream, it is three.
+        string[] longer = [.. Small];
+        longer[Array.IndexOf(longer, "--virtual-minutes") + 1] = "3";
+        var first = await SimulateAsync(["--seed", "5", "--nat", nat, .. longer]);
+        var second = await SimulateAsync(["--seed", "5", "--nat", nat, .. longer]);
 
         Assert.That(first.Code, Is.Zero, first.Output + first.Error);
         var json = first.Json;
