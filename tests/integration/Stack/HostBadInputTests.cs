@@ -359,6 +359,26 @@ public sealed class HostBadInputTests
     });
 
     [Test]
+    public void LazyStream_ListenerThatNeverAnswers_TimesOutAfterTheNegotiationTimeout_AndIsReset() => Run(async () =>
+    {
+        var (secure, key) = await UpgradeToNoiseAsync();
+        await using var session = new YamuxSession(secure, isInitiator: true);
+        await AnswerIdentifyAsync(session, key);
+        var opened = await _server.OpenStreamLazyAsync(key.PeerId, EchoProtocol, new byte[] { 1, 2, 3 }, Token);
+        var silent = await session.AcceptStreamAsync(Token);
+        var reading = _server.ReadLazyAnswerAsync(opened, EchoProtocol, Token);
+
+        await _sim.Clock.AdvanceAsync(HostOptions.DefaultStreamNegotiationTimeout - TimeSpan.FromSeconds(1));
+        Assert.That(reading.IsCompleted, Is.False, "still waiting for the answer before the timeout");
+        await _sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(1));
+
+        await Assert.ThatAsync(() => reading,
+            Throws.TypeOf<MultistreamException>().With.Property(nameof(MultistreamException.Reason)).EqualTo(MultistreamFailure.TimedOut));
+        await AssertResetAsync(silent);
+        Assert.That(_server.GetConnection(key.PeerId), Is.Not.Null, "only the stream is given up, not the connection");
+    });
+
+    [Test]
     public void Ping_DialerThatStallsInsideAPayload_HasItsStreamResetAfterThePingTimeout() => Run(async () =>
     {
         var (secure, key) = await UpgradeToNoiseAsync();

@@ -216,8 +216,35 @@ public sealed class P2PHost : IAsyncDisposable
     /// <see cref="HostOptions.StreamNegotiationTimeout"/>; afterwards the stream carries the protocol's bytes.
     /// </summary>
     /// <exception cref="MultistreamException">"na" (<see cref="MultistreamFailure.NoProtocolSupported"/>), another protocol echoed, no answer in time.</exception>
-    public Task ReadLazyAnswerAsync(YamuxStream stream, string protocol, CancellationToken cancellationToken) =>
-        MultistreamSelect.ReadLazyAnswerAsync(stream, protocol, _options.StreamNegotiationTimeout, _options.TimeProvider, cancellationToken);
+    public Task ReadLazyAnswerAsync(YamuxStream stream, string protocol, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        var answer = MultistreamSelect.ReadLazyAnswerAsync(stream, protocol, cancellationToken);
+        // An answer already here needs no timer; one that must be waited for gets the deadline now.
+        return answer.IsCompletedSuccessfully ? Task.CompletedTask : WithLazyAnswerTimeoutAsync(answer, stream, protocol, cancellationToken);
+    }
+
+    private async Task WithLazyAnswerTimeoutAsync(ValueTask answer, YamuxStream stream, string protocol, CancellationToken cancellationToken)
+    {
+        var deadline = new NegotiationDeadline(stream);
+        using (_options.TimeProvider.CreateTimer(s_negotiationExpired, deadline, _options.StreamNegotiationTimeout, Timeout.InfiniteTimeSpan))
+        {
+            try
+            {
+                await answer;
+            }
+            // The expired deadline reset the stream, so the read failed with the reset: report the timeout.
+            catch (Exception e) when (deadline.Finish() && !cancellationToken.IsCancellationRequested && e is not OutOfMemoryException)
+            {
+                throw new MultistreamException(MultistreamFailure.TimedOut,
+                    $"the listener did not answer the proposal '{protocol}' within {_options.StreamNegotiationTimeout}", e);
+            }
+            finally
+            {
+                _ = deadline.Finish();
+            }
+        }
+    }
 
     public async Task<TimeSpan> PingAsync(PeerId peer, CancellationToken cancellationToken)
     {
@@ -600,7 +627,9 @@ public sealed class P2PHost : IAsyncDisposable
                 try
                 {
                     // Negotiation writes at once (our header or our answer), so the ACK can go with it.
-                    stream = await connection.Session.TryAcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token);
+                    // Woken inline: this loop only hands the stream to ServeStreamAsync, whose yield is
+                    // then the one hop between the read loop and the handler.
+                    stream = await connection.Session.TryAcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token, wakeInline: true);
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
@@ -650,10 +679,11 @@ public sealed class P2PHost : IAsyncDisposable
         string protocol;
         try
         {
-            using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
             var protocols = _protocols;
-            protocol = await MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols, () => stream.DataAvailable, linked.Token);
+            var negotiation = MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols, () => stream.DataAvailable, cancellationToken);
+            // A lazy dialer's proposal came with the stream's first frame, so negotiation usually ends
+            // without waiting: the timeout is armed only when it has to wait.
+            protocol = negotiation.IsCompleted ? await negotiation : await WithNegotiationTimeoutAsync(negotiation, stream);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -678,6 +708,42 @@ public sealed class P2PHost : IAsyncDisposable
             _logger.LogDebug(e, "{Protocol} handler for {Peer} failed", protocol, connection.RemotePeer);
             stream.Reset();
         }
+    }
+
+    /// <summary>
+    /// A negotiation still running after <see cref="HostOptions.StreamNegotiationTimeout"/> has its
+    /// stream reset, which ends the pending read (the dialer sees the reset, as after a cancelled read).
+    /// </summary>
+    private async Task<string> WithNegotiationTimeoutAsync(Task<string> negotiation, YamuxStream stream)
+    {
+        var deadline = new NegotiationDeadline(stream);
+        using (_options.TimeProvider.CreateTimer(s_negotiationExpired, deadline, _options.StreamNegotiationTimeout, Timeout.InfiniteTimeSpan))
+        {
+            try
+            {
+                return await negotiation;
+            }
+            finally
+            {
+                _ = deadline.Finish();
+            }
+        }
+    }
+
+    private static readonly TimerCallback s_negotiationExpired = static s => ((NegotiationDeadline)s!).Expire();
+
+    /// <summary>Resets the stream on expiry unless the negotiation finished first (a timer may fire while it is being disposed).</summary>
+    private sealed class NegotiationDeadline(YamuxStream stream)
+    {
+        private int _state;
+
+        public void Expire()
+        {
+            if (Interlocked.CompareExchange(ref _state, 2, 0) == 0) stream.Reset();
+        }
+
+        /// <summary>Stops the deadline; true when it had expired (and reset the stream) first.</summary>
+        public bool Finish() => Interlocked.CompareExchange(ref _state, 1, 0) == 2;
     }
 
     /// <summary>

@@ -198,7 +198,13 @@ public sealed class YamuxSession : IAsyncDisposable
     /// closed: an accept loop ends with every connection, and an exception per connection (thrown
     /// through each await above it) was a measurable share of a connection's cost.
     /// </summary>
-    internal async ValueTask<YamuxStream?> TryAcceptStreamAsync(bool ackWithFirstWrite, CancellationToken cancellationToken)
+    /// <param name="wakeInline">
+    /// The acceptor's continuation runs on the thread that wakes it (the read loop, once the stream's
+    /// first frame is buffered) instead of as a thread-pool item of its own. Only for an acceptor that
+    /// hands each stream on at once (the host's loop, whose handlers start with a yield): its serving
+    /// then costs one hop, not two, and the read loop is held only for the hand-over.
+    /// </param>
+    internal async ValueTask<YamuxStream?> TryAcceptStreamAsync(bool ackWithFirstWrite, CancellationToken cancellationToken, bool wakeInline = false)
     {
         YamuxStream? stream;
         while (true)
@@ -218,7 +224,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
                 if (_acceptSignal is null || _acceptSignal.Task.IsCompleted)
                 {
-                    _acceptSignal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    _acceptSignal = new TaskCompletionSource(wakeInline ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
                 }
 
                 signal = _acceptSignal;
