@@ -1,4 +1,6 @@
 using System.Threading.Channels;
+using Google.Protobuf;
+using Google.Protobuf.Collections;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Dht.Proto;
@@ -34,6 +36,8 @@ internal sealed class KadLookup
     private readonly Action<DiscoveredPeer> _onPeerLearned;
     private readonly List<Candidate> _candidates = [];
     private readonly HashSet<PeerId> _seen = [];
+    // Wire id -> the address bytes it was first learned with in this lookup.
+    private readonly Dictionary<ByteString, RepeatedField<ByteString>> _learned = [];
     private int _requests, _responses, _failures, _maxHop, _hopsToResult;
 
     /// <param name="request">Sends the request to a peer and returns its validated reply; throws on failure.</param>
@@ -158,9 +162,14 @@ internal sealed class KadLookup
         foreach (var wire in done.Reply.CloserPeers)
         {
             if (++taken > _k * 2) break;
+            // Replies overlap heavily (most of a lookup's replies name mostly the same peers): a peer named
+            // again with the very same address bytes is already a candidate and already in the peer store,
+            // so it is not parsed (PeerId, multiaddrs) or stored again.
+            if (_learned.TryGetValue(wire.Id, out var learnedAddresses) && learnedAddresses.Equals(wire.Addrs)) continue;
             var peer = KadMessageCodec.ToPeer(wire, _maxAddresses);
             if (peer is null || peer.PeerId == _self) continue;
             _onPeerLearned(peer);
+            _learned[wire.Id] = wire.Addrs;
             AddCandidate(peer.PeerId, c.Hop + 1);
         }
         return _onResponse(c.Peer, done.Reply, c.Hop);

@@ -71,15 +71,33 @@ public static class KadMessageCodec
 
     public static Message.Types.Peer FromPeer(PeerId peer, IEnumerable<Multiaddress> addresses, bool connected)
     {
-        ArgumentNullException.ThrowIfNull(peer);
         ArgumentNullException.ThrowIfNull(addresses);
-        var wire = new Message.Types.Peer
+        var wire = NewPeer(peer, connected);
+        foreach (var address in addresses) wire.Addrs.Add(ByteString.CopyFrom(address.Bytes));
+        return wire;
+    }
+
+    /// <summary>
+    /// <see cref="FromPeer(PeerId, IEnumerable{Multiaddress}, bool)"/> with at most <paramref name="maxAddresses"/>
+    /// of a list, without the enumerator and Take iterator: a reply names k peers, and this runs for each.
+    /// </summary>
+    public static Message.Types.Peer FromPeer(PeerId peer, IReadOnlyList<Multiaddress> addresses, int maxAddresses, bool connected)
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        var wire = NewPeer(peer, connected);
+        var count = Math.Min(addresses.Count, maxAddresses);
+        for (var i = 0; i < count; i++) wire.Addrs.Add(ByteString.CopyFrom(addresses[i].Bytes));
+        return wire;
+    }
+
+    private static Message.Types.Peer NewPeer(PeerId peer, bool connected)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        return new Message.Types.Peer
         {
             Id = ByteString.CopyFrom(peer.Bytes),
             Connection = connected ? Message.Types.ConnectionType.Connected : Message.Types.ConnectionType.NotConnected,
         };
-        foreach (var address in addresses) wire.Addrs.Add(ByteString.CopyFrom(address.Bytes));
-        return wire;
     }
 
     private static void Validate(Message message, int maxKeySize)

@@ -27,12 +27,20 @@ internal sealed class KadRequestHandler(
     {
         var remote = context.RemotePeer;
         onRequestFrom(remote);
-        for (var served = 0; served < options.MaxRequestsPerStream; served++)
+        // One idle timer and one linked source per stream, re-armed for each read, rather than a new
+        // pair per request: a stream may carry many requests, and the simulation serves millions.
+        var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, options.TimeProvider);
+        var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
+        try
         {
-            Message? request;
-            using (var idle = new CancellationTokenSource(options.InboundIdleTimeout, options.TimeProvider))
-            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token))
+            for (var served = 0; served < options.MaxRequestsPerStream; served++)
             {
+                Message? request;
+                // CancelAfter is banned because on a plain source it arms a system timer; on a source made with
+                // the TimeProvider (as here) it re-arms that provider's timer.
+#pragma warning disable RS0030
+                idle.CancelAfter(options.InboundIdleTimeout);
+#pragma warning restore RS0030
                 try
                 {
                     request = await KadMessageCodec.ReadAsync(context.Stream, options.MaxMessageSize, options.MaxKeySize, linked.Token);
@@ -41,12 +49,29 @@ internal sealed class KadRequestHandler(
                 {
                     return;
                 }
+                if (request is null) return;
+                // The idle timeout covers waiting for a request only, not answering it.
+#pragma warning disable RS0030 // the TimeProvider's timer, as above
+                idle.CancelAfter(Timeout.InfiniteTimeSpan);
+#pragma warning restore RS0030
+                if (idle.IsCancellationRequested)
+                {
+                    // It fired just as the request arrived: start over with fresh sources.
+                    linked.Dispose();
+                    idle.Dispose();
+                    idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, options.TimeProvider);
+                    linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
+                }
+                Interlocked.Increment(ref _requestsServed);
+                var reply = Handle(remote, request);
+                if (reply is not null)
+                    await KadMessageCodec.WriteAsync(context.Stream, reply, cancellationToken);
             }
-            if (request is null) return;
-            Interlocked.Increment(ref _requestsServed);
-            var reply = Handle(remote, request);
-            if (reply is not null)
-                await KadMessageCodec.WriteAsync(context.Stream, reply, cancellationToken);
+        }
+        finally
+        {
+            linked.Dispose();
+            idle.Dispose();
         }
     }
 
@@ -70,7 +95,7 @@ internal sealed class KadRequestHandler(
                 foreach (var record in providers.Get(request.Key.Span, options.K))
                 {
                     var addresses = record.Addresses.Count > 0 ? record.Addresses : host.PeerStore.GetAddresses(record.Provider);
-                    reply.ProviderPeers.Add(KadMessageCodec.FromPeer(record.Provider, addresses.Take(options.MaxAddressesPerPeer),
+                    reply.ProviderPeers.Add(KadMessageCodec.FromPeer(record.Provider, addresses, options.MaxAddressesPerPeer,
                         record.Provider == host.PeerId || host.GetConnection(record.Provider) is not null));
                 }
                 AddCloserPeers(reply, request.Key.Span, remote);
@@ -147,7 +172,7 @@ internal sealed class KadRequestHandler(
         // Asked for ourselves: we are the exact match (spec: exactly one peer for an exact match).
         if (key.SequenceEqual(host.PeerId.Bytes))
         {
-            reply.CloserPeers.Add(KadMessageCodec.FromPeer(host.PeerId, host.ListenAddresses.Take(options.MaxAddressesPerPeer), connected: true));
+            reply.CloserPeers.Add(KadMessageCodec.FromPeer(host.PeerId, host.ListenAddresses, options.MaxAddressesPerPeer, connected: true));
             return;
         }
         foreach (var peer in routingTable.NearestPeers(KadId.FromKey(key), options.K, exclude: requester))
@@ -155,7 +180,7 @@ internal sealed class KadRequestHandler(
             var addresses = host.PeerStore.GetAddresses(peer);
             // A peer without addresses is no use to the requester.
             if (addresses.Count == 0) continue;
-            reply.CloserPeers.Add(KadMessageCodec.FromPeer(peer, addresses.Take(options.MaxAddressesPerPeer), host.GetConnection(peer) is not null));
+            reply.CloserPeers.Add(KadMessageCodec.FromPeer(peer, addresses, options.MaxAddressesPerPeer, host.GetConnection(peer) is not null));
         }
     }
 }

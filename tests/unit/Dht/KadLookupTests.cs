@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Dht.Proto;
 using P2PInference.Facilities.Identity;
@@ -161,6 +162,40 @@ public sealed class KadLookupTests
         Assert.That(result.ClosestPeers, Is.Empty);
         Assert.That(result.Stats.RequestsSent, Is.Zero);
     }
+
+    [Test]
+    public void Lookup_LearnsEveryAddressRepliesName_OncePerDistinctSet() => SimulationTest.Run(async sim =>
+    {
+        // On the executor the replies are processed in a fixed order: a's, b's, then X's own.
+        // a and b name X with x1; X then names itself with x2.
+        var self = DhtTestPeers.Get(0);
+        PeerId a = DhtTestPeers.Get(1), b = DhtTestPeers.Get(2), x = DhtTestPeers.Get(3);
+        var x1 = Multiaddress.Memory("x1");
+        var x2 = Multiaddress.Memory("x2");
+        Message Naming(Multiaddress address)
+        {
+            var wire = new Message.Types.Peer { Id = ByteString.CopyFrom(x.Bytes) };
+            wire.Addrs.Add(ByteString.CopyFrom(address.Bytes));
+            var reply = new Message { Type = Message.Types.MessageType.FindNode };
+            reply.CloserPeers.Add(wire);
+            return reply;
+        }
+        var replies = new Dictionary<PeerId, Message> { [a] = Naming(x1), [b] = Naming(x1), [x] = Naming(x2) };
+        var learned = new List<IReadOnlyList<Multiaddress>>();
+        var lookup = new KadLookup(KadId.FromPeer(x), self, new KademliaDhtOptions { TimeProvider = sim.Clock },
+            (p, _) => Task.FromResult(replies[p]), (_, _, _) => false, (_, _) => { },
+            peer =>
+            {
+                if (peer.PeerId == x) learned.Add(peer.Addresses);
+            });
+
+        var result = await lookup.RunAsync([a, b], CancellationToken.None);
+
+        Assert.That(result.ClosestPeers, Is.EquivalentTo(new[] { a, b, x }));
+        // The same address bytes again add nothing; different ones are learned, so no address a reply names is lost.
+        Assert.That(learned, Has.Count.EqualTo(2));
+        Assert.That(learned.SelectMany(l => l), Is.EquivalentTo(new[] { x1, x2 }));
+    });
 
     [Test]
     public void Lookup_Throws_WhenCallerCancels()
