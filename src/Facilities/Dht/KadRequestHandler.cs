@@ -27,20 +27,12 @@ internal sealed class KadRequestHandler(
     {
         var remote = context.RemotePeer;
         onRequestFrom(remote);
-        // One idle timer and one linked source per stream, re-armed for each read, rather than a new
-        // pair per request: a stream may carry many requests, and the simulation serves millions.
-        var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, options.TimeProvider);
-        var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
-        try
+        for (var served = 0; served < options.MaxRequestsPerStream; served++)
         {
-            for (var served = 0; served < options.MaxRequestsPerStream; served++)
+            Message? request;
+            using (var idle = new CancellationTokenSource(options.InboundIdleTimeout, options.TimeProvider))
+            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token))
             {
-                Message? request;
-                // CancelAfter is banned because on a plain source it arms a system timer; on a source made with
-                // the TimeProvider (as here) it re-arms that provider's timer.
-#pragma warning disable RS0030
-                idle.CancelAfter(options.InboundIdleTimeout);
-#pragma warning restore RS0030
                 try
                 {
                     request = await KadMessageCodec.ReadAsync(context.Stream, options.MaxMessageSize, options.MaxKeySize, linked.Token);
@@ -49,29 +41,12 @@ internal sealed class KadRequestHandler(
                 {
                     return;
                 }
-                if (request is null) return;
-                // The idle timeout covers waiting for a request only, not answering it.
-#pragma warning disable RS0030 // the TimeProvider's timer, as above
-                idle.CancelAfter(Timeout.InfiniteTimeSpan);
-#pragma warning restore RS0030
-                if (idle.IsCancellationRequested)
-                {
-                    // It fired just as the request arrived: start over with fresh sources.
-                    linked.Dispose();
-                    idle.Dispose();
-                    idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, options.TimeProvider);
-                    linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
-                }
-                Interlocked.Increment(ref _requestsServed);
-                var reply = Handle(remote, request);
-                if (reply is not null)
-                    await KadMessageCodec.WriteAsync(context.Stream, reply, cancellationToken);
             }
-        }
-        finally
-        {
-            linked.Dispose();
-            idle.Dispose();
+            if (request is null) return;
+            Interlocked.Increment(ref _requestsServed);
+            var reply = Handle(remote, request);
+            if (reply is not null)
+                await KadMessageCodec.WriteAsync(context.Stream, reply, cancellationToken);
         }
     }
 
