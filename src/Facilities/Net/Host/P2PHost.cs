@@ -459,7 +459,7 @@ public sealed class P2PHost : IAsyncDisposable
         }
         catch (IdentifyException e)
         {
-            return IdentifyOutcome.Failed(e.Message, e);
+            return IdentifyOutcome.Failed(e);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -484,12 +484,19 @@ public sealed class P2PHost : IAsyncDisposable
         var stream = await connection.OpenStreamLazyAsync(IdentifyProtocol.ProtocolId, ReadOnlyMemory<byte>.Empty, cancellationToken);
         await using (stream)
         {
-            if (!await stream.WaitReadableAsync(cancellationToken, falseWhenCancelled: true)) return null;
+            if (!await ReadableAsync(stream, connection, cancellationToken)) return null;
             await MultistreamSelect.ReadLazyAnswerAsync(stream, IdentifyProtocol.ProtocolId, cancellationToken);
-            if (!await stream.WaitReadableAsync(cancellationToken, falseWhenCancelled: true)) return null;
+            if (!await ReadableAsync(stream, connection, cancellationToken)) return null;
             return await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, cancellationToken);
         }
     }
+
+    /// <summary>
+    /// False when the exchange should end quietly: the connection closed or the token was cancelled.
+    /// A stream the remote reset on an open connection is read anyway, so its reset is the cause reported.
+    /// </summary>
+    private static async ValueTask<bool> ReadableAsync(YamuxStream stream, PeerConnection connection, CancellationToken cancellationToken) =>
+        await stream.WaitReadableAsync(cancellationToken, falseWhenCancelled: true) || (!connection.IsClosed && !cancellationToken.IsCancellationRequested);
 
     private async Task AcceptLoopAsync(ITransportListener listener)
     {

@@ -8,6 +8,8 @@ namespace P2PInference.Facilities.Net.Protocols.Identify;
 /// </summary>
 internal sealed class IdentifyOutcome
 {
+    private IdentifyException? _exception;
+
     private IdentifyOutcome(IdentifyInfo? info, string? failure, Exception? cause) => (Info, Failure, Cause) = (info, failure, cause);
 
     /// <summary>What the remote told; null when the exchange failed.</summary>
@@ -25,6 +27,14 @@ internal sealed class IdentifyOutcome
 
     public static IdentifyOutcome Failed(string failure, Exception? cause = null) => new(null, failure, cause);
 
-    /// <exception cref="IdentifyException">The exchange failed; a new instance per call, since callers on several threads may throw it.</exception>
-    public IdentifyInfo GetInfo() => Info ?? throw new IdentifyException(Failure!, Cause);
+    /// <summary>The remote's answer was unusable: that exception is the one every caller gets.</summary>
+    public static IdentifyOutcome Failed(IdentifyException unusable) => new(null, unusable.Message, unusable.InnerException) { _exception = unusable };
+
+    /// <exception cref="IdentifyException">The exchange failed; every caller gets the same instance, made by the first who asked.</exception>
+    public IdentifyInfo GetInfo()
+    {
+        if (Info is not null) return Info;
+        Interlocked.CompareExchange(ref _exception, new IdentifyException(Failure!, Cause), null);
+        throw _exception;
+    }
 }
