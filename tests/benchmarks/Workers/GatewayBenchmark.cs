@@ -58,14 +58,8 @@ public static class GatewayBenchmark
             await using var client = cluster.Client;
             var processors = cluster.Processors;
 
-            var directIdentity = KeyPair.Generate();
-            await using var directHost = new P2PHost(new HostOptions { Identity = directIdentity, Transports = [new TcpTransport()] });
-            await using var directNode = new RpcNode(directHost);
-            // Processors serve granted gateways only: the direct caller is one, checking the processors' grants as a gateway does.
-            var directGrant = Cluster.Issue(directIdentity.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
-            var direct = new TrustedRpcClient(directNode, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, new HeldGrant(directGrant));
-            foreach (var processor in processors)
-                await directHost.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
+            await using var directCaller = await DirectCaller.ConnectAsync(processors, ct);
+            var direct = directCaller.Client;
 
             var viaGateway = await MeasureAsync(clients, duration, i => client.InferAsync(Request(i), ct), ct);
 
@@ -164,13 +158,8 @@ public static class GatewayBenchmark
             var cluster = await StartClusterAsync(runtimes, Path.Combine(root, "paced"), grantChecksOff: false, ct, PacedTokenInterval);
             await using var client = cluster.Client;
             var processors = cluster.Processors;
-            var directIdentity = KeyPair.Generate();
-            await using var directHost = new P2PHost(new HostOptions { Identity = directIdentity, Transports = [new TcpTransport()] });
-            await using var directNode = new RpcNode(directHost);
-            var directGrant = Cluster.Issue(directIdentity.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
-            var direct = new TrustedRpcClient(directNode, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, new HeldGrant(directGrant));
-            foreach (var processor in processors)
-                await directHost.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
+            await using var directCaller = await DirectCaller.ConnectAsync(processors, ct);
+            var direct = directCaller.Client;
 
             // A fresh cluster is still settling (DHT refreshes, first announcements): one unmeasured round of each path first,
             // so that work is not counted against the path measured first.
@@ -197,6 +186,47 @@ public static class GatewayBenchmark
         finally
         {
             for (var i = runtimes.Count - 1; i >= 0; i--) await runtimes[i].DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// A node of its own connected to every processor, holding a gateway grant: processors serve granted
+    /// gateways only, so the direct caller is one, checking the processors' grants as a gateway does.
+    /// </summary>
+    private sealed class DirectCaller : IAsyncDisposable
+    {
+        private readonly P2PHost _host;
+        private readonly RpcNode _node;
+
+        private DirectCaller(P2PHost host, RpcNode node, TrustedRpcClient client) => (_host, _node, Client) = (host, node, client);
+
+        public TrustedRpcClient Client { get; }
+
+        public static async Task<DirectCaller> ConnectAsync(WorkerRuntime[] processors, CancellationToken ct)
+        {
+            var identity = KeyPair.Generate();
+            var host = new P2PHost(new HostOptions { Identity = identity, Transports = [new TcpTransport()] });
+            var node = new RpcNode(host);
+            var grant = Cluster.Issue(identity.PeerId, GrantRole.Gateway, TimeProvider.System.GetUtcNow(), TimeSpan.FromHours(1), SystemRandomSource.Instance);
+            var caller = new DirectCaller(host, node,
+                new TrustedRpcClient(node, new GrantVerifier(Cluster.Id, TimeProvider.System), WorkerTrust.RoleOfMethod, new HeldGrant(grant)));
+            try
+            {
+                foreach (var processor in processors)
+                    await host.ConnectAsync(processor.Addresses[0].WithPeerId(processor.PeerId), ct);
+                return caller;
+            }
+            catch
+            {
+                await caller.DisposeAsync();
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _node.DisposeAsync();
+            await _host.DisposeAsync();
         }
     }
 
