@@ -509,16 +509,12 @@ public sealed class YamuxStream : Stream
     /// the stream was reset or disposed. Lets a caller that expects the session to end tell that
     /// apart without an exception thrown through every layer of its reader.
     /// </summary>
-    /// <param name="falseWhenCancelled">
-    /// Cancellation ends the wait with false instead of an <see cref="OperationCanceledException"/>:
-    /// for a caller that cancels because the connection closed and tells the reasons apart itself.
-    /// </param>
-    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first, unless <paramref name="falseWhenCancelled"/>.</exception>
-    internal async ValueTask<bool> WaitReadableAsync(CancellationToken cancellationToken, bool falseWhenCancelled = false)
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first.</exception>
+    internal async ValueTask<bool> WaitReadableAsync(CancellationToken cancellationToken)
     {
         while (true)
         {
-            TaskCompletionSource waiter;
+            Task wait;
             lock (_lock)
             {
                 if (_disposed || _resetError is not null)
@@ -531,25 +527,10 @@ public sealed class YamuxStream : Stream
                     return true;
                 }
 
-                if (falseWhenCancelled && cancellationToken.IsCancellationRequested)
-                {
-                    // The cancellation may have completed the waiter; a later reader must not find it done.
-                    if (_readWaiter is { Task.IsCompleted: true }) _readWaiter = null;
-                    return false;
-                }
-
-                waiter = _readWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                wait = (_readWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
             }
 
-            if (!falseWhenCancelled)
-            {
-                await waiter.Task.WaitOrCancelAsync(cancellationToken);
-                continue;
-            }
-
-            // Waking every reader of this stream on cancellation is harmless: each checks its state again.
-            await using (cancellationToken.Register(static s => ((TaskCompletionSource)s!).TrySetResult(), waiter))
-                await waiter.Task;
+            await wait.WaitOrCancelAsync(cancellationToken);
         }
     }
 
