@@ -181,4 +181,88 @@ public sealed class MultistreamLazyTests
     {
         Assert.That(() => MultistreamSelect.WriteLazyProposal(new byte[4096], protocol), Throws.InstanceOf<ArgumentException>());
     }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task LazyStream_SendsTheProposalWithItsFirstWrite_AndReadsPastTheAnswer(bool ownAnswerTimeout)
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (listener)
+        {
+            await using var lazy = ownAnswerTimeout
+                ? new MultistreamLazyStream(dialer, Protocol, Timeout, TimeProvider.System)
+                : new MultistreamLazyStream(dialer, Protocol);
+            Assert.That((lazy.CanRead, lazy.CanWrite, lazy.CanSeek), Is.EqualTo((true, true, false)));
+
+            await lazy.WriteAsync("hello"u8.ToArray(), 0, 5, Token);
+            var selected = await MultistreamSelect.HandleAsync(listener, p => p == Protocol, [Protocol], () => true, Token);
+            var hello = new byte[5];
+            await listener.ReadExactlyAsync(hello, Token);
+            await listener.WriteAsync("world"u8.ToArray(), Token);
+            var world = new byte[5];
+            var read = await lazy.ReadAsync(world, 0, 5, Token);
+            await lazy.WriteAsync("again"u8.ToArray(), Token);
+            var again = new byte[5];
+            await listener.ReadExactlyAsync(again, Token);
+
+            Assert.That(selected, Is.EqualTo(Protocol));
+            Assert.That(hello, Is.EqualTo("hello"u8.ToArray()), "the proposal carried the first write");
+            Assert.That(world.AsSpan(0, read).ToArray(), Is.EqualTo("world"u8.ToArray()[..read]), "the answer is consumed before the first read");
+            Assert.That(again, Is.EqualTo("again"u8.ToArray()), "later writes go straight through");
+        }
+    }
+
+    [Test]
+    public async Task LazyStream_SendProposalAsync_SendsItAlone_ForAProtocolWhoseListenerSpeaksFirst()
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (listener)
+        {
+            using var lazy = new MultistreamLazyStream(dialer, Protocol);
+            await lazy.SendProposalAsync(Token);
+            await lazy.SendProposalAsync(Token);
+            await MultistreamSelect.HandleAsync(listener, p => p == Protocol, [Protocol], () => true, Token);
+            await listener.WriteAsync("x"u8.ToArray(), Token);
+            await lazy.FlushAsync(Token);
+            lazy.Flush();
+            var x = new byte[1];
+            await lazy.ReadExactlyAsync(x, Token);
+            Assert.That(x, Is.EqualTo("x"u8.ToArray()), "the proposal went out once, and only the listener's answer came before its data");
+        }
+    }
+
+    [Test]
+    public async Task LazyStream_RefusesSynchronousUse_AReadBeforeTheProposal_AndSeeking()
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (listener)
+        {
+            using var lazy = new MultistreamLazyStream(dialer, Protocol);
+            await Assert.ThatAsync(() => lazy.ReadAsync(new byte[1], Token).AsTask(), Throws.InvalidOperationException);
+            Assert.That(() => lazy.Read(new byte[1], 0, 1), Throws.TypeOf<NotSupportedException>());
+            Assert.That(() => lazy.Write(new byte[1], 0, 1), Throws.TypeOf<NotSupportedException>());
+            Assert.That(() => lazy.Length, Throws.TypeOf<NotSupportedException>());
+            Assert.That(() => lazy.Position, Throws.TypeOf<NotSupportedException>());
+            Assert.That(() => lazy.Position = 1, Throws.TypeOf<NotSupportedException>());
+            Assert.That(() => lazy.Seek(0, SeekOrigin.Begin), Throws.TypeOf<NotSupportedException>());
+            Assert.That(() => lazy.SetLength(0), Throws.TypeOf<NotSupportedException>());
+            Assert.That(() => new MultistreamLazyStream(dialer, "with\nnewline"), Throws.InstanceOf<ArgumentException>(), "an invalid protocol id is refused before anything is written");
+        }
+    }
+
+    [Test]
+    public async Task LazyStream_Refused_SurfacesNoProtocolSupported_OnTheFirstRead()
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (listener)
+        {
+            using var lazy = new MultistreamLazyStream(dialer, Protocol, Timeout, TimeProvider.System);
+            await lazy.WriteAsync("data"u8.ToArray(), Token);
+            var listening = MultistreamSelect.HandleAsync(listener, _ => false, [], () => true, Token);
+            await Assert.ThatAsync(() => lazy.ReadAsync(new byte[4], Token).AsTask(),
+                Throws.TypeOf<MultistreamException>().With.Property(nameof(MultistreamException.Reason)).EqualTo(MultistreamFailure.NoProtocolSupported));
+            lazy.Dispose();
+            await Assert.ThatAsync(() => listening, Throws.TypeOf<MultistreamException>());
+        }
+    }
 }

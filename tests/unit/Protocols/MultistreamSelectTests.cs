@@ -352,4 +352,25 @@ public sealed class MultistreamSelectTests
             Assert.ThrowsAsync<MultistreamException>(() => MultistreamSelect.SelectAsync(new ScriptedStream(input), ["/a"], Token), $"dialer, round {round}");
         }
     }
+
+    // Answers to "ls" a listener could send, each a typed failure: the list body is one message
+    // nesting one message per protocol, so both levels are checked.
+    [TestCase(new byte[] { 0x01, (byte)'a' }, MultistreamFailure.MalformedMessage, TestName = "List_WithoutItsTrailingNewline_IsMalformed")]
+    [TestCase(new byte[] { 0x02, 0x80, (byte)'\n' }, MultistreamFailure.MalformedMessage, TestName = "List_WithATruncatedInnerLength_IsMalformed")]
+    [TestCase(new byte[] { 0x0C, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, (byte)'\n' }, MultistreamFailure.MalformedMessage, TestName = "List_WithAnOverlongInnerLength_IsMalformed")]
+    [TestCase(new byte[] { 0x03, 0x05, (byte)'a', (byte)'\n' }, MultistreamFailure.MalformedMessage, TestName = "List_WithAnInnerMessageLongerThanTheList_IsMalformed")]
+    [TestCase(new byte[] { 0x80, 0x80, 0x40 }, MultistreamFailure.TooLong, TestName = "List_AnnouncingAMegabyte_IsTooLong")]
+    [TestCase(new byte[] { 0x0A, (byte)'a' }, MultistreamFailure.StreamClosed, TestName = "List_CutOffByTheStreamsEnd_IsStreamClosed")]
+    [TestCase(new byte[0], MultistreamFailure.StreamClosed, TestName = "List_MissingAfterTheHeader_IsStreamClosed")]
+    public async Task ListAsync_RefusesABadAnswer_WithATypedFailure(byte[] answer, MultistreamFailure expected)
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (dialer)
+        {
+            await listener.WriteAsync(Concat(Header, answer), Token);
+            listener.Dispose();
+            await Assert.ThatAsync(() => MultistreamSelect.ListAsync(dialer, Token),
+                Throws.TypeOf<MultistreamException>().With.Property(nameof(MultistreamException.Reason)).EqualTo(expected));
+        }
+    }
 }
