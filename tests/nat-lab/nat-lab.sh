@@ -285,6 +285,8 @@ RESULTS=()
 pass() { RESULTS+=("PASS  $1"); }
 fail() { RESULTS+=("FAIL  $1"); FAILED=1; }
 info() { RESULTS+=("info  $1"); }
+# A step the rest depends on failed: report everything so far and stop.
+fail_and_stop() { fail "$1"; summary; exit 1; }
 
 summary() {
     echo
@@ -301,9 +303,7 @@ log "starting the relay"
 start_node "$NS_RELAY" relay node --relay-service --listen /ip4/203.0.113.10/tcp/4001
 RELAY_PID=$STARTED
 if ! wait_for "$LOGS/relay.log" '^/ip4/203\.0\.113\.10/tcp/4001/p2p/' 60 "$RELAY_PID" "relay address"; then
-    fail "relay started"
-    summary
-    exit 1
+    fail_and_stop "relay started"
 fi
 RELAY=$(grep -Em1 '^/ip4/203\.0\.113\.10/tcp/4001/p2p/[^/]+$' "$LOGS/relay.log")
 pass "relay listens at $RELAY"
@@ -312,9 +312,7 @@ log "starting peer B behind NAT 1, reserving on the relay"
 start_node "$NS_B" b node --relay "$RELAY" --listen /ip4/192.0.2.10/tcp/4001
 B_PID=$STARTED
 if ! wait_for "$LOGS/b.log" '/p2p-circuit/p2p/' 60 "$B_PID" "B's circuit address"; then
-    fail "B reserved a slot on the relay"
-    summary
-    exit 1
+    fail_and_stop "B reserved a slot on the relay"
 fi
 CIRCUIT=$(grep -Em1 '^/ip4/203\.0\.113\.10/tcp/4001/p2p/[^/]+/p2p-circuit/p2p/[^/]+$' "$LOGS/b.log")
 B_ID=${CIRCUIT##*/}
