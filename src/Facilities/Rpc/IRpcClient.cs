@@ -24,6 +24,13 @@ public interface IRpcClient
     /// </summary>
     Task<byte[]> RequestTopicAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// A streaming call to one provider of <paramref name="topic"/>, chosen as <see cref="RequestTopicAsync"/>
+    /// chooses. It fails over only before the first item arrives, under the same rules; after that a failure
+    /// ends the stream as it would a call to one peer.
+    /// </summary>
+    IAsyncEnumerable<byte[]> RequestTopicStreamAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken);
+
     /// <summary>Calls every provider of <paramref name="topic"/> at once; one result per provider, failures included.</summary>
     Task<IReadOnlyList<RpcPeerResult>> RequestAllAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken);
 }

@@ -48,6 +48,19 @@ public static class RpcClientExtensions
             yield return DecodeResponse(responseCodec, item, method);
     }
 
+    public static async IAsyncEnumerable<TResponse> RequestTopicStreamAsync<TRequest, TResponse>(this IRpcClient client, string topic, string method,
+        TRequest request, MessagePackRpcCodec<TResponse> responseCodec, RpcCallOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+        where TRequest : class
+        where TResponse : class
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(responseCodec);
+        var body = MessagePackRpcCodec<TRequest>.Instance.Encode(request);
+        await foreach (var item in client.RequestTopicStreamAsync(topic, method, body, options, cancellationToken))
+            yield return DecodeResponse(responseCodec, item, method);
+    }
+
     private static T DecodeResponse<T>(IRpcCodec<T> codec, byte[] payload, string method)
     {
         try

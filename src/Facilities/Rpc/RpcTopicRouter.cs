@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
@@ -38,54 +40,69 @@ internal sealed class RpcTopicRouter
     public (int InFlight, double LatencyMs) LoadOf(PeerId peer) =>
         _load.TryGetValue(peer, out var load) ? (Volatile.Read(ref load.InFlight), load.LatencyMs) : (0, 0);
 
+    public delegate IAsyncEnumerable<byte[]> PeerStreamCall(PeerId peer, RpcCallOptions options, CancellationToken cancellationToken);
+
     public async Task<byte[]> RequestAsync(string topic, PeerCall call, RpcCallOptions? options, CancellationToken cancellationToken)
     {
-        ArgumentException.ThrowIfNullOrEmpty(topic);
-        options ??= RpcCallOptions.Default;
-        // One deadline for all attempts: fail-over spends what is left of the caller's budget.
-        var attemptOptions = options with { Deadline = options.ResolveDeadline(_options.TimeProvider, _options.DefaultTimeout), Timeout = null };
-        var tried = new HashSet<PeerId>();
-        RpcException? last = null;
-        RpcException? skipped = null;
-        for (var attempt = 0; attempt < _options.MaxTopicAttempts;)
+        var attempts = new TopicAttempts(this, topic, options);
+        while (await attempts.NextAsync(cancellationToken) is { } peer)
         {
-            var providers = await GetProvidersAsync(topic, cancellationToken);
-            var candidates = providers.Where(p => !tried.Contains(p)).ToArray();
-            if (candidates.Length == 0) break;
-            var peer = Choose(candidates);
-            tried.Add(peer);
-            if (options.CalleeCheck is { } check && await check(peer, cancellationToken) is { } refused)
-            {
-                // Not an attempt: nothing was sent. Each provider is skipped at most once per call (tried), so this ends.
-                // The reason quoted is a provider's own answer when there is one: that a provider was unreachable says less than that one answered with no right to serve.
-                if (skipped is null || refused.InnerException is null || skipped.InnerException is not null) skipped = refused;
-                _logger.LogDebug("topic {Topic}: provider {Peer} skipped: {Message}", topic, peer, refused.Message);
-                continue;
-            }
-            attempt++;
             try
             {
-                return await MeasuredAsync(peer, call, attemptOptions, cancellationToken);
+                return await MeasuredAsync(peer, call, attempts.Options, cancellationToken);
             }
             catch (RpcException e) when (e.Code == RpcStatusCode.Unavailable)
             {
-                Evict(peer);
-                last = e;
-                // A call that provably never arrived cannot run twice: any call may go on to the next provider.
-                if (!options.Idempotent && !e.NotDelivered) throw;
-                _logger.LogDebug("topic {Topic}: provider {Peer} unavailable ({Message}); trying another", topic, peer, e.Message);
+                if (!attempts.MayGoOnAfter(peer, e)) throw;
             }
         }
-        if (last is null && skipped is not null)
+        throw attempts.Exhausted();
+    }
+
+    /// <summary>
+    /// A streaming call to one provider, chosen as <see cref="RequestAsync"/> chooses. Fail-over happens only
+    /// before the first item: once an item has been handed out, a failure is the caller's to see.
+    /// The provider counts as in flight for the whole stream; the time to its first item is its latency sample.
+    /// </summary>
+    public async IAsyncEnumerable<byte[]> RequestStreamAsync(string topic, PeerStreamCall call, RpcCallOptions? options,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var attempts = new TopicAttempts(this, topic, options);
+        while (await attempts.NextAsync(cancellationToken) is { } peer)
         {
-            // Every provider failed the callee check: the cache holds nobody worth calling, so the next call looks again
-            // (as when nobody provides the topic) instead of waiting out the TTL while a valid provider may have come.
-            _cache.TryRemove(topic, out _);
-            throw new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{topic}' may be called: {skipped.Message}", innerException: skipped);
+            var load = _load.GetOrAdd(peer, static _ => new PeerLoad());
+            Interlocked.Increment(ref load.InFlight);
+            var started = _options.TimeProvider.GetTimestamp();
+            var items = call(peer, attempts.Options, cancellationToken).GetAsyncEnumerator(cancellationToken);
+            bool any;
+            try
+            {
+                any = await items.MoveNextAsync();
+                load.Record(_options.TimeProvider.GetElapsedTime(started).TotalMilliseconds, _options.LatencyEwmaAlpha);
+            }
+            catch (Exception e)
+            {
+                Interlocked.Decrement(ref load.InFlight);
+                await items.DisposeAsync();
+                if (e is RpcException { Code: RpcStatusCode.Unavailable } unavailable && attempts.MayGoOnAfter(peer, unavailable)) continue;
+                if (e is RpcException { Code: not (RpcStatusCode.DeadlineExceeded or RpcStatusCode.Cancelled) })
+                    load.Record(_options.TimeProvider.GetElapsedTime(started).TotalMilliseconds, _options.LatencyEwmaAlpha);
+                throw;
+            }
+            try
+            {
+                if (!any) yield break;
+                yield return items.Current;
+                while (await items.MoveNextAsync()) yield return items.Current;
+            }
+            finally
+            {
+                Interlocked.Decrement(ref load.InFlight);
+                await items.DisposeAsync();
+            }
+            yield break;
         }
-        throw last is null
-            ? new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{topic}'")
-            : new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{topic}' answered; last error: {last.Message}", innerException: last);
+        throw attempts.Exhausted();
     }
 
     public async Task<IReadOnlyList<RpcPeerResult>> RequestAllAsync(string topic, PeerCall call, RpcCallOptions? options, CancellationToken cancellationToken)
@@ -150,17 +167,34 @@ internal sealed class RpcTopicRouter
         }
     }
 
-    private PeerId Choose(PeerId[] candidates)
+    /// <summary>Two untried providers at random, the cheaper one wins; null when every provider was tried.</summary>
+    private PeerId? Choose(PeerId[] providers, HashSet<PeerId> tried)
     {
-        if (candidates.Length == 1) return candidates[0];
+        var left = providers.Length;
+        foreach (var p in providers)
+            if (tried.Contains(p)) left--;
+        if (left == 0) return null;
+        if (left == 1) return Untried(providers, tried, 0);
         int first, second;
         lock (_options.Random)
         {
-            first = _options.Random.Next(candidates.Length);
-            second = _options.Random.Next(candidates.Length - 1);
+            first = _options.Random.Next(left);
+            second = _options.Random.Next(left - 1);
         }
         if (second >= first) second++;
-        return Cost(candidates[second]) < Cost(candidates[first]) ? candidates[second] : candidates[first];
+        var a = Untried(providers, tried, first);
+        var b = Untried(providers, tried, second);
+        return Cost(b) < Cost(a) ? b : a;
+    }
+
+    private static PeerId Untried(PeerId[] providers, HashSet<PeerId> tried, int index)
+    {
+        foreach (var p in providers)
+        {
+            if (tried.Contains(p)) continue;
+            if (index-- == 0) return p;
+        }
+        throw new UnreachableException();
     }
 
     private double Cost(PeerId peer)
@@ -190,6 +224,81 @@ internal sealed class RpcTopicRouter
         var peers = found.Select(p => p.PeerId).Where(p => p != _self).Distinct().ToArray();
         _cache[topic] = new CachedTopic(peers, time.GetTimestamp());
         return peers;
+    }
+
+    /// <summary>
+    /// One topic call's walk over the providers: each tried at most once, those refusing the callee check skipped
+    /// (not an attempt: nothing was sent), at most <see cref="RpcOptions.MaxTopicAttempts"/> attempts, and one
+    /// deadline for them all, so fail-over spends what is left of the caller's budget.
+    /// </summary>
+    private sealed class TopicAttempts
+    {
+        private readonly RpcTopicRouter _router;
+        private readonly string _topic;
+        private readonly RpcCallOptions _options;
+        private readonly HashSet<PeerId> _tried = [];
+        private int _attempts;
+        private RpcException? _last;
+        private RpcException? _skipped;
+
+        public TopicAttempts(RpcTopicRouter router, string topic, RpcCallOptions? options)
+        {
+            ArgumentException.ThrowIfNullOrEmpty(topic);
+            _router = router;
+            _topic = topic;
+            _options = options ?? RpcCallOptions.Default;
+            Options = _options with { Deadline = _options.ResolveDeadline(_router._options.TimeProvider, _router._options.DefaultTimeout), Timeout = null };
+        }
+
+        /// <summary>What each attempt is sent with: the caller's options with the one deadline.</summary>
+        public RpcCallOptions Options { get; }
+
+        /// <summary>The provider to try next; null when none is left or the attempts are spent.</summary>
+        public async ValueTask<PeerId?> NextAsync(CancellationToken cancellationToken)
+        {
+            while (_attempts < _router._options.MaxTopicAttempts)
+            {
+                var providers = await _router.GetProvidersAsync(_topic, cancellationToken);
+                var peer = _router.Choose(providers, _tried);
+                if (peer is null) return null;
+                _tried.Add(peer);
+                if (_options.CalleeCheck is { } check && await check(peer, cancellationToken) is { } refused)
+                {
+                    // The reason quoted is a provider's own answer when there is one: that a provider was unreachable says less than that one answered with no right to serve.
+                    if (_skipped is null || refused.InnerException is null || _skipped.InnerException is not null) _skipped = refused;
+                    _router._logger.LogDebug("topic {Topic}: provider {Peer} skipped: {Message}", _topic, peer, refused.Message);
+                    continue;
+                }
+                _attempts++;
+                return peer;
+            }
+            return null;
+        }
+
+        /// <summary>Evicts <paramref name="peer"/>, which was unavailable; false when the call must fail with <paramref name="error"/>.</summary>
+        public bool MayGoOnAfter(PeerId peer, RpcException error)
+        {
+            _router.Evict(peer);
+            _last = error;
+            // A call that provably never arrived cannot run twice: any call may go on to the next provider.
+            if (!_options.Idempotent && !error.NotDelivered) return false;
+            _router._logger.LogDebug("topic {Topic}: provider {Peer} unavailable ({Message}); trying another", _topic, peer, error.Message);
+            return true;
+        }
+
+        public RpcException Exhausted()
+        {
+            if (_last is null && _skipped is not null)
+            {
+                // Every provider failed the callee check: the cache holds nobody worth calling, so the next call looks again
+                // (as when nobody provides the topic) instead of waiting out the TTL while a valid provider may have come.
+                _router._cache.TryRemove(_topic, out _);
+                return new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{_topic}' may be called: {_skipped.Message}", innerException: _skipped);
+            }
+            return _last is null
+                ? new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{_topic}'")
+                : new RpcException(RpcStatusCode.Unavailable, $"no provider of topic '{_topic}' answered; last error: {_last.Message}", innerException: _last);
+        }
     }
 
     private sealed record CachedTopic(PeerId[] Peers, long FetchedAt);

@@ -140,6 +140,10 @@ public sealed class TrustedRpcClient : IRpcClient
     public Task<byte[]> RequestTopicAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken) =>
         _inner.RequestTopicAsync(topic, method, request, Checked(method, WithGrant(options)), cancellationToken);
 
+    public IAsyncEnumerable<byte[]> RequestTopicStreamAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options,
+        CancellationToken cancellationToken) =>
+        _inner.RequestTopicStreamAsync(topic, method, request, Checked(method, WithGrant(options)), cancellationToken);
+
     public Task<IReadOnlyList<RpcPeerResult>> RequestAllAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options,
         CancellationToken cancellationToken) =>
         _inner.RequestAllAsync(topic, method, request, Checked(method, WithGrant(options)), cancellationToken);

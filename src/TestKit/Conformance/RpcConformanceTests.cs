@@ -928,6 +928,149 @@ public abstract class RpcConformanceTests
     });
 
     [Test]
+    public Task TopicStream_StreamsFromAProvider_AndNoProviderIsUnavailable() => RunTestAsync(async () =>
+    {
+        var provider = await NodeAsync("provider");
+        var client = await NodeAsync("client", o => o with { TopicCacheTtl = TimeSpan.Zero });
+        provider.Server.RespondStreaming("words", (_, _) => Items("a", "b", "c"));
+
+        var none = await FailureOf(TopicStreamAsync(client, "words", null));
+        Topics.Announce(Topic, provider);
+
+        Assert.That(none.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(none.Message, Does.Contain("no provider"));
+        Assert.That(await TopicStreamAsync(client, "words", null), Is.EqualTo(new[] { "a", "b", "c" }));
+    });
+
+    [Test]
+    public Task TopicStream_FailsOverWhenTheChosenProviderWasNeverReached_AndForgetsIt() => RunTestAsync(async () =>
+    {
+        var doomed = await NodeAsync("doomed");
+        var healthy = await NodeAsync("healthy");
+        var client = await NodeAsync("client", o => o with { Random = new FirstChoiceRandom(), TopicCacheTtl = TimeSpan.FromMinutes(5) });
+        doomed.Server.RespondStreaming("words", (_, _) => Items("doomed"));
+        healthy.Server.RespondStreaming("words", (_, _) => Items("healthy"));
+        Topics.Announce(Topic, doomed);
+        Topics.Announce(Topic, healthy);
+        await CrashAsync(doomed);
+
+        // Not idempotent: only a request that provably never arrived may go to another provider.
+        Assert.That(await TopicStreamAsync(client, "words", null), Is.EqualTo(new[] { "healthy" }));
+        Assert.That(await TopicStreamAsync(client, "words", null), Is.EqualTo(new[] { "healthy" }));
+        Assert.That(Topics.Lookups, Is.EqualTo(1), "the crashed provider was dropped from the cached providers, not the whole topic");
+    });
+
+    [Test]
+    public Task TopicStream_ProviderKilledBeforeItsFirstItem_FailsTheStream_AndIsNotRetriedElsewhere() => RunTestAsync(async () =>
+    {
+        var doomed = await NodeAsync("doomed");
+        var healthy = await NodeAsync("healthy");
+        var client = await NodeAsync("client", o => o with { Random = new FirstChoiceRandom() });
+        var started = NewSignal();
+        var healthyCalls = 0;
+        doomed.Server.RespondStreaming("words", (_, context) => Hold(started, context.CancellationToken));
+        healthy.Server.RespondStreaming("words", (_, _) =>
+        {
+            Interlocked.Increment(ref healthyCalls);
+            return Items("healthy");
+        });
+        Topics.Announce(Topic, doomed);
+        Topics.Announce(Topic, healthy);
+
+        var stream = TopicStreamAsync(client, "words", null);
+        await started.Task.WaitOrCancelAsync(TestToken);
+        await CrashAsync(doomed);
+
+        Assert.That((await FailureOf(stream)).Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(healthyCalls, Is.Zero, "the request reached the crashed provider: running it elsewhere could run it twice");
+        Assert.That(await TopicStreamAsync(client, "words", null), Is.EqualTo(new[] { "healthy" }), "the failed provider was evicted from the cache");
+
+        static async IAsyncEnumerable<ReadOnlyMemory<byte>> Hold(TaskCompletionSource started, [EnumeratorCancellation] CancellationToken ct)
+        {
+            started.TrySetResult();
+            await NewSignal().Task.WaitOrCancelAsync(ct);
+            yield break;
+        }
+    });
+
+    [Test]
+    public Task TopicStream_ErrorAfterTheFirstItem_ReachesTheCaller_AndIsNotRetriedElsewhere() => RunTestAsync(async () =>
+    {
+        var failing = await NodeAsync("failing");
+        var healthy = await NodeAsync("healthy");
+        var client = await NodeAsync("client", o => o with { Random = new FirstChoiceRandom() });
+        var healthyCalls = 0;
+        failing.Server.RespondStreaming("words", (_, _) => FirstThenFail());
+        healthy.Server.RespondStreaming("words", (_, _) =>
+        {
+            Interlocked.Increment(ref healthyCalls);
+            return Items("healthy");
+        });
+        Topics.Announce(Topic, failing);
+        Topics.Announce(Topic, healthy);
+
+        var items = new List<string>();
+        var error = await FailureOf(ReadAll());
+
+        Assert.That(items, Is.EqualTo(new[] { "first" }));
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(healthyCalls, Is.Zero);
+
+        async Task ReadAll()
+        {
+            await foreach (var item in client.Client.RequestTopicStreamAsync(Topic, "words", Bytes(""), new RpcCallOptions { Idempotent = true }, TestToken))
+                items.Add(Text(item));
+        }
+
+        static async IAsyncEnumerable<ReadOnlyMemory<byte>> FirstThenFail()
+        {
+            await Task.Yield();
+            yield return Bytes("first");
+            throw new RpcException(RpcStatusCode.Unavailable, "engine went away");
+        }
+    });
+
+    [Test]
+    public Task TopicStream_SkipsProvidersThatFailTheCalleeCheck() => RunTestAsync(async () =>
+    {
+        var refused = await NodeAsync("refused");
+        var accepted = await NodeAsync("accepted");
+        var client = await NodeAsync("client", o => o with { Random = new FirstChoiceRandom() });
+        var refusedCalls = 0;
+        refused.Server.RespondStreaming("words", (_, _) =>
+        {
+            Interlocked.Increment(ref refusedCalls);
+            return Items("refused");
+        });
+        accepted.Server.RespondStreaming("words", (_, _) => Items("accepted"));
+        Topics.Announce(Topic, refused);
+        Topics.Announce(Topic, accepted);
+        var options = new RpcCallOptions
+        {
+            CalleeCheck = (peer, _) => ValueTask.FromResult(peer == refused.PeerId ? RpcException.Undelivered(RpcStatusCode.Unavailable, "not allowed") : null),
+        };
+
+        Assert.That(await TopicStreamAsync(client, "words", options), Is.EqualTo(new[] { "accepted" }));
+        Assert.That(refusedCalls, Is.Zero);
+    });
+
+    private async Task<string[]> TopicStreamAsync(RpcConformanceNode client, string method, RpcCallOptions? options)
+    {
+        var items = new List<string>();
+        await foreach (var item in client.Client.RequestTopicStreamAsync(Topic, method, Bytes(""), options, TestToken)) items.Add(Text(item));
+        return [.. items];
+    }
+
+    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Items(params string[] texts)
+    {
+        foreach (var text in texts)
+        {
+            await Task.Yield();
+            yield return Bytes(text);
+        }
+    }
+
+    [Test]
     public Task Topic_BalancesLoadAcrossProviders() => RunTestAsync(async () =>
     {
         var providers = new List<RpcConformanceNode>();

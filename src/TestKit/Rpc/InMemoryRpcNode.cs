@@ -89,6 +89,10 @@ public sealed class InMemoryRpcNode : IRpcServer, IRpcClient, IAsyncDisposable
     public Task<byte[]> RequestTopicAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken) =>
         _router.RequestAsync(topic, (peer, o, ct) => RequestAsync(peer, method, request, o, ct), options, cancellationToken);
 
+    public IAsyncEnumerable<byte[]> RequestTopicStreamAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options,
+        CancellationToken cancellationToken) =>
+        _router.RequestStreamAsync(topic, (peer, o, ct) => RequestStreamAsync(peer, method, request, o, ct), options, cancellationToken);
+
     public Task<IReadOnlyList<RpcPeerResult>> RequestAllAsync(string topic, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options,
         CancellationToken cancellationToken) =>
         _router.RequestAllAsync(topic, (peer, o, ct) => RequestAsync(peer, method, request, o, ct), options, cancellationToken);

@@ -28,9 +28,6 @@ public sealed record ClientOptions
     /// <summary>How long a gateway's verified grant is believed before it is asked again.</summary>
     public TimeSpan GrantCachePeriod { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>How long the gateways found for streamed inference are kept before they are looked up again; zero: every stream looks them up.</summary>
-    public TimeSpan GatewayCacheTtl { get; init; } = TimeSpan.FromSeconds(30);
-
     /// <summary>Time allowed for one account or models call.</summary>
     public TimeSpan CallTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -71,7 +68,6 @@ public sealed record ClientOptions
     {
         if (CallTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(CallTimeout), CallTimeout, "must be positive");
         if (InferTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(InferTimeout), InferTimeout, "must be positive");
-        if (GatewayCacheTtl < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(GatewayCacheTtl), GatewayCacheTtl, "must not be negative");
         if (JoinTimeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(JoinTimeout), JoinTimeout, "must be positive");
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxAttempts, 1, nameof(MaxAttempts));
         if (InitialBackoff < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(InitialBackoff), InitialBackoff, "must not be negative");

@@ -37,7 +37,6 @@ public sealed class P2PInferenceClient : IAsyncDisposable
 
     private readonly IRpcClient _rpc;
     private readonly TrustedRpcClient? _trusted;
-    private readonly GatewayDirectory _gateways;
     private readonly ClientOptions _options;
     private readonly IReadOnlyList<IAsyncDisposable> _owned;
     private readonly ILogger _logger;
@@ -46,17 +45,18 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     private CredentialMetadata? _metadata;
     private int _disposed;
 
-    /// <summary>A client over an RPC node and discovery the caller owns (e.g. the TestKit twins).</summary>
-    public P2PInferenceClient(IRpcClient rpc, IDiscovery discovery, ClientOptions? options = null)
-        : this(rpc, discovery, options, null, [])
+    /// <summary>
+    /// A client over an RPC node the caller owns (e.g. the TestKit twins). The node finds the gateways: its
+    /// topic calls look them up through its discovery and keep them for its <see cref="RpcOptions.TopicCacheTtl"/>.
+    /// </summary>
+    public P2PInferenceClient(IRpcClient rpc, ClientOptions? options = null)
+        : this(rpc, options, [])
     {
     }
 
-    internal P2PInferenceClient(IRpcClient rpc, IDiscovery discovery, ClientOptions? options, Action<DiscoveredPeer>? onDiscovered,
-        IReadOnlyList<IAsyncDisposable> owned)
+    internal P2PInferenceClient(IRpcClient rpc, ClientOptions? options, IReadOnlyList<IAsyncDisposable> owned)
     {
         ArgumentNullException.ThrowIfNull(rpc);
-        ArgumentNullException.ThrowIfNull(discovery);
         options ??= new ClientOptions();
         options.Validate();
         if (options.ClusterId is { } cluster)
@@ -66,7 +66,6 @@ public sealed class P2PInferenceClient : IAsyncDisposable
             rpc = _trusted;
         }
         _rpc = rpc;
-        _gateways = new GatewayDirectory(discovery, options.TimeProvider, options.GatewayCacheTtl, onDiscovered);
         _options = options;
         _randomGate = options.Random;
         _owned = owned;
@@ -80,7 +79,6 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     {
         _trusted = parent._trusted;
         _rpc = parent._rpc;
-        _gateways = parent._gateways;
         _options = options;
         _randomGate = parent._randomGate;
         _owned = [];
@@ -167,7 +165,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
             }
             var rpc = new RpcNode(host, new RpcOptions { TimeProvider = time, Random = new Random(rpcSeed), RandomSource = options.RandomSource, LoggerFactory = options.LoggerFactory }, dht);
             owned.Insert(0, rpc);
-            return new P2PInferenceClient(rpc, dht, options, found => host.PeerStore.AddAddresses(found.PeerId, found.Addresses), owned);
+            return new P2PInferenceClient(rpc, options, owned);
         }
         catch
         {
@@ -278,34 +276,11 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         var credential = InferenceCredential(required: true);
         if (_trusted is null) throw NoCluster();
         EnsureRequestId(request);
-        var gateway = await PickGatewayAsync(cancellationToken);
-        _logger.LogDebug("request {RequestId}: streaming through gateway {Gateway}", request.RequestId, gateway);
+        // The RPC node picks the gateway as for unary calls (by load, among those proving their grant), forgets one
+        // that could not be called, and tries another when the request provably never reached it.
         var options = CallOptions(credential, idempotent: false, _options.InferTimeout, request.RequestId);
-        var chunks = _rpc.RequestStreamAsync(gateway, WorkerMethods.Gateway.InferStream, request, InferChunk.Parser, options, cancellationToken)
-            .GetAsyncEnumerator(cancellationToken);
-        try
-        {
-            var first = true;
-            while (true)
-            {
-                try
-                {
-                    if (!await chunks.MoveNextAsync()) yield break;
-                }
-                catch (RpcException e) when (first && e.Code == RpcStatusCode.Unavailable)
-                {
-                    // Unreachable (or gone): the next stream should not pick it from the cache again.
-                    _gateways.Forget(gateway);
-                    throw;
-                }
-                first = false;
-                yield return chunks.Current;
-            }
-        }
-        finally
-        {
-            await chunks.DisposeAsync();
-        }
+        await foreach (var chunk in _rpc.RequestTopicStreamAsync(WorkerTopics.Gateway, WorkerMethods.Gateway.InferStream, request, InferChunk.Parser, options, cancellationToken))
+            yield return chunk;
     }
 
     /// <summary>Asks every gateway to cancel <paramref name="requestId"/>; true when one was running it for this caller.</summary>
@@ -427,29 +402,6 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal) { [WorkerMethods.AuthorizationMetadata] = credential }.AsReadOnly();
         Volatile.Write(ref _metadata, new CredentialMetadata(credential, metadata));
         return metadata;
-    }
-
-    /// <summary>A gateway at random among those that prove their gateway grant; the others are skipped.</summary>
-    private async Task<PeerId> PickGatewayAsync(CancellationToken cancellationToken)
-    {
-        var known = await _gateways.GetAsync(cancellationToken);
-        if (known.Length == 0) throw new RpcException(RpcStatusCode.Unavailable, "no gateway found on the network");
-        List<DiscoveredPeer>? gateways = null;
-        RpcException? refused = null;
-        while (gateways is null || gateways.Count > 0)
-        {
-            DiscoveredPeer chosen;
-            lock (_randomGate) chosen = gateways is null ? known[_options.Random.Next(known.Length)] : gateways[_options.Random.Next(gateways.Count)];
-            if (_trusted is null || await _trusted.CheckCalleeAsync(chosen.PeerId, GrantRole.Gateway, cancellationToken) is not { } reason)
-                return chosen.PeerId;
-            // Only a refusal needs the list of the others: the usual pick allocates nothing.
-            gateways ??= [.. known];
-            gateways.Remove(chosen);
-            _gateways.Forget(chosen.PeerId);
-            refused = reason;
-            _logger.LogDebug("gateway {Peer} skipped: {Reason}", chosen.PeerId, reason.Message);
-        }
-        throw new RpcException(RpcStatusCode.Unavailable, $"no gateway may be called: {refused!.Message}", innerException: refused);
     }
 
     private static RpcException NoCluster() => new(RpcStatusCode.InvalidArgument, NoClusterMessage);

@@ -73,7 +73,7 @@ internal sealed class SimulatedClient(NetworkSimulation simulation, int number)
         });
         await _dht.StartAsync(cancellationToken);
         _rpc = new RpcNode(_host, new RpcOptions { TimeProvider = _sim.Clock, Random = new Random(_random.Next()), RandomSource = _host.RandomSource }, _dht);
-        _client = new P2PInferenceClient(_rpc, _dht, new ClientOptions
+        _client = new P2PInferenceClient(_rpc, new ClientOptions
         {
             TimeProvider = _sim.Clock,
             Random = new Random(_random.Next()),

@@ -162,7 +162,7 @@ public sealed class RoleGrantTests
     {
         await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
         var node = network.Cluster[WorkerCluster.ClientNode];
-        await using var client = new P2PInferenceClient(node.Get<RpcNode>(), node.Discovery!, new ClientOptions { TimeProvider = network.Cluster.Time });
+        await using var client = new P2PInferenceClient(node.Get<RpcNode>(), new ClientOptions { TimeProvider = network.Cluster.Time });
 
         var failure = await WorkerCluster.FailureOfAsync(() => client.RegisterAsync("ada@example.com", "a long passphrase 123", CancellationToken.None));
 

@@ -146,7 +146,7 @@ internal sealed class WorkerCluster : IAsyncDisposable
             Random = Cluster.Simulation.CreateRandom("client", number.ToString(System.Globalization.CultureInfo.InvariantCulture)),
             LoggerFactory = Cluster.LoggerFactory,
         };
-        return new P2PInferenceClient(node.Get<RpcNode>(), node.Discovery!, options);
+        return new P2PInferenceClient(node.Get<RpcNode>(), options);
     }
 
     /// <summary>Registers a fresh user, logs in and creates an API key: a client ready for inference.</summary>

@@ -60,7 +60,7 @@ public sealed class ClientCommandTests
             var node = _network.CreateNode(peer, discovery: dht);
             _owned.Add(dht);
             _owned.Add(node);
-            return Task.FromResult(new P2PInferenceClient(node, dht, options with { TimeProvider = _time, Random = TestSeed.CreateRandom() }));
+            return Task.FromResult(new P2PInferenceClient(node, options with { TimeProvider = _time, Random = TestSeed.CreateRandom() }));
         },
         Input = new StringReader(stdin),
         InputIsTerminal = terminal,

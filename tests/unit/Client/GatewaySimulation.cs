@@ -51,7 +51,7 @@ internal sealed class GatewaySimulation
         var peer = KeyPair.Generate().PeerId;
         var dht = Registry.CreateNode(peer, []);
         var node = Network.CreateNode(peer, discovery: dht);
-        var client = new P2PInferenceClient(node, dht, (options ?? new ClientOptions { ApiKey = FakeGateway.ApiKey }) with
+        var client = new P2PInferenceClient(node, (options ?? new ClientOptions { ApiKey = FakeGateway.ApiKey }) with
         {
             ClusterId = options?.ClusterId ?? FakeGateway.Cluster.Id,
             TimeProvider = Sim.Clock,

@@ -47,7 +47,7 @@ public sealed class P2PInferenceClientTests
         var peer = KeyPair.Generate().PeerId;
         var dht = _registry.CreateNode(peer, []);
         var node = _network.CreateNode(peer, discovery: dht);
-        var client = new P2PInferenceClient(node, dht, (options ?? new ClientOptions()) with { ClusterId = options?.ClusterId ?? FakeGateway.Cluster.Id, TimeProvider = _time, Random = _sim.CreateRandom("client", _owned.Count.ToString(System.Globalization.CultureInfo.InvariantCulture)) });
+        var client = new P2PInferenceClient(node, (options ?? new ClientOptions()) with { ClusterId = options?.ClusterId ?? FakeGateway.Cluster.Id, TimeProvider = _time, Random = _sim.CreateRandom("client", _owned.Count.ToString(System.Globalization.CultureInfo.InvariantCulture)) });
         _owned.Add(dht);
         _owned.Add(node);
         _owned.Add(client);
@@ -312,7 +312,8 @@ public sealed class P2PInferenceClientTests
         var error = await FailureOf(Drain());
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
-        Assert.That(error.Message, Does.Contain("no gateway"));
+        // As a unary call says it: the topic names what is missing.
+        Assert.That(error.Message, Does.Contain($"no provider of topic '{WorkerTopics.Gateway}'"));
 
         async Task Drain()
         {
@@ -343,10 +344,9 @@ public sealed class P2PInferenceClientTests
     public void Options_Invalid_AreRejected()
     {
         var rpc = NSubstitute.Substitute.For<IRpcClient>();
-        var discovery = NSubstitute.Substitute.For<Facilities.Discovery.IDiscovery>();
 
-        Assert.That(() => new P2PInferenceClient(rpc, discovery, new ClientOptions { MaxAttempts = 0 }), Throws.InstanceOf<ArgumentOutOfRangeException>());
-        Assert.That(() => new P2PInferenceClient(rpc, discovery, new ClientOptions { MaxBackoff = TimeSpan.Zero }),
+        Assert.That(() => new P2PInferenceClient(rpc, new ClientOptions { MaxAttempts = 0 }), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        Assert.That(() => new P2PInferenceClient(rpc, new ClientOptions { MaxBackoff = TimeSpan.Zero }),
             Throws.InstanceOf<ArgumentOutOfRangeException>());
     }
 
