@@ -29,7 +29,8 @@ internal sealed class FakeGateway : IAsyncDisposable
     public FakeGateway(InMemoryRpcNetwork network, MockDhtRegistry registry, string name)
     {
         _time = network.TimeProvider;
-        var peer = KeyPair.Generate().PeerId;
+        // Fixed by name: which of two gateways the DHT lists first must not change from run to run.
+        var peer = KeyPair.FromSeed(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("fake gateway " + name))).PeerId;
         Node = network.CreateNode(peer);
         Dht = registry.CreateNode(peer, [Multiaddress.Memory(name)]);
         GrantExchange.Serve(Node, Cluster.Issue(peer, GrantRole.Gateway, DateTimeOffset.UnixEpoch, new DateTimeOffset(2100, 1, 1, 0, 0, 0, TimeSpan.Zero), 1));

@@ -48,7 +48,7 @@ internal sealed class GatewaySimulation
 
     public P2PInferenceClient Client(ClientOptions? options = null)
     {
-        var peer = KeyPair.Generate().PeerId;
+        var peer = KeyPair.FromRandom(Sim.CreateRandom("client identity", _owned.Count.ToString(CultureInfo.InvariantCulture))).PeerId;
         var dht = Registry.CreateNode(peer, []);
         var node = Network.CreateNode(peer, discovery: dht);
         var client = new P2PInferenceClient(node, (options ?? new ClientOptions { ApiKey = FakeGateway.ApiKey }) with

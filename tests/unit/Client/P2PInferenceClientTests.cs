@@ -44,7 +44,8 @@ public sealed class P2PInferenceClientTests
 
     private P2PInferenceClient CreateClient(ClientOptions? options = null)
     {
-        var peer = KeyPair.Generate().PeerId;
+        // Peer ids decide the DHT's and the balancer's tie-breaks: from the seed, so a printed seed replays.
+        var peer = KeyPair.FromRandom(_sim.CreateRandom("client identity", _owned.Count.ToString(System.Globalization.CultureInfo.InvariantCulture))).PeerId;
         var dht = _registry.CreateNode(peer, []);
         var node = _network.CreateNode(peer, discovery: dht);
         var client = new P2PInferenceClient(node, (options ?? new ClientOptions()) with { ClusterId = options?.ClusterId ?? FakeGateway.Cluster.Id, TimeProvider = _time, Random = _sim.CreateRandom("client", _owned.Count.ToString(System.Globalization.CultureInfo.InvariantCulture)) });
