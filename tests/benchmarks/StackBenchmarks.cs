@@ -114,7 +114,6 @@ internal sealed class StackBenchmarks : IAsyncDisposable
         var dialer = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
         await using (dialer)
         {
-            for (var i = 0; i < Math.Min(10, count); i++) await (await dialer.ConnectAsync(_serverAddress, ct)).DisposeAsync();
             var start = Stopwatch.GetTimestamp();
             for (var i = 0; i < count; i++)
             {

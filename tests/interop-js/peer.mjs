@@ -83,7 +83,7 @@
 //       -> {"mode":"ping","count","p50","p99","min","max","mean"}   (ms, one connection, sequential;
 //          each ping opens a new stream, as the ping service does, unless --one-stream: then every
 //          32-byte round trip runs on one /ipfs/ping/1.0.0 stream)
-//   node peer.mjs bench-client --addr MA --mode connect [--count 50]
+//   node peer.mjs bench-client --addr MA --mode connect [--count 50] [--warmup 0]
 //       -> {"mode":"connect","count","seconds","handshakesPerSec","p50","p99"}
 //          (each iteration: fresh TCP+Noise+Yamux dial, then hang up; sequential)
 //   node peer.mjs bench-client --addr MA --mode echo [--concurrency 8] [--seconds 5] [--size 64]
@@ -568,6 +568,9 @@ async function benchPing (node, ma, args) {
 
 async function benchConnect (node, ma, args) {
   const count = intArg(args.count, 50, 'count')
+  // Unmeasured first, as the .NET side does: both are measured warm (JIT done), as a long-running node is.
+  const warmup = intArg(args.warmup, 0, 'warmup')
+  for (let i = 0; i < warmup; i++) await (await node.dial(ma, { force: true })).close()
   const times = []
   const t0 = performance.now()
   for (let i = 0; i < count; i++) {
