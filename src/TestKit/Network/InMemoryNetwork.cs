@@ -279,12 +279,17 @@ public sealed class InMemoryNetwork
 
     internal bool IsListeningLocked(string nodeName) => _nodes.TryGetValue(nodeName, out var node) && node.Listener is not null;
 
-    /// <summary>Whether an open connection between the two nodes runs through <paramref name="mapping"/>: its four-tuple is taken. Caller holds the lock.</summary>
-    internal bool IsConnectedThroughLocked(string a, string b, Nat.NatMapping mapping)
+    /// <summary>
+    /// Whether an open connection between the two nodes runs through <paramref name="mapping"/> (and through
+    /// <paramref name="other"/>, <paramref name="a"/>'s own mapping when it is behind a NAT too): its four-tuple is taken. Caller holds the lock.
+    /// </summary>
+    internal bool IsConnectedThroughLocked(string a, string b, Nat.NatMapping mapping, Nat.NatMapping? other = null)
     {
         if (!_nodes.TryGetValue(a, out var node)) return false;
         foreach (var c in node.Connections)
-            if (!c.IsFinished && (c.Dialer == b || c.Listener == b) && c.NatMappings?.Contains(mapping) == true) return true;
+            if (!c.IsFinished && (c.Dialer == b || c.Listener == b) && c.NatMappings?.Contains(mapping) == true
+                && (other is null || c.NatMappings.Contains(other)))
+                return true;
         return false;
     }
 

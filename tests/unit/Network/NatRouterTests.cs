@@ -152,8 +152,10 @@ public sealed class NatRouterTests
         var carolPublic = await network.ObservedAtAsync("carol", "relay", relay);
         Assert.That(carolPublic.TcpHostPort()?.Host, Is.EqualTo(bobPublic.TcpHostPort()?.Host));
         // Alice dials bob's endpoint of the office: the office's address is now contacted, carol's port is not.
-        var (_, _) = await network.ConnectThroughAsync("alice", bobPublic, bob);
+        var (toBob, atBob) = await network.ConnectThroughAsync("alice", bobPublic, bob);
         var alicePublic = await network.ObservedAtAsync("alice", "relay", relay);
+        // Closed before bob dials back: while it is open its four-tuple is taken, and bob's dial would leave from another port.
+        foreach (var end in new[] { toBob, atBob }) await end.DisposeAsync();
 
         var fromBob = network.DialAsync("bob", alicePublic).AsTask();
         var acceptedFromBob = await alice.AcceptAsync(CancellationToken.None);

@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Protocols.Identify;
@@ -209,6 +210,35 @@ public sealed class HostIdentifyTests
         await _remote.DisconnectAsync(local.PeerId);
 
         await Assert.ThatAsync(async () => await waiting, Throws.InstanceOf<IdentifyException>());
+    });
+
+    [Test]
+    public void ConnectionClosingWhileIdentifyRuns_ThrowsNothing_UntilACallerAsksForTheResult() => Run(async () =>
+    {
+        HoldAnswers();
+        var (local, connection) = await ConnectAsync();
+        await _asked.Task.WaitOrCancelAsync(Token);
+        // Everything of this simulation runs on this thread; other tests' exceptions are on theirs.
+        var thread = Environment.CurrentManagedThreadId;
+        var thrown = 0;
+        EventHandler<FirstChanceExceptionEventArgs> count = (_, e) =>
+        {
+            if (e.Exception is IdentifyException && Environment.CurrentManagedThreadId == thread) thrown++;
+        };
+        AppDomain.CurrentDomain.FirstChanceException += count;
+        try
+        {
+            await _remote.DisconnectAsync(local.PeerId);
+            await _sim.Clock.RunUntilIdleAsync();
+            Assert.That(thrown, Is.Zero, "a dial-and-close fails identify on every such connection; nobody asked, so nothing is thrown");
+
+            await Assert.ThatAsync(async () => await local.IdentifyAsync(connection, Token),
+                Throws.InstanceOf<IdentifyException>().With.Message.Contains("closed before identify"));
+        }
+        finally
+        {
+            AppDomain.CurrentDomain.FirstChanceException -= count;
+        }
     });
 
     [Test]

@@ -271,8 +271,11 @@ public sealed class P2PHost : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(connection);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        return connection.GetOrStartIdentify(RunIdentifyAsync).WaitOrCancelAsync(cancellationToken);
+        return WaitForIdentifyAsync(connection.GetOrStartIdentify(RunIdentifyAsync), cancellationToken);
     }
+
+    private static async Task<IdentifyInfo> WaitForIdentifyAsync(Task<IdentifyOutcome> identify, CancellationToken cancellationToken) =>
+        (await identify.WaitOrCancelAsync(cancellationToken)).GetInfo();
 
     public async Task DisconnectAsync(PeerId peer)
     {
@@ -423,34 +426,34 @@ public sealed class P2PHost : IAsyncDisposable
             _ = CloseIfIdentifyTimesOutAsync(connection, identify);
     }
 
-    private async Task CloseIfIdentifyTimesOutAsync(PeerConnection connection, Task<IdentifyInfo> identify)
+    private async Task CloseIfIdentifyTimesOutAsync(PeerConnection connection, Task<IdentifyOutcome> identify)
     {
-        // Waited for without rethrowing: a dial-and-close fails identify on every such connection.
-        await ((Task)identify).ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
         // Other failures were logged where they happened; a wrong answer or a closed connection is not a stall.
-        if (identify.Exception?.InnerException is IdentifyException { InnerException: TimeoutException })
+        if ((await identify).TimedOut)
         {
             _logger.LogDebug("closing the inbound connection from {Peer}: no identify answer within {Timeout}", connection.RemotePeer, _options.IdentifyTimeout);
             await connection.DisposeAsync();
         }
     }
 
-    private async Task<IdentifyInfo> RunIdentifyAsync(PeerConnection connection)
+    private async Task<IdentifyOutcome> RunIdentifyAsync(PeerConnection connection)
     {
         // The caller holds the connection's identify lock until this first await.
         await Task.Yield();
         // The connection keeps this task for its whole life; what the exchange needs (its timeout and
         // cancellation sources) lives in the state of another method, released when it ends.
-        return await IdentifyAsync(connection);
+        var outcome = await IdentifyAsync(connection);
+        if (outcome.Failure is not null) _logger.LogDebug(outcome.Cause, "identify of {Peer} failed: {Reason}", connection.RemotePeer, outcome.Failure);
+        return outcome;
     }
 
-    private async Task<IdentifyInfo> IdentifyAsync(PeerConnection connection)
+    private async Task<IdentifyOutcome> IdentifyAsync(PeerConnection connection)
     {
         var peer = connection.RemotePeer;
-        // A connection closed (or closing) at once, as in a dial-and-close, fails here with one
-        // exception rather than one thrown through every layer of a stream open.
+        // A connection closed (or closing) at once, as in a dial-and-close, is the common failure:
+        // it ends in an outcome, not in an exception thrown through every layer of a stream open.
         if (!connection.Session.CanOpenStreams)
-            throw ClosedBeforeIdentify(peer);
+            return ClosedBeforeIdentify(peer);
         CancellationToken stopping;
         try
         {
@@ -458,58 +461,69 @@ public sealed class P2PHost : IAsyncDisposable
         }
         catch (ObjectDisposedException e)
         {
-            throw new IdentifyException($"identify of {peer} stopped: the host has stopped", e);
+            return IdentifyOutcome.Failed($"identify of {peer} stopped: the host has stopped", e);
         }
         using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(stopping, timeout.Token);
         try
         {
-            IdentifyInfo info;
+            IdentifyInfo? info;
             // A stream need not notice its connection closing; the connection's end cancels the exchange.
             using (connection.OnClosed(s_cancelScope, linked))
                 info = await ExchangeIdentifyAsync(connection, linked.Token);
+            if (info is null)
+            {
+                // The exchange stopped waiting without an exception; its tokens and the connection say why.
+                if (timeout.IsCancellationRequested && !stopping.IsCancellationRequested && !connection.IsClosed)
+                    return IdentifyOutcome.Failed($"{peer} did not answer identify within {_options.IdentifyTimeout}", new TimeoutException($"no identify answer within {_options.IdentifyTimeout}"));
+                if (stopping.IsCancellationRequested)
+                    return IdentifyOutcome.Failed($"identify of {peer} stopped: the host is stopping");
+                return connection.IsClosed ? ClosedBeforeIdentify(peer) : IdentifyOutcome.Failed($"{peer} reset the identify stream");
+            }
             PeerStore.AddAddresses(peer, info.ListenAddresses, AddressSource.Self);
             PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
-            return info;
+            return IdentifyOutcome.Succeeded(info);
         }
-        catch (Exception e) when (e is not (IdentifyException or OutOfMemoryException))
+        catch (IdentifyException e)
         {
-            _logger.LogDebug(e, "identify of {Peer} failed", peer);
+            return IdentifyOutcome.Failed(e);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
             if (e is OperationCanceledException && connection.Completion.IsCompleted && !timeout.IsCancellationRequested && !stopping.IsCancellationRequested)
-                throw ClosedBeforeIdentify(peer);
+                return ClosedBeforeIdentify(peer);
             if (e is OperationCanceledException && timeout.IsCancellationRequested && !stopping.IsCancellationRequested)
-                throw new IdentifyException($"{peer} did not answer identify within {_options.IdentifyTimeout}", new TimeoutException(e.Message, e));
+                return IdentifyOutcome.Failed($"{peer} did not answer identify within {_options.IdentifyTimeout}", new TimeoutException(e.Message, e));
             if (e is OperationCanceledException)
-                throw new IdentifyException($"identify of {peer} stopped: the host is stopping", e);
-            throw new IdentifyException($"identify of {peer} failed: {e.Message}", e);
-        }
-        // Logged in a filter that declines it, so it travels on without a rethrow of its own.
-        catch (IdentifyException e) when (LogIdentifyFailure(e, peer))
-        {
-            throw;
+                return IdentifyOutcome.Failed($"identify of {peer} stopped: the host is stopping", e);
+            return IdentifyOutcome.Failed($"identify of {peer} failed: {e.Message}", e);
         }
     }
 
-    private bool LogIdentifyFailure(IdentifyException e, PeerId peer)
-    {
-        _logger.LogDebug(e, "identify of {Peer} failed", peer);
-        return false;
-    }
+    private static IdentifyOutcome ClosedBeforeIdentify(PeerId peer) => IdentifyOutcome.Failed($"the connection to {peer} closed before identify finished");
 
-    private static IdentifyException ClosedBeforeIdentify(PeerId peer) => new($"the connection to {peer} closed before identify finished");
-
-    private static async Task<IdentifyInfo> ExchangeIdentifyAsync(PeerConnection connection, CancellationToken cancellationToken)
+    /// <summary>The remote's identify answer; null when a wait ended first (the stream reset, the connection closed, the token cancelled).</summary>
+    private async Task<IdentifyInfo?> ExchangeIdentifyAsync(PeerConnection connection, CancellationToken cancellationToken)
     {
-        var (stream, _) = await connection.OpenStreamAsync([IdentifyProtocol.ProtocolId], cancellationToken);
+        // The SYN and the proposal leave in one write, and each read waits first without throwing, so a
+        // connection its dialer closes at once (a dial-and-close) ends this exchange without an exception.
+        // The answer to a proposal comes in one write (ours and js-libp2p's), so one wait covers it.
+        var stream = await connection.OpenStreamLazyAsync(IdentifyProtocol.ProtocolId, ReadOnlyMemory<byte>.Empty, cancellationToken);
         await using (stream)
         {
-            // A connection closed right after it opened (a dial-and-close) resets this stream; say so
-            // with one exception rather than a reset thrown up through every layer of the reader.
-            if (!await stream.WaitReadableAsync(cancellationToken) && connection.IsClosed)
-                throw ClosedBeforeIdentify(connection.RemotePeer);
+            if (!await ReadableAsync(stream, connection, cancellationToken)) return null;
+            await MultistreamSelect.ReadLazyAnswerAsync(stream, IdentifyProtocol.ProtocolId, cancellationToken);
+            if (!await ReadableAsync(stream, connection, cancellationToken)) return null;
             return await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, cancellationToken);
         }
     }
+
+    /// <summary>
+    /// False when the exchange should end quietly: the connection closed or the token was cancelled.
+    /// A stream the remote reset on an open connection is read anyway, so its reset is the cause reported.
+    /// </summary>
+    private static async ValueTask<bool> ReadableAsync(YamuxStream stream, PeerConnection connection, CancellationToken cancellationToken) =>
+        await stream.WaitReadableAsync(cancellationToken, falseWhenCancelled: true) || (!connection.IsClosed && !cancellationToken.IsCancellationRequested);
 
     private async Task AcceptLoopAsync(ITransportListener listener)
     {

@@ -14,7 +14,7 @@ public sealed class PeerConnection : IAsyncDisposable
 {
     private readonly TimeProvider _time;
     private readonly Lock _identifyLock = new();
-    private Task<IdentifyInfo>? _identify;
+    private Task<IdentifyOutcome>? _identify;
     private long _lastActiveTimestamp;
     private readonly long _openedTimestamp;
     private int _draining;
@@ -74,22 +74,21 @@ public sealed class PeerConnection : IAsyncDisposable
     /// What the remote told about itself in this connection's identify exchange; null while it
     /// runs, when it failed, or before it started.
     /// </summary>
-    public IdentifyInfo? RemoteIdentify => _identify is { IsCompletedSuccessfully: true } done ? done.Result : null;
+    public IdentifyInfo? RemoteIdentify => _identify is { IsCompletedSuccessfully: true } done ? done.Result.Info : null;
 
     /// <summary>
     /// This connection's one identify exchange: the running or finished one, or a new one from
     /// <paramref name="run"/> if none started yet. libp2p peers serve one identify stream per
     /// connection (js-libp2p resets a second one), so the result is shared, failures included.
+    /// <paramref name="run"/> ends with an outcome, not an exception.
     /// </summary>
-    internal Task<IdentifyInfo> GetOrStartIdentify(Func<PeerConnection, Task<IdentifyInfo>> run)
+    internal Task<IdentifyOutcome> GetOrStartIdentify(Func<PeerConnection, Task<IdentifyOutcome>> run)
     {
         lock (_identifyLock)
         {
             if (_identify is not null) return _identify;
             _identify = run(this);
         }
-        // Nobody may ever ask for the result of the identify started on connect; its failure is logged, not lost.
-        _ = _identify.ObserveFailureAsync();
         return _identify;
     }
 

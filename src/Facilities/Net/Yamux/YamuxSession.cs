@@ -328,7 +328,7 @@ public sealed class YamuxSession : IAsyncDisposable
             var length = DrainControl(buffer.AsSpan(0, controlRoom), out var more);
             while (more && controlRoom == ControlReserve)
             {
-                await WriteConnectionAsync(buffer, length);
+                if (!await WriteConnectionAsync(buffer, length)) throw ClosedError();
                 length = DrainControl(buffer.AsSpan(0, controlRoom), out more);
             }
 
@@ -336,7 +336,7 @@ public sealed class YamuxSession : IAsyncDisposable
             length += YamuxHeader.Size;
             payload.Span.CopyTo(buffer.AsSpan(length));
             length += payload.Length;
-            await WriteConnectionAsync(buffer, length);
+            if (!await WriteConnectionAsync(buffer, length)) throw ClosedError();
         }
         finally
         {
@@ -426,7 +426,8 @@ public sealed class YamuxSession : IAsyncDisposable
                     {
                         var length = DrainControl(buffer.AsSpan(0, room), out more);
                         more &= room == ControlReserve;
-                        await WriteConnectionAsync(buffer, length);
+                        // A failed write closed the session; nobody waits for a control frame, so nothing is thrown.
+                        if (!await WriteConnectionAsync(buffer, length)) break;
                     }
                     finally
                     {
@@ -471,20 +472,24 @@ public sealed class YamuxSession : IAsyncDisposable
         return length;
     }
 
-    /// <summary>Caller holds the write lock. A failed write ends the session: the frame boundary is lost.</summary>
-    private async ValueTask WriteConnectionAsync(byte[] buffer, int length)
+    /// <summary>
+    /// Caller holds the write lock. A failed write ends the session: the frame boundary is lost.
+    /// False then, rather than an exception, so that a control flush into a connection the remote
+    /// already closed (a ping answer after a dial-and-close) costs no throw; a stream's write throws once.
+    /// </summary>
+    private async ValueTask<bool> WriteConnectionAsync(byte[] buffer, int length)
     {
         try
         {
             await _connection.WriteAsync(buffer.AsMemory(0, length), _ioCts.Token);
             await _connection.FlushAsync(_ioCts.Token);
+            return true;
         }
         catch (Exception ex)
         {
             // Whatever the connection threw, the frame boundary is lost: the session cannot go on.
-            var error = new YamuxException("writing to the connection failed", ex);
-            Close(error, null);
-            throw ClosedError();
+            Close(new YamuxException("writing to the connection failed", ex), null);
+            return false;
         }
     }
 

@@ -509,12 +509,16 @@ public sealed class YamuxStream : Stream
     /// the stream was reset or disposed. Lets a caller that expects the session to end tell that
     /// apart without an exception thrown through every layer of its reader.
     /// </summary>
-    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first.</exception>
-    internal async ValueTask<bool> WaitReadableAsync(CancellationToken cancellationToken)
+    /// <param name="falseWhenCancelled">
+    /// Cancellation ends the wait with false instead of an <see cref="OperationCanceledException"/>:
+    /// for a caller that cancels because the connection closed and tells the reasons apart itself.
+    /// </param>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled first, unless <paramref name="falseWhenCancelled"/>.</exception>
+    internal async ValueTask<bool> WaitReadableAsync(CancellationToken cancellationToken, bool falseWhenCancelled = false)
     {
         while (true)
         {
-            Task wait;
+            TaskCompletionSource waiter;
             lock (_lock)
             {
                 if (_disposed || _resetError is not null)
@@ -527,10 +531,25 @@ public sealed class YamuxStream : Stream
                     return true;
                 }
 
-                wait = (_readWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+                if (falseWhenCancelled && cancellationToken.IsCancellationRequested)
+                {
+                    // The cancellation may have completed the waiter; a later reader must not find it done.
+                    if (_readWaiter is { Task.IsCompleted: true }) _readWaiter = null;
+                    return false;
+                }
+
+                waiter = _readWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             }
 
-            await wait.WaitOrCancelAsync(cancellationToken);
+            if (!falseWhenCancelled)
+            {
+                await waiter.Task.WaitOrCancelAsync(cancellationToken);
+                continue;
+            }
+
+            // Waking every reader of this stream on cancellation is harmless: each checks its state again.
+            await using (cancellationToken.Register(static s => ((TaskCompletionSource)s!).TrySetResult(), waiter))
+                await waiter.Task;
         }
     }
 

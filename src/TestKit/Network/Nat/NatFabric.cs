@@ -204,8 +204,9 @@ internal sealed class NatFabric(InMemoryNetwork network)
             // the dialer's kernel refuses the four-tuple and the dial leaves from an ephemeral port
             // instead (TcpTransport falls back so), which a port-dependent filter has never seen. An
             // AutoNAT server dialing back the requester's mapping of a connection they share tests
-            // exactly that.
-            if (admitted is not null && source.IsNode && network.IsConnectedThroughLocked(dial.From, admitted.Inside, admitted))
+            // exactly that. A dialer behind a NAT of its own is no exception: its mapping is the
+            // tuple's other half, and the ephemeral port leaves through another mapping (port).
+            if (admitted is not null && network.IsConnectedThroughLocked(dial.From, admitted.Inside, admitted, dial.SourceMapping))
                 source = source with { Port = EphemeralPort };
             if (admitted is null || !table.Admits(admitted, source))
             {

@@ -157,6 +157,38 @@ public sealed class AutoNatSimulationTests
     });
 
     [Test]
+    public void NodeBehindAConeNat_AskingAPeerItHolePunchedTo_StillConcludesPrivate() => SimulationTest.Run(async sim =>
+    {
+        // `simulate --nat cone`: two processors behind port-restricted cone NATs hold a hole-punched
+        // connection and each is the other's AutoNAT server. The peer's dial-back cannot take that
+        // connection's four-tuple, so it leaves from another port, which our NAT drops. Were it let in,
+        // the peer's OK would alternate with the public server's dial errors and nothing would be concluded.
+        await using var world = new World(sim);
+        world.Network.AddNatRouter("home", NatBehavior.PortRestrictedCone, System.Net.IPAddress.Parse("198.51.100.20")).Add("me");
+        world.Network.AddNatRouter("away", NatBehavior.PortRestrictedCone, System.Net.IPAddress.Parse("198.51.100.30")).Add("peer");
+        var (server, _) = await world.ServerAsync("server0");
+        var (peer, peerServer) = await world.ServerAsync("peer");
+        var me = await world.HostAsync("me");
+        await World.ConnectAsync(me, server);
+        await World.ConnectAsync(peer, server);
+        var meAt = server.Connections.Single(c => c.RemotePeer == me.PeerId).RemoteAddress;
+        var peerAt = server.Connections.Single(c => c.RemotePeer == peer.PeerId).RemoteAddress;
+        var punch = me.DialDirectAsync(peerAt, peer.PeerId, ConnectionDirection.Outbound, CancellationToken.None);
+        var punched = peer.DialDirectAsync(meAt, me.PeerId, ConnectionDirection.Inbound, CancellationToken.None);
+        await me.IdentifyAsync(await punch, CancellationToken.None);
+        await punched;
+        var peerAnswers = new List<AutoNatDialResponse>();
+        peerServer.Answered += (_, answer) => peerAnswers.Add(answer);
+        var client = world.Client(me);
+
+        client.Start();
+        await sim.Clock.WaitUntilAsync(() => client.Status.Reachability != NatReachability.Unknown, Patience);
+
+        Assert.That(client.Status.Reachability, Is.EqualTo(NatReachability.Private));
+        Assert.That(peerAnswers, Is.Not.Empty.And.All.Property(nameof(AutoNatDialResponse.Status)).EqualTo(AutoNatResponseStatus.DialError));
+    });
+
+    [Test]
     public void PublicNode_ThatLosesReachability_TurnsPrivate_AtTheNextPeriodicCheck() => SimulationTest.Run(async sim =>
     {
         await using var world = new World(sim);
