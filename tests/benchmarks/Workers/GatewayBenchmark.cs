@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Runtime;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
@@ -60,21 +61,29 @@ public static class GatewayBenchmark
 
             await using var directCaller = await DirectCaller.ConnectAsync(processors, ct);
             var direct = directCaller.Client;
-
-            // A fresh cluster is still settling (DHT refreshes, first announcements) and its code is still
-            // being compiled: one unmeasured round of the gateway and the direct path first, as the paced
-            // section does, so that work is not counted against the path measured first.
-            await MeasureAsync(clients, TimeSpan.FromSeconds(1), i => client.InferAsync(Request(i), ct), ct);
-            await MeasureAsync(clients, TimeSpan.FromSeconds(1),
-                i => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
-            var viaGateway = await MeasureAsync(clients, duration, i => client.InferAsync(Request(i), ct), ct);
-
             // `client serve` in front of the same client: one request at a time, so the difference is what serve adds per request.
             await using var serve = await OpenAiServer.StartAsync(new IPEndPoint(IPAddress.Loopback, 0), client, NullLoggerFactory.Instance, ct);
             using var http = new HttpClient { BaseAddress = new Uri(serve.Address + "/") };
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", client.ApiKey);
-            var sdkOne = await MeasureAsync(1, duration, i => client.InferAsync(Request(i), ct), ct);
-            var serveOne = await MeasureAsync(1, duration, async i =>
+
+            Task ViaGateway(int i) => client.InferAsync(Request(i), ct);
+            Task Straight(int i) =>
+                direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct);
+            // The same requests streamed token by token: the gateway relays the processor's chunks (coalescing those already received).
+            async Task ViaGatewayStreamed(int i)
+            {
+                await foreach (var _ in client.InferStreamAsync(Request(i), ct))
+                {
+                }
+            }
+            async Task StraightStreamed(int i)
+            {
+                await foreach (var _ in direct.RequestStreamAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.InferStream, Request(i),
+                                   InferChunk.Parser, null, ct))
+                {
+                }
+            }
+            async Task Serve(int i)
             {
                 using var body = new StringContent(
                     $$"""{"model":"{{BuiltinEngineOptions.DefaultModelName}}","prompt":"The network","max_tokens":16,"temperature":0.8,"seed":{{i}}}""",
@@ -82,38 +91,30 @@ public static class GatewayBenchmark
                 using var response = await http.PostAsync("completions", body, ct);
                 response.EnsureSuccessStatusCode();
                 await response.Content.ReadAsByteArrayAsync(ct);
-            }, ct);
-            var straight = await MeasureAsync(clients, duration,
-                i => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
-
-            // The same requests streamed token by token: the gateway relays the processor's chunks (coalescing those already received).
-            var viaGatewayStreamed = await MeasureAsync(clients, duration, async i =>
-            {
-                await foreach (var _ in client.InferStreamAsync(Request(i), ct))
-                {
-                }
-            }, ct);
-            var straightStreamed = await MeasureAsync(clients, duration, async i =>
-            {
-                await foreach (var _ in direct.RequestStreamAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.InferStream, Request(i),
-                                   InferChunk.Parser, null, ct))
-                {
-                }
-            }, ct);
-
+            }
             // One RPC hop with a trivial handler, to split the gateway's extra CPU into the hop and its own work.
             var statusRequest = new StatusRequest();
-            var hop = await MeasureAsync(clients, duration,
-                i => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Status, statusRequest, StatusResponse.Parser, null, ct), ct);
+            Task Hop(int i) =>
+                direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Status, statusRequest, StatusResponse.Parser, null, ct);
             // The client's own hop to the gateway through the SDK (topic call, grant check, credential-free), on a method the
             // gateway answers from its cache: what the gateway path adds besides it is the gateway's own work.
-            var sdkHop = await MeasureAsync(clients, duration, _ => client.ModelsAsync(ct), ct);
+            Task SdkHop(int _) => client.ModelsAsync(ct);
+
+            var warmUp = await WarmUpAsync(clients, [ViaGateway, Straight, ViaGatewayStreamed, StraightStreamed, Hop, SdkHop], [Serve], ct);
+            var viaGateway = await MeasureAsync(clients, duration, ViaGateway, ct);
+            var straight = await MeasureAsync(clients, duration, Straight, ct);
+            var sdkOne = await MeasureAsync(1, duration, ViaGateway, ct);
+            var serveOne = await MeasureAsync(1, duration, Serve, ct);
+            var viaGatewayStreamed = await MeasureAsync(clients, duration, ViaGatewayStreamed, ct);
+            var straightStreamed = await MeasureAsync(clients, duration, StraightStreamed, ct);
+            var hop = await MeasureAsync(clients, duration, Hop, ct);
+            var sdkHop = await MeasureAsync(clients, duration, SdkHop, ct);
 
             var text = new StringBuilder();
             text.AppendLine(CultureInfo.InvariantCulture, $"{clients} concurrent clients for {duration.TotalSeconds:0} s each, builtin engine, 16 tokens per request");
+            text.AppendLine(warmUp.ToString());
             text.AppendLine();
-            text.AppendLine("| path                                     | requests/s | p50 ms | p99 ms | CPU µs/req | errors |");
-            text.AppendLine("|------------------------------------------|-----------:|-------:|-------:|-----------:|-------:|");
+            text.AppendLine(TableHeader);
             Row(text, "client -> gateway -> processor", viaGateway);
             Row(text, "client -> processors (direct)", straight);
             Row(text, "streamed: client -> gateway -> processor", viaGatewayStreamed);
@@ -167,21 +168,18 @@ public static class GatewayBenchmark
             await using var directCaller = await DirectCaller.ConnectAsync(processors, ct);
             var direct = directCaller.Client;
 
-            // A fresh cluster is still settling (DHT refreshes, first announcements): one unmeasured round of each path first,
-            // so that work is not counted against the path measured first.
             Task Gateway(int i) => client.InferAsync(Request(i), ct);
             Task Direct(int i) => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct);
-            await MeasureAsync(clients, TimeSpan.FromSeconds(1), Gateway, ct);
-            await MeasureAsync(clients, TimeSpan.FromSeconds(1), Direct, ct);
+            var warmUp = await WarmUpAsync(clients, [Gateway, Direct], [], ct);
             var viaGateway = await MeasureAsync(clients, duration, Gateway, ct);
             var straight = await MeasureAsync(clients, duration, Direct, ct);
 
             var text = new StringBuilder();
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"The same with an engine that takes {PacedTokenInterval.TotalMilliseconds:0.#} ms per token (waited, not computed: a model's time is not this process's CPU)");
+            text.AppendLine(warmUp.ToString());
             text.AppendLine();
-            text.AppendLine("| path                                     | requests/s | p50 ms | p99 ms | CPU µs/req | errors |");
-            text.AppendLine("|------------------------------------------|-----------:|-------:|-------:|-----------:|-------:|");
+            text.AppendLine(TableHeader);
             Row(text, "paced: client -> gateway -> processor", viaGateway);
             Row(text, "paced: client -> processors (direct)", straight);
             text.AppendLine();
@@ -281,10 +279,52 @@ public static class GatewayBenchmark
         Seed = i,
     };
 
-    private static void Row(StringBuilder text, string path, Result r) => text.AppendLine(CultureInfo.InvariantCulture,
-        $"| {path,-40} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.CpuMicros,10:0} | {r.Errors,6} |");
+    private const string TableHeader = """
+        | path                                     | requests/s | p50 ms | p99 ms | CPU µs/req | JIT µs/req | errors |
+        |------------------------------------------|-----------:|-------:|-------:|-----------:|-----------:|-------:|
+        """;
 
-    private sealed record Result(double PerSecond, double P50, double P99, double CpuMicros, int Errors, double AllocatedBytes);
+    private static void Row(StringBuilder text, string path, Result r) => text.AppendLine(CultureInfo.InvariantCulture,
+        $"| {path,-40} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.CpuMicros,10:0} | {r.JitMicros,10:0} | {r.Errors,6} |");
+
+    /// <param name="JitMicros">Time the JIT compiled during the row, per request: it is in the row's CPU, and should be next to nothing after the warm-up.</param>
+    private sealed record Result(double PerSecond, double P50, double P99, double CpuMicros, double JitMicros, int Errors, double AllocatedBytes);
+
+    /// <summary>The longest the warm-up goes on when the JIT does not settle; the rows then say how much it still compiled.</summary>
+    private static readonly TimeSpan MaxWarmUp = TimeSpan.FromSeconds(30);
+
+    /// <summary>Rounds of the warm-up end when the JIT spent less than this share of a round's time compiling.</summary>
+    private const double SettledJitShare = 0.01;
+
+    private sealed record WarmUp(int Rounds, TimeSpan Elapsed, double LastJitShare)
+    {
+        public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+            $"warm-up: {Rounds} rounds of every path, {Elapsed.TotalSeconds:0.0} s, until the JIT took {LastJitShare:0.0%} of a round's time ({(LastJitShare < SettledJitShare ? "settled" : "not settled: rows include JIT time")})");
+    }
+
+    /// <summary>
+    /// Runs every path in rounds until the JIT has settled. .NET's tiered compilation goes on compiling a
+    /// path's methods again (instrumented, then optimized) for many seconds after the path first ran; on
+    /// 2 cores that compilation took a fifth of the machine in the first rows and was counted against
+    /// them (the gateway's unary row, measured first, paid about 250–500 µs of JIT time per request).
+    /// The rows measure the steady state a long-running worker is in, so every path is warmed first.
+    /// <paramref name="single"/> paths run with one client, as their rows do.
+    /// </summary>
+    private static async Task<WarmUp> WarmUpAsync(int clients, Func<int, Task>[] paths, Func<int, Task>[] single, CancellationToken ct)
+    {
+        var round = TimeSpan.FromMilliseconds(500);
+        var started = Stopwatch.GetTimestamp();
+        for (var rounds = 1; ; rounds++)
+        {
+            var jitBefore = JitInfo.GetCompilationTime();
+            var roundStarted = Stopwatch.GetTimestamp();
+            foreach (var path in paths) await MeasureAsync(clients, round, path, ct);
+            foreach (var path in single) await MeasureAsync(1, round, path, ct);
+            var share = (JitInfo.GetCompilationTime() - jitBefore) / Stopwatch.GetElapsedTime(roundStarted);
+            if (share < SettledJitShare || Stopwatch.GetElapsedTime(started) >= MaxWarmUp || ct.IsCancellationRequested)
+                return new WarmUp(rounds, Stopwatch.GetElapsedTime(started), share);
+        }
+    }
 
     private static async Task<Result> MeasureAsync(int clients, TimeSpan duration, Func<int, Task> call, CancellationToken ct)
     {
@@ -294,6 +334,7 @@ public static class GatewayBenchmark
         using var process = Process.GetCurrentProcess();
         var cpuBefore = process.TotalProcessorTime;
         var allocatedBefore = GC.GetTotalAllocatedBytes();
+        var jitBefore = JitInfo.GetCompilationTime();
         var start = Stopwatch.GetTimestamp();
         await Task.WhenAll(Enumerable.Range(0, clients).Select(async c =>
         {
@@ -317,10 +358,11 @@ public static class GatewayBenchmark
         process.Refresh();
         var cpu = (process.TotalProcessorTime - cpuBefore).TotalMicroseconds;
         var allocated = GC.GetTotalAllocatedBytes() - allocatedBefore;
+        var jit = (JitInfo.GetCompilationTime() - jitBefore).TotalMicroseconds;
         var all = samples.SelectMany(s => s).Order().ToArray();
         double Percentile(double p) => all.Length == 0 ? double.NaN : all[Math.Clamp((int)Math.Ceiling(p / 100 * all.Length) - 1, 0, all.Length - 1)];
-        return new Result(all.Length / seconds, Percentile(50), Percentile(99), all.Length == 0 ? double.NaN : cpu / all.Length, errors,
-            all.Length == 0 ? double.NaN : (double)allocated / all.Length);
+        return new Result(all.Length / seconds, Percentile(50), Percentile(99), all.Length == 0 ? double.NaN : cpu / all.Length,
+            all.Length == 0 ? double.NaN : jit / all.Length, errors, all.Length == 0 ? double.NaN : (double)allocated / all.Length);
     }
 
     private static async Task<WorkerRuntime> StartAsync(List<WorkerRuntime> runtimes, string root, WorkerRole role, string name, IWorker? worker,
