@@ -123,6 +123,10 @@ public static class GatewayBenchmark
             Row(text, "SDK -> gateway hop (models, cached)", sdkHop);
             Row(text, "SDK, one client (c=1)", sdkOne);
             Row(text, "client serve HTTP -> SDK (c=1)", serveOne);
+            Errors(text, ("client -> gateway -> processor", viaGateway), ("client -> processors (direct)", straight),
+                ("streamed: client -> gateway -> processor", viaGatewayStreamed), ("streamed: client -> processors (direct)", straightStreamed),
+                ("one RPC hop (processor status)", hop), ("SDK -> gateway hop (models, cached)", sdkHop), ("SDK, one client (c=1)", sdkOne),
+                ("client serve HTTP -> SDK (c=1)", serveOne));
             text.AppendLine();
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"client serve's added latency per request (c=1, /v1/completions over the same SDK client): p50 {serveOne.P50 - sdkOne.P50:0.00} ms, p99 {serveOne.P99 - sdkOne.P99:0.00} ms");
@@ -182,6 +186,7 @@ public static class GatewayBenchmark
             text.AppendLine(TableHeader);
             Row(text, "paced: client -> gateway -> processor", viaGateway);
             Row(text, "paced: client -> processors (direct)", straight);
+            Errors(text, ("paced: client -> gateway -> processor", viaGateway), ("paced: client -> processors (direct)", straight));
             text.AppendLine();
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"paced: gateway's added latency p50 {viaGateway.P50 - straight.P50:0.00} ms, p99 {viaGateway.P99 - straight.P99:0.00} ms; requests/s {viaGateway.PerSecond / straight.PerSecond:0.00}x of direct");
@@ -288,7 +293,15 @@ public static class GatewayBenchmark
         $"| {path,-40} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.CpuMicros,10:0} | {r.JitMicros,10:0} | {r.Errors,6} |");
 
     /// <param name="JitMicros">Time the JIT compiled during the row, per request: it is in the row's CPU, and should be next to nothing after the warm-up.</param>
-    private sealed record Result(double PerSecond, double P50, double P99, double CpuMicros, double JitMicros, int Errors, double AllocatedBytes);
+    /// <param name="FirstError">What the first failed call said, so an errors count is not left unexplained.</param>
+    private sealed record Result(double PerSecond, double P50, double P99, double CpuMicros, double JitMicros, int Errors, double AllocatedBytes,
+        string? FirstError);
+
+    private static void Errors(StringBuilder text, params (string Path, Result Result)[] rows)
+    {
+        foreach (var (path, r) in rows)
+            if (r.FirstError is { } error) text.AppendLine(CultureInfo.InvariantCulture, $"{path}: {r.Errors} errors, the first: {error}");
+    }
 
     /// <summary>The longest the warm-up goes on when the JIT does not settle; the rows then say how much it still compiled.</summary>
     private static readonly TimeSpan MaxWarmUp = TimeSpan.FromSeconds(45);
@@ -346,6 +359,7 @@ public static class GatewayBenchmark
         for (var i = 0; i < 20; i++) await call(i);
         var samples = new List<double>[clients];
         var errors = 0;
+        string? firstError = null;
         using var process = Process.GetCurrentProcess();
         var cpuBefore = process.TotalProcessorTime;
         var allocatedBefore = GC.GetTotalAllocatedBytes();
@@ -363,9 +377,10 @@ public static class GatewayBenchmark
                     await call(i++);
                     mine.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
                 }
-                catch (RpcException)
+                catch (RpcException e)
                 {
                     Interlocked.Increment(ref errors);
+                    Interlocked.CompareExchange(ref firstError, $"{e.Code}: {e.Message}", null);
                 }
             }
         }));
@@ -377,7 +392,7 @@ public static class GatewayBenchmark
         var all = samples.SelectMany(s => s).Order().ToArray();
         double Percentile(double p) => all.Length == 0 ? double.NaN : all[Math.Clamp((int)Math.Ceiling(p / 100 * all.Length) - 1, 0, all.Length - 1)];
         return new Result(all.Length / seconds, Percentile(50), Percentile(99), all.Length == 0 ? double.NaN : cpu / all.Length,
-            all.Length == 0 ? double.NaN : jit / all.Length, errors, all.Length == 0 ? double.NaN : (double)allocated / all.Length);
+            all.Length == 0 ? double.NaN : jit / all.Length, errors, all.Length == 0 ? double.NaN : (double)allocated / all.Length, firstError);
     }
 
     private static async Task<WorkerRuntime> StartAsync(List<WorkerRuntime> runtimes, string root, WorkerRole role, string name, IWorker? worker,
