@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
+using System.Runtime;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
@@ -60,21 +61,29 @@ public static class GatewayBenchmark
 
             await using var directCaller = await DirectCaller.ConnectAsync(processors, ct);
             var direct = directCaller.Client;
-
-            // A fresh cluster is still settling (DHT refreshes, first announcements) and its code is still
-            // being compiled: one unmeasured round of the gateway and the direct path first, as the paced
-            // section does, so that work is not counted against the path measured first.
-            await MeasureAsync(clients, TimeSpan.FromSeconds(1), i => client.InferAsync(Request(i), ct), ct);
-            await MeasureAsync(clients, TimeSpan.FromSeconds(1),
-                i => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
-            var viaGateway = await MeasureAsync(clients, duration, i => client.InferAsync(Request(i), ct), ct);
-
             // `client serve` in front of the same client: one request at a time, so the difference is what serve adds per request.
             await using var serve = await OpenAiServer.StartAsync(new IPEndPoint(IPAddress.Loopback, 0), client, NullLoggerFactory.Instance, ct);
             using var http = new HttpClient { BaseAddress = new Uri(serve.Address + "/") };
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", client.ApiKey);
-            var sdkOne = await MeasureAsync(1, duration, i => client.InferAsync(Request(i), ct), ct);
-            var serveOne = await MeasureAsync(1, duration, async i =>
+
+            Task ViaGateway(int i) => client.InferAsync(Request(i), ct);
+            Task Straight(int i) =>
+                direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct);
+            // The same requests streamed token by token: the gateway relays the processor's chunks (coalescing those already received).
+            async Task ViaGatewayStreamed(int i)
+            {
+                await foreach (var _ in client.InferStreamAsync(Request(i), ct))
+                {
+                }
+            }
+            async Task StraightStreamed(int i)
+            {
+                await foreach (var _ in direct.RequestStreamAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.InferStream, Request(i),
+                                   InferChunk.Parser, null, ct))
+                {
+                }
+            }
+            async Task Serve(int i)
             {
                 using var body = new StringContent(
                     $$"""{"model":"{{BuiltinEngineOptions.DefaultModelName}}","prompt":"The network","max_tokens":16,"temperature":0.8,"seed":{{i}}}""",
@@ -82,38 +91,30 @@ public static class GatewayBenchmark
                 using var response = await http.PostAsync("completions", body, ct);
                 response.EnsureSuccessStatusCode();
                 await response.Content.ReadAsByteArrayAsync(ct);
-            }, ct);
-            var straight = await MeasureAsync(clients, duration,
-                i => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct), ct);
-
-            // The same requests streamed token by token: the gateway relays the processor's chunks (coalescing those already received).
-            var viaGatewayStreamed = await MeasureAsync(clients, duration, async i =>
-            {
-                await foreach (var _ in client.InferStreamAsync(Request(i), ct))
-                {
-                }
-            }, ct);
-            var straightStreamed = await MeasureAsync(clients, duration, async i =>
-            {
-                await foreach (var _ in direct.RequestStreamAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.InferStream, Request(i),
-                                   InferChunk.Parser, null, ct))
-                {
-                }
-            }, ct);
-
+            }
             // One RPC hop with a trivial handler, to split the gateway's extra CPU into the hop and its own work.
             var statusRequest = new StatusRequest();
-            var hop = await MeasureAsync(clients, duration,
-                i => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Status, statusRequest, StatusResponse.Parser, null, ct), ct);
+            Task Hop(int i) =>
+                direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Status, statusRequest, StatusResponse.Parser, null, ct);
             // The client's own hop to the gateway through the SDK (topic call, grant check, credential-free), on a method the
             // gateway answers from its cache: what the gateway path adds besides it is the gateway's own work.
-            var sdkHop = await MeasureAsync(clients, duration, _ => client.ModelsAsync(ct), ct);
+            Task SdkHop(int _) => client.ModelsAsync(ct);
+
+            var warmUp = await WarmUpAsync(clients, [ViaGateway, Straight, ViaGatewayStreamed, StraightStreamed, Hop, SdkHop], [Serve], ct);
+            var viaGateway = await MeasureAsync(clients, duration, ViaGateway, ct);
+            var straight = await MeasureAsync(clients, duration, Straight, ct);
+            var sdkOne = await MeasureAsync(1, duration, ViaGateway, ct);
+            var serveOne = await MeasureAsync(1, duration, Serve, ct);
+            var viaGatewayStreamed = await MeasureAsync(clients, duration, ViaGatewayStreamed, ct);
+            var straightStreamed = await MeasureAsync(clients, duration, StraightStreamed, ct);
+            var hop = await MeasureAsync(clients, duration, Hop, ct);
+            var sdkHop = await MeasureAsync(clients, duration, SdkHop, ct);
 
             var text = new StringBuilder();
             text.AppendLine(CultureInfo.InvariantCulture, $"{clients} concurrent clients for {duration.TotalSeconds:0} s each, builtin engine, 16 tokens per request");
+            text.AppendLine(warmUp.ToString());
             text.AppendLine();
-            text.AppendLine("| path                                     | requests/s | p50 ms | p99 ms | CPU µs/req | errors |");
-            text.AppendLine("|------------------------------------------|-----------:|-------:|-------:|-----------:|-------:|");
+            text.AppendLine(TableHeader);
             Row(text, "client -> gateway -> processor", viaGateway);
             Row(text, "client -> processors (direct)", straight);
             Row(text, "streamed: client -> gateway -> processor", viaGatewayStreamed);
@@ -122,6 +123,10 @@ public static class GatewayBenchmark
             Row(text, "SDK -> gateway hop (models, cached)", sdkHop);
             Row(text, "SDK, one client (c=1)", sdkOne);
             Row(text, "client serve HTTP -> SDK (c=1)", serveOne);
+            Errors(text, ("client -> gateway -> processor", viaGateway), ("client -> processors (direct)", straight),
+                ("streamed: client -> gateway -> processor", viaGatewayStreamed), ("streamed: client -> processors (direct)", straightStreamed),
+                ("one RPC hop (processor status)", hop), ("SDK -> gateway hop (models, cached)", sdkHop), ("SDK, one client (c=1)", sdkOne),
+                ("client serve HTTP -> SDK (c=1)", serveOne));
             text.AppendLine();
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"client serve's added latency per request (c=1, /v1/completions over the same SDK client): p50 {serveOne.P50 - sdkOne.P50:0.00} ms, p99 {serveOne.P99 - sdkOne.P99:0.00} ms");
@@ -167,23 +172,21 @@ public static class GatewayBenchmark
             await using var directCaller = await DirectCaller.ConnectAsync(processors, ct);
             var direct = directCaller.Client;
 
-            // A fresh cluster is still settling (DHT refreshes, first announcements): one unmeasured round of each path first,
-            // so that work is not counted against the path measured first.
             Task Gateway(int i) => client.InferAsync(Request(i), ct);
             Task Direct(int i) => direct.RequestAsync(processors[i % processors.Length].PeerId, WorkerMethods.Processor.Infer, Request(i), InferResponse.Parser, null, ct);
-            await MeasureAsync(clients, TimeSpan.FromSeconds(1), Gateway, ct);
-            await MeasureAsync(clients, TimeSpan.FromSeconds(1), Direct, ct);
+            var warmUp = await WarmUpAsync(clients, [Gateway, Direct], [], ct);
             var viaGateway = await MeasureAsync(clients, duration, Gateway, ct);
             var straight = await MeasureAsync(clients, duration, Direct, ct);
 
             var text = new StringBuilder();
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"The same with an engine that takes {PacedTokenInterval.TotalMilliseconds:0.#} ms per token (waited, not computed: a model's time is not this process's CPU)");
+            text.AppendLine(warmUp.ToString());
             text.AppendLine();
-            text.AppendLine("| path                                     | requests/s | p50 ms | p99 ms | CPU µs/req | errors |");
-            text.AppendLine("|------------------------------------------|-----------:|-------:|-------:|-----------:|-------:|");
+            text.AppendLine(TableHeader);
             Row(text, "paced: client -> gateway -> processor", viaGateway);
             Row(text, "paced: client -> processors (direct)", straight);
+            Errors(text, ("paced: client -> gateway -> processor", viaGateway), ("paced: client -> processors (direct)", straight));
             text.AppendLine();
             text.AppendLine(CultureInfo.InvariantCulture,
                 $"paced: gateway's added latency p50 {viaGateway.P50 - straight.P50:0.00} ms, p99 {viaGateway.P99 - straight.P99:0.00} ms; requests/s {viaGateway.PerSecond / straight.PerSecond:0.00}x of direct");
@@ -281,19 +284,86 @@ public static class GatewayBenchmark
         Seed = i,
     };
 
-    private static void Row(StringBuilder text, string path, Result r) => text.AppendLine(CultureInfo.InvariantCulture,
-        $"| {path,-40} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.CpuMicros,10:0} | {r.Errors,6} |");
+    private const string TableHeader = """
+        | path                                     | requests/s | p50 ms | p99 ms | CPU µs/req | JIT µs/req | errors |
+        |------------------------------------------|-----------:|-------:|-------:|-----------:|-----------:|-------:|
+        """;
 
-    private sealed record Result(double PerSecond, double P50, double P99, double CpuMicros, int Errors, double AllocatedBytes);
+    private static void Row(StringBuilder text, string path, Result r) => text.AppendLine(CultureInfo.InvariantCulture,
+        $"| {path,-40} | {r.PerSecond,10:0.0} | {r.P50,6:0.00} | {r.P99,6:0.00} | {r.CpuMicros,10:0} | {r.JitMicros,10:0} | {r.Errors,6} |");
+
+    /// <param name="JitMicros">Time the JIT compiled during the row, per request: it is in the row's CPU, and should be next to nothing after the warm-up.</param>
+    /// <param name="FirstError">What the first failed call said, so an errors count is not left unexplained.</param>
+    private sealed record Result(double PerSecond, double P50, double P99, double CpuMicros, double JitMicros, int Errors, double AllocatedBytes,
+        string? FirstError);
+
+    private static void Errors(StringBuilder text, params (string Path, Result Result)[] rows)
+    {
+        foreach (var (path, r) in rows)
+            if (r.FirstError is { } error) text.AppendLine(CultureInfo.InvariantCulture, $"{path}: {r.Errors} errors, the first: {error}");
+    }
+
+    /// <summary>The longest the warm-up goes on when the JIT does not settle; the rows then say how much it still compiled.</summary>
+    private static readonly TimeSpan MaxWarmUp = TimeSpan.FromSeconds(45);
+
+    /// <summary>A warm-up round that made the JIT compile fewer methods than this ends the warm-up.</summary>
+    private const int SettledMethodsPerRound = 25;
+
+    private sealed record WarmUp(int Rounds, TimeSpan Elapsed, long LastRoundMethods, TimeSpan Jit)
+    {
+        public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+            $"warm-up: {Rounds} rounds of every path, {Elapsed.TotalSeconds:0.0} s, {Jit.TotalSeconds:0.0} s in the JIT; the last round compiled {LastRoundMethods} methods ({(LastRoundMethods < SettledMethodsPerRound ? "settled" : "not settled: rows include JIT time")})");
+    }
+
+    /// <summary>
+    /// Runs every path in rounds until the JIT has settled. .NET's tiered compilation compiles a path's
+    /// methods again (instrumented, then optimized) in the background once they were called often
+    /// enough, for thousands of methods here; on 2 cores that took a fifth of the machine for the first
+    /// 20–30 s and was counted against the rows measured meanwhile (the gateway's unary row, measured
+    /// first after one second of warm-up, paid 250–500 µs of JIT time per request, more than its own
+    /// cost). The rows are to measure the steady state of long-running workers: after each round the
+    /// benchmark waits, without load, while the JIT still compiles, and it stops when a round makes it
+    /// compile next to nothing. <paramref name="single"/> paths run with one client, as their rows do.
+    /// </summary>
+    private static async Task<WarmUp> WarmUpAsync(int clients, Func<int, Task>[] paths, Func<int, Task>[] single, CancellationToken ct)
+    {
+        var round = TimeSpan.FromMilliseconds(500);
+        var started = Stopwatch.GetTimestamp();
+        var jitBefore = JitInfo.GetCompilationTime();
+        for (var rounds = 1; ; rounds++)
+        {
+            var methodsBefore = JitInfo.GetCompiledMethodCount();
+            foreach (var path in paths) await MeasureAsync(clients, round, path, ct);
+            foreach (var path in single) await MeasureAsync(1, round, path, ct);
+            await JitQuietAsync(ct);
+            var methods = JitInfo.GetCompiledMethodCount() - methodsBefore;
+            if (methods < SettledMethodsPerRound || Stopwatch.GetElapsedTime(started) >= MaxWarmUp || ct.IsCancellationRequested)
+                return new WarmUp(rounds, Stopwatch.GetElapsedTime(started), methods, JitInfo.GetCompilationTime() - jitBefore);
+        }
+    }
+
+    /// <summary>Waits (up to a few seconds) until the JIT compiled nothing for a moment: its background work then competes with no load.</summary>
+    private static async Task JitQuietAsync(CancellationToken ct)
+    {
+        var step = TimeSpan.FromMilliseconds(250);
+        for (var waited = TimeSpan.Zero; waited < TimeSpan.FromSeconds(3) && !ct.IsCancellationRequested; waited += step)
+        {
+            var before = JitInfo.GetCompiledMethodCount();
+            await Task.Delay(step, ct);
+            if (JitInfo.GetCompiledMethodCount() == before) return;
+        }
+    }
 
     private static async Task<Result> MeasureAsync(int clients, TimeSpan duration, Func<int, Task> call, CancellationToken ct)
     {
         for (var i = 0; i < 20; i++) await call(i);
         var samples = new List<double>[clients];
         var errors = 0;
+        string? firstError = null;
         using var process = Process.GetCurrentProcess();
         var cpuBefore = process.TotalProcessorTime;
         var allocatedBefore = GC.GetTotalAllocatedBytes();
+        var jitBefore = JitInfo.GetCompilationTime();
         var start = Stopwatch.GetTimestamp();
         await Task.WhenAll(Enumerable.Range(0, clients).Select(async c =>
         {
@@ -307,9 +377,10 @@ public static class GatewayBenchmark
                     await call(i++);
                     mine.Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
                 }
-                catch (RpcException)
+                catch (RpcException e)
                 {
                     Interlocked.Increment(ref errors);
+                    Interlocked.CompareExchange(ref firstError, $"{e.Code}: {e.Message}", null);
                 }
             }
         }));
@@ -317,10 +388,11 @@ public static class GatewayBenchmark
         process.Refresh();
         var cpu = (process.TotalProcessorTime - cpuBefore).TotalMicroseconds;
         var allocated = GC.GetTotalAllocatedBytes() - allocatedBefore;
+        var jit = (JitInfo.GetCompilationTime() - jitBefore).TotalMicroseconds;
         var all = samples.SelectMany(s => s).Order().ToArray();
         double Percentile(double p) => all.Length == 0 ? double.NaN : all[Math.Clamp((int)Math.Ceiling(p / 100 * all.Length) - 1, 0, all.Length - 1)];
-        return new Result(all.Length / seconds, Percentile(50), Percentile(99), all.Length == 0 ? double.NaN : cpu / all.Length, errors,
-            all.Length == 0 ? double.NaN : (double)allocated / all.Length);
+        return new Result(all.Length / seconds, Percentile(50), Percentile(99), all.Length == 0 ? double.NaN : cpu / all.Length,
+            all.Length == 0 ? double.NaN : jit / all.Length, errors, all.Length == 0 ? double.NaN : (double)allocated / all.Length, firstError);
     }
 
     private static async Task<WorkerRuntime> StartAsync(List<WorkerRuntime> runtimes, string root, WorkerRole role, string name, IWorker? worker,
