@@ -84,4 +84,84 @@ public sealed class YamuxKeepAliveTests
 
         Assert.That(session.IsClosed, Is.False);
     });
+
+    [Test]
+    public void KeepAlive_AStaleDeadlineRunningAfterTheNextProbeLeft_DoesNotCloseAHealthySession() => SimulationTest.Run(async sim =>
+    {
+        var token = CancellationToken.None;
+        var (a, b) = DuplexStreamPair.Create();
+        // The defaults' shape: interval = timeout, so one probe's deadline and the next tick fall due together.
+        // Callbacks run late, the deadline's later than the tick's, as a busy thread pool may run them.
+        var session = new YamuxSession(a, isInitiator: true, new YamuxOptions
+        {
+            KeepAliveInterval = TimeSpan.FromSeconds(10),
+            KeepAliveTimeout = TimeSpan.FromSeconds(10),
+            MaxStreamWindowSize = YamuxOptions.DefaultWindowSize,
+            TimeProvider = new LateCallbacks(sim.Clock, periodicLag: TimeSpan.FromMilliseconds(1), oneShotLag: TimeSpan.FromMilliseconds(2)),
+        });
+        var peer = new RawYamuxPeer(b);
+        await using var _ = session;
+        await using var __ = peer;
+
+        for (var round = 0; round < 3; round++)
+        {
+            // Past the late callbacks: the probe is out, and a deadline due with it has run.
+            await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(10) + Lags);
+            var (probe, _) = await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping && h.Flags == YamuxFlags.Syn, token);
+            await peer.WriteFrameAsync(YamuxFrameType.Ping, YamuxFlags.Ack, 0, probe.Length);
+        }
+
+        Assert.That(session.IsClosed, Is.False, "every probe was answered within milliseconds");
+    });
+
+    [Test]
+    public void KeepAlive_StillClosesAfterALateDeadline_WhenTheCurrentProbeGoesUnanswered() => SimulationTest.Run(async sim =>
+    {
+        var token = CancellationToken.None;
+        var (a, b) = DuplexStreamPair.Create();
+        var session = new YamuxSession(a, isInitiator: true, new YamuxOptions
+        {
+            KeepAliveInterval = TimeSpan.FromSeconds(10),
+            KeepAliveTimeout = TimeSpan.FromSeconds(10),
+            MaxStreamWindowSize = YamuxOptions.DefaultWindowSize,
+            TimeProvider = new LateCallbacks(sim.Clock, periodicLag: TimeSpan.FromMilliseconds(1), oneShotLag: TimeSpan.FromMilliseconds(2)),
+        });
+        var peer = new RawYamuxPeer(b);
+        await using var _ = session;
+        await using var __ = peer;
+
+        var start = sim.Clock.GetUtcNow();
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(10) + Lags);
+        var (first, _) = await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping && h.Flags == YamuxFlags.Syn, token);
+        await peer.WriteFrameAsync(YamuxFrameType.Ping, YamuxFlags.Ack, 0, first.Length);
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(10) + Lags);
+        // The second probe (sent at 20 s) is never answered.
+        await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping && h.Flags == YamuxFlags.Syn, token);
+
+        await Assert.ThatAsync(() => session.Completion.WaitOrCancelAsync(token),
+            Throws.TypeOf<YamuxException>().With.Message.Contain("keep-alive"));
+        Assert.That(sim.Clock.GetUtcNow() - start, Is.GreaterThanOrEqualTo(TimeSpan.FromSeconds(30)).And.LessThan(TimeSpan.FromSeconds(31)),
+            "the second probe's own timeout closed the session, not the first probe's stale deadline");
+    });
+
+    private static readonly TimeSpan Lags = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>
+    /// A clock whose timers run their callbacks late, past any re-arming in between: a thread pool slow to
+    /// dispatch them. Periodic and one-shot timers lag by different amounts, which decides their order.
+    /// </summary>
+    private sealed class LateCallbacks(TimeProvider inner, TimeSpan periodicLag, TimeSpan oneShotLag) : TimeProvider
+    {
+        public override long GetTimestamp() => inner.GetTimestamp();
+
+        public override long TimestampFrequency => inner.TimestampFrequency;
+
+        public override DateTimeOffset GetUtcNow() => inner.GetUtcNow();
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            var lag = period == Timeout.InfiniteTimeSpan ? oneShotLag : periodicLag;
+            return inner.CreateTimer(_ => inner.CreateTimer(_ => callback(state), null, lag, Timeout.InfiniteTimeSpan), null, dueTime, period);
+        }
+    }
 }

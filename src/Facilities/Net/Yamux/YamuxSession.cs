@@ -70,6 +70,7 @@ public sealed class YamuxSession : IAsyncDisposable
     private volatile bool _trafficSinceProbe;
     private uint _keepAliveProbe;
     private int _keepAliveProbeOutstanding;
+    private long _keepAliveProbeSentAt;
 
     public YamuxSession(Stream connection, bool isInitiator, YamuxOptions? options = null)
     {
@@ -736,11 +737,14 @@ public sealed class YamuxSession : IAsyncDisposable
 
     private void OnKeepAliveTick()
     {
-        if (IsClosed || Interlocked.Exchange(ref _keepAliveProbeOutstanding, 1) == 1)
+        if (IsClosed || Volatile.Read(ref _keepAliveProbeOutstanding) == 1)
         {
             return;
         }
 
+        // The send time before the flag: a deadline that sees this probe outstanding sees when it left.
+        Volatile.Write(ref _keepAliveProbeSentAt, TimeProvider.GetTimestamp());
+        Volatile.Write(ref _keepAliveProbeOutstanding, 1);
         _trafficSinceProbe = false;
         Volatile.Write(ref _keepAliveProbe, (uint)Interlocked.Increment(ref _nextPingId));
         Pings[_keepAliveProbe] = (null, TimeProvider.GetTimestamp());
@@ -752,6 +756,16 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         if (IsClosed || Volatile.Read(ref _keepAliveProbeOutstanding) == 0)
         {
+            return;
+        }
+
+        // With the interval equal to the timeout (the defaults), the deadline of one probe and the tick that
+        // sends the next fall due together; on the thread pool the tick may run first, and this callback then
+        // belongs to the probe already answered. Only the current probe's own timeout closes the session.
+        var left = _options.KeepAliveTimeout - TimeProvider.GetElapsedTime(Volatile.Read(ref _keepAliveProbeSentAt));
+        if (left > TimeSpan.Zero)
+        {
+            _keepAliveDeadline?.Change(left, Timeout.InfiniteTimeSpan);
             return;
         }
 
