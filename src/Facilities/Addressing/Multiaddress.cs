@@ -152,7 +152,14 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
         return this;
     }
 
-    public bool Has(MultiaddressProtocol protocol) => _components.Any(c => c.Protocol.Code == protocol.Code);
+    // A loop, not Any with a closure: the host asks this of a connection's address whenever it picks a
+    // connection (is it relayed?), which a kad reply does for each of the k peers it names.
+    public bool Has(MultiaddressProtocol protocol)
+    {
+        foreach (var c in _components)
+            if (c.Protocol.Code == protocol.Code) return true;
+        return false;
+    }
 
     public string? ValueOf(MultiaddressProtocol protocol)
     {

@@ -19,20 +19,38 @@ public static class Base58
         return map;
     }
 
+    /// <remarks>
+    /// Long division on base-58 digits kept in a span: a PeerId's text is asked for on every dial (the
+    /// host keys dials by it), and a BigInteger division per character allocated an array each time.
+    /// </remarks>
     public static string Encode(ReadOnlySpan<byte> data)
     {
         var zeros = 0;
         while (zeros < data.Length && data[zeros] == 0) zeros++;
-        var value = new BigInteger(data, isUnsigned: true, isBigEndian: true);
-        var chars = new List<char>(data.Length * 138 / 100 + 1);
-        while (value > 0)
+        // log(256) / log(58) < 1.38 digits per byte.
+        var capacity = (data.Length - zeros) * 138 / 100 + 1;
+        Span<byte> digits = capacity <= 256 ? stackalloc byte[capacity] : new byte[capacity];
+        var length = 0;
+        foreach (var b in data[zeros..])
         {
-            value = BigInteger.DivRem(value, 58, out var rem);
-            chars.Add(Alphabet[(int)rem]);
+            // digits (least significant first) = digits * 256 + b
+            var carry = (int)b;
+            for (var i = 0; i < length; i++)
+            {
+                carry += digits[i] << 8;
+                digits[i] = (byte)(carry % 58);
+                carry /= 58;
+            }
+            while (carry > 0)
+            {
+                digits[length++] = (byte)(carry % 58);
+                carry /= 58;
+            }
         }
-        for (var i = 0; i < zeros; i++) chars.Add('1');
-        chars.Reverse();
-        return new string(chars.ToArray());
+        Span<char> text = zeros + length <= 512 ? stackalloc char[zeros + length] : new char[zeros + length];
+        text[..zeros].Fill('1');
+        for (var i = 0; i < length; i++) text[zeros + i] = Alphabet[digits[length - 1 - i]];
+        return new string(text);
     }
 
     public static byte[] Decode(ReadOnlySpan<char> text)

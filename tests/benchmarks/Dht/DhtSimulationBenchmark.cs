@@ -11,7 +11,9 @@ namespace P2PInference.Benchmarks.Dht;
 /// The Kademlia simulation (tests/integration/Dht/Simulation, linked in) at growing sizes, on the
 /// simulation executor: bootstrap from 3 seeds, 50 topics with 2 providers each, lookups from random
 /// peers, then 20% of the peers crash, 31 virtual minutes pass (one refresh and re-announce), and the
-/// lookups run again. Reports the time compression (virtual seconds per wall second) and memory.
+/// lookups run again. Reports the time compression (virtual seconds per wall second) and memory,
+/// and, cumulative, connections ever opened, kad requests sent and exceptions thrown (each rethrow
+/// through an async frame counts): what the run's time is spent on.
 /// </summary>
 /// <remarks>
 /// Arguments: <c>--peers 1000,10000</c> (sizes; 0 for none: peak memory is the process's, so a
@@ -35,7 +37,7 @@ public static class DhtSimulationBenchmark
         var table = new StringBuilder();
         table.AppendLine(CultureInfo.InvariantCulture, $"Kademlia simulation on the executor (k=20, alpha=10, 3 seeds, 50 topics x 2 providers, seed {seed}, {Environment.ProcessorCount} cores)");
         table.AppendLine(CultureInfo.InvariantCulture,
-            $"{"peers",6} {"phase",-12} {"lookups ok",10} {"hops mean",9} {"max",4} {"msgs mean",9} {"wall s",7} {"virtual s",9} {"virt/wall",9} {"CPU s",7} {"heap MiB",8} {"peak WS MiB",11} {"GCs 0/1/2",14} {"GC pause s",10} {"alloc GiB",9} {"trace",16}");
+            $"{"peers",6} {"phase",-12} {"lookups ok",10} {"hops mean",9} {"max",4} {"msgs mean",9} {"wall s",7} {"virtual s",9} {"virt/wall",9} {"CPU s",7} {"heap MiB",8} {"peak WS MiB",11} {"GCs 0/1/2",14} {"GC pause s",10} {"alloc GiB",9} {"conns",7} {"kad reqs",8} {"exceptions",10} {"trace",16}");
         foreach (var peers in sizes)
         {
             RunSize(peers, lookups, seed, budget, table);
@@ -80,11 +82,18 @@ public static class DhtSimulationBenchmark
         // Every connection open (~55 per peer) fits in memory at 1,000 peers, not at 10,000: close idle ones there.
         var idle = peers > 2_000 ? TimeSpan.FromMinutes(2) : new DhtSimulationOptions().IdleConnectionTimeout;
         var sim = new SimulationExecutor(new SimulationOptions { Seed = seed, MaxVirtualTime = TimeSpan.FromDays(2) });
+        long requests = 0;
         var lookupsOk = 0;
         var lookupsRun = 0;
+        // Thrown exceptions cost CPU and allocation; counting them shows where failures, not work, take the time.
+        long exceptions = 0;
+        EventHandler<System.Runtime.ExceptionServices.FirstChanceExceptionEventArgs> countException = (_, _) => Interlocked.Increment(ref exceptions);
+        AppDomain.CurrentDomain.FirstChanceException += countException;
+        DhtSimulation? current = null;
+        P2PInference.TestKit.Network.InMemoryNetwork? network = null;
         sim.Run(async () =>
         {
-            await using var dht = DhtSimulation.Create(sim, new DhtSimulationOptions
+            await using var dht = current = DhtSimulation.Create(sim, new DhtSimulationOptions
             {
                 Peers = peers, SeedPeers = 3, Topics = 50, ProvidersPerTopic = 2, IdleConnectionTimeout = idle, WallBudget = budget,
             });
@@ -106,7 +115,11 @@ public static class DhtSimulationBenchmark
             await dht.CrashAsync(0.2);
             await dht.AdvanceAsync(TimeSpan.FromMinutes(31));
             Row("20% crashed", await dht.LookupAsync(lookups, CancellationToken.None));
+            requests = dht.RequestsSent;
+            current = null;
+            network = dht.Network;
         });
+        AppDomain.CurrentDomain.FirstChanceException -= countException;
         table.AppendLine(CultureInfo.InvariantCulture,
             $"{peers,6} {"total",-12} {$"{lookupsOk}/{lookupsRun}",10} {"",9} {"",4} {"",9}{Resources()}");
 
@@ -127,7 +140,7 @@ public static class DhtSimulationBenchmark
             var virtualSeconds = sim.Clock.Elapsed.TotalSeconds;
             var wallSeconds = wall.Elapsed.TotalSeconds;
             return string.Create(CultureInfo.InvariantCulture,
-                $" {wallSeconds,7:F1} {virtualSeconds,9:F0} {virtualSeconds / wallSeconds,9:F1} {(process.TotalProcessorTime - cpu).TotalSeconds,7:F1} {GC.GetTotalMemory(false) >> 20,8} {process.PeakWorkingSet64 >> 20,11} {$"{GC.CollectionCount(0) - gcCounts[0]}/{GC.CollectionCount(1) - gcCounts[1]}/{GC.CollectionCount(2) - gcCounts[2]}",14} {(GC.GetTotalPauseDuration() - gcPause).TotalSeconds,10:F1} {(GC.GetTotalAllocatedBytes(precise: true) - allocated) / (double)(1 << 30),9:F1} {sim.TraceHash,16:x16}");
+                $" {wallSeconds,7:F1} {virtualSeconds,9:F0} {virtualSeconds / wallSeconds,9:F1} {(process.TotalProcessorTime - cpu).TotalSeconds,7:F1} {GC.GetTotalMemory(false) >> 20,8} {process.PeakWorkingSet64 >> 20,11} {$"{GC.CollectionCount(0) - gcCounts[0]}/{GC.CollectionCount(1) - gcCounts[1]}/{GC.CollectionCount(2) - gcCounts[2]}",14} {(GC.GetTotalPauseDuration() - gcPause).TotalSeconds,10:F1} {(GC.GetTotalAllocatedBytes(precise: true) - allocated) / (double)(1 << 30),9:F1} {(current?.Network ?? network)?.ConnectionsOpened,7} {current?.RequestsSent ?? requests,8} {Interlocked.Read(ref exceptions),10} {sim.TraceHash,16:x16}");
         }
     }
 

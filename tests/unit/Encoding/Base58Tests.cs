@@ -38,6 +38,29 @@ public sealed class Base58Tests
         }
     }
 
+    [TestCase(190, 0)]
+    [TestCase(300, 3)]
+    [TestCase(400, 0)]
+    [TestCase(10, 600)]
+    public void Encode_LongInputs_MatchTheBigIntegerDefinition(int length, int leadingZeros)
+    {
+        var random = TestSeed.CreateRandom();
+        var bytes = new byte[leadingZeros + length];
+        random.NextBytes(bytes.AsSpan(leadingZeros));
+        bytes[leadingZeros] |= 1;
+
+        var value = new System.Numerics.BigInteger(bytes, isUnsigned: true, isBigEndian: true);
+        var expected = new System.Text.StringBuilder();
+        while (value > 0)
+        {
+            value = System.Numerics.BigInteger.DivRem(value, 58, out var digit);
+            expected.Insert(0, "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"[(int)digit]);
+        }
+        expected.Insert(0, new string('1', leadingZeros));
+
+        Assert.That(Base58.Encode(bytes), Is.EqualTo(expected.ToString()));
+    }
+
     [TestCase("0")]
     [TestCase("O")]
     [TestCase("I")]
