@@ -53,6 +53,32 @@ public sealed class MultistreamLazyTests
         }
     }
 
+    [TestCase(true, true)]
+    [TestCase(true, false)]
+    [TestCase(false, true)]
+    public async Task Listener_HandsItsAnswerToHoldAnswer_OnlyWhenTheDialersDataIsHere(bool dataHere, bool held)
+    {
+        var (dialer, listener) = DuplexStreamPair.Create();
+        using (dialer)
+        using (listener)
+        {
+            await dialer.WriteAsync(LazyProposal(Protocol, dataHere ? "request"u8.ToArray() : []), Token);
+            byte[]? handed = null;
+            var selected = await MultistreamSelect.HandleAsync(listener, p => p == Protocol, [Protocol], () => dataHere,
+                answer =>
+                {
+                    handed = answer.ToArray();
+                    return held;
+                }, Token);
+            // Whatever was not held was written; the test writes the held answer itself, as the stream would.
+            if (handed is not null && held) await listener.WriteAsync(handed, Token);
+            await MultistreamSelect.ReadLazyAnswerAsync(dialer, Protocol, Timeout, TimeProvider.System, Token);
+
+            Assert.That(selected, Is.EqualTo(Protocol));
+            Assert.That(handed, dataHere ? Is.EqualTo(LazyProposal(Protocol, [])) : Is.Null);
+        }
+    }
+
     [Test]
     public async Task Listener_RefusingALazyProposal_ReportsNoProtocolSupported_AndTheDialerReadsItsNa()
     {

@@ -1,4 +1,5 @@
 using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Tests.Unit.Yamux;
 
@@ -17,16 +18,19 @@ internal sealed class RawYamuxPeer(Stream stream) : IAsyncDisposable
 
     public async Task WriteRawAsync(byte[] bytes) => await Stream.WriteAsync(bytes);
 
-    /// <summary>The next frame matching <paramref name="match"/>; others (e.g. the session's RTT ping) are skipped.</summary>
+    /// <summary>
+    /// The next frame matching <paramref name="match"/>; others (e.g. the session's RTT ping) are skipped.
+    /// Reads on the caller's context, so a read left waiting in a simulation stays on its thread.
+    /// </summary>
     public async Task<(YamuxHeader Header, byte[] Payload)> ReadFrameAsync(Func<YamuxHeader, bool> match, CancellationToken cancellationToken)
     {
         while (true)
         {
             var headerBytes = new byte[YamuxHeader.Size];
-            await Stream.ReadExactlyAsync(headerBytes, cancellationToken);
+            await Stream.ReadExactOnContextAsync(headerBytes, cancellationToken);
             var header = YamuxHeader.Read(headerBytes);
             var payload = header.Type == YamuxFrameType.Data ? new byte[header.Length] : [];
-            await Stream.ReadExactlyAsync(payload, cancellationToken);
+            await Stream.ReadExactOnContextAsync(payload, cancellationToken);
             if (match(header))
             {
                 return (header, payload);

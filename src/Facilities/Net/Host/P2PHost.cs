@@ -694,7 +694,10 @@ public sealed class P2PHost : IAsyncDisposable
         try
         {
             var protocols = _protocols;
-            var negotiation = MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols, () => stream.DataAvailable, cancellationToken);
+            // The answer to a lazy dialer (its request is here already) waits to leave with the
+            // handler's first write: one frame and one connection write instead of two.
+            var negotiation = MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols, () => stream.DataAvailable,
+                answer => stream.HoldForFirstWrite(answer.Span, HeldAnswerLimit()), cancellationToken);
             // A lazy dialer's proposal came with the stream's first frame, so negotiation usually ends
             // without waiting: the timeout is armed only when it has to wait.
             protocol = negotiation.IsCompleted ? await negotiation : await WithNegotiationTimeoutAsync(negotiation, stream);
@@ -723,6 +726,20 @@ public sealed class P2PHost : IAsyncDisposable
             stream.Reset();
         }
     }
+
+    /// <summary>
+    /// How long an accepted stream's negotiation answer may wait for the handler's first write. A
+    /// handler slower than this gains nothing measurable from the saved write, while the answer (and
+    /// the stream's ACK, which rides with it) would keep the dialer waiting: its answer timeout, its
+    /// backlog of unacknowledged streams.
+    /// </summary>
+    private TimeSpan HeldAnswerLimit()
+    {
+        var timeout = _options.StreamNegotiationTimeout;
+        return timeout == Timeout.InfiniteTimeSpan || timeout / 2 > MaxHeldAnswer ? MaxHeldAnswer : timeout / 2;
+    }
+
+    private static readonly TimeSpan MaxHeldAnswer = TimeSpan.FromMilliseconds(50);
 
     /// <summary>
     /// A negotiation still running after <see cref="HostOptions.StreamNegotiationTimeout"/> has its

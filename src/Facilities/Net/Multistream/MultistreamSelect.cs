@@ -155,8 +155,19 @@ public static class MultistreamSelect
     /// the answer. Otherwise our header goes out at once, as in the other overloads.
     /// </summary>
     /// <inheritdoc cref="HandleAsync(Stream, IReadOnlyCollection{string}, CancellationToken)"/>
+    public static Task<string> HandleAsync(Stream stream, Func<string, bool> isSupported, IEnumerable<string> listed, Func<bool>? dataAvailable,
+        CancellationToken cancellationToken) =>
+        HandleAsync(stream, isSupported, listed, dataAvailable, holdAnswer: null, cancellationToken);
+
+    /// <summary>
+    /// As the overload without <paramref name="holdAnswer"/>; when the accepted proposal is followed by
+    /// data already here (a lazy dialer sent its first request with it, so it is not waiting for our
+    /// answer), the answer is handed to <paramref name="holdAnswer"/> instead of written, for the
+    /// stream to send with the protocol's first bytes. It returns false to have it written now.
+    /// </summary>
+    /// <inheritdoc cref="HandleAsync(Stream, IReadOnlyCollection{string}, CancellationToken)"/>
     public static async Task<string> HandleAsync(Stream stream, Func<string, bool> isSupported, IEnumerable<string> listed, Func<bool>? dataAvailable,
-        CancellationToken cancellationToken)
+        Func<ReadOnlyMemory<byte>, bool>? holdAnswer, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(isSupported);
@@ -201,6 +212,8 @@ public static class MultistreamSelect
                 continue;
             }
             var answer = proposal != NotAvailable && isSupported(proposal) ? proposal : NotAvailable;
+            if (answer != NotAvailable && holdAnswer is not null && dataAvailable?.Invoke() == true && TryHoldMessages(holdAnswer, header ?? answer, header is null ? null : answer))
+                return proposal;
             if (header is null) await WriteMessagesAsync(stream, answer, null, cancellationToken);
             else await WriteMessagesAsync(stream, header, answer, cancellationToken);
             if (answer != NotAvailable) return proposal;
@@ -360,6 +373,22 @@ public static class MultistreamSelect
         offset += StrictUtf8.GetBytes(text, destination[offset..]);
         destination[offset++] = (byte)'\n';
         return offset;
+    }
+
+    private static bool TryHoldMessages(Func<ReadOnlyMemory<byte>, bool> hold, string first, string? second)
+    {
+        var total = EncodedLength(first) + (second is null ? 0 : EncodedLength(second));
+        var buffer = ArrayPool<byte>.Shared.Rent(total);
+        try
+        {
+            var written = Encode(buffer, first);
+            if (second is not null) written += Encode(buffer.AsSpan(written), second);
+            return hold(buffer.AsMemory(0, written));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>Writes one or two messages with a single write call, so they travel together.</summary>

@@ -310,7 +310,11 @@ public sealed class YamuxSession : IAsyncDisposable
     /// Writes one frame (plus any queued control frames) in a single connection write. The frame is
     /// assembled in a pooled buffer held only for this write, so an idle session pins no write buffer.
     /// </summary>
-    internal async ValueTask WriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    internal ValueTask WriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken) =>
+        WriteFrameAsync(header, ReadOnlyMemory<byte>.Empty, payload, cancellationToken);
+
+    /// <summary>As the other overload, with <paramref name="prefix"/> written ahead of <paramref name="payload"/> in the same frame (the header counts both).</summary>
+    internal async ValueTask WriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> prefix, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
         await _writeLock.EnterAsync(cancellationToken);
         byte[]? buffer = null;
@@ -322,7 +326,7 @@ public sealed class YamuxSession : IAsyncDisposable
             }
 
             var controlRoom = PendingControlBytes();
-            buffer = ArrayPool<byte>.Shared.Rent(controlRoom + YamuxHeader.Size + payload.Length);
+            buffer = ArrayPool<byte>.Shared.Rent(controlRoom + YamuxHeader.Size + prefix.Length + payload.Length);
 
             // Every control frame queued by now goes first: a SYN queued by OpenStreamAsync must precede
             // the stream's data. Frames queued after the count above have a flush of their own pending.
@@ -335,6 +339,8 @@ public sealed class YamuxSession : IAsyncDisposable
 
             header.Write(buffer.AsSpan(length));
             length += YamuxHeader.Size;
+            prefix.Span.CopyTo(buffer.AsSpan(length));
+            length += prefix.Length;
             payload.Span.CopyTo(buffer.AsSpan(length));
             length += payload.Length;
             if (!await WriteConnectionAsync(buffer, length)) throw ClosedError();

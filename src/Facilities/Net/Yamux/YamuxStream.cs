@@ -45,6 +45,15 @@ public sealed class YamuxStream : Stream
     private YamuxStreamResetException? _resetError;
     private int _holdsAckSlot;
 
+    // Bytes that lead the next data frame (HoldForFirstWrite), the timer that sends them alone if no
+    // write comes in time, and a send of them alone in flight, which later frames must not overtake.
+    private byte[]? _held;
+    private int _heldLength;
+    private ITimer? _heldTimer;
+    private TaskCompletionSource? _heldSending;
+
+    private static readonly TimerCallback s_heldExpired = static s => _ = ((YamuxStream)s!).FlushHeldQuietlyAsync();
+
     internal YamuxStream(YamuxSession session, uint id, int receiveWindow, bool holdsAckSlot)
     {
         _session = session;
@@ -96,6 +105,11 @@ public sealed class YamuxStream : Stream
                 return read;
             }
 
+            if (Volatile.Read(ref _held) is not null)
+            {
+                FlushHeldAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
+            }
+
             wait!.GetAwaiter().GetResult();
         }
     }
@@ -134,6 +148,143 @@ public sealed class YamuxStream : Stream
     public ValueTask WriteAndCompleteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
         buffer.IsEmpty ? CompleteWritesAsync(cancellationToken) : WriteAsync(buffer, complete: true, cancellationToken);
 
+    /// <summary>
+    /// Holds <paramref name="prefix"/> to lead this stream's next data frame (or its FIN), so a
+    /// listener's negotiation answer leaves with the handler's first answer in one frame. It leaves
+    /// alone when a read has to wait for the remote first (the remote may be waiting for it), or after
+    /// <paramref name="maxHold"/>; a reset drops it. For a stream nothing was written on yet: its send
+    /// window is the initial one, far larger than a negotiation message, so the prefix always fits.
+    /// Returns false, holding nothing, when the stream cannot write any more or holds bytes already.
+    /// </summary>
+    internal bool HoldForFirstWrite(ReadOnlySpan<byte> prefix, TimeSpan maxHold)
+    {
+        if (prefix.IsEmpty)
+        {
+            return false;
+        }
+
+        var held = ArrayPool<byte>.Shared.Rent(prefix.Length);
+        prefix.CopyTo(held);
+        lock (_lock)
+        {
+            if (_disposed || _resetError is not null || _localFin || _held is not null || _heldSending is not null)
+            {
+                ArrayPool<byte>.Shared.Return(held);
+                return false;
+            }
+
+            _held = held;
+            _heldLength = prefix.Length;
+            if (maxHold != Timeout.InfiniteTimeSpan)
+            {
+                _heldTimer = _session.TimeProvider.CreateTimer(s_heldExpired, this, maxHold, Timeout.InfiniteTimeSpan);
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Caller holds the lock: takes the held bytes (null when none) and stops their timer.</summary>
+    private byte[]? TakeHeld(out int length)
+    {
+        var held = _held;
+        length = _heldLength;
+        _held = null;
+        _heldLength = 0;
+        _heldTimer?.Dispose();
+        _heldTimer = null;
+        return held;
+    }
+
+    /// <summary>Caller holds the lock: drops the held bytes, nobody will read them.</summary>
+    private void DropHeld()
+    {
+        if (TakeHeld(out _) is { } held)
+        {
+            ArrayPool<byte>.Shared.Return(held);
+        }
+    }
+
+    /// <summary>Caller holds the lock: gives back held bytes whose write was cancelled before it happened.</summary>
+    private bool RestoreHeld(byte[] held, int length)
+    {
+        if (_held is not null || _localFin || _disposed || _resetError is not null)
+        {
+            return false;
+        }
+
+        _held = held;
+        _heldLength = length;
+        return true;
+    }
+
+    /// <summary>Sends the held bytes in a data frame of their own, unless a write took them first.</summary>
+    private async ValueTask FlushHeldAsync(CancellationToken cancellationToken)
+    {
+        byte[]? held;
+        int length;
+        TaskCompletionSource sending;
+        lock (_lock)
+        {
+            if (_held is null || _disposed || _resetError is not null)
+            {
+                return;
+            }
+
+            held = TakeHeld(out length);
+            _sendWindow -= length;
+            sending = _heldSending = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        try
+        {
+            await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, YamuxFlags.None, Id, (uint)length), held.AsMemory(0, length), cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            lock (_lock)
+            {
+                _sendWindow += length;
+                if (RestoreHeld(held!, length))
+                {
+                    held = null;
+                }
+            }
+
+            throw;
+        }
+        catch (YamuxException ex) when (ex is not YamuxStreamResetException)
+        {
+            throw SessionFailure(ex);
+        }
+        finally
+        {
+            if (held is not null)
+            {
+                ArrayPool<byte>.Shared.Return(held);
+            }
+
+            lock (_lock)
+            {
+                _heldSending = null;
+            }
+
+            sending.TrySetResult();
+        }
+    }
+
+    private async Task FlushHeldQuietlyAsync()
+    {
+        try
+        {
+            await FlushHeldAsync(CancellationToken.None);
+        }
+        catch (Exception e) when (e is YamuxException or ObjectDisposedException)
+        {
+            // The stream or its session ended: whoever uses it learns so from its own read or write.
+        }
+    }
+
     private async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, bool complete, CancellationToken cancellationToken)
     {
         while (true)
@@ -141,6 +292,8 @@ public sealed class YamuxStream : Stream
             int chunk;
             var last = false;
             Task? wait = null;
+            byte[]? held = null;
+            var heldLength = 0;
             lock (_lock)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
@@ -150,15 +303,27 @@ public sealed class YamuxStream : Stream
                     throw new InvalidOperationException($"Writes were completed on yamux stream {Id}.");
                 }
 
-                if (buffer.IsEmpty)
+                var holding = _held is null ? 0 : _heldLength;
+                if (_heldSending is { } sending)
                 {
-                    return;
+                    // The held bytes are on their way alone: this frame must follow them.
+                    chunk = 0;
+                    wait = sending.Task;
                 }
-
-                if (_sendWindow > 0)
+                else if (buffer.IsEmpty && holding == 0)
                 {
-                    chunk = (int)Math.Min(Math.Min(buffer.Length, _sendWindow), YamuxSession.MaxDataFramePayload);
-                    _sendWindow -= chunk;
+                    if (!complete)
+                    {
+                        return;
+                    }
+
+                    chunk = -1;
+                }
+                else if (_sendWindow - holding > 0 || (buffer.IsEmpty && _sendWindow >= holding))
+                {
+                    chunk = (int)Math.Max(0, Math.Min(Math.Min(buffer.Length, _sendWindow - holding), YamuxSession.MaxDataFramePayload - holding));
+                    _sendWindow -= chunk + holding;
+                    held = TakeHeld(out heldLength);
                     last = complete && chunk == buffer.Length;
                     if (last)
                     {
@@ -172,6 +337,13 @@ public sealed class YamuxStream : Stream
                 }
             }
 
+            if (chunk < 0)
+            {
+                // Only the FIN is left: the held bytes it was to carry left alone meanwhile.
+                await CompleteWritesAsync(cancellationToken);
+                return;
+            }
+
             if (wait is not null)
             {
                 await wait.WaitOrCancelAsync(cancellationToken);
@@ -180,18 +352,23 @@ public sealed class YamuxStream : Stream
 
             try
             {
-                await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, last ? YamuxFlags.Fin : YamuxFlags.None, Id, (uint)chunk), buffer[..chunk],
-                    cancellationToken);
+                await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, last ? YamuxFlags.Fin : YamuxFlags.None, Id, (uint)(heldLength + chunk)),
+                    held.AsMemory(0, heldLength), buffer[..chunk], cancellationToken);
             }
             catch (OperationCanceledException)
             {
                 // The session only gives up before the frame is written, so the credit is still ours.
                 lock (_lock)
                 {
-                    _sendWindow += chunk;
+                    _sendWindow += chunk + heldLength;
                     if (last)
                     {
                         _localFin = false;
+                    }
+
+                    if (held is not null && RestoreHeld(held, heldLength))
+                    {
+                        held = null;
                     }
                 }
 
@@ -200,6 +377,13 @@ public sealed class YamuxStream : Stream
             catch (YamuxException ex) when (ex is not YamuxStreamResetException)
             {
                 throw SessionFailure(ex);
+            }
+            finally
+            {
+                if (held is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(held);
+                }
             }
 
             buffer = buffer[chunk..];
@@ -230,16 +414,46 @@ public sealed class YamuxStream : Stream
     /// <summary>Half-close: sends FIN. The remote reads end of stream once it drained what was sent; reading here goes on.</summary>
     public async ValueTask CompleteWritesAsync(CancellationToken cancellationToken = default)
     {
-        lock (_lock)
+        while (true)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            ThrowIfReset();
-            if (_localFin)
+            Task? wait = null;
+            var carry = false;
+            lock (_lock)
             {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                ThrowIfReset();
+                if (_localFin)
+                {
+                    return;
+                }
+
+                if (_heldSending is { } sending)
+                {
+                    wait = sending.Task;
+                }
+                else if (_held is not null)
+                {
+                    carry = true;
+                }
+                else
+                {
+                    _localFin = true;
+                }
+            }
+
+            if (carry)
+            {
+                // The held bytes and the FIN travel in one data frame.
+                await WriteAsync(ReadOnlyMemory<byte>.Empty, complete: true, cancellationToken);
                 return;
             }
 
-            _localFin = true;
+            if (wait is null)
+            {
+                break;
+            }
+
+            await wait.WaitOrCancelAsync(cancellationToken);
         }
 
         try
@@ -275,6 +489,7 @@ public sealed class YamuxStream : Stream
             }
 
             _resetError = new YamuxStreamResetException($"yamux stream {Id} was reset locally");
+            DropHeld();
             DropSegments();
             WakeAll();
             watch = TakeInboundWatch();
@@ -293,6 +508,9 @@ public sealed class YamuxStream : Stream
             var remoteDone = false;
             uint grant = 0;
             (Action<object?>, object?)? watch;
+            byte[]? held = null;
+            var heldLength = 0;
+            Task? heldSending = null;
             lock (_lock)
             {
                 if (_disposed)
@@ -307,6 +525,13 @@ public sealed class YamuxStream : Stream
                 {
                     sendFin = !_localFin;
                     _localFin = true;
+                    if (sendFin)
+                    {
+                        // The FIN must not overtake held bytes: it rides with them, or follows their send in flight.
+                        held = TakeHeld(out heldLength);
+                        _sendWindow -= heldLength;
+                        heldSending = _heldSending?.Task;
+                    }
 
                     // Keep the remote's writes flowing after we stopped reading: what it still sends is
                     // dropped and granted back as it arrives (OnData). Credit is given back here only
@@ -321,6 +546,12 @@ public sealed class YamuxStream : Stream
 
             Notify(watch);
 
+            if (held is not null || heldSending is not null)
+            {
+                _ = FinishAfterHeldAsync(held, heldLength, heldSending);
+                sendFin = false;
+            }
+
             if (sendFin || grant > 0)
             {
                 // A finished exchange (the remote closed first, as a server does after its answer) has
@@ -334,6 +565,35 @@ public sealed class YamuxStream : Stream
         }
 
         base.Dispose(disposing);
+    }
+
+    /// <summary>A disposed stream's FIN, after the bytes it held (in the same frame) or their send in flight.</summary>
+    private async Task FinishAfterHeldAsync(byte[]? held, int heldLength, Task? heldSending)
+    {
+        try
+        {
+            if (held is not null)
+            {
+                await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, YamuxFlags.Fin, Id, (uint)heldLength), held.AsMemory(0, heldLength),
+                    CancellationToken.None);
+            }
+            else
+            {
+                await heldSending!;
+                _session.EnqueueControl(new YamuxHeader(YamuxFrameType.WindowUpdate, YamuxFlags.Fin, Id, 0));
+            }
+        }
+        catch (YamuxException)
+        {
+            // The session ended: the remote learns of it from there.
+        }
+        finally
+        {
+            if (held is not null)
+            {
+                ArrayPool<byte>.Shared.Return(held);
+            }
+        }
     }
 
     internal uint PrepareAcceptGrant(int initialWindow)
@@ -473,6 +733,7 @@ public sealed class YamuxStream : Stream
             }
 
             _resetError = new YamuxStreamResetException($"yamux stream {Id} was reset by the remote");
+            DropHeld();
             DropSegments();
             (reader, sender) = (_readWaiter, _sendWaiter);
             (_readWaiter, _sendWaiter) = (null, null);
@@ -496,6 +757,7 @@ public sealed class YamuxStream : Stream
             }
 
             _resetError = new YamuxStreamResetException($"yamux stream {Id} ended with its session: {reason.Message}", reason);
+            DropHeld();
             DropSegments();
             WakeAll();
             watch = TakeInboundWatch();
@@ -539,6 +801,11 @@ public sealed class YamuxStream : Stream
                 }
 
                 waiter = _readWaiter ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+
+            if (Volatile.Read(ref _held) is not null)
+            {
+                await FlushHeldQuietlyAsync();
             }
 
             if (!falseWhenCancelled)
@@ -647,6 +914,12 @@ public sealed class YamuxStream : Stream
 
     private async ValueTask<int> ReadSlowAsync(Memory<byte> buffer, Task wait, CancellationToken cancellationToken)
     {
+        // The remote may be waiting for the held bytes (a negotiation answer) before it sends more.
+        if (Volatile.Read(ref _held) is not null)
+        {
+            await FlushHeldAsync(cancellationToken);
+        }
+
         while (true)
         {
             // The token wakes the waiter itself: a read costs one continuation instead of the two (and
