@@ -35,30 +35,33 @@ public static class RpcClientExtensions
         return DecodeResponse(responseCodec, response, method);
     }
 
-    public static async IAsyncEnumerable<TResponse> RequestStreamAsync<TRequest, TResponse>(this IRpcClient client, PeerId peer, string method,
-        TRequest request, MessagePackRpcCodec<TResponse> responseCodec, RpcCallOptions? options = null,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public static IAsyncEnumerable<TResponse> RequestStreamAsync<TRequest, TResponse>(this IRpcClient client, PeerId peer, string method,
+        TRequest request, MessagePackRpcCodec<TResponse> responseCodec, RpcCallOptions? options = null, CancellationToken cancellationToken = default)
         where TRequest : class
         where TResponse : class
     {
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(responseCodec);
         var body = MessagePackRpcCodec<TRequest>.Instance.Encode(request);
-        await foreach (var item in client.RequestStreamAsync(peer, method, body, options, cancellationToken))
-            yield return DecodeResponse(responseCodec, item, method);
+        return DecodeEach(client.RequestStreamAsync(peer, method, body, options, cancellationToken), responseCodec, method, cancellationToken);
     }
 
-    public static async IAsyncEnumerable<TResponse> RequestTopicStreamAsync<TRequest, TResponse>(this IRpcClient client, string topic, string method,
-        TRequest request, MessagePackRpcCodec<TResponse> responseCodec, RpcCallOptions? options = null,
-        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    public static IAsyncEnumerable<TResponse> RequestTopicStreamAsync<TRequest, TResponse>(this IRpcClient client, string topic, string method,
+        TRequest request, MessagePackRpcCodec<TResponse> responseCodec, RpcCallOptions? options = null, CancellationToken cancellationToken = default)
         where TRequest : class
         where TResponse : class
     {
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(responseCodec);
         var body = MessagePackRpcCodec<TRequest>.Instance.Encode(request);
-        await foreach (var item in client.RequestTopicStreamAsync(topic, method, body, options, cancellationToken))
-            yield return DecodeResponse(responseCodec, item, method);
+        return DecodeEach(client.RequestTopicStreamAsync(topic, method, body, options, cancellationToken), responseCodec, method, cancellationToken);
+    }
+
+    private static async IAsyncEnumerable<T> DecodeEach<T>(IAsyncEnumerable<byte[]> items, IRpcCodec<T> codec, string method,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await foreach (var item in items.WithCancellation(cancellationToken))
+            yield return DecodeResponse(codec, item, method);
     }
 
     private static T DecodeResponse<T>(IRpcCodec<T> codec, byte[] payload, string method)

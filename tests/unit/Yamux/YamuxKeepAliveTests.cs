@@ -89,17 +89,7 @@ public sealed class YamuxKeepAliveTests
     public void KeepAlive_AStaleDeadlineRunningAfterTheNextProbeLeft_DoesNotCloseAHealthySession() => SimulationTest.Run(async sim =>
     {
         var token = CancellationToken.None;
-        var (a, b) = DuplexStreamPair.Create();
-        // The defaults' shape: interval = timeout, so one probe's deadline and the next tick fall due together.
-        // Callbacks run late, the deadline's later than the tick's, as a busy thread pool may run them.
-        var session = new YamuxSession(a, isInitiator: true, new YamuxOptions
-        {
-            KeepAliveInterval = TimeSpan.FromSeconds(10),
-            KeepAliveTimeout = TimeSpan.FromSeconds(10),
-            MaxStreamWindowSize = YamuxOptions.DefaultWindowSize,
-            TimeProvider = new LateCallbacks(sim.Clock, periodicLag: TimeSpan.FromMilliseconds(1), oneShotLag: TimeSpan.FromMilliseconds(2)),
-        });
-        var peer = new RawYamuxPeer(b);
+        var (session, peer) = CreateWithLateTimerCallbacks(sim);
         await using var _ = session;
         await using var __ = peer;
 
@@ -118,15 +108,7 @@ public sealed class YamuxKeepAliveTests
     public void KeepAlive_StillClosesAfterALateDeadline_WhenTheCurrentProbeGoesUnanswered() => SimulationTest.Run(async sim =>
     {
         var token = CancellationToken.None;
-        var (a, b) = DuplexStreamPair.Create();
-        var session = new YamuxSession(a, isInitiator: true, new YamuxOptions
-        {
-            KeepAliveInterval = TimeSpan.FromSeconds(10),
-            KeepAliveTimeout = TimeSpan.FromSeconds(10),
-            MaxStreamWindowSize = YamuxOptions.DefaultWindowSize,
-            TimeProvider = new LateCallbacks(sim.Clock, periodicLag: TimeSpan.FromMilliseconds(1), oneShotLag: TimeSpan.FromMilliseconds(2)),
-        });
-        var peer = new RawYamuxPeer(b);
+        var (session, peer) = CreateWithLateTimerCallbacks(sim);
         await using var _ = session;
         await using var __ = peer;
 
@@ -145,6 +127,23 @@ public sealed class YamuxKeepAliveTests
     });
 
     private static readonly TimeSpan Lags = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>
+    /// The defaults' shape, interval = timeout, so one probe's deadline and the next tick fall due together;
+    /// callbacks run late, the deadline's later than the tick's, as a busy thread pool may run them.
+    /// </summary>
+    private static (YamuxSession Session, RawYamuxPeer Peer) CreateWithLateTimerCallbacks(SimulationExecutor sim)
+    {
+        var (a, b) = DuplexStreamPair.Create();
+        var session = new YamuxSession(a, isInitiator: true, new YamuxOptions
+        {
+            KeepAliveInterval = TimeSpan.FromSeconds(10),
+            KeepAliveTimeout = TimeSpan.FromSeconds(10),
+            MaxStreamWindowSize = YamuxOptions.DefaultWindowSize,
+            TimeProvider = new LateCallbacks(sim.Clock, periodicLag: TimeSpan.FromMilliseconds(1), oneShotLag: TimeSpan.FromMilliseconds(2)),
+        });
+        return (session, new RawYamuxPeer(b));
+    }
 
     /// <summary>
     /// A clock whose timers run their callbacks late, past any re-arming in between: a thread pool slow to
