@@ -37,6 +37,8 @@ public sealed class SimulationExecutor
     private SimulationException? _escape;
     private ExceptionDispatchInfo? _stepFailure;
     private string? _stepNode;
+    private StreamWriter? _traceDump;
+    private bool _traceDumpStarted;
 
     public SimulationExecutor(int seed, ScheduleStrategy strategy = ScheduleStrategy.Fifo)
         : this(new SimulationOptions { Seed = seed, Strategy = strategy })
@@ -251,6 +253,12 @@ public sealed class SimulationExecutor
         _threadId = Environment.CurrentManagedThreadId;
         t_running = this;
         SynchronizationContext.SetSynchronizationContext(_context);
+        if (_options.TraceDumpPath is { Length: > 0 } dumpPath)
+        {
+            // A later run of the same executor continues the file its first run started.
+            _traceDump = new StreamWriter(dumpPath, append: _traceDumpStarted);
+            _traceDumpStarted = true;
+        }
         try
         {
             // Started as a task of the simulation's scheduler, so TaskScheduler.Current is ours too.
@@ -261,6 +269,8 @@ public sealed class SimulationExecutor
         finally
         {
             SynchronizationContext.SetSynchronizationContext(previous);
+            _traceDump?.Dispose();
+            _traceDump = null;
             t_running = null;
             _threadId = 0;
         }
@@ -362,6 +372,8 @@ public sealed class SimulationExecutor
         h = Mix(h, (long)HashOf(item.CodeType));
         h = Mix(h, _stepNode is null ? 0 : (long)StableHash(_stepNode));
         TraceHash = h;
+        _traceDump?.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{Steps} {item.Kind} {Clock.NowTicks} {ready} {index} {_stepNode ?? "-"} {h:x16} {item.CodeType.FullName}"));
         Steps++;
         if (_stepFailure is { } failure)
         {

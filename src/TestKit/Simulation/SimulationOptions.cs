@@ -20,6 +20,18 @@ public sealed record SimulationOptions
     /// <summary>The run fails with <see cref="SimulationLimitException"/> after this many steps (a livelock guard).</summary>
     public long MaxSteps { get; init; } = 100_000_000;
 
+    /// <summary>The environment variable that sets <see cref="TraceDumpPath"/> for every simulation of a process.</summary>
+    public const string TraceDumpVariable = "P2P_TRACE_DUMP";
+
+    /// <summary>
+    /// A file that receives one line per step as it is folded into the trace hash — step index, kind,
+    /// virtual time (ticks), ready items, index chosen, node ("-" for none), trace hash so far, code
+    /// type — so that the dumps of two processes that reported different hashes for a seed can be
+    /// diffed to the first step that differs. Null (default: <see cref="TraceDumpVariable"/>) for none.
+    /// Each simulation writes the file afresh: set it for one simulation at a time (one test, one row).
+    /// </summary>
+    public string? TraceDumpPath { get; init; } = Environment.GetEnvironmentVariable(TraceDumpVariable) is { Length: > 0 } path ? path : null;
+
     /// <summary>PCT's bug depth d: d − 1 priority change points.</summary>
     public int PctDepth { get; init; } = 3;
 

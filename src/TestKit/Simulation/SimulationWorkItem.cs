@@ -25,15 +25,18 @@ internal readonly record struct SimulationWorkItem(
         },
     };
 
-    /// <summary>The type whose code the step runs: stable across processes, unlike object identity.</summary>
+    /// <summary>
+    /// The type whose code the step runs: stable across processes, unlike object identity, and
+    /// whether or not a tool traces tasks (see <see cref="SimulationCodeType"/>).
+    /// </summary>
     public Type CodeType => Kind switch
     {
-        SimulationStepKind.Task => Task!.GetType(),
+        SimulationStepKind.Task => SimulationCodeType.Of(Task!.GetType()),
         SimulationStepKind.Timer => Timer!.CallbackType,
         _ => State switch
         {
-            Delegate d => d.Target?.GetType() ?? d.Method.DeclaringType ?? typeof(Delegate),
-            { } state => state.GetType(),
+            Delegate d => SimulationCodeType.Of(d),
+            { } state => SimulationCodeType.Of(state.GetType()),
             _ => Callback!.Method.DeclaringType ?? typeof(SendOrPostCallback),
         },
     };

@@ -60,6 +60,64 @@ public sealed class SimulationExecutorTests
         Assert.That(secondLog, Is.EqualTo(firstLog));
     }
 
+    /// <summary>
+    /// A diagnostics tool that listens to the TPL event source (dotnet-trace with its providers, an IDE,
+    /// an in-process EventListener) makes the runtime wrap await continuations and box async methods in
+    /// other types. The schedule is the same, so the trace hash must be too: a process being traced
+    /// must not report another hash for the seed from the moment the listener attaches.
+    /// </summary>
+    [Test]
+    [NonParallelizable]
+    public void Run_WhileAListenerTracesTasks_ReplaysTheSameTraceHash()
+    {
+        var quiet = new SimulationExecutor(seed: 4242);
+        var quietLog = RandomizedWorkload(quiet);
+
+        var traced = new SimulationExecutor(seed: 4242);
+        string tracedLog;
+        using (var listener = new TaskEventListener())
+        {
+            Assert.That(listener.Enabled, Is.True, "the TPL event source was not found, so nothing was traced");
+            tracedLog = RandomizedWorkload(traced);
+        }
+
+        Assert.That(tracedLog, Is.EqualTo(quietLog));
+        Assert.That(traced.Steps, Is.EqualTo(quiet.Steps));
+        Assert.That(traced.TraceHash, Is.EqualTo(quiet.TraceHash), $"{quiet} vs {traced}");
+    }
+
+    [Test]
+    public void Run_WithATraceDumpPath_WritesEachStepWithTheHashSoFar()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"p2p-trace-{Guid.NewGuid():N}.txt");
+        try
+        {
+            var sim = new SimulationExecutor(new SimulationOptions { Seed = 4242, TraceDumpPath = path });
+            RandomizedWorkload(sim);
+
+            var lines = File.ReadAllLines(path);
+            Assert.That(lines, Has.Length.EqualTo(sim.Steps));
+            Assert.That(lines[^1].Split(' ')[6], Is.EqualTo(sim.TraceHash.ToString("x16", System.Globalization.CultureInfo.InvariantCulture)));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>Enables every keyword of the TPL event source, as a tracing tool asking for task events does.</summary>
+    private sealed class TaskEventListener : System.Diagnostics.Tracing.EventListener
+    {
+        public bool Enabled { get; private set; }
+
+        protected override void OnEventSourceCreated(System.Diagnostics.Tracing.EventSource eventSource)
+        {
+            if (eventSource.Name != "System.Threading.Tasks.TplEventSource") return;
+            EnableEvents(eventSource, System.Diagnostics.Tracing.EventLevel.Verbose, System.Diagnostics.Tracing.EventKeywords.All);
+            Enabled = true;
+        }
+    }
+
     [Test]
     public void Run_WithAnotherSeed_GivesAnotherTraceHash()
     {
