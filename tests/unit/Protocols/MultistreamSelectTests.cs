@@ -256,6 +256,25 @@ public sealed class MultistreamSelectTests
         Assert.That(e!.Reason, Is.EqualTo(MultistreamFailure.MalformedMessage));
     }
 
+    [Test]
+    public void Listener_RejectsALengthPrefixOfTenContinuationBytes_AsMalformed()
+    {
+        var stream = new ScriptedStream(Concat(Header, Enumerable.Repeat((byte)0xFF, 10).ToArray(), [1]));
+        var e = Assert.ThrowsAsync<MultistreamException>(() => MultistreamSelect.HandleAsync(stream, ["/a"], Token));
+        Assert.That(e!.Reason, Is.EqualTo(MultistreamFailure.MalformedMessage));
+        Assert.That(e.Message, Does.Contain("overflows"));
+    }
+
+    [Test]
+    public void Listener_RejectsALengthPrefixThatIsNotMinimallyEncoded_AsMalformed()
+    {
+        // 0x83 0x00 is 3 in two bytes: multiformats' unsigned varint must be minimal.
+        var stream = new ScriptedStream(Concat(Header, [0x83, 0x00], "/a\n"u8.ToArray()));
+        var e = Assert.ThrowsAsync<MultistreamException>(() => MultistreamSelect.HandleAsync(stream, ["/a"], Token));
+        Assert.That(e!.Reason, Is.EqualTo(MultistreamFailure.MalformedMessage));
+        Assert.That(e.Message, Does.Contain("minimally"));
+    }
+
     [TestCase(1025UL)]
     [TestCase(1UL << 32)]
     [TestCase(1UL << 63)]

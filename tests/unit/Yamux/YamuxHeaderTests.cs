@@ -16,6 +16,14 @@ public sealed class YamuxHeaderTests
     }
 
     [Test]
+    public void Header_Write_Throws_WhenTheDestinationIsShorterThanTwelveBytes()
+    {
+        var header = new YamuxHeader(YamuxFrameType.Data, YamuxFlags.Syn, 1, 0);
+
+        Assert.That(() => header.Write(new byte[YamuxHeader.Size - 1]), Throws.ArgumentException);
+    }
+
+    [Test]
     public void Header_Read_Throws_WhenShorterThanTwelveBytes()
     {
         Assert.That(() => YamuxHeader.Read(new byte[11]), Throws.ArgumentException);

@@ -87,6 +87,40 @@ public sealed class YamuxHeldPrefixTests
     });
 
     [Test]
+    public void WaitingUntilReadable_SendsTheHeldBytesAlone_ThenWakesOnTheRemotesData() => SimulationTest.Run(async sim =>
+    {
+        var (session, peer, stream) = await AcceptAsync(sim, "req"u8.ToArray());
+        await using var _ = session;
+        await using var __ = peer;
+        stream.HoldForFirstWrite("ans"u8, Timeout.InfiniteTimeSpan);
+        Assert.That(await stream.ReadAsync(new byte[16]), Is.EqualTo(3));
+
+        var readable = stream.WaitReadableAsync(CancellationToken.None).AsTask();
+        var answer = await NextFrameAsync(peer);
+        await peer.WriteFrameAsync(YamuxFrameType.Data, YamuxFlags.None, RemoteStream, 4, "more"u8.ToArray());
+
+        Assert.That(answer.Payload, Is.EqualTo("ans"u8.ToArray()), "the remote may be waiting for the answer before it sends more");
+        Assert.That(await readable, Is.True);
+    });
+
+    [Test]
+    public void Hold_IsRefused_ForNothing_ForASecondPrefix_AndAfterTheFin() => SimulationTest.Run(async sim =>
+    {
+        var (session, peer, stream) = await AcceptAsync(sim, "req"u8.ToArray());
+        await using var _ = session;
+        await using var __ = peer;
+
+        Assert.That(stream.HoldForFirstWrite(ReadOnlySpan<byte>.Empty, Timeout.InfiniteTimeSpan), Is.False);
+        Assert.That(stream.HoldForFirstWrite("ans"u8, Timeout.InfiniteTimeSpan), Is.True);
+        Assert.That(stream.HoldForFirstWrite("two"u8, Timeout.InfiniteTimeSpan), Is.False, "one prefix at a time");
+        await stream.CompleteWritesAsync();
+        var fin = await NextFrameAsync(peer);
+
+        Assert.That(stream.HoldForFirstWrite("late"u8, Timeout.InfiniteTimeSpan), Is.False, "nothing may follow the FIN");
+        Assert.That((fin.Header.Flags, fin.Payload), Is.EqualTo((YamuxFlags.Fin, "ans"u8.ToArray())));
+    });
+
+    [Test]
     public void HeldBytes_LeaveAlone_WhenTheHoldExpires() => SimulationTest.Run(async sim =>
     {
         var (session, peer, stream) = await AcceptAsync(sim, "req"u8.ToArray());
