@@ -109,7 +109,7 @@ internal sealed class RpcTopicRouter
     {
         ArgumentException.ThrowIfNullOrEmpty(topic);
         options ??= RpcCallOptions.Default;
-        var attemptOptions = options with { Deadline = options.ResolveDeadline(_options.TimeProvider, _options.DefaultTimeout), Timeout = null };
+        var attemptOptions = WithOneDeadline(options);
         var providers = await GetProvidersAsync(topic, cancellationToken);
         var calls = providers.Select(async peer =>
         {
@@ -133,6 +133,10 @@ internal sealed class RpcTopicRouter
         if (providers.Length > 0 && options.CalleeCheck is not null && results.All(r => r is null)) _cache.TryRemove(topic, out _);
         return results.OfType<RpcPeerResult>().ToArray();
     }
+
+    /// <summary>The caller's options with its timeout turned into one deadline: every attempt of a topic call spends what is left of it.</summary>
+    private RpcCallOptions WithOneDeadline(RpcCallOptions options) =>
+        options with { Deadline = options.ResolveDeadline(_options.TimeProvider, _options.DefaultTimeout), Timeout = null };
 
     /// <summary>Drops <paramref name="peer"/> from every cached topic (it failed with a connection error).</summary>
     public void Evict(PeerId peer)
@@ -247,7 +251,7 @@ internal sealed class RpcTopicRouter
             _router = router;
             _topic = topic;
             _options = options ?? RpcCallOptions.Default;
-            Options = _options with { Deadline = _options.ResolveDeadline(_router._options.TimeProvider, _router._options.DefaultTimeout), Timeout = null };
+            Options = router.WithOneDeadline(_options);
         }
 
         /// <summary>What each attempt is sent with: the caller's options with the one deadline.</summary>

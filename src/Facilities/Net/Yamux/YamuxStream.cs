@@ -205,17 +205,30 @@ public sealed class YamuxStream : Stream
         }
     }
 
-    /// <summary>Caller holds the lock: gives back held bytes whose write was cancelled before it happened.</summary>
-    private bool RestoreHeld(byte[] held, int length)
+    /// <summary>
+    /// Undoes a data frame whose write was cancelled: the session only gives up before the frame is
+    /// written, so its credit (and FIN) are still ours, and its held bytes are held again when the stream
+    /// can still send them. Returns the held buffer when it was not taken back (the caller returns it to the pool).
+    /// </summary>
+    private byte[]? GiveBackCancelledSend(int credit, byte[]? held, int heldLength, bool finSent)
     {
-        if (_held is not null || _localFin || _disposed || _resetError is not null)
+        lock (_lock)
         {
-            return false;
-        }
+            _sendWindow += credit;
+            if (finSent)
+            {
+                _localFin = false;
+            }
 
-        _held = held;
-        _heldLength = length;
-        return true;
+            if (held is null || _held is not null || _localFin || _disposed || _resetError is not null)
+            {
+                return held;
+            }
+
+            _held = held;
+            _heldLength = heldLength;
+            return null;
+        }
     }
 
     /// <summary>Sends the held bytes in a data frame of their own, unless a write took them first.</summary>
@@ -242,15 +255,7 @@ public sealed class YamuxStream : Stream
         }
         catch (OperationCanceledException)
         {
-            lock (_lock)
-            {
-                _sendWindow += length;
-                if (RestoreHeld(held!, length))
-                {
-                    held = null;
-                }
-            }
-
+            held = GiveBackCancelledSend(length, held, length, finSent: false);
             throw;
         }
         catch (YamuxException ex) when (ex is not YamuxStreamResetException)
@@ -357,21 +362,7 @@ public sealed class YamuxStream : Stream
             }
             catch (OperationCanceledException)
             {
-                // The session only gives up before the frame is written, so the credit is still ours.
-                lock (_lock)
-                {
-                    _sendWindow += chunk + heldLength;
-                    if (last)
-                    {
-                        _localFin = false;
-                    }
-
-                    if (held is not null && RestoreHeld(held, heldLength))
-                    {
-                        held = null;
-                    }
-                }
-
+                held = GiveBackCancelledSend(chunk + heldLength, held, heldLength, finSent: last);
                 throw;
             }
             catch (YamuxException ex) when (ex is not YamuxStreamResetException)
