@@ -156,6 +156,16 @@ internal sealed class CancellationObservingEngine(IInferenceEngine inner) : IInf
             }
         });
         await foreach (var token in inner.GenerateAsync(request, cancellationToken)) yield return token;
+        // A watched generation never ends on its own: on a loaded machine the cancel can take longer
+        // to cross two hops than the engine takes to produce every token, and a generation that had
+        // finished could no longer see it.
+        if (IsWatched(request)) await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
+    }
+
+    private bool IsWatched(InferenceRequest request)
+    {
+        var input = request.ToPromptText();
+        lock (_cancelled) return _cancelled.Keys.Any(marker => input.EndsWith(marker, StringComparison.Ordinal));
     }
 
     public void Dispose() => inner.Dispose();
