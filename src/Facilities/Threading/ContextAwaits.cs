@@ -82,8 +82,12 @@ public static class ContextAwaits
         {
             await entered.WaitOrCancelAsync(cancellationToken);
         }
-        catch (OperationCanceledException) when (!entered.IsCompleted)
+        catch (OperationCanceledException)
         {
+            // The wait gave up (entered, having no token, never cancels), so the caller will not release:
+            // whatever slot the wait gets, now or later, goes back. Not only when it has none yet: on
+            // another thread the slot can come between the wait's check and this catch, and a slot kept
+            // so was never released (a Yamux session's write lock, held for ever, hung its close).
             _ = ReleaseWhenEnteredAsync(semaphore, entered);
             throw;
         }
