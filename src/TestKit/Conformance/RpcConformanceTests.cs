@@ -103,13 +103,30 @@ public abstract class RpcConformanceTests
         }
     }
 
-    /// <summary>Moves <see cref="Time"/> forward; in a simulation, returns once what the due timers started has run.</summary>
-    protected Task AdvanceAsync(TimeSpan delta)
+    /// <summary>
+    /// Moves <see cref="Time"/> forward; in a simulation, returns once what the due timers started has run.
+    /// On real threads it first waits for <see cref="WhenSettledAsync"/>.
+    /// </summary>
+    protected async Task AdvanceAsync(TimeSpan delta)
     {
-        if (Time is SimulationClock clock) return clock.AdvanceAsync(delta);
+        if (Time is SimulationClock clock)
+        {
+            await clock.AdvanceAsync(delta);
+            return;
+        }
+        await WhenSettledAsync();
         Time.Advance(delta);
-        return Task.CompletedTask;
     }
+
+    /// <summary>
+    /// On real threads (<see cref="Simulated"/> false), completes once the nodes' own background work
+    /// that runs beside the test's calls has ended; <see cref="AdvanceAsync"/> waits for it before
+    /// moving the manual clock. That clock jumps at once and fires every timer due in the jump, the
+    /// timeouts of work still in flight included, which real time would have let finish: a fixture
+    /// whose nodes start such work (a host's identify exchange on each new connection) waits for it
+    /// here. A simulation needs none of it: its clock moves only when nothing can run.
+    /// </summary>
+    protected virtual Task WhenSettledAsync() => Task.CompletedTask;
 
     protected RpcOptions DefaultOptions() => new() { TimeProvider = Time, Random = new Random(_random.Next()) };
 

@@ -2,6 +2,7 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Protocols.Identify;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Rpc;
@@ -67,6 +68,35 @@ public abstract class StackRpcConformanceTests : RpcConformanceTests
         {
             var (host, _, name) = _stack.Single(s => s.Host.PeerId == node.PeerId);
             return CrashNodeAsync(name, host);
+        }
+    }
+
+    /// <summary>The host under <paramref name="node"/>.</summary>
+    protected P2PHost HostOf(RpcConformanceNode node)
+    {
+        lock (_stack) return _stack.Single(s => s.Host.PeerId == node.PeerId).Host;
+    }
+
+    /// <summary>
+    /// Every connection's identify exchange has ended. It starts on connect and runs beside the test's
+    /// calls; a clock jump before the answer arrived fires its timeout, and the listener then closes
+    /// the connection as one whose peer never answered (<see cref="HostOptions.CloseInboundWithoutIdentify"/>),
+    /// under the next call on it.
+    /// </summary>
+    protected override async Task WhenSettledAsync()
+    {
+        (P2PHost Host, PeerConnection Connection)[] connections;
+        lock (_stack) connections = _stack.SelectMany(s => s.Host.Connections.Select(c => (s.Host, c))).ToArray();
+        foreach (var (host, connection) in connections)
+        {
+            try
+            {
+                await host.IdentifyAsync(connection, TestToken);
+            }
+            catch (Exception e) when (e is IdentifyException or ObjectDisposedException)
+            {
+                // Ended all the same: failed, the connection closed, or the host (a crashed node) stopped.
+            }
         }
     }
 
