@@ -8,6 +8,7 @@ using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Threading;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.TestKit.Conformance;
 
@@ -69,8 +70,10 @@ public abstract class HostStackConformanceTests
         }
     }
 
-    /// <summary>A node's key pair; a simulation draws it from its seed.</summary>
-    protected virtual KeyPair CreateIdentity(string nodeName) => KeyPair.Generate();
+    /// <summary>A node's key pair: inside a simulation drawn from its seed (peer ids decide tie-breaks and routing, so a seed replays them), else fresh.</summary>
+    protected virtual KeyPair CreateIdentity(string nodeName) => SimulationExecutor.Current is { } sim
+        ? KeyPair.FromRandom(sim.CreateRandom("identity", nodeName))
+        : KeyPair.Generate();
 
     /// <summary>Randomness for test data; a simulation draws it from its seed.</summary>
     protected virtual Random CreateRandom(string purpose) => TestSeed.CreateRandom();

@@ -111,28 +111,56 @@ public sealed class SimulationExecutor
         return await action();
     }
 
-    /// <summary>Runs <paramref name="main"/> on the calling thread until its task finishes; work it leaves behind stays queued for the next run.</summary>
+    /// <summary>
+    /// The stack of the thread every run gets. The runtime runs a continuation inline only while enough
+    /// of the stack is left, and queues it otherwise; on the caller's thread the schedule, and so the
+    /// trace, would depend on how deep the caller is and how large its thread's stack (a test runner's
+    /// worker, the CLI's main thread, a benchmark). On a thread of its own with this much, a seed
+    /// replays the same trace from any of them.
+    /// </summary>
+    public const int ThreadStackSize = 16 * 1024 * 1024;
+
+    /// <summary>
+    /// Runs <paramref name="main"/> until its task finishes, on a thread of the simulation's own
+    /// (<see cref="ThreadStackSize"/>) while the calling thread waits; work it leaves behind stays
+    /// queued for the next run.
+    /// </summary>
     /// <exception cref="SimulationDeadlockException">Nothing can make progress but the task is unfinished.</exception>
     /// <exception cref="SimulationEscapeException">Work escaped to another thread.</exception>
     /// <exception cref="SimulationLimitException">The virtual time or step limit was reached.</exception>
     public void Run(Func<Task> main)
     {
         ArgumentNullException.ThrowIfNull(main);
-        RunCore(async () =>
+        Run(async () =>
         {
             await main();
             return true;
-        }).GetAwaiter().GetResult();
+        });
     }
 
     /// <inheritdoc cref="Run(Func{Task})"/>
     public T Run<T>(Func<Task<T>> main)
     {
         ArgumentNullException.ThrowIfNull(main);
-        return RunCore(main).GetAwaiter().GetResult();
+        T result = default!;
+        ExceptionDispatchInfo? failure = null;
+        var thread = StartRunThread(() =>
+        {
+            try
+            {
+                result = RunCore(main).GetAwaiter().GetResult();
+            }
+            catch (Exception e)
+            {
+                failure = ExceptionDispatchInfo.Capture(e);
+            }
+        });
+        thread.Join();
+        failure?.Throw();
+        return result;
     }
 
-    /// <summary>Like <see cref="Run(Func{Task})"/>, on a dedicated thread the executor starts; completes when the run ends.</summary>
+    /// <summary>Like <see cref="Run(Func{Task})"/>, without blocking the caller: completes when the run ends.</summary>
     public Task RunAsync(Func<Task> main) => RunAsync(async () =>
     {
         await main();
@@ -144,23 +172,29 @@ public sealed class SimulationExecutor
     {
         ArgumentNullException.ThrowIfNull(main);
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var thread = new Thread(() =>
+        StartRunThread(() =>
         {
             try
             {
-                done.SetResult(Run(main));
+                done.SetResult(RunCore(main).GetAwaiter().GetResult());
             }
             catch (Exception e)
             {
                 done.SetException(e);
             }
-        })
+        });
+        return done.Task;
+    }
+
+    private Thread StartRunThread(ThreadStart run)
+    {
+        var thread = new Thread(run, ThreadStackSize)
         {
             IsBackground = true,
             Name = $"simulation seed {Seed}",
         };
         thread.Start();
-        return done.Task;
+        return thread;
     }
 
     /// <summary>

@@ -31,6 +31,7 @@ public sealed class GatewayStackTests
     private InMemoryNetwork _network = null!;
     private MockDhtRegistry _registry = null!;
     private int _seed;
+    private Random _keys = null!;
 
     private static CancellationToken Token => TestContext.CurrentContext.CancellationToken;
 
@@ -41,6 +42,8 @@ public sealed class GatewayStackTests
         _time = new FakeTimeProvider();
         _network = new InMemoryNetwork(_time, _seed);
         _registry = new MockDhtRegistry(_time, _seed);
+        // Peer ids from the test's seed too: they decide the picker's tie-breaks and the DHT's order.
+        _keys = new Random(_seed);
     }
 
     [TearDown]
@@ -54,7 +57,7 @@ public sealed class GatewayStackTests
 
     private async Task<Peer> StartPeerAsync(string name, params string[] topics)
     {
-        var identity = KeyPair.Generate();
+        var identity = KeyPair.FromRandom(_keys);
         var host = new P2PHost(new HostOptions
         {
             Identity = identity,

@@ -28,6 +28,7 @@ public sealed class ProcessorStackTests
     private readonly List<IAsyncDisposable> _owned = [];
     private FakeTimeProvider _time = null!;
     private InMemoryNetwork _network = null!;
+    private Random _keys = null!;
     private P2PHost _processorHost = null!;
     private RpcNode _processorNode = null!;
     private RpcNode _caller = null!;
@@ -37,7 +38,10 @@ public sealed class ProcessorStackTests
     public async Task StartAsync()
     {
         _time = new FakeTimeProvider();
-        _network = new InMemoryNetwork(seed: TestSeed.Choose());
+        var seed = TestSeed.Choose();
+        _network = new InMemoryNetwork(seed: seed);
+        // Peer ids from the test's seed too, so the seed replays them.
+        _keys = new Random(seed);
         _processorHost = await StartHostAsync("processor");
         var callerHost = await StartHostAsync("caller");
         callerHost.PeerStore.AddAddresses(_processorHost.PeerId, _processorHost.AdvertisedAddresses);
@@ -59,7 +63,7 @@ public sealed class ProcessorStackTests
     {
         var host = new P2PHost(new HostOptions
         {
-            Identity = KeyPair.Generate(),
+            Identity = KeyPair.FromRandom(_keys),
             Transports = [_network.CreateTransport(name)],
             TimeProvider = _time,
             IdentifyOnConnect = false,

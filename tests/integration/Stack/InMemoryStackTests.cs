@@ -102,10 +102,13 @@ public sealed class CorruptionInMemoryStackTests
     [CancelAfter(30_000)]
     public async Task CorruptedByte_EndsTheConnectionWithNoiseError_AndOtherPeersAreUnaffected(CancellationToken token)
     {
-        var network = new InMemoryNetwork(seed: TestSeed.Choose());
-        await using var a = await StartAsync(network, "a", token);
-        await using var b = await StartAsync(network, "b", token);
-        await using var c = await StartAsync(network, "c", token);
+        var seed = TestSeed.Choose();
+        var network = new InMemoryNetwork(seed: seed);
+        // Keys from the test's seed too: peer ids decide tie-breaks, so a seed replays them.
+        var keys = new Random(seed);
+        await using var a = await StartAsync(network, "a", keys, token);
+        await using var b = await StartAsync(network, "b", keys, token);
+        await using var c = await StartAsync(network, "c", keys, token);
         var healthy = await c.ConnectAsync(b.AdvertisedAddresses[0], token);
         var corrupted = await a.ConnectAsync(b.AdvertisedAddresses[0], token);
         var stream = await a.OpenStreamAsync(b.PeerId, "/ipfs/ping/1.0.0", token);
@@ -145,10 +148,12 @@ public sealed class CorruptionInMemoryStackTests
     [CancelAfter(30_000)]
     public async Task CorruptedByte_IsReportedAsNoiseException_ByTheReceiver(CancellationToken token)
     {
-        var network = new InMemoryNetwork(seed: TestSeed.Choose());
+        var seed = TestSeed.Choose();
+        var network = new InMemoryNetwork(seed: seed);
         var (rawA, rawB) = await ConnectRawAsync(network, token);
-        var keyA = P2PInference.Facilities.Identity.KeyPair.Generate();
-        var keyB = P2PInference.Facilities.Identity.KeyPair.Generate();
+        var keys = new Random(seed);
+        var keyA = P2PInference.Facilities.Identity.KeyPair.FromRandom(keys);
+        var keyB = P2PInference.Facilities.Identity.KeyPair.FromRandom(keys);
         var respond = NoiseHandshake.RespondAsync(rawB.Stream, keyB, token);
         await using var secureA = await NoiseHandshake.InitiateAsync(rawA.Stream, keyA, keyB.PeerId, token);
         await using var secureB = await respond;
@@ -167,11 +172,11 @@ public sealed class CorruptionInMemoryStackTests
         return (await dial, accepted);
     }
 
-    private static async Task<P2PInference.Facilities.Net.Host.P2PHost> StartAsync(InMemoryNetwork network, string name, CancellationToken token)
+    private static async Task<P2PInference.Facilities.Net.Host.P2PHost> StartAsync(InMemoryNetwork network, string name, Random keys, CancellationToken token)
     {
         var host = new P2PInference.Facilities.Net.Host.P2PHost(new P2PInference.Facilities.Net.Host.HostOptions
         {
-            Identity = P2PInference.Facilities.Identity.KeyPair.Generate(),
+            Identity = P2PInference.Facilities.Identity.KeyPair.FromRandom(keys),
             Transports = [network.CreateTransport(name)],
         });
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], token);

@@ -55,7 +55,7 @@ public sealed class ClientCommandTests
         Connect = (_, options, _) =>
         {
             _connects.Add(options);
-            var peer = KeyPair.Generate().PeerId;
+            var peer = KeyPair.FromRandom(TestSeed.CreateRandom()).PeerId;
             var dht = _registry.CreateNode(peer, []);
             var node = _network.CreateNode(peer, discovery: dht);
             _owned.Add(dht);

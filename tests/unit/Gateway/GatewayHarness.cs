@@ -22,16 +22,19 @@ internal sealed class GatewayHarness : IAsyncDisposable
 {
     private readonly List<MockDht> _dhts = [];
     private readonly int _seed;
+    // Peer ids decide the picker's tie-breaks and the DHT's order, so they come from the test's seed too.
+    private readonly Random _identities;
 
     private GatewayHarness(GatewayOptions options, FakeTimeProvider? time)
     {
         _seed = SimulationExecutor.Current?.Seed ?? TestSeed.Choose();
+        _identities = SimulationExecutor.Current?.CreateRandom("gateway-harness", "identity") ?? new Random(_seed);
         Time = time ?? new FakeTimeProvider();
         Network = new InMemoryRpcNetwork(Time);
         Registry = new MockDhtRegistry(Time, _seed);
         Options = options;
         Worker = new GatewayWorker(options);
-        var identity = KeyPair.Generate();
+        var identity = KeyPair.FromRandom(_identities);
         GatewayDht = Registry.CreateNode(identity.PeerId, []);
         _dhts.Add(GatewayDht);
         GatewayNode = Network.CreateNode(identity.PeerId, new RpcOptions { Random = new Random(_seed) }, GatewayDht);
@@ -91,7 +94,7 @@ internal sealed class GatewayHarness : IAsyncDisposable
 
     public async Task<InMemoryRpcNode> AddNodeAsync(params string[] topics)
     {
-        var peer = KeyPair.Generate().PeerId;
+        var peer = KeyPair.FromRandom(_identities).PeerId;
         var dht = Registry.CreateNode(peer, []);
         _dhts.Add(dht);
         var node = Network.CreateNode(peer, discovery: dht);

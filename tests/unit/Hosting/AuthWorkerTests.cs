@@ -1,5 +1,6 @@
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
+using P2PInference.TestKit;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Rpc;
 using P2PInference.TestKit.Store;
@@ -31,7 +32,7 @@ public sealed class AuthWorkerTests
         var registry = new MockDhtRegistry(time);
         var store = await RamStore.CreateAsync(time);
         _owned.Add(store);
-        _identity = KeyPair.Generate();
+        _identity = KeyPair.FromRandom(TestSeed.CreateRandom());
         _auth = _identity.PeerId;
         var server = network.CreateNode(_auth);
         _owned.Add(server);

@@ -31,7 +31,7 @@ public sealed class ProcessorWorkerTests
     {
         _time = new FakeTimeProvider();
         _network = new InMemoryRpcNetwork(_time);
-        _identity = KeyPair.Generate();
+        _identity = KeyPair.FromRandom(TestSeed.CreateRandom());
         _server = _network.CreateNode(_identity.PeerId);
         _caller = _network.CreateNode();
     }

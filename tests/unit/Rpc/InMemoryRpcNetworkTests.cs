@@ -165,7 +165,7 @@ public sealed class InMemoryRpcNetworkTests
     [Test]
     public void CallToAPeerNotOnTheNetwork_IsUnavailable() => Run(async () =>
     {
-        Assert.That(await CodeOf(_a.RequestAsync(KeyPair.Generate().PeerId, "ping", ReadOnlyMemory<byte>.Empty, null, CancellationToken.None)),
+        Assert.That(await CodeOf(_a.RequestAsync(KeyPair.FromRandom(SimulationExecutor.Current!.CreateRandom("identity", "stranger")).PeerId, "ping", ReadOnlyMemory<byte>.Empty, null, CancellationToken.None)),
             Is.EqualTo(RpcStatusCode.Unavailable));
     });
 

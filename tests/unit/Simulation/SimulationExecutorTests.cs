@@ -118,6 +118,73 @@ public sealed class SimulationExecutorTests
         }
     }
 
+    /// <summary>
+    /// The runtime runs a continuation inline only while enough stack is left (128 KB), and queues it
+    /// otherwise: when a chain of continuations ran on the caller's stack, the schedule (and the trace
+    /// hash) depended on how deep the caller was and how large its thread's stack, so one seed replayed
+    /// differently from a test, the CLI or a benchmark.
+    /// </summary>
+    [Test]
+    public void Run_FromADeepStackOnASmallThread_ReplaysTheTraceOfATestsShallowOne()
+    {
+        var shallow = ChainOfInlineContinuations(seed: 4242);
+        SimulationExecutor? deep = null;
+        Exception? failure = null;
+        // A caller on a thread of 1 MB (another host's main or worker thread), 600 KB into its stack.
+        var caller = new Thread(() =>
+        {
+            try
+            {
+                deep = WithStackUsed(600, () => ChainOfInlineContinuations(seed: 4242));
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        }, 1024 * 1024);
+        caller.Start();
+        caller.Join();
+
+        Assert.That(failure, Is.Null);
+        Assert.That(deep!.Steps, Is.EqualTo(shallow.Steps), $"{shallow} vs {deep}");
+        Assert.That(deep.TraceHash, Is.EqualTo(shallow.TraceHash), $"{shallow} vs {deep}");
+    }
+
+    /// <summary>Completing the first link runs every other one inline, each inside the one before: about 640 KB of stack.</summary>
+    private static SimulationExecutor ChainOfInlineContinuations(int seed)
+    {
+        const int Links = 1000;
+        var sim = new SimulationExecutor(seed);
+        sim.Run(async () =>
+        {
+            // Continuations run synchronously (no RunContinuationsAsynchronously), so each link completes the next inline.
+            var sources = Enumerable.Range(0, Links + 1).Select(_ => new TaskCompletionSource()).ToArray();
+            var links = Enumerable.Range(0, Links).Select(i => LinkAsync(sources[i], sources[i + 1])).ToArray();
+            await Task.Yield();
+            sources[0].SetResult();
+            await sources[Links].Task;
+            await Task.WhenAll(links);
+        });
+        return sim;
+
+        static async Task LinkAsync(TaskCompletionSource from, TaskCompletionSource to)
+        {
+            await from.Task;
+            to.SetResult();
+        }
+    }
+
+    /// <summary>Runs <paramref name="action"/> with about <paramref name="kilobytes"/> KB of the current thread's stack in use.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static T WithStackUsed<T>(int kilobytes, Func<T> action)
+    {
+        Span<byte> frame = stackalloc byte[1024];
+        frame[^1] = (byte)kilobytes;
+        var result = kilobytes <= 1 ? action() : WithStackUsed(kilobytes - 1, action);
+        GC.KeepAlive(frame[^1]);
+        return result;
+    }
+
     [Test]
     public void Run_WithAnotherSeed_GivesAnotherTraceHash()
     {
