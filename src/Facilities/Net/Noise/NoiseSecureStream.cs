@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Transport;
 
 namespace P2PInference.Facilities.Net.Noise;
 
@@ -15,7 +16,7 @@ namespace P2PInference.Facilities.Net.Noise;
 /// A frame that fails to decrypt, a truncated frame, or a write that failed part way leaves the
 /// stream unusable: every later read and write throws <see cref="NoiseException"/>.
 /// </remarks>
-public sealed class NoiseSecureStream : Stream
+public sealed class NoiseSecureStream : Stream, IShutdownStream
 {
     /// <summary>Room for one whole frame plus the next one's head, so compaction always makes space.</summary>
     private const int ReceiveBufferSize = 1 << 17;
@@ -166,6 +167,9 @@ public sealed class NoiseSecureStream : Stream
             ArrayPool<byte>.Shared.Return(rented);
         }
     }
+
+    /// <summary>Ends the transport's writes beneath (see <see cref="IShutdownStream"/>); no frame is written after it.</summary>
+    bool IShutdownStream.TryShutdownWrites() => Volatile.Read(ref _disposed) == 0 && _inner is IShutdownStream transport && transport.TryShutdownWrites();
 
     public override void Flush() => _inner.Flush();
 
