@@ -23,6 +23,10 @@ for (var i = 0; i < args.Length; i++)
                 return 2;
             }
             break;
+        case "--connects" when i + 1 < args.Length:
+            // More connections than the run's default: CPU per connection is then less at the mercy of a noisy machine.
+            settings = settings with { Connects = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture) };
+            break;
         case "--dht":
             i = args.Length; // the rest are the DHT simulation's own options (--peers, --lookups, --seed, --budget-minutes)
             break;

@@ -81,6 +81,34 @@ public sealed class NoiseSecureStream : Stream, IShutdownStream
     /// </summary>
     internal bool HasBufferedData => _plainCount > 0 || _rxEnd > _rxStart;
 
+    /// <summary>The stream muxer chosen inside the handshake (early muxer negotiation); null when multistream-select must choose it.</summary>
+    internal string? EarlyMuxer { get; init; }
+
+    /// <summary>
+    /// Sends the handshake's held last message now, alone: for an initiator whose muxer was chosen in the
+    /// handshake, so the responder's upgrade does not wait for this side's first write.
+    /// </summary>
+    internal async ValueTask SendHandshakeRestAsync(CancellationToken cancellationToken)
+    {
+        if (_sendFirst.Length == 0) return;
+        EnterWrite();
+        var first = _sendFirst;
+        _sendFirst = [];
+        try
+        {
+            await _inner.WriteAsync(first, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            Fail(new NoiseException("the handshake's last message could not be sent; the secure channel is unusable", e));
+            throw;
+        }
+        finally
+        {
+            ExitWrite();
+        }
+    }
+
     /// <summary>The authenticated remote peer.</summary>
     public PeerId RemotePeer { get; }
 

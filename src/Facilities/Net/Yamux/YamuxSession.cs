@@ -954,11 +954,14 @@ public sealed class YamuxSession : IAsyncDisposable
         // Cancelling the read instead throws through every layer above the socket, and closing with the
         // remote's bytes unread resets the connection under the remote's writes. Bounded, for a remote
         // that never closes.
-        if (_connection is IShutdownStream shutdown && Volatile.Read(ref _readLoop) is { IsCompleted: false } reading && shutdown.TryShutdownWrites())
+        if (_connection is IShutdownStream shutdown && Volatile.Read(ref _readLoop) is { IsCompleted: false } reading)
         {
             using var grace = new CancellationTokenSource(GoAwayGrace, TimeProvider);
-            using (grace.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), _ioCts))
-                await reading;
+            if (shutdown.TryShutdownWrites())
+            {
+                using (grace.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), _ioCts))
+                    await reading;
+            }
         }
         _ioCts.Cancel();
         try
