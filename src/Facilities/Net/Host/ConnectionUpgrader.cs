@@ -10,7 +10,8 @@ namespace P2PInference.Facilities.Net.Host;
 /// <summary>
 /// Turns a raw transport connection into a <see cref="PeerConnection"/>:
 /// multistream-select → Noise XX → multistream-select → Yamux, as every libp2p peer does over TCP.
-/// With <see cref="HostOptions.SecurityProtocols"/> it may also negotiate <c>/plaintext/2.0.0</c>
+/// The second multistream-select is skipped when both sides offered Yamux inside the Noise handshake
+/// (early muxer negotiation, <see cref="HostOptions.EarlyMuxerNegotiation"/>). With <see cref="HostOptions.SecurityProtocols"/> it may also negotiate <c>/plaintext/2.0.0</c>
 /// in place of Noise (tests and simulations only).
 /// </summary>
 internal static class ConnectionUpgrader
@@ -43,8 +44,8 @@ internal static class ConnectionUpgrader
                 if (securityProtocols is [NoiseHandshake.ProtocolId])
                 {
                     // Lazy negotiation: Noise's first message follows the proposal in the same write, and the
-                    // muxer's proposal follows Noise's last message. The listener's answer is checked
-                    // before anything it sends is read.
+                    // muxer's proposal, when the handshake did not choose the muxer, follows Noise's last
+                    // message. The listener's answer is checked before anything it sends is read.
                     var lazy = new MultistreamLazyStream(upgrade, NoiseHandshake.ProtocolId);
                     var noise = await NoiseHandshake.RunUpgradeAsync(lazy, upgrade, identity, initiator: true, expectedRemote, options.RandomSource,
                         EarlyMuxers(options), ct);
