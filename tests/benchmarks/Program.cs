@@ -31,7 +31,7 @@ for (var i = 0; i < args.Length; i++)
             i = args.Length; // the rest are the DHT simulation's own options (--peers, --lookups, --seed, --budget-minutes)
             break;
         default:
-            Console.Error.WriteLine($"usage: benchmarks [--quick] [--only {string.Join("|", groups)}[,...]] [--dht DHT-OPTIONS...]");
+            Console.Error.WriteLine($"usage: benchmarks [--quick] [--only {string.Join("|", groups)}[,...]] [--connects N] [--dht DHT-OPTIONS...]");
             return 2;
     }
 }

@@ -52,9 +52,14 @@ public sealed class EarlyMuxerHostTests
         // wait for a first write, or the listener would never finish its upgrade.
         var listener = await StartAsync("listener", offers: true, ct);
         var dialer = await StartAsync("dialer", offers: true, ct);
+        var inbound = new TaskCompletionSource<PeerConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
+        listener.PeerConnected += connection => inbound.TrySetResult(connection);
 
         await dialer.ConnectAsync(listener.AdvertisedAddresses[0], ct);
 
+        // Held back, the message would leave the listener's upgrade waiting until this test times out.
+        var connection = await inbound.Task.WaitAsync(ct);
+        Assert.That(connection.RemotePeer, Is.EqualTo(dialer.PeerId));
         Assert.That(await EchoAsync(listener, dialer.PeerId, ct), Is.EqualTo("ping"u8.ToArray()));
     }
 
