@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Time.Testing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Noise;
+using P2PInference.Facilities.Net.Plaintext;
 using P2PInference.TestKit.Network;
 
 namespace P2PInference.Tests.Unit.Noise;
@@ -46,6 +48,18 @@ public sealed class EarlyMuxerHostTests
     }
 
     [Test]
+    public async Task Connect_ChoosesTheMuxerInTheHandshake_WhenTheDialerNegotiatesNoiseAmongOthers(CancellationToken ct)
+    {
+        // Offering two security protocols, the dialer negotiates before Noise rather than lazily; the muxer still rides in the handshake.
+        var listener = await StartAsync("listener", offers: true, ct);
+        var dialer = await StartAsync("dialer", offers: true, ct, [NoiseHandshake.ProtocolId, PlaintextHandshake.ProtocolId]);
+
+        await dialer.ConnectAsync(listener.AdvertisedAddresses[0], ct);
+
+        Assert.That(await EchoAsync(dialer, listener.PeerId, ct), Is.EqualTo("ping"u8.ToArray()));
+    }
+
+    [Test]
     public async Task Connect_CompletesTheListenersUpgrade_WhenTheDialerWritesNothingAfterwards(CancellationToken ct)
     {
         // Without identify the dialer sends nothing once connected: its last handshake message must not
@@ -75,7 +89,7 @@ public sealed class EarlyMuxerHostTests
         }
     }
 
-    private async Task<P2PHost> StartAsync(string name, bool offers, CancellationToken ct)
+    private async Task<P2PHost> StartAsync(string name, bool offers, CancellationToken ct, IReadOnlyList<string>? securityProtocols = null)
     {
         var host = new P2PHost(new HostOptions
         {
@@ -84,6 +98,7 @@ public sealed class EarlyMuxerHostTests
             TimeProvider = _time,
             IdentifyOnConnect = false,
             EarlyMuxerNegotiation = offers,
+            SecurityProtocols = securityProtocols ?? HostOptions.DefaultSecurityProtocols,
         });
         _hosts.Add(host);
         host.Handle(Echo, async (context, token) =>

@@ -90,6 +90,22 @@ public sealed class NoiseEarlyMuxerTests
     }
 
     [Test]
+    public async Task SendHandshakeRest_LeavesTheChannelUnusable_WhenTheTransportFails(CancellationToken ct)
+    {
+        var (a, b) = DuplexStreamPair.Create();
+        var failing = new FailingWrites(a);
+        var responding = Run(b, Bob, initiator: false, [Yamux], ct);
+        var initiator = await Run(failing, Alice, initiator: true, [Yamux], ct);
+        failing.Fail = true;
+
+        Assert.ThrowsAsync<IOException>(async () => await initiator.SendHandshakeRestAsync(ct));
+        var later = Assert.ThrowsAsync<NoiseException>(async () => await initiator.WriteAsync("x"u8.ToArray(), ct));
+        Assert.That(later!.Message, Does.Contain("unusable"));
+        await initiator.DisposeAsync();
+        Assert.CatchAsync<Exception>(async () => await responding, "the responder never gets the last message");
+    }
+
+    [Test]
     public void PayloadOffering_IsMadeOncePerMuxerList_AndVerifiesWithTheList()
     {
         IReadOnlyList<string> muxers = [Yamux];
@@ -129,6 +145,22 @@ public sealed class NoiseEarlyMuxerTests
         var failure = Assert.ThrowsAsync<NoiseException>(async () => await initiator);
         Assert.That(async () => await responder, Throws.Nothing);
         return failure!;
+    }
+
+    private sealed class FailingWrites(Stream inner) : PassThroughStream(inner)
+    {
+        public bool Fail;
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
+            Fail ? ValueTask.FromException(new IOException("broken pipe")) : Inner.WriteAsync(buffer, cancellationToken);
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) Inner.Dispose();
+            base.Dispose(disposing);
+        }
     }
 
     private static async Task RespondWithAsync(Stream raw, Func<byte[], byte[]> payloadFor, CancellationToken ct)
