@@ -23,11 +23,15 @@ for (var i = 0; i < args.Length; i++)
                 return 2;
             }
             break;
+        case "--connects" when i + 1 < args.Length:
+            // More connections than the run's default: CPU per connection is then less at the mercy of a noisy machine.
+            settings = settings with { Connects = int.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture) };
+            break;
         case "--dht":
             i = args.Length; // the rest are the DHT simulation's own options (--peers, --lookups, --seed, --budget-minutes)
             break;
         default:
-            Console.Error.WriteLine($"usage: benchmarks [--quick] [--only {string.Join("|", groups)}[,...]] [--dht DHT-OPTIONS...]");
+            Console.Error.WriteLine($"usage: benchmarks [--quick] [--only {string.Join("|", groups)}[,...]] [--connects N] [--dht DHT-OPTIONS...]");
             return 2;
     }
 }
@@ -151,7 +155,13 @@ if (only.Contains("connect"))
     await ours.ConnectAsync(settings.ConnectWarmUp, ct);
     // Exceptions thrown (both ends, every layer, rethrows included) are a cost of their own: each is microseconds of CPU.
     var exceptions = 0L;
-    EventHandler<System.Runtime.ExceptionServices.FirstChanceExceptionEventArgs> countException = (_, _) => Interlocked.Increment(ref exceptions);
+    // P2P_BENCH_EXCEPTION_SITES=1 also tallies where each exception was thrown (type and the first of our frames), to find them.
+    var sites = Environment.GetEnvironmentVariable("P2P_BENCH_EXCEPTION_SITES") == "1" ? new System.Collections.Concurrent.ConcurrentDictionary<string, int>() : null;
+    EventHandler<System.Runtime.ExceptionServices.FirstChanceExceptionEventArgs> countException = (_, e) =>
+    {
+        Interlocked.Increment(ref exceptions);
+        if (sites is not null) sites.AddOrUpdate(ExceptionSite(e.Exception), 1, (_, n) => n + 1);
+    };
     AppDomain.CurrentDomain.FirstChanceException += countException;
     var cpu = System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime;
     await Measure("ours", async () => row.Ours = await ours.ConnectAsync(settings.Connects, ct));
@@ -160,6 +170,9 @@ if (only.Contains("connect"))
     AppDomain.CurrentDomain.FirstChanceException -= countException;
     var connections = settings.Connects;
     table.Note($"connect: ours used {cpu.TotalMicroseconds / connections:F0} µs of CPU per connection, both ends and all threads (1 core saturated would give {connections / cpu.TotalSeconds:F0} conn/s), and threw {(double)Interlocked.Read(ref exceptions) / connections:F1} exceptions per connection.");
+    if (sites is not null)
+        foreach (var (site, n) in sites.OrderByDescending(p => p.Value))
+            Console.Error.WriteLine($"{(double)n / connections,6:F2}/conn  {site}");
     await CeilingBenchmarks.TcpConnectAsync(settings.ConnectWarmUp, ct);
     await Measure("raw TCP", async () => row.Tcp = await CeilingBenchmarks.TcpConnectAsync(settings.Connects, ct));
     if (js is not null) await Measure("js", async () => row.Js = await js.ConnectAsync(settings.Connects, settings.ConnectWarmUp, ct));
@@ -255,3 +268,15 @@ if (only.Contains("simulate") && args.Contains("--only"))
     Console.Write(P2PInference.Benchmarks.Workers.SimulateBenchmark.Run(TimeSpan.FromMinutes(settings == BenchSettings.Quick ? 1 : 2)));
 }
 return 0;
+
+static string ExceptionSite(Exception e)
+{
+    // At first chance the trace runs from where it was first thrown to the frame rethrowing it now.
+    var frames = (e.StackTrace ?? "").Split('\n')
+        .Where(f => f.Contains("P2PInference.", StringComparison.Ordinal))
+        .Select(f => f.Trim().Split(" in ")[0].Replace("at P2PInference.Facilities.Net.", ""))
+        .ToArray();
+    var message = e.Message.Split('\n')[0];
+    var where = frames.Length == 0 ? "(outside our code)" : frames.Length == 1 ? frames[0] : $"{frames[0]} … {frames[^1]} ({frames.Length} frames)";
+    return $"{e.GetType().Name}: {message[..Math.Min(60, message.Length)]} | {where}";
+}

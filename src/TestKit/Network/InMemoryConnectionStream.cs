@@ -1,7 +1,9 @@
+using P2PInference.Facilities.Net.Transport;
+
 namespace P2PInference.TestKit.Network;
 
 /// <summary>One end of an in-memory connection as a duplex <see cref="Stream"/>.</summary>
-internal sealed class InMemoryConnectionStream : Stream
+internal sealed class InMemoryConnectionStream : Stream, IShutdownStream
 {
     private readonly MemoryConnection _connection;
     private readonly MemoryFlow _incoming;
@@ -56,6 +58,14 @@ internal sealed class InMemoryConnectionStream : Stream
 
     public override void Write(byte[] buffer, int offset, int count) =>
         WriteAsync(buffer.AsMemory(offset, count), CancellationToken.None).AsTask().GetAwaiter().GetResult();
+
+    /// <summary>Ends this end's writes; reads go on until the remote ends its own (see <see cref="IShutdownStream"/>).</summary>
+    public bool TryShutdownWrites()
+    {
+        if (Volatile.Read(ref _disposed) != 0) return false;
+        _outgoing.CompleteWriter();
+        return true;
+    }
 
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 

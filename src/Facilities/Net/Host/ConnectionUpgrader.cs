@@ -10,7 +10,8 @@ namespace P2PInference.Facilities.Net.Host;
 /// <summary>
 /// Turns a raw transport connection into a <see cref="PeerConnection"/>:
 /// multistream-select → Noise XX → multistream-select → Yamux, as every libp2p peer does over TCP.
-/// With <see cref="HostOptions.SecurityProtocols"/> it may also negotiate <c>/plaintext/2.0.0</c>
+/// The second multistream-select is skipped when both sides offered Yamux inside the Noise handshake
+/// (early muxer negotiation, <see cref="HostOptions.EarlyMuxerNegotiation"/>). With <see cref="HostOptions.SecurityProtocols"/> it may also negotiate <c>/plaintext/2.0.0</c>
 /// in place of Noise (tests and simulations only).
 /// </summary>
 internal static class ConnectionUpgrader
@@ -43,14 +44,13 @@ internal static class ConnectionUpgrader
                 if (securityProtocols is [NoiseHandshake.ProtocolId])
                 {
                     // Lazy negotiation: Noise's first message follows the proposal in the same write, and the
-                    // muxer's proposal follows Noise's last message. The listener's answer is checked
-                    // before anything it sends is read.
+                    // muxer's proposal, when the handshake did not choose the muxer, follows Noise's last
+                    // message. The listener's answer is checked before anything it sends is read.
                     var lazy = new MultistreamLazyStream(upgrade, NoiseHandshake.ProtocolId);
-                    var noise = await NoiseHandshake.RunUpgradeAsync(lazy, upgrade, identity, initiator: true, expectedRemote, options.RandomSource, ct);
+                    var noise = await NoiseHandshake.RunUpgradeAsync(lazy, upgrade, identity, initiator: true, expectedRemote, options.RandomSource,
+                        EarlyMuxers(options), ct);
                     (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
-                    // Not lazy: a dialer that closes at once would leave the listener writing its first
-                    // muxer frames into a closed connection.
-                    await MultistreamSelect.SelectAsync(noise, MuxerProtocols, ct);
+                    await SelectMuxerAsync(noise, ct);
                     muxed = noise;
                 }
                 else
@@ -64,10 +64,12 @@ internal static class ConnectionUpgrader
                     }
                     else
                     {
-                        var noise = await NoiseHandshake.RunUpgradeAsync(upgrade, upgrade, identity, initiator: true, expectedRemote, options.RandomSource, ct);
+                        var noise = await NoiseHandshake.RunUpgradeAsync(upgrade, upgrade, identity, initiator: true, expectedRemote, options.RandomSource,
+                            EarlyMuxers(options), ct);
                         (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
                     }
-                    await MultistreamSelect.SelectAsync(secure, MuxerProtocols, ct);
+                    if (secure is NoiseSecureStream noiseStream) await SelectMuxerAsync(noiseStream, ct);
+                    else await MultistreamSelect.SelectAsync(secure, MuxerProtocols, ct);
                     muxed = secure;
                 }
             }
@@ -85,14 +87,17 @@ internal static class ConnectionUpgrader
                 }
                 else
                 {
-                    var noise = await NoiseHandshake.RunUpgradeAsync(upgrade, upgrade, identity, initiator: false, expectedRemote: null, options.RandomSource, ct);
+                    var noise = await NoiseHandshake.RunUpgradeAsync(upgrade, upgrade, identity, initiator: false, expectedRemote: null, options.RandomSource,
+                        EarlyMuxers(options), ct);
                     (secure, remotePeer, remoteKey) = (noise, noise.RemotePeer, noise.RemotePublicKey);
                     dataAvailable = () => noise.HasBufferedData;
                 }
                 // A dial upgraded in the responder role (DCUtR's simultaneous open) still knows whom it dialed.
                 if (expectedRemote is not null && remotePeer != expectedRemote)
                     throw new NoiseException($"the remote at {raw.RemoteAddress} is {remotePeer}, not the dialed {expectedRemote}");
-                await MultistreamSelect.HandleAsync(secure, IsYamux, MuxerProtocols, dataAvailable, ct);
+                // A muxer chosen in the handshake needs no negotiation: the connection is up once the dialer's last message is in.
+                if (secure is not NoiseSecureStream { EarlyMuxer: not null })
+                    await MultistreamSelect.HandleAsync(secure, IsYamux, MuxerProtocols, dataAvailable, ct);
                 muxed = secure;
             }
         }
@@ -126,6 +131,17 @@ internal static class ConnectionUpgrader
     }
 
     private static readonly Func<string, bool> IsYamux = protocol => protocol == YamuxProtocolId;
+
+    private static IReadOnlyList<string> EarlyMuxers(HostOptions options) => options.EarlyMuxerNegotiation ? MuxerProtocols : [];
+
+    /// <summary>
+    /// The dialer's muxer step after Noise. Chosen in the handshake: the held last handshake message
+    /// goes out now, alone, since the listener's upgrade waits for it and this side may write nothing
+    /// for a while. Otherwise multistream-select, not lazily: a dialer that closes at once would leave
+    /// the listener writing its first muxer frames into a closed connection.
+    /// </summary>
+    private static ValueTask SelectMuxerAsync(NoiseSecureStream noise, CancellationToken ct) =>
+        noise.EarlyMuxer is not null ? noise.SendHandshakeRestAsync(ct) : new ValueTask(MultistreamSelect.SelectAsync(noise, MuxerProtocols, ct));
 
     private static Func<string, bool> IsSecurityProtocol(IReadOnlyList<string> protocols) =>
         protocols is [var only] ? protocol => protocol == only : protocol => protocols.Contains(protocol, StringComparer.Ordinal);

@@ -32,6 +32,13 @@ public sealed class HostOptions
 
     public static readonly IReadOnlyList<string> DefaultSecurityProtocols = [NoiseHandshake.ProtocolId];
 
+    /// <summary>
+    /// Offers the muxer inside the Noise handshake (libp2p's early muxer negotiation, as js-libp2p and
+    /// go-libp2p do), which saves the dialer the muxer's multistream round trip. A peer that does not
+    /// offer it still gets the muxer through multistream-select; off only to exercise that fallback.
+    /// </summary>
+    public bool EarlyMuxerNegotiation { get; init; } = true;
+
     /// <summary>Bounds the whole upgrade (multistream, Noise, multistream, Yamux) of one connection.</summary>
     public TimeSpan UpgradeTimeout { get; init; } = DefaultUpgradeTimeout;
 

@@ -508,7 +508,8 @@ public sealed class P2PHost : IAsyncDisposable
         // The SYN and the proposal leave in one write, and each read waits first without throwing, so a
         // connection its dialer closes at once (a dial-and-close) ends this exchange without an exception.
         // The answer to a proposal comes in one write (ours and js-libp2p's), so one wait covers it.
-        var stream = await connection.OpenStreamLazyAsync(IdentifyProtocol.ProtocolId, ReadOnlyMemory<byte>.Empty, cancellationToken);
+        var stream = await connection.TryOpenStreamLazyAsync(IdentifyProtocol.ProtocolId, ReadOnlyMemory<byte>.Empty, cancellationToken);
+        if (stream is null) return null;
         await using (stream)
         {
             if (!await ReadableAsync(stream, connection, cancellationToken)) return null;

@@ -174,18 +174,41 @@ public sealed class PeerConnection : IAsyncDisposable
     /// <paramref name="firstData"/> go out in one connection write. The answer is read with
     /// <see cref="MultistreamSelect.ReadLazyAnswerAsync"/> before anything else.
     /// </summary>
-    public async Task<YamuxStream> OpenStreamLazyAsync(string protocol, ReadOnlyMemory<byte> firstData, CancellationToken cancellationToken)
+    public Task<YamuxStream> OpenStreamLazyAsync(string protocol, ReadOnlyMemory<byte> firstData, CancellationToken cancellationToken) =>
+        OpenStreamLazyAsync(protocol, firstData, quiet: false, cancellationToken)!;
+
+    /// <summary>
+    /// As <see cref="OpenStreamLazyAsync(string, ReadOnlyMemory{byte}, CancellationToken)"/>, but null rather than an
+    /// exception when the connection is closed, closing or retired before the proposal is out: a
+    /// connection closed at once (a dial-and-close) then costs its identify exchange no exception.
+    /// </summary>
+    internal Task<YamuxStream?> TryOpenStreamLazyAsync(string protocol, ReadOnlyMemory<byte> firstData, CancellationToken cancellationToken) =>
+        OpenStreamLazyAsync(protocol, firstData, quiet: true, cancellationToken);
+
+    /// <param name="quiet">Null for a closed connection; otherwise it throws and never returns null.</param>
+    private async Task<YamuxStream?> OpenStreamLazyAsync(string protocol, ReadOnlyMemory<byte> firstData, bool quiet, CancellationToken cancellationToken)
     {
         var proposal = MultistreamSelect.GetLazyProposalLength(protocol);
-        if (!TryBeginUse()) throw Retired();
-        var stream = await Session.OpenStreamAsync(synWithFirstWrite: true, cancellationToken);
+        if (!TryBeginUse()) return quiet ? null : throw Retired();
+        var stream = quiet
+            ? await Session.TryOpenStreamAsync(synWithFirstWrite: true, cancellationToken)
+            : await Session.OpenStreamAsync(synWithFirstWrite: true, cancellationToken);
+        if (stream is null) return null;
         var buffer = ArrayPool<byte>.Shared.Rent(proposal + firstData.Length);
         try
         {
             MultistreamSelect.WriteLazyProposal(buffer, protocol);
             firstData.Span.CopyTo(buffer.AsSpan(proposal));
-            await stream.WriteAsync(buffer.AsMemory(0, proposal + firstData.Length), cancellationToken);
-            return stream;
+            var data = buffer.AsMemory(0, proposal + firstData.Length);
+            if (!quiet)
+            {
+                await stream.WriteAsync(data, cancellationToken);
+                return stream;
+            }
+
+            if (await stream.TryWriteAsync(data, cancellationToken)) return stream;
+            stream.Reset();
+            return null;
         }
         catch
         {

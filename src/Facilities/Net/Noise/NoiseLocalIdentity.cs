@@ -29,6 +29,21 @@ internal sealed class NoiseLocalIdentity
     /// <summary>The handshake payload; callers only read it.</summary>
     public byte[] Payload { get; }
 
+    /// <summary>The last muxer list asked for and the payload offering it (the upgrader always asks for the same list).</summary>
+    private Offering? _offering;
+
+    /// <summary><see cref="Payload"/> offering <paramref name="streamMuxers"/> for early muxer negotiation; itself for none.</summary>
+    public byte[] PayloadOffering(IReadOnlyList<string> streamMuxers)
+    {
+        if (streamMuxers.Count == 0) return Payload;
+        if (Volatile.Read(ref _offering) is { } cached && ReferenceEquals(cached.Muxers, streamMuxers)) return cached.Payload;
+        var payload = NoisePayload.WithStreamMuxers(Payload, streamMuxers);
+        Volatile.Write(ref _offering, new Offering(streamMuxers, payload));
+        return payload;
+    }
+
+    private sealed record Offering(IReadOnlyList<string> Muxers, byte[] Payload);
+
     public static NoiseLocalIdentity For(KeyPair identity) => For(identity, SystemRandomSource.Instance);
 
     /// <summary>The identity's Noise state; the first call for an (identity, source) pair draws the static key from <paramref name="source"/>.</summary>

@@ -13,6 +13,8 @@ namespace P2PInference.Facilities.Net.Noise;
 internal static class NoisePayload
 {
     private const int MaxSignatureLength = 512;
+    /// <summary>Real peers list one to three muxers; a longer list is not a muxer list.</summary>
+    internal const int MaxStreamMuxers = 16;
     private static readonly byte[] SignaturePrefix = System.Text.Encoding.UTF8.GetBytes("noise-libp2p-static-key:");
 
     public static byte[] Create(KeyPair identity, ReadOnlySpan<byte> noiseStaticPublicKey) =>
@@ -29,9 +31,28 @@ internal static class NoisePayload
             IdentitySig = ByteString.CopyFrom(signer.Sign(SignedBytes(noiseStaticPublicKey))),
         }.ToByteArray();
 
+    /// <summary>
+    /// <paramref name="payload"/> offering <paramref name="streamMuxers"/> for early muxer negotiation
+    /// (NoiseExtensions.stream_muxers). The signature covers only the static key, so the extensions
+    /// are appended to a signed payload as one more protobuf field.
+    /// </summary>
+    internal static byte[] WithStreamMuxers(byte[] payload, IReadOnlyList<string> streamMuxers)
+    {
+        if (streamMuxers.Count == 0) return payload;
+        var extensions = new NoiseExtensions();
+        extensions.StreamMuxers.AddRange(streamMuxers);
+        var appended = new NoiseHandshakePayload { Extensions = extensions }.ToByteArray();
+        return [.. payload, .. appended];
+    }
+
     /// <summary>Checks the remote's payload against the static key it sent; returns its identity key.</summary>
     /// <exception cref="NoiseException">Malformed, oversized, unsupported key type, or a bad signature.</exception>
-    public static PublicKey Verify(ReadOnlySpan<byte> payload, ReadOnlySpan<byte> remoteNoiseStaticKey)
+    public static PublicKey Verify(ReadOnlySpan<byte> payload, ReadOnlySpan<byte> remoteNoiseStaticKey) =>
+        Verify(payload, remoteNoiseStaticKey, out _);
+
+    /// <summary>As the other overload, and the stream muxers the payload offers for early negotiation (empty when none).</summary>
+    /// <exception cref="NoiseException">As the other overload, or the muxer list is longer than any real peer sends.</exception>
+    public static PublicKey Verify(ReadOnlySpan<byte> payload, ReadOnlySpan<byte> remoteNoiseStaticKey, out IReadOnlyList<string> streamMuxers)
     {
         NoiseHandshakePayload message;
         try
@@ -64,6 +85,13 @@ internal static class NoisePayload
             throw new NoiseException($"identity key type {key.Type} is not supported");
         if (!key.Verify(SignedBytes(remoteNoiseStaticKey), message.IdentitySig.Span))
             throw new NoiseException("identity signature does not match the Noise static key");
+        streamMuxers = [];
+        if (message.Extensions is { StreamMuxers.Count: > 0 } extensions)
+        {
+            if (extensions.StreamMuxers.Count > MaxStreamMuxers)
+                throw new NoiseException($"handshake payload offers {extensions.StreamMuxers.Count} stream muxers, more than {MaxStreamMuxers}");
+            streamMuxers = extensions.StreamMuxers;
+        }
         return key;
     }
 

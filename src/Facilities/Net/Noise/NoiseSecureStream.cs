@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Transport;
 
 namespace P2PInference.Facilities.Net.Noise;
 
@@ -15,7 +16,7 @@ namespace P2PInference.Facilities.Net.Noise;
 /// A frame that fails to decrypt, a truncated frame, or a write that failed part way leaves the
 /// stream unusable: every later read and write throws <see cref="NoiseException"/>.
 /// </remarks>
-public sealed class NoiseSecureStream : Stream
+public sealed class NoiseSecureStream : Stream, IShutdownStream
 {
     /// <summary>Room for one whole frame plus the next one's head, so compaction always makes space.</summary>
     private const int ReceiveBufferSize = 1 << 17;
@@ -79,6 +80,34 @@ public sealed class NoiseSecureStream : Stream
     /// listener then answers a negotiation in one write).
     /// </summary>
     internal bool HasBufferedData => _plainCount > 0 || _rxEnd > _rxStart;
+
+    /// <summary>The stream muxer chosen inside the handshake (early muxer negotiation); null when multistream-select must choose it.</summary>
+    internal string? EarlyMuxer { get; init; }
+
+    /// <summary>
+    /// Sends the handshake's held last message now, alone: for an initiator whose muxer was chosen in the
+    /// handshake, so the responder's upgrade does not wait for this side's first write.
+    /// </summary>
+    internal async ValueTask SendHandshakeRestAsync(CancellationToken cancellationToken)
+    {
+        if (_sendFirst.Length == 0) return;
+        EnterWrite();
+        var first = _sendFirst;
+        _sendFirst = [];
+        try
+        {
+            await _inner.WriteAsync(first, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            Fail(new NoiseException("the handshake's last message could not be sent; the secure channel is unusable", e));
+            throw;
+        }
+        finally
+        {
+            ExitWrite();
+        }
+    }
 
     /// <summary>The authenticated remote peer.</summary>
     public PeerId RemotePeer { get; }
@@ -166,6 +195,9 @@ public sealed class NoiseSecureStream : Stream
             ArrayPool<byte>.Shared.Return(rented);
         }
     }
+
+    /// <summary>Ends the transport's writes beneath (see <see cref="IShutdownStream"/>); no frame is written after it.</summary>
+    bool IShutdownStream.TryShutdownWrites() => Volatile.Read(ref _disposed) == 0 && _inner is IShutdownStream transport && transport.TryShutdownWrites();
 
     public override void Flush() => _inner.Flush();
 

@@ -279,7 +279,7 @@ public sealed class TcpTransport : ITransport
     {
         var local = Multiaddress.FromIPEndPoint((IPEndPoint)socket.LocalEndPoint!);
         var remote = Multiaddress.FromIPEndPoint((IPEndPoint)socket.RemoteEndPoint!);
-        return new RawConnection(new NetworkStream(socket, ownsSocket: true), local, remote);
+        return new RawConnection(new TcpConnectionStream(socket), local, remote);
     }
 
     private static string Describe(SocketException e) => $"{e.SocketErrorCode} ({e.Message})";

@@ -17,7 +17,7 @@ namespace P2PInference.Facilities.Net.Transport;
 /// that writes and then reads (every handshake step) sends exactly when it starts to wait.
 /// After <see cref="Release"/> writes go straight through (plaintext sessions keep this stream).
 /// </remarks>
-internal sealed class UpgradeStream : Stream
+internal sealed class UpgradeStream : Stream, IShutdownStream
 {
     /// <summary>Larger than a whole first turn (multistream messages and a Noise message with its identity payload).</summary>
     private const int BufferSize = 2048;
@@ -88,6 +88,9 @@ internal sealed class UpgradeStream : Stream
         WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException("the upgrade writes asynchronously");
+
+    /// <summary>A plaintext session keeps this stream: its close ends writes as the transport's does.</summary>
+    public bool TryShutdownWrites() => !_detached && _inner is IShutdownStream transport && transport.TryShutdownWrites();
 
     /// <summary>Sends nothing while writes are held (see the remarks); afterwards, the transport's flush.</summary>
     public override Task FlushAsync(CancellationToken cancellationToken) =>

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Yamux;
@@ -132,8 +133,24 @@ public sealed class YamuxSession : IAsyncDisposable
     /// write and travels in the same connection write, saving a write on each side; only for a
     /// caller that writes at once (otherwise the remote learns of the stream with the next frame sent).
     /// </summary>
-    public async ValueTask<YamuxStream> OpenStreamAsync(bool synWithFirstWrite, CancellationToken cancellationToken)
+    public async ValueTask<YamuxStream> OpenStreamAsync(bool synWithFirstWrite, CancellationToken cancellationToken) =>
+        await OpenStreamCoreAsync(synWithFirstWrite, quiet: false, cancellationToken) ?? throw ClosedError();
+
+    /// <summary>
+    /// As <see cref="OpenStreamAsync(bool, CancellationToken)"/>, but null rather than an exception when the
+    /// session is closed or going away: for callers to whom a closing connection is the normal end
+    /// (identify on a connection its dialer closes at once).
+    /// </summary>
+    internal ValueTask<YamuxStream?> TryOpenStreamAsync(bool synWithFirstWrite, CancellationToken cancellationToken) =>
+        OpenStreamCoreAsync(synWithFirstWrite, quiet: true, cancellationToken);
+
+    private async ValueTask<YamuxStream?> OpenStreamCoreAsync(bool synWithFirstWrite, bool quiet, CancellationToken cancellationToken)
     {
+        if (quiet && !CanOpenStreams)
+        {
+            return null;
+        }
+
         ThrowIfCannotOpen();
 
         // The spec's ACK backlog: at most 256 of our streams may wait for the remote's ACK.
@@ -155,6 +172,12 @@ public sealed class YamuxSession : IAsyncDisposable
         {
             lock (_openLock)
             {
+                if (quiet && !CanOpenStreams)
+                {
+                    _ackBacklog.Release();
+                    return null;
+                }
+
                 ThrowIfCannotOpen();
                 if (_nextStreamId > uint.MaxValue - 2)
                 {
@@ -178,7 +201,7 @@ public sealed class YamuxSession : IAsyncDisposable
         {
             stream.OnSessionClosed(ClosedError());
             RemoveStream(stream);
-            throw ClosedError();
+            return quiet ? null : throw ClosedError();
         }
 
         return stream;
@@ -314,7 +337,30 @@ public sealed class YamuxSession : IAsyncDisposable
         WriteFrameAsync(header, ReadOnlyMemory<byte>.Empty, payload, cancellationToken);
 
     /// <summary>As the other overload, with <paramref name="prefix"/> written ahead of <paramref name="payload"/> in the same frame (the header counts both).</summary>
-    internal async ValueTask WriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> prefix, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    internal ValueTask WriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> prefix, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        var write = TryWriteFrameAsync(header, prefix, payload, cancellationToken);
+        if (write.IsCompletedSuccessfully)
+        {
+            return write.Result ? ValueTask.CompletedTask : ValueTask.FromException(ClosedError());
+        }
+
+        return ThrowIfClosedAsync(write);
+    }
+
+    private async ValueTask ThrowIfClosedAsync(ValueTask<bool> write)
+    {
+        if (!await write)
+        {
+            throw ClosedError();
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="WriteFrameAsync(YamuxHeader, ReadOnlyMemory{byte}, ReadOnlyMemory{byte}, CancellationToken)"/>, but false,
+    /// not an exception, when the session is closed or closes in this write: the caller decides whether that is an error.
+    /// </summary>
+    internal async ValueTask<bool> TryWriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> prefix, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
         await _writeLock.EnterAsync(cancellationToken);
         byte[]? buffer = null;
@@ -322,7 +368,7 @@ public sealed class YamuxSession : IAsyncDisposable
         {
             if (IsClosed)
             {
-                throw ClosedError();
+                return false;
             }
 
             var controlRoom = PendingControlBytes();
@@ -333,7 +379,7 @@ public sealed class YamuxSession : IAsyncDisposable
             var length = DrainControl(buffer.AsSpan(0, controlRoom), out var more);
             while (more && controlRoom == ControlReserve)
             {
-                if (!await WriteConnectionAsync(buffer, length)) throw ClosedError();
+                if (!await WriteConnectionAsync(buffer, length)) return false;
                 length = DrainControl(buffer.AsSpan(0, controlRoom), out more);
             }
 
@@ -343,7 +389,7 @@ public sealed class YamuxSession : IAsyncDisposable
             length += prefix.Length;
             payload.Span.CopyTo(buffer.AsSpan(length));
             length += payload.Length;
-            if (!await WriteConnectionAsync(buffer, length)) throw ClosedError();
+            return await WriteConnectionAsync(buffer, length);
         }
         finally
         {
@@ -804,7 +850,7 @@ public sealed class YamuxSession : IAsyncDisposable
         }
     }
 
-    private YamuxException ClosedError() =>
+    internal YamuxException ClosedError() =>
         _closeError is { } error
             ? new YamuxException($"the session is closed: {error.Message}", error)
             : new YamuxException("the session is closed");
@@ -903,6 +949,20 @@ public sealed class YamuxSession : IAsyncDisposable
             // Best effort: the remote learns of the end from the closed connection instead.
         }
 
+        // An orderly release where the connection has one (TCP, in memory): our end of stream makes the
+        // remote close too, and the read loop, which drops what still arrives, ends at its end of stream.
+        // Cancelling the read instead throws through every layer above the socket, and closing with the
+        // remote's bytes unread resets the connection under the remote's writes. Bounded, for a remote
+        // that never closes.
+        if (_connection is IShutdownStream shutdown && Volatile.Read(ref _readLoop) is { IsCompleted: false } reading)
+        {
+            using var grace = new CancellationTokenSource(GoAwayGrace, TimeProvider);
+            if (shutdown.TryShutdownWrites())
+            {
+                using (grace.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), _ioCts))
+                    await reading;
+            }
+        }
         _ioCts.Cancel();
         try
         {

@@ -139,14 +139,26 @@ public sealed class YamuxStream : Stream
     }
 
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
-        WriteAsync(buffer, complete: false, cancellationToken);
+        ThrowIfUnwritten(WriteAsync(buffer, complete: false, quiet: false, cancellationToken));
+
+    /// <summary>
+    /// Writes as <see cref="WriteAsync(ReadOnlyMemory{byte}, CancellationToken)"/> does, but false rather than an
+    /// exception when the stream or its session has ended: for a caller to whom a connection closing
+    /// at once is a normal end (identify's proposal on a connection its dialer has just closed).
+    /// </summary>
+    internal ValueTask<bool> TryWriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken) =>
+        WriteAsync(buffer, complete: false, quiet: true, cancellationToken);
+
+    /// <summary>A write that was not quiet throws rather than report false: only its completion is left to pass on.</summary>
+    private static ValueTask ThrowIfUnwritten(ValueTask<bool> write) =>
+        write.IsCompletedSuccessfully ? ValueTask.CompletedTask : new ValueTask(write.AsTask());
 
     /// <summary>
     /// Writes <paramref name="buffer"/> and half-closes: the FIN rides on the last data frame, so an
     /// answer and its end reach the remote in one frame instead of two.
     /// </summary>
     public ValueTask WriteAndCompleteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) =>
-        buffer.IsEmpty ? CompleteWritesAsync(cancellationToken) : WriteAsync(buffer, complete: true, cancellationToken);
+        buffer.IsEmpty ? CompleteWritesAsync(cancellationToken) : ThrowIfUnwritten(WriteAsync(buffer, complete: true, quiet: false, cancellationToken));
 
     /// <summary>
     /// Holds <paramref name="prefix"/> to lead this stream's next data frame (or its FIN), so a
@@ -290,7 +302,8 @@ public sealed class YamuxStream : Stream
         }
     }
 
-    private async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, bool complete, CancellationToken cancellationToken)
+    /// <param name="quiet">False instead of an exception when the stream was reset or its session ended; true when written.</param>
+    private async ValueTask<bool> WriteAsync(ReadOnlyMemory<byte> buffer, bool complete, bool quiet, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -302,6 +315,11 @@ public sealed class YamuxStream : Stream
             lock (_lock)
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
+                if (quiet && _resetError is not null)
+                {
+                    return false;
+                }
+
                 ThrowIfReset();
                 if (_localFin)
                 {
@@ -319,7 +337,7 @@ public sealed class YamuxStream : Stream
                 {
                     if (!complete)
                     {
-                        return;
+                        return true;
                     }
 
                     chunk = -1;
@@ -346,7 +364,7 @@ public sealed class YamuxStream : Stream
             {
                 // Only the FIN is left: the held bytes it was to carry left alone meanwhile.
                 await CompleteWritesAsync(cancellationToken);
-                return;
+                return true;
             }
 
             if (wait is not null)
@@ -357,8 +375,12 @@ public sealed class YamuxStream : Stream
 
             try
             {
-                await _session.WriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, last ? YamuxFlags.Fin : YamuxFlags.None, Id, (uint)(heldLength + chunk)),
-                    held.AsMemory(0, heldLength), buffer[..chunk], cancellationToken);
+                if (!await _session.TryWriteFrameAsync(new YamuxHeader(YamuxFrameType.Data, last ? YamuxFlags.Fin : YamuxFlags.None, Id, (uint)(heldLength + chunk)),
+                    held.AsMemory(0, heldLength), buffer[..chunk], cancellationToken))
+                {
+                    // The session closed before or during this write; it has ended this stream too.
+                    return quiet ? false : throw SessionFailure(_session.ClosedError());
+                }
             }
             catch (OperationCanceledException)
             {
@@ -381,7 +403,7 @@ public sealed class YamuxStream : Stream
             if (last)
             {
                 RemoveIfClosed();
-                return;
+                return true;
             }
         }
     }
@@ -435,7 +457,7 @@ public sealed class YamuxStream : Stream
             if (carry)
             {
                 // The held bytes and the FIN travel in one data frame.
-                await WriteAsync(ReadOnlyMemory<byte>.Empty, complete: true, cancellationToken);
+                await WriteAsync(ReadOnlyMemory<byte>.Empty, complete: true, quiet: false, cancellationToken);
                 return;
             }
 

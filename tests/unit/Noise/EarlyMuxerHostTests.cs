@@ -1,0 +1,114 @@
+using Microsoft.Extensions.Time.Testing;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Noise;
+using P2PInference.Facilities.Net.Plaintext;
+using P2PInference.TestKit.Network;
+
+namespace P2PInference.Tests.Unit.Noise;
+
+/// <summary>Hosts that offer the muxer in the Noise handshake (<see cref="HostOptions.EarlyMuxerNegotiation"/>), and hosts that do not.</summary>
+[TestFixture]
+[CancelAfter(10000)]
+public sealed class EarlyMuxerHostTests
+{
+    private const string Echo = "/test/echo/1.0.0";
+    // The clock is never moved: nothing here waits on a timer.
+    private FakeTimeProvider _time = null!;
+    private InMemoryNetwork _network = null!;
+    private readonly List<P2PHost> _hosts = [];
+
+    [SetUp]
+    public void Create()
+    {
+        _time = new FakeTimeProvider();
+        _network = new InMemoryNetwork(_time);
+    }
+
+    [TearDown]
+    public async Task DisposeAsync()
+    {
+        foreach (var host in _hosts) await host.DisposeAsync();
+        _hosts.Clear();
+    }
+
+    [TestCase(true, true)]
+    [TestCase(true, false)]
+    [TestCase(false, true)]
+    [TestCase(false, false)]
+    public async Task Connect_CarriesStreamsBothWays_WhetherOrNotEachSideOffersTheMuxerInTheHandshake(bool dialerOffers, bool listenerOffers, CancellationToken ct)
+    {
+        var listener = await StartAsync("listener", listenerOffers, ct);
+        var dialer = await StartAsync("dialer", dialerOffers, ct);
+
+        await dialer.ConnectAsync(listener.AdvertisedAddresses[0], ct);
+
+        Assert.That(await EchoAsync(dialer, listener.PeerId, ct), Is.EqualTo("ping"u8.ToArray()));
+        Assert.That(await EchoAsync(listener, dialer.PeerId, ct), Is.EqualTo("ping"u8.ToArray()));
+    }
+
+    [Test]
+    public async Task Connect_ChoosesTheMuxerInTheHandshake_WhenTheDialerNegotiatesNoiseAmongOthers(CancellationToken ct)
+    {
+        // Offering two security protocols, the dialer negotiates before Noise rather than lazily; the muxer still rides in the handshake.
+        var listener = await StartAsync("listener", offers: true, ct);
+        var dialer = await StartAsync("dialer", offers: true, ct, [NoiseHandshake.ProtocolId, PlaintextHandshake.ProtocolId]);
+
+        await dialer.ConnectAsync(listener.AdvertisedAddresses[0], ct);
+
+        Assert.That(await EchoAsync(dialer, listener.PeerId, ct), Is.EqualTo("ping"u8.ToArray()));
+    }
+
+    [Test]
+    public async Task Connect_CompletesTheListenersUpgrade_WhenTheDialerWritesNothingAfterwards(CancellationToken ct)
+    {
+        // Without identify the dialer sends nothing once connected: its last handshake message must not
+        // wait for a first write, or the listener would never finish its upgrade.
+        var listener = await StartAsync("listener", offers: true, ct);
+        var dialer = await StartAsync("dialer", offers: true, ct);
+        var inbound = new TaskCompletionSource<PeerConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
+        listener.PeerConnected += connection => inbound.TrySetResult(connection);
+
+        await dialer.ConnectAsync(listener.AdvertisedAddresses[0], ct);
+
+        // Held back, the message would leave the listener's upgrade waiting until this test times out.
+        var connection = await inbound.Task.WaitAsync(ct);
+        Assert.That(connection.RemotePeer, Is.EqualTo(dialer.PeerId));
+        Assert.That(await EchoAsync(listener, dialer.PeerId, ct), Is.EqualTo("ping"u8.ToArray()));
+    }
+
+    private static async Task<byte[]> EchoAsync(P2PHost from, PeerId to, CancellationToken ct)
+    {
+        var stream = await from.OpenStreamAsync(to, Echo, ct);
+        await using (stream)
+        {
+            await stream.WriteAsync("ping"u8.ToArray(), ct);
+            var echoed = new byte[4];
+            await stream.ReadExactlyAsync(echoed, ct);
+            return echoed;
+        }
+    }
+
+    private async Task<P2PHost> StartAsync(string name, bool offers, CancellationToken ct, IReadOnlyList<string>? securityProtocols = null)
+    {
+        var host = new P2PHost(new HostOptions
+        {
+            Identity = KeyPair.Generate(),
+            Transports = [_network.CreateTransport(name)],
+            TimeProvider = _time,
+            IdentifyOnConnect = false,
+            EarlyMuxerNegotiation = offers,
+            SecurityProtocols = securityProtocols ?? HostOptions.DefaultSecurityProtocols,
+        });
+        _hosts.Add(host);
+        host.Handle(Echo, async (context, token) =>
+        {
+            var buffer = new byte[4];
+            await context.Stream.ReadExactlyAsync(buffer, token);
+            await context.Stream.WriteAsync(buffer, token);
+            await context.Stream.FlushAsync(token);
+        });
+        await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
+        return host;
+    }
+}
