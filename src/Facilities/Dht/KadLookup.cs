@@ -30,7 +30,7 @@ internal sealed class KadLookup
     private readonly TimeProvider _timeProvider;
     private readonly TimeSpan _requestTimeout;
     private readonly TimeSpan _lookupTimeout;
-    private readonly Func<PeerId, CancellationToken, Task<Message>> _request;
+    private readonly Func<PeerId, CancellationToken, Task<Message?>> _request;
     private readonly Func<PeerId, Message, int, bool> _onResponse;
     private readonly Action<PeerId, bool> _onOutcome;
     private readonly Action<DiscoveredPeer> _onPeerLearned;
@@ -40,12 +40,12 @@ internal sealed class KadLookup
     private readonly Dictionary<ByteString, RepeatedField<ByteString>> _learned = [];
     private int _requests, _responses, _failures, _maxHop, _hopsToResult;
 
-    /// <param name="request">Sends the request to a peer and returns its validated reply; throws on failure.</param>
+    /// <param name="request">Sends the request to a peer and returns its validated reply; null or a throw on failure.</param>
     /// <param name="onResponse">Sees every reply with its hop; returns true to end the lookup.</param>
     /// <param name="onOutcome">Told whether each queried peer answered, for the routing table.</param>
     /// <param name="onPeerLearned">Told of every peer a reply names, with its addresses, before it is dialed.</param>
     public KadLookup(KadId target, PeerId self, KademliaDhtOptions options,
-        Func<PeerId, CancellationToken, Task<Message>> request,
+        Func<PeerId, CancellationToken, Task<Message?>> request,
         Func<PeerId, Message, int, bool> onResponse,
         Action<PeerId, bool> onOutcome,
         Action<DiscoveredPeer> onPeerLearned)

@@ -263,8 +263,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             {
                 using var timeout = new CancellationTokenSource(_options.QueryTimeout, _options.TimeProvider);
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token, _stopping.Token);
-                await RequestAsync(p, message, linked.Token);
-                return 1;
+                return await RequestAsync(p, message, linked.Token) is null ? 0 : 1;
             }
             catch (Exception e) when (e is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
             {
@@ -324,11 +323,21 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
 
     private IEnumerable<PeerId> SeedsFor(KadId target) => RoutingTable.NearestPeers(target, _options.K);
 
-    /// <summary>Sends one request on a fresh stream and returns the reply of the same type.</summary>
-    private async Task<Message> RequestAsync(PeerId peer, Message request, CancellationToken cancellationToken)
+    /// <summary>Sends one request on a fresh stream and returns the reply of the same type; null when no stream could be opened.</summary>
+    /// <remarks>
+    /// A peer that cannot be reached (gone, refusing) or a request cancelled before its stream opened (the
+    /// lookup finished) is routine in a lookup, so it is a null reply, not an exception rethrown through
+    /// every frame on the way. Failures on an open stream still throw.
+    /// </remarks>
+    private async Task<Message?> RequestAsync(PeerId peer, Message request, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _requestsSent);
-        var stream = await _host.OpenStreamAsync(peer, _options.ProtocolId, cancellationToken);
+        var (stream, error) = await _host.TryOpenStreamAsync(peer, _options.ProtocolId, cancellationToken);
+        if (stream is null)
+        {
+            _logger.LogDebug(error, "{Type} to {Peer}: no stream", request.Type, peer);
+            return null;
+        }
         await using (stream)
         {
             try
@@ -356,7 +365,12 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             using var timeout = new CancellationTokenSource(_options.QueryTimeout, _options.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token, _stopping.Token);
             Interlocked.Increment(ref _requestsSent);
-            var stream = await _host.OpenStreamAsync(peer, _options.ProtocolId, linked.Token);
+            var (stream, error) = await _host.TryOpenStreamAsync(peer, _options.ProtocolId, linked.Token);
+            if (stream is null)
+            {
+                _logger.LogDebug(error, "{Type} to {Peer} failed", message.Type, peer);
+                return;
+            }
             await using (stream)
                 await KadMessageCodec.WriteAsync(stream, message, linked.Token);
         }

@@ -47,7 +47,7 @@ public sealed class KadLookupTests
     private static KadLookup NewLookup(KadId target, PeerId self, KademliaDhtOptions options,
         Func<PeerId, CancellationToken, Task<Message>> request, Func<PeerId, Message, int, bool>? onResponse = null,
         List<(PeerId, bool)>? outcomes = null) =>
-        new(target, self, options, request, onResponse ?? ((_, _, _) => false), (p, ok) => outcomes?.Add((p, ok)), _ => { });
+        new(target, self, options, request!, onResponse ?? ((_, _, _) => false), (p, ok) => outcomes?.Add((p, ok)), _ => { });
 
     private static IEnumerable<PeerId> Seeds(PeerId self, KadId target) => Network.Value[self].NearestPeers(target, 20);
 
@@ -194,7 +194,7 @@ public sealed class KadLookupTests
         var replies = new Dictionary<PeerId, Message> { [a] = Naming(x1), [b] = Naming(x1), [x] = Naming(x2) };
         var learned = new List<IReadOnlyList<Multiaddress>>();
         var lookup = new KadLookup(KadId.FromPeer(x), self, new KademliaDhtOptions { TimeProvider = sim.Clock },
-            (p, _) => Task.FromResult(replies[p]), (_, _, _) => false, (_, _) => { },
+            (p, _) => Task.FromResult<Message?>(replies[p]), (_, _, _) => false, (_, _) => { },
             peer =>
             {
                 if (peer.PeerId == x) learned.Add(peer.Addresses);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Frozen;
+using System.Runtime.ExceptionServices;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
@@ -150,8 +151,8 @@ public sealed class P2PHost : IAsyncDisposable
             var existing = _connections.Get(peer);
             if (existing is not null) return Task.FromResult(existing);
         }
-        return DialDeduplicatedAsync(peer?.ToString() ?? address.ToString(),
-            () => DialAddressesAsync([address.WithoutPeerId()], peer), cancellationToken);
+        return SharedDial(peer?.ToString() ?? address.ToString(), () => DialAddressesAsync([address.WithoutPeerId()], peer))
+            .WaitAsync(cancellationToken);
     }
 
     /// <summary>Returns the open connection to <paramref name="peer"/> or dials its known addresses.</summary>
@@ -162,18 +163,57 @@ public sealed class P2PHost : IAsyncDisposable
         if (peer == PeerId) throw new TransportException("refusing to dial ourselves");
         var existing = _connections.Get(peer);
         if (existing is not null) return Task.FromResult(existing);
-        return DialDeduplicatedAsync(peer.ToString(), () =>
-        {
-            var addresses = PeerStore.GetAddresses(peer);
-            if (addresses.Count == 0) throw new TransportException($"no known address for peer {peer}");
-            return DialAddressesAsync(addresses, peer);
-        }, cancellationToken);
+        return SharedDialToPeer(peer).WaitAsync(cancellationToken);
     }
+
+    /// <summary>
+    /// <see cref="ConnectAsync(PeerId, CancellationToken)"/> that returns a failure instead of throwing it: the dial's
+    /// error (<see cref="TransportException"/> when nothing answers), or an <see cref="OperationCanceledException"/> when
+    /// <paramref name="cancellationToken"/> fires first.
+    /// </summary>
+    private async Task<(PeerConnection? Connection, Exception? Error)> TryConnectAsync(PeerId peer, CancellationToken cancellationToken)
+    {
+        if (_disposed != 0) return (null, new ObjectDisposedException(nameof(P2PHost)));
+        if (peer == PeerId) return (null, new TransportException("refusing to dial ourselves"));
+        var existing = _connections.Get(peer);
+        if (existing is not null) return (existing, null);
+        // Started even when the caller has given up already, as ConnectAsync does: the connection outlives the request.
+        var dial = SharedDialToPeer(peer);
+        // Awaited without throwing: a dial to a peer that is gone, or one its caller stopped waiting for,
+        // is routine for a DHT lookup, and each rethrow through an async frame costs tens of microseconds.
+        if (!dial.IsCompleted)
+            await ((Task)dial).WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+        if (dial.IsCompletedSuccessfully) return (dial.Result, null);
+        if (!dial.IsCompleted) return (null, new OperationCanceledException(cancellationToken));
+        return (null, Failure(dial));
+    }
+
+    private Task<PeerConnection> SharedDialToPeer(PeerId peer) => SharedDial(peer.ToString(), () =>
+    {
+        var addresses = PeerStore.GetAddresses(peer);
+        return addresses.Count == 0
+            ? Task.FromResult(new DialAttempt(null, new TransportException($"no known address for peer {peer}")))
+            : DialAddressesAsync(addresses, peer);
+    });
 
     public async Task<YamuxStream> OpenStreamAsync(PeerId peer, string protocol, CancellationToken cancellationToken)
     {
         var (stream, _) = await OpenStreamAsync(peer, [protocol], cancellationToken);
         return stream;
+    }
+
+    /// <summary>
+    /// <see cref="OpenStreamAsync(PeerId, string, CancellationToken)"/> for callers to whom an unreachable peer is
+    /// routine (a DHT lookup asks peers that may be gone): the failure comes back in the result, not thrown.
+    /// </summary>
+    /// <returns>The stream, or null and why not: a <see cref="TransportException"/> for a failed dial, an
+    /// <see cref="OperationCanceledException"/> when cancelled, or the negotiation's error.</returns>
+    public async Task<(YamuxStream? Stream, Exception? Error)> TryOpenStreamAsync(PeerId peer, string protocol, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        ArgumentNullException.ThrowIfNull(protocol);
+        var (stream, _, error) = await TryOpenStreamAsync(peer, [protocol], cancellationToken);
+        return (stream, error);
     }
 
     /// <remarks>
@@ -184,18 +224,34 @@ public sealed class P2PHost : IAsyncDisposable
     /// </remarks>
     public async Task<(YamuxStream Stream, string Protocol)> OpenStreamAsync(PeerId peer, IReadOnlyList<string> protocols, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(peer);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var (stream, protocol, error) = await TryOpenStreamAsync(peer, protocols, cancellationToken);
+        if (stream is null) ExceptionDispatchInfo.Throw(error!);
+        return (stream, protocol!);
+    }
+
+    private async Task<(YamuxStream? Stream, string? Protocol, Exception? Error)> TryOpenStreamAsync(PeerId peer, IReadOnlyList<string> protocols,
+        CancellationToken cancellationToken)
+    {
         for (var attempt = 0; ; attempt++)
         {
-            var connection = await ConnectAsync(peer, cancellationToken);
+            var (connection, dialError) = await TryConnectAsync(peer, cancellationToken);
+            if (connection is null) return (null, null, dialError);
             using var timeout = new CancellationTokenSource(_options.StreamNegotiationTimeout, _options.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
             try
             {
-                return await connection.OpenStreamAsync(protocols, linked.Token);
+                var (stream, protocol) = await connection.OpenStreamAsync(protocols, linked.Token);
+                return (stream, protocol, null);
             }
             catch (Exception e) when (attempt == 0 && !linked.IsCancellationRequested && (connection.IsClosed || connection.IsRetired))
             {
                 _logger.LogDebug(e, "connection {Connection} closed while a stream was opened on it; trying a new one", connection);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                return (null, null, e);
             }
         }
     }
@@ -340,59 +396,89 @@ public sealed class P2PHost : IAsyncDisposable
         return connection;
     }
 
-    private async Task<PeerConnection> DialDeduplicatedAsync(string key, Func<Task<PeerConnection>> dial, CancellationToken cancellationToken)
+    /// <summary>
+    /// The dial under way to <paramref name="key"/>, or a new one. It runs on the host's lifetime: one caller giving
+    /// up does not cancel it for the others (each waits with its own token).
+    /// </summary>
+    private Task<PeerConnection> SharedDial(string key, Func<Task<DialAttempt>> dial)
     {
-        Task<PeerConnection> task;
         lock (_pendingDials)
         {
-            if (!_pendingDials.TryGetValue(key, out task!))
+            if (!_pendingDials.TryGetValue(key, out var task))
             {
-                task = RunDialAsync(key, dial);
+                var result = new TaskCompletionSource<PeerConnection>();
+                task = result.Task;
                 _pendingDials[key] = task;
+                _ = RunDialAsync(key, dial, result);
             }
+            return task;
         }
-        // The shared dial runs on the host's lifetime; one caller giving up doesn't cancel it for the others.
-        return await task.WaitAsync(cancellationToken);
     }
 
-    private async Task<PeerConnection> RunDialAsync(string key, Func<Task<PeerConnection>> dial)
+    /// <summary>Runs a shared dial and completes its task; a failure faults it without being rethrown on the way.</summary>
+    private async Task RunDialAsync(string key, Func<Task<DialAttempt>> dial, TaskCompletionSource<PeerConnection> result)
     {
+        DialAttempt attempt;
         try
         {
             await Task.Yield();
-            return await dial();
+            attempt = await dial();
         }
-        finally
+        catch (Exception e)
         {
-            lock (_pendingDials) _pendingDials.Remove(key);
+            attempt = new DialAttempt(null, e);
+        }
+        lock (_pendingDials) _pendingDials.Remove(key);
+        if (attempt.Connection is { } connection) result.SetResult(connection);
+        else if (attempt.Error is OperationCanceledException cancelled) result.SetCanceled(cancelled.CancellationToken);
+        else
+        {
+            result.SetException(attempt.Error!);
+            // Observed here: every waiter may have given up on it already, and the finalizer would report it.
+            _ = result.Task.Exception;
         }
     }
 
-    private async Task<PeerConnection> DialAddressesAsync(IReadOnlyList<Multiaddress> addresses, PeerId? expected)
+    /// <summary>A dial's outcome: the connection, or why there is none (a refused dial is routine, so it is not thrown).</summary>
+    private readonly record struct DialAttempt(PeerConnection? Connection, Exception? Error);
+
+    private async Task<DialAttempt> DialAddressesAsync(IReadOnlyList<Multiaddress> addresses, PeerId? expected)
     {
-        var errors = new List<Exception>();
+        List<Exception>? errors = null;
         foreach (var known in addresses)
         {
             var address = WithCircuitTarget(known, expected);
-            RawConnection raw;
+            Task<RawConnection> dialing;
             try
             {
-                raw = await DialTransportAsync(address, _stopping.Token);
+                dialing = DialTransportAsync(address, _stopping.Token).AsTask();
             }
             catch (TransportException e)
             {
-                errors.Add(e);
+                (errors ??= []).Add(e);
                 continue;
             }
-            var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, _stopping.Token);
+            await ((Task)dialing).ConfigureAwait(ConfigureAwaitOptions.ContinueOnCapturedContext | ConfigureAwaitOptions.SuppressThrowing);
+            if (!dialing.IsCompletedSuccessfully)
+            {
+                // A refused or unreachable address is taken as a value; anything else (the host stopping) propagates.
+                if (dialing.Exception?.InnerException is not TransportException refused) return new DialAttempt(null, Failure(dialing));
+                (errors ??= []).Add(refused);
+                continue;
+            }
+            var connection = await ConnectionUpgrader.UpgradeAsync(dialing.Result, ConnectionDirection.Outbound, expected, _options, _stopping.Token);
             await AdoptAsync(connection);
             PeerStore.AddAddresses(connection.RemotePeer, [address], AddressSource.Self);
-            return _connections.Get(connection.RemotePeer) ?? connection;
+            return new DialAttempt(_connections.Get(connection.RemotePeer) ?? connection, null);
         }
-        if (errors.Count == 1) throw errors[0];
-        throw new TransportException($"could not reach {expected?.ToString() ?? "the peer"}: "
-            + string.Join("; ", errors.Select(e => e.Message)), new AggregateException(errors));
+        if (errors is null) return new DialAttempt(null, new TransportException($"no address to dial for {expected?.ToString() ?? "the peer"}"));
+        if (errors.Count == 1) return new DialAttempt(null, errors[0]);
+        return new DialAttempt(null, new TransportException($"could not reach {expected?.ToString() ?? "the peer"}: "
+            + string.Join("; ", errors.Select(e => e.Message)), new AggregateException(errors)));
     }
+
+    private static Exception Failure(Task task) =>
+        task.IsCanceled ? new TaskCanceledException(task) : task.Exception!.InnerException ?? task.Exception;
 
     /// <summary>A raw connection to <paramref name="address"/> from the first transport that can dial it.</summary>
     /// <exception cref="TransportException">No transport can dial the address, or the dial failed.</exception>
