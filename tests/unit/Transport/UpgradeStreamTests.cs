@@ -1,4 +1,5 @@
 using P2PInference.Facilities.Net.Transport;
+using P2PInference.TestKit.Network;
 using P2PInference.Tests.Unit.Protocols;
 
 namespace P2PInference.Tests.Unit.Transport;
@@ -86,5 +87,26 @@ public sealed class UpgradeStreamTests
 
         Assert.That(await upgrade.ReadAsync(buffer, Token), Is.EqualTo(2));
         Assert.That(await upgrade.ReadAsync(buffer, Token), Is.Zero);
+    }
+
+    // A plaintext session keeps this stream for the connection's life: the muxer's read loop waits
+    // between frames with a zero-byte read so that an idle connection holds no buffer. Answered at
+    // once, that loop would rent a read buffer and hold it (and this stream's own) on every idle connection.
+    [Test]
+    public async Task ZeroByteRead_WaitsForThePeersBytes_WithoutTakingThem()
+    {
+        var (local, remote) = DuplexStreamPair.Create();
+        await using var upgrade = new UpgradeStream(local);
+        await upgrade.ReleaseAsync(Token);
+
+        var wait = upgrade.ReadAsync(Memory<byte>.Empty, Token).AsTask();
+        Assert.That(wait.IsCompleted, Is.False, "nothing has arrived yet");
+
+        await remote.WriteAsync("frame"u8.ToArray(), Token);
+        Assert.That(await wait, Is.Zero);
+        var frame = new byte[5];
+        await upgrade.ReadExactlyAsync(frame, Token);
+        Assert.That(frame, Is.EqualTo("frame"u8.ToArray()), "the zero-byte read took nothing");
+        await remote.DisposeAsync();
     }
 }
