@@ -149,7 +149,12 @@ internal sealed class UpgradeStream : Stream, IShutdownStream
     }
 
     /// <summary>A zero-byte read with nothing buffered: waits on the transport until data comes (or at once, if it cannot wait).</summary>
-    private async ValueTask<int> WaitForDataAsync(CancellationToken cancellationToken)
+    private ValueTask<int> WaitForDataAsync(CancellationToken cancellationToken) =>
+        // Nothing to send first (always so on an established plaintext session): the transport's own wait,
+        // without a frame of ours that a connection reset would be rethrown through.
+        _heldLength == 0 ? _inner.ReadAsync(Memory<byte>.Empty, cancellationToken) : SendHeldThenWaitAsync(cancellationToken);
+
+    private async ValueTask<int> SendHeldThenWaitAsync(CancellationToken cancellationToken)
     {
         await SendHeldAsync(cancellationToken);
         return await _inner.ReadAsync(Memory<byte>.Empty, cancellationToken);
