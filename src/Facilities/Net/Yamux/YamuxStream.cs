@@ -405,6 +405,19 @@ public sealed class YamuxStream : Stream
                 RemoveIfClosed();
                 return true;
             }
+
+            // Every byte has left: a reset that arrived while this frame was being written answers what
+            // was sent, and is the next read's to report. Going round again would throw it from a write that succeeded.
+            if (buffer.IsEmpty && !complete)
+            {
+                lock (_lock)
+                {
+                    if (_held is null && _heldSending is null)
+                    {
+                        return true;
+                    }
+                }
+            }
         }
     }
 
