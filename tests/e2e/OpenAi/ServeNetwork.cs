@@ -148,24 +148,20 @@ internal sealed class CancellationObservingEngine(IInferenceEngine inner) : IInf
     {
         using var registration = cancellationToken.Register(() =>
         {
-            var input = request.ToPromptText();
-            lock (_cancelled)
-            {
-                foreach (var (marker, source) in _cancelled)
-                    if (input.EndsWith(marker, StringComparison.Ordinal)) source.TrySetResult();
-            }
+            foreach (var source in WatchersOf(request)) source.TrySetResult();
         });
         await foreach (var token in inner.GenerateAsync(request, cancellationToken)) yield return token;
         // A watched generation never ends on its own: on a loaded machine the cancel can take longer
         // to cross two hops than the engine takes to produce every token, and a generation that had
         // finished could no longer see it.
-        if (IsWatched(request)) await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
+        if (WatchersOf(request).Count > 0) await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
     }
 
-    private bool IsWatched(InferenceRequest request)
+    /// <summary>The signals of the markers <paramref name="request"/>'s input ends with.</summary>
+    private List<TaskCompletionSource> WatchersOf(InferenceRequest request)
     {
         var input = request.ToPromptText();
-        lock (_cancelled) return _cancelled.Keys.Any(marker => input.EndsWith(marker, StringComparison.Ordinal));
+        lock (_cancelled) return [.. _cancelled.Where(p => input.EndsWith(p.Key, StringComparison.Ordinal)).Select(p => p.Value)];
     }
 
     public void Dispose() => inner.Dispose();
