@@ -18,8 +18,9 @@ namespace P2PInference.TestKit.Conformance;
 /// it. This repository runs it over TCP loopback and over the in-memory network, plain, sliced and
 /// with latency; another project can run it over its own <see cref="ITransport"/>. Each test body
 /// goes through <see cref="RunAsync"/>: a transport on virtual time overrides it to run the body on
-/// the simulation executor (and <see cref="TimeProvider"/>, <see cref="CreateIdentity"/> and
-/// <see cref="CreateRandom"/> to draw from the simulation), so the suite replays from one seed.
+/// the simulation executor (and <see cref="TimeProvider"/>, <see cref="CreateIdentity"/>,
+/// <see cref="CreateRandomSource"/> and <see cref="CreateRandom"/> to draw from the simulation), so
+/// the suite replays from one seed.
 /// </summary>
 [TestFixture]
 public abstract class HostStackConformanceTests
@@ -75,6 +76,11 @@ public abstract class HostStackConformanceTests
         ? KeyPair.FromRandom(sim.CreateRandom("identity", nodeName))
         : KeyPair.Generate();
 
+    /// <summary>A node's entropy (Noise ephemeral keys, ping payloads): inside a simulation drawn from its seed, so a seed replays the bytes on the wire too; else the OS's.</summary>
+    protected virtual IRandomSource CreateRandomSource(string nodeName) => SimulationExecutor.Current is { } sim
+        ? new SeededRandomSource(sim.CreateRandom("entropy", nodeName))
+        : SystemRandomSource.Instance;
+
     /// <summary>Randomness for test data; a simulation draws it from its seed.</summary>
     protected virtual Random CreateRandom(string purpose) => TestSeed.CreateRandom();
 
@@ -90,6 +96,7 @@ public abstract class HostStackConformanceTests
         var host = new P2PHost(new HostOptions
         {
             Identity = CreateIdentity(name),
+            RandomSource = CreateRandomSource(name),
             Transports = [CreateTransport(name)],
             TimeProvider = TimeProvider,
         });

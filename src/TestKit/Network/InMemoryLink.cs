@@ -28,6 +28,9 @@ public sealed class InMemoryLink
     private long _writes;
     private long _bytesRead;
     private long _connectionsOpened;
+    private volatile bool _digestWrites;
+    private ulong _writeDigest = FnvOffset;
+    private const ulong FnvOffset = 0xcbf29ce484222325UL;
 
     internal InMemoryLink(InMemoryNetwork network, string from, string to)
     {
@@ -110,6 +113,26 @@ public sealed class InMemoryLink
     /// <summary>The most severe partition cutting this direction, if any.</summary>
     public PartitionMode? Partition => _partition;
 
+    /// <summary>
+    /// When set, every byte written on this link from then on is folded, in write order, into
+    /// <see cref="WriteDigest"/>. Two runs of one seed must put the same bytes on the wire: ephemeral
+    /// keys, nonces and ciphertext included. Off by default, as it reads every byte.
+    /// </summary>
+    public bool DigestWrites
+    {
+        get => _digestWrites;
+        set => _digestWrites = value;
+    }
+
+    /// <summary>An FNV-1a hash of the bytes written while <see cref="DigestWrites"/> was set.</summary>
+    public ulong WriteDigest
+    {
+        get
+        {
+            lock (_gate) return _writeDigest;
+        }
+    }
+
     /// <summary>Bytes written into this link by senders (including ones later dropped).</summary>
     public long BytesWritten => Interlocked.Read(ref _bytesWritten);
 
@@ -190,10 +213,17 @@ public sealed class InMemoryLink
 
     internal long NextConnectionIndex() => Interlocked.Increment(ref _connectionsOpened) - 1;
 
-    internal void CountWrite(int bytes)
+    internal void CountWrite(ReadOnlySpan<byte> bytes)
     {
         Interlocked.Increment(ref _writes);
-        Interlocked.Add(ref _bytesWritten, bytes);
+        Interlocked.Add(ref _bytesWritten, bytes.Length);
+        if (!_digestWrites) return;
+        lock (_gate)
+        {
+            var h = _writeDigest;
+            foreach (var b in bytes) h = (h ^ b) * 0x100000001b3UL;
+            _writeDigest = h;
+        }
     }
 
     internal void CountRead(int bytes) => Interlocked.Add(ref _bytesRead, bytes);

@@ -62,7 +62,7 @@ internal sealed class MemoryFlow
     {
         cancellationToken.ThrowIfCancellationRequested();
         if (data.IsEmpty) return;
-        Link.CountWrite(data.Length);
+        Link.CountWrite(data.Span);
         _connection.NoteActivity();
         while (true)
         {

@@ -39,7 +39,7 @@ public sealed class DhtFakeTimeTests
 
     private async Task<KademliaDht> StartNodeAsync(string name, CancellationToken ct)
     {
-        var host = new P2PHost(new HostOptions { Identity = KeyPair.FromRandom(_sim.CreateRandom("identity", name)), Transports = [_network.CreateTransport(name)], TimeProvider = _time });
+        var host = new P2PHost(new HostOptions { Identity = KeyPair.FromRandom(_sim.CreateRandom("identity", name)), RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)), Transports = [_network.CreateTransport(name)], TimeProvider = _time });
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
         var dht = new KademliaDht(host, new KademliaDhtOptions
         {

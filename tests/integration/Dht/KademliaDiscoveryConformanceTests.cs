@@ -42,6 +42,7 @@ public sealed class KademliaDiscoveryConformanceTests : DiscoveryConformanceTest
             var host = new P2PHost(new HostOptions
             {
                 Identity = KeyPair.FromRandom(random),
+                RandomSource = new SeededRandomSource(new Random(random.Next())),
                 Transports = [_network.CreateTransport(name)],
                 TimeProvider = time,
                 // A crash resets connections at once in memory; pings would only add timer steps.

@@ -463,6 +463,7 @@ public sealed class RpcNodeStackTests
         var host = new P2PHost(new HostOptions
         {
             Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
+            RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
             Transports = [network.CreateTransport(name)],
             TimeProvider = sim.Clock,
             IdleConnectionTimeout = TimeSpan.FromSeconds(10),

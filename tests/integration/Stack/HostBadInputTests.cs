@@ -82,6 +82,8 @@ public sealed class HostBadInputTests
         var host = new P2PHost(new HostOptions
         {
             Identity = NewKey(name),
+            // After NewKey: two hosts of one name get different entropy, as they get different keys.
+            RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name, _keys.ToString(System.Globalization.CultureInfo.InvariantCulture))),
             Transports = [_network.CreateTransport(name)],
             TimeProvider = _sim.Clock,
         });

@@ -57,6 +57,7 @@ public sealed class HeldNegotiationAnswerTests
         var host = new P2PHost(new HostOptions
         {
             Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
+            RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
             Transports = [transport],
             SecurityProtocols = [PlaintextHandshake.ProtocolId],
             TimeProvider = sim.Clock,

@@ -42,6 +42,7 @@ public sealed class HostConnectionLimitTests
         var host = new P2PHost(new HostOptions
         {
             Identity = identity ?? KeyPair.FromRandom(_sim.CreateRandom("identity", name)),
+            RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)),
             Transports = [_network.CreateTransport(name)],
             TimeProvider = _sim.Clock,
             MaxInboundConnections = maxInbound,

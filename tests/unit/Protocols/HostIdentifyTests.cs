@@ -99,6 +99,7 @@ public sealed class HostIdentifyTests
         var host = new P2PHost(new HostOptions
         {
             Identity = KeyPair.FromRandom(_sim.CreateRandom("identity", name)),
+            RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)),
             Transports = [_network.CreateTransport(name)],
             TimeProvider = _sim.Clock,
             IdentifyOnConnect = identifyOnConnect,

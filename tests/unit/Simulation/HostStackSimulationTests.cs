@@ -13,11 +13,13 @@ public sealed class HostStackSimulationTests
 {
     private const string EchoProtocol = "/simulation/echo/1.0.0";
 
-    private sealed record Outcome(ulong TraceHash, long Steps, TimeSpan VirtualTime, string Log);
+    /// <summary>What a run did; <c>Wire</c> is the digests of the bytes each host wrote, a→b and b→a.</summary>
+    private sealed record Outcome(ulong TraceHash, long Steps, TimeSpan VirtualTime, string Log, (ulong AToB, ulong BToA) Wire);
 
-    private static Outcome RunTwoHosts(int seed, ScheduleStrategy strategy = ScheduleStrategy.Fifo)
+    private static Outcome RunTwoHosts(int seed, ScheduleStrategy strategy = ScheduleStrategy.Fifo, bool aUsesOsEntropy = false)
     {
         var sim = new SimulationExecutor(seed, strategy);
+        (ulong, ulong) wire = default;
         var log = sim.Run(async () =>
         {
             using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(5), sim.Clock);
@@ -27,8 +29,9 @@ public sealed class HostStackSimulationTests
             {
                 link.Latency = TimeSpan.FromMilliseconds(5);
                 link.Jitter = TimeSpan.FromMilliseconds(3);
+                link.DigestWrites = true;
             });
-            await using var a = await SimulationExecutor.InNode("a", () => StartHostAsync(sim, network, "a", token));
+            await using var a = await SimulationExecutor.InNode("a", () => StartHostAsync(sim, network, "a", token, aUsesOsEntropy ? SystemRandomSource.Instance : null));
             await using var b = await SimulationExecutor.InNode("b", () => StartHostAsync(sim, network, "b", token));
             var lines = new List<string>();
 
@@ -56,16 +59,18 @@ public sealed class HostStackSimulationTests
             lines.Add($"ping {rtt.TotalMilliseconds} ms");
             var info = await b.IdentifyAsync(a.PeerId, token);
             lines.Add($"identify {info.PublicKey.ToPeerId() == a.PeerId} {string.Join(',', info.Protocols.Order(StringComparer.Ordinal))}");
+            wire = (network.Link("a", "b").WriteDigest, network.Link("b", "a").WriteDigest);
             return string.Join('\n', lines);
         });
-        return new Outcome(sim.TraceHash, sim.Steps, sim.Clock.Elapsed, log);
+        return new Outcome(sim.TraceHash, sim.Steps, sim.Clock.Elapsed, log, wire);
     }
 
-    private static async Task<P2PHost> StartHostAsync(SimulationExecutor sim, InMemoryNetwork network, string name, CancellationToken token)
+    private static async Task<P2PHost> StartHostAsync(SimulationExecutor sim, InMemoryNetwork network, string name, CancellationToken token, IRandomSource? entropy = null)
     {
         var host = new P2PHost(new HostOptions
         {
             Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
+            RandomSource = entropy ?? new SeededRandomSource(sim.CreateRandom("entropy", name)),
             Transports = [network.CreateTransport(name)],
             TimeProvider = sim.Clock,
         });
@@ -97,6 +102,28 @@ public sealed class HostStackSimulationTests
         var second = RunTwoHosts(seed: 31337);
 
         Assert.That(second, Is.EqualTo(first));
+    }
+
+    [Test]
+    public void TwoHosts_WithTheSameSeed_PutTheSameBytesOnTheWire()
+    {
+        var first = RunTwoHosts(seed: 4711);
+        var second = RunTwoHosts(seed: 4711);
+
+        Assert.That(second.Wire, Is.EqualTo(first.Wire), "Noise ephemeral keys and ping payloads are drawn from the seed");
+        Assert.That(first.Wire.AToB, Is.Not.EqualTo(first.Wire.BToA));
+    }
+
+    [Test]
+    public void AHostOnTheOsEntropy_PutsOtherBytesOnTheWire_ThoughItsTraceReplays()
+    {
+        var first = RunTwoHosts(seed: 4711, aUsesOsEntropy: true);
+        var second = RunTwoHosts(seed: 4711, aUsesOsEntropy: true);
+
+        // What the seeded entropy above buys: the trace alone cannot tell, the bytes can.
+        Assert.That(second.TraceHash, Is.EqualTo(first.TraceHash));
+        Assert.That(second.Wire.AToB, Is.Not.EqualTo(first.Wire.AToB), "a's ephemeral key came from the OS");
+        Assert.That(second.Wire.BToA, Is.Not.EqualTo(first.Wire.BToA), "b encrypts under a key a's ephemeral key went into");
     }
 
     [Test]

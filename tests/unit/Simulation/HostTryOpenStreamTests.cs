@@ -87,6 +87,7 @@ public sealed class HostTryOpenStreamTests
             var host = new P2PHost(new HostOptions
             {
                 Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
+                RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
                 Transports = [network.CreateTransport(name)],
                 TimeProvider = sim.Clock,
                 SecurityProtocols = [PlaintextHandshake.ProtocolId],
