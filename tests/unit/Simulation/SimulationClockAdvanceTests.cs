@@ -112,11 +112,13 @@ public sealed class SimulationClockAdvanceTests
         await sim.Clock.RunUntilIdleAsync();
 
         Assert.That(sim.Clock.Elapsed, Is.EqualTo(TimeSpan.FromSeconds(3)));
-        Assert.That(fired, Is.EqualTo(new[] { "early", "tick" }), "what fell due by 3 s, in due order; the rest still armed");
+        // One jump queues what fell due in due order: FIFO runs it so, an exploring schedule may not.
+        string[] dueBy3 = ["early", "tick"];
+        Assert.That(fired, sim.Strategy == ScheduleStrategy.Fifo ? Is.EqualTo(dueBy3) : Is.EquivalentTo(dueBy3), "what fell due by 3 s; the rest still armed");
         Assert.That(sim.Clock.NextDue, Is.EqualTo(provider.Start + TimeSpan.FromSeconds(4)));
 
         await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(2));
-        Assert.That(fired, Is.EqualTo(new[] { "early", "tick", "tick", "late" }));
+        Assert.That(fired.Skip(2), Is.EqualTo(new[] { "tick", "late" }), "an advance visits each due time in turn");
     });
 
     [Test]

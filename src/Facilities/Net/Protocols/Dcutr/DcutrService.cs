@@ -239,6 +239,13 @@ public sealed class DcutrService : IAsyncDisposable
             using var scope = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
             outcome = await RespondAsync(context.Stream, peer, scope.Token);
         }
+        catch (OperationCanceledException e) when (cancellationToken.IsCancellationRequested && !_stopping.IsCancellationRequested)
+        {
+            // The handler's token ends with the relayed connection (a relay that went away): the
+            // exchange lost its connection, which "stopped" would misreport as this service stopping.
+            var lost = new IOException($"dcutr: the relayed connection to {peer} closed during the hole punch", e);
+            outcome = new HolePunchOutcome(peer, DirectConnectionTo(peer), lost.Message, false, 0) { Error = lost };
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             outcome = new HolePunchOutcome(peer, DirectConnectionTo(peer), Describe(e), false, 0) { Error = e };
