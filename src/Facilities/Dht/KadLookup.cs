@@ -36,8 +36,9 @@ internal sealed class KadLookup
     private readonly Action<DiscoveredPeer> _onPeerLearned;
     private readonly List<Candidate> _candidates = [];
     private readonly HashSet<PeerId> _seen = [];
-    // Wire id -> the address bytes it was first learned with in this lookup.
-    private readonly Dictionary<ByteString, RepeatedField<ByteString>> _learned = [];
+    // Wire id -> each distinct set of address bytes it was learned with in this lookup (nearly always one).
+    // All of them, not just the last: replies arrive in any order, and x1, x2, x1 must learn x1 once.
+    private readonly Dictionary<ByteString, (RepeatedField<ByteString> First, List<RepeatedField<ByteString>>? More)> _learned = [];
     private int _requests, _responses, _failures, _maxHop, _hopsToResult;
 
     /// <param name="request">Sends the request to a peer and returns its validated reply; null or a throw on failure.</param>
@@ -165,14 +166,31 @@ internal sealed class KadLookup
             // Replies overlap heavily (most of a lookup's replies name mostly the same peers): a peer named
             // again with the very same address bytes is already a candidate and already in the peer store,
             // so it is not parsed (PeerId, multiaddrs) or stored again.
-            if (_learned.TryGetValue(wire.Id, out var learnedAddresses) && learnedAddresses.Equals(wire.Addrs)) continue;
+            if (AlreadyLearned(wire)) continue;
             var peer = KadMessageCodec.ToPeer(wire, _maxAddresses);
             if (peer is null || peer.PeerId == _self) continue;
             _onPeerLearned(peer);
-            _learned[wire.Id] = wire.Addrs;
+            NoteLearned(wire);
             AddCandidate(peer.PeerId, c.Hop + 1);
         }
         return _onResponse(c.Peer, done.Reply, c.Hop);
+    }
+
+    private bool AlreadyLearned(Message.Types.Peer wire)
+    {
+        if (!_learned.TryGetValue(wire.Id, out var sets)) return false;
+        if (sets.First.Equals(wire.Addrs)) return true;
+        if (sets.More is null) return false;
+        foreach (var set in sets.More)
+            if (set.Equals(wire.Addrs)) return true;
+        return false;
+    }
+
+    private void NoteLearned(Message.Types.Peer wire)
+    {
+        ref var sets = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_learned, wire.Id, out var exists);
+        if (!exists) sets.First = wire.Addrs;
+        else (sets.More ??= []).Add(wire.Addrs);
     }
 
     private void AddCandidate(PeerId peer, int hop)
