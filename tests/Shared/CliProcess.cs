@@ -50,8 +50,7 @@ internal sealed class CliProcess : IAsyncDisposable
     /// <summary>Sends SIGTERM, as a service manager would, and returns the exit code.</summary>
     public async Task<int> TerminateAsync(CancellationToken cancellationToken)
     {
-        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-            await kill.WaitForExitAsync(cancellationToken);
+        await SendTermAsync(_process);
         return await WaitForExitAsync(cancellationToken);
     }
 
@@ -63,14 +62,41 @@ internal sealed class CliProcess : IAsyncDisposable
 
     public Task<string> StandardErrorAsync() => _stderr;
 
+    // Long enough for a worker's drain and for coverlet's exit handler to write its hits under load.
+    private static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(30);
+
     public async ValueTask DisposeAsync()
     {
-        if (!_process.HasExited)
-        {
-            _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
-        }
+        await StopAsync(_process);
         _process.Dispose();
+    }
+
+    /// <summary>
+    /// Stops a child still running: SIGTERM, then SIGKILL only if it outlives <see cref="StopGrace"/>.
+    /// A SIGKILL straight away could land in an instrumented child's exit, inside coverlet's hits-file
+    /// mutex: the next child to exit then died of an AbandonedMutexException (exit 134) in a full run.
+    /// </summary>
+    public static async Task StopAsync(Process process)
+    {
+        if (process.HasExited) return;
+        await SendTermAsync(process);
+        using var grace = new CancellationTokenSource(StopGrace);
+        try
+        {
+            await process.WaitForExitAsync(grace.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>Sends SIGTERM, as a service manager (or `kill -TERM`) would.</summary>
+    public static async Task SendTermAsync(Process process)
+    {
+        using var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await kill.WaitForExitAsync();
     }
 }
 

@@ -44,10 +44,10 @@ public sealed class ReadmeNetworkTests
     [TearDown]
     public async Task TearDown()
     {
+        // Only after a failure is a worker still running here.
         foreach (var worker in _workers)
         {
-            if (!worker.HasExited) worker.Kill(entireProcessTree: true);
-            await worker.WaitForExitAsync();
+            await CliProcess.StopAsync(worker);
             worker.Dispose();
         }
         _workers.Clear();
@@ -105,8 +105,7 @@ public sealed class ReadmeNetworkTests
         // worker stops gracefully with exit code 0.
         foreach (var (worker, index) in _workers.Select((w, i) => (w, i)))
         {
-            using (var kill = Process.Start("kill", ["-TERM", worker.Id.ToString(CultureInfo.InvariantCulture)]))
-                await kill.WaitForExitAsync(ct);
+            await CliProcess.SendTermAsync(worker);
             using var stopping = CancellationTokenSource.CreateLinkedTokenSource(ct);
             stopping.CancelAfter(GracefulStop);
             try
