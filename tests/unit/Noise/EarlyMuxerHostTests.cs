@@ -1,9 +1,8 @@
-using Microsoft.Extensions.Time.Testing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Plaintext;
-using P2PInference.TestKit.Network;
+using P2PInference.Tests.Unit.Support;
 
 namespace P2PInference.Tests.Unit.Noise;
 
@@ -12,25 +11,13 @@ namespace P2PInference.Tests.Unit.Noise;
 [CancelAfter(10000)]
 public sealed class EarlyMuxerHostTests
 {
-    private const string Echo = "/test/echo/1.0.0";
-    // The clock is never moved: nothing here waits on a timer.
-    private FakeTimeProvider _time = null!;
-    private InMemoryNetwork _network = null!;
-    private readonly List<P2PHost> _hosts = [];
+    private EchoHosts _hosts = null!;
 
     [SetUp]
-    public void Create()
-    {
-        _time = new FakeTimeProvider();
-        _network = new InMemoryNetwork(_time);
-    }
+    public void Create() => _hosts = new EchoHosts();
 
     [TearDown]
-    public async Task DisposeAsync()
-    {
-        foreach (var host in _hosts) await host.DisposeAsync();
-        _hosts.Clear();
-    }
+    public ValueTask DisposeAsync() => _hosts.DisposeAsync();
 
     [TestCase(true, true)]
     [TestCase(true, false)]
@@ -77,38 +64,8 @@ public sealed class EarlyMuxerHostTests
         Assert.That(await EchoAsync(listener, dialer.PeerId, ct), Is.EqualTo("ping"u8.ToArray()));
     }
 
-    private static async Task<byte[]> EchoAsync(P2PHost from, PeerId to, CancellationToken ct)
-    {
-        var stream = await from.OpenStreamAsync(to, Echo, ct);
-        await using (stream)
-        {
-            await stream.WriteAsync("ping"u8.ToArray(), ct);
-            var echoed = new byte[4];
-            await stream.ReadExactlyAsync(echoed, ct);
-            return echoed;
-        }
-    }
+    private static Task<byte[]> EchoAsync(P2PHost from, PeerId to, CancellationToken ct) => EchoHosts.EchoAsync(from, to, ct);
 
-    private async Task<P2PHost> StartAsync(string name, bool offers, CancellationToken ct, IReadOnlyList<string>? securityProtocols = null)
-    {
-        var host = new P2PHost(new HostOptions
-        {
-            Identity = KeyPair.Generate(),
-            Transports = [_network.CreateTransport(name)],
-            TimeProvider = _time,
-            IdentifyOnConnect = false,
-            EarlyMuxerNegotiation = offers,
-            SecurityProtocols = securityProtocols ?? HostOptions.DefaultSecurityProtocols,
-        });
-        _hosts.Add(host);
-        host.Handle(Echo, async (context, token) =>
-        {
-            var buffer = new byte[4];
-            await context.Stream.ReadExactlyAsync(buffer, token);
-            await context.Stream.WriteAsync(buffer, token);
-            await context.Stream.FlushAsync(token);
-        });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
-        return host;
-    }
+    private Task<P2PHost> StartAsync(string name, bool offers, CancellationToken ct, IReadOnlyList<string>? securityProtocols = null) =>
+        _hosts.StartAsync(name, ct, securityProtocols, earlyMuxerNegotiation: offers);
 }

@@ -3,8 +3,7 @@ using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Plaintext;
-using P2PInference.TestKit.Network;
-using Microsoft.Extensions.Time.Testing;
+using P2PInference.Tests.Unit.Support;
 
 namespace P2PInference.Tests.Unit.Plaintext;
 
@@ -14,23 +13,13 @@ namespace P2PInference.Tests.Unit.Plaintext;
 public sealed class SecurityNegotiationTests
 {
     // The clock is never moved: nothing here waits on a timer.
-    private FakeTimeProvider _time = null!;
-    private InMemoryNetwork _network = null!;
-    private readonly List<P2PHost> _hosts = [];
+    private EchoHosts _hosts = null!;
 
     [SetUp]
-    public void Create()
-    {
-        _time = new FakeTimeProvider();
-        _network = new InMemoryNetwork(_time);
-    }
+    public void Create() => _hosts = new EchoHosts();
 
     [TearDown]
-    public async Task DisposeAsync()
-    {
-        foreach (var host in _hosts) await host.DisposeAsync();
-        _hosts.Clear();
-    }
+    public ValueTask DisposeAsync() => _hosts.DisposeAsync();
 
     [Test]
     public void Default_OffersNoiseOnly()
@@ -48,15 +37,7 @@ public sealed class SecurityNegotiationTests
         var connection = await dialer.ConnectAsync(listener.AdvertisedAddresses[0], ct);
 
         Assert.That(connection.RemotePeer, Is.EqualTo(listener.PeerId));
-        var stream = await dialer.OpenStreamAsync(listener.PeerId, "/test/echo/1.0.0", ct);
-        await using (stream)
-        {
-            await stream.WriteAsync("ping"u8.ToArray(), ct);
-            await stream.FlushAsync(ct);
-            var echoed = new byte[4];
-            await stream.ReadExactlyAsync(echoed, ct);
-            Assert.That(echoed, Is.EqualTo("ping"u8.ToArray()));
-        }
+        Assert.That(await EchoHosts.EchoAsync(dialer, listener.PeerId, ct), Is.EqualTo("ping"u8.ToArray()));
     }
 
     [Test]
@@ -101,41 +82,12 @@ public sealed class SecurityNegotiationTests
         Assert.That(() => new P2PHost(new HostOptions
         {
             Identity = KeyPair.Generate(),
-            Transports = [_network.CreateTransport("x")],
-            TimeProvider = _time,
+            Transports = [_hosts.Network.CreateTransport("x")],
+            TimeProvider = _hosts.Time,
             SecurityProtocols = protocol.Length == 0 ? [] : [protocol],
         }), Throws.ArgumentException);
     }
 
-    private async Task<P2PHost> StartAsync(string name, CancellationToken ct, params string[] securityProtocols)
-    {
-        var options = new HostOptions
-        {
-            Identity = KeyPair.Generate(),
-            Transports = [_network.CreateTransport(name)],
-            TimeProvider = _time,
-            IdentifyOnConnect = false,
-        };
-        if (securityProtocols.Length > 0) options = CopyWith(options, securityProtocols);
-        var host = new P2PHost(options);
-        _hosts.Add(host);
-        host.Handle("/test/echo/1.0.0", async (context, token) =>
-        {
-            var buffer = new byte[4];
-            await context.Stream.ReadExactlyAsync(buffer, token);
-            await context.Stream.WriteAsync(buffer, token);
-            await context.Stream.FlushAsync(token);
-        });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
-        return host;
-    }
-
-    private static HostOptions CopyWith(HostOptions options, string[] securityProtocols) => new()
-    {
-        Identity = options.Identity,
-        Transports = options.Transports,
-        TimeProvider = options.TimeProvider,
-        IdentifyOnConnect = options.IdentifyOnConnect,
-        SecurityProtocols = securityProtocols,
-    };
+    private Task<P2PHost> StartAsync(string name, CancellationToken ct, params string[] securityProtocols) =>
+        _hosts.StartAsync(name, ct, securityProtocols);
 }

@@ -159,11 +159,18 @@ public sealed class P2PHost : IAsyncDisposable
     public Task<PeerConnection> ConnectAsync(PeerId peer, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(peer);
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        if (peer == PeerId) throw new TransportException("refusing to dial ourselves");
-        var existing = _connections.Get(peer);
-        if (existing is not null) return Task.FromResult(existing);
-        return SharedDialToPeer(peer).WaitAsync(cancellationToken);
+        if (BeforeDial(peer, out var existing) is { } refusal) throw refusal;
+        return existing is not null ? Task.FromResult(existing) : SharedDialToPeer(peer).WaitAsync(cancellationToken);
+    }
+
+    /// <summary>What both ways to connect to a peer check first: the reason not to dial, or null and the open connection if any.</summary>
+    private Exception? BeforeDial(PeerId peer, out PeerConnection? existing)
+    {
+        existing = null;
+        if (_disposed != 0) return new ObjectDisposedException(nameof(P2PHost));
+        if (peer == PeerId) return new TransportException("refusing to dial ourselves");
+        existing = _connections.Get(peer);
+        return null;
     }
 
     /// <summary>
@@ -173,9 +180,7 @@ public sealed class P2PHost : IAsyncDisposable
     /// </summary>
     private async Task<(PeerConnection? Connection, Exception? Error)> TryConnectAsync(PeerId peer, CancellationToken cancellationToken)
     {
-        if (_disposed != 0) return (null, new ObjectDisposedException(nameof(P2PHost)));
-        if (peer == PeerId) return (null, new TransportException("refusing to dial ourselves"));
-        var existing = _connections.Get(peer);
+        if (BeforeDial(peer, out var existing) is { } refusal) return (null, refusal);
         if (existing is not null) return (existing, null);
         // Started even when the caller has given up already, as ConnectAsync does: the connection outlives the request.
         var dial = SharedDialToPeer(peer);
