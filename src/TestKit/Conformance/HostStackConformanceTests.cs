@@ -91,6 +91,10 @@ public abstract class HostStackConformanceTests
         return bytes;
     }
 
+    /// <summary><paramref name="host"/>'s connections with <paramref name="peer"/>, retired duplicates included.</summary>
+    protected static PeerConnection[] ConnectionsTo(P2PHost host, P2PHost peer) =>
+        host.Connections.Where(c => c.RemotePeer == peer.PeerId).ToArray();
+
     protected async Task<P2PHost> StartHostAsync(string name)
     {
         var host = new P2PHost(new HostOptions
@@ -167,7 +171,7 @@ public abstract class HostStackConformanceTests
         var dial = a.ConnectAsync(b.ListenAddresses[0].WithPeerId(impostor), TestToken);
 
         await Assert.ThatAsync(async () => await dial, Throws.InstanceOf<NoiseException>());
-        Assert.That(a.Connections, Is.Empty);
+        Assert.That(a.Connections.Where(c => c.Direction == ConnectionDirection.Outbound), Is.Empty);
     });
 
     [Test]
@@ -181,7 +185,7 @@ public abstract class HostStackConformanceTests
 
         Assert.That(await EchoAsync(ab, payload, TestToken), Is.EqualTo(payload));
         Assert.That(await EchoAsync(ba, payload, TestToken), Is.EqualTo(payload));
-        Assert.That(b.Connections, Has.Count.EqualTo(1), "the reverse stream reuses the inbound connection");
+        Assert.That(ConnectionsTo(b, a), Has.Length.EqualTo(1), "the reverse stream reuses the inbound connection");
     });
 
     [Test]
@@ -194,7 +198,8 @@ public abstract class HostStackConformanceTests
         var connections = await Task.WhenAll(dials);
 
         Assert.That(connections.Distinct().Count(), Is.EqualTo(1));
-        Assert.That(a.Connections, Has.Count.EqualTo(1));
+        // Over TCP under load a connect that looked for a connection just before the shared dial ended once dialed again.
+        Assert.That(ConnectionsTo(a, b), Has.Length.EqualTo(1), string.Join(" / ", ConnectionsTo(a, b).Select(c => $"{c} draining={c.IsDraining}")));
     });
 
     [Test]
@@ -212,7 +217,7 @@ public abstract class HostStackConformanceTests
         var results = await Task.WhenAll(calls);
 
         Assert.That(results, Has.All.True);
-        Assert.That(a.Connections, Is.EquivalentTo(new[] { connection }));
+        Assert.That(ConnectionsTo(a, b), Is.EquivalentTo(new[] { connection }));
     });
 
     [Test]
@@ -351,6 +356,6 @@ public abstract class HostStackConformanceTests
         await b.DisposeAsync();
 
         Assert.That(await gone.Task.WaitOrCancelAsync(TestToken), Is.SameAs(connection));
-        Assert.That(a.Connections, Is.Empty);
+        Assert.That(ConnectionsTo(a, b), Is.Empty);
     });
 }

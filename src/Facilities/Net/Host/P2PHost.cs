@@ -151,7 +151,7 @@ public sealed class P2PHost : IAsyncDisposable
             var existing = _connections.Get(peer);
             if (existing is not null) return Task.FromResult(existing);
         }
-        return SharedDial(peer?.ToString() ?? address.ToString(), () => DialAddressesAsync([address.WithoutPeerId()], peer))
+        return SharedDial(peer?.ToString() ?? address.ToString(), peer, () => DialAddressesAsync([address.WithoutPeerId()], peer))
             .WaitAsync(cancellationToken);
     }
 
@@ -193,7 +193,7 @@ public sealed class P2PHost : IAsyncDisposable
         return (null, Failure(dial));
     }
 
-    private Task<PeerConnection> SharedDialToPeer(PeerId peer) => SharedDial(peer.ToString(), () =>
+    private Task<PeerConnection> SharedDialToPeer(PeerId peer) => SharedDial(peer.ToString(), peer, () =>
     {
         var addresses = PeerStore.GetAddresses(peer);
         return addresses.Count == 0
@@ -405,17 +405,19 @@ public sealed class P2PHost : IAsyncDisposable
     /// The dial under way to <paramref name="key"/>, or a new one. It runs on the host's lifetime: one caller giving
     /// up does not cancel it for the others (each waits with its own token).
     /// </summary>
-    private Task<PeerConnection> SharedDial(string key, Func<Task<DialAttempt>> dial)
+    private Task<PeerConnection> SharedDial(string key, PeerId? peer, Func<Task<DialAttempt>> dial)
     {
         lock (_pendingDials)
         {
-            if (!_pendingDials.TryGetValue(key, out var task))
-            {
-                var result = new TaskCompletionSource<PeerConnection>();
-                task = result.Task;
-                _pendingDials[key] = task;
-                _ = RunDialAsync(key, dial, result);
-            }
+            if (_pendingDials.TryGetValue(key, out var task)) return task;
+            // The caller found no connection a moment ago, but a dial may have ended since: it adopts its
+            // connection before it leaves this table, so looking again under the lock finds one or the
+            // other. Without it, 16 concurrent connects over TCP under load once made two connections.
+            if (peer is not null && _connections.Get(peer) is { } existing) return Task.FromResult(existing);
+            var result = new TaskCompletionSource<PeerConnection>();
+            task = result.Task;
+            _pendingDials[key] = task;
+            _ = RunDialAsync(key, dial, result);
             return task;
         }
     }
