@@ -72,10 +72,19 @@ public sealed class SimulationFailureTests
                 cts.Token.Register(() => signal.SetResult());
                 await cts.CancelAsync();
             }
-            signal.TrySetResult();
-            semaphore.Release();
+            // Released from a later step, once this await is registered: released before it, a quick pool
+            // thread could complete the wait first, and the await would then go on inline, with no escape
+            // to see (it happened once in a full run on a quiet machine).
+            _ = ReleaseLaterAsync();
             await wait;
             _ = sim.Clock.GetUtcNow();
+
+            async Task ReleaseLaterAsync()
+            {
+                await Task.Yield();
+                signal.TrySetResult();
+                semaphore.Release();
+            }
         }), Throws.InstanceOf<SimulationException>());
 
         static async Task AwaitWithoutContextAsync(Task task) => await task.ConfigureAwait(false);
