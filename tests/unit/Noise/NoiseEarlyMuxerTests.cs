@@ -140,7 +140,7 @@ public sealed class NoiseEarlyMuxerTests
     {
         var (a, b) = DuplexStreamPair.Create();
         var initiator = Run(a, Alice, initiator: true, [Yamux], ct);
-        var responder = RespondWithAsync(b, payloadFor, ct);
+        var responder = NoiseTestPeers.ForgedResponderAsync(b, payloadFor, ct);
 
         var failure = Assert.ThrowsAsync<NoiseException>(async () => await initiator);
         Assert.That(async () => await responder, Throws.Nothing);
@@ -161,16 +161,5 @@ public sealed class NoiseEarlyMuxerTests
             if (disposing) Inner.Dispose();
             base.Dispose(disposing);
         }
-    }
-
-    private static async Task RespondWithAsync(Stream raw, Func<byte[], byte[]> payloadFor, CancellationToken ct)
-    {
-        using var staticKey = Curve25519KeyPair.Generate();
-        using var state = new HandshakeState(initiator: false, ReadOnlySpan<byte>.Empty, staticKey);
-        var buffer = new byte[NoiseFraming.MaxFramedSize];
-        var length = await NoiseFraming.ReadFrameAsync(raw, buffer, ct);
-        state.ReadMessage(buffer.AsSpan(0, length));
-        length = state.WriteMessage(payloadFor(state.LocalStaticPublicKey), buffer.AsSpan(NoiseFraming.HeaderSize));
-        await NoiseFraming.WriteFrameAsync(raw, buffer, length, ct);
     }
 }

@@ -264,21 +264,10 @@ public sealed class NoiseHandshakeTests
     {
         var (a, b) = DuplexStreamPair.Create();
         var initiator = NoiseHandshake.InitiateAsync(a, Alice, expected, cancellationToken);
-        var forger = ForgedResponderAsync(b, payloadFor, cancellationToken);
+        var forger = NoiseTestPeers.ForgedResponderAsync(b, payloadFor, cancellationToken);
 
         var failure = Assert.ThrowsAsync<NoiseException>(async () => await initiator);
         Assert.That(async () => await forger, Throws.Nothing);
         return failure!;
-    }
-
-    private static async Task ForgedResponderAsync(Stream raw, Func<byte[], byte[]> payloadFor, CancellationToken cancellationToken)
-    {
-        using var staticKey = Curve25519KeyPair.Generate();
-        using var state = new HandshakeState(initiator: false, ReadOnlySpan<byte>.Empty, staticKey);
-        var buffer = new byte[NoiseFraming.MaxFramedSize];
-        var length = await NoiseFraming.ReadFrameAsync(raw, buffer, cancellationToken);
-        state.ReadMessage(buffer.AsSpan(0, length));
-        length = state.WriteMessage(payloadFor(state.LocalStaticPublicKey), buffer.AsSpan(NoiseFraming.HeaderSize));
-        await NoiseFraming.WriteFrameAsync(raw, buffer, length, cancellationToken);
     }
 }

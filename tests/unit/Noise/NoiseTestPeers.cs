@@ -23,6 +23,22 @@ internal static class NoiseTestPeers
         return (await initiator, await responder);
     }
 
+    /// <summary>
+    /// A responder that reads the initiator's first message and answers with the payload
+    /// <paramref name="payloadFor"/> makes for its static key: for tests of what the initiator does
+    /// with a payload no honest responder would send.
+    /// </summary>
+    public static async Task ForgedResponderAsync(Stream raw, Func<byte[], byte[]> payloadFor, CancellationToken cancellationToken)
+    {
+        using var staticKey = Curve25519KeyPair.Generate();
+        using var state = new HandshakeState(initiator: false, ReadOnlySpan<byte>.Empty, staticKey);
+        var buffer = new byte[NoiseFraming.MaxFramedSize];
+        var length = await NoiseFraming.ReadFrameAsync(raw, buffer, cancellationToken);
+        state.ReadMessage(buffer.AsSpan(0, length));
+        length = state.WriteMessage(payloadFor(state.LocalStaticPublicKey), buffer.AsSpan(NoiseFraming.HeaderSize));
+        await NoiseFraming.WriteFrameAsync(raw, buffer, length, cancellationToken);
+    }
+
     /// <summary>Passes writes through; once armed, flips one bit of the next write.</summary>
     public sealed class TamperingStream(Stream inner) : PassThroughStream(inner)
     {

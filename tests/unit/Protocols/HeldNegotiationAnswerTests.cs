@@ -8,6 +8,7 @@ using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Threading;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
+using P2PInference.Tests.Unit.Noise;
 
 namespace P2PInference.Tests.Unit.Protocols;
 
@@ -254,51 +255,25 @@ public sealed class HeldNegotiationAnswerTests
             public ValueTask DisposeAsync() => inner.DisposeAsync();
         }
 
-        private sealed class CountingStream(CountingTransport owner, Stream inner) : Stream
+        private sealed class CountingStream(CountingTransport owner, Stream inner) : PassThroughStream(inner)
         {
-            public override bool CanRead => true;
-            public override bool CanWrite => true;
-            public override bool CanSeek => false;
-            public override long Length => throw new NotSupportedException();
-            public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-            public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
-
-            public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-                inner.ReadAsync(buffer, offset, count, cancellationToken);
-
-            public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-
             public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
             {
                 owner.Record(buffer.Span);
-                return inner.WriteAsync(buffer, cancellationToken);
+                return Inner.WriteAsync(buffer, cancellationToken);
             }
-
-            public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-                WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
             public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException("writes are asynchronous here");
 
-            public override void Flush()
-            {
-            }
-
-            public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
-
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-            public override void SetLength(long value) => throw new NotSupportedException();
-
             protected override void Dispose(bool disposing)
             {
-                if (disposing) inner.Dispose();
+                if (disposing) Inner.Dispose();
                 base.Dispose(disposing);
             }
 
             public override async ValueTask DisposeAsync()
             {
-                await inner.DisposeAsync();
+                await Inner.DisposeAsync();
                 await base.DisposeAsync();
             }
         }
