@@ -30,7 +30,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     private readonly KadRequestHandler _handler;
     private readonly Random _random;
     private readonly Lock _randomLock = new();
-    private readonly Dictionary<byte[], string> _announced = new(ByteKeyComparer.Instance);
+    private readonly OwnProviderRecords _announced = new();
     private readonly CancellationTokenSource _stopping = new();
     private readonly TaskCompletionSource _joined = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<Task> _background = [];
@@ -55,6 +55,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         _handler = new KadRequestHandler(host, options, RoutingTable, Providers, Records, ConsiderPeer);
         _random = new Random(options.RandomSeed ?? SeedFrom(RoutingTable.LocalId));
         RoutingTable.PeerAdded += _ => _joined.TrySetResult();
+        RoutingTable.PeerAdded += ReplicateOwnRecords;
     }
 
     public PeerId PeerId => _host.PeerId;
@@ -116,7 +117,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(topic);
         var key = TopicKey.For(topic);
-        lock (_announced) _announced[key] = topic;
+        _announced.Add(key, topic);
         await ProvideAsync(key, cancellationToken);
     }
 
@@ -128,7 +129,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(topic);
         var key = TopicKey.For(topic);
-        lock (_announced) _announced.Remove(key);
+        _announced.Remove(key);
         Providers.Remove(key, PeerId);
         return Task.CompletedTask;
     }
@@ -146,14 +147,22 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(key);
         ThrowIfDisposed();
-        var addresses = OwnAddresses();
-        Providers.Add(key, PeerId, addresses);
-        var closest = await FindClosestPeersAsync(key, cancellationToken);
-        var message = new Message { Type = Message.Types.MessageType.AddProvider, Key = ByteString.CopyFrom(key) };
-        message.ProviderPeers.Add(KadMessageCodec.FromPeer(PeerId, addresses, connected: true));
-        await Task.WhenAll(closest.ClosestPeers.Select(p => SendQuietlyAsync(p, message, cancellationToken)));
-        cancellationToken.ThrowIfCancellationRequested();
-        return closest.Stats;
+        Providers.Add(key, PeerId, OwnAddresses());
+        IReadOnlyList<PeerId> holders = [];
+        _announced.BeginAnnouncement(key);
+        try
+        {
+            var closest = await FindClosestPeersAsync(key, cancellationToken);
+            holders = closest.ClosestPeers;
+            var message = AddProviderMessage(key);
+            await Task.WhenAll(holders.Select(p => SendQuietlyAsync(p, message, cancellationToken)));
+            cancellationToken.ThrowIfCancellationRequested();
+            return closest.Stats;
+        }
+        finally
+        {
+            _announced.EndAnnouncement(key, holders);
+        }
     }
 
     /// <summary>Providers of <paramref name="key"/>: ours first, then an iterative GET_PROVIDERS lookup.</summary>
@@ -445,16 +454,48 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         RefreshCompleted?.Invoke();
     }
 
+    private Message AddProviderMessage(byte[] key)
+    {
+        var message = new Message { Type = Message.Types.MessageType.AddProvider, Key = ByteString.CopyFrom(key) };
+        message.ProviderPeers.Add(KadMessageCodec.FromPeer(PeerId, OwnAddresses(), connected: true));
+        return message;
+    }
+
+    /// <summary>
+    /// A peer entered the routing table: if it is among the k closest we know to a key we provide,
+    /// it gets our record now rather than at the next re-announcement (see <see cref="OwnProviderRecords"/>).
+    /// </summary>
+    private void ReplicateOwnRecords(PeerId peer)
+    {
+        if (_state != 1) return;
+        var keys = _announced.ClaimKeysFor(peer, RoutingTable, _options.K);
+        if (keys.Count == 0) return;
+        Track(ReplicateAsync(peer, keys));
+    }
+
+    private async Task ReplicateAsync(PeerId peer, IReadOnlyList<byte[]> keys)
+    {
+        // Off the caller's stack: PeerAdded is raised inside identify and lookup callbacks.
+        await Task.Yield();
+        try
+        {
+            foreach (var key in keys)
+            {
+                if (_stopping.IsCancellationRequested) return;
+                await SendQuietlyAsync(peer, AddProviderMessage(key), _stopping.Token);
+            }
+        }
+        catch (ObjectDisposedException) when (_state == 2)
+        {
+            // Disposed between the state check and the send: nothing left to replicate to.
+        }
+    }
+
     private async Task ReannounceAllAsync(CancellationToken cancellationToken)
     {
-        byte[][] keys;
-        lock (_announced) keys = _announced.Keys.ToArray();
-        foreach (var key in keys)
+        foreach (var key in _announced.Keys)
         {
-            lock (_announced)
-            {
-                if (!_announced.ContainsKey(key)) continue;
-            }
+            if (!_announced.Contains(key)) continue;
             try
             {
                 await ProvideAsync(key, cancellationToken);
@@ -477,7 +518,11 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     private void StartBackground(int kind, Func<CancellationToken, Task> work)
     {
         if (_state != 1 || Interlocked.CompareExchange(ref _running[kind], 1, 0) != 0) return;
-        var task = RunBackgroundAsync(kind, work);
+        Track(RunBackgroundAsync(kind, work));
+    }
+
+    private void Track(Task task)
+    {
         lock (_background)
         {
             _background.RemoveAll(t => t.IsCompleted);
@@ -532,9 +577,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         }
         foreach (var timer in timers) await timer.DisposeAsync();
         _stopping.Cancel();
-        string[] topics;
-        lock (_announced) topics = _announced.Values.ToArray();
-        foreach (var topic in topics) await UnannounceAsync(topic, CancellationToken.None);
+        foreach (var topic in _announced.Topics) await UnannounceAsync(topic, CancellationToken.None);
         if (previous == 1)
         {
             _host.PeerStore.ProtocolsUpdated -= ConsiderPeer;

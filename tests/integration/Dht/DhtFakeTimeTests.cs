@@ -1,4 +1,5 @@
 using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.TestKit.Network;
@@ -99,6 +100,33 @@ public sealed class DhtFakeTimeTests
 
         Assert.That(await dhts[2].LookupAsync("p2pinference/auth", ct), Is.Empty);
         Assert.That(dhts.Select(d => d.Providers.KeyCount), Has.All.Zero, "the sweep removed the expired records");
+    });
+
+    [Test]
+    public void Announcement_MadeWhileTheNetworkWasSmall_IsFoundOnceMoreThanKServersRun_BeforeAnyReannouncement() => Simulate(async ct =>
+    {
+        // The bootstrap node and the announcer are the two farthest from the key of 2 + 38 servers. The
+        // record goes to the bootstrap node when it is announced; a lookup later converges on the k = 20
+        // closest and asks neither. Only replication to newcomers closer to the key makes it findable.
+        const string topic = "p2pinference/auth";
+        var key = KadId.FromKey(TopicKey.For(topic));
+        var byDistance = Enumerable.Range(0, 40).Select(i => $"n{i}")
+            .Select(name => (Name: name, Id: KadId.FromPeer(KeyPair.FromRandom(_sim.CreateRandom("identity", name)).PeerId)))
+            .OrderBy(n => n.Id, Comparer<KadId>.Create(key.CompareDistance))
+            .Select(n => n.Name).ToArray();
+        var bootstrap = await StartNodeAsync(byDistance[^1], ct);
+        var announcer = await StartNodeAsync(byDistance[^2], ct);
+        await announcer.AnnounceAsync(topic, ct);
+        KademliaDht looker = null!;
+        foreach (var name in byDistance[..^2]) looker = await StartNodeAsync(name, ct);
+        var served = (bootstrap.RequestsServed, announcer.RequestsServed);
+
+        var found = await looker.LookupAsync(topic, ct);
+
+        Assert.That((bootstrap.RequestsServed, announcer.RequestsServed), Is.EqualTo(served),
+            "premise: the lookup asked neither peer that held the record after its announcement");
+        Assert.That(found.Select(p => p.PeerId), Does.Contain(announcer.PeerId));
+        Assert.That(_time.Elapsed, Is.LessThan(TimeSpan.FromMinutes(4)), "found before the first re-announcement");
     });
 
     [Test]
