@@ -69,8 +69,19 @@ public sealed class OpenAiNpmClientTests
         var marker = "npm abort " + Guid.NewGuid().ToString("N");
         var cancelled = _served.Network.Engine.CancelledAsync(marker);
 
-        var result = await RunAsync("abort", await _served.Network.NewApiKeyAsync(ct), marker, ct);
-        await cancelled.WaitAsync(ScriptTimeout, ct);
+        var key = await _served.Network.NewApiKeyAsync(ct);
+        var mark = _served.Network.Log.Mark();
+        var result = await RunAsync("abort", key, marker, ct);
+        try
+        {
+            await cancelled.WaitAsync(ScriptTimeout, ct);
+        }
+        catch (TimeoutException)
+        {
+            // Where the cancel stopped: what client serve, the gateway and the processors logged since the request.
+            Assert.Fail($"no processor saw the cancel within {ScriptTimeout.TotalSeconds} s; the client saw {result.ToJsonString()}; the network logged:\n"
+                + string.Join('\n', _served.Network.Log.Since(mark)));
+        }
 
         Assert.Multiple(() =>
         {

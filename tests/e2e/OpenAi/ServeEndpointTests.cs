@@ -181,7 +181,7 @@ public sealed class ServeEndpointTests
     public async Task Credentials_ABearerKeyIsUsedAsTheApiKey_AndAWrongOrMissingOneIs401(CancellationToken ct)
     {
         await using var anonymous = await P2PInferenceClient.ConnectAsync([Network.Bootstrap], new ClientOptions { ClusterId = ServeNetwork.Cluster.Id }, ct);
-        await using var server = await ServeNetwork.ServeAsync(anonymous, ct);
+        await using var server = await Network.ServeAsync(anonymous, ct);
         using var http = new HttpClient { BaseAddress = new Uri(server.Address + "/") };
 
         using var withKey = await PostAsync(http, "chat/completions", Chat("with a key", stream: false, maxTokens: 3), Client.ApiKey, ct);

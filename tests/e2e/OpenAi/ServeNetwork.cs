@@ -1,6 +1,5 @@
 using System.Net;
 using System.Runtime.CompilerServices;
-using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Trust;
@@ -37,6 +36,9 @@ internal sealed class ServeNetwork : IAsyncDisposable
     }
 
     public CancellationObservingEngine Engine { get; }
+
+    /// <summary>Every worker's and the clients' log lines, for a test to show when it gives up waiting.</summary>
+    public RecordedLog Log { get; } = new();
 
     public Multiaddress Bootstrap => _runtimes[0].Addresses[0];
 
@@ -75,7 +77,7 @@ internal sealed class ServeNetwork : IAsyncDisposable
     /// <summary>A client joined through the bootstrap node, signed up as a fresh user with an API key.</summary>
     public async Task<P2PInferenceClient> SignedUpClientAsync(CancellationToken ct)
     {
-        var client = await P2PInferenceClient.ConnectAsync([Bootstrap], new ClientOptions { ClusterId = Cluster.Id }, ct);
+        var client = await P2PInferenceClient.ConnectAsync([Bootstrap], new ClientOptions { ClusterId = Cluster.Id, LoggerFactory = Log }, ct);
         TestUser user;
         lock (_data) user = _data.User();
         await client.RegisterAsync(user.Email, user.Password, ct);
@@ -94,8 +96,8 @@ internal sealed class ServeNetwork : IAsyncDisposable
     }
 
     /// <summary>`client serve` over <paramref name="client"/> on a free loopback port.</summary>
-    public static Task<OpenAiServer> ServeAsync(P2PInferenceClient client, CancellationToken ct) =>
-        OpenAiServer.StartAsync(new IPEndPoint(IPAddress.Loopback, 0), client, NullLoggerFactory.Instance, ct);
+    public Task<OpenAiServer> ServeAsync(P2PInferenceClient client, CancellationToken ct) =>
+        OpenAiServer.StartAsync(new IPEndPoint(IPAddress.Loopback, 0), client, Log, ct);
 
     public async ValueTask DisposeAsync()
     {
@@ -113,7 +115,7 @@ internal sealed class ServeNetwork : IAsyncDisposable
             ListenAddresses = [Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")],
             BootstrapPeers = bootstrap,
             DrainTimeout = TimeSpan.FromSeconds(2),
-            LoggerFactory = NullLoggerFactory.Instance,
+            LoggerFactory = Log,
             ClusterKey = role == WorkerRole.Bootstrap ? null : Cluster,
         }, worker);
         _runtimes.Add(runtime);
@@ -188,7 +190,7 @@ internal sealed class ServedNetwork : IAsyncDisposable
         try
         {
             client = await network.SignedUpClientAsync(ct);
-            return new ServedNetwork(network, client, await ServeNetwork.ServeAsync(client, ct));
+            return new ServedNetwork(network, client, await network.ServeAsync(client, ct));
         }
         catch
         {
