@@ -67,7 +67,8 @@ public sealed class NatStatusCommandTests
 
         Assert.That(code, Is.EqualTo(NatCommand.PublicCode), error.ToString());
         var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        Assert.That(lines[0], Does.StartWith("reachability:").And.Contain("public (confidence 3, reached at /ip4/127.0.0.1/tcp/"));
+        // Public once 3 probes agree; probes still in flight when it is decided may add to it before the print (at most 2 × 3).
+        Assert.That(lines[0], Does.StartWith("reachability:").And.Match(@"public \(confidence [3-6], reached at /ip4/127\.0\.0\.1/tcp/\d+\)"));
         Assert.That(lines[1], Is.EqualTo("observed addresses:"));
         Assert.That(lines[2], Does.StartWith("/ip4/127.0.0.1/tcp/").And.Contain("(seen by"));
         Assert.That(output.ToString(), Does.Not.Contain("relays in the DHT"), "a public node needs no relay");
