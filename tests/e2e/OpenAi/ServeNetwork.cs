@@ -148,15 +148,23 @@ internal sealed class CancellationObservingEngine(IInferenceEngine inner) : IInf
 
     public async IAsyncEnumerable<GeneratedToken> GenerateAsync(InferenceRequest request, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        using var registration = cancellationToken.Register(() =>
+        // Seen when the generation ends with its token cancelled, not from a callback on the token: the
+        // inner engine's own registration runs first and can unwind this enumeration inside the same
+        // Cancel(), disposing a registration of ours before its turn, so it never ran (a repetition run
+        // showed the processor logging the cancel while this engine had not noticed it).
+        try
         {
-            foreach (var source in WatchersOf(request)) source.TrySetResult();
-        });
-        await foreach (var token in inner.GenerateAsync(request, cancellationToken)) yield return token;
-        // A watched generation never ends on its own: on a loaded machine the cancel can take longer
-        // to cross two hops than the engine takes to produce every token, and a generation that had
-        // finished could no longer see it.
-        if (WatchersOf(request).Count > 0) await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
+            await foreach (var token in inner.GenerateAsync(request, cancellationToken)) yield return token;
+            // A watched generation never ends on its own: on a loaded machine the cancel can take longer
+            // to cross two hops than the engine takes to produce every token, and a generation that had
+            // finished could no longer see it.
+            if (WatchersOf(request).Count > 0) await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
+        }
+        finally
+        {
+            if (cancellationToken.IsCancellationRequested)
+                foreach (var source in WatchersOf(request)) source.TrySetResult();
+        }
     }
 
     /// <summary>The signals of the markers <paramref name="request"/>'s input ends with.</summary>
