@@ -73,6 +73,14 @@ async Task Measure(string what, Func<Task> body)
     }
 }
 
+// One round trip is what the c=1 goals judge, and the one most at the mercy of other load: ours and
+// the raw TCP echo alternate in 1-s rounds.
+Task<PairedRatio> PairedWithRawTcpAsync(Func<TimeSpan, Task<double>> oursFor)
+{
+    var round = TimeSpan.FromSeconds(1);
+    return PairedRatio.MeasureAsync(settings.RpcPairs, () => oursFor(round), () => CeilingBenchmarks.TcpRpcAsync(1, round, settings.RpcSize, ct));
+}
+
 static double Percentile(double[] samples, double p)
 {
     var sorted = samples.Order().ToArray();
@@ -187,12 +195,9 @@ if (only.Contains("rpc"))
         var duration = TimeSpan.FromSeconds(settings.RpcSeconds);
         if (concurrency == 1)
         {
-            // One round trip is what the c=1 goal judges, and the one most at the mercy of other load: pairs.
-            var round = TimeSpan.FromSeconds(1);
             await Measure($"ours/raw TCP c=1, {settings.RpcPairs} pairs", async () =>
             {
-                var paired = await PairedRatio.MeasureAsync(settings.RpcPairs,
-                    () => ours.RpcAsync(1, round, settings.RpcSize, ct), () => CeilingBenchmarks.TcpRpcAsync(1, round, settings.RpcSize, ct));
+                var paired = await PairedWithRawTcpAsync(round => ours.RpcAsync(1, round, settings.RpcSize, ct));
                 (row.Ours, row.Tcp) = (paired.OursMedian, paired.BaselineMedian);
                 table.Note($"rpc c=1: ours/raw TCP within alternating 1-s pairs, {paired.Describe()}; the row shows each side's median.");
             });
@@ -221,11 +226,9 @@ if (only.Contains("rpc-layer"))
         await Measure($"raw TCP rpc-layer c={concurrency}", async () => rate.Tcp = await CeilingBenchmarks.TcpRpcAsync(concurrency, duration, settings.RpcSize, ct));
         if (concurrency == 1)
         {
-            var round = TimeSpan.FromSeconds(1);
             await Measure($"rpc-layer/raw TCP c=1, {settings.RpcPairs} pairs", async () =>
             {
-                var paired = await PairedRatio.MeasureAsync(settings.RpcPairs,
-                    async () => (await rpc.RunAsync(1, round, settings.RpcSize, ct)).CallsPerSecond, () => CeilingBenchmarks.TcpRpcAsync(1, round, settings.RpcSize, ct));
+                var paired = await PairedWithRawTcpAsync(async round => (await rpc.RunAsync(1, round, settings.RpcSize, ct)).CallsPerSecond);
                 table.Note($"rpc-layer c=1: RpcNode unary/raw TCP within alternating 1-s pairs, {paired.Describe()}.");
             });
         }

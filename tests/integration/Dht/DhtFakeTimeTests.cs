@@ -40,7 +40,7 @@ public sealed class DhtFakeTimeTests
 
     private async Task<KademliaDht> StartNodeAsync(string name, CancellationToken ct)
     {
-        var host = new P2PHost(new HostOptions { Identity = KeyPair.FromRandom(_sim.CreateRandom("identity", name)), RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)), Transports = [_network.CreateTransport(name)], TimeProvider = _time });
+        var host = new P2PHost(new HostOptions { Identity = IdentityOf(name), RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)), Transports = [_network.CreateTransport(name)], TimeProvider = _time });
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
         var dht = new KademliaDht(host, new KademliaDhtOptions
         {
@@ -57,6 +57,9 @@ public sealed class DhtFakeTimeTests
         await dht.StartAsync(ct);
         return dht;
     }
+
+    /// <summary>The key pair <see cref="StartNodeAsync"/> gives the node called <paramref name="name"/>: the seed decides it.</summary>
+    private KeyPair IdentityOf(string name) => KeyPair.FromRandom(_sim.CreateRandom("identity", name));
 
     private async Task<IReadOnlyList<KademliaDht>> StartNetworkAsync(int count, CancellationToken ct)
     {
@@ -111,7 +114,7 @@ public sealed class DhtFakeTimeTests
         const string topic = "p2pinference/auth";
         var key = KadId.FromKey(TopicKey.For(topic));
         var byDistance = Enumerable.Range(0, 40).Select(i => $"n{i}")
-            .Select(name => (Name: name, Id: KadId.FromPeer(KeyPair.FromRandom(_sim.CreateRandom("identity", name)).PeerId)))
+            .Select(name => (Name: name, Id: KadId.FromPeer(IdentityOf(name).PeerId)))
             .OrderBy(n => n.Id, Comparer<KadId>.Create(key.CompareDistance))
             .Select(n => n.Name).ToArray();
         var bootstrap = await StartNodeAsync(byDistance[^1], ct);
