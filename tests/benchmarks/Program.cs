@@ -157,10 +157,11 @@ if (only.Contains("ping"))
 if (only.Contains("connect"))
 {
     Console.Error.WriteLine("connect");
-    var row = table.Add("connect", $"connection setup, sequential ({settings.Connects}, after {settings.ConnectWarmUp} unmeasured)", "conn/s", Better.Higher);
-    // Every side dials the same number of unmeasured connections first: the rate of a node that has been up a while
-    // (JIT and tiering done, pools filled), not of its first second.
-    await ours.ConnectAsync(settings.ConnectWarmUp, ct);
+    var row = table.Add("connect", $"connection setup, sequential ({settings.Connects}, after warm-up)", "conn/s", Better.Higher);
+    // The rate of a node that has been up a while (JIT and tiering done, pools filled), not of its first seconds: ours
+    // dials rounds of unmeasured connections until the JIT settles; raw TCP and js dial a fixed number first.
+    var warmUp = await JitWarmUp.UntilSettledAsync(() => ours.ConnectAsync(settings.ConnectWarmUp, ct), ct);
+    table.Note($"connect: ours {warmUp} of {settings.ConnectWarmUp} connections each; raw TCP and js-libp2p dial {settings.ConnectWarmUp} unmeasured first.");
     // Exceptions thrown (both ends, every layer, rethrows included) are a cost of their own: each is microseconds of CPU.
     var exceptions = 0L;
     // P2P_BENCH_EXCEPTION_SITES=1 also tallies where each exception was thrown (type and the first of our frames), to find them.

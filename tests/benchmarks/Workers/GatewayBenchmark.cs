@@ -303,56 +303,14 @@ public static class GatewayBenchmark
             if (r.FirstError is { } error) text.AppendLine(CultureInfo.InvariantCulture, $"{path}: {r.Errors} errors, the first: {error}");
     }
 
-    /// <summary>The longest the warm-up goes on when the JIT does not settle; the rows then say how much it still compiled.</summary>
-    private static readonly TimeSpan MaxWarmUp = TimeSpan.FromSeconds(45);
-
-    /// <summary>A warm-up round that made the JIT compile fewer methods than this ends the warm-up.</summary>
-    private const int SettledMethodsPerRound = 25;
-
-    private sealed record WarmUp(int Rounds, TimeSpan Elapsed, long LastRoundMethods, TimeSpan Jit)
-    {
-        public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-            $"warm-up: {Rounds} rounds of every path, {Elapsed.TotalSeconds:0.0} s, {Jit.TotalSeconds:0.0} s in the JIT; the last round compiled {LastRoundMethods} methods ({(LastRoundMethods < SettledMethodsPerRound ? "settled" : "not settled: rows include JIT time")})");
-    }
-
-    /// <summary>
-    /// Runs every path in rounds until the JIT has settled. .NET's tiered compilation compiles a path's
-    /// methods again (instrumented, then optimized) in the background once they were called often
-    /// enough, for thousands of methods here; on 2 cores that took a fifth of the machine for the first
-    /// 20–30 s and was counted against the rows measured meanwhile (the gateway's unary row, measured
-    /// first after one second of warm-up, paid 250–500 µs of JIT time per request, more than its own
-    /// cost). The rows are to measure the steady state of long-running workers: after each round the
-    /// benchmark waits, without load, while the JIT still compiles, and it stops when a round makes it
-    /// compile next to nothing. <paramref name="single"/> paths run with one client, as their rows do.
-    /// </summary>
-    private static async Task<WarmUp> WarmUpAsync(int clients, Func<int, Task>[] paths, Func<int, Task>[] single, CancellationToken ct)
-    {
-        var round = TimeSpan.FromMilliseconds(500);
-        var started = Stopwatch.GetTimestamp();
-        var jitBefore = JitInfo.GetCompilationTime();
-        for (var rounds = 1; ; rounds++)
+    /// <summary>Warms every path up (see <see cref="JitWarmUp"/>) in rounds of half a second each; <paramref name="single"/> paths run with one client, as their rows do.</summary>
+    private static Task<JitWarmUp.Result> WarmUpAsync(int clients, Func<int, Task>[] paths, Func<int, Task>[] single, CancellationToken ct) =>
+        JitWarmUp.UntilSettledAsync(async () =>
         {
-            var methodsBefore = JitInfo.GetCompiledMethodCount();
+            var round = TimeSpan.FromMilliseconds(500);
             foreach (var path in paths) await MeasureAsync(clients, round, path, ct);
             foreach (var path in single) await MeasureAsync(1, round, path, ct);
-            await JitQuietAsync(ct);
-            var methods = JitInfo.GetCompiledMethodCount() - methodsBefore;
-            if (methods < SettledMethodsPerRound || Stopwatch.GetElapsedTime(started) >= MaxWarmUp || ct.IsCancellationRequested)
-                return new WarmUp(rounds, Stopwatch.GetElapsedTime(started), methods, JitInfo.GetCompilationTime() - jitBefore);
-        }
-    }
-
-    /// <summary>Waits (up to a few seconds) until the JIT compiled nothing for a moment: its background work then competes with no load.</summary>
-    private static async Task JitQuietAsync(CancellationToken ct)
-    {
-        var step = TimeSpan.FromMilliseconds(250);
-        for (var waited = TimeSpan.Zero; waited < TimeSpan.FromSeconds(3) && !ct.IsCancellationRequested; waited += step)
-        {
-            var before = JitInfo.GetCompiledMethodCount();
-            await Task.Delay(step, ct);
-            if (JitInfo.GetCompiledMethodCount() == before) return;
-        }
-    }
+        }, ct);
 
     private static async Task<Result> MeasureAsync(int clients, TimeSpan duration, Func<int, Task> call, CancellationToken ct)
     {
