@@ -52,7 +52,11 @@ internal static class NoisePayload
 
     /// <summary>As the other overload, and the stream muxers the payload offers for early negotiation (empty when none).</summary>
     /// <exception cref="NoiseException">As the other overload, or the muxer list is longer than any real peer sends.</exception>
-    public static PublicKey Verify(ReadOnlySpan<byte> payload, ReadOnlySpan<byte> remoteNoiseStaticKey, out IReadOnlyList<string> streamMuxers)
+    public static PublicKey Verify(ReadOnlySpan<byte> payload, ReadOnlySpan<byte> remoteNoiseStaticKey, out IReadOnlyList<string> streamMuxers) =>
+        Verify(payload, remoteNoiseStaticKey, VerifiedStaticKeys.Shared, out streamMuxers);
+
+    /// <summary>As the other overload, remembering what verified in <paramref name="verified"/> (tests pass a table of their own).</summary>
+    internal static PublicKey Verify(ReadOnlySpan<byte> payload, ReadOnlySpan<byte> remoteNoiseStaticKey, VerifiedStaticKeys verified, out IReadOnlyList<string> streamMuxers)
     {
         NoiseHandshakePayload message;
         try
@@ -72,19 +76,22 @@ internal static class NoisePayload
         if (message.IdentitySig.Length > MaxSignatureLength)
             throw new NoiseException($"identity signature of {message.IdentitySig.Length} bytes exceeds {MaxSignatureLength}");
 
-        PublicKey key;
-        try
+        if (verified.Find(message.IdentityKey.Span, remoteNoiseStaticKey, message.IdentitySig.Span) is not { } key)
         {
-            key = PublicKey.FromProtobuf(message.IdentityKey.Span);
+            try
+            {
+                key = PublicKey.FromProtobuf(message.IdentityKey.Span);
+            }
+            catch (FormatException e)
+            {
+                throw new NoiseException("malformed identity key: " + e.Message, e);
+            }
+            if (key.Type != KeyType.Ed25519)
+                throw new NoiseException($"identity key type {key.Type} is not supported");
+            if (!key.Verify(SignedBytes(remoteNoiseStaticKey), message.IdentitySig.Span))
+                throw new NoiseException("identity signature does not match the Noise static key");
+            verified.Add(message.IdentityKey.Span, remoteNoiseStaticKey, message.IdentitySig.Span, key);
         }
-        catch (FormatException e)
-        {
-            throw new NoiseException("malformed identity key: " + e.Message, e);
-        }
-        if (key.Type != KeyType.Ed25519)
-            throw new NoiseException($"identity key type {key.Type} is not supported");
-        if (!key.Verify(SignedBytes(remoteNoiseStaticKey), message.IdentitySig.Span))
-            throw new NoiseException("identity signature does not match the Noise static key");
         streamMuxers = [];
         if (message.Extensions is { StreamMuxers.Count: > 0 } extensions)
         {
