@@ -158,6 +158,7 @@ if (only.Contains("connect"))
 {
     Console.Error.WriteLine("connect");
     var row = table.Add("connect", $"connection setup, sequential ({settings.Connects}, after warm-up)", "conn/s", Better.Higher);
+    (row.AtLeast, row.AtLeastTimesJs) = (1000, 15);
     // The rate of a node that has been up a while (JIT and tiering done, pools filled), not of its first seconds: ours
     // dials rounds of unmeasured connections until the JIT settles; raw TCP and js dial a fixed number first.
     var warmUp = await JitWarmUp.UntilSettledAsync(() => ours.ConnectAsync(settings.ConnectWarmUp, ct), ct);

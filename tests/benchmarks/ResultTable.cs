@@ -30,6 +30,12 @@ internal sealed class ResultRow(string group, string metric, string unit, Better
         _ => null,
     };
 
+    /// <summary>A row's own goal beyond beating js, when it has one: at least this value of ours.</summary>
+    public double? AtLeast { get; set; }
+
+    /// <summary>A row's own goal: ours at least this many times js-libp2p's.</summary>
+    public double? AtLeastTimesJs { get; set; }
+
     public bool? BeatsJs => Ours is { } o && Js is { } j ? (Better == Better.Higher ? o > j : o < j) : null;
 }
 
@@ -64,6 +70,10 @@ internal sealed class ResultTable
             };
             if (r.Group == "throughput" && r.Ours is { } o && r.Ceiling is { } c)
                 goal += o >= c / 2 ? ", >= ceil/2" : ", < ceil/2";
+            if (r.AtLeast is { } least && r.Ours is { } ours)
+                goal += (ours >= least ? ", >= " : ", < ") + Format(least);
+            if (r.AtLeastTimesJs is { } times && r.Ours is { } mine && r.Js is { } js)
+                goal += (mine >= times * js ? ", >= " : ", < ") + Format(times) + "x js";
             lines.Add(
             [
                 r.Metric,
