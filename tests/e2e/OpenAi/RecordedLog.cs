@@ -12,6 +12,7 @@ internal sealed class RecordedLog : ILoggerFactory, ILoggerProvider
     public const int Capacity = 4096;
 
     private readonly Queue<string> _lines = new();
+    private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Found)> _waiters = [];
     private long _written;
 
     /// <summary>A position to read from later: lines written after it are <see cref="Since"/> it.</summary>
@@ -30,6 +31,18 @@ internal sealed class RecordedLog : ILoggerFactory, ILoggerProvider
         }
     }
 
+    /// <summary>The first line since <paramref name="mark"/> that <paramref name="match"/> accepts, as soon as it is written.</summary>
+    public Task<string> WaitForAsync(long mark, Func<string, bool> match, CancellationToken ct)
+    {
+        var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_lines)
+        {
+            if (Since(mark).FirstOrDefault(match) is { } line) return Task.FromResult(line);
+            _waiters.Add((match, found));
+        }
+        return found.Task.WaitAsync(ct);
+    }
+
     public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
 
     public void AddProvider(ILoggerProvider provider) => throw new NotSupportedException("a recorded log has no other providers");
@@ -45,6 +58,12 @@ internal sealed class RecordedLog : ILoggerFactory, ILoggerProvider
             if (_lines.Count == Capacity) _lines.Dequeue();
             _lines.Enqueue(line);
             _written++;
+            for (var i = _waiters.Count - 1; i >= 0; i--)
+            {
+                if (!_waiters[i].Match(line)) continue;
+                _waiters[i].Found.TrySetResult(line);
+                _waiters.RemoveAt(i);
+            }
         }
     }
 

@@ -142,6 +142,7 @@ public sealed class ServeEndpointTests
     {
         var marker = "hang up " + Guid.NewGuid().ToString("N");
         var cancelled = Network.Engine.CancelledAsync(marker);
+        var mark = Network.Log.Mark();
         using var request = new HttpRequestMessage(HttpMethod.Post, "chat/completions") { Content = Body(Chat(marker, stream: true, maxTokens: 500)) };
         var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
         var reader = new StreamReader(await response.Content.ReadAsStreamAsync(ct));
@@ -149,9 +150,14 @@ public sealed class ServeEndpointTests
 
         response.Dispose();
         await cancelled.WaitAsync(CancelSeen, ct);
+        // ASP.NET Core logs a request's end after its handler has returned: every line the handler wrote comes before it.
+        await Network.Log.WaitForAsync(mark, line => line.Contains("Request finished", StringComparison.Ordinal) && line.Contains("/v1/chat/completions", StringComparison.Ordinal), ct)
+            .WaitAsync(CancelSeen, ct);
 
         Assert.That(first, Does.StartWith("data: {"));
         Assert.That(cancelled.IsCompletedSuccessfully, Is.True, "the processor's engine saw the cancel, two hops away");
+        Assert.That(Network.Log.Since(mark).Count(line => line.Contains("the HTTP client went away", StringComparison.Ordinal)), Is.EqualTo(1),
+            "serve logs the hang-up once:\n" + string.Join("\n", Network.Log.Since(mark)));
     }
 
     [Test]

@@ -36,6 +36,10 @@ internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, IL
         {
             await WriteErrorAsync(context, error);
         }
+        catch (OperationCanceledException) when (ClientWentAway(context))
+        {
+            LogClientWentAway(context);
+        }
     }
 
     /// <summary>Any other path or method: OpenAI's 404 shape, so clients print a useful message.</summary>
@@ -69,6 +73,10 @@ internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, IL
             // A response already under way cannot change its status; the connection just ends.
             if (context.Response.HasStarted) return;
             await WriteErrorAsync(context, error);
+        }
+        catch (OperationCanceledException) when (ClientWentAway(context))
+        {
+            LogClientWentAway(context);
         }
     }
 
@@ -140,13 +148,16 @@ internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, IL
         return client;
     }
 
-    /// <summary>The OpenAI error for a failure; null for the caller hanging up, which needs no answer.</summary>
+    /// <summary>
+    /// The OpenAI error for a failure; null for the caller hanging up, which needs no answer. Used in
+    /// exception filters, which run again at every enclosing try the exception passes: so the hang-up is
+    /// logged by the handler's own outermost catch, once (<see cref="LogClientWentAway"/>), not here.
+    /// </summary>
     private OpenAiError? ErrorOf(Exception e, HttpContext context)
     {
         switch (e)
         {
-            case OperationCanceledException when context.RequestAborted.IsCancellationRequested:
-                logger.LogInformation("{Method} {Path}: the HTTP client went away; the request is cancelled", context.Request.Method, context.Request.Path);
+            case OperationCanceledException when ClientWentAway(context):
                 return null;
             case OpenAiError error:
                 return error;
@@ -161,6 +172,11 @@ internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, IL
                 return new OpenAiError(500, "server_error", "internal_error", "the request failed: " + e.Message);
         }
     }
+
+    private static bool ClientWentAway(HttpContext context) => context.RequestAborted.IsCancellationRequested;
+
+    private void LogClientWentAway(HttpContext context) =>
+        logger.LogInformation("{Method} {Path}: the HTTP client went away; the request is cancelled", context.Request.Method, context.Request.Path);
 
     private long Now() => time.GetUtcNow().ToUnixTimeSeconds();
 
