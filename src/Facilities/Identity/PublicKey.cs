@@ -14,6 +14,10 @@ public sealed class PublicKey : IEquatable<PublicKey>
 
     private readonly byte[] _data;
 
+    // Immutable, like the key: a key kept across connections (Noise's table of verified payloads) then
+    // names its peer with one PeerId, whose text and Kademlia id are computed once.
+    private PeerId? _peerId;
+
     public PublicKey(KeyType type, ReadOnlySpan<byte> data)
     {
         if (type == KeyType.Ed25519 && data.Length != Ed25519.PublicKeySize)
@@ -58,7 +62,7 @@ public sealed class PublicKey : IEquatable<PublicKey>
         return NSec.Cryptography.SignatureAlgorithm.Ed25519.Verify(key, data, signature);
     }
 
-    public PeerId ToPeerId() => PeerId.FromPublicKey(this);
+    public PeerId ToPeerId() => _peerId ??= PeerId.FromPublicKey(this);
 
     public bool Equals(PublicKey? other) => other is not null && Type == other.Type && _data.AsSpan().SequenceEqual(other._data);
     public override bool Equals(object? obj) => Equals(obj as PublicKey);
