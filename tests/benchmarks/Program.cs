@@ -163,6 +163,7 @@ if (only.Contains("connect"))
     // dials rounds of unmeasured connections until the JIT settles; raw TCP and js dial a fixed number first.
     var warmUp = await JitWarmUp.UntilSettledAsync(() => ours.ConnectAsync(settings.ConnectWarmUp, ct), ct);
     table.Note($"connect: ours {warmUp} of {settings.ConnectWarmUp} connections each; raw TCP and js-libp2p dial {settings.ConnectWarmUp} unmeasured first.");
+    table.Note("connect: one dialer identity reconnects, so each end finds the other's handshake payload verified before (a first contact verifies one Ed25519 signature per end more: see the crypto rows' two handshakes).");
     // Exceptions thrown (both ends, every layer, rethrows included) are a cost of their own: each is microseconds of CPU.
     var exceptions = 0L;
     // P2P_BENCH_EXCEPTION_SITES=1 also tallies where each exception was thrown (type and the first of our frames), to find them.
