@@ -69,7 +69,21 @@ public sealed class SimulationFailureTests
             await Task.Yield();
             if (pattern == "CancelAsync")
             {
-                cts.Token.Register(() => signal.SetResult());
+                // CancelAsync runs the token's callbacks on the thread pool: the callback reading the clock is
+                // the escape, seen whatever the timing. Checked after the await instead, a pool thread that ran
+                // the callback and completed the task before the await looked let the run go on inline, with no
+                // escape to see (once, in a repetition run of the whole suite).
+                cts.Token.Register(() =>
+                {
+                    try
+                    {
+                        _ = sim.Clock.GetUtcNow();
+                    }
+                    finally
+                    {
+                        signal.TrySetResult();
+                    }
+                });
                 await cts.CancelAsync();
             }
             // Released from a later step, once this await is registered: released before it, a quick pool
