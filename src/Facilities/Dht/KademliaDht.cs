@@ -1,10 +1,13 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Dht.Proto;
 
 namespace P2PInference.Facilities.Dht;
@@ -334,35 +337,71 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
 
     /// <summary>Sends one request on a fresh stream and returns the reply of the same type; null when no stream could be opened.</summary>
     /// <remarks>
-    /// A peer that cannot be reached (gone, refusing) or a request cancelled before its stream opened (the
-    /// lookup finished) is routine in a lookup, so it is a null reply, not an exception rethrown through
-    /// every frame on the way. Failures on an open stream still throw.
+    /// <para>
+    /// A peer that cannot be reached (gone, refusing, serving no kad) or a request cancelled before its
+    /// stream opened (the lookup finished) is routine in a lookup, so it is a null reply, not an exception
+    /// rethrown through every frame on the way. Failures on an open stream still throw.
+    /// </para>
+    /// <para>
+    /// The protocol is negotiated lazily: the proposal and the request leave in one write and the
+    /// listener's answer comes back with the reply, so a request costs one round trip instead of two
+    /// (a lookup's depth in round trips is halved). The request is therefore on its way before the
+    /// listener has accepted the stream; every request with a reply is idempotent, so one that meets a
+    /// connection closing under it (the remote closed it as idle as the request arrived) is sent once
+    /// more on a connection dialed anew, as a stream that failed to open was before.
+    /// </para>
     /// </remarks>
     private async Task<Message?> RequestAsync(PeerId peer, Message request, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _requestsSent);
-        var (stream, error) = await _host.TryOpenStreamAsync(peer, _options.ProtocolId, cancellationToken);
-        if (stream is null)
+        var size = request.CalculateSize();
+        var prefix = Varint.GetLength((ulong)size);
+        var frame = ArrayPool<byte>.Shared.Rent(prefix + size);
+        try
         {
-            _logger.LogDebug(error, "{Type} to {Peer}: no stream", request.Type, peer);
-            return null;
+            Varint.Write(frame, (ulong)size);
+            request.WriteTo(frame.AsSpan(prefix, size));
+            for (var attempt = 0; ; attempt++)
+            {
+                var (stream, error) = await _host.TryOpenStreamLazyAsync(peer, _options.ProtocolId, frame.AsMemory(0, prefix + size), cancellationToken);
+                if (stream is null)
+                {
+                    _logger.LogDebug(error, "{Type} to {Peer}: no stream", request.Type, peer);
+                    return null;
+                }
+                await using (stream)
+                {
+                    try
+                    {
+                        await _host.ReadLazyAnswerAsync(stream, _options.ProtocolId, cancellationToken);
+                        var reply = await KadMessageCodec.ReadAsync(stream, _options.MaxMessageSize, _options.MaxKeySize, cancellationToken)
+                            ?? throw new KadProtocolException($"{peer} closed the stream without answering {request.Type}");
+                        if (reply.Type != request.Type)
+                            throw new KadProtocolException($"{peer} answered {request.Type} with {reply.Type}");
+                        return reply;
+                    }
+                    catch (MultistreamException e) when (e.Reason == MultistreamFailure.NoProtocolSupported)
+                    {
+                        // It read no request: as a stream that could not be opened.
+                        _logger.LogDebug(e, "{Type} to {Peer}: no stream", request.Type, peer);
+                        return null;
+                    }
+                    catch (Exception e) when (attempt == 0 && stream.IsSessionClosed && !cancellationToken.IsCancellationRequested && e is not OutOfMemoryException)
+                    {
+                        stream.Reset();
+                        _logger.LogDebug(e, "{Type} to {Peer}: the connection closed under the request; sending it once more", request.Type, peer);
+                    }
+                    catch
+                    {
+                        stream.Reset();
+                        throw;
+                    }
+                }
+            }
         }
-        await using (stream)
+        finally
         {
-            try
-            {
-                await KadMessageCodec.WriteAsync(stream, request, cancellationToken);
-                var reply = await KadMessageCodec.ReadAsync(stream, _options.MaxMessageSize, _options.MaxKeySize, cancellationToken)
-                    ?? throw new KadProtocolException($"{peer} closed the stream without answering {request.Type}");
-                if (reply.Type != request.Type)
-                    throw new KadProtocolException($"{peer} answered {request.Type} with {reply.Type}");
-                return reply;
-            }
-            catch
-            {
-                stream.Reset();
-                throw;
-            }
+            ArrayPool<byte>.Shared.Return(frame);
         }
     }
 

@@ -120,8 +120,11 @@ public sealed class DhtFakeTimeTests
         var bootstrap = await StartNodeAsync(byDistance[^1], ct);
         var announcer = await StartNodeAsync(byDistance[^2], ct);
         await announcer.AnnounceAsync(topic, ct);
-        KademliaDht looker = null!;
-        foreach (var name in byDistance[..^2]) looker = await StartNodeAsync(name, ct);
+        var servers = new List<KademliaDht>();
+        foreach (var name in byDistance[..^2]) servers.Add(await StartNodeAsync(name, ct));
+        // The node closest to the key looks: the k closest peers it knows are the k closest there are, so
+        // whatever order the replies come in, the lookup never needs the two farthest.
+        var looker = servers[0];
         var served = (bootstrap.RequestsServed, announcer.RequestsServed);
 
         var found = await looker.LookupAsync(topic, ct);
@@ -144,6 +147,52 @@ public sealed class DhtFakeTimeTests
         await second.WaitUntilJoinedAsync(ct);
         await joining;
         Assert.That(second.RoutingTable.Contains(first.PeerId), Is.True);
+    });
+
+    [Test]
+    public void Request_OnAnOpenConnection_TakesOneRoundTrip() => Simulate(async ct =>
+    {
+        var dhts = await StartNetworkAsync(2, ct);
+        _network.Link("n0", "n1").Latency = TimeSpan.FromMilliseconds(50);
+        _network.Link("n1", "n0").Latency = TimeSpan.FromMilliseconds(50);
+        var started = _time.Elapsed;
+
+        var result = await dhts[1].FindClosestPeersAsync(dhts[0].PeerId.ToByteArray(), ct);
+
+        Assert.That(result.Stats.RequestsSent, Is.EqualTo(1), "premise: one peer to ask, on the connection it bootstrapped over");
+        // Two round trips if the request waited for the listener's answer to its protocol proposal.
+        Assert.That(_time.Elapsed - started, Is.EqualTo(TimeSpan.FromMilliseconds(100)), "the proposal travels with the request, the answer with the reply");
+    });
+
+    [Test]
+    public void Request_MeetingAConnectionClosedUnderIt_IsAnsweredOverANewOne() => Simulate(async ct =>
+    {
+        var dhts = await StartNetworkAsync(2, ct);
+        _network.Link("n0", "n1").Latency = TimeSpan.FromMilliseconds(50);
+        _network.Link("n1", "n0").Latency = TimeSpan.FromMilliseconds(50);
+        var opened = _network.ConnectionsOpened;
+
+        // n0 drops the connection (as an idle close would) while n1's request is on its way to it.
+        var lookup = dhts[1].FindClosestPeersAsync(dhts[0].PeerId.ToByteArray(), ct);
+        await Task.Delay(TimeSpan.FromMilliseconds(25), _time, ct);
+        await _nodes[0].Host.GetConnection(dhts[1].PeerId)!.DisposeAsync();
+        var result = await lookup;
+
+        Assert.That((result.Stats.Responses, result.Stats.Failures), Is.EqualTo((1, 0)), "n0 answered the request sent again");
+        Assert.That(_network.ConnectionsOpened, Is.EqualTo(opened + 1), "over a connection dialled anew");
+    });
+
+    [Test]
+    public void Request_ToAPeerThatStoppedServingKad_FailsThatPeer_AndTheLookupGoesOn() => Simulate(async ct =>
+    {
+        var dhts = await StartNetworkAsync(3, ct);
+        Assert.That(dhts[1].RoutingTable.Contains(dhts[2].PeerId), Is.True, "premise: n1 knows n2 as a kad server");
+        await dhts[2].DisposeAsync();
+
+        var result = await dhts[1].FindClosestPeersAsync(dhts[2].PeerId.ToByteArray(), ct);
+
+        Assert.That(result.Stats.Failures, Is.EqualTo(1), "n2 refused the protocol: it read no request");
+        Assert.That(result.ClosestPeers, Does.Contain(dhts[0].PeerId).And.Not.Contain(dhts[2].PeerId));
     });
 
     [Test]

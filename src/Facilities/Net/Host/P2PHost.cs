@@ -273,6 +273,35 @@ public sealed class P2PHost : IAsyncDisposable
     }
 
     /// <summary>
+    /// <see cref="OpenStreamLazyAsync"/> for callers to whom an unreachable peer is routine (a DHT lookup
+    /// asks peers that may be gone): a failed dial or a cancellation comes back in the result, not thrown.
+    /// A connection found closed before the proposal left costs one more try on a connection dialed
+    /// anew: nothing was sent on it.
+    /// </summary>
+    /// <returns>The stream, its proposal and <paramref name="firstData"/> written, or null and why not.</returns>
+    public async Task<(YamuxStream? Stream, Exception? Error)> TryOpenStreamLazyAsync(PeerId peer, string protocol, ReadOnlyMemory<byte> firstData,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        ArgumentNullException.ThrowIfNull(protocol);
+        for (var attempt = 0; ; attempt++)
+        {
+            var (connection, dialError) = await TryConnectAsync(peer, cancellationToken);
+            if (connection is null) return (null, dialError);
+            try
+            {
+                var stream = await connection.TryOpenStreamLazyAsync(protocol, firstData, cancellationToken);
+                if (stream is not null) return (stream, null);
+                if (attempt > 0) return (null, new TransportException($"the connection to {peer} closed before the stream could open"));
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                return (null, e);
+            }
+        }
+    }
+
+    /// <summary>
     /// Reads the listener's answer to a stream opened with <see cref="OpenStreamLazyAsync"/>, within
     /// <see cref="HostOptions.StreamNegotiationTimeout"/>; afterwards the stream carries the protocol's bytes.
     /// </summary>

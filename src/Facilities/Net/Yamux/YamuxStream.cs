@@ -72,6 +72,9 @@ public sealed class YamuxStream : Stream
     public override long Length => throw new NotSupportedException();
     public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
+    /// <summary>Whether the connection this stream belongs to has closed.</summary>
+    internal bool IsSessionClosed => _session.IsClosed;
+
     internal bool IsFullyClosed
     {
         get
