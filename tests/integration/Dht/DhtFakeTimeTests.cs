@@ -196,6 +196,28 @@ public sealed class DhtFakeTimeTests
     });
 
     [Test]
+    public void Join_LeavesNoBucketEmpty_ThatTheNetworkCouldFill() => Simulate(async ct =>
+    {
+        // Everyone joins through n0, one after another; every node then looks at its own buckets.
+        var dhts = await StartNetworkAsync(80, ct);
+
+        var gaps = new List<string>();
+        foreach (var dht in dhts)
+        {
+            var own = dht.RoutingTable.LocalId;
+            var filled = dht.RoutingTable.NonEmptyBuckets();
+            for (var bucket = 0; bucket < filled[^1]; bucket++)
+            {
+                var inNetwork = dhts.Count(d => d != dht && own.CommonPrefixLength(KadId.FromPeer(d.PeerId)) == bucket);
+                if (inNetwork > 0 && !filled.Contains(bucket)) gaps.Add($"{dht.PeerId}: bucket {bucket} empty, {inNetwork} peers in the network for it");
+            }
+        }
+
+        // A bucket nobody fills is a part of the id space this node's lookups cannot reach except by luck.
+        Assert.That(gaps, Is.Empty);
+    });
+
+    [Test]
     public void Dispose_UnannouncesAndUnregistersProtocol() => Simulate(async ct =>
     {
         var dhts = await StartNetworkAsync(2, ct);
