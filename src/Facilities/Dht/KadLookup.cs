@@ -45,16 +45,19 @@ internal sealed class KadLookup
     /// <param name="onResponse">Sees every reply with its hop; returns true to end the lookup.</param>
     /// <param name="onOutcome">Told whether each queried peer answered, for the routing table.</param>
     /// <param name="onPeerLearned">Told of every peer a reply names, with its addresses, before it is dialed.</param>
+    /// <param name="alpha">Requests in flight at once; null for <see cref="KademliaDhtOptions.Alpha"/>.</param>
     public KadLookup(KadId target, PeerId self, KademliaDhtOptions options,
         Func<PeerId, CancellationToken, Task<Message?>> request,
         Func<PeerId, Message, int, bool> onResponse,
         Action<PeerId, bool> onOutcome,
-        Action<DiscoveredPeer> onPeerLearned)
+        Action<DiscoveredPeer> onPeerLearned,
+        int? alpha = null)
     {
         _target = target;
         _self = self;
         _k = options.K;
-        _alpha = options.Alpha;
+        _alpha = alpha ?? options.Alpha;
+        ArgumentOutOfRangeException.ThrowIfLessThan(_alpha, 1, nameof(alpha));
         _maxCandidates = options.K * 8;
         _maxAddresses = options.MaxAddressesPerPeer;
         _timeProvider = options.TimeProvider;
