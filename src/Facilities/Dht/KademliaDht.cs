@@ -355,16 +355,12 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     private async Task<Message?> RequestAsync(PeerId peer, Message request, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _requestsSent);
-        var size = request.CalculateSize();
-        var prefix = Varint.GetLength((ulong)size);
-        var frame = ArrayPool<byte>.Shared.Rent(prefix + size);
+        var frame = LengthPrefixedMessage.RentFrame(request, out var length);
         try
         {
-            Varint.Write(frame, (ulong)size);
-            request.WriteTo(frame.AsSpan(prefix, size));
             for (var attempt = 0; ; attempt++)
             {
-                var (stream, error) = await _host.TryOpenStreamLazyAsync(peer, _options.ProtocolId, frame.AsMemory(0, prefix + size), cancellationToken);
+                var (stream, error) = await _host.TryOpenStreamLazyAsync(peer, _options.ProtocolId, frame.AsMemory(0, length), cancellationToken);
                 if (stream is null)
                 {
                     _logger.LogDebug(error, "{Type} to {Peer}: no stream", request.Type, peer);

@@ -110,20 +110,32 @@ public static class LengthPrefixedMessage
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(message);
-        var size = message.CalculateSize();
-        var prefix = Varint.GetLength((ulong)size);
-        var buffer = ArrayPool<byte>.Shared.Rent(prefix + size);
+        var buffer = RentFrame(message, out var length);
         try
         {
-            Varint.Write(buffer, (ulong)size);
-            message.WriteTo(buffer.AsSpan(prefix, size));
-            await stream.WriteAsync(buffer.AsMemory(0, prefix + size), cancellationToken);
+            await stream.WriteAsync(buffer.AsMemory(0, length), cancellationToken);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
         await stream.FlushAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// <paramref name="message"/>, length-prefixed, in the first <paramref name="length"/> bytes of a buffer
+    /// rented from <see cref="ArrayPool{T}.Shared"/>, which the caller returns.
+    /// </summary>
+    public static byte[] RentFrame(IMessage message, out int length)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var size = message.CalculateSize();
+        var prefix = Varint.GetLength((ulong)size);
+        var buffer = ArrayPool<byte>.Shared.Rent(prefix + size);
+        Varint.Write(buffer, (ulong)size);
+        message.WriteTo(buffer.AsSpan(prefix, size));
+        length = prefix + size;
+        return buffer;
     }
 
     /// <summary>Reads and bounds the prefix; null on a clean end of stream before it.</summary>

@@ -68,6 +68,15 @@ public sealed class DhtFakeTimeTests
         return list;
     }
 
+    /// <summary>Two nodes, n1 joined through n0, and then <paramref name="oneWay"/> of latency each way between them.</summary>
+    private async Task<IReadOnlyList<KademliaDht>> StartPairAsync(TimeSpan oneWay, CancellationToken ct)
+    {
+        var dhts = await StartNetworkAsync(2, ct);
+        _network.Link("n0", "n1").Latency = oneWay;
+        _network.Link("n1", "n0").Latency = oneWay;
+        return dhts;
+    }
+
     /// <summary>Moves virtual time by the re-announce interval; the round it triggers has run when this returns.</summary>
     private async Task AdvanceThroughReannounceAsync(KademliaDht dht)
     {
@@ -152,9 +161,7 @@ public sealed class DhtFakeTimeTests
     [Test]
     public void Request_OnAnOpenConnection_TakesOneRoundTrip() => Simulate(async ct =>
     {
-        var dhts = await StartNetworkAsync(2, ct);
-        _network.Link("n0", "n1").Latency = TimeSpan.FromMilliseconds(50);
-        _network.Link("n1", "n0").Latency = TimeSpan.FromMilliseconds(50);
+        var dhts = await StartPairAsync(oneWay: TimeSpan.FromMilliseconds(50), ct);
         var started = _time.Elapsed;
 
         var result = await dhts[1].FindClosestPeersAsync(dhts[0].PeerId.ToByteArray(), ct);
@@ -167,9 +174,7 @@ public sealed class DhtFakeTimeTests
     [Test]
     public void Request_MeetingAConnectionClosedUnderIt_IsAnsweredOverANewOne() => Simulate(async ct =>
     {
-        var dhts = await StartNetworkAsync(2, ct);
-        _network.Link("n0", "n1").Latency = TimeSpan.FromMilliseconds(50);
-        _network.Link("n1", "n0").Latency = TimeSpan.FromMilliseconds(50);
+        var dhts = await StartPairAsync(oneWay: TimeSpan.FromMilliseconds(50), ct);
         var opened = _network.ConnectionsOpened;
 
         // n0 drops the connection (as an idle close would) while n1's request is on its way to it.
