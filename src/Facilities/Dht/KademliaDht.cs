@@ -315,9 +315,16 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(key);
         ThrowIfDisposed();
+        return await RunFindNodeAsync(key, extraSeeds, static (_, _, _) => false, alpha: null, cancellationToken);
+    }
+
+    /// <summary>An iterative FIND_NODE for <paramref name="key"/>, ended early when <paramref name="stopWhen"/> says so; its stats recorded.</summary>
+    private async Task<LookupResult> RunFindNodeAsync(byte[] key, IEnumerable<PeerId> extraSeeds, Func<PeerId, Message, int, bool> stopWhen, int? alpha,
+        CancellationToken cancellationToken)
+    {
         var target = KadId.FromKey(key);
         var request = new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(key) };
-        var lookup = NewLookup(target, request, static (_, _, _) => false);
+        var lookup = NewLookup(target, request, stopWhen, alpha);
         var result = await lookup.RunAsync(SeedsFor(target).Concat(extraSeeds), cancellationToken);
         Record(result.Stats);
         return result;
@@ -482,12 +489,9 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         }
         await FindClosestPeersAsync(PeerId.ToByteArray(), cancellationToken);
         // A random target reaches buckets the self lookup does not (spec: bootstrap process).
-        Span<byte> random = stackalloc byte[32];
+        var random = new byte[32];
         lock (_randomLock) _random.NextBytes(random);
-        var target = new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(random) };
-        var lookup = NewLookup(KadId.FromKey(random), target, static (_, _, _) => false);
-        var result = await lookup.RunAsync(SeedsFor(KadId.FromKey(target.Key.Span)), cancellationToken);
-        Record(result.Stats);
+        await RunFindNodeAsync(random, [], static (_, _, _) => false, alpha: null, cancellationToken);
         await RefreshEmptyBucketsAsync(cancellationToken);
         RefreshCompleted?.Invoke();
     }
@@ -513,16 +517,13 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             var filled = RoutingTable.NonEmptyBuckets();
             if (filled.Count == 0 || bucket >= filled[^1]) return;
             if (filled.Contains(bucket)) continue;
-            var key = KeyInBucket(bucket);
-            var request = new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(key) };
-            var target = KadId.FromKey(key);
             // Done at the first answer from a peer in the bucket (answering put it in the table): one is
             // enough to cross. Three requests at a time, the paper's alpha: the first answers usually
             // name peers in the bucket already, and converging on the k closest with ten at a time cost
             // the 1,000-peer simulation's bootstrap twice the requests.
             var bucketIndex = bucket;
-            var lookup = NewLookup(target, request, (peer, _, _) => RoutingTable.BucketIndexOf(KadId.FromPeer(peer)) == bucketIndex, alpha: 3);
-            Record((await lookup.RunAsync(SeedsFor(target), cancellationToken)).Stats);
+            await RunFindNodeAsync(KeyInBucket(bucket), [], (peer, _, _) => RoutingTable.BucketIndexOf(KadId.FromPeer(peer)) == bucketIndex, alpha: 3,
+                cancellationToken);
         }
     }
 
