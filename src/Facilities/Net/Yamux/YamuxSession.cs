@@ -29,7 +29,7 @@ public sealed class YamuxSession : IAsyncDisposable
     private readonly bool _isInitiator;
     private readonly YamuxOptions _options;
     private readonly YamuxFrameReader _reader;
-    private readonly ConcurrentDictionary<uint, YamuxStream> _streams = new();
+    private readonly YamuxStreamTable _streams = new();
     // Inbound streams not accepted yet, guarded by itself; a plain queue and a signal rather than an
     // unbounded channel, which costs ~1 KiB a session before its first stream (tens of thousands of
     // sessions in a simulation, most of which never see an inbound stream).
@@ -186,7 +186,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
                 stream = new YamuxStream(this, _nextStreamId, _options.InitialWindowSize, holdsAckSlot: true);
                 _nextStreamId += 2;
-                _streams[stream.Id] = stream;
+                _streams.Add(stream);
             }
         }
         catch
@@ -437,7 +437,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
     internal void RemoveStream(YamuxStream stream)
     {
-        if (_streams.TryRemove(new KeyValuePair<uint, YamuxStream>(stream.Id, stream)) && IsRemoteInitiated(stream.Id))
+        if (_streams.Remove(stream) && IsRemoteInitiated(stream.Id))
         {
             Interlocked.Decrement(ref _inboundStreams);
         }
@@ -635,7 +635,7 @@ public sealed class YamuxSession : IAsyncDisposable
         }
         else
         {
-            _streams.TryGetValue(header.StreamId, out stream);
+            stream = _streams.Find(header.StreamId);
         }
 
         if (stream is null)
@@ -706,7 +706,7 @@ public sealed class YamuxSession : IAsyncDisposable
             throw new YamuxException($"remote opened stream {id}, an id of the wrong parity for its role");
         }
 
-        if (_streams.ContainsKey(id))
+        if (_streams.Contains(id))
         {
             throw new YamuxException($"remote opened stream {id} again while it is open");
         }
@@ -721,7 +721,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
         // Until our ACK grants more, the remote may only assume the spec's default window.
         var stream = new YamuxStream(this, id, YamuxOptions.DefaultWindowSize, holdsAckSlot: false);
-        _streams[id] = stream;
+        _streams.Add(stream);
         Interlocked.Increment(ref _inboundStreams);
         Interlocked.Increment(ref _acceptBacklog);
         TaskCompletionSource? waiting;
@@ -883,7 +883,7 @@ public sealed class YamuxSession : IAsyncDisposable
         waiting?.TrySetResult();
 
         var reason = error ?? new YamuxException("the session was closed");
-        foreach (var stream in _streams.Values)
+        foreach (var stream in _streams.Snapshot())
         {
             stream.OnSessionClosed(reason);
         }
