@@ -757,7 +757,7 @@ public sealed class P2PHost : IAsyncDisposable
             // The loop is inline rather than a method of its own: it waits for the connection's whole
             // life, and each pending async method is a state machine kept per connection.
             var connectionToken = connectionScope.Token;
-            var handlers = new List<Task>();
+            var handlers = new RunningHandlers();
             while (true)
             {
                 YamuxStream? stream;
@@ -774,16 +774,10 @@ public sealed class P2PHost : IAsyncDisposable
                 }
                 if (stream is null) break;
                 connection.Touch();
-                var task = ServeStreamAsync(connection, stream, connectionToken);
-                lock (handlers)
-                {
-                    handlers.RemoveAll(t => t.IsCompleted);
-                    handlers.Add(task);
-                }
+                handlers.Started();
+                _ = ServeStreamAsync(connection, stream, handlers, connectionToken);
             }
-            Task[] pending;
-            lock (handlers) pending = handlers.ToArray();
-            await Task.WhenAll(pending);
+            await handlers.WhenDrainedAsync();
         }
         finally
         {
@@ -810,43 +804,50 @@ public sealed class P2PHost : IAsyncDisposable
         }
     }
 
-    private async Task ServeStreamAsync(PeerConnection connection, YamuxStream stream, CancellationToken cancellationToken)
+    private async Task ServeStreamAsync(PeerConnection connection, YamuxStream stream, RunningHandlers handlers, CancellationToken cancellationToken)
     {
-        await Task.Yield();
-        string protocol;
         try
         {
-            var protocols = _protocols;
-            // The answer to a lazy dialer (its request is here already) waits to leave with the
-            // handler's first write: one frame and one connection write instead of two.
-            var negotiation = MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols, () => stream.DataAvailable,
-                answer => stream.HoldForFirstWrite(answer.Span, HeldAnswerLimit()), cancellationToken);
-            // A lazy dialer's proposal came with the stream's first frame, so negotiation usually ends
-            // without waiting: the timeout is armed only when it has to wait.
-            protocol = negotiation.IsCompleted ? await negotiation : await WithNegotiationTimeoutAsync(negotiation, stream);
+            await Task.Yield();
+            string protocol;
+            try
+            {
+                var protocols = _protocols;
+                // The answer to a lazy dialer (its request is here already) waits to leave with the
+                // handler's first write: one frame and one connection write instead of two.
+                var negotiation = MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols, () => stream.DataAvailable,
+                    answer => stream.HoldForFirstWrite(answer.Span, HeldAnswerLimit()), cancellationToken);
+                // A lazy dialer's proposal came with the stream's first frame, so negotiation usually ends
+                // without waiting: the timeout is armed only when it has to wait.
+                protocol = negotiation.IsCompleted ? await negotiation : await WithNegotiationTimeoutAsync(negotiation, stream);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _logger.LogDebug(e, "stream negotiation with {Peer} failed", connection.RemotePeer);
+                if (e is MultistreamException { Reason: MultistreamFailure.NoProtocolSupported } && !cancellationToken.IsCancellationRequested)
+                    await CloseRefusedStreamAsync(stream, cancellationToken);
+                else stream.Reset();
+                return;
+            }
+            if (!_handlers.TryGetValue(protocol, out var handler))
+            {
+                stream.Reset();
+                return;
+            }
+            try
+            {
+                await handler(new StreamContext(stream, connection, protocol), cancellationToken);
+                await stream.DisposeAsync();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                _logger.LogDebug(e, "{Protocol} handler for {Peer} failed", protocol, connection.RemotePeer);
+                stream.Reset();
+            }
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        finally
         {
-            _logger.LogDebug(e, "stream negotiation with {Peer} failed", connection.RemotePeer);
-            if (e is MultistreamException { Reason: MultistreamFailure.NoProtocolSupported } && !cancellationToken.IsCancellationRequested)
-                await CloseRefusedStreamAsync(stream, cancellationToken);
-            else stream.Reset();
-            return;
-        }
-        if (!_handlers.TryGetValue(protocol, out var handler))
-        {
-            stream.Reset();
-            return;
-        }
-        try
-        {
-            await handler(new StreamContext(stream, connection, protocol), cancellationToken);
-            await stream.DisposeAsync();
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            _logger.LogDebug(e, "{Protocol} handler for {Peer} failed", protocol, connection.RemotePeer);
-            stream.Reset();
+            handlers.Finished();
         }
     }
 
