@@ -126,6 +126,9 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
 
     public ReadOnlySpan<byte> Bytes => _bytes;
 
+    /// <summary>The binary form as memory, for wrapping without a copy in a message being sent (it never changes).</summary>
+    internal ReadOnlyMemory<byte> BytesMemory => _bytes;
+
     public byte[] ToByteArray() => (byte[])_bytes.Clone();
 
     /// <summary>The text form; the empty address prints as "/" so that it parses back.</summary>

@@ -73,7 +73,7 @@ public static class KadMessageCodec
     {
         ArgumentNullException.ThrowIfNull(addresses);
         var wire = NewPeer(peer, connected);
-        foreach (var address in addresses) wire.Addrs.Add(ByteString.CopyFrom(address.Bytes));
+        foreach (var address in addresses) wire.Addrs.Add(UnsafeByteOperations.UnsafeWrap(address.BytesMemory));
         return wire;
     }
 
@@ -86,7 +86,9 @@ public static class KadMessageCodec
         ArgumentNullException.ThrowIfNull(addresses);
         var wire = NewPeer(peer, connected);
         var count = Math.Min(addresses.Count, maxAddresses);
-        for (var i = 0; i < count; i++) wire.Addrs.Add(ByteString.CopyFrom(addresses[i].Bytes));
+        // Sized once: the field would grow to eight slots for the one or two addresses a peer has.
+        wire.Addrs.Capacity = count;
+        for (var i = 0; i < count; i++) wire.Addrs.Add(UnsafeByteOperations.UnsafeWrap(addresses[i].BytesMemory));
         return wire;
     }
 
@@ -95,7 +97,8 @@ public static class KadMessageCodec
         ArgumentNullException.ThrowIfNull(peer);
         return new Message.Types.Peer
         {
-            Id = ByteString.CopyFrom(peer.Bytes),
+            // Wrapped, not copied: PeerId and Multiaddress bytes never change, and a reply names k peers.
+            Id = UnsafeByteOperations.UnsafeWrap(peer.BytesMemory),
             Connection = connected ? Message.Types.ConnectionType.Connected : Message.Types.ConnectionType.NotConnected,
         };
     }

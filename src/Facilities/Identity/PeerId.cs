@@ -36,6 +36,9 @@ public sealed class PeerId : IEquatable<PeerId>, IComparable<PeerId>
     /// <summary>The multihash bytes.</summary>
     public ReadOnlySpan<byte> Bytes => _bytes;
 
+    /// <summary>The multihash bytes as memory, for wrapping without a copy in a message being sent (they never change).</summary>
+    internal ReadOnlyMemory<byte> BytesMemory => _bytes;
+
     public byte[] ToByteArray() => (byte[])_bytes.Clone();
 
     public static PeerId FromPublicKey(PublicKey key)
