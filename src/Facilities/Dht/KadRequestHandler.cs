@@ -27,22 +27,29 @@ internal sealed class KadRequestHandler(
     {
         var remote = context.RemotePeer;
         onRequestFrom(remote);
+        // One idle timer per stream, re-armed for each request: a requester usually sends one request
+        // and closes, so a timer and a linked source per read would double what each stream costs.
+        using var idle = new CancellationTokenSource(options.InboundIdleTimeout, options.TimeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
         for (var served = 0; served < options.MaxRequestsPerStream; served++)
         {
+#pragma warning disable RS0030 // The source runs on options.TimeProvider's timer (created with it above); CancelAfter re-arms that timer.
+            if (served > 0) idle.CancelAfter(options.InboundIdleTimeout);
+#pragma warning restore RS0030
             Message? request;
-            using (var idle = new CancellationTokenSource(options.InboundIdleTimeout, options.TimeProvider))
-            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token))
+            try
             {
-                try
-                {
-                    request = await KadMessageCodec.ReadAsync(context.Stream, options.MaxMessageSize, options.MaxKeySize, linked.Token);
-                }
-                catch (OperationCanceledException) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-                {
-                    return;
-                }
+                request = await KadMessageCodec.ReadAsync(context.Stream, options.MaxMessageSize, options.MaxKeySize, linked.Token);
+            }
+            catch (OperationCanceledException) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                return;
             }
             if (request is null) return;
+            // The timer bounds waiting for a request, not answering one.
+#pragma warning disable RS0030 // As above: the provider's timer, stopped.
+            idle.CancelAfter(Timeout.InfiniteTimeSpan);
+#pragma warning restore RS0030
             Interlocked.Increment(ref _requestsServed);
             var reply = Handle(remote, request);
             if (reply is not null)
@@ -150,7 +157,9 @@ internal sealed class KadRequestHandler(
             reply.CloserPeers.Add(KadMessageCodec.FromPeer(host.PeerId, host.ListenAddresses, options.MaxAddressesPerPeer, connected: true));
             return;
         }
-        foreach (var peer in routingTable.NearestPeers(KadId.FromKey(key), options.K, exclude: requester))
+        var nearest = routingTable.NearestPeers(KadId.FromKey(key), options.K, exclude: requester);
+        reply.CloserPeers.Capacity = reply.CloserPeers.Count + nearest.Count;
+        foreach (var peer in nearest)
         {
             var addresses = host.PeerStore.GetAddresses(peer);
             // A peer without addresses is no use to the requester.

@@ -1,4 +1,5 @@
 using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Dht.Proto;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
@@ -223,6 +224,30 @@ public sealed class DhtFakeTimeTests
 
         // A bucket nobody fills is a part of the id space this node's lookups cannot reach except by luck.
         Assert.That(gaps, Is.Empty);
+    });
+
+    [Test]
+    public void InboundKadStream_ServesRequestsUntilItWaitsLongerThanTheIdleTimeoutForOne() => Simulate(async ct =>
+    {
+        var dhts = await StartNetworkAsync(2, ct);
+        var idle = new KademliaDhtOptions().InboundIdleTimeout;
+        var ping = new Message { Type = Message.Types.MessageType.Ping };
+        await using var stream = await _nodes[1].Host.OpenStreamAsync(dhts[0].PeerId, KademliaDhtOptions.DefaultProtocolId, ct);
+        async Task<Message?> AskAsync()
+        {
+            await KadMessageCodec.WriteAsync(stream, ping, ct);
+            return await KadMessageCodec.ReadAsync(stream, 4096, 128, ct);
+        }
+
+        Assert.That((await AskAsync())?.Type, Is.EqualTo(Message.Types.MessageType.Ping));
+        // Two pauses just under the idle timeout: more than it in all, so the wait is timed per request.
+        await _time.AdvanceAsync(idle - TimeSpan.FromSeconds(1));
+        Assert.That((await AskAsync())?.Type, Is.EqualTo(Message.Types.MessageType.Ping), "served after a pause under the idle timeout");
+        await _time.AdvanceAsync(idle - TimeSpan.FromSeconds(1));
+        Assert.That((await AskAsync())?.Type, Is.EqualTo(Message.Types.MessageType.Ping), "the idle timer started again with the last request");
+
+        await _time.AdvanceAsync(idle + TimeSpan.FromSeconds(1));
+        Assert.That(await KadMessageCodec.ReadAsync(stream, 4096, 128, ct), Is.Null, "the server ended the stream it waited on too long");
     });
 
     [Test]
