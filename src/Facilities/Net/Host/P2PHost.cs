@@ -766,6 +766,8 @@ public sealed class P2PHost : IAsyncDisposable
                     // Negotiation writes at once (our header or our answer), so the ACK can go with it.
                     // Woken inline: this loop only hands the stream to ServeStreamAsync, whose yield is
                     // then the one hop between the read loop and the handler.
+                    await connection.Session.WhenStreamToAcceptAsync();
+                    if (_stopping.IsCancellationRequested) break;
                     stream = await connection.Session.TryAcceptStreamAsync(ackWithFirstWrite: true, _stopping.Token, wakeInline: true);
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)

@@ -43,17 +43,28 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
         }
     }
 
+    /// <summary>
+    /// With nothing buffered, gives the buffer back to the pool and waits (a zero-byte read) until the
+    /// connection has bytes or ends; otherwise completes at once. Not an async method: an idle session
+    /// then waits on the connection's read alone, with no state machine of the reader's parked per
+    /// connection, and <see cref="ReadHeaderAsync"/> after it usually completes without suspending.
+    /// </summary>
+    public ValueTask<int> WaitForBytesAsync(CancellationToken cancellationToken)
+    {
+        if (Buffered > 0)
+        {
+            return ValueTask.FromResult(0);
+        }
+
+        Release();
+        return connection.ReadAsync(Memory<byte>.Empty, cancellationToken);
+    }
+
     /// <summary>The next header, or null at a clean end of stream between frames.</summary>
     public async ValueTask<YamuxHeader?> ReadHeaderAsync(CancellationToken cancellationToken)
     {
         if (Buffered < YamuxHeader.Size)
         {
-            if (Buffered == 0)
-            {
-                Release();
-                _ = await connection.ReadAsync(Memory<byte>.Empty, cancellationToken);
-            }
-
             Compact();
             while (Buffered < YamuxHeader.Size)
             {

@@ -222,6 +222,31 @@ public sealed class YamuxSession : IAsyncDisposable
     /// closed: an accept loop ends with every connection, and an exception per connection (thrown
     /// through each await above it) was a measurable share of a connection's cost.
     /// </summary>
+    /// <summary>
+    /// Completes when an inbound stream waits to be accepted or accepting has ended (the session closed
+    /// or went away); it never faults and takes no token. Not an async method: the host's accept loop
+    /// waits on the signal itself, so an idle connection parks no state machine or cancellation
+    /// registration of the session's, and <see cref="TryAcceptStreamAsync"/> then takes the stream
+    /// without waiting. The waiter's continuation runs on the thread that wakes it, as with wakeInline.
+    /// </summary>
+    internal Task WhenStreamToAcceptAsync()
+    {
+        lock (_accepted)
+        {
+            if (_accepted.Count > 0 || _acceptClosed)
+            {
+                return Task.CompletedTask;
+            }
+
+            if (_acceptSignal is null || _acceptSignal.Task.IsCompleted)
+            {
+                _acceptSignal = new TaskCompletionSource(TaskCreationOptions.None);
+            }
+
+            return _acceptSignal.Task;
+        }
+    }
+
     /// <param name="wakeInline">
     /// The acceptor's continuation runs on the thread that wakes it (the read loop, once the stream's
     /// first frame is buffered) instead of as a thread-pool item of its own. Only for an acceptor that
@@ -565,6 +590,7 @@ public sealed class YamuxSession : IAsyncDisposable
                     held = null;
                 }
 
+                await _reader.WaitForBytesAsync(token);
                 var next = await _reader.ReadHeaderAsync(token);
                 if (next is not { } header)
                 {
