@@ -26,6 +26,26 @@ public sealed class IdentifyProtocolTests
         new([.. Varint.Encode((ulong)message.CalculateSize()), .. message.ToByteArray()]);
 
     [Test]
+    public async Task Read_WithAnInternMap_SharesTheCallersStrings_AndKeepsTheOthers()
+    {
+        var key = KeyPair.FromRandom(TestSeed.CreateRandom());
+        var (responder, initiator) = DuplexStreamPair.Create();
+        using (initiator)
+        {
+            using (responder)
+                await IdentifyProtocol.WriteAsync(responder, InfoFor(key), Token);
+            var ours = new[] { string.Concat("/ipfs/", "ping/1.0.0"), string.Concat("ipfs/", "0.1.0") };
+
+            var read = await IdentifyProtocol.ReadAsync(initiator, key.PeerId, Token, s => ours.FirstOrDefault(o => o == s) ?? s);
+
+            Assert.That(read.Protocols, Is.EqualTo(new[] { "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", "/p2pinference/rpc/1.0.0" }));
+            Assert.That(read.Protocols[1], Is.SameAs(ours[0]), "a protocol the caller knows is the caller's instance");
+            Assert.That(read.ProtocolVersion, Is.SameAs(ours[1]));
+            Assert.That(read.AgentVersion, Is.EqualTo("p2pinference/test"));
+        }
+    }
+
+    [Test]
     public async Task Read_ReturnsWhatWasWritten()
     {
         var key = KeyPair.FromRandom(TestSeed.CreateRandom());

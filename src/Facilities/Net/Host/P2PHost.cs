@@ -637,9 +637,18 @@ public sealed class P2PHost : IAsyncDisposable
             if (!await ReadableAsync(stream, connection, cancellationToken)) return null;
             await MultistreamSelect.ReadLazyAnswerAsync(stream, IdentifyProtocol.ProtocolId, cancellationToken);
             if (!await ReadableAsync(stream, connection, cancellationToken)) return null;
-            return await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, cancellationToken);
+            return await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, cancellationToken, _internIdentifyString ??= InternIdentifyString);
         }
     }
+
+    private Func<string, string>? _internIdentifyString;
+
+    /// <summary>Our own instance of a protocol id or version string a peer names too; the peer's otherwise.</summary>
+    private string InternIdentifyString(string value) =>
+        _protocols.TryGetValue(value, out var ours) ? ours
+        : value == _options.AgentVersion ? _options.AgentVersion
+        : value == _options.ProtocolVersion ? _options.ProtocolVersion
+        : value;
 
     /// <summary>
     /// False when the exchange should end quietly: the connection closed or the token was cancelled.

@@ -1,48 +1,55 @@
 namespace P2PInference.Facilities.Net.Yamux;
 
 /// <summary>
-/// A session's open streams by id. A plain dictionary under one lock rather than a concurrent one:
-/// a session usually holds a handful of streams, and a concurrent dictionary's buckets, lock array
-/// and tables cost several hundred bytes per connection, which a node with thousands of mostly idle
-/// connections (a DHT server, a simulation) pays on every one of them. Writers are rare (open,
-/// close); the read loop looks up once per frame, uncontended.
+/// A session's open streams by id, under one lock. Most sessions hold no stream or one at a time (a
+/// request, an identify exchange), so the first stream sits in a field and a dictionary is made only
+/// for more, and dropped when they are gone: a concurrent dictionary's buckets, lock array and
+/// tables, or even a plain dictionary's arrays, cost hundreds of bytes per connection, which a node
+/// with thousands of mostly idle connections (a DHT server, a simulation) pays on every one of them.
+/// Writers are rare (open, close); the read loop looks up once per frame, uncontended.
 /// </summary>
 internal sealed class YamuxStreamTable
 {
-    // The dictionary allocates its arrays on the first insert, so a session that never opens a stream pays little.
-    private readonly Dictionary<uint, YamuxStream> _streams = [];
+    // The table itself is the lock (internal and sealed, so nothing else takes it): one object less per connection.
+    private YamuxStream? _single;
+    private Dictionary<uint, YamuxStream>? _more;
     private int _count;
 
     /// <summary>Streams in the table; read without the lock (a snapshot, as callers expect).</summary>
     public int Count => Volatile.Read(ref _count);
 
-    public bool Contains(uint id)
-    {
-        lock (_streams) return _streams.ContainsKey(id);
-    }
+    public bool Contains(uint id) => Find(id) is not null;
 
     public YamuxStream? Find(uint id)
     {
-        lock (_streams) return _streams.GetValueOrDefault(id);
+        lock (this)
+        {
+            if (_single is { } single && single.Id == id) return single;
+            return _more?.GetValueOrDefault(id);
+        }
     }
 
+    /// <exception cref="ArgumentException">A stream with this id is in the table.</exception>
     public void Add(YamuxStream stream)
     {
-        lock (_streams)
+        lock (this)
         {
-            _streams.Add(stream.Id, stream);
-            Volatile.Write(ref _count, _streams.Count);
+            if (_single?.Id == stream.Id) throw new ArgumentException($"stream {stream.Id} is open already", nameof(stream));
+            if (_single is null && (_more is null || !_more.ContainsKey(stream.Id))) _single = stream;
+            else (_more ??= []).Add(stream.Id, stream);
+            Volatile.Write(ref _count, _count + 1);
         }
     }
 
     /// <summary>Removes <paramref name="stream"/> if it is the one under its id; false when it was gone already.</summary>
     public bool Remove(YamuxStream stream)
     {
-        lock (_streams)
+        lock (this)
         {
-            if (!_streams.TryGetValue(stream.Id, out var current) || !ReferenceEquals(current, stream)) return false;
-            _streams.Remove(stream.Id);
-            Volatile.Write(ref _count, _streams.Count);
+            if (ReferenceEquals(_single, stream)) _single = null;
+            else if (_more is null || !_more.TryGetValue(stream.Id, out var current) || !ReferenceEquals(current, stream) || !_more.Remove(stream.Id)) return false;
+            if (_more is { Count: 0 }) _more = null;
+            Volatile.Write(ref _count, _count - 1);
             return true;
         }
     }
@@ -50,14 +57,22 @@ internal sealed class YamuxStreamTable
     /// <summary>The streams open now, for the session to close each outside the lock (closing removes it).</summary>
     public YamuxStream[] Snapshot()
     {
-        lock (_streams) return _streams.Count == 0 ? [] : [.. _streams.Values];
+        lock (this)
+        {
+            if (_count == 0) return [];
+            var all = new List<YamuxStream>(_count);
+            if (_single is not null) all.Add(_single);
+            if (_more is not null) all.AddRange(_more.Values);
+            return [.. all];
+        }
     }
 
     public void Clear()
     {
-        lock (_streams)
+        lock (this)
         {
-            _streams.Clear();
+            _single = null;
+            _more = null;
             Volatile.Write(ref _count, 0);
         }
     }

@@ -56,7 +56,12 @@ public static class IdentifyProtocol
     /// <exception cref="MessageTooLargeException">The message exceeds <see cref="MaxMessageLength"/>.</exception>
     /// <exception cref="MalformedMessageException">The message is not an identify protobuf.</exception>
     /// <exception cref="EndOfStreamException">The stream ended inside the message.</exception>
-    public static async Task<IdentifyInfo> ReadAsync(Stream stream, PeerId expectedRemote, CancellationToken cancellationToken)
+    /// <param name="intern">
+    /// Maps a protocol id or version string to an equal instance the caller holds already (its own),
+    /// so that the connection's identify result shares them: every peer of a network names mostly the
+    /// same protocols, and a node keeps one result per connection.
+    /// </param>
+    public static async Task<IdentifyInfo> ReadAsync(Stream stream, PeerId expectedRemote, CancellationToken cancellationToken, Func<string, string>? intern = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(expectedRemote);
@@ -75,7 +80,10 @@ public static class IdentifyProtocol
         Multiaddress? observed = null;
         if (message.HasObservedAddr && Multiaddress.TryFromBytes(message.ObservedAddr.Span, out var parsed)) observed = parsed;
 
-        return new IdentifyInfo(key, listen, [.. message.Protocols], observed, message.ProtocolVersion, message.AgentVersion);
+        var protocols = new string[message.Protocols.Count];
+        for (var i = 0; i < protocols.Length; i++) protocols[i] = intern?.Invoke(message.Protocols[i]) ?? message.Protocols[i];
+        return new IdentifyInfo(key, listen, protocols, observed,
+            intern?.Invoke(message.ProtocolVersion) ?? message.ProtocolVersion, intern?.Invoke(message.AgentVersion) ?? message.AgentVersion);
     }
 
     private static PublicKey ReadPublicKey(Proto.Identify message, PeerId expectedRemote)
