@@ -73,6 +73,9 @@ public readonly struct KadId : IEquatable<KadId>
         return new KadId(_a ^ d[0], _b ^ d[1], _c ^ d[2], _d ^ d[3]);
     }
 
+    /// <summary>The first <paramref name="count"/> bits (1 to 32), as the low bits of a number.</summary>
+    internal uint LeadingBits(int count) => (uint)(_a >> (64 - count));
+
     public KadId Xor(KadId other) => new(_a ^ other._a, _b ^ other._b, _c ^ other._c, _d ^ other._d);
 
     /// <summary>Leading bits shared with <paramref name="other"/> (256 when equal).</summary>

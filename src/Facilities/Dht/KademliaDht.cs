@@ -532,13 +532,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     /// <summary>A random key whose kad id shares exactly <paramref name="bucket"/> leading bits with ours.</summary>
     private byte[] KeyInBucket(int bucket)
     {
-        var key = new byte[32];
-        lock (_randomLock)
-        {
-            do _random.NextBytes(key);
-            while (RoutingTable.LocalId.CommonPrefixLength(KadId.FromKey(key)) != bucket);
-        }
-        return key;
+        lock (_randomLock) return BucketKeys.For(RoutingTable.LocalId, bucket, _random);
     }
 
     private Message AddProviderMessage(byte[] key)
