@@ -10,7 +10,9 @@ namespace P2PInference.TestKit.Network;
 public sealed class InMemoryLink
 {
     private readonly object _gate = new();
-    private readonly HashSet<MemoryFlow> _flows = [];
+    // A list, not a set: a link carries one or two connections at a time, and a simulation keeps a
+    // link for every pair of nodes that ever talked, so a set's arrays would be paid tens of thousands of times.
+    private readonly List<MemoryFlow> _flows = [];
     private readonly InMemoryNetwork _network;
     private TimeSpan _latency;
     private TimeSpan _jitter;

@@ -240,6 +240,7 @@ public sealed class InMemoryNetwork
 
         MemoryConnection connection;
         bool offered;
+        Multiaddress local, remote;
         lock (_gate)
         {
             if (IsPartitionedLocked(from, to))
@@ -247,14 +248,15 @@ public sealed class InMemoryNetwork
             if (!IsListeningLocked(to))
                 throw new TransportException($"dial {from} -> {to} failed: connection refused (nothing listens on {AddressOf(to)})");
             connection = OpenLocked(from, to);
-            offered = OfferLocked(to, new RawConnection(connection.ListenerStream, AddressOf(to), AddressOf(from)), connection);
+            (local, remote) = (GetNode(from).Address(from), GetNode(to).Address(to));
+            offered = OfferLocked(to, new RawConnection(connection.ListenerStream, remote, local), connection);
         }
         if (!offered)
         {
             connection.Abort("connection refused: listener closed", drain: false);
             throw new TransportException($"dial {from} -> {to} failed: connection refused (listener closed)");
         }
-        return new RawConnection(connection.DialerStream, AddressOf(from), AddressOf(to));
+        return new RawConnection(connection.DialerStream, local, remote);
     }
 
     /// <summary>A new connection between two nodes, registered before anyone sees it so a reset, hold or heal never misses it. Caller holds the lock.</summary>
@@ -465,7 +467,15 @@ public sealed class InMemoryNetwork
 
     private sealed class Node
     {
+        private Multiaddress? _address;
+
         public InMemoryListener? Listener { get; set; }
         public HashSet<MemoryConnection> Connections { get; } = [];
+
+        /// <summary>
+        /// The node's address, one instance for all its connections: each connection end keeps its
+        /// local and remote address, and a large simulation has tens of thousands of connections.
+        /// </summary>
+        public Multiaddress Address(string name) => _address ??= AddressOf(name);
     }
 }

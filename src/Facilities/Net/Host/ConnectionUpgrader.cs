@@ -116,6 +116,9 @@ internal static class ConnectionUpgrader
 
         // Keep-alives on the host's clock: a simulated host must not arm real-time timers.
         var yamux = new YamuxSession(muxed, direction == ConnectionDirection.Outbound, options.Yamux.OnClock(options.TimeProvider));
+        // The dialer's instance when it is the same peer (the handshake checked): it is usually the one the
+        // peer store and routing table hold, and the handshake's copy would be kept per connection.
+        if (expectedRemote is not null && expectedRemote.Equals(remotePeer)) remotePeer = expectedRemote;
         return new PeerConnection(yamux, identity.PeerId, remotePeer, remoteKey,
             raw.LocalAddress, raw.RemoteAddress, direction, options.TimeProvider) { IsLimited = raw.IsLimited };
     }
