@@ -6,7 +6,12 @@ namespace P2PInference.Facilities.Net;
 /// Each protocol throws its own subclass so callers can tell them apart.
 /// </summary>
 public class WireProtocolException(string protocol, string message, Exception? inner = null)
-    : IOException($"{protocol}: {message}", inner)
+    : IOException(Prefixed(protocol, message), inner)
 {
     public string Protocol { get; } = protocol;
+
+    // An error thrown again as a new exception (each throw of a stored reset gets its own stack) carries
+    // a message that has its prefix already: "yamux: yamux: …" helped no one.
+    private static string Prefixed(string protocol, string message) =>
+        message.StartsWith(protocol + ": ", StringComparison.Ordinal) ? message : $"{protocol}: {message}";
 }

@@ -289,7 +289,8 @@ public sealed class YamuxSessionTests
         stream.Reset();
 
         Assert.That(async () => await blockedRead, Throws.TypeOf<YamuxStreamResetException>());
-        Assert.That(async () => await inbound.WriteAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+        Assert.That(async () => await inbound.WriteAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>()
+            .With.Message.EqualTo($"yamux: yamux stream {inbound.Id} was reset by the remote"), "one protocol prefix, however often the error is thrown again");
         Assert.That(async () => await stream.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
         Assert.That(async () => await stream.WriteAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
         Assert.That(client.StreamCount, Is.Zero);
