@@ -218,11 +218,6 @@ public sealed class YamuxSession : IAsyncDisposable
         await TryAcceptStreamAsync(ackWithFirstWrite, cancellationToken) ?? throw ClosedError();
 
     /// <summary>
-    /// <see cref="AcceptStreamAsync(bool, CancellationToken)"/> that returns null once the session has
-    /// closed: an accept loop ends with every connection, and an exception per connection (thrown
-    /// through each await above it) was a measurable share of a connection's cost.
-    /// </summary>
-    /// <summary>
     /// Completes when an inbound stream waits to be accepted or accepting has ended (the session closed
     /// or went away); it never faults and takes no token. Not an async method: the host's accept loop
     /// waits on the signal itself, so an idle connection parks no state machine or cancellation
@@ -247,6 +242,11 @@ public sealed class YamuxSession : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="AcceptStreamAsync(bool, CancellationToken)"/> that returns null once the session has
+    /// closed: an accept loop ends with every connection, and an exception per connection (thrown
+    /// through each await above it) was a measurable share of a connection's cost.
+    /// </summary>
     /// <param name="wakeInline">
     /// The acceptor's continuation runs on the thread that wakes it (the read loop, once the stream's
     /// first frame is buffered) instead of as a thread-pool item of its own. Only for an acceptor that
