@@ -42,13 +42,16 @@ public sealed class DrainingRpcServerTests
     public async Task StreamingCall_CountsAsInFlightUntilItsLastItem(CancellationToken ct)
     {
         var release = new TaskCompletionSource();
-        _draining.RespondStreaming("count", (_, call) => Items(release.Task, call.CancellationToken));
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _draining.RespondStreaming("count", (_, call) => Items(release.Task, started, call.CancellationToken));
         var received = new List<byte>();
         var stream = Task.Run(async () =>
         {
             await foreach (var item in _client.RequestStreamAsync(_server.PeerId, "count", ReadOnlyMemory<byte>.Empty, null, ct)) received.Add(item[0]);
         }, ct);
-        while (_draining.InFlight == 0) await Task.Yield();
+        // The handler runs, so the call was admitted before draining began. (A count above zero alone
+        // could be a call still deciding: it then sees the flag and is refused, as a racing call should be.)
+        await started.Task.WaitAsync(ct);
 
         _draining.BeginDraining();
         Assert.That(_draining.Drained.IsCompleted, Is.False);
@@ -91,8 +94,9 @@ public sealed class DrainingRpcServerTests
         Assert.That(_draining.Unrespond("m"), Is.True);
     }
 
-    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Items(Task release, [EnumeratorCancellation] CancellationToken ct)
+    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Items(Task release, TaskCompletionSource started, [EnumeratorCancellation] CancellationToken ct)
     {
+        started.TrySetResult();
         yield return new byte[] { 1 };
         await release.WaitAsync(ct);
         yield return new byte[] { 2 };
