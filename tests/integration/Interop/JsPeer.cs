@@ -44,7 +44,27 @@ internal sealed class JsPeer : IAsyncDisposable
             lock (stderr) stderr.AppendLine(e.Data);
         };
         process.BeginErrorReadLine();
-        var line = await process.StandardOutput.ReadLineAsync(cancellationToken);
+        string? line;
+        try
+        {
+            line = await process.StandardOutput.ReadLineAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            // A peer that never gets ready says why on stderr, if anywhere; a bare cancellation says nothing.
+            string text;
+            lock (stderr) text = stderr.ToString();
+            try
+            {
+                process.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+                // It exited meanwhile.
+            }
+            process.Dispose();
+            throw new TimeoutException($"the js-libp2p peer was not ready before the test's deadline; its stderr:\n{text}");
+        }
         if (line is null)
         {
             await process.WaitForExitAsync(cancellationToken);
