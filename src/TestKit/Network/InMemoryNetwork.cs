@@ -248,7 +248,7 @@ public sealed class InMemoryNetwork
             if (!IsListeningLocked(to))
                 throw new TransportException($"dial {from} -> {to} failed: connection refused (nothing listens on {AddressOf(to)})");
             connection = OpenLocked(from, to);
-            (local, remote) = (GetNode(from).Address(from), GetNode(to).Address(to));
+            (local, remote) = (GetNode(from).Address, GetNode(to).Address);
             offered = OfferLocked(to, new RawConnection(connection.ListenerStream, remote, local), connection);
         }
         if (!offered)
@@ -429,7 +429,7 @@ public sealed class InMemoryNetwork
     {
         if (!_nodes.TryGetValue(name, out var node))
         {
-            node = new Node();
+            node = new Node(name);
             _nodes.Add(name, node);
         }
         return node;
@@ -465,7 +465,7 @@ public sealed class InMemoryNetwork
         return unchecked((int)(h ^ (h >> 32)));
     }
 
-    private sealed class Node
+    private sealed class Node(string name)
     {
         private Multiaddress? _address;
 
@@ -476,6 +476,6 @@ public sealed class InMemoryNetwork
         /// The node's address, one instance for all its connections: each connection end keeps its
         /// local and remote address, and a large simulation has tens of thousands of connections.
         /// </summary>
-        public Multiaddress Address(string name) => _address ??= AddressOf(name);
+        public Multiaddress Address => _address ??= AddressOf(name);
     }
 }

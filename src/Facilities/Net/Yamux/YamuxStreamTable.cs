@@ -60,10 +60,10 @@ internal sealed class YamuxStreamTable
         lock (this)
         {
             if (_count == 0) return [];
-            var all = new List<YamuxStream>(_count);
-            if (_single is not null) all.Add(_single);
-            if (_more is not null) all.AddRange(_more.Values);
-            return [.. all];
+            var all = new YamuxStream[_count];
+            if (_single is not null) all[0] = _single;
+            _more?.Values.CopyTo(all, _single is null ? 0 : 1);
+            return all;
         }
     }
 

@@ -80,10 +80,10 @@ public static class IdentifyProtocol
         Multiaddress? observed = null;
         if (message.HasObservedAddr && Multiaddress.TryFromBytes(message.ObservedAddr.Span, out var parsed)) observed = parsed;
 
+        string Shared(string value) => intern is null ? value : intern(value);
         var protocols = new string[message.Protocols.Count];
-        for (var i = 0; i < protocols.Length; i++) protocols[i] = intern?.Invoke(message.Protocols[i]) ?? message.Protocols[i];
-        return new IdentifyInfo(key, listen, protocols, observed,
-            intern?.Invoke(message.ProtocolVersion) ?? message.ProtocolVersion, intern?.Invoke(message.AgentVersion) ?? message.AgentVersion);
+        for (var i = 0; i < protocols.Length; i++) protocols[i] = Shared(message.Protocols[i]);
+        return new IdentifyInfo(key, listen, protocols, observed, Shared(message.ProtocolVersion), Shared(message.AgentVersion));
     }
 
     private static PublicKey ReadPublicKey(Proto.Identify message, PeerId expectedRemote)
