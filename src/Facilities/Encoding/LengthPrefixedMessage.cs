@@ -32,10 +32,22 @@ public static class LengthPrefixedMessage
         ArgumentOutOfRangeException.ThrowIfNegative(maxLength);
         var length = await ReadLengthAsync(stream, maxLength, cancellationToken);
         if (length is null) return null;
-        var body = length.Value == 0 ? [] : new byte[length.Value];
-        if (body.Length > 0)
-            await stream.ReadExactOnContextAsync(body, cancellationToken);
-        return body;
+        if (length.Value <= FirstChunk)
+        {
+            var body = length.Value == 0 ? [] : new byte[length.Value];
+            if (body.Length > 0)
+                await stream.ReadExactOnContextAsync(body, cancellationToken);
+            return body;
+        }
+        var buffer = await ReadBodyRentedAsync(stream, length.Value, cancellationToken);
+        try
+        {
+            return buffer.AsSpan(0, length.Value).ToArray();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>Reads one message and parses it as <typeparamref name="T"/>; null on a clean end of stream.</summary>
@@ -50,12 +62,10 @@ public static class LengthPrefixedMessage
         var length = await ReadLengthAsync(stream, maxLength, cancellationToken);
         if (length is null) return null;
         // The body is only needed until it is parsed, so it can come from the pool.
-        var buffer = ArrayPool<byte>.Shared.Rent(length.Value);
+        var buffer = await ReadBodyRentedAsync(stream, length.Value, cancellationToken);
         try
         {
-            var body = buffer.AsMemory(0, length.Value);
-            await stream.ReadExactOnContextAsync(body, cancellationToken);
-            return Parse(parser, body.Span);
+            return Parse(parser, buffer.AsSpan(0, length.Value));
         }
         finally
         {
@@ -136,6 +146,45 @@ public static class LengthPrefixedMessage
         message.WriteTo(buffer.AsSpan(prefix, size));
         length = prefix + size;
         return buffer;
+    }
+
+    /// <summary>What a body's buffer starts at; it doubles as bytes arrive, up to the announced length.</summary>
+    internal const int FirstChunk = 64 * 1024;
+
+    /// <summary>
+    /// The body of a message whose prefix announced <paramref name="length"/> bytes, in the first
+    /// <paramref name="length"/> bytes of a buffer rented from <see cref="ArrayPool{T}.Shared"/>, which the
+    /// caller returns. Memory is taken as bytes arrive (from <see cref="FirstChunk"/>, doubling): a peer
+    /// that announces a message of the largest allowed size and then sends nothing, on each of the
+    /// streams it may open, must not make us hold that size per stream.
+    /// </summary>
+    /// <exception cref="EndOfStreamException">The stream ended inside the body.</exception>
+    internal static async ValueTask<byte[]> ReadBodyRentedAsync(Stream stream, int length, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(length, FirstChunk));
+        var filled = 0;
+        try
+        {
+            while (filled < length)
+            {
+                if (filled == buffer.Length)
+                {
+                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(length, 2L * buffer.Length));
+                    buffer.AsSpan(0, filled).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+                var read = await stream.ReadAsync(buffer.AsMemory(filled, Math.Min(buffer.Length, length) - filled), cancellationToken);
+                if (read == 0) throw new EndOfStreamException($"the stream ended after {filled} of {length} bytes");
+                filled += read;
+            }
+            return buffer;
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            throw;
+        }
     }
 
     /// <summary>Reads and bounds the prefix; null on a clean end of stream before it.</summary>

@@ -8,9 +8,6 @@ namespace P2PInference.Facilities.Rpc;
 /// <summary>The RPC stream's messages: uvarint-length-prefixed MessagePack (see <see cref="RpcNode"/>).</summary>
 internal static class RpcFrames
 {
-    /// <summary>What a body's buffer starts at; it doubles as bytes arrive, up to the announced length.</summary>
-    internal const int FirstChunk = 64 * 1024;
-
     /// <summary>Reads one message; null when the stream ends cleanly before its first byte.</summary>
     /// <exception cref="MessageTooLargeException">The prefix announces more than <paramref name="maxLength"/> bytes (checked before reading the body).</exception>
     /// <exception cref="MalformedMessageException">The prefix or the body is not valid.</exception>
@@ -23,9 +20,8 @@ internal static class RpcFrames
     }
 
     /// <summary>
-    /// The body of a message whose prefix announced <paramref name="length"/> bytes. Memory is taken
-    /// as bytes arrive (from <see cref="FirstChunk"/>, doubling), so a peer that announces a large
-    /// message and sends little of it holds little.
+    /// The body of a message whose prefix announced <paramref name="length"/> bytes, read as it arrives
+    /// (<see cref="LengthPrefixedMessage.ReadBodyRentedAsync"/>).
     /// </summary>
     /// <exception cref="MalformedMessageException">The body is not valid.</exception>
     /// <exception cref="EndOfStreamException">The stream ended inside the message.</exception>
@@ -33,23 +29,9 @@ internal static class RpcFrames
         where T : class
     {
         // The decoder copies what it keeps (payload bytes included), so the body can come from the pool.
-        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(length, FirstChunk));
-        var filled = 0;
+        var buffer = await LengthPrefixedMessage.ReadBodyRentedAsync(stream, length, cancellationToken);
         try
         {
-            while (filled < length)
-            {
-                if (filled == buffer.Length)
-                {
-                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(length, 2L * buffer.Length));
-                    buffer.AsSpan(0, filled).CopyTo(larger);
-                    ArrayPool<byte>.Shared.Return(buffer);
-                    buffer = larger;
-                }
-                var read = await stream.ReadAsync(buffer.AsMemory(filled, Math.Min(buffer.Length, length) - filled), cancellationToken);
-                if (read == 0) throw new EndOfStreamException($"the stream ended after {filled} of {length} bytes");
-                filled += read;
-            }
             return MessagePackRpcCodec<T>.Instance.Decode(buffer.AsMemory(0, length));
         }
         finally

@@ -152,6 +152,45 @@ public sealed class LengthPrefixedMessageTests
         Assert.ThrowsAsync<MessageTooLargeException>(async () => await LengthPrefixedMessage.ReadAsync(stream, PublicKey.Parser, 64, Token));
     }
 
+    private const int FourMiB = 4 << 20;
+
+    [Test]
+    public void ReadAsyncOfT_APeerAnnouncingTheLargestMessageAndSendingLittle_HoldsLittle()
+    {
+        // The kad server reads up to 4 MiB per message on each of up to 1,024 streams a connection may open.
+        var stream = new Protocols.ScriptedStream([.. Varint.Encode(FourMiB), 0x0A, 0x02]);
+
+        Assert.ThrowsAsync<EndOfStreamException>(async () => await LengthPrefixedMessage.ReadAsync(stream, PublicKey.Parser, FourMiB, Token));
+        Assert.That(stream.LargestReadBuffer, Is.LessThanOrEqualTo(64 * 1024));
+    }
+
+    [Test]
+    public void ReadAsync_APeerAnnouncingTheLargestMessageAndSendingLittle_HoldsLittle()
+    {
+        var stream = new Protocols.ScriptedStream([.. Varint.Encode(FourMiB), 1, 2, 3]);
+
+        Assert.ThrowsAsync<EndOfStreamException>(async () => await LengthPrefixedMessage.ReadAsync(stream, FourMiB, Token));
+        Assert.That(stream.LargestReadBuffer, Is.LessThanOrEqualTo(64 * 1024));
+    }
+
+    [Test]
+    public async Task ReadAsync_MessagesLargerThanTheFirstBuffer_ArriveWhole()
+    {
+        var body = new byte[300 * 1024];
+        TestSeed.CreateRandom().NextBytes(body);
+        var key = new PublicKey { Type = KeyType.Ed25519, Data = Google.Protobuf.ByteString.CopyFrom(body) };
+        var (a, b) = DuplexStreamPair.Create();
+        using (a)
+        using (b)
+        {
+            await LengthPrefixedMessage.WriteAsync(a, body, Token);
+            await LengthPrefixedMessage.WriteAsync(a, key, Token);
+
+            Assert.That(await LengthPrefixedMessage.ReadAsync(b, FourMiB, Token), Is.EqualTo(body));
+            Assert.That(await LengthPrefixedMessage.ReadAsync(b, PublicKey.Parser, FourMiB, Token), Is.EqualTo(key));
+        }
+    }
+
     [Test]
     public void ReadAsync_EndsInTypedOutcome_ForRandomInput()
     {

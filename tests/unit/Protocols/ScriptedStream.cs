@@ -22,7 +22,14 @@ internal sealed class ScriptedStream(byte[] input) : Stream
     public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
     public override void Flush() { }
     public override int Read(byte[] buffer, int offset, int count) => _input.Read(buffer, offset, count);
-    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => _input.ReadAsync(buffer, cancellationToken);
+    /// <summary>The largest buffer a read was handed: what the code under test set aside for bytes not yet arrived.</summary>
+    public int LargestReadBuffer { get; private set; }
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        LargestReadBuffer = Math.Max(LargestReadBuffer, buffer.Length);
+        return _input.ReadAsync(buffer, cancellationToken);
+    }
     public override void Write(byte[] buffer, int offset, int count) => Writes.Add(buffer.AsSpan(offset, count).ToArray());
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
