@@ -33,6 +33,15 @@ public sealed class GatewayOptions
     /// </summary>
     public RateLimitQuota AccountRateLimitPerAddress { get; set; } = new(120, 30);
 
+    /// <summary>
+    /// Credentials Auth may refuse for one peer, and for all peers behind one address (loopback
+    /// exempt), before an inference or cancel from there is refused without asking Auth: each new
+    /// credential costs Auth a lookup, and a flood of made-up API keys would otherwise take the
+    /// gateway's share of Auth's calls from its real users. Spent only on a refusal, so callers with
+    /// valid credentials never touch it.
+    /// </summary>
+    public RateLimitQuota RefusedCredentialLimit { get; set; } = new(30, 10);
+
     /// <summary>Rate-limit buckets kept at most; full (idle) buckets are dropped first, then the least recently used.</summary>
     public int RateLimiterCapacity { get; set; } = 100_000;
 
@@ -75,6 +84,8 @@ public sealed class GatewayOptions
             $"Gateway:AccountRateLimit must allow at least 1 request per minute with a burst of at least 1; it is {AccountRateLimit}.");
         Require(AccountRateLimitPerAddress.IsValid,
             $"Gateway:AccountRateLimitPerAddress must allow at least 1 request per minute with a burst of at least 1; it is {AccountRateLimitPerAddress}.");
+        Require(RefusedCredentialLimit.IsValid,
+            $"Gateway:RefusedCredentialLimit must allow at least 1 request per minute with a burst of at least 1; it is {RefusedCredentialLimit}.");
         Require(RateLimiterCapacity is >= 1 and <= 10_000_000,
             $"Gateway:RateLimiterCapacity must be between 1 and 10000000; it is {RateLimiterCapacity}.");
         Require(MaxPromptLength is >= 1 and <= 1_000_000,

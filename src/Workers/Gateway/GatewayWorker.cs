@@ -379,7 +379,7 @@ public sealed class GatewayWorker : IWorker
             var requestId = request.RequestId;
             using var scope = BeginScope(state.Logger, requestId, context);
             GatewayLog.InferenceArrived(state.Logger, requestId, method, context.RemotePeer, context.RequestId, context.TraceId, request.Model);
-            var caller = await state.Auth.AuthenticateAsync(context, requestId, context.CancellationToken);
+            var caller = await AuthenticateAsync(state, context, requestId);
             Limit(state, caller.RateLimitKey, caller.Quota ?? _options.DefaultRateLimit, requestId);
             var (model, maxTokens) = (request.Model, request.MaxTokens);
             InferRequestRules.Normalize(request, _options);
@@ -493,7 +493,7 @@ public sealed class GatewayWorker : IWorker
             throw new RpcException(RpcStatusCode.InvalidArgument,
                 $"request_id must be 1 to {InferRequestRules.MaxRequestIdLength} printable ASCII characters without spaces");
         using var scope = BeginScope(state.Logger, request.RequestId, context);
-        var caller = await state.Auth.AuthenticateAsync(context, request.RequestId, context.CancellationToken);
+        var caller = await AuthenticateAsync(state, context, request.RequestId);
         var cancelled = _inFlight.Cancel(caller.UserId, request.RequestId);
         state.Logger.LogInformation("request {RequestId}: cancel from user {UserId}: {Outcome}", request.RequestId, caller.UserId,
             cancelled ? "cancelled" : "not running");
@@ -502,8 +502,40 @@ public sealed class GatewayWorker : IWorker
 
     // ---- shared ----------------------------------------------------------------------------
 
-    // Not a peer, address, user or key bucket name ("peer:", "address:", "user:"), so no caller can share it by choice of name.
+    // Not a peer, address, user or key bucket name ("peer:", "address:", "refused-…:", "user:"), so no caller can share it by choice of name.
     private const string AllAccountCallsKey = "accounts";
+
+    /// <summary>
+    /// The caller's credential, validated by Auth (or its cache). A peer, or an address, whose
+    /// credentials Auth kept refusing has a budget of refusals (<see cref="GatewayOptions.RefusedCredentialLimit"/>);
+    /// past it, its calls are refused here, as rate-limited, without asking Auth.
+    /// </summary>
+    private async Task<AuthenticatedCaller> AuthenticateAsync(State state, RpcCallContext context, string requestId)
+    {
+        var quota = _options.RefusedCredentialLimit;
+        var peerKey = "refused-peer:" + context.RemotePeer;
+        var addressKey = context.RemoteAddress is { } address && AddressOrigin.Of(address, out var loopback) is var origin && !loopback
+            ? "refused-address:" + origin
+            : null;
+        foreach (var key in (ReadOnlySpan<string?>)[peerKey, addressKey])
+        {
+            if (key is null || state.Limiter.Peek(key, quota) is not { Allowed: false } decision) continue;
+            state.Logger.LogInformation("request {RequestId}: too many refused credentials from {Key} ({Quota})", requestId, key, quota);
+            throw RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted,
+                $"too many invalid credentials from this {(key == peerKey ? "peer" : "address")}; retry in {Math.Ceiling(decision.RetryAfter.TotalSeconds).ToString(CultureInfo.InvariantCulture)} s",
+                decision.RetryAfter);
+        }
+        try
+        {
+            return await state.Auth.AuthenticateAsync(context, requestId, context.CancellationToken);
+        }
+        catch (RpcException e) when (e.Code == RpcStatusCode.Unauthenticated)
+        {
+            state.Limiter.TryAcquire(peerKey, quota);
+            if (addressKey is not null) state.Limiter.TryAcquire(addressKey, quota);
+            throw;
+        }
+    }
 
     private void LimitPeer(State state, RpcCallContext context, string requestId) =>
         Limit(state, "peer:" + context.RemotePeer, _options.DefaultRateLimit, requestId);

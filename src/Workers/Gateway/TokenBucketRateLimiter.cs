@@ -61,10 +61,33 @@ public sealed class TokenBucketRateLimiter
                 bucket.Tokens -= 1;
                 return RateLimitDecision.Allow;
             }
-            var perSecond = quota.RequestsPerMinute / 60.0;
-            var wait = TimeSpan.FromSeconds((1 - bucket.Tokens) / perSecond);
-            return new RateLimitDecision(false, wait > TimeSpan.FromMilliseconds(1) ? wait : TimeSpan.FromMilliseconds(1));
+            return new RateLimitDecision(false, WaitFor(bucket.Tokens, quota));
         }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="key"/>'s bucket holds a request now, without taking it: for budgets spent
+    /// only on some outcomes (a credential Auth refuses), checked before the work that decides it.
+    /// </summary>
+    public RateLimitDecision Peek(string key, RateLimitQuota quota)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (!quota.IsValid) throw new ArgumentOutOfRangeException(nameof(quota), quota, "a quota needs at least 1 request per minute and a burst of at least 1");
+        var now = _time.GetTimestamp();
+        lock (_gate)
+        {
+            // No bucket is a full one; none is made, so peeking costs no memory.
+            if (!_buckets.TryGetValue(key, out var bucket)) return RateLimitDecision.Allow;
+            Refill(bucket, now);
+            var tokens = Math.Min(bucket.Tokens, quota.Burst);
+            return tokens >= 1 ? RateLimitDecision.Allow : new RateLimitDecision(false, WaitFor(tokens, quota));
+        }
+    }
+
+    private static TimeSpan WaitFor(double tokens, RateLimitQuota quota)
+    {
+        var wait = TimeSpan.FromSeconds((1 - tokens) / (quota.RequestsPerMinute / 60.0));
+        return wait > TimeSpan.FromMilliseconds(1) ? wait : TimeSpan.FromMilliseconds(1);
     }
 
     private void Refill(Bucket bucket, long now)

@@ -1,3 +1,4 @@
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Rpc;
 using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Contracts;
@@ -193,4 +194,61 @@ public sealed class GatewayAuthenticationTests
 
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unauthenticated));
     }
+
+    [Test]
+    public void Infer_FromAPeerPastItsBudgetOfRefusedCredentials_IsRateLimited_WithoutAskingAuth() => SimulationTest.Run(async sim =>
+    {
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { RefusedCredentialLimit = new(6, 3), NegativeCredentialCacheTtl = TimeSpan.Zero },
+            time: sim.Clock);
+        await h.AddProcessorAsync();
+        var codes = new List<RpcStatusCode>();
+        for (var i = 0; i < 5; i++)
+            codes.Add((await ErrorOf(() => h.InferAsync(Prompt(), $"ApiKey pk_guess_{i:D4}_secret"))).Code);
+        var refused = await ErrorOf(() => h.InferAsync(Prompt(), "ApiKey pk_guess_9999_secret"));
+        var other = h.Network.CreateNode();
+        var fromOther = await other.RequestAsync(h.GatewayNode.PeerId, WorkerMethods.Gateway.Infer, Prompt(), Workers.Contracts.Inference.InferResponse.Parser,
+            As(h.KeyCredential), Token);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(codes, Is.EqualTo(new[] { RpcStatusCode.Unauthenticated, RpcStatusCode.Unauthenticated, RpcStatusCode.Unauthenticated,
+                RpcStatusCode.ResourceExhausted, RpcStatusCode.ResourceExhausted }), "a burst of 3 refusals, then the peer waits");
+            Assert.That(refused.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(10)), "6 a minute: one more every 10 s");
+            Assert.That(h.Auth.ValidateCalls, Is.EqualTo(4), "Auth saw the three guesses and the other peer's key, nothing past the budget");
+            Assert.That(fromOther.Text, Is.Not.Empty, "another peer is served");
+        });
+
+        await sim.Clock.AdvanceAsync(TimeSpan.FromSeconds(10));
+        var again = await ErrorOf(() => h.InferAsync(Prompt(), "ApiKey pk_guess_0005_secret"));
+        Assert.That(again.Code, Is.EqualTo(RpcStatusCode.Unauthenticated), "the budget refills");
+        Assert.That(h.Auth.ValidateCalls, Is.EqualTo(5));
+    });
+
+    [Test]
+    public void Infer_FromManyPeersBehindOneAddress_SharesOneBudgetOfRefusedCredentials() => SimulationTest.Run(async sim =>
+    {
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { RefusedCredentialLimit = new(6, 3), NegativeCredentialCacheTtl = TimeSpan.Zero },
+            time: sim.Clock);
+        await h.AddProcessorAsync();
+        var codes = new List<RpcStatusCode>();
+        for (var i = 0; i < 6; i++)
+        {
+            // A new PeerId for each guess, all from one machine.
+            var peer = h.Network.CreateNode();
+            peer.Address = Multiaddress.Parse($"/ip4/203.0.113.7/tcp/{40000 + i}");
+            codes.Add((await ErrorOf(() => peer.RequestAsync(h.GatewayNode.PeerId, WorkerMethods.Gateway.Infer, Prompt(),
+                Workers.Contracts.Inference.InferResponse.Parser, As($"ApiKey pk_guess_{i:D4}_secret"), Token))).Code);
+        }
+        var neighbour = h.Network.CreateNode();
+        neighbour.Address = Multiaddress.Parse("/ip4/203.0.113.8/tcp/40000");
+        var fromNeighbour = await ErrorOf(() => neighbour.RequestAsync(h.GatewayNode.PeerId, WorkerMethods.Gateway.Infer, Prompt(),
+            Workers.Contracts.Inference.InferResponse.Parser, As("ApiKey pk_guess_7777_secret"), Token));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(codes.Count(c => c == RpcStatusCode.ResourceExhausted), Is.EqualTo(3), "past the address's burst of 3, its peers wait");
+            Assert.That(fromNeighbour.Code, Is.EqualTo(RpcStatusCode.Unauthenticated), "another address still reaches Auth");
+            Assert.That(h.Auth.ValidateCalls, Is.EqualTo(4));
+        });
+    });
 }

@@ -14,6 +14,7 @@ public sealed class GatewayOptionsTests
         yield return new TestCaseData(new GatewayOptions { CredentialCacheCapacity = 0 }, "CredentialCacheCapacity");
         yield return new TestCaseData(new GatewayOptions { DefaultRateLimit = new(0, 5) }, "DefaultRateLimit");
         yield return new TestCaseData(new GatewayOptions { DefaultRateLimit = new(5, 0) }, "DefaultRateLimit");
+        yield return new TestCaseData(new GatewayOptions { RefusedCredentialLimit = new(0, 5) }, "RefusedCredentialLimit");
         yield return new TestCaseData(new GatewayOptions { RateLimiterCapacity = 0 }, "RateLimiterCapacity");
         yield return new TestCaseData(new GatewayOptions { MaxPromptLength = 0 }, "MaxPromptLength");
         yield return new TestCaseData(new GatewayOptions { DefaultModel = "no spaces please" }, "DefaultModel");

@@ -22,6 +22,32 @@ public sealed class TokenBucketRateLimiterTests
     }
 
     [Test]
+    public void Peek_SaysWhatTryAcquireWould_WithoutTakingOrMakingABucket()
+    {
+        var time = new FakeTimeProvider();
+        var limiter = new TokenBucketRateLimiter(time, 10);
+
+        var unknown = limiter.Peek("k", SixtyBurstThree);
+        var bucketsAfterPeek = limiter.Count;
+        for (var i = 0; i < 3; i++) limiter.TryAcquire("k", SixtyBurstThree);
+        var empty = limiter.Peek("k", SixtyBurstThree);
+        var stillEmpty = limiter.Peek("k", SixtyBurstThree);
+        time.Advance(TimeSpan.FromSeconds(1));
+        var refilled = limiter.Peek("k", SixtyBurstThree);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(unknown.Allowed, Is.True);
+            Assert.That(bucketsAfterPeek, Is.Zero, "peeking at an unknown key makes no bucket");
+            Assert.That(empty.Allowed, Is.False);
+            Assert.That(empty.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(1)));
+            Assert.That(stillEmpty.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(1)), "a peek takes nothing");
+            Assert.That(refilled.Allowed, Is.True);
+            Assert.That(limiter.TryAcquire("k", SixtyBurstThree).Allowed, Is.True, "and the peeked request is still there");
+        });
+    }
+
+    [Test]
     public void TryAcquire_RefillsAtTheRate_OnTheInjectedClock_UpToTheBurst()
     {
         var time = new FakeTimeProvider();
