@@ -249,10 +249,10 @@ public sealed class GatewayWorker : IWorker
                 if (e.Code is not (RpcStatusCode.ResourceExhausted or RpcStatusCode.Internal)) state.Picker.Evict(request.Model, peer);
                 throw;
             }
-            catch (OperationCanceledException) when (registration.CancelledByRequest)
+            catch (OperationCanceledException) when (registration.Cancelled)
             {
-                state.Logger.LogInformation("request {RequestId}: cancelled by the client", requestId);
-                throw new RpcException(RpcStatusCode.Cancelled, $"request '{requestId}' was cancelled");
+                state.Logger.LogInformation("request {RequestId}: cancelled by {Who}", requestId, registration.CancelledBy);
+                throw registration.CancelledError();
             }
         }
         throw NoProcessor(state, request.Model, tried.Count, last, requestId);
@@ -293,10 +293,10 @@ public sealed class GatewayWorker : IWorker
                     {
                         failure = e;
                     }
-                    catch (OperationCanceledException) when (registration.CancelledByRequest)
+                    catch (OperationCanceledException) when (registration.Cancelled)
                     {
-                        state.Logger.LogInformation("request {RequestId}: cancelled by the client after {Chunks} chunks", requestId, chunks);
-                        throw WithPartialOutput(new RpcException(RpcStatusCode.Cancelled, $"request '{requestId}' was cancelled"), partial, chunks);
+                        state.Logger.LogInformation("request {RequestId}: cancelled by {Who} after {Chunks} chunks", requestId, registration.CancelledBy, chunks);
+                        throw WithPartialOutput(registration.CancelledError(), partial, chunks);
                     }
                     catch (OperationCanceledException) when (chunks > 0 && context.Deadline is { } && context.RemainingTime <= TimeSpan.Zero)
                     {
@@ -400,9 +400,9 @@ public sealed class GatewayWorker : IWorker
         {
             return await state.Picker.PickAsync(model, tried, requestId, registration.Token);
         }
-        catch (OperationCanceledException) when (registration.CancelledByRequest)
+        catch (OperationCanceledException) when (registration.Cancelled)
         {
-            throw new RpcException(RpcStatusCode.Cancelled, $"request '{requestId}' was cancelled");
+            throw registration.CancelledError();
         }
     }
 

@@ -28,14 +28,18 @@ internal sealed class InFlightRequests
     public bool Cancel(string userId, string requestId)
     {
         if (!_running.TryGetValue((userId, requestId), out var registration)) return false;
-        registration.CancelByRequest();
+        registration.Cancel(ByRequest);
         return true;
     }
 
+    /// <summary>The gateway stops: every running request ends, as the gateway's doing, not its client's.</summary>
     public void CancelAll()
     {
-        foreach (var (_, registration) in _running) registration.CancelByRequest();
+        foreach (var (_, registration) in _running) registration.Cancel(Stopping);
     }
+
+    private const int ByRequest = 1;
+    private const int Stopping = 2;
 
     // Only this registration: a later request that reused the id after it ended keeps its entry.
     private void Remove(Registration registration) =>
@@ -46,7 +50,7 @@ internal sealed class InFlightRequests
     {
         private readonly InFlightRequests _owner;
         private readonly CancellationTokenSource _source;
-        private int _cancelledByRequest;
+        private int _cancelledFor;
 
         internal Registration(InFlightRequests owner, string userId, string requestId, CancellationToken callToken)
         {
@@ -63,11 +67,25 @@ internal sealed class InFlightRequests
         /// <summary>Fires when the served call ends or a cancel for this request arrives.</summary>
         public CancellationToken Token => _source.Token;
 
-        public bool CancelledByRequest => Volatile.Read(ref _cancelledByRequest) != 0;
+        /// <summary>A cancel for this request arrived, or the gateway stopped under it.</summary>
+        public bool Cancelled => Volatile.Read(ref _cancelledFor) != 0;
 
-        internal void CancelByRequest()
+        /// <summary>
+        /// What the client is told of a request <see cref="Cancelled"/> here: its own cancel is Cancelled; the
+        /// gateway stopping under it is Unavailable, which a client may retry elsewhere and must not take for
+        /// a cancel of its own.
+        /// </summary>
+        public RpcException CancelledError() => Volatile.Read(ref _cancelledFor) == ByRequest
+            ? new RpcException(RpcStatusCode.Cancelled, $"request '{RequestId}' was cancelled")
+            : new RpcException(RpcStatusCode.Unavailable, $"the gateway stopped before request '{RequestId}' finished");
+
+        /// <summary>For the log: who ended it.</summary>
+        public string CancelledBy => Volatile.Read(ref _cancelledFor) == ByRequest ? "the client" : "the gateway stopping";
+
+        internal void Cancel(int reason)
         {
-            Volatile.Write(ref _cancelledByRequest, 1);
+            // The first reason stands: a cancel that races a stop is reported as whichever came first.
+            Interlocked.CompareExchange(ref _cancelledFor, reason, 0);
             try
             {
                 _source.Cancel();

@@ -269,6 +269,23 @@ public sealed class GatewayRoutingTests
     }
 
     [Test]
+    public async Task StoppingTheGateway_EndsARunningStream_AsUnavailable_NotAsTheClientsCancel()
+    {
+        var processor = await _h.AddProcessorAsync();
+        processor.Stream = (r, c, _) => processor.WordsThenWait(r, ["Once"], c.CancellationToken);
+        await using var stream = _h.StreamAsync(Prompt(requestId: "long-2")).GetAsyncEnumerator();
+        Assert.That(await stream.MoveNextAsync(), Is.True);
+
+        await _h.Worker.StopAsync(Token);
+
+        await processor.CallCancelled.Task.WaitAsync(Token);
+        var error = await ErrorOf(async () => await stream.MoveNextAsync());
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable), error.Message);
+        Assert.That(error.Message, Does.Contain("gateway stopped"));
+        Assert.That(error.Details[WorkerMethods.PartialOutputDetail], Is.EqualTo("Once"));
+    }
+
+    [Test]
     public async Task CancelById_OfAUnaryCall_ReachesTheProcessor()
     {
         var processor = await _h.AddProcessorAsync();
