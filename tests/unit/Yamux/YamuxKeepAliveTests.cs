@@ -62,6 +62,32 @@ public sealed class YamuxKeepAliveTests
     });
 
     [Test]
+    public void KeepAlive_ClosesSession_WhenThePeerStopsReadingButKeepsSending() => SimulationTest.Run(async sim =>
+    {
+        var token = CancellationToken.None;
+        var (session, peer, time) = Create(sim);
+        await using var _ = session;
+        await using var __ = peer;
+        await peer.WriteFrameAsync(YamuxFrameType.WindowUpdate, YamuxFlags.Syn, 2, 8 << 20);
+        var stream = await session.AcceptStreamAsync(token);
+
+        // More than the connection buffers (1 MiB) while the peer reads nothing: our write stalls, holding
+        // the session's write lock, and the keep-alive probe cannot leave.
+        var write = stream.WriteAsync(new byte[3 << 20], token).AsTask();
+        for (var second = 0; second < 15; second += 3)
+        {
+            // The peer still talks: its own pings arrive every 3 s, so it never looks silent.
+            await peer.WriteFrameAsync(YamuxFrameType.Ping, YamuxFlags.Syn, 0, 7000u + (uint)second);
+            await time.AdvanceAsync(TimeSpan.FromSeconds(3));
+        }
+
+        Assert.That(write.IsCompleted, Is.True, "the stalled write ended with the session");
+        await Assert.ThatAsync(() => session.Completion.WaitOrCancelAsync(token),
+            Throws.TypeOf<YamuxException>().With.Message.Contain("stopped reading"));
+        await Assert.ThatAsync(() => write, Throws.InstanceOf<IOException>());
+    });
+
+    [Test]
     public void KeepAlive_KeepsSessionOpen_WhenPeerAnswers() => SimulationTest.Run(async sim =>
     {
         var token = CancellationToken.None;

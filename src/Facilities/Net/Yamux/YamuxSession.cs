@@ -72,6 +72,13 @@ public sealed class YamuxSession : IAsyncDisposable
     private uint _keepAliveProbe;
     private int _keepAliveProbeOutstanding;
     private long _keepAliveProbeSentAt;
+    // Connection writes begun and ended (under the write lock, so one writer), and the one in progress when
+    // the current probe was queued (0: none). A remote that stops reading while it still sends, its own pings
+    // say, proves itself alive to the keep-alive, while our stalled write holds the write lock, and with it
+    // every stream's writes and our probe, for ever; go-yamux bounds the same with ConnectionWriteTimeout.
+    private int _writesBegun;
+    private int _writesEnded;
+    private int _writeInProgressAtProbe;
 
     public YamuxSession(Stream connection, bool isInitiator, YamuxOptions? options = null)
     {
@@ -557,6 +564,7 @@ public sealed class YamuxSession : IAsyncDisposable
     /// </summary>
     private async ValueTask<bool> WriteConnectionAsync(byte[] buffer, int length)
     {
+        Volatile.Write(ref _writesBegun, _writesBegun + 1);
         try
         {
             await _connection.WriteAsync(buffer.AsMemory(0, length), _ioCts.Token);
@@ -568,6 +576,10 @@ public sealed class YamuxSession : IAsyncDisposable
             // Whatever the connection threw, the frame boundary is lost: the session cannot go on.
             Close(new YamuxException("writing to the connection failed", ex), null);
             return false;
+        }
+        finally
+        {
+            Volatile.Write(ref _writesEnded, _writesEnded + 1);
         }
     }
 
@@ -824,6 +836,8 @@ public sealed class YamuxSession : IAsyncDisposable
         Volatile.Write(ref _keepAliveProbeSentAt, TimeProvider.GetTimestamp());
         Volatile.Write(ref _keepAliveProbeOutstanding, 1);
         _trafficSinceProbe = false;
+        var begun = Volatile.Read(ref _writesBegun);
+        Volatile.Write(ref _writeInProgressAtProbe, begun != Volatile.Read(ref _writesEnded) ? begun : 0);
         Volatile.Write(ref _keepAliveProbe, (uint)Interlocked.Increment(ref _nextPingId));
         Pings[_keepAliveProbe] = (null, TimeProvider.GetTimestamp());
         EnqueueControl(new YamuxHeader(YamuxFrameType.Ping, YamuxFlags.Syn, 0, _keepAliveProbe));
@@ -844,6 +858,12 @@ public sealed class YamuxSession : IAsyncDisposable
         if (left > TimeSpan.Zero)
         {
             _keepAliveDeadline?.Change(left, Timeout.InfiniteTimeSpan);
+            return;
+        }
+
+        if (Volatile.Read(ref _writeInProgressAtProbe) is var stalled and > 0 && Volatile.Read(ref _writesEnded) < stalled)
+        {
+            Close(new YamuxException($"the remote stopped reading: a write to the connection made no progress for {_options.KeepAliveTimeout}"), null);
             return;
         }
 
