@@ -255,4 +255,91 @@ public sealed class YamuxMaliciousPeerTests
         Assert.That(async () => await stream.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
         Assert.That(session.IsClosed, Is.False);
     }
+
+    [Test]
+    public async Task Stream_HoldsFewPooledArrays_WhenPeerFillsItsWindowWithOneByteFrames(CancellationToken token)
+    {
+        var (session, peer) = Create();
+        await using var _ = session;
+        await using var __ = peer;
+        await peer.WriteFrameAsync(YamuxFrameType.WindowUpdate, YamuxFlags.Syn, 1, 0);
+        await using var stream = await session.AcceptStreamAsync(token);
+
+        // 4,096 one-byte frames: 4 KiB of window, which once cost a pooled array and two queue slots each.
+        var sent = new byte[4096];
+        var frames = new byte[sent.Length * (YamuxHeader.Size + 1)];
+        for (var i = 0; i < sent.Length; i++)
+        {
+            sent[i] = (byte)(i * 7 + i / 256);
+            var at = i * (YamuxHeader.Size + 1);
+            new YamuxHeader(YamuxFrameType.Data, YamuxFlags.None, 1, 1).Write(frames.AsSpan(at));
+            frames[at + YamuxHeader.Size] = sent[i];
+        }
+
+        await peer.WriteRawAsync(frames);
+        await RoundTripAsync(peer, token);
+
+        Assert.That(stream.BufferedCount, Is.EqualTo(sent.Length));
+        var (count, bytes) = stream.HeldSegments;
+        Assert.That(count, Is.LessThanOrEqualTo(2), "small frames share pooled arrays");
+        Assert.That(bytes, Is.LessThanOrEqualTo(2 * sent.Length), "memory held stays near the bytes buffered");
+
+        var received = new byte[sent.Length];
+        await stream.ReadExactlyAsync(received, token);
+        Assert.That(received.AsSpan().SequenceEqual(sent), Is.True, "the bytes come back as sent, in order");
+        Assert.That(stream.HeldSegments, Is.EqualTo((0, 0L)), "every array went back to the pool");
+    }
+
+    [Test]
+    public async Task Stream_ReadsBackFramesOfMixedSizes_InOrder(CancellationToken token)
+    {
+        var (session, peer) = Create();
+        await using var _ = session;
+        await using var __ = peer;
+        await peer.WriteFrameAsync(YamuxFrameType.WindowUpdate, YamuxFlags.Syn, 1, 0);
+        await using var stream = await session.AcceptStreamAsync(token);
+
+        // Small frames around the reader's 2 KiB limit for copying, and large ones read straight into an
+        // array of their own, each followed by small ones that may fill that array's spare room.
+        int[] sizes = [1, 2048, 1, 2049, 2047, 2047, 3, 4096, 1000, 60000, 1, 1, 2000];
+        using var frames = new MemoryStream();
+        using var sent = new MemoryStream();
+        var next = 0;
+        for (var round = 0; round < 3; round++)
+        {
+            foreach (var size in sizes)
+            {
+                var header = new byte[YamuxHeader.Size];
+                new YamuxHeader(YamuxFrameType.Data, YamuxFlags.None, 1, (uint)size).Write(header);
+                var payload = new byte[size];
+                for (var i = 0; i < size; i++) payload[i] = (byte)(next++ * 31 + round);
+                frames.Write(header);
+                frames.Write(payload);
+                sent.Write(payload);
+            }
+        }
+
+        await peer.WriteRawAsync(frames.ToArray());
+        await RoundTripAsync(peer, token);
+
+        Assert.That(stream.BufferedCount, Is.EqualTo(sent.Length));
+        Assert.That(stream.HeldSegments.Bytes, Is.LessThanOrEqualTo(2 * sent.Length));
+        var received = new byte[sent.Length];
+        // Reads of an odd size, so copies start and end inside arrays.
+        for (var at = 0; at < received.Length;)
+        {
+            at += await stream.ReadAsync(received.AsMemory(at, Math.Min(777, received.Length - at)), token);
+        }
+
+        // Compared as spans: NUnit's element-by-element comparison of 229 KB takes most of a second.
+        Assert.That(received.AsSpan().SequenceEqual(sent.ToArray()), Is.True, "the bytes come back as sent, in order");
+        Assert.That(stream.HeldSegments, Is.EqualTo((0, 0L)));
+    }
+
+    /// <summary>A ping answered: the session has handled every frame written before it.</summary>
+    private static async Task RoundTripAsync(RawYamuxPeer peer, CancellationToken token)
+    {
+        await peer.WriteFrameAsync(YamuxFrameType.Ping, YamuxFlags.Syn, 0, 0xBEEF);
+        await peer.ReadFrameAsync(h => h.Type == YamuxFrameType.Ping && h.Flags == YamuxFlags.Ack && h.Length == 0xBEEF, token);
+    }
 }

@@ -88,6 +88,40 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
         return header;
     }
 
+    /// <summary>
+    /// Payloads shorter than this are copied out of the read-ahead buffer anyway; longer ones are read
+    /// straight into their destination (<see cref="ReadPayloadAsync"/>).
+    /// </summary>
+    public int SmallPayloadLimit => bufferSize / 2;
+
+    /// <summary>
+    /// A payload shorter than <see cref="SmallPayloadLimit"/>, in place in the read-ahead buffer: the
+    /// caller copies it where it belongs with no array of its own, and must be done with it before
+    /// the next call on this reader, which may move or return the buffer.
+    /// </summary>
+    public ValueTask<ReadOnlyMemory<byte>> ReadSmallPayloadAsync(int length, CancellationToken cancellationToken)
+    {
+        if (length >= SmallPayloadLimit)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), length, "Longer payloads are read with ReadPayloadAsync.");
+        }
+
+        return Buffered >= length ? new ValueTask<ReadOnlyMemory<byte>>(Take(length)) : FillAndTakeAsync(length, cancellationToken);
+    }
+
+    private async ValueTask<ReadOnlyMemory<byte>> FillAndTakeAsync(int length, CancellationToken cancellationToken)
+    {
+        await FillAsync(length, cancellationToken);
+        return Take(length);
+    }
+
+    private ReadOnlyMemory<byte> Take(int length)
+    {
+        var payload = _buffer.AsMemory(_start, length);
+        _start += length;
+        return payload;
+    }
+
     public async ValueTask ReadPayloadAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
         var fromBuffer = Math.Min(Buffered, destination.Length);

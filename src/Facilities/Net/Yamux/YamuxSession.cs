@@ -707,18 +707,29 @@ public sealed class YamuxSession : IAsyncDisposable
                 }
 
                 var length = (int)header.Length;
-                var segment = ArrayPool<byte>.Shared.Rent(length);
-                try
+                if (length < _reader.SmallPayloadLimit)
                 {
-                    await _reader.ReadPayloadAsync(segment.AsMemory(0, length), token);
+                    // Copied from the read-ahead buffer into the stream's shared arrays: an array rented
+                    // per frame would make each byte of a peer's 1-byte frames cost ~50 bytes of heap.
+                    stream.OnData((await _reader.ReadSmallPayloadAsync(length, token)).Span);
                 }
-                catch
+                else
                 {
-                    ArrayPool<byte>.Shared.Return(segment);
-                    throw;
-                }
+                    // A large payload bypasses the read-ahead buffer into an array of its own, which the
+                    // stream keeps as it is: no second copy.
+                    var segment = ArrayPool<byte>.Shared.Rent(length);
+                    try
+                    {
+                        await _reader.ReadPayloadAsync(segment.AsMemory(0, length), token);
+                    }
+                    catch
+                    {
+                        ArrayPool<byte>.Shared.Return(segment);
+                        throw;
+                    }
 
-                stream.OnData(segment, length);
+                    stream.OnData(segment, length);
+                }
             }
         }
         else

@@ -12,8 +12,21 @@ public sealed class YamuxStream : Stream
 {
     private readonly YamuxSession _session;
     private readonly object _lock = new();
+    /// <summary>
+    /// Size of the pooled arrays that small payloads are copied into. The window counts bytes, but a
+    /// peer picks the frame sizes: small frames share arrays, so unread data holds at most about three
+    /// times its size plus one chunk, whatever the frames' sizes (the worst case is one byte alone in a
+    /// chunk between two large frames of exactly 2 KiB), where an array per frame cost ~50 times.
+    /// </summary>
+    private const int ChunkSize = 4096;
+
+    // Unread bytes, pooled arrays in order: the sealed ones with their lengths, then the tail, which
+    // small payloads are appended to while it has room. _headOffset is where reading resumes in the
+    // first of them (the tail when nothing is sealed).
     private readonly Queue<byte[]> _segments = new();
     private readonly Queue<int> _segmentLengths = new();
+    private byte[]? _tail;
+    private int _tailLength;
     private int _headOffset;
     private int _buffered;
     private TaskCompletionSource? _readWaiter;
@@ -137,6 +150,27 @@ public sealed class YamuxStream : Stream
             lock (_lock)
             {
                 return _buffered;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Pooled arrays holding this stream's unread bytes, and their total size: what the buffered data
+    /// costs in memory, as opposed to <see cref="BufferedCount"/>, what the window counts.
+    /// </summary>
+    internal (int Count, long Bytes) HeldSegments
+    {
+        get
+        {
+            lock (_lock)
+            {
+                long bytes = _tail?.Length ?? 0;
+                foreach (var segment in _segments)
+                {
+                    bytes += segment.Length;
+                }
+
+                return (_segments.Count + (_tail is null ? 0 : 1), bytes);
             }
         }
     }
@@ -650,9 +684,16 @@ public sealed class YamuxStream : Stream
         }
     }
 
-    /// <summary>Takes ownership of <paramref name="segment"/> (rented from the shared pool).</summary>
-    internal void OnData(byte[] segment, int length)
+    /// <summary>A small payload, copied (it is only lent: the session's read-ahead buffer holds it).</summary>
+    internal void OnData(ReadOnlySpan<byte> payload) => OnData(null, payload);
+
+    /// <summary>Takes ownership of <paramref name="segment"/> (rented from the shared pool), kept as it is.</summary>
+    internal void OnData(byte[] segment, int length) => OnData(segment, segment.AsSpan(0, length));
+
+    /// <param name="segment">The pooled array <paramref name="payload"/> lies at the start of, owned from now on; null when the payload is lent.</param>
+    private void OnData(byte[]? segment, ReadOnlySpan<byte> payload)
     {
+        var length = payload.Length;
         uint grant = 0;
         var reset = false;
         (Action<object?>, object?)? watch = null;
@@ -661,13 +702,13 @@ public sealed class YamuxStream : Stream
             _receiveCredit -= length;
             if (_resetError is not null)
             {
-                ArrayPool<byte>.Shared.Return(segment);
+                ReturnToPool(segment);
                 return;
             }
 
             if (_remoteFin)
             {
-                ArrayPool<byte>.Shared.Return(segment);
+                ReturnToPool(segment);
                 _resetError = new YamuxStreamResetException($"yamux stream {Id} received data after the remote's FIN");
                 DropSegments();
                 WakeAll();
@@ -675,13 +716,22 @@ public sealed class YamuxStream : Stream
             }
             else if (_disposed)
             {
-                ArrayPool<byte>.Shared.Return(segment);
+                ReturnToPool(segment);
                 grant = TakeGrant(length, eager: true);
             }
             else
             {
-                _segments.Enqueue(segment);
-                _segmentLengths.Enqueue(length);
+                if (segment is null)
+                {
+                    Append(payload);
+                }
+                else
+                {
+                    SealTail();
+                    _tail = segment;
+                    _tailLength = length;
+                }
+
                 _buffered += length;
                 WakeReader();
             }
@@ -982,21 +1032,71 @@ public sealed class YamuxStream : Stream
         }
     }
 
+    private static void ReturnToPool(byte[]? segment)
+    {
+        if (segment is not null)
+        {
+            ArrayPool<byte>.Shared.Return(segment);
+        }
+    }
+
+    /// <summary>Caller holds the lock: copies <paramref name="payload"/> into the tail's spare room, and a new tail for what does not fit.</summary>
+    private void Append(ReadOnlySpan<byte> payload)
+    {
+        while (!payload.IsEmpty)
+        {
+            if (_tail is null || _tailLength == _tail.Length)
+            {
+                SealTail();
+                _tail = ArrayPool<byte>.Shared.Rent(Math.Max(ChunkSize, payload.Length));
+            }
+
+            var take = Math.Min(payload.Length, _tail.Length - _tailLength);
+            payload[..take].CopyTo(_tail.AsSpan(_tailLength));
+            _tailLength += take;
+            payload = payload[take..];
+        }
+    }
+
+    /// <summary>Caller holds the lock: the tail joins the sealed arrays, and nothing more is appended to it.</summary>
+    private void SealTail()
+    {
+        if (_tail is not null)
+        {
+            _segments.Enqueue(_tail);
+            _segmentLengths.Enqueue(_tailLength);
+            _tail = null;
+            _tailLength = 0;
+        }
+    }
+
     private int CopyOut(Span<byte> destination)
     {
         var copied = 0;
-        while (copied < destination.Length && _segments.Count > 0)
+        while (copied < destination.Length && (_segments.Count > 0 || _tail is not null))
         {
-            var segment = _segments.Peek();
-            var length = _segmentLengths.Peek();
+            var sealedHead = _segments.Count > 0;
+            var segment = sealedHead ? _segments.Peek() : _tail!;
+            var length = sealedHead ? _segmentLengths.Peek() : _tailLength;
             var take = Math.Min(length - _headOffset, destination.Length - copied);
             segment.AsSpan(_headOffset, take).CopyTo(destination[copied..]);
             copied += take;
             _headOffset += take;
             if (_headOffset == length)
             {
-                _segments.Dequeue();
-                _segmentLengths.Dequeue();
+                // A tail read to its end goes back too, though it had room: a stream whose reader keeps
+                // up holds no array between frames.
+                if (sealedHead)
+                {
+                    _segments.Dequeue();
+                    _segmentLengths.Dequeue();
+                }
+                else
+                {
+                    _tail = null;
+                    _tailLength = 0;
+                }
+
                 _headOffset = 0;
                 ArrayPool<byte>.Shared.Return(segment);
             }
@@ -1009,6 +1109,7 @@ public sealed class YamuxStream : Stream
     private int DropSegments()
     {
         var dropped = _buffered;
+        SealTail();
         while (_segments.Count > 0)
         {
             ArrayPool<byte>.Shared.Return(_segments.Dequeue());
