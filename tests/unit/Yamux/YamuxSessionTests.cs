@@ -439,6 +439,85 @@ public sealed class YamuxSessionTests
     }
 
     [Test]
+    public async Task Stream_ReadsTheWholeAnswerThenEnd_WhenTheRemoteFinishedAndClosedBeforeItWasRead(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        // The caller keeps its write side open while it waits for the answer, as the RPC client does.
+        await using var stream = await client.OpenStreamAsync(token);
+        await stream.WriteAsync("request"u8.ToArray(), token);
+        var inbound = await server.AcceptStreamAsync(token);
+        await inbound.ReadExactlyAsync(new byte[7], token);
+        var answer = new byte[100_000];
+        new Random(1).NextBytes(answer);
+
+        // Answer and FIN, then go-away and the connection's end: the caller's session reads them all and closes.
+        await inbound.WriteAndCompleteAsync(answer, token);
+        await server.DisposeAsync();
+        await Ended(client);
+
+        Assert.That(await stream.WaitReadableAsync(token), Is.True, "what the remote sent before its FIN is still to be read");
+        var received = await ReadToEndAsync(stream, token);
+        Assert.That(received.AsSpan().SequenceEqual(answer), Is.True, "the whole answer, then end of stream");
+        Assert.That(await stream.ReadAsync(new byte[1], token), Is.Zero, "reads stay at end of stream");
+        Assert.That(stream.HeldSegments, Is.EqualTo((0, 0L)), "the drained arrays went back to the pool");
+        Assert.That(async () => await stream.WriteAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>(),
+            "the session is gone: writes fail as before");
+    }
+
+    [Test]
+    public async Task Stream_FailsWithReset_WhenTheSessionClosesBeforeTheRemotesFin(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var stream = await client.OpenStreamAsync(token);
+        await stream.WriteAsync("request"u8.ToArray(), token);
+        var inbound = await server.AcceptStreamAsync(token);
+        await inbound.ReadExactlyAsync(new byte[7], token);
+
+        // Part of an answer, no FIN: the connection ends with the answer cut short.
+        await inbound.WriteAsync(new byte[1000], token);
+        await server.DisposeAsync();
+        await Ended(client);
+
+        Assert.That(async () => await stream.ReadAsync(new byte[1000], token), Throws.TypeOf<YamuxStreamResetException>()
+            .With.InnerException.TypeOf<YamuxException>());
+        Assert.That(stream.HeldSegments, Is.EqualTo((0, 0L)), "a truncated answer is dropped when the session ends");
+    }
+
+    [Test]
+    public async Task Stream_ResetLocally_DropsWhatTheRemoteFinishedBeforeTheSessionClosed(CancellationToken token)
+    {
+        var (client, server) = CreatePair();
+        await using var _ = client;
+        await using var stream = await client.OpenStreamAsync(token);
+        await stream.WriteAsync("request"u8.ToArray(), token);
+        var inbound = await server.AcceptStreamAsync(token);
+        await inbound.ReadExactlyAsync(new byte[7], token);
+        await inbound.WriteAndCompleteAsync(new byte[1000], token);
+        await server.DisposeAsync();
+        await Ended(client);
+
+        stream.Reset();
+
+        Assert.That(stream.HeldSegments, Is.EqualTo((0, 0L)));
+        Assert.That(async () => await stream.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+    }
+
+    /// <summary>Waits until the session has ended, however: the remote's close may also fail its last writes.</summary>
+    private static async Task Ended(YamuxSession session)
+    {
+        try
+        {
+            await session.Completion;
+        }
+        catch (YamuxException)
+        {
+            // Only that it ended matters here.
+        }
+    }
+
+    [Test]
     public async Task AcceptStream_Throws_WhenSessionClosesWhileWaiting(CancellationToken token)
     {
         var (client, server) = CreatePair();

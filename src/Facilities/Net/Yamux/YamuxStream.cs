@@ -56,6 +56,9 @@ public sealed class YamuxStream : Stream
     private bool _remoteFin;
     private bool _disposed;
     private YamuxStreamResetException? _resetError;
+    // The session ended after the remote's FIN: _resetError fails writes, while reads still return
+    // what the remote sent, then end of stream (OnSessionClosed).
+    private bool _drainAfterClose;
     private int _holdsAckSlot;
 
     // Bytes that lead the next data frame (HoldForFirstWrite), the timer that sends them alone if no
@@ -546,6 +549,15 @@ public sealed class YamuxStream : Stream
         (Action<object?>, object?)? watch;
         lock (_lock)
         {
+            if (_drainAfterClose)
+            {
+                // The session is gone, so there is no RST to send: only what it left readable to drop.
+                _drainAfterClose = false;
+                _resetError = new YamuxStreamResetException($"yamux stream {Id} was reset locally");
+                DropSegments();
+                return;
+            }
+
             if (_resetError is not null || (_localFin && _remoteFin))
             {
                 return;
@@ -837,7 +849,18 @@ public sealed class YamuxStream : Stream
 
             _resetError = new YamuxStreamResetException($"yamux stream {Id} ended with its session: {reason.Message}", reason);
             DropHeld();
-            DropSegments();
+            // A remote that sent its FIN had finished: what it sent is a whole answer, often closed on
+            // at once (answer, FIN, go-away and the connection's end are read together), and nothing
+            // can arrive after it, so it stays readable to its end, as go-yamux keeps it. Without the
+            // FIN the data is cut short and no reader could trust it: it is dropped, as go-yamux fails
+            // such a read at once, and a dead connection's streams give their arrays back now rather
+            // than whenever each owner next reads or disposes.
+            _drainAfterClose = _remoteFin;
+            if (!_drainAfterClose)
+            {
+                DropSegments();
+            }
+
             WakeAll();
             watch = TakeInboundWatch();
         }
@@ -862,7 +885,7 @@ public sealed class YamuxStream : Stream
             TaskCompletionSource waiter;
             lock (_lock)
             {
-                if (_disposed || _resetError is not null)
+                if (_disposed || (_resetError is not null && !_drainAfterClose))
                 {
                     return false;
                 }
@@ -964,7 +987,11 @@ public sealed class YamuxStream : Stream
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            ThrowIfReset();
+            if (!_drainAfterClose)
+            {
+                ThrowIfReset();
+            }
+
             if (_buffered == 0)
             {
                 wait = null;
