@@ -12,7 +12,8 @@ namespace P2PInference.Facilities.Rpc;
 /// provider chosen by the power of two choices (two at random, the one with the lower cost
 /// (in-flight + 1) × (latency EWMA + 1 ms) wins); fail-over on <see cref="RpcStatusCode.Unavailable"/>
 /// of idempotent calls, and of any call that provably never arrived (<see cref="RpcException.NotDelivered"/>),
-/// evicting the failed provider from the cache.
+/// evicting the failed provider from the cache. The call's one deadline also bounds the provider lookup and
+/// the callee checks (<see cref="TopicCallDeadline"/>): past it the call fails with <see cref="RpcStatusCode.DeadlineExceeded"/>.
 /// Shared by <see cref="RpcNode"/> and the TestKit twin.
 /// </summary>
 internal sealed class RpcTopicRouter
@@ -44,8 +45,8 @@ internal sealed class RpcTopicRouter
 
     public async Task<byte[]> RequestAsync(string topic, PeerCall call, RpcCallOptions? options, CancellationToken cancellationToken)
     {
-        var attempts = new TopicAttempts(this, topic, options);
-        while (await attempts.NextAsync(cancellationToken) is { } peer)
+        using var attempts = new TopicAttempts(this, topic, options, cancellationToken);
+        while (await attempts.NextAsync() is { } peer)
         {
             try
             {
@@ -67,8 +68,8 @@ internal sealed class RpcTopicRouter
     public async IAsyncEnumerable<byte[]> RequestStreamAsync(string topic, PeerStreamCall call, RpcCallOptions? options,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var attempts = new TopicAttempts(this, topic, options);
-        while (await attempts.NextAsync(cancellationToken) is { } peer)
+        using var attempts = new TopicAttempts(this, topic, options, cancellationToken);
+        while (await attempts.NextAsync() is { } peer)
         {
             var load = _load.GetOrAdd(peer, static _ => new PeerLoad());
             Interlocked.Increment(ref load.InFlight);
@@ -110,13 +111,35 @@ internal sealed class RpcTopicRouter
         ArgumentException.ThrowIfNullOrEmpty(topic);
         options ??= RpcCallOptions.Default;
         var attemptOptions = WithOneDeadline(options);
-        var providers = await GetProvidersAsync(topic, cancellationToken);
+        using var deadline = new TopicCallDeadline(attemptOptions.Deadline, _options.TimeProvider, cancellationToken);
+        PeerId[] providers;
+        try
+        {
+            providers = await GetProvidersAsync(topic, deadline);
+        }
+        catch (OperationCanceledException) when (deadline.HasPassed)
+        {
+            throw LookupPastDeadline(topic);
+        }
+        var checkToken = options.CalleeCheck is null ? cancellationToken : deadline.Token;
         var calls = providers.Select(async peer =>
         {
-            if (options.CalleeCheck is { } check && await check(peer, cancellationToken) is { } refused)
+            if (options.CalleeCheck is { } check)
             {
-                _logger.LogDebug("topic {Topic}: provider {Peer} skipped: {Message}", topic, peer, refused.Message);
-                return null;
+                RpcException? refused;
+                try
+                {
+                    refused = await check(peer, checkToken);
+                }
+                catch (OperationCanceledException) when (deadline.HasPassed)
+                {
+                    return new RpcPeerResult(peer, null, CheckPastDeadline(topic, peer));
+                }
+                if (refused is not null)
+                {
+                    _logger.LogDebug("topic {Topic}: provider {Peer} skipped: {Message}", topic, peer, refused.Message);
+                    return null;
+                }
             }
             try
             {
@@ -133,6 +156,12 @@ internal sealed class RpcTopicRouter
         if (providers.Length > 0 && options.CalleeCheck is not null && results.All(r => r is null)) _cache.TryRemove(topic, out _);
         return results.OfType<RpcPeerResult>().ToArray();
     }
+
+    private static RpcException LookupPastDeadline(string topic) =>
+        new(RpcStatusCode.DeadlineExceeded, $"the deadline passed while looking up the providers of topic '{topic}'");
+
+    private static RpcException CheckPastDeadline(string topic, PeerId peer) =>
+        new(RpcStatusCode.DeadlineExceeded, $"the deadline passed while provider {peer} of topic '{topic}' was being checked");
 
     /// <summary>The caller's options with its timeout turned into one deadline: every attempt of a topic call spends what is left of it.</summary>
     private RpcCallOptions WithOneDeadline(RpcCallOptions options) =>
@@ -207,11 +236,17 @@ internal sealed class RpcTopicRouter
         return (inFlight + 1) * (latency + 1);
     }
 
-    private async Task<PeerId[]> GetProvidersAsync(string topic, CancellationToken cancellationToken)
+    /// <summary>The topic's providers: from the cache while it is fresh (without touching the deadline's timer), else looked up on the deadline's token.</summary>
+    private ValueTask<PeerId[]> GetProvidersAsync(string topic, TopicCallDeadline deadline)
+    {
+        if (_cache.TryGetValue(topic, out var cached) && cached.Peers.Length > 0 && _options.TimeProvider.GetElapsedTime(cached.FetchedAt) < _options.TopicCacheTtl)
+            return ValueTask.FromResult(cached.Peers);
+        return new ValueTask<PeerId[]>(LookUpProvidersAsync(topic, deadline.Token));
+    }
+
+    private async Task<PeerId[]> LookUpProvidersAsync(string topic, CancellationToken cancellationToken)
     {
         var time = _options.TimeProvider;
-        if (_cache.TryGetValue(topic, out var cached) && cached.Peers.Length > 0 && time.GetElapsedTime(cached.FetchedAt) < _options.TopicCacheTtl)
-            return cached.Peers;
         if (_discovery is null) throw new InvalidOperationException("topic calls need an IDiscovery; none was given to this RPC node");
         IReadOnlyList<DiscoveredPeer> found;
         try
@@ -233,40 +268,66 @@ internal sealed class RpcTopicRouter
     /// <summary>
     /// One topic call's walk over the providers: each tried at most once, those refusing the callee check skipped
     /// (not an attempt: nothing was sent), at most <see cref="RpcOptions.MaxTopicAttempts"/> attempts, and one
-    /// deadline for them all, so fail-over spends what is left of the caller's budget.
+    /// deadline for them all, lookups and checks included, so fail-over spends what is left of the caller's budget.
     /// </summary>
-    private sealed class TopicAttempts
+    private sealed class TopicAttempts : IDisposable
     {
         private readonly RpcTopicRouter _router;
         private readonly string _topic;
         private readonly RpcCallOptions _options;
+        private readonly TopicCallDeadline _deadline;
         private readonly HashSet<PeerId> _tried = [];
         private int _attempts;
         private RpcException? _last;
         private RpcException? _skipped;
 
-        public TopicAttempts(RpcTopicRouter router, string topic, RpcCallOptions? options)
+        public TopicAttempts(RpcTopicRouter router, string topic, RpcCallOptions? options, CancellationToken cancellationToken)
         {
             ArgumentException.ThrowIfNullOrEmpty(topic);
             _router = router;
             _topic = topic;
             _options = options ?? RpcCallOptions.Default;
             Options = router.WithOneDeadline(_options);
+            _deadline = new TopicCallDeadline(Options.Deadline, router._options.TimeProvider, cancellationToken);
         }
 
         /// <summary>What each attempt is sent with: the caller's options with the one deadline.</summary>
         public RpcCallOptions Options { get; }
 
         /// <summary>The provider to try next; null when none is left or the attempts are spent.</summary>
-        public async ValueTask<PeerId?> NextAsync(CancellationToken cancellationToken)
+        /// <exception cref="RpcException"><see cref="RpcStatusCode.DeadlineExceeded"/> when the deadline passes before a provider is found that may be called.</exception>
+        public async ValueTask<PeerId?> NextAsync()
         {
             while (_attempts < _router._options.MaxTopicAttempts)
             {
-                var providers = await _router.GetProvidersAsync(_topic, cancellationToken);
+                if (_deadline.HasPassed) throw PastDeadline();
+                PeerId[] providers;
+                try
+                {
+                    providers = await _router.GetProvidersAsync(_topic, _deadline);
+                }
+                catch (OperationCanceledException) when (_deadline.HasPassed)
+                {
+                    throw LookupPastDeadline(_topic);
+                }
                 var peer = _router.Choose(providers, _tried);
                 if (peer is null) return null;
                 _tried.Add(peer);
-                if (_options.CalleeCheck is { } check && await check(peer, cancellationToken) is { } refused)
+                if (_options.CalleeCheck is not { } check)
+                {
+                    _attempts++;
+                    return peer;
+                }
+                RpcException? refused;
+                try
+                {
+                    refused = await check(peer, _deadline.Token);
+                }
+                catch (OperationCanceledException) when (_deadline.HasPassed)
+                {
+                    throw CheckPastDeadline(_topic, peer);
+                }
+                if (refused is not null)
                 {
                     // The reason quoted is a provider's own answer when there is one: that a provider was unreachable says less than that one answered with no right to serve.
                     if (_skipped is null || refused.InnerException is null || _skipped.InnerException is not null) _skipped = refused;
@@ -278,6 +339,13 @@ internal sealed class RpcTopicRouter
             }
             return null;
         }
+
+        private RpcException PastDeadline() => _skipped is null
+            ? new RpcException(RpcStatusCode.DeadlineExceeded, $"the deadline passed before a provider of topic '{_topic}' could be called")
+            : new RpcException(RpcStatusCode.DeadlineExceeded,
+                $"the deadline passed before a provider of topic '{_topic}' could be called; last skipped: {_skipped.Message}", innerException: _skipped);
+
+        public void Dispose() => _deadline.Dispose();
 
         /// <summary>Evicts <paramref name="peer"/>, which was unavailable; false when the call must fail with <paramref name="error"/>.</summary>
         public bool MayGoOnAfter(PeerId peer, RpcException error)

@@ -1,0 +1,134 @@
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Threading;
+using P2PInference.TestKit.Discovery;
+using P2PInference.TestKit.Rpc;
+using P2PInference.TestKit.Simulation;
+
+namespace P2PInference.Tests.Unit.Rpc;
+
+/// <summary>
+/// The topic router beyond the conformance suite, on the RPC twin and the mock DHT in virtual time:
+/// one deadline for the whole call, the provider lookup and callee checks included.
+/// </summary>
+[TestFixture]
+public sealed class RpcTopicRouterTests
+{
+    private const string Topic = "p2pinference/router";
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(2);
+
+    [Test]
+    public void CalleeCheckThatNeverEnds_TheCallFailsWithDeadlineExceeded_AtItsDeadline() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        await world.ProviderAsync("p");
+        var client = await world.ClientAsync();
+        var options = new RpcCallOptions { Timeout = CallTimeout, CalleeCheck = NeverEnds };
+
+        var (unary, unaryTook) = await world.TimedFailureAsync(() => client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(), options, CancellationToken.None));
+        var (stream, streamTook) = await world.TimedFailureAsync(async () =>
+        {
+            await foreach (var _ in client.RequestTopicStreamAsync(Topic, "who", Array.Empty<byte>(), options, CancellationToken.None))
+            {
+            }
+        });
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(unary.Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded), unary.Message);
+            Assert.That(unaryTook, Is.EqualTo(CallTimeout));
+            Assert.That(stream.Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded), stream.Message);
+            Assert.That(streamTook, Is.EqualTo(CallTimeout));
+        });
+    });
+
+    [Test]
+    public void CalleeCheckThatNeverEnds_RequestAll_ReportsTheProviderAsPastTheDeadline_AtTheDeadline() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var provider = await world.ProviderAsync("p");
+        var client = await world.ClientAsync();
+
+        var (results, took) = await world.TimedAsync(() => client.RequestAllAsync(Topic, "who", Array.Empty<byte>(),
+            new RpcCallOptions { Timeout = CallTimeout, CalleeCheck = NeverEnds }, CancellationToken.None));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(took, Is.EqualTo(CallTimeout));
+            Assert.That(results.Select(r => (r.Peer, r.Error?.Code)), Is.EqualTo(new[] { (provider.PeerId, (RpcStatusCode?)RpcStatusCode.DeadlineExceeded) }));
+        });
+    });
+
+    [Test]
+    public void LookupSlowerThanTheDeadline_TheCallFailsWithDeadlineExceeded_AtItsDeadline() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        await world.ProviderAsync("p");
+        var client = await world.ClientAsync();
+        world.Dht.LookupDelay = TimeSpan.FromSeconds(10);
+
+        var (error, took) = await world.TimedFailureAsync(() => client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(),
+            new RpcCallOptions { Timeout = CallTimeout }, CancellationToken.None));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded), error.Message);
+            Assert.That(took, Is.EqualTo(CallTimeout));
+        });
+    });
+
+    private static async ValueTask<RpcException?> NeverEnds(PeerId peer, CancellationToken cancellationToken)
+    {
+        await new TaskCompletionSource().Task.WaitOrCancelAsync(cancellationToken);
+        return null;
+    }
+
+    private sealed class World(SimulationExecutor sim)
+    {
+        private readonly Random _identities = sim.CreateRandom("topic-router-tests", "identity");
+        private MockDht? _clientDht;
+
+        public InMemoryRpcNetwork Network { get; } = new(sim.Clock);
+
+        public MockDhtRegistry Dht { get; } = new(sim.Clock, sim.Seed);
+
+        public async Task<InMemoryRpcNode> ProviderAsync(string name)
+        {
+            var key = KeyPair.FromRandom(_identities);
+            var dht = Dht.CreateNode(key.PeerId, []);
+            var node = Network.CreateNode(key.PeerId, discovery: dht);
+            node.Respond("who", (_, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(System.Text.Encoding.UTF8.GetBytes(name)));
+            await dht.AnnounceAsync(Topic, CancellationToken.None);
+            return node;
+        }
+
+        public Task<InMemoryRpcNode> ClientAsync(Random? random = null)
+        {
+            var key = KeyPair.FromRandom(_identities);
+            _clientDht = Dht.CreateNode(key.PeerId, []);
+            return Task.FromResult(Network.CreateNode(key.PeerId, new RpcOptions { Random = random ?? new Random(sim.Seed) }, _clientDht));
+        }
+
+        public async Task<(T Result, TimeSpan Took)> TimedAsync<T>(Func<Task<T>> call)
+        {
+            var started = sim.Clock.GetTimestamp();
+            var result = await call();
+            return (result, sim.Clock.GetElapsedTime(started));
+        }
+
+        public async Task<(RpcException Error, TimeSpan Took)> TimedFailureAsync(Func<Task> call)
+        {
+            var started = sim.Clock.GetTimestamp();
+            try
+            {
+                await call();
+            }
+            catch (RpcException e)
+            {
+                return (e, sim.Clock.GetElapsedTime(started));
+            }
+            Assert.Fail("the call succeeded");
+            throw new InvalidOperationException();
+        }
+    }
+}
