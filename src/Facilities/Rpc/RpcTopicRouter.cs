@@ -10,7 +10,8 @@ namespace P2PInference.Facilities.Rpc;
 /// <summary>
 /// Topic calls: providers from discovery, cached for <see cref="RpcOptions.TopicCacheTtl"/>; a
 /// provider chosen by the power of two choices (two at random, the one with the lower cost
-/// (in-flight + 1) × (latency EWMA + 1 ms) wins); fail-over on <see cref="RpcStatusCode.Unavailable"/>
+/// (in-flight + 1) × (latency EWMA + 1 ms) wins; a provider with no latency sample yet counts the
+/// median of the topic's measured ones, neither preferred nor starved); fail-over on <see cref="RpcStatusCode.Unavailable"/>
 /// of idempotent calls, and of any call that provably never arrived (<see cref="RpcException.NotDelivered"/>),
 /// evicting the failed provider from the cache. The call's one deadline also bounds the provider lookup and
 /// the callee checks (<see cref="TopicCallDeadline"/>): past it the call fails with <see cref="RpcStatusCode.DeadlineExceeded"/>.
@@ -217,7 +218,7 @@ internal sealed class RpcTopicRouter
         if (second >= first) second++;
         var a = Untried(providers, tried, first);
         var b = Untried(providers, tried, second);
-        return Cost(b) < Cost(a) ? b : a;
+        return Cost(b, providers) < Cost(a, providers) ? b : a;
     }
 
     private static PeerId Untried(PeerId[] providers, HashSet<PeerId> tried, int index)
@@ -230,10 +231,38 @@ internal sealed class RpcTopicRouter
         throw new UnreachableException();
     }
 
-    private double Cost(PeerId peer)
+    /// <summary>
+    /// (in-flight + 1) × (latency + 1 ms). A provider never measured (new, or one whose calls all failed
+    /// before an answer) counts the median latency of the measured <paramref name="providers"/>: counting
+    /// it as 0 ms made it cheaper than every measured one, so the balancer chose it first every time.
+    /// </summary>
+    private double Cost(PeerId peer, PeerId[] providers)
     {
-        var (inFlight, latency) = LoadOf(peer);
+        var inFlight = 0;
+        double latency;
+        if (_load.TryGetValue(peer, out var load))
+        {
+            inFlight = Volatile.Read(ref load.InFlight);
+            if (!load.TryGetLatency(out latency)) latency = MedianLatency(providers);
+        }
+        else
+        {
+            latency = MedianLatency(providers);
+        }
         return (inFlight + 1) * (latency + 1);
+    }
+
+    /// <summary>The median latency EWMA of the measured <paramref name="providers"/>; 0 when none is measured.</summary>
+    private double MedianLatency(PeerId[] providers)
+    {
+        Span<double> samples = providers.Length <= 64 ? stackalloc double[providers.Length] : new double[providers.Length];
+        var count = 0;
+        foreach (var provider in providers)
+            if (_load.TryGetValue(provider, out var load) && load.TryGetLatency(out var latency)) samples[count++] = latency;
+        if (count == 0) return 0;
+        samples = samples[..count];
+        samples.Sort();
+        return count % 2 == 1 ? samples[count / 2] : (samples[count / 2 - 1] + samples[count / 2]) / 2;
     }
 
     /// <summary>The topic's providers: from the cache while it is fresh (without touching the deadline's timer), else looked up on the deadline's token.</summary>
@@ -387,6 +416,16 @@ internal sealed class RpcTopicRouter
             get
             {
                 lock (_gate) return _latencyMs;
+            }
+        }
+
+        /// <summary>The latency average; false while no sample was recorded.</summary>
+        public bool TryGetLatency(out double ms)
+        {
+            lock (_gate)
+            {
+                ms = _latencyMs;
+                return _sampled;
             }
         }
 

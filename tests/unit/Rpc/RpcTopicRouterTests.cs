@@ -9,7 +9,8 @@ namespace P2PInference.Tests.Unit.Rpc;
 
 /// <summary>
 /// The topic router beyond the conformance suite, on the RPC twin and the mock DHT in virtual time:
-/// one deadline for the whole call, the provider lookup and callee checks included.
+/// one deadline for the whole call, the provider lookup and callee checks included; and how a
+/// provider with no latency sample yet compares with measured ones.
 /// </summary>
 [TestFixture]
 public sealed class RpcTopicRouterTests
@@ -77,6 +78,39 @@ public sealed class RpcTopicRouterTests
         });
     });
 
+    [Test]
+    public void UnmeasuredProvider_CostsTheMedianOfTheMeasuredOnes_NotTheLeast() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var fast = await world.ProviderAsync("fast");
+        var slow = await world.ProviderAsync("slow");
+        var fresh = await world.ProviderAsync("fresh");
+        var random = new PairRandom();
+        var client = await world.ClientAsync(random);
+        world.Network.Link(client.PeerId, fast.PeerId).Latency = TimeSpan.FromMilliseconds(10);
+        world.Network.Link(client.PeerId, slow.PeerId).Latency = TimeSpan.FromMilliseconds(100);
+        world.Network.Link(client.PeerId, fresh.PeerId).Latency = TimeSpan.FromMilliseconds(10);
+        var order = await world.OrderAsync();
+
+        async Task<string> CallChoosingBetween(InMemoryRpcNode a, InMemoryRpcNode b)
+        {
+            random.Compare(order.IndexOf(a.PeerId), order.IndexOf(b.PeerId));
+            return System.Text.Encoding.UTF8.GetString(await client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(), null, CancellationToken.None));
+        }
+
+        // Both measured first (a tie between two unmeasured goes to the first compared).
+        await CallChoosingBetween(fast, slow);
+        await CallChoosingBetween(slow, fresh);
+        var againstTheFast = await CallChoosingBetween(fast, fresh);
+        var againstTheSlow = await CallChoosingBetween(slow, fresh);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(againstTheFast, Is.EqualTo("fast"), "an unmeasured provider does not beat a measured one better than the median");
+            Assert.That(againstTheSlow, Is.EqualTo("fresh"), "nor is it starved: it beats one worse than the median");
+        });
+    });
+
     private static async ValueTask<RpcException?> NeverEnds(PeerId peer, CancellationToken cancellationToken)
     {
         await new TaskCompletionSource().Task.WaitOrCancelAsync(cancellationToken);
@@ -109,6 +143,10 @@ public sealed class RpcTopicRouterTests
             return Task.FromResult(Network.CreateNode(key.PeerId, new RpcOptions { Random = random ?? new Random(sim.Seed) }, _clientDht));
         }
 
+        /// <summary>The providers in the order the client's lookups return them.</summary>
+        public async Task<List<PeerId>> OrderAsync() =>
+            (await _clientDht!.LookupAsync(Topic, CancellationToken.None)).Select(p => p.PeerId).ToList();
+
         public async Task<(T Result, TimeSpan Took)> TimedAsync<T>(Func<Task<T>> call)
         {
             var started = sim.Clock.GetTimestamp();
@@ -130,5 +168,25 @@ public sealed class RpcTopicRouterTests
             Assert.Fail("the call succeeded");
             throw new InvalidOperationException();
         }
+    }
+
+    /// <summary>Makes the balancer compare the providers at two given indexes (of the untried ones), the first one first.</summary>
+    private sealed class PairRandom : Random
+    {
+        private readonly Queue<int> _picks = new();
+
+        public PairRandom() : base(0)
+        {
+        }
+
+        public void Compare(int first, int second)
+        {
+            _picks.Clear();
+            _picks.Enqueue(first);
+            // The router draws the second from the others, skipping the first's index.
+            _picks.Enqueue(second > first ? second - 1 : second);
+        }
+
+        public override int Next(int maxValue) => _picks.Count > 0 ? _picks.Dequeue() : 0;
     }
 }
