@@ -18,7 +18,11 @@ namespace P2PInference.Facilities.Trust;
 /// <remarks>
 /// Expiry and revocation are checked on every call against the remembered grant, so they take
 /// effect at once; the cache period bounds how long a grant a peer replaced (or lost) is still
-/// believed. Failed fetches (the peer unreachable) are not remembered.
+/// believed. A failed fetch (the peer unreachable, or silent past the query's timeout) is remembered
+/// for the cache period too (<see cref="FailedGrantQueries"/>): the peer fails the check at once, so a
+/// peer that announces a topic and never answers costs a caller one wait per period, not one per call.
+/// Within a topic call a grant query may take at most half of what is left of the call's deadline
+/// (and <see cref="ExchangeTimeout"/>), so a silent provider leaves the call time for another.
 /// </remarks>
 public sealed class TrustedRpcClient : IRpcClient
 {
@@ -28,12 +32,19 @@ public sealed class TrustedRpcClient : IRpcClient
     /// <summary>Peers whose grants are remembered at most; past it the memory starts afresh (it is only a cache).</summary>
     internal const int MaxRemembered = 4096;
 
+    /// <summary>
+    /// A grant query given less time than this (the call it serves was nearly out of time) that times out
+    /// is not held against the peer: too short to tell a silent peer from a far one.
+    /// </summary>
+    internal static readonly TimeSpan ShortestJudgedQuery = TimeSpan.FromSeconds(1);
+
     private readonly IRpcClient _inner;
     private readonly GrantVerifier _verifier;
     private readonly Func<string, GrantRole?> _roleOf;
     private readonly HeldGrant? _ownGrant;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<PeerId, Presented> _presented = new();
+    private readonly FailedGrantQueries _failed;
 
     /// <param name="inner">The node that carries the calls.</param>
     /// <param name="verifier">The cluster and clock the grants are checked against.</param>
@@ -52,6 +63,7 @@ public sealed class TrustedRpcClient : IRpcClient
         CachePeriod = cachePeriod ?? TimeSpan.FromSeconds(30);
         if (CachePeriod < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(cachePeriod));
         _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<TrustedRpcClient>();
+        _failed = new FailedGrantQueries(verifier.Time, CachePeriod, MaxRemembered);
     }
 
     public GrantVerifier Verifier => _verifier;
@@ -62,14 +74,20 @@ public sealed class TrustedRpcClient : IRpcClient
     /// <summary>How long a grant a peer presented is remembered before it is asked again.</summary>
     public TimeSpan CachePeriod { get; }
 
+    /// <summary>Failed grant queries remembered now (bounded by <see cref="MaxRemembered"/>).</summary>
+    internal int FailedQueriesRemembered => _failed.Count;
+
     /// <summary>Null when <paramref name="peer"/> holds a valid grant for <paramref name="role"/>; else why not, as an Unavailable error naming the role.</summary>
-    public async ValueTask<RpcException?> CheckCalleeAsync(PeerId peer, GrantRole role, CancellationToken cancellationToken)
+    public ValueTask<RpcException?> CheckCalleeAsync(PeerId peer, GrantRole role, CancellationToken cancellationToken) =>
+        CheckCalleeAsync(peer, role, ExchangeTimeout, cancellationToken);
+
+    private async ValueTask<RpcException?> CheckCalleeAsync(PeerId peer, GrantRole role, TimeSpan queryTimeout, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(peer);
         Presented presented;
         try
         {
-            presented = await PresentedGrantAsync(peer, cancellationToken);
+            presented = await PresentedGrantAsync(peer, queryTimeout, askAgain: false, cancellationToken);
         }
         catch (RpcException e)
         {
@@ -86,24 +104,39 @@ public sealed class TrustedRpcClient : IRpcClient
     public async ValueTask<bool> HoldsGrantAsync(PeerId peer, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(peer);
-        var presented = await PresentedGrantAsync(peer, cancellationToken);
+        // The peer has just connected: a query that failed earlier says little now, so it is asked again.
+        var presented = await PresentedGrantAsync(peer, ExchangeTimeout, askAgain: true, cancellationToken);
         return presented.Grant is { } grant && _verifier.Check(grant, peer, grant.Role) is null;
     }
 
-    private async ValueTask<Presented> PresentedGrantAsync(PeerId peer, CancellationToken cancellationToken)
+    /// <param name="askAgain">Query the peer even when its last query failed within the cache period.</param>
+    /// <exception cref="RpcException">The query failed now, or (unless <paramref name="askAgain"/>) did within the cache period.</exception>
+    private async ValueTask<Presented> PresentedGrantAsync(PeerId peer, TimeSpan queryTimeout, bool askAgain, CancellationToken cancellationToken)
     {
         var time = _verifier.Time;
         if (_presented.TryGetValue(peer, out var presented) && time.GetElapsedTime(presented.FetchedAt) < CachePeriod) return presented;
+        if (!askAgain && _failed.TryGet(peer, out var reason, out var age))
+            throw new RpcException(RpcStatusCode.Unavailable,
+                $"its grant query failed {age.TotalSeconds:0.###} s ago, and it is not asked again for {(CachePeriod - age).TotalSeconds:0.###} s: {reason}");
         byte[] bytes;
         try
         {
             bytes = await _inner.RequestAsync(peer, GrantExchange.Method, ReadOnlyMemory<byte>.Empty,
-                new RpcCallOptions { Timeout = ExchangeTimeout, Idempotent = true }, cancellationToken);
+                new RpcCallOptions { Timeout = queryTimeout, Idempotent = true }, cancellationToken);
         }
         catch (RpcException e) when (e.Code == RpcStatusCode.UnknownMethod)
         {
             bytes = [];
         }
+        catch (RpcException e) when (!cancellationToken.IsCancellationRequested && e.Code != RpcStatusCode.Cancelled
+                                     && (e.Code != RpcStatusCode.DeadlineExceeded || queryTimeout >= ShortestJudgedQuery))
+        {
+            // Unreachable, or silent for as long as it was given: held against it for the cache period, so
+            // that later calls skip it at once. A query we cancelled, or one given too little time to judge, is not.
+            _failed.Remember(peer, e.Message);
+            throw;
+        }
+        _failed.Forget(peer);
         RoleGrant? grant = null;
         string? malformed = null;
         if (bytes.Length > 0)
@@ -162,11 +195,24 @@ public sealed class TrustedRpcClient : IRpcClient
     {
         if (_roleOf(method) is not { } role) return options;
         var inner = options.CalleeCheck;
+        var deadline = options.ResolveDeadline(_verifier.Time, defaultTimeout: null);
         return options with
         {
             CalleeCheck = async (peer, ct) =>
-                await CheckCalleeAsync(peer, role, ct) ?? (inner is null ? null : await inner(peer, ct)),
+                await CheckCalleeAsync(peer, role, QueryTimeout(deadline), ct) ?? (inner is null ? null : await inner(peer, ct)),
         };
+    }
+
+    /// <summary>
+    /// What a grant query made for a topic call may take: <see cref="ExchangeTimeout"/>, and at most half of
+    /// what is left of the call's <paramref name="deadline"/>, so that a provider that never answers leaves the
+    /// call time to check and call another (the router cuts the query off at the deadline in any case).
+    /// </summary>
+    private TimeSpan QueryTimeout(DateTimeOffset? deadline)
+    {
+        if (deadline is not { } d) return ExchangeTimeout;
+        var half = (d - _verifier.Time.GetUtcNow()) / 2;
+        return half >= ExchangeTimeout ? ExchangeTimeout : half > TimeSpan.Zero ? half : TimeSpan.Zero;
     }
 
     private RpcCallOptions WithGrant(RpcCallOptions? options)
