@@ -13,7 +13,8 @@ namespace P2PInference.Workers.Gateway;
 /// Chooses the processor for a request. The RPC layer balances unary topic calls but has no topic
 /// streaming call, so the gateway does its own choice for both kinds of request: the providers of
 /// <see cref="WorkerTopics.Model"/> are asked for their status (<see cref="IRpcClient.RequestAllAsync"/>,
-/// which also tells the RPC node their addresses), kept for <see cref="GatewayOptions.ProcessorCacheTtl"/>,
+/// which also tells the RPC node their addresses), kept for <see cref="GatewayOptions.ProcessorCacheTtl"/>
+/// from when that fetch ended (so a fetch slower than the TTL is not started again by the next request),
 /// and each request takes the cheaper of two picked at random (power of two choices), the cost being
 /// this gateway's calls in flight to it plus the load it reported beyond them. A processor that
 /// fails with a connection error is dropped from the cache until the next refresh.
@@ -152,7 +153,7 @@ internal sealed class ProcessorPicker
             if (_models.Count >= MaxCachedModels) TrimLocked();
             slot = new Slot(_time.GetTimestamp());
             _models[model] = slot;
-            slot.Fetch = FetchAsync(model);
+            slot.Fetch = FetchAsync(model, slot);
             return slot;
         }
     }
@@ -166,7 +167,7 @@ internal sealed class ProcessorPicker
             if (slot.Fetch.IsCompleted) _models.Remove(model);
     }
 
-    private async Task<Provider[]> FetchAsync(string model)
+    private async Task<Provider[]> FetchAsync(string model, Slot slot)
     {
         await Task.Yield(); // run outside the lock of GetSlot
         var topic = WorkerTopics.Model(model);
@@ -215,6 +216,9 @@ internal sealed class ProcessorPicker
         }
         foreach (var provider in providers) _reported[provider.Peer] = provider;
         _logger.LogDebug("processors of model {Model}: {Count} found", model, providers.Count);
+        // The TTL counts from now: stamped at the start, a fetch slower than the TTL was stale on arrival
+        // and the next request started another (a provider that never answers made every one wait).
+        lock (_gate) slot.FetchedAt = _time.GetTimestamp();
         return [.. providers];
     }
 
@@ -223,9 +227,10 @@ internal sealed class ProcessorPicker
 
     private sealed record Provider(PeerId Peer, int OtherLoad, bool Full, int ModelMaxTokens);
 
-    private sealed class Slot(long fetchedAt)
+    private sealed class Slot(long startedAt)
     {
-        public long FetchedAt { get; } = fetchedAt;
+        /// <summary>When the fetch started, then when it ended successfully; read and written under the picker's lock.</summary>
+        public long FetchedAt { get; set; } = startedAt;
         public Task<Provider[]> Fetch { get; set; } = null!;
         public HashSet<PeerId> Evicted { get; } = [];
     }

@@ -16,6 +16,7 @@ internal sealed class FakeProcessor
 {
     public static readonly string[] DefaultWords = ["Hello", " wide", " world", "!"];
 
+    private int _statusCalls;
     private int _streamCalls;
     private int _inferCalls;
     private int _active;
@@ -24,11 +25,13 @@ internal sealed class FakeProcessor
     {
         Node = node;
         Models = models;
-        node.Respond<StatusRequest, StatusResponse>(WorkerMethods.Processor.Status, StatusRequest.Parser, (_, _) =>
+        node.Respond<StatusRequest, StatusResponse>(WorkerMethods.Processor.Status, StatusRequest.Parser, async (_, context) =>
         {
+            Interlocked.Increment(ref _statusCalls);
+            if (StatusDelay > TimeSpan.Zero) await Task.Delay(StatusDelay, node.Options.TimeProvider, context.CancellationToken);
             var status = new StatusResponse { Active = Volatile.Read(ref _active) + ReportedLoad, MaxConcurrency = 4, MaxQueue = 16 };
             status.Models.AddRange(Models.Select(m => new ModelInfo { Name = m, Description = "model " + m, MaxTokens = 256 }));
-            return ValueTask.FromResult(status);
+            return status;
         });
         node.Respond<InferRequest, InferResponse>(WorkerMethods.Processor.Infer, InferRequest.Parser, InferAsync);
         node.RespondStreaming<InferRequest, InferChunk>(WorkerMethods.Processor.InferStream, InferRequest.Parser, StreamAsync);
@@ -41,6 +44,12 @@ internal sealed class FakeProcessor
     public string[] Models { get; }
 
     public int StreamCalls => Volatile.Read(ref _streamCalls);
+
+    /// <summary>How many times it was asked for its status.</summary>
+    public int StatusCalls => Volatile.Read(ref _statusCalls);
+
+    /// <summary>How long it takes to answer a status request, on its node's clock. Default: no time.</summary>
+    public TimeSpan StatusDelay { get; set; }
 
     public int InferCalls => Volatile.Read(ref _inferCalls);
 

@@ -358,6 +358,27 @@ public sealed class GatewayRoutingTests
     });
 
     [Test]
+    public void ProcessorStatusSlowerThanTheCacheTtl_IsNotAskedAgain_ByTheNextRequest() => SimulationTest.Run(async sim =>
+    {
+        await using var h = await GatewayHarness.StartAsync(new GatewayOptions { DefaultRateLimit = new(10_000, 1_000), MaxPromptLength = 1000 }, time: sim.Clock);
+        var processor = await h.AddProcessorAsync();
+        // Slower than the picker's cache TTL (5 s), within the status call's own deadline (10 s).
+        processor.StatusDelay = h.Options.ProcessorCacheTtl + TimeSpan.FromSeconds(2);
+
+        await h.InferAsync(Prompt());
+        var started = sim.Clock.GetTimestamp();
+        await h.InferAsync(Prompt());
+        var secondTook = sim.Clock.GetElapsedTime(started);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(processor.StatusCalls, Is.EqualTo(1), "the processors found by the slow fetch are used for the cache TTL after it ended");
+            Assert.That(secondTook, Is.EqualTo(TimeSpan.Zero));
+            Assert.That(processor.InferCalls, Is.EqualTo(2));
+        });
+    });
+
+    [Test]
     public async Task MalformedPayload_IsInvalidArgument_AndTheNextCallIsServed()
     {
         await _h.AddProcessorAsync();
