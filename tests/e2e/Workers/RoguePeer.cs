@@ -1,6 +1,7 @@
 using System.Reflection;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Threading;
 using P2PInference.Facilities.Trust;
 using P2PInference.Workers.Contracts;
 
@@ -8,8 +9,9 @@ namespace P2PInference.Tests.E2E.Workers;
 
 /// <summary>
 /// A peer that claims a worker role by announcing its topic, presents whatever grant it was given (or
-/// none), and records every request that reaches it: each worker method is served (unary or streaming,
-/// as the real workers serve it) by a handler that only writes down what arrived and fails.
+/// none, or never answers the grant query when silent), and records every request that reaches it: each
+/// worker method is served (unary or streaming, as the real workers serve it) by a handler that only
+/// writes down what arrived and fails.
 /// </summary>
 internal sealed class RoguePeer : IAsyncDisposable
 {
@@ -17,11 +19,20 @@ internal sealed class RoguePeer : IAsyncDisposable
     private readonly List<ReceivedRequest> _received = [];
     private readonly List<int> _grantQueries = [];
 
-    public RoguePeer(RpcNode rpc, RoleGrant? grant)
+    public RoguePeer(RpcNode rpc, RoleGrant? grant, bool silent = false)
     {
         _rpc = rpc;
         Grant = grant;
-        if (grant is not null)
+        if (silent)
+        {
+            rpc.Respond(GrantExchange.Method, async (request, context) =>
+            {
+                _grantQueries.Add(request.Length);
+                await new TaskCompletionSource().Task.WaitOrCancelAsync(context.CancellationToken);
+                return ReadOnlyMemory<byte>.Empty;
+            });
+        }
+        else if (grant is not null)
         {
             var bytes = grant.ToBytes();
             rpc.Respond(GrantExchange.Method, (request, _) =>

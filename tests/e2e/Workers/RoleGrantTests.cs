@@ -131,6 +131,55 @@ public sealed class RoleGrantTests
     }, WorkerCluster.Simulation());
 
     [Test]
+    public void Journey_WithSilentRoguesClaimingEveryRole_StaysWithinTheClientsTimeouts_AndLaterCallsDoNotWaitOnThem() => SimulationTest.Run(async sim =>
+    {
+        // Rogues that announce each role's topics and never answer the grant query: each such query
+        // waited 10 s, so a call with a shorter timeout failed before it reached a real worker.
+        var rogues = new[] { GrantRole.Auth, GrantRole.Gateway, GrantRole.Processor }
+            .SelectMany(role => new[] { 1, 2 }.Select(n => new RogueSpec($"rogue-silent{n}-{role.Name()}", TopicsOf(role), (_, _) => null, Silent: true)))
+            .ToList();
+        await using var network = await WorkerCluster.StartAsync(new WorkerClusterOptions { Rogues = rogues }, CancellationToken.None);
+        var callTimeout = TimeSpan.FromSeconds(5);
+        var client = network.NewClient(new ClientOptions { CallTimeout = callTimeout });
+        var user = network.Data.User();
+        var time = network.Cluster.Time;
+        var took = new List<(string Call, TimeSpan Took)>();
+        async Task<T> Timed<T>(string call, Func<Task<T>> run)
+        {
+            var started = time.GetTimestamp();
+            var result = await run();
+            took.Add((call, time.GetElapsedTime(started)));
+            return result;
+        }
+
+        await Timed("register", () => client.RegisterAsync(user.Email, user.Password, CancellationToken.None));
+        await Timed("login", () => client.LoginAsync(user.Email, user.Password, CancellationToken.None));
+        await Timed("createApiKey", () => client.CreateApiKeyAsync("silent", CancellationToken.None));
+        var first = await Timed("first infer", () => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 1), CancellationToken.None));
+        var second = await Timed("second infer", () => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 2), CancellationToken.None));
+        await Timed("listApiKeys", () => client.ListApiKeysAsync(CancellationToken.None));
+
+        var silent = network.Rogues.ToArray();
+        var log = string.Join(", ", took.Select(t => $"{t.Call} {t.Took.TotalSeconds:0.###} s"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Text, Is.Not.Empty);
+            Assert.That(second.Text, Is.Not.Empty);
+            foreach (var (call, t) in took.Where(t => !t.Call.EndsWith("infer", StringComparison.Ordinal)))
+                Assert.That(t, Is.LessThanOrEqualTo(callTimeout), $"{call}: {log}");
+            // The gateway's first look at the processors waits on the silent ones for half its 10 s backend timeout, once.
+            Assert.That(took.Single(t => t.Call == "first infer").Took, Is.LessThanOrEqualTo(TimeSpan.FromSeconds(6)), log);
+            Assert.That(took.Single(t => t.Call == "second infer").Took, Is.LessThan(TimeSpan.FromSeconds(1)), log);
+            Assert.That(silent, Has.Length.EqualTo(6));
+            foreach (var rogue in silent) Assert.That(rogue.Received, Is.Empty, $"requests reached rogue {rogue.PeerId}");
+            // Every processor is asked for its status, so each rogue one was considered; once, then remembered as failed.
+            // (An auth or gateway rogue may be asked twice: a query a nearly spent call gave under a second is not held against it.)
+            foreach (var rogue in silent.Where(r => RoleOfRogue(network, r) == GrantRole.Processor))
+                Assert.That(rogue.GrantQueries, Has.Count.EqualTo(1), $"processor rogue {rogue.PeerId}");
+        });
+    }, WorkerCluster.Simulation());
+
+    [Test]
     public void AuthAndProcessor_RefuseCallersWithoutAGatewayGrant_EvenOneShowingAStolenGrant() => SimulationTest.Run(async sim =>
     {
         await using var network = await StartWithRoguesAsync();
@@ -170,18 +219,20 @@ public sealed class RoleGrantTests
         Assert.That(failure.Message, Does.Not.Contain("\n"));
     }, WorkerCluster.Simulation());
 
+    private static string[] TopicsOf(GrantRole role) => role switch
+    {
+        GrantRole.Auth => [WorkerTopics.Auth],
+        GrantRole.Gateway => [WorkerTopics.Gateway],
+        _ => [WorkerTopics.Processor, WorkerTopics.Model(WorkerCluster.Model)],
+    };
+
     private static async Task<WorkerCluster> StartWithRoguesAsync()
     {
         var other = new ClusterKey(KeyPair.FromSeed(new byte[32]));
         var rogues = new List<RogueSpec>();
         foreach (var role in new[] { GrantRole.Auth, GrantRole.Gateway, GrantRole.Processor })
         {
-            var topics = role switch
-            {
-                GrantRole.Auth => new[] { WorkerTopics.Auth },
-                GrantRole.Gateway => [WorkerTopics.Gateway],
-                _ => [WorkerTopics.Processor, WorkerTopics.Model(WorkerCluster.Model)],
-            };
+            var topics = TopicsOf(role);
             foreach (var kind in Kinds)
             {
                 rogues.Add(new RogueSpec(RogueName(kind, role), topics, (cluster, peer) => kind switch

@@ -252,7 +252,7 @@ internal sealed class WorkerCluster : IAsyncDisposable
 
     private static async Task<IAsyncDisposable> StartRogueAsync(TestNodeContext node, RogueSpec spec, CancellationToken cancellationToken)
     {
-        var rogue = new RoguePeer(node.Get<RpcNode>(), spec.Grant(node.Cluster, node.Node.PeerId));
+        var rogue = new RoguePeer(node.Get<RpcNode>(), spec.Grant(node.Cluster, node.Node.PeerId), spec.Silent);
         foreach (var topic in spec.Topics) await node.Discovery.AnnounceAsync(topic, cancellationToken);
         return rogue;
     }

@@ -54,6 +54,7 @@ internal sealed class WorkerClusterOptions
 
 /// <summary>
 /// A rogue node: <paramref name="Name"/>, the <paramref name="Topics"/> it announces and the grant it
-/// presents (made from the cluster and its own PeerId; null: none).
+/// presents (made from the cluster and its own PeerId; null: none). A <paramref name="Silent"/> one never
+/// answers the grant query at all.
 /// </summary>
-internal sealed record RogueSpec(string Name, IReadOnlyList<string> Topics, Func<TestCluster, PeerId, RoleGrant?> Grant);
+internal sealed record RogueSpec(string Name, IReadOnlyList<string> Topics, Func<TestCluster, PeerId, RoleGrant?> Grant, bool Silent = false);
