@@ -25,6 +25,8 @@ public sealed record RpcCallOptions
     /// Topic calls: asked about each provider before any byte of the request goes to it; an exception
     /// (its message saying why) skips that provider without counting as an attempt, null lets the call
     /// go. Providers skipped by it are left out of <see cref="IRpcClient.RequestAllAsync"/>'s results.
+    /// Its token also fires at the call's deadline: a check still running then ends the call with
+    /// <see cref="RpcStatusCode.DeadlineExceeded"/>, as a provider lookup still running does.
     /// The trust layer uses it to call only providers that proved their role.
     /// </summary>
     public Func<PeerId, CancellationToken, ValueTask<RpcException?>>? CalleeCheck { get; init; }
