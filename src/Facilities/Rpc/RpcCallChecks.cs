@@ -13,8 +13,12 @@ internal static class RpcCallChecks
             throw new RpcException(RpcStatusCode.ResourceExhausted,
                 $"request of {request.Length} bytes exceeds the limit of {rpcOptions.MaxMessageSize} bytes; it was not sent");
         var deadline = options.ResolveDeadline(rpcOptions.TimeProvider, rpcOptions.DefaultTimeout);
-        if (deadline is { } d && d <= rpcOptions.TimeProvider.GetUtcNow())
+        var now = rpcOptions.TimeProvider.GetUtcNow();
+        if (deadline is { } d && d <= now)
             throw new RpcException(RpcStatusCode.DeadlineExceeded, "the deadline passed before the call was made");
+        if (deadline is { } far && far - now > RpcCallOptions.MaxTimeout)
+            throw new RpcException(RpcStatusCode.InvalidArgument,
+                $"a deadline {(far - now).TotalDays:0.#} days away is past the most a call may be given ({RpcCallOptions.MaxTimeout.TotalDays:0.#} days); it was not sent");
         return deadline;
     }
 

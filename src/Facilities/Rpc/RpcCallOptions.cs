@@ -10,6 +10,15 @@ public sealed record RpcCallOptions
 {
     public static readonly RpcCallOptions Default = new();
 
+    /// <summary>
+    /// The longest a call may be given: 4,294,967,294 ms (about 49.7 days), the longest a timer can
+    /// wait (<c>Timer.MaxSupportedTimeout</c>). A caller asking for more gets
+    /// <see cref="RpcStatusCode.InvalidArgument"/> before anything is sent, and a server refuses a request
+    /// envelope asking for more the same way, marked <see cref="RpcException.NotDelivered"/>. No
+    /// deadline at all is a timeout of 0 on the wire.
+    /// </summary>
+    public static readonly TimeSpan MaxTimeout = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
     /// <summary>Time allowed from the start of the call; past it the caller gets <see cref="RpcStatusCode.DeadlineExceeded"/>.</summary>
     public TimeSpan? Timeout { get; init; }
 

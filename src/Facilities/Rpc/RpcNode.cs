@@ -239,6 +239,8 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             if (envelope.Payload.Length > _options.MaxMessageSize) error = _server.TooLarge("request", envelope.Payload.Length).AsUndelivered();
             else if (envelope.Method.Length == 0) error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, "request envelope names no method");
             else if (envelope.TimeoutMs < 0) error = RpcException.Undelivered(RpcStatusCode.InvalidArgument, "negative timeout in request envelope");
+            // Past it no timer can wait (it would throw, and the stream be reset with no answer at all).
+            else if (envelope.TimeoutMs > (long)RpcCallOptions.MaxTimeout.TotalMilliseconds) error = RpcServerCore.TimeoutTooLong(envelope.TimeoutMs);
             else return envelope;
         }
         catch (MessageTooLargeException e)

@@ -99,6 +99,11 @@ internal sealed class RpcServerCore : IRpcServer
     public RpcException TooManyCalls() =>
         RpcException.Undelivered(RpcStatusCode.ResourceExhausted, $"more than {_options.MaxConcurrentCallsPerPeer} concurrent calls from this peer");
 
+    /// <summary>The refusal of a request whose timeout is out of range (see <see cref="RpcCallOptions.MaxTimeout"/>); nothing of it ran.</summary>
+    public static RpcException TimeoutTooLong(long timeoutMs) =>
+        RpcException.Undelivered(RpcStatusCode.InvalidArgument,
+            $"request timeout of {timeoutMs} ms is out of range: at most {(long)RpcCallOptions.MaxTimeout.TotalMilliseconds} ms (about 49.7 days); 0 means no deadline");
+
     public RpcException TooLarge(string what, long size) =>
         new(RpcStatusCode.ResourceExhausted, $"{what} of {size} bytes exceeds the limit of {_options.MaxMessageSize} bytes");
 
@@ -121,6 +126,9 @@ internal sealed class RpcServerCore : IRpcServer
         if (call.Payload.Length > _options.MaxMessageSize) return TooLarge("request", call.Payload.Length).AsUndelivered();
         // Draining: a call that arrives while the server stops is refused before its handler runs.
         if (_stopping.IsCancellationRequested) return RpcException.Undelivered(RpcStatusCode.Unavailable, "the server is stopping");
+        // The real node checks the envelope already; this holds for any carrier (the twin), before a timer is made of it.
+        if (call.Timeout is { } requested && (requested < TimeSpan.Zero || requested > RpcCallOptions.MaxTimeout))
+            return TimeoutTooLong((long)Math.Ceiling(requested.TotalMilliseconds));
 
         var time = _options.TimeProvider;
         var deadline = call.Timeout is { } timeout ? time.GetUtcNow() + timeout : (DateTimeOffset?)null;
