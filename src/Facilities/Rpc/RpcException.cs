@@ -50,6 +50,23 @@ public sealed class RpcException : Exception
     public static RpcException Undelivered(RpcStatusCode code, string message, Exception? innerException = null) =>
         new(code, message, new Dictionary<string, string> { [NotDeliveredKey] = "1" }, innerException);
 
+    /// <summary>
+    /// A refusal by code that wraps a handler and turns the call away BEFORE it calls the real handler
+    /// (a draining worker, a caller without the grant the server requires). The server core answers
+    /// it marked <see cref="NotDelivered"/>, so the caller may send the call to another peer; it strips
+    /// that mark from anything else a handler throws. Only such deliberate refusal code uses it.
+    /// </summary>
+    /// <remarks>
+    /// What the server core honours is a property of this exception object, never of the wire: an error
+    /// a handler received from another peer (over the real node, or handed over in-process by the twin,
+    /// which passes on a copy the core made) never carries it, so a handler that forwards a downstream
+    /// refusal cannot claim by accident that its own call never arrived.
+    /// </remarks>
+    public static RpcException RefusedBeforeHandler(RpcStatusCode code, string message) => new(code, message) { IsRefusedBeforeHandler = true };
+
+    /// <summary>Made by <see cref="RefusedBeforeHandler"/>: the server core answers it as <see cref="NotDelivered"/>.</summary>
+    internal bool IsRefusedBeforeHandler { get; private init; }
+
     /// <summary>This error, marked as <see cref="NotDelivered"/> (itself when it is already).</summary>
     public RpcException AsUndelivered()
     {

@@ -8,7 +8,9 @@ namespace P2PInference.Facilities.Rpc;
 /// <summary>
 /// What every RPC server does whatever carries its calls: method registry, firewall, per-peer
 /// concurrency limit, deadlines, cancellation, and turning handler outcomes into status codes.
-/// Every refusal before the handler runs is marked <see cref="RpcException.NotDelivered"/>.
+/// Every refusal before the handler runs is marked <see cref="RpcException.NotDelivered"/>, and so is a
+/// wrapper's refusal before it calls the real handler (<see cref="RpcException.RefusedBeforeHandler"/>);
+/// the mark is stripped from anything else a handler throws.
 /// Shared by <see cref="RpcNode"/> and the TestKit twin so both behave the same.
 /// </summary>
 internal sealed class RpcServerCore : IRpcServer
@@ -184,6 +186,13 @@ internal sealed class RpcServerCore : IRpcServer
             }
             return null;
         }
+        catch (RpcException e) when (e.IsRefusedBeforeHandler)
+        {
+            // A wrapper turned the call away before the real handler ran, and said so deliberately. A
+            // fresh error carries the mark: the caller's copy (handed over as it is by the twin) has no
+            // flag a handler of the caller's could pass on by rethrowing it.
+            return NotDeliveredCopy(e);
+        }
         catch (RpcException e)
         {
             // The handler ran: whatever it forwards (say, a downstream call's refusal) must not tell
@@ -215,6 +224,9 @@ internal sealed class RpcServerCore : IRpcServer
             return new RpcException(RpcStatusCode.Internal, InternalMessage(call.RequestId));
         }
     }
+
+    private static RpcException NotDeliveredCopy(RpcException e) =>
+        new(e.Code, e.Message, new Dictionary<string, string>(e.Details, StringComparer.Ordinal) { [RpcException.NotDeliveredKey] = "1" });
 
     private static RpcException Delivered(RpcException e)
     {

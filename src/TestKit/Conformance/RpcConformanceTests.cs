@@ -159,6 +159,14 @@ public abstract class RpcConformanceTests
     protected Task<byte[]> CallAsync(RpcConformanceNode from, RpcConformanceNode to, string method, string request, RpcCallOptions? options = null) =>
         from.Client.RequestAsync(to.PeerId, method, Bytes(request), options, TestToken);
 
+    /// <summary>Every item of <paramref name="items"/>, in order.</summary>
+    protected static async Task<List<byte[]>> ReadAllAsync(IAsyncEnumerable<byte[]> items)
+    {
+        var all = new List<byte[]>();
+        await foreach (var item in items) all.Add(item);
+        return all;
+    }
+
     protected static async Task<RpcException> FailureOf(Task call)
     {
         try
@@ -779,6 +787,66 @@ public abstract class RpcConformanceTests
     });
 
     [Test]
+    public Task ARefusalBeforeTheHandler_ByAWrapper_IsMarkedNotDelivered() => RunTestAsync(async () =>
+    {
+        var (client, server) = await PairAsync();
+        var calls = 0;
+        RpcHandler handler = (_, _) =>
+        {
+            calls++;
+            return Answer("ran");
+        };
+        // What a draining worker's wrapper does: it turns the call away before the real handler runs.
+        server.Server.Respond("stopping", (_, _) => throw RpcException.RefusedBeforeHandler(RpcStatusCode.Unavailable, "worker is stopping"));
+        server.Server.RespondStreaming("stopping-stream", (_, _) => throw RpcException.RefusedBeforeHandler(RpcStatusCode.Unavailable, "worker is stopping"));
+        server.Server.Respond("running", handler);
+
+        var unary = await FailureOf(CallAsync(client, server, "stopping", ""));
+        var streaming = await FailureOf(ReadAllAsync(client.Client.RequestStreamAsync(server.PeerId, "stopping-stream", Bytes(""), null, TestToken)));
+
+        Assert.Multiple(() =>
+        {
+            foreach (var error in new[] { unary, streaming })
+            {
+                Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+                Assert.That(error.Message, Is.EqualTo("worker is stopping"));
+                Assert.That(error.NotDelivered, Is.True, "the wrapper refused before the handler ran: the caller may go elsewhere");
+            }
+        });
+        Assert.That(Text(await CallAsync(client, server, "running", "")), Is.EqualTo("ran"));
+        Assert.That(calls, Is.EqualTo(1));
+    });
+
+    [Test]
+    public Task ARefusalBeforeTheHandler_ForwardedByAnotherHandler_IsNotMarkedNotDelivered() => RunTestAsync(async () =>
+    {
+        var downstream = await NodeAsync("downstream");
+        var middle = await NodeAsync("middle");
+        var client = await NodeAsync("client");
+        downstream.Server.Respond("work", (_, _) => throw RpcException.RefusedBeforeHandler(RpcStatusCode.Unavailable, "worker is stopping"));
+        RpcException? seenByMiddle = null;
+        // A handler that did its part and then passes on the downstream refusal as it got it.
+        middle.Server.Respond("forward", async (_, context) =>
+        {
+            try
+            {
+                return await middle.Client.RequestAsync(downstream.PeerId, "work", Bytes(""), RpcCallOptions.FromContext(context), context.CancellationToken);
+            }
+            catch (RpcException e)
+            {
+                seenByMiddle = e;
+                throw;
+            }
+        });
+
+        var error = await FailureOf(CallAsync(client, middle, "forward", ""));
+
+        Assert.That(seenByMiddle?.NotDelivered, Is.True, "the downstream call never reached its handler");
+        Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+        Assert.That(error.NotDelivered, Is.False, "the middle handler ran: its caller must not think the call never arrived");
+    });
+
+    [Test]
     public Task ConnectionLostMidCall_IsUnavailable_AndNotMarkedNotDelivered() => RunTestAsync(async () =>
     {
         var (client, server) = await PairAsync();
@@ -940,6 +1008,21 @@ public abstract class RpcConformanceTests
         Topics.Announce(Topic, doomed);
         Topics.Announce(Topic, healthy);
         await CrashAsync(doomed);
+
+        Assert.That(Text(await client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken)), Is.EqualTo("healthy"));
+    });
+
+    [Test]
+    public Task Topic_NonIdempotentCall_FailsOverWhenTheChosenProviderRefusedItBeforeItsHandler() => RunTestAsync(async () =>
+    {
+        var stopping = await NodeAsync("stopping");
+        var healthy = await NodeAsync("healthy");
+        var client = await NodeAsync("client", o => o with { Random = new FirstChoiceRandom() });
+        // As a draining worker does: refused before the handler, so the call may go elsewhere though it is not idempotent.
+        stopping.Server.Respond("work", (_, _) => throw RpcException.RefusedBeforeHandler(RpcStatusCode.Unavailable, "worker is stopping"));
+        healthy.Server.Respond("work", (_, _) => Answer("healthy"));
+        Topics.Announce(Topic, stopping);
+        Topics.Announce(Topic, healthy);
 
         Assert.That(Text(await client.Client.RequestTopicAsync(Topic, "work", Bytes(""), null, TestToken)), Is.EqualTo("healthy"));
     });

@@ -7,7 +7,9 @@ namespace P2PInference.Workers.Hosting;
 /// <summary>
 /// The <see cref="IRpcServer"/> a worker registers its handlers on: it counts calls in flight and,
 /// once <see cref="BeginDraining"/> was called, answers new calls with Unavailable ("worker is
-/// stopping") so a caller fails over to another provider, while calls already running finish.
+/// stopping", <see cref="RpcException.RefusedBeforeHandler"/>, so the caller gets it marked
+/// <see cref="RpcException.NotDelivered"/>) and fails over to another provider, even with a call that
+/// is not idempotent, while calls already running finish.
 /// </summary>
 /// <remarks>
 /// A wrapper rather than a change to <see cref="RpcNode"/>: draining is the runtime's policy, and it
@@ -95,7 +97,8 @@ public sealed class DrainingRpcServer : IRpcServer
         // Checked after counting, so BeginDraining either sees this call or this call sees the flag.
         if (!_draining) return;
         Exit();
-        throw new RpcException(RpcStatusCode.Unavailable, StoppingMessage);
+        // Refused before the worker's handler ran: the caller gets it marked not delivered, and may go elsewhere.
+        throw RpcException.RefusedBeforeHandler(RpcStatusCode.Unavailable, StoppingMessage);
     }
 
     private void Exit()

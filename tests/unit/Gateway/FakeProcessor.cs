@@ -22,10 +22,16 @@ internal sealed class FakeProcessor
     private int _active;
 
     public FakeProcessor(InMemoryRpcNode node, params string[] models)
+        : this(node, node, models)
+    {
+    }
+
+    /// <summary>A processor on <paramref name="node"/> whose methods are registered through <paramref name="server"/> (the node, or a wrapper of it).</summary>
+    public FakeProcessor(InMemoryRpcNode node, IRpcServer server, params string[] models)
     {
         Node = node;
         Models = models;
-        node.Respond<StatusRequest, StatusResponse>(WorkerMethods.Processor.Status, StatusRequest.Parser, async (_, context) =>
+        server.Respond<StatusRequest, StatusResponse>(WorkerMethods.Processor.Status, StatusRequest.Parser, async (_, context) =>
         {
             Interlocked.Increment(ref _statusCalls);
             if (StatusDelay > TimeSpan.Zero) await Task.Delay(StatusDelay, node.Options.TimeProvider, context.CancellationToken);
@@ -33,8 +39,8 @@ internal sealed class FakeProcessor
             status.Models.AddRange(Models.Select(m => new ModelInfo { Name = m, Description = "model " + m, MaxTokens = 256 }));
             return status;
         });
-        node.Respond<InferRequest, InferResponse>(WorkerMethods.Processor.Infer, InferRequest.Parser, InferAsync);
-        node.RespondStreaming<InferRequest, InferChunk>(WorkerMethods.Processor.InferStream, InferRequest.Parser, StreamAsync);
+        server.Respond<InferRequest, InferResponse>(WorkerMethods.Processor.Infer, InferRequest.Parser, InferAsync);
+        server.RespondStreaming<InferRequest, InferChunk>(WorkerMethods.Processor.InferStream, InferRequest.Parser, StreamAsync);
     }
 
     public InMemoryRpcNode Node { get; }

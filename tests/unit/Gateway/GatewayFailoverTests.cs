@@ -5,6 +5,7 @@ using P2PInference.TestKit.Simulation;
 using P2PInference.Workers.Contracts;
 using P2PInference.Workers.Contracts.Inference;
 using P2PInference.Workers.Gateway;
+using P2PInference.Workers.Hosting;
 using static P2PInference.Tests.Unit.Gateway.GatewayHarness;
 
 namespace P2PInference.Tests.Unit.Gateway;
@@ -20,10 +21,10 @@ public sealed class GatewayFailoverTests
     private static GatewayOptions Options() => new() { DefaultRateLimit = new(10_000, 1_000), MaxPromptLength = 1000 };
 
     private static async Task<(GatewayHarness H, FakeProcessor First, FakeProcessor Second, Func<Task<InferResponse>> Healthy)> StartAsync(
-        SimulationExecutor sim)
+        SimulationExecutor sim, Func<InMemoryRpcNode, IRpcServer>? firstServer = null)
     {
         var h = await GatewayHarness.StartAsync(Options(), time: sim.Clock);
-        var first = await h.AddProcessorAsync();
+        var first = await h.AddProcessorAsync(firstServer ?? (node => node));
         var second = await h.AddProcessorAsync();
         second.ReportedLoad = 3;
         var otherClient = h.Network.CreateNode();
@@ -49,6 +50,24 @@ public sealed class GatewayFailoverTests
         Assert.That(first.InferCalls, Is.EqualTo(1), "only the healthy client's first request reached it");
         Assert.That(second.InferCalls, Is.EqualTo(1));
         Assert.That((await healthy()).Processor, Is.EqualTo(second.PeerId.ToString()));
+    });
+
+    [Test]
+    public void FirstProcessorDraining_RefusesBeforeTheRequestReachesIt_TheSecondServes() => SimulationTest.Run(async sim =>
+    {
+        DrainingRpcServer? draining = null;
+        var (h, first, second, healthy) = await StartAsync(sim, node => draining = new DrainingRpcServer(node));
+        await using var _ = h;
+        // A rolling restart: the first processor stops taking calls while the gateway still has it cached as the less loaded.
+        draining!.BeginDraining();
+
+        var response = await h.InferAsync(Prompt("tell me"));
+
+        Assert.That(response.Processor, Is.EqualTo(second.PeerId.ToString()));
+        Assert.That(response.Text, Is.EqualTo(string.Concat(FakeProcessor.DefaultWords)));
+        Assert.That(first.InferCalls, Is.EqualTo(1), "only the healthy client's first request reached it");
+        Assert.That(second.InferCalls, Is.EqualTo(1));
+        Assert.That((await healthy()).Processor, Is.EqualTo(second.PeerId.ToString()), "the draining processor is avoided afterwards");
     });
 
     [Test]

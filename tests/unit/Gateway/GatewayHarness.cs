@@ -85,11 +85,14 @@ internal sealed class GatewayHarness : IAsyncDisposable
     }
 
     /// <summary>A processor serving <paramref name="models"/> (default "m1"), announced under the processor and model topics.</summary>
-    public async Task<FakeProcessor> AddProcessorAsync(params string[] models)
+    public Task<FakeProcessor> AddProcessorAsync(params string[] models) => AddProcessorAsync(node => node, models);
+
+    /// <summary>As <see cref="AddProcessorAsync(string[])"/>, its methods registered through what <paramref name="serverOf"/> makes of its node (say, a <see cref="DrainingRpcServer"/>).</summary>
+    public async Task<FakeProcessor> AddProcessorAsync(Func<InMemoryRpcNode, IRpcServer> serverOf, params string[] models)
     {
         if (models.Length == 0) models = ["m1"];
         var node = await AddNodeAsync([WorkerTopics.Processor, .. models.Select(WorkerTopics.Model)]);
-        return new FakeProcessor(node, models);
+        return new FakeProcessor(node, serverOf(node), models);
     }
 
     public async Task<InMemoryRpcNode> AddNodeAsync(params string[] topics)

@@ -4,9 +4,9 @@ using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Rpc.Wire;
-using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Rpc;
 using P2PInference.TestKit.Simulation;
+using P2PInference.Tests.Unit.Support;
 
 namespace P2PInference.Tests.Unit.Rpc;
 
@@ -23,37 +23,21 @@ public sealed class RpcCallTimeoutLimitTests
 
     private static readonly long MaxTimeoutMs = (long)RpcCallOptions.MaxTimeout.TotalMilliseconds;
 
-    /// <summary>A real server node and a real client host on the in-memory network; the server echoes and counts its calls.</summary>
+    /// <summary>A real server node and a real client node on the in-memory network; the server echoes and counts its calls.</summary>
     private static async Task<T> OverTheRealStackAsync<T>(SimulationExecutor sim, Func<P2PHost, RpcNode, RpcNode, Func<int>, CancellationToken, Task<T>> body)
     {
         using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1), sim.Clock);
         var ct = deadline.Token;
-        var network = new InMemoryNetwork(sim.Clock, sim.Seed);
-        await using var serverHost = await StartHostAsync(sim, network, "server", ct);
-        await using var clientHost = await StartHostAsync(sim, network, "client", ct);
-        await using var server = new RpcNode(serverHost);
-        await using var client = new RpcNode(clientHost);
+        await using var stack = new SimulatedRpcStack(sim);
+        var (_, server) = await stack.NodeAsync("server", ct);
+        var (clientHost, client) = await stack.NodeAsync("client", ct);
         var calls = 0;
         server.Respond(Echo, (request, _) =>
         {
             calls++;
             return ValueTask.FromResult<ReadOnlyMemory<byte>>(request.ToArray());
         });
-        await clientHost.ConnectAsync(serverHost.AdvertisedAddresses[0], ct);
         return await body(clientHost, server, client, () => calls, ct);
-    }
-
-    private static async Task<P2PHost> StartHostAsync(SimulationExecutor sim, InMemoryNetwork network, string name, CancellationToken ct)
-    {
-        var host = new P2PHost(new HostOptions
-        {
-            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-            Transports = [network.CreateTransport(name)],
-            TimeProvider = sim.Clock,
-            RandomSource = new SeededRandomSource(sim.CreateRandom("host-random", name)),
-        });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
-        return host;
     }
 
     /// <summary>Sends <paramref name="envelope"/> raw on a new RPC stream and reads the one answer (null: none, the stream was reset or ended).</summary>
