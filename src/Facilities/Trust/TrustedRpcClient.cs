@@ -12,7 +12,8 @@ namespace P2PInference.Facilities.Trust;
 /// belongs to (<see cref="RoleOf"/>): before the first byte of a request goes to a peer it has its
 /// grant (<see cref="GrantExchange.Method"/>, remembered for <see cref="CachePeriod"/>) checked by
 /// the <see cref="GrantVerifier"/>. Topic calls skip providers that fail the check (logged at debug);
-/// a call to one peer that fails it is <see cref="RpcStatusCode.Unavailable"/> with the reason. The
+/// a call to one peer that fails it is <see cref="RpcStatusCode.Unavailable"/> with the reason, marked
+/// <see cref="RpcException.NotDelivered"/> since the peer was sent nothing of it (so a caller may try another). The
 /// node's own grant, when it has one, goes with every request so callees can check the caller too.
 /// </summary>
 /// <remarks>
@@ -77,7 +78,10 @@ public sealed class TrustedRpcClient : IRpcClient
     /// <summary>Failed grant queries remembered now (bounded by <see cref="MaxRemembered"/>).</summary>
     internal int FailedQueriesRemembered => _failed.Count;
 
-    /// <summary>Null when <paramref name="peer"/> holds a valid grant for <paramref name="role"/>; else why not, as an Unavailable error naming the role.</summary>
+    /// <summary>
+    /// Null when <paramref name="peer"/> holds a valid grant for <paramref name="role"/>; else why not, as an Unavailable error naming
+    /// the role, marked <see cref="RpcException.NotDelivered"/>: nothing of the call it guards has been sent to the peer.
+    /// </summary>
     public ValueTask<RpcException?> CheckCalleeAsync(PeerId peer, GrantRole role, CancellationToken cancellationToken) =>
         CheckCalleeAsync(peer, role, ExchangeTimeout, cancellationToken);
 
@@ -91,12 +95,12 @@ public sealed class TrustedRpcClient : IRpcClient
         }
         catch (RpcException e)
         {
-            return new RpcException(RpcStatusCode.Unavailable, $"{role.Name()} {peer} did not present its grant: {e.Message}", innerException: e);
+            return RpcException.Undelivered(RpcStatusCode.Unavailable, $"{role.Name()} {peer} did not present its grant: {e.Message}", e);
         }
         var reason = presented.Malformed ?? _verifier.Check(presented.Grant, peer, role);
         return reason is null
             ? null
-            : new RpcException(RpcStatusCode.Unavailable, $"peer {peer} holds no valid {role.Name()} grant of cluster {_verifier.Cluster}: {reason}");
+            : RpcException.Undelivered(RpcStatusCode.Unavailable, $"peer {peer} holds no valid {role.Name()} grant of cluster {_verifier.Cluster}: {reason}");
     }
 
     /// <summary>Whether <paramref name="peer"/> presents a valid grant of this cluster, for whichever role it names.</summary>

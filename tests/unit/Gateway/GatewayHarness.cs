@@ -25,7 +25,7 @@ internal sealed class GatewayHarness : IAsyncDisposable
     // Peer ids decide the picker's tie-breaks and the DHT's order, so they come from the test's seed too.
     private readonly Random _identities;
 
-    private GatewayHarness(GatewayOptions options, FakeTimeProvider? time)
+    private GatewayHarness(GatewayOptions options, FakeTimeProvider? time, Func<InMemoryRpcNode, IRpcClient>? clientOf)
     {
         _seed = SimulationExecutor.Current?.Seed ?? TestSeed.Choose();
         _identities = SimulationExecutor.Current?.CreateRandom("gateway-harness", "identity") ?? new Random(_seed);
@@ -42,7 +42,7 @@ internal sealed class GatewayHarness : IAsyncDisposable
         {
             Identity = identity,
             Server = GatewayNode,
-            Client = GatewayNode,
+            Client = clientOf?.Invoke(GatewayNode) ?? GatewayNode,
             Discovery = GatewayDht,
             Store = Substitute.For<IKeyValueStore>(),
             Time = Time,
@@ -70,15 +70,18 @@ internal sealed class GatewayHarness : IAsyncDisposable
     /// A started gateway with a fake Auth (unless <paramref name="withAuth"/> is false) holding one API key, <see cref="ApiKey"/>,
     /// on <paramref name="time"/>: a simulation's clock for a test that waits on timers, else a manual clock nothing waits on.
     /// </summary>
-    public static async Task<GatewayHarness> StartAsync(GatewayOptions? options = null, bool withAuth = true, FakeTimeProvider? time = null)
+    /// <param name="clientOf">What the gateway calls others through, made of its node (say, a trust layer); the node itself by default.</param>
+    /// <param name="authServerOf">What the fake Auth serves through, made of its node (say, a trust layer); the node itself by default.</param>
+    public static async Task<GatewayHarness> StartAsync(GatewayOptions? options = null, bool withAuth = true, FakeTimeProvider? time = null,
+        Func<InMemoryRpcNode, IRpcClient>? clientOf = null, Func<InMemoryRpcNode, IRpcServer>? authServerOf = null)
     {
-        var harness = new GatewayHarness(options ?? new GatewayOptions(), time);
+        var harness = new GatewayHarness(options ?? new GatewayOptions(), time, clientOf);
         var topics = await harness.Worker.StartAsync(harness.Context, Token);
         foreach (var topic in topics) await harness.GatewayDht.AnnounceAsync(topic, Token);
         if (withAuth)
         {
             harness.AuthNode = await harness.AddNodeAsync(WorkerTopics.Auth);
-            harness.Auth = new FakeAuth(harness.AuthNode);
+            harness.Auth = new FakeAuth(authServerOf?.Invoke(harness.AuthNode) ?? harness.AuthNode);
             harness.ApiKey = harness.Auth.AddApiKey();
         }
         return harness;
