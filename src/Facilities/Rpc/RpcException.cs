@@ -51,10 +51,12 @@ public sealed class RpcException : Exception
         new(code, message, new Dictionary<string, string> { [NotDeliveredKey] = "1" }, innerException);
 
     /// <summary>
-    /// A refusal by code that wraps a handler and turns the call away BEFORE it calls the real handler
-    /// (a draining worker, a caller without the grant the server requires). The server core answers
-    /// it marked <see cref="NotDelivered"/>, so the caller may send the call to another peer; it strips
-    /// that mark from anything else a handler throws. Only such deliberate refusal code uses it.
+    /// A refusal of a call before any of its work was done: by code that wraps a handler and turns the
+    /// call away before calling it (a draining worker, a caller without the grant the server requires),
+    /// or by a handler that refuses at its very start, having done nothing, because it can serve no one
+    /// now (a gateway that Auth does not accept). The server core answers it marked
+    /// <see cref="NotDelivered"/>, so the caller may send the call to another peer; it strips that mark
+    /// from anything else a handler throws. Only such deliberate refusal code uses it.
     /// </summary>
     /// <remarks>
     /// What the server core honours is a property of this exception object, never of the wire: an error
@@ -62,10 +64,10 @@ public sealed class RpcException : Exception
     /// which passes on a copy the core made) never carries it, so a handler that forwards a downstream
     /// refusal cannot claim by accident that its own call never arrived.
     /// </remarks>
-    public static RpcException RefusedBeforeHandler(RpcStatusCode code, string message) => new(code, message) { IsRefusedBeforeHandler = true };
+    public static RpcException RefusedBeforeAnyWork(RpcStatusCode code, string message) => new(code, message) { IsRefusedBeforeAnyWork = true };
 
-    /// <summary>Made by <see cref="RefusedBeforeHandler"/>: the server core answers it as <see cref="NotDelivered"/>.</summary>
-    internal bool IsRefusedBeforeHandler { get; private init; }
+    /// <summary>Made by <see cref="RefusedBeforeAnyWork"/>: the server core answers it as <see cref="NotDelivered"/>.</summary>
+    internal bool IsRefusedBeforeAnyWork { get; private init; }
 
     /// <summary>This error, marked as <see cref="NotDelivered"/> (itself when it is already).</summary>
     public RpcException AsUndelivered()

@@ -9,8 +9,9 @@ namespace P2PInference.Facilities.Rpc;
 /// What every RPC server does whatever carries its calls: method registry, firewall, per-peer
 /// concurrency limit, deadlines, cancellation, and turning handler outcomes into status codes.
 /// Every refusal before the handler runs is marked <see cref="RpcException.NotDelivered"/>, and so is a
-/// wrapper's refusal before it calls the real handler (<see cref="RpcException.RefusedBeforeHandler"/>);
-/// the mark is stripped from anything else a handler throws.
+/// deliberate refusal before any of the call's work (<see cref="RpcException.RefusedBeforeAnyWork"/>:
+/// a wrapper's before it calls the real handler, a handler's at its very start); the mark is stripped
+/// from anything else a handler throws.
 /// Shared by <see cref="RpcNode"/> and the TestKit twin so both behave the same.
 /// </summary>
 internal sealed class RpcServerCore : IRpcServer
@@ -186,9 +187,9 @@ internal sealed class RpcServerCore : IRpcServer
             }
             return null;
         }
-        catch (RpcException e) when (e.IsRefusedBeforeHandler)
+        catch (RpcException e) when (e.IsRefusedBeforeAnyWork)
         {
-            // A wrapper turned the call away before the real handler ran, and said so deliberately. A
+            // A wrapper (or the handler itself) turned the call away before any of its work, and said so deliberately. A
             // fresh error carries the mark: the caller's copy (handed over as it is by the twin) has no
             // flag a handler of the caller's could pass on by rethrowing it.
             return NotDeliveredCopy(e);

@@ -797,8 +797,8 @@ public abstract class RpcConformanceTests
             return Answer("ran");
         };
         // What a draining worker's wrapper does: it turns the call away before the real handler runs.
-        server.Server.Respond("stopping", (_, _) => throw RpcException.RefusedBeforeHandler(RpcStatusCode.Unavailable, "worker is stopping"));
-        server.Server.RespondStreaming("stopping-stream", (_, _) => throw RpcException.RefusedBeforeHandler(RpcStatusCode.Unavailable, "worker is stopping"));
+        server.Server.Respond("stopping", (_, _) => throw RpcException.RefusedBeforeAnyWork(RpcStatusCode.Unavailable, "worker is stopping"));
+        server.Server.RespondStreaming("stopping-stream", (_, _) => throw RpcException.RefusedBeforeAnyWork(RpcStatusCode.Unavailable, "worker is stopping"));
         server.Server.Respond("running", handler);
 
         var unary = await FailureOf(CallAsync(client, server, "stopping", ""));
@@ -823,7 +823,7 @@ public abstract class RpcConformanceTests
         var downstream = await NodeAsync("downstream");
         var middle = await NodeAsync("middle");
         var client = await NodeAsync("client");
-        downstream.Server.Respond("work", (_, _) => throw RpcException.RefusedBeforeHandler(RpcStatusCode.Unavailable, "worker is stopping"));
+        downstream.Server.Respond("work", (_, _) => throw RpcException.RefusedBeforeAnyWork(RpcStatusCode.Unavailable, "worker is stopping"));
         RpcException? seenByMiddle = null;
         // A handler that did its part and then passes on the downstream refusal as it got it.
         middle.Server.Respond("forward", async (_, context) =>
@@ -1019,7 +1019,7 @@ public abstract class RpcConformanceTests
         var healthy = await NodeAsync("healthy");
         var client = await NodeAsync("client", o => o with { Random = new FirstChoiceRandom() });
         // As a draining worker does: refused before the handler, so the call may go elsewhere though it is not idempotent.
-        stopping.Server.Respond("work", (_, _) => throw RpcException.RefusedBeforeHandler(RpcStatusCode.Unavailable, "worker is stopping"));
+        stopping.Server.Respond("work", (_, _) => throw RpcException.RefusedBeforeAnyWork(RpcStatusCode.Unavailable, "worker is stopping"));
         healthy.Server.Respond("work", (_, _) => Answer("healthy"));
         Topics.Announce(Topic, stopping);
         Topics.Announce(Topic, healthy);

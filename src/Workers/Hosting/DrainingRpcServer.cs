@@ -7,7 +7,7 @@ namespace P2PInference.Workers.Hosting;
 /// <summary>
 /// The <see cref="IRpcServer"/> a worker registers its handlers on: it counts calls in flight and,
 /// once <see cref="BeginDraining"/> was called, answers new calls with Unavailable ("worker is
-/// stopping", <see cref="RpcException.RefusedBeforeHandler"/>, so the caller gets it marked
+/// stopping", <see cref="RpcException.RefusedBeforeAnyWork"/>, so the caller gets it marked
 /// <see cref="RpcException.NotDelivered"/>) and fails over to another provider, even with a call that
 /// is not idempotent, while calls already running finish.
 /// </summary>
@@ -98,7 +98,7 @@ public sealed class DrainingRpcServer : IRpcServer
         if (!_draining) return;
         Exit();
         // Refused before the worker's handler ran: the caller gets it marked not delivered, and may go elsewhere.
-        throw RpcException.RefusedBeforeHandler(RpcStatusCode.Unavailable, StoppingMessage);
+        throw RpcException.RefusedBeforeAnyWork(RpcStatusCode.Unavailable, StoppingMessage);
     }
 
     private void Exit()
