@@ -8,7 +8,8 @@ namespace P2PInference.Facilities.Trust;
 /// Deny by default on the serving side: every handler registered through it first checks that the
 /// caller sent (metadata <see cref="GrantExchange.MetadataKey"/>) a valid grant of the
 /// <see cref="RequiredRole"/> naming the caller's own PeerId; other callers get
-/// <see cref="RpcStatusCode.PermissionDenied"/> before the handler sees the request. The server's
+/// <see cref="RpcStatusCode.PermissionDenied"/> before the handler sees the request, marked
+/// <see cref="RpcException.NotDelivered"/> (<see cref="RpcException.RefusedBeforeAnyWork"/>). The server's
 /// and the methods' peer firewalls (<see cref="AllowedPeers"/>, <see cref="RpcMethodOptions"/>) still apply on top.
 /// </summary>
 public sealed class TrustedRpcServer : IRpcServer
@@ -62,7 +63,9 @@ public sealed class TrustedRpcServer : IRpcServer
     {
         context.Metadata.TryGetValue(GrantExchange.MetadataKey, out var text);
         if (_verifier.Check(text, context.RemotePeer, RequiredRole, out _) is { } reason)
-            throw new RpcException(RpcStatusCode.PermissionDenied,
+            // Before the handler: the caller gets it marked not delivered, which tells it that this is a refusal of the
+            // caller itself, not the handler's verdict on the request (a gateway must not take it for its user's credential).
+            throw RpcException.RefusedBeforeAnyWork(RpcStatusCode.PermissionDenied,
                 $"this node serves only peers holding a {RequiredRole.Name()} grant of cluster {_verifier.Cluster}; {reason}");
     }
 }

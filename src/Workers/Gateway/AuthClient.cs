@@ -28,7 +28,8 @@ internal sealed class AuthClient
     }
 
     /// <summary>Who the call's credential belongs to.</summary>
-    /// <exception cref="RpcException">Unauthenticated (missing, malformed, forged, expired, revoked), Unavailable (Auth unreachable), DeadlineExceeded.</exception>
+    /// <exception cref="RpcException">Unauthenticated (missing, malformed, forged, expired, revoked), Unavailable (Auth unreachable, or
+    /// refusing this gateway itself), DeadlineExceeded.</exception>
     public async Task<AuthenticatedCaller> AuthenticateAsync(RpcCallContext context, string requestId, CancellationToken cancellationToken)
     {
         var credential = GatewayCredential.FromMetadata(context.Metadata);
@@ -44,9 +45,17 @@ internal sealed class AuthClient
         {
             response = await CallAsync(WorkerMethods.Auth.Validate, request, ValidateResponse.Parser, context, requestId, idempotent: true, cancellationToken);
         }
-        catch (RpcException e) when (e.Code is RpcStatusCode.Unauthenticated or RpcStatusCode.InvalidArgument or RpcStatusCode.NotFound or RpcStatusCode.PermissionDenied)
+        catch (RpcException e) when (e.Code == RpcStatusCode.PermissionDenied)
         {
-            // Whatever Auth disliked about it, to the caller the credential is simply not valid.
+            // auth.validate never refuses a credential with PermissionDenied: Auth is refusing this gateway (an Auth
+            // whose trust refusals predate the not-delivered mark answers so too). Not the user's fault, and not cached.
+            _logger.LogWarning("request {RequestId}: auth refuses this gateway: {Message}", requestId, e.Message);
+            throw NotAuthorizedByAuth(e);
+        }
+        catch (RpcException e) when (!e.NotDelivered && e.Code is RpcStatusCode.Unauthenticated or RpcStatusCode.InvalidArgument or RpcStatusCode.NotFound)
+        {
+            // Whatever Auth's handler disliked about it, to the caller the credential is simply not valid. (An error
+            // marked not delivered never is a verdict on the credential: Auth's handler did not see it.)
             var refused = new RpcException(RpcStatusCode.Unauthenticated, $"invalid credential: {e.Message}");
             _cache.AddRefused(credential, refused);
             _logger.LogInformation("request {RequestId}: credential {Credential} refused: {Reason}", requestId, credential, e.Message);
@@ -68,6 +77,16 @@ internal sealed class AuthClient
         _cache.Remove(credential);
         if (allTokensOfUser is { Length: > 0 }) _cache.RemoveTokensOf(allTokensOfUser);
     }
+
+    /// <summary>
+    /// Auth refuses this gateway itself (its grant expired, was revoked or is outside the clock-skew window; a firewall):
+    /// no credential and no request is at fault, and every user of this gateway would get the same. Unavailable, so
+    /// callers go to another gateway, and a refusal before any of the call's work (<see cref="RpcException.RefusedBeforeAnyWork"/>):
+    /// the gateway authenticates before it does anything else, and Auth did nothing, so even a call that is not
+    /// idempotent may be sent to another gateway at once.
+    /// </summary>
+    private static RpcException NotAuthorizedByAuth(RpcException e) =>
+        RpcException.RefusedBeforeAnyWork(RpcStatusCode.Unavailable, $"this gateway is not authorized by auth: {e.Message}; try another gateway");
 
     /// <summary>One call to Auth on behalf of the call being served.</summary>
     public async Task<TResponse> CallAsync<TRequest, TResponse>(string method, TRequest request, MessagePackRpcCodec<TResponse> parser,
@@ -93,6 +112,9 @@ internal sealed class AuthClient
     {
         switch (e.Code)
         {
+            case RpcStatusCode.PermissionDenied when e.NotDelivered:
+                // Refused before Auth's handler (its trust layer or firewall): a refusal of this gateway, not a verdict on the request.
+                return NotAuthorizedByAuth(e);
             case RpcStatusCode.Unavailable or RpcStatusCode.UnknownMethod or RpcStatusCode.Cancelled:
                 return new RpcException(RpcStatusCode.Unavailable, $"auth unavailable: {e.Message}", e.Details, e);
             case RpcStatusCode.DeadlineExceeded when context.RemainingTime is not { } left || left > TimeSpan.Zero:

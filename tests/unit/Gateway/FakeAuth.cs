@@ -25,6 +25,9 @@ internal sealed class FakeAuth
 
     public int ValidateCalls => Volatile.Read(ref _validateCalls);
 
+    /// <summary>When set, every validation (still counted) fails with it: say, a refusal of the calling gateway itself.</summary>
+    public RpcException? ValidateRefusal { get; set; }
+
     public ConcurrentQueue<(string Method, RpcCallContext Context)> Calls { get; } = new();
 
     /// <summary>A valid API key of <paramref name="userId"/>; the key id is <c>key-N</c>.</summary>
@@ -49,6 +52,7 @@ internal sealed class FakeAuth
     {
         Interlocked.Increment(ref _validateCalls);
         Calls.Enqueue((WorkerMethods.Auth.Validate, context));
+        if (ValidateRefusal is { } refusal) throw refusal;
         var found = request.CredentialCase switch
         {
             ValidateRequest.CredentialOneofCase.ApiKey => _apiKeys.GetValueOrDefault(request.ApiKey!),

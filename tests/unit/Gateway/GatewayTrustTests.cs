@@ -85,4 +85,88 @@ public sealed class GatewayTrustTests
         Assert.That(error.NotDelivered, Is.True, "nothing of the request was sent");
         Assert.That(calls, Is.Zero);
     });
+
+    /// <summary>
+    /// A gateway presenting its grant to an Auth that serves only gateways (<see cref="TrustedRpcServer"/>, with a verifier of its own,
+    /// <c>AuthVerifier</c>), and a processor holding a grant; the gateway's grant is <c>GatewayGrant</c>.
+    /// </summary>
+    private static async Task<(GatewayHarness H, GrantVerifier AuthVerifier, RoleGrant GatewayGrant)> StartWithTrustedAuthAsync(SimulationExecutor sim)
+    {
+        var cluster = new Cluster(sim);
+        var authVerifier = cluster.Verifier();
+        RoleGrant? gatewayGrant = null;
+        var h = await GatewayHarness.StartAsync(Options(), time: sim.Clock,
+            clientOf: node =>
+            {
+                gatewayGrant = cluster.Grant(node.PeerId, GrantRole.Gateway);
+                return new TrustedRpcClient(node, cluster.Verifier(), WorkerTrust.RoleOfMethod, new HeldGrant(gatewayGrant));
+            },
+            authServerOf: node => new TrustedRpcServer(node, authVerifier, GrantRole.Gateway));
+        GrantExchange.Serve(h.AuthNode, cluster.Grant(h.AuthNode.PeerId, GrantRole.Auth));
+        var processor = await h.AddProcessorAsync();
+        GrantExchange.Serve(processor.Node, cluster.Grant(processor.PeerId, GrantRole.Processor));
+        return (h, authVerifier, gatewayGrant!);
+    }
+
+    [Test]
+    public void AnAuthRefusingTheGatewayItself_IsNotTheUsersInvalidCredential_AndIsNotCached() => SimulationTest.Run(async sim =>
+    {
+        var (h, authVerifier, gatewayGrant) = await StartWithTrustedAuthAsync(sim);
+        await using var _ = h;
+        var otherKey = "ApiKey " + h.Auth.AddApiKey("user-2");
+        Assert.That((await h.InferAsync(Prompt("warm up"))).Text, Is.Not.Empty, "Auth accepts the gateway's grant");
+
+        // The operator revokes the gateway's grant; Auth learns it first.
+        authVerifier.Revocations = new RevocationList([gatewayGrant.Serial], []);
+        var refused = await ErrorOf(() => h.InferAsync(Prompt("hello"), otherKey));
+        authVerifier.Revocations = RevocationList.Empty;
+        var served = await h.InferAsync(Prompt("hello again"), otherKey);
+
+        Assert.That(refused.Code, Is.EqualTo(RpcStatusCode.Unavailable), refused.Message);
+        Assert.That(refused.Message, Does.Contain("not authorized by auth"));
+        Assert.That(refused.Message, Does.Not.Contain("invalid credential"));
+        Assert.That(refused.NotDelivered, Is.True, "the gateway did none of the request's work: its caller may try another gateway");
+        Assert.That(served.Text, Is.Not.Empty, "the refusal was not cached as the key's verdict");
+    });
+
+    [Test]
+    public void AnAuthRefusingTheGatewayWithoutTheMark_AsAnOlderAuthDoes_IsNotTheUsersInvalidCredential_AndIsNotCached() => SimulationTest.Run(async sim =>
+    {
+        var h = await GatewayHarness.StartAsync(Options(), time: sim.Clock);
+        await using var _ = h;
+        await h.AddProcessorAsync();
+        // auth.validate never refuses a credential with PermissionDenied: this can only be Auth refusing the gateway.
+        h.Auth.ValidateRefusal = new RpcException(RpcStatusCode.PermissionDenied, "this node serves only peers holding a gateway grant of cluster c; its grant expired");
+
+        var refused = await ErrorOf(() => h.InferAsync(Prompt("hello")));
+        h.Auth.ValidateRefusal = null;
+        var served = await h.InferAsync(Prompt("hello again"));
+
+        Assert.That(refused.Code, Is.EqualTo(RpcStatusCode.Unavailable), refused.Message);
+        Assert.That(refused.Message, Does.Contain("not authorized by auth"));
+        Assert.That(served.Text, Is.Not.Empty, "the refusal was not cached as the key's verdict");
+        Assert.That(h.Auth.ValidateCalls, Is.EqualTo(2));
+    });
+
+    [Test]
+    public void AnAccountCall_ToAnAuthRefusingTheGateway_IsUnavailable_WhileAuthsOwnPermissionDeniedPassesThrough() => SimulationTest.Run(async sim =>
+    {
+        var (h, authVerifier, gatewayGrant) = await StartWithTrustedAuthAsync(sim);
+        await using var _ = h;
+        var revoke = new P2PInference.Workers.Contracts.Auth.RevokeApiKeyRequest { Token = "some-token", KeyId = "key-9" };
+        // Auth's own verdict about the request: another user's key.
+        h.AuthNode.Respond(WorkerMethods.Auth.RevokeApiKey, (_, _) => throw new RpcException(RpcStatusCode.PermissionDenied, "the API key belongs to another user"));
+        var authsOwn = await ErrorOf(() => h.CallAsync(WorkerMethods.Gateway.RevokeApiKey, revoke, P2PInference.Workers.Contracts.Auth.RevokeApiKeyResponse.Parser));
+
+        authVerifier.Revocations = new RevocationList([gatewayGrant.Serial], []);
+        var login = new P2PInference.Workers.Contracts.Auth.LoginRequest { Email = "a@example.com", Password = "secret" };
+        var refused = await ErrorOf(() => h.CallAsync(WorkerMethods.Gateway.Login, login, P2PInference.Workers.Contracts.Auth.LoginResponse.Parser));
+
+        Assert.That(authsOwn.Code, Is.EqualTo(RpcStatusCode.PermissionDenied));
+        Assert.That(authsOwn.Message, Is.EqualTo("the API key belongs to another user"));
+        Assert.That(refused.Code, Is.EqualTo(RpcStatusCode.Unavailable), refused.Message);
+        Assert.That(refused.Message, Does.Contain("not authorized by auth"));
+        Assert.That(refused.NotDelivered, Is.True, "Auth refused it before its handler: nothing was done, the client may try another gateway");
+        Assert.That(h.Auth.Calls.Select(c => c.Method), Has.None.EqualTo(WorkerMethods.Auth.Login));
+    });
 }
