@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Identity;
 
@@ -17,8 +16,8 @@ namespace P2PInference.Facilities.Rpc;
 internal sealed class RpcServerCore : IRpcServer
 {
     private readonly ConcurrentDictionary<string, Registration> _methods = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<PeerId, StrongBox<int>> _inFlight = new();
-    private readonly ConcurrentDictionary<PeerId, StrongBox<long>> _inFlightBytes = new();
+    private readonly ConcurrentDictionary<PeerId, PeerCount> _inFlight = new();
+    private readonly ConcurrentDictionary<PeerId, PeerCount> _inFlightBytes = new();
     private readonly RpcOptions _options;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -62,37 +61,62 @@ internal sealed class RpcServerCore : IRpcServer
             : null;
 
     /// <summary>Takes one of the caller's concurrent-call slots; false when it has none left.</summary>
-    public bool TryEnter(PeerId caller)
-    {
-        var counter = _inFlight.GetOrAdd(caller, static _ => new StrongBox<int>());
-        if (Interlocked.Increment(ref counter.Value) <= _options.MaxConcurrentCallsPerPeer) return true;
-        Exit(caller);
-        return false;
-    }
+    public bool TryEnter(PeerId caller) => TryTake(_inFlight, caller, 1, _options.MaxConcurrentCallsPerPeer);
 
-    public void Exit(PeerId caller)
-    {
-        if (!_inFlight.TryGetValue(caller, out var counter)) return;
-        if (Interlocked.Decrement(ref counter.Value) == 0)
-            // Only drop the entry if no one took a slot meanwhile; a racing TryEnter re-adds it otherwise.
-            _inFlight.TryRemove(new KeyValuePair<PeerId, StrongBox<int>>(caller, counter));
-    }
+    public void Exit(PeerId caller) => Give(_inFlight, caller, 1);
 
     /// <summary>Counts <paramref name="bytes"/> of a request against the caller's in-flight budget; false when it has no room (a caller with nothing in flight always has).</summary>
-    public bool TryReserveBytes(PeerId caller, long bytes)
+    public bool TryReserveBytes(PeerId caller, long bytes) => TryTake(_inFlightBytes, caller, bytes, _options.MaxInFlightBytesPerPeer);
+
+    public void ReleaseBytes(PeerId caller, long bytes) => Give(_inFlightBytes, caller, bytes);
+
+    /// <summary>
+    /// Adds <paramref name="amount"/> to the caller's count unless that would pass <paramref name="limit"/> (a caller with
+    /// nothing counted always gets in). A count exists only while it is above zero, so the map holds only peers with
+    /// something in flight.
+    /// </summary>
+    /// <remarks>
+    /// Each count changes under its own lock, and the <see cref="PeerCount"/> that reaches zero is marked removed in the
+    /// same lock as it leaves the map. Without that (a bare Interlocked count), a caller could find the count, another
+    /// call of the same peer bring it to zero and remove it, and the caller then add to the orphaned count: its slot or
+    /// bytes counted nowhere the next call looks, and its release later taken off the peer's next count, which then
+    /// undercounts for as long as it lives; repeated, the per-peer limits loosened. A caller that meets a removed count
+    /// takes the fresh one instead. (Only real threads interleave so; a simulation runs these without a switch between.)
+    /// </remarks>
+    private static bool TryTake(ConcurrentDictionary<PeerId, PeerCount> counts, PeerId caller, long amount, long limit)
     {
-        var counter = _inFlightBytes.GetOrAdd(caller, static _ => new StrongBox<long>());
-        var total = Interlocked.Add(ref counter.Value, bytes);
-        if (total == bytes || total <= _options.MaxInFlightBytesPerPeer) return true;
-        ReleaseBytes(caller, bytes);
-        return false;
+        if (amount == 0) return true;
+        while (true)
+        {
+            var count = counts.GetOrAdd(caller, static _ => new PeerCount());
+            lock (count)
+            {
+                if (count.Removed) continue;
+                if (count.Value > 0 && count.Value + amount > limit) return false;
+                count.Value += amount;
+                return true;
+            }
+        }
     }
 
-    public void ReleaseBytes(PeerId caller, long bytes)
+    /// <summary>Takes back what <see cref="TryTake"/> added; the caller's share keeps the count above zero, so it is the one in the map.</summary>
+    private static void Give(ConcurrentDictionary<PeerId, PeerCount> counts, PeerId caller, long amount)
     {
-        if (bytes == 0 || !_inFlightBytes.TryGetValue(caller, out var counter)) return;
-        if (Interlocked.Add(ref counter.Value, -bytes) == 0)
-            _inFlightBytes.TryRemove(new KeyValuePair<PeerId, StrongBox<long>>(caller, counter));
+        if (amount == 0 || !counts.TryGetValue(caller, out var count)) return;
+        lock (count)
+        {
+            count.Value -= amount;
+            if (count.Value > 0) return;
+            count.Removed = true;
+            counts.TryRemove(new KeyValuePair<PeerId, PeerCount>(caller, count));
+        }
+    }
+
+    /// <summary>What a peer has in flight (calls or request bytes); removed from its map, under its lock, when it reaches zero.</summary>
+    private sealed class PeerCount
+    {
+        public long Value;
+        public bool Removed;
     }
 
     public RpcException TooManyBytes(long bytes) =>
