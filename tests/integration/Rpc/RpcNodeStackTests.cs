@@ -346,6 +346,17 @@ public sealed class RpcNodeStackTests
         Assert.That(answer?.Error?.Code, Is.EqualTo((int)RpcStatusCode.InvalidArgument));
     }
 
+    [TestCase(long.MaxValue)]
+    [TestCase(4_294_967_295L)]
+    public async Task EnvelopeWithATimeoutPastTheMaximum_IsAnsweredWithInvalidArgument_NotDelivered_AndTheServerKeepsServing(long timeoutMs)
+    {
+        var answer = await SendRawAsync(Framed(new RequestEnvelope { Method = "echo", Payload = "x"u8.ToArray(), TimeoutMs = timeoutMs }));
+
+        Assert.That(answer?.Error?.Code, Is.EqualTo((int)RpcStatusCode.InvalidArgument), "an answer, not a reset stream");
+        Assert.That(RpcNode.FromWire(answer!.Error!).NotDelivered, Is.True);
+        Assert.That(await EchoAsync("ok"), Is.EqualTo("ok"u8.ToArray()));
+    }
+
     [Test]
     public async Task TruncatedEnvelope_EndsTheCallQuietly_AndTheServerKeepsServing()
     {
