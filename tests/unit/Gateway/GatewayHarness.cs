@@ -144,19 +144,7 @@ internal sealed class GatewayHarness : IAsyncDisposable
         new() { Model = model, Prompt = prompt, MaxTokens = 16, RequestId = requestId };
 
     /// <summary>The error a call ends with; fails the test when it succeeds.</summary>
-    public static async Task<RpcException> ErrorOf(Func<Task> call)
-    {
-        try
-        {
-            await call();
-        }
-        catch (RpcException e)
-        {
-            return e;
-        }
-        Assert.Fail("the call succeeded");
-        throw new InvalidOperationException();
-    }
+    public static Task<RpcException> ErrorOf(Func<Task> call) => Support.RpcTestCalls.ErrorOf(call);
 
     public async ValueTask DisposeAsync()
     {

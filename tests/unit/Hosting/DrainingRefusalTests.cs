@@ -4,6 +4,7 @@ using P2PInference.TestKit.Rpc;
 using P2PInference.TestKit.Simulation;
 using P2PInference.Tests.Unit.Support;
 using P2PInference.Workers.Hosting;
+using static P2PInference.Tests.Unit.Support.RpcTestCalls;
 
 namespace P2PInference.Tests.Unit.Hosting;
 
@@ -29,7 +30,7 @@ public sealed class DrainingRefusalTests
             calls++;
             return ValueTask.FromResult(request);
         });
-        draining.RespondStreaming(Count, (_, _) => Items(() => calls++));
+        draining.RespondStreaming(Count, (_, _) => OneItem(() => calls++));
         Assert.That(await client.RequestAsync(serverId, Echo, new byte[] { 7 }, null, ct), Is.EqualTo(new byte[] { 7 }));
 
         draining.BeginDraining();
@@ -43,27 +44,6 @@ public sealed class DrainingRefusalTests
         Assert.That(draining.InFlight, Is.Zero, "a refused call counted itself and gave its count back");
         Assert.That(draining.Drained.IsCompleted, Is.True);
         return (unary, streaming, calls);
-    }
-
-    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Items(Action counted)
-    {
-        counted();
-        await Task.Yield();
-        yield return new byte[] { 1 };
-    }
-
-    private static async Task<RpcException> ErrorOf(Func<Task> call)
-    {
-        try
-        {
-            await call();
-        }
-        catch (RpcException e)
-        {
-            return e;
-        }
-        Assert.Fail("the call succeeded");
-        throw new InvalidOperationException();
     }
 
     private static void AssertRefusedUndelivered((RpcException Unary, RpcException Streaming, int HandlerCalls) outcome)

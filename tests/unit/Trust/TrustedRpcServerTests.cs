@@ -3,6 +3,7 @@ using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Rpc;
 using P2PInference.TestKit.Simulation;
+using static P2PInference.Tests.Unit.Support.RpcTestCalls;
 
 namespace P2PInference.Tests.Unit.Trust;
 
@@ -29,7 +30,7 @@ public sealed class TrustedRpcServerTests
             calls++;
             return ValueTask.FromResult(request);
         });
-        trusted.RespondStreaming("items", (_, _) => Items(() => calls++));
+        trusted.RespondStreaming("items", (_, _) => OneItem(() => calls++));
         var now = sim.Clock.GetUtcNow();
         var grant = new HeldGrant(cluster.Issue(caller.PeerId, GrantRole.Gateway, now.AddDays(-1), now.AddDays(1), 1));
         var granted = new RpcCallOptions { Metadata = grant.Metadata };
@@ -54,25 +55,4 @@ public sealed class TrustedRpcServerTests
             Assert.That(calls, Is.EqualTo(1));
         });
     });
-
-    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> Items(Action counted)
-    {
-        counted();
-        await Task.Yield();
-        yield return new byte[] { 1 };
-    }
-
-    private static async Task<RpcException> ErrorOf(Func<Task> call)
-    {
-        try
-        {
-            await call();
-        }
-        catch (RpcException e)
-        {
-            return e;
-        }
-        Assert.Fail("the call succeeded");
-        throw new InvalidOperationException();
-    }
 }
