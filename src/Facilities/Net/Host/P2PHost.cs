@@ -502,7 +502,19 @@ public sealed class P2PHost : IAsyncDisposable
                 (errors ??= []).Add(refused);
                 continue;
             }
-            var connection = await ConnectionUpgrader.UpgradeAsync(dialing.Result, ConnectionDirection.Outbound, expected, _options, _stopping.Token);
+            PeerConnection connection;
+            try
+            {
+                connection = await ConnectionUpgrader.UpgradeAsync(dialing.Result, ConnectionDirection.Outbound, expected, _options, _stopping.Token);
+            }
+            catch (Exception e) when (!_stopping.IsCancellationRequested && e is not (OperationCanceledException or OutOfMemoryException))
+            {
+                // Something answered at this address but did not become the peer: another libp2p node (a stale
+                // or made-up address a DHT reply named), or one that failed the handshake. Another of the peer's
+                // addresses may still be it; giving up here let one bad address cut us off from the peer.
+                (errors ??= []).Add(e);
+                continue;
+            }
             await AdoptAsync(connection);
             PeerStore.AddAddresses(connection.RemotePeer, [address], AddressSource.Self);
             return new DialAttempt(_connections.Get(connection.RemotePeer) ?? connection, null);
