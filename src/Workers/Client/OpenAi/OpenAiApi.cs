@@ -14,8 +14,9 @@ namespace P2PInference.Workers.Client.OpenAi;
 /// <c>Authorization: Bearer KEY</c> is used as the network API key for that request; without one,
 /// the client's own credentials (the profile's) are. The HTTP request's abort token is the call's
 /// cancellation, so a client that hangs up cancels the request at the gateway and the processor.
+/// Every request first passes <paramref name="guard"/>, which keeps web pages out.
 /// </summary>
-internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, ILogger logger)
+internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, ILogger logger, OpenAiGuard guard)
 {
     private static readonly byte[] DataPrefix = "data: "u8.ToArray();
     private static readonly byte[] EventEnd = "\n\n"u8.ToArray();
@@ -27,6 +28,11 @@ internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, IL
 
     public async Task ModelsAsync(HttpContext context)
     {
+        if (guard.Refusal(context, hasBody: false) is { } refusal)
+        {
+            await WriteErrorAsync(context, refusal);
+            return;
+        }
         try
         {
             var models = await ClientFor(context).ModelsAsync(context.RequestAborted);
@@ -44,10 +50,15 @@ internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, IL
 
     /// <summary>Any other path or method: OpenAI's 404 shape, so clients print a useful message.</summary>
     public Task NotFoundAsync(HttpContext context) =>
-        WriteErrorAsync(context, OpenAiError.NotFound($"{context.Request.Method} {context.Request.Path} is not served here; try /v1/chat/completions, /v1/completions or /v1/models"));
+        WriteErrorAsync(context, guard.Refusal(context, hasBody: false) ?? OpenAiError.NotFound($"{context.Request.Method} {context.Request.Path} is not served here; try /v1/chat/completions, /v1/completions or /v1/models"));
 
     private async Task CompleteAsync(HttpContext context, bool chat)
     {
+        if (guard.Refusal(context, hasBody: true) is { } refusal)
+        {
+            await WriteErrorAsync(context, refusal);
+            return;
+        }
         OpenAiRequest request;
         try
         {
@@ -168,8 +179,11 @@ internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, IL
             case ArgumentException argument:
                 return OpenAiError.BadRequest(argument.Message);
             default:
-                logger.LogError(e, "{Method} {Path} failed", context.Request.Method, context.Request.Path);
-                return new OpenAiError(500, "server_error", "internal_error", "the request failed: " + e.Message);
+                // An untyped exception's message can name files, hosts or internal state: it stays in our
+                // log with the request's id, and the caller gets a fixed text naming that id.
+                var requestId = context.TraceIdentifier;
+                logger.LogError(e, "{Method} {Path} failed (request {RequestId})", context.Request.Method, context.Request.Path, requestId);
+                return new OpenAiError(500, "server_error", "internal_error", OpenAiError.InternalMessage(requestId));
         }
     }
 

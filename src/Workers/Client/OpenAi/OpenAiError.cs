@@ -27,6 +27,10 @@ internal sealed class OpenAiError(int status, string type, string code, string m
 
     public static OpenAiError NotFound(string message) => new(404, "invalid_request_error", "not_found", message);
 
+    /// <summary>What a caller is told of an unexpected failure: a fixed text naming the request id, as the RPC server's <c>InternalMessage</c>.</summary>
+    public static string InternalMessage(string? requestId) =>
+        string.IsNullOrEmpty(requestId) ? "internal error" : $"internal error (request {requestId})";
+
     /// <summary>What an error of the network means to an OpenAI client.</summary>
     public static OpenAiError From(RpcException e)
     {

@@ -11,7 +11,8 @@ namespace P2PInference.Workers.Client.OpenAi;
 
 /// <summary>
 /// The local OpenAI-compatible HTTP endpoint of <c>p2pinference client serve</c>: Kestrel with
-/// <see cref="OpenAiApi"/>'s routes, on loopback unless told otherwise.
+/// <see cref="OpenAiApi"/>'s routes, on loopback unless told otherwise, refusing web pages
+/// (<see cref="OpenAiGuard"/>: Host, Origin and Content-Type checks).
 /// </summary>
 public sealed class OpenAiServer : IAsyncDisposable
 {
@@ -55,7 +56,7 @@ public sealed class OpenAiServer : IAsyncDisposable
         builder.Services.AddSingleton(loggerFactory);
         builder.Services.AddSingleton(typeof(ILogger<>), typeof(Logger<>));
         var app = builder.Build();
-        var api = new OpenAiApi(client, client.Options.TimeProvider, loggerFactory.CreateLogger<OpenAiServer>());
+        var api = new OpenAiApi(client, client.Options.TimeProvider, loggerFactory.CreateLogger<OpenAiServer>(), new OpenAiGuard(listen.Address));
         app.UseRouting();
         app.MapPost("/v1/chat/completions", (RequestDelegate)api.ChatCompletionsAsync);
         app.MapPost("/v1/completions", (RequestDelegate)api.CompletionsAsync);

@@ -103,6 +103,124 @@ public sealed class OpenAiApiTests
         Assert.That((string?)JsonNode.Parse(BodyOf(context))!["error"]!["type"], Is.EqualTo("invalid_request_error"));
     });
 
+    [Test]
+    public void ATextPlainPost_Is415_AndNothingGoesOverTheNetwork() => GatewaySimulation.Run(async g =>
+    {
+        // What a web page can send cross-site without a CORS preflight.
+        var context = await SendAsync(g.Client(), "/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}]}""",
+            contentType: "text/plain;charset=UTF-8");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(context.Response.StatusCode, Is.EqualTo(415));
+            Assert.That((string?)JsonNode.Parse(BodyOf(context))!["error"]!["code"], Is.EqualTo("unsupported_media_type"));
+            Assert.That(g.Gateway.Calls, Is.Empty);
+        });
+    });
+
+    [Test]
+    public void APostWithoutContentType_Is415() => GatewaySimulation.Run(async g =>
+    {
+        var context = await SendAsync(g.Client(), "/v1/completions", """{"prompt":"hi"}""", contentType: null);
+
+        Assert.That(context.Response.StatusCode, Is.EqualTo(415));
+        Assert.That(g.Gateway.Calls, Is.Empty);
+    });
+
+    [TestCase("https://evil.example")]
+    [TestCase("null")]
+    [TestCase("http://127.0.0.1:9999")]
+    public void ARequestFromAnotherOrigin_Is403_AndNothingGoesOverTheNetwork(string origin) => GatewaySimulation.Run(async g =>
+    {
+        var context = await SendAsync(g.Client(), "/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}]}""", origin: origin);
+
+        var error = JsonNode.Parse(BodyOf(context))!["error"]!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(context.Response.StatusCode, Is.EqualTo(403));
+            Assert.That((string?)error["code"], Is.EqualTo("cross_origin_refused"));
+            Assert.That((string?)error["message"], Does.Contain("cross-origin requests are refused"));
+            Assert.That(g.Gateway.Calls, Is.Empty);
+        });
+    });
+
+    [TestCase("evil.example:8080")]
+    [TestCase("evil.example")]
+    [TestCase("127.0.0.1:9999")]
+    [TestCase("10.0.0.5:8080")]
+    [TestCase("1:8080")]
+    public void ARequestForAnotherHost_Is403_ForModelsToo(string host) => GatewaySimulation.Run(async g =>
+    {
+        // DNS rebinding: the page's own name resolves to 127.0.0.1, and the browser sends that name.
+        var api = new OpenAiApi(g.Client(), g.Client().Options.TimeProvider, NullLogger.Instance, new OpenAiGuard(System.Net.IPAddress.Loopback));
+        var chat = await SendAsync(api, "/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}]}""", host: host);
+        var models = await SendAsync(api, "/v1/models", body: null, host: host);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(chat.Response.StatusCode, Is.EqualTo(403));
+            Assert.That((string?)JsonNode.Parse(BodyOf(chat))!["error"]!["code"], Is.EqualTo("host_not_allowed"));
+            Assert.That(models.Response.StatusCode, Is.EqualTo(403));
+            Assert.That(g.Gateway.Calls, Is.Empty);
+        });
+    });
+
+    [TestCase("127.0.0.1:8080", null)]
+    [TestCase("localhost:8080", "http://localhost:8080")]
+    [TestCase("[::1]:8080", "http://127.0.0.1:8080")]
+    public void ALocalRequest_WithJsonAndACharset_IsAnswered(string host, string? origin) => GatewaySimulation.Run(async g =>
+    {
+        var context = await SendAsync(g.Client(), "/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}]}""",
+            contentType: "application/json; charset=utf-8", host: host, origin: origin);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(context.Response.StatusCode, Is.EqualTo(200), BodyOf(context));
+            Assert.That(g.Gateway.CallsOf(WorkerMethods.Gateway.Infer), Has.Length.EqualTo(1));
+        });
+    });
+
+    [Test]
+    public void ServingOnEveryAddress_AcceptsAnIpHost_ButNoOtherName() => GatewaySimulation.Run(async g =>
+    {
+        var api = new OpenAiApi(g.Client(), g.Client().Options.TimeProvider, NullLogger.Instance, new OpenAiGuard(System.Net.IPAddress.Any));
+        var byAddress = await SendAsync(api, "/v1/completions", """{"prompt":"hi"}""", host: "192.168.1.20:8080");
+        var byName = await SendAsync(api, "/v1/completions", """{"prompt":"hi"}""", host: "evil.example:8080");
+
+        Assert.That(byAddress.Response.StatusCode, Is.EqualTo(200), BodyOf(byAddress));
+        Assert.That(byName.Response.StatusCode, Is.EqualTo(403));
+    });
+
+    [Test]
+    public void AnUnexpectedException_IsAFixedTextWithTheRequestId_NotItsMessage() => GatewaySimulation.Run(async g =>
+    {
+        // The first write of the answer fails with a message naming local state; the error answer then goes out.
+        var body = new FailingOnceStream("secret /home/user/.p2pinference/profile.json");
+
+        var context = await SendAsync(g.Client(), "/v1/completions", """{"prompt":"hi"}""", responseBody: body);
+
+        var error = JsonNode.Parse(System.Text.Encoding.UTF8.GetString(body.ToArray()))!["error"]!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(context.Response.StatusCode, Is.EqualTo(500));
+            Assert.That((string?)error["message"], Does.Not.Contain("secret"));
+            Assert.That((string?)error["message"], Is.EqualTo($"internal error (request {context.TraceIdentifier})"));
+        });
+    });
+
+    /// <summary>A response body whose first write fails with an exception that is not the network's.</summary>
+    private sealed class FailingOnceStream(string message) : MemoryStream
+    {
+        private bool _failed;
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_failed) return base.WriteAsync(buffer, cancellationToken);
+            _failed = true;
+            throw new InvalidOperationException(message);
+        }
+    }
+
     private static async IAsyncEnumerable<InferChunk> Fail(int chunksFirst, [EnumeratorCancellation] CancellationToken ct = default)
     {
         for (var i = 0; i < chunksFirst; i++)
@@ -113,16 +231,32 @@ public sealed class OpenAiApiTests
         throw RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted, "busy", TimeSpan.FromSeconds(2.5));
     }
 
-    private static async Task<HttpContext> SendAsync(P2PInferenceClient client, string path, string body, string? bearer = null)
+    private const int Port = 8080;
+
+    private const string Json = "application/json";
+
+    private static Task<HttpContext> SendAsync(P2PInferenceClient client, string path, string body, string? bearer = null,
+        string? contentType = Json, string host = "127.0.0.1:8080", string? origin = null, Stream? responseBody = null) =>
+        SendAsync(new OpenAiApi(client, client.Options.TimeProvider, NullLogger.Instance, new OpenAiGuard(System.Net.IPAddress.Loopback)),
+            path, body, bearer, contentType, host, origin, responseBody);
+
+    /// <summary>An HTTP request as Kestrel hands it over on <see cref="Port"/>: by default what the OpenAI SDKs send.</summary>
+    private static async Task<HttpContext> SendAsync(OpenAiApi api, string path, string? body, string? bearer = null,
+        string? contentType = Json, string host = "127.0.0.1:8080", string? origin = null, Stream? responseBody = null)
     {
         var context = new DefaultHttpContext();
-        context.Request.Method = "POST";
+        context.Request.Method = body is null ? "GET" : "POST";
         context.Request.Path = path;
-        context.Request.Body = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(body));
+        context.Request.Host = new HostString(host);
+        context.Connection.LocalPort = Port;
+        if (body is not null) context.Request.Body = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(body));
+        if (body is not null && contentType is not null) context.Request.ContentType = contentType;
         if (bearer is not null) context.Request.Headers.Authorization = "Bearer " + bearer;
-        context.Response.Body = new MemoryStream();
-        var api = new OpenAiApi(client, client.Options.TimeProvider, NullLogger.Instance);
-        await (path.EndsWith("/chat/completions", StringComparison.Ordinal) ? api.ChatCompletionsAsync(context) : api.CompletionsAsync(context));
+        if (origin is not null) context.Request.Headers.Origin = origin;
+        context.Response.Body = responseBody ?? new MemoryStream();
+        await (path.EndsWith("/chat/completions", StringComparison.Ordinal) ? api.ChatCompletionsAsync(context)
+            : path.EndsWith("/completions", StringComparison.Ordinal) ? api.CompletionsAsync(context)
+            : api.ModelsAsync(context));
         return context;
     }
 
