@@ -161,6 +161,35 @@ public sealed class ServeEndpointTests
     }
 
     [Test]
+    public async Task WebPages_AreRefused_ButLocalNamesAreServed(CancellationToken ct)
+    {
+        var chat = Chat("from a web page", stream: false, maxTokens: 3).ToJsonString();
+        // A "simple" cross-site POST (no preflight), a fetch from another origin, and DNS rebinding (another name for 127.0.0.1).
+        using var textPlain = await _http.PostAsync("chat/completions", new StringContent(chat, Encoding.UTF8, "text/plain"), ct);
+        using var crossOrigin = new HttpRequestMessage(HttpMethod.Post, "chat/completions") { Content = new StringContent(chat, Encoding.UTF8, "application/json") };
+        crossOrigin.Headers.Add("Origin", "https://evil.example");
+        using var fromOrigin = await _http.SendAsync(crossOrigin, ct);
+        using var rebound = new HttpRequestMessage(HttpMethod.Get, "models");
+        rebound.Headers.Host = $"evil.example:{Server.Address.Port}";
+        using var byName = await _http.SendAsync(rebound, ct);
+        using var local = new HttpRequestMessage(HttpMethod.Get, "models");
+        local.Headers.Host = $"localhost:{Server.Address.Port}";
+        using var byLocalhost = await _http.SendAsync(local, ct);
+        var originError = await JsonOf(fromOrigin, ct);
+        var hostError = await JsonOf(byName, ct);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(textPlain.StatusCode, Is.EqualTo(HttpStatusCode.UnsupportedMediaType));
+            Assert.That(fromOrigin.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That((string?)originError["error"]!["code"], Is.EqualTo("cross_origin_refused"));
+            Assert.That(byName.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+            Assert.That((string?)hostError["error"]!["code"], Is.EqualTo("host_not_allowed"));
+            Assert.That(byLocalhost.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        });
+    }
+
+    [Test]
     public async Task BadInput_Is400_InOpenAisErrorShape(CancellationToken ct)
     {
         using var noMessages = await PostAsync("chat/completions", new JsonObject { ["model"] = ServeNetwork.Model }, null, ct);
