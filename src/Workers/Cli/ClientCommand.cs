@@ -399,7 +399,7 @@ internal static class ClientCommand
     private static string OneLineOf(string text) => text.ReplaceLineEndings(" ");
 
     /// <summary>The environment variable an API key may come from, for scripts and services.</summary>
-    public const string ApiKeyVariable = "P2PINFERENCE_API_KEY";
+    public const string ApiKeyVariable = Hosting.WorkerConfigurationSources.ClientApiKeyVariable;
 
     /// <summary>The API key from standard input (when asked for) or the environment; null: use the profile's.</summary>
     private static async Task<string?> ApiKeyAsync(ClientCommandEnvironment environment, bool fromStdin, CancellationToken ct)

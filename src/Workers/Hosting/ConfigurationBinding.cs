@@ -154,6 +154,16 @@ internal static class ConfigurationBinding
             return false;
         }
 
+        // TimeSpan.Parse reads a bare number as days: "CachePeriod": 30 would mean 30 days, not the 30
+        // seconds an operator likely meant. Every accepted duration has a colon (00:00:30, 1.00:00:00).
+        if (type == typeof(TimeSpan) && !text.Contains(':', StringComparison.Ordinal))
+        {
+            errors.Add(double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out _)
+                ? $"{path}: '{text}' is a bare number, which is ambiguous (it would be read as days); write {Describe(type)}, e.g. 00:00:30 for 30 seconds"
+                : $"{path}: '{text}' is not {Describe(type)}");
+            return false;
+        }
+
         try
         {
             value = TypeDescriptor.GetConverter(type).ConvertFromInvariantString(text.Trim());

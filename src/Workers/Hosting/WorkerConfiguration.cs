@@ -55,7 +55,7 @@ public static class WorkerConfiguration
         ValidateHost(host, errors);
         var relays = ParseAddresses("Nat:Relays", nat.Relays, errors, requirePeerId: true);
         ValidateNat(nat, errors);
-        Positive("Trust:CachePeriod", trust.CachePeriod, errors);
+        Timer("Trust:CachePeriod", trust.CachePeriod, errors);
         Positive("Trust:SelfGrantValidity", trust.SelfGrantValidity, errors);
         ValidateEachSetting(configuration.GetSection("Auth"), auth, o => o.Validate(), errors);
         ValidateEachSetting(configuration.GetSection("Gateway"), gateway, o => o.Validate(), errors);
@@ -132,7 +132,7 @@ public static class WorkerConfiguration
         foreach (var (name, value) in variables)
         {
             if (!name.StartsWith(WorkerConfigurationSources.EnvironmentPrefix, StringComparison.OrdinalIgnoreCase)) continue;
-            if (string.Equals(name, WorkerConfigurationSources.EnvironmentVariable, StringComparison.OrdinalIgnoreCase)) continue;
+            if (WorkerConfigurationSources.NotSettings.Contains(name, StringComparer.OrdinalIgnoreCase)) continue;
             var key = name[WorkerConfigurationSources.EnvironmentPrefix.Length..].Replace("__", ConfigurationPath.KeyDelimiter, StringComparison.Ordinal);
             if (key.Length > 0) yield return new(key, value);
         }
@@ -220,10 +220,10 @@ public static class WorkerConfiguration
     {
         if (string.IsNullOrWhiteSpace(dht.ProtocolId) || dht.ProtocolId[0] != '/' || dht.ProtocolId.Any(char.IsWhiteSpace) || dht.ProtocolId.Length > 256)
             errors.Add($"Dht:ProtocolId: '{dht.ProtocolId}' is not a protocol id (e.g. /p2pinference/kad/1.0.0 or /ipfs/kad/1.0.0)");
-        Positive("Dht:ProviderRecordTtl", dht.ProviderRecordTtl, errors);
-        Positive("Dht:QueryTimeout", dht.QueryTimeout, errors);
-        Positive("Dht:LookupTimeout", dht.LookupTimeout, errors);
-        Positive("Dht:RefreshInterval", dht.RefreshInterval, errors);
+        Timer("Dht:ProviderRecordTtl", dht.ProviderRecordTtl, errors);
+        Timer("Dht:QueryTimeout", dht.QueryTimeout, errors);
+        Timer("Dht:LookupTimeout", dht.LookupTimeout, errors);
+        Timer("Dht:RefreshInterval", dht.RefreshInterval, errors);
     }
 
     private static void ValidateRpc(RpcSettings rpc, List<string> errors)
@@ -232,8 +232,8 @@ public static class WorkerConfiguration
         if (rpc.MaxConcurrentCallsPerPeer < 1) errors.Add($"Rpc:MaxConcurrentCallsPerPeer must be at least 1; it is {rpc.MaxConcurrentCallsPerPeer}");
         if (rpc.MaxInFlightBytesPerPeer < rpc.MaxMessageSize)
             errors.Add($"Rpc:MaxInFlightBytesPerPeer must be at least Rpc:MaxMessageSize ({rpc.MaxMessageSize}); it is {rpc.MaxInFlightBytesPerPeer}");
-        if (rpc.DefaultTimeout is { } timeout) Positive("Rpc:DefaultTimeout", timeout, errors);
-        Positive("Rpc:RequestReadTimeout", rpc.RequestReadTimeout, errors);
+        if (rpc.DefaultTimeout is { } timeout) Timer("Rpc:DefaultTimeout", timeout, errors);
+        Timer("Rpc:RequestReadTimeout", rpc.RequestReadTimeout, errors);
         if (rpc.TopicCacheTtl < TimeSpan.Zero) errors.Add($"Rpc:TopicCacheTtl must not be negative; it is {rpc.TopicCacheTtl}");
         if (rpc.MaxTopicAttempts < 1) errors.Add($"Rpc:MaxTopicAttempts must be at least 1; it is {rpc.MaxTopicAttempts}");
         if (rpc.DirectConnectionWait < TimeSpan.Zero || rpc.DirectConnectionWait > TimeSpan.FromMinutes(1))
@@ -285,22 +285,28 @@ public static class WorkerConfiguration
         if (host.InboundConnectionsReservedForTrustedPeers < 0)
             errors.Add($"Host:InboundConnectionsReservedForTrustedPeers must not be negative; it is {host.InboundConnectionsReservedForTrustedPeers}");
         if (host.MaxConnectionsPerPeer < 1) errors.Add($"Host:MaxConnectionsPerPeer must be at least 1; it is {host.MaxConnectionsPerPeer}");
-        Positive("Host:UpgradeTimeout", host.UpgradeTimeout, errors);
-        Positive("Host:StreamNegotiationTimeout", host.StreamNegotiationTimeout, errors);
-        Positive("Host:IdentifyTimeout", host.IdentifyTimeout, errors);
-        Positive("Host:PingTimeout", host.PingTimeout, errors);
+        Timer("Host:UpgradeTimeout", host.UpgradeTimeout, errors);
+        Timer("Host:StreamNegotiationTimeout", host.StreamNegotiationTimeout, errors);
+        Timer("Host:IdentifyTimeout", host.IdentifyTimeout, errors);
+        Timer("Host:PingTimeout", host.PingTimeout, errors);
         Positive("Host:IdleConnectionTimeout", host.IdleConnectionTimeout, errors);
     }
 
     private static void ValidateNat(NatSettings nat, List<string> errors)
     {
         if (nat.MaxReservations is < 0 or > 16) errors.Add($"Nat:MaxReservations must be between 0 and 16; it is {nat.MaxReservations}");
-        if (nat.UnknownReachabilityGrace < TimeSpan.Zero) errors.Add($"Nat:UnknownReachabilityGrace must not be negative; it is {nat.UnknownReachabilityGrace}");
-        Positive("Nat:RelaySearchInterval", nat.RelaySearchInterval, errors);
+        Timer("Nat:UnknownReachabilityGrace", nat.UnknownReachabilityGrace, errors, allowZero: true);
+        Timer("Nat:RelaySearchInterval", nat.RelaySearchInterval, errors);
     }
 
     private static void Positive(string path, TimeSpan value, List<string> errors)
     {
         if (value <= TimeSpan.Zero) errors.Add($"{path} must be positive; it is {value}");
+    }
+
+    /// <summary>A duration that ends up in a timer, CancellationTokenSource or Task.Delay: positive (or zero) and at most <see cref="DurationLimits.MaxTimer"/>.</summary>
+    private static void Timer(string path, TimeSpan value, List<string> errors, bool allowZero = false)
+    {
+        if (DurationLimits.CheckTimer(path, value, allowZero) is { } complaint) errors.Add(complaint);
     }
 }

@@ -8,6 +8,17 @@ public sealed record WorkerConfigurationSources
     /// <summary>The environment variable naming the environment (<c>appsettings.{Environment}.json</c>).</summary>
     public const string EnvironmentVariable = EnvironmentPrefix + "ENVIRONMENT";
 
+    /// <summary>The API key <c>p2pinference client</c> reads (<c>Cli.ClientCommand.ApiKeyVariable</c>); not a worker setting.</summary>
+    public const string ClientApiKeyVariable = EnvironmentPrefix + "API_KEY";
+
+    /// <summary>
+    /// The <see cref="EnvironmentPrefix"/> variables that are not settings, all in one place: the
+    /// environment name, and the client's own variables, which a machine running both the client and
+    /// a worker sets for the client. Every other <c>P2PINFERENCE_*</c> variable is a setting, and an
+    /// unknown one is still refused.
+    /// </summary>
+    public static readonly IReadOnlyList<string> NotSettings = [EnvironmentVariable, ClientApiKeyVariable];
+
     /// <summary>A JSON file that must exist (<c>--config PATH</c>); it overrides the environment-specific file.</summary>
     public string? ConfigPath { get; init; }
 
@@ -18,7 +29,7 @@ public sealed record WorkerConfigurationSources
     public string? BaseDirectory { get; init; }
 
     /// <summary>
-    /// Environment variables; those starting with <see cref="EnvironmentPrefix"/> are settings, with
+    /// Environment variables; those starting with <see cref="EnvironmentPrefix"/> (except <see cref="NotSettings"/>) are settings, with
     /// <c>__</c> between section and key (<c>P2PINFERENCE_NODE__DATADIR</c>). Null: the process's.
     /// </summary>
     public IReadOnlyDictionary<string, string?>? EnvironmentVariables { get; init; }

@@ -310,6 +310,83 @@ public sealed class WorkerConfigurationTests
         Assert.That(error.Errors, Does.Contain("Rpc:DirectConnectionWait must be between 0 and 1 minute; it is 01:00:00"));
     }
 
+    [Test]
+    public void Load_RefusesABareNumberForADuration_NamingTheSetting_InJsonNumberStringAndEnvironmentForms()
+    {
+        // TimeSpan.Parse would read each as days: 30 days for a revocation list meant to be reread every 30 seconds.
+        var file = Write("worker.json", """{ "Trust": { "CachePeriod": 30 }, "Host": { "UpgradeTimeout": "45" } }""");
+        var environment = new Dictionary<string, string?> { ["P2PINFERENCE_AUTH__TOKENLIFETIME"] = "2" };
+
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("auth", Sources(file, environment)));
+
+        const string Accepted = "write a duration like 00:05:00 (hh:mm:ss) or 1.00:00:00 (d.hh:mm:ss), e.g. 00:00:30 for 30 seconds";
+        Assert.That(error!.Errors, Is.EquivalentTo(new[]
+        {
+            "Trust:CachePeriod: '30' is a bare number, which is ambiguous (it would be read as days); " + Accepted,
+            "Host:UpgradeTimeout: '45' is a bare number, which is ambiguous (it would be read as days); " + Accepted,
+            "Auth:TokenLifetime: '2' is a bare number, which is ambiguous (it would be read as days); " + Accepted,
+        }));
+    }
+
+    [TestCase("Host:UpgradeTimeout")]
+    [TestCase("Host:IdentifyTimeout")]
+    [TestCase("Host:StreamNegotiationTimeout")]
+    [TestCase("Host:PingTimeout")]
+    [TestCase("Trust:CachePeriod")]
+    [TestCase("Dht:QueryTimeout")]
+    [TestCase("Dht:LookupTimeout")]
+    [TestCase("Dht:RefreshInterval")]
+    [TestCase("Dht:ProviderRecordTtl")]
+    [TestCase("Rpc:DefaultTimeout")]
+    [TestCase("Rpc:RequestReadTimeout")]
+    [TestCase("Nat:RelaySearchInterval")]
+    [TestCase("Nat:UnknownReachabilityGrace")]
+    public void Load_RefusesATimerDurationOverTheTimerMaximum_NamingTheSettingAndTheMaximum(string key)
+    {
+        var error = Assert.Throws<WorkerConfigurationException>(() =>
+            WorkerConfiguration.Load("processor", Sources() with { Overrides = new Dictionary<string, string?> { [key] = "50.00:00:00" } }));
+
+        Assert.That(error!.Errors, Is.EqualTo(new[]
+        {
+            $"{key} must be at most 49.17:02:47.2940000 (about 49.7 days, the longest a timer accepts); it is 50.00:00:00",
+        }));
+    }
+
+    [TestCase("Processor:Engine:TokenInterval", "builtin")]
+    [TestCase("Processor:Engine:Timeout", "openai")]
+    public void Load_RefusesAnEngineDurationOverTheTimerMaximum(string key, string kind)
+    {
+        var overrides = new Dictionary<string, string?> { ["Processor:Engine:Kind"] = kind, [key] = "50.00:00:00" };
+        if (kind == "openai") overrides["Processor:Engine:BaseUrl"] = "http://127.0.0.1:1/v1";
+
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("processor", Sources() with { Overrides = overrides }));
+
+        var name = key["Processor:".Length..];
+        Assert.That(error!.Errors, Has.Some.StartWith($"{name} must be at most 49.17:02:47.2940000"));
+    }
+
+    [Test]
+    public void Load_AcceptsATimerDurationAtTheMaximum_WhichATimerAccepts()
+    {
+        var settings = WorkerConfiguration.Load("auth", Sources() with { Overrides = new Dictionary<string, string?> { ["Trust:CachePeriod"] = "49.17:02:47.294" } });
+
+        Assert.That(settings.Trust.CachePeriod, Is.EqualTo(DurationLimits.MaxTimer));
+        Assert.DoesNotThrow(() => new CancellationTokenSource(settings.Trust.CachePeriod).Dispose());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new CancellationTokenSource(DurationLimits.MaxTimer + TimeSpan.FromMilliseconds(1)));
+    }
+
+    [Test]
+    public void Load_IgnoresTheClientsApiKeyVariable_ButStillRefusesAnUnknownSection()
+    {
+        var environment = new Dictionary<string, string?> { ["P2PINFERENCE_API_KEY"] = "p2pk_example", ["P2PINFERENCE_ENVIRONMENT"] = "Nowhere" };
+
+        Assert.DoesNotThrow(() => WorkerConfiguration.Load("gateway", Sources(environment: environment)));
+
+        environment["P2PINFERENCE_API_KEYS"] = "x";
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("gateway", Sources(environment: environment)));
+        Assert.That(error!.Errors, Is.EqualTo(new[] { "API_KEYS is not a known section (known: Node, Host, Dht, Rpc, Nat, Auth, Gateway, Processor, Trust)" }));
+    }
+
     private WorkerConfigurationSources Sources(string? file = null, IReadOnlyDictionary<string, string?>? environment = null) => new()
     {
         ConfigPath = file,

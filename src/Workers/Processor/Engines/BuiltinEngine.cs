@@ -139,6 +139,8 @@ public sealed class BuiltinEngine : IInferenceEngine
             errors.Add($"Engine:CorpusPath '{path}' does not exist.");
         if (options.TokenInterval < TimeSpan.Zero)
             errors.Add("Engine:TokenInterval must not be negative.");
+        else if (options.TokenInterval > Hosting.DurationLimits.MaxTimer)
+            errors.Add($"Engine:TokenInterval must be at most {Hosting.DurationLimits.MaxTimer} (about 49.7 days, the longest a timer accepts; was {options.TokenInterval}).");
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var m in models)
         {

@@ -187,6 +187,8 @@ public sealed class OpenAiCompatibleEngine : IInferenceEngine
             errors.Add($"Engine:MaxTokens must be at least 1 (was {options.MaxOutputTokens}).");
         if (options.Timeout <= TimeSpan.Zero && options.Timeout != System.Threading.Timeout.InfiniteTimeSpan)
             errors.Add($"Engine:Timeout must be positive (was {options.Timeout}).");
+        else if (options.Timeout > Hosting.DurationLimits.MaxTimer)
+            errors.Add($"Engine:Timeout must be at most {Hosting.DurationLimits.MaxTimer} (about 49.7 days, the longest a timer accepts; was {options.Timeout}).");
         if (options.MaxResponseBytes < 1024)
             errors.Add($"Engine:MaxResponseBytes must be at least 1024 (was {options.MaxResponseBytes}).");
         return errors;
