@@ -17,7 +17,7 @@ public sealed record RpcCallOptions
     /// envelope asking for more the same way, marked <see cref="RpcException.NotDelivered"/>. No
     /// deadline at all is a timeout of 0 on the wire.
     /// </summary>
-    public static readonly TimeSpan MaxTimeout = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+    public static readonly TimeSpan MaxTimeout = Threading.TimerLimits.Longest;
 
     /// <summary>Time allowed from the start of the call; past it the caller gets <see cref="RpcStatusCode.DeadlineExceeded"/>.</summary>
     public TimeSpan? Timeout { get; init; }

@@ -1,3 +1,5 @@
+using P2PInference.Facilities.Threading;
+
 namespace P2PInference.Workers.Hosting;
 
 /// <summary>
@@ -7,8 +9,8 @@ namespace P2PInference.Workers.Hosting;
 /// </summary>
 internal static class DurationLimits
 {
-    /// <summary>The longest a .NET timer, CancellationTokenSource or Task.Delay accepts: 4,294,967,294 ms, about 49.7 days.</summary>
-    public static readonly TimeSpan MaxTimer = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+    /// <summary>The longest a .NET timer, CancellationTokenSource or Task.Delay accepts (<see cref="TimerLimits.Longest"/>).</summary>
+    public static readonly TimeSpan MaxTimer = TimerLimits.Longest;
 
     /// <summary>Null when <paramref name="value"/> is positive (or zero, when <paramref name="allowZero"/>) and at most <see cref="MaxTimer"/>; else the complaint.</summary>
     public static string? CheckTimer(string path, TimeSpan value, bool allowZero = false)
