@@ -118,7 +118,7 @@ public sealed class GatewayWorker : IWorker
             {
                 // The narrowest bucket first: a peer (or an address) past its quota takes nothing from the wider ones.
                 LimitPeer(state, context, requestId);
-                if (context.RemoteAddress is { } address && AddressOrigin.Of(address, out var loopback) is var origin && !loopback)
+                if (RemoteOrigin(context) is { } origin)
                     Limit(state, "address:" + origin, _options.AccountRateLimitPerAddress, requestId);
                 Limit(state, AllAccountCallsKey, _options.AccountRateLimit, requestId);
                 var request = Parse(parser, payload, _options.MaxAccountRequestBytes, method);
@@ -514,16 +514,12 @@ public sealed class GatewayWorker : IWorker
     {
         var quota = _options.RefusedCredentialLimit;
         var peerKey = "refused-peer:" + context.RemotePeer;
-        var addressKey = context.RemoteAddress is { } address && AddressOrigin.Of(address, out var loopback) is var origin && !loopback
-            ? "refused-address:" + origin
-            : null;
+        var addressKey = RemoteOrigin(context) is { } origin ? "refused-address:" + origin : null;
         foreach (var key in (ReadOnlySpan<string?>)[peerKey, addressKey])
         {
             if (key is null || state.Limiter.Peek(key, quota) is not { Allowed: false } decision) continue;
             state.Logger.LogInformation("request {RequestId}: too many refused credentials from {Key} ({Quota})", requestId, key, quota);
-            throw RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted,
-                $"too many invalid credentials from this {(key == peerKey ? "peer" : "address")}; retry in {Math.Ceiling(decision.RetryAfter.TotalSeconds).ToString(CultureInfo.InvariantCulture)} s",
-                decision.RetryAfter);
+            throw RateLimited($"too many invalid credentials from this {(key == peerKey ? "peer" : "address")}", decision.RetryAfter);
         }
         try
         {
@@ -545,10 +541,16 @@ public sealed class GatewayWorker : IWorker
         var decision = state.Limiter.TryAcquire(key, quota);
         if (decision.Allowed) return;
         state.Logger.LogInformation("request {RequestId}: rate limit of {Key} exceeded ({Quota})", requestId, key, quota);
-        throw RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted,
-            $"rate limit exceeded ({quota}); retry in {Math.Ceiling(decision.RetryAfter.TotalSeconds).ToString(CultureInfo.InvariantCulture)} s",
-            decision.RetryAfter);
+        throw RateLimited($"rate limit exceeded ({quota})", decision.RetryAfter);
     }
+
+    private static RpcException RateLimited(string why, TimeSpan retryAfter) =>
+        RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted,
+            $"{why}; retry in {Math.Ceiling(retryAfter.TotalSeconds).ToString(CultureInfo.InvariantCulture)} s", retryAfter);
+
+    /// <summary>The origin (IPv4 address or IPv6 /64, <see cref="AddressOrigin"/>) of a caller off loopback, whose address has buckets of its own; null on loopback or when the carrier does not know the address.</summary>
+    private static string? RemoteOrigin(RpcCallContext context) =>
+        context.RemoteAddress is { } address && AddressOrigin.Of(address, out var loopback) is var origin && !loopback ? origin : null;
 
     private static T Parse<T>(MessagePackRpcCodec<T> parser, ReadOnlyMemory<byte> payload, long maxBytes, string method)
         where T : class

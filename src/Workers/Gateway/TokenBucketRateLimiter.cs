@@ -35,7 +35,7 @@ public sealed class TokenBucketRateLimiter
     public RateLimitDecision TryAcquire(string key, RateLimitQuota quota)
     {
         ArgumentNullException.ThrowIfNull(key);
-        if (!quota.IsValid) throw new ArgumentOutOfRangeException(nameof(quota), quota, "a quota needs at least 1 request per minute and a burst of at least 1");
+        ThrowIfInvalid(quota);
         var now = _time.GetTimestamp();
         lock (_gate)
         {
@@ -72,7 +72,7 @@ public sealed class TokenBucketRateLimiter
     public RateLimitDecision Peek(string key, RateLimitQuota quota)
     {
         ArgumentNullException.ThrowIfNull(key);
-        if (!quota.IsValid) throw new ArgumentOutOfRangeException(nameof(quota), quota, "a quota needs at least 1 request per minute and a burst of at least 1");
+        ThrowIfInvalid(quota);
         var now = _time.GetTimestamp();
         lock (_gate)
         {
@@ -82,6 +82,11 @@ public sealed class TokenBucketRateLimiter
             var tokens = Math.Min(bucket.Tokens, quota.Burst);
             return tokens >= 1 ? RateLimitDecision.Allow : new RateLimitDecision(false, WaitFor(tokens, quota));
         }
+    }
+
+    private static void ThrowIfInvalid(RateLimitQuota quota)
+    {
+        if (!quota.IsValid) throw new ArgumentOutOfRangeException(nameof(quota), quota, "a quota needs at least 1 request per minute and a burst of at least 1");
     }
 
     private static TimeSpan WaitFor(double tokens, RateLimitQuota quota)
