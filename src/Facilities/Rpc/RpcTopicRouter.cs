@@ -38,10 +38,6 @@ internal sealed class RpcTopicRouter
 
     public delegate Task<byte[]> PeerCall(PeerId peer, RpcCallOptions options, CancellationToken cancellationToken);
 
-    /// <summary>In-flight calls and latency average of <paramref name="peer"/> as the balancer sees them.</summary>
-    public (int InFlight, double LatencyMs) LoadOf(PeerId peer) =>
-        _load.TryGetValue(peer, out var load) ? (Volatile.Read(ref load.InFlight), load.LatencyMs) : (0, 0);
-
     public delegate IAsyncEnumerable<byte[]> PeerStreamCall(PeerId peer, RpcCallOptions options, CancellationToken cancellationToken);
 
     public async Task<byte[]> RequestAsync(string topic, PeerCall call, RpcCallOptions? options, CancellationToken cancellationToken)
@@ -218,7 +214,8 @@ internal sealed class RpcTopicRouter
         if (second >= first) second++;
         var a = Untried(providers, tried, first);
         var b = Untried(providers, tried, second);
-        return Cost(b, providers) < Cost(a, providers) ? b : a;
+        double? median = null;
+        return Cost(b, providers, ref median) < Cost(a, providers, ref median) ? b : a;
     }
 
     private static PeerId Untried(PeerId[] providers, HashSet<PeerId> tried, int index)
@@ -236,20 +233,16 @@ internal sealed class RpcTopicRouter
     /// before an answer) counts the median latency of the measured <paramref name="providers"/>: counting
     /// it as 0 ms made it cheaper than every measured one, so the balancer chose it first every time.
     /// </summary>
-    private double Cost(PeerId peer, PeerId[] providers)
+    /// <param name="median">The median of <paramref name="providers"/>, computed here the first time a choice needs it.</param>
+    private double Cost(PeerId peer, PeerId[] providers, ref double? median)
     {
         var inFlight = 0;
-        double latency;
         if (_load.TryGetValue(peer, out var load))
         {
             inFlight = Volatile.Read(ref load.InFlight);
-            if (!load.TryGetLatency(out latency)) latency = MedianLatency(providers);
+            if (load.TryGetLatency(out var latency)) return (inFlight + 1) * (latency + 1);
         }
-        else
-        {
-            latency = MedianLatency(providers);
-        }
-        return (inFlight + 1) * (latency + 1);
+        return (inFlight + 1) * ((median ??= MedianLatency(providers)) + 1);
     }
 
     /// <summary>The median latency EWMA of the measured <paramref name="providers"/>; 0 when none is measured.</summary>
@@ -410,14 +403,6 @@ internal sealed class RpcTopicRouter
         public int InFlight;
         private double _latencyMs;
         private bool _sampled;
-
-        public double LatencyMs
-        {
-            get
-            {
-                lock (_gate) return _latencyMs;
-            }
-        }
 
         /// <summary>The latency average; false while no sample was recorded.</summary>
         public bool TryGetLatency(out double ms)
