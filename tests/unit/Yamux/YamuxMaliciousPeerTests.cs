@@ -267,16 +267,9 @@ public sealed class YamuxMaliciousPeerTests
 
         // 4,096 one-byte frames: 4 KiB of window, which once cost a pooled array and two queue slots each.
         var sent = new byte[4096];
-        var frames = new byte[sent.Length * (YamuxHeader.Size + 1)];
-        for (var i = 0; i < sent.Length; i++)
-        {
-            sent[i] = (byte)(i * 7 + i / 256);
-            var at = i * (YamuxHeader.Size + 1);
-            new YamuxHeader(YamuxFrameType.Data, YamuxFlags.None, 1, 1).Write(frames.AsSpan(at));
-            frames[at + YamuxHeader.Size] = sent[i];
-        }
+        for (var i = 0; i < sent.Length; i++) sent[i] = (byte)(i * 7 + i / 256);
 
-        await peer.WriteRawAsync(frames);
+        await peer.WriteRawAsync(DataFrames(1, sent, Enumerable.Repeat(1, sent.Length)));
         await RoundTripAsync(peer, token);
 
         Assert.That(stream.BufferedCount, Is.EqualTo(sent.Length));
@@ -304,16 +297,8 @@ public sealed class YamuxMaliciousPeerTests
         int[] sizes = [1, 2048, 1, 2049, 2047, 2047, 3, 4096, 1000, 60000, 1, 1, 2000];
         var sent = new byte[3 * sizes.Sum()];
         new Random(1).NextBytes(sent);
-        var frames = new byte[sent.Length + 3 * sizes.Length * YamuxHeader.Size];
-        var (from, to) = (0, 0);
-        foreach (var size in sizes.Concat(sizes).Concat(sizes))
-        {
-            new YamuxHeader(YamuxFrameType.Data, YamuxFlags.None, 1, (uint)size).Write(frames.AsSpan(to));
-            sent.AsSpan(from, size).CopyTo(frames.AsSpan(to + YamuxHeader.Size));
-            (from, to) = (from + size, to + YamuxHeader.Size + size);
-        }
 
-        await peer.WriteRawAsync(frames);
+        await peer.WriteRawAsync(DataFrames(1, sent, sizes.Concat(sizes).Concat(sizes)));
         await RoundTripAsync(peer, token);
 
         Assert.That(stream.BufferedCount, Is.EqualTo(sent.Length));
@@ -327,6 +312,23 @@ public sealed class YamuxMaliciousPeerTests
 
         Assert.That(received.AsSpan().SequenceEqual(sent), Is.True, "the bytes come back as sent, in order");
         Assert.That(stream.HeldSegments, Is.EqualTo((0, 0L)));
+    }
+
+    /// <summary><paramref name="payload"/> as consecutive DATA frames on <paramref name="streamId"/>, one per size in <paramref name="sizes"/>, in one buffer.</summary>
+    private static byte[] DataFrames(uint streamId, byte[] payload, IEnumerable<int> sizes)
+    {
+        var frames = new List<byte>(payload.Length);
+        Span<byte> header = stackalloc byte[YamuxHeader.Size];
+        var from = 0;
+        foreach (var size in sizes)
+        {
+            new YamuxHeader(YamuxFrameType.Data, YamuxFlags.None, streamId, (uint)size).Write(header);
+            frames.AddRange(header);
+            frames.AddRange(payload.AsSpan(from, size));
+            from += size;
+        }
+        Assert.That(from, Is.EqualTo(payload.Length), "the sizes cover the payload");
+        return [.. frames];
     }
 
     /// <summary>A ping answered: the session has handled every frame written before it.</summary>

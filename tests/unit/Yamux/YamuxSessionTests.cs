@@ -443,18 +443,11 @@ public sealed class YamuxSessionTests
     {
         var (client, server) = CreatePair();
         await using var _ = client;
-        // The caller keeps its write side open while it waits for the answer, as the RPC client does.
-        await using var stream = await client.OpenStreamAsync(token);
-        await stream.WriteAsync("request"u8.ToArray(), token);
-        var inbound = await server.AcceptStreamAsync(token);
-        await inbound.ReadExactlyAsync(new byte[7], token);
         var answer = new byte[100_000];
         new Random(1).NextBytes(answer);
 
         // Answer and FIN, then go-away and the connection's end: the caller's session reads them all and closes.
-        await inbound.WriteAndCompleteAsync(answer, token);
-        await server.DisposeAsync();
-        await Ended(client);
+        await using var stream = await AnsweredThenClosedAsync(client, server, inbound => inbound.WriteAndCompleteAsync(answer, token).AsTask(), token);
 
         Assert.That(await stream.WaitReadableAsync(token), Is.True, "what the remote sent before its FIN is still to be read");
         var received = await ReadToEndAsync(stream, token);
@@ -470,15 +463,9 @@ public sealed class YamuxSessionTests
     {
         var (client, server) = CreatePair();
         await using var _ = client;
-        await using var stream = await client.OpenStreamAsync(token);
-        await stream.WriteAsync("request"u8.ToArray(), token);
-        var inbound = await server.AcceptStreamAsync(token);
-        await inbound.ReadExactlyAsync(new byte[7], token);
 
         // Part of an answer, no FIN: the connection ends with the answer cut short.
-        await inbound.WriteAsync(new byte[1000], token);
-        await server.DisposeAsync();
-        await Ended(client);
+        await using var stream = await AnsweredThenClosedAsync(client, server, inbound => inbound.WriteAsync(new byte[1000], token).AsTask(), token);
 
         Assert.That(async () => await stream.ReadAsync(new byte[1000], token), Throws.TypeOf<YamuxStreamResetException>()
             .With.InnerException.TypeOf<YamuxException>());
@@ -490,18 +477,30 @@ public sealed class YamuxSessionTests
     {
         var (client, server) = CreatePair();
         await using var _ = client;
-        await using var stream = await client.OpenStreamAsync(token);
-        await stream.WriteAsync("request"u8.ToArray(), token);
-        var inbound = await server.AcceptStreamAsync(token);
-        await inbound.ReadExactlyAsync(new byte[7], token);
-        await inbound.WriteAndCompleteAsync(new byte[1000], token);
-        await server.DisposeAsync();
-        await Ended(client);
+        await using var stream = await AnsweredThenClosedAsync(client, server, inbound => inbound.WriteAndCompleteAsync(new byte[1000], token).AsTask(), token);
 
         stream.Reset();
 
         Assert.That(stream.HeldSegments, Is.EqualTo((0, 0L)));
         Assert.That(async () => await stream.ReadAsync(new byte[1], token), Throws.TypeOf<YamuxStreamResetException>());
+    }
+
+    /// <summary>
+    /// A client stream whose request the server read and then answered with <paramref name="answer"/>, after which the
+    /// server closed its whole session; returns once the client's session has ended too. The client keeps its write side
+    /// open while it waits for the answer, as the RPC client does.
+    /// </summary>
+    private static async Task<YamuxStream> AnsweredThenClosedAsync(YamuxSession client, YamuxSession server, Func<YamuxStream, Task> answer,
+        CancellationToken token)
+    {
+        var stream = await client.OpenStreamAsync(token);
+        await stream.WriteAsync("request"u8.ToArray(), token);
+        var inbound = await server.AcceptStreamAsync(token);
+        await inbound.ReadExactlyAsync(new byte[7], token);
+        await answer(inbound);
+        await server.DisposeAsync();
+        await Ended(client);
+        return stream;
     }
 
     /// <summary>Waits until the session has ended, however: the remote's close may also fail its last writes.</summary>
