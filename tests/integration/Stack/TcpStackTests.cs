@@ -5,6 +5,7 @@ using P2PInference.TestKit.Conformance;
 namespace P2PInference.Tests.Integration.Stack;
 
 /// <summary>The full stack on real sockets: TCP on loopback.</summary>
+[TestFixture]
 public sealed class TcpStackTests : HostStackConformanceTests
 {
     protected override ITransport CreateTransport(string nodeName) => new TcpTransport();
