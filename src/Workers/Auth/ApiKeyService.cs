@@ -114,7 +114,7 @@ public sealed class ApiKeyService
         keyId is { Length: 36 } && keyId.StartsWith(KeyIdPrefix, StringComparison.Ordinal) && keyId.AsSpan(KeyIdPrefix.Length).ContainsAnyExcept("0123456789abcdef") is false;
 
     /// <summary>Creates a key for <paramref name="userId"/>. The returned secret is not stored anywhere.</summary>
-    /// <exception cref="AuthException">InvalidArgument for a bad name; ResourceExhausted when the user has <c>maxKeysPerUser</c> keys.</exception>
+    /// <exception cref="AuthException">InvalidArgument for a bad name; ResourceExhausted when the user has <c>maxKeysPerUser</c> unrevoked keys.</exception>
     public async Task<(ApiKeyRecord Record, string ApiKey)> CreateAsync(string userId, string? name, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(userId);
@@ -125,10 +125,7 @@ public sealed class ApiKeyService
         }
 
         var (listed, current) = await ReadKeyListAsync(userId, cancellationToken);
-        if (listed.Count >= _maxKeysPerUser)
-        {
-            throw new AuthException(AuthErrorCode.ResourceExhausted, $"a user may hold at most {_maxKeysPerUser} API keys");
-        }
+        listed = await MakeRoomAsync(listed, cancellationToken);
 
         var apiKey = GenerateKey(_random);
         var hash = HashKey(apiKey);
@@ -146,17 +143,14 @@ public sealed class ApiKeyService
         while (!await _keyLists.CompareAndSwapAsync(userId, current, EncodeKeyList([.. listed, record.KeyId]), cancellationToken))
         {
             (listed, current) = await ReadKeyListAsync(userId, cancellationToken);
-            if (listed.Count >= _maxKeysPerUser)
-            {
-                throw new AuthException(AuthErrorCode.ResourceExhausted, $"a user may hold at most {_maxKeysPerUser} API keys");
-            }
+            listed = await MakeRoomAsync(listed, cancellationToken);
         }
 
         await _byHash.PutAsync(Convert.ToHexStringLower(hash), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken);
         return (record, apiKey);
     }
 
-    /// <summary>The user's keys, revoked ones included, oldest first. Records hold hashes, never keys.</summary>
+    /// <summary>The user's keys, revoked ones included until a new key needs their place (see <see cref="MakeRoomAsync"/>), oldest first. Records hold hashes, never keys.</summary>
     public async Task<IReadOnlyList<ApiKeyRecord>> ListAsync(string userId, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(userId);
@@ -172,6 +166,46 @@ public sealed class ApiKeyService
         }
 
         return keys.OrderBy(k => k.CreatedAtUnixMs).ThenBy(k => k.KeyId, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>
+    /// <paramref name="listed"/> with room for one more key: unchanged while it is below the cap,
+    /// otherwise without its oldest revoked keys. Only live keys count against the cap (a user who
+    /// revoked their keys used to be refused a new one for ever), yet the list stays bounded by it, so
+    /// creating and listing read at most the cap's worth of records. A revoked key that gives way
+    /// leaves the listing; it stays refused, since its record keeps the flag.
+    /// </summary>
+    /// <exception cref="AuthException">ResourceExhausted when every listed key is live.</exception>
+    private async Task<List<string>> MakeRoomAsync(List<string> listed, CancellationToken cancellationToken)
+    {
+        if (listed.Count < _maxKeysPerUser)
+        {
+            return listed;
+        }
+
+        var revoked = new List<ApiKeyRecord>();
+        foreach (var keyId in listed)
+        {
+            var record = await _records.GetMessageAsync(keyId, ApiKeyRecord.Parser, cancellationToken);
+            // A listed id with no record holds no usable key, so it gives way like a revoked one.
+            if (record is null)
+            {
+                revoked.Add(new ApiKeyRecord { KeyId = keyId });
+            }
+            else if (record.Revoked)
+            {
+                revoked.Add(record);
+            }
+        }
+
+        var surplus = listed.Count - _maxKeysPerUser + 1;
+        if (revoked.Count < surplus)
+        {
+            throw new AuthException(AuthErrorCode.ResourceExhausted, $"a user may hold at most {_maxKeysPerUser} live API keys; revoke one to create another");
+        }
+
+        var leaving = revoked.OrderBy(k => k.RevokedAtUnixMs).ThenBy(k => k.KeyId, StringComparer.Ordinal).Take(surplus).Select(k => k.KeyId).ToHashSet(StringComparer.Ordinal);
+        return [.. listed.Where(id => !leaving.Contains(id))];
     }
 
     /// <summary>

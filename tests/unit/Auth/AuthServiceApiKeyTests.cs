@@ -168,6 +168,67 @@ public sealed class AuthServiceApiKeyTests
     }
 
     [Test, CancelAfter(10000)]
+    public async Task CreateApiKey_AtTheMaximum_CountsOnlyUnrevokedKeys_AndRevokedOnesStayRefused(CancellationToken ct)
+    {
+        await using var auth = await AuthHarness.CreateAsync(o => o.MaxApiKeysPerUser = 3);
+        var (_, _, token) = await auth.RegisterAndLoginAsync(ct);
+        var first = new List<CreateApiKeyResponse>();
+        for (var i = 0; i < 3; i++)
+        {
+            first.Add(await auth.Service.CreateApiKeyAsync(new CreateApiKeyRequest { Token = token, Name = $"k{i}" }, ct));
+            auth.Time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        foreach (var key in first)
+        {
+            await auth.Service.RevokeApiKeyAsync(new RevokeApiKeyRequest { Token = token, KeyId = key.KeyId }, ct);
+            auth.Time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        // Three revoked keys leave the whole cap free: a user who revoked their keys can make new ones.
+        var second = new List<CreateApiKeyResponse>();
+        for (var i = 0; i < 3; i++)
+        {
+            second.Add(await auth.Service.CreateApiKeyAsync(new CreateApiKeyRequest { Token = token, Name = $"new{i}" }, ct));
+        }
+
+        await AuthAssert.ThrowsAsync(AuthErrorCode.ResourceExhausted, () => auth.Service.CreateApiKeyAsync(new CreateApiKeyRequest { Token = token, Name = "one too many" }, ct));
+        foreach (var key in second)
+        {
+            Assert.DoesNotThrowAsync(() => auth.Service.ValidateAsync(new ValidateRequest { ApiKey = key.ApiKey }, ct));
+        }
+
+        foreach (var key in first)
+        {
+            await AuthAssert.ThrowsAsync(AuthErrorCode.Unauthenticated, () => auth.Service.ValidateAsync(new ValidateRequest { ApiKey = key.ApiKey }, ct));
+        }
+
+        var list = await auth.Service.ListApiKeysAsync(new ListApiKeysRequest { Token = token }, ct);
+        Assert.That(list.Keys.Select(k => k.Name), Is.EquivalentTo(new[] { "new0", "new1", "new2" }), "revoked keys give their place in the list to new ones");
+    }
+
+    [Test, CancelAfter(10000)]
+    public async Task CreateApiKey_AtTheMaximumWithOneRevoked_DropsOnlyTheOldestRevokedFromTheList(CancellationToken ct)
+    {
+        await using var auth = await AuthHarness.CreateAsync(o => o.MaxApiKeysPerUser = 3);
+        var (_, _, token) = await auth.RegisterAndLoginAsync(ct);
+        var keys = new List<CreateApiKeyResponse>();
+        for (var i = 0; i < 3; i++)
+        {
+            keys.Add(await auth.Service.CreateApiKeyAsync(new CreateApiKeyRequest { Token = token, Name = $"k{i}" }, ct));
+        }
+
+        await auth.Service.RevokeApiKeyAsync(new RevokeApiKeyRequest { Token = token, KeyId = keys[2].KeyId }, ct);
+        auth.Time.Advance(TimeSpan.FromSeconds(1));
+        await auth.Service.RevokeApiKeyAsync(new RevokeApiKeyRequest { Token = token, KeyId = keys[0].KeyId }, ct);
+
+        await auth.Service.CreateApiKeyAsync(new CreateApiKeyRequest { Token = token, Name = "new" }, ct);
+
+        var list = await auth.Service.ListApiKeysAsync(new ListApiKeysRequest { Token = token }, ct);
+        Assert.That(list.Keys.Select(k => k.Name), Is.EquivalentTo(new[] { "k0", "k1", "new" }), "k2, revoked first, gave way; k0, revoked later, is still listed");
+    }
+
+    [Test, CancelAfter(10000)]
     public async Task Validate_RefusesUnknownAndMalformedKeys(CancellationToken ct)
     {
         var (_, _, token) = await _auth.RegisterAndLoginAsync(ct);
