@@ -176,8 +176,10 @@ internal sealed class OpenAiApi(P2PInferenceClient client, TimeProvider time, IL
                 var mapped = OpenAiError.From(rpc);
                 logger.LogInformation("{Method} {Path}: {Status} {Code}: {Message}", context.Request.Method, context.Request.Path, mapped.Status, rpc.Code, rpc.Message);
                 return mapped;
-            case ArgumentException argument:
-                return OpenAiError.BadRequest(argument.Message);
+            case ArgumentException:
+                // Our own validation throws OpenAiError; this came from below it, and its message is not for the caller.
+                logger.LogWarning(e, "{Method} {Path}: a value was refused (request {RequestId})", context.Request.Method, context.Request.Path, context.TraceIdentifier);
+                return OpenAiError.RefusedValue(context.TraceIdentifier);
             default:
                 // An untyped exception's message can name files, hosts or internal state: it stays in our
                 // log with the request's id, and the caller gets a fixed text naming that id.

@@ -31,6 +31,17 @@ internal sealed class OpenAiError(int status, string type, string code, string m
     public static string InternalMessage(string? requestId) =>
         string.IsNullOrEmpty(requestId) ? "internal error" : $"internal error (request {requestId})";
 
+    /// <summary>
+    /// What a caller is told when a value of its request was refused below our own validation (an
+    /// <see cref="ArgumentException"/> from the SDK or a library): a 400, since a value of the request
+    /// is the likely cause, with a fixed text naming the request id. The exception's own message can
+    /// name paths, settings or the value itself, so it goes to the log only.
+    /// </summary>
+    public static OpenAiError RefusedValue(string? requestId) => BadRequest(
+        string.IsNullOrEmpty(requestId)
+            ? "the request holds a value that could not be sent to the network"
+            : $"the request holds a value that could not be sent to the network (request {requestId}; the reason is in the server's log)");
+
     /// <summary>What an error of the network means to an OpenAI client.</summary>
     public static OpenAiError From(RpcException e)
     {

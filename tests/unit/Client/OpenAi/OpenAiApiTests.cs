@@ -195,7 +195,7 @@ public sealed class OpenAiApiTests
     public void AnUnexpectedException_IsAFixedTextWithTheRequestId_NotItsMessage() => GatewaySimulation.Run(async g =>
     {
         // The first write of the answer fails with a message naming local state; the error answer then goes out.
-        var body = new FailingOnceStream("secret /home/user/.p2pinference/profile.json");
+        var body = new FailingOnceStream(new InvalidOperationException("secret /home/user/.p2pinference/profile.json"));
 
         var context = await SendAsync(g.Client(), "/v1/completions", """{"prompt":"hi"}""", responseBody: body);
 
@@ -208,8 +208,35 @@ public sealed class OpenAiApiTests
         });
     });
 
+    [Test]
+    public void AnArgumentExceptionFromBelowOurValidation_Is400WithAFixedTextAndTheRequestId_NotItsMessage() => GatewaySimulation.Run(async g =>
+    {
+        // A library refusing a value says which and where; none of that is the caller's to read.
+        var body = new FailingOnceStream(new ArgumentException("secret value 'sk-live-123' at /home/user/.p2pinference/profile.json", "apiKey"));
+
+        var context = await SendAsync(g.Client(), "/v1/completions", """{"prompt":"hi"}""", responseBody: body);
+
+        var error = JsonNode.Parse(System.Text.Encoding.UTF8.GetString(body.ToArray()))!["error"]!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(context.Response.StatusCode, Is.EqualTo(400));
+            Assert.That((string?)error["type"], Is.EqualTo("invalid_request_error"));
+            Assert.That((string?)error["message"], Does.Not.Contain("secret").And.Not.Contain("sk-live").And.Not.Contain("/home"));
+            Assert.That((string?)error["message"], Does.Contain($"request {context.TraceIdentifier}"));
+        });
+    });
+
+    [Test]
+    public void OurOwnValidationError_KeepsItsMessage() => GatewaySimulation.Run(async g =>
+    {
+        var context = await SendAsync(g.Client(), "/v1/chat/completions", """{"n":2,"messages":[{"role":"user","content":"hi"}]}""");
+
+        Assert.That(context.Response.StatusCode, Is.EqualTo(400));
+        Assert.That((string?)JsonNode.Parse(BodyOf(context))!["error"]!["message"], Is.EqualTo("only n = 1 is supported"));
+    });
+
     /// <summary>A response body whose first write fails with an exception that is not the network's.</summary>
-    private sealed class FailingOnceStream(string message) : MemoryStream
+    private sealed class FailingOnceStream(Exception failure) : MemoryStream
     {
         private bool _failed;
 
@@ -217,7 +244,7 @@ public sealed class OpenAiApiTests
         {
             if (_failed) return base.WriteAsync(buffer, cancellationToken);
             _failed = true;
-            throw new InvalidOperationException(message);
+            throw failure;
         }
     }
 
