@@ -9,10 +9,14 @@ namespace P2PInference.Workers.Auth;
 /// <c>revoked-tokens/&lt;expiry, 12-digit unix seconds&gt;/&lt;jti&gt;</c>, the value naming the user.
 /// </summary>
 /// <remarks>
-/// The key starts with the token's own expiry, which the validator reads from the token anyway, so
+/// <para>The key starts with the token's own expiry, which the validator reads from the token anyway, so
 /// a lookup is one point read, and the entries sort by expiry: a sweep deletes from the front until
 /// it reaches one still in force. A record is needed only while its token could still be accepted,
-/// so the store holds at most the tokens revoked within one token lifetime (plus clock skew).
+/// so the store holds at most the tokens revoked within one token lifetime (plus clock skew).</para>
+/// <para>The sweep finds expired records in an index of the keys kept in memory, filled by one scan at
+/// the first revocation after start. It used to scan the store on every logout, and a store's scan
+/// walks every record, old versions included, under the lock a waiting checkpoint blocks: each logout
+/// could stall every read and write.</para>
 /// </remarks>
 internal sealed class TokenRevocations
 {
@@ -21,6 +25,10 @@ internal sealed class TokenRevocations
     private readonly IKeyValueStore _store;
     private readonly TimeProvider _time;
     private readonly TimeSpan _clockSkew;
+
+    // The store's keys in expiry order; guarded by itself. Complete once _loaded has completed.
+    private readonly SortedSet<string> _keys = new(StringComparer.Ordinal);
+    private Task? _loaded;
 
     public TokenRevocations(IKeyValueStore store, TimeProvider time, TimeSpan clockSkew)
     {
@@ -35,24 +43,75 @@ internal sealed class TokenRevocations
     /// <summary>Records the revocation (durable on return), then drops records whose tokens have expired.</summary>
     public async ValueTask RevokeAsync(JwtClaims claims, CancellationToken cancellationToken)
     {
-        await _store.PutAsync(KeyOf(claims), Encoding.UTF8.GetBytes(claims.Subject), cancellationToken);
+        var key = KeyOf(claims);
+        await _store.PutAsync(key, Encoding.UTF8.GetBytes(claims.Subject), cancellationToken);
+        lock (_keys)
+        {
+            _keys.Add(key);
+        }
+
         await SweepAsync(cancellationToken);
     }
 
     /// <summary>Deletes records of tokens the validator refuses as expired anyway; at most a bounded batch per call.</summary>
     public async ValueTask<int> SweepAsync(CancellationToken cancellationToken)
     {
+        await LoadedAsync(cancellationToken);
         // Past expiry plus skew the validator refuses the token without asking us.
         var horizon = (_time.GetUtcNow() - _clockSkew).ToUnixTimeSeconds();
         var expired = new List<string>();
-        await foreach (var (key, _) in _store.ScanAsync("", cancellationToken))
+        lock (_keys)
         {
-            if (expired.Count >= MaxSweep || !TryReadExpiry(key, out var expiresAt) || expiresAt > horizon) break;
-            expired.Add(key);
+            foreach (var key in _keys)
+            {
+                if (expired.Count >= MaxSweep || !TryReadExpiry(key, out var expiresAt) || expiresAt > horizon) break;
+                expired.Add(key);
+            }
         }
 
-        foreach (var key in expired) await _store.DeleteAsync(key, cancellationToken);
+        foreach (var key in expired)
+        {
+            await _store.DeleteAsync(key, cancellationToken);
+            lock (_keys)
+            {
+                _keys.Remove(key);
+            }
+        }
+
         return expired.Count;
+    }
+
+    /// <summary>Fills the index from the store, once: records written before a restart are swept too.</summary>
+    private async Task LoadedAsync(CancellationToken cancellationToken)
+    {
+        Task loading;
+        lock (_keys)
+        {
+            // A load that failed is tried again by the next caller.
+            if (_loaded is null || _loaded.IsFaulted || _loaded.IsCanceled)
+            {
+                _loaded = LoadAsync(cancellationToken);
+            }
+
+            loading = _loaded;
+        }
+
+        await loading;
+    }
+
+    private async Task LoadAsync(CancellationToken cancellationToken)
+    {
+        var found = new List<string>();
+        await foreach (var (key, _) in _store.ScanAsync("", cancellationToken))
+        {
+            found.Add(key);
+        }
+
+        // Merged, not replaced: revocations recorded while the scan ran are in the index already.
+        lock (_keys)
+        {
+            _keys.UnionWith(found);
+        }
     }
 
     private static string KeyOf(JwtClaims claims) =>

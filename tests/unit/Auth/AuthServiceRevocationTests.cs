@@ -107,6 +107,42 @@ public sealed class AuthServiceRevocationTests
         await AuthAssert.ThrowsAsync(AuthErrorCode.Unauthenticated, () => _auth.Service.ValidateAsync(new ValidateRequest { Token = later }, ct));
     }
 
+    [Test, CancelAfter(10000)]
+    public async Task Logouts_DoNotScanTheStore_BeyondOneLoadOfTheIndexAfterStart(CancellationToken ct)
+    {
+        // A store scan walks every record under the lock a waiting checkpoint blocks, so each scan can stall the store.
+        var store = new ScanCountingStore(_auth.Store);
+        var service = new AuthService(store, _auth.Key, _auth.Options, _auth.Time);
+        var (email, _) = await _auth.RegisterAsync(ct);
+        var tokens = new List<string>();
+        for (var i = 0; i < 5; i++)
+        {
+            var token = (await service.LoginAsync(new LoginRequest { Email = email, Password = AuthHarness.Password }, ct)).Token;
+            await service.LogoutAsync(new LogoutRequest { Token = token }, ct);
+            tokens.Add(token);
+        }
+
+        Assert.That(store.Scans, Is.LessThanOrEqualTo(1), "at most one scan, to fill the index of revocations after start");
+        foreach (var token in tokens)
+        {
+            await AuthAssert.ThrowsAsync(AuthErrorCode.Unauthenticated, () => service.ValidateAsync(new ValidateRequest { Token = token }, ct));
+        }
+    }
+
+    [Test, CancelAfter(10000)]
+    public async Task RevokedTokenRecordsFromBeforeARestart_AreDropped_OnceTheirTokensHaveExpired(CancellationToken ct)
+    {
+        var (email, _, early) = await _auth.RegisterAndLoginAsync(ct);
+        await _auth.Service.LogoutAsync(new LogoutRequest { Token = early }, ct);
+        await _auth.CrashAndRestartAsync(ct);
+
+        _auth.Time.Advance(_auth.Options.TokenLifetime + _auth.Options.ClockSkew + TimeSpan.FromSeconds(1));
+        var later = await LoginAsync(email, ct);
+        await _auth.Service.LogoutAsync(new LogoutRequest { Token = later }, ct);
+
+        Assert.That(await RevocationRecordsAsync(ct), Is.EqualTo(1), "the restarted worker sweeps the record it did not write itself");
+    }
+
     private async Task<string> LoginAsync(string email, CancellationToken ct) =>
         (await _auth.Service.LoginAsync(new LoginRequest { Email = email, Password = AuthHarness.Password }, ct)).Token;
 
