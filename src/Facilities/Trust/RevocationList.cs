@@ -29,6 +29,13 @@ public sealed class RevocationList
 
     public int Count => _serials.Count + _peers.Count;
 
+    /// <summary>How many of these revocations <paramref name="next"/> no longer holds: what taking it would lift.</summary>
+    public int CountLiftedBy(RevocationList next)
+    {
+        ArgumentNullException.ThrowIfNull(next);
+        return _serials.Count(s => !next._serials.Contains(s)) + _peers.Count(p => !next._peers.Contains(p));
+    }
+
     /// <summary>Why <paramref name="grant"/> is revoked, or null when it is not.</summary>
     public string? ReasonRevoked(RoleGrant grant)
     {

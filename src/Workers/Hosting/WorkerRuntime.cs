@@ -276,12 +276,9 @@ public sealed class WorkerRuntime : IAsyncDisposable
         var verifier = new GrantVerifier(grant.Cluster, time);
         if (_options.RevocationListPath is { } path)
         {
-            var logger = _logger;
-            Own("revocation list", new OperatorFileWatcher(path, "Trust:RevocationList", RevocationList.MaxFileBytes, text =>
-            {
-                verifier.Revocations = RevocationList.Parse(text);
-                logger.LogInformation("revocation list {Path}: {Count} entries", path, verifier.Revocations.Count);
-            }, time, _options.GrantCachePeriod, _logger));
+            var updates = new RevocationListUpdates(verifier, path, _logger);
+            Own("revocation list", new OperatorFileWatcher(path, "Trust:RevocationList", RevocationList.MaxFileBytes, updates.Take,
+                time, _options.GrantCachePeriod, _logger));
         }
         _logger.LogInformation("holding {Grant}", grant);
         if (_options.GrantChecksOffForBenchmark)

@@ -438,6 +438,66 @@ public sealed class WorkerRuntimeTests
         });
     }
 
+    [Test]
+    public async Task RevocationList_CaughtTruncatedWhileRewrittenInPlace_KeepsItsRevocations_AndALiftIsTakenWhenTwoReadsAgree(CancellationToken ct)
+    {
+        Directory.CreateDirectory(_dataDir);
+        var caller = Client();
+        var now = _time.GetUtcNow();
+        var revoked = Cluster.Issue(caller.PeerId, GrantRole.Gateway, now - TimeSpan.FromHours(1), now + TimeSpan.FromHours(1), 6);
+        var other = Cluster.Issue(caller.PeerId, GrantRole.Gateway, now - TimeSpan.FromHours(1), now + TimeSpan.FromHours(1), 7);
+        var file = Path.Combine(_dataDir, "revoked.txt");
+        var written = DateTime.UtcNow;
+        void Write(string text)
+        {
+            File.WriteAllText(file, text);
+            // An operator writes the file minutes apart; the test must not depend on the file system's timestamp granularity.
+            written += TimeSpan.FromMinutes(1);
+            File.SetLastWriteTimeUtc(file, written);
+        }
+        Write(revoked.SerialText + "\n");
+        var runtime = Own(new WorkerRuntime(Options(WorkerRole.Processor, revocationListPath: file), new TestWorker(_facilities.Record), _facilities));
+        await runtime.StartAsync(ct);
+        async Task<bool> ServedAsync()
+        {
+            var metadata = new RpcCallOptions { Metadata = new Dictionary<string, string> { [GrantExchange.MetadataKey] = revoked.ToText() } };
+            try
+            {
+                await caller.RequestAsync(runtime.PeerId, TestWorker.Echo, "x"u8.ToArray(), metadata, ct);
+                return true;
+            }
+            catch (RpcException e) when (e.Code == RpcStatusCode.PermissionDenied)
+            {
+                return false;
+            }
+        }
+
+        var atStart = await ServedAsync();
+        // The operator's tool has truncated the file in place and not yet written the new list when the worker rereads it.
+        Write("");
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var whileTruncated = await ServedAsync();
+        Write(revoked.SerialText + "\n" + other.SerialText + "\n");
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var afterTheRewrite = await ServedAsync();
+        // Now the operator lifts the revocation on purpose.
+        Write(other.SerialText + "\n");
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var liftReadOnce = await ServedAsync();
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var liftReadTwice = await ServedAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(atStart, Is.False, "the grant is revoked");
+            Assert.That(whileTruncated, Is.False, "a truncated read does not lift the revocation");
+            Assert.That(afterTheRewrite, Is.False);
+            Assert.That(liftReadOnce, Is.False, "a lift waits for a second read to agree");
+            Assert.That(liftReadTwice, Is.True, "the operator's lift is taken one period later");
+            Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Ready));
+        });
+    }
+
     private async Task<RoleGrant> PresentedGrantAsync(WorkerRuntime runtime, CancellationToken ct) =>
         RoleGrant.Decode(await Client().RequestAsync(runtime.PeerId, GrantExchange.Method, ReadOnlyMemory<byte>.Empty, null, ct));
 
@@ -456,7 +516,8 @@ public sealed class WorkerRuntimeTests
     }
 
     /// <summary>The runtime's options; a worker signs its own grant with the test cluster's key unless given <paramref name="grant"/>.</summary>
-    private WorkerRuntimeOptions Options(WorkerRole role, TimeSpan? selfGrantValidity = null, RoleGrant? grant = null, string? grantPath = null) => new()
+    private WorkerRuntimeOptions Options(WorkerRole role, TimeSpan? selfGrantValidity = null, RoleGrant? grant = null, string? grantPath = null,
+        string? revocationListPath = null) => new()
     {
         Role = role,
         DataDirectory = _dataDir,
@@ -467,6 +528,7 @@ public sealed class WorkerRuntimeTests
         SelfGrantValidity = selfGrantValidity ?? TimeSpan.FromDays(365),
         Grant = grant,
         GrantPath = grantPath,
+        RevocationListPath = revocationListPath,
         GrantCachePeriod = TimeSpan.FromSeconds(30),
     };
 
