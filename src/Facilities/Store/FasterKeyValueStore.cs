@@ -368,7 +368,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             SegmentSizeBits = 30,
             MutableFraction = 0.9,
         };
-        var checkpointSettings = checkpointDir is null ? null : new CheckpointSettings { CheckpointDir = checkpointDir, RemoveOutdated = true };
+        var checkpointSettings = checkpointDir is null ? null : new CheckpointSettings { CheckpointDir = checkpointDir, RemoveOutdated = false };
         var buckets = Math.Max(1L << 10, (long)BitOperations.RoundUpToPowerOf2((ulong)Math.Max(1, options.ExpectedKeyCount / 4)));
         var serializers = new SerializerSettings<string, byte[]>
         {
@@ -418,18 +418,10 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
     /// <exception cref="StoreException">A metadata file is shorter than its length prefix says.</exception>
     private static void ThrowIfMetadataIsTruncated(string checkpointDir)
     {
-        Span<byte> prefix = stackalloc byte[sizeof(int)];
         foreach (var file in Directory.EnumerateFiles(checkpointDir, "info.dat*", SearchOption.AllDirectories))
         {
-            using var stream = File.OpenRead(file);
-            var length = stream.Length;
-            if (length < prefix.Length || stream.ReadAtLeast(prefix, prefix.Length, throwOnEndOfStream: false) < prefix.Length)
-                throw new StoreException($"The key-value checkpoint is missing or corrupted: {Path.GetFileName(file)} holds {length} bytes.", checkpointDir);
-            var announced = BinaryPrimitives.ReadInt32LittleEndian(prefix);
-            if (announced <= 0 || announced > length - prefix.Length)
-                throw new StoreException(
-                    $"The key-value checkpoint is missing or corrupted: {Path.GetFileName(file)} announces {announced} bytes of metadata and holds {length - prefix.Length}.",
-                    checkpointDir);
+            if (FasterCheckpointFiles.MetadataProblem(file) is { } problem)
+                throw new StoreException($"The key-value checkpoint is missing or corrupted: {problem}.", checkpointDir);
         }
     }
 
@@ -675,9 +667,10 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
         BinaryPrimitives.WriteInt64LittleEndian(cookie, until);
         _kv.CommitCookie = cookie;
         bool success;
+        Guid token;
         try
         {
-            (success, _) = await _kv.TakeFullCheckpointAsync(CheckpointType.Snapshot);
+            (success, token) = await _kv.TakeFullCheckpointAsync(CheckpointType.Snapshot);
         }
         catch (Exception e) when (e is FasterException or IOException)
         {
@@ -689,6 +682,9 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             throw new StoreException("Checkpoint could not start (another one is in progress).", DataDirectory);
         }
 
+        // FASTER reports a checkpoint whose metadata it could not write as taken (FasterCheckpointFiles):
+        // the log is truncated only once the new checkpoint is known whole and the older ones are gone.
+        FasterCheckpointFiles.PruneOrDiscard(Path.Combine(DataDirectory!, "kv-checkpoints"), token);
         Volatile.Write(ref _lastCheckpointAddress, until);
         _log.TruncateUntil(until);
     }

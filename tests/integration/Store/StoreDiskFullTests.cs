@@ -129,6 +129,53 @@ public sealed class StoreDiskFullTests
     }
 
     [Test, CancelAfter(60_000)]
+    public async Task Checkpoint_OnAFullDisk_IsAnError_AndKeepsThePreviousOne_SoEveryAcknowledgedWriteSurvivesACrash(CancellationToken ct)
+    {
+        var options = Options(new FakeTimeProvider());
+        var store = await FasterKeyValueStore.OpenAsync(options, ct);
+        Exception? failure = null;
+        try
+        {
+            await store.PutAsync("before", "checkpointed"u8.ToArray(), ct);
+            await store.CheckpointAsync(ct);
+            await store.PutAsync("after", "only in the log"u8.ToArray(), ct);
+            var filler = await FillDiskAsync(ct);
+            try
+            {
+                await store.CheckpointAsync(ct);
+            }
+            catch (StoreException e)
+            {
+                failure = e;
+            }
+            File.Delete(filler);
+        }
+        finally
+        {
+            // A kill, not a clean close: a clean close would take a good checkpoint now that there is room.
+            await store.SimulateCrashAsync();
+        }
+        TestContext.Out.WriteLine($"checkpoint on the full disk: {failure?.Message ?? "reported as taken"}");
+
+        var reopened = await FasterKeyValueStore.OpenAsync(options, ct);
+        try
+        {
+            var before = await reopened.GetAsync("before", ct);
+            var after = await reopened.GetAsync("after", ct);
+            Assert.Multiple(() =>
+            {
+                Assert.That(failure, Is.Not.Null, "the checkpoint that could not be written is reported as failed");
+                Assert.That(before, Is.EqualTo("checkpointed"u8.ToArray()));
+                Assert.That(after, Is.EqualTo("only in the log"u8.ToArray()), "the log was not truncated for a checkpoint that is not there");
+            });
+        }
+        finally
+        {
+            await reopened.DisposeAsync();
+        }
+    }
+
+    [Test, CancelAfter(60_000)]
     public async Task DurableLog_OnAFullDisk_FailsTheAppend_AndKeepsEveryAcknowledgedEntry(CancellationToken ct)
     {
         var options = new DurableLogOptions { Directory = Path.Combine(_mount, "log"), MaxEntryBytes = 1024 };
