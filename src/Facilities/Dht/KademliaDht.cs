@@ -367,7 +367,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         {
             for (var attempt = 0; ; attempt++)
             {
-                var (stream, error) = await _host.TryOpenStreamLazyAsync(peer, _options.ProtocolId, frame.AsMemory(0, length), cancellationToken);
+                var (stream, connection, error) = await _host.TryOpenStreamLazyAsync(peer, _options.ProtocolId, frame.AsMemory(0, length), cancellationToken);
                 if (stream is null)
                 {
                     _logger.LogDebug(error, "{Type} to {Peer}: no stream", request.Type, peer);
@@ -382,6 +382,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
                             ?? throw new KadProtocolException($"{peer} closed the stream without answering {request.Type}");
                         if (reply.Type != request.Type)
                             throw new KadProtocolException($"{peer} answered {request.Type} with {reply.Type}");
+                        KadReplyAddresses.Restrict(reply, AddressScopes.Of(connection!.RemoteAddress));
                         return reply;
                     }
                     catch (MultistreamException e) when (e.Reason == MultistreamFailure.NoProtocolSupported)

@@ -1,8 +1,10 @@
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Dht.Proto;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Transport;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
 
@@ -39,9 +41,14 @@ public sealed class DhtFakeTimeTests
         }
     });
 
-    private async Task<KademliaDht> StartNodeAsync(string name, CancellationToken ct)
+    private async Task<KademliaDht> StartNodeAsync(string name, CancellationToken ct, Func<ITransport, ITransport>? wrapTransport = null)
     {
-        var host = new P2PHost(new HostOptions { Identity = IdentityOf(name), RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)), Transports = [_network.CreateTransport(name)], TimeProvider = _time });
+        var transport = _network.CreateTransport(name);
+        var host = new P2PHost(new HostOptions
+        {
+            Identity = IdentityOf(name), RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)),
+            Transports = [wrapTransport is null ? transport : wrapTransport(transport)], TimeProvider = _time,
+        });
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
         var dht = new KademliaDht(host, new KademliaDhtOptions
         {
@@ -249,6 +256,71 @@ public sealed class DhtFakeTimeTests
         await _time.AdvanceAsync(idle + TimeSpan.FromSeconds(1));
         Assert.That(await KadMessageCodec.ReadAsync(stream, 4096, 128, ct), Is.Null, "the server ended the stream it waited on too long");
     });
+
+    [Test]
+    public void Lookup_DialsAtMostEightPublicAddressesOfAPeerAReplyNames_AndNoLocalOnes() => Simulate(async ct =>
+    {
+        // n0 reached the rogue on the in-memory network, which stands for the internet: a peer there cannot
+        // know what our loopback or LAN holds. Its reply names a made-up peer with 16 addresses: six on
+        // loopback, LAN and link-local (the cloud metadata service among them), then ten public ones.
+        var dials = new List<Multiaddress>();
+        var looker = await StartNodeAsync("n0", ct, inner => new IpDialRecordingTransport(inner, dials));
+        var named = IdentityOf("named").PeerId;
+        Multiaddress[] local =
+        [
+            Multiaddress.Parse("/ip4/127.0.0.1/tcp/22"), Multiaddress.Parse("/ip4/10.0.0.1/tcp/80"), Multiaddress.Parse("/ip4/192.168.1.1/tcp/80"),
+            Multiaddress.Parse("/ip4/169.254.169.254/tcp/80"), Multiaddress.Parse("/ip6/fe80::1/tcp/80"), Multiaddress.Parse("/ip6/::1/tcp/80"),
+        ];
+        var published = Enumerable.Range(1, 10).Select(i => Multiaddress.Parse($"/ip4/198.51.100.{i}/tcp/4001")).ToArray();
+        await using var rogue = await StartRogueKadServerAsync("rogue", KadMessageCodec.FromPeer(named, [.. local, .. published], connected: false), ct);
+        await _nodes[0].Host.ConnectAsync(rogue.AdvertisedAddresses[0], ct);
+        await _nodes[0].Host.IdentifyAsync(rogue.PeerId, ct);
+        Assert.That(looker.RoutingTable.Contains(rogue.PeerId), Is.True, "premise: n0 asks the rogue");
+
+        await looker.FindClosestPeersAsync(named.ToByteArray(), ct);
+
+        Assert.That(dials, Is.EquivalentTo(published.Take(8)), "the lookup dialled the named peer's first eight public addresses, and only those");
+        Assert.That(_nodes[0].Host.PeerStore.GetAddresses(named), Is.EquivalentTo(published.Take(8)));
+    });
+
+    /// <summary>A host serving kad that answers every request with one reply naming <paramref name="named"/>.</summary>
+    private async Task<P2PHost> StartRogueKadServerAsync(string name, Message.Types.Peer named, CancellationToken ct)
+    {
+        var host = new P2PHost(new HostOptions
+        {
+            Identity = IdentityOf(name), RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)),
+            Transports = [_network.CreateTransport(name)], TimeProvider = _time,
+        });
+        host.Handle(KademliaDhtOptions.DefaultProtocolId, async (context, token) =>
+        {
+            var request = await KadMessageCodec.ReadAsync(context.Stream, 4096, 1024, token);
+            var reply = new Message { Type = request!.Type };
+            reply.CloserPeers.Add(named);
+            await KadMessageCodec.WriteAsync(context.Stream, reply, token);
+        });
+        await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
+        return host;
+    }
+
+    /// <summary>The in-memory transport, which also takes every IP address: it records the dial and refuses it, as nothing is there.</summary>
+    private sealed class IpDialRecordingTransport(ITransport inner, List<Multiaddress> dials) : ITransport
+    {
+        public bool CanDial(Multiaddress address) => inner.CanDial(address) || IsIp(address);
+
+        public bool CanListen(Multiaddress address) => inner.CanListen(address);
+
+        public ValueTask<RawConnection> DialAsync(Multiaddress address, CancellationToken cancellationToken)
+        {
+            if (inner.CanDial(address)) return inner.DialAsync(address, cancellationToken);
+            dials.Add(address);
+            return ValueTask.FromException<RawConnection>(new TransportException($"nothing answers at {address}"));
+        }
+
+        public ValueTask<ITransportListener> ListenAsync(Multiaddress address, CancellationToken cancellationToken) => inner.ListenAsync(address, cancellationToken);
+
+        private static bool IsIp(Multiaddress address) =>
+            address.Components.Count > 0 && (address.Components[0].Protocol == MultiaddressProtocol.Ip4 || address.Components[0].Protocol == MultiaddressProtocol.Ip6);
+    }
 
     [Test]
     public void Dispose_UnannouncesAndUnregistersProtocol() => Simulate(async ct =>

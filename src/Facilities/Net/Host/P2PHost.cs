@@ -278,25 +278,28 @@ public sealed class P2PHost : IAsyncDisposable
     /// A connection found closed before the proposal left costs one more try on a connection dialed
     /// anew: nothing was sent on it.
     /// </summary>
-    /// <returns>The stream, its proposal and <paramref name="firstData"/> written, or null and why not.</returns>
-    public async Task<(YamuxStream? Stream, Exception? Error)> TryOpenStreamLazyAsync(PeerId peer, string protocol, ReadOnlyMemory<byte> firstData,
-        CancellationToken cancellationToken)
+    /// <returns>
+    /// The stream, its proposal and <paramref name="firstData"/> written, and the connection it is on (whose
+    /// address tells what the answer may be trusted with); or null and why not.
+    /// </returns>
+    public async Task<(YamuxStream? Stream, PeerConnection? Connection, Exception? Error)> TryOpenStreamLazyAsync(PeerId peer, string protocol,
+        ReadOnlyMemory<byte> firstData, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(peer);
         ArgumentNullException.ThrowIfNull(protocol);
         for (var attempt = 0; ; attempt++)
         {
             var (connection, dialError) = await TryConnectAsync(peer, cancellationToken);
-            if (connection is null) return (null, dialError);
+            if (connection is null) return (null, null, dialError);
             try
             {
                 var stream = await connection.TryOpenStreamLazyAsync(protocol, firstData, cancellationToken);
-                if (stream is not null) return (stream, null);
-                if (attempt > 0) return (null, new TransportException($"the connection to {peer} closed before the stream could open"));
+                if (stream is not null) return (stream, connection, null);
+                if (attempt > 0) return (null, null, new TransportException($"the connection to {peer} closed before the stream could open"));
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                return (null, e);
+                return (null, null, e);
             }
         }
     }

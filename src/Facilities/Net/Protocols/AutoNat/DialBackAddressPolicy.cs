@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 
@@ -67,21 +66,7 @@ internal static class DialBackAddressPolicy
         return false;
     }
 
-    /// <summary>Loopback, unspecified, RFC 1918, CGNAT (100.64/10), link-local, IPv6 unique-local and link-local.</summary>
+    /// <summary>Loopback, unspecified, RFC 1918, CGNAT (100.64/10), link-local, IPv6 unique-local and link-local: anything <see cref="AddressScopes"/> does not call public.</summary>
     /// <remarks>The documentation ranges (RFC 5737) count as public, so test networks built from them behave as the internet would.</remarks>
-    public static bool IsPrivate(IPAddress ip)
-    {
-        if (ip.IsIPv4MappedToIPv6) ip = ip.MapToIPv4();
-        if (IPAddress.IsLoopback(ip) || ip.Equals(IPAddress.Any) || ip.Equals(IPAddress.IPv6Any)) return true;
-        if (ip.AddressFamily == AddressFamily.InterNetwork)
-        {
-            var b = ip.GetAddressBytes();
-            return b[0] == 10
-                || (b[0] == 172 && (b[1] & 0xF0) == 16)
-                || (b[0] == 192 && b[1] == 168)
-                || (b[0] == 100 && (b[1] & 0xC0) == 64)
-                || (b[0] == 169 && b[1] == 254);
-        }
-        return ip.IsIPv6LinkLocal || ip.IsIPv6UniqueLocal || ip.IsIPv6SiteLocal;
-    }
+    public static bool IsPrivate(IPAddress ip) => AddressScopes.Of(ip) != AddressScope.Public;
 }
