@@ -137,6 +137,23 @@ public sealed class IdentifyProtocolTests
     }
 
     [Test]
+    public async Task Read_KeepsTheFirst32ListenAddressesAnd128Protocols_OfAMessageListingThousands()
+    {
+        // Within the 64 KiB a message may have, and kept for as long as the connection lives.
+        var key = KeyPair.FromRandom(TestSeed.CreateRandom());
+        var addresses = Enumerable.Range(0, 2000).Select(i => Multiaddress.Parse($"/ip4/198.51.{i / 250}.{i % 250}/tcp/4001")).ToArray();
+        var protocols = Enumerable.Range(0, 1000).Select(i => $"/p/{i}").ToArray();
+        var message = new IdentifyMessage { PublicKey = ByteString.CopyFrom(key.PublicKey.ToProtobuf()), Protocols = { protocols } };
+        message.ListenAddrs.AddRange(addresses.Select(a => ByteString.CopyFrom(a.Bytes)));
+        Assert.That(message.CalculateSize(), Is.LessThan(IdentifyProtocol.MaxMessageLength), "premise: a message the reader accepts");
+
+        var read = await IdentifyProtocol.ReadAsync(StreamWith(message), key.PeerId, Token);
+
+        Assert.That(read.ListenAddresses, Is.EqualTo(addresses[..32]));
+        Assert.That(read.Protocols, Is.EqualTo(protocols[..128]));
+    }
+
+    [Test]
     public void Read_RejectsOversizedMessage_BeforeReadingIt()
     {
         var key = KeyPair.FromRandom(TestSeed.CreateRandom());

@@ -2,6 +2,7 @@ using Google.Protobuf;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
 
 namespace P2PInference.Facilities.Net.Protocols.Identify;
 
@@ -23,6 +24,16 @@ public static class IdentifyProtocol
     /// The longest message we write: js-libp2p and go-libp2p refuse identify messages above 8 KiB.
     /// </summary>
     public const int MaxSentMessageLength = 8 * 1024;
+
+    /// <summary>
+    /// Listen addresses kept from one message; the rest are dropped, as the peer store would drop them.
+    /// A message of <see cref="MaxMessageLength"/> holds thousands, and the result lives as long as the
+    /// connection, so the count is bounded when it is read rather than later.
+    /// </summary>
+    public const int MaxListenAddresses = PeerStore.MaxAddressesPerPeer;
+
+    /// <summary>Protocols kept from one message, in the order sent; the rest are dropped (see <see cref="MaxListenAddresses"/>).</summary>
+    public const int MaxProtocols = PeerStore.MaxProtocolsPerPeer;
 
     /// <summary>Writes <paramref name="info"/> as one message. The caller closes the stream afterwards.</summary>
     /// <exception cref="ArgumentException">The message would exceed <see cref="MaxSentMessageLength"/>.</exception>
@@ -50,7 +61,9 @@ public static class IdentifyProtocol
     /// <summary>
     /// Reads one identify message from a peer we know as <paramref name="expectedRemote"/>. Does
     /// not wait for the stream to end. Listen addresses we cannot parse (transports we do not
-    /// speak) are skipped.
+    /// speak) are skipped. Only the first <see cref="MaxListenAddresses"/> addresses and
+    /// <see cref="MaxProtocols"/> protocols are kept: truncated, not refused, so that a peer listing
+    /// more (go-libp2p keeps up to 500 addresses of a connected peer) still connects.
     /// </summary>
     /// <exception cref="IdentifyException">No message, or its key is malformed or not <paramref name="expectedRemote"/>'s.</exception>
     /// <exception cref="MessageTooLargeException">The message exceeds <see cref="MaxMessageLength"/>.</exception>
@@ -72,16 +85,17 @@ public static class IdentifyProtocol
         if (!expectedRemote.Matches(key))
             throw new IdentifyException($"identify carries the key of {key.ToPeerId()}, not of {expectedRemote}");
 
-        var listen = new List<Multiaddress>(message.ListenAddrs.Count);
+        var listen = new List<Multiaddress>(Math.Min(message.ListenAddrs.Count, MaxListenAddresses));
         foreach (var bytes in message.ListenAddrs)
         {
+            if (listen.Count == MaxListenAddresses) break;
             if (Multiaddress.TryFromBytes(bytes.Span, out var address)) listen.Add(address);
         }
         Multiaddress? observed = null;
         if (message.HasObservedAddr && Multiaddress.TryFromBytes(message.ObservedAddr.Span, out var parsed)) observed = parsed;
 
         string Shared(string value) => intern is null ? value : intern(value);
-        var protocols = new string[message.Protocols.Count];
+        var protocols = new string[Math.Min(message.Protocols.Count, MaxProtocols)];
         for (var i = 0; i < protocols.Length; i++) protocols[i] = Shared(message.Protocols[i]);
         return new IdentifyInfo(key, listen, protocols, observed, Shared(message.ProtocolVersion), Shared(message.AgentVersion));
     }
