@@ -12,7 +12,9 @@ namespace P2PInference.Facilities.Dht;
 /// <remarks>
 /// When a key is full a new provider is refused rather than evicting one already stored: records
 /// from honest providers are refreshed before they lapse, while a flood of new identities cannot
-/// push them out. Expired records are dropped as reads meet them and by <see cref="Sweep"/>.
+/// push them out. Expired records are dropped as reads meet them and by <see cref="Sweep"/>; a write
+/// about to be refused scans the store for expired records first only as often as
+/// <see cref="RefusalSweepGate"/> allows, so a flood of refused ADD_PROVIDERs does not scan it for each one.
 /// </remarks>
 public sealed class ProviderStore
 {
@@ -23,6 +25,7 @@ public sealed class ProviderStore
     private readonly int _maxProvidersPerKey;
     private readonly int _maxKeysPerProvider;
     private readonly Dictionary<PeerId, int> _keysByProvider = [];
+    private readonly RefusalSweepGate _refusalSweeps = new();
     private readonly Lock _lock = new();
 
     public ProviderStore(TimeProvider timeProvider, TimeSpan ttl, int maxKeys, int maxProvidersPerKey, int maxKeysPerProvider = DefaultMaxKeysPerProvider)
@@ -50,13 +53,22 @@ public sealed class ProviderStore
         }
     }
 
-    /// <summary>Adds or refreshes <paramref name="provider"/> for <paramref name="key"/>; false when a cap refused it.</summary>
+    /// <summary>Whole-store scans for expired records so far, timed (<see cref="Sweep"/>) or before a refusal: a diagnostic.</summary>
+    public long Sweeps
+    {
+        get
+        {
+            lock (_lock) return _refusalSweeps.Sweeps;
+        }
+    }
+
     /// <summary>
     /// Raised after a record is stored (outside the store's lock), with the key and the provider.
     /// ADD_PROVIDER has no reply in Kademlia, so this is how an observer learns a record arrived.
     /// </summary>
     public event Action<byte[], PeerId>? RecordAdded;
 
+    /// <summary>Adds or refreshes <paramref name="provider"/> for <paramref name="key"/>; false when a cap refused it.</summary>
     public bool Add(ReadOnlySpan<byte> key, PeerId provider, IReadOnlyList<Multiaddress> addresses, TimeSpan? ttl = null)
     {
         if (!AddCore(key, provider, addresses, ttl, out var keyBytes)) return false;
@@ -77,7 +89,7 @@ public sealed class ProviderStore
             var renewal = providers is not null && providers.ContainsKey(provider);
             if (!renewal && _keysByProvider.GetValueOrDefault(provider) >= _maxKeysPerProvider)
             {
-                SweepLocked(now);
+                if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
                 if (_keysByProvider.GetValueOrDefault(provider) >= _maxKeysPerProvider) return false;
                 _byKey.TryGetValue(keyBytes, out providers);
             }
@@ -85,7 +97,7 @@ public sealed class ProviderStore
             {
                 if (_byKey.Count >= _maxKeys)
                 {
-                    SweepLocked(now);
+                    if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
                     if (_byKey.Count >= _maxKeys) return false;
                 }
                 providers = [];
@@ -98,6 +110,7 @@ public sealed class ProviderStore
             }
             if (!providers.ContainsKey(provider)) _keysByProvider[provider] = _keysByProvider.GetValueOrDefault(provider) + 1;
             providers[provider] = record;
+            _refusalSweeps.NoteExpiry(record.Expires);
             return true;
         }
     }
@@ -141,16 +154,20 @@ public sealed class ProviderStore
     private int SweepLocked(DateTimeOffset now)
     {
         var removed = 0;
+        var earliest = DateTimeOffset.MaxValue;
         List<byte[]>? emptyKeys = null;
         foreach (var (key, providers) in _byKey)
         {
             removed += PruneLocked(providers, now);
             if (providers.Count == 0) (emptyKeys ??= []).Add(key);
+            foreach (var record in providers.Values)
+                if (record.Expires < earliest) earliest = record.Expires;
         }
         if (emptyKeys is not null)
         {
             foreach (var key in emptyKeys) _byKey.Remove(key);
         }
+        _refusalSweeps.Swept(now, earliest);
         return removed;
     }
 

@@ -59,6 +59,49 @@ public sealed class ProviderStoreTests
     }
 
     [Test]
+    public void RefusedAdds_ScanTheStoreForExpiredRecords_AtMostOncePerSecond_AndOnlyWhenOneMayHaveExpired()
+    {
+        // A provider at its quota floods new keys into a store of 500 other records: each refusal used to
+        // scan all of them, under the store's lock.
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), maxKeys: 1000, maxProvidersPerKey: 10, maxKeysPerProvider: 5);
+        for (var i = 0; i < 500; i++) store.Add(System.Text.Encoding.UTF8.GetBytes($"other-{i}"), DhtTestPeers.Get(2 + i % 100), Addr);
+        var flooder = DhtTestPeers.Get(1);
+        for (var i = 0; i < 5; i++) store.Add(System.Text.Encoding.UTF8.GetBytes($"own-{i}"), flooder, Addr, TimeSpan.FromHours(1));
+        bool FloodOnce(int round) => Enumerable.Range(0, 1000).Any(i => store.Add(System.Text.Encoding.UTF8.GetBytes($"spam-{round}-{i}"), flooder, Addr));
+
+        Assert.That(FloodOnce(0), Is.False, "the flooder is at its quota");
+        Assert.That(store.Sweeps, Is.Zero, "nothing had expired: no scan");
+
+        time.Advance(TimeSpan.FromMinutes(11));
+        Assert.That(FloodOnce(1), Is.False, "its own records live on");
+        Assert.That(store.Sweeps, Is.EqualTo(1), "the others' records expired: one scan, not one per refusal");
+        Assert.That(store.KeyCount, Is.EqualTo(5), "that scan dropped them");
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.That(FloodOnce(2), Is.False);
+        Assert.That(store.Sweeps, Is.EqualTo(1), "nothing left that could have expired");
+    }
+
+    [Test]
+    public void AFullStore_AdmitsANewKey_OnceARecordExpired_WithoutScanningWhileNoneHas()
+    {
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), maxKeys: 100, maxProvidersPerKey: 10);
+        for (var i = 0; i < 100; i++) store.Add([(byte)i], DhtTestPeers.Get(1 + i % 50), Addr, TimeSpan.FromMinutes(10 + i));
+
+        Assert.That(Enumerable.Range(0, 1000).Count(i => store.Add([200, (byte)i, (byte)(i >> 8)], DhtTestPeers.Get(99), Addr)), Is.Zero);
+        Assert.That(store.Sweeps, Is.Zero, "a full store of live records is not scanned");
+
+        time.Advance(TimeSpan.FromMinutes(10));
+        Assert.That(store.Add([201], DhtTestPeers.Get(99), Addr), Is.True, "the first record expired and its place is taken");
+        Assert.That(store.Add([202], DhtTestPeers.Get(99), Addr), Is.False, "full again");
+        time.Advance(TimeSpan.FromMinutes(1));
+        Assert.That(store.Add([202], DhtTestPeers.Get(99), Addr), Is.True, "the second expired");
+        Assert.That(store.Sweeps, Is.EqualTo(2));
+    }
+
+    [Test]
     public void Add_AgainExtendsExpiry()
     {
         var time = new FakeTimeProvider();
