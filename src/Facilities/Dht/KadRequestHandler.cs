@@ -112,8 +112,8 @@ internal sealed class KadRequestHandler(
                 var value = record.Value.ToByteArray();
                 if (!options.RecordValidator(key, value))
                     throw new KadProtocolException("record rejected by the validator");
-                if (!records.Put(key, value))
-                    throw new KadProtocolException("record store is full");
+                if (!records.Put(key, value, remote))
+                    throw new KadProtocolException($"record refused: the store is full, or the sender holds its {options.MaxRecordsPerPeer} records already");
                 // go and js echo the request as the acknowledgement.
                 return request;
             }

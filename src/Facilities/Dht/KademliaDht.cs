@@ -54,7 +54,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         _logger = options.LoggerFactory.CreateLogger<KademliaDht>();
         RoutingTable = new RoutingTable(host.PeerId, options.K, options.TimeProvider, options.MaxFailuresBeforeEviction);
         Providers = new ProviderStore(options.TimeProvider, options.ProviderRecordTtl, options.MaxProviderKeys, options.MaxProvidersPerKey, options.MaxKeysPerProvider);
-        Records = new RecordStore(options.TimeProvider, options.RecordTtl, options.MaxRecords, options.MaxRecordSize);
+        Records = new RecordStore(options.TimeProvider, options.RecordTtl, options.MaxRecords, options.MaxRecordSize, options.MaxRecordsPerPeer);
         _handler = new KadRequestHandler(host, options, RoutingTable, Providers, Records, ConsiderPeer);
         _random = new Random(options.RandomSeed ?? SeedFrom(RoutingTable.LocalId));
         RoutingTable.PeerAdded += _ => _joined.TrySetResult();

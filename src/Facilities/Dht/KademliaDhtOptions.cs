@@ -65,6 +65,9 @@ public sealed class KademliaDhtOptions
     public int MaxKeysPerProvider { get; init; } = ProviderStore.DefaultMaxKeysPerProvider;
     public int MaxRecords { get; init; } = 10_000;
 
+    /// <summary>PUT_VALUE records one peer may hold in this node's store; past it, its new keys are refused (updates of its own are not).</summary>
+    public int MaxRecordsPerPeer { get; init; } = RecordStore.DefaultMaxRecordsPerPeer;
+
     /// <summary>Largest record value accepted by PUT_VALUE (and sent by us).</summary>
     public int MaxRecordSize { get; init; } = 16 * 1024;
 
@@ -106,6 +109,8 @@ public sealed class KademliaDhtOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxProvidersPerKey, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxProviderKeys, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxKeysPerProvider, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxRecords, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxRecordsPerPeer, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxMessageSize, 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxFailuresBeforeEviction, 1);
         foreach (var peer in BootstrapPeers)

@@ -1,29 +1,46 @@
+using P2PInference.Facilities.Identity;
+
 namespace P2PInference.Facilities.Dht;
 
 /// <summary>
 /// Values stored by PUT_VALUE, bounded in count and value size, expiring a TTL after they arrive.
-/// A full store refuses new keys (after dropping expired ones) and still accepts updates.
+/// A full store refuses new keys (after dropping expired ones) and still accepts updates. Each peer
+/// may hold at most <c>maxRecordsPerPeer</c> of the records (counted for the peer whose put is stored),
+/// so one identity cannot fill the store: every server accepts PUT_VALUE, which the product itself
+/// does not use (kept for js and go peers).
 /// </summary>
+/// <remarks>
+/// A write about to be refused scans the store for expired records first only as often as
+/// <see cref="RefusalSweepGate"/> allows, so a flood of refused puts does not scan it for each one.
+/// </remarks>
 public sealed class RecordStore
 {
-    private readonly Dictionary<byte[], DhtRecord> _records = new(ByteKeyComparer.Instance);
+    private readonly Dictionary<byte[], Entry> _records = new(ByteKeyComparer.Instance);
+    private readonly Dictionary<PeerId, int> _recordsByPeer = [];
+    private readonly RefusalSweepGate _refusalSweeps = new();
     private readonly TimeProvider _timeProvider;
     private readonly TimeSpan _ttl;
     private readonly int _maxRecords;
     private readonly int _maxValueSize;
+    private readonly int _maxRecordsPerPeer;
     private readonly Lock _lock = new();
 
-    public RecordStore(TimeProvider timeProvider, TimeSpan ttl, int maxRecords, int maxValueSize)
+    public RecordStore(TimeProvider timeProvider, TimeSpan ttl, int maxRecords, int maxValueSize, int maxRecordsPerPeer = DefaultMaxRecordsPerPeer)
     {
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxRecords, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(maxValueSize);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxRecordsPerPeer, 1);
         _timeProvider = timeProvider;
         _ttl = ttl;
         _maxRecords = maxRecords;
         _maxValueSize = maxValueSize;
+        _maxRecordsPerPeer = maxRecordsPerPeer;
     }
+
+    /// <summary>A peer publishes a few names of its own (an IPNS-style use); a hundred is ample, and a hundredth of the default store.</summary>
+    public const int DefaultMaxRecordsPerPeer = 100;
 
     public int Count
     {
@@ -33,8 +50,21 @@ public sealed class RecordStore
         }
     }
 
-    /// <summary>Stores the value; false when it is too large or the store is full of other keys.</summary>
-    public bool Put(byte[] key, byte[] value)
+    /// <summary>Whole-store scans for expired records so far, timed (<see cref="Sweep"/>) or before a refusal: a diagnostic.</summary>
+    public long Sweeps
+    {
+        get
+        {
+            lock (_lock) return _refusalSweeps.Sweeps;
+        }
+    }
+
+    /// <summary>
+    /// Stores the value, put by <paramref name="from"/> (null: by this node, which no quota limits); false
+    /// when it is too large, the store is full of other keys, or <paramref name="from"/> holds its quota of
+    /// records already (updating one of its own is not a new one).
+    /// </summary>
+    public bool Put(byte[] key, byte[] value, PeerId? from = null)
     {
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(value);
@@ -42,12 +72,24 @@ public sealed class RecordStore
         var now = _timeProvider.GetUtcNow();
         lock (_lock)
         {
-            if (!_records.ContainsKey(key) && _records.Count >= _maxRecords)
+            var exists = _records.TryGetValue(key, out var existing);
+            var counted = from is not null && (!exists || existing.From != from);
+            if (counted && _recordsByPeer.GetValueOrDefault(from!) >= _maxRecordsPerPeer)
             {
-                SweepLocked(now);
+                if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
+                if (_recordsByPeer.GetValueOrDefault(from!) >= _maxRecordsPerPeer) return false;
+                exists = _records.TryGetValue(key, out existing);
+            }
+            if (!exists && _records.Count >= _maxRecords)
+            {
+                if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
                 if (_records.Count >= _maxRecords) return false;
             }
-            _records[key] = new DhtRecord(key, value, now, now + _ttl);
+            if (exists) Forget(existing.From);
+            if (from is not null) _recordsByPeer[from] = _recordsByPeer.GetValueOrDefault(from) + 1;
+            var record = new DhtRecord(key, value, now, now + _ttl);
+            _records[key] = new Entry(record, from);
+            _refusalSweeps.NoteExpiry(record.Expires);
             return true;
         }
     }
@@ -58,9 +100,10 @@ public sealed class RecordStore
         var now = _timeProvider.GetUtcNow();
         lock (_lock)
         {
-            if (!_records.TryGetValue(key, out var record)) return null;
-            if (record.Expires > now) return record;
+            if (!_records.TryGetValue(key, out var entry)) return null;
+            if (entry.Record.Expires > now) return entry.Record;
             _records.Remove(key);
+            Forget(entry.From);
             return null;
         }
     }
@@ -73,10 +116,31 @@ public sealed class RecordStore
     private int SweepLocked(DateTimeOffset now)
     {
         var removed = 0;
-        foreach (var (key, record) in _records)
+        var earliest = DateTimeOffset.MaxValue;
+        foreach (var (key, entry) in _records)
         {
-            if (record.Expires <= now && _records.Remove(key)) removed++;
+            if (entry.Record.Expires <= now && _records.Remove(key))
+            {
+                removed++;
+                Forget(entry.From);
+            }
+            else if (entry.Record.Expires < earliest)
+            {
+                earliest = entry.Record.Expires;
+            }
         }
+        _refusalSweeps.Swept(now, earliest);
         return removed;
     }
+
+    private void Forget(PeerId? from)
+    {
+        if (from is null) return;
+        var count = _recordsByPeer.GetValueOrDefault(from);
+        if (count > 1) _recordsByPeer[from] = count - 1;
+        else _recordsByPeer.Remove(from);
+    }
+
+    /// <summary>A record and the peer whose put stored it (null for our own).</summary>
+    private readonly record struct Entry(DhtRecord Record, PeerId? From);
 }

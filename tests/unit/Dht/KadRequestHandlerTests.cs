@@ -25,10 +25,10 @@ public sealed class KadRequestHandlerTests
     {
         var time = new FakeTimeProvider();
         _host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new InMemoryNetwork(time).CreateTransport("me")], TimeProvider = time });
-        _options = new KademliaDhtOptions { TimeProvider = time, MaxProvidersPerKey = 5, MaxRecordSize = 16 };
+        _options = new KademliaDhtOptions { TimeProvider = time, MaxProvidersPerKey = 5, MaxRecordSize = 16, MaxRecordsPerPeer = 3 };
         _table = new RoutingTable(_host.PeerId, _options.K, time);
         _providers = new ProviderStore(time, _options.ProviderRecordTtl, _options.MaxProviderKeys, _options.MaxProvidersPerKey);
-        _records = new RecordStore(time, _options.RecordTtl, _options.MaxRecords, _options.MaxRecordSize);
+        _records = new RecordStore(time, _options.RecordTtl, _options.MaxRecords, _options.MaxRecordSize, _options.MaxRecordsPerPeer);
         _handler = new KadRequestHandler(_host, _options, _table, _providers, _records, _ => { });
     }
 
@@ -170,6 +170,25 @@ public sealed class KadRequestHandlerTests
         Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), mismatched));
         Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), empty));
         Assert.That(_records.Count, Is.Zero);
+    }
+
+    [Test]
+    public void PutValue_PastTheSendersQuota_IsProtocolError_WhileItsUpdatesAndOtherPeersAreStored()
+    {
+        static Message Put(string key, string value) => new()
+        {
+            Type = Message.Types.MessageType.PutValue,
+            Key = ByteString.CopyFromUtf8(key),
+            Record = new Record { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFromUtf8(value) },
+        };
+        var flooder = DhtTestPeers.Get(1);
+        for (var i = 0; i < _options.MaxRecordsPerPeer; i++) _handler.Handle(flooder, Put($"/v/{i}", "x"));
+
+        var refused = Assert.Throws<KadProtocolException>(() => _handler.Handle(flooder, Put("/v/new", "x")));
+        Assert.That(refused!.Message, Does.Contain("holds its 3 records"));
+        Assert.That(_handler.Handle(flooder, Put("/v/0", "updated")), Is.Not.Null, "updating a record of its own is not a new one");
+        Assert.That(_handler.Handle(DhtTestPeers.Get(2), Put("/v/other", "y")), Is.Not.Null, "another peer is still stored");
+        Assert.That(_records.Count, Is.EqualTo(_options.MaxRecordsPerPeer + 1));
     }
 
     [Test]
