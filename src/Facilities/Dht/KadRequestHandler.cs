@@ -46,14 +46,28 @@ internal sealed class KadRequestHandler(
                 return;
             }
             if (request is null) return;
-            // The timer bounds waiting for a request, not answering one.
-#pragma warning disable RS0030 // As above: the provider's timer, stopped.
-            idle.CancelAfter(Timeout.InfiniteTimeSpan);
-#pragma warning restore RS0030
             Interlocked.Increment(ref _requestsServed);
             var reply = Handle(remote, request);
-            if (reply is not null)
-                await KadMessageCodec.WriteAsync(context.Stream, reply, cancellationToken);
+            if (reply is null)
+            {
+                // Nothing to write (ADD_PROVIDER): the timer waits for the next request from the top.
+                continue;
+            }
+            // The same timer bounds writing the reply: a requester that sends requests and never reads the
+            // replies fills the stream's window, and the write would then hold this handler until the
+            // connection ends.
+#pragma warning disable RS0030 // As above: the provider's timer, re-armed.
+            idle.CancelAfter(options.ReplyWriteTimeout);
+#pragma warning restore RS0030
+            try
+            {
+                await KadMessageCodec.WriteAsync(context.Stream, reply, linked.Token);
+            }
+            catch (OperationCanceledException e) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                // Thrown, so the host resets the stream: part of the reply may be queued on it.
+                throw new KadProtocolException($"{remote} did not take the {request.Type} reply within {options.ReplyWriteTimeout}", e);
+            }
         }
     }
 

@@ -52,6 +52,12 @@ public sealed class KademliaDhtOptions
     /// <summary>An inbound kad stream with no request for this long is closed.</summary>
     public TimeSpan InboundIdleTimeout { get; init; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>
+    /// How long the server may wait to write one reply (a requester that does not read fills the stream's
+    /// window); past it the stream is reset. Longer than a requester waits for a reply (<see cref="QueryTimeout"/>).
+    /// </summary>
+    public TimeSpan ReplyWriteTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Failed requests in a row after which a routing-table peer is replaced.</summary>
     public int MaxFailuresBeforeEviction { get; init; } = 1;
 
@@ -106,6 +112,8 @@ public sealed class KademliaDhtOptions
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(SweepInterval, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(QueryTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(LookupTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(InboundIdleTimeout, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ReplyWriteTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxProvidersPerKey, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxProviderKeys, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxKeysPerProvider, 1);

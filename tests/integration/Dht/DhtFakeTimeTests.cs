@@ -5,6 +5,7 @@ using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
+using P2PInference.Facilities.Net.Yamux;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
 
@@ -255,6 +256,28 @@ public sealed class DhtFakeTimeTests
 
         await _time.AdvanceAsync(idle + TimeSpan.FromSeconds(1));
         Assert.That(await KadMessageCodec.ReadAsync(stream, 4096, 128, ct), Is.Null, "the server ended the stream it waited on too long");
+    });
+
+    [Test]
+    public void InboundKadStream_WhoseRequesterDoesNotReadTheReplies_IsResetAfterTheReplyWriteTimeout() => Simulate(async ct =>
+    {
+        var dhts = await StartNetworkAsync(2, ct);
+        var key = "/v/large"u8.ToArray();
+        dhts[0].Records.Put(key, new byte[dhts[0].Options.MaxRecordSize]);
+        var get = new Message { Type = Message.Types.MessageType.GetValue, Key = Google.Protobuf.ByteString.CopyFrom(key) };
+        await using var stream = await _nodes[1].Host.OpenStreamAsync(dhts[0].PeerId, KademliaDhtOptions.DefaultProtocolId, ct);
+
+        // Forty replies of 16 KiB each: more than the 256 KiB window a stream nobody reads gives its writer,
+        // so the server's write waits for a reader that never comes.
+        for (var i = 0; i < 40; i++) await KadMessageCodec.WriteAsync(stream, get, ct);
+        await _time.AdvanceAsync(dhts[0].Options.ReplyWriteTimeout - TimeSpan.FromSeconds(1));
+        await KadMessageCodec.WriteAsync(stream, get, ct);
+        Assert.That(dhts[0].RequestsServed, Is.GreaterThan(16).And.LessThan(40), "premise: the server's handler waits to write a reply");
+
+        await _time.AdvanceAsync(TimeSpan.FromSeconds(2));
+
+        await Assert.ThatAsync(async () => await KadMessageCodec.WriteAsync(stream, get, ct), Throws.InstanceOf<YamuxStreamResetException>(),
+            "the server gave up on the reply and reset the stream, which held its handler until the connection ended");
     });
 
     [Test]
