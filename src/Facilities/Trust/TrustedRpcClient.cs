@@ -22,8 +22,8 @@ namespace P2PInference.Facilities.Trust;
 /// believed. A failed fetch (the peer unreachable, or silent past the query's timeout) is remembered
 /// for the cache period too (<see cref="FailedGrantQueries"/>): the peer fails the check at once, so a
 /// peer that announces a topic and never answers costs a caller one wait per period, not one per call.
-/// Within a topic call a grant query may take at most half of what is left of the call's deadline
-/// (and <see cref="ExchangeTimeout"/>), so a silent provider leaves the call time for another.
+/// A grant query may take at most half of what is left of the call's deadline (and <see cref="ExchangeTimeout"/>),
+/// in a topic call and a call to one peer alike, so a silent peer leaves the caller time for another.
 /// </remarks>
 public sealed class TrustedRpcClient : IRpcClient
 {
@@ -162,14 +162,14 @@ public sealed class TrustedRpcClient : IRpcClient
 
     public async Task<byte[]> RequestAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken)
     {
-        await ThrowUnlessTrustedAsync(peer, method, cancellationToken);
+        await ThrowUnlessTrustedAsync(peer, method, options, cancellationToken);
         return await _inner.RequestAsync(peer, method, request, WithGrant(options), cancellationToken);
     }
 
     public async IAsyncEnumerable<byte[]> RequestStreamAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        await ThrowUnlessTrustedAsync(peer, method, cancellationToken);
+        await ThrowUnlessTrustedAsync(peer, method, options, cancellationToken);
         await foreach (var item in _inner.RequestStreamAsync(peer, method, request, WithGrant(options), cancellationToken))
             yield return item;
     }
@@ -185,10 +185,11 @@ public sealed class TrustedRpcClient : IRpcClient
         CancellationToken cancellationToken) =>
         _inner.RequestAllAsync(topic, method, request, Checked(method, WithGrant(options)), cancellationToken);
 
-    private async ValueTask ThrowUnlessTrustedAsync(PeerId peer, string method, CancellationToken cancellationToken)
+    private async ValueTask ThrowUnlessTrustedAsync(PeerId peer, string method, RpcCallOptions? options, CancellationToken cancellationToken)
     {
         if (_roleOf(method) is not { } role) return;
-        if (await CheckCalleeAsync(peer, role, cancellationToken) is { } refused)
+        var deadline = options?.ResolveDeadline(_verifier.Time, defaultTimeout: null);
+        if (await CheckCalleeAsync(peer, role, QueryTimeout(deadline), cancellationToken) is { } refused)
         {
             _logger.LogDebug("not calling {Method} on {Peer}: {Reason}", method, peer, refused.Message);
             throw refused;
@@ -208,9 +209,10 @@ public sealed class TrustedRpcClient : IRpcClient
     }
 
     /// <summary>
-    /// What a grant query made for a topic call may take: <see cref="ExchangeTimeout"/>, and at most half of
-    /// what is left of the call's <paramref name="deadline"/>, so that a provider that never answers leaves the
-    /// call time to check and call another (the router cuts the query off at the deadline in any case).
+    /// What a grant query made for a call may take: <see cref="ExchangeTimeout"/>, and at most half of what is
+    /// left of the call's <paramref name="deadline"/>, so that a peer that never answers leaves a topic call time
+    /// to check and call another provider (the router cuts the query off at the deadline in any case), and a
+    /// call to one peer fails within its own timeout, leaving its caller time to try another.
     /// </summary>
     private TimeSpan QueryTimeout(DateTimeOffset? deadline)
     {

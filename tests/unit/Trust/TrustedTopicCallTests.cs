@@ -11,8 +11,8 @@ namespace P2PInference.Tests.Unit.Trust;
 /// <summary>
 /// Topic calls through a <see cref="TrustedRpcClient"/> when anyone may announce the topic: a provider
 /// that announces it and never answers the grant query (or drops every packet) costs a call no more
-/// than its deadline, and later calls do not wait on it again. On the RPC twin and the mock DHT, in
-/// virtual time.
+/// than its deadline, and later calls do not wait on it again; nor does a call to one such peer outlive its
+/// own timeout. On the RPC twin and the mock DHT, in virtual time.
 /// </summary>
 [TestFixture]
 public sealed class TrustedTopicCallTests
@@ -114,6 +114,26 @@ public sealed class TrustedTopicCallTests
             Assert.That(Text(answer), Is.EqualTo(slow.Name));
             Assert.That(took, Is.EqualTo(TimeSpan.FromMilliseconds(700)));
             Assert.That(world.GrantQueriesTo(slow), Is.EqualTo(2));
+        });
+    });
+
+    [Test]
+    public void DirectCallToASilentPeer_FailsWithinTheCallsOwnTimeout_NotAfterTheGrantQuerysTimeout_MarkedNotDelivered() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var fake = await world.ProviderAsync(Silence.NeverAnswers);
+        var client = await world.ClientAsync(prefer: null);
+
+        // A gateway calling one processor, say: it must be left time to try another within its own timeout.
+        var (error, took) = await world.TimedFailureAsync(() => client.RequestAsync(fake.Node.PeerId, Method, ReadOnlyMemory<byte>.Empty,
+            new RpcCallOptions { Timeout = CallTimeout }, CancellationToken.None));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable), error.Message);
+            Assert.That(error.NotDelivered, Is.True, "nothing of the call was sent, so another peer may be tried");
+            Assert.That(took, Is.EqualTo(CallTimeout / 2), "the grant query gets half of what is left of the call's deadline");
+            Assert.That(fake.Requests, Is.Zero);
         });
     });
 
