@@ -13,7 +13,8 @@ namespace P2PInference.Facilities.Rpc;
 /// (in-flight + 1) × (latency EWMA + 1 ms) wins; a provider with no latency sample yet counts the
 /// median of the topic's measured ones, neither preferred nor starved); fail-over on <see cref="RpcStatusCode.Unavailable"/>
 /// of idempotent calls, and of any call that provably never arrived (<see cref="RpcException.NotDelivered"/>),
-/// evicting the failed provider from the cache. The call's one deadline also bounds the provider lookup and
+/// evicting the failed provider from the cache; when no provider may have received the call, its final error is
+/// marked <see cref="RpcException.NotDelivered"/>. The call's one deadline also bounds the provider lookup and
 /// the callee checks (<see cref="TopicCallDeadline"/>): past it the call fails with <see cref="RpcStatusCode.DeadlineExceeded"/>.
 /// Shared by <see cref="RpcNode"/> and the TestKit twin.
 /// </summary>
@@ -302,6 +303,7 @@ internal sealed class RpcTopicRouter
         private int _attempts;
         private RpcException? _last;
         private RpcException? _skipped;
+        private bool _anyMaybeDelivered;
 
         public TopicAttempts(RpcTopicRouter router, string topic, RpcCallOptions? options, CancellationToken cancellationToken)
         {
@@ -374,13 +376,24 @@ internal sealed class RpcTopicRouter
         {
             _router.Evict(peer);
             _last = error;
+            _anyMaybeDelivered |= !error.NotDelivered;
             // A call that provably never arrived cannot run twice: any call may go on to the next provider.
             if (!_options.Idempotent && !error.NotDelivered) return false;
             _router._logger.LogDebug("topic {Topic}: provider {Peer} unavailable ({Message}); trying another", _topic, peer, error.Message);
             return true;
         }
 
+        /// <summary>
+        /// The call's error once no provider is left: marked <see cref="RpcException.NotDelivered"/> when none of them may
+        /// have received the request (each skipped by the check or refusing it unread), so the caller may try elsewhere.
+        /// </summary>
         public RpcException Exhausted()
+        {
+            var error = Unavailable();
+            return _anyMaybeDelivered ? error : error.AsUndelivered();
+        }
+
+        private RpcException Unavailable()
         {
             if (_last is null && _skipped is not null)
             {

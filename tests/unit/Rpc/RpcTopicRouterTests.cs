@@ -9,8 +9,8 @@ namespace P2PInference.Tests.Unit.Rpc;
 
 /// <summary>
 /// The topic router beyond the conformance suite, on the RPC twin and the mock DHT in virtual time:
-/// one deadline for the whole call, the provider lookup and callee checks included; and how a
-/// provider with no latency sample yet compares with measured ones.
+/// one deadline for the whole call, the provider lookup and callee checks included; when its final error
+/// says the call reached no provider; and how a provider with no latency sample yet compares with measured ones.
 /// </summary>
 [TestFixture]
 public sealed class RpcTopicRouterTests
@@ -111,6 +111,51 @@ public sealed class RpcTopicRouterTests
         });
     });
 
+    [Test]
+    public void EveryProviderRefusedBeforeAnythingReachedIt_TheCallsErrorIsMarkedNotDelivered() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        await world.ProviderAsync("a", RefusesUnread);
+        await world.ProviderAsync("b", RefusesUnread);
+        var client = await world.ClientAsync();
+
+        // Each provider fails the callee check (a grant check, say), or turns the call away unread (draining): a caller
+        // such as a client may then send even a call that is not idempotent elsewhere, as it may after one such refusal.
+        var (checkedOut, _) = await world.TimedFailureAsync(() => client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(),
+            new RpcCallOptions { CalleeCheck = FailsTheCheck }, CancellationToken.None));
+        var (turnedAway, _) = await world.TimedFailureAsync(() => client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(),
+            null, CancellationToken.None));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(checkedOut.Code, Is.EqualTo(RpcStatusCode.Unavailable), checkedOut.Message);
+            Assert.That(checkedOut.NotDelivered, Is.True, "every provider failed the check: nothing was sent");
+            Assert.That(turnedAway.Code, Is.EqualTo(RpcStatusCode.Unavailable), turnedAway.Message);
+            Assert.That(turnedAway.Message, Does.Contain("draining"), "not vacuous: the providers were called");
+            Assert.That(turnedAway.NotDelivered, Is.True, "every provider refused it unread");
+        });
+    });
+
+    [Test]
+    public void OneProviderMayHaveRunTheCall_TheCallsErrorIsNotMarkedNotDelivered() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        await world.ProviderAsync("refuses", RefusesUnread);
+        await world.ProviderAsync("fails", (_, _) => throw new RpcException(RpcStatusCode.Unavailable, "lost its backend halfway"));
+        var client = await world.ClientAsync();
+
+        var (error, _) = await world.TimedFailureAsync(() => client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(),
+            new RpcCallOptions { Idempotent = true }, CancellationToken.None));
+
+        Assert.That(error.NotDelivered, Is.False, error.Message);
+    });
+
+    private static ValueTask<ReadOnlyMemory<byte>> RefusesUnread(ReadOnlyMemory<byte> request, RpcCallContext context) =>
+        throw RpcException.RefusedBeforeAnyWork(RpcStatusCode.Unavailable, "draining");
+
+    private static ValueTask<RpcException?> FailsTheCheck(PeerId peer, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<RpcException?>(RpcException.Undelivered(RpcStatusCode.Unavailable, $"{peer} holds no grant"));
+
     private static async ValueTask<RpcException?> NeverEnds(PeerId peer, CancellationToken cancellationToken)
     {
         await new TaskCompletionSource().Task.WaitOrCancelAsync(cancellationToken);
@@ -126,12 +171,13 @@ public sealed class RpcTopicRouterTests
 
         public MockDhtRegistry Dht { get; } = new(sim.Clock, sim.Seed);
 
-        public async Task<InMemoryRpcNode> ProviderAsync(string name)
+        /// <summary>A provider of <see cref="Topic"/> answering "who" with its <paramref name="name"/>, or with <paramref name="handler"/>.</summary>
+        public async Task<InMemoryRpcNode> ProviderAsync(string name, RpcHandler? handler = null)
         {
             var key = KeyPair.FromRandom(_identities);
             var dht = Dht.CreateNode(key.PeerId, []);
             var node = Network.CreateNode(key.PeerId, discovery: dht);
-            node.Respond("who", (_, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(System.Text.Encoding.UTF8.GetBytes(name)));
+            node.Respond("who", handler ?? ((_, _) => ValueTask.FromResult<ReadOnlyMemory<byte>>(System.Text.Encoding.UTF8.GetBytes(name))));
             await dht.AnnounceAsync(Topic, CancellationToken.None);
             return node;
         }
