@@ -83,9 +83,8 @@ internal sealed class RpcTopicRouter
             {
                 Interlocked.Decrement(ref load.InFlight);
                 await items.DisposeAsync();
+                if (e is RpcException failure) RecordFailure(load, started, failure);
                 if (e is RpcException { Code: RpcStatusCode.Unavailable } unavailable && attempts.MayGoOnAfter(peer, unavailable)) continue;
-                if (e is RpcException { Code: not (RpcStatusCode.DeadlineExceeded or RpcStatusCode.Cancelled) })
-                    load.Record(_options.TimeProvider.GetElapsedTime(started).TotalMilliseconds, _options.LatencyEwmaAlpha);
                 throw;
             }
             try
@@ -186,15 +185,34 @@ internal sealed class RpcTopicRouter
             load.Record(_options.TimeProvider.GetElapsedTime(started).TotalMilliseconds, _options.LatencyEwmaAlpha);
             return response;
         }
-        catch (RpcException e) when (e.Code is not (RpcStatusCode.Unavailable or RpcStatusCode.DeadlineExceeded or RpcStatusCode.Cancelled))
+        catch (RpcException e)
         {
-            // The provider answered, if with an error: that round trip is a fair latency sample.
-            load.Record(_options.TimeProvider.GetElapsedTime(started).TotalMilliseconds, _options.LatencyEwmaAlpha);
+            RecordFailure(load, started, e);
             throw;
         }
         finally
         {
             Interlocked.Decrement(ref load.InFlight);
+        }
+    }
+
+    /// <summary>
+    /// A call to a provider that failed: one that ended without serving it (unavailable, or silent past the deadline)
+    /// marks the provider failed, so the next choices prefer others (a provider hanging on every call recorded
+    /// nothing and was chosen as often as before); one it answered with another error is a fair latency sample.
+    /// </summary>
+    private void RecordFailure(PeerLoad load, long started, RpcException e)
+    {
+        switch (e.Code)
+        {
+            case RpcStatusCode.Cancelled:
+                return;
+            case RpcStatusCode.Unavailable or RpcStatusCode.DeadlineExceeded:
+                load.RecordFailure();
+                return;
+            default:
+                load.Record(_options.TimeProvider.GetElapsedTime(started).TotalMilliseconds, _options.LatencyEwmaAlpha);
+                return;
         }
     }
 
@@ -230,20 +248,17 @@ internal sealed class RpcTopicRouter
     }
 
     /// <summary>
-    /// (in-flight + 1) × (latency + 1 ms). A provider never measured (new, or one whose calls all failed
+    /// (in-flight + 1) × (latency + 1 ms) × 2^(failures in a row). A provider never measured (new, or one whose calls all failed
     /// before an answer) counts the median latency of the measured <paramref name="providers"/>: counting
     /// it as 0 ms made it cheaper than every measured one, so the balancer chose it first every time.
     /// </summary>
     /// <param name="median">The median of <paramref name="providers"/>, computed here the first time a choice needs it.</param>
     private double Cost(PeerId peer, PeerId[] providers, ref double? median)
     {
-        var inFlight = 0;
-        if (_load.TryGetValue(peer, out var load))
-        {
-            inFlight = Volatile.Read(ref load.InFlight);
-            if (load.TryGetLatency(out var latency)) return (inFlight + 1) * (latency + 1);
-        }
-        return (inFlight + 1) * ((median ??= MedianLatency(providers)) + 1);
+        if (!_load.TryGetValue(peer, out var load)) return (median ??= MedianLatency(providers)) + 1;
+        var inFlight = Volatile.Read(ref load.InFlight);
+        var latency = load.TryGetLatency(out var measured) ? measured : median ??= MedianLatency(providers);
+        return (inFlight + 1) * (latency + 1) * load.FailurePenalty;
     }
 
     /// <summary>The median latency EWMA of the measured <paramref name="providers"/>; 0 when none is measured.</summary>
@@ -412,10 +427,24 @@ internal sealed class RpcTopicRouter
 
     private sealed class PeerLoad
     {
+        /// <summary>Failures in a row that still raise the penalty: past it a provider costs 1,024 times its latency, as good as never chosen beside a working one.</summary>
+        private const int MaxFailuresCounted = 10;
+
         private readonly object _gate = new();
         public int InFlight;
         private double _latencyMs;
         private bool _sampled;
+        private int _failures;
+
+        /// <summary>2^(calls in a row that ended without an answer), up to 2^<see cref="MaxFailuresCounted"/>; 1 once it answers again.</summary>
+        public double FailurePenalty => 1 << Volatile.Read(ref _failures);
+
+        /// <summary>A call ended without an answer (unavailable, or past its deadline).</summary>
+        public void RecordFailure()
+        {
+            lock (_gate)
+                if (_failures < MaxFailuresCounted) _failures++;
+        }
 
         /// <summary>The latency average; false while no sample was recorded.</summary>
         public bool TryGetLatency(out double ms)
@@ -433,6 +462,7 @@ internal sealed class RpcTopicRouter
             {
                 _latencyMs = _sampled ? alpha * ms + (1 - alpha) * _latencyMs : ms;
                 _sampled = true;
+                _failures = 0;
             }
         }
     }

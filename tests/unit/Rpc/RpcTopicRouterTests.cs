@@ -10,7 +10,8 @@ namespace P2PInference.Tests.Unit.Rpc;
 /// <summary>
 /// The topic router beyond the conformance suite, on the RPC twin and the mock DHT in virtual time:
 /// one deadline for the whole call, the provider lookup and callee checks included; when its final error
-/// says the call reached no provider; and how a provider with no latency sample yet compares with measured ones.
+/// says the call reached no provider; how a provider with no latency sample yet compares with measured ones,
+/// and one whose calls time out with working ones.
 /// </summary>
 [TestFixture]
 public sealed class RpcTopicRouterTests
@@ -149,6 +150,47 @@ public sealed class RpcTopicRouterTests
 
         Assert.That(error.NotDelivered, Is.False, error.Message);
     });
+
+    [Test]
+    public void ProviderThatHangs_OnceACallTimedOutOnIt_TheNextCallsGoToTheHealthyOne() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var hung = await world.ProviderAsync("hung", NeverAnswers);
+        var healthy = await world.ProviderAsync("healthy");
+        var random = new PairRandom();
+        var client = await world.ClientAsync(random);
+        var order = await world.OrderAsync();
+
+        // Each call compares the two with the hung one first, so it wins any tie.
+        async Task<string> Call()
+        {
+            random.Compare(order.IndexOf(hung.PeerId), order.IndexOf(healthy.PeerId));
+            try
+            {
+                return System.Text.Encoding.UTF8.GetString(await client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(),
+                    new RpcCallOptions { Timeout = CallTimeout }, CancellationToken.None));
+            }
+            catch (RpcException e)
+            {
+                return e.Code.ToString();
+            }
+        }
+
+        var first = await Call();
+        var next = new[] { await Call(), await Call(), await Call() };
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(first, Is.EqualTo(nameof(RpcStatusCode.DeadlineExceeded)), "not vacuous: the first call went to the hung one");
+            Assert.That(next, Is.All.EqualTo("healthy"));
+        });
+    });
+
+    private static async ValueTask<ReadOnlyMemory<byte>> NeverAnswers(ReadOnlyMemory<byte> request, RpcCallContext context)
+    {
+        await new TaskCompletionSource().Task.WaitOrCancelAsync(context.CancellationToken);
+        throw new InvalidOperationException("unreachable: the wait ends only by cancellation");
+    }
 
     private static ValueTask<ReadOnlyMemory<byte>> RefusesUnread(ReadOnlyMemory<byte> request, RpcCallContext context) =>
         throw RpcException.RefusedBeforeAnyWork(RpcStatusCode.Unavailable, "draining");
