@@ -19,9 +19,11 @@ namespace P2PInference.Facilities.Trust;
 /// <remarks>
 /// Expiry and revocation are checked on every call against the remembered grant, so they take
 /// effect at once; the cache period bounds how long a grant a peer replaced (or lost) is still
-/// believed. A failed fetch (the peer unreachable, or silent past the query's timeout) is remembered
-/// for the cache period too (<see cref="FailedGrantQueries"/>): the peer fails the check at once, so a
-/// peer that announces a topic and never answers costs a caller one wait per period, not one per call.
+/// believed. A failed fetch is remembered (<see cref="FailedGrantQueries"/>) and the peer fails the check
+/// at once meanwhile: when it was unreachable or silent past the query's timeout, for an eighth of the cache
+/// period, doubling with each failure in a row up to the period (a peer that was down is asked again soon
+/// after it returns); when it answered with an error, for the period. So a peer that announces a topic and
+/// never answers costs a caller at most five waits in its first two periods and one a period after that, not one per call.
 /// A grant query may take at most half of what is left of the call's deadline (and <see cref="ExchangeTimeout"/>),
 /// in a topic call and a call to one peer alike, so a silent peer leaves the caller time for another.
 /// </remarks>
@@ -113,15 +115,15 @@ public sealed class TrustedRpcClient : IRpcClient
         return presented.Grant is { } grant && _verifier.Check(grant, peer, grant.Role) is null;
     }
 
-    /// <param name="askAgain">Query the peer even when its last query failed within the cache period.</param>
-    /// <exception cref="RpcException">The query failed now, or (unless <paramref name="askAgain"/>) did within the cache period.</exception>
+    /// <param name="askAgain">Query the peer even when its last failed query is still held against it.</param>
+    /// <exception cref="RpcException">The query failed now, or (unless <paramref name="askAgain"/>) did recently enough to be held against the peer.</exception>
     private async ValueTask<Presented> PresentedGrantAsync(PeerId peer, TimeSpan queryTimeout, bool askAgain, CancellationToken cancellationToken)
     {
         var time = _verifier.Time;
         if (_presented.TryGetValue(peer, out var presented) && time.GetElapsedTime(presented.FetchedAt) < CachePeriod) return presented;
-        if (!askAgain && _failed.TryGet(peer, out var reason, out var age))
+        if (!askAgain && _failed.TryGet(peer, out var reason, out var age, out var held))
             throw new RpcException(RpcStatusCode.Unavailable,
-                $"its grant query failed {age.TotalSeconds:0.###} s ago, and it is not asked again for {(CachePeriod - age).TotalSeconds:0.###} s: {reason}");
+                $"its grant query failed {age.TotalSeconds:0.###} s ago, and it is not asked again for {(held - age).TotalSeconds:0.###} s: {reason}");
         byte[] bytes;
         try
         {
@@ -135,9 +137,10 @@ public sealed class TrustedRpcClient : IRpcClient
         catch (RpcException e) when (!cancellationToken.IsCancellationRequested && e.Code != RpcStatusCode.Cancelled
                                      && (e.Code != RpcStatusCode.DeadlineExceeded || queryTimeout >= ShortestJudgedQuery))
         {
-            // Unreachable, or silent for as long as it was given: held against it for the cache period, so
-            // that later calls skip it at once. A query we cancelled, or one given too little time to judge, is not.
-            _failed.Remember(peer, e.Message);
+            // Unreachable, or silent for as long as it was given: held against it so that later calls skip it at once,
+            // for a back-off growing with each failure in a row (it may have been down, and be back soon); an error it
+            // answered with, for the cache period. A query we cancelled, or one given too little time to judge, is not.
+            _failed.Remember(peer, e.Message, backOff: e.Code is RpcStatusCode.Unavailable or RpcStatusCode.DeadlineExceeded);
             throw;
         }
         _failed.Forget(peer);

@@ -132,7 +132,7 @@ public sealed class RoleGrantTests
     }, WorkerCluster.Simulation());
 
     [Test]
-    public void Journey_WithSilentRoguesClaimingEveryRole_StaysWithinTheClientsTimeouts_AndWaitsOnEachRogueAtMostOnce() => SimulationTest.Run(async sim =>
+    public void Journey_WithSilentRoguesClaimingEveryRole_StaysWithinTheClientsTimeouts_AndWaitsOnEachRogueAsTheBackOffAllows() => SimulationTest.Run(async sim =>
     {
         // Rogues that announce each role's topics and never answer the grant query: each such query
         // waited 10 s, so a call with a shorter timeout failed before it reached a real worker.
@@ -144,6 +144,7 @@ public sealed class RoleGrantTests
         var client = network.NewClient(new ClientOptions { CallTimeout = callTimeout });
         var user = network.Data.User();
         var time = network.Cluster.Time;
+        var journeyStarted = time.GetTimestamp();
         var took = new List<(string Call, TimeSpan Took)>();
         async Task<T> Timed<T>(string call, Func<Task<T>> run)
         {
@@ -159,6 +160,7 @@ public sealed class RoleGrantTests
         var first = await Timed("first infer", () => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 1), CancellationToken.None));
         var second = await Timed("second infer", () => client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 2), CancellationToken.None));
         await Timed("listApiKeys", () => client.ListApiKeysAsync(CancellationToken.None));
+        var journey = time.GetElapsedTime(journeyStarted);
 
         var silent = network.Rogues.ToArray();
         var log = string.Join(", ", took.Select(t => $"{t.Call} {t.Took.TotalSeconds:0.###} s"));
@@ -168,21 +170,24 @@ public sealed class RoleGrantTests
             Assert.That(second.Text, Is.Not.Empty);
             foreach (var (call, t) in took.Where(t => !t.Call.EndsWith("infer", StringComparison.Ordinal)))
                 Assert.That(t, Is.LessThanOrEqualTo(callTimeout), $"{call}: {log}");
-            // Each silent rogue costs each caller one wait at most, never a call's whole timeout: the client's
+            // Each silent rogue costs an inference one wait at most, never a call's whole timeout: the client's
             // check of a silent gateway (ExchangeTimeout, 10 s, within the 5-minute inference timeout), the
             // gateway's check of a silent Auth and its first look at the processors (half its 10 s backend
-            // timeout each). Which rogues the two inferences meet, and when, is the seed's choice (seeds
-            // 1027457886, 106, 107 and 114 met 10, 15, 15 and 12.5 s of it); the sum of all of them bounds both.
+            // timeout each). Which rogues an inference meets is the seed's choice, and a rogue's failed query is
+            // held only an eighth of the cache period at first (a peer that was down is asked again soon), so
+            // each inference may meet them again: the sum of all of them bounds each inference.
             var backendHalf = new GatewayOptions().BackendTimeout / 2;
             var bound = 2 * TrustedRpcClient.ExchangeTimeout + 2 * backendHalf + backendHalf;
-            Assert.That(took.Where(t => t.Call.EndsWith("infer", StringComparison.Ordinal)).Sum(t => t.Took.TotalSeconds),
-                Is.LessThanOrEqualTo(bound.TotalSeconds), log);
+            foreach (var (call, t) in took.Where(t => t.Call.EndsWith("infer", StringComparison.Ordinal)))
+                Assert.That(t, Is.LessThanOrEqualTo(bound), $"{call}: {log}");
             Assert.That(silent, Has.Length.EqualTo(6));
             foreach (var rogue in silent) Assert.That(rogue.Received, Is.Empty, $"requests reached rogue {rogue.PeerId}");
-            // Every processor is asked for its status, so each rogue one was considered; once, then remembered as failed.
-            // (An auth or gateway rogue may be asked twice: a query a nearly spent call gave under a second is not held against it.)
+            // Every processor is asked for its status, so each rogue one was considered; then its failure was held,
+            // for a back-off doubling with each failure in a row, so it was asked no more often than that allows.
+            // (An auth or gateway rogue may be asked more: a query a nearly spent call gave under a second is not held against it.)
+            var allowed = QueriesTheBackOffAllows(journey, WorkerCluster.GrantCachePeriod);
             foreach (var rogue in silent.Where(r => RoleOfRogue(network, r) == GrantRole.Processor))
-                Assert.That(rogue.GrantQueries, Has.Count.EqualTo(1), $"processor rogue {rogue.PeerId}");
+                Assert.That(rogue.GrantQueries, Has.Count.InRange(1, allowed), $"processor rogue {rogue.PeerId}, {allowed} allowed in {journey}: {log}");
         });
     }, WorkerCluster.Simulation());
 
@@ -225,6 +230,22 @@ public sealed class RoleGrantTests
         Assert.That(failure.Message, Is.EqualTo(P2PInferenceClient.NoClusterMessage));
         Assert.That(failure.Message, Does.Not.Contain("\n"));
     }, WorkerCluster.Simulation());
+
+    /// <summary>
+    /// How many times a caller may ask a peer that never answers within <paramref name="span"/>: once, then again each time
+    /// its failure stops being held (an eighth of <paramref name="cachePeriod"/>, doubling with each failure in a row, up to the period).
+    /// </summary>
+    private static int QueriesTheBackOffAllows(TimeSpan span, TimeSpan cachePeriod)
+    {
+        var queries = 1;
+        var at = TimeSpan.Zero;
+        for (var held = cachePeriod / 8; at + held <= span; held = held * 2 < cachePeriod ? held * 2 : cachePeriod)
+        {
+            at += held;
+            queries++;
+        }
+        return queries;
+    }
 
     private static string[] TopicsOf(GrantRole role) => role switch
     {

@@ -4,7 +4,7 @@ using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 
 namespace P2PInference.Tests.Unit.Trust;
 
-/// <summary>The trust layer's memory of peers whose grant query failed: bounded in time and in size.</summary>
+/// <summary>The trust layer's memory of peers whose grant query failed: bounded in time and in size, and shorter for peers that may just have been down.</summary>
 [TestFixture]
 public sealed class FailedGrantQueriesTests
 {
@@ -17,32 +17,32 @@ public sealed class FailedGrantQueriesTests
         var failed = new FailedGrantQueries(time, Ttl, TrustedRpcClient.MaxRemembered);
         var peers = Enumerable.Range(0, TrustedRpcClient.MaxRemembered + 1000).Select(Peer).ToArray();
 
-        foreach (var peer in peers) failed.Remember(peer, "no answer");
+        foreach (var peer in peers) failed.Remember(peer, "no answer", backOff: false);
 
         Assert.Multiple(() =>
         {
             Assert.That(failed.Count, Is.EqualTo(TrustedRpcClient.MaxRemembered));
-            Assert.That(failed.TryGet(peers[^1], out var reason, out _), Is.True, "the newest is remembered");
+            Assert.That(failed.TryGet(peers[^1], out var reason, out _, out _), Is.True, "the newest is remembered");
             Assert.That(reason, Is.EqualTo("no answer"));
-            Assert.That(failed.TryGet(peers[^TrustedRpcClient.MaxRemembered], out _, out _), Is.True);
-            Assert.That(failed.TryGet(peers[^(TrustedRpcClient.MaxRemembered + 1)], out _, out _), Is.False, "the oldest gave way");
+            Assert.That(failed.TryGet(peers[^TrustedRpcClient.MaxRemembered], out _, out _, out _), Is.True);
+            Assert.That(failed.TryGet(peers[^(TrustedRpcClient.MaxRemembered + 1)], out _, out _, out _), Is.False, "the oldest gave way");
         });
     }
 
     [Test]
-    public void AFailure_IsRememberedForTheTtl_ThenForgotten_AndExpiredOnesMakeRoom()
+    public void AFailureTheyAnswered_IsHeldForTheTtl_ThenForgotten_AndTheOldestMakesRoom()
     {
         var time = new FakeTimeProvider();
         var failed = new FailedGrantQueries(time, Ttl, capacity: 2);
         var (a, b, c) = (Peer(1), Peer(2), Peer(3));
 
-        failed.Remember(a, "unreachable");
+        failed.Remember(a, "permission denied", backOff: false);
         time.Advance(TimeSpan.FromSeconds(20));
-        failed.Remember(b, "no answer");
-        var aAtTwenty = failed.TryGet(a, out _, out var ageAtTwenty);
+        failed.Remember(b, "internal error", backOff: false);
+        var aAtTwenty = failed.TryGet(a, out _, out var ageAtTwenty, out _);
         time.Advance(TimeSpan.FromSeconds(10));
-        var aAtThirty = failed.TryGet(a, out _, out _);
-        failed.Remember(c, "no answer");
+        var aAtThirty = failed.TryGet(a, out _, out _, out _);
+        failed.Remember(c, "internal error", backOff: false);
         failed.Forget(b);
 
         Assert.Multiple(() =>
@@ -50,9 +50,45 @@ public sealed class FailedGrantQueriesTests
             Assert.That(aAtTwenty, Is.True);
             Assert.That(ageAtTwenty, Is.EqualTo(TimeSpan.FromSeconds(20)));
             Assert.That(aAtThirty, Is.False, "forgotten once the TTL has passed");
-            Assert.That(failed.TryGet(b, out _, out _), Is.False, "forgotten on request (its query was answered since)");
-            Assert.That(failed.TryGet(c, out _, out _), Is.True);
+            Assert.That(failed.TryGet(b, out _, out _, out _), Is.False, "forgotten on request (its query was answered since)");
+            Assert.That(failed.TryGet(c, out _, out _, out _), Is.True);
             Assert.That(failed.Count, Is.EqualTo(1));
+        });
+    }
+
+    [Test]
+    public void UnreachableOrSilent_IsHeldAnEighthOfTheTtl_DoublingWithEachFailureInARow_UpToTheTtl()
+    {
+        var time = new FakeTimeProvider();
+        var failed = new FailedGrantQueries(time, Ttl, capacity: 10);
+        var peer = Peer(1);
+        var held = new List<TimeSpan>();
+
+        // Each failure as soon as the last one stops being held: the peer is asked again then, and still silent.
+        for (var i = 0; i < 6; i++)
+        {
+            failed.Remember(peer, "no answer", backOff: true);
+            failed.TryGet(peer, out _, out _, out var heldFor);
+            held.Add(heldFor);
+            time.Advance(heldFor - TimeSpan.FromTicks(1));
+            Assert.That(failed.TryGet(peer, out _, out _, out _), Is.True, $"failure {i + 1} is held until its back-off ends");
+            time.Advance(TimeSpan.FromTicks(1));
+            Assert.That(failed.TryGet(peer, out _, out _, out _), Is.False, $"failure {i + 1} is not held past its back-off");
+        }
+        // Answered since: the next failure starts afresh. Nor does one two periods after the last count as in a row.
+        failed.Forget(peer);
+        failed.Remember(peer, "no answer", backOff: true);
+        failed.TryGet(peer, out _, out _, out var afterAnAnswer);
+        failed.Remember(peer, "no answer", backOff: true);
+        time.Advance(2 * Ttl);
+        failed.Remember(peer, "no answer", backOff: true);
+        failed.TryGet(peer, out _, out _, out var afterAQuietSpell);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(held, Is.EqualTo(new[] { Ttl / 8, Ttl / 4, Ttl / 2, Ttl, Ttl, Ttl }));
+            Assert.That(afterAnAnswer, Is.EqualTo(Ttl / 8));
+            Assert.That(afterAQuietSpell, Is.EqualTo(Ttl / 8));
         });
     }
 

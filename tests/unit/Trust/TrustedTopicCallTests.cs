@@ -137,6 +137,28 @@ public sealed class TrustedTopicCallTests
         });
     });
 
+    [Test]
+    public void ProviderDownWhenFirstAsked_IsCalledSoonAfterItComesBack_NotACachePeriodLater() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var returning = await world.ProviderAsync(Silence.DropsPackets);
+        var client = await world.ClientAsync(prefer: null);
+        var options = new RpcCallOptions { Timeout = TimeSpan.FromSeconds(4) };
+
+        var (whileDown, _) = await world.TimedFailureAsync(() => client.RequestTopicAsync(Topic, Method, ReadOnlyMemory<byte>.Empty, options, CancellationToken.None));
+        world.Heal();
+        // Well within the cache period (30 s), which is how long its failed grant query kept it out.
+        await Task.Delay(TimeSpan.FromSeconds(5), sim.Clock);
+        var (back, _) = await world.TimedAsync(() => client.RequestTopicAsync(Topic, Method, ReadOnlyMemory<byte>.Empty, options, CancellationToken.None));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(whileDown.Code, Is.EqualTo(RpcStatusCode.Unavailable), whileDown.Message);
+            Assert.That(Text(back), Is.EqualTo(returning.Name));
+            Assert.That(world.GrantQueriesTo(returning), Is.EqualTo(2));
+        });
+    });
+
     private static string Text(byte[] bytes) => System.Text.Encoding.UTF8.GetString(bytes);
 
     /// <summary>How a provider of the topic treats the grant query.</summary>
@@ -205,6 +227,9 @@ public sealed class TrustedTopicCallTests
             return new TrustedRpcClient(new CountingClient(node, this), new GrantVerifier(_cluster.Id, sim.Clock),
                 method => method.StartsWith("gateway.", StringComparison.Ordinal) ? GrantRole.Gateway : null, ownGrant: null);
         }
+
+        /// <summary>Every link works again: a provider that dropped packets is back.</summary>
+        public void Heal() => _network.Heal();
 
         public async Task<(T Result, TimeSpan Took)> TimedAsync<T>(Func<Task<T>> call)
         {
