@@ -208,7 +208,7 @@ internal sealed class RpcTopicRouter
             case RpcStatusCode.Cancelled:
                 return;
             case RpcStatusCode.Unavailable or RpcStatusCode.DeadlineExceeded:
-                load.RecordFailure();
+                load.RecordFailure(_options.TimeProvider.GetTimestamp());
                 return;
             default:
                 load.Record(_options.TimeProvider.GetElapsedTime(started).TotalMilliseconds, _options.LatencyEwmaAlpha);
@@ -234,7 +234,8 @@ internal sealed class RpcTopicRouter
         var a = Untried(providers, tried, first);
         var b = Untried(providers, tried, second);
         double? median = null;
-        return Cost(b, providers, ref median) < Cost(a, providers, ref median) ? b : a;
+        var now = _options.TimeProvider.GetTimestamp();
+        return Cost(b, providers, now, ref median) < Cost(a, providers, now, ref median) ? b : a;
     }
 
     private static PeerId Untried(PeerId[] providers, HashSet<PeerId> tried, int index)
@@ -248,17 +249,17 @@ internal sealed class RpcTopicRouter
     }
 
     /// <summary>
-    /// (in-flight + 1) × (latency + 1 ms) × 2^(failures in a row). A provider never measured (new, or one whose calls all failed
+    /// (in-flight + 1) × (latency + 1 ms) × 2^(failures in a row, while the last is recent). A provider never measured (new, or one whose calls all failed
     /// before an answer) counts the median latency of the measured <paramref name="providers"/>: counting
     /// it as 0 ms made it cheaper than every measured one, so the balancer chose it first every time.
     /// </summary>
     /// <param name="median">The median of <paramref name="providers"/>, computed here the first time a choice needs it.</param>
-    private double Cost(PeerId peer, PeerId[] providers, ref double? median)
+    private double Cost(PeerId peer, PeerId[] providers, long now, ref double? median)
     {
         if (!_load.TryGetValue(peer, out var load)) return (median ??= MedianLatency(providers)) + 1;
         var inFlight = Volatile.Read(ref load.InFlight);
         var latency = load.TryGetLatency(out var measured) ? measured : median ??= MedianLatency(providers);
-        return (inFlight + 1) * (latency + 1) * load.FailurePenalty;
+        return (inFlight + 1) * (latency + 1) * load.FailurePenalty(now, _options.TimeProvider);
     }
 
     /// <summary>The median latency EWMA of the measured <paramref name="providers"/>; 0 when none is measured.</summary>
@@ -423,27 +424,47 @@ internal sealed class RpcTopicRouter
         }
     }
 
+    /// <summary>
+    /// How long the last failure keeps a provider's penalty. Only an answer clears it, and an avoided provider
+    /// gets no calls to answer: a processor that failed while it restarted would be shunned for as long as a
+    /// working one is beside it. Once this passes it competes at its plain cost again; if it fails again, the
+    /// penalty comes back doubled, so a provider that stays hung costs a caller one call per period.
+    /// </summary>
+    internal static readonly TimeSpan FailureMemory = TimeSpan.FromSeconds(30);
+
     private sealed record CachedTopic(PeerId[] Peers, long FetchedAt);
 
     private sealed class PeerLoad
     {
-        /// <summary>Failures in a row that still raise the penalty: past it a provider costs 1,024 times its latency, as good as never chosen beside a working one.</summary>
+        /// <summary>Failures in a row that still raise the penalty: past it a provider costs 1,024 times its latency, as good as never chosen beside a working one until its last failure is <see cref="FailureMemory"/> old.</summary>
         private const int MaxFailuresCounted = 10;
 
         private readonly object _gate = new();
         public int InFlight;
         private double _latencyMs;
         private bool _sampled;
+
         private int _failures;
+        private long _lastFailure;
 
-        /// <summary>2^(calls in a row that ended without an answer), up to 2^<see cref="MaxFailuresCounted"/>; 1 once it answers again.</summary>
-        public double FailurePenalty => 1 << Volatile.Read(ref _failures);
-
-        /// <summary>A call ended without an answer (unavailable, or past its deadline).</summary>
-        public void RecordFailure()
+        /// <summary>
+        /// 2^(calls in a row that ended without an answer), up to 2^<see cref="MaxFailuresCounted"/>, while the last
+        /// of them is less than <see cref="FailureMemory"/> old; 1 otherwise, and once it answers again.
+        /// </summary>
+        public double FailurePenalty(long now, TimeProvider time)
         {
             lock (_gate)
+                return _failures == 0 || time.GetElapsedTime(_lastFailure, now) >= FailureMemory ? 1 : 1 << _failures;
+        }
+
+        /// <summary>A call ended without an answer (unavailable, or past its deadline) at <paramref name="now"/>.</summary>
+        public void RecordFailure(long now)
+        {
+            lock (_gate)
+            {
                 if (_failures < MaxFailuresCounted) _failures++;
+                _lastFailure = now;
+            }
         }
 
         /// <summary>The latency average; false while no sample was recorded.</summary>

@@ -186,6 +186,50 @@ public sealed class RpcTopicRouterTests
         });
     });
 
+    [Test]
+    public void ProviderThatHungWhileRestarting_CompetesAgain_OnceItsLastFailureIsOlderThanTheFailureMemory() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var hanging = true;
+        var restarted = await world.ProviderAsync("restarted", async (request, context) =>
+        {
+            if (hanging) return await NeverAnswers(request, context);
+            return System.Text.Encoding.UTF8.GetBytes("restarted");
+        });
+        var healthy = await world.ProviderAsync("healthy");
+        var random = new PairRandom();
+        var client = await world.ClientAsync(random);
+        var order = await world.OrderAsync();
+
+        // Each call compares the two with the restarted one first, so it wins a tie.
+        async Task<string> Call()
+        {
+            random.Compare(order.IndexOf(restarted.PeerId), order.IndexOf(healthy.PeerId));
+            try
+            {
+                return System.Text.Encoding.UTF8.GetString(await client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(),
+                    new RpcCallOptions { Timeout = CallTimeout }, CancellationToken.None));
+            }
+            catch (RpcException e)
+            {
+                return e.Code.ToString();
+            }
+        }
+
+        var whileHung = await Call();
+        hanging = false;
+        var rightAfter = await Call();
+        await sim.Clock.AdvanceAsync(RpcTopicRouter.FailureMemory);
+        var later = await Call();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(whileHung, Is.EqualTo(nameof(RpcStatusCode.DeadlineExceeded)), "not vacuous: the call met the hung provider");
+            Assert.That(rightAfter, Is.EqualTo("healthy"), "a recent failure is avoided");
+            Assert.That(later, Is.EqualTo("restarted"), "an old failure no longer shuns a provider that works again");
+        });
+    });
+
     private static async ValueTask<ReadOnlyMemory<byte>> NeverAnswers(ReadOnlyMemory<byte> request, RpcCallContext context)
     {
         await new TaskCompletionSource().Task.WaitOrCancelAsync(context.CancellationToken);
