@@ -162,19 +162,7 @@ public sealed class RpcTopicRouterTests
         var order = await world.OrderAsync();
 
         // Each call compares the two with the hung one first, so it wins any tie.
-        async Task<string> Call()
-        {
-            random.Compare(order.IndexOf(hung.PeerId), order.IndexOf(healthy.PeerId));
-            try
-            {
-                return System.Text.Encoding.UTF8.GetString(await client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(),
-                    new RpcCallOptions { Timeout = CallTimeout }, CancellationToken.None));
-            }
-            catch (RpcException e)
-            {
-                return e.Code.ToString();
-            }
-        }
+        Task<string> Call() => WhoAnswersAsync(client, random, order, hung, healthy);
 
         var first = await Call();
         var next = new[] { await Call(), await Call(), await Call() };
@@ -202,19 +190,7 @@ public sealed class RpcTopicRouterTests
         var order = await world.OrderAsync();
 
         // Each call compares the two with the restarted one first, so it wins a tie.
-        async Task<string> Call()
-        {
-            random.Compare(order.IndexOf(restarted.PeerId), order.IndexOf(healthy.PeerId));
-            try
-            {
-                return System.Text.Encoding.UTF8.GetString(await client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(),
-                    new RpcCallOptions { Timeout = CallTimeout }, CancellationToken.None));
-            }
-            catch (RpcException e)
-            {
-                return e.Code.ToString();
-            }
-        }
+        Task<string> Call() => WhoAnswersAsync(client, random, order, restarted, healthy);
 
         var whileHung = await Call();
         hanging = false;
@@ -229,6 +205,21 @@ public sealed class RpcTopicRouterTests
             Assert.That(later, Is.EqualTo("restarted"), "an old failure no longer shuns a provider that works again");
         });
     });
+
+    /// <summary>One "who" call with the balancer comparing <paramref name="first"/> (winning a tie) with <paramref name="second"/>: the answer, or the error's code.</summary>
+    private static async Task<string> WhoAnswersAsync(InMemoryRpcNode client, PairRandom random, List<PeerId> order, InMemoryRpcNode first, InMemoryRpcNode second)
+    {
+        random.Compare(order.IndexOf(first.PeerId), order.IndexOf(second.PeerId));
+        try
+        {
+            return System.Text.Encoding.UTF8.GetString(await client.RequestTopicAsync(Topic, "who", Array.Empty<byte>(),
+                new RpcCallOptions { Timeout = CallTimeout }, CancellationToken.None));
+        }
+        catch (RpcException e)
+        {
+            return e.Code.ToString();
+        }
+    }
 
     private static async ValueTask<ReadOnlyMemory<byte>> NeverAnswers(ReadOnlyMemory<byte> request, RpcCallContext context)
     {
