@@ -36,6 +36,13 @@ public sealed class RevocationList
         return _serials.Count(s => !next._serials.Contains(s)) + _peers.Count(p => !next._peers.Contains(p));
     }
 
+    /// <summary>Every revocation of this list and of <paramref name="other"/>.</summary>
+    public RevocationList Union(RevocationList other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        return new RevocationList(_serials.Concat(other._serials), _peers.Concat(other._peers));
+    }
+
     /// <summary>Why <paramref name="grant"/> is revoked, or null when it is not.</summary>
     public string? ReasonRevoked(RoleGrant grant)
     {

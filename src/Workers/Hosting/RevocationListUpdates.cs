@@ -8,7 +8,9 @@ namespace P2PInference.Workers.Hosting;
 /// that only adds revocations is taken at once; one that lifts any is taken only when the next read,
 /// a period later, finds the same text. An operator who rewrites the file in place (truncate, then
 /// write) can be read between the two, and that read, empty or cut short, would otherwise lift the
-/// revocations it lacks for a whole period; a truncated file can only lift, never add.
+/// revocations it lacks for a whole period; a truncated file can only lift, never add. What a
+/// lifting read adds is taken at once, though: an operator who revokes a compromised worker while
+/// removing a stale entry must not wait the extra period for the revocation.
 /// </summary>
 internal sealed class RevocationListUpdates(GrantVerifier verifier, string path, ILogger logger)
 {
@@ -24,7 +26,15 @@ internal sealed class RevocationListUpdates(GrantVerifier verifier, string path,
         if (lifted > 0 && text != _lifting)
         {
             _lifting = text;
-            logger.LogInformation("revocation list {Path} lifts {Lifted} of {Count} revocations: taken when the next read finds the same", path, lifted, verifier.Revocations.Count);
+            var current = verifier.Revocations;
+            var added = next.CountLiftedBy(current);
+            if (added > 0)
+            {
+                verifier.Revocations = current.Union(next);
+            }
+
+            logger.LogInformation("revocation list {Path} lifts {Lifted} of {Count} revocations: taken when the next read finds the same; its {Added} new ones are taken now",
+                path, lifted, current.Count, added);
             return false;
         }
 

@@ -458,19 +458,7 @@ public sealed class WorkerRuntimeTests
         Write(revoked.SerialText + "\n");
         var runtime = Own(new WorkerRuntime(Options(WorkerRole.Processor, revocationListPath: file), new TestWorker(_facilities.Record), _facilities));
         await runtime.StartAsync(ct);
-        async Task<bool> ServedAsync()
-        {
-            var metadata = new RpcCallOptions { Metadata = new Dictionary<string, string> { [GrantExchange.MetadataKey] = revoked.ToText() } };
-            try
-            {
-                await caller.RequestAsync(runtime.PeerId, TestWorker.Echo, "x"u8.ToArray(), metadata, ct);
-                return true;
-            }
-            catch (RpcException e) when (e.Code == RpcStatusCode.PermissionDenied)
-            {
-                return false;
-            }
-        }
+        Task<bool> ServedAsync() => ServedWithAsync(caller, runtime, revoked, ct);
 
         var atStart = await ServedAsync();
         // The operator's tool has truncated the file in place and not yet written the new list when the worker rereads it.
@@ -496,6 +484,56 @@ public sealed class WorkerRuntimeTests
             Assert.That(liftReadTwice, Is.True, "the operator's lift is taken one period later");
             Assert.That(runtime.State, Is.EqualTo(WorkerRuntimeState.Ready));
         });
+    }
+
+    [Test]
+    public async Task RevocationList_ReadThatLiftsOneAndAddsAnother_TakesTheNewRevocationAtOnce_AndTheLiftWhenTwoReadsAgree(CancellationToken ct)
+    {
+        Directory.CreateDirectory(_dataDir);
+        var caller = Client();
+        var now = _time.GetUtcNow();
+        var stale = Cluster.Issue(caller.PeerId, GrantRole.Gateway, now - TimeSpan.FromHours(1), now + TimeSpan.FromHours(1), 6);
+        var compromised = Cluster.Issue(caller.PeerId, GrantRole.Gateway, now - TimeSpan.FromHours(1), now + TimeSpan.FromHours(1), 7);
+        var file = Path.Combine(_dataDir, "revoked.txt");
+        File.WriteAllText(file, stale.SerialText + "\n");
+        var runtime = Own(new WorkerRuntime(Options(WorkerRole.Processor, revocationListPath: file), new TestWorker(_facilities.Record), _facilities));
+        await runtime.StartAsync(ct);
+        Task<bool> ServedAsync(RoleGrant grant) => ServedWithAsync(caller, runtime, grant, ct);
+
+        var compromisedAtStart = await ServedAsync(compromised);
+        // The operator revokes the compromised grant and, in the same edit, drops the stale entry.
+        File.WriteAllText(file, compromised.SerialText + "\n");
+        File.SetLastWriteTimeUtc(file, File.GetLastWriteTimeUtc(file) + TimeSpan.FromMinutes(1));
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var compromisedAfterOneRead = await ServedAsync(compromised);
+        var staleAfterOneRead = await ServedAsync(stale);
+        _time.Advance(TimeSpan.FromSeconds(30));
+        var staleAfterTwoReads = await ServedAsync(stale);
+        var compromisedAfterTwoReads = await ServedAsync(compromised);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(compromisedAtStart, Is.True, "not vacuous: the grant was served before the edit");
+            Assert.That(compromisedAfterOneRead, Is.False, "a new revocation is taken at the first read");
+            Assert.That(staleAfterOneRead, Is.False, "a lift waits for a second read to agree");
+            Assert.That(staleAfterTwoReads, Is.True, "the lift is taken one period later");
+            Assert.That(compromisedAfterTwoReads, Is.False);
+        });
+    }
+
+    /// <summary>Whether <paramref name="runtime"/> serves <paramref name="caller"/> presenting <paramref name="grant"/>; false when it refuses it as revoked.</summary>
+    private static async Task<bool> ServedWithAsync(InMemoryRpcNode caller, WorkerRuntime runtime, RoleGrant grant, CancellationToken ct)
+    {
+        var metadata = new RpcCallOptions { Metadata = new Dictionary<string, string> { [GrantExchange.MetadataKey] = grant.ToText() } };
+        try
+        {
+            await caller.RequestAsync(runtime.PeerId, TestWorker.Echo, "x"u8.ToArray(), metadata, ct);
+            return true;
+        }
+        catch (RpcException e) when (e.Code == RpcStatusCode.PermissionDenied)
+        {
+            return false;
+        }
     }
 
     private async Task<RoleGrant> PresentedGrantAsync(WorkerRuntime runtime, CancellationToken ct) =>
