@@ -15,8 +15,10 @@ namespace P2PInference.Facilities.Trust;
 /// in time (<see cref="Remember"/> with <c>backOff</c>) may just have been down: its first failure is held an
 /// eighth of <see cref="Ttl"/>, each next one in a row twice as long as the one before, up to <see cref="Ttl"/>,
 /// so a peer that comes back is asked again soon, while a silent one costs a caller at most five waits in
-/// its first two periods and one a period after that. Its streak is kept until a success, or two periods
-/// without a failure. Any other failure (the peer answered, with an error) is held the whole <see cref="Ttl"/>.
+/// its first two periods and one a period after that. Only a failure after the last one stopped being held
+/// counts as the next in a row: queries that were already under way when the peer failed (concurrent calls
+/// each ask it) fail too, and hold it from their own failure, but with the same back-off. Its streak is kept
+/// until a success, or two periods without a failure. Any other failure (the peer answered, with an error) is held the whole <see cref="Ttl"/>.
 /// </remarks>
 internal sealed class FailedGrantQueries
 {
@@ -66,13 +68,28 @@ internal sealed class FailedGrantQueries
         var now = _time.GetTimestamp();
         lock (_gate)
         {
-            var streak = _byPeer.TryGetValue(peer, out var previous) && _time.GetElapsedTime(previous.Value.At, now) < StreakMemory
-                ? previous.Value.Streak + 1
-                : 1;
+            var streak = 1;
+            var stillHeld = TimeSpan.Zero;
+            if (_byPeer.TryGetValue(peer, out var previous) && _time.GetElapsedTime(previous.Value.At, now) is var since && since < StreakMemory)
+            {
+                // A failure while the last one is still held does not lengthen the streak: it is a query that started
+                // before that failure was known (concurrent calls to a peer each ask it), not another try that failed.
+                if (since < previous.Value.Held)
+                {
+                    streak = previous.Value.Streak;
+                    stillHeld = previous.Value.Held - since;
+                }
+                else
+                {
+                    streak = previous.Value.Streak + 1;
+                }
+            }
             RemoveLocked(peer);
             while (_byAge.First is { } oldest && (_byPeer.Count >= Capacity || _time.GetElapsedTime(oldest.Value.At, now) >= StreakMemory))
                 RemoveLocked(oldest.Value.Peer);
+            // Nor does it shorten the hold it falls in.
             var held = backOff ? BackOff(streak) : Ttl;
+            if (held < stillHeld) held = stillHeld;
             _byPeer[peer] = _byAge.AddLast(new Failure(peer, reason, now, held, streak));
         }
     }

@@ -92,6 +92,43 @@ public sealed class FailedGrantQueriesTests
         });
     }
 
+    [Test]
+    public void FailuresWhileTheLastIsHeld_DoNotCountAsFailuresInARow_NorShortenTheHold()
+    {
+        var time = new FakeTimeProvider();
+        var failed = new FailedGrantQueries(time, Ttl, capacity: 10);
+        var peer = Peer(1);
+
+        // Twenty calls asked the peer at once while it was down: their queries all fail, a little apart.
+        for (var i = 0; i < 20; i++)
+        {
+            failed.Remember(peer, "no answer", backOff: true);
+            time.Advance(TimeSpan.FromMilliseconds(10));
+        }
+        failed.TryGet(peer, out _, out var age, out var held);
+        var heldUntil = held - age;
+        // Its first failure after that hold is the second in a row.
+        time.Advance(heldUntil);
+        var stillHeldAtItsEnd = failed.TryGet(peer, out _, out _, out _);
+        failed.Remember(peer, "no answer", backOff: true);
+        failed.TryGet(peer, out _, out _, out var second);
+        // One the peer answered with (held the whole TTL) is not cut short by a back-off failure of a query already under way.
+        var other = Peer(2);
+        failed.Remember(other, "permission denied", backOff: false);
+        time.Advance(TimeSpan.FromSeconds(1));
+        failed.Remember(other, "no answer", backOff: true);
+        failed.TryGet(other, out _, out var otherAge, out var otherHeld);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(held, Is.EqualTo(Ttl / 8), "twenty failures of queries under way at once count as one");
+            Assert.That(heldUntil, Is.EqualTo(Ttl / 8 - TimeSpan.FromMilliseconds(10)), "held from the last of them");
+            Assert.That(stillHeldAtItsEnd, Is.False);
+            Assert.That(second, Is.EqualTo(Ttl / 4));
+            Assert.That(otherHeld - otherAge, Is.EqualTo(Ttl - TimeSpan.FromSeconds(1)));
+        });
+    }
+
     /// <summary>A sha2-256 PeerId made from <paramref name="n"/>: cheap, so a flood costs no key generation.</summary>
     private static PeerId Peer(int n)
     {

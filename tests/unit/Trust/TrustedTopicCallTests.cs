@@ -159,6 +159,33 @@ public sealed class TrustedTopicCallTests
         });
     });
 
+    [Test]
+    public void ProviderDownWhenManyCallsAskedItAtOnce_IsCalledSoonAfterItComesBack_NotACachePeriodLater() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var returning = await world.ProviderAsync(Silence.DropsPackets);
+        var client = await world.ClientAsync(prefer: null);
+        var options = new RpcCallOptions { Timeout = TimeSpan.FromSeconds(4) };
+        const int calls = 20;
+
+        // Twenty calls at once while it is down: each asks it for its grant (they are not merged), and each query fails.
+        var whileDown = await Task.WhenAll(Enumerable.Range(0, calls).Select(_ =>
+            world.TimedFailureAsync(() => client.RequestTopicAsync(Topic, Method, ReadOnlyMemory<byte>.Empty, options, CancellationToken.None))));
+        var queriesWhileDown = world.GrantQueriesTo(returning);
+        world.Heal();
+        // Well within the cache period (30 s), which is how long twenty failures "in a row" kept it out.
+        await Task.Delay(TimeSpan.FromSeconds(5), sim.Clock);
+        var (back, _) = await world.TimedAsync(() => client.RequestTopicAsync(Topic, Method, ReadOnlyMemory<byte>.Empty, options, CancellationToken.None));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(whileDown.Select(f => f.Error.Code), Is.All.EqualTo(RpcStatusCode.Unavailable));
+            Assert.That(queriesWhileDown, Is.EqualTo(calls), "every call asked it (not vacuous)");
+            Assert.That(Text(back), Is.EqualTo(returning.Name));
+            Assert.That(world.GrantQueriesTo(returning), Is.EqualTo(calls + 1));
+        });
+    });
+
     private static string Text(byte[] bytes) => System.Text.Encoding.UTF8.GetString(bytes);
 
     /// <summary>How a provider of the topic treats the grant query.</summary>
