@@ -25,7 +25,9 @@ namespace P2PInference.Facilities.Trust;
 /// after it returns); when it answered with an error, for the period. So a peer that announces a topic and
 /// never answers costs a caller at most five waits in its first two periods and one a period after that, not one per call.
 /// A grant query may take at most half of what is left of the call's deadline (and <see cref="ExchangeTimeout"/>),
-/// in a topic call and a call to one peer alike, so a silent peer leaves the caller time for another.
+/// in a topic call and a call to one peer alike, so a silent peer leaves the caller time for another. The query and
+/// the call share the one deadline: a call to one peer ends by its timeout however long the query took, and one whose
+/// deadline passed before the peer could be checked fails <see cref="RpcStatusCode.DeadlineExceeded"/>, not delivered.
 /// </remarks>
 public sealed class TrustedRpcClient : IRpcClient
 {
@@ -165,14 +167,14 @@ public sealed class TrustedRpcClient : IRpcClient
 
     public async Task<byte[]> RequestAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken)
     {
-        await ThrowUnlessTrustedAsync(peer, method, options, cancellationToken);
+        options = await ThrowUnlessTrustedAsync(peer, method, options, cancellationToken);
         return await _inner.RequestAsync(peer, method, request, WithGrant(options), cancellationToken);
     }
 
     public async IAsyncEnumerable<byte[]> RequestStreamAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        await ThrowUnlessTrustedAsync(peer, method, options, cancellationToken);
+        options = await ThrowUnlessTrustedAsync(peer, method, options, cancellationToken);
         await foreach (var item in _inner.RequestStreamAsync(peer, method, request, WithGrant(options), cancellationToken))
             yield return item;
     }
@@ -188,15 +190,27 @@ public sealed class TrustedRpcClient : IRpcClient
         CancellationToken cancellationToken) =>
         _inner.RequestAllAsync(topic, method, request, Checked(method, WithGrant(options)), cancellationToken);
 
-    private async ValueTask ThrowUnlessTrustedAsync(PeerId peer, string method, RpcCallOptions? options, CancellationToken cancellationToken)
+    /// <summary>
+    /// Checks <paramref name="peer"/>'s grant when <paramref name="method"/> needs one, and returns the options the call is then
+    /// made with: its timeout turned into one deadline, so the grant query and the call share it rather than the call's
+    /// timeout starting afresh after the query.
+    /// </summary>
+    /// <exception cref="RpcException">The peer failed the check (<see cref="RpcStatusCode.Unavailable"/>), or the deadline passed
+    /// before it could be checked (<see cref="RpcStatusCode.DeadlineExceeded"/>); both marked <see cref="RpcException.NotDelivered"/>.</exception>
+    private async ValueTask<RpcCallOptions?> ThrowUnlessTrustedAsync(PeerId peer, string method, RpcCallOptions? options, CancellationToken cancellationToken)
     {
-        if (_roleOf(method) is not { } role) return;
+        if (_roleOf(method) is not { } role) return options;
         var deadline = options?.ResolveDeadline(_verifier.Time, defaultTimeout: null);
-        if (await CheckCalleeAsync(peer, role, QueryTimeout(deadline), cancellationToken) is { } refused)
+        var queryTimeout = QueryTimeout(deadline);
+        if (deadline is not null && queryTimeout <= TimeSpan.Zero)
+            throw RpcException.Undelivered(RpcStatusCode.DeadlineExceeded,
+                $"the deadline passed before the grant of {role.Name()} {peer} could be checked; {method} was not sent");
+        if (await CheckCalleeAsync(peer, role, queryTimeout, cancellationToken) is { } refused)
         {
             _logger.LogDebug("not calling {Method} on {Peer}: {Reason}", method, peer, refused.Message);
             throw refused;
         }
+        return options is null ? null : options with { Deadline = deadline, Timeout = null };
     }
 
     private RpcCallOptions Checked(string method, RpcCallOptions options)

@@ -186,6 +186,47 @@ public sealed class TrustedTopicCallTests
         });
     });
 
+    [Test]
+    public void DirectCallToAPeerThatPresentsItsGrantSlowlyThenHangs_EndsByTheCallsOwnTimeout_NotTheTimeoutAgainAfterTheQuery() =>
+        SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var hanging = await world.ProviderAsync(Silence.AnswersAfter700Ms, hangs: true);
+        var client = await world.ClientAsync(prefer: null);
+        var options = new RpcCallOptions { Timeout = CallTimeout };
+
+        var (error, took) = await world.TimedFailureAsync(() =>
+            client.RequestAsync(hanging.Node.PeerId, Method, ReadOnlyMemory<byte>.Empty, options, CancellationToken.None));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded), error.Message);
+            Assert.That(took, Is.EqualTo(CallTimeout), "the grant query (0.7 s) and the call share the call's timeout");
+            Assert.That(hanging.Requests, Is.EqualTo(1), "its grant was accepted and the call sent (not vacuous)");
+        });
+    });
+
+    [Test]
+    public void DirectCallWhoseDeadlineHasPassed_FailsDeadlineExceeded_NotDelivered_WithoutAskingThePeer() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var peer = await world.ProviderAsync(Silence.None);
+        var client = await world.ClientAsync(prefer: null);
+
+        // A gateway forwarding a call whose caller's budget is spent, say.
+        var (error, took) = await world.TimedFailureAsync(() => client.RequestAsync(peer.Node.PeerId, Method, ReadOnlyMemory<byte>.Empty,
+            new RpcCallOptions { Deadline = sim.Clock.GetUtcNow() }, CancellationToken.None));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Code, Is.EqualTo(RpcStatusCode.DeadlineExceeded), error.Message);
+            Assert.That(error.NotDelivered, Is.True);
+            Assert.That(took, Is.EqualTo(TimeSpan.Zero));
+            Assert.That(world.GrantQueriesTo(peer), Is.Zero, "no grant query with no time for it");
+            Assert.That(peer.Requests, Is.Zero);
+        });
+    });
+
     private static string Text(byte[] bytes) => System.Text.Encoding.UTF8.GetString(bytes);
 
     /// <summary>How a provider of the topic treats the grant query.</summary>
@@ -218,7 +259,8 @@ public sealed class TrustedTopicCallTests
 
         public int GrantQueriesTo(Provider provider) => GrantQueries.GetValueOrDefault(provider.Node.PeerId);
 
-        public async Task<Provider> ProviderAsync(Silence silence)
+        /// <param name="hangs">Receives the calls of <see cref="Method"/> and never answers them.</param>
+        public async Task<Provider> ProviderAsync(Silence silence, bool hangs = false)
         {
             var key = KeyPair.FromRandom(_identities);
             var dht = _dht.CreateNode(key.PeerId, []);
@@ -232,10 +274,11 @@ public sealed class TrustedTopicCallTests
                 if (silence == Silence.AnswersAfter700Ms) await Task.Delay(TimeSpan.FromMilliseconds(700), sim.Clock, context.CancellationToken);
                 return grant.ToBytes();
             });
-            node.Respond(Method, (_, _) =>
+            node.Respond(Method, async (_, context) =>
             {
                 provider.Requests++;
-                return ValueTask.FromResult<ReadOnlyMemory<byte>>(System.Text.Encoding.UTF8.GetBytes(provider.Name));
+                if (hangs) await new TaskCompletionSource().Task.WaitOrCancelAsync(context.CancellationToken);
+                return System.Text.Encoding.UTF8.GetBytes(provider.Name);
             });
             await dht.AnnounceAsync(Topic, CancellationToken.None);
             _providers.Add(provider);
