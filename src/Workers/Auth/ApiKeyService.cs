@@ -125,7 +125,7 @@ public sealed class ApiKeyService
         }
 
         var (listed, current) = await ReadKeyListAsync(userId, cancellationToken);
-        listed = await MakeRoomAsync(listed, cancellationToken);
+        (listed, var leaving) = await MakeRoomAsync(listed, cancellationToken);
 
         var apiKey = GenerateKey(_random);
         var hash = HashKey(apiKey);
@@ -143,7 +143,22 @@ public sealed class ApiKeyService
         while (!await _keyLists.CompareAndSwapAsync(userId, current, EncodeKeyList([.. listed, record.KeyId]), cancellationToken))
         {
             (listed, current) = await ReadKeyListAsync(userId, cancellationToken);
-            listed = await MakeRoomAsync(listed, cancellationToken);
+            (listed, leaving) = await MakeRoomAsync(listed, cancellationToken);
+        }
+
+        // The swap took the departing keys out of the list, so nothing refers to them any more:
+        // delete their hash entries, then their records, so creating and revoking in a loop keeps
+        // the store bounded. A departed key stays refused: with no hash entry (or, after a crash
+        // between the two deletes, no record) it is simply not valid.
+        foreach (var departed in leaving)
+        {
+            if (departed.KeyHash.Length > 0)
+            {
+                // Only if it still names this key (a swap, not a blind delete).
+                await _byHash.CompareAndSwapAsync(Convert.ToHexStringLower(departed.KeyHash), Encoding.ASCII.GetBytes(departed.KeyId), default(ReadOnlyMemory<byte>?), cancellationToken);
+            }
+
+            await _records.DeleteAsync(departed.KeyId, cancellationToken);
         }
 
         await _byHash.PutAsync(Convert.ToHexStringLower(hash), Encoding.ASCII.GetBytes(record.KeyId), cancellationToken);
@@ -172,15 +187,16 @@ public sealed class ApiKeyService
     /// <paramref name="listed"/> with room for one more key: unchanged while it is below the cap,
     /// otherwise without its oldest revoked keys. Only live keys count against the cap (a user who
     /// revoked their keys used to be refused a new one for ever), yet the list stays bounded by it, so
-    /// creating and listing read at most the cap's worth of records. A revoked key that gives way
-    /// leaves the listing; it stays refused, since its record keeps the flag.
+    /// creating and listing read at most the cap's worth of records. The keys that give way are
+    /// returned too: once the list without them is swapped in, the caller deletes their records and
+    /// hash entries (only then, since a lost swap leaves them listed).
     /// </summary>
     /// <exception cref="AuthException">ResourceExhausted when every listed key is live.</exception>
-    private async Task<List<string>> MakeRoomAsync(List<string> listed, CancellationToken cancellationToken)
+    private async Task<(List<string> Listed, List<ApiKeyRecord> Leaving)> MakeRoomAsync(List<string> listed, CancellationToken cancellationToken)
     {
         if (listed.Count < _maxKeysPerUser)
         {
-            return listed;
+            return (listed, []);
         }
 
         var revoked = new List<ApiKeyRecord>();
@@ -204,8 +220,9 @@ public sealed class ApiKeyService
             throw new AuthException(AuthErrorCode.ResourceExhausted, $"a user may hold at most {_maxKeysPerUser} live API keys; revoke one to create another");
         }
 
-        var leaving = revoked.OrderBy(k => k.RevokedAtUnixMs).ThenBy(k => k.KeyId, StringComparer.Ordinal).Take(surplus).Select(k => k.KeyId).ToHashSet(StringComparer.Ordinal);
-        return [.. listed.Where(id => !leaving.Contains(id))];
+        var leaving = revoked.OrderBy(k => k.RevokedAtUnixMs).ThenBy(k => k.KeyId, StringComparer.Ordinal).Take(surplus).ToList();
+        var leavingIds = leaving.Select(k => k.KeyId).ToHashSet(StringComparer.Ordinal);
+        return ([.. listed.Where(id => !leavingIds.Contains(id))], leaving);
     }
 
     /// <summary>

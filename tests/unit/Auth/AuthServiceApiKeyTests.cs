@@ -208,6 +208,37 @@ public sealed class AuthServiceApiKeyTests
     }
 
     [Test, CancelAfter(10000)]
+    public async Task CreateAndRevokeInALoop_KeepsTheStoreBounded_AndDepartedKeysStayRefused(CancellationToken ct)
+    {
+        await using var auth = await AuthHarness.CreateAsync(o => o.MaxApiKeysPerUser = 3);
+        var (_, _, token) = await auth.RegisterAndLoginAsync(ct);
+        var created = new List<CreateApiKeyResponse>();
+        for (var i = 0; i < 3; i++)
+        {
+            created.Add(await auth.Service.CreateApiKeyAsync(new CreateApiKeyRequest { Token = token, Name = $"k{i}" }, ct));
+            await auth.Service.RevokeApiKeyAsync(new RevokeApiKeyRequest { Token = token, KeyId = created[^1].KeyId }, ct);
+            auth.Time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        var entriesAtTheCap = (await auth.SnapshotAsync(ct)).Count;
+        for (var i = 3; i < 30; i++)
+        {
+            created.Add(await auth.Service.CreateApiKeyAsync(new CreateApiKeyRequest { Token = token, Name = $"k{i}" }, ct));
+            await auth.Service.RevokeApiKeyAsync(new RevokeApiKeyRequest { Token = token, KeyId = created[^1].KeyId }, ct);
+            auth.Time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        Assert.That((await auth.SnapshotAsync(ct)).Count, Is.EqualTo(entriesAtTheCap), "each key that gives way takes its record and hash entry with it");
+        foreach (var key in created)
+        {
+            await AuthAssert.ThrowsAsync(AuthErrorCode.Unauthenticated, () => auth.Service.ValidateAsync(new ValidateRequest { ApiKey = key.ApiKey }, ct));
+        }
+
+        var list = await auth.Service.ListApiKeysAsync(new ListApiKeysRequest { Token = token }, ct);
+        Assert.That(list.Keys.Select(k => k.Name), Is.EquivalentTo(new[] { "k27", "k28", "k29" }));
+    }
+
+    [Test, CancelAfter(10000)]
     public async Task CreateApiKey_AtTheMaximumWithOneRevoked_DropsOnlyTheOldestRevokedFromTheList(CancellationToken ct)
     {
         await using var auth = await AuthHarness.CreateAsync(o => o.MaxApiKeysPerUser = 3);
