@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using P2PInference.Facilities.Store;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Workers.Auth;
 
@@ -81,22 +82,48 @@ internal sealed class TokenRevocations
         return expired.Count;
     }
 
-    /// <summary>Fills the index from the store, once: records written before a restart are swept too.</summary>
+    /// <summary>
+    /// Fills the index from the store, once: records written before a restart are swept too. The
+    /// load is shared, so it runs on no caller's token (one caller's disconnect used to fail every
+    /// logout waiting on it, though their revocations were written); each caller stops waiting on
+    /// its own token, and the load is started outside the lock.
+    /// </summary>
     private async Task LoadedAsync(CancellationToken cancellationToken)
     {
         Task loading;
+        TaskCompletionSource? starting = null;
         lock (_keys)
         {
             // A load that failed is tried again by the next caller.
             if (_loaded is null || _loaded.IsFaulted || _loaded.IsCanceled)
             {
-                _loaded = LoadAsync(cancellationToken);
+                starting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _loaded = starting.Task;
             }
 
             loading = _loaded;
         }
 
-        await loading;
+        if (starting is not null)
+        {
+            _ = loading.ObserveFailureAsync();
+            _ = RunLoadAsync(starting);
+        }
+
+        await loading.WaitOrCancelAsync(cancellationToken);
+    }
+
+    private async Task RunLoadAsync(TaskCompletionSource done)
+    {
+        try
+        {
+            await LoadAsync(CancellationToken.None);
+            done.SetResult();
+        }
+        catch (Exception e)
+        {
+            done.SetException(e);
+        }
     }
 
     private async Task LoadAsync(CancellationToken cancellationToken)

@@ -130,6 +130,31 @@ public sealed class AuthServiceRevocationTests
     }
 
     [Test, CancelAfter(10000)]
+    public async Task Logout_WhoseCallerGoesAway_WhileTheIndexLoads_DoesNotFailAnotherWaitingLogout(CancellationToken ct)
+    {
+        // Every operation but the scan completes at once, so each logout runs up to the index load before the next line.
+        var store = new GatedScanStore();
+        var service = new AuthService(store, _auth.Key, _auth.Options, _auth.Time);
+        var email = _auth.NewEmail();
+        await service.RegisterAsync(new RegisterRequest { Email = email, Password = AuthHarness.Password }, ct);
+        var first = (await service.LoginAsync(new LoginRequest { Email = email, Password = AuthHarness.Password }, ct)).Token;
+        var second = (await service.LoginAsync(new LoginRequest { Email = email, Password = AuthHarness.Password }, ct)).Token;
+        using var disconnect = CancellationTokenSource.CreateLinkedTokenSource(ct);
+
+        var firstLogout = service.LogoutAsync(new LogoutRequest { Token = first }, disconnect.Token);
+        var secondLogout = service.LogoutAsync(new LogoutRequest { Token = second }, ct);
+        await disconnect.CancelAsync();
+        await Assert.ThatAsync(() => firstLogout, Throws.InstanceOf<OperationCanceledException>());
+        store.ReleaseScans();
+
+        Assert.That((await secondLogout).ExpiresAtUnixMs, Is.GreaterThan(0), "the other logout does not share the first caller's cancellation");
+        foreach (var token in new[] { first, second })
+        {
+            await AuthAssert.ThrowsAsync(AuthErrorCode.Unauthenticated, () => service.ValidateAsync(new ValidateRequest { Token = token }, ct));
+        }
+    }
+
+    [Test, CancelAfter(10000)]
     public async Task RevokedTokenRecordsFromBeforeARestart_AreDropped_OnceTheirTokensHaveExpired(CancellationToken ct)
     {
         var (email, _, early) = await _auth.RegisterAndLoginAsync(ct);
