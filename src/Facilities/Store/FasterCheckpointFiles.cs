@@ -49,6 +49,42 @@ internal static class FasterCheckpointFiles
         }
     }
 
+    /// <summary>
+    /// At open: deletes the checkpoints whose metadata is missing or cut short, but only when a whole
+    /// one remains to recover from. The process can die between FASTER writing a broken checkpoint and
+    /// <see cref="PruneOrDiscard"/> (or the discard's delete can fail); the log was not truncated up to
+    /// it, so the whole checkpoint and the log still hold everything. With no whole checkpoint nothing
+    /// is deleted, and the open refuses as before.
+    /// </summary>
+    /// <exception cref="StoreException">The checkpoint files cannot be read or deleted.</exception>
+    public static void DiscardBrokenBesideWhole(string checkpointDir)
+    {
+        try
+        {
+            var tokens = Kinds
+                .Select(kind => Path.Combine(checkpointDir, kind))
+                .Where(Directory.Exists)
+                .SelectMany(Directory.EnumerateDirectories)
+                .Select(Path.GetFileName)
+                .Distinct(StringComparer.Ordinal)
+                .ToList();
+            var broken = tokens.Where(token => Kinds.Any(kind => TokenMetadataProblem(Path.Combine(checkpointDir, kind, token!)) is not null)).ToList();
+            if (broken.Count == 0 || broken.Count == tokens.Count) return;
+            foreach (var token in broken)
+            {
+                foreach (var kind in Kinds)
+                {
+                    var directory = Path.Combine(checkpointDir, kind, token!);
+                    if (Directory.Exists(directory)) Directory.Delete(directory, recursive: true);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreException("The key-value checkpoints cannot be read or cleaned up: " + e.Message, checkpointDir, e);
+        }
+    }
+
     /// <summary>Null when the checkpoint part in <paramref name="directory"/> has its metadata, whole.</summary>
     private static string? TokenMetadataProblem(string directory)
     {

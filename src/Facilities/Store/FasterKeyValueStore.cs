@@ -387,6 +387,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
 
     private static async Task<long> RecoverCheckpointAsync(FasterKV<string, byte[]> kv, string checkpointDir, CancellationToken cancellationToken)
     {
+        FasterCheckpointFiles.DiscardBrokenBesideWhole(checkpointDir);
         ThrowIfMetadataIsTruncated(checkpointDir);
         try
         {
@@ -684,7 +685,15 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
 
         // FASTER reports a checkpoint whose metadata it could not write as taken (FasterCheckpointFiles):
         // the log is truncated only once the new checkpoint is known whole and the older ones are gone.
-        FasterCheckpointFiles.PruneOrDiscard(Path.Combine(DataDirectory!, "kv-checkpoints"), token);
+        try
+        {
+            FasterCheckpointFiles.PruneOrDiscard(Path.Combine(DataDirectory!, "kv-checkpoints"), token);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreException("The key-value checkpoint could not be checked: " + e.Message, DataDirectory, e);
+        }
+
         Volatile.Write(ref _lastCheckpointAddress, until);
         _log.TruncateUntil(until);
     }

@@ -198,6 +198,36 @@ public sealed class DiskStoreDurabilityTests
     }
 
     [Test, CancelAfter(20000)]
+    public async Task Open_RecoversTheOlderWholeCheckpoint_WhenANewerOneWasLeftBroken(CancellationToken ct)
+    {
+        // The process died after FASTER wrote a checkpoint with cut-short metadata and before the store discarded it.
+        var store = await OpenAsync(ct);
+        await store.PutAsync("in-checkpoint", Bytes("1"), ct);
+        await store.CheckpointAsync(ct);
+        await store.PutAsync("in-log", Bytes("2"), ct);
+        await store.SimulateCrashAsync();
+        var checkpoints = Path.Combine(_directory, "kv-checkpoints");
+        var broken = Guid.NewGuid().ToString();
+        foreach (var kind in new[] { "index-checkpoints", "cpr-checkpoints" })
+        {
+            var whole = Directory.GetDirectories(Path.Combine(checkpoints, kind)).Single();
+            var copy = Path.Combine(checkpoints, kind, broken);
+            Directory.CreateDirectory(copy);
+            foreach (var file in Directory.GetFiles(whole))
+            {
+                var target = Path.Combine(copy, Path.GetFileName(file));
+                File.Copy(file, target);
+                if (Path.GetFileName(file).StartsWith("info.dat", StringComparison.Ordinal)) await File.WriteAllBytesAsync(target, [], ct);
+            }
+        }
+
+        await using var reopened = await OpenAsync(ct);
+        Assert.That(await reopened.GetAsync("in-checkpoint", ct), Is.EqualTo(Bytes("1")));
+        Assert.That(await reopened.GetAsync("in-log", ct), Is.EqualTo(Bytes("2")));
+        Assert.That(Directory.GetDirectories(Path.Combine(checkpoints, "cpr-checkpoints")).Select(Path.GetFileName), Does.Not.Contain(broken));
+    }
+
+    [Test, CancelAfter(20000)]
     public async Task Open_ThrowsStoreException_WhenTheLogDirectoryIsMissing(CancellationToken ct)
     {
         await using (var store = await OpenAsync(ct))
