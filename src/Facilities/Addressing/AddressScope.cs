@@ -7,7 +7,10 @@ namespace P2PInference.Facilities.Addressing;
 /// </summary>
 public enum AddressScope
 {
-    /// <summary>This machine: loopback, the unspecified address (a dial to it reaches this machine), <c>localhost</c>.</summary>
+    /// <summary>
+    /// This machine: loopback, 0.0.0.0/8 (a dial to 0.0.0.0 reaches this machine), <c>localhost</c>; also a
+    /// DNS name that is not a host name, which a resolver might read as an address.
+    /// </summary>
     Loopback,
 
     /// <summary>One link: IPv4 169.254/16, IPv6 fe80::/10, mDNS <c>.local</c> names.</summary>

@@ -80,18 +80,57 @@ public static class AddressScopes
         code == (ulong)MultiaddressProtocol.Dns.Code || code == (ulong)MultiaddressProtocol.Dns4.Code
         || code == (ulong)MultiaddressProtocol.Dns6.Code || code == (ulong)MultiaddressProtocol.DnsAddr.Code;
 
-    /// <summary><c>localhost</c> and its subdomains (RFC 6761) are this machine, <c>.local</c> names (mDNS) one link; other names are public.</summary>
-    private static AddressScope OfHostName(string name)
+    /// <summary>
+    /// <c>localhost</c> and its subdomains (RFC 6761) are this machine, <c>.local</c> names (mDNS) one link;
+    /// a name that is an IP address has that address's scope; other host names are public.
+    /// </summary>
+    /// <remarks>
+    /// A name is resolved by the system (getaddrinfo), which returns an IP literal as it is, in any of the
+    /// legacy IPv4 forms too (<c>2130706433</c>, <c>0x7f.1</c>, <c>0177.0.0.1</c> are all 127.0.0.1), so
+    /// <c>/dns4/127.0.0.1</c> or <c>/dns4/2130706433</c> would reach our loopback while counting as public.
+    /// A name that <see cref="IPAddress.TryParse(string?, out IPAddress?)"/> reads (it reads those forms) has
+    /// the address's scope; one that is not a host name (letters, digits, hyphens and underscores in labels
+    /// of up to 63, the last label beginning with a letter, ASCII only), which a resolver might still read
+    /// as an address, counts as <see cref="AddressScope.Loopback"/>, so only a peer on our own machine may
+    /// name it. A real name that resolves to a private address still counts as public.
+    /// </remarks>
+    internal static AddressScope OfHostName(string name)
     {
-        name = name.TrimEnd('.');
+        if (IPAddress.TryParse(name, out var literal) || IPAddress.TryParse(name.TrimEnd('.'), out literal)) return Of(literal);
+        if (name.EndsWith('.')) name = name[..^1];
+        if (!IsHostName(name)) return AddressScope.Loopback;
         if (name.Equals("localhost", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase))
             return AddressScope.Loopback;
         return name.EndsWith(".local", StringComparison.OrdinalIgnoreCase) ? AddressScope.LinkLocal : AddressScope.Public;
     }
 
+    private static bool IsHostName(string name)
+    {
+        if (name.Length is 0 or > 253) return false;
+        var labelStart = 0;
+        for (var i = 0; i <= name.Length; i++)
+        {
+            if (i < name.Length && name[i] != '.')
+            {
+                var c = name[i];
+                if (!char.IsAsciiLetterOrDigit(c) && c != '-' && c != '_') return false;
+                continue;
+            }
+            var length = i - labelStart;
+            if (length is 0 or > 63 || name[labelStart] == '-' || name[i - 1] == '-') return false;
+            labelStart = i + 1;
+        }
+        // The last label (a top-level domain, or a single-label name) begins with a letter: every
+        // numeric form of an IPv4 address (decimal, octal, 0x hex) begins with a digit.
+        var last = name.LastIndexOf('.') + 1;
+        return char.IsAsciiLetter(name[last]);
+    }
+
     private static AddressScope Ipv4Scope(ReadOnlySpan<byte> b)
     {
-        if (b[0] == 127 || (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0)) return AddressScope.Loopback;
+        // 0.0.0.0/8 is "this network" (RFC 1122): a dial to 0.0.0.0 reaches this machine, and the rest is not
+        // routed; a name like "1" resolves to 0.0.0.1.
+        if (b[0] == 127 || b[0] == 0) return AddressScope.Loopback;
         if (b[0] == 169 && b[1] == 254) return AddressScope.LinkLocal;
         return b[0] == 10
             || (b[0] == 172 && (b[1] & 0xF0) == 16)

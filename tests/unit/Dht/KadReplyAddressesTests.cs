@@ -38,6 +38,12 @@ public sealed class KadReplyAddressesTests
         Assert.That(Taken(AddressScope.Loopback, OneOfEachScope), Is.EqualTo(OneOfEachScope));
 
     [Test]
+    public void APublicReplier_CannotNameOurLoopbackOrLanThroughADnsNameThatIsAnAddress() =>
+        Assert.That(Taken(AddressScope.Public, "/dns4/127.0.0.1/tcp/22", "/dns4/2130706433/tcp/22", "/dns6/::1/tcp/22",
+                "/dns4/169.254.169.254/tcp/80", "/dns/10.0.0.1/tcp/80", "/dns4/0x7f.0x1/tcp/22", "/dns4/boot.example.com/tcp/4001"),
+            Is.EqualTo(new[] { "/dns4/boot.example.com/tcp/4001" }));
+
+    [Test]
     public void AtMostEightAddressesAreTakenPerNamedPeer_TheFirstAllowedOnes()
     {
         var addresses = Enumerable.Range(1, 16).Select(i => i % 2 == 0 ? $"/ip4/10.0.0.{i}/tcp/1" : $"/ip4/198.51.100.{i}/tcp/1").ToArray();
