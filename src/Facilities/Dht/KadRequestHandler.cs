@@ -47,7 +47,7 @@ internal sealed class KadRequestHandler(
             }
             if (request is null) return;
             Interlocked.Increment(ref _requestsServed);
-            var reply = Handle(remote, request);
+            var reply = Handle(remote, request, AddressScopes.Of(context.Connection.RemoteAddress));
             if (reply is null)
             {
                 // Nothing to write (ADD_PROVIDER): the timer waits for the next request from the top.
@@ -72,8 +72,15 @@ internal sealed class KadRequestHandler(
     }
 
     /// <summary>Answers one request; null for ADD_PROVIDER, which has no reply on the wire.</summary>
+    /// <param name="remote">The sender.</param>
+    /// <param name="request">What it asks.</param>
+    /// <param name="remoteScope">
+    /// The scope of the address we reach the sender at (its connection's remote address): ADD_PROVIDER
+    /// keeps only the addresses it may name (<see cref="KadReplyAddresses"/>). Loopback, which keeps them
+    /// all, by default.
+    /// </param>
     /// <exception cref="KadProtocolException">The request is unacceptable.</exception>
-    internal Message? Handle(PeerId remote, Message request)
+    internal Message? Handle(PeerId remote, Message request, AddressScope remoteScope = AddressScope.Loopback)
     {
         switch (request.Type)
         {
@@ -103,6 +110,9 @@ internal sealed class KadRequestHandler(
                 // Only the sender may announce itself (spec: providerPeers must match the sender's PeerId).
                 foreach (var wire in request.ProviderPeers)
                 {
+                    // A peer on a public address announcing itself at our loopback or LAN would aim our dials,
+                    // and those of every node we hand the record to, there.
+                    KadReplyAddresses.Restrict(wire, remoteScope);
                     var peer = KadMessageCodec.ToPeer(wire, options.MaxAddressesPerPeer);
                     if (peer is null || peer.PeerId != remote) continue;
                     IReadOnlyList<Multiaddress> addresses = peer.Addresses.Count > 0

@@ -64,6 +64,32 @@ public sealed class KadRequestHandlerTests
     }
 
     [Test]
+    public void AddProvider_FromAPeerReachedOnAPublicAddress_KeepsOnlyThePublicAddressesItNames()
+    {
+        var sender = DhtTestPeers.Get(1);
+        var request = AddProvider(sender, Multiaddress.Parse("/ip4/127.0.0.1/tcp/22"), Multiaddress.Parse("/dns4/2130706433/tcp/22"),
+            Multiaddress.Parse("/ip4/192.168.1.5/tcp/4001"), Multiaddress.Parse("/ip4/198.51.100.7/tcp/4001"));
+
+        _handler.Handle(sender, request, AddressScope.Public);
+
+        var publicOnly = new[] { Multiaddress.Parse("/ip4/198.51.100.7/tcp/4001") };
+        Assert.That(_providers.Get(Key).Single().Addresses, Is.EqualTo(publicOnly));
+        Assert.That(_host.PeerStore.GetAddresses(sender), Is.EqualTo(publicOnly));
+        var reply = _handler.Handle(DhtTestPeers.Get(2), new Message { Type = Message.Types.MessageType.GetProviders, Key = ByteString.CopyFrom(Key) }, AddressScope.Loopback)!;
+        Assert.That(KadMessageCodec.ToPeer(reply.ProviderPeers.Single(), 8)!.Addresses, Is.EqualTo(publicOnly), "nor are they passed on");
+    }
+
+    [Test]
+    public void AddProvider_FromAPeerOnTheLan_KeepsItsLanAddresses()
+    {
+        var sender = DhtTestPeers.Get(1);
+
+        _handler.Handle(sender, AddProvider(sender, Multiaddress.Parse("/ip4/127.0.0.1/tcp/22"), Multiaddress.Parse("/ip4/192.168.1.5/tcp/4001")), AddressScope.Private);
+
+        Assert.That(_providers.Get(Key).Single().Addresses, Is.EqualTo(new[] { Multiaddress.Parse("/ip4/192.168.1.5/tcp/4001") }));
+    }
+
+    [Test]
     public void AddProvider_NamingAnotherPeer_IsIgnored()
     {
         _handler.Handle(DhtTestPeers.Get(1), AddProvider(DhtTestPeers.Get(2)));

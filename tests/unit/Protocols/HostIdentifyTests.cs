@@ -1,4 +1,5 @@
 using System.Runtime.ExceptionServices;
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Protocols.Identify;
@@ -116,6 +117,27 @@ public sealed class HostIdentifyTests
         var connection = await local.ConnectAsync(_remote.AdvertisedAddresses[0], Token);
         return (local, connection);
     }
+
+    [Test]
+    public void APeerReachedOnAPublicAddress_CannotPutOurLoopbackOrLanInThePeerStore_ThroughItsListenAddresses() => Run(async () =>
+    {
+        string[] named = ["/ip4/127.0.0.1/tcp/22", "/dns4/169.254.169.254/tcp/80", "/ip4/192.168.1.5/tcp/4001", "/ip4/198.51.100.7/tcp/4001"];
+        _answer = async (context, ct) =>
+        {
+            var info = new IdentifyInfo(_remote.Identity.PublicKey, [.. _remote.ListenAddresses, .. named.Select(Multiaddress.Parse)],
+                [.. _remote.Protocols], context.Connection.RemoteAddress, "ipfs/0.1.0", "scripted/1.0");
+            await IdentifyProtocol.WriteAsync(context.Stream, info, ct);
+            await context.Stream.CompleteWritesAsync(ct);
+        };
+        var (local, _) = await ConnectAsync();
+
+        var identified = await local.IdentifyAsync(_remote.PeerId, Token);
+
+        // In-memory addresses count as public, as the one we reached the remote at does.
+        Assert.That(local.PeerStore.GetAddresses(_remote.PeerId).Select(a => a.ToString()),
+            Is.EquivalentTo(new[] { InMemoryNetwork.AddressOf("remote").ToString(), "/ip4/198.51.100.7/tcp/4001" }));
+        Assert.That(identified.ListenAddresses.Select(a => a.ToString()), Is.SupersetOf(named), "the outcome keeps all the peer told");
+    });
 
     [Test]
     public void SecondIdentify_OpensNoNewStream_AndReturnsTheResultOfTheFirst() => Run(async () =>

@@ -617,7 +617,10 @@ public sealed class P2PHost : IAsyncDisposable
                     return IdentifyOutcome.Failed($"identify of {peer} stopped: the host is stopping");
                 return connection.IsClosed ? ClosedBeforeIdentify(peer) : IdentifyOutcome.Failed($"{peer} reset the identify stream");
             }
-            PeerStore.AddAddresses(peer, info.ListenAddresses, AddressSource.Self);
+            // Only the listen addresses a peer reached at its connection's scope may name (a public peer cannot
+            // put our loopback or LAN in the peer store, from which we dial and answer kad); the outcome keeps
+            // them all (DCUtR dials a relayed peer's own, by its own rule).
+            PeerStore.AddAddresses(peer, NamedAddresses.Restrict(info.ListenAddresses, AddressScopes.Of(connection.RemoteAddress), int.MaxValue), AddressSource.Self);
             PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
             return IdentifyOutcome.Succeeded(info);
         }

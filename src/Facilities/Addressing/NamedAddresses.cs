@@ -1,0 +1,41 @@
+namespace P2PInference.Facilities.Addressing;
+
+/// <summary>
+/// Which of the addresses a peer names (for others in a kad reply, for itself in ADD_PROVIDER or
+/// identify) we take: only those whose <see cref="AddressScope"/> is no narrower than that of the address
+/// we reach the peer at. A peer on a public address cannot know what our loopback or LAN holds, and
+/// taking what it names would let it aim our dials (and those of the nodes we pass its addresses on to)
+/// at them; one we reach on loopback or on the LAN can.
+/// </summary>
+public static class NamedAddresses
+{
+    /// <summary>
+    /// A peer has a handful of dialable addresses (IPv4 and IPv6, a relay or two); past that, addresses
+    /// are more likely a flood than a way in. The same bound as DCUtR's addresses sent or dialed.
+    /// </summary>
+    public const int MaxPerPeer = 8;
+
+    /// <summary>Whether a peer we reach at <paramref name="namerScope"/> may name the binary multiaddr <paramref name="address"/>; false when it cannot be read.</summary>
+    public static bool MayName(AddressScope namerScope, ReadOnlySpan<byte> address) =>
+        AddressScopes.TryGetScope(address, out var scope) && scope >= namerScope;
+
+    /// <summary>The first <paramref name="max"/> of <paramref name="addresses"/> a peer we reach at <paramref name="namerScope"/> may name; the list itself when it keeps them all.</summary>
+    public static IReadOnlyList<Multiaddress> Restrict(IReadOnlyList<Multiaddress> addresses, AddressScope namerScope, int max = MaxPerPeer)
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        List<Multiaddress>? keep = null;
+        for (var i = 0; i < addresses.Count; i++)
+        {
+            var allowed = AddressScopes.Of(addresses[i]) >= namerScope;
+            if (keep is null)
+            {
+                if (allowed && i < max) continue;
+                keep = new List<Multiaddress>(Math.Min(addresses.Count, max));
+                for (var j = 0; j < i; j++) keep.Add(addresses[j]);
+            }
+            if (keep.Count >= max) break;
+            if (allowed) keep.Add(addresses[i]);
+        }
+        return keep ?? addresses;
+    }
+}
