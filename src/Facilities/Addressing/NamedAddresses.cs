@@ -20,21 +20,29 @@ public static class NamedAddresses
         AddressScopes.TryGetScope(address, out var scope) && scope >= namerScope;
 
     /// <summary>The first <paramref name="max"/> of <paramref name="addresses"/> a peer we reach at <paramref name="namerScope"/> may name; the list itself when it keeps them all.</summary>
-    public static IReadOnlyList<Multiaddress> Restrict(IReadOnlyList<Multiaddress> addresses, AddressScope namerScope, int max = MaxPerPeer)
+    public static IReadOnlyList<Multiaddress> Restrict(IReadOnlyList<Multiaddress> addresses, AddressScope namerScope, int max = MaxPerPeer) =>
+        FirstAllowed(addresses, namerScope, static (address, scope) => AddressScopes.Of(address) >= scope, max);
+
+    /// <summary>
+    /// The first <paramref name="max"/> of <paramref name="addresses"/> that <paramref name="allowed"/> keeps; the list
+    /// itself when it keeps them all. Nearly every list passes whole, so a copy is made only once one is dropped.
+    /// Serves the parsed and the wire form (a kad message's repeated bytes).
+    /// </summary>
+    internal static IReadOnlyList<T> FirstAllowed<T>(IReadOnlyList<T> addresses, AddressScope namerScope, Func<T, AddressScope, bool> allowed, int max)
     {
         ArgumentNullException.ThrowIfNull(addresses);
-        List<Multiaddress>? keep = null;
+        List<T>? keep = null;
         for (var i = 0; i < addresses.Count; i++)
         {
-            var allowed = AddressScopes.Of(addresses[i]) >= namerScope;
+            var ok = allowed(addresses[i], namerScope);
             if (keep is null)
             {
-                if (allowed && i < max) continue;
-                keep = new List<Multiaddress>(Math.Min(addresses.Count, max));
+                if (ok && i < max) continue;
+                keep = new List<T>(Math.Min(addresses.Count, max));
                 for (var j = 0; j < i; j++) keep.Add(addresses[j]);
             }
             if (keep.Count >= max) break;
-            if (allowed) keep.Add(addresses[i]);
+            if (ok) keep.Add(addresses[i]);
         }
         return keep ?? addresses;
     }

@@ -1,4 +1,3 @@
-using Google.Protobuf;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht.Proto;
 
@@ -28,36 +27,11 @@ internal static class KadReplyAddresses
     /// <summary>Drops, in place, the addresses of <paramref name="peer"/> that a sender reached at <paramref name="replierScope"/> may not name.</summary>
     public static void Restrict(Message.Types.Peer peer, AddressScope replierScope)
     {
-        var addresses = peer.Addrs;
-        // Nearly every peer passes whole: the list is copied only once an address is dropped. Rebuilt, not
-        // removed from one at a time, which would cost the square of a padded list's length.
-        List<ByteString>? keep = null;
-        var kept = 0;
-        for (var i = 0; i < addresses.Count && kept < MaxAddressesPerNamedPeer; i++)
-        {
-            // An address we cannot read goes too: it would be skipped when parsed anyway.
-            var allowed = NamedAddresses.MayName(replierScope, addresses[i].Span);
-            if (keep is null)
-            {
-                if (allowed)
-                {
-                    kept++;
-                    continue;
-                }
-                keep = new List<ByteString>(MaxAddressesPerNamedPeer);
-                for (var j = 0; j < kept; j++) keep.Add(addresses[j]);
-            }
-            if (!allowed) continue;
-            keep.Add(addresses[i]);
-            kept++;
-        }
-        if (keep is null)
-        {
-            if (kept == addresses.Count) return;
-            keep = new List<ByteString>(kept);
-            for (var j = 0; j < kept; j++) keep.Add(addresses[j]);
-        }
-        addresses.Clear();
-        addresses.AddRange(keep);
+        // An address we cannot read goes too: it would be skipped when parsed anyway.
+        var kept = NamedAddresses.FirstAllowed(peer.Addrs, replierScope, static (address, scope) => NamedAddresses.MayName(scope, address.Span), MaxAddressesPerNamedPeer);
+        if (ReferenceEquals(kept, peer.Addrs)) return;
+        // Rebuilt, not removed from one at a time, which would cost the square of a padded list's length.
+        peer.Addrs.Clear();
+        peer.Addrs.AddRange(kept);
     }
 }
