@@ -385,7 +385,7 @@ public sealed class DcutrService : IAsyncDisposable
     }
 
     /// <summary>The peer's addresses worth a direct dial: no relayed, unspecified, private (unless allowed) or other peer's ones; capped.</summary>
-    private List<Multiaddress> Dialable(IEnumerable<Multiaddress> addresses, PeerId peer)
+    internal List<Multiaddress> Dialable(IEnumerable<Multiaddress> addresses, PeerId peer)
     {
         var result = new List<Multiaddress>();
         foreach (var address in addresses)
@@ -402,10 +402,9 @@ public sealed class DcutrService : IAsyncDisposable
     private bool IsUsable(Multiaddress address)
     {
         if (address.Components.Count == 0 || address.Has(MultiaddressProtocol.P2pCircuit) || AutoNatClient.IsUnspecified(address)) return false;
-        if (_options.AllowPrivateAddresses) return true;
-        var first = address.Components[0];
-        if (first.Protocol.Code != MultiaddressProtocol.Ip4.Code && first.Protocol.Code != MultiaddressProtocol.Ip6.Code) return true;
-        return !DialBackAddressPolicy.IsPrivate(new System.Net.IPAddress(first.Value.Span));
+        // The scope rule kad and identify use: a DNS name that is an IP literal ("/dns4/127.0.0.1") has that
+        // IP's scope, so a peer cannot aim our punch at our loopback or LAN by spelling it as a name.
+        return _options.AllowPrivateAddresses || AddressScopes.Of(address) == AddressScope.Public;
     }
 
     private bool TryBegin(PeerId peer, bool initiator, out string? refusal)
