@@ -33,7 +33,8 @@ public sealed record RpcCallOptions
     /// <summary>
     /// Topic calls: asked about each provider before any byte of the request goes to it; an exception
     /// (its message saying why) skips that provider without counting as an attempt, null lets the call
-    /// go. Providers skipped by it are left out of <see cref="IRpcClient.RequestAllAsync"/>'s results.
+    /// go. Providers skipped by it appear in <see cref="IRpcClient.RequestAllAsync"/>'s results with its
+    /// exception as their error (<see cref="RpcPeerResult.Skipped"/>).
     /// Its token also fires at the call's deadline: a check still running then ends the call with
     /// <see cref="RpcStatusCode.DeadlineExceeded"/>, as a provider lookup still running does.
     /// The trust layer uses it to call only providers that proved their role.

@@ -64,7 +64,8 @@ public sealed class RpcException : Exception
     /// which passes on a copy the core made) never carries it, so a handler that forwards a downstream
     /// refusal cannot claim by accident that its own call never arrived.
     /// </remarks>
-    public static RpcException RefusedBeforeAnyWork(RpcStatusCode code, string message) => new(code, message) { IsRefusedBeforeAnyWork = true };
+    public static RpcException RefusedBeforeAnyWork(RpcStatusCode code, string message, IReadOnlyDictionary<string, string>? details = null) =>
+        new(code, message, details) { IsRefusedBeforeAnyWork = true };
 
     /// <summary>Made by <see cref="RefusedBeforeAnyWork"/>: the server core answers it as <see cref="NotDelivered"/>.</summary>
     internal bool IsRefusedBeforeAnyWork { get; private init; }

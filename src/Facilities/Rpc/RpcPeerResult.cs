@@ -6,4 +6,7 @@ namespace P2PInference.Facilities.Rpc;
 public sealed record RpcPeerResult(PeerId Peer, byte[]? Response, RpcException? Error)
 {
     public bool IsSuccess => Error is null;
+
+    /// <summary>The callee check (<see cref="RpcCallOptions.CalleeCheck"/>) refused the peer: <see cref="Error"/> says why, and nothing was sent to it.</summary>
+    public bool Skipped { get; init; }
 }

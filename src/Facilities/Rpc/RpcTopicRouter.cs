@@ -135,7 +135,9 @@ internal sealed class RpcTopicRouter
                 if (refused is not null)
                 {
                     _logger.LogDebug("topic {Topic}: provider {Peer} skipped: {Message}", topic, peer, refused.Message);
-                    return null;
+                    // Reported, not dropped: a caller that found no usable provider can tell "none could be called"
+                    // from "there is none" (a gateway cut off from every processor from a model nobody serves).
+                    return new RpcPeerResult(peer, null, refused) { Skipped = true };
                 }
             }
             try
@@ -150,8 +152,8 @@ internal sealed class RpcTopicRouter
         });
         var results = await Task.WhenAll(calls);
         // As in RequestAsync: when every provider failed the callee check, the next call looks the topic up again.
-        if (providers.Length > 0 && options.CalleeCheck is not null && results.All(r => r is null)) _cache.TryRemove(topic, out _);
-        return results.OfType<RpcPeerResult>().ToArray();
+        if (providers.Length > 0 && options.CalleeCheck is not null && results.All(r => r.Skipped)) _cache.TryRemove(topic, out _);
+        return results;
     }
 
     private static RpcException LookupPastDeadline(string topic) =>

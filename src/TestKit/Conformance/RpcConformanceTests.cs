@@ -927,7 +927,8 @@ public abstract class RpcConformanceTests
         var answer = Text(await client.Client.RequestTopicAsync(Topic, "who", Bytes(""), options, TestToken));
 
         Assert.That(none.Message, Does.Contain("may be called").And.Contain("not allowed"));
-        Assert.That(noneOfAll, Is.Empty);
+        Assert.That(noneOfAll.Select(r => (r.Peer, r.Skipped, r.Error?.Message)), Is.EqualTo(new[] { (refused.PeerId, true, "not allowed") }),
+            "a skipped provider is reported with the check's reason, so the caller can tell it from no provider at all");
         Assert.That(answer, Is.EqualTo("accepted"), "found within the TTL of the first lookup");
         Assert.That(Topics.Lookups, Is.EqualTo(3), "each call after one whose every provider was refused looks the topic up again");
     });

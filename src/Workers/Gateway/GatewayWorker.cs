@@ -215,6 +215,8 @@ public sealed class GatewayWorker : IWorker
         using var registration = _inFlight.Register(caller.UserId, requestId, context.CancellationToken);
         var tried = new HashSet<PeerId>();
         RpcException? last = null;
+        // Whether every processor tried failed before the request reached it (a busy one did receive it).
+        var allUnreached = true;
         var callOptions = ProcessorCallOptions(context, requestId);
         for (var attempt = 0; attempt < _options.ProcessorAttempts; attempt++)
         {
@@ -238,6 +240,7 @@ public sealed class GatewayWorker : IWorker
             catch (RpcException e) when (ProvablyNotStarted(e))
             {
                 last = e;
+                allUnreached &= e.NotDelivered;
                 OnProcessorFailed(state, request.Model, peer, e, requestId);
             }
             catch (RpcException e) when (IsWorthAnotherProcessor(e))
@@ -255,7 +258,7 @@ public sealed class GatewayWorker : IWorker
                 throw registration.CancelledError();
             }
         }
-        throw NoProcessor(state, request.Model, tried.Count, last, requestId);
+        throw NoProcessor(state, request.Model, tried.Count, last, allUnreached, requestId);
     }
 
     private async IAsyncEnumerable<ReadOnlyMemory<byte>> InferStreamAsync(ReadOnlyMemory<byte> payload, RpcCallContext context)
@@ -268,6 +271,8 @@ public sealed class GatewayWorker : IWorker
         RpcException? last = null;
         var partial = new StringBuilder();
         var chunks = 0;
+        // Whether every processor tried failed before the request reached it.
+        var allUnreached = true;
         var callOptions = ProcessorCallOptions(context, requestId);
         for (var attempt = 0; attempt < _options.ProcessorAttempts; attempt++)
         {
@@ -320,6 +325,7 @@ public sealed class GatewayWorker : IWorker
                         if (chunks == 0 && IsWorthAnotherProcessor(failure))
                         {
                             last = failure;
+                            allUnreached &= failure.NotDelivered;
                             OnProcessorFailed(state, request.Model, peer, failure, requestId);
                             failedOver = true;
                             break;
@@ -357,7 +363,7 @@ public sealed class GatewayWorker : IWorker
             }
             if (!failedOver) yield break;
         }
-        throw NoProcessor(state, request.Model, tried.Count, last, requestId);
+        throw NoProcessor(state, request.Model, tried.Count, last, allUnreached, requestId);
     }
 
     /// <summary>
@@ -463,12 +469,31 @@ public sealed class GatewayWorker : IWorker
             requestId, peer, e.Code, e.Message);
     }
 
-    private static RpcException NoProcessor(State state, string model, int tried, RpcException? last, string requestId)
+    /// <remarks>
+    /// A gateway that found processors of the model but could reach none of them, or whose processors all failed to
+    /// receive the request, did none of the call's work: its refusal says so (<see cref="RpcException.RefusedBeforeAnyWork"/>),
+    /// so a client's router may send even an inference to another gateway, which may reach them. Not when no processor
+    /// announces the model (another gateway reads the same DHT, and a mistyped model would send each call round them
+    /// all), nor when processors answered busy (the client would take the same processors' load round every gateway).
+    /// </remarks>
+    private static RpcException NoProcessor(State state, string model, int tried, RpcException? last, bool allUnreached, string requestId)
     {
-        var error = tried == 0 || last is null
-            ? new RpcException(RpcStatusCode.Unavailable, $"no processor serves model '{model}'")
-            : new RpcException(RpcStatusCode.Unavailable,
-                $"no processor could serve model '{model}': {tried} tried; last error: {last.Code}: {last.Message}", last.Details, last);
+        RpcException error;
+        if (tried == 0 || last is null)
+        {
+            var unusable = state.Picker.Unusable(model);
+            error = unusable == 0
+                ? new RpcException(RpcStatusCode.Unavailable, $"no processor serves model '{model}'")
+                : RpcException.RefusedBeforeAnyWork(RpcStatusCode.Unavailable,
+                    $"no processor serves model '{model}' that this gateway can call: {unusable} found, none usable; another gateway may reach them");
+        }
+        else
+        {
+            var message = $"no processor could serve model '{model}': {tried} tried; last error: {last.Code}: {last.Message}";
+            error = allUnreached
+                ? RpcException.RefusedBeforeAnyWork(RpcStatusCode.Unavailable, message, last.Details)
+                : new RpcException(RpcStatusCode.Unavailable, message, last.Details, last);
+        }
         state.Logger.LogWarning("request {RequestId}: {Message}", requestId, error.Message);
         return error;
     }

@@ -94,6 +94,17 @@ internal sealed class ProcessorPicker
     }
 
     /// <summary>Stops choosing <paramref name="peer"/> for <paramref name="model"/> until the processors are asked again.</summary>
+    /// <summary>
+    /// How many processors of <paramref name="model"/> the last lookup found but could not use: unreachable, silent, or
+    /// refused by the grant check. When no processor could be used, this tells a gateway cut off from its processors
+    /// (or offered only ungranted ones) from a model nobody announces.
+    /// </summary>
+    public int Unusable(string model)
+    {
+        lock (_gate)
+            return _models.TryGetValue(model, out var slot) ? slot.Unusable : 0;
+    }
+
     public void Evict(string model, PeerId peer)
     {
         lock (_gate)
@@ -188,10 +199,12 @@ internal sealed class ProcessorPicker
             throw new RpcException(RpcStatusCode.Unavailable, $"no processor serves model '{model}': looking them up failed: {e.Message}", innerException: e);
         }
         var providers = new List<Provider>(results.Count);
+        var unusable = 0;
         foreach (var result in results)
         {
             if (result.Error is { } error)
             {
+                if (error.Code is RpcStatusCode.Unavailable or RpcStatusCode.DeadlineExceeded) unusable++;
                 // Busy is alive: still a candidate, if a poor one.
                 if (error.Code == RpcStatusCode.ResourceExhausted) providers.Add(new Provider(result.Peer, 0, Full: true, ModelMaxTokens: 0));
                 else _logger.LogDebug("processors of model {Model}: {Peer} did not answer status: {Code} {Message}", model, result.Peer, error.Code, error.Message);
@@ -218,7 +231,11 @@ internal sealed class ProcessorPicker
         _logger.LogDebug("processors of model {Model}: {Count} found", model, providers.Count);
         // The TTL counts from now: stamped at the start, a fetch slower than the TTL was stale on arrival
         // and the next request started another (a provider that never answers made every one wait).
-        lock (_gate) slot.FetchedAt = _time.GetTimestamp();
+        lock (_gate)
+        {
+            slot.FetchedAt = _time.GetTimestamp();
+            slot.Unusable = unusable;
+        }
         return [.. providers];
     }
 
@@ -233,6 +250,8 @@ internal sealed class ProcessorPicker
         public long FetchedAt { get; set; } = startedAt;
         public Task<Provider[]> Fetch { get; set; } = null!;
         public HashSet<PeerId> Evicted { get; } = [];
+        /// <summary>Set with <see cref="FetchedAt"/> when the fetch ends, under the picker's lock.</summary>
+        public int Unusable { get; set; }
     }
 
     /// <summary>One call in flight to a processor.</summary>

@@ -125,6 +125,29 @@ public sealed class WorkerFailureTests
     }, WorkerCluster.Simulation());
 
     [Test]
+    public void Client_SendsItsInferencesToTheOtherGateway_WhenOneIsPartitionedFromEveryProcessor() => SimulationTest.Run(async sim =>
+    {
+        await using var network = await WorkerCluster.StartAsync(new WorkerClusterOptions { Gateways = 2 }, CancellationToken.None);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
+
+        // The first gateway still answers its clients, but cannot reach a single processor.
+        foreach (var processor in new[] { 1, 2 })
+            await network.Cluster.PartitionAsync(WorkerCluster.GatewayNode, WorkerCluster.ProcessorName(processor), PartitionMode.Reset,
+                cancellationToken: CancellationToken.None);
+        var served = new List<string>();
+        for (var i = 0; i < 6; i++)
+        {
+            var response = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 30 + i), CancellationToken.None);
+            served.Add(response.Processor);
+            var streamed = await Requests.CollectAsync(client.InferStreamAsync(Requests.Greedy(network.Data.Prompt(), seed: 40 + i), CancellationToken.None));
+            served.AddRange(streamed.Select(c => c.Processor).Distinct());
+        }
+
+        // An inference is not idempotent: it moves to the other gateway only because the first says it did none of its work.
+        Assert.That(served, Has.Count.EqualTo(12).And.All.Not.Empty);
+    }, WorkerCluster.Simulation());
+
+    [Test]
     public void Gateway_AnswersUnavailableNamingTheModel_WhenEveryProcessorIsGone_AndServesAgainOnceOneReturns() => SimulationTest.Run(async sim =>
     {
         await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);

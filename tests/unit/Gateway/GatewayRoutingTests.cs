@@ -202,6 +202,45 @@ public sealed class GatewayRoutingTests
         Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(error.Message, Does.Contain("m1").And.Contain("engine down"));
         Assert.That(a.StreamCalls + b.StreamCalls, Is.EqualTo(2));
+        Assert.That(error.NotDelivered, Is.False, "a processor failing before its first chunk may have run the generation: the client must not resend it");
+    }
+
+    [Test]
+    public async Task EveryProcessorBusy_IsNotMarkedNotDelivered_SoClientsDoNotCarryTheLoadRoundEveryGateway()
+    {
+        var a = await _h.AddProcessorAsync();
+        var b = await _h.AddProcessorAsync();
+        var busy = RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted, "queue full", TimeSpan.FromSeconds(1));
+        foreach (var p in new[] { a, b }) p.Unary = (_, _) => throw busy;
+
+        var error = await ErrorOf(() => _h.InferAsync(Prompt()));
+
+        Assert.That(error.Message, Does.Contain("2 tried").And.Contain("queue full"));
+        Assert.That(error.NotDelivered, Is.False);
+        Assert.That(error.RetryAfter, Is.EqualTo(TimeSpan.FromSeconds(1)), "the processors' retry-after travels on");
+    }
+
+    [Test]
+    public async Task EveryProcessorUnreachable_IsARefusalBeforeAnyWork_SoTheClientMayTryAnotherGateway()
+    {
+        var a = await _h.AddProcessorAsync();
+        var b = await _h.AddProcessorAsync();
+        await _h.InferAsync(Prompt());
+        _h.Network.Crash(a.PeerId);
+        _h.Network.Crash(b.PeerId);
+
+        var unary = await ErrorOf(() => _h.InferAsync(Prompt()));
+        var stream = await ErrorOf(() => _h.StreamAllAsync(Prompt()));
+
+        Assert.Multiple(() =>
+        {
+            foreach (var error in new[] { unary, stream })
+            {
+                Assert.That(error.Code, Is.EqualTo(RpcStatusCode.Unavailable));
+                Assert.That(error.Message, Does.Contain("'m1'"));
+                Assert.That(error.NotDelivered, Is.True, $"no processor got the request, so this gateway did none of its work: {error.Message}");
+            }
+        });
     }
 
     [Test]
@@ -230,6 +269,8 @@ public sealed class GatewayRoutingTests
         Assert.That(unary.Message, Is.EqualTo("no processor serves model 'llama-99'"));
         Assert.That(stream.Code, Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(stream.Message, Is.EqualTo("no processor serves model 'llama-99'"));
+        // Another gateway reads the same DHT: a mistyped model must not send each call round them all.
+        Assert.That(new[] { unary.NotDelivered, stream.NotDelivered }, Has.All.False);
     }
 
     [Test]
