@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Threading.Tasks.Sources;
 
 namespace P2PInference.TestKit.Network;
 
@@ -21,6 +22,7 @@ internal sealed class MemoryFlow
     // connection always has a read waiting, tens of thousands of them in a large simulation. Other
     // waiters woken with it look again and wait on a new signal.
     private static readonly Action<object?> s_wake = static s => ((TaskCompletionSource)s!).TrySetResult();
+    private static readonly Action<object?> s_wakeReader = static s => ((MemoryFlow)s!).WakeReader();
 
     private readonly object _gate = new();
     private readonly Queue<Chunk> _inFlight = new();
@@ -35,6 +37,8 @@ internal sealed class MemoryFlow
     private long _sent;
     private long _lastDue; // timestamps of the TimeProvider's monotonic clock
     private ITimer? _timer;
+    private readonly ReadWait _readWait = new();
+    private Chunk? _spareChunk;
     private TaskCompletionSource? _dataSignal;
     private TaskCompletionSource? _spaceSignal;
     private bool _writerCompleted;
@@ -106,7 +110,8 @@ internal sealed class MemoryFlow
         cancellationToken.ThrowIfCancellationRequested();
         while (true)
         {
-            TaskCompletionSource wait;
+            TaskCompletionSource? wait = null;
+            ValueTask reusableWait = default;
             lock (_gate)
             {
                 if (_readable.TryPeek(out var chunk) && (_error is null || _drainBeforeError))
@@ -120,7 +125,7 @@ internal sealed class MemoryFlow
                     {
                         _readable.Dequeue();
                         if (ReferenceEquals(_readableTail, chunk)) _readableTail = null;
-                        chunk.Return();
+                        ReturnChunk(chunk);
                     }
                     _buffered -= n;
                     if (_buffered < _capacity) Signal(ref _spaceSignal);
@@ -129,12 +134,21 @@ internal sealed class MemoryFlow
                 }
                 if (_error is not null) throw new IOException(_error.Message, _error);
                 if (_endOfStream || _readerClosed) return 0;
-                wait = Await(ref _dataSignal);
+                // The reusable wait posts its continuation to the reader's context itself, so it serves
+                // only a reader on a custom context (the simulation's) and one reader at a time; any
+                // other reader waits on a task as before, which may resume it elsewhere.
+                if (_readWait.IsFree && SynchronizationContext.Current is { } context && context.GetType() != typeof(SynchronizationContext))
+                    reusableWait = _readWait.Arm(context);
+                else
+                    wait = Await(ref _dataSignal);
             }
-            var registration = cancellationToken.UnsafeRegister(s_wake, wait);
+            var registration = wait is null
+                ? cancellationToken.UnsafeRegister(s_wakeReader, this)
+                : cancellationToken.UnsafeRegister(s_wake, wait);
             try
             {
-                await wait.Task;
+                if (wait is null) await reusableWait;
+                else await wait.Task;
             }
             finally
             {
@@ -157,7 +171,7 @@ internal sealed class MemoryFlow
             if (Link.IsClean && _inFlight.Count == 0)
             {
                 _endOfStream = true;
-                Signal(ref _dataSignal);
+                SignalData();
                 return;
             }
             var due = Math.Max(now, _lastDue);
@@ -176,7 +190,7 @@ internal sealed class MemoryFlow
             if (_readerClosed) return;
             _readerClosed = true;
             DropAll();
-            Signal(ref _dataSignal);
+            SignalData();
             Signal(ref _spaceSignal);
         }
     }
@@ -195,7 +209,7 @@ internal sealed class MemoryFlow
             _drainBeforeError = drain;
             DropInFlight();
             if (!drain) DropReadable();
-            Signal(ref _dataSignal);
+            SignalData();
             Signal(ref _spaceSignal);
         }
     }
@@ -240,7 +254,7 @@ internal sealed class MemoryFlow
         }
         else
         {
-            var chunk = Chunk.Rent(Math.Max(bytes.Length, MinChunk), 0);
+            var chunk = RentChunk(Math.Max(bytes.Length, MinChunk), 0);
             bytes.CopyTo(chunk.Buffer);
             chunk.End = bytes.Length;
             _readable.Enqueue(chunk);
@@ -248,7 +262,7 @@ internal sealed class MemoryFlow
         }
         _buffered += bytes.Length;
         _sent += bytes.Length;
-        Signal(ref _dataSignal);
+        SignalData();
     }
 
     /// <summary>Puts up to <paramref name="count"/> bytes in flight with their faults; returns whether a reset is due now.</summary>
@@ -280,7 +294,7 @@ internal sealed class MemoryFlow
             while (offset < count)
             {
                 var size = slice > 0 ? Math.Min(count - offset, Random.Next(1, slice + 1)) : count - offset;
-                var chunk = Chunk.Rent(size, due);
+                var chunk = RentChunk(size, due);
                 bytes.Slice(offset, size).CopyTo(chunk.Buffer);
                 chunk.End = size;
                 Corrupt(chunk.Buffer.AsSpan(0, size), _sent + offset, link);
@@ -336,7 +350,7 @@ internal sealed class MemoryFlow
             delivered = true;
             if (reset) break;
         }
-        if (delivered) Signal(ref _dataSignal);
+        if (delivered) SignalData();
         if (!reset && _inFlight.TryPeek(out var next))
         {
             var dueIn = _time.GetElapsedTime(now, next.Due);
@@ -361,7 +375,7 @@ internal sealed class MemoryFlow
         while (_inFlight.TryDequeue(out var chunk))
         {
             _buffered -= chunk.End - chunk.Start;
-            chunk.Return();
+            ReturnChunk(chunk);
         }
     }
 
@@ -370,7 +384,7 @@ internal sealed class MemoryFlow
         while (_readable.TryDequeue(out var chunk))
         {
             _buffered -= chunk.End - chunk.Start;
-            chunk.Return();
+            ReturnChunk(chunk);
         }
         _readableTail = null;
     }
@@ -382,6 +396,35 @@ internal sealed class MemoryFlow
         return signal;
     }
 
+
+    /// <summary>Wakes every waiting reader. Caller holds the lock.</summary>
+    private void SignalData()
+    {
+        _readWait.Wake();
+        Signal(ref _dataSignal);
+    }
+
+    private void WakeReader()
+    {
+        lock (_gate) _readWait.Wake();
+    }
+
+    /// <summary>A chunk for data, reusing the flow's spare one: a chatty flow otherwise allocates one per few reads. Caller holds the lock.</summary>
+    private Chunk RentChunk(int size, long due)
+    {
+        var chunk = _spareChunk;
+        if (chunk is null) return Chunk.Rent(size, due);
+        _spareChunk = null;
+        chunk.Reuse(size, due);
+        return chunk;
+    }
+
+    /// <summary>Caller holds the lock.</summary>
+    private void ReturnChunk(Chunk chunk)
+    {
+        chunk.Return();
+        if (chunk.Kind == ChunkKind.Data) _spareChunk = chunk;
+    }
 
     private static void Signal(ref TaskCompletionSource? signal)
     {
@@ -396,6 +439,95 @@ internal sealed class MemoryFlow
     /// <summary>A duration in the provider's timestamp units, rounded up so that a delay is never lost.</summary>
     internal static long ToTimestamp(TimeProvider time, TimeSpan duration) =>
         (long)Math.Ceiling(duration.Ticks * (double)time.TimestampFrequency / TimeSpan.TicksPerSecond);
+
+    /// <summary>
+    /// The wait of the flow's one reader, reused for every wait instead of a task and its
+    /// continuation object each time. Its continuation is posted to the reader's context with the
+    /// awaiting state machine as the state, exactly as a task's continuation on that context is, so
+    /// the simulation sees the same steps (the same flow and code type) as with a task.
+    /// </summary>
+    private sealed class ReadWait : IValueTaskSource
+    {
+        private static readonly Action<object?> s_completed = static _ => { };
+        // Async methods all resume through one runtime delegate; its SendOrPostCallback twin is made once.
+        private static PostBridge? s_bridge;
+
+        private Action<object?>? _continuation;
+        private object? _state;
+        private SynchronizationContext? _context;
+        private bool _completed;
+        private short _version;
+
+        private bool _inUse;
+
+        /// <summary>Whether a reader waits and has not been woken yet. Read and changed under the flow's lock.</summary>
+        public bool IsArmed { get; private set; }
+
+        /// <summary>Whether a reader may take this wait: a woken one may not have resumed yet, and it still holds it.</summary>
+        public bool IsFree => !Volatile.Read(ref _inUse);
+
+        public ValueTask Arm(SynchronizationContext context)
+        {
+            _inUse = true;
+            _context = context;
+            _continuation = null;
+            _state = null;
+            _completed = false;
+            IsArmed = true;
+            return new ValueTask(this, _version);
+        }
+
+        /// <summary>Completes the wait if a reader is still on it. Caller holds the flow's lock.</summary>
+        public void Wake()
+        {
+            if (!IsArmed) return;
+            IsArmed = false;
+            _completed = true;
+            var continuation = Interlocked.CompareExchange(ref _continuation, s_completed, null);
+            if (continuation is not null) Post(continuation, _state);
+        }
+
+        public ValueTaskSourceStatus GetStatus(short token)
+        {
+            Validate(token);
+            return Volatile.Read(ref _completed) ? ValueTaskSourceStatus.Succeeded : ValueTaskSourceStatus.Pending;
+        }
+
+        public void GetResult(short token)
+        {
+            Validate(token);
+            if (!_completed) throw new InvalidOperationException("the read wait has not completed");
+            _version++;
+            Volatile.Write(ref _inUse, false);
+        }
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+        {
+            Validate(token);
+            _state = state;
+            if (Interlocked.CompareExchange(ref _continuation, continuation, null) is not null)
+                Post(continuation, state);
+        }
+
+        private void Post(Action<object?> continuation, object? state)
+        {
+            var bridge = Volatile.Read(ref s_bridge);
+            if (bridge is null || !ReferenceEquals(bridge.Continuation, continuation))
+                s_bridge = bridge = new PostBridge(continuation);
+            _context!.Post(bridge.Callback, state);
+        }
+
+        private void Validate(short token)
+        {
+            if (token != _version) throw new InvalidOperationException("the read wait was awaited twice");
+        }
+    }
+
+    private sealed class PostBridge(Action<object?> continuation)
+    {
+        public Action<object?> Continuation { get; } = continuation;
+        public SendOrPostCallback Callback { get; } = new(continuation);
+    }
 
     private enum ChunkKind
     {
@@ -416,10 +548,17 @@ internal sealed class MemoryFlow
         public byte[] Buffer { get; private set; }
         public int Start { get; set; }
         public int End { get; set; }
-        public long Due { get; }
+        public long Due { get; private set; }
         public ChunkKind Kind { get; }
 
         public static Chunk Rent(int size, long due) => new(ArrayPool<byte>.Shared.Rent(size), due, ChunkKind.Data);
+
+        /// <summary>Makes a returned data chunk a fresh one.</summary>
+        public void Reuse(int size, long due)
+        {
+            Buffer = ArrayPool<byte>.Shared.Rent(size);
+            Due = due;
+        }
 
         public static Chunk Marker(ChunkKind kind, long due) => new([], due, kind);
 
