@@ -31,6 +31,13 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
         _bytes = Encode(components);
     }
 
+    /// <summary>For components whose binary form is already at hand: varints are minimal, so it is theirs exactly.</summary>
+    private Multiaddress(MultiaddressComponent[] components, byte[] bytes)
+    {
+        _components = components;
+        _bytes = bytes;
+    }
+
     public IReadOnlyList<MultiaddressComponent> Components => _components;
 
     public static Multiaddress Empty { get; } = new([]);
@@ -93,35 +100,51 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
     public static Multiaddress FromBytes(ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length > MaxLength) throw new FormatException($"multiaddr is longer than {MaxLength} bytes");
-        var components = new List<MultiaddressComponent>();
-        var offset = 0;
-        while (offset < bytes.Length)
+        // Checked in full first, to size the component array exactly; the values are then slices of
+        // one copy, which is also the binary form (varints are minimal): every kad reply carries
+        // dozens of addresses, and a list, an array per value and a re-encoding each were a measurable
+        // share of the DHT simulation's allocations.
+        var count = 0;
+        for (var offset = 0; offset < bytes.Length; count++)
+            offset = ReadComponent(bytes, offset, validate: true, out _, out _);
+        if (count == 0) return Empty;
+        var copy = bytes.ToArray();
+        var components = new MultiaddressComponent[count];
+        for (int offset = 0, i = 0; i < count; i++)
         {
-            var code = Varint.Read(bytes[offset..], out var n);
-            offset += n;
-            if (code > int.MaxValue || !MultiaddressProtocol.TryGet((int)code, out var protocol))
-                throw new FormatException($"unknown multiaddr protocol code {code}");
-            int length;
-            if (protocol.Size == MultiaddressProtocol.Variable)
-            {
-                var declared = Varint.Read(bytes[offset..], out n);
-                offset += n;
-                if (declared > (ulong)(bytes.Length - offset))
-                    throw new FormatException($"multiaddr component '{protocol.Name}' is truncated");
-                length = (int)declared;
-            }
-            else
-            {
-                length = protocol.Size / 8;
-                if (length > bytes.Length - offset)
-                    throw new FormatException($"multiaddr component '{protocol.Name}' is truncated");
-            }
-            var value = bytes.Slice(offset, length).ToArray();
-            ValidateValue(protocol, value);
-            components.Add(new(protocol, value));
-            offset += length;
+            var end = ReadComponent(bytes, offset, validate: false, out var protocol, out var valueStart);
+            components[i] = new(protocol, copy.AsMemory(valueStart, end - valueStart));
+            offset = end;
         }
-        return new Multiaddress(components.ToArray());
+        return new Multiaddress(components, copy);
+    }
+
+    /// <summary>Reads the component at <paramref name="offset"/>; returns where it ends.</summary>
+    private static int ReadComponent(ReadOnlySpan<byte> bytes, int offset, bool validate, out MultiaddressProtocol protocol, out int valueStart)
+    {
+        var code = Varint.Read(bytes[offset..], out var n);
+        offset += n;
+        if (code > int.MaxValue || !MultiaddressProtocol.TryGet((int)code, out var found))
+            throw new FormatException($"unknown multiaddr protocol code {code}");
+        protocol = found;
+        int length;
+        if (protocol.Size == MultiaddressProtocol.Variable)
+        {
+            var declared = Varint.Read(bytes[offset..], out n);
+            offset += n;
+            if (declared > (ulong)(bytes.Length - offset))
+                throw new FormatException($"multiaddr component '{protocol.Name}' is truncated");
+            length = (int)declared;
+        }
+        else
+        {
+            length = protocol.Size / 8;
+            if (length > bytes.Length - offset)
+                throw new FormatException($"multiaddr component '{protocol.Name}' is truncated");
+        }
+        if (validate) ValidateValue(protocol, bytes.Slice(offset, length));
+        valueStart = offset;
+        return offset + length;
     }
 
     public ReadOnlySpan<byte> Bytes => _bytes;
@@ -182,7 +205,10 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
 
     /// <summary>This address without its trailing <c>/p2p/…</c> (see <see cref="PeerId"/>).</summary>
     public Multiaddress WithoutPeerId() =>
-        _components.Length > 0 && _components[^1].Protocol.Code == MultiaddressProtocol.P2p.Code ? new Multiaddress(_components[..^1]) : this;
+        _components.Length > 0 && _components[^1].Protocol.Code == MultiaddressProtocol.P2p.Code
+            // The binary form of leading components is a prefix of the whole: no re-encoding.
+            ? new Multiaddress(_components[..^1], _bytes[..(_bytes.Length - EncodedLength(_components[^1]))])
+            : this;
 
     public Multiaddress WithPeerId(PeerId peerId) =>
         WithoutPeerId().Encapsulate(new Multiaddress([new(MultiaddressProtocol.P2p, peerId.ToByteArray())]));
@@ -227,17 +253,25 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
 
     private static byte[] Encode(MultiaddressComponent[] components)
     {
-        var buffer = new List<byte>();
-        Span<byte> varint = stackalloc byte[Varint.MaxLength];
+        var length = 0;
+        foreach (var c in components) length += EncodedLength(c);
+        var buffer = new byte[length];
+        var offset = 0;
         foreach (var c in components)
         {
-            buffer.AddRange(varint[..Varint.Write(varint, (ulong)c.Protocol.Code)]);
+            offset += Varint.Write(buffer.AsSpan(offset), (ulong)c.Protocol.Code);
             if (c.Protocol.Size == MultiaddressProtocol.Variable)
-                buffer.AddRange(varint[..Varint.Write(varint, (ulong)c.Value.Length)]);
-            buffer.AddRange(c.Value.Span);
+                offset += Varint.Write(buffer.AsSpan(offset), (ulong)c.Value.Length);
+            c.Value.Span.CopyTo(buffer.AsSpan(offset));
+            offset += c.Value.Length;
         }
-        return buffer.ToArray();
+        return buffer;
     }
+
+    private static int EncodedLength(MultiaddressComponent component) =>
+        Varint.GetLength((ulong)component.Protocol.Code)
+        + (component.Protocol.Size == MultiaddressProtocol.Variable ? Varint.GetLength((ulong)component.Value.Length) : 0)
+        + component.Value.Length;
 
     private static byte[] ParseValue(MultiaddressProtocol protocol, string text)
     {
@@ -287,7 +321,7 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
 
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
-    private static void ValidateValue(MultiaddressProtocol protocol, byte[] value)
+    private static void ValidateValue(MultiaddressProtocol protocol, ReadOnlySpan<byte> value)
     {
         switch (protocol.Name)
         {
