@@ -87,6 +87,7 @@ public sealed class P2PHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(handler);
         _handlers[protocolId] = handler;
         _protocols = _handlers.Keys.ToFrozenSet(StringComparer.Ordinal);
+        MultistreamSelect.AddKnownId(protocolId);
     }
 
     public bool Unhandle(string protocolId)

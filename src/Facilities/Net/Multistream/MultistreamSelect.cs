@@ -33,6 +33,13 @@ public static class MultistreamSelect
 
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
+    // Bounds the ids kept for decoding: a process speaks a few dozen protocols, and ids come only from
+    // this process (proposals it makes, protocols its hosts handle), never from the wire.
+    private const int MaxKnownIds = 256;
+    private static readonly Lock KnownIdsGate = new();
+    // Copied on write: decoding reads it without a lock.
+    private static KnownId[] s_knownIds = [new(ProtocolId), new(NotAvailable), new(List)];
+
     /// <summary>
     /// Dialer side: proposes <paramref name="protocols"/> in order and returns the first the
     /// listener accepts. The header and the first proposal go out in a single write, saving a
@@ -335,13 +342,50 @@ public static class MultistreamSelect
         return bytes ?? throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended during negotiation");
     }
 
+    /// <summary>
+    /// Lets decoding return <paramref name="protocol"/> itself for a message that spells it, instead of
+    /// a new string per negotiation. Protocols this process proposes are known already.
+    /// </summary>
+    internal static void AddKnownId(string protocol)
+    {
+        ArgumentNullException.ThrowIfNull(protocol);
+        var known = Volatile.Read(ref s_knownIds);
+        if (IsKnown(known, protocol) || known.Length >= MaxKnownIds) return;
+        byte[] utf8;
+        try
+        {
+            utf8 = StrictUtf8.GetBytes(protocol);
+        }
+        catch (EncoderFallbackException)
+        {
+            return; // not UTF-8 text, so no message spells it
+        }
+        lock (KnownIdsGate)
+        {
+            known = s_knownIds;
+            if (IsKnown(known, protocol) || known.Length >= MaxKnownIds) return;
+            Volatile.Write(ref s_knownIds, [.. known, new KnownId(protocol, utf8)]);
+        }
+    }
+
+    private static bool IsKnown(KnownId[] known, string protocol)
+    {
+        foreach (var id in known)
+            if (string.Equals(id.Text, protocol, StringComparison.Ordinal)) return true;
+        return false;
+    }
+
     private static string DecodeMessage(ReadOnlySpan<byte> message)
     {
         if (message.IsEmpty || message[^1] != (byte)'\n')
             throw new MultistreamException(MultistreamFailure.MalformedMessage, "message lacks its trailing newline");
+        var text = message[..^1];
+        // Negotiations name the same few protocols over and over; a known id's bytes are valid UTF-8.
+        foreach (var id in Volatile.Read(ref s_knownIds))
+            if (text.SequenceEqual(id.Utf8)) return id.Text;
         try
         {
-            return StrictUtf8.GetString(message[..^1]);
+            return StrictUtf8.GetString(text);
         }
         catch (DecoderFallbackException e)
         {
@@ -358,6 +402,7 @@ public static class MultistreamSelect
             throw new ArgumentException($"'{protocol}' is reserved by multistream-select", parameterName);
         if (StrictUtf8.GetByteCount(protocol) + 1 > MaxMessageLength)
             throw new ArgumentException($"protocol id '{protocol}' is longer than {MaxMessageLength - 1} bytes", parameterName);
+        AddKnownId(protocol);
     }
 
     private static int EncodedLength(string text)
@@ -373,6 +418,17 @@ public static class MultistreamSelect
         offset += StrictUtf8.GetBytes(text, destination[offset..]);
         destination[offset++] = (byte)'\n';
         return offset;
+    }
+
+    private sealed class KnownId(string text, byte[] utf8)
+    {
+        public KnownId(string text)
+            : this(text, StrictUtf8.GetBytes(text))
+        {
+        }
+
+        public string Text { get; } = text;
+        public byte[] Utf8 { get; } = utf8;
     }
 
     private static bool TryHoldMessages(Func<ReadOnlyMemory<byte>, bool> hold, string first, string? second)
