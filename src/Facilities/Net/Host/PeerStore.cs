@@ -71,7 +71,10 @@ public sealed class PeerStore
         lock (_lock)
         {
             var record = GetOrCreateLocked(peer, now);
-            RemoveExpired(record.Addresses, now);
+            if (RemoveExpired(record.Addresses, now)) record.Snapshot = null;
+            // Most peers have one or two addresses; a list's default first growth holds four.
+            if (record.Addresses.Capacity == 0 && addresses.TryGetNonEnumeratedCount(out var expected))
+                record.Addresses.Capacity = Math.Min(expected, MaxAddressesPerPeer);
             foreach (var address in addresses)
             {
                 var plain = address.WithoutPeerId();
@@ -81,11 +84,17 @@ public sealed class PeerStore
                 {
                     var known = record.Addresses[index];
                     // Hearing a self-reported address again from a third party neither demotes nor extends it.
-                    if (source >= known.Source) record.Addresses[index] = new AddressEntry(plain, source, expires);
+                    if (source >= known.Source)
+                    {
+                        record.Addresses[index] = new AddressEntry(plain, source, expires);
+                        // A later expiry alone leaves the snapshot valid (it lapses at the earliest one it saw).
+                        if (source != known.Source) record.Snapshot = null;
+                    }
                     continue;
                 }
                 if (record.Addresses.Count >= MaxAddressesPerPeer && !MakeRoomLocked(record, source)) continue;
                 record.Addresses.Add(new AddressEntry(plain, source, expires));
+                record.Snapshot = null;
             }
         }
     }
@@ -97,18 +106,29 @@ public sealed class PeerStore
         lock (_lock)
         {
             if (!_peers.TryGetValue(peer, out var node)) return [];
-            var addresses = node.Value.Addresses;
+            var record = node.Value;
+            // Every DHT reply asks this for each of the k peers it names, mostly for peers whose addresses
+            // have not changed since: the list is shared until an address is added, dropped, re-sourced or lapses.
+            if (record.Snapshot is { } snapshot && now >= record.SnapshotTaken && now < record.SnapshotLapses) return snapshot;
+            var addresses = record.Addresses;
             var count = 0;
+            var lapses = DateTimeOffset.MaxValue;
             foreach (var a in addresses)
-                if (a.Expires > now) count++;
-            if (count == 0) return [];
+            {
+                if (a.Expires <= now) continue;
+                count++;
+                if (a.Expires < lapses) lapses = a.Expires;
+            }
             // Stronger sources first, each in stored order (a stable sort by source, descending), without
-            // LINQ's sort: every DHT reply asks this for each of the k peers it names.
-            var result = new Multiaddress[count];
+            // LINQ's sort.
+            var result = count == 0 ? [] : new Multiaddress[count];
             var i = 0;
-            for (var source = AddressSource.Self; source >= AddressSource.ThirdParty; source--)
+            for (var source = AddressSource.Self; source >= AddressSource.ThirdParty && i < count; source--)
                 foreach (var a in addresses)
                     if (a.Source == source && a.Expires > now) result[i++] = a.Address;
+            record.Snapshot = result;
+            record.SnapshotTaken = now;
+            record.SnapshotLapses = lapses;
             return result;
         }
     }
@@ -179,7 +199,8 @@ public sealed class PeerStore
 
     // Loops rather than RemoveAll/FindIndex with lambdas: every address a kad reply names passes through
     // here, and the captured closures were a measurable share of the DHT simulation's allocations.
-    private static void RemoveExpired(List<AddressEntry> addresses, DateTimeOffset now)
+    /// <summary>Returns whether any address was dropped.</summary>
+    private static bool RemoveExpired(List<AddressEntry> addresses, DateTimeOffset now)
     {
         var kept = 0;
         for (var i = 0; i < addresses.Count; i++)
@@ -188,7 +209,9 @@ public sealed class PeerStore
             if (kept != i) addresses[kept] = addresses[i];
             kept++;
         }
-        if (kept < addresses.Count) addresses.RemoveRange(kept, addresses.Count - kept);
+        if (kept == addresses.Count) return false;
+        addresses.RemoveRange(kept, addresses.Count - kept);
+        return true;
     }
 
     private static int IndexOf(List<AddressEntry> addresses, Multiaddress address)
@@ -205,6 +228,7 @@ public sealed class PeerStore
         if (index < 0 && source == AddressSource.Self) index = IndexOfSoonestExpiring(record.Addresses, AddressSource.Self);
         if (index < 0) return false;
         record.Addresses.RemoveAt(index);
+        record.Snapshot = null;
         return true;
     }
 
@@ -224,6 +248,11 @@ public sealed class PeerStore
     {
         public PeerId PeerId { get; } = peerId;
         public List<AddressEntry> Addresses { get; } = [];
+
+        /// <summary>The last answer of <see cref="GetAddresses"/>, valid from when it was taken until its earliest expiry; null once the list changed.</summary>
+        public Multiaddress[]? Snapshot { get; set; }
+        public DateTimeOffset SnapshotTaken { get; set; }
+        public DateTimeOffset SnapshotLapses { get; set; }
         public IReadOnlyList<string> Protocols { get; set; } = [];
         public string? AgentVersion { get; set; }
         public bool Identified { get; set; }
