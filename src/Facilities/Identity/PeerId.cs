@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Google.Protobuf;
 using P2PInference.Facilities.Encoding;
 
 namespace P2PInference.Facilities.Identity;
@@ -43,21 +44,24 @@ public sealed class PeerId : IEquatable<PeerId>, IComparable<PeerId>
 
     public static PeerId FromPublicKey(PublicKey key)
     {
-        var envelope = key.ToProtobuf();
+        // Every handshake names the remote's freshly parsed key: the envelope is written straight into
+        // the multihash instead of through a copy of the key and an envelope array.
+        var envelope = key.ToMessage();
+        var length = envelope.CalculateSize();
         byte[] multihash;
-        if (envelope.Length <= MaxInlineKeyLength)
+        if (length <= MaxInlineKeyLength)
         {
-            multihash = new byte[2 + envelope.Length];
+            multihash = new byte[2 + length];
             multihash[0] = IdentityCode;
-            multihash[1] = (byte)envelope.Length;
-            envelope.CopyTo(multihash, 2);
+            multihash[1] = (byte)length;
+            envelope.WriteTo(multihash.AsSpan(2));
         }
         else
         {
             multihash = new byte[34];
             multihash[0] = Sha256Code;
             multihash[1] = 32;
-            SHA256.HashData(envelope, multihash.AsSpan(2));
+            SHA256.HashData(envelope.ToByteArray(), multihash.AsSpan(2));
         }
         return new PeerId(multihash);
     }

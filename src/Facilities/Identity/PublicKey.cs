@@ -31,7 +31,10 @@ public sealed class PublicKey : IEquatable<PublicKey>
     /// <summary>The raw key bytes (32 for Ed25519).</summary>
     public ReadOnlySpan<byte> Data => _data;
 
-    public byte[] ToProtobuf() => new Proto.PublicKey { Type = Type, Data = ByteString.CopyFrom(_data) }.ToByteArray();
+    public byte[] ToProtobuf() => ToMessage().ToByteArray();
+
+    /// <summary>The envelope as a message that wraps the key bytes rather than copying them; for serializing, never to keep.</summary>
+    internal Proto.PublicKey ToMessage() => new() { Type = Type, Data = UnsafeByteOperations.UnsafeWrap(_data) };
 
     /// <exception cref="FormatException">The bytes are not a well-formed key envelope.</exception>
     public static PublicKey FromProtobuf(ReadOnlySpan<byte> bytes)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using Google.Protobuf;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
@@ -26,6 +27,8 @@ public static class PlaintextHandshake
     /// envelope (at most <see cref="PublicKey.MaxEncodedLength"/>) and their field headers.
     /// </summary>
     public const int MaxMessageLength = PeerId.MaxLength + PublicKey.MaxEncodedLength + 16;
+
+    private static readonly ConditionalWeakTable<KeyPair, byte[]> Exchanges = new();
 
     /// <summary>Runs the exchange as the dialer.</summary>
     /// <param name="expectedRemote">The peer dialled, when known; any other peer fails the exchange.</param>
@@ -79,12 +82,18 @@ public static class PlaintextHandshake
         }
     }
 
-    private static byte[] Encode(KeyPair localKey)
+    /// <summary>
+    /// Our message for <paramref name="localKey"/>, the same for every connection: encoded once per key
+    /// and shared, as writes never change the bytes they are given.
+    /// </summary>
+    private static byte[] Encode(KeyPair localKey) => Exchanges.GetValue(localKey, static key => EncodeExchange(key));
+
+    private static byte[] EncodeExchange(KeyPair localKey)
     {
         var exchange = new Proto.Exchange
         {
             Id = ByteString.CopyFrom(localKey.PeerId.Bytes),
-            Pubkey = Identity.Proto.PublicKey.Parser.ParseFrom(localKey.PublicKey.ToProtobuf()),
+            Pubkey = localKey.PublicKey.ToMessage(),
         };
         var size = exchange.CalculateSize();
         var message = new byte[Varint.GetLength((ulong)size) + size];

@@ -43,7 +43,7 @@ public static class IdentifyProtocol
         ArgumentNullException.ThrowIfNull(info);
         var message = new Proto.Identify
         {
-            PublicKey = ByteString.CopyFrom(info.PublicKey.ToProtobuf()),
+            PublicKey = info.PublicKey.ToMessage().ToByteString(),
             ProtocolVersion = info.ProtocolVersion,
             AgentVersion = info.AgentVersion,
         };
