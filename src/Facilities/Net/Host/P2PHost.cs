@@ -28,7 +28,7 @@ public sealed class P2PHost : IAsyncDisposable
     private readonly List<ITransportListener> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
     private readonly CancellationTokenSource _stopping = new();
-    private volatile FrozenSet<string> _protocols = FrozenSet<string>.Empty;
+    private volatile ProtocolSet _protocols = new(FrozenSet<string>.Empty);
     private readonly InboundConnectionLimiter _inbound;
     private volatile Func<PeerId, CancellationToken, ValueTask<bool>>? _trustedPeer;
     private readonly Action<PeerConnection, object?> _releaseInboundSlot;
@@ -74,7 +74,7 @@ public sealed class P2PHost : IAsyncDisposable
     /// <summary>The listen addresses as others dial them: each ending in <c>/p2p/&lt;PeerId&gt;</c>.</summary>
     public IReadOnlyList<Multiaddress> AdvertisedAddresses => ListenAddresses.Select(a => a.WithPeerId(PeerId)).ToArray();
 
-    public IReadOnlyCollection<string> Protocols => _protocols;
+    public IReadOnlyCollection<string> Protocols => _protocols.Ids;
 
     public IReadOnlyList<PeerConnection> Connections => _connections.All;
 
@@ -86,14 +86,14 @@ public sealed class P2PHost : IAsyncDisposable
         ArgumentException.ThrowIfNullOrEmpty(protocolId);
         ArgumentNullException.ThrowIfNull(handler);
         _handlers[protocolId] = handler;
-        _protocols = _handlers.Keys.ToFrozenSet(StringComparer.Ordinal);
+        _protocols = new(_handlers.Keys.ToFrozenSet(StringComparer.Ordinal));
         MultistreamSelect.AddKnownId(protocolId);
     }
 
     public bool Unhandle(string protocolId)
     {
         var removed = _handlers.TryRemove(protocolId, out _);
-        _protocols = _handlers.Keys.ToFrozenSet(StringComparer.Ordinal);
+        _protocols = new(_handlers.Keys.ToFrozenSet(StringComparer.Ordinal));
         return removed;
     }
 
@@ -664,7 +664,7 @@ public sealed class P2PHost : IAsyncDisposable
 
     /// <summary>Our own instance of a protocol id or version string a peer names too; the peer's otherwise.</summary>
     private string InternIdentifyString(string value) =>
-        _protocols.TryGetValue(value, out var ours) ? ours
+        _protocols.Ids.TryGetValue(value, out var ours) ? ours
         : value == _options.AgentVersion ? _options.AgentVersion
         : value == _options.ProtocolVersion ? _options.ProtocolVersion
         : value;
@@ -845,7 +845,7 @@ public sealed class P2PHost : IAsyncDisposable
                 var protocols = _protocols;
                 // The answer to a lazy dialer (its request is here already) waits to leave with the
                 // handler's first write: one frame and one connection write instead of two.
-                var negotiation = MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols, () => stream.DataAvailable,
+                var negotiation = MultistreamSelect.HandleAsync(stream, protocols.Contains, protocols.Ids, () => stream.DataAvailable,
                     answer => stream.HoldForFirstWrite(answer.Span, HeldAnswerLimit()), cancellationToken);
                 // A lazy dialer's proposal came with the stream's first frame, so negotiation usually ends
                 // without waiting: the timeout is armed only when it has to wait.
@@ -962,7 +962,7 @@ public sealed class P2PHost : IAsyncDisposable
 
     private async Task ServeIdentifyAsync(StreamContext context, CancellationToken cancellationToken)
     {
-        var info = new IdentifyInfo(Identity.PublicKey, ListenAddresses, _protocols.ToArray(), context.Connection.RemoteAddress,
+        var info = new IdentifyInfo(Identity.PublicKey, ListenAddresses, _protocols.Ids.ToArray(), context.Connection.RemoteAddress,
             _options.ProtocolVersion, _options.AgentVersion);
         // A peer that does not read its identify answer must not keep the stream (and so the connection) open.
         using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
@@ -989,5 +989,12 @@ public sealed class P2PHost : IAsyncDisposable
         await Task.WhenAll(loops);
         await _connections.DisposeAsync();
         _stopping.Dispose();
+    }
+
+    /// <summary>The handled protocol ids with their match function, made once per change rather than per negotiated stream.</summary>
+    private sealed class ProtocolSet(FrozenSet<string> ids)
+    {
+        public FrozenSet<string> Ids { get; } = ids;
+        public Func<string, bool> Contains { get; } = ids.Contains;
     }
 }
