@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.ExceptionServices;
 using System.Threading.Tasks.Sources;
 
 namespace P2PInference.TestKit.Network;
@@ -105,50 +106,42 @@ internal sealed class MemoryFlow
         }
     }
 
-    public async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    public ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        // A reader on a custom context (the simulation's) that has to wait takes the flow's reusable
+        // wait instead of an async method's state machine and a task per wait. It resumes the reader
+        // from a step posted to that context, as a task's continuation would. Cancellation, errors and
+        // readers without such a context, or a second concurrent reader, take the general path.
+        if (!cancellationToken.IsCancellationRequested
+            && SynchronizationContext.Current is { } context && context.GetType() != typeof(SynchronizationContext))
+        {
+            lock (_gate)
+            {
+                if (_error is null)
+                {
+                    if (TryReadLocked(buffer, out var n)) return new ValueTask<int>(n);
+                    if (_readWait.IsFree) return _readWait.Arm(this, context, buffer, cancellationToken);
+                }
+            }
+        }
+        return ReadSlowAsync(buffer, cancellationToken);
+    }
+
+    private async ValueTask<int> ReadSlowAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         while (true)
         {
-            TaskCompletionSource? wait = null;
-            ValueTask reusableWait = default;
+            TaskCompletionSource wait;
             lock (_gate)
             {
-                if (_readable.TryPeek(out var chunk) && (_error is null || _drainBeforeError))
-                {
-                    // A zero-byte read waits for data without taking any, as socket streams do.
-                    if (buffer.IsEmpty) return 0;
-                    var n = Math.Min(buffer.Length, chunk.End - chunk.Start);
-                    chunk.Buffer.AsSpan(chunk.Start, n).CopyTo(buffer.Span);
-                    chunk.Start += n;
-                    if (chunk.Start == chunk.End)
-                    {
-                        _readable.Dequeue();
-                        if (ReferenceEquals(_readableTail, chunk)) _readableTail = null;
-                        ReturnChunk(chunk);
-                    }
-                    _buffered -= n;
-                    if (_buffered < _capacity) Signal(ref _spaceSignal);
-                    Link.CountRead(n);
-                    return n;
-                }
-                if (_error is not null) throw new IOException(_error.Message, _error);
-                if (_endOfStream || _readerClosed) return 0;
-                // The reusable wait posts its continuation to the reader's context itself, so it serves
-                // only a reader on a custom context (the simulation's) and one reader at a time; any
-                // other reader waits on a task as before, which may resume it elsewhere.
-                if (_readWait.IsFree && SynchronizationContext.Current is { } context && context.GetType() != typeof(SynchronizationContext))
-                    reusableWait = _readWait.Arm(context);
-                else
-                    wait = Await(ref _dataSignal);
+                if (TryReadLocked(buffer, out var n)) return n;
+                wait = Await(ref _dataSignal);
             }
-            var registration = wait is null
-                ? cancellationToken.UnsafeRegister(s_wakeReader, this)
-                : cancellationToken.UnsafeRegister(s_wake, wait);
+            var registration = cancellationToken.UnsafeRegister(s_wake, wait);
             try
             {
-                if (wait is null) await reusableWait;
-                else await wait.Task;
+                await wait.Task;
             }
             finally
             {
@@ -156,6 +149,36 @@ internal sealed class MemoryFlow
             }
             cancellationToken.ThrowIfCancellationRequested();
         }
+    }
+
+    /// <summary>
+    /// Reads what is there: data, or 0 at the end of the stream or once the reader closed; false when
+    /// the reader has to wait. Throws the flow's error once nothing is left to drain. Caller holds the lock.
+    /// </summary>
+    private bool TryReadLocked(Memory<byte> buffer, out int read)
+    {
+        read = 0;
+        if (_readable.TryPeek(out var chunk) && (_error is null || _drainBeforeError))
+        {
+            // A zero-byte read waits for data without taking any, as socket streams do.
+            if (buffer.IsEmpty) return true;
+            var n = Math.Min(buffer.Length, chunk.End - chunk.Start);
+            chunk.Buffer.AsSpan(chunk.Start, n).CopyTo(buffer.Span);
+            chunk.Start += n;
+            if (chunk.Start == chunk.End)
+            {
+                _readable.Dequeue();
+                if (ReferenceEquals(_readableTail, chunk)) _readableTail = null;
+                ReturnChunk(chunk);
+            }
+            _buffered -= n;
+            if (_buffered < _capacity) Signal(ref _spaceSignal);
+            Link.CountRead(n);
+            read = n;
+            return true;
+        }
+        if (_error is not null) throw new IOException(_error.Message, _error);
+        return _endOfStream || _readerClosed;
     }
 
     /// <summary>The writer is done: the reader sees end of stream after everything sent before.</summary>
@@ -441,64 +464,90 @@ internal sealed class MemoryFlow
         (long)Math.Ceiling(duration.Ticks * (double)time.TimestampFrequency / TimeSpan.TicksPerSecond);
 
     /// <summary>
-    /// The wait of the flow's one reader, reused for every wait instead of a task and its
-    /// continuation object each time. Its continuation is posted to the reader's context with the
-    /// awaiting state machine as the state, exactly as a task's continuation on that context is, so
-    /// the simulation sees the same steps (the same flow and code type) as with a task.
+    /// The pending read of the flow's one reader on a custom context, reused for every wait. A wake
+    /// posts one step to that context with the reader's state (its state machine) as the state, as a
+    /// task continuation would; the step retries the read as the waiting loop did and, when it has an
+    /// answer, resumes the reader within the same step.
     /// </summary>
-    private sealed class ReadWait : IValueTaskSource
+    private sealed class ReadWait : IValueTaskSource<int>
     {
-        private static readonly Action<object?> s_completed = static _ => { };
-        // Async methods all resume through one runtime delegate; its SendOrPostCallback twin is made once.
-        private static PostBridge? s_bridge;
+        private static readonly Action<object?> s_woken = static _ => { };
 
+        private readonly SendOrPostCallback _retry;
+        private MemoryFlow? _flow;
+        private SynchronizationContext? _context;
+        private Memory<byte> _buffer;
+        private CancellationToken _cancellationToken;
+        private CancellationTokenRegistration _registration;
         private Action<object?>? _continuation;
         private object? _state;
-        private SynchronizationContext? _context;
         private bool _completed;
+        private int _result;
+        private ExceptionDispatchInfo? _error;
         private short _version;
-
         private bool _inUse;
+
+        public ReadWait() => _retry = Retry;
 
         /// <summary>Whether a reader waits and has not been woken yet. Read and changed under the flow's lock.</summary>
         public bool IsArmed { get; private set; }
 
-        /// <summary>Whether a reader may take this wait: a woken one may not have resumed yet, and it still holds it.</summary>
+        /// <summary>Whether a reader may take this wait: the last one holds it until it has its result.</summary>
         public bool IsFree => !Volatile.Read(ref _inUse);
 
-        public ValueTask Arm(SynchronizationContext context)
+        /// <summary>Caller holds the flow's lock.</summary>
+        public ValueTask<int> Arm(MemoryFlow flow, SynchronizationContext context, Memory<byte> buffer, CancellationToken cancellationToken)
         {
             _inUse = true;
+            _flow = flow;
             _context = context;
+            _buffer = buffer;
+            _cancellationToken = cancellationToken;
             _continuation = null;
             _state = null;
             _completed = false;
+            _result = 0;
+            _error = null;
             IsArmed = true;
-            return new ValueTask(this, _version);
+            _registration = cancellationToken.UnsafeRegister(s_wakeReader, flow);
+            return new ValueTask<int>(this, _version);
         }
 
-        /// <summary>Completes the wait if a reader is still on it. Caller holds the flow's lock.</summary>
+        /// <summary>Schedules the retry if a reader is still waiting. Caller holds the flow's lock.</summary>
         public void Wake()
         {
             if (!IsArmed) return;
             IsArmed = false;
-            _completed = true;
-            var continuation = Interlocked.CompareExchange(ref _continuation, s_completed, null);
-            if (continuation is not null) Post(continuation, _state);
+            var continuation = Interlocked.CompareExchange(ref _continuation, s_woken, null);
+            if (continuation is not null) _context!.Post(_retry, _state);
         }
 
         public ValueTaskSourceStatus GetStatus(short token)
         {
             Validate(token);
-            return Volatile.Read(ref _completed) ? ValueTaskSourceStatus.Succeeded : ValueTaskSourceStatus.Pending;
+            if (!Volatile.Read(ref _completed)) return ValueTaskSourceStatus.Pending;
+            return _error is null ? ValueTaskSourceStatus.Succeeded
+                : _error.SourceException is OperationCanceledException ? ValueTaskSourceStatus.Canceled
+                : ValueTaskSourceStatus.Faulted;
         }
 
-        public void GetResult(short token)
+        public int GetResult(short token)
         {
             Validate(token);
-            if (!_completed) throw new InvalidOperationException("the read wait has not completed");
+            if (!_completed) throw new InvalidOperationException("the read has not completed");
+            var result = _result;
+            var error = _error;
+            _flow = null;
+            _context = null;
+            _buffer = default;
+            _cancellationToken = default;
+            _continuation = null;
+            _state = null;
+            _error = null;
             _version++;
             Volatile.Write(ref _inUse, false);
+            error?.Throw();
+            return result;
         }
 
         public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
@@ -506,27 +555,44 @@ internal sealed class MemoryFlow
             Validate(token);
             _state = state;
             if (Interlocked.CompareExchange(ref _continuation, continuation, null) is not null)
-                Post(continuation, state);
+            {
+                // Woken before the reader registered: the retry takes over the continuation now.
+                _continuation = continuation;
+                _context!.Post(_retry, state);
+            }
         }
 
-        private void Post(Action<object?> continuation, object? state)
+        /// <summary>The woken reader's step: what the waiting loop did after its wait completed.</summary>
+        private void Retry(object? state)
         {
-            var bridge = Volatile.Read(ref s_bridge);
-            if (bridge is null || !ReferenceEquals(bridge.Continuation, continuation))
-                s_bridge = bridge = new PostBridge(continuation);
-            _context!.Post(bridge.Callback, state);
+            var flow = _flow!;
+            var done = true;
+            lock (flow._gate)
+            {
+                try
+                {
+                    _cancellationToken.ThrowIfCancellationRequested();
+                    done = flow.TryReadLocked(_buffer, out _result);
+                }
+                catch (Exception e)
+                {
+                    _error = ExceptionDispatchInfo.Capture(e);
+                }
+                if (!done)
+                {
+                    IsArmed = true; // woken with nothing for it: wait again, as the loop would
+                    return;
+                }
+            }
+            _registration.Unregister();
+            Volatile.Write(ref _completed, true);
+            _continuation!(state);
         }
 
         private void Validate(short token)
         {
-            if (token != _version) throw new InvalidOperationException("the read wait was awaited twice");
+            if (token != _version) throw new InvalidOperationException("the read was awaited twice");
         }
-    }
-
-    private sealed class PostBridge(Action<object?> continuation)
-    {
-        public Action<object?> Continuation { get; } = continuation;
-        public SendOrPostCallback Callback { get; } = new(continuation);
     }
 
     private enum ChunkKind
