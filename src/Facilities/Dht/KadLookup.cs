@@ -1,9 +1,6 @@
 using System.Threading.Channels;
-using Google.Protobuf;
-using Google.Protobuf.Collections;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
-using P2PInference.Facilities.Dht.Proto;
 
 namespace P2PInference.Facilities.Dht;
 
@@ -30,15 +27,16 @@ internal sealed class KadLookup
     private readonly TimeProvider _timeProvider;
     private readonly TimeSpan _requestTimeout;
     private readonly TimeSpan _lookupTimeout;
-    private readonly Func<PeerId, CancellationToken, Task<Message?>> _request;
-    private readonly Func<PeerId, Message, int, bool> _onResponse;
+    private readonly Func<PeerId, CancellationToken, Task<KadReply?>> _request;
+    private readonly Func<PeerId, KadReply, int, bool> _onResponse;
     private readonly Action<PeerId, bool> _onOutcome;
     private readonly Action<DiscoveredPeer> _onPeerLearned;
     private readonly List<Candidate> _candidates = [];
     private readonly HashSet<PeerId> _seen = [];
     // Wire id -> each distinct set of address bytes it was learned with in this lookup (nearly always one).
     // All of them, not just the last: replies arrive in any order, and x1, x2, x1 must learn x1 once.
-    private readonly Dictionary<ByteString, (RepeatedField<ByteString> First, List<RepeatedField<ByteString>>? More)> _learned = [];
+    private readonly Dictionary<byte[], (byte[][] First, List<byte[][]>? More)> _learned = new(ByteKeyComparer.Instance);
+    private readonly Dictionary<byte[], (byte[][] First, List<byte[][]>? More)>.AlternateLookup<ReadOnlySpan<byte>> _learnedById;
     private int _requests, _responses, _failures, _maxHop, _hopsToResult;
 
     /// <param name="request">Sends the request to a peer and returns its validated reply; null or a throw on failure.</param>
@@ -47,8 +45,8 @@ internal sealed class KadLookup
     /// <param name="onPeerLearned">Told of every peer a reply names, with its addresses, before it is dialed.</param>
     /// <param name="alpha">Requests in flight at once; null for <see cref="KademliaDhtOptions.Alpha"/>.</param>
     public KadLookup(KadId target, PeerId self, KademliaDhtOptions options,
-        Func<PeerId, CancellationToken, Task<Message?>> request,
-        Func<PeerId, Message, int, bool> onResponse,
+        Func<PeerId, CancellationToken, Task<KadReply?>> request,
+        Func<PeerId, KadReply, int, bool> onResponse,
         Action<PeerId, bool> onOutcome,
         Action<DiscoveredPeer> onPeerLearned,
         int? alpha = null)
@@ -67,6 +65,7 @@ internal sealed class KadLookup
         _onResponse = onResponse;
         _onOutcome = onOutcome;
         _onPeerLearned = onPeerLearned;
+        _learnedById = _learned.GetAlternateLookup<ReadOnlySpan<byte>>();
     }
 
     /// <summary>Records that the sought thing turned up at <paramref name="hop"/> (first call wins).</summary>
@@ -162,10 +161,11 @@ internal sealed class KadLookup
         _maxHop = Math.Max(_maxHop, c.Hop);
         _onOutcome(c.Peer, true);
         // A reply naming more than k (or 2k) peers is padding; the closest ones are all we need.
-        var taken = 0;
-        foreach (var wire in done.Reply.CloserPeers)
+        var reply = done.Reply;
+        var count = Math.Min(reply.CloserPeerCount, _k * 2);
+        for (var i = 0; i < count; i++)
         {
-            if (++taken > _k * 2) break;
+            var wire = reply.CloserPeer(i);
             // Replies overlap heavily (most of a lookup's replies name mostly the same peers): a peer named
             // again with the very same address bytes is already a candidate and already in the peer store,
             // so it is not parsed (PeerId, multiaddrs) or stored again.
@@ -176,24 +176,34 @@ internal sealed class KadLookup
             NoteLearned(wire);
             AddCandidate(peer.PeerId, c.Hop + 1);
         }
-        return _onResponse(c.Peer, done.Reply, c.Hop);
+        return _onResponse(c.Peer, reply, c.Hop);
     }
 
-    private bool AlreadyLearned(Message.Types.Peer wire)
+    private bool AlreadyLearned(in KadWirePeer wire)
     {
-        if (!_learned.TryGetValue(wire.Id, out var sets)) return false;
-        if (sets.First.Equals(wire.Addrs)) return true;
+        if (!_learnedById.TryGetValue(wire.Id, out var sets)) return false;
+        if (SameAddresses(sets.First, wire)) return true;
         if (sets.More is null) return false;
         foreach (var set in sets.More)
-            if (set.Equals(wire.Addrs)) return true;
+            if (SameAddresses(set, wire)) return true;
         return false;
     }
 
-    private void NoteLearned(Message.Types.Peer wire)
+    private static bool SameAddresses(byte[][] set, in KadWirePeer wire)
     {
-        ref var sets = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_learned, wire.Id, out var exists);
-        if (!exists) sets.First = wire.Addrs;
-        else (sets.More ??= []).Add(wire.Addrs);
+        if (set.Length != wire.AddressCount) return false;
+        for (var i = 0; i < set.Length; i++)
+            if (!wire.Address(i).SequenceEqual(set[i])) return false;
+        return true;
+    }
+
+    private void NoteLearned(in KadWirePeer wire)
+    {
+        var set = new byte[wire.AddressCount][];
+        for (var i = 0; i < set.Length; i++) set[i] = wire.Address(i).ToArray();
+        ref var sets = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_learnedById, wire.Id, out var exists);
+        if (!exists) sets.First = set;
+        else (sets.More ??= []).Add(set);
     }
 
     private void AddCandidate(PeerId peer, int hop)
@@ -249,7 +259,7 @@ internal sealed class KadLookup
         public CandidateState State { get; set; }
     }
 
-    private readonly record struct Completion(Candidate Candidate, Message? Reply, Exception? Error);
+    private readonly record struct Completion(Candidate Candidate, KadReply? Reply, Exception? Error);
 
     private sealed class DistanceComparer(KadId target) : IComparer<Candidate>
     {

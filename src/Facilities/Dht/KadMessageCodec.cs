@@ -40,33 +40,53 @@ public static class KadMessageCodec
     public static DiscoveredPeer? ToPeer(Message.Types.Peer peer, int maxAddresses)
     {
         ArgumentNullException.ThrowIfNull(peer);
-        PeerId id;
+        var id = TryPeerId(peer.Id.Span);
+        if (id is null) return null;
+        var addresses = new List<Multiaddress>(Math.Min(peer.Addrs.Count, maxAddresses));
+        foreach (var bytes in peer.Addrs)
+        {
+            if (addresses.Count >= maxAddresses) break;
+            TryAddAddress(addresses, bytes.Span, id);
+        }
+        return new DiscoveredPeer(id, addresses);
+    }
+
+    /// <summary><see cref="ToPeer(Message.Types.Peer, int)"/> of a closer peer still in its reply's bytes.</summary>
+    internal static DiscoveredPeer? ToPeer(in KadWirePeer peer, int maxAddresses)
+    {
+        var id = TryPeerId(peer.Id);
+        if (id is null) return null;
+        var addresses = new List<Multiaddress>(Math.Min(peer.AddressCount, maxAddresses));
+        for (var i = 0; i < peer.AddressCount && addresses.Count < maxAddresses; i++) TryAddAddress(addresses, peer.Address(i), id);
+        return new DiscoveredPeer(id, addresses);
+    }
+
+    private static PeerId? TryPeerId(ReadOnlySpan<byte> bytes)
+    {
         try
         {
-            id = PeerId.FromBytes(peer.Id.Span);
+            return PeerId.FromBytes(bytes);
         }
         catch (Exception e) when (e is FormatException or ArgumentException)
         {
             return null;
         }
-        var addresses = new List<Multiaddress>(Math.Min(peer.Addrs.Count, maxAddresses));
-        foreach (var bytes in peer.Addrs)
+    }
+
+    private static void TryAddAddress(List<Multiaddress> addresses, ReadOnlySpan<byte> bytes, PeerId id)
+    {
+        try
         {
-            if (addresses.Count >= maxAddresses) break;
-            try
-            {
-                var address = Multiaddress.FromBytes(bytes.Span);
-                // A /p2p suffix naming someone else would make us dial the wrong peer.
-                var named = address.PeerId;
-                if (named is not null && named != id) continue;
-                address = address.WithoutPeerId();
-                if (address.Components.Count > 0) addresses.Add(address);
-            }
-            catch (Exception e) when (e is FormatException or ArgumentException)
-            {
-            }
+            var address = Multiaddress.FromBytes(bytes);
+            // A /p2p suffix naming someone else would make us dial the wrong peer.
+            var named = address.PeerId;
+            if (named is not null && named != id) return;
+            address = address.WithoutPeerId();
+            if (address.Components.Count > 0) addresses.Add(address);
         }
-        return new DiscoveredPeer(id, addresses);
+        catch (Exception e) when (e is FormatException or ArgumentException)
+        {
+        }
     }
 
     public static Message.Types.Peer FromPeer(PeerId peer, IEnumerable<Multiaddress> addresses, bool connected)
@@ -103,7 +123,7 @@ public static class KadMessageCodec
         };
     }
 
-    private static void Validate(Message message, int maxKeySize)
+    internal static void Validate(Message message, int maxKeySize)
     {
         if (!Enum.IsDefined(message.Type))
             throw new KadProtocolException($"unknown message type {(int)message.Type}");

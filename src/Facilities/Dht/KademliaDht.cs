@@ -189,7 +189,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         lookup = NewLookup(KadId.FromKey(key), request, (_, reply, hop) =>
         {
             var taken = 0;
-            foreach (var wire in reply.ProviderPeers)
+            foreach (var wire in reply.Message.ProviderPeers)
             {
                 if (++taken > _options.MaxProvidersPerKey) break;
                 var peer = KadMessageCodec.ToPeer(wire, _options.MaxAddressesPerPeer);
@@ -230,9 +230,10 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         KadLookup? lookup = null;
         lookup = NewLookup(KadId.FromPeer(peer), request, (from, reply, hop) =>
         {
-            foreach (var wire in reply.CloserPeers)
+            for (var i = 0; i < reply.CloserPeerCount; i++)
             {
-                if (!wire.Id.Span.SequenceEqual(peer.Bytes)) continue;
+                var wire = reply.CloserPeer(i);
+                if (!wire.Id.SequenceEqual(peer.Bytes)) continue;
                 var candidate = KadMessageCodec.ToPeer(wire, _options.MaxAddressesPerPeer);
                 if (candidate is { Addresses.Count: > 0 })
                 {
@@ -298,7 +299,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         KadLookup? lookup = null;
         lookup = NewLookup(KadId.FromKey(key), request, (_, reply, hop) =>
         {
-            var record = reply.Record;
+            var record = reply.Message.Record;
             if (record is null || !record.Key.Span.SequenceEqual(key) || record.Value.Length > _options.MaxRecordSize) return false;
             var candidate = record.Value.ToByteArray();
             if (!_options.RecordValidator(key, candidate)) return false;
@@ -319,7 +320,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     }
 
     /// <summary>An iterative FIND_NODE for <paramref name="key"/>, ended early when <paramref name="stopWhen"/> says so; its stats recorded.</summary>
-    private async Task<LookupResult> RunFindNodeAsync(byte[] key, IEnumerable<PeerId> extraSeeds, Func<PeerId, Message, int, bool> stopWhen, int? alpha,
+    private async Task<LookupResult> RunFindNodeAsync(byte[] key, IEnumerable<PeerId> extraSeeds, Func<PeerId, KadReply, int, bool> stopWhen, int? alpha,
         CancellationToken cancellationToken)
     {
         var target = KadId.FromKey(key);
@@ -330,7 +331,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         return result;
     }
 
-    private KadLookup NewLookup(KadId target, Message request, Func<PeerId, Message, int, bool> onResponse, int? alpha = null) =>
+    private KadLookup NewLookup(KadId target, Message request, Func<PeerId, KadReply, int, bool> onResponse, int? alpha = null) =>
         new(target, PeerId, _options,
             (peer, ct) => RequestAsync(peer, request, ct),
             onResponse,
@@ -359,7 +360,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     /// more on a connection dialed anew, as a stream that failed to open was before.
     /// </para>
     /// </remarks>
-    private async Task<Message?> RequestAsync(PeerId peer, Message request, CancellationToken cancellationToken)
+    private async Task<KadReply?> RequestAsync(PeerId peer, Message request, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _requestsSent);
         var frame = LengthPrefixedMessage.RentFrame(request, out var length);
@@ -378,11 +379,11 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
                     try
                     {
                         await _host.ReadLazyAnswerAsync(stream, _options.ProtocolId, cancellationToken);
-                        var reply = await KadMessageCodec.ReadAsync(stream, _options.MaxMessageSize, _options.MaxKeySize, cancellationToken)
+                        var reply = await KadReply.ReadAsync(stream, _options.MaxMessageSize, _options.MaxKeySize, AddressScopes.Of(connection!.RemoteAddress),
+                                cancellationToken)
                             ?? throw new KadProtocolException($"{peer} closed the stream without answering {request.Type}");
-                        if (reply.Type != request.Type)
-                            throw new KadProtocolException($"{peer} answered {request.Type} with {reply.Type}");
-                        KadReplyAddresses.Restrict(reply, AddressScopes.Of(connection!.RemoteAddress));
+                        if (reply.Message.Type != request.Type)
+                            throw new KadProtocolException($"{peer} answered {request.Type} with {reply.Message.Type}");
                         return reply;
                     }
                     catch (MultistreamException e) when (e.Reason == MultistreamFailure.NoProtocolSupported)

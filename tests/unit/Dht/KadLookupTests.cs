@@ -39,15 +39,18 @@ public sealed class KadLookupTests
         return reply;
     }
 
+    /// <summary><paramref name="reply"/> as the lookup gets it off the wire.</summary>
+    private static KadReply Received(Message reply) => KadReply.Parse(reply.ToByteArray(), 1024, AddressScope.Loopback);
+
     private static IEnumerable<PeerId> ByDistance(KadId target, PeerId self) =>
         DhtTestPeers.Take(Peers).Where(p => p != self).OrderBy(p => KadId.FromPeer(p), Comparer<KadId>.Create(target.CompareDistance));
 
     private static IReadOnlyList<PeerId> TrueClosest(KadId target, PeerId self) => ByDistance(target, self).Take(20).ToArray();
 
     private static KadLookup NewLookup(KadId target, PeerId self, KademliaDhtOptions options,
-        Func<PeerId, CancellationToken, Task<Message>> request, Func<PeerId, Message, int, bool>? onResponse = null,
+        Func<PeerId, CancellationToken, Task<Message>> request, Func<PeerId, KadReply, int, bool>? onResponse = null,
         List<(PeerId, bool)>? outcomes = null) =>
-        new(target, self, options, request!, onResponse ?? ((_, _, _) => false), (p, ok) => outcomes?.Add((p, ok)), _ => { });
+        new(target, self, options, async (p, ct) => Received(await request(p, ct)), onResponse ?? ((_, _, _) => false), (p, ok) => outcomes?.Add((p, ok)), _ => { });
 
     private static IEnumerable<PeerId> Seeds(PeerId self, KadId target) => Network.Value[self].NearestPeers(target, 20);
 
@@ -67,7 +70,7 @@ public sealed class KadLookupTests
             var learned = Seeds(self, target).ToHashSet();
             var lookup = NewLookup(target, self, options, (p, _) => Task.FromResult(Answer(p, target)), onResponse: (_, reply, _) =>
             {
-                foreach (var named in reply.CloserPeers) learned.Add(PeerId.FromBytes(named.Id.Span));
+                for (var j = 0; j < reply.CloserPeerCount; j++) learned.Add(PeerId.FromBytes(reply.CloserPeer(j).Id));
                 return false;
             });
 
@@ -197,7 +200,7 @@ public sealed class KadLookupTests
             async (p, ct) =>
             {
                 if (p == b) await Task.Delay(TimeSpan.FromMilliseconds(100), sim.Clock, ct);
-                return replies[p];
+                return Received(replies[p]);
             },
             (_, _, _) => false, (_, _) => { },
             peer =>

@@ -1,0 +1,314 @@
+using System.Buffers;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Encoding;
+using P2PInference.Facilities.Dht.Proto;
+
+namespace P2PInference.Facilities.Dht;
+
+/// <summary>
+/// A kad reply as a lookup takes it: everything but the closer peers as a protobuf <see cref="Proto.Message"/>,
+/// the closer peers as slices of the received bytes (<see cref="KadWirePeer"/>). Replies overlap heavily, so
+/// most peers they name are ones the lookup has learned already; as slices, those cost a comparison, not a
+/// Peer, a ByteString and a copy per id and address.
+/// </summary>
+/// <remarks>
+/// The reader accepts exactly what Google.Protobuf's parser of <see cref="Proto.Message"/> accepts (tags,
+/// varints, lengths, groups, the end-group rule and recursion limit), so garbage still ends in a
+/// <see cref="MalformedMessageException"/>; the fields it does not read itself are parsed by that parser.
+/// Closer peers' addresses are restricted as they are read, by the rule of <see cref="KadReplyAddresses"/>.
+/// </remarks>
+internal sealed class KadReply
+{
+    // Google.Protobuf's default, which the generated parser applies to groups and nested messages.
+    private const int RecursionLimit = 100;
+    private const uint CloserPeersTag = (8 << 3) | 2;
+    private const uint PeerIdTag = (1 << 3) | 2;
+    private const uint PeerAddrsTag = (2 << 3) | 2;
+    private const uint PeerConnectionTag = 3 << 3;
+
+    private readonly byte[] _body;
+    // Index of each closer peer's entry in _slices.
+    private readonly int[] _peerAt;
+    // Per closer peer: id offset, id length, kept address count, then offset and length of each kept address.
+    private readonly int[] _slices;
+
+    private KadReply(Message message, byte[] body, int[] peerAt, int[] slices)
+    {
+        Message = message;
+        _body = body;
+        _peerAt = peerAt;
+        _slices = slices;
+    }
+
+    /// <summary>The reply without its closer peers (those are <see cref="CloserPeer"/>); provider peers restricted.</summary>
+    public Message Message { get; }
+
+    public int CloserPeerCount => _peerAt.Length;
+
+    public KadWirePeer CloserPeer(int index) => new(_body, _slices, _peerAt[index]);
+
+    /// <summary>Reads one reply; null when the stream ends cleanly before it.</summary>
+    /// <exception cref="MessageTooLargeException">The prefix announces more than <paramref name="maxMessageSize"/>.</exception>
+    /// <exception cref="MalformedMessageException">The prefix or the protobuf is malformed.</exception>
+    /// <exception cref="KadProtocolException">The message has an unknown type or an oversized key.</exception>
+    /// <exception cref="EndOfStreamException">The stream ended inside the message.</exception>
+    public static async ValueTask<KadReply?> ReadAsync(Stream stream, int maxMessageSize, int maxKeySize, AddressScope replierScope,
+        CancellationToken cancellationToken)
+    {
+        // Kept whole: the closer peers are slices of it.
+        var body = await LengthPrefixedMessage.ReadAsync(stream, maxMessageSize, cancellationToken);
+        return body is null ? null : Parse(body, maxKeySize, replierScope);
+    }
+
+    /// <summary>Parses one reply body (no length prefix), which it keeps, and validates it like <see cref="ReadAsync"/>.</summary>
+    /// <param name="body">The body; the reply refers to it, so it must not change afterwards.</param>
+    /// <param name="maxKeySize">Longest key accepted.</param>
+    /// <param name="replierScope">The scope of the address the replier was reached at (<see cref="KadReplyAddresses"/>).</param>
+    public static KadReply Parse(byte[] body, int maxKeySize, AddressScope replierScope)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        var peerAt = new IntList();
+        var slices = new IntList();
+        byte[]? rest = null;
+        try
+        {
+            var restLength = 0;
+            var reader = new WireReader(body, 0, body.Length);
+            while (true)
+            {
+                var start = reader.Position;
+                var tag = reader.ReadTag();
+                if (tag == 0) break;
+                if (tag == CloserPeersTag)
+                {
+                    var length = reader.ReadLength();
+                    peerAt.Add(slices.Count);
+                    ReadPeer(new WireReader(body, reader.Position, length), replierScope, ref slices);
+                    reader.Skip(length);
+                    if (rest is null)
+                    {
+                        rest = ArrayPool<byte>.Shared.Rent(body.Length);
+                        body.AsSpan(0, start).CopyTo(rest);
+                        restLength = start;
+                    }
+                    continue;
+                }
+                reader.SkipField(tag, depth: 0);
+                if (rest is not null)
+                {
+                    body.AsSpan(start, reader.Position - start).CopyTo(rest.AsSpan(restLength));
+                    restLength += reader.Position - start;
+                }
+            }
+            var message = LengthPrefixedMessage.Parse(Message.Parser, rest is null ? body : rest.AsSpan(0, restLength));
+            KadMessageCodec.Validate(message, maxKeySize);
+            foreach (var provider in message.ProviderPeers) KadReplyAddresses.Restrict(provider, replierScope);
+            return new KadReply(message, body, peerAt.ToArray(), slices.ToArray());
+        }
+        finally
+        {
+            if (rest is not null) ArrayPool<byte>.Shared.Return(rest);
+            peerAt.Dispose();
+            slices.Dispose();
+        }
+    }
+
+    /// <summary>Reads one Peer (id, addrs, connection), recording its id and the addresses it may name.</summary>
+    private static void ReadPeer(WireReader reader, AddressScope replierScope, ref IntList slices)
+    {
+        var entry = slices.Count;
+        slices.Add(0);
+        slices.Add(0);
+        slices.Add(0);
+        var kept = 0;
+        while (true)
+        {
+            var tag = reader.ReadTag();
+            if (tag == 0) break;
+            switch (tag)
+            {
+                case PeerIdTag:
+                {
+                    // A repeated id replaces the earlier one, as the generated parser does.
+                    var length = reader.ReadLength();
+                    slices[entry] = reader.Position;
+                    slices[entry + 1] = length;
+                    reader.Skip(length);
+                    break;
+                }
+                case PeerAddrsTag:
+                {
+                    var length = reader.ReadLength();
+                    var at = reader.Position;
+                    reader.Skip(length);
+                    // The first MaxAddressesPerNamedPeer it may name, as KadReplyAddresses keeps of a parsed Peer.
+                    if (kept < KadReplyAddresses.MaxAddressesPerNamedPeer && NamedAddresses.MayName(replierScope, reader.Slice(at, length)))
+                    {
+                        slices.Add(at);
+                        slices.Add(length);
+                        kept++;
+                    }
+                    break;
+                }
+                case PeerConnectionTag:
+                    reader.ReadVarint32();
+                    break;
+                default:
+                    // A nested message is one level down.
+                    reader.SkipField(tag, depth: 1);
+                    break;
+            }
+        }
+        slices[entry + 2] = kept;
+    }
+
+    private static MalformedMessageException Malformed(string what) => new($"malformed Message message: {what}");
+
+    /// <summary>Protobuf wire reading over a region of a buffer, with Google.Protobuf's acceptance rules.</summary>
+    private ref struct WireReader(byte[] buffer, int start, int length)
+    {
+        private readonly ReadOnlySpan<byte> _buffer = buffer.AsSpan(0, start + length);
+
+        public int Position { get; private set; } = start;
+
+        public readonly ReadOnlySpan<byte> Slice(int at, int length) => _buffer.Slice(at, length);
+
+        /// <summary>The next tag; 0 at the end of the region.</summary>
+        public uint ReadTag()
+        {
+            if (Position == _buffer.Length) return 0;
+            var tag = ReadVarint32();
+            if (tag >> 3 == 0) throw Malformed("invalid tag (zero)");
+            return tag;
+        }
+
+        /// <summary>A length-delimited field's length, which must lie within the region.</summary>
+        public int ReadLength()
+        {
+            var length = (int)ReadVarint32();
+            if (length < 0) throw Malformed("negative size");
+            if (length > _buffer.Length - Position) throw Malformed("truncated");
+            return length;
+        }
+
+        public void Skip(int length) => Position += length;
+
+        /// <summary>Up to ten bytes, of which the low 32 bits count; longer is malformed.</summary>
+        public uint ReadVarint32()
+        {
+            uint result = 0;
+            for (var i = 0; i < 10; i++)
+            {
+                if (Position == _buffer.Length) throw Malformed("truncated");
+                var b = _buffer[Position++];
+                if (i < 5) result |= (uint)(b & 0x7f) << (7 * i);
+                if (b < 0x80) return result;
+            }
+            throw Malformed("malformed varint");
+        }
+
+        /// <summary>Skips the field <paramref name="tag"/> introduced, as the generated parser skips an unknown field.</summary>
+        public void SkipField(uint tag, int depth)
+        {
+            switch (tag & 7)
+            {
+                case 0:
+                    ReadVarint32();
+                    break;
+                case 1:
+                    SkipFixed(8);
+                    break;
+                case 2:
+                    Skip(ReadLength());
+                    break;
+                case 3:
+                {
+                    if (depth >= RecursionLimit) throw Malformed("recursion limit exceeded");
+                    while (true)
+                    {
+                        var inner = ReadTag();
+                        if (inner == 0) throw Malformed("group not ended");
+                        if ((inner & 7) == 4)
+                        {
+                            if (inner >> 3 != tag >> 3) throw Malformed("mismatched end-group tag");
+                            break;
+                        }
+                        SkipField(inner, depth + 1);
+                    }
+                    break;
+                }
+                case 4:
+                    throw Malformed("end-group tag without a group");
+                case 5:
+                    SkipFixed(4);
+                    break;
+                default:
+                    throw Malformed("invalid wire type");
+            }
+        }
+
+        private void SkipFixed(int size)
+        {
+            if (size > _buffer.Length - Position) throw Malformed("truncated");
+            Position += size;
+        }
+    }
+
+    /// <summary>A growing list of ints on pooled arrays, for the one pass over a reply.</summary>
+    private struct IntList : IDisposable
+    {
+        private int[]? _items;
+
+        public int Count { get; private set; }
+
+        public readonly ref int this[int index] => ref _items![index];
+
+        public void Add(int value)
+        {
+            if (_items is null || Count == _items.Length)
+            {
+                var larger = ArrayPool<int>.Shared.Rent(Math.Max(64, Count * 2));
+                if (_items is not null)
+                {
+                    _items.AsSpan(0, Count).CopyTo(larger);
+                    ArrayPool<int>.Shared.Return(_items);
+                }
+                _items = larger;
+            }
+            _items[Count++] = value;
+        }
+
+        public readonly int[] ToArray() => Count == 0 ? [] : _items.AsSpan(0, Count).ToArray();
+
+        public void Dispose()
+        {
+            if (_items is not null) ArrayPool<int>.Shared.Return(_items);
+            _items = null;
+        }
+    }
+}
+
+/// <summary>One closer peer of a <see cref="KadReply"/>: its id and the addresses kept of it, as slices of the reply.</summary>
+internal readonly struct KadWirePeer
+{
+    private readonly byte[] _body;
+    private readonly int[] _slices;
+    private readonly int _at;
+
+    internal KadWirePeer(byte[] body, int[] slices, int at)
+    {
+        _body = body;
+        _slices = slices;
+        _at = at;
+    }
+
+    public ReadOnlySpan<byte> Id => _body.AsSpan(_slices[_at], _slices[_at + 1]);
+
+    public int AddressCount => _slices[_at + 2];
+
+    public ReadOnlySpan<byte> Address(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)index, (uint)AddressCount, nameof(index));
+        return _body.AsSpan(_slices[_at + 3 + 2 * index], _slices[_at + 4 + 2 * index]);
+    }
+}
