@@ -1,5 +1,7 @@
+using System.Buffers;
 using Google.Protobuf;
 using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Dht.Proto;
@@ -47,31 +49,56 @@ internal sealed class KadRequestHandler(
             }
             if (request is null) return;
             Interlocked.Increment(ref _requestsServed);
-            var reply = Handle(remote, request, AddressScopes.Of(context.Connection.RemoteAddress));
-            if (reply is null)
+            var frame = Answer(remote, request, AddressScopes.Of(context.Connection.RemoteAddress), out var length);
+            if (frame is null)
             {
                 // Nothing to write (ADD_PROVIDER): the timer waits for the next request from the top.
                 continue;
             }
-            // The same timer bounds writing the reply: a requester that sends requests and never reads the
-            // replies fills the stream's window, and the write would then hold this handler until the
-            // connection ends.
-#pragma warning disable RS0030 // As above: the provider's timer, re-armed.
-            idle.CancelAfter(options.ReplyWriteTimeout);
-#pragma warning restore RS0030
             try
             {
-                await KadMessageCodec.WriteAsync(context.Stream, reply, linked.Token);
+                // The same timer bounds writing the reply: a requester that sends requests and never reads the
+                // replies fills the stream's window, and the write would then hold this handler until the
+                // connection ends.
+#pragma warning disable RS0030 // As above: the provider's timer, re-armed.
+                idle.CancelAfter(options.ReplyWriteTimeout);
+#pragma warning restore RS0030
+                try
+                {
+                    await context.Stream.WriteAsync(frame.AsMemory(0, length), linked.Token);
+                    await context.Stream.FlushAsync(linked.Token);
+                }
+                catch (OperationCanceledException e) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    // Thrown, so the host resets the stream: part of the reply may be queued on it.
+                    throw new KadProtocolException($"{remote} did not take the {request.Type} reply within {options.ReplyWriteTimeout}", e);
+                }
             }
-            catch (OperationCanceledException e) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            finally
             {
-                // Thrown, so the host resets the stream: part of the reply may be queued on it.
-                throw new KadProtocolException($"{remote} did not take the {request.Type} reply within {options.ReplyWriteTimeout}", e);
+                ArrayPool<byte>.Shared.Return(frame);
             }
         }
     }
 
-    /// <summary>Answers one request; null for ADD_PROVIDER, which has no reply on the wire.</summary>
+    /// <summary>
+    /// Answers one request with its reply, length-prefixed, in the first <paramref name="length"/> bytes of a
+    /// buffer rented from <see cref="ArrayPool{T}.Shared"/>, which the caller returns; null for ADD_PROVIDER,
+    /// which has no reply on the wire.
+    /// </summary>
+    /// <inheritdoc cref="Handle"/>
+    internal byte[]? Answer(PeerId remote, Message request, AddressScope remoteScope, out int length)
+    {
+        var reply = Handle(remote, request, remoteScope, out var withCloserPeers);
+        if (reply is null)
+        {
+            length = 0;
+            return null;
+        }
+        return withCloserPeers ? FrameWithCloserPeers(reply, request.Key.Span, remote, out length) : LengthPrefixedMessage.RentFrame(reply, out length);
+    }
+
+    /// <summary>Answers one request, but for the closer peers (<paramref name="withCloserPeers"/> says whether it has them); null for ADD_PROVIDER.</summary>
     /// <param name="remote">The sender.</param>
     /// <param name="request">What it asks.</param>
     /// <param name="remoteScope">
@@ -79,16 +106,17 @@ internal sealed class KadRequestHandler(
     /// keeps only the addresses it may name (<see cref="KadReplyAddresses"/>). Loopback, which keeps them
     /// all, by default.
     /// </param>
+    /// <param name="withCloserPeers">Whether the reply names the peers closest to the request's key.</param>
     /// <exception cref="KadProtocolException">The request is unacceptable.</exception>
-    internal Message? Handle(PeerId remote, Message request, AddressScope remoteScope = AddressScope.Loopback)
+    private Message? Handle(PeerId remote, Message request, AddressScope remoteScope, out bool withCloserPeers)
     {
+        withCloserPeers = request.Type is Message.Types.MessageType.FindNode or Message.Types.MessageType.GetProviders
+            or Message.Types.MessageType.GetValue;
         switch (request.Type)
         {
             case Message.Types.MessageType.FindNode:
             {
-                var reply = NewReply(request);
-                AddCloserPeers(reply, request.Key.Span, remote);
-                return reply;
+                return NewReply(request);
             }
             case Message.Types.MessageType.GetProviders:
             {
@@ -101,7 +129,6 @@ internal sealed class KadRequestHandler(
                     reply.ProviderPeers.Add(KadMessageCodec.FromPeer(record.Provider, addresses, options.MaxAddressesPerPeer,
                         record.Provider == host.PeerId || host.GetConnection(record.Provider) is not null));
                 }
-                AddCloserPeers(reply, request.Key.Span, remote);
                 return reply;
             }
             case Message.Types.MessageType.AddProvider:
@@ -156,7 +183,6 @@ internal sealed class KadRequestHandler(
                         TimeReceived = stored.Received.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture),
                     };
                 }
-                AddCloserPeers(reply, request.Key.Span, remote);
                 return reply;
             }
             case Message.Types.MessageType.Ping:
@@ -173,22 +199,122 @@ internal sealed class KadRequestHandler(
         if (request.Key.IsEmpty) throw new KadProtocolException($"{request.Type} without a key");
     }
 
-    private void AddCloserPeers(Message reply, ReadOnlySpan<byte> key, PeerId requester)
+    /// <summary>
+    /// <paramref name="reply"/> with the peers closest to <paramref name="key"/>, framed as <see cref="LengthPrefixedMessage.RentFrame"/>
+    /// frames a message. The peers are written straight from the routing table and peer store, not built as
+    /// wire Peers first: every FIND_NODE names k of them, with their addresses, and those objects were most
+    /// of what serving a request allocated. Byte for byte what protobuf writes for the whole message: it
+    /// writes fields in number order, so closerPeers (8) go after type, key and record (1-3) and before
+    /// providerPeers (9) and clusterLevelRaw (10).
+    /// </summary>
+    private byte[] FrameWithCloserPeers(Message reply, ReadOnlySpan<byte> key, PeerId requester, out int length)
+    {
+        var peers = ArrayPool<CloserPeer>.Shared.Rent(options.K + 1);
+        try
+        {
+            var count = CloserPeers(key, requester, peers);
+            Message? tail = null;
+            if (reply.ProviderPeers.Count > 0 || reply.ClusterLevelRaw != 0)
+            {
+                tail = new Message { ClusterLevelRaw = reply.ClusterLevelRaw };
+                tail.ProviderPeers.Add(reply.ProviderPeers);
+                reply.ProviderPeers.Clear();
+                reply.ClusterLevelRaw = 0;
+            }
+            var headSize = reply.CalculateSize();
+            var tailSize = tail?.CalculateSize() ?? 0;
+            var size = headSize + tailSize;
+            for (var i = 0; i < count; i++) size += 1 + Varint.GetLength((ulong)peers[i].Size) + peers[i].Size;
+            var prefix = Varint.GetLength((ulong)size);
+            var buffer = ArrayPool<byte>.Shared.Rent(prefix + size);
+            var at = Varint.Write(buffer, (ulong)size);
+            reply.WriteTo(buffer.AsSpan(at, headSize));
+            at += headSize;
+            for (var i = 0; i < count; i++) at += peers[i].WriteTo(buffer.AsSpan(at));
+            tail?.WriteTo(buffer.AsSpan(at, tailSize));
+            length = prefix + size;
+            return buffer;
+        }
+        finally
+        {
+            ArrayPool<CloserPeer>.Shared.Return(peers, clearArray: true);
+        }
+    }
+
+    /// <summary>Fills <paramref name="peers"/> with those a reply names as closest to <paramref name="key"/>; returns how many.</summary>
+    private int CloserPeers(ReadOnlySpan<byte> key, PeerId requester, CloserPeer[] peers)
     {
         // Asked for ourselves: we are the exact match (spec: exactly one peer for an exact match).
         if (key.SequenceEqual(host.PeerId.Bytes))
         {
-            reply.CloserPeers.Add(KadMessageCodec.FromPeer(host.PeerId, host.ListenAddresses, options.MaxAddressesPerPeer, connected: true));
-            return;
+            peers[0] = new CloserPeer(host.PeerId, host.ListenAddresses, options.MaxAddressesPerPeer, connected: true);
+            return 1;
         }
         var nearest = routingTable.NearestPeers(KadId.FromKey(key), options.K, exclude: requester);
-        reply.CloserPeers.Capacity = reply.CloserPeers.Count + nearest.Count;
+        var count = 0;
         foreach (var peer in nearest)
         {
             var addresses = host.PeerStore.GetAddresses(peer);
             // A peer without addresses is no use to the requester.
             if (addresses.Count == 0) continue;
-            reply.CloserPeers.Add(KadMessageCodec.FromPeer(peer, addresses, options.MaxAddressesPerPeer, host.GetConnection(peer) is not null));
+            peers[count++] = new CloserPeer(peer, addresses, options.MaxAddressesPerPeer, host.GetConnection(peer) is not null);
+        }
+        return count;
+    }
+
+    /// <summary>One closer peer of a reply, as the wire Peer message <see cref="KadMessageCodec.FromPeer(PeerId, IReadOnlyList{Multiaddress}, int, bool)"/> makes.</summary>
+    private readonly struct CloserPeer
+    {
+        private const byte CloserPeersTag = (8 << 3) | 2;
+        private const byte IdTag = (1 << 3) | 2;
+        private const byte AddrsTag = (2 << 3) | 2;
+        private const byte ConnectionTag = 3 << 3;
+
+        private readonly PeerId _peer;
+        private readonly IReadOnlyList<Multiaddress> _addresses;
+        private readonly int _addressCount;
+        private readonly bool _connected;
+
+        public CloserPeer(PeerId peer, IReadOnlyList<Multiaddress> addresses, int maxAddresses, bool connected)
+        {
+            _peer = peer;
+            _addresses = addresses;
+            _addressCount = Math.Min(addresses.Count, maxAddresses);
+            _connected = connected;
+            var size = BytesField(peer.Bytes.Length);
+            for (var i = 0; i < _addressCount; i++) size += 1 + Varint.GetLength((ulong)addresses[i].Bytes.Length) + addresses[i].Bytes.Length;
+            // NOT_CONNECTED is the enum's default, which proto3 leaves out.
+            if (connected) size += 2;
+            Size = size;
+        }
+
+        /// <summary>The size of the Peer message, without the closerPeers tag and length before it.</summary>
+        public int Size { get; }
+
+        /// <summary>Writes the closerPeers field (tag, length, Peer); returns the bytes written.</summary>
+        public int WriteTo(Span<byte> destination)
+        {
+            destination[0] = CloserPeersTag;
+            var at = 1 + Varint.Write(destination[1..], (ulong)Size);
+            // proto3 leaves out an empty id; a PeerId is never empty, but this keeps the bytes protobuf's.
+            if (_peer.Bytes.Length > 0) at += WriteBytes(destination[at..], IdTag, _peer.Bytes);
+            for (var i = 0; i < _addressCount; i++) at += WriteBytes(destination[at..], AddrsTag, _addresses[i].Bytes);
+            if (_connected)
+            {
+                destination[at++] = ConnectionTag;
+                destination[at++] = (byte)Message.Types.ConnectionType.Connected;
+            }
+            return at;
+        }
+
+        private static int BytesField(int length) => length == 0 ? 0 : 1 + Varint.GetLength((ulong)length) + length;
+
+        private static int WriteBytes(Span<byte> destination, byte tag, ReadOnlySpan<byte> bytes)
+        {
+            destination[0] = tag;
+            var at = 1 + Varint.Write(destination[1..], (ulong)bytes.Length);
+            bytes.CopyTo(destination[at..]);
+            return at + bytes.Length;
         }
     }
 }

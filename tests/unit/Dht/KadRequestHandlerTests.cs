@@ -2,6 +2,7 @@ using Google.Protobuf;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Dht.Proto;
+using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.TestKit.Network;
@@ -35,6 +36,27 @@ public sealed class KadRequestHandlerTests
     [TearDown]
     public async Task DisposeAsync() => await _host.DisposeAsync();
 
+    /// <summary>The handler's reply to <paramref name="request"/>, read back from the frame it would write; null when it writes none.</summary>
+    private Message? Handle(PeerId remote, Message request, AddressScope remoteScope = AddressScope.Loopback)
+    {
+        var frame = _handler.Answer(remote, request, remoteScope, out var length);
+        if (frame is null) return null;
+        try
+        {
+            var size = (int)Varint.Read(frame.AsSpan(0, length), out var prefix);
+            Assert.That(prefix + size, Is.EqualTo(length), "one length-prefixed message");
+            var body = frame.AsSpan(prefix, size);
+            var reply = KadMessageCodec.Parse(body, int.MaxValue);
+            // The closer peers are written without protobuf: the bytes must still be exactly what protobuf writes.
+            Assert.That(body.ToArray(), Is.EqualTo(reply.ToByteArray()), "protobuf's bytes for the reply");
+            return reply;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(frame);
+        }
+    }
+
     private static Message AddProvider(PeerId provider, params Multiaddress[] addrs)
     {
         var m = new Message { Type = Message.Types.MessageType.AddProvider, Key = ByteString.CopyFrom(Key) };
@@ -55,7 +77,7 @@ public sealed class KadRequestHandlerTests
     public void AddProvider_StoresSender_WithItsAddresses_AndHasNoReply()
     {
         var sender = DhtTestPeers.Get(1);
-        var reply = _handler.Handle(sender, AddProvider(sender, Multiaddress.Parse("/ip4/10.1.1.1/tcp/1")));
+        var reply = Handle(sender, AddProvider(sender, Multiaddress.Parse("/ip4/10.1.1.1/tcp/1")));
 
         Assert.That(reply, Is.Null);
         var stored = _providers.Get(Key);
@@ -70,12 +92,12 @@ public sealed class KadRequestHandlerTests
         var request = AddProvider(sender, Multiaddress.Parse("/ip4/127.0.0.1/tcp/22"), Multiaddress.Parse("/dns4/2130706433/tcp/22"),
             Multiaddress.Parse("/ip4/192.168.1.5/tcp/4001"), Multiaddress.Parse("/ip4/198.51.100.7/tcp/4001"));
 
-        _handler.Handle(sender, request, AddressScope.Public);
+        Handle(sender, request, AddressScope.Public);
 
         var publicOnly = new[] { Multiaddress.Parse("/ip4/198.51.100.7/tcp/4001") };
         Assert.That(_providers.Get(Key).Single().Addresses, Is.EqualTo(publicOnly));
         Assert.That(_host.PeerStore.GetAddresses(sender), Is.EqualTo(publicOnly));
-        var reply = _handler.Handle(DhtTestPeers.Get(2), new Message { Type = Message.Types.MessageType.GetProviders, Key = ByteString.CopyFrom(Key) }, AddressScope.Loopback)!;
+        var reply = Handle(DhtTestPeers.Get(2), new Message { Type = Message.Types.MessageType.GetProviders, Key = ByteString.CopyFrom(Key) }, AddressScope.Loopback)!;
         Assert.That(KadMessageCodec.ToPeer(reply.ProviderPeers.Single(), 8)!.Addresses, Is.EqualTo(publicOnly), "nor are they passed on");
     }
 
@@ -84,7 +106,7 @@ public sealed class KadRequestHandlerTests
     {
         var sender = DhtTestPeers.Get(1);
 
-        _handler.Handle(sender, AddProvider(sender, Multiaddress.Parse("/ip4/127.0.0.1/tcp/22"), Multiaddress.Parse("/ip4/192.168.1.5/tcp/4001")), AddressScope.Private);
+        Handle(sender, AddProvider(sender, Multiaddress.Parse("/ip4/127.0.0.1/tcp/22"), Multiaddress.Parse("/ip4/192.168.1.5/tcp/4001")), AddressScope.Private);
 
         Assert.That(_providers.Get(Key).Single().Addresses, Is.EqualTo(new[] { Multiaddress.Parse("/ip4/192.168.1.5/tcp/4001") }));
     }
@@ -92,7 +114,7 @@ public sealed class KadRequestHandlerTests
     [Test]
     public void AddProvider_NamingAnotherPeer_IsIgnored()
     {
-        _handler.Handle(DhtTestPeers.Get(1), AddProvider(DhtTestPeers.Get(2)));
+        Handle(DhtTestPeers.Get(1), AddProvider(DhtTestPeers.Get(2)));
 
         Assert.That(_providers.Get(Key), Is.Empty);
     }
@@ -102,7 +124,7 @@ public sealed class KadRequestHandlerTests
     {
         foreach (var sender in DhtTestPeers.Take(60))
         {
-            for (var i = 0; i < 10; i++) _handler.Handle(sender, AddProvider(sender));
+            for (var i = 0; i < 10; i++) Handle(sender, AddProvider(sender));
         }
 
         Assert.That(_providers.Get(Key), Has.Count.EqualTo(_options.MaxProvidersPerKey));
@@ -114,7 +136,7 @@ public sealed class KadRequestHandlerTests
     {
         var m = AddProvider(DhtTestPeers.Get(1));
         m.Key = ByteString.Empty;
-        Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), m));
+        Assert.Throws<KadProtocolException>(() => Handle(DhtTestPeers.Get(1), m));
     }
 
     [Test]
@@ -124,7 +146,7 @@ public sealed class KadRequestHandlerTests
         var requester = DhtTestPeers.Get(0);
         var target = DhtTestPeers.Get(150);
 
-        var reply = _handler.Handle(requester, new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(target.Bytes) })!;
+        var reply = Handle(requester, new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(target.Bytes) })!;
 
         var ids = reply.CloserPeers.Select(p => PeerId.FromBytes(p.Id.Span)).ToArray();
         Assert.That(ids, Is.EqualTo(_table.NearestPeers(KadId.FromPeer(target), _options.K, exclude: requester)));
@@ -136,7 +158,7 @@ public sealed class KadRequestHandlerTests
     public void FindNode_ForOurOwnId_ReturnsExactlyUs()
     {
         AddToTable(30);
-        var reply = _handler.Handle(DhtTestPeers.Get(0), new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(_host.PeerId.Bytes) })!;
+        var reply = Handle(DhtTestPeers.Get(0), new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(_host.PeerId.Bytes) })!;
 
         Assert.That(reply.CloserPeers, Has.Count.EqualTo(1));
         Assert.That(PeerId.FromBytes(reply.CloserPeers[0].Id.Span), Is.EqualTo(_host.PeerId));
@@ -147,15 +169,42 @@ public sealed class KadRequestHandlerTests
     {
         AddToTable(30);
         var provider = DhtTestPeers.Get(200);
-        _handler.Handle(provider, AddProvider(provider, Multiaddress.Parse("/ip4/10.9.9.9/tcp/9")));
+        Handle(provider, AddProvider(provider, Multiaddress.Parse("/ip4/10.9.9.9/tcp/9")));
 
-        var reply = _handler.Handle(DhtTestPeers.Get(201), new Message { Type = Message.Types.MessageType.GetProviders, Key = ByteString.CopyFrom(Key) })!;
+        var reply = Handle(DhtTestPeers.Get(201), new Message { Type = Message.Types.MessageType.GetProviders, Key = ByteString.CopyFrom(Key) })!;
 
         Assert.That(reply.Type, Is.EqualTo(Message.Types.MessageType.GetProviders));
         var found = KadMessageCodec.ToPeer(reply.ProviderPeers.Single(), 8)!;
         Assert.That(found.PeerId, Is.EqualTo(provider));
         Assert.That(found.Addresses, Is.EqualTo(new[] { Multiaddress.Parse("/ip4/10.9.9.9/tcp/9") }));
         Assert.That(reply.CloserPeers, Has.Count.EqualTo(_options.K));
+    }
+
+    [Test]
+    public void RepliesWithCloserPeers_AreProtobufsBytes_WithEveryFieldAroundThem()
+    {
+        // Closer peers (field 8) are written between record (3) and providerPeers (9) and clusterLevelRaw (10);
+        // Handle checks each reply's bytes against protobuf's.
+        AddToTable(30);
+        var provider = DhtTestPeers.Get(200);
+        Handle(provider, AddProvider(provider, Multiaddress.Parse("/ip4/10.9.9.9/tcp/9"), Multiaddress.Parse("/ip4/10.9.9.8/tcp/9")));
+        Handle(DhtTestPeers.Get(1), new Message
+        {
+            Type = Message.Types.MessageType.PutValue, Key = ByteString.CopyFrom(Key),
+            Record = new Record { Key = ByteString.CopyFrom(Key), Value = ByteString.CopyFromUtf8("v") },
+        });
+
+        var providers = Handle(DhtTestPeers.Get(201), new Message { Type = Message.Types.MessageType.GetProviders, Key = ByteString.CopyFrom(Key), ClusterLevelRaw = 3 })!;
+        var value = Handle(DhtTestPeers.Get(201), new Message { Type = Message.Types.MessageType.GetValue, Key = ByteString.CopyFrom(Key), ClusterLevelRaw = 300 })!;
+        var self = Handle(DhtTestPeers.Get(201), new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(_host.PeerId.Bytes), ClusterLevelRaw = 1 })!;
+
+        Assert.That(providers.ProviderPeers, Has.Count.EqualTo(1));
+        Assert.That(providers.ClusterLevelRaw, Is.EqualTo(3));
+        Assert.That(providers.CloserPeers, Has.Count.EqualTo(_options.K));
+        Assert.That(value.Record.Value.ToStringUtf8(), Is.EqualTo("v"));
+        Assert.That(value.ClusterLevelRaw, Is.EqualTo(300));
+        Assert.That(value.CloserPeers, Has.Count.EqualTo(_options.K));
+        Assert.That(self.CloserPeers.Single().Connection, Is.EqualTo(Message.Types.ConnectionType.Connected));
     }
 
     [Test]
@@ -168,8 +217,8 @@ public sealed class KadRequestHandlerTests
             Record = new Record { Key = ByteString.CopyFromUtf8("/v/1"), Value = ByteString.CopyFromUtf8("hello") },
         };
 
-        Assert.That(_handler.Handle(DhtTestPeers.Get(1), put), Is.EqualTo(put));
-        var reply = _handler.Handle(DhtTestPeers.Get(2), new Message { Type = Message.Types.MessageType.GetValue, Key = ByteString.CopyFromUtf8("/v/1") })!;
+        Assert.That(Handle(DhtTestPeers.Get(1), put), Is.EqualTo(put));
+        var reply = Handle(DhtTestPeers.Get(2), new Message { Type = Message.Types.MessageType.GetValue, Key = ByteString.CopyFromUtf8("/v/1") })!;
 
         Assert.That(reply.Record.Value.ToStringUtf8(), Is.EqualTo("hello"));
         Assert.That(reply.Record.TimeReceived, Does.StartWith("2000-01-01T"));
@@ -192,9 +241,9 @@ public sealed class KadRequestHandlerTests
         };
         var empty = new Message { Type = Message.Types.MessageType.PutValue, Key = ByteString.CopyFromUtf8("k") };
 
-        Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), big));
-        Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), mismatched));
-        Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), empty));
+        Assert.Throws<KadProtocolException>(() => Handle(DhtTestPeers.Get(1), big));
+        Assert.Throws<KadProtocolException>(() => Handle(DhtTestPeers.Get(1), mismatched));
+        Assert.Throws<KadProtocolException>(() => Handle(DhtTestPeers.Get(1), empty));
         Assert.That(_records.Count, Is.Zero);
     }
 
@@ -208,25 +257,25 @@ public sealed class KadRequestHandlerTests
             Record = new Record { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFromUtf8(value) },
         };
         var flooder = DhtTestPeers.Get(1);
-        for (var i = 0; i < _options.MaxRecordsPerPeer; i++) _handler.Handle(flooder, Put($"/v/{i}", "x"));
+        for (var i = 0; i < _options.MaxRecordsPerPeer; i++) Handle(flooder, Put($"/v/{i}", "x"));
 
-        var refused = Assert.Throws<KadProtocolException>(() => _handler.Handle(flooder, Put("/v/new", "x")));
+        var refused = Assert.Throws<KadProtocolException>(() => Handle(flooder, Put("/v/new", "x")));
         Assert.That(refused!.Message, Does.Contain("holds its 3 records"));
-        Assert.That(_handler.Handle(flooder, Put("/v/0", "updated")), Is.Not.Null, "updating a record of its own is not a new one");
-        Assert.That(_handler.Handle(DhtTestPeers.Get(2), Put("/v/other", "y")), Is.Not.Null, "another peer is still stored");
+        Assert.That(Handle(flooder, Put("/v/0", "updated")), Is.Not.Null, "updating a record of its own is not a new one");
+        Assert.That(Handle(DhtTestPeers.Get(2), Put("/v/other", "y")), Is.Not.Null, "another peer is still stored");
         Assert.That(_records.Count, Is.EqualTo(_options.MaxRecordsPerPeer + 1));
     }
 
     [Test]
     public void Ping_IsAnswered()
     {
-        var reply = _handler.Handle(DhtTestPeers.Get(1), new Message { Type = Message.Types.MessageType.Ping });
+        var reply = Handle(DhtTestPeers.Get(1), new Message { Type = Message.Types.MessageType.Ping });
         Assert.That(reply!.Type, Is.EqualTo(Message.Types.MessageType.Ping));
     }
 
     [Test]
     public void UnknownType_IsProtocolError()
     {
-        Assert.Throws<KadProtocolException>(() => _handler.Handle(DhtTestPeers.Get(1), new Message { Type = (Message.Types.MessageType)42 }));
+        Assert.Throws<KadProtocolException>(() => Handle(DhtTestPeers.Get(1), new Message { Type = (Message.Types.MessageType)42 }));
     }
 }
