@@ -160,22 +160,28 @@ public sealed class RoutingTable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         if (count == 0) return [];
-        Entry[] all;
+        // Every kad request asks this with k of a table that holds hundreds: the k nearest are kept sorted by
+        // insertion as the table is walked once, rather than the whole table copied and sorted. Distances of
+        // distinct peers never tie, so the order is the one a full sort gives.
         lock (_lock)
         {
             if (_index.Count == 0) return [];
-            all = new Entry[_index.Count];
-            _index.Values.CopyTo(all, 0);
+            count = Math.Min(count, _index.Count);
+            var nearest = new List<PeerId>(count);
+            var ids = new KadId[count];
+            foreach (var e in _index.Values)
+            {
+                if (exclude is not null && e.Peer == exclude) continue;
+                var at = nearest.Count;
+                while (at > 0 && target.CompareDistance(e.Id, ids[at - 1]) < 0) at--;
+                if (at == count) continue;
+                if (nearest.Count == count) nearest.RemoveAt(count - 1);
+                Array.Copy(ids, at, ids, at + 1, nearest.Count - at);
+                ids[at] = e.Id;
+                nearest.Insert(at, e.Peer);
+            }
+            return nearest;
         }
-        Array.Sort(all, (x, y) => target.CompareDistance(x.Id, y.Id));
-        var result = new List<PeerId>(Math.Min(count, all.Length));
-        foreach (var e in all)
-        {
-            if (result.Count == count) break;
-            if (exclude is not null && e.Peer == exclude) continue;
-            result.Add(e.Peer);
-        }
-        return result;
     }
 
     /// <summary>Indexes of buckets that hold at least one peer, for refresh.</summary>

@@ -95,6 +95,26 @@ public sealed class RoutingTableTests
     }
 
     [Test]
+    public void NearestPeers_IsTheHeadOfTheWholeTableSortedByDistance_ForAnyCountAndExclusion()
+    {
+        var table = NewTable(k: 200);
+        var peers = DhtTestPeers.Take(150).Skip(1).ToArray();
+        foreach (var p in peers) table.TryAdd(p);
+        var random = new Random(7);
+        for (var i = 0; i < 200; i++)
+        {
+            var target = KadId.Random(random);
+            var count = random.Next(1, 160);
+            var exclude = i % 2 == 0 ? peers[random.Next(peers.Length)] : null;
+
+            var nearest = table.NearestPeers(target, count, exclude);
+
+            var expected = peers.Where(p => p != exclude).OrderBy(p => KadId.FromPeer(p), Comparer<KadId>.Create(target.CompareDistance)).Take(count);
+            Assert.That(nearest, Is.EqualTo(expected), $"count {count}");
+        }
+    }
+
+    [Test]
     public void Count_IsCapped_ByBucketSizeTimesBuckets()
     {
         var table = NewTable(k: 3);
