@@ -160,28 +160,48 @@ public sealed class RoutingTable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         if (count == 0) return [];
-        // Every kad request asks this with k of a table that holds hundreds: the k nearest are kept sorted by
-        // insertion as the table is walked once, rather than the whole table copied and sorted. Distances of
-        // distinct peers never tie, so the order is the one a full sort gives.
+        // Every kad request asks this with k of a table that holds hundreds, so only the buckets that can hold the k
+        // nearest are walked. With j the target's bucket (its common-prefix length with us), a peer in bucket j agrees
+        // with the target on bit j, one in a bucket above j does not (but agrees above it), and one in bucket i < j
+        // first differs from the target at bit i. So distances grow bucket by bucket in this order: j, then every
+        // bucket above j together, then j-1, j-2, ..., 0; once the buckets taken hold k peers, none further in the
+        // order can be nearer. Within them the k nearest are kept sorted by insertion. Distances of distinct peers
+        // never tie, so the order is the one a full sort of the table gives.
         lock (_lock)
         {
             if (_index.Count == 0) return [];
             count = Math.Min(count, _index.Count);
             var nearest = new List<PeerId>(count);
             var ids = new KadId[count];
-            foreach (var e in _index.Values)
+            var j = BucketIndexOf(target);
+            var seen = Take(_buckets[j], target, count, exclude, nearest, ids);
+            if (seen < count)
             {
-                if (exclude is not null && e.Peer == exclude) continue;
-                var at = nearest.Count;
-                while (at > 0 && target.CompareDistance(e.Id, ids[at - 1]) < 0) at--;
-                if (at == count) continue;
-                if (nearest.Count == count) nearest.RemoveAt(count - 1);
-                Array.Copy(ids, at, ids, at + 1, nearest.Count - at);
-                ids[at] = e.Id;
-                nearest.Insert(at, e.Peer);
+                for (var i = j + 1; i < _buckets.Length; i++) seen += Take(_buckets[i], target, count, exclude, nearest, ids);
             }
+            for (var i = j - 1; i >= 0 && seen < count; i--) seen += Take(_buckets[i], target, count, exclude, nearest, ids);
             return nearest;
         }
+    }
+
+    /// <summary>Offers a bucket's peers to the sorted k nearest; returns how many it offered.</summary>
+    private static int Take(Bucket? bucket, KadId target, int count, PeerId? exclude, List<PeerId> nearest, KadId[] ids)
+    {
+        if (bucket is null) return 0;
+        var offered = 0;
+        foreach (var e in bucket.Peers)
+        {
+            if (exclude is not null && e.Peer == exclude) continue;
+            offered++;
+            var at = nearest.Count;
+            while (at > 0 && target.CompareDistance(e.Id, ids[at - 1]) < 0) at--;
+            if (at == count) continue;
+            if (nearest.Count == count) nearest.RemoveAt(count - 1);
+            Array.Copy(ids, at, ids, at + 1, nearest.Count - at);
+            ids[at] = e.Id;
+            nearest.Insert(at, e.Peer);
+        }
+        return offered;
     }
 
     /// <summary>Indexes of buckets that hold at least one peer, for refresh.</summary>

@@ -115,6 +115,32 @@ public sealed class RoutingTableTests
     }
 
     [Test]
+    public void NearestPeers_IsTheHeadOfTheWholeTableSortedByDistance_ForTargetsInEveryBucket()
+    {
+        // Small buckets spread the table over many of them; targets near our own id fall in the deep ones.
+        var table = NewTable(k: 4);
+        foreach (var p in DhtTestPeers.Take(400).Skip(1)) table.TryAdd(p);
+        var inTable = table.Peers;
+        var random = new Random(11);
+        var targets = new List<KadId> { table.LocalId };
+        targets.AddRange(inTable.Take(10).Select(KadId.FromPeer));
+        for (var prefix = 0; prefix < 14; prefix++)
+            for (var i = 0; i < 8; i++) targets.Add(table.LocalId.RandomWithCommonPrefix(prefix, random));
+
+        foreach (var target in targets)
+        {
+            var count = random.Next(1, inTable.Count + 5);
+            var exclude = random.Next(3) == 0 ? inTable[random.Next(inTable.Count)] : null;
+
+            var nearest = table.NearestPeers(target, count, exclude);
+
+            var expected = inTable.Where(p => p != exclude).OrderBy(p => KadId.FromPeer(p), Comparer<KadId>.Create(target.CompareDistance)).Take(count);
+            Assert.That(nearest, Is.EqualTo(expected), $"target in bucket {table.BucketIndexOf(target)}, count {count}");
+        }
+        Assert.That(table.BucketSizes.Count, Is.GreaterThan(6), "the table spans many buckets");
+    }
+
+    [Test]
     public void Count_IsCapped_ByBucketSizeTimesBuckets()
     {
         var table = NewTable(k: 3);
