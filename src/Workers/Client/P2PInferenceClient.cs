@@ -296,11 +296,13 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         if (results.Count == 0) throw new RpcException(RpcStatusCode.Unavailable, "no gateway found on the network");
         var cancelled = false;
         RpcException? firstError = null;
+        var skippedError = false;
         foreach (var result in results)
         {
             if (result.Error is { } error)
             {
-                firstError ??= error;
+                // A gateway the trust check skipped says less than one that was asked and failed.
+                if (firstError is null || (skippedError && !result.Skipped)) (firstError, skippedError) = (error, result.Skipped);
                 continue;
             }
             try

@@ -240,7 +240,7 @@ public sealed class GatewayWorker : IWorker
             catch (RpcException e) when (ProvablyNotStarted(e))
             {
                 last = e;
-                allUnreached &= e.NotDelivered;
+                allUnreached &= NeverReached(e);
                 OnProcessorFailed(state, request.Model, peer, e, requestId);
             }
             catch (RpcException e) when (IsWorthAnotherProcessor(e))
@@ -325,7 +325,7 @@ public sealed class GatewayWorker : IWorker
                         if (chunks == 0 && IsWorthAnotherProcessor(failure))
                         {
                             last = failure;
-                            allUnreached &= failure.NotDelivered;
+                            allUnreached &= NeverReached(failure);
                             OnProcessorFailed(state, request.Model, peer, failure, requestId);
                             failedOver = true;
                             break;
@@ -460,6 +460,13 @@ public sealed class GatewayWorker : IWorker
             _ => false,
         };
     }
+
+    /// <summary>
+    /// The request never reached this processor for a reason another gateway may not meet: unreachable, stopping, or
+    /// refusing this gateway. Not a refusal every gateway would get too (busy, too large, unknown method): a client
+    /// sent round the gateways with it would only carry the same processors' load round them.
+    /// </summary>
+    private static bool NeverReached(RpcException e) => e.NotDelivered && e.Code is RpcStatusCode.Unavailable or RpcStatusCode.PermissionDenied;
 
     private static void OnProcessorFailed(State state, string model, PeerId peer, RpcException e, string requestId)
     {

@@ -190,7 +190,8 @@ internal sealed class ProcessorPicker
             results = await StatusOfAllAsync(topic, options);
             // The RPC node answers from its cache of the topic's providers and drops those that were
             // unreachable; when none was left, asking again makes it look the topic up afresh.
-            if (results.Count > 0 && results.All(r => r.Error?.Code == RpcStatusCode.Unavailable))
+            // Not when the trust check skipped them all: nothing was called, and the router looks the topic up afresh anyway.
+            if (results.Count > 0 && results.All(r => r.Error?.Code == RpcStatusCode.Unavailable) && !results.All(r => r.Skipped))
                 results = await StatusOfAllAsync(topic, options);
         }
         catch (RpcException e)

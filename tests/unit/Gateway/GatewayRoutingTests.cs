@@ -221,6 +221,26 @@ public sealed class GatewayRoutingTests
     }
 
     [Test]
+    public async Task EveryProcessorRefusingForLoadBeforeItsHandler_IsNotMarkedNotDelivered_EitherThoughNothingRan()
+    {
+        // As a processor's RPC server refuses a caller over its concurrency limit: unread, but every gateway would meet it.
+        var a = await _h.AddProcessorAsync();
+        var b = await _h.AddProcessorAsync();
+        foreach (var p in new[] { a, b })
+        {
+            p.Unary = (_, _) => throw RpcException.RefusedBeforeAnyWork(RpcStatusCode.ResourceExhausted, "too many calls");
+            p.Stream = (r, _, _) => FakeProcessor.WordsThenFail(r, [], RpcException.RefusedBeforeAnyWork(RpcStatusCode.ResourceExhausted, "too many calls"));
+        }
+
+        var unary = await ErrorOf(() => _h.InferAsync(Prompt()));
+        var stream = await ErrorOf(() => _h.StreamAllAsync(Prompt()));
+
+        Assert.That(new[] { unary, stream }.Select(e => (e.Code, e.NotDelivered)),
+            Is.EqualTo(new[] { (RpcStatusCode.Unavailable, false), (RpcStatusCode.Unavailable, false) }));
+        Assert.That(unary.Message, Does.Contain("too many calls"));
+    }
+
+    [Test]
     public async Task EveryProcessorUnreachable_IsARefusalBeforeAnyWork_SoTheClientMayTryAnotherGateway()
     {
         var a = await _h.AddProcessorAsync();
