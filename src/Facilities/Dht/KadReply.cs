@@ -21,10 +21,11 @@ internal sealed class KadReply
 {
     // Google.Protobuf's default, which the generated parser applies to groups and nested messages.
     private const int RecursionLimit = 100;
-    private const uint CloserPeersTag = (8 << 3) | 2;
-    private const uint PeerIdTag = (1 << 3) | 2;
-    private const uint PeerAddrsTag = (2 << 3) | 2;
-    private const uint PeerConnectionTag = 3 << 3;
+    // dht.proto's wire tags, which the handler's reply writer uses too: Message.closerPeers, Peer.id, Peer.addrs, Peer.connection.
+    internal const byte CloserPeersTag = (8 << 3) | 2;
+    internal const byte PeerIdTag = (1 << 3) | 2;
+    internal const byte PeerAddrsTag = (2 << 3) | 2;
+    internal const byte PeerConnectionTag = 3 << 3;
 
     private readonly byte[] _body;
     // Index of each closer peer's entry in _slices.

@@ -265,10 +265,6 @@ internal sealed class KadRequestHandler(
     /// <summary>One closer peer of a reply, as the wire Peer message <see cref="KadMessageCodec.FromPeer(PeerId, IReadOnlyList{Multiaddress}, int, bool)"/> makes.</summary>
     private readonly struct CloserPeer
     {
-        private const byte CloserPeersTag = (8 << 3) | 2;
-        private const byte IdTag = (1 << 3) | 2;
-        private const byte AddrsTag = (2 << 3) | 2;
-        private const byte ConnectionTag = 3 << 3;
 
         private readonly PeerId _peer;
         private readonly IReadOnlyList<Multiaddress> _addresses;
@@ -294,14 +290,14 @@ internal sealed class KadRequestHandler(
         /// <summary>Writes the closerPeers field (tag, length, Peer); returns the bytes written.</summary>
         public int WriteTo(Span<byte> destination)
         {
-            destination[0] = CloserPeersTag;
+            destination[0] = KadReply.CloserPeersTag;
             var at = 1 + Varint.Write(destination[1..], (ulong)Size);
             // proto3 leaves out an empty id; a PeerId is never empty, but this keeps the bytes protobuf's.
-            if (_peer.Bytes.Length > 0) at += WriteBytes(destination[at..], IdTag, _peer.Bytes);
-            for (var i = 0; i < _addressCount; i++) at += WriteBytes(destination[at..], AddrsTag, _addresses[i].Bytes);
+            if (_peer.Bytes.Length > 0) at += WriteBytes(destination[at..], KadReply.PeerIdTag, _peer.Bytes);
+            for (var i = 0; i < _addressCount; i++) at += WriteBytes(destination[at..], KadReply.PeerAddrsTag, _addresses[i].Bytes);
             if (_connected)
             {
-                destination[at++] = ConnectionTag;
+                destination[at++] = KadReply.PeerConnectionTag;
                 destination[at++] = (byte)Message.Types.ConnectionType.Connected;
             }
             return at;
