@@ -284,6 +284,40 @@ public sealed class TcpTransportTests
             Throws.TypeOf<TransportException>().With.Message.Contains(message));
     }
 
+    [TestCase(AddressScope.Public, "127.0.0.1")]
+    [TestCase(AddressScope.Public, "10.1.2.3,192.168.1.1,127.0.0.1")]
+    [TestCase(AddressScope.Private, "127.0.0.1,169.254.1.1")]
+    [TestCase(AddressScope.LinkLocal, "127.0.0.1,::1")]
+    public void Dial_RefusesANameThatResolvesOnlyNarrowerThanItMay(AddressScope narrowest, string resolved)
+    {
+        // DNS rebinding: a name a public peer gave us that resolves to our loopback or LAN.
+        var transport = new TcpTransport(new TcpTransportOptions
+        {
+            Resolver = (_, _, _) => Task.FromResult(resolved.Split(',').Select(IPAddress.Parse).ToArray()),
+        });
+        Assert.That(async () => await transport.DialAsync(Multiaddress.Parse("/dns/rebind.example/tcp/22"), narrowest, CancellationToken.None),
+            Throws.TypeOf<TransportException>().With.Message.Contains("resolves only to addresses narrower than " + narrowest));
+    }
+
+    [Test]
+    public async Task Dial_ToANameAnyScopeMayResolveTo_ReachesOurLoopback(CancellationToken cancellationToken)
+    {
+        // The operator's own names (a bootstrap peer, a compose service) may resolve anywhere.
+        var transport = new TcpTransport();
+        await using var listener = await transport.ListenAsync(Loopback4, cancellationToken);
+        var port = listener.Address.TcpHostPort()!.Value.Port;
+        var resolving = new TcpTransport(new TcpTransportOptions
+        {
+            Resolver = (_, _, _) => Task.FromResult(new[] { IPAddress.Loopback }),
+        });
+        var address = Multiaddress.Parse($"/dns4/worker.example/tcp/{port}");
+
+        var accepting = listener.AcceptAsync(cancellationToken).AsTask();
+        await using var client = await resolving.DialAsync(address, AddressScope.Loopback, cancellationToken);
+        await using var server = await accepting;
+        Assert.That(client.RemoteAddress, Is.EqualTo(listener.Address));
+    }
+
     [TestCase("dns", AddressFamily.Unspecified)]
     [TestCase("dns4", AddressFamily.InterNetwork)]
     [TestCase("dns6", AddressFamily.InterNetworkV6)]

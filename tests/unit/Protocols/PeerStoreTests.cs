@@ -88,4 +88,30 @@ public sealed class PeerStoreTests
         Assert.That(store.GetAddresses(real), Is.EqualTo(new[] { Address(1) }), "a flood of rumoured peers did not push out the one we know");
         Assert.That(store.GetAddresses(DhtTestPeers.Get(49)), Is.EqualTo(new[] { Address(49) }), "new peers are still learned");
     }
+
+    [Test]
+    public void NarrowestDialScope_IsTheNarrowestConnectionAnAddressWasHeardOver_AndPublicByDefault()
+    {
+        var store = new PeerStore(new FakeTimeProvider());
+        var peer = DhtTestPeers.Get(1);
+        var named = Multiaddress.Parse("/dns4/worker.example/tcp/4001");
+        var other = Multiaddress.Parse("/dns4/other.example/tcp/4001");
+
+        Assert.That(store.NarrowestDialScope(peer, named), Is.EqualTo(AddressScope.Public), "unknown: the strictest");
+        store.AddAddresses(peer, [named]);
+        Assert.That(store.NarrowestDialScope(peer, named), Is.EqualTo(AddressScope.Public), "a third party's claim, scope unsaid: public");
+
+        // A LAN peer may name it for the LAN; a public peer naming it again does not take that away,
+        // and a refresh from the peer itself keeps it too.
+        store.AddAddresses(peer, [named], AddressSource.ThirdParty, AddressScope.Private);
+        store.AddAddresses(peer, [named], AddressSource.ThirdParty, AddressScope.Public);
+        store.AddAddresses(peer, [named], AddressSource.Self, AddressScope.Public);
+        Assert.That(store.NarrowestDialScope(peer, named), Is.EqualTo(AddressScope.Private));
+        Assert.That(store.NarrowestDialScope(peer, Multiaddress.Parse($"/dns4/worker.example/tcp/4001/p2p/{peer}")), Is.EqualTo(AddressScope.Private),
+            "a /p2p suffix names the same address");
+
+        store.AddAddresses(peer, [other], AddressSource.Self, AddressScope.Loopback);
+        Assert.That(store.NarrowestDialScope(peer, other), Is.EqualTo(AddressScope.Loopback));
+        Assert.That(store.NarrowestDialScope(DhtTestPeers.Get(2), named), Is.EqualTo(AddressScope.Public), "another peer's: unknown");
+    }
 }

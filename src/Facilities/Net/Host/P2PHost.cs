@@ -148,11 +148,12 @@ public sealed class P2PHost : IAsyncDisposable
         if (peer is not null)
         {
             if (peer == PeerId) throw new TransportException($"refusing to dial ourselves ({address})");
-            PeerStore.AddAddresses(peer, [address]);
+            // The caller's own address: its name may resolve anywhere, now and when we dial it again.
+            PeerStore.AddAddresses(peer, [address], AddressSource.ThirdParty, AddressScope.Loopback);
             var existing = _connections.Get(peer);
             if (existing is not null) return Task.FromResult(existing);
         }
-        return SharedDial(peer?.ToString() ?? address.ToString(), peer, () => DialAddressesAsync([address.WithoutPeerId()], peer))
+        return SharedDial(peer?.ToString() ?? address.ToString(), peer, () => DialAddressesAsync([address.WithoutPeerId()], peer, given: true))
             .WaitAsync(cancellationToken);
     }
 
@@ -199,7 +200,7 @@ public sealed class P2PHost : IAsyncDisposable
         var addresses = PeerStore.GetAddresses(peer);
         return addresses.Count == 0
             ? Task.FromResult(new DialAttempt(null, new TransportException($"no known address for peer {peer}")))
-            : DialAddressesAsync(addresses, peer);
+            : DialAddressesAsync(addresses, peer, given: false);
     });
 
     public async Task<YamuxStream> OpenStreamAsync(PeerId peer, string protocol, CancellationToken cancellationToken)
@@ -402,7 +403,8 @@ public sealed class P2PHost : IAsyncDisposable
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         var target = address.WithoutPeerId();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        var raw = await DialTransportAsync(target, linked.Token);
+        // The AutoNAT server's dial-back policy has checked the address (an IP, the client's own).
+        var raw = await DialTransportAsync(target, AddressScope.Loopback, linked.Token);
         var connection = await ConnectionUpgrader.UpgradeAsync(raw, ConnectionDirection.Outbound, expected, _options, linked.Token, identity);
         await connection.DisposeAsync();
     }
@@ -427,10 +429,12 @@ public sealed class P2PHost : IAsyncDisposable
         var target = address.WithoutPeerId();
         if (target.Has(MultiaddressProtocol.P2pCircuit)) throw new TransportException($"not a direct address: {address}");
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        var raw = await DialTransportAsync(target, linked.Token);
+        // A name resolves within the scope it claims: a hole punch to a public name must not land on our LAN.
+        var scope = AddressScopes.Of(target);
+        var raw = await DialTransportAsync(target, scope, linked.Token);
         var connection = await ConnectionUpgrader.UpgradeAsync(raw, role, peer, _options, linked.Token);
         await AdoptAsync(connection);
-        PeerStore.AddAddresses(peer, [target], AddressSource.Self);
+        PeerStore.AddAddresses(peer, [target], AddressSource.Self, scope);
         return connection;
     }
 
@@ -482,16 +486,21 @@ public sealed class P2PHost : IAsyncDisposable
     /// <summary>A dial's outcome: the connection, or why there is none (a refused dial is routine, so it is not thrown).</summary>
     private readonly record struct DialAttempt(PeerConnection? Connection, Exception? Error);
 
-    private async Task<DialAttempt> DialAddressesAsync(IReadOnlyList<Multiaddress> addresses, PeerId? expected)
+    /// <param name="given">
+    /// Whether the caller gave the addresses (any name in them may resolve anywhere), rather than the peer store
+    /// (a name resolves within the scope it was heard over, <see cref="PeerStore.NarrowestDialScope"/>).
+    /// </param>
+    private async Task<DialAttempt> DialAddressesAsync(IReadOnlyList<Multiaddress> addresses, PeerId? expected, bool given)
     {
         List<Exception>? errors = null;
         foreach (var known in addresses)
         {
             var address = WithCircuitTarget(known, expected);
+            var scope = given || expected is null ? AddressScope.Loopback : PeerStore.NarrowestDialScope(expected, known);
             Task<RawConnection> dialing;
             try
             {
-                dialing = DialTransportAsync(address, _stopping.Token).AsTask();
+                dialing = DialTransportAsync(address, scope, _stopping.Token).AsTask();
             }
             catch (TransportException e)
             {
@@ -520,7 +529,7 @@ public sealed class P2PHost : IAsyncDisposable
                 continue;
             }
             await AdoptAsync(connection);
-            PeerStore.AddAddresses(connection.RemotePeer, [address], AddressSource.Self);
+            PeerStore.AddAddresses(connection.RemotePeer, [address], AddressSource.Self, scope);
             return new DialAttempt(_connections.Get(connection.RemotePeer) ?? connection, null);
         }
         if (errors is null) return new DialAttempt(null, new TransportException($"no address to dial for {expected?.ToString() ?? "the peer"}"));
@@ -532,13 +541,16 @@ public sealed class P2PHost : IAsyncDisposable
     private static Exception Failure(Task task) =>
         task.IsCanceled ? new TaskCanceledException(task) : task.Exception!.InnerException ?? task.Exception;
 
-    /// <summary>A raw connection to <paramref name="address"/> from the first transport that can dial it.</summary>
+    /// <summary>
+    /// A raw connection to <paramref name="address"/> from the first transport that can dial it, at an IP
+    /// address of <paramref name="narrowestScope"/> or wider.
+    /// </summary>
     /// <exception cref="TransportException">No transport can dial the address, or the dial failed.</exception>
-    private ValueTask<RawConnection> DialTransportAsync(Multiaddress address, CancellationToken cancellationToken)
+    private ValueTask<RawConnection> DialTransportAsync(Multiaddress address, AddressScope narrowestScope, CancellationToken cancellationToken)
     {
         var transport = _options.Transports.FirstOrDefault(t => t.CanDial(address))
             ?? throw new TransportException($"no transport can dial {address}");
-        return transport.DialAsync(address, cancellationToken);
+        return transport.DialAsync(address, narrowestScope, cancellationToken);
     }
 
     /// <summary>
@@ -621,7 +633,8 @@ public sealed class P2PHost : IAsyncDisposable
             // Only the listen addresses a peer reached at its connection's scope may name (a public peer cannot
             // put our loopback or LAN in the peer store, from which we dial and answer kad); the outcome keeps
             // them all (DCUtR dials a relayed peer's own, by its own rule).
-            PeerStore.AddAddresses(peer, NamedAddresses.Restrict(info.ListenAddresses, AddressScopes.Of(connection.RemoteAddress), int.MaxValue), AddressSource.Self);
+            var heardOver = AddressScopes.Of(connection.RemoteAddress);
+            PeerStore.AddAddresses(peer, NamedAddresses.Restrict(info.ListenAddresses, heardOver, int.MaxValue), AddressSource.Self, heardOver);
             PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
             return IdentifyOutcome.Succeeded(info);
         }

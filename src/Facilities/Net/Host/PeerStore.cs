@@ -59,11 +59,28 @@ public sealed class PeerStore
     /// <summary>Raised after a peer's protocol list is set (identify finished), so a protocol like kad can adopt it.</summary>
     public event Action<PeerId>? ProtocolsUpdated;
 
-    /// <summary>Adds or refreshes dialable addresses (any /p2p suffix removed), as claims of a third party.</summary>
+    /// <summary>
+    /// Adds or refreshes dialable addresses (any /p2p suffix removed), as claims of a third party heard over a
+    /// public connection: a name among them must resolve to public addresses when we dial it.
+    /// </summary>
     public void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses) => AddAddresses(peer, addresses, AddressSource.ThirdParty);
 
+    /// <summary>
+    /// Adds or refreshes dialable addresses (any /p2p suffix removed) learned from <paramref name="source"/>
+    /// over a public connection: a name among them must resolve to public addresses when we dial it.
+    /// </summary>
+    public void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses, AddressSource source) =>
+        AddAddresses(peer, addresses, source, AddressScope.Public);
+
     /// <summary>Adds or refreshes dialable addresses (any /p2p suffix removed) learned from <paramref name="source"/>.</summary>
-    public void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses, AddressSource source)
+    /// <param name="heardOver">
+    /// The scope of the connection they came over (<see cref="AddressScopes"/>), which is the narrowest scope a
+    /// DNS name among them may resolve to when we dial it (<see cref="NarrowestDialScope"/>): a name names no
+    /// scope until it is resolved, so a peer we reach on a public address could otherwise aim our dials at our
+    /// loopback or LAN with a name of its own. <see cref="AddressScope.Loopback"/> (any) for addresses this
+    /// host's operator or code gave. Hearing an address again keeps the widest permission any source gave.
+    /// </param>
+    public void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses, AddressSource source, AddressScope heardOver)
     {
         ArgumentNullException.ThrowIfNull(addresses);
         var now = _time.GetUtcNow();
@@ -83,19 +100,37 @@ public sealed class PeerStore
                 if (index >= 0)
                 {
                     var known = record.Addresses[index];
+                    if (heardOver < known.HeardOver) record.Addresses[index] = known = known with { HeardOver = heardOver };
                     // Hearing a self-reported address again from a third party neither demotes nor extends it.
                     if (source >= known.Source)
                     {
-                        record.Addresses[index] = new AddressEntry(plain, source, expires);
+                        record.Addresses[index] = new AddressEntry(plain, source, expires, known.HeardOver);
                         // A later expiry alone leaves the snapshot valid (it lapses at the earliest one it saw).
                         if (source != known.Source) record.Snapshot = null;
                     }
                     continue;
                 }
                 if (record.Addresses.Count >= MaxAddressesPerPeer && !MakeRoomLocked(record, source)) continue;
-                record.Addresses.Add(new AddressEntry(plain, source, expires));
+                record.Addresses.Add(new AddressEntry(plain, source, expires, heardOver));
                 record.Snapshot = null;
             }
+        }
+    }
+
+    /// <summary>
+    /// The narrowest scope an address of <paramref name="peer"/>'s may resolve to when dialed: the narrowest
+    /// scope of the connections it was heard over (see <see cref="AddAddresses(PeerId, IEnumerable{Multiaddress}, AddressSource, AddressScope)"/>);
+    /// <see cref="AddressScope.Public"/> for an address the store does not hold.
+    /// </summary>
+    public AddressScope NarrowestDialScope(PeerId peer, Multiaddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        var plain = address.WithoutPeerId();
+        lock (_lock)
+        {
+            if (!_peers.TryGetValue(peer, out var node)) return AddressScope.Public;
+            var index = IndexOf(node.Value.Addresses, plain);
+            return index < 0 ? AddressScope.Public : node.Value.Addresses[index].HeardOver;
         }
     }
 
@@ -242,7 +277,7 @@ public sealed class PeerStore
         return best;
     }
 
-    private readonly record struct AddressEntry(Multiaddress Address, AddressSource Source, DateTimeOffset Expires);
+    private readonly record struct AddressEntry(Multiaddress Address, AddressSource Source, DateTimeOffset Expires, AddressScope HeardOver);
 
     private sealed class PeerRecord(PeerId peerId)
     {

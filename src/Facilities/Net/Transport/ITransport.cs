@@ -15,6 +15,17 @@ public interface ITransport
     /// <exception cref="TransportException">The address is unreachable or refused the connection.</exception>
     ValueTask<RawConnection> DialAsync(Multiaddress address, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Dials <paramref name="address"/>, connecting only to IP addresses of scope <paramref name="narrowestScope"/>
+    /// or wider: a DNS name a remote peer gave us may resolve to our loopback or LAN (DNS rebinding), which the
+    /// name alone does not show. A transport that resolves no names has nothing to check.
+    /// </summary>
+    /// <exception cref="TransportException">
+    /// The address is unreachable or refused the connection, or its name resolves only to narrower addresses.
+    /// </exception>
+    ValueTask<RawConnection> DialAsync(Multiaddress address, AddressScope narrowestScope, CancellationToken cancellationToken) =>
+        DialAsync(address, cancellationToken);
+
     /// <exception cref="TransportException">The address cannot be bound.</exception>
     ValueTask<ITransportListener> ListenAsync(Multiaddress address, CancellationToken cancellationToken);
 }

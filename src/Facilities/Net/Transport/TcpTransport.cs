@@ -46,7 +46,14 @@ public sealed class TcpTransport : ITransport
         address is not null && TryGetTarget(address, allowPeerId: false, out _);
 
     /// <exception cref="TransportException">Unsupported address, unresolvable name, refused, unreachable or timed out.</exception>
-    public async ValueTask<RawConnection> DialAsync(Multiaddress address, CancellationToken cancellationToken)
+    public ValueTask<RawConnection> DialAsync(Multiaddress address, CancellationToken cancellationToken) =>
+        DialAsync(address, AddressScope.Loopback, cancellationToken);
+
+    /// <exception cref="TransportException">
+    /// Unsupported address, unresolvable name, a name that resolves only to addresses narrower than
+    /// <paramref name="narrowestScope"/>, refused, unreachable or timed out.
+    /// </exception>
+    public async ValueTask<RawConnection> DialAsync(Multiaddress address, AddressScope narrowestScope, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(address);
         if (!TryGetTarget(address, allowPeerId: true, out var target) || target.Port == 0)
@@ -57,7 +64,7 @@ public sealed class TcpTransport : ITransport
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         try
         {
-            var candidates = await ResolveAsync(address, target, linked.Token);
+            var candidates = Within(await ResolveAsync(address, target, linked.Token), narrowestScope, address);
             var failures = new List<string>();
             foreach (var ip in candidates)
             {
@@ -266,6 +273,19 @@ public sealed class TcpTransport : ITransport
             throw new TransportException($"cannot resolve '{target.Host}' in '{address}': it has no {wanted}");
         }
         return usable;
+    }
+
+    /// <summary>The resolved addresses of <paramref name="narrowest"/> scope or wider.</summary>
+    /// <exception cref="TransportException">None is.</exception>
+    private static IPAddress[] Within(IPAddress[] resolved, AddressScope narrowest, Multiaddress address)
+    {
+        if (narrowest == AddressScope.Loopback) return resolved;
+        var within = Array.FindAll(resolved, ip => AddressScopes.Of(ip) >= narrowest);
+        if (within.Length == 0)
+            throw new TransportException(
+                $"refusing to dial '{address}': it resolves only to addresses narrower than {narrowest} scope ({string.Join(", ", resolved.Select(ip => ip.ToString()))}), "
+                + "and whoever named it may not aim our dials there");
+        return within;
     }
 
     private void Configure(Socket socket)
