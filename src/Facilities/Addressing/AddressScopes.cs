@@ -92,7 +92,8 @@ public static class AddressScopes
     /// the address's scope; one that is not a host name (letters, digits, hyphens and underscores in labels
     /// of up to 63, the last label beginning with a letter, ASCII only), which a resolver might still read
     /// as an address, counts as <see cref="AddressScope.Loopback"/>, so only a peer on our own machine may
-    /// name it. A real name that resolves to a private address still counts as public.
+    /// name it. A real name counts as public here; what it resolves to is checked when it is dialed
+    /// (<c>PeerStore.NarrowestDialScope</c>, <c>ITransport.DialAsync(address, narrowestScope, …)</c>).
     /// </remarks>
     internal static AddressScope OfHostName(string name)
     {

@@ -145,7 +145,7 @@ internal sealed class KadRequestHandler(
                     IReadOnlyList<Multiaddress> addresses = peer.Addresses.Count > 0
                         ? peer.Addresses
                         : host.PeerStore.GetAddresses(remote).Take(options.MaxAddressesPerPeer).ToArray();
-                    if (peer.Addresses.Count > 0) host.PeerStore.AddAddresses(remote, peer.Addresses, AddressSource.Self);
+                    if (peer.Addresses.Count > 0) host.PeerStore.AddAddresses(remote, peer.Addresses, AddressSource.Self, remoteScope);
                     providers.Add(request.Key.Span, remote, addresses);
                     break;
                 }
