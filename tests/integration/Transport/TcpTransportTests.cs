@@ -300,6 +300,18 @@ public sealed class TcpTransportTests
     }
 
     [Test]
+    public async Task Dial_ToAnIpAddress_IsNotCheckedAgainstTheScope(CancellationToken cancellationToken)
+    {
+        // The scope of an IP address is plain to whoever stored it (the peer store keeps only those it may name).
+        var transport = new TcpTransport();
+        await using var listener = await transport.ListenAsync(Loopback4, cancellationToken);
+        var accepting = listener.AcceptAsync(cancellationToken).AsTask();
+        await using var client = await transport.DialAsync(listener.Address, AddressScope.Public, cancellationToken);
+        await using var server = await accepting;
+        Assert.That(client.RemoteAddress, Is.EqualTo(listener.Address));
+    }
+
+    [Test]
     public async Task Dial_ToANameAnyScopeMayResolveTo_ReachesOurLoopback(CancellationToken cancellationToken)
     {
         // The operator's own names (a bootstrap peer, a compose service) may resolve anywhere.

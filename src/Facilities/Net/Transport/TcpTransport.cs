@@ -64,7 +64,9 @@ public sealed class TcpTransport : ITransport
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         try
         {
-            var candidates = Within(await ResolveAsync(address, target, linked.Token), narrowestScope, address);
+            var candidates = await ResolveAsync(address, target, linked.Token);
+            // An IP address shows its scope, and whoever stored it checked that (NamedAddresses); a name shows it only now.
+            if (target.Ip is null) candidates = Within(candidates, narrowestScope, address);
             var failures = new List<string>();
             foreach (var ip in candidates)
             {
