@@ -13,7 +13,10 @@ namespace P2PInference.Facilities.Net.Host;
 public sealed class PeerConnection : IAsyncDisposable
 {
     private readonly TimeProvider _time;
-    private readonly Lock _identifyLock = new();
+    // The connection's one lock, for the identify exchange, the idle decision and the close callbacks:
+    // none is held long or calls out while held (identify's start, run under it, yields at once), and a
+    // lock apiece cost each connection two more objects for its whole life.
+    private readonly Lock _gate = new();
     private Task<IdentifyOutcome>? _identify;
     private long _lastActiveTimestamp;
     private readonly long _openedTimestamp;
@@ -21,12 +24,10 @@ public sealed class PeerConnection : IAsyncDisposable
     // Guards the idle decision against a stream being opened at the same moment: either the opener
     // touches the connection first (then it is not idle) or the closer retires it first (then the
     // opener takes another connection); never a stream opened on a connection being closed.
-    private readonly Lock _useGate = new();
     private bool _retired;
     private int _keepOpen;
     // What the host does when the connection ends (forget it, free its inbound slot, cancel its
     // handlers): run by one continuation on Completion, so an open connection holds no pending awaits.
-    private readonly Lock _closeLock = new();
     private CloseCallback[]? _onClosed;
     private int _onClosedCount;
     private bool _closeRan;
@@ -84,7 +85,7 @@ public sealed class PeerConnection : IAsyncDisposable
     /// </summary>
     internal Task<IdentifyOutcome> GetOrStartIdentify(Func<PeerConnection, Task<IdentifyOutcome>> run)
     {
-        lock (_identifyLock)
+        lock (_gate)
         {
             if (_identify is not null) return _identify;
             _identify = run(this);
@@ -121,14 +122,14 @@ public sealed class PeerConnection : IAsyncDisposable
     {
         get
         {
-            lock (_useGate) return _retired;
+            lock (_gate) return _retired;
         }
     }
 
     /// <summary>Retires the connection when it has no stream and is draining or has been idle for <paramref name="timeout"/>; the caller then closes it.</summary>
     internal bool TryRetireIfIdle(TimeSpan timeout)
     {
-        lock (_useGate)
+        lock (_gate)
         {
             if (_retired || StreamCount > 0) return false;
             if (!IsDraining && (IdleFor < timeout || Volatile.Read(ref _keepOpen) > 0)) return false;
@@ -140,7 +141,7 @@ public sealed class PeerConnection : IAsyncDisposable
     /// <summary>Marks the connection in use for a stream about to open; false when it was retired first.</summary>
     private bool TryBeginUse()
     {
-        lock (_useGate)
+        lock (_gate)
         {
             if (_retired) return false;
             Touch();
@@ -229,7 +230,7 @@ public sealed class PeerConnection : IAsyncDisposable
     /// </summary>
     internal CloseRegistration OnClosed(Action<PeerConnection, object?> callback, object? state)
     {
-        lock (_closeLock)
+        lock (_gate)
         {
             if (!_closeRan)
             {
@@ -245,7 +246,7 @@ public sealed class PeerConnection : IAsyncDisposable
 
     internal void RemoveCloseCallback(int index)
     {
-        lock (_closeLock)
+        lock (_gate)
         {
             if (!_closeRan && _onClosed is not null && index < _onClosedCount) _onClosed[index] = default;
         }
@@ -258,7 +259,7 @@ public sealed class PeerConnection : IAsyncDisposable
         _ = Session.Completion.Exception;
         CloseCallback[]? callbacks;
         int count;
-        lock (_closeLock)
+        lock (_gate)
         {
             _closeRan = true;
             callbacks = _onClosed;

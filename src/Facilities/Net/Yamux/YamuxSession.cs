@@ -24,23 +24,27 @@ public sealed class YamuxSession : IAsyncDisposable
     private const int MaxPendingControlFrames = 65536;
     private static readonly TimeSpan GoAwayGrace = TimeSpan.FromSeconds(2);
     private static readonly Action<object?> s_wake = static s => ((TaskCompletionSource)s!).TrySetResult();
+    private static readonly Action<object?> s_giveUpSlot = static s => ((TaskCompletionSource<bool>)s!).TrySetResult(false);
 
     private readonly Stream _connection;
     private readonly bool _isInitiator;
     private readonly YamuxOptions _options;
     private readonly YamuxFrameReader _reader;
     private readonly YamuxStreamTable _streams = new();
-    // Inbound streams not accepted yet, guarded by itself; a plain queue and a signal rather than an
-    // unbounded channel, which costs ~1 KiB a session before its first stream (tens of thousands of
-    // sessions in a simulation, most of which never see an inbound stream).
-    private readonly Queue<YamuxStream> _accepted = new();
-    private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly Queue<YamuxHeader> _control = new();
-    private readonly SemaphoreSlim _ackBacklog = new(256, 256);
-    private readonly CancellationTokenSource _closedCts = new();
+    // The session's one lock: opening and closing, the accept queue, the control queue and the slots
+    // below. Each had an object of its own, held per connection for its whole life; none is held long.
+    private readonly object _openLock = new();
+    // Inbound streams not accepted yet; a queue and a signal rather than an unbounded channel, which
+    // costs ~1 KiB a session before its first stream (tens of thousands of sessions in a simulation,
+    // most of which never see an inbound stream).
+    private YamuxInlineQueue<YamuxStream> _accepted;
+    // Writers take turns on the connection: one slot.
+    private YamuxSlots _writeLock = new(1);
+    private YamuxInlineQueue<YamuxHeader> _control;
+    // The spec's ACK backlog: at most 256 of our streams may wait for the remote's ACK.
+    private YamuxSlots _ackBacklog = new(256);
     private readonly CancellationTokenSource _ioCts = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly object _openLock = new();
     private readonly ITimer? _keepAliveTimer;
     private readonly ITimer? _keepAliveDeadline;
     private Task? _readLoop;
@@ -160,18 +164,25 @@ public sealed class YamuxSession : IAsyncDisposable
 
         ThrowIfCannotOpen();
 
-        // The spec's ACK backlog: at most 256 of our streams may wait for the remote's ACK.
-        if (!_ackBacklog.Wait(0))
+        TaskCompletionSource<bool>? ackWaiter = null;
+        lock (_openLock)
         {
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closedCts.Token);
-            try
+            if (!_ackBacklog.TryTake())
             {
-                await _ackBacklog.EnterAsync(linked.Token);
+                // Close fails the waiters under this lock: none may start waiting after it.
+                if (IsClosed)
+                {
+                    throw ClosedError();
+                }
+
+                ackWaiter = _ackBacklog.Enqueue();
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                throw ClosedError();
-            }
+        }
+
+        if (ackWaiter is not null && !await WaitForSlotAsync(ackWaiter, cancellationToken))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            throw ClosedError();
         }
 
         YamuxStream stream;
@@ -198,7 +209,11 @@ public sealed class YamuxSession : IAsyncDisposable
         }
         catch
         {
-            _ackBacklog.Release();
+            lock (_openLock)
+            {
+                _ackBacklog.Release();
+            }
+
             throw;
         }
 
@@ -233,7 +248,7 @@ public sealed class YamuxSession : IAsyncDisposable
     /// </summary>
     internal Task WhenStreamToAcceptAsync()
     {
-        lock (_accepted)
+        lock (_openLock)
         {
             if (_accepted.Count > 0 || _acceptClosed)
             {
@@ -266,7 +281,7 @@ public sealed class YamuxSession : IAsyncDisposable
         while (true)
         {
             TaskCompletionSource signal;
-            lock (_accepted)
+            lock (_openLock)
             {
                 if (_accepted.TryDequeue(out stream))
                 {
@@ -394,7 +409,7 @@ public sealed class YamuxSession : IAsyncDisposable
     /// </summary>
     internal async ValueTask<bool> TryWriteFrameAsync(YamuxHeader header, ReadOnlyMemory<byte> prefix, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
-        await _writeLock.EnterAsync(cancellationToken);
+        await EnterWriteLockAsync(cancellationToken);
         byte[]? buffer = null;
         try
         {
@@ -425,7 +440,7 @@ public sealed class YamuxSession : IAsyncDisposable
         }
         finally
         {
-            _writeLock.Release();
+            ReleaseWriteLock();
             if (buffer is not null)
             {
                 ArrayPool<byte>.Shared.Return(buffer);
@@ -446,7 +461,7 @@ public sealed class YamuxSession : IAsyncDisposable
         }
 
         bool overflow;
-        lock (_control)
+        lock (_openLock)
         {
             overflow = _control.Count >= MaxPendingControlFrames;
             if (!overflow)
@@ -476,7 +491,80 @@ public sealed class YamuxSession : IAsyncDisposable
 
         if (stream.ReleaseAckSlot())
         {
+            ReleaseAckSlot();
+        }
+    }
+
+    private void ReleaseAckSlot()
+    {
+        lock (_openLock)
+        {
             _ackBacklog.Release();
+        }
+    }
+
+    /// <summary>
+    /// Enters the write lock, as <see cref="ContextAwaits.EnterAsync"/> entered a semaphore: at once when it
+    /// is free (no allocation), else in turn; a cancelled wait gives up its turn.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">The token was cancelled before the lock was entered.</exception>
+    private ValueTask EnterWriteLockAsync(CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+
+        TaskCompletionSource<bool> waiter;
+        lock (_openLock)
+        {
+            if (_writeLock.TryTake())
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            waiter = _writeLock.Enqueue();
+        }
+
+        return WaitForWriteLockAsync(waiter, cancellationToken);
+    }
+
+    private async ValueTask WaitForWriteLockAsync(TaskCompletionSource<bool> waiter, CancellationToken cancellationToken)
+    {
+        if (!await WaitForSlotAsync(waiter, cancellationToken))
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
+    }
+
+    private void ReleaseWriteLock()
+    {
+        lock (_openLock)
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// True once <paramref name="waiter"/> holds its slot; false when it gave up first, because the token
+    /// was cancelled (a later release then skips it) or the session failed it. A slot granted as the
+    /// token fires is kept: the caller goes on as if the token had not fired.
+    /// </summary>
+    private static async ValueTask<bool> WaitForSlotAsync(TaskCompletionSource<bool> waiter, CancellationToken cancellationToken)
+    {
+        if (!cancellationToken.CanBeCanceled)
+        {
+            return await waiter.Task;
+        }
+
+        var registration = cancellationToken.UnsafeRegister(s_giveUpSlot, waiter);
+        try
+        {
+            return await waiter.Task;
+        }
+        finally
+        {
+            registration.Unregister();
         }
     }
 
@@ -490,7 +578,7 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         try
         {
-            await _writeLock.EnterAsync(_ioCts.Token);
+            await EnterWriteLockAsync(_ioCts.Token);
             try
             {
                 // Cleared under the lock before draining: whatever is queued after this point schedules its own flush.
@@ -522,7 +610,7 @@ public sealed class YamuxSession : IAsyncDisposable
             }
             finally
             {
-                _writeLock.Release();
+                ReleaseWriteLock();
             }
         }
         catch (Exception ex) when (ex is OperationCanceledException or YamuxException or ObjectDisposedException)
@@ -534,7 +622,7 @@ public sealed class YamuxSession : IAsyncDisposable
     /// <summary>Room for the control frames queued now, at most <see cref="ControlReserve"/>; more queued later are drained by the next pass.</summary>
     private int PendingControlBytes()
     {
-        lock (_control)
+        lock (_openLock)
         {
             return Math.Min(_control.Count * YamuxHeader.Size, ControlReserve);
         }
@@ -543,11 +631,11 @@ public sealed class YamuxSession : IAsyncDisposable
     private int DrainControl(Span<byte> destination, out bool more)
     {
         var length = 0;
-        lock (_control)
+        lock (_openLock)
         {
-            while (_control.Count > 0 && destination.Length - length >= YamuxHeader.Size)
+            while (destination.Length - length >= YamuxHeader.Size && _control.TryDequeue(out var header))
             {
-                _control.Dequeue().Write(destination[length..]);
+                header.Write(destination[length..]);
                 length += YamuxHeader.Size;
             }
 
@@ -694,7 +782,7 @@ public sealed class YamuxSession : IAsyncDisposable
 
         if ((flags & YamuxFlags.Ack) != 0 && stream.ReleaseAckSlot())
         {
-            _ackBacklog.Release();
+            ReleaseAckSlot();
         }
 
         if (isData)
@@ -774,7 +862,7 @@ public sealed class YamuxSession : IAsyncDisposable
         Interlocked.Increment(ref _inboundStreams);
         Interlocked.Increment(ref _acceptBacklog);
         TaskCompletionSource? waiting;
-        lock (_accepted)
+        lock (_openLock)
         {
             if (!_acceptClosed)
             {
@@ -924,13 +1012,14 @@ public sealed class YamuxSession : IAsyncDisposable
 
             _closeError = error;
             Volatile.Write(ref _closed, 1);
+            // Openers waiting for the remote's ACKs give up: they find the session closed.
+            _ackBacklog.FailAll();
         }
 
         _keepAliveTimer?.Dispose();
         _keepAliveDeadline?.Dispose();
-        _closedCts.Cancel();
         TaskCompletionSource? waiting;
-        lock (_accepted)
+        lock (_openLock)
         {
             _acceptClosed = true;
             waiting = _acceptSignal;
@@ -984,7 +1073,7 @@ public sealed class YamuxSession : IAsyncDisposable
             if (goAway is { } code)
             {
                 using var grace = new CancellationTokenSource(GoAwayGrace, TimeProvider);
-                await _writeLock.EnterAsync(grace.Token);
+                await EnterWriteLockAsync(grace.Token);
                 var buffer = ArrayPool<byte>.Shared.Rent(ControlReserve + YamuxHeader.Size);
                 try
                 {
@@ -996,7 +1085,7 @@ public sealed class YamuxSession : IAsyncDisposable
                 }
                 finally
                 {
-                    _writeLock.Release();
+                    ReleaseWriteLock();
                     ArrayPool<byte>.Shared.Return(buffer);
                 }
             }
