@@ -52,6 +52,26 @@ public sealed class UpgradeStreamTests
     }
 
     [Test]
+    public async Task IsPassThrough_OnlyOnceReleased_AndWithNothingBufferedEitherWay()
+    {
+        var transport = new ScriptedStream("ab"u8.ToArray());
+        await using var upgrade = new UpgradeStream(transport);
+        Assert.That(upgrade.IsPassThrough, Is.False, "writes are held until released");
+
+        await upgrade.ReleaseAsync(Token);
+        Assert.That(upgrade.IsPassThrough, Is.True);
+
+        var one = new byte[1];
+        await upgrade.ReadExactlyAsync(one, Token);
+        Assert.That(upgrade.IsPassThrough, Is.False, "a byte the transport gave is only here");
+
+        await upgrade.ReadExactlyAsync(one, Token);
+        Assert.That(upgrade.IsPassThrough, Is.True);
+        Assert.That(upgrade.Detach(out _, out _), Is.SameAs(transport));
+        Assert.That(upgrade.IsPassThrough, Is.False, "detached");
+    }
+
+    [Test]
     public async Task Release_SendsWhatIsHeld_AndLetsLaterWritesThrough()
     {
         var transport = new ScriptedStream([]);

@@ -114,6 +114,9 @@ internal static class ConnectionUpgrader
             throw;
         }
 
+        // A plaintext session would use the upgrade stream for its whole life; once it has nothing
+        // buffered, the muxer may as well use the transport itself, one object and layer less per connection.
+        if (ReferenceEquals(muxed, upgrade) && upgrade.IsPassThrough) muxed = upgrade.Detach(out _, out _);
         // Keep-alives on the host's clock: a simulated host must not arm real-time timers.
         var yamux = new YamuxSession(muxed, direction == ConnectionDirection.Outbound, options.Yamux.OnClock(options.TimeProvider));
         // The dialer's instance when it is the same peer (the handshake checked): it is usually the one the

@@ -133,6 +133,12 @@ internal sealed class UpgradeStream : Stream, IShutdownStream
     }
 
     /// <summary>
+    /// True when writes go straight through (<see cref="ReleaseAsync"/>) and nothing is buffered either
+    /// way: reading and writing the transport itself is then the same as using this stream.
+    /// </summary>
+    public bool IsPassThrough => _released && !_detached && _heldLength == 0 && _rxEnd == _rxStart;
+
+    /// <summary>
     /// Ends the upgrade phase: returns the transport stream with the bytes received past the last
     /// handshake message (<paramref name="received"/>) and the writes not sent yet
     /// (<paramref name="unsent"/>), which the caller must send before anything else. This stream
