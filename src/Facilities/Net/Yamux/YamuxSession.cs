@@ -30,10 +30,10 @@ public sealed class YamuxSession : IAsyncDisposable
     private readonly bool _isInitiator;
     private readonly YamuxOptions _options;
     private readonly YamuxFrameReader _reader;
-    private readonly YamuxStreamTable _streams = new();
-    // The session's one lock: opening and closing, the accept queue, the control queue and the slots
-    // below. Each had an object of its own, held per connection for its whole life; none is held long.
+    // The session's one lock: opening and closing, the stream table, the accept queue, the control queue
+    // and the slots below. Each had an object of its own, held per connection for its whole life; none is held long.
     private readonly object _openLock = new();
+    private YamuxStreamTable _streams;
     // Inbound streams not accepted yet; a queue and a signal rather than an unbounded channel, which
     // costs ~1 KiB a session before its first stream (tens of thousands of sessions in a simulation,
     // most of which never see an inbound stream).
@@ -484,7 +484,13 @@ public sealed class YamuxSession : IAsyncDisposable
 
     internal void RemoveStream(YamuxStream stream)
     {
-        if (_streams.Remove(stream) && IsRemoteInitiated(stream.Id))
+        bool removed;
+        lock (_openLock)
+        {
+            removed = _streams.Remove(stream);
+        }
+
+        if (removed && IsRemoteInitiated(stream.Id))
         {
             Interlocked.Decrement(ref _inboundStreams);
         }
@@ -761,7 +767,10 @@ public sealed class YamuxSession : IAsyncDisposable
         }
         else
         {
-            stream = _streams.Find(header.StreamId);
+            lock (_openLock)
+            {
+                stream = _streams.Find(header.StreamId);
+            }
         }
 
         if (stream is null)
@@ -843,7 +852,13 @@ public sealed class YamuxSession : IAsyncDisposable
             throw new YamuxException($"remote opened stream {id}, an id of the wrong parity for its role");
         }
 
-        if (_streams.Contains(id))
+        bool open;
+        lock (_openLock)
+        {
+            open = _streams.Contains(id);
+        }
+
+        if (open)
         {
             throw new YamuxException($"remote opened stream {id} again while it is open");
         }
@@ -858,7 +873,11 @@ public sealed class YamuxSession : IAsyncDisposable
 
         // Until our ACK grants more, the remote may only assume the spec's default window.
         var stream = new YamuxStream(this, id, YamuxOptions.DefaultWindowSize, holdsAckSlot: false);
-        _streams.Add(stream);
+        lock (_openLock)
+        {
+            _streams.Add(stream);
+        }
+
         Interlocked.Increment(ref _inboundStreams);
         Interlocked.Increment(ref _acceptBacklog);
         TaskCompletionSource? waiting;
@@ -1029,12 +1048,22 @@ public sealed class YamuxSession : IAsyncDisposable
         waiting?.TrySetResult();
 
         var reason = error ?? new YamuxException("the session was closed");
-        foreach (var stream in _streams.Snapshot())
+        YamuxStream[] open;
+        lock (_openLock)
+        {
+            open = _streams.Snapshot();
+        }
+
+        foreach (var stream in open)
         {
             stream.OnSessionClosed(reason);
         }
 
-        _streams.Clear();
+        lock (_openLock)
+        {
+            _streams.Clear();
+        }
+
         if (_pings is { } pending)
         {
             foreach (var ping in pending.Values)
