@@ -22,9 +22,9 @@ public sealed class YamuxStream : Stream
 
     // Unread bytes, pooled arrays in order: the sealed ones with their lengths, then the tail, which
     // small payloads are appended to while it has room. _headOffset is where reading resumes in the
-    // first of them (the tail when nothing is sealed).
-    private readonly Queue<byte[]> _segments = new();
-    private readonly Queue<int> _segmentLengths = new();
+    // first of them (the tail when nothing is sealed). The sealed queue is made when first needed:
+    // most streams (a request and its answer) never hold more than the tail.
+    private Queue<(byte[] Segment, int Length)>? _sealed;
     private byte[]? _tail;
     private int _tailLength;
     private int _headOffset;
@@ -168,12 +168,18 @@ public sealed class YamuxStream : Stream
             lock (_lock)
             {
                 long bytes = _tail?.Length ?? 0;
-                foreach (var segment in _segments)
+                var count = _tail is null ? 0 : 1;
+                if (_sealed is { } sealedSegments)
                 {
-                    bytes += segment.Length;
+                    foreach (var (segment, _) in sealedSegments)
+                    {
+                        bytes += segment.Length;
+                    }
+
+                    count += sealedSegments.Count;
                 }
 
-                return (_segments.Count + (_tail is null ? 0 : 1), bytes);
+                return (count, bytes);
             }
         }
     }
@@ -1090,8 +1096,7 @@ public sealed class YamuxStream : Stream
     {
         if (_tail is not null)
         {
-            _segments.Enqueue(_tail);
-            _segmentLengths.Enqueue(_tailLength);
+            (_sealed ??= new Queue<(byte[] Segment, int Length)>()).Enqueue((_tail, _tailLength));
             _tail = null;
             _tailLength = 0;
         }
@@ -1100,11 +1105,10 @@ public sealed class YamuxStream : Stream
     private int CopyOut(Span<byte> destination)
     {
         var copied = 0;
-        while (copied < destination.Length && (_segments.Count > 0 || _tail is not null))
+        while (copied < destination.Length && (_sealed is { Count: > 0 } || _tail is not null))
         {
-            var sealedHead = _segments.Count > 0;
-            var segment = sealedHead ? _segments.Peek() : _tail!;
-            var length = sealedHead ? _segmentLengths.Peek() : _tailLength;
+            var sealedHead = _sealed is { Count: > 0 };
+            var (segment, length) = sealedHead ? _sealed!.Peek() : (_tail!, _tailLength);
             var take = Math.Min(length - _headOffset, destination.Length - copied);
             segment.AsSpan(_headOffset, take).CopyTo(destination[copied..]);
             copied += take;
@@ -1115,8 +1119,7 @@ public sealed class YamuxStream : Stream
                 // up holds no array between frames.
                 if (sealedHead)
                 {
-                    _segments.Dequeue();
-                    _segmentLengths.Dequeue();
+                    _sealed!.Dequeue();
                 }
                 else
                 {
@@ -1136,13 +1139,15 @@ public sealed class YamuxStream : Stream
     private int DropSegments()
     {
         var dropped = _buffered;
-        SealTail();
-        while (_segments.Count > 0)
+        while (_sealed is { } sealedSegments && sealedSegments.TryDequeue(out var segment))
         {
-            ArrayPool<byte>.Shared.Return(_segments.Dequeue());
+            ArrayPool<byte>.Shared.Return(segment.Segment);
         }
 
-        _segmentLengths.Clear();
+        ReturnToPool(_tail);
+        _tail = null;
+        _tailLength = 0;
+
         _headOffset = 0;
         _buffered = 0;
         return dropped;
