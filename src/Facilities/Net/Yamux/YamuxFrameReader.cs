@@ -60,8 +60,15 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
         return connection.ReadAsync(Memory<byte>.Empty, cancellationToken);
     }
 
-    /// <summary>The next header, or null at a clean end of stream between frames.</summary>
-    public async ValueTask<YamuxHeader?> ReadHeaderAsync(CancellationToken cancellationToken)
+    /// <summary>The header <see cref="ReadHeaderAsync"/> read last.</summary>
+    public YamuxHeader Header { get; private set; }
+
+    /// <summary>
+    /// Reads the next header into <see cref="Header"/>: its size, or 0 at a clean end of stream between
+    /// frames. A count, not the header: the session's read loop then awaits this and
+    /// <see cref="WaitForBytesAsync"/> through one awaiter field, and every open session parks that state machine.
+    /// </summary>
+    public async ValueTask<int> ReadHeaderAsync(CancellationToken cancellationToken)
     {
         if (Buffered < YamuxHeader.Size)
         {
@@ -73,7 +80,7 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
                 {
                     if (Buffered == 0)
                     {
-                        return null;
+                        return 0;
                     }
 
                     throw new YamuxException($"connection ended inside a frame header ({Buffered} of {YamuxHeader.Size} bytes)");
@@ -83,9 +90,9 @@ internal sealed class YamuxFrameReader(Stream connection, int bufferSize = 4 * 1
             }
         }
 
-        var header = YamuxHeader.Read(_buffer.AsSpan(_start, YamuxHeader.Size));
+        Header = YamuxHeader.Read(_buffer.AsSpan(_start, YamuxHeader.Size));
         _start += YamuxHeader.Size;
-        return header;
+        return YamuxHeader.Size;
     }
 
     /// <summary>

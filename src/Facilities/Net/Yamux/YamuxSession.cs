@@ -681,12 +681,13 @@ public sealed class YamuxSession : IAsyncDisposable
     {
         // Leaves the constructor at once, as Task.Run did, but on the caller's context if it has one (a simulation's).
         await Task.Yield();
-        var token = _ioCts.Token;
         TaskCompletionSource? held = null;
         try
         {
             // Stops without another read once closed locally: a read of the disposed connection only throws.
-            while (!token.IsCancellationRequested)
+            // The token is taken from its source at each use rather than kept: this state machine is parked
+            // per open session, and so is each field of it.
+            while (!_ioCts.IsCancellationRequested)
             {
                 held = _heldAcceptSignal;
                 _heldAcceptSignal = null;
@@ -696,14 +697,14 @@ public sealed class YamuxSession : IAsyncDisposable
                     held = null;
                 }
 
-                await _reader.WaitForBytesAsync(token);
-                var next = await _reader.ReadHeaderAsync(token);
-                if (next is not { } header)
+                await _reader.WaitForBytesAsync(_ioCts.Token);
+                if (await _reader.ReadHeaderAsync(_ioCts.Token) == 0)
                 {
                     Close(null, null);
                     return;
                 }
 
+                var header = _reader.Header;
                 _trafficSinceProbe = true;
                 if (header.Version != 0)
                 {
@@ -714,7 +715,7 @@ public sealed class YamuxSession : IAsyncDisposable
                 {
                     case YamuxFrameType.Data:
                     case YamuxFrameType.WindowUpdate:
-                        await OnStreamFrameAsync(header, token);
+                        await OnStreamFrameAsync(header, _ioCts.Token);
                         break;
                     case YamuxFrameType.Ping:
                         OnPing(header);
