@@ -132,6 +132,18 @@ public sealed class YamuxAckBacklogTests
     }
 
     [Test]
+    public void Slots_ReleasedOnceTooOften_Throw_RatherThanLetTwoHoldersIn()
+    {
+        var slots = new YamuxSlots(1);
+        Assert.That(slots.TryTake(), Is.True);
+        slots.Release();
+
+        Assert.That(() => slots.Release(), Throws.TypeOf<SemaphoreFullException>());
+        Assert.That(slots.TryTake(), Is.True);
+        Assert.That(slots.TryTake(), Is.False, "still one slot");
+    }
+
+    [Test]
     public void InlineQueue_KeepsOrder_AcrossItsInlineItemAndTheOverflow_AndIsReusableOnceEmpty()
     {
         var queue = new YamuxInlineQueue<int>();

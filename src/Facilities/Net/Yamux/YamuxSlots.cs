@@ -13,6 +13,7 @@ namespace P2PInference.Facilities.Net.Yamux;
 /// </remarks>
 internal struct YamuxSlots(int count)
 {
+    private readonly int _count = count;
     private int _free = count;
     private Queue<TaskCompletionSource<bool>>? _waiters;
 
@@ -57,6 +58,8 @@ internal struct YamuxSlots(int count)
             }
         }
 
+        // One release too many would let two writers in at once and interleave their frames: fail loudly, as a semaphore does.
+        if (_free == _count) throw new SemaphoreFullException("a Yamux slot was released that was not taken");
         _free++;
     }
 
