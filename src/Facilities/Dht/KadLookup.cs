@@ -114,8 +114,11 @@ internal sealed class KadLookup
         }
         finally
         {
-            // Outstanding requests see the cancellation and report into a channel nobody reads.
+            // Outstanding requests see the cancellation and report into a channel nobody reads: once it is
+            // completed, they dispose their replies themselves, and those already in it are disposed here.
             lookup.Cancel();
+            completions.Writer.TryComplete();
+            while (completions.Reader.TryRead(out var left)) left.Reply?.Dispose();
         }
         cancellationToken.ThrowIfCancellationRequested();
 
@@ -135,10 +138,13 @@ internal sealed class KadLookup
         await Task.Yield();
         try
         {
+            // The request's own source, on its timer, cancelled also when the lookup ends: the lookup's token
+            // holds one registration for it, where a source linked to both would cost a second source and
+            // a registration on each.
             using var timeout = new CancellationTokenSource(_requestTimeout, _timeProvider);
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(lookupToken, timeout.Token);
-            var reply = await _request(candidate.Peer, linked.Token);
-            writer.TryWrite(new Completion(candidate, reply, null));
+            using var lookupEnded = lookupToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout);
+            var reply = await _request(candidate.Peer, timeout.Token);
+            if (!writer.TryWrite(new Completion(candidate, reply, null))) reply?.Dispose();
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -147,6 +153,19 @@ internal sealed class KadLookup
     }
 
     private bool Process(Completion done)
+    {
+        try
+        {
+            return ProcessReply(done);
+        }
+        finally
+        {
+            // Nothing keeps a reply's closer peers past this: what was learned of them is copied.
+            done.Reply?.Dispose();
+        }
+    }
+
+    private bool ProcessReply(Completion done)
     {
         var c = done.Candidate;
         if (done.Reply is null)

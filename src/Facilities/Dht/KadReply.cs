@@ -16,8 +16,10 @@ namespace P2PInference.Facilities.Dht;
 /// varints, lengths, groups, the end-group rule and recursion limit), so garbage still ends in a
 /// <see cref="MalformedMessageException"/>; the fields it does not read itself are parsed by that parser.
 /// Closer peers' addresses are restricted as they are read, by the rule of <see cref="KadReplyAddresses"/>.
+/// A reply read off a stream holds its bytes and their index in pooled arrays until <see cref="Dispose"/>; one
+/// never disposed leaves them to the collector. Its closer peers must not be read after it is disposed.
 /// </remarks>
-internal sealed class KadReply
+internal sealed class KadReply : IDisposable
 {
     // Google.Protobuf's default, which the generated parser applies to groups and nested messages.
     private const int RecursionLimit = 100;
@@ -27,26 +29,48 @@ internal sealed class KadReply
     internal const byte PeerAddrsTag = (2 << 3) | 2;
     internal const byte PeerConnectionTag = 3 << 3;
 
-    private readonly byte[] _body;
-    // Index of each closer peer's entry in _slices.
-    private readonly int[] _peerAt;
-    // Per closer peer: id offset, id length, kept address count, then offset and length of each kept address.
-    private readonly int[] _slices;
+    private byte[]? _body;
+    // Whether _body is rented (a reply read off a stream), to go back to the pool on Dispose.
+    private readonly bool _bodyRented;
+    // Index of each closer peer's entry in _slices, in the first CloserPeerCount items; rented when not empty.
+    private int[]? _peerAt;
+    // Per closer peer: id offset, id length, kept address count, then offset and length of each kept address; rented when not empty.
+    private int[]? _slices;
 
-    private KadReply(Message message, byte[] body, int[] peerAt, int[] slices)
+    private KadReply(Message message, byte[] body, bool bodyRented, int[] peerAt, int peerCount, int[] slices)
     {
         Message = message;
         _body = body;
+        _bodyRented = bodyRented;
         _peerAt = peerAt;
+        CloserPeerCount = peerCount;
         _slices = slices;
     }
 
     /// <summary>The reply without its closer peers (those are <see cref="CloserPeer"/>); provider peers restricted.</summary>
     public Message Message { get; }
 
-    public int CloserPeerCount => _peerAt.Length;
+    public int CloserPeerCount { get; }
 
-    public KadWirePeer CloserPeer(int index) => new(_body, _slices, _peerAt[index]);
+    public KadWirePeer CloserPeer(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)index, (uint)CloserPeerCount, nameof(index));
+        ObjectDisposedException.ThrowIf(_body is null, this);
+        return new(_body, _slices!, _peerAt![index]);
+    }
+
+    /// <summary>Returns the pooled arrays; <see cref="Message"/> stays usable, the closer peers do not.</summary>
+    public void Dispose()
+    {
+        var body = _body;
+        if (body is null) return;
+        _body = null;
+        if (_bodyRented) ArrayPool<byte>.Shared.Return(body);
+        if (_peerAt!.Length > 0) ArrayPool<int>.Shared.Return(_peerAt);
+        if (_slices!.Length > 0) ArrayPool<int>.Shared.Return(_slices);
+        _peerAt = null;
+        _slices = null;
+    }
 
     /// <summary>Reads one reply; null when the stream ends cleanly before it.</summary>
     /// <exception cref="MessageTooLargeException">The prefix announces more than <paramref name="maxMessageSize"/>.</exception>
@@ -56,9 +80,18 @@ internal sealed class KadReply
     public static async ValueTask<KadReply?> ReadAsync(Stream stream, int maxMessageSize, int maxKeySize, AddressScope replierScope,
         CancellationToken cancellationToken)
     {
-        // Kept whole: the closer peers are slices of it.
-        var body = await LengthPrefixedMessage.ReadAsync(stream, maxMessageSize, cancellationToken);
-        return body is null ? null : Parse(body, maxKeySize, replierScope);
+        // Kept whole, until the reply is disposed: the closer peers are slices of it.
+        var (body, length) = await LengthPrefixedMessage.ReadRentedAsync(stream, maxMessageSize, cancellationToken);
+        if (body is null) return null;
+        try
+        {
+            return Parse(body, length, bodyRented: true, maxKeySize, replierScope);
+        }
+        catch
+        {
+            ArrayPool<byte>.Shared.Return(body);
+            throw;
+        }
     }
 
     /// <summary>Parses one reply body (no length prefix), which it keeps, and validates it like <see cref="ReadAsync"/>.</summary>
@@ -68,13 +101,20 @@ internal sealed class KadReply
     public static KadReply Parse(byte[] body, int maxKeySize, AddressScope replierScope)
     {
         ArgumentNullException.ThrowIfNull(body);
-        var peerAt = new IntList();
-        var slices = new IntList();
+        return Parse(body, body.Length, bodyRented: false, maxKeySize, replierScope);
+    }
+
+    /// <summary>Parses the first <paramref name="bodyLength"/> bytes of <paramref name="body"/>; the reply owns a rented body only when it is returned.</summary>
+    private static KadReply Parse(byte[] body, int bodyLength, bool bodyRented, int maxKeySize, AddressScope replierScope)
+    {
+        // Sized for k = 20 peers with an address or two each (about 7 slices a peer), so neither grows.
+        var peerAt = new IntList(32);
+        var slices = new IntList(256);
         byte[]? rest = null;
         try
         {
             var restLength = 0;
-            var reader = new WireReader(body, 0, body.Length);
+            var reader = new WireReader(body, 0, bodyLength);
             while (true)
             {
                 var start = reader.Position;
@@ -88,7 +128,7 @@ internal sealed class KadReply
                     reader.Skip(length);
                     if (rest is null)
                     {
-                        rest = ArrayPool<byte>.Shared.Rent(body.Length);
+                        rest = ArrayPool<byte>.Shared.Rent(bodyLength);
                         body.AsSpan(0, start).CopyTo(rest);
                         restLength = start;
                     }
@@ -101,10 +141,12 @@ internal sealed class KadReply
                     restLength += reader.Position - start;
                 }
             }
-            var message = LengthPrefixedMessage.Parse(Message.Parser, rest is null ? body : rest.AsSpan(0, restLength));
+            var message = LengthPrefixedMessage.Parse(Message.Parser, rest is null ? body.AsSpan(0, bodyLength) : rest.AsSpan(0, restLength));
             KadMessageCodec.Validate(message, maxKeySize);
             foreach (var provider in message.ProviderPeers) KadReplyAddresses.Restrict(provider, replierScope);
-            return new KadReply(message, body, peerAt.ToArray(), slices.ToArray());
+            // The index arrays pass to the reply as they are, so the lists below have nothing left to return.
+            var peerCount = peerAt.Count;
+            return new KadReply(message, body, bodyRented, peerAt.Detach(), peerCount, slices.Detach());
         }
         finally
         {
@@ -256,7 +298,7 @@ internal sealed class KadReply
     }
 
     /// <summary>A growing list of ints on pooled arrays, for the one pass over a reply.</summary>
-    private struct IntList : IDisposable
+    private struct IntList(int initialCapacity) : IDisposable
     {
         private int[]? _items;
 
@@ -268,7 +310,7 @@ internal sealed class KadReply
         {
             if (_items is null || Count == _items.Length)
             {
-                var larger = ArrayPool<int>.Shared.Rent(Math.Max(64, Count * 2));
+                var larger = ArrayPool<int>.Shared.Rent(Math.Max(Math.Max(initialCapacity, 16), Count * 2));
                 if (_items is not null)
                 {
                     _items.AsSpan(0, Count).CopyTo(larger);
@@ -279,7 +321,14 @@ internal sealed class KadReply
             _items[Count++] = value;
         }
 
-        public readonly int[] ToArray() => Count == 0 ? [] : _items.AsSpan(0, Count).ToArray();
+        /// <summary>The rented array holding the items (empty when there are none), which the caller now returns.</summary>
+        public int[] Detach()
+        {
+            var items = _items ?? [];
+            _items = null;
+            Count = 0;
+            return items;
+        }
 
         public void Dispose()
         {

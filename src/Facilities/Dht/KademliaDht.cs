@@ -276,7 +276,8 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             {
                 using var timeout = new CancellationTokenSource(_options.QueryTimeout, _options.TimeProvider);
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token, _stopping.Token);
-                return await RequestAsync(p, message, linked.Token) is null ? 0 : 1;
+                using var reply = await RequestAsync(p, message, linked.Token);
+                return reply is null ? 0 : 1;
             }
             catch (Exception e) when (e is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
             {
@@ -344,7 +345,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
 
     private IEnumerable<PeerId> SeedsFor(KadId target) => RoutingTable.NearestPeers(target, _options.K);
 
-    /// <summary>Sends one request on a fresh stream and returns the reply of the same type; null when no stream could be opened.</summary>
+    /// <summary>Sends one request on a fresh stream and returns the reply of the same type, which the caller disposes; null when no stream could be opened.</summary>
     /// <remarks>
     /// <para>
     /// A peer that cannot be reached (gone, refusing, serving no kad) or a request cancelled before its
@@ -383,7 +384,10 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
                                 cancellationToken)
                             ?? throw new KadProtocolException($"{peer} closed the stream without answering {request.Type}");
                         if (reply.Message.Type != request.Type)
+                        {
+                            reply.Dispose();
                             throw new KadProtocolException($"{peer} answered {request.Type} with {reply.Message.Type}");
+                        }
                         return reply;
                     }
                     catch (MultistreamException e) when (e.Reason == MultistreamFailure.NoProtocolSupported)

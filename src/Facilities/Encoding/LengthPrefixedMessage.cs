@@ -59,7 +59,23 @@ public static class LengthPrefixedMessage
         ArgumentNullException.ThrowIfNull(parser);
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentOutOfRangeException.ThrowIfNegative(maxLength);
-        var length = await ReadLengthAsync(stream, maxLength, cancellationToken);
+        // The prefix is read here rather than through ReadLengthAsync: a reader waiting for the next message
+        // (a kad server after each reply) then suspends one method instead of three.
+        int? length;
+        var scratch = ArrayPool<byte>.Shared.Rent(1);
+        try
+        {
+            var prefix = default(VarintAccumulator);
+            while (true)
+            {
+                var read = await stream.ReadAsync(scratch.AsMemory(0, 1), cancellationToken);
+                if (TakePrefix(ref prefix, read, scratch[0], maxLength, out length)) break;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
         if (length is null) return null;
         // The body is only needed until it is parsed, so it can come from the pool.
         var buffer = await ReadBodyRentedAsync(stream, length.Value, cancellationToken);
@@ -71,6 +87,34 @@ public static class LengthPrefixedMessage
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>
+    /// Reads one message into the first <c>Length</c> bytes of a buffer rented from <see cref="ArrayPool{T}.Shared"/>,
+    /// which the caller returns; a null buffer when the stream ends cleanly before the first byte.
+    /// </summary>
+    /// <inheritdoc cref="ReadAsync(Stream, int, CancellationToken)"/>
+    internal static async ValueTask<(byte[]? Buffer, int Length)> ReadRentedAsync(Stream stream, int maxLength, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxLength);
+        int? length;
+        var scratch = ArrayPool<byte>.Shared.Rent(1);
+        try
+        {
+            var prefix = default(VarintAccumulator);
+            while (true)
+            {
+                var read = await stream.ReadAsync(scratch.AsMemory(0, 1), cancellationToken);
+                if (TakePrefix(ref prefix, read, scratch[0], maxLength, out length)) break;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
+        if (length is null) return (null, 0);
+        return (await ReadBodyRentedAsync(stream, length.Value, cancellationToken), length.Value);
     }
 
     /// <summary>
@@ -190,18 +234,40 @@ public static class LengthPrefixedMessage
     /// <summary>Reads and bounds the prefix; null on a clean end of stream before it.</summary>
     internal static async ValueTask<int?> ReadLengthAsync(Stream stream, int maxLength, CancellationToken cancellationToken)
     {
-        ulong? length;
+        var scratch = ArrayPool<byte>.Shared.Rent(1);
         try
         {
-            length = await Varint.ReadAsync(stream, cancellationToken);
+            var prefix = default(VarintAccumulator);
+            while (true)
+            {
+                var read = await stream.ReadAsync(scratch.AsMemory(0, 1), cancellationToken);
+                if (TakePrefix(ref prefix, read, scratch[0], maxLength, out var length)) return length;
+            }
         }
-        catch (FormatException e)
+        finally
         {
-            throw new MalformedMessageException("invalid length prefix: " + e.Message, e);
+            ArrayPool<byte>.Shared.Return(scratch);
         }
-        if (length is null) return null;
-        if (length.Value > (ulong)maxLength)
-            throw new MessageTooLargeException(length.Value, maxLength);
-        return (int)length.Value;
+    }
+
+    /// <summary>
+    /// Takes what one single-byte read of the prefix gave (<paramref name="read"/> bytes, <paramref name="b"/>):
+    /// false while more of it is needed; true at its end, with the bounded length, or null for a clean end
+    /// of stream before it.
+    /// </summary>
+    private static bool TakePrefix(ref VarintAccumulator prefix, int read, byte b, int maxLength, out int? length)
+    {
+        length = null;
+        if (read == 0)
+        {
+            if (prefix.Count == 0) return true;
+            throw new EndOfStreamException("stream ended inside a varint");
+        }
+        if (!prefix.Add(b, out var error)) return false;
+        if (error is not null) throw new MalformedMessageException("invalid length prefix: " + error, new FormatException(error));
+        if (prefix.Value > (ulong)maxLength)
+            throw new MessageTooLargeException(prefix.Value, maxLength);
+        length = (int)prefix.Value;
+        return true;
     }
 }

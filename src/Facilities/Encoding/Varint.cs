@@ -82,27 +82,56 @@ public static class Varint
     /// </summary>
     public static async ValueTask<ulong?> ReadAsync(Stream stream, CancellationToken cancellationToken)
     {
-        var buffer = new byte[1];
-        ulong value = 0;
-        for (var i = 0; i < MaxLength; i++)
+        var buffer = ArrayPool<byte>.Shared.Rent(1);
+        try
         {
-            var n = await stream.ReadAsync(buffer, cancellationToken);
-            if (n == 0)
+            var varint = default(VarintAccumulator);
+            while (true)
             {
-                if (i == 0) return null;
-                throw new EndOfStreamException("stream ended inside a varint");
-            }
-            var b = buffer[0];
-            if (i == MaxLength - 1 && b > 1)
-                throw new FormatException("varint overflows 64 bits");
-            value |= (ulong)(b & 0x7F) << (7 * i);
-            if (b < 0x80)
-            {
-                if (b == 0 && i > 0)
-                    throw new FormatException("varint is not minimally encoded");
-                return value;
+                if (await stream.ReadAsync(buffer.AsMemory(0, 1), cancellationToken) == 0)
+                {
+                    if (varint.Count == 0) return null;
+                    throw new EndOfStreamException("stream ended inside a varint");
+                }
+                if (varint.Add(buffer[0], out var error))
+                    return error is null ? varint.Value : throw new FormatException(error);
             }
         }
-        throw new FormatException("varint overflows 64 bits");
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}
+
+/// <summary>
+/// A varint taken a byte at a time, for readers that must not consume a byte past it; the rules
+/// (64 bits at most, minimal encoding) are <see cref="Varint.TryRead"/>'s.
+/// </summary>
+internal struct VarintAccumulator
+{
+    /// <summary>Bytes taken so far.</summary>
+    public int Count { get; private set; }
+
+    public ulong Value { get; private set; }
+
+    /// <summary>
+    /// Takes the next byte; true once the varint has ended, then with <paramref name="error"/> null when
+    /// it is valid, else why it is not (a <see cref="FormatException"/> message).
+    /// </summary>
+    public bool Add(byte b, out string? error)
+    {
+        error = null;
+        if (Count == Varint.MaxLength - 1 && b > 1)
+        {
+            error = "varint overflows 64 bits";
+            return true;
+        }
+        Value |= (ulong)(b & 0x7F) << (7 * Count);
+        Count++;
+        // The tenth byte is at most 1 (above), so a varint always ends within Varint.MaxLength bytes.
+        if (b >= 0x80) return false;
+        if (b == 0 && Count > 1) error = "varint is not minimally encoded";
+        return true;
     }
 }

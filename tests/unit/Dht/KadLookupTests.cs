@@ -216,6 +216,40 @@ public sealed class KadLookupTests
     });
 
     [Test]
+    public void Lookup_DisposesEveryReply_ProcessedQueuedOrLate() => SimulationTest.Run(async sim =>
+    {
+        // A reply's closer peers are in pooled arrays until it is disposed: the one the lookup processed, those
+        // still queued when it ended, and those that arrive after it ended must all go back.
+        var self = DhtTestPeers.Get(0);
+        var target = KadId.FromKey("dispose"u8);
+        var options = new KademliaDhtOptions { TimeProvider = sim.Clock };
+        var replies = new List<KadReply>();
+        var started = 0;
+        var lookup = new KadLookup(target, self, options, async (p, _) =>
+            {
+                // A third answer at once (one is processed, the rest queued behind it), the others after the end.
+                var delay = TimeSpan.FromMilliseconds(started++ % 3);
+                await Task.Delay(delay, sim.Clock, CancellationToken.None);
+                var reply = Received(Answer(p, target));
+                replies.Add(reply);
+                return reply;
+            },
+            (_, reply, _) =>
+            {
+                Assert.That(reply.CloserPeer(0).Id.Length, Is.GreaterThan(0), "readable while it is handled");
+                return true;
+            },
+            (_, _) => { }, _ => { });
+
+        var result = await lookup.RunAsync(Seeds(self, target), CancellationToken.None);
+        await Task.Delay(TimeSpan.FromSeconds(1), sim.Clock);
+
+        Assert.That(result.Stats.Responses, Is.EqualTo(1));
+        Assert.That(replies, Has.Count.EqualTo(options.Alpha));
+        foreach (var reply in replies) Assert.That(() => reply.CloserPeer(0), Throws.InstanceOf<ObjectDisposedException>());
+    });
+
+    [Test]
     public void Lookup_Throws_WhenCallerCancels()
     {
         var time = new FakeTimeProvider();

@@ -235,6 +235,38 @@ public sealed class KadReplyTests
     }
 
     [Test]
+    public async Task Read_RepliesInPooledArrays_KeepNothingOfTheOnesDisposedBefore(CancellationToken ct)
+    {
+        // A reply read off a stream holds its bytes in pooled arrays until it is disposed; the next one read
+        // may get the same arrays, and must then show only its own peers.
+        var many = Sample();
+        for (var i = 4; i < 24; i++) many.CloserPeers.Add(KadMessageCodec.FromPeer(DhtTestPeers.Get(i), [Multiaddress.Parse($"/ip4/10.0.0.{i}/tcp/1")], connected: false));
+        var few = new Message { Type = Message.Types.MessageType.FindNode };
+        few.CloserPeers.Add(KadMessageCodec.FromPeer(DhtTestPeers.Get(30), [Multiaddress.Parse("/ip4/10.0.1.1/tcp/2")], connected: true));
+        foreach (var sent in new[] { many, few, many, few, new Message { Type = Message.Types.MessageType.Ping } })
+        {
+            using var stream = new MemoryStream(Framed(sent.ToByteArray()));
+            var reply = (await KadReply.ReadAsync(stream, MaxSize, MaxKey, AddressScope.Loopback, ct))!;
+            var expected = KadReply.Parse(sent.ToByteArray(), MaxKey, AddressScope.Loopback);
+            Assert.That(reply.Message, Is.EqualTo(expected.Message));
+            Assert.That(reply.CloserPeerCount, Is.EqualTo(expected.CloserPeerCount));
+            for (var p = 0; p < reply.CloserPeerCount; p++)
+            {
+                Assert.That(reply.CloserPeer(p).Id.ToArray(), Is.EqualTo(expected.CloserPeer(p).Id.ToArray()));
+                Assert.That(reply.CloserPeer(p).AddressCount, Is.EqualTo(expected.CloserPeer(p).AddressCount));
+                for (var a = 0; a < reply.CloserPeer(p).AddressCount; a++)
+                    Assert.That(reply.CloserPeer(p).Address(a).ToArray(), Is.EqualTo(expected.CloserPeer(p).Address(a).ToArray()));
+            }
+            Assert.That(() => reply.CloserPeer(reply.CloserPeerCount), Throws.InstanceOf<ArgumentOutOfRangeException>());
+            reply.Dispose();
+            reply.Dispose();
+            // The message was parsed out of the bytes, so it outlives them; the closer peers do not.
+            Assert.That(reply.Message, Is.EqualTo(expected.Message));
+            if (reply.CloserPeerCount > 0) Assert.That(() => reply.CloserPeer(0), Throws.InstanceOf<ObjectDisposedException>());
+        }
+    }
+
+    [Test]
     public async Task Read_ReturnsNull_AtACleanEndOfStream(CancellationToken ct) =>
         Assert.That(await KadReply.ReadAsync(new MemoryStream(), MaxSize, MaxKey, AddressScope.Loopback, ct), Is.Null);
 }
