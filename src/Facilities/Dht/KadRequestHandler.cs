@@ -41,7 +41,10 @@ internal sealed class KadRequestHandler(
             Message? request;
             try
             {
-                request = await KadMessageCodec.ReadAsync(context.Stream, options.MaxMessageSize, options.MaxKeySize, linked.Token);
+                // KadMessageCodec.ReadAsync, without its frame: after each reply the next read waits for the
+                // requester (to close, usually), and every async frame waiting costs an allocation.
+                request = await LengthPrefixedMessage.ReadAsync(context.Stream, Message.Parser, options.MaxMessageSize, linked.Token);
+                if (request is not null) KadMessageCodec.Validate(request, options.MaxKeySize);
             }
             catch (OperationCanceledException) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
@@ -250,16 +253,25 @@ internal sealed class KadRequestHandler(
             peers[0] = new CloserPeer(host.PeerId, host.ListenAddresses, options.MaxAddressesPerPeer, connected: true);
             return 1;
         }
-        var nearest = routingTable.NearestPeers(KadId.FromKey(key), options.K, exclude: requester);
-        var count = 0;
-        foreach (var peer in nearest)
+        var nearest = ArrayPool<PeerId>.Shared.Rent(options.K);
+        try
         {
-            var addresses = host.PeerStore.GetAddresses(peer);
-            // A peer without addresses is no use to the requester.
-            if (addresses.Count == 0) continue;
-            peers[count++] = new CloserPeer(peer, addresses, options.MaxAddressesPerPeer, host.GetConnection(peer) is not null);
+            var found = routingTable.NearestPeers(KadId.FromKey(key), requester, nearest.AsSpan(0, options.K));
+            var count = 0;
+            for (var i = 0; i < found; i++)
+            {
+                var peer = nearest[i];
+                var addresses = host.PeerStore.GetAddresses(peer);
+                // A peer without addresses is no use to the requester.
+                if (addresses.Count == 0) continue;
+                peers[count++] = new CloserPeer(peer, addresses, options.MaxAddressesPerPeer, host.GetConnection(peer) is not null);
+            }
+            return count;
         }
-        return count;
+        finally
+        {
+            ArrayPool<PeerId>.Shared.Return(nearest, clearArray: true);
+        }
     }
 
     /// <summary>One closer peer of a reply, as the wire Peer message <see cref="KadMessageCodec.FromPeer(PeerId, IReadOnlyList{Multiaddress}, int, bool)"/> makes.</summary>

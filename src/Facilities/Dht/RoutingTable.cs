@@ -160,6 +160,22 @@ public sealed class RoutingTable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         if (count == 0) return [];
+        lock (_lock)
+        {
+            if (_index.Count == 0) return [];
+            var nearest = new PeerId[Math.Min(count, _index.Count)];
+            var found = NearestPeers(target, exclude, nearest);
+            return found == nearest.Length ? nearest : nearest[..found];
+        }
+    }
+
+    /// <summary>
+    /// Fills <paramref name="destination"/> with up to its length of the peers closest to <paramref name="target"/>,
+    /// closest first, as <see cref="NearestPeers(KadId, int, PeerId?)"/> lists them; returns how many. For a caller
+    /// that needs them only for a moment (a kad server answers every request with k of them).
+    /// </summary>
+    internal int NearestPeers(KadId target, PeerId? exclude, Span<PeerId> destination)
+    {
         // Every kad request asks this with k of a table that holds hundreds, so only the buckets that can hold the k
         // nearest are walked. With j the target's bucket (its common-prefix length with us), a peer in bucket j agrees
         // with the target on bit j, one in a bucket above j does not (but agrees above it), and one in bucket i < j
@@ -169,37 +185,48 @@ public sealed class RoutingTable
         // never tie, so the order is the one a full sort of the table gives.
         lock (_lock)
         {
-            if (_index.Count == 0) return [];
-            count = Math.Min(count, _index.Count);
-            var nearest = new List<PeerId>(count);
-            var ids = new KadId[count];
+            var count = Math.Min(destination.Length, _index.Count);
+            if (count == 0) return 0;
+            var nearest = destination[..count];
+            // The ids of the peers kept so far, to compare distances with: k of them, on the stack for any usual k.
+            var ids = count <= MaxStackIds ? stackalloc KadId[count] : new KadId[count];
+            var filled = 0;
             var j = BucketIndexOf(target);
-            var seen = Take(_buckets[j], target, count, exclude, nearest, ids);
+            var seen = Take(_buckets[j], target, exclude, nearest, ids, ref filled);
             if (seen < count)
             {
-                for (var i = j + 1; i < _buckets.Length; i++) seen += Take(_buckets[i], target, count, exclude, nearest, ids);
+                for (var i = j + 1; i < _buckets.Length; i++) seen += Take(_buckets[i], target, exclude, nearest, ids, ref filled);
             }
-            for (var i = j - 1; i >= 0 && seen < count; i--) seen += Take(_buckets[i], target, count, exclude, nearest, ids);
-            return nearest;
+            for (var i = j - 1; i >= 0 && seen < count; i--) seen += Take(_buckets[i], target, exclude, nearest, ids, ref filled);
+            return filled;
         }
     }
 
-    /// <summary>Offers a bucket's peers to the sorted k nearest; returns how many it offered.</summary>
-    private static int Take(Bucket? bucket, KadId target, int count, PeerId? exclude, List<PeerId> nearest, KadId[] ids)
+    private const int MaxStackIds = 64;
+
+    /// <summary>
+    /// Offers a bucket's peers to the sorted nearest, the first <paramref name="filled"/> of <paramref name="nearest"/>
+    /// (at most its length); returns how many it offered.
+    /// </summary>
+    private static int Take(Bucket? bucket, KadId target, PeerId? exclude, Span<PeerId> nearest, Span<KadId> ids, ref int filled)
     {
         if (bucket is null) return 0;
+        var count = nearest.Length;
         var offered = 0;
         foreach (var e in bucket.Peers)
         {
             if (exclude is not null && e.Peer == exclude) continue;
             offered++;
-            var at = nearest.Count;
+            var at = filled;
             while (at > 0 && target.CompareDistance(e.Id, ids[at - 1]) < 0) at--;
             if (at == count) continue;
-            if (nearest.Count == count) nearest.RemoveAt(count - 1);
-            Array.Copy(ids, at, ids, at + 1, nearest.Count - at);
+            // The farthest drops out when all places are taken; those from at on move one place down.
+            if (filled == count) filled--;
+            ids[at..filled].CopyTo(ids[(at + 1)..]);
+            nearest[at..filled].CopyTo(nearest[(at + 1)..]);
             ids[at] = e.Id;
-            nearest.Insert(at, e.Peer);
+            nearest[at] = e.Peer;
+            filled++;
         }
         return offered;
     }

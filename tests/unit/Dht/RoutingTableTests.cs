@@ -141,6 +141,30 @@ public sealed class RoutingTableTests
     }
 
     [Test]
+    public void NearestPeers_IntoADestination_ListsWhatTheListDoes_WhateverTheDestinationHeldBefore()
+    {
+        // The span overload fills a caller's (pooled, reused) array: what was in it before must not show.
+        var table = NewTable(k: 8);
+        foreach (var p in DhtTestPeers.Take(60).Skip(1)) table.TryAdd(p);
+        var inTable = table.Peers;
+        var random = new Random(5);
+        var destination = new PeerId[inTable.Count + 10];
+        for (var i = 0; i < 100; i++)
+        {
+            var target = KadId.Random(random);
+            var count = random.Next(0, destination.Length + 1);
+            var exclude = i % 3 == 0 ? inTable[random.Next(inTable.Count)] : null;
+            Array.Fill(destination, DhtTestPeers.Get(100 + i));
+
+            var found = table.NearestPeers(target, exclude, destination.AsSpan(0, count));
+
+            Assert.That(destination[..found], Is.EqualTo(table.NearestPeers(target, count, exclude)), $"count {count}");
+            Assert.That(found, Is.EqualTo(Math.Min(count, inTable.Count - (exclude is null ? 0 : 1))));
+        }
+        Assert.That(NewTable().NearestPeers(KadId.Random(random), null, destination), Is.Zero, "an empty table");
+    }
+
+    [Test]
     public void Count_IsCapped_ByBucketSizeTimesBuckets()
     {
         var table = NewTable(k: 3);
