@@ -56,12 +56,12 @@ public static class MultistreamSelect
         foreach (var protocol in protocols) ValidateProtocolId(protocol, nameof(protocols));
 
         await WriteMessagesAsync(stream, ProtocolId, protocols[0], cancellationToken);
-        CheckHeader(await ReadMessageAsync(stream, cancellationToken));
         for (var i = 0; i < protocols.Count; i++)
         {
             if (i > 0)
                 await WriteMessagesAsync(stream, protocols[i], null, cancellationToken);
-            var answer = await ReadMessageAsync(stream, cancellationToken);
+            // The listener's header comes before its first answer.
+            var answer = await ReadMessageAsync(stream, afterHeader: i == 0, cancellationToken);
             if (string.Equals(answer, protocols[i], StringComparison.Ordinal)) return answer;
             if (answer != NotAvailable)
                 throw new MultistreamException(MultistreamFailure.MalformedMessage, $"listener answered '{answer}' to the proposal '{protocols[i]}'");
@@ -121,8 +121,7 @@ public static class MultistreamSelect
     /// <summary>The answer to a lazy proposal, for a caller whose token already bounds the wait (a connection upgrade).</summary>
     internal static async ValueTask ReadLazyAnswerAsync(Stream stream, string protocol, CancellationToken cancellationToken)
     {
-        CheckHeader(await ReadMessageAsync(stream, cancellationToken));
-        var answer = await ReadMessageAsync(stream, cancellationToken);
+        var answer = await ReadMessageAsync(stream, afterHeader: true, cancellationToken);
         if (string.Equals(answer, protocol, StringComparison.Ordinal)) return;
         if (answer == NotAvailable)
             throw new MultistreamException(MultistreamFailure.NoProtocolSupported, $"the listener does not support {protocol}");
@@ -173,8 +172,17 @@ public static class MultistreamSelect
     /// stream to send with the protocol's first bytes. It returns false to have it written now.
     /// </summary>
     /// <inheritdoc cref="HandleAsync(Stream, IReadOnlyCollection{string}, CancellationToken)"/>
-    public static async Task<string> HandleAsync(Stream stream, Func<string, bool> isSupported, IEnumerable<string> listed, Func<bool>? dataAvailable,
+    public static Task<string> HandleAsync(Stream stream, Func<string, bool> isSupported, IEnumerable<string> listed, Func<bool>? dataAvailable,
         Func<ReadOnlyMemory<byte>, bool>? holdAnswer, CancellationToken cancellationToken)
+    {
+        var negotiation = HandleCoreAsync(stream, isSupported, listed, dataAvailable, holdAnswer, cancellationToken);
+        // A lazy dialer's proposal is here with its stream, so most negotiations end at once: with a protocol
+        // this process handles, they share one finished task instead of allocating one each.
+        return negotiation.IsCompletedSuccessfully ? Completed(negotiation.Result) : negotiation.AsTask();
+    }
+
+    private static async ValueTask<string> HandleCoreAsync(Stream stream, Func<string, bool> isSupported, IEnumerable<string> listed,
+        Func<bool>? dataAvailable, Func<ReadOnlyMemory<byte>, bool>? holdAnswer, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(isSupported);
@@ -189,7 +197,7 @@ public static class MultistreamSelect
             await WriteMessagesAsync(stream, ProtocolId, null, cancellationToken);
             headerSent = true;
         }
-        CheckHeader(await ReadMessageAsync(stream, cancellationToken));
+        CheckHeader(await ReadMessageAsync(stream, afterHeader: false, cancellationToken));
         var refused = false;
         for (var attempt = 0; ; attempt++)
         {
@@ -203,7 +211,7 @@ public static class MultistreamSelect
             string proposal;
             try
             {
-                proposal = await ReadMessageAsync(stream, cancellationToken);
+                proposal = await ReadMessageAsync(stream, afterHeader: false, cancellationToken);
             }
             catch (MultistreamException e) when (refused && e.Reason is MultistreamFailure.MalformedMessage or MultistreamFailure.TooLong)
             {
@@ -236,7 +244,7 @@ public static class MultistreamSelect
     {
         ArgumentNullException.ThrowIfNull(stream);
         await WriteMessagesAsync(stream, ProtocolId, List, cancellationToken);
-        CheckHeader(await ReadMessageAsync(stream, cancellationToken));
+        CheckHeader(await ReadMessageAsync(stream, afterHeader: false, cancellationToken));
         var body = await ReadRawAsync(stream, MaxListLength, cancellationToken);
         if (body.Length == 0 || body[^1] != (byte)'\n')
             throw new MultistreamException(MultistreamFailure.MalformedMessage, "the protocol list lacks its trailing newline");
@@ -274,45 +282,52 @@ public static class MultistreamSelect
     /// <summary>
     /// One message, read in one method rather than through the general length-prefixed reader: a
     /// negotiation message is a few bytes, and a stream reset mid-read (a connection closed right
-    /// after it opened) is then rethrown through one frame instead of six.
+    /// after it opened) is then rethrown through one frame instead of six. With <paramref name="afterHeader"/>,
+    /// the message after the header, which is read and checked first: a dialer waiting for the
+    /// listener's header and answer then waits in one frame, not two.
     /// </summary>
-    private static async ValueTask<string> ReadMessageAsync(Stream stream, CancellationToken cancellationToken)
+    private static async ValueTask<string> ReadMessageAsync(Stream stream, bool afterHeader, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(MaxMessageLength);
         try
         {
-            // The varint length, a byte at a time so nothing past the message is consumed.
-            ulong length = 0;
-            for (var i = 0; ; i++)
+            for (var header = afterHeader; ; header = false)
             {
-                if (i == Varint.MaxLength)
-                    throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint overflows 64 bits");
-                if (await stream.ReadAsync(buffer.AsMemory(0, 1), cancellationToken) == 0)
+                // The varint length, a byte at a time so nothing past the message is consumed.
+                ulong length = 0;
+                for (var i = 0; ; i++)
                 {
-                    if (i == 0) throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended during negotiation");
-                    throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended inside a message");
+                    if (i == Varint.MaxLength)
+                        throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint overflows 64 bits");
+                    if (await stream.ReadAsync(buffer.AsMemory(0, 1), cancellationToken) == 0)
+                    {
+                        if (i == 0) throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended during negotiation");
+                        throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended inside a message");
+                    }
+                    var b = buffer[0];
+                    if (i == Varint.MaxLength - 1 && b > 1)
+                        throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint overflows 64 bits");
+                    length |= (ulong)(b & 0x7F) << (7 * i);
+                    if (b < 0x80)
+                    {
+                        if (b == 0 && i > 0)
+                            throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint is not minimally encoded");
+                        break;
+                    }
                 }
-                var b = buffer[0];
-                if (i == Varint.MaxLength - 1 && b > 1)
-                    throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint overflows 64 bits");
-                length |= (ulong)(b & 0x7F) << (7 * i);
-                if (b < 0x80)
+                if (length > MaxMessageLength)
+                    throw new MultistreamException(MultistreamFailure.TooLong, $"message of {length} bytes exceeds the limit of {MaxMessageLength}");
+                var body = buffer.AsMemory(0, (int)length);
+                for (var filled = 0; filled < body.Length;)
                 {
-                    if (b == 0 && i > 0)
-                        throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint is not minimally encoded");
-                    break;
+                    var read = await stream.ReadAsync(body[filled..], cancellationToken);
+                    if (read == 0) throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended inside a message");
+                    filled += read;
                 }
+                var message = DecodeMessage(body.Span);
+                if (!header) return message;
+                CheckHeader(message);
             }
-            if (length > MaxMessageLength)
-                throw new MultistreamException(MultistreamFailure.TooLong, $"message of {length} bytes exceeds the limit of {MaxMessageLength}");
-            var body = buffer.AsMemory(0, (int)length);
-            for (var filled = 0; filled < body.Length;)
-            {
-                var read = await stream.ReadAsync(body[filled..], cancellationToken);
-                if (read == 0) throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended inside a message");
-                filled += read;
-            }
-            return DecodeMessage(body.Span);
         }
         finally
         {
@@ -366,6 +381,14 @@ public static class MultistreamSelect
             if (IsKnown(known, protocol) || known.Length >= MaxKnownIds) return;
             Volatile.Write(ref s_knownIds, [.. known, new KnownId(protocol, utf8)]);
         }
+    }
+
+    /// <summary>A finished task of <paramref name="protocol"/>: the known id's own when it is one (decoding returned that very string).</summary>
+    private static Task<string> Completed(string protocol)
+    {
+        foreach (var id in Volatile.Read(ref s_knownIds))
+            if (ReferenceEquals(id.Text, protocol)) return id.Completed;
+        return Task.FromResult(protocol);
     }
 
     private static bool IsKnown(KnownId[] known, string protocol)
@@ -429,6 +452,7 @@ public static class MultistreamSelect
 
         public string Text { get; } = text;
         public byte[] Utf8 { get; } = utf8;
+        public Task<string> Completed { get; } = Task.FromResult(text);
     }
 
     private static bool TryHoldMessages(Func<ReadOnlyMemory<byte>, bool> hold, string first, string? second)
