@@ -48,7 +48,36 @@ public static class MultistreamSelect
     /// <exception cref="MultistreamException">
     /// <see cref="MultistreamFailure.NoProtocolSupported"/> when every proposal got "na"; other reasons when the listener misbehaves.
     /// </exception>
-    public static async Task<string> SelectAsync(Stream stream, IReadOnlyList<string> protocols, CancellationToken cancellationToken)
+    public static Task<string> SelectAsync(Stream stream, IReadOnlyList<string> protocols, CancellationToken cancellationToken) =>
+        stream is not null && protocols is { Count: 1 } ? SelectOneAsync(stream, protocols[0], cancellationToken) : SelectManyAsync(stream, protocols, cancellationToken);
+
+    /// <summary>
+    /// <see cref="SelectAsync"/> of one protocol (a connection's upgrades, a stream's), whose dialer then waits for the
+    /// listener in one async frame (the reader's), not two. Invalid arguments fault the task, as they do there.
+    /// </summary>
+    private static Task<string> SelectOneAsync(Stream stream, string protocol, CancellationToken cancellationToken)
+    {
+        try
+        {
+            ValidateProtocolId(protocol, "protocols");
+        }
+        catch (ArgumentException e)
+        {
+            return Task.FromException<string>(e);
+        }
+        var write = WriteMessagesAsync(stream, ProtocolId, protocol, cancellationToken);
+        if (!write.IsCompletedSuccessfully) return AnswerAfterAsync(write, stream, protocol, cancellationToken);
+        var answer = ReadMessageAsync(stream, afterHeader: true, answering: protocol, lazy: false, cancellationToken);
+        return answer.IsCompletedSuccessfully ? Completed(answer.Result) : answer.AsTask();
+    }
+
+    private static async Task<string> AnswerAfterAsync(ValueTask write, Stream stream, string protocol, CancellationToken cancellationToken)
+    {
+        await write;
+        return await ReadMessageAsync(stream, afterHeader: true, answering: protocol, lazy: false, cancellationToken);
+    }
+
+    private static async Task<string> SelectManyAsync(Stream? stream, IReadOnlyList<string>? protocols, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(protocols);
@@ -61,7 +90,7 @@ public static class MultistreamSelect
             if (i > 0)
                 await WriteMessagesAsync(stream, protocols[i], null, cancellationToken);
             // The listener's header comes before its first answer.
-            var answer = await ReadMessageAsync(stream, afterHeader: i == 0, cancellationToken);
+            var answer = await ReadMessageAsync(stream, afterHeader: i == 0, answering: null, lazy: false, cancellationToken);
             if (string.Equals(answer, protocols[i], StringComparison.Ordinal)) return answer;
             if (answer != NotAvailable)
                 throw new MultistreamException(MultistreamFailure.MalformedMessage, $"listener answered '{answer}' to the proposal '{protocols[i]}'");
@@ -119,13 +148,11 @@ public static class MultistreamSelect
     }
 
     /// <summary>The answer to a lazy proposal, for a caller whose token already bounds the wait (a connection upgrade).</summary>
-    internal static async ValueTask ReadLazyAnswerAsync(Stream stream, string protocol, CancellationToken cancellationToken)
+    internal static ValueTask ReadLazyAnswerAsync(Stream stream, string protocol, CancellationToken cancellationToken)
     {
-        var answer = await ReadMessageAsync(stream, afterHeader: true, cancellationToken);
-        if (string.Equals(answer, protocol, StringComparison.Ordinal)) return;
-        if (answer == NotAvailable)
-            throw new MultistreamException(MultistreamFailure.NoProtocolSupported, $"the listener does not support {protocol}");
-        throw new MultistreamException(MultistreamFailure.MalformedMessage, $"listener answered '{answer}' to the proposal '{protocol}'");
+        // The answer is checked by the reader itself: a dialer waiting for it waits in one async frame, not two.
+        var answer = ReadMessageAsync(stream, afterHeader: true, answering: protocol, lazy: true, cancellationToken);
+        return answer.IsCompletedSuccessfully ? ValueTask.CompletedTask : new ValueTask(answer.AsTask());
     }
 
     /// <summary>
@@ -197,7 +224,7 @@ public static class MultistreamSelect
             await WriteMessagesAsync(stream, ProtocolId, null, cancellationToken);
             headerSent = true;
         }
-        CheckHeader(await ReadMessageAsync(stream, afterHeader: false, cancellationToken));
+        CheckHeader(await ReadMessageAsync(stream, afterHeader: false, answering: null, lazy: false, cancellationToken));
         var refused = false;
         for (var attempt = 0; ; attempt++)
         {
@@ -211,7 +238,7 @@ public static class MultistreamSelect
             string proposal;
             try
             {
-                proposal = await ReadMessageAsync(stream, afterHeader: false, cancellationToken);
+                proposal = await ReadMessageAsync(stream, afterHeader: false, answering: null, lazy: false, cancellationToken);
             }
             catch (MultistreamException e) when (refused && e.Reason is MultistreamFailure.MalformedMessage or MultistreamFailure.TooLong)
             {
@@ -244,7 +271,7 @@ public static class MultistreamSelect
     {
         ArgumentNullException.ThrowIfNull(stream);
         await WriteMessagesAsync(stream, ProtocolId, List, cancellationToken);
-        CheckHeader(await ReadMessageAsync(stream, afterHeader: false, cancellationToken));
+        CheckHeader(await ReadMessageAsync(stream, afterHeader: false, answering: null, lazy: false, cancellationToken));
         var body = await ReadRawAsync(stream, MaxListLength, cancellationToken);
         if (body.Length == 0 || body[^1] != (byte)'\n')
             throw new MultistreamException(MultistreamFailure.MalformedMessage, "the protocol list lacks its trailing newline");
@@ -284,9 +311,11 @@ public static class MultistreamSelect
     /// negotiation message is a few bytes, and a stream reset mid-read (a connection closed right
     /// after it opened) is then rethrown through one frame instead of six. With <paramref name="afterHeader"/>,
     /// the message after the header, which is read and checked first: a dialer waiting for the
-    /// listener's header and answer then waits in one frame, not two.
+    /// listener's header and answer then waits in one frame, not two. With <paramref name="answering"/>, the
+    /// message is the listener's answer to that proposal, the only one made (<paramref name="lazy"/> or not):
+    /// returned when it accepts it, else the failure is thrown here.
     /// </summary>
-    private static async ValueTask<string> ReadMessageAsync(Stream stream, bool afterHeader, CancellationToken cancellationToken)
+    private static async ValueTask<string> ReadMessageAsync(Stream stream, bool afterHeader, string? answering, bool lazy, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(MaxMessageLength);
         try
@@ -325,8 +354,18 @@ public static class MultistreamSelect
                     filled += read;
                 }
                 var message = DecodeMessage(body.Span);
-                if (!header) return message;
-                CheckHeader(message);
+                if (header)
+                {
+                    CheckHeader(message);
+                    continue;
+                }
+                if (answering is null || string.Equals(message, answering, StringComparison.Ordinal)) return message;
+                if (message == NotAvailable)
+                {
+                    throw new MultistreamException(MultistreamFailure.NoProtocolSupported,
+                        lazy ? $"the listener does not support {answering}" : $"the listener supports none of: {answering}");
+                }
+                throw new MultistreamException(MultistreamFailure.MalformedMessage, $"listener answered '{message}' to the proposal '{answering}'");
             }
         }
         finally
