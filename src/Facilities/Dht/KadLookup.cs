@@ -52,6 +52,7 @@ internal sealed class KadLookup
         int? alpha = null)
     {
         _target = target;
+        _byDistance = new DistanceComparer(target);
         _self = self;
         _k = options.K;
         _alpha = alpha ?? options.Alpha;
@@ -229,7 +230,7 @@ internal sealed class KadLookup
     {
         if (peer == _self || !_seen.Add(peer)) return;
         var candidate = new Candidate(peer, KadId.FromPeer(peer), hop);
-        var index = _candidates.BinarySearch(candidate, new DistanceComparer(_target));
+        var index = _candidates.BinarySearch(candidate, _byDistance);
         _candidates.Insert(index < 0 ? ~index : index, candidate);
         // Far candidates nobody has asked yet are the cheapest to forget; _seen still stops re-adding them.
         if (_candidates.Count > _maxCandidates)
@@ -279,6 +280,10 @@ internal sealed class KadLookup
     }
 
     private readonly record struct Completion(Candidate Candidate, KadReply? Reply, Exception? Error);
+
+    // Declared after the methods: the compiler numbers the state machines of members declared after a new one anew, and
+    // the simulation's trace hash names them.
+    private readonly DistanceComparer _byDistance;
 
     private sealed class DistanceComparer(KadId target) : IComparer<Candidate>
     {

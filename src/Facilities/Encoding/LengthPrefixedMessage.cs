@@ -135,7 +135,7 @@ public static class LengthPrefixedMessage
             throw new MalformedMessageException($"malformed {typeof(T).Name} message: {e.Message}", e);
         }
         // The parser does not enforce proto2 'required'; a message without them is as bad as garbage.
-        if (!message.IsInitialized())
+        if (InitializationCheck<T>.Needed(message) && !message.IsInitialized())
             throw new MalformedMessageException($"{typeof(T).Name} message lacks required fields");
         return message;
     }
@@ -269,5 +269,45 @@ public static class LengthPrefixedMessage
             throw new MessageTooLargeException(prefix.Value, maxLength);
         length = (int)prefix.Value;
         return true;
+    }
+
+    /// <summary>
+    /// Whether a parsed <typeparamref name="T"/> can fail <see cref="MessageExtensions.IsInitialized"/>: only when a
+    /// required field or an extension can be reached from it. Most of what we parse (kad's proto3 messages) can
+    /// not, and the check walks the descriptor (allocating as it goes) for every message.
+    /// </summary>
+    private static class InitializationCheck<T>
+        where T : IMessage<T>
+    {
+        // 0 not known yet, 1 needed, 2 not needed; computed once per type (racing threads compute the same).
+        private static int s_state;
+
+        public static bool Needed(T message)
+        {
+            var state = Volatile.Read(ref s_state);
+            if (state == 0)
+            {
+                state = CanBeUninitialized(message.Descriptor, []) ? 1 : 2;
+                Volatile.Write(ref s_state, state);
+            }
+            return state == 1;
+        }
+    }
+
+    private static bool CanBeUninitialized(Google.Protobuf.Reflection.MessageDescriptor descriptor, HashSet<Google.Protobuf.Reflection.MessageDescriptor> visited)
+    {
+        if (!visited.Add(descriptor)) return false;
+        // A message with extension ranges may carry extensions with required fields of their own.
+        if (descriptor.ClrType is { } type && type.GetInterfaces().Any(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IExtendableMessage<>)))
+            return true;
+        foreach (var field in descriptor.Fields.InDeclarationOrder())
+        {
+            if (field.IsRequired) return true;
+            // Map entries are messages too, so a map's message values are walked here.
+            if (field.FieldType is Google.Protobuf.Reflection.FieldType.Message or Google.Protobuf.Reflection.FieldType.Group
+                && CanBeUninitialized(field.MessageType, visited))
+                return true;
+        }
+        return false;
     }
 }

@@ -1,3 +1,4 @@
+using Google.Protobuf;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity.Proto;
 using P2PInference.TestKit;
@@ -143,6 +144,34 @@ public sealed class LengthPrefixedMessageTests
     {
         using var stream = Bytes([0]);
         Assert.ThrowsAsync<MalformedMessageException>(async () => await LengthPrefixedMessage.ReadAsync(stream, PublicKey.Parser, 64, Token));
+    }
+
+    [Test]
+    public void Parse_RefusesAMessageWhoseNestedMessageLacksItsRequiredFields()
+    {
+        // Whether a type needs the required-fields check is worked out once per type, from its whole
+        // descriptor: HopMessage's own required field is set here, its Peer's is not.
+        var hop = new P2PInference.Facilities.Net.Protocols.Relay.Proto.HopMessage
+        {
+            Type = P2PInference.Facilities.Net.Protocols.Relay.Proto.HopMessage.Types.Type.Connect,
+            Peer = new P2PInference.Facilities.Net.Protocols.Relay.Proto.Peer(),
+        };
+        var parser = P2PInference.Facilities.Net.Protocols.Relay.Proto.HopMessage.Parser;
+        Assert.Throws<MalformedMessageException>(() => LengthPrefixedMessage.Parse(parser, hop.ToByteArray()));
+        hop.Peer.Id = Google.Protobuf.ByteString.CopyFrom(1, 2);
+        Assert.That(LengthPrefixedMessage.Parse(parser, hop.ToByteArray()), Is.EqualTo(hop));
+        Assert.Throws<MalformedMessageException>(() => LengthPrefixedMessage.Parse(parser, [0x12, 0x00]), "no type, an empty peer");
+    }
+
+    [Test]
+    public void Parse_TakesMessagesWithoutRequiredFields_Whatever_TheyHold()
+    {
+        // kad's proto3 Message has nothing required anywhere, so the check is skipped for it.
+        var message = new P2PInference.Facilities.Dht.Proto.Message { Type = P2PInference.Facilities.Dht.Proto.Message.Types.MessageType.FindNode };
+        message.CloserPeers.Add(new P2PInference.Facilities.Dht.Proto.Message.Types.Peer());
+        message.Record = new P2PInference.Facilities.Dht.Proto.Record();
+        Assert.That(LengthPrefixedMessage.Parse(P2PInference.Facilities.Dht.Proto.Message.Parser, message.ToByteArray()), Is.EqualTo(message));
+        Assert.That(message.IsInitialized(), Is.True, "as the protobuf check says");
     }
 
     [Test]
