@@ -30,57 +30,67 @@ internal sealed class KadRequestHandler(
         var remote = context.RemotePeer;
         onRequestFrom(remote);
         // One idle timer per stream, re-armed for each request: a requester usually sends one request
-        // and closes, so a timer and a linked source per read would double what each stream costs.
+        // and closes, so a timer and a linked source per read would double what each stream costs. The
+        // host's token cancels it too, through one registration rather than a source linked to both.
         using var idle = new CancellationTokenSource(options.InboundIdleTimeout, options.TimeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, idle.Token);
-        for (var served = 0; served < options.MaxRequestsPerStream; served++)
+        using var hostCancelled = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), idle);
+        var firstByte = ArrayPool<byte>.Shared.Rent(1);
+        try
         {
+            for (var served = 0; served < options.MaxRequestsPerStream; served++)
+            {
 #pragma warning disable RS0030 // The source runs on options.TimeProvider's timer (created with it above); CancelAfter re-arms that timer.
-            if (served > 0) idle.CancelAfter(options.InboundIdleTimeout);
+                if (served > 0) idle.CancelAfter(options.InboundIdleTimeout);
 #pragma warning restore RS0030
-            Message? request;
-            try
-            {
-                // KadMessageCodec.ReadAsync, without its frame: after each reply the next read waits for the
-                // requester (to close, usually), and every async frame waiting costs an allocation.
-                request = await LengthPrefixedMessage.ReadAsync(context.Stream, Message.Parser, options.MaxMessageSize, linked.Token);
-                if (request is not null) KadMessageCodec.Validate(request, options.MaxKeySize);
-            }
-            catch (OperationCanceledException) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            if (request is null) return;
-            Interlocked.Increment(ref _requestsServed);
-            var frame = Answer(remote, request, AddressScopes.Of(context.Connection.RemoteAddress), out var length);
-            if (frame is null)
-            {
-                // Nothing to write (ADD_PROVIDER): the timer waits for the next request from the top.
-                continue;
-            }
-            try
-            {
-                // The same timer bounds writing the reply: a requester that sends requests and never reads the
-                // replies fills the stream's window, and the write would then hold this handler until the
-                // connection ends.
-#pragma warning disable RS0030 // As above: the provider's timer, re-armed.
-                idle.CancelAfter(options.ReplyWriteTimeout);
-#pragma warning restore RS0030
+                Message request;
                 try
                 {
-                    await context.Stream.WriteAsync(frame.AsMemory(0, length), linked.Token);
-                    await context.Stream.FlushAsync(linked.Token);
+                    // The next request's first byte is awaited here, and the rest, which comes with it, read after:
+                    // after a reply this is a wait for the requester to close, which then suspends this method
+                    // alone rather than the reader's too (every async method waiting costs allocations).
+                    if (await context.Stream.ReadAsync(firstByte.AsMemory(0, 1), idle.Token) == 0) return;
+                    request = (await LengthPrefixedMessage.ReadAsync(context.Stream, Message.Parser, options.MaxMessageSize, firstByte[0], idle.Token))!;
+                    KadMessageCodec.Validate(request, options.MaxKeySize);
                 }
-                catch (OperationCanceledException e) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                catch (OperationCanceledException) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
-                    // Thrown, so the host resets the stream: part of the reply may be queued on it.
-                    throw new KadProtocolException($"{remote} did not take the {request.Type} reply within {options.ReplyWriteTimeout}", e);
+                    return;
+                }
+                Interlocked.Increment(ref _requestsServed);
+                var frame = Answer(remote, request, AddressScopes.Of(context.Connection.RemoteAddress), out var length);
+                if (frame is null)
+                {
+                    // Nothing to write (ADD_PROVIDER): the timer waits for the next request from the top.
+                    continue;
+                }
+                try
+                {
+                    // The same timer bounds writing the reply: a requester that sends requests and never reads the
+                    // replies fills the stream's window, and the write would then hold this handler until the
+                    // connection ends.
+#pragma warning disable RS0030 // As above: the provider's timer, re-armed.
+                    idle.CancelAfter(options.ReplyWriteTimeout);
+#pragma warning restore RS0030
+                    try
+                    {
+                        await context.Stream.WriteAsync(frame.AsMemory(0, length), idle.Token);
+                        await context.Stream.FlushAsync(idle.Token);
+                    }
+                    catch (OperationCanceledException e) when (idle.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                    {
+                        // Thrown, so the host resets the stream: part of the reply may be queued on it.
+                        throw new KadProtocolException($"{remote} did not take the {request.Type} reply within {options.ReplyWriteTimeout}", e);
+                    }
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(frame);
                 }
             }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(frame);
-            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(firstByte);
         }
     }
 

@@ -50,31 +50,37 @@ public static class LengthPrefixedMessage
         }
     }
 
-    /// <summary>Reads one message and parses it as <typeparamref name="T"/>; null on a clean end of stream.</summary>
-    /// <exception cref="MalformedMessageException">The body is not a valid <typeparamref name="T"/>.</exception>
-    /// <inheritdoc cref="ReadAsync(Stream, int, CancellationToken)"/>
-    public static async ValueTask<T?> ReadAsync<T>(Stream stream, MessageParser<T> parser, int maxLength, CancellationToken cancellationToken)
+    /// <summary>
+    /// <see cref="ReadAsync{T}(Stream, MessageParser{T}, int, CancellationToken)"/> of a message whose first byte,
+    /// <paramref name="firstByte"/>, the caller has read already (-1 when it has not): for a caller that waits for
+    /// the next message itself, so that waiting suspends its method alone. Never null then.
+    /// </summary>
+    internal static async ValueTask<T?> ReadAsync<T>(Stream stream, MessageParser<T> parser, int maxLength, int firstByte, CancellationToken cancellationToken)
         where T : class, IMessage<T>
     {
         ArgumentNullException.ThrowIfNull(parser);
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentOutOfRangeException.ThrowIfNegative(maxLength);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(firstByte, byte.MaxValue);
         // The prefix is read here rather than through ReadLengthAsync: a reader waiting for the next message
-        // (a kad server after each reply) then suspends one method instead of three.
-        int? length;
-        var scratch = ArrayPool<byte>.Shared.Rent(1);
-        try
+        // then suspends one method instead of three.
+        int? length = null;
+        var prefix = default(VarintAccumulator);
+        if (firstByte < 0 || !TakePrefix(ref prefix, 1, (byte)firstByte, maxLength, out length))
         {
-            var prefix = default(VarintAccumulator);
-            while (true)
+            var scratch = ArrayPool<byte>.Shared.Rent(1);
+            try
             {
-                var read = await stream.ReadAsync(scratch.AsMemory(0, 1), cancellationToken);
-                if (TakePrefix(ref prefix, read, scratch[0], maxLength, out length)) break;
+                while (true)
+                {
+                    var read = await stream.ReadAsync(scratch.AsMemory(0, 1), cancellationToken);
+                    if (TakePrefix(ref prefix, read, scratch[0], maxLength, out length)) break;
+                }
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(scratch);
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(scratch);
+            }
         }
         if (length is null) return null;
         // The body is only needed until it is parsed, so it can come from the pool.
@@ -310,4 +316,14 @@ public static class LengthPrefixedMessage
         }
         return false;
     }
+
+    // Declared last: the compiler numbers the state machines of the members declared after a new one anew, and the
+    // simulation's trace hash names them; the async overload above took this one's place.
+
+    /// <summary>Reads one message and parses it as <typeparamref name="T"/>; null on a clean end of stream.</summary>
+    /// <exception cref="MalformedMessageException">The body is not a valid <typeparamref name="T"/>.</exception>
+    /// <inheritdoc cref="ReadAsync(Stream, int, CancellationToken)"/>
+    public static ValueTask<T?> ReadAsync<T>(Stream stream, MessageParser<T> parser, int maxLength, CancellationToken cancellationToken)
+        where T : class, IMessage<T> =>
+        ReadAsync(stream, parser, maxLength, firstByte: -1, cancellationToken);
 }
