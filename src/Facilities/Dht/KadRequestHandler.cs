@@ -102,13 +102,17 @@ internal sealed class KadRequestHandler(
     /// <inheritdoc cref="Handle"/>
     internal byte[]? Answer(PeerId remote, Message request, AddressScope remoteScope, out int length)
     {
+        // Most requests are FIND_NODE, whose reply is its type, the closer peers and the cluster level: its few
+        // bytes around the peers are written without a Message to hold them.
+        if (request.Type == Message.Types.MessageType.FindNode)
+            return FrameWithCloserPeers(null, request, request.Key.Span, remote, out length);
         var reply = Handle(remote, request, remoteScope, out var withCloserPeers);
         if (reply is null)
         {
             length = 0;
             return null;
         }
-        return withCloserPeers ? FrameWithCloserPeers(reply, request.Key.Span, remote, out length) : LengthPrefixedMessage.RentFrame(reply, out length);
+        return withCloserPeers ? FrameWithCloserPeers(reply, request, request.Key.Span, remote, out length) : LengthPrefixedMessage.RentFrame(reply, out length);
     }
 
     /// <summary>Answers one request, but for the closer peers (<paramref name="withCloserPeers"/> says whether it has them); null for ADD_PROVIDER.</summary>
@@ -220,31 +224,38 @@ internal sealed class KadRequestHandler(
     /// writes fields in number order, so closerPeers (8) go after type, key and record (1-3) and before
     /// providerPeers (9) and clusterLevelRaw (10).
     /// </summary>
-    private byte[] FrameWithCloserPeers(Message reply, ReadOnlySpan<byte> key, PeerId requester, out int length)
+    /// <param name="reply">The reply without its closer peers; null for one of only the type and cluster level of <paramref name="request"/>.</param>
+    private byte[] FrameWithCloserPeers(Message? reply, Message request, ReadOnlySpan<byte> key, PeerId requester, out int length)
     {
         var peers = ArrayPool<CloserPeer>.Shared.Rent(options.K + 1);
         try
         {
             var count = CloserPeers(key, requester, peers);
             Message? tail = null;
-            if (reply.ProviderPeers.Count > 0 || reply.ClusterLevelRaw != 0)
+            if (reply is not null && (reply.ProviderPeers.Count > 0 || reply.ClusterLevelRaw != 0))
             {
                 tail = new Message { ClusterLevelRaw = reply.ClusterLevelRaw };
                 tail.ProviderPeers.Add(reply.ProviderPeers);
                 reply.ProviderPeers.Clear();
                 reply.ClusterLevelRaw = 0;
             }
-            var headSize = reply.CalculateSize();
-            var tailSize = tail?.CalculateSize() ?? 0;
+            // Without a reply: type (field 1) and clusterLevelRaw (10) as protobuf writes them, varints left out when
+            // 0 (proto3), a negative int32 sign-extended to ten bytes.
+            var type = (ulong)(long)request.Type;
+            var clusterLevel = (ulong)(long)request.ClusterLevelRaw;
+            var headSize = reply?.CalculateSize() ?? (type == 0 ? 0 : 1 + Varint.GetLength(type));
+            var tailSize = tail?.CalculateSize() ?? (reply is not null || clusterLevel == 0 ? 0 : 1 + Varint.GetLength(clusterLevel));
             var size = headSize + tailSize;
             for (var i = 0; i < count; i++) size += 1 + Varint.GetLength((ulong)peers[i].Size) + peers[i].Size;
             var prefix = Varint.GetLength((ulong)size);
             var buffer = ArrayPool<byte>.Shared.Rent(prefix + size);
             var at = Varint.Write(buffer, (ulong)size);
-            reply.WriteTo(buffer.AsSpan(at, headSize));
+            if (reply is not null) reply.WriteTo(buffer.AsSpan(at, headSize));
+            else if (headSize > 0) WriteVarintField(buffer.AsSpan(at), TypeTag, type);
             at += headSize;
             for (var i = 0; i < count; i++) at += peers[i].WriteTo(buffer.AsSpan(at));
-            tail?.WriteTo(buffer.AsSpan(at, tailSize));
+            if (tail is not null) tail.WriteTo(buffer.AsSpan(at, tailSize));
+            else if (tailSize > 0) WriteVarintField(buffer.AsSpan(at), ClusterLevelTag, clusterLevel);
             length = prefix + size;
             return buffer;
         }
@@ -252,6 +263,16 @@ internal sealed class KadRequestHandler(
         {
             ArrayPool<CloserPeer>.Shared.Return(peers, clearArray: true);
         }
+    }
+
+    // dht.proto's wire tags of Message.type and Message.clusterLevelRaw (varints).
+    private const byte TypeTag = 1 << 3;
+    private const byte ClusterLevelTag = 10 << 3;
+
+    private static void WriteVarintField(Span<byte> destination, byte tag, ulong value)
+    {
+        destination[0] = tag;
+        Varint.Write(destination[1..], value);
     }
 
     /// <summary>Fills <paramref name="peers"/> with those a reply names as closest to <paramref name="key"/>; returns how many.</summary>

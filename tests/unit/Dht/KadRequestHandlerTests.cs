@@ -154,6 +154,26 @@ public sealed class KadRequestHandlerTests
         Assert.That(reply.CloserPeers.Select(p => p.Addrs.Count), Has.All.EqualTo(1));
     }
 
+    [TestCase(0)]
+    [TestCase(1)]
+    [TestCase(127)]
+    [TestCase(128)]
+    [TestCase(-1)]
+    [TestCase(int.MinValue)]
+    public void FindNode_Reply_IsProtobufsBytes_ForAnyClusterLevel(int clusterLevel)
+    {
+        // FIND_NODE's type and cluster level are written without a Message: Handle compares the bytes with protobuf's.
+        AddToTable(30);
+        foreach (var key in new[] { DhtTestPeers.Get(150).Bytes.ToArray(), _host.PeerId.Bytes.ToArray(), [] })
+        {
+            var reply = Handle(DhtTestPeers.Get(0), new Message { Type = Message.Types.MessageType.FindNode, Key = ByteString.CopyFrom(key), ClusterLevelRaw = clusterLevel })!;
+            Assert.That(reply.Type, Is.EqualTo(Message.Types.MessageType.FindNode));
+            Assert.That(reply.ClusterLevelRaw, Is.EqualTo(clusterLevel));
+            Assert.That(reply.Key.IsEmpty && reply.Record is null && reply.ProviderPeers.Count == 0, "nothing but the type, the peers and the level");
+            Assert.That(reply.CloserPeers, Is.Not.Empty);
+        }
+    }
+
     [Test]
     public void FindNode_ForOurOwnId_ReturnsExactlyUs()
     {
