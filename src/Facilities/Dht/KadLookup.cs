@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using P2PInference.Facilities.Discovery;
+using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Facilities.Dht;
@@ -34,9 +35,10 @@ internal sealed class KadLookup
     private readonly List<Candidate> _candidates = [];
     private readonly HashSet<PeerId> _seen = [];
     // Wire id -> each distinct set of address bytes it was learned with in this lookup (nearly always one).
-    // All of them, not just the last: replies arrive in any order, and x1, x2, x1 must learn x1 once.
-    private readonly Dictionary<byte[], (byte[][] First, List<byte[][]>? More)> _learned = new(ByteKeyComparer.Instance);
-    private readonly Dictionary<byte[], (byte[][] First, List<byte[][]>? More)>.AlternateLookup<ReadOnlySpan<byte>> _learnedById;
+    // All of them, not just the last: replies arrive in any order, and x1, x2, x1 must learn x1 once. A set is
+    // packed in one array, each address behind its varint length.
+    private readonly Dictionary<byte[], (byte[] First, List<byte[]>? More)> _learned = new(ByteKeyComparer.Instance);
+    private readonly Dictionary<byte[], (byte[] First, List<byte[]>? More)>.AlternateLookup<ReadOnlySpan<byte>> _learnedById;
     private int _requests, _responses, _failures, _maxHop, _hopsToResult;
 
     /// <param name="request">Sends the request to a peer and returns its validated reply; null or a throw on failure.</param>
@@ -209,18 +211,33 @@ internal sealed class KadLookup
         return false;
     }
 
-    private static bool SameAddresses(byte[][] set, in KadWirePeer wire)
+    private static bool SameAddresses(byte[] set, in KadWirePeer wire)
     {
-        if (set.Length != wire.AddressCount) return false;
-        for (var i = 0; i < set.Length; i++)
-            if (!wire.Address(i).SequenceEqual(set[i])) return false;
-        return true;
+        var at = 0;
+        for (var i = 0; i < wire.AddressCount; i++)
+        {
+            if (at == set.Length) return false;
+            var length = (int)Varint.Read(set.AsSpan(at), out var prefix);
+            at += prefix;
+            if (!wire.Address(i).SequenceEqual(set.AsSpan(at, length))) return false;
+            at += length;
+        }
+        return at == set.Length;
     }
 
     private void NoteLearned(in KadWirePeer wire)
     {
-        var set = new byte[wire.AddressCount][];
-        for (var i = 0; i < set.Length; i++) set[i] = wire.Address(i).ToArray();
+        var size = 0;
+        for (var i = 0; i < wire.AddressCount; i++) size += Varint.GetLength((ulong)wire.Address(i).Length) + wire.Address(i).Length;
+        var set = size == 0 ? [] : new byte[size];
+        var at = 0;
+        for (var i = 0; i < wire.AddressCount; i++)
+        {
+            var address = wire.Address(i);
+            at += Varint.Write(set.AsSpan(at), (ulong)address.Length);
+            address.CopyTo(set.AsSpan(at));
+            at += address.Length;
+        }
         ref var sets = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_learnedById, wire.Id, out var exists);
         if (!exists) sets.First = set;
         else (sets.More ??= []).Add(set);

@@ -216,6 +216,41 @@ public sealed class KadLookupTests
     });
 
     [Test]
+    public void Lookup_TellsAddressSetsApart_WhenOneStartsWithTheOther() => SimulationTest.Run(async sim =>
+    {
+        // Sets are kept packed, each address behind its length: x1 and then x1 with x2 are two sets, learned both.
+        var self = DhtTestPeers.Get(0);
+        PeerId a = DhtTestPeers.Get(1), b = DhtTestPeers.Get(2), x = DhtTestPeers.Get(3);
+        var x1 = Multiaddress.Memory("x1");
+        var x2 = Multiaddress.Memory("x2");
+        Message Naming(params Multiaddress[] addresses)
+        {
+            var wire = new Message.Types.Peer { Id = ByteString.CopyFrom(x.Bytes) };
+            foreach (var address in addresses) wire.Addrs.Add(ByteString.CopyFrom(address.Bytes));
+            var reply = new Message { Type = Message.Types.MessageType.FindNode };
+            reply.CloserPeers.Add(wire);
+            return reply;
+        }
+        var replies = new Dictionary<PeerId, Message> { [a] = Naming(x1), [b] = Naming(x1, x2), [x] = Naming(x1) };
+        var learned = new List<Multiaddress[]>();
+        var lookup = new KadLookup(KadId.FromPeer(x), self, new KademliaDhtOptions { TimeProvider = sim.Clock },
+            async (p, ct) =>
+            {
+                if (p == b) await Task.Delay(TimeSpan.FromMilliseconds(100), sim.Clock, ct);
+                return Received(replies[p]);
+            },
+            (_, _, _) => false, (_, _) => { },
+            peer =>
+            {
+                if (peer.PeerId == x) learned.Add(peer.Addresses.ToArray());
+            });
+
+        await lookup.RunAsync([a, b], CancellationToken.None);
+
+        Assert.That(learned, Is.EqualTo(new[] { new[] { x1 }, new[] { x1, x2 } }));
+    });
+
+    [Test]
     public void Lookup_DisposesEveryReply_ProcessedQueuedOrLate() => SimulationTest.Run(async sim =>
     {
         // A reply's closer peers are in pooled arrays until it is disposed: the one the lookup processed, those
