@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
@@ -31,7 +32,7 @@ internal sealed class KadLookup
     private readonly Func<PeerId, CancellationToken, Task<KadReply?>> _request;
     private readonly Func<PeerId, KadReply, int, bool> _onResponse;
     private readonly Action<PeerId, bool> _onOutcome;
-    private readonly Action<DiscoveredPeer> _onPeerLearned;
+    private readonly Action<DiscoveredPeer, AddressScope> _onPeerLearned;
     private readonly List<Candidate> _candidates = [];
     private readonly HashSet<PeerId> _seen = [];
     // Wire id -> each distinct set of address bytes it was learned with in this lookup (nearly always one).
@@ -44,13 +45,13 @@ internal sealed class KadLookup
     /// <param name="request">Sends the request to a peer and returns its validated reply; null or a throw on failure.</param>
     /// <param name="onResponse">Sees every reply with its hop; returns true to end the lookup.</param>
     /// <param name="onOutcome">Told whether each queried peer answered, for the routing table.</param>
-    /// <param name="onPeerLearned">Told of every peer a reply names, with its addresses, before it is dialed.</param>
+    /// <param name="onPeerLearned">Told of every peer a reply names, with its addresses and the replier's scope (<see cref="KadReply.ReplierScope"/>), before it is dialed.</param>
     /// <param name="alpha">Requests in flight at once; null for <see cref="KademliaDhtOptions.Alpha"/>.</param>
     public KadLookup(KadId target, PeerId self, KademliaDhtOptions options,
         Func<PeerId, CancellationToken, Task<KadReply?>> request,
         Func<PeerId, KadReply, int, bool> onResponse,
         Action<PeerId, bool> onOutcome,
-        Action<DiscoveredPeer> onPeerLearned,
+        Action<DiscoveredPeer, AddressScope> onPeerLearned,
         int? alpha = null)
     {
         _target = target;
@@ -194,7 +195,7 @@ internal sealed class KadLookup
             if (AlreadyLearned(wire)) continue;
             var peer = KadMessageCodec.ToPeer(wire, _maxAddresses);
             if (peer is null || peer.PeerId == _self) continue;
-            _onPeerLearned(peer);
+            _onPeerLearned(peer, reply.ReplierScope);
             NoteLearned(wire);
             AddCandidate(peer.PeerId, c.Hop + 1);
         }

@@ -37,9 +37,10 @@ internal sealed class KadReply : IDisposable
     // Per closer peer: id offset, id length, kept address count, then offset and length of each kept address; rented when not empty.
     private int[]? _slices;
 
-    private KadReply(Message message, byte[] body, bool bodyRented, int[] peerAt, int peerCount, int[] slices)
+    private KadReply(Message message, byte[] body, bool bodyRented, int[] peerAt, int peerCount, int[] slices, AddressScope replierScope)
     {
         Message = message;
+        ReplierScope = replierScope;
         _body = body;
         _bodyRented = bodyRented;
         _peerAt = peerAt;
@@ -51,6 +52,12 @@ internal sealed class KadReply : IDisposable
     public Message Message { get; }
 
     public int CloserPeerCount { get; }
+
+    /// <summary>
+    /// The scope of the address the replier was reached at: what its addresses were restricted to, and the narrowest
+    /// scope a name among them may resolve to when we dial it (<see cref="Net.Host.PeerStore.NarrowestDialScope"/>).
+    /// </summary>
+    public AddressScope ReplierScope { get; }
 
     public KadWirePeer CloserPeer(int index)
     {
@@ -146,7 +153,7 @@ internal sealed class KadReply : IDisposable
             foreach (var provider in message.ProviderPeers) KadReplyAddresses.Restrict(provider, replierScope);
             // The index arrays pass to the reply as they are, so the lists below have nothing left to return.
             var peerCount = peerAt.Count;
-            return new KadReply(message, body, bodyRented, peerAt.Detach(), peerCount, slices.Detach());
+            return new KadReply(message, body, bodyRented, peerAt.Detach(), peerCount, slices.Detach(), replierScope);
         }
         finally
         {

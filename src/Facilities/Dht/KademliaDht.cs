@@ -194,7 +194,8 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
                 if (++taken > _options.MaxProvidersPerKey) break;
                 var peer = KadMessageCodec.ToPeer(wire, _options.MaxAddressesPerPeer);
                 if (peer is null) continue;
-                if (peer.Addresses.Count > 0 && peer.PeerId != PeerId) _host.PeerStore.AddAddresses(peer.PeerId, peer.Addresses);
+                if (peer.Addresses.Count > 0 && peer.PeerId != PeerId)
+                    _host.PeerStore.AddAddresses(peer.PeerId, peer.Addresses, AddressSource.ThirdParty, reply.ReplierScope);
                 if (found.TryGetValue(peer.PeerId, out var known))
                 {
                     if (known.Addresses.Count == 0 && peer.Addresses.Count > 0) found[peer.PeerId] = peer;
@@ -337,9 +338,10 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             (peer, ct) => RequestAsync(peer, request, ct),
             onResponse,
             OnQueryOutcome,
-            peer =>
+            (peer, replierScope) =>
             {
-                if (peer.Addresses.Count > 0) _host.PeerStore.AddAddresses(peer.PeerId, peer.Addresses);
+                // A name among them may resolve, when dialed, only within the scope the replier was reached at.
+                if (peer.Addresses.Count > 0) _host.PeerStore.AddAddresses(peer.PeerId, peer.Addresses, AddressSource.ThirdParty, replierScope);
             },
             alpha);
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Dht.Proto;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
@@ -66,6 +67,34 @@ public sealed class DhtTcpNetworkTests
         }
         foreach (var (_, dht) in _nodes) await dht.WaitUntilJoinedAsync(Token);
         return _nodes.Select(n => n.Dht).ToArray();
+    }
+
+    [Test]
+    public async Task Lookup_KeepsTheAddressesARepliesNames_WithTheScopeTheReplierWasReachedAt()
+    {
+        // A peer on our own machine may name our loopback, by name too (a DNS name's scope shows only when it is
+        // resolved): what its reply names stays dialable at loopback, where a public replier's would not be.
+        var (host, dht) = await StartNodeAsync([]);
+        var named = KeyPair.Generate().PeerId;
+        var address = Multiaddress.Parse("/dns4/localhost/tcp/1");
+        var replier = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
+        _impostors.Add(replier);
+        replier.Handle(KademliaDhtOptions.DefaultProtocolId, async (context, token) =>
+        {
+            var request = await KadMessageCodec.ReadAsync(context.Stream, 4096, 1024, token);
+            var reply = new Message { Type = request!.Type };
+            reply.CloserPeers.Add(KadMessageCodec.FromPeer(named, [address], connected: false));
+            await KadMessageCodec.WriteAsync(context.Stream, reply, token);
+        });
+        await replier.StartAsync([Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")], Token);
+        await host.ConnectAsync(replier.AdvertisedAddresses[0], Token);
+        await host.IdentifyAsync(replier.PeerId, Token);
+        Assert.That(dht.RoutingTable.Contains(replier.PeerId), Is.True, "premise: the lookup asks the replier");
+
+        await dht.FindClosestPeersAsync(named.ToByteArray(), Token);
+
+        Assert.That(host.PeerStore.GetAddresses(named), Is.EqualTo(new[] { address }));
+        Assert.That(host.PeerStore.NarrowestDialScope(named, address), Is.EqualTo(AddressScope.Loopback));
     }
 
     [Test]

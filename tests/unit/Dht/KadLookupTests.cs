@@ -50,7 +50,7 @@ public sealed class KadLookupTests
     private static KadLookup NewLookup(KadId target, PeerId self, KademliaDhtOptions options,
         Func<PeerId, CancellationToken, Task<Message>> request, Func<PeerId, KadReply, int, bool>? onResponse = null,
         List<(PeerId, bool)>? outcomes = null) =>
-        new(target, self, options, async (p, ct) => Received(await request(p, ct)), onResponse ?? ((_, _, _) => false), (p, ok) => outcomes?.Add((p, ok)), _ => { });
+        new(target, self, options, async (p, ct) => Received(await request(p, ct)), onResponse ?? ((_, _, _) => false), (p, ok) => outcomes?.Add((p, ok)), (_, _) => { });
 
     private static IEnumerable<PeerId> Seeds(PeerId self, KadId target) => Network.Value[self].NearestPeers(target, 20);
 
@@ -203,7 +203,7 @@ public sealed class KadLookupTests
                 return Received(replies[p]);
             },
             (_, _, _) => false, (_, _) => { },
-            peer =>
+            (peer, _) =>
             {
                 if (peer.PeerId == x) learned.Add(peer.Addresses);
             });
@@ -213,6 +213,35 @@ public sealed class KadLookupTests
         Assert.That(result.ClosestPeers, Is.EquivalentTo(new[] { a, b, x }));
         // The same address bytes again add nothing; different ones are learned, so no address a reply names is lost.
         Assert.That(learned.SelectMany(l => l), Is.EqualTo(new[] { x1, x2 }));
+    });
+
+    [Test]
+    public void Lookup_TellsWhoLearnsAPeer_TheScopeItsReplierWasReachedAt() => SimulationTest.Run(async sim =>
+    {
+        // What a name among the addresses may resolve to when dialed depends on it (PeerStore.NarrowestDialScope).
+        var self = DhtTestPeers.Get(0);
+        PeerId a = DhtTestPeers.Get(1), b = DhtTestPeers.Get(2), x = DhtTestPeers.Get(3), y = DhtTestPeers.Get(4);
+        Message Naming(PeerId peer)
+        {
+            var reply = new Message { Type = Message.Types.MessageType.FindNode };
+            reply.CloserPeers.Add(KadMessageCodec.FromPeer(peer, [Multiaddress.Parse("/dns4/peer.example/tcp/4001")], connected: false));
+            return reply;
+        }
+        var learned = new List<(PeerId, AddressScope)>();
+        var lookup = new KadLookup(KadId.FromPeer(x), self, new KademliaDhtOptions { TimeProvider = sim.Clock },
+            async (p, ct) =>
+            {
+                await Task.Yield();
+                return p == a ? KadReply.Parse(Naming(x).ToByteArray(), 1024, AddressScope.Private)
+                    : p == b ? KadReply.Parse(Naming(y).ToByteArray(), 1024, AddressScope.Public)
+                    : Received(new Message { Type = Message.Types.MessageType.FindNode });
+            },
+            (_, _, _) => false, (_, _) => { },
+            (peer, scope) => learned.Add((peer.PeerId, scope)));
+
+        await lookup.RunAsync([a, b], CancellationToken.None);
+
+        Assert.That(learned, Is.EquivalentTo(new[] { (x, AddressScope.Private), (y, AddressScope.Public) }));
     });
 
     [Test]
@@ -240,7 +269,7 @@ public sealed class KadLookupTests
                 return Received(replies[p]);
             },
             (_, _, _) => false, (_, _) => { },
-            peer =>
+            (peer, _) =>
             {
                 if (peer.PeerId == x) learned.Add(peer.Addresses.ToArray());
             });
@@ -274,7 +303,7 @@ public sealed class KadLookupTests
                 Assert.That(reply.CloserPeer(0).Id.Length, Is.GreaterThan(0), "readable while it is handled");
                 return true;
             },
-            (_, _) => { }, _ => { });
+            (_, _) => { }, (_, _) => { });
 
         var result = await lookup.RunAsync(Seeds(self, target), CancellationToken.None);
         await Task.Delay(TimeSpan.FromSeconds(1), sim.Clock);
