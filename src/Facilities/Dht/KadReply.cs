@@ -69,9 +69,9 @@ internal sealed class KadReply : IDisposable
     /// <summary>Returns the pooled arrays; <see cref="Message"/> stays usable, the closer peers do not.</summary>
     public void Dispose()
     {
-        var body = _body;
+        // Once only, even when two owners race (a late reply and the lookup's drain): the arrays go back once.
+        var body = Interlocked.Exchange(ref _body, null);
         if (body is null) return;
-        _body = null;
         if (_bodyRented) ArrayPool<byte>.Shared.Return(body);
         if (_peerAt!.Length > 0) ArrayPool<int>.Shared.Return(_peerAt);
         if (_slices!.Length > 0) ArrayPool<int>.Shared.Return(_slices);
@@ -345,8 +345,11 @@ internal sealed class KadReply : IDisposable
     }
 }
 
-/// <summary>One closer peer of a <see cref="KadReply"/>: its id and the addresses kept of it, as slices of the reply.</summary>
-internal readonly struct KadWirePeer
+/// <summary>
+/// One closer peer of a <see cref="KadReply"/>: its id and the addresses kept of it, as slices of the reply.
+/// A ref struct, so it cannot be stored: the reply's pooled arrays go back to the pool when it is disposed.
+/// </summary>
+internal readonly ref struct KadWirePeer
 {
     private readonly byte[] _body;
     private readonly int[] _slices;

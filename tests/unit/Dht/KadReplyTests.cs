@@ -70,8 +70,9 @@ public sealed class KadReplyTests
         {
             var wire = reply.CloserPeer(i);
             Assert.That(wire.Id.ToArray(), Is.EqualTo(expected.CloserPeers[i].Id.ToByteArray()));
-            Assert.That(Enumerable.Range(0, wire.AddressCount).Select(a => wire.Address(a).ToArray()),
-                Is.EqualTo(expected.CloserPeers[i].Addrs.Select(a => a.ToByteArray())));
+            var addresses = new List<byte[]>();
+            for (var a = 0; a < wire.AddressCount; a++) addresses.Add(wire.Address(a).ToArray());
+            Assert.That(addresses, Is.EqualTo(expected.CloserPeers[i].Addrs.Select(a => a.ToByteArray())));
         }
         expected.CloserPeers.Clear();
         Assert.That(reply.Message, Is.EqualTo(expected), "the rest is the protobuf parser's");
