@@ -1,5 +1,6 @@
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.Tests.Unit.Yamux;
 
@@ -9,15 +10,16 @@ namespace P2PInference.Tests.Unit.Yamux;
 /// losing a slot.
 /// </summary>
 [TestFixture]
-[CancelAfter(10000)]
 public sealed class YamuxAckBacklogTests
 {
     private const int Backlog = 256;
 
-    private static (YamuxSession Session, RawYamuxPeer Peer) Create()
+    // Created inside the simulation: the pipe pair then hands data over inline, and the session's timers
+    // (the close's go-away grace) run on the simulation's clock.
+    private static (YamuxSession Session, RawYamuxPeer Peer) Create(SimulationExecutor sim)
     {
         var (a, b) = DuplexStreamPair.Create();
-        return (new YamuxSession(a, isInitiator: true, new YamuxOptions { KeepAliveInterval = null }), new RawYamuxPeer(b));
+        return (new YamuxSession(a, isInitiator: true, new YamuxOptions { KeepAliveInterval = null, TimeProvider = sim.Clock }), new RawYamuxPeer(b));
     }
 
     private static async Task<List<YamuxStream>> FillBacklogAsync(YamuxSession session, CancellationToken token)
@@ -32,32 +34,35 @@ public sealed class YamuxAckBacklogTests
     }
 
     [Test]
-    public async Task OpenStream_PastTheBacklog_WaitsForAnAck_InTurn(CancellationToken token)
+    public void OpenStream_PastTheBacklog_WaitsForAnAck_InTurn() => SimulationTest.Run(async sim =>
     {
-        var (session, peer) = Create();
+        var token = CancellationToken.None;
+        var (session, peer) = Create(sim);
         await using var _ = session;
         await using var __ = peer;
         var streams = await FillBacklogAsync(session, token);
 
         var first = session.OpenStreamAsync(token).AsTask();
         var second = session.OpenStreamAsync(token).AsTask();
-        await Task.Delay(50, token);
+        // Idle: everything runnable has run, so an open still pending is one that waits for an ACK.
+        await sim.Clock.RunUntilIdleAsync();
         Assert.That((first.IsCompleted, second.IsCompleted), Is.EqualTo((false, false)));
 
         await peer.WriteFrameAsync(YamuxFrameType.WindowUpdate, YamuxFlags.Ack, streams[0].Id, 0);
-        var opened = await first.WaitAsync(token);
+        var opened = await first;
         Assert.That(opened.Id, Is.EqualTo(streams[^1].Id + 2));
-        await Task.Delay(50, token);
+        await sim.Clock.RunUntilIdleAsync();
         Assert.That(second.IsCompleted, Is.False);
 
         await peer.WriteFrameAsync(YamuxFrameType.WindowUpdate, YamuxFlags.Ack, streams[1].Id, 0);
-        Assert.That((await second.WaitAsync(token)).Id, Is.EqualTo(opened.Id + 2));
-    }
+        Assert.That((await second).Id, Is.EqualTo(opened.Id + 2));
+    });
 
     [Test]
-    public async Task OpenStream_CancelledWhileWaiting_GivesItsTurnUp_WithoutLosingTheSlot(CancellationToken token)
+    public void OpenStream_CancelledWhileWaiting_GivesItsTurnUp_WithoutLosingTheSlot() => SimulationTest.Run(async sim =>
     {
-        var (session, peer) = Create();
+        var token = CancellationToken.None;
+        var (session, peer) = Create(sim);
         await using var _ = session;
         await using var __ = peer;
         var streams = await FillBacklogAsync(session, token);
@@ -65,32 +70,33 @@ public sealed class YamuxAckBacklogTests
         using var cancel = new CancellationTokenSource();
         var cancelled = session.OpenStreamAsync(cancel.Token).AsTask();
         var next = session.OpenStreamAsync(token).AsTask();
-        await cancel.CancelAsync();
-        Assert.That(async () => await cancelled.WaitAsync(token), Throws.InstanceOf<OperationCanceledException>());
+        // Cancel, not CancelAsync: the callbacks run here, on the simulation's thread.
+        cancel.Cancel();
+        await Assert.ThatAsync(() => cancelled, Throws.InstanceOf<OperationCanceledException>());
 
         await peer.WriteFrameAsync(YamuxFrameType.WindowUpdate, YamuxFlags.Ack, streams[0].Id, 0);
-        await next.WaitAsync(token);
+        await next;
 
         // A stream that ends before its ACK gives its slot back as well: the next open needs no wait.
         streams[1].Reset();
-        var again = session.OpenStreamAsync(token).AsTask();
-        await again.WaitAsync(token);
-    }
+        await session.OpenStreamAsync(token);
+    });
 
     [Test]
-    public async Task OpenStream_WaitingForTheBacklog_FailsWhenTheSessionCloses(CancellationToken token)
+    public void OpenStream_WaitingForTheBacklog_FailsWhenTheSessionCloses() => SimulationTest.Run(async sim =>
     {
-        var (session, peer) = Create();
+        var token = CancellationToken.None;
+        var (session, peer) = Create(sim);
         await using var __ = peer;
         await FillBacklogAsync(session, token);
 
         var waiting = session.OpenStreamAsync(token).AsTask();
-        await Task.Delay(50, token);
+        await sim.Clock.RunUntilIdleAsync();
         Assert.That(waiting.IsCompleted, Is.False);
         await session.DisposeAsync();
 
-        Assert.That(async () => await waiting.WaitAsync(token), Throws.TypeOf<YamuxException>());
-    }
+        await Assert.ThatAsync(() => waiting, Throws.TypeOf<YamuxException>());
+    });
 
     [Test]
     public void Slots_AreGrantedFirstInFirstOut_AndSkipWaitersThatGaveUp()
