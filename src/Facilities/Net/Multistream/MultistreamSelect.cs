@@ -323,27 +323,19 @@ public static class MultistreamSelect
             for (var header = afterHeader; ; header = false)
             {
                 // The varint length, a byte at a time so nothing past the message is consumed.
-                ulong length = 0;
-                for (var i = 0; ; i++)
+                var prefix = default(VarintAccumulator);
+                while (true)
                 {
-                    if (i == Varint.MaxLength)
-                        throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint overflows 64 bits");
                     if (await stream.ReadAsync(buffer.AsMemory(0, 1), cancellationToken) == 0)
                     {
-                        if (i == 0) throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended during negotiation");
+                        if (prefix.Count == 0) throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended during negotiation");
                         throw new MultistreamException(MultistreamFailure.StreamClosed, "the stream ended inside a message");
                     }
-                    var b = buffer[0];
-                    if (i == Varint.MaxLength - 1 && b > 1)
-                        throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint overflows 64 bits");
-                    length |= (ulong)(b & 0x7F) << (7 * i);
-                    if (b < 0x80)
-                    {
-                        if (b == 0 && i > 0)
-                            throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: varint is not minimally encoded");
-                        break;
-                    }
+                    if (!prefix.Add(buffer[0], out var error)) continue;
+                    if (error is not null) throw new MultistreamException(MultistreamFailure.MalformedMessage, "invalid length prefix: " + error);
+                    break;
                 }
+                var length = prefix.Value;
                 if (length > MaxMessageLength)
                     throw new MultistreamException(MultistreamFailure.TooLong, $"message of {length} bytes exceeds the limit of {MaxMessageLength}");
                 var body = buffer.AsMemory(0, (int)length);
