@@ -23,11 +23,14 @@ internal sealed class KadReply : IDisposable
 {
     // Google.Protobuf's default, which the generated parser applies to groups and nested messages.
     private const int RecursionLimit = 100;
-    // dht.proto's wire tags, which the handler's reply writer uses too: Message.closerPeers, Peer.id, Peer.addrs, Peer.connection.
+    // dht.proto's wire tags, which the handler's reply writer uses too: Message.closerPeers, Peer.id, Peer.addrs, Peer.connection,
+    // and the varints around a FIND_NODE reply's closer peers, Message.type and Message.clusterLevelRaw.
     internal const byte CloserPeersTag = (8 << 3) | 2;
     internal const byte PeerIdTag = (1 << 3) | 2;
     internal const byte PeerAddrsTag = (2 << 3) | 2;
     internal const byte PeerConnectionTag = 3 << 3;
+    internal const byte MessageTypeTag = 1 << 3;
+    internal const byte ClusterLevelTag = 10 << 3;
 
     private byte[]? _body;
     // Whether _body is rented (a reply read off a stream), to go back to the pool on Dispose.

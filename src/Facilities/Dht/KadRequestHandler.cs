@@ -251,11 +251,11 @@ internal sealed class KadRequestHandler(
             var buffer = ArrayPool<byte>.Shared.Rent(prefix + size);
             var at = Varint.Write(buffer, (ulong)size);
             if (reply is not null) reply.WriteTo(buffer.AsSpan(at, headSize));
-            else if (headSize > 0) WriteVarintField(buffer.AsSpan(at), TypeTag, type);
+            else if (headSize > 0) WriteVarintField(buffer.AsSpan(at), KadReply.MessageTypeTag, type);
             at += headSize;
             for (var i = 0; i < count; i++) at += peers[i].WriteTo(buffer.AsSpan(at));
             if (tail is not null) tail.WriteTo(buffer.AsSpan(at, tailSize));
-            else if (tailSize > 0) WriteVarintField(buffer.AsSpan(at), ClusterLevelTag, clusterLevel);
+            else if (tailSize > 0) WriteVarintField(buffer.AsSpan(at), KadReply.ClusterLevelTag, clusterLevel);
             length = prefix + size;
             return buffer;
         }
@@ -264,10 +264,6 @@ internal sealed class KadRequestHandler(
             ArrayPool<CloserPeer>.Shared.Return(peers, clearArray: true);
         }
     }
-
-    // dht.proto's wire tags of Message.type and Message.clusterLevelRaw (varints).
-    private const byte TypeTag = 1 << 3;
-    private const byte ClusterLevelTag = 10 << 3;
 
     private static void WriteVarintField(Span<byte> destination, byte tag, ulong value)
     {
@@ -308,7 +304,6 @@ internal sealed class KadRequestHandler(
     /// <summary>One closer peer of a reply, as the wire Peer message <see cref="KadMessageCodec.FromPeer(PeerId, IReadOnlyList{Multiaddress}, int, bool)"/> makes.</summary>
     private readonly struct CloserPeer
     {
-
         private readonly PeerId _peer;
         private readonly IReadOnlyList<Multiaddress> _addresses;
         private readonly int _addressCount;
