@@ -104,21 +104,7 @@ public static class LengthPrefixedMessage
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentOutOfRangeException.ThrowIfNegative(maxLength);
-        int? length;
-        var scratch = ArrayPool<byte>.Shared.Rent(1);
-        try
-        {
-            var prefix = default(VarintAccumulator);
-            while (true)
-            {
-                var read = await stream.ReadAsync(scratch.AsMemory(0, 1), cancellationToken);
-                if (TakePrefix(ref prefix, read, scratch[0], maxLength, out length)) break;
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(scratch);
-        }
+        var length = await ReadLengthAsync(stream, maxLength, cancellationToken);
         if (length is null) return (null, 0);
         return (await ReadBodyRentedAsync(stream, length.Value, cancellationToken), length.Value);
     }
