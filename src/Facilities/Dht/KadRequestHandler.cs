@@ -181,7 +181,7 @@ internal sealed class KadRequestHandler(
                 if (!options.RecordValidator(key, value))
                     throw new KadProtocolException("record rejected by the validator");
                 if (!records.Put(key, value, remote))
-                    throw new KadProtocolException($"record refused: the store is full, or the sender holds its {options.MaxRecordsPerPeer} records already");
+                    throw new KadProtocolException($"record refused: the store is full ({options.MaxRecords} records or {options.MaxRecordStoreBytes} bytes), or the sender holds its {options.MaxRecordsPerPeer} records already");
                 // go and js echo the request as the acknowledgement.
                 return request;
             }

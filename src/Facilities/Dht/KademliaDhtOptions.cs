@@ -67,9 +67,19 @@ public sealed class KademliaDhtOptions
     public int MaxProvidersPerKey { get; init; } = 64;
     public int MaxProviderKeys { get; init; } = 100_000;
 
+    /// <summary>
+    /// An estimate of the memory the provider store may take, keys, records and their addresses together;
+    /// past it new records are refused. Identities cost nothing, so the per-key and per-provider counts
+    /// alone would let a flood of them fill gigabytes.
+    /// </summary>
+    public long MaxProviderStoreBytes { get; init; } = ProviderStore.DefaultMaxBytes;
+
     /// <summary>Keys one provider may hold records for in this node's store; past it, its new keys are refused (renewals are not).</summary>
     public int MaxKeysPerProvider { get; init; } = ProviderStore.DefaultMaxKeysPerProvider;
     public int MaxRecords { get; init; } = 10_000;
+
+    /// <summary>An estimate of the memory the PUT_VALUE store may take; past it new values are refused.</summary>
+    public long MaxRecordStoreBytes { get; init; } = RecordStore.DefaultMaxBytes;
 
     /// <summary>PUT_VALUE records one peer may hold in this node's store; past it, its new keys are refused (updates of its own are not).</summary>
     public int MaxRecordsPerPeer { get; init; } = RecordStore.DefaultMaxRecordsPerPeer;
@@ -119,6 +129,8 @@ public sealed class KademliaDhtOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxKeysPerProvider, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRecords, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRecordsPerPeer, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxProviderStoreBytes, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(MaxRecordStoreBytes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxMessageSize, 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxFailuresBeforeEviction, 1);
         foreach (var peer in BootstrapPeers)

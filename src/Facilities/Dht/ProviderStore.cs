@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 
@@ -5,9 +6,11 @@ namespace P2PInference.Facilities.Dht;
 
 /// <summary>
 /// Provider records by key, each expiring a TTL after it was last added, on the injected clock.
-/// Bounded: at most <c>maxKeys</c> keys, <c>maxProvidersPerKey</c> providers per key, and
+/// Bounded: at most <c>maxKeys</c> keys, <c>maxProvidersPerKey</c> providers per key,
 /// <c>maxKeysPerProvider</c> keys per provider — the one sender a record can come from (a peer
-/// announces only itself), so one identity cannot fill the store.
+/// announces only itself), so one identity cannot fill the store — and <c>maxBytes</c> in all, since
+/// identities cost nothing to make and the counts alone allow gigabytes of records with long keys
+/// and many addresses.
 /// </summary>
 /// <remarks>
 /// When a key is full a new provider is refused rather than evicting one already stored: records
@@ -24,13 +27,17 @@ public sealed class ProviderStore
     private readonly int _maxKeys;
     private readonly int _maxProvidersPerKey;
     private readonly int _maxKeysPerProvider;
+    private readonly long _maxBytes;
     private readonly Dictionary<PeerId, int> _keysByProvider = [];
     private readonly RefusalSweepGate _refusalSweeps = new();
     private readonly Lock _lock = new();
+    private long _bytes;
 
-    public ProviderStore(TimeProvider timeProvider, TimeSpan ttl, int maxKeys, int maxProvidersPerKey, int maxKeysPerProvider = DefaultMaxKeysPerProvider)
+    public ProviderStore(TimeProvider timeProvider, TimeSpan ttl, int maxKeys, int maxProvidersPerKey, int maxKeysPerProvider = DefaultMaxKeysPerProvider, long maxBytes = DefaultMaxBytes)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxKeysPerProvider, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
+        _maxBytes = maxBytes;
         _maxKeysPerProvider = maxKeysPerProvider;
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
@@ -44,6 +51,25 @@ public sealed class ProviderStore
 
     /// <summary>A worker announces a handful of topics; a DHT node serving content may announce more.</summary>
     public const int DefaultMaxKeysPerProvider = 1024;
+
+    /// <summary>About 100,000 records of a key and two addresses each; a node serving more content raises it.</summary>
+    public const long DefaultMaxBytes = 64L << 20;
+
+    // What the store's objects around a key, a record and an address take beyond their bytes, measured
+    // with GC.GetTotalMemory on .NET 10 x64 (the key's array and dictionaries; the record and its entry;
+    // a parsed Multiaddress and its components): an estimate that errs high rather than low.
+    private const int KeyOverhead = 240;
+    private const int RecordOverhead = 128;
+    private const int AddressOverhead = 208;
+
+    /// <summary>An estimate of the memory the records and keys take, which <c>maxBytes</c> bounds: a diagnostic.</summary>
+    public long Bytes
+    {
+        get
+        {
+            lock (_lock) return _bytes;
+        }
+    }
 
     public int KeyCount
     {
@@ -82,6 +108,7 @@ public sealed class ProviderStore
         ArgumentNullException.ThrowIfNull(addresses);
         var now = _timeProvider.GetUtcNow();
         var record = new ProviderRecord(provider, addresses, now + (ttl ?? _ttl));
+        var cost = CostOf(record);
         keyBytes = key.ToArray();
         lock (_lock)
         {
@@ -93,6 +120,12 @@ public sealed class ProviderStore
                 if (_keysByProvider.GetValueOrDefault(provider) >= _maxKeysPerProvider) return false;
                 _byKey.TryGetValue(keyBytes, out providers);
             }
+            if (BytesAfter(providers, keyBytes, provider, cost) > _maxBytes)
+            {
+                if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
+                _byKey.TryGetValue(keyBytes, out providers);
+                if (BytesAfter(providers, keyBytes, provider, cost) > _maxBytes) return false;
+            }
             if (providers is null)
             {
                 if (_byKey.Count >= _maxKeys)
@@ -102,17 +135,37 @@ public sealed class ProviderStore
                 }
                 providers = [];
                 _byKey[keyBytes] = providers;
+                _bytes += KeyCost(keyBytes);
             }
             if (!providers.ContainsKey(provider) && providers.Count >= _maxProvidersPerKey)
             {
                 PruneLocked(providers, now);
                 if (providers.Count >= _maxProvidersPerKey) return false;
             }
-            if (!providers.ContainsKey(provider)) _keysByProvider[provider] = _keysByProvider.GetValueOrDefault(provider) + 1;
+            if (providers.TryGetValue(provider, out var replaced)) _bytes -= CostOf(replaced);
+            else _keysByProvider[provider] = _keysByProvider.GetValueOrDefault(provider) + 1;
             providers[provider] = record;
+            _bytes += cost;
+            Debug.Assert(_bytes <= _maxBytes, "the byte check above admits only what fits");
             _refusalSweeps.NoteExpiry(record.Expires);
             return true;
         }
+    }
+
+    /// <summary>The store's bytes once <paramref name="provider"/>'s record of <paramref name="cost"/> is stored under the key.</summary>
+    private long BytesAfter(Dictionary<PeerId, ProviderRecord>? providers, byte[] key, PeerId provider, long cost)
+    {
+        if (providers is null) return _bytes + KeyCost(key) + cost;
+        return providers.TryGetValue(provider, out var replaced) ? _bytes - CostOf(replaced) + cost : _bytes + cost;
+    }
+
+    private static long KeyCost(byte[] key) => KeyOverhead + key.Length;
+
+    private static long CostOf(ProviderRecord record)
+    {
+        long cost = RecordOverhead;
+        foreach (var address in record.Addresses) cost += AddressOverhead + address.Bytes.Length;
+        return cost;
     }
 
     /// <summary>The live providers of <paramref name="key"/>, at most <paramref name="max"/>.</summary>
@@ -126,7 +179,7 @@ public sealed class ProviderStore
             PruneLocked(providers, now);
             if (providers.Count == 0)
             {
-                _byKey.Remove(keyBytes);
+                RemoveKeyLocked(keyBytes);
                 return [];
             }
             return providers.Values.Take(max).ToArray();
@@ -138,9 +191,9 @@ public sealed class ProviderStore
         var keyBytes = key.ToArray();
         lock (_lock)
         {
-            if (!_byKey.TryGetValue(keyBytes, out var providers) || !providers.Remove(provider)) return false;
-            Forget(provider);
-            if (providers.Count == 0) _byKey.Remove(keyBytes);
+            if (!_byKey.TryGetValue(keyBytes, out var providers) || !providers.Remove(provider, out var removed)) return false;
+            Forget(removed);
+            if (providers.Count == 0) RemoveKeyLocked(keyBytes);
             return true;
         }
     }
@@ -165,7 +218,7 @@ public sealed class ProviderStore
         }
         if (emptyKeys is not null)
         {
-            foreach (var key in emptyKeys) _byKey.Remove(key);
+            foreach (var key in emptyKeys) RemoveKeyLocked(key);
         }
         _refusalSweeps.Swept(now, earliest);
         return removed;
@@ -179,16 +232,26 @@ public sealed class ProviderStore
             if (record.Expires <= now && providers.Remove(peer))
             {
                 removed++;
-                Forget(peer);
+                Forget(record);
             }
         }
         return removed;
     }
 
-    private void Forget(PeerId provider)
+    private void Forget(ProviderRecord record)
     {
-        var count = _keysByProvider.GetValueOrDefault(provider);
-        if (count > 1) _keysByProvider[provider] = count - 1;
-        else _keysByProvider.Remove(provider);
+        _bytes -= CostOf(record);
+        Debug.Assert(_bytes >= 0, "a record's bytes are given back once");
+        var count = _keysByProvider.GetValueOrDefault(record.Provider);
+        if (count > 1) _keysByProvider[record.Provider] = count - 1;
+        else _keysByProvider.Remove(record.Provider);
+    }
+
+    private void RemoveKeyLocked(byte[] key)
+    {
+        if (!_byKey.Remove(key, out var providers)) return;
+        Debug.Assert(providers.Count == 0, "only an empty key is removed");
+        _bytes -= KeyCost(key);
+        Debug.Assert(_bytes >= 0, "a key's bytes are given back once");
     }
 }

@@ -1,9 +1,10 @@
+using System.Diagnostics;
 using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Facilities.Dht;
 
 /// <summary>
-/// Values stored by PUT_VALUE, bounded in count and value size, expiring a TTL after they arrive.
+/// Values stored by PUT_VALUE, bounded in count, value size and bytes in all, expiring a TTL after they arrive.
 /// A full store refuses new keys (after dropping expired ones) and still accepts updates. Each peer
 /// may hold at most <c>maxRecordsPerPeer</c> of the records (counted for the peer whose put is stored),
 /// so one identity cannot fill the store: every server accepts PUT_VALUE, which the product itself
@@ -23,10 +24,14 @@ public sealed class RecordStore
     private readonly int _maxRecords;
     private readonly int _maxValueSize;
     private readonly int _maxRecordsPerPeer;
+    private readonly long _maxBytes;
     private readonly Lock _lock = new();
+    private long _bytes;
 
-    public RecordStore(TimeProvider timeProvider, TimeSpan ttl, int maxRecords, int maxValueSize, int maxRecordsPerPeer = DefaultMaxRecordsPerPeer)
+    public RecordStore(TimeProvider timeProvider, TimeSpan ttl, int maxRecords, int maxValueSize, int maxRecordsPerPeer = DefaultMaxRecordsPerPeer, long maxBytes = DefaultMaxBytes)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
+        _maxBytes = maxBytes;
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxRecords, 1);
@@ -41,6 +46,25 @@ public sealed class RecordStore
 
     /// <summary>A peer publishes a few names of its own (an IPNS-style use); a hundred is ample, and a hundredth of the default store.</summary>
     public const int DefaultMaxRecordsPerPeer = 100;
+
+    /// <summary>
+    /// The count and size caps alone allow 10,000 values of 16 KiB (160 MiB); this holds the store to
+    /// 64 MiB, thousands of full-size values or hundreds of thousands of small ones.
+    /// </summary>
+    public const long DefaultMaxBytes = 64L << 20;
+
+    // What a record's objects take beyond its key and value (the two arrays' headers, the record and its
+    // dictionary entry), measured with GC.GetTotalMemory on .NET 10 x64: an estimate that errs high.
+    private const int RecordOverhead = 192;
+
+    /// <summary>An estimate of the memory the records take, which <c>maxBytes</c> bounds: a diagnostic.</summary>
+    public long Bytes
+    {
+        get
+        {
+            lock (_lock) return _bytes;
+        }
+    }
 
     public int Count
     {
@@ -61,7 +85,7 @@ public sealed class RecordStore
 
     /// <summary>
     /// Stores the value, put by <paramref name="from"/> (null: by this node, which no quota limits); false
-    /// when it is too large, the store is full of other keys, or <paramref name="from"/> holds its quota of
+    /// when it is too large, the store is full of other keys or bytes, or <paramref name="from"/> holds its quota of
     /// records already (updating one of its own is not a new one).
     /// </summary>
     public bool Put(byte[] key, byte[] value, PeerId? from = null)
@@ -69,6 +93,7 @@ public sealed class RecordStore
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(value);
         if (value.Length > _maxValueSize) return false;
+        var cost = CostOf(key, value);
         var now = _timeProvider.GetUtcNow();
         lock (_lock)
         {
@@ -84,11 +109,20 @@ public sealed class RecordStore
             {
                 if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
                 if (_records.Count >= _maxRecords) return false;
+                exists = _records.TryGetValue(key, out existing);
             }
-            if (exists) Forget(existing.From);
+            if (BytesAfter(exists, existing, cost) > _maxBytes)
+            {
+                if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
+                exists = _records.TryGetValue(key, out existing);
+                if (BytesAfter(exists, existing, cost) > _maxBytes) return false;
+            }
+            if (exists) Forget(existing);
             if (from is not null) _recordsByPeer[from] = _recordsByPeer.GetValueOrDefault(from) + 1;
             var record = new DhtRecord(key, value, now, now + _ttl);
             _records[key] = new Entry(record, from);
+            _bytes += cost;
+            Debug.Assert(_bytes <= _maxBytes, "the byte check above admits only what fits");
             _refusalSweeps.NoteExpiry(record.Expires);
             return true;
         }
@@ -103,7 +137,7 @@ public sealed class RecordStore
             if (!_records.TryGetValue(key, out var entry)) return null;
             if (entry.Record.Expires > now) return entry.Record;
             _records.Remove(key);
-            Forget(entry.From);
+            Forget(entry);
             return null;
         }
     }
@@ -122,7 +156,7 @@ public sealed class RecordStore
             if (entry.Record.Expires <= now && _records.Remove(key))
             {
                 removed++;
-                Forget(entry.From);
+                Forget(entry);
             }
             else if (entry.Record.Expires < earliest)
             {
@@ -133,8 +167,17 @@ public sealed class RecordStore
         return removed;
     }
 
-    private void Forget(PeerId? from)
+    /// <summary>The store's bytes once a record of <paramref name="cost"/> replaces <paramref name="existing"/>, if it <paramref name="exists"/>.</summary>
+    private long BytesAfter(bool exists, Entry existing, long cost) =>
+        _bytes + cost - (exists ? CostOf(existing.Record.Key, existing.Record.Value) : 0);
+
+    private static long CostOf(byte[] key, byte[] value) => RecordOverhead + (long)key.Length + value.Length;
+
+    private void Forget(Entry entry)
     {
+        _bytes -= CostOf(entry.Record.Key, entry.Record.Value);
+        Debug.Assert(_bytes >= 0, "a record's bytes are given back once");
+        var from = entry.From;
         if (from is null) return;
         var count = _recordsByPeer.GetValueOrDefault(from);
         if (count > 1) _recordsByPeer[from] = count - 1;

@@ -26,10 +26,10 @@ public sealed class KadRequestHandlerTests
     {
         var time = new FakeTimeProvider();
         _host = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new InMemoryNetwork(time).CreateTransport("me")], TimeProvider = time });
-        _options = new KademliaDhtOptions { TimeProvider = time, MaxProvidersPerKey = 5, MaxRecordSize = 16, MaxRecordsPerPeer = 3 };
+        _options = new KademliaDhtOptions { TimeProvider = time, MaxProvidersPerKey = 5, MaxRecordSize = 16, MaxRecordsPerPeer = 3, MaxRecordStoreBytes = 1024 };
         _table = new RoutingTable(_host.PeerId, _options.K, time);
         _providers = new ProviderStore(time, _options.ProviderRecordTtl, _options.MaxProviderKeys, _options.MaxProvidersPerKey);
-        _records = new RecordStore(time, _options.RecordTtl, _options.MaxRecords, _options.MaxRecordSize, _options.MaxRecordsPerPeer);
+        _records = new RecordStore(time, _options.RecordTtl, _options.MaxRecords, _options.MaxRecordSize, _options.MaxRecordsPerPeer, _options.MaxRecordStoreBytes);
         _handler = new KadRequestHandler(_host, _options, _table, _providers, _records, _ => { });
     }
 
@@ -284,6 +284,57 @@ public sealed class KadRequestHandlerTests
         Assert.That(Handle(flooder, Put("/v/0", "updated")), Is.Not.Null, "updating a record of its own is not a new one");
         Assert.That(Handle(DhtTestPeers.Get(2), Put("/v/other", "y")), Is.Not.Null, "another peer is still stored");
         Assert.That(_records.Count, Is.EqualTo(_options.MaxRecordsPerPeer + 1));
+    }
+
+    [Test]
+    public void PutValue_PastTheStoresByteBudget_IsProtocolError_AndTheStoredValuesAreStillServed()
+    {
+        static Message Put(string key) => new()
+        {
+            Type = Message.Types.MessageType.PutValue,
+            Key = ByteString.CopyFromUtf8(key),
+            Record = new Record { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(new byte[16]) },
+        };
+        // Each from a new identity, so no per-peer quota applies: 1 KiB holds four of these.
+        var peers = DhtTestPeers.Take(10);
+        for (var i = 0; i < 4; i++) Assert.That(Handle(peers[i], Put($"/v/{i}")), Is.Not.Null);
+
+        var refused = Assert.Throws<KadProtocolException>(() => Handle(peers[4], Put("/v/4")));
+
+        Assert.That(refused!.Message, Does.Contain("1024 bytes"));
+        Assert.That(_records.Bytes, Is.LessThanOrEqualTo(1024));
+        var reply = Handle(peers[5], new Message { Type = Message.Types.MessageType.GetValue, Key = ByteString.CopyFromUtf8("/v/0") })!;
+        Assert.That(reply.Record.Value.Length, Is.EqualTo(16));
+    }
+
+    [Test]
+    public void AddProvider_FromAFloodOfIdentities_StopsAtTheStoresByteBudget_AndTheStoredProvidersAreStillServed()
+    {
+        var small = new ProviderStore(new FakeTimeProvider(), _options.ProviderRecordTtl, _options.MaxProviderKeys, 1000, maxBytes: 4096);
+        _handler = new KadRequestHandler(_host, _options, _table, small, _records, _ => { });
+        var addresses = Enumerable.Range(0, 8).Select(i => Multiaddress.Parse($"/ip4/10.0.1.{i}/tcp/4001")).ToArray();
+
+        foreach (var sender in DhtTestPeers.Take(100)) Handle(sender, AddProvider(sender, addresses), AddressScope.Private);
+
+        Assert.That(small.Bytes, Is.LessThanOrEqualTo(4096));
+        var stored = small.Get(Key);
+        Assert.That(stored, Has.Count.InRange(1, 10));
+        var reply = Handle(DhtTestPeers.Get(200), new Message { Type = Message.Types.MessageType.GetProviders, Key = ByteString.CopyFrom(Key) })!;
+        Assert.That(reply.ProviderPeers.Select(p => KadMessageCodec.ToPeer(p, 16)!.PeerId), Is.EquivalentTo(stored.Select(r => r.Provider)));
+    }
+
+    [Test]
+    public async Task TheDht_GivesItsStoresTheByteBudgetsOfItsOptions()
+    {
+        var time = new FakeTimeProvider();
+        await using var dht = new KademliaDht(_host, new KademliaDhtOptions { TimeProvider = time, MaxRecordStoreBytes = 1000, MaxProviderStoreBytes = 1000 });
+
+        Assert.That(dht.Records.Put([1], new byte[700]), Is.True);
+        Assert.That(dht.Records.Put([2], new byte[700]), Is.False);
+        Assert.That(dht.Providers.Add("k"u8, DhtTestPeers.Get(1), [Multiaddress.Parse("/ip4/10.0.0.1/tcp/1")]), Is.True);
+        Assert.That(dht.Providers.Add("k"u8, DhtTestPeers.Get(2), Enumerable.Range(0, 8).Select(i => Multiaddress.Parse($"/ip4/10.0.0.{i}/tcp/1")).ToArray()), Is.False);
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new KademliaDht(_host, new KademliaDhtOptions { MaxProviderStoreBytes = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new KademliaDht(_host, new KademliaDhtOptions { MaxRecordStoreBytes = 0 }));
     }
 
     [Test]

@@ -171,4 +171,110 @@ public sealed class ProviderStoreTests
         Assert.That(store.Remove(Key, DhtTestPeers.Get(1)), Is.True);
         Assert.That(store.Get(Key).Select(r => r.Provider), Is.EqualTo(new[] { DhtTestPeers.Get(2) }));
     }
+
+    private static Multiaddress[] Addresses(int count) =>
+        Enumerable.Range(0, count).Select(i => Multiaddress.Parse($"/dns4/node-{i}.providers.example/tcp/4001")).ToArray();
+
+    private static byte[] KeyOf(int i) => System.Text.Encoding.UTF8.GetBytes($"key-{i}");
+
+    /// <summary>What one key with one record of <paramref name="addresses"/> addresses costs a store.</summary>
+    private static long CostOfOne(int addresses)
+    {
+        var probe = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 10, 10);
+        probe.Add(KeyOf(0), DhtTestPeers.Get(0), Addresses(addresses));
+        return probe.Bytes;
+    }
+
+    [Test]
+    public void AFloodOfIdentities_StopsAtTheByteBudget_LongBeforeTheCounts_AndWhatIsStoredStays()
+    {
+        var budget = CostOfOne(8) * 10;
+        var store = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), maxKeys: 1000, maxProvidersPerKey: 64, maxKeysPerProvider: 1000, maxBytes: budget);
+
+        var stored = Enumerable.Range(0, 100).Count(i => store.Add(KeyOf(i), DhtTestPeers.Get(i), Addresses(8)));
+
+        Assert.That(stored, Is.EqualTo(10), "every identity is new, so only the bytes can stop them");
+        Assert.That(store.Bytes, Is.LessThanOrEqualTo(budget));
+        Assert.That(store.KeyCount, Is.EqualTo(10));
+        for (var i = 0; i < 10; i++) Assert.That(store.Get(KeyOf(i)).Single().Provider, Is.EqualTo(DhtTestPeers.Get(i)));
+        Assert.That(store.Get(KeyOf(10)), Is.Empty);
+    }
+
+    [Test]
+    public void TheBudget_CountsAddresses_SoRecordsWithManyFitFewer()
+    {
+        var budget = CostOfOne(8) * 10;
+        var many = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 1000, 64, 1000, maxBytes: budget);
+        var few = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 1000, 64, 1000, maxBytes: budget);
+
+        var withMany = Enumerable.Range(0, 100).Count(i => many.Add("one-key"u8, DhtTestPeers.Get(i), Addresses(8)));
+        var withOne = Enumerable.Range(0, 100).Count(i => few.Add("one-key"u8, DhtTestPeers.Get(i), Addresses(1)));
+
+        Assert.That(withMany, Is.LessThan(withOne / 2), $"{withMany} records of 8 addresses, {withOne} of one");
+    }
+
+    [Test]
+    public void ARenewalThatWouldOverflowTheBudget_IsRefused_AndTheRecordItHadStays()
+    {
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), 100, 10, maxBytes: CostOfOne(2));
+        var provider = DhtTestPeers.Get(1);
+        Assert.That(store.Add(Key, provider, Addresses(2)), Is.True);
+
+        time.Advance(TimeSpan.FromMinutes(5));
+        Assert.That(store.Add(Key, provider, Addresses(1)), Is.True, "a renewal that shrinks fits");
+        Assert.That(store.Add(Key, provider, Addresses(3)), Is.False, "one that grows past the budget does not");
+
+        Assert.That(store.Get(Key).Single().Addresses, Is.EqualTo(Addresses(1)));
+        time.Advance(TimeSpan.FromMinutes(10) - TimeSpan.FromTicks(1));
+        Assert.That(store.Get(Key), Has.Count.EqualTo(1), "the refused renewal did not cut the stored record's life");
+    }
+
+    [Test]
+    public void ExpiredRecords_MakeRoomInAFullBudget()
+    {
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), 1000, 64, 1000, maxBytes: CostOfOne(2) * 3);
+        for (var i = 0; i < 3; i++) Assert.That(store.Add(KeyOf(i), DhtTestPeers.Get(i), Addresses(2)), Is.True);
+        Assert.That(store.Add(KeyOf(3), DhtTestPeers.Get(3), Addresses(2)), Is.False);
+
+        time.Advance(TimeSpan.FromMinutes(10));
+
+        Assert.That(store.Add(KeyOf(3), DhtTestPeers.Get(3), Addresses(2)), Is.True);
+        Assert.That(store.KeyCount, Is.EqualTo(1));
+        Assert.That(store.Bytes, Is.EqualTo(CostOfOne(2)));
+    }
+
+    [Test]
+    public void Bytes_ReturnToZero_HoweverTheRecordsLeave()
+    {
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), 100, 2);
+        store.Add(KeyOf(0), DhtTestPeers.Get(0), Addresses(1));
+        store.Add(KeyOf(0), DhtTestPeers.Get(1), Addresses(3));
+        store.Add(KeyOf(1), DhtTestPeers.Get(0), Addresses(2));
+        store.Add(KeyOf(2), DhtTestPeers.Get(2), Addresses(0));
+        store.Add(KeyOf(2), DhtTestPeers.Get(2), Addresses(4));
+        Assert.That(store.Bytes, Is.GreaterThan(0));
+
+        Assert.That(store.Remove(KeyOf(0), DhtTestPeers.Get(1)), Is.True);
+        time.Advance(TimeSpan.FromMinutes(5));
+        store.Add(KeyOf(3), DhtTestPeers.Get(3), Addresses(1));
+        time.Advance(TimeSpan.FromMinutes(5));
+        Assert.That(store.Get(KeyOf(0)), Is.Empty, "expired: dropped as a read meets it");
+        Assert.That(store.Add(KeyOf(3), DhtTestPeers.Get(4), Addresses(1)), Is.True);
+        Assert.That(store.Add(KeyOf(3), DhtTestPeers.Get(5), Addresses(1)), Is.False, "the key is full");
+        Assert.That(store.Sweep(), Is.EqualTo(2));
+        Assert.That(store.Remove(KeyOf(3), DhtTestPeers.Get(3)), Is.True);
+        Assert.That(store.Remove(KeyOf(3), DhtTestPeers.Get(4)), Is.True);
+
+        Assert.That(store.KeyCount, Is.Zero);
+        Assert.That(store.Bytes, Is.Zero);
+    }
+
+    [Test]
+    public void ABudgetBelowOneByte_IsRefused()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 100, 10, maxBytes: 0));
+    }
 }

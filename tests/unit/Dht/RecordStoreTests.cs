@@ -71,4 +71,56 @@ public sealed class RecordStoreTests
         Assert.That(store.Put([201], [1], DhtTestPeers.Get(399)), Is.True, "the expired records were swept to make room");
         Assert.That(store.Sweeps, Is.EqualTo(1));
     }
+
+    private const int Overhead = 192;
+
+    [Test]
+    public void Values_FillTheByteBudget_BeforeTheCount_AndWhatIsStoredStays()
+    {
+        var store = new RecordStore(new FakeTimeProvider(), TimeSpan.FromHours(1), maxRecords: 1000, maxValueSize: 1024, maxRecordsPerPeer: 1000, maxBytes: 4096);
+
+        var stored = Enumerable.Range(0, 100).Count(i => store.Put(BitConverter.GetBytes(i), new byte[1000], DhtTestPeers.Get(i)));
+
+        Assert.That(stored, Is.EqualTo(3), "three values of a kilobyte and their overhead fit in 4 KiB");
+        Assert.That(store.Bytes, Is.LessThanOrEqualTo(4096));
+        for (var i = 0; i < 3; i++) Assert.That(store.Get(BitConverter.GetBytes(i)), Is.Not.Null);
+        Assert.That(store.Put([9], [9]), Is.True, "a small value still fits in what is left");
+    }
+
+    [Test]
+    public void AnUpdateThatWouldOverflowTheBudget_IsRefused_AndTheOldValueStays()
+    {
+        var store = new RecordStore(new FakeTimeProvider(), TimeSpan.FromHours(1), 10, 1024, maxBytes: Overhead + 1 + 100);
+        Assert.That(store.Put([1], new byte[100]), Is.True);
+
+        Assert.That(store.Put([1], new byte[50]), Is.True, "an update that shrinks fits");
+        Assert.That(store.Put([1], new byte[101]), Is.False, "one that grows past the budget does not");
+
+        Assert.That(store.Get([1])!.Value, Has.Length.EqualTo(50));
+        Assert.That(store.Bytes, Is.EqualTo(Overhead + 1 + 50));
+    }
+
+    [Test]
+    public void ExpiredValues_MakeRoom_AndGiveTheirBytesBack()
+    {
+        var time = new FakeTimeProvider();
+        var store = new RecordStore(time, TimeSpan.FromHours(1), 10, 1024, maxBytes: 2 * (Overhead + 1 + 500));
+        Assert.That(store.Put([1], new byte[500]), Is.True);
+        Assert.That(store.Put([2], new byte[500]), Is.True);
+        Assert.That(store.Put([3], new byte[500]), Is.False);
+
+        time.Advance(TimeSpan.FromHours(1));
+        Assert.That(store.Put([3], new byte[500]), Is.True, "the expired two were swept to make room");
+        Assert.That(store.Bytes, Is.EqualTo(Overhead + 1 + 500));
+
+        time.Advance(TimeSpan.FromHours(1));
+        Assert.That(store.Get([3]), Is.Null);
+        Assert.That(store.Bytes, Is.Zero);
+    }
+
+    [Test]
+    public void ABudgetBelowOneByte_IsRefused()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new RecordStore(new FakeTimeProvider(), TimeSpan.FromHours(1), 10, 8, maxBytes: 0));
+    }
 }
