@@ -314,7 +314,7 @@ public sealed class KadRequestHandlerTests
         _handler = new KadRequestHandler(_host, _options, _table, small, _records, _ => { });
         var addresses = Enumerable.Range(0, 8).Select(i => Multiaddress.Parse($"/ip4/10.0.1.{i}/tcp/4001")).ToArray();
 
-        foreach (var sender in DhtTestPeers.Take(100)) Handle(sender, AddProvider(sender, addresses), AddressScope.Private);
+        foreach (var sender in DhtTestPeers.Take(30)) Handle(sender, AddProvider(sender, addresses), AddressScope.Private);
 
         Assert.That(small.Bytes, Is.LessThanOrEqualTo(4096));
         var stored = small.Get(Key);

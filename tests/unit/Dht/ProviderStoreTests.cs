@@ -191,7 +191,7 @@ public sealed class ProviderStoreTests
         var budget = CostOfOne(8) * 10;
         var store = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), maxKeys: 1000, maxProvidersPerKey: 64, maxKeysPerProvider: 1000, maxBytes: budget);
 
-        var stored = Enumerable.Range(0, 100).Count(i => store.Add(KeyOf(i), DhtTestPeers.Get(i), Addresses(8)));
+        var stored = Enumerable.Range(0, 30).Count(i => store.Add(KeyOf(i), DhtTestPeers.Get(i), Addresses(8)));
 
         Assert.That(stored, Is.EqualTo(10), "every identity is new, so only the bytes can stop them");
         Assert.That(store.Bytes, Is.LessThanOrEqualTo(budget));

@@ -114,4 +114,85 @@ public sealed class PeerStoreTests
         Assert.That(store.NarrowestDialScope(peer, other), Is.EqualTo(AddressScope.Loopback));
         Assert.That(store.NarrowestDialScope(DhtTestPeers.Get(2), named), Is.EqualTo(AddressScope.Public), "another peer's: unknown");
     }
+
+    /// <summary>An identify answer's worth of protocol names: about 20 KiB as the store holds them.</summary>
+    private static string[] ManyProtocols(int peer) =>
+        Enumerable.Range(0, 100).Select(i => $"/peer-{peer}/protocol-{i}/".PadRight(100, 'x')).ToArray();
+
+    [Test]
+    public void AHostCyclingIdentities_WithLargeIdentifyAnswers_IsHeldToTheByteBudget()
+    {
+        const long budget = 256 * 1024;
+        var store = new PeerStore(new FakeTimeProvider(), capacity: 100_000, maxBytes: budget);
+
+        for (var i = 0; i < 200; i++)
+        {
+            store.AddAddresses(DhtTestPeers.Get(i), [Address(i)], AddressSource.Self);
+            store.SetProtocols(DhtTestPeers.Get(i), ManyProtocols(i), "rogue/1");
+        }
+
+        Assert.That(store.Bytes, Is.LessThanOrEqualTo(budget));
+        Assert.That(store.Count, Is.InRange(5, 20), "a count cap of 100,000 alone would have kept all 200");
+        Assert.That(store.GetProtocols(DhtTestPeers.Get(199)), Has.Count.EqualTo(100), "the latest peers stay");
+        Assert.That(store.GetProtocols(DhtTestPeers.Get(0)), Is.Empty, "the least recently heard of went");
+    }
+
+    [Test]
+    public void OverTheByteBudget_APeerOnlyHeardOfFromOthersGoesFirst()
+    {
+        var store = new PeerStore(new FakeTimeProvider(), capacity: 100_000, maxBytes: 48 * 1024);
+        var real = DhtTestPeers.Get(1);
+        store.AddAddresses(real, [Address(1)], AddressSource.Self);
+        store.SetProtocols(real, ["/p2pinference/rpc/1.0.0"], "worker/1");
+
+        for (var i = 2; i < 300; i++) store.AddAddresses(DhtTestPeers.Get(i), Addresses(i * 32, 8));
+
+        Assert.That(store.Bytes, Is.LessThanOrEqualTo(48 * 1024));
+        Assert.That(store.GetAddresses(real), Is.EqualTo(new[] { Address(1) }), "a flood of rumoured peers did not push out the one we know");
+        Assert.That(store.GetAddresses(DhtTestPeers.Get(299)), Has.Count.EqualTo(8), "new peers are still learned");
+    }
+
+    [Test]
+    public void APeerLargerThanTheWholeBudget_IsStillKept_AloneAndWithinItsOwnCaps()
+    {
+        var store = new PeerStore(new FakeTimeProvider(), capacity: 100, maxBytes: 1024);
+        store.AddAddresses(DhtTestPeers.Get(1), [Address(1)], AddressSource.Self);
+
+        store.SetProtocols(DhtTestPeers.Get(2), ManyProtocols(2), "big/1");
+
+        Assert.That(store.Count, Is.EqualTo(1));
+        Assert.That(store.GetProtocols(DhtTestPeers.Get(2)), Has.Count.EqualTo(100), "the peer being identified is the one its caller uses next");
+    }
+
+    [Test]
+    public void Bytes_FollowWhatEachPeerHolds_AndReturnToZero()
+    {
+        var time = new FakeTimeProvider();
+        var store = new PeerStore(time);
+        var peer = DhtTestPeers.Get(1);
+        store.AddAddresses(peer, Addresses(0, 4));
+        store.AddAddresses(DhtTestPeers.Get(2), [Address(9)], AddressSource.Self);
+        var withFour = store.Bytes;
+
+        store.SetProtocols(peer, ManyProtocols(1), "agent/1");
+        var identified = store.Bytes;
+        Assert.That(identified - withFour, Is.GreaterThan(100 * 200), "a hundred names of a hundred characters");
+        store.SetProtocols(peer, ["/ipfs/id/1.0.0"], "agent/1");
+        Assert.That(store.Bytes, Is.LessThan(identified - 100 * 200), "a shorter answer replaces the longer one");
+
+        time.Advance(PeerStore.ThirdPartyAddressTtl);
+        var beforeLapse = store.Bytes;
+        store.AddAddresses(peer, [Address(5)], AddressSource.Self);
+        Assert.That(store.Bytes, Is.LessThan(beforeLapse), "four lapsed third-party addresses dropped, one added");
+
+        Assert.That(store.Remove(peer), Is.True);
+        Assert.That(store.Remove(DhtTestPeers.Get(2)), Is.True);
+        Assert.That(store.Bytes, Is.Zero);
+    }
+
+    [Test]
+    public void ABudgetBelowOneByte_IsRefused()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new PeerStore(new FakeTimeProvider(), maxBytes: 0));
+    }
 }

@@ -1,16 +1,19 @@
+using System.Diagnostics;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 
 namespace P2PInference.Facilities.Net.Host;
 
-/// <summary>What a host knows of other peers: addresses to dial, protocols, agent. Bounded, and it forgets.</summary>
+/// <summary>What a host knows of other peers: addresses to dial, protocols, agent. Bounded in peers and bytes, and it forgets.</summary>
 /// <remarks>
 /// Each address carries its source (<see cref="AddressSource"/>) and expires a TTL after it was last
 /// heard of. An address a third party told us never displaces one the peer told us itself (or that
 /// we reached it at): when a peer's list is full, a third-party address replaces only another
 /// third-party one, so a DHT responder cannot bury the real Auth's addresses under 32 dead ones.
 /// When the store is full, the peer heard of least recently goes — preferably one we only heard
-/// about from others.
+/// about from others. Full means <c>capacity</c> peers or <c>maxBytes</c> of them: an identify answer
+/// may carry 64 KiB of protocol names, and identities cost nothing, so a count alone would let one
+/// host cycling identities fill gigabytes.
 /// </remarks>
 public sealed class PeerStore
 {
@@ -31,13 +34,40 @@ public sealed class PeerStore
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
     private readonly int _capacity;
+    private readonly long _maxBytes;
+    private long _bytes;
 
-    public PeerStore(TimeProvider timeProvider, int capacity = 100_000)
+    public PeerStore(TimeProvider timeProvider, int capacity = 100_000, long maxBytes = DefaultMaxBytes)
     {
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
         _time = timeProvider;
         _capacity = capacity;
+        _maxBytes = maxBytes;
+    }
+
+    /// <summary>
+    /// About 100,000 peers of two addresses and a dozen protocols each (about 1.3 KiB with the objects
+    /// around them); a peer's own caps (32 addresses, 128 protocols, one identify answer) keep any one of
+    /// them far below it.
+    /// </summary>
+    public const long DefaultMaxBytes = 128L << 20;
+
+    // What the objects around a peer, an address and a string take beyond their bytes, measured with
+    // GC.GetTotalMemory on .NET 10 x64 (the record, its list, node and dictionary entry; a parsed
+    // Multiaddress, its components and its entry): an estimate that errs high rather than low.
+    private const int PeerOverhead = 320;
+    private const int AddressOverhead = 240;
+    private const int StringOverhead = 32;
+
+    /// <summary>An estimate of the memory the peers take, which <c>maxBytes</c> bounds: a diagnostic.</summary>
+    public long Bytes
+    {
+        get
+        {
+            lock (_lock) return _bytes;
+        }
     }
 
     public int Count
@@ -114,6 +144,10 @@ public sealed class PeerStore
                 record.Addresses.Add(new AddressEntry(plain, source, expires, heardOver));
                 record.Snapshot = null;
             }
+            long addressBytes = 0;
+            foreach (var entry in record.Addresses) addressBytes += AddressOverhead + entry.Address.Bytes.Length;
+            record.AddressBytes = addressBytes;
+            RecountLocked(record, now);
         }
     }
 
@@ -172,10 +206,15 @@ public sealed class PeerStore
     {
         lock (_lock)
         {
-            var record = GetOrCreateLocked(peer, _time.GetUtcNow());
+            var now = _time.GetUtcNow();
+            var record = GetOrCreateLocked(peer, now);
             record.Protocols = protocols.Take(MaxProtocolsPerPeer).ToArray();
             record.AgentVersion = agentVersion;
             record.Identified = true;
+            long identifyBytes = agentVersion is null ? 0 : StringOverhead + 2L * agentVersion.Length;
+            foreach (var protocol in record.Protocols) identifyBytes += StringOverhead + 2L * protocol.Length;
+            record.IdentifyBytes = identifyBytes;
+            RecountLocked(record, now);
         }
         ProtocolsUpdated?.Invoke(peer);
     }
@@ -196,6 +235,7 @@ public sealed class PeerStore
         {
             if (!_peers.Remove(peer, out var node)) return false;
             _byRecency.Remove(node);
+            _bytes -= node.Value.Bytes;
             return true;
         }
     }
@@ -209,20 +249,33 @@ public sealed class PeerStore
             _byRecency.AddLast(node);
             return node.Value;
         }
-        if (_peers.Count >= _capacity) EvictLocked(now);
+        if (_peers.Count >= _capacity) EvictLocked(now, spare: null);
         node = _byRecency.AddLast(new PeerRecord(peer));
         _peers[peer] = node;
+        RecountLocked(node.Value, now);
         return node.Value;
     }
 
-    private void EvictLocked(DateTimeOffset now)
+    /// <summary>Brings the store's bytes up to date with <paramref name="record"/>'s, then evicts others while over the budget.</summary>
+    private void RecountLocked(PeerRecord record, DateTimeOffset now)
+    {
+        var bytes = PeerOverhead + record.AddressBytes + record.IdentifyBytes;
+        _bytes += bytes - record.Bytes;
+        record.Bytes = bytes;
+        // The peer just heard of stays: its own caps bound it, and it is the one the caller is about to use.
+        while (_bytes > _maxBytes && _peers.Count > 1) EvictLocked(now, spare: record);
+        Debug.Assert(_bytes >= 0, "a peer's bytes are given back once");
+    }
+
+    private void EvictLocked(DateTimeOffset now, PeerRecord? spare)
     {
         var victim = _byRecency.First!;
+        if (victim.Value == spare) victim = victim.Next!;
         var scanned = 0;
         for (var node = _byRecency.First; node is not null && scanned < EvictionScan; node = node.Next, scanned++)
         {
             var record = node.Value;
-            if (!record.Identified && !record.Addresses.Any(a => a.Source == AddressSource.Self && a.Expires > now))
+            if (record != spare && !record.Identified && !record.Addresses.Any(a => a.Source == AddressSource.Self && a.Expires > now))
             {
                 victim = node;
                 break;
@@ -230,6 +283,7 @@ public sealed class PeerStore
         }
         _peers.Remove(victim.Value.PeerId);
         _byRecency.Remove(victim);
+        _bytes -= victim.Value.Bytes;
     }
 
     // Loops rather than RemoveAll/FindIndex with lambdas: every address a kad reply names passes through
@@ -291,5 +345,10 @@ public sealed class PeerStore
         public IReadOnlyList<string> Protocols { get; set; } = [];
         public string? AgentVersion { get; set; }
         public bool Identified { get; set; }
+
+        /// <summary>This peer's share of the store's bytes, and its addresses' and identify answer's parts of it.</summary>
+        public long Bytes { get; set; }
+        public long AddressBytes { get; set; }
+        public long IdentifyBytes { get; set; }
     }
 }
