@@ -57,7 +57,7 @@ internal sealed class KadRequestHandler(
                     return;
                 }
                 Interlocked.Increment(ref _requestsServed);
-                var frame = Answer(remote, request, AddressScopes.Of(context.Connection.RemoteAddress), out var length);
+                var frame = Answer(remote, request, context.Connection.RemoteScope, out var length);
                 if (frame is null)
                 {
                     // Nothing to write (ADD_PROVIDER): the timer waits for the next request from the top.

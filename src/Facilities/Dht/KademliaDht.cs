@@ -382,7 +382,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
                     try
                     {
                         await _host.ReadLazyAnswerAsync(stream, _options.ProtocolId, cancellationToken);
-                        var reply = await KadReply.ReadAsync(stream, _options.MaxMessageSize, _options.MaxKeySize, AddressScopes.Of(connection!.RemoteAddress),
+                        var reply = await KadReply.ReadAsync(stream, _options.MaxMessageSize, _options.MaxKeySize, connection!.RemoteScope,
                                 cancellationToken)
                             ?? throw new KadProtocolException($"{peer} closed the stream without answering {request.Type}");
                         if (reply.Message.Type != request.Type)

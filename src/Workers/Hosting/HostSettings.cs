@@ -30,4 +30,7 @@ public sealed class HostSettings
     public TimeSpan PingTimeout { get; set; } = Defaults.PingTimeout;
 
     public TimeSpan IdleConnectionTimeout { get; set; } = Defaults.IdleConnectionTimeout;
+
+    /// <summary>For a node behind source NAT or an address-hiding proxy (see <see cref="HostOptions.InboundPeersArePublic"/>).</summary>
+    public bool InboundPeersArePublic { get; set; } = Defaults.InboundPeersArePublic;
 }

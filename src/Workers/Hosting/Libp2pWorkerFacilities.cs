@@ -80,6 +80,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
             IdentifyTimeout = limits.IdentifyTimeout,
             PingTimeout = limits.PingTimeout,
             IdleConnectionTimeout = limits.IdleConnectionTimeout,
+            InboundPeersArePublic = limits.InboundPeersArePublic,
             TimeProvider = _options.TimeProvider,
             RandomSource = _options.RandomSource,
             LoggerFactory = _options.LoggerFactory,

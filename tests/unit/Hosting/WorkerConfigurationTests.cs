@@ -230,7 +230,7 @@ public sealed class WorkerConfigurationTests
             Overrides = new Dictionary<string, string?>
             {
                 ["Dht:Mode"] = "Client", ["Rpc:DefaultTimeout"] = "00:00:07", ["Node:DrainTimeout"] = "00:00:01",
-                ["Host:MaxInboundConnections"] = "64", ["Host:IdentifyTimeout"] = "00:00:03",
+                ["Host:MaxInboundConnections"] = "64", ["Host:IdentifyTimeout"] = "00:00:03", ["Host:InboundPeersArePublic"] = "true",
             },
         });
 
@@ -244,6 +244,7 @@ public sealed class WorkerConfigurationTests
         Assert.That(options.DrainTimeout, Is.EqualTo(TimeSpan.FromSeconds(1)));
         Assert.That(options.Host.MaxInboundConnections, Is.EqualTo(64));
         Assert.That(options.Host.IdentifyTimeout, Is.EqualTo(TimeSpan.FromSeconds(3)));
+        Assert.That(options.Host.InboundPeersArePublic, Is.True);
         Assert.That(options.Host.MaxInboundConnectionsPerAddress, Is.EqualTo(32), "untouched limits keep the host's defaults");
     }
 

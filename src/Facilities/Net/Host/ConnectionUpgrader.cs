@@ -1,3 +1,4 @@
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Noise;
@@ -123,7 +124,9 @@ internal static class ConnectionUpgrader
         // peer store and routing table hold, and the handshake's copy would be kept per connection.
         if (expectedRemote is not null && expectedRemote.Equals(remotePeer)) remotePeer = expectedRemote;
         return new PeerConnection(yamux, identity.PeerId, remotePeer, remoteKey,
-            raw.LocalAddress, raw.RemoteAddress, direction, options.TimeProvider) { IsLimited = raw.IsLimited };
+            raw.LocalAddress, raw.RemoteAddress,
+            direction == ConnectionDirection.Inbound && options.InboundPeersArePublic ? AddressScope.Public : AddressScopes.Of(raw.RemoteAddress),
+            direction, options.TimeProvider) { IsLimited = raw.IsLimited };
     }
 
     /// <summary>Rejects protocol ids this upgrader cannot run, before any connection depends on them.</summary>

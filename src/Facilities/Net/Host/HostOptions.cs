@@ -115,6 +115,16 @@ public sealed class HostOptions
     public bool CloseInboundWithoutIdentify { get; init; } = true;
 
     /// <summary>
+    /// Treat every peer that dialed us as one on a public address, whatever address its connection
+    /// comes from. Behind source NAT or a proxy that replaces the peer's address (a Kubernetes service
+    /// with the cluster traffic policy, a TCP load balancer), every inbound peer seems to come from a
+    /// private address, and a private peer may name our LAN's addresses (for us to dial, through the
+    /// peer store and kad) and is told the LAN addresses of others. Set it there. The per-address inbound
+    /// cap then counts the proxy's address for every peer: raise <see cref="MaxInboundConnectionsPerAddress"/> too.
+    /// </summary>
+    public bool InboundPeersArePublic { get; init; }
+
+    /// <summary>
     /// How long the ping handler waits for the next payload (and for its echo to be taken) before it
     /// resets the stream, so an open ping stream cannot hold a connection (an open stream keeps it
     /// from the idle timeout) without pinging.

@@ -633,7 +633,7 @@ public sealed class P2PHost : IAsyncDisposable
             // Only the listen addresses a peer reached at its connection's scope may name (a public peer cannot
             // put our loopback or LAN in the peer store, from which we dial and answer kad); the outcome keeps
             // them all (DCUtR dials a relayed peer's own, by its own rule).
-            var heardOver = AddressScopes.Of(connection.RemoteAddress);
+            var heardOver = connection.RemoteScope;
             PeerStore.AddAddresses(peer, NamedAddresses.Restrict(info.ListenAddresses, heardOver, int.MaxValue), AddressSource.Self, heardOver);
             PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
             return IdentifyOutcome.Succeeded(info);

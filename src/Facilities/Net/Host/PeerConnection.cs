@@ -33,7 +33,7 @@ public sealed class PeerConnection : IAsyncDisposable
     private bool _closeRan;
 
     internal PeerConnection(YamuxSession session, PeerId localPeer, PeerId remotePeer, PublicKey remotePublicKey,
-        Multiaddress localAddress, Multiaddress remoteAddress, ConnectionDirection direction, TimeProvider time)
+        Multiaddress localAddress, Multiaddress remoteAddress, AddressScope remoteScope, ConnectionDirection direction, TimeProvider time)
     {
         Session = session;
         LocalPeer = localPeer;
@@ -42,6 +42,7 @@ public sealed class PeerConnection : IAsyncDisposable
         LocalAddress = localAddress;
         RemoteAddress = remoteAddress;
         Direction = direction;
+        RemoteScope = remoteScope;
         _time = time;
         _lastActiveTimestamp = time.GetTimestamp();
         _openedTimestamp = _lastActiveTimestamp;
@@ -57,6 +58,12 @@ public sealed class PeerConnection : IAsyncDisposable
     public Multiaddress LocalAddress { get; }
     public Multiaddress RemoteAddress { get; }
     public ConnectionDirection Direction { get; }
+
+    /// <summary>
+    /// The scope of the network the peer is on, which bounds the addresses it may name to us and those we
+    /// tell it: its address's, or public for an inbound peer when <see cref="HostOptions.InboundPeersArePublic"/>.
+    /// </summary>
+    public AddressScope RemoteScope { get; }
 
     /// <summary>
     /// The connection runs under limits another party set (a relay's <c>Limit</c>: duration and bytes)
