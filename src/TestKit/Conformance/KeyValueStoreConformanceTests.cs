@@ -74,7 +74,7 @@ public abstract class KeyValueStoreConformanceTests
         var large = new byte[1 << 20];
         new Random(1234).NextBytes(large);
         await Store.PutAsync("large", large, ct);
-        Assert.That(await Store.GetAsync("large", ct), Is.EqualTo(large));
+        BytesAssert.AreEqual(large, await Store.GetAsync("large", ct));
     }
 
     [Test, CancelAfter(10000)]

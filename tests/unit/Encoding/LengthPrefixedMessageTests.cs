@@ -215,7 +215,7 @@ public sealed class LengthPrefixedMessageTests
             await LengthPrefixedMessage.WriteAsync(a, body, Token);
             await LengthPrefixedMessage.WriteAsync(a, key, Token);
 
-            Assert.That(await LengthPrefixedMessage.ReadAsync(b, FourMiB, Token), Is.EqualTo(body));
+            BytesAssert.AreEqual(body, await LengthPrefixedMessage.ReadAsync(b, FourMiB, Token));
             Assert.That(await LengthPrefixedMessage.ReadAsync(b, PublicKey.Parser, FourMiB, Token), Is.EqualTo(key));
         }
     }
