@@ -55,11 +55,15 @@ public sealed class RoleGrantParserTests
         Assert.Throws<FormatException>(() => RoleGrant.Decode(huge));
     }
 
+    // 2,000 inputs, not 20,000: about four in five mutated grants decode and each costs an Ed25519
+    // verification, which made the test take seconds. A thousand mutations of 1-3 bytes still change
+    // every one of the grant's bytes a dozen times over, and a thousand random inputs span every length
+    // from empty to past the maximum; truncation and oversize have their own exhaustive tests above.
     [Test]
     public void RandomBytes_AndRandomMutations_NeverThrowAnythingButFormatException()
     {
         var random = new Random(20261205);
-        for (var i = 0; i < 20_000; i++)
+        for (var i = 0; i < 2_000; i++)
         {
             byte[] input;
             if (i % 2 == 0)
@@ -75,13 +79,14 @@ public sealed class RoleGrantParserTests
             try
             {
                 var grant = RoleGrant.Decode(input);
-                // Whatever decodes is still only trusted when its signature verifies: the check itself must not throw.
-                _ = grant.HasValidSignature();
+                // Whatever decodes is still only trusted when its signature verifies: the check must not throw,
+                // and every byte is signed, so only an unchanged grant verifies.
+                Assert.That(grant.HasValidSignature(), Is.EqualTo(input.AsSpan().SequenceEqual(Valid)), Convert.ToHexString(input));
             }
             catch (FormatException)
             {
             }
         }
-        Assert.Pass("20,000 random and mutated inputs");
+        Assert.Pass("2,000 random and mutated inputs");
     }
 }
