@@ -8,8 +8,9 @@ using P2PInference.Workers.Contracts.Auth;
 
 namespace P2PInference.Tests.Unit.Auth;
 
-// Plain async, not SimulationTest.Run: RamStore does not run on the simulation executor yet, and
-// nothing here waits on time (the clock stands still, so two runs issue tokens at the same instant).
+// Plain async, not SimulationTest.Run: nothing here waits on time (the clock stands still, so two runs
+// issue tokens at the same instant). The in-memory store: what is drawn from the random source does not
+// depend on the store engine, and the first real store in a process takes seconds to start.
 /// <summary>
 /// With a seeded source an Auth service replays a user's journey exactly — ids, salts, token ids,
 /// API keys, every stored byte; with the system source (the default) secrets and ids are fresh each time.
@@ -28,7 +29,7 @@ public sealed class AuthSeededRandomnessTests
     private static async Task<Journey> RunJourneyAsync(IRandomSource? source, CancellationToken ct)
     {
         var clock = new FakeTimeProvider(Start);
-        await using var store = await RamStore.CreateAsync(clock, cancellationToken: ct);
+        await using var store = new SimulatedStore();
         var signingKey = KeyPair.FromSeed(new byte[32]);
         var options = new AuthOptions { PasswordIterations = AuthOptions.MinPasswordIterations };
         var auth = new AuthService(store, signingKey, options, clock, source);
@@ -81,9 +82,9 @@ public sealed class AuthSeededRandomnessTests
     public async Task ApiKeyService_WithTheSameSeed_IssuesTheSameKeys(CancellationToken ct)
     {
         var clock = new FakeTimeProvider(Start);
-        await using var firstStore = await RamStore.CreateAsync(clock, cancellationToken: ct);
-        await using var secondStore = await RamStore.CreateAsync(clock, cancellationToken: ct);
-        await using var thirdStore = await RamStore.CreateAsync(clock, cancellationToken: ct);
+        await using var firstStore = new SimulatedStore();
+        await using var secondStore = new SimulatedStore();
+        await using var thirdStore = new SimulatedStore();
         var first = new ApiKeyService(firstStore, clock, randomSource: new SeededRandomSource(new Random(3)));
         var second = new ApiKeyService(secondStore, clock, randomSource: new SeededRandomSource(new Random(3)));
         var unseeded = new ApiKeyService(thirdStore, clock);
