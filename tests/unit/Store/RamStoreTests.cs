@@ -113,11 +113,11 @@ public sealed class RamStoreTests
             var read = await _store.GetAsync("k" + i, ct);
             if (acknowledgedBeforeRestart[i])
             {
-                Assert.That(read, Is.EqualTo(values[i]), $"acknowledged write k{i} was lost");
+                BytesAssert.AreEqual(values[i], read, $"acknowledged write k{i} was lost");
             }
             else if (read is not null)
             {
-                Assert.That(read, Is.EqualTo(values[i]), $"unacknowledged write k{i} is half there");
+                BytesAssert.AreEqual(values[i], read, $"unacknowledged write k{i} is half there");
             }
         }
     }
