@@ -346,13 +346,20 @@ public abstract class KeyValueStoreConformanceTests
                 }
             },
             ct)));
+        // Mismatches are collected and asserted once: an NUnit assertion per key was 75 of the 90 ms this
+        // took on the in-memory store.
+        var wrong = new List<string>();
         for (var w = 0; w < 16; w++)
         {
             for (var i = 0; i < 50; i++)
             {
-                Assert.That(await Store.GetAsync($"w{w}/{i}", ct), Is.EqualTo(BitConverter.GetBytes((w * 1000) + i)));
+                var read = await Store.GetAsync($"w{w}/{i}", ct);
+                if (read is null || !read.AsSpan().SequenceEqual(BitConverter.GetBytes((w * 1000) + i)))
+                    wrong.Add($"w{w}/{i}={(read is null ? "absent" : Convert.ToHexString(read))}");
             }
         }
+
+        Assert.That(wrong, Is.Empty, "keys not read back as written");
     }
 
     protected static byte[] Bytes(string text) => Encoding.UTF8.GetBytes(text);

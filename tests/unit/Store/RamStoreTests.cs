@@ -152,13 +152,18 @@ public sealed class RamStoreTests
         await _store.CrashAndRestartAsync(ct);
 
         var count = 0;
+        // Mismatches are collected and asserted once: an NUnit assertion per entry costs about a tenth of a
+        // millisecond, a third of a second for these 3,200 on a loaded machine.
+        var wrong = new List<string>();
         await foreach (var entry in _store.ScanAsync("w", ct))
         {
             var parts = entry.Key[1..].Split('/');
-            Assert.That(entry.Value, Is.EqualTo(BitConverter.GetBytes((int.Parse(parts[0]) << 16) | int.Parse(parts[1]))));
+            var expected = BitConverter.GetBytes((int.Parse(parts[0]) << 16) | int.Parse(parts[1]));
+            if (!entry.Value.AsSpan().SequenceEqual(expected)) wrong.Add($"{entry.Key}={Convert.ToHexString(entry.Value)}");
             count++;
         }
 
+        Assert.That(wrong, Is.Empty, "entries whose value is not the one written");
         Assert.That(count, Is.EqualTo(writers * putsEach));
     }
 
