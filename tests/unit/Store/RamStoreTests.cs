@@ -168,31 +168,6 @@ public sealed class RamStoreTests
     }
 
     [Test, CancelAfter(60_000)]
-    public async Task HundredThousandKeys_PutThenReadAllBack(CancellationToken ct)
-    {
-        const int keys = 100_000;
-        const int parallel = 256;
-        await Task.WhenAll(Enumerable.Range(0, parallel).Select(p => Task.Run(
-            async () =>
-            {
-                for (var i = p; i < keys; i += parallel)
-                {
-                    await _store.PutAsync("key-" + i, BitConverter.GetBytes(i), ct);
-                }
-            },
-            ct)));
-
-        for (var i = 0; i < keys; i++)
-        {
-            var value = await _store.GetAsync("key-" + i, ct);
-            if (value is null || BitConverter.ToInt32(value) != i)
-            {
-                Assert.Fail($"key-{i} read back as {(value is null ? "absent" : BitConverter.ToInt32(value).ToString())}");
-            }
-        }
-    }
-
-    [Test, CancelAfter(60_000)]
     public async Task Messages_RoundTrip_ThroughTheTypedHelpers(CancellationToken ct)
     {
         var codec = MessagePackRpcCodec<ConformanceProbe>.Instance;
