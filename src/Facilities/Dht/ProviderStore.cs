@@ -21,7 +21,7 @@ namespace P2PInference.Facilities.Dht;
 /// </remarks>
 public sealed class ProviderStore
 {
-    private readonly Dictionary<byte[], Dictionary<PeerId, ProviderRecord>> _byKey = new(ByteKeyComparer.Instance);
+    private readonly Dictionary<byte[], Dictionary<PeerId, Stored>> _byKey = new(ByteKeyComparer.Instance);
     private readonly TimeProvider _timeProvider;
     private readonly TimeSpan _ttl;
     private readonly int _maxKeys;
@@ -142,9 +142,9 @@ public sealed class ProviderStore
                 PruneLocked(providers, now);
                 if (providers.Count >= _maxProvidersPerKey) return false;
             }
-            if (providers.TryGetValue(provider, out var replaced)) _bytes -= CostOf(replaced);
+            if (providers.TryGetValue(provider, out var replaced)) _bytes -= replaced.Cost;
             else _keysByProvider[provider] = _keysByProvider.GetValueOrDefault(provider) + 1;
-            providers[provider] = record;
+            providers[provider] = new Stored(record, cost);
             _bytes += cost;
             Debug.Assert(_bytes <= _maxBytes, "the byte check above admits only what fits");
             _refusalSweeps.NoteExpiry(record.Expires);
@@ -153,10 +153,10 @@ public sealed class ProviderStore
     }
 
     /// <summary>The store's bytes once <paramref name="provider"/>'s record of <paramref name="cost"/> is stored under the key.</summary>
-    private long BytesAfter(Dictionary<PeerId, ProviderRecord>? providers, byte[] key, PeerId provider, long cost)
+    private long BytesAfter(Dictionary<PeerId, Stored>? providers, byte[] key, PeerId provider, long cost)
     {
         if (providers is null) return _bytes + KeyCost(key) + cost;
-        return providers.TryGetValue(provider, out var replaced) ? _bytes - CostOf(replaced) + cost : _bytes + cost;
+        return providers.TryGetValue(provider, out var replaced) ? _bytes - replaced.Cost + cost : _bytes + cost;
     }
 
     private static long KeyCost(byte[] key) => KeyOverhead + key.Length;
@@ -182,7 +182,14 @@ public sealed class ProviderStore
                 RemoveKeyLocked(keyBytes);
                 return [];
             }
-            return providers.Values.Take(max).ToArray();
+            var live = new ProviderRecord[Math.Min(max, providers.Count)];
+            var i = 0;
+            foreach (var stored in providers.Values)
+            {
+                if (i == live.Length) break;
+                live[i++] = stored.Record;
+            }
+            return live;
         }
     }
 
@@ -213,8 +220,8 @@ public sealed class ProviderStore
         {
             removed += PruneLocked(providers, now);
             if (providers.Count == 0) (emptyKeys ??= []).Add(key);
-            foreach (var record in providers.Values)
-                if (record.Expires < earliest) earliest = record.Expires;
+            foreach (var stored in providers.Values)
+                if (stored.Record.Expires < earliest) earliest = stored.Record.Expires;
         }
         if (emptyKeys is not null)
         {
@@ -224,28 +231,35 @@ public sealed class ProviderStore
         return removed;
     }
 
-    private int PruneLocked(Dictionary<PeerId, ProviderRecord> providers, DateTimeOffset now)
+    private int PruneLocked(Dictionary<PeerId, Stored> providers, DateTimeOffset now)
     {
         var removed = 0;
-        foreach (var (peer, record) in providers)
+        foreach (var (peer, stored) in providers)
         {
-            if (record.Expires <= now && providers.Remove(peer))
+            if (stored.Record.Expires <= now && providers.Remove(peer))
             {
                 removed++;
-                Forget(record);
+                Forget(stored);
             }
         }
         return removed;
     }
 
-    private void Forget(ProviderRecord record)
+    private void Forget(Stored stored)
     {
-        _bytes -= CostOf(record);
+        _bytes -= stored.Cost;
         Debug.Assert(_bytes >= 0, "a record's bytes are given back once");
-        var count = _keysByProvider.GetValueOrDefault(record.Provider);
-        if (count > 1) _keysByProvider[record.Provider] = count - 1;
-        else _keysByProvider.Remove(record.Provider);
+        var provider = stored.Record.Provider;
+        var count = _keysByProvider.GetValueOrDefault(provider);
+        if (count > 1) _keysByProvider[provider] = count - 1;
+        else _keysByProvider.Remove(provider);
     }
+
+    /// <summary>
+    /// A record and what it was counted as when stored: the caller keeps the address list, and may change it
+    /// afterwards, so the cost is not computed again when the record leaves.
+    /// </summary>
+    private readonly record struct Stored(ProviderRecord Record, long Cost);
 
     private void RemoveKeyLocked(byte[] key)
     {

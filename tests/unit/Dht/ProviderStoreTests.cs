@@ -273,6 +273,19 @@ public sealed class ProviderStoreTests
     }
 
     [Test]
+    public void Bytes_ReturnToZero_EvenWhenTheCallerChangesItsAddressListAfterwards()
+    {
+        var store = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 100, 10);
+        var addresses = new List<Multiaddress>(Addresses(1));
+        store.Add(Key, DhtTestPeers.Get(1), addresses);
+        addresses.AddRange(Addresses(8));
+
+        Assert.That(store.Remove(Key, DhtTestPeers.Get(1)), Is.True);
+
+        Assert.That(store.Bytes, Is.Zero);
+    }
+
+    [Test]
     public void ABudgetBelowOneByte_IsRefused()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => _ = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 100, 10, maxBytes: 0));
