@@ -146,8 +146,9 @@ public sealed class PeerStore
             }
             long addressBytes = 0;
             foreach (var entry in record.Addresses) addressBytes += AddressOverhead + entry.Address.Bytes.Length;
+            _bytes += addressBytes - record.AddressBytes;
             record.AddressBytes = addressBytes;
-            RecountLocked(record, now);
+            TrimLocked(record, now);
         }
     }
 
@@ -213,8 +214,9 @@ public sealed class PeerStore
             record.Identified = true;
             long identifyBytes = agentVersion is null ? 0 : StringOverhead + 2L * agentVersion.Length;
             foreach (var protocol in record.Protocols) identifyBytes += StringOverhead + 2L * protocol.Length;
+            _bytes += identifyBytes - record.IdentifyBytes;
             record.IdentifyBytes = identifyBytes;
-            RecountLocked(record, now);
+            TrimLocked(record, now);
         }
         ProtocolsUpdated?.Invoke(peer);
     }
@@ -252,16 +254,14 @@ public sealed class PeerStore
         if (_peers.Count >= _capacity) EvictLocked(now, spare: null);
         node = _byRecency.AddLast(new PeerRecord(peer));
         _peers[peer] = node;
-        RecountLocked(node.Value, now);
+        _bytes += node.Value.Bytes;
+        TrimLocked(node.Value, now);
         return node.Value;
     }
 
-    /// <summary>Brings the store's bytes up to date with <paramref name="record"/>'s, then evicts others while over the budget.</summary>
-    private void RecountLocked(PeerRecord record, DateTimeOffset now)
+    /// <summary>Evicts peers other than <paramref name="record"/>, which just grew, while the store is over its byte budget.</summary>
+    private void TrimLocked(PeerRecord record, DateTimeOffset now)
     {
-        var bytes = PeerOverhead + record.AddressBytes + record.IdentifyBytes;
-        _bytes += bytes - record.Bytes;
-        record.Bytes = bytes;
         // The peer just heard of stays: its own caps bound it, and it is the one the caller is about to use.
         while (_bytes > _maxBytes && _peers.Count > 1) EvictLocked(now, spare: record);
         Debug.Assert(_bytes >= 0, "a peer's bytes are given back once");
@@ -346,8 +346,8 @@ public sealed class PeerStore
         public string? AgentVersion { get; set; }
         public bool Identified { get; set; }
 
-        /// <summary>This peer's share of the store's bytes, and its addresses' and identify answer's parts of it.</summary>
-        public long Bytes { get; set; }
+        /// <summary>This peer's share of the store's bytes: the record itself, its addresses and its identify answer.</summary>
+        public long Bytes => PeerOverhead + AddressBytes + IdentifyBytes;
         public long AddressBytes { get; set; }
         public long IdentifyBytes { get; set; }
     }
