@@ -30,8 +30,6 @@ public sealed class RecordStore
 
     public RecordStore(TimeProvider timeProvider, TimeSpan ttl, int maxRecords, int maxValueSize, int maxRecordsPerPeer = DefaultMaxRecordsPerPeer, long maxBytes = DefaultMaxBytes)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
-        _maxBytes = maxBytes;
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxRecords, 1);
@@ -42,6 +40,8 @@ public sealed class RecordStore
         _maxRecords = maxRecords;
         _maxValueSize = maxValueSize;
         _maxRecordsPerPeer = maxRecordsPerPeer;
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
+        _maxBytes = maxBytes;
     }
 
     /// <summary>A peer publishes a few names of its own (an IPNS-style use); a hundred is ample, and a hundredth of the default store.</summary>
@@ -109,7 +109,6 @@ public sealed class RecordStore
             {
                 if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
                 if (_records.Count >= _maxRecords) return false;
-                exists = _records.TryGetValue(key, out existing);
             }
             if (BytesAfter(exists, existing, cost) > _maxBytes)
             {
