@@ -57,7 +57,9 @@ internal sealed class KadRequestHandler(
                     return;
                 }
                 Interlocked.Increment(ref _requestsServed);
-                var frame = Answer(remote, request, context.Connection.RemoteScope, out var length);
+                // Only writes are counted against an origin, and working one out allocates: most requests are reads.
+                var origin = request.Type is Message.Types.MessageType.AddProvider or Message.Types.MessageType.PutValue ? context.Connection.Origin : null;
+                var frame = Answer(remote, request, context.Connection.RemoteScope, origin, out var length);
                 if (frame is null)
                 {
                     // Nothing to write (ADD_PROVIDER): the timer waits for the next request from the top.
@@ -100,13 +102,13 @@ internal sealed class KadRequestHandler(
     /// which has no reply on the wire.
     /// </summary>
     /// <inheritdoc cref="Handle"/>
-    internal byte[]? Answer(PeerId remote, Message request, AddressScope remoteScope, out int length)
+    internal byte[]? Answer(PeerId remote, Message request, AddressScope remoteScope, string? origin, out int length)
     {
         // Most requests are FIND_NODE, whose reply is its type, the closer peers and the cluster level: its few
         // bytes around the peers are written without a Message to hold them.
         if (request.Type == Message.Types.MessageType.FindNode)
             return FrameWithCloserPeers(null, request, request.Key.Span, remote, out length);
-        var reply = Handle(remote, request, remoteScope, out var withCloserPeers);
+        var reply = Handle(remote, request, remoteScope, origin, out var withCloserPeers);
         if (reply is null)
         {
             length = 0;
@@ -123,9 +125,13 @@ internal sealed class KadRequestHandler(
     /// keeps only the addresses it may name (<see cref="KadReplyAddresses"/>). Loopback, which keeps them
     /// all, by default.
     /// </param>
+    /// <param name="origin">
+    /// Where the sender's connection comes from (<see cref="PeerConnection.Origin"/>), whose share of the stores its
+    /// ADD_PROVIDER and PUT_VALUE are counted against; null for none.
+    /// </param>
     /// <param name="withCloserPeers">Whether the reply names the peers closest to the request's key.</param>
     /// <exception cref="KadProtocolException">The request is unacceptable.</exception>
-    private Message? Handle(PeerId remote, Message request, AddressScope remoteScope, out bool withCloserPeers)
+    private Message? Handle(PeerId remote, Message request, AddressScope remoteScope, string? origin, out bool withCloserPeers)
     {
         withCloserPeers = request.Type is Message.Types.MessageType.FindNode or Message.Types.MessageType.GetProviders
             or Message.Types.MessageType.GetValue;
@@ -163,7 +169,7 @@ internal sealed class KadRequestHandler(
                         ? peer.Addresses
                         : host.PeerStore.GetAddresses(remote).Take(options.MaxAddressesPerPeer).ToArray();
                     if (peer.Addresses.Count > 0) host.PeerStore.AddAddresses(remote, peer.Addresses, AddressSource.Self, remoteScope);
-                    providers.Add(request.Key.Span, remote, addresses);
+                    providers.Add(request.Key.Span, remote, addresses, origin: origin);
                     break;
                 }
                 return null;
@@ -180,8 +186,8 @@ internal sealed class KadRequestHandler(
                 var value = record.Value.ToByteArray();
                 if (!options.RecordValidator(key, value))
                     throw new KadProtocolException("record rejected by the validator");
-                if (!records.Put(key, value, remote))
-                    throw new KadProtocolException($"record refused: the store is full ({options.MaxRecords} records or {options.MaxRecordStoreBytes} bytes), or the sender holds its {options.MaxRecordsPerPeer} records already");
+                if (!records.Put(key, value, remote, origin))
+                    throw new KadProtocolException($"record refused: the store is full ({options.MaxRecords} records or {options.MaxRecordStoreBytes} bytes), the sender holds its {options.MaxRecordsPerPeer} records already, or its address its share of the store");
                 // go and js echo the request as the acknowledgement.
                 return request;
             }

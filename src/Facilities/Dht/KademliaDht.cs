@@ -53,8 +53,10 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<KademliaDht>();
         RoutingTable = new RoutingTable(host.PeerId, options.K, options.TimeProvider, options.MaxFailuresBeforeEviction);
-        Providers = new ProviderStore(options.TimeProvider, options.ProviderRecordTtl, options.MaxProviderKeys, options.MaxProvidersPerKey, options.MaxKeysPerProvider, options.MaxProviderStoreBytes);
-        Records = new RecordStore(options.TimeProvider, options.RecordTtl, options.MaxRecords, options.MaxRecordSize, options.MaxRecordsPerPeer, options.MaxRecordStoreBytes);
+        Providers = new ProviderStore(options.TimeProvider, options.ProviderRecordTtl, options.MaxProviderKeys, options.MaxProvidersPerKey, options.MaxKeysPerProvider,
+            options.MaxProviderStoreBytes, options.MaxProviderStoreBytesPerOrigin);
+        Records = new RecordStore(options.TimeProvider, options.RecordTtl, options.MaxRecords, options.MaxRecordSize, options.MaxRecordsPerPeer,
+            options.MaxRecordStoreBytes, options.MaxRecordStoreBytesPerOrigin);
         _handler = new KadRequestHandler(host, options, RoutingTable, Providers, Records, ConsiderPeer);
         _random = new Random(options.RandomSeed ?? SeedFrom(RoutingTable.LocalId));
         RoutingTable.PeerAdded += _ => _joined.TrySetResult();

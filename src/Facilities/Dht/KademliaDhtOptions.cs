@@ -81,6 +81,20 @@ public sealed class KademliaDhtOptions
     /// <summary>An estimate of the memory the PUT_VALUE store may take; past it new values are refused.</summary>
     public long MaxRecordStoreBytes { get; init; } = RecordStore.DefaultMaxBytes;
 
+    /// <summary>
+    /// The part of each store's byte budget (<see cref="MaxProviderStoreBytes"/>, <see cref="MaxRecordStoreBytes"/>)
+    /// the records from one origin may take: one IPv4 address or IPv6 /64 (<see cref="Addressing.AddressOrigin"/>).
+    /// Identities cost nothing, so without it one machine cycling them fills a store and honest records are
+    /// refused until the flood's expire; with a sixteenth, filling one takes sixteen such addresses. Loopback
+    /// peers, and inbound peers under <see cref="Net.Host.HostOptions.InboundPeersArePublic"/> (whose address is a
+    /// proxy's), are not counted. 1 turns it off.
+    /// </summary>
+    public double MaxStoreSharePerOrigin { get; init; } = 1.0 / 16;
+
+    internal long MaxProviderStoreBytesPerOrigin => ShareOf(MaxProviderStoreBytes);
+    internal long MaxRecordStoreBytesPerOrigin => ShareOf(MaxRecordStoreBytes);
+    private long ShareOf(long budget) => Math.Max(1, (long)(budget * MaxStoreSharePerOrigin));
+
     /// <summary>PUT_VALUE records one peer may hold in this node's store; past it, its new keys are refused (updates of its own are not).</summary>
     public int MaxRecordsPerPeer { get; init; } = RecordStore.DefaultMaxRecordsPerPeer;
 
@@ -131,6 +145,8 @@ public sealed class KademliaDhtOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRecordsPerPeer, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxProviderStoreBytes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRecordStoreBytes, 1);
+        if (!(MaxStoreSharePerOrigin > 0 && MaxStoreSharePerOrigin <= 1))
+            throw new ArgumentOutOfRangeException(nameof(MaxStoreSharePerOrigin), MaxStoreSharePerOrigin, "a share of a store is more than 0 and at most 1");
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxMessageSize, 1024);
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxFailuresBeforeEviction, 1);
         foreach (var peer in BootstrapPeers)

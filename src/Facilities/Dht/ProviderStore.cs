@@ -8,9 +8,10 @@ namespace P2PInference.Facilities.Dht;
 /// Provider records by key, each expiring a TTL after it was last added, on the injected clock.
 /// Bounded: at most <c>maxKeys</c> keys, <c>maxProvidersPerKey</c> providers per key,
 /// <c>maxKeysPerProvider</c> keys per provider — the one sender a record can come from (a peer
-/// announces only itself), so one identity cannot fill the store — and <c>maxBytes</c> in all, since
+/// announces only itself), so one identity cannot fill the store — <c>maxBytes</c> in all, since
 /// identities cost nothing to make and the counts alone allow gigabytes of records with long keys
-/// and many addresses.
+/// and many addresses, and <c>maxBytesPerOrigin</c> from one origin (<see cref="OriginShares"/>), so
+/// one machine cycling identities cannot fill the store either.
 /// </summary>
 /// <remarks>
 /// When a key is full a new provider is refused rather than evicting one already stored: records
@@ -30,14 +31,18 @@ public sealed class ProviderStore
     private readonly long _maxBytes;
     private readonly Dictionary<PeerId, int> _keysByProvider = [];
     private readonly RefusalSweepGate _refusalSweeps = new();
+    private readonly OriginShares _origins;
     private readonly Lock _lock = new();
     private long _bytes;
 
-    public ProviderStore(TimeProvider timeProvider, TimeSpan ttl, int maxKeys, int maxProvidersPerKey, int maxKeysPerProvider = DefaultMaxKeysPerProvider, long maxBytes = DefaultMaxBytes)
+    public ProviderStore(TimeProvider timeProvider, TimeSpan ttl, int maxKeys, int maxProvidersPerKey, int maxKeysPerProvider = DefaultMaxKeysPerProvider,
+        long maxBytes = DefaultMaxBytes, long maxBytesPerOrigin = long.MaxValue)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxKeysPerProvider, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBytesPerOrigin, 1);
         _maxBytes = maxBytes;
+        _origins = new OriginShares(maxBytesPerOrigin);
         _maxKeysPerProvider = maxKeysPerProvider;
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
@@ -71,6 +76,22 @@ public sealed class ProviderStore
         }
     }
 
+    /// <summary>The bytes the records from <paramref name="origin"/> are counted as against its share: a diagnostic.</summary>
+    public long BytesFrom(string origin)
+    {
+        ArgumentNullException.ThrowIfNull(origin);
+        lock (_lock) return _origins.Of(origin);
+    }
+
+    /// <summary>Origins that hold records: a diagnostic.</summary>
+    public int OriginCount
+    {
+        get
+        {
+            lock (_lock) return _origins.Count;
+        }
+    }
+
     public int KeyCount
     {
         get
@@ -95,14 +116,18 @@ public sealed class ProviderStore
     public event Action<byte[], PeerId>? RecordAdded;
 
     /// <summary>Adds or refreshes <paramref name="provider"/> for <paramref name="key"/>; false when a cap refused it.</summary>
-    public bool Add(ReadOnlySpan<byte> key, PeerId provider, IReadOnlyList<Multiaddress> addresses, TimeSpan? ttl = null)
+    /// <param name="origin">
+    /// Where the announcement came from (<see cref="Addressing.AddressOrigin"/>), whose share it is counted
+    /// against; null for none (our own records).
+    /// </param>
+    public bool Add(ReadOnlySpan<byte> key, PeerId provider, IReadOnlyList<Multiaddress> addresses, TimeSpan? ttl = null, string? origin = null)
     {
-        if (!AddCore(key, provider, addresses, ttl, out var keyBytes)) return false;
+        if (!AddCore(key, provider, addresses, ttl, origin, out var keyBytes)) return false;
         RecordAdded?.Invoke(keyBytes, provider);
         return true;
     }
 
-    private bool AddCore(ReadOnlySpan<byte> key, PeerId provider, IReadOnlyList<Multiaddress> addresses, TimeSpan? ttl, out byte[] keyBytes)
+    private bool AddCore(ReadOnlySpan<byte> key, PeerId provider, IReadOnlyList<Multiaddress> addresses, TimeSpan? ttl, string? origin, out byte[] keyBytes)
     {
         ArgumentNullException.ThrowIfNull(provider);
         ArgumentNullException.ThrowIfNull(addresses);
@@ -110,6 +135,9 @@ public sealed class ProviderStore
         var record = new ProviderRecord(provider, addresses, now + (ttl ?? _ttl));
         var cost = CostOf(record);
         keyBytes = key.ToArray();
+        // An origin is charged for the key too, whether or not other records share it: an estimate that errs
+        // high, where charging only the record would let a flood of new keys take half again its share.
+        var charge = cost + KeyCost(keyBytes);
         lock (_lock)
         {
             _byKey.TryGetValue(keyBytes, out var providers);
@@ -119,6 +147,12 @@ public sealed class ProviderStore
                 if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
                 if (_keysByProvider.GetValueOrDefault(provider) >= _maxKeysPerProvider) return false;
                 _byKey.TryGetValue(keyBytes, out providers);
+            }
+            if (!_origins.Admits(origin, charge, ChargeReplaced(providers, provider, origin)))
+            {
+                if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
+                _byKey.TryGetValue(keyBytes, out providers);
+                if (!_origins.Admits(origin, charge, ChargeReplaced(providers, provider, origin))) return false;
             }
             if (BytesAfter(providers, keyBytes, provider, cost) > _maxBytes)
             {
@@ -142,10 +176,18 @@ public sealed class ProviderStore
                 PruneLocked(providers, now);
                 if (providers.Count >= _maxProvidersPerKey) return false;
             }
-            if (providers.TryGetValue(provider, out var replaced)) _bytes -= replaced.Cost;
-            else _keysByProvider[provider] = _keysByProvider.GetValueOrDefault(provider) + 1;
-            providers[provider] = new Stored(record, cost);
+            if (providers.TryGetValue(provider, out var replaced))
+            {
+                _bytes -= replaced.Cost;
+                _origins.Release(replaced.Origin, replaced.Charge);
+            }
+            else
+            {
+                _keysByProvider[provider] = _keysByProvider.GetValueOrDefault(provider) + 1;
+            }
+            providers[provider] = new Stored(record, cost, origin, charge);
             _bytes += cost;
+            _origins.Charge(origin, charge);
             Debug.Assert(_bytes <= _maxBytes, "the byte check above admits only what fits");
             _refusalSweeps.NoteExpiry(record.Expires);
             return true;
@@ -158,6 +200,10 @@ public sealed class ProviderStore
         if (providers is null) return _bytes + KeyCost(key) + cost;
         return providers.TryGetValue(provider, out var replaced) ? _bytes - replaced.Cost + cost : _bytes + cost;
     }
+
+    /// <summary>What <paramref name="origin"/> gets back when <paramref name="provider"/>'s record under the key is replaced.</summary>
+    private static long ChargeReplaced(Dictionary<PeerId, Stored>? providers, PeerId provider, string? origin) =>
+        providers is not null && providers.TryGetValue(provider, out var replaced) && replaced.Origin == origin ? replaced.Charge : 0;
 
     private static long KeyCost(byte[] key) => KeyOverhead + key.Length;
 
@@ -249,6 +295,7 @@ public sealed class ProviderStore
     {
         _bytes -= stored.Cost;
         Debug.Assert(_bytes >= 0, "a record's bytes are given back once");
+        _origins.Release(stored.Origin, stored.Charge);
         var provider = stored.Record.Provider;
         var count = _keysByProvider.GetValueOrDefault(provider);
         if (count > 1) _keysByProvider[provider] = count - 1;
@@ -257,9 +304,10 @@ public sealed class ProviderStore
 
     /// <summary>
     /// A record and what it was counted as when stored: the caller keeps the address list, and may change it
-    /// afterwards, so the cost is not computed again when the record leaves.
+    /// afterwards, so the cost is not computed again when the record leaves. <paramref name="Charge"/> is
+    /// what <paramref name="Origin"/>'s share was charged.
     /// </summary>
-    private readonly record struct Stored(ProviderRecord Record, long Cost);
+    private readonly record struct Stored(ProviderRecord Record, long Cost, string? Origin, long Charge);
 
     private void RemoveKeyLocked(byte[] key)
     {

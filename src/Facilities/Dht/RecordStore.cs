@@ -8,7 +8,8 @@ namespace P2PInference.Facilities.Dht;
 /// A full store refuses new keys (after dropping expired ones) and still accepts updates. Each peer
 /// may hold at most <c>maxRecordsPerPeer</c> of the records (counted for the peer whose put is stored),
 /// so one identity cannot fill the store: every server accepts PUT_VALUE, which the product itself
-/// does not use (kept for js and go peers).
+/// does not use (kept for js and go peers). Nor can one machine cycling identities: the records from one
+/// origin may take at most <c>maxBytesPerOrigin</c> (<see cref="OriginShares"/>).
 /// </summary>
 /// <remarks>
 /// A write about to be refused scans the store for expired records first only as often as
@@ -25,10 +26,12 @@ public sealed class RecordStore
     private readonly int _maxValueSize;
     private readonly int _maxRecordsPerPeer;
     private readonly long _maxBytes;
+    private readonly OriginShares _origins;
     private readonly Lock _lock = new();
     private long _bytes;
 
-    public RecordStore(TimeProvider timeProvider, TimeSpan ttl, int maxRecords, int maxValueSize, int maxRecordsPerPeer = DefaultMaxRecordsPerPeer, long maxBytes = DefaultMaxBytes)
+    public RecordStore(TimeProvider timeProvider, TimeSpan ttl, int maxRecords, int maxValueSize, int maxRecordsPerPeer = DefaultMaxRecordsPerPeer,
+        long maxBytes = DefaultMaxBytes, long maxBytesPerOrigin = long.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ttl, TimeSpan.Zero);
@@ -42,6 +45,8 @@ public sealed class RecordStore
         _maxRecordsPerPeer = maxRecordsPerPeer;
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
         _maxBytes = maxBytes;
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBytesPerOrigin, 1);
+        _origins = new OriginShares(maxBytesPerOrigin);
     }
 
     /// <summary>A peer publishes a few names of its own (an IPNS-style use); a hundred is ample, and a hundredth of the default store.</summary>
@@ -66,6 +71,22 @@ public sealed class RecordStore
         }
     }
 
+    /// <summary>The bytes the records from <paramref name="origin"/> are counted as against its share: a diagnostic.</summary>
+    public long BytesFrom(string origin)
+    {
+        ArgumentNullException.ThrowIfNull(origin);
+        lock (_lock) return _origins.Of(origin);
+    }
+
+    /// <summary>Origins that hold records: a diagnostic.</summary>
+    public int OriginCount
+    {
+        get
+        {
+            lock (_lock) return _origins.Count;
+        }
+    }
+
     public int Count
     {
         get
@@ -86,9 +107,13 @@ public sealed class RecordStore
     /// <summary>
     /// Stores the value, put by <paramref name="from"/> (null: by this node, which no quota limits); false
     /// when it is too large, the store is full of other keys or bytes, or <paramref name="from"/> holds its quota of
-    /// records already (updating one of its own is not a new one).
+    /// records already (updating one of its own is not a new one), or <paramref name="origin"/> its share of bytes.
     /// </summary>
-    public bool Put(byte[] key, byte[] value, PeerId? from = null)
+    /// <param name="origin">
+    /// Where the put came from (<see cref="Addressing.AddressOrigin"/>), whose share it is counted against;
+    /// null for none (our own, or a sender whose address says nothing about it).
+    /// </param>
+    public bool Put(byte[] key, byte[] value, PeerId? from = null, string? origin = null)
     {
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(value);
@@ -110,6 +135,12 @@ public sealed class RecordStore
                 if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
                 if (_records.Count >= _maxRecords) return false;
             }
+            if (!_origins.Admits(origin, cost, ChargeReplaced(exists, existing, origin)))
+            {
+                if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
+                exists = _records.TryGetValue(key, out existing);
+                if (!_origins.Admits(origin, cost, ChargeReplaced(exists, existing, origin))) return false;
+            }
             if (BytesAfter(exists, existing, cost) > _maxBytes)
             {
                 if (_refusalSweeps.AllowsSweep(now)) SweepLocked(now);
@@ -119,8 +150,9 @@ public sealed class RecordStore
             if (exists) Forget(existing);
             if (from is not null) _recordsByPeer[from] = _recordsByPeer.GetValueOrDefault(from) + 1;
             var record = new DhtRecord(key, value, now, now + _ttl);
-            _records[key] = new Entry(record, from);
+            _records[key] = new Entry(record, from, origin);
             _bytes += cost;
+            _origins.Charge(origin, cost);
             Debug.Assert(_bytes <= _maxBytes, "the byte check above admits only what fits");
             _refusalSweeps.NoteExpiry(record.Expires);
             return true;
@@ -170,12 +202,17 @@ public sealed class RecordStore
     private long BytesAfter(bool exists, Entry existing, long cost) =>
         _bytes + cost - (exists ? CostOf(existing.Record.Key, existing.Record.Value) : 0);
 
+    private static long ChargeReplaced(bool exists, Entry existing, string? origin) =>
+        exists && existing.Origin == origin ? CostOf(existing.Record.Key, existing.Record.Value) : 0;
+
     private static long CostOf(byte[] key, byte[] value) => RecordOverhead + (long)key.Length + value.Length;
 
     private void Forget(Entry entry)
     {
-        _bytes -= CostOf(entry.Record.Key, entry.Record.Value);
+        var cost = CostOf(entry.Record.Key, entry.Record.Value);
+        _bytes -= cost;
         Debug.Assert(_bytes >= 0, "a record's bytes are given back once");
+        _origins.Release(entry.Origin, cost);
         var from = entry.From;
         if (from is null) return;
         var count = _recordsByPeer.GetValueOrDefault(from);
@@ -183,6 +220,6 @@ public sealed class RecordStore
         else _recordsByPeer.Remove(from);
     }
 
-    /// <summary>A record and the peer whose put stored it (null for our own).</summary>
-    private readonly record struct Entry(DhtRecord Record, PeerId? From);
+    /// <summary>A record, the peer whose put stored it and the origin it came from (both null for our own).</summary>
+    private readonly record struct Entry(DhtRecord Record, PeerId? From, string? Origin);
 }

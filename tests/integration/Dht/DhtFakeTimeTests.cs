@@ -42,12 +42,13 @@ public sealed class DhtFakeTimeTests
         }
     });
 
-    private async Task<KademliaDht> StartNodeAsync(string name, CancellationToken ct, Func<ITransport, ITransport>? wrapTransport = null)
+    private async Task<KademliaDht> StartNodeAsync(string name, CancellationToken ct, Func<ITransport, ITransport>? wrapTransport = null,
+        KeyPair? identity = null, long maxProviderStoreBytes = ProviderStore.DefaultMaxBytes)
     {
         var transport = _network.CreateTransport(name);
         var host = new P2PHost(new HostOptions
         {
-            Identity = IdentityOf(name), RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)),
+            Identity = identity ?? IdentityOf(name), RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)),
             Transports = [wrapTransport is null ? transport : wrapTransport(transport)], TimeProvider = _time,
         });
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
@@ -61,6 +62,7 @@ public sealed class DhtFakeTimeTests
             LookupTimeout = TimeSpan.FromMinutes(5),
             BootstrapPeers = _nodes.Count == 0 ? [] : [_nodes[0].Host.AdvertisedAddresses[0]],
             RandomSeed = 1,
+            MaxProviderStoreBytes = maxProviderStoreBytes,
         });
         _nodes.Add((host, dht));
         await dht.StartAsync(ct);
@@ -344,6 +346,41 @@ public sealed class DhtFakeTimeTests
         private static bool IsIp(Multiaddress address) =>
             address.Components.Count > 0 && (address.Components[0].Protocol == MultiaddressProtocol.Ip4 || address.Components[0].Protocol == MultiaddressProtocol.Ip6);
     }
+
+    [Test]
+    public void AMachineCyclingIdentities_FillsOnlyItsShareOfAProviderStore_AndAProviderElsewhereIsStillStored() => Simulate(async ct =>
+    {
+        // 64 KiB of provider records, a sixteenth of it (about six records) for each origin.
+        var holder = await StartNodeAsync("n0", ct, maxProviderStoreBytes: 64 << 10);
+        const int identities = 8, topicsEach = 4;
+        for (var i = 0; i < identities; i++)
+        {
+            // One machine (/memory/flood), a new identity each time: no per-peer quota can see they are one.
+            var (host, flooder) = (default(P2PHost), await StartNodeAsync("flood", ct, identity: KeyPair.FromRandom(_sim.CreateRandom("flood", $"{i}"))));
+            for (var t = 0; t < topicsEach; t++) await flooder.AnnounceAsync($"junk/{i}/{t}", ct);
+            host = _nodes[^1].Host;
+            _nodes.RemoveAt(_nodes.Count - 1);
+            await flooder.DisposeAsync();
+            await host.DisposeAsync();
+        }
+        var honest = await StartNodeAsync("n1", ct);
+        // ADD_PROVIDER has no reply: the holder's store says when the record arrived.
+        var arrived = new TaskCompletionSource();
+        holder.Providers.RecordAdded += (key, provider) =>
+        {
+            if (provider == honest.PeerId) arrived.TrySetResult();
+        };
+
+        await honest.AnnounceAsync("p2pinference/auth", ct);
+        await arrived.Task.WaitAsync(TimeSpan.FromMinutes(1), _time, ct);
+
+        var floodStored = Enumerable.Range(0, identities * topicsEach)
+            .Count(n => holder.Providers.Get(TopicKey.For($"junk/{n / topicsEach}/{n % topicsEach}")).Count > 0);
+        Assert.That(floodStored, Is.InRange(1, 8), $"the flood's 4 KiB share holds a few of its {identities * topicsEach} records, not all");
+        Assert.That(holder.Providers.BytesFrom("/memory/flood"), Is.InRange(1, (64 << 10) / 16));
+        Assert.That(holder.Providers.Get(TopicKey.For("p2pinference/auth")).Select(r => r.Provider), Does.Contain(honest.PeerId));
+        Assert.That(holder.Providers.BytesFrom("/memory/n1"), Is.GreaterThan(0), "the honest provider's origin is its own address");
+    });
 
     [Test]
     public void Dispose_UnannouncesAndUnregistersProtocol() => Simulate(async ct =>

@@ -51,5 +51,6 @@ public sealed class InboundPeersArePublicTests
 
         Assert.That(inbound.RemoteScope, Is.EqualTo(AddressScope.Loopback));
         Assert.That(listener.PeerStore.GetAddresses(dialer.PeerId), Does.Contain(dialer.ListenAddresses[0]));
+        Assert.That(inbound.Origin, Is.Null, "loopback is the operator's own machine: no share of the DHT's stores applies");
     }
 }

@@ -37,9 +37,9 @@ public sealed class KadRequestHandlerTests
     public async Task DisposeAsync() => await _host.DisposeAsync();
 
     /// <summary>The handler's reply to <paramref name="request"/>, read back from the frame it would write; null when it writes none.</summary>
-    private Message? Handle(PeerId remote, Message request, AddressScope remoteScope = AddressScope.Loopback)
+    private Message? Handle(PeerId remote, Message request, AddressScope remoteScope = AddressScope.Loopback, string? origin = null)
     {
-        var frame = _handler.Answer(remote, request, remoteScope, out var length);
+        var frame = _handler.Answer(remote, request, remoteScope, origin, out var length);
         if (frame is null) return null;
         try
         {
@@ -324,6 +324,46 @@ public sealed class KadRequestHandlerTests
     }
 
     [Test]
+    public void AddProvider_FromAFloodOfIdentitiesAtOneAddress_StopsAtItsShare_WhilePeersElsewhereAreStored()
+    {
+        var share = new ProviderStore(new FakeTimeProvider(), _options.ProviderRecordTtl, 100, 10, maxBytesPerOrigin: 1500);
+        _handler = new KadRequestHandler(_host, _options, _table, share, _records, _ => { });
+        var addresses = Enumerable.Range(0, 2).Select(i => Multiaddress.Parse($"/ip4/198.51.100.7/tcp/{4000 + i}")).ToArray();
+
+        foreach (var sender in DhtTestPeers.Take(10)) Handle(sender, AddProvider(sender, addresses), AddressScope.Public, "/ip4/198.51.100.7");
+        var honest = DhtTestPeers.Get(200);
+        Handle(honest, AddProvider(honest, Multiaddress.Parse("/ip4/192.0.2.1/tcp/4001")), AddressScope.Public, "/ip4/192.0.2.1");
+
+        Assert.That(share.BytesFrom("/ip4/198.51.100.7"), Is.InRange(1, 1500));
+        var stored = share.Get(Key).Select(r => r.Provider).ToList();
+        Assert.That(stored, Has.Member(honest));
+        Assert.That(stored, Has.Count.InRange(2, 5), "1,500 bytes hold a few of the flood's records, not ten");
+    }
+
+    [Test]
+    public void PutValue_PastTheShareOfTheSendersAddress_IsProtocolError_WhilePeersElsewhereAreStored()
+    {
+        static Message Put(string key) => new()
+        {
+            Type = Message.Types.MessageType.PutValue,
+            Key = ByteString.CopyFromUtf8(key),
+            Record = new Record { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(new byte[16]) },
+        };
+        var records = new RecordStore(new FakeTimeProvider(), _options.RecordTtl, 100, 16, maxBytesPerOrigin: 2 * (192 + 4 + 16));
+        _handler = new KadRequestHandler(_host, _options, _table, _providers, records, _ => { });
+        var peers = DhtTestPeers.Take(10);
+        Handle(peers[0], Put("/v/0"), AddressScope.Public, "/ip4/198.51.100.7");
+        Handle(peers[1], Put("/v/1"), AddressScope.Public, "/ip4/198.51.100.7");
+
+        var refused = Assert.Throws<KadProtocolException>(() => Handle(peers[2], Put("/v/2"), AddressScope.Public, "/ip4/198.51.100.7"));
+
+        Assert.That(refused!.Message, Does.Contain("its address its share"));
+        Assert.That(Handle(peers[3], Put("/v/3"), AddressScope.Public, "/ip4/192.0.2.1"), Is.Not.Null, "a peer at another address is stored");
+        Assert.That(Handle(peers[4], Put("/v/4"), AddressScope.Loopback), Is.Not.Null, "a peer with no origin (loopback) is counted against none");
+        Assert.That(records.Count, Is.EqualTo(4));
+    }
+
+    [Test]
     public async Task TheDht_GivesItsStoresTheByteBudgetsOfItsOptions()
     {
         var time = new FakeTimeProvider();
@@ -335,6 +375,24 @@ public sealed class KadRequestHandlerTests
         Assert.That(dht.Providers.Add("k"u8, DhtTestPeers.Get(2), Enumerable.Range(0, 8).Select(i => Multiaddress.Parse($"/ip4/10.0.0.{i}/tcp/1")).ToArray()), Is.False);
         Assert.Throws<ArgumentOutOfRangeException>(() => _ = new KademliaDht(_host, new KademliaDhtOptions { MaxProviderStoreBytes = 0 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => _ = new KademliaDht(_host, new KademliaDhtOptions { MaxRecordStoreBytes = 0 }));
+    }
+
+    [Test]
+    public async Task TheDht_GivesEachOriginTheShareOfItsStoresItsOptionsSay()
+    {
+        var time = new FakeTimeProvider();
+        await using var dht = new KademliaDht(_host, new KademliaDhtOptions { TimeProvider = time, MaxRecordStoreBytes = 4000, MaxStoreSharePerOrigin = 0.25 });
+
+        Assert.That(dht.Records.Put([1], new byte[700], DhtTestPeers.Get(1), "/ip4/198.51.100.7"), Is.True);
+        Assert.That(dht.Records.Put([2], new byte[700], DhtTestPeers.Get(2), "/ip4/198.51.100.7"), Is.False, "a quarter of 4,000 bytes holds one");
+        Assert.That(dht.Records.Put([2], new byte[700], DhtTestPeers.Get(2), "/ip4/198.51.100.8"), Is.True);
+        await using (var whole = new KademliaDht(_host, new KademliaDhtOptions { TimeProvider = time, MaxRecordStoreBytes = 4000, MaxStoreSharePerOrigin = 1 }))
+        {
+            var stored = Enumerable.Range(0, 10).Count(i => whole.Records.Put([(byte)i], new byte[700], DhtTestPeers.Get(i), "/ip4/198.51.100.7"));
+            Assert.That(stored, Is.EqualTo(4), "a share of 1 is the whole store");
+        }
+        foreach (var share in new[] { 0, -0.5, 1.5, double.NaN })
+            Assert.Throws<ArgumentOutOfRangeException>(() => _ = new KademliaDht(_host, new KademliaDhtOptions { MaxStoreSharePerOrigin = share }), $"share {share}");
     }
 
     [Test]

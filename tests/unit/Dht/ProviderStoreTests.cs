@@ -289,5 +289,78 @@ public sealed class ProviderStoreTests
     public void ABudgetBelowOneByte_IsRefused()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => _ = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 100, 10, maxBytes: 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 100, 10, maxBytesPerOrigin: 0));
+    }
+
+    private const string Flooder = "/ip4/198.51.100.7";
+    private const string Honest = "/ip4/198.51.100.8";
+
+    [Test]
+    public void AFloodOfIdentitiesFromOneOrigin_StopsAtItsShare_WhileOtherOriginsAndOurOwnRecordsAreStored()
+    {
+        var share = CostOfOne(2) * 5;
+        var store = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 1000, 64, 1000, maxBytes: share * 10, maxBytesPerOrigin: share);
+
+        var fromFlooder = Enumerable.Range(0, 30).Count(i => store.Add(KeyOf(i), DhtTestPeers.Get(i), Addresses(2), origin: Flooder));
+
+        Assert.That(fromFlooder, Is.EqualTo(5), "every identity is new, so only the origin's share can stop them");
+        Assert.That(store.BytesFrom(Flooder), Is.EqualTo(share));
+        Assert.That(store.Add(KeyOf(8), DhtTestPeers.Get(100), Addresses(2), origin: Honest), Is.True, "another origin is stored");
+        Assert.That(store.Add(KeyOf(9), DhtTestPeers.Get(101), Addresses(2)), Is.True, "our own records count against no share");
+        Assert.That(store.BytesFrom(Honest), Is.EqualTo(CostOfOne(2)));
+        Assert.That(store.OriginCount, Is.EqualTo(2));
+    }
+
+    [Test]
+    public void AnOriginIsChargedForEachNewKey_SoAFloodOfKeysFitsNoMoreThanAFloodOfRecords()
+    {
+        var store = new ProviderStore(new FakeTimeProvider(), TimeSpan.FromMinutes(10), 1000, 64, 1000, maxBytesPerOrigin: CostOfOne(1) * 4);
+        // Records under one key share it, and the origin pays for the key with each: four fit either way.
+        var underOneKey = Enumerable.Range(0, 10).Count(i => store.Add(KeyOf(0), DhtTestPeers.Get(i), Addresses(1), origin: Flooder));
+        var underNewKeys = Enumerable.Range(0, 10).Count(i => store.Add(KeyOf(1 + i), DhtTestPeers.Get(20 + i), Addresses(1), origin: Honest));
+
+        Assert.That((underOneKey, underNewKeys), Is.EqualTo((4, 4)));
+    }
+
+    [Test]
+    public void ARenewalFromTheSameOrigin_IsNotChargedTwice_AndOneFromAnotherMovesTheCharge()
+    {
+        var time = new FakeTimeProvider();
+        var share = CostOfOne(2) * 2;
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), 100, 10, maxBytesPerOrigin: share);
+        Assert.That(store.Add(KeyOf(0), DhtTestPeers.Get(0), Addresses(2), origin: Flooder), Is.True);
+        Assert.That(store.Add(KeyOf(1), DhtTestPeers.Get(1), Addresses(2), origin: Flooder), Is.True);
+        Assert.That(store.Add(KeyOf(2), DhtTestPeers.Get(2), Addresses(2), origin: Flooder), Is.False, "the share is full");
+
+        time.Advance(TimeSpan.FromMinutes(5));
+        Assert.That(store.Add(KeyOf(0), DhtTestPeers.Get(0), Addresses(2), origin: Flooder), Is.True, "a renewal replaces its own charge");
+        Assert.That(store.Add(KeyOf(0), DhtTestPeers.Get(0), Addresses(3), origin: Flooder), Is.False, "a renewal that grows past the share does not fit");
+        Assert.That(store.BytesFrom(Flooder), Is.EqualTo(share));
+
+        // The provider moved: its record now counts against the address it announced from.
+        Assert.That(store.Add(KeyOf(0), DhtTestPeers.Get(0), Addresses(2), origin: Honest), Is.True);
+        Assert.That(store.BytesFrom(Flooder), Is.EqualTo(share / 2));
+        Assert.That(store.BytesFrom(Honest), Is.EqualTo(share / 2));
+        Assert.That(store.Add(KeyOf(2), DhtTestPeers.Get(2), Addresses(2), origin: Flooder), Is.True, "the room it left is the flooder's again");
+    }
+
+    [Test]
+    public void AnOriginsExpiredRecords_MakeRoomInItsShare_AndEveryChargeIsGivenBack()
+    {
+        var time = new FakeTimeProvider();
+        var store = new ProviderStore(time, TimeSpan.FromMinutes(10), 100, 10, maxBytesPerOrigin: CostOfOne(2) * 2);
+        store.Add(KeyOf(0), DhtTestPeers.Get(0), Addresses(2), origin: Flooder);
+        store.Add(KeyOf(1), DhtTestPeers.Get(1), Addresses(2), origin: Flooder);
+        store.Add(KeyOf(2), DhtTestPeers.Get(2), Addresses(1), origin: Honest);
+        Assert.That(store.Add(KeyOf(3), DhtTestPeers.Get(3), Addresses(2), origin: Flooder), Is.False);
+
+        time.Advance(TimeSpan.FromMinutes(10));
+        Assert.That(store.Add(KeyOf(3), DhtTestPeers.Get(3), Addresses(2), origin: Flooder), Is.True, "the expired two were swept to make room");
+        Assert.That(store.BytesFrom(Flooder), Is.EqualTo(CostOfOne(2)));
+        Assert.That(store.BytesFrom(Honest), Is.Zero);
+
+        Assert.That(store.Remove(KeyOf(3), DhtTestPeers.Get(3)), Is.True);
+        Assert.That(store.OriginCount, Is.Zero);
+        Assert.That(store.Bytes, Is.Zero);
     }
 }

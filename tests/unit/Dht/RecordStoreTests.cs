@@ -122,5 +122,46 @@ public sealed class RecordStoreTests
     public void ABudgetBelowOneByte_IsRefused()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => _ = new RecordStore(new FakeTimeProvider(), TimeSpan.FromHours(1), 10, 8, maxBytes: 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => _ = new RecordStore(new FakeTimeProvider(), TimeSpan.FromHours(1), 10, 8, maxBytesPerOrigin: 0));
+    }
+
+    private const string Flooder = "/ip4/198.51.100.7";
+    private const string Honest = "/ip4/198.51.100.8";
+
+    [Test]
+    public void AFloodOfIdentitiesFromOneOrigin_StopsAtItsShare_WhileOtherOriginsAndOurOwnValuesAreStored()
+    {
+        const int each = Overhead + 4 + 100;
+        var store = new RecordStore(new FakeTimeProvider(), TimeSpan.FromHours(1), 1000, 1024, maxRecordsPerPeer: 1000, maxBytes: each * 100, maxBytesPerOrigin: each * 3);
+
+        var fromFlooder = Enumerable.Range(0, 30).Count(i => store.Put(BitConverter.GetBytes(i), new byte[100], DhtTestPeers.Get(i), Flooder));
+
+        Assert.That(fromFlooder, Is.EqualTo(3), "every identity is new, so only the origin's share can stop them");
+        Assert.That(store.BytesFrom(Flooder), Is.EqualTo(each * 3));
+        Assert.That(store.Put(BitConverter.GetBytes(100), new byte[100], DhtTestPeers.Get(100), Honest), Is.True, "another origin is stored");
+        Assert.That(store.Put(BitConverter.GetBytes(101), new byte[100]), Is.True, "our own values count against no share");
+        Assert.That(store.Put(BitConverter.GetBytes(0), new byte[50], DhtTestPeers.Get(0), Flooder), Is.True, "an update that shrinks fits");
+        Assert.That(store.Put(BitConverter.GetBytes(0), new byte[200], DhtTestPeers.Get(0), Flooder), Is.False, "one that grows past the share does not");
+        Assert.That(store.Get(BitConverter.GetBytes(0))!.Value, Has.Length.EqualTo(50));
+    }
+
+    [Test]
+    public void AValueOverwrittenFromAnotherOrigin_MovesTheCharge_AndEveryChargeIsGivenBack()
+    {
+        var time = new FakeTimeProvider();
+        const int each = Overhead + 1 + 100;
+        var store = new RecordStore(time, TimeSpan.FromHours(1), 10, 1024, maxBytesPerOrigin: each * 2);
+        Assert.That(store.Put([1], new byte[100], DhtTestPeers.Get(1), Flooder), Is.True);
+        Assert.That(store.Put([2], new byte[100], DhtTestPeers.Get(2), Flooder), Is.True);
+        Assert.That(store.Put([3], new byte[100], DhtTestPeers.Get(3), Flooder), Is.False);
+
+        Assert.That(store.Put([2], new byte[100], DhtTestPeers.Get(4), Honest), Is.True);
+        Assert.That((store.BytesFrom(Flooder), store.BytesFrom(Honest)), Is.EqualTo((each, each)));
+        Assert.That(store.Put([3], new byte[100], DhtTestPeers.Get(3), Flooder), Is.True, "the room the overwrite left is the flooder's again");
+
+        time.Advance(TimeSpan.FromHours(1));
+        Assert.That(store.Sweep(), Is.EqualTo(3));
+        Assert.That(store.OriginCount, Is.Zero);
+        Assert.That(store.Bytes, Is.Zero);
     }
 }

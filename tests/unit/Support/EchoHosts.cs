@@ -21,7 +21,8 @@ internal sealed class EchoHosts : IAsyncDisposable
 
     public EchoHosts() => Network = new InMemoryNetwork(Time);
 
-    public async Task<P2PHost> StartAsync(string name, CancellationToken ct, IReadOnlyList<string>? securityProtocols = null, bool earlyMuxerNegotiation = true)
+    public async Task<P2PHost> StartAsync(string name, CancellationToken ct, IReadOnlyList<string>? securityProtocols = null, bool earlyMuxerNegotiation = true,
+        bool inboundPeersArePublic = false)
     {
         var host = new P2PHost(new HostOptions
         {
@@ -30,6 +31,7 @@ internal sealed class EchoHosts : IAsyncDisposable
             TimeProvider = Time,
             IdentifyOnConnect = false,
             EarlyMuxerNegotiation = earlyMuxerNegotiation,
+            InboundPeersArePublic = inboundPeersArePublic,
             SecurityProtocols = securityProtocols is { Count: > 0 } ? securityProtocols : HostOptions.DefaultSecurityProtocols,
         });
         _hosts.Add(host);

@@ -123,10 +123,10 @@ internal static class ConnectionUpgrader
         // The dialer's instance when it is the same peer (the handshake checked): it is usually the one the
         // peer store and routing table hold, and the handshake's copy would be kept per connection.
         if (expectedRemote is not null && expectedRemote.Equals(remotePeer)) remotePeer = expectedRemote;
+        var addressHidesPeer = direction == ConnectionDirection.Inbound && options.InboundPeersArePublic;
         return new PeerConnection(yamux, identity.PeerId, remotePeer, remoteKey,
-            raw.LocalAddress, raw.RemoteAddress,
-            direction == ConnectionDirection.Inbound && options.InboundPeersArePublic ? AddressScope.Public : AddressScopes.Of(raw.RemoteAddress),
-            direction, options.TimeProvider) { IsLimited = raw.IsLimited };
+            raw.LocalAddress, raw.RemoteAddress, addressHidesPeer ? AddressScope.Public : AddressScopes.Of(raw.RemoteAddress),
+            direction, options.TimeProvider, addressHidesPeer) { IsLimited = raw.IsLimited };
     }
 
     /// <summary>Rejects protocol ids this upgrader cannot run, before any connection depends on them.</summary>

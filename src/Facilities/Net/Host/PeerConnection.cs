@@ -31,10 +31,15 @@ public sealed class PeerConnection : IAsyncDisposable
     private CloseCallback[]? _onClosed;
     private int _onClosedCount;
     private bool _closeRan;
+    // Whether the remote address is a proxy's rather than the peer's (HostOptions.InboundPeersArePublic).
+    private readonly bool _addressHidesPeer;
+    private string? _origin;
 
     internal PeerConnection(YamuxSession session, PeerId localPeer, PeerId remotePeer, PublicKey remotePublicKey,
-        Multiaddress localAddress, Multiaddress remoteAddress, AddressScope remoteScope, ConnectionDirection direction, TimeProvider time)
+        Multiaddress localAddress, Multiaddress remoteAddress, AddressScope remoteScope, ConnectionDirection direction, TimeProvider time,
+        bool addressHidesPeer = false)
     {
+        _addressHidesPeer = addressHidesPeer;
         Session = session;
         LocalPeer = localPeer;
         RemotePeer = remotePeer;
@@ -64,6 +69,26 @@ public sealed class PeerConnection : IAsyncDisposable
     /// tell it: its address's, or public for an inbound peer when <see cref="HostOptions.InboundPeersArePublic"/>.
     /// </summary>
     public AddressScope RemoteScope { get; }
+
+    /// <summary>
+    /// The origin (<see cref="AddressOrigin"/>) that limits per origin count this peer under; null when the
+    /// connection's address says nothing about who the peer is: loopback (the operator's own machine, exempt
+    /// as from the inbound cap per address), or an inbound peer when <see cref="HostOptions.InboundPeersArePublic"/>
+    /// says the address is a proxy's. Worked out when first asked: most connections never are.
+    /// </summary>
+    public string? Origin
+    {
+        get
+        {
+            if (_addressHidesPeer) return null;
+            if (_origin is null)
+            {
+                var origin = AddressOrigin.Of(RemoteAddress, out var loopback);
+                _origin = loopback ? string.Empty : origin;
+            }
+            return _origin.Length == 0 ? null : _origin;
+        }
+    }
 
     /// <summary>
     /// The connection runs under limits another party set (a relay's <c>Limit</c>: duration and bytes)
