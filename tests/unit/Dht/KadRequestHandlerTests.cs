@@ -57,6 +57,13 @@ public sealed class KadRequestHandlerTests
         }
     }
 
+    private static Message PutValue(string key, byte[] value) => new()
+    {
+        Type = Message.Types.MessageType.PutValue,
+        Key = ByteString.CopyFromUtf8(key),
+        Record = new Record { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(value) },
+    };
+
     private static Message AddProvider(PeerId provider, params Multiaddress[] addrs)
     {
         var m = new Message { Type = Message.Types.MessageType.AddProvider, Key = ByteString.CopyFrom(Key) };
@@ -230,12 +237,7 @@ public sealed class KadRequestHandlerTests
     [Test]
     public void PutValue_StoresAndEchoes_ThenGetValueReturnsIt()
     {
-        var put = new Message
-        {
-            Type = Message.Types.MessageType.PutValue,
-            Key = ByteString.CopyFromUtf8("/v/1"),
-            Record = new Record { Key = ByteString.CopyFromUtf8("/v/1"), Value = ByteString.CopyFromUtf8("hello") },
-        };
+        var put = PutValue("/v/1", "hello"u8.ToArray());
 
         Assert.That(Handle(DhtTestPeers.Get(1), put), Is.EqualTo(put));
         var reply = Handle(DhtTestPeers.Get(2), new Message { Type = Message.Types.MessageType.GetValue, Key = ByteString.CopyFromUtf8("/v/1") })!;
@@ -270,12 +272,7 @@ public sealed class KadRequestHandlerTests
     [Test]
     public void PutValue_PastTheSendersQuota_IsProtocolError_WhileItsUpdatesAndOtherPeersAreStored()
     {
-        static Message Put(string key, string value) => new()
-        {
-            Type = Message.Types.MessageType.PutValue,
-            Key = ByteString.CopyFromUtf8(key),
-            Record = new Record { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFromUtf8(value) },
-        };
+        static Message Put(string key, string value) => PutValue(key, System.Text.Encoding.UTF8.GetBytes(value));
         var flooder = DhtTestPeers.Get(1);
         for (var i = 0; i < _options.MaxRecordsPerPeer; i++) Handle(flooder, Put($"/v/{i}", "x"));
 
@@ -289,12 +286,7 @@ public sealed class KadRequestHandlerTests
     [Test]
     public void PutValue_PastTheStoresByteBudget_IsProtocolError_AndTheStoredValuesAreStillServed()
     {
-        static Message Put(string key) => new()
-        {
-            Type = Message.Types.MessageType.PutValue,
-            Key = ByteString.CopyFromUtf8(key),
-            Record = new Record { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(new byte[16]) },
-        };
+        static Message Put(string key) => PutValue(key, new byte[16]);
         // Each from a new identity, so no per-peer quota applies: 1 KiB holds four of these.
         var peers = DhtTestPeers.Take(10);
         for (var i = 0; i < 4; i++) Assert.That(Handle(peers[i], Put($"/v/{i}")), Is.Not.Null);
@@ -343,12 +335,7 @@ public sealed class KadRequestHandlerTests
     [Test]
     public void PutValue_PastTheShareOfTheSendersAddress_IsProtocolError_WhilePeersElsewhereAreStored()
     {
-        static Message Put(string key) => new()
-        {
-            Type = Message.Types.MessageType.PutValue,
-            Key = ByteString.CopyFromUtf8(key),
-            Record = new Record { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFrom(new byte[16]) },
-        };
+        static Message Put(string key) => PutValue(key, new byte[16]);
         var records = new RecordStore(new FakeTimeProvider(), _options.RecordTtl, 100, 16, maxBytesPerOrigin: 2 * (192 + 4 + 16));
         _handler = new KadRequestHandler(_host, _options, _table, _providers, records, _ => { });
         var peers = DhtTestPeers.Take(10);
