@@ -14,8 +14,6 @@ internal sealed class OriginShares(long maxBytesPerOrigin)
 {
     private readonly Dictionary<string, long> _bytes = new(StringComparer.Ordinal);
 
-    public long MaxBytesPerOrigin => maxBytesPerOrigin;
-
     /// <summary>Origins that hold bytes: a diagnostic, and how tests see that every charge is given back.</summary>
     public int Count => _bytes.Count;
 
