@@ -43,6 +43,8 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     private int _state; // 0 new, 1 started, 2 disposed
     private long _requestsSent;
     private LookupStats _lastLookup = LookupStats.Empty;
+    private IDisposable? _retention;
+    private readonly HashSet<PeerId> _bootstrapPeerIds;
 
     public KademliaDht(P2PHost host, KademliaDhtOptions options)
     {
@@ -59,6 +61,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             options.MaxRecordStoreBytes, options.MaxRecordStoreBytesPerOrigin);
         _handler = new KadRequestHandler(host, options, RoutingTable, Providers, Records, ConsiderPeer);
         _random = new Random(options.RandomSeed ?? SeedFrom(RoutingTable.LocalId));
+        _bootstrapPeerIds = [.. options.BootstrapPeers.Select(a => a.PeerId).OfType<PeerId>()];
         RoutingTable.PeerAdded += _ => _joined.TrySetResult();
         RoutingTable.PeerAdded += ReplicateOwnRecords;
     }
@@ -96,6 +99,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         if (_options.Mode == DhtMode.Server) _host.Handle(_options.ProtocolId, _handler.HandleStreamAsync);
         _host.PeerStore.ProtocolsUpdated += ConsiderPeer;
         _host.PeerConnected += OnPeerConnected;
+        _retention = _host.PeerStore.Retain(IsInUse);
         foreach (var connection in _host.Connections) ConsiderPeer(connection.RemotePeer);
 
         await BootstrapAsync(cancellationToken);
@@ -673,6 +677,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         {
             _host.PeerStore.ProtocolsUpdated -= ConsiderPeer;
             _host.PeerConnected -= OnPeerConnected;
+            _retention?.Dispose();
             if (_options.Mode == DhtMode.Server) _host.Unhandle(_options.ProtocolId);
         }
         Task[] pending;
@@ -680,4 +685,11 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         await Task.WhenAll(pending);
         _stopping.Dispose();
     }
+
+    /// <summary>
+    /// Whether the peer store must keep <paramref name="peer"/>: a flood of identities must not make the node forget the
+    /// addresses of its table's peers or of the peers it rejoins through; the bucket size and the operator's list bound them.
+    /// </summary>
+    private bool IsInUse(PeerId peer) =>
+        RoutingTable.Contains(peer) || _bootstrapPeerIds.Contains(peer);
 }

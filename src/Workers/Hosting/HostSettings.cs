@@ -21,6 +21,9 @@ public sealed class HostSettings
 
     public int MaxConnectionsPerPeer { get; set; } = Defaults.MaxConnectionsPerPeer;
 
+    /// <summary>Peers remembered before the least recently heard of is forgotten; peers in use never are.</summary>
+    public int MaxKnownPeers { get; set; } = Defaults.MaxKnownPeers;
+
     public TimeSpan UpgradeTimeout { get; set; } = Defaults.UpgradeTimeout;
 
     public TimeSpan StreamNegotiationTimeout { get; set; } = Defaults.StreamNegotiationTimeout;

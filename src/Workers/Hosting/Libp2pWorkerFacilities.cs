@@ -75,6 +75,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
             InboundConnectionsReservedForNewAddresses = limits.InboundConnectionsReservedForNewAddresses,
             InboundConnectionsReservedForTrustedPeers = limits.InboundConnectionsReservedForTrustedPeers,
             MaxConnectionsPerPeer = limits.MaxConnectionsPerPeer,
+            MaxKnownPeers = limits.MaxKnownPeers,
             UpgradeTimeout = limits.UpgradeTimeout,
             StreamNegotiationTimeout = limits.StreamNegotiationTimeout,
             IdentifyTimeout = limits.IdentifyTimeout,

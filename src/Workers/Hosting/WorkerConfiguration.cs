@@ -285,6 +285,7 @@ public static class WorkerConfiguration
         if (host.InboundConnectionsReservedForTrustedPeers < 0)
             errors.Add($"Host:InboundConnectionsReservedForTrustedPeers must not be negative; it is {host.InboundConnectionsReservedForTrustedPeers}");
         if (host.MaxConnectionsPerPeer < 1) errors.Add($"Host:MaxConnectionsPerPeer must be at least 1; it is {host.MaxConnectionsPerPeer}");
+        if (host.MaxKnownPeers < 1) errors.Add($"Host:MaxKnownPeers must be at least 1; it is {host.MaxKnownPeers}");
         Timer("Host:UpgradeTimeout", host.UpgradeTimeout, errors);
         Timer("Host:StreamNegotiationTimeout", host.StreamNegotiationTimeout, errors);
         Timer("Host:IdentifyTimeout", host.IdentifyTimeout, errors);

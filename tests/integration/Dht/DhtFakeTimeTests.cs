@@ -43,13 +43,13 @@ public sealed class DhtFakeTimeTests
     });
 
     private async Task<KademliaDht> StartNodeAsync(string name, CancellationToken ct, Func<ITransport, ITransport>? wrapTransport = null,
-        KeyPair? identity = null, long maxProviderStoreBytes = ProviderStore.DefaultMaxBytes)
+        KeyPair? identity = null, long maxProviderStoreBytes = ProviderStore.DefaultMaxBytes, int maxKnownPeers = PeerStore.DefaultCapacity)
     {
         var transport = _network.CreateTransport(name);
         var host = new P2PHost(new HostOptions
         {
             Identity = identity ?? IdentityOf(name), RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", name)),
-            Transports = [wrapTransport is null ? transport : wrapTransport(transport)], TimeProvider = _time,
+            Transports = [wrapTransport is null ? transport : wrapTransport(transport)], TimeProvider = _time, MaxKnownPeers = maxKnownPeers,
         });
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
         var dht = new KademliaDht(host, new KademliaDhtOptions
@@ -380,6 +380,57 @@ public sealed class DhtFakeTimeTests
         Assert.That(holder.Providers.BytesFrom("/memory/flood"), Is.InRange(1, (64 << 10) / 16));
         Assert.That(holder.Providers.Get(TopicKey.For("p2pinference/auth")).Select(r => r.Provider), Does.Contain(honest.PeerId));
         Assert.That(holder.Providers.BytesFrom("/memory/n1"), Is.GreaterThan(0), "the honest provider's origin is its own address");
+    });
+
+    [Test]
+    public void AFloodOfIdentities_DoesNotMakeANodeForgetItsRoutingTablesPeers() => Simulate(async ct =>
+    {
+        var node = await StartNodeAsync("n0", ct, maxKnownPeers: 16);
+        var host = _nodes[0].Host;
+        var honest = new List<KademliaDht>();
+        for (var i = 1; i <= 4; i++) honest.Add(await StartNodeAsync($"n{i}", ct));
+        Assert.That(honest.Select(h => node.RoutingTable.Contains(h.PeerId)), Is.All.True);
+        // Idle connections close, so only the routing table keeps the honest peers in the store.
+        await _time.AdvanceAsync(new HostOptions { Identity = IdentityOf("x"), Transports = [] }.IdleConnectionTimeout + TimeSpan.FromMinutes(1));
+        Assert.That(honest.Select(h => host.GetConnection(h.PeerId)), Is.All.Null, "the honest peers are no longer connected");
+        // A peer that is not a DHT server but stays connected, as a client of the node's services would.
+        await using var client = new P2PHost(new HostOptions
+        {
+            Identity = IdentityOf("client"), RandomSource = new SeededRandomSource(_sim.CreateRandom("entropy", "client")),
+            Transports = [_network.CreateTransport("client")], TimeProvider = _time,
+        });
+        await ConnectAndBeIdentifiedAsync(client);
+
+        // One machine, a new identity each time, each identified by the node and gone again: three times what its store holds.
+        for (var i = 0; i < 48; i++)
+        {
+            await using var flooder = new P2PHost(new HostOptions
+            {
+                Identity = KeyPair.FromRandom(_sim.CreateRandom("flood", $"{i}")), RandomSource = new SeededRandomSource(_sim.CreateRandom("flood-entropy", $"{i}")),
+                Transports = [_network.CreateTransport("flood")], TimeProvider = _time,
+            });
+            await ConnectAndBeIdentifiedAsync(flooder);
+        }
+
+        Assert.That(host.PeerStore.Count, Is.LessThanOrEqualTo(16));
+        foreach (var (peer, i) in honest.Select((h, i) => (h.PeerId, i + 1)))
+            Assert.That(host.PeerStore.GetAddresses(peer), Is.EqualTo(new[] { InMemoryNetwork.AddressOf($"n{i}") }), $"n{i}'s address is kept");
+        Assert.That(host.PeerStore.GetProtocols(client.PeerId), Is.Not.Empty, "the connected client's identify answer is kept");
+        var redialed = await host.ConnectAsync(honest[^1].PeerId, ct);
+        Assert.That(redialed.RemotePeer, Is.EqualTo(honest[^1].PeerId), "the node can dial its table's peers again");
+
+        async Task ConnectAndBeIdentifiedAsync(P2PHost peer)
+        {
+            var identified = new TaskCompletionSource();
+            void OnIdentified(PeerId identifiedPeer)
+            {
+                if (identifiedPeer == peer.PeerId) identified.TrySetResult();
+            }
+            host.PeerStore.ProtocolsUpdated += OnIdentified;
+            await peer.ConnectAsync(InMemoryNetwork.AddressOf("n0"), ct);
+            await identified.Task.WaitAsync(TimeSpan.FromMinutes(1), _time, ct);
+            host.PeerStore.ProtocolsUpdated -= OnIdentified;
+        }
     });
 
     [Test]

@@ -147,6 +147,7 @@ public sealed class WorkerConfigurationTests
     [TestCase("Auth:LoginThrottle", "5", "Auth:LoginThrottle must be a section of settings, not the value '5'")]
     [TestCase("Node:DataDir", "  ", "Node:DataDir must not be blank")]
     [TestCase("Host:MaxInboundConnections", "0", "Host:MaxInboundConnections must be at least 1; it is 0")]
+    [TestCase("Host:MaxKnownPeers", "-5", "Host:MaxKnownPeers must be at least 1; it is -5")]
     [TestCase("Host:InboundConnectionsReservedForTrustedPeers", "-1", "Host:InboundConnectionsReservedForTrustedPeers must not be negative; it is -1")]
     [TestCase("Host:IdentifyTimeout", "00:00:00", "Host:IdentifyTimeout must be positive; it is 00:00:00")]
     [TestCase("Host:PingTimeout", "later", "Host:PingTimeout: 'later' is not a duration like 00:05:00 (hh:mm:ss) or 1.00:00:00 (d.hh:mm:ss)")]
@@ -231,6 +232,7 @@ public sealed class WorkerConfigurationTests
             {
                 ["Dht:Mode"] = "Client", ["Rpc:DefaultTimeout"] = "00:00:07", ["Node:DrainTimeout"] = "00:00:01",
                 ["Host:MaxInboundConnections"] = "64", ["Host:IdentifyTimeout"] = "00:00:03", ["Host:InboundPeersArePublic"] = "true",
+                ["Host:MaxKnownPeers"] = "5000",
             },
         });
 
@@ -245,6 +247,7 @@ public sealed class WorkerConfigurationTests
         Assert.That(options.Host.MaxInboundConnections, Is.EqualTo(64));
         Assert.That(options.Host.IdentifyTimeout, Is.EqualTo(TimeSpan.FromSeconds(3)));
         Assert.That(options.Host.InboundPeersArePublic, Is.True);
+        Assert.That(options.Host.MaxKnownPeers, Is.EqualTo(5000));
         Assert.That(options.Host.MaxInboundConnectionsPerAddress, Is.EqualTo(32), "untouched limits keep the host's defaults");
     }
 

@@ -190,6 +190,80 @@ public sealed class PeerStoreTests
         Assert.That(store.Bytes, Is.Zero);
     }
 
+    /// <summary>A peer that identified itself at <see cref="Address"/>(<paramref name="i"/>), as identify records it.</summary>
+    private static void Identified(PeerStore store, int i)
+    {
+        store.AddAddresses(DhtTestPeers.Get(i), [Address(i)], AddressSource.Self);
+        store.SetProtocols(DhtTestPeers.Get(i), ["/ipfs/kad/1.0.0"], "agent/1");
+    }
+
+    [Test]
+    public void AFloodOfIdentities_DoesNotPushOutPeersInUse_AndTheRestStillGoLeastRecentFirst()
+    {
+        var store = new PeerStore(new FakeTimeProvider(), capacity: 10);
+        var inUse = new HashSet<PeerId> { DhtTestPeers.Get(1), DhtTestPeers.Get(2) };
+        store.Retain(inUse.Contains);
+        for (var i = 1; i <= 10; i++) Identified(store, i);
+
+        // Each identity spoke for itself, as identify makes it: recency alone would forget peers 1 and 2 first.
+        for (var i = 100; i < 300; i++) Identified(store, i);
+
+        Assert.That(store.Count, Is.EqualTo(10));
+        Assert.That(store.GetAddresses(DhtTestPeers.Get(1)), Is.EqualTo(new[] { Address(1) }));
+        Assert.That(store.GetAddresses(DhtTestPeers.Get(2)), Is.EqualTo(new[] { Address(2) }));
+        Assert.That(store.GetProtocols(DhtTestPeers.Get(2)), Is.Not.Empty);
+        Assert.That(Enumerable.Range(292, 8).Select(i => store.GetAddresses(DhtTestPeers.Get(i)).Count), Is.All.EqualTo(1),
+            "the eight most recent of the flood fill the rest");
+        Assert.That(store.GetAddresses(DhtTestPeers.Get(3)), Is.Empty, "a peer not in use is forgotten as before");
+    }
+
+    [Test]
+    public void OverTheByteBudget_PeersInUseStay()
+    {
+        const long budget = 256 * 1024;
+        var store = new PeerStore(new FakeTimeProvider(), capacity: 100_000, maxBytes: budget);
+        store.Retain(peer => peer == DhtTestPeers.Get(0));
+
+        for (var i = 0; i < 200; i++)
+        {
+            store.AddAddresses(DhtTestPeers.Get(i), [Address(i)], AddressSource.Self);
+            store.SetProtocols(DhtTestPeers.Get(i), ManyProtocols(i), "rogue/1");
+        }
+
+        Assert.That(store.Bytes, Is.LessThanOrEqualTo(budget));
+        Assert.That(store.GetProtocols(DhtTestPeers.Get(0)), Has.Count.EqualTo(100), "the first peer, in use, stays");
+        Assert.That(store.GetProtocols(DhtTestPeers.Get(1)), Is.Empty, "the next least recent went");
+    }
+
+    [Test]
+    public void WhenEveryPeerIsInUse_ANewPeerIsStillLearned_AndTheStoreHoldsThemAll()
+    {
+        var store = new PeerStore(new FakeTimeProvider(), capacity: 3);
+        store.Retain(_ => true);
+
+        for (var i = 1; i <= 5; i++) Identified(store, i);
+
+        Assert.That(store.Count, Is.EqualTo(5), "the checks' owners bound what they keep; the store does not drop it");
+        Assert.That(Enumerable.Range(1, 5).Select(i => store.GetAddresses(DhtTestPeers.Get(i)).Count), Is.All.EqualTo(1));
+    }
+
+    [Test]
+    public void ARetentionDisposed_LetsItsPeersBeForgotten_WhileAnotherStillKeepsItsOwn()
+    {
+        var store = new PeerStore(new FakeTimeProvider(), capacity: 4);
+        var table = store.Retain(peer => peer == DhtTestPeers.Get(1));
+        using var connections = store.Retain(peer => peer == DhtTestPeers.Get(2));
+        for (var i = 1; i <= 4; i++) Identified(store, i);
+
+        table.Dispose();
+        table.Dispose();
+        for (var i = 10; i < 20; i++) Identified(store, i);
+
+        Assert.That(store.GetAddresses(DhtTestPeers.Get(1)), Is.Empty, "no longer in use: forgotten");
+        Assert.That(store.GetAddresses(DhtTestPeers.Get(2)), Is.EqualTo(new[] { Address(2) }));
+        Assert.That(store.Count, Is.EqualTo(4));
+    }
+
     [Test]
     public void ABudgetBelowOneByte_IsRefused()
     {

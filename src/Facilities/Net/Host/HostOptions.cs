@@ -62,6 +62,12 @@ public sealed class HostOptions
     /// <summary>How often idle and redundant connections are looked for.</summary>
     public TimeSpan MaintenanceInterval { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How many peers the <see cref="PeerStore"/> remembers (addresses, protocols) before it forgets the least
+    /// recently heard of; connected peers and the DHT's routing table are never forgotten to make room.
+    /// </summary>
+    public int MaxKnownPeers { get; init; } = PeerStore.DefaultCapacity;
+
     /// <summary>Inbound connections past this are closed at once, before the handshake.</summary>
     public int MaxInboundConnections { get; init; } = 4096;
 

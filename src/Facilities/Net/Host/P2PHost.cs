@@ -45,7 +45,9 @@ public sealed class P2PHost : IAsyncDisposable
         _connections = new ConnectionManager(options, _logger);
         _inbound = new InboundConnectionLimiter(options);
         _releaseInboundSlot = (_, slot) => _inbound.Release((string)slot!);
-        PeerStore = new PeerStore(options.TimeProvider);
+        PeerStore = new PeerStore(options.TimeProvider, options.MaxKnownPeers);
+        // A connected peer's protocols and addresses are what its streams and redials use; the connection caps bound them.
+        PeerStore.Retain(peer => _connections.Get(peer) is not null);
         _connections.Connected += c => PeerConnected?.Invoke(c);
         _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
         Handle(IdentifyProtocol.ProtocolId, ServeIdentifyAsync);

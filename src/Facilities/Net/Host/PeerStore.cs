@@ -11,9 +11,11 @@ namespace P2PInference.Facilities.Net.Host;
 /// we reached it at): when a peer's list is full, a third-party address replaces only another
 /// third-party one, so a DHT responder cannot bury the real Auth's addresses under 32 dead ones.
 /// When the store is full, the peer heard of least recently goes — preferably one we only heard
-/// about from others. Full means <c>capacity</c> peers or <c>maxBytes</c> of them: an identify answer
-/// may carry 64 KiB of protocol names, and identities cost nothing, so a count alone would let one
-/// host cycling identities fill gigabytes.
+/// about from others — but never one a <see cref="Retain"/> check says is in use (connected, in the
+/// DHT's routing table): identities cost nothing, so recency alone would let a flood of them push
+/// out the peers the node depends on. Full means <c>capacity</c> peers or <c>maxBytes</c> of them:
+/// an identify answer may carry 64 KiB of protocol names, so a count alone would let one host
+/// cycling identities fill gigabytes.
 /// </remarks>
 public sealed class PeerStore
 {
@@ -36,8 +38,9 @@ public sealed class PeerStore
     private readonly int _capacity;
     private readonly long _maxBytes;
     private long _bytes;
+    private Func<PeerId, bool>[] _inUseChecks = [];
 
-    public PeerStore(TimeProvider timeProvider, int capacity = 100_000, long maxBytes = DefaultMaxBytes)
+    public PeerStore(TimeProvider timeProvider, int capacity = DefaultCapacity, long maxBytes = DefaultMaxBytes)
     {
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
@@ -46,6 +49,8 @@ public sealed class PeerStore
         _capacity = capacity;
         _maxBytes = maxBytes;
     }
+
+    public const int DefaultCapacity = 100_000;
 
     /// <summary>
     /// About 100,000 peers of two addresses and a dozen protocols each (about 1.3 KiB with the objects
@@ -83,6 +88,30 @@ public sealed class PeerStore
         get
         {
             lock (_lock) return _peers.Keys.ToArray();
+        }
+    }
+
+    /// <summary>
+    /// Keeps every peer for which <paramref name="inUse"/> is true from being forgotten to make room, until the
+    /// returned handle is disposed. The check runs under the store's lock, only when the store is full, so it must
+    /// be cheap and must not call back into the store. What it keeps should be bounded by its owner (a routing
+    /// table, the open connections): the store exceeds its bounds by those peers rather than forget them.
+    /// </summary>
+    public IDisposable Retain(Func<PeerId, bool> inUse)
+    {
+        ArgumentNullException.ThrowIfNull(inUse);
+        lock (_lock) _inUseChecks = [.. _inUseChecks, inUse];
+        return new Retention(this, inUse);
+    }
+
+    private sealed class Retention(PeerStore store, Func<PeerId, bool> inUse) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            lock (store._lock) store._inUseChecks = Array.FindAll(store._inUseChecks, check => check != inUse);
         }
     }
 
@@ -251,6 +280,7 @@ public sealed class PeerStore
             _byRecency.AddLast(node);
             return node.Value;
         }
+        // When every peer is in use, the new one is added anyway: the owners of the checks bound how many that can be.
         if (_peers.Count >= _capacity) EvictLocked(now, spare: null);
         node = _byRecency.AddLast(new PeerRecord(peer));
         _peers[peer] = node;
@@ -263,27 +293,62 @@ public sealed class PeerStore
     private void TrimLocked(PeerRecord record, DateTimeOffset now)
     {
         // The peer just heard of stays: its own caps bound it, and it is the one the caller is about to use.
-        while (_bytes > _maxBytes && _peers.Count > 1) EvictLocked(now, spare: record);
+        while (_bytes > _maxBytes && _peers.Count > 1 && EvictLocked(now, spare: record)) { }
         Debug.Assert(_bytes >= 0, "a peer's bytes are given back once");
     }
 
-    private void EvictLocked(DateTimeOffset now, PeerRecord? spare)
+    /// <summary>Forgets one peer other than <paramref name="spare"/> and those in use; false when there is none.</summary>
+    private bool EvictLocked(DateTimeOffset now, PeerRecord? spare)
     {
-        var victim = _byRecency.First!;
-        if (victim.Value == spare) victim = victim.Next!;
-        var scanned = 0;
-        for (var node = _byRecency.First; node is not null && scanned < EvictionScan; node = node.Next, scanned++)
+        // The least recently heard of that is not in use, unless one of the next few was only heard of from others.
+        // A peer in use met on the way moves to the most recent end, so a full store of them is walked once per
+        // eviction at most and the next eviction starts past them.
+        LinkedListNode<PeerRecord>? victim = null;
+        var node = _byRecency.First;
+        for (int walked = 0, total = _peers.Count, scanned = 0; node is not null && walked < total && scanned < EvictionScan; walked++)
         {
+            var next = node.Next;
             var record = node.Value;
-            if (record != spare && !record.Identified && !record.Addresses.Any(a => a.Source == AddressSource.Self && a.Expires > now))
+            if (record == spare)
+            {
+                node = next;
+                continue;
+            }
+            if (InUseLocked(record.PeerId))
+            {
+                _byRecency.Remove(node);
+                _byRecency.AddLast(node);
+                node = next;
+                continue;
+            }
+            victim ??= node;
+            if (!record.Identified && !HasLiveSelfAddress(record, now))
             {
                 victim = node;
                 break;
             }
+            scanned++;
+            node = next;
         }
+        if (victim is null) return false;
         _peers.Remove(victim.Value.PeerId);
         _byRecency.Remove(victim);
         _bytes -= victim.Value.Bytes;
+        return true;
+    }
+
+    private bool InUseLocked(PeerId peer)
+    {
+        foreach (var inUse in _inUseChecks)
+            if (inUse(peer)) return true;
+        return false;
+    }
+
+    private static bool HasLiveSelfAddress(PeerRecord record, DateTimeOffset now)
+    {
+        foreach (var a in record.Addresses)
+            if (a.Source == AddressSource.Self && a.Expires > now) return true;
+        return false;
     }
 
     // Loops rather than RemoveAll/FindIndex with lambdas: every address a kad reply names passes through
