@@ -44,7 +44,6 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
     private long _requestsSent;
     private LookupStats _lastLookup = LookupStats.Empty;
     private IDisposable? _retention;
-    private readonly HashSet<PeerId> _bootstrapPeerIds;
 
     public KademliaDht(P2PHost host, KademliaDhtOptions options)
     {
@@ -61,7 +60,6 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
             options.MaxRecordStoreBytes, options.MaxRecordStoreBytesPerOrigin);
         _handler = new KadRequestHandler(host, options, RoutingTable, Providers, Records, ConsiderPeer);
         _random = new Random(options.RandomSeed ?? SeedFrom(RoutingTable.LocalId));
-        _bootstrapPeerIds = [.. options.BootstrapPeers.Select(a => a.PeerId).OfType<PeerId>()];
         RoutingTable.PeerAdded += _ => _joined.TrySetResult();
         RoutingTable.PeerAdded += ReplicateOwnRecords;
     }
@@ -99,7 +97,9 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         if (_options.Mode == DhtMode.Server) _host.Handle(_options.ProtocolId, _handler.HandleStreamAsync);
         _host.PeerStore.ProtocolsUpdated += ConsiderPeer;
         _host.PeerConnected += OnPeerConnected;
-        _retention = _host.PeerStore.Retain(IsInUse);
+        // A flood of identities must not make the node forget its table's peers' addresses; the bucket size bounds
+        // them. Bootstrap peers need nothing kept: each rejoin dials the addresses the operator gave.
+        _retention = _host.PeerStore.Retain(RoutingTable.Contains);
         foreach (var connection in _host.Connections) ConsiderPeer(connection.RemotePeer);
 
         await BootstrapAsync(cancellationToken);
@@ -685,11 +685,4 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         await Task.WhenAll(pending);
         _stopping.Dispose();
     }
-
-    /// <summary>
-    /// Whether the peer store must keep <paramref name="peer"/>: a flood of identities must not make the node forget the
-    /// addresses of its table's peers or of the peers it rejoins through; the bucket size and the operator's list bound them.
-    /// </summary>
-    private bool IsInUse(PeerId peer) =>
-        RoutingTable.Contains(peer) || _bootstrapPeerIds.Contains(peer);
 }
