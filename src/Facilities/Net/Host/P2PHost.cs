@@ -30,6 +30,7 @@ public sealed class P2PHost : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private volatile ProtocolSet _protocols = new(FrozenSet<string>.Empty);
     private readonly InboundConnectionLimiter _inbound;
+    private readonly SourceRewriteDetector _sourceRewrites;
     private volatile Func<PeerId, CancellationToken, ValueTask<bool>>? _trustedPeer;
     private readonly Action<PeerConnection, object?> _releaseInboundSlot;
     private int _disposed;
@@ -45,6 +46,7 @@ public sealed class P2PHost : IAsyncDisposable
         _connections = new ConnectionManager(options, _logger);
         _inbound = new InboundConnectionLimiter(options);
         _releaseInboundSlot = (_, slot) => _inbound.Release((string)slot!);
+        _sourceRewrites = new SourceRewriteDetector(_logger);
         PeerStore = new PeerStore(options.TimeProvider, options.MaxKnownPeers);
         // A connected peer's protocols and addresses are what its streams and redials use; the connection caps bound them.
         PeerStore.Retain(peer => _connections.Get(peer) is not null);
@@ -59,6 +61,12 @@ public sealed class P2PHost : IAsyncDisposable
     public PeerId PeerId => _options.Identity.PeerId;
     public KeyPair Identity => _options.Identity;
     public PeerStore PeerStore { get; }
+
+    /// <summary>
+    /// Set once peers that dialed this node at a public address were seen arriving from private ones: a source NAT or
+    /// proxy the operator has not declared with <see cref="HostOptions.InboundPeersArePublic"/> (a warning is logged then).
+    /// </summary>
+    public SourceRewriteEvidence? InboundSourcesRewritten => _sourceRewrites.Evidence;
     public TimeProvider TimeProvider => _options.TimeProvider;
 
     /// <summary>The host's source of unpredictable bytes (<see cref="HostOptions.RandomSource"/>), for the layers built on it.</summary>
@@ -638,6 +646,7 @@ public sealed class P2PHost : IAsyncDisposable
             var heardOver = connection.RemoteScope;
             PeerStore.AddAddresses(peer, NamedAddresses.Restrict(info.ListenAddresses, heardOver, int.MaxValue), AddressSource.Self, heardOver);
             PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
+            _sourceRewrites.Observe(connection, info);
             return IdentifyOutcome.Succeeded(info);
         }
         catch (IdentifyException e)
