@@ -235,6 +235,21 @@ public sealed class CircuitRelaySimulationTests
         Assert.That(service.ReservationCount, Is.EqualTo(3));
     });
 
+    [Test]
+    public void BehindAProxy_ThePerAddressLimitDoesNotCountEveryPeerAsOne() => SimulationTest.Run(async sim =>
+    {
+        await using var world = new RelayTestWorld(sim);
+        // Behind a proxy every peer seems to come from its one address; here, as alike, from one NAT's.
+        var (relay, service) = await world.RelayAsync(new RelayServiceOptions { MaxReservationsPerAddress = 1 }, inboundPeersArePublic: true);
+        var circuits = new List<CircuitRelayTransport>();
+        foreach (var name in new[] { "alice", "carol", "dave" }) circuits.Add((await world.PeerAsync(name)).Circuit);
+        world.Nat("home", NatBehavior.PortRestrictedCone, "198.51.100.20", "alice", "carol", "dave");
+
+        foreach (var circuit in circuits) await circuit.ReserveAsync(relay.AdvertisedAddresses[0], CancellationToken.None);
+
+        Assert.That(service.ReservationCount, Is.EqualTo(3), "only MaxReservations bounds them");
+    });
+
     private static PeerId BannedPeer(SimulationExecutor sim) => KeyPair.FromRandom(sim.CreateRandom("identity", "banned")).PeerId;
 
     [Test]

@@ -22,9 +22,9 @@ internal sealed class RelayTestWorld(SimulationExecutor sim) : IAsyncDisposable
 
     public InMemoryNetwork Network { get; } = CreateNetwork(sim);
 
-    public async Task<(P2PHost Host, RelayService Service)> RelayAsync(RelayServiceOptions? options = null, string name = "relay")
+    public async Task<(P2PHost Host, RelayService Service)> RelayAsync(RelayServiceOptions? options = null, string name = "relay", bool inboundPeersArePublic = false)
     {
-        var (host, _) = await PeerAsync(name);
+        var (host, _) = await PeerAsync(name, inboundPeersArePublic: inboundPeersArePublic);
         var service = new RelayService(host, options);
         Own(new Disposer(service.Dispose));
         return (host, service);
@@ -32,7 +32,7 @@ internal sealed class RelayTestWorld(SimulationExecutor sim) : IAsyncDisposable
 
     /// <summary>A host with the circuit transport (first, as it must be), its in-memory one and an echo handler.</summary>
     /// <param name="identity">Tells apart identities on one node; the node's name when null.</param>
-    public async Task<(P2PHost Host, CircuitRelayTransport Circuit)> PeerAsync(string name, string? identity = null)
+    public async Task<(P2PHost Host, CircuitRelayTransport Circuit)> PeerAsync(string name, string? identity = null, bool inboundPeersArePublic = false)
     {
         var circuit = new CircuitRelayTransport();
         var host = Own(new P2PHost(new HostOptions
@@ -41,6 +41,7 @@ internal sealed class RelayTestWorld(SimulationExecutor sim) : IAsyncDisposable
             Transports = [circuit, Network.CreateTransport(name)],
             TimeProvider = sim.Clock,
             RandomSource = new SeededRandomSource(sim.CreateRandom("host", name)),
+            InboundPeersArePublic = inboundPeersArePublic,
         }));
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
         host.Handle(Echo, async (context, ct) =>

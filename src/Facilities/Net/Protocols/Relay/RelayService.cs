@@ -116,7 +116,9 @@ public sealed class RelayService : IDisposable
             await RefuseAsync(context, RelayStatus.ReservationRefused, "not accepted by this relay's policy", cancellationToken);
             return;
         }
-        var origin = AddressOrigin.Of(context.Connection.RemoteAddress, out _);
+        // Counted as the DHT's stores count writes: none for loopback, nor behind a proxy, whose one address every
+        // peer would share (it would cap the whole relay at MaxReservationsPerAddress).
+        var origin = context.Connection.Origin;
         var now = _host.TimeProvider.GetUtcNow();
         // Whole seconds, as the wire carries it: the holder must not believe in a slot longer than ours.
         var expires = DateTimeOffset.FromUnixTimeSeconds((now + _options.ReservationTtl).ToUnixTimeSeconds());
@@ -127,7 +129,7 @@ public sealed class RelayService : IDisposable
             if (Volatile.Read(ref _disposed) != 0) refusal = "the relay is stopping";
             else if (!_reservations.TryGetValue(peer, out replaced) && _reservations.Count >= _options.MaxReservations)
                 refusal = $"{_options.MaxReservations} reservations are held";
-            else if (_reservations.Values.Count(s => s.Origin == origin && s.Peer != peer) >= _options.MaxReservationsPerAddress)
+            else if (origin is not null && _reservations.Values.Count(s => s.Origin == origin && s.Peer != peer) >= _options.MaxReservationsPerAddress)
                 refusal = $"{_options.MaxReservationsPerAddress} reservations are held from {origin}";
             else
             {
@@ -300,7 +302,7 @@ public sealed class RelayService : IDisposable
         private ITimer? _timer;
         private int _released;
 
-        public Slot(RelayService owner, PeerId peer, string origin, PeerConnection connection, DateTimeOffset expires)
+        public Slot(RelayService owner, PeerId peer, string? origin, PeerConnection connection, DateTimeOffset expires)
         {
             _owner = owner;
             Peer = peer;
@@ -312,7 +314,7 @@ public sealed class RelayService : IDisposable
         }
 
         public PeerId Peer { get; }
-        public string Origin { get; }
+        public string? Origin { get; }
         public PeerConnection Connection { get; }
         public DateTimeOffset Expires { get; }
 

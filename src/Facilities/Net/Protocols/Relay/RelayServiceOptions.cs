@@ -17,6 +17,8 @@ public sealed record RelayServiceOptions
     /// <summary>
     /// Reservations held by peers behind one remote address (its <see cref="Addressing.AddressOrigin"/>):
     /// peer ids cost nothing to mint, addresses do. A peer holds at most one reservation; asking again renews it.
+    /// Not applied to peers on loopback, nor behind a proxy (<see cref="Host.HostOptions.InboundPeersArePublic"/>),
+    /// whose address says nothing about who they are (<see cref="Host.PeerConnection.Origin"/>).
     /// </summary>
     public int MaxReservationsPerAddress { get; init; } = 4;
 
