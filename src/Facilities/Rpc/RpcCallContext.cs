@@ -30,6 +30,14 @@ public sealed class RpcCallContext
     /// </summary>
     public Multiaddress? RemoteAddress { get; init; }
 
+    /// <summary>
+    /// What limits per address count the caller under (<see cref="Net.Host.PeerConnection.Origin"/>: its IPv4
+    /// address or IPv6 /64), or null where the address says nothing about who the caller is: loopback, an inbound
+    /// peer behind a declared proxy (<see cref="Net.Host.HostOptions.InboundPeersArePublic"/>), whose one address
+    /// would make such a limit one bucket for everyone, or a carrier that does not know it.
+    /// </summary>
+    public string? RemoteOrigin { get; init; }
+
     public string Method { get; }
 
     /// <summary>The caller's deadline on this node's clock (computed from the remaining time sent), or null.</summary>

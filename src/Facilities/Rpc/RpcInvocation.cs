@@ -5,7 +5,8 @@ namespace P2PInference.Facilities.Rpc;
 
 /// <summary>
 /// A decoded inbound call, as the real node reads it off a stream and the TestKit twin hands it over.
-/// <paramref name="CallerAddress"/> is where the caller's connection comes from, when known.
+/// <paramref name="CallerAddress"/> is where the caller's connection comes from, when known, and
+/// <paramref name="CallerOrigin"/> what limits per address count it under (<see cref="RpcCallContext.RemoteOrigin"/>).
 /// </summary>
 internal sealed record RpcInvocation(
     PeerId Caller,
@@ -16,4 +17,5 @@ internal sealed record RpcInvocation(
     string TraceId,
     IReadOnlyDictionary<string, string> Metadata,
     bool Streaming,
-    Multiaddress? CallerAddress);
+    Multiaddress? CallerAddress,
+    string? CallerOrigin);

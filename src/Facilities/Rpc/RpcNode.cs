@@ -198,7 +198,7 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             if (_logger.IsEnabled(LogLevel.Debug))
                 _logger.LogDebug("rpc request {Method} from {Peer}: {PayloadBytes} payload bytes, metadata [{MetadataKeys}]", envelope.Method, caller,
                     envelope.Payload.Length, string.Join(", ", envelope.Metadata.Keys));
-            await ServeCallAsync(stream, caller, context.Connection.RemoteAddress, envelope, hostToken, Leave);
+            await ServeCallAsync(stream, caller, context.Connection, envelope, hostToken, Leave);
         }
         finally
         {
@@ -270,14 +270,14 @@ public sealed class RpcNode : IRpcServer, IRpcClient, IAsyncDisposable
         return null;
     }
 
-    private async Task ServeCallAsync(YamuxStream stream, PeerId caller, Multiaddress callerAddress, RequestEnvelope envelope, CancellationToken hostToken,
+    private async Task ServeCallAsync(YamuxStream stream, PeerId caller, PeerConnection connection, RequestEnvelope envelope, CancellationToken hostToken,
         Action leave)
     {
         var call = new RpcInvocation(caller, envelope.Method, envelope.Payload,
             envelope.TimeoutMs > 0 ? TimeSpan.FromMilliseconds(envelope.TimeoutMs) : null,
             envelope.RequestId, envelope.TraceId,
             envelope.Metadata.Count == 0 ? NoMetadata : envelope.Metadata.ToFrozenDictionary(StringComparer.Ordinal),
-            envelope.Streaming, callerAddress);
+            envelope.Streaming, connection.RemoteAddress, connection.Origin);
         using var callerGone = new CancellationTokenSource();
         using var batch = new RpcResponseBatch();
         using var hostStop = hostToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), callerGone);

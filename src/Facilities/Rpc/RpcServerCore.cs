@@ -167,6 +167,7 @@ internal sealed class RpcServerCore : IRpcServer
         var context = new RpcCallContext(call.Caller, call.Method, deadline, call.RequestId, call.TraceId, call.Metadata, time, linked.Token)
         {
             RemoteAddress = call.CallerAddress,
+            RemoteOrigin = call.CallerOrigin,
         };
         var sending = false;
         try

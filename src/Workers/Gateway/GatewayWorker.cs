@@ -118,7 +118,7 @@ public sealed class GatewayWorker : IWorker
             {
                 // The narrowest bucket first: a peer (or an address) past its quota takes nothing from the wider ones.
                 LimitPeer(state, context, requestId);
-                if (RemoteOrigin(context) is { } origin)
+                if (context.RemoteOrigin is { } origin)
                     Limit(state, "address:" + origin, _options.AccountRateLimitPerAddress, requestId);
                 Limit(state, AllAccountCallsKey, _options.AccountRateLimit, requestId);
                 var request = Parse(parser, payload, _options.MaxAccountRequestBytes, method);
@@ -546,7 +546,7 @@ public sealed class GatewayWorker : IWorker
     {
         var quota = _options.RefusedCredentialLimit;
         var peerKey = "refused-peer:" + context.RemotePeer;
-        var addressKey = RemoteOrigin(context) is { } origin ? "refused-address:" + origin : null;
+        var addressKey = context.RemoteOrigin is { } origin ? "refused-address:" + origin : null;
         foreach (var key in (ReadOnlySpan<string?>)[peerKey, addressKey])
         {
             if (key is null || state.Limiter.Peek(key, quota) is not { Allowed: false } decision) continue;
@@ -579,10 +579,6 @@ public sealed class GatewayWorker : IWorker
     private static RpcException RateLimited(string why, TimeSpan retryAfter) =>
         RpcException.WithRetryAfter(RpcStatusCode.ResourceExhausted,
             $"{why}; retry in {Math.Ceiling(retryAfter.TotalSeconds).ToString(CultureInfo.InvariantCulture)} s", retryAfter);
-
-    /// <summary>The origin (IPv4 address or IPv6 /64, <see cref="AddressOrigin"/>) of a caller off loopback, whose address has buckets of its own; null on loopback or when the carrier does not know the address.</summary>
-    private static string? RemoteOrigin(RpcCallContext context) =>
-        context.RemoteAddress is { } address && AddressOrigin.Of(address, out var loopback) is var origin && !loopback ? origin : null;
 
     private static T Parse<T>(MessagePackRpcCodec<T> parser, ReadOnlyMemory<byte> payload, long maxBytes, string method)
         where T : class

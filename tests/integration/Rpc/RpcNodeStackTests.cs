@@ -98,9 +98,10 @@ public sealed class RpcNodeStackTests
     public async Task Handler_SeesWhereTheCallersConnectionComesFrom()
     {
         Multiaddress? seen = null;
+        string? origin = "not seen";
         _server.Respond("where", (_, context) =>
         {
-            seen = context.RemoteAddress;
+            (seen, origin) = (context.RemoteAddress, context.RemoteOrigin);
             return ValueTask.FromResult<ReadOnlyMemory<byte>>(Array.Empty<byte>());
         });
 
@@ -109,6 +110,7 @@ public sealed class RpcNodeStackTests
         var connection = _clientHost.GetConnection(_serverHost.PeerId)!;
         Assert.That(seen?.ToString(), Does.StartWith("/ip4/127.0.0.1/tcp/"), "the transport's remote address, for per-address limits");
         Assert.That(seen!.ToString(), Is.Not.EqualTo(connection.RemoteAddress.ToString()), "the caller's end, not the server's");
+        Assert.That(origin, Is.Null, "a caller on loopback is counted under no address");
     }
 
     [Test]

@@ -145,7 +145,7 @@ public sealed class RpcCallTimeoutLimitTests
         });
         var caller = KeyPair.FromSeed(new byte[32]).PeerId;
         var call = new RpcInvocation(caller, Echo, "x"u8.ToArray(), RpcCallOptions.MaxTimeout + TimeSpan.FromMilliseconds(1), "r-1", "t-1",
-            new Dictionary<string, string>(), Streaming: false, CallerAddress: null);
+            new Dictionary<string, string>(), Streaming: false, CallerAddress: null, CallerOrigin: null);
 
         var error = await core.InvokeAsync(call, (_, _, _) => ValueTask.CompletedTask, CancellationToken.None);
 

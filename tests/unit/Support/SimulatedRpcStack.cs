@@ -17,7 +17,7 @@ internal sealed class SimulatedRpcStack(SimulationExecutor sim) : IAsyncDisposab
 
     public InMemoryNetwork Network { get; } = new(sim.Clock, sim.Seed);
 
-    public async Task<(P2PHost Host, RpcNode Rpc)> NodeAsync(string name, CancellationToken ct)
+    public async Task<(P2PHost Host, RpcNode Rpc)> NodeAsync(string name, CancellationToken ct, bool inboundPeersArePublic = false)
     {
         var host = new P2PHost(new HostOptions
         {
@@ -25,6 +25,7 @@ internal sealed class SimulatedRpcStack(SimulationExecutor sim) : IAsyncDisposab
             Transports = [Network.CreateTransport(name)],
             TimeProvider = sim.Clock,
             RandomSource = new SeededRandomSource(sim.CreateRandom("host-random", name)),
+            InboundPeersArePublic = inboundPeersArePublic,
         });
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
         var rpc = new RpcNode(host);
