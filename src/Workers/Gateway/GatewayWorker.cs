@@ -2,7 +2,6 @@ using P2PInference.Facilities.Encoding;
 using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
-using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Workers.Contracts;

@@ -265,6 +265,21 @@ public sealed class PeerStoreTests
     }
 
     [Test]
+    public void TheSameCheckRegisteredTwice_KeepsItsPeersUntilBothAreDisposed()
+    {
+        var store = new PeerStore(new FakeTimeProvider(), capacity: 2);
+        Func<PeerId, bool> check = peer => peer == DhtTestPeers.Get(1);
+        var first = store.Retain(check);
+        using var second = store.Retain(check);
+        Identified(store, 1);
+
+        first.Dispose();
+        for (var i = 10; i < 20; i++) Identified(store, i);
+
+        Assert.That(store.GetAddresses(DhtTestPeers.Get(1)), Is.EqualTo(new[] { Address(1) }), "the second registration still keeps it");
+    }
+
+    [Test]
     public void ABudgetBelowOneByte_IsRefused()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => _ = new PeerStore(new FakeTimeProvider(), maxBytes: 0));

@@ -111,7 +111,14 @@ public sealed class PeerStore
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-            lock (store._lock) store._inUseChecks = Array.FindAll(store._inUseChecks, check => check != inUse);
+            lock (store._lock)
+            {
+                // This registration's own entry: equal delegates registered twice are two registrations.
+                var checks = store._inUseChecks;
+                var at = Array.IndexOf(checks, inUse);
+                Debug.Assert(at >= 0, "a registration is removed once");
+                store._inUseChecks = [.. checks[..at], .. checks[(at + 1)..]];
+            }
         }
     }
 
