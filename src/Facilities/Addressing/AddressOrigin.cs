@@ -26,4 +26,7 @@ public static class AddressOrigin
         Array.Clear(bytes, 8, 8);
         return "/ip6/" + new IPAddress(bytes) + "/64";
     }
+
+    /// <summary>The origin limits per address count <paramref name="remote"/> under; null for loopback, which they exempt.</summary>
+    public static string? ForLimits(Multiaddress remote) => Of(remote, out var loopback) is var origin && !loopback ? origin : null;
 }

@@ -111,7 +111,7 @@ public sealed class InMemoryRpcNode : IRpcServer, IRpcClient, IAsyncDisposable
             options.RequestId ?? $"{PeerId.ToString()[^8..]}-{Interlocked.Increment(ref _nextRequestId)}",
             options.TraceId ?? RpcCallChecks.NewTraceId(Options.RandomSource),
             options.Metadata is { Count: > 0 } metadata ? metadata.ToFrozenDictionary(StringComparer.Ordinal) : NoMetadata,
-            streaming, Address, Address is { } address && AddressOrigin.Of(address, out var loopback) is var origin && !loopback ? origin : null);
+            streaming, Address, Address is { } address ? AddressOrigin.ForLimits(address) : null);
         var exchange = new InMemoryRpcExchange(_network, this, peer, call, deadline, cancellationToken);
         exchange.Start();
         return exchange;

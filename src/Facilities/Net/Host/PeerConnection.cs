@@ -81,11 +81,7 @@ public sealed class PeerConnection : IAsyncDisposable
         get
         {
             if (_addressHidesPeer) return null;
-            if (_origin is null)
-            {
-                var origin = AddressOrigin.Of(RemoteAddress, out var loopback);
-                _origin = loopback ? string.Empty : origin;
-            }
+            _origin ??= AddressOrigin.ForLimits(RemoteAddress) ?? string.Empty;
             return _origin.Length == 0 ? null : _origin;
         }
     }
