@@ -8,6 +8,7 @@ using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Net.Yamux;
 using P2PInference.Facilities.Threading;
+using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
 
 namespace P2PInference.TestKit.Conformance;
@@ -148,13 +149,10 @@ public abstract class HostStackConformanceTests
     {
         var a = await StartHostAsync("a");
         var b = await StartHostAsync("b");
-        var inbound = NewSignal<PeerConnection>();
-        b.PeerConnected += c => inbound.TrySetResult(c);
+        var (outbound, inbound) = await HostConnections.ConnectAsync(a, b, TestToken);
 
-        var connection = await a.ConnectAsync(b.AdvertisedAddresses[0], TestToken);
-
-        Assert.That(connection.RemotePeer, Is.EqualTo(b.PeerId));
-        Assert.That((await inbound.Task.WaitOrCancelAsync(TestToken)).RemotePeer, Is.EqualTo(a.PeerId));
+        Assert.That(outbound.RemotePeer, Is.EqualTo(b.PeerId));
+        Assert.That(inbound.RemotePeer, Is.EqualTo(a.PeerId));
     });
 
     [Test]

@@ -2,6 +2,7 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
+using P2PInference.TestKit.Network;
 
 namespace P2PInference.Tests.Integration.Transport;
 
@@ -19,15 +20,8 @@ public sealed class InboundPeersArePublicTests
         await listener.StartAsync([Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")], cancellationToken);
         var dialer = new P2PHost(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
         await dialer.StartAsync([Multiaddress.Parse("/ip4/127.0.0.1/tcp/0")], cancellationToken);
-        var inbound = new TaskCompletionSource<PeerConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
-        listener.PeerConnected += connection =>
-        {
-            if (connection.RemotePeer == dialer.PeerId) inbound.TrySetResult(connection);
-        };
-        await dialer.ConnectAsync(listener.ListenAddresses[0].WithPeerId(listener.PeerId), cancellationToken);
-        var connection = await inbound.Task.WaitAsync(cancellationToken);
-        await listener.IdentifyAsync(connection, cancellationToken);
-        return (listener, dialer, connection);
+        var (_, inbound) = await HostConnections.ConnectAsync(dialer, listener, cancellationToken, identify: true);
+        return (listener, dialer, inbound);
     }
 
     [Test]

@@ -2,6 +2,7 @@ using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Noise;
 using P2PInference.Facilities.Net.Plaintext;
+using P2PInference.TestKit.Network;
 using P2PInference.Tests.Unit.Support;
 
 namespace P2PInference.Tests.Unit.Noise;
@@ -53,13 +54,8 @@ public sealed class EarlyMuxerHostTests
         // wait for a first write, or the listener would never finish its upgrade.
         var listener = await StartAsync("listener", offers: true, ct);
         var dialer = await StartAsync("dialer", offers: true, ct);
-        var inbound = new TaskCompletionSource<PeerConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
-        listener.PeerConnected += connection => inbound.TrySetResult(connection);
-
-        await dialer.ConnectAsync(listener.AdvertisedAddresses[0], ct);
-
         // Held back, the message would leave the listener's upgrade waiting until this test times out.
-        var connection = await inbound.Task.WaitAsync(ct);
+        var (_, connection) = await HostConnections.ConnectAsync(dialer, listener, ct);
         Assert.That(connection.RemotePeer, Is.EqualTo(dialer.PeerId));
         Assert.That(await EchoAsync(listener, dialer.PeerId, ct), Is.EqualTo("ping"u8.ToArray()));
     }

@@ -48,29 +48,15 @@ public sealed class SourceRewriteDetectionTests
         return host;
     }
 
-    /// <summary>Connects <paramref name="peer"/> to <paramref name="node"/> and waits until the node has identified it.</summary>
-    private static async Task DialAndBeIdentifiedAsync(P2PHost peer, P2PHost node, CancellationToken ct)
-    {
-        var inbound = new TaskCompletionSource<PeerConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnConnected(PeerConnection connection)
-        {
-            if (connection.RemotePeer == peer.PeerId) inbound.TrySetResult(connection);
-        }
-        node.PeerConnected += OnConnected;
-        await peer.ConnectAsync(node.AdvertisedAddresses[0], ct);
-        await node.IdentifyAsync(await inbound.Task.WaitAsync(ct), ct);
-        node.PeerConnected -= OnConnected;
-    }
-
     [Test]
     public async Task PeersThatDialedAPublicAddress_ArrivingFromAPrivateOne_AreReported_AndTheOperatorWarnedOnce(CancellationToken ct)
     {
         var node = await StartAsync("node", ct, inboundSource: Proxy);
 
-        await DialAndBeIdentifiedAsync(await StartAsync("a", ct), node, ct);
+        await HostConnections.ConnectAsync(await StartAsync("a", ct), node, ct, identify: true);
         Assert.That(node.InboundSourcesRewritten, Is.Null, "one peer could lie or hairpin: it takes two");
-        await DialAndBeIdentifiedAsync(await StartAsync("b", ct), node, ct);
-        await DialAndBeIdentifiedAsync(await StartAsync("c", ct), node, ct);
+        await HostConnections.ConnectAsync(await StartAsync("b", ct), node, ct, identify: true);
+        await HostConnections.ConnectAsync(await StartAsync("c", ct), node, ct, identify: true);
 
         Assert.That(node.InboundSourcesRewritten, Is.EqualTo(new SourceRewriteEvidence(2, InMemoryNetwork.AddressOf("node"), Proxy)));
         Assert.That(_log.Warnings, Has.Count.EqualTo(1));
@@ -82,7 +68,7 @@ public sealed class SourceRewriteDetectionTests
     {
         var node = await StartAsync("node", ct, inboundSource: Proxy, inboundPeersArePublic: true);
 
-        foreach (var name in new[] { "a", "b", "c" }) await DialAndBeIdentifiedAsync(await StartAsync(name, ct), node, ct);
+        foreach (var name in new[] { "a", "b", "c" }) await HostConnections.ConnectAsync(await StartAsync(name, ct), node, ct, identify: true);
 
         Assert.That(node.InboundSourcesRewritten, Is.Null);
         Assert.That(_log.Warnings, Is.Empty);
@@ -93,10 +79,10 @@ public sealed class SourceRewriteDetectionTests
     {
         var node = await StartAsync("node", ct);
 
-        foreach (var name in new[] { "a", "b", "c" }) await DialAndBeIdentifiedAsync(await StartAsync(name, ct), node, ct);
+        foreach (var name in new[] { "a", "b", "c" }) await HostConnections.ConnectAsync(await StartAsync(name, ct), node, ct, identify: true);
         // The other way: the node dialed them, so what they saw is not a dial of theirs.
         var behind = await StartAsync("behind", ct, inboundSource: Proxy);
-        foreach (var peer in _hosts.Take(4)) await DialAndBeIdentifiedAsync(behind, peer, ct);
+        foreach (var peer in _hosts.Take(4)) await HostConnections.ConnectAsync(behind, peer, ct, identify: true);
 
         Assert.That(_hosts.Select(h => h.InboundSourcesRewritten), Is.All.Null);
         Assert.That(_log.Warnings, Is.Empty);

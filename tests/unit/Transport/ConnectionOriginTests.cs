@@ -1,4 +1,5 @@
 using P2PInference.Facilities.Net.Host;
+using P2PInference.TestKit.Network;
 using P2PInference.Tests.Unit.Support;
 
 namespace P2PInference.Tests.Unit.Transport;
@@ -23,10 +24,7 @@ public sealed class ConnectionOriginTests
     {
         var listener = await _hosts.StartAsync("listener", ct, inboundPeersArePublic: inboundPeersArePublic);
         var dialer = await _hosts.StartAsync("dialer", ct);
-        var inbound = new TaskCompletionSource<PeerConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
-        listener.PeerConnected += connection => inbound.TrySetResult(connection);
-        var outbound = await dialer.ConnectAsync(listener.AdvertisedAddresses[0], ct);
-        return (outbound, await inbound.Task.WaitAsync(ct));
+        return await HostConnections.ConnectAsync(dialer, listener, ct);
     }
 
     [Test]
