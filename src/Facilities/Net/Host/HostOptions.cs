@@ -131,6 +131,12 @@ public sealed class HostOptions
     public bool InboundPeersArePublic { get; init; }
 
     /// <summary>
+    /// Inbound connections on a PROXY protocol listener (<see cref="TcpTransportOptions.ProxyProtocol"/>) that may be
+    /// waiting for their header at once; past this a new one is closed at once. Each waits at most <see cref="UpgradeTimeout"/>.
+    /// </summary>
+    internal int MaxPendingProxyHeaders { get; init; } = 256;
+
+    /// <summary>
     /// How long the ping handler waits for the next payload (and for its echo to be taken) before it
     /// resets the stream, so an open ping stream cannot hold a connection (an open stream keeps it
     /// from the idle timeout) without pinging.

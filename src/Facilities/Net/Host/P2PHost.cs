@@ -33,6 +33,7 @@ public sealed class P2PHost : IAsyncDisposable
     private readonly SourceRewriteDetector _sourceRewrites;
     private volatile Func<PeerId, CancellationToken, ValueTask<bool>>? _trustedPeer;
     private readonly Action<PeerConnection, object?> _releaseInboundSlot;
+    private int _pendingProxyHeaders;
     private int _disposed;
 
     public P2PHost(HostOptions options)
@@ -41,6 +42,12 @@ public sealed class P2PHost : IAsyncDisposable
         if (options.Transports.Count == 0) throw new ArgumentException("a host needs at least one transport", nameof(options));
         ConnectionUpgrader.ValidateSecurityProtocols(options.SecurityProtocols);
         ArgumentNullException.ThrowIfNull(options.RandomSource, nameof(options.RandomSource));
+        if (options.InboundPeersArePublic && options.Transports.OfType<TcpTransport>().Any(t => t.ProxyProtocol))
+        {
+            throw new ArgumentException(
+                "InboundPeersArePublic is for a proxy that hides its clients' addresses; with the PROXY protocol each client's own address is known: set only one",
+                nameof(options));
+        }
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
         _connections = new ConnectionManager(options, _logger);
@@ -721,14 +728,78 @@ public sealed class P2PHost : IAsyncDisposable
                 _logger.LogDebug(e, "accept on {Address} failed", listener.Address);
                 continue;
             }
-            if (!_inbound.TryAcquire(raw.RemoteAddress, _trustedPeer is not null, out var slot, out var trustedSlot, out var refusal))
+            if (!raw.StartsWithProxyHeader)
             {
-                _logger.LogWarning("refusing inbound connection from {Address}: {Reason}", raw.RemoteAddress, refusal);
-                await raw.DisposeAsync();
-                continue;
+                await AdmitAsync(raw);
             }
-            _ = UpgradeInboundAsync(raw, slot, trustedSlot);
+            else if (Interlocked.Increment(ref _pendingProxyHeaders) > _options.MaxPendingProxyHeaders)
+            {
+                // Until its header names the client no per-address limit can apply, so silent connections are bounded by count alone.
+                Interlocked.Decrement(ref _pendingProxyHeaders);
+                _logger.LogWarning("refusing inbound connection from {Address}: {Max} connections are still to send their PROXY protocol header",
+                    raw.RemoteAddress, _options.MaxPendingProxyHeaders);
+                await raw.DisposeAsync();
+            }
+            else
+            {
+                // Off the loop: a connection that sends nothing must not hold up the ones behind it.
+                _ = AdmitProxiedAsync(raw);
+            }
         }
+    }
+
+    private async ValueTask AdmitAsync(RawConnection raw)
+    {
+        if (!_inbound.TryAcquire(raw.RemoteAddress, _trustedPeer is not null, out var slot, out var trustedSlot, out var refusal))
+        {
+            _logger.LogWarning("refusing inbound connection from {Address}: {Reason}", raw.RemoteAddress, refusal);
+            await raw.DisposeAsync();
+            return;
+        }
+        _ = UpgradeInboundAsync(raw, slot, trustedSlot);
+    }
+
+    /// <summary>
+    /// Reads the PROXY protocol header within <see cref="HostOptions.UpgradeTimeout"/>, then admits the connection as its
+    /// client's, so that the inbound caps per address, scopes and origins see the client rather than the load balancer.
+    /// </summary>
+    private async Task AdmitProxiedAsync(RawConnection raw)
+    {
+        // The deadline runs from the accept, not from whenever this task first gets a thread.
+        using var deadline = new CancellationTokenSource(_options.UpgradeTimeout, _options.TimeProvider);
+        await Task.Yield();
+        RawConnection? client = null;
+        try
+        {
+            using var scope = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, _stopping.Token);
+            var header = await ProxyProtocolHeader.ReadAsync(raw.Stream, scope.Token);
+            // LOCAL (the proxy's health check) and UNKNOWN name nobody: the proxy's own address stands.
+            client = header.Source is { } source
+                ? new RawConnection(raw.Stream, raw.LocalAddress, Multiaddress.FromIPEndPoint(source)) { IsLimited = raw.IsLimited }
+                : raw;
+        }
+        catch (ProxyProtocolException e)
+        {
+            _logger.LogWarning("closing inbound connection from {Address}: {Reason}", raw.RemoteAddress, e.Message);
+        }
+        catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
+        {
+            _logger.LogDebug("closing inbound connection from {Address}: no PROXY protocol header within {Timeout}", raw.RemoteAddress, _options.UpgradeTimeout);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            _logger.LogDebug(e, "inbound connection from {Address} failed before its PROXY protocol header", raw.RemoteAddress);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pendingProxyHeaders);
+        }
+        if (client is null)
+        {
+            await raw.DisposeAsync();
+            return;
+        }
+        await AdmitAsync(client);
     }
 
     /// <summary>

@@ -39,6 +39,9 @@ public sealed class TcpTransport : ITransport
         _reusePort = _options.ReusePort && OperatingSystem.IsLinux();
     }
 
+    /// <summary>Whether accepted connections must start with a PROXY protocol header (<see cref="TcpTransportOptions.ProxyProtocol"/>).</summary>
+    public bool ProxyProtocol => _options.ProxyProtocol;
+
     public bool CanDial(Multiaddress address) =>
         address is not null && TryGetTarget(address, allowPeerId: true, out var target) && target.Port != 0;
 
@@ -297,11 +300,11 @@ public sealed class TcpTransport : ITransport
         if (_options.SendBufferSize is { } send) socket.SendBufferSize = send;
     }
 
-    private static RawConnection Wrap(Socket socket)
+    private static RawConnection Wrap(Socket socket, bool startsWithProxyHeader = false)
     {
         var local = Multiaddress.FromIPEndPoint((IPEndPoint)socket.LocalEndPoint!);
         var remote = Multiaddress.FromIPEndPoint((IPEndPoint)socket.RemoteEndPoint!);
-        return new RawConnection(new TcpConnectionStream(socket), local, remote);
+        return new RawConnection(new TcpConnectionStream(socket), local, remote) { StartsWithProxyHeader = startsWithProxyHeader };
     }
 
     private static string Describe(SocketException e) => $"{e.SocketErrorCode} ({e.Message})";
@@ -372,7 +375,7 @@ public sealed class TcpTransport : ITransport
                 try
                 {
                     transport.Configure(accepted);
-                    return Wrap(accepted);
+                    return Wrap(accepted, transport._options.ProxyProtocol);
                 }
                 catch (SocketException)
                 {

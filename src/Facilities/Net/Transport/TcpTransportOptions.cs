@@ -33,6 +33,15 @@ public sealed class TcpTransportOptions
     /// </summary>
     public bool ReusePort { get; init; } = true;
 
+    /// <summary>
+    /// Every connection accepted on this transport's listeners must start with a PROXY protocol header
+    /// (version 1 or 2, <see cref="ProxyProtocolHeader"/>), which a load balancer in front of them sends
+    /// to name the client; the host reads it and treats the connection as coming from that client. A
+    /// connection without a valid header is closed: were the header optional, anyone who reached the
+    /// port directly could name any address. Off by default; dials are unaffected.
+    /// </summary>
+    public bool ProxyProtocol { get; init; }
+
     /// <summary>Name resolution for <c>/dns*</c> addresses; replaced in tests that must not touch a real resolver.</summary>
     internal Func<string, AddressFamily, CancellationToken, Task<IPAddress[]>> Resolver { get; init; } = Dns.GetHostAddressesAsync;
 }
