@@ -1,4 +1,5 @@
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Transport;
 
 namespace P2PInference.Workers.Hosting;
 
@@ -36,4 +37,10 @@ public sealed class HostSettings
 
     /// <summary>For a node behind source NAT or an address-hiding proxy (see <see cref="HostOptions.InboundPeersArePublic"/>).</summary>
     public bool InboundPeersArePublic { get; set; } = Defaults.InboundPeersArePublic;
+
+    /// <summary>
+    /// For a node behind a TCP load balancer that sends the PROXY protocol (see <see cref="TcpTransportOptions.ProxyProtocol"/>):
+    /// every inbound TCP connection must start with its header, and counts as the client's it names.
+    /// </summary>
+    public bool ProxyProtocol { get; set; }
 }

@@ -4,6 +4,7 @@ using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Protocols.Relay;
+using P2PInference.Facilities.Net.Transport;
 using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Store;
 using Microsoft.Extensions.Logging;
@@ -59,6 +60,9 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
     {
         var limits = _options.Host;
         var transports = _options.TransportFactory(identity);
+        // A factory of the caller's own does not see the setting; run without it and the load balancer's headers would fail every connection.
+        if (limits.ProxyProtocol && !transports.OfType<TcpTransport>().Any(t => t.ProxyProtocol))
+            throw new InvalidOperationException("Host:ProxyProtocol is set, but no TCP transport of this node expects the PROXY protocol");
         _circuit = transports.OfType<CircuitRelayTransport>().FirstOrDefault();
         if (_circuit is null)
         {

@@ -291,6 +291,11 @@ public static class WorkerConfiguration
         Timer("Host:IdentifyTimeout", host.IdentifyTimeout, errors);
         Timer("Host:PingTimeout", host.PingTimeout, errors);
         Positive("Host:IdleConnectionTimeout", host.IdleConnectionTimeout, errors);
+        if (host.ProxyProtocol && host.InboundPeersArePublic)
+        {
+            errors.Add("Host:ProxyProtocol and Host:InboundPeersArePublic cannot both be set: the PROXY protocol gives each peer its own address, "
+                + "InboundPeersArePublic is for a proxy that hides it; set only ProxyProtocol");
+        }
     }
 
     private static void ValidateNat(NatSettings nat, List<string> errors)

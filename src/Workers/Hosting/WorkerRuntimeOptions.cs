@@ -54,8 +54,19 @@ public sealed class WorkerRuntimeOptions
 
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 
-    /// <summary>The transports of the node's host; tests hand it the in-memory network's. Default: TCP.</summary>
-    public Func<KeyPair, IReadOnlyList<ITransport>> TransportFactory { get; init; } = static _ => [new TcpTransport()];
+    /// <summary>
+    /// The transports of the node's host; tests hand it the in-memory network's. Default: TCP, expecting the PROXY
+    /// protocol on inbound connections when <see cref="HostSettings.ProxyProtocol"/> says so.
+    /// </summary>
+    public Func<KeyPair, IReadOnlyList<ITransport>> TransportFactory
+    {
+        get => _transportFactory ?? DefaultTransports;
+        init => _transportFactory = value;
+    }
+
+    private readonly Func<KeyPair, IReadOnlyList<ITransport>>? _transportFactory;
+
+    private IReadOnlyList<ITransport> DefaultTransports(KeyPair identity) => [new TcpTransport(new TcpTransportOptions { ProxyProtocol = Host.ProxyProtocol })];
 
     /// <summary>Opens the store in the given directory; tests hand it a RAM store. Default: FASTER on disk.</summary>
     public Func<string, CancellationToken, Task<IKeyValueStore>>? StoreFactory { get; init; }

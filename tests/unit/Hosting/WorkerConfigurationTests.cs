@@ -1,4 +1,6 @@
 using P2PInference.Facilities.Dht;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Transport;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Hosting;
 
@@ -249,6 +251,50 @@ public sealed class WorkerConfigurationTests
         Assert.That(options.Host.InboundPeersArePublic, Is.True);
         Assert.That(options.Host.MaxKnownPeers, Is.EqualTo(5000));
         Assert.That(options.Host.MaxInboundConnectionsPerAddress, Is.EqualTo(32), "untouched limits keep the host's defaults");
+    }
+
+    [Test]
+    public void ProxyProtocol_ReachesTheTcpTransport()
+    {
+        var settings = WorkerConfiguration.Load("processor", Sources() with { Overrides = new Dictionary<string, string?> { ["Host:ProxyProtocol"] = "true" } });
+
+        var options = settings.ToRuntimeOptions();
+
+        Assert.That(options.Host.ProxyProtocol, Is.True);
+        Assert.That(options.TransportFactory(KeyPair.Generate()).OfType<TcpTransport>().Single().ProxyProtocol, Is.True);
+        Assert.That(WorkerConfiguration.Load("processor", Sources()).ToRuntimeOptions().TransportFactory(KeyPair.Generate()).OfType<TcpTransport>().Single().ProxyProtocol,
+            Is.False, "off by default");
+    }
+
+    [Test]
+    public void ProxyProtocol_WithTransportsThatDoNotExpectIt_StopsTheNodeFromStarting()
+    {
+        var facilities = new Libp2pWorkerFacilities(new WorkerRuntimeOptions
+        {
+            Role = WorkerRole.Processor,
+            DataDirectory = Path.Combine(_dir, "p"),
+            Host = new HostSettings { ProxyProtocol = true },
+            TransportFactory = _ => [new TcpTransport()],
+        });
+
+        var error = Assert.ThrowsAsync<InvalidOperationException>(() => facilities.StartNetworkAsync(KeyPair.Generate(), CancellationToken.None));
+
+        Assert.That(error!.Message, Does.Contain("no TCP transport of this node expects the PROXY protocol"));
+    }
+
+    [Test]
+    public void ProxyProtocol_WithInboundPeersArePublic_IsAMistake()
+    {
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("auth", Sources() with
+        {
+            Overrides = new Dictionary<string, string?> { ["Host:ProxyProtocol"] = "true", ["Host:InboundPeersArePublic"] = "true" },
+        }));
+
+        Assert.That(error!.Errors, Is.EqualTo(new[]
+        {
+            "Host:ProxyProtocol and Host:InboundPeersArePublic cannot both be set: the PROXY protocol gives each peer its own address, "
+                + "InboundPeersArePublic is for a proxy that hides it; set only ProxyProtocol",
+        }));
     }
 
     [Test]
