@@ -127,6 +127,8 @@ public sealed class HostOptions
     /// private address, and a private peer may name our LAN's addresses (for us to dial, through the
     /// peer store and kad) and is told the LAN addresses of others. Set it there. The per-address inbound
     /// cap then counts the proxy's address for every peer: raise <see cref="MaxInboundConnectionsPerAddress"/> too.
+    /// A load balancer that sends the PROXY protocol passes each peer's own address instead
+    /// (<see cref="TcpTransportOptions.ProxyProtocol"/>); the host refuses the two together.
     /// </summary>
     public bool InboundPeersArePublic { get; init; }
 
