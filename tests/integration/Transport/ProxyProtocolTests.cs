@@ -5,6 +5,7 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
+using P2PInference.TestKit.Network;
 using FakeTimeProvider = Microsoft.Extensions.Time.Testing.FakeTimeProvider;
 
 namespace P2PInference.Tests.Integration.Transport;
@@ -48,20 +49,6 @@ public sealed class ProxyProtocolTests
 
     private static P2PHost NewDialer() => new(new HostOptions { Identity = KeyPair.Generate(), Transports = [new TcpTransport()] });
 
-    private static Task<PeerConnection> InboundFromAsync(P2PHost listener, P2PHost dialer)
-    {
-        var inbound = new TaskCompletionSource<PeerConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
-        listener.PeerConnected += connection =>
-        {
-            if (connection.RemotePeer == dialer.PeerId) inbound.TrySetResult(connection);
-        };
-        foreach (var connection in listener.Connections)
-        {
-            if (connection.RemotePeer == dialer.PeerId) inbound.TrySetResult(connection);
-        }
-        return inbound.Task;
-    }
-
     [TestCase(2)]
     [TestCase(1)]
     public async Task ThroughTheProxy_TheNodeSeesTheClientsAddress(int version, CancellationToken cancellationToken)
@@ -69,10 +56,7 @@ public sealed class ProxyProtocolTests
         await using var listener = await StartBehindProxyAsync(cancellationToken);
         await using var proxy = new Proxy(listener.ListenAddresses[0], _ => version == 2 ? V2("203.0.113.7", 4001) : V1("203.0.113.7", 4001));
         await using var dialer = NewDialer();
-        var inbound = InboundFromAsync(listener, dialer);
-
-        var outbound = await dialer.ConnectAsync(proxy.Address.WithPeerId(listener.PeerId), cancellationToken);
-        var connection = await inbound.WaitAsync(cancellationToken);
+        var (outbound, connection) = await HostConnections.ConnectAsync(dialer, listener, cancellationToken, proxy.Address.WithPeerId(listener.PeerId));
         var told = await dialer.IdentifyAsync(outbound, cancellationToken);
 
         Assert.That(connection.RemoteAddress, Is.EqualTo(Multiaddress.Parse("/ip4/203.0.113.7/tcp/4001")));
@@ -94,9 +78,8 @@ public sealed class ProxyProtocolTests
         Assert.That(listener.GetConnection(direct.PeerId), Is.Null);
 
         await using var proxied = NewDialer();
-        var inbound = InboundFromAsync(listener, proxied);
-        await proxied.ConnectAsync(proxy.Address.WithPeerId(listener.PeerId), cancellationToken);
-        Assert.That((await inbound.WaitAsync(cancellationToken)).RemoteAddress, Is.EqualTo(Multiaddress.Parse("/ip4/203.0.113.7/tcp/4001")));
+        var (_, inbound) = await HostConnections.ConnectAsync(proxied, listener, cancellationToken, proxy.Address.WithPeerId(listener.PeerId));
+        Assert.That(inbound.RemoteAddress, Is.EqualTo(Multiaddress.Parse("/ip4/203.0.113.7/tcp/4001")));
     }
 
     [Test]
@@ -108,13 +91,9 @@ public sealed class ProxyProtocolTests
         await using var first = NewDialer();
         await using var second = NewDialer();
         await using var third = NewDialer();
-        var firstIn = InboundFromAsync(listener, first);
-        var secondIn = InboundFromAsync(listener, second);
 
-        await first.ConnectAsync(proxy.Address.WithPeerId(listener.PeerId), cancellationToken);
-        await second.ConnectAsync(proxy.Address.WithPeerId(listener.PeerId), cancellationToken);
-        await firstIn.WaitAsync(cancellationToken);
-        await secondIn.WaitAsync(cancellationToken);
+        await HostConnections.ConnectAsync(first, listener, cancellationToken, proxy.Address.WithPeerId(listener.PeerId));
+        await HostConnections.ConnectAsync(second, listener, cancellationToken, proxy.Address.WithPeerId(listener.PeerId));
 
         Assert.That(async () => await third.ConnectAsync(proxy.Address.WithPeerId(listener.PeerId), cancellationToken), Throws.Exception,
             "a second connection from 203.0.113.7 is over the cap of one per address");
@@ -151,9 +130,7 @@ public sealed class ProxyProtocolTests
         Assert.That(await ClosedAsync(silent3, cancellationToken), Is.True, "each silent connection is closed at the upgrade deadline");
 
         await using var later = NewDialer();
-        var inbound = InboundFromAsync(listener, later);
-        await later.ConnectAsync(proxy.Address.WithPeerId(listener.PeerId), cancellationToken);
-        await inbound.WaitAsync(cancellationToken);
+        await HostConnections.ConnectAsync(later, listener, cancellationToken, proxy.Address.WithPeerId(listener.PeerId));
     }
 
     [Test]

@@ -196,6 +196,3 @@ public sealed class ProxyProtocolHeader
 
     private static string Shorten(string text) => text.Length <= 40 ? text : text[..40] + "…";
 }
-
-/// <summary>A connection that had to start with a PROXY protocol header did not: it is closed, and its address is not believed.</summary>
-public sealed class ProxyProtocolException(string message) : TransportException(message);
