@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
 
@@ -43,4 +45,33 @@ public sealed class HostSettings
     /// every inbound TCP connection must start with its header, and counts as the client's it names.
     /// </summary>
     public bool ProxyProtocol { get; set; }
+
+    /// <summary>
+    /// With <see cref="ProxyProtocol"/>: the load balancers, as addresses or CIDR ranges (<c>10.0.4.0/24</c>, <c>fd00::7</c>).
+    /// Only connections from them must send, and may send, the header; a peer dialing the node from anywhere else is taken
+    /// directly (see <see cref="TcpTransportOptions.ProxyProtocolSources"/>). Empty: every inbound TCP connection must send it.
+    /// </summary>
+    public List<string> ProxyProtocolSources { get; set; } = [];
+
+    /// <summary><see cref="ProxyProtocolSources"/>, parsed; the settings check has refused any that does not parse.</summary>
+    internal IReadOnlyList<IPNetwork> ProxyProtocolNetworks() =>
+        [.. ProxyProtocolSources.Select(text => TryParseSource(text, out var network)
+            ? network
+            : throw new InvalidOperationException($"Host:ProxyProtocolSources: '{text}' is not an address or CIDR range"))];
+
+    /// <summary>An address (a network of one) or a CIDR range whose address has no bits set past its prefix.</summary>
+    internal static bool TryParseSource(string text, out IPNetwork network)
+    {
+        text = text.Trim();
+        if (IPAddress.TryParse(text, out var address) && !text.Contains('/', StringComparison.Ordinal))
+        {
+            network = new IPNetwork(address, address.AddressFamily == AddressFamily.InterNetwork ? 32 : 128);
+            return true;
+        }
+
+        // .NET clears the bits past the prefix; a trust list must not widen "10.0.4.9/24" to a range silently.
+        var slash = text.IndexOf('/', StringComparison.Ordinal);
+        return IPNetwork.TryParse(text, out network) && slash > 0
+            && IPAddress.TryParse(text.AsSpan(0, slash), out var written) && written.Equals(network.BaseAddress);
+    }
 }

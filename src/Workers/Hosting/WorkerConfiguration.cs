@@ -296,6 +296,16 @@ public static class WorkerConfiguration
             errors.Add("Host:ProxyProtocol and Host:InboundPeersArePublic cannot both be set: the PROXY protocol gives each peer its own address, "
                 + "InboundPeersArePublic is for a proxy that hides it; set only ProxyProtocol");
         }
+
+        for (var i = 0; i < host.ProxyProtocolSources.Count; i++)
+        {
+            if (!HostSettings.TryParseSource(host.ProxyProtocolSources[i], out _))
+                errors.Add($"Host:ProxyProtocolSources[{i}]: '{host.ProxyProtocolSources[i]}' is not an address or a CIDR range such as 10.0.4.0/24 "
+                    + "(a range's address must have no bits set past its prefix length)");
+        }
+
+        if (host.ProxyProtocolSources.Count > 0 && !host.ProxyProtocol)
+            errors.Add("Host:ProxyProtocolSources names load balancers, but Host:ProxyProtocol is not set; set it too, or remove the list");
     }
 
     private static void ValidateNat(NatSettings nat, List<string> errors)

@@ -56,7 +56,7 @@ public sealed class WorkerRuntimeOptions
 
     /// <summary>
     /// The transports of the node's host; tests hand it the in-memory network's. Default: TCP, expecting the PROXY
-    /// protocol on inbound connections when <see cref="HostSettings.ProxyProtocol"/> says so.
+    /// protocol on inbound connections (from <see cref="HostSettings.ProxyProtocolSources"/>) when <see cref="HostSettings.ProxyProtocol"/> says so.
     /// </summary>
     public Func<KeyPair, IReadOnlyList<ITransport>> TransportFactory
     {
@@ -66,7 +66,8 @@ public sealed class WorkerRuntimeOptions
 
     private readonly Func<KeyPair, IReadOnlyList<ITransport>>? _transportFactory;
 
-    private IReadOnlyList<ITransport> DefaultTransports(KeyPair identity) => [new TcpTransport(new TcpTransportOptions { ProxyProtocol = Host.ProxyProtocol })];
+    private IReadOnlyList<ITransport> DefaultTransports(KeyPair identity) =>
+        [new TcpTransport(new TcpTransportOptions { ProxyProtocol = Host.ProxyProtocol, ProxyProtocolSources = Host.ProxyProtocolNetworks() })];
 
     /// <summary>Opens the store in the given directory; tests hand it a RAM store. Default: FASTER on disk.</summary>
     public Func<string, CancellationToken, Task<IKeyValueStore>>? StoreFactory { get; init; }

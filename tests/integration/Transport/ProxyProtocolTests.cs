@@ -13,7 +13,8 @@ namespace P2PInference.Tests.Integration.Transport;
 /// <summary>
 /// A node behind a TCP load balancer that speaks the PROXY protocol (<see cref="TcpTransportOptions.ProxyProtocol"/>):
 /// real hosts on loopback TCP, and an in-test proxy that connects to the node for each client, writes a
-/// header naming a client address from the documentation range, then pipes bytes both ways.
+/// header naming a client address from the documentation range, then pipes bytes both ways. The tests that name the
+/// balancers (<see cref="TcpTransportOptions.ProxyProtocolSources"/>) use two loopback addresses, which needs Linux (elsewhere only 127.0.0.1 is up).
 /// </summary>
 [CancelAfter(20000)]
 public sealed class ProxyProtocolTests
@@ -32,12 +33,12 @@ public sealed class ProxyProtocolTests
     private static byte[] V1(string ip, ushort port) => System.Text.Encoding.ASCII.GetBytes($"PROXY TCP4 {ip} 127.0.0.1 {port} 443\r\n");
 
     private static async Task<P2PHost> StartBehindProxyAsync(CancellationToken cancellationToken, int maxInboundPerAddress = 32,
-        FakeTimeProvider? time = null, int maxPendingHeaders = 256)
+        FakeTimeProvider? time = null, int maxPendingHeaders = 256, IReadOnlyList<IPNetwork>? sources = null)
     {
         var host = new P2PHost(new HostOptions
         {
             Identity = KeyPair.Generate(),
-            Transports = [new TcpTransport(new TcpTransportOptions { ProxyProtocol = true })],
+            Transports = [new TcpTransport(new TcpTransportOptions { ProxyProtocol = true, ProxyProtocolSources = sources ?? [] })],
             MaxInboundConnectionsPerAddress = maxInboundPerAddress,
             MaxPendingProxyHeaders = maxPendingHeaders,
             UpgradeTimeout = time is null ? HostOptions.DefaultUpgradeTimeout : TimeSpan.FromSeconds(1),
@@ -133,6 +134,43 @@ public sealed class ProxyProtocolTests
         await HostConnections.ConnectAsync(later, listener, cancellationToken, proxy.Address.WithPeerId(listener.PeerId));
     }
 
+    // The whole of 127.0.0.0/8 is loopback on Linux, so the balancer connects from 127.0.0.2 and direct peers from 127.0.0.1.
+    private static readonly IPAddress Balancer = IPAddress.Parse("127.0.0.2");
+
+    [Test]
+    public async Task WithTheBalancersNamed_ItsConnectionsNameTheClient_AndPeersDialingDirectlyAreTakenAsTheyCome(CancellationToken cancellationToken)
+    {
+        await using var listener = await StartBehindProxyAsync(cancellationToken, sources: [IPNetwork.Parse("127.0.0.2/32")]);
+        await using var proxy = new Proxy(listener.ListenAddresses[0], _ => V2("203.0.113.7", 4001), from: Balancer);
+        await using var proxied = NewDialer();
+        await using var direct = NewDialer();
+
+        var (_, throughBalancer) = await HostConnections.ConnectAsync(proxied, listener, cancellationToken, proxy.Address.WithPeerId(listener.PeerId));
+        var (outbound, directly) = await HostConnections.ConnectAsync(direct, listener, cancellationToken);
+        var told = await direct.IdentifyAsync(outbound, cancellationToken);
+
+        Assert.That(throughBalancer.RemoteAddress, Is.EqualTo(Multiaddress.Parse("/ip4/203.0.113.7/tcp/4001")));
+        Assert.That(directly.RemoteAddress.ToString(), Does.StartWith("/ip4/127.0.0.1/tcp/"), "a peer that dialed the node itself keeps its own address");
+        Assert.That(told.ObservedAddress, Is.EqualTo(directly.RemoteAddress));
+    }
+
+    [Test]
+    public async Task WithTheBalancersNamed_AHeaderFromAnyoneElse_IsNotBelieved(CancellationToken cancellationToken)
+    {
+        await using var listener = await StartBehindProxyAsync(cancellationToken, sources: [IPNetwork.Parse("127.0.0.2/32")]);
+        await using var impostor = new Proxy(listener.ListenAddresses[0], _ => V2("203.0.113.9", 4001), from: IPAddress.Loopback);
+        await using var dialer = NewDialer();
+
+        Assert.That(async () => await dialer.ConnectAsync(impostor.Address.WithPeerId(listener.PeerId), cancellationToken), Throws.Exception,
+            "a header from an address that is not a balancer's is not read: it is garbage where libp2p's first bytes belong");
+        Assert.That(listener.GetConnection(dialer.PeerId), Is.Null);
+
+        await using var proxy = new Proxy(listener.ListenAddresses[0], _ => V2("203.0.113.7", 4001), from: Balancer);
+        await using var proxied = NewDialer();
+        var (_, inbound) = await HostConnections.ConnectAsync(proxied, listener, cancellationToken, proxy.Address.WithPeerId(listener.PeerId));
+        Assert.That(inbound.RemoteAddress, Is.EqualTo(Multiaddress.Parse("/ip4/203.0.113.7/tcp/4001")), "the node still serves the balancer's clients");
+    }
+
     [Test]
     public void TheProxyProtocol_AndInboundPeersArePublic_AreRefusedTogether()
     {
@@ -174,11 +212,14 @@ public sealed class ProxyProtocolTests
         private readonly CancellationTokenSource _stop = new();
         private readonly List<TcpClient> _open = [];
         private readonly Task _accepting;
+        private readonly IPAddress? _from;
 
-        public Proxy(Multiaddress target, Func<int, byte[]> header)
+        /// <param name="from">The address the proxy connects to the node from; null leaves it to the system.</param>
+        public Proxy(Multiaddress target, Func<int, byte[]> header, IPAddress? from = null)
         {
             _target = (IPEndPoint)EndPointOf(target);
             _header = header;
+            _from = from;
             _listener.Start();
             Address = Multiaddress.FromIPEndPoint((IPEndPoint)_listener.LocalEndpoint);
             _accepting = AcceptAsync();
@@ -205,7 +246,7 @@ public sealed class ProxyProtocolTests
 
         private async Task ServeAsync(TcpClient client, byte[] header)
         {
-            var server = new TcpClient();
+            var server = _from is null ? new TcpClient() : new TcpClient(new IPEndPoint(_from, 0));
             lock (_open) _open.AddRange([client, server]);
             try
             {

@@ -1,3 +1,4 @@
+using System.Net;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Transport;
@@ -264,6 +265,50 @@ public sealed class WorkerConfigurationTests
         Assert.That(options.TransportFactory(KeyPair.Generate()).OfType<TcpTransport>().Single().ProxyProtocol, Is.True);
         Assert.That(WorkerConfiguration.Load("processor", Sources()).ToRuntimeOptions().TransportFactory(KeyPair.Generate()).OfType<TcpTransport>().Single().ProxyProtocol,
             Is.False, "off by default");
+    }
+
+    [Test]
+    public void ProxyProtocolSources_FromOneCommaSeparatedValue_ReachTheTcpTransport()
+    {
+        var settings = WorkerConfiguration.Load("processor", Sources() with
+        {
+            EnvironmentVariables = new Dictionary<string, string?>
+            {
+                ["P2PINFERENCE_HOST__PROXYPROTOCOL"] = "true",
+                ["P2PINFERENCE_HOST__PROXYPROTOCOLSOURCES"] = "10.0.4.0/24, 192.0.2.10,fd00::/64",
+            },
+        });
+
+        var tcp = settings.ToRuntimeOptions().TransportFactory(KeyPair.Generate()).OfType<TcpTransport>().Single();
+
+        Assert.That(tcp.ExpectsProxyHeaderFrom(IPAddress.Parse("10.0.4.200")), Is.True);
+        Assert.That(tcp.ExpectsProxyHeaderFrom(IPAddress.Parse("192.0.2.10")), Is.True, "a bare address is a network of one");
+        Assert.That(tcp.ExpectsProxyHeaderFrom(IPAddress.Parse("192.0.2.11")), Is.False);
+        Assert.That(tcp.ExpectsProxyHeaderFrom(IPAddress.Parse("fd00::1")), Is.True);
+        Assert.That(tcp.ExpectsProxyHeaderFrom(IPAddress.Parse("203.0.113.7")), Is.False, "a peer dialing the node directly sends no header");
+    }
+
+    [Test]
+    public void ProxyProtocolSources_ThatDoNotParse_OrWithoutTheProxyProtocol_AreMistakes()
+    {
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("processor", Sources() with
+        {
+            Overrides = new Dictionary<string, string?>
+            {
+                ["Host:ProxyProtocolSources:0"] = "10.0.4.9/24",
+                ["Host:ProxyProtocolSources:1"] = "balancer.internal",
+                ["Host:ProxyProtocolSources:2"] = "10.0.4.0/24",
+            },
+        }));
+
+        Assert.That(error!.Errors, Is.EqualTo(new[]
+        {
+            "Host:ProxyProtocolSources[0]: '10.0.4.9/24' is not an address or a CIDR range such as 10.0.4.0/24 "
+                + "(a range's address must have no bits set past its prefix length)",
+            "Host:ProxyProtocolSources[1]: 'balancer.internal' is not an address or a CIDR range such as 10.0.4.0/24 "
+                + "(a range's address must have no bits set past its prefix length)",
+            "Host:ProxyProtocolSources names load balancers, but Host:ProxyProtocol is not set; set it too, or remove the list",
+        }));
     }
 
     [Test]

@@ -36,11 +36,30 @@ public sealed class TcpTransport : ITransport
             throw new ArgumentOutOfRangeException(nameof(options), _options.SendBufferSize, "SendBufferSize must be positive");
         if (_options.ListenBacklog <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), _options.ListenBacklog, "ListenBacklog must be positive");
+        ArgumentNullException.ThrowIfNull(_options.ProxyProtocolSources, nameof(options));
+        if (_options.ProxyProtocolSources.Count > 0 && !_options.ProxyProtocol)
+            throw new ArgumentException("ProxyProtocolSources names load balancers, but ProxyProtocol is off", nameof(options));
         _reusePort = _options.ReusePort && OperatingSystem.IsLinux();
     }
 
     /// <summary>Whether accepted connections must start with a PROXY protocol header (<see cref="TcpTransportOptions.ProxyProtocol"/>).</summary>
     public bool ProxyProtocol => _options.ProxyProtocol;
+
+    /// <summary>Whether a connection accepted from <paramref name="remote"/> must start with a PROXY protocol header (<see cref="TcpTransportOptions.ProxyProtocolSources"/>).</summary>
+    public bool ExpectsProxyHeaderFrom(IPAddress remote)
+    {
+        ArgumentNullException.ThrowIfNull(remote);
+        if (!_options.ProxyProtocol) return false;
+        var sources = _options.ProxyProtocolSources;
+        if (sources.Count == 0) return true;
+        if (remote.IsIPv4MappedToIPv6) remote = remote.MapToIPv4();
+        foreach (var network in sources)
+        {
+            if (network.Contains(remote)) return true;
+        }
+
+        return false;
+    }
 
     public bool CanDial(Multiaddress address) =>
         address is not null && TryGetTarget(address, allowPeerId: true, out var target) && target.Port != 0;
@@ -375,7 +394,7 @@ public sealed class TcpTransport : ITransport
                 try
                 {
                     transport.Configure(accepted);
-                    return Wrap(accepted, transport._options.ProxyProtocol);
+                    return Wrap(accepted, transport.ExpectsProxyHeaderFrom(((IPEndPoint)accepted.RemoteEndPoint!).Address));
                 }
                 catch (SocketException)
                 {

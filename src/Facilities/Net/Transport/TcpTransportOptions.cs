@@ -42,6 +42,15 @@ public sealed class TcpTransportOptions
     /// </summary>
     public bool ProxyProtocol { get; init; }
 
+    /// <summary>
+    /// With <see cref="ProxyProtocol"/>: the load balancers' addresses. Connections from these networks must start with a
+    /// PROXY protocol header, and only their headers are read; a connection from anywhere else is a peer that dialed the
+    /// node directly and is taken as it comes, so a header it sends is never believed (it fails the upgrade as bytes that
+    /// are not libp2p's). Empty (the default): every accepted connection must start with a header. An IPv4 peer seen on a
+    /// dual-stack socket as IPv6-mapped is matched as IPv4.
+    /// </summary>
+    public IReadOnlyList<IPNetwork> ProxyProtocolSources { get; init; } = [];
+
     /// <summary>Name resolution for <c>/dns*</c> addresses; replaced in tests that must not touch a real resolver.</summary>
     internal Func<string, AddressFamily, CancellationToken, Task<IPAddress[]>> Resolver { get; init; } = Dns.GetHostAddressesAsync;
 }
