@@ -8,7 +8,7 @@ import { createLibp2p } from 'libp2p'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { tcp } from '@libp2p/tcp'
-import { identify } from '@libp2p/identify'
+import { identify, identifyPush } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { kadDHT } from '@libp2p/kad-dht'
 import { autoNAT } from '@libp2p/autonat'
@@ -21,7 +21,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 export const DEFAULT_DHT_PROTOCOL = '/p2pinference/kad/1.0.0'
 const RAW_CODEC = 0x55
 
-export async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false, autonat = false, relayService = false, relayTransport = false, relayListen, holePunch = false } = {}) {
+export async function createNode ({ port = 0, listen = true, dht = false, dhtProtocol = DEFAULT_DHT_PROTOCOL, seedHex, benchLimits = false, autonat = false, relayService = false, relayTransport = false, relayListen, holePunch = false, push = false } = {}) {
   let privateKey
   if (seedHex !== undefined) {
     if (!/^[0-9a-fA-F]{64}$/.test(seedHex)) throw new Error('--seed must be 64 hex chars (32 bytes)')
@@ -34,6 +34,9 @@ export async function createNode ({ port = 0, listen = true, dht = false, dhtPro
     identify: identify(),
     ping: ping()
   }
+  // Stock @libp2p/identify's push service, a separate export that real deployments add (Helia's default
+  // libp2p services include it): it tells connected peers of new addresses and protocols, 1 s debounced.
+  if (push) services.identifyPush = identifyPush()
   if (autonat) services.autoNAT = autoNAT()
   if (relayService) services.relay = circuitRelayServer()
   // Stock @libp2p/dcutr. It hole-punches only to public addresses (isPublicAndDialable drops

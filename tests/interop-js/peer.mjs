@@ -9,6 +9,7 @@
 //   node peer.mjs listen [--port 0] [--dht] [--dht-protocol /p2pinference/kad/1.0.0]
 //                        [--seed <64 hex chars = 32-byte Ed25519 seed>] [--bench-server] [--bench-limits]
 //                        [--autonat] [--relay-service] [--relay-transport] [--relay-listen <relay MA>] [--dcutr]
+//                        [--identify-push]
 //
 //   Services run with js-libp2p's stock options (identify, ping; kad-dht with two loopback
 //   deviations commented in createNode; --autonat adds @libp2p/autonat's stock AutoNAT v1 service). --bench-limits (implied by --bench-server and by
@@ -17,6 +18,7 @@
 //   stock client transport (dials /p2p-circuit addresses, serves /stop); --relay-listen MA (implies
 //   --relay-transport) also listens on MA/p2p-circuit, i.e. reserves on that relay at start: the ready
 //   line then lists the circuit address. --dcutr adds @libp2p/dcutr's stock hole-punching service.
+//   --identify-push adds @libp2p/identify's stock identify push service (/ipfs/id/push/1.0.0).
 //
 //   Prints once:  {"event":"ready","peerId":"12D3KooW...","addrs":["/ip4/127.0.0.1/tcp/N/p2p/12D3KooW..."]}
 //   Then reads one JSON command per stdin line and answers each with exactly one JSON
@@ -41,6 +43,10 @@
 //   {"cmd":"findPeer","peerId":P,"timeoutMs":N}
 //                                             -> {"ok":true,"peerId","addrs"}  (ok:false if no address found)
 //   {"cmd":"routingTable"}                    -> {"ok":true,"size":N,"peers":[P,...]}
+//   {"cmd":"waitPeerProtocol","peerId":P,"protocol":X,"timeoutMs":T}
+//                                             -> {"ok":true,"protocols":[...]}  once the peer store lists X among
+//                                                P's protocols (woken by its peer:update events; an identify push
+//                                                is how it changes on an open connection); ok:false after T ms
 //   {"cmd":"waitRoutingTable","min":N,"timeoutMs":T}
 //                                             -> {"ok":true,"size":N}  once the DHT routing table
 //                                                has >= N peers (a dial is followed by identify and
@@ -368,6 +374,27 @@ async function runCommand (node, req, stop) {
       }
       return { ok: true, size: dht.routingTable.size }
     }
+    case 'waitPeerProtocol': {
+      const peerId = peerIdFromString(req.peerId)
+      const listed = async () => (await node.peerStore.get(peerId).catch(() => ({ protocols: [] }))).protocols
+      const { promise, resolve, reject } = Promise.withResolvers()
+      const onUpdate = async (evt) => {
+        if (!evt.detail.peer.id.equals(peerId)) return
+        const protocols = await listed()
+        if (protocols.includes(req.protocol)) resolve(protocols)
+      }
+      const timer = setTimeout(async () => reject(new Error(`${req.peerId} lists ${JSON.stringify(await listed())}, not ${req.protocol}, after ${req.timeoutMs ?? 10_000} ms`)),
+        req.timeoutMs ?? 10_000)
+      node.addEventListener('peer:update', onUpdate)
+      try {
+        const now = await listed()
+        if (now.includes(req.protocol)) resolve(now)
+        return { ok: true, protocols: await promise }
+      } finally {
+        clearTimeout(timer)
+        node.removeEventListener('peer:update', onUpdate)
+      }
+    }
     case 'echo-server': {
       if (typeof req.protocol !== 'string' || !req.protocol.startsWith('/')) throw new Error('"protocol" must be a protocol id like /x/1.0.0')
       await node.handle(req.protocol, echoOnceHandler, HANDLER_LIMITS)
@@ -459,7 +486,8 @@ async function listenMode (args) {
     relayService: args['relay-service'] === true,
     relayTransport: args['relay-transport'] === true,
     relayListen: typeof args['relay-listen'] === 'string' ? args['relay-listen'] : undefined,
-    holePunch: args.dcutr === true
+    holePunch: args.dcutr === true,
+    push: args['identify-push'] === true
   })
   node.identifyResult = trackIdentify(node)
   await node.start()

@@ -31,6 +31,7 @@ public sealed class P2PHost : IAsyncDisposable
     private volatile ProtocolSet _protocols = new(FrozenSet<string>.Empty);
     private readonly InboundConnectionLimiter _inbound;
     private readonly SourceRewriteDetector _sourceRewrites;
+    private readonly IdentifyPushSender _identifyPush;
     private volatile Func<PeerId, CancellationToken, ValueTask<bool>>? _trustedPeer;
     private readonly Action<PeerConnection, object?> _releaseInboundSlot;
     private int _pendingProxyHeaders;
@@ -54,12 +55,14 @@ public sealed class P2PHost : IAsyncDisposable
         _inbound = new InboundConnectionLimiter(options);
         _releaseInboundSlot = (_, slot) => _inbound.Release((string)slot!);
         _sourceRewrites = new SourceRewriteDetector(_logger);
+        _identifyPush = new IdentifyPushSender(this, () => OwnIdentify(observed: null), options, _logger, _stopping.Token);
         PeerStore = new PeerStore(options.TimeProvider, options.MaxKnownPeers);
         // A connected peer's protocols and addresses are what its streams and redials use; the connection caps bound them.
         PeerStore.Retain(peer => _connections.Get(peer) is not null);
         _connections.Connected += c => PeerConnected?.Invoke(c);
         _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
         Handle(IdentifyProtocol.ProtocolId, ServeIdentifyAsync);
+        Handle(IdentifyProtocol.PushProtocolId, ServeIdentifyPushAsync);
         Handle(PingProtocol.ProtocolId, (context, ct) => PingProtocol.HandleAsync(context.Stream, _options.PingTimeout, _options.TimeProvider, ct));
         foreach (var transport in options.Transports.OfType<IHostBoundTransport>())
             transport.Bind(this);
@@ -102,16 +105,29 @@ public sealed class P2PHost : IAsyncDisposable
     {
         ArgumentException.ThrowIfNullOrEmpty(protocolId);
         ArgumentNullException.ThrowIfNull(handler);
-        _handlers[protocolId] = handler;
+        var added = _handlers.TryAdd(protocolId, handler);
+        if (!added) _handlers[protocolId] = handler;
         _protocols = new(_handlers.Keys.ToFrozenSet(StringComparer.Ordinal));
         MultistreamSelect.AddKnownId(protocolId);
+        if (added) SelfChanged();
     }
 
     public bool Unhandle(string protocolId)
     {
         var removed = _handlers.TryRemove(protocolId, out _);
         _protocols = new(_handlers.Keys.ToFrozenSet(StringComparer.Ordinal));
+        if (removed) SelfChanged();
         return removed;
+    }
+
+    /// <summary>Identify push rounds sent so far (<see cref="IdentifyPushSender"/>).</summary>
+    internal int IdentifyPushRounds => _identifyPush.Rounds;
+
+    /// <summary>Our identify changed (an address or a protocol): connected peers that take identify push hear of it.</summary>
+    private void SelfChanged()
+    {
+        // Before the first connection nobody is told anything, and a host being built must not start work.
+        if (_identifyPush is not null && _connections.Count > 0) _identifyPush.Request();
     }
 
     /// <summary>Binds each address on the first transport that can listen on it and starts accepting.</summary>
@@ -130,6 +146,7 @@ public sealed class P2PHost : IAsyncDisposable
                 _acceptLoops.Add(AcceptLoopAsync(listener));
             }
             _logger.LogInformation("listening on {Address}", listener.Address.WithPeerId(PeerId));
+            SelfChanged();
         }
     }
 
@@ -151,6 +168,7 @@ public sealed class P2PHost : IAsyncDisposable
         }
         await listener.DisposeAsync();
         _logger.LogInformation("stopped listening on {Address}", address.WithPeerId(PeerId));
+        SelfChanged();
         return true;
     }
 
@@ -650,9 +668,7 @@ public sealed class P2PHost : IAsyncDisposable
             // Only the listen addresses a peer reached at its connection's scope may name (a public peer cannot
             // put our loopback or LAN in the peer store, from which we dial and answer kad); the outcome keeps
             // them all (DCUtR dials a relayed peer's own, by its own rule).
-            var heardOver = connection.RemoteScope;
-            PeerStore.AddAddresses(peer, NamedAddresses.Restrict(info.ListenAddresses, heardOver, int.MaxValue), AddressSource.Self, heardOver);
-            PeerStore.SetProtocols(peer, info.Protocols, info.AgentVersion);
+            RecordIdentify(connection, info);
             _sourceRewrites.Observe(connection, info);
             return IdentifyOutcome.Succeeded(info);
         }
@@ -670,6 +686,14 @@ public sealed class P2PHost : IAsyncDisposable
                 return IdentifyOutcome.Failed($"identify of {peer} stopped: the host is stopping", e);
             return IdentifyOutcome.Failed($"identify of {peer} failed: {e.Message}", e);
         }
+    }
+
+    /// <summary>What a peer's identify (answer or push) tells the peer store.</summary>
+    private void RecordIdentify(PeerConnection connection, IdentifyInfo info)
+    {
+        var heardOver = connection.RemoteScope;
+        PeerStore.AddAddresses(connection.RemotePeer, NamedAddresses.Restrict(info.ListenAddresses, heardOver, int.MaxValue), AddressSource.Self, heardOver);
+        PeerStore.SetProtocols(connection.RemotePeer, info.Protocols, info.AgentVersion);
     }
 
     private static IdentifyOutcome ClosedBeforeIdentify(PeerId peer) => IdentifyOutcome.Failed($"the connection to {peer} closed before identify finished");
@@ -1055,15 +1079,44 @@ public sealed class P2PHost : IAsyncDisposable
         }
     }
 
+    private IdentifyInfo OwnIdentify(Multiaddress? observed) =>
+        new(Identity.PublicKey, ListenAddresses, _protocols.Ids.ToArray(), observed, _options.ProtocolVersion, _options.AgentVersion);
+
     private async Task ServeIdentifyAsync(StreamContext context, CancellationToken cancellationToken)
     {
-        var info = new IdentifyInfo(Identity.PublicKey, ListenAddresses, _protocols.Ids.ToArray(), context.Connection.RemoteAddress,
-            _options.ProtocolVersion, _options.AgentVersion);
+        var info = OwnIdentify(context.Connection.RemoteAddress);
         // A peer that does not read its identify answer must not keep the stream (and so the connection) open.
         using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
         await IdentifyProtocol.WriteAsync(context.Stream, info, linked.Token);
         await context.Stream.CompleteWritesAsync(linked.Token);
+    }
+
+    /// <summary>
+    /// A peer's identify push: what it says about itself now, read and checked as an identify answer is (its key, the
+    /// addresses it may name at the connection's scope), replacing the protocols it listed. One at a time per
+    /// connection: a push while another is read is reset, so a flood of them holds one message's memory.
+    /// </summary>
+    private async Task ServeIdentifyPushAsync(StreamContext context, CancellationToken cancellationToken)
+    {
+        var connection = context.Connection;
+        if (!connection.TryBeginIdentifyPush())
+        {
+            context.Stream.Reset();
+            return;
+        }
+
+        try
+        {
+            using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+            var info = await IdentifyProtocol.ReadAsync(context.Stream, connection.RemotePeer, linked.Token, _internIdentifyString ??= InternIdentifyString);
+            RecordIdentify(connection, info);
+        }
+        finally
+        {
+            connection.EndIdentifyPush();
+        }
     }
 
     /// <summary>Graceful stop: listeners close, connections get a go-away and close, handlers are cancelled.</summary>
@@ -1082,6 +1135,7 @@ public sealed class P2PHost : IAsyncDisposable
         foreach (var listener in listeners)
             await listener.DisposeAsync();
         await Task.WhenAll(loops);
+        await _identifyPush.WhenIdleAsync();
         await _connections.DisposeAsync();
         _stopping.Dispose();
     }

@@ -21,6 +21,7 @@ public sealed class PeerConnection : IAsyncDisposable
     private long _lastActiveTimestamp;
     private readonly long _openedTimestamp;
     private int _draining;
+    private int _identifyPushInFlight;
     // Guards the idle decision against a stream being opened at the same moment: either the opener
     // touches the connection first (then it is not idle) or the closer retires it first (then the
     // opener takes another connection); never a stream opened on a connection being closed.
@@ -126,6 +127,11 @@ public sealed class PeerConnection : IAsyncDisposable
 
     /// <summary>True once the host decided to retire this connection (a duplicate); it closes when idle.</summary>
     internal bool IsDraining => Volatile.Read(ref _draining) != 0;
+
+    /// <summary>False while another identify push from the peer is being read (see <see cref="P2PHost"/>'s push handler).</summary>
+    internal bool TryBeginIdentifyPush() => Interlocked.Exchange(ref _identifyPushInFlight, 1) == 0;
+
+    internal void EndIdentifyPush() => Volatile.Write(ref _identifyPushInFlight, 0);
 
     internal bool MarkDraining() => Interlocked.Exchange(ref _draining, 1) == 0;
 

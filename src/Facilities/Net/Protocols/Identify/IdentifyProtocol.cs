@@ -8,11 +8,18 @@ namespace P2PInference.Facilities.Net.Protocols.Identify;
 
 /// <summary>
 /// identify (<c>/ipfs/id/1.0.0</c>): the peer that accepts the stream writes one length-prefixed
-/// <c>Identify</c> protobuf and closes; the peer that opened it reads that one message.
+/// <c>Identify</c> protobuf and closes; the peer that opened it reads that one message. identify push
+/// (<see cref="PushProtocolId"/>) carries the same message the other way.
 /// </summary>
 public static class IdentifyProtocol
 {
     public const string ProtocolId = "/ipfs/id/1.0.0";
+
+    /// <summary>
+    /// identify push: the peer that opens the stream writes one <c>Identify</c> message about itself, unasked, when
+    /// its addresses or protocols change, and closes; the other reads it as it would an identify answer.
+    /// </summary>
+    public const string PushProtocolId = "/ipfs/id/push/1.0.0";
 
     /// <summary>
     /// The longest message we read. Generous on purpose: a peer with many addresses and protocols
