@@ -23,15 +23,18 @@ public sealed class IdentifyPushTests
 
     private static CancellationToken Token => CancellationToken.None;
 
+    /// <summary>A host whose identity and entropy come from the seed, not yet listening.</summary>
+    private static P2PHost NewHost(SimulationExecutor sim, InMemoryNetwork network, string name) => new(new HostOptions
+    {
+        Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
+        RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
+        Transports = [network.CreateTransport(name)],
+        TimeProvider = sim.Clock,
+    });
+
     private static async Task<P2PHost> StartAsync(SimulationExecutor sim, InMemoryNetwork network, string name)
     {
-        var host = new P2PHost(new HostOptions
-        {
-            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-            RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
-            Transports = [network.CreateTransport(name)],
-            TimeProvider = sim.Clock,
-        });
+        var host = NewHost(sim, network, name);
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], Token);
         return host;
     }
@@ -80,13 +83,7 @@ public sealed class IdentifyPushTests
         // b dials before it listens (as a node behind a NAT does before its relay reservation gives it an address).
         var network = new InMemoryNetwork(sim.Clock, sim.Seed);
         await using var a = await StartAsync(sim, network, "a");
-        await using var b = new P2PHost(new HostOptions
-        {
-            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", "b")),
-            RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", "b")),
-            Transports = [network.CreateTransport("b")],
-            TimeProvider = sim.Clock,
-        });
+        await using var b = NewHost(sim, network, "b");
         var (outbound, _) = await HostConnections.ConnectAsync(b, a, Token, identify: true);
         await b.IdentifyAsync(outbound, Token);
         Assert.That(a.PeerStore.GetAddresses(b.PeerId), Does.Not.Contain(InMemoryNetwork.AddressOf("b")));
