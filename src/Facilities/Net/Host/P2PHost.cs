@@ -127,7 +127,7 @@ public sealed class P2PHost : IAsyncDisposable
     private void SelfChanged()
     {
         // Before the first connection nobody is told anything, and a host being built must not start work.
-        if (_identifyPush is not null && _connections.Count > 0) _identifyPush.Request();
+        if (_connections.Count > 0) _identifyPush.Request();
     }
 
     /// <summary>Binds each address on the first transport that can listen on it and starts accepting.</summary>
@@ -711,11 +711,14 @@ public sealed class P2PHost : IAsyncDisposable
             if (!await ReadableAsync(stream, connection, cancellationToken)) return null;
             await MultistreamSelect.ReadLazyAnswerAsync(stream, IdentifyProtocol.ProtocolId, cancellationToken);
             if (!await ReadableAsync(stream, connection, cancellationToken)) return null;
-            return await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, cancellationToken, _internIdentifyString ??= InternIdentifyString);
+            return await IdentifyProtocol.ReadAsync(stream, connection.RemotePeer, cancellationToken, InternIdentify);
         }
     }
 
     private Func<string, string>? _internIdentifyString;
+
+    /// <summary><see cref="InternIdentifyString"/> as one delegate, made once, for the identify answers and pushes read.</summary>
+    private Func<string, string> InternIdentify => _internIdentifyString ??= InternIdentifyString;
 
     /// <summary>Our own instance of a protocol id or version string a peer names too; the peer's otherwise.</summary>
     private string InternIdentifyString(string value) =>
@@ -1110,7 +1113,7 @@ public sealed class P2PHost : IAsyncDisposable
         {
             using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
-            var info = await IdentifyProtocol.ReadAsync(context.Stream, connection.RemotePeer, linked.Token, _internIdentifyString ??= InternIdentifyString);
+            var info = await IdentifyProtocol.ReadAsync(context.Stream, connection.RemotePeer, linked.Token, InternIdentify);
             RecordIdentify(connection, info);
         }
         finally
