@@ -95,6 +95,44 @@ public sealed class IdentifyPushTests
     });
 
     [Test]
+    public void AnAddressThePeerStopsListing_IsDropped_WhileOnesItNeverListedStay() => WithPair(async (sim, _, a, b) =>
+    {
+        var circuit = Multiaddress.Parse($"/ip4/203.0.113.5/tcp/4001/p2p/{a.PeerId}/p2p-circuit");
+        var named = Multiaddress.Parse("/ip4/203.0.113.9/tcp/4001");
+        a.PeerStore.AddAddresses(b.PeerId, [named]); // a DHT reply's claim: b never listed it
+        await PushAsync(sim, a, b, new IdentifyInfo(b.Identity.PublicKey, [InMemoryNetwork.AddressOf("b"), circuit], [LateProtocol], null, "ipfs/0.1.0", "b/1.0"));
+        Assert.That(a.PeerStore.GetAddresses(b.PeerId), Does.Contain(circuit));
+
+        // b gave up its relay reservation; the push names its addresses and nothing else.
+        await PushAsync(sim, a, b, new IdentifyInfo(b.Identity.PublicKey, [InMemoryNetwork.AddressOf("b")], [], null, "", ""));
+
+        Assert.That(a.PeerStore.GetAddresses(b.PeerId), Is.EquivalentTo(new[] { InMemoryNetwork.AddressOf("b"), named }));
+        Assert.That(a.PeerStore.GetProtocols(b.PeerId), Is.EqualTo(new[] { LateProtocol }), "a push without protocols keeps them");
+        Assert.That(a.PeerStore.GetAgentVersion(b.PeerId), Is.EqualTo("b/1.0"), "and one without an agent version keeps it");
+    });
+
+    [Test]
+    public void APushOfOnlyANewAgentVersion_KeepsTheAddressesAndProtocols() => WithPair(async (sim, _, a, b) =>
+    {
+        var protocols = a.PeerStore.GetProtocols(b.PeerId).ToArray();
+        var addresses = a.PeerStore.GetAddresses(b.PeerId).ToArray();
+
+        await PushAsync(sim, a, b, new IdentifyInfo(b.Identity.PublicKey, [], [], null, "", "b/2.0"));
+
+        Assert.That(a.PeerStore.GetAgentVersion(b.PeerId), Is.EqualTo("b/2.0"));
+        Assert.That(a.PeerStore.GetProtocols(b.PeerId), Is.EqualTo(protocols));
+        Assert.That(a.PeerStore.GetAddresses(b.PeerId), Is.EqualTo(addresses));
+    });
+
+    /// <summary>Sends <paramref name="info"/> from <paramref name="b"/> to <paramref name="a"/> as a push of its own making, and runs until it is taken.</summary>
+    private static async Task PushAsync(SimulationExecutor sim, P2PHost a, P2PHost b, IdentifyInfo info)
+    {
+        await using (var stream = await b.OpenStreamAsync(a.PeerId, IdentifyProtocol.PushProtocolId, Token))
+            await IdentifyProtocol.WriteAsync(stream, info, Token);
+        await sim.Clock.RunUntilIdleAsync();
+    }
+
+    [Test]
     public void APeerThatBecomesADhtServerAfterConnecting_EntersTheRoutingTable() => WithPair(async (sim, _, a, b) =>
     {
         // js-libp2p's kad-dht in its automatic mode starts as a client and serves once it finds itself reachable.
@@ -118,9 +156,7 @@ public sealed class IdentifyPushTests
         var other = KeyPair.FromRandom(sim.CreateRandom("identity", "other"));
         var forged = new IdentifyInfo(other.PublicKey, [], [LateProtocol], null, "ipfs/0.1.0", "forged/1.0");
 
-        await using (var stream = await b.OpenStreamAsync(a.PeerId, IdentifyProtocol.PushProtocolId, Token))
-            await IdentifyProtocol.WriteAsync(stream, forged, Token);
-        await sim.Clock.RunUntilIdleAsync();
+        await PushAsync(sim, a, b, forged);
 
         Assert.That(a.PeerStore.GetProtocols(b.PeerId), Does.Not.Contain(LateProtocol));
         Assert.That(a.PeerStore.GetAgentVersion(b.PeerId), Is.Not.EqualTo("forged/1.0"));

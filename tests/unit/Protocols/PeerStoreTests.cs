@@ -43,6 +43,36 @@ public sealed class PeerStoreTests
     }
 
     [Test]
+    public void ListenAddresses_ThePeerNoLongerLists_AreDropped_OthersStay()
+    {
+        var store = new PeerStore(new FakeTimeProvider());
+        var peer = DhtTestPeers.Get(1);
+        store.AddAddresses(peer, [Address(1)], AddressSource.Self, AddressScope.Public); // where we reached it (its NAT mapping)
+        store.AddAddresses(peer, [Address(2)]); // named by a third party
+        store.SetListenAddresses(peer, [Address(3), Address(4)], [Address(3), Address(4)], AddressScope.Public);
+
+        store.SetListenAddresses(peer, [Address(3).WithPeerId(peer)], [Address(3)], AddressScope.Public);
+
+        Assert.That(store.GetAddresses(peer), Is.EquivalentTo(new[] { Address(1), Address(2), Address(3) }),
+            "only the address it listed and took back went; a /p2p suffix names the same address");
+    }
+
+    [Test]
+    public void ListenAddresses_ThatAreEmpty_ChangeNothing_AndOnesListedButNotAccepted_StillCountAsListed()
+    {
+        var store = new PeerStore(new FakeTimeProvider());
+        var peer = DhtTestPeers.Get(1);
+        store.SetListenAddresses(peer, [Address(3), Address(4)], [Address(3), Address(4)], AddressScope.Public);
+
+        store.SetListenAddresses(peer, [], [], AddressScope.Public);
+        Assert.That(store.GetAddresses(peer), Is.EquivalentTo(new[] { Address(3), Address(4) }), "a push without addresses keeps them");
+
+        // Heard over a connection whose scope does not accept Address(4) again: the peer still lists it, so it stays.
+        store.SetListenAddresses(peer, [Address(3), Address(4)], [Address(3)], AddressScope.Public);
+        Assert.That(store.GetAddresses(peer), Is.EquivalentTo(new[] { Address(3), Address(4) }));
+    }
+
+    [Test]
     public void HearingASelfReportedAddressFromAThirdParty_DoesNotDemoteIt()
     {
         var time = new FakeTimeProvider();

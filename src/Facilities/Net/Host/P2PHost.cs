@@ -668,7 +668,7 @@ public sealed class P2PHost : IAsyncDisposable
             // Only the listen addresses a peer reached at its connection's scope may name (a public peer cannot
             // put our loopback or LAN in the peer store, from which we dial and answer kad); the outcome keeps
             // them all (DCUtR dials a relayed peer's own, by its own rule).
-            RecordIdentify(connection, info);
+            RecordIdentify(connection, info, push: false);
             _sourceRewrites.Observe(connection, info);
             return IdentifyOutcome.Succeeded(info);
         }
@@ -688,12 +688,21 @@ public sealed class P2PHost : IAsyncDisposable
         }
     }
 
-    /// <summary>What a peer's identify (answer or push) tells the peer store.</summary>
-    private void RecordIdentify(PeerConnection connection, IdentifyInfo info)
+    /// <summary>
+    /// What a peer's identify answer or push tells the peer store. Its listen addresses replace those it listed
+    /// before. A push may carry only what changed (the spec: a missing field keeps what is known), so there an empty
+    /// protocol list or agent version changes nothing; an answer's replaces them.
+    /// </summary>
+    private void RecordIdentify(PeerConnection connection, IdentifyInfo info, bool push)
     {
         var heardOver = connection.RemoteScope;
-        PeerStore.AddAddresses(connection.RemotePeer, NamedAddresses.Restrict(info.ListenAddresses, heardOver, int.MaxValue), AddressSource.Self, heardOver);
-        PeerStore.SetProtocols(connection.RemotePeer, info.Protocols, info.AgentVersion);
+        var peer = connection.RemotePeer;
+        PeerStore.SetListenAddresses(peer, info.ListenAddresses, NamedAddresses.Restrict(info.ListenAddresses, heardOver, int.MaxValue), heardOver);
+        var keepProtocols = push && info.Protocols.Count == 0;
+        var keepAgent = push && string.IsNullOrEmpty(info.AgentVersion);
+        if (keepProtocols && keepAgent) return;
+        PeerStore.SetProtocols(peer, keepProtocols ? PeerStore.GetProtocols(peer) : info.Protocols,
+            keepAgent ? PeerStore.GetAgentVersion(peer) : info.AgentVersion);
     }
 
     private static IdentifyOutcome ClosedBeforeIdentify(PeerId peer) => IdentifyOutcome.Failed($"the connection to {peer} closed before identify finished");
@@ -1114,7 +1123,7 @@ public sealed class P2PHost : IAsyncDisposable
             using var timeout = new CancellationTokenSource(_options.IdentifyTimeout, _options.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
             var info = await IdentifyProtocol.ReadAsync(context.Stream, connection.RemotePeer, linked.Token, InternIdentify);
-            RecordIdentify(connection, info);
+            RecordIdentify(connection, info, push: true);
         }
         finally
         {

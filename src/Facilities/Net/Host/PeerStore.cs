@@ -146,15 +146,41 @@ public sealed class PeerStore
     /// loopback or LAN with a name of its own. <see cref="AddressScope.Loopback"/> (any) for addresses this
     /// host's operator or code gave. Hearing an address again keeps the widest permission any source gave.
     /// </param>
-    public void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses, AddressSource source, AddressScope heardOver)
+    public void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses, AddressSource source, AddressScope heardOver) =>
+        AddAddresses(peer, addresses, source, heardOver, unlistedBy: null);
+
+    /// <summary>
+    /// Takes an identify answer's or push's listen addresses: <paramref name="accepted"/> (those of
+    /// <paramref name="listed"/> this node accepts at the connection's scope) are added as the peer's own, and the
+    /// addresses the peer listed before and no longer lists in <paramref name="listed"/> are dropped, so a relay
+    /// reservation it gave up or a listener it closed is not dialed for the rest of its day-long lifetime. Addresses
+    /// it never listed stay: one we reached it at (behind a NAT, its mapping) or one a third party named. An empty
+    /// <paramref name="listed"/> changes nothing, since identify push sends only what changed (a missing field keeps
+    /// what is known).
+    /// </summary>
+    public void SetListenAddresses(PeerId peer, IReadOnlyList<Multiaddress> listed, IEnumerable<Multiaddress> accepted, AddressScope heardOver)
+    {
+        ArgumentNullException.ThrowIfNull(listed);
+        if (listed.Count == 0) return;
+        AddAddresses(peer, accepted, AddressSource.Self, heardOver, unlistedBy: listed);
+    }
+
+    /// <param name="unlistedBy">
+    /// The peer's own list of its listen addresses, when the addresses come from it: they are marked as listed,
+    /// and those marked earlier that it no longer holds are dropped. Null for every other source.
+    /// </param>
+    private void AddAddresses(PeerId peer, IEnumerable<Multiaddress> addresses, AddressSource source, AddressScope heardOver,
+        IReadOnlyList<Multiaddress>? unlistedBy)
     {
         ArgumentNullException.ThrowIfNull(addresses);
         var now = _time.GetUtcNow();
         var expires = now + (source == AddressSource.Self ? SelfAddressTtl : ThirdPartyAddressTtl);
+        var listed = unlistedBy is not null;
         lock (_lock)
         {
             var record = GetOrCreateLocked(peer, now);
             if (RemoveExpired(record.Addresses, now)) record.Snapshot = null;
+            if (listed && RemoveUnlisted(record.Addresses, unlistedBy!)) record.Snapshot = null;
             // Most peers have one or two addresses; a list's default first growth holds four.
             if (record.Addresses.Capacity == 0 && addresses.TryGetNonEnumeratedCount(out var expected))
                 record.Addresses.Capacity = Math.Min(expected, MaxAddressesPerPeer);
@@ -168,16 +194,17 @@ public sealed class PeerStore
                     var known = record.Addresses[index];
                     if (heardOver < known.HeardOver) record.Addresses[index] = known = known with { HeardOver = heardOver };
                     // Hearing a self-reported address again from a third party neither demotes nor extends it.
+                    if (listed && !known.Listed) record.Addresses[index] = known = known with { Listed = true };
                     if (source >= known.Source)
                     {
-                        record.Addresses[index] = new AddressEntry(plain, source, expires, known.HeardOver);
+                        record.Addresses[index] = new AddressEntry(plain, source, expires, known.HeardOver, known.Listed || listed);
                         // A later expiry alone leaves the snapshot valid (it lapses at the earliest one it saw).
                         if (source != known.Source) record.Snapshot = null;
                     }
                     continue;
                 }
                 if (record.Addresses.Count >= MaxAddressesPerPeer && !MakeRoomLocked(record, source)) continue;
-                record.Addresses.Add(new AddressEntry(plain, source, expires, heardOver));
+                record.Addresses.Add(new AddressEntry(plain, source, expires, heardOver, listed));
                 record.Snapshot = null;
             }
             long addressBytes = 0;
@@ -358,6 +385,26 @@ public sealed class PeerStore
         return false;
     }
 
+    /// <summary>Drops the addresses the peer listed before that <paramref name="listed"/> no longer holds; returns whether any went.</summary>
+    private static bool RemoveUnlisted(List<AddressEntry> addresses, IReadOnlyList<Multiaddress> listed)
+    {
+        var removed = false;
+        for (var i = addresses.Count - 1; i >= 0; i--)
+        {
+            if (!addresses[i].Listed || Lists(listed, addresses[i].Address)) continue;
+            addresses.RemoveAt(i);
+            removed = true;
+        }
+        return removed;
+    }
+
+    private static bool Lists(IReadOnlyList<Multiaddress> listed, Multiaddress plain)
+    {
+        foreach (var address in listed)
+            if (address.WithoutPeerId() == plain) return true;
+        return false;
+    }
+
     // Loops rather than RemoveAll/FindIndex with lambdas: every address a kad reply names passes through
     // here, and the captured closures were a measurable share of the DHT simulation's allocations.
     /// <summary>Returns whether any address was dropped.</summary>
@@ -403,7 +450,8 @@ public sealed class PeerStore
         return best;
     }
 
-    private readonly record struct AddressEntry(Multiaddress Address, AddressSource Source, DateTimeOffset Expires, AddressScope HeardOver);
+    /// <param name="Listed">The peer named it among its listen addresses in identify; it may later take it back.</param>
+    private readonly record struct AddressEntry(Multiaddress Address, AddressSource Source, DateTimeOffset Expires, AddressScope HeardOver, bool Listed);
 
     private sealed class PeerRecord(PeerId peerId)
     {
