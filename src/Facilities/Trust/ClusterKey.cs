@@ -4,9 +4,10 @@ using P2PInference.Facilities.Identity;
 namespace P2PInference.Facilities.Trust;
 
 /// <summary>
-/// The operator's key: the trust root of one cluster. It signs <see cref="RoleGrant"/>s and nothing
-/// else; its public half is the <see cref="ClusterId"/> every node checks grants against. Stored like
-/// a node key (<see cref="KeyFile"/>: the libp2p private key protobuf, owner-only).
+/// The operator's key: the trust root of one cluster. It signs <see cref="RoleGrant"/>s and
+/// <see cref="SignedRevocationList"/>s (each under its own domain string) and nothing else; its public half
+/// is the <see cref="ClusterId"/> every node checks them against. Stored like a node key
+/// (<see cref="KeyFile"/>: the libp2p private key protobuf, owner-only).
 /// </summary>
 public sealed class ClusterKey
 {
@@ -33,6 +34,10 @@ public sealed class ClusterKey
     /// <summary>A grant of <paramref name="role"/> to <paramref name="peer"/>, valid from <paramref name="notBefore"/> until <paramref name="expiry"/>.</summary>
     public RoleGrant Issue(PeerId peer, GrantRole role, DateTimeOffset notBefore, DateTimeOffset expiry, ulong serial) =>
         RoleGrant.Sign(_key, role, peer, notBefore, expiry, serial);
+
+    /// <summary>Signs <paramref name="list"/> as the revocations in force from <paramref name="issued"/>, replacing any list signed before.</summary>
+    /// <exception cref="ArgumentException">The list is too long for one signed list.</exception>
+    public SignedRevocationList SignRevocations(RevocationList list, DateTimeOffset issued) => SignedRevocationList.Sign(_key, list, issued);
 
     /// <summary>
     /// A grant valid from a minute before <paramref name="now"/> (clocks differ) for <paramref name="validity"/>,

@@ -7,7 +7,7 @@ namespace P2PInference.Facilities.Trust;
 /// Decides whether a grant lets a peer act in a role of one cluster: signed by the cluster's key, for
 /// that role, naming that peer (the one the Noise handshake authenticated, never a claim), current on
 /// this node's clock (with <see cref="ClockSkew"/> of slack each way) and not on the
-/// <see cref="Revocations"/> list. Times and revocations are checked on every call, so an expired or
+/// <see cref="Revocations"/> list nor the <see cref="SignedRevocations"/>. Times and revocations are checked on every call, so an expired or
 /// revoked grant is refused as soon as the clock passes or the list changes; only the parsing and
 /// the signature check of a grant's bytes are remembered.
 /// </summary>
@@ -19,6 +19,7 @@ public sealed class GrantVerifier
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, RoleGrant> _parsed = new(StringComparer.Ordinal);
     private volatile RevocationList _revocations = RevocationList.Empty;
+    private SignedRevocationList? _signed;
 
     public GrantVerifier(ClusterId cluster, TimeProvider time, TimeSpan? clockSkew = null)
     {
@@ -43,6 +44,38 @@ public sealed class GrantVerifier
         set => _revocations = value ?? throw new ArgumentNullException(nameof(value));
     }
 
+    /// <summary>
+    /// The newest list the cluster key signed that this node holds, from the operator's file or from a peer
+    /// (<see cref="RevocationExchange"/>); null when none. Its revocations apply beside <see cref="Revocations"/>.
+    /// </summary>
+    public SignedRevocationList? SignedRevocations => Volatile.Read(ref _signed);
+
+    /// <summary>Takes <paramref name="list"/> in place of the signed list held, when the cluster key signed it and it was issued later.</summary>
+    /// <param name="reason">Why it was not taken; null when it was.</param>
+    public bool TryAdopt(SignedRevocationList list, out string? reason)
+    {
+        ArgumentNullException.ThrowIfNull(list);
+        if (!list.IsSignedBy(Cluster))
+        {
+            reason = list.Cluster == Cluster ? "its signature does not verify under the cluster key" : $"it is of another cluster ({list.Cluster})";
+            return false;
+        }
+        while (true)
+        {
+            var held = Volatile.Read(ref _signed);
+            if (held is not null && list.Issued <= held.Issued)
+            {
+                reason = $"it is not newer than the list held, issued {held.Issued:u}";
+                return false;
+            }
+            if (Interlocked.CompareExchange(ref _signed, list, held) == held)
+            {
+                reason = null;
+                return true;
+            }
+        }
+    }
+
     /// <summary>Why <paramref name="grant"/> does not let <paramref name="holder"/> act as <paramref name="role"/>, or null when it does.</summary>
     public string? Check(RoleGrant? grant, PeerId holder, GrantRole role)
     {
@@ -55,7 +88,8 @@ public sealed class GrantVerifier
         var now = _time.GetUtcNow();
         if (now + ClockSkew < grant.NotBefore) return $"its grant is not valid before {grant.NotBefore:u}";
         if (now - ClockSkew >= grant.Expiry) return $"its grant expired at {grant.Expiry:u}";
-        return _revocations.ReasonRevoked(grant) is { } revoked ? $"its {revoked}" : null;
+        var revoked = _revocations.ReasonRevoked(grant) ?? Volatile.Read(ref _signed)?.List.ReasonRevoked(grant);
+        return revoked is null ? null : $"its {revoked}";
     }
 
     /// <summary>

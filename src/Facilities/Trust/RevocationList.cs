@@ -7,7 +7,8 @@ namespace P2PInference.Facilities.Trust;
 /// <summary>
 /// Grants the operator withdrew before they expire: by serial (one grant) or by peer (every grant of
 /// that PeerId). The operator distributes it as a text file, one entry a line — a grant's serial as
-/// 16 hex digits or a PeerId — with <c>#</c> comments and blank lines ignored.
+/// 16 hex digits or a PeerId — with <c>#</c> comments and blank lines ignored; or signed with the
+/// cluster key (<see cref="SignedRevocationList"/>), which peers then hand on to each other.
 /// </summary>
 public sealed class RevocationList
 {
@@ -28,6 +29,10 @@ public sealed class RevocationList
     }
 
     public int Count => _serials.Count + _peers.Count;
+
+    internal IReadOnlyCollection<ulong> Serials => _serials;
+
+    internal IReadOnlyCollection<PeerId> Peers => _peers;
 
     /// <summary>How many of these revocations <paramref name="next"/> no longer holds: what taking it would lift.</summary>
     public int CountLiftedBy(RevocationList next)
@@ -52,10 +57,16 @@ public sealed class RevocationList
         return null;
     }
 
-    /// <exception cref="FormatException">A line is neither a serial nor a PeerId (the message names the line).</exception>
+    /// <summary>
+    /// The list in a file's text: the plain form, or a list the cluster key signed (<see cref="SignedRevocationList"/>),
+    /// whose entries are taken as they are. Whoever can check its signature does: a file is the operator's own input,
+    /// as the plain form is.
+    /// </summary>
+    /// <exception cref="FormatException">A line is neither a serial nor a PeerId (the message names the line), or a signed list does not decode.</exception>
     public static RevocationList Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
+        if (SignedRevocationList.IsSignedText(text)) return SignedRevocationList.FromText(text).List;
         var serials = new HashSet<ulong>();
         var peers = new HashSet<PeerId>();
         var number = 0;

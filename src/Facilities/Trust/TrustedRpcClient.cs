@@ -159,10 +159,50 @@ public sealed class TrustedRpcClient : IRpcClient
                 malformed = $"its grant is malformed: {e.Message}";
             }
         }
+        // A peer that proves a grant of this cluster may hold a newer revocation list, perhaps one revoking it: it is
+        // asked before the grant is used. Peers without a valid grant are not asked anything more.
+        if (grant is not null && _verifier.Check(grant, peer, grant.Role) is null) await AdoptRevocationsFromAsync(peer, queryTimeout / 2, cancellationToken);
         presented = new Presented(grant, malformed, time.GetTimestamp());
         if (_presented.Count >= MaxRemembered) _presented.Clear();
         _presented[peer] = presented;
         return presented;
+    }
+
+    /// <summary>
+    /// Asks <paramref name="peer"/> for a signed revocation list newer than the one held (<see cref="RevocationExchange"/>)
+    /// and takes one the cluster key signed. Best effort: a peer that does not answer, or answers with anything else, is
+    /// not held to account for it, since its grant is what is being checked.
+    /// </summary>
+    private async Task AdoptRevocationsFromAsync(PeerId peer, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        byte[] answer;
+        try
+        {
+            answer = await _inner.RequestAsync(peer, RevocationExchange.Method, RevocationExchange.Request(_verifier.SignedRevocations),
+                new RpcCallOptions { Timeout = timeout, Idempotent = true }, cancellationToken);
+        }
+        catch (RpcException e)
+        {
+            _logger.LogDebug("{Peer} gave no revocation list: {Message}", peer, e.Message);
+            return;
+        }
+        if (answer.Length == 0) return;
+        SignedRevocationList list;
+        try
+        {
+            list = SignedRevocationList.Decode(answer);
+        }
+        catch (FormatException e)
+        {
+            _logger.LogWarning("{Peer} sent a malformed revocation list: {Message}", peer, e.Message);
+            return;
+        }
+        if (_verifier.TryAdopt(list, out var reason))
+            _logger.LogInformation("took the {List} from {Peer}", list, peer);
+        else if (_verifier.SignedRevocations?.Issued >= list.Issued)
+            _logger.LogDebug("not taking the revocation list {Peer} sent: {Reason}", peer, reason); // another peer's came first
+        else
+            _logger.LogWarning("not taking the revocation list {Peer} sent: {Reason}", peer, reason);
     }
 
     public async Task<byte[]> RequestAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken)

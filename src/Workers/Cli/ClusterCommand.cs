@@ -7,9 +7,10 @@ using P2PInference.Facilities.Trust;
 namespace P2PInference.Workers.Cli;
 
 /// <summary>
-/// <c>p2pinference cluster init|grant</c>: the operator's trust root. <c>init</c> creates the cluster
+/// <c>p2pinference cluster init|grant|revoke</c>: the operator's trust root. <c>init</c> creates the cluster
 /// key (owner-only) and prints the cluster id clients are given; <c>grant</c> signs a role grant for
-/// one PeerId, which that worker then runs with (<c>run ROLE --grant FILE</c>).
+/// one PeerId, which that worker then runs with (<c>run ROLE --grant FILE</c>); <c>revoke</c> signs a
+/// revocation list, which workers load (<c>Trust:RevocationList</c>) and hand on to each other and to clients.
 /// </summary>
 internal static class ClusterCommand
 {
@@ -20,6 +21,7 @@ internal static class ClusterCommand
         var command = new Command("cluster", "Create a cluster key and issue role grants (who may act as auth, gateway or processor)");
         command.Subcommands.Add(Init(output, error));
         command.Subcommands.Add(Grant(output, error));
+        command.Subcommands.Add(Revoke(output, error));
         return command;
     }
 
@@ -76,6 +78,37 @@ internal static class ClusterCommand
                     expiry = grant.Expiry,
                 })
                 : grant.ToString());
+            return 0;
+        }));
+        return command;
+    }
+
+    private static Command Revoke(TextWriter output, TextWriter error)
+    {
+        var keyPath = new Option<string>("--cluster-key") { Description = "The cluster key file (from cluster init)", Required = true };
+        var list = new Option<string>("--list") { Description = "The revocation list: a grant serial (16 hex digits) or a PeerId a line, # comments", Required = true };
+        var path = new Option<string>("--out", "-o") { Description = "Where to write the signed list (give it to a worker as Trust:RevocationList)", Required = true };
+        var json = CliOptions.Json();
+        var command = new Command("revoke", "Sign a revocation list that workers hand on to each other and to clients; it replaces any list signed before")
+        {
+            keyPath, list, path, json,
+        };
+        command.SetAction((result, _) => CliErrors.RunAsync(error, async () =>
+        {
+            var revocations = RevocationList.Load(result.GetValue(list)!);
+            var key = ClusterKey.Load(result.GetValue(keyPath)!);
+            var signed = key.SignRevocations(revocations, TimeProvider.System.GetUtcNow());
+            var full = Path.GetFullPath(result.GetValue(path)!);
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            await File.WriteAllTextAsync(full, signed.ToText() + "\n");
+            await output.WriteLineAsync(result.GetValue(json)
+                ? JsonSerializer.Serialize(new
+                {
+                    clusterId = signed.Cluster.ToString(),
+                    issued = signed.Issued,
+                    entries = signed.List.Count,
+                })
+                : signed.ToString());
             return 0;
         }));
         return command;

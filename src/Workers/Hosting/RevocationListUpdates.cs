@@ -4,7 +4,8 @@ using P2PInference.Facilities.Trust;
 namespace P2PInference.Workers.Hosting;
 
 /// <summary>
-/// Takes each read of the operator's revocation list file into <paramref name="verifier"/>. A read
+/// Takes each read of the operator's revocation list file into <paramref name="verifier"/>. A signed list
+/// (<see cref="SignedRevocationList"/>) is taken whole when it is newer than the one held. For a plain list, a read
 /// that only adds revocations is taken at once; one that lifts any is taken only when the next read,
 /// a period later, finds the same text. An operator who rewrites the file in place (truncate, then
 /// write) can be read between the two, and that read, empty or cut short, would otherwise lift the
@@ -21,6 +22,7 @@ internal sealed class RevocationListUpdates(GrantVerifier verifier, string path,
     /// <exception cref="FormatException">A line is neither a serial nor a PeerId.</exception>
     public bool Take(string text)
     {
+        if (SignedRevocationList.IsSignedText(text)) return TakeSigned(SignedRevocationList.FromText(text));
         var next = RevocationList.Parse(text);
         var lifted = verifier.Revocations.CountLiftedBy(next);
         if (lifted > 0 && text != _lifting)
@@ -41,6 +43,28 @@ internal sealed class RevocationListUpdates(GrantVerifier verifier, string path,
         _lifting = null;
         verifier.Revocations = next;
         logger.LogInformation("revocation list {Path}: {Count} entries", path, next.Count);
+        return true;
+    }
+
+    /// <summary>
+    /// A list the cluster key signed: held and handed on to peers (<see cref="RevocationExchange"/>) unless a newer one is
+    /// held already. It cannot be read cut short (a truncated one does not verify), so it is taken at once, lifts
+    /// included, and replaces whatever plain list the file held before.
+    /// </summary>
+    /// <exception cref="FormatException">It does not verify under the cluster key.</exception>
+    private bool TakeSigned(SignedRevocationList list)
+    {
+        if (!verifier.TryAdopt(list, out var reason))
+        {
+            if (!list.IsSignedBy(verifier.Cluster)) throw new FormatException($"the signed revocation list is refused: {reason}");
+            logger.LogInformation("revocation list {Path} ({List}) is not taken: {Reason}", path, list, reason);
+        }
+        else
+        {
+            logger.LogInformation("revocation list {Path}: {List}", path, list);
+        }
+        _lifting = null;
+        verifier.Revocations = RevocationList.Empty;
         return true;
     }
 }

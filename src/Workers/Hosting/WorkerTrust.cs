@@ -36,8 +36,8 @@ public static class WorkerTrust
         "then pass --cluster-key cluster.key (or --grant FILE from `p2pinference cluster grant`)";
 
     /// <summary>
-    /// What a worker of <paramref name="role"/> holding <paramref name="grant"/> runs on: the grant served to
-    /// whoever asks (<see cref="GrantExchange"/>), calls only to callees that prove their role
+    /// What a worker of <paramref name="role"/> holding <paramref name="grant"/> runs on: the grant and the newest
+    /// signed revocation list served to whoever asks (<see cref="GrantExchange"/>, <see cref="RevocationExchange"/>), calls only to callees that prove their role
     /// (<see cref="TrustedRpcClient"/>, which also presents the grant), and — for Auth and processors —
     /// a server that answers only gateways (<see cref="TrustedRpcServer"/>).
     /// </summary>
@@ -51,6 +51,7 @@ public static class WorkerTrust
             throw new InvalidOperationException(
                 $"this node ({self}, {WorkerRoles.NameOf(role)}) cannot use the grant: {unusable}");
         GrantExchange.Serve(server, grant);
+        RevocationExchange.Serve(server, verifier);
         var trustedClient = new TrustedRpcClient(client, verifier, RoleOfMethod, grant, cachePeriod, loggerFactory);
         IRpcServer trustedServer = CallerRoleOf(role) is { } callers ? new TrustedRpcServer(server, verifier, callers) : server;
         return (trustedServer, trustedClient);

@@ -132,6 +132,24 @@ public sealed class RoleGrantTests
     }, WorkerCluster.Simulation());
 
     [Test]
+    public void ASignedRevocationListGivenToAuthAlone_ReachesTheGateway_WhichStopsSendingTheRevokedProcessorWork() => SimulationTest.Run(async sim =>
+    {
+        await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
+        var revoked = network.Processor(1);
+        var list = network.Cluster.ClusterKey.SignRevocations(new RevocationList([revoked.Grant!.Serial], []), network.Cluster.Time.GetUtcNow());
+
+        network.InstallSignedRevocations(WorkerCluster.AuthNode, list);
+        // The gateway asks Auth for newer lists when it next checks Auth's grant: once its cached copy is a period old.
+        await network.AdvanceAsync(WorkerCluster.GrantCachePeriod + TimeSpan.FromSeconds(1));
+        var served = new List<string>();
+        for (var i = 0; i < 6; i++)
+            served.Add((await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: i), CancellationToken.None)).Processor);
+
+        Assert.That(served, Is.All.EqualTo(network.Processor(2).PeerId.ToString()), "the revoked processor gets no more requests");
+    }, WorkerCluster.Simulation());
+
+    [Test]
     public void Journey_WithSilentRoguesClaimingEveryRole_StaysWithinTheClientsTimeouts_AndWaitsOnEachRogueAsTheBackOffAllows() => SimulationTest.Run(async sim =>
     {
         // Rogues that announce each role's topics and never answer the grant query: each such query

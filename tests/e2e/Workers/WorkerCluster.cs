@@ -45,10 +45,10 @@ internal sealed class WorkerCluster : IAsyncDisposable
     private readonly BuiltinEngine _engine;
     private int _clients;
 
-    private readonly List<GrantVerifier> _verifiers;
+    private readonly List<(string Node, GrantVerifier Verifier)> _verifiers;
     private RevocationList _revocations = RevocationList.Empty;
 
-    private WorkerCluster(TestCluster cluster, BuiltinEngine engine, EngineGate gate, List<GrantVerifier> verifiers)
+    private WorkerCluster(TestCluster cluster, BuiltinEngine engine, EngineGate gate, List<(string Node, GrantVerifier Verifier)> verifiers)
     {
         _verifiers = verifiers;
         Cluster = cluster;
@@ -91,7 +91,7 @@ internal sealed class WorkerCluster : IAsyncDisposable
         for (var i = 1; i <= options.Processors; i++) nodes.Add(new TestNodeSpec(ProcessorName(i), "processor"));
         nodes.Add(new TestNodeSpec(ClientNode, "client") { Storage = false });
         foreach (var rogue in options.Rogues) nodes.Add(new TestNodeSpec(rogue.Name, "rogue") { Storage = false });
-        var verifiers = new List<GrantVerifier>();
+        var verifiers = new List<(string Node, GrantVerifier Verifier)>();
 
         var clusterOptions = new TestClusterOptions
         {
@@ -246,7 +246,20 @@ internal sealed class WorkerCluster : IAsyncDisposable
         _revocations = revocations;
         lock (_verifiers)
         {
-            foreach (var verifier in _verifiers) verifier.Revocations = revocations;
+            foreach (var (_, verifier) in _verifiers) verifier.Revocations = revocations;
+        }
+    }
+
+    /// <summary>
+    /// The operator gives the worker <paramref name="node"/> alone a signed revocation list (its <c>Trust:RevocationList</c>);
+    /// every other worker and client learns it from the peers whose grants it checks.
+    /// </summary>
+    public void InstallSignedRevocations(string node, SignedRevocationList list)
+    {
+        lock (_verifiers)
+        {
+            var (_, verifier) = _verifiers.Single(v => v.Node == node);
+            if (!verifier.TryAdopt(list, out var reason)) throw new ArgumentException($"{node} does not take {list}: {reason}", nameof(list));
         }
     }
 
@@ -257,15 +270,15 @@ internal sealed class WorkerCluster : IAsyncDisposable
         return rogue;
     }
 
-    private static async Task<IAsyncDisposable> StartWorkerAsync(TestNodeContext node, IWorker worker, List<GrantVerifier> verifiers,
+    private static async Task<IAsyncDisposable> StartWorkerAsync(TestNodeContext node, IWorker worker, List<(string Node, GrantVerifier Verifier)> verifiers,
         CancellationToken cancellationToken)
     {
         var rpc = node.Get<RpcNode>();
         var verifier = new GrantVerifier(node.Cluster.ClusterId, node.Time);
         lock (verifiers)
         {
-            if (verifiers.Count > 0) verifier.Revocations = verifiers[0].Revocations;
-            verifiers.Add(verifier);
+            if (verifiers.Count > 0) verifier.Revocations = verifiers[0].Verifier.Revocations;
+            verifiers.Add((node.Name, verifier));
         }
         // As the runtime does: the node's grant (of the cluster's seeded key) served, callees checked, callers checked.
         var (server, client) = WorkerTrust.Secure(WorkerRoles.Parse(worker.Role), node.Node.PeerId, new HeldGrant(node.Node.Grant!),

@@ -521,6 +521,38 @@ public sealed class WorkerRuntimeTests
         });
     }
 
+    [Test]
+    public async Task SignedRevocationList_IsEnforced_AndHandedOnToCallersOlderThanIt_AndOneOfAnotherClusterStopsTheStart(CancellationToken ct)
+    {
+        Directory.CreateDirectory(_dataDir);
+        var caller = Client();
+        var now = _time.GetUtcNow();
+        var revoked = Cluster.Issue(caller.PeerId, GrantRole.Gateway, now - TimeSpan.FromHours(1), now + TimeSpan.FromHours(1), 6);
+        var signed = Cluster.SignRevocations(new RevocationList([revoked.Serial], []), now);
+        var file = Path.Combine(_dataDir, "revoked.signed");
+        File.WriteAllText(file, signed.ToText() + "\n");
+        var runtime = Own(new WorkerRuntime(Options(WorkerRole.Processor, revocationListPath: file), new TestWorker(_facilities.Record), _facilities));
+        await runtime.StartAsync(ct);
+
+        var served = await ServedWithAsync(caller, runtime, revoked, ct);
+        var toNewcomer = await caller.RequestAsync(runtime.PeerId, RevocationExchange.Method, RevocationExchange.Request(null), null, ct);
+        var toUpToDate = await caller.RequestAsync(runtime.PeerId, RevocationExchange.Method, RevocationExchange.Request(signed), null, ct);
+
+        await runtime.StopAsync(ct); // the next start is the same node (its key is in the data directory)
+        var otherCluster = new ClusterKey(KeyPair.FromSeed(Enumerable.Repeat((byte)0x34, 32).ToArray()));
+        File.WriteAllText(file, otherCluster.SignRevocations(RevocationList.Empty, now).ToText());
+        var refused = Assert.ThrowsAsync<WorkerConfigurationException>(async () =>
+            await Own(new WorkerRuntime(Options(WorkerRole.Processor, revocationListPath: file), new TestWorker(_facilities.Record), _facilities)).StartAsync(ct));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(served, Is.False, "the signed list's revocation holds on the worker that loaded it");
+            Assert.That(toNewcomer, Is.EqualTo(signed.Bytes.ToArray()), "a caller without a list gets it");
+            Assert.That(toUpToDate, Is.Empty, "a caller holding it gets nothing");
+            Assert.That(refused!.Message, Does.Contain("Trust:RevocationList").And.Contain("another cluster"));
+        });
+    }
+
     /// <summary>Whether <paramref name="runtime"/> serves <paramref name="caller"/> presenting <paramref name="grant"/>; false when it refuses it as revoked.</summary>
     private static async Task<bool> ServedWithAsync(InMemoryRpcNode caller, WorkerRuntime runtime, RoleGrant grant, CancellationToken ct)
     {
