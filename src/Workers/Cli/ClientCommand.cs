@@ -353,7 +353,15 @@ internal static class ClientCommand
             var path = result.GetValue(shared.Profile) ?? environment.DefaultProfilePath;
             var profile = await ClientProfile.LoadAsync(path, cancellationToken);
             var session = new Session(result, shared, environment, profile, path, output, json, cancellationToken);
-            await action(session);
+            try
+            {
+                await action(session);
+            }
+            finally
+            {
+                // Also after a failure: a gateway refused as revoked is refused because of a list just learned.
+                await session.KeepLearnedRevocationsAsync();
+            }
             return Success;
         }
         catch (Exception e) when (Describe(e) is var (code, message))
@@ -532,9 +540,39 @@ internal static class ClientCommand
                 throw new ProfileException(string.IsNullOrEmpty(Profile.Token)
                     ? "not logged in: run `p2pinference client login --email E`"
                     : "the login has expired: run `p2pinference client login --email E`");
-            var client = await environment.Connect(bootstrap, new ClientOptions { Token = token, ApiKey = apiKey ?? Profile.ApiKey, ClusterId = cluster, Revocations = revocations }, cancellationToken);
+            var client = await environment.Connect(bootstrap, new ClientOptions
+            {
+                Token = token, ApiKey = apiKey ?? Profile.ApiKey, ClusterId = cluster, Revocations = revocations, SignedRevocations = KnownSignedRevocations(),
+            }, cancellationToken);
+            _connected = client;
             if (_profileChanged) await SaveProfileAsync();
             return client;
+        }
+
+        private P2PInferenceClient? _connected;
+
+        /// <summary>The signed revocation list the profile keeps; null when none, or when what it keeps does not decode (it is replaced by the next one learned).</summary>
+        private SignedRevocationList? KnownSignedRevocations()
+        {
+            if (Profile.SignedRevocations is not { } text) return null;
+            try
+            {
+                return SignedRevocationList.FromText(text);
+            }
+            catch (FormatException)
+            {
+                return null;
+            }
+        }
+
+        /// <summary>Keeps a signed revocation list newer than the profile's that a gateway handed on during the command.</summary>
+        public async Task KeepLearnedRevocationsAsync()
+        {
+            if (_connected?.SignedRevocations is not { } learned) return;
+            var text = learned.ToText();
+            if (text == Profile.SignedRevocations) return;
+            Profile.SignedRevocations = text;
+            await SaveProfileAsync();
         }
 
         public async Task SaveProfileAsync()

@@ -25,6 +25,13 @@ public sealed record ClientOptions
     /// <summary>Grants the operator revoked; gateways holding one are not called.</summary>
     public RevocationList Revocations { get; init; } = RevocationList.Empty;
 
+    /// <summary>
+    /// A signed revocation list learned before (kept in the CLI's profile): held from the start, so a gateway it revokes
+    /// is refused even when that gateway withholds it. Gateways hand on newer ones (<see cref="P2PInferenceClient.SignedRevocations"/>).
+    /// One not signed by <see cref="ClusterId"/>'s key is ignored.
+    /// </summary>
+    public SignedRevocationList? SignedRevocations { get; init; }
+
     /// <summary>How long a gateway's verified grant is believed before it is asked again.</summary>
     public TimeSpan GrantCachePeriod { get; init; } = TimeSpan.FromSeconds(30);
 

@@ -29,6 +29,12 @@ public sealed class ClientProfile
     /// <summary>The operator's revocation list file (full path): gateways whose grant is on it get no credentials.</summary>
     public string? RevocationList { get; set; }
 
+    /// <summary>
+    /// The newest signed revocation list the gateways handed on (its text), so that the next command refuses a gateway
+    /// it revokes from the start, even one that withholds it.
+    /// </summary>
+    public string? SignedRevocations { get; set; }
+
     public string? Email { get; set; }
 
     public string? Token { get; set; }

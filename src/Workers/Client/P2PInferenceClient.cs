@@ -61,8 +61,10 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         options.Validate();
         if (options.ClusterId is { } cluster)
         {
-            _trusted = new TrustedRpcClient(rpc, new GrantVerifier(cluster, options.TimeProvider) { Revocations = options.Revocations }, WorkerTrust.RoleOfMethod, ownGrant: null,
-                options.GrantCachePeriod, options.LoggerFactory);
+            var verifier = new GrantVerifier(cluster, options.TimeProvider) { Revocations = options.Revocations };
+            // A list of another cluster (the profile's cluster changed since) is simply not held.
+            if (options.SignedRevocations is { } known) verifier.TryAdopt(known, out _);
+            _trusted = new TrustedRpcClient(rpc, verifier, WorkerTrust.RoleOfMethod, ownGrant: null, options.GrantCachePeriod, options.LoggerFactory);
             rpc = _trusted;
         }
         _rpc = rpc;
@@ -94,6 +96,9 @@ public sealed class P2PInferenceClient : IAsyncDisposable
     public string? Token { get; set; }
 
     public ClientOptions Options => _options;
+
+    /// <summary>The newest signed revocation list this client holds: the one it was given, or a newer one a gateway handed on.</summary>
+    public SignedRevocationList? SignedRevocations => _trusted?.Verifier.SignedRevocations;
 
     /// <summary>
     /// Joins the network over TCP through <paramref name="bootstrap"/> (full multiaddrs ending in

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Rpc;
+using P2PInference.Facilities.Trust;
 using P2PInference.TestKit;
 using P2PInference.TestKit.Discovery;
 using P2PInference.TestKit.Rpc;
@@ -127,6 +128,42 @@ public sealed class ClientCommandTests
         Assert.That(error, Does.Contain("no valid gateway grant").And.Contain("revoked"));
         Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Login), Is.Empty, "the password was never sent");
         Assert.That((await ProfileAsync()).RevocationList, Is.EqualTo(Path.GetFullPath(list)), "later commands reread the same file");
+    }
+
+    [Test]
+    public async Task ASignedListAGatewayHandsOn_IsKeptInTheProfile_AndStillRefusesTheGatewayItRevokes_WhenTheGatewayWithholdsIt()
+    {
+        var list = FakeGateway.Cluster.SignRevocations(new RevocationList([FakeGateway.GrantSerial], []), _time.GetUtcNow());
+        _gateway.HandOn(list);
+
+        var first = await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap]);
+        var kept = (await ProfileAsync()).SignedRevocations;
+        // The revoked gateway stops handing on the list that revokes it; a new command does not need it from there.
+        _gateway.HandOn(null);
+        _time.Advance(TimeSpan.FromMinutes(5));
+        var second = await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap]);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Code, Is.Not.Zero);
+            Assert.That(first.Error, Does.Contain("revoked"), "the gateway's own list revokes it, and it is checked against it before use");
+            Assert.That(kept, Is.EqualTo(list.ToText()), "kept although the command failed");
+            Assert.That(second.Code, Is.Not.Zero);
+            Assert.That(second.Error, Does.Contain("revoked"));
+            Assert.That(_gateway.CallsOf(WorkerMethods.Gateway.Login), Is.Empty, "the password was never sent");
+        });
+    }
+
+    [Test]
+    public async Task ASignedListOfAnotherCluster_IsNeitherKeptNorHeld()
+    {
+        var other = new ClusterKey(KeyPair.FromSeed(Enumerable.Repeat((byte)0x5b, 32).ToArray()));
+        _gateway.HandOn(other.SignRevocations(new RevocationList([FakeGateway.GrantSerial], []), _time.GetUtcNow()));
+
+        var (code, _, error) = await RunAsync(["login", "--email", "ann@example.com", "--password-stdin", "--bootstrap", Bootstrap]);
+
+        Assert.That(code, Is.Zero, error);
+        Assert.That((await ProfileAsync()).SignedRevocations, Is.Null);
     }
 
     [Test]

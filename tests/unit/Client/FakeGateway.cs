@@ -33,7 +33,7 @@ internal sealed class FakeGateway : IAsyncDisposable
         var peer = KeyPair.FromSeed(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("fake gateway " + name))).PeerId;
         Node = network.CreateNode(peer);
         Dht = registry.CreateNode(peer, [Multiaddress.Memory(name)]);
-        GrantExchange.Serve(Node, Cluster.Issue(peer, GrantRole.Gateway, DateTimeOffset.UnixEpoch, new DateTimeOffset(2100, 1, 1, 0, 0, 0, TimeSpan.Zero), 1));
+        GrantExchange.Serve(Node, Cluster.Issue(peer, GrantRole.Gateway, DateTimeOffset.UnixEpoch, new DateTimeOffset(2100, 1, 1, 0, 0, 0, TimeSpan.Zero), GrantSerial));
         Handle(WorkerMethods.Gateway.Register, RegisterRequest.Parser, (r, _) => new RegisterResponse { UserId = "u1", Email = r.Email.Trim().ToLowerInvariant() });
         Handle(WorkerMethods.Gateway.Login, LoginRequest.Parser, (r, _) => r.Password == "right"
             ? new LoginResponse { Token = Token, UserId = "u1", ExpiresAtUnixMs = _time.GetUtcNow().AddHours(1).ToUnixTimeMilliseconds() }
@@ -72,6 +72,20 @@ internal sealed class FakeGateway : IAsyncDisposable
     public ConcurrentQueue<Call> Calls { get; } = new();
 
     public Task AnnounceAsync() => Dht.AnnounceAsync(WorkerTopics.Gateway, CancellationToken.None);
+
+    /// <summary>The serial of the gateway grant it presents.</summary>
+    public const ulong GrantSerial = 1;
+
+    /// <summary>Hands <paramref name="list"/> on to whoever asks for a newer one (as a worker does); null: stops answering such queries.</summary>
+    public void HandOn(SignedRevocationList? list)
+    {
+        if (list is null)
+        {
+            Node.Unrespond(RevocationExchange.Method);
+            return;
+        }
+        Node.Respond(RevocationExchange.Method, (_, _) => ValueTask.FromResult(list.Bytes));
+    }
 
     public Call[] CallsOf(string method) => Calls.Where(c => c.Method == method).ToArray();
 
