@@ -8,13 +8,32 @@ namespace P2PInference.Facilities.Trust;
 /// <see cref="Method"/> with the newest list it holds when the caller's is older, and a caller asks each peer
 /// whose grant it has just checked and found valid (<see cref="TrustedRpcClient"/>), then checks that grant again
 /// against what it got. Gateways ask Auth and processors, clients ask gateways; so a list the operator gives Auth
-/// or the processors reaches gateways and clients within a grant cache period of their next call. Peers without
-/// a valid grant are never asked. The list is signed, so a peer can only withhold it: a revoked gateway will not
+/// or the processors reaches gateways and clients within a grant cache period of their next call. The other way, a
+/// caller names the issue time of its list with each request (<see cref="MetadataKey"/>) and a callee holding an
+/// older one asks it back before serving, so a list given to a gateway reaches Auth and the processors with the
+/// gateway's next call to each. Peers without a valid grant are never asked. The list is signed, so a peer can only withhold it: a revoked gateway will not
 /// hand on the list that revokes it, and a client that meets only that gateway learns nothing from it.
 /// </summary>
 public static class RevocationExchange
 {
     public const string Method = "trust.revocations";
+
+    /// <summary>
+    /// Request metadata in which a caller holding a signed list names its issue time (unix milliseconds), so that a
+    /// callee that checks callers' grants instead of asking for callees' (Auth, processors) learns that the caller
+    /// has a newer list and asks it back (<see cref="TrustedRpcServer"/>).
+    /// </summary>
+    public const string MetadataKey = "p2p-revocations";
+
+    /// <summary>The issue time a caller claims in <see cref="MetadataKey"/>; null when it claims none or the value is not a number.</summary>
+    public static long? ClaimedIssued(IReadOnlyDictionary<string, string> metadata)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        return metadata.TryGetValue(MetadataKey, out var text)
+               && long.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var issued)
+            ? issued
+            : null;
+    }
 
     /// <summary>
     /// Answers <see cref="Method"/> from <paramref name="verifier"/>'s signed list. The request is the issue time of the

@@ -49,6 +49,11 @@ public sealed class TrustedRpcClient : IRpcClient
     private readonly HeldGrant? _ownGrant;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<PeerId, Presented> _presented = new();
+    private readonly ConcurrentDictionary<PeerId, long> _claimsAsked = new();
+    private volatile OwnMetadataCache? _ownMetadata;
+
+    /// <summary>How long a callee waits for a caller to hand on the newer list it claims (<see cref="CatchUpRevocationsAsync"/>).</summary>
+    internal static readonly TimeSpan CatchUpTimeout = TimeSpan.FromSeconds(2);
     private readonly FailedGrantQueries _failed;
 
     /// <param name="inner">The node that carries the calls.</param>
@@ -205,6 +210,21 @@ public sealed class TrustedRpcClient : IRpcClient
             _logger.LogWarning("not taking the revocation list {Peer} sent: {Reason}", peer, reason);
     }
 
+    /// <summary>
+    /// Asks <paramref name="peer"/>, a caller whose grant was checked, for its signed revocation list when it claims one
+    /// issued at <paramref name="claimedIssued"/> (unix milliseconds), later than the one held. Each peer is asked once
+    /// per claim, so one that claims a list it does not hand on costs one query, not one per request.
+    /// </summary>
+    public Task CatchUpRevocationsAsync(PeerId peer, long claimedIssued, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        if (_verifier.SignedRevocations is { } held && held.Issued.ToUnixTimeMilliseconds() >= claimedIssued) return Task.CompletedTask;
+        if (_claimsAsked.TryGetValue(peer, out var asked) && asked >= claimedIssued) return Task.CompletedTask;
+        if (_claimsAsked.Count >= MaxRemembered) _claimsAsked.Clear();
+        _claimsAsked[peer] = claimedIssued;
+        return AdoptRevocationsFromAsync(peer, CatchUpTimeout, cancellationToken);
+    }
+
     public async Task<byte[]> RequestAsync(PeerId peer, string method, ReadOnlyMemory<byte> request, RpcCallOptions? options, CancellationToken cancellationToken)
     {
         options = await ThrowUnlessTrustedAsync(peer, method, options, cancellationToken);
@@ -282,11 +302,29 @@ public sealed class TrustedRpcClient : IRpcClient
     {
         options ??= RpcCallOptions.Default;
         if (_ownGrant is null) return options;
-        var own = _ownGrant.Metadata;
+        var own = OwnMetadata(_ownGrant.Metadata);
         if (options.Metadata is not { Count: > 0 } metadata) return options with { Metadata = own };
-        var merged = new Dictionary<string, string>(metadata, StringComparer.Ordinal) { [GrantExchange.MetadataKey] = own[GrantExchange.MetadataKey] };
+        var merged = new Dictionary<string, string>(metadata, StringComparer.Ordinal);
+        foreach (var (key, value) in own) merged[key] = value;
         return options with { Metadata = merged };
     }
 
+    /// <summary>The grant's metadata and, while a signed revocation list is held, its issue time (<see cref="RevocationExchange.MetadataKey"/>); made once per grant and list.</summary>
+    private IReadOnlyDictionary<string, string> OwnMetadata(IReadOnlyDictionary<string, string> grant)
+    {
+        var list = _verifier.SignedRevocations;
+        if (list is null) return grant;
+        if (_ownMetadata is { } cached && cached.List == list && cached.Grant == grant) return cached.Merged;
+        var merged = new Dictionary<string, string>(grant, StringComparer.Ordinal)
+        {
+            [RevocationExchange.MetadataKey] = list.Issued.ToUnixTimeMilliseconds().ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        _ownMetadata = new OwnMetadataCache(list, grant, merged);
+        return merged;
+    }
+
     private sealed record Presented(RoleGrant? Grant, string? Malformed, long FetchedAt);
+
+    /// <summary>One object, swapped whole: a request reads the list, grant and metadata of one moment.</summary>
+    private sealed record OwnMetadataCache(SignedRevocationList List, IReadOnlyDictionary<string, string> Grant, IReadOnlyDictionary<string, string> Merged);
 }

@@ -17,14 +17,22 @@ public sealed class TrustedRpcServer : IRpcServer
     private readonly IRpcServer _inner;
     private readonly GrantVerifier _verifier;
 
-    public TrustedRpcServer(IRpcServer inner, GrantVerifier verifier, GrantRole requiredRole)
+    /// <param name="revocationSource">
+    /// When given, a granted caller that names a newer signed revocation list than the one held
+    /// (<see cref="RevocationExchange.MetadataKey"/>) is asked for it through this client before its request is served,
+    /// and its grant is checked again against what came.
+    /// </param>
+    public TrustedRpcServer(IRpcServer inner, GrantVerifier verifier, GrantRole requiredRole, TrustedRpcClient? revocationSource = null)
     {
         ArgumentNullException.ThrowIfNull(inner);
         ArgumentNullException.ThrowIfNull(verifier);
         _inner = inner;
         _verifier = verifier;
+        _revocationSource = revocationSource;
         RequiredRole = requiredRole;
     }
+
+    private readonly TrustedRpcClient? _revocationSource;
 
     public GrantRole RequiredRole { get; }
 
@@ -40,9 +48,23 @@ public sealed class TrustedRpcServer : IRpcServer
         _inner.Respond(method, (request, context) =>
         {
             ThrowUnlessGranted(context);
-            return handler(request, context);
+            var catchUp = CatchUp(context);
+            return catchUp.IsCompleted ? handler(request, context) : AfterCatchUpAsync(catchUp, request, context, handler);
         }, options);
     }
+
+    private async ValueTask<ReadOnlyMemory<byte>> AfterCatchUpAsync(Task catchUp, ReadOnlyMemory<byte> request, RpcCallContext context, RpcHandler handler)
+    {
+        await catchUp;
+        ThrowUnlessGranted(context);
+        return await handler(request, context);
+    }
+
+    /// <summary>The question to a caller that claims a newer revocation list; completed at once when there is none to ask.</summary>
+    private Task CatchUp(RpcCallContext context) =>
+        _revocationSource is not null && RevocationExchange.ClaimedIssued(context.Metadata) is { } claimed
+            ? _revocationSource.CatchUpRevocationsAsync(context.RemotePeer, claimed, context.CancellationToken)
+            : Task.CompletedTask;
 
     public void RespondStreaming(string method, RpcStreamingHandler handler, RpcMethodOptions? options = null)
     {
@@ -53,8 +75,17 @@ public sealed class TrustedRpcServer : IRpcServer
         {
             // Checked when the call arrives, not when the stream is first pulled: the handler never starts for a refused caller.
             ThrowUnlessGranted(context);
-            return inner(request, context);
+            var catchUp = CatchUp(context);
+            return catchUp.IsCompleted ? inner(request, context) : AfterCatchUpStreamingAsync(catchUp, request, context, inner);
         }
+    }
+
+    private async IAsyncEnumerable<ReadOnlyMemory<byte>> AfterCatchUpStreamingAsync(Task catchUp, ReadOnlyMemory<byte> request, RpcCallContext context,
+        RpcStreamingHandler inner)
+    {
+        await catchUp;
+        ThrowUnlessGranted(context);
+        await foreach (var item in inner(request, context)) yield return item;
     }
 
     public bool Unrespond(string method) => _inner.Unrespond(method);

@@ -53,7 +53,7 @@ public static class WorkerTrust
         GrantExchange.Serve(server, grant);
         RevocationExchange.Serve(server, verifier);
         var trustedClient = new TrustedRpcClient(client, verifier, RoleOfMethod, grant, cachePeriod, loggerFactory);
-        IRpcServer trustedServer = CallerRoleOf(role) is { } callers ? new TrustedRpcServer(server, verifier, callers) : server;
+        IRpcServer trustedServer = CallerRoleOf(role) is { } callers ? new TrustedRpcServer(server, verifier, callers, trustedClient) : server;
         return (trustedServer, trustedClient);
     }
 

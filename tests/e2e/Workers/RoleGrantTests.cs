@@ -132,7 +132,7 @@ public sealed class RoleGrantTests
     }, WorkerCluster.Simulation());
 
     [Test]
-    public void ASignedRevocationListGivenToAuthAlone_ReachesTheGateway_WhichStopsSendingTheRevokedProcessorWork() => SimulationTest.Run(async sim =>
+    public void ASignedRevocationListGivenToAuthAlone_ReachesTheGatewayAndTheProcessors_AndTheRevokedProcessorGetsNoMoreWork() => SimulationTest.Run(async sim =>
     {
         await using var network = await WorkerCluster.StartAsync(null, CancellationToken.None);
         var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
@@ -147,6 +147,8 @@ public sealed class RoleGrantTests
             served.Add((await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: i), CancellationToken.None)).Processor);
 
         Assert.That(served, Is.All.EqualTo(network.Processor(2).PeerId.ToString()), "the revoked processor gets no more requests");
+        Assert.That(network.SignedRevocationsOf(WorkerCluster.ProcessorName(2))?.Issued, Is.EqualTo(list.Issued),
+            "the processor, which never asks gateways for grants, learned it from the gateway's requests");
     }, WorkerCluster.Simulation());
 
     [Test]

@@ -250,6 +250,12 @@ internal sealed class WorkerCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>The signed revocation list the worker <paramref name="node"/> holds now; null when none.</summary>
+    public SignedRevocationList? SignedRevocationsOf(string node)
+    {
+        lock (_verifiers) return _verifiers.Single(v => v.Node == node).Verifier.SignedRevocations;
+    }
+
     /// <summary>
     /// The operator gives the worker <paramref name="node"/> alone a signed revocation list (its <c>Trust:RevocationList</c>);
     /// every other worker and client learns it from the peers whose grants it checks.

@@ -102,6 +102,41 @@ public sealed class RevocationExchangeTests
         Assert.That(gateway.Calls, Is.EqualTo(1));
     });
 
+    [Test]
+    public void AGatewayHoldingANewerList_HandsItToTheProcessorItCalls_BeforeTheRequestIsServed() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var processor = world.Server("processor", GrantRole.Processor, callers: GrantRole.Gateway);
+        var gateway = world.Peer("gateway", GrantRole.Gateway, serial: 8);
+        var list = world.Cluster.SignRevocations(new RevocationList([99], []), world.Now);
+        gateway.Verifier.TryAdopt(list, out _);
+        var caller = world.Caller(gateway, GrantRole.Gateway, serial: 8, calls: GrantRole.Processor);
+
+        var answer = await caller.RequestAsync(processor.PeerId, ProcessorMethod, ReadOnlyMemory<byte>.Empty, null, CancellationToken.None);
+
+        Assert.That(answer, Is.Not.Empty);
+        Assert.That(processor.Verifier.SignedRevocations?.Issued, Is.EqualTo(list.Issued), "a processor never asks gateways for their grants, yet learns the list");
+        Assert.That(gateway.RevocationQueries, Is.EqualTo(1));
+    });
+
+    [Test]
+    public void ACallerThatClaimsANewerListItDoesNotHandOn_IsAskedOnce_AndServed() => SimulationTest.Run(async sim =>
+    {
+        var world = new World(sim);
+        var processor = world.Server("processor", GrantRole.Processor, callers: GrantRole.Gateway);
+        var gateway = world.Peer("gateway", GrantRole.Gateway, serial: 8, answer: []);
+        gateway.Verifier.TryAdopt(world.Cluster.SignRevocations(new RevocationList([99], []), world.Now), out _);
+        var caller = world.Caller(gateway, GrantRole.Gateway, serial: 8, calls: GrantRole.Processor);
+
+        for (var i = 0; i < 3; i++) await caller.RequestAsync(processor.PeerId, ProcessorMethod, ReadOnlyMemory<byte>.Empty, null, CancellationToken.None);
+
+        Assert.That(gateway.RevocationQueries, Is.EqualTo(1), "once per claim, not once per request");
+        Assert.That(processor.Verifier.SignedRevocations, Is.Null);
+        Assert.That(processor.Calls, Is.EqualTo(3));
+    });
+
+    private const string ProcessorMethod = "processor.who";
+
     private static byte[] Broken(SignedRevocationList list)
     {
         var bytes = list.Bytes.ToArray();
@@ -113,6 +148,7 @@ public sealed class RevocationExchangeTests
     private sealed class World(SimulationExecutor sim)
     {
         private readonly InMemoryRpcNetwork _network = new(sim.Clock);
+        private readonly Dictionary<PeerId, InMemoryRpcNode> _nodes = [];
 
         public ClusterKey Cluster { get; } = new(KeyPair.FromRandom(sim.CreateRandom("revocation-exchange", "cluster")));
 
@@ -123,6 +159,7 @@ public sealed class RevocationExchangeTests
         {
             var key = KeyPair.FromRandom(sim.CreateRandom("revocation-exchange", name));
             var node = _network.CreateNode(key.PeerId);
+            _nodes[key.PeerId] = node;
             var grant = (grantCluster ?? Cluster).Issue(key.PeerId, role, Now - TimeSpan.FromHours(1), Now + TimeSpan.FromDays(1), serial);
             var peer = new Peer(key.PeerId, new GrantVerifier(Cluster.Id, sim.Clock));
             GrantExchange.Serve(node, grant);
@@ -139,6 +176,32 @@ public sealed class RevocationExchangeTests
                 return ValueTask.FromResult<ReadOnlyMemory<byte>>("ok"u8.ToArray());
             });
             return peer;
+        }
+
+        /// <summary>A worker that serves only callers holding <paramref name="callers"/>' grant, and catches up with the lists they claim.</summary>
+        public Peer Server(string name, GrantRole role, GrantRole callers)
+        {
+            var key = KeyPair.FromRandom(sim.CreateRandom("revocation-exchange", name));
+            var node = _network.CreateNode(key.PeerId);
+            var peer = new Peer(key.PeerId, new GrantVerifier(Cluster.Id, sim.Clock));
+            var grant = new HeldGrant(Cluster.Issue(key.PeerId, role, Now - TimeSpan.FromHours(1), Now + TimeSpan.FromDays(1), 1000));
+            GrantExchange.Serve(node, grant);
+            RevocationExchange.Serve(node, peer.Verifier);
+            var own = new TrustedRpcClient(node, peer.Verifier, _ => null, grant);
+            new TrustedRpcServer(node, peer.Verifier, callers, own).Respond(ProcessorMethod, (_, _) =>
+            {
+                peer.Calls++;
+                return ValueTask.FromResult<ReadOnlyMemory<byte>>("ok"u8.ToArray());
+            });
+            return peer;
+        }
+
+        /// <summary><paramref name="peer"/>'s own client: it presents its grant and names its list with every request.</summary>
+        public TrustedRpcClient Caller(Peer peer, GrantRole role, ulong serial, GrantRole calls)
+        {
+            var node = _nodes[peer.PeerId];
+            var grant = new HeldGrant(Cluster.Issue(peer.PeerId, role, Now - TimeSpan.FromHours(1), Now + TimeSpan.FromDays(1), serial));
+            return new TrustedRpcClient(node, peer.Verifier, m => m == ProcessorMethod ? calls : null, grant);
         }
 
         public Client Client()
