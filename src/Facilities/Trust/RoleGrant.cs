@@ -73,7 +73,7 @@ public sealed class RoleGrant
     internal ReadOnlySpan<byte> Encoded => _encoded;
 
     /// <summary>The grant as one line of text (base64url, no padding): the grant file's content and the RPC metadata value.</summary>
-    public string ToText() => Convert.ToBase64String(_encoded).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+    public string ToText() => ClusterSignedEncoding.ToBase64Url(_encoded);
 
     /// <summary>Signs a new grant with <paramref name="clusterKey"/>.</summary>
     internal static RoleGrant Sign(KeyPair clusterKey, GrantRole role, PeerId peer, DateTimeOffset notBefore, DateTimeOffset expiry, ulong serial)
@@ -98,7 +98,7 @@ public sealed class RoleGrant
         BinaryPrimitives.WriteInt64BigEndian(body[at..], nb);
         BinaryPrimitives.WriteInt64BigEndian(body[(at + 8)..], exp);
         BinaryPrimitives.WriteUInt64BigEndian(body[(at + 16)..], serial);
-        var signature = clusterKey.Sign(SignedBytes(body));
+        var signature = clusterKey.Sign(ClusterSignedEncoding.SignedBytes(SignatureContext, body));
         signature.CopyTo(encoded, encoded.Length - SignatureSize);
         return Decode(encoded);
     }
@@ -139,18 +139,7 @@ public sealed class RoleGrant
         ArgumentNullException.ThrowIfNull(text);
         text = text.Trim();
         if (text.Length > (MaxEncodedLength * 4 / 3) + 4) throw new FormatException($"a grant is at most {MaxEncodedLength} bytes");
-        var base64 = text.Replace('-', '+').Replace('_', '/');
-        base64 = base64.PadRight(base64.Length + ((4 - (base64.Length % 4)) % 4), '=');
-        byte[] bytes;
-        try
-        {
-            bytes = Convert.FromBase64String(base64);
-        }
-        catch (FormatException e)
-        {
-            throw new FormatException($"a grant is one line of base64url: {e.Message}", e);
-        }
-        return Decode(bytes);
+        return Decode(ClusterSignedEncoding.FromBase64Url(text, "a grant"));
     }
 
     /// <summary>True when the cluster key named in the grant signed it.</summary>
@@ -158,19 +147,9 @@ public sealed class RoleGrant
     {
         var known = Volatile.Read(ref _signature);
         if (known != 0) return known == 1;
-        var body = _encoded.AsSpan(0, _encoded.Length - SignatureSize);
-        var valid = Cluster.Key.Verify(SignedBytes(body), _encoded.AsSpan(_encoded.Length - SignatureSize));
+        var valid = ClusterSignedEncoding.Verify(Cluster, SignatureContext, _encoded);
         Volatile.Write(ref _signature, valid ? 1 : 2);
         return valid;
-    }
-
-    private static byte[] SignedBytes(ReadOnlySpan<byte> body)
-    {
-        var context = SignatureContext;
-        var signed = new byte[context.Length + body.Length];
-        context.CopyTo(signed);
-        body.CopyTo(signed.AsSpan(context.Length));
-        return signed;
     }
 
     public override string ToString() =>

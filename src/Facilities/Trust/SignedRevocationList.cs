@@ -37,7 +37,7 @@ public sealed class SignedRevocationList
     internal static ReadOnlySpan<byte> SignatureContext => "p2pinference/revocation-list/v1\0"u8;
 
     private const int KeyLength = 32;
-    private const int SignatureSize = 64;
+    private const int SignatureSize = RoleGrant.SignatureSize;
     private const int FixedLength = 1 + KeyLength + 8 + 4 + 4 + SignatureSize;
 
     private readonly byte[] _encoded;
@@ -95,7 +95,7 @@ public sealed class SignedRevocationList
             peer.CopyTo(body[at..]);
             at += peer.Length;
         }
-        clusterKey.Sign(SignedBytes(body)).CopyTo(encoded, length - SignatureSize);
+        clusterKey.Sign(ClusterSignedEncoding.SignedBytes(SignatureContext, body)).CopyTo(encoded, length - SignatureSize);
         return Decode(encoded);
     }
 
@@ -147,8 +147,7 @@ public sealed class SignedRevocationList
         if (Cluster != cluster) return false;
         var known = Volatile.Read(ref _signature);
         if (known != 0) return known == 1;
-        var body = _encoded.AsSpan(0, _encoded.Length - SignatureSize);
-        var valid = Cluster.Key.Verify(SignedBytes(body), _encoded.AsSpan(_encoded.Length - SignatureSize));
+        var valid = ClusterSignedEncoding.Verify(Cluster, SignatureContext, _encoded);
         Volatile.Write(ref _signature, valid ? 1 : 2);
         return valid;
     }
@@ -157,7 +156,7 @@ public sealed class SignedRevocationList
     public const string TextPrefix = "p2pinference-revocations-v1:";
 
     /// <summary>The list as the file holds it: <see cref="TextPrefix"/> and base64url, one line.</summary>
-    public string ToText() => TextPrefix + Convert.ToBase64String(_encoded).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+    public string ToText() => TextPrefix + ClusterSignedEncoding.ToBase64Url(_encoded);
 
     /// <summary>Whether <paramref name="text"/> is meant as a signed list (rather than a plain one).</summary>
     public static bool IsSignedText(string text)
@@ -175,27 +174,7 @@ public sealed class SignedRevocationList
         if (!text.StartsWith(TextPrefix, StringComparison.Ordinal)) throw new FormatException($"a signed revocation list starts with '{TextPrefix}'");
         var payload = text[TextPrefix.Length..];
         if (payload.Length > (MaxEncodedLength * 4 / 3) + 4) throw new FormatException($"a signed revocation list is at most {MaxEncodedLength} bytes");
-        var base64 = payload.Replace('-', '+').Replace('_', '/');
-        base64 = base64.PadRight(base64.Length + ((4 - (base64.Length % 4)) % 4), '=');
-        byte[] bytes;
-        try
-        {
-            bytes = Convert.FromBase64String(base64);
-        }
-        catch (FormatException e)
-        {
-            throw new FormatException($"a signed revocation list is one line of base64url after its prefix: {e.Message}", e);
-        }
-        return Decode(bytes);
-    }
-
-    private static byte[] SignedBytes(ReadOnlySpan<byte> body)
-    {
-        var context = SignatureContext;
-        var signed = new byte[context.Length + body.Length];
-        context.CopyTo(signed);
-        body.CopyTo(signed.AsSpan(context.Length));
-        return signed;
+        return Decode(ClusterSignedEncoding.FromBase64Url(payload, "a signed revocation list after its prefix"));
     }
 
     public override string ToString() =>

@@ -3,6 +3,7 @@ using P2PInference.Facilities.Rpc;
 using P2PInference.Facilities.Trust;
 using P2PInference.TestKit.Rpc;
 using P2PInference.TestKit.Simulation;
+using static P2PInference.Tests.Unit.Support.RpcTestCalls;
 
 namespace P2PInference.Tests.Unit.Trust;
 
@@ -42,7 +43,7 @@ public sealed class RevocationExchangeTests
         var client = world.Client();
 
         await client.Trusted.RequestAsync(honest.PeerId, Method, ReadOnlyMemory<byte>.Empty, null, CancellationToken.None);
-        var refused = await world.FailureAsync(() => client.Trusted.RequestAsync(revoked.PeerId, Method, ReadOnlyMemory<byte>.Empty, null, CancellationToken.None));
+        var refused = await ErrorOf(() => client.Trusted.RequestAsync(revoked.PeerId, Method, ReadOnlyMemory<byte>.Empty, null, CancellationToken.None));
 
         Assert.That(refused.Code, Is.EqualTo(RpcStatusCode.Unavailable));
         Assert.That(refused.NotDelivered, Is.True);
@@ -208,20 +209,6 @@ public sealed class RevocationExchangeTests
         {
             var node = _network.CreateNode(KeyPair.FromRandom(sim.CreateRandom("revocation-exchange", "client")).PeerId);
             return new Client(new TrustedRpcClient(node, new GrantVerifier(Cluster.Id, sim.Clock), m => m == Method ? GrantRole.Gateway : null, ownGrant: null));
-        }
-
-        public async Task<RpcException> FailureAsync(Func<Task> call)
-        {
-            try
-            {
-                await call();
-            }
-            catch (RpcException e)
-            {
-                return e;
-            }
-            Assert.Fail("the call succeeded");
-            throw new InvalidOperationException();
         }
     }
 
