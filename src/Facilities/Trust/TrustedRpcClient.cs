@@ -14,7 +14,9 @@ namespace P2PInference.Facilities.Trust;
 /// the <see cref="GrantVerifier"/>. Topic calls skip providers that fail the check (logged at debug);
 /// a call to one peer that fails it is <see cref="RpcStatusCode.Unavailable"/> with the reason, marked
 /// <see cref="RpcException.NotDelivered"/> since the peer was sent nothing of it (so a caller may try another). The
-/// node's own grant, when it has one, goes with every request so callees can check the caller too.
+/// node's own grant, when it has one, goes with every request so callees can check the caller too, and so does the
+/// issue time of the signed revocation list it holds. A peer whose grant it fetches and finds valid is asked for a
+/// newer signed list first (<see cref="RevocationExchange"/>), and the grant is checked against what came.
 /// </summary>
 /// <remarks>
 /// Expiry and revocation are checked on every call against the remembered grant, so they take
@@ -43,6 +45,9 @@ public sealed class TrustedRpcClient : IRpcClient
     /// </summary>
     internal static readonly TimeSpan ShortestJudgedQuery = TimeSpan.FromSeconds(1);
 
+    /// <summary>How long a callee waits for a caller to hand on the newer list it claims (<see cref="CatchUpRevocationsAsync"/>).</summary>
+    internal static readonly TimeSpan CatchUpTimeout = TimeSpan.FromSeconds(2);
+
     private readonly IRpcClient _inner;
     private readonly GrantVerifier _verifier;
     private readonly Func<string, GrantRole?> _roleOf;
@@ -50,11 +55,8 @@ public sealed class TrustedRpcClient : IRpcClient
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<PeerId, Presented> _presented = new();
     private readonly ConcurrentDictionary<PeerId, long> _claimsAsked = new();
-    private volatile OwnMetadataCache? _ownMetadata;
-
-    /// <summary>How long a callee waits for a caller to hand on the newer list it claims (<see cref="CatchUpRevocationsAsync"/>).</summary>
-    internal static readonly TimeSpan CatchUpTimeout = TimeSpan.FromSeconds(2);
     private readonly FailedGrantQueries _failed;
+    private volatile OwnMetadataCache? _ownMetadata;
 
     /// <param name="inner">The node that carries the calls.</param>
     /// <param name="verifier">The cluster and clock the grants are checked against.</param>

@@ -16,6 +16,7 @@ public sealed class TrustedRpcServer : IRpcServer
 {
     private readonly IRpcServer _inner;
     private readonly GrantVerifier _verifier;
+    private readonly TrustedRpcClient? _revocationSource;
 
     /// <param name="revocationSource">
     /// When given, a granted caller that names a newer signed revocation list than the one held
@@ -31,8 +32,6 @@ public sealed class TrustedRpcServer : IRpcServer
         _revocationSource = revocationSource;
         RequiredRole = requiredRole;
     }
-
-    private readonly TrustedRpcClient? _revocationSource;
 
     public GrantRole RequiredRole { get; }
 

@@ -23,7 +23,8 @@ namespace P2PInference.Benchmarks.Trust;
 /// interleaved (alternating order, round by round) so a shared machine's load falls on both alike:
 /// <list type="number">
 /// <item>connection setup as a caller sees it before its first call: a fresh caller dials (TCP, Noise,
-/// Yamux, identify), fetches and verifies the callee's grant (<c>trust.grant</c>), and makes one small
+/// Yamux, identify), fetches and verifies the callee's grant (<c>trust.grant</c>) and asks it for a newer revocation
+/// list (<c>trust.revocations</c>), and makes one small
 /// call carrying its own grant, which the callee verifies — against the same dial and call without either;</item>
 /// <item>the gateway path (clients → gateway → processors) and one RPC hop with a trivial handler, through
 /// workers that check grants as shipped against the same workers started with
@@ -101,7 +102,7 @@ public static class GrantCostBenchmark
         var errors = inferOn.Errors + inferOff.Errors + hopOn.Errors + hopOff.Errors;
         if (errors > 0) text.AppendLine(CultureInfo.InvariantCulture, $"- {errors} requests failed (on: {inferOn.Errors + hopOn.Errors}, off: {inferOff.Errors + hopOff.Errors}); they are not in the figures");
         text.AppendLine(CultureInfo.InvariantCulture,
-            $"- connection setup: checks add {connectOn.P50 - connectOff.P50:0.00} ms at p50 and {connectOn.CpuMedian - connectOff.CpuMedian:0} µs of CPU (median; both ends, the caller's host made and closed counted in both) per new connection: one more round trip (trust.grant) and an Ed25519 verification at each end");
+            $"- connection setup: checks add {connectOn.P50 - connectOff.P50:0.00} ms at p50 and {connectOn.CpuMedian - connectOff.CpuMedian:0} µs of CPU (median; both ends, the caller's host made and closed counted in both) per new connection: two more round trips (trust.grant, then trust.revocations once the grant verifies) and an Ed25519 verification at each end");
         text.AppendLine(CultureInfo.InvariantCulture,
             $"- CPU per request (all workers are in this process): gateway path {inferOn.CpuPerOp:0} on, {inferOff.CpuPerOp:0} off; one hop {hopOn.CpuPerOp:0} on, {hopOff.CpuPerOp:0} off; twin hop {twinOn.CpuPerOp:0.0} on, {twinOff.CpuPerOp:0.0} off (µs)");
         text.AppendLine(CultureInfo.InvariantCulture,
