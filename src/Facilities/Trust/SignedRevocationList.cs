@@ -178,5 +178,5 @@ public sealed class SignedRevocationList
     }
 
     public override string ToString() =>
-        $"revocation list of cluster {Cluster} issued {Issued.ToString("u", System.Globalization.CultureInfo.InvariantCulture)}: {List.Count} entries";
+        $"revocation list of cluster {Cluster} issued {Issued.ToString("u", System.Globalization.CultureInfo.InvariantCulture)}, {List.Count} {(List.Count == 1 ? "entry" : "entries")}";
 }
