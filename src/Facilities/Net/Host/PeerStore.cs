@@ -176,11 +176,12 @@ public sealed class PeerStore
         var now = _time.GetUtcNow();
         var expires = now + (source == AddressSource.Self ? SelfAddressTtl : ThirdPartyAddressTtl);
         var listed = unlistedBy is not null;
+        Debug.Assert(!listed || source == AddressSource.Self, "only the peer itself lists its addresses");
         lock (_lock)
         {
             var record = GetOrCreateLocked(peer, now);
             if (RemoveExpired(record.Addresses, now)) record.Snapshot = null;
-            if (listed && RemoveUnlisted(record.Addresses, unlistedBy!)) record.Snapshot = null;
+            if (unlistedBy is not null && RemoveUnlisted(record.Addresses, unlistedBy)) record.Snapshot = null;
             // Most peers have one or two addresses; a list's default first growth holds four.
             if (record.Addresses.Capacity == 0 && addresses.TryGetNonEnumeratedCount(out var expected))
                 record.Addresses.Capacity = Math.Min(expected, MaxAddressesPerPeer);
@@ -194,7 +195,7 @@ public sealed class PeerStore
                     var known = record.Addresses[index];
                     if (heardOver < known.HeardOver) record.Addresses[index] = known = known with { HeardOver = heardOver };
                     // Hearing a self-reported address again from a third party neither demotes nor extends it.
-                    if (listed && !known.Listed) record.Addresses[index] = known = known with { Listed = true };
+                    // Listed addresses come with the strongest source, so this branch marks them.
                     if (source >= known.Source)
                     {
                         record.Addresses[index] = new AddressEntry(plain, source, expires, known.HeardOver, known.Listed || listed);
