@@ -52,13 +52,13 @@ public sealed class GrantVerifier
 
     /// <summary>Takes <paramref name="list"/> in place of the signed list held, when the cluster key signed it and it was issued later.</summary>
     /// <param name="reason">Why it was not taken; null when it was.</param>
-    public bool TryAdopt(SignedRevocationList list, out string? reason)
+    public RevocationListAdoption Adopt(SignedRevocationList list, out string? reason)
     {
         ArgumentNullException.ThrowIfNull(list);
         if (!list.IsSignedBy(Cluster))
         {
             reason = list.Cluster == Cluster ? "its signature does not verify under the cluster key" : $"it is of another cluster ({list.Cluster})";
-            return false;
+            return RevocationListAdoption.Refused;
         }
         while (true)
         {
@@ -66,12 +66,12 @@ public sealed class GrantVerifier
             if (held is not null && list.Issued <= held.Issued)
             {
                 reason = $"it is not newer than the list held, issued {held.Issued:u}";
-                return false;
+                return RevocationListAdoption.NotNewer;
             }
             if (Interlocked.CompareExchange(ref _signed, list, held) == held)
             {
                 reason = null;
-                return true;
+                return RevocationListAdoption.Taken;
             }
         }
     }

@@ -204,12 +204,18 @@ public sealed class TrustedRpcClient : IRpcClient
             _logger.LogWarning("{Peer} sent a malformed revocation list: {Message}", peer, e.Message);
             return;
         }
-        if (_verifier.TryAdopt(list, out var reason))
-            _logger.LogInformation("took the {List} from {Peer}", list, peer);
-        else if (_verifier.SignedRevocations?.Issued >= list.Issued)
-            _logger.LogDebug("not taking the revocation list {Peer} sent: {Reason}", peer, reason); // another peer's came first
-        else
-            _logger.LogWarning("not taking the revocation list {Peer} sent: {Reason}", peer, reason);
+        switch (_verifier.Adopt(list, out var reason))
+        {
+            case RevocationListAdoption.Taken:
+                _logger.LogInformation("took the {List} from {Peer}", list, peer);
+                break;
+            case RevocationListAdoption.NotNewer:
+                _logger.LogDebug("not taking the revocation list {Peer} sent: {Reason}", peer, reason); // another peer's came first
+                break;
+            default:
+                _logger.LogWarning("not taking the revocation list {Peer} sent: {Reason}", peer, reason);
+                break;
+        }
     }
 
     /// <summary>

@@ -63,7 +63,7 @@ public sealed class P2PInferenceClient : IAsyncDisposable
         {
             var verifier = new GrantVerifier(cluster, options.TimeProvider) { Revocations = options.Revocations };
             // A list of another cluster (the profile's cluster changed since) is simply not held.
-            if (options.SignedRevocations is { } known) verifier.TryAdopt(known, out _);
+            if (options.SignedRevocations is { } known) verifier.Adopt(known, out _);
             _trusted = new TrustedRpcClient(rpc, verifier, WorkerTrust.RoleOfMethod, ownGrant: null, options.GrantCachePeriod, options.LoggerFactory);
             rpc = _trusted;
         }

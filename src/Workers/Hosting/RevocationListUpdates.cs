@@ -54,14 +54,16 @@ internal sealed class RevocationListUpdates(GrantVerifier verifier, string path,
     /// <exception cref="FormatException">It does not verify under the cluster key.</exception>
     private bool TakeSigned(SignedRevocationList list)
     {
-        if (!verifier.TryAdopt(list, out var reason))
+        switch (verifier.Adopt(list, out var reason))
         {
-            if (!list.IsSignedBy(verifier.Cluster)) throw new FormatException($"the signed revocation list is refused: {reason}");
-            logger.LogInformation("revocation list {Path} ({List}) is not taken: {Reason}", path, list, reason);
-        }
-        else
-        {
-            logger.LogInformation("revocation list {Path}: {List}", path, list);
+            case RevocationListAdoption.Refused:
+                throw new FormatException($"the signed revocation list is refused: {reason}");
+            case RevocationListAdoption.NotNewer:
+                logger.LogInformation("revocation list {Path} ({List}) is not taken: {Reason}", path, list, reason);
+                break;
+            default:
+                logger.LogInformation("revocation list {Path}: {List}", path, list);
+                break;
         }
         _lifting = null;
         verifier.Revocations = RevocationList.Empty;

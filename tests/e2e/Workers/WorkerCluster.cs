@@ -265,7 +265,7 @@ internal sealed class WorkerCluster : IAsyncDisposable
         lock (_verifiers)
         {
             var (_, verifier) = _verifiers.Single(v => v.Node == node);
-            if (!verifier.TryAdopt(list, out var reason)) throw new ArgumentException($"{node} does not take {list}: {reason}", nameof(list));
+            if (verifier.Adopt(list, out var reason) != RevocationListAdoption.Taken) throw new ArgumentException($"{node} does not take {list}: {reason}", nameof(list));
         }
     }
 

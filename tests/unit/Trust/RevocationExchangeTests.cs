@@ -22,7 +22,7 @@ public sealed class RevocationExchangeTests
         var world = new World(sim);
         var gateway = world.Peer("gateway", GrantRole.Gateway, serial: 7);
         var list = world.Cluster.SignRevocations(new RevocationList([7], []), world.Now);
-        Assert.That(gateway.Verifier.TryAdopt(list, out _), Is.True);
+        Assert.That(gateway.Verifier.Adopt(list, out _), Is.EqualTo(RevocationListAdoption.Taken));
         var client = world.Client();
 
         var refused = await client.Trusted.CheckCalleeAsync(gateway.PeerId, GrantRole.Gateway, CancellationToken.None);
@@ -39,7 +39,7 @@ public sealed class RevocationExchangeTests
         var world = new World(sim);
         var honest = world.Peer("honest", GrantRole.Gateway, serial: 1);
         var revoked = world.Peer("revoked", GrantRole.Gateway, serial: 2, servesRevocations: false);
-        Assert.That(honest.Verifier.TryAdopt(world.Cluster.SignRevocations(new RevocationList([2], []), world.Now), out _), Is.True);
+        Assert.That(honest.Verifier.Adopt(world.Cluster.SignRevocations(new RevocationList([2], []), world.Now), out _), Is.EqualTo(RevocationListAdoption.Taken));
         var client = world.Client();
 
         await client.Trusted.RequestAsync(honest.PeerId, Method, ReadOnlyMemory<byte>.Empty, null, CancellationToken.None);
@@ -77,9 +77,9 @@ public sealed class RevocationExchangeTests
         var rogue = world.Peer("rogue", GrantRole.Gateway, serial: 3, grantCluster: new ClusterKey(KeyPair.FromRandom(sim.CreateRandom("rogue cluster"))));
         var gateway = world.Peer("gateway", GrantRole.Gateway, serial: 4);
         var list = world.Cluster.SignRevocations(new RevocationList([99], []), world.Now);
-        gateway.Verifier.TryAdopt(list, out _);
+        gateway.Verifier.Adopt(list, out _);
         var client = world.Client();
-        client.Trusted.Verifier.TryAdopt(list, out _);
+        client.Trusted.Verifier.Adopt(list, out _);
 
         var refused = await client.Trusted.CheckCalleeAsync(rogue.PeerId, GrantRole.Gateway, CancellationToken.None);
         await client.Trusted.RequestAsync(gateway.PeerId, Method, ReadOnlyMemory<byte>.Empty, null, CancellationToken.None);
@@ -110,7 +110,7 @@ public sealed class RevocationExchangeTests
         var processor = world.Server("processor", GrantRole.Processor, callers: GrantRole.Gateway);
         var gateway = world.Peer("gateway", GrantRole.Gateway, serial: 8);
         var list = world.Cluster.SignRevocations(new RevocationList([99], []), world.Now);
-        gateway.Verifier.TryAdopt(list, out _);
+        gateway.Verifier.Adopt(list, out _);
         var caller = world.Caller(gateway, GrantRole.Gateway, serial: 8, calls: GrantRole.Processor);
 
         var answer = await caller.RequestAsync(processor.PeerId, ProcessorMethod, ReadOnlyMemory<byte>.Empty, null, CancellationToken.None);
@@ -126,7 +126,7 @@ public sealed class RevocationExchangeTests
         var world = new World(sim);
         var processor = world.Server("processor", GrantRole.Processor, callers: GrantRole.Gateway);
         var gateway = world.Peer("gateway", GrantRole.Gateway, serial: 8, answer: []);
-        gateway.Verifier.TryAdopt(world.Cluster.SignRevocations(new RevocationList([99], []), world.Now), out _);
+        gateway.Verifier.Adopt(world.Cluster.SignRevocations(new RevocationList([99], []), world.Now), out _);
         var caller = world.Caller(gateway, GrantRole.Gateway, serial: 8, calls: GrantRole.Processor);
 
         for (var i = 0; i < 3; i++) await caller.RequestAsync(processor.PeerId, ProcessorMethod, ReadOnlyMemory<byte>.Empty, null, CancellationToken.None);

@@ -78,25 +78,25 @@ public sealed class SignedRevocationListTests
         var lift = Cluster.SignRevocations(RevocationList.Empty, Now.AddMinutes(1));
 
         var servedBefore = verifier.Check(grant, Peer, GrantRole.Gateway);
-        var tookFirst = verifier.TryAdopt(first, out _);
+        var tookFirst = verifier.Adopt(first, out _);
         var revoked = verifier.Check(grant, Peer, GrantRole.Gateway);
-        var tookOther = verifier.TryAdopt(OtherCluster.SignRevocations(RevocationList.Empty, Now.AddDays(1)), out var otherReason);
-        var tookSame = verifier.TryAdopt(first, out var sameReason);
-        var tookLift = verifier.TryAdopt(lift, out _);
-        var tookOlder = verifier.TryAdopt(first, out _);
+        var tookOther = verifier.Adopt(OtherCluster.SignRevocations(RevocationList.Empty, Now.AddDays(1)), out var otherReason);
+        var tookSame = verifier.Adopt(first, out var sameReason);
+        var tookLift = verifier.Adopt(lift, out _);
+        var tookOlder = verifier.Adopt(first, out _);
 
         Assert.Multiple(() =>
         {
             Assert.That(servedBefore, Is.Null);
-            Assert.That(tookFirst, Is.True);
+            Assert.That(tookFirst, Is.EqualTo(RevocationListAdoption.Taken));
             Assert.That(revoked, Does.Contain("revoked"));
-            Assert.That(tookOther, Is.False);
+            Assert.That(tookOther, Is.EqualTo(RevocationListAdoption.Refused));
             Assert.That(otherReason, Does.Contain("another cluster"));
-            Assert.That(tookSame, Is.False, "a list is taken once");
+            Assert.That(tookSame, Is.EqualTo(RevocationListAdoption.NotNewer), "a list is taken once");
             Assert.That(sameReason, Does.Contain("not newer"));
-            Assert.That(tookLift, Is.True, "a newer list replaces the older one whole");
+            Assert.That(tookLift, Is.EqualTo(RevocationListAdoption.Taken), "a newer list replaces the older one whole");
             Assert.That(verifier.Check(grant, Peer, GrantRole.Gateway), Is.Null, "so the operator lifts a revocation by signing a list without it");
-            Assert.That(tookOlder, Is.False, "an older list never comes back");
+            Assert.That(tookOlder, Is.EqualTo(RevocationListAdoption.NotNewer), "an older list never comes back");
             Assert.That(verifier.SignedRevocations, Is.SameAs(lift));
         });
     }
@@ -108,7 +108,7 @@ public sealed class SignedRevocationListTests
         var bytes = Cluster.SignRevocations(Entries, Now).Bytes.ToArray();
         bytes[^1] ^= 0x80;
 
-        Assert.That(verifier.TryAdopt(SignedRevocationList.Decode(bytes), out var reason), Is.False);
+        Assert.That(verifier.Adopt(SignedRevocationList.Decode(bytes), out var reason), Is.EqualTo(RevocationListAdoption.Refused));
         Assert.That(reason, Does.Contain("signature"));
         Assert.That(verifier.SignedRevocations, Is.Null);
     }
