@@ -1,3 +1,4 @@
+using System.Net;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
@@ -77,9 +78,24 @@ internal static class CliNode
         // A hole punch needs this command's connections to leave from a port it listens on (TCP port
         // reuse): the NAT then maps the one to the relay and the punch to the same public port, the
         // one the relay observed and the peer is told to dial. So a command that only dials listens
-        // on an ephemeral port of the relay's address family while it runs.
+        // on an ephemeral port of the relay's address family while it runs. A relay on this machine is
+        // reached from loopback, so listening there is enough, and tells the peer no other address of ours.
         if (address.Has(MultiaddressProtocol.P2pCircuit) && host.ListenAddresses.Count == 0)
-            await host.StartAsync([Multiaddress.Parse(address.Components[0].Protocol.Code == MultiaddressProtocol.Ip6.Code ? "/ip6/::/tcp/0" : "/ip4/0.0.0.0/tcp/0")], cancellationToken);
+            await host.StartAsync([Multiaddress.Parse(ListenAddressToward(address))], cancellationToken);
         return await host.ConnectAsync(address, cancellationToken);
+    }
+
+    private static string ListenAddressToward(Multiaddress relay)
+    {
+        var first = relay.Components[0];
+        var ip6 = first.Protocol.Code == MultiaddressProtocol.Ip6.Code;
+        var loopback = (ip6 || first.Protocol.Code == MultiaddressProtocol.Ip4.Code) && IPAddress.IsLoopback(new IPAddress(first.Value.Span));
+        return (ip6, loopback) switch
+        {
+            (true, true) => "/ip6/::1/tcp/0",
+            (true, false) => "/ip6/::/tcp/0",
+            (false, true) => "/ip4/127.0.0.1/tcp/0",
+            (false, false) => "/ip4/0.0.0.0/tcp/0",
+        };
     }
 }

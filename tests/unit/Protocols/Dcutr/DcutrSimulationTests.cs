@@ -184,8 +184,10 @@ public sealed class DcutrSimulationTests
         setup.AliceDcutr!.Completed += _ => exchanges++;
 
         await alice.ConnectAsync(setup.BobViaRelay, CancellationToken.None);
+        // As `ping` and `identify` wait: alice runs no exchange, and must still hear that bob reached her directly.
+        var atAlice = setup.AliceDcutr.WaitForOutcomeAsync(bob.PeerId, CancellationToken.None);
         var outcome = await atBob;
-        await sim.Clock.WaitUntilAsync(() => alice.GetConnection(bob.PeerId) is { IsRelayed: false }, Patience);
+        var aliceOutcome = await atAlice.WaitAsync(Patience, sim.Clock);
 
         Assert.Multiple(() =>
         {
@@ -193,6 +195,8 @@ public sealed class DcutrSimulationTests
             Assert.That(outcome.Attempts, Is.Zero);
             Assert.That(outcome.Address, Is.EqualTo(InMemoryNetwork.AddressOf("alice")));
             Assert.That(exchanges, Is.Zero, "alice never saw a /libp2p/dcutr stream");
+            Assert.That(aliceOutcome.IsDirect, Is.True, aliceOutcome.ToString());
+            Assert.That(alice.GetConnection(bob.PeerId), Is.SameAs(aliceOutcome.Connection));
         });
     });
 

@@ -76,8 +76,9 @@ public sealed class DcutrService : IAsyncDisposable
     }
 
     /// <summary>
-    /// The next outcome of a hole punch with <paramref name="peer"/>, or at once a direct one when a direct
-    /// connection to it is already open. For a caller that just reached the peer through a relay.
+    /// The next outcome of a hole punch with <paramref name="peer"/>, or a direct one as soon as a direct connection to
+    /// it is open: already, or once the peer dials us itself (its unilateral upgrade runs no exchange on our side). For
+    /// a caller that just reached the peer through a relay.
     /// </summary>
     public async Task<HolePunchOutcome> WaitForOutcomeAsync(PeerId peer, CancellationToken cancellationToken)
     {
@@ -87,7 +88,18 @@ public sealed class DcutrService : IAsyncDisposable
         {
             if (o.Peer == peer) outcome.TrySetResult(o);
         }
+        void OnConnected(PeerConnection c)
+        {
+            if (c.RemotePeer != peer || c.IsRelayed) return;
+            // An exchange of ours with the peer reports its own outcome, with its attempts.
+            lock (_gate)
+            {
+                if (_initiating.Contains(peer) || _respondingTo.ContainsKey(peer)) return;
+            }
+            outcome.TrySetResult(new HolePunchOutcome(peer, c, null, Unilateral: true, 0));
+        }
         Completed += OnCompleted;
+        _host.PeerConnected += OnConnected;
         try
         {
             // Subscribed first, so an outcome between this check and the wait is not missed.
@@ -96,6 +108,7 @@ public sealed class DcutrService : IAsyncDisposable
         }
         finally
         {
+            _host.PeerConnected -= OnConnected;
             Completed -= OnCompleted;
         }
     }
