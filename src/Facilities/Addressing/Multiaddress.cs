@@ -213,6 +213,20 @@ public sealed class Multiaddress : IEquatable<Multiaddress>
     public Multiaddress WithPeerId(PeerId peerId) =>
         WithoutPeerId().Encapsulate(new Multiaddress([new(MultiaddressProtocol.P2p, peerId.ToByteArray())]));
 
+    /// <summary>Whether the host is unspecified (<c>/ip4/0.0.0.0</c>, <c>/ip6/::</c>): bound to every address of the machine, and dialable by nobody.</summary>
+    public bool HasUnspecifiedHost =>
+        _components.Length > 0 && (_components[0].Protocol.Code == MultiaddressProtocol.Ip4.Code || _components[0].Protocol.Code == MultiaddressProtocol.Ip6.Code)
+        && !_components[0].Value.Span.ContainsAnyExcept((byte)0);
+
+    /// <summary>This address with its first component (the host) replaced by <paramref name="ip"/>, as <c>/ip4</c> or <c>/ip6</c>.</summary>
+    public Multiaddress WithHost(IPAddress ip)
+    {
+        ArgumentNullException.ThrowIfNull(ip);
+        if (ip.IsIPv4MappedToIPv6) ip = ip.MapToIPv4();
+        var host = new MultiaddressComponent(ip.AddressFamily == AddressFamily.InterNetworkV6 ? MultiaddressProtocol.Ip6 : MultiaddressProtocol.Ip4, ip.GetAddressBytes());
+        return new Multiaddress([host, .. _components.AsSpan(Math.Min(1, _components.Length))]);
+    }
+
     public static Multiaddress FromIPEndPoint(IPEndPoint endpoint)
     {
         var ip = endpoint.Address.IsIPv4MappedToIPv6 ? endpoint.Address.MapToIPv4() : endpoint.Address;

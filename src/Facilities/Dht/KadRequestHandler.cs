@@ -283,7 +283,7 @@ internal sealed class KadRequestHandler(
         // Asked for ourselves: we are the exact match (spec: exactly one peer for an exact match).
         if (key.SequenceEqual(host.PeerId.Bytes))
         {
-            peers[0] = new CloserPeer(host.PeerId, host.ListenAddresses, options.MaxAddressesPerPeer, connected: true);
+            peers[0] = new CloserPeer(host.PeerId, host.AnnouncedAddresses, options.MaxAddressesPerPeer, connected: true);
             return 1;
         }
         var nearest = ArrayPool<PeerId>.Shared.Rent(options.K);

@@ -642,7 +642,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         }
     }
 
-    private IReadOnlyList<Multiaddress> OwnAddresses() => _host.ListenAddresses.Take(_options.MaxAddressesPerPeer).ToArray();
+    private IReadOnlyList<Multiaddress> OwnAddresses() => _host.AnnouncedAddresses.Take(_options.MaxAddressesPerPeer).ToArray();
 
     private LookupStats Record(LookupStats stats)
     {

@@ -53,6 +53,7 @@ public sealed class WorkerNat : IAsyncDisposable
     private AutoNatClient? _autoNatClient;
     private Task? _loop;
     private DateTimeOffset _startedAt;
+    private bool _confirmedAddressesChanged;
     private int _disposed;
 
     /// <param name="circuit">The host's circuit relay transport (listed first in its transports); null: the node never reserves.</param>
@@ -127,6 +128,7 @@ public sealed class WorkerNat : IAsyncDisposable
             });
             _autoNatClient = new AutoNatClient(_host, (_options.AutoNatClient ?? new AutoNatClientOptions()) with { LoggerFactory = _options.LoggerFactory });
             _autoNatClient.StatusChanged += OnStatusChanged;
+            _host.ConfirmedAddressesChanged += OnConfirmedAddressesChanged;
             _autoNatClient.Start();
         }
         _loop = RunAsync(_stopping.Token);
@@ -142,6 +144,16 @@ public sealed class WorkerNat : IAsyncDisposable
         });
         Wake();
         RaiseChanged();
+    }
+
+    /// <summary>AutoNAT confirmed an address peers reach us at, or one went: provider records should carry the change.</summary>
+    private void OnConfirmedAddressesChanged()
+    {
+        lock (_gate)
+        {
+            _confirmedAddressesChanged = true;
+            _wake.TrySetResult();
+        }
     }
 
     private bool CanReserve => _circuit is not null && _settings.MaxReservations > 0;
@@ -184,6 +196,9 @@ public sealed class WorkerNat : IAsyncDisposable
                     if (_wake.Task.IsCompleted) _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     wake = _wake.Task;
                 }
+                bool announce;
+                lock (_gate) (announce, _confirmedAddressesChanged) = (_confirmedAddressesChanged, false);
+                if (announce) await AddressesChangedAsync(stop);
                 TimeSpan? next;
                 try
                 {
@@ -400,6 +415,7 @@ public sealed class WorkerNat : IAsyncDisposable
         if (_autoNatClient is not null)
         {
             _autoNatClient.StatusChanged -= OnStatusChanged;
+            _host.ConfirmedAddressesChanged -= OnConfirmedAddressesChanged;
             await _autoNatClient.DisposeAsync();
         }
         _autoNatServer?.Dispose();

@@ -123,6 +123,39 @@ public sealed class WorkerNatTests
         processor.IsRunning && processor.Context.CircuitRelay!.Reservations.Any(r => r.Relay == relay.PeerId && r.IsActive);
 
     [Test]
+    public void ProcessorBehindAFullConeNat_IsAnnouncedAtItsMapping_AndTheGatewayDialsItThere() => SimulationTest.Run(async sim =>
+    {
+        // A cloud VM's 1:1 NAT: the processor listens on an address only its own network knows, and the NAT lets
+        // strangers in at its mapping. AutoNAT finds that out, and the DHT record must say where, or nobody can call it.
+        var nat = new TestNatOptions { Behavior = NatBehavior.FullCone };
+        await using var network = await WorkerCluster.StartAsync(new WorkerClusterOptions { Processors = 1, Nat = nat }, CancellationToken.None);
+        var processor = network.Processor(1);
+        var processorNat = processor.Get<WorkerNat>();
+
+        await network.WaitUntilAsync(() => processor.Host.ConfirmedAddresses.Count > 0 && processorNat.Relays.Count == 0);
+        var mapping = processor.Host.ConfirmedAddresses.Single();
+        // The re-announce the change started runs on the processor's own steps.
+        await network.AdvanceAsync(TimeSpan.FromSeconds(10));
+        var providers = await network.Gateway.Discovery!.LookupAsync(WorkerTopics.Processor, CancellationToken.None);
+        await network.Gateway.Host.DisconnectAsync(processor.PeerId);
+        var (client, _, _) = await network.SignedUpClientAsync(CancellationToken.None);
+        var response = await client.InferAsync(Requests.Greedy(network.Data.Prompt(), seed: 3), CancellationToken.None);
+
+        var connection = network.Gateway.Host.GetConnection(processor.PeerId);
+        Assert.Multiple(() =>
+        {
+            Assert.That(processorNat.Status.Reachability, Is.EqualTo(Facilities.Net.Protocols.AutoNat.NatReachability.Public));
+            Assert.That(mapping.ToString(), Does.StartWith("/ip4/203.0.113."), "the router's public address");
+            Assert.That(providers.Single(p => p.PeerId == processor.PeerId).Addresses.Select(a => a.WithoutPeerId()), Does.Contain(mapping),
+                "the provider record carries the mapping");
+            Assert.That(response.Processor, Is.EqualTo(processor.PeerId.ToString()));
+            Assert.That(connection, Is.Not.Null);
+            Assert.That(connection!.IsRelayed, Is.False, "the gateway dialed the processor directly");
+            Assert.That(connection.RemoteAddress.WithoutPeerId(), Is.EqualTo(mapping));
+        });
+    }, WorkerCluster.Simulation());
+
+    [Test]
     public void PublicProcessor_ReservesNothing() => SimulationTest.Run(async sim =>
     {
         // The knob with no role behind NAT: the relay is there, but everyone is public.

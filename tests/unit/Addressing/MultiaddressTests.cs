@@ -217,4 +217,25 @@ public sealed class MultiaddressTests
         Assert.That(MultiaddressProtocol.TryGet("http", out _), Is.False);
         Assert.That(MultiaddressProtocol.TryGet(9999, out _), Is.False);
     }
+
+    [TestCase("/ip4/0.0.0.0/tcp/4001", ExpectedResult = true)]
+    [TestCase("/ip6/::/tcp/4001", ExpectedResult = true)]
+    [TestCase("/ip4/0.0.0.1/tcp/4001", ExpectedResult = false)]
+    [TestCase("/ip6/::1/tcp/4001", ExpectedResult = false)]
+    [TestCase("/dns4/0.0.0.0/tcp/4001", ExpectedResult = false)]
+    [TestCase("/memory/a", ExpectedResult = false)]
+    public bool HasUnspecifiedHost_OnlyForTheAnyAddressOfEitherFamily(string text) => Multiaddress.Parse(text).HasUnspecifiedHost;
+
+    [Test]
+    public void WithHost_ReplacesOnlyTheFirstComponent_InEitherFamily()
+    {
+        var listen = Multiaddress.Parse("/ip4/0.0.0.0/tcp/4001/p2p/12D3KooWHQ2gGvzNgW8dGVKSDP2zEzh54DqynBNKMJWEbri6XhHR");
+
+        Assert.That(listen.WithHost(System.Net.IPAddress.Parse("192.0.2.7")).ToString(),
+            Is.EqualTo("/ip4/192.0.2.7/tcp/4001/p2p/12D3KooWHQ2gGvzNgW8dGVKSDP2zEzh54DqynBNKMJWEbri6XhHR"));
+        Assert.That(listen.WithHost(System.Net.IPAddress.Parse("::ffff:192.0.2.7")).ToString(), Does.StartWith("/ip4/192.0.2.7/tcp/4001"), "a mapped IPv4 is IPv4");
+        Assert.That(listen.WithHost(System.Net.IPAddress.Parse("2001:db8::7")).ToString(), Does.StartWith("/ip6/2001:db8::7/tcp/4001/p2p/"));
+        Assert.That(listen.WithHost(System.Net.IPAddress.Loopback), Is.EqualTo(Multiaddress.Parse("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWHQ2gGvzNgW8dGVKSDP2zEzh54DqynBNKMJWEbri6XhHR")),
+            "equal to the parsed form, bytes and all");
+    }
 }

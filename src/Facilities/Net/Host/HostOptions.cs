@@ -14,6 +14,16 @@ public sealed class HostOptions
     public required KeyPair Identity { get; init; }
     public required IReadOnlyList<ITransport> Transports { get; init; }
 
+    /// <summary>
+    /// Addresses peers are told to dial this node at, before its listen addresses (identify, the DHT, relay
+    /// reservations): the public address of a forwarded port, a cloud VM's public IP in front of its private one, a DNS
+    /// name. A trailing <c>/p2p/</c> must be this node's. Listening is not affected.
+    /// </summary>
+    public IReadOnlyList<Addressing.Multiaddress> AnnounceAddresses { get; init; } = [];
+
+    /// <summary>The machine's addresses, which a listen address on 0.0.0.0 or :: is announced as; replaced in tests.</summary>
+    internal Func<IReadOnlyList<System.Net.IPAddress>> MachineAddresses { get; init; } = AnnouncedAddresses.OfThisMachine;
+
     public string AgentVersion { get; init; } = "p2pinference/" + typeof(HostOptions).Assembly.GetName().Version?.ToString(3);
     public string ProtocolVersion { get; init; } = "ipfs/0.1.0";
 

@@ -32,6 +32,7 @@ public sealed class P2PHost : IAsyncDisposable
     private readonly InboundConnectionLimiter _inbound;
     private readonly SourceRewriteDetector _sourceRewrites;
     private readonly IdentifyPushSender _identifyPush;
+    private readonly AnnouncedAddresses _announced;
     private volatile Func<PeerId, CancellationToken, ValueTask<bool>>? _trustedPeer;
     private readonly Action<PeerConnection, object?> _releaseInboundSlot;
     private int _pendingProxyHeaders;
@@ -49,7 +50,10 @@ public sealed class P2PHost : IAsyncDisposable
                 "InboundPeersArePublic is for a proxy that hides its clients' addresses; with the PROXY protocol each client's own address is known: set only one",
                 nameof(options));
         }
+        if (options.AnnounceAddresses.FirstOrDefault(a => a.PeerId is { } peer && peer != options.Identity.PeerId) is { } foreign)
+            throw new ArgumentException($"announce address {foreign} names another peer", nameof(options));
         _options = options;
+        _announced = new AnnouncedAddresses(options.AnnounceAddresses, options.MachineAddresses);
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
         _connections = new ConnectionManager(options, _logger);
         _inbound = new InboundConnectionLimiter(options);
@@ -91,8 +95,42 @@ public sealed class P2PHost : IAsyncDisposable
         }
     }
 
-    /// <summary>The listen addresses as others dial them: each ending in <c>/p2p/&lt;PeerId&gt;</c>.</summary>
-    public IReadOnlyList<Multiaddress> AdvertisedAddresses => ListenAddresses.Select(a => a.WithPeerId(PeerId)).ToArray();
+    /// <summary>
+    /// What peers are told to dial this node at, without the <c>/p2p/</c> suffix: <see cref="HostOptions.AnnounceAddresses"/>,
+    /// then <see cref="ConfirmedAddresses"/>, then the listen addresses, one on 0.0.0.0 or :: given as each of the
+    /// machine's addresses of that family. Identify, the DHT and relay reservations carry these.
+    /// </summary>
+    public IReadOnlyList<Multiaddress> AnnouncedAddresses => _announced.All;
+
+    /// <summary><see cref="AnnouncedAddresses"/> as others dial them: each ending in <c>/p2p/&lt;PeerId&gt;</c>.</summary>
+    public IReadOnlyList<Multiaddress> AdvertisedAddresses => AnnouncedAddresses.Select(a => a.WithPeerId(PeerId)).ToArray();
+
+    /// <summary>Addresses others were found to reach this node at, other than its listen addresses (set by AutoNAT: <see cref="SetConfirmedAddresses"/>).</summary>
+    public IReadOnlyList<Multiaddress> ConfirmedAddresses => _announced.Confirmed;
+
+    /// <summary>Raised when <see cref="ConfirmedAddresses"/> change, so that records of this node elsewhere (the DHT's) can be renewed.</summary>
+    public event Action? ConfirmedAddressesChanged;
+
+    /// <summary>
+    /// Replaces the addresses peers were found to reach this node at (AutoNAT's dial-backs: a NAT's mapping of a listen
+    /// port, a public IP in front of a private one). They are announced after the operator's and before the listen
+    /// addresses; connected peers hear of a change by identify push.
+    /// </summary>
+    public void SetConfirmedAddresses(IReadOnlyList<Multiaddress> addresses)
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        if (!_announced.SetConfirmed(addresses)) return;
+        _logger.LogInformation("confirmed addresses: {Addresses}", addresses.Count == 0 ? "none" : string.Join(", ", addresses));
+        SelfChanged();
+        try
+        {
+            ConfirmedAddressesChanged?.Invoke();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _logger.LogWarning(e, "a confirmed-address subscriber failed");
+        }
+    }
 
     public IReadOnlyCollection<string> Protocols => _protocols.Ids;
 
@@ -144,6 +182,7 @@ public sealed class P2PHost : IAsyncDisposable
             {
                 _listeners.Add(listener);
                 _acceptLoops.Add(AcceptLoopAsync(listener));
+                _announced.SetListen(_listeners.Select(l => l.Address).ToArray());
             }
             _logger.LogInformation("listening on {Address}", listener.Address.WithPeerId(PeerId));
             SelfChanged();
@@ -165,6 +204,7 @@ public sealed class P2PHost : IAsyncDisposable
             listener = _listeners.FirstOrDefault(l => l.Address.Equals(address));
             if (listener is null) return false;
             _listeners.Remove(listener);
+            _announced.SetListen(_listeners.Select(l => l.Address).ToArray());
         }
         await listener.DisposeAsync();
         _logger.LogInformation("stopped listening on {Address}", address.WithPeerId(PeerId));
@@ -1092,7 +1132,7 @@ public sealed class P2PHost : IAsyncDisposable
     }
 
     private IdentifyInfo OwnIdentify(Multiaddress? observed) =>
-        new(Identity.PublicKey, ListenAddresses, _protocols.Ids.ToArray(), observed, _options.ProtocolVersion, _options.AgentVersion);
+        new(Identity.PublicKey, AnnouncedAddresses, _protocols.Ids.ToArray(), observed, _options.ProtocolVersion, _options.AgentVersion);
 
     private async Task ServeIdentifyAsync(StreamContext context, CancellationToken cancellationToken)
     {

@@ -157,6 +157,84 @@ public sealed class AutoNatSimulationTests
     });
 
     [Test]
+    public void NodeBehindAFullConeNat_AnnouncesTheMappingServersReached_UntilItTurnsPrivate() => SimulationTest.Run(async sim =>
+    {
+        // A cloud VM's 1:1 NAT or a forwarded port: the node listens on an address nobody outside can dial, and
+        // peers can reach it only at the router's mapping, which it learns from the servers that dialed it back.
+        await using var world = new World(sim);
+        world.Network.AddNatRouter("home", NatBehavior.FullCone, System.Net.IPAddress.Parse("198.51.100.20")).Add("me");
+        var longIdle = TimeSpan.FromHours(1);
+        var servers = await world.ServersAsync(3, idleConnectionTimeout: longIdle);
+        var me = await world.HostAsync("me", longIdle);
+        foreach (var (host, _) in servers) await World.ConnectAsync(me, host);
+        var reannounced = 0;
+        me.ConfirmedAddressesChanged += () => reannounced++;
+        var client = world.Client(me);
+
+        client.Start();
+        await sim.Clock.WaitUntilAsync(() => me.ConfirmedAddresses.Count > 0, Patience);
+
+        var mapping = client.Status.ReachedAddress!;
+        Assert.That(client.Status.Reachability, Is.EqualTo(NatReachability.Public));
+        Assert.That(mapping.ToString(), Does.StartWith("/ip4/198.51.100.20/tcp/"));
+        Assert.That(me.ConfirmedAddresses, Is.EqualTo(new[] { mapping }));
+        Assert.That(me.AnnouncedAddresses, Is.EqualTo(new[] { mapping, InMemoryNetwork.AddressOf("me") }), "confirmed before listen addresses");
+        Assert.That(reannounced, Is.EqualTo(1));
+        var server = servers[0].Host;
+        await sim.Clock.WaitUntilAsync(() => server.PeerStore.GetAddresses(me.PeerId).Contains(mapping), Patience);
+
+        // A stranger that only heard of us from the server dials what it was told.
+        var stranger = await world.HostAsync("stranger");
+        var told = server.PeerStore.GetAddresses(me.PeerId).Where(a => a.Equals(mapping)).Select(a => a.WithPeerId(me.PeerId)).Single();
+        var connection = await stranger.ConnectAsync(told, CancellationToken.None);
+        Assert.That(connection.RemotePeer, Is.EqualTo(me.PeerId));
+
+        // The servers can no longer dial in: at the next periodic check the address is taken back, from peers too.
+        world.Network.Partition(Names(servers), ["me"], PartitionMode.FailNewDials);
+        await sim.Clock.WaitUntilAsync(() => client.Status.Reachability == NatReachability.Private, TimeSpan.FromMinutes(30));
+        Assert.That(me.ConfirmedAddresses, Is.Empty);
+        Assert.That(me.AnnouncedAddresses, Is.EqualTo(new[] { InMemoryNetwork.AddressOf("me") }));
+        await sim.Clock.WaitUntilAsync(() => !server.PeerStore.GetAddresses(me.PeerId).Contains(mapping), Patience);
+        Assert.That(reannounced, Is.EqualTo(2));
+    });
+
+    [Test]
+    public void AnAddressOnlyOneServerReached_IsNotAnnounced() => SimulationTest.Run(async sim =>
+    {
+        // One server could name any address we asked about (the host part came from peers' identify): it takes two.
+        await using var world = new World(sim);
+        world.Network.AddNatRouter("home", NatBehavior.FullCone, System.Net.IPAddress.Parse("198.51.100.20")).Add("me");
+        var (server, _) = await world.ServerAsync("server0", idleConnectionTimeout: TimeSpan.FromHours(1));
+        var me = await world.HostAsync("me", TimeSpan.FromHours(1));
+        await World.ConnectAsync(me, server);
+        var client = world.Client(me);
+
+        client.Start();
+        await sim.Clock.WaitUntilAsync(() => client.Status.Reachability == NatReachability.Public, TimeSpan.FromMinutes(10));
+        await sim.Clock.AdvanceAsync(new AutoNatClientOptions().RefreshInterval);
+
+        Assert.That(client.Status.Confidence, Is.GreaterThan(3), "the one server reached us again and again");
+        Assert.That(me.ConfirmedAddresses, Is.Empty);
+        Assert.That(me.AnnouncedAddresses, Is.EqualTo(new[] { InMemoryNetwork.AddressOf("me") }));
+    });
+
+    [Test]
+    public void WithAnnouncingSwitchedOff_NothingIsConfirmed() => SimulationTest.Run(async sim =>
+    {
+        await using var world = new World(sim);
+        world.Network.AddNatRouter("home", NatBehavior.FullCone, System.Net.IPAddress.Parse("198.51.100.20")).Add("me");
+        var servers = await world.ServersAsync(3);
+        var me = await world.HostAsync("me");
+        foreach (var (host, _) in servers) await World.ConnectAsync(me, host);
+        var client = world.Client(me, new AutoNatClientOptions { AnnounceConfirmedAddresses = false });
+
+        client.Start();
+        await sim.Clock.WaitUntilAsync(() => client.Status.Reachability == NatReachability.Public, Patience);
+
+        Assert.That(me.ConfirmedAddresses, Is.Empty);
+    });
+
+    [Test]
     public void NodeBehindAConeNat_AskingAPeerItHolePunchedTo_StillConcludesPrivate() => SimulationTest.Run(async sim =>
     {
         // `simulate --nat cone`: two processors behind port-restricted cone NATs hold a hole-punched

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Text;
 using Microsoft.Extensions.Logging;
@@ -20,6 +21,9 @@ public sealed class AutoNatClient : IAsyncDisposable
     /// <summary>Servers remembered beyond the connected ones, the most recently identified kept.</summary>
     private const int MaxKnownServers = 32;
 
+    /// <summary>Reached addresses remembered, the most recently reached kept: an address that changed leaves in time.</summary>
+    private const int MaxReachedAddresses = 4;
+
     private readonly P2PHost _host;
     private readonly AutoNatClientOptions _options;
     private readonly ILogger _logger;
@@ -29,6 +33,9 @@ public sealed class AutoNatClient : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
     private readonly List<PeerId> _knownServers = [];
+
+    /// <summary>Addresses OK answers named, each with the servers that reached it, the most recent last.</summary>
+    private readonly List<(Multiaddress Address, HashSet<PeerId> Servers)> _reached = [];
     private Task? _loop;
     private bool _disposed;
 
@@ -39,6 +46,7 @@ public sealed class AutoNatClient : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.PeersPerRound);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.ConfidenceThreshold);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.MaxAddressesPerRequest);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.ServersToConfirmAddress);
         _host = host;
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<AutoNatClient>();
@@ -94,8 +102,9 @@ public sealed class AutoNatClient : IAsyncDisposable
             var answers = await Task.WhenAll(servers.Select(server => AskQuietlyAsync(server, addresses, linked.Token)));
             for (var i = 0; i < servers.Count; i++)
             {
-                if (answers[i] is { } answer) Count(servers[i], answer);
+                if (answers[i] is { } answer) Count(servers[i], answer, addresses);
             }
+            AnnounceConfirmed();
             return Status;
         }
         finally
@@ -230,11 +239,13 @@ public sealed class AutoNatClient : IAsyncDisposable
         }
     }
 
-    private void Count(PeerId server, AutoNatDialResponse answer)
+    private void Count(PeerId server, AutoNatDialResponse answer, IReadOnlyList<Multiaddress> asked)
     {
         NatStatus changed;
         lock (_gate)
         {
+            if (answer is { Status: AutoNatResponseStatus.Ok, Address: { } address } && address.WithoutPeerId() is var reached && asked.Contains(reached))
+                Reached(server, reached);
             if (!_tally.Add(answer))
             {
                 _logger.LogDebug("AutoNAT answer from {Server}: {Status} {Text}; still {Reachability}", server, answer.Status, answer.StatusText, _tally.Status);
@@ -251,6 +262,36 @@ public sealed class AutoNatClient : IAsyncDisposable
         {
             _logger.LogWarning(e, "an AutoNAT status subscriber failed");
         }
+    }
+
+    private void Reached(PeerId server, Multiaddress address)
+    {
+        Debug.Assert(_gate.IsHeldByCurrentThread);
+        var at = _reached.FindIndex(r => r.Address.Equals(address));
+        var servers = at >= 0 ? _reached[at].Servers : [];
+        if (at >= 0) _reached.RemoveAt(at);
+        servers.Add(server);
+        _reached.Add((address, servers));
+        if (_reached.Count > MaxReachedAddresses) _reached.RemoveAt(0);
+    }
+
+    /// <summary>
+    /// Tells the host the addresses enough servers reached while we are public, other than its listen addresses; none
+    /// once private (what was reached then is forgotten), and none while unknown. In a fixed order, so that servers
+    /// reaching them in turn change nothing peers are told.
+    /// </summary>
+    private void AnnounceConfirmed()
+    {
+        if (!_options.AnnounceConfirmedAddresses) return;
+        var listen = _host.ListenAddresses;
+        Multiaddress[] confirmed;
+        lock (_gate)
+        {
+            if (_tally.Status.Reachability == NatReachability.Private) _reached.Clear();
+            confirmed = _tally.Status.Reachability != NatReachability.Public ? [] :
+                [.. _reached.Where(r => r.Servers.Count >= _options.ServersToConfirmAddress && !listen.Contains(r.Address)).Select(r => r.Address).OrderBy(a => a.ToString(), StringComparer.Ordinal)];
+        }
+        _host.SetConfirmedAddresses(confirmed);
     }
 
     private async Task RunAsync(CancellationToken cancellationToken)
@@ -304,14 +345,7 @@ public sealed class AutoNatClient : IAsyncDisposable
         return true;
     }
 
-    internal static bool IsUnspecified(Multiaddress address)
-    {
-        var first = address.Components.Count > 0 ? address.Components[0] : default;
-        if (first.Protocol is null) return true;
-        if (first.Protocol.Code != MultiaddressProtocol.Ip4.Code && first.Protocol.Code != MultiaddressProtocol.Ip6.Code) return false;
-        var ip = new IPAddress(first.Value.Span);
-        return ip.Equals(IPAddress.Any) || ip.Equals(IPAddress.IPv6Any);
-    }
+    internal static bool IsUnspecified(Multiaddress address) => address.Components.Count == 0 || address.HasUnspecifiedHost;
 
     public async ValueTask DisposeAsync()
     {
@@ -323,6 +357,8 @@ public sealed class AutoNatClient : IAsyncDisposable
             loop = _loop;
         }
         _host.PeerStore.ProtocolsUpdated -= OnProtocolsUpdated;
+        // Nobody keeps them true any more.
+        if (_options.AnnounceConfirmedAddresses) _host.SetConfirmedAddresses([]);
         // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
         _stopping.Cancel();
         if (loop is not null) await loop;

@@ -31,6 +31,16 @@ public sealed record AutoNatClientOptions
     /// <summary>Addresses sent per request; servers try only a few anyway.</summary>
     public int MaxAddressesPerRequest { get; init; } = 8;
 
+    /// <summary>
+    /// While the node is public, tell peers the addresses servers reached it at that are not its listen addresses
+    /// (<see cref="Host.P2PHost.SetConfirmedAddresses"/>): the NAT's mapping of a listen port, a public IP in front
+    /// of a private one. An address counts once <see cref="ServersToConfirmAddress"/> different servers reached it.
+    /// </summary>
+    public bool AnnounceConfirmedAddresses { get; init; } = true;
+
+    /// <summary>Different servers that must reach an address before it is announced: one could name any address we asked about.</summary>
+    public int ServersToConfirmAddress { get; init; } = 2;
+
     /// <summary>Picks the servers of each round; the host's source when null.</summary>
     public IRandomSource? RandomSource { get; init; }
 

@@ -1,0 +1,123 @@
+using System.Net;
+using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
+using P2PInference.TestKit.Network;
+using P2PInference.TestKit.Simulation;
+
+namespace P2PInference.Tests.Unit.Protocols;
+
+/// <summary>
+/// What a host tells peers to dial it at: the operator's announce addresses, then AutoNAT's confirmed ones, then its listen
+/// addresses, with 0.0.0.0 and :: given as the machine's addresses (a peer that dials 0.0.0.0 reaches itself).
+/// </summary>
+[TestFixture]
+public sealed class HostAnnouncedAddressesTests
+{
+    private static readonly IPAddress[] Machine =
+        [IPAddress.Parse("192.0.2.7"), IPAddress.Parse("2001:db8::7"), IPAddress.Loopback, IPAddress.IPv6Loopback];
+
+    [Test]
+    public void UnspecifiedListenAddresses_AreAnnouncedAsEachMachineAddressOfTheirFamily()
+    {
+        var asked = 0;
+        var announced = new AnnouncedAddresses([], () => { asked++; return Machine; });
+
+        announced.SetListen([Multiaddress.Parse("/ip4/0.0.0.0/tcp/4001"), Multiaddress.Parse("/ip6/::/tcp/4002"), Multiaddress.Parse("/ip4/10.0.0.5/tcp/4003")]);
+
+        Assert.That(announced.All.Select(a => a.ToString()), Is.EqualTo(new[]
+        {
+            "/ip4/192.0.2.7/tcp/4001", "/ip4/127.0.0.1/tcp/4001",
+            "/ip6/2001:db8::7/tcp/4002", "/ip6/::1/tcp/4002",
+            "/ip4/10.0.0.5/tcp/4003",
+        }));
+        Assert.That(asked, Is.EqualTo(1), "the machine's addresses are read once per change of listeners, not per identify");
+    }
+
+    [Test]
+    public void SpecifiedListenAddresses_NeverAskForTheMachinesAddresses()
+    {
+        var announced = new AnnouncedAddresses([], () => throw new AssertionException("not asked"));
+
+        announced.SetListen([InMemoryNetwork.AddressOf("a"), Multiaddress.Parse("/ip4/127.0.0.1/tcp/4001")]);
+
+        Assert.That(announced.All, Is.EqualTo(new[] { InMemoryNetwork.AddressOf("a"), Multiaddress.Parse("/ip4/127.0.0.1/tcp/4001") }));
+    }
+
+    [Test]
+    public void AnnounceAddresses_ComeFirst_ThenConfirmed_ThenListen_EachOnce()
+    {
+        var peer = KeyPair.FromRandom(new Random(7)).PeerId;
+        var announced = new AnnouncedAddresses(
+            [Multiaddress.Parse("/dns4/node.example.com/tcp/4001"), Multiaddress.Parse($"/ip4/203.0.113.9/tcp/4001/p2p/{peer}")], () => Machine);
+        announced.SetListen([Multiaddress.Parse("/ip4/0.0.0.0/tcp/4001")]);
+
+        Assert.That(announced.SetConfirmed([Multiaddress.Parse("/ip4/198.51.100.20/tcp/4001"), Multiaddress.Parse("/ip4/192.0.2.7/tcp/4001")]), Is.True);
+        Assert.That(announced.SetConfirmed([Multiaddress.Parse("/ip4/198.51.100.20/tcp/4001"), Multiaddress.Parse("/ip4/192.0.2.7/tcp/4001")]), Is.False,
+            "the same set again is no change");
+
+        Assert.That(announced.All.Select(a => a.ToString()), Is.EqualTo(new[]
+        {
+            "/dns4/node.example.com/tcp/4001", "/ip4/203.0.113.9/tcp/4001", "/ip4/198.51.100.20/tcp/4001", "/ip4/192.0.2.7/tcp/4001",
+            "/ip4/127.0.0.1/tcp/4001",
+        }));
+    }
+
+    [Test]
+    public void TheMachinesAddresses_IncludeLoopback_Last_AndNoLinkLocal()
+    {
+        var addresses = AnnouncedAddresses.OfThisMachine();
+
+        Assert.That(addresses, Does.Contain(IPAddress.Loopback));
+        Assert.That(addresses.SkipWhile(ip => !IPAddress.IsLoopback(ip)), Has.All.Matches<IPAddress>(IPAddress.IsLoopback));
+        Assert.That(addresses, Has.None.Matches<IPAddress>(ip => ip.IsIPv6LinkLocal));
+    }
+
+    [Test]
+    public void AHost_TellsPeersItsAnnounceAddressesFirst_AndTakesBackConfirmedOnes_ByPush() => SimulationTest.Run(async sim =>
+    {
+        var network = new InMemoryNetwork(sim.Clock, sim.Seed);
+        var announce = Multiaddress.Parse("/dns4/node.example.com/tcp/4001");
+        await using var a = await StartAsync(sim, network, "a", [announce]);
+        await using var b = await StartAsync(sim, network, "b", []);
+        var connection = await b.ConnectAsync(a.AdvertisedAddresses[^1], CancellationToken.None);
+
+        var told = await b.IdentifyAsync(connection, CancellationToken.None);
+        Assert.That(told.ListenAddresses, Is.EqualTo(new[] { announce, InMemoryNetwork.AddressOf("a") }));
+        Assert.That(a.AdvertisedAddresses[0], Is.EqualTo(announce.WithPeerId(a.PeerId)));
+
+        var mapping = Multiaddress.Parse("/ip4/198.51.100.20/tcp/4001");
+        a.SetConfirmedAddresses([mapping]);
+        await sim.Clock.WaitUntilAsync(() => b.PeerStore.GetAddresses(a.PeerId).Contains(mapping), TimeSpan.FromSeconds(30));
+        a.SetConfirmedAddresses([]);
+        await sim.Clock.WaitUntilAsync(() => !b.PeerStore.GetAddresses(a.PeerId).Contains(mapping), TimeSpan.FromSeconds(30));
+        Assert.That(a.IdentifyPushRounds, Is.EqualTo(2));
+    });
+
+    [Test]
+    public void AnAnnounceAddressNamingAnotherPeer_IsRefused()
+    {
+        var other = KeyPair.FromRandom(new Random(1)).PeerId;
+        var error = Assert.Throws<ArgumentException>(() => new P2PHost(new HostOptions
+        {
+            Identity = KeyPair.FromRandom(new Random(2)),
+            Transports = [new InMemoryNetwork(new Microsoft.Extensions.Time.Testing.FakeTimeProvider()).CreateTransport("a")],
+            AnnounceAddresses = [Multiaddress.Parse($"/ip4/203.0.113.9/tcp/4001/p2p/{other}")],
+        }));
+        Assert.That(error!.Message, Does.Contain("names another peer"));
+    }
+
+    private static async Task<P2PHost> StartAsync(SimulationExecutor sim, InMemoryNetwork network, string name, IReadOnlyList<Multiaddress> announce)
+    {
+        var host = new P2PHost(new HostOptions
+        {
+            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
+            RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
+            Transports = [network.CreateTransport(name)],
+            TimeProvider = sim.Clock,
+            AnnounceAddresses = announce,
+        });
+        await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
+        return host;
+    }
+}
