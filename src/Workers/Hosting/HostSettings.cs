@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
 
@@ -37,6 +38,19 @@ public sealed class HostSettings
 
     public TimeSpan IdleConnectionTimeout { get; set; } = Defaults.IdleConnectionTimeout;
 
+    /// <summary>
+    /// Addresses peers are told to dial this node at, before its listen addresses (see <see cref="HostOptions.AnnounceAddresses"/>):
+    /// the public address of a forwarded port, a cloud VM's public IP, a DNS name (<c>/dns4/node.example.com/tcp/4001</c>).
+    /// Without them a node still announces what AutoNAT confirms others reach it at.
+    /// </summary>
+    public List<string> AnnounceAddresses { get; set; } = [];
+
+    /// <summary><see cref="AnnounceAddresses"/>, parsed; the settings check has refused any that does not parse.</summary>
+    internal IReadOnlyList<Multiaddress> AnnounceMultiaddresses() =>
+        [.. AnnounceAddresses.Select(text => Multiaddress.TryParse(text, out var address) && address is not null
+            ? address
+            : throw new InvalidOperationException($"Host:AnnounceAddresses: '{text}' is not a valid multiaddr"))];
+
     /// <summary>For a node behind source NAT or an address-hiding proxy (see <see cref="HostOptions.InboundPeersArePublic"/>).</summary>
     public bool InboundPeersArePublic { get; set; } = Defaults.InboundPeersArePublic;
 
@@ -65,6 +79,12 @@ public sealed class HostSettings
         text = text.Trim();
         if (IPAddress.TryParse(text, out var address) && !text.Contains('/', StringComparison.Ordinal))
         {
+            if (!IsWrittenOut(text, address))
+            {
+                network = default;
+                return false;
+            }
+
             network = new IPNetwork(address, address.AddressFamily == AddressFamily.InterNetwork ? 32 : 128);
             return true;
         }
@@ -72,6 +92,14 @@ public sealed class HostSettings
         // .NET clears the bits past the prefix; a trust list must not widen "10.0.4.9/24" to a range silently.
         var slash = text.IndexOf('/', StringComparison.Ordinal);
         return IPNetwork.TryParse(text, out network) && slash > 0
-            && IPAddress.TryParse(text.AsSpan(0, slash), out var written) && written.Equals(network.BaseAddress);
+            && IPAddress.TryParse(text.AsSpan(0, slash), out var written) && written.Equals(network.BaseAddress)
+            && IsWrittenOut(text[..slash], written);
     }
+
+    /// <summary>
+    /// An IPv4 address must be its four decimal parts: .NET also reads <c>10.0.4</c> as 10.0.0.4, <c>10</c> as 0.0.0.10
+    /// and <c>010.0.0.1</c> as 8.0.0.1, so a typo would name another network without a word.
+    /// </summary>
+    private static bool IsWrittenOut(string text, IPAddress address) =>
+        address.AddressFamily != AddressFamily.InterNetwork || address.ToString() == text;
 }

@@ -86,6 +86,7 @@ public sealed class Libp2pWorkerFacilities : IWorkerFacilities
             PingTimeout = limits.PingTimeout,
             IdleConnectionTimeout = limits.IdleConnectionTimeout,
             InboundPeersArePublic = limits.InboundPeersArePublic,
+            AnnounceAddresses = limits.AnnounceMultiaddresses(),
             TimeProvider = _options.TimeProvider,
             RandomSource = _options.RandomSource,
             LoggerFactory = _options.LoggerFactory,

@@ -301,7 +301,18 @@ public static class WorkerConfiguration
         {
             if (!HostSettings.TryParseSource(host.ProxyProtocolSources[i], out _))
                 errors.Add($"Host:ProxyProtocolSources[{i}]: '{host.ProxyProtocolSources[i]}' is not an address or a CIDR range such as 10.0.4.0/24 "
-                    + "(a range's address must have no bits set past its prefix length)");
+                    + "(an IPv4 address written as its four decimal parts; a range's address with no bits set past its prefix length)");
+        }
+
+        for (var i = 0; i < host.AnnounceAddresses.Count; i++)
+        {
+            var text = host.AnnounceAddresses[i];
+            if (!Multiaddress.TryParse(text, out var address) || address is null)
+                errors.Add($"Host:AnnounceAddresses[{i}]: '{text}' is not a valid multiaddr");
+            else if (address.PeerId is not null)
+                errors.Add($"Host:AnnounceAddresses[{i}]: '{text}' ends in /p2p/; leave it out, the node's own id is added");
+            else if (address.HasUnspecifiedHost)
+                errors.Add($"Host:AnnounceAddresses[{i}]: '{text}' is not an address peers can dial; name the address they reach this node at");
         }
 
         if (host.ProxyProtocolSources.Count > 0 && !host.ProxyProtocol)

@@ -289,6 +289,44 @@ public sealed class WorkerConfigurationTests
     }
 
     [Test]
+    public void AnnounceAddresses_FromOneCommaSeparatedValue_ReachTheHostSettings()
+    {
+        var settings = WorkerConfiguration.Load("processor", Sources() with
+        {
+            EnvironmentVariables = new Dictionary<string, string?>
+            {
+                ["P2PINFERENCE_HOST__ANNOUNCEADDRESSES"] = "/dns4/node.example.com/tcp/4001, /ip4/203.0.113.7/tcp/4001",
+            },
+        });
+
+        Assert.That(settings.ToRuntimeOptions().Host.AnnounceMultiaddresses().Select(a => a.ToString()),
+            Is.EqualTo(new[] { "/dns4/node.example.com/tcp/4001", "/ip4/203.0.113.7/tcp/4001" }));
+        Assert.That(WorkerConfiguration.Load("processor", Sources()).Host.AnnounceAddresses, Is.Empty, "none by default");
+    }
+
+    [Test]
+    public void AnnounceAddresses_ThatPeersCannotDial_AreMistakes()
+    {
+        var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("processor", Sources() with
+        {
+            Overrides = new Dictionary<string, string?>
+            {
+                ["Host:AnnounceAddresses:0"] = "/ip4/203.0.113.7/tcp",
+                ["Host:AnnounceAddresses:1"] = $"/ip4/203.0.113.7/tcp/4001/p2p/{Peer}",
+                ["Host:AnnounceAddresses:2"] = "/ip4/0.0.0.0/tcp/4001",
+                ["Host:AnnounceAddresses:3"] = "/ip4/203.0.113.7/tcp/4001",
+            },
+        }));
+
+        Assert.That(error!.Errors, Is.EqualTo(new[]
+        {
+            "Host:AnnounceAddresses[0]: '/ip4/203.0.113.7/tcp' is not a valid multiaddr",
+            $"Host:AnnounceAddresses[1]: '/ip4/203.0.113.7/tcp/4001/p2p/{Peer}' ends in /p2p/; leave it out, the node's own id is added",
+            "Host:AnnounceAddresses[2]: '/ip4/0.0.0.0/tcp/4001' is not an address peers can dial; name the address they reach this node at",
+        }));
+    }
+
+    [Test]
     public void ProxyProtocolSources_ThatDoNotParse_OrWithoutTheProxyProtocol_AreMistakes()
     {
         var error = Assert.Throws<WorkerConfigurationException>(() => WorkerConfiguration.Load("processor", Sources() with
@@ -298,15 +336,23 @@ public sealed class WorkerConfigurationTests
                 ["Host:ProxyProtocolSources:0"] = "10.0.4.9/24",
                 ["Host:ProxyProtocolSources:1"] = "balancer.internal",
                 ["Host:ProxyProtocolSources:2"] = "10.0.4.0/24",
+                // .NET reads these as 10.0.0.4, 0.0.0.10, 8.0.0.1 and 10.0.0.0/24: a typo must not name another network.
+                ["Host:ProxyProtocolSources:3"] = "10.0.4",
+                ["Host:ProxyProtocolSources:4"] = "10",
+                ["Host:ProxyProtocolSources:5"] = "010.0.0.1",
+                ["Host:ProxyProtocolSources:6"] = "10.0/24",
             },
         }));
 
+        const string Hint = "(an IPv4 address written as its four decimal parts; a range's address with no bits set past its prefix length)";
         Assert.That(error!.Errors, Is.EqualTo(new[]
         {
-            "Host:ProxyProtocolSources[0]: '10.0.4.9/24' is not an address or a CIDR range such as 10.0.4.0/24 "
-                + "(a range's address must have no bits set past its prefix length)",
-            "Host:ProxyProtocolSources[1]: 'balancer.internal' is not an address or a CIDR range such as 10.0.4.0/24 "
-                + "(a range's address must have no bits set past its prefix length)",
+            $"Host:ProxyProtocolSources[0]: '10.0.4.9/24' is not an address or a CIDR range such as 10.0.4.0/24 {Hint}",
+            $"Host:ProxyProtocolSources[1]: 'balancer.internal' is not an address or a CIDR range such as 10.0.4.0/24 {Hint}",
+            $"Host:ProxyProtocolSources[3]: '10.0.4' is not an address or a CIDR range such as 10.0.4.0/24 {Hint}",
+            $"Host:ProxyProtocolSources[4]: '10' is not an address or a CIDR range such as 10.0.4.0/24 {Hint}",
+            $"Host:ProxyProtocolSources[5]: '010.0.0.1' is not an address or a CIDR range such as 10.0.4.0/24 {Hint}",
+            $"Host:ProxyProtocolSources[6]: '10.0/24' is not an address or a CIDR range such as 10.0.4.0/24 {Hint}",
             "Host:ProxyProtocolSources names load balancers, but Host:ProxyProtocol is not set; set it too, or remove the list",
         }));
     }
