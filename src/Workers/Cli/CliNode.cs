@@ -12,9 +12,11 @@ namespace P2PInference.Workers.Cli;
 /// <summary>Builds the host the CLI commands run: TCP, and circuit relay for <c>…/p2p-circuit/p2p/PEER</c> addresses.</summary>
 internal static class CliNode
 {
-    public static P2PHost CreateHost(KeyPair identity, ILoggerFactory? loggerFactory = null) => new(new HostOptions
+    /// <param name="announce">Addresses peers are told to dial first (<see cref="HostOptions.AnnounceAddresses"/>).</param>
+    public static P2PHost CreateHost(KeyPair identity, ILoggerFactory? loggerFactory = null, IReadOnlyList<Multiaddress>? announce = null) => new(new HostOptions
     {
         Identity = identity,
+        AnnounceAddresses = announce ?? [],
         // The circuit transport goes first: TCP would take a circuit address that starts with /ip4/…/tcp/… for its own.
         Transports = [new CircuitRelayTransport(new CircuitRelayOptions { LoggerFactory = loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance }), new TcpTransport()],
         LoggerFactory = loggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance,

@@ -31,6 +31,11 @@ internal static class NodeCommand
             Description = $"Address to listen on (repeatable; default {DefaultListen})",
             AllowMultipleArgumentsPerToken = false,
         };
+        var announce = new Option<string[]>("--announce")
+        {
+            Description = "Address peers are told to dial this node at, before its listen addresses: a DNS name, the public IP of a forwarded port or a 1:1 NAT (repeatable)",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var keyFile = CliOptions.KeyFile();
         var json = CliOptions.Json();
         var dht = new DhtOptions();
@@ -53,7 +58,7 @@ internal static class NodeCommand
         var holePunchAllowPrivate = CliOptions.HolePunchAllowPrivate();
         var command = new Command("node", "Run a node (identify, ping, Kademlia DHT, AutoNAT, circuit relay, DCUtR) until interrupted")
         {
-            listen, keyFile, json, provide, client, natAllowPrivate, relayService, relays, noHolePunch, holePunchAllowPrivate,
+            listen, announce, keyFile, json, provide, client, natAllowPrivate, relayService, relays, noHolePunch, holePunchAllowPrivate,
         };
         dht.AddTo(command);
         command.SetAction((result, ct) => CliErrors.RunAsync(error, async () =>
@@ -63,7 +68,10 @@ internal static class NodeCommand
             var path = result.GetValue(keyFile);
             var identity = path is null ? KeyPair.Generate() : KeyFile.LoadOrCreate(path);
             using var logging = CliNode.CreateLoggerFactory(LogLevel.Warning);
-            await using var host = CliNode.CreateHost(identity, logging);
+            var announced = (result.GetValue(announce) ?? []).Select(CliOptions.ParseAddress).ToArray();
+            if (announced.FirstOrDefault(a => a.PeerId is not null || a.HasUnspecifiedHost) is { } undialable)
+                throw new FormatException($"--announce '{undialable}': name an address peers can dial, without /p2p/ (the node's own id is added)");
+            await using var host = CliNode.CreateHost(identity, logging, announced);
             using var natServer = new AutoNatServer(host, new AutoNatServerOptions
             {
                 AllowPrivateAddresses = result.GetValue(natAllowPrivate),

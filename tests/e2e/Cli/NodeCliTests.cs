@@ -56,6 +56,28 @@ public sealed class NodeCliTests
     }
 
     [Test]
+    public async Task Node_OnTheUnspecifiedAddress_PrintsWhatPeersAreTold_AnnouncedFirst(CancellationToken token)
+    {
+        await using var node = CliProcess.Start("node", "--json", "--listen", "/ip4/0.0.0.0/tcp/0", "--announce", "/dns4/node.example.com/tcp/4001");
+        var ready = JsonNode.Parse((await node.Output.ReadLineAsync(token))!)!;
+        var peerId = (string)ready["peerId"]!;
+        var addresses = ready["addrs"]!.AsArray().Select(a => Multiaddress.Parse((string)a!)).ToArray();
+        var loopback = addresses.Single(a => a.ToString().StartsWith("/ip4/127.0.0.1/tcp/", StringComparison.Ordinal));
+
+        var identify = await CliProcess.RunAsync(token, "identify", loopback.ToString(), "--json");
+        var refused = await CliProcess.RunAsync(token, "node", "--announce", "/ip4/0.0.0.0/tcp/4001");
+
+        Assert.That(addresses[0].ToString(), Is.EqualTo($"/dns4/node.example.com/tcp/4001/p2p/{peerId}"));
+        Assert.That(addresses, Has.None.Matches<Multiaddress>(a => a.HasUnspecifiedHost), "0.0.0.0 is given as the machine's addresses");
+        Assert.That(identify.ExitCode, Is.Zero, identify.Stderr);
+        Assert.That(JsonNode.Parse(identify.Stdout)!["listenAddrs"]!.AsArray().Select(a => (string)a!),
+            Is.EqualTo(addresses.Select(a => a.WithoutPeerId().ToString())), "what identify tells peers is what the node printed");
+        Assert.That(refused.ExitCode, Is.Not.Zero);
+        Assert.That(refused.Stderr, Does.Contain("--announce '/ip4/0.0.0.0/tcp/4001': name an address peers can dial"));
+        Assert.That(await node.TerminateAsync(token), Is.Zero);
+    }
+
+    [Test]
     public async Task Keygen_ThenNode_KeepsThePeerIdAcrossRestarts(CancellationToken token)
     {
         var keyFile = Path.Combine(_dir, "node.key");
