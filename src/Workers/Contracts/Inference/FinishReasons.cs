@@ -2,9 +2,9 @@ namespace P2PInference.Workers.Contracts.Inference;
 
 /// <summary>
 /// Why a generation ended, as <see cref="InferResponse.FinishReason"/> and the last
-/// <see cref="InferChunk.FinishReason"/> carry it. Processors report <see cref="Stop"/> and
-/// <see cref="Length"/>; <see cref="Cancelled"/> and <see cref="Error"/> are what a client reports
-/// for a stream that the caller stopped or that failed after some text (the SDK's chat client).
+/// <see cref="InferChunk.FinishReason"/> carry it: OpenAI's two values for text. A generation that
+/// does not end this way has no finish reason: a cancelled call ends as a cancelled RPC, a failed one
+/// with an error status, and streams end without a last chunk.
 /// </summary>
 public static class FinishReasons
 {
@@ -13,8 +13,4 @@ public static class FinishReasons
 
     /// <summary>The max tokens budget was used up.</summary>
     public const string Length = "length";
-
-    public const string Cancelled = "cancelled";
-
-    public const string Error = "error";
 }
