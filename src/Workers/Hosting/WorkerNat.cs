@@ -149,11 +149,8 @@ public sealed class WorkerNat : IAsyncDisposable
     /// <summary>AutoNAT confirmed an address peers reach us at, or one went: provider records should carry the change.</summary>
     private void OnConfirmedAddressesChanged()
     {
-        lock (_gate)
-        {
-            _confirmedAddressesChanged = true;
-            _wake.TrySetResult();
-        }
+        lock (_gate) _confirmedAddressesChanged = true;
+        Wake();
     }
 
     private bool CanReserve => _circuit is not null && _settings.MaxReservations > 0;
