@@ -64,6 +64,24 @@ public sealed class HostAnnouncedAddressesTests
     }
 
     [Test]
+    public void AMachineWithManyAddresses_AnnouncesAsManyAsAPeerKeeps_TheOperatorsFirst()
+    {
+        // A container host: an address on each of many bridges. Identify must still fit what other peers accept.
+        IPAddress[] many = [.. Enumerable.Range(1, 60).Select(i => IPAddress.Parse($"10.0.{i}.1")), IPAddress.Loopback];
+        var announce = Multiaddress.Parse("/dns4/node.example.com/tcp/4001");
+        var announced = new AnnouncedAddresses([announce], () => many);
+        announced.SetListen([Multiaddress.Parse("/ip4/0.0.0.0/tcp/4001")]);
+
+        Assert.That(announced.All, Has.Count.EqualTo(AnnouncedAddresses.MaxCount));
+        Assert.That(announced.All[0], Is.EqualTo(announce));
+        Assert.That(announced.All, Has.None.Matches<Multiaddress>(a => a.ToString().StartsWith("/ip4/127.", StringComparison.Ordinal)), "loopback, last, is left out first");
+        var identify = new P2PInference.Facilities.Net.Protocols.Identify.IdentifyInfo(KeyPair.FromRandom(new Random(3)).PublicKey, announced.All,
+            [.. Enumerable.Range(0, 12).Select(i => $"/p2pinference/protocol-{i}/1.0.0")], null, "ipfs/0.1.0", "p2pinference/1.0.0");
+        Assert.DoesNotThrowAsync(() => P2PInference.Facilities.Net.Protocols.Identify.IdentifyProtocol.WriteAsync(new MemoryStream(), identify, CancellationToken.None),
+            "the message stays under the size other implementations accept");
+    }
+
+    [Test]
     public void TheMachinesAddresses_IncludeLoopback_Last_AndNoLinkLocal()
     {
         var addresses = AnnouncedAddresses.OfThisMachine();

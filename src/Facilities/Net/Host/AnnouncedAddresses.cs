@@ -16,6 +16,9 @@ namespace P2PInference.Facilities.Net.Host;
 /// </summary>
 internal sealed class AnnouncedAddresses
 {
+    /// <summary>Addresses announced at most: what a peer keeps of one identify message.</summary>
+    public const int MaxCount = Protocols.Identify.IdentifyProtocol.MaxListenAddresses;
+
     private readonly Lock _gate = new();
     private readonly Multiaddress[] _announce;
     private readonly Func<IReadOnlyList<IPAddress>> _machineAddresses;
@@ -27,7 +30,7 @@ internal sealed class AnnouncedAddresses
     {
         _announce = [.. announce.Select(a => a.WithoutPeerId()).Distinct()];
         _machineAddresses = machineAddresses;
-        _all = _announce;
+        _all = [.. _announce.Take(MaxCount)];
     }
 
     public IReadOnlyList<Multiaddress> All => _all;
@@ -79,7 +82,9 @@ internal sealed class AnnouncedAddresses
     private void Rebuild()
     {
         Debug.Assert(_gate.IsHeldByCurrentThread);
-        _all = [.. _announce.Concat(_confirmed).Concat(_listen).Distinct()];
+        // Peers keep no more than this of one identify, and a machine with many interfaces would otherwise outgrow the
+        // message other implementations accept, failing every identify; what comes last (loopback) goes first.
+        _all = [.. _announce.Concat(_confirmed).Concat(_listen).Distinct().Take(MaxCount)];
     }
 
     /// <summary>
