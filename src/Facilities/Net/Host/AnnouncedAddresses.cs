@@ -35,6 +35,8 @@ internal sealed class AnnouncedAddresses
 
     public IReadOnlyList<Multiaddress> All => _all;
 
+    public IReadOnlyList<Multiaddress> Announce => _announce;
+
     public IReadOnlyList<Multiaddress> Confirmed
     {
         get

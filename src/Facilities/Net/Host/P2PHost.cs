@@ -105,6 +105,9 @@ public sealed class P2PHost : IAsyncDisposable
     /// <summary><see cref="AnnouncedAddresses"/> as others dial them: each ending in <c>/p2p/&lt;PeerId&gt;</c>.</summary>
     public IReadOnlyList<Multiaddress> AdvertisedAddresses => AnnouncedAddresses.Select(a => a.WithPeerId(PeerId)).ToArray();
 
+    /// <summary>The operator's addresses for this node (<see cref="HostOptions.AnnounceAddresses"/>), without <c>/p2p/</c>.</summary>
+    public IReadOnlyList<Multiaddress> AnnounceAddresses => _announced.Announce;
+
     /// <summary>Addresses others were found to reach this node at, other than its listen addresses (set by AutoNAT: <see cref="SetConfirmedAddresses"/>).</summary>
     public IReadOnlyList<Multiaddress> ConfirmedAddresses => _announced.Confirmed;
 

@@ -83,6 +83,13 @@ internal sealed class NatFabric(InMemoryNetwork network)
         }
     }
 
+    public void Forward(NatTable table, int port, string node)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(node);
+        var now = Time.GetUtcNow();
+        lock (Gate) table.Forward(port, node, now);
+    }
+
     public IReadOnlyCollection<string> MembersOf(NatTable table)
     {
         lock (Gate) return [.. table.Members.Order(StringComparer.Ordinal)];

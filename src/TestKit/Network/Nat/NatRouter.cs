@@ -43,6 +43,17 @@ public sealed class NatRouter
         return this;
     }
 
+    /// <summary>
+    /// Forwards <paramref name="publicPort"/> of <see cref="PublicAddress"/> to <paramref name="node"/> (behind this router),
+    /// as an operator's port forward does: anyone's dial to <c>/ip4/PUBLIC/tcp/PORT</c> reaches the node's listener, whatever
+    /// the filtering, and it survives <see cref="Reboot"/>. The node's own dials still leave through ordinary mappings.
+    /// </summary>
+    public NatRouter Forward(int publicPort, string node)
+    {
+        _fabric.Forward(Table, publicPort, node);
+        return this;
+    }
+
     /// <summary>The router loses its state: every mapping is forgotten and the connections through them are reset.</summary>
     public void Reboot() => _fabric.Reboot(Table);
 

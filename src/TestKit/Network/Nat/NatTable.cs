@@ -14,6 +14,7 @@ internal sealed class NatTable
     private readonly Dictionary<NatMappingKey, NatMapping> _byKey = [];
     private readonly Dictionary<NatEndpoint, NatMapping> _byPublic = [];
     private readonly Dictionary<NatMappingKey, int> _generations = [];
+    private readonly Dictionary<int, NatMapping> _forwards = [];
     private readonly int _seed;
 
     public NatTable(string name, NatBehavior behavior, string? publicHost, int seed)
@@ -57,9 +58,30 @@ internal sealed class NatTable
         return mapping;
     }
 
+    /// <summary>
+    /// A port forward the operator set up: <paramref name="port"/> on the public address leads to <paramref name="inside"/>,
+    /// for anyone, for good (a reboot keeps it). Outbound dials of the node still leave through mappings of their own.
+    /// </summary>
+    public void Forward(int port, string inside, DateTimeOffset now)
+    {
+        if (PublicHost is null) throw new InvalidOperationException($"'{Name}' is a firewall: it has no public address to forward from");
+        if (port is < 1 or > 65535) throw new ArgumentOutOfRangeException(nameof(port), port, "a TCP port is 1 to 65535");
+        if (!Members.Contains(inside)) throw new ArgumentException($"node '{inside}' is not behind '{Name}'", nameof(inside));
+        var endpoint = new NatEndpoint(PublicHost, port);
+        if (_forwards.ContainsKey(port) || _byPublic.ContainsKey(endpoint)) throw new InvalidOperationException($"port {port} of '{Name}' is already in use");
+        var forward = new NatMapping(this, new NatMappingKey(inside, null, port), endpoint, now);
+        // Held once here and never let go: a forward does not expire.
+        forward.Acquire(now);
+        _forwards.Add(port, forward);
+    }
+
+    /// <summary>Whether <paramref name="mapping"/> is a port forward, which lets everyone in.</summary>
+    public bool IsForward(NatMapping mapping) => _forwards.TryGetValue(mapping.Public.Port, out var forward) && ReferenceEquals(forward, mapping);
+
     /// <summary>The live mapping at <paramref name="publicEndpoint"/>, if any.</summary>
     public NatMapping? Find(NatEndpoint publicEndpoint, DateTimeOffset now)
     {
+        if (publicEndpoint.Host == PublicHost && _forwards.TryGetValue(publicEndpoint.Port, out var forward)) return forward;
         if (!_byPublic.TryGetValue(publicEndpoint, out var mapping)) return null;
         if (!mapping.IsExpired(now)) return mapping;
         Remove(mapping);
@@ -67,7 +89,7 @@ internal sealed class NatTable
     }
 
     /// <summary>Whether the filter of <paramref name="mapping"/> lets a connection attempt from <paramref name="source"/> in.</summary>
-    public bool Admits(NatMapping mapping, NatEndpoint source) => Behavior.Filtering switch
+    public bool Admits(NatMapping mapping, NatEndpoint source) => IsForward(mapping) || Behavior.Filtering switch
     {
         NatFilteringBehavior.EndpointIndependent => true,
         NatFilteringBehavior.AddressDependent => mapping.Contacted.Any(c => c.Host == source.Host),
@@ -80,7 +102,7 @@ internal sealed class NatTable
         return _byKey.Count;
     }
 
-    /// <summary>Forgets every mapping, as a router that reboots does.</summary>
+    /// <summary>Forgets every mapping, as a router that reboots does; its port forwards are configuration, and stay.</summary>
     public void Clear()
     {
         _byKey.Clear();
@@ -115,7 +137,7 @@ internal sealed class NatTable
         {
             var port = FirstPort + (int)(Hash(key, generation, probe) % PortCount);
             var candidate = new NatEndpoint(PublicHost, port);
-            if (!_byPublic.ContainsKey(candidate)) return candidate;
+            if (!_byPublic.ContainsKey(candidate) && !_forwards.ContainsKey(port)) return candidate;
         }
     }
 

@@ -32,10 +32,12 @@ public sealed class AutoNatSimulationTests
 
         /// <param name="identity">Tells apart hosts on one node (one address); the node's name when null.</param>
         /// <param name="listen">False for a second host on a node whose address another host listens on.</param>
-        public async Task<P2PHost> HostAsync(string name, TimeSpan? idleConnectionTimeout = null, string? identity = null, bool listen = true)
+        public async Task<P2PHost> HostAsync(string name, TimeSpan? idleConnectionTimeout = null, string? identity = null, bool listen = true,
+            IReadOnlyList<Multiaddress>? announce = null)
         {
             var host = new P2PHost(new HostOptions
             {
+                AnnounceAddresses = announce ?? [],
                 IdleConnectionTimeout = idleConnectionTimeout ?? DefaultIdleConnectionTimeout,
                 Identity = KeyPair.FromRandom(sim.CreateRandom("identity", identity ?? name)),
                 Transports = [Network.CreateTransport(name)],
@@ -196,6 +198,37 @@ public sealed class AutoNatSimulationTests
         Assert.That(me.AnnouncedAddresses, Is.EqualTo(new[] { InMemoryNetwork.AddressOf("me") }));
         await sim.Clock.WaitUntilAsync(() => !server.PeerStore.GetAddresses(me.PeerId).Contains(mapping), Patience);
         Assert.That(reannounced, Is.EqualTo(2));
+    });
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public void NodeBehindAPortForward_IsFoundPublic_OnlyWhenItsOperatorAnnouncesTheForwardedPort(bool announced) => SimulationTest.Run(async sim =>
+    {
+        // Port 4001 of the router leads to the node; nothing the node sees tells it that number (its own dials
+        // leave through other ports, which the router's port-restricted filter keeps closed to strangers).
+        await using var world = new World(sim);
+        var forwarded = Multiaddress.Parse("/ip4/198.51.100.20/tcp/4001");
+        world.Network.AddNatRouter("home", NatBehavior.PortRestrictedCone, System.Net.IPAddress.Parse("198.51.100.20")).Add("me").Forward(4001, "me");
+        var servers = await world.ServersAsync(3);
+        var me = await world.HostAsync("me", announce: announced ? [forwarded] : null);
+        foreach (var (host, _) in servers) await World.ConnectAsync(me, host);
+        var client = world.Client(me);
+
+        client.Start();
+        await sim.Clock.WaitUntilAsync(() => client.Status.Reachability != NatReachability.Unknown, Patience);
+
+        if (!announced)
+        {
+            Assert.That(client.Status.Reachability, Is.EqualTo(NatReachability.Private));
+            return;
+        }
+        Assert.That(client.Status.Reachability, Is.EqualTo(NatReachability.Public));
+        Assert.That(client.Status.ReachedAddress, Is.EqualTo(forwarded));
+        Assert.That(me.ConfirmedAddresses, Is.Empty, "the operator's address is announced already");
+        Assert.That(me.AnnouncedAddresses[0], Is.EqualTo(forwarded));
+        var stranger = await world.HostAsync("stranger");
+        var connection = await stranger.ConnectAsync(forwarded.WithPeerId(me.PeerId), CancellationToken.None);
+        Assert.That(connection.RemotePeer, Is.EqualTo(me.PeerId), "a stranger reaches the node through the forward");
     });
 
     [Test]

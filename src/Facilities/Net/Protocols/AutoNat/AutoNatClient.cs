@@ -143,8 +143,8 @@ public sealed class AutoNatClient : IAsyncDisposable
     }
 
     /// <summary>
-    /// What we ask servers to dial: each listen address, and each on the host part other peers
-    /// observe us at (identify), which is what a NAT with a forwarded port or a public IP on
+    /// What we ask servers to dial: the operator's announce addresses and the confirmed ones, each listen address, and
+    /// each on the host part other peers observe us at (identify), which is what a NAT with a forwarded port or a public IP on
     /// another interface shows. An observed address is sent whole only when the connection it was
     /// seen on left from a listen endpoint (TCP port reuse, the TestKit's NAT models): then it is
     /// the NAT's mapping of that endpoint, which a server can reach exactly when the NAT lets
@@ -154,7 +154,9 @@ public sealed class AutoNatClient : IAsyncDisposable
     {
         var bound = _host.ListenAddresses.Where(a => !DialBackAddressPolicy.IsRelayed(a)).ToList();
         var listen = bound.Where(a => !IsUnspecified(a)).ToList();
-        var result = new List<Multiaddress>();
+        // First what the host tells peers beyond its listen addresses: the operator's (a forwarded port, whose number
+        // nothing else would guess) and those confirmed before, so each round checks them again.
+        var result = _host.AnnounceAddresses.Concat(_host.ConfirmedAddresses).Where(a => !DialBackAddressPolicy.IsRelayed(a)).Distinct().ToList();
         foreach (var connection in _host.Connections)
         {
             if (connection.RemoteIdentify?.ObservedAddress is not { Components.Count: > 0 } observed || DialBackAddressPolicy.IsRelayed(observed)) continue;
@@ -276,20 +278,21 @@ public sealed class AutoNatClient : IAsyncDisposable
     }
 
     /// <summary>
-    /// Tells the host the addresses enough servers reached while we are public, other than its listen addresses; none
+    /// Tells the host the addresses enough servers reached while we are public, other than its listen and announce addresses; none
     /// once private (what was reached then is forgotten), and none while unknown. In a fixed order, so that servers
     /// reaching them in turn change nothing peers are told.
     /// </summary>
     private void AnnounceConfirmed()
     {
         if (!_options.AnnounceConfirmedAddresses) return;
-        var listen = _host.ListenAddresses;
+        // The operator's own are announced anyway.
+        var known = _host.ListenAddresses.Concat(_host.AnnounceAddresses).ToHashSet();
         Multiaddress[] confirmed;
         lock (_gate)
         {
             if (_tally.Status.Reachability == NatReachability.Private) _reached.Clear();
             confirmed = _tally.Status.Reachability != NatReachability.Public ? [] :
-                [.. _reached.Where(r => r.Servers.Count >= _options.ServersToConfirmAddress && !listen.Contains(r.Address)).Select(r => r.Address).OrderBy(a => a.ToString(), StringComparer.Ordinal)];
+                [.. _reached.Where(r => r.Servers.Count >= _options.ServersToConfirmAddress && !known.Contains(r.Address)).Select(r => r.Address).OrderBy(a => a.ToString(), StringComparer.Ordinal)];
         }
         _host.SetConfirmedAddresses(confirmed);
     }
