@@ -278,6 +278,41 @@ public sealed class NatRouterTests
     });
 
     [Test]
+    public void ForwardedPort_LetsAStrangerIn_WhateverTheFiltering_AndOutlivesAReboot() => SimulationTest.Run(async sim =>
+    {
+        var network = NatTesting.CreateNetwork(sim);
+        var home = network.AddNatRouter("home", NatBehavior.Symmetric, NatAddress).Add("alice").Forward(4001, "alice");
+        await using var alice = await network.ListenAsync("alice");
+        var forwarded = Multiaddress.Parse("/ip4/203.0.113.10/tcp/4001");
+
+        var (_, accepted) = await network.ConnectThroughAsync("stranger", forwarded, alice);
+        home.Reboot();
+        var (dialer, again) = await network.ConnectThroughAsync("stranger", forwarded, alice);
+
+        Assert.That(accepted.LocalAddress, Is.EqualTo(InMemoryNetwork.AddressOf("alice")), "the inside node knows only its private address");
+        Assert.That(await NatTesting.CarriesAsync(dialer, again), Is.True);
+        Assert.That(home.MappingCount, Is.Zero, "a forward is configuration, not a mapping");
+        await using var stranger = await network.ListenAsync("stranger");
+        var atStranger = await network.ObservedAtAsync("alice", "stranger", stranger);
+        Assert.That(NatTesting.PortOf(atStranger), Is.Not.EqualTo(4001), "alice's own dials leave through ordinary mappings");
+    });
+
+    [Test]
+    public void Forward_RefusesANodeNotBehindTheRouter_ATakenPort_AndNoPort() => SimulationTest.Run(sim =>
+    {
+        var network = NatTesting.CreateNetwork(sim);
+        var home = network.AddNatRouter("home", NatBehavior.FullCone, NatAddress).Add("alice").Forward(4001, "alice");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(() => home.Forward(4002, "bob"), Throws.ArgumentException);
+            Assert.That(() => home.Forward(4001, "alice"), Throws.InvalidOperationException);
+            Assert.That(() => home.Forward(0, "alice"), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        });
+        return Task.CompletedTask;
+    });
+
+    [Test]
     public void MappedPorts_AreTheSame_ForTheSameSeed_WhateverTheOrderOfDials()
     {
         var relayFirst = SimulationTest.Run(sim => ObservePortsAsync(sim, relayFirst: true), SimulationTest.Options(seed: 42));
