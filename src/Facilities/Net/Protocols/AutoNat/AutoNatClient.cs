@@ -153,7 +153,7 @@ public sealed class AutoNatClient : IAsyncDisposable
     internal IReadOnlyList<Multiaddress> CandidateAddresses()
     {
         var bound = _host.ListenAddresses.Where(a => !DialBackAddressPolicy.IsRelayed(a)).ToList();
-        var listen = bound.Where(a => !IsUnspecified(a)).ToList();
+        var listen = bound.Where(a => !a.HasUnspecifiedHost).ToList();
         // First what the host tells peers beyond its listen addresses: the operator's (a forwarded port, whose number
         // nothing else would guess) and those confirmed before, so each round checks them again.
         var result = _host.AnnounceAddresses.Concat(_host.ConfirmedAddresses).Where(a => !DialBackAddressPolicy.IsRelayed(a)).Distinct().ToList();
@@ -342,13 +342,11 @@ public sealed class AutoNatClient : IAsyncDisposable
     {
         var (l, b) = (local.WithoutPeerId().Components, listen.WithoutPeerId().Components);
         if (l.Count == 0 || l.Count != b.Count || l[0].Protocol.Code != b[0].Protocol.Code) return false;
-        if (!IsUnspecified(listen) && !l[0].Value.Span.SequenceEqual(b[0].Value.Span)) return false;
+        if (!listen.HasUnspecifiedHost && !l[0].Value.Span.SequenceEqual(b[0].Value.Span)) return false;
         for (var i = 1; i < l.Count; i++)
             if (l[i].Protocol.Code != b[i].Protocol.Code || !l[i].Value.Span.SequenceEqual(b[i].Value.Span)) return false;
         return true;
     }
-
-    internal static bool IsUnspecified(Multiaddress address) => address.Components.Count == 0 || address.HasUnspecifiedHost;
 
     public async ValueTask DisposeAsync()
     {

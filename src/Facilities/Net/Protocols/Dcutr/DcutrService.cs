@@ -414,7 +414,7 @@ public sealed class DcutrService : IAsyncDisposable
 
     private bool IsUsable(Multiaddress address)
     {
-        if (address.Components.Count == 0 || address.Has(MultiaddressProtocol.P2pCircuit) || AutoNatClient.IsUnspecified(address)) return false;
+        if (address.Components.Count == 0 || address.Has(MultiaddressProtocol.P2pCircuit) || address.HasUnspecifiedHost) return false;
         // The scope rule kad and identify use: a DNS name that is an IP literal ("/dns4/127.0.0.1") has that
         // IP's scope, so a peer cannot aim our punch at our loopback or LAN by spelling it as a name.
         return _options.AllowPrivateAddresses || AddressScopes.Of(address) == AddressScope.Public;
