@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Encoding;
@@ -9,6 +10,7 @@ using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Dht.Proto;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Dht;
 
@@ -53,9 +55,9 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         _host = host;
         _options = options;
         _logger = options.LoggerFactory.CreateLogger<KademliaDht>();
-        RoutingTable = new RoutingTable(host.PeerId, options.K, options.TimeProvider, options.MaxFailuresBeforeEviction);
+        RoutingTable = new RoutingTable(host.PeerId, options.K, options.TimeProvider, options.MaxFailuresBeforeEviction, _logger);
         Providers = new ProviderStore(options.TimeProvider, options.ProviderRecordTtl, options.MaxProviderKeys, options.MaxProvidersPerKey, options.MaxKeysPerProvider,
-            options.MaxProviderStoreBytes, options.MaxProviderStoreBytesPerOrigin);
+            options.MaxProviderStoreBytes, options.MaxProviderStoreBytesPerOrigin, _logger);
         Records = new RecordStore(options.TimeProvider, options.RecordTtl, options.MaxRecords, options.MaxRecordSize, options.MaxRecordsPerPeer,
             options.MaxRecordStoreBytes, options.MaxRecordStoreBytesPerOrigin);
         _handler = new KadRequestHandler(host, options, RoutingTable, Providers, Records, ConsiderPeer);
@@ -498,7 +500,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         if (RoutingTable.Count == 0)
         {
             await BootstrapAsync(cancellationToken);
-            RefreshCompleted?.Invoke();
+            EventSubscribers.Raise(RefreshCompleted, _logger, $"{nameof(KademliaDht)}.{nameof(RefreshCompleted)}");
             return;
         }
         await FindClosestPeersAsync(PeerId.ToByteArray(), cancellationToken);
@@ -507,7 +509,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
         lock (_randomLock) _random.NextBytes(random);
         await RunFindNodeAsync(random, [], static (_, _, _) => false, alpha: null, cancellationToken);
         await RefreshEmptyBucketsAsync(cancellationToken);
-        RefreshCompleted?.Invoke();
+        EventSubscribers.Raise(RefreshCompleted, _logger, $"{nameof(KademliaDht)}.{nameof(RefreshCompleted)}");
     }
 
     /// <summary>
@@ -600,7 +602,7 @@ public sealed class KademliaDht : IDiscovery, IAsyncDisposable
                 _logger.LogWarning(e, "re-announcing a provider record failed");
             }
         }
-        ReannounceCompleted?.Invoke();
+        EventSubscribers.Raise(ReannounceCompleted, _logger, $"{nameof(KademliaDht)}.{nameof(ReannounceCompleted)}");
     }
 
     private void Sweep()

@@ -1,6 +1,9 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Dht;
 
@@ -22,6 +25,7 @@ namespace P2PInference.Facilities.Dht;
 /// </remarks>
 public sealed class ProviderStore
 {
+    private readonly ILogger _logger;
     private readonly Dictionary<byte[], Dictionary<PeerId, Stored>> _byKey = new(ByteKeyComparer.Instance);
     private readonly TimeProvider _timeProvider;
     private readonly TimeSpan _ttl;
@@ -36,8 +40,9 @@ public sealed class ProviderStore
     private long _bytes;
 
     public ProviderStore(TimeProvider timeProvider, TimeSpan ttl, int maxKeys, int maxProvidersPerKey, int maxKeysPerProvider = DefaultMaxKeysPerProvider,
-        long maxBytes = DefaultMaxBytes, long maxBytesPerOrigin = long.MaxValue)
+        long maxBytes = DefaultMaxBytes, long maxBytesPerOrigin = long.MaxValue, ILogger? logger = null)
     {
+        _logger = logger ?? NullLogger.Instance;
         ArgumentOutOfRangeException.ThrowIfLessThan(maxKeysPerProvider, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBytesPerOrigin, 1);
@@ -123,7 +128,7 @@ public sealed class ProviderStore
     public bool Add(ReadOnlySpan<byte> key, PeerId provider, IReadOnlyList<Multiaddress> addresses, TimeSpan? ttl = null, string? origin = null)
     {
         if (!AddCore(key, provider, addresses, ttl, origin, out var keyBytes)) return false;
-        RecordAdded?.Invoke(keyBytes, provider);
+        EventSubscribers.Raise(RecordAdded, keyBytes, provider, _logger, $"{nameof(ProviderStore)}.{nameof(RecordAdded)}");
         return true;
     }
 

@@ -1,4 +1,7 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Dht;
 
@@ -15,14 +18,16 @@ namespace P2PInference.Facilities.Dht;
 /// </remarks>
 public sealed class RoutingTable
 {
+    private readonly ILogger _logger;
     private readonly Bucket?[] _buckets = new Bucket?[KadId.Bits];
     private readonly Dictionary<PeerId, Entry> _index = [];
     private readonly TimeProvider _timeProvider;
     private readonly int _maxFailures;
     private readonly Lock _lock = new();
 
-    public RoutingTable(PeerId self, int bucketSize, TimeProvider timeProvider, int maxFailures = 1)
+    public RoutingTable(PeerId self, int bucketSize, TimeProvider timeProvider, int maxFailures = 1, ILogger? logger = null)
     {
+        _logger = logger ?? NullLogger.Instance;
         ArgumentNullException.ThrowIfNull(self);
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThan(bucketSize, 1);
@@ -113,7 +118,7 @@ public sealed class RoutingTable
             target.Peers.Add(entry);
             _index[peer] = entry;
         }
-        PeerAdded?.Invoke(peer);
+        EventSubscribers.Raise(PeerAdded, peer, _logger, $"{nameof(RoutingTable)}.{nameof(PeerAdded)}");
         return RoutingTableUpdate.Added;
     }
 
@@ -136,8 +141,8 @@ public sealed class RoutingTable
             if (++entry.Failures < _maxFailures) return false;
             promoted = RemoveLocked(entry);
         }
-        PeerRemoved?.Invoke(peer);
-        if (promoted is not null) PeerAdded?.Invoke(promoted);
+        EventSubscribers.Raise(PeerRemoved, peer, _logger, $"{nameof(RoutingTable)}.{nameof(PeerRemoved)}");
+        if (promoted is not null) EventSubscribers.Raise(PeerAdded, promoted, _logger, $"{nameof(RoutingTable)}.{nameof(PeerAdded)}");
         return true;
     }
 
@@ -150,8 +155,8 @@ public sealed class RoutingTable
             if (!_index.TryGetValue(peer, out var entry)) return false;
             promoted = RemoveLocked(entry);
         }
-        PeerRemoved?.Invoke(peer);
-        if (promoted is not null) PeerAdded?.Invoke(promoted);
+        EventSubscribers.Raise(PeerRemoved, peer, _logger, $"{nameof(RoutingTable)}.{nameof(PeerRemoved)}");
+        if (promoted is not null) EventSubscribers.Raise(PeerAdded, promoted, _logger, $"{nameof(RoutingTable)}.{nameof(PeerAdded)}");
         return true;
     }
 

@@ -168,17 +168,7 @@ public sealed class WorkerNat : IAsyncDisposable
         lock (_gate) _wake.TrySetResult();
     }
 
-    private void RaiseChanged()
-    {
-        try
-        {
-            Changed?.Invoke();
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            _logger.LogWarning(e, "a NAT subscriber failed");
-        }
-    }
+    private void RaiseChanged() => EventSubscribers.Raise(Changed, _logger, $"{nameof(WorkerNat)}.{nameof(Changed)}");
 
     private async Task RunAsync(CancellationToken stop)
     {

@@ -92,7 +92,7 @@ internal sealed class ConnectionManager : IAsyncDisposable
                 loser = PreferredOf(current, connection) == current ? connection : current;
         }
         connection.OnClosed(s_remove, this);
-        Connected?.Invoke(connection);
+        EventSubscribers.Raise(Connected, connection, _logger, $"{nameof(P2PHost)}.{nameof(P2PHost.PeerConnected)}");
         if (loser is not null) Retire(loser);
         return true;
     }
@@ -138,14 +138,7 @@ internal sealed class ConnectionManager : IAsyncDisposable
             }
         }
         if (!removed) return;
-        try
-        {
-            Disconnected?.Invoke(connection);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            _logger.LogWarning(e, "a disconnect handler for {Connection} failed", connection);
-        }
+        EventSubscribers.Raise(Disconnected, connection, _logger, $"{nameof(P2PHost)}.{nameof(P2PHost.PeerDisconnected)}");
     }
 
     private void Maintain()

@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Collections.Frozen;
 using System.Runtime.ExceptionServices;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Multistream;
@@ -60,11 +61,9 @@ public sealed class P2PHost : IAsyncDisposable
         _releaseInboundSlot = (_, slot) => _inbound.Release((string)slot!);
         _sourceRewrites = new SourceRewriteDetector(_logger);
         _identifyPush = new IdentifyPushSender(this, () => OwnIdentify(observed: null), options, _logger, _stopping.Token);
-        PeerStore = new PeerStore(options.TimeProvider, options.MaxKnownPeers);
+        PeerStore = new PeerStore(options.TimeProvider, options.MaxKnownPeers, logger: _logger);
         // A connected peer's protocols and addresses are what its streams and redials use; the connection caps bound them.
         PeerStore.Retain(peer => _connections.Get(peer) is not null);
-        _connections.Connected += c => PeerConnected?.Invoke(c);
-        _connections.Disconnected += c => PeerDisconnected?.Invoke(c);
         Handle(IdentifyProtocol.ProtocolId, ServeIdentifyAsync);
         Handle(IdentifyProtocol.PushProtocolId, ServeIdentifyPushAsync);
         Handle(PingProtocol.ProtocolId, (context, ct) => PingProtocol.HandleAsync(context.Stream, _options.PingTimeout, _options.TimeProvider, ct));
@@ -125,22 +124,25 @@ public sealed class P2PHost : IAsyncDisposable
         if (!_announced.SetConfirmed(addresses)) return;
         _logger.LogInformation("confirmed addresses: {Addresses}", addresses.Count == 0 ? "none" : string.Join(", ", addresses));
         SelfChanged();
-        try
-        {
-            ConfirmedAddressesChanged?.Invoke();
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            _logger.LogWarning(e, "a confirmed-address subscriber failed");
-        }
+        EventSubscribers.Raise(ConfirmedAddressesChanged, _logger, $"{nameof(P2PHost)}.{nameof(ConfirmedAddressesChanged)}");
     }
 
     public IReadOnlyCollection<string> Protocols => _protocols.Ids;
 
     public IReadOnlyList<PeerConnection> Connections => _connections.All;
 
-    public event Action<PeerConnection>? PeerConnected;
-    public event Action<PeerConnection>? PeerDisconnected;
+    // Each subscriber is called on its own: one that throws is logged and stops neither the others nor the connection.
+    public event Action<PeerConnection>? PeerConnected
+    {
+        add => _connections.Connected += value;
+        remove => _connections.Connected -= value;
+    }
+
+    public event Action<PeerConnection>? PeerDisconnected
+    {
+        add => _connections.Disconnected += value;
+        remove => _connections.Disconnected -= value;
+    }
 
     public void Handle(string protocolId, StreamHandler handler)
     {

@@ -1,6 +1,9 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Host;
 
@@ -31,6 +34,7 @@ public sealed class PeerStore
     // Eviction looks this far from the least recently heard-of end for a peer we only heard about from others.
     private const int EvictionScan = 64;
 
+    private readonly ILogger _logger;
     private readonly Dictionary<PeerId, LinkedListNode<PeerRecord>> _peers = [];
     private readonly LinkedList<PeerRecord> _byRecency = new();
     private readonly Lock _lock = new();
@@ -40,8 +44,9 @@ public sealed class PeerStore
     private long _bytes;
     private Func<PeerId, bool>[] _inUseChecks = [];
 
-    public PeerStore(TimeProvider timeProvider, int capacity = DefaultCapacity, long maxBytes = DefaultMaxBytes)
+    public PeerStore(TimeProvider timeProvider, int capacity = DefaultCapacity, long maxBytes = DefaultMaxBytes, ILogger? logger = null)
     {
+        _logger = logger ?? NullLogger.Instance;
         ArgumentNullException.ThrowIfNull(timeProvider);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBytes, 1);
@@ -282,7 +287,7 @@ public sealed class PeerStore
             record.IdentifyBytes = identifyBytes;
             TrimLocked(record, now);
         }
-        ProtocolsUpdated?.Invoke(peer);
+        EventSubscribers.Raise(ProtocolsUpdated, peer, _logger, $"{nameof(PeerStore)}.{nameof(ProtocolsUpdated)}");
     }
 
     public IReadOnlyList<string> GetProtocols(PeerId peer)

@@ -256,14 +256,7 @@ public sealed class AutoNatClient : IAsyncDisposable
             changed = _tally.Status;
         }
         _logger.LogInformation("AutoNAT: this node is now {Status}", changed);
-        try
-        {
-            StatusChanged?.Invoke(changed);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            _logger.LogWarning(e, "an AutoNAT status subscriber failed");
-        }
+        EventSubscribers.Raise(StatusChanged, changed, _logger, $"{nameof(AutoNatClient)}.{nameof(StatusChanged)}");
     }
 
     private void Reached(PeerId server, Multiaddress address)

@@ -3,6 +3,7 @@ using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Encoding;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Protocols.AutoNat;
 
@@ -70,14 +71,7 @@ public sealed class AutoNatServer : IDisposable
         await stream.CompleteWritesAsync(write.Token);
         Interlocked.Increment(ref _served);
         _logger.LogDebug("AutoNAT request from {Peer} via {Address}: {Status} {Text}", context.RemotePeer, context.Connection.RemoteAddress, response.Status, response.StatusText);
-        try
-        {
-            Answered?.Invoke(context.RemotePeer, response);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            _logger.LogWarning(e, "an AutoNAT answer subscriber failed");
-        }
+        EventSubscribers.Raise(Answered, context.RemotePeer, response, _logger, $"{nameof(AutoNatServer)}.{nameof(Answered)}");
     }
 
     /// <summary>The request, or the E_BAD_REQUEST answer for one that was read whole but made no sense.</summary>

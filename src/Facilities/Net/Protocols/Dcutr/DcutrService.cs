@@ -461,7 +461,7 @@ public sealed class DcutrService : IAsyncDisposable
     {
         if (outcome.IsDirect) _logger.LogInformation("dcutr: direct with {Peer} at {Address}", outcome.Peer, outcome.Address);
         else _logger.LogInformation("dcutr: still relayed with {Peer}: {Reason}", outcome.Peer, outcome.Reason);
-        Completed?.Invoke(outcome);
+        EventSubscribers.Raise(Completed, outcome, _logger, $"{nameof(DcutrService)}.{nameof(Completed)}");
     }
 
     private static string Describe(Exception e) => e switch

@@ -168,7 +168,7 @@ public sealed class RelayReservation : IAsyncDisposable
             Apply(info, limit, connection);
             Renewals++;
             _logger.LogDebug("reservation on {Relay} {Action} until {Expires}", Relay, wasLost ? "regained" : "renewed", info.Expires);
-            Raise(Renewed);
+            EventSubscribers.Raise(Renewed, this, _logger, $"{nameof(RelayReservation)}.{nameof(Renewed)}");
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -191,20 +191,9 @@ public sealed class RelayReservation : IAsyncDisposable
         }
         connection?.ReleaseKeepOpen();
         _logger.LogInformation("lost the reservation on {Relay}: {Reason}", Relay, reason);
-        Raise(Lost);
+        EventSubscribers.Raise(Lost, this, _logger, $"{nameof(RelayReservation)}.{nameof(Lost)}");
     }
 
-    private void Raise(Action<RelayReservation>? handler)
-    {
-        try
-        {
-            handler?.Invoke(this);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            _logger.LogWarning(e, "a reservation subscriber failed");
-        }
-    }
 
     public override string ToString() => $"reservation on {Relay} until {Expires:u}{(IsActive ? "" : " (lost)")}";
 

@@ -5,6 +5,7 @@ using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Multistream;
 using P2PInference.Facilities.Net.Yamux;
+using P2PInference.Facilities.Threading;
 
 namespace P2PInference.Facilities.Net.Protocols.Relay;
 
@@ -248,14 +249,7 @@ public sealed class RelayService : IDisposable
 
     private void RaiseClosed(PeerId source, PeerId target, RelayCircuitEnd end)
     {
-        try
-        {
-            CircuitClosed?.Invoke(source, target, end);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            _logger.LogWarning(e, "a CircuitClosed subscriber failed");
-        }
+        EventSubscribers.Raise(CircuitClosed, source, target, end, _logger, $"{nameof(RelayService)}.{nameof(CircuitClosed)}");
     }
 
     private async Task RefuseAsync(StreamContext context, RelayStatus status, string reason, CancellationToken cancellationToken)
