@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using P2PInference.Facilities.Dht;
 using P2PInference.Facilities.Identity;
+using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Net.Protocols.AutoNat;
 using P2PInference.Facilities.Net.Protocols.Dcutr;
@@ -69,8 +70,10 @@ internal static class NodeCommand
             var identity = path is null ? KeyPair.Generate() : KeyFile.LoadOrCreate(path);
             using var logging = CliNode.CreateLoggerFactory(LogLevel.Warning);
             var announced = (result.GetValue(announce) ?? []).Select(CliOptions.ParseAddress).ToArray();
-            if (announced.FirstOrDefault(a => a.PeerId is not null || a.HasUnspecifiedHost) is { } undialable)
-                throw new FormatException($"--announce '{undialable}': name an address peers can dial, without /p2p/ (the node's own id is added)");
+            foreach (var address in announced)
+            {
+                if (HostOptions.AnnounceAddressProblem(address) is { } problem) throw new FormatException($"--announce '{address}' {problem}");
+            }
             await using var host = CliNode.CreateHost(identity, logging, announced);
             using var natServer = new AutoNatServer(host, new AutoNatServerOptions
             {

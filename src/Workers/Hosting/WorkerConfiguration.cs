@@ -1,6 +1,7 @@
 using System.Collections;
 using Microsoft.Extensions.Configuration;
 using P2PInference.Facilities.Addressing;
+using P2PInference.Facilities.Net.Host;
 using P2PInference.Facilities.Net.Transport;
 using P2PInference.Workers.Auth;
 using P2PInference.Workers.Gateway;
@@ -309,10 +310,8 @@ public static class WorkerConfiguration
             var text = host.AnnounceAddresses[i];
             if (!Multiaddress.TryParse(text, out var address) || address is null)
                 errors.Add($"Host:AnnounceAddresses[{i}]: '{text}' is not a valid multiaddr");
-            else if (address.PeerId is not null)
-                errors.Add($"Host:AnnounceAddresses[{i}]: '{text}' ends in /p2p/; leave it out, the node's own id is added");
-            else if (address.HasUnspecifiedHost)
-                errors.Add($"Host:AnnounceAddresses[{i}]: '{text}' is not an address peers can dial; name the address they reach this node at");
+            else if (HostOptions.AnnounceAddressProblem(address) is { } problem)
+                errors.Add($"Host:AnnounceAddresses[{i}]: '{text}' {problem}");
         }
 
         if (host.ProxyProtocolSources.Count > 0 && !host.ProxyProtocol)

@@ -73,7 +73,7 @@ public sealed class NodeCliTests
         Assert.That(JsonNode.Parse(identify.Stdout)!["listenAddrs"]!.AsArray().Select(a => (string)a!),
             Is.EqualTo(addresses.Select(a => a.WithoutPeerId().ToString())), "what identify tells peers is what the node printed");
         Assert.That(refused.ExitCode, Is.Not.Zero);
-        Assert.That(refused.Stderr, Does.Contain("--announce '/ip4/0.0.0.0/tcp/4001': name an address peers can dial"));
+        Assert.That(refused.Stderr, Does.Contain("--announce '/ip4/0.0.0.0/tcp/4001' is not an address peers can dial"));
         Assert.That(await node.TerminateAsync(token), Is.Zero);
     }
 

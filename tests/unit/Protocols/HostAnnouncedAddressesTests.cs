@@ -112,17 +112,19 @@ public sealed class HostAnnouncedAddressesTests
         Assert.That(a.IdentifyPushRounds, Is.EqualTo(2));
     });
 
-    [Test]
-    public void AnAnnounceAddressNamingAnotherPeer_IsRefused()
+    [TestCase("/ip4/203.0.113.9/tcp/4001/p2p/{other}", "names another peer")]
+    [TestCase("/ip4/0.0.0.0/tcp/4001", "is not an address peers can dial")]
+    [TestCase("/ip6/::/tcp/4001", "is not an address peers can dial")]
+    public void AnAnnounceAddressPeersCannotUse_IsRefused(string announce, string reason)
     {
         var other = KeyPair.FromRandom(new Random(1)).PeerId;
         var error = Assert.Throws<ArgumentException>(() => new P2PHost(new HostOptions
         {
             Identity = KeyPair.FromRandom(new Random(2)),
             Transports = [new InMemoryNetwork(new Microsoft.Extensions.Time.Testing.FakeTimeProvider()).CreateTransport("a")],
-            AnnounceAddresses = [Multiaddress.Parse($"/ip4/203.0.113.9/tcp/4001/p2p/{other}")],
+            AnnounceAddresses = [Multiaddress.Parse(announce.Replace("{other}", other.ToString(), StringComparison.Ordinal))],
         }));
-        Assert.That(error!.Message, Does.Contain("names another peer"));
+        Assert.That(error!.Message, Does.Contain(reason));
     }
 
     private static async Task<P2PHost> StartAsync(SimulationExecutor sim, InMemoryNetwork network, string name, IReadOnlyList<Multiaddress> announce)

@@ -21,6 +21,18 @@ public sealed class HostOptions
     /// </summary>
     public IReadOnlyList<Addressing.Multiaddress> AnnounceAddresses { get; init; } = [];
 
+    /// <summary>
+    /// Why an operator's <paramref name="address"/> cannot be announced, to follow the address in an error; null when it
+    /// can. The settings check and the CLI ask this, so both refuse the same addresses with the same words.
+    /// </summary>
+    public static string? AnnounceAddressProblem(Addressing.Multiaddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        if (address.PeerId is not null) return "ends in /p2p/; leave it out, the node's own id is added";
+        if (address.HasUnspecifiedHost) return "is not an address peers can dial; name the address they reach this node at";
+        return null;
+    }
+
     /// <summary>The machine's addresses, which a listen address on 0.0.0.0 or :: is announced as; replaced in tests.</summary>
     internal Func<IReadOnlyList<System.Net.IPAddress>> MachineAddresses { get; init; } = AnnouncedAddresses.OfThisMachine;
 

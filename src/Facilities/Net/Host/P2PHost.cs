@@ -53,6 +53,8 @@ public sealed class P2PHost : IAsyncDisposable
         }
         if (options.AnnounceAddresses.FirstOrDefault(a => a.PeerId is { } peer && peer != options.Identity.PeerId) is { } foreign)
             throw new ArgumentException($"announce address {foreign} names another peer", nameof(options));
+        if (options.AnnounceAddresses.FirstOrDefault(a => a.HasUnspecifiedHost) is { } unspecified)
+            throw new ArgumentException($"announce address {unspecified} {HostOptions.AnnounceAddressProblem(unspecified)}", nameof(options));
         _options = options;
         _announced = new AnnouncedAddresses(options.AnnounceAddresses, options.MachineAddresses);
         _logger = options.LoggerFactory.CreateLogger<P2PHost>();
