@@ -53,7 +53,7 @@ public sealed class WorkerNat : IAsyncDisposable
     private AutoNatClient? _autoNatClient;
     private Task? _loop;
     private DateTimeOffset _startedAt;
-    private bool _confirmedAddressesChanged;
+    private bool _announcedAddressesChanged;
     private int _disposed;
 
     /// <param name="circuit">The host's circuit relay transport (listed first in its transports); null: the node never reserves.</param>
@@ -128,9 +128,10 @@ public sealed class WorkerNat : IAsyncDisposable
             });
             _autoNatClient = new AutoNatClient(_host, (_options.AutoNatClient ?? new AutoNatClientOptions()) with { LoggerFactory = _options.LoggerFactory });
             _autoNatClient.StatusChanged += OnStatusChanged;
-            _host.ConfirmedAddressesChanged += OnConfirmedAddressesChanged;
             _autoNatClient.Start();
         }
+        // Reservations (circuit listeners), AutoNAT's confirmed addresses and the machine's own all change these.
+        _host.AnnouncedAddressesChanged += OnAnnouncedAddressesChanged;
         _loop = RunAsync(_stopping.Token);
     }
 
@@ -146,10 +147,10 @@ public sealed class WorkerNat : IAsyncDisposable
         RaiseChanged();
     }
 
-    /// <summary>AutoNAT confirmed an address peers reach us at, or one went: provider records should carry the change.</summary>
-    private void OnConfirmedAddressesChanged()
+    /// <summary>What peers are told to dial us at changed (AutoNAT confirmed an address, the machine moved networks): provider records should carry it.</summary>
+    private void OnAnnouncedAddressesChanged()
     {
-        lock (_gate) _confirmedAddressesChanged = true;
+        lock (_gate) _announcedAddressesChanged = true;
         Wake();
     }
 
@@ -184,7 +185,7 @@ public sealed class WorkerNat : IAsyncDisposable
                     wake = _wake.Task;
                 }
                 bool announce;
-                lock (_gate) (announce, _confirmedAddressesChanged) = (_confirmedAddressesChanged, false);
+                lock (_gate) (announce, _announcedAddressesChanged) = (_announcedAddressesChanged, false);
                 if (announce) await AddressesChangedAsync(stop);
                 TimeSpan? next;
                 try
@@ -221,13 +222,13 @@ public sealed class WorkerNat : IAsyncDisposable
         var (wanted, recheck) = WantRelays(now);
         if (!wanted)
         {
-            if (await DropAsync(_ => true, "reachability is public", cancellationToken)) await AddressesChangedAsync(cancellationToken);
+            await DropAsync(_ => true, "reachability is public", cancellationToken);
             return recheck;
         }
-        var changed = await DropAsync(h => h.LostSince is { } lost && now - lost >= _settings.RelaySearchInterval,
+        // A reservation taken or dropped changes the host's listeners, and so raises AnnouncedAddressesChanged.
+        await DropAsync(h => h.LostSince is { } lost && now - lost >= _settings.RelaySearchInterval,
             "the relay did not take us back", cancellationToken);
-        if (HeldCount < _settings.MaxReservations) changed |= await ReserveAsync(_settings.MaxReservations - HeldCount, cancellationToken);
-        if (changed) await AddressesChangedAsync(cancellationToken);
+        if (HeldCount < _settings.MaxReservations) await ReserveAsync(_settings.MaxReservations - HeldCount, cancellationToken);
         if (HeldCount < _settings.MaxReservations) return _settings.RelaySearchInterval;
         lock (_gate)
         {
@@ -255,7 +256,7 @@ public sealed class WorkerNat : IAsyncDisposable
         }
     }
 
-    private async Task<bool> ReserveAsync(int wanted, CancellationToken cancellationToken)
+    private async Task ReserveAsync(int wanted, CancellationToken cancellationToken)
     {
         var reserved = 0;
         var tried = 0;
@@ -271,7 +272,6 @@ public sealed class WorkerNat : IAsyncDisposable
         }
         if (reserved < wanted)
             _logger.LogInformation("holding {Held} of {Wanted} relay reservations; looking again in {Interval}", HeldCount, _settings.MaxReservations, _settings.RelaySearchInterval);
-        return reserved > 0;
     }
 
     /// <summary>The configured relays, then the DHT's, each with the addresses to reach it on (never a circuit address).</summary>
@@ -360,7 +360,7 @@ public sealed class WorkerNat : IAsyncDisposable
         RaiseChanged();
     }
 
-    private async Task<bool> DropAsync(Func<HeldReservation, bool> which, string reason, CancellationToken cancellationToken)
+    private async Task DropAsync(Func<HeldReservation, bool> which, string reason, CancellationToken cancellationToken)
     {
         List<(PeerId Relay, HeldReservation Held)> dropped;
         lock (_gate)
@@ -375,7 +375,6 @@ public sealed class WorkerNat : IAsyncDisposable
             _logger.LogInformation("dropped the reservation on relay {Relay}: {Reason}", relay, reason);
         }
         if (dropped.Count > 0) RaiseChanged();
-        return dropped.Count > 0;
     }
 
     private async Task AddressesChangedAsync(CancellationToken cancellationToken)
@@ -398,11 +397,11 @@ public sealed class WorkerNat : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         // Cancel, not CancelAsync: CancelAsync runs the callbacks off a simulation's thread.
         _stopping.Cancel();
+        _host.AnnouncedAddressesChanged -= OnAnnouncedAddressesChanged;
         if (_loop is not null) await _loop;
         if (_autoNatClient is not null)
         {
             _autoNatClient.StatusChanged -= OnStatusChanged;
-            _host.ConfirmedAddressesChanged -= OnConfirmedAddressesChanged;
             await _autoNatClient.DisposeAsync();
         }
         _autoNatServer?.Dispose();

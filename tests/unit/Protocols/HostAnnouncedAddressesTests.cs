@@ -2,6 +2,7 @@ using System.Net;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Host;
+using P2PInference.Facilities.Net.Transport;
 using P2PInference.TestKit.Network;
 using P2PInference.TestKit.Simulation;
 
@@ -127,17 +128,107 @@ public sealed class HostAnnouncedAddressesTests
         Assert.That(error!.Message, Does.Contain(reason));
     }
 
-    private static async Task<P2PHost> StartAsync(SimulationExecutor sim, InMemoryNetwork network, string name, IReadOnlyList<Multiaddress> announce)
+    [Test]
+    public void ReadingTheMachinesAddressesAgain_ChangesTheAnnouncedOnes_OnlyWhenTheyMoved()
+    {
+        IReadOnlyList<IPAddress> machine = [IPAddress.Parse("192.0.2.7"), IPAddress.Loopback];
+        var announced = new AnnouncedAddresses([], () => machine);
+        Assert.That(announced.SetListen([Multiaddress.Parse("/ip4/0.0.0.0/tcp/4001")]), Is.True);
+        Assert.That(announced.ExpandsMachineAddresses, Is.True);
+
+        Assert.That(announced.RefreshMachineAddresses(), Is.False, "the same addresses");
+        machine = [IPAddress.Parse("203.0.113.5"), IPAddress.Loopback];
+        Assert.That(announced.RefreshMachineAddresses(), Is.True);
+
+        Assert.That(announced.All.Select(a => a.ToString()), Is.EqualTo(new[] { "/ip4/203.0.113.5/tcp/4001", "/ip4/127.0.0.1/tcp/4001" }));
+    }
+
+    [Test]
+    public void AHostOn0000_TellsPeersItsNewAddresses_OnceTheMachinesAddressesSettle() => SimulationTest.Run(async sim =>
+    {
+        // A laptop that moves to another network: the operating system reports the change as a burst of events.
+        var network = new InMemoryNetwork(sim.Clock, sim.Seed);
+        IReadOnlyList<IPAddress> machine = [IPAddress.Parse("192.0.2.7"), IPAddress.Loopback];
+        Action? notify = null;
+        var unsubscribed = false;
+        await using var a = await StartAsync(sim, network, "a", [], () => machine, changed =>
+        {
+            notify = changed;
+            return new Unsubscribe(() => unsubscribed = true);
+        });
+        await using var b = await StartAsync(sim, network, "b", []);
+        Assert.That(notify, Is.Null, "a host without a listener on 0.0.0.0 or :: does not watch the machine");
+        await a.StartAsync([Multiaddress.Parse("/ip4/0.0.0.0/tcp/4001")], CancellationToken.None);
+        Assert.That(notify, Is.Not.Null);
+        var before = Multiaddress.Parse("/ip4/192.0.2.7/tcp/4001");
+        var after = Multiaddress.Parse("/ip4/203.0.113.5/tcp/4001");
+        await b.ConnectAsync(a.AdvertisedAddresses.First(x => x.ToString().StartsWith("/memory/", StringComparison.Ordinal)), CancellationToken.None);
+        await sim.Clock.WaitUntilAsync(() => b.PeerStore.GetAddresses(a.PeerId).Contains(before), TimeSpan.FromSeconds(30));
+        var raised = 0;
+        a.AnnouncedAddressesChanged += () => raised++;
+
+        machine = [IPAddress.Parse("203.0.113.5"), IPAddress.Loopback];
+        notify!();
+        notify();
+        await sim.Clock.AdvanceAsync(MachineAddressWatch.Settle / 2);
+        notify();
+        await sim.Clock.AdvanceAsync(MachineAddressWatch.Settle / 2);
+        Assert.That(a.AnnouncedAddresses, Does.Contain(before), "still settling: the last event came half a second ago");
+        await sim.Clock.AdvanceAsync(MachineAddressWatch.Settle / 2);
+
+        Assert.That(a.AnnouncedAddresses, Does.Contain(after).And.Not.Contain(before));
+        Assert.That(raised, Is.EqualTo(1), "one change announced for the burst");
+        await sim.Clock.WaitUntilAsync(() => b.PeerStore.GetAddresses(a.PeerId).Contains(after) && !b.PeerStore.GetAddresses(a.PeerId).Contains(before),
+            TimeSpan.FromSeconds(30));
+
+        await a.DisposeAsync();
+        Assert.That(unsubscribed, Is.True, "the host stops watching when disposed");
+    });
+
+    private static async Task<P2PHost> StartAsync(SimulationExecutor sim, InMemoryNetwork network, string name, IReadOnlyList<Multiaddress> announce,
+        Func<IReadOnlyList<IPAddress>>? machineAddresses = null, Func<Action, IDisposable>? watchMachineAddresses = null)
     {
         var host = new P2PHost(new HostOptions
         {
             Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
             RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
-            Transports = [network.CreateTransport(name)],
+            Transports = [network.CreateTransport(name), new UnspecifiedListenTransport()],
             TimeProvider = sim.Clock,
             AnnounceAddresses = announce,
+            MachineAddresses = machineAddresses ?? (() => throw new AssertionException("the machine's addresses are not read in this test")),
+            WatchMachineAddresses = watchMachineAddresses ?? (_ => throw new AssertionException("the machine is not watched in this test")),
         });
         await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
         return host;
+    }
+
+    private sealed class Unsubscribe(Action dispose) : IDisposable
+    {
+        public void Dispose() => dispose();
+    }
+
+    /// <summary>Listens on 0.0.0.0 or :: and never accepts: peers reach the host over the in-memory network.</summary>
+    private sealed class UnspecifiedListenTransport : ITransport
+    {
+        public bool CanDial(Multiaddress address) => false;
+
+        public bool CanListen(Multiaddress address) => address.HasUnspecifiedHost;
+
+        public ValueTask<RawConnection> DialAsync(Multiaddress address, CancellationToken cancellationToken) => throw new NotSupportedException();
+
+        public ValueTask<ITransportListener> ListenAsync(Multiaddress address, CancellationToken cancellationToken) => new(new Listener(address));
+
+        private sealed class Listener(Multiaddress address) : ITransportListener
+        {
+            public Multiaddress Address => address;
+
+            public async ValueTask<RawConnection> AcceptAsync(CancellationToken cancellationToken)
+            {
+                await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
+                throw new OperationCanceledException(cancellationToken);
+            }
+
+            public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        }
     }
 }

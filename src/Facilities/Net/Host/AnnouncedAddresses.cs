@@ -22,6 +22,7 @@ internal sealed class AnnouncedAddresses
     private readonly Lock _gate = new();
     private readonly Multiaddress[] _announce;
     private readonly Func<IReadOnlyList<IPAddress>> _machineAddresses;
+    private Multiaddress[] _bound = [];
     private Multiaddress[] _listen = [];
     private Multiaddress[] _confirmed = [];
     private volatile Multiaddress[] _all;
@@ -45,8 +46,17 @@ internal sealed class AnnouncedAddresses
         }
     }
 
-    /// <summary>Takes the host's bound listen addresses, expanding unspecified hosts.</summary>
-    public void SetListen(IReadOnlyList<Multiaddress> bound)
+    /// <summary>Whether a listen address is on 0.0.0.0 or ::, so that a change of the machine's addresses changes <see cref="All"/>.</summary>
+    public bool ExpandsMachineAddresses
+    {
+        get
+        {
+            lock (_gate) return _bound.Any(a => a.HasUnspecifiedHost);
+        }
+    }
+
+    /// <summary>Takes the host's bound listen addresses, expanding unspecified hosts; false when <see cref="All"/> stayed the same.</summary>
+    public bool SetListen(IReadOnlyList<Multiaddress> bound)
     {
         IReadOnlyList<IPAddress>? machine = null;
         var listen = new List<Multiaddress>(bound.Count);
@@ -63,9 +73,18 @@ internal sealed class AnnouncedAddresses
         }
         lock (_gate)
         {
+            _bound = [.. bound];
             _listen = [.. listen];
-            Rebuild();
+            return Rebuild();
         }
+    }
+
+    /// <summary>Reads the machine's addresses again (the operating system said they changed); false when <see cref="All"/> stayed the same.</summary>
+    public bool RefreshMachineAddresses()
+    {
+        Multiaddress[] bound;
+        lock (_gate) bound = _bound;
+        return SetListen(bound);
     }
 
     /// <summary>Replaces the confirmed addresses; false when they are the ones already held.</summary>
@@ -76,17 +95,19 @@ internal sealed class AnnouncedAddresses
         {
             if (next.SequenceEqual(_confirmed)) return false;
             _confirmed = next;
-            Rebuild();
-            return true;
+            return Rebuild();
         }
     }
 
-    private void Rebuild()
+    private bool Rebuild()
     {
         Debug.Assert(_gate.IsHeldByCurrentThread);
         // Peers keep no more than this of one identify, and a machine with many interfaces would otherwise outgrow the
         // message other implementations accept, failing every identify; what comes last (loopback) goes first.
-        _all = [.. _announce.Concat(_confirmed).Concat(_listen).Distinct().Take(MaxCount)];
+        Multiaddress[] all = [.. _announce.Concat(_confirmed).Concat(_listen).Distinct().Take(MaxCount)];
+        if (all.AsSpan().SequenceEqual(_all)) return false;
+        _all = all;
+        return true;
     }
 
     /// <summary>

@@ -36,6 +36,9 @@ public sealed class HostOptions
     /// <summary>The machine's addresses, which a listen address on 0.0.0.0 or :: is announced as; replaced in tests.</summary>
     internal Func<IReadOnlyList<System.Net.IPAddress>> MachineAddresses { get; init; } = AnnouncedAddresses.OfThisMachine;
 
+    /// <summary>Subscribes to changes of the machine's addresses (see <see cref="MachineAddressWatch"/>); replaced in tests.</summary>
+    internal Func<Action, IDisposable> WatchMachineAddresses { get; init; } = MachineAddressWatch.OfThisMachine;
+
     public string AgentVersion { get; init; } = "p2pinference/" + typeof(HostOptions).Assembly.GetName().Version?.ToString(3);
     public string ProtocolVersion { get; init; } = "ipfs/0.1.0";
 

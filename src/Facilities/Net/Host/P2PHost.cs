@@ -33,6 +33,7 @@ public sealed class P2PHost : IAsyncDisposable
     private readonly InboundConnectionLimiter _inbound;
     private readonly SourceRewriteDetector _sourceRewrites;
     private readonly IdentifyPushSender _identifyPush;
+    private readonly MachineAddressWatch _machineWatch;
     private readonly AnnouncedAddresses _announced;
     private volatile Func<PeerId, CancellationToken, ValueTask<bool>>? _trustedPeer;
     private readonly Action<PeerConnection, object?> _releaseInboundSlot;
@@ -62,6 +63,7 @@ public sealed class P2PHost : IAsyncDisposable
         _inbound = new InboundConnectionLimiter(options);
         _releaseInboundSlot = (_, slot) => _inbound.Release((string)slot!);
         _sourceRewrites = new SourceRewriteDetector(_logger);
+        _machineWatch = new MachineAddressWatch(options.WatchMachineAddresses, options.TimeProvider, OnMachineAddressesChanged);
         _identifyPush = new IdentifyPushSender(this, () => OwnIdentify(observed: null), options, _logger, _stopping.Token);
         PeerStore = new PeerStore(options.TimeProvider, options.MaxKnownPeers, logger: _logger);
         // A connected peer's protocols and addresses are what its streams and redials use; the connection caps bound them.
@@ -112,8 +114,11 @@ public sealed class P2PHost : IAsyncDisposable
     /// <summary>Addresses others were found to reach this node at, other than its listen addresses (set by AutoNAT: <see cref="SetConfirmedAddresses"/>).</summary>
     public IReadOnlyList<Multiaddress> ConfirmedAddresses => _announced.Confirmed;
 
-    /// <summary>Raised when <see cref="ConfirmedAddresses"/> change, so that records of this node elsewhere (the DHT's) can be renewed.</summary>
-    public event Action? ConfirmedAddressesChanged;
+    /// <summary>
+    /// Raised when <see cref="AnnouncedAddresses"/> change (confirmed addresses, listeners, the machine's addresses behind a
+    /// listener on 0.0.0.0), so that records of this node elsewhere (the DHT's) can be renewed.
+    /// </summary>
+    public event Action? AnnouncedAddressesChanged;
 
     /// <summary>
     /// Replaces the addresses peers were found to reach this node at (AutoNAT's dial-backs: a NAT's mapping of a listen
@@ -125,8 +130,20 @@ public sealed class P2PHost : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(addresses);
         if (!_announced.SetConfirmed(addresses)) return;
         _logger.LogInformation("confirmed addresses: {Addresses}", addresses.Count == 0 ? "none" : string.Join(", ", addresses));
+        AnnouncedChanged();
+    }
+
+    private void OnMachineAddressesChanged()
+    {
+        if (_disposed != 0 || !_announced.RefreshMachineAddresses()) return;
+        _logger.LogInformation("the machine's addresses changed; announcing {Addresses}", string.Join(", ", AnnouncedAddresses));
+        AnnouncedChanged();
+    }
+
+    private void AnnouncedChanged()
+    {
         SelfChanged();
-        EventSubscribers.Raise(ConfirmedAddressesChanged, _logger, $"{nameof(P2PHost)}.{nameof(ConfirmedAddressesChanged)}");
+        EventSubscribers.Raise(AnnouncedAddressesChanged, _logger, $"{nameof(P2PHost)}.{nameof(AnnouncedAddressesChanged)}");
     }
 
     public IReadOnlyCollection<string> Protocols => _protocols.Ids;
@@ -185,14 +202,16 @@ public sealed class P2PHost : IAsyncDisposable
             var transport = _options.Transports.FirstOrDefault(t => t.CanListen(address))
                 ?? throw new TransportException($"no transport can listen on {address}");
             var listener = await transport.ListenAsync(address, cancellationToken);
+            bool announcedChanged;
             lock (_listeners)
             {
                 _listeners.Add(listener);
                 _acceptLoops.Add(AcceptLoopAsync(listener));
-                _announced.SetListen(_listeners.Select(l => l.Address).ToArray());
+                announcedChanged = _announced.SetListen(_listeners.Select(l => l.Address).ToArray());
             }
             _logger.LogInformation("listening on {Address}", listener.Address.WithPeerId(PeerId));
-            SelfChanged();
+            if (listener.Address.HasUnspecifiedHost) _machineWatch.Start();
+            if (announcedChanged) AnnouncedChanged();
         }
     }
 
@@ -206,16 +225,17 @@ public sealed class P2PHost : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(address);
         ITransportListener? listener;
+        bool announcedChanged;
         lock (_listeners)
         {
             listener = _listeners.FirstOrDefault(l => l.Address.Equals(address));
             if (listener is null) return false;
             _listeners.Remove(listener);
-            _announced.SetListen(_listeners.Select(l => l.Address).ToArray());
+            announcedChanged = _announced.SetListen(_listeners.Select(l => l.Address).ToArray());
         }
         await listener.DisposeAsync();
         _logger.LogInformation("stopped listening on {Address}", address.WithPeerId(PeerId));
-        SelfChanged();
+        if (announcedChanged) AnnouncedChanged();
         return true;
     }
 
@@ -1184,6 +1204,7 @@ public sealed class P2PHost : IAsyncDisposable
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         // Cancel, not CancelAsync: CancelAsync runs the callbacks on TaskScheduler.Default, off a simulation's thread.
         _stopping.Cancel();
+        _machineWatch.Dispose();
         ITransportListener[] listeners;
         Task[] loops;
         lock (_listeners)

@@ -170,7 +170,7 @@ public sealed class AutoNatSimulationTests
         var me = await world.HostAsync("me", longIdle);
         foreach (var (host, _) in servers) await World.ConnectAsync(me, host);
         var reannounced = 0;
-        me.ConfirmedAddressesChanged += () => reannounced++;
+        me.AnnouncedAddressesChanged += () => reannounced++;
         var client = world.Client(me);
 
         client.Start();
