@@ -471,20 +471,12 @@ public sealed class RpcNodeStackTests
         Assert.That(await closed.Task, Is.SameAs(connection));
     });
 
-    private static async Task<P2PHost> StartSimulatedHostAsync(SimulationExecutor sim, InMemoryNetwork network, string name)
-    {
-        var host = new P2PHost(new HostOptions
+    private static Task<P2PHost> StartSimulatedHostAsync(SimulationExecutor sim, InMemoryNetwork network, string name) =>
+        sim.StartHostAsync(network, name, sim.HostOptionsFor(network, name) with
         {
-            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-            RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
-            Transports = [network.CreateTransport(name)],
-            TimeProvider = sim.Clock,
             IdleConnectionTimeout = TimeSpan.FromSeconds(10),
             MaintenanceInterval = TimeSpan.FromSeconds(1),
             IdentifyOnConnect = false,
             Yamux = new YamuxOptions { KeepAliveInterval = null },
         });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
-        return host;
-    }
 }

@@ -41,8 +41,11 @@ public sealed class TestKitReadmeExamplesTests
             sim.Run(async () =>
             {
                 var network = new InMemoryNetwork(sim.Clock, sim.Seed);
-                var a = await SimulationExecutor.InNode("a", () => StartHostAsync(network, "a", KeyPair.FromRandom(sim.CreateRandom("identity", "a"))));
-                // start more nodes, act, assert
+                var a = await sim.StartHostAsync(network, "a"); // a libp2p host as node "a", its keys drawn from the seed
+                var b = await sim.StartHostAsync(network, "b", sim.HostOptionsFor(network, "b") with { IdentifyOnConnect = false });
+                await b.ConnectAsync(a.AdvertisedAddresses[0], CancellationToken.None);
+                // act, assert
+                await b.DisposeAsync();
                 await a.DisposeAsync();
             });
             Console.WriteLine(sim); // seed=… strategy=… trace=<hash> steps=… virtual=…
@@ -184,17 +187,5 @@ public sealed class TestKitReadmeExamplesTests
         }
 
         return false;
-    }
-
-    private static async Task<P2PHost> StartHostAsync(InMemoryNetwork network, string name, KeyPair identity)
-    {
-        var host = new P2PHost(new HostOptions
-        {
-            Identity = identity,
-            Transports = [network.CreateTransport(name)],
-            TimeProvider = SimulationExecutor.Current!.Clock,
-        });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
-        return host;
     }
 }

@@ -20,10 +20,10 @@ public sealed class NatHostTests
         var token = deadline.Token;
         var network = NatTesting.CreateNetwork(sim);
         network.AddNatRouter("home", NatSimultaneousOpenTests.Preset(nat), IPAddress.Parse("198.51.100.20")).Add("alice");
-        await using var relay = await StartHostAsync(sim, network, "relay", token);
-        await using var alice = await StartHostAsync(sim, network, "alice", token);
-        await using var server = await StartHostAsync(sim, network, "server", token);
-        await using var erin = await StartHostAsync(sim, network, "erin", token);
+        await using var relay = await sim.StartHostAsync(network, "relay", cancellationToken: token);
+        await using var alice = await sim.StartHostAsync(network, "alice", cancellationToken: token);
+        await using var server = await sim.StartHostAsync(network, "server", cancellationToken: token);
+        await using var erin = await sim.StartHostAsync(network, "erin", cancellationToken: token);
 
         await alice.ConnectAsync(relay.AdvertisedAddresses[0], token);
         var observed = (await alice.IdentifyAsync(relay.PeerId, token)).ObservedAddress;
@@ -54,17 +54,4 @@ public sealed class NatHostTests
             Assert.That(atObserved, outsiderConnects ? Is.Null : Is.Not.Null);
         });
     });
-
-    private static async Task<P2PHost> StartHostAsync(SimulationExecutor sim, InMemoryNetwork network, string name, CancellationToken token)
-    {
-        var host = new P2PHost(new HostOptions
-        {
-            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-            Transports = [network.CreateTransport(name)],
-            TimeProvider = sim.Clock,
-            RandomSource = new SeededRandomSource(sim.CreateRandom("bytes", name)),
-        });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], token);
-        return host;
-    }
 }

@@ -41,8 +41,8 @@ public sealed class HeldNegotiationAnswerTests
         var network = new InMemoryNetwork(sim.Clock, sim.Seed);
         network.ConfigureLinks(link => link.Latency = Latency);
         var listenerTransport = new CountingTransport(network.CreateTransport("listener"));
-        var listener = await StartAsync(sim, "listener", listenerTransport, serve: true);
-        var dialer = await StartAsync(sim, "dialer", network.CreateTransport("dialer"), serve: false);
+        var listener = await StartAsync(sim, network, "listener", listenerTransport, serve: true);
+        var dialer = await StartAsync(sim, network, "dialer", network.CreateTransport("dialer"), serve: false);
         await dialer.ConnectAsync(listener.AdvertisedAddresses[0], CancellationToken.None);
         // A first exchange answers the session's opening ping (its RTT probe), which would otherwise ride with the test's frames.
         var warmUp = await dialer.OpenStreamAsync(listener.PeerId, Silent, CancellationToken.None);
@@ -53,15 +53,12 @@ public sealed class HeldNegotiationAnswerTests
         return new Pair(dialer, listener, listenerTransport, sim.Clock);
     }
 
-    private static async Task<P2PHost> StartAsync(SimulationExecutor sim, string name, ITransport transport, bool serve)
+    private static async Task<P2PHost> StartAsync(SimulationExecutor sim, InMemoryNetwork network, string name, ITransport transport, bool serve)
     {
-        var host = new P2PHost(new HostOptions
+        var host = await sim.StartHostAsync(network, name, sim.HostOptionsFor(network, name) with
         {
-            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-            RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
             Transports = [transport],
             SecurityProtocols = [PlaintextHandshake.ProtocolId],
-            TimeProvider = sim.Clock,
         });
         if (serve)
         {
@@ -81,8 +78,6 @@ public sealed class HeldNegotiationAnswerTests
             host.Handle(Failing, (_, _) => throw new InvalidOperationException("the handler failed before answering"));
             host.Handle(Silent, (_, _) => Task.CompletedTask);
         }
-
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
         return host;
     }
 

@@ -188,18 +188,14 @@ public sealed class HostAnnouncedAddressesTests
     private static async Task<P2PHost> StartAsync(SimulationExecutor sim, InMemoryNetwork network, string name, IReadOnlyList<Multiaddress> announce,
         Func<IReadOnlyList<IPAddress>>? machineAddresses = null, Func<Action, IDisposable>? watchMachineAddresses = null)
     {
-        var host = new P2PHost(new HostOptions
+        var options = sim.HostOptionsFor(network, name);
+        return await sim.StartHostAsync(network, name, options with
         {
-            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-            RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
-            Transports = [network.CreateTransport(name), new UnspecifiedListenTransport()],
-            TimeProvider = sim.Clock,
+            Transports = [.. options.Transports, new UnspecifiedListenTransport()],
             AnnounceAddresses = announce,
             MachineAddresses = machineAddresses ?? (() => throw new AssertionException("the machine's addresses are not read in this test")),
             WatchMachineAddresses = watchMachineAddresses ?? (_ => throw new AssertionException("the machine is not watched in this test")),
         });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
-        return host;
     }
 
     private sealed class Unsubscribe(Action dispose) : IDisposable

@@ -23,28 +23,13 @@ public sealed class IdentifyPushTests
 
     private static CancellationToken Token => CancellationToken.None;
 
-    /// <summary>A host whose identity and entropy come from the seed, not yet listening.</summary>
-    private static P2PHost NewHost(SimulationExecutor sim, InMemoryNetwork network, string name) => new(new HostOptions
-    {
-        Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-        RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
-        Transports = [network.CreateTransport(name)],
-        TimeProvider = sim.Clock,
-    });
-
-    private static async Task<P2PHost> StartAsync(SimulationExecutor sim, InMemoryNetwork network, string name)
-    {
-        var host = NewHost(sim, network, name);
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], Token);
-        return host;
-    }
 
     /// <summary>Two started hosts, <c>a</c> connected to <c>b</c> and both identified, handed to <paramref name="test"/> and disposed after it.</summary>
     private static void WithPair(Func<SimulationExecutor, InMemoryNetwork, P2PHost, P2PHost, Task> test) => SimulationTest.Run(async sim =>
     {
         var network = new InMemoryNetwork(sim.Clock, sim.Seed);
-        await using var a = await StartAsync(sim, network, "a");
-        await using var b = await StartAsync(sim, network, "b");
+        await using var a = await sim.StartHostAsync(network, "a");
+        await using var b = await sim.StartHostAsync(network, "b");
         var (outbound, _) = await HostConnections.ConnectAsync(a, b, Token, identify: true);
         await a.IdentifyAsync(outbound, Token);
         await test(sim, network, a, b);
@@ -82,8 +67,8 @@ public sealed class IdentifyPushTests
     {
         // b dials before it listens (as a node behind a NAT does before its relay reservation gives it an address).
         var network = new InMemoryNetwork(sim.Clock, sim.Seed);
-        await using var a = await StartAsync(sim, network, "a");
-        await using var b = NewHost(sim, network, "b");
+        await using var a = await sim.StartHostAsync(network, "a");
+        await using var b = new P2PHost(sim.HostOptionsFor(network, "b"));
         var (outbound, _) = await HostConnections.ConnectAsync(b, a, Token, identify: true);
         await b.IdentifyAsync(outbound, Token);
         Assert.That(a.PeerStore.GetAddresses(b.PeerId), Does.Not.Contain(InMemoryNetwork.AddressOf("b")));

@@ -32,15 +32,9 @@ public sealed class RpcDirectConnectionWaitTests
 
         public async Task<P2PHost> HostAsync(string name)
         {
-            var host = new P2PHost(new HostOptions
-            {
-                Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-                Transports = [new CircuitRelayTransport(), Network.CreateTransport(name)],
-                TimeProvider = sim.Clock,
-                RandomSource = new SeededRandomSource(sim.CreateRandom("host", name)),
-            });
+            var options = sim.HostOptionsFor(Network, name);
+            var host = await sim.StartHostAsync(Network, name, options with { Transports = [new CircuitRelayTransport(), .. options.Transports] });
             _owned.Insert(0, host);
-            await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
             return host;
         }
 

@@ -38,15 +38,8 @@ public sealed class RpcSeededTraceIdTests
 
     private static async Task<P2PHost> StartHostAsync(SimulationExecutor sim, InMemoryNetwork network, string name, bool seeded, CancellationToken ct)
     {
-        var host = new P2PHost(new HostOptions
-        {
-            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-            Transports = [network.CreateTransport(name)],
-            TimeProvider = sim.Clock,
-            RandomSource = seeded ? new SeededRandomSource(sim.CreateRandom("host-random", name)) : SystemRandomSource.Instance,
-        });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
-        return host;
+        var options = sim.HostOptionsFor(network, name);
+        return await sim.StartHostAsync(network, name, seeded ? options : options with { RandomSource = SystemRandomSource.Instance }, ct);
     }
 
     [Test]

@@ -67,19 +67,13 @@ public sealed class HostStackSimulationTests
 
     private static async Task<P2PHost> StartHostAsync(SimulationExecutor sim, InMemoryNetwork network, string name, CancellationToken token, IRandomSource? entropy = null)
     {
-        var host = new P2PHost(new HostOptions
-        {
-            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-            RandomSource = entropy ?? new SeededRandomSource(sim.CreateRandom("entropy", name)),
-            Transports = [network.CreateTransport(name)],
-            TimeProvider = sim.Clock,
-        });
+        var options = sim.HostOptionsFor(network, name);
+        var host = await sim.StartHostAsync(network, name, entropy is null ? options : options with { RandomSource = entropy }, token);
         host.Handle(EchoProtocol, async (context, ct) =>
         {
             await context.Stream.CopyToOnContextAsync(context.Stream, ct);
             await context.Stream.CompleteWritesAsync(ct);
         });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], token);
         return host;
     }
 

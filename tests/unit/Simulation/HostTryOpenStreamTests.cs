@@ -81,19 +81,10 @@ public sealed class HostTryOpenStreamTests
         await other.Stream!.DisposeAsync();
     });
 
-    private static Task<P2PHost> StartHostAsync(SimulationExecutor sim, InMemoryNetwork network, string name) =>
-        SimulationExecutor.InNode(name, async () =>
-        {
-            var host = new P2PHost(new HostOptions
-            {
-                Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-                RandomSource = new SeededRandomSource(sim.CreateRandom("entropy", name)),
-                Transports = [network.CreateTransport(name)],
-                TimeProvider = sim.Clock,
-                SecurityProtocols = [PlaintextHandshake.ProtocolId],
-            });
-            host.Handle(Protocol, (_, _) => Task.CompletedTask);
-            await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
-            return host;
-        });
+    private static async Task<P2PHost> StartHostAsync(SimulationExecutor sim, InMemoryNetwork network, string name)
+    {
+        var host = await sim.StartHostAsync(network, name, sim.HostOptionsFor(network, name) with { SecurityProtocols = [PlaintextHandshake.ProtocolId] });
+        host.Handle(Protocol, (_, _) => Task.CompletedTask);
+        return host;
+    }
 }

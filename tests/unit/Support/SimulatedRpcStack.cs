@@ -19,15 +19,7 @@ internal sealed class SimulatedRpcStack(SimulationExecutor sim) : IAsyncDisposab
 
     public async Task<(P2PHost Host, RpcNode Rpc)> NodeAsync(string name, CancellationToken ct, bool inboundPeersArePublic = false)
     {
-        var host = new P2PHost(new HostOptions
-        {
-            Identity = KeyPair.FromRandom(sim.CreateRandom("identity", name)),
-            Transports = [Network.CreateTransport(name)],
-            TimeProvider = sim.Clock,
-            RandomSource = new SeededRandomSource(sim.CreateRandom("host-random", name)),
-            InboundPeersArePublic = inboundPeersArePublic,
-        });
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], ct);
+        var host = await sim.StartHostAsync(Network, name, sim.HostOptionsFor(Network, name) with { InboundPeersArePublic = inboundPeersArePublic }, ct);
         var rpc = new RpcNode(host);
         foreach (var (other, _) in _nodes)
         {

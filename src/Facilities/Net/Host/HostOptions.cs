@@ -9,7 +9,7 @@ using P2PInference.Facilities.Net.Yamux;
 namespace P2PInference.Facilities.Net.Host;
 
 /// <summary>What a <see cref="P2PHost"/> is made of. Only <see cref="Identity"/> and <see cref="Transports"/> are required.</summary>
-public sealed class HostOptions
+public sealed record HostOptions
 {
     public required KeyPair Identity { get; init; }
     public required IReadOnlyList<ITransport> Transports { get; init; }

@@ -35,17 +35,14 @@ public sealed class AutoNatSimulationTests
         public async Task<P2PHost> HostAsync(string name, TimeSpan? idleConnectionTimeout = null, string? identity = null, bool listen = true,
             IReadOnlyList<Multiaddress>? announce = null)
         {
-            var host = new P2PHost(new HostOptions
+            var options = sim.HostOptionsFor(Network, name) with
             {
                 AnnounceAddresses = announce ?? [],
                 IdleConnectionTimeout = idleConnectionTimeout ?? DefaultIdleConnectionTimeout,
                 Identity = KeyPair.FromRandom(sim.CreateRandom("identity", identity ?? name)),
-                Transports = [Network.CreateTransport(name)],
-                TimeProvider = sim.Clock,
-                RandomSource = new SeededRandomSource(sim.CreateRandom("host", name)),
-            });
+            };
+            var host = listen ? await sim.StartHostAsync(Network, name, options) : new P2PHost(options);
             _owned.Add(host);
-            if (listen) await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
             return host;
         }
 

@@ -35,15 +35,13 @@ internal sealed class RelayTestWorld(SimulationExecutor sim) : IAsyncDisposable
     public async Task<(P2PHost Host, CircuitRelayTransport Circuit)> PeerAsync(string name, string? identity = null, bool inboundPeersArePublic = false)
     {
         var circuit = new CircuitRelayTransport();
-        var host = Own(new P2PHost(new HostOptions
+        var options = sim.HostOptionsFor(Network, name);
+        var host = Own(await sim.StartHostAsync(Network, name, options with
         {
             Identity = KeyPair.FromRandom(sim.CreateRandom("identity", identity ?? name)),
-            Transports = [circuit, Network.CreateTransport(name)],
-            TimeProvider = sim.Clock,
-            RandomSource = new SeededRandomSource(sim.CreateRandom("host", name)),
+            Transports = [circuit, .. options.Transports],
             InboundPeersArePublic = inboundPeersArePublic,
         }));
-        await host.StartAsync([InMemoryNetwork.AddressOf(name)], CancellationToken.None);
         host.Handle(Echo, async (context, ct) =>
         {
             await context.Stream.CopyToOnContextAsync(context.Stream, ct);
