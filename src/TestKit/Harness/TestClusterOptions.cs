@@ -58,7 +58,8 @@ public sealed class TestClusterOptions
 
     /// <summary>
     /// Adjusts a node's host options (timeouts, Yamux, identify…). Gets the harness's options (identity,
-    /// in-memory transport, simulation clock, seeded random source, logger) and returns the ones to use; keep those five.
+    /// in-memory transport, simulation clock, seeded random source, logger) and returns the ones to use; keep those five:
+    /// <c>ConfigureHost = (_, options) => options with { IdleConnectionTimeout = TimeSpan.FromSeconds(5) }</c>.
     /// </summary>
     public Func<TestNodeSpec, HostOptions, HostOptions>? ConfigureHost { get; init; }
 

@@ -261,8 +261,8 @@ public sealed class TestNode
         };
         if (options.ConfigureHost is not null) hostOptions = options.ConfigureHost(Spec, hostOptions);
         var host = new P2PHost(hostOptions);
-        host.PeerConnected += c => PeerConnected?.Invoke(c);
-        host.PeerDisconnected += c => PeerDisconnected?.Invoke(c);
+        host.PeerConnected += c => EventSubscribers.Raise(PeerConnected, c, _logger, $"{nameof(TestNode)}.{nameof(PeerConnected)}");
+        host.PeerDisconnected += c => EventSubscribers.Raise(PeerDisconnected, c, _logger, $"{nameof(TestNode)}.{nameof(PeerDisconnected)}");
         var stopping = new CancellationTokenSource();
         var components = new List<object>();
         var context = new TestNodeContext(this, host, Store, components, stopping.Token)

@@ -30,6 +30,25 @@ public sealed class TestClusterTests
     });
 
     [Test]
+    public void ConfigureHost_ChangesWhatANodeTellsItsPeers_AndAThrowingPeerConnectedHandlerStopsNoOther() => SimulationTest.Run(async sim =>
+    {
+        await using var cluster = await TestCluster.StartAsync(new TestClusterOptions
+        {
+            Nodes = 2,
+            ConfigureHost = (spec, options) => options with { AgentVersion = $"custom/{spec.Name}" },
+        }, CancellationToken.None);
+        var seen = new List<string>();
+        cluster["node-1"].PeerConnected += _ => throw new InvalidOperationException("a test's handler is broken");
+        cluster["node-1"].PeerConnected += c => seen.Add(c.RemotePeer.ToString());
+
+        await cluster.ConnectAllAsync(CancellationToken.None);
+        var info = await cluster["node-0"].Host.IdentifyAsync(cluster["node-1"].PeerId, CancellationToken.None);
+
+        Assert.That(info.AgentVersion, Is.EqualTo("custom/node-1"));
+        Assert.That(seen, Is.EqualTo(new[] { cluster["node-0"].PeerId.ToString() }));
+    });
+
+    [Test]
     public void ConnectAll_ConnectsEveryPair_AndPingsCrossTheStack() => SimulationTest.Run(async sim =>
     {
         await using var cluster = await TestCluster.StartAsync(new TestClusterOptions { Nodes = 5 }, CancellationToken.None);
