@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Buffers.Binary;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Discovery;
 using P2PInference.Facilities.Encoding;

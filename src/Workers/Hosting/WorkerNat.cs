@@ -54,6 +54,7 @@ public sealed class WorkerNat : IAsyncDisposable
     private Task? _loop;
     private DateTimeOffset _startedAt;
     private bool _announcedAddressesChanged;
+    private bool _reconciling;
     private int _disposed;
 
     /// <param name="circuit">The host's circuit relay transport (listed first in its transports); null: the node never reserves.</param>
@@ -150,8 +151,12 @@ public sealed class WorkerNat : IAsyncDisposable
     /// <summary>What peers are told to dial us at changed (AutoNAT confirmed an address, the machine moved networks): provider records should carry it.</summary>
     private void OnAnnouncedAddressesChanged()
     {
-        lock (_gate) _announcedAddressesChanged = true;
-        Wake();
+        lock (_gate)
+        {
+            _announcedAddressesChanged = true;
+            // A reservation taken or dropped in this round is announced at its end; waking would run the round again.
+            if (!_reconciling) _wake.TrySetResult();
+        }
     }
 
     private bool CanReserve => _circuit is not null && _settings.MaxReservations > 0;
@@ -184,10 +189,8 @@ public sealed class WorkerNat : IAsyncDisposable
                     if (_wake.Task.IsCompleted) _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                     wake = _wake.Task;
                 }
-                bool announce;
-                lock (_gate) (announce, _announcedAddressesChanged) = (_announcedAddressesChanged, false);
-                if (announce) await AddressesChangedAsync(stop);
                 TimeSpan? next;
+                lock (_gate) _reconciling = true;
                 try
                 {
                     next = await ReconcileAsync(stop);
@@ -197,6 +200,13 @@ public sealed class WorkerNat : IAsyncDisposable
                     _logger.LogWarning(e, "managing relay reservations failed");
                     next = _settings.RelaySearchInterval;
                 }
+                finally
+                {
+                    lock (_gate) _reconciling = false;
+                }
+                bool announce;
+                lock (_gate) (announce, _announcedAddressesChanged) = (_announcedAddressesChanged, false);
+                if (announce) await AddressesChangedAsync(stop);
                 // Until something changes, or until the recheck is due.
                 using var due = next is { } wait ? new CancellationTokenSource(wait, _host.TimeProvider) : null;
                 using var waiting = CancellationTokenSource.CreateLinkedTokenSource(stop, due?.Token ?? default);

@@ -3,7 +3,6 @@ using System.Collections.Concurrent;
 using System.Collections.Frozen;
 using System.Runtime.ExceptionServices;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Net.Multistream;

@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using P2PInference.Facilities.Addressing;
 using P2PInference.Facilities.Identity;
 using P2PInference.Facilities.Threading;
