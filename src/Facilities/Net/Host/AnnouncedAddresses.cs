@@ -46,15 +46,6 @@ internal sealed class AnnouncedAddresses
         }
     }
 
-    /// <summary>Whether a listen address is on 0.0.0.0 or ::, so that a change of the machine's addresses changes <see cref="All"/>.</summary>
-    public bool ExpandsMachineAddresses
-    {
-        get
-        {
-            lock (_gate) return _bound.Any(a => a.HasUnspecifiedHost);
-        }
-    }
-
     /// <summary>Takes the host's bound listen addresses, expanding unspecified hosts; false when <see cref="All"/> stayed the same.</summary>
     public bool SetListen(IReadOnlyList<Multiaddress> bound)
     {
