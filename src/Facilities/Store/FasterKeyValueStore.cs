@@ -368,7 +368,7 @@ public sealed class FasterKeyValueStore : IKeyValueStore, IAsyncDisposable
             SegmentSizeBits = 30,
             MutableFraction = 0.9,
         };
-        var checkpointSettings = checkpointDir is null ? null : new CheckpointSettings { CheckpointDir = checkpointDir, RemoveOutdated = false };
+        var checkpointSettings = checkpointDir is null ? null : new CheckpointSettings { CheckpointManager = SynchronousMetadataDevices.Manager(checkpointDir) };
         var buckets = Math.Max(1L << 10, (long)BitOperations.RoundUpToPowerOf2((ulong)Math.Max(1, options.ExpectedKeyCount / 4)));
         var serializers = new SerializerSettings<string, byte[]>
         {

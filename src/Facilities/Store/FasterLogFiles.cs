@@ -22,7 +22,7 @@ internal static class FasterLogFiles
             return new FasterLog(new FasterLogSettings
             {
                 LogDevice = device,
-                LogCommitDir = directory,
+                LogCommitManager = SynchronousMetadataDevices.Manager(directory),
                 PageSizeBits = pageBits,
                 MemorySizeBits = pageBits + 2,
                 SegmentSizeBits = Math.Max(30, pageBits + 1),
