@@ -16,11 +16,7 @@ public sealed class SynchronousMetadataDevicesTests
     private string _directory = null!;
 
     [SetUp]
-    public void SetUp()
-    {
-        _directory = Path.Combine(Path.GetTempPath(), "p2pinference-metadata-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(_directory);
-    }
+    public void SetUp() => _directory = Directory.CreateTempSubdirectory("p2pinference-metadata-").FullName;
 
     [TearDown]
     public void TearDown() => Directory.Delete(_directory, recursive: true);
