@@ -6,9 +6,10 @@ namespace P2PInference.Facilities.Store;
 internal static class FasterLogFiles
 {
     /// <summary>
-    /// FASTER's own removal of older commit records is off: it deletes them even when writing the new
-    /// one fails (a full disk), leaving no readable commit and so an empty log on the next open. The
-    /// caller prunes with <see cref="PruneCommits"/> after each successful commit.
+    /// FASTER's own removal of older commit records is off (the manager from
+    /// <see cref="SynchronousMetadataDevices.Manager"/> never deletes): it deletes them even when writing
+    /// the new one fails (a full disk), leaving no readable commit and so an empty log on the next open.
+    /// The caller prunes with <see cref="PruneCommits"/> after each successful commit.
     /// </summary>
     /// <param name="onDevice">Receives the device as soon as it exists, so the caller can dispose it if opening fails.</param>
     /// <exception cref="StoreException">The log is corrupted or unreadable.</exception>
@@ -27,7 +28,6 @@ internal static class FasterLogFiles
                 MemorySizeBits = pageBits + 2,
                 SegmentSizeBits = Math.Max(30, pageBits + 1),
                 LogChecksum = LogChecksumType.PerEntry,
-                RemoveOutdatedCommits = false,
                 TryRecoverLatest = true,
             });
         }
